@@ -1,0 +1,116 @@
+"""The objective every backend optimises, as coefficient arrays.
+
+We maximise, in "value units" (VU):
+
+    sum_i sum_k segment_value[i, k] * s[i, k]  -  sum_i sum_t slot_cost[t] * wh_per_w[t] * x[i, t]
+
+where x[i, t] is connector i's power in slot t [W], and the energy delivered to i,
+d_i = sum_t wh_per_w[t] * x[i, t] [Wh], is split into K equal segments s[i, 0..K-1] of
+segment_wh[i] = energy_wh[i] / K each (so d_i <= energy_wh[i]).
+
+The three goals, in strict priority, come from how the coefficients are separated:
+
+1. Energy, weighted by priority: segment_value[i, k] = A * w_i + f_k.
+2. Cost: slot_cost[t] = P_t * T + t, where P_t is the price quantised to 1/1000 of the largest
+   absolute price in the horizon (0 when no prices are given), so without prices earlier slots
+   are strictly cheaper, and with prices earliness breaks ties between equal prices.
+   Every slot_cost is an integer.
+3. Fairness: f_k = (K - 1 - k) / (2 K) < 1/2 VU per Wh, decreasing in k: a session's first
+   quarter is worth more than its second, and so on. When energy is short, every session
+   competing for the same capacity gets its first quarter before any gets its second — a
+   concave, piecewise-linear value of delivered energy, which keeps the model linear (and a
+   network flow).
+
+Why the order is strict. Any change from one feasible schedule to another decomposes (flow
+decomposition over the (node, slot) network) into paths that deliver more energy and cycles that
+move energy between sessions or slots. Per Wh moved:
+- a path that delivers one more Wh to session i in slot t gains A * w_i + f_k - slot_cost[t],
+  which is > 0 because A * w_min > max(slot_cost) + 1: delivering more always wins (1 before 2, 3);
+- a cycle that moves energy from session j to session i gains A * (w_i - w_j) plus cost and
+  fairness terms; weights are quantised to 0.01, and A * 0.01 > (cost range) + 1, so a higher
+  priority always wins over cost and fairness (1 before 2, 3) — A is sized by the smallest gap
+  between distinct weights present;
+- a cycle at equal weights changes cost by an integer combination of slot costs — 0 or at least
+  1 VU per Wh — and fairness by at most max(f) - min(f) < 1/2 VU per Wh: cost decides first, and
+  fairness only splits what cost leaves tied (2 before 3).
+The same holds for the min-cost network flow, where all coefficients are integers after scaling
+by 2 K (see optimizer/flow.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.problem import Problem
+
+N_SEGMENTS = 4
+PRICE_LEVELS = 1000
+WEIGHT_QUANTUM = 0.01
+
+
+@dataclass(frozen=True, eq=False)
+class Objective:
+    slot_cost: np.ndarray      # (T,) VU per Wh charged in slot t (integers stored as float)
+    segment_value: np.ndarray  # (N, K) VU per Wh of segment k of session i
+    segment_wh: np.ndarray     # (N,) size of every segment of session i [Wh]
+    energy_scale: float        # A
+    fairness: np.ndarray       # (K,) f_k
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.segment_value.shape[1])
+
+
+def quantised_weight(weight: np.ndarray) -> np.ndarray:
+    return np.maximum(np.round(weight / WEIGHT_QUANTUM) * WEIGHT_QUANTUM, WEIGHT_QUANTUM)
+
+
+def quantised_price_levels(price_per_kwh: np.ndarray | None, n_slots: int) -> np.ndarray:
+    """(T,) integer price levels P_t; zeros without prices."""
+    if price_per_kwh is None:
+        return np.zeros(n_slots)
+    scale = float(np.max(np.abs(price_per_kwh)))
+    if scale == 0.0:
+        return np.zeros(n_slots)
+    return np.round(price_per_kwh / scale * PRICE_LEVELS)
+
+
+def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective:
+    t = problem.n_slots
+    slot_cost = quantised_price_levels(problem.price_per_kwh, t) * t + np.arange(t)
+    weight = quantised_weight(problem.weight)
+    cost_range = float(slot_cost.max() - slot_cost.min())
+    positive_cost = max(float(slot_cost.max()), 0.0)
+    # A is a whole multiple of 100 so A * w (w in steps of 0.01) is an integer.
+    need = (positive_cost + 1.0) / float(weight.min())
+    distinct = np.unique(weight)
+    if distinct.size > 1:
+        weight_gap = float(np.min(np.diff(distinct)))  # at least WEIGHT_QUANTUM
+        need = max(need, (cost_range + 1.0) / weight_gap)
+    energy_scale = 100.0 * np.floor(need / 100.0 + 1.0)
+    k = np.arange(n_segments)
+    fairness = (n_segments - 1 - k) / (2.0 * n_segments)
+    segment_value = energy_scale * weight[:, None] + fairness[None, :]
+    segment_wh = problem.energy_wh / n_segments
+    return Objective(slot_cost=slot_cost, segment_value=segment_value, segment_wh=segment_wh,
+                     energy_scale=energy_scale, fairness=fairness)
+
+
+def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    """(N,) energy each connector receives from power_w over the horizon [Wh]."""
+    return np.asarray(power_w, dtype=float) @ problem.wh_per_w
+
+
+def evaluate(problem: Problem, objective: Objective, power_w: np.ndarray) -> float:
+    """The objective value of any allocation (segments filled best-first, capped at the request)."""
+    power_w = np.asarray(power_w, dtype=float)
+    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
+    # Segment k holds what is delivered beyond k segments, up to one segment.
+    k = np.arange(objective.n_segments)
+    seg = objective.segment_wh[:, None]
+    filled = np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
+    value = float(np.sum(objective.segment_value * filled))
+    cost = float(np.sum((power_w * problem.wh_per_w[None, :]) @ objective.slot_cost))
+    return value - cost
