@@ -1,0 +1,103 @@
+"""The site as plain, typed data: circuit tree, stations, connectors, settings.
+
+No I/O, nothing about OCPP, the store or aiohttp. `config.py` builds these from the site file.
+Units are in the names; every current is per phase, every voltage phase-to-neutral.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+PHASE_NAMES = ("L1", "L2", "L3")
+GRID_CIRCUIT_ID = "grid"
+
+
+class RateUnit(StrEnum):
+    """The unit a station wants its charging-profile limits in (OCPP chargingRateUnit)."""
+
+    AMPS = "A"
+    WATTS = "W"
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A node of the circuit tree: the grid connection (root), a feeder or a breaker."""
+
+    circuit_id: str
+    parent_id: str | None              # None only for the root (the grid connection)
+    limit_w: float | None = None       # power limit [W], None = no power limit
+    limit_a: float | None = None       # per-phase current limit [A], None = no current limit
+
+
+@dataclass(frozen=True)
+class Connector:
+    connector_id: int                  # OCPP connectorId, 1-based
+    phases: int = 3                    # 1 or 3
+    phase: str = "L1"                  # site phase a single-phase connector loads (L1/L2/L3)
+    max_current_a: float = 32.0        # per phase [A]
+    min_current_a: float = 6.0         # IEC 61851: the smallest non-zero rate [A]
+    max_power_w: float | None = None   # optional extra cap [W]; None = from current and voltage
+
+
+@dataclass(frozen=True)
+class Station:
+    station_id: str                    # OCPP charge point identity (the URL path)
+    circuit_id: str                    # the circuit it hangs under
+    connectors: tuple[Connector, ...]
+    password: str | None = None        # OCPP security profile 1/2 AuthorizationKey, 16-20 bytes
+    max_current_a: float | None = None  # station-wide per-phase limit [A]
+    max_power_w: float | None = None   # station-wide limit [W]
+    rate_unit: RateUnit = RateUnit.AMPS
+    voltage_v: float = 230.0
+
+    def connector(self, connector_id: int) -> Connector | None:
+        return next((c for c in self.connectors if c.connector_id == connector_id), None)
+
+
+@dataclass(frozen=True)
+class SessionDefaults:
+    """What we assume about a session whose needs nobody told us."""
+
+    energy_wh: float = 20_000.0
+    dwell_s: float = 4 * 3600.0
+
+
+@dataclass(frozen=True)
+class CapWindow:
+    """An operator's scheduled grid cap: limit_w applies from start (inclusive) to end (exclusive)."""
+
+    start: object                      # datetime, timezone-aware UTC
+    end: object
+    limit_w: float
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database: str = "smartcharge.sqlite"
+    heartbeat_interval_s: int = 300
+    call_timeout_s: float = 30.0       # how long we wait for a station's answer
+    ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    circuits: tuple[Circuit, ...]      # root (the grid connection) first, parents before children
+    stations: tuple[Station, ...]
+    id_tags: frozenset[str] = frozenset()
+    accept_unknown_stations: bool = False  # True: unknown stations connect and get Pending
+    session_defaults: SessionDefaults = SessionDefaults()
+    cap_schedule: tuple[CapWindow, ...] = ()
+    operator_tokens: frozenset[str] = frozenset()
+    utility_tokens: frozenset[str] = frozenset()
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def root(self) -> Circuit:
+        return self.circuits[0]
+
+    def station(self, station_id: str) -> Station | None:
+        return next((s for s in self.stations if s.station_id == station_id), None)
