@@ -4,6 +4,6 @@ No I/O, no asyncio, no imports from smartcharge.
 """
 
 from optimizer.problem import Problem
-from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule
+from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
-__all__ = ["Problem", "Schedule", "OPTIMAL", "NEAR_OPTIMAL", "FALLBACK"]
+__all__ = ["Problem", "Schedule", "SolverFailed", "OPTIMAL", "NEAR_OPTIMAL", "FALLBACK"]

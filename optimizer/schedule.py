@@ -29,3 +29,7 @@ class Schedule:
     @property
     def total_s(self) -> float:
         return self.build_s + self.solve_s
+
+
+class SolverFailed(RuntimeError):
+    """A backend could not produce a solution (error, infeasible model, time limit)."""
