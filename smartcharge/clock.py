@@ -1,0 +1,87 @@
+"""Time: one clock object everybody asks, so tests and the demo can run the site in fast time.
+
+All times are timezone-aware UTC datetimes. `SystemClock` is wall time; `AcceleratedClock` runs
+`speed` simulated seconds per real second from a chosen start, and its `sleep()` sleeps the
+matching shorter real time. Code that waits for simulated time must use `clock.sleep()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    @property
+    def speed(self) -> float: ...
+
+
+class SystemClock:
+    speed = 1.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+
+class AcceleratedClock:
+    """Simulated time: `speed` simulated seconds pass per real (monotonic) second."""
+
+    def __init__(self, start: datetime, speed: float = 60.0) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._start = start.astimezone(UTC)
+        self._real_start = time.monotonic()
+        self.speed = float(speed)
+
+    def now(self) -> datetime:
+        elapsed_s = (time.monotonic() - self._real_start) * self.speed
+        return self._start + timedelta(seconds=elapsed_s)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0) / self.speed)
+
+
+def utc_now_whole_second(clock: Clock) -> datetime:
+    return clock.now().replace(microsecond=0)
+
+
+def format_ocpp_time(moment: datetime) -> str:
+    """Whole-second UTC with a Z, e.g. 2026-01-01T12:00:00Z: some stations fail on fractions."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: every time we send must be timezone-aware")
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_ocpp_time(text: str) -> datetime:
+    """Strict RFC 3339 date-time with a zone, returned in UTC. Raises ValueError otherwise.
+
+    OCPP's JSON schemas say `format: date-time`, which the `ocpp` library does not enforce, so
+    "yesterday" or a naive local time must be caught here, at the edge.
+    """
+    if not isinstance(text, str) or not _RFC3339.match(text):
+        raise ValueError(f"not an RFC 3339 date-time with a time zone: {text!r}")
+    normalised = text.replace("z", "Z").replace("t", "T").replace(" ", "T")
+    if normalised.endswith("Z"):
+        normalised = normalised[:-1] + "+00:00"
+    # fromisoformat handles up to 6 fractional digits; stations sometimes send more.
+    match = re.match(r"^(.*\.\d{6})\d+(.*)$", normalised)
+    if match:
+        normalised = match.group(1) + match.group(2)
+    return datetime.fromisoformat(normalised).astimezone(UTC)
