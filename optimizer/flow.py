@@ -1,0 +1,202 @@
+"""Exact min-cost network flow backend, for problems whose limits form a flow network.
+
+With power limits on a tree, the allocation model (optimizer/objective.py) is a min-cost flow of
+energy over (tree node, slot) pairs:
+
+    source --K segment arcs, capacity segment_wh[i], cost -segment_value[i, k]--> session i
+    session i --capacity upper_w[i, t] * wh_per_w[t], cost 0--> (node of i, t)
+    (node, t) --capacity node_limit_w[node, t] * wh_per_w[t]--> (parent, t) ... (root, t)
+    (root, t) --capacity root limit, cost slot_cost[t]--> sink
+    source --bypass, cost 0--> sink                (energy not delivered)
+
+The source supplies every requested Wh; what the bypass carries is the shortfall, so the solver
+chooses how much to deliver. Maximising the objective is minimising this flow's cost.
+
+Exact integers. Flow is in units of 1/FLOW_UNITS_PER_WH Wh (mWh) and every capacity is rounded
+*down* to a whole unit, so the result never exceeds a limit; it may deliver up to one unit per
+arc less than the real optimum. Costs are the objective's coefficients times 2 K, which
+objective.py guarantees are integers.
+
+Per-phase current limits are a flow only where they reduce to a power limit on the same node:
+when every connector under the node puts the same current per watt on each phase (e.g. all
+3-phase at one voltage, or all single-phase on one phase at one voltage), or when the limit can
+never bind (even every connector at its maximum stays under it). `applicable(problem)` says so.
+
+Graph size. A (node, slot) layer exists only where the node's limit can bind in that slot (its
+subtree's maxima add up to more than the limit) and at the root; a connector feeds the nearest
+ancestor layer that exists, so unlimited stations and idle feeders cost nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ortools.graph.python import min_cost_flow
+
+from optimizer.objective import Objective, evaluate
+from optimizer.problem import Problem
+from optimizer.schedule import SolverFailed
+
+FLOW_UNITS_PER_WH = 1000  # flow unit: 1 mWh
+SOURCE, SINK, FIRST_SESSION = 0, 1, 2
+
+
+def _node_power_limit_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray | None:
+    """(M, T) power limits with every per-phase current limit folded in, or None if one cannot be."""
+    limit_w = np.array(problem.node_limit_w, dtype=float)
+    limited = np.flatnonzero(np.isfinite(problem.node_limit_a).any(axis=1))
+    if limited.size == 0:
+        return limit_w
+    node_connector = problem.node_connector
+    amps_per_w = problem.amps_per_w
+    for node in limited:  # only nodes with a current limit: a handful (site, feeders)
+        conns = node_connector.indices[node_connector.indptr[node]:node_connector.indptr[node + 1]]
+        limit_a = problem.node_limit_a[node]
+        if conns.size == 0:
+            continue
+        rows = amps_per_w[conns]
+        if np.all(rows == rows[0]):
+            # Current on phase p is a_p * P for the whole subtree: a power limit of limit_a / a_p.
+            per_w = rows[0][rows[0] > 0].max()
+            limit_w[node] = np.minimum(limit_w[node], limit_a / per_w)
+            continue
+        load_a = upper_w[conns].T @ rows  # (T, 3): every connector at its maximum
+        if np.any(load_a > limit_a[:, None]):
+            return None
+    return limit_w
+
+
+def applicable(problem: Problem) -> bool:
+    """True when the min-cost flow is exact for this problem (see the module docstring)."""
+    return _node_power_limit_w(problem, problem.upper_w) is not None
+
+
+def _depth(node_parent: np.ndarray) -> np.ndarray:
+    depth = np.zeros(node_parent.shape[0], dtype=np.int64)
+    current = np.arange(node_parent.shape[0])
+    while True:
+        up = node_parent[current] >= 0
+        if not up.any():
+            return depth
+        depth += up
+        current = np.where(up, node_parent[current], current)
+
+
+def _layers(problem: Problem, limit_w: np.ndarray, upper_w: np.ndarray):
+    """Which (node, slot) layers exist, and the nearest existing layer at or above every node.
+
+    Returns (kept (M, T) bool, nearest (M, T) node index)."""
+    subtree_max_w = problem.node_connector @ upper_w  # (M, T)
+    kept = np.isfinite(limit_w) & (subtree_max_w > limit_w)
+    kept[0] = True
+    m = problem.n_nodes
+    parent = problem.node_parent
+    nearest = np.where(kept, np.arange(m)[:, None], 0)
+    depth = _depth(parent)
+    for level in range(1, int(depth.max()) + 1 if m > 1 else 1):
+        nodes = np.flatnonzero(depth == level)
+        nearest[nodes] = np.where(kept[nodes], nodes[:, None], nearest[parent[nodes]])
+    return kept, nearest
+
+
+def _floor_units(wh: np.ndarray) -> np.ndarray:
+    # A tiny relative slack keeps exact values (e.g. 2750.0 Wh) from flooring one unit low.
+    return np.floor(wh * FLOW_UNITS_PER_WH * (1.0 + 1e-12)).astype(np.int64)
+
+
+def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
+    """The flow network as arrays: (tails, heads, capacities, costs, supply, connector_arcs).
+
+    connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs."""
+    limit_w = _node_power_limit_w(problem, upper_w)
+    if limit_w is None:
+        raise SolverFailed("flow: a per-phase current limit couples 1- and 3-phase loads; "
+                           "it is not a network flow (use the LP)")
+    n, t, k = problem.n_connectors, problem.n_slots, objective.n_segments
+    wh_per_w = problem.wh_per_w
+    scale = 2 * k
+
+    # Segment arcs: source -> session.
+    seg_cap = np.repeat(_floor_units(objective.segment_wh), k)
+    seg_cost = -np.rint(objective.segment_value * scale).astype(np.int64).ravel()
+    total = int(seg_cap.sum())
+    big = max(total, 1)
+    seg_tail = np.zeros(n * k, dtype=np.int64)
+    seg_head = np.repeat(FIRST_SESSION + np.arange(n), k)
+
+    # Layer node ids.
+    kept, nearest = _layers(problem, limit_w, upper_w)
+    layer_id = np.full((problem.n_nodes, t), -1, dtype=np.int64)
+    n_layers = int(kept.sum())
+    layer_id[kept] = FIRST_SESSION + n + np.arange(n_layers)
+    slots = np.arange(t)
+
+    # Connector arcs: session -> nearest layer at or above its node.
+    conn_cap_all = _floor_units(upper_w * wh_per_w[None, :])
+    ci, ct = np.nonzero(conn_cap_all > 0)
+    conn_tail = FIRST_SESSION + ci
+    conn_head = layer_id[nearest[problem.connector_node[ci], ct], ct]
+    conn_cap = conn_cap_all[ci, ct]
+
+    # Tree arcs: each kept non-root layer -> nearest kept layer above it.
+    km, kt = np.nonzero(kept)
+    not_root = km != 0
+    km, kt = km[not_root], kt[not_root]
+    tree_tail = layer_id[km, kt]
+    tree_head = layer_id[nearest[problem.node_parent[km], kt], kt]
+    tree_cap = _floor_units(limit_w[km, kt] * wh_per_w[kt])
+
+    # Root arcs: (root, t) -> sink, carrying the slot cost.
+    root_limit = limit_w[0] * wh_per_w
+    root_cap = np.where(np.isfinite(root_limit), _floor_units(np.where(np.isfinite(root_limit),
+                                                                       root_limit, 0.0)), big)
+    root_cost = np.rint(objective.slot_cost * scale).astype(np.int64)
+
+    tails = np.concatenate([seg_tail, conn_tail, tree_tail, layer_id[0, slots], [SOURCE]])
+    heads = np.concatenate([seg_head, conn_head, tree_head, np.full(t, SINK), [SINK]])
+    caps = np.concatenate([seg_cap, conn_cap, np.minimum(tree_cap, big), np.minimum(root_cap, big),
+                           [big]])
+    costs = np.concatenate([seg_cost, np.zeros(ci.size + tree_tail.size, dtype=np.int64),
+                            root_cost, [0]])
+    return tails, heads, caps, costs, total, (n * k, ci, ct)
+
+
+def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
+               time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
+    """Exact optimum of the model by min-cost flow; power_w (N, T) and an info dict.
+
+    The network-flow solver cannot be interrupted: time_limit_s is not enforced, and a result
+    that arrives after it is still returned (info["over_time_limit"]), since a late exact answer
+    beats a fallback. Raises SolverFailed when the model is not a flow or the solver fails."""
+    started = time.perf_counter()
+    upper_w = np.asarray(upper_w, dtype=float)
+    if upper_w.shape != (problem.n_connectors, problem.n_slots):
+        raise ValueError(f"upper_w: shape {upper_w.shape}, expected "
+                         f"{(problem.n_connectors, problem.n_slots)}")
+    tails, heads, caps, costs, total, (first_conn, ci, ct) = build_graph(problem, objective, upper_w)
+    solver = min_cost_flow.SimpleMinCostFlow()
+    solver.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32),
+                                                caps, costs)
+    solver.set_nodes_supplies(np.array([SOURCE, SINK], dtype=np.int32),
+                              np.array([total, -total], dtype=np.int64))
+    built = time.perf_counter()
+    status = solver.solve()
+    solved = time.perf_counter()
+    if status != solver.OPTIMAL:
+        raise SolverFailed(f"flow: min-cost flow solver returned {status.name}")
+
+    arc_flow = solver.flows(np.arange(first_conn, first_conn + ci.size))
+    power_w = np.zeros((problem.n_connectors, problem.n_slots))
+    power_w[ci, ct] = arc_flow / FLOW_UNITS_PER_WH / problem.wh_per_w[ct]
+    solve_s = solved - built
+    info = {
+        "build_s": built - started,
+        "solve_s": solve_s,
+        "objective": evaluate(problem, objective, power_w),
+        "status": "optimal",
+        "n_arcs": int(tails.size),
+        "n_nodes": int(solver.num_nodes()),
+        "over_time_limit": time_limit_s is not None and (solved - started) > time_limit_s,
+    }
+    return power_w, info
