@@ -1,0 +1,179 @@
+"""Allocations -> OCPP 1.6 SetChargingProfile payloads (camelCase dicts, as on the wire). Pure.
+
+Rules every payload here follows:
+- limits are rounded DOWN to the 0.1 the schema requires (`multipleOf 0.1`): never more than
+  the allocation;
+- the limit is in the station's unit: A per phase (power / (phases x voltage)) or W, with
+  `numberPhases` set;
+- absolute profiles carry `startSchedule` at or just before `now` (whole seconds, truncated),
+  never in the future: a future start would leave a gap with no limit;
+- profile ids are fixed per (connector, purpose), so a re-send replaces, never stacks;
+- a schedule never has more periods than the station accepts: adjacent periods are merged and
+  the merged limit is the minimum of what it replaces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from smartcharge.clock import format_ocpp_time
+
+TX_PROFILE = "TxProfile"
+TX_DEFAULT_PROFILE = "TxDefaultProfile"
+CHARGE_POINT_MAX_PROFILE = "ChargePointMaxProfile"
+_PURPOSE_CODE = {TX_PROFILE: 1, TX_DEFAULT_PROFILE: 2, CHARGE_POINT_MAX_PROFILE: 3}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a station says it accepts (GetConfiguration), with conservative defaults."""
+
+    max_stack_level: int = 3
+    max_periods: int = 24
+    rate_units: tuple[str, ...] = ("A", "W")   # "Current" -> "A", "Power" -> "W"
+    max_profiles_installed: int | None = None
+
+
+def profile_id(connector_id: int, purpose: str, *, fallback: bool = False) -> int:
+    """Deterministic per (connector, purpose) within a station: a re-send replaces."""
+    return 1000 + 10 * connector_id + _PURPOSE_CODE[purpose] + (4 if fallback else 0)
+
+
+def round_down_01(value: float) -> float:
+    """Round down to a multiple of 0.1; a hair of float noise (72.9999999) is not a step down."""
+    if value <= 0 or not math.isfinite(value):
+        return 0.0 if value <= 0 else value
+    return round(math.floor(value * 10.0 + 1e-6) / 10.0, 1)
+
+
+def power_to_rate(power_w: float, unit: str, phases: int, voltage_v: float) -> float:
+    """Power [W] -> the station's unit, rounded down to 0.1 (A per phase or W)."""
+    if unit == "A":
+        return round_down_01(power_w / (phases * voltage_v))
+    if unit == "W":
+        return round_down_01(power_w)
+    raise ValueError(f"chargingRateUnit: must be 'A' or 'W', got {unit!r}")
+
+
+def rate_to_power(rate: float, unit: str, phases: int, voltage_v: float) -> float:
+    return rate * phases * voltage_v if unit == "A" else rate
+
+
+def merge_periods(starts_s: list[int], limits: list[float], max_periods: int
+                  ) -> tuple[list[int], list[float]]:
+    """Collapse equal neighbours, then merge the cheapest adjacent pair (least energy given up
+    by taking their minimum) until at most max_periods remain. starts_s[0] stays 0."""
+    if max_periods < 1:
+        raise ValueError("max_periods: must be at least 1")
+    starts, values = [], []
+    for start, value in zip(starts_s, limits):
+        if values and values[-1] == value:
+            continue
+        starts.append(start)
+        values.append(value)
+    while len(values) > max_periods:
+        best, best_cost = 0, math.inf
+        for i in range(len(values) - 1):
+            # Each period's length: up to the next start; the last one's length is unknown,
+            # count it as the previous one's so it is not merged for free.
+            lengths = [starts[j + 1] - starts[j] if j + 1 < len(starts) else
+                       starts[j] - starts[j - 1] for j in (i, i + 1)]
+            low = min(values[i], values[i + 1])
+            cost = (values[i] - low) * lengths[0] + (values[i + 1] - low) * lengths[1]
+            if cost < best_cost:
+                best, best_cost = i, cost
+        values[best] = min(values[best], values[best + 1])
+        del values[best + 1], starts[best + 1]
+        if best > 0 and values[best - 1] == values[best]:
+            del values[best], starts[best]
+    return starts, values
+
+
+def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float], *, unit: str,
+             phases: int, voltage_v: float, max_periods: int, duration_s: int | None = None,
+             min_power_w: float | None = None) -> dict:
+    """A chargingSchedule from per-period powers [W] beginning at start (period_starts_s[0] is 0).
+
+    startSchedule is `start` truncated to the whole second (so at or before it); period offsets
+    are counted from that truncated start.
+    """
+    start_whole = start.replace(microsecond=0)
+    # Offsets count from the truncated start; slot boundaries are whole seconds, so adding the
+    # dropped fraction lands on them exactly (the 1 ms guards against float noise).
+    fraction_s = start.microsecond / 1e6
+    starts = [0] + [max(1, int(math.floor(s + fraction_s + 1e-3))) for s in period_starts_s[1:]]
+    rates = [power_to_rate(p, unit, phases, voltage_v) for p in powers_w]
+    starts, rates = merge_periods(starts, rates, max_periods)
+    periods = [{"startPeriod": s, "limit": r, "numberPhases": phases}
+               for s, r in zip(starts, rates)]
+    out: dict = {"startSchedule": format_ocpp_time(start_whole), "chargingRateUnit": unit,
+                 "chargingSchedulePeriod": periods}
+    if duration_s is not None:
+        out["duration"] = int(duration_s)
+    if min_power_w:
+        out["minChargingRate"] = power_to_rate(min_power_w, unit, phases, voltage_v)
+    return out
+
+
+def set_charging_profile(connector_id: int, purpose: str, charging_schedule: dict, *,
+                         stack_level: int, transaction_id: int | None = None,
+                         fallback: bool = False) -> dict:
+    """The whole SetChargingProfile request payload (camelCase, as on the wire)."""
+    profile: dict = {
+        "chargingProfileId": profile_id(connector_id, purpose, fallback=fallback),
+        "stackLevel": int(stack_level),
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Absolute",
+        "chargingSchedule": charging_schedule,
+    }
+    if purpose == TX_PROFILE:
+        if transaction_id is None:
+            raise ValueError("transaction_id: a TxProfile needs the transaction it is for")
+        profile["transactionId"] = int(transaction_id)
+    return {"connectorId": int(connector_id), "csChargingProfiles": profile}
+
+
+def tx_profile(connector_id: int, transaction_id: int, now: datetime,
+               period_starts_s: list[float], powers_w: list[float], *, unit: str, phases: int,
+               voltage_v: float, caps: Capabilities, duration_s: int | None = None,
+               min_power_w: float | None = None, stack_level: int = 1) -> dict:
+    sched = schedule(now, period_starts_s, powers_w, unit=unit, phases=phases,
+                     voltage_v=voltage_v, max_periods=caps.max_periods, duration_s=duration_s,
+                     min_power_w=min_power_w)
+    return set_charging_profile(connector_id, TX_PROFILE, sched,
+                                stack_level=min(stack_level, caps.max_stack_level),
+                                transaction_id=transaction_id)
+
+
+def tx_default_profile(connector_id: int, now: datetime, period_starts_s: list[float],
+                       powers_w: list[float], *, unit: str, phases: int, voltage_v: float,
+                       caps: Capabilities, duration_s: int | None = None, stack_level: int = 0,
+                       min_power_w: float | None = None, fallback: bool = False) -> dict:
+    """TxDefaultProfile on one connector. stack_level 0 with no duration is the fail-safe default;
+    a higher stack level with a duration carries a plan for a station that refuses TxProfiles."""
+    sched = schedule(now, period_starts_s, powers_w, unit=unit, phases=phases,
+                     voltage_v=voltage_v, max_periods=caps.max_periods, duration_s=duration_s,
+                     min_power_w=min_power_w)
+    return set_charging_profile(connector_id, TX_DEFAULT_PROFILE, sched,
+                                stack_level=min(stack_level, caps.max_stack_level),
+                                fallback=fallback)
+
+
+def charge_point_max_profile(now: datetime, power_w: float, *, unit: str, phases: int,
+                             voltage_v: float) -> dict:
+    """The station's own maximum on connector 0, with no end."""
+    sched = schedule(now, [0], [power_w], unit=unit, phases=phases, voltage_v=voltage_v,
+                     max_periods=1)
+    return set_charging_profile(0, CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
+
+
+def profile_limit_at(payload: dict, offset_s: float) -> float:
+    """The limit (station unit) in force offset_s after startSchedule."""
+    periods = payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
+    current = periods[0]["limit"]
+    for period in periods:
+        if period["startPeriod"] <= offset_s:
+            current = period["limit"]
+    return current

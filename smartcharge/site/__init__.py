@@ -1,0 +1,1 @@
+"""The live site: limits, topology, state, controller, dispatch, REST routes."""

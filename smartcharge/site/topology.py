@@ -1,0 +1,175 @@
+"""The site's circuit tree and stations as the optimizer's node arrays, and back.
+
+Nodes: the circuits in tree order (the grid connection is node 0, parents before children), then
+one node per station under its circuit, carrying the station's own maxima. Connectors are numbered
+in site order; `ConnectorRef` maps an index back to (station_id, connector_id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from smartcharge.model import PHASE_NAMES, Connector, Site, Station
+from smartcharge.site.limits import SOURCE_CIRCUIT, SOURCE_SITE, SOURCE_STATION, LimitSource
+
+
+@dataclass(frozen=True, order=True)
+class ConnectorRef:
+    station_id: str
+    connector_id: int
+
+
+class SiteTopology:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        order = _tree_order(site)
+        self.node_ids: list[str] = [c.circuit_id for c in order]
+        index = {cid: i for i, cid in enumerate(self.node_ids)}
+        parent = [-1] + [index[c.parent_id] for c in order[1:]]
+        limit_w = [np.inf if c.limit_w is None else float(c.limit_w) for c in order]
+        limit_a = [np.inf if c.limit_a is None else float(c.limit_a) for c in order]
+        self.node_sources: list[LimitSource] = [
+            LimitSource(SOURCE_SITE if i == 0 else SOURCE_CIRCUIT, c.circuit_id,
+                        "grid connection" if i == 0 else "breaker/feeder")
+            for i, c in enumerate(order)]
+        self.station_node: dict[str, int] = {}
+        for station in site.stations:
+            if station.circuit_id not in index:
+                raise ValueError(f"stations[{station.station_id}].circuit: unknown circuit "
+                                 f"{station.circuit_id!r}")
+            self.station_node[station.station_id] = len(parent)
+            self.node_ids.append(f"station:{station.station_id}")
+            parent.append(index[station.circuit_id])
+            limit_w.append(np.inf if station.max_power_w is None else float(station.max_power_w))
+            limit_a.append(np.inf if station.max_current_a is None
+                           else float(station.max_current_a))
+            self.node_sources.append(LimitSource(SOURCE_STATION, station.station_id,
+                                                 "station maximum"))
+        self.node_parent = np.array(parent, dtype=np.int64)
+        self.static_limit_w = np.array(limit_w)
+        self.static_limit_a = np.array(limit_a)
+        self.refs: list[ConnectorRef] = []
+        self._index: dict[ConnectorRef, int] = {}
+        for station in site.stations:
+            for connector in station.connectors:
+                ref = ConnectorRef(station.station_id, connector.connector_id)
+                self._index[ref] = len(self.refs)
+                self.refs.append(ref)
+        self.connector_node = np.array([self.station_node[r.station_id] for r in self.refs],
+                                       dtype=np.int64)
+
+    # --- lookups ----------------------------------------------------------------------------
+    @property
+    def n_nodes(self) -> int:
+        return len(self.node_ids)
+
+    def index(self, ref: ConnectorRef) -> int:
+        return self._index[ref]
+
+    def has(self, ref: ConnectorRef) -> bool:
+        return ref in self._index
+
+    def station(self, station_id: str) -> Station:
+        station = self.site.station(station_id)
+        if station is None:
+            raise KeyError(f"unknown station {station_id!r}")
+        return station
+
+    def connector(self, ref: ConnectorRef) -> Connector:
+        connector = self.station(ref.station_id).connector(ref.connector_id)
+        if connector is None:
+            raise KeyError(f"unknown connector {ref}")
+        return connector
+
+    def ancestors(self, node: int) -> list[int]:
+        """The node itself and every node above it, up to the root."""
+        out = []
+        while node >= 0:
+            out.append(node)
+            node = int(self.node_parent[node])
+        return out
+
+    # --- per-connector arrays ---------------------------------------------------------------
+    def max_power_w(self, ref: ConnectorRef) -> float:
+        station, connector = self.station(ref.station_id), self.connector(ref)
+        voltage = station.voltage_v
+        caps = [connector.phases * voltage * connector.max_current_a]
+        if connector.max_power_w is not None:
+            caps.append(connector.max_power_w)
+        if station.max_power_w is not None:
+            caps.append(station.max_power_w)
+        if station.max_current_a is not None:
+            caps.append(connector.phases * voltage * station.max_current_a)
+        return float(min(caps))
+
+    def min_power_w(self, ref: ConnectorRef) -> float:
+        station, connector = self.station(ref.station_id), self.connector(ref)
+        return float(min(connector.phases * station.voltage_v * connector.min_current_a,
+                         self.max_power_w(ref)))
+
+    def phase_index(self, ref: ConnectorRef) -> int:
+        return PHASE_NAMES.index(self.connector(ref).phase)
+
+    def arrays(self, refs: list[ConnectorRef]) -> dict[str, np.ndarray]:
+        """connector_node, phases, phase, voltage_v, max_power_w (N,), min_power_w for refs."""
+        return {
+            "connector_node": np.array([self.station_node[r.station_id] for r in refs],
+                                       dtype=np.int64),
+            "phases": np.array([self.connector(r).phases for r in refs], dtype=np.int64),
+            "phase": np.array([self.phase_index(r) for r in refs], dtype=np.int64),
+            "voltage_v": np.array([self.station(r.station_id).voltage_v for r in refs], float),
+            "max_power_w": np.array([self.max_power_w(r) for r in refs], float),
+            "min_power_w": np.array([self.min_power_w(r) for r in refs], float),
+        }
+
+    def node_limits(self, root_limit_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(node_limit_w (M,T), node_limit_a (M,T)): the tree's limits with the root's W limit
+        per slot replaced by min(site file, root_limit_w)."""
+        root_limit_w = np.asarray(root_limit_w, dtype=float)
+        t = root_limit_w.shape[0]
+        limit_w = np.repeat(self.static_limit_w[:, None], t, axis=1)
+        limit_w[0] = np.minimum(limit_w[0], root_limit_w)
+        limit_a = np.repeat(self.static_limit_a[:, None], t, axis=1)
+        return limit_w, limit_a
+
+    # --- fail-safe defaults -----------------------------------------------------------------
+    def default_shares(self, root_limit_w: float) -> dict[ConnectorRef, tuple[float, float]]:
+        """Each connector's (power_w, current_a) share of the tightest limit above it.
+
+        Every node's W and A limits are split equally among all connectors in its subtree, and a
+        connector takes the smallest share over its ancestors (and its own maximum), so the sum
+        over any node never exceeds that node's limit, whatever the stations draw on their own.
+        """
+        count = np.zeros(self.n_nodes)
+        for node in self.connector_node:
+            for a in self.ancestors(int(node)):
+                count[a] += 1
+        limit_w = self.static_limit_w.copy()
+        limit_w[0] = min(limit_w[0], root_limit_w)
+        shares = {}
+        for i, ref in enumerate(self.refs):
+            chain = self.ancestors(int(self.connector_node[i]))
+            share_w = min(limit_w[a] / count[a] for a in chain)
+            share_a = min(self.static_limit_a[a] / count[a] for a in chain)
+            connector = self.connector(ref)
+            voltage = self.station(ref.station_id).voltage_v
+            share_a = min(share_a, connector.max_current_a,
+                          share_w / (connector.phases * voltage))
+            share_w = min(share_w, self.max_power_w(ref), share_a * connector.phases * voltage)
+            shares[ref] = (float(share_w), float(share_a))
+        return shares
+
+
+def _tree_order(site: Site):
+    """Circuits, root first and parents before children (the site file promises it; check)."""
+    if site.root.parent_id is not None:
+        raise ValueError(f"circuits[0] ({site.root.circuit_id}): the root must have no parent")
+    seen = {site.root.circuit_id}
+    for i, circuit in enumerate(site.circuits[1:], start=1):
+        if circuit.parent_id not in seen:
+            raise ValueError(f"circuits[{i}] ({circuit.circuit_id}).parent: "
+                             f"{circuit.parent_id!r} is not an earlier circuit")
+        seen.add(circuit.circuit_id)
+    return list(site.circuits)
