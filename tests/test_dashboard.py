@@ -1,0 +1,196 @@
+"""The dashboard page in real headless Chromium: it loads, draws the chart, and follows the stream.
+
+The page is served by `setup_dashboard`; `/api/site` and `/api/site/stream` come from a small
+snapshot server here so each test controls exactly what the site looks like (the real controller's
+snapshot is exercised end to end by the demo test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from smartcharge.web import setup_dashboard
+from tests.headless_chromium import Chromium, chromium_binary
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 60000) -> dict:
+    now = T0 + timedelta(minutes=minutes)
+    connectors = []
+    for n in range(6):
+        station_id = f"CP{n // 2 + 1:03d}"
+        connectors.append({
+            "station_id": station_id, "connector_id": n % 2 + 1, "online": True,
+            "status": "Charging" if n < 4 else "Available",
+            "session_id": 10 + n if n < 4 else None,
+            "allocated_w": 11000.0 if n < 4 else 0.0, "measured_w": 10500.0 if n < 4 else 0.0,
+            "binding": {"source": "circuit", "id": "feeder-1", "detail": "feeder at 40 kW"},
+        })
+    return {
+        "time": iso(now), "effective_limit_w": limit_w, "site_load_w": load_w,
+        "limit_binding": {"source": "utility", "id": "dr-17", "detail": "demand-response event"},
+        "history": [
+            {"time": iso(T0 + timedelta(minutes=m)), "site_load_w": 20000 + 1000 * m,
+             "effective_limit_w": 60000}
+            for m in range(minutes + 1)
+        ],
+        "connectors": connectors,
+        "sessions": [
+            {"session_id": 10 + n, "station_id": c["station_id"], "connector_id": c["connector_id"],
+             "energy_wh": 5300 + 100 * n, "requested_wh": 20000, "departure": iso(now + timedelta(hours=3)),
+             "id_tag": "DRIVER-7"}
+            for n, c in enumerate(connectors[:4])
+        ],
+        "stations": [{"station_id": f"CP{k:03d}", "online": True} for k in (1, 2, 3)],
+        "dr_events": [{"id": "dr-17", "start": iso(T0 + timedelta(minutes=20)),
+                       "end": iso(T0 + timedelta(hours=2)), "limit_w": 40000, "reduction_w": None,
+                       "priority": 0, "state": "active"}],
+        "stats": {"profiles_sent": 120, "replans": 40, "violations": 0},
+    }
+
+
+class SnapshotServer:
+    """Serves the dashboard plus `/api/site` and an SSE stream we push snapshots into."""
+
+    def __init__(self, snapshot: dict) -> None:
+        self.snapshot = snapshot
+        self.streams: list[asyncio.Queue] = []
+        self.stream_opened = asyncio.Condition()
+        self.app = web.Application()
+        setup_dashboard(self.app)
+        self.app.router.add_get("/api/site", self._site)
+        self.app.router.add_get("/api/site/stream", self._stream)
+
+    async def _site(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await resp.write(b"retry: 200\n\n")   # reconnect quickly in tests
+        queue: asyncio.Queue = asyncio.Queue()
+        async with self.stream_opened:
+            self.streams.append(queue)
+            self.stream_opened.notify_all()
+        try:
+            while (item := await queue.get()) is not None:
+                await resp.write(f"event: snapshot\ndata: {json.dumps(item)}\n\n".encode())
+        finally:
+            self.streams.remove(queue)
+        return resp
+
+    async def wait_streams(self, count: int, timeout_s: float = 10.0) -> None:
+        async with self.stream_opened:
+            await asyncio.wait_for(self.stream_opened.wait_for(lambda: len(self.streams) >= count), timeout_s)
+
+    def push(self, snapshot: dict) -> None:
+        self.snapshot = snapshot
+        for queue in self.streams:
+            queue.put_nowait(snapshot)
+
+    def drop_streams(self) -> None:
+        for queue in list(self.streams):
+            queue.put_nowait(None)
+
+
+@pytest.fixture
+async def site_server():
+    server = SnapshotServer(make_snapshot())
+    client = TestClient(TestServer(server.app, host="127.0.0.1"))
+    await client.start_server()
+    server.client = client
+    server.url = str(client.make_url("/"))
+    yield server
+    server.drop_streams()
+    await client.close()
+
+
+@pytest.fixture
+async def browser():
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium); the dashboard needs a real browser")
+    chromium = Chromium(binary)
+    await chromium.start()
+    yield chromium
+    await chromium.close()
+
+
+async def test_static_files_are_served_and_nothing_else(site_server):
+    client = site_server.client
+    index = await client.get("/")
+    assert index.status == 200
+    body = await index.text()
+    assert "/static/dashboard.js" in body and "/static/dashboard.css" in body
+    for name, kind in (("dashboard.js", "javascript"), ("dashboard.css", "css")):
+        resp = await client.get(f"/static/{name}")
+        assert resp.status == 200 and kind in resp.headers["Content-Type"]
+    # The package directory holds Python sources; only the page's assets are public.
+    assert (await client.get("/static/__init__.py")).status == 404
+    assert (await client.get("/static/..%2F__init__.py")).status == 404
+
+
+async def test_page_loads_and_shows_the_site(site_server, browser, tmp_path):
+    page = await browser.new_page()
+    await page.navigate(site_server.url)
+    await page.wait_for("document.querySelector('#chart svg path.load')")
+    assert await page.evaluate("document.getElementById('site-load').textContent") == "51.2 kW"
+    assert await page.evaluate("document.getElementById('effective-limit').textContent") == "60.0 kW"
+    # The chart draws one load point per history sample, and the limit line too.
+    assert await page.evaluate("document.querySelector('#chart svg').dataset.points") == "31"
+    load_path = await page.evaluate("document.querySelector('#chart path.load').getAttribute('d')")
+    assert load_path.count("L") == 30
+    assert await page.evaluate("document.querySelector('#chart path.limit').getAttribute('d').length > 5")
+    assert await page.evaluate("document.querySelectorAll('#connectors tbody tr').length") == 6
+    assert await page.evaluate("document.querySelectorAll('#sessions tbody tr').length") == 4
+    assert "utility" in await page.evaluate("document.getElementById('limit-binding').textContent")
+    assert "dr-17" in await page.evaluate("document.getElementById('dr-events').textContent")
+    assert await page.evaluate("document.getElementById('stations-online').textContent") == "3 / 3"
+    assert await page.evaluate("document.getElementById('violations').textContent") == "0"
+    bound_by = await page.evaluate("document.querySelector('#connectors tbody tr td:last-child').textContent")
+    assert "feeder-1" in bound_by
+    shot = await page.screenshot(tmp_path / "dashboard.png")
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SMARTCHARGE_SCREENSHOT_DIR"):
+        await page.screenshot(os.path.join(os.environ["SMARTCHARGE_SCREENSHOT_DIR"], "dashboard-test.png"))
+    await page.close()
+
+
+async def test_page_follows_the_stream_and_reconnects(site_server, browser):
+    page = await browser.new_page()
+    await page.navigate(site_server.url)
+    await page.wait_for("document.getElementById('conn-state').dataset.state === 'live'")
+    await site_server.wait_streams(1)
+
+    changed = make_snapshot(minutes=31, load_w=38000.0, limit_w=40000)
+    changed["connectors"][0]["online"] = False
+    changed["stations"][0]["online"] = False
+    changed["stats"]["profiles_sent"] = 133
+    site_server.push(changed)
+    await page.wait_for("document.getElementById('site-load').textContent === '38.0 kW'")
+    assert await page.evaluate("document.getElementById('effective-limit').textContent") == "40.0 kW"
+    assert await page.evaluate("document.getElementById('stations-online').textContent") == "2 / 3"
+    assert await page.evaluate("document.getElementById('profiles-sent').textContent") == "133"
+    assert await page.evaluate("document.querySelector('#chart svg').dataset.points") == "32"
+    assert await page.evaluate("document.querySelector('#connectors tr[data-key=\"CP001/1\"]').className") == "offline"
+
+    # The server drops the stream (restart, proxy timeout): the page reconnects and keeps updating.
+    site_server.drop_streams()
+    await site_server.wait_streams(1)
+    await page.wait_for("document.getElementById('conn-state').dataset.state === 'live'")
+    site_server.push(make_snapshot(minutes=32, load_w=12300.0))
+    await page.wait_for("document.getElementById('site-load').textContent === '12.3 kW'")
+    await page.close()
