@@ -16,6 +16,7 @@ backends save, and the tests use it to cross-check them on the same objective
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pulp
@@ -33,11 +34,12 @@ def build_model(problem: Problem, objective: Objective, upper_w: np.ndarray):
     for i in range(problem.n_connectors):
         for t in range(problem.n_slots):
             if upper_w[i, t] > 0:
-                x[i, t] = pulp.LpVariable(f"x_{i}_{t}", lowBound=0, upBound=float(upper_w[i, t]))
+                x[i, t] = model.add_variable(f"x_{i}_{t}", lowBound=0,
+                                             upBound=float(upper_w[i, t]))
     terms = []
     for i in range(problem.n_connectors):
-        segments = [pulp.LpVariable(f"s_{i}_{k}", lowBound=0,
-                                    upBound=float(objective.segment_wh[i]))
+        segments = [model.add_variable(f"s_{i}_{k}", lowBound=0,
+                                        upBound=float(objective.segment_wh[i]))
                     for k in range(objective.n_segments)]
         energy = [wh_per_w[t] * x[i, t] for t in range(problem.n_slots) if (i, t) in x]
         model += pulp.lpSum(energy) == pulp.lpSum(segments), f"energy_{i}"
@@ -75,7 +77,10 @@ def solve_pulp(problem: Problem, objective: Objective, upper_w: np.ndarray,
     upper_w = np.asarray(upper_w, dtype=float)
     model, x = build_model(problem, objective, upper_w)
     built = time.perf_counter()
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
+    with warnings.catch_warnings():
+        # PuLP 3 marks its bundled CBC deprecated; it is still the CBC every PuLP user gets.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
     try:
         model.solve(solver)
     except pulp.PulpSolverError as exc:

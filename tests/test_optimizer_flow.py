@@ -1,0 +1,196 @@
+"""The min-cost-flow backend: hand-made optima, limits, when it applies, and agreement with CBC."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optimizer.flow import applicable, build_graph, solve_flow
+from optimizer.objective import build_objective, delivered_wh
+from optimizer.problem import Problem
+from optimizer.pulp_backend import solve_pulp
+from optimizer.schedule import SolverFailed
+
+
+def run_flow(problem, upper_w=None):
+    objective = build_objective(problem)
+    return solve_flow(problem, objective, problem.upper_w if upper_w is None else upper_w)
+
+
+def node_overload_w(problem, power_w):
+    """Largest excess of any node's power over its limit (<= 0 when every limit holds)."""
+    load = problem.node_connector @ power_w
+    return float(np.max(np.where(np.isfinite(problem.node_limit_w), load - problem.node_limit_w,
+                                 -np.inf)))
+
+
+def phase_overload_a(problem, power_w):
+    load_a = np.einsum("mi,it,ip->mtp", problem.node_connector.toarray(), power_w,
+                       problem.amps_per_w)
+    excess = load_a - problem.node_limit_a[:, :, None]
+    return float(np.max(np.where(np.isfinite(excess), excess, -np.inf)))
+
+
+def two_under_cap(energy_wh, cap_w=10_000.0, weight=1.0, n_slots=4):
+    return Problem(slot_s=np.full(n_slots, 900.0), max_power_w=11_000.0, energy_wh=energy_wh,
+                   arrival_slot=[0, 0], departure_slot=[n_slots, n_slots],
+                   node_parent=[-1], connector_node=[0, 0], node_limit_w=cap_w, weight=weight)
+
+
+def test_one_connector_gets_its_request_as_early_as_possible():
+    problem = Problem(slot_s=np.full(4, 900.0), max_power_w=8_000.0, energy_wh=[3_000.0],
+                      arrival_slot=[0], departure_slot=[4], node_parent=[-1], connector_node=[0])
+    power_w, info = run_flow(problem)
+    # 2000 Wh in slot 0 at full power, the remaining 1000 Wh in slot 1: earlier is cheaper.
+    np.testing.assert_allclose(power_w, [[8_000.0, 4_000.0, 0.0, 0.0]])
+    assert info["status"] == "optimal"
+
+
+def test_short_energy_is_shared_fairly_between_equal_weights():
+    # 4 slots x 10 kW x 0.25 h = 10 kWh for 2 x 20 kWh requested: 5 kWh each.
+    power_w, _ = run_flow(two_under_cap([20_000.0, 20_000.0]))
+    np.testing.assert_allclose(delivered_wh(two_under_cap([1.0, 1.0]), power_w), [5_000.0, 5_000.0])
+
+
+def test_fairness_fills_every_quarter_before_anyone_gets_the_next():
+    # 10 kWh available for requests of 4 and 8 kWh: three quarters of each (3 + 6 kWh) come
+    # before either gets its last quarter; the last 1 kWh goes to either (a tie).
+    problem = two_under_cap([4_000.0, 8_000.0])
+    power_w, _ = run_flow(problem)
+    delivered = delivered_wh(problem, power_w)
+    assert delivered.sum() == pytest.approx(10_000.0)
+    assert np.all(delivered >= np.array([3_000.0, 6_000.0]) - 1e-6)
+
+
+def test_higher_weight_is_served_first():
+    problem = two_under_cap([20_000.0, 20_000.0], weight=[1.0, 2.0])
+    power_w, _ = run_flow(problem)
+    np.testing.assert_allclose(delivered_wh(problem, power_w), [0.0, 10_000.0])
+
+
+def test_price_valley_is_used():
+    problem = Problem(slot_s=np.full(4, 900.0), max_power_w=4_000.0, energy_wh=[1_000.0],
+                      arrival_slot=[0], departure_slot=[4], node_parent=[-1], connector_node=[0],
+                      price_per_kwh=[0.3, 0.3, 0.1, 0.3])
+    power_w, _ = run_flow(problem)
+    np.testing.assert_allclose(power_w, [[0.0, 0.0, 4_000.0, 0.0]])
+
+
+def test_feeder_limit_and_departure_window_hold():
+    problem = Problem(slot_s=np.full(3, 3600.0), max_power_w=[[7_000.0] * 3, [7_000.0] * 3],
+                      energy_wh=[50_000.0, 50_000.0], arrival_slot=[0, 1], departure_slot=[2, 3],
+                      node_parent=[-1, 0], connector_node=[1, 1],
+                      node_limit_w=[[np.inf] * 3, [10_000.0, 9_000.0, 10_000.0]])
+    power_w, _ = run_flow(problem)
+    assert power_w[0, 2] == 0.0 and power_w[1, 0] == 0.0
+    np.testing.assert_allclose(power_w.sum(axis=0), [7_000.0, 9_000.0, 7_000.0])
+
+
+def test_capacities_round_down_never_over_a_limit():
+    rng = np.random.default_rng(3)
+    n, t = 30, 7
+    problem = Problem(slot_s=rng.uniform(100.0, 1000.0, t), max_power_w=rng.uniform(1e3, 2e4, (n, t)),
+                      energy_wh=rng.uniform(100.0, 9_000.0, n), arrival_slot=np.zeros(n, int),
+                      departure_slot=np.full(n, t), node_parent=[-1, 0, 0, 1],
+                      connector_node=rng.integers(0, 4, n),
+                      node_limit_w=rng.uniform(5e4, 2e5, (4, t)))
+    power_w, _ = run_flow(problem)
+    assert node_overload_w(problem, power_w) <= 1e-9
+    assert np.all(power_w <= problem.upper_w + 1e-9)
+    assert np.all(delivered_wh(problem, power_w) <= problem.energy_wh + 1e-9)
+
+
+def test_upper_w_argument_pauses_connector_slots():
+    problem = two_under_cap([20_000.0, 20_000.0], cap_w=30_000.0)
+    upper_w = problem.upper_w.copy()
+    upper_w[0, :2] = 0.0
+    power_w, _ = run_flow(problem, upper_w)
+    assert np.all(power_w[0, :2] == 0.0) and np.all(power_w[0, 2:] > 0.0)
+
+
+def phase_problem(phases, phase, limit_a, voltage_v=230.0):
+    n = len(phases)
+    return Problem(slot_s=np.full(2, 900.0), max_power_w=22_000.0, energy_wh=np.full(n, 50_000.0),
+                   arrival_slot=np.zeros(n, int), departure_slot=np.full(n, 2),
+                   node_parent=[-1, 0], connector_node=np.ones(n, int), node_limit_a=[[np.inf] * 2,
+                                                                                       [limit_a] * 2],
+                   phases=phases, phase=phase, voltage_v=voltage_v)
+
+
+def test_three_phase_current_limit_becomes_a_power_limit():
+    problem = phase_problem([3, 3], [0, 0], 32.0)
+    assert applicable(problem)
+    power_w, _ = run_flow(problem)
+    np.testing.assert_allclose(power_w.sum(axis=0), [3 * 230.0 * 32.0] * 2, rtol=1e-6)
+    assert phase_overload_a(problem, power_w) <= 1e-9
+
+
+def test_single_phase_loads_on_one_phase_become_a_power_limit():
+    problem = phase_problem([1, 1], [1, 1], 32.0)
+    assert applicable(problem)
+    power_w, _ = run_flow(problem)
+    np.testing.assert_allclose(power_w.sum(axis=0), [230.0 * 32.0] * 2, rtol=1e-6)
+
+
+def test_mixed_phases_under_a_binding_current_limit_is_not_a_flow():
+    problem = phase_problem([3, 1], [0, 0], 32.0)
+    assert not applicable(problem)
+    with pytest.raises(SolverFailed, match="per-phase"):
+        run_flow(problem)
+
+
+def test_mixed_phases_under_a_current_limit_that_cannot_bind_is_a_flow():
+    # 22 kW three-phase (31.9 A) + 7.36 kW on L1 (32 A) = 63.9 A on L1 at most.
+    problem = Problem(slot_s=np.full(2, 900.0), max_power_w=[[22_000.0] * 2, [7_360.0] * 2],
+                      energy_wh=[50_000.0, 50_000.0], arrival_slot=[0, 0], departure_slot=[2, 2],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_a=64.0,
+                      phases=[3, 1], phase=[0, 0])
+    assert applicable(problem)
+    power_w, _ = run_flow(problem)
+    np.testing.assert_allclose(power_w, problem.upper_w)
+
+
+def test_graph_skips_layers_whose_limit_cannot_bind():
+    problem = Problem(slot_s=np.full(2, 900.0), max_power_w=5_000.0, energy_wh=[9e9, 9e9],
+                      arrival_slot=[0, 0], departure_slot=[2, 2], node_parent=[-1, 0, 0],
+                      connector_node=[1, 2], node_limit_w=[[8_000.0] * 2, [5_000.0] * 2,
+                                                           [4_000.0] * 2])
+    tails, heads, *_ = build_graph(problem, build_objective(problem), problem.upper_w)
+    n_layer_nodes = len(set(tails) | set(heads)) - 2 - problem.n_connectors
+    assert n_layer_nodes == 2 * 2  # root and node 2 in each slot; node 1's 5 kW never binds
+
+
+@st.composite
+def power_problems(draw):
+    """Small tree problems with power limits whose energies are exact in mWh (no rounding)."""
+    n = draw(st.integers(1, 6))
+    t = draw(st.integers(1, 5))
+    m = draw(st.integers(1, 4))
+    parents = [-1] + [draw(st.integers(0, j - 1)) for j in range(1, m)]
+    whole_w = st.integers(0, 22).map(lambda k: k * 1000.0)
+    arrival = np.array(draw(st.lists(st.integers(0, t), min_size=n, max_size=n)))
+    stay = np.array(draw(st.lists(st.integers(0, t), min_size=n, max_size=n)))
+    limits = draw(st.lists(st.one_of(st.just(np.inf), st.integers(0, 40).map(lambda k: k * 1e3)),
+                           min_size=m * t, max_size=m * t))
+    prices = draw(st.one_of(st.none(), st.lists(st.sampled_from([0.1, 0.2, 0.25, 0.4]),
+                                                min_size=t, max_size=t)))
+    return Problem(
+        slot_s=np.full(t, 900.0),
+        max_power_w=np.array(draw(st.lists(whole_w, min_size=n * t, max_size=n * t))).reshape(n, t),
+        energy_wh=np.array(draw(st.lists(st.integers(0, 5000), min_size=n, max_size=n))) * 4.0,
+        arrival_slot=arrival, departure_slot=np.minimum(arrival + stay, t),
+        node_parent=parents, connector_node=draw(st.lists(st.integers(0, m - 1), min_size=n,
+                                                          max_size=n)),
+        node_limit_w=np.array(limits).reshape(m, t),
+        weight=draw(st.lists(st.sampled_from([1.0, 1.0, 2.0, 0.5]), min_size=n, max_size=n)),
+        price_per_kwh=prices)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(power_problems())
+def test_flow_matches_cbc_on_random_power_problems(problem):
+    objective = build_objective(problem)
+    flow_w, flow_info = solve_flow(problem, objective, problem.upper_w)
+    _, cbc_info = solve_pulp(problem, objective, problem.upper_w)
+    assert flow_info["objective"] == pytest.approx(cbc_info["objective"], rel=1e-6, abs=1e-6)
+    assert node_overload_w(problem, flow_w) <= 1e-9
