@@ -43,7 +43,7 @@ SOURCE, SINK, FIRST_SESSION = 0, 1, 2
 
 
 def _node_power_limit_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray | None:
-    """(M, T) power limits with every per-phase current limit folded in, or None if one cannot be."""
+    """(M, T) power limits with every per-phase current limit folded in; None if one cannot be."""
     limit_w = np.array(problem.node_limit_w, dtype=float)
     limited = np.flatnonzero(np.isfinite(problem.node_limit_a).any(axis=1))
     if limited.size == 0:
@@ -174,7 +174,8 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
     if upper_w.shape != (problem.n_connectors, problem.n_slots):
         raise ValueError(f"upper_w: shape {upper_w.shape}, expected "
                          f"{(problem.n_connectors, problem.n_slots)}")
-    tails, heads, caps, costs, total, (first_conn, ci, ct) = build_graph(problem, objective, upper_w)
+    graph = build_graph(problem, objective, upper_w)
+    tails, heads, caps, costs, total, (first_conn, ci, ct) = graph
     solver = min_cost_flow.SimpleMinCostFlow()
     solver.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32),
                                                 caps, costs)

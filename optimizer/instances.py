@@ -68,7 +68,7 @@ def generate(n_connectors: int, n_slots: int = 96, slot_s: float = 900.0, family
              seed: int = 0, n_feeders: int = 20, connectors_per_station: int = 2,
              site_cap_fraction: float | None = None, min_power: bool = True,
              prices: bool = True) -> Problem:
-    """A seeded problem with n_connectors sessions; see the module docstring for the distribution."""
+    """A seeded problem with n_connectors sessions; the module docstring gives the distribution."""
     if family not in FAMILIES:
         raise ValueError(f"family: must be one of {FAMILIES}, got {family!r}")
     if n_connectors < 1:

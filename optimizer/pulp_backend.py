@@ -90,7 +90,8 @@ def solve_pulp(problem: Problem, objective: Objective, upper_w: np.ndarray,
     if status != "Optimal":
         raise SolverFailed(f"pulp: CBC returned {status}")
     if time_limit_s is not None and solved - built > time_limit_s:
-        raise SolverFailed(f"pulp: CBC took {solved - built:.3f} s, over the {time_limit_s} s limit")
+        raise SolverFailed(f"pulp: CBC took {solved - built:.3f} s, "
+                           f"over the {time_limit_s} s limit")
 
     power_w = np.zeros((problem.n_connectors, problem.n_slots))
     for (i, t), var in x.items():

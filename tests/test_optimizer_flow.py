@@ -89,7 +89,8 @@ def test_feeder_limit_and_departure_window_hold():
 def test_capacities_round_down_never_over_a_limit():
     rng = np.random.default_rng(3)
     n, t = 30, 7
-    problem = Problem(slot_s=rng.uniform(100.0, 1000.0, t), max_power_w=rng.uniform(1e3, 2e4, (n, t)),
+    problem = Problem(slot_s=rng.uniform(100.0, 1000.0, t),
+                      max_power_w=rng.uniform(1e3, 2e4, (n, t)),
                       energy_wh=rng.uniform(100.0, 9_000.0, n), arrival_slot=np.zeros(n, int),
                       departure_slot=np.full(n, t), node_parent=[-1, 0, 0, 1],
                       connector_node=rng.integers(0, 4, n),
@@ -112,8 +113,8 @@ def phase_problem(phases, phase, limit_a, voltage_v=230.0):
     n = len(phases)
     return Problem(slot_s=np.full(2, 900.0), max_power_w=22_000.0, energy_wh=np.full(n, 50_000.0),
                    arrival_slot=np.zeros(n, int), departure_slot=np.full(n, 2),
-                   node_parent=[-1, 0], connector_node=np.ones(n, int), node_limit_a=[[np.inf] * 2,
-                                                                                       [limit_a] * 2],
+                   node_parent=[-1, 0], connector_node=np.ones(n, int),
+                   node_limit_a=[[np.inf] * 2, [limit_a] * 2],
                    phases=phases, phase=phase, voltage_v=voltage_v)
 
 

@@ -76,7 +76,8 @@ def test_time_limit_that_cannot_be_met_raises():
     n, t = 400, 48
     problem = Problem(slot_s=np.full(t, 900.0), max_power_w=rng.uniform(3e3, 2.2e4, (n, t)),
                       energy_wh=rng.uniform(5e3, 6e4, n), arrival_slot=np.zeros(n, int),
-                      departure_slot=np.full(n, t), node_parent=[-1], connector_node=np.zeros(n, int),
+                      departure_slot=np.full(n, t), node_parent=[-1],
+                      connector_node=np.zeros(n, int),
                       node_limit_w=1e6, phases=rng.choice([1, 3], n), phase=rng.integers(0, 3, n),
                       node_limit_a=1500.0)
     with pytest.raises(SolverFailed, match="pulp"):
