@@ -1,0 +1,102 @@
+"""The demo: its seeded day, its limit accounting, and a short real run end to end."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from smartcharge.config import load_site
+from smartcharge.demo import add_demo_arguments, default_site_path
+from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
+from smartcharge.demo_scenario import plan_day, plan_demand_response
+
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def demo_site():
+    return load_site(default_site_path())
+
+
+def test_embedded_site_is_the_promised_size_and_the_cap_binds(demo_site):
+    connectors = [c for s in demo_site.stations for c in s.connectors]
+    assert len(demo_site.stations) == 20 and len(connectors) == 40
+    assert {c.phases for c in connectors} == {1, 3}
+    assert len(demo_site.circuits) > 3
+    uncontrolled_w = sum(c.max_current_a * s.voltage_v * c.phases
+                         for s in demo_site.stations for c in s.connectors)
+    assert uncontrolled_w > 2 * demo_site.root.limit_w
+    assert demo_site.utility_tokens and demo_site.id_tags
+
+
+def test_day_is_seeded_plausible_and_never_double_books_a_bay(demo_site):
+    day = plan_day(demo_site, T0, 24, seed=3)
+    assert [(v.key, v.arrival) for v in day] == [(v.key, v.arrival) for v in plan_day(demo_site, T0, 24, seed=3)]
+    assert [(v.key, v.arrival) for v in day] != [(v.key, v.arrival) for v in plan_day(demo_site, T0, 24, seed=4)]
+    assert len(day) > 60
+    by_bay: dict = {}
+    for visit in day:
+        assert T0 <= visit.arrival < T0 + timedelta(hours=24)
+        assert visit.departure > visit.arrival and visit.requested_wh > 0
+        by_bay.setdefault(visit.key, []).append(visit)
+    for visits in by_bay.values():
+        for before, after in zip(visits, visits[1:]):
+            assert after.arrival > before.departure
+    morning = sum(1 for v in day if 7 <= v.arrival.hour < 10)
+    night = sum(1 for v in day if 1 <= v.arrival.hour < 4)
+    assert morning > 3 * max(night, 1)
+
+
+def test_demand_response_is_in_the_evening_or_inside_a_short_run():
+    evening = plan_demand_response(T0, 24, 120_000)
+    assert (evening.start.hour, evening.start.minute) == (17, 30)
+    assert evening.announce == evening.start - timedelta(minutes=30)
+    assert evening.limit_w == 60_000
+    short_start = T0 + timedelta(hours=9)
+    short = plan_demand_response(short_start, 2, 120_000, notice_s=600)
+    assert short_start <= short.announce < short.start < short.end <= short_start + timedelta(hours=2)
+
+
+def test_monitor_counts_breaker_phase_and_grid_overloads(demo_site):
+    limits = GridLimits(demo_site.root.limit_w, grace_s=120)
+    monitor = Monitor(demo_site, limits)
+    # south feeder: 80 A per phase; three single-phase cars on L1 at 32 A is 96 A.
+    south = [s for s in demo_site.stations if s.circuit_id == "south"]
+    on_l1 = [(s, c) for s in south for c in s.connectors if c.phase == "L1"][:3]
+    draws = [Draw(s.station_id, c.connector_id, 32 * 230, 1, "L1") for s, c in on_l1]
+    monitor.record(T0, draws, sessions=3, delivered_wh=0)
+    kinds = {(v.where, v.kind) for v in monitor.violations}
+    assert kinds == {("south", "current L1")}
+    assert monitor.violations[0].value == pytest.approx(96.0)
+    # Within every limit: nothing is counted.
+    monitor.violations.clear()
+    monitor.record(T0, draws[:2], sessions=2, delivered_wh=0)
+    assert monitor.violations == []
+    assert monitor.samples[-1].site_load_w == pytest.approx(2 * 32 * 230)
+
+
+def test_zero_notice_limit_gets_one_interval_of_grace_announced_one_none():
+    limits = GridLimits(100_000, grace_s=120)
+    start = T0 + timedelta(hours=1)
+    limits.add(TimedLimit(start, start + timedelta(hours=1), 50_000, "zero-notice", known_since=start))
+    limits.add(TimedLimit(start + timedelta(hours=3), start + timedelta(hours=4), 40_000, "announced",
+                          known_since=start + timedelta(hours=2)))
+    assert limits.effective_w(start) == 50_000
+    assert limits.checked_w(start + timedelta(seconds=60)) == 100_000
+    assert limits.checked_w(start + timedelta(seconds=120)) == 50_000
+    assert limits.checked_w(start + timedelta(hours=3)) == 40_000
+    assert limits.checked_w(start + timedelta(hours=5)) == 100_000
+
+
+def test_demo_arguments_have_the_documented_defaults():
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    args = parser.parse_args([])
+    assert args.port == 8080 and args.hours == 24 and args.host == "127.0.0.1"
+    assert args.hours * 3600 / args.speed <= 300      # a full day in a few minutes
