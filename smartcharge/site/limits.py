@@ -186,7 +186,7 @@ class SiteLimits:
         return sorted(self._events.values(), key=lambda e: (e.start, e.priority, e.event_id))
 
     # --- the rule ---------------------------------------------------------------------------
-    def _caps(self) -> list[Limit]:
+    def caps(self) -> list[Limit]:
         caps = list(self._static) + list(self._operator_schedule)
         if self._operator_now is not None:
             caps.append(self._operator_now)
@@ -206,7 +206,7 @@ class SiteLimits:
 
     def limits_in_force(self, start: datetime, end: datetime) -> list[Limit]:
         """Every limit that holds at some moment of [start, end), reductions resolved."""
-        caps = [c for c in self._caps() if c.overlaps(start, end)]
+        caps = [c for c in self.caps() if c.overlaps(start, end)]
         base_w = min((c.limit_w for c in caps), default=self.uncapped_w)
         out = list(caps)
         for event, limit in self._event_limits():
@@ -243,7 +243,7 @@ class SiteLimits:
     def change_times(self, after: datetime) -> list[datetime]:
         """Every moment after `after` at which a limit begins or ends (re-plan triggers)."""
         moments = set()
-        for limit in self._caps():
+        for limit in self.caps():
             moments.update(m for m in (limit.start, limit.end) if m is not None)
         for event, _ in self._event_limits():
             moments.update((event.start, event.end))

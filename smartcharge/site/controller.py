@@ -1,0 +1,399 @@
+"""The site controller: keeps the live picture, re-plans when something that matters changes,
+checks every plan against every limit, and hands the plan to dispatch.
+
+Re-plan triggers: a session starts or stops, a need or a limit changes, a DR event or cap window
+begins or ends, a station goes offline or comes back, a connector becomes (un)controllable, a car
+draws clearly less than it was given (closed loop), and the start of every slot. Triggers that
+arrive in a burst are coalesced into one solve. The solve runs in a worker thread so the server
+keeps answering stations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+import optimizer
+from smartcharge.clock import Clock, format_ocpp_time
+from smartcharge.model import Site
+from smartcharge.site import state as st
+from smartcharge.site.limits import (SOURCE_CONNECTOR, SOURCE_ENERGY, SOURCE_FALLBACK,
+                                     LimitSource, SiteLimits)
+from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
+                                   over_limits, safe_baseline)
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    slot_s: float = 900.0              # plan slot length [s of site time]
+    horizon_s: float = 24 * 3600.0     # how far ahead we plan [s]
+    coalesce_real_s: float = 0.05      # a burst of triggers within this real time -> one solve
+    stale_after_s: float = 180.0       # a measurement older than this is unknown [s site time]
+    underuse_margin_w: float = 1000.0  # "clearly less": below allocation by this much ...
+    underuse_fraction: float = 0.2     # ... and by this fraction of the allocation
+    ev_headroom_w: float = 1000.0      # a car that draws less is planned at its draw + this
+    solve_time_limit_s: float = 5.0    # optimizer time limit [real s]
+    history_points: int = 2000
+    history_every_s: float = 60.0      # one history point per this much site time
+    snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
+
+
+@dataclass
+class Stats:
+    replans: int = 0
+    profiles_sent: int = 0
+    violations: int = 0                # plans the optimizer returned over a limit (then clipped)
+    last_solve_s: float = 0.0
+    last_status: str = ""
+
+
+class SiteController:
+    def __init__(self, site: Site, clock: Clock, settings: ControllerSettings | None = None):
+        self.site = site
+        self.clock = clock
+        self.settings = settings or ControllerSettings()
+        self.topology = SiteTopology(site)
+        uncapped_w = sum(self.topology.max_power_w(r) for r in self.topology.refs)
+        self.limits = SiteLimits(site, uncapped_w=uncapped_w)
+        self.state = st.SiteState(site)
+        self.stats = Stats()
+        self.plan: Plan | None = None
+        self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
+        self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
+        self.dispatch = None                                # set by setup (site/dispatch.py)
+        self.history: deque[dict] = deque(maxlen=self.settings.history_points)
+        self._last_history_at: datetime | None = None
+        self._replan = asyncio.Event()
+        self._reasons: set[str] = set()
+        self._snapshot_version = 0
+        self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
+        self._last_snapshot_real = 0.0
+        self._underused: set[ConnectorRef] = set()
+        self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
+
+    # --- inputs -----------------------------------------------------------------------------
+    def on_event(self, event) -> None:
+        """EventBus subscriber: quick, never blocks."""
+        change = self.state.apply(event)
+        if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
+            self.request_replan(f"{change}:{type(event).__name__}")
+        elif change == st.MEASUREMENT:
+            self._check_underuse(event)
+            self._notify_snapshot(throttle=True)
+        if self.dispatch is not None:
+            self.dispatch.on_event(event)
+
+    def request_replan(self, reason: str) -> None:
+        self._reasons.add(reason)
+        self._replan.set()
+
+    def set_uncontrollable(self, ref: ConnectorRef, why: str | None) -> None:
+        """Dispatch reports a connector that does not take profiles (why=None: it does again)."""
+        if why is None:
+            if self.uncontrollable.pop(ref, None) is not None:
+                self.request_replan(f"controllable:{ref.station_id}/{ref.connector_id}")
+        elif self.uncontrollable.get(ref) != why:
+            self.uncontrollable[ref] = why
+            self.request_replan(f"uncontrollable:{ref.station_id}/{ref.connector_id}")
+
+    def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
+        """A station that refuses limit 0: pausing it leaves it at its minimum."""
+        if self.floor_w.get(ref) != floor_w:
+            self.floor_w[ref] = floor_w
+            self.request_replan(f"floor:{ref.station_id}/{ref.connector_id}")
+
+    def _check_underuse(self, event) -> None:
+        ref = ConnectorRef(event.station_id, event.connector_id)
+        allocated = self.allocated_now_w(ref)
+        measured = self.state.measured_w(ref, self.clock.now(), self.settings.stale_after_s)
+        if allocated is None or measured is None:
+            return
+        s = self.settings
+        under = allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated)
+        if under and ref not in self._underused:
+            self._underused.add(ref)
+            self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
+        elif not under:
+            self._underused.discard(ref)
+
+    # --- the loop ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Re-plan on every trigger (coalesced), at every slot start and limit change."""
+        self.request_replan("start")
+        while True:
+            timer = asyncio.ensure_future(self.clock.sleep(self._seconds_to_next_boundary()))
+            trigger = asyncio.ensure_future(self._replan.wait())
+            try:
+                await asyncio.wait({timer, trigger}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                trigger.cancel()
+            if not self._replan.is_set():
+                self._reasons.add("slot")
+            await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
+            self._replan.clear()
+            reasons, self._reasons = self._reasons, set()
+            try:
+                await self.replan(reasons)
+            except Exception:  # the loop must survive one bad plan; it re-plans next slot
+                log.exception("re-plan failed (reasons %s)", sorted(reasons))
+
+    def _seconds_to_next_boundary(self) -> float:
+        now = self.clock.now()
+        slot_s = self.settings.slot_s
+        into = now.timestamp() % slot_s
+        until = slot_s - into
+        for moment in self.limits.change_times(now)[:1]:
+            until = min(until, (moment - now).total_seconds())
+        return max(until, 0.001)
+
+    # --- planning ---------------------------------------------------------------------------
+    def _slots(self, now: datetime) -> tuple[list[datetime], list[datetime]]:
+        slot_s = self.settings.slot_s
+        first_end_ts = (now.timestamp() // slot_s + 1) * slot_s
+        starts, ends = [now], [datetime.fromtimestamp(first_end_ts, now.tzinfo)]
+        horizon_end = now + timedelta(seconds=self.settings.horizon_s)
+        while ends[-1] < horizon_end:
+            starts.append(ends[-1])
+            ends.append(ends[-1] + timedelta(seconds=slot_s))
+        return starts, ends
+
+    def fallback_w(self, ref: ConnectorRef) -> float:
+        last = self.state.last_measured_w(ref) or 0.0
+        return max(self.topology.max_power_w(ref), last)
+
+    def build_problem(self, now: datetime):
+        """(problem, controlled refs, fixed loads, root sources, slot starts)."""
+        topo, s = self.topology, self.settings
+        starts, ends = self._slots(now)
+        slot_s = np.array([(e - b).total_seconds() for b, e in zip(starts, ends)])
+        t = len(starts)
+        root_w, root_sources = self.limits.effective_root_limit_w(starts, ends)
+        node_w, node_a = topo.node_limits(root_w)
+        controlled: list[ConnectorRef] = []
+        fixed: dict[ConnectorRef, float] = {}
+        for ref, session in self.state.sessions.items():
+            if not topo.has(ref):
+                continue
+            if ref in self.uncontrollable or not self.state.online.get(ref.station_id, False):
+                fixed[ref] = self.fallback_w(ref)
+            else:
+                controlled.append(ref)
+                if self.floor_w.get(ref):
+                    fixed[ref] = self.floor_w[ref]
+        for ref, load_w in fixed.items():
+            # Fixed load is planned around: it comes off every limit above it. A single-phase
+            # load is taken off all three phases' current limits: conservative.
+            station = topo.station(ref.station_id)
+            amps = load_w / (topo.connector(ref).phases * station.voltage_v)
+            for node in topo.ancestors(topo.station_node[ref.station_id]):
+                node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
+                node_a[node] = np.maximum(node_a[node] - amps, 0.0)
+        controlled.sort()
+        arrays = topo.arrays(controlled)
+        max_w = arrays["max_power_w"].copy()
+        for i, ref in enumerate(controlled):
+            max_w[i] -= self.floor_w.get(ref, 0.0)
+            measured = self.state.measured_w(ref, now, s.stale_after_s)
+            if ref in self._underused and measured is not None:
+                # closed loop: the car takes less than it gets; plan it at what it draws
+                max_w[i] = min(max_w[i], max(measured + s.ev_headroom_w, arrays["min_power_w"][i]))
+        max_w = np.maximum(max_w, 0.0)
+        energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
+        departure = np.array([self._departure_slot(self.state.sessions[r].departure, ends)
+                              for r in controlled], dtype=np.int64)
+        problem = optimizer.Problem(
+            slot_s=slot_s, max_power_w=np.repeat(max_w[:, None], t, axis=1), energy_wh=energy,
+            arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
+            node_parent=topo.node_parent, connector_node=arrays["connector_node"],
+            node_limit_w=node_w, node_limit_a=node_a,
+            min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
+            phase=arrays["phase"], voltage_v=arrays["voltage_v"])
+        return problem, controlled, fixed, root_sources, starts
+
+    def _solve(self, problem) -> tuple[np.ndarray, str]:
+        """Runs in a worker thread. optimizer.solve never raises for a valid Problem; if the
+        optimizer itself is missing or broken, everyone at their maximum clipped under every
+        limit is still a safe plan."""
+        solve = getattr(optimizer, "solve", None)
+        if solve is not None:
+            try:
+                schedule = solve(problem, time_limit_s=self.settings.solve_time_limit_s)
+                return np.array(schedule.power_w, dtype=float), schedule.status
+            except Exception:  # task boundary: fall back to the safe baseline below
+                log.exception("optimizer.solve failed; planning the clipped baseline")
+        return safe_baseline(problem), "safe-baseline"
+
+    @staticmethod
+    def _check(problem, power_w) -> list:
+        check = getattr(optimizer, "check", None)
+        found = list(check(problem, power_w)) if check is not None else []
+        return found + over_limits(problem, power_w, tol_w=1e-3)
+
+    @staticmethod
+    def _departure_slot(departure: datetime, ends: list[datetime]) -> int:
+        # A car still plugged in after its departure keeps charging for at least an hour's slots.
+        slot = next((i for i, end in enumerate(ends) if end >= departure), len(ends) - 1) + 1
+        return int(min(max(slot, 4), len(ends)))
+
+    async def replan(self, reasons: set[str] | None = None) -> Plan:
+        now = self.clock.now()
+        problem, controlled, fixed, root_sources, starts = self.build_problem(now)
+        started = time.perf_counter()
+        if problem.n_connectors:
+            power_w, status = await asyncio.to_thread(self._solve, problem)
+        else:
+            power_w, status = np.zeros((0, problem.n_slots)), "empty"
+        violations = self._check(problem, power_w) if problem.n_connectors else []
+        if violations:
+            self.stats.violations += 1
+            log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipping it",
+                      status, len(violations), violations[0])
+            power_w = clip_to_limits(problem, power_w)
+        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled)
+        plans = {}
+        for i, ref in enumerate(controlled):
+            session = self.state.sessions[ref]
+            plans[ref] = ConnectorPlan(
+                ref=ref, transaction_id=session.transaction_id, start=now,
+                slot_starts=starts, power_w=power_w[i] + self.floor_w.get(ref, 0.0),
+                min_power_w=float(problem.min_power_w[i]), binding=bindings[i])
+        self.plan = Plan(at=now, connectors=plans, fixed_w=fixed,
+                         root_limit_w=float(problem.node_limit_w[0, 0] + sum(fixed.values()))
+                         if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"),
+                         root_source=root_sources[0], status=status)
+        self.stats.replans += 1
+        self.stats.last_solve_s = time.perf_counter() - started
+        self.stats.last_status = status
+        log.debug("re-planned (%s): %d connectors, %s, %.3f s", ",".join(sorted(reasons or ())),
+                  len(controlled), status, self.stats.last_solve_s)
+        if self.dispatch is not None:
+            self.dispatch.apply(self.plan)
+        self.plan_done.set()
+        self.plan_done = asyncio.Event()
+        self._notify_snapshot(throttle=False)
+        return self.plan
+
+    def allocated_now_w(self, ref: ConnectorRef) -> float | None:
+        if self.plan is None:
+            return None
+        if ref in self.plan.fixed_w:
+            return self.plan.fixed_w[ref]
+        plan = self.plan.connectors.get(ref)
+        return None if plan is None else plan.power_at(self.clock.now())
+
+    def default_root_limit_w(self) -> float:
+        """The grid limit the fail-safe defaults are sized for: the lowest of the site file's
+        cap, its scheduled caps still to come, and the operator's caps (DR events come and go
+        too fast to re-install every station's defaults)."""
+        now = self.clock.now()
+        caps = [limit.limit_w for limit in self.limits.caps()
+                if limit.end is None or limit.end > now]
+        root = self.topology.static_limit_w[0]
+        return float(min(caps + [root]))
+
+    # --- snapshot ---------------------------------------------------------------------------
+    def effective_limit_now(self) -> tuple[float, LimitSource | None]:
+        now = self.clock.now()
+        values, sources = self.limits.effective_root_limit_w([now], [now + timedelta(seconds=1)])
+        root = self.topology.static_limit_w[0]
+        if root < values[0]:
+            return float(root), self.topology.node_sources[0]
+        return float(values[0]), sources[0]
+
+    def site_load_w(self) -> float:
+        """Sum of fresh measurements; a charging connector with stale data counts at its max."""
+        now, total = self.clock.now(), 0.0
+        for ref in self.topology.refs:
+            measured = self.state.measured_w(ref, now, self.settings.stale_after_s)
+            if measured is not None:
+                total += measured
+            elif ref in self.state.sessions and self.state.online.get(ref.station_id) is False:
+                total += self.fallback_w(ref)
+        return total
+
+    def snapshot(self) -> dict:
+        now = self.clock.now()
+        limit_w, limit_source = self.effective_limit_now()
+        load_w = self.site_load_w()
+        self._record_history(now, load_w, limit_w)
+        connectors = []
+        for ref in self.topology.refs:
+            session = self.state.sessions.get(ref)
+            plan = self.plan.connectors.get(ref) if self.plan else None
+            if ref in self.uncontrollable and session is not None:
+                binding = LimitSource(SOURCE_FALLBACK, f"{ref.station_id}/{ref.connector_id}",
+                                      self.uncontrollable[ref])
+            elif plan is not None:
+                binding = plan.binding
+            else:
+                binding = None
+            measured = self.state.measured_w(ref, now, self.settings.stale_after_s)
+            allocated = self.allocated_now_w(ref) if session is not None else None
+            connectors.append({
+                "station_id": ref.station_id, "connector_id": ref.connector_id,
+                "online": self.state.online.get(ref.station_id, False),
+                "status": self.state.status.get(ref),
+                "session_id": session.transaction_id if session else None,
+                "allocated_w": None if allocated is None else round(allocated, 1),
+                "measured_w": None if measured is None else round(measured, 1),
+                "binding": binding.as_json() if binding else None,
+                "controllable": ref not in self.uncontrollable})
+        return {
+            "time": format_ocpp_time(now),
+            "effective_limit_w": None if not np.isfinite(limit_w) else limit_w,
+            "site_load_w": round(load_w, 1),
+            "limit_binding": limit_source.as_json() if limit_source else None,
+            "history": list(self.history),
+            "connectors": connectors,
+            "sessions": [s.as_json() for s in sorted(self.state.sessions.values(),
+                                                     key=lambda s: s.transaction_id)],
+            "stations": [{"station_id": sid, "online": online}
+                         for sid, online in self.state.online.items()],
+            "dr_events": [e.as_json(now) for e in self.limits.events()],
+            "stats": {"profiles_sent": self.stats.profiles_sent, "replans": self.stats.replans,
+                      "violations": self.stats.violations,
+                      "last_solve_s": round(self.stats.last_solve_s, 4),
+                      "last_status": self.stats.last_status},
+        }
+
+    def _record_history(self, now: datetime, load_w: float, limit_w: float) -> None:
+        last = self._last_history_at
+        if last is not None and (now - last).total_seconds() < self.settings.history_every_s:
+            return
+        self._last_history_at = now
+        self.history.append({"time": format_ocpp_time(now), "site_load_w": round(load_w, 1),
+                             "effective_limit_w": None if not np.isfinite(limit_w) else limit_w})
+
+    def _notify_snapshot(self, *, throttle: bool) -> None:
+        real = time.monotonic()
+        if throttle and real - self._last_snapshot_real < self.settings.snapshot_min_real_s:
+            return
+        self._last_snapshot_real = real
+        self._snapshot_version += 1
+        changed, self._snapshot_changed = self._snapshot_changed, asyncio.Event()
+        changed.set()
+
+    @property
+    def snapshot_version(self) -> int:
+        return self._snapshot_version
+
+    async def next_snapshot(self, after_version: int, timeout_s: float | None = None
+                            ) -> tuple[int, dict] | None:
+        """Wait until the snapshot changes after `after_version`; (version, snapshot) or None
+        on timeout."""
+        if self._snapshot_version <= after_version:
+            try:
+                await asyncio.wait_for(self._snapshot_changed.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                return None
+        return self._snapshot_version, self.snapshot()

@@ -1,0 +1,406 @@
+"""Plans -> SetChargingProfile sends, one station at a time per station, all stations at once.
+
+Per station we read the smart-charging capabilities once (GetConfiguration), install fail-safe
+defaults at boot (ChargePointMaxProfile + a TxDefaultProfile per connector whose sum stays under
+every limit if smartcharge disappears), and send each connector whose plan changed a TxProfile.
+A rejected profile is retried in the documented alternatives (the other rate unit, a
+TxDefaultProfile on the connector, the minimum rate instead of 0); what worked is remembered per
+station. A connector none of them works for is reported to the controller as uncontrollable.
+Decreases go out (and are answered) before increases, so a re-plan never overshoots in between.
+Every profile sent is recorded with the station's answer in the store's audit table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ocpp.v16 import call
+
+from smartcharge import events as ev
+from smartcharge.clock import Clock
+from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
+                                       StationTimeout)
+from smartcharge.site.plan import ConnectorPlan, Plan
+from smartcharge.site.topology import ConnectorRef
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
+               "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled"]
+NO_ANSWER = "no answer"
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
+    retries: int = 1                   # extra attempts after a timeout
+    profile_lifetime_s: float = 3600.0  # a TxProfile covers this much site time ...
+    refresh_before_s: float = 1800.0   # ... and is re-sent when less than this is left
+
+
+@dataclass
+class Sent:
+    """What a connector was last told (accepted)."""
+
+    transaction_id: int
+    start: datetime
+    expires: datetime
+    unit: str
+    phases: int
+    starts_s: list[int]
+    limits: list[float]
+
+    def rate_at(self, moment: datetime) -> float | None:
+        if moment >= self.expires:
+            return None
+        offset = (moment - self.start).total_seconds()
+        rate = self.limits[0]
+        for start_s, limit in zip(self.starts_s, self.limits):
+            if start_s <= offset:
+                rate = limit
+        return rate
+
+
+@dataclass
+class StationControl:
+    station_id: str
+    caps: P.Capabilities | None = None
+    unit: str = "A"
+    use_tx_default: bool = False       # the station refuses TxProfiles: plan via TxDefault
+    zero_ok: bool = True               # False: it refuses limit 0; pause at the minimum
+    defaults_root_w: float | None = None
+    sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Dispatcher:
+    def __init__(self, controller, registry: StationRegistry, store, clock: Clock,
+                 settings: DispatchSettings | None = None) -> None:
+        self.controller = controller
+        self.topology = controller.topology
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.settings = settings or DispatchSettings()
+        self.stations = {s.station_id: StationControl(s.station_id, unit=str(s.rate_unit.value))
+                         for s in controller.site.stations}
+        self._latest: Plan | None = None
+        self._wake = asyncio.Event()
+        self._audit: list[tuple] = []
+        self._audit_wake = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self.rounds_done = 0
+        self.round_done = asyncio.Event()   # replaced after each round (for waiters)
+
+    # --- inputs (from the controller, synchronously) ----------------------------------------
+    def apply(self, plan: Plan) -> None:
+        self._latest = plan
+        self._wake.set()
+
+    def on_event(self, event) -> None:
+        if isinstance(event, ev.StationBooted) and event.accepted:
+            self._spawn(self.setup_station(event.station_id))
+        elif isinstance(event, ev.StationConnected):
+            # a reconnect without a reboot sends no BootNotification: re-install all the same
+            self._spawn(self.setup_station(event.station_id))
+        elif isinstance(event, ev.SessionStopped) and event.connector_id is not None:
+            control = self.stations.get(event.station_id)
+            if control is not None:
+                control.sent.pop(event.connector_id, None)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- background loops (owned by setup's cleanup_ctx) ------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            plan = self._latest
+            try:
+                await self.dispatch_plan(plan)
+            except Exception:  # task boundary: next plan gets its chance
+                log.exception("dispatching plan from %s failed", plan.at if plan else None)
+            self.rounds_done += 1
+            done, self.round_done = self.round_done, asyncio.Event()
+            done.set()
+
+    async def run_audit(self) -> None:
+        while True:
+            await self._audit_wake.wait()
+            self._audit_wake.clear()
+            await self.flush_audit()
+
+    async def flush_audit(self) -> None:
+        rows, self._audit = self._audit, []
+        if not rows or self.store is None:
+            return
+
+        def write(tx):
+            for row in rows:
+                tx.insert_profile_sent(*row)
+        try:
+            await self.store.run(write)
+        except Exception:
+            log.exception("could not record %d sent profiles in the audit table", len(rows))
+
+    async def close(self) -> None:
+        for task in tuple(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush_audit()
+
+    # --- one station's setup: capabilities, fail-safe defaults, current profiles ------------
+    async def setup_station(self, station_id: str) -> None:
+        control = self.stations.get(station_id)
+        if control is None:
+            return
+        async with control.lock:
+            try:
+                if control.caps is None:
+                    control.caps = await self._read_capabilities(station_id)
+                    if "A" not in control.caps.rate_units and control.caps.rate_units:
+                        control.unit = control.caps.rate_units[0]
+                control.sent.clear()   # the station may have forgotten everything
+                await self._send_defaults(control)
+            except (StationOffline, StationTimeout) as exc:
+                log.info("station %s: setup postponed (%s)", station_id, exc)
+                return
+        for connector in self.topology.station(station_id).connectors:
+            self.controller.set_uncontrollable(ConnectorRef(station_id, connector.connector_id),
+                                               None)
+        if self._latest is not None:
+            await self._dispatch_station(control, self._latest, phase=None)
+
+    async def _read_capabilities(self, station_id: str) -> P.Capabilities:
+        try:
+            answer = await self._call(station_id, call.GetConfiguration(key=list(CONFIG_KEYS)))
+        except StationCallError as exc:
+            log.info("station %s: GetConfiguration refused (%s); assuming defaults",
+                     station_id, exc)
+            return P.Capabilities()
+        values = {}
+        for item in answer.configuration_key or []:
+            key = item.get("key") if isinstance(item, dict) else getattr(item, "key", None)
+            value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
+            values[key] = value
+        return parse_capabilities(values)
+
+    def default_root_w(self) -> float:
+        return self.controller.default_root_limit_w()
+
+    async def _send_defaults(self, control: StationControl) -> None:
+        station = self.topology.station(control.station_id)
+        now = self.clock.now()
+        root_w = self.default_root_w()
+        shares = self.topology.default_shares(root_w)
+        phases = max(c.phases for c in station.connectors)
+        station_max_w = sum(self.topology.max_power_w(ConnectorRef(station.station_id,
+                                                                   c.connector_id))
+                            for c in station.connectors)
+        if station.max_power_w is not None:
+            station_max_w = min(station_max_w, station.max_power_w)
+        if station.max_current_a is not None:
+            station_max_w = min(station_max_w, station.max_current_a * phases * station.voltage_v)
+        payload = P.charge_point_max_profile(now, station_max_w, unit=control.unit, phases=phases,
+                                             voltage_v=station.voltage_v)
+        await self._send(control, payload, alternatives=True)
+        for connector in station.connectors:
+            share_w, _ = shares[ConnectorRef(station.station_id, connector.connector_id)]
+            payload = P.tx_default_profile(
+                connector.connector_id, now, [0], [share_w], unit=control.unit,
+                phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps)
+            await self._send(control, payload, alternatives=True)
+        control.defaults_root_w = root_w
+
+    # --- plans ------------------------------------------------------------------------------
+    async def dispatch_plan(self, plan: Plan) -> None:
+        """Decreases first (all stations at once, each waiting for its answers), then the rest."""
+        controls = [c for c in self.stations.values() if self.registry.get(c.station_id)]
+        for phase in ("down", "up"):
+            await asyncio.gather(*(self._dispatch_station(c, plan, phase) for c in controls))
+        self._audit_wake.set()
+
+    async def _dispatch_station(self, control: StationControl, plan: Plan,
+                                phase: str | None) -> None:
+        if control.caps is None:
+            return   # not set up yet: setup_station sends the plan once it has the capabilities
+        async with control.lock:
+            try:
+                if control.defaults_root_w != self.default_root_w() and phase != "down":
+                    await self._send_defaults(control)
+                for ref, cplan in plan.connectors.items():
+                    if ref.station_id != control.station_id:
+                        continue
+                    if phase is not None and self._direction(control, cplan) != phase:
+                        continue
+                    if self._needs_send(control, cplan):
+                        await self._send_plan(control, cplan)
+            except StationOffline:
+                return
+            except Exception:  # one station's trouble never stops the others
+                log.exception("station %s: dispatch failed", control.station_id)
+
+    def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
+                 floor: bool = False) -> tuple[dict, Sent]:
+        station = self.topology.station(cplan.ref.station_id)
+        connector = self.topology.connector(cplan.ref)
+        now = self.clock.now()
+        lifetime = self.settings.profile_lifetime_s
+        offsets, powers = cplan.window(now, lifetime)
+        if floor:
+            powers = [max(p, cplan.min_power_w) for p in powers]
+        kwargs = dict(unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
+                      caps=control.caps, duration_s=int(lifetime), min_power_w=cplan.min_power_w)
+        if control.use_tx_default:
+            payload = P.tx_default_profile(cplan.ref.connector_id, now, offsets, powers,
+                                           stack_level=1, fallback=True, **kwargs)
+        else:
+            payload = P.tx_profile(cplan.ref.connector_id, cplan.transaction_id, now, offsets,
+                                   powers, **kwargs)
+        sched = payload["csChargingProfiles"]["chargingSchedule"]
+        periods = sched["chargingSchedulePeriod"]
+        start = now.replace(microsecond=0)
+        sent = Sent(cplan.transaction_id, start, start + timedelta(seconds=lifetime),
+                    control.unit, connector.phases, [p["startPeriod"] for p in periods],
+                    [p["limit"] for p in periods])
+        return payload, sent
+
+    def _direction(self, control: StationControl, cplan: ConnectorPlan) -> str:
+        old = control.sent.get(cplan.ref.connector_id)
+        if old is None or old.transaction_id != cplan.transaction_id or old.unit != control.unit:
+            return "up"
+        _, new = self._desired(control, cplan, floor=not control.zero_ok)
+        for moment in _change_points(old, new):
+            before, after = old.rate_at(moment), new.rate_at(moment)
+            if before is not None and after is not None and after < before:
+                return "down"
+        return "up"
+
+    def _needs_send(self, control: StationControl, cplan: ConnectorPlan) -> bool:
+        old = control.sent.get(cplan.ref.connector_id)
+        if old is None or old.transaction_id != cplan.transaction_id or old.unit != control.unit:
+            return True
+        now = self.clock.now()
+        if (old.expires - now).total_seconds() < self.settings.refresh_before_s:
+            return True
+        _, new = self._desired(control, cplan, floor=not control.zero_ok)
+        return any(old.rate_at(m) != new.rate_at(m) for m in _change_points(old, new)
+                   if m < old.expires)
+
+    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> None:
+        """Send one connector's plan, trying the alternatives when the station refuses."""
+        ref = cplan.ref
+        units = [control.unit] + [u for u in control.caps.rate_units if u != control.unit]
+        modes = [control.use_tx_default, not control.use_tx_default]
+        floors = [not control.zero_ok, True] if control.zero_ok else [True]
+        has_zero = any(p <= 0 for p in cplan.power_w[:4])
+        answer = None
+        for floor in floors:
+            if floor and control.zero_ok and not has_zero:
+                break   # the minimum instead of 0 only helps a plan that pauses
+            for use_tx_default in modes:
+                for unit in units:
+                    control.unit, control.use_tx_default = unit, use_tx_default
+                    payload, sent = self._desired(control, cplan, floor=floor)
+                    answer = await self._send(control, payload)
+                    if answer == "Accepted":
+                        control.sent[ref.connector_id] = sent
+                        if floor and control.zero_ok:
+                            control.zero_ok = False
+                            self.controller.set_floor(ref, cplan.min_power_w)
+                        self.controller.set_uncontrollable(ref, None)
+                        return
+                    if answer == NO_ANSWER:
+                        self.controller.set_uncontrollable(ref, "station does not answer")
+                        return
+        control.unit, control.use_tx_default = units[0], modes[0]
+        self.controller.set_uncontrollable(ref, f"every profile rejected (last answer: {answer})")
+
+    # --- the wire ---------------------------------------------------------------------------
+    async def _call(self, station_id: str, request):
+        link = self.registry.get(station_id)
+        if link is None:
+            raise StationOffline(f"station {station_id} is not connected")
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return await link.call(request, timeout_s=self.settings.call_timeout_s)
+            except StationTimeout:
+                if attempt == self.settings.retries:
+                    raise
+
+    async def _send(self, control: StationControl, payload: dict, *,
+                    alternatives: bool = False) -> str:
+        """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
+        a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
+        request = call.SetChargingProfile(connector_id=payload["connectorId"],
+                                          cs_charging_profiles=payload["csChargingProfiles"])
+        try:
+            result = await self._call(control.station_id, request)
+            answer = str(getattr(result.status, "value", result.status))
+        except StationTimeout:
+            answer = NO_ANSWER
+        except StationCallError as exc:
+            answer = exc.code
+        except StationOffline:
+            self._record(control, payload, "offline")
+            raise
+        self._record(control, payload, answer)
+        if alternatives and answer not in ("Accepted", NO_ANSWER) and control.caps is not None:
+            other = [u for u in control.caps.rate_units if u != control.unit]
+            if other:  # defaults in the other unit, and remember it
+                profile = payload["csChargingProfiles"]
+                period = profile["chargingSchedule"]["chargingSchedulePeriod"][0]
+                station = self.topology.station(control.station_id)
+                power = P.rate_to_power(period["limit"], control.unit,
+                                        period.get("numberPhases", 3), station.voltage_v)
+                control.unit = other[0]
+                sched = P.schedule(self.clock.now(), [0], [power], unit=control.unit,
+                                   phases=period.get("numberPhases", 3),
+                                   voltage_v=station.voltage_v, max_periods=1)
+                retry = dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
+                return await self._send(control, retry)
+        return answer
+
+    def _record(self, control: StationControl, payload: dict, answer: str) -> None:
+        profile = payload["csChargingProfiles"]
+        self._audit.append((control.station_id, payload["connectorId"],
+                            profile["chargingProfilePurpose"], payload, answer,
+                            self.clock.now()))
+        self.controller.stats.profiles_sent += 1
+        if len(self._audit) >= 200:
+            self._audit_wake.set()
+
+
+def _change_points(old: Sent, new: Sent) -> list[datetime]:
+    points = {new.start + timedelta(seconds=s) for s in new.starts_s}
+    points |= {old.start + timedelta(seconds=s) for s in old.starts_s}
+    return sorted(p for p in points if p >= new.start and p < min(old.expires, new.expires))
+
+
+def parse_capabilities(values: dict) -> P.Capabilities:
+    """GetConfiguration values -> Capabilities; unknown or unreadable keys keep the defaults."""
+    base = P.Capabilities()
+
+    def as_int(key, default):
+        try:
+            return int(str(values.get(key)).strip())
+        except (TypeError, ValueError):
+            return default
+    units_text = values.get("ChargingScheduleAllowedChargingRateUnit")
+    units = base.rate_units
+    if units_text:
+        names = [u.strip() for u in str(units_text).split(",")]
+        parsed = tuple(u for u, name in (("A", "Current"), ("W", "Power")) if name in names)
+        units = parsed or units
+    return P.Capabilities(
+        max_stack_level=max(as_int("ChargeProfileMaxStackLevel", base.max_stack_level), 0),
+        max_periods=max(as_int("ChargingScheduleMaxPeriods", base.max_periods), 1),
+        rate_units=units,
+        max_profiles_installed=as_int("MaxChargingProfilesInstalled", None))

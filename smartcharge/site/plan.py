@@ -1,0 +1,155 @@
+"""A plan: what each connector gets over the coming slots, why, and the safety net that clips
+any allocation back under every limit of a Problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from smartcharge.site.limits import SOURCE_CONNECTOR, SOURCE_ENERGY, LimitSource
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+
+@dataclass(frozen=True)
+class ConnectorPlan:
+    ref: ConnectorRef
+    transaction_id: int
+    start: datetime                    # the moment the plan was made (first slot's start)
+    slot_starts: list[datetime]        # start of each slot; slot 0 starts at `start`
+    power_w: np.ndarray                # (T,) allocation per slot [W]
+    min_power_w: float
+    binding: LimitSource | None = None
+
+    def power_at(self, moment: datetime) -> float:
+        index = 0
+        for i, slot_start in enumerate(self.slot_starts):
+            if slot_start <= moment:
+                index = i
+            else:
+                break
+        return float(self.power_w[index])
+
+    def window(self, start: datetime, duration_s: float) -> tuple[list[float], list[float]]:
+        """(period starts [s from start], powers [W]) covering [start, start + duration_s)."""
+        offsets, powers = [0.0], [self.power_at(start)]
+        for slot_start, power in zip(self.slot_starts, self.power_w):
+            offset = (slot_start - start).total_seconds()
+            if 0 < offset < duration_s:
+                offsets.append(offset)
+                powers.append(float(power))
+        return offsets, powers
+
+
+@dataclass(frozen=True)
+class Plan:
+    at: datetime
+    connectors: dict[ConnectorRef, ConnectorPlan]
+    fixed_w: dict[ConnectorRef, float]      # uncontrollable connectors, planned at fallback
+    root_limit_w: float
+    root_source: LimitSource | None
+    status: str
+    extra: dict = field(default_factory=dict)
+
+
+def node_loads(problem, power_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((M,T) power per node [W], (M,3,T) current per node and phase [A])."""
+    incidence = problem.node_connector
+    load_w = np.asarray(incidence @ power_w)
+    amps = problem.amps_per_w                                  # (N,3)
+    per_phase = np.einsum("np,nt->npt", amps, power_w)         # (N,3,T)
+    load_a = np.stack([np.asarray(incidence @ per_phase[:, p, :]) for p in range(3)], axis=1)
+    return load_w, load_a
+
+
+def clip_to_limits(problem, power_w: np.ndarray) -> np.ndarray:
+    """Scale connectors down until no node, connector or window limit is exceeded; anything
+    pushed below its minimum rate pauses. Only ever lowers, so one pass from the root down is
+    enough: scaling a subtree never raises a load elsewhere."""
+    power = np.clip(np.asarray(power_w, float), 0.0, problem.upper_w)
+    for node in range(problem.n_nodes):
+        members = problem.node_connector[node].indices
+        if members.size == 0:
+            continue
+        load_w, load_a = node_loads(problem, power)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor_w = np.where(load_w[node] > 0, problem.node_limit_w[node] / load_w[node], 1.0)
+            factor_a = np.where(load_a[node] > 0, problem.node_limit_a[node][None, :] /
+                                load_a[node], 1.0).min(axis=0)
+        factor = np.clip(np.minimum(factor_w, factor_a), 0.0, 1.0) * (1 - 1e-9)
+        power[members] *= factor[None, :]
+    below_min = (power > 0) & (power < problem.min_power_w[:, None])
+    power[below_min] = 0.0
+    return power
+
+
+def safe_baseline(problem) -> np.ndarray:
+    """Everyone as early and as fast as allowed, clipped under every limit, stopping at the
+    requested energy: the plan when the optimizer is unavailable."""
+    power = clip_to_limits(problem, np.array(problem.upper_w))
+    wh = power * problem.wh_per_w[None, :]
+    before = np.cumsum(wh, axis=1) - wh                       # energy delivered before slot t
+    room = np.clip(problem.energy_wh[:, None] - before, 0.0, None)
+    return np.minimum(power, room / problem.wh_per_w[None, :])
+
+
+def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
+                    root_sources: list, refs: list[ConnectorRef]) -> list[LimitSource | None]:
+    """For each connector, the limit that binds it in the first slot: the nearest node (from the
+    connector upwards) whose load is within tolerance of its limit, else its own maximum, else
+    its remaining energy."""
+    n = problem.n_connectors
+    if n == 0:
+        return []
+    load_w, load_a = node_loads(problem, power_w)
+    tight = np.zeros(problem.n_nodes, dtype=bool)
+    for node in range(problem.n_nodes):
+        limit_w = problem.node_limit_w[node, 0]
+        limit_a = problem.node_limit_a[node, 0]
+        tol_w = max(50.0, 1e-3 * limit_w) if np.isfinite(limit_w) else 0
+        tight[node] = (np.isfinite(limit_w) and load_w[node, 0] >= limit_w - tol_w) or (
+            np.isfinite(limit_a) and load_a[node, :, 0].max() >= limit_a - max(0.2, 1e-3 * limit_a))
+    out: list[LimitSource | None] = []
+    for i in range(n):
+        ref = None
+        name = f"{refs[i].station_id}/{refs[i].connector_id}"
+        max_w = problem.upper_w[i, 0]
+        if power_w[i, 0] >= max_w - 1.0 and max_w > 0:
+            out.append(LimitSource(SOURCE_CONNECTOR, name, "connector or car maximum"))
+            continue
+        for node in topology.ancestors(int(problem.connector_node[i])):
+            if tight[node]:
+                ref = (root_sources[0] if node == 0 and root_sources[0] is not None
+                       else topology.node_sources[node])
+                break
+        if ref is None:
+            detail = ("energy need met" if problem.energy_wh[i] <= 1e-6
+                      else "energy need spread over the stay")
+            ref = LimitSource(SOURCE_ENERGY, name, detail)
+        out.append(ref)
+    return out
+
+
+def over_limits(problem, power_w: np.ndarray, tol_w: float = 1e-3) -> list[str]:
+    """Our own last check (independent of the optimizer's): every node W/A limit and connector
+    bound; returns a description per breach, empty when the allocation is safe."""
+    out = []
+    if problem.n_connectors == 0:
+        return out
+    power = np.asarray(power_w, float)
+    over = power - problem.upper_w
+    if (over > tol_w).any():
+        i, t = np.unravel_index(int(np.argmax(over)), over.shape)
+        out.append(f"connector {i} slot {t}: {power[i, t]:.1f} W > bound {problem.upper_w[i, t]:.1f} W")
+    load_w, load_a = node_loads(problem, power)
+    excess_w = load_w - problem.node_limit_w
+    if (excess_w > tol_w).any():
+        m, t = np.unravel_index(int(np.argmax(excess_w)), excess_w.shape)
+        out.append(f"node {m} slot {t}: {load_w[m, t]:.1f} W > limit {problem.node_limit_w[m, t]:.1f} W")
+    excess_a = load_a - problem.node_limit_a[:, None, :]
+    if (excess_a > tol_w).any():
+        m, p, t = np.unravel_index(int(np.argmax(excess_a)), excess_a.shape)
+        out.append(f"node {m} phase L{p + 1} slot {t}: {load_a[m, p, t]:.2f} A > limit "
+                   f"{problem.node_limit_a[m, t]:.2f} A")
+    return out

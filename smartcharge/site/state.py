@@ -1,0 +1,150 @@
+"""The live picture of the site, fed from domain events: who is online, connector status,
+open sessions and their needs, the latest measurement of each connector with its timestamp.
+
+Missing is not zero: a connector with no recent measurement has `measured_w(...) is None`, and
+the controller then assumes it draws its maximum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from smartcharge import events as ev
+from smartcharge.model import Site
+from smartcharge.site.topology import ConnectorRef
+
+# What changed, so the controller can tell which events need a re-plan.
+SESSION_CHANGE = "session"
+STATION_CHANGE = "station"
+MEASUREMENT = "measurement"
+STATUS = "status"
+
+
+@dataclass
+class Session:
+    transaction_id: int
+    ref: ConnectorRef
+    id_tag: str
+    started_at: datetime
+    meter_start_wh: float
+    requested_wh: float               # total energy the driver wants in this session [Wh]
+    departure: datetime
+    energy_wh: float = 0.0            # delivered so far, from the register [Wh]
+
+    @property
+    def remaining_wh(self) -> float:
+        return max(self.requested_wh - self.energy_wh, 0.0)
+
+    def as_json(self) -> dict:
+        from smartcharge.clock import format_ocpp_time
+        return {"session_id": self.transaction_id, "station_id": self.ref.station_id,
+                "connector_id": self.ref.connector_id, "energy_wh": round(self.energy_wh, 1),
+                "requested_wh": self.requested_wh, "departure": format_ocpp_time(self.departure),
+                "id_tag": self.id_tag, "start": format_ocpp_time(self.started_at)}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    power_w: float
+    at: datetime
+
+
+class SiteState:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.online: dict[str, bool] = {s.station_id: False for s in site.stations}
+        self.status: dict[ConnectorRef, str] = {}
+        self.sessions: dict[ConnectorRef, Session] = {}
+        self.measurements: dict[ConnectorRef, Measurement] = {}
+
+    # --- queries ----------------------------------------------------------------------------
+    def session_by_id(self, transaction_id: int) -> Session | None:
+        return next((s for s in self.sessions.values() if s.transaction_id == transaction_id),
+                    None)
+
+    def measured_w(self, ref: ConnectorRef, now: datetime, max_age_s: float) -> float | None:
+        """The latest measured draw if it is at most max_age_s old, else None (unknown)."""
+        sample = self.measurements.get(ref)
+        if sample is None or now - sample.at > timedelta(seconds=max_age_s):
+            return None
+        return sample.power_w
+
+    def last_measured_w(self, ref: ConnectorRef) -> float | None:
+        sample = self.measurements.get(ref)
+        return None if sample is None else sample.power_w
+
+    # --- updates ----------------------------------------------------------------------------
+    def set_need(self, transaction_id: int, *, requested_wh: float | None = None,
+                 departure: datetime | None = None) -> Session:
+        session = self.session_by_id(transaction_id)
+        if session is None:
+            raise KeyError(f"no open session {transaction_id}")
+        if requested_wh is not None:
+            session.requested_wh = float(requested_wh)
+        if departure is not None:
+            session.departure = departure
+        return session
+
+    def apply(self, event) -> str | None:
+        """Take one event in; return what kind of change it was (None: nothing for us)."""
+        if isinstance(event, ev.StationConnected | ev.StationBooted):
+            if event.station_id not in self.online:
+                return None
+            was = self.online[event.station_id]
+            self.online[event.station_id] = True
+            if isinstance(event, ev.StationBooted):
+                for ref in [r for r in self.sessions if r.station_id == event.station_id]:
+                    if self.sessions[ref].transaction_id in event.sessions_closed:
+                        del self.sessions[ref]
+                return STATION_CHANGE
+            return None if was else STATION_CHANGE
+        if isinstance(event, ev.StationDisconnected):
+            if event.station_id not in self.online:
+                return None
+            self.online[event.station_id] = False
+            return STATION_CHANGE
+        if isinstance(event, ev.ConnectorStatusChanged):
+            self.status[ConnectorRef(event.station_id, event.connector_id)] = event.status
+            return STATUS
+        if isinstance(event, ev.SessionStarted):
+            ref = ConnectorRef(event.station_id, event.connector_id)
+            if self.site.station(event.station_id) is None:
+                return None
+            defaults = self.site.session_defaults
+            self.sessions[ref] = Session(
+                transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
+                started_at=event.at, meter_start_wh=event.meter_start_wh,
+                requested_wh=defaults.energy_wh,
+                departure=event.at + timedelta(seconds=defaults.dwell_s))
+            return SESSION_CHANGE
+        if isinstance(event, ev.SessionStopped):
+            for ref, session in list(self.sessions.items()):
+                if session.transaction_id == event.transaction_id and \
+                        ref.station_id == event.station_id:
+                    del self.sessions[ref]
+                    self.measurements.pop(ref, None)
+                    return SESSION_CHANGE
+            return None
+        if isinstance(event, ev.MeterSampled):
+            return self._meter(event)
+        return None
+
+    def _meter(self, event: ev.MeterSampled) -> str | None:
+        ref = ConnectorRef(event.station_id, event.connector_id)
+        session = self.sessions.get(ref)
+        if session is not None and event.energy_register_wh is not None and (
+                event.transaction_id is None or event.transaction_id == session.transaction_id):
+            session.energy_wh = max(session.energy_wh,
+                                    event.energy_register_wh - session.meter_start_wh)
+        power_w = event.power_w
+        if power_w is None and any(c is not None for c in event.current_a):
+            station = self.site.station(event.station_id)
+            voltage = station.voltage_v if station else 230.0
+            power_w = sum(c for c in event.current_a if c is not None) * voltage
+        if power_w is None:
+            return None
+        previous = self.measurements.get(ref)
+        if previous is None or event.at >= previous.at:  # late samples never replace fresh ones
+            self.measurements[ref] = Measurement(float(power_w), event.at)
+        return MEASUREMENT

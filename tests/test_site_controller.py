@@ -1,0 +1,179 @@
+"""The controller's planning, fed real domain events (no sockets: the planning itself)."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from smartcharge import events as ev
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.site.controller import SiteController
+from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.topology import ConnectorRef
+
+T0 = datetime(2026, 1, 1, 12, 0, 3, tzinfo=UTC)
+P_MAX = 3 * 230 * 32.0
+
+
+def _site(cap_w=30_000.0):
+    return Site(name="t",
+                circuits=(Circuit("grid", None, limit_w=cap_w),
+                          Circuit("feeder", "grid", limit_a=40)),
+                stations=tuple(Station(f"CP{i}", "feeder" if i < 3 else "grid",
+                                       (Connector(1),)) for i in range(5)))
+
+
+def _controller(cap_w=30_000.0):
+    clock = AcceleratedClock(T0, speed=1.0)
+    controller = SiteController(_site(cap_w), clock)
+    return controller, clock
+
+
+def _start(controller, clock, station, tx, online=True):
+    if online:
+        controller.on_event(ev.StationBooted(station, clock.now(), True, "v", "m"))
+    controller.on_event(ev.SessionStarted(station, 1, tx, "TAG", 0.0, clock.now()))
+
+
+def _now_w(controller):
+    return {ref: p.power_at(controller.clock.now()) for ref, p in controller.plan.connectors.items()}
+
+
+def _first_slot_load(controller):
+    return sum(_now_w(controller).values()) + sum(controller.plan.fixed_w.values())
+
+
+async def test_plan_keeps_site_and_breaker_under_limits_and_explains():
+    controller, clock = _controller()
+    for i in range(5):
+        _start(controller, clock, f"CP{i}", 100 + i)
+    await controller.replan({"test"})
+    alloc = _now_w(controller)
+    assert len(alloc) == 5
+    assert sum(alloc.values()) <= 30_000 + 1e-6
+    feeder_a = sum(alloc[ConnectorRef(f"CP{i}", 1)] for i in range(3)) / (3 * 230)
+    assert feeder_a <= 40 + 1e-6
+    assert sum(alloc.values()) > 29_000      # the cap binds: it is used, not wasted
+    snap = controller.snapshot()
+    bound = {c["station_id"]: c["binding"] for c in snap["connectors"]}
+    assert bound["CP0"]["source"] in ("circuit", "site")
+    assert {c["session_id"] for c in snap["connectors"]} >= {100, 104}
+    assert snap["effective_limit_w"] == 30_000
+    assert snap["stats"]["replans"] == 1 and snap["stats"]["violations"] == 0
+
+
+async def test_dr_event_starting_now_lowers_the_plan_at_once():
+    controller, clock = _controller()
+    for i in range(4):
+        _start(controller, clock, f"CP{i}", 100 + i)
+    now = clock.now()
+    controller.limits.add_event(DemandResponseEvent("dr-1", now, now + timedelta(hours=1),
+                                                    limit_w=12_000))
+    await controller.replan({"dr"})
+    assert _first_slot_load(controller) <= 12_000 + 1e-6
+    snap = controller.snapshot()
+    assert snap["limit_binding"]["id"] == "dr-1" and snap["effective_limit_w"] == 12_000
+    assert snap["dr_events"][0]["state"] == "active"
+
+
+async def test_offline_station_with_session_is_fixed_load_at_its_maximum():
+    controller, clock = _controller()
+    for i in range(3):
+        _start(controller, clock, f"CP{i}", 100 + i)
+    _start(controller, clock, "CP3", 103, online=False)      # never came online
+    await controller.replan()
+    assert controller.plan.fixed_w == {ConnectorRef("CP3", 1): P_MAX}
+    assert ConnectorRef("CP3", 1) not in controller.plan.connectors
+    assert _first_slot_load(controller) <= 30_000 + 1e-6
+
+
+async def test_uncontrollable_uses_higher_of_maximum_and_last_draw():
+    controller, clock = _controller(cap_w=60_000)
+    for i in range(3, 5):
+        _start(controller, clock, f"CP{i}", 100 + i)
+    ref = ConnectorRef("CP4", 1)
+    controller.on_event(ev.MeterSampled("CP4", 1, 104, clock.now(), "Sample.Periodic",
+                                        power_w=P_MAX + 500))
+    controller.set_uncontrollable(ref, "rejects profiles")
+    await controller.replan()
+    assert controller.plan.fixed_w[ref] == P_MAX + 500
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] <= 60_000 - P_MAX - 500 + 1e-6
+    snap = controller.snapshot()
+    entry = next(c for c in snap["connectors"] if c["station_id"] == "CP4")
+    assert entry["binding"]["source"] == "fallback" and entry["controllable"] is False
+
+
+async def test_closed_loop_gives_unused_power_to_others():
+    controller, clock = _controller(cap_w=20_000)
+    for i in range(3, 5):
+        _start(controller, clock, f"CP{i}", 100 + i)
+    await controller.replan()
+    before = _now_w(controller)
+    assert sum(before.values()) == pytest.approx(20_000, abs=50)
+    # CP3's car only takes 2 kW of what it was given
+    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+                                        power_w=2_000))
+    assert "underuse:CP3/1" in controller._reasons
+    await controller.replan()
+    after = _now_w(controller)
+    assert after[ConnectorRef("CP3", 1)] <= 2_000 + controller.settings.ev_headroom_w + 1e-6
+    assert after[ConnectorRef("CP4", 1)] > before[ConnectorRef("CP4", 1)] + 1_000
+
+
+async def test_stale_measurement_is_unknown_not_zero():
+    controller, clock = _controller()
+    ref = ConnectorRef("CP0", 1)
+    _start(controller, clock, "CP0", 100)
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, clock.now() - timedelta(hours=1),
+                                        "Sample.Periodic", power_w=0.0))
+    assert controller.state.measured_w(ref, clock.now(), 180) is None
+    await controller.replan()
+    # no closed-loop cut from stale data: still planned well above 0
+    assert _now_w(controller)[ref] > 10_000
+
+
+async def test_need_and_departure_from_the_api_shape_the_plan():
+    controller, clock = _controller(cap_w=100_000)
+    _start(controller, clock, "CP3", 103)
+    controller.state.set_need(103, requested_wh=1_000)
+    await controller.replan()
+    plan = controller.plan.connectors[ConnectorRef("CP3", 1)]
+    delivered = sum(p * (e - s).total_seconds() / 3600 for p, s, e in
+                    zip(plan.power_w, plan.slot_starts, plan.slot_starts[1:]))
+    assert delivered == pytest.approx(1_000, rel=0.01)
+    with pytest.raises(KeyError):
+        controller.state.set_need(999, requested_wh=1)
+
+
+async def test_session_stop_and_storm_coalesce_into_one_solve():
+    controller, clock = _controller()
+    task = __import__("asyncio").ensure_future(controller.run())
+    try:
+        await __import__("asyncio").wait_for(controller.plan_done.wait(), 5)
+        replans = controller.stats.replans
+        waiter = controller.plan_done
+        for i in range(5):
+            _start(controller, clock, f"CP{i}", 200 + i)
+        await __import__("asyncio").wait_for(waiter.wait(), 5)
+        assert controller.stats.replans == replans + 1
+        assert len(controller.plan.connectors) == 5
+        waiter = controller.plan_done
+        controller.on_event(ev.SessionStopped("CP0", 1, 200, clock.now(), 1000.0, "Local"))
+        await __import__("asyncio").wait_for(waiter.wait(), 5)
+        assert ConnectorRef("CP0", 1) not in controller.plan.connectors
+    finally:
+        task.cancel()
+
+
+async def test_next_snapshot_wakes_on_replan():
+    import asyncio
+    controller, clock = _controller()
+    version = controller.snapshot_version
+    waiter = asyncio.ensure_future(controller.next_snapshot(version, timeout_s=5))
+    await asyncio.sleep(0)
+    _start(controller, clock, "CP0", 100)
+    await controller.replan()
+    got = await waiter
+    assert got is not None and got[0] > version and got[1]["sessions"][0]["session_id"] == 100
+    assert await controller.next_snapshot(got[0], timeout_s=0.01) is None
