@@ -140,7 +140,7 @@ class SimStation:
         self.booted = asyncio.Event()
         self._outbox_ready = asyncio.Event()
         self._wake_physics = asyncio.Event()
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         self._http = http
         self._own_http = http is None
         self._protocol: StationProtocol | None = None
@@ -215,6 +215,7 @@ class SimStation:
                 self.connected.clear()
                 self.booted.clear()
                 self.outbox.drop_live()
+                self._changed.set()
             if self._stopping:
                 break
             if self._rebooting:
@@ -302,16 +303,18 @@ class SimStation:
             return          # live-only messages are not worth queueing; boot resends state
         self.outbox.append(item)
         self._outbox_ready.set()
+        self._changed.set()
 
     async def _notify_changed(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.set()
 
     async def wait_for(self, predicate, timeout_s: float = 10.0) -> None:
-        """Wait (real time, bounded) until `predicate()` holds; re-checked on every ack/boot."""
+        """Wait (real time, bounded) until `predicate()` holds; re-checked whenever a message
+        is queued or acknowledged and on every boot."""
         async def waiter() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
         await asyncio.wait_for(waiter(), timeout_s)
 
     async def drained(self, timeout_s: float = 10.0) -> None:
@@ -422,13 +425,21 @@ class SimStation:
     async def _physics_loop(self) -> None:
         while True:
             now = self.clock.now()
-            self.advance_to(now)
             interval_s = configuration.as_int(self.config, "MeterValueSampleInterval")
-            if self._next_sample is None or interval_s <= 0:
-                self._next_sample = now if interval_s > 0 else None
-            if self._next_sample is not None and now >= self._next_sample:
-                self.sample_all(now)
-                self._next_sample = now + _seconds(interval_s)
+            if interval_s <= 0:
+                self._next_sample = None
+            elif self._next_sample is None:
+                self._next_sample = now.replace(microsecond=0) + _seconds(interval_s)
+            elif self._next_sample <= now:
+                # sample at the scheduled moment, not when the event loop got round to it, so
+                # samples keep their interval however late this task wakes up
+                at = max(self._next_sample, self._last_physics or self._next_sample)
+                self.advance_to(at)
+                self.sample_all(at)
+                self._next_sample += _seconds(interval_s)
+                if self._next_sample <= at:
+                    self._next_sample = at + _seconds(interval_s)
+            self.advance_to(now)
             wake = now + _seconds(self.spec.physics_step_s)
             if self._next_sample is not None:
                 wake = min(wake, self._next_sample)

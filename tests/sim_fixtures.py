@@ -1,0 +1,170 @@
+"""Fixtures for running simulated stations over real sockets on 127.0.0.1.
+
+`MiniCentralSystem` is a tiny OCPP 1.6J central system built on the `ocpp` library's server side
+on aiohttp: it lets the simulator's own behaviour (profiles, configuration, triggers) be tested
+against a second, independent OCPP implementation. `real_server` starts the project's own server
+app (`smartcharge.app.create_app`) the way `smartcharge serve` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiohttp import web
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.enums import Action
+
+from smartcharge.sim.connection import WsConnection
+from smartcharge.sim.station import ConnectorSpec, SimStation, StationSpec
+
+ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Received:
+    action: str
+    payload: dict
+
+
+class StationLink(ChargePoint):
+    """One station's connection as the mini central system sees it."""
+
+    def __init__(self, station_id, connection, csms: MiniCentralSystem):
+        super().__init__(station_id, connection, response_timeout=5)
+        self.csms = csms
+
+    def _record(self, action, **payload):
+        self.csms.received.append(Received(action, payload))
+        self.csms.changed.set()
+
+    @on(Action.boot_notification)
+    def on_boot(self, **payload):
+        self._record("BootNotification", **payload)
+        return call_result.BootNotification(
+            current_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            interval=self.csms.heartbeat_interval_s, status="Accepted")
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self, **payload):
+        self._record("Heartbeat")
+        return call_result.Heartbeat(
+            current_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @on(Action.status_notification)
+    def on_status(self, **payload):
+        self._record("StatusNotification", **payload)
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag, **payload):
+        self._record("Authorize", id_tag=id_tag)
+        status = "Accepted" if id_tag in ACCEPTED_TAGS else "Invalid"
+        return call_result.Authorize(id_tag_info={"status": status})
+
+    @on(Action.start_transaction)
+    def on_start(self, **payload):
+        self._record("StartTransaction", **payload)
+        key = (self.id, payload["connector_id"], payload["timestamp"])
+        if key not in self.csms.transaction_ids:       # a replayed start gets the same id
+            self.csms.transaction_ids[key] = next(self.csms.next_transaction_id)
+        status = "Accepted" if payload["id_tag"] in ACCEPTED_TAGS else "Invalid"
+        return call_result.StartTransaction(transaction_id=self.csms.transaction_ids[key],
+                                            id_tag_info={"status": status})
+
+    @on(Action.meter_values)
+    def on_meter_values(self, **payload):
+        self._record("MeterValues", **payload)
+        return call_result.MeterValues()
+
+    @on(Action.stop_transaction)
+    def on_stop(self, **payload):
+        self._record("StopTransaction", **payload)
+        return call_result.StopTransaction()
+
+
+@dataclass
+class MiniCentralSystem:
+    heartbeat_interval_s: int = 300
+    accepting: bool = True
+    received: list[Received] = field(default_factory=list)
+    links: dict[str, StationLink] = field(default_factory=dict)
+    sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
+    transaction_ids: dict = field(default_factory=dict)
+    next_transaction_id: itertools.count = field(default_factory=lambda: itertools.count(100))
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        if not self.accepting:
+            raise web.HTTPServiceUnavailable()
+        station_id = request.match_info["station_id"]
+        ws = web.WebSocketResponse(protocols=("ocpp1.6",))
+        await ws.prepare(request)
+        link = StationLink(station_id, WsConnection(ws), self)
+        self.links[station_id] = link
+        self.sockets[station_id] = ws
+        with contextlib.suppress(ConnectionError):
+            await link.start()
+        return ws
+
+    def of(self, action: str) -> list[dict]:
+        return [r.payload for r in self.received if r.action == action]
+
+    async def wait_until(self, predicate, timeout_s: float = 10.0) -> None:
+        async def poll():
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+        await asyncio.wait_for(poll(), timeout_s)
+
+    async def drop(self, station_id: str) -> None:
+        """Close a station's socket from our side (the network failed)."""
+        await self.sockets[station_id].close()
+
+
+@contextlib.asynccontextmanager
+async def mini_central_system(**kwargs):
+    csms = MiniCentralSystem(**kwargs)
+    app = web.Application()
+    app.router.add_get("/ocpp/{station_id}", csms.handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    csms.url = f"ws://127.0.0.1:{port}/ocpp"
+    try:
+        yield csms
+    finally:
+        await runner.cleanup()
+
+
+def station_spec(station_id: str = "CP1", connectors: int = 2, **overrides) -> StationSpec:
+    defaults = dict(meter_interval_s=60, reconnect_min_s=0.05, reconnect_max_s=0.2,
+                    call_timeout_s=5.0)
+    defaults.update(overrides)
+    return StationSpec(station_id=station_id,
+                       connectors=tuple(ConnectorSpec(i + 1) for i in range(connectors)),
+                       **defaults)
+
+
+@contextlib.asynccontextmanager
+async def running_station(spec: StationSpec, url: str, clock, *, seed: int = 0):
+    station = SimStation(spec, url, clock, seed=seed)
+    await station.start()
+    try:
+        yield station
+    finally:
+        await station.stop()
