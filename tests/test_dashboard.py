@@ -38,6 +38,7 @@ def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 6
             "session_id": 10 + n if n < 4 else None,
             "allocated_w": 11000.0 if n < 4 else 0.0, "measured_w": 10500.0 if n < 4 else 0.0,
             "binding": {"source": "circuit", "id": "feeder-1", "detail": "feeder at 40 kW"},
+            "controllable": n != 5,
         })
     return {
         "time": iso(now), "effective_limit_w": limit_w, "site_load_w": load_w,
@@ -162,6 +163,8 @@ async def test_page_loads_and_shows_the_site(site_server, browser, tmp_path):
     assert await page.evaluate("document.getElementById('violations').textContent") == "0"
     bound_by = await page.evaluate("document.querySelector('#connectors tbody tr td:last-child').textContent")
     assert "feeder-1" in bound_by
+    assert "no profiles" in await page.evaluate("document.querySelector('#connectors tr[data-key=\"CP003/2\"]').textContent")
+    assert "no profiles" not in await page.evaluate("document.querySelector('#connectors tr[data-key=\"CP003/1\"]').textContent")
     shot = await page.screenshot(tmp_path / "dashboard.png")
     assert shot.stat().st_size > 10_000
     if os.environ.get("SMARTCHARGE_SCREENSHOT_DIR"):

@@ -283,7 +283,8 @@
       const bound = bindingLabel(c.binding);
       return el("tr", { class: c.online === false ? "offline" : "", "data-key": c.station_id + "/" + c.connector_id }, [
         el("td", { text: c.station_id + " · " + c.connector_id }),
-        el("td", {}, [el("span", { class: "status " + status }, [el("span", { class: "dot" }), status])]),
+        el("td", {}, [el("span", { class: "status " + status }, [el("span", { class: "dot" }), status]),
+                      c.controllable === false ? el("span", { class: "uncontrollable", title: "this station does not take charging profiles; planned at its maximum", text: "no profiles" }) : ""]),
         el("td", {}, [bar]),
         el("td", { class: "num alloc-w", text: kw(c.allocated_w) }),
         el("td", { class: "num measured-w", text: kw(c.measured_w) }),
