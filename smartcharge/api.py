@@ -1,0 +1,192 @@
+"""REST API under /api: stations, sessions (JSON and CSV), meter values, and the OpenAPI document.
+
+Remote control of stations lives in `api_commands.py`. Every error is JSON
+`{"error": <short code>, "detail": <what is wrong>}`; a client never sees a stack trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from smartcharge import api_commands
+from smartcharge.appkeys import REGISTRY, SITE, STORE
+from smartcharge.clock import parse_ocpp_time
+from smartcharge.store import SessionRow
+
+log = logging.getLogger(__name__)
+
+_STATUS_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+                 422: "invalid_body", 502: "bad_gateway", 504: "station_timeout"}
+
+
+def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as http_error:
+        if not request.path.startswith("/api") or http_error.status < 400 \
+                or http_error.content_type == "application/json":
+            raise
+        return error_response(http_error.status,
+                              _STATUS_NAMES.get(http_error.status, "error"),
+                              http_error.text or http_error.reason)
+    except Exception:  # a task boundary: log with context, answer without internals
+        log.exception("API %s %s failed", request.method, request.path_qs)
+        return error_response(500, "internal_error", "the server failed to handle this "
+                              "request; see the server log")
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        return parse_ocpp_time(text)
+    except ValueError:
+        raise web.HTTPUnprocessableEntity(
+            text=f"query parameter {name!r} must be an RFC 3339 time with a zone, e.g. "
+                 f"2026-01-01T12:00:00Z; got {text!r}") from None
+
+
+def session_json(row: SessionRow) -> dict[str, Any]:
+    return {
+        "transaction_id": row.transaction_id, "station_id": row.station_id,
+        "connector_id": row.connector_id, "id_tag": row.id_tag, "state": row.state,
+        "start_time": row.start_time, "stop_time": row.stop_time,
+        "meter_start_wh": row.meter_start_wh, "meter_stop_wh": row.meter_stop_wh,
+        "energy_wh": row.energy_wh, "energy_method": row.energy_method,
+        "stop_reason": row.stop_reason, "closed_by": row.closed_by,
+        "flags": [flag for flag in row.flags.split(",") if flag],
+        "station_transaction_id": row.station_tx_id,
+    }
+
+
+async def list_stations(request: web.Request) -> web.Response:
+    return web.json_response(await _stations(request.app))
+
+
+async def get_station(request: web.Request) -> web.Response:
+    station_id = request.match_info["station_id"]
+    for station in await _stations(request.app):
+        if station["station_id"] == station_id:
+            return web.json_response(station)
+    raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
+
+
+async def _stations(app: web.Application) -> list[dict[str, Any]]:
+    site, registry = app[SITE], app[REGISTRY]
+    rows, statuses = await app[STORE].run(lambda tx: (tx.stations(), tx.connector_statuses()))
+    stored = {row["station_id"]: row for row in rows}
+    ids = [s.station_id for s in site.stations] + sorted(set(stored) - {
+        s.station_id for s in site.stations})
+    result = []
+    for station_id in ids:
+        row = stored.get(station_id, {})
+        link = registry.get(station_id)
+        result.append({
+            "station_id": station_id,
+            "declared": site.station(station_id) is not None,
+            "online": link is not None,
+            "boot_status": row.get("boot_status"),
+            "vendor": row.get("vendor"), "model": row.get("model"),
+            "firmware_version": row.get("firmware_version"),
+            "last_seen": row.get("last_seen"),
+            "firmware_status": row.get("firmware_status"),
+            "diagnostics_status": row.get("diagnostics_status"),
+            "connectors": [{"connector_id": s["connector_id"], "status": s["status"],
+                            "error_code": s["error_code"], "timestamp": s["timestamp"]}
+                           for s in statuses if s["station_id"] == station_id],
+        })
+    return result
+
+
+async def _session_rows(request: web.Request) -> list[SessionRow]:
+    station = request.query.get("station")
+    since, until = _time_param(request, "since"), _time_param(request, "until")
+    try:
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= 100_000:
+        raise web.HTTPUnprocessableEntity(text="limit must be an integer 1..100000")
+    return await request.app[STORE].run(lambda tx: tx.sessions(station, since, until, limit))
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    return web.json_response([session_json(row) for row in await _session_rows(request)])
+
+
+CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
+               "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
+               "state", "stop_reason", "closed_by", "flags")
+
+
+async def sessions_csv(request: web.Request) -> web.Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in await _session_rows(request):
+        data = session_json(row)
+        data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
+        data["flags"] = " ".join(data["flags"])
+        writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
+    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
+        "Content-Disposition": 'attachment; filename="sessions.csv"'})
+
+
+def _transaction_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["transaction_id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="transaction ids are integers") from None
+
+
+async def get_session(request: web.Request) -> web.Response:
+    transaction_id = _transaction_id(request)
+    row = await request.app[STORE].run(lambda tx: tx.session(transaction_id))
+    if row is None:
+        raise web.HTTPNotFound(text=f"no session {transaction_id}")
+    return web.json_response(session_json(row))
+
+
+async def session_meter_values(request: web.Request) -> web.Response:
+    transaction_id = _transaction_id(request)
+    row, samples = await request.app[STORE].run(
+        lambda tx: (tx.session(transaction_id), tx.samples(transaction_id)))
+    if row is None:
+        raise web.HTTPNotFound(text=f"no session {transaction_id}")
+    return web.json_response([{
+        "timestamp": s["timestamp"], "measurand": s["measurand"], "phase": s["phase"] or None,
+        "unit": s["unit"] or None, "context": s["context"], "location": s["location"],
+        "format": s["format"], "value": s["value_text"], "value_si": s["value_si"],
+        "source": s["source"]} for s in samples])
+
+
+async def openapi(request: web.Request) -> web.Response:
+    text = resources.files("smartcharge").joinpath("openapi.json").read_text(encoding="utf-8")
+    return web.json_response(json.loads(text))
+
+
+def add_routes(app: web.Application) -> None:
+    app.middlewares.append(json_errors)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/api/stations", list_stations)
+    app.router.add_get("/api/stations/{station_id}", get_station)
+    app.router.add_get("/api/sessions", list_sessions)
+    app.router.add_get("/api/sessions.csv", sessions_csv)
+    app.router.add_get("/api/sessions/{transaction_id}", get_session)
+    app.router.add_get("/api/sessions/{transaction_id}/meter-values", session_meter_values)
+    api_commands.add_routes(app)

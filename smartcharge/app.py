@@ -1,0 +1,48 @@
+"""The aiohttp application factory: the CLI, the demo and the tests all build the app here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from smartcharge import api
+from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.clock import Clock, SystemClock
+from smartcharge.events import EventBus
+from smartcharge.model import Site
+from smartcharge.ocpp import server
+from smartcharge.ocpp.registry import StationRegistry
+from smartcharge.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None
+               ) -> web.Application:
+    """The whole service for `site`; the store opens on startup and closes on cleanup.
+
+    `db_path` overrides the site file's `server.database`; `clock` defaults to wall time.
+    """
+    app = web.Application(client_max_size=1 << 20)
+    app[SITE] = site
+    app[CLOCK] = clock or SystemClock()
+    app[EVENTS] = EventBus()
+    app[REGISTRY] = StationRegistry()
+    database = db_path or site.server.database
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[STORE] = await SqliteStore.open(database)
+        log.info("store: %s (schema version %d)", database, app[STORE].schema_version)
+        yield
+        await app[STORE].close()
+
+    async def close_stations(app: web.Application) -> None:
+        await app[REGISTRY].close_all("server shutdown")
+
+    app.cleanup_ctx.append(store_ctx)
+    app.on_shutdown.append(close_stations)
+    server.add_routes(app)
+    api.add_routes(app)
+    return app

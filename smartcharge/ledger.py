@@ -1,0 +1,240 @@
+"""The ledger: what a station's billing messages do to the sessions, inside one store transaction.
+
+Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
+so the station is answered only after the commit. The rules (see issue 3):
+- every message is remembered by a hash of its payload: a duplicate (retry after a reconnect)
+  gets the same answer and changes nothing;
+- StopTransaction / MeterValues for a transaction id we do not know (0, -1, lost in a crash) are
+  accepted, matched to the station's open session when that is unambiguous, else kept as an
+  orphan row for review;
+- a session whose stop never came is closed when its connector starts a new one or the station
+  reboots (`closed_implicitly`); its real StopTransaction, if it comes late, still wins;
+- energy comes from the registers (`metering.session_energy`), never from summing samples, so
+  a retried StopTransaction cannot count its transactionData twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from smartcharge.metering import ENERGY_REGISTER, Energy, Reading, session_energy
+from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_time
+
+OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \
+    "orphan_stop"
+
+
+def message_key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A session the ledger closed (explicitly or not) in this transaction."""
+
+    transaction_id: int
+    connector_id: int | None
+    energy_wh: float | None
+    reason: str | None
+    implicit: bool
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    transaction_id: int
+    duplicate: bool
+    closed: tuple[Closed, ...] = ()
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    transaction_id: int | None     # our session (None never happens: orphans get a row too)
+    connector_id: int | None
+    energy_wh: float | None
+    duplicate: bool
+    matched: str                   # "known" | "late" | "reconciled" | "orphan" | "duplicate"
+
+
+@dataclass(frozen=True)
+class MeterOutcome:
+    transaction_id: int | None
+    new_samples: int
+    duplicate: bool
+
+
+def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag: str,
+                      meter_start_wh: float, timestamp: datetime, reservation_id: int | None,
+                      payload: dict, answer_status: str, at: datetime,
+                      max_power_w: float) -> StartOutcome:
+    key = message_key(payload)
+    earlier = tx.seen_message(station_id, "StartTransaction", key)
+    if earlier is not None:
+        return StartOutcome(earlier["transactionId"], duplicate=True)
+    closed = []
+    for session in tx.open_sessions(station_id, connector_id):
+        started = from_db_time(session.start_time)
+        if started is None or started <= timestamp:
+            closed.append(_close_implicitly(tx, session, "NewSession", at, max_power_w))
+    transaction_id = tx.insert_session(
+        station_id=station_id, connector_id=connector_id, id_tag=id_tag, start_time=timestamp,
+        meter_start_wh=meter_start_wh, reservation_id=reservation_id, state=OPEN, at=at)
+    tx.remember_message(station_id, "StartTransaction", key, payload,
+                        {"transactionId": transaction_id, "status": answer_status}, at)
+    return StartOutcome(transaction_id, duplicate=False, closed=tuple(closed))
+
+
+def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
+                 station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
+                 at: datetime, max_power_w: float) -> MeterOutcome:
+    key = message_key(payload)
+    if tx.seen_message(station_id, "MeterValues", key) is not None:
+        return MeterOutcome(None, 0, duplicate=True)
+    session = _resolve_for_samples(tx, station_id, connector_id, station_tx_id)
+    transaction_id = session.transaction_id if session else None
+    new = tx.insert_samples(_rows(station_id, connector_id, transaction_id, station_tx_id,
+                                  readings, "MeterValues", at))
+    if session is not None and session.state == CLOSED_IMPLICITLY:
+        _revisit_implicit_close(tx, session, readings, at, max_power_w)
+    tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
+    return MeterOutcome(transaction_id, new, duplicate=False)
+
+
+def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_stop_wh: float,
+                     timestamp: datetime, reason: str | None, id_tag: str | None,
+                     readings: Sequence[Reading], payload: dict, at: datetime,
+                     max_power_w: float) -> StopOutcome:
+    key = message_key(payload)
+    earlier = tx.seen_message(station_id, "StopTransaction", key)
+    if earlier is not None:
+        return StopOutcome(earlier.get("ourTransactionId"), earlier.get("connectorId"),
+                           earlier.get("energyWh"), duplicate=True, matched="duplicate")
+    session = _own_session(tx, station_id, station_tx_id)
+    flags: set[str] = set()
+    if session is not None and session.state == OPEN:
+        matched = "known"
+    elif session is not None and session.state == CLOSED_IMPLICITLY:
+        matched, flags = "late", {"late_stop"}
+    else:
+        session = _reconcile_stop(tx, station_id, id_tag, meter_stop_wh, timestamp)
+        if session is not None:
+            matched, flags = "reconciled", {"reconciled_unknown_transaction_id"}
+        else:
+            matched, flags = "orphan", {"unknown_transaction_id"}
+            session = tx.session(tx.insert_session(
+                station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
+                meter_start_wh=None, reservation_id=None, state=ORPHAN_STOP, at=at,
+                station_tx_id=station_tx_id))
+    tx.insert_samples(_rows(station_id, session.connector_id or 0, session.transaction_id,
+                            station_tx_id, readings, "StopTransaction", at))
+    energy = _energy(tx, session, meter_stop_wh, timestamp, max_power_w)
+    tx.close_session(
+        session.transaction_id, state=ORPHAN_STOP if matched == "orphan" else STOPPED,
+        closed_by="StopTransaction", stop_time=timestamp, meter_stop_wh=meter_stop_wh,
+        stop_reason=reason, stop_id_tag=id_tag, energy_wh=energy.energy_wh,
+        energy_method=energy.method, flags=flags | energy.flags, at=at)
+    if matched in ("reconciled", "orphan"):
+        tx.set_station_tx_id(session.transaction_id, station_tx_id)
+    tx.remember_message(station_id, "StopTransaction", key, payload,
+                        {"ourTransactionId": session.transaction_id,
+                         "connectorId": session.connector_id, "energyWh": energy.energy_wh}, at)
+    return StopOutcome(session.transaction_id, session.connector_id, energy.energy_wh,
+                       duplicate=False, matched=matched)
+
+
+def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
+                    max_power_w: float) -> tuple[Closed, ...]:
+    return tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
+                 for session in tx.open_sessions(station_id))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _own_session(tx: StoreTx, station_id: str, transaction_id: int | None) -> SessionRow | None:
+    if transaction_id is None or transaction_id <= 0:
+        return None
+    session = tx.session(transaction_id)
+    return session if session is not None and session.station_id == station_id else None
+
+
+def _resolve_for_samples(tx: StoreTx, station_id: str, connector_id: int,
+                         station_tx_id: int | None) -> SessionRow | None:
+    if station_tx_id is None:
+        return None  # connector-level samples outside a transaction
+    session = _own_session(tx, station_id, station_tx_id)
+    if session is not None:
+        return session
+    open_here = tx.open_sessions(station_id, connector_id)
+    return open_here[0] if len(open_here) == 1 else None
+
+
+def _reconcile_stop(tx: StoreTx, station_id: str, id_tag: str | None, meter_stop_wh: float,
+                    timestamp: datetime) -> SessionRow | None:
+    """The one open session this unknown-id stop can belong to, or None if not unambiguous."""
+    candidates = [s for s in tx.open_sessions(station_id)
+                  if (from_db_time(s.start_time) or timestamp) <= timestamp
+                  and (s.meter_start_wh is None or s.meter_start_wh <= meter_stop_wh)]
+    if id_tag is not None and len(candidates) > 1:
+        candidates = [s for s in candidates if s.id_tag == id_tag]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
+                      max_power_w: float) -> Closed:
+    energy = _energy(tx, session, None, None, max_power_w)
+    tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY, closed_by=cause,
+                     stop_time=at, meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
+                     energy_wh=energy.energy_wh, energy_method=energy.method,
+                     flags=energy.flags | {f"closed_by_{cause.lower()}"}, at=at)
+    return Closed(session.transaction_id, session.connector_id, energy.energy_wh, cause,
+                  implicit=True)
+
+
+def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence[Reading],
+                            at: datetime, max_power_w: float) -> None:
+    """Samples for a session we closed without its stop: it was still going, or we learn more."""
+    closed_at = from_db_time(session.stop_time)
+    if session.closed_by == "Reboot" and closed_at is not None \
+            and any(r.timestamp > closed_at for r in readings):
+        # Some stations send BootNotification on every reconnect without rebooting: the
+        # session is evidently still running, so it is open again.
+        tx.close_session(session.transaction_id, state=OPEN, closed_by=None, stop_time=None,
+                         meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
+                         energy_wh=None, energy_method=None,
+                         flags=_flags(session) | {"reopened_after_boot"}, at=at)
+        return
+    energy = _energy(tx, session, None, None, max_power_w)
+    tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY,
+                     closed_by=session.closed_by, stop_time=closed_at, meter_stop_wh=None,
+                     stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
+                     energy_method=energy.method, flags=_flags(session) | energy.flags, at=at)
+
+
+def _energy(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,
+            stop_time: datetime | None, max_power_w: float) -> Energy:
+    readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
+    return session_energy(session.meter_start_wh, from_db_time(session.start_time),
+                          meter_stop_wh, stop_time, readings, max_power_w)
+
+
+def _flags(session: SessionRow) -> set[str]:
+    return {flag for flag in session.flags.split(",") if flag}
+
+
+def _rows(station_id: str, connector_id: int, transaction_id: int | None,
+          station_tx_id: int | None, readings: Sequence[Reading], source: str,
+          at: datetime) -> list[SampleRow]:
+    return [SampleRow(station_id, connector_id, transaction_id, station_tx_id,
+                      db_time(r.timestamp), r.measurand, r.phase, r.unit, r.context,
+                      r.location, r.format, r.value_text, r.value_si, source, db_time(at))
+            for r in readings]
+
+
+def register_wh(readings: Sequence[Reading]) -> float | None:
+    """The last total import register among readings, in Wh (for events)."""
+    values = [r.value_si for r in readings
+              if r.measurand == ENERGY_REGISTER and not r.phase and r.value_si is not None]
+    return values[-1] if values else None

@@ -1,0 +1,158 @@
+"""Pure metering rules: OCPP sampled values into SI readings, and a session's energy from registers.
+
+No I/O. `session_energy` is the billing rule: stop register − start register in Wh when that is
+plausible; otherwise the chain of register readings in time order, where a drop is a meter reset
+or rollover (counted from zero) and a jump faster than the station can charge is dropped (e.g.
+a start register of 0 sent by a station that started offline). Energy is never negative and
+never bigger than the station could have delivered; when it cannot be established it is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from smartcharge.clock import parse_ocpp_time
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+DEFAULT_MEASURAND = ENERGY_REGISTER          # OCPP 1.6 SampledValue defaults
+DEFAULT_CONTEXT = "Sample.Periodic"
+DEFAULT_LOCATION = "Outlet"
+DEFAULT_FORMAT = "Raw"
+DEFAULT_MAX_POWER_W = 350_000.0              # when a station's maximum is unknown (DC HPC)
+PLAUSIBILITY_FACTOR = 1.25                   # meters and clocks are not perfect
+PLAUSIBILITY_SLACK_WH = 500.0
+UNKNOWN_DURATION_S = 24 * 3600.0             # ceiling when the station's clock is unusable
+
+_SCALE = {"wh": 1.0, "kwh": 1000.0, "varh": 1.0, "kvarh": 1000.0, "w": 1.0, "kw": 1000.0,
+          "var": 1.0, "kvar": 1000.0, "a": 1.0, "v": 1.0, "percent": 1.0, "celsius": 1.0,
+          "fahrenheit": 1.0, "k": 1.0}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One OCPP SampledValue, with the defaults the spec implies filled in."""
+
+    timestamp: datetime
+    value_text: str
+    measurand: str
+    phase: str                 # '' when the value is not per phase
+    unit: str                  # as sent, '' when absent
+    context: str
+    location: str
+    format: str
+    value_si: float | None     # Wh, W, A, V, %...; None for signed or non-numeric values
+
+
+def to_si(value_text: str, unit: str, value_format: str) -> float | None:
+    """The value in our unit system (kWh -> Wh, kW -> W); None when it is not a plain number."""
+    if value_format != DEFAULT_FORMAT:
+        return None
+    try:
+        value = float(value_text)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value * _SCALE.get(unit.lower(), 1.0) if unit else value
+
+
+def parse_meter_values(meter_values: Sequence[dict]) -> list[Reading]:
+    """OCPP MeterValue objects (snake_case keys, as the `ocpp` library hands them) -> Readings.
+
+    Timestamps have already been checked at the edge; this raises ValueError if one slipped by.
+    """
+    readings = []
+    for meter_value in meter_values:
+        timestamp = parse_ocpp_time(meter_value["timestamp"])
+        for sampled in meter_value.get("sampled_value", []):
+            value_format = sampled.get("format", DEFAULT_FORMAT)
+            unit = sampled.get("unit", "")
+            value_text = str(sampled["value"])
+            readings.append(Reading(
+                timestamp=timestamp,
+                value_text=value_text,
+                measurand=sampled.get("measurand", DEFAULT_MEASURAND),
+                phase=sampled.get("phase", ""),
+                unit=unit,
+                context=sampled.get("context", DEFAULT_CONTEXT),
+                location=sampled.get("location", DEFAULT_LOCATION),
+                format=value_format,
+                value_si=to_si(value_text, unit, value_format),
+            ))
+    return readings
+
+
+@dataclass(frozen=True)
+class Energy:
+    energy_wh: float | None    # None: cannot be established from what the station sent
+    method: str                # "registers" | "samples" | "none"
+    flags: frozenset[str]
+
+
+def plausible_wh(duration_s: float | None, max_power_w: float) -> float:
+    """The most a station of `max_power_w` can deliver in `duration_s` (with tolerance)."""
+    if duration_s is None:
+        duration_s = UNKNOWN_DURATION_S
+    return max_power_w * max(duration_s, 0.0) / 3600.0 * PLAUSIBILITY_FACTOR \
+        + PLAUSIBILITY_SLACK_WH
+
+
+def session_energy(meter_start_wh: float | None, start_time: datetime | None,
+                   meter_stop_wh: float | None, stop_time: datetime | None,
+                   readings: Sequence[tuple[datetime, float]],
+                   max_power_w: float = DEFAULT_MAX_POWER_W) -> Energy:
+    """Billed energy of one session; `readings` are its total import register readings."""
+    flags: set[str] = set()
+    if meter_start_wh is not None and meter_stop_wh is not None:
+        duration_s = _seconds(start_time, stop_time)
+        if duration_s is not None and duration_s < 0:
+            duration_s = None  # the station's clock jumped: judge by the gross ceiling only
+            flags.add("clock_jump")
+        delta_wh = meter_stop_wh - meter_start_wh
+        if 0 <= delta_wh <= plausible_wh(duration_s, max_power_w):
+            if any(wh < meter_start_wh or wh > meter_stop_wh for _, wh in readings):
+                flags.add("samples_disagree")
+            return Energy(delta_wh, "registers", frozenset(flags))
+        flags.add("register_delta_negative" if delta_wh < 0 else "register_delta_implausible")
+    points = _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time)
+    if meter_stop_wh is None:
+        flags.add("no_stop_register")
+    if len(points) < 2:
+        flags.add("unverifiable")
+        return Energy(None, "none", frozenset(flags))
+    total_wh = 0.0
+    trusted_steps = 0
+    for (t0, wh0), (t1, wh1) in zip(points, points[1:]):
+        step_wh = wh1 - wh0
+        ceiling_wh = plausible_wh(_seconds(t0, t1), max_power_w)
+        if step_wh < 0:
+            flags.add("meter_reset")
+            step_wh = wh1 if wh1 <= ceiling_wh else 0.0   # counted from zero after the reset
+        elif step_wh > ceiling_wh:
+            flags.add("start_register_zero" if wh0 == 0 and t0 == points[0][0]
+                      else "implausible_jump")
+            continue
+        total_wh += step_wh
+        trusted_steps += 1
+    if trusted_steps == 0:
+        flags.add("unverifiable")
+        return Energy(None, "none", frozenset(flags))
+    return Energy(total_wh, "samples", frozenset(flags))
+
+
+def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):
+    points: list[tuple[datetime | None, float]] = []
+    if meter_start_wh is not None:
+        points.append((start_time, meter_start_wh))
+    points.extend(sorted(readings, key=lambda reading: reading[0]))
+    if meter_stop_wh is not None:
+        points.append((stop_time, meter_stop_wh))
+    return points
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()

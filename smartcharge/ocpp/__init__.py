@@ -1,0 +1,1 @@
+"""OCPP: the WebSocket endpoint, one adapter per protocol version, and the live station links."""

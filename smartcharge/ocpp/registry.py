@@ -1,0 +1,139 @@
+"""Who is connected now, and how to send a call to them.
+
+`StationLink.call()` is what the REST API and the site controller use to talk to a station. It
+never returns None for an error: it returns the typed `ocpp.v16.call_result.*` payload or raises
+`StationOffline`, `StationTimeout` or `StationCallError`. Do not await it from inside the same
+station's inbound handler (the library handles one message at a time): schedule a task with
+`link.spawn()` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class StationOffline(Exception):
+    """The station is not connected (or went away while we waited for its answer)."""
+
+
+class StationTimeout(Exception):
+    """The station did not answer in time."""
+
+
+class StationCallError(Exception):
+    """The station answered with a CALLERROR, or with something we cannot accept as an answer."""
+
+    def __init__(self, code: str, description: str, details: dict | None = None) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details = details or {}
+
+
+class CallTransport(Protocol):
+    """What a link needs from a protocol adapter (the v16 ChargePoint subclass)."""
+
+    boot_accepted: bool
+
+    async def send_call(self, request: Any) -> Any: ...
+
+
+class StationLink:
+    def __init__(self, station_id: str, protocol: str, adapter: CallTransport,
+                 default_timeout_s: float, close_socket: Any) -> None:
+        self.station_id = station_id
+        self.protocol = protocol
+        self._adapter = adapter
+        self._default_timeout_s = default_timeout_s
+        self._close_socket = close_socket           # async callable(reason)
+        self._closed = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def boot_accepted(self) -> bool:
+        return self._adapter.boot_accepted
+
+    @property
+    def online(self) -> bool:
+        return not self._closed.is_set()
+
+    async def call(self, request: Any, timeout_s: float | None = None) -> Any:
+        if self._closed.is_set():
+            raise StationOffline(f"station {self.station_id} is not connected")
+        timeout_s = self._default_timeout_s if timeout_s is None else timeout_s
+        action = type(request).__name__
+        call = asyncio.ensure_future(self._adapter.send_call(request))
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            done, _ = await asyncio.wait({call, closed}, timeout=timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        if call in done:
+            return call.result()      # raises StationCallError from the adapter, if any
+        call.cancel()
+        if closed in done:
+            raise StationOffline(f"station {self.station_id} disconnected during {action}")
+        log.warning("station %s: no answer to %s within %.1f s", self.station_id, action,
+                    timeout_s)
+        raise StationTimeout(f"station {self.station_id} did not answer {action} within "
+                             f"{timeout_s:g} s")
+
+    def spawn(self, coroutine: Coroutine) -> asyncio.Task:
+        """Run work for this station in an owned task, cancelled when the link closes."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("station %s: background task failed", self.station_id,
+                      exc_info=task.exception())
+
+    async def close(self, reason: str) -> None:
+        """Close the socket (if still open) and stop everything that belongs to this link."""
+        self.mark_closed()
+        await self._close_socket(reason)
+
+    def mark_closed(self) -> None:
+        self._closed.set()
+        for task in tuple(self._tasks):
+            task.cancel()
+
+
+class StationRegistry:
+    """The live links by station id; a new connection with the same identity replaces the old."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, StationLink] = {}
+
+    def get(self, station_id: str) -> StationLink | None:
+        return self._links.get(station_id)
+
+    def online_ids(self) -> set[str]:
+        return set(self._links)
+
+    def attach(self, link: StationLink) -> StationLink | None:
+        """Register `link`; returns the link it replaces (the caller closes that one)."""
+        previous = self._links.get(link.station_id)
+        self._links[link.station_id] = link
+        return previous
+
+    def detach(self, link: StationLink) -> bool:
+        """Forget `link` if it is still the current one (a replaced link must not remove its
+        successor). Returns True when it was current."""
+        if self._links.get(link.station_id) is link:
+            del self._links[link.station_id]
+            return True
+        return False
+
+    async def close_all(self, reason: str) -> None:
+        links = list(self._links.values())
+        await asyncio.gather(*(link.close(reason) for link in links), return_exceptions=True)

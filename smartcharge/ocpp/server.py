@@ -1,0 +1,155 @@
+"""The WebSocket endpoint `/ocpp/{station_id}`: who may connect, which protocol, whose link.
+
+Order of checks, all before the upgrade: the identity must be declared in the site file (else 404,
+unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
+password must present HTTP Basic credentials with user = the identity in the URL (security
+profile 1, or 2 when served over TLS), compared in constant time (else 401). Then the upgrade:
+if the station offers no subprotocol we speak, the handshake completes without the header and
+the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
+replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.events import StationConnected, StationDisconnected
+from smartcharge.model import Station
+from smartcharge.ocpp.registry import StationLink
+from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+OCPP16 = "ocpp1.6"
+SUPPORTED_PROTOCOLS = (OCPP16,)
+MAX_FRAME_BYTES = 1 << 20
+
+
+class AiohttpConnection:
+    """The `recv()`/`send()` pair the `ocpp` library expects, over an aiohttp WebSocket."""
+
+    def __init__(self, ws: web.WebSocketResponse, station_id: str) -> None:
+        self._ws = ws
+        self._station_id = station_id
+
+    async def recv(self) -> str:
+        message = await self._ws.receive()
+        if message.type == WSMsgType.TEXT:
+            return message.data
+        if message.type == WSMsgType.BINARY:
+            # OCPP-J uses text frames; hand the bytes on so the edge answers FormationViolation
+            return message.data.decode("utf-8", errors="replace")
+        if message.type == WSMsgType.ERROR:
+            log.warning("station %s: WebSocket error: %s", self._station_id,
+                        self._ws.exception())
+        raise ConnectionClosed(message.type.name)
+
+    async def send(self, text: str) -> None:
+        if self._ws.closed:
+            raise ConnectionClosed("closed")
+        try:
+            await self._ws.send_str(text)
+        except ConnectionError as error:
+            raise ConnectionClosed(str(error)) from None
+
+
+def _credentials_ok(request: web.Request, station: Station) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return False
+    try:
+        user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    user_ok = hmac.compare_digest(user, station.station_id.encode("utf-8"))
+    password_ok = hmac.compare_digest(password, (station.password or "").encode("utf-8"))
+    return user_ok and password_ok
+
+
+async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
+    station_id = request.match_info["station_id"]
+    station = site.station(station_id)
+    if station is None and not site.accept_unknown_stations:
+        log.warning("station %s: refused, not in the site file (from %s)", station_id,
+                    request.remote)
+        raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
+    if station is not None and station.password is not None \
+            and not _credentials_ok(request, station):
+        log.warning("station %s: refused, bad or missing credentials (from %s)", station_id,
+                    request.remote)
+        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
+
+    settings = site.server
+    ws = web.WebSocketResponse(protocols=SUPPORTED_PROTOCOLS, autoping=True,
+                               heartbeat=settings.ping_interval_s or None,
+                               max_msg_size=MAX_FRAME_BYTES)
+    await ws.prepare(request)
+    if ws.ws_protocol not in SUPPORTED_PROTOCOLS:
+        offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
+        log.warning("station %s: no common subprotocol (offered %s), closing", station_id,
+                    offered)
+        await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"no supported subprotocol")
+        return ws
+
+    store = app[STORE]
+    now = clock.now()
+
+    def seen(tx):
+        tx.station_seen(station_id, now)
+        return tx.boot_status(station_id)
+
+    boot_status = await store.run(seen)
+    adapter = CentralSystemV16(
+        station_id, AiohttpConnection(ws, station_id),
+        AdapterContext(site=site, store=store, events=events, clock=clock),
+        boot_accepted=boot_status == "Accepted" and station is not None,
+        response_timeout_s=settings.call_timeout_s)
+    close_reason = "closed"
+
+    async def close_socket(reason: str) -> None:
+        nonlocal close_reason
+        close_reason = reason
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode()[:120])
+
+    link = StationLink(station_id, OCPP16, adapter, settings.call_timeout_s, close_socket)
+    previous = registry.attach(link)
+    if previous is not None:
+        log.warning("station %s: new connection from %s replaces the previous one", station_id,
+                    request.remote)
+        await previous.close("replaced")
+    log.info("station %s: connected from %s (%s)", station_id, request.remote, OCPP16)
+    events.publish(StationConnected(station_id, now, OCPP16))
+    try:
+        await adapter.start()
+    except ConnectionClosed:
+        pass
+    except asyncio.CancelledError:
+        close_reason = "server shutdown"
+        raise
+    finally:
+        link.mark_closed()
+        if not ws.closed:
+            await asyncio.shield(ws.close())
+        if ws.close_code == WSCloseCode.ABNORMAL_CLOSURE and close_reason == "closed":
+            close_reason = "ping timeout or broken connection"
+        current = registry.detach(link)
+        log.info("station %s: disconnected (%s, code %s)", station_id, close_reason,
+                 ws.close_code)
+        if current:   # a replaced link's successor is online: no disconnect to report
+            events.publish(StationDisconnected(station_id, clock.now(), close_reason))
+    return ws
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)

@@ -1,0 +1,344 @@
+"""OCPP 1.6J adapter: one `ocpp.v16.ChargePoint` per connected station.
+
+Small `@on(Action)` handlers turn inbound calls into ledger writes (awaited: the answer leaves only
+after the commit) and then into domain events. `route_message` runs our edge checks (edge.py)
+before the library sees a frame. Nothing a station sends can end the connection except closing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ocpp.exceptions import OCPPError, SecurityError, UnknownCallErrorCodeError
+from ocpp.messages import Call, MessageType
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call_result
+from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v16.enums import (
+    Action,
+    AuthorizationStatus,
+    DataTransferStatus,
+    RegistrationStatus,
+)
+
+from smartcharge import ledger
+from smartcharge.clock import Clock, format_ocpp_time, parse_ocpp_time
+from smartcharge.events import (
+    ConnectorStatusChanged,
+    EventBus,
+    MeterSampled,
+    SessionStarted,
+    SessionStopped,
+    StationBooted,
+)
+from smartcharge.metering import DEFAULT_MAX_POWER_W, ENERGY_REGISTER, Reading, parse_meter_values
+from smartcharge.model import Site, Station
+from smartcharge.ocpp import edge
+from smartcharge.ocpp.registry import StationCallError, StationTimeout
+from smartcharge.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket under a ChargePoint closed: ends its receive loop."""
+
+
+@dataclass
+class AdapterContext:
+    site: Site
+    store: Store
+    events: EventBus
+    clock: Clock
+
+
+def station_max_power_w(station: Station | None) -> float:
+    """The most this station can draw [W], for the ledger's plausibility checks."""
+    if station is None:
+        return DEFAULT_MAX_POWER_W
+    connectors_w = sum(c.max_power_w or c.max_current_a * c.phases * station.voltage_v
+                       for c in station.connectors)
+    limits = [connectors_w]
+    if station.max_power_w:
+        limits.append(station.max_power_w)
+    if station.max_current_a:
+        limits.append(station.max_current_a * 3 * station.voltage_v)
+    return min(limits)
+
+
+class CentralSystemV16(ChargePoint):
+    def __init__(self, station_id: str, connection: Any, context: AdapterContext, *,
+                 boot_accepted: bool, response_timeout_s: float) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout_s)
+        self._ctx = context
+        self._station = context.site.station(station_id)
+        self._max_power_w = station_max_power_w(self._station)
+        self._handled = set(self.route_map)
+        self.boot_accepted = boot_accepted
+        self.last_seen: datetime = context.clock.now()
+
+    # -- the edge ---------------------------------------------------------------------------
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            await self._route(raw_msg)
+        except ConnectionClosed:
+            raise
+        except Exception:  # a task boundary: one bad frame must not end the connection
+            log.exception("station %s: failed to handle frame %.200r", self.id, raw_msg)
+
+    async def _route(self, raw_msg: str) -> None:
+        self.last_seen = self._ctx.clock.now()
+        frame = edge.inspect_frame(raw_msg)
+        if frame.reply is not None:
+            log.warning("station %s: %s, answered %s", self.id, frame.problem, frame.reply)
+            await self._send(frame.reply)
+            return
+        if frame.message is None:
+            log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
+                        raw_msg)
+            return
+        if frame.message[0] != MessageType.Call:
+            await super().route_message(raw_msg)    # an answer to one of our calls
+            return
+        _, unique_id, action, payload = frame.message
+        error = edge.check_action(action, self._handled)
+        if error is None and not self.boot_accepted and action != Action.boot_notification:
+            error = SecurityError(description="BootNotification has not been accepted yet")
+        if error is None:
+            error = edge.check_date_times(action, payload)
+        if error is not None:
+            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
+                        error.code, error.description)
+            await self._send(edge.call_error_frame(unique_id, error))
+            return
+        try:
+            await self._handle_call(Call(unique_id, action, payload))
+        except OCPPError as schema_error:
+            error = edge.as_v16_error(schema_error)
+            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
+                        error.code, error.description)
+            await self._send(edge.call_error_frame(unique_id, error))
+
+    async def send_call(self, request: Any) -> Any:
+        """Our call to the station: the typed answer, or StationCallError / StationTimeout."""
+        action = type(request).__name__
+        try:
+            answer = await self.call(request, suppress=False)
+        except OCPPError as error:
+            raise StationCallError(edge.normalize_error_code(error.code), error.description,
+                                   edge._jsonable(error.details)) from None
+        except UnknownCallErrorCodeError as error:
+            raise StationCallError("UnknownErrorCode", str(error)) from None
+        except asyncio.TimeoutError:
+            raise StationTimeout(f"station {self.id} did not answer {action}") from None
+        bad_time = edge.bad_date_time_in_answer(action, _camel_payload(answer))
+        if bad_time is not None:
+            raise StationCallError("TypeConstraintViolation",
+                                   f"the station's {action} answer has a malformed {bad_time}")
+        return answer
+
+    # -- inbound calls ----------------------------------------------------------------------
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
+                                   **optional: Any) -> call_result.BootNotification:
+        now = self._ctx.clock.now()
+        status = RegistrationStatus.accepted if self._station else RegistrationStatus.pending
+        payload = {"chargePointVendor": charge_point_vendor,
+                   "chargePointModel": charge_point_model,
+                   **{_camel(k): v for k, v in optional.items()}}
+
+        def write(tx):
+            tx.set_boot(self.id, status.value, now, payload)
+            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w)
+
+        closed = await self._ctx.store.run(write)
+        self.boot_accepted = status == RegistrationStatus.accepted
+        log.info("station %s: BootNotification (%s %s) -> %s", self.id, charge_point_vendor,
+                 charge_point_model, status.value)
+        self._publish_closed(closed, now)
+        self._ctx.events.publish(StationBooted(
+            self.id, now, self.boot_accepted, charge_point_vendor, charge_point_model,
+            optional.get("firmware_version"), tuple(c.transaction_id for c in closed)))
+        return call_result.BootNotification(
+            current_time=format_ocpp_time(now),
+            interval=self._ctx.site.server.heartbeat_interval_s, status=status)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=format_ocpp_time(self._ctx.clock.now()))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
+                                     timestamp: str | None = None, info: str | None = None,
+                                     vendor_id: str | None = None,
+                                     vendor_error_code: str | None = None
+                                     ) -> call_result.StatusNotification:
+        now = self._ctx.clock.now()
+        at = parse_ocpp_time(timestamp) if timestamp else now
+        await self._ctx.store.run(lambda tx: tx.set_connector_status(
+            self.id, connector_id, status, error_code, info, vendor_error_code, at, now))
+        self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
+                                                        error_code, at))
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_tag: str) -> call_result.Authorize:
+        status = await self._id_tag_status(id_tag)
+        log.info("station %s: Authorize %s -> %s", self.id, id_tag, status.value)
+        return call_result.Authorize(id_tag_info=IdTagInfo(status=status))
+
+    @on(Action.start_transaction)
+    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
+                                   timestamp: str, reservation_id: int | None = None
+                                   ) -> call_result.StartTransaction:
+        now = self._ctx.clock.now()
+        started = parse_ocpp_time(timestamp)
+        status = await self._id_tag_status(id_tag)
+        payload = {"connectorId": connector_id, "idTag": id_tag, "meterStart": meter_start,
+                   "timestamp": timestamp, "reservationId": reservation_id}
+        outcome = await self._ctx.store.run(lambda tx: ledger.start_transaction(
+            tx, station_id=self.id, connector_id=connector_id, id_tag=id_tag,
+            meter_start_wh=float(meter_start), timestamp=started, reservation_id=reservation_id,
+            payload=payload, answer_status=status.value, at=now, max_power_w=self._max_power_w))
+        log.info("station %s: StartTransaction connector %d tag %s -> transaction %d%s",
+                 self.id, connector_id, id_tag, outcome.transaction_id,
+                 " (duplicate)" if outcome.duplicate else "")
+        if not outcome.duplicate:
+            self._publish_closed(outcome.closed, now)
+            self._ctx.events.publish(SessionStarted(
+                self.id, connector_id, outcome.transaction_id, id_tag, float(meter_start),
+                started, outcome.closed[0].transaction_id if outcome.closed else None))
+        return call_result.StartTransaction(transaction_id=outcome.transaction_id,
+                                            id_tag_info=IdTagInfo(status=status))
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list,
+                              transaction_id: int | None = None) -> call_result.MeterValues:
+        now = self._ctx.clock.now()
+        readings = parse_meter_values(meter_value)
+        payload = {"connectorId": connector_id, "transactionId": transaction_id,
+                   "meterValue": meter_value}
+        outcome = await self._ctx.store.run(lambda tx: ledger.meter_values(
+            tx, station_id=self.id, connector_id=connector_id, station_tx_id=transaction_id,
+            readings=readings, payload=payload, at=now, max_power_w=self._max_power_w))
+        if outcome.duplicate:
+            log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
+        else:
+            for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
+                                            readings):
+                self._ctx.events.publish(event)
+        return call_result.MeterValues()
+
+    @on(Action.stop_transaction)
+    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
+                                  reason: str | None = None, id_tag: str | None = None,
+                                  transaction_data: list | None = None
+                                  ) -> call_result.StopTransaction:
+        now = self._ctx.clock.now()
+        stopped = parse_ocpp_time(timestamp)
+        readings = parse_meter_values(transaction_data or [])
+        payload = {"meterStop": meter_stop, "timestamp": timestamp,
+                   "transactionId": transaction_id, "reason": reason, "idTag": id_tag,
+                   "transactionData": transaction_data}
+        outcome = await self._ctx.store.run(lambda tx: ledger.stop_transaction(
+            tx, station_id=self.id, station_tx_id=transaction_id, meter_stop_wh=float(meter_stop),
+            timestamp=stopped, reason=reason, id_tag=id_tag, readings=readings,
+            payload=payload, at=now, max_power_w=self._max_power_w))
+        log.info("station %s: StopTransaction %d (%s) -> session %s, %s Wh", self.id,
+                 transaction_id, outcome.matched, outcome.transaction_id, outcome.energy_wh)
+        if not outcome.duplicate:
+            self._ctx.events.publish(SessionStopped(
+                self.id, outcome.connector_id, outcome.transaction_id, stopped,
+                outcome.energy_wh, reason or "Local"))
+        # idTagInfo only answers an idTag the station sent; the stop is acknowledged regardless
+        info = IdTagInfo(status=await self._id_tag_status(id_tag)) if id_tag else None
+        return call_result.StopTransaction(id_tag_info=info)
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
+                               data: str | None = None) -> call_result.DataTransfer:
+        now = self._ctx.clock.now()
+        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
+                                                                     message_id, data, now))
+        log.info("station %s: DataTransfer from vendor %s (%s) recorded", self.id, vendor_id,
+                 message_id)
+        # we implement no vendor extension: the spec's answer for that is UnknownVendorId
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status(self, status: str) -> call_result.FirmwareStatusNotification:
+        await self._notification("firmware", status)
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.diagnostics_status_notification)
+    async def on_diagnostics_status(self, status: str
+                                    ) -> call_result.DiagnosticsStatusNotification:
+        await self._notification("diagnostics", status)
+        return call_result.DiagnosticsStatusNotification()
+
+    # -- helpers ----------------------------------------------------------------------------
+    async def _notification(self, kind: str, status: str) -> None:
+        now = self._ctx.clock.now()
+        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
+        log.info("station %s: %s status %s", self.id, kind, status)
+
+    async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
+        if id_tag in self._ctx.site.id_tags:
+            return AuthorizationStatus.accepted
+        stored = await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
+        if stored is None:
+            return AuthorizationStatus.invalid
+        return AuthorizationStatus(stored)
+
+    def _publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:
+        for session in closed:
+            log.warning("station %s: session %d closed without StopTransaction (%s)", self.id,
+                        session.transaction_id, session.reason)
+            self._ctx.events.publish(SessionStopped(
+                self.id, session.connector_id, session.transaction_id, at, session.energy_wh,
+                session.reason, implicit=True))
+
+
+def _samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
+                       readings: list[Reading]) -> list[MeterSampled]:
+    by_time: dict[tuple[datetime, str], list[Reading]] = {}
+    for reading in readings:
+        by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
+    events = []
+    for (at, context), group in sorted(by_time.items(), key=lambda item: item[0][0]):
+        def value(measurand: str, phase: str = "") -> float | None:
+            found = [r.value_si for r in group if r.measurand == measurand
+                     and r.phase in ((phase,) if phase else ("",)) and r.value_si is not None]
+            return found[-1] if found else None
+
+        currents = tuple(_phase_current(group, phase) for phase in ("L1", "L2", "L3"))
+        events.append(MeterSampled(
+            station_id, connector_id, transaction_id, at, context,
+            energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
+            current_a=currents, soc_percent=value("SoC")))
+    return events
+
+
+def _phase_current(group: list[Reading], phase: str) -> float | None:
+    for reading in group:
+        if reading.measurand == "Current.Import" and reading.phase in (phase, f"{phase}-N") \
+                and reading.value_si is not None:
+            return reading.value_si
+    return None
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _camel_payload(answer: Any) -> dict:
+    from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+    try:
+        return snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
+    except TypeError:
+        return {}

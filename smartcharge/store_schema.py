@@ -1,0 +1,125 @@
+"""The store's schema, as an ordered list of migration steps (never edit a released step: add one).
+
+`PRAGMA user_version` holds how many steps a database file has seen. Text columns that take part
+in uniqueness use '' for "absent", because SQLite treats NULLs as distinct in UNIQUE constraints.
+Times are RFC 3339 UTC text with microseconds (`2026-01-01T12:00:00.000000+00:00`) so they sort.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first release
+    """
+    CREATE TABLE stations (
+        station_id          TEXT PRIMARY KEY,
+        first_seen          TEXT NOT NULL,
+        last_seen           TEXT NOT NULL,
+        boot_status         TEXT,            -- Accepted / Pending; NULL = never booted with us
+        boot_time           TEXT,
+        vendor              TEXT,
+        model               TEXT,
+        serial_number       TEXT,
+        firmware_version    TEXT,
+        boot_json           TEXT,            -- the whole BootNotification payload
+        firmware_status     TEXT,
+        firmware_status_time TEXT,
+        diagnostics_status  TEXT,
+        diagnostics_status_time TEXT
+    );
+    CREATE TABLE connector_status (
+        station_id          TEXT NOT NULL,
+        connector_id        INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        error_code          TEXT NOT NULL,
+        info                TEXT,
+        vendor_error_code   TEXT,
+        timestamp           TEXT NOT NULL,   -- the station's time, or ours when it sent none
+        received_at         TEXT NOT NULL,
+        PRIMARY KEY (station_id, connector_id)
+    );
+    CREATE TABLE id_tags (
+        id_tag              TEXT PRIMARY KEY,
+        status              TEXT NOT NULL DEFAULT 'Accepted',
+        expiry              TEXT
+    );
+    CREATE TABLE sessions (
+        transaction_id      INTEGER PRIMARY KEY AUTOINCREMENT,   -- what we told the station
+        station_id          TEXT NOT NULL,
+        connector_id        INTEGER,         -- NULL for a stop we could not match to a connector
+        id_tag              TEXT,
+        start_time          TEXT,
+        meter_start_wh      REAL,
+        reservation_id      INTEGER,
+        stop_time           TEXT,
+        meter_stop_wh       REAL,
+        stop_reason         TEXT,
+        stop_id_tag         TEXT,
+        state               TEXT NOT NULL,   -- open | stopped | closed_implicitly | orphan_stop
+        closed_by           TEXT,            -- StopTransaction | NewSession | Reboot
+        energy_wh           REAL,            -- billed energy; NULL = cannot be established
+        energy_method       TEXT,            -- registers | samples
+        flags               TEXT NOT NULL DEFAULT '',  -- comma-separated ledger findings
+        station_tx_id       INTEGER,         -- the id the station used, when it was not ours
+        created_at          TEXT NOT NULL,
+        updated_at          TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_station ON sessions (station_id, start_time);
+    CREATE INDEX sessions_open ON sessions (station_id, connector_id) WHERE state = 'open';
+    CREATE TABLE meter_samples (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        connector_id        INTEGER NOT NULL,
+        transaction_id      INTEGER,         -- our session, when it could be resolved
+        station_tx_id       INTEGER,         -- the transactionId as the station sent it
+        timestamp           TEXT NOT NULL,
+        measurand           TEXT NOT NULL,
+        phase               TEXT NOT NULL DEFAULT '',
+        unit                TEXT NOT NULL DEFAULT '',
+        context             TEXT NOT NULL,
+        location            TEXT NOT NULL,
+        format              TEXT NOT NULL,
+        value_text          TEXT NOT NULL,   -- exactly as sent
+        value_si            REAL,            -- in Wh / W / A / % / V; NULL when not numeric
+        source              TEXT NOT NULL,   -- MeterValues | StopTransaction
+        received_at         TEXT NOT NULL,
+        UNIQUE (station_id, connector_id, timestamp, measurand, phase, location, context,
+                value_text)
+    );
+    CREATE INDEX samples_by_session ON meter_samples (transaction_id, measurand, timestamp);
+    CREATE TABLE inbound_messages (   -- billing messages as received: idempotency and audit
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        action              TEXT NOT NULL,
+        message_key         TEXT NOT NULL,   -- sha256 of the canonical payload
+        payload_json        TEXT NOT NULL,
+        answer_json         TEXT NOT NULL,
+        received_at         TEXT NOT NULL,
+        duplicates          INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (station_id, action, message_key)
+    );
+    CREATE TABLE data_transfers (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        vendor_id           TEXT NOT NULL,
+        message_id          TEXT,
+        data                TEXT,
+        received_at         TEXT NOT NULL
+    );
+    CREATE TABLE station_notifications (   -- firmware / diagnostics status history
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        kind                TEXT NOT NULL,   -- firmware | diagnostics
+        status              TEXT NOT NULL,
+        received_at         TEXT NOT NULL
+    );
+    CREATE TABLE profiles_sent (   -- audit of every charging profile sent (issue 4)
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        connector_id        INTEGER NOT NULL,
+        purpose             TEXT,
+        profile_json        TEXT NOT NULL,
+        answer              TEXT,            -- Accepted / Rejected / NotSupported / timeout / ...
+        sent_at             TEXT NOT NULL
+    );
+    """,
+)

@@ -1,0 +1,249 @@
+"""Fixtures for the central-system tests: a real server on 127.0.0.1 with a real SQLite file, and
+small OCPP 1.6 test stations built on the `ocpp` library's client side over aiohttp WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+from smartcharge.app import create_app
+from smartcharge.appkeys import EVENTS, STORE
+from smartcharge.clock import format_ocpp_time
+from smartcharge.model import Circuit, Connector, Site, Station
+
+PASSWORD = "station-password-01"          # 19 bytes: inside the 16..20 the whitepaper requires
+ID_TAG = "DRIVER-1"
+
+
+def make_site(**overrides) -> Site:
+    stations = tuple(
+        Station(station_id=f"CP{n}", circuit_id="grid", password=PASSWORD,
+                connectors=(Connector(1), Connector(2)), max_power_w=22_000.0)
+        for n in (1, 2, 3))
+    fields = dict(name="test", circuits=(Circuit("grid", None, limit_w=100_000.0),),
+                  stations=stations, id_tags=frozenset({ID_TAG}))
+    fields.update(overrides)
+    return Site(**fields)
+
+
+def ocpp_time(moment: datetime) -> str:
+    return format_ocpp_time(moment)
+
+
+class WsConnection:
+    """recv/send over an aiohttp client WebSocket, for the library's ChargePoint."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def recv(self) -> str:
+        message = await self.ws.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"socket {message.type.name}")
+        return message.data
+
+    async def send(self, text: str) -> None:
+        await self.ws.send_str(text)
+
+
+class TestStation(ChargePoint):
+    """A scriptable station: answers the central system's calls with `self.answers`."""
+
+    __test__ = False
+
+    def __init__(self, station_id: str, connection: WsConnection) -> None:
+        super().__init__(station_id, connection, response_timeout=10)
+        self.received: list[tuple[str, dict]] = []
+        self.hold = asyncio.Event()          # set() -> stop holding back answers
+        self.hold.set()
+
+    async def _answered(self, action: str, **payload):
+        self.received.append((action, payload))
+        await self.hold.wait()
+
+    @on(Action.remote_start_transaction)
+    async def remote_start(self, **payload):
+        await self._answered("RemoteStartTransaction", **payload)
+        return call_result.RemoteStartTransaction(status="Accepted")
+
+    @on(Action.remote_stop_transaction)
+    async def remote_stop(self, **payload):
+        await self._answered("RemoteStopTransaction", **payload)
+        return call_result.RemoteStopTransaction(status="Accepted")
+
+    @on(Action.change_availability)
+    async def change_availability(self, **payload):
+        await self._answered("ChangeAvailability", **payload)
+        return call_result.ChangeAvailability(status="Scheduled")
+
+    @on(Action.reset)
+    async def reset(self, **payload):
+        await self._answered("Reset", **payload)
+        return call_result.Reset(status="Accepted")
+
+    @on(Action.unlock_connector)
+    async def unlock(self, **payload):
+        await self._answered("UnlockConnector", **payload)
+        return call_result.UnlockConnector(status="Unlocked")
+
+    @on(Action.trigger_message)
+    async def trigger(self, **payload):
+        await self._answered("TriggerMessage", **payload)
+        return call_result.TriggerMessage(status="Accepted")
+
+    @on(Action.get_configuration)
+    async def get_configuration(self, **payload):
+        await self._answered("GetConfiguration", **payload)
+        return call_result.GetConfiguration(
+            configuration_key=[{"key": "HeartbeatInterval", "readonly": False, "value": "300"}],
+            unknown_key=[k for k in payload.get("key", []) if k != "HeartbeatInterval"] or None)
+
+    @on(Action.change_configuration)
+    async def change_configuration(self, **payload):
+        await self._answered("ChangeConfiguration", **payload)
+        return call_result.ChangeConfiguration(status="Accepted")
+
+    @on(Action.clear_charging_profile)
+    async def clear_profile(self, **payload):
+        await self._answered("ClearChargingProfile", **payload)
+        return call_result.ClearChargingProfile(status="Unknown")
+
+    @on(Action.get_composite_schedule)
+    async def composite(self, **payload):
+        await self._answered("GetCompositeSchedule", **payload)
+        return call_result.GetCompositeSchedule(
+            status="Accepted", connector_id=payload["connector_id"],
+            schedule_start=ocpp_time(datetime(2026, 1, 1, 12, tzinfo=UTC)),
+            charging_schedule={"charging_rate_unit": "A", "charging_schedule_period": [
+                {"start_period": 0, "limit": 16.0}]})
+
+    # -- helpers for the tests ---------------------------------------------------------------
+    async def boot(self):
+        return await self.call(call.BootNotification(charge_point_vendor="Test",
+                                                     charge_point_model="T1"), suppress=False)
+
+    async def start_tx(self, connector_id: int, meter_start_wh: int, at: datetime,
+                       id_tag: str = ID_TAG):
+        return await self.call(call.StartTransaction(
+            connector_id=connector_id, id_tag=id_tag, meter_start=meter_start_wh,
+            timestamp=ocpp_time(at)), suppress=False)
+
+    async def meter(self, connector_id: int, transaction_id: int | None, at: datetime,
+                    register_wh: float, unit: str = "Wh", extra: list | None = None):
+        value = register_wh / 1000 if unit == "kWh" else register_wh
+        sampled = [{"value": f"{value:g}", "measurand": "Energy.Active.Import.Register",
+                    "unit": unit, "context": "Sample.Periodic"}] + (extra or [])
+        return await self.call(call.MeterValues(
+            connector_id=connector_id, transaction_id=transaction_id,
+            meter_value=[{"timestamp": ocpp_time(at), "sampled_value": sampled}]),
+            suppress=False)
+
+    async def stop_tx(self, transaction_id: int, meter_stop_wh: int, at: datetime,
+                      transaction_data: list | None = None, reason: str | None = "Local"):
+        return await self.call(call.StopTransaction(
+            meter_stop=meter_stop_wh, timestamp=ocpp_time(at), transaction_id=transaction_id,
+            reason=reason, id_tag=ID_TAG, transaction_data=transaction_data), suppress=False)
+
+
+class Harness:
+    def __init__(self, server: TestServer, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = session
+        self.app = server.app
+        self._tasks: list[asyncio.Task] = []
+        self.sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.events: list = []
+        self.app[EVENTS].subscribe(self.events.append)
+
+    @property
+    def store(self):
+        return self.app[STORE]
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def open_ws(self, station_id: str, password: str | None = PASSWORD,
+                      protocols=("ocpp1.6",)) -> aiohttp.ClientWebSocketResponse:
+        headers = {}
+        if password is not None:
+            token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        ws = await self.http.ws_connect(self.url(f"/ocpp/{station_id}"), protocols=protocols,
+                                        headers=headers, heartbeat=None)
+        self.sockets.append(ws)
+        return ws
+
+    async def station(self, station_id: str = "CP1", boot: bool = True,
+                      password: str | None = PASSWORD) -> TestStation:
+        ws = await self.open_ws(station_id, password)
+        station = TestStation(station_id, WsConnection(ws))
+        station.ws = ws
+        self._tasks.append(asyncio.create_task(self._serve(station)))
+        if boot:
+            answer = await station.boot()
+            assert answer.status == "Accepted"
+        return station
+
+    @staticmethod
+    async def _serve(station: TestStation) -> None:
+        try:
+            await station.start()
+        except ConnectionError:
+            pass
+
+    async def raw_call(self, ws, frame) -> list:
+        """Send a raw frame (str or JSON-able) and return the parsed answer."""
+        await ws.send_str(frame if isinstance(frame, str) else json.dumps(frame))
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        return json.loads(message.data)
+
+    async def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
+        """Wait on a condition without sleeping a fixed time: poll the loop, bounded."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def site() -> Site:
+    return make_site()
+
+
+@pytest.fixture
+async def harness(site, tmp_path) -> AsyncIterator[Harness]:
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    h = Harness(server, session)
+    try:
+        yield h
+    finally:
+        await h.close()
+        await session.close()
+        await server.close()
+
+
+@pytest.fixture
+def t0() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
