@@ -89,6 +89,14 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
                     request.remote)
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
 
+    store = app[STORE]
+    now = clock.now()
+
+    def seen(tx):
+        tx.station_seen(station_id, now)
+        return tx.boot_status(station_id)
+
+    boot_status = await store.run(seen)
     settings = site.server
     ws = web.WebSocketResponse(protocols=SUPPORTED_PROTOCOLS, autoping=True,
                                heartbeat=settings.ping_interval_s or None,
@@ -101,14 +109,6 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"no supported subprotocol")
         return ws
 
-    store = app[STORE]
-    now = clock.now()
-
-    def seen(tx):
-        tx.station_seen(station_id, now)
-        return tx.boot_status(station_id)
-
-    boot_status = await store.run(seen)
     adapter = CentralSystemV16(
         station_id, AiohttpConnection(ws, station_id),
         AdapterContext(site=site, store=store, events=events, clock=clock),

@@ -1,0 +1,112 @@
+"""Malformed input from a station: each gets the CALLERROR OCPP 1.6 names, the connection stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from ocpp.v16 import call
+
+from smartcharge.appkeys import REGISTRY
+from smartcharge.ocpp.registry import StationCallError
+
+BOOT = [2, "boot-1", "BootNotification", {"chargePointVendor": "Raw", "chargePointModel": "R"}]
+HEARTBEAT = [2, "hb-1", "Heartbeat", {}]
+
+
+async def booted_raw_socket(harness, station_id="CP1"):
+    ws = await harness.open_ws(station_id)
+    answer = await harness.raw_call(ws, BOOT)
+    assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+    return ws
+
+
+async def assert_still_up(harness, ws):
+    answer = await harness.raw_call(ws, HEARTBEAT)
+    assert answer[:2] == [3, "hb-1"]
+
+
+@pytest.mark.parametrize("frame, expected", [
+    ("this is not json", [4, "-1", "FormationViolation"]),
+    ('[2, "a", "Heartbeat", {', [4, "-1", "FormationViolation"]),
+    ('{"messageTypeId": 2}', [4, "-1", "FormationViolation"]),
+    ("42", [4, "-1", "FormationViolation"]),
+    ("[]", [4, "-1", "FormationViolation"]),
+    ([2, "m1", "Heartbeat"], [4, "m1", "ProtocolError"]),
+    ([2, "m2", "Heartbeat", []], [4, "m2", "FormationViolation"]),
+    ([2, 17, "Heartbeat", {}], [4, "-1", "FormationViolation"]),
+    ([7, "m3", "Heartbeat", {}], [4, "m3", "PropertyConstraintViolation"]),
+    ([2, "m4", "FlyToTheMoon", {}], [4, "m4", "NotImplemented"]),
+    ([2, "m5", "RemoteStartTransaction", {"idTag": "X"}], [4, "m5", "NotSupported"]),
+    ([2, "m6", "StatusNotification", {"connectorId": 1, "errorCode": "NoError"}],
+     [4, "m6", "ProtocolError"]),
+    ([2, "m7", "StatusNotification", {"connectorId": "one", "errorCode": "NoError",
+                                      "status": "Available"}],
+     [4, "m7", "TypeConstraintViolation"]),
+    ([2, "m8", "Heartbeat", {"unexpected": 1}], [4, "m8", "FormationViolation"]),
+    ([2, "m9", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                      "status": "Sleeping"}],
+     [4, "m9", "FormationViolation"]),
+])
+async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
+    ws = await booted_raw_socket(harness)
+    answer = await harness.raw_call(ws, frame)
+    assert answer[:3] == expected
+    assert isinstance(answer[3], str) and isinstance(answer[4], dict)
+    await assert_still_up(harness, ws)
+
+
+async def test_bad_timestamp_is_type_constraint_violation_and_not_stored(harness):
+    ws = await booted_raw_socket(harness)
+    start = [2, "s1", "StartTransaction", {"connectorId": 1, "idTag": "DRIVER-1",
+                                           "meterStart": 100, "timestamp": "yesterday"}]
+    answer = await harness.raw_call(ws, start)
+    assert answer[:3] == [4, "s1", "TypeConstraintViolation"]
+    assert "timestamp" in answer[3]
+    sessions = await harness.store.run(lambda tx: tx.sessions())
+    assert sessions == []
+    nested = [2, "s2", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "2026-13-45T99:00:00", "sampledValue": [{"value": "1"}]}]}]
+    answer = await harness.raw_call(ws, nested)
+    assert answer[:3] == [4, "s2", "TypeConstraintViolation"]
+    await assert_still_up(harness, ws)
+
+
+async def test_call_before_boot_accepted_is_security_error(harness):
+    ws = await harness.open_ws("CP2")       # TC_B_30: a fresh station that never booted
+    answer = await harness.raw_call(ws, HEARTBEAT)
+    assert answer[:3] == [4, "hb-1", "SecurityError"]
+    status = [2, "st", "StatusNotification", {"connectorId": 0, "errorCode": "NoError",
+                                              "status": "Available"}]
+    assert (await harness.raw_call(ws, status))[:3] == [4, "st", "SecurityError"]
+    assert (await harness.raw_call(ws, BOOT))[0] == 3
+    await assert_still_up(harness, ws)
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("OccurrenceConstraintViolation", "OccurenceConstraintViolation"),
+    ("OccurenceConstraintViolation", "OccurenceConstraintViolation"),
+    ("NotSupported", "NotSupported"),
+])
+async def test_callerror_answers_to_our_calls_raise_with_either_spelling(harness, code,
+                                                                         expected):
+    ws = await booted_raw_socket(harness)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    pending = asyncio.create_task(link.call(call.GetConfiguration(key=["X"]), timeout_s=5))
+    request = json.loads((await ws.receive(timeout=5)).data)
+    assert request[2] == "GetConfiguration"
+    await ws.send_str(json.dumps([4, request[1], code, "no", {}]))
+    with pytest.raises(StationCallError) as failed:
+        await pending
+    assert failed.value.code == expected
+    await assert_still_up(harness, ws)
+
+
+async def test_binary_frame_is_answered_not_fatal(harness):
+    ws = await booted_raw_socket(harness)
+    await ws.send_bytes(b"\xff\xfe not text")
+    answer = json.loads((await ws.receive(timeout=5)).data)
+    assert answer[:3] == [4, "-1", "FormationViolation"]
+    await assert_still_up(harness, ws)

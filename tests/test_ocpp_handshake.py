@@ -1,0 +1,102 @@
+"""Who may connect: Basic auth, unknown identities, subprotocol negotiation, replacement."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from smartcharge.events import StationConnected, StationDisconnected
+from smartcharge.appkeys import REGISTRY
+from tests.conftest import make_site
+
+
+async def test_good_credentials_boot_accepted_and_registered(harness):
+    station = await harness.station("CP1")
+    assert harness.app[REGISTRY].online_ids() == {"CP1"}
+    link = harness.app[REGISTRY].get("CP1")
+    assert link.boot_accepted
+    assert station.ws.protocol == "ocpp1.6"
+    booted = await harness.store.run(lambda tx: tx.boot_status("CP1"))
+    assert booted == "Accepted"
+
+
+async def test_wrong_password_gets_401_before_upgrade(harness):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await harness.open_ws("CP1", password="not-the-password-x")
+    assert refused.value.status == 401
+
+
+async def test_missing_credentials_get_401(harness):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await harness.open_ws("CP1", password=None)
+    assert refused.value.status == 401
+
+
+async def test_credentials_of_another_identity_get_401(harness):
+    # CP2's own password, presented for CP1's URL: the identity must match the credential
+    import base64
+    token = base64.b64encode(b"CP2:station-password-01").decode()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await harness.http.ws_connect(harness.url("/ocpp/CP1"), protocols=("ocpp1.6",),
+                                      headers={"Authorization": f"Basic {token}"})
+    assert refused.value.status == 401
+
+
+async def test_unknown_station_gets_404(harness):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await harness.open_ws("NOT-DECLARED")
+    assert refused.value.status == 404
+
+
+@pytest.mark.parametrize("site", [make_site(accept_unknown_stations=True)])
+async def test_unknown_station_accepted_as_pending_when_site_allows(harness):
+    station = await harness.station("NEWCOMER", boot=False, password=None)
+    answer = await station.boot()
+    assert answer.status == "Pending"
+    assert not harness.app[REGISTRY].get("NEWCOMER").boot_accepted
+
+
+async def test_no_common_subprotocol_handshake_completes_then_closes(harness):
+    # TC_088: complete the handshake without the header, then close at once
+    ws = await harness.open_ws("CP1", protocols=("ocpp2.0.1",))
+    assert ws.protocol is None
+    message = await ws.receive(timeout=5)
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ws.closed or message.data == aiohttp.WSCloseCode.PROTOCOL_ERROR
+    assert "CP1" not in harness.app[REGISTRY].online_ids()
+
+
+async def test_second_connection_replaces_the_first(harness):
+    first = await harness.station("CP1")
+    first_link = harness.app[REGISTRY].get("CP1")
+    second = await harness.station("CP1")
+    message = await first.ws.receive(timeout=5)
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    second_link = harness.app[REGISTRY].get("CP1")
+    assert second_link is not first_link and second_link.online and not first_link.online
+    answer = await second.call(__import__("ocpp.v16.call", fromlist=["Heartbeat"]).Heartbeat(),
+                               suppress=False)
+    assert answer.current_time.endswith("Z")
+    # the replaced connection does not report the station as gone
+    await harness.wait_for(lambda: sum(isinstance(e, StationConnected)
+                                       for e in harness.events) == 2)
+    assert not any(isinstance(e, StationDisconnected) for e in harness.events)
+
+
+async def test_disconnect_is_reported_and_link_removed(harness):
+    station = await harness.station("CP2")
+    await station.ws.close()
+    await harness.wait_for(lambda: "CP2" not in harness.app[REGISTRY].online_ids())
+    await harness.wait_for(lambda: any(isinstance(e, StationDisconnected)
+                                       for e in harness.events))
+
+
+async def test_boot_acceptance_survives_reconnect(harness):
+    first = await harness.station("CP3")
+    await first.ws.close()
+    await harness.wait_for(lambda: "CP3" not in harness.app[REGISTRY].online_ids())
+    again = await harness.station("CP3", boot=False)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP3") is not None)
+    assert harness.app[REGISTRY].get("CP3").boot_accepted   # no reboot, no new boot needed
+    heartbeat = __import__("ocpp.v16.call", fromlist=["Heartbeat"]).Heartbeat()
+    assert (await again.call(heartbeat, suppress=False)).current_time
