@@ -168,3 +168,63 @@ async def running_station(spec: StationSpec, url: str, clock, *, seed: int = 0):
         yield station
     finally:
         await station.stop()
+
+
+# ---- the project's real server ----------------------------------------------------------------
+
+STATION_PASSWORD = "sim-password-0123"      # 17 bytes: the security whitepaper wants 16..20
+OPERATOR_TOKEN = "sim-operator-token"
+DRIVER_TAGS = ("DRIVER-1", "DRIVER-2", "TAG-OK")
+
+
+def site_toml(stations: int = 1, connectors: int = 2, *, port: int = 8080,
+              database: str = "smartcharge.sqlite", heartbeat_interval_s: int = 300) -> str:
+    """A site file with stations CP1..CPn, each with `connectors` 3-phase 32 A connectors."""
+    lines = [
+        '[site]', 'name = "sim test site"', '',
+        '[server]', 'host = "127.0.0.1"', f'port = {port}', f'database = "{database}"',
+        f'heartbeat_interval_s = {heartbeat_interval_s}', 'call_timeout_s = 5', '',
+        '[grid]', f'limit_w = {stations * connectors * 22_080}', '',
+        '[auth]', 'id_tags = [' + ", ".join(f'"{t}"' for t in DRIVER_TAGS) + ']', '',
+        '[api]', f'operator_tokens = ["{OPERATOR_TOKEN}"]', '',
+    ]
+    for index in range(1, stations + 1):
+        lines += ['[[stations]]', f'id = "CP{index}"', f'password = "{STATION_PASSWORD}"',
+                  'circuit = "grid"', '']
+        for connector_id in range(1, connectors + 1):
+            lines += ['[[stations.connectors]]', f'id = {connector_id}', 'phases = 3',
+                      'max_current_a = 32', '']
+    return "\n".join(lines)
+
+
+@dataclass
+class RunningServer:
+    app: object
+    ws_url: str          # the OCPP endpoint without the station id
+    http_url: str
+    db_path: str
+
+
+@contextlib.asynccontextmanager
+async def real_server(site, db_path, clock=None):
+    """The project's server app on 127.0.0.1, port 0, with its SQLite file at `db_path`."""
+    from smartcharge.app import create_app
+
+    app = create_app(site, db_path=str(db_path), clock=clock)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    port = runner.addresses[0][1]
+    try:
+        yield RunningServer(app, f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{port}",
+                            str(db_path))
+    finally:
+        await runner.cleanup()
+
+
+def sim_spec_for(site, station_id: str, **overrides) -> StationSpec:
+    defaults = dict(meter_interval_s=60, reconnect_min_s=0.05, reconnect_max_s=0.3,
+                    call_timeout_s=5.0)
+    defaults.update(overrides)
+    return StationSpec.from_model(site.station(station_id), **defaults)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import asyncio
+
 import pytest
 from ocpp.v16 import call
 
@@ -334,3 +336,135 @@ async def test_trigger_message_and_availability():
         await csms.wait_until(lambda: any(
             s["connector_id"] == 1 and s["status"] == "Finishing"
             for s in csms.of("StatusNotification")[-3:]))
+
+
+# ---- against the project's real server ----------------------------------------------------------
+
+from collections import Counter  # noqa: E402
+
+import aiohttp  # noqa: E402
+
+from smartcharge.config import parse_site  # noqa: E402
+from smartcharge.store import SqliteStore  # noqa: E402
+from sim_fixtures import (OPERATOR_TOKEN, real_server, sim_spec_for,  # noqa: E402
+                          site_toml)
+
+
+async def stored(db_path):
+    store = await SqliteStore.open(str(db_path))
+    try:
+        sessions = await store.run(lambda tx: tx.sessions())
+        samples = {s.transaction_id: await store.run(
+            lambda tx, t=s.transaction_id: tx.samples(t)) for s in sessions}
+    finally:
+        await store.close()
+    return sessions, samples
+
+
+def periodic_registers(samples):
+    return [(s["timestamp"], s["value_text"]) for s in samples
+            if s["measurand"] == "Energy.Active.Import.Register"
+            and s["context"] == "Sample.Periodic"]
+
+
+def sent(station, action):
+    return [request for name, request, _ in station.acknowledged if name == action]
+
+
+async def test_real_server_bills_exactly_the_meter_delta(tmp_path):
+    site = parse_site(site_toml(), tmp_path)
+    clock = fast_clock()
+    async with real_server(site, tmp_path / "db.sqlite") as server, \
+            running_station(sim_spec_for(site, "CP1"), server.ws_url, clock) as station:
+        await asyncio.wait_for(station.booted.wait(), 10)
+        assert await station.plug_in(1, big_ev(), "DRIVER-1")
+        await station.wait_for(lambda: len(sent(station, "MeterValues")) >= 5)
+        await station.unplug(1)
+        await station.drained()
+    sessions, samples = await stored(tmp_path / "db.sqlite")
+    start, stop = sent(station, "StartTransaction")[0], sent(station, "StopTransaction")[0]
+    assert len(sessions) == 1
+    session = sessions[0]
+    assert session.state == "stopped" and session.stop_reason == "EVDisconnected"
+    assert session.energy_wh == stop.meter_stop - start.meter_start
+    assert session.energy_wh == int(station.connectors[1].register_wh) > 0
+    stored_registers = periodic_registers(samples[session.transaction_id])
+    assert len(stored_registers) == len(sent(station, "MeterValues"))
+
+
+async def test_real_server_outage_replay_and_redelivery_lose_and_double_nothing(tmp_path):
+    site = parse_site(site_toml(), tmp_path)
+    clock = fast_clock()
+    async with real_server(site, tmp_path / "db.sqlite") as server, \
+            running_station(sim_spec_for(site, "CP1"), server.ws_url, clock) as station:
+        await asyncio.wait_for(station.booted.wait(), 10)
+        assert await station.plug_in(1, big_ev(), "DRIVER-1")
+        await station.wait_for(lambda: len(sent(station, "MeterValues")) >= 3)
+        await station.go_offline()
+        await station.wait_for(lambda: not station.connected.is_set())
+        await station.wait_for(lambda: station.outbox.pending("MeterValues") >= 5)
+        station.go_online()
+        await station.drained(timeout_s=15)
+        assert station.redeliver(4) == 4        # answers lost: the same messages again
+        await station.drained()
+        await station.unplug(1)
+        await station.drained()
+        station.redeliver(1)                    # the StopTransaction, twice
+        await station.drained()
+    sessions, samples = await stored(tmp_path / "db.sqlite")
+    assert len(sessions) == 1
+    session = sessions[0]
+    start, stop = sent(station, "StartTransaction")[0], sent(station, "StopTransaction")[0]
+    assert session.energy_wh == stop.meter_stop - start.meter_start
+    registers = periodic_registers(samples[session.transaction_id])
+    assert not [key for key, n in Counter(registers).items() if n > 1]   # nothing doubled
+    station_samples = {(v.meter_value[0]["timestamp"], v.meter_value[0]["sampledValue"][0]["value"])
+                       for v in sent(station, "MeterValues")}
+    stored_samples = {(datetime.fromisoformat(t).strftime("%Y-%m-%dT%H:%M:%SZ"), value)
+                      for t, value in registers}
+    assert stored_samples == station_samples                              # nothing lost
+
+
+async def command(http, server, station_id, name, body):
+    async with http.post(f"{server.http_url}/api/stations/{station_id}/{name}", json=body,
+                         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_real_server_remote_start_stop_and_reset(tmp_path):
+    site = parse_site(site_toml(), tmp_path)
+    clock = fast_clock()
+    async with real_server(site, tmp_path / "db.sqlite") as server, \
+            running_station(sim_spec_for(site, "CP1"), server.ws_url, clock) as station, \
+            aiohttp.ClientSession() as http:
+        await asyncio.wait_for(station.booted.wait(), 10)
+        await station.plug_in(2, big_ev(), id_tag=None)
+        answer = await command(http, server, "CP1", "remote-start",
+                               {"id_tag": "DRIVER-2", "connector_id": 2})
+        assert "Accepted" in str(answer)
+        await station.wait_for(lambda: station.connectors[2].transaction is not None
+                               and station.connectors[2].transaction.transaction_id is not None)
+        await station.wait_for(lambda: len(sent(station, "MeterValues")) >= 2)
+        tx_id = station.connectors[2].transaction.transaction_id
+        answer = await command(http, server, "CP1", "remote-stop", {"transaction_id": tx_id})
+        assert "Accepted" in str(answer)
+        await station.wait_for(lambda: len(sent(station, "StopTransaction")) == 1)
+        assert await station.plug_in(1, big_ev(), "DRIVER-1")
+        await station.wait_for(lambda: len(sent(station, "StartTransaction")) == 2)
+        answer = await command(http, server, "CP1", "reset", {"type": "Soft"})
+        assert "Accepted" in str(answer)
+        await station.wait_for(lambda: station.boots == 2, timeout_s=10)
+        await station.wait_for(lambda: len(sent(station, "StartTransaction")) == 3)
+        await station.unplug(1)
+        await station.drained()
+    sessions, _ = await stored(tmp_path / "db.sqlite")
+    by_reason = sorted((s.stop_reason, s.energy_wh) for s in sessions)
+    stops = sent(station, "StopTransaction")
+    starts = sent(station, "StartTransaction")
+    assert [s.reason for s in stops] == ["Remote", "SoftReset", "EVDisconnected"]
+    expected = sorted((stop.reason, stop.meter_stop - start.meter_start)
+                      for start, stop in zip(sorted(starts, key=lambda s: (s.timestamp,)),
+                                             [stops[0], stops[1], stops[2]]))
+    assert by_reason == expected
+    assert all(s.state == "stopped" for s in sessions)

@@ -10,6 +10,7 @@ It obeys its charging profiles: each car draws at most the composite limit in fo
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class SimStation:
         self._runner: asyncio.Task | None = None
         self._stopping = False
         self._rebooting = False
+        self._network_up = asyncio.Event()
+        self._network_up.set()
+        self._acknowledged_items: list[Outgoing] = []
         self._last_physics: datetime | None = None
         self._next_sample: datetime | None = None
 
@@ -179,6 +183,25 @@ class SimStation:
             await self._http.close()
         self._runner = None
 
+    async def go_offline(self) -> None:
+        """A network outage: drop the connection and stay away until `go_online()`. The
+        station keeps charging, sampling and queueing meanwhile."""
+        self._network_up.clear()
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
+    def go_online(self) -> None:
+        self._network_up.set()
+
+    def redeliver(self, count: int) -> int:
+        """Queue the last `count` acknowledged transaction messages again, as a station does
+        that never saw the answers (the central system must not count them twice)."""
+        again = [item for item in self._acknowledged_items if item.durable][-count:]
+        for item in again:
+            self._enqueue(Outgoing(item.action, item.build, item.created_at, durable=True))
+        return len(again)
+
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -193,12 +216,13 @@ class SimStation:
 
     async def _run(self) -> None:
         backoff_s = self.spec.reconnect_min_s
-        auth = (aiohttp.BasicAuth(self.spec.station_id, self.spec.password)
-                if self.spec.password else None)
+        headers = ({"Authorization": _basic_auth(self.spec.station_id, self.spec.password)}
+                   if self.spec.password else None)
         while not self._stopping:
+            await self._network_up.wait()
             try:
                 async with self._http.ws_connect(
-                        self.url, protocols=(OCPP16_SUBPROTOCOL,), auth=auth,
+                        self.url, protocols=(OCPP16_SUBPROTOCOL,), headers=headers,
                         autoping=True, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
                     if ws.protocol != OCPP16_SUBPROTOCOL:
                         raise ConnectionClosed(f"server did not accept {OCPP16_SUBPROTOCOL}")
@@ -293,6 +317,9 @@ class SimStation:
                     continue
                 self.outbox.pop_head()
                 self.acknowledged.append((item.action, request, answer))
+                if item.durable:
+                    self._acknowledged_items.append(item)
+                    del self._acknowledged_items[:-1000]
                 if item.on_result is not None:
                     item.on_result(answer)
                 await self._notify_changed()
@@ -795,6 +822,11 @@ class SimStation:
                 {"start_period": p.start_s, "limit": p.limit, "number_phases": p.number_phases}
                 for p in schedule.periods],
         }
+
+
+def _basic_auth(user: str, password: str) -> str:
+    # OCPP security profile 1: HTTP Basic, user = the charge point identity
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _seconds(value: float) -> timedelta:
