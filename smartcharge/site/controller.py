@@ -366,6 +366,13 @@ class SiteController:
                       "last_status": self.stats.last_status},
         }
 
+    def tick(self) -> None:
+        """A measurement moment: record history and wake the stream even if nothing re-planned."""
+        now = self.clock.now()
+        limit_w, _ = self.effective_limit_now()
+        self._record_history(now, self.site_load_w(), limit_w)
+        self._notify_snapshot(throttle=False)
+
     def _record_history(self, now: datetime, load_w: float, limit_w: float) -> None:
         last = self._last_history_at
         if last is not None and (now - last).total_seconds() < self.settings.history_every_s:

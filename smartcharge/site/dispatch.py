@@ -38,8 +38,11 @@ NO_ANSWER = "no answer"
 class DispatchSettings:
     call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
-    profile_lifetime_s: float = 3600.0  # a TxProfile covers this much site time ...
-    refresh_before_s: float = 1800.0   # ... and is re-sent when less than this is left
+    # A TxProfile covers this much site time and is re-sent (at a slot start) when less than
+    # refresh_before_s is left. Short on purpose: if smartcharge disappears, every station is
+    # back on its fail-safe TxDefaultProfile within this time.
+    profile_lifetime_s: float = 1800.0
+    refresh_before_s: float = 1000.0
 
 
 @dataclass

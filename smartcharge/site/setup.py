@@ -1,0 +1,58 @@
+"""Join the site controller to an app made by `smartcharge.app.create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.site import api
+from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.dispatch import Dispatcher, DispatchSettings
+
+CONTROLLER = web.AppKey("site_controller", SiteController)
+DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
+
+
+def setup_site_control(app: web.Application, *,
+                       settings: ControllerSettings | None = None,
+                       dispatch_settings: DispatchSettings | None = None) -> None:
+    """Add the controller, its dispatch and its routes; its tasks live in app.cleanup_ctx.
+    Calling it twice on one app does nothing the second time."""
+    if CONTROLLER in app:
+        return
+    controller = SiteController(app[SITE], app[CLOCK], settings)
+    app[CONTROLLER] = controller
+
+    async def control_ctx(app: web.Application) -> AsyncIterator[None]:
+        dispatcher = Dispatcher(controller, app[REGISTRY], app[STORE], app[CLOCK],
+                                dispatch_settings)
+        app[DISPATCHER] = dispatcher
+        controller.dispatch = dispatcher
+        unsubscribe = app[EVENTS].subscribe(controller.on_event)
+        tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in (
+            ("site-controller", controller.run()), ("site-dispatch", dispatcher.run()),
+            ("site-audit", dispatcher.run_audit()), ("site-sampler", _sample(controller)))]
+        try:
+            yield
+        finally:
+            unsubscribe()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await dispatcher.close()
+
+    app.cleanup_ctx.append(control_ctx)
+    api.add_routes(app)
+
+
+async def _sample(controller: SiteController) -> None:
+    """Site load vs limit into the history, and a snapshot for the stream, every so often."""
+    while True:
+        await controller.clock.sleep(controller.settings.history_every_s)
+        controller.tick()

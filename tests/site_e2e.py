@@ -1,0 +1,99 @@
+"""Helpers for the site controller's end-to-end tests: the real server app with the controller,
+simulated stations over real WebSockets, and a monitor of measured site load vs the limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from smartcharge.app import create_app
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.setup import CONTROLLER, DISPATCHER, setup_site_control
+
+
+async def wait_until(predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Bounded wait for a condition that other tasks make true (re-checked every 10 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Server:
+    app: web.Application
+    runner: web.AppRunner
+    ws_url: str
+    http_url: str
+
+    @property
+    def controller(self):
+        return self.app[CONTROLLER]
+
+    @property
+    def dispatcher(self):
+        return self.app[DISPATCHER]
+
+
+@contextlib.asynccontextmanager
+async def control_server(site, db_path, clock, *, settings: ControllerSettings | None = None,
+                         dispatch: DispatchSettings | None = None):
+    app = create_app(site, db_path=str(db_path), clock=clock)
+    setup_site_control(app, settings=settings, dispatch_settings=dispatch)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    await tcp.start()
+    port = runner.addresses[0][1]
+    server = Server(app, runner, f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{port}")
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class LoadMonitor:
+    """Samples the simulated stations' summed draw against the limit in force (real 10 ms)."""
+
+    fleet: object
+    clock: object
+    limit_at: object                   # callable(datetime) -> float
+    samples: list[tuple[datetime, float, float]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock.now()
+            for station in self.fleet.stations.values():
+                station.advance_to(now)
+            self.samples.append((now, self.fleet.site_draw_w(), self.limit_at(now)))
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    def excesses(self, *, allow_after: list[datetime] = (), grace_s: float = 0.0,
+                 tol_w: float = 1.0) -> list[tuple[datetime, float, float]]:
+        """Samples over the limit, except within grace_s after a zero-notice change."""
+        out = []
+        for at, load, limit in self.samples:
+            if load <= limit + tol_w:
+                continue
+            if any(c <= at <= c + timedelta(seconds=grace_s) for c in allow_after):
+                continue
+            out.append((at, load, limit))
+        return out

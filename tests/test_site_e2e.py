@@ -1,0 +1,229 @@
+"""End to end: the real server with the site controller, simulated OCPP 1.6J stations over real
+WebSockets on 127.0.0.1, a real SQLite file, accelerated site time."""
+
+import decimal
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import ocpp
+import pytest
+from jsonschema import Draft4Validator
+
+from smartcharge.clock import AcceleratedClock, format_ocpp_time
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
+from smartcharge.site.topology import ConnectorRef
+from tests.site_e2e import LoadMonitor, control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SPEED = 120.0
+CAP_W = 30_000.0
+PASSWORD = "sim-password-0123"
+OPERATOR, UTILITY = "op-token", "utility-token"
+SCHEMA = json.loads((Path(ocpp.__file__).parent / "v16/schemas/SetChargingProfile.json")
+                    .read_text(), parse_float=decimal.Decimal)
+SETTINGS = ControllerSettings(stale_after_s=600.0)
+DISPATCH = DispatchSettings(call_timeout_s=5.0)
+
+
+def _site(n_stations=4, cap_w=CAP_W):
+    return Site(name="e2e",
+                circuits=(Circuit("grid", None, limit_w=cap_w), Circuit("feeder", "grid")),
+                stations=tuple(Station(f"CP{i}", "feeder", (Connector(1),), password=PASSWORD)
+                               for i in range(1, n_stations + 1)),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=40_000, dwell_s=8 * 3600),
+                operator_tokens=frozenset({OPERATOR}), utility_tokens=frozenset({UTILITY}))
+
+
+def _ev():
+    return SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
+
+
+def _composite_w(fleet, station_id, at):
+    station = fleet.station(station_id)
+    state = station.connectors[1]
+    tx = state.transaction.context() if state.transaction else None
+    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
+    return float("inf") if limit is None else limit
+
+
+def _has_tx_profile(fleet, station_id):
+    return any(p.purpose == "TxProfile" or (p.purpose == "TxDefaultProfile" and p.stack_level > 0)
+               for p in fleet.station(station_id).profiles.profiles)
+
+
+async def _audit_rows(server):
+    from smartcharge.appkeys import STORE
+    await server.dispatcher.flush_audit()
+    return await server.app[STORE].run(lambda tx: tx.profiles_sent())
+
+
+def _assert_schema_valid(rows):
+    validator = Draft4Validator(SCHEMA)
+    for row in rows:
+        data = json.loads(row["profile_json"], parse_float=decimal.Decimal)
+        errors = list(validator.iter_errors(data))
+        assert not errors, (row, errors)
+
+
+async def _plug_all(fleet, station_ids):
+    for sid in station_ids:
+        assert await fleet.plug_in(sid, 1, _ev(), "DRIVER-1")
+
+
+async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_restores(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=30, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0)
+        monitor = LoadMonitor(fleet, clock, lambda at: controller.limits.effective_root_limit_w(
+            [at], [at + timedelta(seconds=1)])[0][0])
+        try:
+            await fleet.start(wait_booted_s=10)
+            await _plug_all(fleet, fleet.stations)
+            await wait_until(lambda: all(_has_tx_profile(fleet, s) for s in fleet.stations),
+                             10, "a TxProfile on every station")
+            monitor.start()
+            planned = sum(_composite_w(fleet, s, clock.now()) for s in fleet.stations)
+            assert planned <= CAP_W + 1
+            # the utility announces an event 10 minutes ahead
+            start = clock.now() + timedelta(minutes=10)
+            end = start + timedelta(minutes=10)
+            body = {"id": "dr-e2e", "start": format_ocpp_time(start),
+                    "end": format_ocpp_time(end), "limit_w": 12_000}
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{server.http_url}/api/demand-response/events", json=body,
+                                     headers={"Authorization": f"Bearer {UTILITY}"}) as resp:
+                    assert resp.status == 201, await resp.text()
+            probe = start + timedelta(seconds=30)
+            await wait_until(lambda: sum(_composite_w(fleet, s, probe) for s in fleet.stations)
+                             <= 12_000 + 1, 10, "every station's profile lowered for the event")
+            assert clock.now() < start, "profiles must be lowered before the event starts"
+            # ... and back up after it ends
+            await wait_until(lambda: clock.now() > end + timedelta(minutes=2), 30, "event end")
+            await wait_until(lambda: sum(_composite_w(fleet, s, clock.now())
+                                         for s in fleet.stations) > 20_000, 10,
+                             "profiles restored after the event")
+            await monitor.stop()
+            assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
+            assert max(load for _, load, _ in monitor.samples) > 11_000
+            rows = await _audit_rows(server)
+            assert rows and all(r["answer"] == "Accepted" for r in rows)
+            _assert_schema_valid(rows)
+            assert {r["purpose"] for r in rows} >= {"TxProfile", "TxDefaultProfile",
+                                                    "ChargePointMaxProfile"}
+        finally:
+            await monitor.stop()
+            await fleet.stop()
+
+
+async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=30, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0)
+        monitor = LoadMonitor(fleet, clock, lambda at: controller.limits.effective_root_limit_w(
+            [at], [at + timedelta(seconds=1)])[0][0])
+        try:
+            await fleet.start(wait_booted_s=10)
+            await _plug_all(fleet, fleet.stations)
+            await wait_until(lambda: all(_has_tx_profile(fleet, s) for s in fleet.stations),
+                             10, "a TxProfile on every station")
+            monitor.start()
+            changed_at = clock.now()
+            async with aiohttp.ClientSession() as http:
+                async with http.put(f"{server.http_url}/api/site/cap", json={"limit_w": 9_000},
+                                    headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+                    assert resp.status == 200, await resp.text()
+            await wait_until(lambda: fleet.site_draw_w() <= 9_000 + 1, 10, "load under new cap")
+            settled = clock.now()
+            await wait_until(lambda: clock.now() > settled + timedelta(minutes=5), 10, "5 min")
+            await monitor.stop()
+            # one control-loop interval: from the change until every station answered
+            interval_s = (settled - changed_at).total_seconds()
+            assert not monitor.excesses(allow_after=[changed_at], grace_s=interval_s)
+            assert controller.snapshot()["limit_binding"]["source"] == "operator"
+        finally:
+            await monitor.stop()
+            await fleet.stop()
+
+
+async def test_rejecting_station_is_planned_around_and_alternatives_are_remembered(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = _site()
+    quirks = {"CP1": Quirks(reject_all_profiles=True), "CP2": Quirks(only_rate_unit="W"),
+              "CP3": Quirks(reject_zero_limit=True)}
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, quirks=quirks, meter_interval_s=30,
+                      reconnect_min_s=0.05, reconnect_max_s=0.3, call_timeout_s=5.0)
+        try:
+            await fleet.start(wait_booted_s=10)
+            await _plug_all(fleet, fleet.stations)
+            ref1 = ConnectorRef("CP1", 1)
+            await wait_until(lambda: controller.plan is not None and ref1 in controller.plan.fixed_w
+                             and all(_has_tx_profile(fleet, s) for s in ("CP2", "CP3", "CP4")),
+                             10, "CP1 planned as fixed load, the others controlled")
+            assert controller.plan.fixed_w[ref1] >= 22_080
+            others = sum(p.power_at(clock.now()) for p in controller.plan.connectors.values())
+            assert others <= CAP_W - 22_080 + 1
+            snap = controller.snapshot()
+            cp1 = next(c for c in snap["connectors"] if c["station_id"] == "CP1")
+            assert cp1["controllable"] is False and cp1["binding"]["source"] == "fallback"
+            assert server.dispatcher.stations["CP2"].unit == "W"
+            # measured: the rejecting station draws what its car wants, the rest stay under
+            now = clock.now()
+            for station in fleet.stations.values():
+                station.advance_to(now)
+            assert fleet.site_draw_w() <= CAP_W + 1
+            rows = await _audit_rows(server)
+            assert any(r["station_id"] == "CP1" and r["answer"] == "Rejected" for r in rows)
+            _assert_schema_valid(rows)
+        finally:
+            await fleet.stop()
+
+
+async def test_server_gone_tx_default_profiles_keep_site_under_cap(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED * 5)
+    site = _site(n_stations=5, cap_w=CAP_W)
+    dispatch = DispatchSettings(call_timeout_s=5.0, profile_lifetime_s=600, refresh_before_s=300)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=30, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0)
+        await fleet.start(wait_booted_s=10)
+        try:
+            await _plug_all(fleet, ["CP1", "CP2", "CP3", "CP4"])
+            await wait_until(lambda: all(_has_tx_profile(fleet, s)
+                                         for s in ("CP1", "CP2", "CP3", "CP4")), 10, "profiles")
+            await server.runner.cleanup()            # smartcharge disappears
+            await wait_until(lambda: not any(s.connected.is_set() for s in fleet.stations.values()),
+                             5, "stations see the server gone")
+            await fleet.plug_in("CP5", 1, _ev(), "DRIVER-1")   # a car arrives while it is gone
+            gone = clock.now()
+            await wait_until(lambda: clock.now() > gone + timedelta(seconds=700), 10,
+                             "the TxProfiles' lifetime to run out")
+            now = clock.now()
+            for station in fleet.stations.values():
+                station.advance_to(now)
+            # every station is back on its fail-safe default: the sum stays under the cap
+            limits = [_composite_w(fleet, s, now) for s in fleet.stations]
+            assert sum(limits) <= CAP_W + 1
+            assert fleet.site_draw_w() <= CAP_W + 1
+            assert 0 < fleet.draw_w("CP5", 1) <= CAP_W / 5 + 1   # charging, at its share
+        finally:
+            await fleet.stop()
