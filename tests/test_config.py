@@ -1,0 +1,109 @@
+"""The site file: the documented example loads; every mistake names its field and line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from smartcharge.config import ConfigError, load_site, parse_site
+from smartcharge.model import RateUnit
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "site-file.md"
+
+MINIMAL = """
+[site]
+name = "Yard"
+
+[grid]
+limit_w = 50000
+
+[[circuits]]
+id = "feeder"
+limit_a = 63
+
+[[stations]]
+id = "CP1"
+password = "sixteen-bytes-ok"
+circuit = "feeder"
+
+[[stations.connectors]]
+id = 1
+
+[[stations]]
+id = "CP2"
+
+[[stations.connectors]]
+id = 1
+phases = 1
+phase = "L3"
+"""
+
+
+def documented_example() -> str:
+    return re.search(r"```toml\n(.*?)```", DOC.read_text(), re.S).group(1)
+
+
+def test_documented_example_loads(tmp_path):
+    path = tmp_path / "site.toml"
+    path.write_text(documented_example())
+    site = load_site(path)
+    assert [c.circuit_id for c in site.circuits] == ["grid", "feeder-1"]
+    station = site.station("CP001")
+    assert station.rate_unit is RateUnit.AMPS and len(station.connectors) == 2
+    assert station.connectors[1].phase == "L2" and station.connectors[1].phases == 1
+    assert site.server.database == str(tmp_path / "smartcharge.sqlite")
+    assert "04A2B3C4" in site.id_tags and site.cap_schedule[0].limit_w == 60_000
+
+
+def test_minimal_file_gets_defaults():
+    site = parse_site(MINIMAL, "/srv")
+    assert site.root.limit_w == 50_000 and site.circuits[1].parent_id == "grid"
+    assert site.station("CP2").circuit_id == "grid" and site.station("CP2").password is None
+    assert site.server.port == 8080 and not site.accept_unknown_stations
+
+
+@pytest.mark.parametrize("change, path, line, words", [
+    (('password = "sixteen-bytes-ok"', 'password = "short"'),
+     "stations[0].password", 14, "5 bytes"),
+    (('password = "sixteen-bytes-ok"', 'password = "this-one-is-far-too-long"'),
+     "stations[0].password", 14, "24 bytes"),
+    (('phase = "L3"', 'phase = "L4"'), "stations[1].connectors[0].phase", 26, "L1"),
+    (("phases = 1", "phases = 2"), "stations[1].connectors[0].phases", 25, "1 or 3"),
+    (('id = "CP2"', 'id = "CP1"'), "stations[1].id", 21, "duplicate"),
+    (('circuit = "feeder"', 'circuit = "nowhere"'), "stations[0].circuit", 15, "unknown"),
+    (("limit_w = 50000", "limit_w = -5"), "grid.limit_w", 6, "positive"),
+    (("limit_a = 63", "limit_a = 63\nparent = \"later\""), "circuits[0].parent", 11,
+     "before"),
+    (('name = "Yard"', 'name = "Yard"\ncolour = "red"'), "site.colour", 4, "unknown field"),
+    (('id = "CP2"', 'id = "CP/2"'), "stations[1].id", 21, "identity"),
+])
+def test_errors_name_field_line_and_problem(change, path, line, words):
+    text = MINIMAL.replace(*change, 1)
+    with pytest.raises(ConfigError) as error:
+        parse_site(text)
+    assert error.value.path == path
+    assert error.value.line == line
+    assert words in str(error.value)
+    assert str(error.value).startswith(f"{path} (line {line})")
+
+
+def test_station_without_connectors_is_an_error():
+    text = MINIMAL.replace('[[stations.connectors]]\nid = 1\nphases = 1\nphase = "L3"\n', "")
+    with pytest.raises(ConfigError, match=r"stations\[1\].*at least one"):
+        parse_site(text)
+
+
+def test_bad_toml_and_bad_times():
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_site("[site\nname=1")
+    text = MINIMAL + '\n[[cap_schedule]]\nstart = "tomorrow"\nend = "2026-01-01T20:00:00Z"\n' \
+                     "limit_w = 1000\n"
+    with pytest.raises(ConfigError, match=r"cap_schedule\[0\].start .*RFC 3339"):
+        parse_site(text)
+
+
+def test_tokens_from_environment(monkeypatch):
+    monkeypatch.setenv("SMARTCHARGE_OPERATOR_TOKENS", "a, b")
+    assert parse_site(MINIMAL).operator_tokens == frozenset({"a", "b"})

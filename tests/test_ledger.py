@@ -1,0 +1,105 @@
+"""The billing rules as pure functions, and the ledger over a real SQLite store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings, strategies as st
+
+from smartcharge import ledger
+from smartcharge.metering import parse_meter_values, session_energy, to_si
+from smartcharge.store import SqliteStore
+
+T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_register_delta_is_billed_exactly():
+    energy = session_energy(1_000, at(0), 8_500, at(60), [(at(30), 4_000)], 22_000)
+    assert (energy.energy_wh, energy.method, energy.flags) == (7_500, "registers", frozenset())
+
+
+def test_samples_outside_the_registers_are_flagged_not_billed():
+    energy = session_energy(1_000, at(0), 8_500, at(60), [(at(30), 9_000)], 22_000)
+    assert energy.energy_wh == 7_500 and "samples_disagree" in energy.flags
+
+
+def test_meter_reset_counts_from_zero_never_negative():
+    readings = [(at(10), 1_003_000), (at(20), 200), (at(30), 1_200)]
+    energy = session_energy(1_000_000, at(0), 2_000, at(40), readings, 22_000)
+    assert energy.energy_wh == 3_000 + 200 + 1_000 + 800
+    assert "meter_reset" in energy.flags
+
+
+def test_rollover_with_no_samples_stays_small():
+    energy = session_energy(999_999_000, at(0), 500, at(10), [], 22_000)
+    assert energy.energy_wh == 500 and "meter_reset" in energy.flags
+
+
+def test_gigantic_jump_is_dropped():
+    readings = [(at(10), 2_000), (at(11), 90_000_000), (at(20), 90_001_000)]
+    energy = session_energy(1_000, at(0), 90_002_000, at(30), readings, 22_000)
+    assert energy.energy_wh == 1_000 + 1_000 + 1_000
+    assert "implausible_jump" in energy.flags
+
+
+def test_offline_start_register_zero_without_samples_is_not_billed():
+    energy = session_energy(0, at(0), 7_345_000, at(30), [], 22_000)
+    assert energy.energy_wh is None and "unverifiable" in energy.flags
+
+
+def test_implicit_close_uses_the_last_register_sample():
+    energy = session_energy(5_000, at(0), None, None, [(at(5), 5_400), (at(9), 6_100)], 22_000)
+    assert energy.energy_wh == 1_100 and "no_stop_register" in energy.flags
+    nothing = session_energy(5_000, at(0), None, None, [], 22_000)
+    assert nothing.energy_wh is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=2_000_000_000), min_size=2, max_size=12))
+def test_energy_is_never_negative_or_beyond_what_the_station_can_deliver(registers):
+    points = [(at(10 * i), float(r)) for i, r in enumerate(registers)]
+    energy = session_energy(points[0][1], points[0][0], points[-1][1], points[-1][0],
+                            points[1:-1], 22_000)
+    duration_h = 10 * (len(registers) - 1) / 60
+    if energy.energy_wh is not None:
+        assert 0 <= energy.energy_wh <= 22_000 * duration_h * 1.25 + 500 * len(registers)
+
+
+def test_units_and_defaults():
+    assert to_si("7.5", "kWh", "Raw") == 7_500
+    assert to_si("11", "kW", "Raw") == 11_000
+    assert to_si("abc", "Wh", "Raw") is None
+    assert to_si("12", "Wh", "SignedData") is None
+    (reading,) = parse_meter_values([{"timestamp": "2026-01-01T08:00:00Z",
+                                      "sampled_value": [{"value": "1.5", "unit": "kWh"}]}])
+    assert (reading.measurand, reading.context, reading.location, reading.value_si) == (
+        "Energy.Active.Import.Register", "Sample.Periodic", "Outlet", 1_500)
+
+
+async def test_retried_stop_does_not_count_transaction_data_twice(tmp_path):
+    store = await SqliteStore.open(str(tmp_path / "l.sqlite"))
+    try:
+        start = await store.run(lambda tx: ledger.start_transaction(
+            tx, station_id="S", connector_id=1, id_tag="T", meter_start_wh=100.0,
+            timestamp=at(0), reservation_id=None, payload={"n": 1}, answer_status="Accepted",
+            at=at(0), max_power_w=22_000))
+        data = parse_meter_values([{"timestamp": "2026-01-01T08:30:00Z",
+                                    "sampled_value": [{"value": "600"}]}])
+
+        def stop(tx):
+            return ledger.stop_transaction(
+                tx, station_id="S", station_tx_id=start.transaction_id, meter_stop_wh=1_100.0,
+                timestamp=at(60), reason=None, id_tag=None, readings=data,
+                payload={"stop": 1}, at=at(60), max_power_w=22_000)
+
+        first, second = await store.run(stop), await store.run(stop)
+        assert (first.energy_wh, first.duplicate) == (1_000, False)
+        assert (second.energy_wh, second.duplicate) == (1_000, True)
+        samples = await store.run(lambda tx: tx.samples(start.transaction_id))
+        assert len(samples) == 1
+    finally:
+        await store.close()
