@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -92,7 +93,18 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 def _camel(payload: Any) -> dict[str, Any]:
-    return snake_to_camel_case(remove_nones(serialize_as_dict(payload)))
+    return _plain(snake_to_camel_case(remove_nones(serialize_as_dict(payload))))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: the library parses schedule limits as Decimal (for `multipleOf 0.1`)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _schema_check(request_payload: Any) -> None:
