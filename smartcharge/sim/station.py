@@ -13,8 +13,10 @@ import asyncio
 import base64
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable
 
 import aiohttp
 from ocpp.exceptions import OCPPError
@@ -136,6 +138,9 @@ class SimStation:
         self.connectors = {c.connector_id: ConnectorState(c) for c in spec.connectors}
         self.outbox = Outbox()
         self.acknowledged: list[tuple[str, object, object]] = []   # (action, request, answer)
+        self.keep_acknowledged = True          # the load benchmark turns the record off
+        # called with (action, real seconds from send to CALLRESULT) for every queued message
+        self.on_acknowledged: Callable[[str, float], None] | None = None
         self.boots = 0
         self.connected = asyncio.Event()
         self.booted = asyncio.Event()
@@ -300,6 +305,7 @@ class SimStation:
             while self.outbox:
                 item = self.outbox.head()
                 request = item.build()
+                sent_at = time.perf_counter()
                 try:
                     answer = await protocol.call(request, suppress=False)
                 except OCPPError as error:
@@ -315,8 +321,11 @@ class SimStation:
                         await self.clock.sleep(configuration.as_int(
                             self.config, "TransactionMessageRetryInterval"))
                     continue
+                if self.on_acknowledged is not None:
+                    self.on_acknowledged(item.action, time.perf_counter() - sent_at)
                 self.outbox.pop_head()
-                self.acknowledged.append((item.action, request, answer))
+                if self.keep_acknowledged:
+                    self.acknowledged.append((item.action, request, answer))
                 if item.durable:
                     self._acknowledged_items.append(item)
                     del self._acknowledged_items[:-1000]
@@ -456,7 +465,9 @@ class SimStation:
             if interval_s <= 0:
                 self._next_sample = None
             elif self._next_sample is None:
-                self._next_sample = now.replace(microsecond=0) + _seconds(interval_s)
+                # a seeded phase per station: real stations do not all sample in one instant
+                self._next_sample = now.replace(microsecond=0) + _seconds(
+                    1 + self.rng.randrange(interval_s))
             elif self._next_sample <= now:
                 # sample at the scheduled moment, not when the event loop got round to it, so
                 # samples keep their interval however late this task wakes up
