@@ -1,0 +1,109 @@
+"""The `smartcharge` command. Subcommands register themselves in `build_parser()`; `serve` runs
+the central system until SIGINT/SIGTERM, then closes every station link and the store cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import ssl
+import sys
+
+from aiohttp import web
+
+from smartcharge.app import create_app
+from smartcharge.config import ConfigError, load_site
+
+log = logging.getLogger("smartcharge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smartcharge", description="Smart-charging load "
+                                     "management for EV charging sites (OCPP 1.6J).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the OCPP central system and the REST API",
+                                description="Run the OCPP 1.6J central system and the REST "
+                                "API for the site described in --config.")
+    serve.add_argument("--config", required=True, help="the site file (TOML)")
+    serve.add_argument("--host", help="listen address (default: server.host in the site file)")
+    serve.add_argument("--port", type=int, help="listen port; 0 picks a free one "
+                       "(default: server.port in the site file)")
+    serve.add_argument("--db", help="SQLite file (default: server.database in the site file)")
+    serve.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
+    serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--log-level", default="INFO",
+                       choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.set_defaults(handler=serve_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.handler(args, parser)
+
+
+def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":
+        logging.getLogger("ocpp").setLevel(logging.WARNING)   # it logs every frame at INFO
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    try:
+        site = load_site(args.config)
+    except ConfigError as error:
+        print(f"smartcharge: {args.config}: {error}", file=sys.stderr)
+        return 2
+    settings = dataclasses.replace(
+        site.server, host=args.host or site.server.host,
+        port=site.server.port if args.port is None else args.port,
+        database=args.db or site.server.database)
+    site = dataclasses.replace(site, server=settings)
+    ssl_context = None
+    if args.tls_cert:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2   # OCPP security whitepaper
+        try:
+            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as error:
+            print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
+            return 2
+    try:
+        asyncio.run(_serve(site, ssl_context))
+    except OSError as error:
+        print(f"smartcharge: cannot listen on {settings.host}:{settings.port}: {error}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(site, ssl_context: ssl.SSLContext | None) -> None:
+    app = create_app(site)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        listener = web.TCPSite(runner, site.server.host, site.server.port,
+                               ssl_context=ssl_context)
+        await listener.start()
+        scheme = "https" if ssl_context else "http"
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            # one line on stdout that scripts (and the crash test) can wait for
+            print(f"smartcharge: listening on {scheme}://{host}:{port} "
+                  f"(OCPP at {'wss' if ssl_context else 'ws'}://{host}:{port}/ocpp/<id>)",
+                  flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
