@@ -3,7 +3,11 @@
 No I/O, no asyncio, no imports from smartcharge.
 """
 
+from optimizer import baselines
+from optimizer.check import Violation, check
 from optimizer.problem import Problem
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
+from optimizer.solve import solve
 
-__all__ = ["Problem", "Schedule", "SolverFailed", "OPTIMAL", "NEAR_OPTIMAL", "FALLBACK"]
+__all__ = ["Problem", "Schedule", "SolverFailed", "OPTIMAL", "NEAR_OPTIMAL", "FALLBACK",
+           "solve", "check", "Violation", "baselines"]

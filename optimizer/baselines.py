@@ -1,0 +1,205 @@
+"""Reference allocations: what simple load managers do, and the optimizer's fallback.
+
+All work slot by slot, vectorised over connectors (a loop over slots and tree depth only):
+
+- `uncontrolled`: every car at its maximum from arrival until its request is met, ignoring the
+  tree — the reference "no load management", which may violate limits.
+- `equal_share`: each car asks for what it can take (maximum, or what is left of its request);
+  under an overloaded node all requests are scaled by the same factor (`fit_under_limits`). Cars
+  pushed below their minimum are paused, and the capacity that frees is offered to them again
+  greedily (by priority) so a low cap does not pause everyone.
+- `edf`: earliest deadline first; `llf`: least laxity first (laxity = slots left before departure
+  minus slots needed at full power). Both serve cars in priority order against the headroom left
+  at every node above them (`serve_in_order`), higher weight first, then the rule's key.
+
+Every baseline except `uncontrolled` respects node power and phase-current limits, connector
+maxima, windows, requested energy and the minimum-rate rule (0 or at least min_power_w).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.lp import path_min
+from optimizer.objective import quantised_weight
+from optimizer.problem import N_PHASES, Problem
+
+_EPS = 1e-9  # relative margin so re-summed loads stay at or under their limits
+
+
+def _node_depths(problem: Problem) -> np.ndarray:
+    return np.asarray(problem.ancestors.sum(axis=0)).ravel().astype(np.int64) - 1
+
+
+class _Tree:
+    """Per-depth grouping of connectors, computed once per problem."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        depth = _node_depths(problem)
+        self.max_depth = int(depth.max())
+        # ancestor_at[d][i] = the node at depth d above connector i (or -1 when its node is shallower)
+        n = problem.n_connectors
+        node = problem.connector_node.copy()
+        node_depth = depth[node]
+        self.ancestor_at = [np.full(n, -1, dtype=np.int64) for _ in range(self.max_depth + 1)]
+        current = node.copy()
+        current_depth = node_depth.copy()
+        for d in range(self.max_depth, -1, -1):
+            at = current_depth == d
+            self.ancestor_at[d][at] = current[at]
+            up = at & (problem.node_parent[current] >= 0)
+            current = np.where(up, problem.node_parent[current], current)
+            current_depth = np.where(up, current_depth - 1, current_depth)
+
+
+def _group_prefix(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For each i, the sum of values[j] over j in i's group that come before i in order."""
+    o = order[np.argsort(group[order], kind="stable")]
+    v = values[o]
+    g = group[o]
+    cs = np.cumsum(v) - v
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    base = np.repeat(cs[starts], np.diff(np.r_[starts, g.shape[0]]))
+    out = np.empty_like(values)
+    out[o] = cs - base
+    return out
+
+
+def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.ndarray,
+                   tree: _Tree | None = None, used_w: np.ndarray | None = None) -> np.ndarray:
+    """(N,) power in slot t: cars served in `order`, each up to what every node above it has left.
+
+    Deepest nodes first: at each node the cars below it are cut in order against its limit
+    (power and each phase current) minus what `used_w` (N,) already draws there, so a larger
+    node higher up only trims what its subtrees passed up. Each cut only lowers power, so every
+    node stays within its limit. A car cut below its minimum is paused (0), which leaves the
+    headroom to the cars after it.
+    """
+    tree = tree or _Tree(problem)
+    limit_w = problem.node_limit_w[:, t]
+    limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1)
+    if used_w is not None:
+        node_conn = problem.node_connector
+        limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
+        for ph in range(N_PHASES):
+            limit_a[:, ph] = np.maximum(limit_a[:, ph] - node_conn @ (problem.amps_per_w[:, ph] * used_w), 0.0)
+    min_w = problem.min_power_w
+    power = np.where(desired_w >= min_w, desired_w, 0.0)
+    amps = problem.amps_per_w
+    rank = np.empty(order.shape[0], dtype=np.int64)
+    rank[order] = np.arange(order.shape[0])
+    for d in range(tree.max_depth, -1, -1):
+        node = tree.ancestor_at[d]
+        member = node >= 0
+        if not member.any():
+            continue
+        nodes = np.where(member, node, 0)
+        checks = [(None, limit_w)] + [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
+        for ph, limit in checks:
+            idx = np.flatnonzero(member & np.isfinite(limit[nodes]) & (power > 0))
+            if idx.size == 0:
+                continue
+            per_w = np.ones(idx.size) if ph is None else amps[idx, ph]
+            use = power[idx] * per_w
+            before = _group_prefix(use, nodes[idx], np.argsort(rank[idx], kind="stable"))
+            room = np.maximum(limit[nodes[idx]] * (1.0 - _EPS) - before, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cap_w = np.where(per_w > 0, room / per_w, np.inf)
+            new = np.minimum(power[idx], cap_w)
+            power[idx] = np.where(new >= min_w[idx], new, 0.0)
+    return power
+
+
+def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndarray:
+    """(N,) desired_w scaled so no node exceeds its limits in slot t.
+
+    Each node's factor is min(1, limit / load) over power and phases; a connector's factor is the
+    smallest over the nodes above it, so every node's load only shrinks below its own factor's
+    fit: feasible by construction.
+    """
+    node_conn = problem.node_connector
+    load_w = node_conn @ desired_w
+    factor = np.ones(problem.n_nodes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit_w = problem.node_limit_w[:, t]
+        factor = np.minimum(factor, np.where(load_w > limit_w, limit_w / load_w, 1.0))
+        for ph in range(N_PHASES):
+            load_a = node_conn @ (problem.amps_per_w[:, ph] * desired_w)
+            limit_a = problem.node_limit_a[:, t]
+            factor = np.minimum(factor, np.where(load_a > limit_a, limit_a / load_a, 1.0))
+    factor = np.where(factor < 1.0, factor * (1.0 - _EPS), 1.0)
+    connector_factor = path_min(problem, factor[:, None])[problem.connector_node, 0]
+    return desired_w * connector_factor
+
+
+def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray) -> np.ndarray:
+    """(N,) what each car can take in slot t: its bound, and no more than what is left to deliver."""
+    # The margin keeps the re-summed delivered energy from passing the request by a rounding error.
+    want = np.minimum(problem.upper_w[:, t], remaining_wh / problem.wh_per_w[t] * (1.0 - 1e-12))
+    return np.where(want >= problem.min_power_w, want, 0.0)
+
+
+def _run(problem: Problem, allocate) -> np.ndarray:
+    n, t_count = problem.n_connectors, problem.n_slots
+    power = np.zeros((n, t_count))
+    remaining = problem.energy_wh.astype(float).copy()
+    for t in range(t_count):
+        want = _wanted_w(problem, t, remaining)
+        if not want.any():
+            continue
+        got = np.minimum(allocate(t, want, remaining), want)
+        power[:, t] = got
+        remaining = np.maximum(remaining - got * problem.wh_per_w[t], 0.0)
+    return power
+
+
+def uncontrolled(problem: Problem) -> np.ndarray:
+    """(N, T) everyone at maximum in their window until the request is met (ignores the tree)."""
+    upper_wh = problem.upper_w * problem.wh_per_w[None, :]
+    before = np.cumsum(upper_wh, axis=1) - upper_wh
+    give_wh = np.clip(problem.energy_wh[:, None] - before, 0.0, upper_wh)
+    return give_wh / problem.wh_per_w[None, :]
+
+
+def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
+    """Connector indices, highest weight first, then smallest key, then index."""
+    weight = quantised_weight(problem.weight)
+    return np.lexsort((np.arange(problem.n_connectors), key, -weight))
+
+
+def edf(problem: Problem) -> np.ndarray:
+    """(N, T) earliest deadline first, respecting every limit."""
+    tree = _Tree(problem)
+    order = _priority_order(problem, problem.departure_slot.astype(float))
+    return _run(problem, lambda t, want, remaining: serve_in_order(problem, t, want, order, tree))
+
+
+def llf(problem: Problem) -> np.ndarray:
+    """(N, T) least laxity first, respecting every limit."""
+    tree = _Tree(problem)
+
+    def allocate(t, want, remaining):
+        full_wh = np.maximum(problem.max_power_w[:, t], 1e-9) * problem.wh_per_w[t]
+        laxity = (problem.departure_slot - t) - remaining / full_wh
+        return serve_in_order(problem, t, want, _priority_order(problem, laxity), tree)
+
+    return _run(problem, allocate)
+
+
+def equal_share(problem: Problem) -> np.ndarray:
+    """(N, T) requests scaled equally under each overloaded node; respects every limit."""
+    tree = _Tree(problem)
+    order = _priority_order(problem, np.zeros(problem.n_connectors))
+
+    def allocate(t, want, remaining):
+        got = fit_under_limits(problem, t, want)
+        paused = (got > 0) & (got < problem.min_power_w)
+        got = np.where(paused, 0.0, got)
+        if paused.any():
+            # Offer the paused cars the headroom that is left, in priority order.
+            retry = np.where(paused, want, 0.0)
+            got = got + serve_in_order(problem, t, retry, order, tree, used_w=got)
+        return got
+
+    return _run(problem, allocate)

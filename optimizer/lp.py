@@ -1,0 +1,288 @@
+"""The charging LP, built vectorised with scipy.sparse and solved with HiGHS (highspy).
+
+Variables (minimisation form, so the very same arrays can go to `scipy.optimize.linprog`):
+
+    x[v]        power of connector x_connector[v] in slot x_slot[v] [W], one variable per (i, t)
+                with upper_w[i, t] > 0 and energy_wh[i] > 0 (the sparse window), bounds
+                [0, ub] where ub also folds in every single-connector cap (request / slot energy,
+                the tightest ancestor power limit, the tightest ancestor phase-current limit)
+    s[j, k]     segment k of the energy delivered to session seg_connector[j] [Wh],
+                bounds [0, segment_wh]
+
+Rows:
+
+    A_ub x <= b_ub  node power:   sum_{i in subtree(m)} x[i, t]                 <= node_limit_w[m, t]
+                    node current: sum_{i in subtree(m)} amps_per_w[i, ph] x[i, t] <= node_limit_a[m, t]
+    A_eq     = b_eq energy:       sum_k s[j, k] - sum_t wh_per_w[t] x[j, t]      = 0
+
+A node row is only written when it can bind: rows whose subtree's summed upper bounds already fit
+the limit are dropped, and a phase row is dropped when another phase row of the same node
+dominates it (a phase that carries no single-phase load sees only the three-phase share, which
+every other phase sees too). Most of the speed comes from these rows never existing.
+
+Objective (minimise): slot_cost[t] * wh_per_w[t] * x  -  segment_value[j, k] * s
+(see optimizer/objective.py for why the coefficients give the strict priorities).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from optimizer.objective import Objective
+from optimizer.problem import N_PHASES, Problem
+from optimizer.schedule import SolverFailed
+
+# Measured on the phase-aware instances (N = 100..5000, see the report in optimizer/solve.py's
+# docstring): HiGHS' dual simplex with presolve beats IPM and PDLP on these problems.
+HIGHS_OPTIONS = {"solver": "simplex", "simplex_strategy": 1, "presolve": "on"}
+
+
+@dataclass(frozen=True, eq=False)
+class LPArrays:
+    """The LP in minimisation form: min c @ z s.t. A_ub z <= b_ub, A_eq z = b_eq, lb <= z <= ub.
+
+    The first n_x entries of z are the power variables x, the rest the segment variables s.
+    """
+
+    c: np.ndarray              # (n_var,)
+    A: sp.csc_matrix           # (n_ub + n_eq, n_var): the A_ub rows first, then the A_eq rows
+    n_ub: int
+    b_ub: np.ndarray           # (n_ub,)
+    b_eq: np.ndarray           # (n_eq,)
+    lb: np.ndarray             # (n_var,)
+    ub: np.ndarray             # (n_var,)
+    x_connector: np.ndarray    # (n_x,) connector of each power variable
+    x_slot: np.ndarray         # (n_x,) slot of each power variable
+    var_of: np.ndarray         # (N, T) index of the power variable of (i, t), -1 where none
+    seg_connector: np.ndarray  # (n_seg_sessions,) connector of each block of segment variables
+    n_segments: int
+
+    @property
+    def n_x(self) -> int:
+        return int(self.x_connector.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.var_of.shape
+
+    @cached_property
+    def A_ub(self) -> sp.csr_matrix:  # noqa: N802 (linprog's names)
+        return self.A[: self.n_ub].tocsr()
+
+    @cached_property
+    def A_eq(self) -> sp.csr_matrix:  # noqa: N802
+        return self.A[self.n_ub:].tocsr()
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(n_var, 2) bounds in linprog's format."""
+        return np.column_stack([self.lb, self.ub])
+
+    def to_power(self, z: np.ndarray) -> np.ndarray:
+        """(N, T) power from a solution vector z (or just its first n_x entries)."""
+        power_w = np.zeros(self.shape)
+        power_w[self.x_connector, self.x_slot] = np.asarray(z)[: self.n_x]
+        return power_w
+
+
+def _node_depths(problem: Problem) -> np.ndarray:
+    ancestors = problem.ancestors  # row a has 1s on a's subtree; column sums = number of ancestors
+    return np.asarray(ancestors.sum(axis=0)).ravel().astype(np.int64) - 1
+
+
+def path_min(problem: Problem, node_values: np.ndarray) -> np.ndarray:
+    """(M, T) the smallest of node_values[a, t] over a on the path from the root to each node."""
+    out = np.array(node_values, dtype=float)
+    depth = _node_depths(problem)
+    parent = problem.node_parent
+    for level in range(1, int(depth.max()) + 1):
+        nodes = np.flatnonzero(depth == level)
+        out[nodes] = np.minimum(out[nodes], out[parent[nodes]])
+    return out
+
+
+def tight_upper_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray:
+    """(N, T) upper_w further capped by what one connector alone may draw in each slot.
+
+    The caps are the remaining request held over one slot, the tightest power limit above the
+    connector, and the tightest phase-current limit above it (on its most loaded phase). They are
+    implied by the rows, so the optimum does not change; they make more rows provably slack.
+    """
+    cap = np.minimum(np.asarray(upper_w, dtype=float),
+                     problem.energy_wh[:, None] / problem.wh_per_w[None, :])
+    node = problem.connector_node
+    if np.isfinite(problem.node_limit_w).any():
+        cap = np.minimum(cap, path_min(problem, problem.node_limit_w)[node])
+    if problem.has_phase_limits:
+        amps = problem.amps_per_w.max(axis=1)
+        cap = np.minimum(cap, path_min(problem, problem.node_limit_a)[node] / amps[:, None])
+    return np.maximum(cap, 0.0)
+
+
+def _subtree_entries(problem: Problem, keep: np.ndarray, var_of: np.ndarray,
+                     coef: np.ndarray | None):
+    """COO entries (row, col, value) of one row per True (m, t) in keep: the subtree's variables."""
+    node_conn = problem.node_connector
+    m_r, t_r = np.nonzero(keep)
+    counts = np.diff(node_conn.indptr)[m_r]
+    total = int(counts.sum())
+    row = np.repeat(np.arange(m_r.shape[0]), counts)
+    block_start = np.repeat(np.cumsum(counts) - counts, counts)
+    conn = node_conn.indices[np.repeat(node_conn.indptr[m_r], counts) + np.arange(total) - block_start]
+    var = var_of[conn, np.repeat(t_r, counts)]
+    value = np.ones(total) if coef is None else coef[conn]
+    ok = (var >= 0) & (value > 0)
+    return row[ok], var[ok], value[ok], m_r, t_r
+
+
+def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPArrays:
+    """The LP of `problem` with power bounded by upper_w (N, T), in minimisation form."""
+    n, t = problem.n_connectors, problem.n_slots
+    upper_w = np.asarray(upper_w, dtype=float)
+    if upper_w.shape != (n, t):
+        raise ValueError(f"upper_w: shape {upper_w.shape} does not fit {(n, t)}")
+    cap_w = tight_upper_w(problem, np.minimum(upper_w, problem.upper_w))
+    has_var = (cap_w > 0) & (problem.energy_wh[:, None] > 0)
+    x_connector, x_slot = np.nonzero(has_var)
+    n_x = x_connector.shape[0]
+    var_of = np.full((n, t), -1, dtype=np.int64)
+    var_of[x_connector, x_slot] = np.arange(n_x)
+    cap_w = np.where(has_var, cap_w, 0.0)
+
+    rows, cols, vals, rhs = [], [], [], []
+    n_rows = 0
+    # Node power rows that can bind.
+    limit_w = problem.node_limit_w
+    finite = np.isfinite(limit_w)
+    if finite.any():
+        most_w = problem.node_connector @ cap_w
+        keep = finite & (most_w > limit_w)
+        r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, None)
+        rows.append(r + n_rows); cols.append(c); vals.append(v)
+        rhs.append(limit_w[m_r, t_r])
+        n_rows += m_r.shape[0]
+    # Node phase-current rows that can bind and are not dominated by another phase's row.
+    if problem.has_phase_limits:
+        limit_a = problem.node_limit_a
+        finite = np.isfinite(limit_a)
+        single = problem.phases == 1
+        singles_on = np.zeros((n, N_PHASES))
+        singles_on[np.flatnonzero(single), problem.phase[single]] = 1.0
+        node_singles = problem.node_connector @ singles_on        # (M, 3) count per phase
+        no_singles = node_singles.sum(axis=1) == 0
+        for ph in range(N_PHASES):
+            # Without single-phase load on ph, row ph equals the three-phase part of every row;
+            # it is needed only when no phase has single-phase load (then phase 0 stands for all).
+            needed = (node_singles[:, ph] > 0) | (no_singles if ph == 0 else False)
+            coef = problem.amps_per_w[:, ph]
+            most_a = problem.node_connector @ (coef[:, None] * cap_w)
+            keep = finite & needed[:, None] & (most_a > limit_a)
+            r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, coef)
+            rows.append(r + n_rows); cols.append(c); vals.append(v)
+            rhs.append(limit_a[m_r, t_r])
+            n_rows += m_r.shape[0]
+    n_ub = n_rows
+
+    # Energy rows: sum_k s[j, k] - sum_t wh_per_w[t] x[j, t] = 0, one per session with variables.
+    k_seg = objective.n_segments
+    seg_connector = np.unique(x_connector)
+    session_row = np.full(n, -1, dtype=np.int64)
+    session_row[seg_connector] = np.arange(seg_connector.shape[0])
+    n_seg = seg_connector.shape[0] * k_seg
+    rows.append(n_rows + session_row[x_connector]); cols.append(np.arange(n_x))
+    vals.append(-problem.wh_per_w[x_slot])
+    rows.append(n_rows + np.repeat(np.arange(seg_connector.shape[0]), k_seg))
+    cols.append(n_x + np.arange(n_seg)); vals.append(np.ones(n_seg))
+    n_eq = seg_connector.shape[0]
+    n_rows += n_eq
+
+    n_var = n_x + n_seg
+    matrix = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                           shape=(n_rows, n_var))
+    c = np.concatenate([objective.slot_cost[x_slot] * problem.wh_per_w[x_slot],
+                        -objective.segment_value[seg_connector].ravel()])
+    lb = np.zeros(n_var)
+    ub = np.concatenate([cap_w[x_connector, x_slot],
+                         np.repeat(objective.segment_wh[seg_connector], k_seg)])
+    b_ub = np.concatenate(rhs) if rhs else np.zeros(0)
+    return LPArrays(c=c, A=matrix, n_ub=n_ub, b_ub=b_ub, b_eq=np.zeros(n_eq), lb=lb, ub=ub,
+                    x_connector=x_connector, x_slot=x_slot, var_of=var_of,
+                    seg_connector=seg_connector, n_segments=k_seg)
+
+
+class HighsModel:
+    """One LP loaded into HiGHS, re-solvable after pausing (connector, slot) pairs.
+
+    Pausing only changes column bounds, so HiGHS re-solves from the previous basis (warm start).
+    """
+
+    def __init__(self, arrays: LPArrays, options: dict | None = None) -> None:
+        self.arrays = arrays
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        for name, value in {**HIGHS_OPTIONS, **(options or {})}.items():
+            self.highs.setOptionValue(name, value)
+        a = arrays.A
+        n_rows = a.shape[0]
+        row_lower = np.concatenate([np.full(arrays.n_ub, -np.inf), arrays.b_eq])
+        row_upper = np.concatenate([arrays.b_ub, arrays.b_eq])
+        status = self.highs.passModel(
+            int(a.shape[1]), int(n_rows), int(a.nnz), int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize), 0.0,
+            arrays.c, arrays.lb, arrays.ub, row_lower, row_upper,
+            a.indptr[:-1].astype(np.int32), a.indices.astype(np.int32), a.data.astype(np.float64),
+            # The array overload of passModel needs an integrality vector; all continuous.
+            np.zeros(a.shape[1], dtype=np.int32))
+        if status == highspy.HighsStatus.kError:
+            raise SolverFailed("HiGHS rejected the model")
+
+    def pause(self, connector: np.ndarray, slot: np.ndarray) -> int:
+        """Fix power to 0 for these (connector, slot) pairs; returns how many variables changed."""
+        var = self.arrays.var_of[connector, slot]
+        var = np.unique(var[var >= 0]).astype(np.int32)
+        if var.size:
+            zeros = np.zeros(var.size)
+            self.highs.changeColsBounds(int(var.size), var, zeros, zeros)
+        return int(var.size)
+
+    def solve(self, time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
+        if time_limit_s is not None:
+            if time_limit_s <= 0:
+                raise SolverFailed("time limit reached before the solve started")
+            self.highs.setOptionValue("time_limit", float(time_limit_s))
+        started = time.perf_counter()
+        self.highs.run()
+        solve_s = time.perf_counter() - started
+        model_status = self.highs.getModelStatus()
+        status_text = self.highs.modelStatusToString(model_status)
+        if model_status == highspy.HighsModelStatus.kTimeLimit:
+            raise SolverFailed(f"HiGHS hit the time limit of {time_limit_s} s")
+        if model_status != highspy.HighsModelStatus.kOptimal:
+            raise SolverFailed(f"HiGHS did not find an optimum: {status_text}")
+        z = np.asarray(self.highs.getSolution().col_value)
+        info = {"solve_s": solve_s, "status": status_text,
+                "objective": -float(self.highs.getInfo().objective_function_value),
+                "iterations": int(self.highs.getInfo().simplex_iteration_count),
+                "n_vars": int(self.arrays.c.shape[0]), "n_rows": int(self.arrays.A.shape[0]),
+                "nnz": int(self.arrays.A.nnz)}
+        return self.arrays.to_power(z), info
+
+
+def solve_lp(problem: Problem, objective: Objective, upper_w: np.ndarray,
+             time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
+    """Backend entry point: the optimal (N, T) power under upper_w, and timings/diagnostics."""
+    started = time.perf_counter()
+    arrays = build_lp(problem, objective, upper_w)
+    model = HighsModel(arrays)
+    build_s = time.perf_counter() - started
+    if time_limit_s is not None:
+        time_limit_s = time_limit_s - build_s
+    power_w, info = model.solve(time_limit_s)
+    info["build_s"] = build_s
+    return np.clip(power_w, 0.0, None), info

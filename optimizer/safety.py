@@ -1,0 +1,116 @@
+"""Safety projection: turn a nearly feasible allocation into one `check(tol=0)` accepts.
+
+Solvers work to tolerances (HiGHS: 1e-7 on its scaled rows), so a row can come back over its
+limit by a rounding error. Every limit here is an upper bound on a non-negative sum, so lowering
+power never breaks another limit; the projection only ever lowers power:
+
+1. clip to [0, upper_w];
+2. energy and node overloads are removed first from the power *above each connector's minimum*
+   (in proportion to it), so a connector sitting exactly at its minimum is not pushed below it
+   and paused over a rounding error;
+3. what that cannot absorb is removed by scaling the subtree down proportionally;
+4. the minimum-rate rule is re-applied (below minimum -> 0);
+repeated until `check(tol=0)` is empty; a last resort zeroes any subtree still over its limit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.check import check, delivered_wh, node_loads
+from optimizer.lp import path_min
+from optimizer.problem import N_PHASES, Problem
+
+MAX_ROUNDS = 8
+OVERSHOOT = 1.0 + 1e-6  # remove a hair more than the excess, so the re-summed load is under
+
+
+def _path_max(problem: Problem, node_values: np.ndarray) -> np.ndarray:
+    return -path_min(problem, -node_values)
+
+
+def _enforce_min_rate(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    return np.where(power_w < problem.min_power_w[:, None], 0.0, power_w)
+
+
+def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    excess = delivered_wh(problem, power_w) - problem.energy_wh
+    over = excess > 0
+    if not over.any():
+        return power_w
+    slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
+    slack_wh = slack @ problem.wh_per_w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(over & (slack_wh > 0), np.minimum(excess * OVERSHOOT / slack_wh, 1.0), 0.0)
+    power_w = power_w - share[:, None] * slack
+    # Rows the slack above minimum could not fix are scaled as a whole.
+    excess = delivered_wh(problem, power_w) - problem.energy_wh
+    still = excess > 0
+    if still.any():
+        delivered = delivered_wh(problem, power_w)
+        factor = np.where(still, problem.energy_wh / np.where(delivered > 0, delivered, 1.0), 1.0)
+        power_w = power_w * (factor * (1.0 - 1e-12))[:, None]
+    return power_w
+
+
+def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    load_w, load_a = node_loads(problem, power_w)
+    over_w = load_w > problem.node_limit_w
+    over_a = load_a > problem.node_limit_a[:, None, :]
+    if not over_w.any() and not over_a.any():
+        return power_w
+    slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
+    slack_w, slack_a = node_loads(problem, slack)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(over_w, (load_w - problem.node_limit_w) * OVERSHOOT / slack_w, 0.0)
+        for ph in range(N_PHASES):
+            need_a = np.where(over_a[:, ph],
+                              (load_a[:, ph] - problem.node_limit_a) * OVERSHOOT / slack_a[:, ph],
+                              0.0)
+            need = np.maximum(need, need_a)
+    need = np.nan_to_num(np.minimum(need, 1.0), nan=1.0, posinf=1.0)
+    share = _path_max(problem, need)[problem.connector_node]
+    power_w = power_w - share * slack
+    # Whatever the slack above minimum could not absorb: scale the subtree down.
+    load_w, load_a = node_loads(problem, power_w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(load_w > problem.node_limit_w, problem.node_limit_w / load_w, 1.0)
+        for ph in range(N_PHASES):
+            factor = np.minimum(factor, np.where(load_a[:, ph] > problem.node_limit_a,
+                                                 problem.node_limit_a / load_a[:, ph], 1.0))
+    if (factor < 1.0).any():
+        factor = np.where(factor < 1.0, factor * (1.0 - 1e-12), 1.0)
+        power_w = power_w * path_min(problem, factor)[problem.connector_node]
+    return power_w
+
+
+def _zero_offenders(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    """Last resort: pause every connector under a node/slot still over its limit."""
+    power_w = power_w.copy()
+    for v in check(problem, power_w, tol=0.0):
+        if v.kind in ("node_power", "node_current"):
+            members = problem.node_connector[v.index].indices
+            power_w[members, v.slot] = 0.0
+        elif v.kind == "energy_over_request":
+            power_w[v.index] = 0.0
+        else:
+            power_w[v.index, v.slot] = 0.0
+    return power_w
+
+
+def project(problem: Problem, power_w: np.ndarray, upper_w: np.ndarray | None = None) -> np.ndarray:
+    """The largest-effort feasible version of power_w: check(problem, result, tol=0) == []."""
+    bound = problem.upper_w if upper_w is None else np.minimum(upper_w, problem.upper_w)
+    power_w = np.clip(np.asarray(power_w, dtype=float), 0.0, bound)
+    power_w = _enforce_min_rate(problem, power_w)
+    for _ in range(MAX_ROUNDS):
+        if not check(problem, power_w, tol=0.0):
+            return power_w
+        power_w = _reduce_energy(problem, power_w)
+        power_w = _reduce_nodes(problem, power_w)
+        power_w = _enforce_min_rate(problem, np.maximum(power_w, 0.0))
+    for _ in range(MAX_ROUNDS):
+        if not check(problem, power_w, tol=0.0):
+            return power_w
+        power_w = _zero_offenders(problem, power_w)
+    return power_w

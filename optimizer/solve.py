@@ -1,0 +1,241 @@
+"""`solve(problem)`: the optimizer's one entry point. Never raises for a valid Problem and never
+returns a schedule that breaks a limit (except backend="uncontrolled", a reference).
+
+1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP).
+2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
+   bound set to 0) and the model re-solved; repeated until none remain. It terminates because the
+   paused set only grows. HiGHS re-solves warm from the previous basis, so the extra rounds cost
+   a fraction of the first. The result is NEAR_OPTIMAL with the relaxation's objective attached.
+3. Safety projection (optimizer/safety.py) lowers power by whatever rounding errors the solver
+   left, then `check(tol=0)` must be empty (asserted: a violation here is a bug).
+4. If the backend fails or runs out of time: the better of EDF and LLF, status FALLBACK.
+5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
+   delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
+   So the result always delivers at least as much weighted energy as every baseline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from optimizer import baselines
+from optimizer.check import check
+from optimizer.lp import HighsModel, build_lp
+from optimizer.objective import Objective, build_objective, evaluate, quantised_weight
+from optimizer.problem import Problem
+from optimizer.safety import project
+from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
+
+BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
+             "equal_share": baselines.equal_share, "uncontrolled": baselines.uncontrolled}
+SOLVERS = ("highs", "flow", "pulp")
+BACKENDS = ("auto", *SOLVERS, *BASELINES)
+MAX_ROUNDS = 4          # min-rate re-solves; the projection pauses what is left (see docstring)
+ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
+
+
+def weighted_energy_wh(problem: Problem, power_w: np.ndarray) -> float:
+    """Delivered energy (capped at each request) weighted by the objective's quantised weights."""
+    delivered = np.minimum(power_w @ problem.wh_per_w, problem.energy_wh)
+    return float(quantised_weight(problem.weight) @ delivered)
+
+
+def _below_min(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    """(N, T) bool: entries that break the minimum-rate rule and must be paused."""
+    return (power_w > ZERO_W) & (power_w < problem.min_power_w[:, None] - ZERO_W)
+
+
+class _Deadline:
+    def __init__(self, time_limit_s: float | None) -> None:
+        self.end = None if time_limit_s is None else time.perf_counter() + time_limit_s
+
+    def left_s(self) -> float | None:
+        if self.end is None:
+            return None
+        left = self.end - time.perf_counter()
+        if left <= 0:
+            raise SolverFailed("time limit reached")
+        return left
+
+
+def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline):
+    """Relaxation, then pause-and-resolve on one warm HiGHS model."""
+    started = time.perf_counter()
+    arrays = build_lp(problem, objective, problem.upper_w)
+    if arrays.c.shape[0] == 0:
+        zero = np.zeros((problem.n_connectors, problem.n_slots))
+        return zero, {"build_s": time.perf_counter() - started, "solve_s": 0.0, "objective": 0.0,
+                      "status": "empty", "rounds": 0, "paused": 0}
+    model = HighsModel(arrays)
+    build_s = time.perf_counter() - started
+    power_w, info = model.solve(deadline.left_s())
+    relaxation = info["objective"]
+    relaxation_wh = weighted_energy_wh(problem, power_w)
+    solve_s, rounds, paused, iterations = info["solve_s"], 0, 0, info["iterations"]
+    while rounds < MAX_ROUNDS:
+        fractional = _below_min(problem, power_w)
+        if not fractional.any():
+            break
+        connector, slot = np.nonzero(fractional)
+        paused += model.pause(connector, slot)
+        rounds += 1
+        power_w, info = model.solve(deadline.left_s())
+        solve_s += info["solve_s"]
+        iterations += info["iterations"]
+    return power_w, {"build_s": build_s, "solve_s": solve_s, "objective": info["objective"],
+                     "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
+                     "status": info["status"],
+                     "rounds": rounds, "paused": paused, "iterations": iterations,
+                     "n_vars": info["n_vars"], "n_rows": info["n_rows"], "nnz": info["nnz"]}
+
+
+def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _Deadline):
+    """Relaxation, then pause-and-resolve from scratch (backends without a warm model)."""
+    upper_w = np.array(problem.upper_w)
+    power_w, info = solver(problem, objective, upper_w, deadline.left_s())
+    relaxation = info["objective"]
+    relaxation_wh = weighted_energy_wh(problem, power_w)
+    build_s, solve_s, rounds, paused = info["build_s"], info["solve_s"], 0, 0
+    while rounds < MAX_ROUNDS:
+        fractional = _below_min(problem, power_w) & (upper_w > 0)
+        if not fractional.any():
+            break
+        upper_w[fractional] = 0.0
+        paused += int(fractional.sum())
+        rounds += 1
+        power_w, info = solver(problem, objective, upper_w, deadline.left_s())
+        build_s += info["build_s"]
+        solve_s += info["solve_s"]
+    return power_w, {**info, "build_s": build_s, "solve_s": solve_s,
+                     "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
+                     "rounds": rounds, "paused": paused}
+
+
+def _solver(backend: str):
+    if backend == "flow":
+        from optimizer.flow import solve_flow
+        return solve_flow
+    if backend == "pulp":
+        from optimizer.pulp_backend import solve_pulp
+        return solve_pulp
+    raise ValueError(f"backend: unknown solver {backend!r}")
+
+
+def _pick_auto(problem: Problem) -> str:
+    try:
+        from optimizer import flow
+    except ImportError:
+        return "highs"
+    return "flow" if flow.applicable(problem) else "highs"
+
+
+def _schedule(problem: Problem, objective: Objective, power_w: np.ndarray, **fields) -> Schedule:
+    delivered = power_w @ problem.wh_per_w
+    return Schedule(power_w=power_w, objective=evaluate(problem, objective, power_w),
+                    delivered_wh=delivered,
+                    unmet_wh=np.maximum(problem.energy_wh - delivered, 0.0), **fields)
+
+
+def _assert_feasible(problem: Problem, power_w: np.ndarray, backend: str) -> None:
+    violations = check(problem, power_w, tol=0.0)
+    if violations:  # a bug in the projection: never hand such a schedule to a station
+        raise AssertionError(f"{backend}: schedule violates limits after projection: "
+                             f"{violations[:3]} ({len(violations)} in all)")
+
+
+def _best_baseline(problem: Problem, objective: Objective, names=("edf", "llf")):
+    """(name, power_w, seconds) of the baseline with the highest objective value."""
+    best = None
+    for name in names:
+        started = time.perf_counter()
+        power_w = project(problem, BASELINES[name](problem))
+        seconds = time.perf_counter() - started
+        value = evaluate(problem, objective, power_w)
+        if best is None or value > best[0]:
+            best = (value, name, power_w, seconds)
+    return best[1], best[2], best[3]
+
+
+def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None) -> Schedule:
+    """The best schedule `backend` finds for `problem`; see the module docstring."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
+    objective = build_objective(problem)
+    if backend in BASELINES:
+        return _solve_baseline(problem, objective, backend)
+    if backend == "auto":
+        backend = _pick_auto(problem)
+    deadline = _Deadline(time_limit_s)
+    try:
+        if backend == "highs":
+            power_w, info = _solve_highs(problem, objective, deadline)
+        else:
+            power_w, info = _solve_generic(_solver(backend), problem, objective, deadline)
+    except SolverFailed as exc:
+        return _fallback(problem, objective, backend, str(exc))
+    started = time.perf_counter()
+    power_w = project(problem, power_w)
+    _assert_feasible(problem, power_w, backend)
+    check_s = time.perf_counter() - started
+    rounded = info.get("paused", 0) > 0
+    extra = {k: v for k, v in info.items() if k not in ("build_s", "solve_s", "objective")}
+    extra["check_s"] = check_s
+    schedule = _schedule(
+        problem, objective, power_w, status=NEAR_OPTIMAL if rounded else OPTIMAL, backend=backend,
+        build_s=info["build_s"], solve_s=info["solve_s"] + check_s,
+        message=(f"minimum rates: paused {info['paused']} (connector, slot) pairs in "
+                 f"{info['rounds']} re-solves" if rounded else ""),
+        relaxation_objective=info.get("relaxation_objective") if rounded else None, extra=extra)
+    if rounded:
+        return _portfolio_guard(problem, objective, schedule)
+    return schedule
+
+
+def _solve_baseline(problem: Problem, objective: Objective, name: str) -> Schedule:
+    started = time.perf_counter()
+    power_w = BASELINES[name](problem)
+    if name != "uncontrolled":
+        power_w = project(problem, power_w)
+        _assert_feasible(problem, power_w, name)
+        message = f"baseline {name} requested: a heuristic, not an optimum"
+    else:
+        message = "uncontrolled reference: ignores the circuit tree and may violate limits"
+    return _schedule(problem, objective, power_w, status=FALLBACK, backend=name,
+                     solve_s=time.perf_counter() - started, message=message)
+
+
+def _fallback(problem: Problem, objective: Objective, backend: str, why: str) -> Schedule:
+    name, power_w, seconds = _best_baseline(problem, objective)
+    _assert_feasible(problem, power_w, name)
+    return _schedule(problem, objective, power_w, status=FALLBACK, backend=name, solve_s=seconds,
+                     message=f"{backend} failed ({why}); returned the better of edf/llf: {name}",
+                     extra={"failed_backend": backend, "reason": why})
+
+
+def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule) -> Schedule:
+    """Return a baseline instead when it delivers strictly more weighted energy."""
+    ours = weighted_energy_wh(problem, schedule.power_w)
+    # Cheap exit: rounding lost no weighted energy against the relaxation (an upper bound on any
+    # schedule's), so no baseline can beat it.
+    bound = schedule.extra.get("relaxation_weighted_wh")
+    if bound is not None and ours >= bound * (1.0 - 1e-9) - 1e-6:
+        return schedule
+    best = None
+    for name in ("edf", "llf", "equal_share"):
+        power_w = project(problem, BASELINES[name](problem))
+        theirs = weighted_energy_wh(problem, power_w)
+        if theirs > ours * (1.0 + 1e-9) + 1e-6 and (best is None or theirs > best[0]):
+            best = (theirs, name, power_w)
+    if best is None:
+        return schedule
+    theirs, name, power_w = best
+    _assert_feasible(problem, power_w, name)
+    return _schedule(
+        problem, objective, power_w, status=NEAR_OPTIMAL, backend=name,
+        build_s=schedule.build_s, solve_s=schedule.solve_s,
+        message=(f"{schedule.message}; baseline {name} delivers more weighted energy "
+                 f"({theirs:.1f} vs {ours:.1f} Wh) after minimum-rate rounding, returned instead"),
+        relaxation_objective=schedule.relaxation_objective,
+        extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
