@@ -119,6 +119,17 @@ async def test_closed_loop_gives_unused_power_to_others():
     after = _now_w(controller)
     assert after[ConnectorRef("CP3", 1)] <= 2_000 + controller.settings.ev_headroom_w + 1e-6
     assert after[ConnectorRef("CP4", 1)] > before[ConnectorRef("CP4", 1)] + 1_000
+    # a sample that still shows the low draw changes nothing (no re-plan ping-pong)
+    controller._reasons.clear()
+    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+                                        power_w=2_000))
+    assert not controller._reasons
+    # the car takes all it is allowed again: the cap is lifted at the next re-plan
+    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+                                        power_w=3_000))
+    assert "ev-ramp:CP3/1" in controller._reasons
+    await controller.replan()
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] > 3_000 + 1_000
 
 
 async def test_stale_measurement_is_unknown_not_zero():
@@ -177,3 +188,14 @@ async def test_next_snapshot_wakes_on_replan():
     got = await waiter
     assert got is not None and got[0] > version and got[1]["sessions"][0]["session_id"] == 100
     assert await controller.next_snapshot(got[0], timeout_s=0.01) is None
+
+
+def test_capabilities_from_get_configuration():
+    from smartcharge.site.dispatch import parse_capabilities
+    caps = parse_capabilities({"ChargeProfileMaxStackLevel": "5",
+                               "ChargingScheduleMaxPeriods": "3",
+                               "ChargingScheduleAllowedChargingRateUnit": "Power",
+                               "MaxChargingProfilesInstalled": "oops"})
+    assert (caps.max_stack_level, caps.max_periods, caps.rate_units) == (5, 3, ("W",))
+    assert caps.max_profiles_installed is None
+    assert parse_capabilities({}).rate_units == ("A", "W")

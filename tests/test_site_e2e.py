@@ -165,7 +165,7 @@ async def test_rejecting_station_is_planned_around_and_alternatives_are_remember
     clock = AcceleratedClock(T0, speed=SPEED)
     site = _site()
     quirks = {"CP1": Quirks(reject_all_profiles=True), "CP2": Quirks(only_rate_unit="W"),
-              "CP3": Quirks(reject_zero_limit=True)}
+              "CP3": Quirks(reject_zero_limit=True), "CP4": Quirks(max_periods=1)}
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
                               dispatch=DISPATCH) as server:
         controller = server.controller
@@ -185,7 +185,12 @@ async def test_rejecting_station_is_planned_around_and_alternatives_are_remember
             cp1 = next(c for c in snap["connectors"] if c["station_id"] == "CP1")
             assert cp1["controllable"] is False and cp1["binding"]["source"] == "fallback"
             assert server.dispatcher.stations["CP2"].unit == "W"
-            # measured: the rejecting station draws what its car wants, the rest stay under
+            assert server.dispatcher.stations["CP4"].caps.max_periods == 1
+            # measured: the rejecting station draws what its car wants, the rest make room
+            others_w = lambda: sum(_composite_w(fleet, s, clock.now())  # noqa: E731
+                                   for s in ("CP2", "CP3", "CP4"))
+            await wait_until(lambda: others_w() <= CAP_W - 22_080 + 1, 10,
+                             "the controllable stations' profiles lowered around CP1")
             now = clock.now()
             for station in fleet.stations.values():
                 station.advance_to(now)

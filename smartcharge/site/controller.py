@@ -77,7 +77,7 @@ class SiteController:
         self._snapshot_version = 0
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
-        self._underused: set[ConnectorRef] = set()
+        self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
 
     # --- inputs -----------------------------------------------------------------------------
@@ -112,18 +112,26 @@ class SiteController:
             self.request_replan(f"floor:{ref.station_id}/{ref.connector_id}")
 
     def _check_underuse(self, event) -> None:
+        """Closed loop. A car drawing clearly less than it was given is planned at what it
+        draws (plus headroom) so others get the rest; once it draws up to that cap again it may
+        want more, so the cap is lifted."""
         ref = ConnectorRef(event.station_id, event.connector_id)
-        allocated = self.allocated_now_w(ref)
         measured = self.state.measured_w(ref, self.clock.now(), self.settings.stale_after_s)
-        if allocated is None or measured is None:
+        if measured is None or ref not in self.state.sessions:
             return
         s = self.settings
-        under = allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated)
-        if under and ref not in self._underused:
-            self._underused.add(ref)
+        cap = self.ev_cap_w.get(ref)
+        if cap is not None:
+            if measured >= cap - s.ev_headroom_w / 2:
+                del self.ev_cap_w[ref]
+                self.request_replan(f"ev-ramp:{ref.station_id}/{ref.connector_id}")
+            return
+        allocated = self.allocated_now_w(ref)
+        if allocated is None or ref in self.uncontrollable:
+            return
+        if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
+            self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
-        elif not under:
-            self._underused.discard(ref)
 
     # --- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -181,6 +189,8 @@ class SiteController:
         node_w, node_a = topo.node_limits(root_w)
         controlled: list[ConnectorRef] = []
         fixed: dict[ConnectorRef, float] = {}
+        for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
+            del self.ev_cap_w[ref]
         for ref, session in self.state.sessions.items():
             if not topo.has(ref):
                 continue
@@ -203,10 +213,9 @@ class SiteController:
         max_w = arrays["max_power_w"].copy()
         for i, ref in enumerate(controlled):
             max_w[i] -= self.floor_w.get(ref, 0.0)
-            measured = self.state.measured_w(ref, now, s.stale_after_s)
-            if ref in self._underused and measured is not None:
+            if ref in self.ev_cap_w:
                 # closed loop: the car takes less than it gets; plan it at what it draws
-                max_w[i] = min(max_w[i], max(measured + s.ev_headroom_w, arrays["min_power_w"][i]))
+                max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
         max_w = np.maximum(max_w, 0.0)
         energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
         departure = np.array([self._departure_slot(self.state.sessions[r].departure, ends)

@@ -1,0 +1,177 @@
+"""The site controller's REST routes over real HTTP: roles, bodies, DR lifecycle, SSE."""
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from smartcharge import events as ev
+from smartcharge.clock import AcceleratedClock, format_ocpp_time
+from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.site.api import tokens_from
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+OP, UT = "op-secret", "utility-secret"
+
+
+def _site():
+    return Site(name="api", circuits=(Circuit("grid", None, limit_w=50_000),),
+                stations=(Station("CP1", "grid", (Connector(1),)),),
+                operator_tokens=frozenset({OP}), utility_tokens=frozenset({UT}))
+
+
+def _auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def api(tmp_path):
+    clock = AcceleratedClock(T0, speed=1.0)
+    async with control_server(_site(), tmp_path / "api.sqlite", clock) as server:
+        async with aiohttp.ClientSession(server.http_url) as http:
+            yield server, http, clock
+
+
+def _event(clock, **overrides):
+    body = {"id": "dr-1", "start": format_ocpp_time(clock.now() + timedelta(hours=1)),
+            "end": format_ocpp_time(clock.now() + timedelta(hours=2)), "limit_w": 20_000}
+    body.update(overrides)
+    return body
+
+
+async def test_roles_401_and_403(api):
+    server, http, clock = api
+    async with http.post("/api/demand-response/events", json=_event(clock)) as resp:
+        assert resp.status == 401
+        body = await resp.json()
+        assert body["error"] == "unauthorized" and "Bearer" in body["detail"]
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth("wrong")) as resp:
+        assert resp.status == 401
+    # a utility may not set the operator's cap or a session's need
+    async with http.put("/api/site/cap", json={"limit_w": 1000}, headers=_auth(UT)) as resp:
+        assert resp.status == 403 and (await resp.json())["error"] == "forbidden"
+    async with http.put("/api/sessions/1", json={"requested_wh": 1}, headers=_auth(UT)) as resp:
+        assert resp.status == 403
+    async with http.put("/api/site/cap", json={"limit_w": 40_000}, headers=_auth(OP)) as resp:
+        assert resp.status == 200 and (await resp.json())["limit_w"] == 40_000
+    assert server.controller.limits.operator_cap.limit_w == 40_000
+
+
+async def test_dr_event_lifecycle(api):
+    server, http, clock = api
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 201, await resp.text()
+        created = await resp.json()
+        assert created["state"] == "scheduled" and created["limit_w"] == 20_000
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 409
+    async with http.get("/api/demand-response/events") as resp:
+        assert [e["id"] for e in await resp.json()] == ["dr-1"]
+    update = _event(clock, start=format_ocpp_time(clock.now()), limit_w=None, reduction_w=5_000,
+                    priority=2)
+    async with http.put("/api/demand-response/events/dr-1", json=update,
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["state"] == "active"
+    # starts now: in force at once
+    snap = server.controller.snapshot()
+    assert snap["effective_limit_w"] == 45_000 and snap["limit_binding"]["id"] == "dr-1"
+    async with http.delete("/api/demand-response/events/dr-1", headers=_auth(UT)) as resp:
+        assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
+    assert server.controller.snapshot()["effective_limit_w"] == 50_000
+    async with http.get("/api/demand-response/events/nope") as resp:
+        assert resp.status == 404 and "nope" in (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"limit_w": 1, "start": "yesterday"}, "start"),
+    ({"limit_w": -1}, "limit_w"),
+    ({"limit_w": 1, "reduction_w": 1}, "exactly one"),
+    ({"limit_w": None}, "exactly one"),
+    ({"limit_w": 1, "priority": "high"}, "priority"),
+    ({"limit_w": 1, "id": ""}, "id"),
+])
+async def test_bad_event_bodies_get_422_naming_the_field(api, body, field):
+    _, http, clock = api
+    payload = _event(clock)
+    payload.update(body)
+    async with http.post("/api/demand-response/events", json=payload,
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 422
+        answer = await resp.json()
+        assert answer["error"] == "invalid_body" and field in answer["detail"]
+
+
+async def test_not_json_is_400(api):
+    _, http, _ = api
+    async with http.post("/api/demand-response/events", data=b"{nope",
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 400 and (await resp.json())["error"] == "bad_request"
+
+
+async def test_cap_schedule_and_session_need(api):
+    server, http, clock = api
+    windows = [{"start": format_ocpp_time(clock.now()),
+                "end": format_ocpp_time(clock.now() + timedelta(hours=1)), "limit_w": 30_000}]
+    async with http.put("/api/site/cap-schedule", json={"windows": windows},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 200 and (await resp.json())["windows"][0]["limit_w"] == 30_000
+    async with http.put("/api/site/cap-schedule", json={"windows": [{"start": "x"}]},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422 and "windows[0]" in (await resp.json())["detail"]
+    assert server.controller.snapshot()["effective_limit_w"] == 30_000
+    async with http.put("/api/sessions/77", json={"requested_wh": 5_000},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 404
+    server.controller.on_event(ev.SessionStarted("CP1", 1, 77, "TAG", 0.0, clock.now()))
+    departure = format_ocpp_time(clock.now() + timedelta(hours=3))
+    async with http.put("/api/sessions/77", json={"requested_wh": 5_000, "departure": departure},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 200, await resp.text()
+        session = await resp.json()
+        assert session["requested_wh"] == 5_000 and session["departure"] == departure
+    async with http.put("/api/sessions/77", json={}, headers=_auth(OP)) as resp:
+        assert resp.status == 422
+
+
+async def test_site_snapshot_and_stream(api):
+    server, http, clock = api
+    async with http.get("/api/site") as resp:
+        snap = await resp.json()
+    for key in ("time", "effective_limit_w", "site_load_w", "limit_binding", "history",
+                "connectors", "sessions", "stations", "dr_events", "stats"):
+        assert key in snap
+    async with http.get("/api/site/stream") as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        first = await _read_event(resp)
+        assert first["effective_limit_w"] == 50_000
+        async with http.put("/api/site/cap", json={"limit_w": 10_000},
+                            headers=_auth(OP)) as put:
+            assert put.status == 200
+        for _ in range(20):
+            event = await _read_event(resp)
+            if event["effective_limit_w"] == 10_000:
+                break
+        assert event["limit_binding"]["source"] == "operator"
+
+
+async def _read_event(resp) -> dict:
+    name = None
+    while True:
+        line = (await asyncio.wait_for(resp.content.readline(), 5)).decode().strip()
+        if line.startswith("event:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:") and name == "snapshot":
+            return json.loads(line.split(":", 1)[1])
+
+
+def test_env_tokens_join_site_tokens():
+    tokens = tokens_from(_site(), {"SMARTCHARGE_OPERATOR_TOKENS": " a, b ,",
+                                   "SMARTCHARGE_UTILITY_TOKENS": "u"})
+    assert tokens["operator"] == {OP, "a", "b"} and tokens["utility"] == {UT, "u"}
