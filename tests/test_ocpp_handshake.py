@@ -100,3 +100,33 @@ async def test_boot_acceptance_survives_reconnect(harness):
     assert harness.app[REGISTRY].get("CP3").boot_accepted   # no reboot, no new boot needed
     heartbeat = __import__("ocpp.v16.call", fromlist=["Heartbeat"]).Heartbeat()
     assert (await again.call(heartbeat, suppress=False)).current_time
+
+
+@pytest.mark.parametrize("site", [make_site(server=__import__(
+    "smartcharge.model", fromlist=["ServerSettings"]).ServerSettings(ping_interval_s=0.2))])
+async def test_peer_that_stops_answering_pings_is_dropped(harness):
+    import base64
+    token = base64.b64encode(b"CP1:station-password-01").decode()
+    # autoping off: this client never answers the server's pings, like a half-open socket
+    ws = await harness.http.ws_connect(harness.url("/ocpp/CP1"), protocols=("ocpp1.6",),
+                                       headers={"Authorization": f"Basic {token}"},
+                                       autoping=False, heartbeat=None)
+    harness.sockets.append(ws)
+    await harness.wait_for(lambda: "CP1" in harness.app[REGISTRY].online_ids())
+    await harness.wait_for(lambda: "CP1" not in harness.app[REGISTRY].online_ids(),
+                           timeout_s=5)
+    gone = [e for e in harness.events if isinstance(e, StationDisconnected)]
+    assert gone and gone[0].station_id == "CP1"
+
+
+async def test_calls_sent_back_to_back_are_queued_and_all_answered(harness):
+    import json
+    ws = await harness.open_ws("CP1")
+    frames = [[2, "boot", "BootNotification", {"chargePointVendor": "V",
+                                               "chargePointModel": "M"}]]
+    frames += [[2, f"hb-{n}", "Heartbeat", {}] for n in range(5)]
+    for frame in frames:                       # no waiting for answers in between
+        await ws.send_str(json.dumps(frame))
+    answers = [json.loads((await ws.receive(timeout=5)).data) for _ in frames]
+    assert [a[1] for a in answers] == [f[1] for f in frames]
+    assert all(a[0] == 3 for a in answers)
