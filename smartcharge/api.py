@@ -40,9 +40,13 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         if not request.path.startswith("/api") or http_error.status < 400 \
                 or http_error.content_type == "application/json":
             raise
-        return error_response(http_error.status,
-                              _STATUS_NAMES.get(http_error.status, "error"),
-                              http_error.text or http_error.reason)
+        response = error_response(http_error.status,
+                                  _STATUS_NAMES.get(http_error.status, "error"),
+                                  http_error.text or http_error.reason)
+        for header in ("WWW-Authenticate", "Allow"):
+            if header in http_error.headers:
+                response.headers[header] = http_error.headers[header]
+        return response
     except Exception:  # a task boundary: log with context, answer without internals
         log.exception("API %s %s failed", request.method, request.path_qs)
         return error_response(500, "internal_error", "the server failed to handle this "

@@ -166,3 +166,23 @@ async def test_openapi_document_describes_every_route(harness):
                 if route.method != "HEAD":
                     routes.add((route.method, path))
     assert routes == documented
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(document)
+
+
+@pytest.mark.parametrize("site", [__import__("tests.conftest", fromlist=["make_site"]).make_site(
+    operator_tokens=frozenset({"op-token"}), utility_tokens=frozenset({"ut-token"}))])
+async def test_station_control_needs_an_operator_token_when_tokens_are_configured(harness):
+    await harness.station("CP1")
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    url = harness.url("/api/stations/CP1/reset")
+    cases = [({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+             ({"Authorization": "Bearer ut-token"}, 403), ({"Authorization": "Bearer op-token"},
+                                                          200)]
+    for headers, status in cases:
+        response = await harness.http.post(url, json={"type": "Soft"}, headers=headers)
+        assert response.status == status, (headers, await response.text())
+        if status == 401:
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+    # reads stay open, like the rest of the API
+    assert (await harness.http.get(harness.url("/api/sessions"))).status == 200
