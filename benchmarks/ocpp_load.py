@@ -81,8 +81,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_load(stations: int, interval_s: float, measure_s: float, setup_timeout_s: float,
-                   url: str, site) -> dict:
+                   url: str, site, server_pid: int) -> dict:
     from smartcharge.clock import AcceleratedClock
     from smartcharge.sim.ev import SimEV
     from smartcharge.sim.fleet import Fleet
@@ -107,9 +114,12 @@ async def run_load(stations: int, interval_s: float, measure_s: float, setup_tim
         setup_s = time.monotonic() - setup_started
         recorder.measuring = True
         window_started = time.monotonic()
+        server_cpu_start, client_cpu_start = process_cpu_s(server_pid), time.process_time()
         await asyncio.sleep(measure_s)      # the measurement window itself, not a wait for state
         recorder.measuring = False
         window_s = time.monotonic() - window_started
+        server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / window_s
+        client_cpu = (time.process_time() - client_cpu_start) / window_s
         held = sum(1 for s in fleet.stations.values() if s.booted.is_set())
         backlog = sum(s.outbox.pending("MeterValues") for s in fleet.stations.values())
     finally:
@@ -123,6 +133,8 @@ async def run_load(stations: int, interval_s: float, measure_s: float, setup_tim
         "p99_ms": percentile(recorder.latencies_s, 0.99) * 1000,
         "backlog": backlog,
         "setup_s": setup_s,
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
     }
 
 
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = asyncio.run(run_load(args.stations, args.interval_s, args.measure_s,
                                           args.setup_timeout_s,
-                                          f"ws://127.0.0.1:{port}/ocpp", site))
+                                          f"ws://127.0.0.1:{port}/ocpp", site, server.pid))
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -168,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
                 if line.startswith("model name")), platform.processor())
     print(f"# machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
     print("| stations | connections held | offered MeterValues/s | sustained MeterValues/s "
-          "| p50 send->CALLRESULT | p99 send->CALLRESULT | backlog at end | setup |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| p50 send->CALLRESULT | p99 send->CALLRESULT | backlog at end | setup "
+          "| server CPU | stations CPU |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     r = result
     print(f"| {r['stations']} | {r['held']} | {r['offered_per_s']:.0f} | "
           f"{r['sustained_per_s']:.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
-          f"{r['backlog']} | {r['setup_s']:.0f} s |")
+          f"{r['backlog']} | {r['setup_s']:.0f} s | {r['server_cpu']:.0%} | "
+          f"{r['client_cpu']:.0%} |")
     return 0
 
 

@@ -216,3 +216,11 @@ def test_next_change_finds_the_next_period_boundary():
     s = store(profile(1, "TxDefaultProfile", 0, [(0, 16), (600, 8)], connector=0))
     assert s.next_change(T0 + timedelta(seconds=1), {1: None}) == T0 + timedelta(seconds=600)
     assert s.next_change(T0 + timedelta(seconds=601), {1: None}) is None
+
+
+def test_next_change_of_a_relative_connector_zero_profile_follows_each_transaction():
+    s = store(profile(1, "TxDefaultProfile", 0, [(0, 16), (600, 8)], kind="Relative",
+                      connector=0))
+    tx = TxContext(1, T0 + timedelta(seconds=100))
+    assert s.next_change(T0 + timedelta(seconds=200), {1: tx, 2: None}) == \
+        T0 + timedelta(seconds=700)

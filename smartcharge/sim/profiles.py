@@ -321,8 +321,12 @@ class ProfileStore:
         until = after + timedelta(seconds=horizon_s)
         moments = []
         for profile in self.profiles:
-            tx = tx_by_connector.get(profile.connector_id)
-            moments.extend(_breakpoints(profile, after, until, tx))
+            # a connector-0 profile applies to every connector, each relative to its own
+            # transaction (a Relative schedule starts with the transaction)
+            contexts = (set(tx_by_connector.values()) or {None}) if profile.connector_id == 0 \
+                else {tx_by_connector.get(profile.connector_id)}
+            for tx in contexts:
+                moments.extend(_breakpoints(profile, after, until, tx))
         return min(moments, default=None)
 
     def composite_schedule(self, connector_id: int, start: datetime, duration_s: int,

@@ -539,6 +539,8 @@ class SimStation:
         ev.phases = self._phases_in_use(state)
         state.finished_transactions.clear()
         self._refresh_status(connector_id)
+        if not state.operative:
+            return False
         if state.pending_remote_id_tag is not None:
             id_tag, state.pending_remote_id_tag = state.pending_remote_id_tag, None
             self.start_transaction(connector_id, id_tag)
