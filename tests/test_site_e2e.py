@@ -179,8 +179,10 @@ async def test_rejecting_station_is_planned_around_and_alternatives_are_remember
                              and all(_has_tx_profile(fleet, s) for s in ("CP2", "CP3", "CP4")),
                              10, "CP1 planned as fixed load, the others controlled")
             assert controller.plan.fixed_w[ref1] >= 22_080
-            others = sum(p.power_at(clock.now()) for p in controller.plan.connectors.values())
-            assert others <= CAP_W - 22_080 + 1
+            plan = controller.plan
+            others = sum(p.power_at(clock.now()) for p in plan.connectors.values())
+            floors = sum(w for r, w in plan.fixed_w.items() if r in plan.connectors)
+            assert others <= CAP_W - 22_080 + 1 and floors <= others + 1e-6
             snap = controller.snapshot()
             cp1 = next(c for c in snap["connectors"] if c["station_id"] == "CP1")
             assert cp1["controllable"] is False and cp1["binding"]["source"] == "fallback"

@@ -180,7 +180,8 @@ class SiteController:
         return max(self.topology.max_power_w(ref), last)
 
     def build_problem(self, now: datetime):
-        """(problem, controlled refs, fixed loads, root sources, slot starts)."""
+        """(problem, controlled refs, fixed loads, root sources, slot starts, built-from: the
+        floors and transaction ids the problem was built with)."""
         topo, s = self.topology, self.settings
         starts, ends = self._slots(now)
         slot_s = np.array([(e - b).total_seconds() for b, e in zip(starts, ends)])
@@ -218,8 +219,15 @@ class SiteController:
                 max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
         max_w = np.maximum(max_w, 0.0)
         energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
+        # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
+        # ask for one full slot at the minimum instead; the car stops by itself when full.
+        one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * s.slot_s / 3600.0
+        energy = np.where((energy > 0) & (energy < one_slot_wh), one_slot_wh, energy)
         departure = np.array([self._departure_slot(self.state.sessions[r].departure, ends)
                               for r in controlled], dtype=np.int64)
+        built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
+                       "transaction_id": {r: self.state.sessions[r].transaction_id
+                                          for r in controlled}}
         problem = optimizer.Problem(
             slot_s=slot_s, max_power_w=np.repeat(max_w[:, None], t, axis=1), energy_wh=energy,
             arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -227,7 +235,7 @@ class SiteController:
             node_limit_w=node_w, node_limit_a=node_a,
             min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
             phase=arrays["phase"], voltage_v=arrays["voltage_v"])
-        return problem, controlled, fixed, root_sources, starts
+        return problem, controlled, fixed, root_sources, starts, built
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
         """Runs in a worker thread. optimizer.solve never raises for a valid Problem; if the
@@ -256,7 +264,7 @@ class SiteController:
 
     async def replan(self, reasons: set[str] | None = None) -> Plan:
         now = self.clock.now()
-        problem, controlled, fixed, root_sources, starts = self.build_problem(now)
+        problem, controlled, fixed, root_sources, starts, built = self.build_problem(now)
         started = time.perf_counter()
         if problem.n_connectors:
             power_w, status = await asyncio.to_thread(self._solve, problem)
@@ -270,11 +278,11 @@ class SiteController:
             power_w = clip_to_limits(problem, power_w)
         bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled)
         plans = {}
+        # use what the problem was built from: the state may have moved on during the solve
         for i, ref in enumerate(controlled):
-            session = self.state.sessions[ref]
             plans[ref] = ConnectorPlan(
-                ref=ref, transaction_id=session.transaction_id, start=now,
-                slot_starts=starts, power_w=power_w[i] + self.floor_w.get(ref, 0.0),
+                ref=ref, transaction_id=built["transaction_id"][ref], start=now,
+                slot_starts=starts, power_w=power_w[i] + built["floor_w"][ref],
                 min_power_w=float(problem.min_power_w[i]), binding=bindings[i])
         self.plan = Plan(at=now, connectors=plans, fixed_w=fixed,
                          root_limit_w=float(problem.node_limit_w[0, 0] + sum(fixed.values()))

@@ -96,38 +96,43 @@ def safe_baseline(problem) -> np.ndarray:
 
 def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
                     root_sources: list, refs: list[ConnectorRef]) -> list[LimitSource | None]:
-    """For each connector, the limit that binds it in the first slot: the nearest node (from the
-    connector upwards) whose load is within tolerance of its limit, else its own maximum, else
-    its remaining energy."""
+    """For each connector, the limit that binds it in the first slot.
+
+    At its maximum: the connector (or car) binds. Otherwise the nearest node above it with no
+    room for more of this connector binds: less than a small tolerance left, or - for a
+    connector at 0 - less than its minimum rate left (so "paused because the cap's remainder is
+    below 6 A" names the cap). Otherwise it is its energy need (spread over the stay).
+    """
     n = problem.n_connectors
     if n == 0:
         return []
     load_w, load_a = node_loads(problem, power_w)
-    tight = np.zeros(problem.n_nodes, dtype=bool)
-    for node in range(problem.n_nodes):
-        limit_w = problem.node_limit_w[node, 0]
-        limit_a = problem.node_limit_a[node, 0]
-        tol_w = max(50.0, 1e-3 * limit_w) if np.isfinite(limit_w) else 0
-        tight[node] = (np.isfinite(limit_w) and load_w[node, 0] >= limit_w - tol_w) or (
-            np.isfinite(limit_a) and load_a[node, :, 0].max() >= limit_a - max(0.2, 1e-3 * limit_a))
+    headroom_w = problem.node_limit_w[:, 0] - load_w[:, 0]                    # (M,)
+    headroom_a = problem.node_limit_a[:, 0][:, None] - load_a[:, :, 0]         # (M,3)
     out: list[LimitSource | None] = []
     for i in range(n):
-        ref = None
         name = f"{refs[i].station_id}/{refs[i].connector_id}"
         max_w = problem.upper_w[i, 0]
         if power_w[i, 0] >= max_w - 1.0 and max_w > 0:
             out.append(LimitSource(SOURCE_CONNECTOR, name, "connector or car maximum"))
             continue
+        need_w = problem.min_power_w[i] if power_w[i, 0] <= 1e-6 else 50.0
+        # a node's current headroom as watts for this connector (its phases, its voltage)
+        with np.errstate(divide="ignore"):
+            watts_per_amp = 1.0 / problem.amps_per_w[i]                        # (3,) inf off-phase
+        found = None
         for node in topology.ancestors(int(problem.connector_node[i])):
-            if tight[node]:
-                ref = (root_sources[0] if node == 0 and root_sources[0] is not None
-                       else topology.node_sources[node])
+            room_a_as_w = np.min(np.where(np.isfinite(watts_per_amp),
+                                          headroom_a[node] * watts_per_amp, np.inf))
+            if min(headroom_w[node], room_a_as_w) < max(need_w, 1.0):
+                found = (root_sources[0] if node == 0 and root_sources[0] is not None
+                         else topology.node_sources[node])
                 break
-        if ref is None:
+        if found is None:
             detail = ("energy need met" if problem.energy_wh[i] <= 1e-6
                       else "energy need spread over the stay")
-            ref = LimitSource(SOURCE_ENERGY, name, detail)
-        out.append(ref)
+            found = LimitSource(SOURCE_ENERGY, name, detail)
+        out.append(found)
     return out
 
 
