@@ -7,18 +7,21 @@ Against the project's real server (when it is importable): billed energy, replay
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import asyncio
-
+import aiohttp
 import pytest
 from ocpp.v16 import call
 
+from sim_fixtures import (OPERATOR_TOKEN, mini_central_system, real_server, running_station,
+                          sim_spec_for, site_toml, station_spec)
 from smartcharge.clock import AcceleratedClock
+from smartcharge.config import parse_site
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.station import Quirks
-from sim_fixtures import mini_central_system, running_station, station_spec
+from smartcharge.store import SqliteStore
 
 START = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 V = 230.0
@@ -108,7 +111,7 @@ async def test_offline_samples_are_queued_and_replayed_in_order_with_original_ti
         await station.wait_for(lambda: station.outbox.pending("MeterValues") >= 5)
         offline_stop = station.stop_transaction(1, "Local")
         assert offline_stop is tx
-        queued_times = [item.created_at for item in list(station.outbox._items)]
+        queued_times = [item.created_at for item in station.outbox.queued()]
         csms.accepting = True
         await station.drained(timeout_s=15)
     samples = csms.of("MeterValues")
@@ -339,15 +342,6 @@ async def test_trigger_message_and_availability():
 
 
 # ---- against the project's real server ----------------------------------------------------------
-
-from collections import Counter  # noqa: E402
-
-import aiohttp  # noqa: E402
-
-from smartcharge.config import parse_site  # noqa: E402
-from smartcharge.store import SqliteStore  # noqa: E402
-from sim_fixtures import (OPERATOR_TOKEN, real_server, sim_spec_for,  # noqa: E402
-                          site_toml)
 
 
 async def stored(db_path):

@@ -73,6 +73,10 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self._items)
 
+    def queued(self) -> list[Outgoing]:
+        """A copy of what waits, oldest first."""
+        return list(self._items)
+
     def head(self) -> Outgoing:
         return self._items[0]
 
