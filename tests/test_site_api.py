@@ -175,3 +175,14 @@ def test_env_tokens_join_site_tokens():
     tokens = tokens_from(_site(), {"SMARTCHARGE_OPERATOR_TOKENS": " a, b ,",
                                    "SMARTCHARGE_UTILITY_TOKENS": "u"})
     assert tokens["operator"] == {OP, "a", "b"} and tokens["utility"] == {UT, "u"}
+
+
+async def test_no_tokens_configured_means_open(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMARTCHARGE_OPERATOR_TOKENS", raising=False)
+    monkeypatch.delenv("SMARTCHARGE_UTILITY_TOKENS", raising=False)
+    site = Site(name="open", circuits=(Circuit("grid", None, limit_w=50_000),), stations=())
+    clock = AcceleratedClock(T0, speed=1.0)
+    async with control_server(site, tmp_path / "open.sqlite", clock) as server:
+        async with aiohttp.ClientSession(server.http_url) as http:
+            async with http.put("/api/site/cap", json={"limit_w": 1_000}) as resp:
+                assert resp.status == 200
