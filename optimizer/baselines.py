@@ -97,10 +97,15 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         nodes = np.where(member, node, 0)
         checks = [(None, limit_w)] + [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
         for ph, limit in checks:
-            idx = np.flatnonzero(member & np.isfinite(limit[nodes]) & (power > 0))
+            per_w_all = np.ones(power.shape[0]) if ph is None else amps[:, ph]
+            load = np.bincount(nodes[member], weights=(power * per_w_all)[member],
+                               minlength=limit.shape[0])
+            over = load > limit * (1.0 - _EPS)
+            # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
+            idx = np.flatnonzero(member & over[nodes] & (power > 0))
             if idx.size == 0:
                 continue
-            per_w = np.ones(idx.size) if ph is None else amps[idx, ph]
+            per_w = per_w_all[idx]
             use = power[idx] * per_w
             before = _group_prefix(use, nodes[idx], np.argsort(rank[idx], kind="stable"))
             room = np.maximum(limit[nodes[idx]] * (1.0 - _EPS) - before, 0.0)

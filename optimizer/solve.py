@@ -32,7 +32,7 @@ BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
              "equal_share": baselines.equal_share, "uncontrolled": baselines.uncontrolled}
 SOLVERS = ("highs", "flow", "pulp")
 BACKENDS = ("auto", *SOLVERS, *BASELINES)
-MAX_ROUNDS = 4          # min-rate re-solves; the projection pauses what is left (see docstring)
+MAX_ROUNDS = 2          # min-rate re-solves; the projection pauses what is left (see docstring)
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 
