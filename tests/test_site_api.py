@@ -186,3 +186,22 @@ async def test_no_tokens_configured_means_open(tmp_path, monkeypatch):
         async with aiohttp.ClientSession(server.http_url) as http:
             async with http.put("/api/site/cap", json={"limit_w": 1_000}) as resp:
                 assert resp.status == 200
+
+
+def test_openapi_fragment_documents_every_route():
+    from pathlib import Path
+
+    from aiohttp import web
+
+    from smartcharge.appkeys import SITE
+    from smartcharge.site import api as site_api
+    doc = json.loads((Path(site_api.__file__).parent / "openapi_site.json").read_text())
+    app = web.Application()
+    app[SITE] = _site()
+    site_api.add_routes(app)
+    for route in app.router.routes():
+        if route.method == "HEAD":     # aiohttp adds HEAD to every GET
+            continue
+        path = route.resource.canonical
+        assert path in doc["paths"], path
+        assert route.method.lower() in doc["paths"][path], (route.method, path)
