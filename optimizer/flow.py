@@ -12,10 +12,11 @@ energy over (tree node, slot) pairs:
 The source supplies every requested Wh; what the bypass carries is the shortfall, so the solver
 chooses how much to deliver. Maximising the objective is minimising this flow's cost.
 
-Exact integers. Flow is in units of 1/FLOW_UNITS_PER_WH Wh (mWh) and every capacity is rounded
-*down* to a whole unit, so the result never exceeds a limit; it may deliver up to one unit per
-arc less than the real optimum. Costs are the objective's coefficients times 2 K, which
-objective.py guarantees are integers.
+Exact integers. Costs are the objective's coefficients times 2 K, which objective.py guarantees
+are integers. Flow is counted in a unit of 10^-j Wh, the finest (j <= 9) for which the total cost
+still fits in int64 with room to spare (1 mWh for the largest sites, far finer for small ones),
+and every capacity is rounded *down* to a whole unit, so the result never exceeds a limit; it may
+deliver up to one unit per arc less than the real optimum.
 
 Per-phase current limits are a flow only where they reduce to a power limit on the same node:
 when every connector under the node puts the same current per watt on each phase (e.g. all
@@ -38,7 +39,8 @@ from optimizer.objective import Objective, evaluate
 from optimizer.problem import Problem
 from optimizer.schedule import SolverFailed
 
-FLOW_UNITS_PER_WH = 1000  # flow unit: 1 mWh
+FINEST_UNITS_PER_WH = 10**9
+COST_BUDGET = 2**60  # |total cost| stays below this (int64 holds 2^63)
 SOURCE, SINK, FIRST_SESSION = 0, 1, 2
 
 
@@ -100,15 +102,26 @@ def _layers(problem: Problem, limit_w: np.ndarray, upper_w: np.ndarray):
     return kept, nearest
 
 
-def _floor_units(wh: np.ndarray) -> np.ndarray:
-    # A tiny relative slack keeps exact values (e.g. 2750.0 Wh) from flooring one unit low.
-    return np.floor(wh * FLOW_UNITS_PER_WH * (1.0 + 1e-12)).astype(np.int64)
+def units_per_wh(total_wh: float, max_abs_cost: float) -> int:
+    """The finest power-of-ten flow unit per Wh with total_wh * units * max_abs_cost in budget."""
+    room = COST_BUDGET / max(total_wh * max_abs_cost, 1.0)
+    if room < 1.0:
+        raise SolverFailed(f"flow: {total_wh:.3g} Wh at costs up to {max_abs_cost:.3g} overflow "
+                           "int64 even in whole Wh")
+    return int(min(10 ** int(np.floor(np.log10(room))), FINEST_UNITS_PER_WH))
+
+
+def _floor_units(wh: np.ndarray, units: int) -> np.ndarray:
+    scaled = wh * units
+    # A slack of a few ulps keeps exact values (2750.0 Wh * 1000) from flooring one unit low.
+    return np.floor(scaled + np.abs(scaled) * 1e-15).astype(np.int64)
 
 
 def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
-    """The flow network as arrays: (tails, heads, capacities, costs, supply, connector_arcs).
+    """The flow network as arrays: (tails, heads, capacities, costs, supply, connector_arcs, units).
 
-    connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs."""
+    connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs;
+    capacities and supply are in flow units, `units` of them per Wh."""
     limit_w = _node_power_limit_w(problem, upper_w)
     if limit_w is None:
         raise SolverFailed("flow: a per-phase current limit couples 1- and 3-phase loads; "
@@ -118,8 +131,11 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     scale = 2 * k
 
     # Segment arcs: source -> session.
-    seg_cap = np.repeat(_floor_units(objective.segment_wh), k)
     seg_cost = -np.rint(objective.segment_value * scale).astype(np.int64).ravel()
+    root_cost = np.rint(objective.slot_cost * scale).astype(np.int64)
+    max_abs_cost = float(max(np.abs(seg_cost).max(initial=0), np.abs(root_cost).max(initial=0)))
+    units = units_per_wh(float(problem.energy_wh.sum()), max_abs_cost)
+    seg_cap = np.repeat(_floor_units(objective.segment_wh, units), k)
     total = int(seg_cap.sum())
     big = max(total, 1)
     seg_tail = np.zeros(n * k, dtype=np.int64)
@@ -133,7 +149,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     slots = np.arange(t)
 
     # Connector arcs: session -> nearest layer at or above its node.
-    conn_cap_all = _floor_units(upper_w * wh_per_w[None, :])
+    conn_cap_all = _floor_units(upper_w * wh_per_w[None, :], units)
     ci, ct = np.nonzero(conn_cap_all > 0)
     conn_tail = FIRST_SESSION + ci
     conn_head = layer_id[nearest[problem.connector_node[ci], ct], ct]
@@ -145,13 +161,13 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     km, kt = km[not_root], kt[not_root]
     tree_tail = layer_id[km, kt]
     tree_head = layer_id[nearest[problem.node_parent[km], kt], kt]
-    tree_cap = _floor_units(limit_w[km, kt] * wh_per_w[kt])
+    tree_cap = _floor_units(limit_w[km, kt] * wh_per_w[kt], units)
 
     # Root arcs: (root, t) -> sink, carrying the slot cost.
     root_limit = limit_w[0] * wh_per_w
-    root_cap = np.where(np.isfinite(root_limit), _floor_units(np.where(np.isfinite(root_limit),
-                                                                       root_limit, 0.0)), big)
-    root_cost = np.rint(objective.slot_cost * scale).astype(np.int64)
+    finite_root = np.isfinite(root_limit)
+    root_cap = np.where(finite_root, _floor_units(np.where(finite_root, root_limit, 0.0), units),
+                        big)
 
     tails = np.concatenate([seg_tail, conn_tail, tree_tail, layer_id[0, slots], [SOURCE]])
     heads = np.concatenate([seg_head, conn_head, tree_head, np.full(t, SINK), [SINK]])
@@ -159,7 +175,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
                            [big]])
     costs = np.concatenate([seg_cost, np.zeros(ci.size + tree_tail.size, dtype=np.int64),
                             root_cost, [0]])
-    return tails, heads, caps, costs, total, (n * k, ci, ct)
+    return tails, heads, caps, costs, total, (n * k, ci, ct), units
 
 
 def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
@@ -175,7 +191,7 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
         raise ValueError(f"upper_w: shape {upper_w.shape}, expected "
                          f"{(problem.n_connectors, problem.n_slots)}")
     graph = build_graph(problem, objective, upper_w)
-    tails, heads, caps, costs, total, (first_conn, ci, ct) = graph
+    tails, heads, caps, costs, total, (first_conn, ci, ct), units = graph
     solver = min_cost_flow.SimpleMinCostFlow()
     solver.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32),
                                                 caps, costs)
@@ -189,7 +205,7 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
 
     arc_flow = solver.flows(np.arange(first_conn, first_conn + ci.size))
     power_w = np.zeros((problem.n_connectors, problem.n_slots))
-    power_w[ci, ct] = arc_flow / FLOW_UNITS_PER_WH / problem.wh_per_w[ct]
+    power_w[ci, ct] = arc_flow / units / problem.wh_per_w[ct]
     solve_s = solved - built
     info = {
         "build_s": built - started,
@@ -198,6 +214,7 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
         "status": "optimal",
         "n_arcs": int(tails.size),
         "n_nodes": int(solver.num_nodes()),
+        "units_per_wh": units,
         "over_time_limit": time_limit_s is not None and (solved - started) > time_limit_s,
     }
     return power_w, info
