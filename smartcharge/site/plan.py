@@ -122,8 +122,8 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
             watts_per_amp = 1.0 / problem.amps_per_w[i]                        # (3,) inf off-phase
         found = None
         for node in topology.ancestors(int(problem.connector_node[i])):
-            room_a_as_w = np.min(np.where(np.isfinite(watts_per_amp),
-                                          headroom_a[node] * watts_per_amp, np.inf))
+            on_phase = np.isfinite(watts_per_amp)
+            room_a_as_w = np.min(headroom_a[node][on_phase] * watts_per_amp[on_phase])
             if min(headroom_w[node], room_a_as_w) < max(need_w, 1.0):
                 found = (root_sources[0] if node == 0 and root_sources[0] is not None
                          else topology.node_sources[node])
