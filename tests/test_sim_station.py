@@ -168,18 +168,19 @@ async def test_remote_start_and_stop():
     assert csms.of("StartTransaction")[0]["id_tag"] == "DRIVER-1"
 
 
-async def test_soft_reset_stops_reboots_and_resumes():
+@pytest.mark.parametrize("kind", ["Soft", "Hard"])
+async def test_reset_stops_reboots_and_resumes(kind):
     clock = fast_clock()
     async with mini_central_system() as csms, \
             running_station(station_spec(), csms.url, clock) as station:
         await started(station, csms)
-        answer = await csms.links["CP1"].call(call.Reset(type="Soft"), suppress=False)
+        answer = await csms.links["CP1"].call(call.Reset(type=kind), suppress=False)
         assert answer.status == "Accepted"
         await station.wait_for(lambda: station.boots == 2, timeout_s=10)
         await station.wait_for(lambda: len(csms.of("StartTransaction")) == 2)
         await station.drained()
     first_stop = csms.of("StopTransaction")[0]
-    assert first_stop["reason"] == "SoftReset"
+    assert first_stop["reason"] == f"{kind}Reset"
     second_start = csms.of("StartTransaction")[1]
     assert second_start["meter_start"] == first_stop["meter_stop"]   # register survives reboot
     assert len(csms.of("BootNotification")) == 2

@@ -1,15 +1,16 @@
 """The calls a central system can make to a simulated station, as `ocpp` v16 handlers.
 
-Each handler answers from the station's state and, where the answer leads to outgoing calls
-(a remote start, a reset, a triggered message), schedules them as tasks: the `ocpp` library reads
-one inbound message at a time, so awaiting our own call from inside a handler would deadlock.
+Each handler answers from the station's state; what the answer leads to (a remote start or
+stop, a reset, a triggered message) runs in the `after` hook, once the answer is sent, and never
+awaits a call there: the `ocpp` library reads one inbound message at a time, so awaiting our own
+call from inside a handler would deadlock.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 
@@ -29,9 +30,17 @@ class StationProtocol(ChargePoint):
         status = self.station.remote_start(id_tag, connector_id, charging_profile)
         return call_result.RemoteStartTransaction(status=status)
 
+    @after(Action.remote_start_transaction)
+    def after_remote_start(self, **_):
+        self.station.run_deferred()
+
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id, **_):
         return call_result.RemoteStopTransaction(status=self.station.remote_stop(transaction_id))
+
+    @after(Action.remote_stop_transaction)
+    def after_remote_stop(self, **_):
+        self.station.run_deferred()
 
     @on(Action.change_availability)
     def on_change_availability(self, connector_id, type, **_):
@@ -40,17 +49,31 @@ class StationProtocol(ChargePoint):
 
     @on(Action.reset)
     def on_reset(self, type, **_):
-        self.station.request_reset(type)
         return call_result.Reset(status="Accepted")
+
+    @after(Action.reset)
+    def after_reset(self, type, **_):
+        # only once the answer is on the wire: a reset closes the connection
+        self.station.request_reset(type)
 
     @on(Action.unlock_connector)
     def on_unlock(self, connector_id, **_):
         return call_result.UnlockConnector(status=self.station.unlock(connector_id))
 
+    @after(Action.unlock_connector)
+    def after_unlock(self, **_):
+        self.station.run_deferred()
+
     @on(Action.trigger_message)
     def on_trigger(self, requested_message, connector_id=None, **_):
-        status = self.station.trigger(requested_message, connector_id)
+        status = self.station.trigger_status(requested_message, connector_id)
         return call_result.TriggerMessage(status=status)
+
+    @after(Action.trigger_message)
+    def after_trigger(self, requested_message, connector_id=None, **_):
+        # the spec wants the answer before the triggered message
+        if self.station.trigger_status(requested_message, connector_id) == "Accepted":
+            self.station.trigger(requested_message, connector_id)
 
     @on(Action.get_configuration)
     def on_get_configuration(self, key=None, **_):

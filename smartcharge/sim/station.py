@@ -158,6 +158,8 @@ class SimStation:
         self._network_up = asyncio.Event()
         self._network_up.set()
         self._acknowledged_items: list[Outgoing] = []
+        # what an answer to the central system promised, done once the answer is sent
+        self._deferred: list[Callable[[], object]] = []
         self._last_physics: datetime | None = None
         self._next_sample: datetime | None = None
 
@@ -660,7 +662,8 @@ class SimStation:
             return "Rejected"
         if profile is not None and profile.get("charging_profile_purpose") != "TxProfile":
             return "Rejected"
-        self._spawn(self._remote_start(connector_id, id_tag, profile))
+        self._deferred.append(
+            lambda: self._spawn(self._remote_start(connector_id, id_tag, profile)))
         return "Accepted"
 
     async def _remote_start(self, connector_id: int, id_tag: str, profile: dict | None) -> None:
@@ -679,7 +682,7 @@ class SimStation:
     def remote_stop(self, transaction_id: int) -> str:
         for cid, state in self.connectors.items():
             if state.transaction is not None and state.transaction.transaction_id == transaction_id:
-                self.stop_transaction(cid, "Remote")
+                self._deferred.append(lambda cid=cid: self.stop_transaction(cid, "Remote"))
                 return "Accepted"
         return "Rejected"
 
@@ -702,8 +705,13 @@ class SimStation:
     def unlock(self, connector_id: int) -> str:
         if connector_id not in self.connectors:
             return "NotSupported"
-        self.stop_transaction(connector_id, "UnlockCommand")
+        self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
         return "Unlocked"
+
+    def run_deferred(self) -> None:
+        actions, self._deferred = self._deferred, []
+        for action in actions:
+            action()
 
     def request_reset(self, kind: str) -> None:
         self._spawn(self._reset(kind))
@@ -736,9 +744,16 @@ class SimStation:
                 if state.ev is not None and state.transaction is None and not state.ev.full:
                     self.start_transaction(cid, id_tag)
 
-    def trigger(self, requested: str, connector_id: int | None) -> str:
+    _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
+                    "DiagnosticsStatusNotification", "FirmwareStatusNotification")
+
+    def trigger_status(self, requested: str, connector_id: int | None) -> str:
         if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
             return "Rejected"
+        return "Accepted" if requested in self._TRIGGERABLE else "NotImplemented"
+
+    def trigger(self, requested: str, connector_id: int | None) -> None:
+        """Send what TriggerMessage asked for (after answering it)."""
         targets = list(self.connectors) if not connector_id else [connector_id]
         if requested == "StatusNotification":
             for cid in ([0] if connector_id is None else []) + targets:
@@ -758,9 +773,6 @@ class SimStation:
             self._spawn(self._live_call(call.DiagnosticsStatusNotification(status="Idle")))
         elif requested == "FirmwareStatusNotification":
             self._spawn(self._live_call(call.FirmwareStatusNotification(status="Idle")))
-        else:
-            return "NotImplemented"
-        return "Accepted"
 
     async def _live_call(self, request) -> None:
         protocol = self._protocol
