@@ -17,7 +17,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 
 import aiohttp
@@ -29,18 +28,22 @@ from smartcharge.demo_plot import plot_day
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import DemandResponsePlan, Visit, plan_day, plan_demand_response
 from smartcharge.model import Site
+from smartcharge.site.controller import ControllerSettings
 
 log = logging.getLogger("smartcharge.demo")
 
 DEFAULT_START = "2026-06-01T00:00:00Z"
 DEFAULT_SPEED = 480.0            # a 24 h day in 3 minutes
-METER_INTERVAL_S = 60            # simulated stations' MeterValueSampleInterval [site s]
+METER_INTERVAL_S = 300           # simulated stations' MeterValueSampleInterval [site s]
 SAMPLE_EVERY_S = 30.0            # the demo's own check of the draws [site s]
 GRACE_S = 2 * METER_INTERVAL_S   # one control-loop interval: measure, re-plan, send
+# Measurements count as fresh for three meter intervals: in fast time a sample in flight is
+# older in site time than it would be in real life.
+DEMO_CONTROLLER_SETTINGS = ControllerSettings(stale_after_s=3 * METER_INTERVAL_S)
 
 
 def default_site_path() -> Path:
-    return Path(str(resources.files("smartcharge") / "data" / "demo-site.toml"))
+    return Path(__file__).resolve().parent / "data" / "demo-site.toml"
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +60,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed for the cars (same seed, same day)")
     parser.add_argument("--dr-notice-min", type=float, default=30.0,
                         help="minutes between the utility's announcement and the event (0: at once)")
+    parser.add_argument("--mixed-phase-cars", action="store_true",
+                        help="let single-phase cars take three-phase bays too (unbalanced phases)")
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="directory for the plot (created if missing)")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -78,6 +83,7 @@ class Counters:
     arrived: int = 0
     refused: int = 0
     departed: int = 0
+    needs_told: int = 0
     plugged: dict[tuple[str, int], Visit] = field(default_factory=dict)
     visits: list[Visit] = field(default_factory=list)     # every car that came
 
@@ -90,7 +96,8 @@ class Demo:
         self.end = self.start + timedelta(hours=args.hours)
         if args.speed <= 0:
             raise SystemExit("--speed must be positive")
-        self.visits = plan_day(self.site, self.start, args.hours, seed=args.seed)
+        self.visits = plan_day(self.site, self.start, args.hours, seed=args.seed,
+                               mixed_phases=args.mixed_phase_cars)
         self.dr: DemandResponsePlan | None = None
         cap_w = self.site.root.limit_w
         if cap_w is not None:
@@ -103,6 +110,7 @@ class Demo:
         self.counters = Counters()
         self.base_url = ""
         self.dr_answer = ""
+        self._need_tasks: set[asyncio.Task] = set()
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -132,6 +140,7 @@ class Demo:
             async with aiohttp.ClientSession() as http:
                 self.http = http
                 await fleet.start(wait_booted_s=60.0)
+                await self._wait_fail_safe_defaults(timeout_s=60.0)
                 tasks = [asyncio.create_task(self._sample_loop(), name="demo-sample"),
                          asyncio.create_task(self._progress_loop(), name="demo-progress")]
                 await self._script()
@@ -141,10 +150,10 @@ class Demo:
                 self._sample()
                 stats = await self._server_stats()
         finally:
-            for task in tasks:
+            for task in [*tasks, *self._need_tasks]:
                 task.cancel()
+            await runner.cleanup()     # the server first: no profile sends to closing stations
             await fleet.stop()
-            await runner.cleanup()
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
         return self._finish(stats, time.monotonic() - real_start)
@@ -153,10 +162,11 @@ class Demo:
         from smartcharge.app import create_app
 
         app = create_app(self.site, db_path=str(db_path), clock=self.clock)
+        from smartcharge.site.setup import setup_site_control
+
+        # Does nothing when create_app already added the controller (then with its settings).
+        setup_site_control(app, settings=DEMO_CONTROLLER_SETTINGS)
         paths = {getattr(r, "canonical", None) for r in app.router.resources()}
-        if "/api/site" not in paths:
-            from smartcharge.site.setup import setup_site_control
-            setup_site_control(app)
         if "/" not in paths:
             from smartcharge.web import setup_dashboard
             setup_dashboard(app)
@@ -171,6 +181,32 @@ class Demo:
                              f"{error.strerror} (try --port 0 or another port)") from None
         port = tcp._server.sockets[0].getsockname()[1]   # the real port when --port 0
         return runner, port
+
+    def _fail_safe_missing(self) -> list[str]:
+        """Bays without a TxDefaultProfile yet: a car plugged in there would draw unplanned."""
+        missing = []
+        for station_id, sim in self.fleet.stations.items():
+            covered = {p.connector_id for p in sim.profiles.profiles
+                       if p.purpose == "TxDefaultProfile"}
+            missing += [f"{station_id}/{cid}" for cid in sim.connectors
+                        if 0 not in covered and cid not in covered]
+        return missing
+
+    async def _wait_fail_safe_defaults(self, timeout_s: float) -> None:
+        """Let the controller give every station its fail-safe default before cars come.
+
+        In accelerated time the first round of profiles spans minutes of site time; a car
+        arriving before its bay has a default would draw its maximum, unplanned."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while missing := self._fail_safe_missing():
+            if loop.time() > deadline:
+                print(f"  warning: no fail-safe default profile on {len(missing)} bays after "
+                      f"{timeout_s:g} s: {', '.join(missing[:5])}...")
+                return
+            await asyncio.sleep(0.05)
+        print(f"  {self.clock.now():%H:%M}  every station has its fail-safe default profile; "
+              f"cars may come")
 
     async def _script(self) -> None:
         """Arrivals, departures and the utility's event, each at its moment of site time."""
@@ -207,6 +243,39 @@ class Demo:
         started = await self.fleet.plug_in(visit.station_id, visit.connector_id, visit.ev, visit.id_tag)
         if not started:
             self.counters.refused += 1
+        elif visit.tells_need:
+            task = asyncio.create_task(self._tell_need(visit))
+            self._need_tasks.add(task)
+            task.add_done_callback(self._need_tasks.discard)
+
+    async def _tell_need(self, visit: Visit) -> None:
+        """The driver's app tells the operator what the car needs and when it leaves."""
+        sim = self.fleet.station(visit.station_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while True:   # the transaction id comes with the StartTransaction answer
+            tx = sim.connectors[visit.connector_id].transaction
+            if tx is None:
+                return
+            if tx.transaction_id is not None:
+                break
+            if loop.time() > deadline:
+                return
+            await asyncio.sleep(0.02)
+        tokens = sorted(self.site.operator_tokens)
+        if not tokens:
+            return
+        body = {"requested_wh": round(visit.requested_wh), "departure": format_ocpp_time(visit.departure)}
+        url = f"{self.base_url}/api/sessions/{tx.transaction_id}"
+        try:
+            async with self.http.put(url, json=body,
+                                     headers={"Authorization": f"Bearer {tokens[0]}"}) as resp:
+                if resp.status == 200:
+                    self.counters.needs_told += 1
+                else:
+                    log.warning("PUT %s: HTTP %d %s", url, resp.status, (await resp.text())[:200])
+        except aiohttp.ClientError as error:
+            log.warning("PUT %s failed: %s", url, error)
 
     async def _depart(self, visit: Visit) -> None:
         if self.counters.plugged.get(visit.key) is not visit:
@@ -273,7 +342,9 @@ class Demo:
     async def _progress_loop(self) -> None:
         every_s = self.args.progress_every_min * 60.0
         while True:
-            await self.clock.sleep(every_s)
+            # on the round hour (or whatever the interval is), counted from the start
+            into_s = (self.clock.now() - self.start).total_seconds() % every_s
+            await self.clock.sleep(every_s - into_s)
             sample = self.monitor.samples[-1] if self.monitor.samples else None
             if sample is None:
                 continue
@@ -324,6 +395,8 @@ class Demo:
         print(f"  cars:               {self.counters.arrived} arrived, {self.counters.departed} left, "
               f"{served} of {len(left)} who left got everything they asked for"
               + (f", {self.counters.refused} refused" if self.counters.refused else ""))
+        print(f"  drivers' needs:     {self.counters.needs_told} told through the API "
+              f"(PUT /api/sessions/{{id}}); the others got the site's defaults")
         share = delivered_wh / requested_wh if requested_wh else 1.0
         print(f"  energy:             {delivered_wh / 1000:.1f} kWh delivered of "
               f"{requested_wh / 1000:.1f} kWh requested ({share:.0%})")
@@ -350,3 +423,9 @@ class Demo:
 def _kw(power_w: float | None) -> str:
     return "none" if power_w is None else f"{power_w / 1000:.1f} kW"
 
+
+
+if __name__ == "__main__":   # python -m smartcharge.demo [flags]
+    _parser = argparse.ArgumentParser(prog="smartcharge demo", description=__doc__.splitlines()[0])
+    add_demo_arguments(_parser)
+    sys.exit(run_demo(_parser.parse_args()))

@@ -20,7 +20,7 @@ HOURLY_ARRIVAL_SHAPE = (
     0.05, 0.03, 0.02, 0.02, 0.03, 0.10, 0.35, 0.90, 1.00, 0.70, 0.45, 0.40,
     0.45, 0.40, 0.35, 0.45, 0.70, 0.90, 0.80, 0.55, 0.35, 0.25, 0.15, 0.08,
 )
-PEAK_ARRIVALS_PER_HOUR = 1.0     # per free connector at the busiest hour
+PEAK_ARRIVALS_PER_HOUR = 0.5     # per free connector at the busiest hour
 MIN_GAP_S = 5 * 60               # a bay stays empty at least this long between two cars
 
 
@@ -42,6 +42,19 @@ class Visit:
         return (self.station_id, self.connector_id)
 
 
+def _car_for(rng: random.Random, arrival: datetime, bay_phases: int, name: str,
+             mixed_phases: bool) -> SimEV:
+    """A car from the simulator's mix, with a need typical of a car park visit (most drivers
+    top up 5–40 kWh; few arrive nearly empty)."""
+    ev = random_ev(rng, arrival, name=name)
+    if bay_phases == 3 and not mixed_phases:
+        ev.onboard_phases = 3
+    need_wh = min(rng.triangular(5_000.0, 40_000.0, 14_000.0),
+                  (ev.target_soc - 0.05) * ev.capacity_wh)
+    ev.soc = ev.target_soc - need_wh / ev.capacity_wh
+    return ev
+
+
 def arrival_rate_per_s(moment: datetime) -> float:
     return HOURLY_ARRIVAL_SHAPE[moment.hour] * PEAK_ARRIVALS_PER_HOUR / 3600.0
 
@@ -59,8 +72,11 @@ def _next_arrival(rng: random.Random, after: datetime, end: datetime) -> datetim
 
 
 def plan_day(site: Site, start: datetime, hours: float, seed: int = 7,
-             tells_need_share: float = 0.6) -> list[Visit]:
+             tells_need_share: float = 0.6, mixed_phases: bool = False) -> list[Visit]:
     """Every visit that arrives within [start, start + hours), sorted by arrival.
+
+    `mixed_phases`: single-phase cars may also take three-phase bays (they then load one phase
+    of a three-phase circuit); by default a car's on-board charger uses all of its bay's phases.
 
     Short runs (a test's two hours) would often see nobody at night, so a run starts with a
     share of bays already busy, as a real car park would be at any hour but the dead of night.
@@ -85,7 +101,8 @@ def plan_day(site: Site, start: datetime, hours: float, seed: int = 7,
                         break
                 first = False
                 counter += 1
-                ev = random_ev(rng, arrival, name=f"car-{counter:04d}")
+                ev = _car_for(rng, arrival, connector.phases, f"car-{counter:04d}",
+                              mixed_phases)
                 visits.append(Visit(
                     station_id=station.station_id,
                     connector_id=connector.connector_id,

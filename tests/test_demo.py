@@ -100,3 +100,33 @@ def test_demo_arguments_have_the_documented_defaults():
     args = parser.parse_args([])
     assert args.port == 8080 and args.hours == 24 and args.host == "127.0.0.1"
     assert args.hours * 3600 / args.speed <= 300      # a full day in a few minutes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
+    """Two hours of the demo site at 480x over real sockets: the utility's event is accepted,
+    profiles are sent, the measured draws never exceed a limit, and the plot is a PNG."""
+    out_dir = tmp_path / "out"
+    port = _free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "smartcharge.demo", "--hours", "2", "--speed", "480",
+         "--port", str(port), "--out", str(out_dir), "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1])
+    output = result.stdout
+    assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
+    assert f"http://127.0.0.1:{port}/" in output
+    assert "limit violations:   0 " in output
+    assert "accepted (HTTP 201)" in output
+    profiles = int(output.split("profiles sent:")[1].split()[0])
+    assert profiles > 40            # at least a default and a TxProfile per busy bay
+    delivered_kwh = float(output.split("energy:")[1].split("kWh")[0])
+    assert delivered_kwh > 50
+    plot = out_dir / "site-load.png"
+    assert str(plot.resolve()) in output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
+    assert (tmp_path / "data" / "smartcharge-demo.sqlite").exists()
