@@ -69,7 +69,7 @@ def _collect(out: list, kind: str, mask: np.ndarray, limit: np.ndarray, value: n
     for idx in np.argwhere(mask):
         where = tuple(idx)
         lim, val = float(limit[where]), float(value[where])
-        excess = lim - val if kind == "below_min" else val - lim
+        excess = lim - val if kind in ("below_min", "negative_power") else val - lim
         slot = int(idx[1]) if idx.shape[0] > 1 else None
         out.append(Violation(kind, int(idx[0]), slot, phase, lim, val, excess))
 

@@ -1,0 +1,110 @@
+"""Baselines: each respects every limit (except uncontrolled), and behaves as its name says."""
+
+import numpy as np
+import pytest
+
+from optimizer import Problem, baselines, check
+from optimizer.instances import generate
+
+FEASIBLE = ("equal_share", "edf", "llf")
+
+
+def one_slot_problem(max_w, energy_wh, root_limit_w, **fields) -> Problem:
+    n = len(max_w)
+    fields.setdefault("node_parent", [-1])
+    fields.setdefault("connector_node", [0] * n)
+    m = len(fields["node_parent"])
+    limit = fields.pop("node_limit_w", None)
+    if limit is None:
+        limit = np.full((m, 1), np.inf)
+        limit[0] = root_limit_w
+    return Problem(slot_s=[3600.0], max_power_w=np.asarray(max_w, float)[:, None],
+                   energy_wh=energy_wh, arrival_slot=[0] * n, departure_slot=[1] * n,
+                   node_limit_w=limit, **fields)
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", FEASIBLE)
+def test_baseline_respects_every_limit(name, family, seed):
+    problem = generate(80, family=family, seed=seed, n_feeders=5)
+    power = getattr(baselines, name)(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert power.shape == (problem.n_connectors, problem.n_slots)
+    assert (power @ problem.wh_per_w).sum() > 0
+
+
+@pytest.mark.parametrize("name", FEASIBLE)
+def test_cap_below_every_minimum_pauses_everyone(name):
+    problem = one_slot_problem([11040.0] * 3, [50000.0] * 3, 3000.0, min_power_w=4140.0)
+    power = getattr(baselines, name)(problem)
+    np.testing.assert_array_equal(power, np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("name", FEASIBLE)
+def test_minimum_rate_is_kept_under_a_tight_cap(name):
+    # Three cars at 4140 W minimum under 9 kW: at most two can run, none between 0 and 4140 W.
+    problem = one_slot_problem([11040.0] * 3, [50000.0] * 3, 9000.0, min_power_w=4140.0)
+    power = getattr(baselines, name)(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert power.sum() > 4140.0
+
+
+def test_uncontrolled_runs_at_max_until_the_request_is_met_and_ignores_the_tree():
+    problem = Problem(slot_s=[3600.0] * 3, max_power_w=[[10000.0] * 3], energy_wh=[15000.0],
+                      arrival_slot=[0], departure_slot=[3], node_parent=[-1], connector_node=[0],
+                      node_limit_w=5000.0)
+    power = baselines.uncontrolled(problem)
+    np.testing.assert_allclose(power, [[10000.0, 5000.0, 0.0]])
+    assert {v.kind for v in check(problem, power)} == {"node_power"}
+
+
+def test_edf_serves_the_earliest_departure_first():
+    problem = Problem(slot_s=[3600.0] * 2, max_power_w=[[10000.0] * 2] * 2,
+                      energy_wh=[10000.0, 10000.0], arrival_slot=[0, 0], departure_slot=[2, 1],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_w=10000.0)
+    power = baselines.edf(problem)
+    np.testing.assert_allclose(power, [[0.0, 10000.0], [10000.0, 0.0]], rtol=1e-6)
+
+
+def test_llf_serves_the_least_laxity_first():
+    # Same departure; car 1 needs 20 kWh in 2 slots at 10 kW (laxity 0), car 0 needs 5 kWh.
+    problem = Problem(slot_s=[3600.0] * 2, max_power_w=[[10000.0] * 2] * 2,
+                      energy_wh=[5000.0, 20000.0], arrival_slot=[0, 0], departure_slot=[2, 2],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_w=10000.0)
+    power = baselines.llf(problem)
+    np.testing.assert_allclose(power[1], [10000.0, 10000.0], rtol=1e-6)
+    np.testing.assert_allclose(power[0], [0.0, 0.0], atol=1e-6)
+
+
+def test_higher_weight_is_served_first_by_the_greedy_baselines():
+    problem = one_slot_problem([10000.0] * 2, [50000.0] * 2, 10000.0, weight=[1.0, 2.0])
+    for name in ("edf", "llf"):
+        power = getattr(baselines, name)(problem)
+        assert power[1, 0] == pytest.approx(10000.0, rel=1e-6)
+        assert power[0, 0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_equal_share_splits_a_cap_equally():
+    problem = one_slot_problem([10000.0] * 2, [50000.0] * 2, 10000.0)
+    power = baselines.equal_share(problem)
+    np.testing.assert_allclose(power[:, 0], [5000.0, 5000.0], rtol=1e-6)
+
+
+def test_fit_under_limits_scales_each_overloaded_subtree():
+    # Cars 0, 1 under node 1 (12 kW); car 2 under the root (30 kW in all).
+    problem = one_slot_problem([10000.0] * 3, [50000.0] * 3, None, node_parent=[-1, 0],
+                               connector_node=[1, 1, 0], node_limit_w=[[30000.0], [12000.0]])
+    fitted = baselines.fit_under_limits(problem, 0, np.array([10000.0, 10000.0, 10000.0]))
+    np.testing.assert_allclose(fitted, [6000.0, 6000.0, 10000.0], rtol=1e-6)
+    assert check(problem, fitted[:, None], tol=0.0) == []
+
+
+def test_fit_under_limits_respects_phase_current():
+    # Single-phase car on L1 and a 3-phase car, 16 A per phase at the root.
+    problem = one_slot_problem([7360.0, 11040.0], [50000.0] * 2, np.inf, phases=[1, 3],
+                               phase=[0, 0], node_limit_a=16.0)
+    fitted = baselines.fit_under_limits(problem, 0, np.array([7360.0, 11040.0]))
+    assert check(problem, fitted[:, None], tol=0.0) == []
+    # L1 would carry 7360/230 + 11040/690 = 48 A: both scale by 16/48.
+    np.testing.assert_allclose(fitted / np.array([7360.0, 11040.0]), 1.0 / 3.0, rtol=1e-6)

@@ -1,0 +1,103 @@
+"""Minimum rate (0 or >= min), fallback on failure or time limit, and the portfolio guard."""
+
+import numpy as np
+import pytest
+
+from optimizer import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Problem, SolverFailed, baselines, check, solve
+from optimizer.instances import generate
+from optimizer.lp import solve_lp
+from optimizer.objective import build_objective
+from optimizer.solve import weighted_energy_wh
+
+
+def one_slot_problem(n, root_limit_w, min_w=4140.0, energy_wh=50000.0) -> Problem:
+    return Problem(slot_s=[3600.0], max_power_w=np.full((n, 1), 11040.0),
+                   energy_wh=np.full(n, energy_wh), arrival_slot=np.zeros(n, int),
+                   departure_slot=np.ones(n, int), node_parent=[-1], connector_node=np.zeros(n, int),
+                   node_limit_w=root_limit_w, min_power_w=min_w)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_never_between_zero_and_minimum(seed):
+    problem = generate(60, family="phase", seed=seed, n_feeders=4)
+    s = solve(problem, backend="highs")
+    assert check(problem, s.power_w, tol=0.0) == []
+    running = s.power_w > 0
+    assert (s.power_w[running] >= np.broadcast_to(problem.min_power_w[:, None], running.shape)[running]).all()
+    assert s.status in (OPTIMAL, NEAR_OPTIMAL)
+    if s.status == NEAR_OPTIMAL:
+        # The loss against the relaxation is reportable: the relaxation bounds the result.
+        assert s.relaxation_objective is not None
+        assert s.relaxation_objective >= s.objective * (1 - 1e-9)
+
+
+def test_cap_below_every_minimum_pauses_everyone_and_reports_unmet_demand():
+    problem = one_slot_problem(3, 3000.0)
+    s = solve(problem, backend="highs")
+    assert check(problem, s.power_w, tol=0.0) == []
+    np.testing.assert_array_equal(s.power_w, np.zeros((3, 1)))
+    np.testing.assert_allclose(s.unmet_wh, problem.energy_wh)
+    np.testing.assert_allclose(s.delivered_wh, 0.0)
+
+
+def test_minimum_rates_that_fit_are_used():
+    # 9 kW for three cars with a 4140 W minimum: two run, one waits; nobody in between.
+    problem = one_slot_problem(3, 9000.0)
+    s = solve(problem, backend="highs")
+    assert check(problem, s.power_w, tol=0.0) == []
+    assert s.power_w.sum() == pytest.approx(9000.0, rel=1e-6)
+    assert ((s.power_w == 0) | (s.power_w >= 4140.0)).all()
+
+
+def test_time_limit_falls_back_to_a_baseline_and_says_why():
+    problem = generate(60, family="phase", seed=3, n_feeders=4)
+    s = solve(problem, backend="highs", time_limit_s=1e-9)
+    assert s.status == FALLBACK
+    assert s.backend in ("edf", "llf")
+    assert "time limit" in s.message and "highs" in s.message
+    assert check(problem, s.power_w, tol=0.0) == []
+    assert s.delivered_wh.sum() > 0
+
+
+def test_backend_time_limit_raises_solver_failed():
+    problem = generate(30, family="phase", seed=4, n_feeders=4)
+    with pytest.raises(SolverFailed, match="time limit"):
+        solve_lp(problem, build_objective(problem), problem.upper_w, time_limit_s=1e-9)
+
+
+def test_solver_that_cannot_model_the_problem_falls_back():
+    pytest.importorskip("optimizer.flow")
+    from optimizer import flow
+    problem = generate(40, family="phase", seed=5, n_feeders=4)
+    if flow.applicable(problem):
+        pytest.skip("flow models this problem exactly")
+    s = solve(problem, backend="flow")
+    assert s.status == FALLBACK
+    assert "flow failed" in s.message
+    assert check(problem, s.power_w, tol=0.0) == []
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_result_delivers_at_least_as_much_weighted_energy_as_every_baseline(family, seed):
+    problem = generate(60, family=family, seed=seed, n_feeders=4)
+    s = solve(problem, backend="highs")
+    ours = weighted_energy_wh(problem, s.power_w)
+    for name in ("edf", "llf", "equal_share"):
+        theirs = weighted_energy_wh(problem, getattr(baselines, name)(problem))
+        assert ours >= theirs * (1 - 1e-9) - 1e-6, name
+
+
+def test_requested_baseline_is_returned_as_such():
+    problem = one_slot_problem(3, 9000.0)
+    s = solve(problem, backend="edf")
+    assert s.backend == "edf" and "heuristic" in s.message
+    assert check(problem, s.power_w, tol=0.0) == []
+    u = solve(problem, backend="uncontrolled")
+    assert u.backend == "uncontrolled"
+    assert {v.kind for v in check(problem, u.power_w)} == {"node_power"}
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="backend: must be one of"):
+        solve(one_slot_problem(1, 1e9), backend="gurobi")
