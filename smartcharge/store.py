@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -285,17 +286,31 @@ class Store(Protocol):
 
 
 class SqliteStore:
-    """One SQLite file, one connection, one thread; every `run` is one committed transaction."""
+    """One SQLite file, one connection, one writer thread, group commit.
+
+    Each `run(work)` is atomic on its own (a SAVEPOINT); the writer thread takes every piece of
+    work that is waiting, runs them in one transaction and commits once, then answers each
+    caller. So under load one fsync covers many messages, and still nobody is answered before
+    the commit that holds their work. A failing piece of work is rolled back alone.
+    """
+
+    MAX_GROUP = 256
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._writer, name=f"store:{path}", daemon=True)
+        self._thread.start()
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
         store = cls(path)
-        await store._in_thread(store._connect)
+        try:
+            await store._submit(_RAW, store._connect)
+        except BaseException:
+            store._queue.put(None)
+            raise
         return store
 
     def _connect(self) -> None:
@@ -306,6 +321,7 @@ class SqliteStore:
         db.execute("PRAGMA busy_timeout = 5000")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
+            db.close()
             raise RuntimeError(f"{self.path} has schema version {version}, newer than this "
                                f"smartcharge knows ({len(MIGRATIONS)}): upgrade smartcharge")
         for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -327,32 +343,96 @@ class SqliteStore:
         return len(MIGRATIONS)
 
     async def run(self, work: Callable[[StoreTx], T]) -> T:
-        return await self._in_thread(self._transaction, work)
-
-    def _transaction(self, work: Callable[[StoreTx], T]) -> T:
-        if self._db is None:
-            raise RuntimeError("store is closed")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            result = work(StoreTx(self._db))
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-        return result
-
-    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        # shield: a cancelled caller must not leave the thread's work half-observed; the
-        # transaction still finishes (or rolls back) on its own.
-        return await asyncio.shield(loop.run_in_executor(self._executor, function, *args))
+        """Run `work(tx)` atomically; returns once it is committed (or raises, rolled back)."""
+        return await self._submit(_TX, work)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._in_thread(self._close)
-        self._executor.shutdown(wait=True)
+        if self._thread.is_alive():
+            await self._submit(_RAW, self._close)
+            self._queue.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    async def _submit(self, kind: str, function: Callable) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((kind, function, future, loop))
+        # shield: a caller that gives up does not undo the work; it still commits (or not)
+        return await asyncio.shield(future)
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if item[0] == _RAW:
+                self._answer(item, *self._attempt(item[1]))
+                continue
+            group = [item]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None or more[0] == _RAW:
+                    self._queue.put(more)   # handled after this group, in a later round
+                    break
+                group.append(more)
+            self._run_group(group)
+
+    def _run_group(self, group: list) -> None:
+        if self._db is None:
+            for item in group:
+                self._answer(item, None, RuntimeError("store is closed"))
+            return
+        outcomes = []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            tx = StoreTx(self._db)
+            for item in group:
+                self._db.execute("SAVEPOINT work")
+                result, error = self._attempt(item[1], tx)
+                if error is not None:
+                    self._db.execute("ROLLBACK TO work")
+                self._db.execute("RELEASE work")
+                outcomes.append((result, error))
+            self._db.execute("COMMIT")
+        except Exception as failure:   # the commit itself failed: nothing of the group is kept
+            log.exception("store %s: transaction of %d failed", self.path, len(group))
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            outcomes = [(None, failure)] * len(group)
+        for item, (result, error) in zip(group, outcomes):
+            self._answer(item, result, error)
+
+    @staticmethod
+    def _attempt(function: Callable, *args: Any) -> tuple[Any, BaseException | None]:
+        try:
+            return function(*args), None
+        except Exception as error:
+            return None, error
+
+    @staticmethod
+    def _answer(item: tuple, result: Any, error: BaseException | None) -> None:
+        _, _, future, loop = item
+
+        def settle() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            pass   # the caller's loop is gone: nobody is waiting any more
+
+
+_RAW, _TX = "raw", "tx"

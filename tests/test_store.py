@@ -81,3 +81,29 @@ async def test_profiles_sent_audit_and_session_filters(tmp_path):
         assert [s.station_id for s in window] == ["CP1", "CP2"]   # open sessions overlap
     finally:
         await store.close()
+
+
+async def test_concurrent_work_is_committed_together_and_a_failure_stays_alone(tmp_path):
+    import asyncio
+    store = await SqliteStore.open(str(tmp_path / "g.sqlite"))
+    try:
+        def put(n):
+            def work(tx):
+                if n == 13:
+                    tx.put_id_tag("UNLUCKY")
+                    raise ValueError("thirteen")
+                tx.put_id_tag(f"TAG-{n}")
+                return n
+            return work
+
+        results = await asyncio.gather(*(store.run(put(n)) for n in range(40)),
+                                       return_exceptions=True)
+        assert [r for r in results if isinstance(r, ValueError)] == [results[13]]
+        assert [r for r in results if not isinstance(r, Exception)] == [
+            n for n in range(40) if n != 13]
+        statuses = await store.run(lambda tx: [tx.id_tag_status(f"TAG-{n}")
+                                               for n in range(40)])
+        assert statuses == ["Accepted" if n != 13 else None for n in range(40)]
+        assert await store.run(lambda tx: tx.id_tag_status("UNLUCKY")) is None
+    finally:
+        await store.close()
