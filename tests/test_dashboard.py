@@ -197,3 +197,60 @@ async def test_page_follows_the_stream_and_reconnects(site_server, browser):
     site_server.push(make_snapshot(minutes=32, load_w=12300.0))
     await page.wait_for("document.getElementById('site-load').textContent === '12.3 kW'")
     await page.close()
+
+
+async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path):
+    """The real app (central system + site controller + dashboard) with simulated stations over
+    real WebSockets: the page shows the stations, then each car's session as it plugs in."""
+    from smartcharge.app import create_app
+    from smartcharge.clock import AcceleratedClock
+    from smartcharge.model import Circuit, Connector, Site, Station
+    from smartcharge.sim.ev import SimEV
+    from smartcharge.sim.fleet import Fleet
+    from smartcharge.site.controller import ControllerSettings
+    from smartcharge.site.setup import setup_site_control
+
+    site = Site(name="dashboard-e2e",
+                circuits=(Circuit("grid", None, limit_w=15_000.0), Circuit("feeder", "grid")),
+                stations=tuple(Station(f"CP{i}", "feeder", (Connector(1), Connector(2)),
+                                       password="dashboard-pw-0123") for i in (1, 2)),
+                id_tags=frozenset({"DRIVER-1"}))
+    clock = AcceleratedClock(T0, speed=60.0)
+    app = create_app(site, db_path=str(tmp_path / "sc.sqlite"), clock=clock)
+    setup_site_control(app, settings=ControllerSettings(stale_after_s=600.0))
+    if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
+        setup_dashboard(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    fleet = Fleet(site, str(server.make_url("/ocpp")).replace("http://", "ws://"), clock,
+                  meter_interval_s=30)
+    page = None
+    try:
+        await fleet.start(wait_booted_s=15)
+        page = await browser.new_page()
+        await page.navigate(str(server.make_url("/")))
+        await page.wait_for("document.getElementById('conn-state').dataset.state === 'live'")
+        await page.wait_for("document.getElementById('stations-online').textContent === '2 / 2'")
+        assert await page.evaluate("document.querySelectorAll('#connectors tbody tr').length") == 4
+        assert await page.evaluate("document.getElementById('effective-limit').textContent") == "15.0 kW"
+
+        for n, (station_id, connector_id) in enumerate((("CP1", 1), ("CP2", 2)), start=1):
+            car = SimEV(capacity_wh=60_000, soc=0.3)
+            assert await fleet.plug_in(station_id, connector_id, car, "DRIVER-1")
+            await page.wait_for(f"document.getElementById('session-count').textContent === '{n}'", 15)
+            row = f"#connectors tr[data-key=\"{station_id}/{connector_id}\"]"
+            await page.wait_for(f"document.querySelector('{row} .alloc-w').textContent.endsWith('kW') && "
+                                f"parseFloat(document.querySelector('{row} .alloc-w').textContent) > 0", 15)
+        # Two cars of 11 kW under a 15 kW cap: the allocations shown respect the cap.
+        shown_kw = await page.evaluate(
+            "[...document.querySelectorAll('#connectors .alloc-w')].map(td => parseFloat(td.textContent) || 0)"
+            ".reduce((a, b) => a + b, 0)")
+        assert 0 < shown_kw <= 15.0 + 0.05
+        await page.wait_for("document.querySelector('#chart svg') && +document.querySelector('#chart svg').dataset.points >= 2", 15)
+        if os.environ.get("SMARTCHARGE_SCREENSHOT_DIR"):
+            await page.screenshot(os.path.join(os.environ["SMARTCHARGE_SCREENSHOT_DIR"], "dashboard-real.png"))
+    finally:
+        if page is not None:
+            await page.close()
+        await server.close()
+        await fleet.stop()
