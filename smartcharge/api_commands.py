@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, _validate_payload
+from ocpp.messages import Call, validate_payload
 from ocpp.v16 import call
 from ocpp.v16.enums import (
     AvailabilityType,
@@ -108,10 +108,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _schema_check(request_payload: Any) -> None:
+async def _schema_check(request_payload: Any) -> None:
     message = Call("api-check", type(request_payload).__name__, _camel(request_payload))
     try:
-        _validate_payload(message, "1.6")
+        await validate_payload(message, "1.6")
     except OCPPError as error:
         cause = error.details.get("cause") if isinstance(error.details, dict) else None
         raise _invalid(f"not a valid OCPP 1.6 {message.action}: {cause or error.description}"
@@ -158,7 +158,7 @@ def command(build: Callable[[Body, web.Request], Any], allowed: set[str]):
         if not await _station_known(app, station_id):
             raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
         request_payload = build(Body(await _json_object(request), allowed), request)
-        _schema_check(request_payload)
+        await _schema_check(request_payload)
         action = type(request_payload).__name__
         link = app[REGISTRY].get(station_id)
         if link is None:
