@@ -113,6 +113,7 @@ class StationRegistry:
 
     def __init__(self) -> None:
         self._links: dict[str, StationLink] = {}
+        self._retiring: set[asyncio.Task] = set()
 
     def get(self, station_id: str) -> StationLink | None:
         return self._links.get(station_id)
@@ -126,6 +127,14 @@ class StationRegistry:
         self._links[link.station_id] = link
         return previous
 
+    def retire(self, link: StationLink, reason: str) -> None:
+        """Close a replaced link in the background: its peer may be dead, and the close
+        handshake must not hold up the connection that replaced it."""
+        link.mark_closed()
+        task = asyncio.ensure_future(link.close(reason))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     def detach(self, link: StationLink) -> bool:
         """Forget `link` if it is still the current one (a replaced link must not remove its
         successor). Returns True when it was current."""
@@ -136,4 +145,5 @@ class StationRegistry:
 
     async def close_all(self, reason: str) -> None:
         links = list(self._links.values())
-        await asyncio.gather(*(link.close(reason) for link in links), return_exceptions=True)
+        await asyncio.gather(*(link.close(reason) for link in links), *self._retiring,
+                             return_exceptions=True)

@@ -127,7 +127,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     if previous is not None:
         log.warning("station %s: new connection from %s replaces the previous one", station_id,
                     request.remote)
-        await previous.close("replaced")
+        registry.retire(previous, "replaced")
     log.info("station %s: connected from %s (%s)", station_id, request.remote, OCPP16)
     events.publish(StationConnected(station_id, now, OCPP16))
     try:

@@ -38,7 +38,7 @@ from smartcharge.events import (
 from smartcharge.metering import DEFAULT_MAX_POWER_W, ENERGY_REGISTER, Reading, parse_meter_values
 from smartcharge.model import Site, Station
 from smartcharge.ocpp import edge
-from smartcharge.ocpp.registry import StationCallError, StationTimeout
+from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,9 @@ class CentralSystemV16(ChargePoint):
             raise StationCallError("UnknownErrorCode", str(error)) from None
         except asyncio.TimeoutError:
             raise StationTimeout(f"station {self.id} did not answer {action}") from None
+        except ConnectionClosed:
+            raise StationOffline(f"station {self.id} disconnected before {action} was "
+                                 "sent") from None
         bad_time = edge.bad_date_time_in_answer(action, _camel_payload(answer))
         if bad_time is not None:
             raise StationCallError("TypeConstraintViolation",
