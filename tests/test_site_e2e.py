@@ -234,3 +234,34 @@ async def test_server_gone_tx_default_profiles_keep_site_under_cap(tmp_path):
             assert 0 < fleet.draw_w("CP5", 1) <= CAP_W / 5 + 1   # charging, at its share
         finally:
             await fleet.stop()
+
+
+async def test_car_arriving_under_a_full_cap_does_not_push_the_site_over(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = _site(n_stations=5)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=30, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0)
+        monitor = LoadMonitor(fleet, clock, lambda at: controller.limits.effective_root_limit_w(
+            [at], [at + timedelta(seconds=1)])[0][0])
+        try:
+            await fleet.start(wait_booted_s=10)
+            await _plug_all(fleet, ["CP1", "CP2", "CP3", "CP4"])
+            # the four cars fill the cap; idle CP5 is told it may take nothing for now
+            await wait_until(lambda: sum(_composite_w(fleet, s, clock.now())
+                                         for s in ("CP1", "CP2", "CP3", "CP4")) > CAP_W - 100
+                             and _composite_w(fleet, "CP5", clock.now()) == 0, 10,
+                             "cap filled, no room left for an arrival")
+            monitor.start()
+            await fleet.plug_in("CP5", 1, _ev(), "DRIVER-1")
+            await wait_until(lambda: _composite_w(fleet, "CP5", clock.now()) > 0, 10,
+                             "the new car planned in")
+            await wait_until(lambda: len(monitor.samples) > 50, 10, "samples after the arrival")
+            await monitor.stop()
+            assert not monitor.excesses(), monitor.excesses()[:5]
+            assert fleet.draw_w("CP5", 1) > 0
+        finally:
+            await monitor.stop()
+            await fleet.stop()

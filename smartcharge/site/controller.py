@@ -26,7 +26,7 @@ from smartcharge.site import state as st
 from smartcharge.site.limits import (SOURCE_CONNECTOR, SOURCE_ENERGY, SOURCE_FALLBACK,
                                      LimitSource, SiteLimits)
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
-                                   over_limits, safe_baseline)
+                                   idle_shares, over_limits, safe_baseline)
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class ControllerSettings:
     history_points: int = 2000
     history_every_s: float = 60.0      # one history point per this much site time
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
+    idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
 
 
 @dataclass
@@ -284,7 +285,11 @@ class SiteController:
                 ref=ref, transaction_id=built["transaction_id"][ref], start=now,
                 slot_starts=starts, power_w=power_w[i] + built["floor_w"][ref],
                 min_power_w=float(problem.min_power_w[i]), binding=bindings[i])
-        self.plan = Plan(at=now, connectors=plans, fixed_w=fixed,
+        lifetime_slots = int(np.ceil(self.settings.idle_window_s / self.settings.slot_s)) + 1
+        idle = idle_shares(problem, power_w, self.topology,
+                           busy=set(controlled) | set(fixed) | set(self.state.sessions),
+                           window_slots=lifetime_slots)
+        self.plan = Plan(at=now, connectors=plans, fixed_w=fixed, idle_w=idle,
                          root_limit_w=float(problem.node_limit_w[0, 0] + sum(fixed.values()))
                          if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"),
                          root_source=root_sources[0], status=status)

@@ -77,6 +77,7 @@ class StationControl:
     zero_ok: bool = True               # False: it refuses limit 0; pause at the minimum
     defaults_root_w: float | None = None
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
+    idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -110,10 +111,12 @@ class Dispatcher:
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))
-        elif isinstance(event, ev.SessionStopped) and event.connector_id is not None:
+        elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
+                and event.connector_id is not None:
             control = self.stations.get(event.station_id)
             if control is not None:
                 control.sent.pop(event.connector_id, None)
+                control.idle_sent.pop(event.connector_id, None)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -171,6 +174,7 @@ class Dispatcher:
                     if "A" not in control.caps.rate_units and control.caps.rate_units:
                         control.unit = control.caps.rate_units[0]
                 control.sent.clear()   # the station may have forgotten everything
+                control.idle_sent.clear()
                 await self._send_defaults(control)
             except (StationOffline, StationTimeout) as exc:
                 log.info("station %s: setup postponed (%s)", station_id, exc)
@@ -245,10 +249,39 @@ class Dispatcher:
                         continue
                     if self._needs_send(control, cplan):
                         await self._send_plan(control, cplan)
+                await self._dispatch_idle(control, plan, phase)
             except StationOffline:
                 return
             except Exception:  # one station's trouble never stops the others
                 log.exception("station %s: dispatch failed", control.station_id)
+
+    async def _dispatch_idle(self, control: StationControl, plan: Plan, phase: str | None) -> None:
+        """Idle connectors get a short-lived TxDefaultProfile (stack level 1) at their share of
+        the room the plan leaves, so a car arriving before the next re-plan stays within it."""
+        if control.caps.max_stack_level < 1:
+            return   # it would replace the fail-safe default at stack level 0
+        now = self.clock.now()
+        for connector in self.topology.station(control.station_id).connectors:
+            ref = ConnectorRef(control.station_id, connector.connector_id)
+            value = plan.idle_w.get(ref)
+            if value is None or (value <= 0 and not control.zero_ok):
+                continue
+            sent = control.idle_sent.get(connector.connector_id)
+            lower = sent is None or value < sent[0] - 1.0
+            if phase is not None and (phase == "down") != lower:
+                continue
+            if not (lower or (sent[1] - now).total_seconds() < self.settings.refresh_before_s
+                    or value > sent[0] + max(1000.0, 0.2 * sent[0])):
+                continue
+            station = self.topology.station(control.station_id)
+            payload = P.tx_default_profile(
+                connector.connector_id, now, [0], [value], unit=control.unit,
+                phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
+                duration_s=int(self.settings.profile_lifetime_s), stack_level=1, fallback=True)
+            await self._send(control, payload)
+            # recorded even when refused: best effort, retried when it runs out
+            control.idle_sent[connector.connector_id] = (
+                value, now + timedelta(seconds=self.settings.profile_lifetime_s))
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False) -> tuple[dict, Sent]:

@@ -50,6 +50,7 @@ class Plan:
     root_limit_w: float
     root_source: LimitSource | None
     status: str
+    idle_w: dict[ConnectorRef, float] = field(default_factory=dict)  # what a car arriving may draw
     extra: dict = field(default_factory=dict)
 
 
@@ -133,6 +134,34 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
                       else "energy need spread over the stay")
             found = LimitSource(SOURCE_ENERGY, name, detail)
         out.append(found)
+    return out
+
+
+def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,
+                window_slots: int) -> dict[ConnectorRef, float]:
+    """What each idle connector (no session) may draw if a car arrives before the next re-plan:
+    its equal share of the room the plan leaves under every node above it over the first
+    window_slots slots, in W; below its minimum rate it is 0. Sent as a short-lived
+    TxDefaultProfile, so an arrival never pushes the site over a limit while it waits for its
+    own plan."""
+    load_w, load_a = node_loads(problem, power_w)
+    k = max(1, min(window_slots, problem.n_slots))
+    room_w = (problem.node_limit_w[:, :k] - load_w[:, :k]).min(axis=1)                 # (M,)
+    room_a = (problem.node_limit_a[:, None, :k] - load_a[:, :, :k]).min(axis=(1, 2))  # (M,)
+    idle = [r for r in topology.refs if r not in busy]
+    count = np.zeros(topology.n_nodes)
+    for ref in idle:
+        for node in topology.ancestors(topology.station_node[ref.station_id]):
+            count[node] += 1
+    out = {}
+    for ref in idle:
+        connector = topology.connector(ref)
+        watts_per_amp = connector.phases * topology.station(ref.station_id).voltage_v
+        share = topology.max_power_w(ref)
+        for node in topology.ancestors(topology.station_node[ref.station_id]):
+            share = min(share, max(room_w[node], 0.0) / count[node],
+                        max(room_a[node], 0.0) / count[node] * watts_per_amp)
+        out[ref] = float(share) if share >= topology.min_power_w(ref) else 0.0
     return out
 
 
