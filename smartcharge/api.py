@@ -19,7 +19,7 @@ from aiohttp import web
 from smartcharge import api_commands
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.store import SessionRow
+from smartcharge.store import SessionRow, db_time
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ async def _stations(app: web.Application) -> list[dict[str, Any]]:
             "boot_status": row.get("boot_status"),
             "vendor": row.get("vendor"), "model": row.get("model"),
             "firmware_version": row.get("firmware_version"),
-            "last_seen": row.get("last_seen"),
+            "last_seen": db_time(link.last_seen) if link and link.last_seen
+            else row.get("last_seen"),
             "firmware_status": row.get("firmware_status"),
             "diagnostics_status": row.get("diagnostics_status"),
             "connectors": [{"connector_id": s["connector_id"], "status": s["status"],

@@ -59,6 +59,11 @@ class StationLink:
         return self._adapter.boot_accepted
 
     @property
+    def last_seen(self):
+        """When the station last sent us anything (UTC datetime), or None if unknown."""
+        return getattr(self._adapter, "last_seen", None)
+
+    @property
     def online(self) -> bool:
         return not self._closed.is_set()
 
