@@ -62,10 +62,10 @@ def as_v16_error(error: OCPPError) -> OCPPError:
 def call_error_frame(unique_id: str, error: OCPPError) -> str:
     error = as_v16_error(error)
     return json.dumps([MessageType.CallError, unique_id, error.code, error.description,
-                       _jsonable(error.details)], separators=(",", ":"))
+                       jsonable_details(error.details)], separators=(",", ":"))
 
 
-def _jsonable(details: Any) -> dict:
+def jsonable_details(details: Any) -> dict:
     """CALLERROR details must be an object; keep only what serialises (no message objects)."""
     if not isinstance(details, dict):
         return {}

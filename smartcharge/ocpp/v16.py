@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError, SecurityError, UnknownCallErrorCodeError
 from ocpp.messages import Call, MessageType
 from ocpp.routing import on
@@ -130,7 +131,7 @@ class CentralSystemV16(ChargePoint):
             answer = await self.call(request, suppress=False)
         except OCPPError as error:
             raise StationCallError(edge.normalize_error_code(error.code), error.description,
-                                   edge._jsonable(error.details)) from None
+                                   edge.jsonable_details(error.details)) from None
         except UnknownCallErrorCodeError as error:
             raise StationCallError("UnknownErrorCode", str(error)) from None
         except asyncio.TimeoutError:
@@ -340,7 +341,6 @@ def _camel(snake: str) -> str:
 
 
 def _camel_payload(answer: Any) -> dict:
-    from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
     try:
         return snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
     except TypeError:
