@@ -118,11 +118,11 @@ async def _stations(app: web.Application) -> list[dict[str, Any]]:
     return result
 
 
-async def _session_rows(request: web.Request) -> list[SessionRow]:
+async def _session_rows(request: web.Request, default_limit: int = 1000) -> list[SessionRow]:
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     try:
-        limit = int(request.query.get("limit", "1000"))
+        limit = int(request.query.get("limit", str(default_limit)))
     except ValueError:
         limit = -1
     if not 1 <= limit <= 100_000:
@@ -143,7 +143,8 @@ async def sessions_csv(request: web.Request) -> web.Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for row in await _session_rows(request):
+    # a billing export must not be cut short by the JSON list's page size
+    for row in await _session_rows(request, default_limit=100_000):
         data = session_json(row)
         data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
         data["flags"] = " ".join(data["flags"])
