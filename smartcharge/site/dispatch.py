@@ -75,6 +75,10 @@ class StationControl:
     unit: str = "A"
     use_tx_default: bool = False       # the station refuses TxProfiles: plan via TxDefault
     zero_ok: bool = True               # False: it refuses limit 0; pause at the minimum
+    # transactions whose TxProfile was refused but a TxDefaultProfile taken. A refusal can be a
+    # race (the car left before we heard), so the station is only switched to TxDefault plans
+    # once this happened for two different transactions.
+    tx_default_evidence: set[int] = field(default_factory=set)
     defaults_root_w: float | None = None
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
@@ -347,6 +351,9 @@ class Dispatcher:
                     payload, sent = self._desired(control, cplan, floor=floor)
                     answer = await self._send(control, payload)
                     if answer == "Accepted":
+                        if use_tx_default and not modes[0]:
+                            control.tx_default_evidence.add(cplan.transaction_id)
+                            control.use_tx_default = len(control.tx_default_evidence) >= 2
                         control.sent[ref.connector_id] = sent
                         if floor and control.zero_ok:
                             control.zero_ok = False
