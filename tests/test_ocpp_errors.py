@@ -110,3 +110,11 @@ async def test_binary_frame_is_answered_not_fatal(harness):
     answer = json.loads((await ws.receive(timeout=5)).data)
     assert answer[:3] == [4, "-1", "FormationViolation"]
     await assert_still_up(harness, ws)
+
+
+async def test_our_own_invalid_request_is_a_value_error_not_a_station_error(harness):
+    await booted_raw_socket(harness)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    with pytest.raises(ValueError, match="ChangeConfiguration"):
+        await link.call(call.ChangeConfiguration(key="K" * 60, value="1"), timeout_s=5)

@@ -2,7 +2,8 @@
 
 `StationLink.call()` is what the REST API and the site controller use to talk to a station. It
 never returns None for an error: it returns the typed `ocpp.v16.call_result.*` payload or raises
-`StationOffline`, `StationTimeout` or `StationCallError`. Do not await it from inside the same
+`StationOffline`, `StationTimeout` or `StationCallError` (and ValueError, before anything is
+sent, for a request that breaks the OCPP schema: that is our bug). Do not await it from inside the same
 station's inbound handler (the library handles one message at a time): schedule a task with
 `link.spawn()` instead.
 """

@@ -15,7 +15,7 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType
+from ocpp.messages import Call, MessageType, validate_payload
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
@@ -127,6 +127,7 @@ class CentralSystemV16(ChargePoint):
     async def send_call(self, request: Any) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout."""
         action = type(request).__name__
+        await _check_our_request(request)
         try:
             answer = await self.call(request, suppress=False)
         except OCPPError as error:
@@ -338,6 +339,18 @@ def _phase_current(group: list[Reading], phase: str) -> float | None:
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+async def _check_our_request(request: Any) -> None:
+    """A request that breaks the schema is our bug, not the station's: ValueError, not a
+    StationCallError (the library would report it with the same codes a station uses)."""
+    try:
+        await validate_payload(Call("check", type(request).__name__, _camel_payload(request)),
+                               "1.6")
+    except OCPPError as error:
+        cause = error.details.get("cause") if isinstance(error.details, dict) else None
+        raise ValueError(f"invalid {type(request).__name__} request: "
+                         f"{cause or error.description}") from None
 
 
 def _camel_payload(answer: Any) -> dict:
