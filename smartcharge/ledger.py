@@ -65,6 +65,7 @@ class MeterOutcome:
     transaction_id: int | None
     new_samples: int
     duplicate: bool
+    reopened: SessionRow | None = None   # a session closed at a "reboot" that is still running
 
 
 def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag: str,
@@ -98,10 +99,12 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     transaction_id = session.transaction_id if session else None
     new = tx.insert_samples(_rows(station_id, connector_id, transaction_id, station_tx_id,
                                   readings, "MeterValues", at))
+    reopened = None
     if session is not None and session.state == CLOSED_IMPLICITLY:
-        _revisit_implicit_close(tx, session, readings, at, max_power_w)
+        if _revisit_implicit_close(tx, session, readings, at, max_power_w):
+            reopened = tx.session(session.transaction_id)
     tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
-    return MeterOutcome(transaction_id, new, duplicate=False)
+    return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
 
 def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_stop_wh: float,
@@ -194,8 +197,9 @@ def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime
 
 
 def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence[Reading],
-                            at: datetime, max_power_w: float) -> None:
-    """Samples for a session we closed without its stop: it was still going, or we learn more."""
+                            at: datetime, max_power_w: float) -> bool:
+    """Samples for a session we closed without its stop: it was still going (returns True:
+    reopened), or they tell us more about its energy."""
     closed_at = from_db_time(session.stop_time)
     if session.closed_by == "Reboot" and closed_at is not None \
             and any(r.timestamp > closed_at for r in readings):
@@ -205,12 +209,13 @@ def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence
                          meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
                          energy_wh=None, energy_method=None,
                          flags=_flags(session) | {"reopened_after_boot"}, at=at)
-        return
+        return True
     energy = _energy(tx, session, None, None, max_power_w)
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY,
                      closed_by=session.closed_by, stop_time=closed_at, meter_stop_wh=None,
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
                      energy_method=energy.method, flags=_flags(session) | energy.flags, at=at)
+    return False
 
 
 def _energy(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,

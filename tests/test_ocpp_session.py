@@ -125,3 +125,20 @@ async def test_offline_start_register_zero_does_not_bill_the_whole_register(harn
     row = await _session(harness, tx_id)
     assert row.energy_wh == 11_000
     assert "start_register_zero" in row.flags and row.energy_method == "samples"
+
+
+async def test_boot_without_a_real_reboot_reopens_the_running_session(harness, t0):
+    # some stations send BootNotification on every reconnect: their session keeps running
+    from datetime import UTC, datetime
+    station = await harness.station("CP2")
+    now = datetime.now(UTC).replace(microsecond=0)
+    tx_id = (await station.start_tx(1, 100, now - timedelta(minutes=10))).transaction_id
+    await station.boot()
+    assert (await _session(harness, tx_id)).state == "closed_implicitly"
+    await station.meter(1, tx_id, now + timedelta(seconds=5), 900)
+    row = await _session(harness, tx_id)
+    assert row.state == "open" and "reopened_after_boot" in row.flags
+    restarted = [e for e in harness.events if isinstance(e, SessionStarted)]
+    assert [e.transaction_id for e in restarted] == [tx_id, tx_id]
+    await station.stop_tx(tx_id, 1_300, now + timedelta(minutes=1))
+    assert (await _session(harness, tx_id)).energy_wh == 1_200

@@ -40,7 +40,7 @@ from smartcharge.metering import DEFAULT_MAX_POWER_W, ENERGY_REGISTER, Reading, 
 from smartcharge.model import Site, Station
 from smartcharge.ocpp import edge
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
-from smartcharge.store import Store
+from smartcharge.store import Store, from_db_time
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +233,8 @@ class CentralSystemV16(ChargePoint):
         if outcome.duplicate:
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
         else:
+            if outcome.reopened is not None:
+                self._publish_reopened(outcome.reopened)
             for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
                                             readings):
                 self._ctx.events.publish(event)
@@ -298,6 +300,14 @@ class CentralSystemV16(ChargePoint):
         if stored is None:
             return AuthorizationStatus.invalid
         return AuthorizationStatus(stored)
+
+    def _publish_reopened(self, session) -> None:
+        log.warning("station %s: session %d is still running after a BootNotification: "
+                    "reopened", self.id, session.transaction_id)
+        self._ctx.events.publish(SessionStarted(
+            self.id, session.connector_id, session.transaction_id, session.id_tag or "",
+            session.meter_start_wh or 0.0, from_db_time(session.start_time)
+            or self._ctx.clock.now()))
 
     def _publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:
         for session in closed:
