@@ -62,6 +62,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="minutes between the utility's announcement and the event (0: at once)")
     parser.add_argument("--mixed-phase-cars", action="store_true",
                         help="let single-phase cars take three-phase bays too (unbalanced phases)")
+    parser.add_argument("--explain", type=int, default=0, metavar="N",
+                        help="for the first N limit violations, print every bay under the "
+                             "overloaded circuit with its draw and installed profiles")
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="directory for the plot (created if missing)")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -111,6 +114,7 @@ class Demo:
         self.base_url = ""
         self.dr_answer = ""
         self._need_tasks: set[asyncio.Task] = set()
+        self._explained = 0
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -331,8 +335,35 @@ class Demo:
                    for state in station.connectors.values() if state.transaction is not None)
 
     def _sample(self):
-        return self.monitor.record(self.clock.now(), self._draws(), self._sessions(),
-                                   self._delivered_wh())
+        seen = len(self.monitor.violations)
+        sample = self.monitor.record(self.clock.now(), self._draws(), self._sessions(),
+                                     self._delivered_wh())
+        for violation in self.monitor.violations[seen:]:
+            if self._explained < self.args.explain:
+                self._explained += 1
+                self._explain(violation)
+        return sample
+
+    def _explain(self, violation) -> None:
+        """What each bay under the overloaded circuit draws and which profiles it holds."""
+        print(f"  {violation.time:%H:%M:%S}  LIMIT VIOLATION {violation.where} {violation.kind}: "
+              f"{violation.value:.1f} > {violation.limit:.1f}")
+        for station in self.site.stations:
+            if violation.where not in self.monitor.chain(station.station_id):
+                continue
+            sim = self.fleet.station(station.station_id)
+            for cid, state in sim.connectors.items():
+                if state.transaction is None and state.draw_w == 0:
+                    continue
+                print(f"      {station.station_id}/{cid}: draws {state.draw_w:.0f} W, composite "
+                      f"limit {state.limit_w}, tx {state.transaction and state.transaction.transaction_id}")
+                for profile in sim.profiles.profiles:
+                    if profile.connector_id in (0, cid) and profile.purpose != "ChargePointMaxProfile":
+                        periods = [(p.start_s, p.limit) for p in profile.schedule.periods][:6]
+                        print(f"          {profile.purpose} #{profile.profile_id} level "
+                              f"{profile.stack_level} from {profile.schedule.start:%H:%M:%S} "
+                              f"(installed {profile.installed_at:%H:%M:%S}) "
+                              f"{profile.schedule.rate_unit} {periods}")
 
     async def _sample_loop(self) -> None:
         while True:

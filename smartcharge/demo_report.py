@@ -122,6 +122,10 @@ class Monitor:
         self._voltage = {s.station_id: s.voltage_v for s in self.site.stations}
         self._root_id = self.site.root.circuit_id
 
+    def chain(self, station_id: str) -> list[str]:
+        """The circuits a station's load flows through, its own first, the grid last."""
+        return self._chain[station_id]
+
     def record(self, at: datetime, draws: Iterable[Draw], sessions: int, delivered_wh: float) -> Sample:
         power_w: dict[str, float] = {c.circuit_id: 0.0 for c in self.site.circuits}
         current_a: dict[str, list[float]] = {c.circuit_id: [0.0, 0.0, 0.0] for c in self.site.circuits}

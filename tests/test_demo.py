@@ -109,13 +109,13 @@ def _free_port() -> int:
 
 
 def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
-    """Two hours of the demo site at 480x over real sockets: the utility's event is accepted,
+    """Two hours of the demo site at 240x over real sockets: the utility's event is accepted,
     profiles are sent, the measured draws never exceed a limit, and the plot is a PNG."""
     out_dir = tmp_path / "out"
     port = _free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "smartcharge.demo", "--hours", "2", "--speed", "480",
-         "--port", str(port), "--out", str(out_dir), "--data-dir", str(tmp_path / "data")],
+        [sys.executable, "-m", "smartcharge.demo", "--hours", "2", "--speed", "240",
+         "--port", str(port), "--out", str(out_dir), "--data-dir", str(tmp_path / "data"), "--explain", "3"],
         capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1])
     output = result.stdout
     assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
