@@ -40,14 +40,17 @@ async def assert_still_up(harness, ws):
     ([2, "m4", "FlyToTheMoon", {}], [4, "m4", "NotImplemented"]),
     ([2, "m5", "RemoteStartTransaction", {"idTag": "X"}], [4, "m5", "NotSupported"]),
     ([2, "m6", "StatusNotification", {"connectorId": 1, "errorCode": "NoError"}],
-     [4, "m6", "ProtocolError"]),
+     [4, "m6", "OccurenceConstraintViolation"]),
     ([2, "m7", "StatusNotification", {"connectorId": "one", "errorCode": "NoError",
                                       "status": "Available"}],
      [4, "m7", "TypeConstraintViolation"]),
     ([2, "m8", "Heartbeat", {"unexpected": 1}], [4, "m8", "FormationViolation"]),
     ([2, "m9", "StatusNotification", {"connectorId": 1, "errorCode": "NoError",
                                       "status": "Sleeping"}],
-     [4, "m9", "FormationViolation"]),
+     [4, "m9", "PropertyConstraintViolation"]),
+    ([2, "m10", "Authorize", {"idTag": "X" * 21}], [4, "m10", "TypeConstraintViolation"]),
+    ([2, "m11", "MeterValues", {"connectorId": 1, "meterValue": []}],
+     [4, "m11", "OccurenceConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     ws = await booted_raw_socket(harness)

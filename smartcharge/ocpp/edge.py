@@ -8,8 +8,10 @@
   does not handle (e.g. RemoteStartTransaction sent by a station): `NotSupported`;
 - `format: date-time` is not checked by the library: "yesterday" must be refused with
   `TypeConstraintViolation`, never stored;
-- the library raises 2.0.1 spellings (`FormatViolation`, `OccurrenceConstraintViolation`) for 1.6
-  schema errors: mapped to the 1.6 names here; from stations we accept both spellings.
+- the library raises 2.0.1-style codes for 1.6 schema errors (`FormatViolation` for a bad enum
+  value, `ProtocolError` for a missing field): `classify_schema_error` names them as the 1.6 table
+  does (PropertyConstraintViolation, OccurenceConstraintViolation, TypeConstraintViolation,
+  FormationViolation); from stations we accept both spellings of OccurenceConstraintViolation.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from jsonschema.exceptions import best_match
 from ocpp.exceptions import (
     FormationViolationError,
     FormatViolationError,
@@ -130,6 +133,39 @@ def check_action(action: str, handled: set[str]) -> OCPPError | None:
         return NotSupportedError(description=f"Action {action} is not supported by a "
                                  "central system")
     return None
+
+
+# jsonschema keyword that failed -> the OCPP-J 1.6 error code (table 4.2.3) that names it
+_SCHEMA_ERRORS = {
+    "type": TypeConstraintViolationError,
+    "maxLength": TypeConstraintViolationError,     # CiString20Type etc. are data types
+    "required": OccurenceConstraintViolationError,
+    "minItems": OccurenceConstraintViolationError,
+    "maxItems": OccurenceConstraintViolationError,
+    "enum": PropertyConstraintViolationError,
+    "minimum": PropertyConstraintViolationError,
+    "maximum": PropertyConstraintViolationError,
+    "multipleOf": PropertyConstraintViolationError,
+    "pattern": PropertyConstraintViolationError,
+    "additionalProperties": FormationViolationError,
+}
+
+
+def classify_schema_error(action: str, payload: dict) -> OCPPError | None:
+    """The 1.6 CALLERROR for a CALL payload that breaks its schema, or None if it does not.
+
+    The library validates and raises 2.0.1-style codes (FormatViolation for an enum value,
+    ProtocolError for a missing field); the 1.6 table names them differently."""
+    try:
+        validator = get_validator(MessageType.Call, action, OCPP16)
+    except (OSError, ValueError):
+        return None
+    error = best_match(validator.iter_errors(payload))
+    if error is None:
+        return None
+    where = ".".join(str(part) for part in error.absolute_path) or "payload"
+    kind = _SCHEMA_ERRORS.get(error.validator, FormationViolationError)
+    return kind(description=f"{where}: {error.message}"[:500])
 
 
 def check_date_times(action: str, payload: dict) -> OCPPError | None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import OCPPError, SecurityError, UnknownCallErrorCodeError
+from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
 from ocpp.messages import Call, MessageType, validate_payload
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
@@ -119,7 +119,12 @@ class CentralSystemV16(ChargePoint):
         try:
             await self._handle_call(Call(unique_id, action, payload))
         except OCPPError as schema_error:
-            error = edge.as_v16_error(schema_error)
+            # out of the library: the request broke its schema, or (our bug) our answer did
+            error = edge.classify_schema_error(action, payload) or InternalError(
+                description="the central system produced an invalid answer")
+            if isinstance(error, InternalError):
+                log.error("station %s: our %s answer failed validation: %s", self.id, action,
+                          schema_error)
             log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
                         error.code, error.description)
             await self._send(edge.call_error_frame(unique_id, error))
