@@ -273,6 +273,12 @@ class StoreTx:
         return self._dicts("SELECT * FROM profiles_sent WHERE station_id = ? ORDER BY id",
                            (station_id,))
 
+    def pragma(self, name: str) -> Any:
+        """A SQLite setting, for diagnostics (e.g. "journal_mode", "user_version")."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return self._db.execute(f"PRAGMA {name}").fetchone()[0]
+
     def _dicts(self, query: str, args: tuple = ()) -> list[dict[str, Any]]:
         cursor = self._db.execute(query, args)
         names = [column[0] for column in cursor.description]

@@ -18,9 +18,7 @@ async def test_new_file_is_migrated_with_wal_and_full_sync(tmp_path):
     store = await SqliteStore.open(str(path))
     try:
         pragmas = await store.run(lambda tx: (
-            tx._db.execute("PRAGMA journal_mode").fetchone()[0],
-            tx._db.execute("PRAGMA synchronous").fetchone()[0],
-            tx._db.execute("PRAGMA user_version").fetchone()[0]))
+            tx.pragma("journal_mode"), tx.pragma("synchronous"), tx.pragma("user_version")))
         assert pragmas == ("wal", 2, len(MIGRATIONS))          # 2 = FULL
     finally:
         await store.close()
