@@ -21,7 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from smartcharge.metering import ENERGY_REGISTER, Energy, Reading, session_energy
+from smartcharge.metering import (
+    ENERGY_REGISTER,
+    Energy,
+    Reading,
+    plausible_wh,
+    session_energy,
+)
 from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 
 OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \
@@ -117,21 +123,22 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
         return StopOutcome(earlier.get("ourTransactionId"), earlier.get("connectorId"),
                            earlier.get("energyWh"), duplicate=True, matched="duplicate")
     session = _own_session(tx, station_id, station_tx_id)
-    flags: set[str] = set()
     if session is not None and session.state == OPEN:
-        matched = "known"
+        matched, flags = "known", set()
     elif session is not None and session.state == CLOSED_IMPLICITLY:
         matched, flags = "late", {"late_stop"}
+    elif session is not None:   # a different stop for a session already stopped: for review
+        matched, flags, session = "orphan", {"second_stop_for_transaction"}, None
     else:
-        session = _reconcile_stop(tx, station_id, id_tag, meter_stop_wh, timestamp)
-        if session is not None:
-            matched, flags = "reconciled", {"reconciled_unknown_transaction_id"}
-        else:
-            matched, flags = "orphan", {"unknown_transaction_id"}
-            session = tx.session(tx.insert_session(
-                station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
-                meter_start_wh=None, reservation_id=None, state=ORPHAN_STOP, at=at,
-                station_tx_id=station_tx_id))
+        session = _reconcile_stop(tx, station_id, id_tag, meter_stop_wh, timestamp,
+                                  max_power_w)
+        matched, flags = (("reconciled", {"reconciled_unknown_transaction_id"}) if session
+                          else ("orphan", {"unknown_transaction_id"}))
+    if session is None:
+        session = tx.session(tx.insert_session(
+            station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
+            meter_start_wh=None, reservation_id=None, state=ORPHAN_STOP, at=at,
+            station_tx_id=station_tx_id))
     tx.insert_samples(_rows(station_id, session.connector_id or 0, session.transaction_id,
                             station_tx_id, readings, "StopTransaction", at))
     energy = _energy(tx, session, meter_stop_wh, timestamp, max_power_w)
@@ -175,13 +182,21 @@ def _resolve_for_samples(tx: StoreTx, station_id: str, connector_id: int,
 
 
 def _reconcile_stop(tx: StoreTx, station_id: str, id_tag: str | None, meter_stop_wh: float,
-                    timestamp: datetime) -> SessionRow | None:
-    """The one open session this unknown-id stop can belong to, or None if not unambiguous."""
-    candidates = [s for s in tx.open_sessions(station_id)
-                  if (from_db_time(s.start_time) or timestamp) <= timestamp
-                  and (s.meter_start_wh is None or s.meter_start_wh <= meter_stop_wh)]
-    if id_tag is not None and len(candidates) > 1:
-        candidates = [s for s in candidates if s.id_tag == id_tag]
+                    timestamp: datetime, max_power_w: float) -> SessionRow | None:
+    """The one open session this unknown-id stop can belong to, or None if not unambiguous:
+    started before the stop, same id tag when the stop names one, and a register delta the
+    station could have delivered in the time (another connector's meter rarely fits)."""
+    def fits(session: SessionRow) -> bool:
+        started = from_db_time(session.start_time) or timestamp
+        if started > timestamp or (id_tag is not None and session.id_tag != id_tag):
+            return False
+        if session.meter_start_wh is None:
+            return True
+        delta_wh = meter_stop_wh - session.meter_start_wh
+        duration_s = (timestamp - started).total_seconds()
+        return 0 <= delta_wh <= plausible_wh(duration_s, max_power_w)
+
+    candidates = [s for s in tx.open_sessions(station_id) if fits(s)]
     return candidates[0] if len(candidates) == 1 else None
 
 

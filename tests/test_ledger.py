@@ -103,3 +103,38 @@ async def test_retried_stop_does_not_count_transaction_data_twice(tmp_path):
         assert len(samples) == 1
     finally:
         await store.close()
+
+
+async def test_unknown_stop_is_not_pinned_on_an_unrelated_session(tmp_path):
+    store = await SqliteStore.open(str(tmp_path / "r.sqlite"))
+    try:
+        def start(connector_id, register_wh, tag, payload):
+            return lambda tx: ledger.start_transaction(
+                tx, station_id="S", connector_id=connector_id, id_tag=tag,
+                meter_start_wh=register_wh, timestamp=at(0), reservation_id=None,
+                payload=payload, answer_status="Accepted", at=at(0), max_power_w=22_000)
+
+        first = await store.run(start(1, 50_000.0, "A", {"n": 1}))
+
+        def stop(transaction_id, register_wh, tag, n):
+            return lambda tx: ledger.stop_transaction(
+                tx, station_id="S", station_tx_id=transaction_id, meter_stop_wh=register_wh,
+                timestamp=at(30), reason=None, id_tag=tag, readings=[], payload={"s": n},
+                at=at(30), max_power_w=22_000)
+
+        # another meter's register (connector 2, never seen): far beyond what 30 min allow
+        foreign = await store.run(stop(-1, 9_000_000.0, None, 1))
+        assert foreign.matched == "orphan"
+        # another driver's tag: not this session either
+        other_tag = await store.run(stop(0, 52_000.0, "B", 2))
+        assert other_tag.matched == "orphan"
+        ours = await store.run(stop(-1, 52_000.0, "A", 3))
+        assert (ours.matched, ours.transaction_id, ours.energy_wh) == (
+            "reconciled", first.transaction_id, 2_000)
+        # a different, second stop for the now stopped session changes nothing billed
+        second = await store.run(stop(first.transaction_id, 60_000.0, "A", 4))
+        assert second.matched == "orphan" and second.transaction_id != first.transaction_id
+        row = await store.run(lambda tx: tx.session(first.transaction_id))
+        assert row.energy_wh == 2_000
+    finally:
+        await store.close()
