@@ -121,3 +121,20 @@ async def test_our_own_invalid_request_is_a_value_error_not_a_station_error(harn
     link = harness.app[REGISTRY].get("CP1")
     with pytest.raises(ValueError, match="ChangeConfiguration"):
         await link.call(call.ChangeConfiguration(key="K" * 60, value="1"), timeout_s=5)
+
+
+async def test_station_answer_with_a_bad_date_time_is_refused(harness):
+    ws = await booted_raw_socket(harness)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    pending = asyncio.create_task(link.call(
+        call.GetCompositeSchedule(connector_id=1, duration=600), timeout_s=5))
+    request = json.loads((await ws.receive(timeout=5)).data)
+    await ws.send_str(json.dumps([3, request[1], {
+        "status": "Accepted", "connectorId": 1, "scheduleStart": "tomorrow",
+        "chargingSchedule": {"chargingRateUnit": "A",
+                             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6.0}]}}]))
+    with pytest.raises(StationCallError) as refused:
+        await pending
+    assert refused.value.code == "TypeConstraintViolation"
+    assert "scheduleStart" in refused.value.description
