@@ -21,7 +21,9 @@ DEFAULT_CONTEXT = "Sample.Periodic"
 DEFAULT_LOCATION = "Outlet"
 DEFAULT_FORMAT = "Raw"
 DEFAULT_MAX_POWER_W = 350_000.0              # when a station's maximum is unknown (DC HPC)
-PLAUSIBILITY_FACTOR = 1.25                   # meters and clocks are not perfect
+# The checks are for gross errors (a start register of 0, a rollover, a garbage value), so
+# they are generous: meters, station clocks and declared maxima in site files are not perfect.
+PLAUSIBILITY_FACTOR = 2.0
 PLAUSIBILITY_SLACK_WH = 500.0
 UNKNOWN_DURATION_S = 24 * 3600.0             # ceiling when the station's clock is unusable
 

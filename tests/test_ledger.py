@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings, strategies as st
 
 from smartcharge import ledger
-from smartcharge.metering import parse_meter_values, session_energy, to_si
+from smartcharge.metering import (
+    PLAUSIBILITY_FACTOR,
+    PLAUSIBILITY_SLACK_WH,
+    parse_meter_values,
+    session_energy,
+    to_si,
+)
 from smartcharge.store import SqliteStore
 
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
@@ -66,7 +72,8 @@ def test_energy_is_never_negative_or_beyond_what_the_station_can_deliver(registe
                             points[1:-1], 22_000)
     duration_h = 10 * (len(registers) - 1) / 60
     if energy.energy_wh is not None:
-        assert 0 <= energy.energy_wh <= 22_000 * duration_h * 1.25 + 500 * len(registers)
+        assert 0 <= energy.energy_wh <= (22_000 * duration_h * PLAUSIBILITY_FACTOR
+                                         + PLAUSIBILITY_SLACK_WH * len(registers))
 
 
 def test_units_and_defaults():
