@@ -56,6 +56,7 @@ class Sent:
     phases: int
     starts_s: list[int]
     limits: list[float]
+    purpose: str = P.TX_PROFILE
 
     def rate_at(self, moment: datetime) -> float | None:
         if moment >= self.expires:
@@ -75,10 +76,10 @@ class StationControl:
     unit: str = "A"
     use_tx_default: bool = False       # the station refuses TxProfiles: plan via TxDefault
     zero_ok: bool = True               # False: it refuses limit 0; pause at the minimum
-    # transactions whose TxProfile was refused but a TxDefaultProfile taken. A refusal can be a
-    # race (the car left before we heard), so the station is only switched to TxDefault plans
-    # once this happened for two different transactions.
-    tx_default_evidence: set[int] = field(default_factory=set)
+    # (connector, transaction) whose TxProfile was refused once. A refusal is often a race (the
+    # car left before we heard), so the station is only switched to TxDefault plans when the
+    # same, still open transaction refuses its TxProfile a second time.
+    tx_refused: set[tuple[int, int]] = field(default_factory=set)
     defaults_root_w: float | None = None
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
@@ -337,10 +338,12 @@ class Dispatcher:
     async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> None:
         """Send one connector's plan, trying the alternatives when the station refuses."""
         ref = cplan.ref
+        key = (ref.connector_id, cplan.transaction_id)
         units = [control.unit] + [u for u in control.caps.rate_units if u != control.unit]
         modes = [control.use_tx_default, not control.use_tx_default]
         floors = [not control.zero_ok, True] if control.zero_ok else [True]
         has_zero = any(p <= 0 for p in cplan.power_w[:4])
+        remembered = (control.unit, control.use_tx_default)
         answer = None
         for floor in floors:
             if floor and control.zero_ok and not has_zero:
@@ -351,20 +354,44 @@ class Dispatcher:
                     payload, sent = self._desired(control, cplan, floor=floor)
                     answer = await self._send(control, payload)
                     if answer == "Accepted":
-                        if use_tx_default and not modes[0]:
-                            control.tx_default_evidence.add(cplan.transaction_id)
-                            control.use_tx_default = len(control.tx_default_evidence) >= 2
-                        control.sent[ref.connector_id] = sent
+                        await self._accepted(control, cplan, sent, use_tx_default,
+                                             remembered[1], key)
                         if floor and control.zero_ok:
                             control.zero_ok = False
                             self.controller.set_floor(ref, cplan.min_power_w)
                         self.controller.set_uncontrollable(ref, None)
                         return
                     if answer == NO_ANSWER:
+                        control.unit, control.use_tx_default = remembered
                         self.controller.set_uncontrollable(ref, "station does not answer")
                         return
-        control.unit, control.use_tx_default = units[0], modes[0]
+        control.unit, control.use_tx_default = remembered
         self.controller.set_uncontrollable(ref, f"every profile rejected (last answer: {answer})")
+
+    async def _accepted(self, control: StationControl, cplan: ConnectorPlan, sent: Sent,
+                        used_tx_default: bool, was_tx_default: bool, key) -> None:
+        connector_id = cplan.ref.connector_id
+        previous = control.sent.get(connector_id)
+        sent.purpose = P.TX_DEFAULT_PROFILE if used_tx_default else P.TX_PROFILE
+        control.sent[connector_id] = sent
+        if used_tx_default and not was_tx_default:
+            # remembered only on a second refusal of the same open transaction
+            control.use_tx_default = key in control.tx_refused
+            control.tx_refused.add(key)
+        if used_tx_default and previous is not None and previous.purpose == P.TX_PROFILE \
+                and previous.transaction_id == cplan.transaction_id:
+            # a TxProfile still installed would overrule the plan we just sent: remove it
+            await self._clear_tx_profile(control, connector_id)
+
+    async def _clear_tx_profile(self, control: StationControl, connector_id: int) -> None:
+        request = call.ClearChargingProfile(id=P.profile_id(connector_id, P.TX_PROFILE))
+        try:
+            answer = await self._call(control.station_id, request)
+            log.info("station %s connector %d: old TxProfile cleared (%s)", control.station_id,
+                     connector_id, getattr(answer, "status", answer))
+        except (StationTimeout, StationCallError) as exc:
+            log.warning("station %s connector %d: could not clear the old TxProfile: %s",
+                        control.station_id, connector_id, exc)
 
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, station_id: str, request):
