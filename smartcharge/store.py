@@ -259,6 +259,10 @@ class StoreTx:
                          "received_at) VALUES (?, ?, ?, ?, ?)",
                          (station_id, vendor_id, message_id, data, db_time(at)))
 
+    def data_transfers(self, station_id: str) -> list[dict[str, Any]]:
+        return self._dicts("SELECT vendor_id, message_id, data, received_at FROM data_transfers "
+                           "WHERE station_id = ? ORDER BY id", (station_id,))
+
     def insert_profile_sent(self, station_id: str, connector_id: int, purpose: str | None,
                             profile: dict, answer: str | None, at: datetime) -> int:
         cursor = self._db.execute(
