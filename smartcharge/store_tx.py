@@ -1,0 +1,277 @@
+"""The SQL the ledger, the adapters and the API need, run inside one store transaction.
+
+`StoreTx` is what a piece of work passed to `Store.run()` receives; it only knows SQL (billing
+rules live in `ledger.py`). Times are stored as fixed-width UTC text so they sort.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+
+def db_time(moment: datetime | None) -> str | None:
+    """Fixed-width UTC text that sorts like the times it stands for."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_db_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    transaction_id: int
+    station_id: str
+    connector_id: int | None
+    id_tag: str | None
+    start_time: str | None
+    meter_start_wh: float | None
+    reservation_id: int | None
+    stop_time: str | None
+    meter_stop_wh: float | None
+    stop_reason: str | None
+    stop_id_tag: str | None
+    state: str
+    closed_by: str | None
+    energy_wh: float | None
+    energy_method: str | None
+    flags: str
+    station_tx_id: int | None
+    created_at: str
+    updated_at: str
+
+
+_SESSION_COLUMNS = ", ".join(f.name for f in fields(SessionRow))
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    station_id: str
+    connector_id: int
+    transaction_id: int | None
+    station_tx_id: int | None
+    timestamp: str
+    measurand: str
+    phase: str
+    unit: str
+    context: str
+    location: str
+    format: str
+    value_text: str
+    value_si: float | None
+    source: str
+    received_at: str
+
+
+_SAMPLE_COLUMNS = ", ".join(f.name for f in fields(SampleRow))
+
+
+class StoreTx:
+    """The SQL the ledger and the adapters need, used inside one transaction."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    # -- stations ---------------------------------------------------------------------------
+    def station_seen(self, station_id: str, at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO stations (station_id, first_seen, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (station_id) DO UPDATE SET last_seen = excluded.last_seen",
+            (station_id, db_time(at), db_time(at)))
+
+    def set_boot(self, station_id: str, status: str, at: datetime, payload: dict) -> None:
+        self.station_seen(station_id, at)
+        self._db.execute(
+            "UPDATE stations SET boot_status = ?, boot_time = ?, vendor = ?, model = ?, "
+            "serial_number = ?, firmware_version = ?, boot_json = ? WHERE station_id = ?",
+            (status, db_time(at), payload.get("chargePointVendor"),
+             payload.get("chargePointModel"), payload.get("chargePointSerialNumber"),
+             payload.get("firmwareVersion"), json.dumps(payload), station_id))
+
+    def boot_status(self, station_id: str) -> str | None:
+        row = self._db.execute("SELECT boot_status FROM stations WHERE station_id = ?",
+                               (station_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_notification(self, station_id: str, kind: str, status: str, at: datetime) -> None:
+        self.station_seen(station_id, at)
+        column = {"firmware": "firmware_status", "diagnostics": "diagnostics_status"}[kind]
+        self._db.execute(f"UPDATE stations SET {column} = ?, {column}_time = ? "
+                         "WHERE station_id = ?", (status, db_time(at), station_id))
+        self._db.execute("INSERT INTO station_notifications (station_id, kind, status, "
+                         "received_at) VALUES (?, ?, ?, ?)",
+                         (station_id, kind, status, db_time(at)))
+
+    def set_connector_status(self, station_id: str, connector_id: int, status: str,
+                             error_code: str, info: str | None, vendor_error_code: str | None,
+                             timestamp: datetime, received_at: datetime) -> None:
+        self._db.execute(
+            "INSERT INTO connector_status VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (station_id, connector_id) DO UPDATE SET status = excluded.status, "
+            "error_code = excluded.error_code, info = excluded.info, "
+            "vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, "
+            "received_at = excluded.received_at",
+            (station_id, connector_id, status, error_code, info, vendor_error_code,
+             db_time(timestamp), db_time(received_at)))
+
+    def stations(self) -> list[dict[str, Any]]:
+        return self._dicts("SELECT * FROM stations ORDER BY station_id")
+
+    def connector_statuses(self, station_id: str | None = None) -> list[dict[str, Any]]:
+        if station_id is None:
+            return self._dicts("SELECT * FROM connector_status ORDER BY station_id, connector_id")
+        return self._dicts("SELECT * FROM connector_status WHERE station_id = ? "
+                           "ORDER BY connector_id", (station_id,))
+
+    # -- id tags ----------------------------------------------------------------------------
+    def id_tag_status(self, id_tag: str) -> str | None:
+        row = self._db.execute("SELECT status FROM id_tags WHERE id_tag = ?", (id_tag,)).fetchone()
+        return row[0] if row else None
+
+    def put_id_tag(self, id_tag: str, status: str = "Accepted") -> None:
+        self._db.execute("INSERT INTO id_tags (id_tag, status) VALUES (?, ?) ON CONFLICT "
+                         "(id_tag) DO UPDATE SET status = excluded.status", (id_tag, status))
+
+    # -- raw billing messages (idempotency) ------------------------------------------------
+    def seen_message(self, station_id: str, action: str, key: str) -> dict | None:
+        row = self._db.execute("SELECT answer_json FROM inbound_messages WHERE station_id = ? "
+                               "AND action = ? AND message_key = ?",
+                               (station_id, action, key)).fetchone()
+        if row is None:
+            return None
+        self._db.execute("UPDATE inbound_messages SET duplicates = duplicates + 1 WHERE "
+                         "station_id = ? AND action = ? AND message_key = ?",
+                         (station_id, action, key))
+        return json.loads(row[0])
+
+    def remember_message(self, station_id: str, action: str, key: str, payload: dict,
+                         answer: dict, at: datetime) -> None:
+        self._db.execute("INSERT INTO inbound_messages (station_id, action, message_key, "
+                         "payload_json, answer_json, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (station_id, action, key, json.dumps(payload), json.dumps(answer),
+                          db_time(at)))
+
+    # -- sessions ---------------------------------------------------------------------------
+    def insert_session(self, *, station_id: str, connector_id: int | None, id_tag: str | None,
+                       start_time: datetime | None, meter_start_wh: float | None,
+                       reservation_id: int | None, state: str, at: datetime,
+                       station_tx_id: int | None = None) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO sessions (station_id, connector_id, id_tag, start_time, "
+            "meter_start_wh, reservation_id, state, station_tx_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (station_id, connector_id, id_tag, db_time(start_time), meter_start_wh,
+             reservation_id, state, station_tx_id, db_time(at), db_time(at)))
+        return int(cursor.lastrowid)
+
+    def session(self, transaction_id: int) -> SessionRow | None:
+        row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE "
+                               "transaction_id = ?", (transaction_id,)).fetchone()
+        return SessionRow(*row) if row else None
+
+    def open_sessions(self, station_id: str, connector_id: int | None = None) -> list[SessionRow]:
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND state = 'open'"
+        args: tuple = (station_id,)
+        if connector_id is not None:
+            query, args = query + " AND connector_id = ?", (station_id, connector_id)
+        return [SessionRow(*row) for row in self._db.execute(query + " ORDER BY transaction_id",
+                                                              args)]
+
+    def close_session(self, transaction_id: int, *, state: str, closed_by: str,
+                      stop_time: datetime | None, meter_stop_wh: float | None,
+                      stop_reason: str | None, stop_id_tag: str | None,
+                      energy_wh: float | None, energy_method: str | None, flags: Iterable[str],
+                      at: datetime) -> None:
+        self._db.execute(
+            "UPDATE sessions SET state = ?, closed_by = ?, stop_time = ?, meter_stop_wh = ?, "
+            "stop_reason = ?, stop_id_tag = ?, energy_wh = ?, energy_method = ?, flags = ?, "
+            "updated_at = ? WHERE transaction_id = ?",
+            (state, closed_by, db_time(stop_time), meter_stop_wh, stop_reason, stop_id_tag,
+             energy_wh, energy_method, ",".join(sorted(set(flags))), db_time(at),
+             transaction_id))
+
+    def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
+        self._db.execute("UPDATE sessions SET station_tx_id = ? WHERE transaction_id = ?",
+                         (station_tx_id, transaction_id))
+
+    def sessions(self, station_id: str | None = None, since: datetime | None = None,
+                 until: datetime | None = None, limit: int = 1000) -> list[SessionRow]:
+        """Sessions that overlap [since, until); open sessions extend to now."""
+        clauses, args = [], []
+        if station_id is not None:
+            clauses.append("station_id = ?")
+            args.append(station_id)
+        if since is not None:
+            clauses.append("(stop_time IS NULL OR stop_time >= ?)")
+            args.append(db_time(since))
+        if until is not None:
+            clauses.append("(start_time IS NULL OR start_time < ?)")
+            args.append(db_time(until))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions{where} "
+                                "ORDER BY transaction_id LIMIT ?", (*args, limit))
+        return [SessionRow(*row) for row in rows]
+
+    # -- meter samples ----------------------------------------------------------------------
+    def insert_samples(self, samples: Iterable[SampleRow]) -> int:
+        """Insert, ignoring exact repeats (a retried message); returns how many were new."""
+        before = self._db.total_changes
+        self._db.executemany(
+            f"INSERT OR IGNORE INTO meter_samples ({_SAMPLE_COLUMNS}) VALUES "
+            f"({', '.join('?' * len(fields(SampleRow)))})",
+            [tuple(getattr(s, f.name) for f in fields(SampleRow)) for s in samples])
+        return self._db.total_changes - before
+
+    def register_readings(self, transaction_id: int) -> list[tuple[str, float]]:
+        """(timestamp, Wh) of the session's total import register, in time order."""
+        return list(self._db.execute(
+            "SELECT timestamp, value_si FROM meter_samples WHERE transaction_id = ? AND "
+            "measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
+            "NULL ORDER BY timestamp, id", (transaction_id,)))
+
+    def samples(self, transaction_id: int) -> list[dict[str, Any]]:
+        return self._dicts(f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE "
+                           "transaction_id = ? ORDER BY timestamp, id", (transaction_id,))
+
+    # -- other station messages -------------------------------------------------------------
+    def insert_data_transfer(self, station_id: str, vendor_id: str, message_id: str | None,
+                             data: str | None, at: datetime) -> None:
+        self._db.execute("INSERT INTO data_transfers (station_id, vendor_id, message_id, data, "
+                         "received_at) VALUES (?, ?, ?, ?, ?)",
+                         (station_id, vendor_id, message_id, data, db_time(at)))
+
+    def data_transfers(self, station_id: str) -> list[dict[str, Any]]:
+        return self._dicts("SELECT vendor_id, message_id, data, received_at FROM data_transfers "
+                           "WHERE station_id = ? ORDER BY id", (station_id,))
+
+    def insert_profile_sent(self, station_id: str, connector_id: int, purpose: str | None,
+                            profile: dict, answer: str | None, at: datetime) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO profiles_sent (station_id, connector_id, purpose, profile_json, answer, "
+            "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (station_id, connector_id, purpose, json.dumps(profile), answer, db_time(at)))
+        return int(cursor.lastrowid)
+
+    def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
+        if station_id is None:
+            return self._dicts("SELECT * FROM profiles_sent ORDER BY id")
+        return self._dicts("SELECT * FROM profiles_sent WHERE station_id = ? ORDER BY id",
+                           (station_id,))
+
+    def pragma(self, name: str) -> Any:
+        """A SQLite setting, for diagnostics (e.g. "journal_mode", "user_version")."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return self._db.execute(f"PRAGMA {name}").fetchone()[0]
+
+    def _dicts(self, query: str, args: tuple = ()) -> list[dict[str, Any]]:
+        cursor = self._db.execute(query, args)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
