@@ -33,7 +33,8 @@ from smartcharge.site.controller import ControllerSettings
 log = logging.getLogger("smartcharge.demo")
 
 DEFAULT_START = "2026-06-01T00:00:00Z"
-DEFAULT_SPEED = 480.0            # a 24 h day in 3 minutes
+DEFAULT_SPEED = 240.0            # a 24 h day in 6 minutes; faster runs stretch the server's
+                                 # real-time latencies over minutes of site time
 METER_INTERVAL_S = 300           # simulated stations' MeterValueSampleInterval [site s]
 SAMPLE_EVERY_S = 30.0            # the demo's own check of the draws [site s]
 GRACE_S = 2 * METER_INTERVAL_S   # one control-loop interval: measure, re-plan, send

@@ -105,7 +105,7 @@
     const sessions = s.sessions || [];
     document.getElementById("session-count").textContent = String(sessions.length);
     const sum = (key) => sessions.reduce((a, x) => a + (isNum(x[key]) ? x[key] : 0), 0);
-    document.getElementById("energy-delivered").textContent = kwh(sum("energy_wh"));
+    document.getElementById("energy-delivered").textContent = (sum("energy_wh") / 1000).toFixed(1);
     document.getElementById("energy-requested").textContent = kwh(sum("requested_wh"));
 
     const stations = s.stations || [];
