@@ -37,7 +37,7 @@ DEFAULT_SPEED = 240.0            # a 24 h day in 6 minutes; faster runs stretch 
                                  # real-time latencies over minutes of site time
 METER_INTERVAL_S = 300           # simulated stations' MeterValueSampleInterval [site s]
 SAMPLE_EVERY_S = 30.0            # the demo's own check of the draws [site s]
-GRACE_S = 2 * METER_INTERVAL_S   # one control-loop interval: measure, re-plan, send
+GRACE_S = METER_INTERVAL_S       # one control-loop interval: measure, re-plan, send
 # Measurements count as fresh for three meter intervals: in fast time a sample in flight is
 # older in site time than it would be in real life.
 DEMO_CONTROLLER_SETTINGS = ControllerSettings(stale_after_s=3 * METER_INTERVAL_S)
