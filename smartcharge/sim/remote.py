@@ -1,0 +1,220 @@
+"""What a station does when the central system calls it (handlers.py answers with these)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ocpp.exceptions import OCPPError
+from ocpp.v16 import call
+
+from smartcharge.clock import format_ocpp_time
+from smartcharge.sim import configuration
+from smartcharge.sim.profiles import ProfileRejected, parse_profile
+
+log = logging.getLogger("smartcharge.sim.station")
+
+
+class RemoteControl:
+    """Mixin of SimStation: remote start/stop, availability, unlock, reset, trigger,
+    configuration and smart charging."""
+
+
+    def remote_start(self, id_tag: str, connector_id: int | None, profile: dict | None) -> str:
+        if connector_id is None:
+            free = [cid for cid, s in self.connectors.items()
+                    if s.transaction is None and s.operative]
+            plugged = [cid for cid in free if self.connectors[cid].ev is not None]
+            if not free:
+                return "Rejected"
+            connector_id = (plugged or free)[0]
+        state = self.connectors.get(connector_id)
+        if state is None or state.transaction is not None or not state.operative:
+            return "Rejected"
+        if profile is not None and profile.get("charging_profile_purpose") != "TxProfile":
+            return "Rejected"
+        self._deferred.append(
+            lambda: self._spawn(self._remote_start(connector_id, id_tag, profile)))
+        return "Accepted"
+
+    async def _remote_start(self, connector_id: int, id_tag: str, profile: dict | None) -> None:
+        state = self.connectors[connector_id]
+        if state.ev is None:
+            state.pending_remote_id_tag = id_tag     # starts when the cable goes in
+            return
+        if configuration.as_bool(self.config, "AuthorizeRemoteTxRequests"):
+            if not await self.authorize_and_start(connector_id, id_tag):
+                return
+        else:
+            self.start_transaction(connector_id, id_tag)
+        if profile is not None:
+            self.set_charging_profile(connector_id, profile)
+
+    def remote_stop(self, transaction_id: int) -> str:
+        for cid, state in self.connectors.items():
+            if state.transaction is not None and state.transaction.transaction_id == transaction_id:
+                self._deferred.append(lambda cid=cid: self.stop_transaction(cid, "Remote"))
+                return "Accepted"
+        return "Rejected"
+
+    def change_availability(self, connector_id: int, kind: str) -> str:
+        if connector_id != 0 and connector_id not in self.connectors:
+            return "Rejected"
+        targets = list(self.connectors) if connector_id == 0 else [connector_id]
+        scheduled = False
+        for cid in targets:
+            state = self.connectors[cid]
+            if kind == "Inoperative" and state.transaction is not None:
+                state.unavailable_after_transaction = True
+                scheduled = True
+                continue
+            state.unavailable_after_transaction = False
+            state.operative = kind == "Operative"
+            self._refresh_status(cid)
+        return "Scheduled" if scheduled else "Accepted"
+
+    def unlock(self, connector_id: int) -> str:
+        if connector_id not in self.connectors:
+            return "NotSupported"
+        self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
+        return "Unlocked"
+
+    def run_deferred(self) -> None:
+        actions, self._deferred = self._deferred, []
+        for action in actions:
+            action()
+
+    def request_reset(self, kind: str) -> None:
+        self._spawn(self._reset(kind))
+
+    async def _reset(self, kind: str) -> None:
+        resume = {}
+        for cid, state in self.connectors.items():
+            if state.transaction is not None:
+                resume[cid] = state.transaction.id_tag
+                self.stop_transaction(cid, "SoftReset" if kind == "Soft" else "HardReset")
+        if kind == "Soft" and self.booted.is_set():
+            try:   # a soft reset lets the stops go out first; a hard one sends them after boot
+                await self.drained(timeout_s=self.spec.call_timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        if self.spec.quirks.forget_profiles_on_reboot:
+            self.profiles.clear()
+        boots_before = self.boots
+        self._rebooting = True
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+        if self.spec.resume_after_reset and resume:
+            try:
+                await self.wait_for(lambda: self.boots > boots_before, timeout_s=30.0)
+            except asyncio.TimeoutError:
+                return
+            for cid, id_tag in resume.items():
+                state = self.connectors[cid]
+                if state.ev is not None and state.transaction is None and not state.ev.full:
+                    self.start_transaction(cid, id_tag)
+
+    _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
+                    "DiagnosticsStatusNotification", "FirmwareStatusNotification")
+
+    def trigger_status(self, requested: str, connector_id: int | None) -> str:
+        if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
+            return "Rejected"
+        return "Accepted" if requested in self._TRIGGERABLE else "NotImplemented"
+
+    def trigger(self, requested: str, connector_id: int | None) -> None:
+        """Send what TriggerMessage asked for (after answering it)."""
+        targets = list(self.connectors) if not connector_id else [connector_id]
+        if requested == "StatusNotification":
+            for cid in ([0] if connector_id is None else []) + targets:
+                self._notify_status(cid)
+        elif requested == "MeterValues":
+            now = self.clock.now()
+            self.advance_to(now)
+            for cid in targets:
+                tx = self.connectors[cid].transaction
+                self._enqueue_meter_values(cid, tx, now, "Trigger")
+        elif requested == "Heartbeat":
+            self._spawn(self._live_call(call.Heartbeat()))
+        elif requested == "BootNotification":
+            self._spawn(self._live_call(call.BootNotification(
+                charge_point_model=self.spec.model, charge_point_vendor=self.spec.vendor)))
+        elif requested == "DiagnosticsStatusNotification":
+            self._spawn(self._live_call(call.DiagnosticsStatusNotification(status="Idle")))
+        elif requested == "FirmwareStatusNotification":
+            self._spawn(self._live_call(call.FirmwareStatusNotification(status="Idle")))
+
+    async def _live_call(self, request) -> None:
+        protocol = self._protocol
+        if protocol is not None:
+            try:
+                await protocol.call(request, suppress=False)
+            except (OCPPError, asyncio.TimeoutError, ConnectionError) as error:
+                log.info("%s: %s failed: %r", self.spec.station_id,
+                         type(request).__name__, error)
+
+    def configuration_changed(self, key: str) -> None:
+        if key == "MeterValueSampleInterval":
+            self._next_sample = None
+            self._wake_physics.set()
+
+    def set_charging_profile(self, connector_id: int, data: dict) -> str:
+        quirks = self.spec.quirks
+        if quirks.reject_all_profiles:
+            return "Rejected"
+        now = self.clock.now()
+        state = self.connectors.get(connector_id)
+        tx = state.transaction.context() if state and state.transaction else None
+        try:
+            profile = parse_profile(connector_id, data, now)
+            if quirks.reject_zero_limit and any(
+                    p.limit == 0 for p in profile.schedule.periods):
+                raise ProfileRejected("this station does not take a limit of 0")
+            self.advance_to(now)
+            self.profiles.install(profile, tx)
+        except (ProfileRejected, ValueError, KeyError, TypeError) as error:
+            log.info("%s: profile rejected: %s", self.spec.station_id, error)
+            return "Rejected"
+        self._update_draws(now)
+        self._wake_physics.set()
+        return "Accepted"
+
+    def clear_charging_profile(self, **criteria) -> int:
+        self.advance_to(self.clock.now())
+        removed = self.profiles.clear(**criteria)
+        self._update_draws(self.clock.now())
+        self._wake_physics.set()
+        return removed
+
+    def composite_schedule(self, connector_id: int, duration_s: int,
+                           unit: str | None) -> tuple[str, dict] | None:
+        if connector_id != 0 and connector_id not in self.connectors:
+            return None
+        allowed = self.profiles.capabilities.allowed_units
+        if unit is None:
+            unit = "A" if "Current" in allowed else "W"
+        if (unit == "A" and "Current" not in allowed) or (unit == "W" and "Power" not in allowed):
+            return None
+        now = self.clock.now().replace(microsecond=0)
+        if connector_id == 0:
+            phases, tx = 3, None
+            fallback_w = self._station_cap_w(now, obey=False) or sum(
+                c.spec.max_current_a * self.spec.voltage_v * c.spec.phases
+                for c in self.connectors.values())
+        else:
+            state = self.connectors[connector_id]
+            phases = self._phases_in_use(state)
+            tx = state.transaction.context() if state.transaction else None
+            fallback_w = state.spec.max_current_a * self.spec.voltage_v * phases
+        schedule = self.profiles.composite_schedule(
+            connector_id, now, duration_s, unit, tx, voltage_v=self.spec.voltage_v,
+            phases=phases, fallback_w=fallback_w)
+        return format_ocpp_time(now), {
+            "duration": duration_s,
+            "start_schedule": format_ocpp_time(now),
+            "charging_rate_unit": unit,
+            "charging_schedule_period": [
+                {"start_period": p.start_s, "limit": p.limit, "number_phases": p.number_phases}
+                for p in schedule.periods],
+        }

@@ -1,0 +1,91 @@
+"""What a simulated station is (its spec and quirks) and the state of its connectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from smartcharge import model as domain
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.profiles import TxContext
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """Ways real stations misbehave, for the controller's tests."""
+
+    reject_all_profiles: bool = False
+    reject_zero_limit: bool = False
+    only_rate_unit: str | None = None      # "A" or "W": the other unit is rejected
+    max_periods: int | None = None         # ChargingScheduleMaxPeriods
+    ignore_profiles: bool = False          # accepts profiles, then draws what the car wants
+    forget_profiles_on_reboot: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    connector_id: int
+    phases: int = 3
+    max_current_a: float = 32.0
+    min_current_a: float = 6.0
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    station_id: str
+    connectors: tuple[ConnectorSpec, ...]
+    password: str | None = None
+    voltage_v: float = 230.0
+    max_current_a: float | None = None
+    max_power_w: float | None = None
+    vendor: str = "smartcharge"
+    model: str = "SimStation"
+    quirks: Quirks = Quirks()
+    heartbeat_interval_s: int = 300
+    meter_interval_s: int = 60
+    physics_step_s: float = 60.0           # longest simulated step between physics updates
+    call_timeout_s: float = 10.0           # real seconds to wait for a central-system answer
+    reconnect_min_s: float = 0.2           # real seconds: reconnecting is about the network
+    reconnect_max_s: float = 10.0
+    max_stack_level: int = 10
+    max_periods: int = 24
+    max_installed: int = 16
+    resume_after_reset: bool = True        # a car still plugged in starts a new session
+
+    @classmethod
+    def from_model(cls, station: domain.Station, **overrides) -> StationSpec:
+        connectors = tuple(
+            ConnectorSpec(c.connector_id, c.phases, c.max_current_a, c.min_current_a)
+            for c in station.connectors)
+        return cls(station_id=station.station_id, connectors=connectors,
+                   password=station.password, voltage_v=station.voltage_v,
+                   max_current_a=station.max_current_a, max_power_w=station.max_power_w,
+                   **overrides)
+
+
+@dataclass
+class Transaction:
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: datetime
+    transaction_id: int | None = None      # assigned by the central system
+    id_tag_status: str | None = None
+
+    def context(self) -> TxContext:
+        return TxContext(self.transaction_id, self.started_at)
+
+
+@dataclass
+class ConnectorState:
+    spec: ConnectorSpec
+    status: str = "Available"
+    operative: bool = True
+    unavailable_after_transaction: bool = False
+    ev: SimEV | None = None
+    transaction: Transaction | None = None
+    pending_remote_id_tag: str | None = None
+    register_wh: float = 0.0               # Energy.Active.Import.Register, never decreases
+    draw_w: float = 0.0                    # what the car draws right now
+    limit_w: float | None = None           # composite limit in force, None = none
+    finished_transactions: list[Transaction] = field(default_factory=list)
