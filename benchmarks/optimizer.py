@@ -1,0 +1,250 @@
+"""Optimizer benchmark: speed and quality of every backend and baseline on the same instances.
+
+    python -m benchmarks.optimizer              # N in {10, 100, 1000, 5000} x 96 slots
+    python -m benchmarks.optimizer --large      # adds N = 10000
+    python -m benchmarks.optimizer --quick      # N in {10, 100, 1000}, one run each
+
+Instances come from optimizer.instances.generate (seeded; documented there): a site -> 20 feeders
+-> stations -> connectors tree, 96 slots of 15 min, family "power" (power limits only) and
+"phase" (mixed 1- and 3-phase connectors under per-phase current limits).
+
+Methods, each timed end to end as build + solve + check (optimizer.check), median of --repeats:
+
+    solve(auto)  optimizer.solve(problem): the production path, with the minimum-rate rule
+                 (0 or >= min) enforced by fix-and-resolve; its loss against the relaxation is
+                 reported in the summary
+    flow         the min-cost-flow backend on the relaxation (no minimum rates); power family only
+    highs        the vectorised LP in HiGHS (highspy) on the relaxation
+    linprog      the same LP arrays (optimizer.lp.build_lp) handed to scipy.optimize.linprog
+    pulp         the same model written the obvious way in PuLP, solved by CBC; skipped at sizes
+                 where it would not finish within --pulp-budget-s (estimated from the last size)
+    uncontrolled, equal_share, edf, llf   the baselines
+
+The instances carry minimum rates (6 A). Only solve(auto) and the baselines honour them; the
+relaxation methods (flow, highs, linprog, pulp) do not, so their "below-min entries" (0 < power
+< minimum) are expected and are counted apart from "limit violations" (every other kind that
+optimizer.check reports: node power and current, connector maximum, window, request).
+
+"ours" in the ratios is what solve(backend="auto") runs on the relaxation: flow where it
+applies, otherwise highs. Ratios are measured in the same run, on the same instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+import scipy.optimize
+
+from optimizer import baselines, flow
+from optimizer.check import check
+from optimizer.instances import generate
+from optimizer.lp import build_lp, solve_lp
+from optimizer.objective import build_objective, delivered_wh, evaluate
+from optimizer.pulp_backend import solve_pulp
+from optimizer.solve import solve
+
+SIZES = (10, 100, 1000, 5000)
+LARGE = 10000
+QUICK_SIZES = (10, 100, 1000)
+BASELINES = ("uncontrolled", "equal_share", "edf", "llf")
+
+
+@dataclass
+class Run:
+    build_s: float
+    solve_s: float
+    check_s: float
+    power_w: np.ndarray
+    note: str = ""
+
+    @property
+    def total_s(self) -> float:
+        return self.build_s + self.solve_s + self.check_s
+
+
+# --- methods: (problem, objective) -> (power_w, build_s, solve_s, note) -------------------------
+
+def run_solve(problem, objective):
+    started = time.perf_counter()
+    schedule = solve(problem, backend="auto")
+    wall = time.perf_counter() - started
+    # Whatever solve() spends outside build and solve (fix-and-resolve rounds, projection,
+    # its own check) is counted in solve_s so the total is the wall time.
+    return schedule.power_w, schedule.build_s, wall - schedule.build_s, \
+        f"{schedule.backend}/{schedule.status}"
+
+
+def run_backend(backend):
+    def run(problem, objective):
+        power_w, info = backend(problem, objective, problem.upper_w)
+        return power_w, info["build_s"], info["solve_s"], ""
+    return run
+
+
+def run_linprog(problem, objective):
+    started = time.perf_counter()
+    arrays = build_lp(problem, objective, problem.upper_w)
+    built = time.perf_counter()
+    result = scipy.optimize.linprog(arrays.c, A_ub=arrays.A_ub, b_ub=arrays.b_ub, A_eq=arrays.A_eq,
+                                    b_eq=arrays.b_eq, bounds=arrays.bounds, method="highs")
+    solved = time.perf_counter()
+    if result.status != 0:
+        raise RuntimeError(f"linprog: {result.message}")
+    return np.clip(arrays.to_power(result.x), 0.0, None), built - started, solved - built, ""
+
+
+def run_baseline(name):
+    def run(problem, objective):
+        started = time.perf_counter()
+        power_w = getattr(baselines, name)(problem)
+        return power_w, 0.0, time.perf_counter() - started, ""
+    return run
+
+
+def measure(method, problem, objective, repeats: int) -> Run:
+    runs = []
+    for _ in range(repeats):
+        power_w, build_s, solve_s, note = method(problem, objective)
+        started = time.perf_counter()
+        check(problem, power_w)
+        runs.append(Run(build_s, solve_s, time.perf_counter() - started, power_w, note))
+        if runs[-1].total_s > 10.0:
+            break  # slow methods: one run is enough to compare
+    median = lambda values: statistics.median(values)  # noqa: E731
+    return Run(median([r.build_s for r in runs]), median([r.solve_s for r in runs]),
+               median([r.check_s for r in runs]), runs[-1].power_w,
+               runs[-1].note + (f" ({len(runs)} runs)" if len(runs) < repeats else ""))
+
+
+# --- quality -------------------------------------------------------------------------------------
+
+def quality(problem, objective, power_w) -> dict:
+    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
+    root_load_w = power_w.sum(axis=0)
+    cap_w = problem.node_limit_w[0]
+    finite = np.isfinite(cap_w) & (cap_w > 0)
+    violations = check(problem, power_w)
+    return {
+        "objective": evaluate(problem, objective, power_w),
+        "energy_pct": 100.0 * delivered.sum() / max(problem.energy_wh.sum(), 1e-12),
+        "peak_pct": 100.0 * float(np.max(root_load_w[finite] / cap_w[finite])) if finite.any()
+        else float("nan"),
+        "violations": sum(v.kind != "below_min" for v in violations),
+        "below_min": sum(v.kind == "below_min" for v in violations),
+    }
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    except OSError:
+        pass
+    versions = ", ".join(f"{pkg} {metadata.version(pkg)}"
+                         for pkg in ("numpy", "scipy", "highspy", "ortools", "pulp"))
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {versions}")
+
+
+def bench_instance(family, n, args, pulp_state) -> tuple[list, dict]:
+    problem = generate(n, family=family, seed=args.seed)
+    objective = build_objective(problem)
+    methods = [("solve(auto)", run_solve)]
+    if flow.applicable(problem):
+        methods.append(("flow", run_backend(flow.solve_flow)))
+    methods += [("highs", run_backend(solve_lp)), ("linprog", run_linprog)]
+    estimate = pulp_state.get(family)
+    if estimate is None or estimate[0] * (n / estimate[1]) ** 1.2 <= args.pulp_budget_s:
+        methods.append(("pulp", run_backend(solve_pulp)))
+    else:
+        pulp_state.setdefault("skipped", []).append((family, n))
+    methods += [(name, run_baseline(name)) for name in BASELINES]
+
+    rows, runs = [], {}
+    for name, method in methods:
+        run = measure(method, problem, objective, args.repeats)
+        runs[name] = run
+        if name == "pulp":
+            pulp_state[family] = (run.total_s, n)
+        rows.append((name, run, quality(problem, objective, run.power_w)))
+    ours = "flow" if "flow" in runs else "highs"
+    relaxation = evaluate(problem, objective, runs[ours].power_w)
+    summary = {
+        "family": family, "n": n, "ours": ours, "ours_s": runs[ours].total_s,
+        "solve_s": runs["solve(auto)"].total_s,
+        "pulp_ratio": runs["pulp"].total_s / runs[ours].total_s if "pulp" in runs else None,
+        "linprog_ratio": runs["linprog"].total_s / runs[ours].total_s,
+        "highs_ratio": runs["highs"].total_s / runs[ours].total_s,
+        "minrate_loss": (relaxation - evaluate(problem, objective, runs["solve(auto)"].power_w))
+        / abs(relaxation) if relaxation else 0.0,
+        "minrate_energy_pts": quality(problem, objective, runs[ours].power_w)["energy_pct"]
+        - quality(problem, objective, runs["solve(auto)"].power_w)["energy_pct"],
+        "best": relaxation,
+    }
+    return rows, summary
+
+
+def print_table(family, n, rows, best) -> None:
+    print(f"\n### family {family}, N = {n} connectors x 96 slots\n")
+    print("| method | build s | solve s | check s | total s | objective gap vs LP | energy % "
+          "| peak % of cap | limit violations | below-min entries | note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, run, q in rows:
+        gap = (best - q["objective"]) / abs(best) if best else 0.0
+        print(f"| {name} | {run.build_s:.4f} | {run.solve_s:.4f} | {run.check_s:.4f} | "
+              f"{run.total_s:.4f} | {gap:.2e} | {q['energy_pct']:.2f} | {q['peak_pct']:.1f} | "
+              f"{q['violations']} | {q['below_min']} | {run.note} |")
+
+
+def print_summary(summaries, pulp_state) -> None:
+    print("\n### Summary (ours = auto on the relaxation: flow where it applies, else highs)\n")
+    print("| family | N | ours | ours total s | solve(auto) total s | pulp / ours | "
+          "linprog / ours | highs / ours | min-rate loss vs relaxation | energy pts lost |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for s in summaries:
+        pulp = f"{s['pulp_ratio']:.1f}x" if s["pulp_ratio"] is not None else "skipped"
+        print(f"| {s['family']} | {s['n']} | {s['ours']} | {s['ours_s']:.4f} | "
+              f"{s['solve_s']:.4f} | "
+              f"{pulp} | {s['linprog_ratio']:.1f}x | {s['highs_ratio']:.1f}x | "
+              f"{s['minrate_loss']:.2e} | {s['minrate_energy_pts']:.3f} |")
+    for family, n in pulp_state.get("skipped", []):
+        print(f"\npulp skipped for {family} N = {n}: estimated over the budget from the last size.")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--large", action="store_true", help="also N = 10000")
+    parser.add_argument("--quick", action="store_true", help="N up to 1000, one run each")
+    parser.add_argument("--sizes", type=int, nargs="+", help="connector counts to run")
+    parser.add_argument("--families", nargs="+", default=["power", "phase"])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per method (median)")
+    parser.add_argument("--pulp-budget-s", type=float, default=120.0,
+                        help="skip pulp where it is estimated to take longer")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES + ((LARGE,) if args.large else ()))
+    if args.quick:
+        args.repeats = 1
+    print(f"Machine: {machine()}")
+    print(f"Repeats: {args.repeats} (median; methods over 10 s run once)")
+    summaries, pulp_state = [], {}
+    for family in args.families:
+        for n in sizes:
+            rows, summary = bench_instance(family, n, args, pulp_state)
+            print_table(family, n, rows, summary["best"])
+            summaries.append(summary)
+    print_summary(summaries, pulp_state)
+
+
+if __name__ == "__main__":
+    main()
