@@ -21,7 +21,6 @@ class ChargingPhysics:
     """Mixin of SimStation: needs `spec`, `clock`, `rng`, `config`, `connectors`, `profiles`,
     `_enqueue`, `_refresh_status`, `_last_physics`, `_next_sample`, `_wake_physics`."""
 
-
     def _tx_contexts(self) -> dict[int, TxContext | None]:
         return {cid: (s.transaction.context() if s.transaction else None)
                 for cid, s in self.connectors.items()}

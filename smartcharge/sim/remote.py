@@ -19,7 +19,6 @@ class RemoteControl:
     """Mixin of SimStation: remote start/stop, availability, unlock, reset, trigger,
     configuration and smart charging."""
 
-
     def remote_start(self, id_tag: str, connector_id: int | None, profile: dict | None) -> str:
         if connector_id is None:
             free = [cid for cid, s in self.connectors.items()
