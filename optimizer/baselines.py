@@ -67,14 +67,16 @@ def _group_prefix(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> n
 
 
 def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.ndarray,
-                   tree: _Tree | None = None, used_w: np.ndarray | None = None) -> np.ndarray:
+                   tree: _Tree | None = None, used_w: np.ndarray | None = None,
+                   min_w: np.ndarray | None = None) -> np.ndarray:
     """(N,) power in slot t: cars served in `order`, each up to what every node above it has left.
 
     Deepest nodes first: at each node the cars below it are cut in order against its limit
     (power and each phase current) minus what `used_w` (N,) already draws there, so a larger
     node higher up only trims what its subtrees passed up. Each cut only lowers power, so every
     node stays within its limit. A car cut below its minimum is paused (0), which leaves the
-    headroom to the cars after it.
+    headroom to the cars after it. `min_w` (N,) overrides the minimum each car must get to run
+    (a car already running under `used_w` needs no minimum for more).
     """
     tree = tree or _Tree(problem)
     limit_w = problem.node_limit_w[:, t]
@@ -84,7 +86,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
         for ph in range(N_PHASES):
             limit_a[:, ph] = np.maximum(limit_a[:, ph] - node_conn @ (problem.amps_per_w[:, ph] * used_w), 0.0)
-    min_w = problem.min_power_w
+    min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
     amps = problem.amps_per_w
     rank = np.empty(order.shape[0], dtype=np.int64)
@@ -208,3 +210,32 @@ def equal_share(problem: Problem) -> np.ndarray:
         return got
 
     return _run(problem, allocate)
+
+
+def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
+    """(N, T) power_w plus whatever more fits, slot by slot, in priority order (EDF within weight).
+
+    Used after rounding: pausing a below-minimum entry frees headroom the re-solve may not have
+    handed out. Only adds power (so energy and the objective only grow) and keeps every limit and
+    the minimum-rate rule: a running car may take any amount more, a paused one at least its
+    minimum.
+    """
+    tree = _Tree(problem)
+    order = _priority_order(problem, problem.departure_slot.astype(float))
+    power_w = np.array(power_w, dtype=float)
+    wh = problem.wh_per_w
+    remaining = np.maximum(problem.energy_wh - power_w @ wh, 0.0)
+    # A slot's extra energy is taken from what is left after every *other* slot's allocation,
+    # so slots are visited in order and the remainder updated as we go.
+    for t in range(problem.n_slots):
+        current = power_w[:, t]
+        room_w = np.minimum(problem.upper_w[:, t] - current, remaining / wh[t] * (1.0 - 1e-12))
+        room_w = np.where(room_w > 0, room_w, 0.0)
+        need_min = np.where(current > 0, 0.0, problem.min_power_w)
+        room_w = np.where(room_w >= need_min, room_w, 0.0)
+        if not room_w.any():
+            continue
+        extra = serve_in_order(problem, t, room_w, order, tree, used_w=current, min_w=need_min)
+        power_w[:, t] = current + extra
+        remaining = np.maximum(remaining - extra * wh[t], 0.0)
+    return power_w

@@ -3,11 +3,18 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 
 1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP).
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
-   bound set to 0) and the model re-solved; repeated until none remain. It terminates because the
-   paused set only grows. HiGHS re-solves warm from the previous basis, so the extra rounds cost
-   a fraction of the first. The result is NEAR_OPTIMAL with the relaxation's objective attached.
+   bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room
+   that the re-solve hands to other entries, some again below their minimum; the chain is long
+   (35 rounds on a 1000-car instance) but almost all of the gain comes in the first round, so
+   after MAX_ROUNDS rounds the projection pauses what is left and a greedy top-up
+   (`baselines.top_up`: more power wherever a limit still has room, in priority order, never
+   below a minimum) hands the freed room out. Measured at N = 1000 (phase and power families,
+   3 seeds): weighted energy within 0.4-0.7 % of the LP relaxation, as good as or better than
+   3 re-solve rounds without the top-up, for 0.04 s instead of 0.15 s. The result is
+   NEAR_OPTIMAL with the relaxation's objective attached.
 3. Safety projection (optimizer/safety.py) lowers power by whatever rounding errors the solver
-   left, then `check(tol=0)` must be empty (asserted: a violation here is a bug).
+   left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
+   violation here is a bug).
 4. If the backend fails or runs out of time: the better of EDF and LLF, status FALLBACK.
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
@@ -32,7 +39,7 @@ BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
              "equal_share": baselines.equal_share, "uncontrolled": baselines.uncontrolled}
 SOLVERS = ("highs", "flow", "pulp")
 BACKENDS = ("auto", *SOLVERS, *BASELINES)
-MAX_ROUNDS = 2          # min-rate re-solves; the projection pauses what is left (see docstring)
+MAX_ROUNDS = 1          # min-rate re-solves before the projection pauses what is left (see docstring)
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 
@@ -176,17 +183,24 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc))
     started = time.perf_counter()
-    power_w = project(problem, power_w)
+    projected = project(problem, power_w)
+    paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
+    power_w = projected
+    rounded = info.get("paused", 0) + paused_by_projection > 0
+    if rounded:
+        # Pausing (by the rounds or by the projection) may have left room nobody uses.
+        power_w = project(problem, baselines.top_up(problem, power_w))
+    info["paused_by_projection"] = paused_by_projection
     _assert_feasible(problem, power_w, backend)
     check_s = time.perf_counter() - started
-    rounded = info.get("paused", 0) > 0
     extra = {k: v for k, v in info.items() if k not in ("build_s", "solve_s", "objective")}
     extra["check_s"] = check_s
     schedule = _schedule(
         problem, objective, power_w, status=NEAR_OPTIMAL if rounded else OPTIMAL, backend=backend,
         build_s=info["build_s"], solve_s=info["solve_s"] + check_s,
         message=(f"minimum rates: paused {info['paused']} (connector, slot) pairs in "
-                 f"{info['rounds']} re-solves" if rounded else ""),
+                 f"{info['rounds']} re-solves and {paused_by_projection} more after them, then "
+                 f"topped up greedily" if rounded else ""),
         relaxation_objective=info.get("relaxation_objective") if rounded else None, extra=extra)
     if rounded:
         return _portfolio_guard(problem, objective, schedule)
