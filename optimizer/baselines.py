@@ -111,7 +111,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             use = power[idx] * per_w
             before = _group_prefix(use, nodes[idx], np.argsort(rank[idx], kind="stable"))
             room = np.maximum(limit[nodes[idx]] * (1.0 - _EPS) - before, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 cap_w = np.where(per_w > 0, room / per_w, np.inf)
             new = np.minimum(power[idx], cap_w)
             power[idx] = np.where(new >= min_w[idx], new, 0.0)
@@ -128,7 +128,7 @@ def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndar
     node_conn = problem.node_connector
     load_w = node_conn @ desired_w
     factor = np.ones(problem.n_nodes)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         limit_w = problem.node_limit_w[:, t]
         factor = np.minimum(factor, np.where(load_w > limit_w, limit_w / load_w, 1.0))
         for ph in range(N_PHASES):

@@ -40,7 +40,7 @@ def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
         return power_w
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
     slack_wh = slack @ problem.wh_per_w
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = np.where(over & (slack_wh > 0), np.minimum(excess * OVERSHOOT / slack_wh, 1.0), 0.0)
     power_w = power_w - share[:, None] * slack
     # Rows the slack above minimum could not fix are scaled as a whole.
@@ -61,7 +61,7 @@ def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
         return power_w
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
     slack_w, slack_a = node_loads(problem, slack)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         need = np.where(over_w, (load_w - problem.node_limit_w) * OVERSHOOT / slack_w, 0.0)
         for ph in range(N_PHASES):
             need_a = np.where(over_a[:, ph],
@@ -73,7 +73,7 @@ def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     power_w = power_w - share * slack
     # Whatever the slack above minimum could not absorb: scale the subtree down.
     load_w, load_a = node_loads(problem, power_w)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         factor = np.where(load_w > problem.node_limit_w, problem.node_limit_w / load_w, 1.0)
         for ph in range(N_PHASES):
             factor = np.minimum(factor, np.where(load_a[:, ph] > problem.node_limit_a,

@@ -108,3 +108,18 @@ def test_fit_under_limits_respects_phase_current():
     assert check(problem, fitted[:, None], tol=0.0) == []
     # L1 would carry 7360/230 + 11040/690 = 48 A: both scale by 16/48.
     np.testing.assert_allclose(fitted / np.array([7360.0, 11040.0]), 1.0 / 3.0, rtol=1e-6)
+
+
+def test_top_up_only_adds_and_keeps_every_limit_and_minimum():
+    # 10 kW cap; car 0 runs at 6 kW, car 1 (4140 W minimum) is paused. The 4 kW left is below
+    # car 1's minimum, so it goes to car 0, which is already running.
+    problem = one_slot_problem([11040.0] * 2, [50000.0] * 2, 10000.0, min_power_w=4140.0)
+    topped = baselines.top_up(problem, np.array([[6000.0], [0.0]]))
+    assert check(problem, topped, tol=1e-6) == []
+    assert topped[0, 0] == pytest.approx(10000.0, rel=1e-6)
+    assert topped[1, 0] == 0.0
+    # With room for a minimum, the paused car starts at no less than it.
+    problem = one_slot_problem([7000.0, 11040.0], [50000.0] * 2, 12000.0, min_power_w=4140.0)
+    topped = baselines.top_up(problem, np.array([[6000.0], [0.0]]))
+    assert check(problem, topped, tol=1e-6) == []
+    np.testing.assert_allclose(topped[:, 0], [7000.0, 5000.0], rtol=1e-6)
