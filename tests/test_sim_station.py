@@ -463,3 +463,59 @@ async def test_real_server_remote_start_stop_and_reset(tmp_path):
                                              [stops[0], stops[1], stops[2]]))
     assert by_reason == expected
     assert all(s.state == "stopped" for s in sessions)
+
+
+async def get_command(http, server, station_id, name, params):
+    async with http.get(f"{server.http_url}/api/stations/{station_id}/{name}", params=params,
+                        headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["answer"]
+
+
+async def test_real_server_configuration_trigger_availability_and_schedule_round_trips(tmp_path):
+    site = parse_site(site_toml(), tmp_path)
+    clock = fast_clock()
+    async with real_server(site, tmp_path / "db.sqlite") as server, \
+            running_station(sim_spec_for(site, "CP1", quirks=Quirks(max_periods=7)),
+                            server.ws_url, clock) as station, \
+            aiohttp.ClientSession() as http:
+        await asyncio.wait_for(station.booted.wait(), 10)
+        config = await get_command(http, server, "CP1", "configuration",
+                                   [("key", "ChargingScheduleMaxPeriods"), ("key", "Nope")])
+        assert config["configurationKey"] == [
+            {"key": "ChargingScheduleMaxPeriods", "readonly": True, "value": "7"}]
+        assert config["unknownKey"] == ["Nope"]
+        changed = await command(http, server, "CP1", "change-configuration",
+                                {"key": "HeartbeatInterval", "value": "120"})
+        assert changed["answer"]["status"] == "Accepted"
+        assert station.config["HeartbeatInterval"].value == "120"
+        assert await station.plug_in(1, big_ev(), "DRIVER-1")
+        await station.wait_for(lambda: station.connectors[1].transaction.transaction_id
+                               is not None)
+        samples_before = len(sent(station, "MeterValues"))
+        triggered = await command(http, server, "CP1", "trigger-message",
+                                  {"requested_message": "MeterValues", "connector_id": 1})
+        assert triggered["answer"]["status"] == "Accepted"
+        await station.wait_for(lambda: any(
+            request.meter_value[0]["sampledValue"][0]["context"] == "Trigger"
+            for request in sent(station, "MeterValues")[samples_before:]))
+        schedule = await get_command(http, server, "CP1", "composite-schedule",
+                                     {"connector_id": "1", "duration_s": "600",
+                                      "charging_rate_unit": "A"})
+        assert schedule["status"] == "Accepted"
+        assert [p["limit"] for p in schedule["chargingSchedule"]["chargingSchedulePeriod"]] \
+            == [32.0]                                       # no profile: the connector maximum
+        cleared = await command(http, server, "CP1", "clear-charging-profile", {"id": 4242})
+        assert cleared["answer"]["status"] == "Unknown"
+        scheduled = await command(http, server, "CP1", "change-availability",
+                                  {"connector_id": 1, "type": "Inoperative"})
+        assert scheduled["answer"]["status"] == "Scheduled"
+        unlocked = await command(http, server, "CP1", "unlock-connector", {"connector_id": 1})
+        assert unlocked["answer"]["status"] == "Unlocked"
+        await station.wait_for(lambda: station.connectors[1].status == "Unavailable")
+        await station.drained()
+    sessions, _ = await stored(tmp_path / "db.sqlite")
+    assert [s.stop_reason for s in sessions] == ["UnlockCommand"]
+    stop = sent(station, "StopTransaction")[0]
+    start = sent(station, "StartTransaction")[0]
+    assert sessions[0].energy_wh == stop.meter_stop - start.meter_start
