@@ -51,6 +51,15 @@ class _Tree:
             up = at & (problem.node_parent[current] >= 0)
             current = np.where(up, problem.node_parent[current], current)
             current_depth = np.where(up, current_depth - 1, current_depth)
+        # Per depth: the connectors below some node of that depth, that node, and which kinds of
+        # limit exist there at all (most depths have only power limits, or none).
+        self.members = [np.flatnonzero(a >= 0) for a in self.ancestor_at]
+        self.member_nodes = [a[m] for a, m in zip(self.ancestor_at, self.members)]
+        finite_w = np.isfinite(problem.node_limit_w).any(axis=1)
+        finite_a = np.isfinite(problem.node_limit_a).any(axis=1)
+        self.has_w = [bool(finite_w[depth == d].any()) for d in range(self.max_depth + 1)]
+        self.has_a = [bool(finite_a[depth == d].any()) for d in range(self.max_depth + 1)]
+        self.any_a = bool(finite_a.any())
 
 
 def _group_prefix(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -84,35 +93,36 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     if used_w is not None:
         node_conn = problem.node_connector
         limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
-        for ph in range(N_PHASES):
-            limit_a[:, ph] = np.maximum(limit_a[:, ph] - node_conn @ (problem.amps_per_w[:, ph] * used_w), 0.0)
+        if tree.any_a:
+            used_a = node_conn @ (problem.amps_per_w * used_w[:, None])
+            limit_a = np.maximum(limit_a - used_a, 0.0)
     min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
     amps = problem.amps_per_w
     rank = np.empty(order.shape[0], dtype=np.int64)
     rank[order] = np.arange(order.shape[0])
+    m = limit_w.shape[0]
     for d in range(tree.max_depth, -1, -1):
-        node = tree.ancestor_at[d]
-        member = node >= 0
-        if not member.any():
+        members, nodes = tree.members[d], tree.member_nodes[d]
+        if members.size == 0:
             continue
-        nodes = np.where(member, node, 0)
-        checks = [(None, limit_w)] + [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
+        checks = [(None, limit_w)] if tree.has_w[d] else []
+        if tree.has_a[d]:
+            checks += [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
         for ph, limit in checks:
-            per_w_all = np.ones(power.shape[0]) if ph is None else amps[:, ph]
-            load = np.bincount(nodes[member], weights=(power * per_w_all)[member],
-                               minlength=limit.shape[0])
+            per_w = np.ones(members.size) if ph is None else amps[members, ph]
+            use = power[members] * per_w
+            load = np.bincount(nodes, weights=use, minlength=m)
             over = load > limit * (1.0 - _EPS)
             # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
-            idx = np.flatnonzero(member & over[nodes] & (power > 0))
-            if idx.size == 0:
+            cut = np.flatnonzero(over[nodes] & (use > 0))
+            if cut.size == 0:
                 continue
-            per_w = per_w_all[idx]
-            use = power[idx] * per_w
-            before = _group_prefix(use, nodes[idx], np.argsort(rank[idx], kind="stable"))
-            room = np.maximum(limit[nodes[idx]] * (1.0 - _EPS) - before, 0.0)
+            idx, idx_nodes, idx_per_w = members[cut], nodes[cut], per_w[cut]
+            before = _group_prefix(use[cut], idx_nodes, np.argsort(rank[idx], kind="stable"))
+            room = np.maximum(limit[idx_nodes] * (1.0 - _EPS) - before, 0.0)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                cap_w = np.where(per_w > 0, room / per_w, np.inf)
+                cap_w = np.where(idx_per_w > 0, room / idx_per_w, np.inf)
             new = np.minimum(power[idx], cap_w)
             power[idx] = np.where(new >= min_w[idx], new, 0.0)
     return power
