@@ -164,10 +164,11 @@ async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path)
 async def test_rejecting_station_is_planned_around_and_alternatives_are_remembered(tmp_path):
     clock = AcceleratedClock(T0, speed=SPEED)
     site = _site()
+    dispatch = DispatchSettings(call_timeout_s=5.0, probe_every_s=60.0)
     quirks = {"CP1": Quirks(reject_all_profiles=True), "CP2": Quirks(only_rate_unit="W"),
               "CP3": Quirks(reject_zero_limit=True), "CP4": Quirks(max_periods=1)}
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=DISPATCH) as server:
+                              dispatch=dispatch) as server:
         controller = server.controller
         fleet = Fleet(site, server.ws_url, clock, quirks=quirks, meter_interval_s=30,
                       reconnect_min_s=0.05, reconnect_max_s=0.3, call_timeout_s=5.0)
@@ -200,6 +201,18 @@ async def test_rejecting_station_is_planned_around_and_alternatives_are_remember
             rows = await _audit_rows(server)
             assert any(r["station_id"] == "CP1" and r["answer"] == "Rejected" for r in rows)
             _assert_schema_valid(rows)
+            # now and then it is offered a profile again (at its fallback); still refused
+            refused = sum(1 for r in rows if r["station_id"] == "CP1"
+                          and r["purpose"] != "ChargePointMaxProfile")
+            probed_at = clock.now()
+            await wait_until(lambda: clock.now() > probed_at + timedelta(seconds=61), 5, "61 s")
+            controller.request_replan("test")
+            await wait_until(lambda: server.dispatcher._probed.get(ref1, probed_at) > probed_at,
+                             10, "CP1 probed again")
+            rows = await _audit_rows(server)
+            assert sum(1 for r in rows if r["station_id"] == "CP1"
+                       and r["purpose"] != "ChargePointMaxProfile") > refused
+            assert ref1 in controller.uncontrollable
         finally:
             await fleet.stop()
 

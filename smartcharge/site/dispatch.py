@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 from ocpp.v16 import call
 
 from smartcharge import events as ev
@@ -43,6 +44,7 @@ class DispatchSettings:
     # back on its fail-safe TxDefaultProfile within this time.
     profile_lifetime_s: float = 1800.0
     refresh_before_s: float = 1000.0
+    probe_every_s: float = 900.0       # an uncontrollable connector is offered a profile again
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Dispatcher:
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
+        self._probed: dict[ConnectorRef, datetime] = {}
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
 
@@ -237,7 +240,34 @@ class Dispatcher:
         controls = [c for c in self.stations.values() if self.registry.get(c.station_id)]
         for phase in ("down", "up"):
             await asyncio.gather(*(self._dispatch_station(c, plan, phase) for c in controls))
+        await asyncio.gather(*(self._probe(c, plan) for c in controls))
         self._audit_wake.set()
+
+    async def _probe(self, control: StationControl, plan: Plan) -> None:
+        """Offer an uncontrollable connector a profile at the load it is planned at anyway (its
+        fallback), now and then: harmless if it obeys, and if it accepts it is controlled again.
+        """
+        if control.caps is None:
+            return
+        now = self.clock.now()
+        for ref, fallback_w in plan.fixed_w.items():
+            if ref.station_id != control.station_id or ref not in self.controller.uncontrollable:
+                continue
+            last = self._probed.get(ref)
+            if last is not None and (now - last).total_seconds() < self.settings.probe_every_s:
+                continue
+            session = self.controller.state.sessions.get(ref)
+            if session is None:
+                continue
+            self._probed[ref] = now
+            probe = ConnectorPlan(ref=ref, transaction_id=session.transaction_id, start=now,
+                                  slot_starts=[now], power_w=np.array([fallback_w]),
+                                  min_power_w=self.topology.min_power_w(ref))
+            async with control.lock:
+                try:
+                    await self._send_plan(control, probe)
+                except StationOffline:
+                    return
 
     async def _dispatch_station(self, control: StationControl, plan: Plan,
                                 phase: str | None) -> None:
