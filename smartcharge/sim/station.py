@@ -40,6 +40,15 @@ log = logging.getLogger("smartcharge.sim.station")
 
 
 class SimStation(ChargingPhysics, RemoteControl):
+    """One simulated charge point.
+
+    Scripting: `start()`/`stop()`, `plug_in(connector_id, ev, id_tag)`, `unplug(connector_id)`,
+    `start_transaction`/`stop_transaction`, `draw_w(connector_id)`, `go_offline()`/`go_online()`,
+    `redeliver(n)`. Waiting: `booted`/`connected` events, `wait_for(predicate)`, `drained()`.
+    Looking: `connectors` (state per connector), `profiles` (installed charging profiles),
+    `config` (configuration keys), `outbox`, `acknowledged` (every answered queued message).
+    """
+
     def __init__(self, spec: StationSpec, url: str, clock: Clock, *, seed: int = 0,
                  http: aiohttp.ClientSession | None = None) -> None:
         self.spec = spec
