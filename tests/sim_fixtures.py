@@ -52,9 +52,10 @@ class StationLink(ChargePoint):
     @on(Action.boot_notification)
     def on_boot(self, **payload):
         self._record("BootNotification", **payload)
+        status = self.csms.boot_answers.pop(0) if self.csms.boot_answers else "Accepted"
         return call_result.BootNotification(
             current_time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            interval=self.csms.heartbeat_interval_s, status="Accepted")
+            interval=self.csms.heartbeat_interval_s, status=status)
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **payload):
@@ -98,6 +99,7 @@ class StationLink(ChargePoint):
 class MiniCentralSystem:
     heartbeat_interval_s: int = 300
     accepting: bool = True
+    boot_answers: list[str] = field(default_factory=list)   # e.g. ["Pending"], then Accepted
     received: list[Received] = field(default_factory=list)
     links: dict[str, StationLink] = field(default_factory=dict)
     sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)

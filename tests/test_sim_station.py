@@ -142,6 +142,18 @@ async def test_stop_queued_before_start_was_answered_carries_the_assigned_id():
     assert csms.of("StopTransaction")[0]["transaction_id"] == start_id
 
 
+async def test_pending_boot_is_retried_after_the_interval_and_nothing_else_is_sent():
+    clock = fast_clock()
+    async with mini_central_system(boot_answers=["Pending", "Rejected"],
+                                   heartbeat_interval_s=60) as csms, \
+            running_station(station_spec(), csms.url, clock) as station:
+        await asyncio.wait_for(station.booted.wait(), 10)
+        await csms.wait_until(lambda: len(csms.of("StatusNotification")) >= 3)
+    actions = [r.action for r in csms.received]
+    assert actions[:3] == ["BootNotification"] * 3
+    assert station.boots == 1 and station.config["HeartbeatInterval"].value == "60"
+
+
 async def test_remote_start_and_stop():
     clock = fast_clock()
     async with mini_central_system() as csms, \
@@ -332,6 +344,11 @@ async def test_trigger_message_and_availability():
         refused = await link.call(call.RemoteStartTransaction(id_tag="TAG-OK", connector_id=1),
                                   suppress=False)
         assert refused.status == "Rejected"
+        down = await link.call(call.ChangeAvailability(connector_id=0, type="Inoperative"),
+                               suppress=False)
+        assert down.status == "Accepted"
+        await csms.wait_until(lambda: {"connector_id": 0, "status": "Unavailable"}.items()
+                              <= csms.of("StatusNotification")[-1].items())
         back = await link.call(call.ChangeAvailability(connector_id=0, type="Operative"),
                                suppress=False)
         assert back.status == "Accepted"

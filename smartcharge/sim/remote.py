@@ -70,6 +70,8 @@ class RemoteControl:
             state.unavailable_after_transaction = False
             state.operative = kind == "Operative"
             self._refresh_status(cid)
+        if connector_id == 0:
+            self._notify_status(0)
         return "Scheduled" if scheduled else "Accepted"
 
     def unlock(self, connector_id: int) -> str:

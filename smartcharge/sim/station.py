@@ -311,8 +311,9 @@ class SimStation(ChargingPhysics, RemoteControl):
             self._notify_status(connector_id)
 
     def _notify_status(self, connector_id: int) -> None:
-        if connector_id == 0:
-            status = "Available"
+        if connector_id == 0:     # the charge point as a whole
+            status = ("Available" if any(c.operative for c in self.connectors.values())
+                      else "Unavailable")
         else:
             status = self.connectors[connector_id].status
         timestamp = format_ocpp_time(self.clock.now())
