@@ -169,6 +169,10 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     """The best schedule `backend` finds for `problem`; see the module docstring."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
+    if problem.n_connectors == 0:  # nobody to charge (build_objective needs a weight)
+        empty = np.zeros((0, problem.n_slots))
+        return Schedule(power_w=empty, status=OPTIMAL, backend=backend, objective=0.0,
+                        delivered_wh=np.zeros(0), unmet_wh=np.zeros(0))
     objective = build_objective(problem)
     if backend in BASELINES:
         return _solve_baseline(problem, objective, backend)

@@ -159,3 +159,20 @@ def test_min_rate_case_through_highs_is_near_optimal_or_optimal():
     assert check(p, s.power_w, tol=0.0) == []
     assert sorted(s.power_w[:, 0]) == pytest.approx([0.0, 6000.0])
     assert s.status in (OPTIMAL, NEAR_OPTIMAL)
+
+
+def test_no_connectors_gives_an_empty_optimal_schedule():
+    p = Problem(slot_s=[900.0] * 4, max_power_w=np.zeros((0, 4)), energy_wh=[], arrival_slot=[],
+                departure_slot=[], node_parent=[-1], connector_node=[])
+    s = solve(p, backend="highs")
+    assert s.status == OPTIMAL and s.power_w.shape == (0, 4)
+
+
+def test_negative_prices_never_push_energy_past_the_request():
+    p = make([10000.0, 10000.0], [5000.0, 15000.0], 3, price_per_kwh=[-0.1, 0.2, -0.3])
+    s = solved(p)
+    # Cheapest slot 2 first, then slot 0; the dear slot 1 stays empty, and negative prices do not
+    # tempt the solver past either request.
+    np.testing.assert_allclose(s.delivered_wh, [5000.0, 15000.0], rtol=1e-9)
+    np.testing.assert_allclose(s.power_w[:, 2], [5000.0, 10000.0], atol=1e-6)
+    np.testing.assert_allclose(s.power_w[:, 1], [0.0, 0.0], atol=1e-6)
