@@ -19,6 +19,24 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
+
+Raising an entry to its minimum instead of pausing it (a lower bound of min_power_w in the
+re-solve, reverted when infeasible) was tried: better on some instances, worse on others, and
+slower (lower bounds make the warm re-solve work harder); the top-up gets most of that benefit
+without the risk, so it is not used.
+
+Measured (phase-aware instances from optimizer.instances, seed 1, 96 slots of 15 min, one process
+on a shared 2-core machine, median of 3):
+
+    N      LP relaxation build+solve+check   solve() end to end (1 re-solve, top-up, guard)
+    100    0.011 s                           0.07 s
+    1000   0.14 s  (build 0.014 s)           0.34 s
+    5000   1.5 s   (build 0.064 s)           3.0 s
+
+At N = 1000 the LP keeps 2564 of the 23232 finite node rows (power + 3 phases x node x slot);
+the rest provably cannot bind. Over 3 seeds x 2 families at N = 1000 the result's weighted energy
+is 0.993-0.996 of the relaxation's (an upper bound on any schedule's), the best baseline's
+0.992-0.993.
 """
 
 from __future__ import annotations
