@@ -14,7 +14,8 @@ from jsonschema import Draft4Validator
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.ocpp import profiles as P
 
-SCHEMA = json.loads((Path(ocpp.__file__).parent / "v16/schemas/SetChargingProfile.json").read_text(),
+SCHEMA_PATH = Path(ocpp.__file__).parent / "v16/schemas/SetChargingProfile.json"
+SCHEMA = json.loads(SCHEMA_PATH.read_text(),
                     parse_float=decimal.Decimal)
 NOW = datetime(2026, 1, 1, 12, 3, 7, 800_000, tzinfo=UTC)
 
@@ -69,7 +70,8 @@ def test_profile_ids_are_deterministic_per_connector_and_purpose():
                      caps=P.Capabilities())
     b = P.tx_profile(1, 6, NOW + timedelta(hours=1), [0], [2000], unit="W", phases=1,
                      voltage_v=230, caps=P.Capabilities())
-    assert a["csChargingProfiles"]["chargingProfileId"] == b["csChargingProfiles"]["chargingProfileId"]
+    profile_a, profile_b = a["csChargingProfiles"], b["csChargingProfiles"]
+    assert profile_a["chargingProfileId"] == profile_b["chargingProfileId"]
 
 
 def test_merge_takes_the_minimum_of_what_it_replaces():
@@ -111,7 +113,8 @@ def test_default_and_max_profiles_are_schema_valid():
     cp_max = P.charge_point_max_profile(NOW, 22_000, unit="A", phases=3, voltage_v=230)
     assert_schema_valid(cp_max)
     assert cp_max["connectorId"] == 0
-    assert cp_max["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 31.8
+    periods = cp_max["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"]
+    assert periods[0]["limit"] == 31.8
 
 
 def test_stack_level_capped_by_station():

@@ -11,7 +11,7 @@ from smartcharge import events as ev
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.site.api import tokens_from
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import control_server
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OP, UT = "op-secret", "utility-secret"

@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 
 from smartcharge import events as ev
@@ -37,7 +36,8 @@ def _start(controller, clock, station, tx, online=True):
 
 
 def _now_w(controller):
-    return {ref: p.power_at(controller.clock.now()) for ref, p in controller.plan.connectors.items()}
+    now = controller.clock.now()
+    return {ref: p.power_at(now) for ref, p in controller.plan.connectors.items()}
 
 
 def _first_slot_load(controller):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import ocpp
-import pytest
 from jsonschema import Draft4Validator
 
 from smartcharge.clock import AcceleratedClock, format_ocpp_time

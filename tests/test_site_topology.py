@@ -15,7 +15,8 @@ def _site():
                   Circuit("feeder-1", "grid", limit_w=30_000),
                   Circuit("breaker-1a", "feeder-1", limit_a=32)),
         stations=(
-            Station("CP1", "breaker-1a", (Connector(1, phases=3), Connector(2, phases=1, phase="L2"))),
+            Station("CP1", "breaker-1a",
+                    (Connector(1, phases=3), Connector(2, phases=1, phase="L2"))),
             Station("CP2", "feeder-1", (Connector(1, phases=3, max_current_a=16),),
                     max_power_w=11_000),
             Station("CP3", "grid", (Connector(1, phases=1, phase="L3", max_current_a=32),),

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -23,8 +23,7 @@ import optimizer
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import state as st
-from smartcharge.site.limits import (SOURCE_CONNECTOR, SOURCE_ENERGY, SOURCE_FALLBACK,
-                                     LimitSource, SiteLimits)
+from smartcharge.site.limits import SOURCE_FALLBACK, LimitSource, SiteLimits
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site.topology import ConnectorRef, SiteTopology

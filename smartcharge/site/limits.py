@@ -219,7 +219,8 @@ class SiteLimits:
                 out.append(limit)
         return out
 
-    def effective_root_limit_w(self, slot_starts, slot_ends) -> tuple[np.ndarray, list[LimitSource | None]]:
+    def effective_root_limit_w(self, slot_starts, slot_ends
+                               ) -> tuple[np.ndarray, list[LimitSource | None]]:
         """Per slot: the minimum of every limit in force over the slot, and the limit that bound.
 
         Returns (values (T,) [W], +inf where nothing limits; sources, None where nothing limits).

@@ -175,12 +175,14 @@ def over_limits(problem, power_w: np.ndarray, tol_w: float = 1e-3) -> list[str]:
     over = power - problem.upper_w
     if (over > tol_w).any():
         i, t = np.unravel_index(int(np.argmax(over)), over.shape)
-        out.append(f"connector {i} slot {t}: {power[i, t]:.1f} W > bound {problem.upper_w[i, t]:.1f} W")
+        out.append(f"connector {i} slot {t}: {power[i, t]:.1f} W > bound "
+                   f"{problem.upper_w[i, t]:.1f} W")
     load_w, load_a = node_loads(problem, power)
     excess_w = load_w - problem.node_limit_w
     if (excess_w > tol_w).any():
         m, t = np.unravel_index(int(np.argmax(excess_w)), excess_w.shape)
-        out.append(f"node {m} slot {t}: {load_w[m, t]:.1f} W > limit {problem.node_limit_w[m, t]:.1f} W")
+        out.append(f"node {m} slot {t}: {load_w[m, t]:.1f} W > limit "
+                   f"{problem.node_limit_w[m, t]:.1f} W")
     excess_a = load_a - problem.node_limit_a[:, None, :]
     if (excess_a > tol_w).any():
         m, p, t = np.unravel_index(int(np.argmax(excess_a)), excess_a.shape)
