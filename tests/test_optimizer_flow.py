@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.flow import applicable, build_graph, solve_flow
+from optimizer.flow import applicable, build_graph, solve_flow, units_per_wh
 from optimizer.objective import build_objective, delivered_wh
 from optimizer.problem import Problem
 from optimizer.pulp_backend import solve_pulp
@@ -159,6 +159,13 @@ def test_graph_skips_layers_whose_limit_cannot_bind():
     tails, heads, *_ = build_graph(problem, build_objective(problem), problem.upper_w)
     n_layer_nodes = len(set(tails) | set(heads)) - 2 - problem.n_connectors
     assert n_layer_nodes == 2 * 2  # root and node 2 in each slot; node 1's 5 kW never binds
+
+
+def test_flow_unit_is_as_fine_as_int64_costs_allow():
+    assert units_per_wh(1.0, 8.0) == 10**9  # small problems: nWh, capped
+    assert units_per_wh(3.2e8, 1.6e6) == 1000  # 10000 sessions with prices: mWh
+    with pytest.raises(SolverFailed, match="overflow"):
+        units_per_wh(1e12, 1e8)
 
 
 @st.composite

@@ -10,7 +10,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from optimizer import baselines, flow
@@ -19,7 +19,7 @@ from optimizer.objective import build_objective, delivered_wh, quantised_weight
 from optimizer.problem import Problem
 from optimizer.solve import solve
 
-SETTINGS = settings(max_examples=30, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 BASELINES = ("uncontrolled", "equal_share", "edf", "llf")
 
@@ -106,10 +106,11 @@ def test_highs_and_pulp_agree(problem):
 
 
 @SETTINGS
-@given(problems(min_rates=False, exact=True))
+@given(st.one_of(problems(min_rates=False, exact=True), problems(min_rates=False)))
 def test_flow_and_highs_agree_where_flow_applies(problem):
-    if not flow.applicable(problem):
-        return
+    # exact problems lose nothing to the flow's whole units; on the others the unit is so fine
+    # (<= 1e-6 Wh here) that the loss stays inside the tolerance.
+    assume(flow.applicable(problem))
     by_flow = solve(problem, backend="flow")
     assert by_flow.backend == "flow"
     highs = solve(problem, backend="highs")
