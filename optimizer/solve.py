@@ -139,13 +139,14 @@ def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _De
 
 
 def _solver(backend: str):
-    if backend == "flow":
-        from optimizer.flow import solve_flow
-        return solve_flow
-    if backend == "pulp":
+    try:
+        if backend == "flow":
+            from optimizer.flow import solve_flow
+            return solve_flow
         from optimizer.pulp_backend import solve_pulp
         return solve_pulp
-    raise ValueError(f"backend: unknown solver {backend!r}")
+    except ImportError as exc:  # an optional backend missing is a failure to fall back from
+        raise SolverFailed(f"backend {backend} is not available: {exc}") from exc
 
 
 def _pick_auto(problem: Problem) -> str:
