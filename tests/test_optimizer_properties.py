@@ -79,7 +79,7 @@ def assert_keeps_every_limit(problem, schedule):
 
 
 def solver_tolerance(problem):
-    """One microwatt-hour at the highest value: what LP solvers' 1e-7 feasibility tolerances blur."""
+    """One microwatt-hour at the highest value: what LP solvers' 1e-7 tolerances blur."""
     objective = build_objective(problem)
     return 1e-6 * float(objective.segment_value.max(initial=1.0))
 
