@@ -41,6 +41,7 @@ is 0.993-0.996 of the relaxation's (an upper bound on any schedule's), the best 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -226,7 +227,10 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
                  f"topped up greedily" if rounded else ""),
         relaxation_objective=info.get("relaxation_objective") if rounded else None, extra=extra)
     if rounded:
-        return _portfolio_guard(problem, objective, schedule)
+        started = time.perf_counter()
+        guarded = _portfolio_guard(problem, objective, schedule)
+        # The guard's baselines are part of the solve: count them, so benchmarks see the total.
+        return dataclasses.replace(guarded, solve_s=guarded.solve_s + time.perf_counter() - started)
     return schedule
 
 
