@@ -15,6 +15,7 @@ from aiohttp import web
 
 from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
+from smartcharge.demo import add_demo_arguments, run_demo
 
 log = logging.getLogger("smartcharge")
 
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
+    demo = commands.add_parser("demo", help="run a whole simulated site through a day, with "
+                               "the live dashboard", description="Start the server on the "
+                               "embedded demo site, connect simulated stations over real "
+                               "WebSockets and run a day of cars and a demand-response event "
+                               "in accelerated time; print a summary and write a plot.")
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=lambda args, _parser: run_demo(args))
     return parser
 
 
