@@ -9,9 +9,9 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    after WARM_ROUNDS rounds (COLD_ROUNDS for backends that re-solve from scratch) the
    projection pauses what is left and a greedy top-up (`baselines.top_up`: more power wherever
    a limit still has room, in priority order, never below a minimum) hands the freed room out.
-   Measured at N = 1000 (phase and power families, 3 seeds): weighted energy within 0.4-0.7 % of the LP relaxation, as good as or better than
-   3 re-solve rounds without the top-up, for 0.04 s instead of 0.15 s. The result is
-   NEAR_OPTIMAL with the relaxation's objective attached.
+   Measured at N = 1000 (phase and power families, 3 seeds): weighted energy within 0.4-0.7 %
+   of the LP relaxation, as good as or better than 3 re-solve rounds without the top-up, for
+   0.04 s instead of 0.15 s. The result is NEAR_OPTIMAL with the relaxation's objective attached.
 3. Safety projection (optimizer/safety.py) lowers power by whatever rounding errors the solver
    left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
    violation here is a bug).
