@@ -107,6 +107,7 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline):
     relaxation = info["objective"]
     relaxation_wh = weighted_energy_wh(problem, power_w)
     solve_s, rounds, paused, iterations = info["solve_s"], 0, 0, info["iterations"]
+    stopped = None
     while rounds < WARM_ROUNDS:
         fractional = _below_min(problem, power_w)
         if not fractional.any():
@@ -114,10 +115,16 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline):
         connector, slot = np.nonzero(fractional)
         paused += model.pause(connector, slot)
         rounds += 1
-        power_w, info = model.solve(deadline.left_s())
+        try:
+            power_w, info = model.solve(deadline.left_s())
+        except SolverFailed as exc:
+            # The relaxation stands; the projection pauses its below-minimum entries instead.
+            stopped = str(exc)
+            break
         solve_s += info["solve_s"]
         iterations += info["iterations"]
     return power_w, {"build_s": build_s, "solve_s": solve_s, "objective": info["objective"],
+                     "rounds_stopped": stopped,
                      "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
                      "status": info["status"],
                      "rounds": rounds, "paused": paused, "iterations": iterations,
@@ -138,7 +145,10 @@ def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _De
         upper_w[fractional] = 0.0
         paused += int(fractional.sum())
         rounds += 1
-        power_w, info = solver(problem, objective, upper_w, deadline.left_s())
+        try:
+            power_w, info = solver(problem, objective, upper_w, deadline.left_s())
+        except SolverFailed:  # keep the relaxation; the projection pauses what it must
+            break
         build_s += info["build_s"]
         solve_s += info["solve_s"]
     return power_w, {**info, "build_s": build_s, "solve_s": solve_s,
