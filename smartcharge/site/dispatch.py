@@ -105,6 +105,8 @@ class Dispatcher:
         self._audit_wake = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._probed: dict[ConnectorRef, datetime] = {}
+        self._shares: dict = {}
+        self._shares_for: float | None = None
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
 
@@ -123,8 +125,8 @@ class Dispatcher:
                 and event.connector_id is not None:
             control = self.stations.get(event.station_id)
             if control is not None:
+                # idle_sent stays: that TxDefaultProfile is still what a new transaction gets
                 control.sent.pop(event.connector_id, None)
-                control.idle_sent.pop(event.connector_id, None)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -214,7 +216,7 @@ class Dispatcher:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         root_w = self.default_root_w()
-        shares = self.topology.default_shares(root_w)
+        shares = self._default_shares(root_w)
         phases = max(c.phases for c in station.connectors)
         station_max_w = sum(self.topology.max_power_w(ConnectorRef(station.station_id,
                                                                    c.connector_id))
@@ -259,7 +261,6 @@ class Dispatcher:
             session = self.controller.state.sessions.get(ref)
             if session is None:
                 continue
-            self._probed[ref] = now
             probe = ConnectorPlan(ref=ref, transaction_id=session.transaction_id, start=now,
                                   slot_starts=[now], power_w=np.array([fallback_w]),
                                   min_power_w=self.topology.min_power_w(ref))
@@ -268,6 +269,8 @@ class Dispatcher:
                     await self._send_plan(control, probe)
                 except StationOffline:
                     return
+                finally:
+                    self._probed[ref] = now
 
     async def _dispatch_station(self, control: StationControl, plan: Plan,
                                 phase: str | None) -> None:
@@ -346,13 +349,29 @@ class Dispatcher:
     def _direction(self, control: StationControl, cplan: ConnectorPlan) -> str:
         old = control.sent.get(cplan.ref.connector_id)
         if old is None or old.transaction_id != cplan.transaction_id or old.unit != control.unit:
-            return "up"
+            # a new transaction runs on its idle TxDefaultProfile (or the fail-safe default)
+            # until its plan arrives: going below that is a decrease like any other
+            return "down" if cplan.power_at(self.clock.now()) < self._in_force_w(control, cplan) \
+                else "up"
         _, new = self._desired(control, cplan, floor=not control.zero_ok)
         for moment in _change_points(old, new):
             before, after = old.rate_at(moment), new.rate_at(moment)
             if before is not None and after is not None and after < before:
                 return "down"
         return "up"
+
+    def _in_force_w(self, control: StationControl, cplan: ConnectorPlan) -> float:
+        idle = control.idle_sent.get(cplan.ref.connector_id)
+        if idle is not None and idle[1] > self.clock.now():
+            return idle[0]
+        root_w = control.defaults_root_w if control.defaults_root_w is not None \
+            else self.default_root_w()
+        return self._default_shares(root_w)[cplan.ref][0]
+
+    def _default_shares(self, root_w: float) -> dict:
+        if self._shares_for != root_w:
+            self._shares, self._shares_for = self.topology.default_shares(root_w), root_w
+        return self._shares
 
     def _needs_send(self, control: StationControl, cplan: ConnectorPlan) -> bool:
         old = control.sent.get(cplan.ref.connector_id)
@@ -404,6 +423,11 @@ class Dispatcher:
         previous = control.sent.get(connector_id)
         sent.purpose = P.TX_DEFAULT_PROFILE if used_tx_default else P.TX_PROFILE
         control.sent[connector_id] = sent
+        if used_tx_default:   # the same profile id as the idle one: it replaced it
+            control.idle_sent[connector_id] = (
+                min(P.rate_to_power(r, sent.unit, sent.phases,
+                                    self.topology.station(control.station_id).voltage_v)
+                    for r in sent.limits), sent.expires)
         if used_tx_default and not was_tx_default:
             # remembered only on a second refusal of the same open transaction
             control.use_tx_default = key in control.tx_refused
