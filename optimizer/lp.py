@@ -38,6 +38,27 @@ from optimizer.objective import Objective
 from optimizer.problem import N_PHASES, Problem
 from optimizer.schedule import SolverFailed
 
+
+def _swallow_highs_banner() -> None:
+    """HiGHS prints a copyright banner to the process's stdout (from C++, before any option can
+    be set) the first time a Highs object is made. A service's stdout is not the place for it, so
+    make that first object here, at import, with file descriptor 1 pointed at /dev/null."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_swallow_highs_banner()
+
 # Measured on the phase-aware instances (CPU seconds of the first solve, 3 seeds, see the report in
 # optimizer/solve.py's docstring): dual simplex without presolve and with max-value scaling
 # (strategy 4) took 0.13-0.17 s at N = 1000 against 0.26-0.31 s with the defaults, and 1.4-2.1 s
