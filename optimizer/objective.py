@@ -26,10 +26,14 @@ decomposition over the (node, slot) network) into paths that deliver more energy
 move energy between sessions or slots. Per Wh moved:
 - a path that delivers one more Wh to session i in slot t gains A * w_i + f_k - slot_cost[t],
   which is > 0 because A * w_min > max(slot_cost) + 1: delivering more always wins (1 before 2, 3);
-- a cycle that moves energy from session j to session i gains A * (w_i - w_j) plus cost and
-  fairness terms; weights are quantised to 0.01, and A * 0.01 > (cost range) + 1, so a higher
-  priority always wins over cost and fairness (1 before 2, 3) — A is sized by the smallest gap
-  between distinct weights present;
+- a cycle that moves energy from session j to session i gains A * (r * w_i - w_j) plus cost and
+  fairness terms, where r is the exchange rate the shared limit allows (1 under power limits;
+  rho or 1/rho under a per-phase current limit shared by single- and three-phase sessions,
+  rho = 3 at equal voltages). Weights are quantised to 0.01 and A is sized so that the smallest
+  non-zero |r * w_i - w_j| times A exceeds the largest cost change such a move can bring, so a
+  higher weighted energy always wins over cost and fairness (1 before 2, 3). (Exchanges that
+  chain through several phases at once can have other rates; for those the order holds to
+  within the LP's tolerances, not by construction.)
 - a cycle at equal weights changes cost by an integer combination of slot costs — 0 or at least
   1 VU per Wh — and fairness by at most max(f) - min(f) < 1/2 VU per Wh: cost decides first, and
   fairness only splits what cost leaves tied (2 before 3).
@@ -77,18 +81,45 @@ def quantised_price_levels(price_per_kwh: np.ndarray | None, n_slots: int) -> np
     return np.round(price_per_kwh / scale * PRICE_LEVELS)
 
 
+def _exchange_rates(problem: Problem) -> np.ndarray:
+    """Wh of one session that a Wh of another can make room for under a shared limit.
+
+    Under power limits a Wh is a Wh (rate 1). Under a per-phase current limit a single-phase
+    session uses rho times the current per Wh of a three-phase one on its phase, so one Wh of one
+    can make room for rho or 1/rho Wh of the other (rho = 3 at equal voltages).
+    """
+    if problem.n_connectors == 0 or not problem.has_phase_limits:
+        return np.array([1.0])
+    amps = problem.amps_per_w.max(axis=1)
+    rho = float(amps.max() / amps.min())
+    return np.unique([1.0, rho, 1.0 / rho])
+
+
 def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective:
     t = problem.n_slots
     slot_cost = quantised_price_levels(problem.price_per_kwh, t) * t + np.arange(t)
     weight = quantised_weight(problem.weight)
     cost_range = float(slot_cost.max() - slot_cost.min())
     positive_cost = max(float(slot_cost.max()), 0.0)
+    largest_cost = float(np.abs(slot_cost).max())
+    need = positive_cost + 1.0
+    if weight.size:
+        need /= float(weight.min())
+        rates = _exchange_rates(problem)
+        distinct = np.unique(weight)
+        if distinct.size > 1 or rates.size > 1:
+            # Smallest non-zero weighted gain of moving energy between two sessions, over the
+            # exchange rates that limits allow; every such move must outweigh its cost change
+            # (at most (rate + 1) * largest cost per Wh) plus fairness (< 1).
+            if distinct.size <= 200:
+                gains = np.abs(distinct[:, None, None] * rates[None, None, :]
+                               - distinct[None, :, None])
+                gain = float(gains[gains > 1e-12].min())
+            else:
+                gain = WEIGHT_QUANTUM / float(rates.max())
+            spread = max(cost_range, (rates.max() + 1.0) * largest_cost)
+            need = max(need, (spread + 1.0) / gain)
     # A is a whole multiple of 100 so A * w (w in steps of 0.01) is an integer.
-    need = (positive_cost + 1.0) / float(weight.min())
-    distinct = np.unique(weight)
-    if distinct.size > 1:
-        weight_gap = float(np.min(np.diff(distinct)))  # at least WEIGHT_QUANTUM
-        need = max(need, (cost_range + 1.0) / weight_gap)
     energy_scale = 100.0 * np.floor(need / 100.0 + 1.0)
     k = np.arange(n_segments)
     fairness = (n_segments - 1 - k) / (2.0 * n_segments)

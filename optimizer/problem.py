@@ -21,6 +21,9 @@ Shapes (N connectors with an active session, T slots, M circuit-tree nodes):
     node_limit_a    (M, T)  per-phase current limit of each node per slot [A], +inf where none
     price_per_kwh   (T,) or None   energy price per slot [currency/kWh]
 
+A per-slot field (N, T) or (M, T) also takes a scalar (everyone, every slot) or one value per
+connector or node (N,) / (M,), the same in every slot.
+
 Electrical model: a 3-phase connector drawing p W puts p / (3 V) A on each phase; a single-phase
 connector puts p / V A on its one phase. A node's load is the sum over every connector in its
 subtree, for power and for each phase's current.
@@ -57,6 +60,8 @@ def _as_float(name: str, value, shape: tuple[int, ...], *, allow_inf: bool = Fal
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}: not numeric ({exc})") from None
+    if arr.ndim == 1 and len(shape) == 2 and arr.shape[0] == shape[0]:
+        arr = arr[:, None]  # one value per row (connector or node), the same in every slot
     try:
         arr = np.broadcast_to(arr, shape).copy()
     except ValueError:

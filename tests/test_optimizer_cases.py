@@ -176,3 +176,25 @@ def test_negative_prices_never_push_energy_past_the_request():
     np.testing.assert_allclose(s.delivered_wh, [5000.0, 15000.0], rtol=1e-9)
     np.testing.assert_allclose(s.power_w[:, 2], [5000.0, 10000.0], atol=1e-6)
     np.testing.assert_allclose(s.power_w[:, 1], [0.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["highs", "pulp"])
+def test_weighted_energy_wins_when_phases_trade_unevenly(backend):
+    # On a 1 A per-phase limit, a Wh on the single-phase car costs three times the L1 current of
+    # a Wh on the three-phase car: 3 Wh at weight 0.5 beat 1 Wh at weight 1, whatever the prices.
+    problem = Problem(slot_s=3600, n_slots=3, max_power_w=[11000, 7400],
+                      energy_wh=[20000, 20000], arrival_slot=0, departure_slot=3,
+                      node_parent=[-1], connector_node=[0, 0], node_limit_a=1.0,
+                      phases=[3, 1], phase=[0, 0], weight=[0.5, 1.0],
+                      price_per_kwh=[0.3, 0.1, 0.2])
+    schedule = solve(problem, backend=backend)
+    assert check(problem, schedule.power_w) == []
+    np.testing.assert_allclose(schedule.power_w[0], 3 * 230.0, rtol=1e-6)
+    np.testing.assert_allclose(schedule.power_w[1], 0.0, atol=1e-6)
+
+
+def test_per_connector_max_power_broadcasts_over_slots():
+    problem = Problem(slot_s=900, n_slots=4, max_power_w=[11000, 7400], energy_wh=[1e5, 1e5],
+                      arrival_slot=0, departure_slot=4, node_parent=[-1], connector_node=[0, 0])
+    assert problem.max_power_w.shape == (2, 4)
+    np.testing.assert_array_equal(problem.max_power_w[1], 7400)
