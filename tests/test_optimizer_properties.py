@@ -5,7 +5,7 @@
   rounding heuristic is involved);
 - the min-cost flow and HiGHS reach the same objective wherever the flow applies;
 - the optimizer delivers at least as much weighted energy as every baseline that keeps the limits
-  (power limits; see the test for why not yet under per-phase limits).
+  (with and without per-phase limits).
 """
 
 import numpy as np
@@ -119,12 +119,10 @@ def test_flow_and_highs_agree_where_flow_applies(problem):
 
 
 @SETTINGS
-@given(problems(phase_limits=False, min_rates=False))
+@given(problems(min_rates=False))
 def test_optimizer_delivers_at_least_every_lawful_baseline(problem):
-    # Power limits only: there every exchange between sessions is Wh for Wh, which is what
-    # objective.py's choice of A makes lexicographic. Under per-phase limits a Wh on a
-    # single-phase car costs three times the current of a Wh on a three-phase car, and A is not
-    # yet sized for that (reported to the objective's owner).
+    # With and without per-phase limits: objective.py sizes A for the uneven exchanges that a
+    # per-phase limit shared by single- and three-phase sessions allows.
     best = weighted_energy(problem, solve(problem).power_w)
     for name in BASELINES:
         power_w = getattr(baselines, name)(problem)
