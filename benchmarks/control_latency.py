@@ -61,12 +61,10 @@ def serve(site_file: str) -> None:
 
     from smartcharge.app import create_app
     from smartcharge.config import load_site
-    from smartcharge.site.setup import setup_site_control
 
     logging.basicConfig(level=logging.WARNING)
     site = load_site(site_file)
     app = create_app(site)
-    setup_site_control(app)       # does nothing if create_app already added it
     web.run_app(app, host=site.server.host, port=site.server.port, backlog=4096, print=None)
 
 

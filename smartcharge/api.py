@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import functools
 import json
 import logging
 from datetime import datetime
@@ -181,9 +182,22 @@ async def session_meter_values(request: web.Request) -> web.Response:
         "source": s["source"]} for s in samples])
 
 
+@functools.cache
+def openapi_document() -> dict:
+    """The whole API's OpenAPI document: the central system's `openapi.json` with the site
+    controller's routes (`site/openapi_site.json`, kept beside the routes it describes) merged in."""
+    package = resources.files("smartcharge")
+    document = json.loads(package.joinpath("openapi.json").read_text(encoding="utf-8"))
+    site = json.loads(package.joinpath("site/openapi_site.json").read_text(encoding="utf-8"))
+    for path, operations in site["paths"].items():
+        document["paths"].setdefault(path, {}).update(operations)
+    for section, entries in site.get("components", {}).items():
+        document.setdefault("components", {}).setdefault(section, {}).update(entries)
+    return document
+
+
 async def openapi(request: web.Request) -> web.Response:
-    text = resources.files("smartcharge").joinpath("openapi.json").read_text(encoding="utf-8")
-    return web.json_response(json.loads(text))
+    return web.json_response(openapi_document())
 
 
 def add_routes(app: web.Application) -> None:

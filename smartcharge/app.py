@@ -15,16 +15,25 @@ from smartcharge.events import EventBus
 from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.registry import StationRegistry
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.setup import setup_site_control
 from smartcharge.store import SqliteStore
+from smartcharge.web import setup_dashboard
 
 log = logging.getLogger(__name__)
 
 
-def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None
-               ) -> web.Application:
-    """The whole service for `site`; the store opens on startup and closes on cleanup.
+def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None,
+               control: ControllerSettings | None = None,
+               dispatch: DispatchSettings | None = None,
+               smart_charging: bool = True) -> web.Application:
+    """The whole service for `site`: OCPP endpoint, store, REST API, site controller, dashboard.
 
-    `db_path` overrides the site file's `server.database`; `clock` defaults to wall time.
+    The store opens on startup and closes on cleanup. `db_path` overrides the site file's
+    `server.database`; `clock` defaults to wall time; `control`/`dispatch` tune the controller;
+    `smart_charging=False` leaves the controller out (a metering-only central system: no
+    charging profiles are sent).
     """
     # The library validates every payload in a worker thread by default; the thread hop costs
     # more than validating an OCPP payload inline (measured: ~15-25 % more MeterValues/s).
@@ -49,4 +58,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     app.on_shutdown.append(close_stations)
     server.add_routes(app)
     api.add_routes(app)
+    if smart_charging:
+        setup_site_control(app, settings=control, dispatch_settings=dispatch)
+    setup_dashboard(app)
     return app

@@ -166,15 +166,8 @@ class Demo:
     async def _serve(self, db_path: Path) -> tuple[web.AppRunner, int]:
         from smartcharge.app import create_app
 
-        app = create_app(self.site, db_path=str(db_path), clock=self.clock)
-        from smartcharge.site.setup import setup_site_control
-
-        # Does nothing when create_app already added the controller (then with its settings).
-        setup_site_control(app, settings=DEMO_CONTROLLER_SETTINGS)
-        paths = {getattr(r, "canonical", None) for r in app.router.resources()}
-        if "/" not in paths:
-            from smartcharge.web import setup_dashboard
-            setup_dashboard(app)
+        app = create_app(self.site, db_path=str(db_path), clock=self.clock,
+                         control=DEMO_CONTROLLER_SETTINGS)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         tcp = web.TCPSite(runner, self.args.host, self.args.port)

@@ -231,7 +231,8 @@ def site() -> Site:
 
 @pytest.fixture
 async def harness(site, tmp_path) -> AsyncIterator[Harness]:
-    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"))
+    # The central system alone: these tests check exactly which calls reach the station.
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     session = aiohttp.ClientSession()

@@ -13,7 +13,7 @@ from aiohttp import web
 from smartcharge.app import create_app
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
-from smartcharge.site.setup import CONTROLLER, DISPATCHER, setup_site_control
+from smartcharge.site.setup import CONTROLLER, DISPATCHER
 
 
 async def wait_until(predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
@@ -45,8 +45,8 @@ class Server:
 @contextlib.asynccontextmanager
 async def control_server(site, db_path, clock, *, settings: ControllerSettings | None = None,
                          dispatch: DispatchSettings | None = None):
-    app = create_app(site, db_path=str(db_path), clock=clock)
-    setup_site_control(app, settings=settings, dispatch_settings=dispatch)
+    app = create_app(site, db_path=str(db_path), clock=clock, control=settings,
+                     dispatch=dispatch)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)

@@ -48,7 +48,10 @@ async def _boot(url: str, ssl_context: ssl.SSLContext | bool = True) -> dict:
                                    headers={"Authorization": f"Basic {token}"}) as ws:
             await ws.send_str(json.dumps([2, "1", "BootNotification", {
                 "chargePointVendor": "V", "chargePointModel": "M"}]))
-            return json.loads((await ws.receive(timeout=10)).data)
+            while True:   # the site controller may call the station (GetConfiguration, ...)
+                frame = json.loads((await ws.receive(timeout=10)).data)
+                if frame[0] == 3 and frame[1] == "1":
+                    return frame
 
 
 async def test_serve_boots_a_station_and_stops_cleanly_on_sigterm(tmp_path):

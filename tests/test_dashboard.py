@@ -8,7 +8,6 @@ snapshot is exercised end to end by the demo test).
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -208,7 +207,6 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
     from smartcharge.sim.ev import SimEV
     from smartcharge.sim.fleet import Fleet
     from smartcharge.site.controller import ControllerSettings
-    from smartcharge.site.setup import setup_site_control
 
     site = Site(name="dashboard-e2e",
                 circuits=(Circuit("grid", None, limit_w=15_000.0), Circuit("feeder", "grid")),
@@ -216,10 +214,8 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
                                        password="dashboard-pw-0123") for i in (1, 2)),
                 id_tags=frozenset({"DRIVER-1"}))
     clock = AcceleratedClock(T0, speed=60.0)
-    app = create_app(site, db_path=str(tmp_path / "sc.sqlite"), clock=clock)
-    setup_site_control(app, settings=ControllerSettings(stale_after_s=600.0))
-    if not any(getattr(r, "canonical", None) == "/" for r in app.router.resources()):
-        setup_dashboard(app)
+    app = create_app(site, db_path=str(tmp_path / "sc.sqlite"), clock=clock,
+                     control=ControllerSettings(stale_after_s=600.0))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     fleet = Fleet(site, str(server.make_url("/ocpp")).replace("http://", "ws://"), clock,

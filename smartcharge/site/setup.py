@@ -21,8 +21,12 @@ def setup_site_control(app: web.Application, *,
                        settings: ControllerSettings | None = None,
                        dispatch_settings: DispatchSettings | None = None) -> None:
     """Add the controller, its dispatch and its routes; its tasks live in app.cleanup_ctx.
-    Calling it twice on one app does nothing the second time."""
+    `create_app` calls it; calling it again does nothing, but settings given then would be lost,
+    so that is refused: pass them to `create_app(control=..., dispatch=...)`."""
     if CONTROLLER in app:
+        if settings is not None or dispatch_settings is not None:
+            raise RuntimeError("the site controller is already set up; pass its settings to "
+                               "create_app(control=..., dispatch=...)")
         return
     controller = SiteController(app[SITE], app[CLOCK], settings)
     app[CONTROLLER] = controller
