@@ -1,11 +1,13 @@
 """The min-cost-flow backend: hand-made optima, limits, when it applies, and agreement with CBC."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.flow import applicable, build_graph, solve_flow, units_per_wh
+from optimizer.flow import applicable, build_graph, flow_costs, solve_flow, units_per_wh
 from optimizer.objective import build_objective, delivered_wh
 from optimizer.problem import Problem
 from optimizer.pulp_backend import solve_pulp
@@ -202,3 +204,28 @@ def test_flow_matches_cbc_on_random_power_problems(problem):
     _, cbc_info = solve_pulp(problem, objective, problem.upper_w)
     assert flow_info["objective"] == pytest.approx(cbc_info["objective"], rel=1e-6, abs=1e-6)
     assert node_overload_w(problem, flow_w) <= 1e-9
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(power_problems(), st.lists(st.integers(1, 300), min_size=6, max_size=6),
+       st.lists(st.integers(-50, 400), min_size=5, max_size=5))
+def test_small_flow_costs_keep_the_optimum_with_close_weights_and_many_prices(problem, weights,
+                                                                              prices):
+    # flow_costs replaces the slot costs by their ranks and A by a small A': the optimum must
+    # stay the model's, also with weights 0.01 apart and negative or many distinct prices.
+    problem = dataclasses.replace(problem, weight=np.array(weights[:problem.n_connectors]) / 100,
+                                  price_per_kwh=np.array(prices[:problem.n_slots]) / 1000)
+    objective = build_objective(problem)
+    flow_w, flow_info = solve_flow(problem, objective, problem.upper_w)
+    _, cbc_info = solve_pulp(problem, objective, problem.upper_w)
+    assert flow_info["objective"] == pytest.approx(cbc_info["objective"], rel=1e-6, abs=1e-6)
+
+
+def test_flow_costs_stay_small_with_prices():
+    from optimizer.instances import generate
+    problem = generate(200, family="power", seed=0)  # prices 0.2 / 0.3 / 0.4, weights 1 and 2
+    objective = build_objective(problem)
+    seg_cost, root_cost = flow_costs(problem, objective)
+    assert objective.energy_scale > 1e5  # the model's A, sized for the real price spread
+    assert np.abs(seg_cost).max() < 5_000 and root_cost.max() < 1_000
+    assert seg_cost.dtype == root_cost.dtype == np.int64
