@@ -41,7 +41,8 @@ def plot_day(samples: list[Sample], path: Path, *, title: str, site_cap_w: float
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.set_title(title, loc="left", fontsize=12, fontweight="bold")
-    ax.legend(loc="upper left", frameon=False, fontsize=9, ncols=3)
+    # Above the axes, so neither the curves nor the DR labels hide under it.
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9, ncols=3)
     if notes:
         ax.text(1.0, -0.16, "   ".join(notes), transform=ax.transAxes, ha="right", va="top",
                 fontsize=8.5, color="#44505e")
