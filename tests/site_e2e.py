@@ -97,3 +97,51 @@ class LoadMonitor:
                 continue
             out.append((at, load, limit))
         return out
+
+
+def site_phase_currents_a(site, fleet) -> list[float]:
+    """The site's current per phase [A] from the simulated draws: a car's draw over the phases it
+    charges on, starting at the site phase its connector's L1 is wired to (`phase`)."""
+    totals = [0.0, 0.0, 0.0]
+    for station in site.stations:
+        sim = fleet.station(station.station_id)
+        for connector in station.connectors:
+            state = sim.connectors[connector.connector_id]
+            phases = state.ev.phases if state.ev is not None else connector.phases
+            if state.draw_w <= 0:
+                continue
+            first = ("L1", "L2", "L3").index(connector.phase)
+            for k in range(phases):
+                totals[(first + k) % 3] += state.draw_w / (station.voltage_v * phases)
+    return totals
+
+
+@dataclass
+class PhaseMonitor:
+    """Samples the site's per-phase current from the simulated draws (real 10 ms)."""
+
+    site: object
+    fleet: object
+    clock: object
+    samples: list[tuple[datetime, list[float]]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock.now()
+            for station in self.fleet.stations.values():
+                station.advance_to(now)
+            self.samples.append((now, site_phase_currents_a(self.site, self.fleet)))
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    def peak_a(self) -> float:
+        return max((max(amps) for _, amps in self.samples), default=0.0)

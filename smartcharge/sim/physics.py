@@ -131,8 +131,11 @@ class ChargingPhysics:
             {"value": f"{state.draw_w:.1f}", "context": context,
              "measurand": "Power.Active.Import", "location": "Outlet", "unit": "W"},
         ]
-        for phase in PHASE_NAMES[:phases]:
-            sampled.append({"value": f"{current_a:.2f}", "context": context,
+        # every phase the connector has is metered: a single-phase car on a 3-phase connector
+        # reads its current on L1 and 0 A on L2 and L3 (which tells the controller its phases)
+        for index, phase in enumerate(PHASE_NAMES[:state.spec.phases]):
+            amps = current_a if index < phases else 0.0
+            sampled.append({"value": f"{amps:.2f}", "context": context,
                             "measurand": "Current.Import", "location": "Outlet",
                             "phase": phase, "unit": "A"})
         if state.ev is not None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import optimizer
+from smartcharge import events
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import state as st
@@ -84,6 +85,9 @@ class SiteController:
     def on_event(self, event) -> None:
         """EventBus subscriber: quick, never blocks."""
         change = self.state.apply(event)
+        if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
+            # the car's phase use is now known: its closed-loop cap was measured on a guess
+            self.ev_cap_w.pop(ConnectorRef(event.station_id, event.connector_id), None)
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
@@ -129,6 +133,12 @@ class SiteController:
         allocated = self.allocated_now_w(ref)
         if allocated is None or ref in self.uncontrollable:
             return
+        plan = self.plan.connectors.get(ref) if self.plan else None
+        if plan is not None and self.dispatch is not None:
+            # what the station was actually told (a third in W while its phases are unknown)
+            control = self.dispatch.stations.get(ref.station_id)
+            unit = control.unit if control is not None else "A"
+            allocated *= self.dispatch.w_factor(unit, ref, plan.phases, plan.phases_known)
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
@@ -175,6 +185,19 @@ class SiteController:
             ends.append(ends[-1] + timedelta(seconds=slot_s))
         return starts, ends
 
+    def phase_use(self, ref: ConnectorRef) -> tuple[int, int, bool]:
+        """(phases, site phase, known) a session is planned on. A single-phase car on a 3-phase
+        connector (learned from its per-phase currents) is a single-phase load on the site
+        phase its station phase is wired to; until its phases are measured a 3-phase connector
+        is planned balanced and sent limits no car can exceed on any phase (dispatch)."""
+        connector = self.topology.connector(ref)
+        if connector.phases == 1:
+            return 1, self.topology.phase_index(ref), True
+        session = self.state.sessions.get(ref)
+        if session is not None and session.phases_in_use == 1:
+            return 1, self.topology.site_phase(ref, session.station_phase), True
+        return 3, 0, session is not None and session.phases_in_use == 3
+
     def fallback_w(self, ref: ConnectorRef) -> float:
         last = self.state.last_measured_w(ref) or 0.0
         return max(self.topology.max_power_w(ref), last)
@@ -211,6 +234,19 @@ class SiteController:
                 node_a[node] = np.maximum(node_a[node] - amps, 0.0)
         controlled.sort()
         arrays = topo.arrays(controlled)
+        use = {r: self.phase_use(r) for r in controlled}
+        for i, ref in enumerate(controlled):
+            phases, phase, _ = use[ref]
+            if phases != arrays["phases"][i]:
+                arrays["phases"][i], arrays["phase"][i] = phases, phase
+                arrays["max_power_w"][i] = topo.max_power_w(ref, phases)
+                arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
+            elif not use[ref][2] and phases == 3 and topo.phase_limited(ref) and \
+                    str(topo.station(ref.station_id).rate_unit.value) == "W":
+                # sent a third of its plan in W until its phases are known (dispatch.w_factor):
+                # a 3-phase car must still get its minimum, or it never shows its phases
+                arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
+                                               arrays["max_power_w"][i])
         max_w = arrays["max_power_w"].copy()
         for i, ref in enumerate(controlled):
             max_w[i] -= self.floor_w.get(ref, 0.0)
@@ -226,8 +262,9 @@ class SiteController:
         departure = np.array([self._departure_slot(self.state.sessions[r].departure, ends)
                               for r in controlled], dtype=np.int64)
         built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
-                       "transaction_id": {r: self.state.sessions[r].transaction_id
-                                          for r in controlled}}
+                 "transaction_id": {r: self.state.sessions[r].transaction_id
+                                    for r in controlled},
+                 "phase_use": use}
         problem = optimizer.Problem(
             slot_s=slot_s, max_power_w=np.repeat(max_w[:, None], t, axis=1), energy_wh=energy,
             arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -283,7 +320,9 @@ class SiteController:
             plans[ref] = ConnectorPlan(
                 ref=ref, transaction_id=built["transaction_id"][ref], start=now,
                 slot_starts=starts, power_w=power_w[i] + built["floor_w"][ref],
-                min_power_w=float(problem.min_power_w[i]), binding=bindings[i])
+                min_power_w=float(problem.min_power_w[i]), binding=bindings[i],
+                phases=int(built["phase_use"][ref][0]),
+                phases_known=bool(built["phase_use"][ref][2]))
         lifetime_slots = int(np.ceil(self.settings.idle_window_s / self.settings.slot_s)) + 1
         idle = idle_shares(problem, power_w, self.topology,
                            busy=set(controlled) | set(fixed) | set(self.state.sessions),
@@ -312,15 +351,26 @@ class SiteController:
         plan = self.plan.connectors.get(ref)
         return None if plan is None else plan.power_at(self.clock.now())
 
-    def default_root_limit_w(self) -> float:
-        """The grid limit the fail-safe defaults are sized for: the lowest of the site file's
-        cap, its scheduled caps still to come, and the operator's caps (DR events come and go
-        too fast to re-install every station's defaults)."""
+    def default_root_schedule(self) -> list[tuple[datetime, float]]:
+        """The grid limit the fail-safe defaults are sized for, over time: [(from, limit_w)],
+        the first from now. Every limit counts - the site file, the operator's caps and
+        schedule, and demand-response events - so the stations' TxDefaultProfiles carry the
+        periods of an event announced ahead and drop in time even if smartcharge is gone before
+        it starts; the last entry holds on (back up after the event)."""
         now = self.clock.now()
-        caps = [limit.limit_w for limit in self.limits.caps()
-                if limit.end is None or limit.end > now]
-        root = self.topology.static_limit_w[0]
-        return float(min(caps + [root]))
+        root = float(self.topology.static_limit_w[0])
+        out: list[tuple[datetime, float]] = []
+        for moment in [now] + self.limits.change_times(now):
+            values, _ = self.limits.effective_root_limit_w([moment],
+                                                           [moment + timedelta(seconds=1)])
+            value = float(min(values[0], root))
+            if not out or out[-1][1] != value:
+                out.append((moment, value))
+        return out
+
+    def default_root_limit_w(self) -> float:
+        """The grid limit in force now for the fail-safe defaults (see default_root_schedule)."""
+        return self.default_root_schedule()[0][1]
 
     # --- snapshot ---------------------------------------------------------------------------
     def effective_limit_now(self) -> tuple[float, LimitSource | None]:

@@ -82,7 +82,8 @@ class StationControl:
     # car left before we heard), so the station is only switched to TxDefault plans when the
     # same, still open transaction refuses its TxProfile a second time.
     tx_refused: set[tuple[int, int]] = field(default_factory=set)
-    defaults_root_w: float | None = None
+    defaults_root_w: float | None = None   # the grid limit the defaults were sized for, now
+    defaults_key: tuple | None = None      # (limit now, later (moment, limit) changes) sent
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -212,11 +213,28 @@ class Dispatcher:
     def default_root_w(self) -> float:
         return self.controller.default_root_limit_w()
 
+    def _defaults_key(self) -> tuple:
+        schedule = self.controller.default_root_schedule()
+        return (schedule[0][1], tuple(schedule[1:]))
+
+    def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
+        """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on
+        a 3-phase connector under a W limit draws it all on one phase: 3x the per-phase current
+        a balanced plan reserved. While the car's phase use is unknown (and a per-phase current
+        limit holds above the connector) the W limit is the balanced plan's per-phase share, a
+        third; an A limit is per phase already and needs nothing."""
+        connector = self.topology.connector(ref)
+        if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
+            return 1.0
+        return 1.0 / 3.0 if self.topology.phase_limited(ref) else 1.0
+
     async def _send_defaults(self, control: StationControl) -> None:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
-        root_w = self.default_root_w()
-        shares = self._default_shares(root_w)
+        key = self._defaults_key()
+        schedule = [(now, key[0])] + list(key[1])
+        offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
+        shares = [self._default_shares(root_w) for _, root_w in schedule]
         phases = max(c.phases for c in station.connectors)
         station_max_w = sum(self.topology.max_power_w(ConnectorRef(station.station_id,
                                                                    c.connector_id))
@@ -229,12 +247,15 @@ class Dispatcher:
                                              voltage_v=station.voltage_v)
         await self._send(control, payload, alternatives=True)
         for connector in station.connectors:
-            share_w, _ = shares[ConnectorRef(station.station_id, connector.connector_id)]
+            ref = ConnectorRef(station.station_id, connector.connector_id)
+            factor = self.w_factor(control.unit, ref, connector.phases, False)
             payload = P.tx_default_profile(
-                connector.connector_id, now, [0], [share_w], unit=control.unit,
-                phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps)
+                connector.connector_id, now, offsets, [s[ref][0] * factor for s in shares],
+                unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
+                caps=control.caps)
             await self._send(control, payload, alternatives=True)
-        control.defaults_root_w = root_w
+        control.defaults_root_w = key[0]
+        control.defaults_key = key
 
     # --- plans ------------------------------------------------------------------------------
     async def dispatch_plan(self, plan: Plan) -> None:
@@ -278,7 +299,9 @@ class Dispatcher:
             return   # not set up yet: setup_station sends the plan once it has the capabilities
         async with control.lock:
             try:
-                if control.defaults_root_w != self.default_root_w() and phase != "down":
+                if control.defaults_key != self._defaults_key():
+                    # a DR event or a lower cap announced or over: the fail-safe defaults
+                    # follow it (first phase that comes, so a lower one goes out early)
                     await self._send_defaults(control)
                 for ref, cplan in plan.connectors.items():
                     if ref.station_id != control.station_id:
@@ -312,8 +335,9 @@ class Dispatcher:
                     or value > sent[0] + max(1000.0, 0.2 * sent[0])):
                 continue
             station = self.topology.station(control.station_id)
+            factor = self.w_factor(control.unit, ref, connector.phases, False)
             payload = P.tx_default_profile(
-                connector.connector_id, now, [0], [value], unit=control.unit,
+                connector.connector_id, now, [0], [value * factor], unit=control.unit,
                 phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
                 duration_s=int(self.settings.profile_lifetime_s), stack_level=1, fallback=True)
             await self._send(control, payload)
@@ -330,8 +354,12 @@ class Dispatcher:
         offsets, powers = cplan.window(now, lifetime)
         if floor:
             powers = [max(p, cplan.min_power_w) for p in powers]
-        kwargs = dict(unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
-                      caps=control.caps, duration_s=int(lifetime), min_power_w=cplan.min_power_w)
+        phases = min(cplan.phases, connector.phases)
+        factor = self.w_factor(control.unit, cplan.ref, phases, cplan.phases_known)
+        powers = [p * factor for p in powers]
+        kwargs = dict(unit=control.unit, phases=phases, voltage_v=station.voltage_v,
+                      caps=control.caps, duration_s=int(lifetime),
+                      min_power_w=cplan.min_power_w * factor)
         if control.use_tx_default:
             payload = P.tx_default_profile(cplan.ref.connector_id, now, offsets, powers,
                                            stack_level=1, fallback=True, **kwargs)
@@ -342,7 +370,7 @@ class Dispatcher:
         periods = sched["chargingSchedulePeriod"]
         start = now.replace(microsecond=0)
         sent = Sent(cplan.transaction_id, start, start + timedelta(seconds=lifetime),
-                    control.unit, connector.phases, [p["startPeriod"] for p in periods],
+                    control.unit, phases, [p["startPeriod"] for p in periods],
                     [p["limit"] for p in periods])
         return payload, sent
 

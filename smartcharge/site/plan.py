@@ -21,6 +21,9 @@ class ConnectorPlan:
     power_w: np.ndarray                # (T,) allocation per slot [W]
     min_power_w: float
     binding: LimitSource | None = None
+    phases: int = 3                    # phases it is planned on (1: a single-phase car)
+    phases_known: bool = True          # False: a 3-phase connector whose car's phase use is
+                                       # not measured yet (planned balanced, sent fail-safe)
 
     def power_at(self, moment: datetime) -> float:
         index = 0

@@ -14,6 +14,9 @@ from smartcharge import events as ev
 from smartcharge.model import Site
 from smartcharge.site.topology import ConnectorRef
 
+# A phase carries the car's current when it reads at least this much [A]; an idle phase reads ~0.
+PHASE_ACTIVE_A = 1.0
+
 # What changed, so the controller can tell which events need a re-plan.
 SESSION_CHANGE = "session"
 STATION_CHANGE = "station"
@@ -31,6 +34,10 @@ class Session:
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
     energy_wh: float = 0.0            # delivered so far, from the register [Wh]
+    # Phase use learned from per-phase Current.Import (None: not known yet). On a 3-phase
+    # connector a car with a single-phase on-board charger loads one station phase only.
+    phases_in_use: int | None = None
+    station_phase: int | None = None  # 0..2: the station phase a single-phase car loads
 
     @property
     def remaining_wh(self) -> float:
@@ -137,14 +144,39 @@ class SiteState:
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
             session.energy_wh = max(session.energy_wh,
                                     event.energy_register_wh - session.meter_start_wh)
+        change = None
+        if session is not None and self._learn_phases(session, event.current_a):
+            change = SESSION_CHANGE
         power_w = event.power_w
         if power_w is None and any(c is not None for c in event.current_a):
             station = self.site.station(event.station_id)
             voltage = station.voltage_v if station else 230.0
             power_w = sum(c for c in event.current_a if c is not None) * voltage
         if power_w is None:
-            return None
+            return change
         previous = self.measurements.get(ref)
         if previous is None or event.at >= previous.at:  # late samples never replace fresh ones
             self.measurements[ref] = Measurement(float(power_w), event.at)
-        return MEASUREMENT
+        return change or MEASUREMENT
+
+    def _learn_phases(self, session: Session, current_a) -> bool:
+        """Learn which station phases a car on a 3-phase connector loads; True if it changed.
+
+        Only a sample with all three phases reported counts (a missing phase is unknown, never
+        zero): one phase carrying current -> single-phase on that phase; all three -> 3-phase.
+        Two phases, or no current at all, teach nothing (the session stays as it was)."""
+        station = self.site.station(session.ref.station_id)
+        connector = station.connector(session.ref.connector_id) if station else None
+        if connector is None or connector.phases != 3 or any(c is None for c in current_a):
+            return False
+        active = [i for i, c in enumerate(current_a) if c >= PHASE_ACTIVE_A]
+        if len(active) == 1:
+            learned = (1, active[0])
+        elif len(active) == 3:
+            learned = (3, None)
+        else:
+            return False
+        if (session.phases_in_use, session.station_phase) == learned:
+            return False
+        session.phases_in_use, session.station_phase = learned
+        return True

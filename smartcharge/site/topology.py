@@ -92,25 +92,45 @@ class SiteTopology:
         return out
 
     # --- per-connector arrays ---------------------------------------------------------------
-    def max_power_w(self, ref: ConnectorRef) -> float:
+    def max_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
+        """The connector's maximum [W] on `phases` phases (default: all of its phases)."""
         station, connector = self.station(ref.station_id), self.connector(ref)
         voltage = station.voltage_v
-        caps = [connector.phases * voltage * connector.max_current_a]
+        phases = connector.phases if phases is None else min(phases, connector.phases)
+        caps = [phases * voltage * connector.max_current_a]
         if connector.max_power_w is not None:
             caps.append(connector.max_power_w)
         if station.max_power_w is not None:
             caps.append(station.max_power_w)
         if station.max_current_a is not None:
-            caps.append(connector.phases * voltage * station.max_current_a)
+            caps.append(phases * voltage * station.max_current_a)
         return float(min(caps))
 
-    def min_power_w(self, ref: ConnectorRef) -> float:
+    def min_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         station, connector = self.station(ref.station_id), self.connector(ref)
-        return float(min(connector.phases * station.voltage_v * connector.min_current_a,
-                         self.max_power_w(ref)))
+        phases = connector.phases if phases is None else min(phases, connector.phases)
+        return float(min(phases * station.voltage_v * connector.min_current_a,
+                         self.max_power_w(ref, phases)))
 
     def phase_index(self, ref: ConnectorRef) -> int:
         return PHASE_NAMES.index(self.connector(ref).phase)
+
+    def site_phase(self, ref: ConnectorRef, station_phase: int) -> int:
+        """The site phase (0..2) that a station phase (0..2) of this connector is wired to.
+
+        A 1-phase connector loads its `phase`. On a 3-phase connector, `phase` names the site
+        phase its L1 is wired to (the rotation; the site file's default "L1" means L1->L1,
+        L2->L2, L3->L3), and the other phases follow in order."""
+        connector = self.connector(ref)
+        rotation = PHASE_NAMES.index(connector.phase)
+        return rotation if connector.phases == 1 else (rotation + station_phase) % 3
+
+    def phase_limited(self, ref: ConnectorRef) -> bool:
+        """True when a per-phase current limit [A] holds anywhere above the connector (its
+        station or a circuit): there a W limit lets a single-phase car on a 3-phase connector
+        put 3x the planned per-phase current on one phase."""
+        return any(np.isfinite(self.static_limit_a[node])
+                   for node in self.ancestors(self.station_node[ref.station_id]))
 
     def arrays(self, refs: list[ConnectorRef]) -> dict[str, np.ndarray]:
         """connector_node, phases, phase, voltage_v, max_power_w (N,), min_power_w for refs."""
