@@ -138,12 +138,13 @@ def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndar
     node_conn = problem.node_connector
     load_w = node_conn @ desired_w
     factor = np.ones(problem.n_nodes)
+    limit_a = problem.node_limit_a[:, t]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         limit_w = problem.node_limit_w[:, t]
         factor = np.minimum(factor, np.where(load_w > limit_w, limit_w / load_w, 1.0))
-        for ph in range(N_PHASES):
+        # An infinite current limit never scales anything: sum phase currents only if one binds.
+        for ph in (range(N_PHASES) if np.isfinite(limit_a).any() else ()):
             load_a = node_conn @ (problem.amps_per_w[:, ph] * desired_w)
-            limit_a = problem.node_limit_a[:, t]
             factor = np.minimum(factor, np.where(load_a > limit_a, limit_a / load_a, 1.0))
     factor = np.where(factor < 1.0, factor * (1.0 - _EPS), 1.0)
     connector_factor = path_min(problem, factor[:, None])[problem.connector_node, 0]
@@ -182,7 +183,9 @@ def uncontrolled(problem: Problem) -> np.ndarray:
 def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
     """Connector indices, highest weight first, then smallest key, then index."""
     weight = quantised_weight(problem.weight)
-    return np.lexsort((np.arange(problem.n_connectors), key, -weight))
+    # = np.lexsort((index, key, -weight)): stable sorts keep the index order within ties.
+    by_key = np.argsort(key, kind="stable")
+    return by_key[np.argsort(-weight[by_key], kind="stable")]
 
 
 def edf(problem: Problem) -> np.ndarray:
@@ -234,7 +237,7 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     order = _priority_order(problem, problem.departure_slot.astype(float))
     power_w = np.array(power_w, dtype=float)
     wh = problem.wh_per_w
-    remaining = np.maximum(problem.energy_wh - power_w @ wh, 0.0)
+    remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)
     # A slot's extra energy is taken from what is left after every *other* slot's allocation,
     # so slots are visited in order and the remainder updated as we go.
     for t in range(problem.n_slots):

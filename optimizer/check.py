@@ -48,8 +48,38 @@ def node_loads(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.asarray(load_w), np.asarray(load_a)
 
 
+def feasible(problem: Problem, power_w: np.ndarray) -> bool:
+    """True exactly when check(problem, power_w, tol=0) is empty, without listing violations.
+
+    The same comparisons on the same sums as `check` (node_loads' sums, row by row), cheapest
+    first, stopping at the first one that fails; phase currents are summed only when some finite
+    current limit exists (an infinite limit is never exceeded)."""
+    power_w = _as_power(problem, power_w)
+    if (power_w < 0).any():
+        return False
+    upper = problem.upper_w  # max_power_w inside the window, 0 outside
+    if (power_w > upper).any():
+        return False
+    if ((power_w > 0) & (power_w < problem.min_power_w[:, None])).any():
+        return False
+    if (delivered_wh(problem, power_w) > problem.energy_wh).any():
+        return False
+    node_conn = problem.node_connector
+    if (np.asarray(node_conn @ power_w) > problem.node_limit_w).any():
+        return False
+    if problem.has_phase_limits:
+        amps = problem.amps_per_w
+        for ph in range(N_PHASES):
+            load_a = np.asarray(node_conn @ (amps[:, ph, None] * power_w))
+            if (load_a > problem.node_limit_a).any():
+                return False
+    return True
+
+
 def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:
-    return power_w @ problem.wh_per_w
+    # einsum, not `@`: OpenBLAS's threaded matrix-vector product took 7.6 ms for (10000, 96) on
+    # the 2-core benchmark machine, einsum 0.5 ms. Every check and projection sums through here.
+    return np.einsum("it,t->i", power_w, problem.wh_per_w)
 
 
 def _as_power(problem: Problem, power_w) -> np.ndarray:

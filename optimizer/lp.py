@@ -27,6 +27,7 @@ Objective (minimise): slot_cost[t] * wh_per_w[t] * x  -  segment_value[j, k] * s
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -116,19 +117,33 @@ class LPArrays:
         return power_w
 
 
+_DEPTH_LEVELS: "weakref.WeakKeyDictionary[Problem, list]" = weakref.WeakKeyDictionary()
+
+
 def _node_depths(problem: Problem) -> np.ndarray:
     ancestors = problem.ancestors  # row a has 1s on a's subtree; column sums = number of ancestors
     return np.asarray(ancestors.sum(axis=0)).ravel().astype(np.int64) - 1
 
 
+def _depth_levels(problem: Problem) -> list:
+    """[(nodes at depth d, their parents) for d = 1, 2, ...], computed once per problem (the
+    baselines call path_min every slot)."""
+    levels = _DEPTH_LEVELS.get(problem)
+    if levels is None:
+        depth = _node_depths(problem)
+        levels = []
+        for level in range(1, int(depth.max()) + 1):
+            nodes = np.flatnonzero(depth == level)
+            levels.append((nodes, problem.node_parent[nodes]))
+        _DEPTH_LEVELS[problem] = levels
+    return levels
+
+
 def path_min(problem: Problem, node_values: np.ndarray) -> np.ndarray:
     """(M, T) the smallest of node_values[a, t] over a on the path from the root to each node."""
     out = np.array(node_values, dtype=float)
-    depth = _node_depths(problem)
-    parent = problem.node_parent
-    for level in range(1, int(depth.max()) + 1):
-        nodes = np.flatnonzero(depth == level)
-        out[nodes] = np.minimum(out[nodes], out[parent[nodes]])
+    for nodes, parents in _depth_levels(problem):
+        out[nodes] = np.minimum(out[nodes], out[parents])
     return out
 
 

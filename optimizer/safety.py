@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.check import check, delivered_wh, node_loads
+from optimizer.check import check, delivered_wh, feasible, node_loads
 from optimizer.lp import path_min
 from optimizer.problem import N_PHASES, Problem
 
@@ -39,7 +39,7 @@ def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     if not over.any():
         return power_w
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
-    slack_wh = slack @ problem.wh_per_w
+    slack_wh = delivered_wh(problem, slack)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         share = np.where(over & (slack_wh > 0), np.minimum(excess * OVERSHOOT / slack_wh, 1.0), 0.0)
     power_w = power_w - share[:, None] * slack
@@ -100,17 +100,23 @@ def _zero_offenders(problem: Problem, power_w: np.ndarray) -> np.ndarray:
 
 def project(problem: Problem, power_w: np.ndarray, upper_w: np.ndarray | None = None) -> np.ndarray:
     """The largest-effort feasible version of power_w: check(problem, result, tol=0) == []."""
+    return project_checked(problem, power_w, upper_w)[0]
+
+
+def project_checked(problem: Problem, power_w: np.ndarray,
+                    upper_w: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """(project(...), whether it passed `feasible`, i.e. check(tol=0) == []): saves a re-check."""
     bound = problem.upper_w if upper_w is None else np.minimum(upper_w, problem.upper_w)
     power_w = np.clip(np.asarray(power_w, dtype=float), 0.0, bound)
     power_w = _enforce_min_rate(problem, power_w)
     for _ in range(MAX_ROUNDS):
-        if not check(problem, power_w, tol=0.0):
-            return power_w
+        if feasible(problem, power_w):
+            return power_w, True
         power_w = _reduce_energy(problem, power_w)
         power_w = _reduce_nodes(problem, power_w)
         power_w = _enforce_min_rate(problem, np.maximum(power_w, 0.0))
     for _ in range(MAX_ROUNDS):
-        if not check(problem, power_w, tol=0.0):
-            return power_w
+        if feasible(problem, power_w):
+            return power_w, True
         power_w = _zero_offenders(problem, power_w)
-    return power_w
+    return power_w, feasible(problem, power_w)

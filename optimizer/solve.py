@@ -48,11 +48,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from optimizer import baselines
-from optimizer.check import check
+from optimizer.check import check, delivered_wh, feasible
 from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import Objective, build_objective, evaluate, quantised_weight
 from optimizer.problem import Problem
-from optimizer.safety import project
+from optimizer.safety import project, project_checked
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -71,7 +71,7 @@ ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 def weighted_energy_wh(problem: Problem, power_w: np.ndarray) -> float:
     """Delivered energy (capped at each request) weighted by the objective's quantised weights."""
-    delivered = np.minimum(power_w @ problem.wh_per_w, problem.energy_wh)
+    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
     return float(quantised_weight(problem.weight) @ delivered)
 
 
@@ -176,13 +176,17 @@ def _pick_auto(problem: Problem) -> str:
 
 
 def _schedule(problem: Problem, objective: Objective, power_w: np.ndarray, **fields) -> Schedule:
-    delivered = power_w @ problem.wh_per_w
+    delivered = delivered_wh(problem, power_w)
     return Schedule(power_w=power_w, objective=evaluate(problem, objective, power_w),
                     delivered_wh=delivered,
                     unmet_wh=np.maximum(problem.energy_wh - delivered, 0.0), **fields)
 
 
-def _assert_feasible(problem: Problem, power_w: np.ndarray, backend: str) -> None:
+def _assert_feasible(problem: Problem, power_w: np.ndarray, backend: str,
+                     checked: bool = False) -> None:
+    """Raise unless check(tol=0) is empty; checked=True: project_checked just confirmed it."""
+    if checked or feasible(problem, power_w):
+        return
     violations = check(problem, power_w, tol=0.0)
     if violations:  # a bug in the projection: never hand such a schedule to a station
         raise AssertionError(f"{backend}: schedule violates limits after projection: "
@@ -190,7 +194,7 @@ def _assert_feasible(problem: Problem, power_w: np.ndarray, backend: str) -> Non
 
 
 class _Baselines:
-    """The lawful baselines (projected), computed at most once per solve.
+    """The baselines, computed at most once per solve; each projected only when it is needed.
 
     When rounding is likely (some minimum rate) and the backend is HiGHS, they are computed on a
     worker thread while HiGHS solves: HiGHS releases the GIL, so on 2 cores the guard's baselines
@@ -203,6 +207,7 @@ class _Baselines:
     def __init__(self, problem: Problem, background: bool) -> None:
         self.problem = problem
         self._power: dict | None = None
+        self._lawful: dict = {}
         self._future = None
         if background:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baselines")
@@ -210,21 +215,30 @@ class _Baselines:
             executor.shutdown(wait=False)  # the submitted work still runs; no thread lingers
 
     def _compute(self) -> dict:
-        return {name: project(self.problem, BASELINES[name](self.problem)) for name in self.NAMES}
+        # Clipped to [0, upper_w] (where the projection starts); the rest of the projection only
+        # lowers power, so a clipped baseline's weighted energy bounds its lawful version's.
+        return {name: np.clip(BASELINES[name](self.problem), 0.0, self.problem.upper_w)
+                for name in self.NAMES}
 
-    def power(self) -> dict:
-        """{name: (N, T) power_w} of every lawful baseline."""
+    def clipped(self) -> dict:
+        """{name: (N, T) power_w} of every baseline, clipped but not yet projected."""
         if self._power is None:
             self._power = self._future.result() if self._future is not None else self._compute()
         return self._power
+
+    def lawful(self, name: str) -> np.ndarray:
+        """(N, T) the projected (lawful) baseline `name`."""
+        power = self.clipped()
+        if name not in self._lawful:
+            self._lawful[name] = project(self.problem, power[name])
+        return self._lawful[name]
 
 
 def _best_baseline(problem: Problem, objective: Objective, found: _Baselines,
                    names=("edf", "llf")):
     """(name, power_w) of the baseline with the highest objective value."""
-    power = found.power()
-    name = max(names, key=lambda n: evaluate(problem, objective, power[n]))
-    return name, power[name]
+    name = max(names, key=lambda n: evaluate(problem, objective, found.lawful(n)))
+    return name, found.lawful(name)
 
 
 def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None) -> Schedule:
@@ -251,15 +265,15 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc), found)
     started = time.perf_counter()
-    projected = project(problem, power_w)
+    projected, checked = project_checked(problem, power_w)
     paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
     power_w = projected
     rounded = info.get("paused", 0) + paused_by_projection > 0
     if rounded:
         # Pausing (by the rounds or by the projection) may have left room nobody uses.
-        power_w = project(problem, baselines.top_up(problem, power_w))
+        power_w, checked = project_checked(problem, baselines.top_up(problem, power_w))
     info["paused_by_projection"] = paused_by_projection
-    _assert_feasible(problem, power_w, backend)
+    _assert_feasible(problem, power_w, backend, checked)
     check_s = time.perf_counter() - started
     extra = {k: v for k, v in info.items() if k not in ("build_s", "solve_s", "objective")}
     extra["check_s"] = check_s
@@ -311,10 +325,18 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     bound = schedule.extra.get("relaxation_weighted_wh")
     if bound is not None and ours >= bound * (1.0 - 1e-9) - 1e-6:
         return schedule
+    threshold = ours * (1.0 + 1e-9) + 1e-6
+    # A clipped baseline's weighted energy bounds its lawful one's (the projection only lowers
+    # power): only a baseline whose bound passes ours is projected and compared.
+    bounds = sorted(((weighted_energy_wh(problem, power_w), name)
+                     for name, power_w in found.clipped().items()), reverse=True)
     best = None
-    for name, power_w in found.power().items():
+    for bound_wh, name in bounds:
+        if bound_wh <= threshold or (best is not None and bound_wh <= best[0]):
+            break
+        power_w = found.lawful(name)
         theirs = weighted_energy_wh(problem, power_w)
-        if theirs > ours * (1.0 + 1e-9) + 1e-6 and (best is None or theirs > best[0]):
+        if theirs > threshold and (best is None or theirs > best[0]):
             best = (theirs, name, power_w)
     if best is None:
         return schedule

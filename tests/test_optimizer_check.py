@@ -98,3 +98,24 @@ def test_wrong_shape_and_nan_are_rejected(problem):
     bad[1, 1] = np.nan
     with pytest.raises(ValueError, match=r"power_w\[1, 1\]: is not finite"):
         check(problem, bad)
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_feasible_says_exactly_whether_check_at_zero_tolerance_is_empty(family, seed):
+    from optimizer.check import feasible
+    from optimizer.instances import generate
+    from optimizer.safety import project
+    problem = generate(80, family=family, seed=seed, n_feeders=4)
+    rng = np.random.default_rng(seed)
+    lawful = project(problem, problem.upper_w * rng.random(problem.upper_w.shape))
+    assert feasible(problem, lawful) and check(problem, lawful, tol=0.0) == []
+    cases = [problem.upper_w, problem.upper_w * 0.3, lawful * 1.001, lawful * (1 - 1e-12)]
+    one = lawful.copy()
+    one[np.unravel_index(np.argmax(one), one.shape)] += 1e-9  # over by a hair somewhere
+    cases.append(one)
+    below = lawful.copy()
+    below[below > 0] = np.minimum(below[below > 0], 1.0)  # runs under its minimum
+    cases.append(below)
+    for power_w in cases:
+        assert feasible(problem, power_w) == (check(problem, power_w, tol=0.0) == [])

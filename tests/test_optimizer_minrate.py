@@ -101,3 +101,21 @@ def test_requested_baseline_is_returned_as_such():
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="backend: must be one of"):
         solve(one_slot_problem(1, 1e9), backend="gurobi")
+
+
+def test_portfolio_guard_returns_the_best_lawful_baseline_over_a_poor_result():
+    # The guard compares clipped baselines first (an upper bound on their lawful versions) and
+    # projects only the ones that can win; the one returned must be lawful and the best.
+    from optimizer.solve import _Baselines, _portfolio_guard, _schedule
+    problem = generate(60, family="phase", seed=2, n_feeders=4)
+    objective = build_objective(problem)
+    poor = problem.upper_w * 0.0
+    poor_schedule = _schedule(problem, objective, poor, status=NEAR_OPTIMAL, backend="highs",
+                              extra={"relaxation_weighted_wh": 1e12})
+    guarded = _portfolio_guard(problem, objective, poor_schedule, _Baselines(problem, False))
+    assert guarded.backend in ("edf", "llf", "equal_share")
+    assert check(problem, guarded.power_w, tol=0.0) == []
+    from optimizer.safety import project
+    best = max(weighted_energy_wh(problem, project(problem, getattr(baselines, name)(problem)))
+               for name in ("edf", "llf", "equal_share"))
+    assert weighted_energy_wh(problem, guarded.power_w) == pytest.approx(best)
