@@ -99,11 +99,19 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
     amps = problem.amps_per_w
-    rank = np.empty(order.shape[0], dtype=np.int64)
+    # order may list only the cars that ask for power; no other car's rank is read.
+    rank = np.empty(power.shape[0], dtype=np.int64)
     rank[order] = np.arange(order.shape[0])
     m = limit_w.shape[0]
+    # Only cars that ask for power take part: the others add exact zeros to every load and are
+    # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
+    active = np.flatnonzero(power > 0)
     for d in range(tree.max_depth, -1, -1):
-        members, nodes = tree.members[d], tree.member_nodes[d]
+        if not (tree.has_w[d] or tree.has_a[d]):
+            continue
+        above = tree.ancestor_at[d][active]
+        below = above >= 0
+        members, nodes = active[below], above[below]
         if members.size == 0:
             continue
         checks = [(None, limit_w)] if tree.has_w[d] else []
@@ -151,25 +159,31 @@ def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndar
     return desired_w * connector_factor
 
 
-def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray) -> np.ndarray:
-    """(N,) what each car can take in slot t: its bound, and no more than what is left to deliver."""
+def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray,
+              upper_t: np.ndarray | None = None) -> np.ndarray:
+    """(N,) what each car can take in slot t: its bound, and no more than what is left to deliver.
+
+    upper_t: problem.upper_w[:, t] when the caller has it contiguous already."""
+    upper_t = problem.upper_w[:, t] if upper_t is None else upper_t
     # The margin keeps the re-summed delivered energy from passing the request by a rounding error.
-    want = np.minimum(problem.upper_w[:, t], remaining_wh / problem.wh_per_w[t] * (1.0 - 1e-12))
+    want = np.minimum(upper_t, remaining_wh / problem.wh_per_w[t] * (1.0 - 1e-12))
     return np.where(want >= problem.min_power_w, want, 0.0)
 
 
 def _run(problem: Problem, allocate) -> np.ndarray:
     n, t_count = problem.n_connectors, problem.n_slots
-    power = np.zeros((n, t_count))
+    # Slot by slot on (T, N) copies: a column of a C-ordered (N, T) array is a strided gather.
+    power = np.zeros((t_count, n))
+    upper = np.ascontiguousarray(problem.upper_w.T)
     remaining = problem.energy_wh.astype(float).copy()
     for t in range(t_count):
-        want = _wanted_w(problem, t, remaining)
+        want = _wanted_w(problem, t, remaining, upper[t])
         if not want.any():
             continue
         got = np.minimum(allocate(t, want, remaining), want)
-        power[:, t] = got
+        power[t] = got
         remaining = np.maximum(remaining - got * problem.wh_per_w[t], 0.0)
-    return power
+    return np.ascontiguousarray(power.T)
 
 
 def uncontrolled(problem: Problem) -> np.ndarray:
@@ -199,10 +213,18 @@ def llf(problem: Problem) -> np.ndarray:
     """(N, T) least laxity first, respecting every limit."""
     tree = _Tree(problem)
 
+    weight = quantised_weight(problem.weight)
+
     def allocate(t, want, remaining):
-        full_wh = np.maximum(problem.max_power_w[:, t], 1e-9) * problem.wh_per_w[t]
-        laxity = (problem.departure_slot - t) - remaining / full_wh
-        return serve_in_order(problem, t, want, _priority_order(problem, laxity), tree)
+        # Only cars that want power can be cut, so only their order matters: sorting them alone
+        # gives them the same relative order as sorting everyone (serve_in_order reads no rank
+        # of a car that asks for nothing).
+        asking = np.flatnonzero(want > 0)
+        full_wh = np.maximum(problem.max_power_w[asking, t], 1e-9) * problem.wh_per_w[t]
+        laxity = (problem.departure_slot[asking] - t) - remaining[asking] / full_wh
+        by_key = np.argsort(laxity, kind="stable")
+        order = asking[by_key[np.argsort(-weight[asking][by_key], kind="stable")]]
+        return serve_in_order(problem, t, want, order, tree)
 
     return _run(problem, allocate)
 
@@ -235,20 +257,23 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     """
     tree = _Tree(problem)
     order = _priority_order(problem, problem.departure_slot.astype(float))
-    power_w = np.array(power_w, dtype=float)
+    power_w = np.asarray(power_w, dtype=float)
     wh = problem.wh_per_w
     remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)
+    # Slot by slot on (T, N) copies (a column of a C-ordered (N, T) array is a strided gather).
+    power_t = np.ascontiguousarray(power_w.T)
+    upper = np.ascontiguousarray(problem.upper_w.T)
     # A slot's extra energy is taken from what is left after every *other* slot's allocation,
     # so slots are visited in order and the remainder updated as we go.
     for t in range(problem.n_slots):
-        current = power_w[:, t]
-        room_w = np.minimum(problem.upper_w[:, t] - current, remaining / wh[t] * (1.0 - 1e-12))
+        current = power_t[t]
+        room_w = np.minimum(upper[t] - current, remaining / wh[t] * (1.0 - 1e-12))
         room_w = np.where(room_w > 0, room_w, 0.0)
         need_min = np.where(current > 0, 0.0, problem.min_power_w)
         room_w = np.where(room_w >= need_min, room_w, 0.0)
         if not room_w.any():
             continue
         extra = serve_in_order(problem, t, room_w, order, tree, used_w=current, min_w=need_min)
-        power_w[:, t] = current + extra
+        power_t[t] = current + extra
         remaining = np.maximum(remaining - extra * wh[t], 0.0)
-    return power_w
+    return np.ascontiguousarray(power_t.T)
