@@ -223,3 +223,37 @@ def test_capabilities_from_get_configuration():
     assert (caps.max_stack_level, caps.max_periods, caps.rate_units) == (5, 3, ("W",))
     assert caps.max_profiles_installed is None
     assert parse_capabilities({}).rate_units == ("A", "W")
+
+
+def _sample(controller, clock, station, tx, amps):
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
+                                        current_a=tuple(amps)))
+
+
+async def test_single_phase_car_on_three_phase_bay_is_learned_and_planned_on_its_phase():
+    controller, clock = _controller(cap_w=60_000)
+    _start(controller, clock, "CP0", 100)       # under the 40 A feeder
+    ref = ConnectorRef("CP0", 1)
+    assert controller.phase_use(ref) == (3, 0, False)       # unknown: planned balanced
+    _sample(controller, clock, "CP0", 100, (0.0, 15.9, None))  # L3 missing: teaches nothing
+    assert controller.state.sessions[ref].phases_in_use is None
+    _sample(controller, clock, "CP0", 100, (0.0, 15.9, 0.0))   # current on L2 only
+    assert controller.phase_use(ref) == (1, 1, True)
+    assert any(r.startswith("session") for r in controller._reasons)
+    await controller.replan()
+    plan = controller.plan.connectors[ref]
+    assert plan.phases == 1 and plan.phases_known
+    assert plan.power_at(clock.now()) <= 230 * 32 + 1e-6     # one phase at most
+    _sample(controller, clock, "CP0", 100, (10.0, 10.0, 10.0))  # it is 3-phase after all
+    assert controller.phase_use(ref) == (3, 0, True)
+
+
+async def test_fail_safe_schedule_follows_dr_events_and_caps():
+    controller, clock = _controller(cap_w=30_000)
+    now = clock.now()
+    assert [v for _, v in controller.default_root_schedule()] == [30_000.0]
+    start, end = now + timedelta(hours=1), now + timedelta(hours=2)
+    controller.limits.add_event(DemandResponseEvent("dr", start, end, limit_w=12_000))
+    assert controller.default_root_schedule()[1:] == [(start, 12_000.0), (end, 30_000.0)]
+    controller.limits.set_operator_cap(20_000, now)
+    assert [v for _, v in controller.default_root_schedule()] == [20_000.0, 12_000.0, 20_000.0]

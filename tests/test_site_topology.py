@@ -85,3 +85,17 @@ def test_bad_tree_is_refused_with_the_field():
                stations=(Station("X", "nowhere", (Connector(1),)),))
     with pytest.raises(ValueError, match="circuit"):
         SiteTopology(bad)
+
+
+def test_site_phase_follows_the_connectors_wiring():
+    site = Site(name="t", circuits=(Circuit("grid", None, limit_a=32),),
+                stations=(Station("CP1", "grid", (Connector(1, phases=3, phase="L2"),
+                                                  Connector(2, phases=3),
+                                                  Connector(3, phases=1, phase="L3"))),))
+    topo = SiteTopology(site)
+    rotated, plain, single = (ConnectorRef("CP1", i) for i in (1, 2, 3))
+    assert [topo.site_phase(rotated, k) for k in range(3)] == [1, 2, 0]   # L1 -> L2 ...
+    assert [topo.site_phase(plain, k) for k in range(3)] == [0, 1, 2]     # L1 -> L1 default
+    assert topo.site_phase(single, 0) == 2
+    assert topo.max_power_w(plain, phases=1) == pytest.approx(230 * 32)
+    assert topo.phase_limited(plain)
