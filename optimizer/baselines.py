@@ -18,6 +18,8 @@ maxima, windows, requested energy and the minimum-rate rule (0 or at least min_p
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from optimizer.lp import path_min
@@ -170,11 +172,24 @@ def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray,
     return np.where(want >= problem.min_power_w, want, 0.0)
 
 
+_UPPER_BY_SLOT: "weakref.WeakKeyDictionary[Problem, np.ndarray]" = weakref.WeakKeyDictionary()
+
+
+def _upper_by_slot(problem: Problem) -> np.ndarray:
+    """(T, N) contiguous copy of problem.upper_w, made once per problem (read-only)."""
+    upper = _UPPER_BY_SLOT.get(problem)
+    if upper is None:
+        upper = np.ascontiguousarray(problem.upper_w.T)
+        upper.setflags(write=False)
+        _UPPER_BY_SLOT[problem] = upper
+    return upper
+
+
 def _run(problem: Problem, allocate) -> np.ndarray:
     n, t_count = problem.n_connectors, problem.n_slots
     # Slot by slot on (T, N) copies: a column of a C-ordered (N, T) array is a strided gather.
     power = np.zeros((t_count, n))
-    upper = np.ascontiguousarray(problem.upper_w.T)
+    upper = _upper_by_slot(problem)
     remaining = problem.energy_wh.astype(float).copy()
     for t in range(t_count):
         want = _wanted_w(problem, t, remaining, upper[t])
@@ -262,7 +277,7 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)
     # Slot by slot on (T, N) copies (a column of a C-ordered (N, T) array is a strided gather).
     power_t = np.ascontiguousarray(power_w.T)
-    upper = np.ascontiguousarray(problem.upper_w.T)
+    upper = _upper_by_slot(problem)
     # A slot's extra energy is taken from what is left after every *other* slot's allocation,
     # so slots are visited in order and the remainder updated as we go.
     for t in range(problem.n_slots):
