@@ -64,9 +64,10 @@ class _Tree:
         self.any_a = bool(finite_a.any())
 
 
-def _group_prefix(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """For each i, the sum of values[j] over j in i's group that come before i in order."""
-    o = order[np.argsort(group[order], kind="stable")]
+def _group_prefix(values: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """For each i, the sum of values[j] over j in i's group with a smaller rank (ranks unique)."""
+    # One sort by (group, rank): the keys are unique, so any sort gives the same order.
+    o = np.argsort(group.astype(np.int64) * (int(rank.max()) + 1) + rank)
     v = values[o]
     g = group[o]
     cs = np.cumsum(v) - v
@@ -120,19 +121,23 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         if tree.has_a[d]:
             checks += [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
         for ph, limit in checks:
-            per_w = np.ones(members.size) if ph is None else amps[members, ph]
-            use = power[members] * per_w
+            per_w = None if ph is None else amps[members, ph]
+            use = power[members] if per_w is None else power[members] * per_w
             load = np.bincount(nodes, weights=use, minlength=m)
             over = load > limit * (1.0 - _EPS)
             # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
             cut = np.flatnonzero(over[nodes] & (use > 0))
             if cut.size == 0:
                 continue
-            idx, idx_nodes, idx_per_w = members[cut], nodes[cut], per_w[cut]
-            before = _group_prefix(use[cut], idx_nodes, np.argsort(rank[idx], kind="stable"))
+            idx, idx_nodes = members[cut], nodes[cut]
+            before = _group_prefix(use[cut], idx_nodes, rank[idx])
             room = np.maximum(limit[idx_nodes] * (1.0 - _EPS) - before, 0.0)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                cap_w = np.where(idx_per_w > 0, room / idx_per_w, np.inf)
+            if per_w is None:
+                cap_w = room
+            else:
+                idx_per_w = per_w[cut]
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    cap_w = np.where(idx_per_w > 0, room / idx_per_w, np.inf)
             new = np.minimum(power[idx], cap_w)
             power[idx] = np.where(new >= min_w[idx], new, 0.0)
     return power
