@@ -71,8 +71,11 @@ def _group_prefix(values: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np
     v = values[o]
     g = group[o]
     cs = np.cumsum(v) - v
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    base = np.repeat(cs[starts], np.diff(np.r_[starts, g.shape[0]]))
+    # Each entry's group start: the last position (at or before it) where the group changes.
+    first = np.empty(g.shape[0], dtype=bool)
+    first[0] = True
+    np.not_equal(g[1:], g[:-1], out=first[1:])
+    base = cs[np.maximum.accumulate(np.where(first, np.arange(g.shape[0]), 0))]
     out = np.empty_like(values)
     out[o] = cs - base
     return out
