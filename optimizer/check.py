@@ -96,6 +96,8 @@ def _as_power(problem: Problem, power_w) -> np.ndarray:
 def _collect(out: list, kind: str, mask: np.ndarray, limit: np.ndarray, value: np.ndarray,
              phase: int | None = None) -> None:
     """Append one Violation per True in mask; mask/limit/value share the shape (index, slot)."""
+    if not mask.any():  # the usual case; argwhere on a large all-False mask is the slow part
+        return
     for idx in np.argwhere(mask):
         where = tuple(idx)
         lim, val = float(limit[where]), float(value[where])
@@ -119,9 +121,11 @@ def check(problem: Problem, power_w, tol: float = 1e-6) -> list[Violation]:
     energy = delivered_wh(problem, power_w)
     _collect(out, "energy_over_request", energy > problem.energy_wh + tol,
              problem.energy_wh, energy)
-    load_w, load_a = node_loads(problem, power_w)
+    load_w = np.asarray(problem.node_connector @ power_w)  # = node_loads(...)[0]
     _collect(out, "node_power", load_w > problem.node_limit_w + tol, problem.node_limit_w, load_w)
-    for ph in range(N_PHASES):
-        _collect(out, "node_current", load_a[:, ph] > problem.node_limit_a + tol,
-                 problem.node_limit_a, load_a[:, ph], phase=ph)
+    if problem.has_phase_limits:  # an infinite current limit is never exceeded
+        load_a = node_loads(problem, power_w)[1]
+        for ph in range(N_PHASES):
+            _collect(out, "node_current", load_a[:, ph] > problem.node_limit_a + tol,
+                     problem.node_limit_a, load_a[:, ph], phase=ph)
     return out
