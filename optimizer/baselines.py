@@ -37,7 +37,6 @@ class _Tree:
     """Per-depth grouping of connectors, computed once per problem."""
 
     def __init__(self, problem: Problem) -> None:
-        self.problem = problem
         depth = _node_depths(problem)
         self.max_depth = int(depth.max())
         # ancestor_at[d][i] = the node at depth d above connector i (or -1 when its node is shallower)
@@ -62,6 +61,17 @@ class _Tree:
         self.has_w = [bool(finite_w[depth == d].any()) for d in range(self.max_depth + 1)]
         self.has_a = [bool(finite_a[depth == d].any()) for d in range(self.max_depth + 1)]
         self.any_a = bool(finite_a.any())
+
+
+_TREES: "weakref.WeakKeyDictionary[Problem, _Tree]" = weakref.WeakKeyDictionary()
+
+
+def _tree(problem: Problem) -> _Tree:
+    """The problem's _Tree, built once (every baseline and the top-up use it; read-only)."""
+    tree = _TREES.get(problem)
+    if tree is None:
+        tree = _TREES[problem] = _Tree(problem)
+    return tree
 
 
 def _group_prefix(values: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -93,7 +103,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     headroom to the cars after it. `min_w` (N,) overrides the minimum each car must get to run
     (a car already running under `used_w` needs no minimum for more).
     """
-    tree = tree or _Tree(problem)
+    tree = tree or _tree(problem)
     limit_w = problem.node_limit_w[:, t]
     limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1)
     if used_w is not None:
@@ -111,7 +121,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     m = limit_w.shape[0]
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
-    active = np.flatnonzero(power > 0)
+    active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
     for d in range(tree.max_depth, -1, -1):
         if not (tree.has_w[d] or tree.has_a[d]):
             continue
@@ -129,7 +139,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             load = np.bincount(nodes, weights=use, minlength=m)
             over = load > limit * (1.0 - _EPS)
             # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
-            cut = np.flatnonzero(over[nodes] & (use > 0))
+            cut = (over[nodes] & (use > 0)).nonzero()[0]
             if cut.size == 0:
                 continue
             idx, idx_nodes = members[cut], nodes[cut]
@@ -227,14 +237,14 @@ def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
 
 def edf(problem: Problem) -> np.ndarray:
     """(N, T) earliest deadline first, respecting every limit."""
-    tree = _Tree(problem)
+    tree = _tree(problem)
     order = _priority_order(problem, problem.departure_slot.astype(float))
     return _run(problem, lambda t, want, remaining: serve_in_order(problem, t, want, order, tree))
 
 
 def llf(problem: Problem) -> np.ndarray:
     """(N, T) least laxity first, respecting every limit."""
-    tree = _Tree(problem)
+    tree = _tree(problem)
 
     weight = quantised_weight(problem.weight)
 
@@ -242,7 +252,7 @@ def llf(problem: Problem) -> np.ndarray:
         # Only cars that want power can be cut, so only their order matters: sorting them alone
         # gives them the same relative order as sorting everyone (serve_in_order reads no rank
         # of a car that asks for nothing).
-        asking = np.flatnonzero(want > 0)
+        asking = (want > 0).nonzero()[0]
         full_wh = np.maximum(problem.max_power_w[asking, t], 1e-9) * problem.wh_per_w[t]
         laxity = (problem.departure_slot[asking] - t) - remaining[asking] / full_wh
         by_key = np.argsort(laxity, kind="stable")
@@ -254,7 +264,7 @@ def llf(problem: Problem) -> np.ndarray:
 
 def equal_share(problem: Problem) -> np.ndarray:
     """(N, T) requests scaled equally under each overloaded node; respects every limit."""
-    tree = _Tree(problem)
+    tree = _tree(problem)
     order = _priority_order(problem, np.zeros(problem.n_connectors))
 
     def allocate(t, want, remaining):
@@ -278,7 +288,7 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     the minimum-rate rule: a running car may take any amount more, a paused one at least its
     minimum.
     """
-    tree = _Tree(problem)
+    tree = _tree(problem)
     order = _priority_order(problem, problem.departure_slot.astype(float))
     power_w = np.asarray(power_w, dtype=float)
     wh = problem.wh_per_w

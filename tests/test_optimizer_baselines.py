@@ -123,3 +123,20 @@ def test_top_up_only_adds_and_keeps_every_limit_and_minimum():
     topped = baselines.top_up(problem, np.array([[6000.0], [0.0]]))
     assert check(problem, topped, tol=1e-6) == []
     np.testing.assert_allclose(topped[:, 0], [7000.0, 5000.0], rtol=1e-6)
+
+
+def test_per_problem_caches_do_not_keep_problems_alive():
+    # baselines and path_min cache per-problem arrays in weak-keyed dictionaries: a controller
+    # that re-plans every few seconds must not accumulate every problem it ever solved.
+    import gc
+    import weakref
+
+    from optimizer import lp, solve
+    from optimizer.instances import generate
+    problem = generate(40, seed=0, n_feeders=4)
+    solve(problem)
+    assert problem in baselines._TREES and problem in lp._DEPTH_LEVELS
+    alive = weakref.ref(problem)
+    del problem
+    gc.collect()
+    assert alive() is None
