@@ -36,6 +36,7 @@ Measured (phase-aware instances from optimizer.instances, seed 1, 96 slots of 15
 on a shared 2-core machine, median of 3):
 
     N      LP relaxation build+solve+check   solve() end to end (1 re-solve, top-up, guard)
+           (before WARM_ROUNDS = 0 and the current objective.py; benchmarks/README.md has today's)
     100    0.011 s                           0.08 s
     1000   0.14 s  (build 0.013 s)           0.27 s wall, 0.36 s CPU (baselines on the 2nd core)
     5000   1.5 s   (build 0.065 s)           2.7 s wall
@@ -71,7 +72,14 @@ BACKENDS = ("auto", *SOLVERS, *BASELINES)
 # objective; a cold one (flow, PuLP) costs a whole solve for the same: measured on the power family
 # at N = 1000 (3 seeds), the flow path took 0.21-0.24 s with one round and 0.15-0.17 s with none,
 # objective within +-0.03 %.
-WARM_ROUNDS = 1
+#
+# WARM_ROUNDS went from 1 to 0 after objective.py sized A for uneven phase exchanges (A 96100 ->
+# 1153000 on the phase family): the relaxation alone slowed 0.24 -> 0.30 s at N = 1000 and the warm
+# re-solve with it. Measured then (phase family, N = 1000, seeds 0-2, wall, shared 2-core machine):
+# solve() 0.52 / 0.30 / 0.42 s with one round, 0.33 / 0.22 / 0.25 s without; weighted energy vs the
+# relaxation 0.99518 / 0.99301 / 0.99519 with, 0.99512 / 0.99282 / 0.99521 without (the top-up
+# recovers nearly all of it). The loop stays for WARM_ROUNDS > 0.
+WARM_ROUNDS = 0
 COLD_ROUNDS = 0
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
