@@ -61,8 +61,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed for the cars (same seed, same day)")
     parser.add_argument("--dr-notice-min", type=float, default=30.0,
                         help="minutes between the utility's announcement and the event (0: at once)")
-    parser.add_argument("--mixed-phase-cars", action="store_true",
-                        help="let single-phase cars take three-phase bays too (unbalanced phases)")
+    parser.add_argument("--mixed-phase-cars", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="single-phase cars take three-phase bays too, loading one phase "
+                             "(default; --no-mixed-phase-cars: every car uses all its bay's "
+                             "phases)")
     parser.add_argument("--explain", type=int, default=0, metavar="N",
                         help="for the first N limit violations, print every bay under the "
                              "overloaded circuit with its draw and installed profiles")
