@@ -11,7 +11,8 @@ Instances come from optimizer.instances.generate (seeded; documented there): a s
 Methods, each timed end to end as build + solve + check (optimizer.check), median of --repeats:
 
     solve(auto)  optimizer.solve(problem): the production path, with the minimum-rate rule
-                 (0 or >= min) enforced by fix-and-resolve; its loss against the relaxation is
+                 (0 or >= min) enforced by pausing, re-solving (small HiGHS problems) and
+                 a greedy top-up; its loss against the relaxation is
                  reported in the summary
     flow         the min-cost-flow backend on the relaxation (no minimum rates); power family only
     highs        the vectorised LP in HiGHS (highspy) on the relaxation
