@@ -148,7 +148,8 @@ def flow_costs(problem: Problem, objective: Objective) -> tuple[np.ndarray, np.n
     hundredths = np.rint(quantised_weight(problem.weight) * 100.0).astype(np.int64)  # w * 100
     levels = np.unique(hundredths)
     gain = int(np.diff(levels).min()) if levels.size > 1 else None
-    need = spread * 100 // int(levels[0]) + 1  # A' * w_min > R, with w_min = levels[0] / 100
+    w_min = int(levels[0]) if levels.size else 100  # no sessions: any A' will do
+    need = spread * 100 // w_min + 1  # A' * w_min > R, with w_min = levels[0] / 100
     if gain is not None:
         need = max(need, spread * 100 // gain + 1)  # A' * gain / 100 > R
     a_hundredths = need // 100 + 1  # A' = 100 * a_hundredths > need

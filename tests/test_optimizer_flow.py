@@ -229,3 +229,11 @@ def test_flow_costs_stay_small_with_prices():
     assert objective.energy_scale > 1e5  # the model's A, sized for the real price spread
     assert np.abs(seg_cost).max() < 5_000 and root_cost.max() < 1_000
     assert seg_cost.dtype == root_cost.dtype == np.int64
+
+
+def test_flow_without_sessions_is_empty():
+    problem = Problem(slot_s=[900.0] * 3, max_power_w=np.zeros((0, 3)), energy_wh=np.zeros(0),
+                      arrival_slot=np.zeros(0, int), departure_slot=np.zeros(0, int),
+                      node_parent=[-1], connector_node=np.zeros(0, int), node_limit_w=1000.0)
+    power_w, info = solve_flow(problem, build_objective(problem), problem.upper_w)
+    assert power_w.shape == (0, 3) and info["objective"] == 0.0
