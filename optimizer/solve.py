@@ -25,7 +25,7 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    HiGHS solves; after the flow, which holds the GIL) but only clipped to [0, upper_w], which
    bounds their lawful (projected) versions' weighted energy from above, since the rest of the
    projection only lowers power. Only a baseline whose bound beats ours is projected and
-   compared; on the benchmark instances none ever is, so no projection is spent on them.
+   compared; on large instances that is rare, so the projections are usually not spent at all.
 
 Raising an entry to its minimum instead of pausing it (a lower bound of min_power_w in the
 re-solve, reverted when infeasible) was tried: better on some instances, worse on others, and
