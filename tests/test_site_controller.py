@@ -257,3 +257,22 @@ async def test_fail_safe_schedule_follows_dr_events_and_caps():
     assert controller.default_root_schedule()[1:] == [(start, 12_000.0), (end, 30_000.0)]
     controller.limits.set_operator_cap(20_000, now)
     assert [v for _, v in controller.default_root_schedule()] == [20_000.0, 12_000.0, 20_000.0]
+
+
+async def test_an_event_off_the_slot_grid_holds_the_site_down_only_from_just_before_it():
+    controller, clock = _controller(cap_w=30_000.0)
+    for i in range(5):
+        _start(controller, clock, f"CP{i}", 300 + i)
+    now = clock.now()
+    # 17 minutes in: not on the 15-minute grid
+    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(minutes=17)
+    controller.limits.add_event(DemandResponseEvent("dr-off-grid", start,
+                                                    start + timedelta(hours=1), limit_w=10_000))
+    await controller.replan({"dr"})
+    lead = timedelta(seconds=controller.settings.limit_lead_s)
+    plans = controller.plan.connectors.values()
+    before = start - lead - timedelta(minutes=1)
+    assert before > now
+    assert sum(p.power_at(before) for p in plans) > 20_000       # still at the cap
+    for moment in (start - lead, start, start + timedelta(minutes=30)):
+        assert sum(p.power_at(moment) for p in plans) <= 10_000 + 1e-6

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ControllerSettings:
     slot_s: float = 900.0              # plan slot length [s of site time]
+    limit_lead_s: float = 60.0         # a limit change is planned from this long before it
     horizon_s: float = 24 * 3600.0     # how far ahead we plan [s]
     coalesce_real_s: float = 0.05      # a burst of triggers within this real time -> one solve
     stale_after_s: float = 180.0       # a measurement older than this is unknown [s site time]
@@ -176,14 +177,24 @@ class SiteController:
 
     # --- planning ---------------------------------------------------------------------------
     def _slots(self, now: datetime) -> tuple[list[datetime], list[datetime]]:
+        """Slot edges: now, every slot boundary, and every moment a limit begins or ends.
+
+        A slot partly covered by a lower limit takes that limit for the whole slot (safe), so
+        without an edge near 17:12 an event starting then would hold the site down from 17:00.
+        """
         slot_s = self.settings.slot_s
-        first_end_ts = (now.timestamp() // slot_s + 1) * slot_s
-        starts, ends = [now], [datetime.fromtimestamp(first_end_ts, now.tzinfo)]
         horizon_end = now + timedelta(seconds=self.settings.horizon_s)
-        while ends[-1] < horizon_end:
-            starts.append(ends[-1])
-            ends.append(ends[-1] + timedelta(seconds=slot_s))
-        return starts, ends
+        first_end_ts = (now.timestamp() // slot_s + 1) * slot_s
+        edges = {now, datetime.fromtimestamp(first_end_ts, now.tzinfo)}
+        while max(edges) < horizon_end:
+            edges.add(max(edges) + timedelta(seconds=slot_s))
+        last = max(edges)
+        # The edge goes a little before the change: stations' clocks drift and their schedules
+        # switch on whole seconds, and the slot from there on takes the lower limit (see above).
+        lead = timedelta(seconds=self.settings.limit_lead_s)
+        edges.update(m - lead for m in self.limits.change_times(now) if now < m - lead < last)
+        ordered = sorted(edges)
+        return ordered[:-1], ordered[1:]
 
     def phase_use(self, ref: ConnectorRef) -> tuple[int, int, bool]:
         """(phases, site phase, known) a session is planned on. A single-phase car on a 3-phase
