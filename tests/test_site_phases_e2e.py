@@ -12,6 +12,7 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
 from tests.site_e2e import PhaseMonitor, control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -126,8 +127,11 @@ async def test_server_gone_before_a_dr_event_defaults_keep_the_site_under_it(tmp
     dispatch = DispatchSettings(call_timeout_s=5.0, profile_lifetime_s=600, refresh_before_s=300)
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
                               dispatch=dispatch) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=30, reconnect_min_s=0.05,
-                      reconnect_max_s=0.3, call_timeout_s=5.0)
+        # CP2 takes W only (the defaults go out again in W, event periods and all); CP3 takes
+        # one period (its default is the lower of the two until the event is over)
+        quirks = {"CP2": Quirks(only_rate_unit="W"), "CP3": Quirks(max_periods=1)}
+        fleet = Fleet(site, server.ws_url, clock, quirks=quirks, meter_interval_s=30,
+                      reconnect_min_s=0.05, reconnect_max_s=0.3, call_timeout_s=5.0)
         await fleet.start(wait_booted_s=10)
         try:
             for sid in ("CP1", "CP2", "CP3", "CP4"):
@@ -145,6 +149,10 @@ async def test_server_gone_before_a_dr_event_defaults_keep_the_site_under_it(tmp
             await wait_until(lambda: sum(_default_w(fleet, s, start + timedelta(seconds=60))
                                          for s in fleet.stations) <= EVENT_W + 1, 10,
                              "fail-safe defaults sized for the event")
+            cp2_default = next(p for p in fleet.station("CP2").profiles.profiles
+                               if p.purpose == "TxDefaultProfile" and p.stack_level == 0)
+            assert cp2_default.schedule.rate_unit == "W"
+            assert len(cp2_default.schedule.periods) >= 2
             await server.runner.cleanup()            # smartcharge disappears before the event
             await wait_until(lambda: not any(s.connected.is_set()
                                              for s in fleet.stations.values()),

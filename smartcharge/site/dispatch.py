@@ -21,7 +21,7 @@ import numpy as np
 from ocpp.v16 import call
 
 from smartcharge import events as ev
-from smartcharge.clock import Clock
+from smartcharge.clock import Clock, parse_ocpp_time
 from smartcharge.ocpp import profiles as P
 from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
                                        StationTimeout)
@@ -299,10 +299,6 @@ class Dispatcher:
             return   # not set up yet: setup_station sends the plan once it has the capabilities
         async with control.lock:
             try:
-                if control.defaults_key != self._defaults_key():
-                    # a DR event or a lower cap announced or over: the fail-safe defaults
-                    # follow it (first phase that comes, so a lower one goes out early)
-                    await self._send_defaults(control)
                 for ref, cplan in plan.connectors.items():
                     if ref.station_id != control.station_id:
                         continue
@@ -311,6 +307,10 @@ class Dispatcher:
                     if self._needs_send(control, cplan):
                         await self._send_plan(control, cplan)
                 await self._dispatch_idle(control, plan, phase)
+                if control.defaults_key != self._defaults_key():
+                    # a DR event or a lower cap announced or over: the fail-safe defaults
+                    # follow it, right after this station's decreases (in the first phase)
+                    await self._send_defaults(control)
             except StationOffline:
                 return
             except Exception:  # one station's trouble never stops the others
@@ -508,14 +508,24 @@ class Dispatcher:
             other = [u for u in control.caps.rate_units if u != control.unit]
             if other:  # defaults in the other unit, and remember it
                 profile = payload["csChargingProfiles"]
-                period = profile["chargingSchedule"]["chargingSchedulePeriod"][0]
+                periods = profile["chargingSchedule"]["chargingSchedulePeriod"]
                 station = self.topology.station(control.station_id)
-                power = P.rate_to_power(period["limit"], control.unit,
-                                        period.get("numberPhases", 3), station.voltage_v)
+                phases = periods[0].get("numberPhases", 3)
+                powers = [P.rate_to_power(p["limit"], control.unit, phases, station.voltage_v)
+                          for p in periods]
+                # every period kept (a fail-safe default carries a DR event's window), counted
+                # from now: the first answer took a moment
+                now = self.clock.now()
+                elapsed_s = max((now - parse_ocpp_time(
+                    profile["chargingSchedule"]["startSchedule"])).total_seconds(), 0.0)
+                shifted = [(p["startPeriod"] - elapsed_s, w) for p, w in zip(periods, powers)]
+                current = [w for offset, w in shifted if offset <= 0][-1]
+                later = [(offset, w) for offset, w in shifted if offset > 0]
+                offsets = [0.0] + [offset for offset, _ in later]
+                powers = [current] + [w for _, w in later]
                 control.unit = other[0]
-                sched = P.schedule(self.clock.now(), [0], [power], unit=control.unit,
-                                   phases=period.get("numberPhases", 3),
-                                   voltage_v=station.voltage_v, max_periods=1)
+                sched = P.schedule(now, offsets, powers, unit=control.unit, phases=phases,
+                                   voltage_v=station.voltage_v, max_periods=len(periods))
                 retry = dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
                 return await self._send(control, retry)
         return answer
