@@ -116,9 +116,13 @@ class ChargingPhysics:
                 wake = min(wake, change)
             real_s = max((wake - now).total_seconds(), 0.0) / self.clock.speed
             self._wake_physics.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event fires, and this loop then never stops (seen as a hung
+            # Fleet.stop() in the end-to-end tests).
             try:
-                await asyncio.wait_for(self._wake_physics.wait(), timeout=real_s + 1e-4)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(real_s + 1e-4):
+                    await self._wake_physics.wait()
+            except TimeoutError:
                 pass
 
     def meter_value(self, connector_id: int, at: datetime, context: str) -> dict:

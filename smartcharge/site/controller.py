@@ -481,8 +481,9 @@ class SiteController:
         """Wait until the snapshot changes after `after_version`; (version, snapshot) or None
         on timeout."""
         if self._snapshot_version <= after_version:
-            try:
-                await asyncio.wait_for(self._snapshot_changed.wait(), timeout_s)
-            except asyncio.TimeoutError:
+            try:   # asyncio.timeout: 3.11's wait_for can swallow a cancellation (SSE shutdown)
+                async with asyncio.timeout(timeout_s):
+                    await self._snapshot_changed.wait()
+            except TimeoutError:
                 return None
         return self._snapshot_version, self.snapshot()
