@@ -34,7 +34,8 @@ class Circuit:
 class Connector:
     connector_id: int                  # OCPP connectorId, 1-based
     phases: int = 3                    # 1 or 3
-    phase: str = "L1"                  # site phase a single-phase connector loads (L1/L2/L3)
+    phase: str = "L1"                  # site phase the connector's L1 is wired to (L1/L2/L3); for a
+                                       # single-phase connector, the one phase it loads
     max_current_a: float = 32.0        # per phase [A]
     min_current_a: float = 6.0         # IEC 61851: the smallest non-zero rate [A]
     max_power_w: float | None = None   # optional extra cap [W]; None = from current and voltage
