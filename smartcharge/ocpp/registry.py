@@ -15,6 +15,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from smartcharge.tasks import OwnedTasks
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +55,7 @@ class StationLink:
         self._default_timeout_s = default_timeout_s
         self._close_socket = close_socket           # async callable(reason)
         self._closed = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = OwnedTasks(log, f"station {station_id}")
 
     @property
     def boot_accepted(self) -> bool:
@@ -92,16 +94,7 @@ class StationLink:
 
     def spawn(self, coroutine: Coroutine) -> asyncio.Task:
         """Run work for this station in an owned task, cancelled when the link closes."""
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("station %s: background task failed", self.station_id,
-                      exc_info=task.exception())
+        return self._tasks.spawn(coroutine)
 
     async def close(self, reason: str) -> None:
         """Close the socket (if still open) and stop everything that belongs to this link."""
@@ -110,8 +103,7 @@ class StationLink:
 
     def mark_closed(self) -> None:
         self._closed.set()
-        for task in tuple(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
 
 class StationRegistry:

@@ -21,6 +21,7 @@ import aiohttp
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
+from smartcharge.tasks import OwnedTasks
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.sim import configuration
 from smartcharge.sim.connection import (OCPP16_SUBPROTOCOL, ConnectionClosed, Outbox,
@@ -82,7 +83,7 @@ class SimStation(ChargingPhysics, RemoteControl):
         self._own_http = http is None
         self._protocol: StationProtocol | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = OwnedTasks(log, spec.station_id)
         self._runner: asyncio.Task | None = None
         self._stopping = False
         self._rebooting = False
@@ -111,9 +112,10 @@ class SimStation(ChargingPhysics, RemoteControl):
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
+        tasks = self._tasks.cancel_all()
+        if self._runner is not None:
+            self._runner.cancel()
+            tasks.append(self._runner)
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._ws is not None:
             await self._ws.close()
@@ -141,16 +143,7 @@ class SimStation(ChargingPhysics, RemoteControl):
         return len(again)
 
     def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: background task failed", self.spec.station_id,
-                      exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     async def _run(self) -> None:
         backoff_s = self.spec.reconnect_min_s

@@ -21,6 +21,7 @@ import numpy as np
 from ocpp.v16 import call
 
 from smartcharge import events as ev
+from smartcharge.tasks import OwnedTasks
 from smartcharge.clock import Clock, parse_ocpp_time
 from smartcharge.ocpp import profiles as P
 from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
@@ -104,7 +105,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
         self._shares_for: float | None = None
@@ -130,9 +131,7 @@ class Dispatcher:
                 control.sent.pop(event.connector_id, None)
 
     def _spawn(self, coroutine) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coroutine)
 
     # --- background loops (owned by setup's cleanup_ctx) ------------------------------------
     async def run(self) -> None:
@@ -168,9 +167,7 @@ class Dispatcher:
             log.exception("could not record %d sent profiles in the audit table", len(rows))
 
     async def close(self) -> None:
-        for task in tuple(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.flush_audit()
 
     # --- one station's setup: capabilities, fail-safe defaults, current profiles ------------
