@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import signal
 import ssl
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
+from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
 
 log = logging.getLogger("smartcharge")
@@ -44,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "in accelerated time; print a summary and write a plot.")
     add_demo_arguments(demo)
     demo.set_defaults(handler=lambda args, _parser: run_demo(args))
+    hasher = commands.add_parser("hash-secret", help="print the salted hash of a station "
+                                 "password or API token, for the site file",
+                                 description="Read a secret (a station password or an API "
+                                 "token) and print its salted scrypt hash, which the site file "
+                                 "accepts wherever it takes the plaintext. The secret is read "
+                                 "from standard input (one line) or asked for at a terminal, so "
+                                 "it stays out of the shell history.")
+    hasher.set_defaults(handler=hash_secret_command)
     return parser
 
 
@@ -51,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     return args.handler(args, parser)
+
+
+def hash_secret_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if sys.stdin.isatty():
+        secret = getpass.getpass("secret: ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        print("smartcharge: hash-secret: the secret is empty", file=sys.stderr)
+        return 2
+    print(hash_secret(secret))
+    return 0
 
 
 def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
