@@ -1,7 +1,8 @@
 """REST API under /api: stations, sessions (JSON and CSV), meter values, and the OpenAPI document.
 
-Remote control of stations lives in `api_commands.py`. Every error is JSON
-`{"error": <short code>, "detail": <what is wrong>}`; a client never sees a stack trace.
+Remote control of stations lives in `api_commands.py`, who may call what in `api_auth.py`.
+Every error is JSON `{"error": <short code>, "detail": <what is wrong>}` (`api_errors.py`); a
+client never sees a stack trace.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import csv
 import io
 import functools
 import json
-import logging
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -18,41 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from smartcharge import api_commands
+from smartcharge.api_auth import PUBLIC, READ, mask_id_tag, route, setup_auth
+from smartcharge.api_errors import json_errors
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.store import SessionRow, db_time
-
-log = logging.getLogger(__name__)
-
-_STATUS_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "too_large",
-                 422: "invalid_body", 502: "bad_gateway", 504: "station_timeout"}
-
-
-def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as http_error:
-        if not request.path.startswith("/api") or http_error.status < 400 \
-                or http_error.content_type == "application/json":
-            raise
-        response = error_response(http_error.status,
-                                  _STATUS_NAMES.get(http_error.status, "error"),
-                                  http_error.text or http_error.reason)
-        for header in ("WWW-Authenticate", "Allow"):
-            if header in http_error.headers:
-                response.headers[header] = http_error.headers[header]
-        return response
-    except Exception:  # a task boundary: log with context, answer without internals
-        log.exception("API %s %s failed", request.method, request.path_qs)
-        return error_response(500, "internal_error", "the server failed to handle this "
-                              "request; see the server log")
-
 
 def _time_param(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name)
@@ -66,10 +36,11 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
                  f"2026-01-01T12:00:00Z; got {text!r}") from None
 
 
-def session_json(row: SessionRow) -> dict[str, Any]:
+def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
     return {
         "transaction_id": row.transaction_id, "station_id": row.station_id,
-        "connector_id": row.connector_id, "id_tag": row.id_tag, "state": row.state,
+        "connector_id": row.connector_id, "id_tag": mask_id_tag(row.id_tag, request),
+        "state": row.state,
         "start_time": row.start_time, "stop_time": row.stop_time,
         "meter_start_wh": row.meter_start_wh, "meter_stop_wh": row.meter_stop_wh,
         "energy_wh": row.energy_wh, "energy_method": row.energy_method,
@@ -132,7 +103,7 @@ async def _session_rows(request: web.Request, default_limit: int = 1000) -> list
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return web.json_response([session_json(row) for row in await _session_rows(request)])
+    return web.json_response([session_json(row, request) for row in await _session_rows(request)])
 
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
@@ -146,7 +117,7 @@ async def sessions_csv(request: web.Request) -> web.Response:
     writer.writerow(CSV_COLUMNS)
     # a billing export must not be cut short by the JSON list's page size
     for row in await _session_rows(request, default_limit=100_000):
-        data = session_json(row)
+        data = session_json(row, request)
         data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
         data["flags"] = " ".join(data["flags"])
         writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
@@ -166,7 +137,7 @@ async def get_session(request: web.Request) -> web.Response:
     row = await request.app[STORE].run(lambda tx: tx.session(transaction_id))
     if row is None:
         raise web.HTTPNotFound(text=f"no session {transaction_id}")
-    return web.json_response(session_json(row))
+    return web.json_response(session_json(row, request))
 
 
 async def session_meter_values(request: web.Request) -> web.Response:
@@ -200,13 +171,16 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, open_api: bool = False) -> None:
+    """The API's error middleware (outermost), its auth middleware, and the central system's
+    routes. `open_api` is `--insecure-open-api`: no token checked at all."""
     app.middlewares.append(json_errors)
-    app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/api/stations", list_stations)
-    app.router.add_get("/api/stations/{station_id}", get_station)
-    app.router.add_get("/api/sessions", list_sessions)
-    app.router.add_get("/api/sessions.csv", sessions_csv)
-    app.router.add_get("/api/sessions/{transaction_id}", get_session)
-    app.router.add_get("/api/sessions/{transaction_id}/meter-values", session_meter_values)
+    setup_auth(app, app[SITE], open_api=open_api)
+    route(app, "GET", "/api/openapi.json", openapi, PUBLIC)
+    route(app, "GET", "/api/stations", list_stations, READ)
+    route(app, "GET", "/api/stations/{station_id}", get_station, READ)
+    route(app, "GET", "/api/sessions", list_sessions, READ)
+    route(app, "GET", "/api/sessions.csv", sessions_csv, READ)
+    route(app, "GET", "/api/sessions/{transaction_id}", get_session, READ)
+    route(app, "GET", "/api/sessions/{transaction_id}/meter-values", session_meter_values, READ)
     api_commands.add_routes(app)

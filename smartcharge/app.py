@@ -27,13 +27,15 @@ log = logging.getLogger(__name__)
 def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None,
                control: ControllerSettings | None = None,
                dispatch: DispatchSettings | None = None,
-               smart_charging: bool = True) -> web.Application:
+               smart_charging: bool = True,
+               insecure_open_api: bool = False) -> web.Application:
     """The whole service for `site`: OCPP endpoint, store, REST API, site controller, dashboard.
 
     The store opens on startup and closes on cleanup. `db_path` overrides the site file's
     `server.database`; `clock` defaults to wall time; `control`/`dispatch` tune the controller;
     `smart_charging=False` leaves the controller out (a metering-only central system: no
-    charging profiles are sent).
+    charging profiles are sent). `insecure_open_api` lets every API request through without a
+    token (`--insecure-open-api`, the demo on loopback); without it the API fails closed.
     """
     # The library validates every payload in a worker thread by default; the thread hop costs
     # more than validating an OCPP payload inline (measured: ~15-25 % more MeterValues/s).
@@ -57,7 +59,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     app.cleanup_ctx.append(store_ctx)
     app.on_shutdown.append(close_stations)
     server.add_routes(app)
-    api.add_routes(app)
+    api.add_routes(app, open_api=insecure_open_api)
     if smart_charging:
         setup_site_control(app, settings=control, dispatch_settings=dispatch)
     setup_dashboard(app)
