@@ -14,6 +14,7 @@ import sys
 
 from aiohttp import web
 
+from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help="SQLite file (default: server.database in the site file)")
     serve.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--insecure-open-api", action="store_true",
+                       help="serve the REST API and the dashboard WITHOUT any token check "
+                       "(every request acts as admin); for a lab on a trusted loopback only. "
+                       "Without it the API answers 401 to everyone until tokens are set")
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
@@ -102,7 +107,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(_serve(site, ssl_context))
+        asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
     except OSError as error:
         print(f"smartcharge: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)
@@ -110,8 +115,11 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-async def _serve(site, ssl_context: ssl.SSLContext | None) -> None:
-    app = create_app(site)
+async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = False) -> None:
+    if open_api and not is_loopback(site.server.host):
+        log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
+                    "can reach it controls the stations", site.server.host)
+    app = create_app(site, insecure_open_api=open_api)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     stop = asyncio.Event()

@@ -90,3 +90,21 @@ def test_bad_site_file_is_reported_with_its_field(tmp_path):
                              str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "stations[0].password (line 8)" in result.stderr
+
+
+@pytest.mark.parametrize("flag, status", [((), 401), (("--insecure-open-api",), 200)])
+async def test_serve_api_is_closed_without_tokens_unless_the_flag_opens_it(tmp_path, flag,
+                                                                         status):
+    process, scheme, port = await _start(tmp_path, *flag)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/api/stations") as response:
+                assert response.status == status
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    stderr = (await process.stderr.read()).decode()
+    if flag:
+        assert "insecure-open-api" in stderr and "OPEN" in stderr
+    else:
+        assert "refuse every request" in stderr
