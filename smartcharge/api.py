@@ -11,6 +11,7 @@ import csv
 import io
 import functools
 import json
+import re
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -90,7 +91,8 @@ async def _stations(app: web.Application) -> list[dict[str, Any]]:
     return result
 
 
-async def _session_rows(request: web.Request, default_limit: int = 1000) -> list[SessionRow]:
+def _session_query(request: web.Request, default_limit: int = 1000):
+    """The sessions filter of the query string: (station, since, until, limit), checked."""
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     try:
@@ -99,30 +101,72 @@ async def _session_rows(request: web.Request, default_limit: int = 1000) -> list
         limit = -1
     if not 1 <= limit <= 100_000:
         raise web.HTTPUnprocessableEntity(text="limit must be an integer 1..100000")
-    return await request.app[STORE].run(lambda tx: tx.sessions(station, since, until, limit))
+    return station, since, until, limit
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return web.json_response([session_json(row, request) for row in await _session_rows(request)])
+    station, since, until, limit = _session_query(request)
+    rows = await request.app[STORE].run(lambda tx: tx.sessions(station, since, until, limit))
+    return web.json_response([session_json(row, request) for row in rows])
 
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
                "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
                "state", "stop_reason", "closed_by", "flags")
+CSV_BATCH_ROWS = 500      # rows per read: the export never holds the whole table in memory
 
 
-async def sessions_csv(request: web.Request) -> web.Response:
+async def sessions_csv(request: web.Request) -> web.StreamResponse:
+    # a billing export must not be cut short by the JSON list's page size
+    station, since, until, limit = _session_query(request, default_limit=100_000)
+    store = request.app[STORE]
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="sessions.csv"'})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(csv_lines([CSV_COLUMNS]))
+    after, left = None, limit
+    while left > 0:
+        batch = min(CSV_BATCH_ROWS, left)
+        rows = await store.run(lambda tx: tx.sessions(station, since, until, batch, after))
+        if not rows:
+            break
+        await response.write(csv_lines(csv_row(row, request) for row in rows))
+        after, left = rows[-1].transaction_id, left - len(rows)
+        if len(rows) < batch:
+            break
+    await response.write_eof()
+    return response
+
+
+def csv_row(row: SessionRow, request: web.Request) -> list[Any]:
+    data = session_json(row, request)
+    data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
+    data["flags"] = " ".join(data["flags"])
+    return ["" if data[c] is None else data[c] for c in CSV_COLUMNS]
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell a spreadsheet would evaluate (it starts with = + - @, a tab or a carriage
+    return: OWASP "CSV injection") gets a leading apostrophe, so it is shown, not run. Our own
+    numbers (a negative energy) stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) \
+            and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_lines(rows) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    # a billing export must not be cut short by the JSON list's page size
-    for row in await _session_rows(request, default_limit=100_000):
-        data = session_json(row, request)
-        data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
-        data["flags"] = " ".join(data["flags"])
-        writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
-    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
-        "Content-Disposition": 'attachment; filename="sessions.csv"'})
+    for row in rows:
+        writer.writerow([neutralise(value) for value in row])
+    return out.getvalue().encode("utf-8")
 
 
 def _transaction_id(request: web.Request) -> int:

@@ -202,9 +202,14 @@ class StoreTx:
                          (station_tx_id, transaction_id))
 
     def sessions(self, station_id: str | None = None, since: datetime | None = None,
-                 until: datetime | None = None, limit: int = 1000) -> list[SessionRow]:
-        """Sessions that overlap [since, until); open sessions extend to now."""
+                 until: datetime | None = None, limit: int = 1000,
+                 after_transaction_id: int | None = None) -> list[SessionRow]:
+        """Sessions that overlap [since, until); open sessions extend to now. In transaction id
+        order, from after `after_transaction_id` (the next page of a long export)."""
         clauses, args = [], []
+        if after_transaction_id is not None:
+            clauses.append("transaction_id > ?")
+            args.append(after_transaction_id)
         if station_id is not None:
             clauses.append("station_id = ?")
             args.append(station_id)

@@ -191,3 +191,36 @@ async def test_station_control_needs_an_operator_token(harness):
     assert (await harness.http.get(harness.url("/api/sessions"))).status == 401
     assert (await harness.http.get(harness.url("/api/sessions"), headers={
         "Authorization": "Bearer ut-token"})).status == 403
+
+
+async def test_sessions_csv_neutralises_formulas_and_streams_every_row(harness, t0):
+    """A cell a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection);
+    numbers stay numbers. The export streams in batches: more rows than one batch, chunked."""
+    station = await harness.station("CP1")
+    hostile = ['=cmd|"/c calc"!A1', "+1+2", "-2+3", "@SUM(A1)", "\tTAB"]
+    for n, tag in enumerate(hostile):
+        await station.start_tx(1 + n % 2, 1000 * n, t0 + timedelta(minutes=n), id_tag=tag)
+
+    def many(tx):
+        for n in range(1_234):
+            tx.insert_session(station_id="CP2", connector_id=1, id_tag=hostile[n % 5],
+                              start_time=t0, meter_start_wh=0.0, reservation_id=None,
+                              state="open", at=t0)
+    await harness.store.run(many)
+    response = await harness.api.get(harness.url("/api/sessions.csv"))
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers.get("Transfer-Encoding") == "chunked"
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert len(rows) == 1_234 + len(hostile)
+    assert len({r["transaction_id"] for r in rows}) == len(rows)
+    assert {r["id_tag"] for r in rows} == {"'" + tag for tag in hostile}
+    for row in rows:
+        for value in row.values():
+            assert not value[:1] in ("=", "+", "-", "@", "\t"), row
+    assert rows[0]["meter_start_wh"] == "0.0"
+
+
+def test_neutralise_keeps_numbers_and_quotes_formulas():
+    from smartcharge.api import neutralise
+    assert [neutralise(v) for v in (-5.0, "-5.0", "-1e3", "=1+1", "-1+1", "@x", "CP1", None)] \
+        == [-5.0, "-5.0", "-1e3", "'=1+1", "'-1+1", "'@x", "CP1", None]
