@@ -65,7 +65,7 @@ async def get_station(request: web.Request) -> web.Response:
 
 async def _stations(app: web.Application) -> list[dict[str, Any]]:
     site, registry = app[SITE], app[REGISTRY]
-    rows, statuses = await app[STORE].run(lambda tx: (tx.stations(), tx.connector_statuses()))
+    rows, statuses = await app[STORE].read(lambda tx: (tx.stations(), tx.connector_statuses()))
     stored = {row["station_id"]: row for row in rows}
     ids = [s.station_id for s in site.stations] + sorted(set(stored) - {
         s.station_id for s in site.stations})
@@ -106,7 +106,7 @@ def _session_query(request: web.Request, default_limit: int = 1000):
 
 async def list_sessions(request: web.Request) -> web.Response:
     station, since, until, limit = _session_query(request)
-    rows = await request.app[STORE].run(lambda tx: tx.sessions(station, since, until, limit))
+    rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit))
     return web.json_response([session_json(row, request) for row in rows])
 
 
@@ -129,7 +129,7 @@ async def sessions_csv(request: web.Request) -> web.StreamResponse:
     after, left = None, limit
     while left > 0:
         batch = min(CSV_BATCH_ROWS, left)
-        rows = await store.run(lambda tx: tx.sessions(station, since, until, batch, after))
+        rows = await store.read(lambda tx: tx.sessions(station, since, until, batch, after))
         if not rows:
             break
         await response.write(csv_lines(csv_row(row, request) for row in rows))
@@ -178,7 +178,7 @@ def _transaction_id(request: web.Request) -> int:
 
 async def get_session(request: web.Request) -> web.Response:
     transaction_id = _transaction_id(request)
-    row = await request.app[STORE].run(lambda tx: tx.session(transaction_id))
+    row = await request.app[STORE].read(lambda tx: tx.session(transaction_id))
     if row is None:
         raise web.HTTPNotFound(text=f"no session {transaction_id}")
     return web.json_response(session_json(row, request))
@@ -186,7 +186,7 @@ async def get_session(request: web.Request) -> web.Response:
 
 async def session_meter_values(request: web.Request) -> web.Response:
     transaction_id = _transaction_id(request)
-    row, samples = await request.app[STORE].run(
+    row, samples = await request.app[STORE].read(
         lambda tx: (tx.session(transaction_id), tx.samples(transaction_id)))
     if row is None:
         raise web.HTTPNotFound(text=f"no session {transaction_id}")

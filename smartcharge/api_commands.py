@@ -121,8 +121,8 @@ async def _schema_check(request_payload: Any) -> None:
 async def _station_known(app: web.Application, station_id: str) -> bool:
     if app[SITE].station(station_id) is not None or app[REGISTRY].get(station_id):
         return True
-    stored = await app[STORE].run(lambda tx: tx.boot_status(station_id) is not None
-                                  or any(r["station_id"] == station_id for r in tx.stations()))
+    stored = await app[STORE].read(lambda tx: tx.boot_status(station_id) is not None
+                                   or any(r["station_id"] == station_id for r in tx.stations()))
     return bool(stored)
 
 
