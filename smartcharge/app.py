@@ -15,6 +15,7 @@ from smartcharge.events import EventBus
 from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.registry import StationRegistry
+from smartcharge.retention import setup_retention
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.setup import setup_site_control
@@ -57,6 +58,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
         await app[REGISTRY].close_all("server shutdown")
 
     app.cleanup_ctx.append(store_ctx)
+    setup_retention(app, site.server.inbound_retention_days)   # after the store: needs it open
     app.on_shutdown.append(close_stations)
     server.add_routes(app)
     api.add_routes(app, open_api=insecure_open_api)

@@ -202,7 +202,8 @@ class _Reader:
 
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
-                                            "call_timeout_s", "ping_interval_s"})
+                                            "call_timeout_s", "ping_interval_s",
+                                            "inbound_retention_days"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -222,6 +223,8 @@ class _Reader:
             call_timeout_s=self.number(table, "call_timeout_s", "server", defaults.call_timeout_s),
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
+            inbound_retention_days=self.number(table, "inbound_retention_days", "server",
+                                               defaults.inbound_retention_days),
         )
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:

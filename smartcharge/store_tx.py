@@ -158,6 +158,12 @@ class StoreTx:
                          (station_id, action, key, json.dumps(payload), json.dumps(answer),
                           db_time(at)))
 
+    def prune_inbound_messages(self, before: datetime) -> int:
+        """Forget raw messages received before `before`; returns how many. Only old rows go:
+        the recent ones are what recognises a station's re-sent message as a duplicate."""
+        return self._db.execute("DELETE FROM inbound_messages WHERE received_at < ?",
+                                (db_time(before),)).rowcount
+
     # -- sessions ---------------------------------------------------------------------------
     def insert_session(self, *, station_id: str, connector_id: int | None, id_tag: str | None,
                        start_time: datetime | None, meter_start_wh: float | None,
