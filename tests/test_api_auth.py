@@ -207,3 +207,15 @@ async def test_id_tags_are_masked_for_readers_and_whole_for_operators(tmp_path, 
         await harness.close()
         await http.close()
         await server.close()
+
+
+def test_the_openapi_document_states_who_may_call_each_operation():
+    document = openapi_document()
+    schemes = document["components"]["securitySchemes"]
+    role_of_scheme = {name: name.removesuffix("Token") for name in schemes}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete"):
+                continue
+            roles = {role_of_scheme[name] for entry in operation["security"] for name in entry}
+            assert roles == (expected_roles(method.upper(), path) or set()), (method, path)
