@@ -16,9 +16,9 @@ from aiohttp import web
 
 from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
-from smartcharge.config import ConfigError, load_site
+from smartcharge.config import API_ROLES, ConfigError, load_site
 from smartcharge.credentials import hash_secret
-from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.demo import add_demo_arguments, default_site_path, run_demo
 
 log = logging.getLogger("smartcharge")
 
@@ -97,6 +97,13 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         port=site.server.port if args.port is None else args.port,
         database=args.db or site.server.database)
     site = dataclasses.replace(site, server=settings)
+    public = _packaged_demo_tokens(site)
+    if public and not is_loopback(settings.host):
+        print(f"smartcharge: {args.config}: the API token(s) of the packaged demo site "
+              f"({', '.join(sorted(public))}) are public; they are accepted only on a loopback "
+              f"--host, not on {settings.host}. Make your own (and store them hashed: "
+              "smartcharge hash-secret)", file=sys.stderr)
+        return 2
     ssl_context = None
     if args.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -115,10 +122,23 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def _packaged_demo_tokens(site) -> set[str]:
+    """The API tokens `site` shares with the packaged demo site, whose tokens anyone can read."""
+    demo = load_site(default_site_path())
+    published = set().union(*(getattr(demo, f"{role}_tokens") for role in API_ROLES))
+    configured = set().union(*(getattr(site, f"{role}_tokens") for role in API_ROLES))
+    return configured & published
+
+
 async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = False) -> None:
     if open_api and not is_loopback(site.server.host):
         log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
                     "can reach it controls the stations", site.server.host)
+    if ssl_context is None and not is_loopback(site.server.host) and any(
+            getattr(site, f"{role}_tokens") for role in API_ROLES):
+        log.warning("API bearer tokens would travel unencrypted to %s (not a loopback "
+                    "address): serve TLS (--tls-cert/--tls-key) or put a TLS proxy in front",
+                    site.server.host)
     app = create_app(site, insecure_open_api=open_api)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
