@@ -27,8 +27,10 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import os
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -51,6 +53,9 @@ DR_WRITE = frozenset({OPERATOR, UTILITY, ADMIN})
 SEES_ID_TAGS = frozenset({OPERATOR, ADMIN})
 
 ROLE = web.RequestKey("api_role", str)
+FAILURES_ALLOWED = 10       # wrong tokens one address may send per FAILURE_WINDOW_S ...
+FAILURE_WINDOW_S = 60.0     # ... before all its requests get 429 until the window frees
+_TRACKED_ADDRESSES = 10_000
 _CACHE_SIZE = 256           # verified tokens remembered, so a hashed token costs one scrypt
 _VERIFY_CONCURRENCY = 2     # scrypt checks at once: guessing must not starve the event loop
 
@@ -65,6 +70,29 @@ class ApiAuth:
     _verified: OrderedDict[bytes, str] = field(default_factory=OrderedDict)
     _key: bytes = field(default_factory=lambda: os.urandom(32))
     _checks: asyncio.Semaphore | None = None
+    failures_allowed: int = FAILURES_ALLOWED
+    now: Callable[[], float] = time.monotonic
+    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+
+    def locked_for_s(self, address: str) -> float:
+        """How long `address` must wait after too many wrong tokens (0: it may try)."""
+        times = self._failures.get(address)
+        if not times:
+            return 0.0
+        while times and times[0] <= self.now() - FAILURE_WINDOW_S:
+            times.popleft()
+        if len(times) < self.failures_allowed:
+            return 0.0
+        return times[0] + FAILURE_WINDOW_S - self.now()
+
+    def failed(self, address: str) -> None:
+        times = self._failures.setdefault(address, deque())
+        self._failures.move_to_end(address)
+        times.append(self.now())
+        while len(times) > self.failures_allowed:
+            times.popleft()
+        if len(self._failures) > _TRACKED_ADDRESSES:
+            self._failures.popitem(last=False)
 
     @property
     def configured(self) -> bool:
@@ -176,8 +204,17 @@ async def require(request: web.Request, *roles: str) -> str:
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' (an API "
                        "token of a role that may call this route)", headers=_CHALLENGE)
+    address = request.remote or "?"
+    wait_s = auth.locked_for_s(address)
+    if wait_s > 0:   # every request, right token or not: the answer must not confirm a guess
+        raise ApiError(429, "too_many_requests", "too many unknown API tokens from this "
+                       "address; try again later", headers={"Retry-After": str(
+                           max(1, math.ceil(wait_s)))})
     held = await auth.role_of(token)
     if held is None:
+        auth.failed(address)
+        log.warning("API: unknown bearer token from %s for %s %s", address, request.method,
+                    request.path)
         raise ApiError(401, "unauthorized", "unknown API token", headers=_CHALLENGE)
     if not allowed:
         log.error("API route %s %s has no access rule: refused", request.method, request.path)

@@ -16,7 +16,7 @@ log = logging.getLogger("smartcharge.api")
 
 _STATUS_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 409: "conflict", 413: "too_large",
-                 422: "invalid_body", 502: "bad_gateway", 504: "station_timeout"}
+                 422: "invalid_body", 429: "too_many_requests", 502: "bad_gateway", 504: "station_timeout"}
 
 
 class ApiError(Exception):
