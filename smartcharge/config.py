@@ -191,14 +191,16 @@ class _Reader:
 
     def api_tokens(self, api: dict, role: str) -> frozenset[str]:
         """A role's bearer tokens: the site file's list plus SMARTCHARGE_<ROLE>_TOKENS."""
-        key = f"{role}_tokens"
+        key, env = f"{role}_tokens", f"SMARTCHARGE_{role.upper()}_TOKENS"
         tokens = self.string_list(api, key, "api")
-        for index, token in enumerate(tokens):
+        from_env = _env_tokens(env)
+        for index, token in enumerate(tokens + from_env):
             try:
                 check_format(token)
             except SecretFormatError as error:
-                raise self.error(f"api.{key}[{index}]", str(error)) from None
-        return frozenset(tokens + _env_tokens(f"SMARTCHARGE_{role.upper()}_TOKENS"))
+                where = f"api.{key}[{index}]" if index < len(tokens) else env
+                raise self.error(where, str(error)) from None
+        return frozenset(tokens + from_env)
 
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",

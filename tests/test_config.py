@@ -109,7 +109,7 @@ def test_tokens_from_environment(monkeypatch):
     assert parse_site(MINIMAL).operator_tokens == frozenset({"a", "b"})
 
 
-def test_api_tokens_per_role_hashed_or_plain_and_a_bad_hash_is_named(tmp_path):
+def test_api_tokens_per_role_hashed_or_plain_and_a_bad_hash_is_named(tmp_path, monkeypatch):
     from smartcharge.credentials import verify_secret
     path = tmp_path / "site.toml"
     path.write_text(documented_example())
@@ -119,3 +119,6 @@ def test_api_tokens_per_role_hashed_or_plain_and_a_bad_hash_is_named(tmp_path):
     bad = MINIMAL + '\n[api]\nreader_tokens = ["scrypt$16384$8$1$nope"]\n'
     with pytest.raises(ConfigError, match=r"api\.reader_tokens\[0\]"):
         parse_site(bad)
+    monkeypatch.setenv("SMARTCHARGE_ADMIN_TOKENS", "fine, scrypt$2$1$1$x$y")
+    with pytest.raises(ConfigError, match="SMARTCHARGE_ADMIN_TOKENS"):
+        parse_site(MINIMAL)
