@@ -14,10 +14,11 @@ import sys
 
 from aiohttp import web
 
+from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
-from smartcharge.config import ConfigError, load_site
+from smartcharge.config import API_ROLES, ConfigError, load_site
 from smartcharge.credentials import hash_secret
-from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.demo import add_demo_arguments, default_site_path, run_demo
 
 log = logging.getLogger("smartcharge")
 
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help="SQLite file (default: server.database in the site file)")
     serve.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--insecure-open-api", action="store_true",
+                       help="serve the REST API and the dashboard WITHOUT any token check "
+                       "(every request acts as admin); for a lab on a trusted loopback only. "
+                       "Without it the API answers 401 to everyone until tokens are set")
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
@@ -92,6 +97,13 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         port=site.server.port if args.port is None else args.port,
         database=args.db or site.server.database)
     site = dataclasses.replace(site, server=settings)
+    public = _packaged_demo_tokens(site)
+    if public and not is_loopback(settings.host):
+        print(f"smartcharge: {args.config}: the API token(s) of the packaged demo site "
+              f"({', '.join(sorted(public))}) are public; they are accepted only on a loopback "
+              f"--host, not on {settings.host}. Make your own (and store them hashed: "
+              "smartcharge hash-secret)", file=sys.stderr)
+        return 2
     ssl_context = None
     if args.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -102,7 +114,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(_serve(site, ssl_context))
+        asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
     except OSError as error:
         print(f"smartcharge: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)
@@ -110,8 +122,24 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-async def _serve(site, ssl_context: ssl.SSLContext | None) -> None:
-    app = create_app(site)
+def _packaged_demo_tokens(site) -> set[str]:
+    """The API tokens `site` shares with the packaged demo site, whose tokens anyone can read."""
+    demo = load_site(default_site_path())
+    published = set().union(*(getattr(demo, f"{role}_tokens") for role in API_ROLES))
+    configured = set().union(*(getattr(site, f"{role}_tokens") for role in API_ROLES))
+    return configured & published
+
+
+async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = False) -> None:
+    if open_api and not is_loopback(site.server.host):
+        log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
+                    "can reach it controls the stations", site.server.host)
+    if ssl_context is None and not is_loopback(site.server.host) and any(
+            getattr(site, f"{role}_tokens") for role in API_ROLES):
+        log.warning("API bearer tokens would travel unencrypted to %s (not a loopback "
+                    "address): serve TLS (--tls-cert/--tls-key) or put a TLS proxy in front",
+                    site.server.host)
+    app = create_app(site, insecure_open_api=open_api)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     stop = asyncio.Event()

@@ -81,6 +81,7 @@ class ServerSettings:
     heartbeat_interval_s: int = 300
     call_timeout_s: float = 30.0       # how long we wait for a station's answer
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
+    inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,11 @@ class Site:
     accept_unknown_stations: bool = False  # True: unknown stations connect and get Pending
     session_defaults: SessionDefaults = SessionDefaults()
     cap_schedule: tuple[CapWindow, ...] = ()
+    # REST API bearer tokens per role (plaintext or `scrypt$...` hashes; see api_auth.py)
+    reader_tokens: frozenset[str] = frozenset()
     operator_tokens: frozenset[str] = frozenset()
     utility_tokens: frozenset[str] = frozenset()
+    admin_tokens: frozenset[str] = frozenset()
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @property

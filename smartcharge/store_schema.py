@@ -122,4 +122,8 @@ MIGRATIONS: tuple[str, ...] = (
         sent_at             TEXT NOT NULL
     );
     """,
+    # retention: raw inbound messages are pruned by age (smartcharge/retention.py)
+    """
+    CREATE INDEX inbound_by_time ON inbound_messages (received_at);
+    """,
 )

@@ -120,6 +120,7 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     output = result.stdout
     assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
     assert f"http://127.0.0.1:{port}/" in output
+    assert "API open without tokens (--insecure-open-api, loopback only)" in output
     assert "limit violations:   0 " in output
     assert "accepted (HTTP 201)" in output
     profiles = int(output.split("profiles sent:")[1].split()[0])
@@ -130,3 +131,12 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assert str(plot.resolve()) in output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
     assert (tmp_path / "data" / "smartcharge-demo.sqlite").exists()
+
+
+def test_demo_opens_the_api_only_on_loopback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "smartcharge.demo", "--host", "0.0.0.0", "--insecure-open-api",
+         "--hours", "0.01", "--port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
