@@ -1,6 +1,8 @@
 """The WebSocket endpoint `/ocpp/{station_id}`: who may connect, which protocol, whose link.
 
-Order of checks, all before the upgrade: the identity must be declared in the site file (else 404,
+Order of checks, all before the upgrade: the identity must be well-formed (`identity.py`: at
+most 48 visible ASCII characters without ':' or '/'; else 400, and it is logged only escaped and
+truncated, nothing is stored); it must be declared in the site file (else 404,
 unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
 password must present HTTP Basic credentials with user = the identity in the URL (security
 profile 1, or 2 when served over TLS), compared in constant time (else 401). Then the upgrade:
@@ -22,6 +24,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
+from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
 
@@ -78,6 +81,12 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
     station_id = request.match_info["station_id"]
+    if not is_valid_identity(station_id):
+        # checked before the identity reaches the store or a log line (it is attacker text)
+        log.warning("refused a malformed station identity %s (from %s)",
+                    loggable_identity(station_id), request.remote)
+        raise web.HTTPBadRequest(text="malformed charge point identity: at most 48 visible "
+                                 "ASCII characters, no ':' or '/'")
     station = site.station(station_id)
     if station is None and not site.accept_unknown_stations:
         log.warning("station %s: refused, not in the site file (from %s)", station_id,
