@@ -18,6 +18,7 @@ from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.serve_checks import plaintext_password_warnings
 
 log = logging.getLogger("smartcharge")
 
@@ -92,6 +93,8 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         port=site.server.port if args.port is None else args.port,
         database=args.db or site.server.database)
     site = dataclasses.replace(site, server=settings)
+    for warning in plaintext_password_warnings(site):
+        log.warning("%s", warning)
     ssl_context = None
     if args.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

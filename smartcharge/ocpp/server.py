@@ -5,7 +5,8 @@ most 48 visible ASCII characters without ':' or '/'; else 400, and it is logged 
 truncated, nothing is stored); it must be declared in the site file (else 404,
 unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
 password must present HTTP Basic credentials with user = the identity in the URL (security
-profile 1, or 2 when served over TLS), compared in constant time (else 401). Then the upgrade:
+profile 1, or 2 when served over TLS), compared in constant time, or with scrypt in a worker
+thread when the site file holds a salted hash (else 401). Then the upgrade:
 if the station offers no subprotocol we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
@@ -22,6 +23,7 @@ import logging
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
@@ -63,7 +65,8 @@ class AiohttpConnection:
             raise ConnectionClosed(str(error)) from None
 
 
-def _credentials_ok(request: web.Request, station: Station) -> bool:
+async def _credentials_ok(request: web.Request, station: Station) -> bool:
+    """HTTP Basic with user = the identity and the station's password (plaintext or hash)."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -73,7 +76,12 @@ def _credentials_ok(request: web.Request, station: Station) -> bool:
     except (binascii.Error, ValueError):
         return False
     user_ok = hmac.compare_digest(user, station.station_id.encode("utf-8"))
-    password_ok = hmac.compare_digest(password, (station.password or "").encode("utf-8"))
+    stored = station.password or ""
+    if is_hashed(stored):
+        # scrypt costs tens of ms and 16 MiB: off the event loop, which carries every station
+        password_ok = await asyncio.to_thread(verify_secret, stored, password)
+    else:
+        password_ok = verify_secret(stored, password)
     return user_ok and password_ok
 
 
@@ -93,7 +101,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
                     request.remote)
         raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
     if station is not None and station.password is not None \
-            and not _credentials_ok(request, station):
+            and not await _credentials_ok(request, station):
         log.warning("station %s: refused, bad or missing credentials (from %s)", station_id,
                     request.remote)
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
