@@ -6,7 +6,8 @@ truncated, nothing is stored); it must be declared in the site file (else 404,
 unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
 password must present HTTP Basic credentials with user = the identity in the URL (security
 profile 1, or 2 when served over TLS), compared in constant time, or with scrypt in a worker
-thread when the site file holds a salted hash (else 401). Then the upgrade:
+thread when the site file holds a salted hash (else 401; too many failures from one address
+inside a minute and it gets 429 for a back-off period, see `auth_throttle.py`). Then the upgrade:
 if the station offers no subprotocol we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
@@ -20,12 +21,15 @@ import binascii
 import hmac
 import logging
 
+import math
+
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
+from smartcharge.ocpp.auth_throttle import AuthThrottle
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 OCPP16 = "ocpp1.6"
 SUPPORTED_PROTOCOLS = (OCPP16,)
 MAX_FRAME_BYTES = 1 << 20
+AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
 
 class AiohttpConnection:
@@ -85,6 +90,23 @@ async def _credentials_ok(request: web.Request, station: Station) -> bool:
     return user_ok and password_ok
 
 
+async def _check_credentials(request: web.Request, station: Station) -> None:
+    """Basic auth for a station with a password; failures per address are throttled."""
+    throttle = request.app[AUTH_THROTTLE]
+    address = request.remote or "?"
+    wait_s = throttle.retry_after_s(address)
+    if wait_s is not None:   # refused before the (costly) check: a guess here costs us nothing
+        raise web.HTTPTooManyRequests(headers={"Retry-After": str(math.ceil(wait_s))},
+                                      text="too many failed logins from this address")
+    if await _credentials_ok(request, station):
+        return
+    log.warning("station %s: refused, bad or missing credentials (from %s)",
+                station.station_id, address)
+    if throttle.failed(address):
+        log.warning("too many failed station logins from %s: refused for a while", address)
+    raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
+
+
 async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
@@ -100,11 +122,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         log.warning("station %s: refused, not in the site file (from %s)", station_id,
                     request.remote)
         raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
-    if station is not None and station.password is not None \
-            and not await _credentials_ok(request, station):
-        log.warning("station %s: refused, bad or missing credentials (from %s)", station_id,
-                    request.remote)
-        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
+    if station is not None and station.password is not None:
+        await _check_credentials(request, station)
 
     store = app[STORE]
     now = clock.now()
@@ -169,4 +188,5 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    app[AUTH_THROTTLE] = AuthThrottle(app[CLOCK])
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)
