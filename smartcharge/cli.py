@@ -18,7 +18,8 @@ from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
-from smartcharge.serve_checks import plaintext_password_warnings
+from smartcharge.serve_checks import (cleartext_warnings, demo_key_refusal,
+                                      plaintext_password_warnings)
 
 log = logging.getLogger("smartcharge")
 
@@ -93,7 +94,12 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         port=site.server.port if args.port is None else args.port,
         database=args.db or site.server.database)
     site = dataclasses.replace(site, server=settings)
-    for warning in plaintext_password_warnings(site):
+    refusal = demo_key_refusal(site, settings.host)
+    if refusal:
+        print(f"smartcharge: {args.config}: {refusal}", file=sys.stderr)
+        return 2
+    for warning in (plaintext_password_warnings(site)
+                    + cleartext_warnings(site, settings.host, tls=bool(args.tls_cert))):
         log.warning("%s", warning)
     ssl_context = None
     if args.tls_cert:

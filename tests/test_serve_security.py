@@ -6,8 +6,14 @@ import asyncio
 import re
 import signal
 import sys
+from pathlib import Path
 
+import pytest
+
+import smartcharge
+from smartcharge.cli import main
 from smartcharge.credentials import hash_secret
+from tests.tls_certs import make_server_cert
 
 SITE = """
 [site]
@@ -57,3 +63,63 @@ async def test_all_hashed_passwords_no_plaintext_warning(tmp_path):
                                         "--host", "127.0.0.1")
     assert code == 0, stderr
     assert "plaintext" not in stderr
+
+
+DEMO_SITE = Path(smartcharge.__file__).resolve().parent / "data" / "demo-site.toml"
+TOKENS = '\n[api]\noperator_tokens = ["an-operator-token-for-tests"]\n'
+
+
+async def test_cleartext_secrets_on_a_non_loopback_bind_warn(tmp_path):
+    code, stderr = await serve_and_stop(tmp_path, SITE.format(cp1=HASHED, cp2=HASHED) + TOKENS,
+                                        "--host", "0.0.0.0")
+    assert code == 0, stderr
+    unencrypted = [line for line in stderr.splitlines() if "unencrypted" in line]
+    assert any("Basic auth" in line and "--tls-cert" in line for line in unencrypted), stderr
+    assert any("bearer tokens" in line for line in unencrypted), stderr
+
+
+async def test_no_cleartext_warning_on_loopback(tmp_path):
+    code, stderr = await serve_and_stop(tmp_path, SITE.format(cp1=HASHED, cp2=HASHED) + TOKENS,
+                                        "--host", "127.0.0.1")
+    assert code == 0, stderr
+    assert "unencrypted" not in stderr
+
+
+async def test_no_cleartext_warning_over_tls(tmp_path):
+    cert, key = make_server_cert(tmp_path)
+    code, stderr = await serve_and_stop(tmp_path, SITE.format(cp1=HASHED, cp2=HASHED) + TOKENS,
+                                        "--host", "0.0.0.0", "--tls-cert", str(cert),
+                                        "--tls-key", str(key))
+    assert code == 0, stderr
+    assert "unencrypted" not in stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_the_packaged_demo_site_is_refused_off_loopback(tmp_path, host, capsys):
+    code = main(["serve", "--config", str(DEMO_SITE), "--host", host, "--port", "0",
+                 "--db", str(tmp_path / "demo.sqlite")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "demo" in err and "loopback" in err and "demo-key-" not in err
+    assert not (tmp_path / "demo.sqlite").exists()
+
+
+def test_one_copied_demo_key_is_refused_too(tmp_path, capsys):
+    config = tmp_path / "site.toml"
+    config.write_text(SITE.format(cp1=HASHED, cp2="demo-key-CP004-pw"))
+    code = main(["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"])
+    assert code == 2
+    assert "CP2" in capsys.readouterr().err
+
+
+def test_a_demo_token_is_refused_off_loopback(tmp_path, capsys):
+    config = tmp_path / "site.toml"
+    config.write_text(SITE.format(cp1=HASHED, cp2=HASHED)
+                      + '\n[api]\nutility_tokens = ["demo-utility-token"]\n')
+    assert main(["serve", "--config", str(config), "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "api" in capsys.readouterr().err
+
+
+async def test_the_packaged_demo_site_serves_on_loopback(tmp_path):
+    code, stderr = await serve_and_stop(tmp_path, DEMO_SITE.read_text(), "--host", "127.0.0.1")
+    assert code == 0, stderr
