@@ -20,6 +20,7 @@ from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
 from smartcharge.serve_checks import (cleartext_warnings, demo_key_refusal,
                                       plaintext_password_warnings)
+from smartcharge.tls import server_ssl_context
 
 log = logging.getLogger("smartcharge")
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help="SQLite file (default: server.database in the site file)")
     serve.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--tls-client-ca", help="PEM CA certificate(s): stations must present a "
+                       "client certificate it signed, whose subject CN is their identity "
+                       "(security profile 3; needs --tls-cert)")
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
@@ -84,6 +88,9 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         logging.getLogger("ocpp").setLevel(logging.WARNING)   # it logs every frame at INFO
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are "
+                     "a TLS feature)")
     try:
         site = load_site(args.config)
     except ConfigError as error:
@@ -92,7 +99,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     settings = dataclasses.replace(
         site.server, host=args.host or site.server.host,
         port=site.server.port if args.port is None else args.port,
-        database=args.db or site.server.database)
+        database=args.db or site.server.database, tls_client_ca=args.tls_client_ca)
     site = dataclasses.replace(site, server=settings)
     refusal = demo_key_refusal(site, settings.host)
     if refusal:
@@ -103,12 +110,10 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         log.warning("%s", warning)
     ssl_context = None
     if args.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2   # OCPP security whitepaper
         try:
-            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca)
         except (OSError, ssl.SSLError) as error:
-            print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
+            print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
     try:
         asyncio.run(_serve(site, ssl_context))

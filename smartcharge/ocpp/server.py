@@ -2,12 +2,15 @@
 
 Order of checks, all before the upgrade: the identity must be well-formed (`identity.py`: at
 most 48 visible ASCII characters without ':' or '/'; else 400, and it is logged only escaped and
-truncated, nothing is stored); it must be declared in the site file (else 404,
-unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
-password must present HTTP Basic credentials with user = the identity in the URL (security
-profile 1, or 2 when served over TLS), compared in constant time, or with scrypt in a worker
-thread when the site file holds a salted hash (else 401; too many failures from one address
-inside a minute and it gets 429 for a back-off period, see `auth_throttle.py`). Then the upgrade:
+truncated, nothing is stored). With security profile 3 (`server.tls_client_ca`) the connection
+must carry a client certificate verified by the TLS layer whose subject CN is that identity
+(`client_cert.py`; else 403), and the certificate replaces the password. The identity must be
+declared in the site file (else 404, unless `accept_unknown_stations`, then the station gets
+Pending at boot). Without profile 3, a station with a password must present HTTP Basic
+credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
+in constant time, or with scrypt in a worker thread when the site file holds a salted hash
+(else 401; too many failures from one address inside a minute and it gets 429 for a back-off
+period, see `auth_throttle.py`). Then the upgrade:
 if the station offers no subprotocol we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
@@ -30,6 +33,7 @@ from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
 from smartcharge.ocpp.auth_throttle import AuthThrottle
+from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
@@ -107,6 +111,20 @@ async def _check_credentials(request: web.Request, station: Station) -> None:
     raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
 
 
+def _check_certificate(request: web.Request, station_id: str) -> None:
+    """Security profile 3: a verified client certificate whose CN is the URL's identity."""
+    common_name = certificate_identity(request)
+    if common_name == station_id:
+        return
+    if common_name is None:
+        log.warning("station %s: refused, no client certificate (from %s)", station_id,
+                    request.remote)
+    else:
+        log.warning("station %s: refused, its certificate is for %s (from %s)", station_id,
+                    loggable_identity(common_name), request.remote)
+    raise web.HTTPForbidden(text="a client certificate whose CN is this identity is required")
+
+
 async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
@@ -117,13 +135,16 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
                     loggable_identity(station_id), request.remote)
         raise web.HTTPBadRequest(text="malformed charge point identity: at most 48 visible "
                                  "ASCII characters, no ':' or '/'")
+    settings = site.server
+    if settings.tls_client_ca:
+        _check_certificate(request, station_id)
     station = site.station(station_id)
     if station is None and not site.accept_unknown_stations:
         log.warning("station %s: refused, not in the site file (from %s)", station_id,
                     request.remote)
         raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
-    if station is not None and station.password is not None:
-        await _check_credentials(request, station)
+    if station is not None and station.password is not None and not settings.tls_client_ca:
+        await _check_credentials(request, station)   # profile 3: the certificate replaces it
 
     store = app[STORE]
     now = clock.now()
@@ -133,7 +154,6 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         return tx.boot_status(station_id)
 
     boot_status = await store.run(seen)
-    settings = site.server
     ws = web.WebSocketResponse(protocols=SUPPORTED_PROTOCOLS, autoping=True,
                                heartbeat=settings.ping_interval_s or None,
                                max_msg_size=MAX_FRAME_BYTES)
