@@ -29,6 +29,8 @@ OPEN_SITE = make_site(accept_unknown_stations=True)
     ("/ocpp/CP%C3%A91", "not ASCII"),
     ("/ocpp/CP%201", "space"),
     ("/ocpp/CP%7F", "DEL"),
+    ("/ocpp/CP%00", "NUL"),
+    ("/ocpp/CP%2F1", "an encoded '/'"),
 ])
 async def test_malformed_identity_refused_before_upgrade_nothing_stored(harness, caplog, path,
                                                                         why):
