@@ -23,7 +23,6 @@ import base64
 import binascii
 import hmac
 import logging
-
 import math
 
 from aiohttp import WSCloseCode, WSMsgType, web
