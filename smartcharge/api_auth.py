@@ -231,10 +231,10 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 def is_loopback(host: str) -> bool:
     """Is `host` a loopback address (or `localhost`)? Names other than localhost count as not."""
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

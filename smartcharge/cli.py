@@ -16,9 +16,12 @@ from aiohttp import web
 
 from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
-from smartcharge.config import API_ROLES, ConfigError, load_site
+from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
-from smartcharge.demo import add_demo_arguments, default_site_path, run_demo
+from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.serve_checks import (cleartext_warnings, demo_key_refusal,
+                                      plaintext_password_warnings)
+from smartcharge.tls import server_ssl_context
 
 log = logging.getLogger("smartcharge")
 
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the REST API and the dashboard WITHOUT any token check "
                        "(every request acts as admin); for a lab on a trusted loopback only. "
                        "Without it the API answers 401 to everyone until tokens are set")
+    serve.add_argument("--tls-client-ca", help="PEM CA certificate(s): stations must present a "
+                       "client certificate it signed, whose subject CN is their identity "
+                       "(security profile 3; needs --tls-cert)")
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
@@ -87,6 +93,9 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         logging.getLogger("ocpp").setLevel(logging.WARNING)   # it logs every frame at INFO
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are "
+                     "a TLS feature)")
     try:
         site = load_site(args.config)
     except ConfigError as error:
@@ -95,23 +104,21 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     settings = dataclasses.replace(
         site.server, host=args.host or site.server.host,
         port=site.server.port if args.port is None else args.port,
-        database=args.db or site.server.database)
+        database=args.db or site.server.database, tls_client_ca=args.tls_client_ca)
     site = dataclasses.replace(site, server=settings)
-    public = _packaged_demo_tokens(site)
-    if public and not is_loopback(settings.host):
-        print(f"smartcharge: {args.config}: the API token(s) of the packaged demo site "
-              f"({', '.join(sorted(public))}) are public; they are accepted only on a loopback "
-              f"--host, not on {settings.host}. Make your own (and store them hashed: "
-              "smartcharge hash-secret)", file=sys.stderr)
+    refusal = demo_key_refusal(site, settings.host)
+    if refusal:
+        print(f"smartcharge: {args.config}: {refusal}", file=sys.stderr)
         return 2
+    for warning in (plaintext_password_warnings(site)
+                    + cleartext_warnings(site, settings.host, tls=bool(args.tls_cert))):
+        log.warning("%s", warning)
     ssl_context = None
     if args.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2   # OCPP security whitepaper
         try:
-            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca)
         except (OSError, ssl.SSLError) as error:
-            print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
+            print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
     try:
         asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
@@ -122,23 +129,10 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-def _packaged_demo_tokens(site) -> set[str]:
-    """The API tokens `site` shares with the packaged demo site, whose tokens anyone can read."""
-    demo = load_site(default_site_path())
-    published = set().union(*(getattr(demo, f"{role}_tokens") for role in API_ROLES))
-    configured = set().union(*(getattr(site, f"{role}_tokens") for role in API_ROLES))
-    return configured & published
-
-
 async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = False) -> None:
     if open_api and not is_loopback(site.server.host):
         log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
                     "can reach it controls the stations", site.server.host)
-    if ssl_context is None and not is_loopback(site.server.host) and any(
-            getattr(site, f"{role}_tokens") for role in API_ROLES):
-        log.warning("API bearer tokens would travel unencrypted to %s (not a loopback "
-                    "address): serve TLS (--tls-cert/--tls-key) or put a TLS proxy in front",
-                    site.server.host)
     app = create_app(site, insecure_open_api=open_api)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.credentials import SecretFormatError, check_format
+from smartcharge.credentials import SecretFormatError, check_format, is_hashed
 from smartcharge.model import (
     GRID_CIRCUIT_ID,
     PHASE_NAMES,
@@ -267,7 +267,12 @@ class _Reader:
                 raise self.error(f"{path}.id", f"duplicate station id {station_id!r}")
             seen.add(station_id)
             password = self.string(table, "password", path)
-            if password is not None:
+            if password is not None and is_hashed(password):
+                try:   # a salted hash from `smartcharge hash-secret`: only its form is checked
+                    check_format(password)
+                except SecretFormatError as error:
+                    raise self.error(f"{path}.password", str(error)) from None
+            elif password is not None:
                 size = len(password.encode("utf-8"))
                 if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
                     raise self.error(f"{path}.password", f"is {size} bytes; the OCPP security "

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -14,6 +13,8 @@ import sys
 
 import aiohttp
 import pytest
+
+from tests.tls_certs import make_server_cert
 
 SITE = """
 [site]
@@ -65,17 +66,13 @@ async def test_serve_boots_a_station_and_stops_cleanly_on_sigterm(tmp_path):
     assert (tmp_path / "cli.sqlite").exists()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_serve_over_tls_security_profile_2(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = make_server_cert(tmp_path)
     process, scheme, port = await _start(tmp_path, "--tls-cert", str(cert), "--tls-key",
                                          str(key))
     try:
         assert scheme == "https"
-        trust = ssl.create_default_context(cafile=str(cert))
+        trust = ssl.create_default_context(cafile=str(tmp_path / "server-CA.pem"))
         answer = await _boot(f"wss://127.0.0.1:{port}/ocpp/CP1", trust)
         assert answer[2]["status"] == "Accepted"
     finally:
