@@ -29,6 +29,7 @@ from smartcharge.demo_plot import plot_day
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import DemandResponsePlan, Visit, plan_day, plan_demand_response
 from smartcharge.model import Site
+from smartcharge.serve_checks import demo_key_refusal
 from smartcharge.site.controller import ControllerSettings
 
 log = logging.getLogger("smartcharge.demo")
@@ -114,6 +115,9 @@ class Demo:
             raise SystemExit(f"--insecure-open-api: the demo opens the API only on a loopback "
                              f"address, not on {args.host}")
         self.open_api = args.insecure_open_api is not False and is_loopback(args.host)
+        refusal = demo_key_refusal(self.site, args.host)
+        if refusal:     # the same rule as `serve`: published keys only on this machine
+            raise SystemExit(f"smartcharge demo: {refusal}")
         self.visits = plan_day(self.site, self.start, args.hours, seed=args.seed,
                                mixed_phases=args.mixed_phase_cars)
         self.dr: DemandResponsePlan | None = None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from smartcharge.config import load_site
-from smartcharge.demo import add_demo_arguments, default_site_path
+from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import plan_day, plan_demand_response
 
@@ -140,3 +140,13 @@ def test_demo_opens_the_api_only_on_loopback(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode != 0
     assert "loopback" in result.stderr
+
+
+def test_demo_refuses_the_published_demo_keys_off_loopback():
+    """The packaged site's station passwords and tokens ship in the package: like `serve`, the
+    demo will not accept them on an address others can reach, open API or not."""
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    args = parser.parse_args(["--host", "0.0.0.0", "--no-insecure-open-api", "--hours", "0.01"])
+    with pytest.raises(SystemExit, match="published keys"):
+        Demo(args)
