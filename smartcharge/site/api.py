@@ -6,21 +6,26 @@ write needs a bearer token: an operator token for caps and sessions, an operator
 for demand-response events. Missing or unknown token -> 401, a token of the wrong role -> 403.
 A site with no token configured at all (site file or environment) is open, like the rest of the
 API.
+
+Every write is an obligation: it is committed to the store before the 2xx (site/obligations.py);
+when the store cannot take it the answer is 503 `store_unavailable` and nothing changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import json
 import os
+from dataclasses import replace
 from datetime import datetime
 
 from aiohttp import web
 
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
-from smartcharge.site.limits import DemandResponseEvent
+from smartcharge import store_obligations as ob
+from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
+from smartcharge.site.obligations import ObligationWriter, StoreUnavailable, event_row
 
 OPERATOR = "operator"
 UTILITY = "utility"
@@ -28,7 +33,8 @@ KEEPALIVE_S = 15.0
 
 _TOKENS = web.AppKey("site_api_tokens", dict)
 _CLOSING = web.AppKey("site_api_closing", asyncio.Event)
-_event_numbers = itertools.count(1)
+_WRITER = web.AppKey("site_api_writer", ObligationWriter)
+RETRY_AFTER_S = 5
 
 
 def _error(status: int, error: str, detail: str) -> web.Response:
@@ -113,6 +119,11 @@ def handled(handler):
             return await handler(request)
         except ApiError as exc:
             return exc.response
+        except StoreUnavailable:
+            response = _error(503, "store_unavailable", "the store could not commit this "
+                              "change, so it was not made; try again later")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
     wrapper.__name__ = handler.__name__
     return wrapper
 
@@ -172,7 +183,10 @@ async def put_cap(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "limit_w: required (watts, or null to clear)")
     limit_w = _number(body, "limit_w")
     controller = _controller(request)
-    controller.limits.set_operator_cap(limit_w, since=controller.clock.now())
+    now = controller.clock.now()
+    await request.app[_WRITER].commit(
+        lambda: None, lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
+        lambda _: controller.limits.set_operator_cap(limit_w, since=now))
     controller.request_replan("operator cap")
     return web.json_response(_cap_json(controller))
 
@@ -206,9 +220,13 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
             raise ApiError(422, "invalid_body", f"windows[{i}].{detail}") from None
     controller = _controller(request)
     try:
-        controller.limits.set_cap_schedule(parsed)
+        cap_schedule_limits(parsed)
     except ValueError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
+    now = controller.clock.now()
+    await request.app[_WRITER].commit(
+        lambda: None, lambda tx: ob.set_cap_windows(tx, parsed, at=now),
+        lambda _: controller.limits.set_cap_schedule(parsed))
     controller.request_replan("cap schedule")
     return web.json_response(_schedule_json(controller))
 
@@ -231,17 +249,27 @@ async def post_event(request: web.Request) -> web.Response:
     _require(request, UTILITY, OPERATOR)
     body = await _json_body(request)
     event_id = body.get("id")
-    if event_id is None:
-        event_id = f"dr-{next(_event_numbers)}"
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 100:
+    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
+                                 or len(event_id) > 100):
         raise ApiError(422, "invalid_body", "id: must be a non-empty string (up to 100 chars)")
     controller = _controller(request)
-    event = _event_from(body, event_id)
-    try:
-        controller.limits.add_event(event)
-    except KeyError:
-        raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
-                       "PUT it to update") from None
+    # a name is drawn from the store's sequence inside the commit: dr-N never restarts
+    event = _event_from(body, event_id or "dr-?")
+    now = controller.clock.now()
+
+    def check() -> None:
+        existing = controller.limits.event(event_id) if event_id else None
+        if existing is not None and not existing.cancelled:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
+                           "PUT it to update")
+
+    def work(tx) -> DemandResponseEvent:
+        named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
+        ob.save_event(tx, event_row(named), at=now)
+        return named
+
+    event = await request.app[_WRITER].commit(check, work, controller.limits.add_event)
+    event_id = event.event_id
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()), status=201,
                              headers={"Location": f"/api/demand-response/events/{event_id}"})
@@ -275,7 +303,11 @@ async def put_event(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
     event = _event_from(await _json_body(request), event_id)
-    controller.limits.update_event(event)
+    now = controller.clock.now()
+    await request.app[_WRITER].commit(
+        lambda: _known_event(controller, event_id),
+        lambda tx: ob.save_event(tx, event_row(event), at=now),
+        lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
@@ -286,7 +318,17 @@ async def delete_event(request: web.Request) -> web.Response:
     controller = _controller(request)
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
-    event = controller.limits.cancel_event(event_id)
+    now = controller.clock.now()
+
+    cancelled: list[DemandResponseEvent] = []
+
+    def check() -> None:   # on the loop, under the write lock: what is cancelled is current
+        cancelled[:] = [replace(_known_event(controller, event_id), cancelled=True)]
+
+    await request.app[_WRITER].commit(
+        check, lambda tx: ob.save_event(tx, event_row(cancelled[0]), at=now),
+        lambda _: controller.limits.cancel_event(event_id))
+    event = cancelled[0]
     controller.request_replan(f"dr-cancel:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
@@ -308,11 +350,22 @@ async def put_session(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "give requested_wh (energy for the session [Wh]) "
                        "and/or departure (RFC 3339)")
     controller = _controller(request)
-    try:
-        session = controller.state.set_need(transaction_id, requested_wh=requested,
-                                            departure=departure)
-    except KeyError:
-        raise ApiError(404, "not_found", f"no open session {transaction_id}") from None
+    now = controller.clock.now()
+    need: dict = {}
+
+    def check() -> None:
+        session = controller.state.session_by_id(transaction_id)
+        if session is None:
+            raise ApiError(404, "not_found", f"no open session {transaction_id}")
+        # the whole need is stored, as it will be after this change
+        need.update(requested_wh=session.requested_wh if requested is None else requested,
+                    departure=session.departure if departure is None else departure)
+
+    await request.app[_WRITER].commit(
+        check, lambda tx: ob.set_need(tx, transaction_id, **need, at=now),
+        lambda _: controller.state.set_need(transaction_id, requested_wh=requested,
+                                            departure=departure))
+    session = controller.state.session_by_id(transaction_id)
     controller.request_replan(f"need:{transaction_id}")
     return web.json_response(session.as_json())
 
@@ -320,6 +373,7 @@ async def put_session(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app[_TOKENS] = tokens_from(app[_site_key()])
     app[_CLOSING] = asyncio.Event()
+    app[_WRITER] = ObligationWriter(lambda: app[_store_key()])
 
     async def close_streams(app: web.Application) -> None:
         app[_CLOSING].set()
@@ -342,3 +396,8 @@ def add_routes(app: web.Application) -> None:
 def _site_key():
     from smartcharge.appkeys import SITE
     return SITE
+
+
+def _store_key():
+    from smartcharge.appkeys import STORE
+    return STORE
