@@ -4,6 +4,7 @@ In-process servers on real SQLite files; the SIGKILL tests are in test_site_rest
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -185,3 +186,40 @@ async def test_open_sessions_needs_and_measurements_are_restored(tmp_path, clock
         assert set(loaded.needs) == {ids[0]}                    # the closed session's is pruned
         snapshot = server.controller.snapshot()
         assert sorted(s["session_id"] for s in snapshot["sessions"]) == ids
+
+
+async def test_start_committed_before_a_crash_and_resent_after_is_known(tmp_path):
+    """The station's StartTransaction was committed, the server died, the station re-sends it:
+    the ledger answers it as a duplicate (same transaction, nothing published), and the
+    controller still plans the session, because it was rebuilt from the store."""
+    from smartcharge.clock import SystemClock
+    from tests.conftest import TestStation, WsConnection, make_site, station_auth_header
+
+    site, db = make_site(), tmp_path / "p.sqlite"
+    started_at = datetime.now(UTC).replace(microsecond=0)
+
+    async def start_on(server, boot):
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
+                                       headers=station_auth_header("CP1"), heartbeat=None)
+            station = TestStation("CP1", WsConnection(ws))
+            task = asyncio.ensure_future(station.start())
+            try:
+                if boot:   # only once: a BootNotification would close the open session
+                    assert (await station.boot()).status == "Accepted"
+                return await station.start_tx(1, 1_000, started_at)
+            finally:
+                await ws.close()
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async with control_server(site, db, SystemClock()) as server:
+        first = await start_on(server, boot=True)
+        assert server.controller.state.session_by_id(first.transaction_id) is not None
+    async with control_server(site, db, SystemClock()) as server:
+        again = await start_on(server, boot=False)
+        assert again.transaction_id == first.transaction_id           # a duplicate
+        session = server.controller.state.session_by_id(first.transaction_id)
+        assert session is not None and session.meter_start_wh == 1_000
+        snapshot = server.controller.snapshot()
+        assert [s["session_id"] for s in snapshot["sessions"]] == [first.transaction_id]
