@@ -57,10 +57,8 @@ def set_operator_cap(tx: StoreTx, limit_w: float | None, since: datetime | None,
                (float(limit_w), db_time(since), db_time(at)))
 
 
-def set_cap_windows(tx: StoreTx, windows: list[tuple[datetime, datetime, float]], *,
-                    at: datetime) -> None:
+def set_cap_windows(tx: StoreTx, windows: list[tuple[datetime, datetime, float]]) -> None:
     """Replace the operator's cap schedule: (start, end, limit_w) windows, in order."""
-    del at   # the windows carry their own times; kept for a uniform signature
     tx.execute("DELETE FROM site_cap_windows")
     for position, (start, end, limit_w) in enumerate(windows):
         tx.execute("INSERT INTO site_cap_windows (position, start_time, end_time, limit_w) "

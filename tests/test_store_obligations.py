@@ -26,7 +26,7 @@ async def test_written_obligations_reload_from_a_reopened_file(tmp_path):
 
     def write(tx):
         ob.set_operator_cap(tx, 40_000.0, NOW, at=NOW)
-        ob.set_cap_windows(tx, [(NOW + HOUR, NOW + 2 * HOUR, 30_000.0)], at=NOW)
+        ob.set_cap_windows(tx, [(NOW + HOUR, NOW + 2 * HOUR, 30_000.0)])
         ob.save_event(tx, _event("dr-x", NOW + HOUR, NOW + 2 * HOUR), at=NOW)
         ob.save_event(tx, _event("dr-y", NOW, NOW + HOUR, limit_w=None, reduction_w=2_000.0,
                                  priority=3, cancelled=True), at=NOW)
@@ -54,8 +54,8 @@ async def test_clearing_the_cap_and_replacing_windows(tmp_path):
         await store.run(lambda tx: ob.set_operator_cap(tx, 1_000.0, NOW, at=NOW))
         await store.run(lambda tx: ob.set_operator_cap(tx, None, None, at=NOW))
         await store.run(lambda tx: ob.set_cap_windows(
-            tx, [(NOW, NOW + HOUR, 1.0), (NOW, NOW + HOUR, 2.0)], at=NOW))
-        await store.run(lambda tx: ob.set_cap_windows(tx, [(NOW, NOW + HOUR, 3.0)], at=NOW))
+            tx, [(NOW, NOW + HOUR, 1.0), (NOW, NOW + HOUR, 2.0)]))
+        await store.run(lambda tx: ob.set_cap_windows(tx, [(NOW, NOW + HOUR, 3.0)]))
         loaded = await store.run(ob.load)
     finally:
         await store.close()
@@ -93,7 +93,7 @@ async def test_prune_drops_what_has_expired_and_keeps_the_rest(tmp_path):
             for tid in (open_id, done_id, 999):
                 ob.set_need(tx, tid, requested_wh=1.0, departure=None, at=NOW)
             ob.set_cap_windows(tx, [(NOW - 2 * HOUR, NOW - HOUR, 1.0),
-                                    (NOW - HOUR, NOW + HOUR, 2.0)], at=NOW)
+                                    (NOW - HOUR, NOW + HOUR, 2.0)])
             ob.save_event(tx, _event("old", NOW - 30 * HOUR, NOW - 25 * HOUR), at=NOW)
             ob.save_event(tx, _event("recent", NOW - 3 * HOUR, NOW - 2 * HOUR), at=NOW)
             ob.save_event(tx, _event("coming", NOW + HOUR, NOW + 2 * HOUR), at=NOW)

@@ -22,8 +22,8 @@ from datetime import datetime
 
 from aiohttp import web
 
-from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge import store_obligations as ob
+from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
 from smartcharge.site.obligations import ObligationWriter, StoreUnavailable, event_row
 
@@ -225,7 +225,7 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", str(exc)) from None
     now = controller.clock.now()
     await request.app[_WRITER].commit(
-        lambda: None, lambda tx: ob.set_cap_windows(tx, parsed, at=now),
+        lambda: None, lambda tx: ob.set_cap_windows(tx, parsed),
         lambda _: controller.limits.set_cap_schedule(parsed))
     controller.request_replan("cap schedule")
     return web.json_response(_schedule_json(controller))
