@@ -361,11 +361,18 @@ async def put_session(request: web.Request) -> web.Response:
         need.update(requested_wh=session.requested_wh if requested is None else requested,
                     departure=session.departure if departure is None else departure)
 
+    def apply(_) -> None:
+        # the session may have stopped while the need was committed: the stored need is then
+        # harmless (pruned at the next start) and the answer is that the session is gone
+        if controller.state.session_by_id(transaction_id) is not None:
+            controller.state.set_need(transaction_id, requested_wh=requested,
+                                      departure=departure)
+
     await request.app[_WRITER].commit(
-        check, lambda tx: ob.set_need(tx, transaction_id, **need, at=now),
-        lambda _: controller.state.set_need(transaction_id, requested_wh=requested,
-                                            departure=departure))
+        check, lambda tx: ob.set_need(tx, transaction_id, **need, at=now), apply)
     session = controller.state.session_by_id(transaction_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"session {transaction_id} stopped meanwhile")
     controller.request_replan(f"need:{transaction_id}")
     return web.json_response(session.as_json())
 
