@@ -223,3 +223,23 @@ async def test_start_committed_before_a_crash_and_resent_after_is_known(tmp_path
         assert session is not None and session.meter_start_wh == 1_000
         snapshot = server.controller.snapshot()
         assert [s["session_id"] for s in snapshot["sessions"]] == [first.transaction_id]
+
+
+async def test_a_session_that_stops_while_its_need_is_committed_answers_404(tmp_path, clock):
+    import threading
+
+    from tests.site_e2e import wait_until
+    async with control_server(_site(), tmp_path / "p.sqlite", clock) as server:
+        store, controller = server.app[STORE], server.controller
+        controller.on_event(ev.SessionStarted("CP1", 1, 77, "TAG", 0.0, T0))
+        release = threading.Event()
+        busy = asyncio.ensure_future(store.run(lambda tx: release.wait(10)))   # hold the writer
+        async with aiohttp.ClientSession(server.http_url) as http:
+            put = asyncio.ensure_future(http.put("/api/sessions/77", json={"requested_wh": 1},
+                                                 headers=_auth(OP)))
+            await wait_until(lambda: store._queue.qsize() > 0, 5, "the need queued for commit")
+            controller.on_event(ev.SessionStopped("CP1", 1, 77, T0, None, "Local"))
+            release.set()
+            async with await put as resp:
+                assert resp.status == 404, await resp.text()
+        await busy
