@@ -232,8 +232,13 @@ async def test_a_session_that_stops_while_its_need_is_committed_answers_404(tmp_
     async with control_server(_site(), tmp_path / "p.sqlite", clock) as server:
         store, controller = server.app[STORE], server.controller
         controller.on_event(ev.SessionStarted("CP1", 1, 77, "TAG", 0.0, T0))
-        release = threading.Event()
-        busy = asyncio.ensure_future(store.run(lambda tx: release.wait(10)))   # hold the writer
+        started, release = threading.Event(), threading.Event()
+
+        def hold(tx) -> None:   # keeps the writer thread busy, so the need waits in its queue
+            started.set()
+            release.wait(10)
+        busy = asyncio.ensure_future(store.run(hold))
+        await wait_until(started.is_set, 5, "the writer busy")
         async with aiohttp.ClientSession(server.http_url) as http:
             put = asyncio.ensure_future(http.put("/api/sessions/77", json={"requested_wh": 1},
                                                  headers=_auth(OP)))
