@@ -142,6 +142,10 @@ class Demo:
         data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="smartcharge-demo-"))
         data_dir.mkdir(parents=True, exist_ok=True)
         db_path = data_dir / "smartcharge-demo.sqlite"
+        # every run replays the same simulated day: a previous run's DR event, caps and open
+        # sessions would be restored into it (the store keeps obligations), so start empty
+        for stale in data_dir.glob("smartcharge-demo.sqlite*"):
+            stale.unlink()
         self.clock = AcceleratedClock(self.start, args.speed)
         runner, port = await self._serve(db_path)
         self.base_url = f"http://{args.host}:{port}"

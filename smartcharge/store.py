@@ -25,11 +25,15 @@ from typing import Any, Protocol, TypeVar
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 
-__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreTx", "db_time",
+__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreTx", "db_time",
            "from_db_time"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class StoreClosed(RuntimeError):
+    """The store is closed (or its writer thread is gone): nothing was written."""
 
 
 class Store(Protocol):
@@ -53,6 +57,7 @@ class SqliteStore:
         self.path = path
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
+        self._closed = False   # set before the writer is told to stop: later work raises
         self._thread = threading.Thread(target=self._writer, name=f"store:{path}", daemon=True)
         self._thread.start()
         # one reader thread owns the read-only connection; ":memory:" has nothing to share
@@ -128,13 +133,16 @@ class SqliteStore:
             self._read_db = None
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._reader is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._reader, self._close_reader)
             self._reader.shutdown(wait=False)
             self._reader = None
         if self._thread.is_alive():
-            await self._submit(_RAW, self._close)
+            await self._submit(_RAW, self._close, closing=True)
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
@@ -143,7 +151,10 @@ class SqliteStore:
             self._db.close()
             self._db = None
 
-    async def _submit(self, kind: str, function: Callable) -> Any:
+    async def _submit(self, kind: str, function: Callable, *, closing: bool = False) -> Any:
+        # work queued after the writer's stop sentinel would never be answered: refuse it
+        if (self._closed and not closing) or not self._thread.is_alive():
+            raise StoreClosed(f"store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((kind, function, future, loop))
@@ -174,7 +185,7 @@ class SqliteStore:
     def _run_group(self, group: list) -> None:
         if self._db is None:
             for item in group:
-                self._answer(item, None, RuntimeError("store is closed"))
+                self._answer(item, None, StoreClosed(f"store {self.path} is closed"))
             return
         outcomes = []
         try:

@@ -276,6 +276,10 @@ class StoreTx:
         return self._dicts("SELECT * FROM profiles_sent WHERE station_id = ? ORDER BY id",
                            (station_id,))
 
+    def execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Plain SQL for the query modules of one topic (e.g. store_obligations.py)."""
+        return self._db.execute(query, args)
+
     def pragma(self, name: str) -> Any:
         """A SQLite setting, for diagnostics (e.g. "journal_mode", "user_version")."""
         if not name.isidentifier():

@@ -38,6 +38,12 @@ def make_site(**overrides) -> Site:
     return Site(**fields)
 
 
+def station_auth_header(station_id: str, password: str = PASSWORD) -> dict[str, str]:
+    """HTTP Basic auth of a station (security profile 1)."""
+    token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def ocpp_time(moment: datetime) -> str:
     return format_ocpp_time(moment)
 

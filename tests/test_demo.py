@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from smartcharge import store_obligations
 from smartcharge.config import load_site
 from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import plan_day, plan_demand_response
+from smartcharge.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -108,11 +111,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _previous_run_left(db_path: Path) -> None:
+    """A --data-dir reused from an earlier run: its store holds a 1 kW operator cap, which
+    would be restored (obligations survive restarts) if the demo did not start empty."""
+    db_path.parent.mkdir(parents=True)
+
+    async def write() -> None:
+        store = await SqliteStore.open(str(db_path))
+        try:
+            await store.run(lambda tx: store_obligations.set_operator_cap(
+                tx, 1_000.0, None, at=datetime.now(UTC)))
+        finally:
+            await store.close()
+    asyncio.run(write())
+
+
 def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     """Two hours of the demo site at 240x over real sockets: the utility's event is accepted,
     profiles are sent, the measured draws never exceed a limit, and the plot is a PNG."""
     out_dir = tmp_path / "out"
     port = _free_port()
+    _previous_run_left(tmp_path / "data" / "smartcharge-demo.sqlite")
     result = subprocess.run(
         [sys.executable, "-m", "smartcharge.demo", "--hours", "2", "--speed", "240",
          "--port", str(port), "--out", str(out_dir), "--data-dir", str(tmp_path / "data"), "--explain", "3"],

@@ -6,17 +6,21 @@ routes are added, below; the check and the error format are the whole API's, `ap
 `api_errors.py`): reads need a reader, operator or admin token (demand-response events also a
 utility token); caps and session needs an operator token; demand-response events an operator or
 utility token. Missing or unknown token -> 401, a token of the wrong role -> 403.
+
+Every write is an obligation: it is committed to the store before the 2xx (site/obligations.py);
+when the store cannot take it the answer is 503 `store_unavailable` and nothing changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
+from dataclasses import replace
 from datetime import datetime
 
 from aiohttp import web
 
+from smartcharge import store_obligations as ob
 from smartcharge.api_auth import (
     DR_READ,
     DR_WRITE,
@@ -29,12 +33,25 @@ from smartcharge.api_auth import (
 )
 from smartcharge.api_errors import ApiError
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
-from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
+from smartcharge.site.obligations import ObligationWriter, StoreUnavailable, event_row
 
 KEEPALIVE_S = 15.0
 
 _CLOSING = web.AppKey("site_api_closing", asyncio.Event)
-_event_numbers = itertools.count(1)
+_WRITER = web.AppKey("site_api_writer", ObligationWriter)
+RETRY_AFTER_S = 5
+
+
+async def _commit(request: web.Request, check, work, apply):
+    """Commit an obligation, then apply it in memory (site/obligations.py); 503 if the store
+    cannot take it, with nothing changed."""
+    try:
+        return await request.app[_WRITER].commit(check, work, apply)
+    except StoreUnavailable:
+        raise ApiError(503, "store_unavailable", "the store could not commit this change, so "
+                       "it was not made; try again later",
+                       headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
 
 def _controller(request: web.Request):
@@ -134,7 +151,10 @@ async def put_cap(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "limit_w: required (watts, or null to clear)")
     limit_w = _number(body, "limit_w")
     controller = _controller(request)
-    controller.limits.set_operator_cap(limit_w, since=controller.clock.now())
+    now = controller.clock.now()
+    await _commit(request, lambda: None,
+                  lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
+                  lambda _: controller.limits.set_operator_cap(limit_w, since=now))
     controller.request_replan("operator cap")
     return web.json_response(_cap_json(controller))
 
@@ -164,9 +184,11 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
             raise ApiError(422, "invalid_body", f"windows[{i}].{exc.detail}") from None
     controller = _controller(request)
     try:
-        controller.limits.set_cap_schedule(parsed)
+        cap_schedule_limits(parsed)
     except ValueError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
+    await _commit(request, lambda: None, lambda tx: ob.set_cap_windows(tx, parsed),
+                  lambda _: controller.limits.set_cap_schedule(parsed))
     controller.request_replan("cap schedule")
     return web.json_response(_schedule_json(controller))
 
@@ -187,17 +209,27 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
 async def post_event(request: web.Request) -> web.Response:
     body = await _json_body(request)
     event_id = body.get("id")
-    if event_id is None:
-        event_id = f"dr-{next(_event_numbers)}"
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 100:
+    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
+                                 or len(event_id) > 100):
         raise ApiError(422, "invalid_body", "id: must be a non-empty string (up to 100 chars)")
     controller = _controller(request)
-    event = _event_from(body, event_id)
-    try:
-        controller.limits.add_event(event)
-    except KeyError:
-        raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
-                       "PUT it to update") from None
+    # a name is drawn from the store's sequence inside the commit: dr-N never restarts
+    event = _event_from(body, event_id or "dr-?")
+    now = controller.clock.now()
+
+    def check() -> None:
+        existing = controller.limits.event(event_id) if event_id else None
+        if existing is not None and not existing.cancelled:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
+                           "PUT it to update")
+
+    def work(tx) -> DemandResponseEvent:
+        named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
+        ob.save_event(tx, event_row(named), at=now)
+        return named
+
+    event = await _commit(request, check, work, controller.limits.add_event)
+    event_id = event.event_id
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()), status=201,
                              headers={"Location": f"/api/demand-response/events/{event_id}"})
@@ -227,7 +259,10 @@ async def put_event(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
     event = _event_from(await _json_body(request), event_id)
-    controller.limits.update_event(event)
+    now = controller.clock.now()
+    await _commit(request, lambda: _known_event(controller, event_id),
+                  lambda tx: ob.save_event(tx, event_row(event), at=now),
+                  lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
@@ -236,7 +271,17 @@ async def delete_event(request: web.Request) -> web.Response:
     controller = _controller(request)
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
-    event = controller.limits.cancel_event(event_id)
+    now = controller.clock.now()
+
+    cancelled: list[DemandResponseEvent] = []
+
+    def check() -> None:   # on the loop, under the write lock: what is cancelled is current
+        cancelled[:] = [replace(_known_event(controller, event_id), cancelled=True)]
+
+    await _commit(request, check,
+                  lambda tx: ob.save_event(tx, event_row(cancelled[0]), at=now),
+                  lambda _: controller.limits.cancel_event(event_id))
+    event = cancelled[0]
     controller.request_replan(f"dr-cancel:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
@@ -256,17 +301,36 @@ async def put_session(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "give requested_wh (energy for the session [Wh]) "
                        "and/or departure (RFC 3339)")
     controller = _controller(request)
-    try:
-        session = controller.state.set_need(transaction_id, requested_wh=requested,
-                                            departure=departure)
-    except KeyError:
-        raise ApiError(404, "not_found", f"no open session {transaction_id}") from None
+    now = controller.clock.now()
+    need: dict = {}
+
+    def check() -> None:
+        session = controller.state.session_by_id(transaction_id)
+        if session is None:
+            raise ApiError(404, "not_found", f"no open session {transaction_id}")
+        # the whole need is stored, as it will be after this change
+        need.update(requested_wh=session.requested_wh if requested is None else requested,
+                    departure=session.departure if departure is None else departure)
+
+    def apply(_) -> None:
+        # the session may have stopped while the need was committed: the stored need is then
+        # harmless (pruned at the next start) and the answer is that the session is gone
+        if controller.state.session_by_id(transaction_id) is not None:
+            controller.state.set_need(transaction_id, requested_wh=requested,
+                                      departure=departure)
+
+    await _commit(request, check,
+                  lambda tx: ob.set_need(tx, transaction_id, **need, at=now), apply)
+    session = controller.state.session_by_id(transaction_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"session {transaction_id} stopped meanwhile")
     controller.request_replan(f"need:{transaction_id}")
     return web.json_response(session.as_json())
 
 
 def add_routes(app: web.Application) -> None:
     app[_CLOSING] = asyncio.Event()
+    app[_WRITER] = ObligationWriter(lambda: app[_store_key()])
 
     async def close_streams(app: web.Application) -> None:
         app[_CLOSING].set()
@@ -283,3 +347,8 @@ def add_routes(app: web.Application) -> None:
     route(app, "PUT", "/api/demand-response/events/{event_id}", put_event, DR_WRITE)
     route(app, "DELETE", "/api/demand-response/events/{event_id}", delete_event, DR_WRITE)
     route(app, "PUT", "/api/sessions/{transaction_id}", put_session, OPERATE)
+
+
+def _store_key():
+    from smartcharge.appkeys import STORE
+    return STORE
