@@ -74,21 +74,74 @@ def _tree(problem: Problem) -> _Tree:
     return tree
 
 
-def _group_prefix(values: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """For each i, the sum of values[j] over j in i's group with a smaller rank (ranks unique)."""
-    # One sort by (group, rank): the keys are unique, so any sort gives the same order.
-    o = np.argsort(group.astype(np.int64) * (int(rank.max()) + 1) + rank)
-    v = values[o]
-    g = group[o]
-    cs = np.cumsum(v) - v
-    # Each entry's group start: the last position (at or before it) where the group changes.
-    first = np.empty(g.shape[0], dtype=bool)
-    first[0] = True
-    np.not_equal(g[1:], g[:-1], out=first[1:])
-    base = cs[np.maximum.accumulate(np.where(first, np.arange(g.shape[0]), 0))]
-    out = np.empty_like(values)
-    out[o] = cs - base
-    return out
+class _GroupPrefix:
+    """Sums over earlier members of the same group: for each i, the sum of values[j] over j in
+    i's group with a smaller rank (ranks unique). The sort is done once, for repeated sums."""
+
+    def __init__(self, group: np.ndarray, rank: np.ndarray) -> None:
+        # One sort by (group, rank): the keys are unique, so any sort gives the same order.
+        self.order = np.argsort(group.astype(np.int64) * (int(rank.max()) + 1) + rank)
+        g = group[self.order]
+        first = np.empty(g.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        # Each entry's group start: the last position (at or before it) where the group changes.
+        self.start = np.maximum.accumulate(np.where(first, np.arange(g.shape[0]), 0))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        v = values[self.order]
+        cs = np.cumsum(v) - v
+        out = np.empty_like(values)
+        out[self.order] = cs - cs[self.start]
+        return out
+
+
+_MAX_CUT_ROUNDS = 8  # vectorised rounds before cutting car by car (see _cut_in_order)
+
+
+def _cut_in_order(want_w: np.ndarray, per_w: np.ndarray | None, group: np.ndarray,
+                  rank: np.ndarray, room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
+    """(k,) power of k cars served one after another (by rank) within each group against that
+    group's room (in W, or in A on one phase with per_w [A/W]): each gets what it wants up to
+    what is left, or 0 when that is below its minimum, and a car paused so holds no room.
+
+    This is a sequential rule; vectorised, it is the fixed point of "each car gets
+    f(room - what the cars before it got)". Iterating from "everyone gets what they want", the
+    first r cars of every group are exact after r rounds, and a fixed point is the sequential
+    answer. Usually two or three rounds do; after _MAX_CUT_ROUNDS the rest goes car by car.
+    """
+    prefix = _GroupPrefix(group, rank)
+    got = want_w
+    for _ in range(_MAX_CUT_ROUNDS):
+        use = got if per_w is None else got * per_w
+        left = np.maximum(room - prefix(use), 0.0)
+        if per_w is None:
+            cap_w = left
+        else:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                cap_w = np.where(per_w > 0, left / per_w, np.inf)
+        new = np.minimum(want_w, cap_w)
+        new = np.where(new >= min_w, new, 0.0)
+        # Sums of other groups' changed values may move the last bits of a prefix.
+        if np.all(np.abs(new - got) <= 1e-12 * (np.abs(got) + 1.0)):
+            return new
+        got = new
+    return _cut_one_by_one(want_w, per_w, group, prefix.order, room, min_w)
+
+
+def _cut_one_by_one(want_w, per_w, group, order, room, min_w) -> np.ndarray:
+    """The sequential rule of _cut_in_order, car by car in `order` (sorted by group, rank)."""
+    got = np.zeros_like(want_w)
+    current, left = None, 0.0
+    for j in order:
+        if group[j] != current:
+            current, left = group[j], float(room[j])
+        per = 1.0 if per_w is None else float(per_w[j])
+        give = min(float(want_w[j]), left / per if per > 0 else np.inf)
+        if give >= min_w[j]:
+            got[j] = give
+            left = max(left - give * per, 0.0)
+    return got
 
 
 def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.ndarray,
@@ -99,9 +152,10 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     Deepest nodes first: at each node the cars below it are cut in order against its limit
     (power and each phase current) minus what `used_w` (N,) already draws there, so a larger
     node higher up only trims what its subtrees passed up. Each cut only lowers power, so every
-    node stays within its limit. A car cut below its minimum is paused (0), which leaves the
-    headroom to the cars after it. `min_w` (N,) overrides the minimum each car must get to run
-    (a car already running under `used_w` needs no minimum for more).
+    node stays within its limit. A car cut below its minimum is paused (0) and holds no
+    headroom: the cars after it may use it (`_cut_in_order`). `min_w` (N,) overrides the
+    minimum each car must get to run (a car already running under `used_w` needs no minimum for
+    more).
     """
     tree = tree or _tree(problem)
     limit_w = problem.node_limit_w[:, t]
@@ -143,16 +197,9 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             if cut.size == 0:
                 continue
             idx, idx_nodes = members[cut], nodes[cut]
-            before = _group_prefix(use[cut], idx_nodes, rank[idx])
-            room = np.maximum(limit[idx_nodes] * (1.0 - _EPS) - before, 0.0)
-            if per_w is None:
-                cap_w = room
-            else:
-                idx_per_w = per_w[cut]
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    cap_w = np.where(idx_per_w > 0, room / idx_per_w, np.inf)
-            new = np.minimum(power[idx], cap_w)
-            power[idx] = np.where(new >= min_w[idx], new, 0.0)
+            room = limit[idx_nodes] * (1.0 - _EPS)
+            power[idx] = _cut_in_order(power[idx], None if per_w is None else per_w[cut],
+                                       idx_nodes, rank[idx], room, min_w[idx])
     return power
 
 

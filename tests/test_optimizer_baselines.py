@@ -140,3 +140,53 @@ def test_per_problem_caches_do_not_keep_problems_alive():
     del problem
     gc.collect()
     assert alive() is None
+
+
+# --- issue 9, defect 1: a car paused below its minimum holds no headroom --------------------
+
+def paused_first_problem() -> Problem:
+    """A 3-phase car (minimum 4140 W) first in line under a 3 kW cap, a 1-phase car after it."""
+    return Problem(slot_s=[900.0] * 4, max_power_w=[11000.0, 7360.0], energy_wh=[20000.0, 3000.0],
+                   arrival_slot=[0, 0], departure_slot=[3, 4], node_parent=[-1],
+                   connector_node=[0, 0], node_limit_w=3000.0, min_power_w=[4140.0, 1380.0],
+                   phases=[3, 1], phase=[0, 0])
+
+
+def test_serve_in_order_a_paused_car_leaves_its_headroom_to_the_next():
+    problem = paused_first_problem()
+    got = baselines.serve_in_order(problem, 0, np.array([11000.0, 7360.0]), np.array([0, 1]))
+    # Car 0 cannot run under 3 kW (minimum 4140 W): paused, and car 1 takes the 3 kW.
+    assert got[0] == 0.0
+    assert got[1] == pytest.approx(3000.0, rel=1e-6)
+
+
+def test_serve_in_order_matches_serving_one_car_at_a_time():
+    # Minimums alternating above and below what is left: the sequential rule, car by car.
+    rng = np.random.default_rng(3)
+    n = 12
+    problem = one_slot_problem(rng.uniform(1000.0, 11000.0, n), [50000.0] * n, 9000.0,
+                               min_power_w=rng.choice([1380.0, 4140.0], n))
+    want = problem.max_power_w[:, 0]
+    order = rng.permutation(n)
+    got = baselines.serve_in_order(problem, 0, want, order)
+    left = 9000.0 * (1.0 - 1e-9)
+    expected = np.zeros(n)
+    for i in order:
+        give = min(want[i], left)
+        expected[i] = give if give >= problem.min_power_w[i] else 0.0
+        left -= expected[i]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["edf", "llf", "equal_share"])
+def test_baselines_give_a_paused_cars_headroom_to_the_next(name):
+    power = getattr(baselines, name)(paused_first_problem())
+    np.testing.assert_allclose(power[1], [3000.0] * 4, rtol=1e-6)
+
+
+def test_solve_gives_a_paused_cars_headroom_to_the_next():
+    from optimizer import solve
+    schedule = solve(paused_first_problem())
+    assert check(paused_first_problem(), schedule.power_w, tol=0.0) == []
+    # 3000 W in all four slots (3000 Wh) is lawful; before the fix car 1 got 750 Wh.
+    assert schedule.delivered_wh[1] == pytest.approx(3000.0, rel=1e-6)
