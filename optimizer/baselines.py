@@ -5,9 +5,10 @@ All work slot by slot, vectorised over connectors (a loop over slots and tree de
 - `uncontrolled`: every car at its maximum from arrival until its request is met, ignoring the
   tree — the reference "no load management", which may violate limits.
 - `equal_share`: each car asks for what it can take (maximum, or what is left of its request);
-  under an overloaded node all requests are scaled by the same factor (`fit_under_limits`). Cars
-  pushed below their minimum are paused, and the capacity that frees is offered to them again
-  greedily (by priority) so a low cap does not pause everyone.
+  under an overloaded node all requests are scaled by the same factor (`fit_under_limits`,
+  deepest nodes first, each against what its subtrees pass up). Cars pushed below their minimum
+  are paused, and the capacity that frees is offered to every car below its request greedily
+  (by priority), so a low cap does not pause everyone and no usable watt is left.
 - `edf`: earliest deadline first; `llf`: least laxity first (laxity = slots left before departure
   minus slots needed at full power). Both serve cars in priority order against the headroom left
   at every node above them (`serve_in_order`), higher weight first, then the rule's key.
@@ -22,11 +23,12 @@ import weakref
 
 import numpy as np
 
-from optimizer.lp import path_min
 from optimizer.objective import quantised_weight
 from optimizer.problem import N_PHASES, Problem
 
 _EPS = 1e-9  # relative margin so re-summed loads stay at or under their limits
+_MAX_RETRIES = 4  # equal_share: rounds handing out the room that pausing freed
+_RETRY_W = 1e-6   # equal_share: less than this is not worth another round [W]
 
 
 def _node_depths(problem: Problem) -> np.ndarray:
@@ -75,8 +77,9 @@ def _tree(problem: Problem) -> _Tree:
 
 
 class _GroupPrefix:
-    """Sums over earlier members of the same group: for each i, the sum of values[j] over j in
-    i's group with a smaller rank (ranks unique). The sort is done once, for repeated sums."""
+    """Sums over earlier members of the same group: for each row i, the sum of values[j] over
+    rows j in i's group with a smaller rank (ranks unique), column by column. The sort is done
+    once, for repeated sums."""
 
     def __init__(self, group: np.ndarray, rank: np.ndarray) -> None:
         # One sort by (group, rank): the keys are unique, so any sort gives the same order.
@@ -90,7 +93,7 @@ class _GroupPrefix:
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         v = values[self.order]
-        cs = np.cumsum(v) - v
+        cs = np.cumsum(v, axis=0) - v
         out = np.empty_like(values)
         out[self.order] = cs - cs[self.start]
         return out
@@ -99,11 +102,15 @@ class _GroupPrefix:
 _MAX_CUT_ROUNDS = 8  # vectorised rounds before cutting car by car (see _cut_in_order)
 
 
-def _cut_in_order(want_w: np.ndarray, per_w: np.ndarray | None, group: np.ndarray,
-                  rank: np.ndarray, room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
-    """(k,) power of k cars served one after another (by rank) within each group against that
-    group's room (in W, or in A on one phase with per_w [A/W]): each gets what it wants up to
-    what is left, or 0 when that is below its minimum, and a car paused so holds no room.
+def _cut_in_order(want_w: np.ndarray, coef: np.ndarray, group: np.ndarray, rank: np.ndarray,
+                  room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
+    """(k,) power of k cars served one after another (by rank) within each group (node).
+
+    Every car draws coef[i, r] per W from resource r of its node (power: 1; a phase current:
+    A/W), whose room is room[i, r]. Each car in turn gets what it wants up to what is left of
+    every resource it draws from, or 0 when that is below its minimum; a car paused so holds no
+    room, and all resources are cut at once (cutting power first gave room to a car that a phase
+    then paused, and nobody else got it).
 
     This is a sequential rule; vectorised, it is the fixed point of "each car gets
     f(room - what the cars before it got)". Iterating from "everyone gets what they want", the
@@ -113,34 +120,30 @@ def _cut_in_order(want_w: np.ndarray, per_w: np.ndarray | None, group: np.ndarra
     prefix = _GroupPrefix(group, rank)
     got = want_w
     for _ in range(_MAX_CUT_ROUNDS):
-        use = got if per_w is None else got * per_w
-        left = np.maximum(room - prefix(use), 0.0)
-        if per_w is None:
-            cap_w = left
-        else:
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                cap_w = np.where(per_w > 0, left / per_w, np.inf)
+        left = np.maximum(room - prefix(got[:, None] * coef), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cap_w = np.where(coef > 0, left / coef, np.inf).min(axis=1)
         new = np.minimum(want_w, cap_w)
         new = np.where(new >= min_w, new, 0.0)
         # Sums of other groups' changed values may move the last bits of a prefix.
         if np.all(np.abs(new - got) <= 1e-12 * (np.abs(got) + 1.0)):
             return new
         got = new
-    return _cut_one_by_one(want_w, per_w, group, prefix.order, room, min_w)
+    return _cut_one_by_one(want_w, coef, group, prefix.order, room, min_w)
 
 
-def _cut_one_by_one(want_w, per_w, group, order, room, min_w) -> np.ndarray:
+def _cut_one_by_one(want_w, coef, group, order, room, min_w) -> np.ndarray:
     """The sequential rule of _cut_in_order, car by car in `order` (sorted by group, rank)."""
     got = np.zeros_like(want_w)
-    current, left = None, 0.0
+    current, left = None, None
     for j in order:
         if group[j] != current:
-            current, left = group[j], float(room[j])
-        per = 1.0 if per_w is None else float(per_w[j])
-        give = min(float(want_w[j]), left / per if per > 0 else np.inf)
+            current, left = group[j], room[j].astype(float)
+        draws = coef[j] > 0
+        give = min(float(want_w[j]), float(np.min(left[draws] / coef[j][draws], initial=np.inf)))
         if give >= min_w[j]:
             got[j] = give
-            left = max(left - give * per, 0.0)
+            left = np.maximum(left - give * coef[j], 0.0)
     return got
 
 
@@ -158,8 +161,9 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     more).
     """
     tree = tree or _tree(problem)
-    limit_w = problem.node_limit_w[:, t]
-    limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1)
+    # The margin is relative to the whole limit, so loads re-summed with used_w stay under it too.
+    limit_w = problem.node_limit_w[:, t] * (1.0 - _EPS)
+    limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1) * (1.0 - _EPS)
     if used_w is not None:
         node_conn = problem.node_connector
         limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
@@ -176,6 +180,8 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
     active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
+    _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
+    active = active[power[active] > 0]
     for d in range(tree.max_depth, -1, -1):
         if not (tree.has_w[d] or tree.has_a[d]):
             continue
@@ -184,46 +190,90 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         members, nodes = active[below], above[below]
         if members.size == 0:
             continue
-        checks = [(None, limit_w)] if tree.has_w[d] else []
+        # The resources of this depth's nodes: power, and each phase's current.
+        coefs, limits = [], []
+        if tree.has_w[d]:
+            coefs.append(np.ones(members.size))
+            limits.append(limit_w)
         if tree.has_a[d]:
-            checks += [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
-        for ph, limit in checks:
-            per_w = None if ph is None else amps[members, ph]
-            use = power[members] if per_w is None else power[members] * per_w
-            load = np.bincount(nodes, weights=use, minlength=m)
-            over = load > limit * (1.0 - _EPS)
-            # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
-            cut = (over[nodes] & (use > 0)).nonzero()[0]
-            if cut.size == 0:
-                continue
-            idx, idx_nodes = members[cut], nodes[cut]
-            room = limit[idx_nodes] * (1.0 - _EPS)
-            power[idx] = _cut_in_order(power[idx], None if per_w is None else per_w[cut],
-                                       idx_nodes, rank[idx], room, min_w[idx])
+            coefs += [amps[members, ph] for ph in range(N_PHASES)]
+            limits += [limit_a[:, ph] for ph in range(N_PHASES)]
+        coef = np.stack(coefs, axis=1)
+        asked = power[members]
+        over = np.zeros(m, dtype=bool)
+        for r, limit in enumerate(limits):
+            over |= np.bincount(nodes, weights=asked * coef[:, r], minlength=m) > limit
+        # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
+        cut = (over[nodes] & (asked > 0)).nonzero()[0]
+        if cut.size == 0:
+            continue
+        idx, idx_nodes = members[cut], nodes[cut]
+        room = np.stack([limit[idx_nodes] for limit in limits], axis=1)
+        power[idx] = _cut_in_order(power[idx], coef[cut], idx_nodes, rank[idx], room, min_w[idx])
     return power
 
 
-def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndarray:
+def _clip_to_path_room(problem: Problem, tree: _Tree, power: np.ndarray, active: np.ndarray,
+                       limit_w: np.ndarray, limit_a: np.ndarray, min_w: np.ndarray) -> None:
+    """Lower power[active] in place to what each car alone could draw under every node above it
+    (0 when that is below its minimum). Without it, a car that a full phase at the root pauses
+    would first take room at its feeder, which the cars after it there then miss."""
+    cap = power[active]
+    amps = problem.amps_per_w[active]
+    for d in range(tree.max_depth + 1):
+        if not (tree.has_w[d] or tree.has_a[d]):
+            continue
+        node = tree.ancestor_at[d][active]
+        has = node >= 0
+        node = np.where(has, node, 0)
+        if tree.has_w[d]:
+            cap = np.where(has, np.minimum(cap, limit_w[node]), cap)
+        if tree.has_a[d]:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                per_phase = np.where(amps > 0, limit_a[node] / amps, np.inf).min(axis=1)
+            cap = np.where(has, np.minimum(cap, per_phase), cap)
+    power[active] = np.where(cap >= min_w[active], cap, 0.0)
+
+
+def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray,
+                     tree: _Tree | None = None) -> np.ndarray:
     """(N,) desired_w scaled so no node exceeds its limits in slot t.
 
-    Each node's factor is min(1, limit / load) over power and phases; a connector's factor is the
-    smallest over the nodes above it, so every node's load only shrinks below its own factor's
-    fit: feasible by construction.
+    Bottom-up: the deepest nodes first, each scaling the cars below it by min(1, limit / load)
+    over power and phases, where the load is what its subtrees pass up *after* their own cuts.
+    A node higher up then scales only what is left, so no car is cut twice for the same watts
+    (scaling every node against the cars' raw requests left a root with room while pods were
+    cut). Each cut only lowers loads, so every node stays within its limit. Under power limits a
+    car held below what it asked for has a full node above it (its last cut, to within _EPS);
+    cutting phase after phase can leave room on an earlier phase, which equal_share hands out.
     """
-    node_conn = problem.node_connector
-    load_w = node_conn @ desired_w
-    factor = np.ones(problem.n_nodes)
+    tree = tree or _tree(problem)
+    power = np.array(desired_w, dtype=float)
+    amps = problem.amps_per_w
+    m = problem.n_nodes
+    limit_w = problem.node_limit_w[:, t]
     limit_a = problem.node_limit_a[:, t]
+    for d in range(tree.max_depth, -1, -1):
+        if not (tree.has_w[d] or tree.has_a[d]):
+            continue
+        members, nodes = tree.members[d], tree.member_nodes[d]
+        if tree.has_w[d]:
+            load = np.bincount(nodes, weights=power[members], minlength=m)
+            power[members] *= _factor(load, limit_w)[nodes]
+        # An infinite current limit never scales anything: phase currents only if one exists.
+        # An overloaded phase scales only the cars that draw from it (a car on L2 is not cut
+        # for L1); the phases go one after another on the loads the previous cut left.
+        for ph in (range(N_PHASES) if tree.has_a[d] else ()):
+            per_w = amps[members, ph]
+            load = np.bincount(nodes, weights=power[members] * per_w, minlength=m)
+            power[members] *= np.where(per_w > 0, _factor(load, limit_a)[nodes], 1.0)
+    return power
+
+
+def _factor(load: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per node: 1 where the load fits, else limit / load less the _EPS margin."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        limit_w = problem.node_limit_w[:, t]
-        factor = np.minimum(factor, np.where(load_w > limit_w, limit_w / load_w, 1.0))
-        # An infinite current limit never scales anything: sum phase currents only if one binds.
-        for ph in (range(N_PHASES) if np.isfinite(limit_a).any() else ()):
-            load_a = node_conn @ (problem.amps_per_w[:, ph] * desired_w)
-            factor = np.minimum(factor, np.where(load_a > limit_a, limit_a / load_a, 1.0))
-    factor = np.where(factor < 1.0, factor * (1.0 - _EPS), 1.0)
-    connector_factor = path_min(problem, factor[:, None])[problem.connector_node, 0]
-    return desired_w * connector_factor
+        return np.where(load > limit, limit / load * (1.0 - _EPS), 1.0)
 
 
 def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray,
@@ -315,13 +365,25 @@ def equal_share(problem: Problem) -> np.ndarray:
     order = _priority_order(problem, np.zeros(problem.n_connectors))
 
     def allocate(t, want, remaining):
-        got = fit_under_limits(problem, t, want)
+        got = fit_under_limits(problem, t, want, tree)
         paused = (got > 0) & (got < problem.min_power_w)
+        if not (paused.any() or tree.any_a):
+            return got  # power limits only: every car below its request has a full node above
         got = np.where(paused, 0.0, got)
-        if paused.any():
-            # Offer the paused cars the headroom that is left, in priority order.
-            retry = np.where(paused, want, 0.0)
-            got = got + serve_in_order(problem, t, retry, order, tree, used_w=got)
+        # Pausing freed room, and a phase cut after another can leave the first phase with room
+        # again: offer it, in priority order, to every car below its request (a paused car
+        # needs its minimum, a running one takes any amount). A car that gets more can leave
+        # room to an earlier one at another node, so repeat while anything moves.
+        for _ in range(_MAX_RETRIES):
+            need_min = np.where(got > 0, 0.0, problem.min_power_w)
+            more = np.maximum(want - got, 0.0)
+            more = np.where(more >= np.maximum(need_min, _RETRY_W), more, 0.0)
+            if not more.any():
+                break
+            extra = serve_in_order(problem, t, more, order, tree, used_w=got, min_w=need_min)
+            if not (extra > _RETRY_W).any():
+                break
+            got = got + extra
         return got
 
     return _run(problem, allocate)

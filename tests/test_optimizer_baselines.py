@@ -134,7 +134,7 @@ def test_per_problem_caches_do_not_keep_problems_alive():
     from optimizer import lp, solve
     from optimizer.instances import generate
     problem = generate(40, seed=0, n_feeders=4)
-    solve(problem)
+    solve(problem, backend="highs")  # the LP bounds read path_min's cache
     assert problem in baselines._TREES and problem in lp._DEPTH_LEVELS
     alive = weakref.ref(problem)
     del problem
@@ -190,3 +190,67 @@ def test_solve_gives_a_paused_cars_headroom_to_the_next():
     assert check(paused_first_problem(), schedule.power_w, tol=0.0) == []
     # 3000 W in all four slots (3000 Wh) is lawful; before the fix car 1 got 750 Wh.
     assert schedule.delivered_wh[1] == pytest.approx(3000.0, rel=1e-6)
+
+
+# --- issue 9, defect 4: equal_share leaves no capacity unused under a tree --------------------
+
+def room_left_w(problem, power_w, t, i):
+    """What connector i could still draw in slot t before some node above it is full [W]."""
+    from optimizer.check import node_loads
+    load_w, load_a = node_loads(problem, power_w)
+    above = problem.node_connector[:, i].toarray().ravel() > 0
+    room = np.min(problem.node_limit_w[above, t] - load_w[above, t])
+    amps = problem.amps_per_w[i]
+    for ph in np.flatnonzero(amps > 0):
+        room = min(room, np.min((problem.node_limit_a[above, t] - load_a[above, ph, t]) / amps[ph]))
+    return float(room)
+
+
+def assert_no_car_could_take_more(problem, power_w, tol_w=1e-3):
+    """Every car below what it could take (its maximum, its request) is held back by a full node:
+    less room above it than it needs (any more when running, its minimum when paused)."""
+    remaining = problem.energy_wh.copy()
+    for t in range(problem.n_slots):
+        want = np.minimum(problem.upper_w[:, t], remaining / problem.wh_per_w[t])
+        for i in np.flatnonzero(power_w[:, t] < want - tol_w):
+            room = min(room_left_w(problem, power_w, t, i), want[i] - power_w[i, t])
+            need = tol_w if power_w[i, t] > 0 else problem.min_power_w[i]
+            assert room < need, (f"slot {t}: car {i} gets {power_w[i, t]:.1f} W of "
+                                 f"{want[i]:.1f} W while every node above it has {room:.1f} W room")
+        remaining = remaining - power_w[:, t] * problem.wh_per_w[t]
+
+
+def three_pods(min_power_w=0.0, n_slots=1) -> Problem:
+    """A root (40 kW) over three pods (20 kW each): 4, 2 and 1 cars of 11 kW / 7 kW."""
+    max_w = np.array([11000.0] * 6 + [7000.0])
+    limit = np.array([[40000.0], [20000.0], [20000.0], [20000.0]]).repeat(n_slots, axis=1)
+    return Problem(slot_s=[900.0] * n_slots, max_power_w=max_w[:, None].repeat(n_slots, 1),
+                   energy_wh=[50000.0] * 7, arrival_slot=[0] * 7, departure_slot=[n_slots] * 7,
+                   node_parent=[-1, 0, 0, 0], connector_node=[1, 1, 1, 1, 2, 2, 3],
+                   node_limit_w=limit, min_power_w=min_power_w)
+
+
+def test_fit_under_limits_cuts_a_pods_cars_once():
+    problem = three_pods()
+    fitted = baselines.fit_under_limits(problem, 0, problem.max_power_w[:, 0])
+    assert check(problem, fitted[:, None], tol=0.0) == []
+    # Pods A and B are cut to 20 kW each; with pod C's 7 kW the root (40 kW) is over by 7 kW:
+    # it scales what the pods pass up (47 kW), not what the cars asked for (73 kW).
+    assert fitted.sum() == pytest.approx(40000.0, rel=1e-6)
+    assert_no_car_could_take_more(problem, fitted[:, None])
+
+
+@pytest.mark.parametrize("min_power_w", [0.0, 4140.0, 6000.0])
+def test_equal_share_uses_every_watt_three_pods_allow(min_power_w):
+    problem = three_pods(min_power_w, n_slots=4)
+    power = baselines.equal_share(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert_no_car_could_take_more(problem, power)
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+def test_equal_share_leaves_no_usable_room_on_generated_sites(family):
+    problem = generate(60, family=family, seed=4, n_feeders=3)
+    power = baselines.equal_share(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert_no_car_could_take_more(problem, power)
