@@ -23,6 +23,7 @@ import weakref
 
 import numpy as np
 
+from optimizer.lp import tight_upper_w
 from optimizer.objective import quantised_weight
 from optimizer.problem import N_PHASES, Problem
 
@@ -63,6 +64,10 @@ class _Tree:
         self.has_w = [bool(finite_w[depth == d].any()) for d in range(self.max_depth + 1)]
         self.has_a = [bool(finite_a[depth == d].any()) for d in range(self.max_depth + 1)]
         self.any_a = bool(finite_a.any())
+        # Each car draws amps_max per W from one phase (single-phase: column = its phase) or
+        # from all three (column 3, the smallest of the three limits): _clip_to_path_room.
+        self.amps_max = problem.amps_per_w.max(axis=1)
+        self.phase_col = np.where(problem.phases == 1, problem.phase, N_PHASES)
 
 
 _TREES: "weakref.WeakKeyDictionary[Problem, _Tree]" = weakref.WeakKeyDictionary()
@@ -102,12 +107,12 @@ class _GroupPrefix:
 _MAX_CUT_ROUNDS = 8  # vectorised rounds before cutting car by car (see _cut_in_order)
 
 
-def _cut_in_order(want_w: np.ndarray, coef: np.ndarray, group: np.ndarray, rank: np.ndarray,
-                  room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
+def _cut_in_order(want_w: np.ndarray, coef: np.ndarray | None, group: np.ndarray,
+                  rank: np.ndarray, room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
     """(k,) power of k cars served one after another (by rank) within each group (node).
 
     Every car draws coef[i, r] per W from resource r of its node (power: 1; a phase current:
-    A/W), whose room is room[i, r]. Each car in turn gets what it wants up to what is left of
+    A/W), whose room is room[i, r]; coef None: power alone, room (k,). Each car in turn gets what it wants up to what is left of
     every resource it draws from, or 0 when that is below its minimum; a car paused so holds no
     room, and all resources are cut at once (cutting power first gave room to a car that a phase
     then paused, and nobody else got it).
@@ -118,6 +123,17 @@ def _cut_in_order(want_w: np.ndarray, coef: np.ndarray, group: np.ndarray, rank:
     answer. Usually two or three rounds do; after _MAX_CUT_ROUNDS the rest goes car by car.
     """
     prefix = _GroupPrefix(group, rank)
+    if coef is None:
+        # Power alone: after one round against what the cars before asked for, a car short of
+        # its request is either cut to what was left (nothing is left for those after it, as the
+        # round assumed) or paused with nothing left; only a car paused while room was left
+        # makes the round wrong for the cars after it.
+        cap_w = np.maximum(room - prefix(want_w), 0.0)
+        got = np.minimum(want_w, cap_w)
+        got = np.where(got >= min_w, got, 0.0)
+        if not ((got == 0.0) & (cap_w > 0.0)).any():
+            return got
+        coef, room = np.ones((want_w.shape[0], 1)), room[:, None]
     got = want_w
     for _ in range(_MAX_CUT_ROUNDS):
         left = np.maximum(room - prefix(got[:, None] * coef), 0.0)
@@ -180,8 +196,9 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
     active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
-    _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
-    active = active[power[active] > 0]
+    if used_w is not None:  # without used_w, _upper_by_slot already holds each car to its path
+        _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
+        active = active[power[active] > 0]
     for d in range(tree.max_depth, -1, -1):
         if not (tree.has_w[d] or tree.has_a[d]):
             continue
@@ -190,16 +207,24 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         members, nodes = active[below], above[below]
         if members.size == 0:
             continue
+        asked = power[members]
+        if not tree.has_a[d]:  # power limits only (most depths): one resource, no coefficients
+            over = np.bincount(nodes, weights=asked, minlength=m) > limit_w
+            if not over.any():
+                continue
+            cut = (over[nodes] & (asked > 0)).nonzero()[0]
+            idx, idx_nodes = members[cut], nodes[cut]
+            power[idx] = _cut_in_order(asked[cut], None, idx_nodes, rank[idx],
+                                       limit_w[idx_nodes], min_w[idx])
+            continue
         # The resources of this depth's nodes: power, and each phase's current.
         coefs, limits = [], []
         if tree.has_w[d]:
             coefs.append(np.ones(members.size))
             limits.append(limit_w)
-        if tree.has_a[d]:
-            coefs += [amps[members, ph] for ph in range(N_PHASES)]
-            limits += [limit_a[:, ph] for ph in range(N_PHASES)]
+        coefs += [amps[members, ph] for ph in range(N_PHASES)]
+        limits += [limit_a[:, ph] for ph in range(N_PHASES)]
         coef = np.stack(coefs, axis=1)
-        asked = power[members]
         over = np.zeros(m, dtype=bool)
         for r, limit in enumerate(limits):
             over |= np.bincount(nodes, weights=asked * coef[:, r], minlength=m) > limit
@@ -209,7 +234,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             continue
         idx, idx_nodes = members[cut], nodes[cut]
         room = np.stack([limit[idx_nodes] for limit in limits], axis=1)
-        power[idx] = _cut_in_order(power[idx], coef[cut], idx_nodes, rank[idx], room, min_w[idx])
+        power[idx] = _cut_in_order(asked[cut], coef[cut], idx_nodes, rank[idx], room, min_w[idx])
     return power
 
 
@@ -219,19 +244,20 @@ def _clip_to_path_room(problem: Problem, tree: _Tree, power: np.ndarray, active:
     (0 when that is below its minimum). Without it, a car that a full phase at the root pauses
     would first take room at its feeder, which the cars after it there then miss."""
     cap = power[active]
-    amps = problem.amps_per_w[active]
+    # Index -1 (no node of that depth above the car) reads the appended unlimited entry.
+    limit_w = np.append(limit_w, np.inf)
+    if tree.any_a:
+        limit_a = np.vstack([limit_a, np.full((1, N_PHASES), np.inf)])
+        limit_a = np.column_stack([limit_a, limit_a.min(axis=1)])  # column 3: all phases
+        col, per_a = tree.phase_col[active], 1.0 / tree.amps_max[active]
     for d in range(tree.max_depth + 1):
         if not (tree.has_w[d] or tree.has_a[d]):
             continue
         node = tree.ancestor_at[d][active]
-        has = node >= 0
-        node = np.where(has, node, 0)
         if tree.has_w[d]:
-            cap = np.where(has, np.minimum(cap, limit_w[node]), cap)
+            np.minimum(cap, limit_w[node], out=cap)
         if tree.has_a[d]:
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                per_phase = np.where(amps > 0, limit_a[node] / amps, np.inf).min(axis=1)
-            cap = np.where(has, np.minimum(cap, per_phase), cap)
+            np.minimum(cap, limit_a[node, col] * per_a, out=cap)
     power[active] = np.where(cap >= min_w[active], cap, 0.0)
 
 
@@ -291,10 +317,12 @@ _UPPER_BY_SLOT: "weakref.WeakKeyDictionary[Problem, np.ndarray]" = weakref.WeakK
 
 
 def _upper_by_slot(problem: Problem) -> np.ndarray:
-    """(T, N) contiguous copy of problem.upper_w, made once per problem (read-only)."""
+    """(T, N) problem.upper_w capped by what each car alone may draw under the nodes above it
+    (`lp.tight_upper_w`), contiguous by slot, made once per problem (read-only). With that cap
+    serve_in_order needs no clip of its own when nothing else is drawing (`_clip_to_path_room`)."""
     upper = _UPPER_BY_SLOT.get(problem)
     if upper is None:
-        upper = np.ascontiguousarray(problem.upper_w.T)
+        upper = np.ascontiguousarray(tight_upper_w(problem, problem.upper_w).T)
         upper.setflags(write=False)
         _UPPER_BY_SLOT[problem] = upper
     return upper
