@@ -39,7 +39,8 @@ import time
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from optimizer.objective import Objective, evaluate, quantised_weight
+from optimizer.objective import (Objective, evaluate, power_equivalent_limit_w,
+                                 quantised_weight)
 from optimizer.problem import Problem
 from optimizer.schedule import SolverFailed
 
@@ -48,34 +49,9 @@ COST_BUDGET = 2**60  # |total cost| stays below this (int64 holds 2^63)
 SOURCE, SINK, FIRST_SESSION = 0, 1, 2
 
 
-def _node_power_limit_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray | None:
-    """(M, T) power limits with every per-phase current limit folded in; None if one cannot be."""
-    limit_w = np.array(problem.node_limit_w, dtype=float)
-    limited = np.flatnonzero(np.isfinite(problem.node_limit_a).any(axis=1))
-    if limited.size == 0:
-        return limit_w
-    node_connector = problem.node_connector
-    amps_per_w = problem.amps_per_w
-    for node in limited:  # only nodes with a current limit: a handful (site, feeders)
-        conns = node_connector.indices[node_connector.indptr[node]:node_connector.indptr[node + 1]]
-        limit_a = problem.node_limit_a[node]
-        if conns.size == 0:
-            continue
-        rows = amps_per_w[conns]
-        if np.all(rows == rows[0]):
-            # Current on phase p is a_p * P for the whole subtree: a power limit of limit_a / a_p.
-            per_w = rows[0][rows[0] > 0].max()
-            limit_w[node] = np.minimum(limit_w[node], limit_a / per_w)
-            continue
-        load_a = upper_w[conns].T @ rows  # (T, 3): every connector at its maximum
-        if np.any(load_a > limit_a[:, None]):
-            return None
-    return limit_w
-
-
 def applicable(problem: Problem) -> bool:
     """True when the min-cost flow is exact for this problem (see the module docstring)."""
-    return _node_power_limit_w(problem, problem.upper_w) is not None
+    return power_equivalent_limit_w(problem, problem.upper_w) is not None
 
 
 def _depth(node_parent: np.ndarray) -> np.ndarray:
@@ -180,7 +156,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
 
     connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs;
     capacities and supply are in flow units, `units` of them per Wh."""
-    limit_w = _node_power_limit_w(problem, upper_w)
+    limit_w = power_equivalent_limit_w(problem, upper_w)
     if limit_w is None:
         raise SolverFailed("flow: a per-phase current limit couples 1- and 3-phase loads; "
                            "it is not a network flow (use the LP)")
