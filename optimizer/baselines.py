@@ -112,10 +112,10 @@ def _cut_in_order(want_w: np.ndarray, coef: np.ndarray | None, group: np.ndarray
     """(k,) power of k cars served one after another (by rank) within each group (node).
 
     Every car draws coef[i, r] per W from resource r of its node (power: 1; a phase current:
-    A/W), whose room is room[i, r]; coef None: power alone, room (k,). Each car in turn gets what it wants up to what is left of
-    every resource it draws from, or 0 when that is below its minimum; a car paused so holds no
-    room, and all resources are cut at once (cutting power first gave room to a car that a phase
-    then paused, and nobody else got it).
+    A/W), whose room is room[i, r] (coef None: power alone, room (k,)). Each car in turn gets
+    what it wants up to what is left of every resource it draws from, or 0 when that is below
+    its minimum; a car paused so holds no room, and all resources are cut at once (cutting power
+    first gave room to a car that a phase then paused, and nobody else got it).
 
     This is a sequential rule; vectorised, it is the fixed point of "each car gets
     f(room - what the cars before it got)". Iterating from "everyone gets what they want", the

@@ -123,7 +123,10 @@ def random_phase_site(seed: int) -> Problem:
 
 
 # Seeds 0-39, and the ones below 1000 where the single weighted objective lost energy.
-@pytest.mark.parametrize("seed", sorted(set(range(40)) | {80, 132, 194, 260, 532, 761, 780, 866, 877}))
+FAILED_BEFORE = {32, 36, 80, 132, 194, 260, 532, 761, 780, 866, 877}
+
+
+@pytest.mark.parametrize("seed", sorted(set(range(40)) | FAILED_BEFORE))
 def test_solve_delivers_the_energy_only_optimum_on_short_sites(seed):
     assert_energy_first(random_phase_site(seed))
 
