@@ -68,6 +68,8 @@ class _Tree:
         # from all three (column 3, the smallest of the three limits): _clip_to_path_room.
         self.amps_max = problem.amps_per_w.max(axis=1)
         self.phase_col = np.where(problem.phases == 1, problem.phase, N_PHASES)
+        # What a car draws from each resource of a node per W: power, then L1..L3 current.
+        self.coef = np.column_stack([np.ones(n), problem.amps_per_w])
 
 
 _TREES: "weakref.WeakKeyDictionary[Problem, _Tree]" = weakref.WeakKeyDictionary()
@@ -188,7 +190,6 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             limit_a = np.maximum(limit_a - used_a, 0.0)
     min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
-    amps = problem.amps_per_w
     # order may list only the cars that ask for power; no other car's rank is read.
     rank = np.empty(power.shape[0], dtype=np.int64)
     rank[order] = np.arange(order.shape[0])
@@ -196,6 +197,7 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
     active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
+    limits_all = np.column_stack([limit_w, limit_a]) if tree.any_a else None  # (M, 1 + 3)
     if used_w is not None:  # without used_w, _upper_by_slot already holds each car to its path
         _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
         active = active[power[active] > 0]
@@ -217,24 +219,21 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
             power[idx] = _cut_in_order(asked[cut], None, idx_nodes, rank[idx],
                                        limit_w[idx_nodes], min_w[idx])
             continue
-        # The resources of this depth's nodes: power, and each phase's current.
-        coefs, limits = [], []
-        if tree.has_w[d]:
-            coefs.append(np.ones(members.size))
-            limits.append(limit_w)
-        coefs += [amps[members, ph] for ph in range(N_PHASES)]
-        limits += [limit_a[:, ph] for ph in range(N_PHASES)]
-        coef = np.stack(coefs, axis=1)
-        over = np.zeros(m, dtype=bool)
-        for r, limit in enumerate(limits):
-            over |= np.bincount(nodes, weights=asked * coef[:, r], minlength=m) > limit
+        # The resources of this depth's nodes: power (if limited here), and each phase's current.
+        first = 0 if tree.has_w[d] else 1
+        limits = limits_all[:, first:]
+        n_res = limits.shape[1]
+        coef = tree.coef[members, first:]
+        load = np.bincount((nodes[:, None] * n_res + np.arange(n_res)).ravel(),
+                           weights=(asked[:, None] * coef).ravel(), minlength=m * n_res)
+        over = (load.reshape(m, n_res) > limits).any(axis=1)
         # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
         cut = (over[nodes] & (asked > 0)).nonzero()[0]
         if cut.size == 0:
             continue
         idx, idx_nodes = members[cut], nodes[cut]
-        room = np.stack([limit[idx_nodes] for limit in limits], axis=1)
-        power[idx] = _cut_in_order(asked[cut], coef[cut], idx_nodes, rank[idx], room, min_w[idx])
+        power[idx] = _cut_in_order(asked[cut], coef[cut], idx_nodes, rank[idx],
+                                   limits[idx_nodes], min_w[idx])
     return power
 
 
