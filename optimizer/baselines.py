@@ -135,8 +135,10 @@ def _cut_in_order(want_w: np.ndarray, coef: np.ndarray | None, group: np.ndarray
         got = np.where(got >= min_w, got, 0.0)
         if not ((got == 0.0) & (cap_w > 0.0)).any():
             return got
+        # That was the first round of the loop below: go on from it.
         coef, room = np.ones((want_w.shape[0], 1)), room[:, None]
-    got = want_w
+    else:
+        got = want_w
     for _ in range(_MAX_CUT_ROUNDS):
         left = np.maximum(room - prefix(got[:, None] * coef), 0.0)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -284,21 +286,25 @@ def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray,
         members, nodes = tree.members[d], tree.member_nodes[d]
         if tree.has_w[d]:
             load = np.bincount(nodes, weights=power[members], minlength=m)
-            power[members] *= _factor(load, limit_w)[nodes]
+            over = load > limit_w
+            if over.any():
+                power[members] *= _factor(over, load, limit_w)[nodes]
         # An infinite current limit never scales anything: phase currents only if one exists.
         # An overloaded phase scales only the cars that draw from it (a car on L2 is not cut
         # for L1); the phases go one after another on the loads the previous cut left.
         for ph in (range(N_PHASES) if tree.has_a[d] else ()):
             per_w = amps[members, ph]
             load = np.bincount(nodes, weights=power[members] * per_w, minlength=m)
-            power[members] *= np.where(per_w > 0, _factor(load, limit_a)[nodes], 1.0)
+            over = load > limit_a
+            if over.any():
+                power[members] *= np.where(per_w > 0, _factor(over, load, limit_a)[nodes], 1.0)
     return power
 
 
-def _factor(load: np.ndarray, limit: np.ndarray) -> np.ndarray:
+def _factor(over: np.ndarray, load: np.ndarray, limit: np.ndarray) -> np.ndarray:
     """Per node: 1 where the load fits, else limit / load less the _EPS margin."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return np.where(load > limit, limit / load * (1.0 - _EPS), 1.0)
+        return np.where(over, limit / load * (1.0 - _EPS), 1.0)
 
 
 def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray,
