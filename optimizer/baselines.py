@@ -183,13 +183,17 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     tree = tree or _tree(problem)
     # The margin is relative to the whole limit, so loads re-summed with used_w stay under it too.
     limit_w = problem.node_limit_w[:, t] * (1.0 - _EPS)
-    limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1) * (1.0 - _EPS)
-    if used_w is not None:
-        node_conn = problem.node_connector
-        limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
-        if tree.any_a:
-            used_a = node_conn @ (problem.amps_per_w * used_w[:, None])
-            limit_a = np.maximum(limit_a - used_a, 0.0)
+    limits_all = limit_a = None
+    if tree.any_a:  # (M, 1 + 3): power, then L1..L3 current (one limit for every phase)
+        limits_all = np.empty((limit_w.shape[0], 1 + N_PHASES))
+        limits_all[:, 0] = limit_w
+        limits_all[:, 1:] = problem.node_limit_a[:, t, None] * (1.0 - _EPS)
+        if used_w is not None:  # one product for power and the three phases
+            used = problem.node_connector @ (tree.coef * used_w[:, None])
+            limits_all = np.maximum(limits_all - used, 0.0)
+        limit_w, limit_a = limits_all[:, 0], limits_all[:, 1:]
+    elif used_w is not None:
+        limit_w = np.maximum(limit_w - problem.node_connector @ used_w, 0.0)
     min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
     # order may list only the cars that ask for power; no other car's rank is read.
@@ -199,7 +203,6 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
     active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
-    limits_all = np.column_stack([limit_w, limit_a]) if tree.any_a else None  # (M, 1 + 3)
     if used_w is not None:  # without used_w, _upper_by_slot already holds each car to its path
         _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
         active = active[power[active] > 0]
@@ -248,8 +251,10 @@ def _clip_to_path_room(problem: Problem, tree: _Tree, power: np.ndarray, active:
     # Index -1 (no node of that depth above the car) reads the appended unlimited entry.
     limit_w = np.append(limit_w, np.inf)
     if tree.any_a:
-        limit_a = np.vstack([limit_a, np.full((1, N_PHASES), np.inf)])
-        limit_a = np.column_stack([limit_a, limit_a.min(axis=1)])  # column 3: all phases
+        ext = np.full((limit_a.shape[0] + 1, N_PHASES + 1), np.inf)
+        ext[:-1, :N_PHASES] = limit_a
+        ext[:-1, N_PHASES] = limit_a.min(axis=1)  # column 3: all phases
+        limit_a = ext
         col, per_a = tree.phase_col[active], 1.0 / tree.amps_max[active]
     for d in range(tree.max_depth + 1):
         if not (tree.has_w[d] or tree.has_a[d]):
