@@ -176,3 +176,17 @@ def test_solve_delivers_the_energy_only_optimum(problem):
 @pytest.mark.parametrize("seed", [32, 36, 80, 132])
 def test_pulp_backend_is_energy_first_too(seed):
     assert_energy_first(random_phase_site(seed), backend="pulp")
+
+
+def test_mixed_voltages_on_one_phase_next_to_a_three_phase_car():
+    # Found by a random search against the single weighted objective (5782 of 5796 weighted
+    # Wh): its exchange rates came from the largest and smallest current per watt only (3:1,
+    # the 3-phase car against a 230 V single-phase one), so the 240/230 trade between the two
+    # single-phase cars on L1 at equal weights was not separated from cost.
+    problem = Problem(slot_s=[900.0, 900.0], max_power_w=[3680.0, 7360.0, 11000.0],
+                      energy_wh=[14500.0, 39000.0, 5000.0], arrival_slot=[1, 0, 0],
+                      departure_slot=[2, 1, 2], node_parent=[-1], connector_node=[0, 0, 0],
+                      node_limit_a=17.0, phases=[1, 1, 3], phase=[0, 0, 0],
+                      voltage_v=[240.0, 230.0, 230.0], weight=[2.0, 2.0, 1.04],
+                      price_per_kwh=[0.4, 0.2])
+    assert_energy_first(problem)
