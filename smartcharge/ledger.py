@@ -2,8 +2,12 @@
 
 Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
 so the station is answered only after the commit. The rules (see issue 3):
-- every message is remembered by a hash of its payload: a duplicate (retry after a reconnect)
+- every message is remembered by a key made of what it means, not how it is written
+  (`start_key`, `stop_key`, `meter_key`): a duplicate (a retry after a reconnect, even re-worded:
+  other sample order, kWh for Wh, another way to write the same instant, other transactionData)
   gets the same answer and changes nothing;
+- a StopTransaction with the same stop register, time and tag as one already billed on this
+  station is that stop again (a retry under another transaction id), answered the same;
 - StopTransaction / MeterValues for a transaction id we do not know (0, -1, lost in a crash) are
   accepted, matched to the station's open session when that is unambiguous, else kept as an
   orphan row for review;
@@ -34,9 +38,34 @@ OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_impli
     "orphan_stop"
 
 
-def message_key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+def start_key(connector_id: int, id_tag: str, meter_start_wh: float,
+              timestamp: datetime) -> str:
+    """A StartTransaction is the same one when the connector, tag, register and instant are."""
+    return _digest("start", connector_id, id_tag, _wh(meter_start_wh), db_time(timestamp))
+
+
+def stop_key(station_tx_id: int, meter_stop_wh: float, timestamp: datetime) -> str:
+    """A StopTransaction is the same one when the id, stop register and instant are; its
+    transactionData is evidence, not identity (stations re-word it on retries)."""
+    return _digest("stop", station_tx_id, _wh(meter_stop_wh), db_time(timestamp))
+
+
+def meter_key(connector_id: int, station_tx_id: int | None,
+              readings: Sequence[Reading]) -> str:
+    """A MeterValues is the same one when it holds the same set of values (in SI units, at the
+    same instants), whatever their order and wording."""
+    values = sorted({(db_time(r.timestamp), r.measurand, r.phase, r.location, r.context,
+                      _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}")
+                     for r in readings}, key=repr)
+    return _digest("meter", connector_id, station_tx_id, values)
+
+
+def _wh(value: float) -> float:
+    return round(float(value), 3)   # 11.9 kWh * 1000 is 11900.000000000002
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -78,7 +107,7 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
                       meter_start_wh: float, timestamp: datetime, reservation_id: int | None,
                       payload: dict, answer_status: str, at: datetime,
                       max_power_w: float) -> StartOutcome:
-    key = message_key(payload)
+    key = start_key(connector_id, id_tag, meter_start_wh, timestamp)
     earlier = tx.seen_message(station_id, "StartTransaction", key)
     if earlier is not None:
         return StartOutcome(earlier["transactionId"], duplicate=True)
@@ -98,7 +127,7 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
 def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
                  station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
                  at: datetime, max_power_w: float) -> MeterOutcome:
-    key = message_key(payload)
+    key = meter_key(connector_id, station_tx_id, readings)
     if tx.seen_message(station_id, "MeterValues", key) is not None:
         return MeterOutcome(None, 0, duplicate=True)
     session = _resolve_for_samples(tx, station_id, connector_id, station_tx_id)
@@ -117,8 +146,14 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
                      timestamp: datetime, reason: str | None, id_tag: str | None,
                      readings: Sequence[Reading], payload: dict, at: datetime,
                      max_power_w: float) -> StopOutcome:
-    key = message_key(payload)
+    key = stop_key(station_tx_id, meter_stop_wh, timestamp)
     earlier = tx.seen_message(station_id, "StopTransaction", key)
+    if earlier is None:
+        same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)
+        if same is not None:
+            earlier = {"ourTransactionId": same.transaction_id,
+                       "connectorId": same.connector_id, "energyWh": same.energy_wh}
+            tx.remember_message(station_id, "StopTransaction", key, payload, earlier, at)
     if earlier is not None:
         return StopOutcome(earlier.get("ourTransactionId"), earlier.get("connectorId"),
                            earlier.get("energyWh"), duplicate=True, matched="duplicate")

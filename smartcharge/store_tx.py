@@ -197,6 +197,17 @@ class StoreTx:
              energy_wh, energy_method, ",".join(sorted(set(flags))), db_time(at),
              transaction_id))
 
+    def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
+                           stop_id_tag: str | None) -> SessionRow | None:
+        """A session of this station already ended by a StopTransaction with exactly this stop
+        register, time and tag (the same stop, re-sent under another transaction id)."""
+        row = self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
+            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time = ? AND "
+            "stop_id_tag IS ? ORDER BY transaction_id LIMIT 1",
+            (station_id, meter_stop_wh, db_time(stop_time), stop_id_tag)).fetchone()
+        return SessionRow(*row) if row else None
+
     def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
         self._db.execute("UPDATE sessions SET station_tx_id = ? WHERE transaction_id = ?",
                          (station_tx_id, transaction_id))

@@ -1,0 +1,94 @@
+"""Every kWh billed exactly once: duplicates recognised by meaning, orphans never billed twice,
+and the billing CSV says which rows count (real server, real SQLite, `ocpp` client)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from ocpp.v16 import call
+
+from smartcharge.events import SessionStopped
+
+from conftest import ID_TAG
+
+
+def _z(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _offset(moment) -> str:
+    """The same instant written another way: milliseconds and a numeric zone."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
+
+
+def _sample(moment, value, unit="Wh", context="Sample.Periodic", fmt=_z):
+    return {"timestamp": fmt(moment), "sampledValue": [
+        {"value": value, "unit": unit, "measurand": "Energy.Active.Import.Register",
+         "context": context}]}
+
+
+async def _sessions(harness):
+    return await harness.store.run(lambda tx: tx.sessions())
+
+
+async def _all_samples(harness):
+    return await harness.store.run(lambda tx: tx._dicts("SELECT * FROM meter_samples"))
+
+
+async def _csv(harness) -> list[dict]:
+    text = await (await harness.http.get(harness.url("/api/sessions.csv"))).text()
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def test_reworded_retries_are_duplicates_by_meaning(harness, t0):
+    station = await harness.station("CP1")
+    first = await station.start_tx(1, 10_000, t0)
+    again = await station.call(call.StartTransaction(
+        connector_id=1, id_tag=ID_TAG, meter_start=10_000, timestamp=_offset(t0)),
+        suppress=False)
+    assert again.transaction_id == first.transaction_id
+    tx_id = first.transaction_id
+    five = t0 + timedelta(minutes=5)
+    await station.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+        {"timestamp": _z(five), "sampledValue": [
+            {"value": "11000", "measurand": "Energy.Active.Import.Register", "unit": "Wh"},
+            {"value": "7000", "measurand": "Power.Active.Import", "unit": "W"}]}]),
+        suppress=False)
+    # the retry: other sample order, kWh instead of Wh, another way to write the time
+    await station.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[
+        {"timestamp": _offset(five), "sampledValue": [
+            {"value": "7", "measurand": "Power.Active.Import", "unit": "kW"},
+            {"value": "11.0", "measurand": "Energy.Active.Import.Register", "unit": "kWh"}]}]),
+        suppress=False)
+    assert len(await _all_samples(harness)) == 2
+
+    stop_at = t0 + timedelta(minutes=10)
+    data = [_sample(t0 + timedelta(minutes=9), "11900", context="Transaction.End")]
+    await station.stop_tx(tx_id, 12_000, stop_at, transaction_data=data)
+    reworded = [_sample(t0 + timedelta(minutes=8), "11.8", "kWh", fmt=_offset),
+                _sample(t0 + timedelta(minutes=9), "11.9", "kWh", "Transaction.End", _offset)]
+    answer = await station.call(call.StopTransaction(
+        meter_stop=12_000, timestamp=_offset(stop_at), transaction_id=tx_id, reason="Local",
+        id_tag=ID_TAG, transaction_data=reworded), suppress=False)
+    assert answer.id_tag_info["status"] == "Accepted"
+    sessions = await _sessions(harness)
+    assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
+        (tx_id, "stopped", 2_000)]
+    assert [s["connector_id"] for s in await _all_samples(harness)] == [1, 1, 1]
+    assert len([e for e in harness.events if isinstance(e, SessionStopped)]) == 1
+
+
+async def test_reworded_retry_of_a_reconciled_stop_is_not_an_orphan(harness, t0):
+    station = await harness.station("CP2")
+    tx_id = (await station.start_tx(1, 40_000, t0)).transaction_id
+    stop_at = t0 + timedelta(minutes=6)
+    data = [_sample(t0 + timedelta(minutes=1), "40100", context="Transaction.Begin"),
+            _sample(t0 + timedelta(minutes=6), "41000", context="Transaction.End")]
+    await station.stop_tx(-1, 41_000, stop_at, transaction_data=data)
+    await station.stop_tx(-1, 41_000, stop_at, transaction_data=data[::-1])
+    sessions = await _sessions(harness)
+    assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
+        (tx_id, "stopped", 1_000)]
+    assert {s["connector_id"] for s in await _all_samples(harness)} == {1}
