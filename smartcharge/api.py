@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smartcharge import api_commands
+from smartcharge import api_commands, ledger
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.store import SessionRow, db_time
@@ -137,7 +137,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
                "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
-               "state", "stop_reason", "closed_by", "flags")
+               "state", "stop_reason", "closed_by", "flags", "billable")
 
 
 async def sessions_csv(request: web.Request) -> web.Response:
@@ -149,6 +149,7 @@ async def sessions_csv(request: web.Request) -> web.Response:
         data = session_json(row)
         data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
         data["flags"] = " ".join(data["flags"])
+        data["billable"] = "true" if ledger.billable(row) else "false"
         writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
     return web.Response(text=out.getvalue(), content_type="text/csv", headers={
         "Content-Disposition": 'attachment; filename="sessions.csv"'})

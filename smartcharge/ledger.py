@@ -36,6 +36,16 @@ from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_t
 
 OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \
     "orphan_stop"
+# An orphan with one of these flags holds energy that is billed on another row, or for review.
+SECOND_STOP, BILLED_ELSEWHERE = "second_stop_for_transaction", "billed_on_another_session"
+NOT_BILLABLE_FLAGS = frozenset({SECOND_STOP, BILLED_ELSEWHERE})
+
+
+def billable(row: SessionRow) -> bool:
+    """Whether this row's energy_wh is to be billed: the sum over billable rows counts every
+    kWh once. An open session is not (yet); an orphan only when its energy is on no other row."""
+    return row.state in (STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP) and \
+        row.energy_wh is not None and not _flags(row) & NOT_BILLABLE_FLAGS
 
 
 def start_key(connector_id: int, id_tag: str, meter_start_wh: float,
@@ -163,12 +173,10 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     elif session is not None and session.state == CLOSED_IMPLICITLY:
         matched, flags = "late", {"late_stop"}
     elif session is not None:   # a different stop for a session already stopped: for review
-        matched, flags, session = "orphan", {"second_stop_for_transaction"}, None
+        matched, flags, session = "orphan", {SECOND_STOP}, None
     else:
-        session = _reconcile_stop(tx, station_id, id_tag, meter_stop_wh, timestamp,
-                                  max_power_w)
-        matched, flags = (("reconciled", {"reconciled_unknown_transaction_id"}) if session
-                          else ("orphan", {"unknown_transaction_id"}))
+        matched, flags, session = _match_unknown_stop(tx, station_id, id_tag, meter_stop_wh,
+                                                      timestamp, max_power_w)
     if session is None:
         session = tx.session(tx.insert_session(
             station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
@@ -187,14 +195,60 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     tx.remember_message(station_id, "StopTransaction", key, payload,
                         {"ourTransactionId": session.transaction_id,
                          "connectorId": session.connector_id, "energyWh": energy.energy_wh}, at)
+    settle_orphans(tx, station_id)
     return StopOutcome(session.transaction_id, session.connector_id, energy.energy_wh,
                        duplicate=False, matched=matched)
 
 
 def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
                     max_power_w: float) -> tuple[Closed, ...]:
-    return tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
-                 for session in tx.open_sessions(station_id))
+    closed = tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
+                   for session in tx.open_sessions(station_id))
+    if closed:
+        settle_orphans(tx, station_id)
+    return closed
+
+
+def settle_orphans(tx: StoreTx, station_id: str) -> None:
+    """Mark each orphan stop of the station whose energy lies on another billed session (same
+    registers over the same time) as not billable, and clear the mark when that is no longer so.
+
+    Sessions we can place win over orphans: an orphan is evidence kept for review, and a kWh
+    on two rows must be billed on the one that knows its connector and start."""
+    for orphan in tx.sessions_in_state(station_id, ORPHAN_STOP):
+        flags = _flags(orphan)
+        if SECOND_STOP in flags or orphan.energy_wh is None:
+            continue
+        covered = _billed_elsewhere(tx, orphan)
+        if covered != (BILLED_ELSEWHERE in flags):
+            tx.set_flags(orphan.transaction_id,
+                         flags | {BILLED_ELSEWHERE} if covered else flags - {BILLED_ELSEWHERE})
+
+
+def _billed_elsewhere(tx: StoreTx, orphan: SessionRow) -> bool:
+    since, until, low_wh, high_wh = _span(tx, orphan)
+    for other in tx.sessions(orphan.station_id, since, until):
+        if other.transaction_id == orphan.transaction_id or other.state == ORPHAN_STOP \
+                or not billable(other):
+            continue
+        other_since, other_until, other_low_wh, other_high_wh = _span(tx, other)
+        if (other_since or since) <= until and (other_until or until) >= since \
+                and other_low_wh <= high_wh and other_high_wh >= low_wh:
+            return True
+    return False
+
+
+def _span(tx: StoreTx, session: SessionRow) -> tuple[datetime | None, datetime | None,
+                                                      float, float]:
+    """The time and register range a session's energy came from."""
+    readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
+    times = [t for t, _ in readings] + [from_db_time(session.start_time),
+                                        from_db_time(session.stop_time)]
+    registers = [wh for _, wh in readings] + [session.meter_start_wh, session.meter_stop_wh]
+    times = [t for t in times if t is not None]
+    registers = [wh for wh in registers if wh is not None]
+    return (min(times, default=None), max(times, default=None), min(registers, default=0.0),
+            max(registers, default=0.0))
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -216,11 +270,28 @@ def _resolve_for_samples(tx: StoreTx, station_id: str, connector_id: int,
     return open_here[0] if len(open_here) == 1 else None
 
 
-def _reconcile_stop(tx: StoreTx, station_id: str, id_tag: str | None, meter_stop_wh: float,
+def _match_unknown_stop(tx: StoreTx, station_id: str, id_tag: str | None,
+                        meter_stop_wh: float, timestamp: datetime,
+                        max_power_w: float) -> tuple[str, set[str], SessionRow | None]:
+    """A stop with an id we do not know: the one open session it fits, else the one session we
+    closed without its stop (a reboot) that it fits: its late stop; else an orphan."""
+    session = _reconcile_stop(tx.open_sessions(station_id), id_tag, meter_stop_wh, timestamp,
+                              max_power_w)
+    if session is not None:
+        return "reconciled", {"reconciled_unknown_transaction_id"}, session
+    session = _reconcile_stop(tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY),
+                              id_tag, meter_stop_wh, timestamp, max_power_w)
+    if session is not None:
+        return "late", {"late_stop", "reconciled_unknown_transaction_id"}, session
+    return "orphan", {"unknown_transaction_id"}, None
+
+
+def _reconcile_stop(candidates: Sequence[SessionRow], id_tag: str | None, meter_stop_wh: float,
                     timestamp: datetime, max_power_w: float) -> SessionRow | None:
-    """The one open session this unknown-id stop can belong to, or None if not unambiguous:
-    started before the stop, same id tag when the stop names one, and a register delta the
-    station could have delivered in the time (another connector's meter rarely fits)."""
+    """The one candidate session this unknown-id stop can belong to, or None if not
+    unambiguous: started before the stop, same id tag when the stop names one, and a register
+    delta the station could have delivered in the time (another connector's meter rarely
+    fits)."""
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         if started > timestamp or (id_tag is not None and session.id_tag != id_tag):
@@ -231,8 +302,8 @@ def _reconcile_stop(tx: StoreTx, station_id: str, id_tag: str | None, meter_stop
         duration_s = (timestamp - started).total_seconds()
         return 0 <= delta_wh <= plausible_wh(duration_s, max_power_w)
 
-    candidates = [s for s in tx.open_sessions(station_id) if fits(s)]
-    return candidates[0] if len(candidates) == 1 else None
+    fitting = [s for s in candidates if fits(s)]
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,

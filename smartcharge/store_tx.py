@@ -184,6 +184,23 @@ class StoreTx:
         return [SessionRow(*row) for row in self._db.execute(query + " ORDER BY transaction_id",
                                                               args)]
 
+    def sessions_in_state(self, station_id: str, state: str) -> list[SessionRow]:
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND state = ? "
+            "ORDER BY transaction_id", (station_id, state))]
+
+    def last_sessions_per_connector(self, station_id: str, state: str) -> list[SessionRow]:
+        """Each connector's latest session, where that one is in `state`."""
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE transaction_id IN (SELECT "
+            "MAX(transaction_id) FROM sessions WHERE station_id = ? AND connector_id IS NOT "
+            "NULL GROUP BY connector_id) AND state = ? ORDER BY transaction_id",
+            (station_id, state))]
+
+    def set_flags(self, transaction_id: int, flags: Iterable[str]) -> None:
+        self._db.execute("UPDATE sessions SET flags = ? WHERE transaction_id = ?",
+                         (",".join(sorted(set(flags))), transaction_id))
+
     def close_session(self, transaction_id: int, *, state: str, closed_by: str,
                       stop_time: datetime | None, meter_stop_wh: float | None,
                       stop_reason: str | None, stop_id_tag: str | None,

@@ -92,3 +92,48 @@ async def test_reworded_retry_of_a_reconciled_stop_is_not_an_orphan(harness, t0)
     assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
         (tx_id, "stopped", 1_000)]
     assert {s["connector_id"] for s in await _all_samples(harness)} == {1}
+
+
+def _billable_wh(rows) -> float:
+    return sum(float(r["energy_wh"]) for r in rows if r["billable"] == "true")
+
+
+async def test_orphans_are_never_billed_twice_and_the_csv_says_what_counts(harness, t0):
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 40_000, t0)).transaction_id
+    stop_at = t0 + timedelta(minutes=30)
+    data = [_sample(t0 + timedelta(minutes=1), "40100", context="Transaction.Begin"),
+            _sample(t0 + timedelta(minutes=29), "44900")]
+    await station.stop_tx(tx_id, 45_000, stop_at, transaction_data=data)
+    # a different second stop for the same transaction (firmware bug): kept, never billed
+    await station.stop_tx(tx_id, 45_050, stop_at + timedelta(seconds=5), transaction_data=data)
+    # the same energy again under id 0 with another stop register: overlaps the billed session
+    again = [_sample(t0 + timedelta(minutes=2), "40200"), _sample(t0 + timedelta(minutes=28),
+                                                                  "44800")]
+    await station.stop_tx(0, 45_020, stop_at + timedelta(seconds=2), transaction_data=again)
+    # an orphan whose energy is billed nowhere else (another connector's meter): it counts
+    other = [_sample(t0 + timedelta(minutes=2), "900000", context="Transaction.Begin")]
+    await station.stop_tx(987_654, 903_000, t0 + timedelta(minutes=20), transaction_data=other)
+    # a session still running has no billable energy yet
+    await station.start_tx(2, 5_000, t0 + timedelta(minutes=40))
+
+    rows = await _csv(harness)
+    by_state = [(r["state"], r["billable"]) for r in rows]
+    assert by_state == [("stopped", "true"), ("orphan_stop", "false"),
+                        ("orphan_stop", "false"), ("orphan_stop", "true"), ("open", "false")]
+    assert "billed_on_another_session" in rows[2]["flags"]
+    assert _billable_wh(rows) == 5_000 + 3_000
+
+
+async def test_unknown_id_stop_after_a_reboot_is_the_late_stop_of_the_closed_session(
+        harness, t0):
+    station = await harness.station("CP3")
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + timedelta(minutes=5), 2_000)
+    await station.boot()                                     # closed implicitly at 1 000 Wh
+    await station.stop_tx(-1, 2_400, t0 + timedelta(minutes=7), reason="PowerLoss")
+    rows = await _csv(harness)
+    assert [(r["transaction_id"], r["state"], r["billable"]) for r in rows] == [
+        (str(tx_id), "stopped", "true")]
+    assert _billable_wh(rows) == 1_400
+    assert "late_stop" in rows[0]["flags"]
