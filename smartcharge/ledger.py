@@ -148,6 +148,8 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     if session is not None and session.state == CLOSED_IMPLICITLY:
         if _revisit_implicit_close(tx, session, readings, at, max_power_w):
             reopened = tx.session(session.transaction_id)
+    elif session is not None and session.state == STOPPED and new:
+        _revise_stopped(tx, session, at, max_power_w)
     tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
     return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
@@ -274,33 +276,43 @@ def _match_unknown_stop(tx: StoreTx, station_id: str, id_tag: str | None,
                         meter_stop_wh: float, timestamp: datetime,
                         max_power_w: float) -> tuple[str, set[str], SessionRow | None]:
     """A stop with an id we do not know: the one open session it fits, else the one session we
-    closed without its stop (a reboot) that it fits: its late stop; else an orphan."""
-    session = _reconcile_stop(tx.open_sessions(station_id), id_tag, meter_stop_wh, timestamp,
-                              max_power_w)
+    closed without its stop (each connector's latest such) that it fits: its late stop; else an
+    orphan."""
+    session = _reconcile_stop(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh,
+                              timestamp, max_power_w)
     if session is not None:
         return "reconciled", {"reconciled_unknown_transaction_id"}, session
-    session = _reconcile_stop(tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY),
-                              id_tag, meter_stop_wh, timestamp, max_power_w)
+    closed = tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY)
+    session = _reconcile_stop(tx, closed, id_tag, meter_stop_wh, timestamp, max_power_w)
     if session is not None:
         return "late", {"late_stop", "reconciled_unknown_transaction_id"}, session
     return "orphan", {"unknown_transaction_id"}, None
 
 
-def _reconcile_stop(candidates: Sequence[SessionRow], id_tag: str | None, meter_stop_wh: float,
-                    timestamp: datetime, max_power_w: float) -> SessionRow | None:
+def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
+                    meter_stop_wh: float, timestamp: datetime,
+                    max_power_w: float) -> SessionRow | None:
     """The one candidate session this unknown-id stop can belong to, or None if not
-    unambiguous: started before the stop, same id tag when the stop names one, and a register
-    delta the station could have delivered in the time (another connector's meter rarely
-    fits)."""
+    unambiguous: started before the stop, same id tag when the stop names one, and a stop
+    register the session's meter could show: reachable from its start register or its latest
+    register sample at the station's power (another connector's meter rarely fits), or below
+    them when the stop names the session's tag (a meter reset; the register chain bills it)."""
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         if started > timestamp or (id_tag is not None and session.id_tag != id_tag):
             return False
-        if session.meter_start_wh is None:
+        points = [(from_db_time(t), wh)
+                  for t, wh in tx.register_readings(session.transaction_id)]
+        if session.meter_start_wh is not None:
+            points.insert(0, (started, session.meter_start_wh))
+        points = [(t, wh) for t, wh in points if t is not None and t <= timestamp]
+        if not points:
             return True
-        delta_wh = meter_stop_wh - session.meter_start_wh
-        duration_s = (timestamp - started).total_seconds()
-        return 0 <= delta_wh <= plausible_wh(duration_s, max_power_w)
+        for moment, register_wh in (points[0], points[-1]):
+            delta_wh = meter_stop_wh - register_wh
+            if 0 <= delta_wh <= plausible_wh((timestamp - moment).total_seconds(), max_power_w):
+                return True
+        return id_tag is not None and meter_stop_wh < points[-1][1]
 
     fitting = [s for s in candidates if fits(s)]
     return fitting[0] if len(fitting) == 1 else None
@@ -337,6 +349,23 @@ def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
                      energy_method=energy.method, flags=_flags(session) | energy.flags, at=at)
     return False
+
+
+def _revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: float) -> None:
+    """Samples that arrive after their session's stop (a station's queue delivered out of
+    order) can change an energy that had to come from the register chain (a reset, an offline
+    start): bill what all the evidence says."""
+    energy = _energy(tx, session, session.meter_stop_wh, from_db_time(session.stop_time),
+                     max_power_w)
+    if energy.energy_wh == session.energy_wh and energy.method == session.energy_method:
+        return
+    tx.close_session(session.transaction_id, state=STOPPED, closed_by=session.closed_by,
+                     stop_time=from_db_time(session.stop_time),
+                     meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
+                     stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
+                     energy_method=energy.method,
+                     flags=_flags(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+    settle_orphans(tx, session.station_id)
 
 
 def _energy(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,

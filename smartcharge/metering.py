@@ -107,7 +107,8 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
                    max_power_w: float = DEFAULT_MAX_POWER_W) -> Energy:
     """Billed energy of one session; `readings` are its total import register readings."""
     flags: set[str] = set()
-    if meter_start_wh is not None and meter_stop_wh is not None:
+    if meter_start_wh is not None and meter_stop_wh is not None \
+            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
         duration_s = _seconds(start_time, stop_time)
         if duration_s is not None and duration_s < 0:
             duration_s = None  # the station's clock jumped: judge by the gross ceiling only
@@ -142,6 +143,17 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         flags.add("unverifiable")
         return Energy(None, "none", frozenset(flags))
     return Energy(total_wh, "samples", frozenset(flags))
+
+
+def _start_register_zero(meter_start_wh: float, start_time: datetime | None,
+                         readings: Sequence[tuple[datetime, float]], max_power_w: float) -> bool:
+    """A start register of 0 that the session's own first register sample belies (a station
+    that started offline and did not know its meter): stop − start would bill the whole
+    register, or nothing after a reset, so the chain of samples decides."""
+    if meter_start_wh != 0 or not readings:
+        return False
+    first_time, first_wh = min(readings, key=lambda reading: reading[0])
+    return first_wh > plausible_wh(_seconds(start_time, first_time), max_power_w)
 
 
 def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):

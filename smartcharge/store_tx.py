@@ -190,11 +190,11 @@ class StoreTx:
             "ORDER BY transaction_id", (station_id, state))]
 
     def last_sessions_per_connector(self, station_id: str, state: str) -> list[SessionRow]:
-        """Each connector's latest session, where that one is in `state`."""
+        """Each connector's latest session in `state`."""
         return [SessionRow(*row) for row in self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE transaction_id IN (SELECT "
-            "MAX(transaction_id) FROM sessions WHERE station_id = ? AND connector_id IS NOT "
-            "NULL GROUP BY connector_id) AND state = ? ORDER BY transaction_id",
+            "MAX(transaction_id) FROM sessions WHERE station_id = ? AND state = ? AND "
+            "connector_id IS NOT NULL GROUP BY connector_id) ORDER BY transaction_id",
             (station_id, state))]
 
     def set_flags(self, transaction_id: int, flags: Iterable[str]) -> None:

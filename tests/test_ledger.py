@@ -145,3 +145,11 @@ async def test_unknown_stop_is_not_pinned_on_an_unrelated_session(tmp_path):
         assert row.energy_wh == 2_000
     finally:
         await store.close()
+
+
+def test_offline_start_register_zero_with_a_begin_sample_follows_the_samples():
+    # meterStart 0, the Transaction.Begin sample shows the real register, the meter then resets:
+    # stop - start (0 - 0) would bill nothing; the samples say 1 Wh before the reset
+    readings = [(at(0), 4_500_000), (at(10), 4_500_001)]
+    energy = session_energy(0, at(0), 0, at(20), readings, 22_000)
+    assert energy.energy_wh == 1 and "start_register_zero" in energy.flags
