@@ -276,3 +276,21 @@ async def test_an_event_off_the_slot_grid_holds_the_site_down_only_from_just_bef
     assert sum(p.power_at(before) for p in plans) > 20_000       # still at the cap
     for moment in (start - lead, start, start + timedelta(minutes=30)):
         assert sum(p.power_at(moment) for p in plans) <= 10_000 + 1e-6
+
+
+async def test_live_energy_follows_the_ledger_rules_after_an_offline_start():
+    # meterStart 0 from a station that started offline, a 4.5 MWh register: the car has had
+    # 1 kWh, not 4.5 MWh, and is planned as a car that still needs energy
+    from smartcharge.metering import energy_so_far_wh
+    controller, clock = _controller(cap_w=100_000)
+    _start(controller, clock, "CP3", 103)
+    readings = [(clock.now() + timedelta(minutes=m), wh)
+                for m, wh in ((1, 4_500_000.0), (6, 4_500_400.0), (11, 4_501_000.0))]
+    for at, wh in readings:
+        controller.on_event(ev.MeterSampled("CP3", 1, 103, at, "Sample.Periodic",
+                                            energy_register_wh=wh))
+    session = controller.state.session_by_id(103)
+    assert session.energy_wh == 1_000
+    assert session.energy_wh == energy_so_far_wh(0.0, clock.now(), readings, P_MAX)
+    await controller.replan()
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] > 10_000

@@ -36,8 +36,13 @@ from smartcharge.events import (
     SessionStopped,
     StationBooted,
 )
-from smartcharge.metering import DEFAULT_MAX_POWER_W, ENERGY_REGISTER, Reading, parse_meter_values
-from smartcharge.model import Site, Station
+from smartcharge.metering import (
+    ENERGY_REGISTER,
+    Reading,
+    parse_meter_values,
+    station_max_power_w,
+)
+from smartcharge.model import Site
 from smartcharge.ocpp import edge
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
@@ -55,20 +60,6 @@ class AdapterContext:
     store: Store
     events: EventBus
     clock: Clock
-
-
-def station_max_power_w(station: Station | None) -> float:
-    """The most this station can draw [W], for the ledger's plausibility checks."""
-    if station is None:
-        return DEFAULT_MAX_POWER_W
-    connectors_w = sum(c.max_power_w or c.max_current_a * c.phases * station.voltage_v
-                       for c in station.connectors)
-    limits = [connectors_w]
-    if station.max_power_w:
-        limits.append(station.max_power_w)
-    if station.max_current_a:
-        limits.append(station.max_current_a * 3 * station.voltage_v)
-    return min(limits)
 
 
 class CentralSystemV16(ChargePoint):

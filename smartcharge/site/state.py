@@ -7,10 +7,11 @@ the controller then assumes it draws its maximum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from smartcharge import events as ev
+from smartcharge.metering import LiveEnergy, station_max_power_w
 from smartcharge.model import Site
 from smartcharge.site.topology import ConnectorRef
 
@@ -33,11 +34,13 @@ class Session:
     meter_start_wh: float
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
-    energy_wh: float = 0.0            # delivered so far, from the register [Wh]
+    energy_wh: float = 0.0            # delivered so far, by the ledger's rules [Wh]
     # Phase use learned from per-phase Current.Import (None: not known yet). On a 3-phase
     # connector a car with a single-phase on-board charger loads one station phase only.
     phases_in_use: int | None = None
     station_phase: int | None = None  # 0..2: the station phase a single-phase car loads
+    # the register chain, by the billing rules (a start register of 0, resets, late samples)
+    live: LiveEnergy | None = field(default=None, repr=False, compare=False)
 
     @property
     def remaining_wh(self) -> float:
@@ -123,7 +126,9 @@ class SiteState:
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
                 started_at=event.at, meter_start_wh=event.meter_start_wh,
                 requested_wh=defaults.energy_wh,
-                departure=event.at + timedelta(seconds=defaults.dwell_s))
+                departure=event.at + timedelta(seconds=defaults.dwell_s),
+                live=LiveEnergy(event.meter_start_wh, event.at, station_max_power_w(
+                    self.site.station(event.station_id))))
             return SESSION_CHANGE
         if isinstance(event, ev.SessionStopped):
             for ref, session in list(self.sessions.items()):
@@ -142,8 +147,13 @@ class SiteState:
         session = self.sessions.get(ref)
         if session is not None and event.energy_register_wh is not None and (
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
-            session.energy_wh = max(session.energy_wh,
-                                    event.energy_register_wh - session.meter_start_wh)
+            if session.live is None:
+                session.live = LiveEnergy(session.meter_start_wh, session.started_at,
+                                          station_max_power_w(self.site.station(
+                                              event.station_id)))
+            # unknown (None) is not "nothing delivered" for billing, but for the plan the
+            # car's need simply stands until the registers tell
+            session.energy_wh = session.live.add(event.at, event.energy_register_wh) or 0.0
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
