@@ -137,3 +137,16 @@ async def test_unknown_id_stop_after_a_reboot_is_the_late_stop_of_the_closed_ses
         (str(tx_id), "stopped", "true")]
     assert _billable_wh(rows) == 1_400
     assert "late_stop" in rows[0]["flags"]
+
+
+async def test_meter_events_carry_the_time_we_received_them(harness, t0):
+    from datetime import UTC, datetime
+
+    from smartcharge.events import MeterSampled
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    before = datetime.now(UTC)
+    await station.meter(1, tx_id, before + timedelta(days=1), 11_000)   # a clock a day ahead
+    (sampled,) = [e for e in harness.events if isinstance(e, MeterSampled)]
+    assert sampled.at == (before + timedelta(days=1)).replace(microsecond=0)
+    assert before <= sampled.received_at <= datetime.now(UTC)

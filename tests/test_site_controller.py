@@ -294,3 +294,26 @@ async def test_live_energy_follows_the_ledger_rules_after_an_offline_start():
     assert session.energy_wh == energy_so_far_wh(0.0, clock.now(), readings, P_MAX)
     await controller.replan()
     assert _now_w(controller)[ConnectorRef("CP3", 1)] > 10_000
+
+
+def test_measurements_are_aged_by_when_we_received_them():
+    # station clocks are wrong in the field: one an hour behind still measures now, and a
+    # sample stamped a day ahead must not hide every real sample after it
+    controller, clock = _controller()
+    ref = ConnectorRef("CP0", 1)
+    _start(controller, clock, "CP0", 100)
+    now = clock.now()
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now - timedelta(hours=1),
+                                        "Sample.Periodic", power_w=7_000.0, received_at=now))
+    assert controller.state.measured_w(ref, now, 180) == 7_000
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now + timedelta(days=1),
+                                        "Sample.Periodic", power_w=20_000.0, received_at=now))
+    later = now + timedelta(seconds=30)
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, later, "Sample.Periodic",
+                                        power_w=5_000.0, received_at=later))
+    assert controller.state.measured_w(ref, later, 180) == 5_000
+    # a sample from the station's queue, older than what we have, changes nothing
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now - timedelta(minutes=5),
+                                        "Sample.Periodic", power_w=1_000.0,
+                                        received_at=later + timedelta(seconds=1)))
+    assert controller.state.measured_w(ref, later, 180) == 5_000

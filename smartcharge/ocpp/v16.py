@@ -232,7 +232,7 @@ class CentralSystemV16(ChargePoint):
             if outcome.reopened is not None:
                 self._publish_reopened(outcome.reopened)
             for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
-                                            readings):
+                                            readings, now):
                 self._ctx.events.publish(event)
         return call_result.MeterValues()
 
@@ -315,7 +315,7 @@ class CentralSystemV16(ChargePoint):
 
 
 def _samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
-                       readings: list[Reading]) -> list[MeterSampled]:
+                       readings: list[Reading], received_at: datetime) -> list[MeterSampled]:
     by_time: dict[tuple[datetime, str], list[Reading]] = {}
     for reading in readings:
         by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
@@ -330,7 +330,7 @@ def _samples_to_events(station_id: str, connector_id: int, transaction_id: int |
         events.append(MeterSampled(
             station_id, connector_id, transaction_id, at, context,
             energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
-            current_a=currents, soc_percent=value("SoC")))
+            current_a=currents, soc_percent=value("SoC"), received_at=received_at))
     return events
 
 

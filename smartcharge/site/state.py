@@ -57,7 +57,18 @@ class Session:
 @dataclass(frozen=True)
 class Measurement:
     power_w: float
-    at: datetime
+    at: datetime                        # the station's timestamp
+    received_at: datetime | None = None  # ours: what the age is measured by (None: `at`)
+
+    @property
+    def arrived(self) -> datetime:
+        return self.received_at or self.at
+
+    @property
+    def ordered_at(self) -> datetime:
+        """When it was measured, for telling newer from older: the station's time, but never
+        after we received it (a clock ahead must not make one sample outrank every later one)."""
+        return min(self.at, self.arrived)
 
 
 class SiteState:
@@ -74,9 +85,10 @@ class SiteState:
                     None)
 
     def measured_w(self, ref: ConnectorRef, now: datetime, max_age_s: float) -> float | None:
-        """The latest measured draw if it is at most max_age_s old, else None (unknown)."""
+        """The latest measured draw if we received it at most max_age_s ago, else None
+        (unknown). Aged by our clock: a station's clock may be off by hours."""
         sample = self.measurements.get(ref)
-        if sample is None or now - sample.at > timedelta(seconds=max_age_s):
+        if sample is None or now - sample.arrived > timedelta(seconds=max_age_s):
             return None
         return sample.power_w
 
@@ -164,9 +176,11 @@ class SiteState:
             power_w = sum(c for c in event.current_a if c is not None) * voltage
         if power_w is None:
             return change
+        sample = Measurement(float(power_w), event.at, event.received_at)
         previous = self.measurements.get(ref)
-        if previous is None or event.at >= previous.at:  # late samples never replace fresh ones
-            self.measurements[ref] = Measurement(float(power_w), event.at)
+        # late samples (a station's queue) never replace fresh ones
+        if previous is None or sample.ordered_at >= previous.ordered_at:
+            self.measurements[ref] = sample
         return change or MEASUREMENT
 
     def _learn_phases(self, session: Session, current_a) -> bool:
