@@ -184,14 +184,15 @@ class LiveEnergy:
         return self._total_wh if self._trusted else None
 
     def add(self, at: datetime, register_wh: float) -> float | None:
-        if self._readings and at < self._readings[-1][0]:
-            bisect.insort(self._readings, (at, float(register_wh)), key=lambda r: r[0])
+        reading = (at, float(register_wh))
+        if self._readings and reading < self._readings[-1]:
+            bisect.insort(self._readings, reading)
             self._total_wh, self._trusted = 0.0, 0
             points = self._start + self._readings
             for i in range(1, len(points)):
                 self._step(points, i)
         else:
-            self._readings.append((at, float(register_wh)))
+            self._readings.append(reading)
             points = self._start + self._readings
             if len(points) > 1:
                 self._step(points, len(points) - 1)
@@ -226,7 +227,7 @@ def _start_register_zero(meter_start_wh: float, start_time: datetime | None,
     register, or nothing after a reset, so the chain of samples decides."""
     if meter_start_wh != 0 or not readings:
         return False
-    first_time, first_wh = min(readings, key=lambda reading: reading[0])
+    first_time, first_wh = min(readings)
     return first_wh > plausible_wh(_seconds(start_time, first_time), max_power_w)
 
 
@@ -234,7 +235,9 @@ def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):
     points: list[tuple[datetime | None, float]] = []
     if meter_start_wh is not None:
         points.append((start_time, meter_start_wh))
-    points.extend(sorted(readings, key=lambda reading: reading[0]))
+    # in time order; two readings of one instant lowest first, so the order they arrived in
+    # (the live total, the store's row order) never turns them into a reset
+    points.extend(sorted(readings))
     if meter_stop_wh is not None:
         points.append((stop_time, meter_stop_wh))
     return points
