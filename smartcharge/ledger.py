@@ -6,11 +6,14 @@ so the station is answered only after the commit. The rules (see issue 3):
   (`start_key`, `stop_key`, `meter_key`): a duplicate (a retry after a reconnect, even re-worded:
   other sample order, kWh for Wh, another way to write the same instant, other transactionData)
   gets the same answer and changes nothing;
-- a StopTransaction with the same stop register, time and tag as one already billed on this
-  station is that stop again (a retry under another transaction id), answered the same;
+- a StartTransaction for a session we already have (same connector, tag, start register and
+  time) is that start again; a StopTransaction with the same stop register, time and tag as one
+  already recorded for this station is that stop again (a retry under another transaction id);
 - StopTransaction / MeterValues for a transaction id we do not know (0, -1, lost in a crash) are
-  accepted, matched to the station's open session when that is unambiguous, else kept as an
-  orphan row for review;
+  accepted, matched to the station's open session (or the one a reboot closed) when that is
+  unambiguous, else kept as an orphan row for review;
+- every kWh is billable once (`billable`): an orphan whose energy is on another billed row is
+  not (`settle_orphans`); a second stop for a stopped transaction never is;
 - a session whose stop never came is closed when its connector starts a new one or the station
   reboots (`closed_implicitly`); its real StopTransaction, if it comes late, still wins;
 - energy comes from the registers (`metering.session_energy`), never from summing samples, so
@@ -119,6 +122,13 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
                       max_power_w: float) -> StartOutcome:
     key = start_key(connector_id, id_tag, meter_start_wh, timestamp)
     earlier = tx.seen_message(station_id, "StartTransaction", key)
+    if earlier is None:
+        # the same start with its key not remembered (a database from before keys by meaning)
+        same = tx.session_started_at(station_id, connector_id, id_tag, meter_start_wh,
+                                     timestamp)
+        if same is not None:
+            earlier = {"transactionId": same.transaction_id, "status": answer_status}
+            tx.remember_message(station_id, "StartTransaction", key, payload, earlier, at)
     if earlier is not None:
         return StartOutcome(earlier["transactionId"], duplicate=True)
     closed = []

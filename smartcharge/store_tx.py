@@ -214,6 +214,16 @@ class StoreTx:
              energy_wh, energy_method, ",".join(sorted(set(flags))), db_time(at),
              transaction_id))
 
+    def session_started_at(self, station_id: str, connector_id: int, id_tag: str,
+                           meter_start_wh: float, start_time: datetime) -> SessionRow | None:
+        """A session of this station already started exactly so (the same StartTransaction)."""
+        row = self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
+            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time = ? "
+            "ORDER BY transaction_id LIMIT 1",
+            (station_id, connector_id, id_tag, meter_start_wh, db_time(start_time))).fetchone()
+        return SessionRow(*row) if row else None
+
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
                            stop_id_tag: str | None) -> SessionRow | None:
         """A session of this station already ended by a StopTransaction with exactly this stop

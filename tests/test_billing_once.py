@@ -150,3 +150,18 @@ async def test_meter_events_carry_the_time_we_received_them(harness, t0):
     (sampled,) = [e for e in harness.events if isinstance(e, MeterSampled)]
     assert sampled.at == (before + timedelta(days=1)).replace(microsecond=0)
     assert before <= sampled.received_at <= datetime.now(UTC)
+
+
+async def test_retries_are_recognised_without_their_remembered_keys(harness, t0):
+    # a database from before keys by meaning (payload hashes): a retry in flight at the upgrade
+    # must still be the same start and the same stop
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    await harness.store.run(lambda tx: tx._db.execute("DELETE FROM inbound_messages"))
+    assert (await station.start_tx(1, 10_000, t0)).transaction_id == tx_id
+    await station.stop_tx(tx_id, 12_000, t0 + timedelta(minutes=10))
+    await harness.store.run(lambda tx: tx._db.execute("DELETE FROM inbound_messages"))
+    await station.stop_tx(tx_id, 12_000, t0 + timedelta(minutes=10))
+    rows = await _csv(harness)
+    assert [(r["state"], r["energy_wh"], r["billable"]) for r in rows] == [
+        ("stopped", "2000.0", "true")]
