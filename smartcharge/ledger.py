@@ -57,10 +57,12 @@ def start_key(connector_id: int, id_tag: str, meter_start_wh: float,
     return _digest("start", connector_id, id_tag, _wh(meter_start_wh), db_time(timestamp))
 
 
-def stop_key(station_tx_id: int, meter_stop_wh: float, timestamp: datetime) -> str:
-    """A StopTransaction is the same one when the id, stop register and instant are; its
-    transactionData is evidence, not identity (stations re-word it on retries)."""
-    return _digest("stop", station_tx_id, _wh(meter_stop_wh), db_time(timestamp))
+def stop_key(station_tx_id: int, meter_stop_wh: float, timestamp: datetime,
+             id_tag: str | None) -> str:
+    """A StopTransaction is the same one when the id, stop register, instant and tag are (two
+    connectors may stop under id -1 at one instant with equal registers); its transactionData
+    is evidence, not identity (stations re-word it on retries)."""
+    return _digest("stop", station_tx_id, _wh(meter_stop_wh), db_time(timestamp), id_tag)
 
 
 def meter_key(connector_id: int, station_tx_id: int | None,
@@ -168,7 +170,7 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
                      timestamp: datetime, reason: str | None, id_tag: str | None,
                      readings: Sequence[Reading], payload: dict, at: datetime,
                      max_power_w: float) -> StopOutcome:
-    key = stop_key(station_tx_id, meter_stop_wh, timestamp)
+    key = stop_key(station_tx_id, meter_stop_wh, timestamp, id_tag)
     earlier = tx.seen_message(station_id, "StopTransaction", key)
     if earlier is None:
         same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)

@@ -165,3 +165,22 @@ async def test_retries_are_recognised_without_their_remembered_keys(harness, t0)
     rows = await _csv(harness)
     assert [(r["state"], r["energy_wh"], r["billable"]) for r in rows] == [
         ("stopped", "2000.0", "true")]
+
+
+async def test_two_unknown_id_stops_at_one_instant_are_two_stops(harness, t0):
+    # found by the property test: two connectors, both meters reset, both stop under -1 at the
+    # same instant with the same register; only the id tag tells them apart
+    from ocpp.v16 import call as calls
+    station = await harness.station("CP1")
+    for connector, tag in ((1, "TAG-A"), (2, "TAG-B")):
+        await harness.store.run(lambda tx, tag=tag: tx.put_id_tag(tag))
+        await station.call(calls.StartTransaction(connector_id=connector, id_tag=tag,
+                                                  meter_start=10_000, timestamp=_z(t0)),
+                           suppress=False)
+    for tag in ("TAG-A", "TAG-B"):
+        await station.call(calls.StopTransaction(
+            meter_stop=10_500, timestamp=_z(t0 + timedelta(minutes=5)), transaction_id=-1,
+            id_tag=tag), suppress=False)
+    rows = await _csv(harness)
+    assert [(r["connector_id"], r["state"], r["energy_wh"]) for r in rows] == [
+        ("1", "stopped", "500.0"), ("2", "stopped", "500.0")]
