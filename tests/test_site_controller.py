@@ -317,3 +317,14 @@ def test_measurements_are_aged_by_when_we_received_them():
                                         "Sample.Periodic", power_w=1_000.0,
                                         received_at=later + timedelta(seconds=1)))
     assert controller.state.measured_w(ref, later, 180) == 5_000
+
+
+def test_a_restart_reloads_live_energy_from_the_stored_registers_by_the_same_rules():
+    from smartcharge.metering import energy_so_far_wh
+    controller, clock = _controller()
+    _start(controller, clock, "CP1", 101)                  # meterStart 0: an offline start
+    stored = [(clock.now(), 4_500_000.0), (clock.now() + timedelta(minutes=30), 4_507_000.0),
+              (clock.now() + timedelta(minutes=20), 4_504_000.0)]
+    controller.state.load_registers(101, stored)
+    assert controller.state.session_by_id(101).energy_wh == 7_000 == energy_so_far_wh(
+        0.0, clock.now(), stored, P_MAX)

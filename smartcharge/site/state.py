@@ -7,6 +7,7 @@ the controller then assumes it draws its maximum.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -108,6 +109,19 @@ class SiteState:
             session.departure = departure
         return session
 
+    def load_registers(self, transaction_id: int,
+                       readings: Iterable[tuple[datetime, float]]) -> Session:
+        """Feed an open session's stored register readings (station time, Wh) through the
+        billing rules, e.g. when the live site is rebuilt from the store after a restart."""
+        session = self.session_by_id(transaction_id)
+        if session is None:
+            raise KeyError(f"no open session {transaction_id}")
+        live = self._live(session)
+        for at, register_wh in readings:
+            live.add(at, register_wh)
+        session.energy_wh = live.energy_wh or 0.0
+        return session
+
     def apply(self, event) -> str | None:
         """Take one event in; return what kind of change it was (None: nothing for us)."""
         if isinstance(event, ev.StationConnected | ev.StationBooted):
@@ -138,9 +152,7 @@ class SiteState:
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
                 started_at=event.at, meter_start_wh=event.meter_start_wh,
                 requested_wh=defaults.energy_wh,
-                departure=event.at + timedelta(seconds=defaults.dwell_s),
-                live=LiveEnergy(event.meter_start_wh, event.at, station_max_power_w(
-                    self.site.station(event.station_id))))
+                departure=event.at + timedelta(seconds=defaults.dwell_s))
             return SESSION_CHANGE
         if isinstance(event, ev.SessionStopped):
             for ref, session in list(self.sessions.items()):
@@ -159,13 +171,10 @@ class SiteState:
         session = self.sessions.get(ref)
         if session is not None and event.energy_register_wh is not None and (
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
-            if session.live is None:
-                session.live = LiveEnergy(session.meter_start_wh, session.started_at,
-                                          station_max_power_w(self.site.station(
-                                              event.station_id)))
             # unknown (None) is not "nothing delivered" for billing, but for the plan the
             # car's need simply stands until the registers tell
-            session.energy_wh = session.live.add(event.at, event.energy_register_wh) or 0.0
+            session.energy_wh = self._live(session).add(event.at,
+                                                        event.energy_register_wh) or 0.0
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
@@ -182,6 +191,13 @@ class SiteState:
         if previous is None or sample.ordered_at >= previous.ordered_at:
             self.measurements[ref] = sample
         return change or MEASUREMENT
+
+    def _live(self, session: Session) -> LiveEnergy:
+        if session.live is None:
+            session.live = LiveEnergy(session.meter_start_wh, session.started_at,
+                                      station_max_power_w(self.site.station(
+                                          session.ref.station_id)))
+        return session.live
 
     def _learn_phases(self, session: Session, current_a) -> bool:
         """Learn which station phases a car on a 3-phase connector loads; True if it changed.
