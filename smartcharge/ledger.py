@@ -3,7 +3,7 @@
 Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
 so the station is answered only after the commit. The rules (see issue 3):
 - every message is remembered by a key made of what it means, not how it is written
-  (`start_key`, `stop_key`, `meter_key`): a duplicate (a retry after a reconnect, even re-worded:
+  (`ledger_keys.py`): a duplicate (a retry after a reconnect, even re-worded:
   other sample order, kWh for Wh, another way to write the same instant, other transactionData)
   gets the same answer and changes nothing;
 - a StartTransaction for a session we already have (same connector, tag, start register and
@@ -22,12 +22,11 @@ so the station is answered only after the commit. The rules (see issue 3):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
     ENERGY_REGISTER,
     Energy,
@@ -49,38 +48,6 @@ def billable(row: SessionRow) -> bool:
     kWh once. An open session is not (yet); an orphan only when its energy is on no other row."""
     return row.state in (STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP) and \
         row.energy_wh is not None and not _flags(row) & NOT_BILLABLE_FLAGS
-
-
-def start_key(connector_id: int, id_tag: str, meter_start_wh: float,
-              timestamp: datetime) -> str:
-    """A StartTransaction is the same one when the connector, tag, register and instant are."""
-    return _digest("start", connector_id, id_tag, _wh(meter_start_wh), db_time(timestamp))
-
-
-def stop_key(station_tx_id: int, meter_stop_wh: float, timestamp: datetime,
-             id_tag: str | None) -> str:
-    """A StopTransaction is the same one when the id, stop register, instant and tag are (two
-    connectors may stop under id -1 at one instant with equal registers); its transactionData
-    is evidence, not identity (stations re-word it on retries)."""
-    return _digest("stop", station_tx_id, _wh(meter_stop_wh), db_time(timestamp), id_tag)
-
-
-def meter_key(connector_id: int, station_tx_id: int | None,
-              readings: Sequence[Reading]) -> str:
-    """A MeterValues is the same one when it holds the same set of values (in SI units, at the
-    same instants), whatever their order and wording."""
-    values = sorted({(db_time(r.timestamp), r.measurand, r.phase, r.location, r.context,
-                      _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}")
-                     for r in readings}, key=repr)
-    return _digest("meter", connector_id, station_tx_id, values)
-
-
-def _wh(value: float) -> float:
-    return round(float(value), 3)   # 11.9 kWh * 1000 is 11900.000000000002
-
-
-def _digest(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
