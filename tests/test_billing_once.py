@@ -184,3 +184,37 @@ async def test_two_unknown_id_stops_at_one_instant_are_two_stops(harness, t0):
     rows = await _csv(harness)
     assert [(r["connector_id"], r["state"], r["energy_wh"]) for r in rows] == [
         ("1", "stopped", "500.0"), ("2", "stopped", "500.0")]
+
+
+async def test_an_offline_start_is_planned_as_a_car_that_still_needs_energy(tmp_path):
+    # meterStart 0 after an offline start, a 4.5 MWh register: the controller (the whole app,
+    # a real station over a WebSocket) plans the car by the ledger's rules, not at 0 W as
+    # "energy need met"
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from conftest import Harness, make_site
+    from smartcharge.app import create_app
+    from smartcharge.site.setup import CONTROLLER
+    from smartcharge.site.topology import ConnectorRef
+    app = create_app(make_site(), db_path=str(tmp_path / "c.sqlite"))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    http = aiohttp.ClientSession()
+    harness = Harness(server, http)
+    try:
+        from datetime import UTC, datetime
+        now = datetime.now(UTC).replace(microsecond=0)
+        station = await harness.station("CP1")
+        tx_id = (await station.start_tx(1, 0, now - timedelta(minutes=10))).transaction_id
+        for minutes, register_wh in ((10, 4_500_000), (5, 4_500_900), (0, 4_501_800)):
+            await station.meter(1, tx_id, now - timedelta(minutes=minutes), register_wh)
+        controller = app[CONTROLLER]
+        await harness.wait_for(lambda: controller.state.session_by_id(tx_id) is not None
+                               and controller.state.session_by_id(tx_id).energy_wh == 1_800)
+        plan = await controller.replan()
+        assert plan.connectors[ConnectorRef("CP1", 1)].power_at(controller.clock.now()) > 0
+    finally:
+        await harness.close()
+        await http.close()
+        await server.close()
