@@ -191,27 +191,31 @@ def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
 
 
 def settle_orphans(tx: StoreTx, station_id: str) -> None:
-    """Mark each orphan stop of the station whose energy lies on another billed session (same
+    """Mark each orphan stop of the station whose energy lies on another billed row (same
     registers over the same time) as not billable, and clear the mark when that is no longer so.
 
-    Sessions we can place win over orphans: an orphan is evidence kept for review, and a kWh
-    on two rows must be billed on the one that knows its connector and start."""
+    Sessions we can place win over orphans (an orphan is evidence kept for review: a kWh on two
+    rows is billed on the one that knows its connector and start), and of two orphans with the
+    same energy the earlier one is billed."""
+    billed_orphans: list[SessionRow] = []
     for orphan in tx.sessions_in_state(station_id, ORPHAN_STOP):
         flags = _flags(orphan)
         if SECOND_STOP in flags or orphan.energy_wh is None:
             continue
-        covered = _billed_elsewhere(tx, orphan)
+        covered = _billed_elsewhere(tx, orphan, billed_orphans)
         if covered != (BILLED_ELSEWHERE in flags):
             tx.set_flags(orphan.transaction_id,
                          flags | {BILLED_ELSEWHERE} if covered else flags - {BILLED_ELSEWHERE})
+        if not covered:
+            billed_orphans.append(orphan)
 
 
-def _billed_elsewhere(tx: StoreTx, orphan: SessionRow) -> bool:
+def _billed_elsewhere(tx: StoreTx, orphan: SessionRow,
+                      billed_orphans: Sequence[SessionRow]) -> bool:
     since, until, low_wh, high_wh = _span(tx, orphan)
-    for other in tx.sessions(orphan.station_id, since, until):
-        if other.transaction_id == orphan.transaction_id or other.state == ORPHAN_STOP \
-                or not billable(other):
-            continue
+    sessions = [other for other in tx.sessions(orphan.station_id, since, until)
+                if other.state != ORPHAN_STOP and billable(other)]
+    for other in [*sessions, *billed_orphans]:
         other_since, other_until, other_low_wh, other_high_wh = _span(tx, other)
         if (other_since or since) <= until and (other_until or until) >= since \
                 and other_low_wh <= high_wh and other_high_wh >= low_wh:

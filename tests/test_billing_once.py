@@ -218,3 +218,18 @@ async def test_an_offline_start_is_planned_as_a_car_that_still_needs_energy(tmp_
         await harness.close()
         await http.close()
         await server.close()
+
+
+async def test_of_two_orphans_with_the_same_energy_only_the_first_is_billed(harness, t0):
+    station = await harness.station("CP2")
+    data = [_sample(t0 + timedelta(minutes=1), "900000", context="Transaction.Begin"),
+            _sample(t0 + timedelta(minutes=19), "902900")]
+    await station.stop_tx(987_654, 903_000, t0 + timedelta(minutes=20), transaction_data=data)
+    again = [_sample(t0 + timedelta(minutes=2), "900100"),
+             _sample(t0 + timedelta(minutes=18), "902800")]
+    await station.stop_tx(0, 903_010, t0 + timedelta(minutes=20, seconds=3),
+                          transaction_data=again)
+    rows = await _csv(harness)
+    assert [(r["state"], r["billable"]) for r in rows] == [("orphan_stop", "true"),
+                                                           ("orphan_stop", "false")]
+    assert _billable_wh(rows) == 3_000
