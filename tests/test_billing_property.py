@@ -1,6 +1,7 @@
 """Property: whatever a station's messages go through on their way to us — retried verbatim or
 re-worded, stops held back past the next start, samples delivered after their stop, reboots,
-meter resets, a start register of 0 after an offline start, a stop under an unknown id — the
+meter resets, a start register of 0 after an offline start, a stop under an unknown id, a stop
+re-sent by buggy firmware under id 0 with its register a few Wh off — the
 billable rows of `/api/sessions.csv` add up to exactly the energy the station delivered.
 
 Each example runs the real app on 127.0.0.1 with a fresh SQLite file and talks to it with the
@@ -42,6 +43,7 @@ class Plan:
     reset_after: int | None      # the meter resets to 0 right after this sample
     reboot_after: int | None     # a BootNotification right after this sample
     unknown_stop_id: bool        # the stop comes with transactionId -1
+    resent_under_id_0: bool      # after the stop, a buggy copy under id 0, register a bit off
     stop_after_next_start: bool  # the stop is held back until the next session has started
     late_samples: frozenset[int]  # samples delivered only after the stop
 
@@ -51,6 +53,7 @@ plans = st.builds(
     steps_wh=st.lists(st.integers(0, MAX_STEP_WH), min_size=2, max_size=6),
     offline_start=st.booleans(), reset_after=st.none() | st.integers(1, 5),
     reboot_after=st.none() | st.integers(1, 5), unknown_stop_id=st.booleans(),
+    resent_under_id_0=st.booleans(),
     stop_after_next_start=st.booleans(),
     late_samples=st.frozensets(st.integers(1, 5), max_size=2))
 
@@ -86,7 +89,7 @@ def write_script(session_plans: list[Plan], t0: datetime) -> Script:
     register = {1: 4_500_000, 2: 1_200_000}    # each connector's own meter [Wh]
     clock = {1: t0, 2: t0}
     reset_done = {1: False, 2: False}
-    held_stop: dict[int, Message] = {}
+    held_stop: dict[int, list[Message]] = {}
     for index, plan in enumerate(session_plans):
         c, tag = plan.connector, f"TAG-{index}"
         queue = script.queues[c]
@@ -100,9 +103,7 @@ def write_script(session_plans: list[Plan], t0: datetime) -> Script:
             return call.StartTransaction(connector_id=c, id_tag=tag, meter_start=wh,
                                          timestamp=_time(at, reworded))
         queue.append(Message("Start", index, start))
-        previous = held_stop.pop(c, None)
-        if previous is not None:
-            queue.append(previous)            # the stop we held back, after the next start
+        queue.extend(held_stop.pop(c, []))    # the stop we held back, after the next start
         samples, late = [], []
 
         def meter(ids, reworded, index=index, c=c, values=None):
@@ -139,15 +140,26 @@ def write_script(session_plans: list[Plan], t0: datetime) -> Script:
                 meter_stop=wh, timestamp=_time(at, reworded),
                 transaction_id=-1 if unknown else ids[index], reason="Local", id_tag=tag,
                 transaction_data=[_value(v, ctx, t, reworded) for v, ctx, t in chosen] or None)
-        stop_message = Message("Stop", index, stop)
+        stops = [Message("Stop", index, stop)]
+        if plan.resent_under_id_0:
+            # firmware that re-sends its stop under id 0, a few Wh and seconds off, with
+            # re-stamped transactionData: an orphan whose energy is already billed
+
+            def copy(ids, reworded, tag=tag, at=stop_at, wh=stop_wh, data=tuple(samples)):
+                return call.StopTransaction(
+                    meter_stop=wh + 7, timestamp=_time(at + timedelta(seconds=2), reworded),
+                    transaction_id=0, reason="Local", id_tag=tag, transaction_data=[
+                        _value(v, ctx, t + timedelta(seconds=1), reworded)
+                        for v, ctx, t in data[-1:]] or None)
+            stops.append(Message("Stop", index, copy))
         # -1 stops are matched by what is open or was closed at a reboot: not held back
         if plan.stop_after_next_start and not plan.unknown_stop_id:
-            held_stop[c] = stop_message
+            held_stop[c] = stops
         else:
-            queue.append(stop_message)
+            queue.extend(stops)
         queue.extend(late)
-    for c, message in held_stop.items():
-        script.queues[c].append(message)
+    for c, stops in held_stop.items():
+        script.queues[c].extend(stops)
     return script
 
 
