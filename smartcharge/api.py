@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smartcharge import api_commands
+from smartcharge import api_commands, ledger
 from smartcharge.api_auth import PUBLIC, READ, mask_id_tag, route, setup_auth
 from smartcharge.api_errors import json_errors
 from smartcharge.appkeys import REGISTRY, SITE, STORE
@@ -112,7 +112,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
                "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
-               "state", "stop_reason", "closed_by", "flags")
+               "state", "stop_reason", "closed_by", "flags", "billable")
 CSV_BATCH_ROWS = 500      # rows per read: the export never holds the whole table in memory
 
 
@@ -144,6 +144,7 @@ def csv_row(row: SessionRow, request: web.Request) -> list[Any]:
     data = session_json(row, request)
     data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
     data["flags"] = " ".join(data["flags"])
+    data["billable"] = "true" if ledger.billable(row) else "false"
     return ["" if data[c] is None else data[c] for c in CSV_COLUMNS]
 
 

@@ -73,6 +73,9 @@ class MeterSampled:
     power_w: float | None = None
     current_a: tuple[float | None, float | None, float | None] = (None, None, None)  # L1..L3
     soc_percent: float | None = None
+    # when we received it, by our clock: station clocks are wrong in the field, so a measurement
+    # is aged by this (None: not known, aged by `at`)
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)

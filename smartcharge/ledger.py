@@ -2,11 +2,18 @@
 
 Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
 so the station is answered only after the commit. The rules (see issue 3):
-- every message is remembered by a hash of its payload: a duplicate (retry after a reconnect)
+- every message is remembered by a key made of what it means, not how it is written
+  (`ledger_keys.py`): a duplicate (a retry after a reconnect, even re-worded:
+  other sample order, kWh for Wh, another way to write the same instant, other transactionData)
   gets the same answer and changes nothing;
+- a StartTransaction for a session we already have (same connector, tag, start register and
+  time) is that start again; a StopTransaction with the same stop register, time and tag as one
+  already recorded for this station is that stop again (a retry under another transaction id);
 - StopTransaction / MeterValues for a transaction id we do not know (0, -1, lost in a crash) are
-  accepted, matched to the station's open session when that is unambiguous, else kept as an
-  orphan row for review;
+  accepted, matched to the station's open session (or the one a reboot closed) when that is
+  unambiguous, else kept as an orphan row for review;
+- every kWh is billable once (`billable`): an orphan whose energy is on another billed row is
+  not (`settle_orphans`); a second stop for a stopped transaction never is;
 - a session whose stop never came is closed when its connector starts a new one or the station
   reboots (`closed_implicitly`); its real StopTransaction, if it comes late, still wins;
 - energy comes from the registers (`metering.session_energy`), never from summing samples, so
@@ -15,12 +22,11 @@ so the station is answered only after the commit. The rules (see issue 3):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
     ENERGY_REGISTER,
     Energy,
@@ -32,11 +38,16 @@ from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_t
 
 OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \
     "orphan_stop"
+# An orphan with one of these flags holds energy that is billed on another row, or for review.
+SECOND_STOP, BILLED_ELSEWHERE = "second_stop_for_transaction", "billed_on_another_session"
+NOT_BILLABLE_FLAGS = frozenset({SECOND_STOP, BILLED_ELSEWHERE})
 
 
-def message_key(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+def billable(row: SessionRow) -> bool:
+    """Whether this row's energy_wh is to be billed: the sum over billable rows counts every
+    kWh once. An open session is not (yet); an orphan only when its energy is on no other row."""
+    return row.state in (STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP) and \
+        row.energy_wh is not None and not _flags(row) & NOT_BILLABLE_FLAGS
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,15 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
                       meter_start_wh: float, timestamp: datetime, reservation_id: int | None,
                       payload: dict, answer_status: str, at: datetime,
                       max_power_w: float) -> StartOutcome:
-    key = message_key(payload)
+    key = start_key(connector_id, id_tag, meter_start_wh, timestamp)
     earlier = tx.seen_message(station_id, "StartTransaction", key)
+    if earlier is None:
+        # the same start with its key not remembered (a database from before keys by meaning)
+        same = tx.session_started_at(station_id, connector_id, id_tag, meter_start_wh,
+                                     timestamp)
+        if same is not None:
+            earlier = {"transactionId": same.transaction_id, "status": answer_status}
+            tx.remember_message(station_id, "StartTransaction", key, payload, earlier, at)
     if earlier is not None:
         return StartOutcome(earlier["transactionId"], duplicate=True)
     closed = []
@@ -98,7 +116,7 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
 def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
                  station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
                  at: datetime, max_power_w: float) -> MeterOutcome:
-    key = message_key(payload)
+    key = meter_key(connector_id, station_tx_id, readings)
     if tx.seen_message(station_id, "MeterValues", key) is not None:
         return MeterOutcome(None, 0, duplicate=True)
     session = _resolve_for_samples(tx, station_id, connector_id, station_tx_id)
@@ -109,6 +127,8 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     if session is not None and session.state == CLOSED_IMPLICITLY:
         if _revisit_implicit_close(tx, session, readings, at, max_power_w):
             reopened = tx.session(session.transaction_id)
+    elif session is not None and session.state == STOPPED and new:
+        _revise_stopped(tx, session, at, max_power_w)
     tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
     return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
@@ -117,8 +137,14 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
                      timestamp: datetime, reason: str | None, id_tag: str | None,
                      readings: Sequence[Reading], payload: dict, at: datetime,
                      max_power_w: float) -> StopOutcome:
-    key = message_key(payload)
+    key = stop_key(station_tx_id, meter_stop_wh, timestamp, id_tag)
     earlier = tx.seen_message(station_id, "StopTransaction", key)
+    if earlier is None:
+        same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)
+        if same is not None:
+            earlier = {"ourTransactionId": same.transaction_id,
+                       "connectorId": same.connector_id, "energyWh": same.energy_wh}
+            tx.remember_message(station_id, "StopTransaction", key, payload, earlier, at)
     if earlier is not None:
         return StopOutcome(earlier.get("ourTransactionId"), earlier.get("connectorId"),
                            earlier.get("energyWh"), duplicate=True, matched="duplicate")
@@ -128,12 +154,10 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     elif session is not None and session.state == CLOSED_IMPLICITLY:
         matched, flags = "late", {"late_stop"}
     elif session is not None:   # a different stop for a session already stopped: for review
-        matched, flags, session = "orphan", {"second_stop_for_transaction"}, None
+        matched, flags, session = "orphan", {SECOND_STOP}, None
     else:
-        session = _reconcile_stop(tx, station_id, id_tag, meter_stop_wh, timestamp,
-                                  max_power_w)
-        matched, flags = (("reconciled", {"reconciled_unknown_transaction_id"}) if session
-                          else ("orphan", {"unknown_transaction_id"}))
+        matched, flags, session = _match_unknown_stop(tx, station_id, id_tag, meter_stop_wh,
+                                                      timestamp, max_power_w)
     if session is None:
         session = tx.session(tx.insert_session(
             station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
@@ -152,14 +176,64 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     tx.remember_message(station_id, "StopTransaction", key, payload,
                         {"ourTransactionId": session.transaction_id,
                          "connectorId": session.connector_id, "energyWh": energy.energy_wh}, at)
+    settle_orphans(tx, station_id)
     return StopOutcome(session.transaction_id, session.connector_id, energy.energy_wh,
                        duplicate=False, matched=matched)
 
 
 def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
                     max_power_w: float) -> tuple[Closed, ...]:
-    return tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
-                 for session in tx.open_sessions(station_id))
+    closed = tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
+                   for session in tx.open_sessions(station_id))
+    if closed:
+        settle_orphans(tx, station_id)
+    return closed
+
+
+def settle_orphans(tx: StoreTx, station_id: str) -> None:
+    """Mark each orphan stop of the station whose energy lies on another billed row (same
+    registers over the same time) as not billable, and clear the mark when that is no longer so.
+
+    Sessions we can place win over orphans (an orphan is evidence kept for review: a kWh on two
+    rows is billed on the one that knows its connector and start), and of two orphans with the
+    same energy the earlier one is billed."""
+    billed_orphans: list[SessionRow] = []
+    for orphan in tx.sessions_in_state(station_id, ORPHAN_STOP):
+        flags = _flags(orphan)
+        if SECOND_STOP in flags or orphan.energy_wh is None:
+            continue
+        covered = _billed_elsewhere(tx, orphan, billed_orphans)
+        if covered != (BILLED_ELSEWHERE in flags):
+            tx.set_flags(orphan.transaction_id,
+                         flags | {BILLED_ELSEWHERE} if covered else flags - {BILLED_ELSEWHERE})
+        if not covered:
+            billed_orphans.append(orphan)
+
+
+def _billed_elsewhere(tx: StoreTx, orphan: SessionRow,
+                      billed_orphans: Sequence[SessionRow]) -> bool:
+    since, until, low_wh, high_wh = _span(tx, orphan)
+    sessions = [other for other in tx.sessions(orphan.station_id, since, until)
+                if other.state != ORPHAN_STOP and billable(other)]
+    for other in [*sessions, *billed_orphans]:
+        other_since, other_until, other_low_wh, other_high_wh = _span(tx, other)
+        if (other_since or since) <= until and (other_until or until) >= since \
+                and other_low_wh <= high_wh and other_high_wh >= low_wh:
+            return True
+    return False
+
+
+def _span(tx: StoreTx, session: SessionRow) -> tuple[datetime | None, datetime | None,
+                                                      float, float]:
+    """The time and register range a session's energy came from."""
+    readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
+    times = [t for t, _ in readings] + [from_db_time(session.start_time),
+                                        from_db_time(session.stop_time)]
+    registers = [wh for _, wh in readings] + [session.meter_start_wh, session.meter_stop_wh]
+    times = [t for t in times if t is not None]
+    registers = [wh for wh in registers if wh is not None]
+    return (min(times, default=None), max(times, default=None), min(registers, default=0.0),
+            max(registers, default=0.0))
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -181,23 +255,50 @@ def _resolve_for_samples(tx: StoreTx, station_id: str, connector_id: int,
     return open_here[0] if len(open_here) == 1 else None
 
 
-def _reconcile_stop(tx: StoreTx, station_id: str, id_tag: str | None, meter_stop_wh: float,
-                    timestamp: datetime, max_power_w: float) -> SessionRow | None:
-    """The one open session this unknown-id stop can belong to, or None if not unambiguous:
-    started before the stop, same id tag when the stop names one, and a register delta the
-    station could have delivered in the time (another connector's meter rarely fits)."""
+def _match_unknown_stop(tx: StoreTx, station_id: str, id_tag: str | None,
+                        meter_stop_wh: float, timestamp: datetime,
+                        max_power_w: float) -> tuple[str, set[str], SessionRow | None]:
+    """A stop with an id we do not know: the one open session it fits, else the one session we
+    closed without its stop (each connector's latest such) that it fits: its late stop; else an
+    orphan."""
+    session = _reconcile_stop(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh,
+                              timestamp, max_power_w)
+    if session is not None:
+        return "reconciled", {"reconciled_unknown_transaction_id"}, session
+    closed = tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY)
+    session = _reconcile_stop(tx, closed, id_tag, meter_stop_wh, timestamp, max_power_w)
+    if session is not None:
+        return "late", {"late_stop", "reconciled_unknown_transaction_id"}, session
+    return "orphan", {"unknown_transaction_id"}, None
+
+
+def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
+                    meter_stop_wh: float, timestamp: datetime,
+                    max_power_w: float) -> SessionRow | None:
+    """The one candidate session this unknown-id stop can belong to, or None if not
+    unambiguous: started before the stop, same id tag when the stop names one, and a stop
+    register the session's meter could show: reachable from its start register or its latest
+    register sample at the station's power (another connector's meter rarely fits), or below
+    them when the stop names the session's tag (a meter reset; the register chain bills it)."""
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         if started > timestamp or (id_tag is not None and session.id_tag != id_tag):
             return False
-        if session.meter_start_wh is None:
+        points = [(from_db_time(t), wh)
+                  for t, wh in tx.register_readings(session.transaction_id)]
+        if session.meter_start_wh is not None:
+            points.insert(0, (started, session.meter_start_wh))
+        points = [(t, wh) for t, wh in points if t is not None and t <= timestamp]
+        if not points:
             return True
-        delta_wh = meter_stop_wh - session.meter_start_wh
-        duration_s = (timestamp - started).total_seconds()
-        return 0 <= delta_wh <= plausible_wh(duration_s, max_power_w)
+        for moment, register_wh in (points[0], points[-1]):
+            delta_wh = meter_stop_wh - register_wh
+            if 0 <= delta_wh <= plausible_wh((timestamp - moment).total_seconds(), max_power_w):
+                return True
+        return id_tag is not None and meter_stop_wh < points[-1][1]
 
-    candidates = [s for s in tx.open_sessions(station_id) if fits(s)]
-    return candidates[0] if len(candidates) == 1 else None
+    fitting = [s for s in candidates if fits(s)]
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
@@ -231,6 +332,23 @@ def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
                      energy_method=energy.method, flags=_flags(session) | energy.flags, at=at)
     return False
+
+
+def _revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: float) -> None:
+    """Samples that arrive after their session's stop (a station's queue delivered out of
+    order) can change an energy that had to come from the register chain (a reset, an offline
+    start): bill what all the evidence says."""
+    energy = _energy(tx, session, session.meter_stop_wh, from_db_time(session.stop_time),
+                     max_power_w)
+    if energy.energy_wh == session.energy_wh and energy.method == session.energy_method:
+        return
+    tx.close_session(session.transaction_id, state=STOPPED, closed_by=session.closed_by,
+                     stop_time=from_db_time(session.stop_time),
+                     meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
+                     stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
+                     energy_method=energy.method,
+                     flags=_flags(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+    settle_orphans(tx, session.station_id)
 
 
 def _energy(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,

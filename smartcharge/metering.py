@@ -5,15 +5,19 @@ plausible; otherwise the chain of register readings in time order, where a drop 
 or rollover (counted from zero) and a jump faster than the station can charge is dropped (e.g.
 a start register of 0 sent by a station that started offline). Energy is never negative and
 never bigger than the station could have delivered; when it cannot be established it is None.
+The live energy of a running session (`LiveEnergy`, `energy_so_far_wh`) is the same chain, so the
+controller plans with the energy the ledger will bill.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from smartcharge.clock import parse_ocpp_time
+from smartcharge.model import Station
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 DEFAULT_MEASURAND = ENERGY_REGISTER          # OCPP 1.6 SampledValue defaults
@@ -107,7 +111,8 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
                    max_power_w: float = DEFAULT_MAX_POWER_W) -> Energy:
     """Billed energy of one session; `readings` are its total import register readings."""
     flags: set[str] = set()
-    if meter_start_wh is not None and meter_stop_wh is not None:
+    if meter_start_wh is not None and meter_stop_wh is not None \
+            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
         duration_s = _seconds(start_time, stop_time)
         if duration_s is not None and duration_s < 0:
             duration_s = None  # the station's clock jumped: judge by the gross ceiling only
@@ -121,34 +126,118 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
     points = _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time)
     if meter_stop_wh is None:
         flags.add("no_stop_register")
-    if len(points) < 2:
-        flags.add("unverifiable")
-        return Energy(None, "none", frozenset(flags))
-    total_wh = 0.0
-    trusted_steps = 0
+    total_wh, trusted_steps = 0.0, 0
     for (t0, wh0), (t1, wh1) in zip(points, points[1:]):
-        step_wh = wh1 - wh0
-        ceiling_wh = plausible_wh(_seconds(t0, t1), max_power_w)
-        if step_wh < 0:
-            flags.add("meter_reset")
-            step_wh = wh1 if wh1 <= ceiling_wh else 0.0   # counted from zero after the reset
-        elif step_wh > ceiling_wh:
-            flags.add("start_register_zero" if wh0 == 0 and t0 == points[0][0]
-                      else "implausible_jump")
-            continue
-        total_wh += step_wh
-        trusted_steps += 1
+        counted_wh, flag = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], max_power_w)
+        if flag:
+            flags.add(flag)
+        if counted_wh is not None:
+            total_wh += counted_wh
+            trusted_steps += 1
     if trusted_steps == 0:
         flags.add("unverifiable")
         return Energy(None, "none", frozenset(flags))
     return Energy(total_wh, "samples", frozenset(flags))
 
 
+def chain_step_wh(t0: datetime | None, wh0: float, t1: datetime | None, wh1: float,
+                  from_first: bool, max_power_w: float) -> tuple[float | None, str | None]:
+    """What one step of a register chain bills [Wh] (None: not trusted) and what it shows.
+
+    A drop is a meter reset or rollover: counted from zero. A rise faster than the station can
+    charge is not billed: a start register of 0 from a station that started offline (when the
+    step starts at the chain's first point), else an implausible jump."""
+    step_wh = wh1 - wh0
+    ceiling_wh = plausible_wh(_seconds(t0, t1), max_power_w)
+    if step_wh < 0:
+        return (wh1 if wh1 <= ceiling_wh else 0.0), "meter_reset"
+    if step_wh > ceiling_wh:
+        return None, "start_register_zero" if wh0 == 0 and from_first else "implausible_jump"
+    return step_wh, None
+
+
+def energy_so_far_wh(meter_start_wh: float | None, start_time: datetime | None,
+                     readings: Sequence[tuple[datetime, float]],
+                     max_power_w: float = DEFAULT_MAX_POWER_W) -> float | None:
+    """The energy a running session has had so far [Wh] by the billing rule (its register
+    chain, no stop register yet); None when the registers cannot establish it. For code that
+    rebuilds live sessions from the store; `LiveEnergy` keeps the same up to date."""
+    return session_energy(meter_start_wh, start_time, None, None, readings,
+                          max_power_w).energy_wh
+
+
+class LiveEnergy:
+    """A running session's energy so far, sample by sample, by the same rule as
+    `energy_so_far_wh` (and so as the ledger's bill when the stop register never comes).
+
+    A sample in time order costs one chain step; a late one re-walks the chain."""
+
+    def __init__(self, meter_start_wh: float | None, start_time: datetime,
+                 max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
+        self._start = [] if meter_start_wh is None else [(start_time, float(meter_start_wh))]
+        self._readings: list[tuple[datetime, float]] = []
+        self._max_power_w = max_power_w
+        self._total_wh, self._trusted = 0.0, 0
+
+    @property
+    def energy_wh(self) -> float | None:
+        return self._total_wh if self._trusted else None
+
+    def add(self, at: datetime, register_wh: float) -> float | None:
+        reading = (at, float(register_wh))
+        if self._readings and reading < self._readings[-1]:
+            bisect.insort(self._readings, reading)
+            self._total_wh, self._trusted = 0.0, 0
+            points = self._start + self._readings
+            for i in range(1, len(points)):
+                self._step(points, i)
+        else:
+            self._readings.append(reading)
+            points = self._start + self._readings
+            if len(points) > 1:
+                self._step(points, len(points) - 1)
+        return self.energy_wh
+
+    def _step(self, points: list[tuple[datetime, float]], i: int) -> None:
+        (t0, wh0), (t1, wh1) = points[i - 1], points[i]
+        counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], self._max_power_w)
+        if counted_wh is not None:
+            self._total_wh += counted_wh
+            self._trusted += 1
+
+
+def station_max_power_w(station: Station | None) -> float:
+    """The most this station can draw [W], for the plausibility checks."""
+    if station is None:
+        return DEFAULT_MAX_POWER_W
+    connectors_w = sum(c.max_power_w or c.max_current_a * c.phases * station.voltage_v
+                       for c in station.connectors)
+    limits = [connectors_w]
+    if station.max_power_w:
+        limits.append(station.max_power_w)
+    if station.max_current_a:
+        limits.append(station.max_current_a * 3 * station.voltage_v)
+    return min(limits)
+
+
+def _start_register_zero(meter_start_wh: float, start_time: datetime | None,
+                         readings: Sequence[tuple[datetime, float]], max_power_w: float) -> bool:
+    """A start register of 0 that the session's own first register sample belies (a station
+    that started offline and did not know its meter): stop − start would bill the whole
+    register, or nothing after a reset, so the chain of samples decides."""
+    if meter_start_wh != 0 or not readings:
+        return False
+    first_time, first_wh = min(readings)
+    return first_wh > plausible_wh(_seconds(start_time, first_time), max_power_w)
+
+
 def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):
     points: list[tuple[datetime | None, float]] = []
     if meter_start_wh is not None:
         points.append((start_time, meter_start_wh))
-    points.extend(sorted(readings, key=lambda reading: reading[0]))
+    # in time order; two readings of one instant lowest first, so the order they arrived in
+    # (the live total, the store's row order) never turns them into a reset
+    points.extend(sorted(readings))
     if meter_stop_wh is not None:
         points.append((stop_time, meter_stop_wh))
     return points

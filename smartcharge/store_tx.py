@@ -190,6 +190,23 @@ class StoreTx:
         return [SessionRow(*row) for row in self._db.execute(query + " ORDER BY transaction_id",
                                                               args)]
 
+    def sessions_in_state(self, station_id: str, state: str) -> list[SessionRow]:
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND state = ? "
+            "ORDER BY transaction_id", (station_id, state))]
+
+    def last_sessions_per_connector(self, station_id: str, state: str) -> list[SessionRow]:
+        """Each connector's latest session in `state`."""
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE transaction_id IN (SELECT "
+            "MAX(transaction_id) FROM sessions WHERE station_id = ? AND state = ? AND "
+            "connector_id IS NOT NULL GROUP BY connector_id) ORDER BY transaction_id",
+            (station_id, state))]
+
+    def set_flags(self, transaction_id: int, flags: Iterable[str]) -> None:
+        self._db.execute("UPDATE sessions SET flags = ? WHERE transaction_id = ?",
+                         (",".join(sorted(set(flags))), transaction_id))
+
     def close_session(self, transaction_id: int, *, state: str, closed_by: str,
                       stop_time: datetime | None, meter_stop_wh: float | None,
                       stop_reason: str | None, stop_id_tag: str | None,
@@ -202,6 +219,27 @@ class StoreTx:
             (state, closed_by, db_time(stop_time), meter_stop_wh, stop_reason, stop_id_tag,
              energy_wh, energy_method, ",".join(sorted(set(flags))), db_time(at),
              transaction_id))
+
+    def session_started_at(self, station_id: str, connector_id: int, id_tag: str,
+                           meter_start_wh: float, start_time: datetime) -> SessionRow | None:
+        """A session of this station already started exactly so (the same StartTransaction)."""
+        row = self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
+            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time = ? "
+            "ORDER BY transaction_id LIMIT 1",
+            (station_id, connector_id, id_tag, meter_start_wh, db_time(start_time))).fetchone()
+        return SessionRow(*row) if row else None
+
+    def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
+                           stop_id_tag: str | None) -> SessionRow | None:
+        """A session of this station already ended by a StopTransaction with exactly this stop
+        register, time and tag (the same stop, re-sent under another transaction id)."""
+        row = self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
+            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time = ? AND "
+            "stop_id_tag IS ? ORDER BY transaction_id LIMIT 1",
+            (station_id, meter_stop_wh, db_time(stop_time), stop_id_tag)).fetchone()
+        return SessionRow(*row) if row else None
 
     def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
         self._db.execute("UPDATE sessions SET station_tx_id = ? WHERE transaction_id = ?",

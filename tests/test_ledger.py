@@ -145,3 +145,28 @@ async def test_unknown_stop_is_not_pinned_on_an_unrelated_session(tmp_path):
         assert row.energy_wh == 2_000
     finally:
         await store.close()
+
+
+def test_offline_start_register_zero_with_a_begin_sample_follows_the_samples():
+    # meterStart 0, the Transaction.Begin sample shows the real register, the meter then resets:
+    # stop - start (0 - 0) would bill nothing; the samples say 1 Wh before the reset
+    readings = [(at(0), 4_500_000), (at(10), 4_500_001)]
+    energy = session_energy(0, at(0), 0, at(20), readings, 22_000)
+    assert energy.energy_wh == 1 and "start_register_zero" in energy.flags
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([0.0, 4_500_000.0, 1_000.0]),
+       st.lists(st.tuples(st.integers(0, 120), st.integers(0, 9_000_000)), max_size=10),
+       st.randoms(use_true_random=False))
+def test_live_energy_is_the_energy_the_ledger_would_bill_so_far(start_wh, samples, random):
+    # the controller's running total, fed samples in any order (late ones too), is the bill's
+    from smartcharge.metering import LiveEnergy, energy_so_far_wh
+    readings = [(at(minute), float(wh)) for minute, wh in samples]
+    live = LiveEnergy(start_wh, at(0), 22_000)
+    arrival = list(readings)
+    random.shuffle(arrival)
+    for moment, wh in arrival:
+        live.add(moment, wh)
+    expected = energy_so_far_wh(start_wh, at(0), readings, 22_000)
+    assert live.energy_wh == (None if expected is None else __import__("pytest").approx(expected))

@@ -276,3 +276,55 @@ async def test_an_event_off_the_slot_grid_holds_the_site_down_only_from_just_bef
     assert sum(p.power_at(before) for p in plans) > 20_000       # still at the cap
     for moment in (start - lead, start, start + timedelta(minutes=30)):
         assert sum(p.power_at(moment) for p in plans) <= 10_000 + 1e-6
+
+
+async def test_live_energy_follows_the_ledger_rules_after_an_offline_start():
+    # meterStart 0 from a station that started offline, a 4.5 MWh register: the car has had
+    # 1 kWh, not 4.5 MWh, and is planned as a car that still needs energy
+    from smartcharge.metering import energy_so_far_wh
+    controller, clock = _controller(cap_w=100_000)
+    _start(controller, clock, "CP3", 103)
+    readings = [(clock.now() + timedelta(minutes=m), wh)
+                for m, wh in ((1, 4_500_000.0), (6, 4_500_400.0), (11, 4_501_000.0))]
+    for at, wh in readings:
+        controller.on_event(ev.MeterSampled("CP3", 1, 103, at, "Sample.Periodic",
+                                            energy_register_wh=wh))
+    session = controller.state.session_by_id(103)
+    assert session.energy_wh == 1_000
+    assert session.energy_wh == energy_so_far_wh(0.0, clock.now(), readings, P_MAX)
+    await controller.replan()
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] > 10_000
+
+
+def test_measurements_are_aged_by_when_we_received_them():
+    # station clocks are wrong in the field: one an hour behind still measures now, and a
+    # sample stamped a day ahead must not hide every real sample after it
+    controller, clock = _controller()
+    ref = ConnectorRef("CP0", 1)
+    _start(controller, clock, "CP0", 100)
+    now = clock.now()
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now - timedelta(hours=1),
+                                        "Sample.Periodic", power_w=7_000.0, received_at=now))
+    assert controller.state.measured_w(ref, now, 180) == 7_000
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now + timedelta(days=1),
+                                        "Sample.Periodic", power_w=20_000.0, received_at=now))
+    later = now + timedelta(seconds=30)
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, later, "Sample.Periodic",
+                                        power_w=5_000.0, received_at=later))
+    assert controller.state.measured_w(ref, later, 180) == 5_000
+    # a sample from the station's queue, older than what we have, changes nothing
+    controller.on_event(ev.MeterSampled("CP0", 1, 100, now - timedelta(minutes=5),
+                                        "Sample.Periodic", power_w=1_000.0,
+                                        received_at=later + timedelta(seconds=1)))
+    assert controller.state.measured_w(ref, later, 180) == 5_000
+
+
+def test_a_restart_reloads_live_energy_from_the_stored_registers_by_the_same_rules():
+    from smartcharge.metering import energy_so_far_wh
+    controller, clock = _controller()
+    _start(controller, clock, "CP1", 101)                  # meterStart 0: an offline start
+    stored = [(clock.now(), 4_500_000.0), (clock.now() + timedelta(minutes=30), 4_507_000.0),
+              (clock.now() + timedelta(minutes=20), 4_504_000.0)]
+    controller.state.load_registers(101, stored)
+    assert controller.state.session_by_id(101).energy_wh == 7_000 == energy_so_far_wh(
+        0.0, clock.now(), stored, P_MAX)

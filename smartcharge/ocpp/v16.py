@@ -36,8 +36,13 @@ from smartcharge.events import (
     SessionStopped,
     StationBooted,
 )
-from smartcharge.metering import DEFAULT_MAX_POWER_W, ENERGY_REGISTER, Reading, parse_meter_values
-from smartcharge.model import Site, Station
+from smartcharge.metering import (
+    ENERGY_REGISTER,
+    Reading,
+    parse_meter_values,
+    station_max_power_w,
+)
+from smartcharge.model import Site
 from smartcharge.ocpp import edge
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
@@ -55,20 +60,6 @@ class AdapterContext:
     store: Store
     events: EventBus
     clock: Clock
-
-
-def station_max_power_w(station: Station | None) -> float:
-    """The most this station can draw [W], for the ledger's plausibility checks."""
-    if station is None:
-        return DEFAULT_MAX_POWER_W
-    connectors_w = sum(c.max_power_w or c.max_current_a * c.phases * station.voltage_v
-                       for c in station.connectors)
-    limits = [connectors_w]
-    if station.max_power_w:
-        limits.append(station.max_power_w)
-    if station.max_current_a:
-        limits.append(station.max_current_a * 3 * station.voltage_v)
-    return min(limits)
 
 
 class CentralSystemV16(ChargePoint):
@@ -241,7 +232,7 @@ class CentralSystemV16(ChargePoint):
             if outcome.reopened is not None:
                 self._publish_reopened(outcome.reopened)
             for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
-                                            readings):
+                                            readings, now):
                 self._ctx.events.publish(event)
         return call_result.MeterValues()
 
@@ -324,7 +315,7 @@ class CentralSystemV16(ChargePoint):
 
 
 def _samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
-                       readings: list[Reading]) -> list[MeterSampled]:
+                       readings: list[Reading], received_at: datetime) -> list[MeterSampled]:
     by_time: dict[tuple[datetime, str], list[Reading]] = {}
     for reading in readings:
         by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
@@ -339,7 +330,7 @@ def _samples_to_events(station_id: str, connector_id: int, transaction_id: int |
         events.append(MeterSampled(
             station_id, connector_id, transaction_id, at, context,
             energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
-            current_a=currents, soc_percent=value("SoC")))
+            current_a=currents, soc_percent=value("SoC"), received_at=received_at))
     return events
 
 

@@ -7,10 +7,12 @@ the controller then assumes it draws its maximum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from smartcharge import events as ev
+from smartcharge.metering import LiveEnergy, station_max_power_w
 from smartcharge.model import Site
 from smartcharge.site.topology import ConnectorRef
 
@@ -33,11 +35,13 @@ class Session:
     meter_start_wh: float
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
-    energy_wh: float = 0.0            # delivered so far, from the register [Wh]
+    energy_wh: float = 0.0            # delivered so far, by the ledger's rules [Wh]
     # Phase use learned from per-phase Current.Import (None: not known yet). On a 3-phase
     # connector a car with a single-phase on-board charger loads one station phase only.
     phases_in_use: int | None = None
     station_phase: int | None = None  # 0..2: the station phase a single-phase car loads
+    # the register chain, by the billing rules (a start register of 0, resets, late samples)
+    live: LiveEnergy | None = field(default=None, repr=False, compare=False)
 
     @property
     def remaining_wh(self) -> float:
@@ -54,7 +58,18 @@ class Session:
 @dataclass(frozen=True)
 class Measurement:
     power_w: float
-    at: datetime
+    at: datetime                        # the station's timestamp
+    received_at: datetime | None = None  # ours: what the age is measured by (None: `at`)
+
+    @property
+    def arrived(self) -> datetime:
+        return self.received_at or self.at
+
+    @property
+    def ordered_at(self) -> datetime:
+        """When it was measured, for telling newer from older: the station's time, but never
+        after we received it (a clock ahead must not make one sample outrank every later one)."""
+        return min(self.at, self.arrived)
 
 
 class SiteState:
@@ -71,9 +86,10 @@ class SiteState:
                     None)
 
     def measured_w(self, ref: ConnectorRef, now: datetime, max_age_s: float) -> float | None:
-        """The latest measured draw if it is at most max_age_s old, else None (unknown)."""
+        """The latest measured draw if we received it at most max_age_s ago, else None
+        (unknown). Aged by our clock: a station's clock may be off by hours."""
         sample = self.measurements.get(ref)
-        if sample is None or now - sample.at > timedelta(seconds=max_age_s):
+        if sample is None or now - sample.arrived > timedelta(seconds=max_age_s):
             return None
         return sample.power_w
 
@@ -91,6 +107,19 @@ class SiteState:
             session.requested_wh = float(requested_wh)
         if departure is not None:
             session.departure = departure
+        return session
+
+    def load_registers(self, transaction_id: int,
+                       readings: Iterable[tuple[datetime, float]]) -> Session:
+        """Feed an open session's stored register readings (station time, Wh) through the
+        billing rules, e.g. when the live site is rebuilt from the store after a restart."""
+        session = self.session_by_id(transaction_id)
+        if session is None:
+            raise KeyError(f"no open session {transaction_id}")
+        live = self._live(session)
+        for at, register_wh in readings:
+            live.add(at, register_wh)
+        session.energy_wh = live.energy_wh or 0.0
         return session
 
     def apply(self, event) -> str | None:
@@ -142,8 +171,10 @@ class SiteState:
         session = self.sessions.get(ref)
         if session is not None and event.energy_register_wh is not None and (
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
-            session.energy_wh = max(session.energy_wh,
-                                    event.energy_register_wh - session.meter_start_wh)
+            # unknown (None) is not "nothing delivered" for billing, but for the plan the
+            # car's need simply stands until the registers tell
+            session.energy_wh = self._live(session).add(event.at,
+                                                        event.energy_register_wh) or 0.0
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
@@ -154,10 +185,19 @@ class SiteState:
             power_w = sum(c for c in event.current_a if c is not None) * voltage
         if power_w is None:
             return change
+        sample = Measurement(float(power_w), event.at, event.received_at)
         previous = self.measurements.get(ref)
-        if previous is None or event.at >= previous.at:  # late samples never replace fresh ones
-            self.measurements[ref] = Measurement(float(power_w), event.at)
+        # late samples (a station's queue) never replace fresh ones
+        if previous is None or sample.ordered_at >= previous.ordered_at:
+            self.measurements[ref] = sample
         return change or MEASUREMENT
+
+    def _live(self, session: Session) -> LiveEnergy:
+        if session.live is None:
+            session.live = LiveEnergy(session.meter_start_wh, session.started_at,
+                                      station_max_power_w(self.site.station(
+                                          session.ref.station_id)))
+        return session.live
 
     def _learn_phases(self, session: Session, current_a) -> bool:
         """Learn which station phases a car on a 3-phase connector loads; True if it changed.
