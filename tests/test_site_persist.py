@@ -248,3 +248,30 @@ async def test_a_session_that_stops_while_its_need_is_committed_answers_404(tmp_
             async with await put as resp:
                 assert resp.status == 404, await resp.text()
         await busy
+
+
+async def test_restored_energy_follows_the_billing_rules_after_an_offline_start(tmp_path, clock):
+    """meterStart 0 after an offline start and a register far above it: the restored session
+    has delivered what its registers moved since its first reading (the ledger's rule), not
+    the whole register (its need would look met and the car would get 0 W) nor nothing."""
+    db = str(tmp_path / "p.sqlite")
+    store = await SqliteStore.open(db)
+
+    def seed(tx):
+        tid = tx.insert_session(station_id="CP1", connector_id=1, id_tag="TAG",
+                                start_time=T0 - HOUR, meter_start_wh=0.0,
+                                reservation_id=None, state="open", at=T0 - HOUR)
+        tx.insert_samples([SampleRow(
+            "CP1", 1, tid, tid, db_time(T0 - HOUR + timedelta(minutes=m)),
+            "Energy.Active.Import.Register", "", "Wh", context, "Outlet", "Raw", str(wh),
+            float(wh), "MeterValues", db_time(T0 - HOUR + timedelta(minutes=m)))
+            for m, wh, context in ((0, 4_500_000, "Transaction.Begin"),
+                                   (30, 4_503_000, "Sample.Periodic"),
+                                   (50, 4_506_000, "Sample.Periodic"))])
+        return tid
+    tid = await store.run(seed)
+    await store.close()
+
+    async with control_server(_site(), db, clock) as server:
+        session = server.controller.state.session_by_id(tid)
+        assert session.energy_wh == 6_000.0

@@ -1,6 +1,7 @@
 """Rebuild the controller from the store at start, before its first plan and before the server
 listens: every acknowledged limit (operator cap and schedule, demand-response events), the open
-sessions with their needs, and each session's last energy register and power measurement.
+sessions with their needs, their energy so far (every stored register through the ledger's rules)
+and their last power measurement.
 
 A session the station started before a crash is open in the ledger; if the station re-sends its
 StartTransaction after the restart the ledger answers it as a duplicate and publishes nothing,
@@ -35,7 +36,8 @@ async def restore(controller, store) -> dict[str, int]:
 
     def read(tx):
         pruned = ob.prune(tx, now)
-        sessions = [(row, ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
+        sessions = [(row, tx.register_readings(row.transaction_id),
+                     ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
         return pruned, ob.load(tx), sessions
@@ -43,9 +45,9 @@ async def restore(controller, store) -> dict[str, int]:
     pruned, obligations, sessions = await store.run(read)
     _restore_limits(controller.limits, obligations)
     restored = 0
-    for row, energy_rows, power_rows in sessions:
+    for row, registers, energy_rows, power_rows in sessions:
         restored += _restore_session(controller.state, row, obligations.needs, now,
-                                     energy_rows, power_rows)
+                                     registers, energy_rows, power_rows)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
               **{f"pruned_{k}": v for k, v in pruned.items()}}
@@ -64,7 +66,8 @@ def _restore_limits(limits, obligations: ob.Obligations) -> None:
 
 
 def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: datetime,
-                     energy_rows: list[dict], power_rows: list[dict]) -> int:
+                     registers: list[tuple[str, float]], energy_rows: list[dict],
+                     power_rows: list[dict]) -> int:
     if row.connector_id is None:
         return 0
     started = from_db_time(row.start_time) or from_db_time(row.created_at)
@@ -77,6 +80,10 @@ def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: 
     if need is not None:
         state.set_need(row.transaction_id, requested_wh=need.requested_wh,
                        departure=need.departure)
+    # every stored register through the ledger's rules (offline starts, resets), not only the
+    # last one: meterStart 0 and a 4.5 MWh register must not read as "need met"
+    state.load_registers(row.transaction_id,
+                         [(from_db_time(at), wh) for at, wh in registers])
     for rows in (energy_rows, power_rows):
         if rows:
             state.apply(_sampled(row, rows, now))
