@@ -210,6 +210,12 @@ class SiteController:
         return 3, 0, session is not None and session.phases_in_use == 3
 
     def fallback_w(self, ref: ConnectorRef) -> float:
+        """What a connector we cannot control (refuses, does not answer, offline) is planned
+        at: what the profiles it accepted let it draw, or, with none known, its maximum (or
+        more, if it was measured drawing more)."""
+        installed = self.dispatch.installed_max_w(ref) if self.dispatch is not None else None
+        if installed is not None:
+            return installed
         last = self.state.last_measured_w(ref) or 0.0
         return max(self.topology.max_power_w(ref), last)
 

@@ -5,8 +5,18 @@ defaults at boot (ChargePointMaxProfile + a TxDefaultProfile per connector whose
 every limit if smartcharge disappears), and send each connector whose plan changed a TxProfile.
 A rejected profile is retried in the documented alternatives (the other rate unit, a
 TxDefaultProfile on the connector, the minimum rate instead of 0); what worked is remembered per
-station. A connector none of them works for is reported to the controller as uncontrollable.
-Decreases go out (and are answered) before increases, so a re-plan never overshoots in between.
+station. A connector none of them works for is reported to the controller as uncontrollable,
+drawing what it has installed.
+
+Order, interval by interval: a profile that lowers a connector anywhere (against what the
+station has installed there, its fail-safe default after the installed profile runs out) goes
+out first; one that also raises somewhere is first sent as the pointwise minimum of the two.
+The increases under a node wait until every decrease they depend on (of any station sharing a
+limited node with them) is acknowledged, and then a settle time for the cars to follow; a
+decrease refused, unanswered or met offline holds those increases and the controller re-plans
+with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
+Every TxProfile and idle TxDefaultProfile ends at one common instant (`expiry`), so whatever
+subset of them is in force at a later moment is one consistent plan or the fail-safe defaults.
 Every profile sent is recorded with the station's answer in the store's audit table.
 """
 
@@ -15,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from ocpp.v16 import call
@@ -26,6 +36,7 @@ from smartcharge.clock import Clock, parse_ocpp_time
 from smartcharge.ocpp import profiles as P
 from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
                                        StationTimeout)
+from smartcharge.site import steps
 from smartcharge.site.plan import ConnectorPlan, Plan
 from smartcharge.site.topology import ConnectorRef
 
@@ -34,18 +45,23 @@ log = logging.getLogger(__name__)
 CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
                "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled"]
 NO_ANSWER = "no answer"
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
     call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
-    # A TxProfile covers this much site time and is re-sent (at a slot start) when less than
-    # refresh_before_s is left. Short on purpose: if smartcharge disappears, every station is
-    # back on its fail-safe TxDefaultProfile within this time.
+    # Every TxProfile ends at one common instant, at most this much site time ahead; all are
+    # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
+    # Short on purpose: if smartcharge disappears, every station is back on its fail-safe
+    # TxDefaultProfile within this time - all at the same instant.
     profile_lifetime_s: float = 1800.0
     refresh_before_s: float = 1000.0
     probe_every_s: float = 900.0       # an uncontrollable connector is offered a profile again
+    # After the decreases an increase depends on are acknowledged, the cars get this much site
+    # time to follow them (IEC 61851-1 gives an EV seconds to react to a lower duty cycle).
+    settle_s: float = 5.0
 
 
 @dataclass
@@ -87,6 +103,13 @@ class StationControl:
     defaults_key: tuple | None = None      # (limit now, later (moment, limit) changes) sent
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
+    # what the station has installed under the TxProfile, as accepted: its stack-1
+    # TxDefaultProfile (idle share or a TxDefault plan) and its fail-safe default
+    idle_layer: dict[int, Sent] = field(default_factory=dict)
+    default_layer: dict[int, Sent] = field(default_factory=dict)
+    last_payload: dict | None = None       # what the last _send really sent (alternatives)
+    setup_link: object | None = None       # the connection the fail-safe setup went out on
+    booted_link: object | None = None      # the connection a BootNotification came on
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -109,6 +132,8 @@ class Dispatcher:
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
         self._shares_for: float | None = None
+        self.expiry: datetime | None = None   # when every TxProfile sent now ends
+        self._stopped: set[tuple[str, int, int]] = set()   # (station, connector, transaction)
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
 
@@ -118,17 +143,28 @@ class Dispatcher:
         self._wake.set()
 
     def on_event(self, event) -> None:
+        control = self.stations.get(getattr(event, "station_id", None))
+        if control is None:
+            return
+        link = self.registry.get(event.station_id)
         if isinstance(event, ev.StationBooted) and event.accepted:
-            self._spawn(self.setup_station(event.station_id))
+            # once per connection; a second boot on the same connection is a reboot
+            again = control.booted_link is link and link is not None
+            control.booted_link = link
+            self._spawn(self.setup_station(event.station_id, force=again))
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
-            control = self.stations.get(event.station_id)
-            if control is not None:
-                # idle_sent stays: that TxDefaultProfile is still what a new transaction gets
-                control.sent.pop(event.connector_id, None)
+            sent = control.sent.pop(event.connector_id, None)
+            if sent is not None and sent.purpose == P.TX_DEFAULT_PROFILE:
+                # a TxDefault plan outlives its transaction: it is what the next car gets
+                control.idle_layer[event.connector_id] = sent
+            if isinstance(event, ev.SessionStopped) and event.transaction_id is not None:
+                # a plan made before the stop must not send this transaction a TxProfile
+                self._stopped.add((event.station_id, event.connector_id,
+                                   event.transaction_id))
 
     def _spawn(self, coroutine) -> None:
         self._tasks.spawn(coroutine)
@@ -171,11 +207,17 @@ class Dispatcher:
         await self.flush_audit()
 
     # --- one station's setup: capabilities, fail-safe defaults, current profiles ------------
-    async def setup_station(self, station_id: str) -> None:
+    async def setup_station(self, station_id: str, *, force: bool = False) -> None:
+        """Capabilities and fail-safe defaults, once per connection (a BootNotification right
+        after the connection does not send them twice); `force`: the station rebooted."""
         control = self.stations.get(station_id)
         if control is None:
             return
         async with control.lock:
+            link = self.registry.get(station_id)
+            if link is None or (control.setup_link is link and not force):
+                return
+            control.setup_link = link
             try:
                 if control.caps is None:
                     control.caps = await self._read_capabilities(station_id)
@@ -183,15 +225,18 @@ class Dispatcher:
                         control.unit = control.caps.rate_units[0]
                 control.sent.clear()   # the station may have forgotten everything
                 control.idle_sent.clear()
+                control.idle_layer.clear()
+                control.default_layer.clear()
                 await self._send_defaults(control)
             except (StationOffline, StationTimeout) as exc:
+                control.setup_link = None
                 log.info("station %s: setup postponed (%s)", station_id, exc)
                 return
         for connector in self.topology.station(station_id).connectors:
             self.controller.set_uncontrollable(ConnectorRef(station_id, connector.connector_id),
                                                None)
         if self._latest is not None:
-            await self._dispatch_station(control, self._latest, phase=None)
+            self._wake.set()   # the current plan, through the ordered and gated round
 
     async def _read_capabilities(self, station_id: str) -> P.Capabilities:
         try:
@@ -250,18 +295,205 @@ class Dispatcher:
                 connector.connector_id, now, offsets, [s[ref][0] * factor for s in shares],
                 unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
                 caps=control.caps)
-            await self._send(control, payload, alternatives=True)
+            if await self._send(control, payload, alternatives=True) == "Accepted":
+                control.default_layer[connector.connector_id] = _layer(control.last_payload)
         control.defaults_root_w = key[0]
         control.defaults_key = key
 
-    # --- plans ------------------------------------------------------------------------------
+    # --- plans ---------------------------------------------------------------------------
+    def _refresh_expiry(self, now: datetime) -> datetime:
+        """The common end of every TxProfile; moved on (and so every profile re-sent) when less
+        than refresh_before_s is left."""
+        left = None if self.expiry is None else (self.expiry - now).total_seconds()
+        if left is None or left < self.settings.refresh_before_s:
+            self.expiry = (now + timedelta(seconds=self.settings.profile_lifetime_s)
+                           ).replace(microsecond=0)
+        return self.expiry
+
     async def dispatch_plan(self, plan: Plan) -> None:
-        """Decreases first (all stations at once, each waiting for its answers), then the rest."""
-        controls = [c for c in self.stations.values() if self.registry.get(c.station_id)]
-        for phase in ("down", "up"):
-            await asyncio.gather(*(self._dispatch_station(c, plan, phase) for c in controls))
+        """Decreases first (every station at once); each station's increases once the
+        decreases they depend on are acknowledged and the settle time has passed."""
+        now = self.clock.now()
+        self._refresh_expiry(now)
+        controls = [c for c in self.stations.values()
+                    if self.registry.get(c.station_id) and c.caps is not None]
+        work = {c.station_id: self._work(c, plan) for c in controls}
+        loop = asyncio.get_running_loop()
+        done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
+        limited = {c.station_id: self._limited_nodes(c.station_id, plan) for c in controls}
+
+        async def decrease(control: StationControl, items: list) -> None:
+            ok = False
+            try:
+                ok = await self._run_items(control, items, decrease=True)
+            finally:
+                done[control.station_id].set_result((ok, self.clock.now()))
+
+        async def increase(control: StationControl, items: list) -> None:
+            sid = control.station_id
+            deps = [sid2 for sid2 in done if sid2 == sid or limited[sid] & limited[sid2]]
+            outcomes = await asyncio.gather(*(done[d] for d in deps))
+            failed = [d for d, (ok, _) in zip(deps, outcomes) if not ok]
+            if failed:
+                log.warning("station %s: increases held: decreases at %s not acknowledged; "
+                            "re-planning", sid, ", ".join(failed))
+                self.controller.request_replan(f"held:{sid}")
+                return
+            if outcomes:
+                settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
+                await self.clock.sleep((settled - self.clock.now()).total_seconds())
+            await self._run_items(control, items, decrease=False)
+
+        await asyncio.gather(
+            *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
+            *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
         await asyncio.gather(*(self._probe(c, plan) for c in controls))
         self._audit_wake.set()
+
+    def _limited_nodes(self, station_id: str, plan: Plan) -> set[int]:
+        """The nodes above a station that have a limit: two stations sharing one depend on each
+        other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
+        topo = self.topology
+        out = {self.topology.station_node[station_id]}   # its own decreases, always
+        for node in topo.ancestors(topo.station_node[station_id]):
+            if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
+                out.add(node)
+        root_limited = np.isfinite(plan.root_limit_w) or bool(
+            self.controller.limits.change_times(self.clock.now()))
+        if root_limited:
+            out.add(0)
+        return out
+
+    def _work(self, control: StationControl, plan: Plan) -> tuple[list, list]:
+        """(decreases, increases) for one station: ("plan", ConnectorPlan), ("idle",
+        connector_id, W), ("defaults",)."""
+        downs: list = []
+        ups: list = []
+        for ref, cplan in plan.connectors.items():
+            if ref.station_id != control.station_id:
+                continue
+            if (ref.station_id, ref.connector_id, cplan.transaction_id) in self._stopped:
+                continue   # its StopTransaction is acknowledged: the plan is older than that
+            down, up = self._split(control, cplan)
+            if down is not None:
+                downs.append(("plan", down))
+            if up is not None:
+                ups.append(("plan", up))
+        for connector_id, value, lower in self._idle_changes(control, plan):
+            (downs if lower else ups).append(("idle", connector_id, value))
+        key = self._defaults_key()
+        if control.defaults_key != key:
+            # a DR event or cap announced or over: the fail-safe defaults follow it
+            lower = control.defaults_key is None or key[0] <= control.defaults_key[0]
+            (downs if lower else ups).append(("defaults",))
+        return downs, ups
+
+    async def _run_items(self, control: StationControl, items: list, *, decrease: bool) -> bool:
+        """Send one station's items in order; True when every decrease among them was
+        acknowledged (increases and idle shares do not count)."""
+        ok = True
+        async with control.lock:
+            try:
+                for item in items:
+                    if item[0] == "plan":
+                        accepted = await self._send_plan(control, item[1])
+                        ok &= accepted or not decrease
+                    elif item[0] == "idle":
+                        await self._send_idle(control, item[1], item[2])
+                    else:
+                        await self._send_defaults(control)
+            except StationOffline:
+                self._mark_offline(control, items)
+                return False
+            except Exception:  # one station's trouble never stops the others
+                log.exception("station %s: dispatch failed", control.station_id)
+                return False
+        return ok
+
+    def _mark_offline(self, control: StationControl, items: list) -> None:
+        for item in items:
+            if item[0] == "plan":
+                ref = item[1].ref
+                self.controller.set_uncontrollable(ref, "station offline")
+
+    def _split(self, control: StationControl, cplan: ConnectorPlan
+               ) -> tuple[ConnectorPlan | None, ConnectorPlan | None]:
+        """(what goes out with the decreases, what goes out with the increases), compared
+        with what is installed in every interval: a plan that only lowers is a decrease, one
+        that only raises an increase; one that does both is first sent as the pointwise
+        minimum (a decrease), then in full."""
+        now = self.clock.now()
+        _, new = self._desired(control, cplan, floor=not control.zero_ok)
+        phases, factor = self._phase_use(control, cplan)
+        installed = self._installed_w(control, cplan.ref, phases, factor, cplan.transaction_id)
+        below = self._below_w(control, cplan.ref, phases, factor, control.use_tx_default)
+        wanted = steps.overlay(self._sent_w(new, phases, factor, cplan.ref), new.expires, below)
+        old = control.sent.get(cplan.ref.connector_id)
+        lowers, raises = steps.compare(installed, wanted, now)
+        if not (lowers or raises) and old is not None \
+                and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
+                and old.expires == new.expires:
+            return None, None
+        if lowers and raises:
+            part = steps.pointwise_min(installed, wanted, now, new.expires)
+            down = ConnectorPlan(
+                ref=cplan.ref, transaction_id=cplan.transaction_id, start=now,
+                slot_starts=[m for m, _ in part], power_w=np.array([v for _, v in part]),
+                min_power_w=cplan.min_power_w, binding=cplan.binding, phases=cplan.phases,
+                phases_known=cplan.phases_known)
+            return down, cplan
+        if lowers:
+            return cplan, None
+        if not raises and old is None:
+            return None, None   # the idle share it runs on is the plan: nothing to say
+        return None, cplan
+
+    def _phase_use(self, control: StationControl, cplan: ConnectorPlan) -> tuple[int, float]:
+        connector = self.topology.connector(cplan.ref)
+        phases = min(cplan.phases, connector.phases)
+        return phases, self.w_factor(control.unit, cplan.ref, phases, cplan.phases_known)
+
+    def _sent_w(self, sent: Sent, phases: int, factor: float, ref: ConnectorRef) -> steps.Step:
+        """A profile's limits as the plan's W (what the car may draw on `phases`, undoing the
+        W factor dispatch applied)."""
+        voltage = self.topology.station(ref.station_id).voltage_v
+        return [(sent.start + timedelta(seconds=s),
+                 P.rate_to_power(limit, sent.unit, phases, voltage) / factor)
+                for s, limit in zip(sent.starts_s, sent.limits)]
+
+    def _below_w(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
+                 replaces_idle: bool) -> steps.Step | None:
+        """What a connector falls back to when its TxProfile ends: the stack-1 TxDefault (idle
+        share), then the fail-safe default; unknown defaults count as its maximum."""
+        default = control.default_layer.get(ref.connector_id)
+        if default is None:
+            step = [(datetime.min.replace(tzinfo=UTC), self.topology.max_power_w(ref) / factor)]
+        else:
+            step = self._sent_w(default, phases, factor, ref)
+        idle = control.idle_layer.get(ref.connector_id)
+        if idle is not None and not replaces_idle:
+            step = steps.overlay(self._sent_w(idle, phases, factor, ref), idle.expires, step)
+        return step
+
+    def _installed_w(self, control: StationControl, ref: ConnectorRef, phases: int,
+                     factor: float, transaction_id: int | None) -> steps.Step:
+        below = self._below_w(control, ref, phases, factor, False)
+        old = control.sent.get(ref.connector_id)
+        if old is None or old.transaction_id != transaction_id:
+            return below
+        return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
+
+    def installed_max_w(self, ref: ConnectorRef) -> float | None:
+        """The most a connector may draw from now on under what it has accepted (None: no
+        profile known accepted): what a connector that stopped obeying us is planned at."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        session = self.controller.state.sessions.get(ref)
+        phases = self.topology.connector(ref).phases
+        step = self._installed_w(control, ref, phases, 1.0,
+                                 session.transaction_id if session else None)
+        return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))
 
     async def _probe(self, control: StationControl, plan: Plan) -> None:
         """Offer an uncontrollable connector a profile at the load it is planned at anyway (its
@@ -290,35 +522,13 @@ class Dispatcher:
                 finally:
                     self._probed[ref] = now
 
-    async def _dispatch_station(self, control: StationControl, plan: Plan,
-                                phase: str | None) -> None:
-        if control.caps is None:
-            return   # not set up yet: setup_station sends the plan once it has the capabilities
-        async with control.lock:
-            try:
-                for ref, cplan in plan.connectors.items():
-                    if ref.station_id != control.station_id:
-                        continue
-                    if phase is not None and self._direction(control, cplan) != phase:
-                        continue
-                    if self._needs_send(control, cplan):
-                        await self._send_plan(control, cplan)
-                await self._dispatch_idle(control, plan, phase)
-                if control.defaults_key != self._defaults_key():
-                    # a DR event or a lower cap announced or over: the fail-safe defaults
-                    # follow it, right after this station's decreases (in the first phase)
-                    await self._send_defaults(control)
-            except StationOffline:
-                return
-            except Exception:  # one station's trouble never stops the others
-                log.exception("station %s: dispatch failed", control.station_id)
-
-    async def _dispatch_idle(self, control: StationControl, plan: Plan, phase: str | None) -> None:
+    def _idle_changes(self, control: StationControl, plan: Plan) -> list[tuple[int, float, bool]]:
         """Idle connectors get a short-lived TxDefaultProfile (stack level 1) at their share of
-        the room the plan leaves, so a car arriving before the next re-plan stays within it."""
+        the room the plan leaves, so a car arriving before the next re-plan stays within it:
+        (connector, W, lower) for each that needs one now."""
         if control.caps.max_stack_level < 1:
-            return   # it would replace the fail-safe default at stack level 0
-        now = self.clock.now()
+            return []   # it would replace the fail-safe default at stack level 0
+        out = []
         for connector in self.topology.station(control.station_id).connectors:
             ref = ConnectorRef(control.station_id, connector.connector_id)
             value = plan.idle_w.get(ref)
@@ -326,28 +536,34 @@ class Dispatcher:
                 continue
             sent = control.idle_sent.get(connector.connector_id)
             lower = sent is None or value < sent[0] - 1.0
-            if phase is not None and (phase == "down") != lower:
-                continue
-            if not (lower or (sent[1] - now).total_seconds() < self.settings.refresh_before_s
-                    or value > sent[0] + max(1000.0, 0.2 * sent[0])):
-                continue
-            station = self.topology.station(control.station_id)
-            factor = self.w_factor(control.unit, ref, connector.phases, False)
-            payload = P.tx_default_profile(
-                connector.connector_id, now, [0], [value * factor], unit=control.unit,
-                phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
-                duration_s=int(self.settings.profile_lifetime_s), stack_level=1, fallback=True)
-            await self._send(control, payload)
-            # recorded even when refused: best effort, retried when it runs out
-            control.idle_sent[connector.connector_id] = (
-                value, now + timedelta(seconds=self.settings.profile_lifetime_s))
+            if lower or sent[1] != self.expiry or value > sent[0] + max(1000.0, 0.2 * sent[0]):
+                out.append((connector.connector_id, value, lower))
+        return out
+
+    async def _send_idle(self, control: StationControl, connector_id: int, value: float) -> None:
+        now = self.clock.now()
+        station = self.topology.station(control.station_id)
+        connector = station.connector(connector_id)
+        ref = ConnectorRef(control.station_id, connector_id)
+        factor = self.w_factor(control.unit, ref, connector.phases, False)
+        duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
+        payload = P.tx_default_profile(
+            connector_id, now, [0], [value * factor], unit=control.unit,
+            phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
+            duration_s=duration_s, stack_level=1, fallback=True)
+        if await self._send(control, payload) == "Accepted":
+            control.idle_layer[connector_id] = _layer(control.last_payload)
+        # recorded even when refused: best effort, retried when it runs out
+        control.idle_sent[connector_id] = (value, self.expiry)
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False) -> tuple[dict, Sent]:
         station = self.topology.station(cplan.ref.station_id)
         connector = self.topology.connector(cplan.ref)
         now = self.clock.now()
-        lifetime = self.settings.profile_lifetime_s
+        expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
+        start = now.replace(microsecond=0)
+        lifetime = max(int((expiry - start).total_seconds()), 1)
         offsets, powers = cplan.window(now, lifetime)
         if floor:
             powers = [max(p, cplan.min_power_w) for p in powers]
@@ -365,52 +581,19 @@ class Dispatcher:
                                    powers, **kwargs)
         sched = payload["csChargingProfiles"]["chargingSchedule"]
         periods = sched["chargingSchedulePeriod"]
-        start = now.replace(microsecond=0)
         sent = Sent(cplan.transaction_id, start, start + timedelta(seconds=lifetime),
                     control.unit, phases, [p["startPeriod"] for p in periods],
                     [p["limit"] for p in periods])
         return payload, sent
-
-    def _direction(self, control: StationControl, cplan: ConnectorPlan) -> str:
-        old = control.sent.get(cplan.ref.connector_id)
-        if old is None or old.transaction_id != cplan.transaction_id or old.unit != control.unit:
-            # a new transaction runs on its idle TxDefaultProfile (or the fail-safe default)
-            # until its plan arrives: going below that is a decrease like any other
-            return "down" if cplan.power_at(self.clock.now()) < self._in_force_w(control, cplan) \
-                else "up"
-        _, new = self._desired(control, cplan, floor=not control.zero_ok)
-        for moment in _change_points(old, new):
-            before, after = old.rate_at(moment), new.rate_at(moment)
-            if before is not None and after is not None and after < before:
-                return "down"
-        return "up"
-
-    def _in_force_w(self, control: StationControl, cplan: ConnectorPlan) -> float:
-        idle = control.idle_sent.get(cplan.ref.connector_id)
-        if idle is not None and idle[1] > self.clock.now():
-            return idle[0]
-        root_w = control.defaults_root_w if control.defaults_root_w is not None \
-            else self.default_root_w()
-        return self._default_shares(root_w)[cplan.ref][0]
 
     def _default_shares(self, root_w: float) -> dict:
         if self._shares_for != root_w:
             self._shares, self._shares_for = self.topology.default_shares(root_w), root_w
         return self._shares
 
-    def _needs_send(self, control: StationControl, cplan: ConnectorPlan) -> bool:
-        old = control.sent.get(cplan.ref.connector_id)
-        if old is None or old.transaction_id != cplan.transaction_id or old.unit != control.unit:
-            return True
-        now = self.clock.now()
-        if (old.expires - now).total_seconds() < self.settings.refresh_before_s:
-            return True
-        _, new = self._desired(control, cplan, floor=not control.zero_ok)
-        return any(old.rate_at(m) != new.rate_at(m) for m in _change_points(old, new)
-                   if m < old.expires)
-
-    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> None:
-        """Send one connector's plan, trying the alternatives when the station refuses."""
+    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> bool:
+        """Send one connector's plan, trying the alternatives when the station refuses; True
+        when one was accepted."""
         ref = cplan.ref
         key = (ref.connector_id, cplan.transaction_id)
         units = [control.unit] + [u for u in control.caps.rate_units if u != control.unit]
@@ -434,13 +617,14 @@ class Dispatcher:
                             control.zero_ok = False
                             self.controller.set_floor(ref, cplan.min_power_w)
                         self.controller.set_uncontrollable(ref, None)
-                        return
+                        return True
                     if answer == NO_ANSWER:
                         control.unit, control.use_tx_default = remembered
                         self.controller.set_uncontrollable(ref, "station does not answer")
-                        return
+                        return False
         control.unit, control.use_tx_default = remembered
         self.controller.set_uncontrollable(ref, f"every profile rejected (last answer: {answer})")
+        return False
 
     async def _accepted(self, control: StationControl, cplan: ConnectorPlan, sent: Sent,
                         used_tx_default: bool, was_tx_default: bool, key) -> None:
@@ -449,6 +633,7 @@ class Dispatcher:
         sent.purpose = P.TX_DEFAULT_PROFILE if used_tx_default else P.TX_PROFILE
         control.sent[connector_id] = sent
         if used_tx_default:   # the same profile id as the idle one: it replaced it
+            control.idle_layer.pop(connector_id, None)
             control.idle_sent[connector_id] = (
                 min(P.rate_to_power(r, sent.unit, sent.phases,
                                     self.topology.station(control.station_id).voltage_v)
@@ -488,6 +673,7 @@ class Dispatcher:
                     alternatives: bool = False) -> str:
         """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
         a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
+        control.last_payload = payload
         request = call.SetChargingProfile(connector_id=payload["connectorId"],
                                           cs_charging_profiles=payload["csChargingProfiles"])
         try:
@@ -537,10 +723,15 @@ class Dispatcher:
             self._audit_wake.set()
 
 
-def _change_points(old: Sent, new: Sent) -> list[datetime]:
-    points = {new.start + timedelta(seconds=s) for s in new.starts_s}
-    points |= {old.start + timedelta(seconds=s) for s in old.starts_s}
-    return sorted(p for p in points if p >= new.start and p < min(old.expires, new.expires))
+def _layer(payload: dict) -> Sent:
+    """What a TxDefaultProfile payload installs, as a Sent (no transaction)."""
+    sched = payload["csChargingProfiles"]["chargingSchedule"]
+    periods = sched["chargingSchedulePeriod"]
+    start = parse_ocpp_time(sched["startSchedule"])
+    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
+    return Sent(0, start, expires, sched["chargingRateUnit"], periods[0].get("numberPhases", 3),
+                [p["startPeriod"] for p in periods], [float(p["limit"]) for p in periods],
+                purpose=P.TX_DEFAULT_PROFILE)
 
 
 def parse_capabilities(values: dict) -> P.Capabilities:
