@@ -192,7 +192,7 @@ class _Reader:
 
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
-                                            "call_timeout_s", "ping_interval_s"})
+                                            "call_timeout_s", "ping_interval_s", "settle_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -212,6 +212,8 @@ class _Reader:
             call_timeout_s=self.number(table, "call_timeout_s", "server", defaults.call_timeout_s),
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
+            settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
+                                 allow_zero=True),
         )
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:

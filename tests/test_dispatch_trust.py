@@ -182,3 +182,32 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
             assert not watch.excesses, watch.excesses[:5]
         finally:
             await fleet.stop()
+
+
+async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledged(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=5.0, settle_s=45.0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        try:
+            await start_three(server, fleet, clock)
+            installs = []   # (site time, station, limit now) at every profile installed
+            for station in fleet.stations.values():
+                station.on_profiles_changed = lambda st: installs.append(
+                    (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
+                        st.spec.station_id, 1))))
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+            controller.request_replan("test")
+            await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised")
+            lowered = max(at for at, sid, w in installs if sid == "CP1" and w < 5_000)
+            raised = min(at for at, sid, w in installs if sid == "CP2" and w > 15_000)
+            assert (raised - lowered).total_seconds() >= 45.0 - 0.5
+            # CP3 depends on no decrease (feeder B, no grid limit): it did not wait
+            raised3 = min(at for at, sid, w in installs if sid == "CP3" and w > 10_000)
+            assert (raised3 - lowered).total_seconds() < 45.0
+        finally:
+            await fleet.stop()

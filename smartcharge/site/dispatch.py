@@ -121,7 +121,8 @@ class Dispatcher:
         self.registry = registry
         self.store = store
         self.clock = clock
-        self.settings = settings or DispatchSettings()
+        # the site file's settle time unless the caller tunes dispatch itself
+        self.settings = settings or DispatchSettings(settle_s=controller.site.server.settle_s)
         self.stations = {s.station_id: StationControl(s.station_id, unit=str(s.rate_unit.value))
                          for s in controller.site.stations}
         self._latest: Plan | None = None
