@@ -134,6 +134,7 @@ class Dispatcher:
         self._shares: dict = {}
         self._shares_for: float | None = None
         self.expiry: datetime | None = None   # when every TxProfile sent now ends
+        self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self._stopped: set[tuple[str, int, int]] = set()   # (station, connector, transaction)
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
@@ -484,6 +485,27 @@ class Dispatcher:
             return below
         return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
 
+    def followed_since(self, ref: ConnectorRef) -> datetime | None:
+        """From when a car had its settle time under the connector's current profile."""
+        changed = self.changed_at.get(ref)
+        return None if changed is None else changed + timedelta(seconds=self.settings.settle_s)
+
+    def installed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
+        """The most a connector's accepted profiles let it draw [W] from `since` (its settle
+        time before) until now (None: unknown)."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        now = self.clock.now()
+        since = now if since is None else min(since, now)
+        since -= timedelta(seconds=self.settings.settle_s)
+        session = self.controller.state.sessions.get(ref)
+        phases = self.controller.phase_use(ref)[0]
+        step = self._installed_w(control, ref, phases, 1.0,
+                                 session.transaction_id if session else None)
+        most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
+        return min(most, self.topology.max_power_w(ref))
+
     def installed_max_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from now on under what it has accepted (None: no
         profile known accepted): what a connector that stopped obeying us is planned at."""
@@ -633,6 +655,7 @@ class Dispatcher:
         previous = control.sent.get(connector_id)
         sent.purpose = P.TX_DEFAULT_PROFILE if used_tx_default else P.TX_PROFILE
         control.sent[connector_id] = sent
+        self.changed_at[cplan.ref] = self.clock.now()
         if used_tx_default:   # the same profile id as the idle one: it replaced it
             control.idle_layer.pop(connector_id, None)
             control.idle_sent[connector_id] = (
