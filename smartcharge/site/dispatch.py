@@ -24,28 +24,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import numpy as np
 from ocpp.v16 import call
 
 from smartcharge import events as ev
-from smartcharge.tasks import OwnedTasks
-from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.clock import Clock
 from smartcharge.ocpp import profiles as P
 from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
                                        StationTimeout)
 from smartcharge.site import steps
+from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
+from smartcharge.site.sending import NO_ANSWER, ProfileSending
+from smartcharge.site.station_control import (Sent, StationControl, layer_from_payload,
+                                              parse_capabilities)
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
 CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
                "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled"]
-NO_ANSWER = "no answer"
-FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+__all__ = ["CONFIG_KEYS", "NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent",
+           "StationControl", "parse_capabilities"]
 
 
 @dataclass(frozen=True)
@@ -64,56 +68,7 @@ class DispatchSettings:
     settle_s: float = 5.0
 
 
-@dataclass
-class Sent:
-    """What a connector was last told (accepted)."""
-
-    transaction_id: int
-    start: datetime
-    expires: datetime
-    unit: str
-    phases: int
-    starts_s: list[int]
-    limits: list[float]
-    purpose: str = P.TX_PROFILE
-
-    def rate_at(self, moment: datetime) -> float | None:
-        if moment >= self.expires:
-            return None
-        offset = (moment - self.start).total_seconds()
-        rate = self.limits[0]
-        for start_s, limit in zip(self.starts_s, self.limits):
-            if start_s <= offset:
-                rate = limit
-        return rate
-
-
-@dataclass
-class StationControl:
-    station_id: str
-    caps: P.Capabilities | None = None
-    unit: str = "A"
-    use_tx_default: bool = False       # the station refuses TxProfiles: plan via TxDefault
-    zero_ok: bool = True               # False: it refuses limit 0; pause at the minimum
-    # (connector, transaction) whose TxProfile was refused once. A refusal is often a race (the
-    # car left before we heard), so the station is only switched to TxDefault plans when the
-    # same, still open transaction refuses its TxProfile a second time.
-    tx_refused: set[tuple[int, int]] = field(default_factory=set)
-    defaults_root_w: float | None = None   # the grid limit the defaults were sized for, now
-    defaults_key: tuple | None = None      # (limit now, later (moment, limit) changes) sent
-    sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
-    idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
-    # what the station has installed under the TxProfile, as accepted: its stack-1
-    # TxDefaultProfile (idle share or a TxDefault plan) and its fail-safe default
-    idle_layer: dict[int, Sent] = field(default_factory=dict)
-    default_layer: dict[int, Sent] = field(default_factory=dict)
-    last_payload: dict | None = None       # what the last _send really sent (alternatives)
-    setup_link: object | None = None       # the connection the fail-safe setup went out on
-    booted_link: object | None = None      # the connection a BootNotification came on
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-class Dispatcher:
+class Dispatcher(InstalledLimits, ProfileSending):
     def __init__(self, controller, registry: StationRegistry, store, clock: Clock,
                  settings: DispatchSettings | None = None) -> None:
         self.controller = controller
@@ -135,7 +90,8 @@ class Dispatcher:
         self._shares_for: float | None = None
         self.expiry: datetime | None = None   # when every TxProfile sent now ends
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
-        self._stopped: set[tuple[str, int, int]] = set()   # (station, connector, transaction)
+        # (station, connector, transaction) of acknowledged stops, newest last (bounded)
+        self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
 
@@ -165,8 +121,10 @@ class Dispatcher:
                 control.idle_layer[event.connector_id] = sent
             if isinstance(event, ev.SessionStopped) and event.transaction_id is not None:
                 # a plan made before the stop must not send this transaction a TxProfile
-                self._stopped.add((event.station_id, event.connector_id,
-                                   event.transaction_id))
+                self._stopped[(event.station_id, event.connector_id,
+                               event.transaction_id)] = None
+                while len(self._stopped) > 10_000:
+                    del self._stopped[next(iter(self._stopped))]
 
     def _spawn(self, coroutine) -> None:
         self._tasks.spawn(coroutine)
@@ -261,17 +219,6 @@ class Dispatcher:
         schedule = self.controller.default_root_schedule()
         return (schedule[0][1], tuple(schedule[1:]))
 
-    def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
-        """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on
-        a 3-phase connector under a W limit draws it all on one phase: 3x the per-phase current
-        a balanced plan reserved. While the car's phase use is unknown (and a per-phase current
-        limit holds above the connector) the W limit is the balanced plan's per-phase share, a
-        third; an A limit is per phase already and needs nothing."""
-        connector = self.topology.connector(ref)
-        if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
-            return 1.0
-        return 1.0 / 3.0 if self.topology.phase_limited(ref) else 1.0
-
     async def _send_defaults(self, control: StationControl) -> None:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
@@ -298,7 +245,7 @@ class Dispatcher:
                 unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
                 caps=control.caps)
             if await self._send(control, payload, alternatives=True) == "Accepted":
-                control.default_layer[connector.connector_id] = _layer(control.last_payload)
+                control.default_layer[connector.connector_id] = layer_from_payload(control.last_payload)
         control.defaults_root_w = key[0]
         control.defaults_key = key
 
@@ -450,74 +397,6 @@ class Dispatcher:
             return None, None   # the idle share it runs on is the plan: nothing to say
         return None, cplan
 
-    def _phase_use(self, control: StationControl, cplan: ConnectorPlan) -> tuple[int, float]:
-        connector = self.topology.connector(cplan.ref)
-        phases = min(cplan.phases, connector.phases)
-        return phases, self.w_factor(control.unit, cplan.ref, phases, cplan.phases_known)
-
-    def _sent_w(self, sent: Sent, phases: int, factor: float, ref: ConnectorRef) -> steps.Step:
-        """A profile's limits as the plan's W (what the car may draw on `phases`, undoing the
-        W factor dispatch applied)."""
-        voltage = self.topology.station(ref.station_id).voltage_v
-        return [(sent.start + timedelta(seconds=s),
-                 P.rate_to_power(limit, sent.unit, phases, voltage) / factor)
-                for s, limit in zip(sent.starts_s, sent.limits)]
-
-    def _below_w(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
-                 replaces_idle: bool) -> steps.Step | None:
-        """What a connector falls back to when its TxProfile ends: the stack-1 TxDefault (idle
-        share), then the fail-safe default; unknown defaults count as its maximum."""
-        default = control.default_layer.get(ref.connector_id)
-        if default is None:
-            step = [(datetime.min.replace(tzinfo=UTC), self.topology.max_power_w(ref) / factor)]
-        else:
-            step = self._sent_w(default, phases, factor, ref)
-        idle = control.idle_layer.get(ref.connector_id)
-        if idle is not None and not replaces_idle:
-            step = steps.overlay(self._sent_w(idle, phases, factor, ref), idle.expires, step)
-        return step
-
-    def _installed_w(self, control: StationControl, ref: ConnectorRef, phases: int,
-                     factor: float, transaction_id: int | None) -> steps.Step:
-        below = self._below_w(control, ref, phases, factor, False)
-        old = control.sent.get(ref.connector_id)
-        if old is None or old.transaction_id != transaction_id:
-            return below
-        return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
-
-    def followed_since(self, ref: ConnectorRef) -> datetime | None:
-        """From when a car had its settle time under the connector's current profile."""
-        changed = self.changed_at.get(ref)
-        return None if changed is None else changed + timedelta(seconds=self.settings.settle_s)
-
-    def installed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
-        """The most a connector's accepted profiles let it draw [W] from `since` (its settle
-        time before) until now (None: unknown)."""
-        control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer:
-            return None
-        now = self.clock.now()
-        since = now if since is None else min(since, now)
-        since -= timedelta(seconds=self.settings.settle_s)
-        session = self.controller.state.sessions.get(ref)
-        phases = self.controller.phase_use(ref)[0]
-        step = self._installed_w(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
-        most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
-        return min(most, self.topology.max_power_w(ref))
-
-    def installed_max_w(self, ref: ConnectorRef) -> float | None:
-        """The most a connector may draw from now on under what it has accepted (None: no
-        profile known accepted): what a connector that stopped obeying us is planned at."""
-        control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer:
-            return None
-        session = self.controller.state.sessions.get(ref)
-        phases = self.topology.connector(ref).phases
-        step = self._installed_w(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
-        return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))
-
     async def _probe(self, control: StationControl, plan: Plan) -> None:
         """Offer an uncontrollable connector a profile at the load it is planned at anyway (its
         fallback), now and then: harmless if it obeys, and if it accepts it is controlled again.
@@ -575,206 +454,11 @@ class Dispatcher:
             phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
             duration_s=duration_s, stack_level=1, fallback=True)
         if await self._send(control, payload) == "Accepted":
-            control.idle_layer[connector_id] = _layer(control.last_payload)
+            control.idle_layer[connector_id] = layer_from_payload(control.last_payload)
         # recorded even when refused: best effort, retried when it runs out
         control.idle_sent[connector_id] = (value, self.expiry)
-
-    def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
-                 floor: bool = False) -> tuple[dict, Sent]:
-        station = self.topology.station(cplan.ref.station_id)
-        connector = self.topology.connector(cplan.ref)
-        now = self.clock.now()
-        expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
-        start = now.replace(microsecond=0)
-        lifetime = max(int((expiry - start).total_seconds()), 1)
-        offsets, powers = cplan.window(now, lifetime)
-        if floor:
-            powers = [max(p, cplan.min_power_w) for p in powers]
-        phases = min(cplan.phases, connector.phases)
-        factor = self.w_factor(control.unit, cplan.ref, phases, cplan.phases_known)
-        powers = [p * factor for p in powers]
-        kwargs = dict(unit=control.unit, phases=phases, voltage_v=station.voltage_v,
-                      caps=control.caps, duration_s=int(lifetime),
-                      min_power_w=cplan.min_power_w * factor)
-        if control.use_tx_default:
-            payload = P.tx_default_profile(cplan.ref.connector_id, now, offsets, powers,
-                                           stack_level=1, fallback=True, **kwargs)
-        else:
-            payload = P.tx_profile(cplan.ref.connector_id, cplan.transaction_id, now, offsets,
-                                   powers, **kwargs)
-        sched = payload["csChargingProfiles"]["chargingSchedule"]
-        periods = sched["chargingSchedulePeriod"]
-        sent = Sent(cplan.transaction_id, start, start + timedelta(seconds=lifetime),
-                    control.unit, phases, [p["startPeriod"] for p in periods],
-                    [p["limit"] for p in periods])
-        return payload, sent
 
     def _default_shares(self, root_w: float) -> dict:
         if self._shares_for != root_w:
             self._shares, self._shares_for = self.topology.default_shares(root_w), root_w
         return self._shares
-
-    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> bool:
-        """Send one connector's plan, trying the alternatives when the station refuses; True
-        when one was accepted."""
-        ref = cplan.ref
-        key = (ref.connector_id, cplan.transaction_id)
-        units = [control.unit] + [u for u in control.caps.rate_units if u != control.unit]
-        modes = [control.use_tx_default, not control.use_tx_default]
-        floors = [not control.zero_ok, True] if control.zero_ok else [True]
-        has_zero = any(p <= 0 for p in cplan.power_w[:4])
-        remembered = (control.unit, control.use_tx_default)
-        answer = None
-        for floor in floors:
-            if floor and control.zero_ok and not has_zero:
-                break   # the minimum instead of 0 only helps a plan that pauses
-            for use_tx_default in modes:
-                for unit in units:
-                    control.unit, control.use_tx_default = unit, use_tx_default
-                    payload, sent = self._desired(control, cplan, floor=floor)
-                    answer = await self._send(control, payload)
-                    if answer == "Accepted":
-                        await self._accepted(control, cplan, sent, use_tx_default,
-                                             remembered[1], key)
-                        if floor and control.zero_ok:
-                            control.zero_ok = False
-                            self.controller.set_floor(ref, cplan.min_power_w)
-                        self.controller.set_uncontrollable(ref, None)
-                        return True
-                    if answer == NO_ANSWER:
-                        control.unit, control.use_tx_default = remembered
-                        self.controller.set_uncontrollable(ref, "station does not answer")
-                        return False
-        control.unit, control.use_tx_default = remembered
-        self.controller.set_uncontrollable(ref, f"every profile rejected (last answer: {answer})")
-        return False
-
-    async def _accepted(self, control: StationControl, cplan: ConnectorPlan, sent: Sent,
-                        used_tx_default: bool, was_tx_default: bool, key) -> None:
-        connector_id = cplan.ref.connector_id
-        previous = control.sent.get(connector_id)
-        sent.purpose = P.TX_DEFAULT_PROFILE if used_tx_default else P.TX_PROFILE
-        control.sent[connector_id] = sent
-        self.changed_at[cplan.ref] = self.clock.now()
-        if used_tx_default:   # the same profile id as the idle one: it replaced it
-            control.idle_layer.pop(connector_id, None)
-            control.idle_sent[connector_id] = (
-                min(P.rate_to_power(r, sent.unit, sent.phases,
-                                    self.topology.station(control.station_id).voltage_v)
-                    for r in sent.limits), sent.expires)
-        if used_tx_default and not was_tx_default:
-            # remembered only on a second refusal of the same open transaction
-            control.use_tx_default = key in control.tx_refused
-            control.tx_refused.add(key)
-        if used_tx_default and previous is not None and previous.purpose == P.TX_PROFILE \
-                and previous.transaction_id == cplan.transaction_id:
-            # a TxProfile still installed would overrule the plan we just sent: remove it
-            await self._clear_tx_profile(control, connector_id)
-
-    async def _clear_tx_profile(self, control: StationControl, connector_id: int) -> None:
-        request = call.ClearChargingProfile(id=P.profile_id(connector_id, P.TX_PROFILE))
-        try:
-            answer = await self._call(control.station_id, request)
-            log.info("station %s connector %d: old TxProfile cleared (%s)", control.station_id,
-                     connector_id, getattr(answer, "status", answer))
-        except (StationTimeout, StationCallError) as exc:
-            log.warning("station %s connector %d: could not clear the old TxProfile: %s",
-                        control.station_id, connector_id, exc)
-
-    # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, station_id: str, request):
-        link = self.registry.get(station_id)
-        if link is None:
-            raise StationOffline(f"station {station_id} is not connected")
-        for attempt in range(self.settings.retries + 1):
-            try:
-                return await link.call(request, timeout_s=self.settings.call_timeout_s)
-            except StationTimeout:
-                if attempt == self.settings.retries:
-                    raise
-
-    async def _send(self, control: StationControl, payload: dict, *,
-                    alternatives: bool = False) -> str:
-        """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
-        a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
-        control.last_payload = payload
-        request = call.SetChargingProfile(connector_id=payload["connectorId"],
-                                          cs_charging_profiles=payload["csChargingProfiles"])
-        try:
-            result = await self._call(control.station_id, request)
-            answer = str(getattr(result.status, "value", result.status))
-        except StationTimeout:
-            answer = NO_ANSWER
-        except StationCallError as exc:
-            answer = exc.code
-        except StationOffline:
-            self._record(control, payload, "offline")
-            raise
-        self._record(control, payload, answer)
-        if alternatives and answer not in ("Accepted", NO_ANSWER) and control.caps is not None:
-            other = [u for u in control.caps.rate_units if u != control.unit]
-            if other:  # defaults in the other unit, and remember it
-                profile = payload["csChargingProfiles"]
-                periods = profile["chargingSchedule"]["chargingSchedulePeriod"]
-                station = self.topology.station(control.station_id)
-                phases = periods[0].get("numberPhases", 3)
-                powers = [P.rate_to_power(p["limit"], control.unit, phases, station.voltage_v)
-                          for p in periods]
-                # every period kept (a fail-safe default carries a DR event's window), counted
-                # from now: the first answer took a moment
-                now = self.clock.now()
-                elapsed_s = max((now - parse_ocpp_time(
-                    profile["chargingSchedule"]["startSchedule"])).total_seconds(), 0.0)
-                shifted = [(p["startPeriod"] - elapsed_s, w) for p, w in zip(periods, powers)]
-                current = [w for offset, w in shifted if offset <= 0][-1]
-                later = [(offset, w) for offset, w in shifted if offset > 0]
-                offsets = [0.0] + [offset for offset, _ in later]
-                powers = [current] + [w for _, w in later]
-                control.unit = other[0]
-                sched = P.schedule(now, offsets, powers, unit=control.unit, phases=phases,
-                                   voltage_v=station.voltage_v, max_periods=len(periods))
-                retry = dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
-                return await self._send(control, retry)
-        return answer
-
-    def _record(self, control: StationControl, payload: dict, answer: str) -> None:
-        profile = payload["csChargingProfiles"]
-        self._audit.append((control.station_id, payload["connectorId"],
-                            profile["chargingProfilePurpose"], payload, answer,
-                            self.clock.now()))
-        self.controller.stats.profiles_sent += 1
-        if len(self._audit) >= 200:
-            self._audit_wake.set()
-
-
-def _layer(payload: dict) -> Sent:
-    """What a TxDefaultProfile payload installs, as a Sent (no transaction)."""
-    sched = payload["csChargingProfiles"]["chargingSchedule"]
-    periods = sched["chargingSchedulePeriod"]
-    start = parse_ocpp_time(sched["startSchedule"])
-    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
-    return Sent(0, start, expires, sched["chargingRateUnit"], periods[0].get("numberPhases", 3),
-                [p["startPeriod"] for p in periods], [float(p["limit"]) for p in periods],
-                purpose=P.TX_DEFAULT_PROFILE)
-
-
-def parse_capabilities(values: dict) -> P.Capabilities:
-    """GetConfiguration values -> Capabilities; unknown or unreadable keys keep the defaults."""
-    base = P.Capabilities()
-
-    def as_int(key, default):
-        try:
-            return int(str(values.get(key)).strip())
-        except (TypeError, ValueError):
-            return default
-    units_text = values.get("ChargingScheduleAllowedChargingRateUnit")
-    units = base.rate_units
-    if units_text:
-        names = [u.strip() for u in str(units_text).split(",")]
-        parsed = tuple(u for u, name in (("A", "Current"), ("W", "Power")) if name in names)
-        units = parsed or units
-    return P.Capabilities(
-        max_stack_level=max(as_int("ChargeProfileMaxStackLevel", base.max_stack_level), 0),
-        max_periods=max(as_int("ChargingScheduleMaxPeriods", base.max_periods), 1),
-        rate_units=units,
-        max_profiles_installed=as_int("MaxChargingProfilesInstalled", None))
