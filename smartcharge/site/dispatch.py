@@ -183,9 +183,11 @@ class Dispatcher(InstalledLimits, ProfileSending):
                     control.caps = await self._read_capabilities(station_id)
                     if "A" not in control.caps.rate_units and control.caps.rate_units:
                         control.unit = control.caps.rate_units[0]
-                control.sent.clear()   # the station may have forgotten everything
+                # It may have forgotten its profiles, or kept them (OCPP keeps them through a
+                # reboot): what it was told stays our upper bound of what it may draw (so a
+                # lower plan is still ordered as a decrease), and everything is sent again.
+                control.resend = True
                 control.idle_sent.clear()
-                control.idle_layer.clear()
                 control.default_layer.clear()
                 await self._send_defaults(control)
             except (StationOffline, StationTimeout) as exc:
@@ -296,7 +298,9 @@ class Dispatcher(InstalledLimits, ProfileSending):
         await asyncio.gather(
             *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
             *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
-        await asyncio.gather(*(self._probe(c, plan) for c in controls))
+        for control in controls:
+            # in the background: a station that does not answer must not hold the next round
+            self._spawn(self._probe(control, plan))
         self._audit_wake.set()
 
     def _limited_nodes(self, station_id: str, plan: Plan) -> set[int]:
@@ -335,6 +339,7 @@ class Dispatcher(InstalledLimits, ProfileSending):
             # a DR event or cap announced or over: the fail-safe defaults follow it
             lower = control.defaults_key is None or key[0] <= control.defaults_key[0]
             (downs if lower else ups).append(("defaults",))
+        control.resend = False
         return downs, ups
 
     async def _run_items(self, control: StationControl, items: list, *, decrease: bool) -> bool:
@@ -379,7 +384,7 @@ class Dispatcher(InstalledLimits, ProfileSending):
         wanted = steps.overlay(self._sent_w(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = steps.compare(installed, wanted, now)
-        if not (lowers or raises) and old is not None \
+        if not (lowers or raises) and old is not None and not control.resend \
                 and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
                 and old.expires == new.expires:
             return None, None

@@ -59,6 +59,7 @@ class StationControl:
     default_layer: dict[int, Sent] = field(default_factory=dict)
     last_payload: dict | None = None       # what the last _send really sent (alternatives)
     setup_link: object | None = None       # the connection the fail-safe setup went out on
+    resend: bool = False                   # set up again: send every plan, changed or not
     booted_link: object | None = None      # the connection a BootNotification came on
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
