@@ -139,11 +139,14 @@ async def test_a_silent_station_holds_its_subtree_not_the_others(tmp_path):
 
 
 async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decreases(tmp_path):
+    """Inside a 22 kW DR window on a 50 kW grid, with a deeper one announced."""
     clock = AcceleratedClock(T0, speed=SPEED)
-    site = one_grid(22_000)
+    site = one_grid(50_000)
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
                               dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
         controller = server.controller
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-now", T0 - timedelta(minutes=1), T0 + timedelta(hours=2), limit_w=22_000))
         fleet = fleet_for(site, server, clock)
         try:
             await fleet.start(wait_booted_s=10)
