@@ -20,9 +20,10 @@ T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LIMIT_W = 22_000.0
 
 
-def _site() -> Site:
+def _site(cp1_max_a: float = 32.0) -> Site:
     return Site(name="guard", circuits=(Circuit("grid", None, limit_w=LIMIT_W),),
-                stations=tuple(Station(f"CP{i}", "grid", (Connector(1),)) for i in (1, 2, 3)),
+                stations=tuple(Station(f"CP{i}", "grid", (Connector(
+                    1, max_current_a=cp1_max_a if i == 1 else 32.0),)) for i in (1, 2, 3)),
                 id_tags=frozenset({"DRIVER-1"}),
                 session_defaults=SessionDefaults(energy_wh=40_000, dwell_s=8 * 3600))
 
@@ -30,12 +31,14 @@ def _site() -> Site:
 async def test_a_station_that_keeps_drawing_is_caught_and_planned_around(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="smartcharge.site.guard")
     clock = AcceleratedClock(T0, speed=120.0)
-    site = _site()
+    # the site file says CP1 takes at most 10 A (6.9 kW): it is planned at most that; the
+    # station ignores its profiles and lets its car draw 11 kW
+    site, real = _site(cp1_max_a=10.0), _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=120.0),
                               dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
         controller = server.controller
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=20, reconnect_min_s=0.05,
+        fleet = Fleet(real, server.ws_url, clock, meter_interval_s=20, reconnect_min_s=0.05,
                       reconnect_max_s=0.3, call_timeout_s=5.0,
                       quirks={"CP1": Quirks(ignore_profiles=True)})
         try:
@@ -57,8 +60,10 @@ async def test_a_station_that_keeps_drawing_is_caught_and_planned_around(tmp_pat
                                             for p in fleet.station("CP3").profiles.profiles])
             assert fleet.draw_w("CP1", 1) > 10_000          # it really keeps drawing
             messages = [r.getMessage() for r in caplog.records if "guard:" in r.getMessage()]
-            assert messages and "grid over its limit by" in messages[0], messages
-            assert "CP1/1 draws" in messages[0]
+            # logged with the node and the margin, naming the one that does not obey (a first
+            # warning may come from samples taken before the cars had their settle time)
+            assert any("grid over its limit by" in m and "CP1/1 draws" in m for m in messages), \
+                messages
         finally:
             await fleet.stop()
 

@@ -118,7 +118,8 @@ class SiteGuard:
 
     # --- acting -----------------------------------------------------------------------------
     def check(self, now: datetime | None = None) -> list[Overload]:
-        """Compare, and act on every node that went (further) over its limit."""
+        """Compare, and act on every node that went (further) over its limit, or under which
+        a connector is newly found drawing more than its profiles allow."""
         now = now or self.controller.clock.now()
         found, draws = self.overloads(now)
         current = {(o.node, o.unit): o.margin for o in found}
@@ -126,28 +127,39 @@ class SiteGuard:
             key = (overload.node, overload.unit)
             before = self._over.get(key)
             step = 0.05 * overload.limit if overload.unit == "W" else 1.0
-            if before is not None and overload.margin <= before + step:
+            culprits = self._culprits(overload, draws)
+            known = all(ref in self.controller.overdraw_w for ref, _, _ in culprits)
+            if before is not None and overload.margin <= before + step and known:
                 current[key] = before      # acted on already: not again for the same margin
                 continue
-            self._act(overload, draws)
+            self._act(overload, draws, culprits)
         self._over = current
         return found
 
-    def _act(self, overload: Overload, draws: dict) -> None:
+    def _culprits(self, overload: Overload, draws: dict) -> list[tuple]:
+        """(ref, W drawn, W allowed) of every connector under the node measured drawing
+        clearly more than its profiles allowed, after its settle time."""
+        topo = self.topology
+        node = topo.node_ids.index(overload.node)
+        out = []
+        for ref in topo.refs:
+            if node not in topo.ancestors(topo.station_node[ref.station_id]):
+                continue
+            watts, how = draws[ref]
+            if how != "fresh" or not self._measured_under_profile(ref):
+                continue
+            sample = self.controller.state.measurements.get(ref)
+            allowed = self.allowed_w(ref, sample.at)
+            if allowed is not None and watts > allowed + OVERDRAW_W:
+                out.append((ref, watts, allowed))
+        return out
+
+    def _act(self, overload: Overload, draws: dict, culprits: list[tuple]) -> None:
         self.overloads_seen += 1
         topo = self.topology
         node = topo.node_ids.index(overload.node)
-        under = [r for r in topo.refs if node in topo.ancestors(topo.station_node[r.station_id])]
-        culprits, stale = [], []
-        for ref in under:
-            watts, how = draws[ref]
-            sample = self.controller.state.measurements.get(ref)
-            allowed = self.allowed_w(ref, sample.at if sample is not None else None)
-            if how == "fresh" and allowed is not None and watts > allowed + OVERDRAW_W \
-                    and self._measured_under_profile(ref):
-                culprits.append((ref, watts, allowed))
-            elif how == "stale":
-                stale.append(ref)
+        stale = [r for r in topo.refs if draws[r][1] == "stale"
+                 and node in topo.ancestors(topo.station_node[r.station_id])]
         log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f); "
                     "not obeying: %s; stale meters counted at their maximum: %s",
                     overload.node, overload.margin, overload.unit, overload.load,
