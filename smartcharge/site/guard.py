@@ -6,7 +6,10 @@ its maximum (missing is not zero); one not measured yet in a fresh session count
 profiles allow. A node over its limit (W, or A on any phase) is logged with the node and the
 margin, and acted on at once: every connector under it measured drawing clearly more than its
 profiles allow is planned from then on as a fixed load at what it draws (it does not obey), and
-the controller re-plans, so the others under that node come down by the margin.
+the controller re-plans, so the others under that node come down by the margin. A connector
+found drawing over its profiles while no node is over yet is planned around all the same.
+A sample taken before the limit in force now (and the car's settle time) shows what the car
+drew then: the connector counts at what its profiles allow now until its next sample.
 
 The guard acts when a node goes over, or goes further over; a node that stays over by the same
 margin (a stale meter counted at its maximum) is not acted on again and again.
@@ -53,6 +56,12 @@ class SiteGuard:
         c = self.controller
         measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
         if measured is not None:
+            if not self._measured_under_profile(ref):
+                # taken before the limit in force now (and the car's settle time): it shows
+                # what the car drew then; until the next sample, it draws what it may now
+                allowed = self.allowed_w(ref)
+                if allowed is not None and allowed < measured:
+                    return allowed, "fresh"
             return measured, "fresh"
         session = c.state.sessions.get(ref)
         if session is None:
@@ -134,7 +143,21 @@ class SiteGuard:
                 continue
             self._act(overload, draws, culprits)
         self._over = current
+        self._disobeying(draws)
         return found
+
+    def _disobeying(self, draws: dict) -> None:
+        """A connector measured over what its profiles allow is planned around before it
+        takes a node over its limit: when the others ramp up, it would."""
+        root = Overload(self.topology.node_ids[0], "W", 0.0, 0.0)
+        new = [c for c in self._culprits(root, draws) if c[0] not in self.controller.overdraw_w]
+        for ref, watts, allowed in new:
+            log.warning("guard: %s/%s draws %.0f W, more than the %.0f W its profiles allow: "
+                        "planned as a fixed load at its draw", ref.station_id, ref.connector_id,
+                        watts, allowed)
+            self.controller.set_overdraw(ref, watts)
+        if new:
+            self.controller.request_replan("guard:disobeying")
 
     def _culprits(self, overload: Overload, draws: dict) -> list[tuple]:
         """(ref, W drawn, W allowed) of every connector under the node measured drawing

@@ -54,9 +54,29 @@ class InstalledLimits:
         return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
 
     def followed_since(self, ref: ConnectorRef) -> datetime | None:
-        """From when a car had its settle time under the connector's current profile."""
+        """From when a car had its settle time under the limit in force now: after the last
+        accepted profile and the last step of the installed schedule (a DR window beginning)."""
         changed = self.changed_at.get(ref)
-        return None if changed is None else changed + timedelta(seconds=self.settings.settle_s)
+        moments = [] if changed is None else [changed]
+        control = self.stations.get(ref.station_id)
+        if control is not None and ref.connector_id in control.default_layer:
+            step = self._current_step(control, ref)
+            now = self.clock.now()
+            moments += [m for m, _ in step if m <= now][-1:]
+        if not moments:
+            return None
+        return max(moments) + timedelta(seconds=self.settings.settle_s)
+
+    def _current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
+        session = self.controller.state.sessions.get(ref)
+        phases = self.controller.phase_use(ref)[0]
+        step = self._installed_w(control, ref, phases, 1.0,
+                                 session.transaction_id if session else None)
+        out: steps.Step = []
+        for moment, value in step:     # only the moments where the value changes
+            if not out or out[-1][1] != value:
+                out.append((moment, value))
+        return out
 
     def installed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
         """The most a connector's accepted profiles let it draw [W] from `since` (its settle
@@ -67,10 +87,7 @@ class InstalledLimits:
         now = self.clock.now()
         since = now if since is None else min(since, now)
         since -= timedelta(seconds=self.settings.settle_s)
-        session = self.controller.state.sessions.get(ref)
-        phases = self.controller.phase_use(ref)[0]
-        step = self._installed_w(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
+        step = self._current_step(control, ref)
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
         return min(most, self.topology.max_power_w(ref))
 
