@@ -181,12 +181,15 @@ class SiteGuard:
         self.overloads_seen += 1
         topo = self.topology
         node = topo.node_ids.index(overload.node)
-        stale = [r for r in topo.refs if draws[r][1] == "stale"
-                 and node in topo.ancestors(topo.station_node[r.station_id])]
-        log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f); "
+        under = [r for r in topo.refs if node in topo.ancestors(topo.station_node[r.station_id])]
+        stale = [r for r in under if draws[r][1] == "stale"]
+        log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f; %s); "
                     "not obeying: %s; stale meters counted at their maximum: %s",
                     overload.node, overload.margin, overload.unit, overload.load,
                     overload.limit,
+                    ", ".join(f"{r.station_id}/{r.connector_id} {draws[r][0]:.0f} W "
+                              f"{draws[r][1]} on {self.controller.phase_use(r)[0]} phase(s)"
+                              for r in under if draws[r][0] > 0),
                     ", ".join(f"{r.station_id}/{r.connector_id} draws {w:.0f} W, allowed "
                               f"{a:.0f} W" for r, w, a in culprits) or "none",
                     ", ".join(f"{r.station_id}/{r.connector_id}" for r in stale) or "none")
