@@ -214,3 +214,30 @@ async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledg
             assert (raised3 - lowered).total_seconds() < 45.0
         finally:
             await fleet.stop()
+
+
+async def test_an_unanswered_increase_counts_as_installed(tmp_path):
+    """The station may have installed the raise it did not answer: it is planned at that."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        cp2 = fleet.station("CP2")
+        try:
+            await start_three(server, fleet, clock)
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2]
+            cp2.quirks = Quirks(silent_profiles=True)   # hangs on the raise
+            controller.request_replan("test")
+            await wait_until(lambda: REF2 in controller.uncontrollable, 10, "CP2 unanswered")
+            await wait_until(lambda: controller.plan is not None
+                             and REF2 in controller.plan.fixed_w, 10, "CP2 re-planned")
+            assert controller.plan.fixed_w[REF2] > 15_000, controller.plan.fixed_w
+            assert controller.plan.connectors[REF1].power_at(clock.now()) \
+                <= 22_000 - controller.plan.fixed_w[REF2] + 1
+        finally:
+            cp2.profile_answers.set()
+            await fleet.stop()

@@ -350,10 +350,11 @@ class Dispatcher(InstalledLimits, ProfileSending):
             try:
                 for item in items:
                     if item[0] == "plan":
-                        accepted = await self._send_plan(control, item[1])
+                        accepted = await self._send_plan(control, item[1],
+                                                         raising=not decrease)
                         ok &= accepted or not decrease
                     elif item[0] == "idle":
-                        await self._send_idle(control, item[1], item[2])
+                        await self._send_idle(control, item[1], item[2], raising=not decrease)
                     else:
                         await self._send_defaults(control)
             except StationOffline:
@@ -447,7 +448,8 @@ class Dispatcher(InstalledLimits, ProfileSending):
                 out.append((connector.connector_id, value, lower))
         return out
 
-    async def _send_idle(self, control: StationControl, connector_id: int, value: float) -> None:
+    async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
+                         raising: bool = False) -> None:
         now = self.clock.now()
         station = self.topology.station(control.station_id)
         connector = station.connector(connector_id)
@@ -458,7 +460,9 @@ class Dispatcher(InstalledLimits, ProfileSending):
             connector_id, now, [0], [value * factor], unit=control.unit,
             phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
             duration_s=duration_s, stack_level=1, fallback=True)
-        if await self._send(control, payload) == "Accepted":
+        answer = await self._send(control, payload)
+        if answer == "Accepted" or (answer == NO_ANSWER and raising):
+            # an unanswered raise may be installed all the same: the upper bound
             control.idle_layer[connector_id] = layer_from_payload(control.last_payload)
         # recorded even when refused: best effort, retried when it runs out
         control.idle_sent[connector_id] = (value, self.expiry)

@@ -67,9 +67,11 @@ class ProfileSending:
                     [p["limit"] for p in periods])
         return payload, sent
 
-    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan) -> bool:
+    async def _send_plan(self, control: StationControl, cplan: ConnectorPlan, *,
+                         raising: bool = False) -> bool:
         """Send one connector's plan, trying the alternatives when the station refuses; True
-        when one was accepted."""
+        when one was accepted. An increase left unanswered may have been installed all the
+        same: it counts as installed (the upper bound of what the connector may draw)."""
         ref = cplan.ref
         key = (ref.connector_id, cplan.transaction_id)
         units = [control.unit] + [u for u in control.caps.rate_units if u != control.unit]
@@ -95,6 +97,10 @@ class ProfileSending:
                         self.controller.set_uncontrollable(ref, None)
                         return True
                     if answer == NO_ANSWER:
+                        if raising:
+                            sent.purpose = P.TX_DEFAULT_PROFILE if use_tx_default \
+                                else P.TX_PROFILE
+                            control.sent[ref.connector_id] = sent
                         control.unit, control.use_tx_default = remembered
                         self.controller.set_uncontrollable(ref, "station does not answer")
                         return False
