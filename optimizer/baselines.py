@@ -5,9 +5,10 @@ All work slot by slot, vectorised over connectors (a loop over slots and tree de
 - `uncontrolled`: every car at its maximum from arrival until its request is met, ignoring the
   tree — the reference "no load management", which may violate limits.
 - `equal_share`: each car asks for what it can take (maximum, or what is left of its request);
-  under an overloaded node all requests are scaled by the same factor (`fit_under_limits`). Cars
-  pushed below their minimum are paused, and the capacity that frees is offered to them again
-  greedily (by priority) so a low cap does not pause everyone.
+  under an overloaded node all requests are scaled by the same factor (`fit_under_limits`,
+  deepest nodes first, each against what its subtrees pass up). Cars pushed below their minimum
+  are paused, and the capacity that frees is offered to every car below its request greedily
+  (by priority), so a low cap does not pause everyone and no usable watt is left.
 - `edf`: earliest deadline first; `llf`: least laxity first (laxity = slots left before departure
   minus slots needed at full power). Both serve cars in priority order against the headroom left
   at every node above them (`serve_in_order`), higher weight first, then the rule's key.
@@ -22,11 +23,13 @@ import weakref
 
 import numpy as np
 
-from optimizer.lp import path_min
+from optimizer.lp import tight_upper_w
 from optimizer.objective import quantised_weight
 from optimizer.problem import N_PHASES, Problem
 
 _EPS = 1e-9  # relative margin so re-summed loads stay at or under their limits
+_MAX_RETRIES = 4  # equal_share: rounds handing out the room that pausing freed
+_RETRY_W = 1e-6   # equal_share: less than this is not worth another round [W]
 
 
 def _node_depths(problem: Problem) -> np.ndarray:
@@ -61,6 +64,12 @@ class _Tree:
         self.has_w = [bool(finite_w[depth == d].any()) for d in range(self.max_depth + 1)]
         self.has_a = [bool(finite_a[depth == d].any()) for d in range(self.max_depth + 1)]
         self.any_a = bool(finite_a.any())
+        # Each car draws amps_max per W from one phase (single-phase: column = its phase) or
+        # from all three (column 3, the smallest of the three limits): _clip_to_path_room.
+        self.amps_max = problem.amps_per_w.max(axis=1)
+        self.phase_col = np.where(problem.phases == 1, problem.phase, N_PHASES)
+        # What a car draws from each resource of a node per W: power, then L1..L3 current.
+        self.coef = np.column_stack([np.ones(n), problem.amps_per_w])
 
 
 _TREES: "weakref.WeakKeyDictionary[Problem, _Tree]" = weakref.WeakKeyDictionary()
@@ -74,21 +83,88 @@ def _tree(problem: Problem) -> _Tree:
     return tree
 
 
-def _group_prefix(values: np.ndarray, group: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """For each i, the sum of values[j] over j in i's group with a smaller rank (ranks unique)."""
-    # One sort by (group, rank): the keys are unique, so any sort gives the same order.
-    o = np.argsort(group.astype(np.int64) * (int(rank.max()) + 1) + rank)
-    v = values[o]
-    g = group[o]
-    cs = np.cumsum(v) - v
-    # Each entry's group start: the last position (at or before it) where the group changes.
-    first = np.empty(g.shape[0], dtype=bool)
-    first[0] = True
-    np.not_equal(g[1:], g[:-1], out=first[1:])
-    base = cs[np.maximum.accumulate(np.where(first, np.arange(g.shape[0]), 0))]
-    out = np.empty_like(values)
-    out[o] = cs - base
-    return out
+class _GroupPrefix:
+    """Sums over earlier members of the same group: for each row i, the sum of values[j] over
+    rows j in i's group with a smaller rank (ranks unique), column by column. The sort is done
+    once, for repeated sums."""
+
+    def __init__(self, group: np.ndarray, rank: np.ndarray) -> None:
+        # One sort by (group, rank): the keys are unique, so any sort gives the same order.
+        self.order = np.argsort(group.astype(np.int64) * (int(rank.max()) + 1) + rank)
+        g = group[self.order]
+        first = np.empty(g.shape[0], dtype=bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        # Each entry's group start: the last position (at or before it) where the group changes.
+        self.start = np.maximum.accumulate(np.where(first, np.arange(g.shape[0]), 0))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        v = values[self.order]
+        cs = np.cumsum(v, axis=0) - v
+        out = np.empty_like(values)
+        out[self.order] = cs - cs[self.start]
+        return out
+
+
+_MAX_CUT_ROUNDS = 8  # vectorised rounds before cutting car by car (see _cut_in_order)
+
+
+def _cut_in_order(want_w: np.ndarray, coef: np.ndarray | None, group: np.ndarray,
+                  rank: np.ndarray, room: np.ndarray, min_w: np.ndarray) -> np.ndarray:
+    """(k,) power of k cars served one after another (by rank) within each group (node).
+
+    Every car draws coef[i, r] per W from resource r of its node (power: 1; a phase current:
+    A/W), whose room is room[i, r] (coef None: power alone, room (k,)). Each car in turn gets
+    what it wants up to what is left of every resource it draws from, or 0 when that is below
+    its minimum; a car paused so holds no room, and all resources are cut at once (cutting power
+    first gave room to a car that a phase then paused, and nobody else got it).
+
+    This is a sequential rule; vectorised, it is the fixed point of "each car gets
+    f(room - what the cars before it got)". Iterating from "everyone gets what they want", the
+    first r cars of every group are exact after r rounds, and a fixed point is the sequential
+    answer. Usually two or three rounds do; after _MAX_CUT_ROUNDS the rest goes car by car.
+    """
+    prefix = _GroupPrefix(group, rank)
+    if coef is None:
+        # Power alone: after one round against what the cars before asked for, a car short of
+        # its request is either cut to what was left (nothing is left for those after it, as the
+        # round assumed) or paused with nothing left; only a car paused while room was left
+        # makes the round wrong for the cars after it.
+        cap_w = np.maximum(room - prefix(want_w), 0.0)
+        got = np.minimum(want_w, cap_w)
+        got = np.where(got >= min_w, got, 0.0)
+        if not ((got == 0.0) & (cap_w > 0.0)).any():
+            return got
+        # That was the first round of the loop below: go on from it.
+        coef, room = np.ones((want_w.shape[0], 1)), room[:, None]
+    else:
+        got = want_w
+    for _ in range(_MAX_CUT_ROUNDS):
+        left = np.maximum(room - prefix(got[:, None] * coef), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            cap_w = np.where(coef > 0, left / coef, np.inf).min(axis=1)
+        new = np.minimum(want_w, cap_w)
+        new = np.where(new >= min_w, new, 0.0)
+        # Sums of other groups' changed values may move the last bits of a prefix.
+        if np.all(np.abs(new - got) <= 1e-12 * (np.abs(got) + 1.0)):
+            return new
+        got = new
+    return _cut_one_by_one(want_w, coef, group, prefix.order, room, min_w)
+
+
+def _cut_one_by_one(want_w, coef, group, order, room, min_w) -> np.ndarray:
+    """The sequential rule of _cut_in_order, car by car in `order` (sorted by group, rank)."""
+    got = np.zeros_like(want_w)
+    current, left = None, None
+    for j in order:
+        if group[j] != current:
+            current, left = group[j], room[j].astype(float)
+        draws = coef[j] > 0
+        give = min(float(want_w[j]), float(np.min(left[draws] / coef[j][draws], initial=np.inf)))
+        if give >= min_w[j]:
+            got[j] = give
+            left = np.maximum(left - give * coef[j], 0.0)
+    return got
 
 
 def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.ndarray,
@@ -99,22 +175,27 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     Deepest nodes first: at each node the cars below it are cut in order against its limit
     (power and each phase current) minus what `used_w` (N,) already draws there, so a larger
     node higher up only trims what its subtrees passed up. Each cut only lowers power, so every
-    node stays within its limit. A car cut below its minimum is paused (0), which leaves the
-    headroom to the cars after it. `min_w` (N,) overrides the minimum each car must get to run
-    (a car already running under `used_w` needs no minimum for more).
+    node stays within its limit. A car cut below its minimum is paused (0) and holds no
+    headroom: the cars after it may use it (`_cut_in_order`). `min_w` (N,) overrides the
+    minimum each car must get to run (a car already running under `used_w` needs no minimum for
+    more).
     """
     tree = tree or _tree(problem)
-    limit_w = problem.node_limit_w[:, t]
-    limit_a = np.repeat(problem.node_limit_a[:, t, None], N_PHASES, axis=1)
-    if used_w is not None:
-        node_conn = problem.node_connector
-        limit_w = np.maximum(limit_w - node_conn @ used_w, 0.0)
-        if tree.any_a:
-            used_a = node_conn @ (problem.amps_per_w * used_w[:, None])
-            limit_a = np.maximum(limit_a - used_a, 0.0)
+    # The margin is relative to the whole limit, so loads re-summed with used_w stay under it too.
+    limit_w = problem.node_limit_w[:, t] * (1.0 - _EPS)
+    limits_all = limit_a = None
+    if tree.any_a:  # (M, 1 + 3): power, then L1..L3 current (one limit for every phase)
+        limits_all = np.empty((limit_w.shape[0], 1 + N_PHASES))
+        limits_all[:, 0] = limit_w
+        limits_all[:, 1:] = problem.node_limit_a[:, t, None] * (1.0 - _EPS)
+        if used_w is not None:  # one product for power and the three phases
+            used = problem.node_connector @ (tree.coef * used_w[:, None])
+            limits_all = np.maximum(limits_all - used, 0.0)
+        limit_w, limit_a = limits_all[:, 0], limits_all[:, 1:]
+    elif used_w is not None:
+        limit_w = np.maximum(limit_w - problem.node_connector @ used_w, 0.0)
     min_w = problem.min_power_w if min_w is None else min_w
     power = np.where(desired_w >= min_w, desired_w, 0.0)
-    amps = problem.amps_per_w
     # order may list only the cars that ask for power; no other car's rank is read.
     rank = np.empty(power.shape[0], dtype=np.int64)
     rank[order] = np.arange(order.shape[0])
@@ -122,6 +203,9 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
     # Only cars that ask for power take part: the others add exact zeros to every load and are
     # never cut, so leaving them out changes no sum (a third of the cars are present at a time).
     active = (power > 0).nonzero()[0]  # = np.flatnonzero, without its wrapper's cost
+    if used_w is not None:  # without used_w, _upper_by_slot already holds each car to its path
+        _clip_to_path_room(problem, tree, power, active, limit_w, limit_a, min_w)
+        active = active[power[active] > 0]
     for d in range(tree.max_depth, -1, -1):
         if not (tree.has_w[d] or tree.has_a[d]):
             continue
@@ -130,53 +214,102 @@ def serve_in_order(problem: Problem, t: int, desired_w: np.ndarray, order: np.nd
         members, nodes = active[below], above[below]
         if members.size == 0:
             continue
-        checks = [(None, limit_w)] if tree.has_w[d] else []
-        if tree.has_a[d]:
-            checks += [(ph, limit_a[:, ph]) for ph in range(N_PHASES)]
-        for ph, limit in checks:
-            per_w = None if ph is None else amps[members, ph]
-            use = power[members] if per_w is None else power[members] * per_w
-            load = np.bincount(nodes, weights=use, minlength=m)
-            over = load > limit * (1.0 - _EPS)
-            # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
-            cut = (over[nodes] & (use > 0)).nonzero()[0]
-            if cut.size == 0:
+        asked = power[members]
+        if not tree.has_a[d]:  # power limits only (most depths): one resource, no coefficients
+            over = np.bincount(nodes, weights=asked, minlength=m) > limit_w
+            if not over.any():
                 continue
+            cut = (over[nodes] & (asked > 0)).nonzero()[0]
             idx, idx_nodes = members[cut], nodes[cut]
-            before = _group_prefix(use[cut], idx_nodes, rank[idx])
-            room = np.maximum(limit[idx_nodes] * (1.0 - _EPS) - before, 0.0)
-            if per_w is None:
-                cap_w = room
-            else:
-                idx_per_w = per_w[cut]
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    cap_w = np.where(idx_per_w > 0, room / idx_per_w, np.inf)
-            new = np.minimum(power[idx], cap_w)
-            power[idx] = np.where(new >= min_w[idx], new, 0.0)
+            power[idx] = _cut_in_order(asked[cut], None, idx_nodes, rank[idx],
+                                       limit_w[idx_nodes], min_w[idx])
+            continue
+        # The resources of this depth's nodes: power (if limited here), and each phase's current.
+        first = 0 if tree.has_w[d] else 1
+        limits = limits_all[:, first:]
+        n_res = limits.shape[1]
+        coef = tree.coef[members, first:]
+        load = np.bincount((nodes[:, None] * n_res + np.arange(n_res)).ravel(),
+                           weights=(asked[:, None] * coef).ravel(), minlength=m * n_res)
+        over = (load.reshape(m, n_res) > limits).any(axis=1)
+        # Only the cars under an overloaded node are cut; everyone else keeps what they asked.
+        cut = (over[nodes] & (asked > 0)).nonzero()[0]
+        if cut.size == 0:
+            continue
+        idx, idx_nodes = members[cut], nodes[cut]
+        power[idx] = _cut_in_order(asked[cut], coef[cut], idx_nodes, rank[idx],
+                                   limits[idx_nodes], min_w[idx])
     return power
 
 
-def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray) -> np.ndarray:
+def _clip_to_path_room(problem: Problem, tree: _Tree, power: np.ndarray, active: np.ndarray,
+                       limit_w: np.ndarray, limit_a: np.ndarray, min_w: np.ndarray) -> None:
+    """Lower power[active] in place to what each car alone could draw under every node above it
+    (0 when that is below its minimum). Without it, a car that a full phase at the root pauses
+    would first take room at its feeder, which the cars after it there then miss."""
+    cap = power[active]
+    # Index -1 (no node of that depth above the car) reads the appended unlimited entry.
+    limit_w = np.append(limit_w, np.inf)
+    if tree.any_a:
+        ext = np.full((limit_a.shape[0] + 1, N_PHASES + 1), np.inf)
+        ext[:-1, :N_PHASES] = limit_a
+        ext[:-1, N_PHASES] = limit_a.min(axis=1)  # column 3: all phases
+        limit_a = ext
+        col, per_a = tree.phase_col[active], 1.0 / tree.amps_max[active]
+    for d in range(tree.max_depth + 1):
+        if not (tree.has_w[d] or tree.has_a[d]):
+            continue
+        node = tree.ancestor_at[d][active]
+        if tree.has_w[d]:
+            np.minimum(cap, limit_w[node], out=cap)
+        if tree.has_a[d]:
+            np.minimum(cap, limit_a[node, col] * per_a, out=cap)
+    power[active] = np.where(cap >= min_w[active], cap, 0.0)
+
+
+def fit_under_limits(problem: Problem, t: int, desired_w: np.ndarray,
+                     tree: _Tree | None = None) -> np.ndarray:
     """(N,) desired_w scaled so no node exceeds its limits in slot t.
 
-    Each node's factor is min(1, limit / load) over power and phases; a connector's factor is the
-    smallest over the nodes above it, so every node's load only shrinks below its own factor's
-    fit: feasible by construction.
+    Bottom-up: the deepest nodes first, each scaling the cars below it by min(1, limit / load)
+    over power and phases, where the load is what its subtrees pass up *after* their own cuts.
+    A node higher up then scales only what is left, so no car is cut twice for the same watts
+    (scaling every node against the cars' raw requests left a root with room while pods were
+    cut). Each cut only lowers loads, so every node stays within its limit. Under power limits a
+    car held below what it asked for has a full node above it (its last cut, to within _EPS);
+    cutting phase after phase can leave room on an earlier phase, which equal_share hands out.
     """
-    node_conn = problem.node_connector
-    load_w = node_conn @ desired_w
-    factor = np.ones(problem.n_nodes)
+    tree = tree or _tree(problem)
+    power = np.array(desired_w, dtype=float)
+    amps = problem.amps_per_w
+    m = problem.n_nodes
+    limit_w = problem.node_limit_w[:, t]
     limit_a = problem.node_limit_a[:, t]
+    for d in range(tree.max_depth, -1, -1):
+        if not (tree.has_w[d] or tree.has_a[d]):
+            continue
+        members, nodes = tree.members[d], tree.member_nodes[d]
+        if tree.has_w[d]:
+            load = np.bincount(nodes, weights=power[members], minlength=m)
+            over = load > limit_w
+            if over.any():
+                power[members] *= _factor(over, load, limit_w)[nodes]
+        # An infinite current limit never scales anything: phase currents only if one exists.
+        # An overloaded phase scales only the cars that draw from it (a car on L2 is not cut
+        # for L1); the phases go one after another on the loads the previous cut left.
+        for ph in (range(N_PHASES) if tree.has_a[d] else ()):
+            per_w = amps[members, ph]
+            load = np.bincount(nodes, weights=power[members] * per_w, minlength=m)
+            over = load > limit_a
+            if over.any():
+                power[members] *= np.where(per_w > 0, _factor(over, load, limit_a)[nodes], 1.0)
+    return power
+
+
+def _factor(over: np.ndarray, load: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per node: 1 where the load fits, else limit / load less the _EPS margin."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        limit_w = problem.node_limit_w[:, t]
-        factor = np.minimum(factor, np.where(load_w > limit_w, limit_w / load_w, 1.0))
-        # An infinite current limit never scales anything: sum phase currents only if one binds.
-        for ph in (range(N_PHASES) if np.isfinite(limit_a).any() else ()):
-            load_a = node_conn @ (problem.amps_per_w[:, ph] * desired_w)
-            factor = np.minimum(factor, np.where(load_a > limit_a, limit_a / load_a, 1.0))
-    factor = np.where(factor < 1.0, factor * (1.0 - _EPS), 1.0)
-    connector_factor = path_min(problem, factor[:, None])[problem.connector_node, 0]
-    return desired_w * connector_factor
+        return np.where(over, limit / load * (1.0 - _EPS), 1.0)
 
 
 def _wanted_w(problem: Problem, t: int, remaining_wh: np.ndarray,
@@ -194,10 +327,12 @@ _UPPER_BY_SLOT: "weakref.WeakKeyDictionary[Problem, np.ndarray]" = weakref.WeakK
 
 
 def _upper_by_slot(problem: Problem) -> np.ndarray:
-    """(T, N) contiguous copy of problem.upper_w, made once per problem (read-only)."""
+    """(T, N) problem.upper_w capped by what each car alone may draw under the nodes above it
+    (`lp.tight_upper_w`), contiguous by slot, made once per problem (read-only). With that cap
+    serve_in_order needs no clip of its own when nothing else is drawing (`_clip_to_path_room`)."""
     upper = _UPPER_BY_SLOT.get(problem)
     if upper is None:
-        upper = np.ascontiguousarray(problem.upper_w.T)
+        upper = np.ascontiguousarray(tight_upper_w(problem, problem.upper_w).T)
         upper.setflags(write=False)
         _UPPER_BY_SLOT[problem] = upper
     return upper
@@ -268,13 +403,25 @@ def equal_share(problem: Problem) -> np.ndarray:
     order = _priority_order(problem, np.zeros(problem.n_connectors))
 
     def allocate(t, want, remaining):
-        got = fit_under_limits(problem, t, want)
+        got = fit_under_limits(problem, t, want, tree)
         paused = (got > 0) & (got < problem.min_power_w)
+        if not (paused.any() or tree.any_a):
+            return got  # power limits only: every car below its request has a full node above
         got = np.where(paused, 0.0, got)
-        if paused.any():
-            # Offer the paused cars the headroom that is left, in priority order.
-            retry = np.where(paused, want, 0.0)
-            got = got + serve_in_order(problem, t, retry, order, tree, used_w=got)
+        # Pausing freed room, and a phase cut after another can leave the first phase with room
+        # again: offer it, in priority order, to every car below its request (a paused car
+        # needs its minimum, a running one takes any amount). A car that gets more can leave
+        # room to an earlier one at another node, so repeat while anything moves.
+        for _ in range(_MAX_RETRIES):
+            need_min = np.where(got > 0, 0.0, problem.min_power_w)
+            more = np.maximum(want - got, 0.0)
+            more = np.where(more >= np.maximum(need_min, _RETRY_W), more, 0.0)
+            if not more.any():
+                break
+            extra = serve_in_order(problem, t, more, order, tree, used_w=got, min_w=need_min)
+            if not (extra > _RETRY_W).any():
+                break
+            got = got + extra
         return got
 
     return _run(problem, allocate)

@@ -17,7 +17,10 @@ coefficients times 2 K (`flow_costs`: slot costs replaced by their ranks, A by t
 that keeps the priority order; cost scaling runs fewer phases: 0.95 s -> 0.56 s at N = 10 000). Flow is counted in a unit of 10^-j Wh, the finest (j <= 9) for which the total cost
 still fits in int64 with room to spare (1 mWh for the largest sites, far finer for small ones),
 and every capacity is rounded *down* to a whole unit, so the result never exceeds a limit; it may
-deliver up to one unit per arc less than the real optimum.
+deliver up to one unit per arc less than the real optimum. No arc can carry more than the whole
+supply (every requested Wh), so capacities are capped at it before they become integers: a huge
+finite maximum or limit (1e11 W, 1e300 W) is then exact instead of overflowing int64; requests
+too large for whole Wh raise SolverFailed (never a silent 0).
 
 Per-phase current limits are a flow only where they reduce to a power limit on the same node:
 when every connector under the node puts the same current per watt on each phase (e.g. all
@@ -36,7 +39,8 @@ import time
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from optimizer.objective import Objective, evaluate, quantised_weight
+from optimizer.objective import (Objective, evaluate, power_equivalent_limit_w,
+                                 quantised_weight)
 from optimizer.problem import Problem
 from optimizer.schedule import SolverFailed
 
@@ -45,34 +49,9 @@ COST_BUDGET = 2**60  # |total cost| stays below this (int64 holds 2^63)
 SOURCE, SINK, FIRST_SESSION = 0, 1, 2
 
 
-def _node_power_limit_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray | None:
-    """(M, T) power limits with every per-phase current limit folded in; None if one cannot be."""
-    limit_w = np.array(problem.node_limit_w, dtype=float)
-    limited = np.flatnonzero(np.isfinite(problem.node_limit_a).any(axis=1))
-    if limited.size == 0:
-        return limit_w
-    node_connector = problem.node_connector
-    amps_per_w = problem.amps_per_w
-    for node in limited:  # only nodes with a current limit: a handful (site, feeders)
-        conns = node_connector.indices[node_connector.indptr[node]:node_connector.indptr[node + 1]]
-        limit_a = problem.node_limit_a[node]
-        if conns.size == 0:
-            continue
-        rows = amps_per_w[conns]
-        if np.all(rows == rows[0]):
-            # Current on phase p is a_p * P for the whole subtree: a power limit of limit_a / a_p.
-            per_w = rows[0][rows[0] > 0].max()
-            limit_w[node] = np.minimum(limit_w[node], limit_a / per_w)
-            continue
-        load_a = upper_w[conns].T @ rows  # (T, 3): every connector at its maximum
-        if np.any(load_a > limit_a[:, None]):
-            return None
-    return limit_w
-
-
 def applicable(problem: Problem) -> bool:
     """True when the min-cost flow is exact for this problem (see the module docstring)."""
-    return _node_power_limit_w(problem, problem.upper_w) is not None
+    return power_equivalent_limit_w(problem, problem.upper_w) is not None
 
 
 def _depth(node_parent: np.ndarray) -> np.ndarray:
@@ -112,10 +91,22 @@ def units_per_wh(total_wh: float, max_abs_cost: float) -> int:
     return int(min(10 ** int(np.floor(np.log10(room))), FINEST_UNITS_PER_WH))
 
 
-def _floor_units(wh: np.ndarray, units: int) -> np.ndarray:
-    scaled = wh * units
+def _floor_units(wh: np.ndarray, units: int, most: int | None = None) -> np.ndarray:
+    """wh in whole flow units, rounded down; capped at `most` units when given.
+
+    No arc can carry more than the whole supply, so a capacity above it is the same as the
+    supply: capping (in floating point, before the cast) keeps a huge finite limit or maximum
+    (1e11 W, a root limit of 4e10 W) from overflowing int64 into a negative capacity, and the
+    flow stays exact."""
+    with np.errstate(over="ignore"):  # 1e300 W * units is inf, then capped at `most`
+        scaled = np.asarray(wh, dtype=float) * units
     # A slack of a few ulps keeps exact values (2750.0 Wh * 1000) from flooring one unit low.
-    return np.floor(scaled + np.abs(scaled) * 1e-15).astype(np.int64)
+    scaled = np.floor(scaled + np.abs(scaled) * 1e-15)
+    if most is not None:
+        scaled = np.minimum(scaled, float(most))
+    if not (np.abs(scaled) < 2.0**62).all():  # unreachable with `most`; never a silent wrap
+        raise SolverFailed("flow: a capacity overflows int64")
+    return scaled.astype(np.int64)
 
 
 def flow_costs(problem: Problem, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +156,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
 
     connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs;
     capacities and supply are in flow units, `units` of them per Wh."""
-    limit_w = _node_power_limit_w(problem, upper_w)
+    limit_w = power_equivalent_limit_w(problem, upper_w)
     if limit_w is None:
         raise SolverFailed("flow: a per-phase current limit couples 1- and 3-phase loads; "
                            "it is not a network flow (use the LP)")
@@ -191,7 +182,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     slots = np.arange(t)
 
     # Connector arcs: session -> nearest layer at or above its node.
-    conn_cap_all = _floor_units(upper_w * wh_per_w[None, :], units)
+    conn_cap_all = _floor_units(upper_w * wh_per_w[None, :], units, big)
     ci, ct = np.nonzero(conn_cap_all > 0)
     conn_tail = FIRST_SESSION + ci
     conn_head = layer_id[nearest[problem.connector_node[ci], ct], ct]
@@ -203,18 +194,17 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     km, kt = km[not_root], kt[not_root]
     tree_tail = layer_id[km, kt]
     tree_head = layer_id[nearest[problem.node_parent[km], kt], kt]
-    tree_cap = _floor_units(limit_w[km, kt] * wh_per_w[kt], units)
+    tree_cap = _floor_units(limit_w[km, kt] * wh_per_w[kt], units, big)
 
     # Root arcs: (root, t) -> sink, carrying the slot cost.
     root_limit = limit_w[0] * wh_per_w
     finite_root = np.isfinite(root_limit)
-    root_cap = np.where(finite_root, _floor_units(np.where(finite_root, root_limit, 0.0), units),
-                        big)
+    root_cap = np.where(finite_root,
+                        _floor_units(np.where(finite_root, root_limit, 0.0), units, big), big)
 
     tails = np.concatenate([seg_tail, conn_tail, tree_tail, layer_id[0, slots], [SOURCE]])
     heads = np.concatenate([seg_head, conn_head, tree_head, np.full(t, SINK), [SINK]])
-    caps = np.concatenate([seg_cap, conn_cap, np.minimum(tree_cap, big), np.minimum(root_cap, big),
-                           [big]])
+    caps = np.concatenate([seg_cap, conn_cap, tree_cap, root_cap, [big]])
     costs = np.concatenate([seg_cost, np.zeros(ci.size + tree_tail.size, dtype=np.int64),
                             root_cost, [0]])
     return tails, heads, caps, costs, total, (n * k, ci, ct), units

@@ -26,19 +26,29 @@ decomposition over the (node, slot) network) into paths that deliver more energy
 move energy between sessions or slots. Per Wh moved:
 - a path that delivers one more Wh to session i in slot t gains A * w_i + f_k - slot_cost[t],
   which is > 0 because A * w_min > max(slot_cost) + 1: delivering more always wins (1 before 2, 3);
-- a cycle that moves energy from session j to session i gains A * (r * w_i - w_j) plus cost and
-  fairness terms, where r is the exchange rate the shared limit allows (1 under power limits;
-  rho or 1/rho under a per-phase current limit shared by single- and three-phase sessions,
-  rho = 3 at equal voltages). Weights are quantised to 0.01 and A is sized so that the smallest
-  non-zero |r * w_i - w_j| times A exceeds the largest cost change such a move can bring, so a
-  higher weighted energy always wins over cost and fairness (1 before 2, 3). (Exchanges that
-  chain through several phases at once can have other rates; for those the order holds to
-  within the LP's tolerances, not by construction.)
+- a cycle that moves one Wh from session j to session i gains A * (w_i - w_j) plus cost and
+  fairness terms, where one Wh makes room for exactly one Wh: true under power limits, and under
+  a per-phase current limit whose connectors all put the same current per watt on each phase
+  (such a limit is a power limit, `power_equivalent_limit_w`). Weights are quantised to 0.01 and
+  A is sized so that the smallest non-zero |w_i - w_j| times A exceeds the largest cost change
+  such a move can bring plus fairness, so a higher weighted energy always wins (1 before 2, 3);
 - a cycle at equal weights changes cost by an integer combination of slot costs — 0 or at least
   1 VU per Wh — and fairness by at most max(f) - min(f) < 1/2 VU per Wh: cost decides first, and
   fairness only splits what cost leaves tied (2 before 3).
 The same holds for the min-cost network flow, where all coefficients are integers after scaling
 by 2 K (see optimizer/flow.py).
+
+Where one Wh is not one Wh. A per-phase current limit shared by connectors that draw different
+currents per watt (single- and three-phase, 230 and 240 V) lets one Wh of one session make room
+for 1/3, 2/3, 3/2, 3, 240/230, ... Wh of others (one three-phase car against two single-phase
+cars on two phases: 2/3), and the gain A * (r * w_i - w_j) can be as small as the rates and
+weights make it: no finite A keeps the order for every instance (an 11 kW three-phase car at
+weight 1 against two single-phase cars at 1.48 under 16 A lost 1/3 of a Wh for each Wh of cost it
+saved). There `energy_first_by_construction(problem)` is False and the LP backends make the
+order exact, lexicographically: HiGHS checks, warm from this objective's optimum, that the
+weighted energy alone (`weight`) cannot be raised, and if it can re-solves this objective with
+the weighted energy held at its optimum (optimizer/lp.py `HighsModel.solve`); PuLP solves the
+weighted energy alone first, then this objective with it held.
 """
 
 from __future__ import annotations
@@ -61,6 +71,8 @@ class Objective:
     segment_wh: np.ndarray     # (N,) size of every segment of session i [Wh]
     energy_scale: float        # A
     fairness: np.ndarray       # (K,) f_k
+    weight: np.ndarray         # (N,) quantised weights w_i: the value of a Wh when energy alone
+                               # is maximised (the first stage of a lexicographic solve)
 
     @property
     def n_segments(self) -> int:
@@ -81,18 +93,42 @@ def quantised_price_levels(price_per_kwh: np.ndarray | None, n_slots: int) -> np
     return np.round(price_per_kwh / scale * PRICE_LEVELS)
 
 
-def _exchange_rates(problem: Problem) -> np.ndarray:
-    """Wh of one session that a Wh of another can make room for under a shared limit.
+def power_equivalent_limit_w(problem: Problem, upper_w: np.ndarray) -> np.ndarray | None:
+    """(M, T) node power limits with every per-phase current limit folded in, or None when some
+    current limit is not a power limit.
 
-    Under power limits a Wh is a Wh (rate 1). Under a per-phase current limit a single-phase
-    session uses rho times the current per Wh of a three-phase one on its phase, so one Wh of one
-    can make room for rho or 1/rho Wh of the other (rho = 3 at equal voltages).
-    """
-    if problem.n_connectors == 0 or not problem.has_phase_limits:
-        return np.array([1.0])
-    amps = problem.amps_per_w.max(axis=1)
-    rho = float(amps.max() / amps.min())
-    return np.unique([1.0, rho, 1.0 / rho])
+    A current limit is a power limit when every connector under the node puts the same current
+    per watt on each phase (all 3-phase at one voltage, or all single-phase on one phase at one
+    voltage): phase p then carries a_p * P, a limit of limit_a / a_p. It can be ignored when even
+    every connector at its maximum (upper_w) stays under it. Otherwise one Wh of one connector
+    can make room for more or less than one Wh of another."""
+    limit_w = np.array(problem.node_limit_w, dtype=float)
+    limited = np.flatnonzero(np.isfinite(problem.node_limit_a).any(axis=1))
+    if limited.size == 0:
+        return limit_w
+    node_connector = problem.node_connector
+    amps_per_w = problem.amps_per_w
+    for node in limited:  # only nodes with a current limit: a handful (site, feeders)
+        conns = node_connector.indices[node_connector.indptr[node]:node_connector.indptr[node + 1]]
+        limit_a = problem.node_limit_a[node]
+        if conns.size == 0:
+            continue
+        rows = amps_per_w[conns]
+        if np.all(rows == rows[0]):
+            per_w = rows[0][rows[0] > 0].max()
+            limit_w[node] = np.minimum(limit_w[node], limit_a / per_w)
+            continue
+        load_a = upper_w[conns].T @ rows  # (T, 3): every connector at its maximum
+        if np.any(load_a > limit_a[:, None]):
+            return None
+    return limit_w
+
+
+def energy_first_by_construction(problem: Problem) -> bool:
+    """True when one Wh makes room for exactly one Wh under every limit that can bind, so the
+    weighted objective alone keeps energy first (see the module docstring); False when the LP
+    must solve lexicographically."""
+    return power_equivalent_limit_w(problem, problem.upper_w) is not None
 
 
 def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective:
@@ -105,19 +141,13 @@ def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective
     need = positive_cost + 1.0
     if weight.size:
         need /= float(weight.min())
-        rates = _exchange_rates(problem)
         distinct = np.unique(weight)
-        if distinct.size > 1 or rates.size > 1:
-            # Smallest non-zero weighted gain of moving energy between two sessions, over the
-            # exchange rates that limits allow; every such move must outweigh its cost change
-            # (at most (rate + 1) * largest cost per Wh) plus fairness (< 1).
-            if distinct.size <= 200:
-                gains = np.abs(distinct[:, None, None] * rates[None, None, :]
-                               - distinct[None, :, None])
-                gain = float(gains[gains > 1e-12].min())
-            else:
-                gain = WEIGHT_QUANTUM / float(rates.max())
-            spread = max(cost_range, (rates.max() + 1.0) * largest_cost)
+        if distinct.size > 1:
+            # Moving one Wh between sessions of different weights gains at least the smallest
+            # weight step times A; that must outweigh its cost change (at most 2 * the largest
+            # cost per Wh: one slot less, one more) plus fairness (< 1).
+            gain = float(np.diff(distinct).min())
+            spread = max(cost_range, 2.0 * largest_cost)
             need = max(need, (spread + 1.0) / gain)
     # A is a whole multiple of 100 so A * w (w in steps of 0.01) is an integer.
     energy_scale = 100.0 * np.floor(need / 100.0 + 1.0)
@@ -126,7 +156,7 @@ def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective
     segment_value = energy_scale * weight[:, None] + fairness[None, :]
     segment_wh = problem.energy_wh / n_segments
     return Objective(slot_cost=slot_cost, segment_value=segment_value, segment_wh=segment_wh,
-                     energy_scale=energy_scale, fairness=fairness)
+                     energy_scale=energy_scale, fairness=fairness, weight=weight)
 
 
 def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:

@@ -21,13 +21,19 @@ import warnings
 import numpy as np
 import pulp
 
-from optimizer.objective import Objective, evaluate
+from optimizer.objective import Objective, energy_first_by_construction, evaluate
 from optimizer.problem import N_PHASES, Problem
 from optimizer.schedule import SolverFailed
 
 
 def build_model(problem: Problem, objective: Objective, upper_w: np.ndarray):
     """The PuLP model and its power variables {(i, t): LpVariable}."""
+    model, x, _ = _build(problem, objective, upper_w)
+    return model, x
+
+
+def _build(problem: Problem, objective: Objective, upper_w: np.ndarray):
+    """(model, power variables, weighted energy sum_i w_i sum_k s[i, k] as an expression)."""
     model = pulp.LpProblem("smartcharge", pulp.LpMaximize)
     wh_per_w = problem.wh_per_w
     x = {}
@@ -36,7 +42,7 @@ def build_model(problem: Problem, objective: Objective, upper_w: np.ndarray):
             if upper_w[i, t] > 0:
                 x[i, t] = model.add_variable(f"x_{i}_{t}", lowBound=0,
                                              upBound=float(upper_w[i, t]))
-    terms = []
+    terms, energy_terms = [], []
     for i in range(problem.n_connectors):
         segments = [model.add_variable(f"s_{i}_{k}", lowBound=0,
                                         upBound=float(objective.segment_wh[i]))
@@ -44,6 +50,7 @@ def build_model(problem: Problem, objective: Objective, upper_w: np.ndarray):
         energy = [wh_per_w[t] * x[i, t] for t in range(problem.n_slots) if (i, t) in x]
         model += pulp.lpSum(energy) == pulp.lpSum(segments), f"energy_{i}"
         terms += [float(objective.segment_value[i, k]) * s for k, s in enumerate(segments)]
+        energy_terms += [float(objective.weight[i]) * s for s in segments]
         terms += [-float(objective.slot_cost[t] * wh_per_w[t]) * x[i, t]
                   for t in range(problem.n_slots) if (i, t) in x]
     model += pulp.lpSum(terms)
@@ -65,7 +72,30 @@ def build_model(problem: Problem, objective: Objective, upper_w: np.ndarray):
                     if loads:
                         model += (pulp.lpSum(a * x[i, t] for i, a in loads)
                                   <= problem.node_limit_a[m, t], f"current_{m}_{t}_{p}")
-    return model, x
+    return model, x, pulp.lpSum(energy_terms)
+
+
+def _run_cbc(model: pulp.LpProblem, time_limit_s: float | None, since: float) -> None:
+    """Solve with CBC; raise SolverFailed unless optimal within time_limit_s of `since`."""
+    left = None
+    if time_limit_s is not None:
+        left = time_limit_s - (time.perf_counter() - since)
+        if left <= 0:
+            raise SolverFailed(f"pulp: over the {time_limit_s} s limit")
+    with warnings.catch_warnings():
+        # PuLP 3 marks its bundled CBC deprecated; it is still the CBC every PuLP user gets.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=left)
+    try:
+        model.solve(solver)
+    except pulp.PulpSolverError as exc:
+        raise SolverFailed(f"pulp: CBC failed: {exc}") from exc
+    status = pulp.LpStatus[model.status]
+    if status != "Optimal":
+        raise SolverFailed(f"pulp: CBC returned {status}")
+    if time_limit_s is not None and time.perf_counter() - since > time_limit_s:
+        raise SolverFailed(f"pulp: CBC took {time.perf_counter() - since:.3f} s, "
+                           f"over the {time_limit_s} s limit")
 
 
 def solve_pulp(problem: Problem, objective: Objective, upper_w: np.ndarray,
@@ -75,23 +105,20 @@ def solve_pulp(problem: Problem, objective: Objective, upper_w: np.ndarray,
     Raises SolverFailed when CBC does not report an optimum or runs past time_limit_s."""
     started = time.perf_counter()
     upper_w = np.asarray(upper_w, dtype=float)
-    model, x = build_model(problem, objective, upper_w)
+    model, x, energy = _build(problem, objective, upper_w)
     built = time.perf_counter()
-    with warnings.catch_warnings():
-        # PuLP 3 marks its bundled CBC deprecated; it is still the CBC every PuLP user gets.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
-    try:
-        model.solve(solver)
-    except pulp.PulpSolverError as exc:
-        raise SolverFailed(f"pulp: CBC failed: {exc}") from exc
+    if not energy_first_by_construction(problem):
+        # Lexicographic (optimizer/objective.py): the weighted energy alone, then the objective
+        # with that energy held. CBC's values come back rounded (a few decimals), so the held
+        # energy gets a wider margin than HiGHS's.
+        objective_expr = model.objective
+        model.setObjective(energy)
+        _run_cbc(model, time_limit_s, built)
+        best_wh = float(pulp.value(energy))
+        model += energy >= best_wh - 1e-7 * abs(best_wh) - 1e-3, "hold_energy"
+        model.setObjective(objective_expr)
+    _run_cbc(model, time_limit_s, built)
     solved = time.perf_counter()
-    status = pulp.LpStatus[model.status]
-    if status != "Optimal":
-        raise SolverFailed(f"pulp: CBC returned {status}")
-    if time_limit_s is not None and solved - built > time_limit_s:
-        raise SolverFailed(f"pulp: CBC took {solved - built:.3f} s, "
-                           f"over the {time_limit_s} s limit")
 
     power_w = np.zeros((problem.n_connectors, problem.n_slots))
     for (i, t), var in x.items():

@@ -1,7 +1,8 @@
 """REST API under /api: stations, sessions (JSON and CSV), meter values, and the OpenAPI document.
 
-Remote control of stations lives in `api_commands.py`. Every error is JSON
-`{"error": <short code>, "detail": <what is wrong>}`; a client never sees a stack trace.
+Remote control of stations lives in `api_commands.py`, who may call what in `api_auth.py`.
+Every error is JSON `{"error": <short code>, "detail": <what is wrong>}` (`api_errors.py`); a
+client never sees a stack trace.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import io
 import functools
 import json
-import logging
+import re
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -18,41 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from smartcharge import api_commands
+from smartcharge.api_auth import PUBLIC, READ, mask_id_tag, route, setup_auth
+from smartcharge.api_errors import json_errors
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.store import SessionRow, db_time
-
-log = logging.getLogger(__name__)
-
-_STATUS_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 409: "conflict", 413: "too_large",
-                 422: "invalid_body", 502: "bad_gateway", 504: "station_timeout"}
-
-
-def error_response(status: int, error: str, detail: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": error, "detail": detail, **extra}, status=status)
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as http_error:
-        if not request.path.startswith("/api") or http_error.status < 400 \
-                or http_error.content_type == "application/json":
-            raise
-        response = error_response(http_error.status,
-                                  _STATUS_NAMES.get(http_error.status, "error"),
-                                  http_error.text or http_error.reason)
-        for header in ("WWW-Authenticate", "Allow"):
-            if header in http_error.headers:
-                response.headers[header] = http_error.headers[header]
-        return response
-    except Exception:  # a task boundary: log with context, answer without internals
-        log.exception("API %s %s failed", request.method, request.path_qs)
-        return error_response(500, "internal_error", "the server failed to handle this "
-                              "request; see the server log")
-
 
 def _time_param(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name)
@@ -66,10 +37,11 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
                  f"2026-01-01T12:00:00Z; got {text!r}") from None
 
 
-def session_json(row: SessionRow) -> dict[str, Any]:
+def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
     return {
         "transaction_id": row.transaction_id, "station_id": row.station_id,
-        "connector_id": row.connector_id, "id_tag": row.id_tag, "state": row.state,
+        "connector_id": row.connector_id, "id_tag": mask_id_tag(row.id_tag, request),
+        "state": row.state,
         "start_time": row.start_time, "stop_time": row.stop_time,
         "meter_start_wh": row.meter_start_wh, "meter_stop_wh": row.meter_stop_wh,
         "energy_wh": row.energy_wh, "energy_method": row.energy_method,
@@ -93,7 +65,7 @@ async def get_station(request: web.Request) -> web.Response:
 
 async def _stations(app: web.Application) -> list[dict[str, Any]]:
     site, registry = app[SITE], app[REGISTRY]
-    rows, statuses = await app[STORE].run(lambda tx: (tx.stations(), tx.connector_statuses()))
+    rows, statuses = await app[STORE].read(lambda tx: (tx.stations(), tx.connector_statuses()))
     stored = {row["station_id"]: row for row in rows}
     ids = [s.station_id for s in site.stations] + sorted(set(stored) - {
         s.station_id for s in site.stations})
@@ -119,7 +91,8 @@ async def _stations(app: web.Application) -> list[dict[str, Any]]:
     return result
 
 
-async def _session_rows(request: web.Request, default_limit: int = 1000) -> list[SessionRow]:
+def _session_query(request: web.Request, default_limit: int = 1000):
+    """The sessions filter of the query string: (station, since, until, limit), checked."""
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     try:
@@ -128,30 +101,72 @@ async def _session_rows(request: web.Request, default_limit: int = 1000) -> list
         limit = -1
     if not 1 <= limit <= 100_000:
         raise web.HTTPUnprocessableEntity(text="limit must be an integer 1..100000")
-    return await request.app[STORE].run(lambda tx: tx.sessions(station, since, until, limit))
+    return station, since, until, limit
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return web.json_response([session_json(row) for row in await _session_rows(request)])
+    station, since, until, limit = _session_query(request)
+    rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit))
+    return web.json_response([session_json(row, request) for row in rows])
 
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
                "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
                "state", "stop_reason", "closed_by", "flags")
+CSV_BATCH_ROWS = 500      # rows per read: the export never holds the whole table in memory
 
 
-async def sessions_csv(request: web.Request) -> web.Response:
+async def sessions_csv(request: web.Request) -> web.StreamResponse:
+    # a billing export must not be cut short by the JSON list's page size
+    station, since, until, limit = _session_query(request, default_limit=100_000)
+    store = request.app[STORE]
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": 'attachment; filename="sessions.csv"'})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(csv_lines([CSV_COLUMNS]))
+    after, left = None, limit
+    while left > 0:
+        batch = min(CSV_BATCH_ROWS, left)
+        rows = await store.read(lambda tx: tx.sessions(station, since, until, batch, after))
+        if not rows:
+            break
+        await response.write(csv_lines(csv_row(row, request) for row in rows))
+        after, left = rows[-1].transaction_id, left - len(rows)
+        if len(rows) < batch:
+            break
+    await response.write_eof()
+    return response
+
+
+def csv_row(row: SessionRow, request: web.Request) -> list[Any]:
+    data = session_json(row, request)
+    data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
+    data["flags"] = " ".join(data["flags"])
+    return ["" if data[c] is None else data[c] for c in CSV_COLUMNS]
+
+
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell a spreadsheet would evaluate (it starts with = + - @, a tab or a carriage
+    return: OWASP "CSV injection") gets a leading apostrophe, so it is shown, not run. Our own
+    numbers (a negative energy) stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) \
+            and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_lines(rows) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    # a billing export must not be cut short by the JSON list's page size
-    for row in await _session_rows(request, default_limit=100_000):
-        data = session_json(row)
-        data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
-        data["flags"] = " ".join(data["flags"])
-        writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
-    return web.Response(text=out.getvalue(), content_type="text/csv", headers={
-        "Content-Disposition": 'attachment; filename="sessions.csv"'})
+    for row in rows:
+        writer.writerow([neutralise(value) for value in row])
+    return out.getvalue().encode("utf-8")
 
 
 def _transaction_id(request: web.Request) -> int:
@@ -163,15 +178,15 @@ def _transaction_id(request: web.Request) -> int:
 
 async def get_session(request: web.Request) -> web.Response:
     transaction_id = _transaction_id(request)
-    row = await request.app[STORE].run(lambda tx: tx.session(transaction_id))
+    row = await request.app[STORE].read(lambda tx: tx.session(transaction_id))
     if row is None:
         raise web.HTTPNotFound(text=f"no session {transaction_id}")
-    return web.json_response(session_json(row))
+    return web.json_response(session_json(row, request))
 
 
 async def session_meter_values(request: web.Request) -> web.Response:
     transaction_id = _transaction_id(request)
-    row, samples = await request.app[STORE].run(
+    row, samples = await request.app[STORE].read(
         lambda tx: (tx.session(transaction_id), tx.samples(transaction_id)))
     if row is None:
         raise web.HTTPNotFound(text=f"no session {transaction_id}")
@@ -200,13 +215,16 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, *, open_api: bool = False) -> None:
+    """The API's error middleware (outermost), its auth middleware, and the central system's
+    routes. `open_api` is `--insecure-open-api`: no token checked at all."""
     app.middlewares.append(json_errors)
-    app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/api/stations", list_stations)
-    app.router.add_get("/api/stations/{station_id}", get_station)
-    app.router.add_get("/api/sessions", list_sessions)
-    app.router.add_get("/api/sessions.csv", sessions_csv)
-    app.router.add_get("/api/sessions/{transaction_id}", get_session)
-    app.router.add_get("/api/sessions/{transaction_id}/meter-values", session_meter_values)
+    setup_auth(app, app[SITE], open_api=open_api)
+    route(app, "GET", "/api/openapi.json", openapi, PUBLIC)
+    route(app, "GET", "/api/stations", list_stations, READ)
+    route(app, "GET", "/api/stations/{station_id}", get_station, READ)
+    route(app, "GET", "/api/sessions", list_sessions, READ)
+    route(app, "GET", "/api/sessions.csv", sessions_csv, READ)
+    route(app, "GET", "/api/sessions/{transaction_id}", get_session, READ)
+    route(app, "GET", "/api/sessions/{transaction_id}/meter-values", session_meter_values, READ)
     api_commands.add_routes(app)

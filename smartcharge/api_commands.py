@@ -8,7 +8,6 @@ did not answer in time; 502: it answered with a CALLERROR (its code is in the bo
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ocpp.v16.enums import (
     ResetType,
 )
 
+from smartcharge.api_auth import OPERATE, route
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 
@@ -121,39 +121,14 @@ async def _schema_check(request_payload: Any) -> None:
 async def _station_known(app: web.Application, station_id: str) -> bool:
     if app[SITE].station(station_id) is not None or app[REGISTRY].get(station_id):
         return True
-    stored = await app[STORE].run(lambda tx: tx.boot_status(station_id) is not None
-                                  or any(r["station_id"] == station_id for r in tx.stations()))
+    stored = await app[STORE].read(lambda tx: tx.boot_status(station_id) is not None
+                                   or any(r["station_id"] == station_id for r in tx.stations()))
     return bool(stored)
-
-
-def require_operator(request: web.Request) -> None:
-    """Station control needs an operator token once any is configured (`[api]` or the
-    environment); with none configured the API stays open, as for a lab or a demo."""
-    site = request.app[SITE]
-    if not site.operator_tokens:
-        return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token_bytes = token.strip().encode()
-    if scheme.lower() != "bearer" or not token_bytes:
-        raise web.HTTPUnauthorized(text="send 'Authorization: Bearer <operator token>'",
-                                   headers={"WWW-Authenticate": "Bearer"})
-
-    def held(tokens: frozenset[str]) -> bool:
-        # compare against every token, in constant time each, without stopping early
-        return sum(hmac.compare_digest(token_bytes, t.encode()) for t in tokens) > 0
-
-    if held(site.operator_tokens):
-        return
-    if held(site.utility_tokens):
-        raise web.HTTPForbidden(text="a utility token cannot control stations; this needs an "
-                                "operator token")
-    raise web.HTTPUnauthorized(text="unknown API token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def command(build: Callable[[Body, web.Request], Any], allowed: set[str]):
     async def handler(request: web.Request) -> web.Response:
         app = request.app
-        require_operator(request)
         station_id = request.match_info["station_id"]
         if not await _station_known(app, station_id):
             raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
@@ -260,5 +235,5 @@ COMMANDS: dict[str, tuple[str, Callable, set[str]]] = {
 
 def add_routes(app: web.Application) -> None:
     for name, (method, build, allowed) in COMMANDS.items():
-        app.router.add_route(method, f"/api/stations/{{station_id}}/{name}",
-                             command(build, allowed))
+        route(app, method, f"/api/stations/{{station_id}}/{name}", command(build, allowed),
+              OPERATE)

@@ -15,6 +15,7 @@ from smartcharge.events import EventBus
 from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.registry import StationRegistry
+from smartcharge.retention import setup_retention
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.setup import setup_site_control
@@ -27,13 +28,15 @@ log = logging.getLogger(__name__)
 def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None,
                control: ControllerSettings | None = None,
                dispatch: DispatchSettings | None = None,
-               smart_charging: bool = True) -> web.Application:
+               smart_charging: bool = True,
+               insecure_open_api: bool = False) -> web.Application:
     """The whole service for `site`: OCPP endpoint, store, REST API, site controller, dashboard.
 
     The store opens on startup and closes on cleanup. `db_path` overrides the site file's
     `server.database`; `clock` defaults to wall time; `control`/`dispatch` tune the controller;
     `smart_charging=False` leaves the controller out (a metering-only central system: no
-    charging profiles are sent).
+    charging profiles are sent). `insecure_open_api` lets every API request through without a
+    token (`--insecure-open-api`, the demo on loopback); without it the API fails closed.
     """
     # The library validates every payload in a worker thread by default; the thread hop costs
     # more than validating an OCPP payload inline (measured: ~15-25 % more MeterValues/s).
@@ -55,9 +58,10 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
         await app[REGISTRY].close_all("server shutdown")
 
     app.cleanup_ctx.append(store_ctx)
+    setup_retention(app, site.server.inbound_retention_days)   # after the store: needs it open
     app.on_shutdown.append(close_stations)
     server.add_routes(app)
-    api.add_routes(app)
+    api.add_routes(app, open_api=insecure_open_api)
     if smart_charging:
         setup_site_control(app, settings=control, dispatch_settings=dispatch)
     setup_dashboard(app)

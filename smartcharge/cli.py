@@ -14,10 +14,14 @@ import sys
 
 from aiohttp import web
 
+from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.serve_checks import (cleartext_warnings, demo_key_refusal,
+                                      plaintext_password_warnings)
+from smartcharge.tls import server_ssl_context
 
 log = logging.getLogger("smartcharge")
 
@@ -36,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help="SQLite file (default: server.database in the site file)")
     serve.add_argument("--tls-cert", help="PEM certificate: serve wss:// (security profile 2)")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--insecure-open-api", action="store_true",
+                       help="serve the REST API and the dashboard WITHOUT any token check "
+                       "(every request acts as admin); for a lab on a trusted loopback only. "
+                       "Without it the API answers 401 to everyone until tokens are set")
+    serve.add_argument("--tls-client-ca", help="PEM CA certificate(s): stations must present a "
+                       "client certificate it signed, whose subject CN is their identity "
+                       "(security profile 3; needs --tls-cert)")
     serve.add_argument("--log-level", default="INFO",
                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     serve.set_defaults(handler=serve_command)
@@ -82,6 +93,9 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         logging.getLogger("ocpp").setLevel(logging.WARNING)   # it logs every frame at INFO
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key (client certificates are "
+                     "a TLS feature)")
     try:
         site = load_site(args.config)
     except ConfigError as error:
@@ -90,19 +104,24 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     settings = dataclasses.replace(
         site.server, host=args.host or site.server.host,
         port=site.server.port if args.port is None else args.port,
-        database=args.db or site.server.database)
+        database=args.db or site.server.database, tls_client_ca=args.tls_client_ca)
     site = dataclasses.replace(site, server=settings)
+    refusal = demo_key_refusal(site, settings.host)
+    if refusal:
+        print(f"smartcharge: {args.config}: {refusal}", file=sys.stderr)
+        return 2
+    for warning in (plaintext_password_warnings(site)
+                    + cleartext_warnings(site, settings.host, tls=bool(args.tls_cert))):
+        log.warning("%s", warning)
     ssl_context = None
     if args.tls_cert:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2   # OCPP security whitepaper
         try:
-            ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+            ssl_context = server_ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca)
         except (OSError, ssl.SSLError) as error:
-            print(f"smartcharge: cannot load TLS certificate/key: {error}", file=sys.stderr)
+            print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
     try:
-        asyncio.run(_serve(site, ssl_context))
+        asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
     except OSError as error:
         print(f"smartcharge: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)
@@ -110,8 +129,11 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-async def _serve(site, ssl_context: ssl.SSLContext | None) -> None:
-    app = create_app(site)
+async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = False) -> None:
+    if open_api and not is_loopback(site.server.host):
+        log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
+                    "can reach it controls the stations", site.server.host)
+    app = create_app(site, insecure_open_api=open_api)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     stop = asyncio.Event()

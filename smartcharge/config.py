@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from smartcharge.clock import parse_ocpp_time
+from smartcharge.credentials import SecretFormatError, check_format, is_hashed
 from smartcharge.model import (
     GRID_CIRCUIT_ID,
     PHASE_NAMES,
@@ -33,6 +34,7 @@ ID_TAG_MAX_CHARS = 20  # OCPP 1.6 IdToken is CiString20
 STATION_ID_MAX_CHARS = 48
 _STATION_ID = re.compile(r"^[A-Za-z0-9._\-*#@+|=]+$")  # no ':' (Basic auth user) and no '/'
 
+API_ROLES = ("reader", "operator", "utility", "admin")   # see api_auth.py
 _TOP_LEVEL = {"site", "server", "grid", "circuits", "stations", "auth", "session_defaults",
               "api", "cap_schedule"}
 
@@ -174,7 +176,7 @@ class _Reader:
         circuit_ids = {c.circuit_id for c in circuits}
         stations = self.stations(data.get("stations"), circuit_ids)
         auth = self.table(data.get("auth"), "auth", {"id_tags"})
-        api = self.table(data.get("api"), "api", {"operator_tokens", "utility_tokens"})
+        api = self.table(data.get("api"), "api", {f"{role}_tokens" for role in API_ROLES})
         return Site(
             name=self.string(site, "name", "site", default="site"),
             circuits=circuits,
@@ -183,16 +185,27 @@ class _Reader:
             accept_unknown_stations=self.boolean(site, "accept_unknown_stations", "site", False),
             session_defaults=self.session_defaults(data.get("session_defaults")),
             cap_schedule=self.cap_schedule(data.get("cap_schedule")),
-            operator_tokens=frozenset(self.string_list(api, "operator_tokens", "api")
-                                      + _env_tokens("SMARTCHARGE_OPERATOR_TOKENS")),
-            utility_tokens=frozenset(self.string_list(api, "utility_tokens", "api")
-                                     + _env_tokens("SMARTCHARGE_UTILITY_TOKENS")),
+            **{f"{role}_tokens": self.api_tokens(api, role) for role in API_ROLES},
             server=self.server(data.get("server")),
         )
 
+    def api_tokens(self, api: dict, role: str) -> frozenset[str]:
+        """A role's bearer tokens: the site file's list plus SMARTCHARGE_<ROLE>_TOKENS."""
+        key, env = f"{role}_tokens", f"SMARTCHARGE_{role.upper()}_TOKENS"
+        tokens = self.string_list(api, key, "api")
+        from_env = _env_tokens(env)
+        for index, token in enumerate(tokens + from_env):
+            try:
+                check_format(token)
+            except SecretFormatError as error:
+                where = f"api.{key}[{index}]" if index < len(tokens) else env
+                raise self.error(where, str(error)) from None
+        return frozenset(tokens + from_env)
+
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
-                                            "call_timeout_s", "ping_interval_s", "settle_s"})
+                                            "call_timeout_s", "ping_interval_s",
+                                            "inbound_retention_days", "settle_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -212,6 +225,8 @@ class _Reader:
             call_timeout_s=self.number(table, "call_timeout_s", "server", defaults.call_timeout_s),
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
+            inbound_retention_days=self.number(table, "inbound_retention_days", "server",
+                                               defaults.inbound_retention_days),
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
         )
@@ -254,7 +269,12 @@ class _Reader:
                 raise self.error(f"{path}.id", f"duplicate station id {station_id!r}")
             seen.add(station_id)
             password = self.string(table, "password", path)
-            if password is not None:
+            if password is not None and is_hashed(password):
+                try:   # a salted hash from `smartcharge hash-secret`: only its form is checked
+                    check_format(password)
+                except SecretFormatError as error:
+                    raise self.error(f"{path}.password", str(error)) from None
+            elif password is not None:
                 size = len(password.encode("utf-8"))
                 if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
                     raise self.error(f"{path}.password", f"is {size} bytes; the OCPP security "

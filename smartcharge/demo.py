@@ -22,12 +22,14 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from smartcharge.api_auth import is_loopback
 from smartcharge.clock import AcceleratedClock, format_ocpp_time, parse_ocpp_time
 from smartcharge.config import load_site
 from smartcharge.demo_plot import plot_day
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import DemandResponsePlan, Visit, plan_day, plan_demand_response
 from smartcharge.model import Site
+from smartcharge.serve_checks import demo_key_refusal
 from smartcharge.site.controller import ControllerSettings
 
 log = logging.getLogger("smartcharge.demo")
@@ -53,6 +55,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
     parser.add_argument("--port", type=int, default=8080,
                         help="port for the dashboard, API and OCPP (0: any free port)")
+    parser.add_argument("--insecure-open-api", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="serve the API and dashboard without token checks (default on a "
+                             "loopback --host, refused on any other; --no-insecure-open-api: "
+                             "the API wants the site file's tokens, as `serve` does)")
     parser.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
     parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
                         help="simulated seconds per real second")
@@ -103,6 +110,14 @@ class Demo:
         self.end = self.start + timedelta(hours=args.hours)
         if args.speed <= 0:
             raise SystemExit("--speed must be positive")
+        # An open API is fine for a demo on this machine only: never on a reachable address.
+        if args.insecure_open_api and not is_loopback(args.host):
+            raise SystemExit(f"--insecure-open-api: the demo opens the API only on a loopback "
+                             f"address, not on {args.host}")
+        self.open_api = args.insecure_open_api is not False and is_loopback(args.host)
+        refusal = demo_key_refusal(self.site, args.host)
+        if refusal:     # the same rule as `serve`: published keys only on this machine
+            raise SystemExit(f"smartcharge demo: {refusal}")
         self.visits = plan_day(self.site, self.start, args.hours, seed=args.seed,
                                mixed_phases=args.mixed_phase_cars)
         self.dr: DemandResponsePlan | None = None
@@ -127,6 +142,10 @@ class Demo:
         data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="smartcharge-demo-"))
         data_dir.mkdir(parents=True, exist_ok=True)
         db_path = data_dir / "smartcharge-demo.sqlite"
+        # every run replays the same simulated day: a previous run's DR event, caps and open
+        # sessions would be restored into it (the store keeps obligations), so start empty
+        for stale in data_dir.glob("smartcharge-demo.sqlite*"):
+            stale.unlink()
         self.clock = AcceleratedClock(self.start, args.speed)
         runner, port = await self._serve(db_path)
         self.base_url = f"http://{args.host}:{port}"
@@ -139,6 +158,8 @@ class Demo:
               f"{sum(len(s.connectors) for s in self.site.stations)} connectors, "
               f"grid cap {_kw(self.site.root.limit_w)}")
         print(f"  dashboard: {self.base_url}/   (API {self.base_url}/api/site)")
+        if self.open_api:
+            print("  API open without tokens (--insecure-open-api, loopback only)")
         print(f"  {args.hours:g} h of site time from {format_ocpp_time(self.start)} at {args.speed:g}x "
               f"(~{args.hours * 3600 / args.speed:.0f} s), {len(self.visits)} car visits, "
               f"SQLite in {data_dir}")
@@ -170,7 +191,7 @@ class Demo:
         from smartcharge.app import create_app
 
         app = create_app(self.site, db_path=str(db_path), clock=self.clock,
-                         control=DEMO_CONTROLLER_SETTINGS)
+                         control=DEMO_CONTROLLER_SETTINGS, insecure_open_api=self.open_api)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         tcp = web.TCPSite(runner, self.args.host, self.args.port)
@@ -385,7 +406,9 @@ class Demo:
     async def _server_stats(self) -> dict:
         """The controller's own account, read like any client would."""
         try:
-            async with self.http.get(f"{self.base_url}/api/site") as resp:
+            tokens = sorted(self.site.operator_tokens)
+            headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
+            async with self.http.get(f"{self.base_url}/api/site", headers=headers) as resp:
                 if resp.status == 200:
                     return (await resp.json()).get("stats", {})
         except aiohttp.ClientError as error:

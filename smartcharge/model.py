@@ -82,6 +82,8 @@ class ServerSettings:
     call_timeout_s: float = 30.0       # how long we wait for a station's answer
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
+    inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
+    tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,11 @@ class Site:
     accept_unknown_stations: bool = False  # True: unknown stations connect and get Pending
     session_defaults: SessionDefaults = SessionDefaults()
     cap_schedule: tuple[CapWindow, ...] = ()
+    # REST API bearer tokens per role (plaintext or `scrypt$...` hashes; see api_auth.py)
+    reader_tokens: frozenset[str] = frozenset()
     operator_tokens: frozenset[str] = frozenset()
     utility_tokens: frozenset[str] = frozenset()
+    admin_tokens: frozenset[str] = frozenset()
     server: ServerSettings = field(default_factory=ServerSettings)
 
     @property

@@ -2,7 +2,10 @@
 
 Every piece of work runs as one atomic unit on one dedicated thread: `await store.run(fn)` calls
 `fn(tx)` with a `StoreTx` (store_tx.py) and returns once the commit is on disk, so an adapter
-that awaits it may then acknowledge the station. Billing rules live in `ledger.py`; the SQL in
+that awaits it may then acknowledge the station. Reads for people (the API, the CSV export)
+use `await store.read(fn)` instead: their own read-only connection on their own thread, which
+WAL lets read a consistent snapshot while the writer commits, so a long export never holds up
+the acknowledgement of a station's message. Billing rules live in `ledger.py`; the SQL in
 `store_tx.py`. A Postgres store would implement `Store` and the `StoreTx` methods.
 """
 
@@ -15,16 +18,22 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 
-__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreTx", "db_time",
+__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreTx", "db_time",
            "from_db_time"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class StoreClosed(RuntimeError):
+    """The store is closed (or its writer thread is gone): nothing was written."""
 
 
 class Store(Protocol):
@@ -48,8 +57,13 @@ class SqliteStore:
         self.path = path
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
+        self._closed = False   # set before the writer is told to stop: later work raises
         self._thread = threading.Thread(target=self._writer, name=f"store:{path}", daemon=True)
         self._thread.start()
+        # one reader thread owns the read-only connection; ":memory:" has nothing to share
+        self._reader = None if path == ":memory:" else ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"store-read:{path}")
+        self._read_db: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, path: str) -> SqliteStore:
@@ -94,9 +108,41 @@ class SqliteStore:
         """Run `work(tx)` atomically; returns once it is committed (or raises, rolled back)."""
         return await self._submit(_TX, work)
 
+    async def read(self, work: Callable[[StoreTx], T]) -> T:
+        """Run `work(tx)` on the read-only connection, in one read transaction (a consistent
+        snapshot), without going through the writer thread."""
+        if self._reader is None:
+            return await self.run(work)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read, work)
+
+    def _read(self, work: Callable[[StoreTx], T]) -> T:
+        if self._read_db is None:
+            self._read_db = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro",
+                                            uri=True, isolation_level=None)
+            self._read_db.execute("PRAGMA query_only = ON")
+            self._read_db.execute("PRAGMA busy_timeout = 5000")
+        self._read_db.execute("BEGIN")
+        try:
+            return work(StoreTx(self._read_db))
+        finally:
+            self._read_db.execute("ROLLBACK")
+
+    def _close_reader(self) -> None:
+        if self._read_db is not None:
+            self._read_db.close()
+            self._read_db = None
+
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._reader, self._close_reader)
+            self._reader.shutdown(wait=False)
+            self._reader = None
         if self._thread.is_alive():
-            await self._submit(_RAW, self._close)
+            await self._submit(_RAW, self._close, closing=True)
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
 
@@ -105,7 +151,10 @@ class SqliteStore:
             self._db.close()
             self._db = None
 
-    async def _submit(self, kind: str, function: Callable) -> Any:
+    async def _submit(self, kind: str, function: Callable, *, closing: bool = False) -> Any:
+        # work queued after the writer's stop sentinel would never be answered: refuse it
+        if (self._closed and not closing) or not self._thread.is_alive():
+            raise StoreClosed(f"store {self.path} is closed")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((kind, function, future, loop))
@@ -136,7 +185,7 @@ class SqliteStore:
     def _run_group(self, group: list) -> None:
         if self._db is None:
             for item in group:
-                self._answer(item, None, RuntimeError("store is closed"))
+                self._answer(item, None, StoreClosed(f"store {self.path} is closed"))
             return
         outcomes = []
         try:

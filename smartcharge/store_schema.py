@@ -122,4 +122,44 @@ MIGRATIONS: tuple[str, ...] = (
         sent_at             TEXT NOT NULL
     );
     """,
+    # 2: obligations (issue 7): what the API acknowledged survives a restart
+    """
+    CREATE TABLE site_operator_cap (     -- at most one row: the operator's cap in force
+        id                  INTEGER PRIMARY KEY CHECK (id = 1),
+        limit_w             REAL NOT NULL,
+        since               TEXT,
+        updated_at          TEXT NOT NULL
+    );
+    CREATE TABLE site_cap_windows (      -- the operator's cap schedule, replaced as a whole
+        position            INTEGER PRIMARY KEY,
+        start_time          TEXT NOT NULL,
+        end_time            TEXT NOT NULL,
+        limit_w             REAL NOT NULL
+    );
+    CREATE TABLE dr_events (             -- demand-response events, cancelled ones too
+        event_id            TEXT PRIMARY KEY,
+        start_time          TEXT NOT NULL,
+        end_time            TEXT NOT NULL,
+        limit_w             REAL,
+        reduction_w         REAL,
+        priority            INTEGER NOT NULL DEFAULT 0,
+        cancelled           INTEGER NOT NULL DEFAULT 0,
+        created_at          TEXT NOT NULL,
+        updated_at          TEXT NOT NULL
+    );
+    CREATE TABLE dr_event_numbers (      -- AUTOINCREMENT never reuses a number: dr-N is unique
+        number              INTEGER PRIMARY KEY AUTOINCREMENT,
+        issued_at           TEXT NOT NULL
+    );
+    CREATE TABLE session_needs (         -- no foreign key: pruned at start instead
+        transaction_id      INTEGER PRIMARY KEY,
+        requested_wh        REAL,
+        departure           TEXT,
+        updated_at          TEXT NOT NULL
+    );
+    """,
+    # 3: retention: raw inbound messages are pruned by age (smartcharge/retention.py)
+    """
+    CREATE INDEX inbound_by_time ON inbound_messages (received_at);
+    """,
 )

@@ -158,6 +158,12 @@ class StoreTx:
                          (station_id, action, key, json.dumps(payload), json.dumps(answer),
                           db_time(at)))
 
+    def prune_inbound_messages(self, before: datetime) -> int:
+        """Forget raw messages received before `before`; returns how many. Only old rows go:
+        the recent ones are what recognises a station's re-sent message as a duplicate."""
+        return self._db.execute("DELETE FROM inbound_messages WHERE received_at < ?",
+                                (db_time(before),)).rowcount
+
     # -- sessions ---------------------------------------------------------------------------
     def insert_session(self, *, station_id: str, connector_id: int | None, id_tag: str | None,
                        start_time: datetime | None, meter_start_wh: float | None,
@@ -202,9 +208,14 @@ class StoreTx:
                          (station_tx_id, transaction_id))
 
     def sessions(self, station_id: str | None = None, since: datetime | None = None,
-                 until: datetime | None = None, limit: int = 1000) -> list[SessionRow]:
-        """Sessions that overlap [since, until); open sessions extend to now."""
+                 until: datetime | None = None, limit: int = 1000,
+                 after_transaction_id: int | None = None) -> list[SessionRow]:
+        """Sessions that overlap [since, until); open sessions extend to now. In transaction id
+        order, from after `after_transaction_id` (the next page of a long export)."""
         clauses, args = [], []
+        if after_transaction_id is not None:
+            clauses.append("transaction_id > ?")
+            args.append(after_transaction_id)
         if station_id is not None:
             clauses.append("station_id = ?")
             args.append(station_id)
@@ -264,6 +275,10 @@ class StoreTx:
             return self._dicts("SELECT * FROM profiles_sent ORDER BY id")
         return self._dicts("SELECT * FROM profiles_sent WHERE station_id = ? ORDER BY id",
                            (station_id,))
+
+    def execute(self, query: str, args: tuple = ()) -> sqlite3.Cursor:
+        """Plain SQL for the query modules of one topic (e.g. store_obligations.py)."""
+        return self._db.execute(query, args)
 
     def pragma(self, name: str) -> Any:
         """A SQLite setting, for diagnostics (e.g. "journal_mode", "user_version")."""

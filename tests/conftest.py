@@ -23,6 +23,7 @@ from smartcharge.model import Circuit, Connector, Site, Station
 
 PASSWORD = "station-password-01"          # 19 bytes: inside the 16..20 the whitepaper requires
 ID_TAG = "DRIVER-1"
+API_TOKEN = "test-operator-token"   # the harness's API client is an operator
 
 
 def make_site(**overrides) -> Site:
@@ -31,9 +32,16 @@ def make_site(**overrides) -> Site:
                 connectors=(Connector(1), Connector(2)), max_power_w=22_000.0)
         for n in (1, 2, 3))
     fields = dict(name="test", circuits=(Circuit("grid", None, limit_w=100_000.0),),
-                  stations=stations, id_tags=frozenset({ID_TAG}))
+                  stations=stations, id_tags=frozenset({ID_TAG}),
+                  operator_tokens=frozenset({API_TOKEN}))
     fields.update(overrides)
     return Site(**fields)
+
+
+def station_auth_header(station_id: str, password: str = PASSWORD) -> dict[str, str]:
+    """HTTP Basic auth of a station (security profile 1)."""
+    token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def ocpp_time(moment: datetime) -> str:
@@ -159,6 +167,9 @@ class Harness:
     def __init__(self, server: TestServer, session: aiohttp.ClientSession) -> None:
         self.server = server
         self.http = session
+        # the REST API's client: every request carries the operator token (the WebSocket
+        # client above sends no bearer token, as a station would not)
+        self.api = aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"})
         self.app = server.app
         self._tasks: list[asyncio.Task] = []
         self.sockets: list[aiohttp.ClientWebSocketResponse] = []
@@ -217,6 +228,7 @@ class Harness:
             await asyncio.sleep(0.01)
 
     async def close(self) -> None:
+        await self.api.close()
         for ws in self.sockets:
             await ws.close()
         for task in self._tasks:

@@ -44,9 +44,10 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def control_server(site, db_path, clock, *, settings: ControllerSettings | None = None,
-                         dispatch: DispatchSettings | None = None):
+                         dispatch: DispatchSettings | None = None,
+                         insecure_open_api: bool = False):
     app = create_app(site, db_path=str(db_path), clock=clock, control=settings,
-                     dispatch=dispatch)
+                     dispatch=dispatch, insecure_open_api=insecure_open_api)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)

@@ -49,7 +49,7 @@ async def test_remote_command_round_trip(harness, method, route, body, action, r
                                          answer):
     station = await harness.station("CP1")
     await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    response = await harness.http.request(method, harness.url(f"/api/stations/CP1/{route}"),
+    response = await harness.api.request(method, harness.url(f"/api/stations/CP1/{route}"),
                                           json=body)
     assert response.status == 200, await response.text()
     result = await response.json()
@@ -58,11 +58,11 @@ async def test_remote_command_round_trip(harness, method, route, body, action, r
 
 
 async def test_unknown_station_404_offline_409_timeout_504(harness):
-    response = await harness.http.post(harness.url("/api/stations/NOPE/reset"),
+    response = await harness.api.post(harness.url("/api/stations/NOPE/reset"),
                                        json={"type": "Soft"})
     assert response.status == 404
     assert (await response.json())["error"] == "not_found"
-    response = await harness.http.post(harness.url("/api/stations/CP2/reset"),
+    response = await harness.api.post(harness.url("/api/stations/CP2/reset"),
                                        json={"type": "Soft"})
     assert response.status == 409
     body = await response.json()
@@ -70,7 +70,7 @@ async def test_unknown_station_404_offline_409_timeout_504(harness):
     station = await harness.station("CP3")
     await harness.wait_for(lambda: harness.app[REGISTRY].get("CP3") is not None)
     station.hold.clear()                       # the station sits on its answer
-    response = await harness.http.post(harness.url("/api/stations/CP3/reset?timeout_s=0.3"),
+    response = await harness.api.post(harness.url("/api/stations/CP3/reset?timeout_s=0.3"),
                                        json={"type": "Hard"})
     assert response.status == 504
     assert (await response.json())["error"] == "station_timeout"
@@ -92,7 +92,7 @@ async def test_bad_bodies_get_422_with_a_message(harness, route, body, words):
     await harness.station("CP1")
     method = "GET" if route.startswith("composite") else "POST"
     kwargs = {"data": body} if isinstance(body, str) else {"json": body}
-    response = await harness.http.request(method, harness.url(f"/api/stations/CP1/{route}"),
+    response = await harness.api.request(method, harness.url(f"/api/stations/CP1/{route}"),
                                           **kwargs)
     assert response.status == 422
     payload = await response.json()
@@ -106,7 +106,7 @@ async def test_station_callerror_is_502_with_its_code(harness):
     await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
     import asyncio
     import json
-    request = asyncio.ensure_future(harness.http.post(
+    request = asyncio.ensure_future(harness.api.post(
         harness.url("/api/stations/CP1/reset"), json={"type": "Hard"}))
     frame = json.loads((await ws.receive(timeout=5)).data)
     await ws.send_str(json.dumps([4, frame[1], "NotSupported", "no resets here", {}]))
@@ -125,36 +125,36 @@ async def test_stations_sessions_csv_and_meter_values(harness, t0):
     other = await harness.station("CP2")
     await other.start_tx(2, 0, t0 + timedelta(hours=1))
 
-    stations = await (await harness.http.get(harness.url("/api/stations"))).json()
+    stations = await (await harness.api.get(harness.url("/api/stations"))).json()
     by_id = {s["station_id"]: s for s in stations}
     assert by_id["CP1"]["online"] and by_id["CP1"]["boot_status"] == "Accepted"
     assert not by_id["CP3"]["online"] and by_id["CP3"]["declared"]
-    assert (await harness.http.get(harness.url("/api/stations/CP9"))).status == 404
+    assert (await harness.api.get(harness.url("/api/stations/CP9"))).status == 404
 
-    sessions = await (await harness.http.get(harness.url("/api/sessions?station=CP1"))).json()
+    sessions = await (await harness.api.get(harness.url("/api/sessions?station=CP1"))).json()
     assert [(s["transaction_id"], s["energy_wh"], s["state"]) for s in sessions] == [
         (tx_id, 1_500, "stopped")]
     since = (t0 + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    later = await (await harness.http.get(harness.url(f"/api/sessions?since={since}"))).json()
+    later = await (await harness.api.get(harness.url(f"/api/sessions?since={since}"))).json()
     assert [s["station_id"] for s in later] == ["CP2"]
-    bad = await harness.http.get(harness.url("/api/sessions?since=noon"))
+    bad = await harness.api.get(harness.url("/api/sessions?since=noon"))
     assert bad.status == 422 and "since" in (await bad.json())["detail"]
 
-    text = await (await harness.http.get(harness.url("/api/sessions.csv?station=CP1"))).text()
+    text = await (await harness.api.get(harness.url("/api/sessions.csv?station=CP1"))).text()
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["energy_wh"] == "1500.0" and rows[0]["energy_kwh"] == "1.500"
 
-    values = await (await harness.http.get(
+    values = await (await harness.api.get(
         harness.url(f"/api/sessions/{tx_id}/meter-values"))).json()
     power = [v for v in values if v["measurand"] == "Power.Active.Import"]
     assert power[0]["value_si"] == 8_200 and power[0]["unit"] == "kW"
-    assert (await harness.http.get(harness.url("/api/sessions/999/meter-values"))).status == 404
-    single = await (await harness.http.get(harness.url(f"/api/sessions/{tx_id}"))).json()
+    assert (await harness.api.get(harness.url("/api/sessions/999/meter-values"))).status == 404
+    single = await (await harness.api.get(harness.url(f"/api/sessions/{tx_id}"))).json()
     assert single["meter_stop_wh"] == 11_500
 
 
 async def test_openapi_document_describes_every_route(harness):
-    document = await (await harness.http.get(harness.url("/api/openapi.json"))).json()
+    document = await (await harness.api.get(harness.url("/api/openapi.json"))).json()
     assert document["openapi"].startswith("3.1")
     documented = {(method.upper(), path) for path, item in document["paths"].items()
                   for method in item if method in ("get", "post", "put", "delete")}
@@ -175,7 +175,7 @@ async def test_openapi_document_describes_every_route(harness):
 
 @pytest.mark.parametrize("site", [__import__("tests.conftest", fromlist=["make_site"]).make_site(
     operator_tokens=frozenset({"op-token"}), utility_tokens=frozenset({"ut-token"}))])
-async def test_station_control_needs_an_operator_token_when_tokens_are_configured(harness):
+async def test_station_control_needs_an_operator_token(harness):
     await harness.station("CP1")
     await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
     url = harness.url("/api/stations/CP1/reset")
@@ -187,5 +187,40 @@ async def test_station_control_needs_an_operator_token_when_tokens_are_configure
         assert response.status == status, (headers, await response.text())
         if status == 401:
             assert response.headers["WWW-Authenticate"] == "Bearer"
-    # reads stay open, like the rest of the API
-    assert (await harness.http.get(harness.url("/api/sessions"))).status == 200
+    # reads need a token too: sessions carry id tags (personal data, and a credential)
+    assert (await harness.http.get(harness.url("/api/sessions"))).status == 401
+    assert (await harness.http.get(harness.url("/api/sessions"), headers={
+        "Authorization": "Bearer ut-token"})).status == 403
+
+
+async def test_sessions_csv_neutralises_formulas_and_streams_every_row(harness, t0):
+    """A cell a spreadsheet would run as a formula gets a leading quote (OWASP CSV injection);
+    numbers stay numbers. The export streams in batches: more rows than one batch, chunked."""
+    station = await harness.station("CP1")
+    hostile = ['=cmd|"/c calc"!A1', "+1+2", "-2+3", "@SUM(A1)", "\tTAB"]
+    for n, tag in enumerate(hostile):
+        await station.start_tx(1 + n % 2, 1000 * n, t0 + timedelta(minutes=n), id_tag=tag)
+
+    def many(tx):
+        for n in range(1_234):
+            tx.insert_session(station_id="CP2", connector_id=1, id_tag=hostile[n % 5],
+                              start_time=t0, meter_start_wh=0.0, reservation_id=None,
+                              state="open", at=t0)
+    await harness.store.run(many)
+    response = await harness.api.get(harness.url("/api/sessions.csv"))
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers.get("Transfer-Encoding") == "chunked"
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert len(rows) == 1_234 + len(hostile)
+    assert len({r["transaction_id"] for r in rows}) == len(rows)
+    assert {r["id_tag"] for r in rows} == {"'" + tag for tag in hostile}
+    for row in rows:
+        for value in row.values():
+            assert not value[:1] in ("=", "+", "-", "@", "\t"), row
+    assert rows[0]["meter_start_wh"] == "0.0"
+
+
+def test_neutralise_keeps_numbers_and_quotes_formulas():
+    from smartcharge.api import neutralise
+    assert [neutralise(v) for v in (-5.0, "-5.0", "-1e3", "=1+1", "-1+1", "@x", "CP1", None)] \
+        == [-5.0, "-5.0", "-1e3", "'=1+1", "'-1+1", "'@x", "CP1", None]

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -14,6 +13,8 @@ import sys
 
 import aiohttp
 import pytest
+
+from tests.tls_certs import make_server_cert
 
 SITE = """
 [site]
@@ -65,17 +66,13 @@ async def test_serve_boots_a_station_and_stops_cleanly_on_sigterm(tmp_path):
     assert (tmp_path / "cli.sqlite").exists()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_serve_over_tls_security_profile_2(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = make_server_cert(tmp_path)
     process, scheme, port = await _start(tmp_path, "--tls-cert", str(cert), "--tls-key",
                                          str(key))
     try:
         assert scheme == "https"
-        trust = ssl.create_default_context(cafile=str(cert))
+        trust = ssl.create_default_context(cafile=str(tmp_path / "server-CA.pem"))
         answer = await _boot(f"wss://127.0.0.1:{port}/ocpp/CP1", trust)
         assert answer[2]["status"] == "Accepted"
     finally:
@@ -90,3 +87,51 @@ def test_bad_site_file_is_reported_with_its_field(tmp_path):
                              str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "stations[0].password (line 8)" in result.stderr
+
+
+@pytest.mark.parametrize("flag, status", [((), 401), (("--insecure-open-api",), 200)])
+async def test_serve_api_is_closed_without_tokens_unless_the_flag_opens_it(tmp_path, flag,
+                                                                         status):
+    process, scheme, port = await _start(tmp_path, *flag)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/api/stations") as response:
+                assert response.status == status
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    stderr = (await process.stderr.read()).decode()
+    if flag:
+        assert "insecure-open-api" in stderr and "OPEN" in stderr
+    else:
+        assert "refuse every request" in stderr
+
+
+async def test_serve_refuses_the_demo_sites_api_tokens_off_loopback(tmp_path):
+    """The packaged demo site's tokens are public (they ship in the package): a server that
+    anyone else can reach must not accept them."""
+    config = tmp_path / "site.toml"
+    config.write_text(SITE + '[api]\noperator_tokens = ["demo-operator-token"]\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "smartcharge", "serve", "--config", str(config), "--host",
+        "0.0.0.0", "--port", "0", "--db", str(tmp_path / "cli.sqlite"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 2
+    assert b"demo" in stderr and b"loopback" in stderr
+
+
+async def test_serve_warns_when_bearer_tokens_travel_in_clear_off_loopback(tmp_path):
+    config = tmp_path / "site.toml"
+    config.write_text(SITE + '[api]\nreader_tokens = ["a-reader-token-0001"]\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "smartcharge", "serve", "--config", str(config), "--host",
+        "0.0.0.0", "--port", "0", "--db", str(tmp_path / "cli.sqlite"), "--log-level",
+        "WARNING", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.wait_for(process.stdout.readline(), 20)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    stderr = (await process.stderr.read()).decode()
+    assert "bearer tokens" in stderr and "unencrypted" in stderr

@@ -115,3 +115,18 @@ def test_bad_toml_and_bad_times():
 def test_tokens_from_environment(monkeypatch):
     monkeypatch.setenv("SMARTCHARGE_OPERATOR_TOKENS", "a, b")
     assert parse_site(MINIMAL).operator_tokens == frozenset({"a", "b"})
+
+
+def test_api_tokens_per_role_hashed_or_plain_and_a_bad_hash_is_named(tmp_path, monkeypatch):
+    from smartcharge.credentials import verify_secret
+    path = tmp_path / "site.toml"
+    path.write_text(documented_example())
+    site = load_site(path)
+    (reader,) = site.reader_tokens
+    assert verify_secret(reader, "reader-secret") and site.admin_tokens == frozenset()
+    bad = MINIMAL + '\n[api]\nreader_tokens = ["scrypt$16384$8$1$nope"]\n'
+    with pytest.raises(ConfigError, match=r"api\.reader_tokens\[0\]"):
+        parse_site(bad)
+    monkeypatch.setenv("SMARTCHARGE_ADMIN_TOKENS", "fine, scrypt$2$1$1$x$y")
+    with pytest.raises(ConfigError, match="SMARTCHARGE_ADMIN_TOKENS"):
+        parse_site(MINIMAL)

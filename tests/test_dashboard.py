@@ -65,8 +65,10 @@ def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 6
 class SnapshotServer:
     """Serves the dashboard plus `/api/site` and an SSE stream we push snapshots into."""
 
-    def __init__(self, snapshot: dict) -> None:
+    def __init__(self, snapshot: dict, token: str | None = None) -> None:
         self.snapshot = snapshot
+        self.token = token          # when set, both routes want `Authorization: Bearer <token>`
+        self.stream_headers: list[str | None] = []
         self.streams: list[asyncio.Queue] = []
         self.stream_opened = asyncio.Condition()
         self.app = web.Application()
@@ -74,10 +76,19 @@ class SnapshotServer:
         self.app.router.add_get("/api/site", self._site)
         self.app.router.add_get("/api/site/stream", self._stream)
 
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": "unauthorized", "detail": "token"}, status=401)
+        return None
+
     async def _site(self, request: web.Request) -> web.Response:
-        return web.json_response(self.snapshot)
+        return self._refused(request) or web.json_response(self.snapshot)
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
+        self.stream_headers.append(request.headers.get("Authorization"))
+        refused = self._refused(request)
+        if refused:
+            return refused
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         await resp.write(b"retry: 200\n\n")   # reconnect quickly in tests
@@ -198,9 +209,34 @@ async def test_page_follows_the_stream_and_reconnects(site_server, browser):
     await page.close()
 
 
+async def test_page_asks_for_a_token_and_sends_it_as_bearer(browser):
+    """Without a token the page asks for one; the token then goes in the Authorization header
+    of both the snapshot and the stream (never in a URL the server or a proxy would log)."""
+    server = SnapshotServer(make_snapshot(), token="reader-secret")
+    client = TestClient(TestServer(server.app, host="127.0.0.1"))
+    await client.start_server()
+    page = await browser.new_page()
+    try:
+        await page.navigate(str(client.make_url("/")))
+        await page.wait_for("document.getElementById('conn-state').dataset.state === 'token'")
+        assert await page.evaluate("!document.getElementById('token-form').hidden")
+        await page.evaluate("document.getElementById('token-input').value = 'reader-secret';"
+                            "document.getElementById('token-form').requestSubmit(); true")
+        await page.wait_for("document.getElementById('conn-state').dataset.state === 'live'")
+        await page.wait_for("document.getElementById('site-load').textContent === '51.2 kW'")
+        assert await page.evaluate("document.getElementById('token-form').hidden")
+        assert server.stream_headers[-1] == "Bearer reader-secret"
+    finally:
+        await page.close()
+        server.drop_streams()
+        await client.close()
+
+
 async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path):
     """The real app (central system + site controller + dashboard) with simulated stations over
-    real WebSockets: the page shows the stations, then each car's session as it plugs in."""
+    real WebSockets: the page shows the stations, then each car's session as it plugs in. The
+    reader's token comes in the URL fragment (which a browser never sends to the server) and the
+    page takes it out of the address bar."""
     from smartcharge.app import create_app
     from smartcharge.clock import AcceleratedClock
     from smartcharge.model import Circuit, Connector, Site, Station
@@ -212,7 +248,7 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
                 circuits=(Circuit("grid", None, limit_w=15_000.0), Circuit("feeder", "grid")),
                 stations=tuple(Station(f"CP{i}", "feeder", (Connector(1), Connector(2)),
                                        password="dashboard-pw-0123") for i in (1, 2)),
-                id_tags=frozenset({"DRIVER-1"}))
+                id_tags=frozenset({"DRIVER-1"}), reader_tokens=frozenset({"dash-reader"}))
     clock = AcceleratedClock(T0, speed=60.0)
     app = create_app(site, db_path=str(tmp_path / "sc.sqlite"), clock=clock,
                      control=ControllerSettings(stale_after_s=600.0))
@@ -224,8 +260,9 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
     try:
         await fleet.start(wait_booted_s=15)
         page = await browser.new_page()
-        await page.navigate(str(server.make_url("/")))
+        await page.navigate(str(server.make_url("/")) + "#token=dash-reader")
         await page.wait_for("document.getElementById('conn-state').dataset.state === 'live'")
+        assert await page.evaluate("location.hash") == ""
         await page.wait_for("document.getElementById('stations-online').textContent === '2 / 2'")
         assert await page.evaluate("document.querySelectorAll('#connectors tbody tr').length") == 4
         assert await page.evaluate("document.getElementById('effective-limit').textContent") == "15.0 kW"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from smartcharge import store_obligations
 from smartcharge.config import load_site
-from smartcharge.demo import add_demo_arguments, default_site_path
+from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo_scenario import plan_day, plan_demand_response
+from smartcharge.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -108,11 +111,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _previous_run_left(db_path: Path) -> None:
+    """A --data-dir reused from an earlier run: its store holds a 1 kW operator cap, which
+    would be restored (obligations survive restarts) if the demo did not start empty."""
+    db_path.parent.mkdir(parents=True)
+
+    async def write() -> None:
+        store = await SqliteStore.open(str(db_path))
+        try:
+            await store.run(lambda tx: store_obligations.set_operator_cap(
+                tx, 1_000.0, None, at=datetime.now(UTC)))
+        finally:
+            await store.close()
+    asyncio.run(write())
+
+
 def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     """Two hours of the demo site at 240x over real sockets: the utility's event is accepted,
     profiles are sent, the measured draws never exceed a limit, and the plot is a PNG."""
     out_dir = tmp_path / "out"
     port = _free_port()
+    _previous_run_left(tmp_path / "data" / "smartcharge-demo.sqlite")
     result = subprocess.run(
         [sys.executable, "-m", "smartcharge.demo", "--hours", "2", "--speed", "240",
          "--port", str(port), "--out", str(out_dir), "--data-dir", str(tmp_path / "data"), "--explain", "3"],
@@ -120,6 +139,7 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     output = result.stdout
     assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
     assert f"http://127.0.0.1:{port}/" in output
+    assert "API open without tokens (--insecure-open-api, loopback only)" in output
     assert "limit violations:   0 " in output
     assert "accepted (HTTP 201)" in output
     profiles = int(output.split("profiles sent:")[1].split()[0])
@@ -130,3 +150,22 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assert str(plot.resolve()) in output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
     assert (tmp_path / "data" / "smartcharge-demo.sqlite").exists()
+
+
+def test_demo_opens_the_api_only_on_loopback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "smartcharge.demo", "--host", "0.0.0.0", "--insecure-open-api",
+         "--hours", "0.01", "--port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
+
+
+def test_demo_refuses_the_published_demo_keys_off_loopback():
+    """The packaged site's station passwords and tokens ship in the package: like `serve`, the
+    demo will not accept them on an address others can reach, open API or not."""
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    args = parser.parse_args(["--host", "0.0.0.0", "--no-insecure-open-api", "--hours", "0.01"])
+    with pytest.raises(SystemExit, match="published keys"):
+        Demo(args)

@@ -40,7 +40,7 @@ async def test_status_notification_is_stored_published_and_listed(harness):
         timestamp="2026-01-01T10:00:00Z"), suppress=False)
     changed = [e for e in harness.events if isinstance(e, ConnectorStatusChanged)]
     assert [(e.connector_id, e.status) for e in changed] == [(2, "Charging")]
-    stations = await (await harness.http.get(harness.url("/api/stations/CP2"))).json()
+    stations = await (await harness.api.get(harness.url("/api/stations/CP2"))).json()
     assert stations["connectors"] == [{"connector_id": 2, "status": "Charging",
                                        "error_code": "NoError",
                                        "timestamp": "2026-01-01T10:00:00.000000+00:00"}]
@@ -53,7 +53,7 @@ async def test_data_transfer_firmware_and_diagnostics_are_recorded(harness):
     assert answer.status == "UnknownVendorId"        # we implement no vendor extension
     await station.call(call.FirmwareStatusNotification(status="Downloading"), suppress=False)
     await station.call(call.DiagnosticsStatusNotification(status="Uploaded"), suppress=False)
-    listed = await (await harness.http.get(harness.url("/api/stations/CP3"))).json()
+    listed = await (await harness.api.get(harness.url("/api/stations/CP3"))).json()
     assert (listed["firmware_status"], listed["diagnostics_status"]) == ("Downloading",
                                                                          "Uploaded")
     transfers = await harness.store.run(lambda tx: tx.data_transfers("CP3"))

@@ -134,9 +134,123 @@ def test_per_problem_caches_do_not_keep_problems_alive():
     from optimizer import lp, solve
     from optimizer.instances import generate
     problem = generate(40, seed=0, n_feeders=4)
-    solve(problem)
+    solve(problem, backend="highs")  # the LP bounds read path_min's cache
     assert problem in baselines._TREES and problem in lp._DEPTH_LEVELS
     alive = weakref.ref(problem)
     del problem
     gc.collect()
     assert alive() is None
+
+
+# --- issue 9, defect 1: a car paused below its minimum holds no headroom --------------------
+
+def paused_first_problem() -> Problem:
+    """A 3-phase car (minimum 4140 W) first in line under a 3 kW cap, a 1-phase car after it."""
+    return Problem(slot_s=[900.0] * 4, max_power_w=[11000.0, 7360.0], energy_wh=[20000.0, 3000.0],
+                   arrival_slot=[0, 0], departure_slot=[3, 4], node_parent=[-1],
+                   connector_node=[0, 0], node_limit_w=3000.0, min_power_w=[4140.0, 1380.0],
+                   phases=[3, 1], phase=[0, 0])
+
+
+def test_serve_in_order_a_paused_car_leaves_its_headroom_to_the_next():
+    problem = paused_first_problem()
+    got = baselines.serve_in_order(problem, 0, np.array([11000.0, 7360.0]), np.array([0, 1]))
+    # Car 0 cannot run under 3 kW (minimum 4140 W): paused, and car 1 takes the 3 kW.
+    assert got[0] == 0.0
+    assert got[1] == pytest.approx(3000.0, rel=1e-6)
+
+
+def test_serve_in_order_matches_serving_one_car_at_a_time():
+    # Minimums alternating above and below what is left: the sequential rule, car by car.
+    rng = np.random.default_rng(3)
+    n = 12
+    problem = one_slot_problem(rng.uniform(1000.0, 11000.0, n), [50000.0] * n, 9000.0,
+                               min_power_w=rng.choice([1380.0, 4140.0], n))
+    want = problem.max_power_w[:, 0]
+    order = rng.permutation(n)
+    got = baselines.serve_in_order(problem, 0, want, order)
+    left = 9000.0 * (1.0 - 1e-9)
+    expected = np.zeros(n)
+    for i in order:
+        give = min(want[i], left)
+        expected[i] = give if give >= problem.min_power_w[i] else 0.0
+        left -= expected[i]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["edf", "llf", "equal_share"])
+def test_baselines_give_a_paused_cars_headroom_to_the_next(name):
+    power = getattr(baselines, name)(paused_first_problem())
+    np.testing.assert_allclose(power[1], [3000.0] * 4, rtol=1e-6)
+
+
+def test_solve_gives_a_paused_cars_headroom_to_the_next():
+    from optimizer import solve
+    schedule = solve(paused_first_problem())
+    assert check(paused_first_problem(), schedule.power_w, tol=0.0) == []
+    # 3000 W in all four slots (3000 Wh) is lawful; before the fix car 1 got 750 Wh.
+    assert schedule.delivered_wh[1] == pytest.approx(3000.0, rel=1e-6)
+
+
+# --- issue 9, defect 4: equal_share leaves no capacity unused under a tree --------------------
+
+def room_left_w(problem, power_w, t, i):
+    """What connector i could still draw in slot t before some node above it is full [W]."""
+    from optimizer.check import node_loads
+    load_w, load_a = node_loads(problem, power_w)
+    above = problem.node_connector[:, i].toarray().ravel() > 0
+    room = np.min(problem.node_limit_w[above, t] - load_w[above, t])
+    amps = problem.amps_per_w[i]
+    for ph in np.flatnonzero(amps > 0):
+        room = min(room, np.min((problem.node_limit_a[above, t] - load_a[above, ph, t]) / amps[ph]))
+    return float(room)
+
+
+def assert_no_car_could_take_more(problem, power_w, tol_w=1e-3):
+    """Every car below what it could take (its maximum, its request) is held back by a full node:
+    less room above it than it needs (any more when running, its minimum when paused)."""
+    remaining = problem.energy_wh.copy()
+    for t in range(problem.n_slots):
+        want = np.minimum(problem.upper_w[:, t], remaining / problem.wh_per_w[t])
+        for i in np.flatnonzero(power_w[:, t] < want - tol_w):
+            room = min(room_left_w(problem, power_w, t, i), want[i] - power_w[i, t])
+            need = tol_w if power_w[i, t] > 0 else problem.min_power_w[i]
+            assert room < need, (f"slot {t}: car {i} gets {power_w[i, t]:.1f} W of "
+                                 f"{want[i]:.1f} W while every node above it has {room:.1f} W room")
+        remaining = remaining - power_w[:, t] * problem.wh_per_w[t]
+
+
+def three_pods(min_power_w=0.0, n_slots=1) -> Problem:
+    """A root (40 kW) over three pods (20 kW each): 4, 2 and 1 cars of 11 kW / 7 kW."""
+    max_w = np.array([11000.0] * 6 + [7000.0])
+    limit = np.array([[40000.0], [20000.0], [20000.0], [20000.0]]).repeat(n_slots, axis=1)
+    return Problem(slot_s=[900.0] * n_slots, max_power_w=max_w[:, None].repeat(n_slots, 1),
+                   energy_wh=[50000.0] * 7, arrival_slot=[0] * 7, departure_slot=[n_slots] * 7,
+                   node_parent=[-1, 0, 0, 0], connector_node=[1, 1, 1, 1, 2, 2, 3],
+                   node_limit_w=limit, min_power_w=min_power_w)
+
+
+def test_fit_under_limits_cuts_a_pods_cars_once():
+    problem = three_pods()
+    fitted = baselines.fit_under_limits(problem, 0, problem.max_power_w[:, 0])
+    assert check(problem, fitted[:, None], tol=0.0) == []
+    # Pods A and B are cut to 20 kW each; with pod C's 7 kW the root (40 kW) is over by 7 kW:
+    # it scales what the pods pass up (47 kW), not what the cars asked for (73 kW).
+    assert fitted.sum() == pytest.approx(40000.0, rel=1e-6)
+    assert_no_car_could_take_more(problem, fitted[:, None])
+
+
+@pytest.mark.parametrize("min_power_w", [0.0, 4140.0, 6000.0])
+def test_equal_share_uses_every_watt_three_pods_allow(min_power_w):
+    problem = three_pods(min_power_w, n_slots=4)
+    power = baselines.equal_share(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert_no_car_could_take_more(problem, power)
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+def test_equal_share_leaves_no_usable_room_on_generated_sites(family):
+    problem = generate(60, family=family, seed=4, n_feeders=3)
+    power = baselines.equal_share(problem)
+    assert check(problem, power, tol=0.0) == []
+    assert_no_car_could_take_more(problem, power)

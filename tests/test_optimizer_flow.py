@@ -237,3 +237,35 @@ def test_flow_without_sessions_is_empty():
                       node_parent=[-1], connector_node=np.zeros(0, int), node_limit_w=1000.0)
     power_w, info = solve_flow(problem, build_objective(problem), problem.upper_w)
     assert power_w.shape == (0, 3) and info["objective"] == 0.0
+
+
+# --- issue 9, defect 3: large finite values must not overflow the flow's int64 capacities -----
+
+def two_cars(max_w=(11_000.0, 7_000.0), cap_w=10_000.0):
+    return Problem(slot_s=np.full(2, 900.0), max_power_w=np.array(max_w)[:, None].repeat(2, 1),
+                   energy_wh=[20_000.0, 3_000.0], arrival_slot=[0, 0], departure_slot=[2, 2],
+                   node_parent=[-1, 0], connector_node=[1, 1],
+                   node_limit_w=[[cap_w] * 2, [1e12] * 2])
+
+
+@pytest.mark.parametrize("problem", [
+    two_cars(max_w=(1e11, 7_000.0)),        # a connector maximum of 100 GW
+    two_cars(cap_w=4e10),                   # a root limit of 40 GW
+    two_cars(max_w=(1e11, 7_000.0), cap_w=1e300),
+], ids=["max_power_1e11", "root_limit_4e10", "both_huge"])
+def test_huge_finite_values_give_the_exact_optimum(problem):
+    from optimizer.solve import solve
+    by_flow = solve(problem, backend="flow")
+    highs = solve(problem, backend="highs")
+    assert by_flow.backend == "flow" and by_flow.status == "optimal", by_flow.message
+    assert by_flow.objective == pytest.approx(highs.objective, rel=1e-9)
+    np.testing.assert_allclose(by_flow.delivered_wh, highs.delivered_wh, rtol=1e-9)
+    graph = build_graph(problem, build_objective(problem), problem.upper_w)
+    assert (graph[2] >= 0).all()  # no capacity wrapped around to a negative number
+
+
+def test_energy_too_large_for_int64_is_declined_explicitly():
+    problem = dataclasses.replace(two_cars(max_w=(1e20, 1e20), cap_w=1e30),
+                                  energy_wh=[1e18, 1e18])
+    with pytest.raises(SolverFailed, match="overflow"):
+        run_flow(problem)

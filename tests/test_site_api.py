@@ -10,17 +10,17 @@ import pytest
 from smartcharge import events as ev
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.site.api import tokens_from
 from tests.site_e2e import control_server
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-OP, UT = "op-secret", "utility-secret"
+OP, UT, RD = "op-secret", "utility-secret", "reader-secret"
 
 
 def _site():
     return Site(name="api", circuits=(Circuit("grid", None, limit_w=50_000),),
                 stations=(Station("CP1", "grid", (Connector(1),)),),
-                operator_tokens=frozenset({OP}), utility_tokens=frozenset({UT}))
+                operator_tokens=frozenset({OP}), utility_tokens=frozenset({UT}),
+                reader_tokens=frozenset({RD}))
 
 
 def _auth(token):
@@ -71,7 +71,7 @@ async def test_dr_event_lifecycle(api):
     async with http.post("/api/demand-response/events", json=_event(clock),
                          headers=_auth(UT)) as resp:
         assert resp.status == 409
-    async with http.get("/api/demand-response/events") as resp:
+    async with http.get("/api/demand-response/events", headers=_auth(UT)) as resp:
         assert [e["id"] for e in await resp.json()] == ["dr-1"]
     update = _event(clock, start=format_ocpp_time(clock.now()), limit_w=None, reduction_w=5_000,
                     priority=2)
@@ -85,7 +85,7 @@ async def test_dr_event_lifecycle(api):
     async with http.delete("/api/demand-response/events/dr-1", headers=_auth(UT)) as resp:
         assert resp.status == 200 and (await resp.json())["state"] == "cancelled"
     assert server.controller.snapshot()["effective_limit_w"] == 50_000
-    async with http.get("/api/demand-response/events/nope") as resp:
+    async with http.get("/api/demand-response/events/nope", headers=_auth(RD)) as resp:
         assert resp.status == 404 and "nope" in (await resp.json())["detail"]
 
 
@@ -142,12 +142,12 @@ async def test_cap_schedule_and_session_need(api):
 
 async def test_site_snapshot_and_stream(api):
     server, http, clock = api
-    async with http.get("/api/site") as resp:
+    async with http.get("/api/site", headers=_auth(RD)) as resp:
         snap = await resp.json()
     for key in ("time", "effective_limit_w", "site_load_w", "limit_binding", "history",
                 "connectors", "sessions", "stations", "dr_events", "stats"):
         assert key in snap
-    async with http.get("/api/site/stream") as resp:
+    async with http.get("/api/site/stream", headers=_auth(RD)) as resp:
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         first = await _read_event(resp)
         assert first["effective_limit_w"] == 50_000
@@ -171,18 +171,20 @@ async def _read_event(resp) -> dict:
             return json.loads(line.split(":", 1)[1])
 
 
-def test_env_tokens_join_site_tokens():
-    tokens = tokens_from(_site(), {"SMARTCHARGE_OPERATOR_TOKENS": " a, b ,",
-                                   "SMARTCHARGE_UTILITY_TOKENS": "u"})
-    assert tokens["operator"] == {OP, "a", "b"} and tokens["utility"] == {UT, "u"}
-
-
-async def test_no_tokens_configured_means_open(tmp_path, monkeypatch):
-    monkeypatch.delenv("SMARTCHARGE_OPERATOR_TOKENS", raising=False)
-    monkeypatch.delenv("SMARTCHARGE_UTILITY_TOKENS", raising=False)
+async def test_no_tokens_configured_means_closed_unless_the_flag_opens_it(tmp_path,
+                                                                          monkeypatch):
+    for role in ("READER", "OPERATOR", "UTILITY", "ADMIN"):
+        monkeypatch.delenv(f"SMARTCHARGE_{role}_TOKENS", raising=False)
     site = Site(name="open", circuits=(Circuit("grid", None, limit_w=50_000),), stations=())
     clock = AcceleratedClock(T0, speed=1.0)
-    async with control_server(site, tmp_path / "open.sqlite", clock) as server:
+    async with control_server(site, tmp_path / "closed.sqlite", clock) as server:
+        async with aiohttp.ClientSession(server.http_url) as http:
+            async with http.put("/api/site/cap", json={"limit_w": 1_000}) as resp:
+                assert resp.status == 401
+            async with http.get("/api/site") as resp:
+                assert resp.status == 401
+    async with control_server(site, tmp_path / "open.sqlite", clock,
+                              insecure_open_api=True) as server:
         async with aiohttp.ClientSession(server.http_url) as http:
             async with http.put("/api/site/cap", json={"limit_w": 1_000}) as resp:
                 assert resp.status == 200
@@ -193,11 +195,13 @@ def test_openapi_fragment_documents_every_route():
 
     from aiohttp import web
 
+    from smartcharge.api_auth import setup_auth
     from smartcharge.appkeys import SITE
     from smartcharge.site import api as site_api
     doc = json.loads((Path(site_api.__file__).parent / "openapi_site.json").read_text())
     app = web.Application()
     app[SITE] = _site()
+    setup_auth(app, app[SITE])
     site_api.add_routes(app)
     for route in app.router.routes():
         if route.method == "HEAD":     # aiohttp adds HEAD to every GET

@@ -1,9 +1,16 @@
 """The WebSocket endpoint `/ocpp/{station_id}`: who may connect, which protocol, whose link.
 
-Order of checks, all before the upgrade: the identity must be declared in the site file (else 404,
-unless `accept_unknown_stations`, then the station gets Pending at boot); a station with a
-password must present HTTP Basic credentials with user = the identity in the URL (security
-profile 1, or 2 when served over TLS), compared in constant time (else 401). Then the upgrade:
+Order of checks, all before the upgrade: the identity must be well-formed (`identity.py`: at
+most 48 visible ASCII characters without ':' or '/'; else 400, and it is logged only escaped and
+truncated, nothing is stored). With security profile 3 (`server.tls_client_ca`) the connection
+must carry a client certificate verified by the TLS layer whose subject CN is that identity
+(`client_cert.py`; else 403), and the certificate replaces the password. The identity must be
+declared in the site file (else 404, unless `accept_unknown_stations`, then the station gets
+Pending at boot). Without profile 3, a station with a password must present HTTP Basic
+credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
+in constant time, or with scrypt in a worker thread when the site file holds a salted hash
+(else 401; too many failures from one address inside a minute and it gets 429 for a back-off
+period, see `auth_throttle.py`). Then the upgrade:
 if the station offers no subprotocol we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
@@ -16,12 +23,17 @@ import base64
 import binascii
 import hmac
 import logging
+import math
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
+from smartcharge.ocpp.auth_throttle import AuthThrottle
+from smartcharge.ocpp.client_cert import certificate_identity
+from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
 
@@ -30,6 +42,7 @@ log = logging.getLogger(__name__)
 OCPP16 = "ocpp1.6"
 SUPPORTED_PROTOCOLS = (OCPP16,)
 MAX_FRAME_BYTES = 1 << 20
+AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
 
 class AiohttpConnection:
@@ -60,7 +73,8 @@ class AiohttpConnection:
             raise ConnectionClosed(str(error)) from None
 
 
-def _credentials_ok(request: web.Request, station: Station) -> bool:
+async def _credentials_ok(request: web.Request, station: Station) -> bool:
+    """HTTP Basic with user = the identity and the station's password (plaintext or hash)."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
@@ -70,24 +84,66 @@ def _credentials_ok(request: web.Request, station: Station) -> bool:
     except (binascii.Error, ValueError):
         return False
     user_ok = hmac.compare_digest(user, station.station_id.encode("utf-8"))
-    password_ok = hmac.compare_digest(password, (station.password or "").encode("utf-8"))
+    stored = station.password or ""
+    if is_hashed(stored):
+        # scrypt costs tens of ms and 16 MiB: off the event loop, which carries every station
+        password_ok = await asyncio.to_thread(verify_secret, stored, password)
+    else:
+        password_ok = verify_secret(stored, password)
     return user_ok and password_ok
+
+
+async def _check_credentials(request: web.Request, station: Station) -> None:
+    """Basic auth for a station with a password; failures per address are throttled."""
+    throttle = request.app[AUTH_THROTTLE]
+    address = request.remote or "?"
+    wait_s = throttle.retry_after_s(address)
+    if wait_s is not None:   # refused before the (costly) check: a guess here costs us nothing
+        raise web.HTTPTooManyRequests(headers={"Retry-After": str(math.ceil(wait_s))},
+                                      text="too many failed logins from this address")
+    if await _credentials_ok(request, station):
+        return
+    log.warning("station %s: refused, bad or missing credentials (from %s)",
+                station.station_id, address)
+    if throttle.failed(address):
+        log.warning("too many failed station logins from %s: refused for a while", address)
+    raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
+
+
+def _check_certificate(request: web.Request, station_id: str) -> None:
+    """Security profile 3: a verified client certificate whose CN is the URL's identity."""
+    common_name = certificate_identity(request)
+    if common_name == station_id:
+        return
+    if common_name is None:
+        log.warning("station %s: refused, no client certificate (from %s)", station_id,
+                    request.remote)
+    else:
+        log.warning("station %s: refused, its certificate is for %s (from %s)", station_id,
+                    loggable_identity(common_name), request.remote)
+    raise web.HTTPForbidden(text="a client certificate whose CN is this identity is required")
 
 
 async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
     station_id = request.match_info["station_id"]
+    if not is_valid_identity(station_id):
+        # checked before the identity reaches the store or a log line (it is attacker text)
+        log.warning("refused a malformed station identity %s (from %s)",
+                    loggable_identity(station_id), request.remote)
+        raise web.HTTPBadRequest(text="malformed charge point identity: at most 48 visible "
+                                 "ASCII characters, no ':' or '/'")
+    settings = site.server
+    if settings.tls_client_ca:
+        _check_certificate(request, station_id)
     station = site.station(station_id)
     if station is None and not site.accept_unknown_stations:
         log.warning("station %s: refused, not in the site file (from %s)", station_id,
                     request.remote)
         raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
-    if station is not None and station.password is not None \
-            and not _credentials_ok(request, station):
-        log.warning("station %s: refused, bad or missing credentials (from %s)", station_id,
-                    request.remote)
-        raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
+    if station is not None and station.password is not None and not settings.tls_client_ca:
+        await _check_credentials(request, station)   # profile 3: the certificate replaces it
 
     store = app[STORE]
     now = clock.now()
@@ -97,7 +153,6 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         return tx.boot_status(station_id)
 
     boot_status = await store.run(seen)
-    settings = site.server
     ws = web.WebSocketResponse(protocols=SUPPORTED_PROTOCOLS, autoping=True,
                                heartbeat=settings.ping_interval_s or None,
                                max_msg_size=MAX_FRAME_BYTES)
@@ -152,4 +207,5 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
+    app[AUTH_THROTTLE] = AuthThrottle(app[CLOCK])
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)

@@ -1,72 +1,57 @@
 """REST routes of the site controller: operator caps, utility demand-response events, session
 needs, and the live site snapshot (JSON and server-sent events). Documented in docs/api-site.md.
 
-Reads (the snapshot, its stream, the event list) are open, as the dashboard reads them; every
-write needs a bearer token: an operator token for caps and sessions, an operator or utility token
-for demand-response events. Missing or unknown token -> 401, a token of the wrong role -> 403.
-A site with no token configured at all (site file or environment) is open, like the rest of the
-API.
+Every route needs a bearer token of a role that may call it (the roles are given where the
+routes are added, below; the check and the error format are the whole API's, `api_auth.py` and
+`api_errors.py`): reads need a reader, operator or admin token (demand-response events also a
+utility token); caps and session needs an operator token; demand-response events an operator or
+utility token. Missing or unknown token -> 401, a token of the wrong role -> 403.
+
+Every write is an obligation: it is committed to the store before the 2xx (site/obligations.py);
+when the store cannot take it the answer is 503 `store_unavailable` and nothing changed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import itertools
 import json
-import os
+from dataclasses import replace
 from datetime import datetime
 
 from aiohttp import web
 
+from smartcharge import store_obligations as ob
+from smartcharge.api_auth import (
+    DR_READ,
+    DR_WRITE,
+    OPERATE,
+    READ,
+    SEES_ID_TAGS,
+    mask_id_tag,
+    role,
+    route,
+)
+from smartcharge.api_errors import ApiError
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
-from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
+from smartcharge.site.obligations import ObligationWriter, StoreUnavailable, event_row
 
-OPERATOR = "operator"
-UTILITY = "utility"
 KEEPALIVE_S = 15.0
 
-_TOKENS = web.AppKey("site_api_tokens", dict)
 _CLOSING = web.AppKey("site_api_closing", asyncio.Event)
-_event_numbers = itertools.count(1)
+_WRITER = web.AppKey("site_api_writer", ObligationWriter)
+RETRY_AFTER_S = 5
 
 
-def _error(status: int, error: str, detail: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.response = _error(status, error, detail)
-
-
-def tokens_from(site, environ=os.environ) -> dict[str, set[str]]:
-    def env(name):
-        return {t.strip() for t in environ.get(name, "").split(",") if t.strip()}
-    return {OPERATOR: set(site.operator_tokens) | env("SMARTCHARGE_OPERATOR_TOKENS"),
-            UTILITY: set(site.utility_tokens) | env("SMARTCHARGE_UTILITY_TOKENS")}
-
-
-def _require(request: web.Request, *roles: str) -> str:
-    tokens = request.app[_TOKENS]
-    if not any(tokens.values()):
-        return roles[0]   # no token configured at all: open, like the rest of the API
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' "
-                       "(an operator or utility API token)")
-    token = token.strip().encode()
-    held = [role for role, known in tokens.items()
-            if any(hmac.compare_digest(token, k.encode()) for k in known)]
-    if not held:
-        raise ApiError(401, "unauthorized", "unknown API token")
-    for role in roles:
-        if role in held:
-            return role
-    raise ApiError(403, "forbidden", f"this needs a {' or '.join(roles)} token; yours is a "
-                   f"{held[0]} token")
+async def _commit(request: web.Request, check, work, apply):
+    """Commit an obligation, then apply it in memory (site/obligations.py); 503 if the store
+    cannot take it, with nothing changed."""
+    try:
+        return await request.app[_WRITER].commit(check, work, apply)
+    except StoreUnavailable:
+        raise ApiError(503, "store_unavailable", "the store could not commit this change, so "
+                       "it was not made; try again later",
+                       headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
 
 def _controller(request: web.Request):
@@ -107,20 +92,17 @@ def _number(body: dict, name: str, *, required: bool = False) -> float | None:
     return float(value)
 
 
-def handled(handler):
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            return exc.response
-    wrapper.__name__ = handler.__name__
-    return wrapper
-
-
 # --- the snapshot ---------------------------------------------------------------------------
-@handled
 async def get_site(request: web.Request) -> web.Response:
-    return web.json_response(_controller(request).snapshot())
+    return web.json_response(_visible(_controller(request).snapshot(), request))
+
+
+def _visible(snapshot: dict, request: web.Request) -> dict:
+    """The snapshot as this caller may see it: id tags masked unless the role acts on them."""
+    if role(request) in SEES_ID_TAGS or not snapshot.get("sessions"):
+        return snapshot
+    return {**snapshot, "sessions": [{**s, "id_tag": mask_id_tag(s.get("id_tag"), request)}
+                                     for s in snapshot["sessions"]]}
 
 
 async def site_stream(request: web.Request) -> web.StreamResponse:
@@ -132,7 +114,7 @@ async def site_stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     version = controller.snapshot_version
     try:
-        await _send_event(response, controller.snapshot())
+        await _send_event(response, _visible(controller.snapshot(), request))
         while not closing.is_set():
             got = await controller.next_snapshot(version, timeout_s=KEEPALIVE_S)
             if closing.is_set():
@@ -141,7 +123,7 @@ async def site_stream(request: web.Request) -> web.StreamResponse:
                 await response.write(b": keepalive\n\n")
                 continue
             version, snapshot = got
-            await _send_event(response, snapshot)
+            await _send_event(response, _visible(snapshot, request))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     return response
@@ -159,20 +141,20 @@ def _cap_json(controller) -> dict:
             "since": None if cap is None or cap.start is None else format_ocpp_time(cap.start)}
 
 
-@handled
 async def get_cap(request: web.Request) -> web.Response:
     return web.json_response(_cap_json(_controller(request)))
 
 
-@handled
 async def put_cap(request: web.Request) -> web.Response:
-    _require(request, OPERATOR)
     body = await _json_body(request)
     if "limit_w" not in body:
         raise ApiError(422, "invalid_body", "limit_w: required (watts, or null to clear)")
     limit_w = _number(body, "limit_w")
     controller = _controller(request)
-    controller.limits.set_operator_cap(limit_w, since=controller.clock.now())
+    now = controller.clock.now()
+    await _commit(request, lambda: None,
+                  lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
+                  lambda _: controller.limits.set_operator_cap(limit_w, since=now))
     controller.request_replan("operator cap")
     return web.json_response(_cap_json(controller))
 
@@ -182,14 +164,11 @@ def _schedule_json(controller) -> dict:
                          "limit_w": w.limit_w} for w in controller.limits.cap_schedule]}
 
 
-@handled
 async def get_cap_schedule(request: web.Request) -> web.Response:
     return web.json_response(_schedule_json(_controller(request)))
 
 
-@handled
 async def put_cap_schedule(request: web.Request) -> web.Response:
-    _require(request, OPERATOR)
     body = await _json_body(request)
     windows = body.get("windows")
     if not isinstance(windows, list):
@@ -202,13 +181,14 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
             parsed.append((_time(window, "start"), _time(window, "end"),
                            _number(window, "limit_w", required=True)))
         except ApiError as exc:
-            detail = json.loads(exc.response.text)["detail"]
-            raise ApiError(422, "invalid_body", f"windows[{i}].{detail}") from None
+            raise ApiError(422, "invalid_body", f"windows[{i}].{exc.detail}") from None
     controller = _controller(request)
     try:
-        controller.limits.set_cap_schedule(parsed)
+        cap_schedule_limits(parsed)
     except ValueError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
+    await _commit(request, lambda: None, lambda tx: ob.set_cap_windows(tx, parsed),
+                  lambda _: controller.limits.set_cap_schedule(parsed))
     controller.request_replan("cap schedule")
     return web.json_response(_schedule_json(controller))
 
@@ -226,28 +206,35 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
         raise ApiError(422, "invalid_body", str(exc)) from None
 
 
-@handled
 async def post_event(request: web.Request) -> web.Response:
-    _require(request, UTILITY, OPERATOR)
     body = await _json_body(request)
     event_id = body.get("id")
-    if event_id is None:
-        event_id = f"dr-{next(_event_numbers)}"
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 100:
+    if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
+                                 or len(event_id) > 100):
         raise ApiError(422, "invalid_body", "id: must be a non-empty string (up to 100 chars)")
     controller = _controller(request)
-    event = _event_from(body, event_id)
-    try:
-        controller.limits.add_event(event)
-    except KeyError:
-        raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
-                       "PUT it to update") from None
+    # a name is drawn from the store's sequence inside the commit: dr-N never restarts
+    event = _event_from(body, event_id or "dr-?")
+    now = controller.clock.now()
+
+    def check() -> None:
+        existing = controller.limits.event(event_id) if event_id else None
+        if existing is not None and not existing.cancelled:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
+                           "PUT it to update")
+
+    def work(tx) -> DemandResponseEvent:
+        named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
+        ob.save_event(tx, event_row(named), at=now)
+        return named
+
+    event = await _commit(request, check, work, controller.limits.add_event)
+    event_id = event.event_id
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()), status=201,
                              headers={"Location": f"/api/demand-response/events/{event_id}"})
 
 
-@handled
 async def list_events(request: web.Request) -> web.Response:
     controller = _controller(request)
     now = controller.clock.now()
@@ -261,40 +248,46 @@ def _known_event(controller, event_id: str) -> DemandResponseEvent:
     return event
 
 
-@handled
 async def get_event(request: web.Request) -> web.Response:
     controller = _controller(request)
     event = _known_event(controller, request.match_info["event_id"])
     return web.json_response(event.as_json(controller.clock.now()))
 
 
-@handled
 async def put_event(request: web.Request) -> web.Response:
-    _require(request, UTILITY, OPERATOR)
     controller = _controller(request)
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
     event = _event_from(await _json_body(request), event_id)
-    controller.limits.update_event(event)
+    now = controller.clock.now()
+    await _commit(request, lambda: _known_event(controller, event_id),
+                  lambda tx: ob.save_event(tx, event_row(event), at=now),
+                  lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
 
-@handled
 async def delete_event(request: web.Request) -> web.Response:
-    _require(request, UTILITY, OPERATOR)
     controller = _controller(request)
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
-    event = controller.limits.cancel_event(event_id)
+    now = controller.clock.now()
+
+    cancelled: list[DemandResponseEvent] = []
+
+    def check() -> None:   # on the loop, under the write lock: what is cancelled is current
+        cancelled[:] = [replace(_known_event(controller, event_id), cancelled=True)]
+
+    await _commit(request, check,
+                  lambda tx: ob.save_event(tx, event_row(cancelled[0]), at=now),
+                  lambda _: controller.limits.cancel_event(event_id))
+    event = cancelled[0]
     controller.request_replan(f"dr-cancel:{event_id}")
     return web.json_response(event.as_json(controller.clock.now()))
 
 
 # --- sessions -------------------------------------------------------------------------------
-@handled
 async def put_session(request: web.Request) -> web.Response:
-    _require(request, OPERATOR)
     try:
         transaction_id = int(request.match_info["transaction_id"])
     except ValueError:
@@ -308,37 +301,54 @@ async def put_session(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_body", "give requested_wh (energy for the session [Wh]) "
                        "and/or departure (RFC 3339)")
     controller = _controller(request)
-    try:
-        session = controller.state.set_need(transaction_id, requested_wh=requested,
-                                            departure=departure)
-    except KeyError:
-        raise ApiError(404, "not_found", f"no open session {transaction_id}") from None
+    now = controller.clock.now()
+    need: dict = {}
+
+    def check() -> None:
+        session = controller.state.session_by_id(transaction_id)
+        if session is None:
+            raise ApiError(404, "not_found", f"no open session {transaction_id}")
+        # the whole need is stored, as it will be after this change
+        need.update(requested_wh=session.requested_wh if requested is None else requested,
+                    departure=session.departure if departure is None else departure)
+
+    def apply(_) -> None:
+        # the session may have stopped while the need was committed: the stored need is then
+        # harmless (pruned at the next start) and the answer is that the session is gone
+        if controller.state.session_by_id(transaction_id) is not None:
+            controller.state.set_need(transaction_id, requested_wh=requested,
+                                      departure=departure)
+
+    await _commit(request, check,
+                  lambda tx: ob.set_need(tx, transaction_id, **need, at=now), apply)
+    session = controller.state.session_by_id(transaction_id)
+    if session is None:
+        raise ApiError(404, "not_found", f"session {transaction_id} stopped meanwhile")
     controller.request_replan(f"need:{transaction_id}")
     return web.json_response(session.as_json())
 
 
 def add_routes(app: web.Application) -> None:
-    app[_TOKENS] = tokens_from(app[_site_key()])
     app[_CLOSING] = asyncio.Event()
+    app[_WRITER] = ObligationWriter(lambda: app[_store_key()])
 
     async def close_streams(app: web.Application) -> None:
         app[_CLOSING].set()
     app.on_shutdown.append(close_streams)
-    r = app.router
-    r.add_get("/api/site", get_site)
-    r.add_get("/api/site/stream", site_stream)
-    r.add_get("/api/site/cap", get_cap)
-    r.add_put("/api/site/cap", put_cap)
-    r.add_get("/api/site/cap-schedule", get_cap_schedule)
-    r.add_put("/api/site/cap-schedule", put_cap_schedule)
-    r.add_post("/api/demand-response/events", post_event)
-    r.add_get("/api/demand-response/events", list_events)
-    r.add_get("/api/demand-response/events/{event_id}", get_event)
-    r.add_put("/api/demand-response/events/{event_id}", put_event)
-    r.add_delete("/api/demand-response/events/{event_id}", delete_event)
-    r.add_put("/api/sessions/{transaction_id}", put_session)
+    route(app, "GET", "/api/site", get_site, READ)
+    route(app, "GET", "/api/site/stream", site_stream, READ)
+    route(app, "GET", "/api/site/cap", get_cap, READ)
+    route(app, "PUT", "/api/site/cap", put_cap, OPERATE)
+    route(app, "GET", "/api/site/cap-schedule", get_cap_schedule, READ)
+    route(app, "PUT", "/api/site/cap-schedule", put_cap_schedule, OPERATE)
+    route(app, "POST", "/api/demand-response/events", post_event, DR_WRITE)
+    route(app, "GET", "/api/demand-response/events", list_events, DR_READ)
+    route(app, "GET", "/api/demand-response/events/{event_id}", get_event, DR_READ)
+    route(app, "PUT", "/api/demand-response/events/{event_id}", put_event, DR_WRITE)
+    route(app, "DELETE", "/api/demand-response/events/{event_id}", delete_event, DR_WRITE)
+    route(app, "PUT", "/api/sessions/{transaction_id}", put_session, OPERATE)
 
 
-def _site_key():
-    from smartcharge.appkeys import SITE
-    return SITE
+def _store_key():
+    from smartcharge.appkeys import STORE
+    return STORE

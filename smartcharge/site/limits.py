@@ -140,16 +140,7 @@ class SiteLimits:
 
     def set_cap_schedule(self, windows: list[tuple[datetime, datetime, float]]) -> None:
         """Replace the operator's cap schedule: (start, end, limit_w) windows."""
-        limits = []
-        for i, (start, end, limit_w) in enumerate(windows):
-            if start.tzinfo is None or end.tzinfo is None:
-                raise ValueError(f"windows[{i}]: start and end must be timezone-aware")
-            if end <= start:
-                raise ValueError(f"windows[{i}].end: must be after start")
-            _check_power(f"windows[{i}].limit_w", limit_w)
-            limits.append(Limit(float(limit_w), LimitSource(
-                SOURCE_OPERATOR, f"cap-schedule[{i}]", "operator's scheduled cap"), start, end))
-        self._operator_schedule = limits
+        self._operator_schedule = cap_schedule_limits(windows)
         self.version += 1
 
     @property
@@ -249,6 +240,21 @@ class SiteLimits:
         for event, _ in self._event_limits():
             moments.update((event.start, event.end))
         return sorted(m for m in moments if m > after)
+
+
+def cap_schedule_limits(windows: list[tuple[datetime, datetime, float]]) -> list[Limit]:
+    """The operator's cap schedule as limits; ValueError naming the first bad window (the API
+    checks with this before it stores the schedule)."""
+    limits = []
+    for i, (start, end, limit_w) in enumerate(windows):
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError(f"windows[{i}]: start and end must be timezone-aware")
+        if end <= start:
+            raise ValueError(f"windows[{i}].end: must be after start")
+        _check_power(f"windows[{i}].limit_w", limit_w)
+        limits.append(Limit(float(limit_w), LimitSource(
+            SOURCE_OPERATOR, f"cap-schedule[{i}]", "operator's scheduled cap"), start, end))
+    return limits
 
 
 def _check_power(name: str, value) -> None:

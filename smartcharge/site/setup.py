@@ -12,6 +12,7 @@ from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.site import api
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings
+from smartcharge.site.restore import restore
 
 CONTROLLER = web.AppKey("site_controller", SiteController)
 DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
@@ -32,6 +33,9 @@ def setup_site_control(app: web.Application, *,
     app[CONTROLLER] = controller
 
     async def control_ctx(app: web.Application) -> AsyncIterator[None]:
+        # what was acknowledged before a restart binds us now: before the first plan, before
+        # the server listens (cleanup_ctx runs before the socket opens) and any station sends
+        await restore(controller, app[STORE])
         dispatcher = Dispatcher(controller, app[REGISTRY], app[STORE], app[CLOCK],
                                 dispatch_settings)
         app[DISPATCHER] = dispatcher

@@ -1,6 +1,7 @@
 // smartcharge dashboard: plain JS, no dependencies, no network beyond this server.
 // Initial state from GET /api/site, live updates from the SSE stream GET /api/site/stream
-// (event "snapshot", same JSON). Renders are coalesced to one per animation frame.
+// (event "snapshot", same JSON), both with the API token as a bearer token (see "the API
+// token" below). Renders are coalesced to one per animation frame.
 "use strict";
 
 (function () {
@@ -322,34 +323,110 @@
     node.querySelector(".label").textContent = label;
   }
 
+  // ---------- the API token ----------
+  // The API needs a bearer token (a reader's is enough). It comes from the URL fragment
+  // (`/#token=...`: a browser never sends the fragment to a server, so it stays out of access
+  // logs) or from the form; it is kept in sessionStorage (this tab only) and sent as
+  // `Authorization: Bearer`, for the stream too: fetch() can send headers, EventSource cannot,
+  // and a token in a query string would land in logs and the history.
+  const TOKEN_KEY = "smartcharge.apiToken";
+  function takeTokenFromFragment() {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const token = params.get("token");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      history.replaceState(null, "", location.pathname + location.search);   // out of the address bar
+    }
+  }
+  const authHeaders = () => {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    return token ? { Authorization: "Bearer " + token } : {};
+  };
+
+  class AuthError extends Error {}
+
+  function askForToken(message) {
+    setConn("token", "token needed");
+    const form = document.getElementById("token-form");
+    document.getElementById("token-message").textContent = message;
+    form.hidden = false;
+    document.getElementById("token-input").focus();
+  }
+
+  function setupTokenForm() {
+    const form = document.getElementById("token-form");
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const input = document.getElementById("token-input");
+      if (!input.value.trim()) return;
+      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+      input.value = "";
+      form.hidden = true;
+      start();
+    });
+  }
+
   async function loadInitial() {
-    try {
-      const resp = await fetch("/api/site", { cache: "no-store" });
-      if (resp.ok) accept(await resp.json());
-    } catch (err) {
-      console.warn("initial snapshot failed", err);
+    const resp = await fetch("/api/site", { cache: "no-store", headers: authHeaders() });
+    if (resp.status === 401 || resp.status === 403) throw new AuthError(resp.status === 401
+      ? "The API needs a token (reader, operator or admin)." : "This token may not read the site.");
+    if (resp.ok) accept(await resp.json());
+  }
+
+  // Server-sent events over fetch: blocks separated by a blank line, "event:" and "data:" lines.
+  async function followStream(signal) {
+    const resp = await fetch("/api/site/stream", { cache: "no-store", headers: authHeaders(), signal });
+    if (resp.status === 401 || resp.status === 403) throw new AuthError("The token was refused.");
+    if (!resp.ok || !resp.body) throw new Error("stream answered " + resp.status);
+    state.retryMs = 1000;
+    setConn("live", "live");
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message", data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+        }
+        if (name === "snapshot" && data.length) {
+          try { accept(JSON.parse(data.join("\n"))); } catch (err) { console.warn("bad snapshot", err); }
+        }
+      }
     }
   }
 
-  function connect() {
-    const source = new EventSource("/api/site/stream");
-    state.source = source;
-    source.addEventListener("open", () => { state.retryMs = 1000; setConn("live", "live"); });
-    source.addEventListener("snapshot", (e) => {
-      try { accept(JSON.parse(e.data)); } catch (err) { console.warn("bad snapshot", err); }
-    });
-    source.addEventListener("error", () => {
-      // EventSource retries by itself while CONNECTING; once CLOSED (e.g. an HTTP error) we retry.
-      setConn("reconnecting", "reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        const wait = state.retryMs;
-        state.retryMs = Math.min(15000, state.retryMs * 2);
-        setTimeout(() => { loadInitial(); connect(); }, wait);
+  let generation = 0;
+  async function start() {
+    const mine = ++generation;          // a newer start() (a new token) replaces this loop
+    if (state.source) state.source.abort();
+    while (mine === generation) {
+      const controller = new AbortController();
+      state.source = controller;
+      try {
+        await loadInitial();
+        await followStream(controller.signal);
+      } catch (err) {
+        if (err instanceof AuthError) { askForToken(err.message); return; }
+        if (err.name !== "AbortError") console.warn("stream failed", err);
       }
-    });
+      if (mine !== generation) return;
+      setConn("reconnecting", "reconnecting…");
+      const wait = state.retryMs;
+      state.retryMs = Math.min(15000, state.retryMs * 2);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   window.addEventListener("resize", queueRender);
   window.smartchargeDashboard = state;   // for tests and curious operators
-  loadInitial().then(connect);
+  takeTokenFromFragment();
+  setupTokenForm();
+  start();
 })();

@@ -1,0 +1,252 @@
+"""Who may do what on the REST API: bearer tokens per role, checked for every route, fail closed.
+
+Roles (docs/api.md, "Roles"):
+- `reader`   reads stations, sessions (id tags masked), the billing CSV, meter values, the site
+             snapshot and its stream, caps and demand-response events;
+- `operator` reads everything a reader does (id tags in full) and controls: station commands,
+             the site cap and cap schedule, session needs, demand-response events;
+- `utility`  demand-response events only (list, read, post, update, cancel);
+- `admin`    everything.
+
+Every /api route is registered with `route(...)` and the roles that may call it; the
+`authorize` middleware checks the token before any handler runs. A route registered without
+roles is refused to everyone (403) and a request under /api that matches no route needs a valid
+token before it learns so (401). Only `GET /api/openapi.json` is public: it describes the API,
+it holds no data. With no token configured nothing is open: the API answers 401 to everyone,
+unless the server was started with `--insecure-open-api` (every request then acts as admin).
+
+Tokens come from the site file (`[api] <role>_tokens`) and the environment
+(`SMARTCHARGE_<ROLE>_TOKENS`, comma-separated). Each may be a salted scrypt hash
+(`smartcharge hash-secret`) or plaintext (accepted, with a warning at start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import logging
+import math
+import os
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from smartcharge.api_errors import ApiError
+from smartcharge.credentials import is_hashed, verify_secret
+
+log = logging.getLogger("smartcharge.api")
+
+READER, OPERATOR, UTILITY, ADMIN = "reader", "operator", "utility", "admin"
+ROLES = (ADMIN, OPERATOR, UTILITY, READER)     # a token listed under two roles takes the first
+
+# the route groups, by who may call them (admin may call everything)
+PUBLIC: frozenset[str] = frozenset({"*"})
+READ = frozenset({READER, OPERATOR, ADMIN})
+OPERATE = frozenset({OPERATOR, ADMIN})
+DR_READ = frozenset({READER, OPERATOR, UTILITY, ADMIN})
+DR_WRITE = frozenset({OPERATOR, UTILITY, ADMIN})
+SEES_ID_TAGS = frozenset({OPERATOR, ADMIN})
+
+ROLE = web.RequestKey("api_role", str)
+FAILURES_ALLOWED = 10       # wrong tokens one address may send per FAILURE_WINDOW_S ...
+FAILURE_WINDOW_S = 60.0     # ... before all its requests get 429 until the window frees
+_TRACKED_ADDRESSES = 10_000
+_CACHE_SIZE = 256           # verified tokens remembered, so a hashed token costs one scrypt
+_VERIFY_CONCURRENCY = 2     # scrypt checks at once: guessing must not starve the event loop
+
+
+@dataclass
+class ApiAuth:
+    """The configured tokens (role -> stored secrets) and the route policy of one app."""
+
+    tokens: Mapping[str, tuple[str, ...]]
+    open_api: bool = False
+    policy: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    _verified: OrderedDict[bytes, str] = field(default_factory=OrderedDict)
+    _key: bytes = field(default_factory=lambda: os.urandom(32))
+    _checks: asyncio.Semaphore | None = None
+    failures_allowed: int = FAILURES_ALLOWED
+    now: Callable[[], float] = time.monotonic
+    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+
+    def locked_for_s(self, address: str) -> float:
+        """How long `address` must wait after too many wrong tokens (0: it may try)."""
+        times = self._failures.get(address)
+        if not times:
+            return 0.0
+        while times and times[0] <= self.now() - FAILURE_WINDOW_S:
+            times.popleft()
+        if len(times) < self.failures_allowed:
+            return 0.0
+        return times[0] + FAILURE_WINDOW_S - self.now()
+
+    def failed(self, address: str) -> None:
+        times = self._failures.setdefault(address, deque())
+        self._failures.move_to_end(address)
+        times.append(self.now())
+        while len(times) > self.failures_allowed:
+            times.popleft()
+        if len(self._failures) > _TRACKED_ADDRESSES:
+            self._failures.popitem(last=False)
+
+    @property
+    def configured(self) -> bool:
+        return any(self.tokens.values())
+
+    async def role_of(self, token: str) -> str | None:
+        """The role a presented token belongs to, or None. Plaintext tokens are compared in
+        constant time, all of them; hashed ones with scrypt, off the event loop."""
+        fingerprint = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
+        cached = self._verified.get(fingerprint)
+        if cached is not None:
+            self._verified.move_to_end(fingerprint)
+            return cached
+        role = _plain_match(self.tokens, token)
+        if role is None and any(is_hashed(s) for stored in self.tokens.values() for s in stored):
+            if self._checks is None:
+                self._checks = asyncio.Semaphore(_VERIFY_CONCURRENCY)
+            async with self._checks:
+                role = await asyncio.to_thread(_hashed_match, self.tokens, token)
+        if role is not None:
+            self._verified[fingerprint] = role
+            if len(self._verified) > _CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return role
+
+
+def _plain_match(tokens: Mapping[str, tuple[str, ...]], token: str) -> str | None:
+    given = token.encode()
+    found = None
+    for role in ROLES:
+        for stored in tokens.get(role, ()):
+            # every plaintext token is compared, in constant time, without stopping early
+            if not is_hashed(stored) and hmac.compare_digest(given, stored.encode()) \
+                    and found is None:
+                found = role
+    return found
+
+
+def _hashed_match(tokens: Mapping[str, tuple[str, ...]], token: str) -> str | None:
+    for role in ROLES:
+        if any(verify_secret(stored, token) for stored in tokens.get(role, ())
+               if is_hashed(stored)):
+            return role
+    return None
+
+
+def tokens_from(site) -> dict[str, tuple[str, ...]]:
+    """Every role's tokens, as the site file loader gathered them (file and environment)."""
+    return {role: tuple(sorted(getattr(site, f"{role}_tokens", ()))) for role in ROLES}
+
+
+AUTH = web.AppKey("api_auth", ApiAuth)
+
+
+def setup_auth(app: web.Application, site, *, open_api: bool = False) -> ApiAuth:
+    auth = ApiAuth(tokens_from(site), open_api=open_api)
+    app[AUTH] = auth
+    app.middlewares.append(authorize)
+    plaintext = sum(not is_hashed(s) for stored in auth.tokens.values() for s in stored)
+    if open_api:
+        log.warning("--insecure-open-api: the REST API is OPEN, every request acts as admin "
+                    "(controls stations, sees id tags); use it only on a trusted loopback")
+    elif not auth.configured:
+        log.warning("no API token configured ([api] <role>_tokens in the site file or "
+                    "SMARTCHARGE_<ROLE>_TOKENS): the REST API and the dashboard refuse every "
+                    "request (401)")
+    if plaintext:
+        log.warning("%d API token(s) are plaintext in the configuration; store salted hashes "
+                    "instead (`smartcharge hash-secret`)", plaintext)
+    return auth
+
+
+def route(app: web.Application, method: str, path: str,
+          handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+          roles: Iterable[str]) -> None:
+    """Register an API route together with the roles that may call it."""
+    app.router.add_route(method, path, handler)
+    app[AUTH].policy[(method.upper(), path)] = frozenset(roles)
+
+
+@web.middleware
+async def authorize(request: web.Request, handler) -> web.StreamResponse:
+    if request.path == "/api" or request.path.startswith("/api/"):
+        request[ROLE] = await require(request, *_allowed(request))
+    return await handler(request)
+
+
+def _allowed(request: web.Request) -> frozenset[str]:
+    policy = request.app[AUTH].policy
+    route_info = request.match_info.route
+    resource = route_info.resource
+    if resource is None:          # no such path, or not this method: any valid token learns it
+        return DR_READ
+    method = "GET" if request.method == "HEAD" else request.method
+    return policy.get((method, resource.canonical), frozenset())
+
+
+async def require(request: web.Request, *roles: str) -> str:
+    """The one auth check: the caller's role if it may call a route open to `roles`;
+    else 401 (no or unknown token) or 403 (a token of another role)."""
+    auth = request.app[AUTH]
+    allowed = frozenset(roles)
+    if allowed == PUBLIC:
+        return "public"
+    if auth.open_api:
+        return ADMIN
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' (an API "
+                       "token of a role that may call this route)", headers=_CHALLENGE)
+    address = request.remote or "?"
+    wait_s = auth.locked_for_s(address)
+    if wait_s > 0:   # every request, right token or not: the answer must not confirm a guess
+        raise ApiError(429, "too_many_requests", "too many unknown API tokens from this "
+                       "address; try again later", headers={"Retry-After": str(
+                           max(1, math.ceil(wait_s)))})
+    held = await auth.role_of(token)
+    if held is None:
+        auth.failed(address)
+        log.warning("API: unknown bearer token from %s for %s %s", address, request.method,
+                    request.path)
+        raise ApiError(401, "unauthorized", "unknown API token", headers=_CHALLENGE)
+    if not allowed:
+        log.error("API route %s %s has no access rule: refused", request.method, request.path)
+        raise ApiError(403, "forbidden", "this route has no access rule; nobody may call it")
+    if held == ADMIN or held in allowed:
+        return held
+    needed = " or ".join(r for r in ROLES if r in allowed and r != ADMIN)
+    raise ApiError(403, "forbidden", f"this route needs a {needed} token; yours is a "
+                   f"{held} token")
+
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` a loopback address (or `localhost`)? Names other than localhost count as not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def role(request: web.Request) -> str:
+    """The role the middleware established for this request."""
+    return request.get(ROLE, "public")
+
+
+def mask_id_tag(id_tag: str | None, request: web.Request) -> str | None:
+    """An RFC id tag is personal data and, for Authorize, a credential: only the roles that
+    act on sessions see it whole; others get its first four characters (`ABCD****`)."""
+    if id_tag is None or role(request) in SEES_ID_TAGS:
+        return id_tag
+    return id_tag[:4] + "****" if len(id_tag) > 4 else "****"

@@ -1,0 +1,53 @@
+"""Retention of raw inbound messages: the `inbound_messages` table keeps every billing message
+as received (audit, and recognising a re-sent message as a duplicate); rows older than
+`server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`.
+
+Only old rows go. A station re-sends an unacknowledged message within seconds to hours (its
+offline queue), far inside any retention period; the sessions, samples and billed energy the
+messages produced stay in their own tables for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from smartcharge.appkeys import CLOCK, STORE
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+
+
+async def prune_inbound(app: web.Application, retention_days: float) -> int:
+    before = app[CLOCK].now() - timedelta(days=retention_days)
+    pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before))
+    if pruned:
+        log.info("retention: pruned %d inbound message(s) received before %s", pruned,
+                 before.isoformat())
+    return pruned
+
+
+def setup_retention(app: web.Application, retention_days: float,
+                    every_s: float = PRUNE_EVERY_S) -> None:
+    """Prune at start and then every `every_s` (wall time), for as long as the app runs."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await prune_inbound(app, retention_days)
+            except Exception:   # a task boundary: a failed prune is retried next round
+                log.exception("retention: pruning inbound messages failed")
+            await asyncio.sleep(every_s)
+
+    async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop(), name="retention")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    app.cleanup_ctx.append(retention_ctx)

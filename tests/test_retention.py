@@ -1,0 +1,66 @@
+"""Raw inbound messages are kept for a retention period, then pruned; the recent ones stay, so a
+station's re-sent message is still recognised as a duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from aiohttp.test_utils import TestServer
+
+from smartcharge.app import create_app
+from smartcharge.clock import AcceleratedClock
+from smartcharge.config import parse_site
+from smartcharge.store import SqliteStore
+from tests.conftest import make_site
+
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+async def _messages(path: str, ages_days: list[float]) -> None:
+    store = await SqliteStore.open(path)
+
+    def remember(tx):
+        for n, age in enumerate(ages_days):
+            tx.remember_message("CP1", "MeterValues", f"key-{n}", {"n": n}, {}, T0 - timedelta(
+                days=age))
+    await store.run(remember)
+    await store.close()
+
+
+async def test_old_inbound_messages_are_pruned_at_start_recent_ones_kept(tmp_path):
+    path = str(tmp_path / "ret.sqlite")
+    await _messages(path, [400, 91, 89, 1, 0])
+    site = make_site()
+    app = create_app(site, db_path=path, clock=AcceleratedClock(T0, speed=1.0),
+                     smart_charging=False)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        store = app[__import__("smartcharge.appkeys", fromlist=["STORE"]).STORE]
+
+        async def keys():
+            return await store.read(lambda tx: [r[0] for r in tx._db.execute(
+                "SELECT message_key FROM inbound_messages ORDER BY message_key")])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(await keys()) != 3:
+            assert loop.time() < deadline, await keys()
+            await asyncio.sleep(0.01)
+        assert await keys() == ["key-2", "key-3", "key-4"]
+        # a recent message re-sent is still a duplicate: its stored answer comes back
+        assert await store.run(lambda tx: tx.seen_message("CP1", "MeterValues", "key-3")) == {}
+    finally:
+        await server.close()
+
+
+def test_retention_is_configurable_and_checked():
+    base = '[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n'
+    assert parse_site(base).server.inbound_retention_days == 90
+    assert parse_site('[server]\ninbound_retention_days = 30\n' + base) \
+        .server.inbound_retention_days == 30
+    import pytest
+
+    from smartcharge.config import ConfigError
+    with pytest.raises(ConfigError, match="inbound_retention_days"):
+        parse_site('[server]\ninbound_retention_days = 0\n' + base)
