@@ -123,7 +123,6 @@ async def test_measured_draw_stays_within_every_node_after_the_settle_time(tmp_p
                              and metered_after_settle(refs["CP4"]), 20,
                              "every fault known to the controller")
             known = clock.now()
-            cp4_w = fleet.draw_w("CP4", 1)    # what it kept drawing after its decrease
             await controller.plan_done.wait()
             await server.dispatcher.round_done.wait()
             settled = clock.now() + timedelta(seconds=dispatch.settle_s)
@@ -131,8 +130,9 @@ async def test_measured_draw_stays_within_every_node_after_the_settle_time(tmp_p
                              "five minutes after")
             await monitor.stop()
             assert not monitor.excesses(settled), monitor.excesses(settled)[:5]
-            # the stuck ones really did keep drawing: the others made the room
-            assert cp4_w > 4_000 and fleet.draw_w("CP1", 1) > 6_000
+            # the one that refuses everything really draws: the others made the room (CP4 draws
+            # what its old profile says, which the optimizer may have made anything)
+            assert fleet.draw_w("CP1", 1) > 6_000
             assert known > dropped
         finally:
             await monitor.stop()
