@@ -90,6 +90,7 @@ class Dispatcher(InstalledLimits, ProfileSending):
         self._shares_for: float | None = None
         self.expiry: datetime | None = None   # when every TxProfile sent now ends
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
+        self.started_at = clock.now()   # transactions older than this may run unknown profiles
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
@@ -119,7 +120,11 @@ class Dispatcher(InstalledLimits, ProfileSending):
             if sent is not None and sent.purpose == P.TX_DEFAULT_PROFILE:
                 # a TxDefault plan outlives its transaction: it is what the next car gets
                 control.idle_layer[event.connector_id] = sent
-            if isinstance(event, ev.SessionStopped) and event.transaction_id is not None:
+            if isinstance(event, ev.SessionStarted):
+                # reopened (closed by a reboot, then seen running): it may have profiles again
+                self._stopped.pop((event.station_id, event.connector_id,
+                                   event.transaction_id), None)
+            elif event.transaction_id is not None and not event.implicit:
                 # a plan made before the stop must not send this transaction a TxProfile
                 self._stopped[(event.station_id, event.connector_id,
                                event.transaction_id)] = None
@@ -293,6 +298,10 @@ class Dispatcher(InstalledLimits, ProfileSending):
             if outcomes:
                 settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
                 await self.clock.sleep((settled - self.clock.now()).total_seconds())
+            if self._latest is not plan and self._latest is not None:
+                # a newer plan came while we waited: only what it still allows goes out now,
+                # the rest with its own round (after its own decreases)
+                items = [item for item in items if self._still_wanted(item, sid, self._latest)]
             await self._run_items(control, items, decrease=False)
 
         await asyncio.gather(
@@ -302,6 +311,22 @@ class Dispatcher(InstalledLimits, ProfileSending):
             # in the background: a station that does not answer must not hold the next round
             self._spawn(self._probe(control, plan))
         self._audit_wake.set()
+
+    @staticmethod
+    def _still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:
+        """An increase from an older plan that the latest plan allows in every interval."""
+        if item[0] == "idle":
+            value = latest.idle_w.get(ConnectorRef(station_id, item[1]))
+            return value is not None and value >= item[2] - 1.0
+        if item[0] == "plan":
+            old = item[1]
+            new = latest.connectors.get(old.ref)
+            if new is None or new.transaction_id != old.transaction_id:
+                return False
+            moments = [m for m in set(old.slot_starts) | set(new.slot_starts)
+                       if m >= max(old.start, new.start)]
+            return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
+        return True
 
     def _limited_nodes(self, station_id: str, plan: Plan) -> set[int]:
         """The nodes above a station that have a limit: two stations sharing one depend on each
@@ -399,7 +424,7 @@ class Dispatcher(InstalledLimits, ProfileSending):
             return down, cplan
         if lowers:
             return cplan, None
-        if not raises and old is None:
+        if not raises and old is None and not control.resend:
             return None, None   # the idle share it runs on is the plan: nothing to say
         return None, cplan
 

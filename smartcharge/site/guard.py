@@ -56,7 +56,9 @@ class SiteGuard:
         c = self.controller
         measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
         if measured is not None:
-            if not self._measured_under_profile(ref):
+            dispatch = c.dispatch
+            if dispatch is not None and dispatch.governs(ref) \
+                    and not self._measured_under_profile(ref):
                 # taken before the limit in force now (and the car's settle time): it shows
                 # what the car drew then; until the next sample, it draws what it may now
                 allowed = self.allowed_w(ref)
@@ -78,8 +80,10 @@ class SiteGuard:
         one taken before the last change proves nothing."""
         dispatch = self.controller.dispatch
         sample = self.controller.state.measurements.get(ref)
-        since = dispatch.followed_since(ref) if dispatch is not None else None
-        return sample is not None and (since is None or sample.at >= since)
+        if dispatch is None or sample is None or not dispatch.governs(ref):
+            return False
+        since = dispatch.followed_since(ref)
+        return since is None or sample.at >= since
 
     def allowed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
         """The most its profiles allowed from `since` (a sample's time) until now."""

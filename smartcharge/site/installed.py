@@ -4,7 +4,7 @@ the fail-safe default. Dispatch compares plans with it interval by interval; the
 a connector it cannot control at its maximum; the guard checks meters against it.
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `controller`, `clock`, `settings`,
-`changed_at`, `w_factor`)."""
+`changed_at`, `started_at`, `w_factor`)."""
 
 from __future__ import annotations
 
@@ -50,8 +50,33 @@ class InstalledLimits:
         below = self._below_w(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
+            if self._unknown_tx(ref, transaction_id):
+                # a transaction older than this process: the station may run a TxProfile an
+                # earlier process sent (until it ends, which we do not know): its maximum
+                return [(datetime.min.replace(tzinfo=UTC),
+                         self.topology.max_power_w(ref) / factor)]
             return below
         return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
+
+    def _unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
+        session = self.controller.state.sessions.get(ref)
+        return (transaction_id is not None and session is not None
+                and session.transaction_id == transaction_id
+                and session.started_at < self.started_at)
+
+    def governs(self, ref: ConnectorRef) -> bool:
+        """True when a profile we sent (and the station accepted) for the connector's running
+        transaction is what limits it. Otherwise - a new transaction, or after a restart or a
+        reconnect, when the station may still run profiles we do not know - its draw proves
+        nothing about obedience."""
+        control = self.stations.get(ref.station_id)
+        session = self.controller.state.sessions.get(ref)
+        if control is None or session is None or control.resend:
+            return False
+        sent = control.sent.get(ref.connector_id)
+        if sent is not None:
+            return sent.transaction_id == session.transaction_id
+        return not self._unknown_tx(ref, session.transaction_id)
 
     def followed_since(self, ref: ConnectorRef) -> datetime | None:
         """From when a car had its settle time under the limit in force now: after the last
