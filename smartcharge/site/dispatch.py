@@ -18,6 +18,10 @@ with that connector at what it may really draw. Increases in unrelated subtrees 
 Every TxProfile and idle TxDefaultProfile ends at one common instant (`expiry`), so whatever
 subset of them is in force at a later moment is one consistent plan or the fail-safe defaults.
 Every profile sent is recorded with the station's answer in the store's audit table.
+
+The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
+a connector may draw under what it accepted), `sending.py` (payloads, alternatives, the wire),
+`station_control.py` (what we know of one station), `steps.py` (limits over time).
 """
 
 from __future__ import annotations
