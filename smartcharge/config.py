@@ -205,7 +205,7 @@ class _Reader:
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
-                                            "inbound_retention_days"})
+                                            "inbound_retention_days", "settle_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -227,6 +227,8 @@ class _Reader:
                                         defaults.ping_interval_s),
             inbound_retention_days=self.number(table, "inbound_retention_days", "server",
                                                defaults.inbound_retention_days),
+            settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
+                                 allow_zero=True),
         )
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:

@@ -62,6 +62,14 @@ def test_minimal_file_gets_defaults():
     assert site.root.limit_w == 50_000 and site.circuits[1].parent_id == "grid"
     assert site.station("CP2").circuit_id == "grid" and site.station("CP2").password is None
     assert site.server.port == 8080 and not site.accept_unknown_stations
+    assert site.server.settle_s == 5.0
+
+
+def test_settle_time_from_the_server_table():
+    site = parse_site("[server]\nsettle_s = 2.5\n" + MINIMAL)
+    assert site.server.settle_s == 2.5
+    with pytest.raises(ConfigError, match="server.settle_s"):
+        parse_site("[server]\nsettle_s = -1\n" + MINIMAL)
 
 
 @pytest.mark.parametrize("change, path, line, words", [

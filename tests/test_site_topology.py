@@ -99,3 +99,23 @@ def test_site_phase_follows_the_connectors_wiring():
     assert topo.site_phase(single, 0) == 2
     assert topo.max_power_w(plain, phases=1) == pytest.approx(230 * 32)
     assert topo.phase_limited(plain)
+
+
+def test_default_shares_are_usable_or_zero_fewer_stations_get_one():
+    """A share below a car's minimum (6 A) lets no car charge: fewer, usable shares."""
+    site = Site(name="t", circuits=(Circuit("grid", None),
+                                    Circuit("feeder", "grid", limit_a=40)),
+                stations=tuple(Station(f"CP{i}", "feeder", (Connector(1),))
+                               for i in range(1, 9)))
+    topo = SiteTopology(site)
+    shares = topo.default_shares(root_limit_w=10_000)
+    amps = [shares[r][1] for r in topo.refs]
+    watts = [shares[r][0] for r in topo.refs]
+    assert all(a == 0 or a >= 6.0 for a in amps), amps
+    assert sum(watts) <= 10_000 + 1e-6 and sum(amps) <= 40 + 1e-6
+    # 10 kW holds two 3-phase cars at 6 A (4 140 W each): two usable shares, not eight useless
+    assert sum(1 for a in amps if a > 0) == 2
+    # a looser grid: the 40 A feeder is the limit, six shares of 6.67 A
+    shares = topo.default_shares(root_limit_w=100_000)
+    amps = [shares[r][1] for r in topo.refs]
+    assert sum(1 for a in amps if a > 0) == 6 and min(a for a in amps if a > 0) >= 6.0

@@ -92,7 +92,10 @@ class StationProtocol(ChargePoint):
         return call_result.ChangeConfiguration(status=status)
 
     @on(Action.set_charging_profile)
-    def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
+    async def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
+        if self.station.quirks.silent_profiles:
+            # a hung station: no answer (and no other inbound message) until released
+            await self.station.profile_answers.wait()
         status = self.station.set_charging_profile(connector_id, cs_charging_profiles)
         return call_result.SetChargingProfile(status=status)
 

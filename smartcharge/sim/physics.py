@@ -44,7 +44,7 @@ class ChargingPhysics:
 
     def _update_draws(self, at: datetime) -> None:
         voltage_v = self.spec.voltage_v
-        obey = not self.spec.quirks.ignore_profiles
+        obey = not self.quirks.ignore_profiles
         offers: dict[int, float] = {}
         for cid, state in self.connectors.items():
             if state.transaction is None or state.ev is None or not state.operative:

@@ -99,7 +99,7 @@ class RemoteControl:
                 await self.drained(timeout_s=self.spec.call_timeout_s)
             except asyncio.TimeoutError:
                 pass
-        if self.spec.quirks.forget_profiles_on_reboot:
+        if self.quirks.forget_profiles_on_reboot:
             self.profiles.clear()
         boots_before = self.boots
         self._rebooting = True
@@ -161,9 +161,11 @@ class RemoteControl:
             self._wake_physics.set()
 
     def set_charging_profile(self, connector_id: int, data: dict) -> str:
-        quirks = self.spec.quirks
+        quirks = self.quirks
         if quirks.reject_all_profiles:
             return "Rejected"
+        if quirks.keep_old_profiles:
+            return "Accepted"      # and goes on drawing what the old profiles allow
         now = self.clock.now()
         state = self.connectors.get(connector_id)
         tx = state.transaction.context() if state and state.transaction else None
@@ -179,6 +181,7 @@ class RemoteControl:
             return "Rejected"
         self._update_draws(now)
         self._wake_physics.set()
+        self._profiles_changed()
         return "Accepted"
 
     def clear_charging_profile(self, **criteria) -> int:
@@ -186,6 +189,7 @@ class RemoteControl:
         removed = self.profiles.clear(**criteria)
         self._update_draws(self.clock.now())
         self._wake_physics.set()
+        self._profiles_changed()
         return removed
 
     def composite_schedule(self, connector_id: int, duration_s: int,

@@ -20,6 +20,8 @@ class Quirks:
     max_periods: int | None = None         # ChargingScheduleMaxPeriods
     ignore_profiles: bool = False          # accepts profiles, then draws what the car wants
     forget_profiles_on_reboot: bool = False
+    silent_profiles: bool = False          # SetChargingProfile is answered only when released
+    keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
 
 
 @dataclass(frozen=True)

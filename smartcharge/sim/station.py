@@ -68,6 +68,10 @@ class SimStation(ChargingPhysics, RemoteControl):
             tuple(c.connector_id for c in spec.connectors),
             Capabilities(spec.max_stack_level, max_periods, units, spec.max_installed))
         self.connectors = {c.connector_id: ConnectorState(c) for c in spec.connectors}
+        self.quirks: Quirks = spec.quirks      # a test may change them while it runs
+        self.profile_answers = asyncio.Event()  # releases a `silent_profiles` station's answers
+        # called with the station after every profile installed or cleared (tests check sums)
+        self.on_profiles_changed: Callable[[SimStation], None] | None = None
         self.outbox = Outbox()
         self.acknowledged: list[tuple[str, object, object]] = []   # (action, request, answer)
         self.keep_acknowledged = True          # the load benchmark turns the record off
@@ -269,6 +273,10 @@ class SimStation(ChargingPhysics, RemoteControl):
 
     async def _notify_changed(self) -> None:
         self._changed.set()
+
+    def _profiles_changed(self) -> None:
+        if self.on_profiles_changed is not None:
+            self.on_profiles_changed(self)
 
     async def wait_for(self, predicate, timeout_s: float = 10.0) -> None:
         """Wait (real time, bounded) until `predicate()` holds; re-checked whenever a message

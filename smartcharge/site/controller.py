@@ -24,6 +24,7 @@ from smartcharge import events
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import state as st
+from smartcharge.site.guard import SiteGuard
 from smartcharge.site.limits import SOURCE_FALLBACK, LimitSource, SiteLimits
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
@@ -47,6 +48,7 @@ class ControllerSettings:
     history_every_s: float = 60.0      # one history point per this much site time
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
     idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
+    guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
 
 
 @dataclass
@@ -71,6 +73,7 @@ class SiteController:
         self.plan: Plan | None = None
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
+        self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
         self.dispatch = None                                # set by setup (site/dispatch.py)
         self.history: deque[dict] = deque(maxlen=self.settings.history_points)
         self._last_history_at: datetime | None = None
@@ -81,6 +84,8 @@ class SiteController:
         self._last_snapshot_real = 0.0
         self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
+        self.guard = SiteGuard(self)
+        self._last_guard_real = 0.0
 
     # --- inputs -----------------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -93,7 +98,10 @@ class SiteController:
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
             self._check_underuse(event)
+            self._guard(throttle=True)
             self._notify_snapshot(throttle=True)
+        if isinstance(event, events.SessionStopped) and event.connector_id is not None:
+            self.overdraw_w.pop(ConnectorRef(event.station_id, event.connector_id), None)
         if self.dispatch is not None:
             self.dispatch.on_event(event)
 
@@ -102,13 +110,30 @@ class SiteController:
         self._replan.set()
 
     def set_uncontrollable(self, ref: ConnectorRef, why: str | None) -> None:
-        """Dispatch reports a connector that does not take profiles (why=None: it does again)."""
+        """Dispatch reports a connector that does not take profiles (why=None: it does again;
+        not believed for one the guard measured drawing over its profile, until its session
+        ends)."""
         if why is None:
+            if ref in self.overdraw_w:
+                return   # accepting a profile proves nothing: it was measured ignoring one
             if self.uncontrollable.pop(ref, None) is not None:
                 self.request_replan(f"controllable:{ref.station_id}/{ref.connector_id}")
         elif self.uncontrollable.get(ref) != why:
             self.uncontrollable[ref] = why
             self.request_replan(f"uncontrollable:{ref.station_id}/{ref.connector_id}")
+
+    def set_overdraw(self, ref: ConnectorRef, measured_w: float) -> None:
+        """The guard measured a connector drawing more than its profiles allow: it does not
+        obey, so it is planned as a fixed load at what it draws."""
+        self.overdraw_w[ref] = max(measured_w, self.overdraw_w.get(ref, 0.0))
+        self.set_uncontrollable(ref, f"draws {measured_w:.0f} W, more than its profile allows")
+
+    def _guard(self, *, throttle: bool) -> None:
+        real = time.monotonic()
+        if throttle and real - self._last_guard_real < self.settings.guard_min_real_s:
+            return
+        self._last_guard_real = real
+        self.guard.check(self.clock.now())
 
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""
@@ -210,8 +235,14 @@ class SiteController:
         return 3, 0, session is not None and session.phases_in_use == 3
 
     def fallback_w(self, ref: ConnectorRef) -> float:
+        """What a connector we cannot control (refuses, does not answer, offline) is planned
+        at: what the profiles it accepted let it draw, or, with none known, its maximum (or
+        more, if it was measured drawing more)."""
+        installed = self.dispatch.installed_max_w(ref) if self.dispatch is not None else None
+        if installed is not None:
+            return max(installed, self.overdraw_w.get(ref, 0.0))
         last = self.state.last_measured_w(ref) or 0.0
-        return max(self.topology.max_power_w(ref), last)
+        return max(self.topology.max_power_w(ref), last, self.overdraw_w.get(ref, 0.0))
 
     def build_problem(self, now: datetime):
         """(problem, controlled refs, fixed loads, root sources, slot starts, built-from: the
@@ -453,6 +484,7 @@ class SiteController:
         now = self.clock.now()
         limit_w, _ = self.effective_limit_now()
         self._record_history(now, self.site_load_w(), limit_w)
+        self._guard(throttle=False)   # meters go stale without any message arriving
         self._notify_snapshot(throttle=False)
 
     def _record_history(self, now: datetime, load_w: float, limit_w: float) -> None:

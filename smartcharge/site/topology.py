@@ -158,28 +158,69 @@ class SiteTopology:
     def default_shares(self, root_limit_w: float) -> dict[ConnectorRef, tuple[float, float]]:
         """Each connector's (power_w, current_a) share of the tightest limit above it.
 
-        Every node's W and A limits are split equally among all connectors in its subtree, and a
-        connector takes the smallest share over its ancestors (and its own maximum), so the sum
-        over any node never exceeds that node's limit, whatever the stations draw on their own.
+        Every node's W and A limits are split equally among the connectors in its subtree that
+        get a share, and a connector takes the smallest share over its ancestors (and its own
+        maximum), so the sum over any node never exceeds that node's limit, whatever the
+        stations draw on their own. A share below the connector's minimum current lets no car
+        charge at all, so where a node cannot give everyone its minimum, fewer connectors get
+        one (the last ones in site order get 0): fewer stations, each with a usable share.
         """
-        count = np.zeros(self.n_nodes)
-        for node in self.connector_node:
-            for a in self.ancestors(int(node)):
-                count[a] += 1
         limit_w = self.static_limit_w.copy()
         limit_w[0] = min(limit_w[0], root_limit_w)
-        shares = {}
-        for i, ref in enumerate(self.refs):
+        active = set(range(len(self.refs)))
+        for _ in range(len(self.refs) + 1):
+            shares, bottleneck = self._equal_shares(limit_w, active)
+            short = [i for i in sorted(active)
+                     if shares[i][1] < self.connector(self.refs[i]).min_current_a - 1e-6]
+            if not short:
+                break
+            worst = min(short, key=lambda i: shares[i][1])
+            node, unit = bottleneck[worst]
+            if node is None:          # its own maximum is below its minimum: never usable
+                active.discard(worst)
+                continue
+            members = sorted(j for j in active
+                             if node in self.ancestors(int(self.connector_node[j])))
+            need = max(self._min_need(j, unit) for j in members)
+            room = limit_w[node] if unit == "w" else self.static_limit_a[node]
+            keep = min(int(room // need) if need > 0 else len(members), len(members) - 1)
+            active -= set(members[max(keep, 0):])
+        return {ref: shares[i] if i in active else (0.0, 0.0)
+                for i, ref in enumerate(self.refs)}
+
+    def _min_need(self, i: int, unit: str) -> float:
+        """A connector's minimum in a node's unit: W (3-phase at the minimum current) or A."""
+        ref = self.refs[i]
+        connector = self.connector(ref)
+        if unit == "a":
+            return connector.min_current_a
+        return connector.min_current_a * connector.phases * self.station(ref.station_id).voltage_v
+
+    def _equal_shares(self, limit_w: np.ndarray, active: set[int]
+                      ) -> tuple[dict[int, tuple[float, float]], dict[int, tuple]]:
+        """Equal shares among `active`: ({i: (W, A)}, {i: (bottleneck node or None, "w"|"a")})."""
+        count = np.zeros(self.n_nodes)
+        for i in active:
+            for a in self.ancestors(int(self.connector_node[i])):
+                count[a] += 1
+        shares, bottleneck = {}, {}
+        for i in active:
+            ref = self.refs[i]
             chain = self.ancestors(int(self.connector_node[i]))
-            share_w = min(limit_w[a] / count[a] for a in chain)
-            share_a = min(self.static_limit_a[a] / count[a] for a in chain)
+            node_w = min(chain, key=lambda a: limit_w[a] / count[a])
+            node_a = min(chain, key=lambda a: self.static_limit_a[a] / count[a])
+            share_w = limit_w[node_w] / count[node_w]
+            share_a = self.static_limit_a[node_a] / count[node_a]
             connector = self.connector(ref)
             voltage = self.station(ref.station_id).voltage_v
-            share_a = min(share_a, connector.max_current_a,
-                          share_w / (connector.phases * voltage))
+            from_w = share_w / (connector.phases * voltage)
+            bottleneck[i] = (node_w, "w") if from_w < share_a else (node_a, "a")
+            if connector.max_current_a < min(share_a, from_w):
+                bottleneck[i] = (None, "a")
+            share_a = min(share_a, connector.max_current_a, from_w)
             share_w = min(share_w, self.max_power_w(ref), share_a * connector.phases * voltage)
-            shares[ref] = (float(share_w), float(share_a))
-        return shares
+            shares[i] = (float(share_w), float(share_a))
+        return shares, bottleneck
 
 
 def _tree_order(site: Site):

@@ -1,0 +1,202 @@
+"""The runtime guard: what the meters say, against every limit in force, all the time.
+
+Like evcc's circuits: each node of the tree sums the measured draw of the connectors under it
+(MeterValues, aged by the server's clock). A charging connector whose meter is stale counts at
+its maximum (missing is not zero); one not measured yet in a fresh session counts at what its
+profiles allow. A node over its limit (W, or A on any phase) is logged with the node and the
+margin, and acted on at once: every connector under it measured drawing clearly more than its
+profiles allow is planned from then on as a fixed load at what it draws (it does not obey), and
+the controller re-plans, so the others under that node come down by the margin. A connector
+found drawing over its profiles while no node is over yet is planned around all the same.
+A sample taken before the limit in force now (and the car's settle time) shows what the car
+drew then: the connector counts at what its profiles allow now until its next sample.
+
+The guard acts when a node goes over, or goes further over; a node that stays over by the same
+margin (a stale meter counted at its maximum) is not acted on again and again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from smartcharge.site.topology import ConnectorRef
+
+log = logging.getLogger(__name__)
+
+TOLERANCE_W = 100.0          # meters and rounding: below this over a limit is not an overload
+OVERDRAW_W = 500.0           # a connector this far over what its profiles allow disobeys
+
+
+@dataclass(frozen=True)
+class Overload:
+    node: str
+    unit: str                 # "W" or "A" (the most loaded phase)
+    load: float
+    limit: float
+
+    @property
+    def margin(self) -> float:
+        return self.load - self.limit
+
+
+class SiteGuard:
+    def __init__(self, controller) -> None:
+        self.controller = controller
+        self.topology = controller.topology
+        self._over: dict[tuple[str, str], float] = {}    # (node, unit) -> margin acted on
+        self.overloads_seen = 0
+
+    # --- what the meters say ----------------------------------------------------------------
+    def draw_w(self, ref: ConnectorRef, now: datetime) -> tuple[float, str]:
+        """(draw [W], "fresh" | "stale" | "unmeasured" | "idle") of one connector."""
+        c = self.controller
+        measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
+        if measured is not None:
+            dispatch = c.dispatch
+            if dispatch is not None and dispatch.governs(ref) \
+                    and not self._measured_under_profile(ref):
+                # taken before the limit in force now (and the car's settle time): it shows
+                # what the car drew then; until the next sample, it draws what it may now
+                allowed = self.allowed_w(ref)
+                if allowed is not None and allowed < measured:
+                    return allowed, "fresh"
+            return measured, "fresh"
+        session = c.state.sessions.get(ref)
+        if session is None:
+            return 0.0, "idle"
+        young = (now - session.started_at).total_seconds() < c.settings.stale_after_s
+        if young and c.state.last_measured_w(ref) is None:
+            allowed = self.allowed_w(ref)
+            if allowed is not None:
+                return allowed, "unmeasured"
+        return self.topology.max_power_w(ref), "stale"
+
+    def _measured_under_profile(self, ref: ConnectorRef) -> bool:
+        """The sample was taken after the car had its settle time under the profile in force:
+        one taken before the last change proves nothing."""
+        dispatch = self.controller.dispatch
+        sample = self.controller.state.measurements.get(ref)
+        if dispatch is None or sample is None or not dispatch.governs(ref):
+            return False
+        since = dispatch.followed_since(ref)
+        return since is None or sample.at >= since
+
+    def allowed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
+        """The most its profiles allowed from `since` (a sample's time) until now."""
+        dispatch = self.controller.dispatch
+        return dispatch.installed_w(ref, since) if dispatch is not None else None
+
+    def node_loads(self, now: datetime) -> tuple[np.ndarray, np.ndarray, dict]:
+        """((M,) W per node, (M,3) A per node and phase, {ref: (W, how)})."""
+        topo = self.topology
+        load_w = np.zeros(topo.n_nodes)
+        load_a = np.zeros((topo.n_nodes, 3))
+        draws = {}
+        for ref in topo.refs:
+            watts, how = self.draw_w(ref, now)
+            draws[ref] = (watts, how)
+            if watts <= 0:
+                continue
+            phases, first, _ = self.controller.phase_use(ref)
+            voltage = topo.station(ref.station_id).voltage_v
+            used = [first] if phases == 1 else [topo.site_phase(ref, k) for k in range(3)]
+            for node in topo.ancestors(topo.station_node[ref.station_id]):
+                load_w[node] += watts
+                for p in used:
+                    load_a[node, p] += watts / (phases * voltage)
+        return load_w, load_a, draws
+
+    def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
+        topo = self.topology
+        load_w, load_a, draws = self.node_loads(now)
+        root_w, _ = self.controller.limits.effective_root_limit_w(
+            [now], [now + timedelta(seconds=1)])
+        out = []
+        for node in range(topo.n_nodes):
+            limit_w = topo.static_limit_w[node]
+            if node == 0:
+                limit_w = min(limit_w, float(root_w[0]))
+            if load_w[node] > limit_w + TOLERANCE_W:
+                out.append(Overload(topo.node_ids[node], "W", float(load_w[node]),
+                                    float(limit_w)))
+            limit_a = topo.static_limit_a[node]
+            if load_a[node].max() > limit_a + TOLERANCE_W / 230.0:
+                out.append(Overload(topo.node_ids[node], "A", float(load_a[node].max()),
+                                    float(limit_a)))
+        return out, draws
+
+    # --- acting -----------------------------------------------------------------------------
+    def check(self, now: datetime | None = None) -> list[Overload]:
+        """Compare, and act on every node that went (further) over its limit, or under which
+        a connector is newly found drawing more than its profiles allow."""
+        now = now or self.controller.clock.now()
+        found, draws = self.overloads(now)
+        current = {(o.node, o.unit): o.margin for o in found}
+        for overload in found:
+            key = (overload.node, overload.unit)
+            before = self._over.get(key)
+            step = 0.05 * overload.limit if overload.unit == "W" else 1.0
+            culprits = self._culprits(overload, draws)
+            known = all(ref in self.controller.overdraw_w for ref, _, _ in culprits)
+            if before is not None and overload.margin <= before + step and known:
+                current[key] = before      # acted on already: not again for the same margin
+                continue
+            self._act(overload, draws, culprits)
+        self._over = current
+        self._disobeying(draws)
+        return found
+
+    def _disobeying(self, draws: dict) -> None:
+        """A connector measured over what its profiles allow is planned around before it
+        takes a node over its limit: when the others ramp up, it would."""
+        root = Overload(self.topology.node_ids[0], "W", 0.0, 0.0)
+        new = [c for c in self._culprits(root, draws) if c[0] not in self.controller.overdraw_w]
+        for ref, watts, allowed in new:
+            log.warning("guard: %s/%s draws %.0f W, more than the %.0f W its profiles allow: "
+                        "planned as a fixed load at its draw", ref.station_id, ref.connector_id,
+                        watts, allowed)
+            self.controller.set_overdraw(ref, watts)
+        if new:
+            self.controller.request_replan("guard:disobeying")
+
+    def _culprits(self, overload: Overload, draws: dict) -> list[tuple]:
+        """(ref, W drawn, W allowed) of every connector under the node measured drawing
+        clearly more than its profiles allowed, after its settle time."""
+        topo = self.topology
+        node = topo.node_ids.index(overload.node)
+        out = []
+        for ref in topo.refs:
+            if node not in topo.ancestors(topo.station_node[ref.station_id]):
+                continue
+            watts, how = draws[ref]
+            if how != "fresh" or not self._measured_under_profile(ref):
+                continue
+            sample = self.controller.state.measurements.get(ref)
+            allowed = self.allowed_w(ref, sample.at)
+            if allowed is not None and watts > allowed + OVERDRAW_W:
+                out.append((ref, watts, allowed))
+        return out
+
+    def _act(self, overload: Overload, draws: dict, culprits: list[tuple]) -> None:
+        self.overloads_seen += 1
+        topo = self.topology
+        node = topo.node_ids.index(overload.node)
+        under = [r for r in topo.refs if node in topo.ancestors(topo.station_node[r.station_id])]
+        stale = [r for r in under if draws[r][1] == "stale"]
+        log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f; %s); "
+                    "not obeying: %s; stale meters counted at their maximum: %s",
+                    overload.node, overload.margin, overload.unit, overload.load,
+                    overload.limit,
+                    ", ".join(f"{r.station_id}/{r.connector_id} {draws[r][0]:.0f} W "
+                              f"{draws[r][1]} on {self.controller.phase_use(r)[0]} phase(s)"
+                              for r in under if draws[r][0] > 0),
+                    ", ".join(f"{r.station_id}/{r.connector_id} draws {w:.0f} W, allowed "
+                              f"{a:.0f} W" for r, w, a in culprits) or "none",
+                    ", ".join(f"{r.station_id}/{r.connector_id}" for r in stale) or "none")
+        for ref, watts, _ in culprits:
+            self.controller.set_overdraw(ref, watts)
+        self.controller.request_replan(f"guard:{overload.node}")

@@ -1,0 +1,109 @@
+"""What the profiles installed in simulated stations allow, summed under every node of the site.
+
+The stations' own view (`sim.profiles.ProfileStore`), not smartcharge's: a connector's limit at
+an instant is its composite limit for the transaction it runs (or, idle, for a car that would
+arrive: TxDefault), and a connector no profile limits counts at its maximum. Used to check, at
+every profile a station installs and over the next hours, that whatever is installed keeps
+every node under its limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+
+def connector_limit_w(station, connector_id: int, at: datetime, *,
+                      assume_phases: int | None = None) -> tuple[float, int]:
+    """(limit [W], phases in use) of one simulated connector at `at`."""
+    state = station.connectors[connector_id]
+    phases = station._phases_in_use(state) if assume_phases is None else assume_phases
+    tx = state.transaction.context() if state.transaction else None
+    limit = station.profiles.limit_w(connector_id, at, tx, voltage_v=station.spec.voltage_v,
+                                     phases_in_use=phases)
+    maximum = state.spec.max_current_a * station.spec.voltage_v * phases
+    return (maximum if limit is None else min(limit, maximum)), phases
+
+
+def node_loads(site, fleet, limits, at: datetime) -> list[tuple[str, float, float]]:
+    """(what, summed installed limit, the node's limit) for every node at `at`: W and the
+    highest phase's A. `limits` is the controller's SiteLimits (operator caps and DR events)."""
+    topo = SiteTopology(site)
+    load_w = np.zeros(topo.n_nodes)
+    load_a = np.zeros((topo.n_nodes, 3))
+    for ref in topo.refs:
+        station = fleet.station(ref.station_id)
+        limit_w, phases = connector_limit_w(station, ref.connector_id, at)
+        if limit_w <= 0:
+            continue
+        amps = limit_w / (station.spec.voltage_v * phases)
+        if topo.connector(ref).phases == 1:
+            used = [topo.phase_index(ref)]
+        else:
+            used = [topo.site_phase(ref, k) for k in range(phases)]
+        for node in topo.ancestors(topo.station_node[ref.station_id]):
+            load_w[node] += limit_w
+            for p in used:
+                load_a[node, p] += amps
+    root_w, _ = limits.effective_root_limit_w([at], [at + timedelta(seconds=1)])
+    out = []
+    for node in range(topo.n_nodes):
+        cap_w = topo.static_limit_w[node]
+        if node == 0:
+            cap_w = min(cap_w, float(root_w[0]))
+        out.append((f"{topo.node_ids[node]} W", float(load_w[node]), float(cap_w)))
+        out.append((f"{topo.node_ids[node]} A", float(load_a[node].max()),
+                    float(topo.static_limit_a[node])))
+    return out
+
+
+def node_excesses(site, fleet, limits, at: datetime, *, tol: float = 1.0) -> list[str]:
+    """Every node whose summed installed limits at `at` exceed its limit (W, or A per phase)."""
+    return [f"{at:%H:%M:%S} {what}: {load:.1f} > {cap:.1f}"
+            for what, load, cap in node_loads(site, fleet, limits, at) if load > cap + tol]
+
+
+def forecast_excesses(site, fleet, limits, start: datetime, hours: float = 3.0,
+                      step_s: float = 20.0) -> list[str]:
+    """Node excesses at many instants from `start` on, as if smartcharge vanished at `start`
+    (the installed profiles run out, stations fall back to their defaults)."""
+    out = []
+    moments = [start + timedelta(seconds=step_s * k)
+               for k in range(int(hours * 3600 / step_s) + 1)]
+    for moment in moments:
+        out.extend(node_excesses(site, fleet, limits, moment))
+    return out
+
+
+class InstallWatch:
+    """Checks the node sums right after every profile any station installs or clears: now,
+    none over its limit; at the given later moments (a coming DR event), no profile raises a
+    node that is over its limit there (the decreases that bring it under go out one by one)."""
+
+    def __init__(self, site, fleet, limits, clock, *, moments: tuple[datetime, ...] = ()):
+        self.site, self.fleet, self.limits, self.clock = site, fleet, limits, clock
+        self.moments = moments
+        self.installs = 0
+        self.excesses: list[str] = []
+        self._last = {m: node_loads(site, fleet, limits, m) for m in moments}
+        for station in fleet.stations.values():
+            station.on_profiles_changed = self._changed
+
+    def _changed(self, station) -> None:
+        self.installs += 1
+        self.excesses.extend(node_excesses(self.site, self.fleet, self.limits,
+                                           self.clock.now()))
+        for moment in self.moments:
+            loads = node_loads(self.site, self.fleet, self.limits, moment)
+            for (what, load, cap), (_, before, _) in zip(loads, self._last[moment]):
+                if load > cap + 1.0 and load > before + 1.0:
+                    self.excesses.append(f"{moment:%H:%M:%S} {what}: raised {before:.1f} -> "
+                                         f"{load:.1f} > {cap:.1f}")
+            self._last[moment] = loads
+
+
+def refs_of(site) -> list[ConnectorRef]:
+    return SiteTopology(site).refs

@@ -1,0 +1,244 @@
+"""Dispatch never takes the site over a limit, even when a station does not do what it is told:
+increases wait for the decreases they depend on (per subtree), a profile is ordered by what it
+does in every interval, and the sum of the limits installed in the simulated stations is checked
+after every single profile a station installs."""
+
+from datetime import UTC, datetime, timedelta
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.topology import ConnectorRef
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
+from tests.installed_limits import InstallWatch, connector_limit_w
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SPEED = 60.0
+SETTINGS = ControllerSettings(stale_after_s=600.0)
+REF1, REF2, REF3 = ConnectorRef("CP1", 1), ConnectorRef("CP2", 1), ConnectorRef("CP3", 1)
+
+
+def two_feeders() -> Site:
+    """No grid limit: feeder A (CP1, CP2) and feeder B (CP3) are unrelated subtrees."""
+    return Site(name="trust",
+                circuits=(Circuit("grid", None), Circuit("feeder-a", "grid", limit_w=22_000),
+                          Circuit("feeder-b", "grid", limit_w=11_000)),
+                stations=(Station("CP1", "feeder-a", (Connector(1),)),
+                          Station("CP2", "feeder-a", (Connector(1),)),
+                          Station("CP3", "feeder-b", (Connector(1),))),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+def one_grid(limit_w=22_000) -> Site:
+    return Site(name="trust-dr", circuits=(Circuit("grid", None, limit_w=limit_w),),
+                stations=(Station("CP1", "grid", (Connector(1),)),
+                          Station("CP2", "grid", (Connector(1),))),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+def big_ev() -> SimEV:
+    return SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+
+
+def fleet_for(site, server, clock, **kw) -> Fleet:
+    # hourly meter values: no closed loop moving the plan under the test's feet
+    return Fleet(site, server.ws_url, clock, meter_interval_s=3600, reconnect_min_s=0.05,
+                 reconnect_max_s=0.3, call_timeout_s=5.0, **kw)
+
+
+def has_tx(fleet, ref) -> bool:
+    return any(p.purpose == "TxProfile" and p.connector_id == ref.connector_id
+               for p in fleet.station(ref.station_id).profiles.profiles)
+
+
+def limit_w(fleet, ref, at=None):
+    station = fleet.station(ref.station_id)
+    return connector_limit_w(station, ref.connector_id, at or station.clock.now())[0]
+
+
+async def start_three(server, fleet, clock):
+    """CP1 and CP2 share feeder A at ~11 kW each; CP3 is held at 5 kW (a closed-loop cap)."""
+    controller = server.controller
+    await fleet.start(wait_booted_s=10)
+    for sid in fleet.stations:
+        assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+    await wait_until(lambda: all(ref in (controller.plan.connectors if controller.plan else {})
+                                 for ref in (REF1, REF2, REF3)), 10, "all three planned")
+    # closed-loop caps (what each car takes) make the split deterministic
+    controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0, REF3: 5_000.0})
+    controller.request_replan("test")
+    await wait_until(lambda: all(has_tx(fleet, r) for r in (REF1, REF2, REF3))
+                     and abs(limit_w(fleet, REF1) - 11_000) < 100
+                     and abs(limit_w(fleet, REF2) - 11_000) < 100
+                     and abs(limit_w(fleet, REF3) - 5_000) < 300, 10,
+                     "11 / 11 / 5 kW installed")
+
+
+async def test_a_rejected_decrease_holds_the_increases_under_its_feeder_only(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        try:
+            await start_three(server, fleet, clock)
+            before_w = limit_w(fleet, REF1)
+            watch = InstallWatch(site, fleet, controller.limits, clock)
+            fleet.station("CP1").quirks = Quirks(reject_all_profiles=True)
+            # CP1's car takes less: CP1 goes down, CP2 may take the rest of feeder A; CP3's
+            # cap is lifted (feeder B, unrelated)
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+            controller.request_replan("test")
+            await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
+            await wait_until(lambda: REF1 in controller.plan.fixed_w, 10, "CP1 re-planned")
+            await server.dispatcher.round_done.wait()
+            # CP1 still draws what its old profile allows: planned at that, not at its maximum
+            assert abs(controller.plan.fixed_w[REF1] - before_w) < 100, controller.plan.fixed_w
+            assert limit_w(fleet, REF2) <= 22_000 - before_w + 1
+            assert not watch.excesses, watch.excesses[:5]
+            assert watch.installs > 0
+        finally:
+            await fleet.stop()
+
+
+async def test_a_silent_station_holds_its_subtree_not_the_others(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        try:
+            await start_three(server, fleet, clock)
+            watch = InstallWatch(site, fleet, controller.limits, clock)
+            cp1 = fleet.station("CP1")
+            cp1.quirks = Quirks(silent_profiles=True)
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+            controller.request_replan("test")
+            # CP3 (feeder B) does not wait for CP1's answer; CP2 (feeder A) does
+            await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
+            assert limit_w(fleet, REF2) <= 11_000 + 1
+            assert not cp1.profile_answers.is_set()
+            cp1.quirks = Quirks()
+            cp1.profile_answers.set()        # CP1 answers (late) and takes its decrease
+            await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised after")
+            assert limit_w(fleet, REF1) < 5_000
+            assert not watch.excesses, watch.excesses[:5]
+        finally:
+            await fleet.stop()
+
+
+async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decreases(tmp_path):
+    """Inside a 22 kW DR window on a 50 kW grid, with a deeper one announced."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(50_000)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        controller = server.controller
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-now", T0 - timedelta(minutes=1), T0 + timedelta(hours=2), limit_w=22_000))
+        fleet = fleet_for(site, server, clock)
+        try:
+            await fleet.start(wait_booted_s=10)
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+            await wait_until(lambda: controller.plan is not None
+                             and len(controller.plan.connectors) == 2, 10, "both planned")
+            controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0})
+            controller.request_replan("test")
+            await wait_until(lambda: has_tx(fleet, REF1) and has_tx(fleet, REF2)
+                             and abs(limit_w(fleet, REF1) - 11_000) < 100
+                             and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
+            # checked now and inside the coming event, at every profile installed
+            start = clock.now() + timedelta(minutes=5)
+            watch = InstallWatch(site, fleet, controller.limits, clock,
+                                 moments=(start + timedelta(seconds=30),
+                                          start + timedelta(minutes=9)))
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-mixed", start, start + timedelta(minutes=10), limit_w=8_000))
+            # CP2 goes down now and later; CP1 goes up now (CP2's room) and down in the event.
+            # CP2 answers only when released: CP1's raise must wait for it, its lowering not.
+            cp2 = fleet.station("CP2")
+            cp2.quirks = Quirks(silent_profiles=True)
+            controller.ev_cap_w[REF2] = 3_000.0
+            del controller.ev_cap_w[REF1]
+            controller.request_replan("test")
+            inside = start + timedelta(seconds=60)
+            await wait_until(lambda: limit_w(fleet, REF1, inside) < 8_000, 10,
+                             "CP1 lowered inside the event")
+            assert limit_w(fleet, REF1) <= 11_000 + 1
+            cp2.quirks = Quirks()
+            cp2.profile_answers.set()
+            await wait_until(lambda: limit_w(fleet, REF1) > 15_000, 10, "CP1 raised now")
+            inside = start + timedelta(seconds=60)
+            assert limit_w(fleet, REF1, inside) + limit_w(fleet, REF2, inside) <= 8_000 + 1
+            assert not watch.excesses, watch.excesses[:5]
+        finally:
+            await fleet.stop()
+
+
+async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledged(tmp_path):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=5.0, settle_s=45.0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        try:
+            await start_three(server, fleet, clock)
+            installs = []   # (site time, station, limit now) at every profile installed
+            for station in fleet.stations.values():
+                station.on_profiles_changed = lambda st: installs.append(
+                    (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
+                        st.spec.station_id, 1))))
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+            controller.request_replan("test")
+            await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised")
+            lowered = max(at for at, sid, w in installs if sid == "CP1" and w < 5_000)
+            raised = min(at for at, sid, w in installs if sid == "CP2" and w > 15_000)
+            assert (raised - lowered).total_seconds() >= 45.0 - 0.5
+            # CP3 depends on no decrease (feeder B, no grid limit): it did not wait
+            raised3 = min(at for at, sid, w in installs if sid == "CP3" and w > 10_000)
+            assert (raised3 - lowered).total_seconds() < 45.0
+        finally:
+            await fleet.stop()
+
+
+async def test_an_unanswered_increase_counts_as_installed(tmp_path):
+    """The station may have installed the raise it did not answer: it is planned at that."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        cp2 = fleet.station("CP2")
+        try:
+            await start_three(server, fleet, clock)
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2]
+            cp2.quirks = Quirks(silent_profiles=True)   # hangs on the raise
+            controller.request_replan("test")
+            await wait_until(lambda: REF2 in controller.uncontrollable, 10, "CP2 unanswered")
+            await wait_until(lambda: controller.plan is not None
+                             and REF2 in controller.plan.fixed_w, 10, "CP2 re-planned")
+            assert controller.plan.fixed_w[REF2] > 15_000, controller.plan.fixed_w
+            assert controller.plan.connectors[REF1].power_at(clock.now()) \
+                <= 22_000 - controller.plan.fixed_w[REF2] + 1
+        finally:
+            cp2.profile_answers.set()
+            await fleet.stop()
