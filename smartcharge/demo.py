@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from smartcharge.api_auth import is_loopback
+from smartcharge.serve_checks import is_loopback
 from smartcharge.clock import AcceleratedClock, format_ocpp_time, parse_ocpp_time
 from smartcharge.config import load_site
 from smartcharge.demo_plot import plot_day
