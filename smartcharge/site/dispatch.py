@@ -35,7 +35,7 @@ import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import steps
 from smartcharge.site.failsafe import CONFIG_KEYS, FailSafeSetup

@@ -13,7 +13,7 @@ import logging
 
 from ocpp.v16 import call
 
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.site.station_control import (StationControl, layer_from_payload,
                                               parse_capabilities)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 from smartcharge.site import steps
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl

@@ -14,7 +14,7 @@ from datetime import timedelta
 from ocpp.v16 import call
 
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl

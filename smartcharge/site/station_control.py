@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 
 FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
 
