@@ -215,7 +215,7 @@ async def test_next_snapshot_wakes_on_replan():
 
 
 def test_capabilities_from_get_configuration():
-    from smartcharge.site.dispatch import parse_capabilities
+    from smartcharge.ocpp.v16.station_port import parse_capabilities
     caps = parse_capabilities({"ChargeProfileMaxStackLevel": "5",
                                "ChargingScheduleMaxPeriods": "3",
                                "ChargingScheduleAllowedChargingRateUnit": "Power",

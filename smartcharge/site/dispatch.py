@@ -35,22 +35,20 @@ import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.ocpp.v16 import profiles as P
+from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import steps
-from smartcharge.site.failsafe import CONFIG_KEYS, FailSafeSetup
+from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
 from smartcharge.site.sending import NO_ANSWER, ProfileSending
-from smartcharge.site.station_control import (Sent, StationControl, layer_from_payload,
-                                              parse_capabilities)
+from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_KEYS", "NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent",
-           "StationControl", "parse_capabilities"]
+__all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "StationControl"]
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,20 @@ class DispatchSettings:
 
 class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
     def __init__(self, controller, registry: StationRegistry, store, clock: Clock,
-                 settings: DispatchSettings | None = None) -> None:
+                 settings: DispatchSettings | None = None, *, ports) -> None:
         self.controller = controller
+        self.view = controller
         self.topology = controller.topology
         self.registry = registry
         self.store = store
         self.clock = clock
         # the site file's settle time unless the caller tunes dispatch itself
         self.settings = settings or DispatchSettings(settle_s=controller.site.server.settle_s)
-        self.stations = {s.station_id: StationControl(s.station_id, unit=str(s.rate_unit.value))
-                         for s in controller.site.stations}
+        port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
+        # `ports`: station id -> its protocol's port (the site never names a protocol)
+        self.stations = {s.station_id: StationControl(s.station_id, ports(
+            s.station_id, self._record, voltage_v=s.voltage_v, unit=str(s.rate_unit.value),
+            settings=port_settings)) for s in controller.site.stations}
         self._latest: Plan | None = None
         self._wake = asyncio.Event()
         self._audit: list[tuple] = []
@@ -118,7 +120,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
             sent = control.sent.pop(event.connector_id, None)
-            if sent is not None and sent.purpose == P.TX_DEFAULT_PROFILE:
+            if sent is not None and sent.default:
                 # a TxDefault plan outlives its transaction: it is what the next car gets
                 control.idle_layer[event.connector_id] = sent
             if isinstance(event, ev.SessionStarted):
@@ -310,7 +312,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         for item in items:
             if item[0] == "plan":
                 ref = item[1].ref
-                self.controller.set_uncontrollable(ref, "station offline")
+                self._report_uncontrollable(ref, "station offline")
 
     def _split(self, control: StationControl, cplan: ConnectorPlan
                ) -> tuple[ConnectorPlan | None, ConnectorPlan | None]:
@@ -375,8 +377,8 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         """Idle connectors get a short-lived TxDefaultProfile (stack level 1) at their share of
         the room the plan leaves, so a car arriving before the next re-plan stays within it:
         (connector, W, lower) for each that needs one now."""
-        if control.caps.max_stack_level < 1:
-            return []   # it would replace the fail-safe default at stack level 0
+        if not control.caps.idle_layer:
+            return []   # it would replace the fail-safe default
         out = []
         for connector in self.topology.station(control.station_id).connectors:
             ref = ConnectorRef(control.station_id, connector.connector_id)
@@ -392,18 +394,24 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
                          raising: bool = False) -> None:
         now = self.clock.now()
-        station = self.topology.station(control.station_id)
-        connector = station.connector(connector_id)
+        connector = self.topology.station(control.station_id).connector(connector_id)
         ref = ConnectorRef(control.station_id, connector_id)
-        factor = self.w_factor(control.unit, ref, connector.phases, False)
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
-        payload = P.tx_default_profile(
-            connector_id, now, [0], [value * factor], unit=control.unit,
-            phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
-            duration_s=duration_s, stack_level=1, fallback=True)
-        answer = await self._send(control, payload)
-        if answer == "Accepted" or (answer == NO_ANSWER and raising):
+        schedule = self.power_schedule(ref, now, [0], [value], phases=connector.phases,
+                                       phases_known=False, duration_s=duration_s)
+        answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
+        if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
-            control.idle_layer[connector_id] = layer_from_payload(control.last_payload)
+            control.idle_layer[connector_id] = installed
         # recorded even when refused: best effort, retried when it runs out
         control.idle_sent[connector_id] = (value, self.expiry)
+
+    # --- what dispatch learns, reported ------------------------------------------------------
+    def _report_uncontrollable(self, ref: ConnectorRef, reason: str | None) -> None:
+        self.controller.set_uncontrollable(ref, reason)
+
+    def _report_floor(self, ref: ConnectorRef, min_power_w: float) -> None:
+        self.controller.set_floor(ref, min_power_w)
+
+    def stats_profiles_sent(self) -> None:
+        self.controller.stats.profiles_sent += 1

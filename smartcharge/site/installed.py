@@ -3,14 +3,14 @@ the plan's W: the TxProfile until it ends, then the stack-1 TxDefaultProfile (an
 the fail-safe default. Dispatch compares plans with it interval by interval; the controller plans
 a connector it cannot control at its maximum; the guard checks meters against it.
 
-A mixin of `Dispatcher` (needs `stations`, `topology`, `controller`, `clock`, `settings`,
+A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `settings`,
 `changed_at`, `started_at`, `w_factor`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from smartcharge.ocpp.v16 import profiles as P
+from smartcharge import units
 from smartcharge.site import steps
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -28,7 +28,7 @@ class InstalledLimits:
         W factor dispatch applied)."""
         voltage = self.topology.station(ref.station_id).voltage_v
         return [(sent.start + timedelta(seconds=s),
-                 P.rate_to_power(limit, sent.unit, phases, voltage) / factor)
+                 units.rate_to_w(limit, sent.unit, phases, voltage) / factor)
                 for s, limit in zip(sent.starts_s, sent.limits)]
 
     def _below_w(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
@@ -59,7 +59,7 @@ class InstalledLimits:
         return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
 
     def _unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
-        session = self.controller.state.sessions.get(ref)
+        session = self.view.state.sessions.get(ref)
         return (transaction_id is not None and session is not None
                 and session.transaction_id == transaction_id
                 and session.started_at < self.started_at)
@@ -70,7 +70,7 @@ class InstalledLimits:
         reconnect, when the station may still run profiles we do not know - its draw proves
         nothing about obedience."""
         control = self.stations.get(ref.station_id)
-        session = self.controller.state.sessions.get(ref)
+        session = self.view.state.sessions.get(ref)
         if control is None or session is None or control.resend:
             return False
         sent = control.sent.get(ref.connector_id)
@@ -93,8 +93,8 @@ class InstalledLimits:
         return max(moments) + timedelta(seconds=self.settings.settle_s)
 
     def _current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
-        session = self.controller.state.sessions.get(ref)
-        phases = self.controller.phase_use(ref)[0]
+        session = self.view.state.sessions.get(ref)
+        phases = self.view.phase_use(ref)[0]
         step = self._installed_w(control, ref, phases, 1.0,
                                  session.transaction_id if session else None)
         out: steps.Step = []
@@ -122,7 +122,7 @@ class InstalledLimits:
         control = self.stations.get(ref.station_id)
         if control is None or ref.connector_id not in control.default_layer:
             return None
-        session = self.controller.state.sessions.get(ref)
+        session = self.view.state.sessions.get(ref)
         phases = self.topology.connector(ref).phases
         step = self._installed_w(control, ref, phases, 1.0,
                                  session.transaction_id if session else None)

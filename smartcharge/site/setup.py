@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.site import api
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings
@@ -37,7 +37,7 @@ def setup_site_control(app: web.Application, *,
         # the server listens (cleanup_ctx runs before the socket opens) and any station sends
         await restore(controller, app[STORE])
         dispatcher = Dispatcher(controller, app[REGISTRY], app[STORE], app[CLOCK],
-                                dispatch_settings)
+                                dispatch_settings, ports=app[PORTS])
         app[DISPATCHER] = dispatcher
         controller.dispatch = dispatcher
         unsubscribe = app[EVENTS].subscribe(controller.on_event)

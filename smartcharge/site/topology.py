@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.model import PHASE_NAMES, Connector, Site, Station
 from smartcharge.site.limits import SOURCE_CIRCUIT, SOURCE_SITE, SOURCE_STATION, LimitSource
 
@@ -94,17 +95,11 @@ class SiteTopology:
     # --- per-connector arrays ---------------------------------------------------------------
     def max_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         """The connector's maximum [W] on `phases` phases (default: all of its phases)."""
-        station, connector = self.station(ref.station_id), self.connector(ref)
-        voltage = station.voltage_v
-        phases = connector.phases if phases is None else min(phases, connector.phases)
-        caps = [phases * voltage * connector.max_current_a]
-        if connector.max_power_w is not None:
-            caps.append(connector.max_power_w)
-        if station.max_power_w is not None:
-            caps.append(station.max_power_w)
-        if station.max_current_a is not None:
-            caps.append(phases * voltage * station.max_current_a)
-        return float(min(caps))
+        return units.connector_max_w(self.station(ref.station_id), self.connector(ref), phases)
+
+    def station_max_w(self, station_id: str) -> float:
+        """The station's maximum [W] (its fail-safe ChargePointMax)."""
+        return units.station_max_w(self.station(station_id))
 
     def min_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         station, connector = self.station(ref.station_id), self.connector(ref)

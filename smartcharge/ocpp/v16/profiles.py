@@ -95,6 +95,18 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
              phases: int, voltage_v: float, max_periods: int, duration_s: int | None = None,
              min_power_w: float | None = None) -> dict:
     """A chargingSchedule from per-period powers [W] beginning at start (period_starts_s[0] is 0).
+    """
+    rates = [power_to_rate(p, unit, phases, voltage_v) for p in powers_w]
+    min_rate = power_to_rate(min_power_w, unit, phases, voltage_v) if min_power_w else None
+    return schedule_rates(start, period_starts_s, rates, unit=unit, phases=phases,
+                          max_periods=max_periods, duration_s=duration_s, min_rate=min_rate)
+
+
+def schedule_rates(start: datetime, period_starts_s: list[float], rates: list[float], *,
+                   unit: str, phases: int, max_periods: int, duration_s: int | None = None,
+                   min_rate: float | None = None) -> dict:
+    """A chargingSchedule from per-period limits already in `unit` (A per phase or W), rounded
+    down to 0.1 here, beginning at start (period_starts_s[0] is 0).
 
     startSchedule is `start` truncated to the whole second (so at or before it); period offsets
     are counted from that truncated start.
@@ -104,7 +116,7 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
     # dropped fraction lands on them exactly (the 1 ms guards against float noise).
     fraction_s = start.microsecond / 1e6
     starts = [0] + [max(1, int(math.floor(s + fraction_s + 1e-3))) for s in period_starts_s[1:]]
-    rates = [power_to_rate(p, unit, phases, voltage_v) for p in powers_w]
+    rates = [round_down_01(r) for r in rates]
     starts, rates = merge_periods(starts, rates, max_periods)
     periods = [{"startPeriod": s, "limit": r, "numberPhases": phases}
                for s, r in zip(starts, rates)]
@@ -112,8 +124,8 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
                  "chargingSchedulePeriod": periods}
     if duration_s is not None:
         out["duration"] = int(duration_s)
-    if min_power_w:
-        out["minChargingRate"] = power_to_rate(min_power_w, unit, phases, voltage_v)
+    if min_rate is not None:
+        out["minChargingRate"] = round_down_01(min_rate)
     return out
 
 
