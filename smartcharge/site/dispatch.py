@@ -29,26 +29,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
+from smartcharge.model import Site
 from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
-from smartcharge.site import steps
+from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.installed import InstalledLimits
+from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
 from smartcharge.site.sending import NO_ANSWER, ProfileSending
+from smartcharge.site.state import SiteState
 from smartcharge.site.station_control import Sent, StationControl
-from smartcharge.site.topology import ConnectorRef
+from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "StationControl"]
+__all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
+           "StationControl"]
 
 
 @dataclass(frozen=True)
@@ -67,22 +72,41 @@ class DispatchSettings:
     settle_s: float = 5.0
 
 
-class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
-    def __init__(self, controller, registry: StationRegistry, store, clock: Clock,
-                 settings: DispatchSettings | None = None, *, ports) -> None:
-        self.controller = controller
-        self.view = controller
-        self.topology = controller.topology
+@dataclass(frozen=True)
+class SiteReads:
+    """What dispatch reads of the site (never the controller itself): the topology and the site
+    file, the live state, the limits, the connectors planned as fixed loads, a session's phase
+    use and the grid limit the fail-safe defaults follow."""
+
+    topology: SiteTopology
+    site: Site
+    state: SiteState
+    limits: SiteLimits
+    uncontrollable: Mapping[ConnectorRef, str]
+    phase_use: Callable[[ConnectorRef], tuple]
+    default_root_schedule: Callable[[], list]
+
+
+class Dispatcher(FailSafeSetup, ProfileSending):
+    def __init__(self, reads: SiteReads, registry: StationRegistry, store, clock: Clock,
+                 settings: DispatchSettings | None = None, *, ports,
+                 publish: Callable[[object], None]) -> None:
+        self.view = reads
+        self.topology = reads.topology
         self.registry = registry
         self.store = store
         self.clock = clock
+        self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
-        self.settings = settings or DispatchSettings(settle_s=controller.site.server.settle_s)
+        self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
         port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
         # `ports`: station id -> its protocol's port (the site never names a protocol)
         self.stations = {s.station_id: StationControl(s.station_id, ports(
             s.station_id, self._record, voltage_v=s.voltage_v, unit=str(s.rate_unit.value),
-            settings=port_settings)) for s in controller.site.stations}
+            settings=port_settings)) for s in reads.site.stations}
+        self.installed = InstalledLimits(self.topology, reads.state, reads.phase_use, clock,
+                                         self.settings.settle_s, self.stations)
+        self.changed_at = self.installed.changed_at   # last accepted profile change
         self._latest: Plan | None = None
         self._wake = asyncio.Event()
         self._audit: list[tuple] = []
@@ -92,12 +116,15 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         self._shares: dict = {}
         self._shares_for: float | None = None
         self.expiry: datetime | None = None   # when every TxProfile sent now ends
-        self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
-        self.started_at = clock.now()   # transactions older than this may run unknown profiles
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
+
+    def on_learned(self, event) -> None:
+        """Site-bus subscriber: a new plan from the controller."""
+        if isinstance(event, learned.PlanMade):
+            self.apply(event.plan)
 
     # --- inputs (from the controller, synchronously) ----------------------------------------
     def apply(self, plan: Plan) -> None:
@@ -211,7 +238,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             if failed:
                 log.warning("station %s: increases held: decreases at %s not acknowledged; "
                             "re-planning", sid, ", ".join(failed))
-                self.controller.request_replan(f"held:{sid}")
+                self.publish(learned.ReplanWanted(f"held:{sid}"))
                 return
             if outcomes:
                 settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
@@ -255,7 +282,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
                 out.add(node)
         root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.controller.limits.change_times(self.clock.now()))
+            self.view.limits.change_times(self.clock.now()))
         if root_limited:
             out.add(0)
         return out
@@ -322,10 +349,11 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         minimum (a decrease), then in full."""
         now = self.clock.now()
         _, new = self._desired(control, cplan, floor=not control.zero_ok)
-        phases, factor = self._phase_use(control, cplan)
-        installed = self._installed_w(control, cplan.ref, phases, factor, cplan.transaction_id)
-        below = self._below_w(control, cplan.ref, phases, factor, control.use_tx_default)
-        wanted = steps.overlay(self._sent_w(new, phases, factor, cplan.ref), new.expires, below)
+        limits = self.installed
+        phases, factor = limits.phases_and_factor(control, cplan)
+        installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
+        below = limits.below_steps(control, cplan.ref, phases, factor, control.use_tx_default)
+        wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = steps.compare(installed, wanted, now)
         if not (lowers or raises) and old is not None and not control.resend \
@@ -354,12 +382,12 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             return
         now = self.clock.now()
         for ref, fallback_w in plan.fixed_w.items():
-            if ref.station_id != control.station_id or ref not in self.controller.uncontrollable:
+            if ref.station_id != control.station_id or ref not in self.view.uncontrollable:
                 continue
             last = self._probed.get(ref)
             if last is not None and (now - last).total_seconds() < self.settings.probe_every_s:
                 continue
-            session = self.controller.state.sessions.get(ref)
+            session = self.view.state.sessions.get(ref)
             if session is None:
                 continue
             probe = ConnectorPlan(ref=ref, transaction_id=session.transaction_id, start=now,
@@ -408,10 +436,10 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
 
     # --- what dispatch learns, reported ------------------------------------------------------
     def _report_uncontrollable(self, ref: ConnectorRef, reason: str | None) -> None:
-        self.controller.set_uncontrollable(ref, reason)
+        self.publish(learned.ConnectorControl(ref, reason))
 
     def _report_floor(self, ref: ConnectorRef, min_power_w: float) -> None:
-        self.controller.set_floor(ref, min_power_w)
+        self.publish(learned.ConnectorFloor(ref, min_power_w))
 
     def stats_profiles_sent(self) -> None:
-        self.controller.stats.profiles_sent += 1
+        self.publish(learned.ProfileSent())

@@ -5,8 +5,8 @@ does not (events: uncontrollable, floor), and the audit row of every request.
 Which payload, which unit, which alternative after a refusal: the port's business
 (`ocpp/v16/station_port.py` for 1.6).
 
-A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `expiry`,
-`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report`)."""
+A mixin of `Dispatcher` (needs `stations`, `topology`, `clock`, `expiry`,
+`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from datetime import datetime
 
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
+from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef
@@ -26,15 +27,7 @@ NO_ANSWER = Answer.NO_ANSWER.value
 
 class ProfileSending:
     def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
-        """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on
-        a 3-phase connector under a W limit draws it all on one phase: 3x the per-phase current
-        a balanced plan reserved. While the car's phase use is unknown (and a per-phase current
-        limit holds above the connector) the W limit is the balanced plan's per-phase share, a
-        third; an A limit is per phase already and needs nothing."""
-        connector = self.topology.connector(ref)
-        if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
-            return 1.0
-        return 1.0 / 3.0 if self.topology.phase_limited(ref) else 1.0
+        return w_factor(self.topology, unit, ref, phases, phases_known)
 
     def power_schedule(self, ref: ConnectorRef, start: datetime, offsets_s: list[float],
                        powers_w: list[float], *, phases: int, phases_known: bool,
