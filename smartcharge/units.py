@@ -5,6 +5,8 @@ whole connector, balanced over its phases."""
 
 from __future__ import annotations
 
+NOMINAL_VOLTAGE_V = 230.0   # phase-to-neutral, where a station's own is not known
+
 
 def w_to_a(power_w: float, phases: int, voltage_v: float) -> float:
     """Power [W] on `phases` balanced phases -> current per phase [A]."""

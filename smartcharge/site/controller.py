@@ -21,6 +21,7 @@ import numpy as np
 
 import optimizer
 from smartcharge import events
+from smartcharge import units
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import learned
@@ -282,7 +283,7 @@ class SiteController:
             # Fixed load is planned around: it comes off every limit above it. A single-phase
             # load is taken off all three phases' current limits: conservative.
             station = topo.station(ref.station_id)
-            amps = load_w / (topo.connector(ref).phases * station.voltage_v)
+            amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
             for node in topo.ancestors(topo.station_node[ref.station_id]):
                 node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
                 node_a[node] = np.maximum(node_a[node] - amps, 0.0)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class SiteGuard:
             for node in topo.ancestors(topo.station_node[ref.station_id]):
                 load_w[node] += watts
                 for p in used:
-                    load_a[node, p] += watts / (phases * voltage)
+                    load_a[node, p] += units.w_to_a(watts, phases, voltage)
         return load_w, load_a, draws
 
     def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
@@ -124,7 +125,7 @@ class SiteGuard:
                 out.append(Overload(topo.node_ids[node], "W", float(load_w[node]),
                                     float(limit_w)))
             limit_a = topo.static_limit_a[node]
-            if load_a[node].max() > limit_a + TOLERANCE_W / 230.0:
+            if load_a[node].max() > limit_a + units.w_to_a(TOLERANCE_W, 1, units.NOMINAL_VOLTAGE_V):
                 out.append(Overload(topo.node_ids[node], "A", float(load_a[node].max()),
                                     float(limit_a)))
         return out, draws

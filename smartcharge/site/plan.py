@@ -8,6 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.site.limits import SOURCE_CONNECTOR, SOURCE_ENERGY, LimitSource
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -159,7 +160,8 @@ def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,
     out = {}
     for ref in idle:
         connector = topology.connector(ref)
-        watts_per_amp = connector.phases * topology.station(ref.station_id).voltage_v
+        watts_per_amp = units.a_to_w(1.0, connector.phases,
+                                     topology.station(ref.station_id).voltage_v)
         share = topology.max_power_w(ref)
         for node in topology.ancestors(topology.station_node[ref.station_id]):
             share = min(share, max(room_w[node], 0.0) / count[node],

@@ -104,7 +104,7 @@ class SiteTopology:
     def min_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         station, connector = self.station(ref.station_id), self.connector(ref)
         phases = connector.phases if phases is None else min(phases, connector.phases)
-        return float(min(phases * station.voltage_v * connector.min_current_a,
+        return float(min(units.a_to_w(connector.min_current_a, phases, station.voltage_v),
                          self.max_power_w(ref, phases)))
 
     def phase_index(self, ref: ConnectorRef) -> int:
@@ -189,7 +189,8 @@ class SiteTopology:
         connector = self.connector(ref)
         if unit == "a":
             return connector.min_current_a
-        return connector.min_current_a * connector.phases * self.station(ref.station_id).voltage_v
+        return units.a_to_w(connector.min_current_a, connector.phases,
+                            self.station(ref.station_id).voltage_v)
 
     def _equal_shares(self, limit_w: np.ndarray, active: set[int]
                       ) -> tuple[dict[int, tuple[float, float]], dict[int, tuple]]:
@@ -208,12 +209,12 @@ class SiteTopology:
             share_a = self.static_limit_a[node_a] / count[node_a]
             connector = self.connector(ref)
             voltage = self.station(ref.station_id).voltage_v
-            from_w = share_w / (connector.phases * voltage)
+            from_w = units.w_to_a(share_w, connector.phases, voltage)
             bottleneck[i] = (node_w, "w") if from_w < share_a else (node_a, "a")
             if connector.max_current_a < min(share_a, from_w):
                 bottleneck[i] = (None, "a")
             share_a = min(share_a, connector.max_current_a, from_w)
-            share_w = min(share_w, self.max_power_w(ref), share_a * connector.phases * voltage)
+            share_w = min(share_w, self.max_power_w(ref), units.a_to_w(share_a, connector.phases, voltage))
             shares[i] = (float(share_w), float(share_a))
         return shares, bottleneck
 

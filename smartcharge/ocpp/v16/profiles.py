@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartcharge import units
 from smartcharge.clock import format_ocpp_time
 
 TX_PROFILE = "TxProfile"
@@ -51,14 +52,14 @@ def round_down_01(value: float) -> float:
 def power_to_rate(power_w: float, unit: str, phases: int, voltage_v: float) -> float:
     """Power [W] -> the station's unit, rounded down to 0.1 (A per phase or W)."""
     if unit == "A":
-        return round_down_01(power_w / (phases * voltage_v))
+        return round_down_01(units.w_to_a(power_w, phases, voltage_v))
     if unit == "W":
         return round_down_01(power_w)
     raise ValueError(f"chargingRateUnit: must be 'A' or 'W', got {unit!r}")
 
 
 def rate_to_power(rate: float, unit: str, phases: int, voltage_v: float) -> float:
-    return rate * phases * voltage_v if unit == "A" else rate
+    return units.rate_to_w(rate, unit, phases, voltage_v)
 
 
 def merge_periods(starts_s: list[int], limits: list[float], max_periods: int
