@@ -1,27 +1,29 @@
-"""Plans -> SetChargingProfile sends, one station at a time per station, all stations at once.
+"""Plans -> connector schedules through each station's control port (`ocpp/port.py`), one
+request at a time per station, all stations at once. Version-neutral: which payload, which unit,
+which alternative after a refusal is the port's business (`ocpp/v16/station_port.py` for 1.6).
 
-Per station we read the smart-charging capabilities once (GetConfiguration), install fail-safe
-defaults at boot (ChargePointMaxProfile + a TxDefaultProfile per connector whose sum stays under
-every limit if smartcharge disappears), and send each connector whose plan changed a TxProfile.
-A rejected profile is retried in the documented alternatives (the other rate unit, a
-TxDefaultProfile on the connector, the minimum rate instead of 0); what worked is remembered per
-station. A connector none of them works for is reported to the controller as uncontrollable,
-drawing what it has installed.
+Per station the port reads its capabilities once; dispatch installs fail-safe defaults at boot
+(the station's maximum + a default per connector whose sum stays under every limit if
+smartcharge disappears) and sends each connector whose plan changed its schedule. A connector
+the station refuses every alternative for is reported as uncontrollable, drawing what it has
+installed; what dispatch learns goes to the controller as events on the site bus
+(`learned.py`), never as a call.
 
-Order, interval by interval: a profile that lowers a connector anywhere (against what the
-station has installed there, its fail-safe default after the installed profile runs out) goes
+Order, interval by interval: a schedule that lowers a connector anywhere (against what the
+station has installed there, its fail-safe default after the installed schedule runs out) goes
 out first; one that also raises somewhere is first sent as the pointwise minimum of the two.
 The increases under a node wait until every decrease they depend on (of any station sharing a
 limited node with them) is acknowledged, and then a settle time for the cars to follow; a
 decrease refused, unanswered or met offline holds those increases and the controller re-plans
 with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
-Every TxProfile and idle TxDefaultProfile ends at one common instant (`expiry`), so whatever
-subset of them is in force at a later moment is one consistent plan or the fail-safe defaults.
-Every profile sent is recorded with the station's answer in the store's audit table.
+Every plan and idle schedule ends at one common instant (`expiry`), so whatever subset of them
+is in force at a later moment is one consistent plan or the fail-safe defaults.
+Every request sent is recorded with the station's answer in the store's audit table.
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
-a connector may draw under what it accepted), `sending.py` (payloads, alternatives, the wire),
-`station_control.py` (what we know of one station), `steps.py` (limits over time).
+a connector may draw under what it accepted: the controller's and the guard's read-only view),
+`sending.py` (schedules in both units, what an answer changes), `station_control.py` (what we
+know of one station), `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
 
 from __future__ import annotations
