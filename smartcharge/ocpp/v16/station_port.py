@@ -214,8 +214,7 @@ class V16StationPort(StationPort):
                     self._unit, self.use_tx_default = unit, use_tx_default
                     payload = self._plan_payload(connector_id, transaction_id, schedule,
                                                  floor=floor)
-                    installed = self.preview(connector_id, transaction_id, schedule,
-                                             floor=floor)
+                    installed = installed_from_payload(payload, transaction_id)
                     text = await self._send(payload)
                     if text == "Accepted":
                         if use_tx_default and not remembered[1]:
