@@ -100,6 +100,8 @@ async def test_v16_port_tries_the_minimum_for_a_pause_and_reports_refusals(tmp_p
             await wait_until(lambda: all(r in controller.state.sessions for r in refs)
                              and all(dispatcher.stations[r.station_id].caps for r in refs),
                              10, "both sessions running, both stations set up")
+            # probed with GetConfiguration (the simulator has one connector)
+            assert dispatcher.stations["CP1"].caps.connectors == 1
             for ref in refs:
                 control = dispatcher.stations[ref.station_id]
                 async with control.lock:   # no dispatch round in between

@@ -36,6 +36,8 @@ class Capabilities:
     max_periods: int = 24                      # periods per schedule
     idle_layer: bool = True    # a short-lived idle schedule may sit above the fail-safe default
     max_profiles_installed: int | None = None
+    connectors: int | None = None      # as the station counts them (None: not said)
+    phase_switching: bool = False      # it can switch a car from 3 phases to 1 and back
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class Capabilities:
     max_periods: int = 24
     rate_units: tuple[str, ...] = ("A", "W")   # "Current" -> "A", "Power" -> "W"
     max_profiles_installed: int | None = None
+    connectors: int | None = None               # NumberOfConnectors
+    phase_switching: bool = False               # ConnectorSwitch3to1PhaseSupported
 
 
 def profile_id(connector_id: int, purpose: str, *, fallback: bool = False) -> int:

@@ -27,7 +27,8 @@ from smartcharge.ocpp.v16 import profiles as P
 log = logging.getLogger("smartcharge.site.dispatch")
 
 CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
-               "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled"]
+               "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled",
+               "NumberOfConnectors", "ConnectorSwitch3to1PhaseSupported"]
 NO_ANSWER = Answer.NO_ANSWER.value
 
 
@@ -50,7 +51,10 @@ def parse_capabilities(values: dict) -> P.Capabilities:
         max_stack_level=max(as_int("ChargeProfileMaxStackLevel", base.max_stack_level), 0),
         max_periods=max(as_int("ChargingScheduleMaxPeriods", base.max_periods), 1),
         rate_units=units,
-        max_profiles_installed=as_int("MaxChargingProfilesInstalled", None))
+        max_profiles_installed=as_int("MaxChargingProfilesInstalled", None),
+        connectors=as_int("NumberOfConnectors", None),
+        phase_switching=str(values.get("ConnectorSwitch3to1PhaseSupported")).strip().lower()
+        == "true")
 
 
 def installed_from_payload(payload: dict, transaction_id: int = 0) -> Installed:
@@ -100,7 +104,8 @@ class V16StationPort(StationPort):
             return None
         return Capabilities(rate_units=c.rate_units, max_periods=c.max_periods,
                             idle_layer=c.max_stack_level >= 1,
-                            max_profiles_installed=c.max_profiles_installed)
+                            max_profiles_installed=c.max_profiles_installed,
+                            connectors=c.connectors, phase_switching=c.phase_switching)
 
     @property
     def unit(self) -> str:
