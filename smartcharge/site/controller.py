@@ -408,7 +408,7 @@ class SiteController:
     def default_root_schedule(self) -> list[tuple[datetime, float]]:
         """The grid limit the fail-safe defaults are sized for, over time: [(from, limit_w)],
         the first from now. Every limit counts - the site file, the operator's caps and
-        schedule, and demand-response events - so the stations' TxDefaultProfiles carry the
+        schedule, and demand-response events - so the stations' fail-safe defaults carry the
         periods of an event announced ahead and drop in time even if smartcharge is gone before
         it starts; the last entry holds on (back up after the event)."""
         now = self.clock.now()

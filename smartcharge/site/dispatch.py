@@ -62,10 +62,10 @@ __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
 class DispatchSettings:
     call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
-    # Every TxProfile ends at one common instant, at most this much site time ahead; all are
+    # Every plan sent ends at one common instant, at most this much site time ahead; all are
     # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
     # Short on purpose: if smartcharge disappears, every station is back on its fail-safe
-    # TxDefaultProfile within this time - all at the same instant.
+    # fail-safe default within this time - all at the same instant.
     profile_lifetime_s: float = 1800.0
     refresh_before_s: float = 1000.0
     probe_every_s: float = 900.0       # an uncontrollable connector is offered a profile again
@@ -117,7 +117,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
         self._shares_for: float | None = None
-        self.expiry: datetime | None = None   # when every TxProfile sent now ends
+        self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
@@ -150,14 +150,14 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 and event.connector_id is not None:
             sent = control.sent.pop(event.connector_id, None)
             if sent is not None and sent.default:
-                # a TxDefault plan outlives its transaction: it is what the next car gets
+                # a plan sent as the connector's default outlives its transaction: the next car's
                 control.idle_layer[event.connector_id] = sent
             if isinstance(event, ev.SessionStarted):
                 # reopened (closed by a reboot, then seen running): it may have profiles again
                 self._stopped.pop((event.station_id, event.connector_id,
                                    event.transaction_id), None)
             elif event.transaction_id is not None and not event.implicit:
-                # a plan made before the stop must not send this transaction a TxProfile
+                # a plan made before the stop must not send this transaction a schedule
                 self._stopped[(event.station_id, event.connector_id,
                                event.transaction_id)] = None
                 while len(self._stopped) > 10_000:
@@ -205,7 +205,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
     # --- plans ---------------------------------------------------------------------------
     def _refresh_expiry(self, now: datetime) -> datetime:
-        """The common end of every TxProfile; moved on (and so every profile re-sent) when less
+        """The common end of every plan sent; moved on (and so every profile re-sent) when less
         than refresh_before_s is left."""
         left = None if self.expiry is None else (self.expiry - now).total_seconds()
         if left is None or left < self.settings.refresh_before_s:
@@ -354,7 +354,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         limits = self.installed
         phases, factor = limits.phases_and_factor(control, cplan)
         installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
-        below = limits.below_steps(control, cplan.ref, phases, factor, control.use_tx_default)
+        below = limits.below_steps(control, cplan.ref, phases, factor, control.plans_as_default)
         wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = steps.compare(installed, wanted, now)
@@ -404,7 +404,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                     self._probed[ref] = now
 
     def _idle_changes(self, control: StationControl, plan: Plan) -> list[tuple[int, float, bool]]:
-        """Idle connectors get a short-lived TxDefaultProfile (stack level 1) at their share of
+        """Idle connectors get a short-lived idle schedule (above the fail-safe) at their share of
         the room the plan leaves, so a car arriving before the next re-plan stays within it:
         (connector, W, lower) for each that needs one now."""
         if not control.caps.idle_layer:

@@ -1,5 +1,5 @@
 """What a connector may draw under the profiles its station accepted, over time, as steps in
-the plan's W: the TxProfile until it ends, then the stack-1 TxDefaultProfile (an idle share), then
+the plan's W: the plan until it ends, then the idle schedule (an idle share), then
 the fail-safe default. Dispatch compares plans with it interval by interval; the controller plans
 a connector it cannot control at its maximum; the guard checks meters against it.
 
@@ -73,7 +73,7 @@ class InstalledLimits:
 
     def below_steps(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
                  replaces_idle: bool) -> steps.Step | None:
-        """What a connector falls back to when its TxProfile ends: the stack-1 TxDefault (idle
+        """What a connector falls back to when its plan ends: the idle schedule (idle
         share), then the fail-safe default; unknown defaults count as its maximum."""
         default = control.default_layer.get(ref.connector_id)
         if default is None:
@@ -91,7 +91,7 @@ class InstalledLimits:
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
             if self.unknown_tx(ref, transaction_id):
-                # a transaction older than this process: the station may run a TxProfile an
+                # a transaction older than this process: the station may run a plan an
                 # earlier process sent (until it ends, which we do not know): its maximum
                 return [(datetime.min.replace(tzinfo=UTC),
                          self.topology.max_power_w(ref) / factor)]

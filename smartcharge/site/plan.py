@@ -146,7 +146,7 @@ def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,
     """What each idle connector (no session) may draw if a car arrives before the next re-plan:
     its equal share of the room the plan leaves under every node above it over the first
     window_slots slots, in W; below its minimum rate it is 0. Sent as a short-lived
-    TxDefaultProfile, so an arrival never pushes the site over a limit while it waits for its
+    idle schedule, so an arrival never pushes the site over a limit while it waits for its
     own plan."""
     load_w, load_a = node_loads(problem, power_w)
     k = max(1, min(window_slots, problem.n_slots))

@@ -45,5 +45,5 @@ class StationControl:
         return self.port.zero_ok
 
     @property
-    def use_tx_default(self) -> bool:
+    def plans_as_default(self) -> bool:
         return self.port.plans_as_default

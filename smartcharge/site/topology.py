@@ -98,7 +98,7 @@ class SiteTopology:
         return units.connector_max_w(self.station(ref.station_id), self.connector(ref), phases)
 
     def station_max_w(self, station_id: str) -> float:
-        """The station's maximum [W] (its fail-safe ChargePointMax)."""
+        """The station's maximum [W] (what its fail-safe maximum is set to)."""
         return units.station_max_w(self.station(station_id))
 
     def min_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
