@@ -3,6 +3,8 @@ dashboard) can be added to the same app without guessing names or types."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from smartcharge.clock import Clock
@@ -16,3 +18,6 @@ STORE = web.AppKey("store", SqliteStore)          # set when the app starts (cle
 REGISTRY = web.AppKey("registry", StationRegistry)
 EVENTS = web.AppKey("events", EventBus)
 CLOCK = web.AppKey("clock", Clock)
+# station id, recorder, voltage_v=, unit=, settings= -> its protocol's control port
+# (ocpp/port.py); set by the app, so the site never imports a protocol package
+PORTS = web.AppKey("ports", Callable)

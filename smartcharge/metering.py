@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartcharge import units
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.model import Station
 
@@ -207,17 +208,11 @@ class LiveEnergy:
 
 
 def station_max_power_w(station: Station | None) -> float:
-    """The most this station can draw [W], for the plausibility checks."""
+    """The most this station can draw [W], for the plausibility checks (units.station_max_w:
+    the same maximum the fail-safe profiles are sized with)."""
     if station is None:
         return DEFAULT_MAX_POWER_W
-    connectors_w = sum(c.max_power_w or c.max_current_a * c.phases * station.voltage_v
-                       for c in station.connectors)
-    limits = [connectors_w]
-    if station.max_power_w:
-        limits.append(station.max_power_w)
-    if station.max_current_a:
-        limits.append(station.max_current_a * 3 * station.voltage_v)
-    return min(limits)
+    return units.station_max_w(station)
 
 
 def _start_register_zero(meter_start_wh: float, start_time: datetime | None,

@@ -114,7 +114,7 @@ async def test_measured_draw_stays_within_every_node_after_the_settle_time(tmp_p
             # its new limit depends on how the optimizer split the room)
             def metered_after_settle(ref):
                 sample = controller.state.measurements.get(ref)
-                since = server.dispatcher.followed_since(ref)
+                since = server.dispatcher.installed.followed_since(ref)
                 return sample is not None and since is not None and sample.at >= since
 
             await wait_until(lambda: all(refs[s] in controller.uncontrollable

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft4Validator
 
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.ocpp import profiles as P
+from smartcharge.ocpp.v16 import profiles as P
 
 SCHEMA_PATH = Path(ocpp.__file__).parent / "v16/schemas/SetChargingProfile.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(),

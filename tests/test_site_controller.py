@@ -215,13 +215,17 @@ async def test_next_snapshot_wakes_on_replan():
 
 
 def test_capabilities_from_get_configuration():
-    from smartcharge.site.dispatch import parse_capabilities
+    from smartcharge.ocpp.v16.station_port import parse_capabilities
     caps = parse_capabilities({"ChargeProfileMaxStackLevel": "5",
                                "ChargingScheduleMaxPeriods": "3",
                                "ChargingScheduleAllowedChargingRateUnit": "Power",
                                "MaxChargingProfilesInstalled": "oops"})
     assert (caps.max_stack_level, caps.max_periods, caps.rate_units) == (5, 3, ("W",))
     assert caps.max_profiles_installed is None
+    assert (caps.connectors, caps.phase_switching) == (None, False)
+    more = parse_capabilities({"NumberOfConnectors": "2",
+                               "ConnectorSwitch3to1PhaseSupported": "True"})
+    assert (more.connectors, more.phase_switching) == (2, True)
     assert parse_capabilities({}).rate_units == ("A", "W")
 
 

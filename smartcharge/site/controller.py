@@ -21,8 +21,10 @@ import numpy as np
 
 import optimizer
 from smartcharge import events
+from smartcharge import units
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
+from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.limits import SOURCE_FALLBACK, LimitSource, SiteLimits
@@ -74,7 +76,11 @@ class SiteController:
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
-        self.dispatch = None                                # set by setup (site/dispatch.py)
+        # what the stations accepted (site/installed.py), read-only; set by setup with dispatch
+        self.installed = None
+        # plans out, what dispatch learned back (site/learned.py): neither holds the other
+        self.site_bus = events.EventBus()
+        self.site_bus.subscribe(self.on_learned)
         self.history: deque[dict] = deque(maxlen=self.settings.history_points)
         self._last_history_at: datetime | None = None
         self._replan = asyncio.Event()
@@ -102,8 +108,17 @@ class SiteController:
             self._notify_snapshot(throttle=True)
         if isinstance(event, events.SessionStopped) and event.connector_id is not None:
             self.overdraw_w.pop(ConnectorRef(event.station_id, event.connector_id), None)
-        if self.dispatch is not None:
-            self.dispatch.on_event(event)
+
+    def on_learned(self, event) -> None:
+        """Site-bus subscriber: what dispatch learned about the stations."""
+        if isinstance(event, learned.ConnectorControl):
+            self.set_uncontrollable(event.ref, event.uncontrollable)
+        elif isinstance(event, learned.ConnectorFloor):
+            self.set_floor(event.ref, event.floor_w)
+        elif isinstance(event, learned.ReplanWanted):
+            self.request_replan(event.reason)
+        elif isinstance(event, learned.ProfileSent):
+            self.stats.profiles_sent += 1
 
     def request_replan(self, reason: str) -> None:
         self._reasons.add(reason)
@@ -160,11 +175,9 @@ class SiteController:
         if allocated is None or ref in self.uncontrollable:
             return
         plan = self.plan.connectors.get(ref) if self.plan else None
-        if plan is not None and self.dispatch is not None:
+        if plan is not None and self.installed is not None:
             # what the station was actually told (a third in W while its phases are unknown)
-            control = self.dispatch.stations.get(ref.station_id)
-            unit = control.unit if control is not None else "A"
-            allocated *= self.dispatch.w_factor(unit, ref, plan.phases, plan.phases_known)
+            allocated = self.installed.told_w(ref, allocated, plan.phases, plan.phases_known)
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
@@ -238,7 +251,7 @@ class SiteController:
         """What a connector we cannot control (refuses, does not answer, offline) is planned
         at: what the profiles it accepted let it draw, or, with none known, its maximum (or
         more, if it was measured drawing more)."""
-        installed = self.dispatch.installed_max_w(ref) if self.dispatch is not None else None
+        installed = self.installed.installed_max_w(ref) if self.installed is not None else None
         if installed is not None:
             return max(installed, self.overdraw_w.get(ref, 0.0))
         last = self.state.last_measured_w(ref) or 0.0
@@ -270,7 +283,7 @@ class SiteController:
             # Fixed load is planned around: it comes off every limit above it. A single-phase
             # load is taken off all three phases' current limits: conservative.
             station = topo.station(ref.station_id)
-            amps = load_w / (topo.connector(ref).phases * station.voltage_v)
+            amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
             for node in topo.ancestors(topo.station_node[ref.station_id]):
                 node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
                 node_a[node] = np.maximum(node_a[node] - amps, 0.0)
@@ -285,7 +298,7 @@ class SiteController:
                 arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
             elif not use[ref][2] and phases == 3 and topo.phase_limited(ref) and \
                     str(topo.station(ref.station_id).rate_unit.value) == "W":
-                # sent a third of its plan in W until its phases are known (dispatch.w_factor):
+                # sent a third of its plan in W until its phases are known (installed.w_factor):
                 # a 3-phase car must still get its minimum, or it never shows its phases
                 arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                                arrays["max_power_w"][i])
@@ -378,8 +391,7 @@ class SiteController:
         self.stats.last_status = status
         log.debug("re-planned (%s): %d connectors, %s, %.3f s", ",".join(sorted(reasons or ())),
                   len(controlled), status, self.stats.last_solve_s)
-        if self.dispatch is not None:
-            self.dispatch.apply(self.plan)
+        self.site_bus.publish(learned.PlanMade(self.plan))
         self.plan_done.set()
         self.plan_done = asyncio.Event()
         self._notify_snapshot(throttle=False)
@@ -396,7 +408,7 @@ class SiteController:
     def default_root_schedule(self) -> list[tuple[datetime, float]]:
         """The grid limit the fail-safe defaults are sized for, over time: [(from, limit_w)],
         the first from now. Every limit counts - the site file, the operator's caps and
-        schedule, and demand-response events - so the stations' TxDefaultProfiles carry the
+        schedule, and demand-response events - so the stations' fail-safe defaults carry the
         periods of an event announced ahead and drop in time even if smartcharge is gone before
         it starts; the last entry holds on (back up after the event)."""
         now = self.clock.now()

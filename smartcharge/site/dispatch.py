@@ -1,27 +1,29 @@
-"""Plans -> SetChargingProfile sends, one station at a time per station, all stations at once.
+"""Plans -> connector schedules through each station's control port (`ocpp/port.py`), one
+request at a time per station, all stations at once. Version-neutral: which payload, which unit,
+which alternative after a refusal is the port's business (`ocpp/v16/station_port.py` for 1.6).
 
-Per station we read the smart-charging capabilities once (GetConfiguration), install fail-safe
-defaults at boot (ChargePointMaxProfile + a TxDefaultProfile per connector whose sum stays under
-every limit if smartcharge disappears), and send each connector whose plan changed a TxProfile.
-A rejected profile is retried in the documented alternatives (the other rate unit, a
-TxDefaultProfile on the connector, the minimum rate instead of 0); what worked is remembered per
-station. A connector none of them works for is reported to the controller as uncontrollable,
-drawing what it has installed.
+Per station the port reads its capabilities once; dispatch installs fail-safe defaults at boot
+(the station's maximum + a default per connector whose sum stays under every limit if
+smartcharge disappears) and sends each connector whose plan changed its schedule. A connector
+the station refuses every alternative for is reported as uncontrollable, drawing what it has
+installed; what dispatch learns goes to the controller as events on the site bus
+(`learned.py`), never as a call.
 
-Order, interval by interval: a profile that lowers a connector anywhere (against what the
-station has installed there, its fail-safe default after the installed profile runs out) goes
+Order, interval by interval: a schedule that lowers a connector anywhere (against what the
+station has installed there, its fail-safe default after the installed schedule runs out) goes
 out first; one that also raises somewhere is first sent as the pointwise minimum of the two.
 The increases under a node wait until every decrease they depend on (of any station sharing a
 limited node with them) is acknowledged, and then a settle time for the cars to follow; a
 decrease refused, unanswered or met offline holds those increases and the controller re-plans
 with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
-Every TxProfile and idle TxDefaultProfile ends at one common instant (`expiry`), so whatever
-subset of them is in force at a later moment is one consistent plan or the fail-safe defaults.
-Every profile sent is recorded with the station's answer in the store's audit table.
+Every plan and idle schedule ends at one common instant (`expiry`), so whatever subset of them
+is in force at a later moment is one consistent plan or the fail-safe defaults.
+Every request sent is recorded with the station's answer in the store's audit table.
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
-a connector may draw under what it accepted), `sending.py` (payloads, alternatives, the wire),
-`station_control.py` (what we know of one station), `steps.py` (limits over time).
+a connector may draw under what it accepted: the controller's and the guard's read-only view),
+`sending.py` (schedules in both units, what an answer changes), `station_control.py` (what we
+know of one station), `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
 
 from __future__ import annotations
@@ -29,38 +31,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.ocpp import profiles as P
+from smartcharge.model import Site
+from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
-from smartcharge.site import steps
-from smartcharge.site.failsafe import CONFIG_KEYS, FailSafeSetup
+from smartcharge.site import learned, steps
+from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.installed import InstalledLimits
+from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
 from smartcharge.site.sending import NO_ANSWER, ProfileSending
-from smartcharge.site.station_control import (Sent, StationControl, layer_from_payload,
-                                              parse_capabilities)
-from smartcharge.site.topology import ConnectorRef
+from smartcharge.site.state import SiteState
+from smartcharge.site.station_control import Sent, StationControl
+from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_KEYS", "NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent",
-           "StationControl", "parse_capabilities"]
+__all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
+           "StationControl"]
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
     call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
-    # Every TxProfile ends at one common instant, at most this much site time ahead; all are
+    # Every plan sent ends at one common instant, at most this much site time ahead; all are
     # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
     # Short on purpose: if smartcharge disappears, every station is back on its fail-safe
-    # TxDefaultProfile within this time - all at the same instant.
+    # fail-safe default within this time - all at the same instant.
     profile_lifetime_s: float = 1800.0
     refresh_before_s: float = 1000.0
     probe_every_s: float = 900.0       # an uncontrollable connector is offered a profile again
@@ -69,18 +74,41 @@ class DispatchSettings:
     settle_s: float = 5.0
 
 
-class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
-    def __init__(self, controller, registry: StationRegistry, store, clock: Clock,
-                 settings: DispatchSettings | None = None) -> None:
-        self.controller = controller
-        self.topology = controller.topology
+@dataclass(frozen=True)
+class SiteReads:
+    """What dispatch reads of the site (never the controller itself): the topology and the site
+    file, the live state, the limits, the connectors planned as fixed loads, a session's phase
+    use and the grid limit the fail-safe defaults follow."""
+
+    topology: SiteTopology
+    site: Site
+    state: SiteState
+    limits: SiteLimits
+    uncontrollable: Mapping[ConnectorRef, str]
+    phase_use: Callable[[ConnectorRef], tuple]
+    default_root_schedule: Callable[[], list]
+
+
+class Dispatcher(FailSafeSetup, ProfileSending):
+    def __init__(self, reads: SiteReads, registry: StationRegistry, store, clock: Clock,
+                 settings: DispatchSettings | None = None, *, ports,
+                 publish: Callable[[object], None]) -> None:
+        self.view = reads
+        self.topology = reads.topology
         self.registry = registry
         self.store = store
         self.clock = clock
+        self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
-        self.settings = settings or DispatchSettings(settle_s=controller.site.server.settle_s)
-        self.stations = {s.station_id: StationControl(s.station_id, unit=str(s.rate_unit.value))
-                         for s in controller.site.stations}
+        self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
+        port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
+        # `ports`: station id -> its protocol's port (the site never names a protocol)
+        self.stations = {s.station_id: StationControl(s.station_id, ports(
+            s.station_id, self._record, voltage_v=s.voltage_v, unit=str(s.rate_unit.value),
+            settings=port_settings)) for s in reads.site.stations}
+        self.installed = InstalledLimits(self.topology, reads.state, reads.phase_use, clock,
+                                         self.settings.settle_s, self.stations)
+        self.changed_at = self.installed.changed_at   # last accepted profile change
         self._latest: Plan | None = None
         self._wake = asyncio.Event()
         self._audit: list[tuple] = []
@@ -89,13 +117,16 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
         self._shares_for: float | None = None
-        self.expiry: datetime | None = None   # when every TxProfile sent now ends
-        self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
-        self.started_at = clock.now()   # transactions older than this may run unknown profiles
+        self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
+
+    def on_learned(self, event) -> None:
+        """Site-bus subscriber: a new plan from the controller."""
+        if isinstance(event, learned.PlanMade):
+            self.apply(event.plan)
 
     # --- inputs (from the controller, synchronously) ----------------------------------------
     def apply(self, plan: Plan) -> None:
@@ -118,15 +149,15 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
             sent = control.sent.pop(event.connector_id, None)
-            if sent is not None and sent.purpose == P.TX_DEFAULT_PROFILE:
-                # a TxDefault plan outlives its transaction: it is what the next car gets
+            if sent is not None and sent.default:
+                # a plan sent as the connector's default outlives its transaction: the next car's
                 control.idle_layer[event.connector_id] = sent
             if isinstance(event, ev.SessionStarted):
                 # reopened (closed by a reboot, then seen running): it may have profiles again
                 self._stopped.pop((event.station_id, event.connector_id,
                                    event.transaction_id), None)
             elif event.transaction_id is not None and not event.implicit:
-                # a plan made before the stop must not send this transaction a TxProfile
+                # a plan made before the stop must not send this transaction a schedule
                 self._stopped[(event.station_id, event.connector_id,
                                event.transaction_id)] = None
                 while len(self._stopped) > 10_000:
@@ -174,7 +205,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
 
     # --- plans ---------------------------------------------------------------------------
     def _refresh_expiry(self, now: datetime) -> datetime:
-        """The common end of every TxProfile; moved on (and so every profile re-sent) when less
+        """The common end of every plan sent; moved on (and so every profile re-sent) when less
         than refresh_before_s is left."""
         left = None if self.expiry is None else (self.expiry - now).total_seconds()
         if left is None or left < self.settings.refresh_before_s:
@@ -209,7 +240,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             if failed:
                 log.warning("station %s: increases held: decreases at %s not acknowledged; "
                             "re-planning", sid, ", ".join(failed))
-                self.controller.request_replan(f"held:{sid}")
+                self.publish(learned.ReplanWanted(f"held:{sid}"))
                 return
             if outcomes:
                 settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
@@ -253,7 +284,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
                 out.add(node)
         root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.controller.limits.change_times(self.clock.now()))
+            self.view.limits.change_times(self.clock.now()))
         if root_limited:
             out.add(0)
         return out
@@ -310,7 +341,7 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         for item in items:
             if item[0] == "plan":
                 ref = item[1].ref
-                self.controller.set_uncontrollable(ref, "station offline")
+                self._report_uncontrollable(ref, "station offline")
 
     def _split(self, control: StationControl, cplan: ConnectorPlan
                ) -> tuple[ConnectorPlan | None, ConnectorPlan | None]:
@@ -320,10 +351,11 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
         minimum (a decrease), then in full."""
         now = self.clock.now()
         _, new = self._desired(control, cplan, floor=not control.zero_ok)
-        phases, factor = self._phase_use(control, cplan)
-        installed = self._installed_w(control, cplan.ref, phases, factor, cplan.transaction_id)
-        below = self._below_w(control, cplan.ref, phases, factor, control.use_tx_default)
-        wanted = steps.overlay(self._sent_w(new, phases, factor, cplan.ref), new.expires, below)
+        limits = self.installed
+        phases, factor = limits.phases_and_factor(control, cplan)
+        installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
+        below = limits.below_steps(control, cplan.ref, phases, factor, control.plans_as_default)
+        wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = steps.compare(installed, wanted, now)
         if not (lowers or raises) and old is not None and not control.resend \
@@ -352,12 +384,12 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
             return
         now = self.clock.now()
         for ref, fallback_w in plan.fixed_w.items():
-            if ref.station_id != control.station_id or ref not in self.controller.uncontrollable:
+            if ref.station_id != control.station_id or ref not in self.view.uncontrollable:
                 continue
             last = self._probed.get(ref)
             if last is not None and (now - last).total_seconds() < self.settings.probe_every_s:
                 continue
-            session = self.controller.state.sessions.get(ref)
+            session = self.view.state.sessions.get(ref)
             if session is None:
                 continue
             probe = ConnectorPlan(ref=ref, transaction_id=session.transaction_id, start=now,
@@ -372,11 +404,11 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
                     self._probed[ref] = now
 
     def _idle_changes(self, control: StationControl, plan: Plan) -> list[tuple[int, float, bool]]:
-        """Idle connectors get a short-lived TxDefaultProfile (stack level 1) at their share of
+        """Idle connectors get a short-lived idle schedule (above the fail-safe) at their share of
         the room the plan leaves, so a car arriving before the next re-plan stays within it:
         (connector, W, lower) for each that needs one now."""
-        if control.caps.max_stack_level < 1:
-            return []   # it would replace the fail-safe default at stack level 0
+        if not control.caps.idle_layer:
+            return []   # it would replace the fail-safe default
         out = []
         for connector in self.topology.station(control.station_id).connectors:
             ref = ConnectorRef(control.station_id, connector.connector_id)
@@ -392,18 +424,24 @@ class Dispatcher(FailSafeSetup, InstalledLimits, ProfileSending):
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
                          raising: bool = False) -> None:
         now = self.clock.now()
-        station = self.topology.station(control.station_id)
-        connector = station.connector(connector_id)
+        connector = self.topology.station(control.station_id).connector(connector_id)
         ref = ConnectorRef(control.station_id, connector_id)
-        factor = self.w_factor(control.unit, ref, connector.phases, False)
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
-        payload = P.tx_default_profile(
-            connector_id, now, [0], [value * factor], unit=control.unit,
-            phases=connector.phases, voltage_v=station.voltage_v, caps=control.caps,
-            duration_s=duration_s, stack_level=1, fallback=True)
-        answer = await self._send(control, payload)
-        if answer == "Accepted" or (answer == NO_ANSWER and raising):
+        schedule = self.power_schedule(ref, now, [0], [value], phases=connector.phases,
+                                       phases_known=False, duration_s=duration_s)
+        answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
+        if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
-            control.idle_layer[connector_id] = layer_from_payload(control.last_payload)
+            control.idle_layer[connector_id] = installed
         # recorded even when refused: best effort, retried when it runs out
         control.idle_sent[connector_id] = (value, self.expiry)
+
+    # --- what dispatch learns, reported ------------------------------------------------------
+    def _report_uncontrollable(self, ref: ConnectorRef, reason: str | None) -> None:
+        self.publish(learned.ConnectorControl(ref, reason))
+
+    def _report_floor(self, ref: ConnectorRef, min_power_w: float) -> None:
+        self.publish(learned.ConnectorFloor(ref, min_power_w))
+
+    def stats_profiles_sent(self) -> None:
+        self.publish(learned.ProfileSent())

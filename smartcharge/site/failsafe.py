@@ -1,28 +1,22 @@
-"""One station's setup, once per connection: its smart-charging capabilities (GetConfiguration)
-and its fail-safe profiles - a ChargePointMaxProfile (its own maximum) and, per connector, a
-TxDefaultProfile at stack level 0 with no end: its usable share of the tightest limit above it,
-following the grid limit over time (a DR event announced ahead is in its periods), so the site
-stays under every limit if smartcharge disappears.
+"""One station's setup, once per connection: its capabilities (what its port probes) and its
+fail-safe schedules - its own maximum and, per connector, a default with no end: its usable share
+of the tightest limit above it, following the grid limit over time (a DR event announced ahead is
+in its periods), so the site stays under every limit if smartcharge disappears.
 
-A mixin of `Dispatcher` (needs `stations`, `topology`, `controller`, `clock`, `registry`,
-`_latest`, `_wake`, `_call`, `_send`, `w_factor`, `_shares`, `_shares_for`)."""
+A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
+`_wake`, `power_schedule`, `_shares`, `_shares_for`, `_report_uncontrollable`)."""
 
 from __future__ import annotations
 
 import logging
 
-from ocpp.v16 import call
-
-from smartcharge.ocpp import profiles as P
-from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
-from smartcharge.site.station_control import (StationControl, layer_from_payload,
-                                              parse_capabilities)
+from smartcharge import units
+from smartcharge.ocpp.port import Answer
+from smartcharge.ocpp.registry import StationOffline, StationTimeout
+from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger("smartcharge.site.dispatch")
-
-CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
-               "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled"]
 
 
 class FailSafeSetup:
@@ -38,10 +32,7 @@ class FailSafeSetup:
                 return
             control.setup_link = link
             try:
-                if control.caps is None:
-                    control.caps = await self._read_capabilities(station_id)
-                    if "A" not in control.caps.rate_units and control.caps.rate_units:
-                        control.unit = control.caps.rate_units[0]
+                await control.port.capabilities()
                 # It may have forgotten its profiles, or kept them (OCPP keeps them through a
                 # reboot): what it was told stays our upper bound of what it may draw (so a
                 # lower plan is still ordered as a decrease), and everything is sent again.
@@ -54,30 +45,15 @@ class FailSafeSetup:
                 log.info("station %s: setup postponed (%s)", station_id, exc)
                 return
         for connector in self.topology.station(station_id).connectors:
-            self.controller.set_uncontrollable(ConnectorRef(station_id, connector.connector_id),
-                                               None)
+            self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
         if self._latest is not None:
             self._wake.set()   # the current plan, through the ordered and gated round
 
-    async def _read_capabilities(self, station_id: str) -> P.Capabilities:
-        try:
-            answer = await self._call(station_id, call.GetConfiguration(key=list(CONFIG_KEYS)))
-        except StationCallError as exc:
-            log.info("station %s: GetConfiguration refused (%s); assuming defaults",
-                     station_id, exc)
-            return P.Capabilities()
-        values = {}
-        for item in answer.configuration_key or []:
-            key = item.get("key") if isinstance(item, dict) else getattr(item, "key", None)
-            value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
-            values[key] = value
-        return parse_capabilities(values)
-
     def default_root_w(self) -> float:
-        return self.controller.default_root_limit_w()
+        return self.view.default_root_limit_w()
 
     def _defaults_key(self) -> tuple:
-        schedule = self.controller.default_root_schedule()
+        schedule = self.view.default_root_schedule()
         return (schedule[0][1], tuple(schedule[1:]))
 
     async def _send_defaults(self, control: StationControl) -> None:
@@ -88,26 +64,17 @@ class FailSafeSetup:
         offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
         shares = [self._default_shares(root_w) for _, root_w in schedule]
         phases = max(c.phases for c in station.connectors)
-        station_max_w = sum(self.topology.max_power_w(ConnectorRef(station.station_id,
-                                                                   c.connector_id))
-                            for c in station.connectors)
-        if station.max_power_w is not None:
-            station_max_w = min(station_max_w, station.max_power_w)
-        if station.max_current_a is not None:
-            station_max_w = min(station_max_w, station.max_current_a * phases * station.voltage_v)
-        payload = P.charge_point_max_profile(now, station_max_w, unit=control.unit, phases=phases,
-                                             voltage_v=station.voltage_v)
-        await self._send(control, payload, alternatives=True)
+        station_max_w = self.topology.station_max_w(station.station_id)
+        await control.port.install_station_max(
+            station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
         for connector in station.connectors:
             ref = ConnectorRef(station.station_id, connector.connector_id)
-            factor = self.w_factor(control.unit, ref, connector.phases, False)
-            payload = P.tx_default_profile(
-                connector.connector_id, now, offsets, [s[ref][0] * factor for s in shares],
-                unit=control.unit, phases=connector.phases, voltage_v=station.voltage_v,
-                caps=control.caps)
-            if await self._send(control, payload, alternatives=True) == "Accepted":
-                control.default_layer[connector.connector_id] = layer_from_payload(
-                    control.last_payload)
+            failsafe = self.power_schedule(ref, now, offsets, [s[ref][0] for s in shares],
+                                           phases=connector.phases, phases_known=False)
+            answer, installed = await control.port.install_failsafe(connector.connector_id,
+                                                                    failsafe)
+            if answer is Answer.ACCEPTED:
+                control.default_layer[connector.connector_id] = installed
         control.defaults_root_w = key[0]
         control.defaults_key = key
 

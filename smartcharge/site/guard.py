@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,8 @@ class SiteGuard:
         c = self.controller
         measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
         if measured is not None:
-            dispatch = c.dispatch
-            if dispatch is not None and dispatch.governs(ref) \
+            installed = c.installed
+            if installed is not None and installed.governs(ref) \
                     and not self._measured_under_profile(ref):
                 # taken before the limit in force now (and the car's settle time): it shows
                 # what the car drew then; until the next sample, it draws what it may now
@@ -78,17 +79,17 @@ class SiteGuard:
     def _measured_under_profile(self, ref: ConnectorRef) -> bool:
         """The sample was taken after the car had its settle time under the profile in force:
         one taken before the last change proves nothing."""
-        dispatch = self.controller.dispatch
+        installed = self.controller.installed
         sample = self.controller.state.measurements.get(ref)
-        if dispatch is None or sample is None or not dispatch.governs(ref):
+        if installed is None or sample is None or not installed.governs(ref):
             return False
-        since = dispatch.followed_since(ref)
+        since = installed.followed_since(ref)
         return since is None or sample.at >= since
 
     def allowed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
         """The most its profiles allowed from `since` (a sample's time) until now."""
-        dispatch = self.controller.dispatch
-        return dispatch.installed_w(ref, since) if dispatch is not None else None
+        installed = self.controller.installed
+        return installed.installed_w(ref, since) if installed is not None else None
 
     def node_loads(self, now: datetime) -> tuple[np.ndarray, np.ndarray, dict]:
         """((M,) W per node, (M,3) A per node and phase, {ref: (W, how)})."""
@@ -107,7 +108,7 @@ class SiteGuard:
             for node in topo.ancestors(topo.station_node[ref.station_id]):
                 load_w[node] += watts
                 for p in used:
-                    load_a[node, p] += watts / (phases * voltage)
+                    load_a[node, p] += units.w_to_a(watts, phases, voltage)
         return load_w, load_a, draws
 
     def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
@@ -124,7 +125,7 @@ class SiteGuard:
                 out.append(Overload(topo.node_ids[node], "W", float(load_w[node]),
                                     float(limit_w)))
             limit_a = topo.static_limit_a[node]
-            if load_a[node].max() > limit_a + TOLERANCE_W / 230.0:
+            if load_a[node].max() > limit_a + units.w_to_a(TOLERANCE_W, 1, units.NOMINAL_VOLTAGE_V):
                 out.append(Overload(topo.node_ids[node], "A", float(load_a[node].max()),
                                     float(limit_a)))
         return out, draws

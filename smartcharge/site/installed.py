@@ -1,65 +1,105 @@
 """What a connector may draw under the profiles its station accepted, over time, as steps in
-the plan's W: the TxProfile until it ends, then the stack-1 TxDefaultProfile (an idle share), then
+the plan's W: the plan until it ends, then the idle schedule (an idle share), then
 the fail-safe default. Dispatch compares plans with it interval by interval; the controller plans
 a connector it cannot control at its maximum; the guard checks meters against it.
 
-A mixin of `Dispatcher` (needs `stations`, `topology`, `controller`, `clock`, `settings`,
-`changed_at`, `started_at`, `w_factor`)."""
+One object, owned by dispatch (which records what stations accept in `stations` and
+`changed_at`) and read by the controller and the guard: a read-only view, so the controller never
+holds the dispatcher itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from smartcharge.ocpp import profiles as P
+from smartcharge import units
+from smartcharge.clock import Clock
 from smartcharge.site import steps
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
-from smartcharge.site.topology import ConnectorRef
+from smartcharge.site.state import SiteState
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+
+def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
+             phases_known: bool) -> float:
+    """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on a
+    3-phase connector under a W limit draws it all on one phase: 3x the per-phase current a
+    balanced plan reserved. While the car's phase use is unknown (and a per-phase current limit
+    holds above the connector) the W limit is the balanced plan's per-phase share, a third; an
+    A limit is per phase already and needs nothing."""
+    connector = topology.connector(ref)
+    if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
+        return 1.0
+    return 1.0 / 3.0 if topology.phase_limited(ref) else 1.0
 
 
 class InstalledLimits:
-    def _phase_use(self, control: StationControl, cplan: ConnectorPlan) -> tuple[int, float]:
+    def __init__(self, topology: SiteTopology, state: SiteState,
+                 phase_use: Callable[[ConnectorRef], tuple], clock: Clock, settle_s: float,
+                 stations: dict[str, StationControl]) -> None:
+        self.topology = topology
+        self.state = state
+        self.phase_use = phase_use
+        self.clock = clock
+        self.settle_s = settle_s
+        self.stations = stations
+        self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
+        self.started_at = clock.now()   # transactions older than this may run unknown profiles
+
+    def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
+        return w_factor(self.topology, unit, ref, phases, phases_known)
+
+    def told_w(self, ref: ConnectorRef, allocated_w: float, phases: int,
+               phases_known: bool) -> float:
+        """What a connector's station was told for an allocation (a third in W while its
+        phases are unknown)."""
+        control = self.stations.get(ref.station_id)
+        unit = control.unit if control is not None else "A"
+        return allocated_w * self.w_factor(unit, ref, phases, phases_known)
+
+    def phases_and_factor(self, control: StationControl, cplan: ConnectorPlan) -> tuple[int, float]:
         connector = self.topology.connector(cplan.ref)
         phases = min(cplan.phases, connector.phases)
         return phases, self.w_factor(control.unit, cplan.ref, phases, cplan.phases_known)
 
-    def _sent_w(self, sent: Sent, phases: int, factor: float, ref: ConnectorRef) -> steps.Step:
+    def sent_steps(self, sent: Sent, phases: int, factor: float, ref: ConnectorRef) -> steps.Step:
         """A profile's limits as the plan's W (what the car may draw on `phases`, undoing the
         W factor dispatch applied)."""
         voltage = self.topology.station(ref.station_id).voltage_v
         return [(sent.start + timedelta(seconds=s),
-                 P.rate_to_power(limit, sent.unit, phases, voltage) / factor)
+                 units.rate_to_w(limit, sent.unit, phases, voltage) / factor)
                 for s, limit in zip(sent.starts_s, sent.limits)]
 
-    def _below_w(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
+    def below_steps(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
                  replaces_idle: bool) -> steps.Step | None:
-        """What a connector falls back to when its TxProfile ends: the stack-1 TxDefault (idle
+        """What a connector falls back to when its plan ends: the idle schedule (idle
         share), then the fail-safe default; unknown defaults count as its maximum."""
         default = control.default_layer.get(ref.connector_id)
         if default is None:
             step = [(datetime.min.replace(tzinfo=UTC), self.topology.max_power_w(ref) / factor)]
         else:
-            step = self._sent_w(default, phases, factor, ref)
+            step = self.sent_steps(default, phases, factor, ref)
         idle = control.idle_layer.get(ref.connector_id)
         if idle is not None and not replaces_idle:
-            step = steps.overlay(self._sent_w(idle, phases, factor, ref), idle.expires, step)
+            step = steps.overlay(self.sent_steps(idle, phases, factor, ref), idle.expires, step)
         return step
 
-    def _installed_w(self, control: StationControl, ref: ConnectorRef, phases: int,
+    def installed_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
                      factor: float, transaction_id: int | None) -> steps.Step:
-        below = self._below_w(control, ref, phases, factor, False)
+        below = self.below_steps(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
-            if self._unknown_tx(ref, transaction_id):
-                # a transaction older than this process: the station may run a TxProfile an
+            if self.unknown_tx(ref, transaction_id):
+                # a transaction older than this process: the station may run a plan an
                 # earlier process sent (until it ends, which we do not know): its maximum
                 return [(datetime.min.replace(tzinfo=UTC),
                          self.topology.max_power_w(ref) / factor)]
             return below
-        return steps.overlay(self._sent_w(old, phases, factor, ref), old.expires, below)
+        return steps.overlay(self.sent_steps(old, phases, factor, ref), old.expires, below)
 
-    def _unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
-        session = self.controller.state.sessions.get(ref)
+    def unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
+        session = self.state.sessions.get(ref)
         return (transaction_id is not None and session is not None
                 and session.transaction_id == transaction_id
                 and session.started_at < self.started_at)
@@ -70,13 +110,13 @@ class InstalledLimits:
         reconnect, when the station may still run profiles we do not know - its draw proves
         nothing about obedience."""
         control = self.stations.get(ref.station_id)
-        session = self.controller.state.sessions.get(ref)
+        session = self.state.sessions.get(ref)
         if control is None or session is None or control.resend:
             return False
         sent = control.sent.get(ref.connector_id)
         if sent is not None:
             return sent.transaction_id == session.transaction_id
-        return not self._unknown_tx(ref, session.transaction_id)
+        return not self.unknown_tx(ref, session.transaction_id)
 
     def followed_since(self, ref: ConnectorRef) -> datetime | None:
         """From when a car had its settle time under the limit in force now: after the last
@@ -85,17 +125,17 @@ class InstalledLimits:
         moments = [] if changed is None else [changed]
         control = self.stations.get(ref.station_id)
         if control is not None and ref.connector_id in control.default_layer:
-            step = self._current_step(control, ref)
+            step = self.current_step(control, ref)
             now = self.clock.now()
             moments += [m for m, _ in step if m <= now][-1:]
         if not moments:
             return None
-        return max(moments) + timedelta(seconds=self.settings.settle_s)
+        return max(moments) + timedelta(seconds=self.settle_s)
 
-    def _current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
-        session = self.controller.state.sessions.get(ref)
-        phases = self.controller.phase_use(ref)[0]
-        step = self._installed_w(control, ref, phases, 1.0,
+    def current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
+        session = self.state.sessions.get(ref)
+        phases = self.phase_use(ref)[0]
+        step = self.installed_steps(control, ref, phases, 1.0,
                                  session.transaction_id if session else None)
         out: steps.Step = []
         for moment, value in step:     # only the moments where the value changes
@@ -111,8 +151,8 @@ class InstalledLimits:
             return None
         now = self.clock.now()
         since = now if since is None else min(since, now)
-        since -= timedelta(seconds=self.settings.settle_s)
-        step = self._current_step(control, ref)
+        since -= timedelta(seconds=self.settle_s)
+        step = self.current_step(control, ref)
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
         return min(most, self.topology.max_power_w(ref))
 
@@ -122,8 +162,8 @@ class InstalledLimits:
         control = self.stations.get(ref.station_id)
         if control is None or ref.connector_id not in control.default_layer:
             return None
-        session = self.controller.state.sessions.get(ref)
+        session = self.state.sessions.get(ref)
         phases = self.topology.connector(ref).phases
-        step = self._installed_w(control, ref, phases, 1.0,
+        step = self.installed_steps(control, ref, phases, 1.0,
                                  session.transaction_id if session else None)
         return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))

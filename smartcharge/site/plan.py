@@ -8,6 +8,7 @@ from datetime import datetime
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.site.limits import SOURCE_CONNECTOR, SOURCE_ENERGY, LimitSource
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -145,7 +146,7 @@ def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,
     """What each idle connector (no session) may draw if a car arrives before the next re-plan:
     its equal share of the room the plan leaves under every node above it over the first
     window_slots slots, in W; below its minimum rate it is 0. Sent as a short-lived
-    TxDefaultProfile, so an arrival never pushes the site over a limit while it waits for its
+    idle schedule, so an arrival never pushes the site over a limit while it waits for its
     own plan."""
     load_w, load_a = node_loads(problem, power_w)
     k = max(1, min(window_slots, problem.n_slots))
@@ -159,7 +160,8 @@ def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,
     out = {}
     for ref in idle:
         connector = topology.connector(ref)
-        watts_per_amp = connector.phases * topology.station(ref.station_id).voltage_v
+        watts_per_amp = units.a_to_w(1.0, connector.phases,
+                                     topology.station(ref.station_id).voltage_v)
         share = topology.max_power_w(ref)
         for node in topology.ancestors(topology.station_node[ref.station_id]):
             share = min(share, max(room_w[node], 0.0) / count[node],

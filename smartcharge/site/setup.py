@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.site.controller import ControllerSettings, SiteController
-from smartcharge.site.dispatch import Dispatcher, DispatchSettings
+from smartcharge.site.dispatch import Dispatcher, DispatchSettings, SiteReads
 from smartcharge.site.restore import restore
 
 CONTROLLER = web.AppKey("site_controller", SiteController)
@@ -37,18 +37,26 @@ def setup_site_control(app: web.Application, *,
         # what was acknowledged before a restart binds us now: before the first plan, before
         # the server listens (cleanup_ctx runs before the socket opens) and any station sends
         await restore(controller, app[STORE])
-        dispatcher = Dispatcher(controller, app[REGISTRY], app[STORE], app[CLOCK],
-                                dispatch_settings)
+        reads = SiteReads(controller.topology, controller.site, controller.state,
+                          controller.limits, controller.uncontrollable, controller.phase_use,
+                          controller.default_root_schedule)
+        dispatcher = Dispatcher(reads, app[REGISTRY], app[STORE], app[CLOCK],
+                                dispatch_settings, ports=app[PORTS],
+                                publish=controller.site_bus.publish)
         app[DISPATCHER] = dispatcher
-        controller.dispatch = dispatcher
-        unsubscribe = app[EVENTS].subscribe(controller.on_event)
+        controller.installed = dispatcher.installed
+        # the controller first (it updates the state dispatch reads), then dispatch
+        unsubscribe = [app[EVENTS].subscribe(controller.on_event),
+                       app[EVENTS].subscribe(dispatcher.on_event),
+                       controller.site_bus.subscribe(dispatcher.on_learned)]
         tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in (
             ("site-controller", controller.run()), ("site-dispatch", dispatcher.run()),
             ("site-audit", dispatcher.run_audit()), ("site-sampler", _sample(controller)))]
         try:
             yield
         finally:
-            unsubscribe()
+            for undo in unsubscribe:
+                undo()
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from smartcharge import events as ev
+from smartcharge import units
 from smartcharge.metering import LiveEnergy, station_max_power_w
 from smartcharge.model import Site
 from smartcharge.site.topology import ConnectorRef
@@ -181,8 +182,8 @@ class SiteState:
         power_w = event.power_w
         if power_w is None and any(c is not None for c in event.current_a):
             station = self.site.station(event.station_id)
-            voltage = station.voltage_v if station else 230.0
-            power_w = sum(c for c in event.current_a if c is not None) * voltage
+            voltage = station.voltage_v if station else units.NOMINAL_VOLTAGE_V
+            power_w = units.a_to_w(sum(c for c in event.current_a if c is not None), 1, voltage)
         if power_w is None:
             return change
         sample = Measurement(float(power_w), event.at, event.received_at)

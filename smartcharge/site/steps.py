@@ -25,7 +25,7 @@ def value_at(step: Step, moment: datetime) -> float:
 
 def overlay(top: Step, until: datetime, below: Step) -> Step:
     """`top` before `until`, `below` from then on (a profile that expires onto what is under
-    it: the idle TxDefaultProfile, then the fail-safe default)."""
+    it: the idle schedule, then the fail-safe default)."""
     out = [(m, v) for m, v in top if m < until]
     out.append((until, value_at(below, until)))
     out.extend((m, v) for m, v in below if m > until)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smartcharge import units
 from smartcharge.model import PHASE_NAMES, Connector, Site, Station
 from smartcharge.site.limits import SOURCE_CIRCUIT, SOURCE_SITE, SOURCE_STATION, LimitSource
 
@@ -94,22 +95,16 @@ class SiteTopology:
     # --- per-connector arrays ---------------------------------------------------------------
     def max_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         """The connector's maximum [W] on `phases` phases (default: all of its phases)."""
-        station, connector = self.station(ref.station_id), self.connector(ref)
-        voltage = station.voltage_v
-        phases = connector.phases if phases is None else min(phases, connector.phases)
-        caps = [phases * voltage * connector.max_current_a]
-        if connector.max_power_w is not None:
-            caps.append(connector.max_power_w)
-        if station.max_power_w is not None:
-            caps.append(station.max_power_w)
-        if station.max_current_a is not None:
-            caps.append(phases * voltage * station.max_current_a)
-        return float(min(caps))
+        return units.connector_max_w(self.station(ref.station_id), self.connector(ref), phases)
+
+    def station_max_w(self, station_id: str) -> float:
+        """The station's maximum [W] (what its fail-safe maximum is set to)."""
+        return units.station_max_w(self.station(station_id))
 
     def min_power_w(self, ref: ConnectorRef, phases: int | None = None) -> float:
         station, connector = self.station(ref.station_id), self.connector(ref)
         phases = connector.phases if phases is None else min(phases, connector.phases)
-        return float(min(phases * station.voltage_v * connector.min_current_a,
+        return float(min(units.a_to_w(connector.min_current_a, phases, station.voltage_v),
                          self.max_power_w(ref, phases)))
 
     def phase_index(self, ref: ConnectorRef) -> int:
@@ -194,7 +189,8 @@ class SiteTopology:
         connector = self.connector(ref)
         if unit == "a":
             return connector.min_current_a
-        return connector.min_current_a * connector.phases * self.station(ref.station_id).voltage_v
+        return units.a_to_w(connector.min_current_a, connector.phases,
+                            self.station(ref.station_id).voltage_v)
 
     def _equal_shares(self, limit_w: np.ndarray, active: set[int]
                       ) -> tuple[dict[int, tuple[float, float]], dict[int, tuple]]:
@@ -213,12 +209,12 @@ class SiteTopology:
             share_a = self.static_limit_a[node_a] / count[node_a]
             connector = self.connector(ref)
             voltage = self.station(ref.station_id).voltage_v
-            from_w = share_w / (connector.phases * voltage)
+            from_w = units.w_to_a(share_w, connector.phases, voltage)
             bottleneck[i] = (node_w, "w") if from_w < share_a else (node_a, "a")
             if connector.max_current_a < min(share_a, from_w):
                 bottleneck[i] = (None, "a")
             share_a = min(share_a, connector.max_current_a, from_w)
-            share_w = min(share_w, self.max_power_w(ref), share_a * connector.phases * voltage)
+            share_w = min(share_w, self.max_power_w(ref), units.a_to_w(share_a, connector.phases, voltage))
             shares[i] = (float(share_w), float(share_a))
         return shares, bottleneck
 

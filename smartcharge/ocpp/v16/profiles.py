@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from smartcharge import units
 from smartcharge.clock import format_ocpp_time
 
 TX_PROFILE = "TxProfile"
@@ -34,6 +35,8 @@ class Capabilities:
     max_periods: int = 24
     rate_units: tuple[str, ...] = ("A", "W")   # "Current" -> "A", "Power" -> "W"
     max_profiles_installed: int | None = None
+    connectors: int | None = None               # NumberOfConnectors
+    phase_switching: bool = False               # ConnectorSwitch3to1PhaseSupported
 
 
 def profile_id(connector_id: int, purpose: str, *, fallback: bool = False) -> int:
@@ -51,14 +54,14 @@ def round_down_01(value: float) -> float:
 def power_to_rate(power_w: float, unit: str, phases: int, voltage_v: float) -> float:
     """Power [W] -> the station's unit, rounded down to 0.1 (A per phase or W)."""
     if unit == "A":
-        return round_down_01(power_w / (phases * voltage_v))
+        return round_down_01(units.w_to_a(power_w, phases, voltage_v))
     if unit == "W":
         return round_down_01(power_w)
     raise ValueError(f"chargingRateUnit: must be 'A' or 'W', got {unit!r}")
 
 
 def rate_to_power(rate: float, unit: str, phases: int, voltage_v: float) -> float:
-    return rate * phases * voltage_v if unit == "A" else rate
+    return units.rate_to_w(rate, unit, phases, voltage_v)
 
 
 def merge_periods(starts_s: list[int], limits: list[float], max_periods: int
@@ -95,6 +98,18 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
              phases: int, voltage_v: float, max_periods: int, duration_s: int | None = None,
              min_power_w: float | None = None) -> dict:
     """A chargingSchedule from per-period powers [W] beginning at start (period_starts_s[0] is 0).
+    """
+    rates = [power_to_rate(p, unit, phases, voltage_v) for p in powers_w]
+    min_rate = power_to_rate(min_power_w, unit, phases, voltage_v) if min_power_w else None
+    return schedule_rates(start, period_starts_s, rates, unit=unit, phases=phases,
+                          max_periods=max_periods, duration_s=duration_s, min_rate=min_rate)
+
+
+def schedule_rates(start: datetime, period_starts_s: list[float], rates: list[float], *,
+                   unit: str, phases: int, max_periods: int, duration_s: int | None = None,
+                   min_rate: float | None = None) -> dict:
+    """A chargingSchedule from per-period limits already in `unit` (A per phase or W), rounded
+    down to 0.1 here, beginning at start (period_starts_s[0] is 0).
 
     startSchedule is `start` truncated to the whole second (so at or before it); period offsets
     are counted from that truncated start.
@@ -104,7 +119,7 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
     # dropped fraction lands on them exactly (the 1 ms guards against float noise).
     fraction_s = start.microsecond / 1e6
     starts = [0] + [max(1, int(math.floor(s + fraction_s + 1e-3))) for s in period_starts_s[1:]]
-    rates = [power_to_rate(p, unit, phases, voltage_v) for p in powers_w]
+    rates = [round_down_01(r) for r in rates]
     starts, rates = merge_periods(starts, rates, max_periods)
     periods = [{"startPeriod": s, "limit": r, "numberPhases": phases}
                for s, r in zip(starts, rates)]
@@ -112,8 +127,8 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
                  "chargingSchedulePeriod": periods}
     if duration_s is not None:
         out["duration"] = int(duration_s)
-    if min_power_w:
-        out["minChargingRate"] = power_to_rate(min_power_w, unit, phases, voltage_v)
+    if min_rate is not None:
+        out["minChargingRate"] = round_down_01(min_rate)
     return out
 
 

@@ -43,7 +43,7 @@ from smartcharge.metering import (
     station_max_power_w,
 )
 from smartcharge.model import Site
-from smartcharge.ocpp import edge
+from smartcharge.ocpp.v16 import edge
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
 

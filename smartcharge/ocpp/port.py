@@ -1,0 +1,176 @@
+"""The control port: what the site may ask of any station, whatever OCPP version it speaks.
+
+The site (`site/dispatch.py`) talks only to this. Each protocol package implements it: `ocpp/v16/`
+turns a schedule into a SetChargingProfile (purposes, stack levels, GetConfiguration probing and
+the rejection alternatives stay there); a `v201` package joins behind the same port.
+
+Units are explicit: a `PowerSchedule` carries every period both as W for the connector and as A
+per phase, and the port sends whichever the station takes; what it installed comes back as an
+`Installed` record in the unit it used. The site never sees a payload.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class Answer(enum.Enum):
+    """The outcome of one request to a station."""
+
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"      # refused in any way (Rejected, NotSupported, a CALLERROR)
+    NO_ANSWER = "no answer"    # timed out: it may have been applied all the same
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a station says it takes, with conservative defaults (version-neutral)."""
+
+    rate_units: tuple[str, ...] = ("A", "W")   # "A" per phase, "W" for the connector
+    max_periods: int = 24                      # periods per schedule
+    idle_layer: bool = True    # a short-lived idle schedule may sit above the fail-safe default
+    max_profiles_installed: int | None = None
+    connectors: int | None = None      # as the station counts them (None: not said)
+    phase_switching: bool = False      # it can switch a car from 3 phases to 1 and back
+
+
+@dataclass(frozen=True)
+class PowerSchedule:
+    """Limits per period from `start` (offsets_s[0] is 0), in both units: `power_w` for a limit
+    in W on the connector, `current_a` per phase on `phases` phases. `min_*`: the least the car
+    may be paused at where 0 is refused; `duration_s` None: no end."""
+
+    start: datetime
+    offsets_s: list[float]
+    power_w: list[float]
+    current_a: list[float]
+    phases: int
+    duration_s: int | None = None
+    min_power_w: float | None = None
+    min_current_a: float | None = None
+    pauses: bool = False       # the plan pauses the car soon (limit 0 in its first periods)
+
+    def limits(self, unit: str) -> list[float]:
+        return list(self.current_a if unit == "A" else self.power_w)
+
+    def minimum(self, unit: str) -> float | None:
+        return self.min_current_a if unit == "A" else self.min_power_w
+
+
+@dataclass
+class Installed:
+    """What a connector was told (and, when accepted, runs): limits in `unit` ("A" per phase or
+    "W") from `start`, until `expires`. `default`: the connector's default schedule (outlives a
+    transaction; an idle share or a plan for a station that refuses transaction schedules)."""
+
+    transaction_id: int
+    start: datetime
+    expires: datetime
+    unit: str
+    phases: int
+    starts_s: list[int]
+    limits: list[float]
+    default: bool = False
+
+    def rate_at(self, moment: datetime) -> float | None:
+        if moment >= self.expires:
+            return None
+        offset = (moment - self.start).total_seconds()
+        rate = self.limits[0]
+        for start_s, limit in zip(self.starts_s, self.limits):
+            if start_s <= offset:
+                rate = limit
+        return rate
+
+
+@dataclass
+class ScheduleResult:
+    """The outcome of `set_connector_schedule`: `installed` is what went out last (accepted, or
+    unanswered); `floored` True when the station refused 0 and took the minimum instead (it
+    will from now on); `detail` the station's own word for a refusal."""
+
+    answer: Answer
+    installed: Installed | None = None
+    floored: bool = False
+    detail: str = ""
+
+
+@dataclass
+class PortSettings:
+    call_timeout_s: float = 10.0
+    retries: int = 1
+
+
+# (station, connector, what kind of schedule, what went out, answer): the audit table's row
+Recorder = Callable[[str, int, str, dict, str], None]
+
+
+class StationPort(ABC):
+    """One station, as the site sees it. Raises `StationOffline` when it is not connected."""
+
+    station_id: str
+
+    @property
+    @abstractmethod
+    def caps(self) -> Capabilities | None:
+        """What the last probe found (None: not probed yet)."""
+
+    @property
+    @abstractmethod
+    def unit(self) -> str:
+        """The unit the station is addressed in now ("A" or "W")."""
+
+    @property
+    @abstractmethod
+    def zero_ok(self) -> bool:
+        """False once it refused a limit of 0: pauses go out at the minimum."""
+
+    @property
+    @abstractmethod
+    def plans_as_default(self) -> bool:
+        """True when its plans go out as the connector's default schedule (it refuses
+        transaction schedules): a plan then replaces the idle share."""
+
+    @abstractmethod
+    async def capabilities(self) -> Capabilities:
+        """Probe once (remembered); a station that refuses the probe gets the defaults."""
+
+    @abstractmethod
+    async def install_station_max(self, power_w: float, current_a: float,
+                                  phases: int) -> Answer:
+        """The station's own maximum, with no end."""
+
+    @abstractmethod
+    async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
+                               ) -> tuple[Answer, Installed | None]:
+        """The connector's fail-safe default (what it runs if we disappear)."""
+
+    @abstractmethod
+    def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
+                floor: bool) -> Installed:
+        """What `set_connector_schedule` would install now, in the current unit and mode."""
+
+    @abstractmethod
+    async def set_connector_schedule(self, connector_id: int, transaction_id: int,
+                                     schedule: PowerSchedule, *, raising: bool = False
+                                     ) -> ScheduleResult:
+        """The plan of a running transaction, trying the station's alternatives on refusal."""
+
+    @abstractmethod
+    async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
+                                ) -> tuple[Answer, Installed | None]:
+        """A short-lived default above the fail-safe: the share a car arriving now may draw."""
+
+    @abstractmethod
+    async def clear(self, connector_id: int) -> Answer:
+        """Remove the transaction schedule of a connector (a default now carries its plan)."""
+
+
+__all__ = ["Answer", "Capabilities", "FOREVER", "Installed", "PortSettings", "PowerSchedule",
+           "Recorder", "ScheduleResult", "StationPort"]

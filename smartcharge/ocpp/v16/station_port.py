@@ -1,0 +1,322 @@
+"""The control port for an OCPP 1.6J station: where a SetChargingProfile leaves.
+
+- capabilities: GetConfiguration of the smart-charging keys, once;
+- the station's maximum: a ChargePointMaxProfile on connector 0; fail-safe defaults: a
+  TxDefaultProfile per connector at stack level 0 with no end; an idle share: a TxDefaultProfile
+  at stack level 1 with an end (the "fallback" profile id);
+- a transaction's plan: a TxProfile, and when refused the documented alternatives, in order - the
+  other rate unit, the plan as a TxDefaultProfile on the connector, the minimum rate instead of 0
+  - what worked is remembered for the station;
+- every request and its answer goes to the recorder (the audit table).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from ocpp.v16 import call
+
+from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.ocpp.port import (FOREVER, Answer, Capabilities, Installed, PortSettings,
+                                   PowerSchedule, Recorder, ScheduleResult, StationPort)
+from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
+                                       StationTimeout)
+from smartcharge.ocpp.v16 import profiles as P
+
+log = logging.getLogger("smartcharge.site.dispatch")
+
+CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
+               "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled",
+               "NumberOfConnectors", "ConnectorSwitch3to1PhaseSupported"]
+NO_ANSWER = Answer.NO_ANSWER.value
+
+
+def parse_capabilities(values: dict) -> P.Capabilities:
+    """GetConfiguration values -> Capabilities; unknown or unreadable keys keep the defaults."""
+    base = P.Capabilities()
+
+    def as_int(key, default):
+        try:
+            return int(str(values.get(key)).strip())
+        except (TypeError, ValueError):
+            return default
+    units_text = values.get("ChargingScheduleAllowedChargingRateUnit")
+    units = base.rate_units
+    if units_text:
+        names = [u.strip() for u in str(units_text).split(",")]
+        parsed = tuple(u for u, name in (("A", "Current"), ("W", "Power")) if name in names)
+        units = parsed or units
+    return P.Capabilities(
+        max_stack_level=max(as_int("ChargeProfileMaxStackLevel", base.max_stack_level), 0),
+        max_periods=max(as_int("ChargingScheduleMaxPeriods", base.max_periods), 1),
+        rate_units=units,
+        max_profiles_installed=as_int("MaxChargingProfilesInstalled", None),
+        connectors=as_int("NumberOfConnectors", None),
+        phase_switching=str(values.get("ConnectorSwitch3to1PhaseSupported")).strip().lower()
+        == "true")
+
+
+def installed_from_payload(payload: dict, transaction_id: int = 0) -> Installed:
+    """What a SetChargingProfile payload installs."""
+    profile = payload["csChargingProfiles"]
+    sched = profile["chargingSchedule"]
+    periods = sched["chargingSchedulePeriod"]
+    start = parse_ocpp_time(sched["startSchedule"])
+    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
+    return Installed(transaction_id, start, expires, sched["chargingRateUnit"],
+                     periods[0].get("numberPhases", 3), [p["startPeriod"] for p in periods],
+                     [float(p["limit"]) for p in periods],
+                     default=profile["chargingProfilePurpose"] == P.TX_DEFAULT_PROFILE)
+
+
+def _answer(text: str) -> Answer:
+    if text == "Accepted":
+        return Answer.ACCEPTED
+    return Answer.NO_ANSWER if text == NO_ANSWER else Answer.REJECTED
+
+
+class V16StationPort(StationPort):
+    def __init__(self, station_id: str, registry: StationRegistry, clock: Clock,
+                 record: Recorder, *, voltage_v: float, unit: str = "A",
+                 settings: PortSettings | None = None) -> None:
+        self.station_id = station_id
+        self.registry = registry
+        self.clock = clock
+        self.record = record
+        self.voltage_v = voltage_v
+        self.settings = settings or PortSettings()
+        self.caps16: P.Capabilities | None = None
+        self._unit = unit
+        self.use_tx_default = False   # it refuses TxProfiles: plans go out as TxDefault
+        self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
+        # (connector, transaction) whose TxProfile was refused once. A refusal is often a race
+        # (the car left before we heard), so the station is only switched to TxDefault plans
+        # when the same, still open transaction refuses its TxProfile a second time.
+        self.tx_refused: set[tuple[int, int]] = set()
+        self.last_payload: dict | None = None
+
+    # --- what the site reads ----------------------------------------------------------------
+    @property
+    def caps(self) -> Capabilities | None:
+        c = self.caps16
+        if c is None:
+            return None
+        return Capabilities(rate_units=c.rate_units, max_periods=c.max_periods,
+                            idle_layer=c.max_stack_level >= 1,
+                            max_profiles_installed=c.max_profiles_installed,
+                            connectors=c.connectors, phase_switching=c.phase_switching)
+
+    @property
+    def unit(self) -> str:
+        return self._unit
+
+    @unit.setter
+    def unit(self, value: str) -> None:
+        self._unit = value
+
+    @property
+    def zero_ok(self) -> bool:
+        return self._zero_ok
+
+    @property
+    def plans_as_default(self) -> bool:
+        return self.use_tx_default
+
+    # --- capabilities -----------------------------------------------------------------------
+    async def capabilities(self) -> Capabilities:
+        if self.caps16 is None:
+            self.caps16 = await self._read_capabilities()
+            if "A" not in self.caps16.rate_units and self.caps16.rate_units:
+                self._unit = self.caps16.rate_units[0]
+        return self.caps
+
+    async def _read_capabilities(self) -> P.Capabilities:
+        try:
+            answer = await self._call(call.GetConfiguration(key=list(CONFIG_KEYS)))
+        except StationCallError as exc:
+            log.info("station %s: GetConfiguration refused (%s); assuming defaults",
+                     self.station_id, exc)
+            return P.Capabilities()
+        values = {}
+        for item in answer.configuration_key or []:
+            key = item.get("key") if isinstance(item, dict) else getattr(item, "key", None)
+            value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
+            values[key] = value
+        return parse_capabilities(values)
+
+    # --- payloads ---------------------------------------------------------------------------
+    def _schedule(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
+                  max_periods: int | None = None) -> dict:
+        limits = schedule.limits(unit)
+        minimum = schedule.minimum(unit)
+        if floor:
+            limits = [max(v, minimum or 0.0) for v in limits]
+        return P.schedule_rates(
+            schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
+            max_periods=max_periods or self.caps16.max_periods, duration_s=schedule.duration_s,
+            min_rate=minimum)
+
+    def _plan_payload(self, connector_id: int, transaction_id: int, schedule: PowerSchedule,
+                      *, floor: bool) -> dict:
+        sched = self._schedule(schedule, self._unit, floor=floor)
+        if self.use_tx_default:
+            return P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
+                                          stack_level=min(1, self.caps16.max_stack_level),
+                                          fallback=True)
+        return P.set_charging_profile(connector_id, P.TX_PROFILE, sched,
+                                      stack_level=min(1, self.caps16.max_stack_level),
+                                      transaction_id=transaction_id)
+
+    def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
+                floor: bool) -> Installed:
+        payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor)
+        return installed_from_payload(payload, transaction_id)
+
+    # --- fail-safe, idle ----------------------------------------------------------------------
+    async def install_station_max(self, power_w: float, current_a: float,
+                                  phases: int) -> Answer:
+        now = self.clock.now()
+        rate = current_a if self._unit == "A" else power_w
+        sched = P.schedule_rates(now, [0], [rate], unit=self._unit, phases=phases, max_periods=1)
+        payload = P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
+        return _answer(await self._send(payload, alternatives=True))
+
+    async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
+                               ) -> tuple[Answer, Installed | None]:
+        sched = self._schedule(schedule, self._unit)
+        payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
+                                         stack_level=0)
+        answer = _answer(await self._send(payload, alternatives=True))
+        if answer is Answer.ACCEPTED:
+            return answer, installed_from_payload(self.last_payload)
+        return answer, None
+
+    async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
+                                ) -> tuple[Answer, Installed | None]:
+        sched = self._schedule(schedule, self._unit)
+        payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
+                                         stack_level=min(1, self.caps16.max_stack_level),
+                                         fallback=True)
+        answer = _answer(await self._send(payload))
+        return answer, installed_from_payload(self.last_payload)
+
+    # --- a transaction's plan, with the alternatives ------------------------------------------
+    async def set_connector_schedule(self, connector_id: int, transaction_id: int,
+                                     schedule: PowerSchedule, *, raising: bool = False
+                                     ) -> ScheduleResult:
+        key = (connector_id, transaction_id)
+        units = [self._unit] + [u for u in self.caps16.rate_units if u != self._unit]
+        modes = [self.use_tx_default, not self.use_tx_default]
+        floors = [not self._zero_ok, True] if self._zero_ok else [True]
+        remembered = (self._unit, self.use_tx_default)
+        text = None
+        for floor in floors:
+            if floor and self._zero_ok and not schedule.pauses:
+                break   # the minimum instead of 0 only helps a plan that pauses
+            for use_tx_default in modes:
+                for unit in units:
+                    self._unit, self.use_tx_default = unit, use_tx_default
+                    payload = self._plan_payload(connector_id, transaction_id, schedule,
+                                                 floor=floor)
+                    installed = installed_from_payload(payload, transaction_id)
+                    text = await self._send(payload)
+                    if text == "Accepted":
+                        if use_tx_default and not remembered[1]:
+                            # remembered only on a second refusal of the same open transaction
+                            self.use_tx_default = key in self.tx_refused
+                            self.tx_refused.add(key)
+                        floored = floor and self._zero_ok
+                        if floored:
+                            self._zero_ok = False
+                        return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+                    if text == NO_ANSWER:
+                        self._unit, self.use_tx_default = remembered
+                        return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
+        self._unit, self.use_tx_default = remembered
+        return ScheduleResult(Answer.REJECTED, None, detail=str(text))
+
+    async def clear(self, connector_id: int) -> Answer:
+        request = call.ClearChargingProfile(id=P.profile_id(connector_id, P.TX_PROFILE))
+        try:
+            answer = await self._call(request)
+            log.info("station %s connector %d: old TxProfile cleared (%s)", self.station_id,
+                     connector_id, getattr(answer, "status", answer))
+            return _answer(str(getattr(answer.status, "value", answer.status)))
+        except (StationTimeout, StationCallError) as exc:
+            log.warning("station %s connector %d: could not clear the old TxProfile: %s",
+                        self.station_id, connector_id, exc)
+            return Answer.NO_ANSWER if isinstance(exc, StationTimeout) else Answer.REJECTED
+
+    # --- the wire ---------------------------------------------------------------------------
+    async def _call(self, request):
+        link = self.registry.get(self.station_id)
+        if link is None:
+            raise StationOffline(f"station {self.station_id} is not connected")
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return await link.call(request, timeout_s=self.settings.call_timeout_s)
+            except StationTimeout:
+                if attempt == self.settings.retries:
+                    raise
+
+    async def _send(self, payload: dict, *, alternatives: bool = False) -> str:
+        """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
+        a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
+        self.last_payload = payload
+        request = call.SetChargingProfile(connector_id=payload["connectorId"],
+                                          cs_charging_profiles=payload["csChargingProfiles"])
+        try:
+            result = await self._call(request)
+            answer = str(getattr(result.status, "value", result.status))
+        except StationTimeout:
+            answer = NO_ANSWER
+        except StationCallError as exc:
+            answer = exc.code
+        except StationOffline:
+            self._record(payload, "offline")
+            raise
+        self._record(payload, answer)
+        if alternatives and answer not in ("Accepted", NO_ANSWER) and self.caps16 is not None:
+            other = [u for u in self.caps16.rate_units if u != self._unit]
+            if other:  # defaults in the other unit, and remember it
+                return await self._send(self._in_unit(payload, other[0]))
+        return answer
+
+    def _in_unit(self, payload: dict, unit: str) -> dict:
+        """The same profile in the other unit, every period kept (a fail-safe default carries a
+        DR event's window), counted from now: the first answer took a moment."""
+        profile = payload["csChargingProfiles"]
+        periods = profile["chargingSchedule"]["chargingSchedulePeriod"]
+        phases = periods[0].get("numberPhases", 3)
+        powers = [P.rate_to_power(p["limit"], self._unit, phases, self.voltage_v)
+                  for p in periods]
+        now = self.clock.now()
+        elapsed_s = max((now - parse_ocpp_time(
+            profile["chargingSchedule"]["startSchedule"])).total_seconds(), 0.0)
+        shifted = [(p["startPeriod"] - elapsed_s, w) for p, w in zip(periods, powers)]
+        current = [w for offset, w in shifted if offset <= 0][-1]
+        later = [(offset, w) for offset, w in shifted if offset > 0]
+        offsets = [0.0] + [offset for offset, _ in later]
+        powers = [current] + [w for _, w in later]
+        self._unit = unit
+        sched = P.schedule(now, offsets, powers, unit=unit, phases=phases,
+                           voltage_v=self.voltage_v, max_periods=len(periods))
+        return dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
+
+    def _record(self, payload: dict, answer: str) -> None:
+        self.record(self.station_id, payload["connectorId"],
+                    payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer)
+
+
+def v16_ports(registry: StationRegistry, clock: Clock):
+    """A factory the site is given: station -> its 1.6 port."""
+    def make(station_id: str, record: Recorder, *, voltage_v: float, unit: str,
+             settings: PortSettings) -> V16StationPort:
+        return V16StationPort(station_id, registry, clock, record, voltage_v=voltage_v,
+                              unit=unit, settings=settings)
+    return make
+
+
+__all__ = ["CONFIG_KEYS", "V16StationPort", "installed_from_payload", "parse_capabilities",
+           "v16_ports"]

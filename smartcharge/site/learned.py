@@ -1,0 +1,46 @@
+"""The site bus's events: the controller's plans going out, and what dispatch learns coming
+back - so neither holds the other (the controller subscribes to what dispatch learned, dispatch
+to the plans). Published on an `events.EventBus` owned by the controller (`site_bus`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from smartcharge.site.plan import Plan
+from smartcharge.site.topology import ConnectorRef
+
+
+@dataclass(frozen=True)
+class PlanMade:
+    """The controller made a checked plan: dispatch sends it."""
+
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class ConnectorControl:
+    """Whether a connector takes schedules: `uncontrollable` says why not (None: it does), so
+    it is planned as a fixed load at what it may draw."""
+
+    ref: ConnectorRef
+    uncontrollable: str | None
+
+
+@dataclass(frozen=True)
+class ConnectorFloor:
+    """The station refuses limit 0: pausing the connector leaves it at `floor_w`."""
+
+    ref: ConnectorRef
+    floor_w: float
+
+
+@dataclass(frozen=True)
+class ReplanWanted:
+    """A plan could not go out as made (a decrease unacknowledged): plan again."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProfileSent:
+    """One request went to a station (counted in the controller's stats)."""
