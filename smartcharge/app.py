@@ -66,5 +66,6 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     api.add_routes(app, open_api=insecure_open_api)
     if smart_charging:
         setup_site_control(app, settings=control, dispatch_settings=dispatch)
+        api.add_site_routes(app)
     setup_dashboard(app)
     return app

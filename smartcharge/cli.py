@@ -14,12 +14,11 @@ import sys
 
 from aiohttp import web
 
-from smartcharge.api_auth import is_loopback
 from smartcharge.app import create_app
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
-from smartcharge.serve_checks import (cleartext_warnings, demo_key_refusal,
+from smartcharge.serve_checks import (cleartext_warnings, is_loopback, demo_key_refusal,
                                       plaintext_password_warnings)
 from smartcharge.tls import server_ssl_context
 

@@ -34,7 +34,7 @@ ID_TAG_MAX_CHARS = 20  # OCPP 1.6 IdToken is CiString20
 STATION_ID_MAX_CHARS = 48
 _STATION_ID = re.compile(r"^[A-Za-z0-9._\-*#@+|=]+$")  # no ':' (Basic auth user) and no '/'
 
-API_ROLES = ("reader", "operator", "utility", "admin")   # see api_auth.py
+API_ROLES = ("reader", "operator", "utility", "admin")   # see api/auth.py
 _TOP_LEVEL = {"site", "server", "grid", "circuits", "stations", "auth", "session_defaults",
               "api", "cap_schedule"}
 

@@ -95,7 +95,7 @@ class Site:
     accept_unknown_stations: bool = False  # True: unknown stations connect and get Pending
     session_defaults: SessionDefaults = SessionDefaults()
     cap_schedule: tuple[CapWindow, ...] = ()
-    # REST API bearer tokens per role (plaintext or `scrypt$...` hashes; see api_auth.py)
+    # REST API bearer tokens per role (plaintext or `scrypt$...` hashes; see api/auth.py)
     reader_tokens: frozenset[str] = frozenset()
     operator_tokens: frozenset[str] = frozenset()
     utility_tokens: frozenset[str] = frozenset()

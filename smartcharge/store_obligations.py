@@ -3,7 +3,7 @@ demand-response events, session needs, and what the controller rebuilds its live
 
 Every function takes the `StoreTx` of one `Store.run()`, so the API can answer 2xx only after
 the commit that holds the obligation. Plain rows in, plain rows out: the site's types
-(`DemandResponseEvent`, `Session`) are made in `site/restore.py` and `site/api.py`.
+(`DemandResponseEvent`, `Session`) are made in `site/restore.py` and `api/site_limits.py`.
 """
 
 from __future__ import annotations

@@ -221,6 +221,6 @@ async def test_sessions_csv_neutralises_formulas_and_streams_every_row(harness, 
 
 
 def test_neutralise_keeps_numbers_and_quotes_formulas():
-    from smartcharge.api import neutralise
+    from smartcharge.api.sessions import neutralise
     assert [neutralise(v) for v in (-5.0, "-5.0", "-1e3", "=1+1", "-1+1", "@x", "CP1", None)] \
         == [-5.0, "-5.0", "-1e3", "'=1+1", "'-1+1", "'@x", "CP1", None]

@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from smartcharge.api import openapi_document
-from smartcharge.api_auth import AUTH
+from smartcharge.api.openapi import openapi_document
+from smartcharge.api.auth import AUTH
 from smartcharge.app import create_app
 from smartcharge.credentials import hash_secret
 from smartcharge.site.setup import CONTROLLER
@@ -160,7 +160,7 @@ async def test_unknown_api_paths_need_a_token_before_they_say_404(matrix_server)
 
 
 async def test_a_route_without_an_access_rule_is_refused_to_everyone(tmp_path):
-    from smartcharge.api_auth import route
+    from smartcharge.api.auth import route
 
     site = tokened_site()
     app = create_app(site, db_path=str(tmp_path / "rule.sqlite"), smart_charging=False)

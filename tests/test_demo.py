@@ -15,8 +15,8 @@ import pytest
 from smartcharge import store_obligations
 from smartcharge.config import load_site
 from smartcharge.demo import Demo, add_demo_arguments, default_site_path
-from smartcharge.demo_report import Draw, GridLimits, Monitor, TimedLimit
-from smartcharge.demo_scenario import plan_day, plan_demand_response
+from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
+from smartcharge.demo.scenario import plan_day, plan_demand_response
 from smartcharge.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

@@ -195,14 +195,14 @@ def test_openapi_fragment_documents_every_route():
 
     from aiohttp import web
 
-    from smartcharge.api_auth import setup_auth
+    from smartcharge import api
+    from smartcharge.api.auth import setup_auth
     from smartcharge.appkeys import SITE
-    from smartcharge.site import api as site_api
-    doc = json.loads((Path(site_api.__file__).parent / "openapi_site.json").read_text())
+    doc = json.loads((Path(api.__file__).parent / "openapi_site.json").read_text())
     app = web.Application()
     app[SITE] = _site()
     setup_auth(app, app[SITE])
-    site_api.add_routes(app)
+    api.add_site_routes(app)
     for route in app.router.routes():
         if route.method == "HEAD":     # aiohttp adds HEAD to every GET
             continue

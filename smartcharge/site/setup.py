@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
-from smartcharge.site import api
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings, SiteReads
 from smartcharge.site.restore import restore
@@ -21,7 +20,9 @@ DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
 def setup_site_control(app: web.Application, *,
                        settings: ControllerSettings | None = None,
                        dispatch_settings: DispatchSettings | None = None) -> None:
-    """Add the controller, its dispatch and its routes; its tasks live in app.cleanup_ctx.
+    """Add the controller and its dispatch; its tasks live in app.cleanup_ctx. Its REST routes
+    are the API's (`smartcharge.api.add_site_routes`, added by `create_app`): `site` imports
+    nothing of `api`.
     `create_app` calls it; calling it again does nothing, but settings given then would be lost,
     so that is refused: pass them to `create_app(control=..., dispatch=...)`."""
     if CONTROLLER in app:
@@ -64,7 +65,6 @@ def setup_site_control(app: web.Application, *,
             await dispatcher.close()
 
     app.cleanup_ctx.append(control_ctx)
-    api.add_routes(app)
 
 
 async def _sample(controller: SiteController) -> None:

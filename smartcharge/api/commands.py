@@ -27,7 +27,7 @@ from ocpp.v16.enums import (
     ResetType,
 )
 
-from smartcharge.api_auth import OPERATE, route
+from smartcharge.api.auth import OPERATE, route
 from smartcharge.appkeys import REGISTRY, SITE, STORE
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from smartcharge.demo_report import Sample
+from smartcharge.demo.report import Sample
 
 
 def plot_day(samples: list[Sample], path: Path, *, title: str, site_cap_w: float | None,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import math
 import os
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from smartcharge.api_errors import ApiError
+from smartcharge.api.errors import ApiError
 from smartcharge.credentials import is_hashed, verify_secret
 
 log = logging.getLogger("smartcharge.api")
@@ -227,16 +226,6 @@ async def require(request: web.Request, *roles: str) -> str:
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def is_loopback(host: str) -> bool:
-    """Is `host` a loopback address (or `localhost`)? Names other than localhost count as not."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def role(request: web.Request) -> str:

@@ -1,29 +1,23 @@
-"""REST API under /api: stations, sessions (JSON and CSV), meter values, and the OpenAPI document.
-
-Remote control of stations lives in `api_commands.py`, who may call what in `api_auth.py`.
-Every error is JSON `{"error": <short code>, "detail": <what is wrong>}` (`api_errors.py`); a
-client never sees a stack trace.
+"""Sessions over REST: the list, one session, its meter values, and the billing CSV export
+(streamed in batches; cells a spreadsheet would evaluate are neutralised).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import functools
-import json
 import re
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
-from smartcharge import api_commands, ledger
-from smartcharge.api_auth import PUBLIC, READ, mask_id_tag, route, setup_auth
-from smartcharge.api_errors import json_errors
-from smartcharge.appkeys import REGISTRY, SITE, STORE
+from smartcharge import ledger
+from smartcharge.api.auth import READ, mask_id_tag, route
+from smartcharge.appkeys import STORE
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.store import SessionRow, db_time
+from smartcharge.store import SessionRow
+
 
 def _time_param(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name)
@@ -49,46 +43,6 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
         "flags": [flag for flag in row.flags.split(",") if flag],
         "station_transaction_id": row.station_tx_id,
     }
-
-
-async def list_stations(request: web.Request) -> web.Response:
-    return web.json_response(await _stations(request.app))
-
-
-async def get_station(request: web.Request) -> web.Response:
-    station_id = request.match_info["station_id"]
-    for station in await _stations(request.app):
-        if station["station_id"] == station_id:
-            return web.json_response(station)
-    raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
-
-
-async def _stations(app: web.Application) -> list[dict[str, Any]]:
-    site, registry = app[SITE], app[REGISTRY]
-    rows, statuses = await app[STORE].read(lambda tx: (tx.stations(), tx.connector_statuses()))
-    stored = {row["station_id"]: row for row in rows}
-    ids = [s.station_id for s in site.stations] + sorted(set(stored) - {
-        s.station_id for s in site.stations})
-    result = []
-    for station_id in ids:
-        row = stored.get(station_id, {})
-        link = registry.get(station_id)
-        result.append({
-            "station_id": station_id,
-            "declared": site.station(station_id) is not None,
-            "online": link is not None,
-            "boot_status": row.get("boot_status"),
-            "vendor": row.get("vendor"), "model": row.get("model"),
-            "firmware_version": row.get("firmware_version"),
-            "last_seen": db_time(link.last_seen) if link and link.last_seen
-            else row.get("last_seen"),
-            "firmware_status": row.get("firmware_status"),
-            "diagnostics_status": row.get("diagnostics_status"),
-            "connectors": [{"connector_id": s["connector_id"], "status": s["status"],
-                            "error_code": s["error_code"], "timestamp": s["timestamp"]}
-                           for s in statuses if s["station_id"] == station_id],
-        })
-    return result
 
 
 def _session_query(request: web.Request, default_limit: int = 1000):
@@ -198,34 +152,8 @@ async def session_meter_values(request: web.Request) -> web.Response:
         "source": s["source"]} for s in samples])
 
 
-@functools.cache
-def openapi_document() -> dict:
-    """The whole API's OpenAPI document: the central system's `openapi.json` with the site
-    controller's routes (`site/openapi_site.json`, kept beside the routes it describes) merged in."""
-    package = resources.files("smartcharge")
-    document = json.loads(package.joinpath("openapi.json").read_text(encoding="utf-8"))
-    site = json.loads(package.joinpath("site/openapi_site.json").read_text(encoding="utf-8"))
-    for path, operations in site["paths"].items():
-        document["paths"].setdefault(path, {}).update(operations)
-    for section, entries in site.get("components", {}).items():
-        document.setdefault("components", {}).setdefault(section, {}).update(entries)
-    return document
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
-
-
-def add_routes(app: web.Application, *, open_api: bool = False) -> None:
-    """The API's error middleware (outermost), its auth middleware, and the central system's
-    routes. `open_api` is `--insecure-open-api`: no token checked at all."""
-    app.middlewares.append(json_errors)
-    setup_auth(app, app[SITE], open_api=open_api)
-    route(app, "GET", "/api/openapi.json", openapi, PUBLIC)
-    route(app, "GET", "/api/stations", list_stations, READ)
-    route(app, "GET", "/api/stations/{station_id}", get_station, READ)
+def add_routes(app: web.Application) -> None:
     route(app, "GET", "/api/sessions", list_sessions, READ)
     route(app, "GET", "/api/sessions.csv", sessions_csv, READ)
     route(app, "GET", "/api/sessions/{transaction_id}", get_session, READ)
     route(app, "GET", "/api/sessions/{transaction_id}/meter-values", session_meter_values, READ)
-    api_commands.add_routes(app)

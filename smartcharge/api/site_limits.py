@@ -1,9 +1,9 @@
-"""REST routes of the site controller: operator caps, utility demand-response events, session
-needs, and the live site snapshot (JSON and server-sent events). Documented in docs/api-site.md.
+"""REST routes of the site controller's limits: operator caps, utility demand-response events,
+session needs (the live snapshot is `snapshot.py`). Documented in docs/api-site.md.
 
 Every route needs a bearer token of a role that may call it (the roles are given where the
-routes are added, below; the check and the error format are the whole API's, `api_auth.py` and
-`api_errors.py`): reads need a reader, operator or admin token (demand-response events also a
+routes are added, below; the check and the error format are the whole API's, `auth.py` and
+`errors.py`): reads need a reader, operator or admin token (demand-response events also a
 utility token); caps and session needs an operator token; demand-response events an operator or
 utility token. Missing or unknown token -> 401, a token of the wrong role -> 403.
 
@@ -13,125 +13,20 @@ when the store cannot take it the answer is 503 `store_unavailable` and nothing 
 
 from __future__ import annotations
 
-import asyncio
-import json
 from dataclasses import replace
-from datetime import datetime
 
 from aiohttp import web
 
 from smartcharge import store_obligations as ob
-from smartcharge.api_auth import (
-    DR_READ,
-    DR_WRITE,
-    OPERATE,
-    READ,
-    SEES_ID_TAGS,
-    mask_id_tag,
-    role,
-    route,
-)
-from smartcharge.api_errors import ApiError
-from smartcharge.clock import format_ocpp_time, parse_ocpp_time
+from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
+from smartcharge.api.errors import ApiError
+from smartcharge.api.site_common import WRITER, commit as _commit, controller as _controller
+from smartcharge.api.site_common import json_body as _json_body, number_field as _number
+from smartcharge.api.site_common import time_field as _time
+from smartcharge.appkeys import STORE
+from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
-from smartcharge.site.obligations import ObligationWriter, StoreUnavailable, event_row
-
-KEEPALIVE_S = 15.0
-
-_CLOSING = web.AppKey("site_api_closing", asyncio.Event)
-_WRITER = web.AppKey("site_api_writer", ObligationWriter)
-RETRY_AFTER_S = 5
-
-
-async def _commit(request: web.Request, check, work, apply):
-    """Commit an obligation, then apply it in memory (site/obligations.py); 503 if the store
-    cannot take it, with nothing changed."""
-    try:
-        return await request.app[_WRITER].commit(check, work, apply)
-    except StoreUnavailable:
-        raise ApiError(503, "store_unavailable", "the store could not commit this change, so "
-                       "it was not made; try again later",
-                       headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-
-
-def _controller(request: web.Request):
-    from smartcharge.site.setup import CONTROLLER
-    return request.app[CONTROLLER]
-
-
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_request", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_body", "the body must be a JSON object")
-    return body
-
-
-def _time(body: dict, name: str, *, required: bool = True) -> datetime | None:
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(422, "invalid_body", f"{name}: required (RFC 3339 time with a zone)")
-        return None
-    try:
-        return parse_ocpp_time(body[name])
-    except ValueError as exc:
-        raise ApiError(422, "invalid_body", f"{name}: {exc}") from None
-
-
-def _number(body: dict, name: str, *, required: bool = False) -> float | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ApiError(422, "invalid_body", f"{name}: required, a number of watts")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
-            or value != value or value in (float("inf"),):
-        raise ApiError(422, "invalid_body", f"{name}: must be a finite number >= 0")
-    return float(value)
-
-
-# --- the snapshot ---------------------------------------------------------------------------
-async def get_site(request: web.Request) -> web.Response:
-    return web.json_response(_visible(_controller(request).snapshot(), request))
-
-
-def _visible(snapshot: dict, request: web.Request) -> dict:
-    """The snapshot as this caller may see it: id tags masked unless the role acts on them."""
-    if role(request) in SEES_ID_TAGS or not snapshot.get("sessions"):
-        return snapshot
-    return {**snapshot, "sessions": [{**s, "id_tag": mask_id_tag(s.get("id_tag"), request)}
-                                     for s in snapshot["sessions"]]}
-
-
-async def site_stream(request: web.Request) -> web.StreamResponse:
-    controller = _controller(request)
-    closing = request.app[_CLOSING]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    version = controller.snapshot_version
-    try:
-        await _send_event(response, _visible(controller.snapshot(), request))
-        while not closing.is_set():
-            got = await controller.next_snapshot(version, timeout_s=KEEPALIVE_S)
-            if closing.is_set():
-                break
-            if got is None:
-                await response.write(b": keepalive\n\n")
-                continue
-            version, snapshot = got
-            await _send_event(response, _visible(snapshot, request))
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
-    return response
-
-
-async def _send_event(response: web.StreamResponse, snapshot: dict) -> None:
-    data = json.dumps(snapshot, separators=(",", ":"))
-    await response.write(f"event: snapshot\ndata: {data}\n\n".encode())
+from smartcharge.site.obligations import ObligationWriter, event_row
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -329,14 +224,7 @@ async def put_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[_CLOSING] = asyncio.Event()
-    app[_WRITER] = ObligationWriter(lambda: app[_store_key()])
-
-    async def close_streams(app: web.Application) -> None:
-        app[_CLOSING].set()
-    app.on_shutdown.append(close_streams)
-    route(app, "GET", "/api/site", get_site, READ)
-    route(app, "GET", "/api/site/stream", site_stream, READ)
+    app[WRITER] = ObligationWriter(lambda: app[STORE])
     route(app, "GET", "/api/site/cap", get_cap, READ)
     route(app, "PUT", "/api/site/cap", put_cap, OPERATE)
     route(app, "GET", "/api/site/cap-schedule", get_cap_schedule, READ)
@@ -347,8 +235,3 @@ def add_routes(app: web.Application) -> None:
     route(app, "PUT", "/api/demand-response/events/{event_id}", put_event, DR_WRITE)
     route(app, "DELETE", "/api/demand-response/events/{event_id}", delete_event, DR_WRITE)
     route(app, "PUT", "/api/sessions/{transaction_id}", put_session, OPERATE)
-
-
-def _store_key():
-    from smartcharge.appkeys import STORE
-    return STORE

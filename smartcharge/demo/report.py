@@ -161,3 +161,7 @@ class Monitor:
 
     def peak(self) -> Sample | None:
         return max(self.samples, key=lambda s: s.site_load_w, default=None)
+
+
+def kw(power_w: float | None) -> str:
+    return "none" if power_w is None else f"{power_w / 1000:.1f} kW"
