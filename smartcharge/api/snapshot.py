@@ -48,7 +48,7 @@ async def site_stream(request: web.Request) -> web.StreamResponse:
                 continue
             version, snapshot = got
             await _send_event(response, _visible(snapshot, request))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:   # the client left; a cancellation (shutdown) propagates
         pass
     return response
 
