@@ -154,12 +154,10 @@ def tx_profile(connector_id: int, transaction_id: int, now: datetime,
                period_starts_s: list[float], powers_w: list[float], *, unit: str, phases: int,
                voltage_v: float, caps: Capabilities, duration_s: int | None = None,
                min_power_w: float | None = None, stack_level: int = 1) -> dict:
-    sched = schedule(now, period_starts_s, powers_w, unit=unit, phases=phases,
-                     voltage_v=voltage_v, max_periods=caps.max_periods, duration_s=duration_s,
-                     min_power_w=min_power_w)
-    return set_charging_profile(connector_id, TX_PROFILE, sched,
-                                stack_level=min(stack_level, caps.max_stack_level),
-                                transaction_id=transaction_id)
+    return _profile(connector_id, TX_PROFILE, now, period_starts_s, powers_w, unit=unit,
+                    phases=phases, voltage_v=voltage_v, caps=caps, duration_s=duration_s,
+                    min_power_w=min_power_w, stack_level=stack_level,
+                    transaction_id=transaction_id)
 
 
 def tx_default_profile(connector_id: int, now: datetime, period_starts_s: list[float],
@@ -168,12 +166,21 @@ def tx_default_profile(connector_id: int, now: datetime, period_starts_s: list[f
                        min_power_w: float | None = None, fallback: bool = False) -> dict:
     """TxDefaultProfile on one connector. stack_level 0 with no duration is the fail-safe default;
     a higher stack level with a duration carries a plan for a station that refuses TxProfiles."""
+    return _profile(connector_id, TX_DEFAULT_PROFILE, now, period_starts_s, powers_w,
+                    unit=unit, phases=phases, voltage_v=voltage_v, caps=caps,
+                    duration_s=duration_s, min_power_w=min_power_w, stack_level=stack_level,
+                    fallback=fallback)
+
+
+def _profile(connector_id: int, purpose: str, now: datetime, period_starts_s: list[float],
+             powers_w: list[float], *, unit: str, phases: int, voltage_v: float,
+             caps: Capabilities, duration_s: int | None, min_power_w: float | None,
+             stack_level: int, **extra) -> dict:
     sched = schedule(now, period_starts_s, powers_w, unit=unit, phases=phases,
                      voltage_v=voltage_v, max_periods=caps.max_periods, duration_s=duration_s,
                      min_power_w=min_power_w)
-    return set_charging_profile(connector_id, TX_DEFAULT_PROFILE, sched,
-                                stack_level=min(stack_level, caps.max_stack_level),
-                                fallback=fallback)
+    return set_charging_profile(connector_id, purpose, sched,
+                                stack_level=min(stack_level, caps.max_stack_level), **extra)
 
 
 def charge_point_max_profile(now: datetime, power_w: float, *, unit: str, phases: int,
