@@ -5,7 +5,7 @@ Fed real domain events with known times (no sockets: the reading itself)."""
 from datetime import UTC, datetime, timedelta
 
 from smartcharge import events as ev
-from smartcharge.clock import AcceleratedClock, format_ocpp_time
+from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.site.controller import SiteController
 
@@ -13,10 +13,23 @@ T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 P_MAX = 3 * 230 * 32.0
 
 
+class ManualClock:
+    speed = 1.0
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def set(self, moment: datetime) -> None:
+        self.moment = moment
+
+
 def _controller():
     site = Site(name="t", circuits=(Circuit("grid", None, limit_w=30_000.0),),
                 stations=tuple(Station(f"CP{i}", "grid", (Connector(1),)) for i in range(3)))
-    clock = AcceleratedClock(T0, speed=1.0)
+    clock = ManualClock(T0)
     return SiteController(site, clock)
 
 
@@ -53,11 +66,13 @@ def test_load_is_read_at_one_instant_never_a_sum_of_different_instants():
     assert snap["site_load_w"] == 20_000.0
     assert snap["site_load_at"] == format_ocpp_time(T0)
     assert snap["site_load_stale"] == 0
-    # A speaks at t=60 (5 kW): now both are known at t=50 (B's last sample): 5 + 15 kW
+    # A speaks at t=60 (5 kW), B again at t=70: the reading moves to t=60, A's new sample
+    # and B's last one before it (t=50): 5 + 15 kW
     _sample(controller, "CP0", 1, 60, 5_000.0)
-    controller.clock.set(T0 + timedelta(seconds=61))
+    _sample(controller, "CP1", 2, 70, 15_000.0)
+    controller.clock.set(T0 + timedelta(seconds=71))
     reading = controller.site_reading()
-    assert reading.at == T0 + timedelta(seconds=50)
+    assert reading.at == T0 + timedelta(seconds=60)
     assert reading.load_w == 20_000.0
 
 
@@ -86,6 +101,5 @@ def test_a_session_not_metered_yet_draws_nothing_before_it_started():
     reading = controller.site_reading()
     assert reading.at == T0 + timedelta(seconds=20)
     assert reading.stale == 0
-    # CP0 at t=20: its sample at or before t=20 is none in-session... the session began at 0
-    # and its first sample is the best known draw of it
+    # CP0 at t=20: its first sample (t=30) is the best known draw of a session begun at t=0
     assert reading.load_w == 7_000.0
