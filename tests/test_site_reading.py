@@ -99,7 +99,16 @@ def test_a_session_not_metered_yet_draws_nothing_before_it_started():
     _start(controller, "CP1", 2, at=20)       # no sample yet: known to draw 0 before t=20
     controller.clock.set(T0 + timedelta(seconds=40))
     reading = controller.site_reading()
-    assert reading.at == T0 + timedelta(seconds=20)
+    # at t=20 CP0's draw is unknown (begun at t=0, first sampled at t=30, maybe after CP1's
+    # arrival turned it down or up): the site is read when CP0 began, both drawing nothing
+    assert reading.at == T0
     assert reading.stale == 0
-    # CP0 at t=20: its first sample (t=30) is the best known draw of a session begun at t=0
-    assert reading.load_w == 7_000.0
+    assert reading.load_w == 0.0
+    # CP1 speaks at t=45, CP0 again at t=60: both are known at t=45 (CP1's sample, CP0's of
+    # t=30)
+    _sample(controller, "CP1", 2, 45, 4_000.0)
+    _sample(controller, "CP0", 1, 60, 6_000.0)
+    controller.clock.set(T0 + timedelta(seconds=61))
+    reading = controller.site_reading()
+    assert reading.at == T0 + timedelta(seconds=45)
+    assert reading.load_w == 7_000.0 + 4_000.0

@@ -4,8 +4,9 @@ Meters sample at their own moments (each station every meter interval, out of st
 others). Adding up each connector's last sample mixes instants: a car sampled before it was
 turned down plus one sampled after it was turned up make a load that was never drawn. A reading
 instead picks one instant - the newest at which every metered connector has a sample at or
-before it (the oldest of their last samples; a session not metered yet is known to draw nothing
-before it began) - and takes each connector's last sample at or before that instant. A sample
+before it (the oldest of their last samples; a session not metered yet, or first metered after
+that instant, is known to draw nothing before it began, so its start bounds the instant) - and
+takes each connector's last sample at or before that instant. A sample
 taken before the connector's limit was lowered is counted at most at what its profiles allowed
 around that instant (`cap_w`). A charging connector whose meter is stale counts at its maximum
 (missing is not zero, DESIGN) and is counted in `stale`.
@@ -51,19 +52,24 @@ def read_site(state: SiteState, refs, now: datetime, stale_after_s: float,
         elif session is not None and latest is None and now - session.started_at <= window:
             moments.append(min(session.started_at, now))   # drew nothing before it began
     at = min(moments, default=now)
+    # A session that began before the instant but was first sampled after it drew something
+    # unknown then (its first sample shows it after others were turned down to make room):
+    # read the site at its start instead, when it drew nothing.
+    moved = True
+    while moved:
+        moved = False
+        for ref in fresh:
+            session = state.sessions.get(ref)
+            if session is not None and session.started_at < at \
+                    and state.sample_at(ref, at) is None:
+                at, moved = session.started_at, True
     draws, stale = {}, 0
     for ref in refs:
         session = state.sessions.get(ref)
         if ref in fresh:
             sample = state.sample_at(ref, at)
-            if sample is None:
-                # its first sample came after the instant
-                first = state.first_sample(ref)
-                began_after = session is None or session.started_at >= at
-                watts = 0.0 if began_after or first is None else first.power_w
-                sample = first
-            else:
-                watts = sample.power_w
+            # none at or before the instant: its session began at or after it (see above)
+            watts = 0.0 if sample is None else sample.power_w
             if cap_w is not None and sample is not None and watts > 0:
                 cap = cap_w(ref, sample, at)
                 if cap is not None:

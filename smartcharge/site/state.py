@@ -108,10 +108,6 @@ class SiteState:
             found = sample
         return found
 
-    def first_sample(self, ref: ConnectorRef) -> Measurement | None:
-        recent = self.recent.get(ref)
-        return recent[0] if recent else None
-
     def last_measured_w(self, ref: ConnectorRef) -> float | None:
         sample = self.measurements.get(ref)
         return None if sample is None else sample.power_w
