@@ -221,8 +221,12 @@ async def require(request: web.Request, *roles: str) -> str:
     if held == ADMIN or held in allowed:
         return held
     needed = " or ".join(r for r in ROLES if r in allowed and r != ADMIN)
-    raise ApiError(403, "forbidden", f"this route needs a {needed} token; yours is a "
-                   f"{held} token")
+    raise ApiError(403, "forbidden", f"this route needs {_article(needed)} {needed} token; "
+                   f"yours is {_article(held)} {held} token")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
