@@ -14,8 +14,8 @@ from smartcharge.clock import Clock, SystemClock
 from smartcharge.events import EventBus
 from smartcharge.model import Site
 from smartcharge.ocpp import server
+from smartcharge.ocpp.ports import port_factory
 from smartcharge.ocpp.registry import StationRegistry
-from smartcharge.ocpp.v16.station_port import v16_ports
 from smartcharge.retention import setup_retention
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
@@ -47,7 +47,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     app[CLOCK] = clock or SystemClock()
     app[EVENTS] = EventBus()
     app[REGISTRY] = StationRegistry()
-    app[PORTS] = v16_ports(app[REGISTRY], app[CLOCK])   # 1.6 only, for now
+    app[PORTS] = port_factory(app[CLOCK])   # per connection, by its negotiated protocol
     database = db_path or site.server.database
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ STORE = web.AppKey("store", SqliteStore)          # set when the app starts (cle
 REGISTRY = web.AppKey("registry", StationRegistry)
 EVENTS = web.AppKey("events", EventBus)
 CLOCK = web.AppKey("clock", Clock)
-# station id, recorder, voltage_v=, unit=, settings= -> its protocol's control port
-# (ocpp/port.py); set by the app, so the site never imports a protocol package
+# a station's link, recorder, voltage_v=, unit=, settings= -> the control port for that
+# connection, by its negotiated protocol (ocpp/ports.py); set by the app, so the site never
+# imports a protocol package
 PORTS = web.AppKey("ports", Callable)

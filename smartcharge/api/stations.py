@@ -9,6 +9,7 @@ from aiohttp import web
 
 from smartcharge.api.auth import READ, route
 from smartcharge.appkeys import REGISTRY, SITE, STORE
+from smartcharge.ocpp.ports import ocpp_version
 from smartcharge.store import db_time
 
 
@@ -38,6 +39,7 @@ async def _stations(app: web.Application) -> list[dict[str, Any]]:
             "station_id": station_id,
             "declared": site.station(station_id) is not None,
             "online": link is not None,
+            "ocpp_version": ocpp_version(link.protocol) if link is not None else None,
             "boot_status": row.get("boot_status"),
             "vendor": row.get("vendor"), "model": row.get("model"),
             "firmware_version": row.get("firmware_version"),

@@ -111,8 +111,14 @@ class PortSettings:
 Recorder = Callable[[str, int, str, dict, str], None]
 
 
+class UnknownProtocol(LookupError):
+    """A station connected with a protocol no port implements (see `ocpp/ports.py`)."""
+
+
 class StationPort(ABC):
-    """One station, as the site sees it. Raises `StationOffline` when it is not connected."""
+    """One station over one connection, as the site sees it: made when the station connects
+    (`ocpp/ports.py` picks the class by the negotiated protocol) and bound to that link, so a
+    reconnect gets a fresh port. Raises `StationOffline` once that connection is gone."""
 
     station_id: str
 
@@ -172,5 +178,9 @@ class StationPort(ABC):
         """Remove the transaction schedule of a connector (a default now carries its plan)."""
 
 
-__all__ = ["Answer", "Capabilities", "FOREVER", "Installed", "PortSettings", "PowerSchedule",
-           "Recorder", "ScheduleResult", "StationPort"]
+# link, recorder, voltage_v=, unit=, settings= -> the port for that connection; raises
+# UnknownProtocol for a protocol without a port
+PortFactory = Callable[..., StationPort]
+
+__all__ = ["Answer", "Capabilities", "FOREVER", "Installed", "PortFactory", "PortSettings",
+           "PowerSchedule", "Recorder", "ScheduleResult", "StationPort", "UnknownProtocol"]

@@ -27,10 +27,11 @@ from smartcharge.model import Site
 from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
-from smartcharge.site.limits import SOURCE_FALLBACK, LimitSource, SiteLimits
+from smartcharge.site.limits import LimitSource, SiteLimits
 from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
+from smartcharge.site.snapshot import view_model
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
@@ -461,53 +462,13 @@ class SiteController:
         return self.site_reading().load_w
 
     def snapshot(self) -> dict:
+        """The dashboard's view model (`site/snapshot.py`), the history recorded first."""
         now = self.clock.now()
         limit_w, limit_source = self.effective_limit_now()
         reading = self.site_reading()
         self._record_history(now, reading)
-        connectors = []
-        for ref in self.topology.refs:
-            session = self.state.sessions.get(ref)
-            plan = self.plan.connectors.get(ref) if self.plan else None
-            if ref in self.uncontrollable and session is not None:
-                binding = LimitSource(SOURCE_FALLBACK, f"{ref.station_id}/{ref.connector_id}",
-                                      self.uncontrollable[ref])
-            elif plan is not None:
-                binding = plan.binding
-            else:
-                binding = None
-            measured = self.state.measured_w(ref, now, self.settings.stale_after_s)
-            allocated = self.allocated_now_w(ref) if session is not None else None
-            connectors.append({
-                "station_id": ref.station_id, "connector_id": ref.connector_id,
-                "online": self.state.online.get(ref.station_id, False),
-                "status": self.state.status.get(ref),
-                "session_id": session.transaction_id if session else None,
-                "allocated_w": None if allocated is None else round(allocated, 1),
-                "measured_w": None if measured is None else round(measured, 1),
-                "binding": binding.as_json() if binding else None,
-                "controllable": ref not in self.uncontrollable})
-        return {
-            "time": format_ocpp_time(now),
-            "effective_limit_w": None if not np.isfinite(limit_w) else limit_w,
-            # the measured draw at one instant (site_load_at), its limit then, stale meters
-            "site_load_w": round(reading.load_w, 1),
-            "site_load_at": format_ocpp_time(reading.at),
-            "site_load_limit_w": _finite(self.effective_limit_at(reading.at)[0]),
-            "site_load_stale": reading.stale,
-            "limit_binding": limit_source.as_json() if limit_source else None,
-            "history": list(self.history),
-            "connectors": connectors,
-            "sessions": [s.as_json() for s in sorted(self.state.sessions.values(),
-                                                     key=lambda s: s.transaction_id)],
-            "stations": [{"station_id": sid, "online": online}
-                         for sid, online in self.state.online.items()],
-            "dr_events": [e.as_json(now) for e in self.limits.events()],
-            "stats": {"profiles_sent": self.stats.profiles_sent, "replans": self.stats.replans,
-                      "violations": self.stats.violations,
-                      "last_solve_s": round(self.stats.last_solve_s, 4),
-                      "last_status": self.stats.last_status},
-        }
+        return view_model(self, now, limit_w, limit_source, reading,
+                          self.effective_limit_at(reading.at)[0])
 
     def tick(self) -> None:
         """A measurement moment: record history and wake the stream even if nothing re-planned."""

@@ -101,11 +101,13 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
         self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
-        port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
-        # `ports`: station id -> its protocol's port (the site never names a protocol)
-        self.stations = {s.station_id: StationControl(s.station_id, ports(
-            s.station_id, self._record, voltage_v=s.voltage_v, unit=str(s.rate_unit.value),
-            settings=port_settings)) for s in reads.site.stations}
+        self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
+        # `ports`: a station's link -> a port for that connection, by its protocol (the site
+        # never names one); called at each (re)connection by the fail-safe setup
+        self.ports = ports
+        self.stations = {s.station_id: StationControl(s.station_id, str(s.rate_unit.value))
+                         for s in reads.site.stations}
+        self._voltage_v = {s.station_id: s.voltage_v for s in reads.site.stations}
         self.installed = InstalledLimits(self.topology, reads.state, reads.phase_use, clock,
                                          self.settings.settle_s, self.stations)
         self.changed_at = self.installed.changed_at   # last accepted profile change

@@ -4,14 +4,14 @@ of the tightest limit above it, following the grid limit over time (a DR event a
 in its periods), so the site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
-`_wake`, `power_schedule`, `_shares`, `_shares_for`, `_report_uncontrollable`)."""
+`_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_shares_for`, `_report_uncontrollable`)."""
 
 from __future__ import annotations
 
 import logging
 
 from smartcharge import units
-from smartcharge.ocpp.port import Answer
+from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
@@ -31,6 +31,18 @@ class FailSafeSetup:
             if link is None or (control.setup_link is link and not force):
                 return
             control.setup_link = link
+            if control.port_link is not link:
+                # a fresh port per connection: the protocol it negotiated picks the class
+                try:
+                    control.port = self.ports(link, self._record,
+                                              voltage_v=self._voltage_v[station_id],
+                                              unit=control.config_unit,
+                                              settings=self._port_settings)
+                except UnknownProtocol as exc:
+                    control.port, control.port_link = None, None
+                    log.error("station %s: not controlled: %s", station_id, exc)
+                    return
+                control.port_link = link
             try:
                 await control.port.capabilities()
                 # It may have forgotten its profiles, or kept them (OCPP keeps them through a

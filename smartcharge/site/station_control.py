@@ -18,7 +18,11 @@ __all__ = ["FOREVER", "Sent", "StationControl"]
 @dataclass
 class StationControl:
     station_id: str
-    port: StationPort
+    config_unit: str = "A"                 # the site file's unit, until a port says otherwise
+    # the port for the current connection (None: not connected since start, or its protocol
+    # has no port); made by setup, bound to `port_link`: a reconnect gets a fresh one
+    port: StationPort | None = None
+    port_link: object | None = None
     defaults_root_w: float | None = None   # the grid limit the defaults were sized for, now
     defaults_key: tuple | None = None      # (limit now, later (moment, limit) changes) sent
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
@@ -34,16 +38,16 @@ class StationControl:
 
     @property
     def caps(self) -> Capabilities | None:
-        return self.port.caps
+        return None if self.port is None else self.port.caps
 
     @property
     def unit(self) -> str:
-        return self.port.unit
+        return self.config_unit if self.port is None else self.port.unit
 
     @property
     def zero_ok(self) -> bool:
-        return self.port.zero_ok
+        return True if self.port is None else self.port.zero_ok
 
     @property
     def plans_as_default(self) -> bool:
-        return self.port.plans_as_default
+        return False if self.port is None else self.port.plans_as_default

@@ -20,7 +20,7 @@ from ocpp.v16 import call
 from smartcharge.clock import Clock, parse_ocpp_time
 from smartcharge.ocpp.port import (FOREVER, Answer, Capabilities, Installed, PortSettings,
                                    PowerSchedule, Recorder, ScheduleResult, StationPort)
-from smartcharge.ocpp.registry import (StationCallError, StationOffline, StationRegistry,
+from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
                                        StationTimeout)
 from smartcharge.ocpp.v16 import profiles as P
 
@@ -77,11 +77,10 @@ def _answer(text: str) -> Answer:
 
 
 class V16StationPort(StationPort):
-    def __init__(self, station_id: str, registry: StationRegistry, clock: Clock,
-                 record: Recorder, *, voltage_v: float, unit: str = "A",
-                 settings: PortSettings | None = None) -> None:
-        self.station_id = station_id
-        self.registry = registry
+    def __init__(self, link: StationLink, clock: Clock, record: Recorder, *, voltage_v: float,
+                 unit: str = "A", settings: PortSettings | None = None) -> None:
+        self.station_id = link.station_id
+        self.link = link   # this connection only: a reconnect gets a fresh port
         self.clock = clock
         self.record = record
         self.voltage_v = voltage_v
@@ -250,12 +249,9 @@ class V16StationPort(StationPort):
 
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request):
-        link = self.registry.get(self.station_id)
-        if link is None:
-            raise StationOffline(f"station {self.station_id} is not connected")
         for attempt in range(self.settings.retries + 1):
             try:
-                return await link.call(request, timeout_s=self.settings.call_timeout_s)
+                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
             except StationTimeout:
                 if attempt == self.settings.retries:
                     raise
@@ -309,14 +305,4 @@ class V16StationPort(StationPort):
                     payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer)
 
 
-def v16_ports(registry: StationRegistry, clock: Clock):
-    """A factory the site is given: station -> its 1.6 port."""
-    def make(station_id: str, record: Recorder, *, voltage_v: float, unit: str,
-             settings: PortSettings) -> V16StationPort:
-        return V16StationPort(station_id, registry, clock, record, voltage_v=voltage_v,
-                              unit=unit, settings=settings)
-    return make
-
-
-__all__ = ["CONFIG_KEYS", "V16StationPort", "installed_from_payload", "parse_capabilities",
-           "v16_ports"]
+__all__ = ["CONFIG_KEYS", "V16StationPort", "installed_from_payload", "parse_capabilities"]
