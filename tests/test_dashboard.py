@@ -41,6 +41,8 @@ def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 6
         })
     return {
         "time": iso(now), "effective_limit_w": limit_w, "site_load_w": load_w,
+        "site_load_at": iso(now - timedelta(seconds=20)), "site_load_limit_w": limit_w,
+        "site_load_stale": 1,
         "limit_binding": {"source": "utility", "id": "dr-17", "detail": "demand-response event"},
         "history": [
             {"time": iso(T0 + timedelta(minutes=m)), "site_load_w": 20000 + 1000 * m,
@@ -160,6 +162,9 @@ async def test_page_loads_and_shows_the_site(site_server, browser, tmp_path):
     await page.wait_for("document.querySelector('#chart svg path.load')")
     assert await page.evaluate("document.getElementById('site-load').textContent") == "51.2 kW"
     assert await page.evaluate("document.getElementById('effective-limit').textContent") == "60.0 kW"
+    # the load is a metered reading at one instant, and says which, and how many meters were stale
+    assert await page.evaluate("document.getElementById('load-as-of').textContent") == \
+        "metered as of 12:29:40 UTC, 1 stale meter at max"
     # The chart draws one load point per history sample, and the limit line too.
     assert await page.evaluate("document.querySelector('#chart svg').dataset.points") == "31"
     load_path = await page.evaluate("document.querySelector('#chart path.load').getAttribute('d')")

@@ -22,11 +22,13 @@ def test_the_view_model_is_a_pure_function_of_controller_state():
     assert len(controller.history) == 1   # the controller recorded the moment
     limit_w, source = controller.effective_limit_now()
     now = controller.clock.now()
-    again = view_model(controller, now, limit_w, source, controller.site_load_w())
-    assert view_model(controller, now, limit_w, source, 0.0) == again
+    reading = controller.site_reading()
+    again = view_model(controller, now, limit_w, source, reading, limit_w)
+    assert view_model(controller, now, limit_w, source, reading, limit_w) == again
     assert len(controller.history) == 1   # the view model changed nothing
-    assert {k: v for k, v in again.items() if k != "time"} == {
-        k: v for k, v in shown.items() if k != "time"}
+    moments = ("time", "site_load_at")
+    assert {k: v for k, v in again.items() if k not in moments} == {
+        k: v for k, v in shown.items() if k not in moments}
     assert [(c["station_id"], c["connector_id"], c["controllable"])
             for c in again["connectors"]] == [("CP1", 1, True), ("CP1", 2, True)]
     assert again["effective_limit_w"] == 40_000.0 and again["site_load_w"] == 0.0

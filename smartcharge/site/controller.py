@@ -28,6 +28,7 @@ from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.limits import LimitSource, SiteLimits
+from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site.snapshot import view_model
@@ -84,6 +85,7 @@ class SiteController:
         self.site_bus.subscribe(self.on_learned)
         self.history: deque[dict] = deque(maxlen=self.settings.history_points)
         self._last_history_at: datetime | None = None
+        self._last_history_reading_at: datetime | None = None
         self._replan = asyncio.Event()
         self._reasons: set[str] = set()
         self._snapshot_version = 0
@@ -429,47 +431,65 @@ class SiteController:
 
     # --- snapshot ---------------------------------------------------------------------------
     def effective_limit_now(self) -> tuple[float, LimitSource | None]:
-        now = self.clock.now()
-        values, sources = self.limits.effective_root_limit_w([now], [now + timedelta(seconds=1)])
+        return self.effective_limit_at(self.clock.now())
+
+    def effective_limit_at(self, moment: datetime) -> tuple[float, LimitSource | None]:
+        values, sources = self.limits.effective_root_limit_w(
+            [moment], [moment + timedelta(seconds=1)])
         root = self.topology.static_limit_w[0]
         if root < values[0]:
             return float(root), self.topology.node_sources[0]
         return float(values[0]), sources[0]
 
+    def site_reading(self) -> SiteReading:
+        """The site's measured draw at one instant (reading.py): stale meters at maximum."""
+        return read_site(self.state, self.topology.refs, self.clock.now(),
+                         self.settings.stale_after_s, self.topology.max_power_w,
+                         self._sample_cap_w)
+
+    def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
+        """What a connector sampled before its limit was lowered could draw around `at`
+        (None: its sample stands)."""
+        installed = self.installed
+        if installed is None or not installed.governs(ref):
+            return None
+        since = installed.followed_since(ref)
+        if since is None or sample.at >= since:
+            return None
+        return installed.installed_w(ref, at)
+
     def site_load_w(self) -> float:
-        """Sum of fresh measurements; a charging connector with stale data counts at its max."""
-        now, total = self.clock.now(), 0.0
-        for ref in self.topology.refs:
-            measured = self.state.measured_w(ref, now, self.settings.stale_after_s)
-            if measured is not None:
-                total += measured
-            elif ref in self.state.sessions and self.state.online.get(ref.station_id) is False:
-                total += self.fallback_w(ref)
-        return total
+        return self.site_reading().load_w
 
     def snapshot(self) -> dict:
         """The dashboard's view model (`site/snapshot.py`), the history recorded first."""
         now = self.clock.now()
         limit_w, limit_source = self.effective_limit_now()
-        load_w = self.site_load_w()
-        self._record_history(now, load_w, limit_w)
-        return view_model(self, now, limit_w, limit_source, load_w)
+        reading = self.site_reading()
+        self._record_history(now, reading)
+        return view_model(self, now, limit_w, limit_source, reading,
+                          self.effective_limit_at(reading.at)[0])
 
     def tick(self) -> None:
         """A measurement moment: record history and wake the stream even if nothing re-planned."""
-        now = self.clock.now()
-        limit_w, _ = self.effective_limit_now()
-        self._record_history(now, self.site_load_w(), limit_w)
+        self._record_history(self.clock.now(), self.site_reading())
         self._guard(throttle=False)   # meters go stale without any message arriving
         self._notify_snapshot(throttle=False)
 
-    def _record_history(self, now: datetime, load_w: float, limit_w: float) -> None:
+    def _record_history(self, now: datetime, reading: SiteReading) -> None:
+        """One point per history_every_s: the load at its reading's instant, with the limit in
+        force at that instant (so the two lines compare like with like)."""
         last = self._last_history_at
         if last is not None and (now - last).total_seconds() < self.settings.history_every_s:
             return
-        self._last_history_at = now
-        self.history.append({"time": format_ocpp_time(now), "site_load_w": round(load_w, 1),
-                             "effective_limit_w": None if not np.isfinite(limit_w) else limit_w})
+        if self._last_history_reading_at is not None \
+                and reading.at <= self._last_history_reading_at:
+            return      # nothing newer was read: no point back in time
+        self._last_history_at, self._last_history_reading_at = now, reading.at
+        self.history.append({"time": format_ocpp_time(reading.at),
+                             "site_load_w": round(reading.load_w, 1),
+                             "effective_limit_w": _finite(self.effective_limit_at(reading.at)[0]),
+                             "stale": reading.stale})
 
     def _notify_snapshot(self, *, throttle: bool) -> None:
         real = time.monotonic()
@@ -495,3 +515,7 @@ class SiteController:
             except TimeoutError:
                 return None
         return self._snapshot_version, self.snapshot()
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else value

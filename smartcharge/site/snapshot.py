@@ -15,17 +15,28 @@ from smartcharge.site.topology import ConnectorRef
 
 if TYPE_CHECKING:
     from smartcharge.site.controller import SiteController
+    from smartcharge.site.reading import SiteReading
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else value
 
 
 def view_model(controller: SiteController, now: datetime, limit_w: float,
-               limit_source: LimitSource | None, load_w: float) -> dict:
-    """The snapshot at `now`: the site's load against its limit, each connector, the sessions,
-    the stations, the DR events and the controller's counters."""
+               limit_source: LimitSource | None, reading: SiteReading,
+               reading_limit_w: float) -> dict:
+    """The snapshot at `now`: the site's load (a reading at one instant, `site/reading.py`)
+    against the limit in force then, each connector, the sessions, the stations, the DR events
+    and the controller's counters."""
     c = controller
     return {
         "time": format_ocpp_time(now),
-        "effective_limit_w": None if not np.isfinite(limit_w) else limit_w,
-        "site_load_w": round(load_w, 1),
+        "effective_limit_w": _finite(limit_w),
+        # the measured draw at one instant (site_load_at), its limit then, stale meters
+        "site_load_w": round(reading.load_w, 1),
+        "site_load_at": format_ocpp_time(reading.at),
+        "site_load_limit_w": _finite(reading_limit_w),
+        "site_load_stale": reading.stale,
         "limit_binding": limit_source.as_json() if limit_source else None,
         "history": list(c.history),
         "connectors": [_connector(c, ref, now) for ref in c.topology.refs],

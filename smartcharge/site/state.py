@@ -20,6 +20,9 @@ from smartcharge.site.topology import ConnectorRef
 # A phase carries the car's current when it reads at least this much [A]; an idle phase reads ~0.
 PHASE_ACTIVE_A = 1.0
 
+# Recent samples kept per connector, so the site load can be read at one instant (reading.py).
+SAMPLES_KEPT = 16
+
 # What changed, so the controller can tell which events need a re-plan.
 SESSION_CHANGE = "session"
 STATION_CHANGE = "station"
@@ -80,6 +83,8 @@ class SiteState:
         self.status: dict[ConnectorRef, str] = {}
         self.sessions: dict[ConnectorRef, Session] = {}
         self.measurements: dict[ConnectorRef, Measurement] = {}
+        # the last SAMPLES_KEPT samples of each connector, oldest first (by ordered_at)
+        self.recent: dict[ConnectorRef, list[Measurement]] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -93,6 +98,15 @@ class SiteState:
         if sample is None or now - sample.arrived > timedelta(seconds=max_age_s):
             return None
         return sample.power_w
+
+    def sample_at(self, ref: ConnectorRef, moment: datetime) -> Measurement | None:
+        """The connector's last sample taken at or before `moment` (None: none kept)."""
+        found = None
+        for sample in self.recent.get(ref, ()):
+            if sample.ordered_at > moment:
+                break
+            found = sample
+        return found
 
     def last_measured_w(self, ref: ConnectorRef) -> float | None:
         sample = self.measurements.get(ref)
@@ -161,6 +175,7 @@ class SiteState:
                         ref.station_id == event.station_id:
                     del self.sessions[ref]
                     self.measurements.pop(ref, None)
+                    self.recent.pop(ref, None)
                     return SESSION_CHANGE
             return None
         if isinstance(event, ev.MeterSampled):
@@ -191,6 +206,10 @@ class SiteState:
         # late samples (a station's queue) never replace fresh ones
         if previous is None or sample.ordered_at >= previous.ordered_at:
             self.measurements[ref] = sample
+        recent = self.recent.setdefault(ref, [])
+        recent.append(sample)
+        recent.sort(key=lambda m: m.ordered_at)   # a late sample goes where it was taken
+        del recent[:-SAMPLES_KEPT]
         return change or MEASUREMENT
 
     def _live(self, session: Session) -> LiveEnergy:

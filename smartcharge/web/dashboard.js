@@ -56,9 +56,13 @@
     }
     // The stream may send only the present; keep our own trail so the chart still moves.
     const last = state.history[state.history.length - 1];
-    if (snapshot.time && (!last || new Date(snapshot.time) > new Date(last.time))) {
-      state.history.push({ time: snapshot.time, site_load_w: snapshot.site_load_w,
-                           effective_limit_w: snapshot.effective_limit_w });
+    // The load is a reading at one instant (site_load_at), drawn against the limit then.
+    const at = snapshot.site_load_at || snapshot.time;
+    const limitThen = "site_load_limit_w" in snapshot ? snapshot.site_load_limit_w
+                                                      : snapshot.effective_limit_w;
+    if (at && (!last || new Date(at) > new Date(last.time))) {
+      state.history.push({ time: at, site_load_w: snapshot.site_load_w,
+                           effective_limit_w: limitThen, stale: snapshot.site_load_stale });
       if (state.history.length > MAX_LOCAL_HISTORY) state.history.shift();
     }
     queueRender();
@@ -93,6 +97,13 @@
     const load = s.site_load_w, limit = s.effective_limit_w;
     document.getElementById("site-load").textContent = kw(load);
     document.getElementById("effective-limit").textContent = isNum(limit) ? kw(limit) : "no";
+    // metered, as of the reading's instant; stale meters are counted at their maximum
+    const asOf = s.site_load_at ? new Date(s.site_load_at) : null;
+    const stale = isNum(s.site_load_stale) && s.site_load_stale > 0
+      ? ", " + s.site_load_stale + " stale meter" + (s.site_load_stale > 1 ? "s" : "") + " at max"
+      : "";
+    document.getElementById("load-as-of").textContent =
+      asOf && !isNaN(asOf) ? "metered as of " + hhmm(asOf) + ":" + pad2(asOf.getUTCSeconds()) + " UTC" + stale : "";
     const meter = document.getElementById("load-meter");
     const ratio = isNum(limit) && limit > 0 && isNum(load) ? load / limit : 0;
     meter.style.width = Math.min(100, ratio * 100).toFixed(1) + "%";

@@ -1,0 +1,86 @@
+"""The measured site load as a reading at one instant, from the connectors' own samples.
+
+Meters sample at their own moments (each station every meter interval, out of step with the
+others). Adding up each connector's last sample mixes instants: a car sampled before it was
+turned down plus one sampled after it was turned up make a load that was never drawn. A reading
+instead picks one instant - the newest at which every metered connector has a sample at or
+before it (the oldest of their last samples; a session not metered yet, or first metered after
+that instant, is known to draw nothing before it began, so its start bounds the instant) - and
+takes each connector's last sample at or before that instant. A sample
+taken before the connector's limit was lowered is counted at most at what its profiles allowed
+around that instant (`cap_w`). A charging connector whose meter is stale counts at its maximum
+(missing is not zero, DESIGN) and is counted in `stale`.
+
+The guard (guard.py) judges a different quantity on purpose: each connector's draw NOW, as
+conservatively as it can, to act on overloads; it does not use this reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from smartcharge.site.state import Measurement, SiteState
+from smartcharge.site.topology import ConnectorRef
+
+FRESH, STALE, UNMEASURED, IDLE = "fresh", "stale", "unmeasured", "idle"
+
+
+@dataclass(frozen=True)
+class SiteReading:
+    at: datetime                        # the instant the load was drawn at
+    load_w: float                       # the site's draw at `at` [W]
+    stale: int                          # connectors counted at their maximum (stale meters)
+    draws: dict[ConnectorRef, tuple[float, str]] = field(default_factory=dict)
+
+
+def read_site(state: SiteState, refs, now: datetime, stale_after_s: float,
+              stale_w: Callable[[ConnectorRef], float],
+              cap_w: Callable[[ConnectorRef, Measurement, datetime], float | None] | None = None
+              ) -> SiteReading:
+    window = timedelta(seconds=stale_after_s)
+    fresh: set[ConnectorRef] = set()
+    moments = []
+    for ref in refs:
+        latest = state.measurements.get(ref)
+        session = state.sessions.get(ref)
+        if latest is not None and now - latest.arrived <= window:
+            fresh.add(ref)
+            if session is not None or latest.power_w > 0:
+                moments.append(min(latest.ordered_at, now))
+        elif session is not None and latest is None and now - session.started_at <= window:
+            moments.append(min(session.started_at, now))   # drew nothing before it began
+    at = min(moments, default=now)
+    # A session that began before the instant but was first sampled after it drew something
+    # unknown then (its first sample shows it after others were turned down to make room):
+    # read the site at its start instead, when it drew nothing.
+    moved = True
+    while moved:
+        moved = False
+        for ref in fresh:
+            session = state.sessions.get(ref)
+            if session is not None and session.started_at < at \
+                    and state.sample_at(ref, at) is None:
+                at, moved = session.started_at, True
+    draws, stale = {}, 0
+    for ref in refs:
+        session = state.sessions.get(ref)
+        if ref in fresh:
+            sample = state.sample_at(ref, at)
+            # none at or before the instant: its session began at or after it (see above)
+            watts = 0.0 if sample is None else sample.power_w
+            if cap_w is not None and sample is not None and watts > 0:
+                cap = cap_w(ref, sample, at)
+                if cap is not None:
+                    watts = min(watts, cap)
+            draws[ref] = (watts, FRESH)
+        elif session is None:
+            draws[ref] = (0.0, IDLE)
+        elif state.measurements.get(ref) is None and session.started_at >= at \
+                and now - session.started_at <= window:
+            draws[ref] = (0.0, UNMEASURED)
+        else:
+            draws[ref] = (stale_w(ref), STALE)
+            stale += 1
+    return SiteReading(at, sum(w for w, _ in draws.values()), stale, draws)
