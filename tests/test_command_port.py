@@ -2,7 +2,6 @@
 site import no protocol package; the API says which OCPP version a station speaks; the protocol
 a station negotiated picks the command set."""
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -10,21 +9,10 @@ import pytest
 from smartcharge.ocpp.commands import CommandInvalid, Fields
 from smartcharge.ocpp.port import UnknownProtocol
 from smartcharge.ocpp.ports import commands_for, ocpp_version
+from test_station_port import _imported_modules
 
 ROOT = Path(__file__).resolve().parent.parent / "smartcharge"
 FORBIDDEN = ("ocpp.v16", "ocpp.v201", "smartcharge.ocpp.v16", "smartcharge.ocpp.v201")
-
-
-def _imported_modules(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.append(node.module)
-            out += [f"{node.module}.{alias.name}" for alias in node.names]
-    return out
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "api").glob("*.py"))
