@@ -53,6 +53,29 @@ class AcceleratedClock:
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
 
 
+class ManualClock:
+    """Time that moves only when a test moves it (`set`, `advance`); nothing may sleep on it."""
+
+    speed = 1.0
+
+    def __init__(self, moment: datetime) -> None:
+        if moment.tzinfo is None:
+            raise ValueError("moment must be timezone-aware")
+        self.moment = moment
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def set(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("nothing under a ManualClock may wait on site time")
+
+
 def utc_now_whole_second(clock: Clock) -> datetime:
     return clock.now().replace(microsecond=0)
 

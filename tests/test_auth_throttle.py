@@ -6,7 +6,7 @@ A manual clock drives the window and the back-off, so nothing sleeps. A second c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -14,31 +14,17 @@ from aiohttp.test_utils import TestServer
 
 from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
+from smartcharge.clock import ManualClock
 from smartcharge.ocpp.auth_throttle import ThrottleSettings
 from tests.conftest import PASSWORD, Harness, make_site
 
 LIMITS = ThrottleSettings()
 
 
-class ManualClock:
-    speed = 1.0
-
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 1, 1, 12, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def advance(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
-
-    async def sleep(self, seconds: float) -> None:   # nothing here waits on site time
-        raise AssertionError("the endpoint should not sleep")
-
 
 @pytest.fixture
 async def clocked(tmp_path):
-    clock = ManualClock()
+    clock = ManualClock(datetime(2026, 1, 1, 12, tzinfo=UTC))
     app = create_app(make_site(), db_path=str(tmp_path / "t.sqlite"), clock=clock,
                      smart_charging=False)
     server = TestServer(app, host="127.0.0.1", port=0)

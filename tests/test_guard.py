@@ -5,7 +5,7 @@ and planned around at once."""
 import logging
 from datetime import UTC, datetime, timedelta
 
-from smartcharge.clock import AcceleratedClock
+from smartcharge.clock import AcceleratedClock, ManualClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import DispatchSettings
@@ -66,15 +66,6 @@ async def test_a_station_that_keeps_drawing_is_caught_and_planned_around(tmp_pat
         finally:
             await fleet.stop()
 
-
-class ManualClock:
-    speed = 1.0
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
 
 
 def test_a_stale_meter_counts_at_the_connectors_maximum(caplog):

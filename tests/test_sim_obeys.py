@@ -9,24 +9,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smartcharge.clock import ManualClock
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.station import ConnectorSpec, SimStation, StationSpec
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 V = 230.0
 
-
-class ManualClock:
-    speed = 1.0
-
-    def __init__(self) -> None:
-        self.moment = T0
-
-    def now(self) -> datetime:
-        return self.moment
-
-    async def sleep(self, seconds: float) -> None:      # never awaited here
-        raise AssertionError("the physics under test must not sleep")
 
 
 periods = st.lists(st.tuples(st.integers(60, 3600), st.sampled_from([0, 6, 8, 10, 16, 25])),
@@ -51,7 +40,7 @@ def absolute(pid, purpose, stack, first_limit, more, connector_unit="A"):
        steps=st.lists(st.integers(1, 900), min_size=1, max_size=20))
 def test_draw_and_energy_stay_under_the_composite_limit(tx_first, tx_more, default_first,
                                                         default_more, steps):
-    clock = ManualClock()
+    clock = ManualClock(T0)
     spec = StationSpec("OBEY", (ConnectorSpec(1), ConnectorSpec(2)))
     station = SimStation(spec, "ws://127.0.0.1:9/ocpp", clock)
     station._last_physics = T0

@@ -5,25 +5,13 @@ Fed real domain events with known times (no sockets: the reading itself)."""
 from datetime import UTC, datetime, timedelta
 
 from smartcharge import events as ev
-from smartcharge.clock import format_ocpp_time
+from smartcharge.clock import ManualClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.site.controller import SiteController
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 P_MAX = 3 * 230 * 32.0
 
-
-class ManualClock:
-    speed = 1.0
-
-    def __init__(self, moment: datetime) -> None:
-        self.moment = moment
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def set(self, moment: datetime) -> None:
-        self.moment = moment
 
 
 def _controller():
