@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from smartcharge.api.auth import AUTH, TOKEN_GUESSING
 from smartcharge.api.openapi import openapi_document
-from smartcharge.api.auth import AUTH
 from smartcharge.app import create_app
+from smartcharge.auth_throttle import AuthThrottle, ThrottleSettings
+from smartcharge.clock import ManualClock, SystemClock
 from smartcharge.credentials import hash_secret
 from smartcharge.site.setup import CONTROLLER
 from tests.conftest import make_site
@@ -81,7 +84,8 @@ def hashed_admin():
 async def matrix_server(tmp_path, hashed_admin):
     # the admin token is stored hashed: hashed and plaintext tokens both take part
     server = await serve(tokened_site(admin_tokens=frozenset({hashed_admin})), tmp_path)
-    server.app[AUTH].failures_allowed = 10_000    # the matrix sends many wrong tokens on purpose
+    # the matrix sends many wrong tokens on purpose
+    server.app[AUTH].throttle = AuthThrottle(SystemClock(), ThrottleSettings(max_failures=10_000))
     async with aiohttp.ClientSession() as http:
         yield server, http
     await server.close()
@@ -113,7 +117,7 @@ async def test_no_token_configured_and_no_flag_refuses_everything(tmp_path, monk
     for role in TOKENS:
         monkeypatch.delenv(f"SMARTCHARGE_{role.upper()}_TOKENS", raising=False)
     server = await serve(make_site(), tmp_path)
-    server.app[AUTH].failures_allowed = 10_000
+    server.app[AUTH].throttle = AuthThrottle(SystemClock(), ThrottleSettings(max_failures=10_000))
     try:
         async with aiohttp.ClientSession() as http:
             for method, path in documented_routes():
@@ -228,14 +232,13 @@ async def test_guessing_tokens_from_one_address_is_slowed_down(matrix_server):
     """After 10 failed tokens in a minute an address gets 429 for every request, right token or
     not (or the answer would tell the guesser it found one); a minute later it may try again."""
     server, http = matrix_server
-    server.app[AUTH].failures_allowed = 10
-    now = [1000.0]
-    server.app[AUTH].now = lambda: now[0]
+    clock = ManualClock(datetime(2026, 1, 1, 12, tzinfo=UTC))
+    server.app[AUTH].throttle = AuthThrottle(clock, TOKEN_GUESSING)
     for n in range(10):
         assert await status_of(http, server, "GET", "/api/stations", f"guess-{n}") == 401
     async with http.get(server.make_url("/api/stations"),
                         headers={"Authorization": f"Bearer {TOKENS['reader']}"}) as resp:
         assert resp.status == 429 and (await resp.json())["error"] == "too_many_requests"
         assert int(resp.headers["Retry-After"]) > 0
-    now[0] += 61
+    clock.advance(61)
     assert await status_of(http, server, "GET", "/api/stations", TOKENS["reader"]) == 200

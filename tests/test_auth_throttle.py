@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
 from smartcharge.clock import ManualClock
-from smartcharge.ocpp.auth_throttle import ThrottleSettings
+from smartcharge.auth_throttle import ThrottleSettings
 from tests.conftest import PASSWORD, Harness, make_site
 
 LIMITS = ThrottleSettings()

@@ -198,10 +198,11 @@ def test_openapi_fragment_documents_every_route():
     from smartcharge import api
     from smartcharge.api.auth import setup_auth
     from smartcharge.appkeys import SITE
+    from smartcharge.clock import SystemClock
     doc = json.loads((Path(api.__file__).parent / "openapi_site.json").read_text())
     app = web.Application()
     app[SITE] = _site()
-    setup_auth(app, app[SITE])
+    setup_auth(app, app[SITE], SystemClock())
     api.add_site_routes(app)
     for route in app.router.routes():
         if route.method == "HEAD":     # aiohttp adds HEAD to every GET

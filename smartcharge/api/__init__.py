@@ -15,14 +15,14 @@ from aiohttp import web
 from smartcharge.api import commands, openapi, sessions, site_limits, snapshot, stations
 from smartcharge.api.auth import setup_auth
 from smartcharge.api.errors import json_errors
-from smartcharge.appkeys import SITE
+from smartcharge.appkeys import CLOCK, SITE
 
 
 def add_routes(app: web.Application, *, open_api: bool = False) -> None:
     """The API's error middleware (outermost), its auth middleware, and the central system's
     routes. `open_api` is `--insecure-open-api`: no token checked at all."""
     app.middlewares.append(json_errors)
-    setup_auth(app, app[SITE], open_api=open_api)
+    setup_auth(app, app[SITE], app[CLOCK], open_api=open_api)
     openapi.add_routes(app)
     stations.add_routes(app)
     sessions.add_routes(app)

@@ -28,14 +28,15 @@ import hmac
 import logging
 import math
 import os
-import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from smartcharge.api.errors import ApiError
+from smartcharge.auth_throttle import AuthThrottle, ThrottleSettings
+from smartcharge.clock import Clock
 from smartcharge.credentials import is_hashed, verify_secret
 
 log = logging.getLogger("smartcharge.api")
@@ -52,9 +53,8 @@ DR_WRITE = frozenset({OPERATOR, UTILITY, ADMIN})
 SEES_ID_TAGS = frozenset({OPERATOR, ADMIN})
 
 ROLE = web.RequestKey("api_role", str)
-FAILURES_ALLOWED = 10       # wrong tokens one address may send per FAILURE_WINDOW_S ...
-FAILURE_WINDOW_S = 60.0     # ... before all its requests get 429 until the window frees
-_TRACKED_ADDRESSES = 10_000
+# 10 wrong tokens from one address within a minute, and all its requests get 429 for a minute
+TOKEN_GUESSING = ThrottleSettings(max_failures=10, window_s=60.0, backoff_s=60.0)
 _CACHE_SIZE = 256           # verified tokens remembered, so a hashed token costs one scrypt
 _VERIFY_CONCURRENCY = 2     # scrypt checks at once: guessing must not starve the event loop
 
@@ -64,34 +64,12 @@ class ApiAuth:
     """The configured tokens (role -> stored secrets) and the route policy of one app."""
 
     tokens: Mapping[str, tuple[str, ...]]
+    throttle: AuthThrottle
     open_api: bool = False
     policy: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     _verified: OrderedDict[bytes, str] = field(default_factory=OrderedDict)
     _key: bytes = field(default_factory=lambda: os.urandom(32))
     _checks: asyncio.Semaphore | None = None
-    failures_allowed: int = FAILURES_ALLOWED
-    now: Callable[[], float] = time.monotonic
-    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
-
-    def locked_for_s(self, address: str) -> float:
-        """How long `address` must wait after too many wrong tokens (0: it may try)."""
-        times = self._failures.get(address)
-        if not times:
-            return 0.0
-        while times and times[0] <= self.now() - FAILURE_WINDOW_S:
-            times.popleft()
-        if len(times) < self.failures_allowed:
-            return 0.0
-        return times[0] + FAILURE_WINDOW_S - self.now()
-
-    def failed(self, address: str) -> None:
-        times = self._failures.setdefault(address, deque())
-        self._failures.move_to_end(address)
-        times.append(self.now())
-        while len(times) > self.failures_allowed:
-            times.popleft()
-        if len(self._failures) > _TRACKED_ADDRESSES:
-            self._failures.popitem(last=False)
 
     @property
     def configured(self) -> bool:
@@ -146,8 +124,8 @@ def tokens_from(site) -> dict[str, tuple[str, ...]]:
 AUTH = web.AppKey("api_auth", ApiAuth)
 
 
-def setup_auth(app: web.Application, site, *, open_api: bool = False) -> ApiAuth:
-    auth = ApiAuth(tokens_from(site), open_api=open_api)
+def setup_auth(app: web.Application, site, clock: Clock, *, open_api: bool = False) -> ApiAuth:
+    auth = ApiAuth(tokens_from(site), AuthThrottle(clock, TOKEN_GUESSING), open_api=open_api)
     app[AUTH] = auth
     app.middlewares.append(authorize)
     plaintext = sum(not is_hashed(s) for stored in auth.tokens.values() for s in stored)
@@ -204,14 +182,14 @@ async def require(request: web.Request, *roles: str) -> str:
         raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' (an API "
                        "token of a role that may call this route)", headers=_CHALLENGE)
     address = request.remote or "?"
-    wait_s = auth.locked_for_s(address)
-    if wait_s > 0:   # every request, right token or not: the answer must not confirm a guess
+    wait_s = auth.throttle.retry_after_s(address)
+    if wait_s is not None:   # every request, right token or not: it must not confirm a guess
         raise ApiError(429, "too_many_requests", "too many unknown API tokens from this "
                        "address; try again later", headers={"Retry-After": str(
                            max(1, math.ceil(wait_s)))})
     held = await auth.role_of(token)
     if held is None:
-        auth.failed(address)
+        auth.throttle.failed(address)
         log.warning("API: unknown bearer token from %s for %s %s", address, request.method,
                     request.path)
         raise ApiError(401, "unauthorized", "unknown API token", headers=_CHALLENGE)

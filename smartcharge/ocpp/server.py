@@ -10,7 +10,7 @@ Pending at boot). Without profile 3, a station with a password must present HTTP
 credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
 in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
-period, see `auth_throttle.py`). Then the upgrade:
+period, see `smartcharge/auth_throttle.py`). Then the upgrade:
 if the station offers no subprotocol we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
@@ -31,7 +31,7 @@ from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
-from smartcharge.ocpp.auth_throttle import AuthThrottle
+from smartcharge.auth_throttle import AuthThrottle
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink

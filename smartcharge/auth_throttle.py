@@ -1,4 +1,5 @@
-"""Slow down password guessing at the OCPP endpoint: too many failed logins, and an address waits.
+"""Slow down guessing: too many failed logins (a station's Basic auth at the OCPP endpoint, an
+API bearer token), and an address waits. One instance per door, each with its own settings.
 
 Per remote address: a failed HTTP Basic auth is remembered for `window_s`; when
 `max_failures` of them fall inside that window the address is refused with HTTP 429 (and
