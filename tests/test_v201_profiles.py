@@ -151,3 +151,4 @@ def test_upper_default_is_valid_only_while_it_runs():
     assert parse_ocpp_time(profile["validFrom"]) == start
     assert parse_ocpp_time(profile["validTo"]) == start + timedelta(seconds=1800)
     assert "validTo" not in P.failsafe(1, sched(duration_s=None))["chargingProfile"]
+
