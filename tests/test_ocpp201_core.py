@@ -26,7 +26,7 @@ async def test_a_station_offering_both_gets_2_0_1(harness):
     station = await station201(harness, protocols=("ocpp1.6", OCPP201))
     assert station.ws.protocol == OCPP201
     link = harness.app[REGISTRY].get("CP1")
-    assert link.protocol == OCPP201 and isinstance(link._adapter, CentralSystemV201)
+    assert link.protocol == OCPP201 and isinstance(link.adapter, CentralSystemV201)
     assert any(isinstance(e, StationConnected) and e.protocol == OCPP201
                for e in harness.events)
     stored = await harness.store.run(lambda tx: tx.stations())
