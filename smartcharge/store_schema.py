@@ -162,4 +162,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX inbound_by_time ON inbound_messages (received_at);
     """,
+    # 4: OCPP 2.0.1 beside 1.6 (issue 8): the protocol a station speaks, and the station's own
+    # transaction id (2.0.1: text of up to 36 characters, made by the station; our sessions keep
+    # their integer transaction_id, which the site and the API use)
+    """
+    ALTER TABLE stations ADD COLUMN protocol TEXT;   -- subprotocol of its latest connection
+    ALTER TABLE sessions ADD COLUMN station_tx_ref TEXT;
+    ALTER TABLE meter_samples ADD COLUMN station_tx_ref TEXT;
+    CREATE INDEX sessions_by_tx_ref ON sessions (station_id, station_tx_ref)
+        WHERE station_tx_ref IS NOT NULL;
+    """,
 )

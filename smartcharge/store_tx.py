@@ -46,6 +46,7 @@ class SessionRow:
     station_tx_id: int | None
     created_at: str
     updated_at: str
+    station_tx_ref: str | None = None   # OCPP 2.0.1: the station's own transactionId (text)
 
 
 _SESSION_COLUMNS = ", ".join(f.name for f in fields(SessionRow))
@@ -68,6 +69,7 @@ class SampleRow:
     value_si: float | None
     source: str
     received_at: str
+    station_tx_ref: str | None = None   # OCPP 2.0.1: the station's transactionId (text)
 
 
 _SAMPLE_COLUMNS = ", ".join(f.name for f in fields(SampleRow))
@@ -80,20 +82,30 @@ class StoreTx:
         self._db = connection
 
     # -- stations ---------------------------------------------------------------------------
-    def station_seen(self, station_id: str, at: datetime) -> None:
+    def station_seen(self, station_id: str, at: datetime, protocol: str | None = None) -> None:
+        """The station connected (or sent something) at `at`; `protocol` is the subprotocol
+        its connection negotiated (None: unchanged)."""
         self._db.execute(
-            "INSERT INTO stations (station_id, first_seen, last_seen) VALUES (?, ?, ?) "
-            "ON CONFLICT (station_id) DO UPDATE SET last_seen = excluded.last_seen",
-            (station_id, db_time(at), db_time(at)))
+            "INSERT INTO stations (station_id, first_seen, last_seen, protocol) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (station_id) DO UPDATE SET "
+            "last_seen = excluded.last_seen, protocol = COALESCE(excluded.protocol, protocol)",
+            (station_id, db_time(at), db_time(at), protocol))
 
-    def set_boot(self, station_id: str, status: str, at: datetime, payload: dict) -> None:
+    def set_boot(self, station_id: str, status: str, at: datetime, payload: dict, *,
+                 vendor: str | None = None, model: str | None = None,
+                 serial_number: str | None = None,
+                 firmware_version: str | None = None) -> None:
+        """A BootNotification; the station's facts default to the 1.6 payload's fields (2.0.1
+        nests them under chargingStation with other names: its adapter passes them)."""
         self.station_seen(station_id, at)
         self._db.execute(
             "UPDATE stations SET boot_status = ?, boot_time = ?, vendor = ?, model = ?, "
             "serial_number = ?, firmware_version = ?, boot_json = ? WHERE station_id = ?",
-            (status, db_time(at), payload.get("chargePointVendor"),
-             payload.get("chargePointModel"), payload.get("chargePointSerialNumber"),
-             payload.get("firmwareVersion"), json.dumps(payload), station_id))
+            (status, db_time(at), vendor or payload.get("chargePointVendor"),
+             model or payload.get("chargePointModel"),
+             serial_number or payload.get("chargePointSerialNumber"),
+             firmware_version or payload.get("firmwareVersion"), json.dumps(payload),
+             station_id))
 
     def boot_status(self, station_id: str) -> str | None:
         row = self._db.execute("SELECT boot_status FROM stations WHERE station_id = ?",
