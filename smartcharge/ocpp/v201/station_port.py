@@ -203,7 +203,7 @@ class V201StationPort(StationPort):
 
     async def _station_transaction(self, transaction_id: int) -> str | None:
         """The station's own transactionId for our session id (the adapter keeps the map)."""
-        adapter = getattr(self.link, "_adapter", None)
+        adapter = getattr(self.link, "adapter", None)
         lookup = getattr(adapter, "station_transaction_id", None)
         if lookup is None:
             return None
