@@ -172,4 +172,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX sessions_by_tx_ref ON sessions (station_id, station_tx_ref)
         WHERE station_tx_ref IS NOT NULL;
     """,
+    # 5: what OCPP 2.0.1 stations report beside billing, kept as sent (issue 8): an EV's
+    # charging needs, external limits, the profiles a station holds, its device model, security
+    # events
+    """
+    CREATE TABLE station_reports (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        kind                TEXT NOT NULL,   -- the OCPP action, e.g. NotifyEVChargingNeeds
+        connector_id        INTEGER,         -- the EVSE, when the report names one
+        transaction_id      INTEGER,         -- our session running there, when there is one
+        payload_json        TEXT NOT NULL,   -- camelCase, as sent
+        received_at         TEXT NOT NULL
+    );
+    CREATE INDEX station_reports_by_kind ON station_reports (station_id, kind, id);
+    """,
 )

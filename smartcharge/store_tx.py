@@ -113,10 +113,15 @@ class StoreTx:
         return row[0] if row else None
 
     def set_notification(self, station_id: str, kind: str, status: str, at: datetime) -> None:
+        """A firmware / diagnostics (1.6) / log (2.0.1) status, or a security event (2.0.1:
+        kind "security", status = its type): kept in the history; the first three are also the
+        station's current status (a 2.0.1 log upload is its diagnostics status)."""
         self.station_seen(station_id, at)
-        column = {"firmware": "firmware_status", "diagnostics": "diagnostics_status"}[kind]
-        self._db.execute(f"UPDATE stations SET {column} = ?, {column}_time = ? "
-                         "WHERE station_id = ?", (status, db_time(at), station_id))
+        column = {"firmware": "firmware_status", "diagnostics": "diagnostics_status",
+                  "log": "diagnostics_status"}.get(kind)
+        if column is not None:
+            self._db.execute(f"UPDATE stations SET {column} = ?, {column}_time = ? "
+                             "WHERE station_id = ?", (status, db_time(at), station_id))
         self._db.execute("INSERT INTO station_notifications (station_id, kind, status, "
                          "received_at) VALUES (?, ?, ?, ?)",
                          (station_id, kind, status, db_time(at)))

@@ -21,12 +21,12 @@ from ocpp.messages import Call, MessageType, validate_payload
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
-from smartcharge.events import EventBus, SessionStopped, StationBooted
+from smartcharge.events import EventBus, SessionStarted, SessionStopped, StationBooted
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp.edge import Dialect, jsonable_details
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
-from smartcharge.store import Store
+from smartcharge.store import Store, from_db_time
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,21 @@ class CentralSystemBase:
                                                firmware_version,
                                                tuple(c.transaction_id for c in closed)))
         return accepted
+
+    async def id_tag_status(self, id_tag: str) -> str | None:
+        """The status of an id tag / token (the site file's tags are Accepted, then the store's
+        `id_tags`); None: not known. The same rules for every version."""
+        if id_tag in self._ctx.site.id_tags:
+            return "Accepted"
+        return await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
+
+    def publish_reopened(self, session) -> None:
+        log.warning("station %s: session %d is still running after a BootNotification: "
+                    "reopened", self.id, session.transaction_id)
+        self._ctx.events.publish(SessionStarted(
+            self.id, session.connector_id, session.transaction_id, session.id_tag or "",
+            session.meter_start_wh or 0.0, from_db_time(session.start_time)
+            or self._ctx.clock.now()))
 
     def publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:
         for session in closed:

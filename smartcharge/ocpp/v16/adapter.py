@@ -8,7 +8,6 @@ checks in 1.6's names (v16/edge.py) before the library sees a frame, and sends o
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
@@ -25,18 +24,15 @@ from smartcharge import ledger
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.events import (
     ConnectorStatusChanged,
-    MeterSampled,
     SessionStarted,
     SessionStopped,
 )
 from smartcharge.metering import (
-    ENERGY_REGISTER,
-    Reading,
     parse_meter_values,
 )
 from smartcharge.ocpp.central import CentralSystemBase
+from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v16.edge import DIALECT
-from smartcharge.store import from_db_time
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +118,8 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
         else:
             if outcome.reopened is not None:
-                self._publish_reopened(outcome.reopened)
-            for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
+                self.publish_reopened(outcome.reopened)
+            for event in samples_to_events(self.id, connector_id, outcome.transaction_id,
                                             readings, now):
                 self._ctx.events.publish(event)
         return call_result.MeterValues()
@@ -182,48 +178,8 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         log.info("station %s: %s status %s", self.id, kind, status)
 
     async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
-        if id_tag in self._ctx.site.id_tags:
-            return AuthorizationStatus.accepted
-        stored = await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
-        if stored is None:
-            return AuthorizationStatus.invalid
-        return AuthorizationStatus(stored)
-
-    def _publish_reopened(self, session) -> None:
-        log.warning("station %s: session %d is still running after a BootNotification: "
-                    "reopened", self.id, session.transaction_id)
-        self._ctx.events.publish(SessionStarted(
-            self.id, session.connector_id, session.transaction_id, session.id_tag or "",
-            session.meter_start_wh or 0.0, from_db_time(session.start_time)
-            or self._ctx.clock.now()))
-
-
-def _samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
-                       readings: list[Reading], received_at: datetime) -> list[MeterSampled]:
-    by_time: dict[tuple[datetime, str], list[Reading]] = {}
-    for reading in readings:
-        by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
-    events = []
-    for (at, context), group in sorted(by_time.items(), key=lambda item: item[0][0]):
-        def value(measurand: str, phase: str = "") -> float | None:
-            found = [r.value_si for r in group if r.measurand == measurand
-                     and r.phase in ((phase,) if phase else ("",)) and r.value_si is not None]
-            return found[-1] if found else None
-
-        currents = tuple(_phase_current(group, phase) for phase in ("L1", "L2", "L3"))
-        events.append(MeterSampled(
-            station_id, connector_id, transaction_id, at, context,
-            energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
-            current_a=currents, soc_percent=value("SoC"), received_at=received_at))
-    return events
-
-
-def _phase_current(group: list[Reading], phase: str) -> float | None:
-    for reading in group:
-        if reading.measurand == "Current.Import" and reading.phase in (phase, f"{phase}-N") \
-                and reading.value_si is not None:
-            return reading.value_si
-    return None
+        stored = await self.id_tag_status(id_tag)
+        return AuthorizationStatus.invalid if stored is None else AuthorizationStatus(stored)
 
 
 def _camel(snake: str) -> str:
