@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from ocpp.charge_point import snake_to_camel_case
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
 from smartcharge.clock import format_ocpp_time
@@ -32,6 +32,8 @@ class StationSetup:
     iso15118: bool = False
     refuse_get_variables: bool = False
     unknown_variables: set[str] = field(default_factory=set)
+    # profiles it holds from before (evseId, camelCase profile), e.g. another CSMS's
+    installed: list[tuple[int, dict]] = field(default_factory=list)
 
 
 class Station201(ChargePoint):
@@ -44,6 +46,8 @@ class Station201(ChargePoint):
         self.table = K01Table(max_stack_level=s.stack_levels, max_periods=s.periods_per_schedule,
                               rate_units=tuple(u.strip() for u in s.rate_units.split(",")),
                               entries=s.entries, iso15118=s.iso15118)
+        for evse_id, profile in s.installed:
+            self.table.profiles[profile["id"]] = (evse_id, profile)
         self.received: list[tuple[str, dict]] = []   # (action, camelCase payload)
         self.variables = {"SmartChargingCtrlr": {
             "Enabled": "true", "Entries": str(s.entries),
@@ -146,6 +150,34 @@ class Station201(ChargePoint):
             "schedule_start": format_ocpp_time(start), "charging_rate_unit": unit,
             "charging_schedule_period": [{"start_period": p["startPeriod"],
                                           "limit": p["limit"]} for p in periods]})
+
+    @on("GetChargingProfiles")
+    async def on_get_charging_profiles(self, request_id: int, charging_profile: dict,
+                                       evse_id: int | None = None, **_):
+        self._got("GetChargingProfiles", {"request_id": request_id,
+                                          "charging_profile": charging_profile})
+        found = self._matching(charging_profile, evse_id)
+        return call_result.GetChargingProfiles(status="Accepted" if found else "NoProfiles")
+
+    @after("GetChargingProfiles")
+    async def report_charging_profiles(self, request_id: int, charging_profile: dict,
+                                       evse_id: int | None = None, **_):
+        """K09: one ReportChargingProfiles per EVSE, after the answer."""
+        found = self._matching(charging_profile, evse_id)
+        evses = sorted({evse for evse, _ in found})
+        for n, evse in enumerate(evses):
+            await self.call(call.ReportChargingProfiles(
+                request_id=request_id, charging_limit_source="CSO", evse_id=evse,
+                charging_profile=[p for e, p in found if e == evse],
+                tbc=n < len(evses) - 1))
+
+    def _matching(self, criteria: dict, evse_id: int | None) -> list[tuple[int, dict]]:
+        ids = criteria.get("charging_profile_id")
+        purpose = criteria.get("charging_profile_purpose")
+        return [(evse, p) for evse, p in self.table.profiles.values()
+                if (evse_id is None or evse == evse_id)
+                and (ids is None or p["id"] in ids)
+                and (purpose is None or p["chargingProfilePurpose"] == purpose)]
 
     @on("ClearChargingProfile")
     async def on_clear_charging_profile(self, charging_profile_id: int | None = None,

@@ -109,3 +109,26 @@ async def test_idle_shares_and_plans_replace_by_id_never_stack(tmp_path, clock):
             assert len(upper) == 1
             assert upper[0]["chargingSchedule"][0]["chargingSchedulePeriod"][0]["limit"] == \
                 pytest.approx(4.3, abs=0.1)   # 3 kW on 3 x 230 V, rounded down
+
+
+async def test_after_a_connection_profiles_that_are_not_ours_are_cleared(tmp_path, clock):
+    """K09 after a (re)connection: GetChargingProfiles, the station reports what it holds
+    (ReportChargingProfiles), and a CSMS profile that is not ours - here a TxDefaultProfile at
+    stack level 2 that would overrule our fail-safe - is cleared; ours stay."""
+    foreign = {"id": 77, "stackLevel": 2, "chargingProfilePurpose": "TxDefaultProfile",
+               "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                   "id": 1, "startSchedule": "2026-01-01T00:00:00Z", "chargingRateUnit": "A",
+                   "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 32.0}]}]}
+    setup = StationSetup(installed=[(1, foreign)])
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            control = await _set_up(server, station)
+            await wait_until(lambda: 77 not in station.table.profiles, 10,
+                             "the foreign profile cleared")
+            assert control.port.foreign == {77}
+            assert [p["chargingProfileId"] for p in station.of("ClearChargingProfile")] == [77]
+            assert all(P.is_ours(pid) for pid in station.table.profiles)
+            assert len([p for p in _installed(station, P.TX_DEFAULT_PROFILE)
+                        if p["stackLevel"] == P.FAILSAFE_LEVEL]) == 2

@@ -47,6 +47,14 @@ def profile_id(evse_id: int, purpose: str, stack_level: int = 0) -> int:
     return 2000 + 10 * evse_id + _PURPOSE_CODE[purpose] + 4 * stack_level
 
 
+def is_ours(pid: int) -> bool:
+    """Whether a profile id is one `profile_id` makes (any EVSE, purpose, level)."""
+    if pid < 2000:
+        return False
+    rest = (pid - 2000) % 10
+    return any(rest == code + 4 * level for code in _PURPOSE_CODE.values() for level in (0, 1))
+
+
 def charging_schedule(start: datetime, offsets_s: list[float], limits: list[float], *,
                       unit: str, phases: int, max_periods: int, schedule_id: int,
                       duration_s: int | None = None, min_rate: float | None = None) -> dict:
@@ -141,5 +149,5 @@ def check_request(request: dict, max_periods: int | None = None) -> list[str]:
 
 
 __all__ = ["FAILSAFE_LEVEL", "STATION_MAX_PROFILE", "TX_DEFAULT_PROFILE", "TX_PROFILE",
-           "UPPER_LEVEL", "charging_schedule", "check_request", "failsafe", "profile_id",
+           "UPPER_LEVEL", "charging_schedule", "check_request", "failsafe", "is_ours", "profile_id",
            "set_charging_profile", "station_max", "tx_profile", "upper_default"]

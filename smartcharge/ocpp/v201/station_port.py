@@ -16,6 +16,7 @@ Same contract as the 1.6 port (`ocpp/v16/station_port.py`), in 2.0.1's words (`p
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import timedelta
 
@@ -33,6 +34,7 @@ from smartcharge.ocpp.v201 import profiles as P
 log = logging.getLogger("smartcharge.site.dispatch")
 NO_ANSWER = Answer.NO_ANSWER.value
 PREVIEW_TX = "preview"   # a preview needs no transaction id: it is never sent
+_request_ids = itertools.count(1)
 
 
 def installed_from_request(request: dict, transaction_id: int = 0) -> Installed:
@@ -73,6 +75,8 @@ class V201StationPort(StationPort):
         # EVSE -> (offset s, limit) the station said it applies (GetCompositeSchedule)
         self.verified: dict[int, list[tuple[int, float]] | None] = {}
         self.last_request: dict | None = None
+        self._request_id: int | None = None   # our GetChargingProfiles on this connection
+        self.foreign: set[int] = set()        # ids not ours the station reported (cleared)
 
     # --- what the site reads ----------------------------------------------------------------
     @property
@@ -102,7 +106,47 @@ class V201StationPort(StationPort):
                 self.caps201 = C.Capabilities201()
             if self._unit not in self.caps201.rate_units:
                 self._unit = self.caps201.rate_units[0]
+            await self.ask_installed()
         return self.caps
+
+    # --- what else is installed (after a (re)connection) --------------------------------------
+    async def ask_installed(self) -> None:
+        """GetChargingProfiles of every profile a CSMS set: the station reports them in
+        ReportChargingProfiles (the adapter publishes `ChargingProfilesReported`), and each that
+        is not one of ours is cleared (`profiles_reported`): a leftover at a higher stack level
+        would overrule our fail-safe and plans."""
+        self._request_id = next(_request_ids)
+        request = call.GetChargingProfiles(request_id=self._request_id, charging_profile={
+            "charging_limit_source": ["CSO"]})
+        try:
+            answer = await self._call(request)
+        except (StationTimeout, StationCallError) as exc:
+            log.info("station %s: GetChargingProfiles not answered (%s)", self.station_id, exc)
+            return
+        log.info("station %s: GetChargingProfiles %s", self.station_id,
+                 getattr(answer.status, "value", answer.status))
+
+    def profiles_reported(self, event) -> None:
+        if event.request_id != self._request_id or event.source != "CSO":
+            return
+        for profile in event.profiles:
+            pid = profile.get("id")
+            if isinstance(pid, int) and not P.is_ours(pid) and pid not in self.foreign:
+                self.foreign.add(pid)
+                self.link.spawn(self._clear_foreign(event.connector_id, profile))
+
+    async def _clear_foreign(self, evse_id: int, profile: dict) -> None:
+        pid = profile["id"]
+        try:
+            answer = await self._call(call.ClearChargingProfile(charging_profile_id=pid))
+            status = str(getattr(answer.status, "value", answer.status))
+        except (StationTimeout, StationCallError) as exc:
+            status = NO_ANSWER if isinstance(exc, StationTimeout) else exc.code
+        log.warning("station %s EVSE %d: cleared a profile that is not ours (id %d, %s at "
+                    "stack level %s): %s", self.station_id, evse_id, pid,
+                    profile.get("chargingProfilePurpose"), profile.get("stackLevel"), status)
+        self.record(self.station_id, evse_id, "ClearChargingProfile",
+                    {"chargingProfileId": pid, "cleared": profile}, status)
 
     # --- requests ---------------------------------------------------------------------------
     def _sched(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
