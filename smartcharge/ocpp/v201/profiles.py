@@ -102,8 +102,11 @@ def upper_default(evse_id: int, sched: dict) -> dict:
                                 bounded=True)
 
 
-def tx_profile(evse_id: int, transaction_id: str, sched: dict) -> dict:
-    return set_charging_profile(evse_id, TX_PROFILE, sched, stack_level=UPPER_LEVEL,
+def tx_profile(evse_id: int, transaction_id: str, sched: dict,
+               stack_level: int = UPPER_LEVEL) -> dict:
+    """A TxProfile overrules every TxDefaultProfile whatever their levels: level 0 serves as
+    well for a station with ProfileStackLevel 0."""
+    return set_charging_profile(evse_id, TX_PROFILE, sched, stack_level=stack_level,
                                 transaction_id=transaction_id)
 
 

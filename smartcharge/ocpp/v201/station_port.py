@@ -95,6 +95,12 @@ class V201StationPort(StationPort):
     def plans_as_default(self) -> bool:
         return self._last_default
 
+    @property
+    def _tx_level(self) -> int:
+        """The TxProfile's stack level: 1, or 0 where the station allows no other."""
+        top = self.caps201.max_stack_level if self.caps201 is not None else P.UPPER_LEVEL
+        return min(P.UPPER_LEVEL, top)
+
     async def capabilities(self) -> Capabilities:
         if self.caps201 is None:
             try:
@@ -165,7 +171,7 @@ class V201StationPort(StationPort):
         sched = self._sched(schedule, unit, floor=floor)
         if station_tx is None:
             return P.upper_default(evse_id, sched)
-        return P.tx_profile(evse_id, station_tx, sched)
+        return P.tx_profile(evse_id, station_tx, sched, self._tx_level)
 
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
                 floor: bool) -> Installed:
@@ -255,7 +261,7 @@ class V201StationPort(StationPort):
 
     async def clear(self, connector_id: int) -> Answer:
         request = call.ClearChargingProfile(
-            charging_profile_id=P.profile_id(connector_id, P.TX_PROFILE, P.UPPER_LEVEL))
+            charging_profile_id=P.profile_id(connector_id, P.TX_PROFILE, self._tx_level))
         try:
             answer = await self._call(request)
             status = str(getattr(answer.status, "value", answer.status))
