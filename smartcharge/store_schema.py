@@ -187,4 +187,22 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX station_reports_by_kind ON station_reports (station_id, kind, id);
     """,
+    # 6: OCPP 2.0.1 transaction events as received, kept with their session (never pruned, unlike
+    # inbound_messages): a seqNo gap or an offline replay stays visible
+    """
+    CREATE TABLE transaction_events (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        station_tx_ref      TEXT NOT NULL,   -- the station's transactionId
+        transaction_id      INTEGER NOT NULL,   -- our session
+        seq_no              INTEGER NOT NULL,
+        event_type          TEXT NOT NULL,   -- Started | Updated | Ended
+        trigger_reason      TEXT NOT NULL,
+        offline             INTEGER NOT NULL,
+        timestamp           TEXT NOT NULL,   -- the station's
+        received_at         TEXT NOT NULL,
+        UNIQUE (station_id, station_tx_ref, seq_no, event_type, timestamp)
+    );
+    CREATE INDEX transaction_events_by_session ON transaction_events (transaction_id, seq_no);
+    """,
 )

@@ -185,14 +185,37 @@ class StoreTx:
     def insert_session(self, *, station_id: str, connector_id: int | None, id_tag: str | None,
                        start_time: datetime | None, meter_start_wh: float | None,
                        reservation_id: int | None, state: str, at: datetime,
-                       station_tx_id: int | None = None) -> int:
+                       station_tx_id: int | None = None, station_tx_ref: str | None = None,
+                       flags: Iterable[str] = ()) -> int:
         cursor = self._db.execute(
             "INSERT INTO sessions (station_id, connector_id, id_tag, start_time, "
-            "meter_start_wh, reservation_id, state, station_tx_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "meter_start_wh, reservation_id, state, station_tx_id, station_tx_ref, flags, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (station_id, connector_id, id_tag, db_time(start_time), meter_start_wh,
-             reservation_id, state, station_tx_id, db_time(at), db_time(at)))
+             reservation_id, state, station_tx_id, station_tx_ref, ",".join(sorted(set(flags))),
+             db_time(at), db_time(at)))
         return int(cursor.lastrowid)
+
+    def session_by_tx_ref(self, station_id: str, station_tx_ref: str) -> SessionRow | None:
+        """The session of a 2.0.1 station's own transaction id (at most one per station)."""
+        row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? "
+                               "AND station_tx_ref = ? ORDER BY transaction_id LIMIT 1",
+                               (station_id, station_tx_ref)).fetchone()
+        return SessionRow(*row) if row else None
+
+    def amend_session(self, transaction_id: int, at: datetime, **columns: Any) -> None:
+        """Set what a late message told us about a session's start (2.0.1: a Started event or
+        an idToken that arrives after other events): connector_id, id_tag, start_time,
+        meter_start_wh, flags."""
+        allowed = {"connector_id", "id_tag", "start_time", "meter_start_wh", "flags"}
+        if not columns or set(columns) - allowed:
+            raise ValueError(f"amend_session: {sorted(set(columns) - allowed)} not amendable")
+        values = {name: db_time(value) if name == "start_time" else
+                  ",".join(sorted(set(value))) if name == "flags" else value
+                  for name, value in columns.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE sessions SET {assignments}, updated_at = ? WHERE "
+                         "transaction_id = ?", (*values.values(), db_time(at), transaction_id))
 
     def session(self, transaction_id: int) -> SessionRow | None:
         row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE "

@@ -25,6 +25,7 @@ from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v201.edge import DIALECT
 from smartcharge.ocpp.v201.meter import parse_meter_values
 from smartcharge.ocpp.v201.notifications import NotificationHandlers
+from smartcharge.ocpp.v201.transactions import TransactionHandlers
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ NO_ERROR_CODE = "NoError"
 UNKNOWN_TOKEN = "Unknown"
 
 
-class CentralSystemV201(NotificationHandlers, CentralSystemBase, ChargePoint):
+class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystemBase,
+                        ChargePoint):
     dialect = DIALECT
 
     # -- provisioning (block B) -------------------------------------------------------------
