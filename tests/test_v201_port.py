@@ -12,7 +12,6 @@ from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.ocpp.port import Answer
 from smartcharge.ocpp.v201 import profiles as P
 from smartcharge.ocpp.v201.station_port import V201StationPort
-from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
 from tests.ocpp201_station import StationSetup, station201
