@@ -162,7 +162,7 @@ async def _play(queues: list[list[Sent]], data, station: Station201) -> None:
         await station.send(sent.request(reworded))
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=45, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(session_plans=st.lists(plans, min_size=1, max_size=4), data=st.data())
 def test_billable_energy_is_exactly_what_the_registers_show(session_plans, data):
