@@ -13,21 +13,16 @@ Each example runs the real app on 127.0.0.1 with a fresh SQLite file and talks t
 from __future__ import annotations
 
 import asyncio
-import base64
-import csv
-import io
 import tempfile
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import API_TOKEN, PASSWORD, WsConnection, make_site
-from smartcharge.app import create_app
+from tests.billing_export import play_and_bill
+from tests.conftest import make_site
 from tests.v201_billing import tx_event
 from tests.v201_fixtures import Station201
 
@@ -68,6 +63,7 @@ class Sent:
     register_wh: int | None
     id_tag: str | None
     offline: bool
+    evse: int
 
     def request(self, reworded: bool = False):
         return tx_event(self.event_type, self.ref, self.seq_no, self.at,
@@ -75,8 +71,6 @@ class Sent:
                         offline=self.offline, kwh=reworded,
                         trigger="RemoteStop" if reworded and self.event_type == "Ended"
                         else None, evse=self.evse)
-
-    evse: int = 1
 
 
 def write_script(session_plans: list[Plan], t0: datetime, data) -> tuple[list, int]:
@@ -116,30 +110,11 @@ def write_script(session_plans: list[Plan], t0: datetime, data) -> tuple[list, i
 
 async def deliver(queues: list, data, db_path: str, tags: frozenset[str]):
     """Play the events against a fresh server, then reboot the station; the billable sum."""
-    server = TestServer(create_app(make_site(id_tags=tags), db_path=db_path,
-                                   smart_charging=False), host="127.0.0.1", port=0)
-    await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        token = base64.b64encode(f"CP1:{PASSWORD}".encode()).decode()
-        ws = await http.ws_connect(server.make_url("/ocpp/CP1"), protocols=("ocpp2.0.1",),
-                                   headers={"Authorization": f"Basic {token}"}, heartbeat=None)
-        station = Station201("CP1", WsConnection(ws))
-        serving = asyncio.create_task(station.start())
-        try:
-            await station.boot()
-            await _play([list(q) for q in queues], data, station)
-            await station.boot(reason="PowerUp")      # closes what never ended
-            answer = await http.get(server.make_url("/api/sessions.csv"),
-                                    headers={"Authorization": f"Bearer {API_TOKEN}"})
-            assert answer.status == 200, await answer.text()
-            text = await answer.text()
-        finally:
-            await ws.close()
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
-    await server.close()
-    rows = list(csv.DictReader(io.StringIO(text)))
-    return sum(float(r["energy_wh"]) for r in rows if r["billable"] == "true"), rows
+    async def play(station: Station201) -> None:
+        await _play([list(q) for q in queues], data, station)
+        await station.boot(reason="PowerUp")      # closes what never ended
+
+    return await play_and_bill(make_site(id_tags=tags), db_path, "ocpp2.0.1", Station201, play)
 
 
 async def _play(queues: list[list[Sent]], data, station: Station201) -> None:
