@@ -160,3 +160,28 @@ async def test_refusals_try_the_other_unit_then_the_minimum_instead_of_0(tmp_pat
             # A was tried first (at setup: the station maximum) and refused: W remembered
             assert any("RateUnit" in r for r in station.table.refusals)
             assert [p["transactionId"] for p in _installed(station, P.TX_PROFILE)] == [tx]
+
+
+async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(tmp_path,
+                                                                                clock):
+    """A station keeps its profiles through a reconnection (K01); the fresh port re-sends every
+    layer, and each replaces its predecessor by id: nothing refused (FR.06), nothing cleared
+    as foreign, no profile twice."""
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
+            first = (await _set_up(server, station)).port
+            kept = list(station.table.profiles.values())
+        registry = server.dispatcher.registry
+        await wait_until(lambda: registry.get("CP201") is None, 10, "CP201 gone")
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock,
+                              setup=StationSetup(installed=kept)) as again:
+            control = server.dispatcher.stations["CP201"]
+            await wait_until(lambda: control.port is not first and control.caps is not None
+                             and len(again.of("SetChargingProfile")) >= 3, 10,
+                             "set up again on the new connection")
+            await wait_until(lambda: len(again.of("GetCompositeSchedule")) >= 2, 10,
+                             "both fail-safes re-sent and checked")
+            assert again.table.refusals == [] and control.port.foreign == set()
+            assert not again.of("ClearChargingProfile")
+            assert sorted(again.table.profiles) == sorted(p["id"] for _, p in kept)
