@@ -43,6 +43,7 @@ from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
+from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -228,10 +229,18 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._refresh_expiry(now)
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        work = {c.station_id: self._work(c, plan) for c in controls}
+        by_station: dict[str, list[ConnectorPlan]] = {}
+        for ref, cplan in plan.connectors.items():   # once, not once per station
+            by_station.setdefault(ref.station_id, []).append(cplan)
+        work = {c.station_id: self._work(c, plan, by_station.get(c.station_id, ()))
+                for c in controls}
         loop = asyncio.get_running_loop()
         done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
-        limited = {c.station_id: self._limited_nodes(c.station_id, plan) for c in controls}
+        root_limited = np.isfinite(plan.root_limit_w) or bool(
+            self.view.limits.change_times(now))
+        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited)
+                   for c in controls}
+        gates = DecreaseGates(done, limited)
 
         async def decrease(control: StationControl, items: list) -> None:
             ok = False
@@ -242,16 +251,15 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
         async def increase(control: StationControl, items: list) -> None:
             sid = control.station_id
-            deps = [sid2 for sid2 in done if sid2 == sid or limited[sid] & limited[sid2]]
-            outcomes = await asyncio.gather(*(done[d] for d in deps))
-            failed = [d for d, (ok, _) in zip(deps, outcomes) if not ok]
+            failed, latest = await gates.wait(sid)
             if failed:
                 log.warning("station %s: increases held: decreases at %s not acknowledged; "
-                            "re-planning", sid, ", ".join(failed))
+                            "re-planning", sid, ", ".join(failed[:10])
+                            + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
                 self.publish(learned.ReplanWanted(f"held:{sid}"))
                 return
-            if outcomes:
-                settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
+            if latest is not None:
+                settled = latest + timedelta(seconds=self.settings.settle_s)
                 await self.clock.sleep((settled - self.clock.now()).total_seconds())
             if self._latest is not plan and self._latest is not None:
                 # a newer plan came while we waited: only what it still allows goes out now,
@@ -259,9 +267,12 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 items = [item for item in items if self._still_wanted(item, sid, self._latest)]
             await self._run_items(control, items, decrease=False)
 
-        await asyncio.gather(
-            *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
-            *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+        try:
+            await asyncio.gather(
+                *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
+                *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+        finally:
+            gates.cancel()
         for control in controls:
             # in the background: a station that does not answer must not hold the next round
             self._spawn(self._probe(control, plan))
@@ -283,7 +294,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
         return True
 
-    def _limited_nodes(self, station_id: str, plan: Plan) -> set[int]:
+    def _limited_nodes(self, station_id: str, root_limited: bool) -> set[int]:
         """The nodes above a station that have a limit: two stations sharing one depend on each
         other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
         topo = self.topology
@@ -291,20 +302,17 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         for node in topo.ancestors(topo.station_node[station_id]):
             if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
                 out.add(node)
-        root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.view.limits.change_times(self.clock.now()))
         if root_limited:
             out.add(0)
         return out
 
-    def _work(self, control: StationControl, plan: Plan) -> tuple[list, list]:
-        """(decreases, increases) for one station: ("plan", ConnectorPlan), ("idle",
-        connector_id, W), ("defaults",)."""
+    def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
+        """(decreases, increases) for one station, from its connectors' plans `cplans`:
+        ("plan", ConnectorPlan), ("idle", connector_id, W), ("defaults",)."""
         downs: list = []
         ups: list = []
-        for ref, cplan in plan.connectors.items():
-            if ref.station_id != control.station_id:
-                continue
+        for cplan in cplans:
+            ref = cplan.ref
             if (ref.station_id, ref.connector_id, cplan.transaction_id) in self._stopped:
                 continue   # its StopTransaction is acknowledged: the plan is older than that
             down, up = self._split(control, cplan)
