@@ -37,6 +37,8 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
 
+GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -98,6 +100,8 @@ class SiteController:
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
         self.guard = SiteGuard(self)
         self._last_guard_real = 0.0
+        self._guard_task: asyncio.Task | None = None
+        self._guard_gap_real_s = 0.0
 
     # --- inputs -----------------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -152,10 +156,30 @@ class SiteController:
 
     def _guard(self, *, throttle: bool) -> None:
         real = time.monotonic()
-        if throttle and real - self._last_guard_real < self.settings.guard_min_real_s:
+        if throttle and real - self._last_guard_real < max(self.settings.guard_min_real_s,
+                                                          self._guard_gap_real_s):
             return
+        if self._guard_task is not None and not self._guard_task.done():
+            return      # a pass is under way: it reads the newest samples as it goes
         self._last_guard_real = real
-        self.guard.check(self.clock.now())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:    # no loop (a plain test): the whole pass now
+            self.guard.check(self.clock.now())
+            return
+        # in steps, so that a pass over thousands of connectors never holds up the stations'
+        # answers for long (issue 10); one pass at a time
+        self._guard_task = asyncio.create_task(self._guard_pass(), name="site-guard")
+
+    async def _guard_pass(self) -> None:
+        started = time.monotonic()
+        try:
+            await self.guard.check_async(self.clock.now())
+        except Exception:  # a task boundary: the next measurement starts another pass
+            log.exception("guard pass failed")
+        # measurement-driven passes take at most 1/GUARD_DUTY of the loop's time however
+        # large the site (at 5 000 connectors a pass takes tens of ms)
+        self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
 
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""
@@ -193,6 +217,13 @@ class SiteController:
     async def run(self) -> None:
         """Re-plan on every trigger (coalesced), at every slot start and limit change."""
         self.request_replan("start")
+        try:
+            await self._run()
+        finally:
+            if self._guard_task is not None:
+                self._guard_task.cancel()
+
+    async def _run(self) -> None:
         while True:
             timer = asyncio.ensure_future(self.clock.sleep(self._seconds_to_next_boundary()))
             trigger = asyncio.ensure_future(self._replan.wait())
