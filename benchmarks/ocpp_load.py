@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,7 +116,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_stations", str(site_file), url, str(part),
         str(args.station_procs), str(args.interval_s), str(args.setup_timeout_s),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO)
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
+        limit=1 << 26)   # the result line carries every latency
         for part in range(args.station_procs)]
     started = time.time()
     try:
@@ -218,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                 server.kill()
             server_log.close()
             tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
-        lag = json.loads(stats_file.read_text())["lag"] if stats_file.exists() else []
+            if os.environ.get("SMARTCHARGE_BENCH_LOG"):   # keep the server's log to read
+                shutil.copy(Path(tmp) / "server.log", os.environ["SMARTCHARGE_BENCH_LOG"])
+        stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        lag = stats.get("lag", [])
     if not lag:
         print(f"# no loop-lag statistics from the server; its log ends:\n{tail}")
     r = result
@@ -239,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['settled_s']:.1f} s | {r['setup_s']:.1f} s | "
           f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
+    print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
+          f"sent")
     return 0
 
 

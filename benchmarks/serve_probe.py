@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,18 +48,31 @@ def main(argv: list[str]) -> int:
     from smartcharge.app import create_app
     from smartcharge.config import load_site
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in filter(None, os.environ.get("SMARTCHARGE_PROBE_DEBUG", "").split(",")):
+        logging.getLogger(name).setLevel(logging.DEBUG)   # e.g. smartcharge.site.controller
     site = load_site(site_file)
     app = create_app(site)
     lag_by_second: dict[int, float] = {}
 
     async def probe_ctx(app: web.Application):
+        slow_s = float(os.environ.get("SMARTCHARGE_PROBE_SLOW_S", "0"))
+        if slow_s > 0:   # asyncio's debug mode names every callback that ran longer (costly)
+            loop = asyncio.get_running_loop()
+            loop.set_debug(True)
+            loop.slow_callback_duration = slow_s
+            logging.getLogger("asyncio").setLevel(logging.WARNING)
         task = asyncio.create_task(probe_loop(lag_by_second), name="loop-lag-probe")
         yield
         task.cancel()
+        from smartcharge.site.setup import CONTROLLER
+        stats = app[CONTROLLER].stats if CONTROLLER in app else None
         with open(stats_path, "w") as out:
             json.dump({"lag": sorted(lag_by_second.items()),
-                       "loop": type(asyncio.get_running_loop()).__module__}, out)
+                       "loop": type(asyncio.get_running_loop()).__module__,
+                       "replans": getattr(stats, "replans", None),
+                       "profiles_sent": getattr(stats, "profiles_sent", None)}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None

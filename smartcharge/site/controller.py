@@ -37,6 +37,12 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
 
+# re-plan reasons that only make the plan better, not safer: a new car is held by its
+# connector's idle share, a car's phases by limits no car can exceed on any phase
+DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
+              "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
+              "controllable:", "need:", "ev-needs:")
+REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
 
 
@@ -90,7 +96,10 @@ class SiteController:
         self._last_history_at: datetime | None = None
         self._last_history_reading_at: datetime | None = None
         self._replan = asyncio.Event()
+        self._urgent = asyncio.Event()     # a trigger that is not DEFERRABLE is waiting
         self._reasons: set[str] = set()
+        self._replan_done_real = 0.0
+        self._replan_gap_real_s = 0.0
         self._snapshot_version = 0
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
@@ -134,6 +143,8 @@ class SiteController:
     def request_replan(self, reason: str) -> None:
         self._reasons.add(reason)
         self._replan.set()
+        if not reason.startswith(DEFERRABLE):
+            self._urgent.set()
 
     def set_uncontrollable(self, ref: ConnectorRef, why: str | None) -> None:
         """Dispatch reports a connector that does not take profiles (why=None: it does again;
@@ -235,12 +246,33 @@ class SiteController:
             if not self._replan.is_set():
                 self._reasons.add("slot")
             await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
+            await self._gather_deferrable()
             self._replan.clear()
+            self._urgent.clear()
             reasons, self._reasons = self._reasons, set()
+            started = time.monotonic()
             try:
                 await self.replan(reasons)
             except Exception:  # the loop must survive one bad plan; it re-plans next slot
                 log.exception("re-plan failed (reasons %s)", sorted(reasons))
+            self._replan_done_real = time.monotonic()
+            self._replan_gap_real_s = REPLAN_DUTY * (self._replan_done_real - started)
+
+    async def _gather_deferrable(self) -> None:
+        """Triggers that only make the plan better (a car's phases learned, a session begun,
+        a car drawing less) wait until REPLAN_DUTY times the last re-plan's length has passed
+        since it ended, so they are planned together: on a site of thousands, where a re-plan
+        takes a good part of a second, every first sample of 2 000 new sessions re-planned
+        the whole site again (issue 10). A limit, an overload, a station lost or refusing
+        does not wait."""
+        wait_s = self._replan_gap_real_s - (time.monotonic() - self._replan_done_real)
+        if wait_s <= 0 or self._urgent.is_set():
+            return
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._urgent.wait()
+        except TimeoutError:
+            pass
 
     def _seconds_to_next_boundary(self) -> float:
         now = self.clock.now()
