@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
               "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
               "controllable:", "need:", "ev-needs:")
-REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it
+REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
+DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
 
 
@@ -256,12 +257,16 @@ class SiteController:
             except Exception:  # the loop must survive one bad plan; it re-plans next slot
                 log.exception("re-plan failed (reasons %s)", sorted(reasons))
             self._replan_done_real = time.monotonic()
-            self._replan_gap_real_s = REPLAN_DUTY * (self._replan_done_real - started)
+            # the re-plan, and the dispatch round after it (up to a profile per connector)
+            sessions = len(self.plan.connectors) if self.plan is not None else 0
+            self._replan_gap_real_s = max(REPLAN_DUTY * (self._replan_done_real - started),
+                                          DEFERRABLE_S_PER_CONNECTOR * sessions)
 
     async def _gather_deferrable(self) -> None:
         """Triggers that only make the plan better (a car's phases learned, a session begun,
-        a car drawing less) wait until REPLAN_DUTY times the last re-plan's length has passed
-        since it ended, so they are planned together: on a site of thousands, where a re-plan
+        a car drawing less) wait until REPLAN_DUTY times the last re-plan's length (at least
+        1 ms per connector it planned, for the dispatch round after it) has passed since it
+        ended, so they are planned together: on a site of thousands, where a re-plan
         takes a good part of a second, every first sample of 2 000 new sessions re-planned
         the whole site again (issue 10). A limit, an overload, a station lost or refusing
         does not wait."""
