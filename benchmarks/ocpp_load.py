@@ -246,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
+    window_gc = [(g, s) for at, g, s in stats.get("gc", [])
+                 if r["window"][0] <= at <= r["window"][1]]
+    full = [s for g, s in window_gc if g == 2]
+    print(f"# garbage collector in the window: {len(window_gc)} collections, "
+          f"{sum(s for _, s in window_gc) * 1000:.0f} ms in all; {len(full)} full ones, the "
+          f"longest {max(full, default=0) * 1000:.0f} ms")
     return 0
 
 

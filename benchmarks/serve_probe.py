@@ -14,6 +14,7 @@ measurement window. Loopback only; the process ends when the benchmark sends SIG
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -55,6 +56,17 @@ def main(argv: list[str]) -> int:
     site = load_site(site_file)
     app = create_app(site)
     lag_by_second: dict[int, float] = {}
+    gc_pauses: list[tuple[float, int, float]] = []   # (wall s, generation, pause s)
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append((time.time(), info["generation"],
+                              time.perf_counter() - gc_started[0]))
+
+    gc.callbacks.append(on_gc)
 
     async def probe_ctx(app: web.Application):
         slow_s = float(os.environ.get("SMARTCHARGE_PROBE_SLOW_S", "0"))
@@ -72,7 +84,8 @@ def main(argv: list[str]) -> int:
             json.dump({"lag": sorted(lag_by_second.items()),
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
-                       "profiles_sent": getattr(stats, "profiles_sent", None)}, out)
+                       "profiles_sent": getattr(stats, "profiles_sent", None),
+                       "gc": gc_pauses}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None

@@ -55,6 +55,8 @@ from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
+WORK_CHUNK = 20     # stations compared between two turns of the event loop
+
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
            "StationControl"]
 
@@ -232,8 +234,14 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         by_station: dict[str, list[ConnectorPlan]] = {}
         for ref, cplan in plan.connectors.items():   # once, not once per station
             by_station.setdefault(ref.station_id, []).append(cplan)
-        work = {c.station_id: self._work(c, plan, by_station.get(c.station_id, ()))
-                for c in controls}
+        work = {}
+        for index, control in enumerate(controls):
+            if index % WORK_CHUNK == WORK_CHUNK - 1:
+                # comparing with what is installed costs ~1 ms a station: on a site of
+                # thousands, give the stations' answers their turn in between (issue 10)
+                await asyncio.sleep(0)
+            work[control.station_id] = self._work(control, plan,
+                                                  by_station.get(control.station_id, ()))
         loop = asyncio.get_running_loop()
         done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
         root_limited = np.isfinite(plan.root_limit_w) or bool(
