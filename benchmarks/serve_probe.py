@@ -67,6 +67,9 @@ def main(argv: list[str]) -> int:
                               time.perf_counter() - gc_started[0]))
 
     gc.callbacks.append(on_gc)
+    threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "50000,20,100": an experiment
+    if threshold:
+        gc.set_threshold(*(int(x) for x in threshold.split(",")))
 
     async def probe_ctx(app: web.Application):
         slow_s = float(os.environ.get("SMARTCHARGE_PROBE_SLOW_S", "0"))

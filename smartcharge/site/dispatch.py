@@ -56,6 +56,7 @@ from smartcharge.tasks import OwnedTasks
 log = logging.getLogger(__name__)
 
 WORK_CHUNK = 20     # stations compared between two turns of the event loop
+SEND_CONCURRENCY = 64   # stations a round sends to at once
 
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
            "StationControl"]
@@ -116,6 +117,10 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self.changed_at = self.installed.changed_at   # last accepted profile change
         self._latest: Plan | None = None
         self._wake = asyncio.Event()
+        # Stations served at once in a round. Without a bound every station's first request
+        # (build, validate, send: ~1 ms each) ran in one turn of the loop: 2 000 stations held
+        # every answer up for seconds (issue 10). FIFO: the decreases queue first.
+        self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
@@ -253,7 +258,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         async def decrease(control: StationControl, items: list) -> None:
             ok = False
             try:
-                ok = await self._run_items(control, items, decrease=True)
+                async with self._sending:
+                    ok = await self._run_items(control, items, decrease=True)
             finally:
                 done[control.station_id].set_result((ok, self.clock.now()))
 
@@ -273,7 +279,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 # a newer plan came while we waited: only what it still allows goes out now,
                 # the rest with its own round (after its own decreases)
                 items = [item for item in items if self._still_wanted(item, sid, self._latest)]
-            await self._run_items(control, items, decrease=False)
+            async with self._sending:
+                await self._run_items(control, items, decrease=False)
 
         try:
             await asyncio.gather(
