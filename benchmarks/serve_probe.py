@@ -67,7 +67,11 @@ def main(argv: list[str]) -> int:
                               time.perf_counter() - gc_started[0]))
 
     gc.callbacks.append(on_gc)
-    threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "50000,20,100": an experiment
+    import smartcharge.app
+    tune = getattr(smartcharge.app, "tune_gc_for_serving", None)   # older trees: none
+    if tune is not None:
+        tune()    # as `smartcharge serve` does
+    threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "700,10,10": an experiment
     if threshold:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
 
