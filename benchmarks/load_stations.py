@@ -67,13 +67,16 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
         await fleet.start(wait_booted_s=timeout_s)
         await asyncio.gather(*(s.drained(timeout_s) for s in stations))
         say(booted=time.time())
-        # big batteries: nobody gets full and stops sampling during the run
+        # big batteries: nobody gets full and stops sampling during the run; a car on every
+        # connector
         await asyncio.wait_for(asyncio.gather(*(
-            fleet.plug_in(sid, 1, SimEV(capacity_wh=1e9, soc=0.0), TAG)
-            for sid in fleet.stations)), timeout_s)
+            fleet.plug_in(sid, cid, SimEV(capacity_wh=1e9, soc=0.0), TAG)
+            for sid, station in fleet.stations.items() for cid in station.connectors)),
+            timeout_s)
         await asyncio.gather(*(
-            s.wait_for(lambda s=s: s.connectors[1].transaction is not None
-                       and s.connectors[1].transaction.transaction_id is not None, timeout_s)
+            s.wait_for(lambda s=s: all(c.transaction is not None
+                                       and c.transaction.transaction_id is not None
+                                       for c in s.connectors.values()), timeout_s)
             for s in stations))
         say(ready=time.time())
         command = await read_line()

@@ -26,6 +26,7 @@ from pathlib import Path
 # hide the `optimizer` package: only PYTHONPATH may say which tree is served
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
+    sys.path.append(str(Path(__file__).resolve().parent))   # stage_probe, last
 
 PROBE_S = 0.005
 
@@ -55,6 +56,9 @@ def main(argv: list[str]) -> int:
         logging.getLogger(name).setLevel(logging.DEBUG)   # e.g. smartcharge.site.controller
     site = load_site(site_file)
     app = create_app(site)
+    if "--stages" in argv[2:]:
+        import stage_probe   # benchmarks/, beside this file
+        stage_probe.install(app)
     lag_by_second: dict[int, float] = {}
     gc_pauses: list[tuple[float, int, float]] = []   # (wall s, generation, pause s)
     gc_started = [0.0]
