@@ -108,16 +108,17 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
     raise TimeoutError(f"no dispatch round after a {reason} re-plan within {timeout_s} s")
 
 
-async def quiet(http, base: str, quiet_s: float, timeout_s: float) -> None:
-    """Wait until the server has neither re-planned nor dispatched for `quiet_s`."""
-    deadline = time.monotonic() + timeout_s
+async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
+    """Wait until the server has neither re-planned nor dispatched for `quiet_s`, or for at most
+    `at_most_s`: the closed loop (a car drawing less than it was given) keeps re-planning a
+    busy site now and then, and a DR event must get through that too."""
+    deadline = time.monotonic() + at_most_s
     while time.monotonic() < deadline:
         record = await stages(http, base)
         ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
         if ends and time.time() - max(ends) > quiet_s:
             return
-        await asyncio.sleep(0.2)
-    raise TimeoutError("the server did not settle")
+        await asyncio.sleep(0.2)    # polling the server's record; nothing to wait on here
 
 
 async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
@@ -154,7 +155,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
         headers = {"Authorization": f"Bearer {UTILITY}"}
         url = f"{base}/api/demand-response/events"
         async with aiohttp.ClientSession() as http:
-            await quiet(http, base, 3.0, 300)
+            await quiet(http, base, 3.0, 60)
             for repeat in range(repeats):
                 now = datetime.now(UTC)
                 event_id = f"bench-{repeat}"
@@ -180,7 +181,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
                     assert resp.status == 200
                 await wait_round(http, base, t2, "dr-cancel:", 120)
-                await quiet(http, base, 2.0, 120)
+                await quiet(http, base, 2.0, 15)
     finally:
         for p in procs:
             if p.stdin is not None and not p.stdin.is_closing():

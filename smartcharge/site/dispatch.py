@@ -263,18 +263,37 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             finally:
                 done[control.station_id].set_result((ok, self.clock.now()))
 
-        async def increase(control: StationControl, items: list) -> None:
-            sid = control.station_id
+        async def turn(sid: str) -> bool:
+            """Wait for the decreases this station's increases depend on and the settle time;
+            False: one was not acknowledged (held, re-planning)."""
             failed, latest = await gates.wait(sid)
             if failed:
                 log.warning("station %s: increases held: decreases at %s not acknowledged; "
                             "re-planning", sid, ", ".join(failed[:10])
                             + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
                 self.publish(learned.ReplanWanted(f"held:{sid}"))
-                return
+                return False
             if latest is not None:
                 settled = latest + timedelta(seconds=self.settings.settle_s)
                 await self.clock.sleep((settled - self.clock.now()).total_seconds())
+            return True
+
+        async def increase(control: StationControl, items: list) -> None:
+            sid = control.station_id
+            waiting = asyncio.ensure_future(turn(sid))
+            newer = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                newer.cancel()
+            if not waiting.done():
+                # a newer plan came while this waited for decreases or the settle time: its
+                # round decides, after its own decreases. Waiting on here held that round (a
+                # DR event's decreases) back by the settle time and more (issue 10).
+                waiting.cancel()
+                return
+            if not waiting.result():
+                return
             if self._latest is not plan and self._latest is not None:
                 # a newer plan came while we waited: only what it still allows goes out now,
                 # the rest with its own round (after its own decreases)
