@@ -299,6 +299,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 # the rest with its own round (after its own decreases)
                 items = [item for item in items if self._still_wanted(item, sid, self._latest)]
             async with self._sending:
+                if self._wake.is_set():
+                    return   # a newer plan came while this queued: as above
                 await self._run_items(control, items, decrease=False)
 
         try:
