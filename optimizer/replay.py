@@ -17,6 +17,7 @@ Pure numerics: arrays in, arrays out; no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +35,23 @@ class Sessions:
     max_power_w: np.ndarray
     period_s: float
     n_periods: int
+    # What the planner is told, when it differs from the truth (a driver's estimates): the
+    # energy asked for and the departure expected. None: the truth.
+    told_energy_wh: np.ndarray | None = None
+    told_departure: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for name in ("arrival", "departure"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.int64))
         for name in ("energy_wh", "max_power_w"):
             object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=float))
+        told_e = self.energy_wh if self.told_energy_wh is None else self.told_energy_wh
+        told_d = self.departure if self.told_departure is None else self.told_departure
+        object.__setattr__(self, "told_energy_wh", np.asarray(told_e, dtype=float))
+        object.__setattr__(self, "told_departure", np.asarray(told_d, dtype=np.int64))
+
+    def truthful(self) -> "Sessions":
+        return dataclasses.replace(self, told_energy_wh=None, told_departure=None)
 
 
 def _plan(method: str, problem: Problem) -> np.ndarray:
@@ -53,38 +65,62 @@ def _limits(limit_w, n_periods: int) -> np.ndarray:
 
 
 def online(sessions: Sessions, limit_w, method: str = "solve", replan_every: int | None = None,
-           min_power_w: float = 0.0, power_w_out: np.ndarray | None = None) -> np.ndarray:
+           min_power_w: float = 0.0, power_w_out: np.ndarray | None = None,
+           replan_on_change: bool = False) -> np.ndarray:
     """(S,) energy delivered to each session [Wh] when `method` ("solve" or a baseline name)
-    re-plans at every arrival (and every `replan_every` periods) with what is known then.
+    re-plans at every arrival (and every `replan_every` periods, and with replan_on_change at
+    the period after a car left or stopped taking power, as a closed loop would) with what it
+    is told then: each present car's told departure (at least the next period while it is still
+    there) and its told need less what it got. A car takes at most its true remaining need.
     power_w_out, an (S, P) array when given, receives the power each session drew [W]."""
     s = sessions
     limit = _limits(limit_w, s.n_periods)
     remaining = s.energy_wh.copy()
     delivered = np.zeros_like(remaining)
-    starts = set(int(a) for a in s.arrival if 0 <= a < s.n_periods)
+    arrivals = set(int(a) for a in s.arrival if 0 <= a < s.n_periods)
     if replan_every:
-        starts |= set(range(0, s.n_periods, replan_every))
-    starts = sorted(starts)
+        arrivals |= set(range(0, s.n_periods, replan_every))
     wh_per_w = s.period_s / 3600.0
-    for k, p0 in enumerate(starts):
-        p1 = starts[k + 1] if k + 1 < len(starts) else s.n_periods
-        here = np.flatnonzero((s.arrival <= p0) & (s.departure > p0) & (remaining > 1e-9))
-        if here.size == 0:
+    plan, plan_start, plan_of = None, 0, None
+    for p in range(s.n_periods):
+        here = np.flatnonzero((s.arrival <= p) & (s.departure > p) & (remaining > 1e-9))
+        if p in arrivals or plan is None or (replan_on_change and changed):
+            plan, plan_start, plan_of = _replan(s, method, limit, delivered, here, p,
+                                                min_power_w)
+        changed = False
+        if here.size == 0 or plan is None:
             continue
-        horizon = int(s.departure[here].max()) - p0
-        problem = Problem(
-            slot_s=[s.period_s] * horizon, max_power_w=s.max_power_w[here],
-            energy_wh=remaining[here], arrival_slot=np.zeros(here.size, dtype=np.int64),
-            departure_slot=s.departure[here] - p0, node_parent=[-1],
-            connector_node=np.zeros(here.size, dtype=np.int64),
-            node_limit_w=limit[p0:p0 + horizon][None, :], min_power_w=min_power_w)
-        power = _plan(method, problem)[:, :p1 - p0]
-        got = np.minimum(power.sum(axis=1) * wh_per_w, remaining[here])
-        if power_w_out is not None:
-            power_w_out[here, p0:p1] = power
+        column = p - plan_start
+        power = np.zeros(here.size)
+        rows = np.searchsorted(plan_of, here)
+        known = (rows < plan_of.size) & (plan_of[np.minimum(rows, plan_of.size - 1)] == here)
+        if column < plan.shape[1]:
+            power[known] = plan[rows[known], column]
+        got = np.minimum(power * wh_per_w, remaining[here])
         remaining[here] -= got
         delivered[here] += got
+        if power_w_out is not None:
+            power_w_out[here, p] = got / wh_per_w
+        changed = bool((remaining[here] <= 1e-9).any() or (s.departure[here] == p + 1).any())
     return delivered
+
+
+def _replan(s: Sessions, method: str, limit: np.ndarray, delivered: np.ndarray,
+            here: np.ndarray, p0: int, min_power_w: float):
+    """(plan (len(here), T), its first period, the sessions it covers) or (None, p0, None)."""
+    if here.size == 0:
+        return None, p0, None
+    told_left = np.maximum(s.told_energy_wh[here] - delivered[here], 0.0)
+    leave = np.maximum(s.told_departure[here], p0 + 1)
+    horizon = int(leave.max()) - p0
+    limit_row = np.concatenate([limit, np.full(max(0, p0 + horizon - limit.size), limit[-1])])
+    problem = Problem(
+        slot_s=[s.period_s] * horizon, max_power_w=s.max_power_w[here],
+        energy_wh=told_left, arrival_slot=np.zeros(here.size, dtype=np.int64),
+        departure_slot=leave - p0, node_parent=[-1],
+        connector_node=np.zeros(here.size, dtype=np.int64),
+        node_limit_w=limit_row[p0:p0 + horizon][None, :], min_power_w=min_power_w)
+    return _plan(method, problem), p0, here
 
 
 def offline(sessions: Sessions, limit_w) -> np.ndarray:

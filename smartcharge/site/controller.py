@@ -53,6 +53,8 @@ class ControllerSettings:
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
     idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
     guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
+    backend: str = "auto"              # optimizer.solve backend; a baseline name ("edf", "llf",
+                                       # "equal_share") runs that heuristic (benchmarks)
 
 
 @dataclass
@@ -339,7 +341,8 @@ class SiteController:
         solve = getattr(optimizer, "solve", None)
         if solve is not None:
             try:
-                schedule = solve(problem, time_limit_s=self.settings.solve_time_limit_s)
+                schedule = solve(problem, backend=self.settings.backend,
+                                 time_limit_s=self.settings.solve_time_limit_s)
                 return np.array(schedule.power_w, dtype=float), schedule.status
             except Exception:  # task boundary: fall back to the safe baseline below
                 log.exception("optimizer.solve failed; planning the clipped baseline")
