@@ -40,6 +40,7 @@ class DayResult:
     load_w: list[float] = field(default_factory=list)       # the cars' summed draw
     limit_w: list[float] = field(default_factory=list)      # effective grid limit
     wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
+    offered_w: list[float] = field(default_factory=list)    # what the plan offered them
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
@@ -66,8 +67,6 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     clock = ManualClock(start)
     settings = ControllerSettings(stale_after_s=3 * meter_s, backend=backend)
     controller = SiteController(site, clock, settings)
-    for window in site.cap_schedule:
-        pass  # the controller reads the site file's cap schedule itself
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)
     topo = controller.topology
@@ -127,7 +126,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             await controller.replan(reasons)
             result.replans += 1
         # the cars charge for one step at what the plan offers
-        draws, wanted_w = [], 0.0
+        draws, wanted_w, offered_w = [], 0.0, 0.0
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
             wanted_w += car.acceptance_w()
@@ -136,6 +135,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
                     (plan is None or not plan.phases_known or plan.phases == 3):
                 offered /= 3.0
+            offered_w += offered
             before_full = car.full
             draw_w = car.advance(step_s, offered)
             register_wh[ref] += draw_w * step_s / 3600.0
@@ -155,6 +155,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         result.load_w.append(sample.site_load_w)
         result.limit_w.append(limits.effective_w(now) or float("inf"))
         result.wanted_w.append(wanted_w)
+        result.offered_w.append(offered_w)
         # meter samples
         if now >= next_meter:
             for ref, (visit, tx) in plugged.items():

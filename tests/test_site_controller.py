@@ -336,3 +336,21 @@ def test_a_restart_reloads_live_energy_from_the_stored_registers_by_the_same_rul
     controller.state.load_registers(101, stored)
     assert controller.state.session_by_id(101).energy_wh == 7_000 == energy_so_far_wh(
         0.0, clock.now(), stored, P_MAX)
+
+
+async def test_a_need_met_to_the_register_resolution_gets_nothing_more():
+    # The driver asked 10 kWh; the register says 10 kWh (less a float's last digits): the car is
+    # done. Planned at "one slot at the minimum rate" for what was left, a full car held 4.1 kW
+    # (and up to 8.9 kW in a short first slot) at every re-plan: 312 kWh of a 24 h demo day
+    # offered to full cars (benchmarks/README.md, quality).
+    controller, clock = _controller(cap_w=20_000)
+    for station, tx in (("CP3", 103), ("CP4", 104)):
+        controller.on_event(ev.StationBooted(station, clock.now(), True, "v", "m"))
+        controller.on_event(ev.SessionStarted(station, 1, tx, "TAG", 0.0,
+                                              clock.now() - timedelta(hours=2)))
+    controller.state.set_need(103, requested_wh=10_000.000000071)
+    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=10_000.0, power_w=0.0))
+    await controller.replan()
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] == 0.0
+    assert _now_w(controller)[ConnectorRef("CP4", 1)] > 10_000.0

@@ -36,6 +36,8 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
 
+ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -315,6 +317,9 @@ class SiteController:
                 max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
         max_w = np.maximum(max_w, 0.0)
         energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
+        # Registers count whole Wh: less than that left is a need met (a float's last digits
+        # must not buy a full car the slot at its minimum below).
+        energy = np.where(energy < ENERGY_RESOLUTION_WH, 0.0, energy)
         # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
         # ask for one full slot at the minimum instead; the car stops by itself when full.
         one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * s.slot_s / 3600.0
