@@ -60,12 +60,13 @@ def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
 
 async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float,
                   dr: DemandResponsePlan | None = None, *, truthful: bool = False,
-                  backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0
-                  ) -> DayResult:
+                  backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
+                  settings: dict | None = None) -> DayResult:
     """Replay `visits` (deep-copied: their cars charge) through a fresh controller."""
     visits = copy.deepcopy(visits)
     clock = ManualClock(start)
-    settings = ControllerSettings(stale_after_s=3 * meter_s, backend=backend)
+    settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
+                                     **(settings or {})})
     controller = SiteController(site, clock, settings)
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)

@@ -354,3 +354,60 @@ async def test_a_need_met_to_the_register_resolution_gets_nothing_more():
     await controller.replan()
     assert _now_w(controller)[ConnectorRef("CP3", 1)] == 0.0
     assert _now_w(controller)[ConnectorRef("CP4", 1)] > 10_000.0
+
+
+def _manual(cap_w=20_000.0):
+    from smartcharge.clock import ManualClock
+    clock = ManualClock(T0)
+    return SiteController(_site(cap_w), clock), clock
+
+
+def _plug(controller, clock, station, tx, hours_ago=2.0):
+    controller.on_event(ev.StationBooted(station, clock.now(), True, "v", "m"))
+    controller.on_event(ev.SessionStarted(station, 1, tx, "TAG", 0.0,
+                                          clock.now() - timedelta(hours=hours_ago)))
+
+
+def _meter(controller, clock, station, tx, register_wh, power_w):
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=register_wh, power_w=power_w,
+                                        received_at=clock.now()))
+
+
+async def test_a_car_that_takes_nothing_is_not_held_its_minimum_for_hours():
+    # CP3's driver said nothing (default 20 kWh): its car is full at 8 kWh and draws 0 at two
+    # samples in a row while offered its minimum and more. Before, it kept that minimum until it
+    # left (on the demo day 414 kWh of plan went to full cars); now it gets nothing, and is
+    # offered power again after an hour in case it wants more after all.
+    controller, clock = _manual(cap_w=20_000)
+    _plug(controller, clock, "CP3", 103)
+    _plug(controller, clock, "CP4", 104)
+    await controller.replan()
+    cp3, cp4 = ConnectorRef("CP3", 1), ConnectorRef("CP4", 1)
+    for k in range(2):
+        clock.advance(300)
+        _meter(controller, clock, "CP3", 103, 8_000.0, 0.0)
+        _meter(controller, clock, "CP4", 104, 5_000.0 + 1_000.0 * k, _now_w(controller)[cp4])
+        await controller.replan()
+    assert _now_w(controller)[cp3] == 0.0
+    assert _now_w(controller)[cp4] == pytest.approx(20_000.0, abs=1.0)
+    clock.advance(controller.settings.declined_retry_s)
+    await controller.replan()
+    assert _now_w(controller)[cp3] >= controller.topology.min_power_w(cp3)
+
+
+async def test_a_silent_car_past_the_default_need_takes_what_nobody_else_needs():
+    # CP3's driver said nothing and its car has had the site's default 20 kWh but still draws;
+    # CP4's driver asked for 30 kWh. CP4 comes first; what it cannot take goes to CP3.
+    controller, clock = _manual(cap_w=30_000)
+    _plug(controller, clock, "CP3", 103)
+    _plug(controller, clock, "CP4", 104)
+    controller.state.set_need(104, requested_wh=30_000.0,
+                              departure=clock.now() + timedelta(hours=1))
+    clock.advance(300)
+    _meter(controller, clock, "CP3", 103, 20_000.0, 11_000.0)
+    _meter(controller, clock, "CP4", 104, 0.0, 0.0)
+    await controller.replan()
+    now = _now_w(controller)
+    assert now[ConnectorRef("CP4", 1)] == pytest.approx(P_MAX, abs=1.0)
+    assert now[ConnectorRef("CP3", 1)] == pytest.approx(30_000.0 - P_MAX, abs=1.0)
