@@ -162,4 +162,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX inbound_by_time ON inbound_messages (received_at);
     """,
+    # 4: OpenADR VENs (issue 11): what each VEN knows of its VTN, shown across a restart
+    """
+    CREATE TABLE openadr_vens (
+        program             TEXT PRIMARY KEY,
+        version             TEXT NOT NULL,
+        ven_id              TEXT,
+        registration_id     TEXT,
+        state               TEXT NOT NULL,
+        last_poll_ok        TEXT,            -- the last answer the VTN gave (site time)
+        updated_at          TEXT NOT NULL
+    );
+    """,
 )

@@ -20,13 +20,12 @@ from aiohttp import web
 from smartcharge import store_obligations as ob
 from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
-from smartcharge.api.site_common import WRITER, commit as _commit, controller as _controller
+from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
 from smartcharge.api.site_common import time_field as _time
-from smartcharge.appkeys import STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
-from smartcharge.site.obligations import ObligationWriter, event_row
+from smartcharge.site.obligations import event_row
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -224,7 +223,7 @@ async def put_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[WRITER] = ObligationWriter(lambda: app[STORE])
+    # the obligation writer (WRITER) is the site's, made by setup_site_control
     route(app, "GET", "/api/site/cap", get_cap, READ)
     route(app, "PUT", "/api/site/cap", put_cap, OPERATE)
     route(app, "GET", "/api/site/cap-schedule", get_cap_schedule, READ)

@@ -29,6 +29,7 @@ from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.limits import LimitSource, SiteLimits
 from smartcharge.site.reading import SiteReading, read_site
+from smartcharge.site.prices import SitePrices
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site.snapshot import view_model
@@ -72,6 +73,9 @@ class SiteController:
         self.topology = SiteTopology(site)
         uncapped_w = sum(self.topology.max_power_w(r) for r in self.topology.refs)
         self.limits = SiteLimits(site, uncapped_w=uncapped_w)
+        self.prices = SitePrices()     # price signals (OpenADR) for the optimizer's cost term
+        # the VENs' state for the dashboard (program -> status at a moment), set by openadr/
+        self.ven_status: dict[str, object] = {}
         self.state = st.SiteState(site)
         self.stats = Stats()
         self.plan: Plan | None = None
@@ -329,7 +333,8 @@ class SiteController:
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,
             min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
-            phase=arrays["phase"], voltage_v=arrays["voltage_v"])
+            phase=arrays["phase"], voltage_v=arrays["voltage_v"],
+            price_per_kwh=self.prices.per_slot(starts, ends))
         return problem, controlled, fixed, root_sources, starts, built
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
