@@ -27,6 +27,7 @@ class Vtn2b:
     opts: dict[str, str] = field(default_factory=dict)
     reports: dict[str, list[tuple[datetime, float]]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    running: bool = True
 
     def _changed(self) -> None:
         self.changed.set()
@@ -86,6 +87,12 @@ class Vtn2b:
                                           "duration": timedelta(minutes=minutes),
                                           "signal_payload": float(level)}])
 
+    async def stop(self) -> None:
+        """The VTN goes away (idempotent)."""
+        if self.running:
+            self.running = False
+            await self.server.stop()
+
     def cancel(self, event_id: str) -> None:
         self.server.cancel_event(VEN_ID, event_id)
 
@@ -106,4 +113,4 @@ async def vtn_2b(port: int | None = None, poll_s: int = 1):
     try:
         yield vtn
     finally:
-        await server.stop()
+        await vtn.stop()

@@ -1,0 +1,44 @@
+"""Fail-safe: when the VTN goes away, the events already received stay in force (they are the
+site's stored DR events), nothing else changes, and the dashboard shows the VEN unreachable
+with its last successful poll - also after smartcharge itself restarts."""
+
+from datetime import timedelta
+
+from smartcharge.openadr.setup import VENS
+from tests.openadr_vtn2b import vtn_2b
+from tests.site_e2e import control_server, wait_until
+from tests.test_openadr_2b import DISPATCH, SETTINGS, _clock, _site
+
+
+async def test_vtn_outage_and_restart_keep_the_accepted_event(tmp_path):
+    clock = _clock()
+    db = tmp_path / "sc.sqlite"
+    async with vtn_2b() as vtn:
+        site = _site(vtn.url)
+        async with control_server(site, db, clock, settings=SETTINGS,
+                                  dispatch=DISPATCH) as server:
+            ven = server.app[VENS]["peak"]
+            await vtn.wait_until(lambda: vtn.registrations, what="registration")
+            start = clock.now() + timedelta(minutes=30)
+            vtn.capacity_event("cap-kept", start, minutes=60, limit_kw=9.0)
+            await vtn.wait_until(lambda: vtn.opts.get("cap-kept") == "optIn", what="opt-in")
+            before = [e for e in server.controller.limits.events()]
+            await vtn.stop()                                   # the VTN is gone
+            await wait_until(lambda: ven.status.state == "unreachable", 10, "VEN unreachable")
+            snapshot = server.controller.snapshot()
+            assert snapshot["vens"][0]["state"] == "unreachable"
+            last_poll = snapshot["vens"][0]["last_poll_ok"]
+            assert last_poll is not None
+            assert server.controller.limits.events() == before     # nothing else changes
+            assert server.controller.effective_limit_at(start + timedelta(minutes=1))[0] \
+                == 9_000.0
+    # smartcharge restarts while the VTN is still away: the event is back from the store
+    async with control_server(site, db, clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        ven = server.app[VENS]["peak"]
+        event = server.controller.limits.event("openadr:peak/cap-kept")
+        assert event is not None and not event.cancelled and event.limit_w == 9_000.0
+        assert server.controller.effective_limit_at(start + timedelta(minutes=1))[0] == 9_000.0
+        await wait_until(lambda: ven.status.state == "unreachable", 10, "VEN unreachable")
+        shown = server.controller.snapshot()["vens"][0]
+        assert shown["last_poll_ok"] == last_poll and shown["ven_id"] == "ven-smartcharge-1"
