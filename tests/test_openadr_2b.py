@@ -2,7 +2,6 @@
 its VEN and simulated OCPP stations, a real SQLite file, accelerated site time started at wall
 time (openleadr judges event status by the wall clock; site time only runs ahead of it)."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import AcceleratedClock
