@@ -173,5 +173,6 @@ MIGRATIONS: tuple[str, ...] = (
         last_poll_ok        TEXT,            -- the last answer the VTN gave (site time)
         updated_at          TEXT NOT NULL
     );
+    ALTER TABLE dr_events ADD COLUMN circuit_id TEXT;   -- NULL: the grid connection
     """,
 )

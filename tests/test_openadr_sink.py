@@ -90,3 +90,36 @@ def test_prices_per_slot_weight_by_time_priority_wins_and_gaps_take_the_mean():
     hour = [T0, T0 + timedelta(hours=1)]
     values = prices.per_slot(hour, [hour[0] + timedelta(hours=1), hour[1] + timedelta(hours=1)])
     assert np.allclose(values, [(0.2 * 30 + 0.4 * 15 + 1.0 * 15) / 60] * 2)
+
+
+async def test_a_program_on_a_circuit_limits_that_circuit_and_survives_a_restart(tmp_path):
+    from smartcharge.site.restore import restore
+    site = Site("s", (Circuit("grid", None, limit_w=40_000.0),
+                      Circuit("feeder", "grid", limit_w=30_000.0)),
+                (Station("CP1", "feeder", (Connector(1),)),
+                 Station("CP2", "grid", (Connector(1),))))
+    program = OpenAdrProgram("dso", "3", "http://vtn", "depot", bearer_token="t",
+                             circuit="feeder", randomize_start=False)
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(site, ManualClock(T0))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        await sink.apply(program, sg.AdrEvent("dso", "e1", signals=(
+            sg.Signal(sg.CAPACITY_W, (sg.Interval(T0, T0 + timedelta(hours=1), 8_000.0),)),
+            sg.Signal(sg.SIMPLE, (sg.Interval(T0 + timedelta(hours=1), T0 + timedelta(hours=2),
+                                              1.0),)))))
+        event = controller.limits.event("openadr:dso/e1")
+        assert event.circuit_id == "feeder"
+        assert controller.limits.event("openadr:dso/e1#1").limit_w == 0.75 * 30_000.0
+        # the grid connection is not limited by it; the feeder is, for exactly its interval
+        assert controller.effective_limit_at(T0 + timedelta(minutes=5))[0] == 40_000.0
+        problem = controller.build_problem(T0)[0]
+        feeder = controller.topology.node_ids.index("feeder")
+        assert problem.node_limit_w[feeder, 0] == 8_000.0
+        assert problem.node_limit_w[0, 0] == 40_000.0
+        restarted = SiteController(site, ManualClock(T0))
+        await restore(restarted, store)
+        assert restarted.limits.event("openadr:dso/e1").circuit_id == "feeder"
+        assert restarted.build_problem(T0)[0].node_limit_w[feeder, 0] == 8_000.0
+    finally:
+        await store.close()

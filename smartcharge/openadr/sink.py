@@ -56,7 +56,9 @@ class OpenAdrSink:
         for note in mapping.notes:
             log.info("openadr %s/%s: %s", program.program, event.event_id, note)
         prefix = source_id(program.program, event.event_id)
-        await self._reconcile(prefix, list(mapping.limits))
+        circuit = None if program.circuit == self.controller.topology.node_ids[0] \
+            else program.circuit
+        await self._reconcile(prefix, [replace(e, circuit_id=circuit) for e in mapping.limits])
         self.controller.prices.set_source(prefix, [
             Price(p.start, p.end, p.price_per_kwh, prefix, event.priority)
             for p in mapping.prices])

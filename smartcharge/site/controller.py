@@ -273,6 +273,13 @@ class SiteController:
         t = len(starts)
         root_w, root_sources = self.limits.effective_root_limit_w(starts, ends)
         node_w, node_a = topo.node_limits(root_w)
+        circuit_sources = {}     # node -> the DR event on it that is lowest now
+        for circuit_id in self.limits.circuits_limited() & set(topo.node_ids[1:]):
+            node = topo.node_ids.index(circuit_id)     # DR events on a circuit (OpenADR)
+            values, sources = self.limits.circuit_limit_w(circuit_id, starts, ends)
+            if sources[0] is not None and values[0] < node_w[node, 0]:
+                circuit_sources[node] = sources[0]
+            node_w[node] = np.minimum(node_w[node], values)
         controlled: list[ConnectorRef] = []
         fixed: dict[ConnectorRef, float] = {}
         for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
@@ -326,7 +333,7 @@ class SiteController:
         built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
                  "transaction_id": {r: self.state.sessions[r].transaction_id
                                     for r in controlled},
-                 "phase_use": use}
+                 "phase_use": use, "circuit_sources": circuit_sources}
         problem = optimizer.Problem(
             slot_s=slot_s, max_power_w=np.repeat(max_w[:, None], t, axis=1), energy_wh=energy,
             arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -376,7 +383,8 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipping it",
                       status, len(violations), violations[0])
             power_w = clip_to_limits(problem, power_w)
-        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled)
+        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled,
+                                   built["circuit_sources"])
         plans = {}
         # use what the problem was built from: the state may have moved on during the solve
         for i, ref in enumerate(controlled):
