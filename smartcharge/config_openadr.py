@@ -89,6 +89,9 @@ def _tls(reader, table: dict, path: str, base_dir: Path) -> dict:
     if (files["cert"] is None) != (files["key"] is None):
         raise reader.error(f"{path}.{'key' if files['key'] is None else 'cert'}",
                            "give the client certificate and its key together")
+    if files["cert"] is not None and files["ca_file"] is None:
+        raise reader.error(f"{path}.ca_file", "with a client certificate, give the CA of the "
+                           "VTN's server certificate too")
     return {**files, "vtn_fingerprint": reader.string(table, "vtn_fingerprint", path)}
 
 

@@ -98,15 +98,20 @@ class Vtn2b:
 
 
 @contextlib.asynccontextmanager
-async def vtn_2b(port: int | None = None, poll_s: int = 1):
+async def vtn_2b(port: int | None = None, poll_s: int = 1, *, ven_fingerprint=None, **tls):
+    """`tls`: OpenADRServer's http_cert/http_key/http_ca_file (HTTPS, client certificates
+    required) and cert/key (it signs its messages); with `ven_fingerprint` it checks the VEN's
+    signatures against it."""
     port = port or free_port()
     server = OpenADRServer(vtn_id="TEST-VTN", http_host="127.0.0.1", http_port=port,
                            requested_poll_freq=timedelta(seconds=poll_s),
-                           verify_message_signatures=False, show_fingerprint=False,
+                           verify_message_signatures=ven_fingerprint is not None,
+                           show_fingerprint=False, show_server_cert_domain=False,
                            ven_lookup=lambda ven_id: {"ven_id": VEN_ID, "ven_name": "site",
-                                                      "fingerprint": None,
-                                                      "registration_id": "reg-1"})
-    vtn = Vtn2b(server, f"http://127.0.0.1:{port}{PREFIX}")
+                                                      "fingerprint": ven_fingerprint,
+                                                      "registration_id": "reg-1"}, **tls)
+    scheme = "https" if tls.get("http_cert") else "http"
+    vtn = Vtn2b(server, f"{scheme}://127.0.0.1:{port}{PREFIX}")
     server.add_handler("on_create_party_registration", vtn.on_create_party_registration)
     server.add_handler("on_register_report", vtn.on_register_report)
     await server.run()

@@ -42,3 +42,40 @@ async def test_vtn_outage_and_restart_keep_the_accepted_event(tmp_path):
         await wait_until(lambda: ven.status.state == "unreachable", 10, "VEN unreachable")
         shown = server.controller.snapshot()["vens"][0]
         assert shown["last_poll_ok"] == last_poll and shown["ven_id"] == "ven-smartcharge-1"
+
+
+async def test_2b_over_tls_with_client_certificates_and_signed_messages(tmp_path):
+    """The production set-up: HTTPS with a client certificate the VTN requires, both sides
+    signing their messages and checking the other's fingerprint (certificates made here)."""
+    from openleadr.utils import certificate_fingerprint
+
+    from tests.tls_certs import Authority
+    ca = Authority(tmp_path)
+    vtn_cert, vtn_key = ca.issue("127.0.0.1", "vtn", server=True)
+    ven_cert, ven_key = ca.issue("depot", "ven")
+    clock = _clock()
+    async with vtn_2b(http_cert=str(vtn_cert), http_key=str(vtn_key), http_ca_file=str(ca.path),
+                      cert=str(vtn_cert), key=str(vtn_key),
+                      ven_fingerprint=certificate_fingerprint(ven_cert.read_bytes())) as vtn:
+        site = _site(vtn.url, cert=str(ven_cert), key=str(ven_key), ca_file=str(ca.path),
+                     vtn_fingerprint=certificate_fingerprint(vtn_cert.read_bytes()))
+        async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                                  dispatch=DISPATCH) as server:
+            await vtn.wait_until(lambda: vtn.registrations, what="registration over TLS")
+            vtn.capacity_event("cap-tls", clock.now() + timedelta(minutes=5), 10, 7.5)
+            await vtn.wait_until(lambda: vtn.opts.get("cap-tls") == "optIn", what="opt-in")
+            assert server.controller.limits.event("openadr:peak/cap-tls").limit_w == 7_500.0
+
+
+async def test_2b_answer_with_the_wrong_signature_is_refused(tmp_path):
+    from tests.tls_certs import Authority
+    ca = Authority(tmp_path)
+    vtn_cert, vtn_key = ca.issue("127.0.0.1", "vtn", server=True)
+    clock = _clock()
+    async with vtn_2b(cert=str(vtn_cert), key=str(vtn_key)) as vtn:
+        site = _site(vtn.url, vtn_fingerprint="00:11:22:33:44:55:66:77:88:99")
+        async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                                  dispatch=DISPATCH) as server:
+            ven = server.app[VENS]["peak"]
+            await wait_until(lambda: ven.status.failures >= 2, 10, "answers refused")
+            assert ven.status.state == "unreachable" and ven.status.registration_id is None

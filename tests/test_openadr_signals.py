@@ -170,10 +170,13 @@ opt_in = false
     ('version = "2.0b"\nvtn_url = "http://x"\nsimple_levels = [0.5, 0.75, 0]',
      r"openadr\[0\].simple_levels"),
     ('version = "2.0b"\nvtn_url = "http://x"\ncert = "missing.pem"', r"openadr\[0\].cert"),
+    ('version = "2.0b"\nvtn_url = "http://x"\ncert = "c.pem"\nkey = "c.pem"',
+     r"openadr\[0\].ca_file"),
 ])
-def test_program_errors_name_the_field(extra, path):
+def test_program_errors_name_the_field(extra, path, tmp_path):
+    (tmp_path / "c.pem").write_text("not checked here")
     with pytest.raises(ConfigError, match=path):
-        parse_site(SITE + f'\n[[openadr]]\nprogram = "p"\nven_name = "v"\n{extra}\n')
+        parse_site(SITE + f'\n[[openadr]]\nprogram = "p"\nven_name = "v"\n{extra}\n', tmp_path)
 
 
 # --- OpenADR 3 payloads as the user guide shows them ----------------------------------------

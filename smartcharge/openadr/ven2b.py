@@ -29,6 +29,9 @@ from smartcharge.openadr.v2b_events import parse_event
 from smartcharge.site.obligations import StoreUnavailable
 
 log = logging.getLogger(__name__)
+# openleadr logs every report value and event at INFO, once a second with short report
+# intervals: its warnings and errors are what an operator needs
+logging.getLogger("openleadr").setLevel(logging.WARNING)
 USAGE_SPECIFIER = "smartcharge-usage"
 
 
@@ -124,8 +127,12 @@ class Ven2b(VenRunner):
         return round(self.sink.controller.site_reading().load_w / 1000.0, 3)
 
     def _limit_kw(self) -> float:
-        limit_w, _ = self.sink.controller.effective_limit_now()
-        return round(limit_w / 1000.0, 3) if limit_w != float("inf") else -1.0
+        """The limit in force; with none, the most the site can draw (its connectors' maxima)."""
+        controller = self.sink.controller
+        limit_w, _ = controller.effective_limit_now()
+        if limit_w == float("inf"):
+            limit_w = controller.limits.uncapped_w
+        return round(limit_w / 1000.0, 3)
 
 
 async def _close(client: OpenADRClient) -> None:
