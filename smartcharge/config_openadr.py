@@ -3,6 +3,7 @@ a `ConfigError` names the field (`openadr[1].vtn_url`), its line and what is wro
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,18 @@ def _tls(reader, table: dict, path: str, base_dir: Path) -> dict:
     return {**files, "vtn_fingerprint": reader.string(table, "vtn_fingerprint", path)}
 
 
+def secret_env(program: str, key: str) -> str:
+    """SMARTCHARGE_OPENADR_<PROGRAM>_<KEY>: a secret kept out of the site file."""
+    return f"SMARTCHARGE_OPENADR_{re.sub(r'[^A-Za-z0-9]', '_', program).upper()}_{key.upper()}"
+
+
 def _oauth(reader, table: dict, path: str) -> dict:
     fields = {key: reader.string(table, key, path)
               for key in ("token_url", "client_id", "client_secret", "bearer_token")}
+    for key in ("client_secret", "bearer_token"):
+        from_env = os.environ.get(secret_env(table.get("program", ""), key), "").strip()
+        if from_env:
+            fields[key] = from_env
     if (fields["client_id"] is None) != (fields["client_secret"] is None):
         missing = "client_secret" if fields["client_secret"] is None else "client_id"
         raise reader.error(f"{path}.{missing}", "give client_id and client_secret together")

@@ -226,3 +226,16 @@ def test_v3_simple_levels_and_durations():
     assert v3_events.parse_duration("P1DT2H30M") == timedelta(days=1, hours=2, minutes=30)
     with pytest.raises(ValueError):
         v3_events.parse_duration("1 hour")
+
+
+def test_v3_secrets_may_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SMARTCHARGE_OPENADR_GAC_NL_CLIENT_SECRET", "from-env")
+    site = parse_site(SITE + """
+[[openadr]]
+program = "gac-nl"
+version = "3"
+vtn_url = "https://vtn3.example"
+ven_name = "depot"
+client_id = "id"
+""")
+    assert site.openadr[0].client_secret == "from-env"
