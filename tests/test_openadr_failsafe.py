@@ -79,3 +79,23 @@ async def test_2b_answer_with_the_wrong_signature_is_refused(tmp_path):
             ven = server.app[VENS]["peak"]
             await wait_until(lambda: ven.status.failures >= 2, 10, "answers refused")
             assert ven.status.state == "unreachable" and ven.status.registration_id is None
+
+
+async def test_vtn_back_after_an_outage_the_ven_is_online_and_follows_new_events(tmp_path):
+    from tests.sim_fixtures import free_port
+    clock = _clock()
+    port = free_port()
+    async with vtn_2b(port) as vtn:
+        site = _site(vtn.url)
+        async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                                  dispatch=DISPATCH) as server:
+            ven = server.app[VENS]["peak"]
+            await vtn.wait_until(lambda: vtn.registrations, what="registration")
+            await vtn.stop()
+            await wait_until(lambda: ven.status.state == "unreachable", 10, "unreachable")
+            async with vtn_2b(port) as again:       # the utility's VTN is back
+                await wait_until(lambda: ven.status.state == "online", 10, "online again")
+                again.capacity_event("after", clock.now() + timedelta(minutes=5), 10, 6.0)
+                await again.wait_until(lambda: again.opts.get("after") == "optIn",
+                                       what="opt-in after the outage")
+                assert server.controller.limits.event("openadr:peak/after").limit_w == 6_000.0

@@ -72,11 +72,13 @@ class OpenAdrSink:
         self.controller.prices.set_source(prefix, [])
         self.controller.request_replan(f"openadr-cancel:{program.program}/{event_id}")
 
-    def events_in_force(self, program: OpenAdrProgram) -> set[str]:
-        """The OpenADR event ids of this program with a DR event not cancelled."""
+    def events_in_force(self, program: OpenAdrProgram, now=None) -> set[str]:
+        """The OpenADR event ids of this program with a DR event not cancelled (and, given
+        `now`, not ended: an event that was honoured to its end stays on record as such)."""
         head = source_id(program.program, "")
         return {e.event_id[len(head):].split("#")[0] for e in self.controller.limits.events()
-                if e.event_id.startswith(head) and not e.cancelled}
+                if e.event_id.startswith(head) and not e.cancelled
+                and (now is None or e.end > now)}
 
     async def _reconcile(self, prefix: str, wanted: list[DemandResponseEvent]) -> None:
         limits = self.controller.limits

@@ -76,6 +76,7 @@ class Ven2b(VenRunner):
     async def _session(self) -> None:
         """Register, then poll until cancelled; on a lost registration, start over."""
         self.client = client = self._make_client()
+        client.loop = asyncio.get_running_loop()   # openleadr's re-registration uses it
         try:
             while True:
                 if client.registration_id is None:

@@ -118,7 +118,8 @@ class Ven3(VenRunner):
         for event_id, event in listed.items():
             if self._events.get(event_id) != event:
                 await self._apply(event)
-        for gone in (self.sink.events_in_force(self.program) | set(self._events)) - set(listed):
+        in_force = self.sink.events_in_force(self.program, self.clock.now())
+        for gone in (in_force | set(self._events)) - set(listed):
             await self.sink.lift(self.program, gone)      # deleted by the VTN: cancelled
             self.status.opts.pop(gone, None)
             self._events.pop(gone, None)
