@@ -123,3 +123,33 @@ async def test_a_program_on_a_circuit_limits_that_circuit_and_survives_a_restart
         assert restarted.build_problem(T0)[0].node_limit_w[feeder, 0] == 8_000.0
     finally:
         await store.close()
+
+
+async def test_the_rest_api_cannot_claim_or_rewrite_an_openadr_event(tmp_path):
+    """"openadr:<program>/<event>" names what a VTN sent: a REST client may not create one
+    (422) or rewrite one (409); an operator may still cancel one (DELETE)."""
+    import aiohttp
+
+    from smartcharge.clock import AcceleratedClock, format_ocpp_time
+    from tests.site_e2e import control_server
+    site = Site("s", (Circuit("grid", None, limit_w=40_000.0),),
+                (Station("CP1", "grid", (Connector(1),)),), utility_tokens=frozenset({"ut"}))
+    clock = AcceleratedClock(T0, speed=1.0)
+    auth = {"Authorization": "Bearer ut"}
+    async with control_server(site, tmp_path / "s.sqlite", clock) as server:
+        from smartcharge.site.setup import OBLIGATIONS
+        sink = OpenAdrSink(server.controller, server.app[OBLIGATIONS])
+        await sink.apply(PROGRAM, _event([(1, 2, 20_000.0)]))
+        body = {"start": format_ocpp_time(T0 + timedelta(hours=1)),
+                "end": format_ocpp_time(T0 + timedelta(hours=2)), "limit_w": 1_000}
+        async with aiohttp.ClientSession(server.http_url) as http:
+            async with http.post("/api/demand-response/events",
+                                 json={**body, "id": "openadr:gac/forged"}, headers=auth) as r:
+                assert r.status == 422 and "openadr:" in (await r.json())["detail"]
+            async with http.put("/api/demand-response/events/openadr:gac/e1", json=body,
+                                headers=auth) as r:
+                assert r.status == 409
+            assert server.controller.limits.event("openadr:gac/e1").limit_w == 20_000.0
+            async with http.delete("/api/demand-response/events/openadr:gac/e1",
+                                   headers=auth) as r:
+                assert r.status == 200 and (await r.json())["state"] == "cancelled"
