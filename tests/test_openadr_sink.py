@@ -54,6 +54,9 @@ async def test_events_are_stored_modified_and_cancelled_as_a_whole(tmp_path):
         assert all(e.cancelled for e in controller.limits.events())
         assert controller.effective_limit_at(T0 + timedelta(hours=2))[0] == 40_000.0
         assert sink.events_in_force(PROGRAM) == set()
+        # a cancellation is final: the event sent again (a VEN restarted) stays cancelled
+        await sink.apply(PROGRAM, _event([(1, 3, 15_000.0)], modification=1))
+        assert all(e.cancelled for e in controller.limits.events())
     finally:
         await store.close()
 

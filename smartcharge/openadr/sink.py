@@ -88,6 +88,11 @@ class OpenAdrSink:
         def check() -> None:   # under the writer's lock: what memory holds now
             writes.clear()
             existing = {e.event_id: e for e in limits.events() if owns(prefix, e.event_id)}
+            if existing and wanted and all(e.cancelled for e in existing.values()):
+                # cancelled (by the VTN, which never revives an event, or by an operator's
+                # DELETE): a re-send - after a restart, say - does not bring it back
+                log.info("openadr: %s was cancelled here; it stays cancelled", prefix)
+                return
             desired = {e.event_id: e for e in wanted}
             writes.extend(e for key, e in desired.items() if existing.get(key) != e)
             writes.extend(replace(e, cancelled=True) for key, e in existing.items()
