@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from urllib.parse import urlsplit
 
 from smartcharge.model import OpenAdrProgram
 from smartcharge.openadr import status as vs
+from smartcharge.serve_checks import is_loopback
 from smartcharge.store import StoreClosed
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,11 @@ class VenRunner:
     async def run(self) -> None:
         """The VEN's task: sessions until cancelled; an unexpected error starts a new one."""
         await self.restore()
+        host = urlsplit(self.program.vtn_url).hostname or ""
+        if self.program.vtn_url.startswith("http://") and not is_loopback(host):
+            log.warning("openadr %s: the VTN is reached over plain http (%s): events and "
+                        "credentials travel unprotected; use https", self.program.program,
+                        self.program.vtn_url)
         try:
             while True:
                 try:
