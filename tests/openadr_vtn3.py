@@ -103,13 +103,20 @@ class Vtn3:
                                          status=401)
         return await handler(request)
 
+    @staticmethod
+    def _page(request, objects: list) -> web.Response:
+        """3.0.1 paging: skip, limit (here at most 10 per page, to make VENs page)."""
+        skip = int(request.query.get("skip", 0))
+        limit = min(int(request.query.get("limit", 10)), 10)
+        return web.json_response(objects[skip:skip + limit])
+
     async def get_programs(self, request):
-        return web.json_response(self.programs)
+        return self._page(request, self.programs)
 
     async def get_events(self, request):
         program_id = request.query.get("programID")
-        return web.json_response([e for e in self.events.values()
-                                  if program_id is None or e["programID"] == program_id])
+        return self._page(request, [e for e in self.events.values()
+                                    if program_id is None or e["programID"] == program_id])
 
     async def get_vens(self, request):
         name = request.query.get("venName")

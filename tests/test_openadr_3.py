@@ -103,3 +103,28 @@ async def test_v3_capacity_simple_prices_reports_outage_and_restart(tmp_path):
         await wait_until(lambda: ven.status.state == "unreachable", 10, "unreachable")
         shown = server.controller.snapshot()["vens"][0]
         assert ven.status.last_poll_ok == last_poll and shown["last_poll_ok"] is not None
+
+
+async def test_v3_pages_through_many_events_and_a_static_bearer_token_works(tmp_path):
+    """More events than one page (the test VTN gives 10 at a time): every one is followed.
+    A bearer token from the site file is used as it is (no token request)."""
+    clock = _clock()
+    async with vtn_3() as vtn:
+        program_id = vtn.add_program("gac")
+        vtn.tokens.add("static-token")
+        start = clock.now().replace(microsecond=0) + timedelta(hours=1)
+        ids = [vtn.add_event(program_id, f"e{k}", start + timedelta(minutes=30 * k), "PT30M",
+                             "IMPORT_CAPACITY_LIMIT", [20 - k / 10], units="KW")
+               for k in range(23)]
+        site = replace(_site3(vtn.url), openadr=(replace(
+            _site3(vtn.url).openadr[0], client_id=None, client_secret=None,
+            bearer_token="static-token"),))
+        async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                                  dispatch=DISPATCH) as server:
+            limits = server.controller.limits
+            ven = server.app[VENS]["gac"]
+            await wait_until(lambda: ven.status.failures or all(
+                limits.event(f"openadr:gac/{i}") for i in ids), 10, "all 23 events")
+            assert ven.status.last_error is None, ven.status.last_error
+            assert vtn.token_requests == 0
+            assert limits.event(f"openadr:gac/{ids[-1]}").limit_w == 17_800.0

@@ -34,6 +34,7 @@ from smartcharge.site.obligations import StoreUnavailable
 
 log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 30.0
+PAGE = 50               # objects asked for per request (3.0.1 skip/limit)
 
 
 class VtnError(Exception):
@@ -105,15 +106,12 @@ class Ven3(VenRunner):
         if self.status.ven_id is None:
             await self._find_or_register(http)
         if self._program_id is None:
-            programs = await self._request(http, "GET", "/programs") or []
+            programs = await self._get_all(http, "/programs", {})
             found = [p for p in programs if p.get("programName") == self.program.program]
             if not found:
                 raise VtnError(f"the VTN has no program named {self.program.program!r}")
             self._program_id = found[0]["id"]
-        events = await self._request(http, "GET", "/events",
-                                     params={"programID": self._program_id})
-        if not isinstance(events, list):
-            raise VtnError("GET /events: not a list")
+        events = await self._get_all(http, "/events", {"programID": self._program_id})
         listed = {str(e["id"]): e for e in events if isinstance(e, dict) and "id" in e}
         for event_id, event in listed.items():
             if self._events.get(event_id) != event:
@@ -123,6 +121,23 @@ class Ven3(VenRunner):
             await self.sink.lift(self.program, gone)      # deleted by the VTN: cancelled
             self.status.opts.pop(gone, None)
             self._events.pop(gone, None)
+
+    async def _get_all(self, http, path: str, params: dict) -> list:
+        """Every page of a collection (3.0.1 `skip`/`limit`) until an empty one; a VTN that
+        ignores them and sends the same page again ends the walk too."""
+        out, seen = [], set()
+        while True:
+            page = await self._request(http, "GET", path,
+                                       params={**params, "skip": len(out), "limit": PAGE})
+            if page is None:
+                return out
+            if not isinstance(page, list):
+                raise VtnError(f"GET {path}: not a list")
+            fresh = [o for o in page if isinstance(o, dict) and o.get("id") not in seen]
+            seen.update(o.get("id") for o in fresh)
+            out.extend(fresh)
+            if not fresh:     # an empty page: a VTN may cap `limit` lower than asked
+                return out
 
     async def _apply(self, event: dict) -> None:
         adr = parse_event(self.program.program, event)
