@@ -239,3 +239,11 @@ ven_name = "depot"
 client_id = "id"
 """)
     assert site.openadr[0].client_secret == "from-env"
+
+
+def test_v2b_resource_targets_are_kept_for_the_circuit_choice():
+    event = {"event_descriptor": {"event_id": "x", "modification_number": 0},
+             "active_period": {"dtstart": T0, "duration": timedelta(hours=1)},
+             "event_signals": [], "targets_by_type": {"resource_id": ["feeder-1"],
+                                                      "ven_id": ["v"]}}
+    assert parse_event("p", event).resources == ("feeder-1",)

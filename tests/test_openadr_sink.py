@@ -156,3 +156,27 @@ async def test_the_rest_api_cannot_claim_or_rewrite_an_openadr_event(tmp_path):
             async with http.delete("/api/demand-response/events/openadr:gac/e1",
                                    headers=auth) as r:
                 assert r.status == 200 and (await r.json())["state"] == "cancelled"
+
+
+async def test_an_event_that_names_one_circuit_limits_that_circuit(tmp_path):
+    """2.0b resource_id / 3 RESOURCE_NAME targets naming one of the site's circuits send the
+    event's limits there instead of to the program's circuit."""
+    from smartcharge.openadr import v3_events
+    site = Site("s", (Circuit("grid", None, limit_w=40_000.0),
+                      Circuit("feeder", "grid", limit_w=30_000.0)),
+                (Station("CP1", "feeder", (Connector(1),)),))
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(site, ManualClock(T0))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        event = {"id": "t1", "targets": [{"type": "RESOURCE_NAME", "values": ["feeder"]}],
+                 "intervalPeriod": {"start": "2026-12-05T13:00:00Z", "duration": "PT1H"},
+                 "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [2]}]}]}
+        await sink.apply(PROGRAM, v3_events.parse_event("gac", event))
+        limit = controller.limits.event("openadr:gac/t1")
+        assert (limit.circuit_id, limit.limit_w) == ("feeder", 15_000.0)   # 50 % of its cap
+        event["id"], event["targets"] = "t2", [{"type": "RESOURCE_NAME", "values": ["pump"]}]
+        await sink.apply(PROGRAM, v3_events.parse_event("gac", event))
+        assert controller.limits.event("openadr:gac/t2").circuit_id is None   # the program's
+    finally:
+        await store.close()

@@ -59,6 +59,7 @@ class AdrEvent:
     randomize_s: float = 0.0             # start may be shifted by up to this much
     signals: tuple[Signal, ...] = ()
     ignored: tuple[str, ...] = ()        # signals we do not act on, named for the log
+    resources: tuple[str, ...] = ()      # resources the event targets (may name a circuit)
 
 
 @dataclass(frozen=True)

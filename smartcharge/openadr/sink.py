@@ -29,11 +29,24 @@ class OpenAdrSink:
         self.writer = writer
 
     # --- what a program's signals are measured against ------------------------------------
-    def cap_w(self, program: OpenAdrProgram) -> float:
-        """The cap of the program's circuit (site file); without one, what the connectors under
-        it can draw at most (SIMPLE levels and capacity percentages are shares of it)."""
+    def circuit(self, program: OpenAdrProgram, event: AdrEvent) -> str:
+        """Where the event's limits go: the one circuit of the site its targets name (2.0b
+        resource_id, 3 RESOURCE_NAME), else the program's circuit."""
+        named = {r for r in event.resources if r in self.controller.topology.node_ids
+                 and not r.startswith("station:")}
+        if len(named) == 1:
+            return named.pop()
+        if len(named) > 1:
+            log.warning("openadr %s/%s names circuits %s: applied to the program's circuit %s",
+                        program.program, event.event_id, sorted(named), program.circuit)
+        return program.circuit
+
+    def cap_w(self, program: OpenAdrProgram, circuit: str | None = None) -> float:
+        """The cap of the circuit (the program's by default) in the site file; without one,
+        what the connectors under it can draw at most (SIMPLE levels and capacity percentages
+        are shares of it)."""
         topology = self.controller.topology
-        node = topology.node_ids.index(program.circuit)
+        node = topology.node_ids.index(circuit or program.circuit)
         limit_w = float(topology.static_limit_w[node])
         if limit_w != float("inf"):
             return limit_w
@@ -41,7 +54,7 @@ class OpenAdrSink:
                    if node in topology.ancestors(int(topology.connector_node[i])))
 
     def mapping(self, program: OpenAdrProgram, event: AdrEvent) -> Mapping:
-        cap_w = self.cap_w(program)
+        cap_w = self.cap_w(program, self.circuit(program, event))
         return map_event(event, cap_w=cap_w,
                          levels_w=simple_levels_w(program.simple_levels_w,
                                                   program.simple_levels, cap_w),
@@ -56,8 +69,8 @@ class OpenAdrSink:
         for note in mapping.notes:
             log.info("openadr %s/%s: %s", program.program, event.event_id, note)
         prefix = source_id(program.program, event.event_id)
-        circuit = None if program.circuit == self.controller.topology.node_ids[0] \
-            else program.circuit
+        circuit = self.circuit(program, event)
+        circuit = None if circuit == self.controller.topology.node_ids[0] else circuit
         await self._reconcile(prefix, [replace(e, circuit_id=circuit) for e in mapping.limits])
         self.controller.prices.set_source(prefix, [
             Price(p.start, p.end, p.price_per_kwh, prefix, event.priority)

@@ -37,7 +37,9 @@ def parse_event(program: str, event: dict) -> AdrEvent:
         priority=int(priority) if int(priority) > 0 else LOWEST_PRIORITY,
         cancelled=descriptor.get("event_status") == "cancelled",
         randomize_s=startafter.total_seconds() if isinstance(startafter, timedelta) else 0.0,
-        signals=tuple(signals), ignored=tuple(ignored))
+        signals=tuple(signals), ignored=tuple(ignored),
+        resources=tuple(str(r) for r in (event.get("targets_by_type") or {})
+                        .get("resource_id", [])))
 
 
 def _kind(signal: dict) -> tuple[str | None, float]:

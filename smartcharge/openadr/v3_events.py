@@ -69,7 +69,9 @@ def parse_event(program: str, event: dict) -> AdrEvent:
         else LOWEST_PRIORITY,
         randomize_s=parse_duration(randomize).total_seconds() if randomize else 0.0,
         signals=tuple(Signal(kind, tuple(ivs)) for kind, ivs in by_kind.items()),
-        ignored=tuple(sorted(ignored)))
+        ignored=tuple(sorted(ignored)),
+        resources=tuple(str(v) for t in event.get("targets") or [] if isinstance(t, dict)
+                        and t.get("type") == "RESOURCE_NAME" for v in t.get("values") or []))
 
 
 def _kind(payload_type, descriptor: dict) -> tuple[str | None, float]:
