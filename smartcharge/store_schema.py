@@ -210,6 +210,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE openadr_vens (
         program             TEXT PRIMARY KEY,
         version             TEXT NOT NULL,
+        vtn_url             TEXT NOT NULL,   -- ids from another VTN are not reused
         ven_id              TEXT,
         registration_id     TEXT,
         state               TEXT NOT NULL,

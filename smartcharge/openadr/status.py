@@ -57,20 +57,22 @@ class VenStatus:
 
 # --- the store ------------------------------------------------------------------------------
 def save(tx, status: VenStatus, at: datetime) -> None:
-    tx.execute("INSERT INTO openadr_vens (program, version, ven_id, registration_id, state, "
-               "last_poll_ok, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program) "
-               "DO UPDATE SET version = excluded.version, ven_id = excluded.ven_id, "
+    tx.execute("INSERT INTO openadr_vens (program, version, vtn_url, ven_id, registration_id, "
+               "state, last_poll_ok, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (program) DO UPDATE SET version = excluded.version, "
+               "vtn_url = excluded.vtn_url, ven_id = excluded.ven_id, "
                "registration_id = excluded.registration_id, state = excluded.state, "
                "last_poll_ok = excluded.last_poll_ok, updated_at = excluded.updated_at",
-               (status.program, status.version, status.ven_id, status.registration_id,
-                status.state, db_time(status.last_poll_ok), db_time(at)))
+               (status.program, status.version, status.vtn_url, status.ven_id,
+                status.registration_id, status.state, db_time(status.last_poll_ok),
+                db_time(at)))
 
 
 def load(tx, status: VenStatus) -> None:
     """What the store remembers of this program's VEN (ids, last poll) into `status`."""
-    row = tx.execute("SELECT version, ven_id, registration_id, last_poll_ok FROM openadr_vens "
-                     "WHERE program = ?", (status.program,)).fetchone()
-    if row is not None and row[0] == status.version:
-        status.ven_id = status.ven_id or row[1]
-        status.registration_id = row[2]
-        status.last_poll_ok = from_db_time(row[3])
+    row = tx.execute("SELECT version, vtn_url, ven_id, registration_id, last_poll_ok "
+                     "FROM openadr_vens WHERE program = ?", (status.program,)).fetchone()
+    if row is not None and (row[0], row[1]) == (status.version, status.vtn_url):
+        status.ven_id = status.ven_id or row[2]
+        status.registration_id = row[3]
+        status.last_poll_ok = from_db_time(row[4])

@@ -60,7 +60,7 @@ class Ven2b(VenRunner):
     def _make_client(self) -> _Client:
         p = self.program
         client = _Client(self, ven_name=p.ven_name, vtn_url=p.vtn_url,
-                         ven_id=self.status.ven_id or p.ven_id, cert=p.cert, key=p.key,
+                         ven_id=p.ven_id or self.status.ven_id, cert=p.cert, key=p.key,
                          ca_file=p.ca_file, vtn_fingerprint=p.vtn_fingerprint,
                          show_fingerprint=False, disable_signature=p.cert is None)
         client.add_handler("on_event", self._on_event)
