@@ -91,7 +91,7 @@ class Demo:
         self.clock = AcceleratedClock(self.start, args.speed)
         if self.dr is not None and getattr(args, "dr_via", "openadr") == "openadr":
             from smartcharge.demo.utility_vtn import UtilityVtn
-            self.vtn = UtilityVtn(args.host)
+            self.vtn = UtilityVtn("127.0.0.1")   # only the site in this process talks to it
             await self.vtn.start()
             self.site = self.vtn.site_with_program(self.site)   # the site becomes its VEN
         try:

@@ -1,6 +1,7 @@
 """The demo's utility as utilities really send demand response: an OpenADR 2.0b VTN
-(openleadr's `OpenADRServer`) on the demo's loopback address, and the site file's program
-that makes the demo site its VEN. The evening event is a LOAD_DISPATCH setpoint in kW.
+(openleadr's `OpenADRServer`) on 127.0.0.1 (only the site in this process talks to it), and
+the site file's program that makes the demo site its VEN. The evening event is a LOAD_DISPATCH
+setpoint in kW.
 
 The demo's day is simulated, usually in the wall clock's past, and openleadr's VTN queue drops
 an event the wall clock says is over before it delivers it. So the demo VTN hands its events out
