@@ -202,3 +202,13 @@ async def test_a_new_transaction_on_the_evse_closes_the_one_whose_end_was_lost(h
     old = [s for s in await sessions(harness) if s.station_tx_ref == "tx-N0"][0]
     assert old.state == "closed_implicitly"
     assert [s.state for s in await sessions(harness) if s.station_tx_ref == "tx-N2"] == ["open"]
+
+
+async def test_a_triggered_boot_is_no_reboot(harness, t0):
+    # BootNotification with reason Triggered answers our TriggerMessage: the station did not
+    # restart, its transactions go on
+    station = await station201(harness)
+    await station.send(tx_event("Started", "tx-T", 0, t0, register_wh=1000))
+    await station.boot(reason="Triggered")
+    [session] = await sessions(harness)
+    assert session.state == "open" and not of(harness, SessionStopped)
