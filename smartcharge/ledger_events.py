@@ -129,18 +129,23 @@ def _session_of(tx: StoreTx, station_id: str, event: TransactionEventIn) -> Sess
     """The session this event belongs to; None: a transaction we have not seen yet.
 
     The spec wants a station's transactionId unique; firmware that counts from 1 again after a
-    reboot reuses it. A Started later than the start of the id's latest session, which had its
-    own Started (or, without one, later than its end), is such a new transaction; any other
-    event goes to the latest session with that id started at or before it."""
+    reboot reuses it, so the sessions of one id are told apart by time. A Started belongs to
+    the session that started at that instant, or to the first one still missing its Started
+    whose earliest event is not before it; otherwise it begins a new transaction. Any other
+    event goes to the latest session of the id that started at or before it."""
     candidates = tx.sessions_by_tx_ref(station_id, event.station_tx_ref)
     if not candidates:
         return None
-    latest = candidates[-1]
     if event.event_type == STARTED:
-        started, stopped = from_db_time(latest.start_time), from_db_time(latest.stop_time)
-        if STARTED_MISSING not in flags_of(latest):
-            return None if started is not None and event.timestamp > started else latest
-        return None if stopped is not None and event.timestamp > stopped else latest
+        waiting = []
+        for session in candidates:
+            started = from_db_time(session.start_time)
+            if STARTED_MISSING not in flags_of(session):
+                if started == event.timestamp:
+                    return session
+            elif started is None or started >= event.timestamp:
+                waiting.append(session)
+        return min(waiting, key=lambda s: s.start_time or "", default=None)
     for session in reversed(candidates):
         started = from_db_time(session.start_time)
         if started is None or started <= event.timestamp:
