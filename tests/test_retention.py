@@ -64,3 +64,39 @@ def test_retention_is_configurable_and_checked():
     from smartcharge.config import ConfigError
     with pytest.raises(ConfigError, match="inbound_retention_days"):
         parse_site('[server]\ninbound_retention_days = 0\n' + base)
+
+
+async def test_bulky_2_0_1_reports_are_pruned_obligations_and_audit_kept(tmp_path):
+    # a device model (NotifyReport) or event stream (NotifyEvent) can be large and is only
+    # information; an EV's needs, external limits and security events are kept
+    from smartcharge.store_reports import insert_report, reports
+    path = str(tmp_path / "rep.sqlite")
+    store = await SqliteStore.open(path)
+    old, recent = T0 - timedelta(days=200), T0 - timedelta(days=1)
+
+    def write(tx):
+        for kind in ("NotifyReport", "NotifyEvent", "NotifyEVChargingNeeds",
+                     "NotifyChargingLimit", "SecurityEventNotification"):
+            insert_report(tx, "CP1", kind, {"age": "old"}, old)
+        insert_report(tx, "CP1", "NotifyReport", {"age": "recent"}, recent)
+    await store.run(write)
+    await store.close()
+    app = create_app(make_site(), db_path=path, clock=AcceleratedClock(T0, speed=1.0),
+                     smart_charging=False)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        store = app[__import__("smartcharge.appkeys", fromlist=["STORE"]).STORE]
+
+        async def kept():
+            return [(r["kind"], r["payload"]["age"])
+                    for r in await store.read(lambda tx: reports(tx, "CP1"))]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(await kept()) != 4:
+            assert loop.time() < deadline, await kept()
+            await asyncio.sleep(0.01)
+        assert await kept() == [("NotifyEVChargingNeeds", "old"), ("NotifyChargingLimit", "old"),
+                                ("SecurityEventNotification", "old"), ("NotifyReport", "recent")]
+    finally:
+        await server.close()
