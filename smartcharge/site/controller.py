@@ -321,6 +321,11 @@ class SiteController:
                 # a 3-phase car must still get its minimum, or it never shows its phases
                 arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                                arrays["max_power_w"][i])
+            car_min_w = self.reports.car_min_w(ref, int(arrays["phases"][i]))
+            if car_min_w is not None:
+                # ISO 15118 evMinCurrent: below it this car does not charge at all
+                arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], car_min_w),
+                                               arrays["max_power_w"][i])
         max_w = arrays["max_power_w"].copy()
         for i, ref in enumerate(controlled):
             max_w[i] -= self.floor_w.get(ref, 0.0)

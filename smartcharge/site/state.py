@@ -59,6 +59,7 @@ class Session:
         return {"session_id": self.transaction_id, "station_id": self.ref.station_id,
                 "connector_id": self.ref.connector_id, "energy_wh": round(self.energy_wh, 1),
                 "requested_wh": self.requested_wh, "departure": format_ocpp_time(self.departure),
+                "need_source": self.need_source,
                 "id_tag": self.id_tag, "start": format_ocpp_time(self.started_at)}
 
 
