@@ -125,9 +125,9 @@ def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: 
     if row.connector_id is None:
         return 0
     started = from_db_time(row.start_time) or from_db_time(row.created_at)
+    # no start register (a 2.0.1 Started lost) stays unknown: the registers that arrived tell
     change = state.apply(ev.SessionStarted(row.station_id, row.connector_id, row.transaction_id,
-                                           row.id_tag or "", row.meter_start_wh or 0.0,
-                                           started))
+                                           row.id_tag or "", row.meter_start_wh, started))
     if change is None:   # a station the site file no longer has
         return 0
     need = needs.get(row.transaction_id)

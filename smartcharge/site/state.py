@@ -36,7 +36,9 @@ class Session:
     ref: ConnectorRef
     id_tag: str
     started_at: datetime
-    meter_start_wh: float
+    # the start register; None: not known (a 2.0.1 transaction whose Started was lost) - never
+    # read as 0, the energy so far comes from the registers that did arrive (metering.LiveEnergy)
+    meter_start_wh: float | None
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
     energy_wh: float = 0.0            # delivered so far, by the ledger's rules [Wh]
