@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import numpy as np
-
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.topology import SiteTopology
 
@@ -46,5 +44,4 @@ def node_limit_schedule(topology: SiteTopology, limits: SiteLimits, now: datetim
 
 def nowhere_higher(new: NodeLimits, old: NodeLimits | None) -> bool:
     """True when no node's limit went up: the new defaults go out with the decreases."""
-    return old is None or all(n <= o or (np.isinf(n) and np.isinf(o))
-                              for n, o in zip(new, old))
+    return old is None or all(n <= o for n, o in zip(new, old))   # inf <= inf holds
