@@ -61,3 +61,34 @@ async def test_a_transaction_without_its_started_is_planned_and_shown_from_its_r
         assert session.meter_start_wh is None
         assert session.energy_wh == 2_000.0
         assert (await _shown(server))["energy_wh"] == 2_000.0
+
+
+async def test_a_session_reopened_after_a_reboot_keeps_what_the_site_knew(tmp_path):
+    """The station reboots (its sessions are closed), then shows the transaction went on: the
+    session is open again with the energy so far and the need it had - not from 0 with no start
+    register to count from."""
+    clock = AcceleratedClock(T0, speed=1.0)
+    async with _server(tmp_path, clock) as server:
+        controller = server.controller
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
+            station.table.transactions[1] = TX
+            await send_register(station, 1, TX, 1, 4_500_000.0, T0 - timedelta(minutes=20))
+            await send_register(station, 1, TX, 2, 4_502_000.0, T0 - timedelta(minutes=10))
+            await wait_until(lambda: REF in controller.state.sessions, 10, "the session")
+            ours = controller.state.sessions[REF].transaction_id
+            departure = T0 + timedelta(hours=5)
+            async with aiohttp.ClientSession() as http:
+                response = await http.put(f"{server.http_url}/api/sessions/{ours}", json={
+                    "requested_wh": 9_000, "departure": "2026-01-01T17:00:00Z"})
+                assert response.status == 200, await response.text()
+            await station.boot()
+            await wait_until(lambda: REF not in controller.state.sessions, 10,
+                             "the session closed by the reboot")
+            await send_register(station, 1, TX, 3, 4_503_000.0, T0 + timedelta(minutes=1))
+            await wait_until(lambda: REF in controller.state.sessions, 10, "reopened")
+            session = controller.state.sessions[REF]
+            assert session.transaction_id == ours
+            assert session.energy_wh == 3_000.0
+            assert (session.requested_wh, session.departure, session.need_source) == (
+                9_000.0, departure, "operator")
+            assert (await _shown(server))["energy_wh"] == 3_000.0
