@@ -27,10 +27,12 @@ from smartcharge.model import Site
 from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
+from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.limits import LimitSource, SiteLimits
-from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
+from smartcharge.site.prices import SitePrices
+from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.snapshot import view_model
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
@@ -45,6 +47,7 @@ DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:Session
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
+ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,19 @@ class ControllerSettings:
     underuse_margin_w: float = 1000.0  # "clearly less": below allocation by this much ...
     underuse_fraction: float = 0.2     # ... and by this fraction of the allocation
     ev_headroom_w: float = 1000.0      # a car that draws less is planned at its draw + this
+    declined_w: float = 100.0          # a car drawing less than this at two samples in a row
+                                       # while offered its minimum declines power (full) ...
+    declined_retry_s: float = 3600.0   # ... and is offered power again after this long
+    topup_weight: float = 0.1          # a silent driver's car past the site's default need
+                                       # keeps charging at this priority (what is left over)
     solve_time_limit_s: float = 5.0    # optimizer time limit [real s]
     history_points: int = 2000
     history_every_s: float = 60.0      # one history point per this much site time
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
     idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
     guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
+    backend: str = "auto"              # optimizer.solve backend; a baseline name ("edf", "llf",
+                                       # "equal_share") runs that heuristic (benchmarks)
 
 
 @dataclass
@@ -82,6 +92,9 @@ class SiteController:
         self.topology = SiteTopology(site)
         uncapped_w = sum(self.topology.max_power_w(r) for r in self.topology.refs)
         self.limits = SiteLimits(site, uncapped_w=uncapped_w)
+        self.prices = SitePrices()     # price signals (OpenADR) for the optimizer's cost term
+        # the VENs' state for the dashboard (program -> status at a moment), set by openadr/
+        self.ven_status: dict[str, object] = {}
         self.state = st.SiteState(site)
         self.stats = Stats()
         self.plan: Plan | None = None
@@ -105,6 +118,8 @@ class SiteController:
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
         self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
+        self.declined_at: dict[ConnectorRef, datetime] = {}  # closed loop: a car that takes 0
+        self._zero_samples: dict[ConnectorRef, int] = {}
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
@@ -208,6 +223,8 @@ class SiteController:
         if measured is None or ref not in self.state.sessions:
             return
         s = self.settings
+        if self._declines(ref, measured):
+            return
         cap = self.ev_cap_w.get(ref)
         if cap is not None:
             if measured >= cap - s.ev_headroom_w / 2:
@@ -224,6 +241,43 @@ class SiteController:
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
+
+    def _declines(self, ref: ConnectorRef, measured: float) -> bool:
+        """A car drawing ~0 at two samples in a row while offered at least its minimum does
+        not want power (full, or paused by itself): planned at 0, it frees that minimum for
+        the others until `declined_retry_s` has passed (a full car held its minimum until it
+        left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
+        still starting up is not taken for one that declines."""
+        if measured >= self.settings.declined_w:
+            self._zero_samples.pop(ref, None)
+            return False
+        if not self._offered_minimum(ref):
+            self._zero_samples.pop(ref, None)
+            return False
+        self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
+        if self._zero_samples[ref] < 2:
+            return False
+        self._zero_samples.pop(ref, None)
+        self.declined_at[ref] = self.clock.now()
+        self.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
+        return True
+
+    def _offered_minimum(self, ref: ConnectorRef) -> bool:
+        """The plan gives the car at least its minimum now and, with stations (dispatch), the
+        station has accepted a profile for this session that it has had its settle time under
+        and that allows that minimum: a car not yet told must not count as declining."""
+        allocated = self.allocated_now_w(ref) or 0.0
+        plan = self.plan.connectors.get(ref) if self.plan else None
+        if plan is None or allocated <= 0.0 or allocated < plan.min_power_w - 1e-6:
+            return False
+        if self.installed is None:   # planning without stations (tests, benchmarks)
+            return True
+        if not self.installed.governs(ref):
+            return False
+        since = self.installed.followed_since(ref)
+        installed = self.installed.installed_w(ref)
+        return (since is not None and since <= self.clock.now() and installed is not None
+                and installed >= plan.min_power_w - 1e-6)
 
     # --- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -341,10 +395,21 @@ class SiteController:
         t = len(starts)
         root_w, root_sources = self.limits.effective_root_limit_w(starts, ends)
         node_w, node_a = topo.node_limits(root_w)
+        circuit_sources = {}     # node -> the DR event on it that is lowest now
+        for circuit_id in self.limits.circuits_limited() & set(topo.node_ids[1:]):
+            node = topo.node_ids.index(circuit_id)     # DR events on a circuit (OpenADR)
+            values, sources = self.limits.circuit_limit_w(circuit_id, starts, ends)
+            if sources[0] is not None and values[0] < node_w[node, 0]:
+                circuit_sources[node] = sources[0]
+            node_w[node] = np.minimum(node_w[node], values)
         controlled: list[ConnectorRef] = []
         fixed: dict[ConnectorRef, float] = {}
         for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
             del self.ev_cap_w[ref]
+        retry = timedelta(seconds=s.declined_retry_s)
+        for ref in [r for r, at in self.declined_at.items()
+                    if r not in self.state.sessions or now - at >= retry]:
+            del self.declined_at[ref]
         for ref, session in self.state.sessions.items():
             if not topo.has(ref):
                 continue
@@ -377,6 +442,11 @@ class SiteController:
                 # a 3-phase car must still get its minimum, or it never shows its phases
                 arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                                arrays["max_power_w"][i])
+            car_min_w = self.reports.car_min_w(ref, int(arrays["phases"][i]))
+            if car_min_w is not None:
+                # ISO 15118 evMinCurrent: below it this car does not charge at all
+                arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], car_min_w),
+                                               arrays["max_power_w"][i])
         max_w = arrays["max_power_w"].copy()
         for i, ref in enumerate(controlled):
             max_w[i] -= self.floor_w.get(ref, 0.0)
@@ -384,7 +454,20 @@ class SiteController:
                 # closed loop: the car takes less than it gets; plan it at what it draws
                 max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
         max_w = np.maximum(max_w, 0.0)
-        energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
+        for i, ref in enumerate(controlled):
+            if ref in self.declined_at:
+                max_w[i] = 0.0
+        sessions = [self.state.sessions[r] for r in controlled]
+        energy = np.array([session.remaining_wh for session in sessions], float)
+        # Registers count whole Wh: less than that left is a need met (a float's last digits
+        # must not buy a full car the slot at its minimum below).
+        energy = np.where(energy < ENERGY_RESOLUTION_WH, 0.0, energy)
+        # A silent driver's car past the site's default need may want more: it gets another
+        # default's worth at a low priority, so it takes only what the told needs leave over
+        # (the cap went unused while such cars waited: benchmarks/README.md).
+        topup = np.array([not session.need_told for session in sessions], bool) & (energy == 0.0)
+        energy = np.where(topup, self.site.session_defaults.energy_wh, energy)
+        weight = np.where(topup, s.topup_weight, 1.0)
         # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
         # ask for one full slot at the minimum instead; the car stops by itself when full.
         one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * s.slot_s / 3600.0
@@ -394,7 +477,7 @@ class SiteController:
         built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
                  "transaction_id": {r: self.state.sessions[r].transaction_id
                                     for r in controlled},
-                 "phase_use": use}
+                 "phase_use": use, "circuit_sources": circuit_sources}
         max_matrix = np.repeat(max_w[:, None], t, axis=1)
         for i, ref in enumerate(controlled):
             cap = self.reports.cap_w(ref, starts, ends, int(arrays["phases"][i]))
@@ -409,7 +492,8 @@ class SiteController:
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,
             min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
-            phase=arrays["phase"], voltage_v=arrays["voltage_v"])
+            phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
+            price_per_kwh=self.prices.per_slot(starts, ends))
         return problem, controlled, fixed, root_sources, starts, built
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
@@ -419,7 +503,8 @@ class SiteController:
         solve = getattr(optimizer, "solve", None)
         if solve is not None:
             try:
-                schedule = solve(problem, time_limit_s=self.settings.solve_time_limit_s)
+                schedule = solve(problem, backend=self.settings.backend,
+                                 time_limit_s=self.settings.solve_time_limit_s)
                 return np.array(schedule.power_w, dtype=float), schedule.status
             except Exception:  # task boundary: fall back to the safe baseline below
                 log.exception("optimizer.solve failed; planning the clipped baseline")
@@ -451,7 +536,8 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipping it",
                       status, len(violations), violations[0])
             power_w = clip_to_limits(problem, power_w)
-        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled)
+        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled,
+                                   built["circuit_sources"])
         plans = {}
         # use what the problem was built from: the state may have moved on during the solve
         for i, ref in enumerate(controlled):
@@ -489,25 +575,13 @@ class SiteController:
         return None if plan is None else plan.power_at(self.clock.now())
 
     def default_root_schedule(self) -> list[tuple[datetime, float]]:
-        """The grid limit the fail-safe defaults are sized for, over time: [(from, limit_w)],
-        the first from now. Every limit counts - the site file, the operator's caps and
-        schedule, and demand-response events - so the stations' fail-safe defaults carry the
-        periods of an event announced ahead and drop in time even if smartcharge is gone before
-        it starts; the last entry holds on (back up after the event)."""
-        now = self.clock.now()
-        root = float(self.topology.static_limit_w[0])
+        """The grid connection's part of what the fail-safe defaults are sized for, over time:
+        [(from, limit_w)], the first from now (every node's: site/failsafe_limits.py)."""
         out: list[tuple[datetime, float]] = []
-        for moment in [now] + self.limits.change_times(now):
-            values, _ = self.limits.effective_root_limit_w([moment],
-                                                           [moment + timedelta(seconds=1)])
-            value = float(min(values[0], root))
-            if not out or out[-1][1] != value:
-                out.append((moment, value))
+        for moment, node_w in node_limit_schedule(self.topology, self.limits, self.clock.now()):
+            if not out or out[-1][1] != node_w[0]:
+                out.append((moment, node_w[0]))
         return out
-
-    def default_root_limit_w(self) -> float:
-        """The grid limit in force now for the fail-safe defaults (see default_root_schedule)."""
-        return self.default_root_schedule()[0][1]
 
     # --- snapshot ---------------------------------------------------------------------------
     def effective_limit_now(self) -> tuple[float, LimitSource | None]:

@@ -43,6 +43,7 @@ from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
+from smartcharge.site.failsafe_limits import nowhere_higher
 from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
@@ -82,7 +83,7 @@ class DispatchSettings:
 class SiteReads:
     """What dispatch reads of the site (never the controller itself): the topology and the site
     file, the live state, the limits, the connectors planned as fixed loads, a session's phase
-    use and the grid limit the fail-safe defaults follow."""
+    use (the fail-safe defaults follow `limits` over the tree: failsafe_limits.py)."""
 
     topology: SiteTopology
     site: Site
@@ -90,7 +91,6 @@ class SiteReads:
     limits: SiteLimits
     uncontrollable: Mapping[ConnectorRef, str]
     phase_use: Callable[[ConnectorRef], tuple]
-    default_root_schedule: Callable[[], list]
 
 
 class Dispatcher(FailSafeSetup, ProfileSending):
@@ -126,7 +126,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
-        self._shares_for: float | None = None
+        self._shares_for: tuple | None = None
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
@@ -251,7 +251,11 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
         root_limited = np.isfinite(plan.root_limit_w) or bool(
             self.view.limits.change_times(now))
-        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited)
+        # circuits a DR event limits, once per round (not once per station: O(stations^2))
+        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
+        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
+                    != self.topology.node_ids[0]}
+        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
                    for c in controls}
         gates = DecreaseGates(done, limited)
 
@@ -330,7 +334,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
         return True
 
-    def _limited_nodes(self, station_id: str, root_limited: bool) -> set[int]:
+    def _limited_nodes(self, station_id: str, root_limited: bool,
+                       dr_nodes: set[int] = frozenset()) -> set[int]:
         """The nodes above a station that have a limit: two stations sharing one depend on each
         other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
         topo = self.topology
@@ -340,6 +345,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 out.add(node)
         if root_limited:
             out.add(0)
+        # a circuit with no limit of its own is limited while a DR event is on it
+        out.update(dr_nodes.intersection(topo.ancestors(topo.station_node[station_id])))
         return out
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
@@ -361,7 +368,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         key = self._defaults_key()
         if control.defaults_key != key:
             # a DR event or cap announced or over: the fail-safe defaults follow it
-            lower = control.defaults_key is None or key[0] <= control.defaults_key[0]
+            lower = nowhere_higher(key[0], None if control.defaults_key is None
+                                   else control.defaults_key[0])
             (downs if lower else ups).append(("defaults",))
         control.resend = False
         return downs, ups

@@ -9,6 +9,7 @@ answered, then published as a version-neutral domain event where something may a
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -16,8 +17,14 @@ from typing import Any
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.routing import on
 from ocpp.v201 import call_result
-from ocpp.v201.enums import Action, NotifyEVChargingNeedsStatusEnumType
+from ocpp.v201.enums import (
+    Action,
+    DataTransferStatusEnumType,
+    GenericStatusEnumType,
+    NotifyEVChargingNeedsStatusEnumType,
+)
 
+from smartcharge import events_json
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.events import (
     ChargingNeedsReported,
@@ -35,9 +42,11 @@ class NotificationHandlers:
     """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`)."""
 
     async def _report(self, kind: str, payload: dict, connector_id: int | None = None,
-                      with_session: bool = False) -> tuple[datetime, int | None]:
+                      with_session: bool = False, event_for=None) -> tuple[datetime, Any]:
         """Store one report as sent; returns when, and our session open on the EVSE (when
-        `with_session` and there is exactly one)."""
+        `with_session` and there is exactly one) - or, given `event_for(now, session)`, the
+        version-neutral event it makes, stored beside it in the same commit (the site rebuilds
+        needs and external limits from those after a restart: site/restore.py)."""
         now = self._ctx.clock.now()
 
         def write(tx):
@@ -45,9 +54,11 @@ class NotificationHandlers:
             if with_session and connector_id:
                 running = tx.open_sessions(self.id, connector_id)
                 transaction_id = running[0].transaction_id if len(running) == 1 else None
+            event = None if event_for is None else event_for(now, transaction_id)
             insert_report(tx, self.id, kind, snake_to_camel_case(payload), now,
-                          connector_id=connector_id, transaction_id=transaction_id)
-            return transaction_id
+                          connector_id=connector_id, transaction_id=transaction_id,
+                          event=None if event is None else events_json.to_json(event))
+            return transaction_id if event_for is None else event
 
         return now, await self._ctx.store.run(write)
 
@@ -55,11 +66,12 @@ class NotificationHandlers:
     async def on_notify_ev_charging_needs(self, charging_needs: dict, evse_id: int,
                                           **optional: Any
                                           ) -> call_result.NotifyEVChargingNeeds:
-        now, transaction_id = await self._report(
+        _, event = await self._report(
             "NotifyEVChargingNeeds", {"chargingNeeds": charging_needs, "evseId": evse_id,
-                                      **optional}, evse_id, with_session=True)
-        event = charging_needs_event(self.id, evse_id, transaction_id, now, charging_needs,
-                                     optional.get("max_schedule_tuples"))
+                                      **optional}, evse_id, with_session=True,
+            event_for=lambda now, transaction_id: charging_needs_event(
+                self.id, evse_id, transaction_id, now, charging_needs,
+                optional.get("max_schedule_tuples")))
         log.info("station %s: EV charging needs on EVSE %d: %s Wh by %s", self.id, evse_id,
                  event.energy_wh, event.departure)
         self._ctx.events.publish(event)
@@ -70,27 +82,29 @@ class NotificationHandlers:
     async def on_notify_charging_limit(self, charging_limit: dict, **optional: Any
                                        ) -> call_result.NotifyChargingLimit:
         evse_id = optional.get("evse_id")
-        now, _ = await self._report("NotifyChargingLimit",
-                                    {"chargingLimit": charging_limit, **optional}, evse_id)
         schedules = tuple(reported_schedule(s) for s in optional.get("charging_schedule") or ())
         source = charging_limit["charging_limit_source"]
+        _, event = await self._report(
+            "NotifyChargingLimit", {"chargingLimit": charging_limit, **optional}, evse_id,
+            event_for=lambda now, _: ExternalLimitReported(
+                self.id, evse_id, now, source, charging_limit.get("is_grid_critical"),
+                schedules))
         log.info("station %s: external limit from %s on EVSE %s (%d schedules)", self.id,
                  source, evse_id, len(schedules))
-        self._ctx.events.publish(ExternalLimitReported(
-            self.id, evse_id, now, source, charging_limit.get("is_grid_critical"), schedules))
+        self._ctx.events.publish(event)
         return call_result.NotifyChargingLimit()
 
     @on(Action.cleared_charging_limit)
     async def on_cleared_charging_limit(self, charging_limit_source: str, **optional: Any
                                         ) -> call_result.ClearedChargingLimit:
         evse_id = optional.get("evse_id")
-        now, _ = await self._report("ClearedChargingLimit",
-                                    {"chargingLimitSource": charging_limit_source, **optional},
-                                    evse_id)
+        _, event = await self._report(
+            "ClearedChargingLimit", {"chargingLimitSource": charging_limit_source, **optional},
+            evse_id, event_for=lambda now, _: ExternalLimitCleared(self.id, evse_id, now,
+                                                                 charging_limit_source))
         log.info("station %s: external limit from %s cleared on EVSE %s", self.id,
                  charging_limit_source, evse_id)
-        self._ctx.events.publish(ExternalLimitCleared(self.id, evse_id, now,
-                                                      charging_limit_source))
+        self._ctx.events.publish(event)
         return call_result.ClearedChargingLimit()
 
     @on(Action.report_charging_profiles)
@@ -114,6 +128,61 @@ class NotificationHandlers:
                                             "generatedAt": generated_at, "seqNo": seq_no,
                                             **optional})
         return call_result.NotifyReport()
+
+    # -- kept as sent, nothing more: answered so the station does not retry -------------------
+    @on(Action.notify_event)
+    async def on_notify_event(self, **payload: Any) -> call_result.NotifyEvent:
+        await self._report("NotifyEvent", payload)   # 2.0.1 reports faults this way
+        return call_result.NotifyEvent()
+
+    @on(Action.notify_monitoring_report)
+    async def on_notify_monitoring_report(self, **payload: Any
+                                          ) -> call_result.NotifyMonitoringReport:
+        await self._report("NotifyMonitoringReport", payload)
+        return call_result.NotifyMonitoringReport()
+
+    @on(Action.notify_customer_information)
+    async def on_notify_customer_information(self, **payload: Any
+                                             ) -> call_result.NotifyCustomerInformation:
+        await self._report("NotifyCustomerInformation", payload)
+        return call_result.NotifyCustomerInformation()
+
+    @on(Action.notify_display_messages)
+    async def on_notify_display_messages(self, **payload: Any
+                                         ) -> call_result.NotifyDisplayMessages:
+        await self._report("NotifyDisplayMessages", payload)
+        return call_result.NotifyDisplayMessages()
+
+    @on(Action.reservation_status_update)
+    async def on_reservation_status_update(self, **payload: Any
+                                           ) -> call_result.ReservationStatusUpdate:
+        await self._report("ReservationStatusUpdate", payload)
+        return call_result.ReservationStatusUpdate()
+
+    @on(Action.notify_ev_charging_schedule)
+    async def on_notify_ev_charging_schedule(self, evse_id: int, **payload: Any
+                                             ) -> call_result.NotifyEVChargingSchedule:
+        # the schedule an ISO 15118 car chose from what we offered: kept for review
+        await self._report("NotifyEVChargingSchedule", {"evse_id": evse_id, **payload},
+                           evse_id, with_session=True)
+        return call_result.NotifyEVChargingSchedule(status=GenericStatusEnumType.accepted)
+
+    @on(Action.publish_firmware_status_notification)
+    async def on_publish_firmware_status(self, **payload: Any
+                                         ) -> call_result.PublishFirmwareStatusNotification:
+        await self._report("PublishFirmwareStatusNotification", payload)
+        return call_result.PublishFirmwareStatusNotification()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
+                               data: Any = None, custom_data: dict | None = None
+                               ) -> call_result.DataTransfer:
+        now = self._ctx.clock.now()
+        text = data if data is None or isinstance(data, str) else json.dumps(data)
+        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
+                                                                     message_id, text, now))
+        # we implement no vendor extension: the spec's answer for that is UnknownVendorId
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 
     @on(Action.security_event_notification)
     async def on_security_event(self, type: str, timestamp: str, **optional: Any
