@@ -24,6 +24,7 @@ from smartcharge.model import Circuit, Connector, Site, Station
 PASSWORD = "station-password-01"          # 19 bytes: inside the 16..20 the whitepaper requires
 ID_TAG = "DRIVER-1"
 API_TOKEN = "test-operator-token"   # the harness's API client is an operator
+HEARTBEAT_FRAME = [2, "hb-1", "Heartbeat", {}]   # the same in 1.6 and 2.0.1
 
 
 def make_site(**overrides) -> Site:
@@ -218,6 +219,26 @@ class Harness:
         message = await asyncio.wait_for(ws.receive(), 5)
         assert message.type == aiohttp.WSMsgType.TEXT, message
         return json.loads(message.data)
+
+    async def booted_raw_socket(self, boot_frame: list, station_id: str = "CP1",
+                                protocols=("ocpp1.6",)) -> aiohttp.ClientWebSocketResponse:
+        """A raw socket of `station_id` whose BootNotification (`boot_frame`, in the words of
+        `protocols`) was accepted."""
+        ws = await self.open_ws(station_id, protocols=protocols)
+        answer = await self.raw_call(ws, boot_frame)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+        return ws
+
+    async def assert_still_up(self, ws) -> None:
+        assert (await self.raw_call(ws, HEARTBEAT_FRAME))[:2] == [3, "hb-1"]
+
+    async def assert_callerror(self, ws, frame, expected: list) -> None:
+        """`frame` gets the CALLERROR `expected` ([4, message id, code]) with a description and
+        details, and the connection goes on."""
+        answer = await self.raw_call(ws, frame)
+        assert answer[:3] == expected
+        assert isinstance(answer[3], str) and isinstance(answer[4], dict)
+        await self.assert_still_up(ws)
 
     async def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
         """Wait on a condition without sleeping a fixed time: poll the loop, bounded."""

@@ -73,10 +73,7 @@ async def test_undeclared_station_is_refused(harness):
 
 
 async def booted_raw_socket(harness, station_id="CP1"):
-    ws = await harness.open_ws(station_id, protocols=(OCPP201,))
-    answer = await harness.raw_call(ws, BOOT)
-    assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
-    return ws
+    return await harness.booted_raw_socket(BOOT, station_id, protocols=(OCPP201,))
 
 
 @pytest.mark.parametrize("frame, expected", [
@@ -105,11 +102,7 @@ async def booted_raw_socket(harness, station_id="CP1"):
      [4, "m10", "TypeConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_2_0_1_callerror(harness, frame, expected):
-    ws = await booted_raw_socket(harness)
-    answer = await harness.raw_call(ws, frame)
-    assert answer[:3] == expected
-    assert isinstance(answer[3], str) and isinstance(answer[4], dict)
-    assert (await harness.raw_call(ws, HEARTBEAT))[:2] == [3, "hb-1"]
+    await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
 
 
 async def test_binary_frame_is_answered_not_fatal(harness):

@@ -16,15 +16,11 @@ HEARTBEAT = [2, "hb-1", "Heartbeat", {}]
 
 
 async def booted_raw_socket(harness, station_id="CP1"):
-    ws = await harness.open_ws(station_id)
-    answer = await harness.raw_call(ws, BOOT)
-    assert answer[0] == 3 and answer[2]["status"] == "Accepted"
-    return ws
+    return await harness.booted_raw_socket(BOOT, station_id)
 
 
 async def assert_still_up(harness, ws):
-    answer = await harness.raw_call(ws, HEARTBEAT)
-    assert answer[:2] == [3, "hb-1"]
+    await harness.assert_still_up(ws)
 
 
 @pytest.mark.parametrize("frame, expected", [
@@ -53,11 +49,7 @@ async def assert_still_up(harness, ws):
      [4, "m11", "OccurenceConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
-    ws = await booted_raw_socket(harness)
-    answer = await harness.raw_call(ws, frame)
-    assert answer[:3] == expected
-    assert isinstance(answer[3], str) and isinstance(answer[4], dict)
-    await assert_still_up(harness, ws)
+    await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
 
 
 async def test_bad_timestamp_is_type_constraint_violation_and_not_stored(harness):
