@@ -17,7 +17,7 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.messages import Call, MessageType
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
@@ -25,7 +25,7 @@ from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted
                                 SessionStopped, StationBooted)
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
-from smartcharge.ocpp.edge import Dialect, jsonable_details
+from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
 
@@ -135,13 +135,10 @@ class CentralSystemBase:
     async def _check_our_request(self, request: Any) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a
         StationCallError (the library would report it with the same codes a station uses)."""
-        try:
-            await validate_payload(Call("check", type(request).__name__,
-                                        camel_payload(request)), self.dialect.version)
-        except OCPPError as error:
-            cause = error.details.get("cause") if isinstance(error.details, dict) else None
-            raise ValueError(f"invalid {type(request).__name__} request: "
-                             f"{cause or error.description}") from None
+        problem = await schema_problem(type(request).__name__, camel_payload(request),
+                                       self.dialect.version)
+        if problem is not None:
+            raise ValueError(f"invalid {type(request).__name__} request: {problem}")
 
 
     # -- what every version's handlers share --------------------------------------------------

@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, validate_payload
+
+from smartcharge.ocpp.edge import schema_problem
 
 _MISSING = object()
 
@@ -172,13 +172,10 @@ class BuiltCommands(StationCommands):
         return self.builders[name][1](fields, query)
 
     async def check(self, request: Any) -> None:
-        message = Call("api-check", type(request).__name__, camel(request))
-        try:
-            await validate_payload(message, self.version)
-        except OCPPError as error:
-            cause = error.details.get("cause") if isinstance(error.details, dict) else None
-            raise CommandInvalid(f"not a valid OCPP {self.version} {message.action}: "
-                                 f"{cause or error.description}") from None
+        action = type(request).__name__
+        problem = await schema_problem(action, camel(request), self.version)
+        if problem is not None:
+            raise CommandInvalid(f"not a valid OCPP {self.version} {action}: {problem}")
 
     def action(self, request: Any) -> str:
         return type(request).__name__
