@@ -17,9 +17,10 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.app import create_app
-from smartcharge.appkeys import EVENTS, STORE
+from smartcharge.appkeys import EVENTS, REGISTRY, STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.ocpp.registry import StationCallError
 
 PASSWORD = "station-password-01"          # 19 bytes: inside the 16..20 the whitepaper requires
 ID_TAG = "DRIVER-1"
@@ -239,6 +240,19 @@ class Harness:
         assert answer[:3] == expected
         assert isinstance(answer[3], str) and isinstance(answer[4], dict)
         await self.assert_still_up(ws)
+
+    async def our_call_refused(self, ws, request, code: str) -> StationCallError:
+        """Our `request` to CP1 (through the registry's link), answered on CP1's raw socket `ws`
+        with a CALLERROR `code`: what the caller got."""
+        await self.wait_for(lambda: self.app[REGISTRY].get("CP1") is not None)
+        link = self.app[REGISTRY].get("CP1")
+        pending = asyncio.create_task(link.call(request, timeout_s=5))
+        frame = json.loads((await ws.receive(timeout=5)).data)
+        assert frame[2] == type(request).__name__
+        await ws.send_str(json.dumps([4, frame[1], code, "no", {}]))
+        with pytest.raises(StationCallError) as failed:
+            await pending
+        return failed.value
 
     async def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
         """Wait on a condition without sleeping a fixed time: poll the loop, bounded."""

@@ -156,15 +156,8 @@ async def test_our_calls_to_a_2_0_1_station(harness):
 ])
 async def test_callerror_answers_raise_station_call_error(harness, code, expected):
     ws = await booted_raw_socket(harness)
-    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    pending = asyncio.create_task(harness.app[REGISTRY].get("CP1").call(get_entries(),
-                                                                        timeout_s=5))
-    request = json.loads((await ws.receive(timeout=5)).data)
-    assert request[2] == "GetVariables"
-    await ws.send_str(json.dumps([4, request[1], code, "no", {}]))
-    with pytest.raises(StationCallError) as failed:
-        await pending
-    assert failed.value.code == expected
+    failed = await harness.our_call_refused(ws, get_entries(), code)
+    assert failed.code == expected
 
 
 async def test_a_station_that_does_not_answer_times_out(harness):

@@ -87,15 +87,8 @@ async def test_call_before_boot_accepted_is_security_error(harness):
 async def test_callerror_answers_to_our_calls_raise_with_either_spelling(harness, code,
                                                                          expected):
     ws = await booted_raw_socket(harness)
-    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    link = harness.app[REGISTRY].get("CP1")
-    pending = asyncio.create_task(link.call(call.GetConfiguration(key=["X"]), timeout_s=5))
-    request = json.loads((await ws.receive(timeout=5)).data)
-    assert request[2] == "GetConfiguration"
-    await ws.send_str(json.dumps([4, request[1], code, "no", {}]))
-    with pytest.raises(StationCallError) as failed:
-        await pending
-    assert failed.value.code == expected
+    failed = await harness.our_call_refused(ws, call.GetConfiguration(key=["X"]), code)
+    assert failed.code == expected
     await assert_still_up(harness, ws)
 
 

@@ -14,7 +14,7 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from tests.openadr_vtn2b import vtn_2b
-from tests.site_e2e import LoadMonitor, control_server, wait_until
+from tests.site_e2e import LoadMonitor, composite_w, control_server, wait_until
 
 SPEED = 60.0
 CAP_W = 30_000.0
@@ -38,16 +38,8 @@ def _clock() -> AcceleratedClock:
     return AcceleratedClock(datetime.now(UTC).replace(microsecond=0), speed=SPEED)
 
 
-def _composite_w(fleet, station_id, at) -> float:
-    station = fleet.station(station_id)
-    state = station.connectors[1]
-    tx = state.transaction.context() if state.transaction else None
-    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
-    return float("inf") if limit is None else limit
-
-
 def _profiles_sum_w(fleet, at) -> float:
-    return sum(_composite_w(fleet, s, at) for s in fleet.stations)
+    return sum(composite_w(fleet, s, at) for s in fleet.stations)
 
 
 def _ev():
