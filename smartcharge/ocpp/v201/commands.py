@@ -38,6 +38,7 @@ from ocpp.v201.enums import (ChargingProfilePurposeEnumType, ChargingRateUnitEnu
 
 from smartcharge.ocpp.commands import (Builders, BuiltCommands, CommandInvalid, Fields,
                                        composite_query)
+from smartcharge.ocpp.v201.transactions import station_transaction
 
 RESET_WORDS = {"Hard": "Immediate", "Soft": "OnIdle", "Immediate": "Immediate",
                "OnIdle": "OnIdle"}
@@ -182,8 +183,7 @@ class V201Commands(BuiltCommands):
     async def resolve(self, request: Any, link: Any) -> Any:
         if not isinstance(request, ForTransaction):
             return request
-        lookup = getattr(getattr(link, "adapter", None), "station_transaction_id", None)
-        station_tx = None if lookup is None else await lookup(request.our_transaction_id)
+        station_tx = await station_transaction(link, request.our_transaction_id)
         if station_tx is None:
             raise CommandInvalid(f"no transaction {request.our_transaction_id} known on this "
                                  "station (give the station's own transactionId as a string)")

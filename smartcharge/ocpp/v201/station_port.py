@@ -30,6 +30,7 @@ from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, f
 from smartcharge.ocpp.registry import StationCallError, StationTimeout
 from smartcharge.ocpp.v201 import capabilities as C
 from smartcharge.ocpp.v201 import profiles as P
+from smartcharge.ocpp.v201.transactions import station_transaction
 
 log = logging.getLogger("smartcharge.site.dispatch")
 PREVIEW_TX = "preview"   # a preview needs no transaction id: it is never sent
@@ -188,7 +189,8 @@ class V201StationPort(ControlPortBase):
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
-        station_tx = await self._station_transaction(transaction_id)
+        # the station's own transactionId for our session id (the adapter keeps the map)
+        station_tx = await station_transaction(self.link, transaction_id)
         units = self._units_now_first(self.caps201.rate_units)
         # the TxProfile first; without the station's transaction id only the default can go
         modes = [station_tx, None] if station_tx is not None else [None]
@@ -211,14 +213,6 @@ class V201StationPort(ControlPortBase):
                 self.tx_refused.discard((connector_id, transaction_id))
             return self._accepted(installed, floor)
         return ScheduleResult(Answer.REJECTED, None, detail=str(text))
-
-    async def _station_transaction(self, transaction_id: int) -> str | None:
-        """The station's own transactionId for our session id (the adapter keeps the map)."""
-        adapter = getattr(self.link, "adapter", None)
-        lookup = getattr(adapter, "station_transaction_id", None)
-        if lookup is None:
-            return None
-        return await lookup(transaction_id)
 
     async def clear(self, connector_id: int) -> Answer:
         request = call.ClearChargingProfile(
