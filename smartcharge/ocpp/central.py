@@ -17,7 +17,7 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType
+from ocpp.messages import Call, MessageType, validate_payload
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
