@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
 from smartcharge.clock import format_ocpp_time
@@ -16,7 +14,7 @@ log = logging.getLogger("smartcharge.sim.station")
 
 
 class RemoteControl:
-    """Mixin of SimStation: remote start/stop, availability, unlock, reset, trigger,
+    """Mixin of the 1.6 SimStation: remote start/stop, availability, unlock, reset, trigger,
     configuration and smart charging."""
 
     def remote_start(self, id_tag: str, connector_id: int | None, profile: dict | None) -> str:
@@ -80,41 +78,8 @@ class RemoteControl:
         self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
         return "Unlocked"
 
-    def run_deferred(self) -> None:
-        actions, self._deferred = self._deferred, []
-        for action in actions:
-            action()
-
-    def request_reset(self, kind: str) -> None:
-        self._spawn(self._reset(kind))
-
-    async def _reset(self, kind: str) -> None:
-        resume = {}
-        for cid, state in self.connectors.items():
-            if state.transaction is not None:
-                resume[cid] = state.transaction.id_tag
-                self.stop_transaction(cid, "SoftReset" if kind == "Soft" else "HardReset")
-        if kind == "Soft" and self.booted.is_set():
-            try:   # a soft reset lets the stops go out first; a hard one sends them after boot
-                await self.drained(timeout_s=self.spec.call_timeout_s)
-            except asyncio.TimeoutError:
-                pass
-        if self.quirks.forget_profiles_on_reboot:
-            self.profiles.clear()
-        boots_before = self.boots
-        self._rebooting = True
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
-        if self.spec.resume_after_reset and resume:
-            try:
-                await self.wait_for(lambda: self.boots > boots_before, timeout_s=30.0)
-            except asyncio.TimeoutError:
-                return
-            for cid, id_tag in resume.items():
-                state = self.connectors[cid]
-                if state.ev is not None and state.transaction is None and not state.ev.full:
-                    self.start_transaction(cid, id_tag)
+    def request_reset_16(self, kind: str) -> None:
+        self.request_reset(kind == "Soft", "SoftReset" if kind == "Soft" else "HardReset")
 
     _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
                     "DiagnosticsStatusNotification", "FirmwareStatusNotification")
@@ -145,15 +110,6 @@ class RemoteControl:
             self._spawn(self._live_call(call.DiagnosticsStatusNotification(status="Idle")))
         elif requested == "FirmwareStatusNotification":
             self._spawn(self._live_call(call.FirmwareStatusNotification(status="Idle")))
-
-    async def _live_call(self, request) -> None:
-        protocol = self._protocol
-        if protocol is not None:
-            try:
-                await protocol.call(request, suppress=False)
-            except (OCPPError, asyncio.TimeoutError, ConnectionError) as error:
-                log.info("%s: %s failed: %r", self.spec.station_id,
-                         type(request).__name__, error)
 
     def configuration_changed(self, key: str) -> None:
         if key == "MeterValueSampleInterval":
