@@ -25,13 +25,14 @@ from smartcharge.clock import Clock
 from smartcharge.sim.connection import ConnectionClosed, Outbox, Outgoing, WsConnection
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.physics import ChargingPhysics
+from smartcharge.sim.profile_ops import ProfileOperations
 from smartcharge.sim.spec import ConnectorState, Quirks, StationSpec, Transaction
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger("smartcharge.sim.station")
 
 
-class StationCore(ChargingPhysics):
+class StationCore(ProfileOperations, ChargingPhysics):
     """One simulated charging station, without its protocol.
 
     Scripting: `start()`/`stop()`, `plug_in(connector_id, ev, id_tag)`, `unplug(connector_id)`,
