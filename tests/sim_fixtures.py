@@ -21,7 +21,8 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.sim.connection import WsConnection
-from smartcharge.sim.station import ConnectorSpec, SimStation, StationSpec
+from smartcharge.sim.station import ConnectorSpec, StationSpec
+from smartcharge.sim.stations import make_station
 
 ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
 
@@ -164,7 +165,7 @@ def station_spec(station_id: str = "CP1", connectors: int = 2, **overrides) -> S
 
 @contextlib.asynccontextmanager
 async def running_station(spec: StationSpec, url: str, clock, *, seed: int = 0):
-    station = SimStation(spec, url, clock, seed=seed)
+    station = make_station(spec, url, clock, seed=seed)    # as spec.ocpp_version says
     await station.start()
     try:
         yield station

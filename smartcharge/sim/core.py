@@ -278,6 +278,8 @@ class StationCore(ProfileOperations, ChargingPhysics):
         """The connector's state in OCPP 1.6 words (2.0.1 splits it into a connector status
         and a charging state)."""
         if state.transaction is not None:
+            if state.transaction.id_tag is None and state.ev is not None:
+                return "Preparing"          # waiting for the driver's token
             if state.ev is None or state.ev.full:
                 return "SuspendedEV"
             return "Charging" if state.draw_w > 0 else "SuspendedEVSE"

@@ -45,7 +45,10 @@ class ChargingPhysics:
         obey = not self.quirks.ignore_profiles
         offers: dict[int, float] = {}
         for cid, state in self.connectors.items():
-            if state.transaction is None or state.ev is None or not state.operative:
+            # a transaction nobody has authorized yet (2.0.1, TxStartPoint EVConnected) has
+            # its power path open
+            if (state.transaction is None or state.ev is None or not state.operative
+                    or state.transaction.id_tag is None):
                 offers[cid] = 0.0
                 state.limit_w = None
                 continue
