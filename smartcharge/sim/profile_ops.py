@@ -63,6 +63,10 @@ class ProfileOperations:
             state = self.connectors[connector_id]
             phases = self._phases_in_use(state)
             tx = self.tx_context(connector_id)
+            if tx is not None and tx.started_at > now:
+                # the schedule starts on a whole second: a transaction begun within that
+                # second counts from it, or its Relative profiles would seem not yet begun
+                tx = TxContext(tx.transaction_id, now)
             fallback_w = state.spec.max_current_a * self.spec.voltage_v * phases
         return now, self.profiles.composite_schedule(
             connector_id, now, duration_s, unit, tx, voltage_v=self.spec.voltage_v,

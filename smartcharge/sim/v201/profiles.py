@@ -39,8 +39,8 @@ def parse(evse_id: int, data: dict, installed_at: datetime) -> Profile:
         schedule=parse_schedule(schedules[0]),
         installed_at=installed_at,
         recurrency=data.get("recurrency_kind"),
-        valid_from=None if valid_from is None else parse_ocppformat_ocpp_time(valid_from),
-        valid_to=None if valid_to is None else parse_ocppformat_ocpp_time(valid_to),
+        valid_from=None if valid_from is None else parse_ocpp_time(valid_from),
+        valid_to=None if valid_to is None else parse_ocpp_time(valid_to),
         transaction_id=data.get("transaction_id"),
     )
 
