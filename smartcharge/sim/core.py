@@ -343,6 +343,19 @@ class StationCore(ProfileOperations, ChargingPhysics):
         self._refresh_status(connector_id)
         return tx
 
+    def _transaction_ended(self, connector_id: int, tx: Transaction, at) -> None:
+        """What follows any stop: the connector is free, its TxProfiles go (they live as long
+        as their transaction), a scheduled Inoperative takes effect, the car stops drawing."""
+        state = self.connectors[connector_id]
+        tx.meter_stop_wh = int(state.register_wh)
+        state.transaction = None
+        state.finished_transactions.append(tx)
+        self.profiles.end_transaction(connector_id)
+        if state.unavailable_after_transaction:
+            state.operative = False
+            state.unavailable_after_transaction = False
+        self._update_draws(at)
+
     def _connector(self, connector_id: int) -> ConnectorState:
         state = self.connectors.get(connector_id)
         if state is None:

@@ -86,6 +86,7 @@ class Transaction:
     transaction_id: int | str | None = None  # 1.6: assigned by the central system;
                                              # 2.0.1: made by the station
     id_tag_status: str | None = None
+    meter_stop_wh: int | None = None       # the register the stop reported
 
     def context(self) -> TxContext:
         return TxContext(self.transaction_id, self.started_at)

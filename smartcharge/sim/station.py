@@ -151,9 +151,6 @@ class SimStation(RemoteControl, StationCore):
                                if v["measurand"] == "Energy.Active.Import.Register"]
         meter_stop_wh = int(state.register_wh)
         timestamp = format_ocpp_time(now)
-        state.transaction = None
-        state.finished_transactions.append(tx)
-        self.profiles.end_transaction(connector_id)
         self._enqueue(Outgoing(
             "StopTransaction",
             lambda: call.StopTransaction(
@@ -161,10 +158,7 @@ class SimStation(RemoteControl, StationCore):
                 transaction_id=tx.transaction_id if tx.transaction_id is not None else -1,
                 reason=reason, id_tag=tx.id_tag, transaction_data=[begin, end]),
             now, durable=True))
-        if state.unavailable_after_transaction:
-            state.operative = False
-            state.unavailable_after_transaction = False
-        self._update_draws(now)
+        self._transaction_ended(connector_id, tx, now)
         return tx
 
     def _enqueue_meter_values(self, connector_id: int, tx: Transaction | None, at: datetime,

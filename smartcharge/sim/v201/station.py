@@ -183,14 +183,8 @@ class SimStation201(Remote201, StationCore):
             else "Idle"
         self._event(tx, "Ended", trigger_reason, now, meter_values=[end],
                     stopped_reason=stopped_reason)
-        state.transaction = None
-        state.finished_transactions.append(tx)
         self.needs_sent.discard(evse_id)
-        self.profiles.end_transaction(evse_id)
-        if state.unavailable_after_transaction:
-            state.operative = False
-            state.unavailable_after_transaction = False
-        self._update_draws(now)
+        self._transaction_ended(evse_id, tx, now)
         if self._reset_when_idle and all(s.transaction is None for s in self.connectors.values()):
             self._reset_when_idle = False
             self.boot_reason = "ScheduledReset"
