@@ -54,9 +54,9 @@ class SessionStarted:
     station_id: str
     connector_id: int
     transaction_id: int
-    id_tag: str
-    meter_start_wh: float
-    at: datetime
+    id_tag: str                        # "" while not known (2.0.1: the idToken may come later)
+    meter_start_wh: float | None       # None: no start register known (2.0.1: its Started or
+    at: datetime                       # Transaction.Begin reading was lost); samples tell
     closed_previous: int | None = None   # a session on this connector closed without its stop
 
 
@@ -89,8 +89,78 @@ class SessionStopped:
     implicit: bool = False             # closed without a StopTransaction
 
 
+@dataclass(frozen=True)
+class ReportedSchedule:
+    """A schedule a station reported (an EV's or an external limit), version-neutral: `limits`
+    in `unit` ("A" per phase, or "W") from `start` + `offsets_s[i]`; `phases[i]` None: not said.
+    `start` None: from when it was reported."""
+
+    start: datetime | None
+    duration_s: int | None
+    unit: str
+    offsets_s: tuple[int, ...]
+    limits: tuple[float, ...]
+    phases: tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class ChargingNeedsReported:
+    """An EV told the station what it needs (ISO 15118, 2.0.1 NotifyEVChargingNeeds). None means
+    "not said". The plan may take it as the session's need (`departure`, `energy_wh`)."""
+
+    station_id: str
+    connector_id: int                  # the EVSE
+    transaction_id: int | None         # our session running on it, when there is one
+    at: datetime                       # when we received it
+    transfer_mode: str                 # e.g. "AC_three_phase_core", "DC"
+    departure: datetime | None = None
+    energy_wh: float | None = None     # energy the EV asks for
+    max_current_a: float | None = None
+    min_current_a: float | None = None
+    max_power_w: float | None = None
+    max_voltage_v: float | None = None
+    soc_percent: float | None = None
+    max_schedule_periods: int | None = None   # maxScheduleTuples
+
+
+@dataclass(frozen=True)
+class ExternalLimitReported:
+    """A limit set outside us (the station's own energy manager, a DSO relay, EMS): 2.0.1
+    NotifyChargingLimit. The site treats it as fixed; we never send such profiles (K01.FR.22)."""
+
+    station_id: str
+    connector_id: int | None           # the EVSE; None: the whole station
+    at: datetime
+    source: str                        # EMS, Other, SO, CSO
+    grid_critical: bool | None = None
+    schedules: tuple[ReportedSchedule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalLimitCleared:
+    station_id: str
+    connector_id: int | None
+    at: datetime
+    source: str
+
+
+@dataclass(frozen=True)
+class ChargingProfilesReported:
+    """Profiles a station holds, as it reported them (2.0.1 ReportChargingProfiles, the answer
+    to a GetChargingProfiles): raw camelCase JSON objects, for the version's control port."""
+
+    station_id: str
+    connector_id: int                  # the EVSE (0: the station as a whole)
+    at: datetime
+    request_id: int
+    source: str                        # chargingLimitSource: CSO (ours), EMS, SO, Other
+    profiles: tuple[dict, ...]
+    more_to_come: bool                 # tbc: another report for this request follows
+
+
 Event = (StationConnected | StationBooted | StationDisconnected | ConnectorStatusChanged
-         | SessionStarted | MeterSampled | SessionStopped)
+         | SessionStarted | MeterSampled | SessionStopped | ChargingNeedsReported
+         | ExternalLimitReported | ExternalLimitCleared | ChargingProfilesReported)
 
 Subscriber = Callable[[Event], None]
 

@@ -47,7 +47,7 @@ def billable(row: SessionRow) -> bool:
     """Whether this row's energy_wh is to be billed: the sum over billable rows counts every
     kWh once. An open session is not (yet); an orphan only when its energy is on no other row."""
     return row.state in (STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP) and \
-        row.energy_wh is not None and not _flags(row) & NOT_BILLABLE_FLAGS
+        row.energy_wh is not None and not flags_of(row) & NOT_BILLABLE_FLAGS
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
     for session in tx.open_sessions(station_id, connector_id):
         started = from_db_time(session.start_time)
         if started is None or started <= timestamp:
-            closed.append(_close_implicitly(tx, session, "NewSession", at, max_power_w))
+            closed.append(close_implicitly(tx, session, "NewSession", at, max_power_w))
     transaction_id = tx.insert_session(
         station_id=station_id, connector_id=connector_id, id_tag=id_tag, start_time=timestamp,
         meter_start_wh=meter_start_wh, reservation_id=reservation_id, state=OPEN, at=at)
@@ -121,14 +121,15 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
         return MeterOutcome(None, 0, duplicate=True)
     session = _resolve_for_samples(tx, station_id, connector_id, station_tx_id)
     transaction_id = session.transaction_id if session else None
-    new = tx.insert_samples(_rows(station_id, connector_id, transaction_id, station_tx_id,
+    new = tx.insert_samples(sample_rows(station_id, connector_id, transaction_id, station_tx_id,
                                   readings, "MeterValues", at))
     reopened = None
     if session is not None and session.state == CLOSED_IMPLICITLY:
-        if _revisit_implicit_close(tx, session, readings, at, max_power_w):
+        if revisit_implicit_close(tx, session, [r.timestamp for r in readings], at,
+                                  max_power_w):
             reopened = tx.session(session.transaction_id)
     elif session is not None and session.state == STOPPED and new:
-        _revise_stopped(tx, session, at, max_power_w)
+        revise_stopped(tx, session, at, max_power_w)
     tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
     return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
@@ -163,9 +164,9 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
             station_id=station_id, connector_id=None, id_tag=id_tag, start_time=None,
             meter_start_wh=None, reservation_id=None, state=ORPHAN_STOP, at=at,
             station_tx_id=station_tx_id))
-    tx.insert_samples(_rows(station_id, session.connector_id or 0, session.transaction_id,
+    tx.insert_samples(sample_rows(station_id, session.connector_id or 0, session.transaction_id,
                             station_tx_id, readings, "StopTransaction", at))
-    energy = _energy(tx, session, meter_stop_wh, timestamp, max_power_w)
+    energy = energy_of(tx, session, meter_stop_wh, timestamp, max_power_w)
     tx.close_session(
         session.transaction_id, state=ORPHAN_STOP if matched == "orphan" else STOPPED,
         closed_by="StopTransaction", stop_time=timestamp, meter_stop_wh=meter_stop_wh,
@@ -183,7 +184,7 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
 
 def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
                     max_power_w: float) -> tuple[Closed, ...]:
-    closed = tuple(_close_implicitly(tx, session, "Reboot", at, max_power_w)
+    closed = tuple(close_implicitly(tx, session, "Reboot", at, max_power_w)
                    for session in tx.open_sessions(station_id))
     if closed:
         settle_orphans(tx, station_id)
@@ -199,7 +200,7 @@ def settle_orphans(tx: StoreTx, station_id: str) -> None:
     same energy the earlier one is billed."""
     billed_orphans: list[SessionRow] = []
     for orphan in tx.sessions_in_state(station_id, ORPHAN_STOP):
-        flags = _flags(orphan)
+        flags = flags_of(orphan)
         if SECOND_STOP in flags or orphan.energy_wh is None:
             continue
         covered = _billed_elsewhere(tx, orphan, billed_orphans)
@@ -301,9 +302,9 @@ def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str |
     return fitting[0] if len(fitting) == 1 else None
 
 
-def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
-                      max_power_w: float) -> Closed:
-    energy = _energy(tx, session, None, None, max_power_w)
+def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
+                     max_power_w: float) -> Closed:
+    energy = energy_of(tx, session, None, None, max_power_w)
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY, closed_by=cause,
                      stop_time=at, meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
                      energy_wh=energy.energy_wh, energy_method=energy.method,
@@ -312,34 +313,34 @@ def _close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime
                   implicit=True)
 
 
-def _revisit_implicit_close(tx: StoreTx, session: SessionRow, readings: Sequence[Reading],
-                            at: datetime, max_power_w: float) -> bool:
-    """Samples for a session we closed without its stop: it was still going (returns True:
-    reopened), or they tell us more about its energy."""
+def revisit_implicit_close(tx: StoreTx, session: SessionRow, seen_at: Sequence[datetime],
+                           at: datetime, max_power_w: float) -> bool:
+    """News (samples, or a 2.0.1 event, taken at `seen_at`) of a session we closed without its
+    stop: it was still going (returns True: reopened), or they tell us more about its energy."""
     closed_at = from_db_time(session.stop_time)
     if session.closed_by == "Reboot" and closed_at is not None \
-            and any(r.timestamp > closed_at for r in readings):
+            and any(moment > closed_at for moment in seen_at):
         # Some stations send BootNotification on every reconnect without rebooting: the
         # session is evidently still running, so it is open again.
         tx.close_session(session.transaction_id, state=OPEN, closed_by=None, stop_time=None,
                          meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
                          energy_wh=None, energy_method=None,
-                         flags=_flags(session) | {"reopened_after_boot"}, at=at)
+                         flags=flags_of(session) | {"reopened_after_boot"}, at=at)
         return True
-    energy = _energy(tx, session, None, None, max_power_w)
+    energy = energy_of(tx, session, None, None, max_power_w)
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY,
                      closed_by=session.closed_by, stop_time=closed_at, meter_stop_wh=None,
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
-                     energy_method=energy.method, flags=_flags(session) | energy.flags, at=at)
+                     energy_method=energy.method, flags=flags_of(session) | energy.flags, at=at)
     return False
 
 
-def _revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: float) -> None:
+def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: float) -> None:
     """Samples that arrive after their session's stop (a station's queue delivered out of
     order) can change an energy that had to come from the register chain (a reset, an offline
     start): bill what all the evidence says."""
-    energy = _energy(tx, session, session.meter_stop_wh, from_db_time(session.stop_time),
-                     max_power_w)
+    energy = energy_of(tx, session, session.meter_stop_wh, from_db_time(session.stop_time),
+                       max_power_w)
     if energy.energy_wh == session.energy_wh and energy.method == session.energy_method:
         return
     tx.close_session(session.transaction_id, state=STOPPED, closed_by=session.closed_by,
@@ -347,27 +348,28 @@ def _revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w:
                      meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
                      stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
                      energy_method=energy.method,
-                     flags=_flags(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+                     flags=flags_of(session) | energy.flags | {"revised_by_late_samples"}, at=at)
     settle_orphans(tx, session.station_id)
 
 
-def _energy(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,
-            stop_time: datetime | None, max_power_w: float) -> Energy:
+def energy_of(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,
+              stop_time: datetime | None, max_power_w: float) -> Energy:
     readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
     return session_energy(session.meter_start_wh, from_db_time(session.start_time),
                           meter_stop_wh, stop_time, readings, max_power_w)
 
 
-def _flags(session: SessionRow) -> set[str]:
+def flags_of(session: SessionRow) -> set[str]:
     return {flag for flag in session.flags.split(",") if flag}
 
 
-def _rows(station_id: str, connector_id: int, transaction_id: int | None,
-          station_tx_id: int | None, readings: Sequence[Reading], source: str,
-          at: datetime) -> list[SampleRow]:
+def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
+                station_tx_id: int | None, readings: Sequence[Reading], source: str,
+                at: datetime, station_tx_ref: str | None = None) -> list[SampleRow]:
     return [SampleRow(station_id, connector_id, transaction_id, station_tx_id,
                       db_time(r.timestamp), r.measurand, r.phase, r.unit, r.context,
-                      r.location, r.format, r.value_text, r.value_si, source, db_time(at))
+                      r.location, r.format, r.value_text, r.value_si, source, db_time(at),
+                      station_tx_ref)
             for r in readings]
 
 

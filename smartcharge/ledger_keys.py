@@ -35,10 +35,24 @@ def meter_key(connector_id: int, station_tx_id: int | None,
               readings: Sequence[Reading]) -> str:
     """A MeterValues is the same one when it holds the same set of values (in SI units, at the
     same instants), whatever their order and wording."""
-    values = sorted({(db_time(r.timestamp), r.measurand, r.phase, r.location, r.context,
-                      _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}")
-                     for r in readings}, key=repr)
-    return _digest("meter", connector_id, station_tx_id, values)
+    return _digest("meter", connector_id, station_tx_id, _values(readings))
+
+
+def transaction_event_key(station_tx_ref: str, event_type: str, seq_no: int,
+                          timestamp: datetime, id_tag: str | None,
+                          readings: Sequence[Reading]) -> str:
+    """An OCPP 2.0.1 TransactionEvent is the same one when its transaction, type, seqNo,
+    instant, idToken and set of values are (however written: other order, kWh for Wh, another
+    way to write the instant); the triggerReason and `offline` describe it, they are not it."""
+    return _digest("tx-event", station_tx_ref, event_type, seq_no, db_time(timestamp), id_tag,
+                   _values(readings))
+
+
+def _values(readings: Sequence[Reading]) -> list:
+    """The set of values, in SI units at their instants, in a canonical order."""
+    return sorted({(db_time(r.timestamp), r.measurand, r.phase, r.location, r.context,
+                    _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}")
+                   for r in readings}, key=repr)
 
 
 def _wh(value: float) -> float:

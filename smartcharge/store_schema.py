@@ -162,4 +162,47 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX inbound_by_time ON inbound_messages (received_at);
     """,
+    # 4: OCPP 2.0.1 beside 1.6 (issue 8): the protocol a station speaks, and the station's own
+    # transaction id (2.0.1: text of up to 36 characters, made by the station; our sessions keep
+    # their integer transaction_id, which the site and the API use)
+    """
+    ALTER TABLE stations ADD COLUMN protocol TEXT;   -- subprotocol of its latest connection
+    ALTER TABLE sessions ADD COLUMN station_tx_ref TEXT;
+    ALTER TABLE meter_samples ADD COLUMN station_tx_ref TEXT;
+    CREATE INDEX sessions_by_tx_ref ON sessions (station_id, station_tx_ref)
+        WHERE station_tx_ref IS NOT NULL;
+    """,
+    # 5: what OCPP 2.0.1 stations report beside billing, kept as sent (issue 8): an EV's
+    # charging needs, external limits, the profiles a station holds, its device model, security
+    # events
+    """
+    CREATE TABLE station_reports (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        kind                TEXT NOT NULL,   -- the OCPP action, e.g. NotifyEVChargingNeeds
+        connector_id        INTEGER,         -- the EVSE, when the report names one
+        transaction_id      INTEGER,         -- our session running there, when there is one
+        payload_json        TEXT NOT NULL,   -- camelCase, as sent
+        received_at         TEXT NOT NULL
+    );
+    CREATE INDEX station_reports_by_kind ON station_reports (station_id, kind, id);
+    """,
+    # 6: OCPP 2.0.1 transaction events as received, kept with their session (never pruned, unlike
+    # inbound_messages): a seqNo gap or an offline replay stays visible
+    """
+    CREATE TABLE transaction_events (
+        id                  INTEGER PRIMARY KEY,
+        station_id          TEXT NOT NULL,
+        station_tx_ref      TEXT NOT NULL,   -- the station's transactionId
+        transaction_id      INTEGER NOT NULL,   -- our session
+        seq_no              INTEGER NOT NULL,
+        event_type          TEXT NOT NULL,   -- Started | Updated | Ended
+        trigger_reason      TEXT NOT NULL,
+        offline             INTEGER NOT NULL,
+        timestamp           TEXT NOT NULL,   -- the station's
+        received_at         TEXT NOT NULL,
+        UNIQUE (station_id, station_tx_ref, seq_no, event_type, timestamp)
+    );
+    CREATE INDEX transaction_events_by_session ON transaction_events (transaction_id, seq_no);
+    """,
 )

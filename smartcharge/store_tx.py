@@ -46,6 +46,7 @@ class SessionRow:
     station_tx_id: int | None
     created_at: str
     updated_at: str
+    station_tx_ref: str | None = None   # OCPP 2.0.1: the station's own transactionId (text)
 
 
 _SESSION_COLUMNS = ", ".join(f.name for f in fields(SessionRow))
@@ -68,6 +69,7 @@ class SampleRow:
     value_si: float | None
     source: str
     received_at: str
+    station_tx_ref: str | None = None   # OCPP 2.0.1: the station's transactionId (text)
 
 
 _SAMPLE_COLUMNS = ", ".join(f.name for f in fields(SampleRow))
@@ -80,20 +82,30 @@ class StoreTx:
         self._db = connection
 
     # -- stations ---------------------------------------------------------------------------
-    def station_seen(self, station_id: str, at: datetime) -> None:
+    def station_seen(self, station_id: str, at: datetime, protocol: str | None = None) -> None:
+        """The station connected (or sent something) at `at`; `protocol` is the subprotocol
+        its connection negotiated (None: unchanged)."""
         self._db.execute(
-            "INSERT INTO stations (station_id, first_seen, last_seen) VALUES (?, ?, ?) "
-            "ON CONFLICT (station_id) DO UPDATE SET last_seen = excluded.last_seen",
-            (station_id, db_time(at), db_time(at)))
+            "INSERT INTO stations (station_id, first_seen, last_seen, protocol) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (station_id) DO UPDATE SET "
+            "last_seen = excluded.last_seen, protocol = COALESCE(excluded.protocol, protocol)",
+            (station_id, db_time(at), db_time(at), protocol))
 
-    def set_boot(self, station_id: str, status: str, at: datetime, payload: dict) -> None:
+    def set_boot(self, station_id: str, status: str, at: datetime, payload: dict, *,
+                 vendor: str | None = None, model: str | None = None,
+                 serial_number: str | None = None,
+                 firmware_version: str | None = None) -> None:
+        """A BootNotification; the station's facts default to the 1.6 payload's fields (2.0.1
+        nests them under chargingStation with other names: its adapter passes them)."""
         self.station_seen(station_id, at)
         self._db.execute(
             "UPDATE stations SET boot_status = ?, boot_time = ?, vendor = ?, model = ?, "
             "serial_number = ?, firmware_version = ?, boot_json = ? WHERE station_id = ?",
-            (status, db_time(at), payload.get("chargePointVendor"),
-             payload.get("chargePointModel"), payload.get("chargePointSerialNumber"),
-             payload.get("firmwareVersion"), json.dumps(payload), station_id))
+            (status, db_time(at), vendor or payload.get("chargePointVendor"),
+             model or payload.get("chargePointModel"),
+             serial_number or payload.get("chargePointSerialNumber"),
+             firmware_version or payload.get("firmwareVersion"), json.dumps(payload),
+             station_id))
 
     def boot_status(self, station_id: str) -> str | None:
         row = self._db.execute("SELECT boot_status FROM stations WHERE station_id = ?",
@@ -101,10 +113,15 @@ class StoreTx:
         return row[0] if row else None
 
     def set_notification(self, station_id: str, kind: str, status: str, at: datetime) -> None:
+        """A firmware / diagnostics (1.6) / log (2.0.1) status, or a security event (2.0.1:
+        kind "security", status = its type): kept in the history; the first three are also the
+        station's current status (a 2.0.1 log upload is its diagnostics status)."""
         self.station_seen(station_id, at)
-        column = {"firmware": "firmware_status", "diagnostics": "diagnostics_status"}[kind]
-        self._db.execute(f"UPDATE stations SET {column} = ?, {column}_time = ? "
-                         "WHERE station_id = ?", (status, db_time(at), station_id))
+        column = {"firmware": "firmware_status", "diagnostics": "diagnostics_status",
+                  "log": "diagnostics_status"}.get(kind)
+        if column is not None:
+            self._db.execute(f"UPDATE stations SET {column} = ?, {column}_time = ? "
+                             "WHERE station_id = ?", (status, db_time(at), station_id))
         self._db.execute("INSERT INTO station_notifications (station_id, kind, status, "
                          "received_at) VALUES (?, ?, ?, ?)",
                          (station_id, kind, status, db_time(at)))
@@ -168,14 +185,37 @@ class StoreTx:
     def insert_session(self, *, station_id: str, connector_id: int | None, id_tag: str | None,
                        start_time: datetime | None, meter_start_wh: float | None,
                        reservation_id: int | None, state: str, at: datetime,
-                       station_tx_id: int | None = None) -> int:
+                       station_tx_id: int | None = None, station_tx_ref: str | None = None,
+                       flags: Iterable[str] = ()) -> int:
         cursor = self._db.execute(
             "INSERT INTO sessions (station_id, connector_id, id_tag, start_time, "
-            "meter_start_wh, reservation_id, state, station_tx_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "meter_start_wh, reservation_id, state, station_tx_id, station_tx_ref, flags, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (station_id, connector_id, id_tag, db_time(start_time), meter_start_wh,
-             reservation_id, state, station_tx_id, db_time(at), db_time(at)))
+             reservation_id, state, station_tx_id, station_tx_ref, ",".join(sorted(set(flags))),
+             db_time(at), db_time(at)))
         return int(cursor.lastrowid)
+
+    def session_by_tx_ref(self, station_id: str, station_tx_ref: str) -> SessionRow | None:
+        """The session of a 2.0.1 station's own transaction id (at most one per station)."""
+        row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? "
+                               "AND station_tx_ref = ? ORDER BY transaction_id LIMIT 1",
+                               (station_id, station_tx_ref)).fetchone()
+        return SessionRow(*row) if row else None
+
+    def amend_session(self, transaction_id: int, at: datetime, **columns: Any) -> None:
+        """Set what a late message told us about a session's start (2.0.1: a Started event or
+        an idToken that arrives after other events): connector_id, id_tag, start_time,
+        meter_start_wh, flags."""
+        allowed = {"connector_id", "id_tag", "start_time", "meter_start_wh", "flags"}
+        if not columns or set(columns) - allowed:
+            raise ValueError(f"amend_session: {sorted(set(columns) - allowed)} not amendable")
+        values = {name: db_time(value) if name == "start_time" else
+                  ",".join(sorted(set(value))) if name == "flags" else value
+                  for name, value in columns.items()}
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        self._db.execute(f"UPDATE sessions SET {assignments}, updated_at = ? WHERE "
+                         "transaction_id = ?", (*values.values(), db_time(at), transaction_id))
 
     def session(self, transaction_id: int) -> SessionRow | None:
         row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE "

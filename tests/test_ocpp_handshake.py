@@ -58,7 +58,7 @@ async def test_unknown_station_accepted_as_pending_when_site_allows(harness):
 
 async def test_no_common_subprotocol_handshake_completes_then_closes(harness):
     # TC_088: complete the handshake without the header, then close at once
-    ws = await harness.open_ws("CP1", protocols=("ocpp2.0.1",))
+    ws = await harness.open_ws("CP1", protocols=("ocpp2.1", "ocpp1.5"))
     assert ws.protocol is None
     message = await ws.receive(timeout=5)
     assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -39,7 +39,7 @@ class StationCallError(Exception):
 
 
 class CallTransport(Protocol):
-    """What a link needs from a protocol adapter (the v16 ChargePoint subclass)."""
+    """What a link needs from a protocol adapter (a version's ChargePoint subclass)."""
 
     boot_accepted: bool
 
@@ -56,6 +56,13 @@ class StationLink:
         self._close_socket = close_socket           # async callable(reason)
         self._closed = asyncio.Event()
         self._tasks = OwnedTasks(log, f"station {station_id}")
+
+    @property
+    def adapter(self) -> CallTransport:
+        """The protocol adapter behind this link (a version's ChargePoint subclass): the
+        version's control port sends through `adapter.send_call` and asks it for what only
+        that version knows (e.g. a 2.0.1 station's own transaction id)."""
+        return self._adapter
 
     @property
     def boot_accepted(self) -> bool:

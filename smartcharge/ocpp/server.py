@@ -10,8 +10,9 @@ Pending at boot). Without profile 3, a station with a password must present HTTP
 credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
 in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
-period, see `smartcharge/auth_throttle.py`). Then the upgrade:
-if the station offers no subprotocol we speak, the handshake completes without the header and
+period, see `smartcharge/auth_throttle.py`). Then the upgrade: the
+subprotocol is ours to choose among those offered (`ocpp2.0.1` before `ocpp1.6`, see
+`adapters.py`, which also names the adapter class for each); if the station offers none we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
 replaces the first. aiohttp answers pings and sends ours; a peer that misses a pong is dropped.
 """
@@ -32,15 +33,15 @@ from smartcharge.credentials import is_hashed, verify_secret
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.model import Station
 from smartcharge.auth_throttle import AuthThrottle
+from smartcharge.ocpp.adapters import ADAPTER_CLASSES, PREFERENCE, choose_protocol
+from smartcharge.ocpp.central import AdapterContext, ConnectionClosed
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
-from smartcharge.ocpp.v16 import AdapterContext, CentralSystemV16, ConnectionClosed
 
 log = logging.getLogger(__name__)
 
-OCPP16 = "ocpp1.6"
-SUPPORTED_PROTOCOLS = (OCPP16,)
+SUPPORTED_PROTOCOLS = PREFERENCE   # best first: a station offering several gets the first
 MAX_FRAME_BYTES = 1 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
@@ -57,7 +58,8 @@ class AiohttpConnection:
         if message.type == WSMsgType.TEXT:
             return message.data
         if message.type == WSMsgType.BINARY:
-            # OCPP-J uses text frames; hand the bytes on so the edge answers FormationViolation
+            # OCPP-J uses text frames; hand the bytes on so the edge answers (1.6:
+            # FormationViolation, 2.0.1: RpcFrameworkError)
             return message.data.decode("utf-8", errors="replace")
         if message.type == WSMsgType.ERROR:
             log.warning("station %s: WebSocket error: %s", self._station_id,
@@ -147,24 +149,27 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
     store = app[STORE]
     now = clock.now()
+    # ours, not aiohttp's choice (it takes the station's first): the newest version we share
+    protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol"),
+                               SUPPORTED_PROTOCOLS)
 
     def seen(tx):
-        tx.station_seen(station_id, now)
+        tx.station_seen(station_id, now, protocol)
         return tx.boot_status(station_id)
 
     boot_status = await store.run(seen)
-    ws = web.WebSocketResponse(protocols=SUPPORTED_PROTOCOLS, autoping=True,
+    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
                                heartbeat=settings.ping_interval_s or None,
                                max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
-    if ws.ws_protocol not in SUPPORTED_PROTOCOLS:
+    if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
         log.warning("station %s: no common subprotocol (offered %s), closing", station_id,
                     offered)
         await ws.close(code=WSCloseCode.PROTOCOL_ERROR, message=b"no supported subprotocol")
         return ws
 
-    adapter = CentralSystemV16(
+    adapter = ADAPTER_CLASSES[protocol](
         station_id, AiohttpConnection(ws, station_id),
         AdapterContext(site=site, store=store, events=events, clock=clock),
         boot_accepted=boot_status == "Accepted" and station is not None,
@@ -177,14 +182,14 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         if not ws.closed:
             await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode()[:120])
 
-    link = StationLink(station_id, OCPP16, adapter, settings.call_timeout_s, close_socket)
+    link = StationLink(station_id, protocol, adapter, settings.call_timeout_s, close_socket)
     previous = registry.attach(link)
     if previous is not None:
         log.warning("station %s: new connection from %s replaces the previous one", station_id,
                     request.remote)
         registry.retire(previous, "replaced")
-    log.info("station %s: connected from %s (%s)", station_id, request.remote, OCPP16)
-    events.publish(StationConnected(station_id, now, OCPP16))
+    log.info("station %s: connected from %s (%s)", station_id, request.remote, protocol)
+    events.publish(StationConnected(station_id, now, protocol))
     try:
         await adapter.start()
     except ConnectionClosed:

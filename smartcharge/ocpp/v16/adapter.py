@@ -1,21 +1,15 @@
 """OCPP 1.6J adapter: one `ocpp.v16.ChargePoint` per connected station.
 
 Small `@on(Action)` handlers turn inbound calls into ledger writes (awaited: the answer leaves only
-after the commit) and then into domain events. `route_message` runs our edge checks (edge.py)
-before the library sees a frame. Nothing a station sends can end the connection except closing it.
+after the commit) and then into domain events. `CentralSystemBase` (ocpp/central.py) runs our edge
+checks in 1.6's names (v16/edge.py) before the library sees a frame, and sends our calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType, validate_payload
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.datatypes import IdTagInfo
@@ -27,146 +21,40 @@ from ocpp.v16.enums import (
 )
 
 from smartcharge import ledger
-from smartcharge.clock import Clock, format_ocpp_time, parse_ocpp_time
+from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.events import (
     ConnectorStatusChanged,
-    EventBus,
-    MeterSampled,
     SessionStarted,
     SessionStopped,
-    StationBooted,
 )
 from smartcharge.metering import (
-    ENERGY_REGISTER,
-    Reading,
     parse_meter_values,
-    station_max_power_w,
 )
-from smartcharge.model import Site
-from smartcharge.ocpp.v16 import edge
-from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
-from smartcharge.store import Store, from_db_time
+from smartcharge.ocpp.central import CentralSystemBase
+from smartcharge.ocpp.sampled import samples_to_events
+from smartcharge.ocpp.v16.edge import DIALECT
 
 log = logging.getLogger(__name__)
 
 
-class ConnectionClosed(Exception):
-    """The WebSocket under a ChargePoint closed: ends its receive loop."""
-
-
-@dataclass
-class AdapterContext:
-    site: Site
-    store: Store
-    events: EventBus
-    clock: Clock
-
-
-class CentralSystemV16(ChargePoint):
-    def __init__(self, station_id: str, connection: Any, context: AdapterContext, *,
-                 boot_accepted: bool, response_timeout_s: float) -> None:
-        super().__init__(station_id, connection, response_timeout=response_timeout_s)
-        self._ctx = context
-        self._station = context.site.station(station_id)
-        self._max_power_w = station_max_power_w(self._station)
-        self._handled = set(self.route_map)
-        self.boot_accepted = boot_accepted
-        self.last_seen: datetime = context.clock.now()
-
-    # -- the edge ---------------------------------------------------------------------------
-    async def route_message(self, raw_msg: str) -> None:
-        try:
-            await self._route(raw_msg)
-        except ConnectionClosed:
-            raise
-        except Exception:  # a task boundary: one bad frame must not end the connection
-            log.exception("station %s: failed to handle frame %.200r", self.id, raw_msg)
-
-    async def _route(self, raw_msg: str) -> None:
-        self.last_seen = self._ctx.clock.now()
-        frame = edge.inspect_frame(raw_msg)
-        if frame.reply is not None:
-            log.warning("station %s: %s, answered %s", self.id, frame.problem, frame.reply)
-            await self._send(frame.reply)
-            return
-        if frame.message is None:
-            log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
-                        raw_msg)
-            return
-        if frame.message[0] != MessageType.Call:
-            await super().route_message(raw_msg)    # an answer to one of our calls
-            return
-        _, unique_id, action, payload = frame.message
-        error = edge.check_action(action, self._handled)
-        if error is None and not self.boot_accepted and action != Action.boot_notification:
-            error = SecurityError(description="BootNotification has not been accepted yet")
-        if error is None:
-            error = edge.check_date_times(action, payload)
-        if error is not None:
-            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
-                        error.code, error.description)
-            await self._send(edge.call_error_frame(unique_id, error))
-            return
-        try:
-            await self._handle_call(Call(unique_id, action, payload))
-        except OCPPError as schema_error:
-            # out of the library: the request broke its schema, or (our bug) our answer did
-            error = edge.classify_schema_error(action, payload) or InternalError(
-                description="the central system produced an invalid answer")
-            if isinstance(error, InternalError):
-                log.error("station %s: our %s answer failed validation: %s", self.id, action,
-                          schema_error)
-            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
-                        error.code, error.description)
-            await self._send(edge.call_error_frame(unique_id, error))
-
-    async def send_call(self, request: Any) -> Any:
-        """Our call to the station: the typed answer, or StationCallError / StationTimeout."""
-        action = type(request).__name__
-        await _check_our_request(request)
-        try:
-            answer = await self.call(request, suppress=False)
-        except OCPPError as error:
-            raise StationCallError(edge.normalize_error_code(error.code), error.description,
-                                   edge.jsonable_details(error.details)) from None
-        except UnknownCallErrorCodeError as error:
-            raise StationCallError("UnknownErrorCode", str(error)) from None
-        except asyncio.TimeoutError:
-            raise StationTimeout(f"station {self.id} did not answer {action}") from None
-        except ConnectionClosed:
-            raise StationOffline(f"station {self.id} disconnected before {action} was "
-                                 "sent") from None
-        bad_time = edge.bad_date_time_in_answer(action, _camel_payload(answer))
-        if bad_time is not None:
-            raise StationCallError("TypeConstraintViolation",
-                                   f"the station's {action} answer has a malformed {bad_time}")
-        return answer
+class CentralSystemV16(CentralSystemBase, ChargePoint):
+    dialect = DIALECT
 
     # -- inbound calls ----------------------------------------------------------------------
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
                                    **optional: Any) -> call_result.BootNotification:
-        now = self._ctx.clock.now()
-        status = RegistrationStatus.accepted if self._station else RegistrationStatus.pending
         payload = {"chargePointVendor": charge_point_vendor,
                    "chargePointModel": charge_point_model,
                    **{_camel(k): v for k, v in optional.items()}}
-
-        def write(tx):
-            tx.set_boot(self.id, status.value, now, payload)
-            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w)
-
-        closed = await self._ctx.store.run(write)
-        self.boot_accepted = status == RegistrationStatus.accepted
-        log.info("station %s: BootNotification (%s %s) -> %s", self.id, charge_point_vendor,
-                 charge_point_model, status.value)
-        self._publish_closed(closed, now)
-        self._ctx.events.publish(StationBooted(
-            self.id, now, self.boot_accepted, charge_point_vendor, charge_point_model,
-            optional.get("firmware_version"), tuple(c.transaction_id for c in closed)))
+        accepted = await self.record_boot(
+            payload, vendor=charge_point_vendor, model=charge_point_model,
+            serial_number=optional.get("charge_point_serial_number"),
+            firmware_version=optional.get("firmware_version"))
         return call_result.BootNotification(
-            current_time=format_ocpp_time(now),
-            interval=self._ctx.site.server.heartbeat_interval_s, status=status)
+            current_time=format_ocpp_time(self._ctx.clock.now()),
+            interval=self._ctx.site.server.heartbeat_interval_s,
+            status=RegistrationStatus.accepted if accepted else RegistrationStatus.pending)
 
     @on(Action.heartbeat)
     async def on_heartbeat(self) -> call_result.Heartbeat:
@@ -209,7 +97,7 @@ class CentralSystemV16(ChargePoint):
                  self.id, connector_id, id_tag, outcome.transaction_id,
                  " (duplicate)" if outcome.duplicate else "")
         if not outcome.duplicate:
-            self._publish_closed(outcome.closed, now)
+            self.publish_closed(outcome.closed, now)
             self._ctx.events.publish(SessionStarted(
                 self.id, connector_id, outcome.transaction_id, id_tag, float(meter_start),
                 started, outcome.closed[0].transaction_id if outcome.closed else None))
@@ -230,8 +118,8 @@ class CentralSystemV16(ChargePoint):
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
         else:
             if outcome.reopened is not None:
-                self._publish_reopened(outcome.reopened)
-            for event in _samples_to_events(self.id, connector_id, outcome.transaction_id,
+                self.publish_reopened(outcome.reopened)
+            for event in samples_to_events(self.id, connector_id, outcome.transaction_id,
                                             readings, now):
                 self._ctx.events.publish(event)
         return call_result.MeterValues()
@@ -290,77 +178,10 @@ class CentralSystemV16(ChargePoint):
         log.info("station %s: %s status %s", self.id, kind, status)
 
     async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
-        if id_tag in self._ctx.site.id_tags:
-            return AuthorizationStatus.accepted
-        stored = await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
-        if stored is None:
-            return AuthorizationStatus.invalid
-        return AuthorizationStatus(stored)
-
-    def _publish_reopened(self, session) -> None:
-        log.warning("station %s: session %d is still running after a BootNotification: "
-                    "reopened", self.id, session.transaction_id)
-        self._ctx.events.publish(SessionStarted(
-            self.id, session.connector_id, session.transaction_id, session.id_tag or "",
-            session.meter_start_wh or 0.0, from_db_time(session.start_time)
-            or self._ctx.clock.now()))
-
-    def _publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:
-        for session in closed:
-            log.warning("station %s: session %d closed without StopTransaction (%s)", self.id,
-                        session.transaction_id, session.reason)
-            self._ctx.events.publish(SessionStopped(
-                self.id, session.connector_id, session.transaction_id, at, session.energy_wh,
-                session.reason, implicit=True))
-
-
-def _samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
-                       readings: list[Reading], received_at: datetime) -> list[MeterSampled]:
-    by_time: dict[tuple[datetime, str], list[Reading]] = {}
-    for reading in readings:
-        by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
-    events = []
-    for (at, context), group in sorted(by_time.items(), key=lambda item: item[0][0]):
-        def value(measurand: str, phase: str = "") -> float | None:
-            found = [r.value_si for r in group if r.measurand == measurand
-                     and r.phase in ((phase,) if phase else ("",)) and r.value_si is not None]
-            return found[-1] if found else None
-
-        currents = tuple(_phase_current(group, phase) for phase in ("L1", "L2", "L3"))
-        events.append(MeterSampled(
-            station_id, connector_id, transaction_id, at, context,
-            energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
-            current_a=currents, soc_percent=value("SoC"), received_at=received_at))
-    return events
-
-
-def _phase_current(group: list[Reading], phase: str) -> float | None:
-    for reading in group:
-        if reading.measurand == "Current.Import" and reading.phase in (phase, f"{phase}-N") \
-                and reading.value_si is not None:
-            return reading.value_si
-    return None
+        stored = await self.id_tag_status(id_tag)
+        return AuthorizationStatus.invalid if stored is None else AuthorizationStatus(stored)
 
 
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-async def _check_our_request(request: Any) -> None:
-    """A request that breaks the schema is our bug, not the station's: ValueError, not a
-    StationCallError (the library would report it with the same codes a station uses)."""
-    try:
-        await validate_payload(Call("check", type(request).__name__, _camel_payload(request)),
-                               "1.6")
-    except OCPPError as error:
-        cause = error.details.get("cause") if isinstance(error.details, dict) else None
-        raise ValueError(f"invalid {type(request).__name__} request: "
-                         f"{cause or error.description}") from None
-
-
-def _camel_payload(answer: Any) -> dict:
-    try:
-        return snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
-    except TypeError:
-        return {}

@@ -1,0 +1,199 @@
+"""What every version's central-system adapter shares: the edge in front of the library's router,
+and our calls to the station with their outcomes mapped to the registry's exceptions.
+
+An adapter is `class CentralSystemVxx(CentralSystemBase, ocpp.vxx.ChargePoint)` with a `dialect`
+(`ocpp/edge.py`): the checks are the same for every version, only the error names differ.
+Nothing a station sends can end the connection except closing it. What a boot does to the store
+and the sessions (`record_boot`) is version-neutral too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
+from ocpp.messages import Call, MessageType, validate_payload
+
+from smartcharge import ledger
+from smartcharge.clock import Clock
+from smartcharge.events import EventBus, SessionStarted, SessionStopped, StationBooted
+from smartcharge.metering import station_max_power_w
+from smartcharge.model import Site
+from smartcharge.ocpp.edge import Dialect, jsonable_details
+from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
+from smartcharge.store import Store, from_db_time
+
+log = logging.getLogger(__name__)
+
+BOOT_NOTIFICATION = "BootNotification"   # the one call allowed before an accepted boot
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket under a ChargePoint closed: ends its receive loop."""
+
+
+@dataclass
+class AdapterContext:
+    site: Site
+    store: Store
+    events: EventBus
+    clock: Clock
+
+
+class CentralSystemBase:
+    """Mixin before an `ocpp` ChargePoint: our edge checks run before the library sees a frame;
+    `send_call` is how the registry's link reaches the station."""
+
+    dialect: Dialect
+
+    def __init__(self, station_id: str, connection: Any, context: AdapterContext, *,
+                 boot_accepted: bool, response_timeout_s: float) -> None:
+        super().__init__(station_id, connection, response_timeout=response_timeout_s)
+        self._ctx = context
+        self._station = context.site.station(station_id)
+        self._max_power_w = station_max_power_w(self._station)
+        self._handled = set(self.route_map)
+        self.boot_accepted = boot_accepted
+        self.last_seen: datetime = context.clock.now()
+
+    async def route_message(self, raw_msg: str) -> None:
+        try:
+            await self._route(raw_msg)
+        except ConnectionClosed:
+            raise
+        except Exception:  # a task boundary: one bad frame must not end the connection
+            log.exception("station %s: failed to handle frame %.200r", self.id, raw_msg)
+
+    async def _route(self, raw_msg: str) -> None:
+        self.last_seen = self._ctx.clock.now()
+        dialect = self.dialect
+        frame = dialect.inspect_frame(raw_msg)
+        if frame.reply is not None:
+            log.warning("station %s: %s, answered %s", self.id, frame.problem, frame.reply)
+            await self._send(frame.reply)
+            return
+        if frame.message is None:
+            log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
+                        raw_msg)
+            return
+        if frame.message[0] != MessageType.Call:
+            await super().route_message(raw_msg)    # an answer to one of our calls
+            return
+        _, unique_id, action, payload = frame.message
+        error = dialect.check_action(action, self._handled)
+        if error is None and not self.boot_accepted and action != BOOT_NOTIFICATION:
+            error = SecurityError(description="BootNotification has not been accepted yet")
+        if error is None:
+            error = dialect.check_date_times(action, payload)
+        if error is not None:
+            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
+                        error.code, error.description)
+            await self._send(dialect.call_error_frame(unique_id, error))
+            return
+        try:
+            await self._handle_call(Call(unique_id, action, payload))
+        except OCPPError as schema_error:
+            # out of the library: the request broke its schema, or (our bug) our answer did
+            error = dialect.classify_schema_error(action, payload) or InternalError(
+                description="the central system produced an invalid answer")
+            if isinstance(error, InternalError):
+                log.error("station %s: our %s answer failed validation: %s", self.id, action,
+                          schema_error)
+            log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
+                        error.code, error.description)
+            await self._send(dialect.call_error_frame(unique_id, error))
+
+    async def send_call(self, request: Any) -> Any:
+        """Our call to the station: the typed answer, or StationCallError / StationTimeout /
+        StationOffline; ValueError (before sending) for a request that breaks the schema."""
+        action = type(request).__name__
+        await self._check_our_request(request)
+        try:
+            answer = await self.call(request, suppress=False)
+        except OCPPError as error:
+            raise StationCallError(self.dialect.normalize_error_code(error.code),
+                                   error.description, jsonable_details(error.details)) from None
+        except UnknownCallErrorCodeError as error:
+            raise StationCallError("UnknownErrorCode", str(error)) from None
+        except asyncio.TimeoutError:
+            raise StationTimeout(f"station {self.id} did not answer {action}") from None
+        except ConnectionClosed:
+            raise StationOffline(f"station {self.id} disconnected before {action} was "
+                                 "sent") from None
+        bad_time = self.dialect.bad_date_time_in_answer(action, camel_payload(answer))
+        if bad_time is not None:
+            raise StationCallError("TypeConstraintViolation",
+                                   f"the station's {action} answer has a malformed {bad_time}")
+        return answer
+
+    async def _check_our_request(self, request: Any) -> None:
+        """A request that breaks the schema is our bug, not the station's: ValueError, not a
+        StationCallError (the library would report it with the same codes a station uses)."""
+        try:
+            await validate_payload(Call("check", type(request).__name__,
+                                        camel_payload(request)), self.dialect.version)
+        except OCPPError as error:
+            cause = error.details.get("cause") if isinstance(error.details, dict) else None
+            raise ValueError(f"invalid {type(request).__name__} request: "
+                             f"{cause or error.description}") from None
+
+
+    # -- what every version's handlers share --------------------------------------------------
+    async def record_boot(self, payload: dict, *, vendor: str, model: str,
+                          serial_number: str | None, firmware_version: str | None) -> bool:
+        """Store a BootNotification (Accepted for a declared station, else Pending) and close
+        the station's open sessions (a reboot ends them, as the ledger says); publish what
+        changed. Returns whether the boot is accepted."""
+        now = self._ctx.clock.now()
+        accepted = self._station is not None
+        status = "Accepted" if accepted else "Pending"
+
+        def write(tx):
+            tx.set_boot(self.id, status, now, payload, vendor=vendor, model=model,
+                        serial_number=serial_number, firmware_version=firmware_version)
+            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w)
+
+        closed = await self._ctx.store.run(write)
+        self.boot_accepted = accepted
+        log.info("station %s: BootNotification (%s %s) -> %s", self.id, vendor, model, status)
+        self.publish_closed(closed, now)
+        self._ctx.events.publish(StationBooted(self.id, now, accepted, vendor, model,
+                                               firmware_version,
+                                               tuple(c.transaction_id for c in closed)))
+        return accepted
+
+    async def id_tag_status(self, id_tag: str) -> str | None:
+        """The status of an id tag / token (the site file's tags are Accepted, then the store's
+        `id_tags`); None: not known. The same rules for every version."""
+        if id_tag in self._ctx.site.id_tags:
+            return "Accepted"
+        return await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
+
+    def publish_reopened(self, session) -> None:
+        log.warning("station %s: session %d is still running after a BootNotification: "
+                    "reopened", self.id, session.transaction_id)
+        self._ctx.events.publish(SessionStarted(
+            self.id, session.connector_id, session.transaction_id, session.id_tag or "",
+            session.meter_start_wh or 0.0, from_db_time(session.start_time)
+            or self._ctx.clock.now()))
+
+    def publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:
+        for session in closed:
+            log.warning("station %s: session %d closed without its stop (%s)", self.id,
+                        session.transaction_id, session.reason)
+            self._ctx.events.publish(SessionStopped(
+                self.id, session.connector_id, session.transaction_id, at, session.energy_wh,
+                session.reason, implicit=True))
+
+
+def camel_payload(answer: Any) -> dict:
+    """A library payload dataclass as the camelCase JSON object it is sent as."""
+    try:
+        return snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
+    except TypeError:
+        return {}

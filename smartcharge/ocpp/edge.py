@@ -1,0 +1,216 @@
+"""The gaps the `ocpp` library leaves, filled at our edge (never by forking it), for any version.
+
+The checks are the same for OCPP 1.6J and 2.0.1; only the names of the errors differ, so each
+version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these functions take it:
+- a frame that is not JSON, not an array, or has no readable message id: the library logs and
+  drops it; OCPP-J wants a CALLERROR (1.6: `FormationViolation`; 2.0.1: `RpcFrameworkError`) —
+  with the message id when it can be read, else "-1";
+- an unknown MessageTypeId (1.6: `PropertyConstraintViolation`; 2.0.1: `MessageTypeNotSupported`);
+- an action the version does not know: `NotImplemented` ("Requested Action is not known by
+  receiver"; the library says NotSupported); one a central system does not handle (e.g.
+  RemoteStartTransaction sent by a station): `NotSupported`;
+- `format: date-time` is not checked by the library: "yesterday" must be refused with
+  `TypeConstraintViolation`, never stored;
+- the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
+  for a bad enum value, `ProtocolError` for a missing field): `classify_schema_error` names them
+  as the version's table does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from jsonschema.exceptions import best_match
+from ocpp.exceptions import (
+    NotImplementedError as OcppNotImplemented,
+    NotSupportedError,
+    OCPPError,
+    PropertyConstraintViolationError,
+    TypeConstraintViolationError,
+)
+from ocpp.messages import MessageType, get_validator
+
+from smartcharge.clock import parse_ocpp_time
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between OCPP-J versions at the edge: the library's version string, the
+    actions the version knows, and which error class names each kind of problem."""
+
+    version: str                           # the `ocpp` library's name: "1.6", "2.0.1"
+    actions: frozenset[str]
+    not_rpc: type[OCPPError]               # not JSON, not an array, no message id
+    wrong_length: type[OCPPError]          # a CALL that is not [2, id, action, payload]
+    bad_type_id: type[OCPPError]           # MessageTypeId not 2, 3 or 4
+    format: type[OCPPError]                # syntactically wrong payload (additionalProperties)
+    occurrence: type[OCPPError]            # a required field missing, too few/many items
+    # the library's class -> ours, for errors the library raises in its own (2.0.1) names
+    renames: dict[type[OCPPError], type[OCPPError]] = field(default_factory=dict)
+    # error codes stations send -> the spelling this version's table uses
+    code_aliases: dict[str, str] = field(default_factory=dict)
+
+    def as_own_error(self, error: OCPPError) -> OCPPError:
+        """The library's exception in this version's table's own names."""
+        own = self.renames.get(type(error))
+        return own(description=error.description, details=error.details) if own else error
+
+    def normalize_error_code(self, code: str) -> str:
+        """An error code a station sent, in this version's spelling (both are accepted)."""
+        return self.code_aliases.get(code, code)
+
+    def call_error_frame(self, unique_id: str, error: OCPPError) -> str:
+        error = self.as_own_error(error)
+        return json.dumps([MessageType.CallError, unique_id, error.code, error.description,
+                           jsonable_details(error.details)], separators=(",", ":"))
+
+    # -- the checks -------------------------------------------------------------------------
+    def inspect_frame(self, raw: str | bytes) -> Frame:
+        """Check an inbound frame's JSON and array structure before the library sees it."""
+        try:
+            message = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return self._refuse("-1", self.not_rpc(description="Frame is not valid JSON"),
+                                "not JSON")
+        if not isinstance(message, list) or not message:
+            return self._refuse("-1", self.not_rpc(
+                description="Frame is not an OCPP message array"), "not an array")
+        unique_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
+        type_id = message[0]
+        if type_id not in (MessageType.Call, MessageType.CallResult, MessageType.CallError) \
+                or isinstance(type_id, bool):
+            return self._refuse(unique_id or "-1", self.bad_type_id(
+                description=f"MessageTypeId {type_id!r} is not 2, 3 or 4"), "bad MessageTypeId")
+        if unique_id is None:
+            if type_id == MessageType.Call:
+                return self._refuse("-1", self.not_rpc(
+                    description="UniqueId must be a string"), "no UniqueId")
+            return Frame(problem="answer without a UniqueId")   # nothing to answer: drop
+        if type_id == MessageType.Call:
+            if len(message) != 4:
+                return self._refuse(unique_id, self.wrong_length(
+                    description="A CALL has exactly 4 elements: [2, id, action, payload]"),
+                    "CALL with wrong element count")
+            if not isinstance(message[2], str) or not isinstance(message[3], dict):
+                return self._refuse(unique_id, self.format(
+                    description="A CALL's action must be a string and its payload an object"),
+                    "CALL with bad action or payload type")
+        elif type_id == MessageType.CallResult and (len(message) != 3
+                                                    or not isinstance(message[2], dict)):
+            return Frame(problem="malformed CALLRESULT")
+        elif type_id == MessageType.CallError and len(message) != 5:
+            return Frame(problem="malformed CALLERROR")
+        return Frame(message=message)
+
+    def _refuse(self, unique_id: str, error: OCPPError, problem: str) -> Frame:
+        return Frame(reply=self.call_error_frame(unique_id, error), problem=problem)
+
+    def check_action(self, action: str, handled: set[str]) -> OCPPError | None:
+        if action not in self.actions:
+            return OcppNotImplemented(
+                description=f"Action {action!r} is not known by OCPP {self.version}")
+        if action not in handled:
+            return NotSupportedError(description=f"Action {action} is not supported by a "
+                                     "central system")
+        return None
+
+    def classify_schema_error(self, action: str, payload: dict) -> OCPPError | None:
+        """The CALLERROR for a CALL payload that breaks its schema, or None if it does not."""
+        try:
+            validator = get_validator(MessageType.Call, action, self.version)
+        except (OSError, ValueError):
+            return None
+        error = best_match(validator.iter_errors(payload))
+        if error is None:
+            return None
+        where = ".".join(str(part) for part in error.absolute_path) or "payload"
+        kind = {"required": self.occurrence, "minItems": self.occurrence,
+                "maxItems": self.occurrence}.get(error.validator) \
+            or _SCHEMA_ERRORS.get(error.validator, self.format)
+        return kind(description=f"{where}: {error.message}"[:500])
+
+    def check_date_times(self, action: str, payload: dict) -> OCPPError | None:
+        """TypeConstraintViolation for a `date-time` field that is not RFC 3339 with a zone."""
+        bad = _bad_date_time(_schema(MessageType.Call, action, self.version), payload, "")
+        if bad is None:
+            return None
+        path, value = bad
+        return TypeConstraintViolationError(
+            description=f"{path.lstrip('.')} must be an RFC 3339 date-time, got {value!r}")
+
+    def bad_date_time_in_answer(self, action: str, payload: dict) -> str | None:
+        """For answers to our calls: the path of a malformed date-time, or None."""
+        found = _bad_date_time(_schema(MessageType.CallResult, action, self.version), payload,
+                               "")
+        return found[0].lstrip(".") if found else None
+
+
+@dataclass(frozen=True)
+class Frame:
+    """An inbound frame after the structural checks: either a reply to send, or a message."""
+
+    reply: str | None = None          # a CALLERROR to send back instead of routing the frame
+    message: list | None = None       # the parsed array, safe to give to the library
+    problem: str | None = None        # for the log
+
+
+def jsonable_details(details: Any) -> dict:
+    """CALLERROR details must be an object; keep only what serialises (no message objects)."""
+    if not isinstance(details, dict):
+        return {}
+    return {k: v for k, v in details.items() if isinstance(v, (str, int, float, bool))}
+
+
+# jsonschema keyword that failed -> the OCPP-J error code that names it (the same in 1.6 table
+# 4.2.3 and 2.0.1 part 4; occurrence and format errors are spelled per version, see Dialect)
+_SCHEMA_ERRORS = {
+    "type": TypeConstraintViolationError,
+    "maxLength": TypeConstraintViolationError,     # CiString20Type etc. are data types
+    "enum": PropertyConstraintViolationError,
+    "minimum": PropertyConstraintViolationError,
+    "maximum": PropertyConstraintViolationError,
+    "multipleOf": PropertyConstraintViolationError,
+    "pattern": PropertyConstraintViolationError,
+}
+
+
+@cache
+def _schema(message_type: int, action: str, version: str) -> dict:
+    try:
+        return get_validator(message_type, action, version).schema
+    except (OSError, ValueError):
+        return {}
+
+
+def _bad_date_time(schema: dict, value: Any, path: str,
+                   root: dict | None = None) -> tuple[str, Any] | None:
+    root = schema if root is None else root
+    if "$ref" in schema:   # 2.0.1 schemas point into their own `definitions`
+        schema = _resolve(root, schema["$ref"])
+    if isinstance(value, dict):
+        for key, sub_schema in schema.get("properties", {}).items():
+            if key in value:
+                found = _bad_date_time(sub_schema, value[key], f"{path}.{key}", root)
+                if found:
+                    return found
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found = _bad_date_time(schema["items"], item, f"{path}[{index}]", root)
+            if found:
+                return found
+    elif schema.get("format") == "date-time" and isinstance(value, str):
+        try:
+            parse_ocpp_time(value)
+        except ValueError:
+            return path, value
+    return None
+
+
+def _resolve(root: dict, ref: str) -> dict:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, dict) else {}

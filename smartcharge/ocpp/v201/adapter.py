@@ -1,0 +1,105 @@
+"""OCPP 2.0.1 adapter: one `ocpp.v201.ChargePoint` per connected station.
+
+The same shape as the 1.6 adapter: `CentralSystemBase` (ocpp/central.py) runs the edge checks in
+2.0.1's names (v201/edge.py) and sends our calls; small `@on(Action)` handlers write to the store
+(awaited: the answer leaves only after the commit) and then publish the same domain events as
+1.6. An EVSE is one of the site's connectors: `evseId` is our `connector_id` (one connector per
+EVSE; a station that numbers connectors inside an EVSE is addressed by its evseId).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ocpp.charge_point import remove_nones, snake_to_camel_case
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call_result
+from ocpp.v201.enums import Action, RegistrationStatusEnumType
+
+from smartcharge import ledger
+from smartcharge.clock import format_ocpp_time, parse_ocpp_time
+from smartcharge.events import ConnectorStatusChanged
+from smartcharge.ocpp.central import CentralSystemBase
+from smartcharge.ocpp.sampled import samples_to_events
+from smartcharge.ocpp.v201.edge import DIALECT
+from smartcharge.ocpp.v201.meter import parse_meter_values
+from smartcharge.ocpp.v201.notifications import NotificationHandlers
+from smartcharge.ocpp.v201.transactions import TransactionHandlers
+
+log = logging.getLogger(__name__)
+
+# 2.0.1 StatusNotification has no error code: what we store and publish in its place
+NO_ERROR_CODE = "NoError"
+UNKNOWN_TOKEN = "Unknown"
+
+
+class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystemBase,
+                        ChargePoint):
+    dialect = DIALECT
+
+    # -- provisioning (block B) -------------------------------------------------------------
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charging_station: dict, reason: str,
+                                   custom_data: dict | None = None
+                                   ) -> call_result.BootNotification:
+        serial, firmware = (charging_station.get("serial_number"),
+                            charging_station.get("firmware_version"))
+        payload = {"chargingStation": remove_nones({
+            "vendorName": charging_station["vendor_name"], "model": charging_station["model"],
+            "serialNumber": serial, "firmwareVersion": firmware}), "reason": reason}
+        accepted = await self.record_boot(payload, vendor=charging_station["vendor_name"],
+                                          model=charging_station["model"],
+                                          serial_number=serial, firmware_version=firmware)
+        return call_result.BootNotification(
+            current_time=format_ocpp_time(self._ctx.clock.now()),
+            interval=self._ctx.site.server.heartbeat_interval_s,
+            status=RegistrationStatusEnumType.accepted if accepted
+            else RegistrationStatusEnumType.pending)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, custom_data: dict | None = None) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=format_ocpp_time(self._ctx.clock.now()))
+
+    # -- availability (block G) -------------------------------------------------------------
+    @on(Action.status_notification)
+    async def on_status_notification(self, timestamp: str, connector_status: str,
+                                     evse_id: int, connector_id: int,
+                                     custom_data: dict | None = None
+                                     ) -> call_result.StatusNotification:
+        now = self._ctx.clock.now()
+        at = parse_ocpp_time(timestamp)
+        # one connector per EVSE: the EVSE is the site's connector (connectorId is inside it)
+        await self._ctx.store.run(lambda tx: tx.set_connector_status(
+            self.id, evse_id, connector_status, NO_ERROR_CODE, None, None, at, now))
+        self._ctx.events.publish(ConnectorStatusChanged(self.id, evse_id, connector_status,
+                                                        NO_ERROR_CODE, at))
+        return call_result.StatusNotification()
+
+    # -- authorization (block C) ------------------------------------------------------------
+    @on(Action.authorize)
+    async def on_authorize(self, id_token: dict, **optional: Any) -> call_result.Authorize:
+        status = await self.token_status(id_token)
+        log.info("station %s: Authorize %s (%s) -> %s", self.id, id_token["id_token"],
+                 id_token["type"], status)
+        return call_result.Authorize(id_token_info={"status": status})
+
+    async def token_status(self, id_token: dict) -> str:
+        """The same id-tag rules as 1.6 (the site file's tags, then the store's); a token we do
+        not know is `Unknown` (2.0.1's word; 1.6 said Invalid)."""
+        return await self.id_tag_status(id_token["id_token"]) or UNKNOWN_TOKEN
+
+    # -- meter values outside transactions (block J) -------------------------------------------
+    @on(Action.meter_values)
+    async def on_meter_values(self, evse_id: int, meter_value: list,
+                              custom_data: dict | None = None) -> call_result.MeterValues:
+        now = self._ctx.clock.now()
+        readings = parse_meter_values(meter_value)
+        payload = {"evseId": evse_id, "meterValue": snake_to_camel_case(meter_value)}
+        outcome = await self._ctx.store.run(lambda tx: ledger.meter_values(
+            tx, station_id=self.id, connector_id=evse_id, station_tx_id=None,
+            readings=readings, payload=payload, at=now, max_power_w=self._max_power_w))
+        if not outcome.duplicate:
+            for event in samples_to_events(self.id, evse_id, None, readings, now):
+                self._ctx.events.publish(event)
+        return call_result.MeterValues()

@@ -1,0 +1,176 @@
+"""OCPP 2.0.1 reports beside billing: an EV's charging needs (ISO 15118), external limits, the
+profiles a station holds, its device model, security / firmware / log notifications.
+
+Each is stored (table `station_reports`, or the station's notification history) before it is
+answered, then published as a version-neutral domain event where something may act on it
+(`ChargingNeedsReported`, `ExternalLimitReported`, `ExternalLimitCleared`,
+`ChargingProfilesReported`). Nothing here decides what the site does with them.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from ocpp.charge_point import snake_to_camel_case
+from ocpp.routing import on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action, NotifyEVChargingNeedsStatusEnumType
+
+from smartcharge.clock import parse_ocpp_time
+from smartcharge.events import (
+    ChargingNeedsReported,
+    ChargingProfilesReported,
+    ExternalLimitCleared,
+    ExternalLimitReported,
+    ReportedSchedule,
+)
+from smartcharge.store_reports import insert_report
+
+log = logging.getLogger(__name__)
+
+
+class NotificationHandlers:
+    """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`)."""
+
+    async def _report(self, kind: str, payload: dict, connector_id: int | None = None,
+                      with_session: bool = False) -> tuple[datetime, int | None]:
+        """Store one report as sent; returns when, and our session open on the EVSE (when
+        `with_session` and there is exactly one)."""
+        now = self._ctx.clock.now()
+
+        def write(tx):
+            transaction_id = None
+            if with_session and connector_id:
+                running = tx.open_sessions(self.id, connector_id)
+                transaction_id = running[0].transaction_id if len(running) == 1 else None
+            insert_report(tx, self.id, kind, snake_to_camel_case(payload), now,
+                          connector_id=connector_id, transaction_id=transaction_id)
+            return transaction_id
+
+        return now, await self._ctx.store.run(write)
+
+    @on(Action.notify_ev_charging_needs)
+    async def on_notify_ev_charging_needs(self, charging_needs: dict, evse_id: int,
+                                          **optional: Any
+                                          ) -> call_result.NotifyEVChargingNeeds:
+        now, transaction_id = await self._report(
+            "NotifyEVChargingNeeds", {"chargingNeeds": charging_needs, "evseId": evse_id,
+                                      **optional}, evse_id, with_session=True)
+        event = charging_needs_event(self.id, evse_id, transaction_id, now, charging_needs,
+                                     optional.get("max_schedule_tuples"))
+        log.info("station %s: EV charging needs on EVSE %d: %s Wh by %s", self.id, evse_id,
+                 event.energy_wh, event.departure)
+        self._ctx.events.publish(event)
+        return call_result.NotifyEVChargingNeeds(
+            status=NotifyEVChargingNeedsStatusEnumType.accepted)
+
+    @on(Action.notify_charging_limit)
+    async def on_notify_charging_limit(self, charging_limit: dict, **optional: Any
+                                       ) -> call_result.NotifyChargingLimit:
+        evse_id = optional.get("evse_id")
+        now, _ = await self._report("NotifyChargingLimit",
+                                    {"chargingLimit": charging_limit, **optional}, evse_id)
+        schedules = tuple(reported_schedule(s) for s in optional.get("charging_schedule") or ())
+        source = charging_limit["charging_limit_source"]
+        log.info("station %s: external limit from %s on EVSE %s (%d schedules)", self.id,
+                 source, evse_id, len(schedules))
+        self._ctx.events.publish(ExternalLimitReported(
+            self.id, evse_id, now, source, charging_limit.get("is_grid_critical"), schedules))
+        return call_result.NotifyChargingLimit()
+
+    @on(Action.cleared_charging_limit)
+    async def on_cleared_charging_limit(self, charging_limit_source: str, **optional: Any
+                                        ) -> call_result.ClearedChargingLimit:
+        evse_id = optional.get("evse_id")
+        now, _ = await self._report("ClearedChargingLimit",
+                                    {"chargingLimitSource": charging_limit_source, **optional},
+                                    evse_id)
+        log.info("station %s: external limit from %s cleared on EVSE %s", self.id,
+                 charging_limit_source, evse_id)
+        self._ctx.events.publish(ExternalLimitCleared(self.id, evse_id, now,
+                                                      charging_limit_source))
+        return call_result.ClearedChargingLimit()
+
+    @on(Action.report_charging_profiles)
+    async def on_report_charging_profiles(self, request_id: int, charging_limit_source: str,
+                                          charging_profile: list, evse_id: int,
+                                          **optional: Any
+                                          ) -> call_result.ReportChargingProfiles:
+        payload = {"requestId": request_id, "chargingLimitSource": charging_limit_source,
+                   "chargingProfile": charging_profile, "evseId": evse_id, **optional}
+        now, _ = await self._report("ReportChargingProfiles", payload, evse_id)
+        self._ctx.events.publish(ChargingProfilesReported(
+            self.id, evse_id, now, request_id, charging_limit_source,
+            tuple(snake_to_camel_case(p) for p in charging_profile),
+            bool(optional.get("tbc", False))))
+        return call_result.ReportChargingProfiles()
+
+    @on(Action.notify_report)
+    async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
+                               **optional: Any) -> call_result.NotifyReport:
+        await self._report("NotifyReport", {"requestId": request_id,
+                                            "generatedAt": generated_at, "seqNo": seq_no,
+                                            **optional})
+        return call_result.NotifyReport()
+
+    @on(Action.security_event_notification)
+    async def on_security_event(self, type: str, timestamp: str, **optional: Any
+                                ) -> call_result.SecurityEventNotification:
+        await self._report("SecurityEventNotification",
+                           {"type": type, "timestamp": timestamp, **optional})
+        await self._notification("security", type)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status(self, status: str, **optional: Any
+                                 ) -> call_result.FirmwareStatusNotification:
+        await self._notification("firmware", status)
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status(self, status: str, **optional: Any
+                            ) -> call_result.LogStatusNotification:
+        await self._notification("log", status)
+        return call_result.LogStatusNotification()
+
+    async def _notification(self, kind: str, status: str) -> None:
+        now = self._ctx.clock.now()
+        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
+        log.info("station %s: %s %s", self.id, kind, status)
+
+
+def charging_needs_event(station_id: str, evse_id: int, transaction_id: int | None,
+                         at: datetime, needs: dict,
+                         max_periods: int | None) -> ChargingNeedsReported:
+    """2.0.1 ChargingNeedsType (snake_case) -> the version-neutral event (W, Wh, A, V, %)."""
+    ac = needs.get("ac_charging_parameters") or {}
+    dc = needs.get("dc_charging_parameters") or {}
+    departure = needs.get("departure_time")
+    return ChargingNeedsReported(
+        station_id, evse_id, transaction_id, at, needs["requested_energy_transfer"],
+        departure=parse_ocpp_time(departure) if departure else None,
+        energy_wh=_number(ac.get("energy_amount", dc.get("energy_amount"))),
+        max_current_a=_number(ac.get("ev_max_current", dc.get("ev_max_current"))),
+        min_current_a=_number(ac.get("ev_min_current")),
+        max_power_w=_number(dc.get("ev_max_power")),
+        max_voltage_v=_number(ac.get("ev_max_voltage", dc.get("ev_max_voltage"))),
+        soc_percent=_number(dc.get("state_of_charge")),
+        max_schedule_periods=max_periods)
+
+
+def reported_schedule(schedule: dict) -> ReportedSchedule:
+    """2.0.1 ChargingScheduleType (snake_case) -> the version-neutral schedule."""
+    periods = schedule.get("charging_schedule_period") or []
+    start = schedule.get("start_schedule")
+    return ReportedSchedule(
+        start=parse_ocpp_time(start) if start else None, duration_s=schedule.get("duration"),
+        unit=schedule["charging_rate_unit"],
+        offsets_s=tuple(int(p["start_period"]) for p in periods),
+        limits=tuple(float(p["limit"]) for p in periods),
+        phases=tuple(p.get("number_phases") for p in periods))
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)

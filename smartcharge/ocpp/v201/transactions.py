@@ -1,0 +1,100 @@
+"""OCPP 2.0.1 transactions (block E): TransactionEvent into the ledger (`ledger_events.py`), answered
+after the commit, then the same domain events as 1.6 (SessionStarted, MeterSampled,
+SessionStopped) with our integer transaction id, so the site needs no change.
+
+The station makes the transaction id (text, at most 36 characters); our session keeps its
+integer `transaction_id` and stores the station's as `station_tx_ref`.
+`station_transaction_id(ours)` gives the station's back (for a TxProfile or a
+RequestStopTransaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from ocpp.charge_point import snake_to_camel_case
+from ocpp.routing import on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action
+
+from smartcharge.clock import parse_ocpp_time
+from smartcharge.events import SessionStarted, SessionStopped
+from smartcharge.ledger_events import EventOutcome, TransactionEventIn, transaction_event
+from smartcharge.ocpp.sampled import samples_to_events
+from smartcharge.ocpp.v201.meter import parse_meter_values
+from smartcharge.store import from_db_time
+
+log = logging.getLogger(__name__)
+
+
+class TransactionHandlers:
+    """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`, `self._max_power_w`,
+    `self.token_status`, `self.publish_closed`)."""
+
+    _tx_refs: dict[int, str]
+
+    async def station_transaction_id(self, transaction_id: int) -> str | None:
+        """The station's own transactionId of our session `transaction_id` (None: not one of
+        this station's 2.0.1 transactions)."""
+        refs = self.__dict__.setdefault("_tx_refs", {})
+        if transaction_id not in refs:
+            session = await self._ctx.store.run(lambda tx: tx.session(transaction_id))
+            if session is None or session.station_id != self.id \
+                    or session.station_tx_ref is None:
+                return None
+            refs[transaction_id] = session.station_tx_ref
+        return refs[transaction_id]
+
+    @on(Action.transaction_event)
+    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str,
+                                   seq_no: int, transaction_info: dict, **optional: Any
+                                   ) -> call_result.TransactionEvent:
+        now = self._ctx.clock.now()
+        id_token = optional.get("id_token")
+        answer = {}
+        if id_token is not None:
+            answer["idTokenInfo"] = {"status": await self.token_status(id_token)}
+        event = TransactionEventIn(
+            station_tx_ref=transaction_info["transaction_id"], event_type=event_type,
+            seq_no=seq_no, timestamp=parse_ocpp_time(timestamp), trigger_reason=trigger_reason,
+            offline=bool(optional.get("offline", False)),
+            connector_id=(optional.get("evse") or {}).get("id"),   # the EVSE is our connector
+            id_tag=id_token["id_token"] if id_token else None,
+            stopped_reason=transaction_info.get("stopped_reason"),
+            readings=parse_meter_values(optional.get("meter_value") or []),
+            payload=snake_to_camel_case({"eventType": event_type, "timestamp": timestamp,
+                                         "triggerReason": trigger_reason, "seqNo": seq_no,
+                                         "transactionInfo": transaction_info, **optional}))
+        outcome = await self._ctx.store.run(lambda tx: transaction_event(
+            tx, station_id=self.id, event=event, answer=answer, at=now,
+            max_power_w=self._max_power_w))
+        self.__dict__.setdefault("_tx_refs", {})[outcome.transaction_id] = event.station_tx_ref
+        log.info("station %s: TransactionEvent %s %s seq %d (%s%s) -> session %d%s", self.id,
+                 event_type, event.station_tx_ref, seq_no, trigger_reason,
+                 ", offline" if event.offline else "", outcome.transaction_id,
+                 " (duplicate)" if outcome.duplicate else "")
+        if not outcome.duplicate:
+            self._publish(event, outcome, now)
+        return call_result.TransactionEvent(id_token_info=answer.get("idTokenInfo"))
+
+    def _publish(self, event: TransactionEventIn, outcome: EventOutcome,
+                 now: datetime) -> None:
+        session = outcome.session
+        self.publish_closed(outcome.closed, now)
+        if outcome.announce:
+            self._ctx.events.publish(SessionStarted(
+                self.id, session.connector_id, session.transaction_id, session.id_tag or "",
+                session.meter_start_wh, from_db_time(session.start_time) or event.timestamp,
+                outcome.closed[0].transaction_id if outcome.closed else None))
+        if session.connector_id is not None:
+            for sampled in samples_to_events(self.id, session.connector_id,
+                                             session.transaction_id, list(event.readings),
+                                             now):
+                self._ctx.events.publish(sampled)
+        if outcome.stopped:
+            self._ctx.events.publish(SessionStopped(
+                self.id, session.connector_id, session.transaction_id,
+                from_db_time(session.stop_time) or event.timestamp, session.energy_wh,
+                event.stopped_reason or "Local"))

@@ -1,0 +1,32 @@
+"""Queries for what 2.0.1 stations report beside billing (table `station_reports`): an EV's
+charging needs, external limits, the profiles a station holds, its device model, security
+events. Kept as sent (camelCase JSON), with the EVSE and our session when known."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from smartcharge.store_tx import StoreTx, db_time
+
+
+def insert_report(tx: StoreTx, station_id: str, kind: str, payload: dict, at: datetime, *,
+                  connector_id: int | None = None, transaction_id: int | None = None) -> int:
+    cursor = tx.execute(
+        "INSERT INTO station_reports (station_id, kind, connector_id, transaction_id, "
+        "payload_json, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (station_id, kind, connector_id, transaction_id, json.dumps(payload), db_time(at)))
+    return int(cursor.lastrowid)
+
+
+def reports(tx: StoreTx, station_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """A station's reports, oldest first (of one kind, when given); `payload` parsed."""
+    query = ("SELECT id, kind, connector_id, transaction_id, payload_json, received_at FROM "
+             "station_reports WHERE station_id = ?")
+    args: tuple = (station_id,)
+    if kind is not None:
+        query, args = query + " AND kind = ?", (station_id, kind)
+    rows = tx.execute(query + " ORDER BY id", args).fetchall()
+    return [{"id": row[0], "kind": row[1], "connector_id": row[2], "transaction_id": row[3],
+             "payload": json.loads(row[4]), "received_at": row[5]} for row in rows]
