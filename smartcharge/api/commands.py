@@ -73,6 +73,12 @@ def command(name: str):
         link = app[REGISTRY].get(station_id)
         if link is None:
             raise web.HTTPConflict(text=f"station {station_id} is offline")
+        try:
+            # what only the live connection knows (2.0.1: the station's transactionId)
+            request_payload = await commands.resolve(request_payload, link)
+            await commands.check(request_payload)
+        except CommandInvalid as error:
+            raise _invalid(error.detail) from None
         timeout_s = _timeout(request)
         log.info("API: %s to station %s", action, station_id)
         try:

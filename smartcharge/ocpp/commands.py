@@ -35,6 +35,10 @@ class Fields:
                                  f"{', '.join(sorted(allowed)) or 'none'}")
         self._data = data
 
+    def raw(self, name: str) -> Any:
+        """The value as sent (None: absent), for a field a protocol reads its own way."""
+        return self._data.get(name)
+
     def integer(self, name: str, *, required: bool = False, minimum: int | None = None):
         value = self._data.get(name, _MISSING)
         if value is _MISSING or value is None:
@@ -98,6 +102,12 @@ class StationCommands(ABC):
     @abstractmethod
     async def check(self, request: Any) -> None:
         """Validate the request against the protocol's schema (raises CommandInvalid)."""
+
+    async def resolve(self, request: Any, link: Any) -> Any:
+        """The request as it goes to this station over `link` (its live connection): a
+        protocol fills in what only the connection knows (2.0.1: the station's own
+        transactionId for our session id). Raises CommandInvalid when it cannot."""
+        return request
 
     @abstractmethod
     def action(self, request: Any) -> str:

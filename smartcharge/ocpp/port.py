@@ -177,6 +177,11 @@ class StationPort(ABC):
     async def clear(self, connector_id: int) -> Answer:
         """Remove the transaction schedule of a connector (a default now carries its plan)."""
 
+    def profiles_reported(self, event) -> None:
+        """The station reported profiles it holds (`events.ChargingProfilesReported`, the
+        answer to the port's own question after a (re)connection); a version without such
+        reports ignores it. Never awaits: called from the event bus."""
+
 
 # link, recorder, voltage_v=, unit=, settings= -> the port for that connection; raises
 # UnknownProtocol for a protocol without a port

@@ -15,13 +15,17 @@ from smartcharge.ocpp.port import (PortFactory, PortSettings, Recorder, StationP
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16.commands import V16Commands
 from smartcharge.ocpp.v16.station_port import V16StationPort
+from smartcharge.ocpp.v201.commands import V201Commands
+from smartcharge.ocpp.v201.station_port import V201StationPort
 
 # what an offline station is addressed as (a request is checked before we know its link)
 DEFAULT_PROTOCOL = "ocpp1.6"
 
 # negotiated WebSocket subprotocol -> the port class for it
-PORT_CLASSES: dict[str, type[StationPort]] = {"ocpp1.6": V16StationPort}
-COMMAND_SETS: dict[str, StationCommands] = {"ocpp1.6": V16Commands()}
+PORT_CLASSES: dict[str, type[StationPort]] = {"ocpp1.6": V16StationPort,
+                                               "ocpp2.0.1": V201StationPort}
+COMMAND_SETS: dict[str, StationCommands] = {"ocpp1.6": V16Commands(),
+                                             "ocpp2.0.1": V201Commands()}
 
 # protocol -> the OCPP version the API shows ("1.6", "2.0.1")
 VERSIONS: dict[str, str] = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}

@@ -32,6 +32,7 @@ from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site.snapshot import view_model
+from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class SiteController:
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
         self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
+        # what stations report of the car (its needs) and of limits set outside us (caps)
+        self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
         self.guard = SiteGuard(self)
         self._last_guard_real = 0.0
@@ -99,6 +102,7 @@ class SiteController:
     # --- inputs -----------------------------------------------------------------------------
     def on_event(self, event) -> None:
         """EventBus subscriber: quick, never blocks."""
+        self.reports.on_event(event)
         change = self.state.apply(event)
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
             # the car's phase use is now known: its closed-loop cap was measured on a guess
@@ -323,8 +327,16 @@ class SiteController:
                  "transaction_id": {r: self.state.sessions[r].transaction_id
                                     for r in controlled},
                  "phase_use": use}
+        max_matrix = np.repeat(max_w[:, None], t, axis=1)
+        for i, ref in enumerate(controlled):
+            cap = self.reports.cap_w(ref, starts, ends, int(arrays["phases"][i]))
+            if cap is not None:
+                # a limit set outside us (NotifyChargingLimit): the station applies the lower;
+                # under the car's minimum it cannot charge at all
+                cap = np.where(cap < arrays["min_power_w"][i], 0.0, cap)
+                max_matrix[i] = np.minimum(max_matrix[i], cap)
         problem = optimizer.Problem(
-            slot_s=slot_s, max_power_w=np.repeat(max_w[:, None], t, axis=1), energy_wh=energy,
+            slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy,
             arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,

@@ -145,6 +145,12 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             again = control.booted_link is link and link is not None
             control.booted_link = link
             self._spawn(self.setup_station(event.station_id, force=again))
+        elif isinstance(event, ev.ChargingProfilesReported):
+            if control.port is not None:
+                control.port.profiles_reported(event)   # what else it holds (reconnect)
+        elif isinstance(event, ev.ChargingNeedsReported):
+            # ISO 15118: a TxProfile refused before the needs (K15.FR.17) is taken now
+            control.resend = True
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))

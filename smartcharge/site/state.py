@@ -44,6 +44,9 @@ class Session:
     # connector a car with a single-phase on-board charger loads one station phase only.
     phases_in_use: int | None = None
     station_phase: int | None = None  # 0..2: the station phase a single-phase car loads
+    # who set the need: "default" (the site file's), "operator" (a person, through the API:
+    # wins), "ev" (the car, ISO 15118: site/station_reports.py)
+    need_source: str = "default"
     # the register chain, by the billing rules (a start register of 0, resets, late samples)
     live: LiveEnergy | None = field(default=None, repr=False, compare=False)
 
@@ -114,10 +117,11 @@ class SiteState:
 
     # --- updates ----------------------------------------------------------------------------
     def set_need(self, transaction_id: int, *, requested_wh: float | None = None,
-                 departure: datetime | None = None) -> Session:
+                 departure: datetime | None = None, source: str = "operator") -> Session:
         session = self.session_by_id(transaction_id)
         if session is None:
             raise KeyError(f"no open session {transaction_id}")
+        session.need_source = source
         if requested_wh is not None:
             session.requested_wh = float(requested_wh)
         if departure is not None:

@@ -14,12 +14,12 @@ Rules every payload here follows:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from smartcharge import units
-from smartcharge.clock import format_ocpp_time
+# one copy of the schedule math for both versions (re-exported here for 1.6's callers)
+from smartcharge.ocpp.schedules import merge_periods, round_down_01, schedule_rates  # noqa: F401
 
 TX_PROFILE = "TxProfile"
 TX_DEFAULT_PROFILE = "TxDefaultProfile"
@@ -44,13 +44,6 @@ def profile_id(connector_id: int, purpose: str, *, fallback: bool = False) -> in
     return 1000 + 10 * connector_id + _PURPOSE_CODE[purpose] + (4 if fallback else 0)
 
 
-def round_down_01(value: float) -> float:
-    """Round down to a multiple of 0.1; a hair of float noise (72.9999999) is not a step down."""
-    if value <= 0 or not math.isfinite(value):
-        return 0.0 if value <= 0 else value
-    return round(math.floor(value * 10.0 + 1e-6) / 10.0, 1)
-
-
 def power_to_rate(power_w: float, unit: str, phases: int, voltage_v: float) -> float:
     """Power [W] -> the station's unit, rounded down to 0.1 (A per phase or W)."""
     if unit == "A":
@@ -64,36 +57,6 @@ def rate_to_power(rate: float, unit: str, phases: int, voltage_v: float) -> floa
     return units.rate_to_w(rate, unit, phases, voltage_v)
 
 
-def merge_periods(starts_s: list[int], limits: list[float], max_periods: int
-                  ) -> tuple[list[int], list[float]]:
-    """Collapse equal neighbours, then merge the cheapest adjacent pair (least energy given up
-    by taking their minimum) until at most max_periods remain. starts_s[0] stays 0."""
-    if max_periods < 1:
-        raise ValueError("max_periods: must be at least 1")
-    starts, values = [], []
-    for start, value in zip(starts_s, limits):
-        if values and values[-1] == value:
-            continue
-        starts.append(start)
-        values.append(value)
-    while len(values) > max_periods:
-        best, best_cost = 0, math.inf
-        for i in range(len(values) - 1):
-            # Each period's length: up to the next start; the last one's length is unknown,
-            # count it as the previous one's so it is not merged for free.
-            lengths = [starts[j + 1] - starts[j] if j + 1 < len(starts) else
-                       starts[j] - starts[j - 1] for j in (i, i + 1)]
-            low = min(values[i], values[i + 1])
-            cost = (values[i] - low) * lengths[0] + (values[i + 1] - low) * lengths[1]
-            if cost < best_cost:
-                best, best_cost = i, cost
-        values[best] = min(values[best], values[best + 1])
-        del values[best + 1], starts[best + 1]
-        if best > 0 and values[best - 1] == values[best]:
-            del values[best], starts[best]
-    return starts, values
-
-
 def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float], *, unit: str,
              phases: int, voltage_v: float, max_periods: int, duration_s: int | None = None,
              min_power_w: float | None = None) -> dict:
@@ -103,33 +66,6 @@ def schedule(start: datetime, period_starts_s: list[float], powers_w: list[float
     min_rate = power_to_rate(min_power_w, unit, phases, voltage_v) if min_power_w else None
     return schedule_rates(start, period_starts_s, rates, unit=unit, phases=phases,
                           max_periods=max_periods, duration_s=duration_s, min_rate=min_rate)
-
-
-def schedule_rates(start: datetime, period_starts_s: list[float], rates: list[float], *,
-                   unit: str, phases: int, max_periods: int, duration_s: int | None = None,
-                   min_rate: float | None = None) -> dict:
-    """A chargingSchedule from per-period limits already in `unit` (A per phase or W), rounded
-    down to 0.1 here, beginning at start (period_starts_s[0] is 0).
-
-    startSchedule is `start` truncated to the whole second (so at or before it); period offsets
-    are counted from that truncated start.
-    """
-    start_whole = start.replace(microsecond=0)
-    # Offsets count from the truncated start; slot boundaries are whole seconds, so adding the
-    # dropped fraction lands on them exactly (the 1 ms guards against float noise).
-    fraction_s = start.microsecond / 1e6
-    starts = [0] + [max(1, int(math.floor(s + fraction_s + 1e-3))) for s in period_starts_s[1:]]
-    rates = [round_down_01(r) for r in rates]
-    starts, rates = merge_periods(starts, rates, max_periods)
-    periods = [{"startPeriod": s, "limit": r, "numberPhases": phases}
-               for s, r in zip(starts, rates)]
-    out: dict = {"startSchedule": format_ocpp_time(start_whole), "chargingRateUnit": unit,
-                 "chargingSchedulePeriod": periods}
-    if duration_s is not None:
-        out["duration"] = int(duration_s)
-    if min_rate is not None:
-        out["minChargingRate"] = round_down_01(min_rate)
-    return out
 
 
 def set_charging_profile(connector_id: int, purpose: str, charging_schedule: dict, *,

@@ -1,0 +1,229 @@
+"""The remote commands for an OCPP 2.0.1 station (behind `ocpp/commands.py`), on the same REST
+routes and bodies as 1.6: each becomes one `ocpp.v201.call.*` request, checked against the
+2.0.1 schema before it is sent. Where 2.0.1 says it differently:
+
+| route                  | 2.0.1 request                | the body's words                           |
+|------------------------|------------------------------|--------------------------------------------|
+| remote-start           | RequestStartTransaction      | id_tag -> idToken (type `id_token_type`,   |
+|                        |                              | ISO14443 unless said), connector_id ->     |
+|                        |                              | evseId, a fresh remoteStartId              |
+| remote-stop            | RequestStopTransaction       | transaction_id: our session id (int,       |
+|                        |                              | mapped to the station's) or its own string |
+| change-availability    | ChangeAvailability           | type -> operationalStatus; connector_id 0: |
+|                        |                              | the station, n: EVSE n                     |
+| reset                  | Reset                        | Hard -> Immediate, Soft -> OnIdle (or the  |
+|                        |                              | 2.0.1 words)                               |
+| unlock-connector       | UnlockConnector              | EVSE connector_id, its connector 1         |
+| trigger-message        | TriggerMessage               | 2.0.1 names (TransactionEvent, ...)        |
+| configuration (GET)    | GetVariables                 | key=Component.Variable (at least one)      |
+| change-configuration   | SetVariables                 | key=Component.Variable, value              |
+| clear-charging-profile | ClearChargingProfile         | id, or connector_id/purpose/stack_level    |
+| composite-schedule     | GetCompositeSchedule         | connector_id -> evseId                     |
+| transaction-status     | GetTransactionStatus (2.0.1) | ?transaction_id= as for remote-stop        |
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, validate_payload
+from ocpp.v201 import call
+from ocpp.v201.enums import (ChargingProfilePurposeEnumType, ChargingRateUnitEnumType,
+                             IdTokenEnumType, MessageTriggerEnumType,
+                             OperationalStatusEnumType, ResetEnumType)
+
+from smartcharge.ocpp.commands import CommandInvalid, Fields, StationCommands, query_int
+
+RESET_WORDS = {"Hard": "Immediate", "Soft": "OnIdle", "Immediate": "Immediate",
+               "OnIdle": "OnIdle"}
+# remoteStartId: unique per request (time-seeded, so unlikely to repeat across restarts)
+_remote_start_ids = itertools.count(int(time.time()) % 1_000_000_000)
+
+
+@dataclass(frozen=True)
+class ForTransaction:
+    """A request that names our session id: the station's own transactionId is looked up
+    when the station's link is known (`resolve`)."""
+
+    action: str                 # "RequestStopTransaction" | "GetTransactionStatus"
+    our_transaction_id: int
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _camel(payload: Any) -> dict[str, Any]:
+    return _plain(snake_to_camel_case(remove_nones(serialize_as_dict(payload))))
+
+
+def _transaction(value: Any, action: str) -> Any:
+    """An int: our session id (resolved later); a string: the station's own transactionId."""
+    if isinstance(value, bool) or value is None:
+        raise CommandInvalid("transaction_id is required (our session id, or the station's "
+                             "own transactionId as a string)")
+    if isinstance(value, int):
+        return ForTransaction(action, value)
+    if isinstance(value, str) and 0 < len(value) <= 36:
+        return (call.RequestStopTransaction(transaction_id=value)
+                if action == "RequestStopTransaction"
+                else call.GetTransactionStatus(transaction_id=value))
+    raise CommandInvalid("transaction_id must be an integer (our session id) or the "
+                         "station's transactionId (a string of 1..36 characters)")
+
+
+def _key(text: str) -> tuple[str, str]:
+    parts = text.split(".")
+    if len(parts) != 2 or not all(0 < len(p) <= 50 for p in parts):
+        raise CommandInvalid(f"a 2.0.1 key is Component.Variable (each 1..50 characters), "
+                             f"e.g. OCPPCommCtrlr.HeartbeatInterval; got {text!r}")
+    return parts[0], parts[1]
+
+
+def _evse(fields: Fields, *, connector: bool = False) -> dict | None:
+    connector_id = fields.integer("connector_id", minimum=0)
+    if not connector_id:
+        return None
+    return {"id": connector_id, **({"connector_id": 1} if connector else {})}
+
+
+def _remote_start(b: Fields, q) -> call.RequestStartTransaction:
+    kind = b.string("id_token_type", choices=IdTokenEnumType) or IdTokenEnumType.iso14443
+    return call.RequestStartTransaction(
+        id_token={"id_token": b.string("id_tag", required=True, max_chars=36),
+                  "type": kind.value},
+        remote_start_id=next(_remote_start_ids),
+        evse_id=b.integer("connector_id", minimum=1))
+
+
+def _reset(b: Fields, q) -> call.Reset:
+    word = b.string("type", required=True)
+    if word not in RESET_WORDS:
+        raise CommandInvalid(f"type must be one of Hard, Soft (1.6) or Immediate, OnIdle "
+                             f"(2.0.1), got {word!r}")
+    return call.Reset(type=ResetEnumType(RESET_WORDS[word]))
+
+
+def _get_configuration(b: Fields, query) -> call.GetVariables:
+    keys = query.getall("key", [])
+    if not keys:
+        raise CommandInvalid("name at least one key=Component.Variable (a 2.0.1 station "
+                             "reports all its variables only through GetBaseReport)")
+    return call.GetVariables(get_variable_data=[
+        {"component": {"name": c}, "variable": {"name": v}} for c, v in map(_key, keys)])
+
+
+def _set_configuration(b: Fields, q) -> call.SetVariables:
+    component, variable = _key(b.string("key", required=True))
+    return call.SetVariables(set_variable_data=[{
+        "attribute_value": b.string("value", required=True, max_chars=1000),
+        "component": {"name": component}, "variable": {"name": variable}}])
+
+
+def _clear(b: Fields, q) -> call.ClearChargingProfile:
+    purpose = b.string("charging_profile_purpose", choices=ChargingProfilePurposeEnumType)
+    criteria = remove_nones({"evse_id": b.integer("connector_id", minimum=0),
+                             "charging_profile_purpose": purpose.value if purpose else None,
+                             "stack_level": b.integer("stack_level", minimum=0)})
+    profile_id = b.integer("id")
+    if profile_id is None and not criteria:
+        raise CommandInvalid("name the profile: id, or connector_id / "
+                             "charging_profile_purpose / stack_level")
+    return call.ClearChargingProfile(charging_profile_id=profile_id,
+                                     charging_profile_criteria=criteria or None)
+
+
+def _composite(b: Fields, query: Mapping[str, str]) -> call.GetCompositeSchedule:
+    unit = query.get("charging_rate_unit")
+    if unit is not None and unit not in ("A", "W"):
+        raise CommandInvalid('charging_rate_unit must be "A" or "W"')
+    return call.GetCompositeSchedule(
+        evse_id=query_int(query, "connector_id", required=True),
+        duration=query_int(query, "duration_s", required=True, minimum=1),
+        charging_rate_unit=ChargingRateUnitEnumType(unit) if unit else None)
+
+
+def _transaction_status(b: Fields, query: Mapping[str, str]):
+    text = query.get("transaction_id")
+    if text is None:
+        return call.GetTransactionStatus()
+    return _transaction(int(text) if text.isdigit() else text, "GetTransactionStatus")
+
+
+# command name -> (HTTP method, builder(fields, query), body fields allowed)
+BUILDERS: dict[str, tuple[str, Callable, set[str]]] = {
+    "remote-start": ("POST", _remote_start, {"id_tag", "connector_id", "id_token_type"}),
+    "remote-stop": ("POST", lambda b, q: _transaction(
+        b.raw("transaction_id"), "RequestStopTransaction"), {"transaction_id"}),
+    "change-availability": ("POST", lambda b, q: call.ChangeAvailability(
+        operational_status=b.string("type", required=True, choices=OperationalStatusEnumType),
+        evse=_evse(b)), {"connector_id", "type"}),
+    "reset": ("POST", _reset, {"type"}),
+    "unlock-connector": ("POST", lambda b, q: call.UnlockConnector(
+        evse_id=b.integer("connector_id", required=True, minimum=1), connector_id=1),
+        {"connector_id"}),
+    "trigger-message": ("POST", lambda b, q: call.TriggerMessage(
+        requested_message=b.string("requested_message", required=True,
+                                   choices=MessageTriggerEnumType),
+        evse=_evse(b, connector=True)), {"requested_message", "connector_id"}),
+    "configuration": ("GET", _get_configuration, set()),
+    "change-configuration": ("POST", _set_configuration, {"key", "value"}),
+    "clear-charging-profile": ("POST", _clear,
+                               {"id", "connector_id", "charging_profile_purpose",
+                                "stack_level"}),
+    "composite-schedule": ("GET", _composite, set()),
+    "transaction-status": ("GET", _transaction_status, set()),
+}
+
+
+class V201Commands(StationCommands):
+    protocol = "ocpp2.0.1"
+    catalogue = {name: (method, allowed) for name, (method, _, allowed) in BUILDERS.items()}
+
+    def build(self, name: str, fields: Fields, query: Mapping[str, str]) -> Any:
+        return BUILDERS[name][1](fields, query)
+
+    async def check(self, request: Any) -> None:
+        if isinstance(request, ForTransaction):
+            return   # an int id, checked when the station's own id is known (`resolve`)
+        message = Call("api-check", type(request).__name__, _camel(request))
+        try:
+            await validate_payload(message, "2.0.1")
+        except OCPPError as error:
+            cause = error.details.get("cause") if isinstance(error.details, dict) else None
+            raise CommandInvalid(f"not a valid OCPP 2.0.1 {message.action}: "
+                                 f"{cause or error.description}") from None
+
+    async def resolve(self, request: Any, link: Any) -> Any:
+        if not isinstance(request, ForTransaction):
+            return request
+        lookup = getattr(getattr(link, "adapter", None), "station_transaction_id", None)
+        station_tx = None if lookup is None else await lookup(request.our_transaction_id)
+        if station_tx is None:
+            raise CommandInvalid(f"no transaction {request.our_transaction_id} known on this "
+                                 "station (give the station's own transactionId as a string)")
+        return _transaction(station_tx, request.action)
+
+    def action(self, request: Any) -> str:
+        if isinstance(request, ForTransaction):
+            return request.action
+        return type(request).__name__
+
+    def answer(self, result: Any) -> dict[str, Any]:
+        return _camel(result)
+
+
+__all__ = ["BUILDERS", "ForTransaction", "RESET_WORDS", "V201Commands"]

@@ -1,0 +1,347 @@
+"""The control port for an OCPP 2.0.1 station: where a 2.0.1 SetChargingProfile leaves.
+
+Same contract as the 1.6 port (`ocpp/v16/station_port.py`), in 2.0.1's words (`profiles.py`):
+- capabilities: GetVariables on SmartChargingCtrlr, once per connection (`capabilities.py`);
+- the station's maximum: a ChargingStationMaxProfile on EVSE 0; fail-safe: a TxDefaultProfile
+  per EVSE at stack level 0 with no end, then GetCompositeSchedule to see what the EVSE applies
+  (`verified`); an idle share: a TxDefaultProfile at level 1 valid until it ends;
+- a transaction's plan: a TxProfile with the station's own transactionId (asked of the adapter:
+  ours is an int, the station's a string), and when refused, in order: the other rate unit, the
+  plan as the EVSE's TxDefaultProfile at level 1, the minimum rate instead of 0.
+  Unlike 1.6, a refusal never switches the station to default plans for good: with ISO 15118
+  a station refuses a TxProfile until the EV reported its needs (K15.FR.17), so each plan tries
+  the TxProfile first again; the site re-sends when the needs arrive (ChargingNeedsReported);
+- every request and its answer goes to the recorder (the audit table), like 1.6.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from datetime import timedelta
+
+from ocpp.v201 import call
+from ocpp.v201.enums import ChargingRateUnitEnumType
+
+from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.ocpp.port import (FOREVER, Answer, Capabilities, Installed, PortSettings,
+                                   PowerSchedule, Recorder, ScheduleResult, StationPort)
+from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
+                                       StationTimeout)
+from smartcharge.ocpp.v201 import capabilities as C
+from smartcharge.ocpp.v201 import profiles as P
+
+log = logging.getLogger("smartcharge.site.dispatch")
+NO_ANSWER = Answer.NO_ANSWER.value
+PREVIEW_TX = "preview"   # a preview needs no transaction id: it is never sent
+_request_ids = itertools.count(1)
+
+
+def installed_from_request(request: dict, transaction_id: int = 0) -> Installed:
+    """What a 2.0.1 SetChargingProfile request installs."""
+    profile = request["chargingProfile"]
+    sched = profile["chargingSchedule"][0]
+    periods = sched["chargingSchedulePeriod"]
+    start = parse_ocpp_time(sched["startSchedule"])
+    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
+    return Installed(transaction_id, start, expires, sched["chargingRateUnit"],
+                     periods[0].get("numberPhases", 3), [p["startPeriod"] for p in periods],
+                     [float(p["limit"]) for p in periods],
+                     default=profile["chargingProfilePurpose"] == P.TX_DEFAULT_PROFILE)
+
+
+def _answer(text: str) -> Answer:
+    if text == "Accepted":
+        return Answer.ACCEPTED
+    return Answer.NO_ANSWER if text == NO_ANSWER else Answer.REJECTED
+
+
+class V201StationPort(StationPort):
+    def __init__(self, link: StationLink, clock: Clock, record: Recorder, *, voltage_v: float,
+                 unit: str = "A", settings: PortSettings | None = None) -> None:
+        self.station_id = link.station_id
+        self.link = link   # this connection only: a reconnect gets a fresh port
+        self.clock = clock
+        self.record = record
+        self.voltage_v = voltage_v
+        self.settings = settings or PortSettings()
+        self.caps201: C.Capabilities201 | None = None
+        self._unit = unit
+        self._zero_ok = True
+        self._last_default = False     # the last plan accepted went out as an EVSE's default
+        # (EVSE, transaction) whose TxProfile was refused and whose plan runs as the EVSE's
+        # default meanwhile (ISO 15118: until its needs; the site re-sends then)
+        self.tx_refused: set[tuple[int, int]] = set()
+        # EVSE -> (offset s, limit) the station said it applies (GetCompositeSchedule)
+        self.verified: dict[int, list[tuple[int, float]] | None] = {}
+        self.last_request: dict | None = None
+        self._request_id: int | None = None   # our GetChargingProfiles on this connection
+        self.foreign: set[int] = set()        # ids not ours the station reported (cleared)
+
+    # --- what the site reads ----------------------------------------------------------------
+    @property
+    def caps(self) -> Capabilities | None:
+        return None if self.caps201 is None else self.caps201.neutral()
+
+    @property
+    def unit(self) -> str:
+        return self._unit
+
+    @property
+    def zero_ok(self) -> bool:
+        return self._zero_ok
+
+    @property
+    def plans_as_default(self) -> bool:
+        return self._last_default
+
+    @property
+    def _tx_level(self) -> int:
+        """The TxProfile's stack level: 1, or 0 where the station allows no other."""
+        top = self.caps201.max_stack_level if self.caps201 is not None else P.UPPER_LEVEL
+        return min(P.UPPER_LEVEL, top)
+
+    async def capabilities(self) -> Capabilities:
+        if self.caps201 is None:
+            try:
+                answer = await self._call(C.request())
+                self.caps201 = C.parse(C.values_from_results(answer.get_variable_result))
+            except StationCallError as exc:
+                log.info("station %s: GetVariables refused (%s); assuming defaults",
+                         self.station_id, exc)
+                self.caps201 = C.Capabilities201()
+            if self._unit not in self.caps201.rate_units:
+                self._unit = self.caps201.rate_units[0]
+            await self.ask_installed()
+        return self.caps
+
+    # --- what else is installed (after a (re)connection) --------------------------------------
+    async def ask_installed(self) -> None:
+        """GetChargingProfiles of every profile a CSMS set: the station reports them in
+        ReportChargingProfiles (the adapter publishes `ChargingProfilesReported`), and each that
+        is not one of ours is cleared (`profiles_reported`): a leftover at a higher stack level
+        would overrule our fail-safe and plans."""
+        self._request_id = next(_request_ids)
+        request = call.GetChargingProfiles(request_id=self._request_id, charging_profile={
+            "charging_limit_source": ["CSO"]})
+        try:
+            answer = await self._call(request)
+        except (StationTimeout, StationCallError) as exc:
+            log.info("station %s: GetChargingProfiles not answered (%s)", self.station_id, exc)
+            return
+        log.info("station %s: GetChargingProfiles %s", self.station_id,
+                 getattr(answer.status, "value", answer.status))
+
+    def profiles_reported(self, event) -> None:
+        if event.request_id != self._request_id or event.source != "CSO":
+            return
+        for profile in event.profiles:
+            pid = profile.get("id")
+            if isinstance(pid, int) and not P.is_ours(pid) and pid not in self.foreign:
+                self.foreign.add(pid)
+                self.link.spawn(self._clear_foreign(event.connector_id, profile))
+
+    async def _clear_foreign(self, evse_id: int, profile: dict) -> None:
+        pid = profile["id"]
+        try:
+            answer = await self._call(call.ClearChargingProfile(charging_profile_id=pid))
+            status = str(getattr(answer.status, "value", answer.status))
+        except (StationTimeout, StationCallError) as exc:
+            status = NO_ANSWER if isinstance(exc, StationTimeout) else exc.code
+        log.warning("station %s EVSE %d: cleared a profile that is not ours (id %d, %s at "
+                    "stack level %s): %s", self.station_id, evse_id, pid,
+                    profile.get("chargingProfilePurpose"), profile.get("stackLevel"), status)
+        self.record(self.station_id, evse_id, "ClearChargingProfile",
+                    {"chargingProfileId": pid, "cleared": profile}, status)
+
+    # --- requests ---------------------------------------------------------------------------
+    def _sched(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
+               max_periods: int | None = None) -> dict:
+        limits = schedule.limits(unit)
+        minimum = schedule.minimum(unit)
+        if floor:
+            limits = [max(v, minimum or 0.0) for v in limits]
+        return P.charging_schedule(
+            schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
+            max_periods=max_periods or self.caps201.max_periods, schedule_id=0,
+            duration_s=schedule.duration_s, min_rate=minimum)
+
+    def _plan_request(self, evse_id: int, station_tx: str | None, schedule: PowerSchedule,
+                      unit: str, *, floor: bool) -> dict:
+        sched = self._sched(schedule, unit, floor=floor)
+        if station_tx is None:
+            return P.upper_default(evse_id, sched)
+        return P.tx_profile(evse_id, station_tx, sched, self._tx_level)
+
+    def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
+                floor: bool) -> Installed:
+        tx = None if self._last_default else PREVIEW_TX
+        return installed_from_request(
+            self._plan_request(connector_id, tx, schedule, self._unit, floor=floor),
+            transaction_id)
+
+    # --- station maximum, fail-safe, idle ---------------------------------------------------
+    async def install_station_max(self, power_w: float, current_a: float,
+                                  phases: int) -> Answer:
+        now = self.clock.now()
+        schedule = PowerSchedule(now, [0.0], [power_w], [current_a], phases)
+        answer, _ = await self._with_units(lambda unit: P.station_max(
+            self._sched(schedule, unit, max_periods=1)))
+        return answer
+
+    async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
+                               ) -> tuple[Answer, Installed | None]:
+        answer, request = await self._with_units(
+            lambda unit: P.failsafe(connector_id, self._sched(schedule, unit)))
+        if answer is not Answer.ACCEPTED:
+            return answer, None
+        await self.verify(connector_id)
+        return answer, installed_from_request(request)
+
+    async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
+                                ) -> tuple[Answer, Installed | None]:
+        request = P.upper_default(connector_id, self._sched(schedule, self._unit))
+        answer = _answer(await self._send(request))
+        return answer, installed_from_request(request)
+
+    async def _with_units(self, build) -> tuple[Answer, dict]:
+        """Send in the current unit; refused, in the other one (and remember it)."""
+        units = [self._unit] + [u for u in self.caps201.rate_units if u != self._unit]
+        for unit in units:
+            request = build(unit)
+            text = await self._send(request)
+            if text == "Accepted":
+                self._unit = unit
+            if text != "Accepted" and text != NO_ANSWER and unit != units[-1]:
+                continue
+            return _answer(text), request
+        return Answer.REJECTED, request
+
+    # --- a transaction's plan, with the alternatives ------------------------------------------
+    async def set_connector_schedule(self, connector_id: int, transaction_id: int,
+                                     schedule: PowerSchedule, *, raising: bool = False
+                                     ) -> ScheduleResult:
+        station_tx = await self._station_transaction(transaction_id)
+        units = [self._unit] + [u for u in self.caps201.rate_units if u != self._unit]
+        # the TxProfile first; without the station's transaction id only the default can go
+        modes = [station_tx, None] if station_tx is not None else [None]
+        floors = [False, True] if self._zero_ok else [True]
+        text = None
+        for floor in floors:
+            if floor and self._zero_ok and not schedule.pauses:
+                break   # the minimum instead of 0 only helps a plan that pauses
+            for tx in modes:
+                for unit in units:
+                    request = self._plan_request(connector_id, tx, schedule, unit, floor=floor)
+                    installed = installed_from_request(request, transaction_id)
+                    text = await self._send(request)
+                    if text == NO_ANSWER:
+                        return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
+                    if text != "Accepted":
+                        if tx is not None:
+                            self.tx_refused.add((connector_id, transaction_id))
+                        continue
+                    self._unit = unit
+                    self._last_default = tx is None
+                    if tx is not None:
+                        self.tx_refused.discard((connector_id, transaction_id))
+                    floored = floor and self._zero_ok
+                    if floored:
+                        self._zero_ok = False
+                    return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+        return ScheduleResult(Answer.REJECTED, None, detail=str(text))
+
+    async def _station_transaction(self, transaction_id: int) -> str | None:
+        """The station's own transactionId for our session id (the adapter keeps the map)."""
+        adapter = getattr(self.link, "adapter", None)
+        lookup = getattr(adapter, "station_transaction_id", None)
+        if lookup is None:
+            return None
+        return await lookup(transaction_id)
+
+    async def clear(self, connector_id: int) -> Answer:
+        request = call.ClearChargingProfile(
+            charging_profile_id=P.profile_id(connector_id, P.TX_PROFILE, self._tx_level))
+        try:
+            answer = await self._call(request)
+            status = str(getattr(answer.status, "value", answer.status))
+            log.info("station %s EVSE %d: TxProfile cleared (%s)", self.station_id,
+                     connector_id, status)
+            # "Unknown": nothing to clear (it ended with its transaction) is as good
+            return Answer.ACCEPTED if status in ("Accepted", "Unknown") else Answer.REJECTED
+        except (StationTimeout, StationCallError) as exc:
+            log.warning("station %s EVSE %d: could not clear the TxProfile: %s",
+                        self.station_id, connector_id, exc)
+            return Answer.NO_ANSWER if isinstance(exc, StationTimeout) else Answer.REJECTED
+
+    # --- what the station applies -----------------------------------------------------------
+    async def verify(self, connector_id: int, duration_s: int = 3600
+                     ) -> list[tuple[int, float]] | None:
+        """GetCompositeSchedule of one EVSE in the current unit: [(offset s, limit)], or None
+        when it cannot say (refused, no answer). Remembered in `verified`; a composite above
+        what we installed is logged (the station applies something we did not send)."""
+        request = call.GetCompositeSchedule(
+            duration=duration_s, evse_id=connector_id,
+            charging_rate_unit=ChargingRateUnitEnumType(self._unit))
+        try:
+            answer = await self._call(request)
+        except (StationTimeout, StationCallError) as exc:
+            log.info("station %s EVSE %d: no composite schedule (%s)", self.station_id,
+                     connector_id, exc)
+            self.verified[connector_id] = None
+            return None
+        status = str(getattr(answer.status, "value", answer.status))
+        schedule = answer.schedule if status == "Accepted" else None
+        if not schedule:
+            self.verified[connector_id] = None
+            return None
+        schedule = schedule if isinstance(schedule, dict) else vars(schedule)
+        periods = schedule.get("charging_schedule_period") or []
+        out = [(int(_get(p, "start_period")), float(_get(p, "limit"))) for p in periods]
+        self.verified[connector_id] = out
+        return out
+
+    # --- the wire ---------------------------------------------------------------------------
+    async def _call(self, request):
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
+            except StationTimeout:
+                if attempt == self.settings.retries:
+                    raise
+
+    async def _send(self, request: dict) -> str:
+        """One SetChargingProfile; returns "Accepted", "Rejected", a CALLERROR code or
+        NO_ANSWER. Raises StationOffline when the station is gone."""
+        problems = P.check_request(request, self.caps201.max_periods if self.caps201 else None)
+        if problems:   # our bug: never put it on the wire
+            raise ValueError(f"station {self.station_id}: {'; '.join(problems)}")
+        self.last_request = request
+        message = call.SetChargingProfile(evse_id=request["evseId"],
+                                          charging_profile=request["chargingProfile"])
+        try:
+            result = await self._call(message)
+            answer = str(getattr(result.status, "value", result.status))
+        except StationTimeout:
+            answer = NO_ANSWER
+        except StationCallError as exc:
+            answer = exc.code
+        except StationOffline:
+            self._record(request, "offline")
+            raise
+        self._record(request, answer)
+        return answer
+
+    def _record(self, request: dict, answer: str) -> None:
+        self.record(self.station_id, request["evseId"],
+                    request["chargingProfile"]["chargingProfilePurpose"], request, answer)
+
+
+def _get(item, name: str):
+    if isinstance(item, dict):
+        camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+        return item.get(name, item.get(camel))
+    return getattr(item, name)
+
+
+__all__ = ["V201StationPort", "installed_from_request"]
