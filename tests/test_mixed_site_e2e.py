@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from smartcharge.clock import AcceleratedClock, format_ocpp_time
+from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from tests.installed_limits import connector_limit_w
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import control_server, post_dr_event, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEED = 120.0
@@ -99,12 +99,7 @@ async def test_mixed_fleet_shares_one_breaker_through_a_dr_event_and_bills_exact
             assert fleet.station("CS4").needs_sent == {1}
             start = clock.now() + timedelta(minutes=5)
             end = start + timedelta(minutes=10)
-            body = {"id": "dr-mixed", "start": format_ocpp_time(start),
-                    "end": format_ocpp_time(end), "limit_w": DR_LIMIT_W}
-            async with aiohttp.ClientSession() as http:
-                async with http.post(f"{server.http_url}/api/demand-response/events", json=body,
-                                     headers={"Authorization": f"Bearer {UTILITY}"}) as resp:
-                    assert resp.status == 201, await resp.text()
+            await post_dr_event(server, UTILITY, "dr-mixed", start, end, DR_LIMIT_W)
             sampler = asyncio.ensure_future(_sample_installed(fleet, clock, samples))
             await wait_until(lambda: clock.now() > end - timedelta(minutes=1), 30,
                              "the DR event to run")
