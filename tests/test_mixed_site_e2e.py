@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from smartcharge.clock import AcceleratedClock
+from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
@@ -73,6 +73,16 @@ async def _sample_installed(fleet, clock, samples: list) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _site_session(server, station_id: str) -> dict:
+    """The controller's view of a station's session (GET /api/site)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http_url}/api/site",
+                            headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+            assert resp.status == 200, await resp.text()
+            snapshot = await resp.json()
+    return next(s for s in snapshot["sessions"] if s["station_id"] == station_id)
+
+
 async def _sessions(server) -> list[dict]:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{server.http_url}/api/sessions",
@@ -97,6 +107,10 @@ async def test_mixed_fleet_shares_one_breaker_through_a_dr_event_and_bills_exact
             await wait_until(lambda: _controlled(fleet), 15, "a TxProfile on every station")
             assert installed_sum_w(fleet, clock.now()) <= BREAKER_W + 1
             assert fleet.station("CS4").needs_sent == {1}
+            # the ISO 15118 car's NotifyEVChargingNeeds became its session's need, no API call
+            iso_session = await _site_session(server, "CS4")
+            assert iso_session["requested_wh"] == 64_000
+            assert iso_session["departure"] == format_ocpp_time(T0 + timedelta(hours=6))
             start = clock.now() + timedelta(minutes=5)
             end = start + timedelta(minutes=10)
             await post_dr_event(server, UTILITY, "dr-mixed", start, end, DR_LIMIT_W)
