@@ -42,8 +42,6 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
         "stop_reason": row.stop_reason, "closed_by": row.closed_by,
         "flags": [flag for flag in row.flags.split(",") if flag],
         "station_transaction_id": row.station_tx_id,
-        # OCPP 2.0.1: the transactionId the station made (how its own records name it)
-        "station_transaction_ref": row.station_tx_ref,
     }
 
 

@@ -92,7 +92,7 @@ async def _session_id(demo: Demo, visit: Visit, headers: dict) -> int | None:
             except aiohttp.ClientError:
                 rows = []
             for row in rows:
-                if row.get("station_transaction_ref") == tx.transaction_id:
+                if row.get("station_transaction_id") == tx.transaction_id:
                     return row["transaction_id"]
         await asyncio.sleep(0.05)
     return None

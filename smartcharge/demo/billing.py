@@ -3,7 +3,7 @@ server's session API like any client would, must be billed as the station's regi
 difference (meter at the stop minus meter at the start), whatever OCPP version reported it.
 
 A 1.6 session is found by the transaction id the central system gave; a 2.0.1 session by the
-station's own transaction id (`station_transaction_ref`)."""
+station's own transaction id (a string in `station_transaction_id`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ class BillingCheck:
 
 
 def _key(row: dict) -> tuple[str, object]:
-    return row["station_id"], row.get("station_transaction_ref") or row["transaction_id"]
+    # 1.6 sessions may carry an int there (an id the station used that was not ours)
+    own = row.get("station_transaction_id")
+    return row["station_id"], own if isinstance(own, str) else row["transaction_id"]
 
 
 async def check_billing(demo: Demo) -> BillingCheck | None:
