@@ -12,7 +12,7 @@ controller plans with the energy the ledger will bill.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,18 +65,22 @@ def to_si(value_text: str, unit: str, value_format: str) -> float | None:
     return value * _SCALE.get(unit.lower(), 1.0) if unit else value
 
 
-def parse_meter_values(meter_values: Sequence[dict]) -> list[Reading]:
+def parse_meter_values(meter_values: Sequence[dict],
+                       value_of: Callable[[dict], tuple[str, str, float | None]] | None = None
+                       ) -> list[Reading]:
     """OCPP MeterValue objects (snake_case keys, as the `ocpp` library hands them) -> Readings.
 
-    Timestamps have already been checked at the edge; this raises ValueError if one slipped by.
+    `value_of(sampled)` -> (value as sent, unit as sent, value in SI units): how a version
+    writes a value (1.6: a string with `unit`, the default; 2.0.1: a number with
+    `unitOfMeasure`, see `ocpp/v201/meter.py`). Timestamps have already been checked at the
+    edge; this raises ValueError if one slipped by.
     """
+    value_of = value_of or _v16_value
     readings = []
     for meter_value in meter_values:
         timestamp = parse_ocpp_time(meter_value["timestamp"])
         for sampled in meter_value.get("sampled_value", []):
-            value_format = sampled.get("format", DEFAULT_FORMAT)
-            unit = sampled.get("unit", "")
-            value_text = str(sampled["value"])
+            value_text, unit, value_si = value_of(sampled)
             readings.append(Reading(
                 timestamp=timestamp,
                 value_text=value_text,
@@ -85,10 +89,15 @@ def parse_meter_values(meter_values: Sequence[dict]) -> list[Reading]:
                 unit=unit,
                 context=sampled.get("context", DEFAULT_CONTEXT),
                 location=sampled.get("location", DEFAULT_LOCATION),
-                format=value_format,
-                value_si=to_si(value_text, unit, value_format),
+                format=sampled.get("format", DEFAULT_FORMAT),
+                value_si=value_si,
             ))
     return readings
+
+
+def _v16_value(sampled: dict) -> tuple[str, str, float | None]:
+    value_text, unit = str(sampled["value"]), sampled.get("unit", "")
+    return value_text, unit, to_si(value_text, unit, sampled.get("format", DEFAULT_FORMAT))
 
 
 @dataclass(frozen=True)

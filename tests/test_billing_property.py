@@ -11,22 +11,17 @@ Each example runs the real app on 127.0.0.1 with a fresh SQLite file and talks t
 from __future__ import annotations
 
 import asyncio
-import base64
-import csv
-import io
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ocpp.v16 import call
 
-from conftest import API_TOKEN, PASSWORD, TestStation, WsConnection, make_site
-from smartcharge.app import create_app
+from billing_export import play_and_bill
+from conftest import TestStation, make_site
 
 STEP = timedelta(minutes=10)
 MAX_STEP_WH = 3_000          # 18 kW for 10 min: a 22 kW station can deliver it
@@ -165,30 +160,8 @@ def write_script(session_plans: list[Plan], t0: datetime) -> Script:
 
 async def deliver(script: Script, data, db_path: str, tags: frozenset[str]):
     """Play the script against a fresh server; return the billable energy in its CSV."""
-    site = make_site(id_tags=tags)
-    server = TestServer(create_app(site, db_path=db_path, smart_charging=False),
-                        host="127.0.0.1", port=0)
-    await server.start_server()
-    async with aiohttp.ClientSession() as http:
-        token = base64.b64encode(f"CP1:{PASSWORD}".encode()).decode()
-        ws = await http.ws_connect(server.make_url("/ocpp/CP1"), protocols=("ocpp1.6",),
-                                   headers={"Authorization": f"Basic {token}"}, heartbeat=None)
-        station = TestStation("CP1", WsConnection(ws))
-        serving = asyncio.create_task(station.start())
-        try:
-            await station.boot()
-            await _play(script, data, station)
-            answer = await http.get(server.make_url("/api/sessions.csv"),
-                                    headers={"Authorization": f"Bearer {API_TOKEN}"})
-            assert answer.status == 200, await answer.text()
-            text = await answer.text()
-        finally:
-            await ws.close()
-            serving.cancel()
-            await asyncio.gather(serving, return_exceptions=True)
-    await server.close()
-    rows = list(csv.DictReader(io.StringIO(text)))
-    return sum(float(r["energy_wh"]) for r in rows if r["billable"] == "true"), rows
+    return await play_and_bill(make_site(id_tags=tags), db_path, "ocpp1.6", TestStation,
+                               lambda station: _play(script, data, station))
 
 
 async def _play(script: Script, data, station: TestStation) -> None:

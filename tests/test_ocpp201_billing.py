@@ -46,6 +46,9 @@ async def test_a_transaction_is_billed_from_its_registers(harness, t0):
     adapter = harness.app[REGISTRY].get("CP1").adapter
     assert await adapter.station_transaction_id(session.transaction_id) == "tx-A"
     assert await adapter.station_transaction_id(session.transaction_id + 1) is None
+    async with harness.api.get(harness.url(f"/api/sessions/{session.transaction_id}")) as got:
+        body = await got.json()
+    assert (body["station_transaction_id"], body["energy_wh"]) == ("tx-A", 4500)
 
 
 async def test_our_id_maps_back_from_the_store_after_a_reconnect(harness, t0):

@@ -41,7 +41,10 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
         "energy_wh": row.energy_wh, "energy_method": row.energy_method,
         "stop_reason": row.stop_reason, "closed_by": row.closed_by,
         "flags": [flag for flag in row.flags.split(",") if flag],
-        "station_transaction_id": row.station_tx_id,
+        # 1.6: the id the station used when it was not ours (an int); 2.0.1: the station's
+        # own transactionId (text), which it uses for everything
+        "station_transaction_id": row.station_tx_ref if row.station_tx_ref is not None
+        else row.station_tx_id,
     }
 
 

@@ -167,6 +167,12 @@ class CentralSystemBase:
                                                tuple(c.transaction_id for c in closed)))
         return accepted
 
+    async def record_notification(self, kind: str, status: str) -> None:
+        """A firmware / diagnostics / log status or a security event, in the station's history."""
+        now = self._ctx.clock.now()
+        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
+        log.info("station %s: %s status %s", self.id, kind, status)
+
     async def id_tag_status(self, id_tag: str) -> str | None:
         """The status of an id tag / token (the site file's tags are Accepted, then the store's
         `id_tags`); None: not known. The same rules for every version."""

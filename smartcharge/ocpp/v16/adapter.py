@@ -162,21 +162,16 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
 
     @on(Action.firmware_status_notification)
     async def on_firmware_status(self, status: str) -> call_result.FirmwareStatusNotification:
-        await self._notification("firmware", status)
+        await self.record_notification("firmware", status)
         return call_result.FirmwareStatusNotification()
 
     @on(Action.diagnostics_status_notification)
     async def on_diagnostics_status(self, status: str
                                     ) -> call_result.DiagnosticsStatusNotification:
-        await self._notification("diagnostics", status)
+        await self.record_notification("diagnostics", status)
         return call_result.DiagnosticsStatusNotification()
 
     # -- helpers ----------------------------------------------------------------------------
-    async def _notification(self, kind: str, status: str) -> None:
-        now = self._ctx.clock.now()
-        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
-        log.info("station %s: %s status %s", self.id, kind, status)
-
     async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
         stored = await self.id_tag_status(id_tag)
         return AuthorizationStatus.invalid if stored is None else AuthorizationStatus(stored)

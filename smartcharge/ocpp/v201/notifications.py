@@ -120,25 +120,20 @@ class NotificationHandlers:
                                 ) -> call_result.SecurityEventNotification:
         await self._report("SecurityEventNotification",
                            {"type": type, "timestamp": timestamp, **optional})
-        await self._notification("security", type)
+        await self.record_notification("security", type)
         return call_result.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)
     async def on_firmware_status(self, status: str, **optional: Any
                                  ) -> call_result.FirmwareStatusNotification:
-        await self._notification("firmware", status)
+        await self.record_notification("firmware", status)
         return call_result.FirmwareStatusNotification()
 
     @on(Action.log_status_notification)
     async def on_log_status(self, status: str, **optional: Any
                             ) -> call_result.LogStatusNotification:
-        await self._notification("log", status)
+        await self.record_notification("log", status)
         return call_result.LogStatusNotification()
-
-    async def _notification(self, kind: str, status: str) -> None:
-        now = self._ctx.clock.now()
-        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
-        log.info("station %s: %s %s", self.id, kind, status)
 
 
 def charging_needs_event(station_id: str, evse_id: int, transaction_id: int | None,

@@ -33,12 +33,14 @@ class TransactionHandlers:
     """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`, `self._max_power_w`,
     `self.token_status`, `self.publish_closed`)."""
 
-    _tx_refs: dict[int, str]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tx_refs: dict[int, str] = {}    # our transaction id -> the station's
 
     async def station_transaction_id(self, transaction_id: int) -> str | None:
         """The station's own transactionId of our session `transaction_id` (None: not one of
         this station's 2.0.1 transactions)."""
-        refs = self.__dict__.setdefault("_tx_refs", {})
+        refs = self._tx_refs
         if transaction_id not in refs:
             session = await self._ctx.store.run(lambda tx: tx.session(transaction_id))
             if session is None or session.station_id != self.id \
@@ -70,7 +72,7 @@ class TransactionHandlers:
         outcome = await self._ctx.store.run(lambda tx: transaction_event(
             tx, station_id=self.id, event=event, answer=answer, at=now,
             max_power_w=self._max_power_w))
-        self.__dict__.setdefault("_tx_refs", {})[outcome.transaction_id] = event.station_tx_ref
+        self._tx_refs[outcome.transaction_id] = event.station_tx_ref
         log.info("station %s: TransactionEvent %s %s seq %d (%s%s) -> session %d%s", self.id,
                  event_type, event.station_tx_ref, seq_no, trigger_reason,
                  ", offline" if event.offline else "", outcome.transaction_id,
