@@ -32,6 +32,8 @@ class StationSetup:
     iso15118: bool = False
     refuse_get_variables: bool = False
     unknown_variables: set[str] = field(default_factory=set)
+    advertised_units: str | None = None   # what RateUnit says (None: rate_units)
+    refuse_zero_limit: bool = False       # a quirk of some firmware: a limit of 0 is refused
     # profiles it holds from before (evseId, camelCase profile), e.g. another CSMS's
     installed: list[tuple[int, dict]] = field(default_factory=list)
 
@@ -52,7 +54,8 @@ class Station201(ChargePoint):
         self.variables = {"SmartChargingCtrlr": {
             "Enabled": "true", "Entries": str(s.entries),
             "PeriodsPerSchedule": str(s.periods_per_schedule),
-            "ProfileStackLevel": str(s.stack_levels), "RateUnit": s.rate_units,
+            "ProfileStackLevel": str(s.stack_levels),
+            "RateUnit": s.advertised_units or s.rate_units,
             "LimitChangeSignificance": "0.1", "Phases3to1": "false"},
             "OCPPCommCtrlr": {"HeartbeatInterval": "300"}}
         self.got = asyncio.Event()
@@ -102,7 +105,13 @@ class Station201(ChargePoint):
     async def on_set_charging_profile(self, evse_id: int, charging_profile: dict, **_):
         self._got("SetChargingProfile", {"evse_id": evse_id, "charging_profile":
                                          charging_profile})
-        status, reason = self.table.set(evse_id, snake_to_camel_case(charging_profile))
+        profile = snake_to_camel_case(charging_profile)
+        if self.setup.refuse_zero_limit and any(
+                p["limit"] == 0 for sched in profile["chargingSchedule"]
+                for p in sched["chargingSchedulePeriod"]):
+            return call_result.SetChargingProfile(status="Rejected", status_info={
+                "reason_code": "InvalidSchedule", "additional_info": "limit 0"})
+        status, reason = self.table.set(evse_id, profile)
         info = {"reason_code": "InvalidProfile", "additional_info": reason} if reason else None
         return call_result.SetChargingProfile(status=status, status_info=info)
 

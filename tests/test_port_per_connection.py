@@ -14,6 +14,7 @@ from smartcharge.ocpp.port import PortSettings, UnknownProtocol
 from smartcharge.ocpp.ports import PORT_CLASSES, port_factory
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.ocpp.v16.station_port import V16StationPort
+from smartcharge.ocpp.v201.station_port import V201StationPort
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.fleet import Fleet
@@ -51,9 +52,14 @@ def test_the_negotiated_protocol_picks_the_port_class():
                        close_socket=_noop_close)
     port = make(link, lambda *row: None, voltage_v=230.0, unit="A", settings=PortSettings())
     assert isinstance(port, V16StationPort) and port.link is link
-    future = StationLink("CP9", "ocpp2.0.1", adapter=None, default_timeout_s=1.0,
+    v201 = StationLink("CP9", "ocpp2.0.1", adapter=None, default_timeout_s=1.0,
+                       close_socket=_noop_close)
+    port = make(v201, lambda *row: None, voltage_v=230.0, unit="A", settings=PortSettings())
+    assert isinstance(port, V201StationPort) and port.link is v201
+    future = StationLink("CP9", "ocpp2.1", adapter=None, default_timeout_s=1.0,
                          close_socket=_noop_close)
-    with pytest.raises(UnknownProtocol, match=r"CP9.*'ocpp2\.0\.1'.*known: ocpp1\.6"):
+    with pytest.raises(UnknownProtocol,
+                       match=r"CP9.*'ocpp2\.1'.*known: ocpp1\.6, ocpp2\.0\.1"):
         make(future, lambda *row: None, voltage_v=230.0, unit="A", settings=PortSettings())
 
 

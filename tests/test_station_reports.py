@@ -103,3 +103,18 @@ async def test_a_station_wide_external_limit_caps_each_evse_and_below_minimum_is
     controller.on_event(_limit(clock, (2_000.0,), unit="W", evse=None))   # < 6 A x 3 x 230
     await controller.replan()
     assert controller.plan.connectors[REF].power_at(clock.now()) == 0.0
+
+
+async def test_the_most_the_car_takes_caps_its_connector_while_it_stays():
+    controller, clock = _controller()
+    controller.state.set_need(7, requested_wh=50_000.0)   # a person's need: still capped
+    controller.on_event(ev.ChargingNeedsReported("CP1", 1, 7, clock.now(), "AC_single_phase",
+                                                 max_current_a=16.0))
+    await controller.replan()
+    assert controller.plan.connectors[REF].power_at(clock.now()) <= 16.0 * 230 + 1e-6
+    # the car leaves, the next one is not capped by it
+    controller.on_event(ev.SessionStopped("CP1", 1, 7, clock.now(), 1_000.0, "EVDisconnected"))
+    controller.on_event(ev.SessionStarted("CP1", 1, 8, "TAG", 0.0, clock.now()))
+    await controller.replan()
+    assert controller.plan.connectors[REF].power_at(clock.now()) > 20_000
+    assert REF not in controller.reports.ev_max_w

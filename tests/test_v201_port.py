@@ -12,7 +12,6 @@ from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.ocpp.port import Answer
 from smartcharge.ocpp.v201 import profiles as P
 from smartcharge.ocpp.v201.station_port import V201StationPort
-from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
 from tests.ocpp201_station import StationSetup, station201
@@ -132,3 +131,57 @@ async def test_after_a_connection_profiles_that_are_not_ours_are_cleared(tmp_pat
             assert all(P.is_ours(pid) for pid in station.table.profiles)
             assert len([p for p in _installed(station, P.TX_DEFAULT_PROFILE)
                         if p["stackLevel"] == P.FAILSAFE_LEVEL]) == 2
+
+
+async def test_refusals_try_the_other_unit_then_the_minimum_instead_of_0(tmp_path, clock):
+    """A station that says A and W but takes only W, and refuses a limit of 0: the plan that
+    pauses the car goes out in W, at the minimum instead of 0 - remembered for the station."""
+    setup = StationSetup(rate_units="W", advertised_units="A,W", refuse_zero_limit=True)
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            control = await _set_up(server, station)
+            tx = await station.start_transaction(1)
+            ref = ConnectorRef("CP201", 1)
+            dispatcher, controller = server.dispatcher, server.controller
+            await wait_until(lambda: ref in controller.state.sessions, 10, "the session")
+            async with control.lock:      # no dispatch round in between
+                schedule = dispatcher.power_schedule(
+                    ref, clock.now(), [0, 600], [0.0, 11_000.0], phases=3, phases_known=True,
+                    duration_s=1200, min_power_w=dispatcher.topology.min_power_w(ref),
+                    pauses=True)
+                ours = controller.state.sessions[ref].transaction_id
+                result = await control.port.set_connector_schedule(1, ours, schedule)
+            assert result.answer is Answer.ACCEPTED and result.floored
+            assert result.installed.unit == "W" and not result.installed.default
+            assert result.installed.limits == [4140.0, 11000.0]   # 6 A x 3 x 230 V, not 0
+            assert control.port.unit == "W" and not control.port.zero_ok
+            # A was tried first (at setup: the station maximum) and refused: W remembered
+            assert any("RateUnit" in r for r in station.table.refusals)
+            assert [p["transactionId"] for p in _installed(station, P.TX_PROFILE)] == [tx]
+
+
+async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(tmp_path,
+                                                                                clock):
+    """A station keeps its profiles through a reconnection (K01); the fresh port re-sends every
+    layer, and each replaces its predecessor by id: nothing refused (FR.06), nothing cleared
+    as foreign, no profile twice."""
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
+            first = (await _set_up(server, station)).port
+            kept = list(station.table.profiles.values())
+        registry = server.dispatcher.registry
+        await wait_until(lambda: registry.get("CP201") is None, 10, "CP201 gone")
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock,
+                              setup=StationSetup(installed=kept)) as again:
+            control = server.dispatcher.stations["CP201"]
+            await wait_until(lambda: control.port is not first and control.caps is not None
+                             and len(again.of("SetChargingProfile")) >= 3, 10,
+                             "set up again on the new connection")
+            await wait_until(lambda: len(again.of("GetCompositeSchedule")) >= 2, 10,
+                             "both fail-safes re-sent and checked")
+            assert again.table.refusals == [] and control.port.foreign == set()
+            assert not again.of("ClearChargingProfile")
+            assert sorted(again.table.profiles) == sorted(p["id"] for _, p in kept)

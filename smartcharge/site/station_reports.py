@@ -4,7 +4,8 @@ ClearedChargingLimit):
 
 - `ChargingNeedsReported` (ISO 15118): the EV's energy and departure become the session's need
   - the energy still wanted now plus what the session already took - unless a person (driver or
-  operator, through the API) set the need: what people say wins over what the car says;
+  operator, through the API) set the need: what people say wins over what the car says; the
+  most the car says it takes (evMaxCurrent, evMaxPower) caps its connector while it stays;
 - `ExternalLimitReported` (the station's own energy manager, an EMS, a DSO relay): a cap on that
   EVSE over time (on each of the station's connectors when it names none). The station applies
   the lowest of its limits and ours, so planning more than the cap only strands capacity others
@@ -39,6 +40,8 @@ class StationReports:
         self.request_replan = request_replan
         # (station, EVSE or None, source) -> the limit in force until cleared or replaced
         self.external: dict[tuple[str, int | None, str], ev.ExternalLimitReported] = {}
+        # connector -> (transaction, the most its car said it takes [W]), while it runs
+        self.ev_max_w: dict[ConnectorRef, tuple[int, float]] = {}
 
     def on_event(self, event) -> None:
         if isinstance(event, ev.ChargingNeedsReported):
@@ -64,30 +67,52 @@ class StationReports:
             log.info("station %s EVSE %d: EV needs with no session running: kept for nothing",
                      event.station_id, event.connector_id)
             return
-        if session.need_source == NEED_BY_PEOPLE:
-            log.info("session %d: the EV asks %s Wh by %s; the need a person set stands",
-                     session.transaction_id, event.energy_wh, event.departure)
-            return
+        changed = False
+        ev_max = self._ev_max_w(event, ref)
+        if ev_max is not None:
+            # what the car takes at most, whoever set the need: more is capacity stranded
+            changed = self.ev_max_w.get(ref) != (session.transaction_id, ev_max)
+            self.ev_max_w[ref] = (session.transaction_id, ev_max)
         requested = None if event.energy_wh is None else session.energy_wh + event.energy_wh
         departure = event.departure if event.departure is not None \
             and event.departure > event.at else None
-        if requested is None and departure is None:
-            return
-        self.state.set_need(session.transaction_id, requested_wh=requested,
-                            departure=departure, source=NEED_BY_EV)
-        self.request_replan(f"ev-needs:{event.station_id}/{event.connector_id}")
+        if session.need_source == NEED_BY_PEOPLE:
+            log.info("session %d: the EV asks %s Wh by %s; the need a person set stands",
+                     session.transaction_id, event.energy_wh, event.departure)
+        elif requested is not None or departure is not None:
+            self.state.set_need(session.transaction_id, requested_wh=requested,
+                                departure=departure, source=NEED_BY_EV)
+            changed = True
+        if changed:
+            self.request_replan(f"ev-needs:{event.station_id}/{event.connector_id}")
+
+    def _ev_max_w(self, event: ev.ChargingNeedsReported, ref: ConnectorRef) -> float | None:
+        if event.max_power_w is not None:
+            return float(event.max_power_w)
+        if event.max_current_a is None or not self.topology.has(ref):
+            return None
+        mode = event.transfer_mode or ""
+        phases = 1 if "single" in mode else 2 if "two" in mode else 3
+        phases = min(phases, self.topology.connector(ref).phases)
+        voltage = self.topology.station(ref.station_id).voltage_v
+        return units.a_to_w(float(event.max_current_a), phases, voltage)
 
     # --- external limits --------------------------------------------------------------------
     def cap_w(self, ref: ConnectorRef, starts: list[datetime], ends: list[datetime],
               phases: int) -> np.ndarray | None:
-        """The lowest external limit on a connector within each slot [W] (inf: none then);
-        None when no external limit names it."""
+        """The lowest external limit on a connector within each slot [W] (inf: none then),
+        and the most its car said it takes; None when neither names it."""
         found = [e for (sid, evse, _), e in self.external.items()
                  if sid == ref.station_id and evse in (None, ref.connector_id)]
-        if not found:
+        session = self.state.sessions.get(ref)
+        car = self.ev_max_w.get(ref)
+        if car is not None and (session is None or session.transaction_id != car[0]):
+            del self.ev_max_w[ref]    # that car is gone
+            car = None
+        if not found and car is None:
             return None
         voltage = self.topology.station(ref.station_id).voltage_v
-        out = np.full(len(starts), np.inf)
+        out = np.full(len(starts), np.inf if car is None else car[1])
         for event in found:
             for schedule in event.schedules:
                 steps = _steps_w(schedule, event.at, phases, voltage)

@@ -68,7 +68,8 @@ class V201StationPort(StationPort):
         self.caps201: C.Capabilities201 | None = None
         self._unit = unit
         self._zero_ok = True
-        self._last_default = False     # the last plan accepted went out as an EVSE's default
+        # EVSEs whose last accepted plan went out as the EVSE's default (TxProfile refused)
+        self._on_default: set[int] = set()
         # (EVSE, transaction) whose TxProfile was refused and whose plan runs as the EVSE's
         # default meanwhile (ISO 15118: until its needs; the site re-sends then)
         self.tx_refused: set[tuple[int, int]] = set()
@@ -93,7 +94,7 @@ class V201StationPort(StationPort):
 
     @property
     def plans_as_default(self) -> bool:
-        return self._last_default
+        return bool(self._on_default)
 
     @property
     def _tx_level(self) -> int:
@@ -175,7 +176,7 @@ class V201StationPort(StationPort):
 
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
                 floor: bool) -> Installed:
-        tx = None if self._last_default else PREVIEW_TX
+        tx = None if connector_id in self._on_default else PREVIEW_TX
         return installed_from_request(
             self._plan_request(connector_id, tx, schedule, self._unit, floor=floor),
             transaction_id)
@@ -242,7 +243,10 @@ class V201StationPort(StationPort):
                             self.tx_refused.add((connector_id, transaction_id))
                         continue
                     self._unit = unit
-                    self._last_default = tx is None
+                    if tx is None:
+                        self._on_default.add(connector_id)
+                    else:
+                        self._on_default.discard(connector_id)
                     if tx is not None:
                         self.tx_refused.discard((connector_id, transaction_id))
                     floored = floor and self._zero_ok
