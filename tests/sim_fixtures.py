@@ -121,6 +121,7 @@ class MiniCsmsBase:
         if not self.accepting:
             raise web.HTTPServiceUnavailable()
         self.offered.append(request.headers.get("Sec-WebSocket-Protocol", ""))
+        self.changed.set()
         station_id = request.match_info["station_id"]
         ws = web.WebSocketResponse(protocols=(self.PROTOCOL,))
         await ws.prepare(request)

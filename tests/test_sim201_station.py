@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from ocpp.v201 import call
 
 from sim201_fixtures import mini_csms_201
@@ -216,3 +217,40 @@ async def test_device_model_answers_smart_charging_variables():
         assert [r["attribute_status"] for r in answer.set_variable_result] == [
             "Accepted", "Rejected", "Rejected"]
         assert station._sample_interval_s() == 30
+
+
+async def test_offers_only_its_own_subprotocol_and_heartbeats_at_the_given_interval():
+    from sim_fixtures import mini_central_system
+    clock = AcceleratedClock(START, speed=1200)
+    async with mini_central_system() as csms16, \
+            running_station(spec201(), csms16.url, clock) as station:
+        # a 1.6-only central system: the 2.0.1 station never takes it for one of its kind
+        await csms16.wait_until(lambda: len(csms16.offered) >= 2)
+        assert set(csms16.offered) == {"ocpp2.0.1"} and not station.booted.is_set()
+    async with mini_csms_201(heartbeat_interval_s=60) as csms, \
+            running_station(spec201(), csms.url, clock) as station:
+        await csms.wait_until(lambda: len(csms.of("Heartbeat")) >= 2)
+    with pytest.raises(ValueError, match="ocpp_version"):
+        station_spec("CS1", ocpp_version="2.1")
+
+
+async def test_unlock_reset_on_idle_and_transaction_status():
+    clock = AcceleratedClock(START, speed=600)
+    async with mini_csms_201() as csms, \
+            running_station(spec201(), csms.url, clock) as station:
+        await station.booted.wait()
+        await station.plug_in(1, big_ev(), "TAG-OK")
+        tx = station.connectors[1].transaction
+        link = csms.links["CS1"]
+        assert (await link.call(call.UnlockConnector(evse_id=1, connector_id=1))).status \
+            == "OngoingAuthorizedTransaction"
+        answer = await link.call(call.GetTransactionStatus(transaction_id=tx.transaction_id))
+        assert answer.ongoing_indicator is True
+        assert (await link.call(call.Reset(type="OnIdle"))).status == "Scheduled"
+        assert station.boots == 1
+        await station.unplug(1)          # the last transaction ends: now it resets
+        await station.wait_for(lambda: station.boots == 2, timeout_s=15)
+        link = csms.links["CS1"]          # the connection after the reboot
+        answer = await link.call(call.GetTransactionStatus(transaction_id=tx.transaction_id))
+        assert answer.ongoing_indicator is False and answer.messages_in_queue is False
+    assert csms.of("BootNotification")[-1]["reason"] == "ScheduledReset"
