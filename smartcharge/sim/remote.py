@@ -68,7 +68,8 @@ class RemoteControl:
         self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
         return "Unlocked"
 
-    def request_reset_16(self, kind: str) -> None:
+    def reset(self, kind: str) -> None:
+        """After answering Reset: a soft one lets the stops go out first, a hard one not."""
         self.request_reset(kind == "Soft", "SoftReset" if kind == "Soft" else "HardReset")
 
     _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
