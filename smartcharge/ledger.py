@@ -308,7 +308,8 @@ def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY, closed_by=cause,
                      stop_time=at, meter_stop_wh=None, stop_reason=None, stop_id_tag=None,
                      energy_wh=energy.energy_wh, energy_method=energy.method,
-                     flags=energy.flags | {f"closed_by_{cause.lower()}"}, at=at)
+                     flags=flags_of(session) | energy.flags | {f"closed_by_{cause.lower()}"},
+                     at=at)
     return Closed(session.transaction_id, session.connector_id, energy.energy_wh, cause,
                   implicit=True)
 

@@ -16,6 +16,8 @@ transaction_event(tx, ...))`) so the station is answered only after the commit:
   the bill of a stopped session from all the evidence;
 - what arrives late fills in what is missing: the Started's time and Begin register, the EVSE,
   the idToken (e.g. in an Updated after the car was plugged in);
+- a Started for an id whose transaction already started (firmware that counts from 1 again
+  after a reboot) is a new session (`station_reused_transaction_id`);
 - seqNo gaps are visible (flag `seq_gap`, cleared when the missing events arrive) and
   `transaction_events` keeps every event's seqNo, type, triggerReason and `offline`;
 - a session whose Ended never came is closed when its EVSE starts a newer transaction or the
@@ -48,6 +50,7 @@ from smartcharge.store import SessionRow, StoreTx, db_time, from_db_time
 STARTED, UPDATED, ENDED = "Started", "Updated", "Ended"
 BEGIN, END = "Transaction.Begin", "Transaction.End"
 STARTED_MISSING, SEQ_GAP, OFFLINE = "started_event_missing", "seq_gap", "offline_events"
+REUSED_ID = "station_reused_transaction_id"
 SOURCE = "TransactionEvent"
 
 
@@ -88,10 +91,11 @@ def transaction_event(tx: StoreTx, *, station_id: str, event: TransactionEventIn
     if earlier is not None:
         return EventOutcome(earlier["ourTransactionId"], earlier.get("connectorId"),
                             duplicate=True)
-    session = tx.session_by_tx_ref(station_id, event.station_tx_ref)
+    session = _session_of(tx, station_id, event)
     closed: tuple[Closed, ...] = ()
     if session is None:
-        session, closed = _open(tx, station_id, event, at, max_power_w)
+        reused = bool(tx.sessions_by_tx_ref(station_id, event.station_tx_ref))
+        session, closed = _open(tx, station_id, event, at, max_power_w, reused)
         announce = session.connector_id is not None
     else:   # the site hears of a session once its EVSE is known
         announce = session.connector_id is None and event.connector_id is not None
@@ -100,7 +104,7 @@ def transaction_event(tx: StoreTx, *, station_id: str, event: TransactionEventIn
                                   session.transaction_id, None, event.readings, SOURCE, at,
                                   event.station_tx_ref))
     _record(tx, station_id, session.transaction_id, event, at)
-    session = _mark_sequence(tx, session, event.station_tx_ref, at)
+    session = _mark_sequence(tx, session, at)
     stopped = reopened = False
     if event.event_type == ENDED and session.state in (OPEN, CLOSED_IMPLICITLY):
         _stop(tx, session, event, at, max_power_w)
@@ -121,10 +125,40 @@ def transaction_event(tx: StoreTx, *, station_id: str, event: TransactionEventIn
                         stopped=stopped, reopened=reopened, closed=closed)
 
 
+def _session_of(tx: StoreTx, station_id: str, event: TransactionEventIn) -> SessionRow | None:
+    """The session this event belongs to; None: a transaction we have not seen yet.
+
+    The spec wants a station's transactionId unique; firmware that counts from 1 again after a
+    reboot reuses it, so the sessions of one id are told apart by time. A Started belongs to
+    the session that started at that instant, or to the first one still missing its Started
+    whose earliest event is not before it; otherwise it begins a new transaction. Any other
+    event goes to the latest session of the id that started at or before it."""
+    candidates = tx.sessions_by_tx_ref(station_id, event.station_tx_ref)
+    if not candidates:
+        return None
+    if event.event_type == STARTED:
+        waiting = []
+        for session in candidates:
+            started = from_db_time(session.start_time)
+            if STARTED_MISSING not in flags_of(session):
+                if started == event.timestamp:
+                    return session
+            elif started is None or started >= event.timestamp:
+                waiting.append(session)
+        return min(waiting, key=lambda s: s.start_time or "", default=None)
+    for session in reversed(candidates):
+        started = from_db_time(session.start_time)
+        if started is None or started <= event.timestamp:
+            return session
+    return candidates[0]
+
+
 def _open(tx: StoreTx, station_id: str, event: TransactionEventIn, at: datetime,
-          max_power_w: float) -> tuple[SessionRow, tuple[Closed, ...]]:
+          max_power_w: float, reused: bool) -> tuple[SessionRow, tuple[Closed, ...]]:
     """The first event we see of a transaction opens its session from what it says."""
     flags = set() if event.event_type == STARTED else {STARTED_MISSING}
+    if reused:
+        flags.add(REUSED_ID)
     closed: list[Closed] = []
     newer_start: datetime | None = None
     if event.connector_id is not None:
@@ -199,12 +233,11 @@ def _record(tx: StoreTx, station_id: str, transaction_id: int, event: Transactio
          event.trigger_reason, int(event.offline), db_time(event.timestamp), db_time(at)))
 
 
-def _mark_sequence(tx: StoreTx, session: SessionRow, station_tx_ref: str,
-                   at: datetime) -> SessionRow:
+def _mark_sequence(tx: StoreTx, session: SessionRow, at: datetime) -> SessionRow:
     """Flag a session whose events have a hole in their seqNo (or came offline); clear the
     flag once the missing events arrive."""
-    rows = tx.execute("SELECT seq_no, offline FROM transaction_events WHERE station_id = ? "
-                      "AND station_tx_ref = ?", (session.station_id, station_tx_ref)).fetchall()
+    rows = tx.execute("SELECT seq_no, offline FROM transaction_events WHERE transaction_id = ?",
+                      (session.transaction_id,)).fetchall()
     seq_nos = sorted({row[0] for row in rows})
     gap = bool(seq_nos) and seq_nos[-1] - seq_nos[0] + 1 != len(seq_nos)
     flags = flags_of(session)

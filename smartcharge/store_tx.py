@@ -196,12 +196,12 @@ class StoreTx:
              db_time(at), db_time(at)))
         return int(cursor.lastrowid)
 
-    def session_by_tx_ref(self, station_id: str, station_tx_ref: str) -> SessionRow | None:
-        """The session of a 2.0.1 station's own transaction id (at most one per station)."""
-        row = self._db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? "
-                               "AND station_tx_ref = ? ORDER BY transaction_id LIMIT 1",
-                               (station_id, station_tx_ref)).fetchone()
-        return SessionRow(*row) if row else None
+    def sessions_by_tx_ref(self, station_id: str, station_tx_ref: str) -> list[SessionRow]:
+        """The sessions of a 2.0.1 station's own transaction id, oldest first (one, unless
+        the station reused the id)."""
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
+            "station_tx_ref = ? ORDER BY transaction_id", (station_id, station_tx_ref))]
 
     def amend_session(self, transaction_id: int, at: datetime, **columns: Any) -> None:
         """Set what a late message told us about a session's start (2.0.1: a Started event or

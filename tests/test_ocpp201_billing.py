@@ -202,3 +202,34 @@ async def test_a_new_transaction_on_the_evse_closes_the_one_whose_end_was_lost(h
     old = [s for s in await sessions(harness) if s.station_tx_ref == "tx-N0"][0]
     assert old.state == "closed_implicitly"
     assert [s.state for s in await sessions(harness) if s.station_tx_ref == "tx-N2"] == ["open"]
+
+
+async def test_a_triggered_boot_is_no_reboot(harness, t0):
+    # BootNotification with reason Triggered answers our TriggerMessage: the station did not
+    # restart, its transactions go on
+    station = await station201(harness)
+    await station.send(tx_event("Started", "tx-T", 0, t0, register_wh=1000))
+    await station.boot(reason="Triggered")
+    [session] = await sessions(harness)
+    assert session.state == "open" and not of(harness, SessionStopped)
+
+
+async def test_a_transaction_id_reused_after_its_end_is_a_new_session(harness, t0):
+    # the spec wants it unique per station; firmware that counts from 1 after each reboot
+    # does not: a Started after that id's Ended is another transaction
+    station = await station201(harness)
+    await station.send(tx_event("Started", "1", 0, t0, register_wh=1000))
+    await station.send(tx_event("Ended", "1", 1, t0 + 10 * MIN, register_wh=2000))
+    await station.send(tx_event("Started", "1", 0, t0 + 60 * MIN, register_wh=2000))
+    await station.send(tx_event("Updated", "1", 1, t0 + 70 * MIN, register_wh=2500))
+    # a late copy of the first transaction's Updated still goes to the first session
+    await station.send(tx_event("Updated", "1", 1, t0 + 5 * MIN, register_wh=1400,
+                                offline=True))
+    first, second = await sessions(harness)
+    assert (first.state, first.energy_wh) == ("stopped", 1000)
+    assert second.state == "open" and "station_reused_transaction_id" in flags(second)
+    assert [r for r in await harness.store.run(lambda tx: tx.execute(
+        "SELECT transaction_id FROM meter_samples WHERE value_si = 1400").fetchall())] == [
+        (first.transaction_id,)]
+    assert [e.transaction_id for e in of(harness, SessionStarted)] == [
+        first.transaction_id, second.transaction_id]

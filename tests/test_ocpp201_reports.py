@@ -141,3 +141,27 @@ async def test_notify_report_and_notifications_are_stored(harness, t0):
         "SELECT kind, status FROM station_notifications ORDER BY id").fetchall())
     assert history == [("security", "FirmwareUpdated"), ("firmware", "Installed"),
                        ("log", "Uploaded")]
+
+
+async def test_other_station_messages_are_stored_and_acknowledged(harness, t0):
+    station = await station201(harness)
+    await station.send(call.NotifyEvent(generated_at=ocpp_time(t0), seq_no=0, event_data=[{
+        "event_id": 1, "timestamp": ocpp_time(t0), "trigger": "Alerting",
+        "actual_value": "true", "event_notification_type": "HardWiredNotification",
+        "component": {"name": "Connector", "evse": {"id": 1, "connector_id": 1}},
+        "variable": {"name": "Problem"}}]))
+    await station.send(call.ReservationStatusUpdate(reservation_id=3,
+                                                    reservation_update_status="Expired"))
+    schedule = await station.send(call.NotifyEVChargingSchedule(
+        time_base=ocpp_time(t0), evse_id=1, charging_schedule={
+            "id": 1, "charging_rate_unit": "W",
+            "charging_schedule_period": [{"start_period": 0, "limit": 11000.0}]}))
+    assert schedule.status == "Accepted"
+    await station.send(call.PublishFirmwareStatusNotification(status="Published"))
+    transfer = await station.send(call.DataTransfer(vendor_id="com.example", data="x"))
+    assert transfer.status == "UnknownVendorId"
+    kinds = [r["kind"] for r in await harness.store.run(lambda tx: reports(tx, "CP1"))]
+    assert kinds == ["NotifyEvent", "ReservationStatusUpdate", "NotifyEVChargingSchedule",
+                     "PublishFirmwareStatusNotification"]
+    transfers = await harness.store.run(lambda tx: tx.data_transfers("CP1"))
+    assert transfers[0]["vendor_id"] == "com.example"

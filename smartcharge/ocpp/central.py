@@ -145,10 +145,11 @@ class CentralSystemBase:
 
     # -- what every version's handlers share --------------------------------------------------
     async def record_boot(self, payload: dict, *, vendor: str, model: str,
-                          serial_number: str | None, firmware_version: str | None) -> bool:
-        """Store a BootNotification (Accepted for a declared station, else Pending) and close
-        the station's open sessions (a reboot ends them, as the ledger says); publish what
-        changed. Returns whether the boot is accepted."""
+                          serial_number: str | None, firmware_version: str | None,
+                          rebooted: bool = True) -> bool:
+        """Store a BootNotification (Accepted for a declared station, else Pending) and, when
+        the station `rebooted`, close its open sessions (a reboot ends them, as the ledger
+        says); publish what changed. Returns whether the boot is accepted."""
         now = self._ctx.clock.now()
         accepted = self._station is not None
         status = "Accepted" if accepted else "Pending"
@@ -156,7 +157,8 @@ class CentralSystemBase:
         def write(tx):
             tx.set_boot(self.id, status, now, payload, vendor=vendor, model=model,
                         serial_number=serial_number, firmware_version=firmware_version)
-            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w)
+            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w) if rebooted \
+                else ()
 
         closed = await self._ctx.store.run(write)
         self.boot_accepted = accepted

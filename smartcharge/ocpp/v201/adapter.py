@@ -48,9 +48,11 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
         payload = {"chargingStation": remove_nones({
             "vendorName": charging_station["vendor_name"], "model": charging_station["model"],
             "serialNumber": serial, "firmwareVersion": firmware}), "reason": reason}
+        # Triggered: the answer to our TriggerMessage, not a restart (transactions go on)
         accepted = await self.record_boot(payload, vendor=charging_station["vendor_name"],
                                           model=charging_station["model"],
-                                          serial_number=serial, firmware_version=firmware)
+                                          serial_number=serial, firmware_version=firmware,
+                                          rebooted=reason != "Triggered")
         return call_result.BootNotification(
             current_time=format_ocpp_time(self._ctx.clock.now()),
             interval=self._ctx.site.server.heartbeat_interval_s,

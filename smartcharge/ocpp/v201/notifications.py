@@ -9,6 +9,7 @@ answered, then published as a version-neutral domain event where something may a
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,12 @@ from typing import Any
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.routing import on
 from ocpp.v201 import call_result
-from ocpp.v201.enums import Action, NotifyEVChargingNeedsStatusEnumType
+from ocpp.v201.enums import (
+    Action,
+    DataTransferStatusEnumType,
+    GenericStatusEnumType,
+    NotifyEVChargingNeedsStatusEnumType,
+)
 
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.events import (
@@ -114,6 +120,61 @@ class NotificationHandlers:
                                             "generatedAt": generated_at, "seqNo": seq_no,
                                             **optional})
         return call_result.NotifyReport()
+
+    # -- kept as sent, nothing more: answered so the station does not retry -------------------
+    @on(Action.notify_event)
+    async def on_notify_event(self, **payload: Any) -> call_result.NotifyEvent:
+        await self._report("NotifyEvent", payload)   # 2.0.1 reports faults this way
+        return call_result.NotifyEvent()
+
+    @on(Action.notify_monitoring_report)
+    async def on_notify_monitoring_report(self, **payload: Any
+                                          ) -> call_result.NotifyMonitoringReport:
+        await self._report("NotifyMonitoringReport", payload)
+        return call_result.NotifyMonitoringReport()
+
+    @on(Action.notify_customer_information)
+    async def on_notify_customer_information(self, **payload: Any
+                                             ) -> call_result.NotifyCustomerInformation:
+        await self._report("NotifyCustomerInformation", payload)
+        return call_result.NotifyCustomerInformation()
+
+    @on(Action.notify_display_messages)
+    async def on_notify_display_messages(self, **payload: Any
+                                         ) -> call_result.NotifyDisplayMessages:
+        await self._report("NotifyDisplayMessages", payload)
+        return call_result.NotifyDisplayMessages()
+
+    @on(Action.reservation_status_update)
+    async def on_reservation_status_update(self, **payload: Any
+                                           ) -> call_result.ReservationStatusUpdate:
+        await self._report("ReservationStatusUpdate", payload)
+        return call_result.ReservationStatusUpdate()
+
+    @on(Action.notify_ev_charging_schedule)
+    async def on_notify_ev_charging_schedule(self, evse_id: int, **payload: Any
+                                             ) -> call_result.NotifyEVChargingSchedule:
+        # the schedule an ISO 15118 car chose from what we offered: kept for review
+        await self._report("NotifyEVChargingSchedule", {"evse_id": evse_id, **payload},
+                           evse_id, with_session=True)
+        return call_result.NotifyEVChargingSchedule(status=GenericStatusEnumType.accepted)
+
+    @on(Action.publish_firmware_status_notification)
+    async def on_publish_firmware_status(self, **payload: Any
+                                         ) -> call_result.PublishFirmwareStatusNotification:
+        await self._report("PublishFirmwareStatusNotification", payload)
+        return call_result.PublishFirmwareStatusNotification()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
+                               data: Any = None, custom_data: dict | None = None
+                               ) -> call_result.DataTransfer:
+        now = self._ctx.clock.now()
+        text = data if data is None or isinstance(data, str) else json.dumps(data)
+        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
+                                                                     message_id, text, now))
+        # we implement no vendor extension: the spec's answer for that is UnknownVendorId
+        return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 
     @on(Action.security_event_notification)
     async def on_security_event(self, type: str, timestamp: str, **optional: Any
