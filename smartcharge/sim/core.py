@@ -372,7 +372,9 @@ class StationCore(ProfileOperations, ChargingPhysics):
 
     # ---- reset ------------------------------------------------------------------------------
 
-    def request_reset(self, graceful: bool, stop_reason: str) -> None:
+    def reboot(self, graceful: bool, stop_reason: str) -> None:
+        """Stop every transaction (`stop_reason`), let the stops go out first when `graceful`,
+        close the connection and boot again; a car still plugged in starts a new session."""
         self._spawn(self._reset(graceful, stop_reason))
 
     async def _reset(self, graceful: bool, stop_reason: str) -> None:

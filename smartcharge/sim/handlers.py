@@ -54,7 +54,7 @@ class StationProtocol(ChargePoint):
     @after(Action.reset)
     def after_reset(self, type, **_):
         # only once the answer is on the wire: a reset closes the connection
-        self.station.reset(type)
+        self.station.request_reset(type)
 
     @on(Action.unlock_connector)
     def on_unlock(self, connector_id, **_):

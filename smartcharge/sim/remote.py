@@ -68,9 +68,9 @@ class RemoteControl:
         self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
         return "Unlocked"
 
-    def reset(self, kind: str) -> None:
+    def request_reset(self, kind: str) -> None:
         """After answering Reset: a soft one lets the stops go out first, a hard one not."""
-        self.request_reset(kind == "Soft", "SoftReset" if kind == "Soft" else "HardReset")
+        self.reboot(kind == "Soft", "SoftReset" if kind == "Soft" else "HardReset")
 
     _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
                     "DiagnosticsStatusNotification", "FirmwareStatusNotification")

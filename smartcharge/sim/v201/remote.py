@@ -103,7 +103,7 @@ class Remote201:
             self._reset_when_idle = True
             return
         self.boot_reason = "RemoteReset"
-        self.request_reset(kind == "OnIdle", "ImmediateReset")
+        self.reboot(kind == "OnIdle", "ImmediateReset")
 
     def unlock(self, evse_id: int, connector_id: int) -> str:
         state = self.connectors.get(evse_id)

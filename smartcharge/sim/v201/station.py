@@ -188,7 +188,7 @@ class SimStation201(Remote201, StationCore):
         if self._reset_when_idle and all(s.transaction is None for s in self.connectors.values()):
             self._reset_when_idle = False
             self.boot_reason = "ScheduledReset"
-            self.request_reset(True, "Reboot")
+            self.reboot(True, "Reboot")
         return tx
 
     def _event(self, tx: Tx201, event_type: str, trigger_reason: str, at: datetime,
