@@ -63,6 +63,11 @@ class Link201(Recording, ChargePoint):
         self._record("NotifyEVChargingNeeds", **payload)
         return call_result.NotifyEVChargingNeeds(status="Accepted")
 
+    @on(Action.notify_ev_charging_schedule)
+    def on_ev_schedule(self, **payload):
+        self._record("NotifyEVChargingSchedule", **payload)
+        return call_result.NotifyEVChargingSchedule(status="Accepted")
+
     @on(Action.report_charging_profiles)
     def on_report(self, **payload):
         self._record("ReportChargingProfiles", **payload)

@@ -153,6 +153,12 @@ async def test_iso15118_car_tells_its_needs_and_a_tx_profile_before_them_is_refu
         await csms.wait_until(lambda: csms.of("NotifyEVChargingNeeds"))
         link = csms.links["CS1"]
         assert await send(link, 1, profile(5, "TxProfile", 10, tx=tx_id)) == ("Accepted", None)
+        # the car takes it and says what it will follow (NotifyEVChargingSchedule)
+        await csms.wait_until(lambda: csms.of("NotifyEVChargingSchedule"))
+        followed = csms.of("NotifyEVChargingSchedule")[0]
+        assert followed["evse_id"] == 1
+        periods = followed["charging_schedule"]["charging_schedule_period"]
+        assert periods[0]["start_period"] == 0 and periods[0]["limit"] == 10
         # offline at plug-in: the needs never went out, so a TxProfile is refused
         await station.go_offline()
         await station.plug_in(2, SimEV(capacity_wh=60_000, soc=0.5, iso15118=True), "TAG-OK")

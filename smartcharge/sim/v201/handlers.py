@@ -104,6 +104,10 @@ class StationProtocol201(ChargePoint):
         status, info = self.station.set_charging_profile(evse_id, charging_profile)
         return call_result.SetChargingProfile(status=status, status_info=info)
 
+    @after(Action.set_charging_profile)
+    def after_set_charging_profile(self, **_):
+        self.station.run_deferred()
+
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(self, charging_profile_id=None,
                                   charging_profile_criteria=None, **_):

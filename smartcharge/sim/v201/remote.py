@@ -60,6 +60,7 @@ class Remote201:
         if profile is not None and tx is not None:
             # the central system could not know the id yet: the profile is for this one
             self.set_charging_profile(evse_id, {**profile, "transaction_id": tx.transaction_id})
+            self.run_deferred()        # nothing to answer first here
 
     def _start_remote_pending(self, evse_id: int, id_tag: str) -> None:
         self.start_transaction(evse_id, id_tag,
@@ -169,6 +170,10 @@ class Remote201:
                 raise ProfileRejected("the car's NotifyEVChargingNeeds was not sent yet "
                                       "(K15.FR.17)", "NoChargingNeeds")
             self.install_profile(profile, replace_same_level=False)
+            if profile.purpose == TX and state is not None and state.ev is not None \
+                    and state.ev.iso15118:
+                # the car takes the schedule and says which it will follow (K15/K17)
+                self._deferred.append(lambda: self._send_ev_schedule(evse_id))
         except ProfileRejected as error:
             return self._rejected(error.reason_code, str(error))
         except (ValueError, KeyError, TypeError) as error:

@@ -222,6 +222,24 @@ class SimStation201(Remote201, StationCore):
 
     # ---- ISO 15118 --------------------------------------------------------------------------
 
+    def _send_ev_schedule(self, evse_id: int) -> None:
+        """NotifyEVChargingSchedule: the schedule the car will follow, the composite limit
+        from now to its departure (at most a day)."""
+        state = self.connectors[evse_id]
+        if state.ev is None or state.transaction is None:
+            return
+        now = self.clock.now()
+        departure = state.ev.departure
+        duration_s = 86_400 if departure is None else int(
+            min(max((departure - now).total_seconds(), 60), 86_400))
+        schedule = self.composite_schedule_201(evse_id, duration_s, "A")
+        request = call.NotifyEVChargingSchedule(
+            time_base=schedule["schedule_start"], evse_id=evse_id,
+            charging_schedule={"id": 1, "charging_rate_unit": schedule["charging_rate_unit"],
+                               "duration": duration_s,
+                               "charging_schedule_period": schedule["charging_schedule_period"]})
+        self._enqueue(Outgoing("NotifyEVChargingSchedule", lambda: request, now, durable=False))
+
     def _send_needs(self, evse_id: int, at: datetime) -> None:
         """NotifyEVChargingNeeds as the car told them over ISO 15118 (queued behind the
         transaction's Started event, so the central system knows the transaction first)."""
