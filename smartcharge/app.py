@@ -16,6 +16,7 @@ from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.ports import port_factory
 from smartcharge.ocpp.registry import StationRegistry
+from smartcharge.openadr.setup import setup_openadr
 from smartcharge.retention import setup_retention
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
@@ -67,5 +68,6 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     if smart_charging:
         setup_site_control(app, settings=control, dispatch_settings=dispatch)
         api.add_site_routes(app)
+        setup_openadr(app)    # the site's VENs (site file [[openadr]]) feed its limits
     setup_dashboard(app)
     return app

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from smartcharge import config_openadr
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.credentials import SecretFormatError, check_format, is_hashed
 from smartcharge.model import (
@@ -36,7 +37,7 @@ _STATION_ID = re.compile(r"^[A-Za-z0-9._\-*#@+|=]+$")  # no ':' (Basic auth user
 
 API_ROLES = ("reader", "operator", "utility", "admin")   # see api/auth.py
 _TOP_LEVEL = {"site", "server", "grid", "circuits", "stations", "auth", "session_defaults",
-              "api", "cap_schedule"}
+              "api", "cap_schedule", "openadr"}
 
 
 class ConfigError(ValueError):
@@ -187,6 +188,8 @@ class _Reader:
             cap_schedule=self.cap_schedule(data.get("cap_schedule")),
             **{f"{role}_tokens": self.api_tokens(api, role) for role in API_ROLES},
             server=self.server(data.get("server")),
+            openadr=config_openadr.programs(self, data.get("openadr"), circuit_ids,
+                                            self._base_dir),
         )
 
     def api_tokens(self, api: dict, role: str) -> frozenset[str]:

@@ -87,6 +87,36 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class OpenAdrProgram:
+    """A utility's demand-response program the site's VEN takes part in (`[[openadr]]`,
+    docs/openadr.md). Signals become limits named "openadr:<program>/<event>"."""
+
+    program: str                       # our name for it: the sources' "openadr:<program>/..."
+    version: str                       # "2.0b" or "3"
+    vtn_url: str
+    ven_name: str
+    ven_id: str | None = None          # 2.0b: assigned at registration when not given
+    circuit: str = GRID_CIRCUIT_ID     # where its limits apply: the grid connection or a circuit
+    poll_interval_s: float = 30.0      # real seconds between polls (2.0b: the VTN may ask less)
+    report_interval_s: float = 60.0    # real seconds between load reports
+    opt_in: bool = True                # False: the VEN answers optOut and applies nothing
+    randomize_start: bool = True       # follow the event's startafter/randomizeStart window
+    simple_levels_w: tuple[float, float, float] | None = None   # SIMPLE 1..3 [W], explicit
+    simple_levels: tuple[float, float, float] = (0.75, 0.5, 0.0)  # else fractions of the cap
+    # 2.0b: TLS client certificate and key, the CA of the VTN's server certificate, the
+    # fingerprint of the VTN's signing certificate (messages are checked against it)
+    cert: str | None = None
+    key: str | None = None
+    ca_file: str | None = None
+    vtn_fingerprint: str | None = None
+    # 3: OAuth2 client credentials (token_url, client_id, client_secret) or a bearer token
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    bearer_token: str | None = None
+
+
+@dataclass(frozen=True)
 class Site:
     name: str
     circuits: tuple[Circuit, ...]      # root (the grid connection) first, parents before children
@@ -101,6 +131,7 @@ class Site:
     utility_tokens: frozenset[str] = frozenset()
     admin_tokens: frozenset[str] = frozenset()
     server: ServerSettings = field(default_factory=ServerSettings)
+    openadr: tuple[OpenAdrProgram, ...] = ()
 
     @property
     def root(self) -> Circuit:

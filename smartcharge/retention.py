@@ -1,6 +1,8 @@
 """Retention of raw inbound messages: the `inbound_messages` table keeps every billing message
 as received (audit, and recognising a re-sent message as a duplicate); rows older than
-`server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`.
+`server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`, with the
+information-only reports of 2.0.1 stations (`store_reports.PRUNABLE_KINDS`: device models,
+event streams).
 
 Only old rows go. A station re-sends an unacknowledged message within seconds to hours (its
 offline queue), far inside any retention period; the sessions, samples and billed energy the
@@ -17,6 +19,7 @@ from datetime import timedelta
 from aiohttp import web
 
 from smartcharge.appkeys import CLOCK, STORE
+from smartcharge.store_reports import prune_reports
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +28,11 @@ PRUNE_EVERY_S = 3600.0
 
 async def prune_inbound(app: web.Application, retention_days: float) -> int:
     before = app[CLOCK].now() - timedelta(days=retention_days)
-    pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before))
+    pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before)
+                                  + prune_reports(tx, before))
     if pruned:
-        log.info("retention: pruned %d inbound message(s) received before %s", pruned,
-                 before.isoformat())
+        log.info("retention: pruned %d inbound message(s) and report(s) received before %s",
+                 pruned, before.isoformat())
     return pruned
 
 

@@ -27,6 +27,7 @@ class EventRow:
     reduction_w: float | None
     priority: int
     cancelled: bool
+    circuit_id: str | None = None      # None: the grid connection
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,15 @@ def save_event(tx: StoreTx, event: EventRow, *, at: datetime) -> None:
     """Insert or replace one demand-response event (an update or cancellation too)."""
     tx.execute(
         "INSERT INTO dr_events (event_id, start_time, end_time, limit_w, reduction_w, priority, "
-        "cancelled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "cancelled, circuit_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (event_id) DO UPDATE SET start_time = excluded.start_time, "
         "end_time = excluded.end_time, limit_w = excluded.limit_w, "
         "reduction_w = excluded.reduction_w, priority = excluded.priority, "
-        "cancelled = excluded.cancelled, updated_at = excluded.updated_at",
+        "cancelled = excluded.cancelled, circuit_id = excluded.circuit_id, "
+        "updated_at = excluded.updated_at",
         (event.event_id, db_time(event.start), db_time(event.end), event.limit_w,
-         event.reduction_w, event.priority, int(event.cancelled), db_time(at), db_time(at)))
+         event.reduction_w, event.priority, int(event.cancelled), event.circuit_id,
+         db_time(at), db_time(at)))
 
 
 def set_need(tx: StoreTx, transaction_id: int, *, requested_wh: float | None,
@@ -131,11 +134,12 @@ def load(tx: StoreTx) -> Obligations:
                            "SELECT start_time, end_time, limit_w FROM site_cap_windows "
                            "ORDER BY position")]
     out.events = [EventRow(event_id, from_db_time(start), from_db_time(end), limit_w,
-                           reduction_w, priority, bool(cancelled))
-                  for event_id, start, end, limit_w, reduction_w, priority, cancelled
+                           reduction_w, priority, bool(cancelled), circuit_id)
+                  for event_id, start, end, limit_w, reduction_w, priority, cancelled,
+                  circuit_id
                   in tx.execute("SELECT event_id, start_time, end_time, limit_w, reduction_w, "
-                                "priority, cancelled FROM dr_events ORDER BY start_time, "
-                                "event_id")]
+                                "priority, cancelled, circuit_id FROM dr_events "
+                                "ORDER BY start_time, event_id")]
     out.needs = {tid: NeedRow(tid, requested_wh, from_db_time(departure))
                  for tid, requested_wh, departure in tx.execute(
                      "SELECT transaction_id, requested_wh, departure FROM session_needs")}

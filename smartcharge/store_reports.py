@@ -10,6 +10,11 @@ from typing import Any
 
 from smartcharge.store_tx import StoreTx, db_time
 
+# information only, and large (a whole device model, event streams): pruned by age with the raw
+# inbound messages; an EV's needs, external limits, reported profiles and security events stay
+PRUNABLE_KINDS = ("NotifyReport", "NotifyEvent", "NotifyMonitoringReport",
+                  "NotifyCustomerInformation", "NotifyDisplayMessages")
+
 
 def insert_report(tx: StoreTx, station_id: str, kind: str, payload: dict, at: datetime, *,
                   connector_id: int | None = None, transaction_id: int | None = None) -> int:
@@ -30,3 +35,10 @@ def reports(tx: StoreTx, station_id: str, kind: str | None = None) -> list[dict[
     rows = tx.execute(query + " ORDER BY id", args).fetchall()
     return [{"id": row[0], "kind": row[1], "connector_id": row[2], "transaction_id": row[3],
              "payload": json.loads(row[4]), "received_at": row[5]} for row in rows]
+
+
+def prune_reports(tx: StoreTx, before: datetime) -> int:
+    """Forget the information-only reports received before `before`; returns how many."""
+    marks = ", ".join("?" * len(PRUNABLE_KINDS))
+    return tx.execute(f"DELETE FROM station_reports WHERE kind IN ({marks}) AND "
+                      "received_at < ?", (*PRUNABLE_KINDS, db_time(before))).rowcount

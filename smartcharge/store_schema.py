@@ -205,4 +205,18 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX transaction_events_by_session ON transaction_events (transaction_id, seq_no);
     """,
+    # 7: OpenADR VENs (issue 11): what each VEN knows of its VTN, shown across a restart
+    """
+    CREATE TABLE openadr_vens (
+        program             TEXT PRIMARY KEY,
+        version             TEXT NOT NULL,
+        vtn_url             TEXT NOT NULL,   -- ids from another VTN are not reused
+        ven_id              TEXT,
+        registration_id     TEXT,
+        state               TEXT NOT NULL,
+        last_poll_ok        TEXT,            -- the last answer the VTN gave (site time)
+        updated_at          TEXT NOT NULL
+    );
+    ALTER TABLE dr_events ADD COLUMN circuit_id TEXT;   -- NULL: the grid connection
+    """,
 )

@@ -60,6 +60,10 @@ def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 6
         "dr_events": [{"id": "dr-17", "start": iso(T0 + timedelta(minutes=20)),
                        "end": iso(T0 + timedelta(hours=2)), "limit_w": 40000, "reduction_w": None,
                        "priority": 0, "state": "active"}],
+        "vens": [{"program": "evening-peak", "version": "2.0b", "vtn_url": "https://vtn.example",
+                  "state": "unreachable", "last_poll_ok": iso(T0 + timedelta(minutes=25)),
+                  "last_error": "OadrPoll: no valid answer", "failures": 4, "opts": {},
+                  "reports_sent": 3, "ven_id": "v1", "registration_id": "r1"}],
         "stats": {"profiles_sent": 120, "replans": 40, "violations": 0},
     }
 
@@ -174,6 +178,9 @@ async def test_page_loads_and_shows_the_site(site_server, browser, tmp_path):
     assert await page.evaluate("document.querySelectorAll('#sessions tbody tr').length") == 4
     assert "utility" in await page.evaluate("document.getElementById('limit-binding').textContent")
     assert "dr-17" in await page.evaluate("document.getElementById('dr-events').textContent")
+    # the VEN's state and its last successful poll (the VTN is away: its events still hold)
+    assert await page.evaluate("document.getElementById('vens').textContent") == \
+        "OpenADR 2.0b evening-peakunreachablelast poll 12:25 UTC"
     assert await page.evaluate("document.getElementById('stations-online').textContent") == "3 / 3"
     assert await page.evaluate("document.getElementById('violations').textContent") == "0"
     bound_by = await page.evaluate("document.querySelector('#connectors tbody tr td:last-child').textContent")

@@ -145,7 +145,8 @@ def _previous_run_left(db_path: Path) -> None:
 
 
 def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
-    """Two hours of the demo site at 240x over real sockets: the utility's event is accepted,
+    """Two hours of the demo site at 240x over real sockets: the utility's OpenADR event is
+    accepted,
     profiles are sent, the measured draws never exceed a limit, and the plot is a PNG."""
     out_dir = tmp_path / "out"
     port = _free_port()
@@ -159,7 +160,9 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assert f"http://127.0.0.1:{port}/" in output
     assert "API open without tokens (--insecure-open-api, loopback only)" in output
     assert "limit violations:   0 " in output
-    assert "accepted (HTTP 201)" in output
+    # the evening event comes from the OpenADR 2.0b VTN the demo starts; the VEN reports back
+    assert "accepted (OpenADR 2.0b, stored as openadr:demo-utility/utility-evening-peak" in output
+    assert int(output.split(" load reports at the VTN")[0].rsplit(";", 1)[1]) >= 1
     # a mixed fleet: both OCPP versions under the same breakers, billed exactly, ISO 15118
     # cars telling their needs themselves
     assert "11 speak OCPP 1.6, 9 speak OCPP 2.0.1" in output

@@ -31,23 +31,13 @@ async def _messages(path: str, ages_days: list[float]) -> None:
 async def test_old_inbound_messages_are_pruned_at_start_recent_ones_kept(tmp_path):
     path = str(tmp_path / "ret.sqlite")
     await _messages(path, [400, 91, 89, 1, 0])
-    site = make_site()
-    app = create_app(site, db_path=path, clock=AcceleratedClock(T0, speed=1.0),
-                     smart_charging=False)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        store = app[__import__("smartcharge.appkeys", fromlist=["STORE"]).STORE]
 
-        async def keys():
-            return await store.read(lambda tx: [r[0] for r in tx._db.execute(
-                "SELECT message_key FROM inbound_messages ORDER BY message_key")])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while len(await keys()) != 3:
-            assert loop.time() < deadline, await keys()
-            await asyncio.sleep(0.01)
-        assert await keys() == ["key-2", "key-3", "key-4"]
+    async def keys(store):
+        return await store.read(lambda tx: [r[0] for r in tx._db.execute(
+            "SELECT message_key FROM inbound_messages ORDER BY message_key")])
+    server, store, found = await _started_and_pruned(path, keys, 3)
+    try:
+        assert found == ["key-2", "key-3", "key-4"]
         # a recent message re-sent is still a duplicate: its stored answer comes back
         assert await store.run(lambda tx: tx.seen_message("CP1", "MeterValues", "key-3")) == {}
     finally:
@@ -64,3 +54,44 @@ def test_retention_is_configurable_and_checked():
     from smartcharge.config import ConfigError
     with pytest.raises(ConfigError, match="inbound_retention_days"):
         parse_site('[server]\ninbound_retention_days = 0\n' + base)
+
+
+async def _started_and_pruned(path: str, rows, count: int):
+    """Start the app on the database at `path` and wait until `rows(store)` has `count` rows
+    (the prune at start is through); the server, the store and those rows."""
+    app = create_app(make_site(), db_path=path, clock=AcceleratedClock(T0, speed=1.0),
+                     smart_charging=False)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    store = app[__import__("smartcharge.appkeys", fromlist=["STORE"]).STORE]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(found := await rows(store)) != count:
+        assert loop.time() < deadline, found
+        await asyncio.sleep(0.01)
+    return server, store, found
+
+
+async def test_bulky_2_0_1_reports_are_pruned_obligations_and_audit_kept(tmp_path):
+    # a device model (NotifyReport) or event stream (NotifyEvent) can be large and is only
+    # information; an EV's needs, external limits and security events are kept
+    from smartcharge.store_reports import insert_report, reports
+    path = str(tmp_path / "rep.sqlite")
+    store = await SqliteStore.open(path)
+    old, recent = T0 - timedelta(days=200), T0 - timedelta(days=1)
+
+    def write(tx):
+        for kind in ("NotifyReport", "NotifyEvent", "NotifyEVChargingNeeds",
+                     "NotifyChargingLimit", "SecurityEventNotification"):
+            insert_report(tx, "CP1", kind, {"age": "old"}, old)
+        insert_report(tx, "CP1", "NotifyReport", {"age": "recent"}, recent)
+    await store.run(write)
+    await store.close()
+
+    async def kept(store):
+        return [(r["kind"], r["payload"]["age"])
+                for r in await store.read(lambda tx: reports(tx, "CP1"))]
+    server, _, found = await _started_and_pruned(path, kept, 4)
+    await server.close()
+    assert found == [("NotifyEVChargingNeeds", "old"), ("NotifyChargingLimit", "old"),
+                     ("SecurityEventNotification", "old"), ("NotifyReport", "recent")]

@@ -63,17 +63,23 @@ def _client_context(ca: Authority, client: tuple | None) -> ssl.SSLContext:
     return context
 
 
-async def _connect(port: int, station_id: str, context: ssl.SSLContext) -> int | dict:
+BOOTS = {"ocpp1.6": {"chargePointVendor": "V", "chargePointModel": "M"},
+         "ocpp2.0.1": {"reason": "PowerUp", "chargingStation": {"vendorName": "V",
+                                                                "model": "M"}}}
+
+
+async def _connect(port: int, station_id: str, context: ssl.SSLContext,
+                   protocol: str = "ocpp1.6") -> int | dict:
     """The handshake's HTTP status when refused, else the BootNotification answer."""
     async with aiohttp.ClientSession() as http:
         try:
             ws = await http.ws_connect(f"wss://127.0.0.1:{port}/ocpp/{station_id}",
-                                       protocols=("ocpp1.6",), ssl=context)
+                                       protocols=(protocol,), ssl=context)
         except aiohttp.WSServerHandshakeError as refused:
             return refused.status
         async with ws:
-            await ws.send_str(json.dumps([2, "b", "BootNotification", {
-                "chargePointVendor": "V", "chargePointModel": "M"}]))
+            assert ws.protocol == protocol
+            await ws.send_str(json.dumps([2, "b", "BootNotification", BOOTS[protocol]]))
             while True:
                 frame = json.loads((await ws.receive(timeout=10)).data)
                 if frame[0] == 3 and frame[1] == "b":
@@ -86,6 +92,10 @@ async def test_right_certificate_connects_without_basic_auth(profile3):
         answer = await _connect(port, station_id, _client_context(
             ca, ca.issue(station_id, f"client-{station_id}")))
         assert answer["status"] == "Accepted", station_id
+    # a 2.0.1 station is held to the same profile 3
+    answer = await _connect(port, "CP1", _client_context(ca, ca.issue("CP1", "client-201")),
+                            "ocpp2.0.1")
+    assert answer["status"] == "Accepted"
 
 
 async def test_no_client_certificate_is_refused(profile3):
@@ -97,6 +107,7 @@ async def test_certificate_of_another_station_is_refused(profile3):
     ca, port = profile3
     other = ca.issue("CP1", "client-cp1")
     assert await _connect(port, "CP2", _client_context(ca, other)) == 403
+    assert await _connect(port, "CP2", _client_context(ca, other), "ocpp2.0.1") == 403
 
 
 async def test_certificate_from_another_ca_fails_the_tls_handshake(profile3, tmp_path):

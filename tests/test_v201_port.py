@@ -171,6 +171,8 @@ async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(
                               dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
         async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
             first = (await _set_up(server, station)).port
+            # the station maximum, two fail-safes and the two idle shares of the first round
+            await wait_until(lambda: len(station.table.profiles) == 5, 10, "the idle shares")
             kept = list(station.table.profiles.values())
         registry = server.dispatcher.registry
         await wait_until(lambda: registry.get("CP201") is None, 10, "CP201 gone")
@@ -182,6 +184,10 @@ async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(
                              "set up again on the new connection")
             await wait_until(lambda: len(again.of("GetCompositeSchedule")) >= 2, 10,
                              "both fail-safes re-sent and checked")
+            kept_ids = {p["id"] for _, p in kept}
+            await wait_until(lambda: kept_ids <= {r["chargingProfile"]["id"] for r in
+                                                  again.of("SetChargingProfile")}, 10,
+                             "every layer re-sent")
             assert again.table.refusals == [] and control.port.foreign == set()
             assert not again.of("ClearChargingProfile")
             assert sorted(again.table.profiles) == sorted(p["id"] for _, p in kept)

@@ -146,8 +146,9 @@ def route(app: web.Application, method: str, path: str,
           handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
           roles: Iterable[str]) -> None:
     """Register an API route together with the roles that may call it."""
-    app.router.add_route(method, path, handler)
-    app[AUTH].policy[(method.upper(), path)] = frozenset(roles)
+    added = app.router.add_route(method, path, handler)
+    # keyed like the lookup below: the canonical path ("{id:.+}" -> "{id}")
+    app[AUTH].policy[(method.upper(), added.resource.canonical)] = frozenset(roles)
 
 
 @web.middleware

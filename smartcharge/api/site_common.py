@@ -10,10 +10,9 @@ from aiohttp import web
 
 from smartcharge.api.errors import ApiError
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.site.obligations import ObligationWriter, StoreUnavailable
+from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.site.setup import CONTROLLER
-
-WRITER = web.AppKey("site_api_writer", ObligationWriter)
+from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
 
 

@@ -20,13 +20,14 @@ from aiohttp import web
 from smartcharge import store_obligations as ob
 from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
-from smartcharge.api.site_common import WRITER, commit as _commit, controller as _controller
+from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
 from smartcharge.api.site_common import time_field as _time
-from smartcharge.appkeys import STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
-from smartcharge.site.obligations import ObligationWriter, event_row
+from smartcharge.site.obligations import event_row
+
+OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -107,6 +108,9 @@ async def post_event(request: web.Request) -> web.Response:
     if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
                                  or len(event_id) > 100):
         raise ApiError(422, "invalid_body", "id: must be a non-empty string (up to 100 chars)")
+    if event_id is not None and event_id.startswith(OPENADR_PREFIX):
+        raise ApiError(422, "invalid_body", f"id: {OPENADR_PREFIX}... names events the site's "
+                       "OpenADR VENs received; choose another id")
     controller = _controller(request)
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
@@ -153,6 +157,9 @@ async def put_event(request: web.Request) -> web.Response:
     controller = _controller(request)
     event_id = request.match_info["event_id"]
     _known_event(controller, event_id)
+    if event_id.startswith(OPENADR_PREFIX):    # its VTN modifies it; DELETE still cancels it
+        raise ApiError(409, "conflict", f"{event_id!r} is an OpenADR event: its VTN modifies "
+                       "it (DELETE cancels it here)")
     event = _event_from(await _json_body(request), event_id)
     now = controller.clock.now()
     await _commit(request, lambda: _known_event(controller, event_id),
@@ -224,14 +231,14 @@ async def put_session(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[WRITER] = ObligationWriter(lambda: app[STORE])
+    # the obligation writer (WRITER) is the site's, made by setup_site_control
     route(app, "GET", "/api/site/cap", get_cap, READ)
     route(app, "PUT", "/api/site/cap", put_cap, OPERATE)
     route(app, "GET", "/api/site/cap-schedule", get_cap_schedule, READ)
     route(app, "PUT", "/api/site/cap-schedule", put_cap_schedule, OPERATE)
     route(app, "POST", "/api/demand-response/events", post_event, DR_WRITE)
     route(app, "GET", "/api/demand-response/events", list_events, DR_READ)
-    route(app, "GET", "/api/demand-response/events/{event_id}", get_event, DR_READ)
-    route(app, "PUT", "/api/demand-response/events/{event_id}", put_event, DR_WRITE)
-    route(app, "DELETE", "/api/demand-response/events/{event_id}", delete_event, DR_WRITE)
+    route(app, "GET", "/api/demand-response/events/{event_id:.+}", get_event, DR_READ)
+    route(app, "PUT", "/api/demand-response/events/{event_id:.+}", put_event, DR_WRITE)
+    route(app, "DELETE", "/api/demand-response/events/{event_id:.+}", delete_event, DR_WRITE)
     route(app, "PUT", "/api/sessions/{transaction_id}", put_session, OPERATE)

@@ -2,11 +2,13 @@
 
 It starts the real server (central system, site controller, dashboard) on 127.0.0.1, connects
 the simulated stations of the demo site over real WebSockets, lets seeded cars arrive and leave,
-has the utility send an evening demand-response event through the REST API, and measures the
+has the utility send an evening demand-response event from its OpenADR 2.0b VTN (or through the
+REST API with `--dr-via rest`), and measures the
 site's real draw against every limit the whole time. At the end: a summary and a PNG plot.
 
 The parts: `arguments.py` (flags), `scenario.py` (the seeded day: cars, the utility's event),
 `run.py` (server, fleet, the day's script), `actors.py` (drivers and the utility),
+`utility_vtn.py` (the utility's VTN),
 `measure.py` (draws against every limit), `report.py` (the limit accounting), `summary.py` and
 `plot.py` (the end), `__main__.py` (`python -m smartcharge.demo`).
 """

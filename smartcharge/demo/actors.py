@@ -123,7 +123,10 @@ async def close_day(demo: Demo) -> None:
 
 
 async def send_demand_response(demo: Demo, dr: DemandResponsePlan) -> None:
-    """As a utility would: HTTP POST with the utility's token."""
+    """As a utility would: from its OpenADR VTN, or an HTTP POST with the utility's token."""
+    if demo.vtn is not None:
+        await _send_openadr(demo, dr)
+        return
     tokens = sorted(demo.site.utility_tokens)
     headers = {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
     body = {"id": dr.event_id, "start": format_ocpp_time(dr.start),
@@ -146,3 +149,27 @@ async def send_demand_response(demo: Demo, dr: DemandResponsePlan) -> None:
     demo.dr_answer = f"accepted (HTTP {status})"
     print(f"  {known:%H:%M}  utility: demand-response event {dr.event_id!r} "
           f"{dr.start:%H:%M}–{dr.end:%H:%M}, limit {kw(dr.limit_w)} — HTTP {status}")
+
+
+async def _send_openadr(demo: Demo, dr: DemandResponsePlan) -> None:
+    """The VTN publishes the event; the site has it once its VEN polled and stored it."""
+    from smartcharge.demo.utility_vtn import site_event_id
+    from smartcharge.site.setup import CONTROLLER
+
+    demo.vtn.send(dr.event_id, dr.start, dr.end, dr.limit_w)
+    controller = demo.app[CONTROLLER]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30.0
+    while controller.limits.event(site_event_id(dr.event_id)) is None:
+        if loop.time() > deadline:
+            demo.dr_answer = "failed: the VEN did not receive it within 30 s"
+            print(f"  utility: OpenADR event {dr.event_id!r} not received by the site")
+            return
+        await asyncio.sleep(0.05)
+    known = demo.clock.now()
+    demo.limits.add(TimedLimit(dr.start, dr.end, dr.limit_w, dr.event_id, known_since=known))
+    opt = demo.vtn.opts.get(dr.event_id)
+    demo.dr_answer = (f"accepted (OpenADR 2.0b, stored as {site_event_id(dr.event_id)}"
+                      + (f", {opt}" if opt else "") + ")")
+    print(f"  {known:%H:%M}  utility: OpenADR 2.0b event {dr.event_id!r} "
+          f"{dr.start:%H:%M}–{dr.end:%H:%M}, limit {kw(dr.limit_w)} — stored by the site's VEN")

@@ -33,6 +33,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="seed for the cars (same seed, same day)")
     parser.add_argument("--dr-notice-min", type=float, default=30.0,
                         help="minutes between the utility's announcement and the event (0: at once)")
+    parser.add_argument("--dr-via", choices=("openadr", "rest"), default="openadr",
+                        help="how the utility sends its event: from an OpenADR 2.0b VTN the demo "
+                             "starts (default) or POST /api/demand-response/events")
     parser.add_argument("--mixed-phase-cars", action=argparse.BooleanOptionalAction,
                         default=True,
                         help="single-phase cars take three-phase bays too, loading one phase "

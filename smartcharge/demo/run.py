@@ -77,6 +77,8 @@ class Demo:
         self.dr_answer = ""
         self.need_tasks: set[asyncio.Task] = set()
         self.explained = 0
+        self.vtn = None          # the utility's OpenADR VTN (--dr-via openadr)
+        self.app = None
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -90,7 +92,17 @@ class Demo:
         for stale in data_dir.glob("smartcharge-demo.sqlite*"):
             stale.unlink()
         self.clock = AcceleratedClock(self.start, args.speed)
-        runner, port = await self._serve(db_path)
+        if self.dr is not None and getattr(args, "dr_via", "openadr") == "openadr":
+            from smartcharge.demo.utility_vtn import UtilityVtn
+            self.vtn = UtilityVtn("127.0.0.1")   # only the site in this process talks to it
+            await self.vtn.start()
+            self.site = self.vtn.site_with_program(self.site)   # the site becomes its VEN
+        try:
+            runner, port = await self._serve(db_path)
+        except BaseException:
+            if self.vtn is not None:
+                await self.vtn.stop()
+            raise
         self.base_url = f"http://{args.host}:{port}"
         from smartcharge.sim.fleet import Fleet
 
@@ -105,6 +117,8 @@ class Demo:
         print(f"  OCPP: {summary.protocol_line(self.protocols)}")
         if self.open_api:
             print("  API open without tokens (--insecure-open-api, loopback only)")
+        if self.vtn is not None:
+            print(f"  utility: OpenADR 2.0b VTN at {self.vtn.url}; the site is its VEN")
         print(f"  {args.hours:g} h of site time from {format_ocpp_time(self.start)} at {args.speed:g}x "
               f"(~{args.hours * 3600 / args.speed:.0f} s), {len(self.visits)} car visits, "
               f"SQLite in {data_dir}")
@@ -130,6 +144,8 @@ class Demo:
                 task.cancel()
             await runner.cleanup()     # the server first: no profile sends to closing stations
             await fleet.stop()
+            if self.vtn is not None:
+                await self.vtn.stop()
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
         return summary.summarise(self, stats, bills, time.monotonic() - real_start)
@@ -139,6 +155,7 @@ class Demo:
 
         app = create_app(self.site, db_path=str(db_path), clock=self.clock,
                          control=DEMO_CONTROLLER_SETTINGS, insecure_open_api=self.open_api)
+        self.app = app
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         tcp = web.TCPSite(runner, self.args.host, self.args.port)

@@ -75,6 +75,8 @@ def summarise(demo: Demo, stats: dict, bills: BillingCheck | None, real_s: float
                f"limit {kw(demo.dr.limit_w)}: {demo.dr_answer or 'not reached in this run'}"
         if dr_peak is not None:
             line += f"; peak during it {kw(dr_peak.site_load_w)}"
+        if demo.vtn is not None:
+            line += f"; {len(demo.vtn.load_reports_kw)} load reports at the VTN"
         print(line)
     print(f"  limit violations:   {len(violations)} (measured draws checked every "
           f"{SAMPLE_EVERY_S:g} s of site time against the grid limit and every breaker; "

@@ -28,9 +28,10 @@ from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.limits import LimitSource, SiteLimits
-from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
+from smartcharge.site.prices import SitePrices
+from smartcharge.site.reading import SiteReading, read_site
 from smartcharge.site.snapshot import view_model
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
@@ -73,6 +74,9 @@ class SiteController:
         self.topology = SiteTopology(site)
         uncapped_w = sum(self.topology.max_power_w(r) for r in self.topology.refs)
         self.limits = SiteLimits(site, uncapped_w=uncapped_w)
+        self.prices = SitePrices()     # price signals (OpenADR) for the optimizer's cost term
+        # the VENs' state for the dashboard (program -> status at a moment), set by openadr/
+        self.ven_status: dict[str, object] = {}
         self.state = st.SiteState(site)
         self.stats = Stats()
         self.plan: Plan | None = None
@@ -273,6 +277,13 @@ class SiteController:
         t = len(starts)
         root_w, root_sources = self.limits.effective_root_limit_w(starts, ends)
         node_w, node_a = topo.node_limits(root_w)
+        circuit_sources = {}     # node -> the DR event on it that is lowest now
+        for circuit_id in self.limits.circuits_limited() & set(topo.node_ids[1:]):
+            node = topo.node_ids.index(circuit_id)     # DR events on a circuit (OpenADR)
+            values, sources = self.limits.circuit_limit_w(circuit_id, starts, ends)
+            if sources[0] is not None and values[0] < node_w[node, 0]:
+                circuit_sources[node] = sources[0]
+            node_w[node] = np.minimum(node_w[node], values)
         controlled: list[ConnectorRef] = []
         fixed: dict[ConnectorRef, float] = {}
         for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
@@ -326,7 +337,7 @@ class SiteController:
         built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
                  "transaction_id": {r: self.state.sessions[r].transaction_id
                                     for r in controlled},
-                 "phase_use": use}
+                 "phase_use": use, "circuit_sources": circuit_sources}
         max_matrix = np.repeat(max_w[:, None], t, axis=1)
         for i, ref in enumerate(controlled):
             cap = self.reports.cap_w(ref, starts, ends, int(arrays["phases"][i]))
@@ -341,7 +352,8 @@ class SiteController:
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,
             min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
-            phase=arrays["phase"], voltage_v=arrays["voltage_v"])
+            phase=arrays["phase"], voltage_v=arrays["voltage_v"],
+            price_per_kwh=self.prices.per_slot(starts, ends))
         return problem, controlled, fixed, root_sources, starts, built
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
@@ -383,7 +395,8 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipping it",
                       status, len(violations), violations[0])
             power_w = clip_to_limits(problem, power_w)
-        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled)
+        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled,
+                                   built["circuit_sources"])
         plans = {}
         # use what the problem was built from: the state may have moved on during the solve
         for i, ref in enumerate(controlled):

@@ -56,7 +56,8 @@ class DemandResponseEvent:
     """A utility's request: from start to end, a limit in W or a reduction in W from the cap.
 
     `priority`: 0 is the highest; it only breaks ties when two limits are equally restrictive
-    (the minimum of everything in force always wins).
+    (the minimum of everything in force always wins). `circuit_id`: None for the grid
+    connection, else the circuit it limits (an OpenADR program on a feeder; a limit only).
     """
 
     event_id: str
@@ -66,6 +67,7 @@ class DemandResponseEvent:
     reduction_w: float | None = None
     priority: int = 0
     cancelled: bool = False
+    circuit_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.event_id or not isinstance(self.event_id, str):
@@ -85,6 +87,8 @@ class DemandResponseEvent:
                 raise ValueError(f"{name}: must be a finite number >= 0 [W]")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise ValueError("priority: must be an integer")
+        if self.circuit_id is not None and self.limit_w is None:
+            raise ValueError("circuit_id: an event on a circuit gives limit_w")
 
     def state(self, now: datetime) -> str:
         if self.cancelled:
@@ -95,10 +99,13 @@ class DemandResponseEvent:
 
     def as_json(self, now: datetime) -> dict:
         from smartcharge.clock import format_ocpp_time
-        return {"id": self.event_id, "start": format_ocpp_time(self.start),
-                "end": format_ocpp_time(self.end), "limit_w": self.limit_w,
-                "reduction_w": self.reduction_w, "priority": self.priority,
-                "state": self.state(now)}
+        out = {"id": self.event_id, "start": format_ocpp_time(self.start),
+               "end": format_ocpp_time(self.end), "limit_w": self.limit_w,
+               "reduction_w": self.reduction_w, "priority": self.priority,
+               "state": self.state(now)}
+        if self.circuit_id is not None:
+            out["circuit_id"] = self.circuit_id
+        return out
 
 
 class SiteLimits:
@@ -186,7 +193,7 @@ class SiteLimits:
     def _event_limits(self) -> list[tuple[DemandResponseEvent, Limit | None]]:
         out = []
         for event in self._events.values():
-            if event.cancelled:
+            if event.cancelled or event.circuit_id is not None:
                 continue
             source = LimitSource(SOURCE_UTILITY, event.event_id, "demand-response event")
             if event.limit_w is not None:
@@ -237,9 +244,31 @@ class SiteLimits:
         moments = set()
         for limit in self.caps():
             moments.update(m for m in (limit.start, limit.end) if m is not None)
-        for event, _ in self._event_limits():
-            moments.update((event.start, event.end))
+        for event in self._events.values():
+            if not event.cancelled:
+                moments.update((event.start, event.end))
         return sorted(m for m in moments if m > after)
+
+    def circuits_limited(self) -> set[str]:
+        """The circuits (not the grid connection) some event limits."""
+        return {e.circuit_id for e in self._events.values()
+                if e.circuit_id is not None and not e.cancelled}
+
+    def circuit_limit_w(self, circuit_id: str, slot_starts, slot_ends
+                        ) -> tuple[np.ndarray, list[LimitSource | None]]:
+        """Per slot: the lowest event limit on `circuit_id` in force over the slot (+inf, None
+        where none), and its source."""
+        values = np.full(len(slot_starts), np.inf)
+        sources: list[LimitSource | None] = [None] * len(slot_starts)
+        events = [e for e in self._events.values()
+                  if e.circuit_id == circuit_id and not e.cancelled]
+        for t, (start, end) in enumerate(zip(slot_starts, slot_ends)):
+            for event in events:
+                if event.start < end and event.end > start and event.limit_w < values[t]:
+                    values[t] = event.limit_w
+                    sources[t] = LimitSource(SOURCE_UTILITY, event.event_id,
+                                             f"demand-response event on {circuit_id}")
+        return values, sources
 
 
 def cap_schedule_limits(windows: list[tuple[datetime, datetime, float]]) -> list[Limit]:

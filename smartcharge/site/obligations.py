@@ -28,13 +28,14 @@ class StoreUnavailable(Exception):
 
 def event_row(event: DemandResponseEvent) -> EventRow:
     return EventRow(event.event_id, event.start, event.end, event.limit_w, event.reduction_w,
-                    event.priority, event.cancelled)
+                    event.priority, event.cancelled, event.circuit_id)
 
 
 def event_from_row(row: EventRow) -> DemandResponseEvent:
     return DemandResponseEvent(event_id=row.event_id, start=row.start, end=row.end,
                                limit_w=row.limit_w, reduction_w=row.reduction_w,
-                               priority=row.priority, cancelled=row.cancelled)
+                               priority=row.priority, cancelled=row.cancelled,
+                               circuit_id=row.circuit_id)
 
 
 class ObligationWriter:

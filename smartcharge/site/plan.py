@@ -100,7 +100,9 @@ def safe_baseline(problem) -> np.ndarray:
 
 
 def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
-                    root_sources: list, refs: list[ConnectorRef]) -> list[LimitSource | None]:
+                    root_sources: list, refs: list[ConnectorRef],
+                    node_sources: dict[int, LimitSource] | None = None
+                    ) -> list[LimitSource | None]:
     """For each connector, the limit that binds it in the first slot.
 
     At its maximum: the connector (or car) binds. Otherwise the nearest node above it with no
@@ -131,7 +133,7 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
             room_a_as_w = np.min(headroom_a[node][on_phase] * watts_per_amp[on_phase])
             if min(headroom_w[node], room_a_as_w) < max(need_w, 1.0):
                 found = (root_sources[0] if node == 0 and root_sources[0] is not None
-                         else topology.node_sources[node])
+                         else (node_sources or {}).get(node, topology.node_sources[node]))
                 break
         if found is None:
             detail = ("energy need met" if problem.energy_wh[i] <= 1e-6

@@ -11,10 +11,13 @@ from aiohttp import web
 from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings, SiteReads
+from smartcharge.site.obligations import ObligationWriter
 from smartcharge.site.restore import restore
 
 CONTROLLER = web.AppKey("site_controller", SiteController)
 DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
+# the one writer of obligations: the REST API and the OpenADR VENs write through it, in order
+OBLIGATIONS = web.AppKey("site_obligations", ObligationWriter)
 
 
 def setup_site_control(app: web.Application, *,
@@ -32,6 +35,7 @@ def setup_site_control(app: web.Application, *,
         return
     controller = SiteController(app[SITE], app[CLOCK], settings)
     app[CONTROLLER] = controller
+    app[OBLIGATIONS] = ObligationWriter(lambda: app[STORE])
 
     async def control_ctx(app: web.Application) -> AsyncIterator[None]:
         # what was acknowledged before a restart binds us now: before the first plan, before

@@ -45,6 +45,8 @@ def view_model(controller: SiteController, now: datetime, limit_w: float,
         "stations": [{"station_id": sid, "online": online}
                      for sid, online in c.state.online.items()],
         "dr_events": [e.as_json(now) for e in c.limits.events()],
+        "prices": c.prices.as_json(now),
+        "vens": [status(now) for _, status in sorted(c.ven_status.items())],
         "stats": {"profiles_sent": c.stats.profiles_sent, "replans": c.stats.replans,
                   "violations": c.stats.violations,
                   "last_solve_s": round(c.stats.last_solve_s, 4),

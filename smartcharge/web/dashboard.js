@@ -109,6 +109,7 @@
     renderHeader(s);
     renderCards(s);
     renderChart(s);
+    renderVens(s.vens || []);
     renderDrEvents(s.dr_events || []);
     renderConnectors(s.connectors || []);
     renderSessions(s.sessions || []);
@@ -287,6 +288,20 @@
   function hideTooltip() { document.getElementById("tooltip").hidden = true; }
 
   // ---------- demand response ----------
+  // each OpenADR VEN: its program, whether its VTN answers, and when it last did
+  function renderVens(vens) {
+    const box = document.getElementById("vens");
+    box.replaceChildren(...vens.map((v) => {
+      const last = parseTime(v.last_poll_ok);
+      return el("div", { class: "ven " + (v.state || ""), "data-program": v.program,
+                         title: v.last_error || v.vtn_url || "" }, [
+        el("span", { class: "ven-name", text: "OpenADR " + v.version + " " + v.program }),
+        el("span", { class: "pill " + (v.state || ""), text: v.state || "" }),
+        el("span", { class: "ven-poll", text: last ? "last poll " + hhmm(last) + " UTC" : "never polled" }),
+      ]);
+    }));
+  }
+
   function renderDrEvents(events) {
     const box = document.getElementById("dr-events");
     if (!events.length) {
