@@ -153,6 +153,16 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
         for row in tx.open_sessions(station[0])]
 
 
+def registers_received(tx: StoreTx, transaction_id: int) -> list[tuple[str, float, str]]:
+    """(station timestamp, Wh, received_at) of the session's total import register, in time
+    order: what the session had taken by a given moment of ours (a car's needs were relative
+    to it)."""
+    return list(tx.execute(
+        "SELECT timestamp, value_si, received_at FROM meter_samples WHERE transaction_id = ? "
+        "AND measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
+        "NULL ORDER BY timestamp, id", (transaction_id,)))
+
+
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
                    ) -> list[dict]:
     """The rows of the session's latest sampling moment that carries one of `measurands`

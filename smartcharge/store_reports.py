@@ -16,13 +16,28 @@ PRUNABLE_KINDS = ("NotifyReport", "NotifyEvent", "NotifyMonitoringReport",
                   "NotifyCustomerInformation", "NotifyDisplayMessages")
 
 
+# the reports the site acts on, whose neutral event (`event_json`) it restores at start
+SITE_KINDS = ("NotifyEVChargingNeeds", "NotifyChargingLimit", "ClearedChargingLimit")
+
+
 def insert_report(tx: StoreTx, station_id: str, kind: str, payload: dict, at: datetime, *,
-                  connector_id: int | None = None, transaction_id: int | None = None) -> int:
+                  connector_id: int | None = None, transaction_id: int | None = None,
+                  event: dict | None = None) -> int:
+    """`event`: the version-neutral event published for it (events_json.to_json), if any."""
     cursor = tx.execute(
         "INSERT INTO station_reports (station_id, kind, connector_id, transaction_id, "
-        "payload_json, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (station_id, kind, connector_id, transaction_id, json.dumps(payload), db_time(at)))
+        "payload_json, received_at, event_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (station_id, kind, connector_id, transaction_id, json.dumps(payload), db_time(at),
+         None if event is None else json.dumps(event)))
     return int(cursor.lastrowid)
+
+
+def site_events(tx: StoreTx) -> list[tuple[dict, str]]:
+    """(neutral event JSON, received_at) of every report the site acts on, oldest first."""
+    marks = ", ".join("?" * len(SITE_KINDS))
+    return [(json.loads(row[0]), row[1]) for row in tx.execute(
+        f"SELECT event_json, received_at FROM station_reports WHERE kind IN ({marks}) AND "
+        "event_json IS NOT NULL ORDER BY id", SITE_KINDS)]
 
 
 def reports(tx: StoreTx, station_id: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -219,4 +219,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE dr_events ADD COLUMN circuit_id TEXT;   -- NULL: the grid connection
     """,
+    # 8: what the site took from a station's report, version-neutral (smartcharge/events_json.py),
+    # so needs and external limits are rebuilt after a restart without reading OCPP payloads
+    """
+    ALTER TABLE station_reports ADD COLUMN event_json TEXT;
+    """,
 )

@@ -30,7 +30,8 @@ def connector_limit_w(station, connector_id: int, at: datetime, *,
 
 def node_loads(site, fleet, limits, at: datetime) -> list[tuple[str, float, float]]:
     """(what, summed installed limit, the node's limit) for every node at `at`: W and the
-    highest phase's A. `limits` is the controller's SiteLimits (operator caps and DR events)."""
+    highest phase's A. `limits` is the controller's SiteLimits (operator caps and DR events, on the
+    grid connection and on circuits)."""
     topo = SiteTopology(site)
     load_w = np.zeros(topo.n_nodes)
     load_a = np.zeros((topo.n_nodes, 3))
@@ -54,6 +55,10 @@ def node_loads(site, fleet, limits, at: datetime) -> list[tuple[str, float, floa
         cap_w = topo.static_limit_w[node]
         if node == 0:
             cap_w = min(cap_w, float(root_w[0]))
+        elif topo.node_ids[node] in limits.circuits_limited():   # a DR event on a circuit
+            event_w, _ = limits.circuit_limit_w(topo.node_ids[node], [at],
+                                                [at + timedelta(seconds=1)])
+            cap_w = min(cap_w, float(event_w[0]))
         out.append((f"{topo.node_ids[node]} W", float(load_w[node]), float(cap_w)))
         out.append((f"{topo.node_ids[node]} A", float(load_a[node].max()),
                     float(topo.static_limit_a[node])))

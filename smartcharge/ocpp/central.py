@@ -187,7 +187,7 @@ class CentralSystemBase:
                     "reopened", self.id, session.transaction_id)
         self._ctx.events.publish(SessionStarted(
             self.id, session.connector_id, session.transaction_id, session.id_tag or "",
-            session.meter_start_wh or 0.0, from_db_time(session.start_time)
+            session.meter_start_wh, from_db_time(session.start_time)
             or self._ctx.clock.now()))
 
     def publish_closed(self, closed: tuple[ledger.Closed, ...], at: datetime) -> None:

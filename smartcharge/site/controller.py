@@ -27,6 +27,7 @@ from smartcharge.model import Site
 from smartcharge.site import learned
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
+from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.limits import LimitSource, SiteLimits
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
@@ -320,6 +321,11 @@ class SiteController:
                 # a 3-phase car must still get its minimum, or it never shows its phases
                 arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                                arrays["max_power_w"][i])
+            car_min_w = self.reports.car_min_w(ref, int(arrays["phases"][i]))
+            if car_min_w is not None:
+                # ISO 15118 evMinCurrent: below it this car does not charge at all
+                arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], car_min_w),
+                                               arrays["max_power_w"][i])
         max_w = arrays["max_power_w"].copy()
         for i, ref in enumerate(controlled):
             max_w[i] -= self.floor_w.get(ref, 0.0)
@@ -434,25 +440,13 @@ class SiteController:
         return None if plan is None else plan.power_at(self.clock.now())
 
     def default_root_schedule(self) -> list[tuple[datetime, float]]:
-        """The grid limit the fail-safe defaults are sized for, over time: [(from, limit_w)],
-        the first from now. Every limit counts - the site file, the operator's caps and
-        schedule, and demand-response events - so the stations' fail-safe defaults carry the
-        periods of an event announced ahead and drop in time even if smartcharge is gone before
-        it starts; the last entry holds on (back up after the event)."""
-        now = self.clock.now()
-        root = float(self.topology.static_limit_w[0])
+        """The grid connection's part of what the fail-safe defaults are sized for, over time:
+        [(from, limit_w)], the first from now (every node's: site/failsafe_limits.py)."""
         out: list[tuple[datetime, float]] = []
-        for moment in [now] + self.limits.change_times(now):
-            values, _ = self.limits.effective_root_limit_w([moment],
-                                                           [moment + timedelta(seconds=1)])
-            value = float(min(values[0], root))
-            if not out or out[-1][1] != value:
-                out.append((moment, value))
+        for moment, node_w in node_limit_schedule(self.topology, self.limits, self.clock.now()):
+            if not out or out[-1][1] != node_w[0]:
+                out.append((moment, node_w[0]))
         return out
-
-    def default_root_limit_w(self) -> float:
-        """The grid limit in force now for the fail-safe defaults (see default_root_schedule)."""
-        return self.default_root_schedule()[0][1]
 
     # --- snapshot ---------------------------------------------------------------------------
     def effective_limit_now(self) -> tuple[float, LimitSource | None]:

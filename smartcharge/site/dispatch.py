@@ -43,6 +43,7 @@ from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
+from smartcharge.site.failsafe_limits import nowhere_higher
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -78,7 +79,7 @@ class DispatchSettings:
 class SiteReads:
     """What dispatch reads of the site (never the controller itself): the topology and the site
     file, the live state, the limits, the connectors planned as fixed loads, a session's phase
-    use and the grid limit the fail-safe defaults follow."""
+    use (the fail-safe defaults follow `limits` over the tree: failsafe_limits.py)."""
 
     topology: SiteTopology
     site: Site
@@ -86,7 +87,6 @@ class SiteReads:
     limits: SiteLimits
     uncontrollable: Mapping[ConnectorRef, str]
     phase_use: Callable[[ConnectorRef], tuple]
-    default_root_schedule: Callable[[], list]
 
 
 class Dispatcher(FailSafeSetup, ProfileSending):
@@ -118,7 +118,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
-        self._shares_for: float | None = None
+        self._shares_for: tuple | None = None
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
@@ -295,6 +295,11 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             self.view.limits.change_times(self.clock.now()))
         if root_limited:
             out.add(0)
+        # a circuit with no limit of its own is limited while a DR event is on it
+        for circuit_id in self.view.limits.circuits_limited() & set(topo.node_ids[1:]):
+            node = topo.node_ids.index(circuit_id)
+            if node in topo.ancestors(topo.station_node[station_id]):
+                out.add(node)
         return out
 
     def _work(self, control: StationControl, plan: Plan) -> tuple[list, list]:
@@ -317,7 +322,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         key = self._defaults_key()
         if control.defaults_key != key:
             # a DR event or cap announced or over: the fail-safe defaults follow it
-            lower = control.defaults_key is None or key[0] <= control.defaults_key[0]
+            lower = nowhere_higher(key[0], None if control.defaults_key is None
+                                   else control.defaults_key[0])
             (downs if lower else ups).append(("defaults",))
         control.resend = False
         return downs, ups

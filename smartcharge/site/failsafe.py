@@ -1,7 +1,8 @@
 """One station's setup, once per connection: its capabilities (what its port probes) and its
 fail-safe schedules - its own maximum and, per connector, a default with no end: its usable share
-of the tightest limit above it, following the grid limit over time (a DR event announced ahead is
-in its periods), so the site stays under every limit if smartcharge disappears.
+of the tightest limit above it, following every node's limit over time (`failsafe_limits.py`:
+the grid's and each circuit's, a DR event announced ahead on either is in its periods), so the
+site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_shares_for`, `_report_uncontrollable`)."""
@@ -13,6 +14,7 @@ import logging
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
+from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
@@ -61,11 +63,9 @@ class FailSafeSetup:
         if self._latest is not None:
             self._wake.set()   # the current plan, through the ordered and gated round
 
-    def default_root_w(self) -> float:
-        return self.view.default_root_limit_w()
-
     def _defaults_key(self) -> tuple:
-        schedule = self.view.default_root_schedule()
+        """(every node's W limit now, later (moment, node limits) changes)."""
+        schedule = node_limit_schedule(self.topology, self.view.limits, self.clock.now())
         return (schedule[0][1], tuple(schedule[1:]))
 
     async def _send_defaults(self, control: StationControl) -> None:
@@ -74,7 +74,7 @@ class FailSafeSetup:
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
         offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
-        shares = [self._default_shares(root_w) for _, root_w in schedule]
+        shares = [self._default_shares(node_w) for _, node_w in schedule]
         phases = max(c.phases for c in station.connectors)
         station_max_w = self.topology.station_max_w(station.station_id)
         await control.port.install_station_max(
@@ -87,10 +87,10 @@ class FailSafeSetup:
                                                                     failsafe)
             if answer is Answer.ACCEPTED:
                 control.default_layer[connector.connector_id] = installed
-        control.defaults_root_w = key[0]
         control.defaults_key = key
 
-    def _default_shares(self, root_w: float) -> dict:
-        if self._shares_for != root_w:
-            self._shares, self._shares_for = self.topology.default_shares(root_w), root_w
+    def _default_shares(self, node_w: tuple) -> dict:
+        if self._shares_for != node_w:
+            self._shares = self.topology.default_shares(node_limit_w=node_w)
+            self._shares_for = node_w
         return self._shares

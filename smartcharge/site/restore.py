@@ -1,7 +1,8 @@
 """Rebuild the controller from the store at start, before its first plan and before the server
 listens: every acknowledged limit (operator cap and schedule, demand-response events), the open
 sessions with their needs, their energy so far (every stored register through the ledger's rules)
-and their last power measurement.
+and their last power measurement; and what stations reported that the site acts on (a
+car's needs, external limits), from the version-neutral events stored beside the reports.
 
 A session the station started before a crash is open in the ledger; if the station re-sends its
 StartTransaction after the restart the ledger answers it as a duplicate and publishes nothing,
@@ -10,16 +11,23 @@ so the store is the only place the controller can learn of it.
 Measurements keep their age: a sample counts from the earlier of its own timestamp and when we
 received it (never later than now), so a station clock that runs ahead cannot make an old
 reading look fresh, and a replayed offline sample stays as old as it is.
+
+A car's needs (ISO 15118) are taken again as they were taken: the energy it asked for on top of
+what the session had when it asked (the registers received by then), unless a person set the
+need (stored in `session_needs`: that one wins, as it did). External limits come back unless
+cleared or ended; the station re-sends what changes.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from smartcharge import events as ev
+from smartcharge import events_json
 from smartcharge import store_obligations as ob
-from smartcharge.metering import ENERGY_REGISTER
+from smartcharge.metering import ENERGY_REGISTER, LiveEnergy, station_max_power_w
+from smartcharge.store_reports import site_events
 from smartcharge.site.obligations import event_from_row
 from smartcharge.store import SessionRow, from_db_time
 
@@ -36,20 +44,24 @@ async def restore(controller, store) -> dict[str, int]:
 
     def read(tx):
         pruned = ob.prune(tx, now)
-        sessions = [(row, tx.register_readings(row.transaction_id),
+        sessions = [(row, ob.registers_received(tx, row.transaction_id),
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
-        return pruned, ob.load(tx), sessions
+        return pruned, ob.load(tx), sessions, site_events(tx)
 
-    pruned, obligations, sessions = await store.run(read)
+    pruned, obligations, sessions, reported = await store.run(read)
     _restore_limits(controller.limits, obligations)
     restored = 0
     for row, registers, energy_rows, power_rows in sessions:
         restored += _restore_session(controller.state, row, obligations.needs, now,
-                                     registers, energy_rows, power_rows)
+                                     [(at, wh) for at, wh, _ in registers], energy_rows,
+                                     power_rows)
+    registers_of = {row.transaction_id: registers for row, registers, _, _ in sessions}
+    needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
+              "ev_needs": needs, "external_limits": limits,
               **{f"pruned_{k}": v for k, v in pruned.items()}}
     log.info("restored from the store: %s", counts)
     return counts
@@ -65,15 +77,57 @@ def _restore_limits(limits, obligations: ob.Obligations) -> None:
         limits.add_event(event_from_row(row))
 
 
+def _restore_reports(controller, reported: list[tuple[dict, str]],
+                     registers_of: dict[int, list[tuple[str, float, str]]],
+                     now: datetime) -> tuple[int, int]:
+    """Feed the stored report events back to the site: each open session's latest car needs
+    (with what it had taken by then) and the external limits still in force. Returns how many
+    of each."""
+    latest_needs: dict[int, tuple[ev.ChargingNeedsReported, datetime]] = {}
+    external: dict[tuple, ev.ExternalLimitReported] = {}
+    for data, received_at in reported:
+        event = events_json.from_json(data)
+        if isinstance(event, ev.ChargingNeedsReported):
+            if event.transaction_id in registers_of:
+                latest_needs[event.transaction_id] = (event, from_db_time(received_at))
+        elif isinstance(event, ev.ExternalLimitReported):
+            external[(event.station_id, event.connector_id, event.source)] = event
+        else:
+            external.pop((event.station_id, event.connector_id, event.source), None)
+    state = controller.state
+    for transaction_id, (event, received) in latest_needs.items():
+        session = state.session_by_id(transaction_id)
+        if session is None:
+            continue
+        live = LiveEnergy(session.meter_start_wh, session.started_at,
+                          station_max_power_w(state.site.station(session.ref.station_id)))
+        for at, wh, arrived in registers_of[transaction_id]:
+            if from_db_time(arrived) <= received:
+                live.add(from_db_time(at), wh)
+        # a need a person set (restored above, from session_needs) stands, as it did
+        controller.reports.take_needs(event, taken_wh=live.energy_wh or 0.0)
+    in_force = [e for e in external.values() if not _ended(e, now)]
+    for event in in_force:
+        controller.reports.on_event(event)
+    return len(latest_needs), len(in_force)
+
+
+def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:
+    """True when every schedule of the limit has run out (one with no duration never does)."""
+    return all(s.duration_s is not None
+               and (s.start or event.at) + timedelta(seconds=s.duration_s) <= now
+               for s in event.schedules)
+
+
 def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: datetime,
                      registers: list[tuple[str, float]], energy_rows: list[dict],
                      power_rows: list[dict]) -> int:
     if row.connector_id is None:
         return 0
     started = from_db_time(row.start_time) or from_db_time(row.created_at)
+    # no start register (a 2.0.1 Started lost) stays unknown: the registers that arrived tell
     change = state.apply(ev.SessionStarted(row.station_id, row.connector_id, row.transaction_id,
-                                           row.id_tag or "", row.meter_start_wh or 0.0,
-                                           started))
+                                           row.id_tag or "", row.meter_start_wh, started))
     if change is None:   # a station the site file no longer has
         return 0
     need = needs.get(row.transaction_id)

@@ -42,8 +42,7 @@ def setup_site_control(app: web.Application, *,
         # the server listens (cleanup_ctx runs before the socket opens) and any station sends
         await restore(controller, app[STORE])
         reads = SiteReads(controller.topology, controller.site, controller.state,
-                          controller.limits, controller.uncontrollable, controller.phase_use,
-                          controller.default_root_schedule)
+                          controller.limits, controller.uncontrollable, controller.phase_use)
         dispatcher = Dispatcher(reads, app[REGISTRY], app[STORE], app[CLOCK],
                                 dispatch_settings, ports=app[PORTS],
                                 publish=controller.site_bus.publish)

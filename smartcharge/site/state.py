@@ -23,6 +23,11 @@ PHASE_ACTIVE_A = 1.0
 # Recent samples kept per connector, so the site load can be read at one instant (reading.py).
 SAMPLES_KEPT = 16
 
+# Sessions a station's reboot closed, kept (the newest, per site) in case the station shows
+# they went on (the ledger reopens them): they resume with their energy so far and their need.
+REBOOT_CLOSED_KEPT = 64
+REBOOT = "Reboot"   # SessionStopped.reason of a session a station's reboot closed (implicit)
+
 # What changed, so the controller can tell which events need a re-plan.
 SESSION_CHANGE = "session"
 STATION_CHANGE = "station"
@@ -36,7 +41,9 @@ class Session:
     ref: ConnectorRef
     id_tag: str
     started_at: datetime
-    meter_start_wh: float
+    # the start register; None: not known (a 2.0.1 transaction whose Started was lost) - never
+    # read as 0, the energy so far comes from the registers that did arrive (metering.LiveEnergy)
+    meter_start_wh: float | None
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
     energy_wh: float = 0.0            # delivered so far, by the ledger's rules [Wh]
@@ -59,6 +66,7 @@ class Session:
         return {"session_id": self.transaction_id, "station_id": self.ref.station_id,
                 "connector_id": self.ref.connector_id, "energy_wh": round(self.energy_wh, 1),
                 "requested_wh": self.requested_wh, "departure": format_ocpp_time(self.departure),
+                "need_source": self.need_source,
                 "id_tag": self.id_tag, "start": format_ocpp_time(self.started_at)}
 
 
@@ -88,6 +96,8 @@ class SiteState:
         self.measurements: dict[ConnectorRef, Measurement] = {}
         # the last SAMPLES_KEPT samples of each connector, oldest first (by ordered_at)
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
+        # transaction id -> a session a reboot closed (REBOOT_CLOSED_KEPT, oldest first)
+        self.reboot_closed: dict[int, Session] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -151,7 +161,7 @@ class SiteState:
             if isinstance(event, ev.StationBooted):
                 for ref in [r for r in self.sessions if r.station_id == event.station_id]:
                     if self.sessions[ref].transaction_id in event.sessions_closed:
-                        del self.sessions[ref]
+                        self._keep_reboot_closed(self.sessions.pop(ref))
                 return STATION_CHANGE
             return None if was else STATION_CHANGE
         if isinstance(event, ev.StationDisconnected):
@@ -166,6 +176,12 @@ class SiteState:
             ref = ConnectorRef(event.station_id, event.connector_id)
             if self.site.station(event.station_id) is None:
                 return None
+            resumed = self.reboot_closed.pop(event.transaction_id, None)
+            if resumed is not None and resumed.ref == ref:
+                # reopened after a reboot: the same session goes on (energy so far, its need;
+                # without a start register, 0 would be all the site could count from)
+                self.sessions[ref] = resumed
+                return SESSION_CHANGE
             defaults = self.site.session_defaults
             self.sessions[ref] = Session(
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
@@ -174,10 +190,13 @@ class SiteState:
                 departure=event.at + timedelta(seconds=defaults.dwell_s))
             return SESSION_CHANGE
         if isinstance(event, ev.SessionStopped):
+            self.reboot_closed.pop(event.transaction_id, None)
             for ref, session in list(self.sessions.items()):
                 if session.transaction_id == event.transaction_id and \
                         ref.station_id == event.station_id:
                     del self.sessions[ref]
+                    if event.implicit and event.reason == REBOOT:
+                        self._keep_reboot_closed(session)
                     self.measurements.pop(ref, None)
                     self.recent.pop(ref, None)
                     return SESSION_CHANGE
@@ -215,6 +234,11 @@ class SiteState:
         recent.sort(key=lambda m: m.ordered_at)   # a late sample goes where it was taken
         del recent[:-SAMPLES_KEPT]
         return change or MEASUREMENT
+
+    def _keep_reboot_closed(self, session: Session) -> None:
+        self.reboot_closed[session.transaction_id] = session
+        while len(self.reboot_closed) > REBOOT_CLOSED_KEPT:
+            del self.reboot_closed[next(iter(self.reboot_closed))]
 
     def _live(self, session: Session) -> LiveEnergy:
         if session.live is None:

@@ -23,8 +23,8 @@ class StationControl:
     # has no port); made by setup, bound to `port_link`: a reconnect gets a fresh one
     port: StationPort | None = None
     port_link: object | None = None
-    defaults_root_w: float | None = None   # the grid limit the defaults were sized for, now
-    defaults_key: tuple | None = None      # (limit now, later (moment, limit) changes) sent
+    # (every node's W limit now, later (moment, node limits) changes) the defaults were sized for
+    defaults_key: tuple | None = None
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
     # what the station has installed under the plan, as accepted: its idle default (idle share

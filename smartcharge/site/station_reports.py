@@ -5,12 +5,16 @@ ClearedChargingLimit):
 - `ChargingNeedsReported` (ISO 15118): the EV's energy and departure become the session's need
   - the energy still wanted now plus what the session already took - unless a person (driver or
   operator, through the API) set the need: what people say wins over what the car says; the
-  most the car says it takes (evMaxCurrent, evMaxPower) caps its connector while it stays;
+  most the car says it takes (evMaxCurrent, evMaxPower) caps its connector while it stays, and
+  the least it takes (evMinCurrent) is its connector's minimum while it stays (below it the car
+  would not charge at all, so planning less only strands the energy);
 - `ExternalLimitReported` (the station's own energy manager, an EMS, a DSO relay): a cap on that
   EVSE over time (on each of the station's connectors when it names none). The station applies
   the lowest of its limits and ours, so planning more than the cap only strands capacity others
   could use; `ExternalLimitCleared` lifts it (per source).
-Each re-plans. The controller asks `cap_w` per connector and slot when it builds a problem.
+Each re-plans. The controller asks `cap_w` per connector and slot and `car_min_w` when it
+builds a problem. After a restart `site/restore.py` feeds the stored events back in
+(`take_needs` with the energy the session had when the car asked).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class StationReports:
         self.external: dict[tuple[str, int | None, str], ev.ExternalLimitReported] = {}
         # connector -> (transaction, the most its car said it takes [W]), while it runs
         self.ev_max_w: dict[ConnectorRef, tuple[int, float]] = {}
+        # connector -> (transaction, the least current its car said it takes [A per phase])
+        self.ev_min_a: dict[ConnectorRef, tuple[int, float]] = {}
 
     def on_event(self, event) -> None:
         if isinstance(event, ev.ChargingNeedsReported):
@@ -59,7 +65,12 @@ class StationReports:
         return self.topology.site.station(station_id) is not None
 
     # --- the EV's needs ---------------------------------------------------------------------
-    def _needs(self, event: ev.ChargingNeedsReported) -> None:
+    def take_needs(self, event: ev.ChargingNeedsReported, taken_wh: float | None = None) -> None:
+        """The car's needs as if they arrived now; `taken_wh`: what the session had taken when
+        they did arrive (default: what it has now)."""
+        self._needs(event, taken_wh)
+
+    def _needs(self, event: ev.ChargingNeedsReported, taken_wh: float | None = None) -> None:
         ref = ConnectorRef(event.station_id, event.connector_id)
         session = (self.state.session_by_id(event.transaction_id)
                    if event.transaction_id is not None else None) or self.state.sessions.get(ref)
@@ -73,7 +84,12 @@ class StationReports:
             # what the car takes at most, whoever set the need: more is capacity stranded
             changed = self.ev_max_w.get(ref) != (session.transaction_id, ev_max)
             self.ev_max_w[ref] = (session.transaction_id, ev_max)
-        requested = None if event.energy_wh is None else session.energy_wh + event.energy_wh
+        if event.min_current_a is not None and event.min_current_a > 0:
+            car_min = (session.transaction_id, float(event.min_current_a))
+            changed = changed or self.ev_min_a.get(ref) != car_min
+            self.ev_min_a[ref] = car_min
+        taken = session.energy_wh if taken_wh is None else taken_wh
+        requested = None if event.energy_wh is None else taken + event.energy_wh
         departure = event.departure if event.departure is not None \
             and event.departure > event.at else None
         if session.need_source == NEED_BY_PEOPLE:
@@ -96,6 +112,15 @@ class StationReports:
         phases = min(phases, self.topology.connector(ref).phases)
         voltage = self.topology.station(ref.station_id).voltage_v
         return units.a_to_w(float(event.max_current_a), phases, voltage)
+
+    def car_min_w(self, ref: ConnectorRef, phases: int) -> float | None:
+        """The least its car said it takes [W] on `phases`, while that car's session runs."""
+        car = self.ev_min_a.get(ref)
+        session = self.state.sessions.get(ref)
+        if car is None or session is None or session.transaction_id != car[0]:
+            self.ev_min_a.pop(ref, None)    # that car is gone
+            return None
+        return units.a_to_w(car[1], phases, self.topology.station(ref.station_id).voltage_v)
 
     # --- external limits --------------------------------------------------------------------
     def cap_w(self, ref: ConnectorRef, starts: list[datetime], ends: list[datetime],

@@ -150,8 +150,12 @@ class SiteTopology:
         return limit_w, limit_a
 
     # --- fail-safe defaults -----------------------------------------------------------------
-    def default_shares(self, root_limit_w: float) -> dict[ConnectorRef, tuple[float, float]]:
+    def default_shares(self, root_limit_w: float | None = None, *,
+                       node_limit_w=None) -> dict[ConnectorRef, tuple[float, float]]:
         """Each connector's (power_w, current_a) share of the tightest limit above it.
+
+        The W limits are the site file's, with the root's lowered to `root_limit_w`, or every
+        node's as given in `node_limit_w` (M,) (a DR event on a circuit lowers that circuit).
 
         Every node's W and A limits are split equally among the connectors in its subtree that
         get a share, and a connector takes the smallest share over its ancestors (and its own
@@ -161,7 +165,10 @@ class SiteTopology:
         one (the last ones in site order get 0): fewer stations, each with a usable share.
         """
         limit_w = self.static_limit_w.copy()
-        limit_w[0] = min(limit_w[0], root_limit_w)
+        if node_limit_w is not None:
+            limit_w = np.minimum(limit_w, np.asarray(node_limit_w, dtype=float))
+        if root_limit_w is not None:
+            limit_w[0] = min(limit_w[0], root_limit_w)
         active = set(range(len(self.refs)))
         for _ in range(len(self.refs) + 1):
             shares, bottleneck = self._equal_shares(limit_w, active)

@@ -24,6 +24,7 @@ from ocpp.v201.enums import (
     NotifyEVChargingNeedsStatusEnumType,
 )
 
+from smartcharge import events_json
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.events import (
     ChargingNeedsReported,
@@ -41,9 +42,11 @@ class NotificationHandlers:
     """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`)."""
 
     async def _report(self, kind: str, payload: dict, connector_id: int | None = None,
-                      with_session: bool = False) -> tuple[datetime, int | None]:
+                      with_session: bool = False, event_for=None) -> tuple[datetime, Any]:
         """Store one report as sent; returns when, and our session open on the EVSE (when
-        `with_session` and there is exactly one)."""
+        `with_session` and there is exactly one) - or, given `event_for(now, session)`, the
+        version-neutral event it makes, stored beside it in the same commit (the site rebuilds
+        needs and external limits from those after a restart: site/restore.py)."""
         now = self._ctx.clock.now()
 
         def write(tx):
@@ -51,9 +54,11 @@ class NotificationHandlers:
             if with_session and connector_id:
                 running = tx.open_sessions(self.id, connector_id)
                 transaction_id = running[0].transaction_id if len(running) == 1 else None
+            event = None if event_for is None else event_for(now, transaction_id)
             insert_report(tx, self.id, kind, snake_to_camel_case(payload), now,
-                          connector_id=connector_id, transaction_id=transaction_id)
-            return transaction_id
+                          connector_id=connector_id, transaction_id=transaction_id,
+                          event=None if event is None else events_json.to_json(event))
+            return transaction_id if event_for is None else event
 
         return now, await self._ctx.store.run(write)
 
@@ -61,11 +66,12 @@ class NotificationHandlers:
     async def on_notify_ev_charging_needs(self, charging_needs: dict, evse_id: int,
                                           **optional: Any
                                           ) -> call_result.NotifyEVChargingNeeds:
-        now, transaction_id = await self._report(
+        _, event = await self._report(
             "NotifyEVChargingNeeds", {"chargingNeeds": charging_needs, "evseId": evse_id,
-                                      **optional}, evse_id, with_session=True)
-        event = charging_needs_event(self.id, evse_id, transaction_id, now, charging_needs,
-                                     optional.get("max_schedule_tuples"))
+                                      **optional}, evse_id, with_session=True,
+            event_for=lambda now, transaction_id: charging_needs_event(
+                self.id, evse_id, transaction_id, now, charging_needs,
+                optional.get("max_schedule_tuples")))
         log.info("station %s: EV charging needs on EVSE %d: %s Wh by %s", self.id, evse_id,
                  event.energy_wh, event.departure)
         self._ctx.events.publish(event)
@@ -76,27 +82,29 @@ class NotificationHandlers:
     async def on_notify_charging_limit(self, charging_limit: dict, **optional: Any
                                        ) -> call_result.NotifyChargingLimit:
         evse_id = optional.get("evse_id")
-        now, _ = await self._report("NotifyChargingLimit",
-                                    {"chargingLimit": charging_limit, **optional}, evse_id)
         schedules = tuple(reported_schedule(s) for s in optional.get("charging_schedule") or ())
         source = charging_limit["charging_limit_source"]
+        _, event = await self._report(
+            "NotifyChargingLimit", {"chargingLimit": charging_limit, **optional}, evse_id,
+            event_for=lambda now, _: ExternalLimitReported(
+                self.id, evse_id, now, source, charging_limit.get("is_grid_critical"),
+                schedules))
         log.info("station %s: external limit from %s on EVSE %s (%d schedules)", self.id,
                  source, evse_id, len(schedules))
-        self._ctx.events.publish(ExternalLimitReported(
-            self.id, evse_id, now, source, charging_limit.get("is_grid_critical"), schedules))
+        self._ctx.events.publish(event)
         return call_result.NotifyChargingLimit()
 
     @on(Action.cleared_charging_limit)
     async def on_cleared_charging_limit(self, charging_limit_source: str, **optional: Any
                                         ) -> call_result.ClearedChargingLimit:
         evse_id = optional.get("evse_id")
-        now, _ = await self._report("ClearedChargingLimit",
-                                    {"chargingLimitSource": charging_limit_source, **optional},
-                                    evse_id)
+        _, event = await self._report(
+            "ClearedChargingLimit", {"chargingLimitSource": charging_limit_source, **optional},
+            evse_id, event_for=lambda now, _: ExternalLimitCleared(self.id, evse_id, now,
+                                                                 charging_limit_source))
         log.info("station %s: external limit from %s cleared on EVSE %s", self.id,
                  charging_limit_source, evse_id)
-        self._ctx.events.publish(ExternalLimitCleared(self.id, evse_id, now,
-                                                      charging_limit_source))
+        self._ctx.events.publish(event)
         return call_result.ClearedChargingLimit()
 
     @on(Action.report_charging_profiles)
