@@ -4,7 +4,7 @@ With power limits on a tree, the allocation model (optimizer/objective.py) is a 
 energy over (tree node, slot) pairs:
 
     source --K segment arcs, capacity segment_wh[i], cost -segment_value[i, k]--> session i
-    session i --capacity upper_w[i, t] * wh_per_w[t], cost 0--> (node of i, t)
+    session i --capacity upper_w[i, t] * wh_per_w[t], cost -u[i, t] (urgency)--> (node of i, t)
     (node, t) --capacity node_limit_w[node, t] * wh_per_w[t]--> (parent, t) ... (root, t)
     (root, t) --capacity root limit, cost slot_cost[t]--> sink
     source --bypass, cost 0--> sink                (energy not delivered)
@@ -112,7 +112,8 @@ def _floor_units(wh: np.ndarray, units: int, most: int | None = None) -> np.ndar
 def flow_costs(problem: Problem, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     """Integer arc costs with the same optimal flows as the objective's, but far smaller.
 
-    Returns (segment arc costs (N, K), root arc costs (T,)), both int64, in units of 1 / (2 K) VU.
+    Returns (segment arc costs (N, K), root arc costs (T,)), both int64, in units of
+    1 / (2 K Q) VU (Q = objective.urgency_scale, 1 when the urgency tie-break is off).
     Cost scaling takes a number of phases that grows with log(largest |cost|), and with prices
     the objective's coefficients reach ~3e6 (slot_cost up to 1000 * T, A above twice that).
 
@@ -148,7 +149,10 @@ def flow_costs(problem: Problem, objective: Objective) -> tuple[np.ndarray, np.n
     fair = (k - 1 - np.arange(k)).astype(np.int64)
     seg_cost = -(a_hundredths * hundredths[:, None] * scale + fair[None, :])
     root_cost = rank.astype(np.int64).ravel() * scale
-    return seg_cost, root_cost
+    # The urgency tie-break (optimizer/urgency.py) sits below all of these: every cost above is
+    # multiplied by Q, and the connector arcs carry -u[i, t] in 0..U with U * S < Q.
+    q = int(objective.urgency_scale)
+    return seg_cost * q, root_cost * q
 
 
 def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
@@ -166,9 +170,14 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     # Segment arcs: source -> session; root arcs carry the slot costs (see `flow_costs`).
     seg_cost, root_cost = flow_costs(problem, objective)
     seg_cost = seg_cost.ravel()
-    max_abs_cost = float(max(np.abs(seg_cost).max(initial=0), np.abs(root_cost).max(initial=0)))
-    units = units_per_wh(float(problem.energy_wh.sum()), max_abs_cost)
-    seg_cap = np.repeat(_floor_units(objective.segment_wh, units), k)
+    max_abs_cost = float(max(np.abs(seg_cost).max(initial=0), np.abs(root_cost).max(initial=0),
+                             np.abs(objective.urgency).max(initial=0)))
+    # Only what a session's connector arcs can carry ever flows through a cost arc.
+    reachable_wh = np.minimum(problem.energy_wh, (upper_w * wh_per_w[None, :]).sum(axis=1))
+    units = units_per_wh(float(reachable_wh.sum()), max_abs_cost)
+    # A segment larger than what its session can ever receive is as good as capped there (and
+    # in units that fit int64).
+    seg_cap = np.repeat(_floor_units(np.minimum(objective.segment_wh, reachable_wh), units), k)
     total = int(seg_cap.sum())
     big = max(total, 1)
     seg_tail = np.zeros(n * k, dtype=np.int64)
@@ -205,7 +214,8 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     tails = np.concatenate([seg_tail, conn_tail, tree_tail, layer_id[0, slots], [SOURCE]])
     heads = np.concatenate([seg_head, conn_head, tree_head, np.full(t, SINK), [SINK]])
     caps = np.concatenate([seg_cap, conn_cap, tree_cap, root_cap, [big]])
-    costs = np.concatenate([seg_cost, np.zeros(ci.size + tree_tail.size, dtype=np.int64),
+    conn_cost = -objective.urgency[ci, ct].astype(np.int64)  # the urgency reward
+    costs = np.concatenate([seg_cost, conn_cost, np.zeros(tree_tail.size, dtype=np.int64),
                             root_cost, [0]])
     return tails, heads, caps, costs, total, (n * k, ci, ct), units
 

@@ -20,7 +20,7 @@ the limit are dropped, and a phase row is dropped when another phase row of the 
 dominates it (a phase that carries no single-phase load sees only the three-phase share, which
 every other phase sees too). Most of the speed comes from these rows never existing.
 
-Objective (minimise): slot_cost[t] * wh_per_w[t] * x  -  segment_value[j, k] * s
+Objective (minimise): (slot_cost[t] - urgency_value[i, t]) * wh_per_w[t] * x  -  segment_value[j, k] * s
 (see optimizer/objective.py for why the coefficients give the strict priorities).
 """
 
@@ -246,7 +246,8 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
     n_var = n_x + n_seg
     matrix = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                            shape=(n_rows, n_var))
-    c = np.concatenate([objective.slot_cost[x_slot] * problem.wh_per_w[x_slot],
+    c = np.concatenate([(objective.slot_cost[x_slot]
+                         - objective.urgency_value[x_connector, x_slot]) * problem.wh_per_w[x_slot],
                         -objective.segment_value[seg_connector].ravel()])
     lb = np.zeros(n_var)
     ub = np.concatenate([cap_w[x_connector, x_slot],

@@ -3,23 +3,27 @@
 We maximise, in "value units" (VU):
 
     sum_i sum_k segment_value[i, k] * s[i, k]  -  sum_i sum_t slot_cost[t] * wh_per_w[t] * x[i, t]
+      + sum_i sum_t urgency_value[i, t] * wh_per_w[t] * x[i, t]
 
 where x[i, t] is connector i's power in slot t [W], and the energy delivered to i,
 d_i = sum_t wh_per_w[t] * x[i, t] [Wh], is split into K equal segments s[i, 0..K-1] of
 segment_wh[i] = energy_wh[i] / K each (so d_i <= energy_wh[i]).
 
-The three goals, in strict priority, come from how the coefficients are separated:
+The four goals, in strict priority, come from how the coefficients are separated:
 
 1. Energy, weighted by priority: segment_value[i, k] = A * w_i + f_k.
-2. Cost: slot_cost[t] = P_t * T + t, where P_t is the price quantised to 1/1000 of the largest
-   absolute price in the horizon (0 when no prices are given), so without prices earlier slots
-   are strictly cheaper, and with prices earliness breaks ties between equal prices.
-   Every slot_cost is an integer.
+2. Cost: slot_cost[t] = P_t, where P_t is the price quantised to 1/1000 of the largest absolute
+   price in the horizon (0 when no prices are given). Every slot_cost is an integer.
 3. Fairness: f_k = (K - 1 - k) / (2 K) < 1/2 VU per Wh, decreasing in k: a session's first
    quarter is worth more than its second, and so on. When energy is short, every session
    competing for the same capacity gets its first quarter before any gets its second — a
    concave, piecewise-linear value of delivered energy, which keeps the model linear (and a
    network flow).
+4. Timing, a tie-break: urgency_value[i, t] rewards charging early, and the sessions with the
+   least slack earliest; below 1 / (2 K) VU per Wh on any change of plan
+   (optimizer/urgency.py says why it never trades energy, cost or fairness). On sites too large
+   for it (urgency scale Q = 1) the level is off and plain earliness stays in the cost:
+   slot_cost[t] = P_t * T + t, as before the tie-break existed.
 
 Why the order is strict. Any change from one feasible schedule to another decomposes (flow
 decomposition over the (node, slot) network) into paths that deliver more energy and cycles that
@@ -58,6 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer.problem import Problem
+from optimizer.urgency import urgency
 
 N_SEGMENTS = 4
 PRICE_LEVELS = 1000
@@ -73,6 +78,13 @@ class Objective:
     fairness: np.ndarray       # (K,) f_k
     weight: np.ndarray         # (N,) quantised weights w_i: the value of a Wh when energy alone
                                # is maximised (the first stage of a lexicographic solve)
+    urgency: np.ndarray        # (N, T) integer urgency rewards u in 0..U (optimizer/urgency.py)
+    urgency_scale: int         # Q: u is in units of 1 / (2 K Q) VU per Wh
+
+    @property
+    def urgency_value(self) -> np.ndarray:
+        """(N, T) the urgency tie-break's reward [VU per Wh], < 1 / (2 K S) each."""
+        return self.urgency / (2.0 * self.n_segments * self.urgency_scale)
 
     @property
     def n_segments(self) -> int:
@@ -133,7 +145,13 @@ def energy_first_by_construction(problem: Problem) -> bool:
 
 def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective:
     t = problem.n_slots
-    slot_cost = quantised_price_levels(problem.price_per_kwh, t) * t + np.arange(t)
+    reward, scale = urgency(problem)
+    # Earliness is the urgency level's job (level 4, weighted by urgency); only where that level
+    # is off (scale 1: sites too large for it) does the plain earliness stay in the cost.
+    if scale == 1:
+        slot_cost = quantised_price_levels(problem.price_per_kwh, t) * t + np.arange(t)
+    else:
+        slot_cost = quantised_price_levels(problem.price_per_kwh, t)
     weight = quantised_weight(problem.weight)
     cost_range = float(slot_cost.max() - slot_cost.min())
     positive_cost = max(float(slot_cost.max()), 0.0)
@@ -156,7 +174,8 @@ def build_objective(problem: Problem, n_segments: int = N_SEGMENTS) -> Objective
     segment_value = energy_scale * weight[:, None] + fairness[None, :]
     segment_wh = problem.energy_wh / n_segments
     return Objective(slot_cost=slot_cost, segment_value=segment_value, segment_wh=segment_wh,
-                     energy_scale=energy_scale, fairness=fairness, weight=weight)
+                     energy_scale=energy_scale, fairness=fairness, weight=weight,
+                     urgency=reward, urgency_scale=scale)
 
 
 def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:
@@ -175,4 +194,5 @@ def evaluate(problem: Problem, objective: Objective, power_w: np.ndarray) -> flo
     filled = np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
     value = float(np.sum(objective.segment_value * filled))
     cost = float(np.einsum("it,t->", power_w, problem.wh_per_w * objective.slot_cost))
-    return value - cost
+    reward = float(np.einsum("it,it,t->", power_w, objective.urgency_value, problem.wh_per_w))
+    return value - cost + reward

@@ -6,7 +6,8 @@ build — Python loops over connectors and slots — so the benchmark measures w
 backends save, and the tests use it to cross-check them on the same objective
 (optimizer/objective.py):
 
-    maximise   sum_{i,k} segment_value[i,k] s[i,k] - sum_{i,t} slot_cost[t] wh_per_w[t] x[i,t]
+    maximise   sum_{i,k} segment_value[i,k] s[i,k]
+               - sum_{i,t} (slot_cost[t] - urgency_value[i,t]) wh_per_w[t] x[i,t]
     subject to sum_t wh_per_w[t] x[i,t] = sum_k s[i,k]                  (energy of session i)
                0 <= s[i,k] <= segment_wh[i],  0 <= x[i,t] <= upper_w[i,t]
                sum_{i under m} x[i,t] <= node_limit_w[m,t]
@@ -51,7 +52,8 @@ def _build(problem: Problem, objective: Objective, upper_w: np.ndarray):
         model += pulp.lpSum(energy) == pulp.lpSum(segments), f"energy_{i}"
         terms += [float(objective.segment_value[i, k]) * s for k, s in enumerate(segments)]
         energy_terms += [float(objective.weight[i]) * s for s in segments]
-        terms += [-float(objective.slot_cost[t] * wh_per_w[t]) * x[i, t]
+        terms += [-float((objective.slot_cost[t] - objective.urgency_value[i, t]) * wh_per_w[t])
+                  * x[i, t]
                   for t in range(problem.n_slots) if (i, t) in x]
     model += pulp.lpSum(terms)
 

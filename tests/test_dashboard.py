@@ -293,8 +293,14 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
             assert await fleet.plug_in(station_id, connector_id, car, "DRIVER-1")
             await page.wait_for(f"document.getElementById('session-count').textContent === '{n}'", 15)
             row = f"#connectors tr[data-key=\"{station_id}/{connector_id}\"]"
-            await page.wait_for(f"document.querySelector('{row} .alloc-w').textContent.endsWith('kW') && "
-                                f"parseFloat(document.querySelector('{row} .alloc-w').textContent) > 0", 15)
+            # The first car gets power at once. The second leaves later (the site's default
+            # dwell from a later start), so the plan serves the first first (the optimizer's
+            # deadline tie-break); what the first leaves under 15 kW may be below the second's
+            # minimum (4.14 kW), so the row may show 0.0 kW: the page shows the plan either way.
+            shown = f"document.querySelector('{row} .alloc-w').textContent.endsWith('kW')"
+            if n == 1:
+                shown += f" && parseFloat(document.querySelector('{row} .alloc-w').textContent) > 0"
+            await page.wait_for(shown, 15)
         # Two cars of 11 kW under a 15 kW cap: the allocations shown respect the cap.
         shown_kw = await page.evaluate(
             "[...document.querySelectorAll('#connectors .alloc-w')].map(td => parseFloat(td.textContent) || 0)"

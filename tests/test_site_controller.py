@@ -128,26 +128,30 @@ async def test_closed_loop_gives_unused_power_to_others():
     await controller.replan()
     before = _now_w(controller)
     assert sum(before.values()) == pytest.approx(20_000, abs=50)
-    # CP3's car only takes 2 kW of what it was given
-    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+    # The two cars are alike: which one the plan serves first is a tie, so take the served one.
+    served = max(before, key=before.get)
+    other = next(ref for ref in before if ref != served)
+    station, tx = served.station_id, 100 + int(served.station_id[2:])
+    # the served car only takes 2 kW of what it was given
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
                                         power_w=2_000))
-    assert "underuse:CP3/1" in controller._reasons
+    assert f"underuse:{station}/1" in controller._reasons
     await controller.replan()
     after = _now_w(controller)
-    assert after[ConnectorRef("CP3", 1)] <= max(2_000 + controller.settings.ev_headroom_w,
-                                                3 * 230 * 6) + 1e-6
-    assert after[ConnectorRef("CP4", 1)] > before[ConnectorRef("CP4", 1)] + 1_000
+    assert after[served] <= max(2_000 + controller.settings.ev_headroom_w,
+                                3 * 230 * 6) + 1e-6
+    assert after[other] > before[other] + 1_000
     # a sample that still shows the low draw changes nothing (no re-plan ping-pong)
     controller._reasons.clear()
-    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
                                         power_w=2_000))
     assert not controller._reasons
     # the car takes all it is allowed again: the cap is lifted at the next re-plan
-    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
                                         power_w=3_000))
-    assert "ev-ramp:CP3/1" in controller._reasons
+    assert f"ev-ramp:{station}/1" in controller._reasons
     await controller.replan()
-    assert _now_w(controller)[ConnectorRef("CP3", 1)] > 3_000 + 1_000
+    assert _now_w(controller)[served] > 3_000 + 1_000
 
 
 async def test_stale_measurement_is_unknown_not_zero():
@@ -332,3 +336,78 @@ def test_a_restart_reloads_live_energy_from_the_stored_registers_by_the_same_rul
     controller.state.load_registers(101, stored)
     assert controller.state.session_by_id(101).energy_wh == 7_000 == energy_so_far_wh(
         0.0, clock.now(), stored, P_MAX)
+
+
+async def test_a_need_met_to_the_register_resolution_gets_nothing_more():
+    # The driver asked 10 kWh; the register says 10 kWh (less a float's last digits): the car is
+    # done. Planned at "one slot at the minimum rate" for what was left, a full car held 4.1 kW
+    # (and up to 8.9 kW in a short first slot) at every re-plan: 312 kWh of a 24 h demo day
+    # offered to full cars (benchmarks/README.md, quality).
+    controller, clock = _controller(cap_w=20_000)
+    for station, tx in (("CP3", 103), ("CP4", 104)):
+        controller.on_event(ev.StationBooted(station, clock.now(), True, "v", "m"))
+        controller.on_event(ev.SessionStarted(station, 1, tx, "TAG", 0.0,
+                                              clock.now() - timedelta(hours=2)))
+    controller.state.set_need(103, requested_wh=10_000.000000071)
+    controller.on_event(ev.MeterSampled("CP3", 1, 103, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=10_000.0, power_w=0.0))
+    await controller.replan()
+    assert _now_w(controller)[ConnectorRef("CP3", 1)] == 0.0
+    assert _now_w(controller)[ConnectorRef("CP4", 1)] > 10_000.0
+
+
+def _manual(cap_w=20_000.0):
+    from smartcharge.clock import ManualClock
+    clock = ManualClock(T0)
+    return SiteController(_site(cap_w), clock), clock
+
+
+def _plug(controller, clock, station, tx, hours_ago=2.0):
+    controller.on_event(ev.StationBooted(station, clock.now(), True, "v", "m"))
+    controller.on_event(ev.SessionStarted(station, 1, tx, "TAG", 0.0,
+                                          clock.now() - timedelta(hours=hours_ago)))
+
+
+def _meter(controller, clock, station, tx, register_wh, power_w):
+    controller.on_event(ev.MeterSampled(station, 1, tx, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=register_wh, power_w=power_w,
+                                        received_at=clock.now()))
+
+
+async def test_a_car_that_takes_nothing_is_not_held_its_minimum_for_hours():
+    # CP3's driver said nothing (default 20 kWh): its car is full at 8 kWh and draws 0 at two
+    # samples in a row while offered its minimum and more. Before, it kept that minimum until it
+    # left (on the demo day 414 kWh of plan went to full cars); now it gets nothing, and is
+    # offered power again after an hour in case it wants more after all.
+    controller, clock = _manual(cap_w=20_000)
+    _plug(controller, clock, "CP3", 103)
+    _plug(controller, clock, "CP4", 104)
+    await controller.replan()
+    cp3, cp4 = ConnectorRef("CP3", 1), ConnectorRef("CP4", 1)
+    for k in range(2):
+        clock.advance(300)
+        _meter(controller, clock, "CP3", 103, 8_000.0, 0.0)
+        _meter(controller, clock, "CP4", 104, 5_000.0 + 1_000.0 * k, _now_w(controller)[cp4])
+        await controller.replan()
+    assert _now_w(controller)[cp3] == 0.0
+    assert _now_w(controller)[cp4] == pytest.approx(20_000.0, abs=1.0)
+    clock.advance(controller.settings.declined_retry_s)
+    await controller.replan()
+    assert _now_w(controller)[cp3] >= controller.topology.min_power_w(cp3)
+
+
+async def test_a_silent_car_past_the_default_need_takes_what_nobody_else_needs():
+    # CP3's driver said nothing and its car has had the site's default 20 kWh but still draws;
+    # CP4's driver asked for 30 kWh. CP4 comes first; what it cannot take goes to CP3.
+    controller, clock = _manual(cap_w=30_000)
+    _plug(controller, clock, "CP3", 103)
+    _plug(controller, clock, "CP4", 104)
+    controller.state.set_need(104, requested_wh=30_000.0,
+                              departure=clock.now() + timedelta(hours=1))
+    clock.advance(300)
+    _meter(controller, clock, "CP3", 103, 20_000.0, 11_000.0)
+    _meter(controller, clock, "CP4", 104, 0.0, 0.0)
+    await controller.replan()
+    now = _now_w(controller)
+    assert now[ConnectorRef("CP4", 1)] == pytest.approx(P_MAX, abs=1.0)
+    assert now[ConnectorRef("CP3", 1)] == pytest.approx(30_000.0 - P_MAX, abs=1.0)

@@ -275,3 +275,30 @@ async def test_restored_energy_follows_the_billing_rules_after_an_offline_start(
     async with control_server(_site(), db, clock) as server:
         session = server.controller.state.session_by_id(tid)
         assert session.energy_wh == 6_000.0
+
+
+async def test_a_departure_alone_is_restored_without_making_the_default_need_told(tmp_path,
+                                                                                   clock):
+    """A driver who gives only a departure has told no need: after a restart the session keeps
+    the site's default need as a default (a silent driver's car may top up past it), not as
+    an energy the driver asked for."""
+    db = str(tmp_path / "p.sqlite")
+    store = await SqliteStore.open(db)
+    tid = await store.run(lambda tx: tx.insert_session(
+        station_id="CP1", connector_id=1, id_tag="TAG", start_time=T0 - HOUR,
+        meter_start_wh=1_000.0, reservation_id=None, state="open", at=T0 - HOUR))
+    await store.close()
+    departure = T0 + 6 * HOUR
+    async with control_server(_site(), db, clock) as server:
+        async with aiohttp.ClientSession(server.http_url) as http:
+            async with http.put(f"/api/sessions/{tid}",
+                                json={"departure": format_ocpp_time(departure)},
+                                headers=_auth(OP)) as resp:
+                assert resp.status == 200
+        assert not server.controller.state.session_by_id(tid).need_told
+        assert (await server.app[STORE].run(ob.load)).needs[tid].requested_wh is None
+    async with control_server(_site(), db, clock) as server:
+        session = server.controller.state.session_by_id(tid)
+        assert session.departure == departure
+        assert not session.need_told
+        assert session.requested_wh == _site().session_defaults.energy_wh

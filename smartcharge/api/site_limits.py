@@ -210,8 +210,10 @@ async def put_session(request: web.Request) -> web.Response:
         session = controller.state.session_by_id(transaction_id)
         if session is None:
             raise ApiError(404, "not_found", f"no open session {transaction_id}")
-        # the whole need is stored, as it will be after this change
-        need.update(requested_wh=session.requested_wh if requested is None else requested,
+        # the whole need is stored, as it will be after this change; an energy only when
+        # someone told one (a site default stored here would come back as told)
+        told_wh = session.requested_wh if session.need_told else None
+        need.update(requested_wh=told_wh if requested is None else requested,
                     departure=session.departure if departure is None else departure)
 
     def apply(_) -> None:

@@ -39,6 +39,8 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
 
+ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -50,12 +52,19 @@ class ControllerSettings:
     underuse_margin_w: float = 1000.0  # "clearly less": below allocation by this much ...
     underuse_fraction: float = 0.2     # ... and by this fraction of the allocation
     ev_headroom_w: float = 1000.0      # a car that draws less is planned at its draw + this
+    declined_w: float = 100.0          # a car drawing less than this at two samples in a row
+                                       # while offered its minimum declines power (full) ...
+    declined_retry_s: float = 3600.0   # ... and is offered power again after this long
+    topup_weight: float = 0.1          # a silent driver's car past the site's default need
+                                       # keeps charging at this priority (what is left over)
     solve_time_limit_s: float = 5.0    # optimizer time limit [real s]
     history_points: int = 2000
     history_every_s: float = 60.0      # one history point per this much site time
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
     idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
     guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
+    backend: str = "auto"              # optimizer.solve backend; a baseline name ("edf", "llf",
+                                       # "equal_share") runs that heuristic (benchmarks)
 
 
 @dataclass
@@ -98,6 +107,8 @@ class SiteController:
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
         self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
+        self.declined_at: dict[ConnectorRef, datetime] = {}  # closed loop: a car that takes 0
+        self._zero_samples: dict[ConnectorRef, int] = {}
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
@@ -177,6 +188,8 @@ class SiteController:
         if measured is None or ref not in self.state.sessions:
             return
         s = self.settings
+        if self._declines(ref, measured):
+            return
         cap = self.ev_cap_w.get(ref)
         if cap is not None:
             if measured >= cap - s.ev_headroom_w / 2:
@@ -193,6 +206,43 @@ class SiteController:
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
+
+    def _declines(self, ref: ConnectorRef, measured: float) -> bool:
+        """A car drawing ~0 at two samples in a row while offered at least its minimum does
+        not want power (full, or paused by itself): planned at 0, it frees that minimum for
+        the others until `declined_retry_s` has passed (a full car held its minimum until it
+        left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
+        still starting up is not taken for one that declines."""
+        if measured >= self.settings.declined_w:
+            self._zero_samples.pop(ref, None)
+            return False
+        if not self._offered_minimum(ref):
+            self._zero_samples.pop(ref, None)
+            return False
+        self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
+        if self._zero_samples[ref] < 2:
+            return False
+        self._zero_samples.pop(ref, None)
+        self.declined_at[ref] = self.clock.now()
+        self.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
+        return True
+
+    def _offered_minimum(self, ref: ConnectorRef) -> bool:
+        """The plan gives the car at least its minimum now and, with stations (dispatch), the
+        station has accepted a profile for this session that it has had its settle time under
+        and that allows that minimum: a car not yet told must not count as declining."""
+        allocated = self.allocated_now_w(ref) or 0.0
+        plan = self.plan.connectors.get(ref) if self.plan else None
+        if plan is None or allocated <= 0.0 or allocated < plan.min_power_w - 1e-6:
+            return False
+        if self.installed is None:   # planning without stations (tests, benchmarks)
+            return True
+        if not self.installed.governs(ref):
+            return False
+        since = self.installed.followed_since(ref)
+        installed = self.installed.installed_w(ref)
+        return (since is not None and since <= self.clock.now() and installed is not None
+                and installed >= plan.min_power_w - 1e-6)
 
     # --- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -289,6 +339,10 @@ class SiteController:
         fixed: dict[ConnectorRef, float] = {}
         for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
             del self.ev_cap_w[ref]
+        retry = timedelta(seconds=s.declined_retry_s)
+        for ref in [r for r, at in self.declined_at.items()
+                    if r not in self.state.sessions or now - at >= retry]:
+            del self.declined_at[ref]
         for ref, session in self.state.sessions.items():
             if not topo.has(ref):
                 continue
@@ -333,7 +387,20 @@ class SiteController:
                 # closed loop: the car takes less than it gets; plan it at what it draws
                 max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
         max_w = np.maximum(max_w, 0.0)
-        energy = np.array([self.state.sessions[r].remaining_wh for r in controlled], float)
+        for i, ref in enumerate(controlled):
+            if ref in self.declined_at:
+                max_w[i] = 0.0
+        sessions = [self.state.sessions[r] for r in controlled]
+        energy = np.array([session.remaining_wh for session in sessions], float)
+        # Registers count whole Wh: less than that left is a need met (a float's last digits
+        # must not buy a full car the slot at its minimum below).
+        energy = np.where(energy < ENERGY_RESOLUTION_WH, 0.0, energy)
+        # A silent driver's car past the site's default need may want more: it gets another
+        # default's worth at a low priority, so it takes only what the told needs leave over
+        # (the cap went unused while such cars waited: benchmarks/README.md).
+        topup = np.array([not session.need_told for session in sessions], bool) & (energy == 0.0)
+        energy = np.where(topup, self.site.session_defaults.energy_wh, energy)
+        weight = np.where(topup, s.topup_weight, 1.0)
         # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
         # ask for one full slot at the minimum instead; the car stops by itself when full.
         one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * s.slot_s / 3600.0
@@ -358,7 +425,7 @@ class SiteController:
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,
             min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
-            phase=arrays["phase"], voltage_v=arrays["voltage_v"],
+            phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
             price_per_kwh=self.prices.per_slot(starts, ends))
         return problem, controlled, fixed, root_sources, starts, built
 
@@ -369,7 +436,8 @@ class SiteController:
         solve = getattr(optimizer, "solve", None)
         if solve is not None:
             try:
-                schedule = solve(problem, time_limit_s=self.settings.solve_time_limit_s)
+                schedule = solve(problem, backend=self.settings.backend,
+                                 time_limit_s=self.settings.solve_time_limit_s)
                 return np.array(schedule.power_w, dtype=float), schedule.status
             except Exception:  # task boundary: fall back to the safe baseline below
                 log.exception("optimizer.solve failed; planning the clipped baseline")

@@ -47,6 +47,7 @@ class Session:
     requested_wh: float               # total energy the driver wants in this session [Wh]
     departure: datetime
     energy_wh: float = 0.0            # delivered so far, by the ledger's rules [Wh]
+    need_told: bool = False           # requested_wh came from the driver, not the site default
     # Phase use learned from per-phase Current.Import (None: not known yet). On a 3-phase
     # connector a car with a single-phase on-board charger loads one station phase only.
     phases_in_use: int | None = None
@@ -134,6 +135,7 @@ class SiteState:
         session.need_source = source
         if requested_wh is not None:
             session.requested_wh = float(requested_wh)
+            session.need_told = True
         if departure is not None:
             session.departure = departure
         return session

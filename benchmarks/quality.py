@@ -1,0 +1,192 @@
+"""Control quality: how much of what a clairvoyant planner could deliver reaches the cars.
+
+    python -m benchmarks.quality                 # 4 seeded days + one ACN-Data week (~4 min)
+    python -m benchmarks.quality --days demo --no-baselines      # the demo day only (~30 s)
+    python -m benchmarks.quality --acn-weeks 4 --acn-limits 20 30 50 75   # longer ACN part
+
+Part 1, the seeded days (benchmarks/quality_days.py) replayed through the real site controller
+(benchmarks/quality_loop.py: planner, limits, told needs or the site's defaults, closed loop,
+under a manual clock; ideal stations). Each day runs with the demo's mix of drivers (60 % tell
+their need and departure, the others get the site's defaults) and with every driver telling the
+truth, which separates what information costs from what control costs; the baselines EDF, LLF
+and equal share run through the same controller (`ControllerSettings.backend`) with truthful
+drivers; "uncontrolled" (every car at its maximum from arrival) is computed on the day's
+offline problem, since a controller cannot run it (it plans under the limits).
+Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
+knowing every car), share of the effective grid limit used while the plugged cars could take
+more than it, dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
+last longer than one meter interval, 5 min, and the deepest), peak / limit, violations (measured
+draws vs the grid limit and every breaker, each minute), Jain's index of the share of need met,
+and pauses (a car charging, then at 0 while it still wants energy, then charging again).
+
+Part 2, ACN-Data (benchmarks/acn.py): Caltech sessions replayed at the optimizer level
+(optimizer/replay.py: online re-plans at every arrival and whenever a car leaves or stops
+taking power, 5-minute periods, one site limit) against the offline optimum, EDF and LLF, with
+truthful drivers and with the drivers' own estimates (requested energy, estimated departure).
+Skipped with a message when the wheel cannot be fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import acn
+from benchmarks.quality_days import days, offline_optimum_wh, offline_problem
+from benchmarks.quality_loop import DayResult, run_day
+from optimizer import baselines, check, replay
+
+DIP_FRACTION = 0.10
+METER_S = 300.0
+
+
+def jain(shares: np.ndarray) -> float:
+    shares = np.asarray(shares, dtype=float)
+    if shares.size == 0 or not np.any(shares):
+        return 1.0
+    return float(shares.sum() ** 2 / (shares.size * np.sum(shares ** 2)))
+
+
+def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
+    requested = np.array([v.requested_wh for v in result.visits])
+    charged = np.array(result.charged_wh)
+    load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
+    short = wanted > limit + 1.0
+    used = float(load[short].sum() / limit[short].sum()) if short.any() else float("nan")
+    dipping = short & (load < (1.0 - DIP_FRACTION) * limit)
+    runs, length = [], 0
+    for flag in dipping:
+        if flag:
+            length += 1
+        elif length:
+            runs.append(length)
+            length = 0
+    if length:
+        runs.append(length)
+    long_dips = sum(1 for r in runs if r * step_s > METER_S)
+    depth = float(np.max(np.where(dipping, (limit - load) / limit, 0.0))) if dipping.any() else 0.0
+    finite = np.isfinite(limit) & (limit > 0)
+    met = np.minimum(charged / np.maximum(requested, 1e-9), 1.0)
+    rate = np.array(result.pauses) / np.maximum(np.array(result.hours_plugged), 1e-9)
+    return {
+        "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
+        "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
+        "limit_used": used, "dips": len(runs), "long_dips": long_dips, "deepest": depth,
+        "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
+        "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
+        "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
+            np.array(result.hours_plugged), 1.0)))),
+        "replans": result.replans,
+    }
+
+
+def uncontrolled_row(day, offline_wh: float) -> dict:
+    problem = offline_problem(day)
+    power = baselines.uncontrolled(problem)
+    delivered = np.minimum(power @ problem.wh_per_w, problem.energy_wh)
+    root = power.sum(axis=0)
+    limit = problem.node_limit_w[0]
+    return {"delivered_kwh": delivered.sum() / 1000.0,
+            "of_requested": delivered.sum() / problem.energy_wh.sum(),
+            "of_offline": delivered.sum() / offline_wh,
+            "peak": float(np.max(root / limit)),
+            "violations": len({v.slot for v in check(problem, power) if v.kind != "below_min"}),
+            "jain": jain(np.minimum(delivered / problem.energy_wh, 1.0))}
+
+
+def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
+    print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
+          "short | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
+          "max pauses per car-hour | cars paused > 1/h | re-plans |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for day, run, m in rows:
+        if "limit_used" not in m:   # uncontrolled, at the optimizer level
+            print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
+                  f"{m['of_offline']:.1%} | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"slots | {m['jain']:.3f} | - | - | - |")
+            continue
+        print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
+              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['dips']} ({m['long_dips']}) "
+              f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
+              f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} |")
+
+
+def run_days(args) -> None:
+    rows = []
+    for day in days(args.days):
+        started = time.perf_counter()
+        offline_wh = offline_optimum_wh(day)
+        requested = sum(v.requested_wh for v in day.visits)
+        print(f"\n{day.name}: {len(day.visits)} visits, {requested / 1000:.0f} kWh requested, "
+              f"offline optimum {offline_wh / 1000:.0f} kWh", flush=True)
+        runs = [("ours, demo's drivers", "auto", False), ("ours, truthful", "auto", True)]
+        if args.baselines:
+            runs += [(f"{b}, truthful", b, True) for b in ("edf", "llf", "equal_share")]
+        for label, backend, truthful in runs:
+            result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
+                                         truthful=truthful, backend=backend))
+            rows.append((day.name, label, metrics(result, offline_wh)))
+        rows.append((day.name, "uncontrolled (optimizer level)", uncontrolled_row(day, offline_wh)))
+        print(f"  {time.perf_counter() - started:.0f} s", flush=True)
+    print("\n### Seeded days through the site controller\n")
+    print_day_table(rows)
+
+
+def run_acn(args) -> None:
+    print("\n### ACN-Data, Caltech, at the optimizer level\n")
+    try:
+        files = acn.fetch(Path(args.acn_cache))
+    except (acn.Unavailable, OSError, Exception) as exc:   # a benchmark, not a service
+        print(f"skipped: ACN-Data not available ({exc})")
+        return
+    rows = acn.read_rows(files)
+    print("| week from | sessions | limit kW | offline optimum | ours, truthful | LLF, truthful "
+          "| EDF, truthful | ours, drivers' estimates | LLF, estimates | EDF, estimates |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for week in range(args.acn_weeks):
+        start = datetime.fromisoformat(args.acn_start) + timedelta(days=7 * week)
+        sessions = acn.window(rows, start, 7.0)
+        need = sessions.energy_wh.sum()
+        for limit_kw in args.acn_limits:
+            limit_w = limit_kw * 1000.0
+            cells = [replay.offline(sessions, limit_w).sum() / need]
+            for told in (sessions.truthful(), sessions):
+                for method in ("solve", "llf", "edf"):
+                    cells.append(replay.online(told, limit_w, method,
+                                               replan_on_change=True).sum() / need)
+            print(f"| {start:%Y-%m-%d} | {sessions.arrival.size} | {limit_kw:g} | "
+                  + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", nargs="+", default=None,
+                        help="demo workplace depot tight (default: all)")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="EDF, LLF, equal share through the controller too")
+    parser.add_argument("--no-days", dest="run_days", action="store_false")
+    parser.add_argument("--acn", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--acn-cache", default=str(acn.DEFAULT_CACHE))
+    parser.add_argument("--acn-start", default="2019-05-06T00:00:00-07:00")
+    parser.add_argument("--acn-weeks", type=int, default=1)
+    parser.add_argument("--acn-limits", type=float, nargs="+", default=[20.0, 30.0])
+    args = parser.parse_args(argv)
+    print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{platform.machine()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
+    started = time.perf_counter()
+    if args.run_days:
+        run_days(args)
+    if args.acn:
+        run_acn(args)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

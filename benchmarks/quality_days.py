@@ -1,0 +1,168 @@
+"""The quality benchmark's seeded days and their clairvoyant optimum.
+
+Days (all on the demo site, `smartcharge/data/demo-site.toml`: 40 bays on three feeders, 120 kW
+grid cap, per-phase breakers):
+
+- demo: the demo's own day (`smartcharge demo`, seed 7, 24 h, mixed-phase cars, the utility's
+  evening event at 60 kW 17:30-19:30, 60 % of drivers tell their need).
+- workplace: a weekday at an office car park: a car at every bay around 08:30 (sd 45 min),
+  stays of 7-10 h, 15-50 kWh, a second shorter visit at some bays, no event; 24 h.
+- depot: a fleet's night: every bay gets a car between 17:00 and 21:00 that leaves between
+  05:00 and 07:00, 25-60 kWh; 16:00 to 08:00.
+- tight: the demo's day with seed 8 under a grid cap of 50 kW (with the event at half of it).
+
+The offline optimum is one LP over the whole day that knows every car in advance (arrival,
+departure, need, on-board charger and its phases, bay) under the same caps, event, breakers and
+phases, in 5-minute slots, without minimum rates or battery taper: an upper bound on what any
+controller could deliver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+import optimizer
+from smartcharge.config import load_site
+from smartcharge.demo.arguments import default_site_path
+from smartcharge.demo.report import GridLimits
+from smartcharge.demo.scenario import (MIN_GAP_S, DemandResponsePlan, Visit, plan_day,
+                                       plan_demand_response)
+from smartcharge.model import Site
+from smartcharge.sim.ev import random_ev
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+START = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
+OFFLINE_SLOT_S = 300.0
+
+
+@dataclass
+class Day:
+    name: str
+    site: Site
+    visits: list[Visit]
+    start: datetime
+    hours: float
+    dr: DemandResponsePlan | None
+
+
+def _with_cap(site: Site, cap_w: float) -> Site:
+    root = dataclasses.replace(site.circuits[0], limit_w=cap_w)
+    return dataclasses.replace(site, circuits=(root,) + tuple(site.circuits[1:]))
+
+
+def _visit(site_tags, rng, station, connector, arrival, departure, need_wh, counter, phases):
+    car = random_ev(rng, arrival, name=f"car-{counter:04d}")
+    if phases == 3 and rng.random() < 0.8:
+        car.onboard_phases = 3
+    need_wh = min(need_wh, (car.target_soc - 0.05) * car.capacity_wh)
+    car.soc = car.target_soc - need_wh / car.capacity_wh
+    car.departure = departure
+    tags = sorted(site_tags) or [None]
+    return Visit(station.station_id, connector.connector_id, arrival, departure, car,
+                 tags[counter % len(tags)], car.energy_need_wh, rng.random() < 0.6)
+
+
+def _custom(site: Site, seed: int, arrive, stay_s, need_wh, start: datetime, hours: float,
+            share: float = 1.0) -> list[Visit]:
+    rng = random.Random(seed)
+    visits, counter = [], 0
+    end = start + timedelta(hours=hours)
+    for station in site.stations:
+        for connector in station.connectors:
+            if rng.random() > share:
+                continue
+            counter += 1
+            arrival = arrive(rng)
+            departure = min(arrival + timedelta(seconds=stay_s(rng)), end)
+            visits.append(_visit(site.id_tags, rng, station, connector, arrival, departure,
+                                 need_wh(rng), counter, connector.phases))
+            # a second car later in the day at some bays
+            later = departure + timedelta(seconds=MIN_GAP_S + rng.uniform(0, 3600))
+            if rng.random() < 0.3 and later + timedelta(hours=2) < end:
+                counter += 1
+                leave = min(later + timedelta(seconds=rng.uniform(2, 5) * 3600), end)
+                visits.append(_visit(site.id_tags, rng, station, connector, later, leave,
+                                     rng.uniform(5_000, 20_000), counter, connector.phases))
+    return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
+
+
+def days(names: list[str] | None = None) -> list[Day]:
+    site = load_site(default_site_path())
+    out = []
+    wanted = names or ["demo", "workplace", "depot", "tight"]
+    for name in wanted:
+        if name == "demo":
+            dr = plan_demand_response(START, 24, site.root.limit_w)
+            out.append(Day(name, site, plan_day(site, START, 24, seed=7, mixed_phases=True),
+                           START, 24.0, dr))
+        elif name == "workplace":
+            visits = _custom(
+                site, 11, lambda r: START + timedelta(hours=r.gauss(8.5, 0.75)),
+                lambda r: r.uniform(7, 10) * 3600, lambda r: r.uniform(15_000, 50_000),
+                START, 24.0)
+            out.append(Day(name, site, visits, START, 24.0, None))
+        elif name == "depot":
+            start = START + timedelta(hours=16)
+            visits = _custom(
+                site, 12, lambda r: start + timedelta(hours=r.uniform(1, 5)),
+                lambda r: r.uniform(9, 13) * 3600, lambda r: r.uniform(25_000, 60_000),
+                start, 16.0)
+            out.append(Day(name, site, visits, start, 16.0, None))
+        elif name == "tight":
+            tight = _with_cap(site, 50_000.0)
+            dr = plan_demand_response(START, 24, tight.root.limit_w)
+            out.append(Day(name, tight, plan_day(tight, START, 24, seed=8, mixed_phases=True),
+                           START, 24.0, dr))
+        else:
+            raise ValueError(f"unknown day {name!r}")
+    return out
+
+
+def grid_limit_w(day: Day, moments: list[datetime]) -> np.ndarray:
+    limits = GridLimits(day.site.root.limit_w, 0.0)
+    if day.dr is not None:
+        from smartcharge.demo.report import TimedLimit
+        limits.add(TimedLimit(day.dr.start, day.dr.end, day.dr.limit_w, day.dr.event_id))
+    return np.array([limits.effective_w(m) or np.inf for m in moments])
+
+
+def offline_problem(day: Day) -> optimizer.Problem:
+    """The clairvoyant LP's problem: one row per visit, 5-minute slots over the whole day."""
+    topo = SiteTopology(day.site)
+    t = int(round(day.hours * 3600 / OFFLINE_SLOT_S))
+    starts = [day.start + timedelta(seconds=k * OFFLINE_SLOT_S) for k in range(t)]
+    root_w = grid_limit_w(day, starts)
+    node_w, node_a = topo.node_limits(root_w)
+    rows = {k: [] for k in ("node", "max", "phases", "phase", "volt", "need", "a", "d")}
+    for visit in day.visits:
+        ref = ConnectorRef(visit.station_id, visit.connector_id)
+        connector = topo.connector(ref)
+        phases = min(visit.ev.onboard_phases, connector.phases)
+        car_max = visit.ev.max_power_w_by_phases.get(phases,
+                                                     min(visit.ev.max_power_w_by_phases.values()))
+        rows["node"].append(topo.station_node[ref.station_id])
+        rows["max"].append(min(topo.max_power_w(ref, phases), car_max))
+        rows["phases"].append(phases)
+        rows["phase"].append(topo.site_phase(ref, 0) if phases == 1 else 0)
+        rows["volt"].append(topo.station(ref.station_id).voltage_v)
+        rows["need"].append(visit.requested_wh)
+        offset = lambda m: (m - day.start).total_seconds() / OFFLINE_SLOT_S  # noqa: E731
+        rows["a"].append(int(np.clip(np.floor(offset(visit.arrival)), 0, t)))
+        rows["d"].append(int(np.clip(np.ceil(offset(visit.departure)), rows["a"][-1], t)))
+    return optimizer.Problem(
+        slot_s=np.full(t, OFFLINE_SLOT_S), max_power_w=np.array(rows["max"]),
+        energy_wh=np.array(rows["need"]), arrival_slot=np.array(rows["a"]),
+        departure_slot=np.array(rows["d"]), node_parent=topo.node_parent,
+        connector_node=np.array(rows["node"]), node_limit_w=node_w, node_limit_a=node_a,
+        phases=np.array(rows["phases"]), phase=np.array(rows["phase"]),
+        voltage_v=np.array(rows["volt"]))
+
+
+def offline_optimum_wh(day: Day) -> float:
+    problem = offline_problem(day)
+    return float(np.minimum(optimizer.solve(problem).delivered_wh, problem.energy_wh).sum())

@@ -1,0 +1,188 @@
+"""One day through the real site controller, in site time that moves only when we move it.
+
+The controller (`smartcharge.site.controller.SiteController`: planner, limits with the utility's
+event, the drivers' told needs or the site's defaults, the closed loop that re-plans around a car
+taking less, minimum rates, phases, breakers) is driven in-process under a `ManualClock`: every
+`step_s` of site time the cars charge at what the plan offers them (`sim.ev.SimEV`: on-board
+charger, phases, battery taper), every `meter_s` each station reports a meter sample, and the
+controller re-plans when it asks to (its triggers), at every slot boundary and at every limit
+change, as its own loop would. The stations are ideal: a plan is in force the moment it is
+made (no OCPP round trips, no dispatch ordering; `smartcharge demo` measures those over real
+WebSockets in real time). A single-phase car on a three-phase bay whose phases the controller
+does not know yet gets a third of its allocation (the station applies the per-phase current of
+a balanced three-phase plan to the one phase the car uses).
+
+The truth every metric is computed from is what the simulated cars drew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from smartcharge import events as ev
+from smartcharge.clock import ManualClock
+from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
+from smartcharge.demo.scenario import DemandResponsePlan, Visit
+from smartcharge.model import Site
+from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.topology import ConnectorRef
+
+
+@dataclass
+class DayResult:
+    """What happened, step by step and per visit."""
+
+    times: list[datetime] = field(default_factory=list)
+    load_w: list[float] = field(default_factory=list)       # the cars' summed draw
+    limit_w: list[float] = field(default_factory=list)      # effective grid limit
+    wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
+    offered_w: list[float] = field(default_factory=list)    # what the plan offered them
+    visits: list[Visit] = field(default_factory=list)
+    charged_wh: list[float] = field(default_factory=list)
+    pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
+    hours_plugged: list[float] = field(default_factory=list)
+    violations: int = 0
+    replans: int = 0
+
+
+def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
+    limits = GridLimits(site.root.limit_w, 0.0)
+    for window in site.cap_schedule:
+        limits.add(TimedLimit(window.start, window.end, window.limit_w, "operator cap"))
+    if dr is not None:
+        limits.add(TimedLimit(dr.start, dr.end, dr.limit_w, dr.event_id))
+    return limits
+
+
+async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float,
+                  dr: DemandResponsePlan | None = None, *, truthful: bool = False,
+                  backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
+                  settings: dict | None = None) -> DayResult:
+    """Replay `visits` (deep-copied: their cars charge) through a fresh controller."""
+    visits = copy.deepcopy(visits)
+    clock = ManualClock(start)
+    settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
+                                     **(settings or {})})
+    controller = SiteController(site, clock, settings)
+    limits = _grid_limits(site, dr)
+    monitor = Monitor(site, limits)
+    topo = controller.topology
+    for station in site.stations:
+        controller.on_event(ev.StationBooted(station.station_id, start, True, "sim", "sim"))
+    end = start + timedelta(hours=hours)
+    result = DayResult(visits=visits)
+    arrivals = sorted(visits, key=lambda v: v.arrival)
+    plugged: dict[ConnectorRef, tuple[Visit, int]] = {}
+    register_wh: dict[ConnectorRef, float] = {ref: 0.0 for ref in topo.refs}
+    last_draw: dict[int, float] = {}
+    state: dict[int, str] = {}          # per visit: "idle" | "charging" | "paused"
+    pauses = {id(v): 0 for v in visits}
+    plugged_s = {id(v): 0.0 for v in visits}
+    next_tx, next_arrival, dr_sent = 1, 0, dr is None
+    next_meter = start
+    next_slot = start
+    change_times = sorted(limits_change for limits_change in _changes(dr, site))
+    now = start
+    while now < end:
+        # the utility's event, when announced
+        if not dr_sent and now >= dr.announce:
+            controller.limits.add_event(DemandResponseEvent(dr.event_id, dr.start, dr.end,
+                                                            limit_w=dr.limit_w))
+            controller.request_replan("demand-response")
+            dr_sent = True
+        # departures, then arrivals
+        for ref, (visit, tx) in list(plugged.items()):
+            if visit.departure <= now:
+                controller.on_event(ev.SessionStopped(ref.station_id, ref.connector_id, tx, now,
+                                                      visit.ev.charged_wh, "EVDisconnected"))
+                del plugged[ref]
+        while next_arrival < len(arrivals) and arrivals[next_arrival].arrival <= now:
+            visit = arrivals[next_arrival]
+            next_arrival += 1
+            ref = ConnectorRef(visit.station_id, visit.connector_id)
+            if ref in plugged or visit.departure <= now:
+                continue
+            visit.ev.phases = min(visit.ev.onboard_phases, topo.connector(ref).phases)
+            plugged[ref] = (visit, next_tx)
+            controller.on_event(ev.SessionStarted(ref.station_id, ref.connector_id, next_tx,
+                                                  visit.id_tag or "SIM", register_wh[ref], now))
+            if truthful or visit.tells_need:
+                controller.state.set_need(next_tx, requested_wh=visit.requested_wh,
+                                          departure=visit.departure)
+            next_tx += 1
+        # re-plan: the controller's triggers, every slot boundary, every limit change
+        boundary = now >= next_slot
+        if boundary:
+            next_slot = now + timedelta(seconds=settings.slot_s - now.timestamp() % settings.slot_s)
+        limit_changed = bool(change_times) and change_times[0] <= now
+        while change_times and change_times[0] <= now:
+            change_times.pop(0)
+        if controller._replan.is_set() or boundary or limit_changed:
+            controller._replan.clear()
+            reasons, controller._reasons = controller._reasons, set()
+            await controller.replan(reasons)
+            result.replans += 1
+        # the cars charge for one step at what the plan offers
+        draws, wanted_w, offered_w = [], 0.0, 0.0
+        for ref, (visit, tx) in plugged.items():
+            car = visit.ev
+            wanted_w += car.acceptance_w()
+            offered = controller.allocated_now_w(ref) or 0.0
+            plan = controller.plan.connectors.get(ref) if controller.plan else None
+            if car.phases == 1 and topo.connector(ref).phases == 3 and \
+                    (plan is None or not plan.phases_known or plan.phases == 3):
+                offered /= 3.0
+            offered_w += offered
+            before_full = car.full
+            draw_w = car.advance(step_s, offered)
+            register_wh[ref] += draw_w * step_s / 3600.0
+            plugged_s[id(visit)] += step_s
+            key = id(visit)
+            if draw_w > 1.0:
+                if state.get(key) == "paused":
+                    pauses[key] += 1
+                state[key] = "charging"
+            elif state.get(key) == "charging" and not before_full and not car.full:
+                state[key] = "paused"
+            last_draw[key] = draw_w
+            draws.append(Draw(ref.station_id, ref.connector_id, draw_w, car.phases,
+                              topo.connector(ref).phase))
+        sample = monitor.record(now, draws, len(plugged), 0.0)
+        result.times.append(now)
+        result.load_w.append(sample.site_load_w)
+        result.limit_w.append(limits.effective_w(now) or float("inf"))
+        result.wanted_w.append(wanted_w)
+        result.offered_w.append(offered_w)
+        # meter samples
+        if now >= next_meter:
+            for ref, (visit, tx) in plugged.items():
+                draw_w = last_draw.get(id(visit), 0.0)
+                per_phase = draw_w / (topo.station(ref.station_id).voltage_v * visit.ev.phases)
+                currents = (per_phase, per_phase, per_phase) if visit.ev.phases == 3 \
+                    else (per_phase, 0.0, 0.0)
+                controller.on_event(ev.MeterSampled(
+                    ref.station_id, ref.connector_id, tx, now, "Sample.Periodic",
+                    energy_register_wh=register_wh[ref], power_w=draw_w, current_a=currents,
+                    received_at=now))
+            next_meter = now + timedelta(seconds=meter_s)
+        now = now + timedelta(seconds=step_s)
+        clock.set(now)
+        await asyncio.sleep(0)
+    result.violations = len(monitor.violations)
+    result.charged_wh = [v.ev.charged_wh for v in visits]
+    result.pauses = [pauses[id(v)] for v in visits]
+    result.hours_plugged = [plugged_s[id(v)] / 3600.0 for v in visits]
+    return result
+
+
+def _changes(dr: DemandResponsePlan | None, site: Site) -> list[datetime]:
+    moments = []
+    if dr is not None:
+        moments += [dr.start, dr.end]
+    for window in site.cap_schedule:
+        moments += [window.start, window.end]
+    return moments
