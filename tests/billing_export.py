@@ -1,5 +1,6 @@
 """For the billing property tests: play a station's messages against a fresh real server and read
-back its billing CSV (the sum of the billable rows, and the rows)."""
+back its billing CSV (the sum of the billable rows, and the rows); `draw_next`: the order a
+property test sends them in."""
 
 from __future__ import annotations
 
@@ -11,9 +12,27 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from hypothesis import strategies as st
 
 from smartcharge.app import create_app
 from tests.conftest import API_TOKEN, PASSWORD, WsConnection
+
+
+def draw_next(data, queues: dict, retries: list) -> tuple[object, bool]:
+    """The next message to send, drawn by Hypothesis `data`: the head of one of `queues` (key ->
+    messages in their order; an emptied queue is removed), which may be kept to be sent again
+    later, or one of `retries`, maybe reworded. Returns (message, reworded)."""
+    choices = sorted(queues) + (["retry"] if retries else [])
+    pick = data.draw(st.sampled_from(choices), label="next")
+    if pick == "retry":
+        message = retries.pop(data.draw(st.integers(0, len(retries) - 1), label="which"))
+        return message, data.draw(st.booleans(), label="reworded")
+    message = queues[pick].pop(0)
+    if not queues[pick]:
+        del queues[pick]
+    if data.draw(st.integers(0, 3), label="retried later") == 0:
+        retries.append(message)
+    return message, False
 
 
 async def play_and_bill(site, db_path: str, protocol: str, station_class,

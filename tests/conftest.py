@@ -17,13 +17,15 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.app import create_app
-from smartcharge.appkeys import EVENTS, STORE
+from smartcharge.appkeys import EVENTS, REGISTRY, STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.ocpp.registry import StationCallError
 
 PASSWORD = "station-password-01"          # 19 bytes: inside the 16..20 the whitepaper requires
 ID_TAG = "DRIVER-1"
 API_TOKEN = "test-operator-token"   # the harness's API client is an operator
+HEARTBEAT_FRAME = [2, "hb-1", "Heartbeat", {}]   # the same in 1.6 and 2.0.1
 
 
 def make_site(**overrides) -> Site:
@@ -218,6 +220,39 @@ class Harness:
         message = await asyncio.wait_for(ws.receive(), 5)
         assert message.type == aiohttp.WSMsgType.TEXT, message
         return json.loads(message.data)
+
+    async def booted_raw_socket(self, boot_frame: list, station_id: str = "CP1",
+                                protocols=("ocpp1.6",)) -> aiohttp.ClientWebSocketResponse:
+        """A raw socket of `station_id` whose BootNotification (`boot_frame`, in the words of
+        `protocols`) was accepted."""
+        ws = await self.open_ws(station_id, protocols=protocols)
+        answer = await self.raw_call(ws, boot_frame)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+        return ws
+
+    async def assert_still_up(self, ws) -> None:
+        assert (await self.raw_call(ws, HEARTBEAT_FRAME))[:2] == [3, "hb-1"]
+
+    async def assert_callerror(self, ws, frame, expected: list) -> None:
+        """`frame` gets the CALLERROR `expected` ([4, message id, code]) with a description and
+        details, and the connection goes on."""
+        answer = await self.raw_call(ws, frame)
+        assert answer[:3] == expected
+        assert isinstance(answer[3], str) and isinstance(answer[4], dict)
+        await self.assert_still_up(ws)
+
+    async def our_call_refused(self, ws, request, code: str) -> StationCallError:
+        """Our `request` to CP1 (through the registry's link), answered on CP1's raw socket `ws`
+        with a CALLERROR `code`: what the caller got."""
+        await self.wait_for(lambda: self.app[REGISTRY].get("CP1") is not None)
+        link = self.app[REGISTRY].get("CP1")
+        pending = asyncio.create_task(link.call(request, timeout_s=5))
+        frame = json.loads((await ws.receive(timeout=5)).data)
+        assert frame[2] == type(request).__name__
+        await ws.send_str(json.dumps([4, frame[1], code, "no", {}]))
+        with pytest.raises(StationCallError) as failed:
+            await pending
+        return failed.value
 
     async def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
         """Wait on a condition without sleeping a fixed time: poll the loop, bounded."""

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from openleadr import OpenADRServer, objects
 
+from tests.changes import wait_changed
 from tests.sim_fixtures import free_port
 
 VEN_ID = "ven-smartcharge-1"
@@ -33,14 +34,7 @@ class Vtn2b:
         self.changed.set()
 
     async def wait_until(self, predicate, timeout_s: float = 20.0, what: str = "") -> None:
-        async def watch():
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-        try:
-            await asyncio.wait_for(watch(), timeout_s)
-        except TimeoutError:
-            raise AssertionError(f"VTN: timed out after {timeout_s} s waiting for {what}")
+        await wait_changed(self.changed, predicate, timeout_s, what, "VTN")
 
     # --- handlers -----------------------------------------------------------------------
     def on_create_party_registration(self, registration_info):

@@ -15,6 +15,7 @@ from datetime import datetime
 from aiohttp import web
 
 from smartcharge.clock import format_ocpp_time
+from tests.changes import wait_changed
 
 CLIENT_ID, CLIENT_SECRET = "smartcharge-ven", "ven-secret-0123"
 
@@ -33,14 +34,7 @@ class Vtn3:
     runner: web.AppRunner | None = None
 
     async def wait_until(self, predicate, timeout_s: float = 20.0, what: str = "") -> None:
-        async def watch():
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
-        try:
-            await asyncio.wait_for(watch(), timeout_s)
-        except TimeoutError:
-            raise AssertionError(f"VTN 3: timed out after {timeout_s} s waiting for {what}")
+        await wait_changed(self.changed, predicate, timeout_s, what, "VTN 3")
 
     # --- the business logic's side ------------------------------------------------------
     def add_program(self, name: str) -> str:

@@ -113,6 +113,16 @@ class LoadMonitor:
         return out
 
 
+def composite_w(fleet, station_id: str, at) -> float:
+    """What the simulated station's installed profiles let connector 1 draw at `at` [W] (3
+    phases at 230 V; no limit: infinity)."""
+    station = fleet.station(station_id)
+    state = station.connectors[1]
+    tx = state.transaction.context() if state.transaction else None
+    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
+    return float("inf") if limit is None else limit
+
+
 def site_phase_currents_a(site, fleet) -> list[float]:
     """The site's current per phase [A] from the simulated draws: a car's draw over the phases it
     charges on, starting at the site phase its connector's L1 is wired to (`phase`)."""

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ocpp.v16 import call
 
-from billing_export import play_and_bill
+from billing_export import draw_next, play_and_bill
 from conftest import TestStation, make_site
 
 STEP = timedelta(minutes=10)
@@ -170,18 +170,7 @@ async def _play(script: Script, data, station: TestStation) -> None:
     retries: list[Message] = []
     while queues or retries:
         # which connector's queue goes next, or a retry of something already sent
-        choices = sorted(queues) + (["retry"] if retries else [])
-        pick = data.draw(st.sampled_from(choices), label="next")
-        if pick == "retry":
-            message = retries.pop(data.draw(st.integers(0, len(retries) - 1), label="which"))
-            reworded = data.draw(st.booleans(), label="reworded")
-        else:
-            message = queues[pick].pop(0)
-            if not queues[pick]:
-                del queues[pick]
-            reworded = False
-            if data.draw(st.integers(0, 3), label="retried later") == 0:
-                retries.append(message)
+        message, reworded = draw_next(data, queues, retries)
         answer = await station.call(message.build(ids, reworded), suppress=False)
         if message.kind == "Start":
             ids.setdefault(message.session, answer.transaction_id)

@@ -21,7 +21,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.billing_export import play_and_bill
+from tests.billing_export import draw_next, play_and_bill
 from tests.conftest import make_site
 from tests.v201_billing import tx_event
 from tests.v201_fixtures import Station201
@@ -118,20 +118,10 @@ async def deliver(queues: list, data, db_path: str, tags: frozenset[str]):
 
 
 async def _play(queues: list[list[Sent]], data, station: Station201) -> None:
+    pending = dict(enumerate(queues))   # queue index -> its messages, removed when empty
     retries: list[Sent] = []
-    while queues or retries:
-        choices = list(range(len(queues))) + (["retry"] if retries else [])
-        pick = data.draw(st.sampled_from(choices), label="next")
-        if pick == "retry":
-            sent = retries.pop(data.draw(st.integers(0, len(retries) - 1), label="which"))
-            reworded = data.draw(st.booleans(), label="reworded")
-        else:
-            sent = queues[pick].pop(0)
-            if not queues[pick]:
-                del queues[pick]
-            reworded = False
-            if data.draw(st.integers(0, 3), label="retried later") == 0:
-                retries.append(sent)
+    while pending or retries:
+        sent, reworded = draw_next(data, pending, retries)
         if data.draw(st.integers(0, 15), label="reboot") == 0:
             await station.boot(reason="Watchdog")
         await station.send(sent.request(reworded))

@@ -73,10 +73,7 @@ async def test_undeclared_station_is_refused(harness):
 
 
 async def booted_raw_socket(harness, station_id="CP1"):
-    ws = await harness.open_ws(station_id, protocols=(OCPP201,))
-    answer = await harness.raw_call(ws, BOOT)
-    assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
-    return ws
+    return await harness.booted_raw_socket(BOOT, station_id, protocols=(OCPP201,))
 
 
 @pytest.mark.parametrize("frame, expected", [
@@ -105,11 +102,7 @@ async def booted_raw_socket(harness, station_id="CP1"):
      [4, "m10", "TypeConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_2_0_1_callerror(harness, frame, expected):
-    ws = await booted_raw_socket(harness)
-    answer = await harness.raw_call(ws, frame)
-    assert answer[:3] == expected
-    assert isinstance(answer[3], str) and isinstance(answer[4], dict)
-    assert (await harness.raw_call(ws, HEARTBEAT))[:2] == [3, "hb-1"]
+    await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
 
 
 async def test_binary_frame_is_answered_not_fatal(harness):
@@ -163,15 +156,8 @@ async def test_our_calls_to_a_2_0_1_station(harness):
 ])
 async def test_callerror_answers_raise_station_call_error(harness, code, expected):
     ws = await booted_raw_socket(harness)
-    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    pending = asyncio.create_task(harness.app[REGISTRY].get("CP1").call(get_entries(),
-                                                                        timeout_s=5))
-    request = json.loads((await ws.receive(timeout=5)).data)
-    assert request[2] == "GetVariables"
-    await ws.send_str(json.dumps([4, request[1], code, "no", {}]))
-    with pytest.raises(StationCallError) as failed:
-        await pending
-    assert failed.value.code == expected
+    failed = await harness.our_call_refused(ws, get_entries(), code)
+    assert failed.code == expected
 
 
 async def test_a_station_that_does_not_answer_times_out(harness):

@@ -16,15 +16,11 @@ HEARTBEAT = [2, "hb-1", "Heartbeat", {}]
 
 
 async def booted_raw_socket(harness, station_id="CP1"):
-    ws = await harness.open_ws(station_id)
-    answer = await harness.raw_call(ws, BOOT)
-    assert answer[0] == 3 and answer[2]["status"] == "Accepted"
-    return ws
+    return await harness.booted_raw_socket(BOOT, station_id)
 
 
 async def assert_still_up(harness, ws):
-    answer = await harness.raw_call(ws, HEARTBEAT)
-    assert answer[:2] == [3, "hb-1"]
+    await harness.assert_still_up(ws)
 
 
 @pytest.mark.parametrize("frame, expected", [
@@ -53,11 +49,7 @@ async def assert_still_up(harness, ws):
      [4, "m11", "OccurenceConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
-    ws = await booted_raw_socket(harness)
-    answer = await harness.raw_call(ws, frame)
-    assert answer[:3] == expected
-    assert isinstance(answer[3], str) and isinstance(answer[4], dict)
-    await assert_still_up(harness, ws)
+    await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
 
 
 async def test_bad_timestamp_is_type_constraint_violation_and_not_stored(harness):
@@ -95,15 +87,8 @@ async def test_call_before_boot_accepted_is_security_error(harness):
 async def test_callerror_answers_to_our_calls_raise_with_either_spelling(harness, code,
                                                                          expected):
     ws = await booted_raw_socket(harness)
-    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    link = harness.app[REGISTRY].get("CP1")
-    pending = asyncio.create_task(link.call(call.GetConfiguration(key=["X"]), timeout_s=5))
-    request = json.loads((await ws.receive(timeout=5)).data)
-    assert request[2] == "GetConfiguration"
-    await ws.send_str(json.dumps([4, request[1], code, "no", {}]))
-    with pytest.raises(StationCallError) as failed:
-        await pending
-    assert failed.value.code == expected
+    failed = await harness.our_call_refused(ws, call.GetConfiguration(key=["X"]), code)
+    assert failed.code == expected
     await assert_still_up(harness, ws)
 
 

@@ -2,6 +2,7 @@
 its VEN and simulated OCPP stations, a real SQLite file, accelerated site time started at wall
 time (openleadr judges event status by the wall clock; site time only runs ahead of it)."""
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import AcceleratedClock
@@ -13,7 +14,7 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from tests.openadr_vtn2b import vtn_2b
-from tests.site_e2e import LoadMonitor, control_server, wait_until
+from tests.site_e2e import LoadMonitor, composite_w, control_server, wait_until
 
 SPEED = 60.0
 CAP_W = 30_000.0
@@ -37,16 +38,8 @@ def _clock() -> AcceleratedClock:
     return AcceleratedClock(datetime.now(UTC).replace(microsecond=0), speed=SPEED)
 
 
-def _composite_w(fleet, station_id, at) -> float:
-    station = fleet.station(station_id)
-    state = station.connectors[1]
-    tx = state.transaction.context() if state.transaction else None
-    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
-    return float("inf") if limit is None else limit
-
-
 def _profiles_sum_w(fleet, at) -> float:
-    return sum(_composite_w(fleet, s, at) for s in fleet.stations)
+    return sum(composite_w(fleet, s, at) for s in fleet.stations)
 
 
 def _ev():
@@ -64,63 +57,72 @@ async def _charging_fleet(site, server, clock) -> Fleet:
     return fleet
 
 
+@contextlib.asynccontextmanager
+async def charging_site(site, db_path, clock, program: str):
+    """The app on `site` with four cars charging under the cap, and a load monitor against the
+    limit in force: (server, the VEN of `program`, fleet, monitor); the fleet stops at the end."""
+    async with control_server(site, db_path, clock, settings=SETTINGS,
+                              dispatch=DISPATCH) as server:
+        controller = server.controller
+        fleet = await _charging_fleet(site, server, clock)
+        monitor = LoadMonitor(fleet, clock, lambda at: controller.effective_limit_at(at)[0])
+        try:
+            yield server, server.app[VENS][program], fleet, monitor
+        finally:
+            await monitor.stop()
+            await fleet.stop()
+
+
 async def test_capacity_and_simple_events_bind_the_stations_from_their_start(tmp_path):
     clock = _clock()
     async with vtn_2b() as vtn:
         site = _site(vtn.url)
-        async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                                  dispatch=DISPATCH) as server:
+        async with charging_site(site, tmp_path / "sc.sqlite", clock, "peak") as (
+                server, ven, fleet, monitor):
             controller = server.controller
-            ven = server.app[VENS]["peak"]
-            fleet = await _charging_fleet(site, server, clock)
-            monitor = LoadMonitor(fleet, clock, lambda at: controller.effective_limit_at(at)[0])
-            try:
-                await vtn.wait_until(lambda: vtn.registrations, what="the VEN's registration")
-                await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
-                start = clock.now() + timedelta(minutes=6)
-                vtn.capacity_event("cap-1", start, minutes=10, limit_kw=12.0)
-                simple_start = start + timedelta(minutes=15)
-                vtn.simple_event("simple-1", simple_start, minutes=10, level=2)
-                # the opt-ins reach the VTN; the events are stored as the site's own DR events
-                await vtn.wait_until(lambda: vtn.opts.get("cap-1") == "optIn"
-                                     and vtn.opts.get("simple-1") == "optIn", what="opt-ins")
-                cap = controller.limits.event("openadr:peak/cap-1")
-                simple = controller.limits.event("openadr:peak/simple-1")
-                assert (cap.start, cap.end, cap.limit_w) == (
-                    start, start + timedelta(minutes=10), 12_000.0)
-                assert simple.limit_w == CAP_W * 0.5          # SIMPLE 2 = 50 % of the cap
-                # every station's profile is lowered for both events before the first starts
-                probes = [(start + timedelta(seconds=s), 12_000.0) for s in (0, 60, 590)] + [
-                    (simple_start + timedelta(seconds=s), 15_000.0) for s in (0, 300)]
-                await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
-                                             for at, limit_w in probes), 15,
-                                 "profiles under both events' limits")
-                assert clock.now() < start, "the profiles must be lowered before the start"
-                monitor.start()
-                # the dashboard names the OpenADR event as the limit that binds
-                await wait_until(lambda: clock.now() > start + timedelta(seconds=30), 20,
-                                 "the capacity event running")
-                snapshot = controller.snapshot()
-                assert snapshot["limit_binding"]["id"] == "openadr:peak/cap-1"
-                assert snapshot["vens"][0]["state"] == "online"
-                assert snapshot["vens"][0]["opts"] == {"cap-1": "optIn", "simple-1": "optIn"}
-                # reports of the metered load and the limit in force arrive at the VTN
-                await vtn.wait_until(lambda: vtn.reports.get("site-load")
-                                     and any(v == 12.0 for _, v in vtn.reports.get(
-                                         "site-limit", [])), what="load and limit reports")
-                assert ven.status.reports_sent >= 1
-                # the VTN cancels the SIMPLE event: its limit is lifted
-                vtn.cancel("simple-1")
-                await wait_until(lambda: controller.limits.event(
-                    "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
-                await wait_until(lambda: _profiles_sum_w(
-                    fleet, simple_start + timedelta(seconds=300)) > 20_000, 15,
-                                 "profiles back up where the cancelled event was")
-                await monitor.stop()
-                assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
-            finally:
-                await monitor.stop()
-                await fleet.stop()
+            await vtn.wait_until(lambda: vtn.registrations, what="the VEN's registration")
+            await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
+            start = clock.now() + timedelta(minutes=6)
+            vtn.capacity_event("cap-1", start, minutes=10, limit_kw=12.0)
+            simple_start = start + timedelta(minutes=15)
+            vtn.simple_event("simple-1", simple_start, minutes=10, level=2)
+            # the opt-ins reach the VTN; the events are stored as the site's own DR events
+            await vtn.wait_until(lambda: vtn.opts.get("cap-1") == "optIn"
+                                 and vtn.opts.get("simple-1") == "optIn", what="opt-ins")
+            cap = controller.limits.event("openadr:peak/cap-1")
+            simple = controller.limits.event("openadr:peak/simple-1")
+            assert (cap.start, cap.end, cap.limit_w) == (
+                start, start + timedelta(minutes=10), 12_000.0)
+            assert simple.limit_w == CAP_W * 0.5          # SIMPLE 2 = 50 % of the cap
+            # every station's profile is lowered for both events before the first starts
+            probes = [(start + timedelta(seconds=s), 12_000.0) for s in (0, 60, 590)] + [
+                (simple_start + timedelta(seconds=s), 15_000.0) for s in (0, 300)]
+            await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
+                                         for at, limit_w in probes), 15,
+                             "profiles under both events' limits")
+            assert clock.now() < start, "the profiles must be lowered before the start"
+            monitor.start()
+            # the dashboard names the OpenADR event as the limit that binds
+            await wait_until(lambda: clock.now() > start + timedelta(seconds=30), 20,
+                             "the capacity event running")
+            snapshot = controller.snapshot()
+            assert snapshot["limit_binding"]["id"] == "openadr:peak/cap-1"
+            assert snapshot["vens"][0]["state"] == "online"
+            assert snapshot["vens"][0]["opts"] == {"cap-1": "optIn", "simple-1": "optIn"}
+            # reports of the metered load and the limit in force arrive at the VTN
+            await vtn.wait_until(lambda: vtn.reports.get("site-load")
+                                 and any(v == 12.0 for _, v in vtn.reports.get(
+                                     "site-limit", [])), what="load and limit reports")
+            assert ven.status.reports_sent >= 1
+            # the VTN cancels the SIMPLE event: its limit is lifted
+            vtn.cancel("simple-1")
+            await wait_until(lambda: controller.limits.event(
+                "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
+            await wait_until(lambda: _profiles_sum_w(
+                fleet, simple_start + timedelta(seconds=300)) > 20_000, 15,
+                             "profiles back up where the cancelled event was")
+            await monitor.stop()
+            assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
 
 
 async def test_opt_out_is_answered_and_nothing_is_applied(tmp_path):

@@ -9,9 +9,9 @@ from datetime import timedelta
 from smartcharge.model import OpenAdrProgram
 from smartcharge.openadr.setup import VENS
 from tests.openadr_vtn3 import CLIENT_ID, CLIENT_SECRET, vtn_3
-from tests.site_e2e import LoadMonitor, control_server, wait_until
-from tests.test_openadr_2b import (CAP_W, DISPATCH, SETTINGS, _charging_fleet, _clock,
-                                   _profiles_sum_w, _site)
+from tests.site_e2e import control_server, wait_until
+from tests.test_openadr_2b import (CAP_W, DISPATCH, SETTINGS, _clock, _profiles_sum_w, _site,
+                                   charging_site)
 
 
 def _site3(vtn_url):
@@ -29,71 +29,63 @@ async def test_v3_capacity_simple_prices_reports_outage_and_restart(tmp_path):
     async with vtn_3() as vtn:
         program_id = vtn.add_program("gac")
         site = _site3(vtn.url)
-        async with control_server(site, db, clock, settings=SETTINGS,
-                                  dispatch=DISPATCH) as server:
+        async with charging_site(site, db, clock, "gac") as (server, ven, fleet, monitor):
             controller = server.controller
-            ven = server.app[VENS]["gac"]
-            fleet = await _charging_fleet(site, server, clock)
-            monitor = LoadMonitor(fleet, clock, lambda at: controller.effective_limit_at(at)[0])
-            try:
-                await vtn.wait_until(lambda: vtn.vens, what="the VEN registered")
-                await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
-                assert vtn.token_requests == 1 and ven.status.ven_id == vtn.vens[0]["id"]
-                now = clock.now().replace(microsecond=0)
-                start = now + timedelta(minutes=6)
-                hour = now.replace(minute=0, second=0)
-                prices_id = vtn.add_event(program_id, "day-ahead", hour, "PT1H", "PRICE",
-                                          [0.30 if 17 <= (hour.hour + h) % 24 < 21 else 0.12
-                                           for h in range(24)], units="KWH")
-                cap_id = vtn.add_event(program_id, "congestion", start, "PT30M",
-                                       "IMPORT_CAPACITY_LIMIT", [12, 9], units="KW",
-                                       priority=1)
-                simple_start = start + timedelta(minutes=70)
-                simple_id = vtn.add_event(program_id, "simple", simple_start, "PT30M",
-                                          "SIMPLE", [1])
-                await wait_until(lambda: controller.limits.event(f"openadr:gac/{simple_id}"),
-                                 10, "events polled")
-                first = controller.limits.event(f"openadr:gac/{cap_id}")
-                second = controller.limits.event(f"openadr:gac/{cap_id}#1")
-                assert (first.start, first.end, first.limit_w, first.priority) == (
-                    start, start + timedelta(minutes=30), 12_000.0, 1)
-                assert (second.start, second.end, second.limit_w) == (
-                    start + timedelta(minutes=30), start + timedelta(minutes=60), 9_000.0)
-                assert controller.limits.event(f"openadr:gac/{simple_id}").limit_w == \
-                    0.75 * CAP_W
-                shown = controller.snapshot()["prices"]
-                assert len(shown) >= 23 and {p["source"] for p in shown} == {
-                    f"openadr:gac/{prices_id}"}
-                probes = [(start + timedelta(minutes=m), 12_000.0) for m in (0, 1, 29)] + [
-                    (start + timedelta(minutes=m), 9_000.0) for m in (30, 59)] + [
-                    (simple_start + timedelta(minutes=m), 0.75 * CAP_W) for m in (0, 20)]
-                await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
-                                             for at, limit_w in probes), 15,
-                                 "profiles under every interval's limit")
-                assert clock.now() < start, "the profiles must be lowered before the start"
-                monitor.start()
-                # USAGE reports while the capacity event runs
-                await vtn.wait_until(lambda: any(r["eventID"] == cap_id for r in vtn.reports),
-                                     what="a USAGE report for the capacity event")
-                report = next(r for r in vtn.reports if r["eventID"] == cap_id)
-                payloads = {p["type"]: p["values"][0]
-                            for p in report["resources"][0]["intervals"][0]["payloads"]}
-                assert payloads["USAGE"] >= 0 and payloads["IMPORT_CAPACITY_LIMIT"] == 12.0
-                assert controller.snapshot()["limit_binding"]["id"] == f"openadr:gac/{cap_id}"
-                # the VTN deletes the SIMPLE event: its limit is lifted
-                vtn.delete_event(simple_id)
-                await wait_until(lambda: controller.limits.event(
-                    f"openadr:gac/{simple_id}").cancelled, 10, "SIMPLE event lifted")
-                # the VTN goes away: nothing changes, the VEN says so
-                events_before = controller.limits.events()
-                await vtn.stop()
-                await wait_until(lambda: ven.status.state == "unreachable", 10, "unreachable")
-                assert controller.limits.events() == events_before
-                await monitor.stop()
-                assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
-            finally:
-                await monitor.stop()
-                await fleet.stop()
+            await vtn.wait_until(lambda: vtn.vens, what="the VEN registered")
+            await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
+            assert vtn.token_requests == 1 and ven.status.ven_id == vtn.vens[0]["id"]
+            now = clock.now().replace(microsecond=0)
+            start = now + timedelta(minutes=6)
+            hour = now.replace(minute=0, second=0)
+            prices_id = vtn.add_event(program_id, "day-ahead", hour, "PT1H", "PRICE",
+                                      [0.30 if 17 <= (hour.hour + h) % 24 < 21 else 0.12
+                                       for h in range(24)], units="KWH")
+            cap_id = vtn.add_event(program_id, "congestion", start, "PT30M",
+                                   "IMPORT_CAPACITY_LIMIT", [12, 9], units="KW",
+                                   priority=1)
+            simple_start = start + timedelta(minutes=70)
+            simple_id = vtn.add_event(program_id, "simple", simple_start, "PT30M",
+                                      "SIMPLE", [1])
+            await wait_until(lambda: controller.limits.event(f"openadr:gac/{simple_id}"),
+                             10, "events polled")
+            first = controller.limits.event(f"openadr:gac/{cap_id}")
+            second = controller.limits.event(f"openadr:gac/{cap_id}#1")
+            assert (first.start, first.end, first.limit_w, first.priority) == (
+                start, start + timedelta(minutes=30), 12_000.0, 1)
+            assert (second.start, second.end, second.limit_w) == (
+                start + timedelta(minutes=30), start + timedelta(minutes=60), 9_000.0)
+            assert controller.limits.event(f"openadr:gac/{simple_id}").limit_w == \
+                0.75 * CAP_W
+            shown = controller.snapshot()["prices"]
+            assert len(shown) >= 23 and {p["source"] for p in shown} == {
+                f"openadr:gac/{prices_id}"}
+            probes = [(start + timedelta(minutes=m), 12_000.0) for m in (0, 1, 29)] + [
+                (start + timedelta(minutes=m), 9_000.0) for m in (30, 59)] + [
+                (simple_start + timedelta(minutes=m), 0.75 * CAP_W) for m in (0, 20)]
+            await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
+                                         for at, limit_w in probes), 15,
+                             "profiles under every interval's limit")
+            assert clock.now() < start, "the profiles must be lowered before the start"
+            monitor.start()
+            # USAGE reports while the capacity event runs
+            await vtn.wait_until(lambda: any(r["eventID"] == cap_id for r in vtn.reports),
+                                 what="a USAGE report for the capacity event")
+            report = next(r for r in vtn.reports if r["eventID"] == cap_id)
+            payloads = {p["type"]: p["values"][0]
+                        for p in report["resources"][0]["intervals"][0]["payloads"]}
+            assert payloads["USAGE"] >= 0 and payloads["IMPORT_CAPACITY_LIMIT"] == 12.0
+            assert controller.snapshot()["limit_binding"]["id"] == f"openadr:gac/{cap_id}"
+            # the VTN deletes the SIMPLE event: its limit is lifted
+            vtn.delete_event(simple_id)
+            await wait_until(lambda: controller.limits.event(
+                f"openadr:gac/{simple_id}").cancelled, 10, "SIMPLE event lifted")
+            # the VTN goes away: nothing changes, the VEN says so
+            events_before = controller.limits.events()
+            await vtn.stop()
+            await wait_until(lambda: ven.status.state == "unreachable", 10, "unreachable")
+            assert controller.limits.events() == events_before
+            await monitor.stop()
+            assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
         last_poll = ven.status.last_poll_ok
     # smartcharge restarts, the VTN is still away: the accepted event is back from the store
     async with control_server(site, db, clock, settings=SETTINGS, dispatch=DISPATCH) as server:

@@ -18,7 +18,7 @@ from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
 from smartcharge.site.topology import ConnectorRef
-from tests.site_e2e import LoadMonitor, control_server, wait_until
+from tests.site_e2e import LoadMonitor, composite_w, control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEED = 120.0
@@ -43,14 +43,6 @@ def _site(n_stations=4, cap_w=CAP_W):
 
 def _ev():
     return SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
-
-
-def _composite_w(fleet, station_id, at):
-    station = fleet.station(station_id)
-    state = station.connectors[1]
-    tx = state.transaction.context() if state.transaction else None
-    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
-    return float("inf") if limit is None else limit
 
 
 def _has_tx_profile(fleet, station_id):
@@ -93,7 +85,7 @@ async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_res
             await wait_until(lambda: all(_has_tx_profile(fleet, s) for s in fleet.stations),
                              10, "a TxProfile on every station")
             monitor.start()
-            planned = sum(_composite_w(fleet, s, clock.now()) for s in fleet.stations)
+            planned = sum(composite_w(fleet, s, clock.now()) for s in fleet.stations)
             assert planned <= CAP_W + 1
             # the utility announces an event 10 minutes ahead
             start = clock.now() + timedelta(minutes=10)
@@ -105,12 +97,12 @@ async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_res
                                      headers={"Authorization": f"Bearer {UTILITY}"}) as resp:
                     assert resp.status == 201, await resp.text()
             probe = start + timedelta(seconds=30)
-            await wait_until(lambda: sum(_composite_w(fleet, s, probe) for s in fleet.stations)
+            await wait_until(lambda: sum(composite_w(fleet, s, probe) for s in fleet.stations)
                              <= 12_000 + 1, 10, "every station's profile lowered for the event")
             assert clock.now() < start, "profiles must be lowered before the event starts"
             # ... and back up after it ends
             await wait_until(lambda: clock.now() > end + timedelta(minutes=2), 30, "event end")
-            await wait_until(lambda: sum(_composite_w(fleet, s, clock.now())
+            await wait_until(lambda: sum(composite_w(fleet, s, clock.now())
                                          for s in fleet.stations) > 20_000, 10,
                              "profiles restored after the event")
             await monitor.stop()
@@ -189,7 +181,7 @@ async def test_rejecting_station_is_planned_around_and_alternatives_are_remember
             assert server.dispatcher.stations["CP2"].unit == "W"
             assert server.dispatcher.stations["CP4"].caps.max_periods == 1
             # measured: the rejecting station draws what its car wants, the rest make room
-            others_w = lambda: sum(_composite_w(fleet, s, clock.now())  # noqa: E731
+            others_w = lambda: sum(composite_w(fleet, s, clock.now())  # noqa: E731
                                    for s in ("CP2", "CP3", "CP4"))
             await wait_until(lambda: others_w() <= CAP_W - 22_080 + 1, 10,
                              "the controllable stations' profiles lowered around CP1")
@@ -240,7 +232,7 @@ async def test_server_gone_tx_default_profiles_keep_site_under_cap(tmp_path):
             for station in fleet.stations.values():
                 station.advance_to(now)
             # every station is back on its fail-safe default: the sum stays under the cap
-            limits = [_composite_w(fleet, s, now) for s in fleet.stations]
+            limits = [composite_w(fleet, s, now) for s in fleet.stations]
             assert sum(limits) <= CAP_W + 1
             assert fleet.site_draw_w() <= CAP_W + 1
             assert 0 < fleet.draw_w("CP5", 1) <= CAP_W / 5 + 1   # charging, at its share
@@ -262,13 +254,13 @@ async def test_car_arriving_under_a_full_cap_does_not_push_the_site_over(tmp_pat
             await fleet.start(wait_booted_s=10)
             await _plug_all(fleet, ["CP1", "CP2", "CP3", "CP4"])
             # the four cars take the cap; idle CP5 is told it may take only what is left
-            await wait_until(lambda: sum(_composite_w(fleet, s, clock.now())
+            await wait_until(lambda: sum(composite_w(fleet, s, clock.now())
                                          for s in fleet.stations) <= CAP_W + 1
-                             and _composite_w(fleet, "CP5", clock.now()) < CAP_W / 5, 10,
+                             and composite_w(fleet, "CP5", clock.now()) < CAP_W / 5, 10,
                              "idle CP5 held to the room the plan leaves")
             monitor.start()
             await fleet.plug_in("CP5", 1, _ev(), "DRIVER-1")
-            await wait_until(lambda: _composite_w(fleet, "CP5", clock.now()) > 0, 10,
+            await wait_until(lambda: composite_w(fleet, "CP5", clock.now()) > 0, 10,
                              "the new car planned in")
             await wait_until(lambda: len(monitor.samples) > 50, 10, "samples after the arrival")
             await monitor.stop()

@@ -13,7 +13,7 @@ from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
-from tests.site_e2e import PhaseMonitor, control_server, wait_until
+from tests.site_e2e import PhaseMonitor, composite_w, control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "sim-password-0123"
@@ -112,14 +112,6 @@ def _default_w(fleet, station_id, at) -> float:
     return float("inf")
 
 
-def _composite_w(fleet, station_id, at) -> float:
-    station = fleet.station(station_id)
-    state = station.connectors[1]
-    tx = state.transaction.context() if state.transaction else None
-    limit = station.profiles.limit_w(1, at, tx, voltage_v=230.0, phases_in_use=3)
-    return float("inf") if limit is None else limit
-
-
 async def test_server_gone_before_a_dr_event_defaults_keep_the_site_under_it(tmp_path):
     import aiohttp
     clock = AcceleratedClock(T0, speed=600.0)
@@ -164,7 +156,7 @@ async def test_server_gone_before_a_dr_event_defaults_keep_the_site_under_it(tmp
             now = clock.now()
             for station in fleet.stations.values():
                 station.advance_to(now)
-            assert sum(_composite_w(fleet, s, now) for s in fleet.stations) <= EVENT_W + 1
+            assert sum(composite_w(fleet, s, now) for s in fleet.stations) <= EVENT_W + 1
             assert fleet.site_draw_w() <= EVENT_W + 1
             assert 0 < fleet.draw_w("CP5", 1) <= EVENT_W / 5 + 1   # charging, at its share
             # and after the event the defaults are back at the cap's share

@@ -4,7 +4,7 @@ and our calls to the station with their outcomes mapped to the registry's except
 An adapter is `class CentralSystemVxx(CentralSystemBase, ocpp.vxx.ChargePoint)` with a `dialect`
 (`ocpp/edge.py`): the checks are the same for every version, only the error names differ.
 Nothing a station sends can end the connection except closing it. What a boot does to the store
-and the sessions (`record_boot`) is version-neutral too.
+and the sessions (`record_boot`), a connector's status (`record_status`) are version-neutral too.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.messages import Call, MessageType
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
-from smartcharge.events import EventBus, SessionStarted, SessionStopped, StationBooted
+from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted,
+                                SessionStopped, StationBooted)
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
-from smartcharge.ocpp.edge import Dialect, jsonable_details
+from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
 
@@ -134,13 +135,10 @@ class CentralSystemBase:
     async def _check_our_request(self, request: Any) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a
         StationCallError (the library would report it with the same codes a station uses)."""
-        try:
-            await validate_payload(Call("check", type(request).__name__,
-                                        camel_payload(request)), self.dialect.version)
-        except OCPPError as error:
-            cause = error.details.get("cause") if isinstance(error.details, dict) else None
-            raise ValueError(f"invalid {type(request).__name__} request: "
-                             f"{cause or error.description}") from None
+        problem = await schema_problem(type(request).__name__, camel_payload(request),
+                                       self.dialect.version)
+        if problem is not None:
+            raise ValueError(f"invalid {type(request).__name__} request: {problem}")
 
 
     # -- what every version's handlers share --------------------------------------------------
@@ -168,6 +166,18 @@ class CentralSystemBase:
                                                firmware_version,
                                                tuple(c.transaction_id for c in closed)))
         return accepted
+
+    async def record_status(self, connector_id: int, status: str, error_code: str,
+                            at: datetime | None, info: str | None = None,
+                            vendor_error_code: str | None = None) -> None:
+        """Store a connector's status as of `at` (None: now; 2.0.1 names an EVSE and has no
+        error code of its own) and publish `ConnectorStatusChanged`."""
+        now = self._ctx.clock.now()
+        at = at or now
+        await self._ctx.store.run(lambda tx: tx.set_connector_status(
+            self.id, connector_id, status, error_code, info, vendor_error_code, at, now))
+        self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
+                                                        error_code, at))
 
     async def record_notification(self, kind: str, status: str) -> None:
         """A firmware / diagnostics / log status or a security event, in the station's history."""

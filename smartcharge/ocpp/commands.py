@@ -5,14 +5,21 @@ never names a protocol package. A protocol package implements `StationCommands`
 (`ocpp/v16/commands.py` for 1.6).
 
 A wrong request raises `CommandInvalid` (the API's 422) with a message for the client, before
-anything is sent.
+anything is sent. `BuiltCommands` is what both versions share: a table of builders, the schema
+check in the version's name, the answer as JSON; a version gives its table and what it says
+differently.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
+
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
+
+from smartcharge.ocpp.edge import schema_problem
 
 _MISSING = object()
 
@@ -88,6 +95,32 @@ def query_int(query: Mapping[str, str], name: str, *, required: bool, minimum: i
     return value
 
 
+def composite_query(query: Mapping[str, str]) -> tuple[int, int, str | None]:
+    """What a composite schedule is asked for (`?connector_id=&duration_s=&charging_rate_unit=`):
+    the connector (1.6) or EVSE (2.0.1), the duration in s, and the unit ("A", "W", None)."""
+    unit = query.get("charging_rate_unit")
+    if unit is not None and unit not in ("A", "W"):
+        raise CommandInvalid('charging_rate_unit must be "A" or "W"')
+    return (query_int(query, "connector_id", required=True),
+            query_int(query, "duration_s", required=True, minimum=1), unit)
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: the library parses schedule limits as Decimal (for `multipleOf 0.1`)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def camel(payload: Any) -> dict[str, Any]:
+    """A library request or answer as the JSON object on the wire (camelCase, no nulls)."""
+    return plain(snake_to_camel_case(remove_nones(serialize_as_dict(payload))))
+
+
 class StationCommands(ABC):
     """One protocol's remote commands. `catalogue`: command name (the REST route's last part)
     -> (HTTP method, the body fields it takes)."""
@@ -118,4 +151,38 @@ class StationCommands(ABC):
         """The station's answer as JSON, in the protocol's own field names."""
 
 
-__all__ = ["CommandInvalid", "Fields", "StationCommands", "query_int"]
+# command name -> (HTTP method, builder(fields, query), body fields allowed)
+Builders = dict[str, tuple[str, Callable[[Fields, Mapping[str, str]], Any], set[str]]]
+
+
+class BuiltCommands(StationCommands):
+    """A protocol's commands from its table of `builders`, checked against the schema of the
+    `ocpp` library's `version` ("1.6", "2.0.1")."""
+
+    version: str
+    builders: Builders
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "builders" in cls.__dict__:
+            cls.catalogue = {name: (method, allowed)
+                             for name, (method, _, allowed) in cls.builders.items()}
+
+    def build(self, name: str, fields: Fields, query: Mapping[str, str]) -> Any:
+        return self.builders[name][1](fields, query)
+
+    async def check(self, request: Any) -> None:
+        action = type(request).__name__
+        problem = await schema_problem(action, camel(request), self.version)
+        if problem is not None:
+            raise CommandInvalid(f"not a valid OCPP {self.version} {action}: {problem}")
+
+    def action(self, request: Any) -> str:
+        return type(request).__name__
+
+    def answer(self, result: Any) -> dict[str, Any]:
+        return camel(result)
+
+
+__all__ = ["Builders", "BuiltCommands", "CommandInvalid", "Fields", "StationCommands", "camel",
+           "composite_query", "plain", "query_int"]

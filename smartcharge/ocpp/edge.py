@@ -31,7 +31,7 @@ from ocpp.exceptions import (
     PropertyConstraintViolationError,
     TypeConstraintViolationError,
 )
-from ocpp.messages import MessageType, get_validator
+from ocpp.messages import Call, MessageType, get_validator, validate_payload
 
 from smartcharge.clock import parse_ocpp_time
 
@@ -162,6 +162,17 @@ def jsonable_details(details: Any) -> dict:
     if not isinstance(details, dict):
         return {}
     return {k: v for k, v in details.items() if isinstance(v, (str, int, float, bool))}
+
+
+async def schema_problem(action: str, payload: dict, version: str) -> str | None:
+    """Why a request `payload` of `action` breaks the `version` schema (the library's cause),
+    or None: for requests we build (ours, or the API's), never for what a station sends."""
+    try:
+        await validate_payload(Call("check", action, payload), version)
+    except OCPPError as error:
+        cause = error.details.get("cause") if isinstance(error.details, dict) else None
+        return cause or error.description
+    return None
 
 
 # jsonschema keyword that failed -> the OCPP-J error code that names it (the same in 1.6 table

@@ -23,7 +23,6 @@ from ocpp.v16.enums import (
 from smartcharge import ledger
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.events import (
-    ConnectorStatusChanged,
     SessionStarted,
     SessionStopped,
 )
@@ -66,12 +65,9 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
                                      vendor_id: str | None = None,
                                      vendor_error_code: str | None = None
                                      ) -> call_result.StatusNotification:
-        now = self._ctx.clock.now()
-        at = parse_ocpp_time(timestamp) if timestamp else now
-        await self._ctx.store.run(lambda tx: tx.set_connector_status(
-            self.id, connector_id, status, error_code, info, vendor_error_code, at, now))
-        self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
-                                                        error_code, at))
+        await self.record_status(connector_id, status, error_code,
+                                 parse_ocpp_time(timestamp) if timestamp else None, info,
+                                 vendor_error_code)
         return call_result.StatusNotification()
 
     @on(Action.authorize)

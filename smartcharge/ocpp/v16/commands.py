@@ -1,15 +1,11 @@
 """The remote commands for an OCPP 1.6J station (behind `ocpp/commands.py`): each REST command
-becomes one `ocpp.v16.call.*` request, checked against the 1.6 schema before it is sent."""
+becomes one `ocpp.v16.call.*` request, checked against the 1.6 schema before it is sent (the
+check and the answer's JSON: `BuiltCommands`, shared with 2.0.1)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from decimal import Decimal
-from typing import Any
+from collections.abc import Mapping
 
-from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, validate_payload
 from ocpp.v16 import call
 from ocpp.v16.enums import (
     AvailabilityType,
@@ -19,31 +15,14 @@ from ocpp.v16.enums import (
     ResetType,
 )
 
-from smartcharge.ocpp.commands import CommandInvalid, Fields, StationCommands, query_int
-
-
-def _camel(payload: Any) -> dict[str, Any]:
-    return _plain(snake_to_camel_case(remove_nones(serialize_as_dict(payload))))
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: the library parses schedule limits as Decimal (for `multipleOf 0.1`)."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+from smartcharge.ocpp.commands import (Builders, BuiltCommands, CommandInvalid, Fields,
+                                       composite_query)
 
 
 def _composite_schedule(body: Fields, query: Mapping[str, str]) -> call.GetCompositeSchedule:
-    unit = query.get("charging_rate_unit")
-    if unit is not None and unit not in ("A", "W"):
-        raise CommandInvalid('charging_rate_unit must be "A" or "W"')
+    connector_id, duration_s, unit = composite_query(query)
     return call.GetCompositeSchedule(
-        connector_id=query_int(query, "connector_id", required=True),
-        duration=query_int(query, "duration_s", required=True, minimum=1),
+        connector_id=connector_id, duration=duration_s,
         charging_rate_unit=ChargingRateUnitType(unit) if unit else None)
 
 
@@ -54,8 +33,7 @@ def _get_configuration(body: Fields, query) -> call.GetConfiguration:
     return call.GetConfiguration(key=keys or None)
 
 
-# command name -> (HTTP method, builder(fields, query), body fields allowed)
-BUILDERS: dict[str, tuple[str, Callable, set[str]]] = {
+BUILDERS: Builders = {
     "remote-start": ("POST", lambda b, q: call.RemoteStartTransaction(
         id_tag=b.string("id_tag", required=True, max_chars=20),
         connector_id=b.integer("connector_id", minimum=1)), {"id_tag", "connector_id"}),
@@ -88,27 +66,10 @@ BUILDERS: dict[str, tuple[str, Callable, set[str]]] = {
 }
 
 
-class V16Commands(StationCommands):
+class V16Commands(BuiltCommands):
     protocol = "ocpp1.6"
-    catalogue = {name: (method, allowed) for name, (method, _, allowed) in BUILDERS.items()}
-
-    def build(self, name: str, fields: Fields, query: Mapping[str, str]) -> Any:
-        return BUILDERS[name][1](fields, query)
-
-    async def check(self, request: Any) -> None:
-        message = Call("api-check", type(request).__name__, _camel(request))
-        try:
-            await validate_payload(message, "1.6")
-        except OCPPError as error:
-            cause = error.details.get("cause") if isinstance(error.details, dict) else None
-            raise CommandInvalid(f"not a valid OCPP 1.6 {message.action}: "
-                                 f"{cause or error.description}") from None
-
-    def action(self, request: Any) -> str:
-        return type(request).__name__
-
-    def answer(self, result: Any) -> dict[str, Any]:
-        return _camel(result)
+    version = "1.6"
+    builders = BUILDERS
 
 
 __all__ = ["BUILDERS", "V16Commands"]

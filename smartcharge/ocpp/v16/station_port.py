@@ -1,4 +1,8 @@
-"""The control port for an OCPP 1.6J station: where a SetChargingProfile leaves.
+"""The control port for an OCPP 1.6J station: where a SetChargingProfile leaves (`_send`).
+
+What 1.6 says in its own way is here; the plumbing both versions share (the call with retries,
+the wire and its audit row, the order in which a plan's alternatives are tried) is
+`ocpp/port_base.py`.
 
 - capabilities: GetConfiguration of the smart-charging keys, once;
 - the station's maximum: a ChargePointMaxProfile on connector 0; fail-safe defaults: a
@@ -13,15 +17,14 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from ocpp.v16 import call
 
-from smartcharge.clock import Clock, parse_ocpp_time
-from smartcharge.ocpp.port import (FOREVER, Answer, Capabilities, Installed, PortSettings,
-                                   PowerSchedule, Recorder, ScheduleResult, StationPort)
-from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
-                                       StationTimeout)
+from smartcharge.clock import parse_ocpp_time
+from smartcharge.ocpp.port import Answer, Capabilities, Installed, PowerSchedule, ScheduleResult
+from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, failed,
+                                        installed_from_profile, limits_in, status_of)
+from smartcharge.ocpp.registry import StationCallError, StationTimeout
 from smartcharge.ocpp.v16 import profiles as P
 
 log = logging.getLogger("smartcharge.site.dispatch")
@@ -29,7 +32,6 @@ log = logging.getLogger("smartcharge.site.dispatch")
 CONFIG_KEYS = ["ChargeProfileMaxStackLevel", "ChargingScheduleMaxPeriods",
                "ChargingScheduleAllowedChargingRateUnit", "MaxChargingProfilesInstalled",
                "NumberOfConnectors", "ConnectorSwitch3to1PhaseSupported"]
-NO_ANSWER = Answer.NO_ANSWER.value
 
 
 def parse_capabilities(values: dict) -> P.Capabilities:
@@ -58,37 +60,16 @@ def parse_capabilities(values: dict) -> P.Capabilities:
 
 
 def installed_from_payload(payload: dict, transaction_id: int = 0) -> Installed:
-    """What a SetChargingProfile payload installs."""
+    """What a SetChargingProfile payload installs (its one schedule)."""
     profile = payload["csChargingProfiles"]
-    sched = profile["chargingSchedule"]
-    periods = sched["chargingSchedulePeriod"]
-    start = parse_ocpp_time(sched["startSchedule"])
-    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
-    return Installed(transaction_id, start, expires, sched["chargingRateUnit"],
-                     periods[0].get("numberPhases", 3), [p["startPeriod"] for p in periods],
-                     [float(p["limit"]) for p in periods],
-                     default=profile["chargingProfilePurpose"] == P.TX_DEFAULT_PROFILE)
+    return installed_from_profile(profile, profile["chargingSchedule"], transaction_id)
 
 
-def _answer(text: str) -> Answer:
-    if text == "Accepted":
-        return Answer.ACCEPTED
-    return Answer.NO_ANSWER if text == NO_ANSWER else Answer.REJECTED
-
-
-class V16StationPort(StationPort):
-    def __init__(self, link: StationLink, clock: Clock, record: Recorder, *, voltage_v: float,
-                 unit: str = "A", settings: PortSettings | None = None) -> None:
-        self.station_id = link.station_id
-        self.link = link   # this connection only: a reconnect gets a fresh port
-        self.clock = clock
-        self.record = record
-        self.voltage_v = voltage_v
-        self.settings = settings or PortSettings()
+class V16StationPort(ControlPortBase):
+    def __init__(self, *args, **kwargs) -> None:   # ControlPortBase's: link, clock, record, ...
+        super().__init__(*args, **kwargs)
         self.caps16: P.Capabilities | None = None
-        self._unit = unit
         self.use_tx_default = False   # it refuses TxProfiles: plans go out as TxDefault
-        self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
         # (connector, transaction) whose TxProfile was refused once. A refusal is often a race
         # (the car left before we heard), so the station is only switched to TxDefault plans
         # when the same, still open transaction refuses its TxProfile a second time.
@@ -105,18 +86,6 @@ class V16StationPort(StationPort):
                             idle_layer=c.max_stack_level >= 1,
                             max_profiles_installed=c.max_profiles_installed,
                             connectors=c.connectors, phase_switching=c.phase_switching)
-
-    @property
-    def unit(self) -> str:
-        return self._unit
-
-    @unit.setter
-    def unit(self, value: str) -> None:
-        self._unit = value
-
-    @property
-    def zero_ok(self) -> bool:
-        return self._zero_ok
 
     @property
     def plans_as_default(self) -> bool:
@@ -147,10 +116,7 @@ class V16StationPort(StationPort):
     # --- payloads ---------------------------------------------------------------------------
     def _schedule(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
                   max_periods: int | None = None) -> dict:
-        limits = schedule.limits(unit)
-        minimum = schedule.minimum(unit)
-        if floor:
-            limits = [max(v, minimum or 0.0) for v in limits]
+        limits, minimum = limits_in(schedule, unit, floor=floor)
         return P.schedule_rates(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
             max_periods=max_periods or self.caps16.max_periods, duration_s=schedule.duration_s,
@@ -179,14 +145,14 @@ class V16StationPort(StationPort):
         rate = current_a if self._unit == "A" else power_w
         sched = P.schedule_rates(now, [0], [rate], unit=self._unit, phases=phases, max_periods=1)
         payload = P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        return _answer(await self._send(payload, alternatives=True))
+        return answer_of(await self._send(payload, alternatives=True))
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
         sched = self._schedule(schedule, self._unit)
         payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
                                          stack_level=0)
-        answer = _answer(await self._send(payload, alternatives=True))
+        answer = answer_of(await self._send(payload, alternatives=True))
         if answer is Answer.ACCEPTED:
             return answer, installed_from_payload(self.last_payload)
         return answer, None
@@ -197,7 +163,7 @@ class V16StationPort(StationPort):
         payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
                                          stack_level=min(1, self.caps16.max_stack_level),
                                          fallback=True)
-        answer = _answer(await self._send(payload))
+        answer = answer_of(await self._send(payload))
         return answer, installed_from_payload(self.last_payload)
 
     # --- a transaction's plan, with the alternatives ------------------------------------------
@@ -205,33 +171,24 @@ class V16StationPort(StationPort):
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
         key = (connector_id, transaction_id)
-        units = [self._unit] + [u for u in self.caps16.rate_units if u != self._unit]
+        units = self._units_now_first(self.caps16.rate_units)
         modes = [self.use_tx_default, not self.use_tx_default]
-        floors = [not self._zero_ok, True] if self._zero_ok else [True]
         remembered = (self._unit, self.use_tx_default)
         text = None
-        for floor in floors:
-            if floor and self._zero_ok and not schedule.pauses:
-                break   # the minimum instead of 0 only helps a plan that pauses
-            for use_tx_default in modes:
-                for unit in units:
-                    self._unit, self.use_tx_default = unit, use_tx_default
-                    payload = self._plan_payload(connector_id, transaction_id, schedule,
-                                                 floor=floor)
-                    installed = installed_from_payload(payload, transaction_id)
-                    text = await self._send(payload)
-                    if text == "Accepted":
-                        if use_tx_default and not remembered[1]:
-                            # remembered only on a second refusal of the same open transaction
-                            self.use_tx_default = key in self.tx_refused
-                            self.tx_refused.add(key)
-                        floored = floor and self._zero_ok
-                        if floored:
-                            self._zero_ok = False
-                        return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
-                    if text == NO_ANSWER:
-                        self._unit, self.use_tx_default = remembered
-                        return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
+        for floor, use_tx_default, unit in self._attempts(schedule, modes, units):
+            self._unit, self.use_tx_default = unit, use_tx_default
+            payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor)
+            installed = installed_from_payload(payload, transaction_id)
+            text = await self._send(payload)
+            if text == "Accepted":
+                if use_tx_default and not remembered[1]:
+                    # remembered only on a second refusal of the same open transaction
+                    self.use_tx_default = key in self.tx_refused
+                    self.tx_refused.add(key)
+                return self._accepted(installed, floor)
+            if text == NO_ANSWER:
+                self._unit, self.use_tx_default = remembered
+                return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
         self._unit, self.use_tx_default = remembered
         return ScheduleResult(Answer.REJECTED, None, detail=str(text))
 
@@ -241,38 +198,20 @@ class V16StationPort(StationPort):
             answer = await self._call(request)
             log.info("station %s connector %d: old TxProfile cleared (%s)", self.station_id,
                      connector_id, getattr(answer, "status", answer))
-            return _answer(str(getattr(answer.status, "value", answer.status)))
+            return answer_of(status_of(answer))
         except (StationTimeout, StationCallError) as exc:
             log.warning("station %s connector %d: could not clear the old TxProfile: %s",
                         self.station_id, connector_id, exc)
-            return Answer.NO_ANSWER if isinstance(exc, StationTimeout) else Answer.REJECTED
+            return failed(exc)
 
-    # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request):
-        for attempt in range(self.settings.retries + 1):
-            try:
-                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
-            except StationTimeout:
-                if attempt == self.settings.retries:
-                    raise
-
+    # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
     async def _send(self, payload: dict, *, alternatives: bool = False) -> str:
         """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
         a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
         self.last_payload = payload
         request = call.SetChargingProfile(connector_id=payload["connectorId"],
                                           cs_charging_profiles=payload["csChargingProfiles"])
-        try:
-            result = await self._call(request)
-            answer = str(getattr(result.status, "value", result.status))
-        except StationTimeout:
-            answer = NO_ANSWER
-        except StationCallError as exc:
-            answer = exc.code
-        except StationOffline:
-            self._record(payload, "offline")
-            raise
-        self._record(payload, answer)
+        answer = await self._put(request, payload)
         if alternatives and answer not in ("Accepted", NO_ANSWER) and self.caps16 is not None:
             other = [u for u in self.caps16.rate_units if u != self._unit]
             if other:  # defaults in the other unit, and remember it

@@ -19,7 +19,6 @@ from ocpp.v201.enums import Action, RegistrationStatusEnumType
 
 from smartcharge import ledger
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
-from smartcharge.events import ConnectorStatusChanged
 from smartcharge.ocpp.central import CentralSystemBase
 from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v201.edge import DIALECT
@@ -69,13 +68,9 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
                                      evse_id: int, connector_id: int,
                                      custom_data: dict | None = None
                                      ) -> call_result.StatusNotification:
-        now = self._ctx.clock.now()
-        at = parse_ocpp_time(timestamp)
         # one connector per EVSE: the EVSE is the site's connector (connectorId is inside it)
-        await self._ctx.store.run(lambda tx: tx.set_connector_status(
-            self.id, evse_id, connector_status, NO_ERROR_CODE, None, None, at, now))
-        self._ctx.events.publish(ConnectorStatusChanged(self.id, evse_id, connector_status,
-                                                        NO_ERROR_CODE, at))
+        await self.record_status(evse_id, connector_status, NO_ERROR_CODE,
+                                 parse_ocpp_time(timestamp))
         return call_result.StatusNotification()
 
     # -- authorization (block C) ------------------------------------------------------------

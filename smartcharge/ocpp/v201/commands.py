@@ -26,20 +26,19 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, validate_payload
+from ocpp.charge_point import remove_nones
 from ocpp.v201 import call
 from ocpp.v201.enums import (ChargingProfilePurposeEnumType, ChargingRateUnitEnumType,
                              IdTokenEnumType, MessageTriggerEnumType,
                              OperationalStatusEnumType, ResetEnumType)
 
-from smartcharge.ocpp.commands import CommandInvalid, Fields, StationCommands, query_int
+from smartcharge.ocpp.commands import (Builders, BuiltCommands, CommandInvalid, Fields,
+                                       composite_query)
+from smartcharge.ocpp.v201.transactions import station_transaction
 
 RESET_WORDS = {"Hard": "Immediate", "Soft": "OnIdle", "Immediate": "Immediate",
                "OnIdle": "OnIdle"}
@@ -54,20 +53,6 @@ class ForTransaction:
 
     action: str                 # "RequestStopTransaction" | "GetTransactionStatus"
     our_transaction_id: int
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _camel(payload: Any) -> dict[str, Any]:
-    return _plain(snake_to_camel_case(remove_nones(serialize_as_dict(payload))))
 
 
 def _transaction(value: Any, action: str) -> Any:
@@ -147,12 +132,9 @@ def _clear(b: Fields, q) -> call.ClearChargingProfile:
 
 
 def _composite(b: Fields, query: Mapping[str, str]) -> call.GetCompositeSchedule:
-    unit = query.get("charging_rate_unit")
-    if unit is not None and unit not in ("A", "W"):
-        raise CommandInvalid('charging_rate_unit must be "A" or "W"')
+    evse_id, duration_s, unit = composite_query(query)
     return call.GetCompositeSchedule(
-        evse_id=query_int(query, "connector_id", required=True),
-        duration=query_int(query, "duration_s", required=True, minimum=1),
+        evse_id=evse_id, duration=duration_s,
         charging_rate_unit=ChargingRateUnitEnumType(unit) if unit else None)
 
 
@@ -163,8 +145,7 @@ def _transaction_status(b: Fields, query: Mapping[str, str]):
     return _transaction(int(text) if text.isdigit() else text, "GetTransactionStatus")
 
 
-# command name -> (HTTP method, builder(fields, query), body fields allowed)
-BUILDERS: dict[str, tuple[str, Callable, set[str]]] = {
+BUILDERS: Builders = {
     "remote-start": ("POST", _remote_start, {"id_tag", "connector_id", "id_token_type"}),
     "remote-stop": ("POST", lambda b, q: _transaction(
         b.raw("transaction_id"), "RequestStopTransaction"), {"transaction_id"}),
@@ -189,29 +170,20 @@ BUILDERS: dict[str, tuple[str, Callable, set[str]]] = {
 }
 
 
-class V201Commands(StationCommands):
+class V201Commands(BuiltCommands):
     protocol = "ocpp2.0.1"
-    catalogue = {name: (method, allowed) for name, (method, _, allowed) in BUILDERS.items()}
-
-    def build(self, name: str, fields: Fields, query: Mapping[str, str]) -> Any:
-        return BUILDERS[name][1](fields, query)
+    version = "2.0.1"
+    builders = BUILDERS
 
     async def check(self, request: Any) -> None:
         if isinstance(request, ForTransaction):
             return   # an int id, checked when the station's own id is known (`resolve`)
-        message = Call("api-check", type(request).__name__, _camel(request))
-        try:
-            await validate_payload(message, "2.0.1")
-        except OCPPError as error:
-            cause = error.details.get("cause") if isinstance(error.details, dict) else None
-            raise CommandInvalid(f"not a valid OCPP 2.0.1 {message.action}: "
-                                 f"{cause or error.description}") from None
+        await super().check(request)
 
     async def resolve(self, request: Any, link: Any) -> Any:
         if not isinstance(request, ForTransaction):
             return request
-        lookup = getattr(getattr(link, "adapter", None), "station_transaction_id", None)
-        station_tx = None if lookup is None else await lookup(request.our_transaction_id)
+        station_tx = await station_transaction(link, request.our_transaction_id)
         if station_tx is None:
             raise CommandInvalid(f"no transaction {request.our_transaction_id} known on this "
                                  "station (give the station's own transactionId as a string)")
@@ -220,10 +192,7 @@ class V201Commands(StationCommands):
     def action(self, request: Any) -> str:
         if isinstance(request, ForTransaction):
             return request.action
-        return type(request).__name__
-
-    def answer(self, result: Any) -> dict[str, Any]:
-        return _camel(result)
+        return super().action(request)
 
 
 __all__ = ["BUILDERS", "ForTransaction", "RESET_WORDS", "V201Commands"]

@@ -1,6 +1,8 @@
-"""The control port for an OCPP 2.0.1 station: where a 2.0.1 SetChargingProfile leaves.
+"""The control port for an OCPP 2.0.1 station: where a 2.0.1 SetChargingProfile leaves (`_send`).
 
-Same contract as the 1.6 port (`ocpp/v16/station_port.py`), in 2.0.1's words (`profiles.py`):
+Same contract as the 1.6 port (`ocpp/v16/station_port.py`), in 2.0.1's words (`profiles.py`);
+the plumbing both share (the call with retries, the wire and its audit row, the order in which a
+plan's alternatives are tried) is `ocpp/port_base.py`:
 - capabilities: GetVariables on SmartChargingCtrlr, once per connection (`capabilities.py`);
 - the station's maximum: a ChargingStationMaxProfile on EVSE 0; fail-safe: a TxDefaultProfile
   per EVSE at stack level 0 with no end, then GetCompositeSchedule to see what the EVSE applies
@@ -18,56 +20,33 @@ from __future__ import annotations
 
 import itertools
 import logging
-from datetime import timedelta
 
 from ocpp.v201 import call
 from ocpp.v201.enums import ChargingRateUnitEnumType
 
-from smartcharge.clock import Clock, parse_ocpp_time
-from smartcharge.ocpp.port import (FOREVER, Answer, Capabilities, Installed, PortSettings,
-                                   PowerSchedule, Recorder, ScheduleResult, StationPort)
-from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
-                                       StationTimeout)
+from smartcharge.ocpp.port import Answer, Capabilities, Installed, PowerSchedule, ScheduleResult
+from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, failed,
+                                        installed_from_profile, limits_in, status_of)
+from smartcharge.ocpp.registry import StationCallError, StationTimeout
 from smartcharge.ocpp.v201 import capabilities as C
 from smartcharge.ocpp.v201 import profiles as P
+from smartcharge.ocpp.v201.transactions import station_transaction
 
 log = logging.getLogger("smartcharge.site.dispatch")
-NO_ANSWER = Answer.NO_ANSWER.value
 PREVIEW_TX = "preview"   # a preview needs no transaction id: it is never sent
 _request_ids = itertools.count(1)
 
 
 def installed_from_request(request: dict, transaction_id: int = 0) -> Installed:
-    """What a 2.0.1 SetChargingProfile request installs."""
+    """What a 2.0.1 SetChargingProfile request installs (its first, our only, schedule)."""
     profile = request["chargingProfile"]
-    sched = profile["chargingSchedule"][0]
-    periods = sched["chargingSchedulePeriod"]
-    start = parse_ocpp_time(sched["startSchedule"])
-    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
-    return Installed(transaction_id, start, expires, sched["chargingRateUnit"],
-                     periods[0].get("numberPhases", 3), [p["startPeriod"] for p in periods],
-                     [float(p["limit"]) for p in periods],
-                     default=profile["chargingProfilePurpose"] == P.TX_DEFAULT_PROFILE)
+    return installed_from_profile(profile, profile["chargingSchedule"][0], transaction_id)
 
 
-def _answer(text: str) -> Answer:
-    if text == "Accepted":
-        return Answer.ACCEPTED
-    return Answer.NO_ANSWER if text == NO_ANSWER else Answer.REJECTED
-
-
-class V201StationPort(StationPort):
-    def __init__(self, link: StationLink, clock: Clock, record: Recorder, *, voltage_v: float,
-                 unit: str = "A", settings: PortSettings | None = None) -> None:
-        self.station_id = link.station_id
-        self.link = link   # this connection only: a reconnect gets a fresh port
-        self.clock = clock
-        self.record = record
-        self.voltage_v = voltage_v
-        self.settings = settings or PortSettings()
+class V201StationPort(ControlPortBase):
+    def __init__(self, *args, **kwargs) -> None:   # ControlPortBase's: link, clock, record, ...
+        super().__init__(*args, **kwargs)
         self.caps201: C.Capabilities201 | None = None
-        self._unit = unit
-        self._zero_ok = True
         # EVSEs whose last accepted plan went out as the EVSE's default (TxProfile refused)
         self._on_default: set[int] = set()
         # (EVSE, transaction) whose TxProfile was refused and whose plan runs as the EVSE's
@@ -83,14 +62,6 @@ class V201StationPort(StationPort):
     @property
     def caps(self) -> Capabilities | None:
         return None if self.caps201 is None else self.caps201.neutral()
-
-    @property
-    def unit(self) -> str:
-        return self._unit
-
-    @property
-    def zero_ok(self) -> bool:
-        return self._zero_ok
 
     @property
     def plans_as_default(self) -> bool:
@@ -130,8 +101,7 @@ class V201StationPort(StationPort):
         except (StationTimeout, StationCallError) as exc:
             log.info("station %s: GetChargingProfiles not answered (%s)", self.station_id, exc)
             return
-        log.info("station %s: GetChargingProfiles %s", self.station_id,
-                 getattr(answer.status, "value", answer.status))
+        log.info("station %s: GetChargingProfiles %s", self.station_id, status_of(answer))
 
     def profiles_reported(self, event) -> None:
         if event.request_id != self._request_id or event.source != "CSO":
@@ -146,7 +116,7 @@ class V201StationPort(StationPort):
         pid = profile["id"]
         try:
             answer = await self._call(call.ClearChargingProfile(charging_profile_id=pid))
-            status = str(getattr(answer.status, "value", answer.status))
+            status = status_of(answer)
         except (StationTimeout, StationCallError) as exc:
             status = NO_ANSWER if isinstance(exc, StationTimeout) else exc.code
         log.warning("station %s EVSE %d: cleared a profile that is not ours (id %d, %s at "
@@ -158,10 +128,7 @@ class V201StationPort(StationPort):
     # --- requests ---------------------------------------------------------------------------
     def _sched(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
                max_periods: int | None = None) -> dict:
-        limits = schedule.limits(unit)
-        minimum = schedule.minimum(unit)
-        if floor:
-            limits = [max(v, minimum or 0.0) for v in limits]
+        limits, minimum = limits_in(schedule, unit, floor=floor)
         return P.charging_schedule(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
             max_periods=max_periods or self.caps201.max_periods, schedule_id=0,
@@ -202,12 +169,12 @@ class V201StationPort(StationPort):
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
         request = P.upper_default(connector_id, self._sched(schedule, self._unit))
-        answer = _answer(await self._send(request))
+        answer = answer_of(await self._send(request))
         return answer, installed_from_request(request)
 
     async def _with_units(self, build) -> tuple[Answer, dict]:
         """Send in the current unit; refused, in the other one (and remember it)."""
-        units = [self._unit] + [u for u in self.caps201.rate_units if u != self._unit]
+        units = self._units_now_first(self.caps201.rate_units)
         for unit in units:
             request = build(unit)
             text = await self._send(request)
@@ -215,60 +182,44 @@ class V201StationPort(StationPort):
                 self._unit = unit
             if text != "Accepted" and text != NO_ANSWER and unit != units[-1]:
                 continue
-            return _answer(text), request
+            return answer_of(text), request
         return Answer.REJECTED, request
 
     # --- a transaction's plan, with the alternatives ------------------------------------------
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
-        station_tx = await self._station_transaction(transaction_id)
-        units = [self._unit] + [u for u in self.caps201.rate_units if u != self._unit]
+        # the station's own transactionId for our session id (the adapter keeps the map)
+        station_tx = await station_transaction(self.link, transaction_id)
+        units = self._units_now_first(self.caps201.rate_units)
         # the TxProfile first; without the station's transaction id only the default can go
         modes = [station_tx, None] if station_tx is not None else [None]
-        floors = [False, True] if self._zero_ok else [True]
         text = None
-        for floor in floors:
-            if floor and self._zero_ok and not schedule.pauses:
-                break   # the minimum instead of 0 only helps a plan that pauses
-            for tx in modes:
-                for unit in units:
-                    request = self._plan_request(connector_id, tx, schedule, unit, floor=floor)
-                    installed = installed_from_request(request, transaction_id)
-                    text = await self._send(request)
-                    if text == NO_ANSWER:
-                        return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
-                    if text != "Accepted":
-                        if tx is not None:
-                            self.tx_refused.add((connector_id, transaction_id))
-                        continue
-                    self._unit = unit
-                    if tx is None:
-                        self._on_default.add(connector_id)
-                    else:
-                        self._on_default.discard(connector_id)
-                    if tx is not None:
-                        self.tx_refused.discard((connector_id, transaction_id))
-                    floored = floor and self._zero_ok
-                    if floored:
-                        self._zero_ok = False
-                    return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+        for floor, tx, unit in self._attempts(schedule, modes, units):
+            request = self._plan_request(connector_id, tx, schedule, unit, floor=floor)
+            installed = installed_from_request(request, transaction_id)
+            text = await self._send(request)
+            if text == NO_ANSWER:
+                return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
+            if text != "Accepted":
+                if tx is not None:
+                    self.tx_refused.add((connector_id, transaction_id))
+                continue
+            self._unit = unit
+            if tx is None:
+                self._on_default.add(connector_id)
+            else:
+                self._on_default.discard(connector_id)
+                self.tx_refused.discard((connector_id, transaction_id))
+            return self._accepted(installed, floor)
         return ScheduleResult(Answer.REJECTED, None, detail=str(text))
-
-    async def _station_transaction(self, transaction_id: int) -> str | None:
-        """The station's own transactionId for our session id (the adapter keeps the map)."""
-        adapter = getattr(self.link, "adapter", None)
-        lookup = getattr(adapter, "station_transaction_id", None)
-        if lookup is None:
-            return None
-        return await lookup(transaction_id)
 
     async def clear(self, connector_id: int) -> Answer:
         request = call.ClearChargingProfile(
             charging_profile_id=P.profile_id(connector_id, P.TX_PROFILE, self._tx_level))
         try:
             answer = await self._call(request)
-            status = str(getattr(answer.status, "value", answer.status))
+            status = status_of(answer)
             log.info("station %s EVSE %d: TxProfile cleared (%s)", self.station_id,
                      connector_id, status)
             # "Unknown": nothing to clear (it ended with its transaction) is as good
@@ -276,7 +227,7 @@ class V201StationPort(StationPort):
         except (StationTimeout, StationCallError) as exc:
             log.warning("station %s EVSE %d: could not clear the TxProfile: %s",
                         self.station_id, connector_id, exc)
-            return Answer.NO_ANSWER if isinstance(exc, StationTimeout) else Answer.REJECTED
+            return failed(exc)
 
     # --- what the station applies -----------------------------------------------------------
     async def verify(self, connector_id: int, duration_s: int = 3600
@@ -294,7 +245,7 @@ class V201StationPort(StationPort):
                      connector_id, exc)
             self.verified[connector_id] = None
             return None
-        status = str(getattr(answer.status, "value", answer.status))
+        status = status_of(answer)
         schedule = answer.schedule if status == "Accepted" else None
         if not schedule:
             self.verified[connector_id] = None
@@ -305,15 +256,7 @@ class V201StationPort(StationPort):
         self.verified[connector_id] = out
         return out
 
-    # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request):
-        for attempt in range(self.settings.retries + 1):
-            try:
-                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
-            except StationTimeout:
-                if attempt == self.settings.retries:
-                    raise
-
+    # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
     async def _send(self, request: dict) -> str:
         """One SetChargingProfile; returns "Accepted", "Rejected", a CALLERROR code or
         NO_ANSWER. Raises StationOffline when the station is gone."""
@@ -323,18 +266,7 @@ class V201StationPort(StationPort):
         self.last_request = request
         message = call.SetChargingProfile(evse_id=request["evseId"],
                                           charging_profile=request["chargingProfile"])
-        try:
-            result = await self._call(message)
-            answer = str(getattr(result.status, "value", result.status))
-        except StationTimeout:
-            answer = NO_ANSWER
-        except StationCallError as exc:
-            answer = exc.code
-        except StationOffline:
-            self._record(request, "offline")
-            raise
-        self._record(request, answer)
-        return answer
+        return await self._put(message, request)
 
     def _record(self, request: dict, answer: str) -> None:
         self.record(self.station_id, request["evseId"],

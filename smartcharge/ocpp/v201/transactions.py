@@ -5,7 +5,7 @@ SessionStopped) with our integer transaction id, so the site needs no change.
 The station makes the transaction id (text, at most 36 characters); our session keeps its
 integer `transaction_id` and stores the station's as `station_tx_ref`.
 `station_transaction_id(ours)` gives the station's back (for a TxProfile or a
-RequestStopTransaction).
+RequestStopTransaction; from a link: `station_transaction(link, ours)`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ from smartcharge.ocpp.v201.meter import parse_meter_values
 from smartcharge.store import from_db_time
 
 log = logging.getLogger(__name__)
+
+
+async def station_transaction(link: Any, transaction_id: int) -> str | None:
+    """The station's own transactionId of our session, asked of the adapter behind `link` (the
+    station's live connection); None: not known there (or no 2.0.1 adapter)."""
+    lookup = getattr(getattr(link, "adapter", None), "station_transaction_id", None)
+    return None if lookup is None else await lookup(transaction_id)
 
 
 class TransactionHandlers:

@@ -1,0 +1,146 @@
+"""The plumbing every version's control port shares; the ports themselves, where a
+SetChargingProfile leaves, are `v16/station_port.py` and `v201/station_port.py`.
+
+Here: the connection a port is bound to and what it was made with, the unit and the "limit 0
+refused" flag, calls with retries, one SetChargingProfile on the wire with its audit row, the
+station's words as an `Answer`, what a profile's schedule installs, and the order in which a
+plan's alternatives are tried. What a version says in its own way stays in its package: payload
+shapes, purposes, stack levels, the capability probe, which alternatives it has and what it
+remembers of a refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, PowerSchedule,
+                                   Recorder, ScheduleResult, StationPort)
+from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
+                                       StationTimeout)
+
+NO_ANSWER = Answer.NO_ANSWER.value
+TX_DEFAULT_PROFILE = "TxDefaultProfile"   # the purpose's name in 1.6 and 2.0.1 alike
+
+
+def answer_of(text: str) -> Answer:
+    """A station's word ("Accepted", "Rejected", a CALLERROR code, NO_ANSWER) as an Answer."""
+    if text == "Accepted":
+        return Answer.ACCEPTED
+    return Answer.NO_ANSWER if text == NO_ANSWER else Answer.REJECTED
+
+
+def failed(exc: StationTimeout | StationCallError) -> Answer:
+    """A request that failed on the wire: unanswered (it may apply all the same) or refused."""
+    return Answer.NO_ANSWER if isinstance(exc, StationTimeout) else Answer.REJECTED
+
+
+def status_of(result: Any) -> str:
+    """The `status` of a station's answer as text (the library gives an enum or a string)."""
+    return str(getattr(result.status, "value", result.status))
+
+
+def installed_from_profile(profile: dict, sched: dict, transaction_id: int = 0) -> Installed:
+    """What a charging profile installs, given its schedule `sched` (the schedule's fields are
+    the same in 1.6 and 2.0.1; where the schedule sits in the profile is not)."""
+    periods = sched["chargingSchedulePeriod"]
+    start = parse_ocpp_time(sched["startSchedule"])
+    expires = start + timedelta(seconds=sched["duration"]) if "duration" in sched else FOREVER
+    return Installed(transaction_id, start, expires, sched["chargingRateUnit"],
+                     periods[0].get("numberPhases", 3), [p["startPeriod"] for p in periods],
+                     [float(p["limit"]) for p in periods],
+                     default=profile["chargingProfilePurpose"] == TX_DEFAULT_PROFILE)
+
+
+def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False
+              ) -> tuple[list[float], float | None]:
+    """The schedule's limits in `unit` and its minimum rate; `floor`: no limit below the
+    minimum (a station that refuses 0 pauses the car at the minimum instead)."""
+    limits = schedule.limits(unit)
+    minimum = schedule.minimum(unit)
+    if floor:
+        limits = [max(v, minimum or 0.0) for v in limits]
+    return limits, minimum
+
+
+class ControlPortBase(StationPort):
+    """A version's port builds on this: it gives the probe, the payloads and the alternatives,
+    and `_record` (where its payload names the connector and the purpose)."""
+
+    def __init__(self, link: StationLink, clock: Clock, record: Recorder, *, voltage_v: float,
+                 unit: str = "A", settings: PortSettings | None = None) -> None:
+        self.station_id = link.station_id
+        self.link = link   # this connection only: a reconnect gets a fresh port
+        self.clock = clock
+        self.record = record
+        self.voltage_v = voltage_v
+        self.settings = settings or PortSettings()
+        self._unit = unit
+        self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
+
+    @property
+    def unit(self) -> str:
+        return self._unit
+
+    @property
+    def zero_ok(self) -> bool:
+        return self._zero_ok
+
+    # --- the order of a plan's alternatives ------------------------------------------------
+    def _units_now_first(self, rate_units: Sequence[str]) -> list[str]:
+        """The current unit, then the station's others."""
+        return [self._unit] + [u for u in rate_units if u != self._unit]
+
+    def _attempts(self, schedule: PowerSchedule, modes: Sequence, units: Sequence[str]
+                  ) -> Iterator[tuple[bool, Any, str]]:
+        """(floor, mode, unit) in the order they are tried: the plan as it is, then - only for
+        a plan that pauses, and only while 0 was never refused - at the minimum instead of 0;
+        within each, every mode (how the version sends a plan) in every unit."""
+        floors = [False, True] if self._zero_ok else [True]
+        for floor in floors:
+            if floor and self._zero_ok and not schedule.pauses:
+                return   # the minimum instead of 0 only helps a plan that pauses
+            for mode in modes:
+                for unit in units:
+                    yield floor, mode, unit
+
+    def _accepted(self, installed: Installed, floor: bool) -> ScheduleResult:
+        """A plan was taken; taken only at the minimum instead of 0: it is remembered."""
+        floored = floor and self._zero_ok
+        if floored:
+            self._zero_ok = False
+        return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+
+    # --- the wire ---------------------------------------------------------------------------
+    async def _call(self, request):
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
+            except StationTimeout:
+                if attempt == self.settings.retries:
+                    raise
+
+    async def _put(self, message: Any, payload: dict) -> str:
+        """Send one SetChargingProfile `message` (built from `payload`) and record it; returns
+        the answer ("Accepted", "Rejected", "NotSupported", a CALLERROR code, or NO_ANSWER).
+        Raises StationOffline (recorded as "offline") when the station is gone."""
+        try:
+            answer = status_of(await self._call(message))
+        except StationTimeout:
+            answer = NO_ANSWER
+        except StationCallError as exc:
+            answer = exc.code
+        except StationOffline:
+            self._record(payload, "offline")
+            raise
+        self._record(payload, answer)
+        return answer
+
+    def _record(self, payload: dict, answer: str) -> None:
+        raise NotImplementedError   # the version knows where its payload names the connector
+
+
+__all__ = ["ControlPortBase", "NO_ANSWER", "answer_of", "failed", "installed_from_profile",
+           "limits_in", "status_of"]
