@@ -21,7 +21,8 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.sim.connection import WsConnection
-from smartcharge.sim.station import ConnectorSpec, SimStation, StationSpec
+from smartcharge.sim.station import ConnectorSpec, StationSpec
+from smartcharge.sim.stations import make_station
 
 ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
 
@@ -38,16 +39,20 @@ class Received:
     payload: dict
 
 
-class StationLink(ChargePoint):
-    """One station's connection as the mini central system sees it."""
+class Recording:
+    """Mixin of an `ocpp` ChargePoint (either version) that records what the station sends."""
 
-    def __init__(self, station_id, connection, csms: MiniCentralSystem):
+    def __init__(self, station_id, connection, csms: MiniCsmsBase):
         super().__init__(station_id, connection, response_timeout=5)
         self.csms = csms
 
     def _record(self, action, **payload):
         self.csms.received.append(Received(action, payload))
         self.csms.changed.set()
+
+
+class StationLink(Recording, ChargePoint):
+    """One station's connection as the mini central system sees it."""
 
     @on(Action.boot_notification)
     def on_boot(self, **payload):
@@ -96,25 +101,31 @@ class StationLink(ChargePoint):
 
 
 @dataclass
-class MiniCentralSystem:
+class MiniCsmsBase:
+    """What both mini central systems share: accept a station's socket for one subprotocol,
+    record what it sends, wait for it, drop it."""
+
     heartbeat_interval_s: int = 300
     accepting: bool = True
-    boot_answers: list[str] = field(default_factory=list)   # e.g. ["Pending"], then Accepted
+    offered: list[str] = field(default_factory=list)    # Sec-WebSocket-Protocol of each connect
     received: list[Received] = field(default_factory=list)
-    links: dict[str, StationLink] = field(default_factory=dict)
+    links: dict = field(default_factory=dict)
     sockets: dict[str, web.WebSocketResponse] = field(default_factory=dict)
-    transaction_ids: dict = field(default_factory=dict)
-    next_transaction_id: itertools.count = field(default_factory=lambda: itertools.count(100))
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+
+    PROTOCOL = "ocpp1.6"
+    LINK = None                                          # the ocpp ChargePoint class
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         if not self.accepting:
             raise web.HTTPServiceUnavailable()
+        self.offered.append(request.headers.get("Sec-WebSocket-Protocol", ""))
+        self.changed.set()
         station_id = request.match_info["station_id"]
-        ws = web.WebSocketResponse(protocols=("ocpp1.6",))
+        ws = web.WebSocketResponse(protocols=(self.PROTOCOL,))
         await ws.prepare(request)
-        link = StationLink(station_id, WsConnection(ws), self)
+        link = self.LINK(station_id, WsConnection(ws), self)
         self.links[station_id] = link
         self.sockets[station_id] = ws
         with contextlib.suppress(ConnectionError):
@@ -136,21 +147,33 @@ class MiniCentralSystem:
         await self.sockets[station_id].close()
 
 
+@dataclass
+class MiniCentralSystem(MiniCsmsBase):
+    boot_answers: list[str] = field(default_factory=list)   # e.g. ["Pending"], then Accepted
+    transaction_ids: dict = field(default_factory=dict)
+    next_transaction_id: itertools.count = field(default_factory=lambda: itertools.count(100))
+
+    LINK = StationLink
+
+
 @contextlib.asynccontextmanager
-async def mini_central_system(**kwargs):
-    csms = MiniCentralSystem(**kwargs)
+async def serving(csms: MiniCsmsBase):
+    """`csms` on 127.0.0.1 at a free port, its `url` set."""
     app = web.Application()
     app.router.add_get("/ocpp/{station_id}", csms.handle)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    csms.url = f"ws://127.0.0.1:{port}/ocpp"
+    csms.url = f"ws://127.0.0.1:{runner.addresses[0][1]}/ocpp"
     try:
         yield csms
     finally:
         await runner.cleanup()
+
+
+def mini_central_system(**kwargs):
+    return serving(MiniCentralSystem(**kwargs))
 
 
 def station_spec(station_id: str = "CP1", connectors: int = 2, **overrides) -> StationSpec:
@@ -164,7 +187,7 @@ def station_spec(station_id: str = "CP1", connectors: int = 2, **overrides) -> S
 
 @contextlib.asynccontextmanager
 async def running_station(spec: StationSpec, url: str, clock, *, seed: int = 0):
-    station = SimStation(spec, url, clock, seed=seed)
+    station = make_station(spec, url, clock, seed=seed)    # as spec.ocpp_version says
     await station.start()
     try:
         yield station

@@ -8,9 +8,11 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import aiohttp
 from aiohttp import web
 
 from smartcharge.app import create_app
+from smartcharge.clock import format_ocpp_time
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
@@ -24,6 +26,17 @@ async def wait_until(predicate, timeout_s: float = 10.0, what: str = "condition"
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def post_dr_event(server, token: str, event_id: str, start: datetime, end: datetime,
+                        limit_w: float) -> None:
+    """A utility's demand-response event through the REST API, as a utility sends it."""
+    body = {"id": event_id, "start": format_ocpp_time(start), "end": format_ocpp_time(end),
+            "limit_w": limit_w}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.http_url}/api/demand-response/events", json=body,
+                             headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 201, await resp.text()
 
 
 @dataclass

@@ -246,7 +246,8 @@ async def test_page_asks_for_a_token_and_sends_it_as_bearer(browser):
 
 async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path):
     """The real app (central system + site controller + dashboard) with simulated stations over
-    real WebSockets: the page shows the stations, then each car's session as it plugs in. The
+    real WebSockets (one OCPP 1.6, one 2.0.1): the page shows the stations and the version each
+    speaks, then each car's session as it plugs in. The
     reader's token comes in the URL fragment (which a browser never sends to the server) and the
     page takes it out of the address bar."""
     from smartcharge.app import create_app
@@ -267,7 +268,7 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     fleet = Fleet(site, str(server.make_url("/ocpp")).replace("http://", "ws://"), clock,
-                  meter_interval_s=30)
+                  ocpp_versions={"CP2": "2.0.1"}, meter_interval_s=30)
     page = None
     try:
         await fleet.start(wait_booted_s=15)
@@ -278,6 +279,14 @@ async def test_page_follows_the_real_controller_as_cars_arrive(browser, tmp_path
         await page.wait_for("document.getElementById('stations-online').textContent === '2 / 2'")
         assert await page.evaluate("document.querySelectorAll('#connectors tbody tr').length") == 4
         assert await page.evaluate("document.getElementById('effective-limit').textContent") == "15.0 kW"
+        # each bay says the OCPP version its station negotiated (GET /api/stations)
+        await page.wait_for("document.querySelectorAll('#connectors .ocpp-version').length === 4")
+        versions = await page.evaluate(
+            "[...document.querySelectorAll('#connectors tbody tr')].map(tr => tr.dataset.key + ' ' +"
+            " tr.querySelector('.ocpp-version').textContent)")
+        assert versions == ["CP1/1 1.6", "CP1/2 1.6", "CP2/1 2.0.1", "CP2/2 2.0.1"]
+        assert "1 × OCPP 1.6, 1 × OCPP 2.0.1" in await page.evaluate(
+            "document.getElementById('stations-offline-list').textContent")
 
         for n, (station_id, connector_id) in enumerate((("CP1", 1), ("CP2", 2)), start=1):
             car = SimEV(capacity_wh=60_000, soc=0.3)

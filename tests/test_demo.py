@@ -16,7 +16,8 @@ from smartcharge import store_obligations
 from smartcharge.config import load_site
 from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
-from smartcharge.demo.scenario import plan_day, plan_demand_response
+from smartcharge.demo.scenario import (apply_protocols, plan_day, plan_demand_response,
+                                       plan_protocols)
 from smartcharge.store import SqliteStore
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -54,6 +55,23 @@ def test_day_is_seeded_plausible_and_never_double_books_a_bay(demo_site):
     morning = sum(1 for v in day if 7 <= v.arrival.hour < 10)
     night = sum(1 for v in day if 1 <= v.arrival.hour < 4)
     assert morning > 3 * max(night, 1)
+
+
+def test_demo_fleet_mixes_ocpp_versions_under_every_breaker(demo_site):
+    protocols = plan_protocols(demo_site)
+    for circuit in demo_site.circuits:
+        here = {protocols[s.station_id].ocpp_version for s in demo_site.stations
+                if s.circuit_id == circuit.circuit_id}
+        assert not here or len([s for s in demo_site.stations
+                                if s.circuit_id == circuit.circuit_id]) < 2 \
+            or here == {"1.6", "2.0.1"}, circuit
+    assert any(p.iso15118 for p in protocols.values())
+    assert all(p.ocpp_version == "2.0.1" for p in protocols.values() if p.iso15118)
+    assert {p.ocpp_version for p in plan_protocols(demo_site, mixed=False).values()} == {"1.6"}
+    day = plan_day(demo_site, T0, 24, seed=3)
+    apply_protocols(day, protocols)
+    at_iso = [v for v in day if protocols[v.station_id].iso15118]
+    assert at_iso and all(v.ev.iso15118 and not v.tells_need for v in at_iso)
 
 
 def test_demand_response_is_in_the_evening_or_inside_a_short_run():
@@ -145,6 +163,16 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     # the evening event comes from the OpenADR 2.0b VTN the demo starts; the VEN reports back
     assert "accepted (OpenADR 2.0b, stored as openadr:demo-utility/utility-evening-peak" in output
     assert int(output.split(" load reports at the VTN")[0].rsplit(";", 1)[1]) >= 1
+    # a mixed fleet: both OCPP versions under the same breakers, billed exactly, ISO 15118
+    # cars telling their needs themselves
+    assert "11 speak OCPP 1.6, 9 speak OCPP 2.0.1" in output
+    assert "CP002 2.0.1 + ISO 15118" in output
+    billing = output.split("billing:")[1].splitlines()[0]
+    assert billing.split()[0] == "exact", billing
+    closed = [int(n) for n in billing.split(":")[1].replace(",", " ").split() if n.isdigit()]
+    assert len(closed) == 4 and closed[0] == closed[1] > 0 and closed[2] == closed[3] > 0
+    told_by_cars = int(output.split("told through the API")[1].splitlines()[1].split()[0])
+    assert told_by_cars > 0
     profiles = int(output.split("profiles sent:")[1].split()[0])
     assert profiles > 40            # at least a default and a TxProfile per busy bay
     delivered_kwh = float(output.split("energy:")[1].split("kWh")[0])

@@ -14,6 +14,7 @@ import aiohttp
 from smartcharge.clock import format_ocpp_time
 from smartcharge.demo.report import TimedLimit, kw
 from smartcharge.demo.scenario import DemandResponsePlan, Visit
+from smartcharge.sim.spec import Transaction
 
 if TYPE_CHECKING:
     from smartcharge.demo.run import Demo
@@ -30,6 +31,7 @@ class Counters:
     needs_told: int = 0
     plugged: dict[tuple[str, int], Visit] = field(default_factory=dict)
     visits: list[Visit] = field(default_factory=list)     # every car that came
+    closed: list[tuple[str, Transaction]] = field(default_factory=list)  # (station, its tx)
 
 
 async def arrive(demo: Demo, visit: Visit) -> None:
@@ -50,26 +52,17 @@ async def arrive(demo: Demo, visit: Visit) -> None:
 
 async def tell_need(demo: Demo, visit: Visit) -> None:
     """The driver's app tells the operator what the car needs and when it leaves."""
-    sim = demo.fleet.station(visit.station_id)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10.0
-    while True:   # the transaction id comes with the StartTransaction answer
-        tx = sim.connectors[visit.connector_id].transaction
-        if tx is None:
-            return
-        if tx.transaction_id is not None:
-            break
-        if loop.time() > deadline:
-            return
-        await asyncio.sleep(0.02)
     tokens = sorted(demo.site.operator_tokens)
     if not tokens:
         return
+    headers = {"Authorization": f"Bearer {tokens[0]}"}
+    session_id = await _session_id(demo, visit, headers)
+    if session_id is None:
+        return
     body = {"requested_wh": round(visit.requested_wh), "departure": format_ocpp_time(visit.departure)}
-    url = f"{demo.base_url}/api/sessions/{tx.transaction_id}"
+    url = f"{demo.base_url}/api/sessions/{session_id}"
     try:
-        async with demo.http.put(url, json=body,
-                                 headers={"Authorization": f"Bearer {tokens[0]}"}) as resp:
+        async with demo.http.put(url, json=body, headers=headers) as resp:
             if resp.status == 200:
                 demo.counters.needs_told += 1
             else:
@@ -78,12 +71,55 @@ async def tell_need(demo: Demo, visit: Visit) -> None:
         log.warning("PUT %s failed: %s", url, error)
 
 
+async def _session_id(demo: Demo, visit: Visit, headers: dict) -> int | None:
+    """The server's id of the car's session, as the driver's app learns it: for 1.6 the id
+    the central system gave in its StartTransaction answer, for 2.0.1 the session the server
+    opened for the station's own transactionId (once its Started event arrived)."""
+    sim = demo.fleet.station(visit.station_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10.0
+    while loop.time() < deadline:
+        tx = sim.connectors[visit.connector_id].transaction
+        if tx is None:
+            return None
+        if isinstance(tx.transaction_id, int):
+            return tx.transaction_id
+        if isinstance(tx.transaction_id, str):
+            url = f"{demo.base_url}/api/sessions?station={visit.station_id}&limit=50"
+            try:
+                async with demo.http.get(url, headers=headers) as resp:
+                    rows = await resp.json() if resp.status == 200 else []
+            except aiohttp.ClientError:
+                rows = []
+            for row in rows:
+                if row.get("station_transaction_id") == tx.transaction_id:
+                    return row["transaction_id"]
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def depart(demo: Demo, visit: Visit) -> None:
     if demo.counters.plugged.get(visit.key) is not visit:
         return
-    await demo.fleet.unplug(visit.station_id, visit.connector_id)
+    tx = await demo.fleet.unplug(visit.station_id, visit.connector_id)
+    if tx is not None:
+        demo.counters.closed.append((visit.station_id, tx))
     del demo.counters.plugged[visit.key]
     demo.counters.departed += 1
+
+
+async def close_day(demo: Demo) -> None:
+    """After the last measurement: the cars still plugged in leave (not counted as departures),
+    and the stations deliver everything they queued, so every session of the day is closed."""
+    for key in list(demo.counters.plugged):
+        visit = demo.counters.plugged.pop(key)
+        tx = await demo.fleet.unplug(visit.station_id, visit.connector_id)
+        if tx is not None:
+            demo.counters.closed.append((visit.station_id, tx))
+    try:
+        await demo.fleet.drained(timeout_s=30.0)
+    except asyncio.TimeoutError:
+        log.warning("the stations did not deliver every queued message within 30 s")
 
 
 async def send_demand_response(demo: Demo, dr: DemandResponsePlan) -> None:

@@ -41,6 +41,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="single-phase cars take three-phase bays too, loading one phase "
                              "(default; --no-mixed-phase-cars: every car uses all its bay's "
                              "phases)")
+    parser.add_argument("--mixed-ocpp", action=argparse.BooleanOptionalAction, default=True,
+                        help="every other station under each circuit speaks OCPP 2.0.1 (half of "
+                             "those with ISO 15118 cars), the rest 1.6 (default; "
+                             "--no-mixed-ocpp: all 1.6)")
     parser.add_argument("--explain", type=int, default=0, metavar="N",
                         help="for the first N limit violations, print every bay under the "
                              "overloaded circuit with its draw and installed profiles")

@@ -17,10 +17,11 @@ from aiohttp import web
 
 from smartcharge.clock import AcceleratedClock, format_ocpp_time, parse_ocpp_time
 from smartcharge.config import load_site
-from smartcharge.demo import actors, measure, summary
+from smartcharge.demo import actors, billing, measure, summary
 from smartcharge.demo.arguments import default_site_path
 from smartcharge.demo.report import GridLimits, Monitor, TimedLimit, kw
-from smartcharge.demo.scenario import DemandResponsePlan, plan_day, plan_demand_response
+from smartcharge.demo.scenario import (DemandResponsePlan, apply_protocols, plan_day,
+                                       plan_demand_response, plan_protocols)
 from smartcharge.model import Site
 from smartcharge.serve_checks import demo_key_refusal, is_loopback
 from smartcharge.site.controller import ControllerSettings
@@ -60,6 +61,8 @@ class Demo:
             raise SystemExit(f"smartcharge demo: {refusal}")
         self.visits = plan_day(self.site, self.start, args.hours, seed=args.seed,
                                mixed_phases=args.mixed_phase_cars)
+        self.protocols = plan_protocols(self.site, args.mixed_ocpp)
+        apply_protocols(self.visits, self.protocols)
         self.dr: DemandResponsePlan | None = None
         cap_w = self.site.root.limit_w
         if cap_w is not None:
@@ -104,12 +107,14 @@ class Demo:
         from smartcharge.sim.fleet import Fleet
 
         fleet = Fleet(self.site, f"ws://{args.host}:{port}/ocpp", self.clock, seed=args.seed,
+                      ocpp_versions={sid: p.ocpp_version for sid, p in self.protocols.items()},
                       meter_interval_s=METER_INTERVAL_S)
         self.fleet = fleet
         print(f"smartcharge demo: {self.site.name} — {len(self.site.stations)} stations, "
               f"{sum(len(s.connectors) for s in self.site.stations)} connectors, "
               f"grid cap {kw(self.site.root.limit_w)}")
         print(f"  dashboard: {self.base_url}/   (API {self.base_url}/api/site)")
+        print(f"  OCPP: {summary.protocol_line(self.protocols)}")
         if self.open_api:
             print("  API open without tokens (--insecure-open-api, loopback only)")
         if self.vtn is not None:
@@ -132,6 +137,8 @@ class Demo:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 measure.take_sample(self)
                 stats = await measure.server_stats(self)
+                await actors.close_day(self)      # every session closes, so all are billed
+                bills = await billing.check_billing(self)
         finally:
             for task in [*tasks, *self.need_tasks]:
                 task.cancel()
@@ -141,7 +148,7 @@ class Demo:
                 await self.vtn.stop()
             if args.data_dir is None:
                 shutil.rmtree(data_dir, ignore_errors=True)
-        return summary.summarise(self, stats, time.monotonic() - real_start)
+        return summary.summarise(self, stats, bills, time.monotonic() - real_start)
 
     async def _serve(self, db_path: Path) -> tuple[web.AppRunner, int]:
         from smartcharge.app import create_app

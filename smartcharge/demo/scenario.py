@@ -121,6 +121,43 @@ def plan_day(site: Site, start: datetime, hours: float, seed: int = 7,
 
 
 @dataclass(frozen=True)
+class StationProtocol:
+    """What a demo station speaks: its OCPP version, and whether its cars speak ISO 15118."""
+
+    ocpp_version: str = "1.6"
+    iso15118: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.ocpp_version + (" + ISO 15118" if self.iso15118 else "")
+
+
+def plan_protocols(site: Site, mixed: bool = True) -> dict[str, StationProtocol]:
+    """A mixed fleet, as a car park that grew over the years: under every circuit every other
+    station (by id) speaks OCPP 2.0.1, the others 1.6, so each breaker is shared by both; every
+    other 2.0.1 station has cars that speak ISO 15118 (they tell their needs themselves)."""
+    plan = {s.station_id: StationProtocol() for s in site.stations}
+    if not mixed:
+        return plan
+    by_circuit: dict[str, list[str]] = {}
+    for station in site.stations:
+        by_circuit.setdefault(station.circuit_id, []).append(station.station_id)
+    newer = sorted(sid for ids in by_circuit.values() for sid in sorted(ids)[1::2])
+    for index, station_id in enumerate(newer):
+        plan[station_id] = StationProtocol("2.0.1", iso15118=index % 2 == 0)
+    return plan
+
+
+def apply_protocols(visits: list[Visit], protocols: dict[str, StationProtocol]) -> None:
+    """Cars at an ISO 15118 station speak it: the station tells their need (NotifyEVChargingNeeds),
+    so their drivers do not type it into an app."""
+    for visit in visits:
+        if protocols[visit.station_id].iso15118:
+            visit.ev.iso15118 = True
+            visit.tells_need = False
+
+
+@dataclass(frozen=True)
 class DemandResponsePlan:
     """The utility's evening event: announced at `announce`, in force [start, end)."""
 

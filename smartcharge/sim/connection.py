@@ -13,6 +13,7 @@ from typing import Any, Callable
 import aiohttp
 
 OCPP16_SUBPROTOCOL = "ocpp1.6"
+OCPP201_SUBPROTOCOL = "ocpp2.0.1"
 
 
 class ConnectionClosed(ConnectionError):

@@ -27,6 +27,9 @@ class SimEV:
     phases: int = 3                              # phases it is charging on (the station sets it)
     name: str = "ev"
     charged_wh: float = 0.0                      # energy taken since it was created
+    # speaks ISO 15118: on an OCPP 2.0.1 station it tells its needs (NotifyEVChargingNeeds)
+    iso15118: bool = False
+    min_current_a: float = 6.0                   # what it tells as evMinCurrent (ISO 15118)
 
     def __post_init__(self) -> None:
         if self.capacity_wh <= 0:

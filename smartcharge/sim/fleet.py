@@ -12,32 +12,39 @@ import aiohttp
 from smartcharge.clock import Clock
 from smartcharge.model import Site
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.station import Quirks, SimStation, StationSpec, Transaction
+from smartcharge.sim.core import StationCore
+from smartcharge.sim.spec import Quirks, StationSpec, Transaction
+from smartcharge.sim.stations import make_station
 
 
 class Fleet:
     def __init__(self, site: Site, url: str, clock: Clock, *, seed: int = 0,
-                 quirks: dict[str, Quirks] | None = None, **spec_overrides) -> None:
+                 quirks: dict[str, Quirks] | None = None,
+                 ocpp_versions: dict[str, str] | None = None, **spec_overrides) -> None:
         """`url` is the OCPP endpoint without the station id, e.g. ws://127.0.0.1:8080/ocpp.
 
         `spec_overrides` apply to every StationSpec (e.g. meter_interval_s=60); `quirks` gives
-        individual stations their misbehaviour. Each station gets its own seed derived from
-        `seed`, so a run is the same every time.
+        individual stations their misbehaviour, `ocpp_versions` the protocol of those that do
+        not speak 1.6 ("2.0.1"). Each station gets its own seed derived from `seed`, so a run is
+        the same every time.
         """
         self.site = site
         self.url = url
         self.clock = clock
         quirks = quirks or {}
-        self.stations: dict[str, SimStation] = {}
+        ocpp_versions = ocpp_versions or {}
+        self.stations: dict[str, StationCore] = {}
         self._http: aiohttp.ClientSession | None = None
         for index, station in enumerate(site.stations):
             spec = StationSpec.from_model(station, **spec_overrides)
             if station.station_id in quirks:
                 spec = replace(spec, quirks=quirks[station.station_id])
-            self.stations[station.station_id] = SimStation(
+            if station.station_id in ocpp_versions:
+                spec = replace(spec, ocpp_version=ocpp_versions[station.station_id])
+            self.stations[station.station_id] = make_station(
                 spec, url, clock, seed=seed * 100_003 + index)
 
-    def station(self, station_id: str) -> SimStation:
+    def station(self, station_id: str) -> StationCore:
         try:
             return self.stations[station_id]
         except KeyError:

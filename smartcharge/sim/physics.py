@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from ocpp.v16 import call
-
 from smartcharge.clock import format_ocpp_time
-from smartcharge.sim import configuration
-from smartcharge.sim.connection import Outgoing
 from smartcharge.sim.profiles import TxContext
-from smartcharge.sim.spec import ConnectorState, Transaction
+from smartcharge.sim.spec import ConnectorState
 
 PHASE_NAMES = ("L1", "L2", "L3")
 
 
 class ChargingPhysics:
-    """Mixin of SimStation: needs `spec`, `clock`, `rng`, `config`, `connectors`, `profiles`,
-    `_enqueue`, `_refresh_status`, `_last_physics`, `_next_sample`, `_wake_physics`."""
+    """Mixin of the simulated station (version-neutral): needs `spec`, `clock`, `rng`,
+    `connectors`, `profiles`, `_refresh_status`, `_last_physics`, `_next_sample`,
+    `_wake_physics`, and from the protocol version `_sample_interval_s()` and
+    `_enqueue_meter_values(connector_id, transaction, at, context)`."""
 
     def _tx_contexts(self) -> dict[int, TxContext | None]:
         return {cid: (s.transaction.context() if s.transaction else None)
@@ -47,7 +45,10 @@ class ChargingPhysics:
         obey = not self.quirks.ignore_profiles
         offers: dict[int, float] = {}
         for cid, state in self.connectors.items():
-            if state.transaction is None or state.ev is None or not state.operative:
+            # a transaction nobody has authorized yet (2.0.1, TxStartPoint EVConnected) has
+            # its power path open
+            if (state.transaction is None or state.ev is None or not state.operative
+                    or state.transaction.id_tag is None):
                 offers[cid] = 0.0
                 state.limit_w = None
                 continue
@@ -91,7 +92,7 @@ class ChargingPhysics:
     async def _physics_loop(self) -> None:
         while True:
             now = self.clock.now()
-            interval_s = configuration.as_int(self.config, "MeterValueSampleInterval")
+            interval_s = self._sample_interval_s()
             if interval_s <= 0:
                 self._next_sample = None
             elif self._next_sample is None:
@@ -151,17 +152,6 @@ class ChargingPhysics:
         for cid, state in self.connectors.items():
             if state.transaction is not None:
                 self._enqueue_meter_values(cid, state.transaction, at, context)
-
-    def _enqueue_meter_values(self, connector_id: int, tx: Transaction | None, at: datetime,
-                              context: str) -> None:
-        value = self.meter_value(connector_id, at, context)
-
-        def build():
-            tx_id = None if tx is None else (tx.transaction_id
-                                             if tx.transaction_id is not None else -1)
-            return call.MeterValues(connector_id=connector_id, meter_value=[value],
-                                    transaction_id=tx_id)
-        self._enqueue(Outgoing("MeterValues", build, at, durable=tx is not None))
 
 
 def _seconds(value: float) -> timedelta:

@@ -24,7 +24,12 @@ _BREAKPOINT_HORIZON_S = 8 * 86_400
 
 
 class ProfileRejected(ValueError):
-    """A profile this charge point will not install; the message says why."""
+    """A profile this charge point will not install; the message says why, `reason_code` says
+    it as an OCPP 2.0.1 statusInfo reasonCode would (at most 20 characters)."""
+
+    def __init__(self, message: str, reason_code: str = "InvalidProfile") -> None:
+        super().__init__(message)
+        self.reason_code = reason_code
 
 
 @dataclass(frozen=True)
@@ -91,11 +96,10 @@ def _time_or_none(text) -> datetime | None:
     return None if text is None else parse_ocpp_time(text)
 
 
-def parse_profile(connector_id: int, data: dict, installed_at: datetime) -> Profile:
-    """A profile from the OCPP payload (snake_case as the `ocpp` library delivers, or camelCase)."""
-    raw = _get(data, "charging_schedule", "chargingSchedule")
+def parse_schedule(raw: dict | None) -> Schedule:
+    """A charging schedule from the OCPP payload (the same shape in 1.6 and 2.0.1)."""
     if raw is None:
-        raise ProfileRejected("chargingSchedule is missing")
+        raise ProfileRejected("chargingSchedule is missing", "InvalidSchedule")
     periods = tuple(
         Period(
             start_s=int(_get(p, "start_period", "startPeriod")),
@@ -105,11 +109,13 @@ def parse_profile(connector_id: int, data: dict, installed_at: datetime) -> Prof
         for p in _get(raw, "charging_schedule_period", "chargingSchedulePeriod", [])
     )
     if not periods:
-        raise ProfileRejected("chargingSchedulePeriod is empty")
+        raise ProfileRejected("chargingSchedulePeriod is empty", "InvalidSchedule")
     if periods[0].start_s != 0:
-        raise ProfileRejected("the first chargingSchedulePeriod must start at 0")
+        raise ProfileRejected("the first chargingSchedulePeriod must start at 0",
+                              "InvalidSchedule")    # 2.0.1 K01.FR.31
     if any(b.start_s <= a.start_s for a, b in zip(periods, periods[1:])):
-        raise ProfileRejected("chargingSchedulePeriod startPeriod values must increase")
+        raise ProfileRejected("chargingSchedulePeriod startPeriod values must increase",
+                              "InvalidSchedule")
     schedule = Schedule(
         rate_unit=_get(raw, "charging_rate_unit", "chargingRateUnit"),
         periods=periods,
@@ -118,14 +124,21 @@ def parse_profile(connector_id: int, data: dict, installed_at: datetime) -> Prof
         min_rate=_float_or_none(_get(raw, "min_charging_rate", "minChargingRate")),
     )
     if schedule.rate_unit not in ("A", "W"):
-        raise ProfileRejected(f"chargingRateUnit must be A or W, got {schedule.rate_unit!r}")
+        raise ProfileRejected(f"chargingRateUnit must be A or W, got {schedule.rate_unit!r}",
+                              "UnsupportedRateUnit")
+    return schedule
+
+
+def parse_profile(connector_id: int, data: dict, installed_at: datetime) -> Profile:
+    """A 1.6 profile from the OCPP payload (snake_case as the `ocpp` library delivers, or
+    camelCase)."""
     return Profile(
         profile_id=int(_get(data, "charging_profile_id", "chargingProfileId")),
         connector_id=connector_id,
         stack_level=int(_get(data, "stack_level", "stackLevel")),
         purpose=_get(data, "charging_profile_purpose", "chargingProfilePurpose"),
         kind=_get(data, "charging_profile_kind", "chargingProfileKind"),
-        schedule=schedule,
+        schedule=parse_schedule(_get(data, "charging_schedule", "chargingSchedule")),
         installed_at=installed_at,
         recurrency=_get(data, "recurrency_kind", "recurrencyKind"),
         valid_from=_time_or_none(_get(data, "valid_from", "validFrom")),
@@ -220,43 +233,49 @@ class ProfileStore:
     capabilities: Capabilities = field(default_factory=Capabilities)
     profiles: list[Profile] = field(default_factory=list)
 
-    def install(self, profile: Profile, tx: TxContext | None) -> None:
-        """Install or replace; raise ProfileRejected naming the rule it breaks."""
+    def install(self, profile: Profile, tx: TxContext | None, *,
+                replace_same_level: bool = True) -> None:
+        """Install or replace; raise ProfileRejected naming the rule it breaks. The same id
+        replaces; so does (1.6) the same connector, purpose and stack level."""
         caps = self.capabilities
         if profile.purpose not in PURPOSES:
             raise ProfileRejected(f"unknown chargingProfilePurpose {profile.purpose!r}")
         if profile.connector_id != 0 and profile.connector_id not in self.connector_ids:
-            raise ProfileRejected(f"no connector {profile.connector_id}")
+            raise ProfileRejected(f"no connector {profile.connector_id}", "UnknownEvse")
         if profile.purpose == CHARGE_POINT_MAX and profile.connector_id != 0:
             raise ProfileRejected("a ChargePointMaxProfile goes on connector 0 only")
         if profile.purpose == TX:
             if profile.connector_id == 0:
                 raise ProfileRejected("a TxProfile needs a connector, not 0")
             if tx is None:
-                raise ProfileRejected("a TxProfile needs a transaction on its connector")
+                raise ProfileRejected("a TxProfile needs a transaction on its connector",
+                                      "TxNotFound")
             if (profile.transaction_id is not None and tx.transaction_id is not None
                     and profile.transaction_id != tx.transaction_id):
                 raise ProfileRejected(
                     f"transactionId {profile.transaction_id} is not the running one "
-                    f"({tx.transaction_id})")
+                    f"({tx.transaction_id})", "TxNotFound")
         if profile.stack_level > caps.max_stack_level:
             raise ProfileRejected(
                 f"stackLevel {profile.stack_level} > ChargeProfileMaxStackLevel "
-                f"{caps.max_stack_level}")
+                f"{caps.max_stack_level}", "InvalidStackLevel")
         if len(profile.schedule.periods) > caps.max_periods:
             raise ProfileRejected(
                 f"{len(profile.schedule.periods)} periods > ChargingScheduleMaxPeriods "
-                f"{caps.max_periods}")
+                f"{caps.max_periods}", "TooManyPeriods")
         unit_name = "Current" if profile.schedule.rate_unit == "A" else "Power"
         if unit_name not in caps.allowed_units:
-            raise ProfileRejected(f"chargingRateUnit {profile.schedule.rate_unit} not supported")
+            raise ProfileRejected(f"chargingRateUnit {profile.schedule.rate_unit} not supported",
+                                  "UnsupportedRateUnit")
         kept = [p for p in self.profiles
                 if p.profile_id != profile.profile_id
-                and not (p.connector_id == profile.connector_id
+                and not (replace_same_level
+                         and p.connector_id == profile.connector_id
                          and p.purpose == profile.purpose
                          and p.stack_level == profile.stack_level)]
         if len(kept) + 1 > caps.max_installed:
-            raise ProfileRejected(f"MaxChargingProfilesInstalled ({caps.max_installed}) reached")
+            raise ProfileRejected(f"MaxChargingProfilesInstalled ({caps.max_installed}) reached",
+                                  "TooManyProfiles")
         self.profiles = kept + [profile]
 
     def clear(self, *, profile_id: int | None = None, connector_id: int | None = None,

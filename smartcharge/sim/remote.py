@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from ocpp.exceptions import OCPPError
 from ocpp.v16 import call
 
 from smartcharge.clock import format_ocpp_time
@@ -16,7 +14,7 @@ log = logging.getLogger("smartcharge.sim.station")
 
 
 class RemoteControl:
-    """Mixin of SimStation: remote start/stop, availability, unlock, reset, trigger,
+    """Mixin of the 1.6 SimStation: remote start/stop, availability, unlock, reset, trigger,
     configuration and smart charging."""
 
     def remote_start(self, id_tag: str, connector_id: int | None, profile: dict | None) -> str:
@@ -59,17 +57,7 @@ class RemoteControl:
     def change_availability(self, connector_id: int, kind: str) -> str:
         if connector_id != 0 and connector_id not in self.connectors:
             return "Rejected"
-        targets = list(self.connectors) if connector_id == 0 else [connector_id]
-        scheduled = False
-        for cid in targets:
-            state = self.connectors[cid]
-            if kind == "Inoperative" and state.transaction is not None:
-                state.unavailable_after_transaction = True
-                scheduled = True
-                continue
-            state.unavailable_after_transaction = False
-            state.operative = kind == "Operative"
-            self._refresh_status(cid)
+        scheduled = self.set_operative(connector_id, kind == "Operative")
         if connector_id == 0:
             self._notify_status(0)
         return "Scheduled" if scheduled else "Accepted"
@@ -80,41 +68,9 @@ class RemoteControl:
         self._deferred.append(lambda: self.stop_transaction(connector_id, "UnlockCommand"))
         return "Unlocked"
 
-    def run_deferred(self) -> None:
-        actions, self._deferred = self._deferred, []
-        for action in actions:
-            action()
-
     def request_reset(self, kind: str) -> None:
-        self._spawn(self._reset(kind))
-
-    async def _reset(self, kind: str) -> None:
-        resume = {}
-        for cid, state in self.connectors.items():
-            if state.transaction is not None:
-                resume[cid] = state.transaction.id_tag
-                self.stop_transaction(cid, "SoftReset" if kind == "Soft" else "HardReset")
-        if kind == "Soft" and self.booted.is_set():
-            try:   # a soft reset lets the stops go out first; a hard one sends them after boot
-                await self.drained(timeout_s=self.spec.call_timeout_s)
-            except asyncio.TimeoutError:
-                pass
-        if self.quirks.forget_profiles_on_reboot:
-            self.profiles.clear()
-        boots_before = self.boots
-        self._rebooting = True
-        ws = self._ws
-        if ws is not None:
-            await ws.close()
-        if self.spec.resume_after_reset and resume:
-            try:
-                await self.wait_for(lambda: self.boots > boots_before, timeout_s=30.0)
-            except asyncio.TimeoutError:
-                return
-            for cid, id_tag in resume.items():
-                state = self.connectors[cid]
-                if state.ev is not None and state.transaction is None and not state.ev.full:
-                    self.start_transaction(cid, id_tag)
+        """After answering Reset: a soft one lets the stops go out first, a hard one not."""
+        self.reboot(kind == "Soft", "SoftReset" if kind == "Soft" else "HardReset")
 
     _TRIGGERABLE = ("StatusNotification", "MeterValues", "Heartbeat", "BootNotification",
                     "DiagnosticsStatusNotification", "FirmwareStatusNotification")
@@ -146,15 +102,6 @@ class RemoteControl:
         elif requested == "FirmwareStatusNotification":
             self._spawn(self._live_call(call.FirmwareStatusNotification(status="Idle")))
 
-    async def _live_call(self, request) -> None:
-        protocol = self._protocol
-        if protocol is not None:
-            try:
-                await protocol.call(request, suppress=False)
-            except (OCPPError, asyncio.TimeoutError, ConnectionError) as error:
-                log.info("%s: %s failed: %r", self.spec.station_id,
-                         type(request).__name__, error)
-
     def configuration_changed(self, key: str) -> None:
         if key == "MeterValueSampleInterval":
             self._next_sample = None
@@ -166,59 +113,23 @@ class RemoteControl:
             return "Rejected"
         if quirks.keep_old_profiles:
             return "Accepted"      # and goes on drawing what the old profiles allow
-        now = self.clock.now()
-        state = self.connectors.get(connector_id)
-        tx = state.transaction.context() if state and state.transaction else None
         try:
-            profile = parse_profile(connector_id, data, now)
-            if quirks.reject_zero_limit and any(
-                    p.limit == 0 for p in profile.schedule.periods):
-                raise ProfileRejected("this station does not take a limit of 0")
-            self.advance_to(now)
-            self.profiles.install(profile, tx)
+            self.install_profile(parse_profile(connector_id, data, self.clock.now()))
         except (ProfileRejected, ValueError, KeyError, TypeError) as error:
             log.info("%s: profile rejected: %s", self.spec.station_id, error)
             return "Rejected"
-        self._update_draws(now)
-        self._wake_physics.set()
-        self._profiles_changed()
         return "Accepted"
-
-    def clear_charging_profile(self, **criteria) -> int:
-        self.advance_to(self.clock.now())
-        removed = self.profiles.clear(**criteria)
-        self._update_draws(self.clock.now())
-        self._wake_physics.set()
-        self._profiles_changed()
-        return removed
 
     def composite_schedule(self, connector_id: int, duration_s: int,
                            unit: str | None) -> tuple[str, dict] | None:
-        if connector_id != 0 and connector_id not in self.connectors:
+        answer = self.composite(connector_id, duration_s, unit)
+        if answer is None:
             return None
-        allowed = self.profiles.capabilities.allowed_units
-        if unit is None:
-            unit = "A" if "Current" in allowed else "W"
-        if (unit == "A" and "Current" not in allowed) or (unit == "W" and "Power" not in allowed):
-            return None
-        now = self.clock.now().replace(microsecond=0)
-        if connector_id == 0:
-            phases, tx = 3, None
-            fallback_w = self._station_cap_w(now, obey=False) or sum(
-                c.spec.max_current_a * self.spec.voltage_v * c.spec.phases
-                for c in self.connectors.values())
-        else:
-            state = self.connectors[connector_id]
-            phases = self._phases_in_use(state)
-            tx = state.transaction.context() if state.transaction else None
-            fallback_w = state.spec.max_current_a * self.spec.voltage_v * phases
-        schedule = self.profiles.composite_schedule(
-            connector_id, now, duration_s, unit, tx, voltage_v=self.spec.voltage_v,
-            phases=phases, fallback_w=fallback_w)
-        return format_ocpp_time(now), {
+        start, schedule = answer
+        return format_ocpp_time(start), {
             "duration": duration_s,
-            "start_schedule": format_ocpp_time(now),
-            "charging_rate_unit": unit,
+            "start_schedule": format_ocpp_time(start),
+            "charging_rate_unit": schedule.rate_unit,
             "charging_schedule_period": [
                 {"start_period": p.start_s, "limit": p.limit, "number_phases": p.number_phases}
                 for p in schedule.periods],

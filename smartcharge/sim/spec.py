@@ -10,6 +10,9 @@ from smartcharge.sim.ev import SimEV
 from smartcharge.sim.profiles import TxContext
 
 
+OCPP_VERSIONS = ("1.6", "2.0.1")
+
+
 @dataclass(frozen=True)
 class Quirks:
     """Ways real stations misbehave, for the controller's tests."""
@@ -22,6 +25,9 @@ class Quirks:
     forget_profiles_on_reboot: bool = False
     silent_profiles: bool = False          # SetChargingProfile is answered only when released
     keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
+    # OCPP 2.0.1: the transaction starts at plug-in (TxStartPoint EVConnected) and the idToken
+    # comes in a later TransactionEvent (Updated, triggerReason Authorized)
+    late_id_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,12 @@ class StationSpec:
     max_periods: int = 24
     max_installed: int = 16
     resume_after_reset: bool = True        # a car still plugged in starts a new session
+    ocpp_version: str = "1.6"              # "1.6" or "2.0.1": the one subprotocol it offers
+
+    def __post_init__(self) -> None:
+        if self.ocpp_version not in OCPP_VERSIONS:
+            raise ValueError(f"ocpp_version must be one of {', '.join(OCPP_VERSIONS)}, "
+                             f"got {self.ocpp_version!r}")
 
     @classmethod
     def from_model(cls, station: domain.Station, **overrides) -> StationSpec:
@@ -71,8 +83,10 @@ class Transaction:
     id_tag: str
     meter_start_wh: int
     started_at: datetime
-    transaction_id: int | None = None      # assigned by the central system
+    transaction_id: int | str | None = None  # 1.6: assigned by the central system;
+                                             # 2.0.1: made by the station
     id_tag_status: str | None = None
+    meter_stop_wh: int | None = None       # the register the stop reported
 
     def context(self) -> TxContext:
         return TxContext(self.transaction_id, self.started_at)

@@ -7,7 +7,8 @@
 (function () {
   const SVG_NS = "http://www.w3.org/2000/svg";
   const MAX_LOCAL_HISTORY = 5000;
-  const state = { snapshot: null, history: [], renderQueued: false, source: null, retryMs: 1000 };
+  const state = { snapshot: null, history: [], renderQueued: false, source: null, retryMs: 1000,
+                  versions: {}, versionsKey: null };
 
   // ---------- formatting ----------
   const isNum = (v) => typeof v === "number" && isFinite(v);
@@ -65,7 +66,35 @@
                            effective_limit_w: limitThen, stale: snapshot.site_load_stale });
       if (state.history.length > MAX_LOCAL_HISTORY) state.history.shift();
     }
+    // a station's OCPP version is what it negotiated on its connection: ask again whenever
+    // the set of online stations changes
+    const key = (snapshot.stations || []).filter((x) => x.online).map((x) => x.station_id).join(",");
+    if (key !== state.versionsKey) {
+      state.versionsKey = key;
+      loadVersions();
+    }
     queueRender();
+  }
+
+  // GET /api/stations: [{station_id, ocpp_version, ...}]. Optional: without it no versions show.
+  async function loadVersions() {
+    try {
+      const resp = await fetch("/api/stations", { cache: "no-store", headers: authHeaders() });
+      if (!resp.ok) return;
+      const versions = {};
+      for (const x of await resp.json()) {
+        if (x && x.ocpp_version) versions[x.station_id] = x.ocpp_version;
+      }
+      state.versions = versions;
+      queueRender();
+    } catch (err) {
+      console.warn("station versions unavailable", err);
+    }
+  }
+
+  function versionTag(stationId) {
+    const v = state.versions[stationId];
+    return v ? el("span", { class: "ocpp-version", title: "OCPP " + v + " (negotiated)", text: v }) : "";
   }
 
   function queueRender() {
@@ -125,8 +154,12 @@
     const online = stations.filter((x) => x.online);
     document.getElementById("stations-online").textContent = online.length + " / " + stations.length;
     const offline = stations.filter((x) => !x.online).map((x) => x.station_id);
+    const tally = {};
+    for (const v of Object.values(state.versions)) tally[v] = (tally[v] || 0) + 1;
+    const mix = Object.keys(tally).sort().map((v) => tally[v] + " × OCPP " + v).join(", ");
     document.getElementById("stations-offline-list").textContent =
-      offline.length ? "offline: " + offline.slice(0, 6).join(", ") + (offline.length > 6 ? "…" : "") : "all online";
+      (offline.length ? "offline: " + offline.slice(0, 6).join(", ") + (offline.length > 6 ? "…" : "") : "all online") +
+      (mix ? " · " + mix : "");
 
     const stats = s.stats || {};
     const show = (id, v) => { document.getElementById(id).textContent = isNum(v) ? v.toLocaleString("en") : "—"; };
@@ -309,7 +342,7 @@
       ]);
       const bound = bindingLabel(c.binding);
       return el("tr", { class: c.online === false ? "offline" : "", "data-key": c.station_id + "/" + c.connector_id }, [
-        el("td", { text: c.station_id + " · " + c.connector_id }),
+        el("td", {}, [c.station_id + " · " + c.connector_id, versionTag(c.station_id)]),
         el("td", {}, [el("span", { class: "status " + status }, [el("span", { class: "dot" }), status]),
                       c.controllable === false ? el("span", { class: "uncontrollable", title: "this station does not take charging profiles; planned at its maximum", text: "no profiles" }) : ""]),
         el("td", {}, [bar]),
