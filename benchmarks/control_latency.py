@@ -1,15 +1,25 @@
 """Control latency: from a utility's demand-response event that lowers the cap (HTTP POST,
-starting now) to the last station's acknowledged SetChargingProfile that brings the site under it.
+starting now) to the last station's acknowledged SetChargingProfile that brings the site under it,
+split into stages.
 
     python -m benchmarks.control_latency --connectors 10 100 1000 --repeats 3
 
-The server (the app `smartcharge serve` builds, with the site controller) runs in its own process;
-the simulated stations (two connectors each, a car charging on every connector, the cap binding)
-run in this one over real WebSockets on 127.0.0.1, in real time. A station answers a
-SetChargingProfile right after installing it, so the moment the last needed profile is installed
-is the moment the last acknowledgement leaves. Each repeat posts a new event at half the cap, waits
-until the stations' installed limits add up to at most that, then cancels it and waits for the
-profiles to come back up. Every run stops by itself.
+The server (`benchmarks/serve_probe.py --stages`: the app `smartcharge serve` builds, with the
+site controller, and `stage_probe.py` timing its re-plans and dispatch rounds) runs in its own
+process; the simulated OCPP 1.6J stations (two connectors each, a car charging on every
+connector, the cap binding) run in `--station-procs` further processes
+(`benchmarks/load_stations.py`), so the benchmark measures the server. Each repeat posts a new
+event at half the cap and waits for the dispatch round of the re-plan it caused; the stages:
+
+- request: POST until its 201 (the event is stored before it is acknowledged);
+- re-plan: from the 201 until the plan is made (the controller's coalescing wait, building the
+  problem, the solve, the check, bindings and idle shares); solve and check also on their own;
+- sends: from the plan until the last station's decreases began going out;
+- answers: from then until the last station's decreases were acknowledged.
+
+Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
+that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
+for that round too. Every run stops by itself.
 """
 
 from __future__ import annotations
@@ -19,17 +29,19 @@ import asyncio
 import logging
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-PASSWORD = "bench-password-0123"
-TAG = "BENCH"
+from benchmarks.load_stations import PASSWORD, TAG
+
+REPO = Path(__file__).resolve().parent.parent
 UTILITY = "bench-utility-token"
 PER_CONNECTOR_CAP_W = 7_360.0          # the cap binds: every car wants 11 kW
 
@@ -55,129 +67,10 @@ def site_toml(connectors: int, port: int, database: str) -> str:
     return "\n".join(lines)
 
 
-def serve(site_file: str) -> None:
-    """The server process: create_app plus the site controller (as `smartcharge serve`)."""
-    from aiohttp import web
-
-    from smartcharge.app import create_app
-    from smartcharge.config import load_site
-
-    logging.basicConfig(level=logging.WARNING)
-    site = load_site(site_file)
-    app = create_app(site)
-    web.run_app(app, host=site.server.host, port=site.server.port, backlog=4096, print=None)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-async def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.005) -> float:
-    """Poll until predicate() holds; returns the perf_counter when it first did."""
-    deadline = time.perf_counter() + timeout_s
-    while True:
-        if predicate():
-            return time.perf_counter()
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(poll_s)
-
-
-class InstallLog:
-    """Wraps every simulated station's SetChargingProfile handler to time-stamp installs."""
-
-    def __init__(self, fleet) -> None:
-        self.times: list[float] = []
-        for station in fleet.stations.values():
-            original = station.set_charging_profile
-
-            def wrapped(connector_id, data, _original=original):
-                answer = _original(connector_id, data)
-                if answer == "Accepted":
-                    self.times.append(time.perf_counter())
-                return answer
-            station.set_charging_profile = wrapped
-
-
-def limits_sum_w(fleet, clock) -> float:
-    now = clock.now()
-    total = 0.0
-    for station in fleet.stations.values():
-        for connector_id, state in station.connectors.items():
-            tx = state.transaction.context() if state.transaction else None
-            limit = station.profiles.limit_w(connector_id, now, tx,
-                                             voltage_v=station.spec.voltage_v, phases_in_use=3)
-            total += float("inf") if limit is None else limit
-    return total
-
-
-async def run_size(connectors: int, repeats: int, workdir: Path) -> dict:
-    import aiohttp
-
-    from smartcharge.clock import SystemClock, format_ocpp_time
-    from smartcharge.config import load_site
-    from smartcharge.sim.ev import SimEV
-    from smartcharge.sim.fleet import Fleet
-
-    port = free_port()
-    site_file = workdir / f"site-{connectors}.toml"
-    site_file.write_text(site_toml(connectors, port, str(workdir / f"db-{connectors}.sqlite")))
-    site = load_site(site_file)
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.control_latency", "--serve",
-                               str(site_file)], cwd=Path(__file__).resolve().parent.parent)
-    clock = SystemClock()
-    fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, meter_interval_s=600,
-                  heartbeat_interval_s=600, reconnect_min_s=0.2, reconnect_max_s=2.0,
-                  call_timeout_s=60.0)
-    cap_w = connectors * PER_CONNECTOR_CAP_W
-    result = {"connectors": connectors, "stations": len(site.stations), "latency_s": [],
-              "profiles": []}
-    try:
-        await wait_for(lambda: _port_open(port), 30, "the server to listen", poll_s=0.05)
-        await fleet.start(wait_booted_s=120)
-        for station in site.stations:
-            for connector in station.connectors:
-                await fleet.plug_in(station.station_id, connector.connector_id,
-                                    SimEV(capacity_wh=100_000, soc=0.1), TAG)
-        log = InstallLog(fleet)
-        await wait_for(lambda: limits_sum_w(fleet, clock) <= cap_w + 1, 180,
-                       "every connector under a TxProfile within the cap", poll_s=0.2)
-        await asyncio.sleep(2.0)     # let the start-up storm settle before measuring
-        url = f"http://127.0.0.1:{port}/api/demand-response/events"
-        headers = {"Authorization": f"Bearer {UTILITY}"}
-        async with aiohttp.ClientSession() as http:
-            for repeat in range(repeats):
-                dr_limit_w = cap_w / 2
-                event_id = f"bench-{repeat}"
-                body = {"id": event_id, "start": format_ocpp_time(clock.now()),
-                        "end": format_ocpp_time(clock.now() + timedelta(hours=2)),
-                        "limit_w": dr_limit_w}
-                installs_before = len(log.times)
-                t0 = time.perf_counter()
-                async with http.post(url, json=body, headers=headers) as resp:
-                    if resp.status != 201:
-                        raise RuntimeError(f"DR event refused: {resp.status} {await resp.text()}")
-                done = await wait_for(lambda: limits_sum_w(fleet, clock) <= dr_limit_w + 1, 120,
-                                      "the stations' limits under the event")
-                last_ack = max((t for t in log.times[installs_before:] if t <= done),
-                               default=done)
-                result["latency_s"].append(last_ack - t0)
-                result["profiles"].append(len(log.times) - installs_before)
-                async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
-                    assert resp.status == 200
-                await wait_for(lambda: limits_sum_w(fleet, clock) > dr_limit_w * 1.5, 120,
-                               "the profiles back up after the event", poll_s=0.05)
-                await asyncio.sleep(1.0)
-    finally:
-        await fleet.stop()
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    return result
 
 
 def _port_open(port: int) -> bool:
@@ -186,27 +79,158 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+
+def ocpp_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+async def stages(http, base: str) -> dict:
+    async with http.get(f"{base}/bench/stages") as resp:
+        return await resp.json()
+
+
+async def wait_round(http, base: str, after: float, reason: str, timeout_s: float) -> dict:
+    """The re-plan (started after `after`, for `reason`) and the dispatch round it led to,
+    once that round is over: (replan, round, decreases of the round)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        record = await stages(http, base)
+        replan = next((r for r in record["replans"] if r["start"] >= after
+                       and any(x.startswith(reason) for x in r["reasons"])), None)
+        if replan is not None:
+            rounds = [r for r in record["rounds"] if r["start"] >= replan["end"] - 0.001]
+            if rounds:
+                first = rounds[0]
+                downs = [d for d in record["decreases"]
+                         if first["start"] <= d[0] <= first["end"]]
+                return {"replan": replan, "round": first, "decreases": downs}
+        await asyncio.sleep(0.05)    # polling the server's record; nothing to wait on here
+    raise TimeoutError(f"no dispatch round after a {reason} re-plan within {timeout_s} s")
+
+
+async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
+    """Wait until the server has neither re-planned nor dispatched for `quiet_s`, or for at most
+    `at_most_s`: the closed loop (a car drawing less than it was given) keeps re-planning a
+    busy site now and then, and a DR event must get through that too."""
+    deadline = time.monotonic() + at_most_s
+    while time.monotonic() < deadline:
+        record = await stages(http, base)
+        ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
+        if ends and time.time() - max(ends) > quiet_s:
+            return
+        await asyncio.sleep(0.2)    # polling the server's record; nothing to wait on here
+
+
+async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
+    import aiohttp
+
+    port = free_port()
+    site_file = workdir / f"site-{connectors}.toml"
+    site_file.write_text(site_toml(connectors, port, str(workdir / f"db-{connectors}.sqlite")))
+    server_log = open(workdir / f"server-{connectors}.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "serve_probe.py"), str(site_file),
+         str(workdir / f"stats-{connectors}.json"), "--stages"],
+        stdout=server_log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": args.server_tree})
+    procs = []
+    base = f"http://127.0.0.1:{port}"
+    result = {"connectors": connectors, "rows": []}
+    try:
+        deadline = time.monotonic() + 60
+        while not _port_open(port):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not start")
+            await asyncio.sleep(0.1)
+        parts = min(args.station_procs, max(1, connectors // 2))
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # a real-time clock in the stations (a sample a minute): their profiles' times are ours
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.load_stations", str(site_file),
+            f"ws://127.0.0.1:{port}/ocpp", str(part), str(parts), "60", "300",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
+            limit=1 << 26) for part in range(parts)]
+        from benchmarks.ocpp_load import read_json
+        await asyncio.gather(*(read_json(p, "ready", 300) for p in procs))
+        headers = {"Authorization": f"Bearer {UTILITY}"}
+        url = f"{base}/api/demand-response/events"
+        async with aiohttp.ClientSession() as http:
+            await quiet(http, base, 3.0, 60)
+            for repeat in range(repeats):
+                now = datetime.now(UTC)
+                event_id = f"bench-{repeat}"
+                body = {"id": event_id, "start": ocpp_time(now),
+                        "end": ocpp_time(now + timedelta(hours=2)),
+                        "limit_w": connectors * PER_CONNECTOR_CAP_W / 2}
+                t0 = time.time()
+                async with http.post(url, json=body, headers=headers) as resp:
+                    if resp.status != 201:
+                        raise RuntimeError(f"DR event refused: {resp.status} {await resp.text()}")
+                t1 = time.time()
+                found = await wait_round(http, base, t0, "dr:", 120)
+                downs = found["decreases"]
+                last_start = max((d[0] for d in downs), default=found["replan"]["end"])
+                last_end = max((d[1] for d in downs), default=found["replan"]["end"])
+                result["rows"].append({
+                    "request": t1 - t0, "replan": found["replan"]["end"] - t1,
+                    "solve": found["replan"]["solve_s"], "check": found["replan"]["check_s"],
+                    "sends": last_start - found["replan"]["end"], "answers": last_end - last_start,
+                    "total": last_end - t0, "stations": len(downs),
+                    "profiles": sum(d[2] for d in downs)})
+                t2 = time.time()
+                async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
+                    assert resp.status == 200
+                await wait_round(http, base, t2, "dr-cancel:", 120)
+                await quiet(http, base, 2.0, 15)
+    finally:
+        for p in procs:
+            if p.stdin is not None and not p.stdin.is_closing():
+                p.stdin.close()
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), 30)
+            except TimeoutError:
+                p.kill()
+                await p.wait()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        server_log.close()
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connectors", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--station-procs", type=int, default=2)
+    parser.add_argument("--server-tree", default=str(REPO),
+                        help="the smartcharge tree the server runs (to measure an older one)")
+    parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.serve)
-        return
     logging.basicConfig(level=logging.ERROR)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {platform.platform()}")
-    print("| connectors | stations | DR POST -> last ack, median [s] | min [s] | max [s] | "
-          "profiles acked per event |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; server tree {args.server_tree}; "
+          f"{args.station_procs} station processes")
+    print("| connectors | stations sent decreases | profiles | request | re-plan (solve, check) "
+          "| sends | answers | DR POST -> last ack, median [s] | min | max | load average |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
-            r = asyncio.run(run_size(n, args.repeats, Path(tmp)))
-            lat = r["latency_s"]
-            print(f"| {n} | {r['stations']} | {statistics.median(lat):.3f} | {min(lat):.3f} | "
-                  f"{max(lat):.3f} | {statistics.median(r['profiles']):.0f} |", flush=True)
+            r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
+            rows = r["rows"]
+
+            def med(key):
+                return statistics.median(row[key] for row in rows)
+            totals = [row["total"] for row in rows]
+            print(f"| {n}{' ' + args.label if args.label else ''} | {med('stations'):.0f} | "
+                  f"{med('profiles'):.0f} | {med('request'):.3f} | {med('replan'):.3f} "
+                  f"({med('solve'):.3f}, {med('check'):.3f}) | {med('sends'):.3f} | "
+                  f"{med('answers'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
+                  f"| {max(totals):.3f} | {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

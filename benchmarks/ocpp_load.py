@@ -1,40 +1,51 @@
 """OCPP load: N simulated stations against one server process, each sending MeterValues at a
-fixed rate. Reports connections held, sustained MeterValues/s with storage on, and the p50/p99
-time from send to CALLRESULT.
+fixed rate. Reports connections held, sustained MeterValues/s with storage on, the p50/p99 time
+from send to CALLRESULT, the boot storm's settle time, the server's longest event-loop stall and
+its memory per station.
 
-    python -m benchmarks.ocpp_load --stations 500 --interval-s 10 --measure-s 30
+    python -m benchmarks.ocpp_load --stations 5000 --interval-s 60 --measure-s 90
 
-The server runs in its own process (`--serve`, the same app `smartcharge serve` builds) so the
-stations and the server do not share one event loop. Loopback only; every run stops by itself.
+The server runs in its own process (`benchmarks/serve_probe.py`: the app `smartcharge serve`
+builds, plus a loop-lag probe); the simulated stations run in `--station-procs` further
+processes (`benchmarks/load_stations.py`), so the benchmark measures the server, not its own
+event loop. By default the grid cap is half of what the connectors could draw, so the site
+controller plans and sends profiles while the stations sample. Loopback only; every run stops
+by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
-TAG = "BENCH"
-SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+from benchmarks.load_stations import PASSWORD, TAG
+
+REPO = Path(__file__).resolve().parent.parent
+
+STATION_MAX_W = 3 * 230.0 * 32     # one 3-phase 32 A connector per station
 
 
-def site_toml(stations: int, port: int, database: str) -> str:
+def site_toml(stations: int, port: int, database: str, cap_fraction: float = 0.0) -> str:
+    """`cap_fraction` > 0: a grid limit of that fraction of all connectors at their maximum, so
+    the cap binds and the site controller plans and sends profiles to every station."""
     lines = ['[site]', 'name = "ocpp load benchmark"', '',
              '[server]', 'host = "127.0.0.1"', f'port = {port}', f'database = "{database}"',
              'heartbeat_interval_s = 300', 'call_timeout_s = 30', 'ping_interval_s = 60', '',
              '[auth]', f'id_tags = ["{TAG}"]', '']
+    if cap_fraction > 0:
+        lines += ['[grid]', f'limit_w = {cap_fraction * stations * STATION_MAX_W:.0f}', '']
     for index in range(stations):
         lines += ['[[stations]]', f'id = "LOAD{index:05d}"', f'password = "{PASSWORD}"',
                   'circuit = "grid"', '', '[[stations.connectors]]', 'id = 1', 'phases = 3',
@@ -42,35 +53,10 @@ def site_toml(stations: int, port: int, database: str) -> str:
     return "\n".join(lines)
 
 
-def serve(site_file: str) -> None:
-    """The server process: the app `smartcharge serve` runs, nothing else."""
-    from aiohttp import web
-
-    from smartcharge.app import create_app
-    from smartcharge.config import load_site
-
-    logging.basicConfig(level=logging.WARNING)
-    site = load_site(site_file)
-    web.run_app(create_app(site), host=site.server.host, port=site.server.port,
-                backlog=4096, print=None)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@dataclass
-class Recorder:
-    measuring: bool = False
-    latencies_s: list[float] = field(default_factory=list)
-    acknowledged: int = 0
-
-    def __call__(self, action: str, latency_s: float) -> None:
-        if self.measuring and action == "MeterValues":
-            self.latencies_s.append(latency_s)
-            self.acknowledged += 1
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,60 +73,107 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run_load(stations: int, interval_s: float, measure_s: float, setup_timeout_s: float,
-                   url: str, site, server_pid: int) -> dict:
-    from smartcharge.clock import AcceleratedClock
-    from smartcharge.sim.ev import SimEV
-    from smartcharge.sim.fleet import Fleet
+def process_rss_b(pid: int) -> int:
+    """Resident set size of a process [bytes], from /proc (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
-    clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC),
-                             speed=SIM_METER_INTERVAL_S / interval_s)
-    fleet = Fleet(site, url, clock, seed=1, meter_interval_s=SIM_METER_INTERVAL_S,
-                  call_timeout_s=30.0, reconnect_min_s=0.5, reconnect_max_s=5.0,
-                  physics_step_s=3600.0)
-    recorder = Recorder()
-    for station in fleet.stations.values():
-        station.keep_acknowledged = False
-        station.on_acknowledged = recorder
-    setup_started = time.monotonic()
+
+def wait_listening(port: int, server: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the server process ended before it listened")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)     # polling a socket that is not there yet: nothing to wait on
+    raise RuntimeError(f"the server did not listen on {port} within {timeout_s} s")
+
+
+async def read_json(process: asyncio.subprocess.Process, key: str, timeout_s: float) -> object:
+    """The next JSON line on a station process's stdout that carries `key`."""
+    async def reader() -> object:
+        while True:
+            line = await process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"a station process ended before it said {key!r}")
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if key in message:
+                return message[key]
+    return await asyncio.wait_for(reader(), timeout_s)
+
+
+async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.load_stations", str(site_file), url, str(part),
+        str(args.station_procs), str(args.interval_s), str(args.setup_timeout_s),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
+        limit=1 << 26)   # the result line carries every latency
+        for part in range(args.station_procs)]
+    started = time.time()
     try:
-        await fleet.start(wait_booted_s=setup_timeout_s)
-        # big batteries: nobody gets full and stops sampling during the run
-        await asyncio.wait_for(asyncio.gather(*(
-            fleet.plug_in(sid, 1, SimEV(capacity_wh=1e9, soc=0.0), TAG)
-            for sid in fleet.stations)), setup_timeout_s)
-        # every session started and acknowledged; samples may already queue if the server is
-        # slower than the offered rate, and that backlog is part of what we measure
-        await asyncio.gather(*(
-            s.wait_for(lambda s=s: s.connectors[1].transaction is not None
-                       and s.connectors[1].transaction.transaction_id is not None,
-                       setup_timeout_s)
-            for s in fleet.stations.values()))
-        setup_s = time.monotonic() - setup_started
-        recorder.measuring = True
-        window_started = time.monotonic()
-        server_cpu_start, client_cpu_start = process_cpu_s(server_pid), time.process_time()
-        await asyncio.sleep(measure_s)      # the measurement window itself, not a wait for state
-        recorder.measuring = False
-        window_s = time.monotonic() - window_started
-        server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / window_s
-        client_cpu = (time.process_time() - client_cpu_start) / window_s
-        held = sum(1 for s in fleet.stations.values() if s.booted.is_set())
-        backlog = sum(s.outbox.pending("MeterValues") for s in fleet.stations.values())
+        booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
+                                        for p in procs))
+        ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
+                                       for p in procs))
+        settled_s = max(booted) - started
+        setup_s = max(ready) - started
+        window_start = time.time()
+        server_cpu_start = process_cpu_s(server_pid)
+        for p in procs:
+            p.stdin.write(f"go {args.measure_s}\n".encode())
+            await p.stdin.drain()
+        results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
+                                         for p in procs))
+        window_end = time.time()
+        server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
+        rss_b = process_rss_b(server_pid)
+        for p in procs:
+            p.stdin.write(b"stop\n")
+            await p.stdin.drain()
     finally:
-        await fleet.stop()
+        for p in procs:
+            if p.stdin is not None and not p.stdin.is_closing():
+                p.stdin.close()
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), 30)
+            except TimeoutError:
+                p.kill()
+                await p.wait()
+    latencies = [x for r in results for x in r["latencies_s"]]
+    window_s = max(r["window_s"] for r in results)
     return {
-        "stations": stations,
-        "held": held,
-        "offered_per_s": stations / interval_s,
-        "sustained_per_s": recorder.acknowledged / window_s,
-        "p50_ms": percentile(recorder.latencies_s, 0.50) * 1000,
-        "p99_ms": percentile(recorder.latencies_s, 0.99) * 1000,
-        "backlog": backlog,
+        "stations": args.stations,
+        "held": sum(r["held"] for r in results),
+        "offered_per_s": args.stations / args.interval_s,
+        "sustained_per_s": len(latencies) / window_s,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "max_ms": max(latencies, default=float("nan")) * 1000,
+        "backlog": sum(r["backlog"] for r in results),
+        "settled_s": settled_s,
         "setup_s": setup_s,
         "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
+        "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
+        "rss_end_b": rss_b,
+        "window": (window_start, window_end),
+        "boot": (started, started + settled_s),
     }
+
+
+def max_lag_ms(lag: list, window: tuple[float, float]) -> float:
+    inside = [value for second, value in lag if window[0] - 1 <= second <= window[1]]
+    return max(inside, default=float("nan")) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,49 +183,75 @@ def main(argv: list[str] | None = None) -> int:
                         help="real seconds between two MeterValues of one station")
     parser.add_argument("--measure-s", type=float, default=30.0)
     parser.add_argument("--setup-timeout-s", type=float, default=300.0)
-    parser.add_argument("--serve", metavar="SITE_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--station-procs", type=int, default=2,
+                        help="processes the simulated stations are spread over")
+    parser.add_argument("--cap-fraction", type=float, default=0.5,
+                        help="grid limit as a fraction of all connectors' maximum (0: none)")
+    parser.add_argument("--server-tree", default=str(REPO),
+                        help="the smartcharge tree the server runs (to measure an older one)")
+    parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
+    parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(args.serve)
-        return 0
-    if not 1 <= args.stations <= 5000:
-        parser.error("--stations must be within 1..5000")
-
-    from smartcharge.config import load_site
+    if not 1 <= args.stations <= 10000:
+        parser.error("--stations must be within 1..10000")
 
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ocpp-load-") as tmp:
         port = free_port()
         site_file = Path(tmp) / "site.toml"
-        site_file.write_text(site_toml(args.stations, port, str(Path(tmp) / "load.sqlite")))
-        site = load_site(site_file)
+        stats_file = Path(tmp) / "server-stats.json"
+        site_file.write_text(site_toml(args.stations, port, str(Path(tmp) / "load.sqlite"),
+                                       args.cap_fraction))
         server_log = open(Path(tmp) / "server.log", "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.ocpp_load", "--serve", str(site_file)],
-            stdout=server_log, stderr=subprocess.STDOUT)
+        command = [sys.executable, str(REPO / "benchmarks" / "serve_probe.py"), str(site_file),
+                   str(stats_file)] + (["--uvloop"] if args.uvloop else [])
+        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONPATH": args.server_tree})
         try:
-            result = asyncio.run(run_load(args.stations, args.interval_s, args.measure_s,
-                                          args.setup_timeout_s,
-                                          f"ws://127.0.0.1:{port}/ocpp", site, server.pid))
+            wait_listening(port, server, 120)
+            rss_idle_b = process_rss_b(server.pid)
+            result = asyncio.run(run_load(args, site_file, f"ws://127.0.0.1:{port}/ocpp",
+                                          server.pid))
         finally:
             server.send_signal(signal.SIGTERM)
             try:
-                server.wait(timeout=15)
+                server.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 server.kill()
             server_log.close()
+            tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
+            if os.environ.get("SMARTCHARGE_BENCH_LOG"):   # keep the server's log to read
+                shutil.copy(Path(tmp) / "server.log", os.environ["SMARTCHARGE_BENCH_LOG"])
+        stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        lag = stats.get("lag", [])
+    if not lag:
+        print(f"# no loop-lag statistics from the server; its log ends:\n{tail}")
+    r = result
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor())
-    print(f"# machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-    print("| stations | connections held | offered MeterValues/s | sustained MeterValues/s "
-          "| p50 send->CALLRESULT | p99 send->CALLRESULT | backlog at end | setup "
-          "| server CPU | stations CPU |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    r = result
-    print(f"| {r['stations']} | {r['held']} | {r['offered_per_s']:.0f} | "
-          f"{r['sustained_per_s']:.0f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
-          f"{r['backlog']} | {r['setup_s']:.0f} s | {r['server_cpu']:.0%} | "
-          f"{r['client_cpu']:.0%} |")
+    print(f"# machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; "
+          f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}; server tree "
+          f"{args.server_tree}{' (uvloop)' if args.uvloop else ''}; {args.station_procs} "
+          f"station processes; cap {args.cap_fraction:.0%} of connectors' maximum")
+    print("| stations | held | offered/s | sustained/s | p50 | p99 | max | backlog "
+          "| boot storm settled | setup | longest loop stall (window / boot) | server CPU "
+          "| stations CPU | server RSS per station |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    per_station_kb = (r["rss_end_b"] - rss_idle_b) / r["stations"] / 1024
+    print(f"| {r['stations']}{' ' + args.label if args.label else ''} | {r['held']} | "
+          f"{r['offered_per_s']:.0f} | {r['sustained_per_s']:.0f} | {r['p50_ms']:.1f} ms | "
+          f"{r['p99_ms']:.1f} ms | {r['max_ms']:.0f} ms | {r['backlog']} | "
+          f"{r['settled_s']:.1f} s | {r['setup_s']:.1f} s | "
+          f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
+          f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
+    print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
+          f"sent")
+    window_gc = [(g, s) for at, g, s in stats.get("gc", [])
+                 if r["window"][0] <= at <= r["window"][1]]
+    full = [s for g, s in window_gc if g == 2]
+    print(f"# garbage collector in the window: {len(window_gc)} collections, "
+          f"{sum(s for _, s in window_gc) * 1000:.0f} ms in all; {len(full)} full ones, the "
+          f"longest {max(full, default=0) * 1000:.0f} ms")
     return 0
 
 

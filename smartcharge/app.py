@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,17 @@ from smartcharge.store import SqliteStore
 from smartcharge.web import setup_dashboard
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc_for_serving() -> None:
+    """For a process that serves (not for tests, which build many apps): the collector's
+    defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
+    2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
+    generation every 50 000 instead, and keep what exists at start (the site, the imports)
+    out of every collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None,

@@ -14,7 +14,7 @@ import sys
 
 from aiohttp import web
 
-from smartcharge.app import create_app
+from smartcharge.app import create_app, tune_gc_for_serving
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments, run_demo
@@ -119,6 +119,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         except (OSError, ssl.SSLError) as error:
             print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
+    tune_gc_for_serving()
     try:
         asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
     except OSError as error:

@@ -7,6 +7,7 @@ Units are in the names; every current is per phase, every voltage phase-to-neutr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 
 PHASE_NAMES = ("L1", "L2", "L3")
@@ -138,4 +139,14 @@ class Site:
         return self.circuits[0]
 
     def station(self, station_id: str) -> Station | None:
-        return next((s for s in self.stations if s.station_id == station_id), None)
+        return self._stations_by_id.get(station_id)
+
+    @cached_property
+    def _stations_by_id(self) -> dict[str, Station]:
+        # every message and every guard pass looks stations up by id: a scan of the tuple made
+        # the guard O(stations^2) (issue 10). The site is frozen, so the index never goes stale;
+        # the first station of an id wins, as the scan did.
+        index: dict[str, Station] = {}
+        for station in self.stations:
+            index.setdefault(station.station_id, station)
+        return index

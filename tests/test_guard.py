@@ -2,6 +2,7 @@
 profile and keeps drawing is caught by its meter values, logged with the node and the margin,
 and planned around at once."""
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -93,3 +94,45 @@ def test_a_stale_meter_counts_at_the_connectors_maximum(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "grid over its limit by 2080 W" in messages[0], messages
     assert "stale meters counted at their maximum: CP1/1" in messages[0]
+
+
+def _big_site(stations: int) -> Site:
+    return Site(name="guard-big", circuits=(Circuit("grid", None, limit_w=LIMIT_W),),
+                stations=tuple(Station(f"CP{i}", "grid", (Connector(1),))
+                               for i in range(stations)),
+                id_tags=frozenset({"DRIVER-1"}))
+
+
+async def test_a_pass_over_a_large_site_gives_the_event_loop_back_and_finds_the_same():
+    """check_async finds what check finds, and other tasks run while it goes (issue 10: a
+    whole pass over thousands of connectors held every station's answer up)."""
+    from smartcharge.site import guard as guard_module
+    site = _big_site(3 * guard_module.CHUNK)
+    clock = ManualClock(T0)
+    controller = SiteController(site, clock, ControllerSettings(stale_after_s=60.0))
+    for i, station in enumerate(site.stations):
+        sid = station.station_id
+        controller.on_event(ev.StationBooted(sid, T0, True, "v", "m"))
+        controller.on_event(ev.SessionStarted(sid, 1, i + 1, "DRIVER-1", 0, T0))
+        controller.on_event(ev.MeterSampled(sid, 1, i + 1, T0, "Sample.Periodic",
+                                            power_w=1_000.0))
+    ran_between = 0
+
+    async def other_work() -> None:
+        nonlocal ran_between
+        while True:
+            ran_between += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    started = ran_between
+    found_async = await controller.guard.check_async(clock.now())
+    stepped = ran_between - started
+    other.cancel()
+    controller.guard._over = {}
+    found = controller.guard.check(clock.now())
+    # 750 connectors at 1 kW against 22 kW: the grid is over, found both ways alike
+    assert [(o.node, o.unit, round(o.margin)) for o in found_async] == \
+        [(o.node, o.unit, round(o.margin)) for o in found] == [("grid", "W", 728_000)]
+    assert stepped >= 2, stepped

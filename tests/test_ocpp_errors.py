@@ -123,3 +123,19 @@ async def test_station_answer_with_a_bad_date_time_is_refused(harness):
         await pending
     assert refused.value.code == "TypeConstraintViolation"
     assert "scheduleStart" in refused.value.description
+
+
+async def test_station_answer_that_breaks_the_schema_is_still_refused(harness):
+    """Our requests are schema-checked once (issue 10: the library checked them again); the
+    station's answers still are, every one."""
+    ws = await booted_raw_socket(harness)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    pending = asyncio.create_task(link.call(
+        call.ChangeConfiguration(key="MeterValueSampleInterval", value="60"), timeout_s=5))
+    request = json.loads((await ws.receive(timeout=5)).data)
+    assert request[2] == "ChangeConfiguration"
+    await ws.send_str(json.dumps([3, request[1], {"status": "Maybe"}]))   # not in its enum
+    with pytest.raises(StationCallError):
+        await pending
+    await assert_still_up(harness, ws)

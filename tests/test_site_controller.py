@@ -338,6 +338,34 @@ def test_a_restart_reloads_live_energy_from_the_stored_registers_by_the_same_rul
         0.0, clock.now(), stored, P_MAX)
 
 
+async def test_triggers_that_only_improve_the_plan_wait_for_the_gap_a_limit_does_not():
+    """Issue 10: on a site of thousands, every new session's first sample re-planned the whole
+    site. Such triggers now wait until REPLAN_DUTY x the last re-plan's length has passed;
+    a DR event does not wait, and takes the waiting reasons with it into one solve."""
+    import asyncio
+    from smartcharge.site.controller import ControllerSettings
+    clock = AcceleratedClock(T0, speed=1.0)
+    controller = SiteController(_site(), clock, ControllerSettings(coalesce_real_s=0.0))
+    task = asyncio.ensure_future(controller.run())
+    try:
+        await asyncio.wait_for(controller.plan_done.wait(), 5)
+        replans = controller.stats.replans
+        controller._replan_gap_real_s = 3600.0    # as if the last re-plan had been very long
+        waiter = controller.plan_done
+        _start(controller, clock, "CP0", 300)     # session started: deferrable
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert controller.stats.replans == replans and controller._replan.is_set()
+        controller.limits.add_event(DemandResponseEvent(
+            "ev1", clock.now(), clock.now() + timedelta(hours=1), limit_w=10_000.0))
+        controller.request_replan("dr:ev1")
+        await asyncio.wait_for(waiter.wait(), 5)
+        assert controller.stats.replans == replans + 1
+        assert ConnectorRef("CP0", 1) in controller.plan.connectors
+    finally:
+        task.cancel()
+
+
 async def test_a_need_met_to_the_register_resolution_gets_nothing_more():
     # The driver asked 10 kWh; the register says 10 kWh (less a float's last digits): the car is
     # done. Planned at "one slot at the minimum rate" for what was left, a full car held 4.1 kW

@@ -17,7 +17,7 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType
+from ocpp.messages import Call, MessageType, validate_payload
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
@@ -61,6 +61,7 @@ class CentralSystemBase:
         self._handled = set(self.route_map)
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
+        self._answer_actions: dict[str, str] = {}   # our calls in flight: unique id -> action
 
     async def route_message(self, raw_msg: str) -> None:
         try:
@@ -114,8 +115,13 @@ class CentralSystemBase:
         StationOffline; ValueError (before sending) for a request that breaks the schema."""
         action = type(request).__name__
         await self._check_our_request(request)
+        # validated once above: the library would validate the request again (a 96-period
+        # SetChargingProfile costs ~1 ms a time); the answer is still validated, below
+        unique_id = str(self._unique_id_generator())
+        self._answer_actions[unique_id] = action
         try:
-            answer = await self.call(request, suppress=False)
+            answer = await self.call(request, suppress=False, unique_id=unique_id,
+                                     skip_schema_validation=True)
         except OCPPError as error:
             raise StationCallError(self.dialect.normalize_error_code(error.code),
                                    error.description, jsonable_details(error.details)) from None
@@ -126,11 +132,23 @@ class CentralSystemBase:
         except ConnectionClosed:
             raise StationOffline(f"station {self.id} disconnected before {action} was "
                                  "sent") from None
+        finally:
+            self._answer_actions.pop(unique_id, None)
         bad_time = self.dialect.bad_date_time_in_answer(action, camel_payload(answer))
         if bad_time is not None:
             raise StationCallError("TypeConstraintViolation",
                                    f"the station's {action} answer has a malformed {bad_time}")
         return answer
+
+    async def _get_specific_response(self, unique_id, timeout):
+        """The library's wait for our call's answer, then the answer's schema check that
+        `skip_schema_validation` (send_call) left out: what a station sends is always checked."""
+        response = await super()._get_specific_response(unique_id, timeout)
+        action = self._answer_actions.pop(unique_id, None)
+        if action is not None and response.message_type_id == MessageType.CallResult:
+            response.action = action
+            await validate_payload(response, self.dialect.version)
+        return response
 
     async def _check_our_request(self, request: Any) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a

@@ -39,6 +39,14 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 log = logging.getLogger(__name__)
 
+# re-plan reasons that only make the plan better, not safer: a new car is held by its
+# connector's idle share, a car's phases by limits no car can exceed on any phase
+DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
+              "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
+              "controllable:", "need:", "ev-needs:")
+REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
+DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
+GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
 ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
 
 
@@ -102,7 +110,10 @@ class SiteController:
         self._last_history_at: datetime | None = None
         self._last_history_reading_at: datetime | None = None
         self._replan = asyncio.Event()
+        self._urgent = asyncio.Event()     # a trigger that is not DEFERRABLE is waiting
         self._reasons: set[str] = set()
+        self._replan_done_real = 0.0
+        self._replan_gap_real_s = 0.0
         self._snapshot_version = 0
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
@@ -114,6 +125,8 @@ class SiteController:
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
         self.guard = SiteGuard(self)
         self._last_guard_real = 0.0
+        self._guard_task: asyncio.Task | None = None
+        self._guard_gap_real_s = 0.0
 
     # --- inputs -----------------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -146,6 +159,8 @@ class SiteController:
     def request_replan(self, reason: str) -> None:
         self._reasons.add(reason)
         self._replan.set()
+        if not reason.startswith(DEFERRABLE):
+            self._urgent.set()
 
     def set_uncontrollable(self, ref: ConnectorRef, why: str | None) -> None:
         """Dispatch reports a connector that does not take profiles (why=None: it does again;
@@ -168,10 +183,30 @@ class SiteController:
 
     def _guard(self, *, throttle: bool) -> None:
         real = time.monotonic()
-        if throttle and real - self._last_guard_real < self.settings.guard_min_real_s:
+        if throttle and real - self._last_guard_real < max(self.settings.guard_min_real_s,
+                                                          self._guard_gap_real_s):
             return
+        if self._guard_task is not None and not self._guard_task.done():
+            return      # a pass is under way: it reads the newest samples as it goes
         self._last_guard_real = real
-        self.guard.check(self.clock.now())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:    # no loop (a plain test): the whole pass now
+            self.guard.check(self.clock.now())
+            return
+        # in steps, so that a pass over thousands of connectors never holds up the stations'
+        # answers for long (issue 10); one pass at a time
+        self._guard_task = asyncio.create_task(self._guard_pass(), name="site-guard")
+
+    async def _guard_pass(self) -> None:
+        started = time.monotonic()
+        try:
+            await self.guard.check_async(self.clock.now())
+        except Exception:  # a task boundary: the next measurement starts another pass
+            log.exception("guard pass failed")
+        # measurement-driven passes take at most 1/GUARD_DUTY of the loop's time however
+        # large the site (at 5 000 connectors a pass takes tens of ms)
+        self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
 
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""
@@ -248,6 +283,13 @@ class SiteController:
     async def run(self) -> None:
         """Re-plan on every trigger (coalesced), at every slot start and limit change."""
         self.request_replan("start")
+        try:
+            await self._run()
+        finally:
+            if self._guard_task is not None:
+                self._guard_task.cancel()
+
+    async def _run(self) -> None:
         while True:
             timer = asyncio.ensure_future(self.clock.sleep(self._seconds_to_next_boundary()))
             trigger = asyncio.ensure_future(self._replan.wait())
@@ -259,12 +301,37 @@ class SiteController:
             if not self._replan.is_set():
                 self._reasons.add("slot")
             await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
+            await self._gather_deferrable()
             self._replan.clear()
+            self._urgent.clear()
             reasons, self._reasons = self._reasons, set()
+            started = time.monotonic()
             try:
                 await self.replan(reasons)
             except Exception:  # the loop must survive one bad plan; it re-plans next slot
                 log.exception("re-plan failed (reasons %s)", sorted(reasons))
+            self._replan_done_real = time.monotonic()
+            # the re-plan, and the dispatch round after it (up to a profile per connector)
+            sessions = len(self.plan.connectors) if self.plan is not None else 0
+            self._replan_gap_real_s = max(REPLAN_DUTY * (self._replan_done_real - started),
+                                          DEFERRABLE_S_PER_CONNECTOR * sessions)
+
+    async def _gather_deferrable(self) -> None:
+        """Triggers that only make the plan better (a car's phases learned, a session begun,
+        a car drawing less) wait until REPLAN_DUTY times the last re-plan's length (at least
+        1 ms per connector it planned, for the dispatch round after it) has passed since it
+        ended, so they are planned together: on a site of thousands, where a re-plan
+        takes a good part of a second, every first sample of 2 000 new sessions re-planned
+        the whole site again (issue 10). A limit, an overload, a station lost or refusing
+        does not wait."""
+        wait_s = self._replan_gap_real_s - (time.monotonic() - self._replan_done_real)
+        if wait_s <= 0 or self._urgent.is_set():
+            return
+        try:
+            async with asyncio.timeout(wait_s):
+                await self._urgent.wait()
+        except TimeoutError:
+            pass
 
     def _seconds_to_next_boundary(self) -> float:
         now = self.clock.now()

@@ -44,6 +44,7 @@ from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.failsafe_limits import nowhere_higher
+from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -54,6 +55,9 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
+
+WORK_CHUNK = 20     # stations compared between two turns of the event loop
+SEND_CONCURRENCY = 64   # stations a round sends to at once
 
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
            "StationControl"]
@@ -113,6 +117,10 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self.changed_at = self.installed.changed_at   # last accepted profile change
         self._latest: Plan | None = None
         self._wake = asyncio.Event()
+        # Stations served at once in a round. Without a bound every station's first request
+        # (build, validate, send: ~1 ms each) ran in one turn of the loop: 2 000 stations held
+        # every answer up for seconds (issue 10). FIFO: the decreases queue first.
+        self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
@@ -228,40 +236,83 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._refresh_expiry(now)
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        work = {c.station_id: self._work(c, plan) for c in controls}
+        by_station: dict[str, list[ConnectorPlan]] = {}
+        for ref, cplan in plan.connectors.items():   # once, not once per station
+            by_station.setdefault(ref.station_id, []).append(cplan)
+        work = {}
+        for index, control in enumerate(controls):
+            if index % WORK_CHUNK == WORK_CHUNK - 1:
+                # comparing with what is installed costs ~1 ms a station: on a site of
+                # thousands, give the stations' answers their turn in between (issue 10)
+                await asyncio.sleep(0)
+            work[control.station_id] = self._work(control, plan,
+                                                  by_station.get(control.station_id, ()))
         loop = asyncio.get_running_loop()
         done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
-        limited = {c.station_id: self._limited_nodes(c.station_id, plan) for c in controls}
+        root_limited = np.isfinite(plan.root_limit_w) or bool(
+            self.view.limits.change_times(now))
+        # circuits a DR event limits, once per round (not once per station: O(stations^2))
+        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
+        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
+                    != self.topology.node_ids[0]}
+        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
+                   for c in controls}
+        gates = DecreaseGates(done, limited)
 
         async def decrease(control: StationControl, items: list) -> None:
             ok = False
             try:
-                ok = await self._run_items(control, items, decrease=True)
+                async with self._sending:
+                    ok = await self._run_items(control, items, decrease=True)
             finally:
                 done[control.station_id].set_result((ok, self.clock.now()))
 
-        async def increase(control: StationControl, items: list) -> None:
-            sid = control.station_id
-            deps = [sid2 for sid2 in done if sid2 == sid or limited[sid] & limited[sid2]]
-            outcomes = await asyncio.gather(*(done[d] for d in deps))
-            failed = [d for d, (ok, _) in zip(deps, outcomes) if not ok]
+        async def turn(sid: str) -> bool:
+            """Wait for the decreases this station's increases depend on and the settle time;
+            False: one was not acknowledged (held, re-planning)."""
+            failed, latest = await gates.wait(sid)
             if failed:
                 log.warning("station %s: increases held: decreases at %s not acknowledged; "
-                            "re-planning", sid, ", ".join(failed))
+                            "re-planning", sid, ", ".join(failed[:10])
+                            + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
                 self.publish(learned.ReplanWanted(f"held:{sid}"))
-                return
-            if outcomes:
-                settled = max(at for _, at in outcomes) + timedelta(seconds=self.settings.settle_s)
+                return False
+            if latest is not None:
+                settled = latest + timedelta(seconds=self.settings.settle_s)
                 await self.clock.sleep((settled - self.clock.now()).total_seconds())
+            return True
+
+        async def increase(control: StationControl, items: list) -> None:
+            sid = control.station_id
+            waiting = asyncio.ensure_future(turn(sid))
+            newer = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                newer.cancel()
+            if not waiting.done():
+                # a newer plan came while this waited for decreases or the settle time: its
+                # round decides, after its own decreases. Waiting on here held that round (a
+                # DR event's decreases) back by the settle time and more (issue 10).
+                waiting.cancel()
+                return
+            if not waiting.result():
+                return
             if self._latest is not plan and self._latest is not None:
                 # a newer plan came while we waited: only what it still allows goes out now,
                 # the rest with its own round (after its own decreases)
                 items = [item for item in items if self._still_wanted(item, sid, self._latest)]
-            await self._run_items(control, items, decrease=False)
+            async with self._sending:
+                if self._wake.is_set():
+                    return   # a newer plan came while this queued: as above
+                await self._run_items(control, items, decrease=False)
 
-        await asyncio.gather(
-            *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
-            *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+        try:
+            await asyncio.gather(
+                *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
+                *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+        finally:
+            gates.cancel()
         for control in controls:
             # in the background: a station that does not answer must not hold the next round
             self._spawn(self._probe(control, plan))
@@ -283,7 +334,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
         return True
 
-    def _limited_nodes(self, station_id: str, plan: Plan) -> set[int]:
+    def _limited_nodes(self, station_id: str, root_limited: bool,
+                       dr_nodes: set[int] = frozenset()) -> set[int]:
         """The nodes above a station that have a limit: two stations sharing one depend on each
         other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
         topo = self.topology
@@ -291,25 +343,19 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         for node in topo.ancestors(topo.station_node[station_id]):
             if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
                 out.add(node)
-        root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.view.limits.change_times(self.clock.now()))
         if root_limited:
             out.add(0)
         # a circuit with no limit of its own is limited while a DR event is on it
-        for circuit_id in self.view.limits.circuits_limited() & set(topo.node_ids[1:]):
-            node = topo.node_ids.index(circuit_id)
-            if node in topo.ancestors(topo.station_node[station_id]):
-                out.add(node)
+        out.update(dr_nodes.intersection(topo.ancestors(topo.station_node[station_id])))
         return out
 
-    def _work(self, control: StationControl, plan: Plan) -> tuple[list, list]:
-        """(decreases, increases) for one station: ("plan", ConnectorPlan), ("idle",
-        connector_id, W), ("defaults",)."""
+    def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
+        """(decreases, increases) for one station, from its connectors' plans `cplans`:
+        ("plan", ConnectorPlan), ("idle", connector_id, W), ("defaults",)."""
         downs: list = []
         ups: list = []
-        for ref, cplan in plan.connectors.items():
-            if ref.station_id != control.station_id:
-                continue
+        for cplan in cplans:
+            ref = cplan.ref
             if (ref.station_id, ref.connector_id, cplan.transaction_id) in self._stopped:
                 continue   # its StopTransaction is acknowledged: the plan is older than that
             down, up = self._split(control, cplan)

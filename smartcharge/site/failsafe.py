@@ -10,6 +10,7 @@ A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registr
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, UnknownProtocol
@@ -64,9 +65,22 @@ class FailSafeSetup:
             self._wake.set()   # the current plan, through the ordered and gated round
 
     def _defaults_key(self) -> tuple:
-        """(every node's W limit now, later (moment, node limits) changes)."""
-        schedule = node_limit_schedule(self.topology, self.view.limits, self.clock.now())
-        return (schedule[0][1], tuple(schedule[1:]))
+        """(every node's W limit now, later (moment, node limits) changes).
+
+        The same until the limits change or the next change moment passes: kept until then.
+        It covers every node (stations too) and a round asks it for every station, as does
+        the fail-safe setup of every station of a boot storm: O(stations^2) (issue 10)."""
+        now = self.clock.now()
+        limits = self.view.limits
+        cached = getattr(self, "_defaults_cache", None)
+        if cached is not None and cached[0] == limits.version and now < cached[1]:
+            return cached[2]
+        schedule = node_limit_schedule(self.topology, limits, now)
+        key = (schedule[0][1], tuple(schedule[1:]))
+        changes = limits.change_times(now)
+        until = min(changes) if changes else datetime.max.replace(tzinfo=UTC)
+        self._defaults_cache = (limits.version, until, key)
+        return key
 
     async def _send_defaults(self, control: StationControl) -> None:
         station = self.topology.station(control.station_id)

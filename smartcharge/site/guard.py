@@ -17,6 +17,7 @@ margin (a stale meter counted at its maximum) is not acted on again and again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TOLERANCE_W = 100.0          # meters and rounding: below this over a limit is not an overload
 OVERDRAW_W = 500.0           # a connector this far over what its profiles allow disobeys
+CHUNK = 250                  # connectors per step of an asynchronous pass (check_async)
 
 
 @dataclass(frozen=True)
@@ -49,32 +51,43 @@ class SiteGuard:
         self.controller = controller
         self.topology = controller.topology
         self._over: dict[tuple[str, str], float] = {}    # (node, unit) -> margin acted on
+        self._ancestors_of: dict[str, tuple[int, ...]] = {}
+        self._phases_of: dict[ConnectorRef, tuple[int, ...]] = {}
         self.overloads_seen = 0
 
     # --- what the meters say ----------------------------------------------------------------
     def draw_w(self, ref: ConnectorRef, now: datetime) -> tuple[float, str]:
         """(draw [W], "fresh" | "stale" | "unmeasured" | "idle") of one connector."""
+        watts, how, _ = self._assess(ref, now)
+        return watts, how
+
+    def _assess(self, ref: ConnectorRef, now: datetime) -> tuple[float, str, float | None]:
+        """draw_w's (W, how), and what its profiles allowed since its sample when the sample
+        counts as obeying evidence (else None): one look at the installed profiles for both."""
         c = self.controller
         measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
         if measured is not None:
-            installed = c.installed
-            if installed is not None and installed.governs(ref) \
-                    and not self._measured_under_profile(ref):
-                # taken before the limit in force now (and the car's settle time): it shows
-                # what the car drew then; until the next sample, it draws what it may now
-                allowed = self.allowed_w(ref)
-                if allowed is not None and allowed < measured:
-                    return allowed, "fresh"
-            return measured, "fresh"
+            if not self._measured_under_profile(ref):
+                installed = c.installed
+                if installed is not None and installed.governs(ref):
+                    # taken before the limit in force now (and the car's settle time): it
+                    # shows what the car drew then; until the next sample, it draws what it
+                    # may now
+                    allowed = self.allowed_w(ref)
+                    if allowed is not None and allowed < measured:
+                        return allowed, "fresh", None
+                return measured, "fresh", None
+            sample = c.state.measurements.get(ref)
+            return measured, "fresh", self.allowed_w(ref, sample.at)
         session = c.state.sessions.get(ref)
         if session is None:
-            return 0.0, "idle"
+            return 0.0, "idle", None
         young = (now - session.started_at).total_seconds() < c.settings.stale_after_s
         if young and c.state.last_measured_w(ref) is None:
             allowed = self.allowed_w(ref)
             if allowed is not None:
-                return allowed, "unmeasured"
-        return self.topology.max_power_w(ref), "stale"
+                return allowed, "unmeasured", None
+        return self.topology.max_power_w(ref), "stale", None
 
     def _measured_under_profile(self, ref: ConnectorRef) -> bool:
         """The sample was taken after the car had its settle time under the profile in force:
@@ -93,27 +106,61 @@ class SiteGuard:
 
     def node_loads(self, now: datetime) -> tuple[np.ndarray, np.ndarray, dict]:
         """((M,) W per node, (M,3) A per node and phase, {ref: (W, how)})."""
+        return _run(self._node_loads(now))
+
+    def _node_loads(self, now: datetime):
+        """node_loads as a generator that yields every CHUNK connectors, so a pass over a large
+        site can give the event loop back in between (`check_async`). Returns it, plus
+        {ref: (W drawn, W allowed)} for every connector whose sample is obeying evidence."""
         topo = self.topology
-        load_w = np.zeros(topo.n_nodes)
-        load_a = np.zeros((topo.n_nodes, 3))
+        # plain floats while summing: numpy's scalar indexing costs more than the arithmetic
+        load_w = [0.0] * topo.n_nodes
+        load_a = [[0.0, 0.0, 0.0] for _ in range(topo.n_nodes)]
         draws = {}
-        for ref in topo.refs:
-            watts, how = self.draw_w(ref, now)
+        evidence = {}
+        for index, ref in enumerate(topo.refs):
+            if index % CHUNK == CHUNK - 1:
+                yield
+            watts, how, allowed = self._assess(ref, now)
             draws[ref] = (watts, how)
+            if allowed is not None:
+                evidence[ref] = (watts, allowed)
             if watts <= 0:
                 continue
             phases, first, _ = self.controller.phase_use(ref)
             voltage = topo.station(ref.station_id).voltage_v
-            used = [first] if phases == 1 else [topo.site_phase(ref, k) for k in range(3)]
-            for node in topo.ancestors(topo.station_node[ref.station_id]):
+            used = (first,) if phases == 1 else self._site_phases(ref)
+            amps = units.w_to_a(watts, phases, voltage)
+            for node in self._ancestors(ref.station_id):
                 load_w[node] += watts
+                row = load_a[node]
                 for p in used:
-                    load_a[node, p] += units.w_to_a(watts, phases, voltage)
-        return load_w, load_a, draws
+                    row[p] += amps
+        return (np.array(load_w), np.array(load_a).reshape(topo.n_nodes, 3), draws), evidence
+
+    def _site_phases(self, ref: ConnectorRef) -> tuple[int, ...]:
+        """The site phases a 3-phase load on the connector uses (fixed wiring: asked once)."""
+        found = self._phases_of.get(ref)
+        if found is None:
+            found = tuple(self.topology.site_phase(ref, k) for k in range(3))
+            self._phases_of[ref] = found
+        return found
+
+    def _ancestors(self, station_id: str) -> tuple[int, ...]:
+        """The station's node and every node above it (the tree is fixed: asked once)."""
+        found = self._ancestors_of.get(station_id)
+        if found is None:
+            found = tuple(self.topology.ancestors(self.topology.station_node[station_id]))
+            self._ancestors_of[station_id] = found
+        return found
 
     def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
+        found, draws, _ = _run(self._overloads(now))
+        return found, draws
+
+    def _overloads(self, now: datetime):
         topo = self.topology
-        load_w, load_a, draws = self.node_loads(now)
+        (load_w, load_a, draws), evidence = yield from self._node_loads(now)
         root_w, _ = self.controller.limits.effective_root_limit_w(
             [now], [now + timedelta(seconds=1)])
         out = []
@@ -128,34 +175,47 @@ class SiteGuard:
             if load_a[node].max() > limit_a + units.w_to_a(TOLERANCE_W, 1, units.NOMINAL_VOLTAGE_V):
                 out.append(Overload(topo.node_ids[node], "A", float(load_a[node].max()),
                                     float(limit_a)))
-        return out, draws
+        return out, draws, evidence
 
     # --- acting -----------------------------------------------------------------------------
     def check(self, now: datetime | None = None) -> list[Overload]:
         """Compare, and act on every node that went (further) over its limit, or under which
         a connector is newly found drawing more than its profiles allow."""
-        now = now or self.controller.clock.now()
-        found, draws = self.overloads(now)
+        return _run(self._check(now or self.controller.clock.now()))
+
+    async def check_async(self, now: datetime | None = None) -> list[Overload]:
+        """`check`, giving the event loop back every CHUNK connectors: on a site of thousands
+        a whole pass would hold every station's answer up for tens of ms (issue 10). The
+        connectors are read at slightly different instants, each against the same `now`."""
+        steps = self._check(now or self.controller.clock.now())
+        try:
+            while True:
+                next(steps)
+                await asyncio.sleep(0)
+        except StopIteration as stop:
+            return stop.value
+
+    def _check(self, now: datetime):
+        found, draws, evidence = yield from self._overloads(now)
         current = {(o.node, o.unit): o.margin for o in found}
         for overload in found:
             key = (overload.node, overload.unit)
             before = self._over.get(key)
             step = 0.05 * overload.limit if overload.unit == "W" else 1.0
-            culprits = self._culprits(overload, draws)
+            culprits = self._culprits(overload, evidence)
             known = all(ref in self.controller.overdraw_w for ref, _, _ in culprits)
             if before is not None and overload.margin <= before + step and known:
                 current[key] = before      # acted on already: not again for the same margin
                 continue
             self._act(overload, draws, culprits)
         self._over = current
-        self._disobeying(draws)
+        self._disobeying(evidence)
         return found
 
-    def _disobeying(self, draws: dict) -> None:
+    def _disobeying(self, evidence: dict) -> None:
         """A connector measured over what its profiles allow is planned around before it
         takes a node over its limit: when the others ramp up, it would."""
-        root = Overload(self.topology.node_ids[0], "W", 0.0, 0.0)
-        new = [c for c in self._culprits(root, draws) if c[0] not in self.controller.overdraw_w]
+        new = [c for c in self._culprits(None, evidence) if c[0] not in self.controller.overdraw_w]
         for ref, watts, allowed in new:
             log.warning("guard: %s/%s draws %.0f W, more than the %.0f W its profiles allow: "
                         "planned as a fixed load at its draw", ref.station_id, ref.connector_id,
@@ -164,29 +224,21 @@ class SiteGuard:
         if new:
             self.controller.request_replan("guard:disobeying")
 
-    def _culprits(self, overload: Overload, draws: dict) -> list[tuple]:
-        """(ref, W drawn, W allowed) of every connector under the node measured drawing
-        clearly more than its profiles allowed, after its settle time."""
-        topo = self.topology
-        node = topo.node_ids.index(overload.node)
-        out = []
-        for ref in topo.refs:
-            if node not in topo.ancestors(topo.station_node[ref.station_id]):
-                continue
-            watts, how = draws[ref]
-            if how != "fresh" or not self._measured_under_profile(ref):
-                continue
-            sample = self.controller.state.measurements.get(ref)
-            allowed = self.allowed_w(ref, sample.at)
-            if allowed is not None and watts > allowed + OVERDRAW_W:
-                out.append((ref, watts, allowed))
-        return out
+    def _culprits(self, overload: Overload | None, evidence: dict) -> list[tuple]:
+        """(ref, W drawn, W allowed) of every connector under the node (None: the whole site)
+        measured drawing clearly more than its profiles allowed, after its settle time.
+        `evidence`: {ref: (W drawn, W allowed since its sample)} of the fresh samples taken
+        under the profile in force."""
+        node = None if overload is None else self.topology.node_ids.index(overload.node)
+        return [(ref, watts, allowed) for ref, (watts, allowed) in evidence.items()
+                if watts > allowed + OVERDRAW_W
+                and (node is None or node in self._ancestors(ref.station_id))]
 
     def _act(self, overload: Overload, draws: dict, culprits: list[tuple]) -> None:
         self.overloads_seen += 1
         topo = self.topology
         node = topo.node_ids.index(overload.node)
-        under = [r for r in topo.refs if node in topo.ancestors(topo.station_node[r.station_id])]
+        under = [r for r in topo.refs if node in self._ancestors(r.station_id)]
         stale = [r for r in under if draws[r][1] == "stale"]
         log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f; %s); "
                     "not obeying: %s; stale meters counted at their maximum: %s",
@@ -201,3 +253,12 @@ class SiteGuard:
         for ref, watts, _ in culprits:
             self.controller.set_overdraw(ref, watts)
         self.controller.request_replan(f"guard:{overload.node}")
+
+
+def _run(steps):
+    """Run one of the guard's generators to its end at once: its value."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        return stop.value

@@ -53,11 +53,14 @@ class SiteTopology:
         self.static_limit_a = np.array(limit_a)
         self.refs: list[ConnectorRef] = []
         self._index: dict[ConnectorRef, int] = {}
+        # looked up per connector on every guard pass and plan: a dict, not a scan (issue 10)
+        self._connectors: dict[ConnectorRef, Connector] = {}
         for station in site.stations:
             for connector in station.connectors:
                 ref = ConnectorRef(station.station_id, connector.connector_id)
                 self._index[ref] = len(self.refs)
                 self.refs.append(ref)
+                self._connectors.setdefault(ref, connector)
         self.connector_node = np.array([self.station_node[r.station_id] for r in self.refs],
                                        dtype=np.int64)
 
@@ -79,7 +82,7 @@ class SiteTopology:
         return station
 
     def connector(self, ref: ConnectorRef) -> Connector:
-        connector = self.station(ref.station_id).connector(ref.connector_id)
+        connector = self._connectors.get(ref)
         if connector is None:
             raise KeyError(f"unknown connector {ref}")
         return connector

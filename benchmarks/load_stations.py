@@ -1,0 +1,110 @@
+"""One process of simulated stations for the OCPP load benchmark (`benchmarks/ocpp_load.py`).
+
+    python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S
+
+Runs every PARTS-th station of the site file from the PART-th on, so the benchmark's stations
+share the cores over several processes and event loops and the benchmark measures the server,
+not its own station loop. It talks to the benchmark in JSON lines: on stdout it says
+`{"booted": wall_s}` once all its stations booted and their boot messages were acknowledged,
+then `{"ready": wall_s}` once every station's transaction is acknowledged; on stdin it takes
+`go MEASURE_S`, measures, answers `{"result": {...}}`, and stops on `stop` (or end of input).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
+TAG = "BENCH"
+SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+
+
+def say(**message) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.measuring = False
+        self.latencies_s: list[float] = []
+
+    def __call__(self, action: str, latency_s: float) -> None:
+        if self.measuring and action == "MeterValues":
+            self.latencies_s.append(latency_s)
+
+
+async def read_line() -> str:
+    return (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
+
+
+async def run(site_file: str, url: str, part: int, parts: int, interval_s: float,
+              timeout_s: float) -> None:
+    from smartcharge.clock import AcceleratedClock
+    from smartcharge.config import load_site
+    from smartcharge.sim.ev import SimEV
+    from smartcharge.sim.fleet import Fleet
+
+    site = load_site(site_file)
+    site = replace(site, stations=site.stations[part::parts])
+    clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC),
+                             speed=SIM_METER_INTERVAL_S / interval_s)
+    fleet = Fleet(site, url, clock, seed=1 + part, meter_interval_s=SIM_METER_INTERVAL_S,
+                  call_timeout_s=30.0, reconnect_min_s=0.5, reconnect_max_s=5.0,
+                  physics_step_s=3600.0)
+    recorder = Recorder()
+    stations = list(fleet.stations.values())
+    for station in stations:
+        station.keep_acknowledged = False
+        station.on_acknowledged = recorder
+    try:
+        await fleet.start(wait_booted_s=timeout_s)
+        await asyncio.gather(*(s.drained(timeout_s) for s in stations))
+        say(booted=time.time())
+        # big batteries: nobody gets full and stops sampling during the run; a car on every
+        # connector
+        await asyncio.wait_for(asyncio.gather(*(
+            fleet.plug_in(sid, cid, SimEV(capacity_wh=1e9, soc=0.0), TAG)
+            for sid, station in fleet.stations.items() for cid in station.connectors)),
+            timeout_s)
+        await asyncio.gather(*(
+            s.wait_for(lambda s=s: all(c.transaction is not None
+                                       and c.transaction.transaction_id is not None
+                                       for c in s.connectors.values()), timeout_s)
+            for s in stations))
+        say(ready=time.time())
+        command = await read_line()
+        if command.startswith("go"):
+            measure_s = float(command.split()[1])
+            recorder.measuring = True
+            cpu_start, started = time.process_time(), time.monotonic()
+            await asyncio.sleep(measure_s)   # the measurement window itself
+            recorder.measuring = False
+            window_s = time.monotonic() - started
+            say(result={
+                "latencies_s": recorder.latencies_s,
+                "window_s": window_s,
+                "cpu_s": time.process_time() - cpu_start,
+                "held": sum(1 for s in stations if s.booted.is_set()),
+                "backlog": sum(s.outbox.pending("MeterValues") for s in stations),
+            })
+            await read_line()   # "stop", or the benchmark is gone
+    finally:
+        await fleet.stop()
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.ERROR)
+    site_file, url, part, parts, interval_s, timeout_s = argv
+    asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

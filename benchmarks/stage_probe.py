@@ -1,0 +1,92 @@
+"""Per-stage timing of a re-plan and its dispatch round, inside the benchmark's server process.
+
+`install(app)` wraps the controller's re-plan, solve and check and dispatch's rounds and
+per-station decreases (class attributes, in this process only) and adds `GET /bench/stages`,
+which answers everything recorded so far in wall-clock seconds (`time.time()`, comparable with
+the benchmark's own clock on the same machine). The control-latency benchmark splits a DR event's
+latency with it: request, re-plan (with solve and check), sends, answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from aiohttp import web
+
+RECORD: dict[str, list] = {"replans": [], "rounds": [], "decreases": []}
+
+
+def install(app: web.Application) -> None:
+    from smartcharge.site.controller import SiteController
+    from smartcharge.site.dispatch import Dispatcher
+
+    current: dict = {}
+
+    original_replan = SiteController.replan
+
+    @functools.wraps(original_replan)
+    async def replan(self, reasons=None):
+        entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
+                 "check_s": 0.0, "connectors": 0}
+        current["replan"] = entry
+        try:
+            plan = await original_replan(self, reasons)
+            entry["connectors"] = len(plan.connectors)
+            return plan
+        finally:
+            entry["end"] = time.time()
+            RECORD["replans"].append(entry)
+
+    original_solve = SiteController._solve
+
+    def solve(self, problem):
+        started = time.perf_counter()
+        try:
+            return original_solve(self, problem)
+        finally:
+            if "replan" in current:
+                current["replan"]["solve_s"] += time.perf_counter() - started
+
+    original_check = SiteController._check
+
+    def check(problem, power_w):
+        started = time.perf_counter()
+        try:
+            return original_check(problem, power_w)
+        finally:
+            if "replan" in current:
+                current["replan"]["check_s"] += time.perf_counter() - started
+
+    original_round = Dispatcher.dispatch_plan
+
+    @functools.wraps(original_round)
+    async def dispatch_plan(self, plan):
+        entry = {"start": time.time(), "plan_at": plan.at.timestamp() if plan else None}
+        try:
+            return await original_round(self, plan)
+        finally:
+            entry["end"] = time.time()
+            RECORD["rounds"].append(entry)
+
+    original_items = Dispatcher._run_items
+
+    @functools.wraps(original_items)
+    async def run_items(self, control, items, *, decrease):
+        started = time.time()
+        try:
+            return await original_items(self, control, items, decrease=decrease)
+        finally:
+            if decrease:
+                RECORD["decreases"].append((started, time.time(), len(items)))
+
+    SiteController.replan = replan
+    SiteController._solve = solve
+    SiteController._check = staticmethod(check)
+    Dispatcher.dispatch_plan = dispatch_plan
+    Dispatcher._run_items = run_items
+
+    async def stages(request: web.Request) -> web.Response:
+        return web.json_response(RECORD)
+
+    app.router.add_get("/bench/stages", stages)

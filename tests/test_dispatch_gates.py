@@ -1,0 +1,49 @@
+"""Which decreases a station's increases wait for (site/gates.py): the same answer as asking
+every pair of stations whether they share a limited node, gathered once per node."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from smartcharge.site.gates import DecreaseGates
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+# nodes: 0 the grid, 1 feeder A, 2 feeder B; 10+ the stations' own nodes
+LIMITED = {"A1": {10, 1, 0}, "A2": {11, 1, 0}, "B1": {12, 2}, "B2": {13, 2}, "C": {14}}
+
+
+async def test_a_station_waits_only_for_the_decreases_under_its_limited_nodes():
+    loop = asyncio.get_running_loop()
+    done = {sid: loop.create_future() for sid in ("A1", "B1", "C")}   # those that decrease
+    gates = DecreaseGates(done, LIMITED)
+    a2, b2, c = (asyncio.ensure_future(gates.wait(s)) for s in ("A2", "B2", "C"))
+    done["B1"].set_result((True, T0 + timedelta(seconds=3)))
+    await asyncio.wait_for(b2, 5)            # B2 shares feeder B with B1 only
+    assert b2.result() == ([], T0 + timedelta(seconds=3))
+    assert not a2.done() and not c.done()    # A2 waits for A1 (feeder A, grid); C for itself
+    done["C"].set_result((True, T0 + timedelta(seconds=1)))
+    assert await asyncio.wait_for(c, 5) == ([], T0 + timedelta(seconds=1))
+    assert not a2.done()
+    done["A1"].set_result((False, T0 + timedelta(seconds=2)))
+    assert await asyncio.wait_for(a2, 5) == (["A1"], T0 + timedelta(seconds=2))
+    gates.cancel()
+
+
+async def test_a_station_without_dependencies_does_not_wait():
+    loop = asyncio.get_running_loop()
+    gates = DecreaseGates({"B1": loop.create_future()}, LIMITED)
+    assert await asyncio.wait_for(gates.wait("A1"), 5) == ([], None)
+    gates.cancel()
+
+
+async def test_under_the_grid_every_failed_decrease_is_named_once_and_the_latest_counts():
+    loop = asyncio.get_running_loop()
+    limited = {f"S{i}": {100 + i, 0} for i in range(50)}
+    done = {sid: loop.create_future() for sid in limited}
+    gates = DecreaseGates(done, limited)
+    waiting = [asyncio.ensure_future(gates.wait(sid)) for sid in limited]
+    for i, future in enumerate(done.values()):
+        future.set_result((i % 10 != 3, T0 + timedelta(seconds=i)))
+    results = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert all(r == (["S3", "S13", "S23", "S33", "S43"], T0 + timedelta(seconds=49))
+               for r in results)
+    gates.cancel()
