@@ -47,3 +47,20 @@ async def test_under_the_grid_every_failed_decrease_is_named_once_and_the_latest
     assert all(r == (["S3", "S13", "S23", "S33", "S43"], T0 + timedelta(seconds=49))
                for r in results)
     gates.cancel()
+
+
+async def test_a_waiter_given_up_leaves_the_decreases_and_the_other_waiters_alone():
+    """An increase whose wait is cancelled (a newer plan came) must not cancel the decreases'
+    futures it shared with other stations: the others still get their answer, and the
+    decrease can still report its outcome."""
+    loop = asyncio.get_running_loop()
+    done = {"A1": loop.create_future()}
+    gates = DecreaseGates(done, LIMITED)
+    given_up, other = (asyncio.ensure_future(gates.wait(s)) for s in ("A2", "A1"))
+    await asyncio.sleep(0)
+    given_up.cancel()
+    await asyncio.gather(given_up, return_exceptions=True)
+    assert not done["A1"].cancelled()
+    done["A1"].set_result((True, T0))
+    assert await asyncio.wait_for(other, 5) == ([], T0)
+    gates.cancel()

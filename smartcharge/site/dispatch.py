@@ -265,7 +265,9 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 async with self._sending:
                     ok = await self._run_items(control, items, decrease=True)
             finally:
-                done[control.station_id].set_result((ok, self.clock.now()))
+                outcome = done[control.station_id]
+                if not outcome.done():   # cancelled only when the whole round is
+                    outcome.set_result((ok, self.clock.now()))
 
         async def turn(sid: str) -> bool:
             """Wait for the decreases this station's increases depend on and the settle time;

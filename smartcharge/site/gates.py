@@ -35,7 +35,9 @@ class DecreaseGates:
             members = self._members[node]
 
             async def gather() -> tuple[list[str], datetime | None]:
-                outcomes = await asyncio.gather(*(self._done[m] for m in members))
+                # shielded: cancelling this wait must not cancel a station's decreases
+                outcomes = await asyncio.gather(*(asyncio.shield(self._done[m])
+                                                  for m in members))
                 failed = [m for m, (ok, _) in zip(members, outcomes) if not ok]
                 return failed, max((at for _, at in outcomes), default=None)
 
@@ -46,7 +48,9 @@ class DecreaseGates:
         """Wait for every decrease `station_id` depends on: (the stations whose decreases were
         not all acknowledged, in order; when the last of them finished, None if none)."""
         nodes = [n for n in sorted(self._limited[station_id]) if n in self._members]
-        results = await asyncio.gather(*(self._node(n) for n in nodes))
+        # shielded: one station giving up (a newer plan came) leaves the node's wait to the
+        # other stations under it
+        results = await asyncio.gather(*(asyncio.shield(self._node(n)) for n in nodes))
         failed = list(dict.fromkeys(m for found, _ in results for m in found))
         latest = max((at for _, at in results if at is not None), default=None)
         return failed, latest
