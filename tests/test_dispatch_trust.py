@@ -170,7 +170,7 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
             del controller.ev_cap_w[REF1]
             controller.request_replan("test")
             inside = start + timedelta(seconds=60)
-            await wait_until(lambda: limit_w(fleet, REF1, inside) < 8_000, 10,
+            await wait_until(lambda: limit_w(fleet, REF1, inside) < 8_000, 30,
                              "CP1 lowered inside the event")
             assert limit_w(fleet, REF1) <= 11_000 + 1
             cp2.quirks = Quirks()
