@@ -39,7 +39,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.load_stations import PASSWORD, TAG
+from benchmarks.load_stations import PASSWORD, TAG, end_station_procs
 
 REPO = Path(__file__).resolve().parent.parent
 UTILITY = "bench-utility-token"
@@ -183,15 +183,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 await wait_round(http, base, t2, "dr-cancel:", 120)
                 await quiet(http, base, 2.0, 15)
     finally:
-        for p in procs:
-            if p.stdin is not None and not p.stdin.is_closing():
-                p.stdin.close()
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), 30)
-            except TimeoutError:
-                p.kill()
-                await p.wait()
+        await end_station_procs(procs)
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(30)

@@ -99,6 +99,19 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
         await fleet.stop()
 
 
+async def end_station_procs(procs) -> None:
+    """Close the station processes' stdin (their signal to stop) and wait; kill a straggler."""
+    for proc in procs:
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+    for proc in procs:
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
     site_file, url, part, parts, interval_s, timeout_s = argv

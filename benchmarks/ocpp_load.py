@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.load_stations import PASSWORD, TAG
+from benchmarks.load_stations import PASSWORD, TAG, end_station_procs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,15 +141,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
             p.stdin.write(b"stop\n")
             await p.stdin.drain()
     finally:
-        for p in procs:
-            if p.stdin is not None and not p.stdin.is_closing():
-                p.stdin.close()
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), 30)
-            except TimeoutError:
-                p.kill()
-                await p.wait()
+        await end_station_procs(procs)
     latencies = [x for r in results for x in r["latencies_s"]]
     window_s = max(r["window_s"] for r in results)
     return {
