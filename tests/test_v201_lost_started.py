@@ -36,17 +36,22 @@ async def _shown(server) -> dict:
     return next(s for s in snapshot["sessions"] if s["connector_id"] == REF.connector_id)
 
 
+async def _started_lost(station, controller) -> None:
+    """A running transaction whose seq 0 (Started, with its Transaction.Begin register) never
+    arrived: two periodic registers 2 kWh apart, then the site plans it."""
+    station.table.transactions[1] = TX
+    await send_register(station, 1, TX, 1, 4_500_000.0, T0 - timedelta(minutes=20))
+    await send_register(station, 1, TX, 2, 4_502_000.0, T0 - timedelta(minutes=10))
+    await wait_until(lambda: REF in controller.state.sessions, 10, "the session")
+
+
 async def test_a_transaction_without_its_started_is_planned_and_shown_from_its_registers(
         tmp_path):
     clock = AcceleratedClock(T0, speed=1.0)
     async with _server(tmp_path, clock) as server:
         controller = server.controller
         async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
-            station.table.transactions[1] = TX
-            # seq 0 (Started, with its Transaction.Begin register) never arrived
-            await send_register(station, 1, TX, 1, 4_500_000.0, T0 - timedelta(minutes=20))
-            await send_register(station, 1, TX, 2, 4_502_000.0, T0 - timedelta(minutes=10))
-            await wait_until(lambda: REF in controller.state.sessions, 10, "the session")
+            await _started_lost(station, controller)
             session = controller.state.sessions[REF]
             assert session.meter_start_wh is None
             assert session.energy_wh == 2_000.0
@@ -71,10 +76,7 @@ async def test_a_session_reopened_after_a_reboot_keeps_what_the_site_knew(tmp_pa
     async with _server(tmp_path, clock) as server:
         controller = server.controller
         async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
-            station.table.transactions[1] = TX
-            await send_register(station, 1, TX, 1, 4_500_000.0, T0 - timedelta(minutes=20))
-            await send_register(station, 1, TX, 2, 4_502_000.0, T0 - timedelta(minutes=10))
-            await wait_until(lambda: REF in controller.state.sessions, 10, "the session")
+            await _started_lost(station, controller)
             ours = controller.state.sessions[REF].transaction_id
             departure = T0 + timedelta(hours=5)
             async with aiohttp.ClientSession() as http:
