@@ -61,8 +61,11 @@ def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
 async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float,
                   dr: DemandResponsePlan | None = None, *, truthful: bool = False,
                   backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
-                  settings: dict | None = None) -> DayResult:
-    """Replay `visits` (deep-copied: their cars charge) through a fresh controller."""
+                  settings: dict | None = None, silent_tell: str | None = None) -> DayResult:
+    """Replay `visits` (deep-copied: their cars charge) through a fresh controller.
+
+    `silent_tell` ("need" or "departure"): the drivers who tell nothing tell that one truth
+    (to measure which part of the information costs most)."""
     visits = copy.deepcopy(visits)
     clock = ManualClock(start)
     settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
@@ -113,6 +116,10 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             if truthful or visit.tells_need:
                 controller.state.set_need(next_tx, requested_wh=visit.requested_wh,
                                           departure=visit.departure)
+            elif silent_tell == "need":
+                controller.state.set_need(next_tx, requested_wh=visit.requested_wh)
+            elif silent_tell == "departure":
+                controller.state.set_need(next_tx, departure=visit.departure)
             next_tx += 1
         # re-plan: the controller's triggers, every slot boundary, every limit change
         boundary = now >= next_slot
