@@ -34,6 +34,7 @@ from smartcharge.demo.scenario import (MIN_GAP_S, DemandResponsePlan, Visit, pla
                                        plan_demand_response)
 from smartcharge.model import Site
 from smartcharge.sim.ev import random_ev
+from smartcharge.site.estimates import PastSession
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 START = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
@@ -91,35 +92,53 @@ def _custom(site: Site, seed: int, arrive, stay_s, need_wh, start: datetime, hou
     return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
 
 
-def days(names: list[str] | None = None) -> list[Day]:
+def days(names: list[str] | None = None, *, seed_offset: int = 0,
+         days_before: int = 0) -> list[Day]:
+    """The named days (default: all); `seed_offset` and `days_before` make other days of the
+    same kind (the history the estimates learn from: `past_sessions`)."""
     site = load_site(default_site_path())
     out = []
     wanted = names or ["demo", "workplace", "depot", "tight"]
+    day0 = START - timedelta(days=days_before)
     for name in wanted:
         if name == "demo":
-            dr = plan_demand_response(START, 24, site.root.limit_w)
-            out.append(Day(name, site, plan_day(site, START, 24, seed=7, mixed_phases=True),
-                           START, 24.0, dr))
+            dr = plan_demand_response(day0, 24, site.root.limit_w)
+            out.append(Day(name, site, plan_day(site, day0, 24, seed=7 + seed_offset,
+                                                mixed_phases=True), day0, 24.0, dr))
         elif name == "workplace":
             visits = _custom(
-                site, 11, lambda r: START + timedelta(hours=r.gauss(8.5, 0.75)),
+                site, 11 + seed_offset, lambda r: day0 + timedelta(hours=r.gauss(8.5, 0.75)),
                 lambda r: r.uniform(7, 10) * 3600, lambda r: r.uniform(15_000, 50_000),
-                START, 24.0)
-            out.append(Day(name, site, visits, START, 24.0, None))
+                day0, 24.0)
+            out.append(Day(name, site, visits, day0, 24.0, None))
         elif name == "depot":
-            start = START + timedelta(hours=16)
+            start = day0 + timedelta(hours=16)
             visits = _custom(
-                site, 12, lambda r: start + timedelta(hours=r.uniform(1, 5)),
+                site, 12 + seed_offset, lambda r: start + timedelta(hours=r.uniform(1, 5)),
                 lambda r: r.uniform(9, 13) * 3600, lambda r: r.uniform(25_000, 60_000),
                 start, 16.0)
             out.append(Day(name, site, visits, start, 16.0, None))
         elif name == "tight":
             tight = _with_cap(site, 50_000.0)
-            dr = plan_demand_response(START, 24, tight.root.limit_w)
-            out.append(Day(name, tight, plan_day(tight, START, 24, seed=8, mixed_phases=True),
-                           START, 24.0, dr))
+            dr = plan_demand_response(day0, 24, tight.root.limit_w)
+            out.append(Day(name, tight, plan_day(tight, day0, 24, seed=8 + seed_offset,
+                                                 mixed_phases=True), day0, 24.0, dr))
         else:
             raise ValueError(f"unknown day {name!r}")
+    return out
+
+
+def past_sessions(day: Day, n_days: int = 7) -> list[PastSession]:
+    """The site's history before `day`: `n_days` earlier days of the same kind (other seeds),
+    oldest first, each visit as a stopped session that took the car's need (as if those days
+    had been served in full: a site under a tight cap would have stored less)."""
+    out = []
+    for back in range(n_days, 0, -1):
+        past = days([day.name], seed_offset=1000 + back, days_before=back)[0]
+        for visit in sorted(past.visits, key=lambda v: v.departure):
+            out.append(PastSession(visit.id_tag, ConnectorRef(visit.station_id,
+                                                              visit.connector_id),
+                                   visit.arrival, visit.departure, visit.requested_wh))
     return out
 
 

@@ -28,6 +28,7 @@ from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo.scenario import DemandResponsePlan, Visit
 from smartcharge.model import Site
 from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.estimates import PastSession
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 
@@ -61,16 +62,21 @@ def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
 async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float,
                   dr: DemandResponsePlan | None = None, *, truthful: bool = False,
                   backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
-                  settings: dict | None = None, silent_tell: str | None = None) -> DayResult:
+                  settings: dict | None = None, silent_tell: str | None = None,
+                  history: list[PastSession] | None = None) -> DayResult:
     """Replay `visits` (deep-copied: their cars charge) through a fresh controller.
 
     `silent_tell` ("need" or "departure"): the drivers who tell nothing tell that one truth
-    (to measure which part of the information costs most)."""
+    (to measure which part of the information costs most). `history`: the site's past
+    sessions, which silent drivers' needs and departures are estimated from
+    (`site/estimates.py`); None: none, the site's defaults."""
     visits = copy.deepcopy(visits)
     clock = ManualClock(start)
     settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
                                      **(settings or {})})
     controller = SiteController(site, clock, settings)
+    for past in history or ():
+        controller.state.history.add(past)
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)
     topo = controller.topology
