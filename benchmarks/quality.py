@@ -8,7 +8,9 @@ Part 1, the seeded days (benchmarks/quality_days.py) replayed through the real s
 (benchmarks/quality_loop.py: planner, limits, told needs or the site's defaults, closed loop,
 under a manual clock; ideal stations). Each day runs with the demo's mix of drivers (60 % tell
 their need and departure, the others get the site's defaults) and with every driver telling the
-truth, which separates what information costs from what control costs; the baselines EDF, LLF
+truth, which separates what information costs from what control costs; the demo's drivers run
+with the site's history (7 earlier days of the same kind: `past_sessions`), from which silent
+drivers' needs and departures are estimated (site/estimates.py), and without; the baselines EDF, LLF
 and equal share run through the same controller (`ControllerSettings.backend`) with truthful
 drivers; "uncontrolled" (every car at its maximum from arrival) is computed on the day's
 offline problem, since a controller cannot run it (it plans under the limits).
@@ -39,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import acn
-from benchmarks.quality_days import days, offline_optimum_wh, offline_problem
+from benchmarks.quality_days import days, offline_optimum_wh, offline_problem, past_sessions
 from benchmarks.quality_loop import DayResult, run_day
 from optimizer import baselines, check, replay
 
@@ -84,6 +86,7 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
             np.array(result.hours_plugged), 1.0)))),
         "replans": result.replans,
+        "untaken_kwh": {k: v / 1000.0 for k, v in result.untaken_wh.items()},
     }
 
 
@@ -104,18 +107,21 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
           "short | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
-          "max pauses per car-hour | cars paused > 1/h | re-plans |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "max pauses per car-hour | cars paused > 1/h | re-plans | offered, not taken kWh: "
+          "full / taper / other |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
                   f"{m['of_offline']:.1%} | - | - | - | {m['peak']:.0%} | {m['violations']} "
-                  f"slots | {m['jain']:.3f} | - | - | - |")
+                  f"slots | {m['jain']:.3f} | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
               f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['dips']} ({m['long_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
-              f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} |")
+              f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} | "
+              + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))
+              + " |")
 
 
 def run_days(args) -> None:
@@ -126,12 +132,15 @@ def run_days(args) -> None:
         requested = sum(v.requested_wh for v in day.visits)
         print(f"\n{day.name}: {len(day.visits)} visits, {requested / 1000:.0f} kWh requested, "
               f"offline optimum {offline_wh / 1000:.0f} kWh", flush=True)
-        runs = [("ours, demo's drivers", "auto", False), ("ours, truthful", "auto", True)]
+        history = past_sessions(day)
+        runs = [("ours, demo's drivers", "auto", False, history),
+                ("ours, demo's drivers, no history", "auto", False, None),
+                ("ours, truthful", "auto", True, None)]
         if args.baselines:
-            runs += [(f"{b}, truthful", b, True) for b in ("edf", "llf", "equal_share")]
-        for label, backend, truthful in runs:
+            runs += [(f"{b}, truthful", b, True, None) for b in ("edf", "llf", "equal_share")]
+        for label, backend, truthful, past in runs:
             result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
-                                         truthful=truthful, backend=backend))
+                                         truthful=truthful, backend=backend, history=past))
             rows.append((day.name, label, metrics(result, offline_wh)))
         rows.append((day.name, "uncontrolled (optimizer level)", uncontrolled_row(day, offline_wh)))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
@@ -168,7 +177,7 @@ def run_acn(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", default=None,
-                        help="demo workplace depot tight (default: all)")
+                        help="demo workplace depot tight regulars (default: all)")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                         help="EDF, LLF, equal share through the controller too")
     parser.add_argument("--no-days", dest="run_days", action="store_false")

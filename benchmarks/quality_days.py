@@ -9,7 +9,12 @@ grid cap, per-phase breakers):
   stays of 7-10 h, 15-50 kWh, a second shorter visit at some bays, no event; 24 h.
 - depot: a fleet's night: every bay gets a car between 17:00 and 21:00 that leaves between
   05:00 and 07:00, 25-60 kWh; 16:00 to 08:00.
-- tight: the demo's day with seed 8 under a grid cap of 50 kW (with the event at half of it).
+- tight: the demo's day with seed 8 under a grid cap of 60 kW (with the event at half of it).
+- regulars: a car park of regulars (each id tag one driver with habits: car, arrival, stay
+  and need), at a random bay each day, under a grid cap of 60 kW; what history per id tag
+  can win (site/estimates.py).
+
+`past_sessions(day)` is the site's history before a day: 7 earlier days of the same kind.
 
 The offline optimum is one LP over the whole day that knows every car in advance (arrival,
 departure, need, on-board charger and its phases, bay) under the same caps, event, breakers and
@@ -92,13 +97,44 @@ def _custom(site: Site, seed: int, arrive, stay_s, need_wh, start: datetime, hou
     return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
 
 
+def _regulars(site: Site, seed: int, day0: datetime) -> list[Visit]:
+    """A car park of regulars: each of the site's id tags is one driver with habits (the same
+    car, an arrival hour, a stay and a need of their own, drawn once from a fixed seed) who
+    comes on 90 % of days with a little day-to-day noise, at whichever bay is free (a random
+    one each day: a bay's history says little, the driver's says much)."""
+    people = random.Random(4242)      # the same drivers every day
+    rng = random.Random(seed)
+    bays = [(station, connector) for station in site.stations for connector in station.connectors]
+    order = list(range(len(bays)))
+    rng.shuffle(order)
+    visits = []
+    for index, tag in enumerate(sorted(site.id_tags)[:len(bays)]):
+        arrive_h, stay_h = people.gauss(8.5, 1.0), people.uniform(4.0, 10.0)
+        need_wh, car_seed = people.uniform(10_000.0, 50_000.0), people.random()
+        if rng.random() > 0.9:
+            continue
+        station, connector = bays[order[index]]
+        arrival = day0 + timedelta(hours=arrive_h + rng.gauss(0.0, 0.25))
+        departure = arrival + timedelta(hours=stay_h * max(0.5, 1.0 + rng.gauss(0.0, 0.08)))
+        car = random_ev(random.Random(car_seed), arrival, name=tag)
+        car.onboard_phases = min(car.onboard_phases, connector.phases) if connector.phases == 1 \
+            else car.onboard_phases
+        wanted_wh = min(need_wh * max(0.3, 1.0 + rng.gauss(0.0, 0.15)),
+                        (car.target_soc - 0.05) * car.capacity_wh)
+        car.soc = car.target_soc - wanted_wh / car.capacity_wh
+        car.departure = departure
+        visits.append(Visit(station.station_id, connector.connector_id, arrival, departure, car,
+                            tag, car.energy_need_wh, rng.random() < 0.6))
+    return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
+
+
 def days(names: list[str] | None = None, *, seed_offset: int = 0,
          days_before: int = 0) -> list[Day]:
     """The named days (default: all); `seed_offset` and `days_before` make other days of the
     same kind (the history the estimates learn from: `past_sessions`)."""
     site = load_site(default_site_path())
     out = []
-    wanted = names or ["demo", "workplace", "depot", "tight"]
+    wanted = names or ["demo", "workplace", "depot", "tight", "regulars"]
     day0 = START - timedelta(days=days_before)
     for name in wanted:
         if name == "demo":
@@ -123,6 +159,10 @@ def days(names: list[str] | None = None, *, seed_offset: int = 0,
             dr = plan_demand_response(day0, 24, tight.root.limit_w)
             out.append(Day(name, tight, plan_day(tight, day0, 24, seed=8 + seed_offset,
                                                  mixed_phases=True), day0, 24.0, dr))
+        elif name == "regulars":
+            regular = _with_cap(site, 60_000.0)
+            out.append(Day(name, regular, _regulars(regular, 13 + seed_offset, day0), day0,
+                           24.0, None))
         else:
             raise ValueError(f"unknown day {name!r}")
     return out

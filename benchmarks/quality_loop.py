@@ -48,6 +48,9 @@ class DayResult:
     hours_plugged: list[float] = field(default_factory=list)
     violations: int = 0
     replans: int = 0
+    # plan offered and not taken [Wh]: to full cars, to cars in taper, to others
+    untaken_wh: dict[str, float] = field(default_factory=lambda: {"full": 0.0, "taper": 0.0,
+                                                                   "other": 0.0})
 
 
 def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
@@ -151,7 +154,10 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 offered /= 3.0
             offered_w += offered
             before_full = car.full
+            tapering = car.soc > car.taper_start_soc
             draw_w = car.advance(step_s, offered)
+            kind = "full" if before_full else "taper" if tapering else "other"
+            result.untaken_wh[kind] += max(offered - draw_w, 0.0) * step_s / 3600.0
             register_wh[ref] += draw_w * step_s / 3600.0
             plugged_s[id(visit)] += step_s
             key = id(visit)
