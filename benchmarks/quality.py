@@ -24,8 +24,11 @@ and pauses (a car charging, then at 0 while it still wants energy, then charging
 Part 2, ACN-Data (benchmarks/acn.py): Caltech sessions replayed at the optimizer level
 (optimizer/replay.py: online re-plans at every arrival and whenever a car leaves or stops
 taking power, 5-minute periods, one site limit) against the offline optimum, EDF and LLF, with
-truthful drivers and with the drivers' own estimates (requested energy, estimated departure).
-Skipped with a message when the wheel cannot be fetched.
+truthful drivers and with the drivers' own estimates (requested energy, estimated departure);
+a car still there after its told departure is planned an hour more, as the controller does.
+Then what each part of the estimates costs (early or late departures, over- or under-stated
+energy: each variant truthful but for that part). Skipped with a message when the wheel cannot
+be fetched.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from optimizer import baselines, check, replay
 
 DIP_FRACTION = 0.10
 METER_S = 300.0
+# a car still there after its told departure is planned an hour more, as the controller does
+OVERSTAY_PERIODS = 12
 
 
 def jain(shares: np.ndarray) -> float:
@@ -168,9 +173,38 @@ def run_acn(args) -> None:
             cells = [replay.offline(sessions, limit_w).sum() / need]
             for told in (sessions.truthful(), sessions):
                 for method in ("solve", "llf", "edf"):
-                    cells.append(replay.online(told, limit_w, method,
-                                               replan_on_change=True).sum() / need)
+                    cells.append(replay.online(told, limit_w, method, replan_on_change=True,
+                                               min_stay_periods=OVERSTAY_PERIODS).sum() / need)
             print(f"| {start:%Y-%m-%d} | {sessions.arrival.size} | {limit_kw:g} | "
+                  + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
+    if args.acn_breakdown:
+        print_acn_breakdown(args, rows)
+
+
+def print_acn_breakdown(args, rows) -> None:
+    """Which part of the drivers' estimates costs most: each variant tells the truth except
+    for that part (ours, online, as above)."""
+    print("\nWhat each part of the drivers' estimates costs (ours; share of the demand "
+          "delivered, each variant truthful but for that part):\n")
+    names = list(acn.information_parts(acn.window(rows, datetime.fromisoformat(
+        args.acn_start), 7.0)))
+    print("| week from | limit kW | truthful | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for week in range(args.acn_weeks):
+        start = datetime.fromisoformat(args.acn_start) + timedelta(days=7 * week)
+        sessions = acn.window(rows, start, 7.0)
+        need = sessions.energy_wh.sum()
+        told_d, true_d = sessions.told_departure, sessions.departure
+        print(f"(week from {start:%Y-%m-%d}: {sessions.arrival.size} sessions, departures told "
+              f"early {int((told_d < true_d).sum())}, late {int((told_d > true_d).sum())}; "
+              f"energy over-stated {int((sessions.told_energy_wh > sessions.energy_wh).sum())}, "
+              f"under-stated {int((sessions.told_energy_wh < sessions.energy_wh).sum())})")
+        for limit_kw in args.acn_limits:
+            cells = [replay.online(told, limit_kw * 1000.0, "solve", replan_on_change=True,
+                                   min_stay_periods=OVERSTAY_PERIODS).sum() / need
+                     for told in (sessions.truthful(),
+                                  *acn.information_parts(sessions).values())]
+            print(f"| {start:%Y-%m-%d} | {limit_kw:g} | "
                   + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
 
 
@@ -186,6 +220,8 @@ def main(argv=None) -> None:
     parser.add_argument("--acn-start", default="2019-05-06T00:00:00-07:00")
     parser.add_argument("--acn-weeks", type=int, default=1)
     parser.add_argument("--acn-limits", type=float, nargs="+", default=[20.0, 30.0])
+    parser.add_argument("--acn-breakdown", action=argparse.BooleanOptionalAction, default=True,
+                        help="what each part of the drivers' estimates costs")
     args = parser.parse_args(argv)
     print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.machine()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
