@@ -27,8 +27,8 @@ def _site() -> Site:
 
 async def _run(minutes: int, tapering: SimEV, hungry: SimEV):
     """Both cars charge minute by minute at what the plan offers; a meter sample every 5 min;
-    a re-plan whenever the controller asks and at every slot. Returns the site's draw per
-    minute and the power offered to the tapering car but not taken, per minute."""
+    a re-plan whenever the controller asks and at every slot. Returns per minute the site's
+    draw, the power offered to the tapering car but not taken, and what that car drew."""
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock)
     cars = {ConnectorRef("CP1", 1): (1, tapering), ConnectorRef("CP2", 1): (2, hungry)}
@@ -37,7 +37,7 @@ async def _run(minutes: int, tapering: SimEV, hungry: SimEV):
         controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
         controller.on_event(ev.SessionStarted(ref.station_id, 1, tx, "TAG", 0.0, T0))
     await controller.replan()
-    draws, unused = [], []
+    draws, unused, taken = [], [], []
     for minute in range(minutes):
         if controller._replan.is_set() or minute % 15 == 0:
             controller._replan.clear()
@@ -49,6 +49,7 @@ async def _run(minutes: int, tapering: SimEV, hungry: SimEV):
             register[ref] += step[ref] / 60
             if car is tapering:
                 unused.append(offered - step[ref])
+                taken.append(step[ref])
         draws.append(sum(step.values()))
         clock.advance(60)
         if (minute + 1) % (METER_S // 60) == 0:
@@ -57,7 +58,7 @@ async def _run(minutes: int, tapering: SimEV, hungry: SimEV):
                     ref.station_id, 1, tx, clock.now(), "Sample.Periodic",
                     energy_register_wh=register[ref], power_w=step[ref],
                     received_at=clock.now()))
-    return draws, unused
+    return draws, unused, taken
 
 
 async def test_a_tapering_car_hands_what_it_does_not_take_to_the_others():
@@ -65,7 +66,7 @@ async def test_a_tapering_car_hands_what_it_does_not_take_to_the_others():
     # under a 20 kW cap: the hungry car could take every watt the other leaves
     tapering = SimEV(capacity_wh=60_000.0, soc=0.83, max_power_w_by_phases={3: 11_000.0})
     hungry = SimEV(capacity_wh=80_000.0, soc=0.2, max_power_w_by_phases={3: 22_000.0})
-    draws, unused = await _run(90, tapering, hungry)
+    draws, unused, _ = await _run(90, tapering, hungry)
     after_first_sample = slice(METER_S // 60, None)
     used = sum(draws[after_first_sample]) / (CAP_W * len(draws[after_first_sample]))
     assert used >= 0.96, f"limit used while short {used:.1%}"
@@ -75,3 +76,14 @@ async def test_a_tapering_car_hands_what_it_does_not_take_to_the_others():
     # then a cap that stayed where it was set while the car tapered on: 80.6 % used)
     mean_unused_w = sum(unused[after_first_sample]) / len(unused[after_first_sample])
     assert mean_unused_w <= 900.0, mean_unused_w
+
+
+async def test_a_tapering_car_that_stops_drawing_is_full_at_the_first_sample():
+    # a car capped while tapering that then reads ~0 W is full: the first such sample frees
+    # what it was offered (a car that has not drawn yet still gets two samples to start)
+    tapering = SimEV(capacity_wh=40_000.0, soc=0.985, max_power_w_by_phases={3: 11_000.0})
+    hungry = SimEV(capacity_wh=80_000.0, soc=0.2, max_power_w_by_phases={3: 22_000.0})
+    _, unused, taken = await _run(60, tapering, hungry)
+    per_sample = METER_S // 60
+    first_zero = next(m for m in range(per_sample - 1, len(taken), per_sample) if taken[m] == 0)
+    assert max(unused[first_zero + 1:]) == 0.0, unused

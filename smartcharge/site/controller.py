@@ -261,7 +261,8 @@ class SiteController:
         not want power (full, or paused by itself): planned at 0, it frees that minimum for
         the others until `declined_retry_s` has passed (a full car held its minimum until it
         left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
-        still starting up is not taken for one that declines."""
+        still starting up is not taken for one that declines; one for a car the closed loop
+        had capped at its falling draw (a battery in taper that stops drawing is full)."""
         if measured >= self.settings.declined_w:
             self._zero_samples.pop(ref, None)
             return False
@@ -269,7 +270,7 @@ class SiteController:
             self._zero_samples.pop(ref, None)
             return False
         self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
-        if self._zero_samples[ref] < 2:
+        if self._zero_samples[ref] < (1 if ref in self.ev_cap_w else 2):
             return False
         self._zero_samples.pop(ref, None)
         self.declined_at[ref] = self.clock.now()
