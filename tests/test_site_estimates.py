@@ -53,7 +53,7 @@ def test_a_silent_driver_with_a_history_gets_their_usual_need_and_departure():
     state.history = _history()
     monday_next = DAY0 + timedelta(days=7, hours=8)
     session = _started(state, "ALICE", monday_next)
-    assert session.requested_wh == pytest.approx(30_000.0)
+    assert session.requested_wh == pytest.approx(30_000.0, rel=0.03)
     assert session.departure == monday_next.replace(hour=17)
     assert session.need_source == "estimated"
     assert not session.need_told      # an estimate is not what the driver asked for
@@ -85,7 +85,7 @@ def test_a_new_tag_at_a_bay_with_history_gets_the_bay_estimate():
     state = SiteState(_site())
     state.history = _history()
     session = _started(state, "BOB", DAY0 + timedelta(days=7, hours=8))
-    assert session.requested_wh == pytest.approx(30_000.0)
+    assert session.requested_wh == pytest.approx(30_000.0, rel=0.03)
     assert session.need_source == "estimated"
 
 
@@ -96,7 +96,7 @@ def test_sessions_that_stop_teach_the_history_and_only_the_past_counts():
         state.apply(ev.SessionStopped("CP1", 1, tx, departure, wh, "EVDisconnected"))
     session = _started(state, "ALICE", DAY0 + timedelta(days=7, hours=8), tx=9)
     assert session.need_source == "estimated"
-    assert session.requested_wh == pytest.approx(30_000.0)
+    assert session.requested_wh == pytest.approx(30_000.0, rel=0.03)
     # a session that ended after another started is not used for that one's estimate
     assert state.history.estimate("ALICE", REF, DAY0 + timedelta(days=1, hours=8)) is None
 
@@ -122,7 +122,7 @@ async def test_the_estimate_is_restored_after_a_restart_and_shown_as_one(tmp_pat
     await store.close()
     async with control_server(_site(), db, AcceleratedClock(now, speed=1.0)) as server:
         session = server.controller.state.session_by_id(open_tid)
-        assert session.requested_wh == pytest.approx(30_000.0)
+        assert session.requested_wh == pytest.approx(30_000.0, rel=0.03)
         assert session.departure == now.replace(hour=17)
         async with aiohttp.ClientSession(server.http_url) as http:
             async with http.get("/api/site",

@@ -6,8 +6,8 @@ added live as sessions stop (`site/state.py`). A session's estimate uses only se
 ended by the moment it started, so the same stored data gives the same estimate after a
 restart as it gave live.
 
-What is estimated: the energy the session will take (the median) and how long the car stays
-(the lower quartile), robust quantiles of the past sessions of, in this order,
+What is estimated: the energy the session will take and how long the car stays, each the
+lower quartile (a robust quantile) of the past sessions of, in this order,
 
 1. the same id tag (at least `min_tag` sessions): drivers have habits;
 2. the same bay (connector), when the tag is new, silent (no tag) or has too few sessions;
@@ -18,11 +18,14 @@ driver, an operator or the car (ISO 15118) always wins over an estimate (`SiteSt
 replaces it); an estimated need is marked `need_source = "estimated"`.
 
 Quantiles, not means: one session of a car left plugged in over a weekend must not make every
-later visit of that driver look like a weekend. The stay's lower quartile, because a departure
-estimated too late defers energy the car then leaves without, while one too early only serves
-it sooner: on the quality benchmark (benchmarks/README.md) the quartile matched truthful
-drivers on the regulars' day (the median: 0.5 point less) and did no harm on the demo's day,
-whose drivers have no habits to learn (the median: 0.3-0.4 point less than no estimates).
+later visit of that driver look like a weekend. The lower quartile, because a guess should err
+on the side that costs little: a departure estimated too late defers energy the car then
+leaves without, one too early only serves it sooner; an energy estimated too high takes
+capacity from needs people told, one too low costs little, since a silent driver's car keeps
+charging past its estimate at top-up priority (`ControllerSettings.topup_weight`). Measured on
+the quality benchmark (benchmarks/README.md): on the regulars' day (drivers with habits) the
+estimates win back the gap to truthful drivers; on the days of random cars (no habits to
+learn) they change little.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class Estimate:
 
 @dataclass(frozen=True)
 class EstimateSettings:
-    energy_quantile: float = 0.5
+    energy_quantile: float = 0.25
     stay_quantile: float = 0.25
     min_tag: int = 3          # sessions of a tag before its own habits count
     min_bay: int = 5
