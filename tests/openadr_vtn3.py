@@ -43,23 +43,25 @@ class Vtn3:
                               "createdDateTime": format_ocpp_time(datetime.now().astimezone())})
         return program_id
 
-    def add_event(self, program_id: str, name: str, start: datetime, duration: str,
+    def add_event(self, program_id: str, name: str, start: datetime | str, duration: str,
                   payload_type: str, values: list[float], *, units: str | None = None,
                   priority: int | None = None) -> str:
-        """An event with consecutive intervals of `duration` from `start`, one value each."""
+        """An event with consecutive intervals of `duration` from `start`, one value each
+        (`start` may be text: the user guide's "0001-01-01T00:00:00Z" is "now")."""
         event_id = str(next(self.ids))
         descriptor = {"objectType": "EVENT_PAYLOAD_DESCRIPTOR", "payloadType": payload_type}
         if units:
             descriptor["units"] = units
         if payload_type == "PRICE":
             descriptor["currency"] = "EUR"
+        created = format_ocpp_time(datetime.now().astimezone())
         self.events[event_id] = {
             "id": event_id, "objectType": "EVENT", "programID": program_id,
             "eventName": name, "priority": priority,
-            "createdDateTime": format_ocpp_time(start),
-            "modificationDateTime": format_ocpp_time(start),
+            "createdDateTime": created, "modificationDateTime": created,
             "payloadDescriptors": [descriptor],
-            "intervalPeriod": {"start": format_ocpp_time(start), "duration": duration},
+            "intervalPeriod": {"start": start if isinstance(start, str)
+                               else format_ocpp_time(start), "duration": duration},
             "intervals": [{"id": i, "payloads": [{"type": payload_type, "values": [v]}]}
                           for i, v in enumerate(values)]}
         return event_id
@@ -72,6 +74,14 @@ class Vtn3:
 
     def delete_event(self, event_id: str) -> None:
         del self.events[event_id]
+
+    def update_event(self, event_id: str, values: list[float], at: datetime) -> None:
+        """The business logic changes an event's values (PUT /events/{id}): one value per
+        interval, a new modificationDateTime."""
+        event = self.events[event_id]
+        for interval, value in zip(event["intervals"], values, strict=True):
+            interval["payloads"][0]["values"] = [value]
+        event["modificationDateTime"] = format_ocpp_time(at)
 
     # --- the REST resources -------------------------------------------------------------
     async def auth_server(self, request):

@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiohttp
 
 from smartcharge.clock import format_ocpp_time
 from smartcharge.openadr.runner import VenRunner
-from smartcharge.openadr.v3_events import format_duration, parse_event
+from smartcharge.openadr.v3_events import format_duration, parse_event, starts_now
 from smartcharge.site.obligations import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Ven3(VenRunner):
         self._token_until = float("inf") if program.bearer_token else 0.0
         self._program_id: str | None = None
         self._events: dict[str, dict] = {}           # event id -> its last JSON
+        self._anchors: dict[str, datetime] = {}      # event id -> "now" of a 0001-01-01 start
         self._last_report: tuple[datetime, float] | None = None   # (site time, load W)
         self._next_report_real = 0.0
 
@@ -121,6 +122,7 @@ class Ven3(VenRunner):
             await self.sink.lift(self.program, gone)      # deleted by the VTN: cancelled
             self.status.opts.pop(gone, None)
             self._events.pop(gone, None)
+            self._anchors.pop(gone, None)
 
     async def _get_all(self, http, path: str, params: dict) -> list:
         """Every page of a collection (3.0.1 `skip`/`limit`) until an empty one; a VTN that
@@ -139,8 +141,31 @@ class Ven3(VenRunner):
             if not fresh:     # an empty page: a VTN may cap `limit` lower than asked
                 return out
 
+    def _parse(self, event: dict):
+        """The event as an AdrEvent; one that starts "now" keeps the moment it was first seen
+        (after a restart: where its stored limits begin, less the randomised shift)."""
+        now = None
+        if starts_now(event):
+            event_id = str(event.get("id"))
+            now = self._anchors.get(event_id)
+            if now is None:
+                now = self.clock.now().replace(microsecond=0)
+                stored = self.sink.first_start(self.program, event_id)
+                if stored is not None:
+                    probe = parse_event(self.program.program, event, now=now)
+                    now = stored - timedelta(seconds=self.sink.shift_s(self.program, probe))
+                self._anchors[event_id] = now
+        return parse_event(self.program.program, event, now=now)
+
     async def _apply(self, event: dict) -> None:
-        adr = parse_event(self.program.program, event)
+        try:
+            adr = self._parse(event)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # one event the VTN got wrong must not keep the others from being followed
+            log.error("openadr %s/%s: event not understood, ignored: %s", self.program.program,
+                      event.get("id"), exc)
+            self._events[str(event.get("id"))] = event
+            return
         try:
             await self.sink.apply(self.program, adr)
         except StoreUnavailable:
