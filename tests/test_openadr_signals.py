@@ -55,9 +55,12 @@ def test_load_dispatch_setpoint_in_kw_is_a_limit_for_exactly_the_event_intervals
     assert all(e.priority == sg.LOWEST_PRIORITY for e in mapping.limits)   # 2.0b: 0 = none
 
 
-def test_load_control_capacity_is_a_percentage_of_the_cap():
-    mapping = _map(_v2b("LOAD_CONTROL", "x-loadControlCapacity", [50.0], scale="none"))
-    assert [e.limit_w for e in mapping.limits] == [20_000.0]
+def test_load_control_capacity_is_a_fraction_of_the_cap():
+    """2.0b signal table: x-loadControlCapacity operates at a share of full capacity, 1.0 being
+    100 % (0 = off); above 1.0 asks for no less than the cap."""
+    mapping = _map(_v2b("LOAD_CONTROL", "x-loadControlCapacity", [0.5, 0.0, 1.5],
+                        scale="none"))
+    assert [e.limit_w for e in mapping.limits] == [20_000.0, 0.0, 40_000.0]
 
 
 @pytest.mark.parametrize("level,limit_w", [(1, 30_000.0), (2, 20_000.0), (3, 0.0)])
