@@ -63,6 +63,11 @@ async def test_2b_running_simple_event_then_raised_by_a_modification_and_a_resta
             raised = await _follow(controller, fleet, clock, "openadr:peak/run-1", LEVEL_2_W,
                                    "the modification to SIMPLE 2")
             assert controller.limits.event("openadr:peak/run-1").start == start
+            # reports of the metered load and the limit in force arrive at the VTN
+            await vtn.wait_until(lambda: vtn.reports.get("site-load") and any(
+                v == LEVEL_2_W / 1000 for _, v in vtn.reports.get("site-limit", [])),
+                what="load and limit reports")
+            assert ven.status.reports_sent >= 1
             await monitor.stop()
             assert monitor.samples and not monitor.excesses(
                 allow_after=[arrived, raised], grace_s=GRACE_S), monitor.excesses()[:5]
@@ -108,6 +113,17 @@ async def test_3_simple_event_starting_now_then_raised_by_an_update_and_a_restar
                                    "the update to SIMPLE 2")
             assert controller.limits.event(dr_id).start == event.start, \
                 "an event that started 'now' keeps its start when it is polled again"
+            assert controller.snapshot()["limit_binding"]["id"] == dr_id
+            # USAGE reports for the event while it runs, with the limit in force
+            await vtn.wait_until(lambda: any(
+                r["eventID"] == event_id and {p["type"]: p["values"][0] for p in r[
+                    "resources"][0]["intervals"][0]["payloads"]}.get(
+                    "IMPORT_CAPACITY_LIMIT") == LEVEL_2_W / 1000 for r in vtn.reports),
+                what="a USAGE report with the raised limit")
+            usage = [p["values"][0] for r in vtn.reports if r["eventID"] == event_id
+                     for p in r["resources"][0]["intervals"][0]["payloads"]
+                     if p["type"] == "USAGE"]
+            assert usage and min(usage) > 0, "the cars charge: the site used energy"
             await monitor.stop()
             assert monitor.samples and not monitor.excesses(
                 allow_after=[arrived, raised], grace_s=GRACE_S), monitor.excesses()[:5]
