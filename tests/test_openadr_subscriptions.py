@@ -47,6 +47,7 @@ async def test_v3_subscription_delivers_changes_at_once_and_only_with_its_token(
             token = operation["bearerToken"]
             assert len(token) >= 32
             await wait_until(lambda: ven.status.state == "online", 10, "the first poll")
+            assert server.controller.snapshot()["vens"][0]["subscribed"] is True
             polls = vtn.event_polls
             start = clock.now().replace(microsecond=0) + timedelta(hours=1)
             event_id = vtn.add_event(program_id, "cap", start, "PT30M",

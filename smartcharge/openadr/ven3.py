@@ -71,6 +71,7 @@ class Ven3(VenRunner):
                 except (aiohttp.ClientError, asyncio.TimeoutError, VtnError, ValueError) as exc:
                     self.contact(False, f"{type(exc).__name__}: {exc}")
                     self._subscription_id = None   # a VTN back from an outage: check it again
+                    self.status.subscribed = False
                 await self.wait_interval(self.program.poll_interval_s)
 
     # --- HTTP -----------------------------------------------------------------------------
@@ -159,8 +160,10 @@ class Ven3(VenRunner):
             else:
                 saved = await self._request(http, "POST", "/subscriptions", json=body)
             self._subscription_id = str((saved or {}).get("id") or (mine or [{}])[0].get("id"))
+            self.status.subscribed = True
             log.info("openadr %s: subscribed to event changes at %s", self.program.program, url)
         except VtnError as exc:     # a VTN without subscriptions for VENs: polling serves
+            self.status.subscribed = False
             self._subscribe_after_real = time.monotonic() + SUBSCRIBE_RETRY_S
             log.warning("openadr %s: no subscription (%s); polling only", self.program.program,
                         exc)
