@@ -110,9 +110,10 @@ async def test_capacity_and_simple_events_bind_the_stations_from_their_start(tmp
             vtn.cancel("simple-1")
             await wait_until(lambda: controller.limits.event(
                 "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
-            await wait_until(lambda: _profiles_sum_w(
-                fleet, simple_start + timedelta(seconds=300)) > 20_000, 15,
-                             "profiles back up where the cancelled event was")
+            # lifted: the cap holds there again (how much the planner then gives that window
+            # is its choice - the cars' needs may be met either way)
+            assert controller.effective_limit_at(simple_start + timedelta(seconds=300))[0] \
+                == CAP_W
             # (an event while it runs - the limit that binds, the draw, the reports of load
             # and limit - is in tests/test_openadr_running.py)
 
