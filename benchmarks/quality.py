@@ -67,6 +67,11 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
     short = wanted > limit + 1.0
     used = float(load[short].sum() / limit[short].sum()) if short.any() else float("nan")
+    # the same against what the plugged cars could draw under the breakers and phases too
+    reachable = np.minimum(np.array(result.reachable_w), limit)
+    counted = short & np.isfinite(reachable) & (reachable > 0)
+    reach_used = float(load[counted].sum() / reachable[counted].sum()) if counted.any() \
+        else float("nan")
     dipping = short & (load < (1.0 - DIP_FRACTION) * limit)
     runs, length = [], 0
     for flag in dipping:
@@ -85,7 +90,7 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     return {
         "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
-        "limit_used": used, "dips": len(runs), "long_dips": long_dips, "deepest": depth,
+        "limit_used": used, "reachable_used": reach_used, "dips": len(runs), "long_dips": long_dips, "deepest": depth,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
@@ -111,18 +116,19 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
-          "short | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
+          "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
           "max pauses per car-hour | cars paused > 1/h | re-plans | offered, not taken kWh: "
           "full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-                  f"{m['of_offline']:.1%} | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"{m['of_offline']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
                   f"slots | {m['jain']:.3f} | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['dips']} ({m['long_dips']}) "
+              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
+              f"{m['dips']} ({m['long_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
               f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} | "
               + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))

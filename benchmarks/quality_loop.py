@@ -22,6 +22,10 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
+import optimizer
+
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
@@ -42,6 +46,9 @@ class DayResult:
     limit_w: list[float] = field(default_factory=list)      # effective grid limit
     wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
     offered_w: list[float] = field(default_factory=list)    # what the plan offered them
+    # the most the plugged cars could draw together under the grid limit and every breaker
+    # and phase (NaN: not short then, not computed)
+    reachable_w: list[float] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
@@ -144,9 +151,11 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             result.replans += 1
         # the cars charge for one step at what the plan offers
         draws, wanted_w, offered_w = [], 0.0, 0.0
+        before_w = {}
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
-            wanted_w += car.acceptance_w()
+            before_w[ref] = car.acceptance_w()
+            wanted_w += before_w[ref]
             offered = controller.allocated_now_w(ref) or 0.0
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
@@ -173,7 +182,11 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         sample = monitor.record(now, draws, len(plugged), 0.0)
         result.times.append(now)
         result.load_w.append(sample.site_load_w)
-        result.limit_w.append(limits.effective_w(now) or float("inf"))
+        limit_now = limits.effective_w(now) or float("inf")
+        result.limit_w.append(limit_now)
+        result.reachable_w.append(
+            reachable_w(topo, [(ref, visit.ev) for ref, (visit, _) in plugged.items()],
+                        limit_now, before_w) if wanted_w > limit_now + 1.0 else float("nan"))
         result.wanted_w.append(wanted_w)
         result.offered_w.append(offered_w)
         # meter samples
@@ -196,6 +209,30 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     result.pauses = [pauses[id(v)] for v in visits]
     result.hours_plugged = [plugged_s[id(v)] / 3600.0 for v in visits]
     return result
+
+
+def reachable_w(topo, cars, limit_w: float, acceptance_w: dict) -> float:
+    """The most `cars` [(ref, SimEV)] could draw together right now (each at most what its
+    battery accepts, on the phases it uses) under the grid limit and every breaker and phase:
+    one slot of the optimizer, no minimum rates."""
+    if not cars:
+        return 0.0
+    node_w, node_a = topo.node_limits(np.array([limit_w]))
+    rows = []
+    for ref, car in cars:
+        phases = min(car.phases, topo.connector(ref).phases)
+        rows.append((topo.station_node[ref.station_id],
+                     min(topo.max_power_w(ref, phases), acceptance_w[ref]), phases,
+                     topo.site_phase(ref, 0) if phases == 1 else 0,
+                     topo.station(ref.station_id).voltage_v))
+    node, max_w, phases, phase, volt = (np.array(c) for c in zip(*rows))
+    problem = optimizer.Problem(
+        slot_s=[60.0], max_power_w=max_w, energy_wh=max_w / 60.0 + 1.0,
+        arrival_slot=np.zeros(len(rows), dtype=np.int64),
+        departure_slot=np.ones(len(rows), dtype=np.int64), node_parent=topo.node_parent,
+        connector_node=node, node_limit_w=node_w, node_limit_a=node_a, phases=phases,
+        phase=phase, voltage_v=volt)
+    return float(optimizer.solve(problem).power_w.sum())
 
 
 def _changes(dr: DemandResponsePlan | None, site: Site) -> list[datetime]:
