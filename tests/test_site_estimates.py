@@ -132,3 +132,30 @@ async def test_the_estimate_is_restored_after_a_restart_and_shown_as_one(tmp_pat
         shown = next(s for s in body["sessions"] if s["session_id"] == open_tid)
         assert shown["need_source"] == "estimated"
         assert shown["departure"] == format_ocpp_time(now.replace(hour=17))
+
+
+async def test_the_history_read_keeps_stopped_sessions_of_the_window_only(tmp_path):
+    from smartcharge.store_history import stopped_sessions
+    store = await SqliteStore.open(str(tmp_path / "h.sqlite"))
+    now = DAY0 + timedelta(days=200)
+
+    def seed(tx):
+        def one(start, hours, state, energy_wh=10_000.0):
+            tid = tx.insert_session(station_id="CP1", connector_id=1, id_tag="ALICE",
+                                    start_time=start, meter_start_wh=0.0, reservation_id=None,
+                                    state="open", at=start)
+            tx.close_session(tid, state=state, closed_by="StopTransaction",
+                             stop_time=start + timedelta(hours=hours), meter_stop_wh=energy_wh,
+                             stop_reason=None, stop_id_tag=None, energy_wh=energy_wh,
+                             energy_method="registers", flags=(),
+                             at=start + timedelta(hours=hours))
+        one(now - timedelta(days=2), 8, "stopped")
+        one(now - timedelta(days=1), 9, "stopped")
+        one(now - timedelta(days=3), 2, "closed_implicitly")   # a reboot says nothing of a stay
+        one(now - timedelta(days=120), 8, "stopped")          # older than the window
+        one(now - timedelta(days=4), 7, "stopped", energy_wh=None)   # energy not established
+    await store.run(seed)
+    rows = await store.read(lambda tx: stopped_sessions(tx, now))
+    await store.close()
+    assert [(r.stop_time - r.start_time) / timedelta(hours=1) for r in rows] == [8.0, 9.0]
+    assert [r.id_tag for r in rows] == ["ALICE", "ALICE"]
