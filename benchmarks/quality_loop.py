@@ -49,6 +49,9 @@ class DayResult:
     # the most the plugged cars could draw together under the grid limit and every breaker
     # and phase (NaN: not short then, not computed)
     reachable_w: list[float] = field(default_factory=list)
+    # what a single-phase car on a three-phase bay could not use of its plan while its phases
+    # were not known yet (it is sent a balanced plan's per-phase current) [W]
+    phases_unknown_w: list[float] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
@@ -150,7 +153,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             await controller.replan(reasons)
             result.replans += 1
         # the cars charge for one step at what the plan offers
-        draws, wanted_w, offered_w = [], 0.0, 0.0
+        draws, wanted_w, offered_w, unknown_w = [], 0.0, 0.0, 0.0
         before_w = {}
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
@@ -160,6 +163,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
                     (plan is None or not plan.phases_known or plan.phases == 3):
+                unknown_w += offered * 2.0 / 3.0
                 offered /= 3.0
             offered_w += offered
             before_full = car.full
@@ -189,6 +193,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                         limit_now, before_w) if wanted_w > limit_now + 1.0 else float("nan"))
         result.wanted_w.append(wanted_w)
         result.offered_w.append(offered_w)
+        result.phases_unknown_w.append(unknown_w)
         # meter samples
         if now >= next_meter:
             for ref, (visit, tx) in plugged.items():
