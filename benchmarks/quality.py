@@ -1,25 +1,28 @@
 """Control quality: how much of what a clairvoyant planner could deliver reaches the cars.
 
-    python -m benchmarks.quality                 # 4 seeded days + one ACN-Data week (~4 min)
+    python -m benchmarks.quality                 # 5 seeded days + one ACN-Data week (~4-7 min)
     python -m benchmarks.quality --days demo --no-baselines      # the demo day only (~30 s)
     python -m benchmarks.quality --acn-weeks 4 --acn-limits 20 30 50 75   # longer ACN part
 
 Part 1, the seeded days (benchmarks/quality_days.py) replayed through the real site controller
 (benchmarks/quality_loop.py: planner, limits, told needs or the site's defaults, closed loop,
 under a manual clock; ideal stations). Each day runs with the demo's mix of drivers (60 % tell
-their need and departure, the others get the site's defaults) and with every driver telling the
-truth, which separates what information costs from what control costs; the demo's drivers run
-with the site's history (7 earlier days of the same kind: `past_sessions`), from which silent
-drivers' needs and departures are estimated (site/estimates.py), and without; the baselines EDF, LLF
-and equal share run through the same controller (`ControllerSettings.backend`) with truthful
+their need and departure) and with every driver telling the truth, which separates what
+information costs from what control costs. The demo's drivers run with the site's history (7
+earlier days of the same kind: `past_sessions`), from which silent drivers' needs and
+departures are estimated (site/estimates.py), and without it (the site's defaults). The
+baselines EDF, LLF and equal share run through the same controller
+(`ControllerSettings.backend`) with truthful
 drivers; "uncontrolled" (every car at its maximum from arrival) is computed on the day's
 offline problem, since a controller cannot run it (it plans under the limits).
 Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
 knowing every car), share of the effective grid limit used while the plugged cars could take
-more than it, dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
+more than it (also against what the plugged cars could draw under the breakers and phases),
+dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest), peak / limit, violations (measured
 draws vs the grid limit and every breaker, each minute), Jain's index of the share of need met,
-and pauses (a car charging, then at 0 while it still wants energy, then charging again).
+pauses (a car charging, then at 0 while it still wants energy, then charging again), and the
+plan the cars did not take (to full cars, to cars in taper, to others).
 
 Part 2, ACN-Data (benchmarks/acn.py): Caltech sessions replayed at the optimizer level
 (optimizer/replay.py: online re-plans at every arrival and whenever a car leaves or stops
