@@ -93,7 +93,8 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     return {
         "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
-        "limit_used": used, "reachable_used": reach_used, "dips": len(runs), "long_dips": long_dips, "deepest": depth,
+        "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
+        "long_dips": long_dips, "deepest": depth,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
@@ -119,7 +120,8 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
-          "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
+          "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | "
+          "violations | Jain | "
           "max pauses per car-hour | cars paused > 1/h | re-plans | offered, not taken kWh: "
           "full / taper / other |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -5,7 +5,7 @@ it takes up to it again. The cars are the simulator's (`sim.ev.SimEV`: taper abo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
