@@ -132,6 +132,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
+        self._round_over: asyncio.Event | None = None   # set when a newer round starts
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
@@ -187,11 +188,22 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            plan = self._latest
+            current = self._tasks.spawn(self._round(self._latest))
+            newer = asyncio.ensure_future(self._wake.wait())
             try:
-                await self.dispatch_plan(plan)
-            except Exception:  # task boundary: next plan gets its chance
-                log.exception("dispatching plan from %s failed", plan.at if plan else None)
+                await asyncio.wait({current, newer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                newer.cancel()
+            # a newer plan starts its round at once; requests of this one still in flight
+            # (a station that does not answer) end in the background. Waiting for them held a
+            # DR event's decreases behind a silent station for its call timeouts.
+
+    async def _round(self, plan: Plan) -> None:
+        try:
+            await self.dispatch_plan(plan)
+        except Exception:  # task boundary: next plan gets its chance
+            log.exception("dispatching plan from %s failed", plan.at if plan else None)
+        finally:
             self.rounds_done += 1
             done, self.round_done = self.round_done, asyncio.Event()
             done.set()
@@ -231,7 +243,16 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
     async def dispatch_plan(self, plan: Plan) -> None:
         """Decreases first (every station at once); each station's increases once the
-        decreases they depend on are acknowledged and the settle time has passed."""
+        decreases they depend on are acknowledged and the settle time has passed.
+
+        A station's work (what the plan changes against what it accepted) holds only while
+        nobody else has its lock: a station busy when the round starts (an older round's
+        request or its setup in flight) is compared once it is free, and one whose lock
+        another holder had in between is compared again (`_current_work`). A newer round
+        starting ends this one: what has not begun is left to it."""
+        if self._round_over is not None:
+            self._round_over.set()
+        over = self._round_over = asyncio.Event()
         now = self.clock.now()
         self._refresh_expiry(now)
         controls = [c for c in self.stations.values()
@@ -239,16 +260,22 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         by_station: dict[str, list[ConnectorPlan]] = {}
         for ref, cplan in plan.connectors.items():   # once, not once per station
             by_station.setdefault(ref.station_id, []).append(cplan)
-        work = {}
+        work: dict[str, tuple | None] = {}
         for index, control in enumerate(controls):
             if index % WORK_CHUNK == WORK_CHUNK - 1:
                 # comparing with what is installed costs ~1 ms a station: on a site of
                 # thousands, give the stations' answers their turn in between (issue 10)
                 await asyncio.sleep(0)
-            work[control.station_id] = self._work(control, plan,
-                                                  by_station.get(control.station_id, ()))
+            sid = control.station_id
+            if control.lock.locked():
+                work[sid] = None   # busy: compared when it is free
+            else:
+                resend = control.resend
+                work[sid] = (*self._work(control, plan, by_station.get(sid, ())),
+                             control.lock.holds, resend)
         loop = asyncio.get_running_loop()
-        done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
+        # a busy station may have decreases: the increases sharing a node with it wait for it
+        done = {sid: loop.create_future() for sid, w in work.items() if w is None or w[0]}
         root_limited = np.isfinite(plan.root_limit_w) or bool(
             self.view.limits.change_times(now))
         # circuits a DR event limits, once per round (not once per station: O(stations^2))
@@ -259,15 +286,35 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                    for c in controls}
         gates = DecreaseGates(done, limited)
 
-        async def decrease(control: StationControl, items: list) -> None:
-            ok = False
+        def current(control: StationControl) -> tuple[list, list]:
+            """Under the station's lock: its work, compared again if it is stale."""
+            sid = control.station_id
+            first = work[sid]
+            if first is not None and control.lock.holds == first[2] + 1:
+                return first[0], first[1]
+            if first is not None:
+                control.resend |= first[3]   # the first comparison consumed it
+            return self._work(control, plan, by_station.get(sid, ()))
+
+        async def decrease(control: StationControl) -> tuple[list, int] | None:
+            """Its decreases; (its increases, the lock's holds after), None: superseded."""
+            ok, at, rest = False, None, None
             try:
-                async with self._sending:
-                    ok = await self._run_items(control, items, decrease=True)
+                async with control.lock:
+                    if over.is_set():
+                        return None   # not begun when a newer round came: that one decides
+                    downs, ups = current(control)
+                    ok = True
+                    if downs:
+                        async with self._sending:
+                            ok = await self._run_items(control, downs, decrease=True)
+                        at = self.clock.now()
+                    rest = (ups, control.lock.holds)
             finally:
                 outcome = done[control.station_id]
                 if not outcome.done():   # cancelled only when the whole round is
-                    outcome.set_result((ok, self.clock.now()))
+                    outcome.set_result((ok, at))
+            return rest
 
         async def turn(sid: str) -> bool:
             """Wait for the decreases this station's increases depend on and the settle time;
@@ -284,15 +331,18 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 await self.clock.sleep((settled - self.clock.now()).total_seconds())
             return True
 
-        async def increase(control: StationControl, items: list) -> None:
+        def superseded() -> bool:
+            return over.is_set() or self._wake.is_set()
+
+        async def increase(control: StationControl, items: list, holds: int) -> None:
             sid = control.station_id
             waiting = asyncio.ensure_future(turn(sid))
-            newer = asyncio.ensure_future(self._wake.wait())
+            newer = asyncio.ensure_future(over.wait())
             try:
                 await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 newer.cancel()
-            if not waiting.done():
+            if not waiting.done() or superseded():
                 # a newer plan came while this waited for decreases or the settle time: its
                 # round decides, after its own decreases. Waiting on here held that round (a
                 # DR event's decreases) back by the settle time and more (issue 10).
@@ -300,19 +350,43 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 return
             if not waiting.result():
                 return
-            if self._latest is not plan and self._latest is not None:
-                # a newer plan came while we waited: only what it still allows goes out now,
-                # the rest with its own round (after its own decreases)
-                items = [item for item in items if self._still_wanted(item, sid, self._latest)]
-            async with self._sending:
-                if self._wake.is_set():
-                    return   # a newer plan came while this queued: as above
-                await self._run_items(control, items, decrease=False)
+            async with control.lock:
+                if control.lock.holds != holds + 1:
+                    # another holder changed what it accepted: compared again, its own
+                    # decreases first
+                    downs, items = self._work(control, plan, by_station.get(sid, ()))
+                    if downs:
+                        async with self._sending:
+                            if not await self._run_items(control, downs, decrease=True):
+                                self.publish(learned.ReplanWanted(f"held:{sid}"))
+                                return
+                if self._latest is not plan and self._latest is not None:
+                    # a newer plan came while we waited: only what it still allows goes out
+                    # now, the rest with its own round (after its own decreases)
+                    items = [item for item in items
+                             if self._still_wanted(item, sid, self._latest)]
+                async with self._sending:
+                    if superseded():
+                        return   # a newer plan came while this queued: as above
+                    await self._run_items(control, items, decrease=False)
+
+        async def station_round(control: StationControl) -> None:
+            sid = control.station_id
+            if sid in done:
+                rest = await decrease(control)
+                if rest is None:
+                    return
+                ups, holds = rest
+            else:
+                _, ups, holds, _ = work[sid]
+            if ups:
+                await increase(control, ups, holds)
 
         try:
-            await asyncio.gather(
-                *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
-                *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+            # decreases first: each station's task takes its lock and queues for a sending
+            # slot in this order (FIFO), the stations with decreases ahead
+            order = sorted(controls, key=lambda c: c.station_id not in done)
+            await asyncio.gather(*(station_round(c) for c in order))
         finally:
             gates.cancel()
         for control in controls:
@@ -377,26 +451,24 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         return downs, ups
 
     async def _run_items(self, control: StationControl, items: list, *, decrease: bool) -> bool:
-        """Send one station's items in order; True when every decrease among them was
-        acknowledged (increases and idle shares do not count)."""
+        """Send one station's items in order (the caller holds its lock); True when every
+        decrease among them was acknowledged (increases and idle shares do not count)."""
         ok = True
-        async with control.lock:
-            try:
-                for item in items:
-                    if item[0] == "plan":
-                        accepted = await self._send_plan(control, item[1],
-                                                         raising=not decrease)
-                        ok &= accepted or not decrease
-                    elif item[0] == "idle":
-                        await self._send_idle(control, item[1], item[2], raising=not decrease)
-                    else:
-                        await self._send_defaults(control)
-            except StationOffline:
-                self._mark_offline(control, items)
-                return False
-            except Exception:  # one station's trouble never stops the others
-                log.exception("station %s: dispatch failed", control.station_id)
-                return False
+        try:
+            for item in items:
+                if item[0] == "plan":
+                    accepted = await self._send_plan(control, item[1], raising=not decrease)
+                    ok &= accepted or not decrease
+                elif item[0] == "idle":
+                    await self._send_idle(control, item[1], item[2], raising=not decrease)
+                else:
+                    await self._send_defaults(control)
+        except StationOffline:
+            self._mark_offline(control, items)
+            return False
+        except Exception:  # one station's trouble never stops the others
+            log.exception("station %s: dispatch failed", control.station_id)
+            return False
         return ok
 
     def _mark_offline(self, control: StationControl, items: list) -> None:
