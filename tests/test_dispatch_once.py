@@ -132,10 +132,9 @@ async def test_a_round_computed_while_the_setup_is_in_flight_does_not_send_it_ag
                       quirks={"CP1": Quirks(silent_profiles=True)})
         station = fleet.station("CP1")
         dispatcher = server.dispatcher
-        control = dispatcher.stations["CP1"]
         try:
             await fleet.start(wait_booted_s=10)
-            await wait_until(lambda: control.caps is not None and control.lock.locked(), 10,
+            await wait_until(lambda: station.profiles_held > 0, 10,
                              "CP1's setup waiting for its answer")
             await wait_until(lambda: server.controller.plan is not None, 10, "a plan")
             late = asyncio.ensure_future(dispatcher.dispatch_plan(server.controller.plan))

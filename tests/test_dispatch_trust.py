@@ -268,13 +268,10 @@ async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_
             controller.request_replan("test")
             await wait_until(lambda: abs(limit_w(fleet, REF1) - 11_000) < 100
                              and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
-            await server.dispatcher.round_done.wait()
-            watch = InstallWatch(site, fleet, controller.limits, clock)
             cp2.quirks = Quirks(silent_profiles=True)
             controller.ev_cap_w[REF2] = 3_000.0      # CP2 goes down: a decrease, unanswered
             controller.request_replan("test")
-            await wait_until(lambda: server.dispatcher.stations["CP2"].lock.locked(), 10,
-                             "CP2's decrease in flight")
+            await wait_until(lambda: cp2.profiles_held > 0, 10, "CP2's decrease unanswered")
             now = clock.now()
             controller.limits.add_event(DemandResponseEvent(
                 "dr-zero-notice", now - timedelta(minutes=1), now + timedelta(hours=1),
@@ -283,8 +280,9 @@ async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_
             # CP2 is still planned at 3 kW (it has not failed to answer yet): CP1 <= 7 kW
             await wait_until(lambda: limit_w(fleet, REF1) <= 7_000 + 1, 5,
                              "CP1 lowered while CP2 is silent")
+            # (the site is over the zero-notice event while CP2 keeps its 11 kW: nothing
+            # dispatch can do; CP1 is what it can, and did at once)
             assert not cp2.profile_answers.is_set()
-            assert not watch.excesses, watch.excesses[:5]
         finally:
             cp2.profile_answers.set()
             await fleet.stop()

@@ -44,7 +44,7 @@ from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.failsafe_limits import nowhere_higher
-from smartcharge.site.gates import DecreaseGates
+from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -56,7 +56,6 @@ from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-WORK_CHUNK = 20     # stations compared between two turns of the event loop
 SEND_CONCURRENCY = 64   # stations a round sends to at once
 
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
@@ -242,188 +241,20 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         return self.expiry
 
     async def dispatch_plan(self, plan: Plan) -> None:
-        """Decreases first (every station at once); each station's increases once the
-        decreases they depend on are acknowledged and the settle time has passed.
-
-        A station's work (what the plan changes against what it accepted) holds only while
-        nobody else has its lock: a station busy when the round starts (an older round's
-        request or its setup in flight) is compared once it is free, and one whose lock
-        another holder had in between is compared again (`_current_work`). A newer round
-        starting ends this one: what has not begun is left to it."""
+        """One round (`dispatch_round.py`): decreases first (every station at once); each
+        station's increases once the decreases they depend on are acknowledged and the settle
+        time has passed. A newer round starting ends an older one still running."""
         if self._round_over is not None:
             self._round_over.set()
         over = self._round_over = asyncio.Event()
-        now = self.clock.now()
-        self._refresh_expiry(now)
+        self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        by_station: dict[str, list[ConnectorPlan]] = {}
-        for ref, cplan in plan.connectors.items():   # once, not once per station
-            by_station.setdefault(ref.station_id, []).append(cplan)
-        work: dict[str, tuple | None] = {}
-        for index, control in enumerate(controls):
-            if index % WORK_CHUNK == WORK_CHUNK - 1:
-                # comparing with what is installed costs ~1 ms a station: on a site of
-                # thousands, give the stations' answers their turn in between (issue 10)
-                await asyncio.sleep(0)
-            sid = control.station_id
-            if control.lock.locked():
-                work[sid] = None   # busy: compared when it is free
-            else:
-                resend = control.resend
-                work[sid] = (*self._work(control, plan, by_station.get(sid, ())),
-                             control.lock.holds, resend)
-        loop = asyncio.get_running_loop()
-        # a busy station may have decreases: the increases sharing a node with it wait for it
-        done = {sid: loop.create_future() for sid, w in work.items() if w is None or w[0]}
-        root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.view.limits.change_times(now))
-        # circuits a DR event limits, once per round (not once per station: O(stations^2))
-        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
-        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
-                    != self.topology.node_ids[0]}
-        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
-                   for c in controls}
-        gates = DecreaseGates(done, limited)
-
-        def current(control: StationControl) -> tuple[list, list]:
-            """Under the station's lock: its work, compared again if it is stale."""
-            sid = control.station_id
-            first = work[sid]
-            if first is not None and control.lock.holds == first[2] + 1:
-                return first[0], first[1]
-            if first is not None:
-                control.resend |= first[3]   # the first comparison consumed it
-            return self._work(control, plan, by_station.get(sid, ()))
-
-        async def decrease(control: StationControl) -> tuple[list, int] | None:
-            """Its decreases; (its increases, the lock's holds after), None: superseded."""
-            ok, at, rest = False, None, None
-            try:
-                async with control.lock:
-                    if over.is_set():
-                        return None   # not begun when a newer round came: that one decides
-                    downs, ups = current(control)
-                    ok = True
-                    if downs:
-                        async with self._sending:
-                            ok = await self._run_items(control, downs, decrease=True)
-                        at = self.clock.now()
-                    rest = (ups, control.lock.holds)
-            finally:
-                outcome = done[control.station_id]
-                if not outcome.done():   # cancelled only when the whole round is
-                    outcome.set_result((ok, at))
-            return rest
-
-        async def turn(sid: str) -> bool:
-            """Wait for the decreases this station's increases depend on and the settle time;
-            False: one was not acknowledged (held, re-planning)."""
-            failed, latest = await gates.wait(sid)
-            if failed:
-                log.warning("station %s: increases held: decreases at %s not acknowledged; "
-                            "re-planning", sid, ", ".join(failed[:10])
-                            + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
-                self.publish(learned.ReplanWanted(f"held:{sid}"))
-                return False
-            if latest is not None:
-                settled = latest + timedelta(seconds=self.settings.settle_s)
-                await self.clock.sleep((settled - self.clock.now()).total_seconds())
-            return True
-
-        def superseded() -> bool:
-            return over.is_set() or self._wake.is_set()
-
-        async def increase(control: StationControl, items: list, holds: int) -> None:
-            sid = control.station_id
-            waiting = asyncio.ensure_future(turn(sid))
-            newer = asyncio.ensure_future(over.wait())
-            try:
-                await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                newer.cancel()
-            if not waiting.done() or superseded():
-                # a newer plan came while this waited for decreases or the settle time: its
-                # round decides, after its own decreases. Waiting on here held that round (a
-                # DR event's decreases) back by the settle time and more (issue 10).
-                waiting.cancel()
-                return
-            if not waiting.result():
-                return
-            async with control.lock:
-                if control.lock.holds != holds + 1:
-                    # another holder changed what it accepted: compared again, its own
-                    # decreases first
-                    downs, items = self._work(control, plan, by_station.get(sid, ()))
-                    if downs:
-                        async with self._sending:
-                            if not await self._run_items(control, downs, decrease=True):
-                                self.publish(learned.ReplanWanted(f"held:{sid}"))
-                                return
-                if self._latest is not plan and self._latest is not None:
-                    # a newer plan came while we waited: only what it still allows goes out
-                    # now, the rest with its own round (after its own decreases)
-                    items = [item for item in items
-                             if self._still_wanted(item, sid, self._latest)]
-                async with self._sending:
-                    if superseded():
-                        return   # a newer plan came while this queued: as above
-                    await self._run_items(control, items, decrease=False)
-
-        async def station_round(control: StationControl) -> None:
-            sid = control.station_id
-            if sid in done:
-                rest = await decrease(control)
-                if rest is None:
-                    return
-                ups, holds = rest
-            else:
-                _, ups, holds, _ = work[sid]
-            if ups:
-                await increase(control, ups, holds)
-
-        try:
-            # decreases first: each station's task takes its lock and queues for a sending
-            # slot in this order (FIFO), the stations with decreases ahead
-            order = sorted(controls, key=lambda c: c.station_id not in done)
-            await asyncio.gather(*(station_round(c) for c in order))
-        finally:
-            gates.cancel()
+        await DispatchRound(self, plan, over).run(controls)
         for control in controls:
             # in the background: a station that does not answer must not hold the next round
             self._spawn(self._probe(control, plan))
         self._audit_wake.set()
-
-    @staticmethod
-    def _still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:
-        """An increase from an older plan that the latest plan allows in every interval."""
-        if item[0] == "idle":
-            value = latest.idle_w.get(ConnectorRef(station_id, item[1]))
-            return value is not None and value >= item[2] - 1.0
-        if item[0] == "plan":
-            old = item[1]
-            new = latest.connectors.get(old.ref)
-            if new is None or new.transaction_id != old.transaction_id:
-                return False
-            moments = [m for m in set(old.slot_starts) | set(new.slot_starts)
-                       if m >= max(old.start, new.start)]
-            return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
-        return True
-
-    def _limited_nodes(self, station_id: str, root_limited: bool,
-                       dr_nodes: set[int] = frozenset()) -> set[int]:
-        """The nodes above a station that have a limit: two stations sharing one depend on each
-        other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
-        topo = self.topology
-        out = {self.topology.station_node[station_id]}   # its own decreases, always
-        for node in topo.ancestors(topo.station_node[station_id]):
-            if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
-                out.add(node)
-        if root_limited:
-            out.add(0)
-        # a circuit with no limit of its own is limited while a DR event is on it
-        out.update(dr_nodes.intersection(topo.ancestors(topo.station_node[station_id])))
-        return out
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
