@@ -87,9 +87,10 @@ async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_res
             monitor.start()
             planned = sum(composite_w(fleet, s, clock.now()) for s in fleet.stations)
             assert planned <= CAP_W + 1
-            # the utility announces an event 10 minutes ahead
-            start = clock.now() + timedelta(minutes=10)
-            end = start + timedelta(minutes=10)
+            # the utility announces an event 5 minutes ahead (2.5 s real for the profiles to
+            # go out: a re-plan and one answer per station take a fraction of that)
+            start = clock.now() + timedelta(minutes=5)
+            end = start + timedelta(minutes=5)
             body = {"id": "dr-e2e", "start": format_ocpp_time(start),
                     "end": format_ocpp_time(end), "limit_w": 12_000}
             async with aiohttp.ClientSession() as http:
