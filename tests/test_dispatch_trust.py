@@ -286,3 +286,37 @@ async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_
         finally:
             cp2.profile_answers.set()
             await fleet.stop()
+
+
+async def test_an_increase_waiting_when_a_limit_is_lowered_is_not_sent(tmp_path):
+    """An operator's cap lowered at once: the re-plan takes a moment, and an increase of the
+    old plan that finished waiting meanwhile went out, raising a site already over its new cap
+    (seen in test_site_e2e's zero-notice test, about one run in three). The order is forced:
+    CP2's increase waits for CP1's decrease, which CP1 holds; the cap is lowered and CP1
+    answers in one step, before any re-plan."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = two_feeders()
+    dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        dispatcher = server.dispatcher
+        fleet = fleet_for(site, server, clock)
+        cp1 = fleet.station("CP1")
+        try:
+            await start_three(server, fleet, clock)
+            await wait_until(lambda: dispatcher.rounds_running == 0, 10, "rounds over")
+            cp1.quirks = Quirks(silent_profiles=True)
+            controller.ev_cap_w[REF1] = 3_000.0
+            del controller.ev_cap_w[REF2]
+            controller.request_replan("test")
+            await wait_until(lambda: cp1.profiles_held > 0, 10, "CP1's decrease held")
+            assert limit_w(fleet, REF2) <= 11_000 + 1      # waiting for CP1's decrease
+            controller.limits.set_operator_cap(12_000.0, since=clock.now())
+            cp1.quirks = Quirks()
+            cp1.profile_answers.set()
+            await wait_until(lambda: dispatcher.rounds_running == 0, 10, "the round over")
+            assert limit_w(fleet, REF2) <= 11_000 + 1
+        finally:
+            cp1.profile_answers.set()
+            await fleet.stop()

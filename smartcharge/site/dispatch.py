@@ -130,6 +130,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
+        self.rounds_running = 0   # a newer round starts at once: an older one may still run
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
         self._round_over: asyncio.Event | None = None   # set when a newer round starts
 
@@ -198,11 +199,13 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             # DR event's decreases behind a silent station for its call timeouts.
 
     async def _round(self, plan: Plan) -> None:
+        self.rounds_running += 1
         try:
             await self.dispatch_plan(plan)
         except Exception:  # task boundary: next plan gets its chance
             log.exception("dispatching plan from %s failed", plan.at if plan else None)
         finally:
+            self.rounds_running -= 1
             self.rounds_done += 1
             done, self.round_done = self.round_done, asyncio.Event()
             done.set()

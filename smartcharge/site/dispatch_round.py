@@ -36,6 +36,9 @@ class DispatchRound:
         self.d = dispatcher
         self.plan = plan
         self.over = over     # set when a newer round starts
+        # a limit changed since the plan: its increases are not sent (a re-plan is coming)
+        self.limits_version = plan.extra.get("limits_version",
+                                             dispatcher.view.limits.version)
         self.by_station: dict[str, list[ConnectorPlan]] = {}
         for ref, cplan in plan.connectors.items():   # once, not once per station
             self.by_station.setdefault(ref.station_id, []).append(cplan)
@@ -92,7 +95,10 @@ class DispatchRound:
         return self.d._work(control, self.plan, self.by_station.get(sid, ()))
 
     def _superseded(self) -> bool:
-        return self.over.is_set() or self.d._wake.is_set()
+        """A newer plan, or a limit changed since this one (an operator's cap lowered at once:
+        the re-plan takes a moment; no increase of the old plan goes out meanwhile)."""
+        return (self.over.is_set() or self.d._wake.is_set()
+                or self.d.view.limits.version != self.limits_version)
 
     async def _station(self, control: StationControl) -> None:
         sid = control.station_id
