@@ -138,6 +138,8 @@ class DispatchRound:
         False: one was not acknowledged (held, re-planning)."""
         d = self.d
         failed, latest = await self.gates.wait(sid)
+        if self._superseded():
+            return False   # a decrease left to the newer round is not a failure
         if failed:
             log.warning("station %s: increases held: decreases at %s not acknowledged; "
                         "re-planning", sid, ", ".join(failed[:10])
