@@ -93,13 +93,19 @@ async def test_fail_safe_setup_goes_out_once_per_boot(tmp_path):
                         and json.loads(r["profile_json"])["csChargingProfiles"]["stackLevel"]
                         == 0]
 
+            def settled():
+                # the setups over (they hold the station while they send) and every plan
+                # dispatched: a second setup, or a round sending the defaults again, is in
+                return server.dispatcher.idle and not any(
+                    server.dispatcher.stations[s].lock.locked() for s in ("CP1", "CP2"))
+
             def installed(station_id):
                 return sum(1 for p in fleet.station(station_id).profiles.profiles
                            if p.purpose == "TxDefaultProfile" and p.stack_level == 0)
 
             await wait_until(lambda: all(installed(s) == 2 for s in ("CP1", "CP2")), 10,
                              "defaults installed")
-            await server.dispatcher.round_done.wait()
+            await wait_until(settled, 10, "setups over, every plan dispatched")
             rows = await _rows(server)
             for sid in ("CP1", "CP2"):
                 assert len(setups(rows, sid)) == 1, setups(rows, sid)
@@ -110,7 +116,7 @@ async def test_fail_safe_setup_goes_out_once_per_boot(tmp_path):
             station.request_reset("Hard")
             await wait_until(lambda: station.boots > boots, 10, "CP1 rebooted")
             await wait_until(lambda: installed("CP1") == 2, 10, "defaults again")
-            await server.dispatcher.round_done.wait()
+            await wait_until(settled, 10, "setups over, every plan dispatched")
             rows = await _rows(server)
             assert len(setups(rows, "CP1")) == 2 and len(fail_safe(rows, "CP1")) == 4
             assert len(setups(rows, "CP2")) == 1

@@ -95,7 +95,7 @@ async def test_a_rejected_decrease_holds_the_increases_under_its_feeder_only(tmp
             controller.request_replan("test")
             await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
             await wait_until(lambda: REF1 in controller.plan.fixed_w, 10, "CP1 re-planned")
-            await server.dispatcher.round_done.wait()
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             # CP1 still draws what its old profile allows: planned at that, not at its maximum
             assert abs(controller.plan.fixed_w[REF1] - before_w) < 100, controller.plan.fixed_w
             assert limit_w(fleet, REF2) <= 22_000 - before_w + 1

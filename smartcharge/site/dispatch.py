@@ -188,6 +188,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self.rounds_running += 1   # from now: `idle` must not see a gap before it starts
             current = self._tasks.spawn(self._round(self._latest))
             newer = asyncio.ensure_future(self._wake.wait())
             try:
@@ -198,8 +199,12 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             # (a station that does not answer) end in the background. Waiting for them held a
             # DR event's decreases behind a silent station for its call timeouts.
 
+    @property
+    def idle(self) -> bool:
+        """Every plan made so far has had its round (none waiting, none running)."""
+        return not self._wake.is_set() and self.rounds_running == 0
+
     async def _round(self, plan: Plan) -> None:
-        self.rounds_running += 1
         try:
             await self.dispatch_plan(plan)
         except Exception:  # task boundary: next plan gets its chance
