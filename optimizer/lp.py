@@ -372,6 +372,23 @@ class HighsModel:
         return arrays.to_power(z), info
 
 
+    def stabilise(self, targets, time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """Among the optima of the last solve, the one closest to the previous allocation
+        (optimizer/stable.py); targets = stable.stable_targets(...). Leaves the model restricted
+        to that optimal face: call it once, after the last solve."""
+        from optimizer import stable
+
+        started = time.perf_counter()
+        end = None if time_limit_s is None else started + time_limit_s
+        variables, previous_w, weight = targets
+        stable.restrict_to_optimal_face(self.highs)
+        stable.add_deviation(self.highs, variables, previous_w, weight)
+        z, deviation, iterations = self._run(end, "the plan closest to the previous one")
+        return self.arrays.to_power(z), {"solve_s": time.perf_counter() - started,
+                                         "iterations": iterations,
+                                         "deviation_wh": deviation}
+
+
 def solve_lp(problem: Problem, objective: Objective, upper_w: np.ndarray,
              time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
     """Backend entry point: the optimal (N, T) power under upper_w, and timings/diagnostics."""

@@ -66,6 +66,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
+from optimizer.stable import stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -152,7 +153,18 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
             break
         solve_s += info["solve_s"]
         iterations += info["iterations"]
+    stable_info = {}
+    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
+    if targets is not None and stopped is None:
+        try:
+            power_w, stable_info = model.stabilise(targets, deadline.left_s())
+        except SolverFailed as exc:  # the optimum found stands, merely less stable
+            stable_info = {"stable_failed": str(exc)}
+        solve_s += stable_info.get("solve_s", 0.0)
+        iterations += stable_info.get("iterations", 0)
     return power_w, {"build_s": build_s, "solve_s": solve_s, "objective": info["objective"],
+                     "stable_s": stable_info.get("solve_s"),
+                     "stable_failed": stable_info.get("stable_failed"),
                      "rounds_stopped": stopped, "energy_first": info["energy_first"],
                      "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
                      "status": info["status"],
