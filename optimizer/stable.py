@@ -35,6 +35,7 @@ import numpy as np
 from optimizer.problem import Problem
 
 ZERO_DUAL = 1e-10
+EARLY = 2.0
 
 
 def stable_targets(problem: Problem, x_connector: np.ndarray, x_slot: np.ndarray):
@@ -82,7 +83,11 @@ def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.nd
     and one row x - up + down = previous per variable)."""
     n_cols = int(highs.getNumCol())
     k = int(variables.size)
-    highs.changeColsCost(n_cols, np.arange(n_cols, dtype=np.int32), np.zeros(n_cols))
+    cost = np.zeros(n_cols)
+    # -EARLY per Wh delivered in these slots: more now always wins over closer to the
+    # previous plan (a Wh more changes the deviation by at most one Wh)
+    cost[variables] = -EARLY * weight
+    highs.changeColsCost(n_cols, np.arange(n_cols, dtype=np.int32), cost)
     costs = np.concatenate([weight, weight]).astype(np.float64)
     highs.addCols(2 * k, costs, np.zeros(2 * k), np.full(2 * k, highspy.kHighsInf), 0,
                   np.zeros(2 * k, dtype=np.int32), np.zeros(0, dtype=np.int32),
