@@ -91,6 +91,9 @@ BACKENDS = ("auto", *SOLVERS, *BASELINES)
 WARM_ROUNDS = 0
 SMALL_WARM_ROUNDS = 1
 SMALL_CONNECTORS = 500
+# Up to this many sessions a problem with a previous allocation goes to HiGHS even where the
+# flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
+STABLE_FLOW_CONNECTORS = 500
 COLD_ROUNDS = 0
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
@@ -213,6 +216,10 @@ def _pick_auto(problem: Problem) -> str:
         from optimizer import flow
     except ImportError:
         return "highs"
+    if problem.previous_w is not None and problem.n_connectors <= STABLE_FLOW_CONNECTORS:
+        # only the LP has the stable pass (its duals give the optimal face; the flow solver
+        # gives no potentials): on small sites HiGHS costs ~20 ms more than the flow
+        return "highs"
     return "flow" if flow.applicable(problem) else "highs"
 
 
@@ -312,13 +319,8 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc), found)
     started = time.perf_counter()
-    projected, checked = project_checked(problem, power_w)
-    paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
-    power_w = projected
+    power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0))
     rounded = info.get("paused", 0) + paused_by_projection > 0
-    if rounded:
-        # Pausing (by the rounds or by the projection) may have left room nobody uses.
-        power_w, checked = project_checked(problem, baselines.top_up(problem, power_w))
     info["paused_by_projection"] = paused_by_projection
     _assert_feasible(problem, power_w, backend, checked)
     check_s = time.perf_counter() - started
@@ -337,6 +339,17 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
         # The guard's baselines are part of the solve: count them, so benchmarks see the total.
         return dataclasses.replace(guarded, solve_s=guarded.solve_s + time.perf_counter() - started)
     return schedule
+
+
+def _round(problem: Problem, power_w: np.ndarray, paused: int):
+    """(lawful power, checked, entries the projection paused): the safety projection, and a
+    greedy top-up when anything was paused (by the rounds or by the projection: that may have
+    left room nobody uses)."""
+    projected, checked = project_checked(problem, power_w)
+    paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
+    if paused + paused_by_projection > 0:
+        projected, checked = project_checked(problem, baselines.top_up(problem, projected))
+    return projected, checked, paused_by_projection
 
 
 def _solve_baseline(problem: Problem, objective: Objective, name: str) -> Schedule:

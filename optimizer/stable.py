@@ -73,8 +73,7 @@ def restrict_to_optimal_face(highs: highspy.Highs) -> None:
         at = _nearest_bound(np.asarray(solution.row_value)[tight], lower, upper)
         # an infinite bound is never the one a row with a non-zero dual sits on
         at = np.where(np.isfinite(at), at, np.where(np.isfinite(lower), lower, upper))
-        for row, value in zip(tight.tolist(), at.tolist()):
-            highs.changeRowBounds(int(row), float(value), float(value))
+        highs.changeRowsBounds(int(tight.size), tight.astype(np.int32), at, at)
 
 
 def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.ndarray,
