@@ -363,10 +363,16 @@ def uncontrolled(problem: Problem) -> np.ndarray:
 
 
 def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
-    """Connector indices, highest weight first, then smallest key, then index."""
+    """Connector indices, highest weight first, then smallest key, then the cars running now in
+    the previous allocation (Problem.previous_w: a tie does not pause one to start another),
+    then index."""
     weight = quantised_weight(problem.weight)
-    # = np.lexsort((index, key, -weight)): stable sorts keep the index order within ties.
-    by_key = np.argsort(key, kind="stable")
+    # = np.lexsort((index, running, key, -weight)): stable sorts keep the order within ties.
+    order = np.arange(problem.n_connectors)
+    if problem.previous_w is not None:
+        order = np.argsort(~(np.nan_to_num(problem.previous_w[:, 0], nan=0.0) > 1e-6),
+                           kind="stable")
+    by_key = order[np.argsort(key[order], kind="stable")]
     return by_key[np.argsort(-weight[by_key], kind="stable")]
 
 
