@@ -20,6 +20,9 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
    violation here is a bug; `safety.project_checked` reports the `check.feasible` test it ended
    on, the same comparisons as `check(tol=0)`, so the result is not checked twice).
+   Stable plans: with a previous allocation (`Problem.previous_w`), after the last HiGHS solve
+   a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
+   to it in the slots it names (optimizer/stable.py), before the projection and the top-up.
 4. If the backend fails or runs out of time: the better of EDF and LLF, status FALLBACK.
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
