@@ -363,16 +363,10 @@ def uncontrolled(problem: Problem) -> np.ndarray:
 
 
 def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
-    """Connector indices, highest weight first, then smallest key, then the cars running now in
-    the previous allocation (Problem.previous_w: a tie does not pause one to start another),
-    then index."""
+    """Connector indices, highest weight first, then smallest key, then index."""
     weight = quantised_weight(problem.weight)
-    # = np.lexsort((index, running, key, -weight)): stable sorts keep the order within ties.
-    order = np.arange(problem.n_connectors)
-    if problem.previous_w is not None:
-        order = np.argsort(~(np.nan_to_num(problem.previous_w[:, 0], nan=0.0) > 1e-6),
-                           kind="stable")
-    by_key = order[np.argsort(key[order], kind="stable")]
+    # = np.lexsort((index, key, -weight)): stable sorts keep the index order within ties.
+    by_key = np.argsort(key, kind="stable")
     return by_key[np.argsort(-weight[by_key], kind="stable")]
 
 
@@ -443,13 +437,6 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     """
     tree = _tree(problem)
     order = _priority_order(problem, problem.departure_slot.astype(float))
-    # In the slots a previous allocation is kept for, the cars it ran come first (within a
-    # weight): the room pausing freed keeps a running car running before it starts a waiting one.
-    kept = np.zeros(problem.n_slots, bool) if problem.previous_w is None else \
-        np.isfinite(problem.previous_w).any(axis=0)
-    if kept.any():
-        running = np.nan_to_num(problem.previous_w, nan=0.0) > 1e-6
-        weight = quantised_weight(problem.weight)
     power_w = np.asarray(power_w, dtype=float)
     wh = problem.wh_per_w
     remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)
@@ -466,11 +453,7 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
         room_w = np.where(room_w >= need_min, room_w, 0.0)
         if not room_w.any():
             continue
-        slot_order = order
-        if kept[t]:
-            slot_order = order[np.lexsort((~running[order, t], -weight[order]))]
-        extra = serve_in_order(problem, t, room_w, slot_order, tree, used_w=current,
-                               min_w=need_min)
+        extra = serve_in_order(problem, t, room_w, order, tree, used_w=current, min_w=need_min)
         power_t[t] = current + extra
         remaining = np.maximum(remaining - extra * wh[t], 0.0)
     return np.ascontiguousarray(power_t.T)
