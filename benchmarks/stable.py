@@ -8,9 +8,9 @@ A re-plan as the controller makes one: `optimizer.instances.generate(N, family)`
 car asking half as much (what changes between two re-plans: a need, a car). "Changed" counts
 the (connector, slot) entries of the kept window (slots 34-35, 30 minutes: what the stations'
 profiles hold) that differ by more than 1 W from the previous plan; "pauses" the connectors
-running in slot 34 of the previous plan and at 0 in the new one. Methods: `auto` without a
-previous plan (the flow where it applies), `highs` without one, `highs + previous` (the stable
-pass), each end to end (`solve`: rounding, top-up, guard), median of the repeats.
+running in slot 34 of the previous plan and at 0 in the new one. Methods: `highs` without a
+previous plan, `auto` without one (the flow where it applies), `highs + previous` (the stable
+pass; no min-rate re-solve round then), each end to end (`solve`: rounding, top-up, guard), median of the repeats.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
     for family in args.families:
         for n in args.sizes:
             problem, previous, before = _case(n, family)
-            runs = [("auto", problem, "auto"), ("highs", problem, "highs"),
+            runs = [("highs", problem, "highs"), ("auto", problem, "auto"),
                     ("highs + previous", dataclasses.replace(problem, previous_w=previous),
                      "highs")]
             reference = None
