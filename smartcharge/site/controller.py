@@ -505,22 +505,24 @@ class SiteController:
         """(N, T) what the last plan gives each session in the slots starting within
         stable_window_s (NaN later): among equal optima the optimizer keeps it, so a re-plan
         does not pause a running car or start a waiting one for nothing. A session the last
-        plan did not have is at 0: not running."""
+        plan did not have has no preference (NaN); None when no session has one (the first
+        plan after a start: planned as before, by the flow where it applies)."""
         window_s = self.settings.stable_window_s
         if window_s is None or not controlled:
             return None
         kept = [t for t, start in enumerate(starts) if (start - now).total_seconds() < window_s]
         previous = np.full((len(controlled), len(starts)), np.nan)
-        previous[:, kept] = 0.0
         old = self.plan.connectors if self.plan is not None else {}
+        known = False
         for i, ref in enumerate(controlled):
             cplan = old.get(ref)
             if cplan is None or cplan.transaction_id != built["transaction_id"][ref]:
                 continue
             floor_w = built["floor_w"][ref]
+            known = known or bool(kept)
             for t in kept:
                 previous[i, t] = max(cplan.power_at(starts[t]) - floor_w, 0.0)
-        return previous
+        return previous if known else None
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
         """Runs in a worker thread. optimizer.solve never raises for a valid Problem; if the
