@@ -23,7 +23,8 @@ Shapes (N connectors with an active session, T slots, M circuit-tree nodes):
     previous_w      (N, T) or None the allocation installed before this problem [W], NaN where
                     there is none to keep (a slot no station holds a profile for); among plans
                     equal on every level of the objective, solve keeps the one closest to it
-                    (optimizer/stable.py). A car that just arrived has 0: it is not running.
+                    (optimizer/stable.py). 0 means "not running": keep it so; the controller
+                    gives a car the last plan did not have NaN (no preference).
 
 A per-slot field (N, T) or (M, T) also takes a scalar (everyone, every slot) or one value per
 connector or node (N,) / (M,), the same in every slot.
