@@ -1,11 +1,12 @@
 """Stable plans: among equal-value optima, solve keeps the allocation installed before
 (`Problem.previous_w`, optimizer/stable.py), without giving up anything on a higher level."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from optimizer import Problem, solve
-from optimizer.lp import build_lp, HighsModel
 from optimizer.objective import build_objective, evaluate
 from optimizer.urgency import urgency
 
@@ -88,3 +89,27 @@ def test_shape_and_sign_are_checked():
         Problem(slot_s=[900.0], max_power_w=1.0, energy_wh=[1.0], arrival_slot=[0],
                 departure_slot=[1], node_parent=[-1], connector_node=[0],
                 previous_w=[[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_previous_plans_change_no_level_of_the_objective(family, seed):
+    # On the relaxation (no minimum rates, so no rounding after the LP), any previous
+    # allocation - even a random one - moves the plan only along the optimal face: the
+    # objective and the weighted energy (held lexicographically under phase limits) are equal.
+    from optimizer import instances
+    from optimizer.solve import weighted_energy_wh
+
+    problem = instances.generate(30, family=family, seed=seed, min_power=False)
+    rng = np.random.default_rng(seed)
+    previous = np.full(problem.upper_w.shape, np.nan)
+    window = slice(32, 35)
+    previous[:, window] = rng.uniform(0.0, 1.0, (problem.n_connectors, 3)) * \
+        problem.upper_w[:, window]
+    free = solve(problem, backend="highs")
+    kept = solve(dataclasses.replace(problem, previous_w=previous), backend="highs")
+    assert kept.extra.get("stable_s") is not None
+    assert kept.objective == pytest.approx(free.objective, rel=1e-9)
+    assert weighted_energy_wh(problem, kept.power_w) == pytest.approx(
+        weighted_energy_wh(problem, free.power_w), rel=1e-9)
+    assert kept.status == free.status
