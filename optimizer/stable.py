@@ -30,6 +30,12 @@ ZERO_DUAL counts as zero: the smallest urgency difference the objective can expr
 1e-8 per W (1 / (2 K Q) VU per Wh on a 10 s slot), the numerical noise of a reduced cost about
 1e-13. Measured in benchmarks/README.md ("Stable allocations").
 
+The dual must be the objective's: under per-phase limits the last HiGHS run may be the check
+of the weighted energy alone (optimizer/lp.py), whose duals describe a larger face; the model
+then re-runs the objective first (warm from a basis already optimal for it, 0 iterations).
+tests/test_optimizer_stable.py checks random previous plans on random power and phase
+instances: the objective and the weighted energy do not move.
+
 The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
 (`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
 sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
