@@ -552,6 +552,7 @@ class SiteController:
 
     async def replan(self, reasons: set[str] | None = None) -> Plan:
         now = self.clock.now()
+        limits_version = self.limits.version   # dispatch holds increases once it moves on
         problem, controlled, fixed, root_sources, starts, built = self.build_problem(now)
         started = time.perf_counter()
         if problem.n_connectors:
@@ -582,7 +583,8 @@ class SiteController:
         self.plan = Plan(at=now, connectors=plans, fixed_w=fixed, idle_w=idle,
                          root_limit_w=float(problem.node_limit_w[0, 0] + sum(fixed.values()))
                          if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"),
-                         root_source=root_sources[0], status=status)
+                         root_source=root_sources[0], status=status,
+                         extra={"limits_version": limits_version})
         self.stats.replans += 1
         self.stats.last_solve_s = time.perf_counter() - started
         self.stats.last_status = status

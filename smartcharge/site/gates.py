@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
-Outcome = tuple[bool, datetime]     # (every decrease acknowledged, when it finished)
+# (every decrease acknowledged, when the last one finished; None: it had none to send)
+Outcome = tuple[bool, datetime | None]
 
 
 class DecreaseGates:
@@ -39,7 +40,8 @@ class DecreaseGates:
                 outcomes = await asyncio.gather(*(asyncio.shield(self._done[m])
                                                   for m in members))
                 failed = [m for m, (ok, _) in zip(members, outcomes) if not ok]
-                return failed, max((at for _, at in outcomes), default=None)
+                return failed, max((at for _, at in outcomes if at is not None),
+                                   default=None)
 
             self._by_node[node] = asyncio.ensure_future(gather())
         return self._by_node[node]
