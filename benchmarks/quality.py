@@ -97,6 +97,8 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
         "long_dips": long_dips, "deepest": depth,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
+        "pauses": int(np.sum(result.pauses)),
+        "pauses_per_car_h": float(np.sum(result.pauses) / max(np.sum(result.hours_plugged), 1e-9)),
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
             np.array(result.hours_plugged), 1.0)))),
         "replans": result.replans,
@@ -121,21 +123,21 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
           "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | "
-          "violations | Jain | "
-          "max pauses per car-hour | cars paused > 1/h | re-plans | offered, not taken kWh: "
-          "full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
+          "cars paused > 1/h | re-plans | offered, not taken kWh: full / taper / other |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
                   f"{m['of_offline']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
-                  f"slots | {m['jain']:.3f} | - | - | - | - |")
+                  f"slots | {m['jain']:.3f} | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
               f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
               f"{m['dips']} ({m['long_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
-              f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} | "
+              f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
+              f"{m['cars_over_1_per_h']} | {m['replans']} | "
               + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))
               + " |")
 

@@ -154,7 +154,11 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
                              and len(controller.plan.connectors) == 2, 10, "both planned")
             controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0})
             controller.request_replan("test")
-            # (no TxProfile where the plan equals the fail-safe share: the limits say it)
+            # (no TxProfile where the plan equals the fail-safe share: the limits say it; the
+            # fail-safe shares are 11 / 11 kW too, so the plan must say it first, or the next
+            # re-plan swallows this one and the first plan's round is still out)
+            await wait_until(lambda: all(abs(controller.plan.connectors[ref].power_at(
+                clock.now()) - 11_000) < 100 for ref in (REF1, REF2)), 10, "11 / 11 kW planned")
             await wait_until(lambda: abs(limit_w(fleet, REF1) - 11_000) < 100
                              and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
             # checked now and inside the coming event, at every profile installed

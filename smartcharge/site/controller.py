@@ -78,6 +78,9 @@ class ControllerSettings:
     guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
     backend: str = "auto"              # optimizer.solve backend; a baseline name ("edf", "llf",
                                        # "equal_share") runs that heuristic (benchmarks)
+    stable_window_s: float | None = 1800.0   # the slots starting this soon keep the previous
+                                       # plan among equal optima (what the stations hold: the
+                                       # profile lifetime); None: no preference (optimizer/stable.py)
 
 
 @dataclass
@@ -518,8 +521,9 @@ class SiteController:
                 # under the car's minimum it cannot charge at all
                 cap = np.where(cap < arrays["min_power_w"][i], 0.0, cap)
                 max_matrix[i] = np.minimum(max_matrix[i], cap)
+        previous_w = self._previous_w(controlled, built, starts, now)
         problem = optimizer.Problem(
-            slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy,
+            slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
             arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
             node_parent=topo.node_parent, connector_node=arrays["connector_node"],
             node_limit_w=node_w, node_limit_a=node_a,
@@ -527,6 +531,30 @@ class SiteController:
             phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
             price_per_kwh=self.prices.per_slot(starts, ends))
         return problem, controlled, fixed, root_sources, starts, built
+
+    def _previous_w(self, controlled: list[ConnectorRef], built: dict,
+                    starts: list[datetime], now: datetime) -> np.ndarray | None:
+        """(N, T) what the last plan gives each session in the slots starting within
+        stable_window_s (NaN later): among equal optima the optimizer keeps it, so a re-plan
+        does not pause a running car or start a waiting one for nothing. A session the last
+        plan did not have has no preference (NaN); None when no session has one (the first
+        plan after a start: planned as before, by the flow where it applies)."""
+        window_s = self.settings.stable_window_s
+        if window_s is None or not controlled:
+            return None
+        kept = [t for t, start in enumerate(starts) if (start - now).total_seconds() < window_s]
+        previous = np.full((len(controlled), len(starts)), np.nan)
+        old = self.plan.connectors if self.plan is not None else {}
+        known = False
+        for i, ref in enumerate(controlled):
+            cplan = old.get(ref)
+            if cplan is None or cplan.transaction_id != built["transaction_id"][ref]:
+                continue
+            floor_w = built["floor_w"][ref]
+            known = known or bool(kept)
+            for t in kept:
+                previous[i, t] = max(cplan.power_at(starts[t]) - floor_w, 0.0)
+        return previous if known else None
 
     def _solve(self, problem) -> tuple[np.ndarray, str]:
         """Runs in a worker thread. optimizer.solve never raises for a valid Problem; if the
