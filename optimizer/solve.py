@@ -69,7 +69,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import stable_targets
+from optimizer.stable import keep_window, stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -411,7 +411,12 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    _assert_feasible(problem, power_w, name)
+    kept = _kept_window(problem, schedule.power_w, name, theirs)
+    if kept is not None:
+        power_w, name = kept
+        theirs = weighted_energy_wh(problem, power_w)
+    else:
+        _assert_feasible(problem, power_w, name)
     return _schedule(
         problem, objective, power_w, status=NEAR_OPTIMAL, backend=name,
         build_s=schedule.build_s, solve_s=schedule.solve_s,
@@ -419,3 +424,17 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
                  f"({theirs:.1f} vs {ours:.1f} Wh) after minimum-rate rounding, returned instead"),
         relaxation_objective=schedule.relaxation_objective,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
+
+
+def _kept_window(problem: Problem, ours_w: np.ndarray, name: str, theirs_wh: float):
+    """(power_w, backend) of our plan in the kept slots with baseline `name` after them, when it
+    delivers at least the baseline's weighted energy `theirs_wh`; else None (optimizer/stable.py
+    `keep_window`: the guard still compares on energy alone, this is only a tie-break)."""
+    combined = keep_window(problem, ours_w, BASELINES[name])
+    if combined is None:
+        return None
+    combined, checked = project_checked(problem, combined)
+    if weighted_energy_wh(problem, combined) < theirs_wh * (1.0 - 1e-12):
+        return None
+    _assert_feasible(problem, combined, name, checked)
+    return combined, f"kept+{name}"

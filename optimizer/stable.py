@@ -49,6 +49,8 @@ not kept: over the four seeded days of `benchmarks.quality` it changed nothing m
 
 from __future__ import annotations
 
+import dataclasses
+
 import highspy
 import numpy as np
 
@@ -118,3 +120,33 @@ def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.nd
     starts = (3 * np.arange(k)).astype(np.int32)
     highs.addRows(k, previous_w.astype(np.float64), previous_w.astype(np.float64), 3 * k,
                   starts, index, value)
+
+
+def kept_slots(problem: Problem) -> int:
+    """How many slots from the start hold a previous allocation to keep (up to the last slot
+    with one); 0 without a previous allocation."""
+    if problem.previous_w is None:
+        return 0
+    known = np.flatnonzero(np.isfinite(problem.previous_w).any(axis=0))
+    return int(known[-1]) + 1 if known.size else 0
+
+
+def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | None:
+    """(N, T) our plan in the kept slots and `baseline` (Problem -> (N, T) power) on what is left
+    after them; None without kept slots. For the portfolio guard: a baseline that beats the
+    rounded stable plan over the whole horizon usually wins in the later slots (rounding loss
+    there), and returning it whole paused cars the previous plan ran now. Not projected: the
+    caller projects (limits are per slot, so the two parts only share the energy caps, which
+    the residual problem keeps)."""
+    k = kept_slots(problem)
+    if k == 0:
+        return None
+    ours_w = np.asarray(ours_w, dtype=float)
+    got_wh = ours_w[:, :k] @ problem.wh_per_w[:k]
+    upper = np.array(problem.upper_w)
+    upper[:, :k] = 0.0
+    residual = dataclasses.replace(problem, energy_wh=np.maximum(problem.energy_wh - got_wh, 0.0),
+                                   max_power_w=upper, previous_w=None)
+    combined = np.array(baseline(residual), dtype=float)
+    combined[:, :k] = ours_w[:, :k]
+    return combined
