@@ -135,3 +135,18 @@ def test_the_guard_keeps_the_kept_window_when_a_baseline_wins():
     assert not ((kept.power_w[:, 34] == 0) & running).any()
     assert weighted_energy_wh(problem, kept.power_w) >= \
         weighted_energy_wh(problem, baseline.power_w) * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("running", [0, 1])
+def test_the_top_up_serves_the_running_car_first_on_a_tie(running):
+    # Two alike cars (same weight, same departure), room for one: the top-up's EDF order ties,
+    # and the car the previous plan ran gets the room (it was index order: car 0).
+    from optimizer.baselines import edf, top_up
+
+    previous = np.zeros((2, 2))
+    previous[running] = 11000.0
+    problem = two_alike_cars(previous)
+    topped = top_up(problem, np.zeros(problem.upper_w.shape))
+    assert topped[running, 0] == pytest.approx(11000.0)
+    assert topped[1 - running, 0] == 0.0
+    assert edf(problem)[running, 0] == pytest.approx(11000.0)
