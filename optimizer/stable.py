@@ -42,9 +42,10 @@ sessions even where the flow applies; OR-Tools' min-cost flow gives no potential
 optimal face with). With a previous allocation `solve` makes no min-rate re-solve round: the
 round paused what the first vertex left below a minimum (other cars than the previous plan ran)
 and the stable pass could not bring them back; the projection and the top-up round the stable
-plan instead. Serving the previously running cars first in the top-up and in EDF was tried and
-not kept: over the four seeded days of `benchmarks.quality` it changed nothing measurable
-(2 159 pauses against 2 146 without, energy 5 kWh less).
+plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
+in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
+guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
+our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
 """
 
 from __future__ import annotations
