@@ -4,6 +4,13 @@ Pure and clock-driven: the caller passes times in, nothing here reads a clock or
 The rule is "most restrictive wins": the effective root limit of a slot is the minimum of every
 limit in force at any moment of the slot (a slot only partly covered by a window or a
 demand-response event takes that limit for the whole slot, which is the conservative choice).
+
+One exception, as the OpenADR specifications say: within one OpenADR program (the DR events
+"openadr:<program>/...", on one circuit), where events overlap, only those of the highest
+priority (the lowest number) are in force - a higher-priority event holds alone for its window
+even where it allows more. That is resolved from the stored events each time they change
+(`in_force`), so a restart, a modification or a cancellation always sees the same resolved set.
+Between programs, and against REST events and caps, the minimum holds as everywhere.
 """
 
 from __future__ import annotations
@@ -129,6 +136,7 @@ class SiteLimits:
         self._operator_schedule: list[Limit] = []
         self._events: dict[str, DemandResponseEvent] = {}
         self.version = 0  # bumped on every change, so watchers can tell something moved
+        self._in_force: tuple[int, list[DemandResponseEvent]] | None = None
 
     # --- operator ---------------------------------------------------------------------------
     def set_operator_cap(self, limit_w: float | None, since: datetime | None = None) -> None:
@@ -183,6 +191,39 @@ class SiteLimits:
     def events(self) -> list[DemandResponseEvent]:
         return sorted(self._events.values(), key=lambda e: (e.start, e.priority, e.event_id))
 
+    def in_force(self) -> list[DemandResponseEvent]:
+        """The DR events as they hold: not cancelled, each cut to where its program's priority
+        leaves it in force (an event may come back in several pieces with its id)."""
+        if self._in_force is None or self._in_force[0] != self.version:
+            self._in_force = (self.version, resolve_priority(
+                [e for e in self._events.values() if not e.cancelled]))
+        return self._in_force[1]
+
+    def held_back_by(self, event_id: str, now: datetime) -> str | None:
+        """The higher-priority event of its program that holds instead of `event_id` at `now`
+        (None: it holds, or it is not running)."""
+        event = self._events.get(event_id)
+        if event is None or event.cancelled or not event.start <= now < event.end:
+            return None
+        pieces = [e for e in self.in_force() if e.start <= now < e.end]
+        if any(e.event_id == event_id for e in pieces):
+            return None
+        group = priority_group(event)
+        return next((e.event_id for e in sorted(pieces, key=lambda e: e.priority)
+                     if priority_group(e) == group), None)
+
+    def events_json(self, now: datetime) -> list[dict]:
+        """Every DR event for the API and the dashboard; a running event its program's
+        higher-priority event holds back names that one (`held_back_by`)."""
+        out = []
+        for event in self.events():
+            shown = event.as_json(now)
+            by = self.held_back_by(event.event_id, now)
+            if by is not None:
+                shown["held_back_by"] = by
+            out.append(shown)
+        return out
+
     # --- the rule ---------------------------------------------------------------------------
     def caps(self) -> list[Limit]:
         caps = list(self._static) + list(self._operator_schedule)
@@ -192,8 +233,8 @@ class SiteLimits:
 
     def _event_limits(self) -> list[tuple[DemandResponseEvent, Limit | None]]:
         out = []
-        for event in self._events.values():
-            if event.cancelled or event.circuit_id is not None:
+        for event in self.in_force():
+            if event.circuit_id is not None:
                 continue
             source = LimitSource(SOURCE_UTILITY, event.event_id, "demand-response event")
             if event.limit_w is not None:
@@ -260,8 +301,7 @@ class SiteLimits:
         where none), and its source."""
         values = np.full(len(slot_starts), np.inf)
         sources: list[LimitSource | None] = [None] * len(slot_starts)
-        events = [e for e in self._events.values()
-                  if e.circuit_id == circuit_id and not e.cancelled]
+        events = [e for e in self.in_force() if e.circuit_id == circuit_id]
         for t, (start, end) in enumerate(zip(slot_starts, slot_ends)):
             for event in events:
                 if event.start < end and event.end > start and event.limit_w < values[t]:
@@ -269,6 +309,54 @@ class SiteLimits:
                     sources[t] = LimitSource(SOURCE_UTILITY, event.event_id,
                                              f"demand-response event on {circuit_id}")
         return values, sources
+
+
+OPENADR_PREFIX = "openadr:"    # the DR events an OpenADR VEN stores (smartcharge/openadr/)
+
+
+def priority_group(event: DemandResponseEvent) -> tuple[str, str | None] | None:
+    """Events whose priorities compare: one OpenADR program's on one circuit ("openadr:
+    <program>/<event>", a name the REST API may not take). None: a REST event, which
+    priority never lifts."""
+    if not event.event_id.startswith(OPENADR_PREFIX) or "/" not in event.event_id:
+        return None
+    return event.event_id.split("/", 1)[0], event.circuit_id
+
+
+def resolve_priority(events: list[DemandResponseEvent]) -> list[DemandResponseEvent]:
+    """Within each priority group, at every moment only the events of the highest priority
+    (lowest number) present hold - equal ones together, so the lowest of them binds; the
+    others are cut out of that stretch. Events of no group pass as they are."""
+    groups: dict[tuple, list[DemandResponseEvent]] = {}
+    out = []
+    for event in events:
+        group = priority_group(event)
+        if group is None:
+            out.append(event)
+        else:
+            groups.setdefault(group, []).append(event)
+    for members in groups.values():
+        edges = sorted({m for e in members for m in (e.start, e.end)})
+        pieces: dict[str, list[list]] = {}
+        for start, end in zip(edges, edges[1:]):
+            covering = [e for e in members if e.start < end and e.end > start]
+            if not covering:
+                continue
+            best = min(e.priority for e in covering)
+            for event in covering:
+                if event.priority != best:
+                    continue
+                spans = pieces.setdefault(event.event_id, [])
+                if spans and spans[-1][1] == start:
+                    spans[-1][1] = end
+                else:
+                    spans.append([start, end])
+        by_id = {e.event_id: e for e in members}
+        out.extend(event if (event.start, event.end) == (start, end)
+                   else replace(event, start=start, end=end)
+                   for event_id, spans in pieces.items() for start, end in spans
+                   for event in (by_id[event_id],))
+    return out
 
 
 def cap_schedule_limits(windows: list[tuple[datetime, datetime, float]]) -> list[Limit]:
