@@ -237,6 +237,24 @@ async def test_within_a_program_the_higher_priority_event_holds_alone_where_they
         await store.close()
 
 
+async def test_a_higher_priority_simple_level_0_lifts_the_programs_lower_priority_event(
+        tmp_path):
+    """SIMPLE 0 is normal operation: for its window it replaces a lower-priority event of the
+    program (the site's own cap still holds)."""
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(_site(), ManualClock(T0))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        await sink.apply(PROGRAM, sg.AdrEvent("gac", "low", priority=4, signals=(sg.Signal(
+            sg.SIMPLE, (sg.Interval(T0 + timedelta(hours=1), T0 + timedelta(hours=4), 2.0),)),)))
+        await sink.apply(PROGRAM, sg.AdrEvent("gac", "normal", priority=2, signals=(sg.Signal(
+            sg.SIMPLE, (sg.Interval(T0 + timedelta(hours=2), T0 + timedelta(hours=3), 0.0),)),)))
+        assert [_limit_at(controller, h)[0] for h in (1.5, 2.5, 3.5)] == [
+            20_000.0, 40_000.0, 20_000.0]
+    finally:
+        await store.close()
+
+
 async def test_priority_on_a_circuit_and_the_listing_names_the_event_held_back(tmp_path):
     site = Site("s", (Circuit("grid", None, limit_w=40_000.0),
                       Circuit("feeder", "grid", limit_w=30_000.0)),
