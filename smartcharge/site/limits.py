@@ -62,9 +62,11 @@ class Limit:
 class DemandResponseEvent:
     """A utility's request: from start to end, a limit in W or a reduction in W from the cap.
 
-    `priority`: 0 is the highest; it only breaks ties when two limits are equally restrictive
-    (the minimum of everything in force always wins). `circuit_id`: None for the grid
-    connection, else the circuit it limits (an OpenADR program on a feeder; a limit only).
+    `priority`: 0 is the highest. Between OpenADR events of one program it decides which
+    holds where they overlap (`resolve_priority`); elsewhere it only breaks ties between
+    equally restrictive limits (the minimum of everything in force wins).
+    `circuit_id`: None for the grid connection, else the circuit it limits (an OpenADR program
+    on a feeder; a limit only).
     """
 
     event_id: str
