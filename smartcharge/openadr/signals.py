@@ -10,7 +10,7 @@ Rules (docs/openadr.md):
 - a SIMPLE level is a limit from the program (`simple_levels_w`, or fractions of the cap of
   its circuit); level 0 is "normal operation": a limit at the circuit's cap, which asks for
   nothing more than the site's own caps but, within a program, replaces a lower-priority
-  event where they overlap (site/limits.py); level 3 by default is 0 W of
+  event where they overlap (site/dr_priority.py); level 3 by default is 0 W of
   controllable charging: only what the site cannot control (connectors that ignore profiles,
   planned at what they may draw) is left;
 - prices (2.0b ELECTRICITY_PRICE price; 3 PRICE per kWh) become price intervals;

@@ -21,6 +21,7 @@ from datetime import datetime
 import numpy as np
 
 from smartcharge.model import Site
+from smartcharge.site.dr_priority import priority_group, resolve_priority
 
 SOURCE_SITE = "site"          # the site file (grid connection, its cap schedule)
 SOURCE_OPERATOR = "operator"  # the operator through the API
@@ -311,54 +312,6 @@ class SiteLimits:
                     sources[t] = LimitSource(SOURCE_UTILITY, event.event_id,
                                              f"demand-response event on {circuit_id}")
         return values, sources
-
-
-OPENADR_PREFIX = "openadr:"    # the DR events an OpenADR VEN stores (smartcharge/openadr/)
-
-
-def priority_group(event: DemandResponseEvent) -> tuple[str, str | None] | None:
-    """Events whose priorities compare: one OpenADR program's on one circuit ("openadr:
-    <program>/<event>", a name the REST API may not take). None: a REST event, which
-    priority never lifts."""
-    if not event.event_id.startswith(OPENADR_PREFIX) or "/" not in event.event_id:
-        return None
-    return event.event_id.split("/", 1)[0], event.circuit_id
-
-
-def resolve_priority(events: list[DemandResponseEvent]) -> list[DemandResponseEvent]:
-    """Within each priority group, at every moment only the events of the highest priority
-    (lowest number) present hold - equal ones together, so the lowest of them binds; the
-    others are cut out of that stretch. Events of no group pass as they are."""
-    groups: dict[tuple, list[DemandResponseEvent]] = {}
-    out = []
-    for event in events:
-        group = priority_group(event)
-        if group is None:
-            out.append(event)
-        else:
-            groups.setdefault(group, []).append(event)
-    for members in groups.values():
-        edges = sorted({m for e in members for m in (e.start, e.end)})
-        pieces: dict[str, list[list]] = {}
-        for start, end in zip(edges, edges[1:]):
-            covering = [e for e in members if e.start < end and e.end > start]
-            if not covering:
-                continue
-            best = min(e.priority for e in covering)
-            for event in covering:
-                if event.priority != best:
-                    continue
-                spans = pieces.setdefault(event.event_id, [])
-                if spans and spans[-1][1] == start:
-                    spans[-1][1] = end
-                else:
-                    spans.append([start, end])
-        by_id = {e.event_id: e for e in members}
-        out.extend(event if (event.start, event.end) == (start, end)
-                   else replace(event, start=start, end=end)
-                   for event_id, spans in pieces.items() for start, end in spans
-                   for event in (by_id[event_id],))
-    return out
 
 
 def cap_schedule_limits(windows: list[tuple[datetime, datetime, float]]) -> list[Limit]:
