@@ -44,7 +44,7 @@ def view_model(controller: SiteController, now: datetime, limit_w: float,
                                                  key=lambda s: s.transaction_id)],
         "stations": [{"station_id": sid, "online": online}
                      for sid, online in c.state.online.items()],
-        "dr_events": [e.as_json(now) for e in c.limits.events()],
+        "dr_events": c.limits.events_json(now),
         "prices": c.prices.as_json(now),
         "vens": [status(now) for _, status in sorted(c.ven_status.items())],
         "stats": {"profiles_sent": c.stats.profiles_sent, "replans": c.stats.replans,
