@@ -38,25 +38,27 @@ def install(app: web.Application) -> None:
             entry["end"] = time.time()
             RECORD["replans"].append(entry)
 
-    original_solve = SiteController._solve
+    def timed(function, key):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                if "replan" in current:
+                    current["replan"][key] += time.perf_counter() - started
+        return wrapper
 
-    def solve(self, problem):
-        started = time.perf_counter()
-        try:
-            return original_solve(self, problem)
-        finally:
-            if "replan" in current:
-                current["replan"]["solve_s"] += time.perf_counter() - started
-
-    original_check = SiteController._check
-
-    def check(problem, power_w):
-        started = time.perf_counter()
-        try:
-            return original_check(problem, power_w)
-        finally:
-            if "replan" in current:
-                current["replan"]["check_s"] += time.perf_counter() - started
+    try:   # the planner runs in a worker thread and calls its module's solve and check
+        from smartcharge.site import planner
+    except ImportError:   # older trees: the controller's own
+        planner = None
+    if planner is not None:
+        planner.solve = timed(planner.solve, "solve_s")
+        planner.check = timed(planner.check, "check_s")
+    else:
+        SiteController._solve = timed(SiteController._solve, "solve_s")
+        SiteController._check = staticmethod(timed(SiteController._check, "check_s"))
 
     original_round = Dispatcher.dispatch_plan
 
@@ -81,8 +83,6 @@ def install(app: web.Application) -> None:
                 RECORD["decreases"].append((started, time.time(), len(items)))
 
     SiteController.replan = replan
-    SiteController._solve = solve
-    SiteController._check = staticmethod(check)
     Dispatcher.dispatch_plan = dispatch_plan
     Dispatcher._run_items = run_items
 
