@@ -239,25 +239,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         by_station: dict[str, list[ConnectorPlan]] = {}
         for ref, cplan in plan.connectors.items():   # once, not once per station
             by_station.setdefault(ref.station_id, []).append(cplan)
-        work = {}
-        for index, control in enumerate(controls):
-            if index % WORK_CHUNK == WORK_CHUNK - 1:
-                # comparing with what is installed costs ~1 ms a station: on a site of
-                # thousands, give the stations' answers their turn in between (issue 10)
-                await asyncio.sleep(0)
-            work[control.station_id] = self._work(control, plan,
-                                                  by_station.get(control.station_id, ()))
         loop = asyncio.get_running_loop()
-        done = {sid: loop.create_future() for sid, (downs, _) in work.items() if downs}
-        root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.view.limits.change_times(now))
-        # circuits a DR event limits, once per round (not once per station: O(stations^2))
-        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
-        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
-                    != self.topology.node_ids[0]}
-        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
-                   for c in controls}
-        gates = DecreaseGates(done, limited)
+        done: dict[str, asyncio.Future] = {}
 
         async def decrease(control: StationControl, items: list) -> None:
             ok = False
@@ -268,6 +251,36 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 outcome = done[control.station_id]
                 if not outcome.done():   # cancelled only when the whole round is
                     outcome.set_result((ok, self.clock.now()))
+
+        work = {}
+        sending = []
+        try:
+            for index, control in enumerate(controls):
+                if index % WORK_CHUNK == WORK_CHUNK - 1:
+                    # comparing with what is installed costs ~1 ms a station: on a site of
+                    # thousands, give the stations' answers their turn in between (issue 10)
+                    await asyncio.sleep(0)
+                downs, ups = work[control.station_id] = self._work(
+                    control, plan, by_station.get(control.station_id, ()))
+                if downs:
+                    # decreases are safe at any moment: they go out as soon as they are known,
+                    # not after every station has been compared (a DR event at 1 000
+                    # connectors waited ~0.5 s for that)
+                    done[control.station_id] = loop.create_future()
+                    sending.append(asyncio.ensure_future(decrease(control, downs)))
+        except BaseException:
+            for task in sending:
+                task.cancel()
+            raise
+        root_limited = np.isfinite(plan.root_limit_w) or bool(
+            self.view.limits.change_times(now))
+        # circuits a DR event limits, once per round (not once per station: O(stations^2))
+        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
+        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
+                    != self.topology.node_ids[0]}
+        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
+                   for c in controls}
+        gates = DecreaseGates(done, limited)
 
         async def turn(sid: str) -> bool:
             """Wait for the decreases this station's increases depend on and the settle time;
@@ -311,9 +324,11 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
         try:
             await asyncio.gather(
-                *(decrease(c, work[c.station_id][0]) for c in controls if work[c.station_id][0]),
+                *sending,
                 *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
         finally:
+            for task in sending:
+                task.cancel()   # only when the whole round is cancelled: done by then otherwise
             gates.cancel()
         for control in controls:
             # in the background: a station that does not answer must not hold the next round

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
+from smartcharge.site import in_steps
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
@@ -87,12 +88,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
 
 def read_all(controller, now: datetime) -> PlanInputs:
     """The picture in one go (no event loop needed: tests, benchmarks)."""
-    steps = read_steps(controller, now)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    return in_steps.run_all(read_steps(controller, now))
 
 
 def _forget_ended(c, now: datetime) -> None:
