@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# garbage collector in the window: {len(window_gc)} collections, "
           f"{sum(s for _, s in window_gc) * 1000:.0f} ms in all; {len(full)} full ones, the "
           f"longest {max(full, default=0) * 1000:.0f} ms")
+    for generation in (0, 1):
+        pauses = [s for g, s in window_gc if g == generation]
+        print(f"#   generation {generation}: {len(pauses)} collections, the longest "
+              f"{max(pauses, default=0) * 1000:.0f} ms")
     return 0
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -56,7 +57,7 @@ from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-WORK_CHUNK = 20     # stations compared between two turns of the event loop
+TURN_S = 0.005      # at most this long comparing (or starting tasks) per turn of the loop
 SEND_CONCURRENCY = 64   # stations a round sends to at once
 
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
@@ -254,12 +255,14 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
         work = {}
         sending = []
+        turn_began = time.perf_counter()
         try:
-            for index, control in enumerate(controls):
-                if index % WORK_CHUNK == WORK_CHUNK - 1:
-                    # comparing with what is installed costs ~1 ms a station: on a site of
-                    # thousands, give the stations' answers their turn in between (issue 10)
+            for control in controls:
+                if time.perf_counter() - turn_began > TURN_S:
+                    # comparing with what is installed costs ~1 ms a station (more on a busy
+                    # machine): give the stations' answers their turn in between (issue 10)
                     await asyncio.sleep(0)
+                    turn_began = time.perf_counter()
                 downs, ups = work[control.station_id] = self._work(
                     control, plan, by_station.get(control.station_id, ()))
                 if downs:
@@ -322,17 +325,29 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                     return   # a newer plan came while this queued: as above
                 await self._run_items(control, items, decrease=False)
 
+        tasks = list(sending)
         try:
-            await asyncio.gather(
-                *sending,
-                *(increase(c, work[c.station_id][1]) for c in controls if work[c.station_id][1]))
+            # thousands of tasks started in one turn held the loop for tens of ms (issue 10)
+            turn_began = time.perf_counter()
+            for control in controls:
+                if work[control.station_id][1]:
+                    if time.perf_counter() - turn_began > TURN_S:
+                        await asyncio.sleep(0)
+                        turn_began = time.perf_counter()
+                    tasks.append(asyncio.ensure_future(
+                        increase(control, work[control.station_id][1])))
+            await asyncio.gather(*tasks)
         finally:
-            for task in sending:
+            for task in tasks:
                 task.cancel()   # only when the whole round is cancelled: done by then otherwise
             gates.cancel()
+        probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
         for control in controls:
-            # in the background: a station that does not answer must not hold the next round
-            self._spawn(self._probe(control, plan))
+            if control.station_id in probing:
+                # in the background: a station that does not answer must not hold the next
+                # round (only stations with a connector to probe: one task per station of
+                # the site per round was tens of ms at thousands)
+                self._spawn(self._probe(control, plan))
         self._audit_wake.set()
 
     @staticmethod
