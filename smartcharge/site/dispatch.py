@@ -126,8 +126,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
-        self._shares: dict = {}
-        self._shares_for: tuple | None = None
+        self._shares: dict = {}   # node limits -> default shares (failsafe.py)
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
