@@ -84,8 +84,8 @@ def ocpp_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-async def stages(http, base: str) -> dict:
-    async with http.get(f"{base}/bench/stages") as resp:
+async def stages(http, base: str, after: float = 0.0) -> dict:
+    async with http.get(f"{base}/bench/stages", params={"after": str(after)}) as resp:
         return await resp.json()
 
 
@@ -94,7 +94,7 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
     once that round is over: (replan, round, decreases of the round)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        record = await stages(http, base)
+        record = await stages(http, base, after - 1.0)
         replan = next((r for r in record["replans"] if r["start"] >= after
                        and any(x.startswith(reason) for x in r["reasons"])), None)
         if replan is not None:
@@ -114,7 +114,8 @@ async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
     busy site now and then, and a DR event must get through that too."""
     deadline = time.monotonic() + at_most_s
     while time.monotonic() < deadline:
-        record = await stages(http, base)
+        # what started in the last minutes: a round is over long before
+        record = await stages(http, base, time.time() - 300.0)
         ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
         if ends and time.time() - max(ends) > quiet_s:
             return
