@@ -419,7 +419,9 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                     elif item[0] == "idle":
                         await self._send_idle(control, item[1], item[2], raising=not decrease)
                     else:
-                        await self._send_defaults(control)
+                        # the limits moved: new defaults; the station's maximum was set up
+                        # with this connection and does not move with them
+                        await self._send_defaults(control, station_max=False)
             except StationOffline:
                 self._mark_offline(control, items)
                 return False

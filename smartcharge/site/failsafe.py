@@ -84,7 +84,10 @@ class FailSafeSetup:
         self._defaults_cache = (limits.version, until, key)
         return key
 
-    async def _send_defaults(self, control: StationControl) -> None:
+    async def _send_defaults(self, control: StationControl, *,
+                             station_max: bool = True) -> None:
+        """The station's maximum (`station_max`: at setup; it never follows a limit) and each
+        connector's fail-safe default for the limits' schedule now."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = self._defaults_key()
@@ -92,9 +95,10 @@ class FailSafeSetup:
         offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
         shares = [self._default_shares(node_w) for _, node_w in schedule]
         phases = max(c.phases for c in station.connectors)
-        station_max_w = self.topology.station_max_w(station.station_id)
-        await control.port.install_station_max(
-            station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
+        if station_max:
+            station_max_w = self.topology.station_max_w(station.station_id)
+            await control.port.install_station_max(
+                station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
         for connector in station.connectors:
             ref = ConnectorRef(station.station_id, connector.connector_id)
             failsafe = self.power_schedule(ref, now, offsets, [s[ref][0] for s in shares],
