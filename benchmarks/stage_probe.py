@@ -80,7 +80,12 @@ def install(app: web.Application) -> None:
             return await original_items(self, control, items, decrease=decrease)
         finally:
             if decrease:
-                RECORD["decreases"].append((started, time.time(), len(items)))
+                # (start, end, profiles, what: "plans" brings the site under the limit now,
+                # "defaults" the fail-safe defaults that follow the limits)
+                kinds = {item[0] for item in items}
+                RECORD["decreases"].append((started, time.time(), len(items),
+                                            "defaults" if kinds == {"defaults"} else "plans",
+                                            control.station_id))
 
     SiteController.replan = replan
     Dispatcher.dispatch_plan = dispatch_plan
