@@ -15,7 +15,7 @@ _PROGRAM = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")   # it becomes part of "openad
 _COMMON = {"program", "version", "vtn_url", "ven_name", "ven_id", "circuit", "poll_interval_s",
            "report_interval_s", "opt_in", "randomize_start", "simple_levels", "simple_levels_w"}
 _ONLY = {"2.0b": {"cert", "key", "ca_file", "vtn_fingerprint"},
-         "3": {"token_url", "client_id", "client_secret", "bearer_token"}}
+         "3": {"token_url", "client_id", "client_secret", "bearer_token", "callback_url"}}
 
 
 def programs(reader, data: Any, circuit_ids: set[str], base_dir: Path
@@ -102,8 +102,8 @@ def secret_env(program: str, key: str) -> str:
 
 
 def _oauth(reader, table: dict, path: str) -> dict:
-    fields = {key: reader.string(table, key, path)
-              for key in ("token_url", "client_id", "client_secret", "bearer_token")}
+    fields = {key: reader.string(table, key, path) for key in (
+        "token_url", "client_id", "client_secret", "bearer_token", "callback_url")}
     for key in ("client_secret", "bearer_token"):
         from_env = os.environ.get(secret_env(table.get("program", ""), key), "").strip()
         if from_env:
@@ -117,6 +117,9 @@ def _oauth(reader, table: dict, path: str) -> dict:
     if fields["bearer_token"] is None and fields["client_id"] is None:
         raise reader.error(path, "an OpenADR 3 VTN needs credentials: client_id and "
                            "client_secret (OAuth2 client credentials) or bearer_token")
-    if fields["token_url"] is not None and not re.match(r"^https?://", fields["token_url"]):
-        raise reader.error(f"{path}.token_url", "must be an http:// or https:// URL")
+    for key in ("token_url", "callback_url"):
+        if fields[key] is not None and not re.match(r"^https?://[^/\s]+", fields[key]):
+            raise reader.error(f"{path}.{key}", "must be an http:// or https:// URL")
+    if fields["callback_url"] is not None:
+        fields["callback_url"] = fields["callback_url"].rstrip("/")
     return fields

@@ -115,6 +115,9 @@ class OpenAdrProgram:
     client_id: str | None = None
     client_secret: str | None = None
     bearer_token: str | None = None
+    # 3: where the VTN reaches this smartcharge (its public base URL): the VEN subscribes to
+    # event changes there (webhooks) and still polls as the fallback; None: it only polls
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)

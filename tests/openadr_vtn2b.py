@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from openleadr import OpenADRServer, objects
+from openleadr import OpenADRServer, objects, utils
 
 from tests.changes import wait_changed
 from tests.sim_fixtures import free_port
@@ -74,12 +74,15 @@ class Vtn2b:
             targets=[{"ven_id": VEN_ID}], response_required="always")
         self.server.add_raw_event(ven_id=VEN_ID, event=event, callback=self.on_opt)
 
-    def simple_event(self, event_id: str, start: datetime, minutes: int, level: int) -> None:
+    def simple_event(self, event_id: str, start: datetime, minutes: int, level: int,
+                     intervals: int = 1) -> None:
+        """SIMPLE `level` in `intervals` consecutive intervals of `minutes` each."""
         self.server.add_event(ven_id=VEN_ID, event_id=event_id, signal_name="SIMPLE",
                               signal_type="level", callback=self.on_opt,
-                              intervals=[{"dtstart": start,
+                              intervals=[{"dtstart": start + timedelta(minutes=minutes * k),
                                           "duration": timedelta(minutes=minutes),
-                                          "signal_payload": float(level)}])
+                                          "signal_payload": float(level)}
+                                         for k in range(intervals)])
 
     async def stop(self) -> None:
         """The VTN goes away (idempotent)."""
@@ -89,6 +92,16 @@ class Vtn2b:
 
     def cancel(self, event_id: str) -> None:
         self.server.cancel_event(VEN_ID, event_id)
+
+    def modify(self, event_id: str, payloads: list[float]) -> None:
+        """A new payload per interval of the event's first signal, under the next
+        modificationNumber (as openleadr's own cancel_event modifies an event)."""
+        event = utils.find_by(self.server.events[VEN_ID], "event_descriptor.event_id",
+                              event_id)
+        for interval, payload in zip(event.event_signals[0].intervals, payloads, strict=True):
+            utils.setmember(interval, "signal_payload", float(payload))
+        utils.increment_event_modification_number(event)
+        self.server.events_updated[VEN_ID] = True
 
 
 @contextlib.asynccontextmanager

@@ -58,12 +58,12 @@ class Server:
 @contextlib.asynccontextmanager
 async def control_server(site, db_path, clock, *, settings: ControllerSettings | None = None,
                          dispatch: DispatchSettings | None = None,
-                         insecure_open_api: bool = False):
+                         insecure_open_api: bool = False, port: int = 0):
     app = create_app(site, db_path=str(db_path), clock=clock, control=settings,
                      dispatch=dispatch, insecure_open_api=insecure_open_api)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
+    tcp = web.TCPSite(runner, "127.0.0.1", port)
     await tcp.start()
     port = runner.addresses[0][1]
     server = Server(app, runner, f"ws://127.0.0.1:{port}/ocpp", f"http://127.0.0.1:{port}")

@@ -74,6 +74,8 @@ async def charging_site(site, db_path, clock, program: str):
 
 
 async def test_capacity_and_simple_events_bind_the_stations_from_their_start(tmp_path):
+    """Both events are followed before they start: every station's profile is lowered for
+    them while the clock is still short of the first start."""
     clock = _clock()
     async with vtn_2b() as vtn:
         site = _site(vtn.url)
@@ -101,28 +103,19 @@ async def test_capacity_and_simple_events_bind_the_stations_from_their_start(tmp
                                          for at, limit_w in probes), 15,
                              "profiles under both events' limits")
             assert clock.now() < start, "the profiles must be lowered before the start"
-            monitor.start()
-            # the dashboard names the OpenADR event as the limit that binds
-            await wait_until(lambda: clock.now() > start + timedelta(seconds=30), 20,
-                             "the capacity event running")
             snapshot = controller.snapshot()
-            assert snapshot["limit_binding"]["id"] == "openadr:peak/cap-1"
             assert snapshot["vens"][0]["state"] == "online"
             assert snapshot["vens"][0]["opts"] == {"cap-1": "optIn", "simple-1": "optIn"}
-            # reports of the metered load and the limit in force arrive at the VTN
-            await vtn.wait_until(lambda: vtn.reports.get("site-load")
-                                 and any(v == 12.0 for _, v in vtn.reports.get(
-                                     "site-limit", [])), what="load and limit reports")
-            assert ven.status.reports_sent >= 1
             # the VTN cancels the SIMPLE event: its limit is lifted
             vtn.cancel("simple-1")
             await wait_until(lambda: controller.limits.event(
                 "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
-            await wait_until(lambda: _profiles_sum_w(
-                fleet, simple_start + timedelta(seconds=300)) > 20_000, 15,
-                             "profiles back up where the cancelled event was")
-            await monitor.stop()
-            assert monitor.samples and not monitor.excesses(), monitor.excesses()[:5]
+            # lifted: the cap holds there again (how much the planner then gives that window
+            # is its choice - the cars' needs may be met either way)
+            assert controller.effective_limit_at(simple_start + timedelta(seconds=300))[0] \
+                == CAP_W
+            # (an event while it runs - the limit that binds, the draw, the reports of load
+            # and limit - is in tests/test_openadr_running.py)
 
 
 async def test_opt_out_is_answered_and_nothing_is_applied(tmp_path):

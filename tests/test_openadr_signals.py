@@ -55,9 +55,12 @@ def test_load_dispatch_setpoint_in_kw_is_a_limit_for_exactly_the_event_intervals
     assert all(e.priority == sg.LOWEST_PRIORITY for e in mapping.limits)   # 2.0b: 0 = none
 
 
-def test_load_control_capacity_is_a_percentage_of_the_cap():
-    mapping = _map(_v2b("LOAD_CONTROL", "x-loadControlCapacity", [50.0], scale="none"))
-    assert [e.limit_w for e in mapping.limits] == [20_000.0]
+def test_load_control_capacity_is_a_fraction_of_the_cap():
+    """2.0b signal table: x-loadControlCapacity operates at a share of full capacity, 1.0 being
+    100 % (0 = off); above 1.0 asks for no less than the cap."""
+    mapping = _map(_v2b("LOAD_CONTROL", "x-loadControlCapacity", [0.5, 0.0, 1.5],
+                        scale="none"))
+    assert [e.limit_w for e in mapping.limits] == [20_000.0, 0.0, 40_000.0]
 
 
 @pytest.mark.parametrize("level,limit_w", [(1, 30_000.0), (2, 20_000.0), (3, 0.0)])
@@ -101,6 +104,11 @@ def test_randomised_start_shifts_the_whole_event_within_its_window_the_same_ever
     shift = first.start - T0
     assert timedelta(0) <= shift < timedelta(minutes=10)
     assert first.end - first.start == timedelta(minutes=30)
+    # a modification (a new level, say) does not draw again: a running event stays in force
+    modified = _v2b("LOAD_DISPATCH", "setpoint", [9.0], startafter=timedelta(minutes=10),
+                    modification=1)
+    moved = sg.map_event(modified, cap_w=40_000.0, levels_w=LEVELS, ven="v").limits[0]
+    assert (moved.start, moved.limit_w) == (first.start, 9_000.0)
 
 
 def test_overlapping_limit_signals_take_the_lowest():
@@ -167,6 +175,10 @@ opt_in = false
     ('version = "2.0b"\nvtn_url = "http://x"\nclient_id = "a"', r"openadr\[0\].client_id"),
     ('version = "3"\nvtn_url = "http://x"', r"openadr\[0\] .*credentials"),
     ('version = "3"\nvtn_url = "http://x"\nclient_id = "a"', r"openadr\[0\].client_secret"),
+    ('version = "3"\nvtn_url = "http://x"\nbearer_token = "t"\ncallback_url = "depot:8080"',
+     r"openadr\[0\].callback_url"),
+    ('version = "2.0b"\nvtn_url = "http://x"\ncallback_url = "http://depot"',
+     r"openadr\[0\].callback_url"),
     ('version = "2.0b"\nvtn_url = "http://x"\nsimple_levels = [0.5, 0.75, 0]',
      r"openadr\[0\].simple_levels"),
     ('version = "2.0b"\nvtn_url = "http://x"\ncert = "missing.pem"', r"openadr\[0\].cert"),
@@ -226,6 +238,27 @@ def test_v3_simple_levels_and_durations():
     assert v3_events.parse_duration("P1DT2H30M") == timedelta(days=1, hours=2, minutes=30)
     with pytest.raises(ValueError):
         v3_events.parse_duration("1 hour")
+
+
+def test_v3_start_now_and_until_further_notice_as_the_user_guide_writes_them():
+    """"0001-01-01" is "now" (the moment the VEN first saw the event, given by the VEN);
+    "P9999Y" is "until further notice"; years and months are durations too."""
+    event = {"id": "s-now", "intervalPeriod": {"start": "0001-01-01T00:00:00Z",
+                                               "duration": "P9999Y"},
+             "intervals": [{"id": 0, "payloads": [{"type": "SIMPLE", "values": [1]}]}]}
+    assert v3_events.starts_now(event)
+    limits = _map(v3_events.parse_event("gac", event, now=T0)).limits
+    assert [(e.start, e.end - e.start, e.limit_w) for e in limits] == [
+        (T0, v3_events.UNTIL_FURTHER_NOTICE, 30_000.0)]
+    with pytest.raises(ValueError):       # "now" means nothing without the moment it was seen
+        v3_events.parse_event("gac", event)
+    own = {"id": "i-now", "intervals": [{"id": 0, "intervalPeriod": {
+        "start": "0001-01-01", "duration": "PT30M"}, "payloads": [
+        {"type": "SIMPLE", "values": [2]}]}]}
+    assert v3_events.starts_now(own) and not v3_events.starts_now({"intervals": []})
+    assert [(e.start, e.end) for e in _map(v3_events.parse_event("gac", own, now=T0)).limits
+            ] == [(T0, T0 + timedelta(minutes=30))]
+    assert v3_events.parse_duration("P1Y2M") == timedelta(days=425)
 
 
 def test_v3_secrets_may_come_from_the_environment(monkeypatch):

@@ -180,3 +180,28 @@ async def test_an_event_that_names_one_circuit_limits_that_circuit(tmp_path):
         assert controller.limits.event("openadr:gac/t2").circuit_id is None   # the program's
     finally:
         await store.close()
+
+
+async def test_overlapping_events_the_most_restrictive_limit_holds_whatever_their_priority(
+        tmp_path):
+    """Deliberate (docs/openadr.md): where events overlap, the lowest limit holds - also when
+    the higher-priority event allows more, which the specifications would follow. Priority
+    names the binding limit among equal ones and orders prices."""
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(_site(), ManualClock(T0))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        low = sg.AdrEvent("gac", "low", priority=5, signals=(sg.Signal(sg.CAPACITY_W, (
+            sg.Interval(T0 + timedelta(hours=1), T0 + timedelta(hours=4), 20_000.0),)),))
+        high = sg.AdrEvent("gac", "high", priority=1, signals=(sg.Signal(sg.CAPACITY_W, (
+            sg.Interval(T0 + timedelta(hours=2), T0 + timedelta(hours=3), 25_000.0),)),))
+        await sink.apply(PROGRAM, low)
+        await sink.apply(PROGRAM, high)
+        limit_w, source = controller.effective_limit_at(T0 + timedelta(hours=2.5))
+        assert (limit_w, source.id) == (20_000.0, "openadr:gac/low")
+        # the lower-priority event cancelled: the higher-priority one holds alone
+        await sink.lift(PROGRAM, "low")
+        limit_w, source = controller.effective_limit_at(T0 + timedelta(hours=2.5))
+        assert (limit_w, source.id) == (25_000.0, "openadr:gac/high")
+    finally:
+        await store.close()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from smartcharge.appkeys import CLOCK, SITE, STORE
+from smartcharge.openadr import notify
 from smartcharge.openadr.runner import VenRunner
 from smartcharge.openadr.sink import OpenAdrSink
 from smartcharge.site.setup import CONTROLLER, OBLIGATIONS
@@ -51,3 +52,5 @@ def setup_openadr(app: web.Application) -> None:
                     await task
 
     app.cleanup_ctx.append(openadr_ctx)
+    # OpenADR 3 notifications (webhooks); each program's VEN checks its own bearer token
+    app.router.add_post(notify.CALLBACK_PATH, notify.make_handler(lambda request: vens))

@@ -13,8 +13,8 @@ Rules (docs/openadr.md):
   planned at what they may draw) is left;
 - prices (2.0b ELECTRICITY_PRICE price; 3 PRICE per kWh) become price intervals;
 - a randomised start (2.0b `startafter`, 3 `randomizeStart`) shifts the whole event by an
-  offset in [0, window) that is the same every time for the same event and modification
-  (a restart must not move an accepted event);
+  offset in [0, window) that is the same every time for the same event, modified or not
+  (neither a restart nor a modification may move an accepted event);
 - a cancelled event, or a program the operator opted out of, asks for nothing.
 """
 
@@ -93,11 +93,12 @@ def simple_levels_w(levels_w: tuple | None, fractions: tuple, cap_w: float) -> d
 
 
 def random_offset_s(event: AdrEvent, ven: str, window_s: float) -> float:
-    """A stable offset in [0, window_s): the same VEN, event and modification always get it."""
+    """A stable offset in [0, window_s): the same VEN and event always get the same share of
+    the window - also after a modification, which must not move an event that runs (a new
+    draw could put its start back in the future and lift its limit meanwhile)."""
     if window_s <= 0:
         return 0.0
-    digest = hashlib.sha256(f"{ven}|{event.program}|{event.event_id}|{event.modification}"
-                            .encode()).digest()
+    digest = hashlib.sha256(f"{ven}|{event.program}|{event.event_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * window_s
 
 

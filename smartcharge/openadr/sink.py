@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from smartcharge import store_obligations as ob
 from smartcharge.model import OpenAdrProgram, Site
-from smartcharge.openadr.signals import (AdrEvent, Mapping, map_event, owns, simple_levels_w,
-                                         source_id)
+from smartcharge.openadr.signals import (AdrEvent, Mapping, map_event, owns, random_offset_s,
+                                         simple_levels_w, source_id)
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.obligations import ObligationWriter, event_row
 from smartcharge.site.prices import Price
@@ -52,6 +52,17 @@ class OpenAdrSink:
             return limit_w
         return sum(topology.max_power_w(ref) for i, ref in enumerate(topology.refs)
                    if node in topology.ancestors(int(topology.connector_node[i])))
+
+    def shift_s(self, program: OpenAdrProgram, event: AdrEvent) -> float:
+        """How far a randomised start moves this event [s] (0 without randomize_start)."""
+        if not program.randomize_start:
+            return 0.0
+        return random_offset_s(event, program.ven_name, event.randomize_s)
+
+    def first_start(self, program: OpenAdrProgram, event_id: str):
+        """Where the stored limits of an OpenADR event begin (its first piece), or None."""
+        stored = self.controller.limits.event(source_id(program.program, event_id))
+        return None if stored is None else stored.start
 
     def mapping(self, program: OpenAdrProgram, event: AdrEvent) -> Mapping:
         cap_w = self.cap_w(program, self.circuit(program, event))

@@ -29,6 +29,7 @@ class VenStatus:
     failures: int = 0                      # requests that failed since the last success
     opts: dict[str, str] = field(default_factory=dict)   # event id -> optIn/optOut
     reports_sent: int = 0
+    subscribed: bool = False               # 3: the VTN takes our subscription (webhooks)
 
     def contact(self, ok: bool, at: datetime, error: str | None = None) -> bool:
         """Record a request's outcome; True when the state changed."""
@@ -52,7 +53,8 @@ class VenStatus:
                 "last_poll_ok": format_ocpp_time(self.last_poll_ok) if self.last_poll_ok
                 else None,
                 "last_error": self.last_error, "failures": self.failures,
-                "opts": dict(self.opts), "reports_sent": self.reports_sent}
+                "opts": dict(self.opts), "reports_sent": self.reports_sent,
+                "subscribed": self.subscribed}
 
 
 # --- the store ------------------------------------------------------------------------------

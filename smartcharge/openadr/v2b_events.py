@@ -52,7 +52,8 @@ def _kind(signal: dict) -> tuple[str | None, float]:
         # powerReal in W with a scale; without an itemBase the programs' usual kW
         return CAPACITY_W, scale if measurement else 1e3
     if name == "LOAD_CONTROL" and kind == "x-loadControlCapacity":
-        return CAPACITY_PERCENT, 1.0
+        # the 2.0b signal table: a share of full capacity where 1.0 is 100 % (0 = off)
+        return CAPACITY_PERCENT, 100.0
     if name == "ELECTRICITY_PRICE" and kind == "price":
         unit = str(measurement.get("unit") or "")
         per_mwh = "MWh" in unit or measurement.get("name") == "currencyPerMWh"

@@ -15,7 +15,9 @@
   site's energy since the last report [kWh] (the mean of the two readings times the time
   between them) and the limit in force [kW] as IMPORT_CAPACITY_LIMIT, one interval with its
   own intervalPeriod.
-Subscriptions (webhooks) are not used: a site behind NAT polls.
+- With the program's `callback_url`, it subscribes to the program's EVENT changes (notify.py):
+  a created, updated or deleted event arrives at once; polling goes on as the fallback, and a
+  poll that was under way while a notification came leaves that event to the notification.
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import aiohttp
 
 from smartcharge.clock import format_ocpp_time
+from smartcharge.openadr import notify
 from smartcharge.openadr.runner import VenRunner
-from smartcharge.openadr.v3_events import format_duration, parse_event
+from smartcharge.openadr.v3_events import format_duration, parse_event, starts_now
 from smartcharge.site.obligations import StoreUnavailable
 
 log = logging.getLogger(__name__)
 TOKEN_MARGIN_S = 30.0
 PAGE = 50               # objects asked for per request (3.0.1 skip/limit)
+SUBSCRIBE_RETRY_S = 300.0   # after a VTN refused our subscription, before we ask again
 
 
 class VtnError(Exception):
@@ -48,6 +52,11 @@ class Ven3(VenRunner):
         self._token_until = float("inf") if program.bearer_token else 0.0
         self._program_id: str | None = None
         self._events: dict[str, dict] = {}           # event id -> its last JSON
+        self._anchors: dict[str, datetime] = {}      # event id -> "now" of a 0001-01-01 start
+        self.callback_token: str | None = None       # of our subscription, once registered
+        self._subscription_id: str | None = None
+        self._subscribe_after_real = 0.0
+        self._fresh: set[str] = set()   # events a notification brought since this poll began
         self._last_report: tuple[datetime, float] | None = None   # (site time, load W)
         self._next_report_real = 0.0
 
@@ -61,6 +70,8 @@ class Ven3(VenRunner):
                     self.contact(True)
                 except (aiohttp.ClientError, asyncio.TimeoutError, VtnError, ValueError) as exc:
                     self.contact(False, f"{type(exc).__name__}: {exc}")
+                    self._subscription_id = None   # a VTN back from an outage: check it again
+                    self.status.subscribed = False
                 await self.wait_interval(self.program.poll_interval_s)
 
     # --- HTTP -----------------------------------------------------------------------------
@@ -111,16 +122,65 @@ class Ven3(VenRunner):
             if not found:
                 raise VtnError(f"the VTN has no program named {self.program.program!r}")
             self._program_id = found[0]["id"]
+        if self.program.callback_url and self._subscription_id is None \
+                and time.monotonic() >= self._subscribe_after_real:
+            await self._subscribe(http)
+        self._fresh = set()
         events = await self._get_all(http, "/events", {"programID": self._program_id})
         listed = {str(e["id"]): e for e in events if isinstance(e, dict) and "id" in e}
         for event_id, event in listed.items():
-            if self._events.get(event_id) != event:
+            if self._events.get(event_id) != event and event_id not in self._fresh:
                 await self._apply(event)
         in_force = self.sink.events_in_force(self.program, self.clock.now())
-        for gone in (in_force | set(self._events)) - set(listed):
-            await self.sink.lift(self.program, gone)      # deleted by the VTN: cancelled
-            self.status.opts.pop(gone, None)
-            self._events.pop(gone, None)
+        for gone in (in_force | set(self._events)) - set(listed) - self._fresh:
+            await self._lift(gone)                        # deleted by the VTN: cancelled
+
+    async def _lift(self, event_id: str) -> None:
+        await self.sink.lift(self.program, event_id)
+        self.status.opts.pop(event_id, None)
+        self._events.pop(event_id, None)
+        self._anchors.pop(event_id, None)
+
+    # --- subscriptions (notify.py) ----------------------------------------------------------
+    async def _subscribe(self, http) -> None:
+        """Register our subscription, or update the one a previous run left (new token)."""
+        token = self.callback_token or notify.new_token()
+        url = notify.callback_url(self.program.callback_url, self.program.program)
+        body = notify.subscription_body(self.program.ven_name, self._program_id, url, token)
+        try:
+            found = await self._get_all(http, "/subscriptions", {
+                "programID": self._program_id, "clientName": self.program.ven_name})
+            mine = [s for s in found if s.get("clientName") == self.program.ven_name
+                    and any(op.get("callbackUrl") == url
+                            for op in s.get("objectOperations") or [])]
+            self.callback_token = token    # before the VTN may call: it may do so at once
+            if mine:
+                saved = await self._request(http, "PUT", f"/subscriptions/{mine[0]['id']}",
+                                            json=body)
+            else:
+                saved = await self._request(http, "POST", "/subscriptions", json=body)
+            self._subscription_id = str((saved or {}).get("id") or (mine or [{}])[0].get("id"))
+            self.status.subscribed = True
+            log.info("openadr %s: subscribed to event changes at %s", self.program.program, url)
+        except VtnError as exc:     # a VTN without subscriptions for VENs: polling serves
+            self.status.subscribed = False
+            self._subscribe_after_real = time.monotonic() + SUBSCRIBE_RETRY_S
+            log.warning("openadr %s: no subscription (%s); polling only", self.program.program,
+                        exc)
+
+    async def notified(self, operation: str, event: dict) -> bool:
+        """A notification from the VTN (already authenticated): False if it could not be
+        stored."""
+        event_id = str(event.get("id"))
+        if self._program_id is None or str(event.get("programID")) != self._program_id:
+            return True                     # not our program's: nothing to do
+        self._fresh.add(event_id)
+        if operation == "DELETE":
+            await self._lift(event_id)
+            return True
+        if self._events.get(event_id) == event:
+            return True
+        return await self._apply(event)
 
     async def _get_all(self, http, path: str, params: dict) -> list:
         """Every page of a collection (3.0.1 `skip`/`limit`) until an empty one; a VTN that
@@ -139,16 +199,41 @@ class Ven3(VenRunner):
             if not fresh:     # an empty page: a VTN may cap `limit` lower than asked
                 return out
 
-    async def _apply(self, event: dict) -> None:
-        adr = parse_event(self.program.program, event)
+    def _parse(self, event: dict):
+        """The event as an AdrEvent; one that starts "now" keeps the moment it was first seen
+        (after a restart: where its stored limits begin, less the randomised shift)."""
+        now = None
+        if starts_now(event):
+            event_id = str(event.get("id"))
+            now = self._anchors.get(event_id)
+            if now is None:
+                now = self.clock.now().replace(microsecond=0)
+                stored = self.sink.first_start(self.program, event_id)
+                if stored is not None:
+                    probe = parse_event(self.program.program, event, now=now)
+                    now = stored - timedelta(seconds=self.sink.shift_s(self.program, probe))
+                self._anchors[event_id] = now
+        return parse_event(self.program.program, event, now=now)
+
+    async def _apply(self, event: dict) -> bool:
+        """Store and apply one event; False if the store could not take it."""
+        try:
+            adr = self._parse(event)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # one event the VTN got wrong must not keep the others from being followed
+            log.error("openadr %s/%s: event not understood, ignored: %s", self.program.program,
+                      event.get("id"), exc)
+            self._events[str(event.get("id"))] = event
+            return True
         try:
             await self.sink.apply(self.program, adr)
         except StoreUnavailable:
             log.error("openadr %s/%s: the store could not take the event; it is tried again "
                       "at the next poll", self.program.program, adr.event_id)
-            return
+            return False
         self._events[adr.event_id] = event
         self.status.opts[adr.event_id] = "optIn" if self.program.opt_in else "optOut"
+        return True
 
     async def _find_or_register(self, http) -> None:
         try:

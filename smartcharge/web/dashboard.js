@@ -297,7 +297,8 @@
                          title: v.last_error || v.vtn_url || "" }, [
         el("span", { class: "ven-name", text: "OpenADR " + v.version + " " + v.program }),
         el("span", { class: "pill " + (v.state || ""), text: v.state || "" }),
-        el("span", { class: "ven-poll", text: last ? "last poll " + hhmm(last) + " UTC" : "never polled" }),
+        el("span", { class: "ven-poll", text: (last ? "last poll " + hhmm(last) + " UTC" : "never polled")
+                                              + (v.subscribed ? " · subscribed" : "") }),
       ]);
     }));
   }
