@@ -22,6 +22,8 @@ import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import dataclasses
+
 import numpy as np
 
 from optimizer.replay import Sessions
@@ -92,3 +94,21 @@ def window(rows: list[dict], start: datetime, days: float, period_s: float = 300
     return Sessions(arrival, np.array(departure), np.array(need),
                     np.full(arrival.size, EVSE_MAX_W), period_s, n_periods,
                     told_energy_wh=np.array(told_need), told_departure=np.array(told_leave))
+
+
+def information_parts(sessions: Sessions) -> dict[str, Sessions]:
+    """The drivers' estimates taken apart: each variant tells the truth except for one part
+    (to measure which part of the information costs most)."""
+    true_d, told_d = sessions.departure, sessions.told_departure
+    true_e, told_e = sessions.energy_wh, sessions.told_energy_wh
+    parts = {
+        "both": (told_e, told_d),
+        "departures only": (true_e, told_d),
+        "early departures only": (true_e, np.where(told_d < true_d, told_d, true_d)),
+        "late departures only": (true_e, np.where(told_d > true_d, told_d, true_d)),
+        "energy only": (told_e, true_d),
+        "over-stated energy only": (np.maximum(told_e, true_e), true_d),
+        "under-stated energy only": (np.minimum(told_e, true_e), true_d),
+    }
+    return {name: dataclasses.replace(sessions, told_energy_wh=e, told_departure=d)
+            for name, (e, d) in parts.items()}

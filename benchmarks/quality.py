@@ -1,29 +1,37 @@
 """Control quality: how much of what a clairvoyant planner could deliver reaches the cars.
 
-    python -m benchmarks.quality                 # 4 seeded days + one ACN-Data week (~4 min)
+    python -m benchmarks.quality                 # 5 seeded days + one ACN-Data week (~4-7 min)
     python -m benchmarks.quality --days demo --no-baselines      # the demo day only (~30 s)
     python -m benchmarks.quality --acn-weeks 4 --acn-limits 20 30 50 75   # longer ACN part
 
 Part 1, the seeded days (benchmarks/quality_days.py) replayed through the real site controller
 (benchmarks/quality_loop.py: planner, limits, told needs or the site's defaults, closed loop,
 under a manual clock; ideal stations). Each day runs with the demo's mix of drivers (60 % tell
-their need and departure, the others get the site's defaults) and with every driver telling the
-truth, which separates what information costs from what control costs; the baselines EDF, LLF
-and equal share run through the same controller (`ControllerSettings.backend`) with truthful
+their need and departure) and with every driver telling the truth, which separates what
+information costs from what control costs. The demo's drivers run with the site's history (7
+earlier days of the same kind: `past_sessions`), from which silent drivers' needs and
+departures are estimated (site/estimates.py), and without it (the site's defaults). The
+baselines EDF, LLF and equal share run through the same controller
+(`ControllerSettings.backend`) with truthful
 drivers; "uncontrolled" (every car at its maximum from arrival) is computed on the day's
 offline problem, since a controller cannot run it (it plans under the limits).
 Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
 knowing every car), share of the effective grid limit used while the plugged cars could take
-more than it, dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
+more than it (also against what the plugged cars could draw under the breakers and phases),
+dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest), peak / limit, violations (measured
 draws vs the grid limit and every breaker, each minute), Jain's index of the share of need met,
-and pauses (a car charging, then at 0 while it still wants energy, then charging again).
+pauses (a car charging, then at 0 while it still wants energy, then charging again), and the
+plan the cars did not take (to full cars, to cars in taper, to others).
 
 Part 2, ACN-Data (benchmarks/acn.py): Caltech sessions replayed at the optimizer level
 (optimizer/replay.py: online re-plans at every arrival and whenever a car leaves or stops
 taking power, 5-minute periods, one site limit) against the offline optimum, EDF and LLF, with
-truthful drivers and with the drivers' own estimates (requested energy, estimated departure).
-Skipped with a message when the wheel cannot be fetched.
+truthful drivers and with the drivers' own estimates (requested energy, estimated departure);
+a car still there after its told departure is planned an hour more, as the controller does.
+Then what each part of the estimates costs (early or late departures, over- or under-stated
+energy: each variant truthful but for that part). Skipped with a message when the wheel cannot
+be fetched.
 """
 
 from __future__ import annotations
@@ -39,12 +47,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import acn
-from benchmarks.quality_days import days, offline_optimum_wh, offline_problem
+from benchmarks.quality_days import days, offline_optimum_wh, offline_problem, past_sessions
 from benchmarks.quality_loop import DayResult, run_day
 from optimizer import baselines, check, replay
 
 DIP_FRACTION = 0.10
 METER_S = 300.0
+# a car still there after its told departure is planned an hour more, as the controller does
+OVERSTAY_PERIODS = 12
 
 
 def jain(shares: np.ndarray) -> float:
@@ -60,6 +70,11 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
     short = wanted > limit + 1.0
     used = float(load[short].sum() / limit[short].sum()) if short.any() else float("nan")
+    # the same against what the plugged cars could draw under the breakers and phases too
+    reachable = np.minimum(np.array(result.reachable_w), limit)
+    counted = short & np.isfinite(reachable) & (reachable > 0)
+    reach_used = float(load[counted].sum() / reachable[counted].sum()) if counted.any() \
+        else float("nan")
     dipping = short & (load < (1.0 - DIP_FRACTION) * limit)
     runs, length = [], 0
     for flag in dipping:
@@ -78,12 +93,16 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     return {
         "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
-        "limit_used": used, "dips": len(runs), "long_dips": long_dips, "deepest": depth,
+        "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
+        "long_dips": long_dips, "deepest": depth,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
+        "pauses": int(np.sum(result.pauses)),
+        "pauses_per_car_h": float(np.sum(result.pauses) / max(np.sum(result.hours_plugged), 1e-9)),
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
             np.array(result.hours_plugged), 1.0)))),
         "replans": result.replans,
+        "untaken_kwh": {k: v / 1000.0 for k, v in result.untaken_wh.items()},
     }
 
 
@@ -103,19 +122,24 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
-          "short | dips (> 5 min) | deepest dip | peak / limit | violations | Jain | "
-          "max pauses per car-hour | cars paused > 1/h | re-plans |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | "
+          "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
+          "cars paused > 1/h | re-plans | offered, not taken kWh: full / taper / other |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-                  f"{m['of_offline']:.1%} | - | - | - | {m['peak']:.0%} | {m['violations']} "
-                  f"slots | {m['jain']:.3f} | - | - | - |")
+                  f"{m['of_offline']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"slots | {m['jain']:.3f} | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['dips']} ({m['long_dips']}) "
+              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
+              f"{m['dips']} ({m['long_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
-              f"{m['pauses_max_per_h']:.1f} | {m['cars_over_1_per_h']} | {m['replans']} |")
+              f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
+              f"{m['cars_over_1_per_h']} | {m['replans']} | "
+              + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))
+              + " |")
 
 
 def run_days(args) -> None:
@@ -126,12 +150,15 @@ def run_days(args) -> None:
         requested = sum(v.requested_wh for v in day.visits)
         print(f"\n{day.name}: {len(day.visits)} visits, {requested / 1000:.0f} kWh requested, "
               f"offline optimum {offline_wh / 1000:.0f} kWh", flush=True)
-        runs = [("ours, demo's drivers", "auto", False), ("ours, truthful", "auto", True)]
+        history = past_sessions(day)
+        runs = [("ours, demo's drivers", "auto", False, history),
+                ("ours, demo's drivers, no history", "auto", False, None),
+                ("ours, truthful", "auto", True, None)]
         if args.baselines:
-            runs += [(f"{b}, truthful", b, True) for b in ("edf", "llf", "equal_share")]
-        for label, backend, truthful in runs:
+            runs += [(f"{b}, truthful", b, True, None) for b in ("edf", "llf", "equal_share")]
+        for label, backend, truthful, past in runs:
             result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
-                                         truthful=truthful, backend=backend))
+                                         truthful=truthful, backend=backend, history=past))
             rows.append((day.name, label, metrics(result, offline_wh)))
         rows.append((day.name, "uncontrolled (optimizer level)", uncontrolled_row(day, offline_wh)))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
@@ -159,16 +186,45 @@ def run_acn(args) -> None:
             cells = [replay.offline(sessions, limit_w).sum() / need]
             for told in (sessions.truthful(), sessions):
                 for method in ("solve", "llf", "edf"):
-                    cells.append(replay.online(told, limit_w, method,
-                                               replan_on_change=True).sum() / need)
+                    cells.append(replay.online(told, limit_w, method, replan_on_change=True,
+                                               min_stay_periods=OVERSTAY_PERIODS).sum() / need)
             print(f"| {start:%Y-%m-%d} | {sessions.arrival.size} | {limit_kw:g} | "
+                  + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
+    if args.acn_breakdown:
+        print_acn_breakdown(args, rows)
+
+
+def print_acn_breakdown(args, rows) -> None:
+    """Which part of the drivers' estimates costs most: each variant tells the truth except
+    for that part (ours, online, as above)."""
+    print("\nWhat each part of the drivers' estimates costs (ours; share of the demand "
+          "delivered, each variant truthful but for that part):\n")
+    names = list(acn.information_parts(acn.window(rows, datetime.fromisoformat(
+        args.acn_start), 7.0)))
+    print("| week from | limit kW | truthful | " + " | ".join(names) + " |")
+    print("|---|---:|---:|" + "---:|" * len(names))
+    for week in range(args.acn_weeks):
+        start = datetime.fromisoformat(args.acn_start) + timedelta(days=7 * week)
+        sessions = acn.window(rows, start, 7.0)
+        need = sessions.energy_wh.sum()
+        told_d, true_d = sessions.told_departure, sessions.departure
+        print(f"(week from {start:%Y-%m-%d}: {sessions.arrival.size} sessions, departures told "
+              f"early {int((told_d < true_d).sum())}, late {int((told_d > true_d).sum())}; "
+              f"energy over-stated {int((sessions.told_energy_wh > sessions.energy_wh).sum())}, "
+              f"under-stated {int((sessions.told_energy_wh < sessions.energy_wh).sum())})")
+        for limit_kw in args.acn_limits:
+            cells = [replay.online(told, limit_kw * 1000.0, "solve", replan_on_change=True,
+                                   min_stay_periods=OVERSTAY_PERIODS).sum() / need
+                     for told in (sessions.truthful(),
+                                  *acn.information_parts(sessions).values())]
+            print(f"| {start:%Y-%m-%d} | {limit_kw:g} | "
                   + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", default=None,
-                        help="demo workplace depot tight (default: all)")
+                        help="demo workplace depot tight regulars (default: all)")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                         help="EDF, LLF, equal share through the controller too")
     parser.add_argument("--no-days", dest="run_days", action="store_false")
@@ -177,6 +233,8 @@ def main(argv=None) -> None:
     parser.add_argument("--acn-start", default="2019-05-06T00:00:00-07:00")
     parser.add_argument("--acn-weeks", type=int, default=1)
     parser.add_argument("--acn-limits", type=float, nargs="+", default=[20.0, 30.0])
+    parser.add_argument("--acn-breakdown", action=argparse.BooleanOptionalAction, default=True,
+                        help="what each part of the drivers' estimates costs")
     args = parser.parse_args(argv)
     print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.machine()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")

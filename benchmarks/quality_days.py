@@ -9,7 +9,12 @@ grid cap, per-phase breakers):
   stays of 7-10 h, 15-50 kWh, a second shorter visit at some bays, no event; 24 h.
 - depot: a fleet's night: every bay gets a car between 17:00 and 21:00 that leaves between
   05:00 and 07:00, 25-60 kWh; 16:00 to 08:00.
-- tight: the demo's day with seed 8 under a grid cap of 50 kW (with the event at half of it).
+- tight: the demo's day with seed 8 under a grid cap of 60 kW (with the event at half of it).
+- regulars: a car park of regulars (each id tag one driver with habits: car, arrival, stay
+  and need), at a random bay each day, under a grid cap of 60 kW; what history per id tag
+  can win (site/estimates.py).
+
+`past_sessions(day)` is the site's history before a day: 7 earlier days of the same kind.
 
 The offline optimum is one LP over the whole day that knows every car in advance (arrival,
 departure, need, on-board charger and its phases, bay) under the same caps, event, breakers and
@@ -34,6 +39,7 @@ from smartcharge.demo.scenario import (MIN_GAP_S, DemandResponsePlan, Visit, pla
                                        plan_demand_response)
 from smartcharge.model import Site
 from smartcharge.sim.ev import random_ev
+from smartcharge.site.estimates import PastSession
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 START = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
@@ -91,35 +97,88 @@ def _custom(site: Site, seed: int, arrive, stay_s, need_wh, start: datetime, hou
     return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
 
 
-def days(names: list[str] | None = None) -> list[Day]:
+def _regulars(site: Site, seed: int, day0: datetime) -> list[Visit]:
+    """A car park of regulars: each of the site's id tags is one driver with habits (the same
+    car, an arrival hour, a stay and a need of their own, drawn once from a fixed seed) who
+    comes on 90 % of days with a little day-to-day noise, at whichever bay is free (a random
+    one each day: a bay's history says little, the driver's says much)."""
+    people = random.Random(4242)      # the same drivers every day
+    rng = random.Random(seed)
+    bays = [(station, connector) for station in site.stations for connector in station.connectors]
+    order = list(range(len(bays)))
+    rng.shuffle(order)
+    visits = []
+    for index, tag in enumerate(sorted(site.id_tags)[:len(bays)]):
+        arrive_h, stay_h = people.gauss(8.5, 1.0), people.uniform(4.0, 10.0)
+        need_wh, car_seed = people.uniform(10_000.0, 50_000.0), people.random()
+        if rng.random() > 0.9:
+            continue
+        station, connector = bays[order[index]]
+        arrival = day0 + timedelta(hours=arrive_h + rng.gauss(0.0, 0.25))
+        departure = arrival + timedelta(hours=stay_h * max(0.5, 1.0 + rng.gauss(0.0, 0.08)))
+        car = random_ev(random.Random(car_seed), arrival, name=tag)
+        car.onboard_phases = min(car.onboard_phases, connector.phases) if connector.phases == 1 \
+            else car.onboard_phases
+        wanted_wh = min(need_wh * max(0.3, 1.0 + rng.gauss(0.0, 0.15)),
+                        (car.target_soc - 0.05) * car.capacity_wh)
+        car.soc = car.target_soc - wanted_wh / car.capacity_wh
+        car.departure = departure
+        visits.append(Visit(station.station_id, connector.connector_id, arrival, departure, car,
+                            tag, car.energy_need_wh, rng.random() < 0.6))
+    return sorted(visits, key=lambda v: (v.arrival, v.station_id, v.connector_id))
+
+
+def days(names: list[str] | None = None, *, seed_offset: int = 0,
+         days_before: int = 0) -> list[Day]:
+    """The named days (default: all); `seed_offset` and `days_before` make other days of the
+    same kind (the history the estimates learn from: `past_sessions`)."""
     site = load_site(default_site_path())
     out = []
-    wanted = names or ["demo", "workplace", "depot", "tight"]
+    wanted = names or ["demo", "workplace", "depot", "tight", "regulars"]
+    day0 = START - timedelta(days=days_before)
     for name in wanted:
         if name == "demo":
-            dr = plan_demand_response(START, 24, site.root.limit_w)
-            out.append(Day(name, site, plan_day(site, START, 24, seed=7, mixed_phases=True),
-                           START, 24.0, dr))
+            dr = plan_demand_response(day0, 24, site.root.limit_w)
+            out.append(Day(name, site, plan_day(site, day0, 24, seed=7 + seed_offset,
+                                                mixed_phases=True), day0, 24.0, dr))
         elif name == "workplace":
             visits = _custom(
-                site, 11, lambda r: START + timedelta(hours=r.gauss(8.5, 0.75)),
+                site, 11 + seed_offset, lambda r: day0 + timedelta(hours=r.gauss(8.5, 0.75)),
                 lambda r: r.uniform(7, 10) * 3600, lambda r: r.uniform(15_000, 50_000),
-                START, 24.0)
-            out.append(Day(name, site, visits, START, 24.0, None))
+                day0, 24.0)
+            out.append(Day(name, site, visits, day0, 24.0, None))
         elif name == "depot":
-            start = START + timedelta(hours=16)
+            start = day0 + timedelta(hours=16)
             visits = _custom(
-                site, 12, lambda r: start + timedelta(hours=r.uniform(1, 5)),
+                site, 12 + seed_offset, lambda r: start + timedelta(hours=r.uniform(1, 5)),
                 lambda r: r.uniform(9, 13) * 3600, lambda r: r.uniform(25_000, 60_000),
                 start, 16.0)
             out.append(Day(name, site, visits, start, 16.0, None))
         elif name == "tight":
             tight = _with_cap(site, 50_000.0)
-            dr = plan_demand_response(START, 24, tight.root.limit_w)
-            out.append(Day(name, tight, plan_day(tight, START, 24, seed=8, mixed_phases=True),
-                           START, 24.0, dr))
+            dr = plan_demand_response(day0, 24, tight.root.limit_w)
+            out.append(Day(name, tight, plan_day(tight, day0, 24, seed=8 + seed_offset,
+                                                 mixed_phases=True), day0, 24.0, dr))
+        elif name == "regulars":
+            regular = _with_cap(site, 60_000.0)
+            out.append(Day(name, regular, _regulars(regular, 13 + seed_offset, day0), day0,
+                           24.0, None))
         else:
             raise ValueError(f"unknown day {name!r}")
+    return out
+
+
+def past_sessions(day: Day, n_days: int = 7) -> list[PastSession]:
+    """The site's history before `day`: `n_days` earlier days of the same kind (other seeds),
+    oldest first, each visit as a stopped session that took the car's need (as if those days
+    had been served in full: a site under a tight cap would have stored less)."""
+    out = []
+    for back in range(n_days, 0, -1):
+        past = days([day.name], seed_offset=1000 + back, days_before=back)[0]
+        for visit in sorted(past.visits, key=lambda v: v.departure):
+            out.append(PastSession(visit.id_tag, ConnectorRef(visit.station_id,
+                                                              visit.connector_id),
+                                   visit.arrival, visit.departure, visit.requested_wh))
     return out
 
 

@@ -22,12 +22,17 @@ import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+
+import optimizer
+
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo.scenario import DemandResponsePlan, Visit
 from smartcharge.model import Site
 from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.estimates import PastSession
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 
@@ -41,12 +46,21 @@ class DayResult:
     limit_w: list[float] = field(default_factory=list)      # effective grid limit
     wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
     offered_w: list[float] = field(default_factory=list)    # what the plan offered them
+    # the most the plugged cars could draw together under the grid limit and every breaker
+    # and phase (NaN: not short then, not computed)
+    reachable_w: list[float] = field(default_factory=list)
+    # what a single-phase car on a three-phase bay could not use of its plan while its phases
+    # were not known yet (it is sent a balanced plan's per-phase current) [W]
+    phases_unknown_w: list[float] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
     hours_plugged: list[float] = field(default_factory=list)
     violations: int = 0
     replans: int = 0
+    # plan offered and not taken [Wh]: to full cars, to cars in taper, to others
+    untaken_wh: dict[str, float] = field(default_factory=lambda: {"full": 0.0, "taper": 0.0,
+                                                                   "other": 0.0})
 
 
 def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
@@ -61,13 +75,21 @@ def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
 async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float,
                   dr: DemandResponsePlan | None = None, *, truthful: bool = False,
                   backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
-                  settings: dict | None = None) -> DayResult:
-    """Replay `visits` (deep-copied: their cars charge) through a fresh controller."""
+                  settings: dict | None = None, silent_tell: str | None = None,
+                  history: list[PastSession] | None = None) -> DayResult:
+    """Replay `visits` (deep-copied: their cars charge) through a fresh controller.
+
+    `silent_tell` ("need" or "departure"): the drivers who tell nothing tell that one truth
+    (to measure which part of the information costs most). `history`: the site's past
+    sessions, which silent drivers' needs and departures are estimated from
+    (`site/estimates.py`); None: none, the site's defaults."""
     visits = copy.deepcopy(visits)
     clock = ManualClock(start)
     settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
                                      **(settings or {})})
     controller = SiteController(site, clock, settings)
+    for past in history or ():
+        controller.state.history.add(past)
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)
     topo = controller.topology
@@ -113,6 +135,10 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             if truthful or visit.tells_need:
                 controller.state.set_need(next_tx, requested_wh=visit.requested_wh,
                                           departure=visit.departure)
+            elif silent_tell == "need":
+                controller.state.set_need(next_tx, requested_wh=visit.requested_wh)
+            elif silent_tell == "departure":
+                controller.state.set_need(next_tx, departure=visit.departure)
             next_tx += 1
         # re-plan: the controller's triggers, every slot boundary, every limit change
         boundary = now >= next_slot
@@ -127,18 +153,24 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             await controller.replan(reasons)
             result.replans += 1
         # the cars charge for one step at what the plan offers
-        draws, wanted_w, offered_w = [], 0.0, 0.0
+        draws, wanted_w, offered_w, unknown_w = [], 0.0, 0.0, 0.0
+        before_w = {}
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
-            wanted_w += car.acceptance_w()
+            before_w[ref] = car.acceptance_w()
+            wanted_w += before_w[ref]
             offered = controller.allocated_now_w(ref) or 0.0
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
                     (plan is None or not plan.phases_known or plan.phases == 3):
+                unknown_w += offered * 2.0 / 3.0
                 offered /= 3.0
             offered_w += offered
             before_full = car.full
+            tapering = car.soc > car.taper_start_soc
             draw_w = car.advance(step_s, offered)
+            kind = "full" if before_full else "taper" if tapering else "other"
+            result.untaken_wh[kind] += max(offered - draw_w, 0.0) * step_s / 3600.0
             register_wh[ref] += draw_w * step_s / 3600.0
             plugged_s[id(visit)] += step_s
             key = id(visit)
@@ -154,9 +186,14 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         sample = monitor.record(now, draws, len(plugged), 0.0)
         result.times.append(now)
         result.load_w.append(sample.site_load_w)
-        result.limit_w.append(limits.effective_w(now) or float("inf"))
+        limit_now = limits.effective_w(now) or float("inf")
+        result.limit_w.append(limit_now)
+        result.reachable_w.append(
+            reachable_w(topo, [(ref, visit.ev) for ref, (visit, _) in plugged.items()],
+                        limit_now, before_w) if wanted_w > limit_now + 1.0 else float("nan"))
         result.wanted_w.append(wanted_w)
         result.offered_w.append(offered_w)
+        result.phases_unknown_w.append(unknown_w)
         # meter samples
         if now >= next_meter:
             for ref, (visit, tx) in plugged.items():
@@ -177,6 +214,30 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     result.pauses = [pauses[id(v)] for v in visits]
     result.hours_plugged = [plugged_s[id(v)] / 3600.0 for v in visits]
     return result
+
+
+def reachable_w(topo, cars, limit_w: float, acceptance_w: dict) -> float:
+    """The most `cars` [(ref, SimEV)] could draw together right now (each at most what its
+    battery accepts, on the phases it uses) under the grid limit and every breaker and phase:
+    one slot of the optimizer, no minimum rates."""
+    if not cars:
+        return 0.0
+    node_w, node_a = topo.node_limits(np.array([limit_w]))
+    rows = []
+    for ref, car in cars:
+        phases = min(car.phases, topo.connector(ref).phases)
+        rows.append((topo.station_node[ref.station_id],
+                     min(topo.max_power_w(ref, phases), acceptance_w[ref]), phases,
+                     topo.site_phase(ref, 0) if phases == 1 else 0,
+                     topo.station(ref.station_id).voltage_v))
+    node, max_w, phases, phase, volt = (np.array(c) for c in zip(*rows))
+    problem = optimizer.Problem(
+        slot_s=[60.0], max_power_w=max_w, energy_wh=max_w / 60.0 + 1.0,
+        arrival_slot=np.zeros(len(rows), dtype=np.int64),
+        departure_slot=np.ones(len(rows), dtype=np.int64), node_parent=topo.node_parent,
+        connector_node=node, node_limit_w=node_w, node_limit_a=node_a, phases=phases,
+        phase=phase, voltage_v=volt)
+    return float(optimizer.solve(problem).power_w.sum())
 
 
 def _changes(dr: DemandResponsePlan | None, site: Site) -> list[datetime]:

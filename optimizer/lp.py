@@ -285,6 +285,7 @@ class HighsModel:
         self.arrays = arrays
         self.energy_first = energy_first
         self._energy_row: int | None = None  # index of the held-energy row, once added
+        self._duals_of_objective = True      # HiGHS's current duals are the objective's
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         for name, value in {**HIGHS_OPTIONS, **(options or {})}.items():
@@ -349,12 +350,14 @@ class HighsModel:
         if self._energy_row is not None:
             self.highs.changeRowBounds(self._energy_row, -highspy.kHighsInf, highspy.kHighsInf)
         z, value, iterations = self._run(end, "the objective")
+        self._duals_of_objective = True
         energy_first = "by construction"
         if self.energy_first:
             most_wh = -float(arrays.energy_c @ z)
             self.highs.changeColsCost(int(self._all.size), self._all, arrays.energy_c)
             try:
                 _, energy_value, more = self._run(end, "the weighted energy alone")
+                self._duals_of_objective = False   # HiGHS now holds that solve's duals
             finally:
                 self.highs.changeColsCost(int(self._all.size), self._all, arrays.c)
             iterations += more
@@ -363,6 +366,7 @@ class HighsModel:
             if best_wh > most_wh + energy_tolerance(best_wh):
                 self._hold_energy(best_wh - energy_tolerance(best_wh))
                 z, value, more = self._run(end, "the objective at the most weighted energy")
+                self._duals_of_objective = True
                 iterations += more
                 energy_first = "held"
         info = {"solve_s": time.perf_counter() - started, "status": "Optimal",
@@ -370,6 +374,30 @@ class HighsModel:
                 "n_vars": int(arrays.c.shape[0]), "n_rows": int(arrays.A.shape[0]),
                 "nnz": int(arrays.A.nnz)}
         return arrays.to_power(z), info
+
+
+    def stabilise(self, targets, time_limit_s: float | None = None) -> tuple[np.ndarray, dict]:
+        """Among the optima of the last solve, the one closest to the previous allocation
+        (optimizer/stable.py); targets = stable.stable_targets(...). Leaves the model restricted
+        to that optimal face: call it once, after the last solve."""
+        from optimizer import stable
+
+        started = time.perf_counter()
+        end = None if time_limit_s is None else started + time_limit_s
+        variables, previous_w, weight = targets
+        iterations = 0
+        if not self._duals_of_objective:
+            # the last run was the weighted-energy check: its duals describe the optima of
+            # energy alone, a larger face than the objective's. The objective again, warm from
+            # a basis that is already optimal for it (0 iterations), gives its own duals.
+            _, _, iterations = self._run(end, "the objective before the stable pass")
+            self._duals_of_objective = True
+        stable.restrict_to_optimal_face(self.highs)
+        stable.add_deviation(self.highs, variables, previous_w, weight)
+        z, deviation, more = self._run(end, "the plan closest to the previous one")
+        return self.arrays.to_power(z), {"solve_s": time.perf_counter() - started,
+                                         "iterations": iterations + more,
+                                         "deviation_wh": deviation}
 
 
 def solve_lp(problem: Problem, objective: Objective, upper_w: np.ndarray,

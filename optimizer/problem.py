@@ -20,6 +20,11 @@ Shapes (N connectors with an active session, T slots, M circuit-tree nodes):
     node_limit_w    (M, T)  power limit of each node per slot [W], +inf where there is none
     node_limit_a    (M, T)  per-phase current limit of each node per slot [A], +inf where none
     price_per_kwh   (T,) or None   energy price per slot [currency/kWh]
+    previous_w      (N, T) or None the allocation installed before this problem [W], NaN where
+                    there is none to keep (a slot no station holds a profile for); among plans
+                    equal on every level of the objective, solve keeps the one closest to it
+                    (optimizer/stable.py). 0 means "not running": keep it so; the controller
+                    gives a car the last plan did not have NaN (no preference).
 
 A per-slot field (N, T) or (M, T) also takes a scalar (everyone, every slot) or one value per
 connector or node (N,) / (M,), the same in every slot.
@@ -107,6 +112,7 @@ class Problem:
     weight: np.ndarray | float = 1.0
     price_per_kwh: np.ndarray | None = None
     n_slots: int | None = field(default=None)
+    previous_w: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -179,6 +185,16 @@ class Problem:
         if self.price_per_kwh is not None:
             price = _as_float("price_per_kwh", self.price_per_kwh, (t,))
             set_("price_per_kwh", price)
+        if self.previous_w is not None:
+            previous = np.asarray(self.previous_w, dtype=float)
+            known = np.where(np.isnan(previous), 0.0, previous)
+            set_("previous_w", _as_float("previous_w", known, (n, t)))  # shape and infinities
+            if (self.previous_w < 0).any():
+                _fail("previous_w", "must not be negative", _first_bad(self.previous_w < 0))
+            previous = np.broadcast_to(previous if previous.ndim != 1 or len(previous) != n
+                                       else previous[:, None], (n, t)).copy()
+            previous.setflags(write=False)
+            set_("previous_w", previous)
 
     # --- sizes ---------------------------------------------------------------------------------
     @property

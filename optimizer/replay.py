@@ -66,12 +66,14 @@ def _limits(limit_w, n_periods: int) -> np.ndarray:
 
 def online(sessions: Sessions, limit_w, method: str = "solve", replan_every: int | None = None,
            min_power_w: float = 0.0, power_w_out: np.ndarray | None = None,
-           replan_on_change: bool = False) -> np.ndarray:
+           replan_on_change: bool = False, min_stay_periods: int = 1) -> np.ndarray:
     """(S,) energy delivered to each session [Wh] when `method` ("solve" or a baseline name)
     re-plans at every arrival (and every `replan_every` periods, and with replan_on_change at
     the period after a car left or stopped taking power, as a closed loop would) with what it
-    is told then: each present car's told departure (at least the next period while it is still
-    there) and its told need less what it got. A car takes at most its true remaining need.
+    is told then: each present car's told departure (once that has passed while the car is
+    still there, `min_stay_periods` more: the site controller plans such a car over at least
+    four 15-min slots, rather than cramming it into the next period)
+    and its told need less what it got. A car takes at most its true remaining need.
     power_w_out, an (S, P) array when given, receives the power each session drew [W]."""
     s = sessions
     limit = _limits(limit_w, s.n_periods)
@@ -86,7 +88,7 @@ def online(sessions: Sessions, limit_w, method: str = "solve", replan_every: int
         here = np.flatnonzero((s.arrival <= p) & (s.departure > p) & (remaining > 1e-9))
         if p in arrivals or plan is None or (replan_on_change and changed):
             plan, plan_start, plan_of = _replan(s, method, limit, delivered, here, p,
-                                                min_power_w)
+                                                min_power_w, min_stay_periods)
         changed = False
         if here.size == 0 or plan is None:
             continue
@@ -106,12 +108,13 @@ def online(sessions: Sessions, limit_w, method: str = "solve", replan_every: int
 
 
 def _replan(s: Sessions, method: str, limit: np.ndarray, delivered: np.ndarray,
-            here: np.ndarray, p0: int, min_power_w: float):
+            here: np.ndarray, p0: int, min_power_w: float, min_stay_periods: int = 1):
     """(plan (len(here), T), its first period, the sessions it covers) or (None, p0, None)."""
     if here.size == 0:
         return None, p0, None
     told_left = np.maximum(s.told_energy_wh[here] - delivered[here], 0.0)
-    leave = np.maximum(s.told_departure[here], p0 + 1)
+    leave = np.where(s.told_departure[here] > p0, s.told_departure[here],
+                     p0 + max(min_stay_periods, 1))
     horizon = int(leave.max()) - p0
     limit_row = np.concatenate([limit, np.full(max(0, p0 + horizon - limit.size), limit[-1])])
     problem = Problem(

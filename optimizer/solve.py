@@ -20,6 +20,9 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
    violation here is a bug; `safety.project_checked` reports the `check.feasible` test it ended
    on, the same comparisons as `check(tol=0)`, so the result is not checked twice).
+   Stable plans: with a previous allocation (`Problem.previous_w`), after the last HiGHS solve
+   a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
+   to it in the slots it names (optimizer/stable.py), before the projection and the top-up.
 4. If the backend fails or runs out of time: the better of EDF and LLF, status FALLBACK.
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
@@ -66,6 +69,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
+from optimizer.stable import stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -90,6 +94,9 @@ BACKENDS = ("auto", *SOLVERS, *BASELINES)
 WARM_ROUNDS = 0
 SMALL_WARM_ROUNDS = 1
 SMALL_CONNECTORS = 500
+# Up to this many sessions a problem with a previous allocation goes to HiGHS even where the
+# flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
+STABLE_FLOW_CONNECTORS = 500
 COLD_ROUNDS = 0
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
@@ -137,6 +144,14 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
     solve_s, rounds, paused, iterations = info["solve_s"], 0, 0, info["iterations"]
     stopped = None
     warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
+    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
+    if targets is not None:
+        # The round pauses whatever the first vertex left below a minimum - other cars than
+        # the previous plan ran - and the stable pass could not bring them back; without it
+        # the projection pauses what the stable plan leaves below a minimum and the top-up
+        # refills running cars first (demo day: 270 -> 243 pauses, 14 -> 9 cars paused more
+        # than once an hour, energy within the run-to-run spread).
+        warm_rounds = 0
     while rounds < warm_rounds:
         fractional = _below_min(problem, power_w)
         if not fractional.any():
@@ -152,7 +167,17 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
             break
         solve_s += info["solve_s"]
         iterations += info["iterations"]
+    stable_info = {}
+    if targets is not None and stopped is None:
+        try:
+            power_w, stable_info = model.stabilise(targets, deadline.left_s())
+        except SolverFailed as exc:  # the optimum found stands, merely less stable
+            stable_info = {"stable_failed": str(exc)}
+        solve_s += stable_info.get("solve_s", 0.0)
+        iterations += stable_info.get("iterations", 0)
     return power_w, {"build_s": build_s, "solve_s": solve_s, "objective": info["objective"],
+                     "stable_s": stable_info.get("solve_s"),
+                     "stable_failed": stable_info.get("stable_failed"),
                      "rounds_stopped": stopped, "energy_first": info["energy_first"],
                      "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
                      "status": info["status"],
@@ -200,6 +225,10 @@ def _pick_auto(problem: Problem) -> str:
     try:
         from optimizer import flow
     except ImportError:
+        return "highs"
+    if problem.previous_w is not None and problem.n_connectors <= STABLE_FLOW_CONNECTORS:
+        # only the LP has the stable pass (its duals give the optimal face; the flow solver
+        # gives no potentials): on small sites HiGHS costs ~20 ms more than the flow
         return "highs"
     return "flow" if flow.applicable(problem) else "highs"
 
@@ -300,13 +329,8 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc), found)
     started = time.perf_counter()
-    projected, checked = project_checked(problem, power_w)
-    paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
-    power_w = projected
+    power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0))
     rounded = info.get("paused", 0) + paused_by_projection > 0
-    if rounded:
-        # Pausing (by the rounds or by the projection) may have left room nobody uses.
-        power_w, checked = project_checked(problem, baselines.top_up(problem, power_w))
     info["paused_by_projection"] = paused_by_projection
     _assert_feasible(problem, power_w, backend, checked)
     check_s = time.perf_counter() - started
@@ -325,6 +349,17 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
         # The guard's baselines are part of the solve: count them, so benchmarks see the total.
         return dataclasses.replace(guarded, solve_s=guarded.solve_s + time.perf_counter() - started)
     return schedule
+
+
+def _round(problem: Problem, power_w: np.ndarray, paused: int):
+    """(lawful power, checked, entries the projection paused): the safety projection, and a
+    greedy top-up when anything was paused (by the rounds or by the projection: that may have
+    left room nobody uses)."""
+    projected, checked = project_checked(problem, power_w)
+    paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
+    if paused + paused_by_projection > 0:
+        projected, checked = project_checked(problem, baselines.top_up(problem, projected))
+    return projected, checked, paused_by_projection
 
 
 def _solve_baseline(problem: Problem, objective: Objective, name: str) -> Schedule:

@@ -17,7 +17,7 @@ from aiohttp import web
 from smartcharge.app import create_app, tune_gc_for_serving
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
-from smartcharge.demo import add_demo_arguments, run_demo
+from smartcharge.demo import add_demo_arguments
 from smartcharge.serve_checks import (cleartext_warnings, is_loopback, demo_key_refusal,
                                       plaintext_password_warnings)
 from smartcharge.tls import server_ssl_context
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "WebSockets and run a day of cars and a demand-response event "
                                "in accelerated time; print a summary and write a plot.")
     add_demo_arguments(demo)
-    demo.set_defaults(handler=lambda args, _parser: run_demo(args))
+    demo.set_defaults(handler=lambda args, _parser: _run_demo(args))
     hasher = commands.add_parser("hash-secret", help="print the salted hash of a station "
                                  "password or API token, for the site file",
                                  description="Read a secret (a station password or an API "
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "it stays out of the shell history.")
     hasher.set_defaults(handler=hash_secret_command)
     return parser
+
+
+def _run_demo(args) -> int:
+    from smartcharge.demo import run_demo   # only when a demo runs (see demo/__init__.py)
+    return run_demo(args)
 
 
 def main(argv: list[str] | None = None) -> int:

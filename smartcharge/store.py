@@ -86,14 +86,18 @@ class SqliteStore:
             db.close()
             raise RuntimeError(f"{self.path} has schema version {version}, newer than this "
                                f"smartcharge knows ({len(MIGRATIONS)}): upgrade smartcharge")
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("store %s: migrating schema to version %d", self.path, number)
+        if version < len(MIGRATIONS):
+            # every pending step in one transaction: all of them or none (a failed upgrade
+            # leaves the file as it was), and one commit (one fsync) instead of one per step -
+            # a new file took ~40 ms more to open, at every server start and in every test
             db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in re.sub(r"--[^\n]*", "", step).split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+                for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                    log.info("store %s: migrating schema to version %d", self.path, number)
+                    for statement in re.sub(r"--[^\n]*", "", step).split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -88,19 +88,37 @@ class InstallWatch:
     none over its limit; at the given later moments (a coming DR event), no profile raises a
     node that is over its limit there (the decreases that bring it under go out one by one)."""
 
-    def __init__(self, site, fleet, limits, clock, *, moments: tuple[datetime, ...] = ()):
+    def __init__(self, site, fleet, limits, clock, *, moments: tuple[datetime, ...] = (),
+                 zero_notice: bool = False):
+        """`zero_notice`: a limit may be lowered under what is installed now (an operator's
+        cap at once): a node may be over it until the decreases are in, but no install may
+        raise a node that is over its limit, and one under it may not go over (the
+        installs under `met_at`: the first one with every node under its limit)."""
         self.site, self.fleet, self.limits, self.clock = site, fleet, limits, clock
         self.moments = moments
+        self.zero_notice = zero_notice
         self.installs = 0
         self.excesses: list[str] = []
+        self.met_at: datetime | None = None
+        self._now_last = node_loads(site, fleet, limits, clock.now())
         self._last = {m: node_loads(site, fleet, limits, m) for m in moments}
         for station in fleet.stations.values():
             station.on_profiles_changed = self._changed
 
     def _changed(self, station) -> None:
         self.installs += 1
-        self.excesses.extend(node_excesses(self.site, self.fleet, self.limits,
-                                           self.clock.now()))
+        now = self.clock.now()
+        if not self.zero_notice:
+            self.excesses.extend(node_excesses(self.site, self.fleet, self.limits, now))
+        else:
+            loads = node_loads(self.site, self.fleet, self.limits, now)
+            for (what, load, cap), (_, before, _) in zip(loads, self._now_last):
+                if load > cap + 1.0 and load > before + 1.0:
+                    self.excesses.append(f"{now:%H:%M:%S} {what}: raised {before:.1f} -> "
+                                         f"{load:.1f} > {cap:.1f} by {station.spec.station_id}")
+            if self.met_at is None and all(load <= cap + 1.0 for _, load, cap in loads):
+                self.met_at = now
+            self._now_last = loads
         for moment in self.moments:
             loads = node_loads(self.site, self.fleet, self.limits, moment)
             for (what, load, cap), (_, before, _) in zip(loads, self._last[moment]):

@@ -53,7 +53,7 @@ def make_snapshot(minutes: int = 30, load_w: float = 51234.5, limit_w: float = 6
         "sessions": [
             {"session_id": 10 + n, "station_id": c["station_id"], "connector_id": c["connector_id"],
              "energy_wh": 5300 + 100 * n, "requested_wh": 20000, "departure": iso(now + timedelta(hours=3)),
-             "id_tag": "DRIVER-7"}
+             "id_tag": "DRIVER-7", "need_source": ("estimated", "ev", "operator", "default")[n]}
             for n, c in enumerate(connectors[:4])
         ],
         "stations": [{"station_id": f"CP{k:03d}", "online": True} for k in (1, 2, 3)],
@@ -176,6 +176,11 @@ async def test_page_loads_and_shows_the_site(site_server, browser, tmp_path):
     assert await page.evaluate("document.querySelector('#chart path.limit').getAttribute('d').length > 5")
     assert await page.evaluate("document.querySelectorAll('#connectors tbody tr').length") == 6
     assert await page.evaluate("document.querySelectorAll('#sessions tbody tr').length") == 4
+    # who set each need: an estimate from history and the site's default are marked as such
+    sources = await page.evaluate(
+        "[...document.querySelectorAll('#sessions tbody tr .need-source')].map("
+        "x => x.closest('tr').dataset.session + ':' + x.textContent)")
+    assert sorted(sources) == ["10:estimated", "11:car", "12:told", "13:site default"]
     assert "utility" in await page.evaluate("document.getElementById('limit-binding').textContent")
     assert "dr-17" in await page.evaluate("document.getElementById('dr-events').textContent")
     # the VEN's state and its last successful poll (the VTN is away: its events still hold)

@@ -100,7 +100,7 @@ async def test_measured_draw_stays_within_every_node_after_the_settle_time(tmp_p
                              "CP1 planned around, the others controlled")
             await wait_until(lambda: all(fleet.draw_w(s, 1) > 4_000 for s in fleet.stations),
                              20, "every car charging")
-            await server.dispatcher.round_done.wait()
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             monitor.start()
             # the faults begin, and the operator's cap drops under the site
             fleet.station("CP2").quirks = Quirks(silent_profiles=True)
@@ -124,7 +124,7 @@ async def test_measured_draw_stays_within_every_node_after_the_settle_time(tmp_p
                              "every fault known to the controller")
             known = clock.now()
             await controller.plan_done.wait()
-            await server.dispatcher.round_done.wait()
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             settled = clock.now() + timedelta(seconds=dispatch.settle_s)
             await wait_until(lambda: clock.now() > settled + timedelta(minutes=5), 10,
                              "five minutes after")

@@ -2,6 +2,7 @@
 acknowledged (a plan made before the stop arriving late), and the fail-safe setup twice for one
 boot (the connection and the BootNotification that follows it)."""
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
 from tests.site_e2e import control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -91,13 +93,19 @@ async def test_fail_safe_setup_goes_out_once_per_boot(tmp_path):
                         and json.loads(r["profile_json"])["csChargingProfiles"]["stackLevel"]
                         == 0]
 
+            def settled():
+                # the setups over (they hold the station while they send) and every plan
+                # dispatched: a second setup, or a round sending the defaults again, is in
+                return server.dispatcher.idle and not any(
+                    server.dispatcher.stations[s].lock.locked() for s in ("CP1", "CP2"))
+
             def installed(station_id):
                 return sum(1 for p in fleet.station(station_id).profiles.profiles
                            if p.purpose == "TxDefaultProfile" and p.stack_level == 0)
 
             await wait_until(lambda: all(installed(s) == 2 for s in ("CP1", "CP2")), 10,
                              "defaults installed")
-            await server.dispatcher.round_done.wait()
+            await wait_until(settled, 10, "setups over, every plan dispatched")
             rows = await _rows(server)
             for sid in ("CP1", "CP2"):
                 assert len(setups(rows, sid)) == 1, setups(rows, sid)
@@ -108,9 +116,44 @@ async def test_fail_safe_setup_goes_out_once_per_boot(tmp_path):
             station.request_reset("Hard")
             await wait_until(lambda: station.boots > boots, 10, "CP1 rebooted")
             await wait_until(lambda: installed("CP1") == 2, 10, "defaults again")
-            await server.dispatcher.round_done.wait()
+            await wait_until(settled, 10, "setups over, every plan dispatched")
             rows = await _rows(server)
             assert len(setups(rows, "CP1")) == 2 and len(fail_safe(rows, "CP1")) == 4
             assert len(setups(rows, "CP2")) == 1
         finally:
+            await fleet.stop()
+
+
+async def test_a_round_computed_while_the_setup_is_in_flight_does_not_send_it_again(tmp_path):
+    """The station-max profile went out twice under load: a round compared what the station
+    has (no fail-safe defaults yet) while its setup was still sending them, and sent them again
+    after it. The order is forced: CP1 holds its setup's first answer; a round starts; then CP1
+    answers."""
+    clock = AcceleratedClock(T0, speed=60.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=60.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0,
+                      quirks={"CP1": Quirks(silent_profiles=True)})
+        station = fleet.station("CP1")
+        dispatcher = server.dispatcher
+        try:
+            await fleet.start(wait_booted_s=10)
+            await wait_until(lambda: station.profiles_held > 0, 10,
+                             "CP1's setup waiting for its answer")
+            await wait_until(lambda: server.controller.plan is not None, 10, "a plan")
+            late = asyncio.ensure_future(dispatcher.dispatch_plan(server.controller.plan))
+            await asyncio.sleep(0)     # (a yield, not a wait) the round compares, then queues
+            station.quirks = Quirks()
+            station.profile_answers.set()
+            await late
+            await wait_until(lambda: sum(1 for p in station.profiles.profiles
+                                         if p.purpose == "TxDefaultProfile"
+                                         and p.stack_level == 0) == 2, 10,
+                             "CP1's defaults installed")
+            rows = [r for r in await _rows(server) if r["station_id"] == "CP1"]
+            assert len([r for r in rows if r["purpose"] == "ChargePointMaxProfile"]) == 1, rows
+        finally:
+            station.profile_answers.set()
             await fleet.stop()

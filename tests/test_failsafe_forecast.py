@@ -50,8 +50,10 @@ async def test_installed_profiles_keep_every_node_under_its_limit_for_hours(tmp_
         async def forecast_at(minute: float) -> None:
             await wait_until(lambda: clock.now() >= T0 + timedelta(minutes=minute), 30,
                              f"minute {minute}")
-            await controller.plan_done.wait()           # a plan, and its round dispatched
-            await server.dispatcher.round_done.wait()
+            await controller.plan_done.wait()   # a plan made with the limits of now, dispatched
+            await wait_until(lambda: controller.plan.extra.get("limits_version")
+                             == controller.limits.version and server.dispatcher.idle, 10,
+                             "a plan for the limits of now dispatched")
             found.extend(forecast_excesses(site, fleet, controller.limits, clock.now(),
                                            hours=3.0, step_s=30.0))
 

@@ -439,3 +439,27 @@ async def test_a_silent_car_past_the_default_need_takes_what_nobody_else_needs()
     now = _now_w(controller)
     assert now[ConnectorRef("CP4", 1)] == pytest.approx(P_MAX, abs=1.0)
     assert now[ConnectorRef("CP3", 1)] == pytest.approx(30_000.0 - P_MAX, abs=1.0)
+
+
+async def test_a_car_leaving_within_the_hour_is_planned_to_its_departure():
+    # CP3 leaves in 20 minutes and needs 7 kWh: only all of the 22 kW cap until then gets it
+    # there; CP4 has hours. The at-least-an-hour rule is for a car past its departure that is
+    # still plugged in, not for one that really leaves sooner.
+    controller, clock = _manual(cap_w=P_MAX)
+    _plug(controller, clock, "CP3", 103, hours_ago=0.1)
+    _plug(controller, clock, "CP4", 104, hours_ago=0.1)
+    controller.state.set_need(103, requested_wh=7_000.0,
+                              departure=clock.now() + timedelta(minutes=20))
+    controller.state.set_need(104, requested_wh=30_000.0,
+                              departure=clock.now() + timedelta(hours=3))
+    await controller.replan()
+    plan = controller.plan.connectors[ConnectorRef("CP3", 1)]
+    by_departure = sum(p * (min(e, clock.now() + timedelta(minutes=20)) - s).total_seconds()
+                       / 3600 for p, s, e in zip(plan.power_w, plan.slot_starts,
+                                                 plan.slot_starts[1:] + [plan.slot_starts[-1]])
+                       if s < clock.now() + timedelta(minutes=20))
+    assert by_departure == pytest.approx(7_000.0, rel=0.01)
+    # once past its departure and still plugged in, it is planned over the next hour
+    clock.advance(30 * 60)
+    await controller.replan()
+    assert sum(controller.plan.connectors[ConnectorRef("CP3", 1)].power_w) > 0.0

@@ -1,6 +1,7 @@
 """End to end: the real server with the site controller, simulated OCPP 1.6J stations over real
 WebSockets on 127.0.0.1, a real SQLite file, accelerated site time."""
 
+import asyncio
 import decimal
 import json
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
 from smartcharge.site.topology import ConnectorRef
+from tests.installed_limits import InstallWatch
 from tests.site_e2e import LoadMonitor, composite_w, control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -87,9 +89,10 @@ async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_res
             monitor.start()
             planned = sum(composite_w(fleet, s, clock.now()) for s in fleet.stations)
             assert planned <= CAP_W + 1
-            # the utility announces an event 10 minutes ahead
-            start = clock.now() + timedelta(minutes=10)
-            end = start + timedelta(minutes=10)
+            # the utility announces an event 5 minutes ahead (2.5 s real for the profiles to
+            # go out: a re-plan and one answer per station take a fraction of that)
+            start = clock.now() + timedelta(minutes=5)
+            end = start + timedelta(minutes=5)
             body = {"id": "dr-e2e", "start": format_ocpp_time(start),
                     "end": format_ocpp_time(end), "limit_w": 12_000}
             async with aiohttp.ClientSession() as http:
@@ -119,6 +122,11 @@ async def test_dr_event_announced_ahead_lowers_profiles_before_it_starts_and_res
 
 
 async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path):
+    """A cap lowered at once can be met only as fast as the stations take their decreases
+    (docs/promises.md): the site may be over it until the installed profiles are under it -
+    one control interval: a re-plan and one answer per station - but no profile installed
+    meanwhile raises the site, and after that it is never over it again (its cars get the
+    settle time to follow). Checked at every profile installed, not by polling the draw."""
     clock = AcceleratedClock(T0, speed=SPEED)
     site = _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
@@ -133,19 +141,26 @@ async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path)
             await _plug_all(fleet, fleet.stations)
             await wait_until(lambda: all(_has_tx_profile(fleet, s) for s in fleet.stations),
                              10, "a TxProfile on every station")
+            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
             monitor.start()
             changed_at = clock.now()
             async with aiohttp.ClientSession() as http:
                 async with http.put(f"{server.http_url}/api/site/cap", json={"limit_w": 9_000},
                                     headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
                     assert resp.status == 200, await resp.text()
-            await wait_until(lambda: fleet.site_draw_w() <= 9_000 + 1, 10, "load under new cap")
-            settled = clock.now()
-            await wait_until(lambda: clock.now() > settled + timedelta(minutes=5), 10, "5 min")
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            await wait_until(lambda: watch.met_at is not None, 10, "profiles under the new cap")
+            # one control interval, in real time: a re-plan and one answer per station
+            assert loop.time() - asked < 5.0
+            met = watch.met_at
+            await wait_until(lambda: clock.now() > met + timedelta(minutes=5), 10, "5 min")
             await monitor.stop()
-            # one control-loop interval: from the change until every station answered
-            interval_s = (settled - changed_at).total_seconds()
-            assert not monitor.excesses(allow_after=[changed_at], grace_s=interval_s)
+            assert not watch.excesses, watch.excesses[:5]
+            grace_s = (met - changed_at).total_seconds() + DISPATCH.settle_s
+            assert not monitor.excesses(allow_after=[changed_at], grace_s=grace_s), \
+                monitor.excesses(allow_after=[changed_at], grace_s=grace_s)[:5]
+            assert fleet.site_draw_w() <= 9_000 + 1
             assert controller.snapshot()["limit_binding"]["source"] == "operator"
         finally:
             await monitor.stop()

@@ -59,6 +59,28 @@ async def test_newer_schema_is_refused(tmp_path):
         await SqliteStore.open(str(path))
 
 
+async def test_an_upgrade_that_fails_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """Every pending step runs in one transaction: all of them or none."""
+    import smartcharge.store as store_module
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS",
+                        [*MIGRATIONS, "CREATE TABLE later_step (x INTEGER); CREATE TABLE ("])
+    with pytest.raises(sqlite3.OperationalError):
+        await SqliteStore.open(str(path))
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'later_step'"
+                              ).fetchall()
+    finally:
+        db.close()
+
+
 async def test_profiles_sent_audit_and_session_filters(tmp_path):
     store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
     try:

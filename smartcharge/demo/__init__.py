@@ -14,6 +14,14 @@ The parts: `arguments.py` (flags), `scenario.py` (the seeded day: cars, the util
 """
 
 from smartcharge.demo.arguments import add_demo_arguments, default_site_path
-from smartcharge.demo.run import Demo, run_demo
 
 __all__ = ["Demo", "add_demo_arguments", "default_site_path", "run_demo"]
+
+
+def __getattr__(name: str):
+    # the run (simulator, VTN, plotting) is imported when a demo runs, not by every
+    # `smartcharge serve` whose command line knows the demo's flags
+    if name in ("Demo", "run_demo"):
+        from smartcharge.demo import run
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,6 +50,7 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self.connectors = {c.connector_id: ConnectorState(c) for c in spec.connectors}
         self.quirks: Quirks = spec.quirks      # a test may change them while it runs
         self.profile_answers = asyncio.Event()  # releases a `silent_profiles` station's answers
+        self.profiles_held = 0   # profile requests a `silent_profiles` station has not answered
         # called with the station after every profile installed or cleared (tests check sums)
         self.on_profiles_changed: Callable[[StationCore], None] | None = None
         self.outbox = Outbox()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -45,7 +44,7 @@ from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.failsafe_limits import nowhere_higher
-from smartcharge.site.gates import DecreaseGates
+from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -57,7 +56,6 @@ from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
-TURN_S = 0.005      # at most this long comparing (or starting tasks) per turn of the loop
 SEND_CONCURRENCY = 64   # stations a round sends to at once
 
 __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
@@ -126,12 +124,15 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
-        self._shares: dict = {}   # node limits -> default shares (failsafe.py)
+        self._shares: dict = {}
+        self._shares_for: tuple | None = None
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)
         self._stopped: dict[tuple[str, int, int], None] = {}
         self.rounds_done = 0
+        self.rounds_running = 0   # a newer round starts at once: an older one may still run
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
+        self._round_over: asyncio.Event | None = None   # set when a newer round starts
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
@@ -187,11 +188,29 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         while True:
             await self._wake.wait()
             self._wake.clear()
-            plan = self._latest
+            self.rounds_running += 1   # from now: `idle` must not see a gap before it starts
+            current = self._tasks.spawn(self._round(self._latest))
+            newer = asyncio.ensure_future(self._wake.wait())
             try:
-                await self.dispatch_plan(plan)
-            except Exception:  # task boundary: next plan gets its chance
-                log.exception("dispatching plan from %s failed", plan.at if plan else None)
+                await asyncio.wait({current, newer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                newer.cancel()
+            # a newer plan starts its round at once; requests of this one still in flight
+            # (a station that does not answer) end in the background. Waiting for them held a
+            # DR event's decreases behind a silent station for its call timeouts.
+
+    @property
+    def idle(self) -> bool:
+        """Every plan made so far has had its round (none waiting, none running)."""
+        return not self._wake.is_set() and self.rounds_running == 0
+
+    async def _round(self, plan: Plan) -> None:
+        try:
+            await self.dispatch_plan(plan)
+        except Exception:  # task boundary: next plan gets its chance
+            log.exception("dispatching plan from %s failed", plan.at if plan else None)
+        finally:
+            self.rounds_running -= 1
             self.rounds_done += 1
             done, self.round_done = self.round_done, asyncio.Event()
             done.set()
@@ -230,155 +249,20 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         return self.expiry
 
     async def dispatch_plan(self, plan: Plan) -> None:
-        """Decreases first (every station at once); each station's increases once the
-        decreases they depend on are acknowledged and the settle time has passed."""
-        now = self.clock.now()
-        self._refresh_expiry(now)
+        """One round (`dispatch_round.py`): decreases first (every station at once); each
+        station's increases once the decreases they depend on are acknowledged and the settle
+        time has passed. A newer round starting ends an older one still running."""
+        if self._round_over is not None:
+            self._round_over.set()
+        over = self._round_over = asyncio.Event()
+        self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        by_station: dict[str, list[ConnectorPlan]] = {}
-        for ref, cplan in plan.connectors.items():   # once, not once per station
-            by_station.setdefault(ref.station_id, []).append(cplan)
-        loop = asyncio.get_running_loop()
-        done: dict[str, asyncio.Future] = {}
-
-        async def decrease(control: StationControl, items: list) -> None:
-            ok = False
-            try:
-                async with self._sending:
-                    ok = await self._run_items(control, items, decrease=True)
-            finally:
-                outcome = done[control.station_id]
-                if not outcome.done():   # cancelled only when the whole round is
-                    outcome.set_result((ok, self.clock.now()))
-
-        work = {}
-        sending = []
-        turn_began = time.perf_counter()
-        try:
-            for control in controls:
-                if time.perf_counter() - turn_began > TURN_S:
-                    # comparing with what is installed costs ~1 ms a station (more on a busy
-                    # machine): give the stations' answers their turn in between (issue 10)
-                    await asyncio.sleep(0)
-                    turn_began = time.perf_counter()
-                downs, ups = work[control.station_id] = self._work(
-                    control, plan, by_station.get(control.station_id, ()))
-                if downs:
-                    # decreases are safe at any moment: they go out as soon as they are known,
-                    # not after every station has been compared (a DR event at 1 000
-                    # connectors waited ~0.5 s for that)
-                    done[control.station_id] = loop.create_future()
-                    sending.append(asyncio.ensure_future(decrease(control, downs)))
-        except BaseException:
-            for task in sending:
-                task.cancel()
-            raise
-        root_limited = np.isfinite(plan.root_limit_w) or bool(
-            self.view.limits.change_times(now))
-        # circuits a DR event limits, once per round (not once per station: O(stations^2))
-        index = {node_id: i for i, node_id in enumerate(self.topology.node_ids)}
-        dr_nodes = {index[c] for c in self.view.limits.circuits_limited() if c in index and c
-                    != self.topology.node_ids[0]}
-        limited = {c.station_id: self._limited_nodes(c.station_id, root_limited, dr_nodes)
-                   for c in controls}
-        gates = DecreaseGates(done, limited)
-
-        async def turn(sid: str) -> bool:
-            """Wait for the decreases this station's increases depend on and the settle time;
-            False: one was not acknowledged (held, re-planning)."""
-            failed, latest = await gates.wait(sid)
-            if failed:
-                log.warning("station %s: increases held: decreases at %s not acknowledged; "
-                            "re-planning", sid, ", ".join(failed[:10])
-                            + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
-                self.publish(learned.ReplanWanted(f"held:{sid}"))
-                return False
-            if latest is not None:
-                settled = latest + timedelta(seconds=self.settings.settle_s)
-                await self.clock.sleep((settled - self.clock.now()).total_seconds())
-            return True
-
-        async def increase(control: StationControl, items: list) -> None:
-            sid = control.station_id
-            waiting = asyncio.ensure_future(turn(sid))
-            newer = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                newer.cancel()
-            if not waiting.done():
-                # a newer plan came while this waited for decreases or the settle time: its
-                # round decides, after its own decreases. Waiting on here held that round (a
-                # DR event's decreases) back by the settle time and more (issue 10).
-                waiting.cancel()
-                return
-            if not waiting.result():
-                return
-            if self._latest is not plan and self._latest is not None:
-                # a newer plan came while we waited: only what it still allows goes out now,
-                # the rest with its own round (after its own decreases)
-                items = [item for item in items if self._still_wanted(item, sid, self._latest)]
-            async with self._sending:
-                if self._wake.is_set():
-                    return   # a newer plan came while this queued: as above
-                await self._run_items(control, items, decrease=False)
-
-        tasks = list(sending)
-        try:
-            # thousands of tasks started in one turn held the loop for tens of ms (issue 10)
-            turn_began = time.perf_counter()
-            for control in controls:
-                if work[control.station_id][1]:
-                    if time.perf_counter() - turn_began > TURN_S:
-                        await asyncio.sleep(0)
-                        turn_began = time.perf_counter()
-                    tasks.append(asyncio.ensure_future(
-                        increase(control, work[control.station_id][1])))
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()   # only when the whole round is cancelled: done by then otherwise
-            gates.cancel()
-        probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
+        await DispatchRound(self, plan, over).run(controls)
         for control in controls:
-            if control.station_id in probing:
-                # in the background: a station that does not answer must not hold the next
-                # round (only stations with a connector to probe: one task per station of
-                # the site per round was tens of ms at thousands)
-                self._spawn(self._probe(control, plan))
+            # in the background: a station that does not answer must not hold the next round
+            self._spawn(self._probe(control, plan))
         self._audit_wake.set()
-
-    @staticmethod
-    def _still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:
-        """An increase from an older plan that the latest plan allows in every interval."""
-        if item[0] == "idle":
-            value = latest.idle_w.get(ConnectorRef(station_id, item[1]))
-            return value is not None and value >= item[2] - 1.0
-        if item[0] == "plan":
-            old = item[1]
-            new = latest.connectors.get(old.ref)
-            if new is None or new.transaction_id != old.transaction_id:
-                return False
-            moments = [m for m in set(old.slot_starts) | set(new.slot_starts)
-                       if m >= max(old.start, new.start)]
-            return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
-        return True
-
-    def _limited_nodes(self, station_id: str, root_limited: bool,
-                       dr_nodes: set[int] = frozenset()) -> set[int]:
-        """The nodes above a station that have a limit: two stations sharing one depend on each
-        other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
-        topo = self.topology
-        out = {self.topology.station_node[station_id]}   # its own decreases, always
-        for node in topo.ancestors(topo.station_node[station_id]):
-            if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
-                out.add(node)
-        if root_limited:
-            out.add(0)
-        # a circuit with no limit of its own is limited while a DR event is on it
-        out.update(dr_nodes.intersection(topo.ancestors(topo.station_node[station_id])))
-        return out
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
@@ -406,28 +290,26 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         return downs, ups
 
     async def _run_items(self, control: StationControl, items: list, *, decrease: bool) -> bool:
-        """Send one station's items in order; True when every decrease among them was
-        acknowledged (increases and idle shares do not count)."""
+        """Send one station's items in order (the caller holds its lock); True when every
+        decrease among them was acknowledged (increases and idle shares do not count)."""
         ok = True
-        async with control.lock:
-            try:
-                for item in items:
-                    if item[0] == "plan":
-                        accepted = await self._send_plan(control, item[1],
-                                                         raising=not decrease)
-                        ok &= accepted or not decrease
-                    elif item[0] == "idle":
-                        await self._send_idle(control, item[1], item[2], raising=not decrease)
-                    else:
-                        # the limits moved: new defaults; the station's maximum was set up
-                        # with this connection and does not move with them
-                        await self._send_defaults(control, station_max=False)
-            except StationOffline:
-                self._mark_offline(control, items)
-                return False
-            except Exception:  # one station's trouble never stops the others
-                log.exception("station %s: dispatch failed", control.station_id)
-                return False
+        try:
+            for item in items:
+                if item[0] == "plan":
+                    accepted = await self._send_plan(control, item[1], raising=not decrease)
+                    ok &= accepted or not decrease
+                elif item[0] == "idle":
+                    await self._send_idle(control, item[1], item[2], raising=not decrease)
+                else:
+                    # the limits moved: new defaults; the station's maximum was set up with
+                    # this connection and does not move with them
+                    await self._send_defaults(control, station_max=False)
+        except StationOffline:
+            self._mark_offline(control, items)
+            return False
+        except Exception:  # one station's trouble never stops the others
+            log.exception("station %s: dispatch failed", control.station_id)
+            return False
         return ok
 
     def _mark_offline(self, control: StationControl, items: list) -> None:

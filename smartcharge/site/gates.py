@@ -14,7 +14,8 @@ import asyncio
 from collections.abc import Mapping
 from datetime import datetime
 
-Outcome = tuple[bool, datetime]     # (every decrease acknowledged, when it finished)
+# (every decrease acknowledged, when the last one finished; None: it had none to send)
+Outcome = tuple[bool, datetime | None]
 
 
 class DecreaseGates:
@@ -46,7 +47,8 @@ class DecreaseGates:
                         result.cancel()
                         return
                     failed = [m for m, o in zip(members, outcomes) if not o.result()[0]]
-                    result.set_result((failed, max((o.result()[1] for o in outcomes),
+                    result.set_result((failed, max((o.result()[1] for o in outcomes
+                                                    if o.result()[1] is not None),
                                                    default=None)))
 
             # a callback, not a wait: cancelling this node's future never cancels a station's

@@ -22,6 +22,8 @@ from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
 SESSIONS_PER_STEP = 400   # ~5 us each: a step stays well under the loop's 20 ms
+DEPARTURE_EDGES = 8          # slot edges at the next departures (within two slots) ...
+DEPARTURE_EDGE_GAP_S = 60.0  # ... unless one is this close to another edge
 
 
 def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
@@ -42,8 +44,26 @@ def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
     # switch on whole seconds, and the slot from there on takes the lower limit (see above).
     lead = timedelta(seconds=settings.limit_lead_s)
     edges.update(m - lead for m in controller.limits.change_times(now) if now < m - lead < last)
+    edges.update(departure_edges(controller, now, edges))
     ordered = sorted(edges)
     return ordered[:-1], ordered[1:]
+
+
+def departure_edges(controller, now: datetime, edges: set[datetime]) -> list[datetime]:
+    """An edge at each of the next few departures within two slots: a car leaving inside a
+    slot was planned as if it stayed to the slot's end, its energy spread over the whole
+    slot, and left without the part planned after it had gone. A few only (the earliest):
+    the next re-plans add the later ones, and every edge costs solve time."""
+    near = now + timedelta(seconds=2 * controller.settings.slot_s)
+    gap = timedelta(seconds=DEPARTURE_EDGE_GAP_S)
+    out: list[datetime] = []
+    for departure in sorted(s.departure for s in controller.state.sessions.values()
+                            if now < s.departure < near):
+        if len(out) >= DEPARTURE_EDGES or \
+                any(abs(departure - e) < gap for e in (*edges, *out)):
+            continue
+        out.append(departure)
+    return out
 
 
 def fallback_w(controller, ref: ConnectorRef) -> float:
@@ -61,6 +81,7 @@ def fallback_w(controller, ref: ConnectorRef) -> float:
 def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     """The picture at `now`, in steps: yields between steps, returns the PlanInputs."""
     c, topo = controller, controller.topology
+    limits_version = c.limits.version   # dispatch holds increases once it moves on
     starts, ends = slots(c, now)
     root_w, root_sources = c.limits.effective_root_limit_w(starts, ends)
     circuits = []
@@ -83,7 +104,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         price_per_kwh=c.prices.per_slot(starts, ends),
         default_energy_wh=c.site.session_defaults.energy_wh,
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
-        slot_s=c.settings.slot_s)
+        slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
+        limits_version=limits_version)
 
 
 def read_all(controller, now: datetime) -> PlanInputs:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 log = logging.getLogger(__name__)
 
 ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
+OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: planned this much more
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class PlanInputs:
     topup_weight: float = 0.1
     idle_window_s: float = 1800.0
     slot_s: float = 900.0
+    previous: Plan | None = None            # the last plan (immutable): kept among equal optima
+    stable_window_s: float | None = None    # ... in the slots starting this soon (None: no)
+    limits_version: int | None = None       # the limits' version the picture was taken at
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     # ask for one full slot at the minimum instead; the car stops by itself when full.
     one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * inputs.slot_s / 3600.0
     energy = np.where((energy > 0) & (energy < one_slot_wh), one_slot_wh, energy)
-    departure = np.array([departure_slot(s.departure, inputs.ends) for s in controlled],
-                         dtype=np.int64)
+    departure = np.array([departure_slot(s.departure, inputs.now, inputs.ends)
+                          for s in controlled], dtype=np.int64)
     max_matrix = np.repeat(max_w[:, None], t, axis=1)
     for i, session in enumerate(controlled):
         if session.cap_w is not None:
@@ -171,8 +175,9 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             # under the car's minimum it cannot charge at all
             cap = np.where(session.cap_w < arrays["min_power_w"][i], 0.0, session.cap_w)
             max_matrix[i] = np.minimum(max_matrix[i], cap)
+    previous_w = _previous_w(inputs, controlled)
     problem = optimizer.Problem(
-        slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy,
+        slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
         arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
         node_parent=topo.node_parent, connector_node=arrays["connector_node"],
         node_limit_w=node_w, node_limit_a=node_a,
@@ -182,10 +187,38 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     return Built(problem, refs, controlled, fixed, circuit_sources)
 
 
-def departure_slot(departure: datetime, ends) -> int:
-    # A car still plugged in after its departure keeps charging for at least an hour's slots.
-    slot = next((i for i, end in enumerate(ends) if end >= departure), len(ends) - 1) + 1
-    return int(min(max(slot, 4), len(ends)))
+def departure_slot(departure: datetime, now: datetime, ends) -> int:
+    """The first slot the car is gone. A car still plugged in after its departure keeps
+    charging for at least an hour's slots; one that leaves within the hour is planned to
+    its departure (it was planned over an hour too, and left without what the plan had
+    put off past its departure: benchmarks/README.md)."""
+    until = departure if departure > now else now + timedelta(seconds=OVERSTAY_S)
+    slot = next((i for i, end in enumerate(ends) if end >= until), len(ends) - 1) + 1
+    return int(min(slot, len(ends)))
+
+
+def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarray | None:
+    """(N, T) what the last plan gives each session in the slots starting within
+    stable_window_s (NaN later): among equal optima the optimizer keeps it, so a re-plan
+    does not pause a running car or start a waiting one for nothing. A session the last
+    plan did not have has no preference (NaN); None when no session has one (the first
+    plan after a start: planned as before, by the flow where it applies)."""
+    window_s = inputs.stable_window_s
+    if window_s is None or not controlled:
+        return None
+    starts, now = inputs.starts, inputs.now
+    kept = [t for t, start in enumerate(starts) if (start - now).total_seconds() < window_s]
+    previous = np.full((len(controlled), len(starts)), np.nan)
+    old = inputs.previous.connectors if inputs.previous is not None else {}
+    known = False
+    for i, session in enumerate(controlled):
+        cplan = old.get(session.ref)
+        if cplan is None or cplan.transaction_id != session.transaction_id:
+            continue
+        known = known or bool(kept)
+        for t in kept:
+            previous[i, t] = max(cplan.power_at(starts[t]) - session.floor_w, 0.0)
+    return previous if known else None
 
 
 def solve(problem, backend: str, time_limit_s: float) -> tuple[np.ndarray, str]:
@@ -265,4 +298,6 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     root_limit_w = (float(problem.node_limit_w[0, 0] + fixed_total_w)
                     if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
-                root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status)
+                root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
+                extra={} if inputs.limits_version is None
+                else {"limits_version": inputs.limits_version})

@@ -16,6 +16,10 @@ A car's needs (ISO 15118) are taken again as they were taken: the energy it aske
 what the session had when it asked (the registers received by then), unless a person set the
 need (stored in `session_needs`: that one wins, as it did). External limits come back unless
 cleared or ended; the station re-sends what changes.
+
+The history of stopped sessions (`store_history.py`) is loaded before the open sessions, so a
+silent driver's estimated need and departure (`site/estimates.py`) come back as they were made:
+each from the sessions that had ended when it started.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from smartcharge import events as ev
 from smartcharge import events_json
 from smartcharge import store_obligations as ob
 from smartcharge.metering import ENERGY_REGISTER, LiveEnergy, station_max_power_w
+from smartcharge.store_history import stopped_sessions
 from smartcharge.store_reports import site_events
+from smartcharge.site.estimates import PastSession
 from smartcharge.site.obligations import event_from_row
+from smartcharge.site.topology import ConnectorRef
 from smartcharge.store import SessionRow, from_db_time
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ async def restore(controller, store) -> dict[str, int]:
 
     pruned, obligations, sessions, reported = await store.run(read)
     _restore_limits(controller.limits, obligations)
+    history = await store.read(lambda tx: stopped_sessions(tx, now))
+    _restore_history(controller.state, history)
     restored = 0
     for row, registers, energy_rows, power_rows in sessions:
         restored += _restore_session(controller.state, row, obligations.needs, now,
@@ -61,10 +70,16 @@ async def restore(controller, store) -> dict[str, int]:
     needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
-              "ev_needs": needs, "external_limits": limits,
+              "ev_needs": needs, "external_limits": limits, "history": len(history),
               **{f"pruned_{k}": v for k, v in pruned.items()}}
     log.info("restored from the store: %s", counts)
     return counts
+
+
+def _restore_history(state, history) -> None:
+    for row in history:
+        state.history.add(PastSession(row.id_tag, ConnectorRef(row.station_id, row.connector_id),
+                                      row.start_time, row.stop_time, row.energy_wh))
 
 
 def _restore_limits(limits, obligations: ob.Obligations) -> None:

@@ -15,6 +15,7 @@ from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.metering import LiveEnergy, station_max_power_w
 from smartcharge.model import Site
+from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
 
 # A phase carries the car's current when it reads at least this much [A]; an idle phase reads ~0.
@@ -52,8 +53,9 @@ class Session:
     # connector a car with a single-phase on-board charger loads one station phase only.
     phases_in_use: int | None = None
     station_phase: int | None = None  # 0..2: the station phase a single-phase car loads
-    # who set the need: "default" (the site file's), "operator" (a person, through the API:
-    # wins), "ev" (the car, ISO 15118: site/station_reports.py)
+    # who set the need: "default" (the site file's), "estimated" (from the site's history of
+    # sessions: site/estimates.py), "operator" (a person, through the API: wins), "ev" (the
+    # car, ISO 15118: site/station_reports.py)
     need_source: str = "default"
     # the register chain, by the billing rules (a start register of 0, resets, late samples)
     live: LiveEnergy | None = field(default=None, repr=False, compare=False)
@@ -99,6 +101,9 @@ class SiteState:
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
         # transaction id -> a session a reboot closed (REBOOT_CLOSED_KEPT, oldest first)
         self.reboot_closed: dict[int, Session] = {}
+        # past sessions, for a silent driver's need and departure (loaded from the store at
+        # start by site/restore.py, then taught by every session that stops)
+        self.history = SessionHistory()
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -185,11 +190,17 @@ class SiteState:
                 self.sessions[ref] = resumed
                 return SESSION_CHANGE
             defaults = self.site.session_defaults
-            self.sessions[ref] = Session(
+            session = self.sessions[ref] = Session(
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
                 started_at=event.at, meter_start_wh=event.meter_start_wh,
                 requested_wh=defaults.energy_wh,
                 departure=event.at + timedelta(seconds=defaults.dwell_s))
+            # until someone tells (a driver, an operator, the car), the history's estimate
+            estimate = self.history.estimate(event.id_tag, ref, event.at)
+            if estimate is not None:
+                session.requested_wh = estimate.energy_wh
+                session.departure = estimate.departure(event.at)
+                session.need_source = "estimated"
             return SESSION_CHANGE
         if isinstance(event, ev.SessionStopped):
             self.reboot_closed.pop(event.transaction_id, None)
@@ -199,6 +210,10 @@ class SiteState:
                     del self.sessions[ref]
                     if event.implicit and event.reason == REBOOT:
                         self._keep_reboot_closed(session)
+                    elif not event.implicit and event.energy_wh is not None:
+                        # as store_history reads it back: stopped sessions with their energy
+                        self.history.add(PastSession(session.id_tag, ref, session.started_at,
+                                                     event.at, float(event.energy_wh)))
                     self.measurements.pop(ref, None)
                     self.recent.pop(ref, None)
                     return SESSION_CHANGE

@@ -12,7 +12,22 @@ from smartcharge.ocpp.port import FOREVER, Capabilities, Installed, StationPort
 
 Sent = Installed   # what a connector was last told (accepted)
 
-__all__ = ["FOREVER", "Sent", "StationControl"]
+
+class CountingLock(asyncio.Lock):
+    """A station's lock that counts its holders: what a round compared while it was free is
+    stale once another holder had it (a setup, a probe, an older round's request may have
+    changed what the station accepted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds = 0
+
+    async def acquire(self) -> bool:
+        await super().acquire()
+        self.holds += 1
+        return True
+
+__all__ = ["FOREVER", "CountingLock", "Sent", "StationControl"]
 
 
 @dataclass
@@ -34,7 +49,7 @@ class StationControl:
     setup_link: object | None = None       # the connection the fail-safe setup went out on
     resend: bool = False                   # set up again: send every plan, changed or not
     booted_link: object | None = None      # the connection a BootNotification came on
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lock: CountingLock = field(default_factory=CountingLock)
 
     @property
     def caps(self) -> Capabilities | None:

@@ -355,6 +355,21 @@
   }
 
   // ---------- sessions ----------
+  // Who set a session's need and departure: a guess (estimated from past sessions, or the
+  // site's default) is marked, so nobody reads it as what the driver asked for.
+  const NEED_SOURCES = {
+    estimated: ["estimated", "estimated from this driver's (or bay's) past sessions"],
+    default: ["site default", "the driver told nothing: the site's default need and stay"],
+    ev: ["car", "the car told its needs (ISO 15118)"],
+    operator: ["told", "told by the driver or an operator"],
+  };
+  function guessed(source) { return source === "estimated" || source === "default"; }
+  function needSource(source) {
+    const known = NEED_SOURCES[source];
+    if (!known) return "";
+    return el("span", { class: "need-source need-" + source, title: known[1], text: known[0] });
+  }
+
   function renderSessions(sessions) {
     const tbody = document.querySelector("#sessions tbody");
     document.getElementById("sessions-empty").hidden = sessions.length > 0;
@@ -370,8 +385,9 @@
           el("div", { class: "bar", title: kwh(x.energy_wh) + " of " + kwh(x.requested_wh) },
              [el("div", { class: "energy", style: { width: (frac * 100).toFixed(1) + "%" } })]),
           el("span", { class: "bar-label", text: kwh(x.energy_wh) + " / " + kwh(x.requested_wh) }),
+          needSource(x.need_source),
         ]),
-        el("td", { text: dep ? hhmm(dep) : "—" }),
+        el("td", { text: dep ? (guessed(x.need_source) ? "~" : "") + hhmm(dep) : "—" }),
       ]);
     }));
   }

@@ -100,7 +100,11 @@ class StationProtocol201(ChargePoint):
     async def on_set_charging_profile(self, evse_id, charging_profile, **_):
         if self.station.quirks.silent_profiles:
             # a hung station: no answer (and no other inbound message) until released
-            await self.station.profile_answers.wait()
+            self.station.profiles_held += 1
+            try:
+                await self.station.profile_answers.wait()
+            finally:
+                self.station.profiles_held -= 1
         status, info = self.station.set_charging_profile(evse_id, charging_profile)
         return call_result.SetChargingProfile(status=status, status_info=info)
 

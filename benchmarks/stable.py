@@ -1,0 +1,77 @@
+"""Plan churn at the optimizer level: how much of the kept window a re-plan changes, and what the
+stable pass (optimizer/stable.py) costs.
+
+    python -m benchmarks.stable --sizes 100 1000 --repeats 3
+
+A re-plan as the controller makes one: `optimizer.instances.generate(N, family)` at 08:30 (slot
+34, when most cars are plugged in), where the previous plan was made for the same day with one
+car asking half as much (what changes between two re-plans: a need, a car). "Changed" counts
+the (connector, slot) entries of the kept window (slots 34-35, 30 minutes: what the stations'
+profiles hold) that differ by more than 1 W from the previous plan; "pauses" the connectors
+running in slot 34 of the previous plan and at 0 in the new one. Methods: `highs` without a
+previous plan, `auto` without one (the flow where it applies), `highs + previous` (the stable
+pass; no min-rate re-solve round then), each end to end (`solve`: rounding, top-up, guard), median of the repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from optimizer import instances, solve
+from optimizer.solve import weighted_energy_wh
+
+WINDOW = slice(34, 36)
+
+
+def _case(n: int, family: str):
+    problem = instances.generate(n, family=family, seed=0)
+    energy = np.array(problem.energy_wh)
+    energy[0] *= 0.5
+    before = solve(dataclasses.replace(problem, energy_wh=energy), backend="highs").power_w
+    previous = np.full(problem.upper_w.shape, np.nan)
+    previous[:, WINDOW] = before[:, WINDOW]
+    return problem, previous, before
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--families", nargs="+", default=["power", "phase"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    print("| family | N | method | backend | total s (median) | stable pass s | changed in window "
+          "| pauses | weighted energy vs highs |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    for family in args.families:
+        for n in args.sizes:
+            problem, previous, before = _case(n, family)
+            runs = [("highs", problem, "highs"), ("auto", problem, "auto"),
+                    ("highs + previous", dataclasses.replace(problem, previous_w=previous),
+                     "highs")]
+            reference = None
+            for label, case, backend in runs:
+                times = []
+                for _ in range(args.repeats):
+                    started = time.perf_counter()
+                    schedule = solve(case, backend=backend)
+                    times.append(time.perf_counter() - started)
+                power = schedule.power_w
+                changed = int((np.abs(power[:, WINDOW] - before[:, WINDOW]) > 1.0).sum())
+                pauses = int(((before[:, WINDOW.start] > 1.0) & (power[:, WINDOW.start] <= 1e-6)
+                              ).sum())
+                energy = weighted_energy_wh(problem, power)
+                reference = energy if label == "highs" else reference
+                ratio = f"{energy / reference:.6f}" if reference else "-"
+                stable_s = schedule.extra.get("stable_s")
+                print(f"| {family} | {n} | {label} | {schedule.backend} | "
+                      f"{float(np.median(times)):.4f} | "
+                      f"{'-' if stable_s is None else f'{stable_s:.4f}'} | {changed} | {pauses} | "
+                      f"{ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Stable plans: among allocations equal on every level of the objective, the one closest to the
+allocation installed before (`Problem.previous_w`).
+
+Why. The objective (optimizer/objective.py) leaves many optima: which of several alike cars gets
+the cap's watts now, when the others get theirs later, is often a tie on energy, price, fairness
+and the urgency tie-break alike (the urgency rewards are rounded to integers, so cars and slots
+close in deadline and time share one reward). The simplex returns a vertex - a few connectors at
+their maximum, the rest at 0 - and which vertex depends on the order of the columns and on tiny
+changes of the problem, so each re-plan paused some running cars and started others
+(benchmarks/README.md, "Stable allocations": 443 pauses on the demo day) and resent profiles
+that changed nothing that mattered (issue 10: six per station in 3 minutes at 5 000 stations).
+
+How, exactly. An LP's optimal solutions are the feasible solutions that satisfy complementary
+slackness with any one optimal dual solution: every column whose reduced cost is not zero stays
+at the bound it sits on, every row whose dual is not zero stays at the bound it sits on. Fixing
+those (columns to their value, rows to equality) restricts the model to the optimal face - every
+level of the objective, energy first included, kept without any tolerance on its value - and a
+second warm HiGHS solve then minimises
+
+    sum over (i, t) with a known previous allocation  wh_per_w[t] * |x[i, t] - previous_w[i, t]|
+
+less EARLY = 2 Wh for every Wh delivered in those slots (linearised with two deviation columns
+and one row per such entry). The EARLY term first: on the optimal face energy can often move to
+later slots for free (the urgency rewards are rounded), and the deviation alone then deferred a
+new car's energy out of the kept slots rather than start it (demo day: 96.3 % of the offline
+optimum instead of 97.7 %); a Wh more in the kept slots changes the deviation by at most one Wh,
+so with EARLY > 1 it always wins, and among plans with as much energy now the one closest to the
+previous plan wins. A reduced cost or dual below
+ZERO_DUAL counts as zero: the smallest urgency difference the objective can express is about
+1e-8 per W (1 / (2 K Q) VU per Wh on a 10 s slot), the numerical noise of a reduced cost about
+1e-13. Measured in benchmarks/README.md ("Stable allocations").
+
+The dual must be the objective's: under per-phase limits the last HiGHS run may be the check
+of the weighted energy alone (optimizer/lp.py), whose duals describe a larger face; the model
+then re-runs the objective first (warm from a basis already optimal for it, 0 iterations).
+tests/test_optimizer_stable.py checks random previous plans on random power and phase
+instances: the objective and the weighted energy do not move.
+
+The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
+(`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
+sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
+optimal face with). With a previous allocation `solve` makes no min-rate re-solve round: the
+round paused what the first vertex left below a minimum (other cars than the previous plan ran)
+and the stable pass could not bring them back; the projection and the top-up round the stable
+plan instead. Serving the previously running cars first in the top-up and in EDF was tried and
+not kept: over the four seeded days of `benchmarks.quality` it changed nothing measurable
+(2 159 pauses against 2 146 without, energy 5 kWh less).
+"""
+
+from __future__ import annotations
+
+import highspy
+import numpy as np
+
+from optimizer.problem import Problem
+
+ZERO_DUAL = 1e-10
+EARLY = 2.0
+
+
+def stable_targets(problem: Problem, x_connector: np.ndarray, x_slot: np.ndarray):
+    """(variable indices, their previous allocation [W], their weight [Wh per W]) of the power
+    variables with a previous allocation to keep; None when there is none."""
+    if problem.previous_w is None:
+        return None
+    previous = problem.previous_w[x_connector, x_slot]
+    known = np.flatnonzero(np.isfinite(previous))
+    if known.size == 0:
+        return None
+    return known, previous[known], problem.wh_per_w[x_slot[known]]
+
+
+def _nearest_bound(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The bound (lower or upper) each value sits on."""
+    return np.where(np.abs(value - lower) <= np.abs(value - upper), lower, upper)
+
+
+def restrict_to_optimal_face(highs: highspy.Highs) -> None:
+    """Fix every column with a non-zero reduced cost and every row with a non-zero dual at the
+    bound it sits on (complementary slackness with the current dual: the optimal face)."""
+    solution = highs.getSolution()
+    lp = highs.getLp()
+    col_dual = np.asarray(solution.col_dual)
+    fixed = np.flatnonzero(np.abs(col_dual) > ZERO_DUAL)
+    if fixed.size:
+        lower, upper = np.asarray(lp.col_lower_)[fixed], np.asarray(lp.col_upper_)[fixed]
+        at = _nearest_bound(np.asarray(solution.col_value)[fixed], lower, upper)
+        highs.changeColsBounds(int(fixed.size), fixed.astype(np.int32), at, at)
+    row_dual = np.asarray(solution.row_dual)
+    tight = np.flatnonzero(np.abs(row_dual) > ZERO_DUAL)
+    if tight.size:
+        lower, upper = np.asarray(lp.row_lower_)[tight], np.asarray(lp.row_upper_)[tight]
+        at = _nearest_bound(np.asarray(solution.row_value)[tight], lower, upper)
+        # an infinite bound is never the one a row with a non-zero dual sits on
+        at = np.where(np.isfinite(at), at, np.where(np.isfinite(lower), lower, upper))
+        highs.changeRowsBounds(int(tight.size), tight.astype(np.int32), at, at)
+
+
+def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.ndarray,
+                  weight: np.ndarray) -> None:
+    """Objective: only sum weight * |x[v] - previous_w| over `variables` (two deviation columns
+    and one row x - up + down = previous per variable)."""
+    n_cols = int(highs.getNumCol())
+    k = int(variables.size)
+    cost = np.zeros(n_cols)
+    # -EARLY per Wh delivered in these slots: more now always wins over closer to the
+    # previous plan (a Wh more changes the deviation by at most one Wh)
+    cost[variables] = -EARLY * weight
+    highs.changeColsCost(n_cols, np.arange(n_cols, dtype=np.int32), cost)
+    costs = np.concatenate([weight, weight]).astype(np.float64)
+    highs.addCols(2 * k, costs, np.zeros(2 * k), np.full(2 * k, highspy.kHighsInf), 0,
+                  np.zeros(2 * k, dtype=np.int32), np.zeros(0, dtype=np.int32),
+                  np.zeros(0, dtype=np.float64))
+    up = n_cols + np.arange(k)
+    down = up + k
+    index = np.column_stack([variables, up, down]).ravel().astype(np.int32)
+    value = np.tile([1.0, -1.0, 1.0], k)
+    starts = (3 * np.arange(k)).astype(np.int32)
+    highs.addRows(k, previous_w.astype(np.float64), previous_w.astype(np.float64), 3 * k,
+                  starts, index, value)

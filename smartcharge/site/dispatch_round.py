@@ -1,0 +1,218 @@
+"""One dispatch round: a plan's decreases first (every station at once), each station's
+increases once the decreases they depend on are acknowledged and the settle time has passed
+(`gates.py`). A helper of `Dispatcher` (`dispatch.py`), which owns the stations,
+the sending slots and the comparison of a plan with what a station accepted (`_work`).
+
+A station's work (what the plan changes against what it accepted) holds only while nobody
+else has its lock: a station busy when the round starts (an older round's request or its
+setup in flight) is compared once it is free, and one whose lock another holder had in
+between (`CountingLock.holds`) is compared again. A newer round starting ends this one: what
+of it has not begun is left to the newer round, and nothing waits for its requests still in
+flight - a station that does not answer an older round's decrease used to hold a DR event's
+decreases for its call timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import numpy as np
+
+from smartcharge.site import learned
+from smartcharge.site.gates import DecreaseGates
+from smartcharge.site.plan import ConnectorPlan, Plan
+from smartcharge.site.station_control import StationControl
+from smartcharge.site.topology import ConnectorRef
+
+log = logging.getLogger("smartcharge.site.dispatch")
+
+WORK_CHUNK = 20     # stations compared between two turns of the event loop
+
+
+class DispatchRound:
+    def __init__(self, dispatcher, plan: Plan, over: asyncio.Event) -> None:
+        self.d = dispatcher
+        self.plan = plan
+        self.over = over     # set when a newer round starts
+        # a limit changed since the plan: its increases are not sent (a re-plan is coming)
+        self.limits_version = plan.extra.get("limits_version",
+                                             dispatcher.view.limits.version)
+        self.by_station: dict[str, list[ConnectorPlan]] = {}
+        for ref, cplan in plan.connectors.items():   # once, not once per station
+            self.by_station.setdefault(ref.station_id, []).append(cplan)
+        # station -> (decreases, increases, the lock's holds, resend) compared at the start;
+        # None: busy then, compared once free
+        self.work: dict[str, tuple | None] = {}
+        self.done: dict[str, asyncio.Future] = {}
+        self.gates: DecreaseGates | None = None
+
+    async def run(self, controls: list[StationControl]) -> None:
+        d, now = self.d, self.d.clock.now()
+        for index, control in enumerate(controls):
+            if index % WORK_CHUNK == WORK_CHUNK - 1:
+                # comparing with what is installed costs ~1 ms a station: on a site of
+                # thousands, give the stations' answers their turn in between (issue 10)
+                await asyncio.sleep(0)
+            sid = control.station_id
+            if control.lock.locked():
+                self.work[sid] = None
+            else:
+                resend = control.resend
+                self.work[sid] = (*d._work(control, self.plan, self.by_station.get(sid, ())),
+                                  control.lock.holds, resend)
+        loop = asyncio.get_running_loop()
+        # a busy station may have decreases: the increases sharing a node with it wait for it
+        self.done = {sid: loop.create_future() for sid, w in self.work.items()
+                     if w is None or w[0]}
+        root_limited = np.isfinite(self.plan.root_limit_w) or bool(
+            d.view.limits.change_times(now))
+        # circuits a DR event limits, once per round (not once per station: O(stations^2))
+        topo = d.topology
+        index = {node_id: i for i, node_id in enumerate(topo.node_ids)}
+        dr_nodes = {index[c] for c in d.view.limits.circuits_limited()
+                    if c in index and c != topo.node_ids[0]}
+        limited = {c.station_id: limited_nodes(topo, c.station_id, root_limited, dr_nodes)
+                   for c in controls}
+        self.gates = DecreaseGates(self.done, limited)
+        try:
+            # decreases first: each station's task takes its lock and queues for a sending
+            # slot in this order (FIFO), the stations with decreases ahead
+            order = sorted(controls, key=lambda c: c.station_id not in self.done)
+            await asyncio.gather(*(self._station(c) for c in order))
+        finally:
+            self.gates.cancel()
+
+    def _current(self, control: StationControl) -> tuple[list, list]:
+        """Under the station's lock: its work, compared again if it is stale."""
+        sid = control.station_id
+        first = self.work[sid]
+        if first is not None and control.lock.holds == first[2] + 1:
+            return first[0], first[1]
+        if first is not None:
+            control.resend |= first[3]   # the first comparison consumed it
+        return self.d._work(control, self.plan, self.by_station.get(sid, ()))
+
+    def _superseded(self) -> bool:
+        """A newer plan, or a limit changed since this one (an operator's cap lowered at once:
+        the re-plan takes a moment; no increase of the old plan goes out meanwhile)."""
+        return (self.over.is_set() or self.d._wake.is_set()
+                or self.d.view.limits.version != self.limits_version)
+
+    async def _station(self, control: StationControl) -> None:
+        sid = control.station_id
+        if sid in self.done:
+            rest = await self._decrease(control)
+            if rest is None:
+                return
+            ups, holds = rest
+        else:
+            _, ups, holds, _ = self.work[sid]
+        if ups:
+            await self._increase(control, ups, holds)
+
+    async def _decrease(self, control: StationControl) -> tuple[list, int] | None:
+        """Its decreases; (its increases, the lock's holds after), None: superseded."""
+        d = self.d
+        ok, at, rest = False, None, None
+        try:
+            async with control.lock:
+                if self.over.is_set():
+                    return None   # not begun when a newer round came: that one decides
+                downs, ups = self._current(control)
+                ok = True
+                if downs:
+                    async with d._sending:
+                        ok = await d._run_items(control, downs, decrease=True)
+                    at = d.clock.now()
+                rest = (ups, control.lock.holds)
+        finally:
+            outcome = self.done[control.station_id]
+            if not outcome.done():   # cancelled only when the whole round is
+                outcome.set_result((ok, at))
+        return rest
+
+    async def _turn(self, sid: str) -> bool:
+        """Wait for the decreases this station's increases depend on and the settle time;
+        False: one was not acknowledged (held, re-planning)."""
+        d = self.d
+        failed, latest = await self.gates.wait(sid)
+        if self._superseded():
+            return False   # a decrease left to the newer round is not a failure
+        if failed:
+            log.warning("station %s: increases held: decreases at %s not acknowledged; "
+                        "re-planning", sid, ", ".join(failed[:10])
+                        + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
+            d.publish(learned.ReplanWanted(f"held:{sid}"))
+            return False
+        if latest is not None:
+            settled = latest + timedelta(seconds=d.settings.settle_s)
+            await d.clock.sleep((settled - d.clock.now()).total_seconds())
+        return True
+
+    async def _increase(self, control: StationControl, items: list, holds: int) -> None:
+        d, sid = self.d, control.station_id
+        waiting = asyncio.ensure_future(self._turn(sid))
+        newer = asyncio.ensure_future(self.over.wait())
+        try:
+            await asyncio.wait({waiting, newer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            newer.cancel()
+        if not waiting.done() or self._superseded():
+            # a newer plan came while this waited for decreases or the settle time: its
+            # round decides, after its own decreases. Waiting on here held that round (a
+            # DR event's decreases) back by the settle time and more (issue 10).
+            waiting.cancel()
+            return
+        if not waiting.result():
+            return
+        async with control.lock:
+            if control.lock.holds != holds + 1:
+                # another holder changed what it accepted: compared again, its own
+                # decreases first
+                downs, items = d._work(control, self.plan, self.by_station.get(sid, ()))
+                if downs:
+                    async with d._sending:
+                        if not await d._run_items(control, downs, decrease=True):
+                            d.publish(learned.ReplanWanted(f"held:{sid}"))
+                            return
+            if d._latest is not self.plan and d._latest is not None:
+                # a newer plan came while we waited: only what it still allows goes out
+                # now, the rest with its own round (after its own decreases)
+                items = [item for item in items if still_wanted(item, sid, d._latest)]
+            async with d._sending:
+                if self._superseded():
+                    return   # a newer plan came while this queued: as above
+                await d._run_items(control, items, decrease=False)
+
+
+def still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:
+    """An increase from an older plan that the latest plan allows in every interval."""
+    if item[0] == "idle":
+        value = latest.idle_w.get(ConnectorRef(station_id, item[1]))
+        return value is not None and value >= item[2] - 1.0
+    if item[0] == "plan":
+        old = item[1]
+        new = latest.connectors.get(old.ref)
+        if new is None or new.transaction_id != old.transaction_id:
+            return False
+        moments = [m for m in set(old.slot_starts) | set(new.slot_starts)
+                   if m >= max(old.start, new.start)]
+        return all(new.power_at(m) >= old.power_at(m) - 1.0 for m in moments)
+    return True
+
+
+def limited_nodes(topo, station_id: str, root_limited: bool,
+                  dr_nodes: set[int] = frozenset()) -> set[int]:
+    """The nodes above a station that have a limit: two stations sharing one depend on each
+    other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
+    out = {topo.station_node[station_id]}   # its own decreases, always
+    for node in topo.ancestors(topo.station_node[station_id]):
+        if np.isfinite(topo.static_limit_w[node]) or np.isfinite(topo.static_limit_a[node]):
+            out.add(node)
+    if root_limited:
+        out.add(0)
+    # a circuit with no limit of its own is limited while a DR event is on it
+    out.update(dr_nodes.intersection(topo.ancestors(topo.station_node[station_id])))
+    return out

@@ -1,0 +1,115 @@
+"""Stable plans: among equal-value optima, solve keeps the allocation installed before
+(`Problem.previous_w`, optimizer/stable.py), without giving up anything on a higher level."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from optimizer import Problem, solve
+from optimizer.objective import build_objective, evaluate
+from optimizer.urgency import urgency
+
+IDLE = 298   # connectors without a session: the site is large enough that urgency is off
+
+
+def two_alike_cars(previous_w=None, **fields) -> Problem:
+    """Cars 0 and 1 alike (11 kW, 2750 Wh each, both leave after slot 1) under an 11 kW cap:
+    car 0 then car 1, car 1 then car 0 or both at 5.5 kW are equal on every level."""
+    n = 2 + IDLE
+    energy = np.zeros(n)
+    energy[:2] = 2750.0
+    previous = None
+    if previous_w is not None:
+        previous = np.full((n, 2), np.nan)
+        previous[:2] = previous_w
+    return Problem(slot_s=[900.0, 900.0], max_power_w=11000.0, energy_wh=energy,
+                   arrival_slot=np.zeros(n, dtype=int), departure_slot=np.full(n, 2),
+                   node_parent=[-1] + [0] * n, connector_node=np.arange(1, n + 1),
+                   node_limit_w=[11000.0] + [11000.0] * n, min_power_w=4140.0,
+                   previous_w=previous, **fields)
+
+
+def test_the_tie_is_real():
+    # the premise: urgency is off on this site, and the three plans are worth the same
+    problem = two_alike_cars()
+    assert urgency(problem)[1] == 1
+    objective = build_objective(problem)
+    plans = [[[11000.0, 0.0], [0.0, 11000.0]], [[0.0, 11000.0], [11000.0, 0.0]],
+             [[5500.0, 5500.0], [5500.0, 5500.0]]]
+    values = []
+    for cars in plans:
+        power = np.zeros((problem.n_connectors, 2))
+        power[:2] = cars
+        values.append(evaluate(problem, objective, power))
+    assert values[0] == pytest.approx(values[1], rel=1e-12)
+    assert values[0] == pytest.approx(values[2], rel=1e-12)
+
+
+@pytest.mark.parametrize("running", [0, 1])
+def test_the_running_car_keeps_running(running):
+    previous = np.zeros((2, 2))
+    previous[running, 0] = 11000.0
+    schedule = solve(two_alike_cars(previous), backend="highs")
+    np.testing.assert_allclose(schedule.power_w[running], [11000.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(schedule.power_w[1 - running], [0.0, 11000.0], atol=1e-6)
+    assert schedule.objective == pytest.approx(solve(two_alike_cars(), backend="highs").objective,
+                                               rel=1e-12)
+
+
+def test_a_shared_allocation_stays_shared():
+    schedule = solve(two_alike_cars([[5500.0, 5500.0], [5500.0, 5500.0]]), backend="highs")
+    np.testing.assert_allclose(schedule.power_w[:2], 5500.0, atol=1e-6)
+
+
+def test_nan_means_no_preference_and_only_the_first_slot_is_kept():
+    schedule = solve(two_alike_cars([[0.0, np.nan], [11000.0, np.nan]]), backend="highs")
+    np.testing.assert_allclose(schedule.power_w[:2, 0], [0.0, 11000.0], atol=1e-6)
+    assert schedule.delivered_wh[:2] == pytest.approx([2750.0, 2750.0], rel=1e-9)
+
+
+def test_previous_never_costs_energy():
+    # the previous plan gave car 0 everything; now car 1 is more urgent (leaves after slot 0):
+    # it must get slot 0 although car 0 ran there
+    problem = two_alike_cars([[11000.0, 11000.0], [0.0, 0.0]])
+    departure = np.array(problem.departure_slot)
+    departure[1] = 1
+    problem = Problem(**{**{f: getattr(problem, f) for f in (
+        "slot_s", "max_power_w", "energy_wh", "arrival_slot", "node_parent", "connector_node",
+        "node_limit_w", "min_power_w", "previous_w")}, "departure_slot": departure})
+    schedule = solve(problem, backend="highs")
+    np.testing.assert_allclose(schedule.power_w[1], [11000.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(schedule.power_w[0], [0.0, 11000.0], atol=1e-6)
+
+
+def test_shape_and_sign_are_checked():
+    with pytest.raises(ValueError, match="previous_w"):
+        two_alike_cars([[-1.0, 0.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="previous_w"):
+        Problem(slot_s=[900.0], max_power_w=1.0, energy_wh=[1.0], arrival_slot=[0],
+                departure_slot=[1], node_parent=[-1], connector_node=[0],
+                previous_w=[[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_previous_plans_change_no_level_of_the_objective(family, seed):
+    # On the relaxation (no minimum rates, so no rounding after the LP), any previous
+    # allocation - even a random one - moves the plan only along the optimal face: the
+    # objective and the weighted energy (held lexicographically under phase limits) are equal.
+    from optimizer import instances
+    from optimizer.solve import weighted_energy_wh
+
+    problem = instances.generate(30, family=family, seed=seed, min_power=False)
+    rng = np.random.default_rng(seed)
+    previous = np.full(problem.upper_w.shape, np.nan)
+    window = slice(32, 35)
+    previous[:, window] = rng.uniform(0.0, 1.0, (problem.n_connectors, 3)) * \
+        problem.upper_w[:, window]
+    free = solve(problem, backend="highs")
+    kept = solve(dataclasses.replace(problem, previous_w=previous), backend="highs")
+    assert kept.extra.get("stable_s") is not None
+    assert kept.objective == pytest.approx(free.objective, rel=1e-9)
+    assert weighted_energy_wh(problem, kept.power_w) == pytest.approx(
+        weighted_energy_wh(problem, free.power_w), rel=1e-9)
+    assert kept.status == free.status
