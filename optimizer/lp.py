@@ -384,7 +384,7 @@ class HighsModel:
 
         started = time.perf_counter()
         end = None if time_limit_s is None else started + time_limit_s
-        variables, previous_w, weight, min_w = targets
+        variables, previous_w, weight = targets
         iterations = 0
         if not self._duals_of_objective:
             # the last run was the weighted-energy check: its duals describe the optima of
@@ -395,27 +395,8 @@ class HighsModel:
         stable.restrict_to_optimal_face(self.highs)
         stable.add_deviation(self.highs, variables, previous_w, weight)
         z, deviation, more = self._run(end, "the plan closest to the previous one")
-        iterations += more
-        # A vertex puts a reduction on one car, which may fall below its minimum, and the
-        # projection would pause it though it ran before: hold such cars at their minimum on the
-        # same face (every level of the objective kept) where that is feasible.
-        value = z[variables]
-        low = np.flatnonzero((value > 1e-6) & (value < min_w - 1e-6) & (previous_w >= min_w - 1e-6))
-        if low.size:
-            cols = variables[low].astype(np.int32)
-            upper = np.asarray(self.highs.getLp().col_upper_)[cols]
-            lift = upper >= min_w[low]
-            cols, at = cols[lift], min_w[low][lift]
-            if cols.size:
-                self.highs.changeColsBounds(int(cols.size), cols, at, upper[lift])
-                try:
-                    z, deviation, more = self._run(end, "the running cars at their minimum")
-                    iterations += more
-                except SolverFailed:  # infeasible on the face: the first stable plan stands
-                    self.highs.changeColsBounds(int(cols.size), cols, np.zeros(cols.size),
-                                                upper[lift])
         return self.arrays.to_power(z), {"solve_s": time.perf_counter() - started,
-                                         "iterations": iterations,
+                                         "iterations": iterations + more,
                                          "deviation_wh": deviation}
 
 

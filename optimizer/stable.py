@@ -62,17 +62,15 @@ EARLY = 2.0
 
 
 def stable_targets(problem: Problem, x_connector: np.ndarray, x_slot: np.ndarray):
-    """(variable indices, their previous allocation [W], their weight [Wh per W], their
-    connector's minimum [W]) of the power variables with a previous allocation to keep; None
-    when there is none."""
+    """(variable indices, their previous allocation [W], their weight [Wh per W]) of the power
+    variables with a previous allocation to keep; None when there is none."""
     if problem.previous_w is None:
         return None
     previous = problem.previous_w[x_connector, x_slot]
     known = np.flatnonzero(np.isfinite(previous))
     if known.size == 0:
         return None
-    return (known, previous[known], problem.wh_per_w[x_slot[known]],
-            problem.min_power_w[x_connector[known]])
+    return known, previous[known], problem.wh_per_w[x_slot[known]]
 
 
 def _nearest_bound(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -153,19 +153,3 @@ def test_the_top_up_serves_the_running_car_first_on_a_tie(running):
     assert topped[running, 0] == pytest.approx(11000.0)
     assert topped[1 - running, 0] == 0.0
     assert edf(problem)[running, 0] == pytest.approx(11000.0)
-
-
-def test_a_running_car_is_raised_to_its_minimum_not_paused():
-    # Both cars ran at 5.5 kW; the cap falls to 9 kW. Every split of 9 kW is an optimum and as
-    # far from the previous plan (3.5 kW + 5.5 kW as well as 4.5 + 4.5); the simplex returns a
-    # vertex, one car at 3.5 kW, below its 4.14 kW minimum, and the projection paused it. On the
-    # optimal face the car can run at its minimum instead: both keep running.
-    problem = two_alike_cars([[5500.0, np.nan], [5500.0, np.nan]])
-    limits = np.array(problem.node_limit_w)
-    limits[0] = 9000.0
-    problem = dataclasses.replace(problem, node_limit_w=limits)
-    schedule = solve(problem, backend="highs")
-    assert (schedule.power_w[:2, 0] >= 4140.0 - 1e-6).all()
-    assert schedule.power_w[:2, 0].sum() == pytest.approx(9000.0)
-    assert schedule.objective == pytest.approx(
-        solve(dataclasses.replace(problem, previous_w=None), backend="highs").objective, rel=1e-9)
