@@ -138,3 +138,23 @@ async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     clock.advance(30)
     sample(11_000.0)                     # had its settle time under 20 kW: it takes 11
     assert controller.ev_cap_w[ref] == 11_500.0 and controller._reasons == {"underuse:CP1/1"}
+
+
+async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maximum():
+    # a station that refuses every profile (no fail-safe default either) lets the car draw up
+    # to the station's maximum: a car taking 11 of its 22 kW is capped like any other (so the
+    # plan's next, lower profile goes out, is refused, and the station is planned around)
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock)
+    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
+    controller.installed = InstalledLimits(controller.topology, controller.state,
+                                           controller.phase_use, clock, 5.0, stations)
+    ref = ConnectorRef("CP1", 1)
+    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
+    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
+    await controller.replan()
+    assert controller.allocated_now_w(ref) > 15_000
+    clock.advance(30)
+    controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
+                                        power_w=11_000.0, received_at=clock.now()))
+    assert controller.ev_cap_w[ref] == 11_500.0

@@ -158,17 +158,17 @@ class InstalledLimits:
 
     def followed_w(self, ref: ConnectorRef, at: datetime) -> float | None:
         """What a connector's accepted profiles let it draw at `at` [W as told], if the car had
-        its settle time under them by then (None: it had not, no profile is known, or one we
-        did not send may limit it). A car sampled under less than its plan - the profile not
+        its settle time under them by then (None: it had not, or one we did not send may limit
+        it; a station that accepted none: its maximum). A car sampled under less than its plan - the profile not
         yet sent, accepted or settled - is not one that takes less than it was given (the
         closed loop, controller.py)."""
         control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer \
-                or not self.governs(ref):
+        if control is None or not self.governs(ref):
             return None
         since = self.followed_since(ref)
-        if since is None or since > at:
+        if since is not None and since > at:
             return None     # sampled while still following a change: it proves nothing
+        # (since None: it never accepted a profile - its maximum, as ever)
         return min(steps.value_at(self.current_step(control, ref), at),
                    self.topology.max_power_w(ref))
 
