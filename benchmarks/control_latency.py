@@ -17,6 +17,9 @@ event at half the cap and waits for the dispatch round of the re-plan it caused;
 - sends: from the plan until the last station's decreases began going out;
 - answers: from then until the last station's decreases were acknowledged.
 
+Also the last plan acknowledged: the site is under the new limit then; the fail-safe defaults that
+follow the event (for if the server vanished) may be acknowledged after it.
+
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
 for that round too. Every run stops by itself.
@@ -84,8 +87,8 @@ def ocpp_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-async def stages(http, base: str) -> dict:
-    async with http.get(f"{base}/bench/stages") as resp:
+async def stages(http, base: str, after: float = 0.0) -> dict:
+    async with http.get(f"{base}/bench/stages", params={"after": str(after)}) as resp:
         return await resp.json()
 
 
@@ -94,7 +97,7 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
     once that round is over: (replan, round, decreases of the round)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        record = await stages(http, base)
+        record = await stages(http, base, after - 1.0)
         replan = next((r for r in record["replans"] if r["start"] >= after
                        and any(x.startswith(reason) for x in r["reasons"])), None)
         if replan is not None:
@@ -114,7 +117,8 @@ async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
     busy site now and then, and a DR event must get through that too."""
     deadline = time.monotonic() + at_most_s
     while time.monotonic() < deadline:
-        record = await stages(http, base)
+        # what started in the last minutes: a round is over long before
+        record = await stages(http, base, time.time() - 300.0)
         ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
         if ends and time.time() - max(ends) > quiet_s:
             return
@@ -171,11 +175,17 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 downs = found["decreases"]
                 last_start = max((d[0] for d in downs), default=found["replan"]["end"])
                 last_end = max((d[1] for d in downs), default=found["replan"]["end"])
+                # the site under the new limit: the last plan (or idle share) acknowledged; the
+                # fail-safe defaults that follow the event may come after (older records: all)
+                plans_end = max((d[1] for d in downs if len(d) < 4 or d[3] == "plans"),
+                                default=last_end)
                 result["rows"].append({
                     "request": t1 - t0, "replan": found["replan"]["end"] - t1,
                     "solve": found["replan"]["solve_s"], "check": found["replan"]["check_s"],
                     "sends": last_start - found["replan"]["end"], "answers": last_end - last_start,
-                    "total": last_end - t0, "stations": len(downs),
+                    "total": last_end - t0, "plans_total": plans_end - t0,
+                    "stations": len({d[4] for d in downs}) if downs and len(downs[0]) > 4
+                    else len(downs),
                     "profiles": sum(d[2] for d in downs)})
                 t2 = time.time()
                 async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
@@ -207,8 +217,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.python_version()}; server tree {args.server_tree}; "
           f"{args.station_procs} station processes")
     print("| connectors | stations sent decreases | profiles | request | re-plan (solve, check) "
-          "| sends | answers | DR POST -> last ack, median [s] | min | max | load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| sends | answers | DR POST -> last ack, median [s] | min | max "
+          "| DR POST -> last plan ack (site under the limit), median [s] | load average |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -221,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{med('profiles'):.0f} | {med('request'):.3f} | {med('replan'):.3f} "
                   f"({med('solve'):.3f}, {med('check'):.3f}) | {med('sends'):.3f} | "
                   f"{med('answers'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
-                  f"| {max(totals):.3f} | {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
+                  f"| {max(totals):.3f} | {med('plans_total'):.3f} "
+                  f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
 
 

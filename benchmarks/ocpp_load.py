@@ -244,6 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# garbage collector in the window: {len(window_gc)} collections, "
           f"{sum(s for _, s in window_gc) * 1000:.0f} ms in all; {len(full)} full ones, the "
           f"longest {max(full, default=0) * 1000:.0f} ms")
+    busy = stats.get("busy", [])
+    if busy:
+        print(f"# the loop's own CPU between two probe wake-ups, the longest (window / boot): "
+              f"{max_lag_ms(busy, r['window']):.0f} / {max_lag_ms(busy, r['boot']):.0f} ms "
+              f"(the stall column is wall time: it includes what the OS gave other processes)")
+    for generation in (0, 1):
+        pauses = [s for g, s in window_gc if g == generation]
+        print(f"#   generation {generation}: {len(pauses)} collections, the longest "
+              f"{max(pauses, default=0) * 1000:.0f} ms")
     return 0
 
 

@@ -31,15 +31,23 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 PROBE_S = 0.005
 
 
-async def probe_loop(lag_by_second: dict[int, float]) -> None:
+async def probe_loop(lag_by_second: dict[int, float],
+                     busy_by_second: dict[int, float] | None = None) -> None:
+    """`lag_by_second`: how late the probe woke (wall time: on a machine shared with other
+    work this includes the time the OS gave other processes). `busy_by_second`: the CPU time
+    the loop's own thread spent between two wake-ups - what our code held the loop for, an
+    upper bound of the longest callback."""
     loop = asyncio.get_running_loop()
     while True:
-        before = loop.time()
+        before, cpu_before = loop.time(), time.thread_time()
         await asyncio.sleep(PROBE_S)
         lag_s = loop.time() - before - PROBE_S
+        busy_s = time.thread_time() - cpu_before
         second = int(time.time())
         if lag_s > lag_by_second.get(second, -1.0):
             lag_by_second[second] = lag_s
+        if busy_by_second is not None and busy_s > busy_by_second.get(second, -1.0):
+            busy_by_second[second] = busy_s
 
 
 def main(argv: list[str]) -> int:
@@ -60,6 +68,7 @@ def main(argv: list[str]) -> int:
         import stage_probe   # benchmarks/, beside this file
         stage_probe.install(app)
     lag_by_second: dict[int, float] = {}
+    busy_by_second: dict[int, float] = {}
     gc_pauses: list[tuple[float, int, float]] = []   # (wall s, generation, pause s)
     gc_started = [0.0]
 
@@ -86,13 +95,15 @@ def main(argv: list[str]) -> int:
             loop.set_debug(True)
             loop.slow_callback_duration = slow_s
             logging.getLogger("asyncio").setLevel(logging.WARNING)
-        task = asyncio.create_task(probe_loop(lag_by_second), name="loop-lag-probe")
+        task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second),
+                                   name="loop-lag-probe")
         yield
         task.cancel()
         from smartcharge.site.setup import CONTROLLER
         stats = app[CONTROLLER].stats if CONTROLLER in app else None
         with open(stats_path, "w") as out:
             json.dump({"lag": sorted(lag_by_second.items()),
+                       "busy": sorted(busy_by_second.items()),
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),

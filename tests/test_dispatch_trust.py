@@ -58,6 +58,24 @@ def limit_w(fleet, ref, at=None):
     return connector_limit_w(station, ref.connector_id, at or station.clock.now())[0]
 
 
+async def both_charging_at_11_kw(controller, fleet, clock):
+    """CP1 and CP2 booted, a car on each, both planned and limited to 11 kW."""
+    await fleet.start(wait_booted_s=10)
+    for sid in fleet.stations:
+        assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+    await wait_until(lambda: controller.plan is not None
+                     and len(controller.plan.connectors) == 2, 10, "both planned")
+    controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0})
+    controller.request_replan("test")
+    # (no TxProfile where the plan equals the fail-safe share: the limits say it; the
+    # fail-safe shares are 11 / 11 kW too, so the plan must say it first, or the next
+    # re-plan swallows this one and the first plan's round is still out)
+    await wait_until(lambda: all(abs(controller.plan.connectors[ref].power_at(
+        clock.now()) - 11_000) < 100 for ref in (REF1, REF2)), 10, "11 / 11 kW planned")
+    await wait_until(lambda: abs(limit_w(fleet, REF1) - 11_000) < 100
+                     and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
+
+
 async def start_three(server, fleet, clock):
     """CP1 and CP2 share feeder A at ~11 kW each; CP3 is held at 5 kW (a closed-loop cap)."""
     controller = server.controller
@@ -147,20 +165,7 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
             "dr-now", T0 - timedelta(minutes=1), T0 + timedelta(hours=2), limit_w=22_000))
         fleet = fleet_for(site, server, clock)
         try:
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            await wait_until(lambda: controller.plan is not None
-                             and len(controller.plan.connectors) == 2, 10, "both planned")
-            controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0})
-            controller.request_replan("test")
-            # (no TxProfile where the plan equals the fail-safe share: the limits say it; the
-            # fail-safe shares are 11 / 11 kW too, so the plan must say it first, or the next
-            # re-plan swallows this one and the first plan's round is still out)
-            await wait_until(lambda: all(abs(controller.plan.connectors[ref].power_at(
-                clock.now()) - 11_000) < 100 for ref in (REF1, REF2)), 10, "11 / 11 kW planned")
-            await wait_until(lambda: abs(limit_w(fleet, REF1) - 11_000) < 100
-                             and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
+            await both_charging_at_11_kw(controller, fleet, clock)
             # checked now and inside the coming event, at every profile installed
             start = clock.now() + timedelta(minutes=5)
             watch = InstallWatch(site, fleet, controller.limits, clock,
@@ -263,15 +268,7 @@ async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_
         fleet = fleet_for(site, server, clock)
         cp2 = fleet.station("CP2")
         try:
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            await wait_until(lambda: controller.plan is not None
-                             and len(controller.plan.connectors) == 2, 10, "both planned")
-            controller.ev_cap_w.update({REF1: 11_000.0, REF2: 11_000.0})
-            controller.request_replan("test")
-            await wait_until(lambda: abs(limit_w(fleet, REF1) - 11_000) < 100
-                             and abs(limit_w(fleet, REF2) - 11_000) < 100, 10, "11 / 11 kW")
+            await both_charging_at_11_kw(controller, fleet, clock)
             cp2.quirks = Quirks(silent_profiles=True)
             controller.ev_cap_w[REF2] = 3_000.0      # CP2 goes down: a decrease, unanswered
             controller.request_replan("test")

@@ -51,6 +51,18 @@ async def test_failsafe_defaults_keep_a_circuit_under_its_dr_event(tmp_path):
                                  and dispatcher.stations["CP201"].default_layer, 10,
                                  "the 2.0.1 station set up")
                 port201 = dispatcher.stations["CP201"].port
+                await wait_until(lambda: all(c.default_layer for c in
+                                             dispatcher.stations.values()), 10, "all set up")
+                # the station maximum does not follow limits: set up once per connection, not
+                # sent again with every station's new defaults when a DR event comes (a DR
+                # event at 1 000 connectors sent 500 of them: issue 10)
+                station_max_sent = []
+                for control in dispatcher.stations.values():
+                    def spy(*args, _send=control.port.install_station_max,
+                            _sid=control.station_id):
+                        station_max_sent.append(_sid)
+                        return _send(*args)
+                    control.port.install_station_max = spy
 
                 def feeder_w(at: datetime) -> float:
                     w16 = connector_limit_w(fleet.station("CP16"), 1, at)[0]
@@ -75,5 +87,6 @@ async def test_failsafe_defaults_keep_a_circuit_under_its_dr_event(tmp_path):
                                                hours=2.0, step_s=60.0)
                 assert not fleet_only, fleet_only[:6]
                 assert cp201.table.refusals == []
+                assert station_max_sent == []
         finally:
             await fleet.stop()

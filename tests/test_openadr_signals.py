@@ -69,8 +69,10 @@ def test_simple_levels_default_to_75_50_percent_and_uncontrollable_only(level, l
     assert [e.limit_w for e in mapping.limits] == [limit_w]
 
 
-def test_simple_level_0_sets_no_limit_and_explicit_watts_win():
-    assert _map(_v2b("SIMPLE", "level", [0.0])).limits == ()
+def test_simple_level_0_is_normal_operation_at_the_cap_and_explicit_watts_win():
+    """Level 0 asks for nothing below the circuit's cap - held as a limit at the cap, so that
+    a higher-priority event at level 0 lifts a lower-priority one of its program."""
+    assert [e.limit_w for e in _map(_v2b("SIMPLE", "level", [0.0])).limits] == [40_000.0]
     levels = sg.simple_levels_w((25_000.0, 12_000.0, 4_000.0), (0.75, 0.5, 0.0), 40_000.0)
     mapping = sg.map_event(_v2b("SIMPLE", "level", [1.0, 3.0]), cap_w=40_000.0,
                            levels_w=levels, randomize=False)

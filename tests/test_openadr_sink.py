@@ -182,26 +182,99 @@ async def test_an_event_that_names_one_circuit_limits_that_circuit(tmp_path):
         await store.close()
 
 
-async def test_overlapping_events_the_most_restrictive_limit_holds_whatever_their_priority(
+def _capacity(program, event_id, priority, a_h, b_h, limit_w):
+    return sg.AdrEvent(program, event_id, priority=priority, signals=(sg.Signal(
+        sg.CAPACITY_W, (sg.Interval(T0 + timedelta(hours=a_h), T0 + timedelta(hours=b_h),
+                                    limit_w),)),))
+
+
+def _limit_at(controller, hours):
+    limit_w, source = controller.effective_limit_at(T0 + timedelta(hours=hours))
+    return limit_w, source.id if source else None
+
+
+async def test_within_a_program_the_higher_priority_event_holds_alone_where_they_overlap(
         tmp_path):
-    """Deliberate (docs/openadr.md): where events overlap, the lowest limit holds - also when
-    the higher-priority event allows more, which the specifications would follow. Priority
-    names the binding limit among equal ones and orders prices."""
+    """The specifications (2.0b eventDescriptor priority, 3 event priority: lower number =
+    higher priority): where two events of one program overlap, the higher-priority one holds
+    alone - also when it allows more; equal priorities keep the lowest limit. Across programs,
+    and against the site's other limits (REST DR events, caps), the lowest limit holds."""
+    from smartcharge.site.restore import restore
+    dso = OpenAdrProgram("dso", "3", "http://vtn2", "depot", bearer_token="t",
+                         randomize_start=False)
     store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
     try:
         controller = SiteController(_site(), ManualClock(T0))
         sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
-        low = sg.AdrEvent("gac", "low", priority=5, signals=(sg.Signal(sg.CAPACITY_W, (
-            sg.Interval(T0 + timedelta(hours=1), T0 + timedelta(hours=4), 20_000.0),)),))
-        high = sg.AdrEvent("gac", "high", priority=1, signals=(sg.Signal(sg.CAPACITY_W, (
-            sg.Interval(T0 + timedelta(hours=2), T0 + timedelta(hours=3), 25_000.0),)),))
-        await sink.apply(PROGRAM, low)
-        await sink.apply(PROGRAM, high)
-        limit_w, source = controller.effective_limit_at(T0 + timedelta(hours=2.5))
-        assert (limit_w, source.id) == (20_000.0, "openadr:gac/low")
-        # the lower-priority event cancelled: the higher-priority one holds alone
-        await sink.lift(PROGRAM, "low")
-        limit_w, source = controller.effective_limit_at(T0 + timedelta(hours=2.5))
-        assert (limit_w, source.id) == (25_000.0, "openadr:gac/high")
+        await sink.apply(PROGRAM, _capacity("gac", "low", 5, 1, 5, 20_000.0))
+        await sink.apply(PROGRAM, _capacity("gac", "high", 1, 2, 3, 25_000.0))
+        await sink.apply(PROGRAM, _capacity("gac", "same", 5, 3.25, 3.75, 15_000.0))
+        await sink.apply(dso, _capacity("dso", "other", 1, 4, 4.5, 30_000.0))
+        probes = {1.5: (20_000.0, "openadr:gac/low"),     # the low one alone
+                  2.5: (25_000.0, "openadr:gac/high"),    # the higher priority allows more
+                  3.1: (20_000.0, "openadr:gac/low"),     # and the low one holds again after
+                  3.5: (15_000.0, "openadr:gac/same"),    # equal priority: the lowest
+                  4.25: (20_000.0, "openadr:gac/low")}    # another program: the lowest
+        assert {h: _limit_at(controller, h) for h in probes} == probes
+        # a restart in the middle keeps the resolved set (rebuilt from the store)
+        restarted = SiteController(_site(), ManualClock(T0 + timedelta(hours=2.5)))
+        await restore(restarted, store)
+        assert {h: _limit_at(restarted, h) for h in probes} == probes
+        # a REST DR event of the site is not part of any program: the lowest holds
+        from smartcharge.site.limits import DemandResponseEvent
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-1", T0 + timedelta(hours=2), T0 + timedelta(hours=3), limit_w=22_000.0))
+        assert _limit_at(controller, 2.5) == (22_000.0, "dr-1")
+        controller.limits.cancel_event("dr-1")
+        # the higher-priority event cancelled: the low one holds in its window again
+        await sink.lift(PROGRAM, "high")
+        assert _limit_at(controller, 2.5) == (20_000.0, "openadr:gac/low")
+        # a modification that moves the high one: recomputed
+        await sink.apply(PROGRAM, _capacity("gac", "low", 0, 1, 5, 20_000.0))
+        await sink.apply(PROGRAM, _capacity("gac", "same", 5, 3.25, 3.75, 15_000.0))
+        assert _limit_at(controller, 3.5) == (20_000.0, "openadr:gac/low")   # low now higher
+    finally:
+        await store.close()
+
+
+async def test_a_higher_priority_simple_level_0_lifts_the_programs_lower_priority_event(
+        tmp_path):
+    """SIMPLE 0 is normal operation: for its window it replaces a lower-priority event of the
+    program (the site's own cap still holds)."""
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(_site(), ManualClock(T0))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        await sink.apply(PROGRAM, sg.AdrEvent("gac", "low", priority=4, signals=(sg.Signal(
+            sg.SIMPLE, (sg.Interval(T0 + timedelta(hours=1), T0 + timedelta(hours=4), 2.0),)),)))
+        await sink.apply(PROGRAM, sg.AdrEvent("gac", "normal", priority=2, signals=(sg.Signal(
+            sg.SIMPLE, (sg.Interval(T0 + timedelta(hours=2), T0 + timedelta(hours=3), 0.0),)),)))
+        assert [_limit_at(controller, h)[0] for h in (1.5, 2.5, 3.5)] == [
+            20_000.0, 40_000.0, 20_000.0]
+    finally:
+        await store.close()
+
+
+async def test_priority_on_a_circuit_and_the_listing_names_the_event_held_back(tmp_path):
+    site = Site("s", (Circuit("grid", None, limit_w=40_000.0),
+                      Circuit("feeder", "grid", limit_w=30_000.0)),
+                (Station("CP1", "feeder", (Connector(1),)),))
+    program = OpenAdrProgram("dso", "3", "http://vtn", "depot", bearer_token="t",
+                             circuit="feeder", randomize_start=False)
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    try:
+        controller = SiteController(site, ManualClock(T0 + timedelta(hours=0.75)))
+        sink = OpenAdrSink(controller, ObligationWriter(lambda: store))
+        await sink.apply(program, _capacity("dso", "low", 3, 0, 2, 8_000.0))
+        await sink.apply(program, _capacity("dso", "high", 2, 0.5, 1, 12_000.0))
+        starts = [T0 + timedelta(minutes=m) for m in (15, 45, 75)]
+        values, sources = controller.limits.circuit_limit_w(
+            "feeder", starts, [s + timedelta(minutes=15) for s in starts])
+        assert list(values) == [8_000.0, 12_000.0, 8_000.0]
+        assert [s.id for s in sources] == ["openadr:dso/low", "openadr:dso/high",
+                                           "openadr:dso/low"]
+        shown = {e["id"]: e for e in controller.snapshot()["dr_events"]}
+        assert shown["openadr:dso/low"]["held_back_by"] == "openadr:dso/high"
+        assert "held_back_by" not in shown["openadr:dso/high"]
     finally:
         await store.close()

@@ -1,5 +1,5 @@
 """The online replay plans a car still plugged in after the departure its driver told as the
-site controller does (`SiteController._departure_slot`: an hour more), not as leaving
+site controller does (`site/planner.py` `departure_slot`: an hour more), not as leaving
 within the current period (which crammed all its energy into that period, ahead of cars truly
 about to leave, and then planned it nothing until the next re-plan)."""
 

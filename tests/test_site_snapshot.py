@@ -4,7 +4,7 @@ returns it."""
 
 from datetime import UTC, datetime
 
-from smartcharge.clock import AcceleratedClock
+from smartcharge.clock import AcceleratedClock, ManualClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.snapshot import view_model
@@ -32,3 +32,35 @@ def test_the_view_model_is_a_pure_function_of_controller_state():
     assert [(c["station_id"], c["connector_id"], c["controllable"])
             for c in again["connectors"]] == [("CP1", 1, True), ("CP1", 2, True)]
     assert again["effective_limit_w"] == 40_000.0 and again["site_load_w"] == 0.0
+
+
+async def test_the_snapshot_in_steps_is_the_snapshot(monkeypatch):
+    """At 5 000 connectors the view model, the reading and the JSON are made a few hundred
+    items per turn of the event loop (issue 10): the same document as in one go."""
+    import json
+
+    from smartcharge import events as ev
+    from smartcharge.api import snapshot as api_snapshot
+    from smartcharge.site import reading, snapshot
+
+    monkeypatch.setattr(snapshot, "ITEMS_PER_STEP", 3)
+    monkeypatch.setattr(reading, "REFS_PER_STEP", 2)
+    monkeypatch.setattr(api_snapshot, "ITEMS_PER_STEP", 4)
+    site = Site(name="snap", circuits=(Circuit("grid", None, limit_w=40_000.0),),
+                stations=tuple(Station(f"CP{i}", "grid", (Connector(1), Connector(2)))
+                               for i in range(5)),
+                id_tags=frozenset(), session_defaults=SessionDefaults(energy_wh=10_000,
+                                                                       dwell_s=3600))
+    controller = SiteController(site, ManualClock(T0), ControllerSettings())
+    for i in range(5):
+        controller.on_event(ev.StationBooted(f"CP{i}", T0, True, "v", "m"))
+        controller.on_event(ev.SessionStarted(f"CP{i}", 1 + i % 2, 100 + i, "TAG", 0.0, T0))
+        controller.on_event(ev.MeterSampled(f"CP{i}", 1 + i % 2, 100 + i, T0,
+                                            "Sample.Periodic", energy_register_wh=10.0,
+                                            power_w=1000.0 * i))
+    await controller.replan()
+    in_steps = await controller.snapshot_async()
+    at_once = controller.snapshot()
+    assert in_steps == at_once and len(in_steps["connectors"]) == 10
+    assert in_steps["site_load_w"] == 10_000.0 and len(in_steps["sessions"]) == 5
+    assert json.loads(await api_snapshot.encode(at_once)) == at_once

@@ -137,7 +137,7 @@ async def post_event(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     controller = _controller(request)
     now = controller.clock.now()
-    return web.json_response([e.as_json(now) for e in controller.limits.events()])
+    return web.json_response(controller.limits.events_json(now))
 
 
 def _known_event(controller, event_id: str) -> DemandResponseEvent:

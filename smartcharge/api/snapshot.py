@@ -13,12 +13,32 @@ from smartcharge.api.auth import READ, SEES_ID_TAGS, mask_id_tag, role, route
 from smartcharge.api.site_common import controller as _controller
 
 KEEPALIVE_S = 15.0
+ITEMS_PER_STEP = 500     # list items encoded per turn of the event loop
+SEPARATORS = (",", ":")
 
 _CLOSING = web.AppKey("site_api_closing", asyncio.Event)
 
 
 async def get_site(request: web.Request) -> web.Response:
-    return web.json_response(_visible(_controller(request).snapshot(), request))
+    snapshot = _visible(await _controller(request).snapshot_async(), request)
+    return web.Response(body=await encode(snapshot), content_type="application/json")
+
+
+async def encode(snapshot: dict) -> bytes:
+    """The snapshot as compact JSON, its long lists ITEMS_PER_STEP items per turn of the event
+    loop: 2.3 MB at 5 000 connectors took 0.1-0.15 s in one json.dumps (issue 10)."""
+    parts = []
+    for key, value in snapshot.items():
+        if isinstance(value, list) and len(value) > ITEMS_PER_STEP:
+            items = []
+            for first in range(0, len(value), ITEMS_PER_STEP):
+                items.append(json.dumps(value[first:first + ITEMS_PER_STEP],
+                                        separators=SEPARATORS)[1:-1])
+                await asyncio.sleep(0)
+            parts.append(f"{json.dumps(key)}:[{','.join(items)}]")
+        else:
+            parts.append(f"{json.dumps(key)}:{json.dumps(value, separators=SEPARATORS)}")
+    return ("{" + ",".join(parts) + "}").encode()
 
 
 def _visible(snapshot: dict, request: web.Request) -> dict:
@@ -38,7 +58,7 @@ async def site_stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     version = controller.snapshot_version
     try:
-        await _send_event(response, _visible(controller.snapshot(), request))
+        await _send_event(response, _visible(await controller.snapshot_async(), request))
         while not closing.is_set():
             got = await controller.next_snapshot(version, timeout_s=KEEPALIVE_S)
             if closing.is_set():
@@ -54,8 +74,7 @@ async def site_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_event(response: web.StreamResponse, snapshot: dict) -> None:
-    data = json.dumps(snapshot, separators=(",", ":"))
-    await response.write(f"event: snapshot\ndata: {data}\n\n".encode())
+    await response.write(b"event: snapshot\ndata: " + await encode(snapshot) + b"\n\n")
 
 
 def add_routes(app: web.Application) -> None:

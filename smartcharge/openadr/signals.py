@@ -8,7 +8,9 @@ Rules (docs/openadr.md):
   several limit signals of one event overlap, the lowest holds (most restrictive wins, as
   everywhere in the site);
 - a SIMPLE level is a limit from the program (`simple_levels_w`, or fractions of the cap of
-  its circuit); level 0 is "normal operation" and sets no limit; level 3 by default is 0 W of
+  its circuit); level 0 is "normal operation": a limit at the circuit's cap, which asks for
+  nothing more than the site's own caps but, within a program, replaces a lower-priority
+  event where they overlap (site/dr_priority.py); level 3 by default is 0 W of
   controllable charging: only what the site cannot control (connectors that ignore profiles,
   planned at what they may draw) is left;
 - prices (2.0b ELECTRICITY_PRICE price; 3 PRICE per kWh) become price intervals;
@@ -122,9 +124,11 @@ def map_event(event: AdrEvent, *, cap_w: float, levels_w: dict[int, float], ven:
                 pieces.append((start, end, max(min(iv.value, 100.0), 0.0) / 100.0 * cap_w))
             elif signal.kind == SIMPLE:
                 level = int(round(iv.value))
-                if level in levels_w:
+                if level == 0:      # normal operation: nothing below the cap (it still
+                    pieces.append((start, end, cap_w))   # replaces lower-priority events)
+                elif level in levels_w:
                     pieces.append((start, end, levels_w[level]))
-                elif level != 0:
+                else:
                     notes.append(f"SIMPLE level {iv.value!r} is not 0..3: ignored")
             elif signal.kind == PRICE:
                 prices.append(PriceInterval(start, end, float(iv.value)))

@@ -4,8 +4,10 @@ checks every plan against every limit, and hands the plan to dispatch.
 Re-plan triggers: a session starts or stops, a need or a limit changes, a DR event or cap window
 begins or ends, a station goes offline or comes back, a connector becomes (un)controllable, a car
 draws clearly less than it was given (closed loop), and the start of every slot. Triggers that
-arrive in a burst are coalesced into one solve. The solve runs in a worker thread so the server
-keeps answering stations.
+arrive in a burst are coalesced into one solve. The controller takes a picture of the site on the
+event loop, in steps (`plan_inputs.py`), and the pure planner (`planner.py`: build, solve, check,
+bindings, idle shares) makes the plan from it in a worker thread, so the server keeps answering
+stations (issue 10: the loop is never blocked for more than 20 ms).
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 
 import optimizer
 from smartcharge import events
-from smartcharge import units
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import learned
@@ -29,11 +30,12 @@ from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.limits import LimitSource, SiteLimits
-from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
-                                   idle_shares, over_limits, safe_baseline)
+from smartcharge.site import in_steps, plan_inputs, planner
+from smartcharge.site.plan import Plan
+from smartcharge.site.planner import PlanInputs, PlanTimes
 from smartcharge.site.prices import SitePrices
-from smartcharge.site.reading import SiteReading, read_site
-from smartcharge.site.snapshot import view_model
+from smartcharge.site.reading import SiteReading, read_site_steps
+from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -47,10 +49,6 @@ DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:Session
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
-ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
-OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: planned this much more
-DEPARTURE_EDGES = 8          # slot edges at the next departures (within two slots) ...
-DEPARTURE_EDGE_GAP_S = 60.0  # ... unless one is this close to another edge
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,9 @@ class Stats:
     replans: int = 0
     profiles_sent: int = 0
     violations: int = 0                # plans the optimizer returned over a limit (then clipped)
-    last_solve_s: float = 0.0
+    last_solve_s: float = 0.0          # the last re-plan, picture to plan [real s]
     last_status: str = ""
+    last_times: PlanTimes | None = None   # its build, solve, check, finish [real s]
 
 
 class SiteController:
@@ -125,6 +124,7 @@ class SiteController:
         self._snapshot_version = 0
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
+        self._snapshot_making: asyncio.Future | None = None   # shared by its askers
         self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
         self.declined_at: dict[ConnectorRef, datetime] = {}  # closed loop: a car that takes 0
         self._zero_samples: dict[ConnectorRef, int] = {}
@@ -369,43 +369,6 @@ class SiteController:
         return max(until, 0.001)
 
     # --- planning ---------------------------------------------------------------------------
-    def _slots(self, now: datetime) -> tuple[list[datetime], list[datetime]]:
-        """Slot edges: now, every slot boundary, and every moment a limit begins or ends.
-
-        A slot partly covered by a lower limit takes that limit for the whole slot (safe), so
-        without an edge near 17:12 an event starting then would hold the site down from 17:00.
-        """
-        slot_s = self.settings.slot_s
-        horizon_end = now + timedelta(seconds=self.settings.horizon_s)
-        first_end_ts = (now.timestamp() // slot_s + 1) * slot_s
-        edges = {now, datetime.fromtimestamp(first_end_ts, now.tzinfo)}
-        while max(edges) < horizon_end:
-            edges.add(max(edges) + timedelta(seconds=slot_s))
-        last = max(edges)
-        # The edge goes a little before the change: stations' clocks drift and their schedules
-        # switch on whole seconds, and the slot from there on takes the lower limit (see above).
-        lead = timedelta(seconds=self.settings.limit_lead_s)
-        edges.update(m - lead for m in self.limits.change_times(now) if now < m - lead < last)
-        edges.update(self._departure_edges(now, edges))
-        ordered = sorted(edges)
-        return ordered[:-1], ordered[1:]
-
-    def _departure_edges(self, now: datetime, edges: set[datetime]) -> list[datetime]:
-        """An edge at each of the next few departures within two slots: a car leaving inside a
-        slot was planned as if it stayed to the slot's end, its energy spread over the whole
-        slot, and left without the part planned after it had gone. A few only (the earliest):
-        the next re-plans add the later ones, and every edge costs solve time."""
-        near = now + timedelta(seconds=2 * self.settings.slot_s)
-        gap = timedelta(seconds=DEPARTURE_EDGE_GAP_S)
-        out: list[datetime] = []
-        for departure in sorted(s.departure for s in self.state.sessions.values()
-                                if now < s.departure < near):
-            if len(out) >= DEPARTURE_EDGES or \
-                    any(abs(departure - e) < gap for e in (*edges, *out)):
-                continue
-            out.append(departure)
-        return out
-
     def phase_use(self, ref: ConnectorRef) -> tuple[int, int, bool]:
         """(phases, site phase, known) a session is planned on. A single-phase car on a 3-phase
         connector (learned from its per-phase currents) is a single-phase load on the site
@@ -419,221 +382,42 @@ class SiteController:
             return 1, self.topology.site_phase(ref, session.station_phase), True
         return 3, 0, session is not None and session.phases_in_use == 3
 
-    def fallback_w(self, ref: ConnectorRef) -> float:
-        """What a connector we cannot control (refuses, does not answer, offline) is planned
-        at: what the profiles it accepted let it draw, or, with none known, its maximum (or
-        more, if it was measured drawing more)."""
-        installed = self.installed.installed_max_w(ref) if self.installed is not None else None
-        if installed is not None:
-            return max(installed, self.overdraw_w.get(ref, 0.0))
-        last = self.state.last_measured_w(ref) or 0.0
-        return max(self.topology.max_power_w(ref), last, self.overdraw_w.get(ref, 0.0))
+    def plan_inputs(self, now: datetime) -> PlanInputs:
+        """The planner's picture of the site at `now`, in one go (plan_inputs.py)."""
+        return plan_inputs.read_all(self, now)
 
-    def build_problem(self, now: datetime):
-        """(problem, controlled refs, fixed loads, root sources, slot starts, built-from: the
-        floors and transaction ids the problem was built with)."""
-        topo, s = self.topology, self.settings
-        starts, ends = self._slots(now)
-        slot_s = np.array([(e - b).total_seconds() for b, e in zip(starts, ends)])
-        t = len(starts)
-        root_w, root_sources = self.limits.effective_root_limit_w(starts, ends)
-        node_w, node_a = topo.node_limits(root_w)
-        circuit_sources = {}     # node -> the DR event on it that is lowest now
-        for circuit_id in self.limits.circuits_limited() & set(topo.node_ids[1:]):
-            node = topo.node_ids.index(circuit_id)     # DR events on a circuit (OpenADR)
-            values, sources = self.limits.circuit_limit_w(circuit_id, starts, ends)
-            if sources[0] is not None and values[0] < node_w[node, 0]:
-                circuit_sources[node] = sources[0]
-            node_w[node] = np.minimum(node_w[node], values)
-        controlled: list[ConnectorRef] = []
-        fixed: dict[ConnectorRef, float] = {}
-        for ref in [r for r in self.ev_cap_w if r not in self.state.sessions]:
-            del self.ev_cap_w[ref]
-        retry = timedelta(seconds=s.declined_retry_s)
-        for ref in [r for r, at in self.declined_at.items()
-                    if r not in self.state.sessions or now - at >= retry]:
-            del self.declined_at[ref]
-        for ref, session in self.state.sessions.items():
-            if not topo.has(ref):
-                continue
-            if ref in self.uncontrollable or not self.state.online.get(ref.station_id, False):
-                fixed[ref] = self.fallback_w(ref)
-            else:
-                controlled.append(ref)
-                if self.floor_w.get(ref):
-                    fixed[ref] = self.floor_w[ref]
-        for ref, load_w in fixed.items():
-            # Fixed load is planned around: it comes off every limit above it. A single-phase
-            # load is taken off all three phases' current limits: conservative.
-            station = topo.station(ref.station_id)
-            amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
-            for node in topo.ancestors(topo.station_node[ref.station_id]):
-                node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
-                node_a[node] = np.maximum(node_a[node] - amps, 0.0)
-        controlled.sort()
-        arrays = topo.arrays(controlled)
-        use = {r: self.phase_use(r) for r in controlled}
-        for i, ref in enumerate(controlled):
-            phases, phase, _ = use[ref]
-            if phases != arrays["phases"][i]:
-                arrays["phases"][i], arrays["phase"][i] = phases, phase
-                arrays["max_power_w"][i] = topo.max_power_w(ref, phases)
-                arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
-            elif not use[ref][2] and phases == 3 and topo.phase_limited(ref) and \
-                    str(topo.station(ref.station_id).rate_unit.value) == "W":
-                # sent a third of its plan in W until its phases are known (installed.w_factor):
-                # a 3-phase car must still get its minimum, or it never shows its phases
-                arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
-                                               arrays["max_power_w"][i])
-            car_min_w = self.reports.car_min_w(ref, int(arrays["phases"][i]))
-            if car_min_w is not None:
-                # ISO 15118 evMinCurrent: below it this car does not charge at all
-                arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], car_min_w),
-                                               arrays["max_power_w"][i])
-        max_w = arrays["max_power_w"].copy()
-        for i, ref in enumerate(controlled):
-            max_w[i] -= self.floor_w.get(ref, 0.0)
-            if ref in self.ev_cap_w:
-                # closed loop: the car takes less than it gets; plan it at what it draws
-                max_w[i] = min(max_w[i], max(self.ev_cap_w[ref], arrays["min_power_w"][i]))
-        max_w = np.maximum(max_w, 0.0)
-        for i, ref in enumerate(controlled):
-            if ref in self.declined_at:
-                max_w[i] = 0.0
-        sessions = [self.state.sessions[r] for r in controlled]
-        energy = np.array([session.remaining_wh for session in sessions], float)
-        # Registers count whole Wh: less than that left is a need met (a float's last digits
-        # must not buy a full car the slot at its minimum below).
-        energy = np.where(energy < ENERGY_RESOLUTION_WH, 0.0, energy)
-        # A silent driver's car past the site's default need may want more: it gets another
-        # default's worth at a low priority, so it takes only what the told needs leave over
-        # (the cap went unused while such cars waited: benchmarks/README.md).
-        topup = np.array([not session.need_told for session in sessions], bool) & (energy == 0.0)
-        energy = np.where(topup, self.site.session_defaults.energy_wh, energy)
-        weight = np.where(topup, s.topup_weight, 1.0)
-        # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
-        # ask for one full slot at the minimum instead; the car stops by itself when full.
-        one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * s.slot_s / 3600.0
-        energy = np.where((energy > 0) & (energy < one_slot_wh), one_slot_wh, energy)
-        departure = np.array([self._departure_slot(self.state.sessions[r].departure, now, ends)
-                              for r in controlled], dtype=np.int64)
-        built = {"floor_w": {r: self.floor_w.get(r, 0.0) for r in controlled},
-                 "transaction_id": {r: self.state.sessions[r].transaction_id
-                                    for r in controlled},
-                 "phase_use": use, "circuit_sources": circuit_sources}
-        max_matrix = np.repeat(max_w[:, None], t, axis=1)
-        for i, ref in enumerate(controlled):
-            cap = self.reports.cap_w(ref, starts, ends, int(arrays["phases"][i]))
-            if cap is not None:
-                # a limit set outside us (NotifyChargingLimit): the station applies the lower;
-                # under the car's minimum it cannot charge at all
-                cap = np.where(cap < arrays["min_power_w"][i], 0.0, cap)
-                max_matrix[i] = np.minimum(max_matrix[i], cap)
-        previous_w = self._previous_w(controlled, built, starts, now)
-        problem = optimizer.Problem(
-            slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
-            arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
-            node_parent=topo.node_parent, connector_node=arrays["connector_node"],
-            node_limit_w=node_w, node_limit_a=node_a,
-            min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
-            phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
-            price_per_kwh=self.prices.per_slot(starts, ends))
-        return problem, controlled, fixed, root_sources, starts, built
-
-    def _previous_w(self, controlled: list[ConnectorRef], built: dict,
-                    starts: list[datetime], now: datetime) -> np.ndarray | None:
-        """(N, T) what the last plan gives each session in the slots starting within
-        stable_window_s (NaN later): among equal optima the optimizer keeps it, so a re-plan
-        does not pause a running car or start a waiting one for nothing. A session the last
-        plan did not have has no preference (NaN); None when no session has one (the first
-        plan after a start: planned as before, by the flow where it applies)."""
-        window_s = self.settings.stable_window_s
-        if window_s is None or not controlled:
-            return None
-        kept = [t for t, start in enumerate(starts) if (start - now).total_seconds() < window_s]
-        previous = np.full((len(controlled), len(starts)), np.nan)
-        old = self.plan.connectors if self.plan is not None else {}
-        known = False
-        for i, ref in enumerate(controlled):
-            cplan = old.get(ref)
-            if cplan is None or cplan.transaction_id != built["transaction_id"][ref]:
-                continue
-            floor_w = built["floor_w"][ref]
-            known = known or bool(kept)
-            for t in kept:
-                previous[i, t] = max(cplan.power_at(starts[t]) - floor_w, 0.0)
-        return previous if known else None
-
-    def _solve(self, problem) -> tuple[np.ndarray, str]:
-        """Runs in a worker thread. optimizer.solve never raises for a valid Problem; if the
-        optimizer itself is missing or broken, everyone at their maximum clipped under every
-        limit is still a safe plan."""
-        solve = getattr(optimizer, "solve", None)
-        if solve is not None:
-            try:
-                schedule = solve(problem, backend=self.settings.backend,
-                                 time_limit_s=self.settings.solve_time_limit_s)
-                return np.array(schedule.power_w, dtype=float), schedule.status
-            except Exception:  # task boundary: fall back to the safe baseline below
-                log.exception("optimizer.solve failed; planning the clipped baseline")
-        return safe_baseline(problem), "safe-baseline"
-
-    @staticmethod
-    def _check(problem, power_w) -> list:
-        check = getattr(optimizer, "check", None)
-        found = list(check(problem, power_w)) if check is not None else []
-        return found + over_limits(problem, power_w, tol_w=1e-3)
-
-    @staticmethod
-    def _departure_slot(departure: datetime, now: datetime, ends: list[datetime]) -> int:
-        """The first slot the car is gone. A car still plugged in after its departure keeps
-        charging for at least an hour's slots; one that leaves within the hour is planned to
-        its departure (it was planned over an hour too, and left without what the plan had
-        put off past its departure: benchmarks/README.md)."""
-        until = departure if departure > now else now + timedelta(seconds=OVERSTAY_S)
-        slot = next((i for i, end in enumerate(ends) if end >= until), len(ends) - 1) + 1
-        return int(min(slot, len(ends)))
+    def build_problem(self, now: datetime) -> tuple[optimizer.Problem, planner.Built]:
+        """(the problem a re-plan at `now` would solve, what it was built from)."""
+        built = planner.build_problem(self.topology, self.plan_inputs(now))
+        return built.problem, built
 
     async def replan(self, reasons: set[str] | None = None) -> Plan:
+        """Take the picture on the loop; build, solve, check and finish the plan in a worker
+        thread (site/planner.py, pure), so the stations' answers never wait for it."""
         now = self.clock.now()
-        limits_version = self.limits.version   # dispatch holds increases once it moves on
-        problem, controlled, fixed, root_sources, starts, built = self.build_problem(now)
         started = time.perf_counter()
-        if problem.n_connectors:
-            power_w, status = await asyncio.to_thread(self._solve, problem)
-        else:
-            power_w, status = np.zeros((0, problem.n_slots)), "empty"
-        violations = self._check(problem, power_w) if problem.n_connectors else []
-        if violations:
+        # (the limits' version is in the picture: dispatch holds increases once it moves on)
+        inputs = await in_steps.run_async(plan_inputs.read_steps(self, now))
+        made = await asyncio.to_thread(
+            planner.make_plan, self.topology, inputs, backend=self.settings.backend,
+            time_limit_s=self.settings.solve_time_limit_s)
+        if made.violations:
             self.stats.violations += 1
-            log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipping it",
-                      status, len(violations), violations[0])
-            power_w = clip_to_limits(problem, power_w)
-        bindings = binding_sources(problem, power_w, self.topology, root_sources, controlled,
-                                   built["circuit_sources"])
-        plans = {}
-        # use what the problem was built from: the state may have moved on during the solve
-        for i, ref in enumerate(controlled):
-            plans[ref] = ConnectorPlan(
-                ref=ref, transaction_id=built["transaction_id"][ref], start=now,
-                slot_starts=starts, power_w=power_w[i] + built["floor_w"][ref],
-                min_power_w=float(problem.min_power_w[i]), binding=bindings[i],
-                phases=int(built["phase_use"][ref][0]),
-                phases_known=bool(built["phase_use"][ref][2]))
-        lifetime_slots = int(np.ceil(self.settings.idle_window_s / self.settings.slot_s)) + 1
-        idle = idle_shares(problem, power_w, self.topology,
-                           busy=set(controlled) | set(fixed) | set(self.state.sessions),
-                           window_slots=lifetime_slots)
-        self.plan = Plan(at=now, connectors=plans, fixed_w=fixed, idle_w=idle,
-                         root_limit_w=float(problem.node_limit_w[0, 0] + sum(fixed.values()))
-                         if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"),
-                         root_source=root_sources[0], status=status,
-                         extra={"limits_version": limits_version})
+            log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
+                      made.plan.status, len(made.violations), made.violations[0])
+        plan = made.plan
+        started_since = [r for r in plan.idle_w if r in self.state.sessions]
+        if started_since:
+            # a car that arrived during the solve has no idle share: it waits for its own plan
+            plan = replace(plan, idle_w={r: w for r, w in plan.idle_w.items()
+                                         if r not in self.state.sessions})
+        self.plan = plan
         self.stats.replans += 1
         self.stats.last_solve_s = time.perf_counter() - started
-        self.stats.last_status = status
+        self.stats.last_status = plan.status
+        self.stats.last_times = made.times
         log.debug("re-planned (%s): %d connectors, %s, %.3f s", ",".join(sorted(reasons or ())),
-                  len(controlled), status, self.stats.last_solve_s)
+                  len(plan.connectors), plan.status, self.stats.last_solve_s)
         self.site_bus.publish(learned.PlanMade(self.plan))
         self.plan_done.set()
         self.plan_done = asyncio.Event()
@@ -671,9 +455,7 @@ class SiteController:
 
     def site_reading(self) -> SiteReading:
         """The site's measured draw at one instant (reading.py): stale meters at maximum."""
-        return read_site(self.state, self.topology.refs, self.clock.now(),
-                         self.settings.stale_after_s, self.topology.max_power_w,
-                         self._sample_cap_w)
+        return in_steps.run_all(self._reading_steps())
 
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
         """What a connector sampled before its limit was lowered could draw around `at`
@@ -689,18 +471,42 @@ class SiteController:
     def site_load_w(self) -> float:
         return self.site_reading().load_w
 
+    def _reading_steps(self) -> in_steps.Steps[SiteReading]:
+        return read_site_steps(self.state, self.topology.refs, self.clock.now(),
+                               self.settings.stale_after_s, self.topology.max_power_w,
+                               self._sample_cap_w)
+
     def snapshot(self) -> dict:
         """The dashboard's view model (`site/snapshot.py`), the history recorded first."""
+        return in_steps.run_all(self._snapshot_steps())
+
+    async def snapshot_async(self) -> dict:
+        """`snapshot`, giving the loop back every few ms (0.3-0.5 s in one go at 5 000
+        connectors: issue 10). Callers that ask while one is being made share it (every
+        dashboard stream wakes on the same change)."""
+        if self._snapshot_making is None or self._snapshot_making.done():
+            self._snapshot_making = asyncio.ensure_future(
+                in_steps.run_async(self._snapshot_steps()))
+        return await asyncio.shield(self._snapshot_making)
+
+    def _snapshot_steps(self) -> in_steps.Steps[dict]:
+        reading = yield from self._reading_steps()
         now = self.clock.now()
         limit_w, limit_source = self.effective_limit_now()
-        reading = self.site_reading()
         self._record_history(now, reading)
-        return view_model(self, now, limit_w, limit_source, reading,
-                          self.effective_limit_at(reading.at)[0])
+        return (yield from view_model_steps(self, now, limit_w, limit_source, reading,
+                                            self.effective_limit_at(reading.at)[0]))
 
     def tick(self) -> None:
         """A measurement moment: record history and wake the stream even if nothing re-planned."""
-        self._record_history(self.clock.now(), self.site_reading())
+        self._tick(self.site_reading())
+
+    async def tick_async(self) -> None:
+        """`tick`, the site read in steps (tens of ms at 5 000 connectors in one go)."""
+        self._tick(await in_steps.run_async(self._reading_steps()))
+
+    def _tick(self, reading: SiteReading) -> None:
+        self._record_history(self.clock.now(), reading)
         self._guard(throttle=False)   # meters go stale without any message arriving
         self._notify_snapshot(throttle=False)
 
@@ -742,7 +548,7 @@ class SiteController:
                     await self._snapshot_changed.wait()
             except TimeoutError:
                 return None
-        return self._snapshot_version, self.snapshot()
+        return self._snapshot_version, await self.snapshot_async()
 
 
 def _finite(value: float) -> float | None:

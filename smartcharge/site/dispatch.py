@@ -259,9 +259,13 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
         await DispatchRound(self, plan, over).run(controls)
+        probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
         for control in controls:
-            # in the background: a station that does not answer must not hold the next round
-            self._spawn(self._probe(control, plan))
+            if control.station_id in probing:
+                # in the background: a station that does not answer must not hold the next
+                # round (only stations with a connector to probe: a task per station of the
+                # site per round was tens of ms in one turn at thousands, issue 10)
+                self._spawn(self._probe(control, plan))
         self._audit_wake.set()
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
@@ -301,7 +305,9 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 elif item[0] == "idle":
                     await self._send_idle(control, item[1], item[2], raising=not decrease)
                 else:
-                    await self._send_defaults(control)
+                    # the limits moved: new defaults; the station's maximum was set up with
+                    # this connection and does not move with them
+                    await self._send_defaults(control, station_max=False)
         except StationOffline:
             self._mark_offline(control, items)
             return False

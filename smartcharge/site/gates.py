@@ -31,19 +31,31 @@ class DecreaseGates:
         self._by_node: dict[int, asyncio.Future] = {}
 
     def _node(self, node: int) -> asyncio.Future:
-        """(failed stations, latest finish) of the decreases under one node, gathered once."""
+        """(failed stations, latest finish) of the decreases under one node, gathered once:
+        one callback per station's outcome that counts down (a gather of one shield per
+        station created 2 000 futures in one turn of the loop under a root limit)."""
         if node not in self._by_node:
             members = self._members[node]
+            result = asyncio.get_running_loop().create_future()
+            left = [len(members)]
 
-            async def gather() -> tuple[list[str], datetime | None]:
-                # shielded: cancelling this wait must not cancel a station's decreases
-                outcomes = await asyncio.gather(*(asyncio.shield(self._done[m])
-                                                  for m in members))
-                failed = [m for m, (ok, _) in zip(members, outcomes) if not ok]
-                return failed, max((at for _, at in outcomes if at is not None),
-                                   default=None)
+            def one_done(_: asyncio.Future) -> None:
+                left[0] -= 1
+                if left[0] == 0 and not result.done():
+                    outcomes = [self._done[m] for m in members]
+                    if any(o.cancelled() for o in outcomes):
+                        result.cancel()
+                        return
+                    failed = [m for m, o in zip(members, outcomes) if not o.result()[0]]
+                    result.set_result((failed, max((o.result()[1] for o in outcomes
+                                                    if o.result()[1] is not None),
+                                                   default=None)))
 
-            self._by_node[node] = asyncio.ensure_future(gather())
+            # a callback, not a wait: cancelling this node's future never cancels a station's
+            # decreases
+            for member in members:
+                self._done[member].add_done_callback(one_done)
+            self._by_node[node] = result
         return self._by_node[node]
 
     async def wait(self, station_id: str) -> tuple[list[str], datetime | None]:

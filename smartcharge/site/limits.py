@@ -4,6 +4,13 @@ Pure and clock-driven: the caller passes times in, nothing here reads a clock or
 The rule is "most restrictive wins": the effective root limit of a slot is the minimum of every
 limit in force at any moment of the slot (a slot only partly covered by a window or a
 demand-response event takes that limit for the whole slot, which is the conservative choice).
+
+One exception, as the OpenADR specifications say: within one OpenADR program (the DR events
+"openadr:<program>/...", on one circuit), where events overlap, only those of the highest
+priority (the lowest number) are in force - a higher-priority event holds alone for its window
+even where it allows more. That is resolved from the stored events each time they change
+(`in_force`), so a restart, a modification or a cancellation always sees the same resolved set.
+Between programs, and against REST events and caps, the minimum holds as everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from datetime import datetime
 import numpy as np
 
 from smartcharge.model import Site
+from smartcharge.site.dr_priority import priority_group, resolve_priority
 
 SOURCE_SITE = "site"          # the site file (grid connection, its cap schedule)
 SOURCE_OPERATOR = "operator"  # the operator through the API
@@ -55,9 +63,11 @@ class Limit:
 class DemandResponseEvent:
     """A utility's request: from start to end, a limit in W or a reduction in W from the cap.
 
-    `priority`: 0 is the highest; it only breaks ties when two limits are equally restrictive
-    (the minimum of everything in force always wins). `circuit_id`: None for the grid
-    connection, else the circuit it limits (an OpenADR program on a feeder; a limit only).
+    `priority`: 0 is the highest. Between OpenADR events of one program it decides which
+    holds where they overlap (`resolve_priority`); elsewhere it only breaks ties between
+    equally restrictive limits (the minimum of everything in force wins).
+    `circuit_id`: None for the grid connection, else the circuit it limits (an OpenADR program
+    on a feeder; a limit only).
     """
 
     event_id: str
@@ -129,6 +139,7 @@ class SiteLimits:
         self._operator_schedule: list[Limit] = []
         self._events: dict[str, DemandResponseEvent] = {}
         self.version = 0  # bumped on every change, so watchers can tell something moved
+        self._in_force: tuple[int, list[DemandResponseEvent]] | None = None
 
     # --- operator ---------------------------------------------------------------------------
     def set_operator_cap(self, limit_w: float | None, since: datetime | None = None) -> None:
@@ -183,6 +194,39 @@ class SiteLimits:
     def events(self) -> list[DemandResponseEvent]:
         return sorted(self._events.values(), key=lambda e: (e.start, e.priority, e.event_id))
 
+    def in_force(self) -> list[DemandResponseEvent]:
+        """The DR events as they hold: not cancelled, each cut to where its program's priority
+        leaves it in force (an event may come back in several pieces with its id)."""
+        if self._in_force is None or self._in_force[0] != self.version:
+            self._in_force = (self.version, resolve_priority(
+                [e for e in self._events.values() if not e.cancelled]))
+        return self._in_force[1]
+
+    def held_back_by(self, event_id: str, now: datetime) -> str | None:
+        """The higher-priority event of its program that holds instead of `event_id` at `now`
+        (None: it holds, or it is not running)."""
+        event = self._events.get(event_id)
+        if event is None or event.cancelled or not event.start <= now < event.end:
+            return None
+        pieces = [e for e in self.in_force() if e.start <= now < e.end]
+        if any(e.event_id == event_id for e in pieces):
+            return None
+        group = priority_group(event)
+        return next((e.event_id for e in sorted(pieces, key=lambda e: e.priority)
+                     if priority_group(e) == group), None)
+
+    def events_json(self, now: datetime) -> list[dict]:
+        """Every DR event for the API and the dashboard; a running event its program's
+        higher-priority event holds back names that one (`held_back_by`)."""
+        out = []
+        for event in self.events():
+            shown = event.as_json(now)
+            by = self.held_back_by(event.event_id, now)
+            if by is not None:
+                shown["held_back_by"] = by
+            out.append(shown)
+        return out
+
     # --- the rule ---------------------------------------------------------------------------
     def caps(self) -> list[Limit]:
         caps = list(self._static) + list(self._operator_schedule)
@@ -192,8 +236,8 @@ class SiteLimits:
 
     def _event_limits(self) -> list[tuple[DemandResponseEvent, Limit | None]]:
         out = []
-        for event in self._events.values():
-            if event.cancelled or event.circuit_id is not None:
+        for event in self.in_force():
+            if event.circuit_id is not None:
                 continue
             source = LimitSource(SOURCE_UTILITY, event.event_id, "demand-response event")
             if event.limit_w is not None:
@@ -260,8 +304,7 @@ class SiteLimits:
         where none), and its source."""
         values = np.full(len(slot_starts), np.inf)
         sources: list[LimitSource | None] = [None] * len(slot_starts)
-        events = [e for e in self._events.values()
-                  if e.circuit_id == circuit_id and not e.cancelled]
+        events = [e for e in self.in_force() if e.circuit_id == circuit_id]
         for t, (start, end) in enumerate(zip(slot_starts, slot_ends)):
             for event in events:
                 if event.start < end and event.end > start and event.limit_w < values[t]:

@@ -3,6 +3,7 @@ any allocation back under every limit of a Problem."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,12 +28,9 @@ class ConnectorPlan:
                                        # not measured yet (planned balanced, sent fail-safe)
 
     def power_at(self, moment: datetime) -> float:
-        index = 0
-        for i, slot_start in enumerate(self.slot_starts):
-            if slot_start <= moment:
-                index = i
-            else:
-                break
+        # the last slot started at or before `moment` (the first before any): a bisection, as
+        # this is asked per connector on every sample and every dashboard snapshot (issue 10)
+        index = max(bisect_right(self.slot_starts, moment) - 1, 0)
         return float(self.power_w[index])
 
     def window(self, start: datetime, duration_s: float) -> tuple[list[float], list[float]]:

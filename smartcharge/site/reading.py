@@ -21,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from smartcharge.site import in_steps
 from smartcharge.site.state import Measurement, SiteState
 from smartcharge.site.topology import ConnectorRef
 
 FRESH, STALE, UNMEASURED, IDLE = "fresh", "stale", "unmeasured", "idle"
+REFS_PER_STEP = 500
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,32 @@ def read_site(state: SiteState, refs, now: datetime, stale_after_s: float,
               stale_w: Callable[[ConnectorRef], float],
               cap_w: Callable[[ConnectorRef, Measurement, datetime], float | None] | None = None
               ) -> SiteReading:
+    return in_steps.run_all(read_site_steps(state, refs, now, stale_after_s, stale_w, cap_w))
+
+
+def read_site_steps(state: SiteState, refs, now: datetime, stale_after_s: float,
+                    stale_w: Callable[[ConnectorRef], float],
+                    cap_w: Callable[[ConnectorRef, Measurement, datetime], float | None]
+                    | None = None) -> in_steps.Steps[SiteReading]:
+    """The reading, yielding every REFS_PER_STEP connectors (in_steps.py): tens of ms at
+    5 000 connectors in one go. Samples that arrive between steps are newer than the instant
+    the first pass picked, so the reading stays one of that instant."""
+    refs = list(refs)
     window = timedelta(seconds=stale_after_s)
     fresh: set[ConnectorRef] = set()
     moments = []
-    for ref in refs:
-        latest = state.measurements.get(ref)
-        session = state.sessions.get(ref)
-        if latest is not None and now - latest.arrived <= window:
-            fresh.add(ref)
-            if session is not None or latest.power_w > 0:
-                moments.append(min(latest.ordered_at, now))
-        elif session is not None and latest is None and now - session.started_at <= window:
-            moments.append(min(session.started_at, now))   # drew nothing before it began
+    for first, part in in_steps.chunks(refs, REFS_PER_STEP):
+        if first:
+            yield
+        for ref in part:
+            latest = state.measurements.get(ref)
+            session = state.sessions.get(ref)
+            if latest is not None and now - latest.arrived <= window:
+                fresh.add(ref)
+                if session is not None or latest.power_w > 0:
+                    moments.append(min(latest.ordered_at, now))
+            elif session is not None and latest is None and now - session.started_at <= window:
+                moments.append(min(session.started_at, now))   # drew nothing before it began
     at = min(moments, default=now)
     # A session that began before the instant but was first sampled after it drew something
     # unknown then (its first sample shows it after others were turned down to make room):
@@ -58,29 +74,33 @@ def read_site(state: SiteState, refs, now: datetime, stale_after_s: float,
     moved = True
     while moved:
         moved = False
-        for ref in fresh:
-            session = state.sessions.get(ref)
-            if session is not None and session.started_at < at \
-                    and state.sample_at(ref, at) is None:
-                at, moved = session.started_at, True
+        for first, part in in_steps.chunks(list(fresh), REFS_PER_STEP):
+            yield
+            for ref in part:
+                session = state.sessions.get(ref)
+                if session is not None and session.started_at < at \
+                        and state.sample_at(ref, at) is None:
+                    at, moved = session.started_at, True
     draws, stale = {}, 0
-    for ref in refs:
-        session = state.sessions.get(ref)
-        if ref in fresh:
-            sample = state.sample_at(ref, at)
-            # none at or before the instant: its session began at or after it (see above)
-            watts = 0.0 if sample is None else sample.power_w
-            if cap_w is not None and sample is not None and watts > 0:
-                cap = cap_w(ref, sample, at)
-                if cap is not None:
-                    watts = min(watts, cap)
-            draws[ref] = (watts, FRESH)
-        elif session is None:
-            draws[ref] = (0.0, IDLE)
-        elif state.measurements.get(ref) is None and session.started_at >= at \
-                and now - session.started_at <= window:
-            draws[ref] = (0.0, UNMEASURED)
-        else:
-            draws[ref] = (stale_w(ref), STALE)
-            stale += 1
+    for first, part in in_steps.chunks(refs, REFS_PER_STEP):
+        yield
+        for ref in part:
+            session = state.sessions.get(ref)
+            if ref in fresh:
+                sample = state.sample_at(ref, at)
+                # none at or before the instant: its session began at or after it (see above)
+                watts = 0.0 if sample is None else sample.power_w
+                if cap_w is not None and sample is not None and watts > 0:
+                    cap = cap_w(ref, sample, at)
+                    if cap is not None:
+                        watts = min(watts, cap)
+                draws[ref] = (watts, FRESH)
+            elif session is None:
+                draws[ref] = (0.0, IDLE)
+            elif state.measurements.get(ref) is None and session.started_at >= at \
+                    and now - session.started_at <= window:
+                draws[ref] = (0.0, UNMEASURED)
+            else:
+                draws[ref] = (stale_w(ref), STALE)
+                stale += 1
     return SiteReading(at, sum(w for w, _ in draws.values()), stale, draws)

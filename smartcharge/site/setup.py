@@ -74,4 +74,4 @@ async def _sample(controller: SiteController) -> None:
     """Site load vs limit into the history, and a snapshot for the stream, every so often."""
     while True:
         await controller.clock.sleep(controller.settings.history_every_s)
-        controller.tick()
+        await controller.tick_async()

@@ -322,7 +322,8 @@
           el("span", { class: "pill " + (ev.state || ""), text: ev.state || "" }),
         ]),
         el("div", { class: "dr-meta", text: (st ? hhmm(st) : "?") + "–" + (en ? hhmm(en) : "?") + " UTC · " + what +
-          (ev.priority ? " · priority " + ev.priority : "") }),
+          (ev.priority ? " · priority " + ev.priority : "") +
+          (ev.held_back_by ? " · held back by " + ev.held_back_by : "") }),
       ]);
     }));
   }

@@ -1,0 +1,137 @@
+"""Taking the planner's picture of the site (`planner.PlanInputs`) on the event loop.
+
+The live state keeps changing while a plan is made in its worker thread, so the planner gets a
+copy: per open session a few numbers (`SessionInput`), the limits per slot, the prices. Copying
+5 000 sessions at once takes tens of ms, so `read_steps` is a generator that yields every
+SESSIONS_PER_STEP sessions and the controller gives the loop back in between (issue 10: the loop
+is never blocked for more than 20 ms). Each session is read as it is when its step runs; one
+that ended meanwhile is left out, as if the plan had been made a moment later - the state moves
+on during the solve anyway, and every such change asks for the next re-plan.
+
+Reads the controller's live picture (`SiteController`) but changes nothing in it except
+forgetting the closed-loop facts of sessions that ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import datetime, timedelta
+
+from smartcharge.site import in_steps
+from smartcharge.site.planner import PlanInputs, SessionInput
+from smartcharge.site.topology import ConnectorRef
+
+SESSIONS_PER_STEP = 400   # ~5 us each: a step stays well under the loop's 20 ms
+DEPARTURE_EDGES = 8          # slot edges at the next departures (within two slots) ...
+DEPARTURE_EDGE_GAP_S = 60.0  # ... unless one is this close to another edge
+
+
+def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
+    """Slot edges: now, every slot boundary, and every moment a limit begins or ends.
+
+    A slot partly covered by a lower limit takes that limit for the whole slot (safe), so
+    without an edge near 17:12 an event starting then would hold the site down from 17:00.
+    """
+    settings = controller.settings
+    slot_s = settings.slot_s
+    horizon_end = now + timedelta(seconds=settings.horizon_s)
+    first_end_ts = (now.timestamp() // slot_s + 1) * slot_s
+    edges = {now, datetime.fromtimestamp(first_end_ts, now.tzinfo)}
+    while max(edges) < horizon_end:
+        edges.add(max(edges) + timedelta(seconds=slot_s))
+    last = max(edges)
+    # The edge goes a little before the change: stations' clocks drift and their schedules
+    # switch on whole seconds, and the slot from there on takes the lower limit (see above).
+    lead = timedelta(seconds=settings.limit_lead_s)
+    edges.update(m - lead for m in controller.limits.change_times(now) if now < m - lead < last)
+    edges.update(departure_edges(controller, now, edges))
+    ordered = sorted(edges)
+    return ordered[:-1], ordered[1:]
+
+
+def departure_edges(controller, now: datetime, edges: set[datetime]) -> list[datetime]:
+    """An edge at each of the next few departures within two slots: a car leaving inside a
+    slot was planned as if it stayed to the slot's end, its energy spread over the whole
+    slot, and left without the part planned after it had gone. A few only (the earliest):
+    the next re-plans add the later ones, and every edge costs solve time."""
+    near = now + timedelta(seconds=2 * controller.settings.slot_s)
+    gap = timedelta(seconds=DEPARTURE_EDGE_GAP_S)
+    out: list[datetime] = []
+    for departure in sorted(s.departure for s in controller.state.sessions.values()
+                            if now < s.departure < near):
+        if len(out) >= DEPARTURE_EDGES or \
+                any(abs(departure - e) < gap for e in (*edges, *out)):
+            continue
+        out.append(departure)
+    return out
+
+
+def fallback_w(controller, ref: ConnectorRef) -> float:
+    """What a connector we cannot control (refuses, does not answer, offline) is planned at:
+    what the profiles it accepted let it draw, or, with none known, its maximum (or more, if
+    it was measured drawing more)."""
+    c = controller
+    installed = c.installed.installed_max_w(ref) if c.installed is not None else None
+    if installed is not None:
+        return max(installed, c.overdraw_w.get(ref, 0.0))
+    last = c.state.last_measured_w(ref) or 0.0
+    return max(c.topology.max_power_w(ref), last, c.overdraw_w.get(ref, 0.0))
+
+
+def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
+    """The picture at `now`, in steps: yields between steps, returns the PlanInputs."""
+    c, topo = controller, controller.topology
+    limits_version = c.limits.version   # dispatch holds increases once it moves on
+    starts, ends = slots(c, now)
+    root_w, root_sources = c.limits.effective_root_limit_w(starts, ends)
+    circuits = []
+    for circuit_id in c.limits.circuits_limited() & set(topo.node_ids[1:]):
+        values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
+        circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
+    _forget_ended(c, now)
+    items = list(c.state.sessions.items())
+    sessions: list[SessionInput] = []
+    for first in range(0, len(items), SESSIONS_PER_STEP):
+        if first:
+            yield
+        for ref, session in items[first:first + SESSIONS_PER_STEP]:
+            if c.state.sessions.get(ref) is not session or not topo.has(ref):
+                continue    # ended while the picture was taken, or not on this site
+            sessions.append(_session_input(c, ref, session, starts, ends))
+    return PlanInputs(
+        now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
+        root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
+        price_per_kwh=c.prices.per_slot(starts, ends),
+        default_energy_wh=c.site.session_defaults.energy_wh,
+        topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
+        slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
+        limits_version=limits_version)
+
+
+def read_all(controller, now: datetime) -> PlanInputs:
+    """The picture in one go (no event loop needed: tests, benchmarks)."""
+    return in_steps.run_all(read_steps(controller, now))
+
+
+def _forget_ended(c, now: datetime) -> None:
+    """Closed-loop facts of sessions that ended; a declined car is offered power again after
+    declined_retry_s."""
+    for ref in [r for r in c.ev_cap_w if r not in c.state.sessions]:
+        del c.ev_cap_w[ref]
+    retry = timedelta(seconds=c.settings.declined_retry_s)
+    for ref in [r for r, at in c.declined_at.items()
+                if r not in c.state.sessions or now - at >= retry]:
+        del c.declined_at[ref]
+
+
+def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
+    phases, phase, known = c.phase_use(ref)
+    common = dict(ref=ref, transaction_id=session.transaction_id,
+                  remaining_wh=session.remaining_wh, need_told=session.need_told,
+                  departure=session.departure, phases=phases, phase=phase, phases_known=known)
+    if ref in c.uncontrollable or not c.state.online.get(ref.station_id, False):
+        return SessionInput(**common, fixed_w=fallback_w(c, ref))
+    return SessionInput(**common, floor_w=c.floor_w.get(ref, 0.0),
+                        ev_cap_w=c.ev_cap_w.get(ref), declined=ref in c.declined_at,
+                        car_min_w=c.reports.car_min_w(ref, phases),
+                        cap_w=c.reports.cap_w(ref, starts, ends, phases))

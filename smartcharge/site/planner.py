@@ -1,0 +1,303 @@
+"""The planner, pure: an immutable picture of the site (`PlanInputs`) -> an `optimizer.Problem`
+-> a checked `Plan` with the binding limit of each connector and the idle connectors' shares.
+
+No asyncio, no I/O, no clock: the controller takes the picture on the event loop (cheap, in
+steps: `site/plan_inputs.py`) and runs `make_plan` in a worker thread, so building the problem
+for thousands of connectors, solving, checking and working out the bindings never holds up the
+stations' answers (issue 10). Everything here reads only its arguments and the topology, which
+is built once from the frozen site file and never changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+import optimizer
+from smartcharge import units
+from smartcharge.site.limits import LimitSource
+from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
+                                   idle_shares, over_limits, safe_baseline)
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+log = logging.getLogger(__name__)
+
+ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
+OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: planned this much more
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInput:
+    """One open session as the planner sees it, copied from the live state at one moment."""
+
+    ref: ConnectorRef
+    transaction_id: int
+    remaining_wh: float
+    need_told: bool
+    departure: datetime
+    phases: int                  # phase use it is planned on (controller.phase_use)
+    phase: int
+    phases_known: bool
+    fixed_w: float | None = None     # not controlled (refuses, unanswered, offline): this load
+    floor_w: float = 0.0             # a station that cannot pause: its minimum draw
+    ev_cap_w: float | None = None    # closed loop: what the car takes (+ headroom)
+    declined: bool = False           # the car declines power (full): planned at 0
+    car_min_w: float | None = None   # ISO 15118 evMinCurrent on `phases`
+    cap_w: np.ndarray | None = None  # (T,) limits set outside us and the car's maximum
+
+    @property
+    def controlled(self) -> bool:
+        return self.fixed_w is None
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything a plan is made from, at `now`; never changed after it is taken."""
+
+    now: datetime
+    starts: tuple[datetime, ...]            # slot edges (controller._slots)
+    ends: tuple[datetime, ...]
+    root_w: np.ndarray                      # (T,) effective grid limit [W] (inf: none)
+    root_sources: tuple                     # (T,) its source per slot
+    circuits: tuple = ()                    # (node, values (T,), source now) of DR on circuits
+    sessions: tuple[SessionInput, ...] = ()   # every open session on a known connector
+    price_per_kwh: np.ndarray | None = None
+    default_energy_wh: float = 0.0          # the site's default need (silent drivers' top-up)
+    topup_weight: float = 0.1
+    idle_window_s: float = 1800.0
+    slot_s: float = 900.0
+    previous: Plan | None = None            # the last plan (immutable): kept among equal optima
+    stable_window_s: float | None = None    # ... in the slots starting this soon (None: no)
+    limits_version: int | None = None       # the limits' version the picture was taken at
+
+
+@dataclass(frozen=True)
+class Built:
+    """A problem and what it was built from (the connectors in its row order, the fixed loads
+    planned around it, the floors)."""
+
+    problem: optimizer.Problem
+    controlled: list[ConnectorRef]
+    sessions: list[SessionInput]            # the controlled ones, in row order
+    fixed: dict[ConnectorRef, float]
+    circuit_sources: dict[int, LimitSource] = field(default_factory=dict)
+
+
+@dataclass
+class PlanTimes:
+    """Where a re-plan's time went [s of real time] (benchmarks/stage_probe.py reads them)."""
+
+    build_s: float = 0.0
+    solve_s: float = 0.0
+    check_s: float = 0.0
+    finish_s: float = 0.0   # bindings, idle shares, the plan's objects
+
+
+def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
+    t = len(inputs.starts)
+    slot_s = np.array([(e - b).total_seconds() for b, e in zip(inputs.starts, inputs.ends)])
+    node_w, node_a = topo.node_limits(inputs.root_w)
+    circuit_sources = {}     # node -> the DR event on it that is lowest now
+    for node, values, source in inputs.circuits:
+        if source is not None and values[0] < node_w[node, 0]:
+            circuit_sources[node] = source
+        node_w[node] = np.minimum(node_w[node], values)
+    fixed: dict[ConnectorRef, float] = {}
+    controlled: list[SessionInput] = []
+    for session in inputs.sessions:
+        if not session.controlled:
+            fixed[session.ref] = session.fixed_w
+        else:
+            controlled.append(session)
+            if session.floor_w:
+                fixed[session.ref] = session.floor_w
+    for ref, load_w in fixed.items():
+        # Fixed load is planned around: it comes off every limit above it. A single-phase
+        # load is taken off all three phases' current limits: conservative.
+        station = topo.station(ref.station_id)
+        amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
+        for node in topo.ancestors(topo.station_node[ref.station_id]):
+            node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
+            node_a[node] = np.maximum(node_a[node] - amps, 0.0)
+    controlled.sort(key=lambda s: s.ref)
+    refs = [s.ref for s in controlled]
+    arrays = topo.arrays(refs)
+    for i, session in enumerate(controlled):
+        ref, phases = session.ref, session.phases
+        if phases != arrays["phases"][i]:
+            arrays["phases"][i], arrays["phase"][i] = phases, session.phase
+            arrays["max_power_w"][i] = topo.max_power_w(ref, phases)
+            arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
+        elif not session.phases_known and phases == 3 and topo.phase_limited(ref) and \
+                str(topo.station(ref.station_id).rate_unit.value) == "W":
+            # sent a third of its plan in W until its phases are known (installed.w_factor):
+            # a 3-phase car must still get its minimum, or it never shows its phases
+            arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
+                                           arrays["max_power_w"][i])
+        if session.car_min_w is not None:
+            # ISO 15118 evMinCurrent: below it this car does not charge at all
+            arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], session.car_min_w),
+                                           arrays["max_power_w"][i])
+    max_w = arrays["max_power_w"].copy()
+    for i, session in enumerate(controlled):
+        max_w[i] -= session.floor_w
+        if session.ev_cap_w is not None:
+            # closed loop: the car takes less than it gets; plan it at what it draws
+            max_w[i] = min(max_w[i], max(session.ev_cap_w, arrays["min_power_w"][i]))
+    max_w = np.maximum(max_w, 0.0)
+    for i, session in enumerate(controlled):
+        if session.declined:
+            max_w[i] = 0.0
+    energy = np.array([s.remaining_wh for s in controlled], float)
+    # Registers count whole Wh: less than that left is a need met (a float's last digits
+    # must not buy a full car the slot at its minimum below).
+    energy = np.where(energy < ENERGY_RESOLUTION_WH, 0.0, energy)
+    # A silent driver's car past the site's default need may want more: it gets another
+    # default's worth at a low priority, so it takes only what the told needs leave over
+    # (the cap went unused while such cars waited: benchmarks/README.md).
+    topup = np.array([not s.need_told for s in controlled], bool) & (energy == 0.0)
+    energy = np.where(topup, inputs.default_energy_wh, energy)
+    weight = np.where(topup, inputs.topup_weight, 1.0)
+    # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
+    # ask for one full slot at the minimum instead; the car stops by itself when full.
+    one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * inputs.slot_s / 3600.0
+    energy = np.where((energy > 0) & (energy < one_slot_wh), one_slot_wh, energy)
+    departure = np.array([departure_slot(s.departure, inputs.now, inputs.ends)
+                          for s in controlled], dtype=np.int64)
+    max_matrix = np.repeat(max_w[:, None], t, axis=1)
+    for i, session in enumerate(controlled):
+        if session.cap_w is not None:
+            # a limit set outside us (NotifyChargingLimit): the station applies the lower;
+            # under the car's minimum it cannot charge at all
+            cap = np.where(session.cap_w < arrays["min_power_w"][i], 0.0, session.cap_w)
+            max_matrix[i] = np.minimum(max_matrix[i], cap)
+    previous_w = _previous_w(inputs, controlled)
+    problem = optimizer.Problem(
+        slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
+        arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
+        node_parent=topo.node_parent, connector_node=arrays["connector_node"],
+        node_limit_w=node_w, node_limit_a=node_a,
+        min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
+        phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
+        price_per_kwh=inputs.price_per_kwh)
+    return Built(problem, refs, controlled, fixed, circuit_sources)
+
+
+def departure_slot(departure: datetime, now: datetime, ends) -> int:
+    """The first slot the car is gone. A car still plugged in after its departure keeps
+    charging for at least an hour's slots; one that leaves within the hour is planned to
+    its departure (it was planned over an hour too, and left without what the plan had
+    put off past its departure: benchmarks/README.md)."""
+    until = departure if departure > now else now + timedelta(seconds=OVERSTAY_S)
+    slot = next((i for i, end in enumerate(ends) if end >= until), len(ends) - 1) + 1
+    return int(min(slot, len(ends)))
+
+
+def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarray | None:
+    """(N, T) what the last plan gives each session in the slots starting within
+    stable_window_s (NaN later): among equal optima the optimizer keeps it, so a re-plan
+    does not pause a running car or start a waiting one for nothing. A session the last
+    plan did not have has no preference (NaN); None when no session has one (the first
+    plan after a start: planned as before, by the flow where it applies)."""
+    window_s = inputs.stable_window_s
+    if window_s is None or not controlled:
+        return None
+    starts, now = inputs.starts, inputs.now
+    kept = [t for t, start in enumerate(starts) if (start - now).total_seconds() < window_s]
+    previous = np.full((len(controlled), len(starts)), np.nan)
+    old = inputs.previous.connectors if inputs.previous is not None else {}
+    known = False
+    for i, session in enumerate(controlled):
+        cplan = old.get(session.ref)
+        if cplan is None or cplan.transaction_id != session.transaction_id:
+            continue
+        known = known or bool(kept)
+        for t in kept:
+            previous[i, t] = max(cplan.power_at(starts[t]) - session.floor_w, 0.0)
+    return previous if known else None
+
+
+def solve(problem, backend: str, time_limit_s: float) -> tuple[np.ndarray, str]:
+    """optimizer.solve never raises for a valid Problem; if the optimizer itself is missing or
+    broken, everyone at their maximum clipped under every limit is still a safe plan."""
+    optimizer_solve = getattr(optimizer, "solve", None)
+    if optimizer_solve is not None:
+        try:
+            schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s)
+            return np.array(schedule.power_w, dtype=float), schedule.status
+        except Exception:  # task boundary: fall back to the safe baseline below
+            log.exception("optimizer.solve failed; planning the clipped baseline")
+    return safe_baseline(problem), "safe-baseline"
+
+
+def check(problem, power_w) -> list:
+    """The optimizer's own check and ours (independent of it): every breach, empty if safe."""
+    optimizer_check = getattr(optimizer, "check", None)
+    found = list(optimizer_check(problem, power_w)) if optimizer_check is not None else []
+    return found + over_limits(problem, power_w, tol_w=1e-3)
+
+
+@dataclass(frozen=True)
+class Made:
+    plan: Plan
+    built: Built
+    violations: list = field(default_factory=list)   # what the solve broke (then clipped)
+    times: PlanTimes = field(default_factory=PlanTimes)
+
+
+def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
+              time_limit_s: float = 5.0) -> Made:
+    """Build, solve, check (clip what breaks a limit), bindings and idle shares: the whole
+    re-plan but taking the picture. Reads the real-time counter only to say how long each
+    stage took."""
+    clock = time.perf_counter
+    times = PlanTimes()
+    started = clock()
+    built = build_problem(topo, inputs)
+    problem = built.problem
+    times.build_s = clock() - started
+    started = clock()
+    if problem.n_connectors:
+        power_w, status = solve(problem, backend, time_limit_s)
+    else:
+        power_w, status = np.zeros((0, problem.n_slots)), "empty"
+    times.solve_s = clock() - started
+    started = clock()
+    violations = check(problem, power_w) if problem.n_connectors else []
+    if violations:
+        power_w = clip_to_limits(problem, power_w)
+    times.check_s = clock() - started
+    started = clock()
+    plan = finish(topo, inputs, built, power_w, status)
+    times.finish_s = clock() - started
+    return Made(plan, built, violations, times)
+
+
+def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.ndarray,
+           status: str) -> Plan:
+    """The checked allocation as a Plan: per connector its schedule and binding limit, the
+    fixed loads, the idle connectors' shares."""
+    problem, now, starts = built.problem, inputs.now, list(inputs.starts)
+    bindings = binding_sources(problem, power_w, topo, list(inputs.root_sources),
+                               built.controlled, built.circuit_sources)
+    plans = {}
+    for i, session in enumerate(built.sessions):
+        plans[session.ref] = ConnectorPlan(
+            ref=session.ref, transaction_id=session.transaction_id, start=now,
+            slot_starts=starts, power_w=power_w[i] + session.floor_w,
+            min_power_w=float(problem.min_power_w[i]), binding=bindings[i],
+            phases=int(session.phases), phases_known=bool(session.phases_known))
+    lifetime_slots = int(np.ceil(inputs.idle_window_s / inputs.slot_s)) + 1
+    busy = set(built.controlled) | set(built.fixed) | {s.ref for s in inputs.sessions}
+    idle = idle_shares(problem, power_w, topo, busy=busy, window_slots=lifetime_slots)
+    fixed_total_w = sum(built.fixed.values())
+    root_limit_w = (float(problem.node_limit_w[0, 0] + fixed_total_w)
+                    if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
+    return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
+                root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
+                extra={} if inputs.limits_version is None
+                else {"limits_version": inputs.limits_version})
