@@ -21,7 +21,8 @@ more than it (also against what the plugged cars could draw under the breakers a
 dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest), peak / limit, violations (measured
 draws vs the grid limit and every breaker, each minute), Jain's index of the share of need met,
-pauses (a car charging, then at 0 while it still wants energy, then charging again), and the
+pauses (a car charging, then at 0 while it still wants energy, then charging again; of them,
+those a re-plan made: the plan before it still offered the car power at that minute), and the
 plan the cars did not take (to full cars, to cars in taper, to others).
 
 Part 2, ACN-Data (benchmarks/acn.py): Caltech sessions replayed at the optimizer level
@@ -102,6 +103,9 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
         "cars_over_1_per_h": int(np.sum((np.array(result.pauses) > np.maximum(
             np.array(result.hours_plugged), 1.0)))),
         "replans": result.replans,
+        "replan_pauses": int(np.sum(result.replan_pauses)),
+        "cars_over_1_per_h_replan": int(np.sum((np.array(result.replan_pauses) > np.maximum(
+            np.array(result.hours_plugged), 1.0)))),
         "untaken_kwh": {k: v / 1000.0 for k, v in result.untaken_wh.items()},
     }
 
@@ -124,20 +128,21 @@ def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
           "short | of what breakers allow | dips (> 5 min) | deepest dip | peak / limit | "
           "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
-          "cars paused > 1/h | re-plans | offered, not taken kWh: full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "cars paused > 1/h | of them by a re-plan (cars > 1/h) | re-plans | offered, not taken kWh: full / taper / other |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
                   f"{m['of_offline']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
-                  f"slots | {m['jain']:.3f} | - | - | - | - | - |")
+                  f"slots | {m['jain']:.3f} | - | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
               f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
               f"{m['dips']} ({m['long_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
               f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
-              f"{m['cars_over_1_per_h']} | {m['replans']} | "
+              f"{m['cars_over_1_per_h']} | {m['replan_pauses']} ({m['cars_over_1_per_h_replan']}) "
+              f"| {m['replans']} | "
               + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))
               + " |")
 

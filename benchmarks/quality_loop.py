@@ -55,6 +55,8 @@ class DayResult:
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
+    # of those, the pauses a re-plan made: the plan before it still offered the car power then
+    replan_pauses: list[int] = field(default_factory=list)
     hours_plugged: list[float] = field(default_factory=list)
     violations: int = 0
     replans: int = 0
@@ -103,6 +105,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     last_draw: dict[int, float] = {}
     state: dict[int, str] = {}          # per visit: "idle" | "charging" | "paused"
     pauses = {id(v): 0 for v in visits}
+    replan_pauses = {id(v): 0 for v in visits}
+    by_replan: dict[int, bool] = {}     # per paused visit: whether a re-plan paused it
     plugged_s = {id(v): 0.0 for v in visits}
     next_tx, next_arrival, dr_sent = 1, 0, dr is None
     next_meter = start
@@ -147,9 +151,12 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         limit_changed = bool(change_times) and change_times[0] <= now
         while change_times and change_times[0] <= now:
             change_times.pop(0)
+        offered_before: dict = {}
         if controller._replan.is_set() or boundary or limit_changed:
             controller._replan.clear()
             reasons, controller._reasons = controller._reasons, set()
+            # what the plan before this re-plan offers now: a pause it did not plan is the re-plan's
+            offered_before = {ref: controller.allocated_now_w(ref) or 0.0 for ref in plugged}
             await controller.replan(reasons)
             result.replans += 1
         # the cars charge for one step at what the plan offers
@@ -177,9 +184,11 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             if draw_w > 1.0:
                 if state.get(key) == "paused":
                     pauses[key] += 1
+                    replan_pauses[key] += by_replan.get(key, False)
                 state[key] = "charging"
             elif state.get(key) == "charging" and not before_full and not car.full:
                 state[key] = "paused"
+                by_replan[key] = offered_before.get(ref, 0.0) > 1.0
             last_draw[key] = draw_w
             draws.append(Draw(ref.station_id, ref.connector_id, draw_w, car.phases,
                               topo.connector(ref).phase))
@@ -212,6 +221,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     result.violations = len(monitor.violations)
     result.charged_wh = [v.ev.charged_wh for v in visits]
     result.pauses = [pauses[id(v)] for v in visits]
+    result.replan_pauses = [replan_pauses[id(v)] for v in visits]
     result.hours_plugged = [plugged_s[id(v)] / 3600.0 for v in visits]
     return result
 

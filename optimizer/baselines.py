@@ -373,7 +373,7 @@ def _priority_order(problem: Problem, key: np.ndarray) -> np.ndarray:
 def edf(problem: Problem) -> np.ndarray:
     """(N, T) earliest deadline first, respecting every limit."""
     tree = _tree(problem)
-    order = _priority_order(problem, problem.departure_slot.astype(float))
+    order = _priority_order(problem, _deadline_key(problem))
     return _run(problem, lambda t, want, remaining: serve_in_order(problem, t, want, order, tree))
 
 
@@ -427,6 +427,16 @@ def equal_share(problem: Problem) -> np.ndarray:
     return _run(problem, allocate)
 
 
+def _deadline_key(problem: Problem) -> np.ndarray:
+    """EDF's key: the departure slot, and on a tie (same slot) a car the previous plan ran
+    (`Problem.previous_w` > 0 in a kept slot) first, so a tie does not pause it (issue 9)."""
+    key = problem.departure_slot.astype(float)
+    if problem.previous_w is not None:
+        ran = np.nan_to_num(problem.previous_w, nan=0.0).max(axis=1) > 0
+        key = key + np.where(ran, 0.0, 0.5)  # departure slots are integers: only ties move
+    return key
+
+
 def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     """(N, T) power_w plus whatever more fits, slot by slot, in priority order (EDF within weight).
 
@@ -436,7 +446,7 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     minimum.
     """
     tree = _tree(problem)
-    order = _priority_order(problem, problem.departure_slot.astype(float))
+    order = _priority_order(problem, _deadline_key(problem))
     power_w = np.asarray(power_w, dtype=float)
     wh = problem.wh_per_w
     remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)

@@ -27,6 +27,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
+   With a previous allocation, the baseline that wins plans only the slots after the kept ones
+   (our plan in them: optimizer/stable.py `keep_window`) when that delivers at least as much
+   weighted energy as the baseline alone - a tie-break that still compares energy only: the
+   baselines know nothing of the previous plan, and returned whole they paused cars it ran.
    Cost: skipped when rounding lost no weighted energy against the relaxation (an upper bound on
    every schedule's); otherwise edf, llf and equal_share are computed (on a second thread while
    HiGHS solves; after the flow, which holds the GIL) but only clipped to [0, upper_w], which
@@ -69,7 +73,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import stable_targets
+from optimizer.stable import keep_window, stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -411,7 +415,16 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    _assert_feasible(problem, power_w, name)
+    kept = None
+    for other in (name, *(n for n in found.NAMES if n != name)):
+        kept = _kept_window(problem, schedule.power_w, other, theirs)
+        if kept is not None:
+            break
+    if kept is not None:
+        power_w, name = kept
+        theirs = weighted_energy_wh(problem, power_w)
+    else:
+        _assert_feasible(problem, power_w, name)
     return _schedule(
         problem, objective, power_w, status=NEAR_OPTIMAL, backend=name,
         build_s=schedule.build_s, solve_s=schedule.solve_s,
@@ -419,3 +432,20 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
                  f"({theirs:.1f} vs {ours:.1f} Wh) after minimum-rate rounding, returned instead"),
         relaxation_objective=schedule.relaxation_objective,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
+
+
+def _kept_window(problem: Problem, ours_w: np.ndarray, name: str, theirs_wh: float):
+    """(power_w, backend) of our plan in the kept slots with baseline `name` after them, when it
+    delivers at least the baseline's weighted energy `theirs_wh`; else None (optimizer/stable.py
+    `keep_window`: the guard still compares on energy alone, this is only a tie-break)."""
+    combined = keep_window(problem, ours_w, BASELINES[name])
+    if combined is None:
+        return None
+    # the seam may leave room in the kept slots (the baseline saw more energy left than ours
+    # used): the top-up only adds power, so energy only grows
+    combined, checked = project_checked(problem, baselines.top_up(
+        problem, project(problem, combined)))
+    if weighted_energy_wh(problem, combined) < theirs_wh * (1.0 - 1e-12):
+        return None
+    _assert_feasible(problem, combined, name, checked)
+    return combined, f"kept+{name}"

@@ -42,12 +42,15 @@ sessions even where the flow applies; OR-Tools' min-cost flow gives no potential
 optimal face with). With a previous allocation `solve` makes no min-rate re-solve round: the
 round paused what the first vertex left below a minimum (other cars than the previous plan ran)
 and the stable pass could not bring them back; the projection and the top-up round the stable
-plan instead. Serving the previously running cars first in the top-up and in EDF was tried and
-not kept: over the four seeded days of `benchmarks.quality` it changed nothing measurable
-(2 159 pauses against 2 146 without, energy 5 kWh less).
+plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
+in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
+guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
+our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import highspy
 import numpy as np
@@ -118,3 +121,33 @@ def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.nd
     starts = (3 * np.arange(k)).astype(np.int32)
     highs.addRows(k, previous_w.astype(np.float64), previous_w.astype(np.float64), 3 * k,
                   starts, index, value)
+
+
+def kept_slots(problem: Problem) -> int:
+    """How many slots from the start hold a previous allocation to keep (up to the last slot
+    with one); 0 without a previous allocation."""
+    if problem.previous_w is None:
+        return 0
+    known = np.flatnonzero(np.isfinite(problem.previous_w).any(axis=0))
+    return int(known[-1]) + 1 if known.size else 0
+
+
+def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | None:
+    """(N, T) our plan in the kept slots and `baseline` (Problem -> (N, T) power) on what is left
+    after them; None without kept slots. For the portfolio guard: a baseline that beats the
+    rounded stable plan over the whole horizon usually wins in the later slots (rounding loss
+    there), and returning it whole paused cars the previous plan ran now. Not projected: the
+    caller projects (limits are per slot, so the two parts only share the energy caps, which
+    the residual problem keeps)."""
+    k = kept_slots(problem)
+    if k == 0:
+        return None
+    ours_w = np.asarray(ours_w, dtype=float)
+    got_wh = ours_w[:, :k] @ problem.wh_per_w[:k]
+    upper = np.array(problem.upper_w)
+    upper[:, :k] = 0.0
+    residual = dataclasses.replace(problem, energy_wh=np.maximum(problem.energy_wh - got_wh, 0.0),
+                                   max_power_w=upper, previous_w=None)
+    combined = np.array(baseline(residual), dtype=float)
+    combined[:, :k] = ours_w[:, :k]
+    return combined

@@ -113,3 +113,43 @@ def test_random_previous_plans_change_no_level_of_the_objective(family, seed):
     assert weighted_energy_wh(problem, kept.power_w) == pytest.approx(
         weighted_energy_wh(problem, free.power_w), rel=1e-9)
     assert kept.status == free.status
+
+
+@pytest.mark.parametrize("n, seed", [(20, 0), (40, 0)])
+def test_the_guard_keeps_the_kept_window_when_a_baseline_wins(n, seed):
+    # A re-plan at slot 34 (benchmarks/stable.py's case) where rounding the stable plan loses
+    # weighted energy over the day to a baseline: the guard used to return the baseline whole,
+    # which paused a car the previous plan ran in the kept window (N = 20: LLF). Keeping the
+    # stable plan's kept window and letting a baseline plan the rest delivers as much, so the
+    # guard returns that (N = 40: EDF won, LLF after the kept window delivers as much as EDF).
+    from optimizer import instances
+    from optimizer.solve import weighted_energy_wh
+
+    problem = instances.generate(n, family="power", seed=seed)
+    energy = np.array(problem.energy_wh)
+    energy[0] *= 0.5
+    before = solve(dataclasses.replace(problem, energy_wh=energy), backend="highs").power_w
+    previous = np.full(problem.upper_w.shape, np.nan)
+    previous[:, 34:36] = before[:, 34:36]
+    kept = solve(dataclasses.replace(problem, previous_w=previous), backend="highs")
+    running = before[:, 34] > 0
+    assert kept.backend.startswith("kept+")
+    assert not ((kept.power_w[:, 34] == 0) & running).any()
+    for name in ("edf", "llf", "equal_share"):
+        assert weighted_energy_wh(problem, kept.power_w) >= \
+            weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("running", [0, 1])
+def test_the_top_up_serves_the_running_car_first_on_a_tie(running):
+    # Two alike cars (same weight, same departure), room for one: the top-up's EDF order ties,
+    # and the car the previous plan ran gets the room (it was index order: car 0).
+    from optimizer.baselines import edf, top_up
+
+    previous = np.zeros((2, 2))
+    previous[running] = 11000.0
+    problem = two_alike_cars(previous)
+    topped = top_up(problem, np.zeros(problem.upper_w.shape))
+    assert topped[running, 0] == pytest.approx(11000.0)
+    assert topped[1 - running, 0] == 0.0
+    assert edf(problem)[running, 0] == pytest.approx(11000.0)
