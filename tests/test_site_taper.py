@@ -5,13 +5,16 @@ it takes up to it again. The cars are the simulator's (`sim.ev.SimEV`: taper abo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
 from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.ocpp.port import Installed
 from smartcharge.sim.ev import SimEV
 from smartcharge.site.controller import SiteController
+from smartcharge.site.installed import InstalledLimits
+from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -87,3 +90,71 @@ async def test_a_tapering_car_that_stops_drawing_is_full_at_the_first_sample():
     per_sample = METER_S // 60
     first_zero = next(m for m in range(per_sample - 1, len(taken), per_sample) if taken[m] == 0)
     assert max(unused[first_zero + 1:]) == 0.0, unused
+
+
+def _told(controller, clock, stations: dict, ref: ConnectorRef, tx: int, limit_w: float,
+          *, default: bool) -> None:
+    """What dispatch records when a station accepts a profile (W, from now, for an hour)."""
+    sent = Installed(tx, clock.now(), clock.now() + timedelta(hours=1), "W", 3, [0], [limit_w],
+                     default=default)
+    if default:
+        stations[ref.station_id].default_layer[ref.connector_id] = sent
+    else:
+        stations[ref.station_id].sent[ref.connector_id] = sent
+        controller.installed.changed_at[ref] = clock.now()
+
+
+async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
+    # A car is sampled at what its station's fail-safe default (5 kW) lets it draw, after the
+    # plan gave it 20 kW but before that profile was installed and its settle time passed: it
+    # is not drawing less than it was given. Capping it at 5.5 kW from that sample (as before)
+    # held power back from a car that wanted it until a later sample lifted the cap - or for
+    # good, when the sample read 0 W and the cap fell under the car's minimum rate (the
+    # 6-car end-to-end run used under 20 of its 30 kW).
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock)
+    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
+    controller.installed = InstalledLimits(controller.topology, controller.state,
+                                           controller.phase_use, clock, 5.0, stations)
+    ref, tx = ConnectorRef("CP1", 1), 1
+    _told(controller, clock, stations, ref, tx, 5_000.0, default=True)
+    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
+    controller.on_event(ev.SessionStarted("CP1", 1, tx, "TAG", 0.0, T0))
+    await controller.replan()
+    assert controller.allocated_now_w(ref) > 15_000
+    clock.advance(30)
+
+    def sample(power_w: float) -> None:
+        controller._reasons.clear()
+        controller.on_event(ev.MeterSampled("CP1", 1, tx, clock.now(), "Sample.Periodic",
+                                            power_w=power_w, received_at=clock.now()))
+
+    sample(5_000.0)                      # under the default: the plan's profile not sent yet
+    assert ref not in controller.ev_cap_w and not controller._reasons
+    _told(controller, clock, stations, ref, tx, 20_000.0, default=False)   # accepted now
+    clock.advance(2)
+    sample(5_000.0)                      # within the settle time: still following
+    assert ref not in controller.ev_cap_w and not controller._reasons
+    clock.advance(30)
+    sample(11_000.0)                     # had its settle time under 20 kW: it takes 11
+    assert controller.ev_cap_w[ref] == 11_500.0 and controller._reasons == {"underuse:CP1/1"}
+
+
+async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maximum():
+    # a station that refuses every profile (no fail-safe default either) lets the car draw up
+    # to the station's maximum: a car taking 11 of its 22 kW is capped like any other (so the
+    # plan's next, lower profile goes out, is refused, and the station is planned around)
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock)
+    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
+    controller.installed = InstalledLimits(controller.topology, controller.state,
+                                           controller.phase_use, clock, 5.0, stations)
+    ref = ConnectorRef("CP1", 1)
+    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
+    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
+    await controller.replan()
+    assert controller.allocated_now_w(ref) > 15_000
+    clock.advance(30)
+    controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
+                                        power_w=11_000.0, received_at=clock.now()))
+    assert controller.ev_cap_w[ref] == 11_500.0

@@ -248,6 +248,14 @@ class SiteController:
         if plan is not None and self.installed is not None:
             # what the station was actually told (a third in W while its phases are unknown)
             allocated = self.installed.told_w(ref, allocated, plan.phases, plan.phases_known)
+        if self.installed is not None:
+            # ... and what the car had time to follow when sampled: a sample under the
+            # profile before (a plan not yet sent, accepted or settled) is no underuse - a car
+            # sampled at 0 W before its first profile was capped at 500 W for good
+            given = self.installed.followed_w(ref, self.state.measurements[ref].ordered_at)
+            if given is None:
+                return
+            allocated = min(allocated, given)
         if cap is not None:
             # capped: follow a car that keeps tapering, once it is a margin under what it was
             # offered (its cap, or less if the plan gave it less) beyond the headroom

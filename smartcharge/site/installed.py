@@ -156,6 +156,22 @@ class InstalledLimits:
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
         return min(most, self.topology.max_power_w(ref))
 
+    def followed_w(self, ref: ConnectorRef, at: datetime) -> float | None:
+        """What a connector's accepted profiles let it draw at `at` [W as told], if the car had
+        its settle time under them by then (None: it had not, or one we did not send may limit
+        it; a station that accepted none: its maximum). A car sampled under less than its plan - the profile not
+        yet sent, accepted or settled - is not one that takes less than it was given (the
+        closed loop, controller.py)."""
+        control = self.stations.get(ref.station_id)
+        if control is None or not self.governs(ref):
+            return None
+        since = self.followed_since(ref)
+        if since is not None and since > at:
+            return None     # sampled while still following a change: it proves nothing
+        # (since None: it never accepted a profile - its maximum, as ever)
+        return min(steps.value_at(self.current_step(control, ref), at),
+                   self.topology.max_power_w(ref))
+
     def installed_max_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from now on under what it has accepted (None: no
         profile known accepted): what a connector that stopped obeying us is planned at."""
