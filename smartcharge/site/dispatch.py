@@ -249,7 +249,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         return self.expiry
 
     async def dispatch_plan(self, plan: Plan) -> None:
-        """One round (`dispatch_round.py`): decreases first (every station at once); each
+        """One round (`dispatch_round.py`): decreases first (each station's as soon as it is
+        compared); each
         station's increases once the decreases they depend on are acknowledged and the settle
         time has passed. A newer round starting ends an older one still running."""
         if self._round_over is not None:
