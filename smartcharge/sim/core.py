@@ -80,6 +80,17 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self._last_physics = None
         self._next_sample = None
 
+    async def hold_profile_answer(self) -> None:
+        """A `silent_profiles` station is hung: no answer to a profile request (and no other
+        inbound message) until a test releases `profile_answers`."""
+        if not self.quirks.silent_profiles:
+            return
+        self.profiles_held += 1
+        try:
+            await self.profile_answers.wait()
+        finally:
+            self.profiles_held -= 1
+
     def _booted_now(self) -> None:
         self.boots += 1
         self.booted.set()

@@ -93,13 +93,7 @@ class StationProtocol(ChargePoint):
 
     @on(Action.set_charging_profile)
     async def on_set_charging_profile(self, connector_id, cs_charging_profiles, **_):
-        if self.station.quirks.silent_profiles:
-            # a hung station: no answer (and no other inbound message) until released
-            self.station.profiles_held += 1
-            try:
-                await self.station.profile_answers.wait()
-            finally:
-                self.station.profiles_held -= 1
+        await self.station.hold_profile_answer()
         status = self.station.set_charging_profile(connector_id, cs_charging_profiles)
         return call_result.SetChargingProfile(status=status)
 

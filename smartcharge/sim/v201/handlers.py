@@ -98,13 +98,7 @@ class StationProtocol201(ChargePoint):
 
     @on(Action.set_charging_profile)
     async def on_set_charging_profile(self, evse_id, charging_profile, **_):
-        if self.station.quirks.silent_profiles:
-            # a hung station: no answer (and no other inbound message) until released
-            self.station.profiles_held += 1
-            try:
-                await self.station.profile_answers.wait()
-            finally:
-                self.station.profiles_held -= 1
+        await self.station.hold_profile_answer()
         status, info = self.station.set_charging_profile(evse_id, charging_profile)
         return call_result.SetChargingProfile(status=status, status_info=info)
 
