@@ -224,4 +224,9 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE station_reports ADD COLUMN event_json TEXT;
     """,
+    # 9: the start-up history read of silent drivers' estimates (store_history.py) reads a
+    # window of stopped sessions, newest first, from a table that grows for years
+    """
+    CREATE INDEX sessions_stopped_by_stop_time ON sessions (state, stop_time);
+    """,
 )

@@ -159,3 +159,15 @@ async def test_the_history_read_keeps_stopped_sessions_of_the_window_only(tmp_pa
     await store.close()
     assert [(r.stop_time - r.start_time) / timedelta(hours=1) for r in rows] == [8.0, 9.0]
     assert [r.id_tag for r in rows] == ["ALICE", "ALICE"]
+
+
+async def test_the_history_read_uses_an_index_not_a_scan_of_every_session(tmp_path):
+    """A site's sessions table grows for years; the start-up read of the last 90 days must not
+    scan and sort all of it."""
+    from smartcharge.store_history import HISTORY_ROWS, HISTORY_SQL
+    store = await SqliteStore.open(str(tmp_path / "h.sqlite"))
+    steps = await store.read(lambda tx: [row[-1] for row in tx.execute(
+        "EXPLAIN QUERY PLAN " + HISTORY_SQL, (DAY0.isoformat(), HISTORY_ROWS)).fetchall()])
+    await store.close()
+    assert any("USING INDEX" in s for s in steps), steps
+    assert not any("TEMP B-TREE" in s for s in steps), steps      # no sort of the rows
