@@ -124,8 +124,9 @@ class Ven2b(VenRunner):
         self.status.opts[adr.event_id] = opt
         return opt
 
-    def _load_kw(self) -> float:
-        return round(self.sink.controller.site_reading().load_w / 1000.0, 3)
+    async def _load_kw(self) -> float:
+        # (openleadr awaits a report callback that is a coroutine)
+        return round((await self.sink.controller.site_reading_async()).load_w / 1000.0, 3)
 
     def _limit_kw(self) -> float:
         """The limit in force; with none, the most the site can draw (its connectors' maxima)."""

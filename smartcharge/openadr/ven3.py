@@ -254,7 +254,8 @@ class Ven3(VenRunner):
             return
         self._next_report_real = time.monotonic() + self.program.report_interval_s
         controller = self.sink.controller
-        now, load_w = controller.clock.now(), controller.site_reading().load_w
+        load_w = (await controller.site_reading_async()).load_w
+        now = controller.clock.now()
         previous, self._last_report = self._last_report, (now, load_w)
         if previous is None or now <= previous[0]:
             return

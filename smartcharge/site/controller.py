@@ -457,6 +457,11 @@ class SiteController:
         """The site's measured draw at one instant (reading.py): stale meters at maximum."""
         return in_steps.run_all(self._reading_steps())
 
+    async def site_reading_async(self) -> SiteReading:
+        """`site_reading`, giving the loop back every few hundred connectors (20-60 ms in one
+        go at 5 000 connectors: issue 10)."""
+        return await in_steps.run_async(self._reading_steps())
+
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
         """What a connector sampled before its limit was lowered could draw around `at`
         (None: its sample stands)."""
@@ -503,7 +508,7 @@ class SiteController:
 
     async def tick_async(self) -> None:
         """`tick`, the site read in steps (tens of ms at 5 000 connectors in one go)."""
-        self._tick(await in_steps.run_async(self._reading_steps()))
+        self._tick(await self.site_reading_async())
 
     def _tick(self, reading: SiteReading) -> None:
         self._record_history(self.clock.now(), reading)
