@@ -130,7 +130,7 @@ class _Deadline:
 
 
 def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
-                 before_solve=lambda: None):
+                 before_solve=lambda: None, warm=None):
     """Relaxation, then pause-and-resolve on one warm HiGHS model; before_solve() is called
     once the model is built (HiGHS releases the GIL from then on)."""
     started = time.perf_counter()
@@ -139,7 +139,10 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
         zero = np.zeros((problem.n_connectors, problem.n_slots))
         return zero, {"build_s": time.perf_counter() - started, "solve_s": 0.0, "objective": 0.0,
                       "status": "empty", "rounds": 0, "paused": 0}
-    model = HighsModel(arrays, energy_first=not energy_first_by_construction(problem))
+    energy_first = not energy_first_by_construction(problem)
+    # warm (optimizer/warm.py): the last solve's model, changed into this problem's LP
+    model = (HighsModel(arrays, energy_first=energy_first) if warm is None
+             else warm.model(problem, arrays, energy_first))
     build_s = time.perf_counter() - started
     before_solve()
     power_w, info = model.solve(deadline.left_s())
@@ -309,8 +312,12 @@ def _best_baseline(problem: Problem, objective: Objective, found: _Baselines,
     return name, found.lawful(name)
 
 
-def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None) -> Schedule:
-    """The best schedule `backend` finds for `problem`; see the module docstring."""
+def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None,
+          warm=None) -> Schedule:
+    """The best schedule `backend` finds for `problem`; see the module docstring.
+
+    warm: an optimizer.warm.WarmStart carried from one re-plan to the next; HiGHS then re-solves
+    the last model changed into this problem's LP (backend "auto" means "highs" with it)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
     if problem.n_connectors == 0:  # nobody to charge (build_objective needs a weight)
@@ -321,13 +328,13 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     if backend in BASELINES:
         return _solve_baseline(problem, objective, backend)
     if backend == "auto":
-        backend = _pick_auto(problem)
+        backend = "highs" if warm is not None else _pick_auto(problem)
     deadline = _Deadline(time_limit_s)
     rounding_likely = bool((problem.min_power_w > 0).any())
     found = _Baselines(problem, background=backend == "highs" and rounding_likely)
     try:
         if backend == "highs":
-            power_w, info = _solve_highs(problem, objective, deadline, found.start)
+            power_w, info = _solve_highs(problem, objective, deadline, found.start, warm)
         else:
             power_w, info = _solve_generic(_solver(backend), problem, objective, deadline)
     except SolverFailed as exc:
