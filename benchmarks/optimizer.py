@@ -3,6 +3,7 @@
     python -m benchmarks.optimizer              # N in {10, 100, 1000, 5000} x 96 slots
     python -m benchmarks.optimizer --large      # adds N = 10000
     python -m benchmarks.optimizer --quick      # N in {10, 100, 1000}, one run each
+    python -m benchmarks.optimizer --replan     # warm re-plan after one car arrives, N = 1000
 
 Instances come from optimizer.instances.generate (seeded; documented there): a site -> 20 feeders
 -> stations -> connectors tree, 96 slots of 15 min, family "power" (power limits only) and
@@ -48,12 +49,13 @@ import scipy.sparse
 
 from optimizer import baselines, flow
 from optimizer.check import check
-from optimizer.instances import generate
+from optimizer.instances import generate, subset
 from optimizer.lp import build_lp, energy_tolerance, solve_lp
 from optimizer.objective import (build_objective, delivered_wh, energy_first_by_construction,
                                  evaluate)
 from optimizer.pulp_backend import solve_pulp
-from optimizer.solve import solve
+from optimizer.solve import solve, weighted_energy_wh
+from optimizer.warm import WarmStart
 
 SIZES = (10, 100, 1000, 5000)
 LARGE = 10000
@@ -239,6 +241,80 @@ def print_summary(summaries, pulp_state) -> None:
         print(f"\npulp skipped for {family} N = {n}: estimated over the budget from the last size.")
 
 
+# --- warm re-plan: one car arrives -------------------------------------------------------------
+
+REPLAN_SLOT = 34   # 08:30: most cars are plugged in; the car arriving nearest to it is the new one
+
+
+def replan_case(n: int, family: str, seed: int):
+    """(before, its ids, after): `generate(n)` is the site after the car arriving nearest 08:30
+    came; before it, the same site without that car."""
+    after = generate(n, family=family, seed=seed)
+    arriving = int(np.argmin(np.abs(after.arrival_slot - REPLAN_SLOT)))
+    ids = np.delete(np.arange(n), arriving)
+    return subset(after, ids), ids, after
+
+
+def bench_replan(family: str, n: int, args) -> list:
+    """Cold solves of the new problem and warm re-solves (the model of the solve before the car
+    came, changed), each end to end as solve() runs it; median of --repeats."""
+    before, before_ids, after = replan_case(n, family, args.seed)
+
+    def cold(backend):
+        def run():
+            return solve(after, backend=backend)
+        return run
+
+    def warm():
+        state = WarmStart()
+        state.ids = before_ids
+        solve(before, backend="highs", warm=state)        # the plan before the car came
+        state.ids = np.arange(n)
+        started = time.perf_counter()
+        schedule = solve(after, backend="highs", warm=state)
+        return schedule, time.perf_counter() - started, state.last
+
+    rows = []
+    for label, method in (("cold solve(auto)", cold("auto")), ("cold solve(highs)", cold("highs")),
+                          ("warm solve(highs)", warm)):
+        runs = []
+        for _ in range(args.repeats):
+            if label.startswith("warm"):
+                schedule, wall, how = method()
+            else:
+                started = time.perf_counter()
+                schedule = method()
+                wall, how = time.perf_counter() - started, "cold"
+            runs.append((wall, schedule, how))
+        wall = statistics.median(r[0] for r in runs)
+        schedule, how = runs[-1][1], runs[-1][2]
+        extra = schedule.extra
+        rows.append({"label": label, "total_s": wall, "build_s": schedule.build_s,
+                     "highs_s": extra.get("highs_s"), "iterations": extra.get("iterations"),
+                     "round_s": extra.get("check_s"), "guard_s": extra.get("guard_s", 0.0),
+                     "backend": f"{schedule.backend}/{how}",
+                     "relaxation": extra.get("relaxation_objective"),
+                     "weighted_wh": weighted_energy_wh(after, schedule.power_w)})
+    return rows
+
+
+def print_replan(family: str, n: int, rows: list) -> None:
+    print(f"\n### warm re-plan, family {family}, N = {n}: one car arrives (load average "
+          f"{os.getloadavg()[0]:.1f})\n")
+    print("| method | total s | model s | HiGHS s | iterations | rounding s | guard s | backend "
+          "| relaxation objective vs cold highs | weighted energy vs cold highs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    reference = next(r for r in rows if r["label"] == "cold solve(highs)")
+    for r in rows:
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        gap = ("-" if r["relaxation"] is None or reference["relaxation"] is None else
+               f"{(r['relaxation'] - reference['relaxation']) / abs(reference['relaxation']):.1e}")
+        print(f"| {r['label']} | {r['total_s']:.4f} | {fmt(r['build_s'])} | {fmt(r['highs_s'])} | "
+              f"{r['iterations'] if r['iterations'] is not None else '-'} | {fmt(r['round_s'])} | "
+              f"{fmt(r['guard_s'])} | {r['backend']} | {gap} | "
+              f"{r['weighted_wh'] / reference['weighted_wh']:.6f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large", action="store_true", help="also N = 10000")
@@ -249,7 +325,15 @@ def main(argv=None) -> None:
     parser.add_argument("--pulp-budget-s", type=float, default=120.0,
                         help="skip pulp where it is estimated to take longer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replan", action="store_true",
+                        help="only the warm re-plan scenario (one car arrives) at --sizes")
     args = parser.parse_args(argv)
+    if args.replan:
+        print(f"Machine: {machine()}")
+        for family in args.families:
+            for n in args.sizes or (1000,):
+                print_replan(family, n, bench_replan(family, n, args))
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES + ((LARGE,) if args.large else ()))
     if args.quick:
         args.repeats = 1
