@@ -296,7 +296,7 @@ class HighsModel:
         self.energy_first = energy_first
         self._energy_row: int | None = None  # index of the held-energy row, once added
         self._duals_of_objective = True      # HiGHS's current duals are the objective's
-        self.restricted = False              # the stable pass changed the model for good
+        self.restricted = None               # set by the stable pass, which changes the model
         self.z_highs: np.ndarray | None = None  # the last run's solution, HiGHS's column order
         self.first_options: dict = {}        # options for the next solve's first run only
         self.paused_cols: list = []          # HiGHS columns pause() fixed at 0
@@ -423,7 +423,8 @@ class HighsModel:
             # a basis that is already optimal for it (0 iterations), gives its own duals.
             _, _, iterations = self._run(end, "the objective before the stable pass")
             self._duals_of_objective = True
-        self.restricted = True
+        # (columns, rows) before the pass: optimizer/warm.py deletes what it adds
+        self.restricted = (int(self.highs.getNumCol()), int(self.highs.getNumRow()))
         stable.restrict_to_optimal_face(self.highs)
         stable.add_deviation(self.highs, self._all[variables], previous_w, weight)
         z, deviation, more = self._run(end, "the plan closest to the previous one")

@@ -117,7 +117,7 @@ class WarmStart:
     # --- changed from the last model ------------------------------------------------------------
     def _can_update(self, problem: Problem, ids: np.ndarray) -> bool:
         last, model = self._problem, self._model
-        if last is None or model is None or model.restricted or model.z_highs is None:
+        if last is None or model is None or model.z_highs is None:
             return False
         if (last.n_slots != problem.n_slots or not np.array_equal(last.slot_s, problem.slot_s)
                 or not np.array_equal(last.node_parent, problem.node_parent)):
@@ -130,14 +130,26 @@ class WarmStart:
     def _update(self, problem, arrays, energy_first, ids) -> HighsModel | None:
         old = self._model
         highs = old.highs
-        if old._energy_row is not None:
-            # the held-energy row of the last problem sums its segments only: it goes
-            # (the last row: added after the update that made this model)
-            highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32))
         old_cost, old_lower, old_upper = (np.array(a) for a in self._cols)
         for var in old.paused_cols:  # bounds pause() changed: push them again
             old_upper[var] = np.nan
         old_row_lower, old_row_upper = self._rows
+        if old.restricted is not None:
+            # The stable pass fixed the optimal face (bounds of many columns and rows), set its
+            # own costs and added deviation columns and rows: those go, the rest is pushed anew.
+            n_cols, n_rows = old.restricted
+            extra = np.arange(n_cols, int(highs.getNumCol()), dtype=np.int32)
+            if extra.size:
+                highs.deleteCols(int(extra.size), extra)
+            extra = np.arange(n_rows, int(highs.getNumRow()), dtype=np.int32)
+            if extra.size:
+                highs.deleteRows(int(extra.size), extra)
+            old_cost, old_lower = np.full(old_cost.size, np.nan), np.full(old_cost.size, np.nan)
+            old_row_lower = np.full(old_row_lower.size, np.nan)
+        if old._energy_row is not None:
+            # the held-energy row of the last problem sums its segments only: it goes
+            # (the last row once the stable pass's are gone: added after the update)
+            highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32))
         n_old_cols, n_old_rows = old_cost.size, old_row_lower.size
 
         col = _lookup(_col_keys(arrays, ids), *self._col_keys)
