@@ -36,6 +36,7 @@ applies, otherwise highs. Ratios are measured in the same run, on the same insta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -257,59 +258,68 @@ def replan_case(n: int, family: str, seed: int):
 
 def bench_replan(family: str, n: int, args) -> list:
     """Cold solves of the new problem and warm re-solves (the model of the solve before the car
-    came, changed), each end to end as solve() runs it; median of --repeats."""
+    came, changed), each end to end as solve() runs it; median of --repeats. "+ previous": as the
+    controller re-plans, with the plan before as `previous_w` in its kept window (slots 34-35;
+    the new car NaN), so solve() also runs the stable pass (optimizer/stable.py)."""
     before, before_ids, after = replan_case(n, family, args.seed)
+    plan = solve(before, backend="highs").power_w
+    previous = np.full(after.upper_w.shape, np.nan)
+    previous[before_ids, REPLAN_SLOT:REPLAN_SLOT + 2] = plan[:, REPLAN_SLOT:REPLAN_SLOT + 2]
+    after_previous = dataclasses.replace(after, previous_w=previous)
 
-    def cold(backend):
+    def cold(problem, backend):
         def run():
-            return solve(after, backend=backend)
+            started, cpu = time.perf_counter(), time.process_time()
+            schedule = solve(problem, backend=backend)
+            return schedule, time.perf_counter() - started, time.process_time() - cpu, "cold"
         return run
 
-    def warm():
-        state = WarmStart()
-        state.ids = before_ids
-        solve(before, backend="highs", warm=state)        # the plan before the car came
-        state.ids = np.arange(n)
-        started = time.perf_counter()
-        schedule = solve(after, backend="highs", warm=state)
-        return schedule, time.perf_counter() - started, state.last
+    def warm(problem):
+        def run():
+            state = WarmStart()
+            state.ids = before_ids
+            solve(before, backend="highs", warm=state)        # the plan before the car came
+            state.ids = np.arange(n)
+            started, cpu = time.perf_counter(), time.process_time()
+            schedule = solve(problem, backend="highs", warm=state)
+            return schedule, time.perf_counter() - started, time.process_time() - cpu, state.last
+        return run
 
     rows = []
-    for label, method in (("cold solve(auto)", cold("auto")), ("cold solve(highs)", cold("highs")),
-                          ("warm solve(highs)", warm)):
-        runs = []
-        for _ in range(args.repeats):
-            if label.startswith("warm"):
-                schedule, wall, how = method()
-            else:
-                started = time.perf_counter()
-                schedule = method()
-                wall, how = time.perf_counter() - started, "cold"
-            runs.append((wall, schedule, how))
-        wall = statistics.median(r[0] for r in runs)
-        schedule, how = runs[-1][1], runs[-1][2]
+    for label, method, problem in (
+            ("cold solve(auto)", cold(after, "auto"), after),
+            ("cold solve(highs)", cold(after, "highs"), after),
+            ("warm solve(highs)", warm(after), after),
+            ("cold solve(auto) + previous", cold(after_previous, "auto"), after_previous),
+            ("cold solve(highs) + previous", cold(after_previous, "highs"), after_previous),
+            ("warm solve(highs) + previous", warm(after_previous), after_previous)):
+        runs = [method() for _ in range(args.repeats)]
+        wall = statistics.median(r[1] for r in runs)
+        cpu = statistics.median(r[2] for r in runs)
+        schedule, how = runs[-1][0], runs[-1][3]
         extra = schedule.extra
-        rows.append({"label": label, "total_s": wall, "build_s": schedule.build_s,
+        rows.append({"label": label, "total_s": wall, "cpu_s": cpu, "build_s": schedule.build_s,
                      "highs_s": extra.get("highs_s"), "iterations": extra.get("iterations"),
                      "round_s": extra.get("check_s"), "guard_s": extra.get("guard_s", 0.0),
                      "backend": f"{schedule.backend}/{how}",
                      "relaxation": extra.get("relaxation_objective"),
-                     "weighted_wh": weighted_energy_wh(after, schedule.power_w)})
+                     "weighted_wh": weighted_energy_wh(problem, schedule.power_w)})
     return rows
 
 
 def print_replan(family: str, n: int, rows: list) -> None:
     print(f"\n### warm re-plan, family {family}, N = {n}: one car arrives (load average "
           f"{os.getloadavg()[0]:.1f})\n")
-    print("| method | total s | model s | HiGHS s | iterations | rounding s | guard s | backend "
-          "| relaxation objective vs cold highs | weighted energy vs cold highs |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
-    reference = next(r for r in rows if r["label"] == "cold solve(highs)")
+    print("| method | total s | CPU s | model s | HiGHS s | iterations | rounding s | guard s "
+          "| backend | relaxation objective vs cold highs | weighted energy vs cold highs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
+        reference = next(q for q in rows if q["label"] == "cold solve(highs)"
+                         + (" + previous" if r["label"].endswith("previous") else ""))
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         gap = ("-" if r["relaxation"] is None or reference["relaxation"] is None else
                f"{(r['relaxation'] - reference['relaxation']) / abs(reference['relaxation']):.1e}")
-        print(f"| {r['label']} | {r['total_s']:.4f} | {fmt(r['build_s'])} | {fmt(r['highs_s'])} | "
+        print(f"| {r['label']} | {r['total_s']:.4f} | {r['cpu_s']:.4f} | {fmt(r['build_s'])} | {fmt(r['highs_s'])} | "
               f"{r['iterations'] if r['iterations'] is not None else '-'} | {fmt(r['round_s'])} | "
               f"{fmt(r['guard_s'])} | {r['backend']} | {gap} | "
               f"{r['weighted_wh'] / reference['weighted_wh']:.6f} |")
