@@ -319,7 +319,8 @@ def print_replan(family: str, n: int, rows: list) -> None:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         gap = ("-" if r["relaxation"] is None or reference["relaxation"] is None else
                f"{(r['relaxation'] - reference['relaxation']) / abs(reference['relaxation']):.1e}")
-        print(f"| {r['label']} | {r['total_s']:.4f} | {r['cpu_s']:.4f} | {fmt(r['build_s'])} | {fmt(r['highs_s'])} | "
+        print(f"| {r['label']} | {r['total_s']:.4f} | {r['cpu_s']:.4f} | {fmt(r['build_s'])} | "
+              f"{fmt(r['highs_s'])} | "
               f"{r['iterations'] if r['iterations'] is not None else '-'} | {fmt(r['round_s'])} | "
               f"{fmt(r['guard_s'])} | {r['backend']} | {gap} | "
               f"{r['weighted_wh'] / reference['weighted_wh']:.6f} |")

@@ -43,7 +43,8 @@ def _col_keys(arrays: LPArrays, ids: np.ndarray) -> np.ndarray:
     t = arrays.shape[1]
     k = arrays.n_segments
     x = (ids[arrays.x_connector] * t + arrays.x_slot) * 2
-    seg = (np.repeat(ids[arrays.seg_connector], k) * k + np.tile(np.arange(k), arrays.seg_connector.size)) * 2 + 1
+    seg = (np.repeat(ids[arrays.seg_connector], k) * k
+           + np.tile(np.arange(k), arrays.seg_connector.size)) * 2 + 1
     return np.concatenate([x, seg]).astype(np.int64)
 
 
@@ -88,7 +89,10 @@ class WarmStart:
             raise ValueError("WarmStart.ids: one distinct integer per connector")
         if not self._can_update(problem, ids):
             return self._cold(problem, arrays, energy_first, ids)
-        model = self._update(problem, arrays, energy_first, ids)
+        try:
+            model = self._update(problem, arrays, energy_first, ids)
+        except _Rebuild:
+            model = None
         if model is None:
             return self._cold(problem, arrays, energy_first, ids)
         self.last = "warm"
@@ -140,28 +144,28 @@ class WarmStart:
             n_cols, n_rows = old.restricted
             extra = np.arange(n_cols, int(highs.getNumCol()), dtype=np.int32)
             if extra.size:
-                highs.deleteCols(int(extra.size), extra)
+                _ok(highs.deleteCols(int(extra.size), extra))
             extra = np.arange(n_rows, int(highs.getNumRow()), dtype=np.int32)
             if extra.size:
-                highs.deleteRows(int(extra.size), extra)
+                _ok(highs.deleteRows(int(extra.size), extra))
             old_cost, old_lower = np.full(old_cost.size, np.nan), np.full(old_cost.size, np.nan)
             old_row_lower = np.full(old_row_lower.size, np.nan)
         if old._energy_row is not None:
             # the held-energy row of the last problem sums its segments only: it goes
             # (the last row once the stable pass's are gone: added after the update)
-            highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32))
+            _ok(highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32)))
         n_old_cols, n_old_rows = old_cost.size, old_row_lower.size
 
-        col = _lookup(_col_keys(arrays, ids), *self._col_keys)
+        col_keys, row_keys = _col_keys(arrays, ids), _row_keys(arrays, ids, problem.n_nodes)
+        col = _lookup(col_keys, *self._col_keys)
         new_cols = np.flatnonzero(col < 0)
         n_cols = n_old_cols + new_cols.size
         if n_cols > arrays.c.shape[0] / (1.0 - REBUILD_DEAD_SHARE):
             return None
         col[new_cols] = n_old_cols + np.arange(new_cols.size)
-        row = _lookup(_row_keys(arrays, ids, problem.n_nodes), *self._row_keys)
+        row = _lookup(row_keys, *self._row_keys)
         new_rows = np.flatnonzero(row < 0)
         row[new_rows] = n_old_rows + np.arange(new_rows.size)
-        col_keys, row_keys = _col_keys(arrays, ids), _row_keys(arrays, ids, problem.n_nodes)
 
         # What every HiGHS column and row must hold now: the new LP's where it has them,
         # neutral elsewhere (a column fixed at 0 with cost 0, a free row).
@@ -175,26 +179,27 @@ class WarmStart:
         # Only what changed goes to HiGHS (each call costs about a microsecond per entry).
         changed = np.flatnonzero(cost[:n_old_cols] != old_cost).astype(np.int32)
         if changed.size:
-            highs.changeColsCost(int(changed.size), changed, cost[changed])
+            _ok(highs.changeColsCost(int(changed.size), changed, cost[changed]))
         changed = np.flatnonzero((lower[:n_old_cols] != old_lower)
                                  | (upper[:n_old_cols] != old_upper)).astype(np.int32)
         if changed.size:
-            highs.changeColsBounds(int(changed.size), changed, lower[changed], upper[changed])
+            _ok(highs.changeColsBounds(int(changed.size), changed, lower[changed], upper[changed]))
         changed = np.flatnonzero((row_lower[:n_old_rows] != old_row_lower)
                                  | (row_upper[:n_old_rows] != old_row_upper)).astype(np.int32)
         if changed.size:
-            highs.changeRowsBounds(int(changed.size), changed, row_lower[changed],
-                                   row_upper[changed])
+            _ok(highs.changeRowsBounds(int(changed.size), changed, row_lower[changed],
+                                       row_upper[changed]))
         # New columns, with their entries in rows HiGHS already has ...
         if new_cols.size:
             block = arrays.A[:, new_cols].tocoo()
             in_old = row[block.row] < n_old_rows
-            entries = sp.csc_matrix((block.data[in_old], (row[block.row[in_old]], block.col[in_old])),
-                                    shape=(n_old_rows, new_cols.size))
+            entries = sp.csc_matrix(
+                (block.data[in_old], (row[block.row[in_old]], block.col[in_old])),
+                shape=(n_old_rows, new_cols.size))
             at = col[new_cols]
-            highs.addCols(int(new_cols.size), cost[at], lower[at], upper[at], int(entries.nnz),
-                          entries.indptr[:-1].astype(np.int32), entries.indices.astype(np.int32),
-                          entries.data.astype(np.float64))
+            _ok(highs.addCols(int(new_cols.size), cost[at], lower[at], upper[at],
+                              int(entries.nnz), entries.indptr[:-1].astype(np.int32),
+                              entries.indices.astype(np.int32), entries.data.astype(np.float64)))
         # ... then new rows, with their entries in every column (old and new).
         if new_rows.size:
             block = arrays.A[new_rows].tocsr()
@@ -202,9 +207,9 @@ class WarmStart:
                                   shape=(new_rows.size, n_cols))
             block.sort_indices()
             at = row[new_rows]
-            highs.addRows(int(new_rows.size), row_lower[at], row_upper[at], int(block.nnz),
-                          block.indptr[:-1].astype(np.int32), block.indices.astype(np.int32),
-                          block.data.astype(np.float64))
+            _ok(highs.addRows(int(new_rows.size), row_lower[at], row_upper[at], int(block.nnz),
+                              block.indptr[:-1].astype(np.int32), block.indices.astype(np.int32),
+                              block.data.astype(np.float64)))
 
         model = HighsModel(arrays, energy_first=energy_first,
                            loaded=(highs, col.astype(np.int32)))
@@ -217,6 +222,17 @@ class WarmStart:
         self._remember(problem, ids, model, col_keys, col, row_keys, row, (cost, lower, upper),
                        (row_lower, row_upper))
         return model
+
+
+def _ok(status) -> None:
+    """A HiGHS call that changes the model failed: the kept model is not the new LP, so the
+    caller builds one from scratch."""
+    if status == highspy.HighsStatus.kError:
+        raise _Rebuild
+
+
+class _Rebuild(Exception):
+    pass
 
 
 def _row_bounds(arrays: LPArrays) -> tuple[np.ndarray, np.ndarray]:

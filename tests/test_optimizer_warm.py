@@ -112,3 +112,19 @@ def test_ids_must_name_every_connector_once():
     warm.ids = np.zeros(10, dtype=int)
     with pytest.raises(ValueError, match="ids"):
         solve(problem, backend="highs", warm=warm)
+
+
+def test_built_again_when_most_columns_are_gone_or_the_tree_changes():
+    problem = generate(60, family="power", seed=2)
+    warm = WarmStart()
+    solve(problem, backend="highs", warm=warm)
+    few = np.arange(20)
+    warm.ids = few
+    again = solve(subset(problem, few), backend="highs", warm=warm)
+    assert warm.last == "cold"  # two thirds of the columns would be left over
+    assert_same_optimum(solve(subset(problem, few), backend="highs"), again)
+    other = generate(20, family="power", seed=3)  # another site: another tree
+    warm.ids = None
+    again = solve(other, backend="highs", warm=warm)
+    assert warm.last == "cold"
+    assert_same_optimum(solve(other, backend="highs"), again)
