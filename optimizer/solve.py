@@ -6,6 +6,7 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
    N = 1000) that no schedule delivers more weighted energy, and if one does re-solves with the
    weighted energy held at its optimum (optimizer/lp.py `HighsModel`, PuLP likewise).
+   With `warm` (optimizer/warm.py), HiGHS re-solves the last solve's model changed into this LP.
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
    bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room
    that the re-solve hands to other entries, some again below their minimum; the chain is long
