@@ -342,7 +342,11 @@ class HighsModel:
             left = end - time.perf_counter()
             if left <= 0:
                 raise SolverFailed(f"time limit reached before {what}")
-            self.highs.setOptionValue("time_limit", float(left))
+            # HiGHS compares time_limit with the run time summed over every run of this object
+            # (earlier rounds, earlier re-plans of a kept model: optimizer/warm.py)
+            self.highs.setOptionValue("time_limit", float(left) + self.highs.getRunTime())
+        else:  # no limit now, whatever an earlier solve of a kept model set
+            self.highs.setOptionValue("time_limit", highspy.kHighsInf)
         self.highs.run()
         model_status = self.highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kTimeLimit:

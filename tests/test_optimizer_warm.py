@@ -128,3 +128,27 @@ def test_built_again_when_most_columns_are_gone_or_the_tree_changes():
     again = solve(other, backend="highs", warm=warm)
     assert warm.last == "cold"
     assert_same_optimum(solve(other, backend="highs"), again)
+
+
+def test_a_kept_model_keeps_its_time_limit_per_solve():
+    # HiGHS compares time_limit with the run time its object has summed over every run; a
+    # model kept across re-plans sums them for ever, so a re-plan with a time limit failed
+    # (fell back to a baseline) once the earlier runs added up to more than that limit.
+    problem = generate(100, family="phase", seed=0)
+    warm = WarmStart()
+    solve(problem, backend="highs", warm=warm)
+    highs = warm._model.highs
+    rng = np.random.default_rng(0)
+    cost = np.asarray(highs.getLp().col_cost_)
+    while highs.getRunTime() < 0.5:  # earlier re-plans' runs, summed
+        highs.changeColsCost(cost.size, np.arange(cost.size, dtype=np.int32),
+                             cost * rng.uniform(0.5, 1.5, cost.size))
+        highs.run()
+    again = solve(problem, backend="highs", warm=warm, time_limit_s=0.25)
+    assert warm.last == "warm"
+    assert again.status != "fallback", again.message
+    assert_same_optimum(solve(problem, backend="highs"), again)
+    # and a re-plan without a limit has none, whatever the last one set
+    highs.setOptionValue("time_limit", highs.getRunTime() * 0.5)
+    solve(problem, backend="highs", warm=warm)
+    assert highs.getOptionValue("time_limit")[1] == float("inf")
