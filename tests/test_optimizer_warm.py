@@ -152,3 +152,53 @@ def test_a_kept_model_keeps_its_time_limit_per_solve():
     highs.setOptionValue("time_limit", highs.getRunTime() * 0.5)
     solve(problem, backend="highs", warm=warm)
     assert highs.getOptionValue("time_limit")[1] == float("inf")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_sequence_of_replans(seed):
+    # cars come and go, the site limit and the prices move, one re-plan carries a previous
+    # plan (stable pass), another a time limit: every warm re-plan has the cold optimum
+    rng = np.random.default_rng(seed)
+    family = ("power", "phase")[seed % 2]
+    site = generate(50, family=family, seed=seed, prices=True)
+    here = np.sort(rng.choice(50, 35, replace=False))
+    warm = WarmStart()
+    for step in range(6):
+        problem = subset(site, here)
+        limit_w = np.array(problem.node_limit_w)
+        limit_w[0] *= rng.uniform(0.6, 1.2)
+        problem = dataclasses.replace(problem, node_limit_w=limit_w,
+                                      price_per_kwh=problem.price_per_kwh
+                                      * rng.uniform(0.8, 1.2, problem.n_slots))
+        if step == 3:
+            previous = np.full(problem.upper_w.shape, np.nan)
+            previous[:, 30:32] = rng.uniform(0.0, 11000.0, (problem.n_connectors, 2))
+            problem = dataclasses.replace(problem, previous_w=previous)
+        warm.ids = here
+        again = solve(problem, backend="highs", warm=warm,
+                      time_limit_s=60.0 if step == 4 else None)
+        assert warm.last == ("cold" if step == 0 else "warm")
+        assert_same_optimum(solve(problem, backend="highs"), again)
+        # next: two cars leave, three come (or fewer when the site is full)
+        gone = rng.choice(here, 2, replace=False)
+        free = np.setdiff1d(np.arange(50), here)
+        came = rng.choice(free, min(3, free.size), replace=False)
+        here = np.sort(np.concatenate([np.setdiff1d(here, gone), came]))
+
+
+def test_an_id_that_comes_back_with_another_car_gets_new_columns():
+    # id 3 leaves (its columns stay in HiGHS, fixed at 0) and comes back with a car on
+    # another phase: the old columns' entries would be wrong, so they must not be reused
+    site = generate(30, family="phase", seed=4)
+    phases, phase = np.array(site.phases), np.array(site.phase)
+    warm = WarmStart()
+    solve(site, backend="highs", warm=warm)
+    others = np.delete(np.arange(30), 3)
+    warm.ids = others
+    solve(subset(site, others), backend="highs", warm=warm)
+    phases[3], phase[3] = (3, 0) if phases[3] == 1 else (1, 2)
+    back = dataclasses.replace(site, phases=phases, phase=phase)
+    warm.ids = np.arange(30)
+    again = solve(back, backend="highs", warm=warm)
+    assert warm.last == "warm"
+    assert_same_optimum(solve(back, backend="highs"), again)
