@@ -22,8 +22,11 @@ integer per connector of the problem, e.g. the session's id; default: the connec
 power column by (id, slot), a segment column by (id, k), a node row by (node, slot, phase), an
 energy row by id. The stored entries of a kept column are reused, so a kept id must hang under
 the same node with the same phases and voltage, and the slot lengths and the tree must be the
-same; otherwise (and after a stable pass, which changes the model for good, or once more than
-half the columns are left over) the model is built from scratch.
+same; otherwise (or once more than half the columns are left over) the model is built from
+scratch. An id that left and comes back gets new columns (its old ones stay fixed at 0: the car
+may be another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
+columns and rows added) the pass's columns and rows are deleted and every cost and bound is set
+anew; the held-energy row of a lexicographic solve (optimizer/lp.py) is deleted too.
 """
 
 from __future__ import annotations
