@@ -4,6 +4,7 @@
     python -m benchmarks.optimizer --large      # adds N = 10000
     python -m benchmarks.optimizer --quick      # N in {10, 100, 1000}, one run each
     python -m benchmarks.optimizer --replan     # warm re-plan after one car arrives, N = 1000
+    python -m benchmarks.optimizer --replan --change leaves   # ... or leaves, or: --change cap
 
 Instances come from optimizer.instances.generate (seeded; documented there): a site -> 20 feeders
 -> stations -> connectors tree, 96 slots of 15 min, family "power" (power limits only) and
@@ -247,13 +248,26 @@ def print_summary(summaries, pulp_state) -> None:
 REPLAN_SLOT = 34   # 08:30: most cars are plugged in; the car arriving nearest to it is the new one
 
 
-def replan_case(n: int, family: str, seed: int):
-    """(before, its ids, after): `generate(n)` is the site after the car arriving nearest 08:30
-    came; before it, the same site without that car."""
-    after = generate(n, family=family, seed=seed)
-    arriving = int(np.argmin(np.abs(after.arrival_slot - REPLAN_SLOT)))
-    ids = np.delete(np.arange(n), arriving)
-    return subset(after, ids), ids, after
+CHANGES = ("arrives", "leaves", "cap")
+
+
+def replan_case(n: int, family: str, seed: int, change: str = "arrives"):
+    """(before, its ids, after, its ids), ids = connector indices of `generate(n)`. "arrives":
+    the car arriving nearest 08:30 comes (before: the site without it); "leaves": that car goes;
+    "cap": the site's limits drop to 80 % (a demand-response event)."""
+    site = generate(n, family=family, seed=seed)
+    everyone = np.arange(n)
+    car = int(np.argmin(np.abs(site.arrival_slot - REPLAN_SLOT)))
+    others = np.delete(everyone, car)
+    if change == "arrives":
+        return subset(site, others), others, site, everyone
+    if change == "leaves":
+        return site, everyone, subset(site, others), others
+    limit_w, limit_a = np.array(site.node_limit_w), np.array(site.node_limit_a)
+    limit_w[0] *= 0.8
+    limit_a[0] *= 0.8
+    return site, everyone, dataclasses.replace(site, node_limit_w=limit_w,
+                                               node_limit_a=limit_a), everyone
 
 
 def bench_replan(family: str, n: int, args) -> list:
@@ -263,10 +277,12 @@ def bench_replan(family: str, n: int, args) -> list:
     on a second thread: on an idle 2-core machine the wall is close to it). "+ previous": as the
     controller re-plans, with the plan before as `previous_w` in its kept window (slots 34-35;
     the new car NaN), so solve() also runs the stable pass (optimizer/stable.py)."""
-    before, before_ids, after = replan_case(n, family, args.seed)
+    before, before_ids, after, after_ids = replan_case(n, family, args.seed, args.change)
     plan = solve(before, backend="highs").power_w
     previous = np.full(after.upper_w.shape, np.nan)
-    previous[before_ids, REPLAN_SLOT:REPLAN_SLOT + 2] = plan[:, REPLAN_SLOT:REPLAN_SLOT + 2]
+    kept, in_after, in_before = np.intersect1d(after_ids, before_ids, return_indices=True)
+    window = slice(REPLAN_SLOT, REPLAN_SLOT + 2)
+    previous[in_after, window] = plan[in_before, window]
     after_previous = dataclasses.replace(after, previous_w=previous)
 
     def cold(problem, backend):
@@ -281,8 +297,8 @@ def bench_replan(family: str, n: int, args) -> list:
         def run():
             state = WarmStart()
             state.ids = before_ids
-            solve(before, backend="highs", warm=state)        # the plan before the car came
-            state.ids = np.arange(n)
+            solve(before, backend="highs", warm=state)        # the plan before the change
+            state.ids = after_ids
             started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
             schedule = solve(problem, backend="highs", warm=state)
             return (schedule, time.perf_counter() - started, time.process_time() - cpu,
@@ -313,8 +329,10 @@ def bench_replan(family: str, n: int, args) -> list:
     return rows
 
 
-def print_replan(family: str, n: int, rows: list) -> None:
-    print(f"\n### warm re-plan, family {family}, N = {n}: one car arrives (load average "
+def print_replan(family: str, n: int, rows: list, change: str) -> None:
+    what = {"arrives": "one car arrives", "leaves": "one car leaves",
+            "cap": "the site limit drops to 80 %"}[change]
+    print(f"\n### warm re-plan, family {family}, N = {n}: {what} (load average "
           f"{os.getloadavg()[0]:.1f})\n")
     print("| method | total s | CPU s | main thread CPU s | model s | HiGHS s | iterations "
           "| rounding s | guard s | backend | relaxation objective vs cold highs "
@@ -345,13 +363,15 @@ def main(argv=None) -> None:
                         help="skip pulp where it is estimated to take longer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replan", action="store_true",
-                        help="only the warm re-plan scenario (one car arrives) at --sizes")
+                        help="only the warm re-plan scenario (--change) at --sizes")
+    parser.add_argument("--change", choices=CHANGES, default="arrives",
+                        help="what the re-plan follows (with --replan)")
     args = parser.parse_args(argv)
     if args.replan:
         print(f"Machine: {machine()}")
         for family in args.families:
             for n in args.sizes or (1000,):
-                print_replan(family, n, bench_replan(family, n, args))
+                print_replan(family, n, bench_replan(family, n, args), args.change)
         return
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES + ((LARGE,) if args.large else ()))
     if args.quick:

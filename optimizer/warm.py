@@ -6,8 +6,10 @@ that can now bind) and in the costs (the urgency ranks move with every new deadl
 scratch, HiGHS starts from the slack basis: at 1 000 phase-aware connectors about 3 700 dual
 simplex iterations. Kept, the model still holds the last optimal basis and its factorisation;
 HiGHS adds the new columns at their lower bound (0: no power) and the new rows basic, and the
-re-solve starts one car away from the optimum (benchmarks/README.md, "Speed (s17-speed)", has
-what it costs).
+re-solve starts one car away from the optimum, and the primal simplex only has to improve the
+last solution (benchmarks/README.md, "Speed (s17-speed)", has what it costs). When the last
+solution no longer fits the new LP (a charging car left, a limit dropped) the dual simplex from
+the kept basis was as slow as a cold build or slower, so then the model is built from scratch.
 
 Exact. The re-solved model is the new problem's LP, column for column and row for row: every
 coefficient is set from `lp.build_lp` of the new problem (costs and bounds of every column, bounds
@@ -78,6 +80,9 @@ class WarmStart:
     def __init__(self) -> None:
         self.ids: np.ndarray | None = None
         self.last: str | None = None
+        # change the kept model also when the last solution no longer fits (dual simplex from
+        # the kept basis; measured slower than a cold build, kept for tests and measurements)
+        self.infeasible_warm = False
         self._model: HighsModel | None = None
         self._problem: Problem | None = None
         self._ids: np.ndarray | None = None
@@ -179,6 +184,20 @@ class WarmStart:
         new_lower, new_upper = _row_bounds(arrays)
         row_lower[row], row_upper[row] = new_lower, new_upper
 
+        # The kept basis: new columns at 0, new rows basic. When the last solution is still
+        # feasible (a car came, prices moved) the primal simplex only has to improve it: a car
+        # arriving at 1 000 connectors took 103-163 iterations instead of 3 100-3 700. When it is
+        # not (a car that was charging left, a limit dropped) the dual simplex from the kept
+        # basis took as long as a cold solve or 2-3x longer (benchmarks/README.md, "Speed
+        # (s17-speed)"), so the model is built from scratch unless `infeasible_warm` asks.
+        last = np.concatenate([old.z_highs[:n_old_cols], np.zeros(new_cols.size)])
+        if _primal_feasible(arrays, last, col, lower, upper, new_lower, new_upper):
+            first_options = {"simplex_strategy": 4}
+        elif self.infeasible_warm:
+            first_options = {}
+        else:
+            return None
+
         # Only what changed goes to HiGHS (each call costs about a microsecond per entry).
         changed = np.flatnonzero(cost[:n_old_cols] != old_cost).astype(np.int32)
         if changed.size:
@@ -216,12 +235,7 @@ class WarmStart:
 
         model = HighsModel(arrays, energy_first=energy_first,
                            loaded=(highs, col.astype(np.int32)))
-        # The kept basis: new columns at 0, new rows basic. When the last solution is still
-        # feasible (a car came, nothing tightened) the primal simplex only has to improve it;
-        # otherwise the dual simplex (the default) repairs feasibility.
-        last = np.concatenate([old.z_highs[:n_old_cols], np.zeros(new_cols.size)])
-        if _primal_feasible(arrays, last, col, lower, upper, new_lower, new_upper):
-            model.first_options = {"simplex_strategy": 4}
+        model.first_options = first_options
         self._remember(problem, ids, model, col_keys, col, row_keys, row, (cost, lower, upper),
                        (row_lower, row_upper))
         return model

@@ -24,8 +24,10 @@ def assert_same_optimum(cold, warm) -> None:
         cold.extra["relaxation_weighted_wh"], rel=REL, abs=1e-6)
 
 
-def replan(before: Problem, before_ids, after: Problem, after_ids) -> tuple:
+def replan(before: Problem, before_ids, after: Problem, after_ids,
+           infeasible_warm: bool = False) -> tuple:
     warm = WarmStart()
+    warm.infeasible_warm = infeasible_warm
     warm.ids = before_ids
     first = solve(before, backend="highs", warm=warm)
     assert warm.last == "cold"
@@ -49,7 +51,8 @@ def test_a_car_arrives(family, seed):
 @pytest.mark.parametrize("family", ["power", "phase"])
 @pytest.mark.parametrize("seed", range(3))
 def test_a_car_leaves_a_limit_drops_and_the_order_changes(family, seed):
-    # the last solution is no longer feasible (dual simplex path); ids keep the columns apart
+    # the last solution is no longer feasible: by default a cold build (the dual simplex from
+    # the kept basis was slower), on request the kept model; ids keep the columns apart
     problem = generate(50, family=family, seed=seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(49)
@@ -57,6 +60,9 @@ def test_a_car_leaves_a_limit_drops_and_the_order_changes(family, seed):
     limit_w[0] *= 0.8
     after = subset(dataclasses.replace(problem, node_limit_w=limit_w), order)
     cold, warm, state = replan(problem, np.arange(50), after, order)
+    assert state.last == "cold"
+    assert_same_optimum(cold, warm)
+    cold, warm, state = replan(problem, np.arange(50), after, order, infeasible_warm=True)
     assert state.last == "warm"
     assert_same_optimum(cold, warm)
 
@@ -69,6 +75,7 @@ def test_warm_after_the_energy_held_row(seed):
     # the last problem's segments.
     before = random_phase_site(seed)
     warm = WarmStart()
+    warm.infeasible_warm = True  # a car leaves: keep the model anyway, to test the row's removal
     first = solve(before, backend="highs", warm=warm)
     assert first.extra["energy_first"] == "held"
     after = subset(before, np.arange(1, before.n_connectors))
@@ -163,6 +170,7 @@ def test_a_sequence_of_replans(seed):
     site = generate(50, family=family, seed=seed, prices=True)
     here = np.sort(rng.choice(50, 35, replace=False))
     warm = WarmStart()
+    warm.infeasible_warm = True  # every step on the kept model, whatever changed
     for step in range(6):
         problem = subset(site, here)
         limit_w = np.array(problem.node_limit_w)
@@ -192,6 +200,7 @@ def test_an_id_that_comes_back_with_another_car_gets_new_columns():
     site = generate(30, family="phase", seed=4)
     phases, phase = np.array(site.phases), np.array(site.phase)
     warm = WarmStart()
+    warm.infeasible_warm = True  # id 3 leaves: keep the model, so its columns stay behind
     solve(site, backend="highs", warm=warm)
     others = np.delete(np.arange(30), 3)
     warm.ids = others
