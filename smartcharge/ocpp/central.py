@@ -91,7 +91,7 @@ class CentralSystemBase:
         if error is None and not self.boot_accepted and action != BOOT_NOTIFICATION:
             error = SecurityError(description="BootNotification has not been accepted yet")
         if error is None:
-            error = dialect.check_date_times(action, payload)
+            error = dialect.check_values(action, payload)
         if error is not None:
             log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
                         error.code, error.description)
