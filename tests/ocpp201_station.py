@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 from ocpp.charge_point import snake_to_camel_case
+from ocpp.exceptions import OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
@@ -31,6 +32,9 @@ class StationSetup:
     stack_levels: int = 3
     iso15118: bool = False
     refuse_get_variables: bool = False
+    # DeviceDataCtrlr.ItemsPerMessage[GetVariables]: a longer request gets a CALLERROR
+    # OccurrenceConstraintViolation (B06.FR.15 allows it)
+    items_per_get_variables: int | None = None
     unknown_variables: set[str] = field(default_factory=set)
     advertised_units: str | None = None   # what RateUnit says (None: rate_units)
     refuse_zero_limit: bool = False       # a quirk of some firmware: a limit of 0 is refused
@@ -120,6 +124,10 @@ class Station201(ChargePoint):
         self._got("GetVariables", {"get_variable_data": get_variable_data})
         if self.setup.refuse_get_variables:
             raise NotImplementedError("GetVariables")
+        most = self.setup.items_per_get_variables
+        if most is not None and len(get_variable_data) > most:
+            raise OccurrenceConstraintViolationError(
+                description=f"at most {most} items per GetVariablesRequest")
         out = []
         for item in get_variable_data:
             component, variable = item["component"]["name"], item["variable"]["name"]

@@ -82,6 +82,20 @@ async def test_setup_probes_capabilities_and_installs_k01_clean_failsafes(tmp_pa
             assert total <= 22_000.0
 
 
+async def test_a_station_taking_few_items_per_get_variables_is_asked_in_parts(tmp_path, clock):
+    """A strict station with ItemsPerMessageGetVariables under our 8 variables refuses the whole
+    request (OccurrenceConstraintViolation): its real capabilities are still learnt, not the
+    conservative defaults."""
+    setup = StationSetup(rate_units="W", periods_per_schedule=4, items_per_get_variables=4)
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            port = (await _set_up(server, station)).port
+            assert port.caps.rate_units == ("W",) and port.caps.max_periods == 4
+            assert station.table.refusals == []
+
+
 async def test_idle_shares_and_plans_replace_by_id_never_stack(tmp_path, clock):
     """Idle shares and plans sent again and again: every one replaces its predecessor by id,
     the station never sees two profiles of one purpose and level overlap on an EVSE."""
