@@ -178,6 +178,11 @@ async def schema_problem(action: str, payload: dict, version: str) -> str | None
     except OCPPError as error:
         cause = error.details.get("cause") if isinstance(error.details, dict) else None
         return cause or error.description
+    # the schemas leave OCPP's 32 bits out: a strict station refuses a bigger integer
+    bad = _bad_date_time(_schema(MessageType.Call, action, version), payload, "",
+                         integers=True)
+    if bad is not None and isinstance(bad[1], int):
+        return f"{bad[0].lstrip('.')} must be a 32-bit integer, got {bad[1]}"
     return None
 
 
