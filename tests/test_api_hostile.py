@@ -21,6 +21,7 @@ OUT_OF_CALENDAR = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
 NOT_TIMES = ("2026-01-01T00:00:00", "tomorrow", 12, [], {}, "2026-02-30T00:00:00Z",
              *OUT_OF_CALENDAR)
 NOT_WATTS = (-1, "5", True, [], {}, 10 ** 400, -(10 ** 400))   # 10**400: no float holds it
+DEEP = "[" * 50_000 + "]" * 50_000          # past the JSON parser's recursion limit
 HUGE_IDS = ("9223372036854775808", "99999999999999999999999")   # past SQLite's 64 bits
 
 
@@ -47,9 +48,11 @@ def cases():
     for time in OUT_OF_CALENDAR:
         yield "GET", "/api/sessions", None, {"since": time}
         yield "GET", "/api/sessions.csv", None, {"until": time}
-    for raw in ("", "{", "[1, 2]", '"text"', '{"limit_w": NaN}', '{"limit_w": Infinity}'):
+    for raw in ("", "{", "[1, 2]", '"text"', '{"limit_w": NaN}', '{"limit_w": Infinity}',
+                DEEP, '{"limit_w": ' + DEEP + "}"):
         yield "PUT", "/api/site/cap", raw, None
         yield "POST", "/api/demand-response/events", raw, None
+        yield "POST", "/api/stations/CP1/reset", raw, None
     for ident in HUGE_IDS:
         yield "GET", f"/api/sessions/{ident}", None, None
         yield "GET", f"/api/sessions/{ident}/meter-values", None, None

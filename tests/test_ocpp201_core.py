@@ -110,6 +110,8 @@ async def booted_raw_socket(harness, station_id="CP1"):
     ('[2, "m13", "MeterValues", {"evseId": 1, "meterValue": [{"timestamp": '
      '"2026-01-01T00:00:00Z", "sampledValue": [{"value": Infinity}]}]}]',
      [4, "-1", "RpcFrameworkError"]),
+    ('[2, "m14", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
+     [4, "-1", "RpcFrameworkError"]),
 ])
 async def test_malformed_frames_get_the_2_0_1_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

@@ -64,6 +64,9 @@ async def assert_still_up(harness, ws):
     # NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them
     ('[2, "m16", "StartTransaction", {"connectorId": 1, "idTag": "DRIVER-1", '
      '"meterStart": NaN, "timestamp": "2026-01-01T00:00:00Z"}]', [4, "-1", "FormationViolation"]),
+    # nested past the parser's recursion limit: it was never answered at all
+    ('[2, "m17", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
+     [4, "-1", "FormationViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

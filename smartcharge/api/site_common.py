@@ -35,7 +35,7 @@ def controller(request: web.Request):
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):   # nested too deep
         raise ApiError(400, "bad_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")

@@ -75,7 +75,7 @@ class Dialect:
         """Check an inbound frame's JSON and array structure before the library sees it."""
         try:
             message = json.loads(raw, parse_constant=_not_json)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
             return self._refuse("-1", self.not_rpc(description="Frame is not valid JSON"),
                                 "not JSON")
         if not isinstance(message, list) or not message:
