@@ -80,9 +80,10 @@ class Station201(ChargePoint):
             charging_station={"model": "Strict201", "vendor_name": "tests"},
             reason="PowerUp"))
 
-    async def start_transaction(self, evse_id: int, id_token: str = "DRIVER-1") -> str:
+    async def start_transaction(self, evse_id: int, id_token: str = "DRIVER-1",
+                                transaction_id: str | None = None) -> str:
         """A transaction starts on an EVSE (TransactionEvent Started); returns its id."""
-        tx = str(uuid.uuid4())
+        tx = str(uuid.uuid4()) if transaction_id is None else transaction_id
         self.table.transactions[evse_id] = tx
         await self.call(call.TransactionEvent(
             event_type="Started", timestamp=format_ocpp_time(self.now()),

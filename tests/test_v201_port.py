@@ -176,6 +176,28 @@ async def test_refusals_try_the_other_unit_then_the_minimum_instead_of_0(tmp_pat
             assert [p["transactionId"] for p in _installed(station, P.TX_PROFILE)] == [tx]
 
 
+async def test_an_empty_station_transaction_id_plans_as_the_evse_default(tmp_path, clock):
+    """transactionId "" is valid for the schema (no minLength) but no TxProfile can name it
+    (K01.FR.03): the plan goes out as the EVSE's default (it raised in dispatch, every round)."""
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
+            control = await _set_up(server, station)
+            await station.start_transaction(1, transaction_id="")
+            ref = ConnectorRef("CP201", 1)
+            dispatcher, controller = server.dispatcher, server.controller
+            await wait_until(lambda: ref in controller.state.sessions, 10, "the session")
+            async with control.lock:
+                schedule = dispatcher.power_schedule(
+                    ref, clock.now(), [0, 600], [4_140.0, 11_000.0], phases=3,
+                    phases_known=True, duration_s=1200,
+                    min_power_w=dispatcher.topology.min_power_w(ref), pauses=True)
+                ours = controller.state.sessions[ref].transaction_id
+                result = await control.port.set_connector_schedule(1, ours, schedule)
+            assert result.answer is Answer.ACCEPTED and result.installed.default
+            assert station.table.refusals == [] and _installed(station, P.TX_PROFILE) == []
+
+
 async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(tmp_path,
                                                                                 clock):
     """A station keeps its profiles through a reconnection (K01); the fresh port re-sends every
