@@ -208,6 +208,13 @@ async def test_killed_between_commits_and_their_answers_nothing_lost_or_counted_
             status, listed = await server.api("GET", "/api/demand-response/events")
             assert [(e["id"], e["limit_w"], e["state"]) for e in listed] == [
                 ("evening", 20_000, "scheduled")]
+            # the utility never got its 2xx and posts the same event again: the same answer,
+            # not a conflict; a different event under that id still is one
+            status, again = await server.api("POST", "/api/demand-response/events", event)
+            assert status == 201 and (again["id"], again["limit_w"]) == ("evening", 20_000)
+            status, _ = await server.api("POST", "/api/demand-response/events",
+                                         {**event, "limit_w": 10_000})
+            assert status == 409
             assert await asyncio.gather(
                 cp1.call("stop", stop), cp2.call("ended", ended),
                 server.api("PUT", "/api/site/cap", {"limit_w": 30_000})) == [None] * 3

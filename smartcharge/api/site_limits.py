@@ -117,6 +117,11 @@ async def post_event(request: web.Request) -> web.Response:
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
     now = controller.clock.now()
+    if event_id and controller.limits.event(event_id) == event:
+        # the same event posted again (a client that never got the 2xx, e.g. the server died
+        # after the commit): it is stored; the same answer, not a conflict
+        return web.json_response(event.as_json(now), status=201,
+                                 headers={"Location": f"/api/demand-response/events/{event_id}"})
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
