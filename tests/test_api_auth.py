@@ -3,6 +3,7 @@ against the whole service (central system, site controller, dashboard) on a real
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -205,6 +206,10 @@ async def test_id_tags_are_masked_for_readers_and_whole_for_operators(tmp_path, 
             await harness.wait_for(lambda: server.app[CONTROLLER].state.sessions, 5)
             async with http.get(server.make_url("/api/site"), headers=headers) as resp:
                 tags |= {s["id_tag"] for s in (await resp.json())["sessions"]}
+            async with http.get(server.make_url("/api/site/stream"), headers=headers) as resp:
+                while not (line := await resp.content.readline()).startswith(b"data: "):
+                    pass
+                tags |= {s["id_tag"] for s in json.loads(line[6:])["sessions"]}
             return tags
 
         assert await seen_by("reader") == {"DRIV****"}
