@@ -80,6 +80,18 @@ def utc_now_whole_second(clock: Clock) -> datetime:
     return clock.now().replace(microsecond=0)
 
 
+LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
+
+
+def later(moment: datetime, seconds: float) -> datetime:
+    """`moment` + `seconds`, or the last moment a datetime holds: a station whose clock says
+    9999-12-31 is valid OCPP, and a default stay after it must not end the calendar."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return LAST_MOMENT
+
+
 def format_ocpp_time(moment: datetime) -> str:
     """Whole-second UTC with a Z, e.g. 2026-01-01T12:00:00Z: some stations fail on fractions."""
     if moment.tzinfo is None:
