@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ class StationSetup:
     refuse_zero_limit: bool = False       # a quirk of some firmware: a limit of 0 is refused
     # profiles it holds from before (evseId, camelCase profile), e.g. another CSMS's
     installed: list[tuple[int, dict]] = field(default_factory=list)
+    # until its BootNotification is accepted it answers every request with SecurityError, as
+    # a station does to a CSMS that talks to it before it is registered
+    refuse_before_boot: bool = False
 
 
 class Station201(ChargePoint):
@@ -63,6 +67,20 @@ class Station201(ChargePoint):
             "LimitChangeSignificance": "0.1", "Phases3to1": "false"},
             "OCPPCommCtrlr": {"HeartbeatInterval": "300"}}
         self.got = asyncio.Event()
+        self.registered = False
+        self.refused_before_boot: list[str] = []
+
+    async def route_message(self, raw_msg):
+        message = json.loads(raw_msg)
+        if message[0] == 3 and {"currentTime", "interval", "status"} <= set(message[2]):
+            # the answer to its BootNotification: registered from the moment it reads it
+            self.registered = message[2]["status"] == "Accepted"
+        if self.setup.refuse_before_boot and not self.registered and message[0] == 2:
+            self.refused_before_boot.append(message[2])
+            await self._send(json.dumps([4, message[1], "SecurityError",
+                                         "not registered yet", {}]))
+            return
+        await super().route_message(raw_msg)
 
     def now(self) -> datetime:
         return self.clock.now() if self.clock is not None else datetime.now(UTC)

@@ -176,6 +176,21 @@ async def test_refusals_try_the_other_unit_then_the_minimum_instead_of_0(tmp_pat
             assert [p["transactionId"] for p in _installed(station, P.TX_PROFILE)] == [tx]
 
 
+async def test_a_new_station_is_not_asked_anything_before_its_boot(tmp_path, clock):
+    """A station never seen before connects: until its BootNotification is accepted it is not
+    registered, and a strict one refuses requests (SecurityError). Its set-up waits for the
+    boot (it started at the connection, and the refused GetVariables left the defaults for
+    good); a reconnect of a registered station still sets up at once."""
+    setup = StationSetup(rate_units="W", periods_per_schedule=4, refuse_before_boot=True)
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            port = (await _set_up(server, station)).port
+            assert station.refused_before_boot == []
+            assert port.caps.rate_units == ("W",) and port.caps.max_periods == 4
+
+
 async def test_an_empty_station_transaction_id_plans_as_the_evse_default(tmp_path, clock):
     """transactionId "" is valid for the schema (no minLength) but no TxProfile can name it
     (K01.FR.03): the plan goes out as the EVSE's default (it raised in dispatch, every round)."""
