@@ -304,9 +304,12 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
         raise SolverFailed(f"flow: min-cost flow solver returned {status.name}")
 
     arc_flow = solver.flows(np.arange(first_conn, first_conn + ci.size))
-    power_w = np.zeros((problem.n_connectors, problem.n_slots))
-    # the stable step's parallel arcs repeat a (connector, slot): add them up
-    np.add.at(power_w, (ci, ct), arc_flow / units / problem.wh_per_w[ct])
+    # the stable step's parallel arcs repeat a (connector, slot): add them up in whole units,
+    # so a connector's power is one division as without them (a float sum of two parts could
+    # pass a limit by an ulp and leave the projection work to do)
+    flow_units = np.zeros((problem.n_connectors, problem.n_slots), dtype=np.int64)
+    np.add.at(flow_units, (ci, ct), arc_flow)
+    power_w = flow_units / units / problem.wh_per_w[None, :]
     solve_s = solved - built
     info = {
         "build_s": built - started,
