@@ -73,7 +73,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import keep_window, stable_targets
+from optimizer.stable import hold_minimums, keep_window, stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -332,6 +332,8 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
             power_w, info = _solve_generic(_solver(backend), problem, objective, deadline)
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc), found)
+    if problem.previous_w is not None:  # stable plans: a running car held at its minimum
+        power_w, info["held_at_minimum"] = hold_minimums(problem, power_w)
     started = time.perf_counter()
     power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0))
     rounded = info.get("paused", 0) + paused_by_projection > 0

@@ -55,9 +55,11 @@ import dataclasses
 import highspy
 import numpy as np
 
+from optimizer.objective import quantised_weight
 from optimizer.problem import Problem
 
 ZERO_DUAL = 1e-10
+ZERO_W = 1e-6  # as optimizer/solve.py: below this a solver's output is zero
 EARLY = 2.0
 
 
@@ -151,3 +153,92 @@ def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | 
     combined = np.array(baseline(residual), dtype=float)
     combined[:, :k] = ours_w[:, :k]
     return combined
+
+
+def _paths(problem: Problem) -> list[np.ndarray]:
+    """Every node's path to the root (itself first)."""
+    parent = problem.node_parent
+    paths = []
+    for node in range(problem.n_nodes):
+        path = [node]
+        while parent[path[-1]] >= 0:
+            path.append(int(parent[path[-1]]))
+        paths.append(np.array(path))
+    return paths
+
+
+def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, int]:
+    """(power_w with running cars held at their minimum in the kept slots, how many were held).
+
+    The stable pass moves one vertex of the optimal face to another, so a reduction often lands
+    on one car, which then sits between 0 and its minimum; the projection pauses it and the
+    top-up hands its room to others - a pause made by the re-plan alone. Here such a car (the
+    previous plan ran it at its minimum or more in that slot) is raised to its minimum with
+    power taken in the same slot from cars of the same (quantised) weight that sit above their
+    own minimum, when every node limit on the way still holds and its request has room: a Wh
+    moves between two sessions of equal weight, so the weighted energy is unchanged; only the
+    lower levels (price, fairness, urgency) may move, as rounding moves them anyway. A car that
+    cannot be held in full is left as it was (for the projection)."""
+    previous = problem.previous_w
+    if previous is None:
+        return power_w, 0
+    slots = np.flatnonzero(np.isfinite(previous).any(axis=0))
+    minimum = problem.min_power_w
+    if slots.size == 0 or not (minimum > 0).any():
+        return power_w, 0
+    power_w = np.array(power_w, dtype=float)
+    weight = quantised_weight(problem.weight)
+    upper = problem.upper_w
+    node_conn = problem.node_connector
+    amps = problem.amps_per_w  # (N, 3)
+    delivered = power_w @ problem.wh_per_w
+    paths = None
+    held = 0
+    for t in slots:
+        x = power_w[:, t]
+        ran = np.isfinite(previous[:, t]) & (previous[:, t] >= minimum - ZERO_W) & (previous[:, t] > 0)
+        short = ran & (x > ZERO_W) & (x < minimum - ZERO_W)
+        if not short.any():
+            continue
+        paths = _paths(problem) if paths is None else paths
+        load_w = node_conn @ x
+        load_a = node_conn @ (amps * x[:, None])  # (M, 3)
+        limit_w = np.maximum(problem.node_limit_w[:, t], load_w)  # never worse than before
+        limit_a = np.maximum(problem.node_limit_a[:, t][:, None], load_a)
+        wh = problem.wh_per_w[t]
+        for i in np.flatnonzero(short)[np.argsort((minimum - x)[short])]:
+            need = minimum[i] - x[i]
+            if x[i] + need > upper[i, t] or delivered[i] + need * wh > problem.energy_wh[i]:
+                continue
+            surplus = np.where((weight == weight[i]) & (x > minimum + ZERO_W), x - minimum, 0.0)
+            surplus[i] = 0.0
+            moves, new_w, new_a = [], load_w.copy(), load_a.copy()
+            path_i = paths[problem.connector_node[i]]
+            for j in np.argsort(-surplus):
+                if need <= 0 or surplus[j] <= 0:
+                    break
+                d = min(surplus[j], need)
+                path_j = paths[problem.connector_node[j]]
+                try_w, try_a = new_w.copy(), new_a.copy()
+                try_w[path_i] += d
+                try_w[path_j] -= d
+                try_a[path_i] += d * amps[i]
+                try_a[path_j] -= d * amps[j]
+                touched = np.union1d(path_i, path_j)
+                if (try_w[touched] > limit_w[touched]).any() or \
+                        (try_a[touched] > limit_a[touched]).any():
+                    continue
+                moves.append((j, d))
+                new_w, new_a = try_w, try_a
+                need -= d
+            if need > 0:
+                continue  # not held in full: leave it to the projection
+            for j, d in moves:
+                x[j] -= d
+                delivered[j] -= d * wh
+            delivered[i] += (minimum[i] - x[i]) * wh
+            x[i] = minimum[i]
+            load_w, load_a = new_w, new_a
+            held += 1
+        power_w[:, t] = x
+    return power_w, held

@@ -233,3 +233,35 @@ def test_random_previous_plans_leave_the_flow_optimum_unchanged(seed, monkeypatc
     def held(power):
         return np.minimum(power[known], previous[known]).sum()
     assert held(kept_w) > held(free_w)
+
+
+@pytest.mark.parametrize("backend", ["highs", "flow"])
+@pytest.mark.parametrize("at_minimum", [0, 1])
+def test_a_car_running_at_its_minimum_is_held_there_when_the_cap_drops(backend, at_minimum):
+    # The previous plan ran cars 0 and 1 under a 15 kW cap, one at its minimum (4140 W); car 2
+    # (single-phase, minimum 1380 W) waited. The cap drops to 14 kW: the stable plan takes the
+    # 1 kW from one of the two; landed on the car at its minimum it left it at 3140 W, the
+    # projection paused it and the top-up gave car 2 its room (no energy lost, so the guard
+    # kept the plan). Held at its minimum with the difference taken from the other car, it
+    # keeps running and the weighted energy is the same.
+    from optimizer.solve import weighted_energy_wh
+
+    n = 3 + IDLE
+    energy = np.zeros(n)
+    energy[:3] = 20000.0
+    previous = np.full((n, 1), np.nan)
+    previous[:3, 0] = [15000.0 - 4140.0, 15000.0 - 4140.0, 0.0]
+    previous[at_minimum, 0] = 4140.0
+    minimum = np.full(n, 4140.0)
+    minimum[2] = 1380.0
+    problem = Problem(slot_s=[900.0], max_power_w=11000.0, energy_wh=energy,
+                      arrival_slot=np.zeros(n, dtype=int), departure_slot=np.full(n, 1),
+                      node_parent=[-1] + [0] * n, connector_node=np.arange(1, n + 1),
+                      node_limit_w=[14000.0] + [11000.0] * n, min_power_w=minimum,
+                      previous_w=previous)
+    kept = solve(problem, backend=backend)
+    free = solve(dataclasses.replace(problem, previous_w=None), backend=backend)
+    assert (kept.power_w[:2, 0] >= 4140.0).all(), kept.power_w[:3, 0]
+    assert kept.power_w[:3, 0].sum() == pytest.approx(14000.0)
+    assert weighted_energy_wh(problem, kept.power_w) >= \
+        weighted_energy_wh(problem, free.power_w) * (1 - 1e-12)
