@@ -39,13 +39,18 @@ instances: the objective and the weighted energy do not move.
 The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
 (`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
 sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
-optimal face with). With a previous allocation `solve` makes no min-rate re-solve round: the
+optimal face with). Above that the flow keeps the previous allocation by a cost term of its own,
+below every level (optimizer/flow.py `stable_level`: every integer cost times a factor, a unit
+cheaper up to the previous allocation). With a previous allocation `solve` makes no min-rate re-solve round: the
 round paused what the first vertex left below a minimum (other cars than the previous plan ran)
 and the stable pass could not bring them back; the projection and the top-up round the stable
 plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
 in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
 guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
 our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
+Before the rounding, `hold_minimums` raises a car the previous plan ran that the stable plan
+leaves between 0 and its minimum in a kept slot to its minimum, taking the difference from cars
+of equal weight above theirs (the L1 pass tends to land a reduction on one car).
 """
 
 from __future__ import annotations
