@@ -60,9 +60,12 @@ class ControllerSettings:
     stale_after_s: float = 180.0       # a measurement older than this is unknown [s site time]
     underuse_margin_w: float = 500.0   # "clearly less": below allocation by this much ...
     underuse_fraction: float = 0.1     # ... and by this fraction of the allocation
-    ev_headroom_w: float = 500.0       # a car that draws less is planned at its draw + this
-    ev_follow_w: float = 250.0         # a capped car this far under its draw + headroom is
-                                       # capped again at its new draw (taper goes on)
+    # A car that draws less is planned at its draw + ev_headroom_w; once this far under its
+    # draw + headroom it is capped again at its new draw (taper goes on). Every watt of it is
+    # idle under a binding cap: 500 / 250 W left 0.3-1.0 points of the quality days' energy
+    # on the table (benchmarks/README.md, "Closed loop headroom").
+    ev_headroom_w: float = 150.0
+    ev_follow_w: float = 100.0
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long
