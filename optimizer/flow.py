@@ -178,13 +178,20 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     # Segment arcs: source -> session; root arcs carry the slot costs (see `flow_costs`).
     seg_cost, root_cost = flow_costs(problem, objective)
     seg_cost = seg_cost.ravel()
-    # The stable step (see `stable_level`) multiplies every cost by `level`.
-    level = stable_level(problem, upper_w, layer_id, nearest)
     max_abs_cost = float(max(np.abs(seg_cost).max(initial=0), np.abs(root_cost).max(initial=0),
-                             np.abs(objective.urgency).max(initial=0))) * level
+                             np.abs(objective.urgency).max(initial=0)))
     # Only what a session's connector arcs can carry ever flows through a cost arc.
     reachable_wh = np.minimum(problem.energy_wh, (upper_w * wh_per_w[None, :]).sum(axis=1))
-    units = units_per_wh(float(reachable_wh.sum()), max_abs_cost)
+    # The stable step (see `stable_level`) multiplies every cost by `level`; where the larger
+    # costs would not fit int64 the step is dropped (a plan less stable, never a failure).
+    level = stable_level(problem, upper_w, layer_id, nearest)
+    try:
+        units = units_per_wh(float(reachable_wh.sum()), max_abs_cost * level)
+    except SolverFailed:
+        if level == 1:
+            raise
+        level = 1
+        units = units_per_wh(float(reachable_wh.sum()), max_abs_cost)
     # A segment larger than what its session can ever receive is as good as capped there (and
     # in units that fit int64).
     seg_cap = np.repeat(_floor_units(np.minimum(objective.segment_wh, reachable_wh), units), k)
@@ -205,7 +212,7 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     # previous allocation on a parallel arc one unit cheaper.
     if level > 1:
         seg_cost, root_cost, conn_cost = seg_cost * level, root_cost * level, conn_cost * level
-        kept = np.minimum(_previous_units(problem, ci, ct, units), conn_cap)
+        kept = np.minimum(_previous_units(problem, ci, ct, units, big), conn_cap)
         held = np.flatnonzero(kept > 0)
         conn_cap = conn_cap - kept
         conn_tail = np.concatenate([conn_tail, conn_tail[held]])
@@ -271,11 +278,13 @@ def stable_level(problem: Problem, upper_w: np.ndarray, layer_id: np.ndarray,
     return min(sessions, layers) + 1
 
 
-def _previous_units(problem: Problem, ci: np.ndarray, ct: np.ndarray, units: int) -> np.ndarray:
-    """(arcs,) the previous allocation of each connector arc in flow units (0 where unknown)."""
+def _previous_units(problem: Problem, ci: np.ndarray, ct: np.ndarray, units: int,
+                    most: int) -> np.ndarray:
+    """(arcs,) the previous allocation of each connector arc in flow units (0 where unknown),
+    capped at `most` like every capacity (a huge finite previous_w must not overflow)."""
     previous = problem.previous_w[ci, ct]
     previous = np.where(np.isfinite(previous), previous, 0.0)
-    return _floor_units(previous * problem.wh_per_w[ct], units)
+    return _floor_units(previous * problem.wh_per_w[ct], units, most)
 
 
 def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,

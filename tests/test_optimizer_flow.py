@@ -299,3 +299,21 @@ def test_energy_too_large_for_int64_is_declined_explicitly():
                                   energy_wh=[1e18, 1e18])
     with pytest.raises(SolverFailed, match="overflow"):
         run_flow(problem)
+
+
+@pytest.mark.parametrize("previous_w, energy_wh", [
+    (1e300, (20_000.0, 3_000.0)),  # a huge finite previous allocation
+    (1e10, (1e11, 1e11)),          # requests whose costs fit int64 only without the stable step
+], ids=["previous_1e300", "no_room_for_the_step"])
+def test_the_stable_step_never_makes_the_flow_fail(previous_w, energy_wh):
+    # The stable step multiplies the costs and adds capacities from previous_w: a value that
+    # does not fit int64 must cap (like any capacity) or drop the step, never fall back.
+    from optimizer.solve import solve
+    problem = dataclasses.replace(two_cars(max_w=(1e13, 1e13), cap_w=1e14),
+                                  energy_wh=list(energy_wh))
+    free = solve(problem, backend="flow")
+    assert free.backend == "flow"
+    previous = np.array([[previous_w, np.nan], [0.0, np.nan]])
+    kept = solve(dataclasses.replace(problem, previous_w=previous), backend="flow")
+    assert kept.backend == "flow" and kept.status == free.status, kept.message
+    assert kept.objective == pytest.approx(free.objective, rel=1e-9)
