@@ -265,3 +265,28 @@ def test_a_car_running_at_its_minimum_is_held_there_when_the_cap_drops(backend, 
     assert kept.power_w[:3, 0].sum() == pytest.approx(14000.0)
     assert weighted_energy_wh(problem, kept.power_w) >= \
         weighted_energy_wh(problem, free.power_w) * (1 - 1e-12)
+
+
+def test_a_car_whose_whole_request_is_planned_is_held_by_moving_its_later_energy():
+    # Car 0 got the cap's remainder now (3140 W, under its 4140 W minimum) and the rest of its
+    # request later: raising it now alone would deliver more than it asked. Its later energy
+    # moves into this slot and the donor (car 1) takes that room later: both cars' energy and
+    # every limit stay as they were.
+    from optimizer.check import check, delivered_wh
+    from optimizer.stable import hold_minimums
+
+    raw = np.array([[3140.0, 9000.0], [10860.0, 5000.0]])
+    previous = np.array([[4140.0, np.nan], [10860.0, np.nan]])
+    problem = Problem(slot_s=[900.0, 900.0], max_power_w=11000.0,
+                      energy_wh=delivered_wh_of(raw), arrival_slot=[0, 0], departure_slot=[2, 2],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_w=14000.0,
+                      min_power_w=4140.0, previous_w=previous)
+    held, count = hold_minimums(problem, raw)
+    assert count == 1
+    np.testing.assert_allclose(held, [[4140.0, 8000.0], [9860.0, 6000.0]])
+    np.testing.assert_allclose(delivered_wh(problem, held), problem.energy_wh)
+    assert check(problem, held, tol=1e-9) == []
+
+
+def delivered_wh_of(power_w):
+    return np.asarray(power_w).sum(axis=1) * 0.25
