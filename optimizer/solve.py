@@ -76,7 +76,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import hold_minimums, keep_window, stable_targets
+from optimizer.stable import hold_minimums, keep_window, previous_window, stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -430,11 +430,7 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    kept = None
-    for other in (name, *(n for n in found.NAMES if n != name)):
-        kept = _kept_window(problem, schedule.power_w, other, theirs)
-        if kept is not None:
-            break
+    kept = _keep_running(problem, schedule.power_w, name, theirs)
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -449,18 +445,51 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
 
 
-def _kept_window(problem: Problem, ours_w: np.ndarray, name: str, theirs_wh: float):
-    """(power_w, backend) of our plan in the kept slots with baseline `name` after them, when it
-    delivers at least the baseline's weighted energy `theirs_wh`; else None (optimizer/stable.py
+def _plan_rest(residual: Problem) -> np.ndarray:
+    """Our own plan for what is left after the kept slots: `solve` on the residual problem (no
+    previous allocation, so one min-rate round where it is small, and its own guard: at least
+    every baseline's weighted energy on the residual)."""
+    return solve(residual).power_w
+
+
+def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, theirs_wh: float):
+    """(power_w, backend) keeping a kept window - the previous plan's first, then our rounded
+    stable plan's - with a plan for the rest after it, the first that delivers at least the
+    winning baseline's weighted energy `theirs_wh`; None when none does.
+
+    The previous plan's window first: it was rounded already (each car it ran at its minimum or
+    more), where the stable LP plan can leave a remainder below a minimum that the rounding
+    pauses and nobody else can use. After the window our own solve plans the rest on sites up
+    to STABLE_FLOW_CONNECTORS sessions (its result is at least every baseline's on the rest),
+    the baselines above (the winner first; a second solve of a large site costs too much)."""
+    small = problem.n_connectors <= STABLE_FLOW_CONNECTORS
+    planners = ([("highs", _plan_rest)] if small else
+                [(n, BASELINES[n]) for n in (winner, *(m for m in _Baselines.NAMES
+                                                       if m != winner))])
+    previous = previous_window(problem)
+    if previous is None:
+        return None
+    # lawful first (a limit may have dropped since): the rest is planned for what it leaves
+    for label, window in (("previous", project(problem, previous)), ("kept", ours_w)):
+        for name, planner in planners:
+            kept = _kept_window(problem, window, planner, theirs_wh)
+            if kept is not None:
+                return kept, f"{label}+{name}"
+    return None
+
+
+def _kept_window(problem: Problem, window_w: np.ndarray, planner, theirs_wh: float):
+    """Lawful power of `window_w` in the kept slots with `planner` after them, when it delivers
+    at least the baseline's weighted energy `theirs_wh`; else None (optimizer/stable.py
     `keep_window`: the guard still compares on energy alone, this is only a tie-break)."""
-    combined = keep_window(problem, ours_w, BASELINES[name])
+    combined = keep_window(problem, window_w, planner)
     if combined is None:
         return None
-    # the seam may leave room in the kept slots (the baseline saw more energy left than ours
-    # used): the top-up only adds power, so energy only grows
+    # the seam may leave room in the kept slots (the planner saw more energy left than the
+    # window used): the top-up only adds power, so energy only grows
     combined, checked = project_checked(problem, baselines.top_up(
         problem, project(problem, combined)))
     if weighted_energy_wh(problem, combined) < theirs_wh * (1.0 - 1e-12):
         return None
-    _assert_feasible(problem, combined, name, checked)
-    return combined, f"kept+{name}"
+    _assert_feasible(problem, combined, "kept window", checked)
+    return combined

@@ -160,6 +160,24 @@ def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | 
     return combined
 
 
+def previous_window(problem: Problem) -> np.ndarray | None:
+    """(N, T) the previous allocation in the kept slots (0 where it names none, and after them),
+    clipped to each connector's maximum; None without kept slots. Not lawful yet: the caller
+    projects it (a limit may have dropped, a car may need less now than the window gives it).
+
+    For the portfolio guard: the previous plan was itself rounded (every running car at its
+    minimum or more), while the stable LP plan leaves remainders below a minimum in the kept
+    slots that the rounding pauses and that nobody else can take (a 22 kW car's 12.4 kW minimum
+    against 5 kW of room; benchmarks/README.md, fourth round)."""
+    k = kept_slots(problem)
+    if k == 0:
+        return None
+    window = np.zeros(problem.upper_w.shape)
+    window[:, :k] = np.minimum(np.nan_to_num(problem.previous_w[:, :k], nan=0.0),
+                               problem.upper_w[:, :k])
+    return window
+
+
 def _paths(problem: Problem) -> list[np.ndarray]:
     """Every node's path to the root (itself first)."""
     parent = problem.node_parent
