@@ -30,10 +30,15 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
-   With a previous allocation, the baseline that wins plans only the slots after the kept ones
-   (our plan in them: optimizer/stable.py `keep_window`) when that delivers at least as much
-   weighted energy as the baseline alone - a tie-break that still compares energy only: the
-   baselines know nothing of the previous plan, and returned whole they paused cars it ran.
+   With a previous allocation, before a baseline is returned whole, the kept slots are kept -
+   the previous plan's window made lawful (`stable.previous_window`), then our rounded stable
+   plan's - and our own solve plans the slots after them (`_plan_rest`; the baselines on sites
+   above STABLE_FLOW_CONNECTORS sessions), when that delivers at least as much weighted energy
+   as the baseline alone - a tie-break that still compares energy only: the baselines know
+   nothing of the previous plan, and returned whole they paused cars it ran. The previous
+   window comes first because it was rounded already: the stable LP plan leaves remainders
+   below a minimum in the kept slots that rounding pauses and no one else can use
+   (benchmarks/README.md, "Stable allocations, fourth round").
    Cost: skipped when rounding lost no weighted energy against the relaxation (an upper bound on
    every schedule's); otherwise edf, llf and equal_share are computed (on a second thread while
    HiGHS solves; after the flow, which holds the GIL) but only clipped to [0, upper_w], which

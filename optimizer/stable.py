@@ -47,7 +47,8 @@ and the stable pass could not bring them back; the projection and the top-up rou
 plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
 in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
 guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
-our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
+the previous plan's window (`previous_window`) or ours in the kept slots and lets our solve (or a
+baseline) plan the rest, if that delivers as much.
 Before the rounding, `hold_minimums` raises a car the previous plan ran that the stable plan
 leaves between 0 and its minimum in a kept slot to its minimum, taking the difference from cars
 of equal weight above theirs (the L1 pass tends to land a reduction on one car).
