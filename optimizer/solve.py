@@ -81,7 +81,8 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import hold_minimums, keep_window, previous_window, stable_targets
+from optimizer.stable import (hold_minimums, keep_window, kept_slots, previous_window,
+                             stable_targets)
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -435,7 +436,7 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    kept = _keep_running(problem, schedule.power_w, name, theirs)
+    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs)
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -457,16 +458,19 @@ def _plan_rest(residual: Problem) -> np.ndarray:
     return solve(residual).power_w
 
 
-def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, theirs_wh: float):
-    """(power_w, backend) keeping a kept window - the previous plan's first, then our rounded
-    stable plan's - with a plan for the rest after it, the first that delivers at least the
-    winning baseline's weighted energy `theirs_wh`; None when none does.
+def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, winner_w: np.ndarray,
+                  theirs_wh: float):
+    """(power_w, backend) keeping a kept window with a plan for the rest after it, the first that
+    delivers at least the winning baseline's weighted energy `theirs_wh`; None when none does.
 
-    The previous plan's window first: it was rounded already (each car it ran at its minimum or
-    more), where the stable LP plan can leave a remainder below a minimum that the rounding
-    pauses and nobody else can use. After the window our own solve plans the rest on sites up
-    to STABLE_FLOW_CONNECTORS sessions (its result is at least every baseline's on the rest),
-    the baselines above (the winner first; a second solve of a large site costs too much)."""
+    Windows, in this order: the previous plan's (made lawful); the previous plan's for the cars
+    it ran and the winning baseline's (`winner_w`) for the others (it may start a car whose
+    deadline needs it now; made lawful); our rounded stable plan's. The previous plan's first:
+    it was rounded already (each car it ran at its minimum or more), where the stable LP plan
+    can leave a remainder below a minimum that the rounding pauses and nobody else can use.
+    After the window our own solve plans the rest on sites up to STABLE_FLOW_CONNECTORS
+    sessions (its result is at least every baseline's on the rest), the baselines above (the
+    winner first; up to three more solves of a large site would cost too much)."""
     small = problem.n_connectors <= STABLE_FLOW_CONNECTORS
     planners = ([("highs", _plan_rest)] if small else
                 [(n, BASELINES[n]) for n in (winner, *(m for m in _Baselines.NAMES
@@ -474,10 +478,16 @@ def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, theirs_wh: 
     previous = previous_window(problem)
     if previous is None:
         return None
+    k = kept_slots(problem)
+    mixed = np.where(previous > 0, previous, winner_w)
+    mixed[:, k:] = 0.0
     # lawful first (a limit may have dropped since): the rest is planned for what it leaves
-    for label, window in (("previous", project(problem, previous)), ("kept", ours_w)):
+    windows = (("previous", lambda: project(problem, previous)),
+               ("mixed", lambda: project(problem, mixed)), ("kept", lambda: ours_w))
+    for label, window in windows:
+        window_w = window()
         for name, planner in planners:
-            kept = _kept_window(problem, window, planner, theirs_wh)
+            kept = _kept_window(problem, window_w, planner, theirs_wh)
             if kept is not None:
                 return kept, f"{label}+{name}"
     return None

@@ -339,3 +339,37 @@ def test_the_guard_keeps_the_running_cars_of_a_captured_replan():
     for name in ("edf", "llf", "equal_share"):
         assert weighted_energy_wh(problem, schedule.power_w) >= \
             weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
+
+
+def test_the_guard_keeps_running_cars_while_a_baseline_starts_an_urgent_one():
+    # Another demo-day re-plan (5 of its sessions, 24 slots): LLF beats our rounded plan; it
+    # starts car 3 (22 kW, 27 kWh to go) at once and pauses car 4 (1 kWh to go), which shares
+    # its 32 A circuit. The previous plan's window (car 3 one slot later) with our plan after it
+    # delivers less than LLF. The previous plan's window for the cars it ran and LLF's for the
+    # others, made lawful (both cars above their minimum), with our plan after it, delivers as
+    # much as LLF and pauses nobody.
+    from optimizer.solve import weighted_energy_wh
+
+    inf = np.inf
+    previous = np.full((5, 24), np.nan)
+    previous[:, :4] = [[3680] * 4, [7360] * 4, [7360] * 4, [0, 22080, 22080, 22080],
+                       [11150, 0, 0, 0]]
+    problem = Problem(
+        slot_s=[337.0, 503.0] + [900.0] * 22,
+        max_power_w=[7360, 7360, 7360, 22080, 11150],
+        min_power_w=[1380, 1380, 1380, 12420, 4140],
+        energy_wh=[14428, 16954, 6059, 27383, 1073],
+        arrival_slot=[0] * 5, departure_slot=[24, 15, 4, 20, 12],
+        phases=[1, 1, 1, 3, 3], phase=0,
+        node_parent=[-1, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 5, 5, 5],
+        connector_node=[14, 17, 18, 25, 25],
+        node_limit_w=[120000, inf, inf, 66000] + [inf] * 22,
+        node_limit_a=[200, 100, 80, inf, 63, 63] + [16] * 8 + [inf] * 6 + [32] * 6,
+        previous_w=previous)
+    schedule = solve(problem)
+    running = problem.previous_w[:, 0] > 0
+    assert schedule.backend not in ("edf", "llf", "equal_share"), schedule.message
+    assert not (running & (schedule.power_w[:, 0] == 0)).any()
+    for name in ("edf", "llf", "equal_share"):
+        assert weighted_energy_wh(problem, schedule.power_w) >= \
+            weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
