@@ -9,7 +9,10 @@ latency with it: request, re-plan (with solve and check), sends, answers.
 
 from __future__ import annotations
 
+import asyncio
+import cProfile
 import functools
+import os
 import time
 
 from aiohttp import web
@@ -22,11 +25,28 @@ def install(app: web.Application) -> None:
     from smartcharge.site.dispatch import Dispatcher
 
     current: dict = {}
+    # SMARTCHARGE_PROBE_PROFILE=DIR: cProfile of the event loop's thread from each DR event's
+    # re-plan for SMARTCHARGE_PROBE_PROFILE_S (default 3) seconds, one .pstats file each
+    profile_dir = os.environ.get("SMARTCHARGE_PROBE_PROFILE")
+    profile_s = float(os.environ.get("SMARTCHARGE_PROBE_PROFILE_S", "3"))
+
+    def profile_dr(reasons) -> None:
+        if not profile_dir or not any(r.startswith("dr:") for r in reasons or ()):
+            return
+        profiler = cProfile.Profile()
+        path = os.path.join(profile_dir, f"dr-{len(RECORD['replans'])}.pstats")
+
+        def stop() -> None:
+            profiler.disable()
+            profiler.dump_stats(path)
+        profiler.enable()
+        asyncio.get_running_loop().call_later(profile_s, stop)
 
     original_replan = SiteController.replan
 
     @functools.wraps(original_replan)
     async def replan(self, reasons=None):
+        profile_dr(reasons)
         entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
                  "check_s": 0.0, "connectors": 0}
         current["replan"] = entry
