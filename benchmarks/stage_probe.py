@@ -47,8 +47,10 @@ def install(app: web.Application) -> None:
     @functools.wraps(original_replan)
     async def replan(self, reasons=None):
         profile_dr(reasons)
+        # thread_time: the event loop thread's own CPU (what the other processes on the
+        # machine take from it is not in it): comparable across load averages
         entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
-                 "check_s": 0.0, "connectors": 0}
+                 "check_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time()}
         current["replan"] = entry
         try:
             plan = await original_replan(self, reasons)
@@ -101,11 +103,12 @@ def install(app: web.Application) -> None:
         finally:
             if decrease:
                 # (start, end, profiles, what: "plans" brings the site under the limit now,
-                # "defaults" the fail-safe defaults that follow the limits)
+                # "defaults" the fail-safe defaults that follow the limits, station, the loop
+                # thread's CPU time at the end)
                 kinds = {item[0] for item in items}
                 RECORD["decreases"].append((started, time.time(), len(items),
                                             "defaults" if kinds == {"defaults"} else "plans",
-                                            control.station_id))
+                                            control.station_id, time.thread_time()))
 
     SiteController.replan = replan
     Dispatcher.dispatch_plan = dispatch_plan
