@@ -114,11 +114,11 @@ class ControlPortBase(StationPort):
         return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
 
     # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request, *, checked: bool = False):
+    async def _call(self, request, *, wire: dict | None = None):
         for attempt in range(self.settings.retries + 1):
             try:
                 return await self.link.call(request, timeout_s=self.settings.call_timeout_s,
-                                            checked=checked)
+                                            wire=wire)
             except StationTimeout:
                 if attempt == self.settings.retries:
                     raise
@@ -128,9 +128,9 @@ class ControlPortBase(StationPort):
         the answer ("Accepted", "Rejected", "NotSupported", a CALLERROR code, or NO_ANSWER).
         Raises StationOffline (recorded as "offline") when the station is gone."""
         try:
-            # built by the version's profile builders, schema-valid for every input (their
-            # tests): not checked again on the way out (issue 10)
-            answer = status_of(await self._call(message, checked=True))
+            # `payload` is `message` as it goes out, made by the version's profile builders,
+            # schema-valid for every input (their tests): sent as it is (issue 10)
+            answer = status_of(await self._call(message, wire=payload))
         except StationTimeout:
             answer = NO_ANSWER
         except StationCallError as exc:

@@ -44,7 +44,7 @@ class CallTransport(Protocol):
 
     boot_accepted: bool
 
-    async def send_call(self, request: Any, *, checked: bool = False) -> Any: ...
+    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any: ...
 
 
 class StationLink:
@@ -79,14 +79,15 @@ class StationLink:
         return not self._closed.is_set()
 
     async def call(self, request: Any, timeout_s: float | None = None, *,
-                   checked: bool = False) -> Any:
-        """`checked`: built by code whose every output a test proves valid (a control port's
-        SetChargingProfile): not schema-checked again on the way out."""
+                   wire: dict | None = None) -> Any:
+        """`wire`: the request's payload as it goes out, built by code whose every output a
+        test proves valid (a control port's SetChargingProfile): not serialised and
+        schema-checked again (`send_call`)."""
         if self._closed.is_set():
             raise StationOffline(f"station {self.station_id} is not connected")
         timeout_s = self._default_timeout_s if timeout_s is None else timeout_s
         action = type(request).__name__
-        call = asyncio.ensure_future(self._adapter.send_call(request, checked=checked))
+        call = asyncio.ensure_future(self._adapter.send_call(request, wire=wire))
         closed = asyncio.ensure_future(self._closed.wait())
         try:
             done, _ = await asyncio.wait({call, closed}, timeout=timeout_s,
