@@ -96,10 +96,10 @@ def install(app: web.Application) -> None:
     original_items = Dispatcher._run_items
 
     @functools.wraps(original_items)
-    async def run_items(self, control, items, *, decrease):
+    async def run_items(self, control, items, *, decrease, **kwargs):
         started = time.time()
-        try:
-            return await original_items(self, control, items, decrease=decrease)
+        try:   # kwargs: what newer trees pass (`superseded`)
+            return await original_items(self, control, items, decrease=decrease, **kwargs)
         finally:
             if decrease:
                 # (start, end, profiles, what: "plans" brings the site under the limit now,
