@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(the stall column is wall time: it includes what the OS gave other processes)")
     cycles = stats.get("cycles")
     if cycles:
-        print(f"# at shutdown, the stations gone: {cycles['frozen']} objects frozen; a full "
+        print(f"# at shutdown: a generation-1 collection took {cycles.get('gen1_cpu_ms', 0):.0f}"
+              f" ms CPU; {cycles['frozen']} objects frozen; a full "
               f"collection found {cycles['collected']} in garbage cycles, then without the "
               f"permanent generation {cycles['collected_after_unfreeze']} more (frozen "
               f"cycles: never collected while frozen; that collection took "

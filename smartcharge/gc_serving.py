@@ -47,16 +47,17 @@ FREEZE, COMPACT = "freeze", "compact"
 
 class FreezeWhenSettled:
     """When to freeze: the connections grew by `grown_fraction` of those at the last freeze
-    (and by at least `min_grown`) and then did not grow for `settle_s` - a boot storm is over
+    (and by at least `min_grown`) and then did not change for `settle_s` - a boot storm is over
     and the objects its stations keep are long-lived. Fewer connections lower the mark, so a
     reconnect wave after a drop is frozen too.
 
     When to compact (unfreeze, one full collection, freeze again): `ended_fraction` of the
     connections frozen (at least `min_ended`) have ended since the last freeze - each one
     left its garbage cycles in the permanent generation (measured: ~60-130 objects, 10-25 KB
-    per connection) - and the connections did not grow for `settle_s`. A full collection then
+    per connection) - and the connections did not change for `settle_s`. A full collection then
     holds the loop once (1.2-1.7 s at 5 000 stations, measured), instead of the leak growing
-    with every reconnect. Pure: the caller passes the counts and the time."""
+    with every reconnect (and a wave of disconnects is compacted once it has settled, not
+    while it goes on). Pure: the caller passes the counts and the time."""
 
     def __init__(self, *, grown_fraction: float = 0.1, min_grown: int = 100,
                  ended_fraction: float = 0.1, min_ended: int = 100,
@@ -70,16 +71,16 @@ class FreezeWhenSettled:
         self._frozen_count = 0              # connections at the last freeze
         self._ended_at_freeze = 0
         self._count = 0
-        self._grew_at_s: float | None = None
+        self._changed_at_s: float | None = None
 
     def observe(self, connected: int, ended: int, now_s: float) -> str | None:
         """`connected` now, `ended`: connections ended since start. FREEZE, COMPACT or None
         (after FREEZE or COMPACT the marks move to now)."""
-        if connected > self._count:
-            self._grew_at_s = now_s
+        if connected != self._count:   # a storm settles when the count stops moving
+            self._changed_at_s = now_s
         self._count = connected
         self.frozen_at = min(self.frozen_at, connected)
-        if self._grew_at_s is not None and now_s - self._grew_at_s < self.settle_s:
+        if self._changed_at_s is not None and now_s - self._changed_at_s < self.settle_s:
             return None
         action = None
         if ended - self._ended_at_freeze >= max(self.min_ended,

@@ -42,6 +42,10 @@ def test_frozen_connections_that_ended_are_compacted_once_settled() -> None:
     assert p.observe(5000, 1300, 30.0) is None  # not settled yet
     assert p.observe(5000, 1300, 35.0) == COMPACT
     assert p.observe(5000, 1300, 60.0) is None  # once
+    assert p.observe(4500, 1800, 61.0) is None  # a wave of disconnects: not while it goes on
+    assert p.observe(4000, 2300, 66.0) is None
+    assert p.observe(4000, 2300, 75.9) is None
+    assert p.observe(4000, 2300, 76.0) == COMPACT
 
 
 async def test_the_server_freezes_after_its_stations_connected(site, tmp_path) -> None:
