@@ -32,6 +32,14 @@ def test_a_storm_is_frozen_once_it_has_settled() -> None:
     assert p.observe(5400, 0, 60.0) is None
 
 
+def test_connections_that_ended_before_any_freeze_are_no_reason_to_compact() -> None:
+    p = policy()
+    p.observe(6000, 0, 0.0)                     # a storm of 10 000 in which 2 000 time out
+    p.observe(8000, 2000, 30.0)                 # and come back
+    assert p.observe(10000, 2000, 60.0) is None
+    assert p.observe(10000, 2000, 70.0) == FREEZE   # nothing frozen of ours to reclaim
+
+
 def test_frozen_connections_that_ended_are_compacted_once_settled() -> None:
     p = policy()
     p.observe(5000, 0, 0.0)
