@@ -3,6 +3,8 @@
     python -m benchmarks.optimizer              # N in {10, 100, 1000, 5000} x 96 slots
     python -m benchmarks.optimizer --large      # adds N = 10000
     python -m benchmarks.optimizer --quick      # N in {10, 100, 1000}, one run each
+    python -m benchmarks.optimizer --replan     # warm re-plan after one car arrives, N = 1000
+    python -m benchmarks.optimizer --replan --change leaves   # ... or leaves, or: --change cap
 
 Instances come from optimizer.instances.generate (seeded; documented there): a site -> 20 feeders
 -> stations -> connectors tree, 96 slots of 15 min, family "power" (power limits only) and
@@ -35,6 +37,7 @@ applies, otherwise highs. Ratios are measured in the same run, on the same insta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -48,12 +51,13 @@ import scipy.sparse
 
 from optimizer import baselines, flow
 from optimizer.check import check
-from optimizer.instances import generate
+from optimizer.instances import generate, subset
 from optimizer.lp import build_lp, energy_tolerance, solve_lp
 from optimizer.objective import (build_objective, delivered_wh, energy_first_by_construction,
                                  evaluate)
 from optimizer.pulp_backend import solve_pulp
-from optimizer.solve import solve
+from optimizer.solve import solve, weighted_energy_wh
+from optimizer.warm import WarmStart
 
 SIZES = (10, 100, 1000, 5000)
 LARGE = 10000
@@ -239,6 +243,115 @@ def print_summary(summaries, pulp_state) -> None:
         print(f"\npulp skipped for {family} N = {n}: estimated over the budget from the last size.")
 
 
+# --- warm re-plan: one car arrives -------------------------------------------------------------
+
+REPLAN_SLOT = 34   # 08:30: most cars are plugged in; the car arriving nearest to it is the new one
+
+
+CHANGES = ("arrives", "leaves", "cap")
+
+
+def replan_case(n: int, family: str, seed: int, change: str = "arrives"):
+    """(before, its ids, after, its ids), ids = connector indices of `generate(n)`. "arrives":
+    the car arriving nearest 08:30 comes (before: the site without it); "leaves": that car goes;
+    "cap": the site's limits drop to 80 % (a demand-response event)."""
+    site = generate(n, family=family, seed=seed)
+    everyone = np.arange(n)
+    car = int(np.argmin(np.abs(site.arrival_slot - REPLAN_SLOT)))
+    others = np.delete(everyone, car)
+    if change == "arrives":
+        return subset(site, others), others, site, everyone
+    if change == "leaves":
+        return site, everyone, subset(site, others), others
+    limit_w, limit_a = np.array(site.node_limit_w), np.array(site.node_limit_a)
+    limit_w[0] *= 0.8
+    limit_a[0] *= 0.8
+    return site, everyone, dataclasses.replace(site, node_limit_w=limit_w,
+                                               node_limit_a=limit_a), everyone
+
+
+def bench_replan(family: str, n: int, args) -> list:
+    """Cold solves of the new problem and warm re-solves (the model of the solve before the car
+    came, changed), each end to end as solve() runs it; median of --repeats. Times: wall, CPU of
+    the process (every thread), CPU of the calling thread (HiGHS runs there, the guard's baselines
+    on a second thread: on an idle 2-core machine the wall is close to it). "+ previous": as the
+    controller re-plans, with the plan before as `previous_w` in its kept window (slots 34-35;
+    the new car NaN), so solve() also runs the stable pass (optimizer/stable.py)."""
+    before, before_ids, after, after_ids = replan_case(n, family, args.seed, args.change)
+    plan = solve(before, backend="highs").power_w
+    previous = np.full(after.upper_w.shape, np.nan)
+    kept, in_after, in_before = np.intersect1d(after_ids, before_ids, return_indices=True)
+    window = slice(REPLAN_SLOT, REPLAN_SLOT + 2)
+    previous[in_after, window] = plan[in_before, window]
+    after_previous = dataclasses.replace(after, previous_w=previous)
+
+    def cold(problem, backend):
+        def run():
+            started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
+            schedule = solve(problem, backend=backend)
+            return (schedule, time.perf_counter() - started, time.process_time() - cpu,
+                    "cold", time.thread_time() - main_cpu)
+        return run
+
+    def warm(problem):
+        def run():
+            state = WarmStart()
+            state.ids = before_ids
+            solve(before, backend="highs", warm=state)        # the plan before the change
+            state.ids = after_ids
+            started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
+            schedule = solve(problem, backend="highs", warm=state)
+            return (schedule, time.perf_counter() - started, time.process_time() - cpu,
+                    state.last, time.thread_time() - main_cpu)
+        return run
+
+    rows = []
+    for label, method, problem in (
+            ("cold solve(auto)", cold(after, "auto"), after),
+            ("cold solve(highs)", cold(after, "highs"), after),
+            ("warm solve(highs)", warm(after), after),
+            ("cold solve(auto) + previous", cold(after_previous, "auto"), after_previous),
+            ("cold solve(highs) + previous", cold(after_previous, "highs"), after_previous),
+            ("warm solve(highs) + previous", warm(after_previous), after_previous)):
+        runs = [method() for _ in range(args.repeats)]
+        wall = statistics.median(r[1] for r in runs)
+        cpu = statistics.median(r[2] for r in runs)
+        main_cpu = statistics.median(r[4] for r in runs)
+        schedule, how = runs[-1][0], runs[-1][3]
+        extra = schedule.extra
+        rows.append({"label": label, "total_s": wall, "cpu_s": cpu, "main_cpu_s": main_cpu,
+                     "build_s": schedule.build_s,
+                     "highs_s": extra.get("highs_s"), "iterations": extra.get("iterations"),
+                     "round_s": extra.get("check_s"), "guard_s": extra.get("guard_s", 0.0),
+                     "backend": f"{schedule.backend}/{how}",
+                     "relaxation": extra.get("relaxation_objective"),
+                     "weighted_wh": weighted_energy_wh(problem, schedule.power_w)})
+    return rows
+
+
+def print_replan(family: str, n: int, rows: list, change: str) -> None:
+    what = {"arrives": "one car arrives", "leaves": "one car leaves",
+            "cap": "the site limit drops to 80 %"}[change]
+    print(f"\n### warm re-plan, family {family}, N = {n}: {what} (load average "
+          f"{os.getloadavg()[0]:.1f})\n")
+    print("| method | total s | CPU s | main thread CPU s | model s | HiGHS s | iterations "
+          "| rounding s | guard s | backend | relaxation objective vs cold highs "
+          "| weighted energy vs cold highs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    for r in rows:
+        reference = next(q for q in rows if q["label"] == "cold solve(highs)"
+                         + (" + previous" if r["label"].endswith("previous") else ""))
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        gap = ("-" if r["relaxation"] is None or reference["relaxation"] is None else
+               f"{(r['relaxation'] - reference['relaxation']) / abs(reference['relaxation']):.1e}")
+        print(f"| {r['label']} | {r['total_s']:.4f} | {r['cpu_s']:.4f} | {r['main_cpu_s']:.4f} | "
+              f"{fmt(r['build_s'])} | "
+              f"{fmt(r['highs_s'])} | "
+              f"{r['iterations'] if r['iterations'] is not None else '-'} | {fmt(r['round_s'])} | "
+              f"{fmt(r['guard_s'])} | {r['backend']} | {gap} | "
+              f"{r['weighted_wh'] / reference['weighted_wh']:.6f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--large", action="store_true", help="also N = 10000")
@@ -249,7 +362,17 @@ def main(argv=None) -> None:
     parser.add_argument("--pulp-budget-s", type=float, default=120.0,
                         help="skip pulp where it is estimated to take longer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replan", action="store_true",
+                        help="only the warm re-plan scenario (--change) at --sizes")
+    parser.add_argument("--change", choices=CHANGES, default="arrives",
+                        help="what the re-plan follows (with --replan)")
     args = parser.parse_args(argv)
+    if args.replan:
+        print(f"Machine: {machine()}")
+        for family in args.families:
+            for n in args.sizes or (1000,):
+                print_replan(family, n, bench_replan(family, n, args), args.change)
+        return
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES + ((LARGE,) if args.large else ()))
     if args.quick:
         args.repeats = 1

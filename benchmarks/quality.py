@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import acn
+from benchmarks.quality_bound import online_truthful_wh, taper_aware_optimum_wh
 from benchmarks.quality_days import days, offline_optimum_wh, offline_problem, past_sessions
 from benchmarks.quality_loop import DayResult, run_day
 from optimizer import baselines, check, replay
@@ -147,7 +148,28 @@ def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
               + " |")
 
 
+def print_bounds(day, offline_wh: float) -> None:
+    """Where the truthful runs' gap to the offline optimum can come from: the batteries' taper
+    (a bound that knows it), not knowing who comes next (the offline problem re-planned online
+    at every arrival and departure, perfect cars and stations), minimum rates (the same with
+    each car's 6 A minimum). What the truthful run loses beyond the last is the controller's."""
+    tapered = taper_aware_optimum_wh(day)
+    online = online_truthful_wh(day)
+    online_min = online_truthful_wh(day, min_current_a=6.0)
+    print(f"| {day.name} | {offline_wh / 1000:.1f} | {tapered / 1000:.1f} ({tapered / offline_wh:.2%}) "
+          f"| {online / 1000:.1f} ({online / offline_wh:.2%}) "
+          f"| {online_min / 1000:.1f} ({online_min / offline_wh:.2%}) |", flush=True)
+
+
 def run_days(args) -> None:
+    if args.bounds:
+        print("\n### Bounds: offline optimum, with taper, online (perfect physics), online with "
+              "minimum rates [kWh]\n")
+        print("| day | offline optimum | with the batteries' taper | online, truthful | "
+              "online, truthful, 6 A minimum |")
+        print("|---|---:|---:|---:|---:|")
+        for day in days(args.days):
+            print_bounds(day, offline_optimum_wh(day))
     rows = []
     for day in days(args.days):
         started = time.perf_counter()
@@ -233,6 +255,8 @@ def main(argv=None) -> None:
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                         help="EDF, LLF, equal share through the controller too")
     parser.add_argument("--no-days", dest="run_days", action="store_false")
+    parser.add_argument("--bounds", action=argparse.BooleanOptionalAction, default=True,
+                        help="the bounds table: taper-aware optimum, online re-plans (~20 s a day)")
     parser.add_argument("--acn", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--acn-cache", default=str(acn.DEFAULT_CACHE))
     parser.add_argument("--acn-start", default="2019-05-06T00:00:00-07:00")

@@ -39,6 +39,8 @@ The distribution (all times in hours after 00:00):
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from optimizer.problem import Problem
@@ -139,3 +141,15 @@ def generate(n_connectors: int, n_slots: int = 96, slot_s: float = 900.0, family
         min_power_w=min_w, phases=phases, phase=phase, voltage_v=VOLTAGE_V, weight=weight,
         price_per_kwh=_price_per_kwh(n_slots, slot_s) if prices else None,
     )
+
+
+def subset(problem: Problem, connectors) -> Problem:
+    """The same site with only `connectors` (indices, in that order): the problem before a car
+    arrived, or after one left (benchmarks of warm re-plans, tests/test_optimizer_warm.py)."""
+    idx = np.asarray(connectors, dtype=np.int64)
+    per_connector = ("max_power_w", "energy_wh", "arrival_slot", "departure_slot",
+                     "connector_node", "min_power_w", "phases", "phase", "voltage_v", "weight")
+    fields = {name: getattr(problem, name)[idx] for name in per_connector}
+    if problem.previous_w is not None:
+        fields["previous_w"] = problem.previous_w[idx]
+    return dataclasses.replace(problem, **fields)

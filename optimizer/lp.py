@@ -89,6 +89,11 @@ class LPArrays:
     seg_connector: np.ndarray  # (n_seg_sessions,) connector of each block of segment variables
     n_segments: int
     energy_c: np.ndarray       # (n_var,) the cost of weighted energy alone: -w on segments, 0 on x
+    # What each node row limits (optimizer/warm.py maps a basis between two builds by these):
+    # node, slot, and the phase (-1: the power row). None when not recorded.
+    row_node: np.ndarray | None = None    # (n_ub,)
+    row_slot: np.ndarray | None = None    # (n_ub,)
+    row_phase: np.ndarray | None = None   # (n_ub,)
 
     @property
     def n_x(self) -> int:
@@ -196,7 +201,7 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
     var_of[x_connector, x_slot] = np.arange(n_x)
     cap_w = np.where(has_var, cap_w, 0.0)
 
-    rows, cols, vals, rhs = [], [], [], []
+    rows, cols, vals, rhs, row_keys = [], [], [], [], []
     n_rows = 0
     # Node power rows that can bind.
     limit_w = problem.node_limit_w
@@ -207,6 +212,7 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
         r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, None)
         rows.append(r + n_rows); cols.append(c); vals.append(v)
         rhs.append(limit_w[m_r, t_r])
+        row_keys.append((m_r, t_r, np.full(m_r.shape[0], -1)))
         n_rows += m_r.shape[0]
     # Node phase-current rows that can bind and are not dominated by another phase's row.
     if problem.has_phase_limits:
@@ -227,6 +233,7 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
             r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, coef)
             rows.append(r + n_rows); cols.append(c); vals.append(v)
             rhs.append(limit_a[m_r, t_r])
+            row_keys.append((m_r, t_r, np.full(m_r.shape[0], ph)))
             n_rows += m_r.shape[0]
     n_ub = n_rows
 
@@ -254,9 +261,12 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
                          np.repeat(objective.segment_wh[seg_connector], k_seg)])
     b_ub = np.concatenate(rhs) if rhs else np.zeros(0)
     energy_c = np.concatenate([np.zeros(n_x), -np.repeat(objective.weight[seg_connector], k_seg)])
+    keys = ([np.concatenate(part).astype(np.int64) for part in zip(*row_keys)] if row_keys
+            else [np.zeros(0, dtype=np.int64)] * 3)
     return LPArrays(c=c, A=matrix, n_ub=n_ub, b_ub=b_ub, b_eq=np.zeros(n_eq), lb=lb, ub=ub,
                     x_connector=x_connector, x_slot=x_slot, var_of=var_of,
-                    seg_connector=seg_connector, n_segments=k_seg, energy_c=energy_c)
+                    seg_connector=seg_connector, n_segments=k_seg, energy_c=energy_c,
+                    row_node=keys[0], row_slot=keys[1], row_phase=keys[2])
 
 
 def energy_tolerance(energy: float) -> float:
@@ -281,11 +291,22 @@ class HighsModel:
     """
 
     def __init__(self, arrays: LPArrays, options: dict | None = None,
-                 energy_first: bool = False) -> None:
+                 energy_first: bool = False, loaded: tuple | None = None) -> None:
         self.arrays = arrays
         self.energy_first = energy_first
         self._energy_row: int | None = None  # index of the held-energy row, once added
         self._duals_of_objective = True      # HiGHS's current duals are the objective's
+        self.restricted = None               # set by the stable pass, which changes the model
+        self.z_highs: np.ndarray | None = None  # the last run's solution, HiGHS's column order
+        self.first_options: dict = {}        # options for the next solve's first run only
+        self.paused_cols: list = []          # HiGHS columns pause() fixed at 0
+        if loaded is not None:
+            # (highs, col): a HiGHS model already holding this LP (optimizer/warm.py), with
+            # arrays' column j in HiGHS column col[j]; other HiGHS columns are fixed at 0
+            self.highs, self._all = loaded
+            self._mapped = True
+            return
+        self._mapped = False
         self.highs = highspy.Highs()
         self.highs.setOptionValue("output_flag", False)
         for name, value in {**HIGHS_OPTIONS, **(options or {})}.items():
@@ -308,7 +329,8 @@ class HighsModel:
     def pause(self, connector: np.ndarray, slot: np.ndarray) -> int:
         """Fix power to 0 for these (connector, slot) pairs; returns how many variables changed."""
         var = self.arrays.var_of[connector, slot]
-        var = np.unique(var[var >= 0]).astype(np.int32)
+        var = self._all[np.unique(var[var >= 0])].astype(np.int32)
+        self.paused_cols.append(var)
         if var.size:
             zeros = np.zeros(var.size)
             self.highs.changeColsBounds(int(var.size), var, zeros, zeros)
@@ -320,7 +342,11 @@ class HighsModel:
             left = end - time.perf_counter()
             if left <= 0:
                 raise SolverFailed(f"time limit reached before {what}")
-            self.highs.setOptionValue("time_limit", float(left))
+            # HiGHS compares time_limit with the run time summed over every run of this object
+            # (earlier rounds, earlier re-plans of a kept model: optimizer/warm.py)
+            self.highs.setOptionValue("time_limit", float(left) + self.highs.getRunTime())
+        else:  # no limit now, whatever an earlier solve of a kept model set
+            self.highs.setOptionValue("time_limit", highspy.kHighsInf)
         self.highs.run()
         model_status = self.highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kTimeLimit:
@@ -329,7 +355,9 @@ class HighsModel:
             status_text = self.highs.modelStatusToString(model_status)
             raise SolverFailed(f"HiGHS did not find an optimum of {what}: {status_text}")
         info = self.highs.getInfo()
-        z = np.asarray(self.highs.getSolution().col_value)
+        z = self.z_highs = np.asarray(self.highs.getSolution().col_value)
+        if self._mapped:  # HiGHS's column order -> the arrays' order
+            z = z[self._all]
         return z, float(info.objective_function_value), int(info.simplex_iteration_count)
 
     def _hold_energy(self, lower: float) -> None:
@@ -349,7 +377,14 @@ class HighsModel:
         arrays = self.arrays
         if self._energy_row is not None:
             self.highs.changeRowBounds(self._energy_row, -highspy.kHighsInf, highspy.kHighsInf)
-        z, value, iterations = self._run(end, "the objective")
+        for name, value in self.first_options.items():
+            self.highs.setOptionValue(name, value)
+        try:
+            z, value, iterations = self._run(end, "the objective")
+        finally:
+            for name in self.first_options:
+                self.highs.setOptionValue(name, HIGHS_OPTIONS[name])
+            self.first_options = {}
         self._duals_of_objective = True
         energy_first = "by construction"
         if self.energy_first:
@@ -392,8 +427,10 @@ class HighsModel:
             # a basis that is already optimal for it (0 iterations), gives its own duals.
             _, _, iterations = self._run(end, "the objective before the stable pass")
             self._duals_of_objective = True
+        # (columns, rows) before the pass: optimizer/warm.py deletes what it adds
+        self.restricted = (int(self.highs.getNumCol()), int(self.highs.getNumRow()))
         stable.restrict_to_optimal_face(self.highs)
-        stable.add_deviation(self.highs, variables, previous_w, weight)
+        stable.add_deviation(self.highs, self._all[variables], previous_w, weight)
         z, deviation, more = self._run(end, "the plan closest to the previous one")
         return self.arrays.to_power(z), {"solve_s": time.perf_counter() - started,
                                          "iterations": iterations + more,

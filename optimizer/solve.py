@@ -6,6 +6,7 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
    N = 1000) that no schedule delivers more weighted energy, and if one does re-solves with the
    weighted energy held at its optimum (optimizer/lp.py `HighsModel`, PuLP likewise).
+   With `warm` (optimizer/warm.py), HiGHS re-solves the last solve's model changed into this LP.
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
    bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room
    that the re-solve hands to other entries, some again below their minimum; the chain is long
@@ -130,7 +131,7 @@ class _Deadline:
 
 
 def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
-                 before_solve=lambda: None):
+                 before_solve=lambda: None, warm=None):
     """Relaxation, then pause-and-resolve on one warm HiGHS model; before_solve() is called
     once the model is built (HiGHS releases the GIL from then on)."""
     started = time.perf_counter()
@@ -139,7 +140,10 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
         zero = np.zeros((problem.n_connectors, problem.n_slots))
         return zero, {"build_s": time.perf_counter() - started, "solve_s": 0.0, "objective": 0.0,
                       "status": "empty", "rounds": 0, "paused": 0}
-    model = HighsModel(arrays, energy_first=not energy_first_by_construction(problem))
+    energy_first = not energy_first_by_construction(problem)
+    # warm (optimizer/warm.py): the last solve's model, changed into this problem's LP
+    model = (HighsModel(arrays, energy_first=energy_first) if warm is None
+             else warm.model(problem, arrays, energy_first))
     build_s = time.perf_counter() - started
     before_solve()
     power_w, info = model.solve(deadline.left_s())
@@ -179,7 +183,8 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
             stable_info = {"stable_failed": str(exc)}
         solve_s += stable_info.get("solve_s", 0.0)
         iterations += stable_info.get("iterations", 0)
-    return power_w, {"build_s": build_s, "solve_s": solve_s, "objective": info["objective"],
+    return power_w, {"build_s": build_s, "solve_s": solve_s, "highs_s": solve_s,
+                     "objective": info["objective"],
                      "stable_s": stable_info.get("solve_s"),
                      "stable_failed": stable_info.get("stable_failed"),
                      "rounds_stopped": stopped, "energy_first": info["energy_first"],
@@ -309,8 +314,12 @@ def _best_baseline(problem: Problem, objective: Objective, found: _Baselines,
     return name, found.lawful(name)
 
 
-def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None) -> Schedule:
-    """The best schedule `backend` finds for `problem`; see the module docstring."""
+def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = None,
+          warm=None) -> Schedule:
+    """The best schedule `backend` finds for `problem`; see the module docstring.
+
+    warm: an optimizer.warm.WarmStart carried from one re-plan to the next; HiGHS then re-solves
+    the last model changed into this problem's LP (backend "auto" means "highs" with it)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
     if problem.n_connectors == 0:  # nobody to charge (build_objective needs a weight)
@@ -321,13 +330,13 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     if backend in BASELINES:
         return _solve_baseline(problem, objective, backend)
     if backend == "auto":
-        backend = _pick_auto(problem)
+        backend = "highs" if warm is not None else _pick_auto(problem)
     deadline = _Deadline(time_limit_s)
     rounding_likely = bool((problem.min_power_w > 0).any())
     found = _Baselines(problem, background=backend == "highs" and rounding_likely)
     try:
         if backend == "highs":
-            power_w, info = _solve_highs(problem, objective, deadline, found.start)
+            power_w, info = _solve_highs(problem, objective, deadline, found.start, warm)
         else:
             power_w, info = _solve_generic(_solver(backend), problem, objective, deadline)
     except SolverFailed as exc:
@@ -351,7 +360,9 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
         started = time.perf_counter()
         guarded = _portfolio_guard(problem, objective, schedule, found)
         # The guard's baselines are part of the solve: count them, so benchmarks see the total.
-        return dataclasses.replace(guarded, solve_s=guarded.solve_s + time.perf_counter() - started)
+        guard_s = time.perf_counter() - started
+        return dataclasses.replace(guarded, solve_s=guarded.solve_s + guard_s,
+                                   extra={**guarded.extra, "guard_s": guard_s})
     return schedule
 
 

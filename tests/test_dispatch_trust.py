@@ -3,6 +3,7 @@ increases wait for the decreases they depend on (per subtree), a profile is orde
 does in every interval, and the sum of the limits installed in the simulated stations is checked
 after every single profile a station installs."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import AcceleratedClock
@@ -374,5 +375,58 @@ async def test_a_stations_decreases_go_out_before_the_other_stations_are_compare
             compared = [i for i, (kind, _) in enumerate(log[begin:], begin) if kind == "compared"]
             assert len(compared) >= 2, log
             assert first_down < compared[1], log   # before the second station's comparison
+        finally:
+            await fleet.stop()
+
+
+async def test_a_limit_lowered_while_an_increase_is_answered_stops_the_next_increase(tmp_path):
+    """One station, two connectors, both raised by one plan: the first raise is on its way
+    (the station has not answered) when a DR event lowers the limit now. That one cannot be
+    called back; the second must not follow it (it went out after the first's answer)."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = Site(name="trust-two", circuits=(Circuit("grid", None, limit_w=30_000),),
+                stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+    one, two = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=DispatchSettings(call_timeout_s=60.0,
+                                                        retries=0)) as server:
+        controller = server.controller
+        fleet = fleet_for(site, server, clock)
+        try:
+            await fleet.start(wait_booted_s=10)
+            for ref in (one, two):
+                assert await fleet.plug_in("CP1", ref.connector_id, big_ev(), "DRIVER-1")
+            await wait_until(lambda: controller.plan is not None
+                             and len(controller.plan.connectors) == 2, 10, "both planned")
+            controller.ev_cap_w.update({one: 4_000.0, two: 4_000.0})
+            controller.request_replan("test")
+            await wait_until(lambda: all(3_500 < limit_w(fleet, r) < 4_500 for r in (one, two)),
+                             10, "4 / 4 kW installed")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            cp1 = fleet.station("CP1")
+            cp1.quirks = Quirks(silent_profiles=True)
+            raised_after_event = []
+            event_added = asyncio.Event()
+
+            def installed(station) -> None:
+                if event_added.is_set():
+                    raised_after_event.extend(
+                        ref for ref in (one, two) if limit_w(fleet, ref) > 4_500)
+            cp1.on_profiles_changed = installed
+            controller.ev_cap_w.update({one: 11_000.0, two: 11_000.0})   # both raised
+            controller.request_replan("test")
+            await wait_until(lambda: cp1.profiles_held >= 1, 10, "the first raise on its way")
+            event_added.set()
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-now", clock.now() - timedelta(seconds=1), clock.now() + timedelta(hours=1),
+                limit_w=8_000))
+            cp1.quirks = Quirks()
+            cp1.profile_answers.set()
+            await wait_until(lambda: limit_w(fleet, one) + limit_w(fleet, two) <= 8_000 + 1,
+                             10, "under the event's limit")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            assert len(set(raised_after_event)) <= 1, raised_after_event
         finally:
             await fleet.stop()

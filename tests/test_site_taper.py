@@ -76,9 +76,11 @@ async def test_a_tapering_car_hands_what_it_does_not_take_to_the_others():
     # after the first sample, what the tapering car leaves untaken is the headroom, what its
     # taper drops within a meter interval, and at the end its minimum rate (6 A: 4.1 kW)
     # it can no longer take; the cap follows it down (before: 1 kW and 20 % under to start,
-    # then a cap that stayed where it was set while the car tapered on: 80.6 % used)
+    # then a cap that stayed where it was set while the car tapered on: 80.6 % used; with
+    # 500 W headroom and a 250 W follow margin 727 W stayed untaken on average, 417 W with
+    # 150 W and 100 W)
     mean_unused_w = sum(unused[after_first_sample]) / len(unused[after_first_sample])
-    assert mean_unused_w <= 900.0, mean_unused_w
+    assert mean_unused_w <= 550.0, mean_unused_w
 
 
 async def test_a_tapering_car_that_stops_drawing_is_full_at_the_first_sample():
@@ -137,7 +139,7 @@ async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     assert ref not in controller.ev_cap_w and not controller._reasons
     clock.advance(30)
     sample(11_000.0)                     # had its settle time under 20 kW: it takes 11
-    assert controller.ev_cap_w[ref] == 11_500.0 and controller._reasons == {"underuse:CP1/1"}
+    assert controller.ev_cap_w[ref] == 11_000.0 + controller.settings.ev_headroom_w and controller._reasons == {"underuse:CP1/1"}
 
 
 async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maximum():
@@ -157,4 +159,4 @@ async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maxi
     clock.advance(30)
     controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
                                         power_w=11_000.0, received_at=clock.now()))
-    assert controller.ev_cap_w[ref] == 11_500.0
+    assert controller.ev_cap_w[ref] == 11_000.0 + controller.settings.ev_headroom_w

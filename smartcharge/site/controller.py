@@ -26,6 +26,7 @@ from smartcharge import events
 from smartcharge.clock import Clock, format_ocpp_time
 from smartcharge.model import Site
 from smartcharge.site import learned
+from smartcharge.site.closed_loop import ClosedLoop
 from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.failsafe_limits import node_limit_schedule
@@ -60,9 +61,12 @@ class ControllerSettings:
     stale_after_s: float = 180.0       # a measurement older than this is unknown [s site time]
     underuse_margin_w: float = 500.0   # "clearly less": below allocation by this much ...
     underuse_fraction: float = 0.1     # ... and by this fraction of the allocation
-    ev_headroom_w: float = 500.0       # a car that draws less is planned at its draw + this
-    ev_follow_w: float = 250.0         # a capped car this far under its draw + headroom is
-                                       # capped again at its new draw (taper goes on)
+    # A car that draws less is planned at its draw + ev_headroom_w; once this far under its
+    # draw + headroom it is capped again at its new draw (taper goes on). Every watt of it is
+    # idle under a binding cap: 500 / 250 W left 0.3-1.0 points of the quality days' energy
+    # on the table (benchmarks/README.md, "Closed loop headroom").
+    ev_headroom_w: float = 150.0
+    ev_follow_w: float = 100.0
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long
@@ -125,9 +129,9 @@ class SiteController:
         self._snapshot_changed = asyncio.Event()   # replaced by a fresh one after every change
         self._last_snapshot_real = 0.0
         self._snapshot_making: asyncio.Future | None = None   # shared by its askers
-        self.ev_cap_w: dict[ConnectorRef, float] = {}       # closed loop: what a car takes
-        self.declined_at: dict[ConnectorRef, datetime] = {}  # closed loop: a car that takes 0
-        self._zero_samples: dict[ConnectorRef, int] = {}
+        self.closed_loop = ClosedLoop(self)
+        self.ev_cap_w = self.closed_loop.ev_cap_w            # read by the picture and tests
+        self.declined_at = self.closed_loop.declined_at
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
@@ -142,12 +146,11 @@ class SiteController:
         self.reports.on_event(event)
         change = self.state.apply(event)
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
-            # the car's phase use is now known: its closed-loop cap was measured on a guess
-            self.ev_cap_w.pop(ConnectorRef(event.station_id, event.connector_id), None)
+            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
-            self._check_underuse(event)
+            self.closed_loop.on_sample(event)
             self._guard(throttle=True)
             self._notify_snapshot(throttle=True)
         if isinstance(event, events.SessionStopped) and event.connector_id is not None:
@@ -221,89 +224,6 @@ class SiteController:
         if self.floor_w.get(ref) != floor_w:
             self.floor_w[ref] = floor_w
             self.request_replan(f"floor:{ref.station_id}/{ref.connector_id}")
-
-    def _check_underuse(self, event) -> None:
-        """Closed loop. A car drawing clearly less than it was given (a battery in taper, a
-        car that limits itself) is planned at what it draws plus headroom, so the others get
-        the rest from this sample on; as it tapers further the cap follows it down; once it
-        draws up to its cap again it may want more, so the cap is lifted. Before, a car was
-        capped only 1 kW and 20 % under and never followed down: 224 kWh of plan on the demo
-        day went to cars in taper (benchmarks/README.md)."""
-        ref = ConnectorRef(event.station_id, event.connector_id)
-        measured = self.state.measured_w(ref, self.clock.now(), self.settings.stale_after_s)
-        if measured is None or ref not in self.state.sessions:
-            return
-        s = self.settings
-        if self._declines(ref, measured):
-            return
-        cap = self.ev_cap_w.get(ref)
-        if cap is not None and measured >= cap - s.ev_headroom_w / 2:
-            del self.ev_cap_w[ref]
-            self.request_replan(f"ev-ramp:{ref.station_id}/{ref.connector_id}")
-            return
-        allocated = self.allocated_now_w(ref)
-        if allocated is None or ref in self.uncontrollable:
-            return
-        plan = self.plan.connectors.get(ref) if self.plan else None
-        if plan is not None and self.installed is not None:
-            # what the station was actually told (a third in W while its phases are unknown)
-            allocated = self.installed.told_w(ref, allocated, plan.phases, plan.phases_known)
-        if self.installed is not None:
-            # ... and what the car had time to follow when sampled: a sample under the
-            # profile before (a plan not yet sent, accepted or settled) is no underuse - a car
-            # sampled at 0 W before its first profile was capped at 500 W for good
-            given = self.installed.followed_w(ref, self.state.measurements[ref].ordered_at)
-            if given is None:
-                return
-            allocated = min(allocated, given)
-        if cap is not None:
-            # capped: follow a car that keeps tapering, once it is a margin under what it was
-            # offered (its cap, or less if the plan gave it less) beyond the headroom
-            if min(allocated, cap) - measured > s.ev_headroom_w + s.ev_follow_w:
-                self.ev_cap_w[ref] = measured + s.ev_headroom_w
-                self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
-            return
-        if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
-            self.ev_cap_w[ref] = measured + s.ev_headroom_w
-            self.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
-
-    def _declines(self, ref: ConnectorRef, measured: float) -> bool:
-        """A car drawing ~0 at two samples in a row while offered at least its minimum does
-        not want power (full, or paused by itself): planned at 0, it frees that minimum for
-        the others until `declined_retry_s` has passed (a full car held its minimum until it
-        left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
-        still starting up is not taken for one that declines; one for a car the closed loop
-        had capped at its falling draw (a battery in taper that stops drawing is full)."""
-        if measured >= self.settings.declined_w:
-            self._zero_samples.pop(ref, None)
-            return False
-        if not self._offered_minimum(ref):
-            self._zero_samples.pop(ref, None)
-            return False
-        self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
-        if self._zero_samples[ref] < (1 if ref in self.ev_cap_w else 2):
-            return False
-        self._zero_samples.pop(ref, None)
-        self.declined_at[ref] = self.clock.now()
-        self.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
-        return True
-
-    def _offered_minimum(self, ref: ConnectorRef) -> bool:
-        """The plan gives the car at least its minimum now and, with stations (dispatch), the
-        station has accepted a profile for this session that it has had its settle time under
-        and that allows that minimum: a car not yet told must not count as declining."""
-        allocated = self.allocated_now_w(ref) or 0.0
-        plan = self.plan.connectors.get(ref) if self.plan else None
-        if plan is None or allocated <= 0.0 or allocated < plan.min_power_w - 1e-6:
-            return False
-        if self.installed is None:   # planning without stations (tests, benchmarks)
-            return True
-        if not self.installed.governs(ref):
-            return False
-        since = self.installed.followed_since(ref)
-        installed = self.installed.installed_w(ref)
-        return (since is not None and since <= self.clock.now() and installed is not None
-                and installed >= plan.min_power_w - 1e-6)
 
     # --- the loop ---------------------------------------------------------------------------
     async def run(self) -> None:

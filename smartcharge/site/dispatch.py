@@ -294,12 +294,17 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         control.resend = False
         return downs, ups
 
-    async def _run_items(self, control: StationControl, items: list, *, decrease: bool) -> bool:
+    async def _run_items(self, control: StationControl, items: list, *, decrease: bool,
+                         superseded=None) -> bool:
         """Send one station's items in order (the caller holds its lock); True when every
-        decrease among them was acknowledged (increases and idle shares do not count)."""
+        decrease among them was acknowledged (increases and idle shares do not count).
+        `superseded()` true stops increases between two items: a limit lowered while the
+        first was answered must not let the second raise the site."""
         ok = True
         try:
             for item in items:
+                if superseded is not None and superseded():
+                    break
                 if item[0] == "plan":
                     accepted = await self._send_plan(control, item[1], raising=not decrease)
                     ok &= accepted or not decrease

@@ -203,7 +203,8 @@ class DispatchRound:
             async with d._sending:
                 if self._superseded():
                     return   # a newer plan came while this queued: as above
-                await d._run_items(control, items, decrease=False)
+                await d._run_items(control, items, decrease=False,
+                                   superseded=self._superseded)
 
 
 def still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:

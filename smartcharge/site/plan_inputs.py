@@ -88,7 +88,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     for circuit_id in c.limits.circuits_limited() & set(topo.node_ids[1:]):
         values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
         circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
-    _forget_ended(c, now)
+    c.closed_loop.forget_ended(now)
     items = list(c.state.sessions.items())
     sessions: list[SessionInput] = []
     for first in range(0, len(items), SESSIONS_PER_STEP):
@@ -111,17 +111,6 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
 def read_all(controller, now: datetime) -> PlanInputs:
     """The picture in one go (no event loop needed: tests, benchmarks)."""
     return in_steps.run_all(read_steps(controller, now))
-
-
-def _forget_ended(c, now: datetime) -> None:
-    """Closed-loop facts of sessions that ended; a declined car is offered power again after
-    declined_retry_s."""
-    for ref in [r for r in c.ev_cap_w if r not in c.state.sessions]:
-        del c.ev_cap_w[ref]
-    retry = timedelta(seconds=c.settings.declined_retry_s)
-    for ref in [r for r, at in c.declined_at.items()
-                if r not in c.state.sessions or now - at >= retry]:
-        del c.declined_at[ref]
 
 
 def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:

@@ -1,0 +1,126 @@
+"""A clairvoyant bound that knows the batteries: the offline optimum with each car's taper.
+
+`quality_days.offline_optimum_wh` ignores battery taper, so it promises energy a car above its
+taper start cannot take, and the gap between a truthful run and it mixes what control loses
+with what no controller could deliver. This bound adds, per car and slot, the simulated car's
+acceptance (`smartcharge.sim.ev.SimEV.acceptance_w`: its maximum, derated linearly above
+`taper_start_soc` down to `taper_floor_ratio` at 100 %) as a linear constraint on the energy it
+has taken before the slot:
+
+    x[i, t] + k_i * e[i, t] <= r_i,     e[i, t] = energy delivered to i before slot t [Wh]
+
+with k_i = peak_i (1 - floor_i) / ((1 - start_i) capacity_i) and r_i the acceptance line's value
+at e = 0. The car's acceptance only falls while it charges, so the acceptance at a slot's start
+bounds its average draw over the slot: every trajectory the simulated cars can follow satisfies
+these rows, and the LP stays an upper bound (minimum rates are still left out: they would make it
+a MILP). Energy alone is maximised (weights 1, capped at each car's need).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from benchmarks.quality_days import Day, offline_problem
+import optimizer
+from optimizer.lp import build_lp
+from optimizer.objective import build_objective
+
+
+def _taper_line(visit, phases: int) -> tuple[float, float] | None:
+    """(k, r) of the car's acceptance line x + k e <= r, or None when it never reaches taper."""
+    ev = visit.ev
+    table = ev.max_power_w_by_phases
+    peak_w = table.get(phases, min(table.values()))     # as SimEV.max_power_w on those phases
+    soc0 = ev.target_soc - visit.requested_wh / ev.capacity_wh
+    start = ev.taper_start_soc
+    if start >= 1.0 or ev.target_soc <= start:
+        return None
+    slope = (1.0 - ev.taper_floor_ratio) / (1.0 - start)
+    return peak_w * slope / ev.capacity_wh, peak_w * (1.0 - slope * (soc0 - start))
+
+
+def _next_row(rows: list[int]) -> int:
+    return rows[-1] + 1 if rows else 0
+
+
+def taper_aware_optimum_wh(day: Day) -> float:
+    problem = offline_problem(day)
+    arrays = build_lp(problem, build_objective(problem), problem.upper_w)
+    n_var, n_x = arrays.c.shape[0], arrays.n_x
+    wh_per_w = problem.wh_per_w
+    # one cumulative-energy variable e per power variable: e[v] = e[prev] + wh * x[prev]
+    rows_eq, cols_eq, vals_eq = [], [], []
+    rows_ub, cols_ub, vals_ub, rhs_ub = [], [], [], []
+    for i, visit in enumerate(day.visits):
+        chain = arrays.var_of[i][arrays.var_of[i] >= 0]
+        line = _taper_line(visit, int(problem.phases[i]))
+        if chain.size == 0 or line is None:
+            continue
+        k, r = line
+        for position, v in enumerate(chain):
+            row = _next_row(rows_eq)
+            rows_eq.append(row); cols_eq.append(n_var + v); vals_eq.append(1.0)
+            if position:
+                prev = chain[position - 1]
+                rows_eq += [row, row]
+                cols_eq += [n_var + prev, prev]
+                vals_eq += [-1.0, -float(wh_per_w[arrays.x_slot[prev]])]
+            rows_ub += [len(rhs_ub)] * 2; cols_ub += [v, n_var + v]; vals_ub += [1.0, k]
+            rhs_ub.append(r)
+    total = n_var + n_x
+    taper_eq = sp.csr_matrix((vals_eq, (rows_eq, cols_eq)), shape=(_next_row(rows_eq), total))
+    taper_ub = sp.csr_matrix((vals_ub, (rows_ub, cols_ub)), shape=(len(rhs_ub), total))
+    pad = sp.csr_matrix((arrays.n_ub, n_x))
+    a_ub = sp.vstack([sp.hstack([arrays.A_ub, pad]), taper_ub]).tocsr()
+    pad_eq = sp.csr_matrix((arrays.A_eq.shape[0], n_x))
+    a_eq = sp.vstack([sp.hstack([arrays.A_eq, pad_eq]), taper_eq]).tocsr()
+    b_ub = np.concatenate([arrays.b_ub, rhs_ub])
+    b_eq = np.concatenate([arrays.b_eq, np.zeros(taper_eq.shape[0])])
+    c = np.concatenate([-np.where(np.arange(n_var) >= n_x, 1.0, 0.0), np.zeros(n_x)])
+    bounds = np.vstack([arrays.bounds, np.column_stack([np.zeros(n_x), np.full(n_x, np.inf)])])
+    result = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
+                     method="highs")
+    if result.status != 0:
+        raise RuntimeError(f"taper-aware offline LP: {result.message}")
+    return float(-result.fun)
+
+
+def online_truthful_wh(day: Day, min_current_a: float = 0.0) -> float:
+    """What a controller with perfect stations and cars (no taper, no minimum rates, no meter
+    lag) and truthful drivers delivers online, knowing only the cars present: the offline
+    problem re-planned at every arrival and after every departure, each plan run until the
+    next. The gap between it and the offline optimum is what not knowing the future costs; the
+    gap between it and the controller's truthful run is what control and physics cost."""
+    problem = offline_problem(day)
+    t_all = problem.n_slots
+    remaining = problem.energy_wh.astype(float).copy()
+    arrivals = set(int(a) for a in problem.arrival_slot)
+    wh_per_w = problem.wh_per_w
+    node_w, node_a = problem.node_limit_w, problem.node_limit_a      # (M, T) each
+    plan, plan_of, plan_start, changed = None, None, 0, False
+    for p in range(t_all):
+        here = np.flatnonzero((problem.arrival_slot <= p) & (problem.departure_slot > p)
+                              & (remaining > 1e-6))
+        if here.size == 0:
+            plan = None
+            continue
+        if plan is None or p in arrivals or changed:
+            sub = optimizer.Problem(
+                slot_s=problem.slot_s[p:], max_power_w=problem.max_power_w[here, p:],
+                energy_wh=remaining[here], arrival_slot=np.zeros(here.size, dtype=np.int64),
+                departure_slot=problem.departure_slot[here] - p, node_parent=problem.node_parent,
+                connector_node=problem.connector_node[here], node_limit_w=node_w[:, p:],
+                node_limit_a=node_a[:, p:],
+                phases=problem.phases[here], phase=problem.phase[here],
+                voltage_v=problem.voltage_v[here],
+                min_power_w=min_current_a * problem.voltage_v[here] * problem.phases[here])
+            plan, plan_of, plan_start = optimizer.solve(sub).power_w, here, p
+        rows = np.searchsorted(plan_of, here)
+        ok = (rows < plan_of.size) & (plan_of[np.minimum(rows, plan_of.size - 1)] == here)
+        got = np.zeros(here.size)
+        got[ok] = np.minimum(plan[rows[ok], p - plan_start] * wh_per_w[p], remaining[here[ok]])
+        remaining[here] -= got
+        changed = bool((remaining[here] <= 1e-6).any() or (problem.departure_slot[here] == p + 1).any())
+    return float((problem.energy_wh - remaining).sum())
