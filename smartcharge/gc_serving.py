@@ -53,9 +53,10 @@ class FreezeWhenSettled:
 
     When to compact (unfreeze, one full collection, freeze again): `ended_fraction` of the
     connections frozen (at least `min_ended`) have ended since the last freeze - each one
-    left its garbage cycles in the permanent generation (measured: ~60-130 objects, 10-25 KB
-    per connection) - and the connections did not change for `settle_s`. A full collection then
-    holds the loop once (1.2-1.7 s at 5 000 stations, measured), instead of the leak growing
+    left its garbage cycles in the permanent generation (measured: ~126 objects, ~24 KB per
+    connection, the test client's side included) - and the connections did not change for
+    `settle_s`. A full collection then holds the loop once (0.7-1.7 s at 5 000 stations,
+    measured), instead of the leak growing
     with every reconnect (and a wave of disconnects is compacted once it has settled, not
     while it goes on). Pure: the caller passes the counts and the time."""
 
