@@ -1,0 +1,60 @@
+"""Connectors a station reports that its site entry does not declare (a 1.6 connectorId, a 2.0.1
+EVSE id not in the site file).
+
+The ledger bills their sessions like any other, but the site has no connector for them: no
+maximum, no phases, no profile of ours. Only the station-wide maximum (ChargePointMaxProfile,
+installed at setup) bounds what such a connector draws, so it is counted and planned as its
+station's load, never as nothing: under the station's node by the guard and the site reading
+(at its fresh measured draw; with a session and no fresh sample, at the station's maximum -
+missing is not zero), and by the planner as a fixed load at the station's maximum (what it may
+draw), or more if it was measured drawing more. Connector 0 is the station's own main meter,
+never a connector of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from smartcharge import units
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+
+def is_undeclared(topology: SiteTopology, ref: ConnectorRef) -> bool:
+    """A connector of a station in the site file that the file does not list (not 0)."""
+    return ref.connector_id > 0 and not topology.has(ref) \
+        and ref.station_id in topology.station_node
+
+
+def max_w(topology: SiteTopology, ref: ConnectorRef) -> float:
+    """What it may draw [W]: its station's maximum, the only bound there is."""
+    return topology.station_max_w(ref.station_id)
+
+
+def phases(topology: SiteTopology, ref: ConnectorRef) -> int:
+    """The phases its load is counted on: the most any of the station's connectors has (as
+    the station's maximum is), a balanced load."""
+    return max(c.phases for c in topology.station(ref.station_id).connectors)
+
+
+def amps(topology: SiteTopology, ref: ConnectorRef, watts: float) -> float:
+    """Its current per phase [A] for `watts`, balanced over `phases`."""
+    return units.w_to_a(watts, phases(topology, ref),
+                        topology.station(ref.station_id).voltage_v)
+
+
+def draw_w(state, topology: SiteTopology, ref: ConnectorRef, now: datetime,
+           stale_after_s: float) -> tuple[float, str]:
+    """(W, "fresh" | "stale" | "idle") as the guard counts it now: its fresh sample; with a
+    session and none fresh, the station's maximum (or its last sample, if more)."""
+    measured = state.measured_w(ref, now, stale_after_s)
+    if measured is not None:
+        return measured, "fresh"
+    if ref not in state.sessions:
+        return 0.0, "idle"
+    return planned_w(state, topology, ref), "stale"
+
+
+def planned_w(state, topology: SiteTopology, ref: ConnectorRef) -> float:
+    """What the planner plans its session at: the station's maximum, or what it was last
+    measured drawing if that is more (a station over its own maximum)."""
+    return max(max_w(topology, ref), state.last_measured_w(ref) or 0.0)

@@ -1,0 +1,129 @@
+"""A station that reports a session on a connector its site entry does not declare (1.6
+connectorId 3, 2.0.1 EVSE 3, where the site file lists 1-2): its draw is counted under the
+station's node by the guard and the site reading, and planned around as a fixed load, so the
+feeder it hangs under stays within its limit once the plan has reacted. Its session is billed
+like any other."""
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.topology import ConnectorRef
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+SPEED = 120.0
+FEEDER_W = 20_000.0
+STATION_MAX_W = 11_000.0      # CP1's own maximum: what bounds its undeclared connector
+
+
+def _sites() -> tuple[Site, Site]:
+    """(what the site file says, what is really there): CP1 has a third connector."""
+    def site(cp1_connectors):
+        return Site(name="undeclared",
+                    circuits=(Circuit("grid", None, limit_w=100_000),
+                              Circuit("feeder", "grid", limit_w=FEEDER_W)),
+                    stations=(Station("CP1", "feeder", cp1_connectors,
+                                      max_power_w=STATION_MAX_W),
+                              Station("CP2", "feeder", (Connector(1),))),
+                    id_tags=frozenset({"DRIVER-1"}),
+                    session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+    return (site((Connector(1), Connector(2))),
+            site((Connector(1), Connector(2), Connector(3))))
+
+
+class FeederMonitor:
+    """Every 10 ms (real): what the simulated stations under the feeder really draw, summed
+    over every connector they have (declared or not)."""
+
+    def __init__(self, fleet, clock) -> None:
+        self.fleet, self.clock = fleet, clock
+        self.samples: list[tuple[datetime, float]] = []
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _run(self) -> None:
+        while True:
+            now = self.clock.now()
+            for station in self.fleet.stations.values():
+                station.advance_to(now)
+            self.samples.append((now, self.fleet.site_draw_w()))
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, version, caplog):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    declared, physical = _sites()
+    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=5.0)
+    async with control_server(declared, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=120.0),
+                              dispatch=dispatch) as server:
+        controller = server.controller
+        fleet = Fleet(physical, server.ws_url, clock, meter_interval_s=20, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=30.0,
+                      ocpp_versions={"CP1": version, "CP2": version})
+        monitor = FeederMonitor(fleet, clock)
+        hidden = ConnectorRef("CP1", 3)
+        try:
+            await fleet.start(wait_booted_s=10)
+            # a car that takes everything the feeder gives, under the site's control
+            fast = SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0,
+                                                                              3: 22_000.0})
+            assert await fleet.plug_in("CP2", 1, fast, "DRIVER-1")
+            await wait_until(lambda: fleet.draw_w("CP2", 1) > FEEDER_W - 1_000, 20,
+                             "CP2's car taking the feeder")
+            # a car on the connector the site file does not list
+            hidden_car = SimEV(capacity_wh=100_000, soc=0.1,
+                               max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
+            assert await fleet.plug_in("CP1", 3, hidden_car, "DRIVER-1")
+            await wait_until(lambda: hidden in controller.state.sessions, 10,
+                             "its session known")
+            await wait_until(lambda: fleet.draw_w("CP1", 3) > 10_000, 20, "it draws")
+            await wait_until(lambda: controller.state.measured_w(
+                hidden, clock.now(), 120.0) is not None, 20, "its draw metered")
+            # the plan has reacted: a plan made since, dispatched, the settle time passed
+            await controller.plan_done.wait()
+            await wait_until(lambda: server.dispatcher.idle, 10, "the plan dispatched")
+            settled = clock.now() + timedelta(seconds=dispatch.settle_s + 30)
+            await wait_until(lambda: clock.now() > settled, 10, "the settle time")
+            monitor.start()
+            await wait_until(lambda: clock.now() > settled + timedelta(minutes=2), 10,
+                             "two minutes")
+            await monitor.stop()
+            over = [(at, w) for at, w in monitor.samples if w > FEEDER_W + 1.0]
+            assert not over, f"feeder over {FEEDER_W} W: {over[:5]}"
+            assert fleet.draw_w("CP1", 3) > 10_000      # it really draws: the others made room
+            # the guard and the site reading count it under the station's node
+            now = clock.now()
+            load_w, _, draws = controller.guard.node_loads(now)
+            feeder = controller.topology.node_ids.index("feeder")
+            assert draws[hidden][0] > 10_000
+            assert load_w[feeder] >= draws[hidden][0] + draws[ConnectorRef("CP2", 1)][0] - 1.0
+            reading = controller.site_reading()
+            assert reading.draws[hidden][0] > 10_000
+            # planned as a fixed load, shown as undeclared, warned about
+            assert hidden in controller.plan.fixed_w
+            shown = [c for c in controller.snapshot()["connectors"]
+                     if (c["station_id"], c["connector_id"]) == ("CP1", 3)]
+            assert shown and shown[0]["undeclared"] is True and shown[0]["session_id"]
+            assert any("not in the site file" in r.getMessage() for r in caplog.records)
+        finally:
+            await monitor.stop()
+            await fleet.stop()
