@@ -6,6 +6,7 @@ like any other."""
 
 import asyncio
 import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -124,6 +125,16 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
                      if (c["station_id"], c["connector_id"]) == ("CP1", 3)]
             assert shown and shown[0]["undeclared"] is True and shown[0]["session_id"]
             assert any("not in the site file" in r.getMessage() for r in caplog.records)
+            # billed like any other: the car leaves, its session is stopped with its energy
+            delivered_wh = hidden_car.charged_wh
+            await fleet.unplug("CP1", 3)
+            await wait_until(lambda: hidden not in controller.state.sessions, 10,
+                             "its session stopped")
+            with sqlite3.connect(tmp_path / "sc.sqlite") as db:
+                rows = db.execute("SELECT state, energy_wh FROM sessions WHERE station_id = "
+                                  "'CP1' AND connector_id = 3").fetchall()
+            assert len(rows) == 1 and rows[0][0] == "stopped", rows
+            assert rows[0][1] == pytest.approx(delivered_wh, abs=50.0)
         finally:
             await monitor.stop()
             await fleet.stop()
