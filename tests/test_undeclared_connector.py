@@ -138,3 +138,42 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
         finally:
             await monitor.stop()
             await fleet.stop()
+
+
+async def test_undeclared_is_a_fixed_load_at_the_station_maximum_and_connector_0_is_not():
+    """Fed domain events directly: an undeclared connector with a session is planned at its
+    station's maximum until it is metered (missing is not zero), counted by the guard at its
+    fresh sample then; the station's main meter (connector 0) is no connector of its own."""
+    from smartcharge import events as ev
+    from smartcharge.site.controller import SiteController
+
+    clock = AcceleratedClock(T0, speed=1.0)
+    declared, _ = _sites()
+    controller = SiteController(declared, clock)
+    hidden = ConnectorRef("CP1", 3)
+    for sid in ("CP1", "CP2"):
+        controller.on_event(ev.StationBooted(sid, clock.now(), True, "v", "m"))
+    controller.on_event(ev.MeterSampled("CP1", 0, None, clock.now(), "Sample.Periodic",
+                                        power_w=9_000.0, received_at=clock.now()))
+    assert ConnectorRef("CP1", 0) not in controller.state.undeclared
+    controller.on_event(ev.SessionStarted("CP2", 1, 1, "TAG", 0.0, clock.now()))
+    controller.on_event(ev.SessionStarted("CP1", 3, 2, "TAG", 0.0, clock.now()))
+    assert list(controller.state.undeclared) == [hidden]
+    await controller.replan({"test"})
+    assert controller.plan.fixed_w[hidden] == pytest.approx(STATION_MAX_W)
+    cp2 = controller.plan.connectors[ConnectorRef("CP2", 1)].power_at(clock.now())
+    assert cp2 <= FEEDER_W - STATION_MAX_W + 1e-6
+    feeder = controller.topology.node_ids.index("feeder")
+    load_w, load_a, draws = controller.guard.node_loads(clock.now())
+    assert draws[hidden] == (STATION_MAX_W, "stale")     # not metered yet: its maximum
+    for _ in range(2):   # twice: the reading's instant is one both were sampled before
+        controller.on_event(ev.MeterSampled("CP1", 3, 2, clock.now(), "Sample.Periodic",
+                                            power_w=7_000.0, received_at=clock.now()))
+        controller.on_event(ev.MeterSampled("CP2", 1, 1, clock.now(), "Sample.Periodic",
+                                            power_w=5_000.0, received_at=clock.now()))
+    load_w, load_a, draws = controller.guard.node_loads(clock.now())
+    assert draws[hidden] == (7_000.0, "fresh")
+    assert load_w[feeder] >= 7_000.0 and load_a[feeder].min() >= 7_000.0 / (3 * 230) - 1e-6
+    reading = controller.site_reading()
+    assert reading.draws[hidden][0] == pytest.approx(7_000.0)
+    assert reading.load_w == pytest.approx(12_000.0)    # not the main meter's 9 kW on top
