@@ -23,7 +23,7 @@ from tests.site_e2e import control_server, wait_until
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEED = 120.0
 FEEDER_W = 20_000.0
-STATION_MAX_W = 11_000.0      # CP1's own maximum: what bounds its undeclared connector
+STATION_MAX_W = 14_000.0      # CP1's own maximum: what bounds its undeclared connector
 
 
 def _sites() -> tuple[Site, Site]:
@@ -125,6 +125,16 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
                      if (c["station_id"], c["connector_id"]) == ("CP1", 3)]
             assert shown and shown[0]["undeclared"] is True and shown[0]["session_id"]
             assert any("not in the site file" in r.getMessage() for r in caplog.records)
+            # the fail-safe defaults: once the profiles of this plan have ended (or with us
+            # gone), CP2's default for a car and all CP1 may draw (its station maximum, the
+            # only bound on connector 3) fit under the feeder together
+            later = clock.now() + timedelta(hours=6)
+            cp1, cp2 = fleet.station("CP1"), fleet.station("CP2")
+            cp1_max_w = cp1.profiles.station_limit(later).to_w(230.0, 3)
+            cp2_default_w = cp2.profiles.limit_w(1, later, None, voltage_v=230.0,
+                                                 phases_in_use=3)
+            assert cp1_max_w == pytest.approx(STATION_MAX_W, abs=100.0)   # sent in A
+            assert cp1_max_w + cp2_default_w <= FEEDER_W + 1.0, (cp1_max_w, cp2_default_w)
             # billed like any other: the car leaves, its session is stopped with its energy
             delivered_wh = hidden_car.charged_wh
             await fleet.unplug("CP1", 3)

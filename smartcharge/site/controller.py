@@ -144,7 +144,12 @@ class SiteController:
     def on_event(self, event) -> None:
         """EventBus subscriber: quick, never blocks."""
         self.reports.on_event(event)
+        seen = len(self.state.undeclared)
         change = self.state.apply(event)
+        if len(self.state.undeclared) != seen:
+            # a connector the site file does not list: the fail-safe defaults of the others
+            # make room for its station's maximum (failsafe.py), sent with the next round
+            self.request_replan(f"undeclared:{event.station_id}/{event.connector_id}")
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
             self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):

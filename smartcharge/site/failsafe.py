@@ -1,8 +1,9 @@
 """One station's setup, once per connection: its capabilities (what its port probes) and its
 fail-safe schedules - its own maximum and, per connector, a default with no end: its usable share
 of the tightest limit above it, following every node's limit over time (`failsafe_limits.py`:
-the grid's and each circuit's, a DR event announced ahead on either is in its periods), so the
-site stays under every limit if smartcharge disappears.
+the grid's and each circuit's, a DR event announced ahead on either is in its periods; the maximum
+of a station with a connector the site file does not list is kept off every node above it,
+`undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`)."""
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
+from smartcharge.site import undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
@@ -75,13 +77,17 @@ class FailSafeSetup:
         now = self.clock.now()
         limits = self.view.limits
         cached = getattr(self, "_defaults_cache", None)
-        if cached is not None and cached[0] == limits.version and now < cached[1]:
+        # connectors the site file does not list (seen so far: the set only grows)
+        seen = self.view.state.undeclared
+        version = (limits.version, len(seen))
+        if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        schedule = node_limit_schedule(self.topology, limits, now)
+        schedule = [(moment, undeclared.reserve_w(self.topology, seen, node_w))
+                    for moment, node_w in node_limit_schedule(self.topology, limits, now)]
         key = (schedule[0][1], tuple(schedule[1:]))
         changes = limits.change_times(now)
         until = min(changes) if changes else datetime.max.replace(tzinfo=UTC)
-        self._defaults_cache = (limits.version, until, key)
+        self._defaults_cache = (version, until, key)
         return key
 
     async def _send_defaults(self, control: StationControl, *,

@@ -58,3 +58,21 @@ def planned_w(state, topology: SiteTopology, ref: ConnectorRef) -> float:
     """What the planner plans its session at: the station's maximum, or what it was last
     measured drawing if that is more (a station over its own maximum)."""
     return max(max_w(topology, ref), state.last_measured_w(ref) or 0.0)
+
+
+def reserve_w(topology: SiteTopology, refs, node_w: tuple[float, ...]) -> tuple[float, ...]:
+    """Every node's W limit (topology order) with the maximum of each station that has a
+    connector the site file does not list taken off every node above that station: the
+    fail-safe defaults of the others are sized so that the site stays under every limit
+    whatever that connector draws once we are gone (its station's maximum bounds it and
+    nothing else). Its station's own declared connectors keep their shares (inside the
+    same maximum: counted twice, which errs on the safe side)."""
+    stations = {ref.station_id for ref in refs if is_undeclared(topology, ref)}
+    if not stations:
+        return node_w
+    out = list(node_w)
+    for station_id in sorted(stations):
+        reserved = max_w(topology, ConnectorRef(station_id, 0))
+        for node in topology.ancestors(topology.station_node[station_id])[1:]:
+            out[node] = max(out[node] - reserved, 0.0)
+    return tuple(out)
