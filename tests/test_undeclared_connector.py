@@ -187,3 +187,27 @@ async def test_undeclared_is_a_fixed_load_at_the_station_maximum_and_connector_0
     reading = controller.site_reading()
     assert reading.draws[hidden][0] == pytest.approx(7_000.0)
     assert reading.load_w == pytest.approx(12_000.0)    # not the main meter's 9 kW on top
+
+
+def test_failsafe_room_for_the_station_maximum_on_a_feeder_limited_in_amps():
+    """A breaker in A: the fail-safe shares of the others and the current CP1's maximum allows
+    (balanced, what its ChargePointMaxProfile lets through) fit under it together."""
+    from smartcharge.site import undeclared
+    from smartcharge.site.topology import SiteTopology
+
+    site = Site(name="amps", circuits=(Circuit("grid", None, limit_w=100_000),
+                                       Circuit("feeder", "grid", limit_a=40)),
+                stations=(Station("CP1", "feeder", (Connector(1),), max_current_a=20),
+                          Station("CP2", "feeder", (Connector(1),)),
+                          Station("CP3", "feeder", (Connector(1),))))
+    topology = SiteTopology(site)
+    seen = [ConnectorRef("CP1", 2), ConnectorRef("CP1", 0), ConnectorRef("CP9", 1)]
+    assert undeclared.reserve_a(topology, seen[1:]) is None    # main meter, unknown station
+    node_a = undeclared.reserve_a(topology, seen)
+    node_w = undeclared.reserve_w(topology, seen, tuple(topology.static_limit_w))
+    shares = topology.default_shares(node_limit_w=node_w, node_limit_a=node_a)
+    others_a = sum(shares[ConnectorRef(s, 1)][1] for s in ("CP2", "CP3"))
+    assert others_a + 20.0 <= 40.0 + 1e-6
+    assert min(shares[ConnectorRef(s, 1)][1] for s in ("CP2", "CP3")) >= 6.0   # still usable
+    before = topology.default_shares()
+    assert sum(before[ConnectorRef(s, 1)][1] for s in ("CP2", "CP3")) + 20.0 > 40.0

@@ -84,7 +84,8 @@ class FailSafeSetup:
             return cached[2]
         schedule = [(moment, undeclared.reserve_w(self.topology, seen, node_w))
                     for moment, node_w in node_limit_schedule(self.topology, limits, now)]
-        key = (schedule[0][1], tuple(schedule[1:]))
+        # (the A limits never change over time: only their room for such stations, once)
+        key = (schedule[0][1], tuple(schedule[1:]), undeclared.reserve_a(self.topology, seen))
         changes = limits.change_times(now)
         until = min(changes) if changes else datetime.max.replace(tzinfo=UTC)
         self._defaults_cache = (version, until, key)
@@ -99,7 +100,7 @@ class FailSafeSetup:
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
         offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
-        shares = [self._default_shares(node_w) for _, node_w in schedule]
+        shares = [self._default_shares(node_w, key[2]) for _, node_w in schedule]
         phases = max(c.phases for c in station.connectors)
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
@@ -115,15 +116,17 @@ class FailSafeSetup:
                 control.default_layer[connector.connector_id] = installed
         control.defaults_key = key
 
-    def _default_shares(self, node_w: tuple) -> dict:
+    def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:
         with a DR event announced the schedule has two or more, and a one-entry cache made
         every station of a round compute the whole site's shares again - O(stations x
         connectors), 34 % of the server's time and ~14 s of a DR event at 1 000 connectors
         (issue 10)."""
-        shares = self._shares.get(node_w)
+        key = node_w if node_a is None else (node_w, node_a)
+        shares = self._shares.get(key)
         if shares is None:
             if len(self._shares) >= SHARES_KEPT:
                 self._shares.clear()
-            shares = self._shares[node_w] = self.topology.default_shares(node_limit_w=node_w)
+            shares = self._shares[key] = self.topology.default_shares(node_limit_w=node_w,
+                                                                      node_limit_a=node_a)
         return shares

@@ -67,12 +67,31 @@ def reserve_w(topology: SiteTopology, refs, node_w: tuple[float, ...]) -> tuple[
     whatever that connector draws once we are gone (its station's maximum bounds it and
     nothing else). Its station's own declared connectors keep their shares (inside the
     same maximum: counted twice, which errs on the safe side)."""
-    stations = {ref.station_id for ref in refs if is_undeclared(topology, ref)}
+    stations = _stations(topology, refs)
     if not stations:
         return node_w
     out = list(node_w)
-    for station_id in sorted(stations):
+    for station_id in stations:
         reserved = max_w(topology, ConnectorRef(station_id, 0))
         for node in topology.ancestors(topology.station_node[station_id])[1:]:
             out[node] = max(out[node] - reserved, 0.0)
     return tuple(out)
+
+
+def reserve_a(topology: SiteTopology, refs) -> tuple[float, ...] | None:
+    """`reserve_w` for the per-phase current limits [A] (the site file's; None: no station
+    to make room for): the station's maximum as a balanced current, off every phase."""
+    stations = _stations(topology, refs)
+    if not stations:
+        return None
+    out = [float(a) for a in topology.static_limit_a]
+    for station_id in stations:
+        ref = ConnectorRef(station_id, 0)
+        reserved = amps(topology, ref, max_w(topology, ref))
+        for node in topology.ancestors(topology.station_node[station_id])[1:]:
+            out[node] = max(out[node] - reserved, 0.0)
+    return tuple(out)
+
+
+def _stations(topology: SiteTopology, refs) -> list[str]:
+    return sorted({ref.station_id for ref in refs if is_undeclared(topology, ref)})
