@@ -368,7 +368,7 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
         relaxation_objective=info.get("relaxation_objective") if rounded else None, extra=extra)
     if rounded:
         started = time.perf_counter()
-        guarded = _portfolio_guard(problem, objective, schedule, found)
+        guarded = _portfolio_guard(problem, objective, schedule, found, deadline)
         # The guard's baselines are part of the solve: count them, so benchmarks see the total.
         guard_s = time.perf_counter() - started
         return dataclasses.replace(guarded, solve_s=guarded.solve_s + guard_s,
@@ -412,7 +412,8 @@ def _fallback(problem: Problem, objective: Objective, backend: str, why: str,
 
 
 def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
-                     found: _Baselines) -> Schedule:
+                     found: _Baselines,
+                     deadline: _Deadline | None = None) -> Schedule:
     """Return a baseline instead when it delivers strictly more weighted energy."""
     ours = weighted_energy_wh(problem, schedule.power_w)
     # Cheap exit: rounding lost no weighted energy against the relaxation (an upper bound on any
@@ -436,7 +437,7 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs)
+    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline)
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -451,15 +452,15 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
 
 
-def _plan_rest(residual: Problem) -> np.ndarray:
+def _plan_rest(residual: Problem, time_limit_s: float | None = None) -> np.ndarray:
     """Our own plan for what is left after the kept slots: `solve` on the residual problem (no
     previous allocation, so one min-rate round where it is small, and its own guard: at least
     every baseline's weighted energy on the residual)."""
-    return solve(residual).power_w
+    return solve(residual, time_limit_s=time_limit_s).power_w
 
 
 def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, winner_w: np.ndarray,
-                  theirs_wh: float):
+                  theirs_wh: float, deadline: _Deadline | None = None):
     """(power_w, backend) keeping a kept window with a plan for the rest after it, the first that
     delivers at least the winning baseline's weighted energy `theirs_wh`; None when none does.
 
@@ -474,7 +475,14 @@ def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, winner_w: n
     sessions (its result is at least every baseline's on the rest), the baselines above (the
     winner first; up to three more solves of a large site would cost too much)."""
     small = problem.n_connectors <= STABLE_FLOW_CONNECTORS
-    planners = ([("highs", _plan_rest)] if small else
+    end = None if deadline is None else deadline.end
+
+    def ours_after(residual: Problem) -> np.ndarray:
+        # within the caller's time limit: out of time, solve returns the better of EDF/LLF
+        left = None if end is None else max(end - time.perf_counter(), 1e-3)
+        return _plan_rest(residual, left)
+
+    planners = ([("highs", ours_after)] if small else
                 [(n, BASELINES[n]) for n in (winner, *(m for m in _Baselines.NAMES
                                                        if m != winner))])
     previous = previous_window(problem)
