@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +25,7 @@ from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.warm_plans import WarmPlans
 
 log = logging.getLogger(__name__)
 
@@ -221,13 +224,19 @@ def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarra
     return previous if known else None
 
 
-def solve(problem, backend: str, time_limit_s: float) -> tuple[np.ndarray, str]:
+def solve(problem, backend: str, time_limit_s: float, warm: WarmPlans | None = None,
+          sessions: Sequence[SessionInput] = ()) -> tuple[np.ndarray, str]:
     """optimizer.solve never raises for a valid Problem; if the optimizer itself is missing or
-    broken, everyone at their maximum clipped under every limit is still a safe plan."""
+    broken, everyone at their maximum clipped under every limit is still a safe plan.
+
+    warm: the controller's kept HiGHS model (site/warm_plans.py), keyed by `sessions` (the
+    problem's rows); the optimum is the cold solve's, only found from the last plan's basis."""
     optimizer_solve = getattr(optimizer, "solve", None)
     if optimizer_solve is not None:
         try:
-            schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s)
+            with (warm.use(sessions) if warm is not None else nullcontext()) as start:
+                schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s,
+                                           warm=start)
             return np.array(schedule.power_w, dtype=float), schedule.status
         except Exception:  # task boundary: fall back to the safe baseline below
             log.exception("optimizer.solve failed; planning the clipped baseline")
@@ -250,10 +259,10 @@ class Made:
 
 
 def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
-              time_limit_s: float = 5.0) -> Made:
+              time_limit_s: float = 5.0, warm: WarmPlans | None = None) -> Made:
     """Build, solve, check (clip what breaks a limit), bindings and idle shares: the whole
     re-plan but taking the picture. Reads the real-time counter only to say how long each
-    stage took."""
+    stage took. warm: the controller's kept solver model (site/warm_plans.py; None: cold)."""
     clock = time.perf_counter
     times = PlanTimes()
     started = clock()
@@ -262,7 +271,7 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     times.build_s = clock() - started
     started = clock()
     if problem.n_connectors:
-        power_w, status = solve(problem, backend, time_limit_s)
+        power_w, status = solve(problem, backend, time_limit_s, warm, built.sessions)
     else:
         power_w, status = np.zeros((0, problem.n_slots)), "empty"
     times.solve_s = clock() - started
