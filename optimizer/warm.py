@@ -156,6 +156,10 @@ class WarmStart:
             extra = np.arange(n_rows, int(highs.getNumRow()), dtype=np.int32)
             if extra.size:
                 _ok(highs.deleteRows(int(extra.size), extra))
+            if old.face_basis is not None:
+                # the optimal basis from before the pass: without it HiGHS had none left and
+                # the controller's warm re-plans (a stable pass every time) took 2x a cold solve
+                _ok(highs.setBasis(old.face_basis))
             old_cost, old_lower = np.full(old_cost.size, np.nan), np.full(old_cost.size, np.nan)
             old_row_lower = np.full(old_row_lower.size, np.nan)
         if old._energy_row is not None:
