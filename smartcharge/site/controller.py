@@ -96,6 +96,7 @@ class Stats:
     last_solve_s: float = 0.0          # the last re-plan, picture to plan [real s]
     last_status: str = ""
     last_times: PlanTimes | None = None   # its build, solve, check, finish [real s]
+    last_solver: dict | None = None       # its backend, optimum, solver model (planner.py)
 
 
 class SiteController:
@@ -341,6 +342,7 @@ class SiteController:
         self.stats.last_solve_s = time.perf_counter() - started
         self.stats.last_status = plan.status
         self.stats.last_times = made.times
+        self.stats.last_solver = made.solver
         log.debug("re-planned (%s): %d connectors, %s, %.3f s", ",".join(sorted(reasons or ())),
                   len(plan.connectors), plan.status, self.stats.last_solve_s)
         self.site_bus.publish(learned.PlanMade(self.plan))

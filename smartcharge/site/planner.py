@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import optimizer
+from optimizer.solve import weighted_energy_wh
 from smartcharge import units
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
@@ -225,9 +226,10 @@ def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarra
 
 
 def solve(problem, backend: str, time_limit_s: float, warm: WarmPlans | None = None,
-          sessions: Sequence[SessionInput] = ()) -> tuple[np.ndarray, str]:
-    """optimizer.solve never raises for a valid Problem; if the optimizer itself is missing or
-    broken, everyone at their maximum clipped under every limit is still a safe plan.
+          sessions: Sequence[SessionInput] = ()) -> tuple[np.ndarray, str, dict]:
+    """(power_w, status, what the solver says). optimizer.solve never raises for a valid
+    Problem; if the optimizer itself is missing or broken, everyone at their maximum clipped
+    under every limit is still a safe plan.
 
     warm: the controller's kept HiGHS model (site/warm_plans.py), keyed by `sessions` (the
     problem's rows); the optimum is the cold solve's, only found from the last plan's basis."""
@@ -237,10 +239,21 @@ def solve(problem, backend: str, time_limit_s: float, warm: WarmPlans | None = N
             with (warm.use(sessions) if warm is not None else nullcontext()) as start:
                 schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s,
                                            warm=start)
-            return np.array(schedule.power_w, dtype=float), schedule.status
+            power_w = np.array(schedule.power_w, dtype=float)
+            return power_w, schedule.status, _solver_info(problem, schedule, power_w, warm)
         except Exception:  # task boundary: fall back to the safe baseline below
             log.exception("optimizer.solve failed; planning the clipped baseline")
-    return safe_baseline(problem), "safe-baseline"
+    return safe_baseline(problem), "safe-baseline", {}
+
+
+def _solver_info(problem, schedule, power_w: np.ndarray, warm: WarmPlans | None) -> dict:
+    """What tells two plans of one problem apart (tests, benchmarks): the backend, the LP's
+    optimum before rounding, the plan's objective and weighted energy, how the model was made."""
+    return {"backend": schedule.backend, "objective": schedule.objective,
+            "relaxation_objective": schedule.extra.get("relaxation_objective"),
+            "relaxation_weighted_wh": schedule.extra.get("relaxation_weighted_wh"),
+            "weighted_wh": weighted_energy_wh(problem, power_w),
+            "model": None if warm is None else warm.last}
 
 
 def check(problem, power_w) -> list:
@@ -256,6 +269,7 @@ class Made:
     built: Built
     violations: list = field(default_factory=list)   # what the solve broke (then clipped)
     times: PlanTimes = field(default_factory=PlanTimes)
+    solver: dict = field(default_factory=dict)        # planner._solver_info
 
 
 def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
@@ -271,9 +285,9 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     times.build_s = clock() - started
     started = clock()
     if problem.n_connectors:
-        power_w, status = solve(problem, backend, time_limit_s, warm, built.sessions)
+        power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions)
     else:
-        power_w, status = np.zeros((0, problem.n_slots)), "empty"
+        power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started
     started = clock()
     violations = check(problem, power_w) if problem.n_connectors else []
@@ -283,7 +297,7 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     started = clock()
     plan = finish(topo, inputs, built, power_w, status)
     times.finish_s = clock() - started
-    return Made(plan, built, violations, times)
+    return Made(plan, built, violations, times, solver)
 
 
 def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.ndarray,
