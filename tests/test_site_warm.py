@@ -13,7 +13,7 @@ from smartcharge import events as ev
 from smartcharge.clock import ManualClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.site import planner
-from smartcharge.site.controller import SiteController
+from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.site.warm_plans import WarmPlans
@@ -67,8 +67,8 @@ async def _replan_like_cold(controller, clock, expect: str) -> None:
 
 @pytest.mark.parametrize("infeasible_warm", [False, True])
 async def test_every_warm_replan_is_the_cold_optimum(infeasible_warm):
-    # infeasible_warm: the kept model also where the last plan no longer fits (a car left, a
-    # limit dropped), which warm.py builds from scratch by default (slower warm, measured)
+    # infeasible_warm: the kept model also where the last plan breaks a new limit (a cap or a
+    # DR event below it), which warm.py builds from scratch by default (slower warm, measured)
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock)
     controller.warm.start.infeasible_warm = infeasible_warm
@@ -83,8 +83,10 @@ async def test_every_warm_replan_is_the_cold_optimum(infeasible_warm):
     await _replan_like_cold(controller, clock, "warm")
     controller.on_event(ev.SessionStopped(refs[3].station_id, refs[3].connector_id, 103,
                                           clock.now(), 0.0, "EVDisconnected"))
+    # a car leaves: the last plan still keeps every limit (only the car's own columns changed)
+    await _replan_like_cold(controller, clock, "warm")
+    # a limit below the last plan: built from scratch (faster than the kept model: warm.py)
     changed = "warm" if infeasible_warm else "cold"
-    await _replan_like_cold(controller, clock, changed)           # a car leaves
     controller.limits.set_operator_cap(60_000.0, since=clock.now())
     await _replan_like_cold(controller, clock, changed)           # the operator's cap drops
     # (ending a limit lead after a slot boundary: no new slot edge, which warm.py would build
@@ -96,19 +98,27 @@ async def test_every_warm_replan_is_the_cold_optimum(infeasible_warm):
     await _replan_like_cold(controller, clock, "warm")
 
 
-async def test_time_passing_builds_the_model_again():
-    # A minute later the first slot is shorter (every car's energy row changes): warm.py
-    # builds from scratch (benchmarks/README.md, "Warm re-plans in the controller")
+async def test_a_minute_later_the_kept_model_is_changed_too():
+    # A minute later the first slot is shorter (every car's energy-row entry in it changes) and
+    # the meters moved (every car needs less): the kept model is changed into that LP too
+    # (optimizer/warm.py), and the optimum is the cold one's
     clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
+    controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
     rng = np.random.default_rng(3)
-    for s in range(4):
-        controller.on_event(ev.StationBooted(f"CP{s}", T0, True, "v", "m"))
-        _start(controller, clock, ConnectorRef(f"CP{s}", 1), 300 + s, rng)
-    await controller.replan()
-    clock.advance(60)
-    _start(controller, clock, ConnectorRef("CP4", 1), 310, rng)
+    refs = [ConnectorRef(f"CP{s}", 1) for s in range(6)]
+    for tx, ref in enumerate(refs[:-1]):
+        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
+        _start(controller, clock, ref, 300 + tx, rng)
     await _replan_like_cold(controller, clock, "cold")
+    clock.advance(60)
+    for tx, ref in enumerate(refs[:-1]):
+        power_w = controller.allocated_now_w(ref)
+        controller.on_event(ev.MeterSampled(ref.station_id, 1, 300 + tx, clock.now(),
+                                            "Sample.Periodic", energy_register_wh=power_w / 60,
+                                            power_w=power_w, received_at=clock.now()))
+    controller.on_event(ev.StationBooted(refs[-1].station_id, T0, True, "v", "m"))
+    _start(controller, clock, refs[-1], 310, rng)
+    await _replan_like_cold(controller, clock, "warm")
 
 
 def test_one_solve_at_a_time_uses_the_kept_model():
