@@ -253,6 +253,7 @@ def _solver_info(problem, schedule, power_w: np.ndarray, warm: WarmPlans | None)
             "relaxation_objective": schedule.extra.get("relaxation_objective"),
             "relaxation_weighted_wh": schedule.extra.get("relaxation_weighted_wh"),
             "weighted_wh": weighted_energy_wh(problem, power_w),
+            "iterations": schedule.extra.get("iterations"),
             "model": None if warm is None else warm.last}
 
 
