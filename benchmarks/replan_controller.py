@@ -144,8 +144,8 @@ def print_rows(n: int, family: str, later_s: float, stable: bool, rows: list[dic
     when = "same moment" if not later_s else f"{later_s:.0f} s later"
     print(f"\n### controller re-plan, family {family}, N = {n}: one car arrives, {when}, "
           f"stable pass {'on' if stable else 'off'} (load average {os.getloadavg()[0]:.1f})\n")
-    print("| method | model | backend | re-plan wall s | re-plan CPU s | picture and the rest s | build s "
-          "| solve s | simplex iterations | check + finish s | relaxation vs cold "
+    print("| method | model | backend | re-plan wall s | re-plan CPU s | picture and the rest s "
+          "| build s | solve s | simplex iterations | check + finish s | relaxation vs cold "
           "| weighted energy vs cold |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cold = rows[0]

@@ -7,9 +7,12 @@ scratch, HiGHS starts from the slack basis: at 1 000 phase-aware connectors abou
 simplex iterations. Kept, the model still holds the last optimal basis and its factorisation;
 HiGHS adds the new columns at their lower bound (0: no power) and the new rows basic, and the
 re-solve starts one car away from the optimum, and the primal simplex only has to improve the
-last solution (benchmarks/README.md, "Speed (s17-speed)", has what it costs). When the last
-solution no longer fits the new LP (a charging car left, a limit dropped) the dual simplex from
-the kept basis was as slow as a cold build or slower, so then the model is built from scratch.
+last solution (benchmarks/README.md, "Speed (s17-speed)", has what it costs). The primal
+simplex from the kept basis was also fast when only the cars' own columns and energy rows no
+longer fit (a car left; a minute passed: the meters moved and the first slot is shorter), but
+slow when the last solution breaks a limit of the new LP (a cap or a DR event below it: 5-15x a
+cold solve; the dual simplex from the kept basis was no faster than cold), so then the model is
+built from scratch ("Warm re-plans in the controller (s17-warmwire)").
 
 Exact. The re-solved model is the new problem's LP, column for column and row for row: every
 coefficient is set from `lp.build_lp` of the new problem (costs and bounds of every column, bounds
@@ -23,12 +26,14 @@ What is kept from one problem to the next is keyed by the caller's connector ids
 integer per connector of the problem, e.g. the session's id; default: the connector's index), a
 power column by (id, slot), a segment column by (id, k), a node row by (node, slot, phase), an
 energy row by id. The stored entries of a kept column are reused, so a kept id must hang under
-the same node with the same phases and voltage, and the slot lengths and the tree must be the
+the same node with the same phases and voltage, and the number of slots and the tree must be the
 same; otherwise (or once more than half the columns are left over) the model is built from
-scratch. An id that left and comes back gets new columns (its old ones stay fixed at 0: the car
-may be another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
-columns and rows added) the pass's columns and rows are deleted and every cost and bound is set
-anew; the held-energy row of a lexicographic solve (optimizer/lp.py) is deleted too.
+scratch. A slot whose length changed has the energy-row entries of its kept columns set anew.
+An id that left and comes back gets new columns (its old ones stay fixed at 0: the car may be
+another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
+columns and rows added) the pass's columns and rows are deleted, the optimal basis from before
+the pass is put back, and every cost and bound is set anew; the held-energy row of a
+lexicographic solve (optimizer/lp.py) is deleted too.
 """
 
 from __future__ import annotations
