@@ -158,14 +158,22 @@ def flow_costs(problem: Problem, objective: Objective) -> tuple[np.ndarray, np.n
 def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     """The flow network as arrays: (tails, heads, capacities, costs, supply, connector_arcs, units).
 
-    connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs;
-    capacities and supply are in flow units, `units` of them per Wh."""
+    connector_arcs is (first arc index, connector index, slot index) of the session->layer arcs
+    (with a previous allocation, a (connector, slot) may have two: `stable_level`); capacities
+    and supply are in flow units, `units` of them per Wh."""
     limit_w = power_equivalent_limit_w(problem, upper_w)
     if limit_w is None:
         raise SolverFailed("flow: a per-phase current limit couples 1- and 3-phase loads; "
                            "it is not a network flow (use the LP)")
     n, t, k = problem.n_connectors, problem.n_slots, objective.n_segments
     wh_per_w = problem.wh_per_w
+
+    # Layer node ids.
+    kept_layers, nearest = _layers(problem, limit_w, upper_w)
+    layer_id = np.full((problem.n_nodes, t), -1, dtype=np.int64)
+    n_layers = int(kept_layers.sum())
+    layer_id[kept_layers] = FIRST_SESSION + n + np.arange(n_layers)
+    slots = np.arange(t)
 
     # Segment arcs: source -> session; root arcs carry the slot costs (see `flow_costs`).
     seg_cost, root_cost = flow_costs(problem, objective)
@@ -174,7 +182,16 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
                              np.abs(objective.urgency).max(initial=0)))
     # Only what a session's connector arcs can carry ever flows through a cost arc.
     reachable_wh = np.minimum(problem.energy_wh, (upper_w * wh_per_w[None, :]).sum(axis=1))
-    units = units_per_wh(float(reachable_wh.sum()), max_abs_cost)
+    # The stable step (see `stable_level`) multiplies every cost by `level`; where the larger
+    # costs would not fit int64 the step is dropped (a plan less stable, never a failure).
+    level = stable_level(problem, upper_w, layer_id, nearest)
+    try:
+        units = units_per_wh(float(reachable_wh.sum()), max_abs_cost * level)
+    except SolverFailed:
+        if level == 1:
+            raise
+        level = 1
+        units = units_per_wh(float(reachable_wh.sum()), max_abs_cost)
     # A segment larger than what its session can ever receive is as good as capped there (and
     # in units that fit int64).
     seg_cap = np.repeat(_floor_units(np.minimum(objective.segment_wh, reachable_wh), units), k)
@@ -183,22 +200,29 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     seg_tail = np.zeros(n * k, dtype=np.int64)
     seg_head = np.repeat(FIRST_SESSION + np.arange(n), k)
 
-    # Layer node ids.
-    kept, nearest = _layers(problem, limit_w, upper_w)
-    layer_id = np.full((problem.n_nodes, t), -1, dtype=np.int64)
-    n_layers = int(kept.sum())
-    layer_id[kept] = FIRST_SESSION + n + np.arange(n_layers)
-    slots = np.arange(t)
-
     # Connector arcs: session -> nearest layer at or above its node.
     conn_cap_all = _floor_units(upper_w * wh_per_w[None, :], units, big)
     ci, ct = np.nonzero(conn_cap_all > 0)
     conn_tail = FIRST_SESSION + ci
     conn_head = layer_id[nearest[problem.connector_node[ci], ct], ct]
     conn_cap = conn_cap_all[ci, ct]
+    conn_cost = -objective.urgency[ci, ct].astype(np.int64)  # the urgency reward
+
+    # The stable step: every cost times `level`, and the part of a connector arc up to its
+    # previous allocation on a parallel arc one unit cheaper.
+    if level > 1:
+        seg_cost, root_cost, conn_cost = seg_cost * level, root_cost * level, conn_cost * level
+        kept = np.minimum(_previous_units(problem, ci, ct, units, big), conn_cap)
+        held = np.flatnonzero(kept > 0)
+        conn_cap = conn_cap - kept
+        conn_tail = np.concatenate([conn_tail, conn_tail[held]])
+        conn_head = np.concatenate([conn_head, conn_head[held]])
+        conn_cap = np.concatenate([conn_cap, kept[held]])
+        conn_cost = np.concatenate([conn_cost, conn_cost[held] - 1])
+        ci, ct = np.concatenate([ci, ci[held]]), np.concatenate([ct, ct[held]])
 
     # Tree arcs: each kept non-root layer -> nearest kept layer above it.
-    km, kt = np.nonzero(kept)
+    km, kt = np.nonzero(kept_layers)
     not_root = km != 0
     km, kt = km[not_root], kt[not_root]
     tree_tail = layer_id[km, kt]
@@ -214,10 +238,53 @@ def build_graph(problem: Problem, objective: Objective, upper_w: np.ndarray):
     tails = np.concatenate([seg_tail, conn_tail, tree_tail, layer_id[0, slots], [SOURCE]])
     heads = np.concatenate([seg_head, conn_head, tree_head, np.full(t, SINK), [SINK]])
     caps = np.concatenate([seg_cap, conn_cap, tree_cap, root_cap, [big]])
-    conn_cost = -objective.urgency[ci, ct].astype(np.int64)  # the urgency reward
     costs = np.concatenate([seg_cost, conn_cost, np.zeros(tree_tail.size, dtype=np.int64),
                             root_cost, [0]])
     return tails, heads, caps, costs, total, (n * k, ci, ct), units
+
+
+def stable_level(problem: Problem, upper_w: np.ndarray, layer_id: np.ndarray,
+                 nearest: np.ndarray) -> int:
+    """The factor every arc cost is multiplied by for the stable step; 1 (no step) without a
+    previous allocation > 0.
+
+    The flow's stable step, the counterpart of the LP's stable pass (optimizer/stable.py, which
+    needs duals the min-cost flow does not give): among flows equal on every level of the
+    objective, the one that keeps the most of `Problem.previous_w` (the sum of min(x,
+    previous) over the entries it names). Cost scaling returns an arbitrary optimum that moves
+    with tiny changes of the problem, so without it a re-plan reshuffled which cars run
+    (benchmarks/README.md, "Stable allocations, third round").
+
+    Why every level above stays exact. With every cost times `level` and a parallel arc one
+    unit cheaper up to the previous allocation (a bonus arc), a residual cycle costs
+    level * c + b, c its cost before (an integer) and b its bonus part: -1 for each bonus arc it
+    passes forward (session -> layer), +1 for each it passes backward. A simple cycle enters and
+    leaves each session and each (node, slot) layer at most once, so it passes at most
+    min(sessions, layers) bonus arcs forward and as many backward (counted over the sessions and
+    layers that have a bonus arc): |b| < level. An optimal flow has no negative residual cycle;
+    one with c <= -1 would cost at most -level + |b| < 0, so the stable optimum is optimal for
+    the costs before, on every level, and among those optima it keeps the most of the previous
+    allocation. The price: costs grow by `level` (min(N, 2 x the layers of the kept slots),
+    ~540 at 5 000 sessions), so the flow unit is coarser (`units_per_wh`: 1 mWh instead of 1 uWh
+    at 5 000 sessions; every capacity is floored to it) and cost scaling runs a few more phases
+    (benchmarks/README.md, "Stable allocations, third round")."""
+    if problem.previous_w is None:
+        return 1
+    ci, ct = np.nonzero((problem.previous_w > 0) & (upper_w > 0))  # NaN > 0 is False
+    if ci.size == 0:
+        return 1
+    sessions = np.unique(ci).size
+    layers = np.unique(layer_id[nearest[problem.connector_node[ci], ct], ct]).size
+    return min(sessions, layers) + 1
+
+
+def _previous_units(problem: Problem, ci: np.ndarray, ct: np.ndarray, units: int,
+                    most: int) -> np.ndarray:
+    """(arcs,) the previous allocation of each connector arc in flow units (0 where unknown),
+    capped at `most` like every capacity (a huge finite previous_w must not overflow)."""
+    previous = problem.previous_w[ci, ct]
+    previous = np.where(np.isfinite(previous), previous, 0.0)
+    return _floor_units(previous * problem.wh_per_w[ct], units, most)
 
 
 def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
@@ -246,8 +313,12 @@ def solve_flow(problem: Problem, objective: Objective, upper_w: np.ndarray,
         raise SolverFailed(f"flow: min-cost flow solver returned {status.name}")
 
     arc_flow = solver.flows(np.arange(first_conn, first_conn + ci.size))
-    power_w = np.zeros((problem.n_connectors, problem.n_slots))
-    power_w[ci, ct] = arc_flow / units / problem.wh_per_w[ct]
+    # the stable step's parallel arcs repeat a (connector, slot): add them up in whole units,
+    # so a connector's power is one division as without them (a float sum of two parts could
+    # pass a limit by an ulp and leave the projection work to do)
+    flow_units = np.zeros((problem.n_connectors, problem.n_slots), dtype=np.int64)
+    np.add.at(flow_units, (ci, ct), arc_flow)
+    power_w = flow_units / units / problem.wh_per_w[None, :]
     solve_s = solved - built
     info = {
         "build_s": built - started,

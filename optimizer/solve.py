@@ -23,7 +23,9 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    on, the same comparisons as `check(tol=0)`, so the result is not checked twice).
    Stable plans: with a previous allocation (`Problem.previous_w`), after the last HiGHS solve
    a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
-   to it in the slots it names (optimizer/stable.py), before the projection and the top-up.
+   to it in the slots it names (optimizer/stable.py; the flow has a cost term of its own for
+   it, optimizer/flow.py `stable_level`), and a car it ran there is held at its minimum rate
+   (`stable.hold_minimums`), before the projection and the top-up.
 4. If the backend fails or runs out of time: the better of EDF and LLF, status FALLBACK.
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
@@ -74,7 +76,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import keep_window, stable_targets
+from optimizer.stable import hold_minimums, keep_window, stable_targets
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -236,8 +238,8 @@ def _pick_auto(problem: Problem) -> str:
     except ImportError:
         return "highs"
     if problem.previous_w is not None and problem.n_connectors <= STABLE_FLOW_CONNECTORS:
-        # only the LP has the stable pass (its duals give the optimal face; the flow solver
-        # gives no potentials): on small sites HiGHS costs ~20 ms more than the flow
+        # the LP's stable pass (its duals give the optimal face); above this the flow's stable
+        # step (flow.stable_level): on small sites HiGHS costs ~20 ms more than the flow
         return "highs"
     return "flow" if flow.applicable(problem) else "highs"
 
@@ -343,6 +345,8 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
             power_w, info = _solve_generic(_solver(backend), problem, objective, deadline)
     except SolverFailed as exc:
         return _fallback(problem, objective, backend, str(exc), found)
+    if problem.previous_w is not None:  # stable plans: a running car held at its minimum
+        power_w, info["held_at_minimum"] = hold_minimums(problem, power_w)
     started = time.perf_counter()
     power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0))
     rounded = info.get("paused", 0) + paused_by_projection > 0

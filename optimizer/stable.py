@@ -39,13 +39,18 @@ instances: the objective and the weighted energy do not move.
 The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
 (`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
 sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
-optimal face with). With a previous allocation `solve` makes no min-rate re-solve round: the
+optimal face with). Above that the flow keeps the previous allocation by a cost term of its own,
+below every level (optimizer/flow.py `stable_level`: every integer cost times a factor, a unit
+cheaper up to the previous allocation). With a previous allocation `solve` makes no min-rate re-solve round: the
 round paused what the first vertex left below a minimum (other cars than the previous plan ran)
 and the stable pass could not bring them back; the projection and the top-up round the stable
 plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
 in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
 guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
 our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
+Before the rounding, `hold_minimums` raises a car the previous plan ran that the stable plan
+leaves between 0 and its minimum in a kept slot to its minimum, taking the difference from cars
+of equal weight above theirs (the L1 pass tends to land a reduction on one car).
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ import dataclasses
 import highspy
 import numpy as np
 
+from optimizer.objective import quantised_weight
 from optimizer.problem import Problem
 
 ZERO_DUAL = 1e-10
+ZERO_W = 1e-6  # as optimizer/solve.py: below this a solver's output is zero
 EARLY = 2.0
 
 
@@ -151,3 +158,142 @@ def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | 
     combined = np.array(baseline(residual), dtype=float)
     combined[:, :k] = ours_w[:, :k]
     return combined
+
+
+def _paths(problem: Problem) -> list[np.ndarray]:
+    """Every node's path to the root (itself first)."""
+    parent = problem.node_parent
+    paths = []
+    for node in range(problem.n_nodes):
+        path = [node]
+        while parent[path[-1]] >= 0:
+            path.append(int(parent[path[-1]]))
+        paths.append(np.array(path))
+    return paths
+
+
+class _Loads:
+    """Node loads per slot (power and phase currents) with the limits a move may not pass
+    (never worse than the loads the plan came with: a solver may sit a hair above a limit)."""
+
+    def __init__(self, problem: Problem, power_w: np.ndarray) -> None:
+        self.problem = problem
+        self.amps = problem.amps_per_w  # (N, 3)
+        node_conn = problem.node_connector
+        self.w = np.asarray(node_conn @ power_w)  # (M, T)
+        self.a = np.stack([np.asarray(node_conn @ (self.amps[:, ph, None] * power_w))
+                           for ph in range(3)], axis=1)  # (M, 3, T)
+        self.limit_w = np.maximum(problem.node_limit_w, self.w)
+        self.limit_a = np.maximum(problem.node_limit_a[:, None, :], self.a)
+        self.paths = _paths(problem)
+
+    def move(self, src: int, dst: int, t: int, d: float, apply: bool) -> bool:
+        """Whether moving d W from connector src to dst in slot t keeps every limit (and do it
+        when apply)."""
+        p_src = self.paths[self.problem.connector_node[src]]
+        p_dst = self.paths[self.problem.connector_node[dst]]
+        touched = np.union1d(p_src, p_dst)
+        w = self.w[:, t].copy()
+        a = self.a[:, :, t].copy()
+        w[p_dst] += d
+        w[p_src] -= d
+        a[p_dst] += d * self.amps[dst]
+        a[p_src] -= d * self.amps[src]
+        if (w[touched] > self.limit_w[touched, t]).any() or \
+                (a[touched] > self.limit_a[touched, :, t]).any():
+            return False
+        if apply:
+            self.w[:, t], self.a[:, :, t] = w, a
+        return True
+
+
+def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, j: int,
+                  t: int, energy_wh: float) -> list | None:
+    """[(slot, W)] taking energy_wh of car i's energy after slot t (latest first; i left at 0 or
+    at its minimum or more) and giving it to car j in the same slots (j left at 0 or at its
+    minimum or more, under its maximum and every limit); None when that is not possible."""
+    wh_per_w, minimum, upper = problem.wh_per_w, problem.min_power_w, problem.upper_w
+    left, pieces = energy_wh, []
+    for s in range(problem.n_slots - 1, t, -1):
+        if left <= energy_wh * 1e-12:
+            break
+        xi, xj = power_w[i, s], power_w[j, s]
+        if xi <= ZERO_W:
+            continue
+        want = left / wh_per_w[s]
+        take = xi if xi <= want else min(want, xi - minimum[i])
+        if take <= ZERO_W:
+            continue
+        if xj + take > upper[j, s] or (xj + take < minimum[j] - ZERO_W):
+            continue
+        if not loads.move(i, j, s, take, apply=False):
+            continue
+        pieces.append((s, take))
+        left -= take * wh_per_w[s]
+    return pieces if left <= energy_wh * 1e-9 else None
+
+
+def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, int]:
+    """(power_w with running cars held at their minimum in the kept slots, how many were held).
+
+    The stable pass moves one vertex of the optimal face to another, so a reduction often lands
+    on one car, which then sits between 0 and its minimum (often the cap's remainder in that
+    slot); the projection pauses it and the top-up hands its room to others - a pause made by
+    the re-plan alone. Here such a car (the previous plan ran it at its minimum or more in that
+    slot) is raised to its minimum with power taken in the same slot from a car of the same
+    (quantised) weight above its own minimum, when every node limit on the way still holds.
+    When the raise would deliver more than the car's request (its whole request is planned),
+    its own energy after this slot moves into it, and the donor takes that room in those later
+    slots (a four-entry exchange). Either way every car's delivered energy stays within its
+    request and the weighted energy is unchanged; only the lower levels (price, fairness,
+    urgency) may move, as rounding moves them anyway. A car that cannot be held in full is left
+    as it was (for the projection)."""
+    previous = problem.previous_w
+    if previous is None:
+        return power_w, 0
+    slots = np.flatnonzero(np.isfinite(previous).any(axis=0))
+    minimum = problem.min_power_w
+    if slots.size == 0 or not (minimum > 0).any():
+        return power_w, 0
+    power_w = np.array(power_w, dtype=float)
+    weight = quantised_weight(problem.weight)
+    upper = problem.upper_w
+    delivered = power_w @ problem.wh_per_w
+    loads = None
+    held = 0
+    for t in slots:
+        x = power_w[:, t]
+        ran = np.isfinite(previous[:, t]) & (previous[:, t] >= minimum - ZERO_W) & \
+            (previous[:, t] > 0)
+        short = ran & (x > ZERO_W) & (x < minimum - ZERO_W)
+        if not short.any():
+            continue
+        loads = _Loads(problem, power_w) if loads is None else loads
+        wh = problem.wh_per_w[t]
+        for i in np.flatnonzero(short)[np.argsort((minimum - x)[short])]:
+            need = minimum[i] - x[i]
+            if need > upper[i, t] - x[i]:
+                continue
+            shift = max(delivered[i] + need * wh - problem.energy_wh[i], 0.0)  # Wh
+            surplus = np.where((weight == weight[i]) & (x > minimum + ZERO_W), x - minimum, 0.0)
+            surplus[i] = 0.0
+            for j in np.flatnonzero(surplus >= need)[np.argsort(-surplus[surplus >= need])]:
+                if not loads.move(j, i, t, need, apply=False):
+                    continue
+                pieces = [] if shift <= 0 else _later_pieces(problem, power_w, loads, i, j, t,
+                                                              min(shift, need * wh))
+                if pieces is None:
+                    continue
+                loads.move(j, i, t, need, apply=True)
+                power_w[j, t] -= need
+                power_w[i, t] = minimum[i]
+                for s, take in pieces:
+                    loads.move(i, j, s, take, apply=True)
+                    power_w[i, s] -= take
+                    power_w[j, s] += take
+                moved_wh = sum(take * problem.wh_per_w[s] for s, take in pieces)
+                delivered[i] += need * wh - moved_wh
+                delivered[j] += moved_wh - need * wh
+                held += 1
+                break
+    return power_w, held

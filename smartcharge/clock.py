@@ -80,11 +80,25 @@ def utc_now_whole_second(clock: Clock) -> datetime:
     return clock.now().replace(microsecond=0)
 
 
+LAST_MOMENT = datetime.max.replace(tzinfo=UTC)
+
+
+def later(moment: datetime, seconds: float) -> datetime:
+    """`moment` + `seconds`, or the last moment a datetime holds: a station whose clock says
+    9999-12-31 is valid OCPP, and a default stay after it must not end the calendar."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return LAST_MOMENT
+
+
 def format_ocpp_time(moment: datetime) -> str:
     """Whole-second UTC with a Z, e.g. 2026-01-01T12:00:00Z: some stations fail on fractions."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: every time we send must be timezone-aware")
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    # %Y does not pad years before 1000 ("1-01-01"), which no RFC 3339 reader takes
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%SZ")
 
 
 _RFC3339 = re.compile(
@@ -107,4 +121,7 @@ def parse_ocpp_time(text: str) -> datetime:
     match = re.match(r"^(.*\.\d{6})\d+(.*)$", normalised)
     if match:
         normalised = match.group(1) + match.group(2)
-    return datetime.fromisoformat(normalised).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalised).astimezone(UTC)
+    except OverflowError:   # 0001-01-01T00:00+14:00 is in year 0 in UTC: no datetime
+        raise ValueError(f"out of the calendar in UTC: {text!r}") from None

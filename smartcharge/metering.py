@@ -11,6 +11,8 @@ controller plans with the energy the ledger will bill.
 
 from __future__ import annotations
 
+import math
+
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,9 +62,9 @@ def to_si(value_text: str, unit: str, value_format: str) -> float | None:
         value = float(value_text)
     except ValueError:
         return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value * _SCALE.get(unit.lower(), 1.0) if unit else value
+    value *= _SCALE.get(unit.lower(), 1.0) if unit else 1.0
+    # "1e308" kWh is no reading either: not finite once in Wh
+    return value if math.isfinite(value) else None
 
 
 def parse_meter_values(meter_values: Sequence[dict],

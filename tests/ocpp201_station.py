@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
 from ocpp.charge_point import snake_to_camel_case
+from ocpp.exceptions import OccurrenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 
@@ -31,11 +33,17 @@ class StationSetup:
     stack_levels: int = 3
     iso15118: bool = False
     refuse_get_variables: bool = False
+    # DeviceDataCtrlr.ItemsPerMessage[GetVariables]: a longer request gets a CALLERROR
+    # OccurrenceConstraintViolation (B06.FR.15 allows it)
+    items_per_get_variables: int | None = None
     unknown_variables: set[str] = field(default_factory=set)
     advertised_units: str | None = None   # what RateUnit says (None: rate_units)
     refuse_zero_limit: bool = False       # a quirk of some firmware: a limit of 0 is refused
     # profiles it holds from before (evseId, camelCase profile), e.g. another CSMS's
     installed: list[tuple[int, dict]] = field(default_factory=list)
+    # until its BootNotification is accepted it answers every request with SecurityError, as
+    # a station does to a CSMS that talks to it before it is registered
+    refuse_before_boot: bool = False
 
 
 class Station201(ChargePoint):
@@ -59,6 +67,20 @@ class Station201(ChargePoint):
             "LimitChangeSignificance": "0.1", "Phases3to1": "false"},
             "OCPPCommCtrlr": {"HeartbeatInterval": "300"}}
         self.got = asyncio.Event()
+        self.registered = False
+        self.refused_before_boot: list[str] = []
+
+    async def route_message(self, raw_msg):
+        message = json.loads(raw_msg)
+        if message[0] == 3 and {"currentTime", "interval", "status"} <= set(message[2]):
+            # the answer to its BootNotification: registered from the moment it reads it
+            self.registered = message[2]["status"] == "Accepted"
+        if self.setup.refuse_before_boot and not self.registered and message[0] == 2:
+            self.refused_before_boot.append(message[2])
+            await self._send(json.dumps([4, message[1], "SecurityError",
+                                         "not registered yet", {}]))
+            return
+        await super().route_message(raw_msg)
 
     def now(self) -> datetime:
         return self.clock.now() if self.clock is not None else datetime.now(UTC)
@@ -76,9 +98,10 @@ class Station201(ChargePoint):
             charging_station={"model": "Strict201", "vendor_name": "tests"},
             reason="PowerUp"))
 
-    async def start_transaction(self, evse_id: int, id_token: str = "DRIVER-1") -> str:
+    async def start_transaction(self, evse_id: int, id_token: str = "DRIVER-1",
+                                transaction_id: str | None = None) -> str:
         """A transaction starts on an EVSE (TransactionEvent Started); returns its id."""
-        tx = str(uuid.uuid4())
+        tx = str(uuid.uuid4()) if transaction_id is None else transaction_id
         self.table.transactions[evse_id] = tx
         await self.call(call.TransactionEvent(
             event_type="Started", timestamp=format_ocpp_time(self.now()),
@@ -120,6 +143,10 @@ class Station201(ChargePoint):
         self._got("GetVariables", {"get_variable_data": get_variable_data})
         if self.setup.refuse_get_variables:
             raise NotImplementedError("GetVariables")
+        most = self.setup.items_per_get_variables
+        if most is not None and len(get_variable_data) > most:
+            raise OccurrenceConstraintViolationError(
+                description=f"at most {most} items per GetVariablesRequest")
         out = []
         for item in get_variable_data:
             component, variable = item["component"]["name"], item["variable"]["name"]

@@ -87,6 +87,10 @@ async def test_unknown_station_404_offline_409_timeout_504(harness):
     ("unlock-connector", {"connector_id": 0}, ">= 1"),
     ("change-availability", {"connector_id": 1, "type": "Operative", "extra": 1}, "unknown"),
     ("composite-schedule?connector_id=1", None, "duration_s"),
+    # OCPP's integer is 32 bits: a strict station would refuse it; we do, before sending
+    ("unlock-connector", {"connector_id": 2 ** 31}, "32-bit"),
+    ("remote-stop", {"transaction_id": 2 ** 40}, "32-bit"),
+    ("composite-schedule?connector_id=1&duration_s=99999999999", None, "32-bit"),
 ])
 async def test_bad_bodies_get_422_with_a_message(harness, route, body, words):
     await harness.station("CP1")

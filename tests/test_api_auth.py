@@ -3,6 +3,7 @@ against the whole service (central system, site controller, dashboard) on a real
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -205,6 +206,10 @@ async def test_id_tags_are_masked_for_readers_and_whole_for_operators(tmp_path, 
             await harness.wait_for(lambda: server.app[CONTROLLER].state.sessions, 5)
             async with http.get(server.make_url("/api/site"), headers=headers) as resp:
                 tags |= {s["id_tag"] for s in (await resp.json())["sessions"]}
+            async with http.get(server.make_url("/api/site/stream"), headers=headers) as resp:
+                while not (line := await resp.content.readline()).startswith(b"data: "):
+                    pass
+                tags |= {s["id_tag"] for s in json.loads(line[6:])["sessions"]}
             return tags
 
         assert await seen_by("reader") == {"DRIV****"}
@@ -242,3 +247,64 @@ async def test_guessing_tokens_from_one_address_is_slowed_down(matrix_server):
         assert int(resp.headers["Retry-After"]) > 0
     clock.advance(61)
     assert await status_of(http, server, "GET", "/api/stations", TOKENS["reader"]) == 200
+
+
+# --- every route the app serves, read from its router (not from the document) ----------------
+PUBLIC_ROUTES = {("GET", "/"), ("HEAD", "/"), ("GET", "/static/{name}"),
+                 ("HEAD", "/static/{name}"), ("GET", "/api/openapi.json")}
+ROUTE_VALUES = {**PATH_VALUES, "name": "dashboard.js", "program": "gac"}
+
+
+async def test_every_route_of_the_router_is_guarded_or_named_public(tmp_path):
+    """A route added anywhere (API, OCPP endpoint, OpenADR callback, dashboard) without a guard
+    fails here: under /api it must have an access rule and be in the OpenAPI document (so the
+    role matrix above covers it); elsewhere it must refuse a caller without credentials."""
+    from dataclasses import replace
+
+    from smartcharge.model import OpenAdrProgram
+
+    program = OpenAdrProgram(program="gac", version="3", vtn_url="http://127.0.0.1:9",
+                             ven_name="depot", bearer_token="vtn-token",
+                             callback_url="http://127.0.0.1:9")
+    site = replace(tokened_site(), openadr=(program,))
+    # not started: its VEN would only try to reach a VTN that is not there
+    app = create_app(site, db_path=str(tmp_path / "routes.sqlite"))
+    routes = sorted({(route.method, route.resource.canonical)
+                     for route in app.router.routes() if route.resource is not None})
+    assert ("POST", "/openadr/{program}/notifications") in routes
+    documented = set(documented_routes())
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    server.app[AUTH].throttle = AuthThrottle(SystemClock(), ThrottleSettings(max_failures=10_000))
+    wrong = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for method, path in routes:
+                if (method, path) in PUBLIC_ROUTES:
+                    continue
+                if path.startswith("/api/"):
+                    if not app[AUTH].policy.get((method, path)):
+                        wrong.append((method, path, "no access rule"))
+                    if (method, path) not in documented:
+                        wrong.append((method, path, "not in the OpenAPI document"))
+                url = server.make_url(path.format(**ROUTE_VALUES))
+                for headers in ({}, {"Authorization": "Bearer not-a-token"},
+                                {"Authorization": "Basic Q1AxOndyb25n"}):   # CP1:wrong
+                    async with http.request(method, url, headers=headers) as response:
+                        if response.status not in (401, 403):
+                            wrong.append((method, path, headers, response.status))
+    finally:
+        await server.close()
+    assert wrong == []
+
+
+@pytest.mark.parametrize("path", ["/API/stations", "//api/stations", "/api//stations",
+                                  "/api/stations/", "/%61pi/stations", "/api/./stations",
+                                  "/static/../api/stations", "/api/sessions.csv/"])
+async def test_spellings_of_an_api_path_never_skip_the_token(matrix_server, path):
+    server, http = matrix_server
+    url = server.make_url("/").with_path(path, encoded=True)
+    async with http.get(url) as response:
+        body = await response.read()
+        assert response.status in (401, 404), (path, response.status)
+        assert b"DRIVER" not in body and b"station_id" not in body

@@ -155,6 +155,14 @@ async def test_static_files_are_served_and_nothing_else(site_server):
     for name, kind in (("dashboard.js", "javascript"), ("dashboard.css", "css")):
         resp = await client.get(f"/static/{name}")
         assert resp.status == 200 and kind in resp.headers["Content-Type"]
+    # the page holds the API token (sessionStorage): no framing, no script from elsewhere, no
+    # type sniffing; the browser tests below run under this policy
+    for path in ("/", "/static/dashboard.js", "/api/site"):
+        headers = (await client.get(path)).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+        assert "default-src 'self'" in headers["Content-Security-Policy"], path
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] == "no-referrer", path
     # The package directory holds Python sources; only the page's assets are public.
     assert (await client.get("/static/__init__.py")).status == 404
     assert (await client.get("/static/..%2F__init__.py")).status == 404

@@ -81,6 +81,8 @@ def test_units_and_defaults():
     assert to_si("11", "kW", "Raw") == 11_000
     assert to_si("abc", "Wh", "Raw") is None
     assert to_si("12", "Wh", "SignedData") is None
+    # not a number, or not finite once in Wh: no reading (never an infinite register)
+    assert [to_si(text, "kWh", "Raw") for text in ("NaN", "inf", "1e400", "1e308")] == [None] * 4
     (reading,) = parse_meter_values([{"timestamp": "2026-01-01T08:00:00Z",
                                       "sampled_value": [{"value": "1.5", "unit": "kWh"}]}])
     assert (reading.measurand, reading.context, reading.location, reading.value_si) == (

@@ -100,9 +100,33 @@ async def booted_raw_socket(harness, station_id="CP1"):
     ([2, "m10", "StatusNotification", {"timestamp": "yesterday", "evseId": 1,
                                        "connectorId": 1, "connectorStatus": "Available"}],
      [4, "m10", "TypeConstraintViolation"]),
+    ([2, "m11", "TransactionEvent", {"eventType": "Started", "triggerReason": "Authorized",
+                                     "seqNo": 0, "timestamp": "9999-12-31T23:59:59-14:00",
+                                     "transactionInfo": {"transactionId": "T1"}}],
+     [4, "m11", "TypeConstraintViolation"]),
+    ([2, "m12", "MeterValues", {"evseId": 2 ** 40, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": 1}]}]}],
+     [4, "m12", "TypeConstraintViolation"]),
+    ('[2, "m13", "MeterValues", {"evseId": 1, "meterValue": [{"timestamp": '
+     '"2026-01-01T00:00:00Z", "sampledValue": [{"value": Infinity}]}]}]',
+     [4, "-1", "RpcFrameworkError"]),
+    ('[2, "m14", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
+     [4, "-1", "RpcFrameworkError"]),
 ])
 async def test_malformed_frames_get_the_2_0_1_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
+
+
+async def test_a_meter_value_out_of_range_is_answered_and_not_a_reading(harness):
+    """A multiplier that takes the value past a float is a valid message (the schema bounds
+    neither) but no reading: answered, the connection goes on, nothing billed from it."""
+    ws = await booted_raw_socket(harness)
+    for n, (value, multiplier) in enumerate([(1, 400), (1e308, 3), (1, 2 ** 31 - 1)]):
+        frame = [2, f"mv{n}", "MeterValues", {"evseId": 1, "meterValue": [
+            {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [
+                {"value": value, "unitOfMeasure": {"unit": "Wh", "multiplier": multiplier}}]}]}]
+        assert await harness.raw_call(ws, frame) == [3, f"mv{n}", {}]
+    assert (await harness.raw_call(ws, HEARTBEAT))[:2] == [3, "hb-1"]
 
 
 async def test_binary_frame_is_answered_not_fatal(harness):

@@ -47,6 +47,26 @@ async def assert_still_up(harness, ws):
     ([2, "m10", "Authorize", {"idTag": "X" * 21}], [4, "m10", "TypeConstraintViolation"]),
     ([2, "m11", "MeterValues", {"connectorId": 1, "meterValue": []}],
      [4, "m11", "OccurenceConstraintViolation"]),
+    # a zone that pushes the time out of the calendar (year 0 in UTC)
+    ([2, "m12", "StartTransaction", {"connectorId": 1, "idTag": "DRIVER-1", "meterStart": 1,
+                                     "timestamp": "0001-01-01T00:00:00+14:00"}],
+     [4, "m12", "TypeConstraintViolation"]),
+    # OCPP's integer is 32 bits (1.6 part 2, data types): a bigger one is no valid id or count
+    ([2, "m13", "MeterValues", {"connectorId": 1, "transactionId": 2 ** 63, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}]}],
+     [4, "m13", "TypeConstraintViolation"]),
+    ([2, "m14", "StatusNotification", {"connectorId": 2 ** 31, "errorCode": "NoError",
+                                       "status": "Available"}],
+     [4, "m14", "TypeConstraintViolation"]),
+    ([2, "m15", "StopTransaction", {"transactionId": 1, "meterStop": 10 ** 30,
+                                    "timestamp": "2026-01-01T00:00:00Z"}],
+     [4, "m15", "TypeConstraintViolation"]),
+    # NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them
+    ('[2, "m16", "StartTransaction", {"connectorId": 1, "idTag": "DRIVER-1", '
+     '"meterStart": NaN, "timestamp": "2026-01-01T00:00:00Z"}]', [4, "-1", "FormationViolation"]),
+    # nested past the parser's recursion limit: it was never answered at all
+    ('[2, "m17", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
+     [4, "-1", "FormationViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

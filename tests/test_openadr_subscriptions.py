@@ -4,6 +4,7 @@ delivers each change as a 3.0.1 notification: created, updated and deleted event
 with no poll in between (the poll interval is 30 s here). The callback route is never open:
 it takes only the subscription's token, and after a restart only the new one."""
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -81,6 +82,21 @@ async def test_v3_subscription_delivers_changes_at_once_and_only_with_its_token(
                                           "object": vtn.events[other]},
                                {"Authorization": f"Bearer {token}"}) == 200
             assert limits.event(f"openadr:gac/{other}") is None
+            # with the right token, bodies that are no notification: a 4xx problem, never 5xx
+            bearer = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            async with aiohttp.ClientSession() as http:
+                for body in ("[" * 50_000 + "]" * 50_000, "not json", "[1]",
+                             '{"objectType": "EVENT", "operation": "POST", "object": []}'):
+                    async with http.post(callback, data=body, headers=bearer) as resp:
+                        assert 400 <= resp.status < 500, (body[:60], resp.status)
+                        assert resp.content_type == "application/problem+json"
+                # a notification of an event we cannot read: ignored, as in a poll
+                async with http.post(callback, headers=bearer, data=json.dumps({
+                        "objectType": "EVENT", "operation": "POST", "object": {
+                            "id": "garbage", "programID": program_id, "intervals": "none"}})
+                        ) as resp:
+                    assert resp.status == 200
+            assert limits.event("openadr:gac/garbage") is None
         async with control_server(site, db, clock, settings=SETTINGS, dispatch=DISPATCH,
                                   port=port) as server:
             # smartcharge restarts: the same subscription, a new token; the old one is refused

@@ -221,6 +221,30 @@ def test_small_flow_costs_keep_the_optimum_with_close_weights_and_many_prices(pr
     assert flow_info["objective"] == pytest.approx(cbc_info["objective"], rel=1e-6, abs=1e-6)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(power_problems(), st.data())
+def test_the_stable_step_keeps_the_optimum_on_random_power_problems(problem, data):
+    # A previous allocation (whole kW, so exact in flow units) in the first slots: the stable
+    # step (flow.stable_level) multiplies every cost and rewards the part up to it by one unit,
+    # below every level: the optimum's value is the same to rounding error, and no optimum
+    # keeps more of the previous allocation than the one returned.
+    n, t = problem.n_connectors, problem.n_slots
+    whole_w = st.integers(0, 22).map(lambda k: k * 1000.0)
+    previous = np.full((n, t), np.nan)
+    kept = data.draw(st.integers(1, t))
+    previous[:, :kept] = np.array(data.draw(st.lists(whole_w, min_size=n * kept,
+                                                     max_size=n * kept))).reshape(n, kept)
+    stable = dataclasses.replace(problem, previous_w=previous)
+    objective = build_objective(problem)
+    free_w, free_info = solve_flow(problem, objective, problem.upper_w)
+    kept_w, kept_info = solve_flow(stable, objective, problem.upper_w)
+    assert kept_info["objective"] == pytest.approx(free_info["objective"], rel=1e-12, abs=1e-9)
+    assert node_overload_w(problem, kept_w) <= 1e-9
+    known = np.isfinite(previous)
+    held = np.minimum(kept_w[known], previous[known]).sum()
+    assert held >= np.minimum(free_w[known], previous[known]).sum() - 1e-9
+
+
 def test_flow_costs_stay_small_with_prices():
     from optimizer.instances import generate
     problem = generate(200, family="power", seed=0)  # prices 0.2 / 0.3 / 0.4, weights 1 and 2
@@ -275,3 +299,21 @@ def test_energy_too_large_for_int64_is_declined_explicitly():
                                   energy_wh=[1e18, 1e18])
     with pytest.raises(SolverFailed, match="overflow"):
         run_flow(problem)
+
+
+@pytest.mark.parametrize("previous_w, energy_wh", [
+    (1e300, (20_000.0, 3_000.0)),  # a huge finite previous allocation
+    (1e10, (1e11, 1e11)),          # requests whose costs fit int64 only without the stable step
+], ids=["previous_1e300", "no_room_for_the_step"])
+def test_the_stable_step_never_makes_the_flow_fail(previous_w, energy_wh):
+    # The stable step multiplies the costs and adds capacities from previous_w: a value that
+    # does not fit int64 must cap (like any capacity) or drop the step, never fall back.
+    from optimizer.solve import solve
+    problem = dataclasses.replace(two_cars(max_w=(1e13, 1e13), cap_w=1e14),
+                                  energy_wh=list(energy_wh))
+    free = solve(problem, backend="flow")
+    assert free.backend == "flow"
+    previous = np.array([[previous_w, np.nan], [0.0, np.nan]])
+    kept = solve(dataclasses.replace(problem, previous_w=previous), backend="flow")
+    assert kept.backend == "flow" and kept.status == free.status, kept.message
+    assert kept.objective == pytest.approx(free.objective, rel=1e-9)

@@ -13,10 +13,10 @@ from optimizer.urgency import urgency
 IDLE = 298   # connectors without a session: the site is large enough that urgency is off
 
 
-def two_alike_cars(previous_w=None, **fields) -> Problem:
+def two_alike_cars(previous_w=None, idle=IDLE, **fields) -> Problem:
     """Cars 0 and 1 alike (11 kW, 2750 Wh each, both leave after slot 1) under an 11 kW cap:
     car 0 then car 1, car 1 then car 0 or both at 5.5 kW are equal on every level."""
-    n = 2 + IDLE
+    n = 2 + idle
     energy = np.zeros(n)
     energy[:2] = 2750.0
     previous = None
@@ -153,3 +153,140 @@ def test_the_top_up_serves_the_running_car_first_on_a_tie(running):
     assert topped[running, 0] == pytest.approx(11000.0)
     assert topped[1 - running, 0] == 0.0
     assert edf(problem)[running, 0] == pytest.approx(11000.0)
+
+
+# The flow's stable step (optimizer/flow.py): above STABLE_FLOW_CONNECTORS sessions `solve`
+# takes the min-cost flow, which keeps the previous allocation by a cost term below every level.
+
+FLOW_IDLE = 598  # > STABLE_FLOW_CONNECTORS sessions: auto takes the flow
+
+
+@pytest.mark.parametrize("running", [0, 1])
+def test_the_flow_keeps_the_running_car_running(running):
+    from optimizer.solve import STABLE_FLOW_CONNECTORS
+
+    previous = np.zeros((2, 2))
+    previous[running, 0] = 11000.0
+    problem = two_alike_cars(previous, idle=FLOW_IDLE)
+    free = solve(two_alike_cars(idle=FLOW_IDLE), backend="flow")
+    assert problem.n_connectors > STABLE_FLOW_CONNECTORS
+    schedule = solve(problem)
+    assert schedule.backend == "flow"
+    np.testing.assert_allclose(schedule.power_w[running], [11000.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(schedule.power_w[1 - running], [0.0, 11000.0], atol=1e-6)
+    assert schedule.objective == pytest.approx(free.objective, rel=1e-12)
+
+
+def _replan(n: int, backend: str):
+    """benchmarks/stable.py's case: a re-plan at slot 34 after one car's need changed, the
+    previous plan (slots 34-35 kept) made by the same backend."""
+    from optimizer import instances
+
+    problem = instances.generate(n, family="power", seed=0)
+    energy = np.array(problem.energy_wh)
+    energy[0] *= 0.5
+    before = solve(dataclasses.replace(problem, energy_wh=energy), backend=backend).power_w
+    previous = np.full(problem.upper_w.shape, np.nan)
+    previous[:, 34:36] = before[:, 34:36]
+    return problem, previous, before
+
+
+def test_a_large_site_replan_on_the_flow_changes_a_handful_of_connectors():
+    # 600 sessions: the flow. Without the stable step the re-plan reshuffled the window
+    # (~230 entries changed, ~40 running cars paused); with it, a handful, and the relaxation's
+    # weighted energy is the same to the last unit of flow.
+    problem, previous, before = _replan(600, "auto")
+    free = solve(problem)
+    kept = solve(dataclasses.replace(problem, previous_w=previous))
+    assert kept.backend == free.backend == "flow"
+    assert kept.extra["relaxation_weighted_wh"] == pytest.approx(
+        free.extra["relaxation_weighted_wh"], rel=1e-9)
+    assert kept.relaxation_objective == pytest.approx(free.relaxation_objective, rel=1e-9)
+    changed = (np.abs(kept.power_w[:, 34:36] - before[:, 34:36]) > 1.0).sum()
+    paused = ((before[:, 34] > 1.0) & (kept.power_w[:, 34] <= 1e-6)).sum()
+    assert changed <= 10 and paused <= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_previous_plans_leave_the_flow_optimum_unchanged(seed, monkeypatch):
+    # The stable step sits below every level: with any previous allocation the flow's optimum
+    # (no minimum rates, so no rounding) has the same objective - energy, price, fairness and
+    # urgency (on at 30 sessions) - as the flow without one counted in the same unit (the step's
+    # larger costs make the unit coarser: capacities are floored to 1/units Wh).
+    from optimizer import flow, instances
+    from optimizer.objective import build_objective
+
+    problem = instances.generate(30, family="power", seed=seed, min_power=False)
+    assert urgency(problem)[1] > 1
+    rng = np.random.default_rng(seed)
+    previous = np.full(problem.upper_w.shape, np.nan)
+    previous[:, 32:35] = rng.uniform(0.0, 1.0, (problem.n_connectors, 3)) * \
+        problem.upper_w[:, 32:35]
+    objective = build_objective(problem)
+    kept_w, kept = flow.solve_flow(dataclasses.replace(problem, previous_w=previous), objective,
+                                   problem.upper_w)
+    monkeypatch.setattr(flow, "units_per_wh", lambda *_: kept["units_per_wh"])
+    free_w, free = flow.solve_flow(problem, objective, problem.upper_w)
+    assert kept["objective"] == pytest.approx(free["objective"], rel=1e-14)
+    # and it does keep: at least as much of the previous allocation as the free optimum
+    known = np.isfinite(previous)
+    def held(power):
+        return np.minimum(power[known], previous[known]).sum()
+    assert held(kept_w) > held(free_w)
+
+
+@pytest.mark.parametrize("backend", ["highs", "flow"])
+@pytest.mark.parametrize("at_minimum", [0, 1])
+def test_a_car_running_at_its_minimum_is_held_there_when_the_cap_drops(backend, at_minimum):
+    # The previous plan ran cars 0 and 1 under a 15 kW cap, one at its minimum (4140 W); car 2
+    # (single-phase, minimum 1380 W) waited. The cap drops to 14 kW: the stable plan takes the
+    # 1 kW from one of the two; landed on the car at its minimum it left it at 3140 W, the
+    # projection paused it and the top-up gave car 2 its room (no energy lost, so the guard
+    # kept the plan). Held at its minimum with the difference taken from the other car, it
+    # keeps running and the weighted energy is the same.
+    from optimizer.solve import weighted_energy_wh
+
+    n = 3 + IDLE
+    energy = np.zeros(n)
+    energy[:3] = 20000.0
+    previous = np.full((n, 1), np.nan)
+    previous[:3, 0] = [15000.0 - 4140.0, 15000.0 - 4140.0, 0.0]
+    previous[at_minimum, 0] = 4140.0
+    minimum = np.full(n, 4140.0)
+    minimum[2] = 1380.0
+    problem = Problem(slot_s=[900.0], max_power_w=11000.0, energy_wh=energy,
+                      arrival_slot=np.zeros(n, dtype=int), departure_slot=np.full(n, 1),
+                      node_parent=[-1] + [0] * n, connector_node=np.arange(1, n + 1),
+                      node_limit_w=[14000.0] + [11000.0] * n, min_power_w=minimum,
+                      previous_w=previous)
+    kept = solve(problem, backend=backend)
+    free = solve(dataclasses.replace(problem, previous_w=None), backend=backend)
+    assert (kept.power_w[:2, 0] >= 4140.0).all(), kept.power_w[:3, 0]
+    assert kept.power_w[:3, 0].sum() == pytest.approx(14000.0)
+    assert weighted_energy_wh(problem, kept.power_w) >= \
+        weighted_energy_wh(problem, free.power_w) * (1 - 1e-12)
+
+
+def test_a_car_whose_whole_request_is_planned_is_held_by_moving_its_later_energy():
+    # Car 0 got the cap's remainder now (3140 W, under its 4140 W minimum) and the rest of its
+    # request later: raising it now alone would deliver more than it asked. Its later energy
+    # moves into this slot and the donor (car 1) takes that room later: both cars' energy and
+    # every limit stay as they were.
+    from optimizer.check import check, delivered_wh
+    from optimizer.stable import hold_minimums
+
+    raw = np.array([[3140.0, 9000.0], [10860.0, 5000.0]])
+    previous = np.array([[4140.0, np.nan], [10860.0, np.nan]])
+    problem = Problem(slot_s=[900.0, 900.0], max_power_w=11000.0,
+                      energy_wh=delivered_wh_of(raw), arrival_slot=[0, 0], departure_slot=[2, 2],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_w=14000.0,
+                      min_power_w=4140.0, previous_w=previous)
+    held, count = hold_minimums(problem, raw)
+    assert count == 1
+    np.testing.assert_allclose(held, [[4140.0, 8000.0], [9860.0, 6000.0]])
+    np.testing.assert_allclose(delivered_wh(problem, held), problem.energy_wh)
+    assert check(problem, held, tol=1e-9) == []
+
+
+def delivered_wh_of(power_w):
+    return np.asarray(power_w).sum(axis=1) * 0.25

@@ -68,7 +68,11 @@ async def test_dr_event_lifecycle(api):
         assert resp.status == 201, await resp.text()
         created = await resp.json()
         assert created["state"] == "scheduled" and created["limit_w"] == 20_000
+    # the same event again (a retry whose 2xx was lost): the same answer; another one: 409
     async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 201 and await resp.json() == created
+    async with http.post("/api/demand-response/events", json=_event(clock, limit_w=10_000),
                          headers=_auth(UT)) as resp:
         assert resp.status == 409
     async with http.get("/api/demand-response/events", headers=_auth(UT)) as resp:

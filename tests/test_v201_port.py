@@ -82,6 +82,20 @@ async def test_setup_probes_capabilities_and_installs_k01_clean_failsafes(tmp_pa
             assert total <= 22_000.0
 
 
+async def test_a_station_taking_few_items_per_get_variables_is_asked_in_parts(tmp_path, clock):
+    """A strict station with ItemsPerMessageGetVariables under our 8 variables refuses the whole
+    request (OccurrenceConstraintViolation): its real capabilities are still learnt, not the
+    conservative defaults."""
+    setup = StationSetup(rate_units="W", periods_per_schedule=4, items_per_get_variables=4)
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            port = (await _set_up(server, station)).port
+            assert port.caps.rate_units == ("W",) and port.caps.max_periods == 4
+            assert station.table.refusals == []
+
+
 async def test_idle_shares_and_plans_replace_by_id_never_stack(tmp_path, clock):
     """Idle shares and plans sent again and again: every one replaces its predecessor by id,
     the station never sees two profiles of one purpose and level overlap on an EVSE."""
@@ -160,6 +174,43 @@ async def test_refusals_try_the_other_unit_then_the_minimum_instead_of_0(tmp_pat
             # A was tried first (at setup: the station maximum) and refused: W remembered
             assert any("RateUnit" in r for r in station.table.refusals)
             assert [p["transactionId"] for p in _installed(station, P.TX_PROFILE)] == [tx]
+
+
+async def test_a_new_station_is_not_asked_anything_before_its_boot(tmp_path, clock):
+    """A station never seen before connects: until its BootNotification is accepted it is not
+    registered, and a strict one refuses requests (SecurityError). Its set-up waits for the
+    boot (it started at the connection, and the refused GetVariables left the defaults for
+    good); a reconnect of a registered station still sets up at once."""
+    setup = StationSetup(rate_units="W", periods_per_schedule=4, refuse_before_boot=True)
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, setup=setup,
+                              clock=clock) as station:
+            port = (await _set_up(server, station)).port
+            assert station.refused_before_boot == []
+            assert port.caps.rate_units == ("W",) and port.caps.max_periods == 4
+
+
+async def test_an_empty_station_transaction_id_plans_as_the_evse_default(tmp_path, clock):
+    """transactionId "" is valid for the schema (no minLength) but no TxProfile can name it
+    (K01.FR.03): the plan goes out as the EVSE's default (it raised in dispatch, every round)."""
+    async with control_server(_site(), tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        async with station201(server.ws_url, "CP201", PASSWORD, clock=clock) as station:
+            control = await _set_up(server, station)
+            await station.start_transaction(1, transaction_id="")
+            ref = ConnectorRef("CP201", 1)
+            dispatcher, controller = server.dispatcher, server.controller
+            await wait_until(lambda: ref in controller.state.sessions, 10, "the session")
+            async with control.lock:
+                schedule = dispatcher.power_schedule(
+                    ref, clock.now(), [0, 600], [4_140.0, 11_000.0], phases=3,
+                    phases_known=True, duration_s=1200,
+                    min_power_w=dispatcher.topology.min_power_w(ref), pauses=True)
+                ours = controller.state.sessions[ref].transaction_id
+                result = await control.port.set_connector_schedule(1, ours, schedule)
+            assert result.answer is Answer.ACCEPTED and result.installed.default
+            assert station.table.refusals == [] and _installed(station, P.TX_PROFILE) == []
 
 
 async def test_a_reconnected_station_keeps_its_profiles_and_takes_every_re_send(tmp_path,

@@ -34,7 +34,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
         raise _invalid("the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise _invalid("the body must be a JSON object")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from smartcharge import ledger
 from smartcharge.api.auth import READ, mask_id_tag, route
+from smartcharge.api.site_common import stored_id
 from smartcharge.appkeys import STORE
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.store import SessionRow
@@ -128,10 +129,7 @@ def csv_lines(rows) -> bytes:
 
 
 def _transaction_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["transaction_id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="transaction ids are integers") from None
+    return stored_id(request.match_info["transaction_id"], "session")
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ parsing of a JSON body (times RFC 3339 with a zone, watts finite and >= 0)."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 from aiohttp import web
@@ -34,7 +35,7 @@ def controller(request: web.Request):
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):   # nested too deep
         raise ApiError(400, "bad_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")
@@ -58,7 +59,24 @@ def number_field(body: dict, name: str, *, required: bool = False) -> float | No
         if required:
             raise ApiError(422, "invalid_body", f"{name}: required, a number of watts")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
-            or value != value or value in (float("inf"),):
+    try:   # an integer of 400 digits is JSON too, and no float holds it
+        number = float(value) if isinstance(value, (int, float)) else math.nan
+    except OverflowError:
+        number = math.inf
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise ApiError(422, "invalid_body", f"{name}: must be a finite number >= 0")
-    return float(value)
+    return number
+
+
+SQLITE_INTEGERS = range(-2 ** 63, 2 ** 63)
+
+
+def stored_id(text: str, what: str) -> int:
+    """An integer id from a path: 404 unless it is one the store could hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(404, "not_found", f"{what} ids are integers") from None
+    if value not in SQLITE_INTEGERS:
+        raise ApiError(404, "not_found", f"no {what} {text}")
+    return value

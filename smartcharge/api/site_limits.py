@@ -22,7 +22,7 @@ from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
 from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
-from smartcharge.api.site_common import time_field as _time
+from smartcharge.api.site_common import stored_id, time_field as _time
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
 from smartcharge.site.obligations import event_row
@@ -92,8 +92,10 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
 # --- demand response ------------------------------------------------------------------------
 def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
     priority = body.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ApiError(422, "invalid_body", "priority: must be an integer (0 is the highest)")
+    if isinstance(priority, bool) or not isinstance(priority, int) \
+            or not -2 ** 31 <= priority < 2 ** 31:
+        raise ApiError(422, "invalid_body", "priority: must be a 32-bit integer (0 is the "
+                       "highest)")
     try:
         return DemandResponseEvent(event_id=event_id, start=_time(body, "start"),
                                    end=_time(body, "end"), limit_w=_number(body, "limit_w"),
@@ -115,6 +117,11 @@ async def post_event(request: web.Request) -> web.Response:
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
     now = controller.clock.now()
+    if event_id and controller.limits.event(event_id) == event:
+        # the same event posted again (a client that never got the 2xx, e.g. the server died
+        # after the commit): it is stored; the same answer, not a conflict
+        return web.json_response(event.as_json(now), status=201,
+                                 headers={"Location": f"/api/demand-response/events/{event_id}"})
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
@@ -190,10 +197,7 @@ async def delete_event(request: web.Request) -> web.Response:
 
 # --- sessions -------------------------------------------------------------------------------
 async def put_session(request: web.Request) -> web.Response:
-    try:
-        transaction_id = int(request.match_info["transaction_id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "session ids are integers") from None
+    transaction_id = stored_id(request.match_info["transaction_id"], "session")
     body = await _json_body(request)
     requested = _number(body, "requested_wh")
     if requested is None:

@@ -62,6 +62,14 @@ class CentralSystemBase:
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
         self._answer_actions: dict[str, str] = {}   # our calls in flight: unique id -> action
+        # Set while the station knows where it stands: from the connection when its stored
+        # boot was accepted (a reconnect sends no BootNotification), else - and again during
+        # any BootNotification - once its answer has been sent. Our calls wait for it: a
+        # station that has not read its boot's answer may refuse them (SecurityError); one
+        # told Pending may be sent requests (1.6 4.2, 2.0.1 B02).
+        self._registered = asyncio.Event()
+        if boot_accepted:
+            self._registered.set()
 
     async def route_message(self, raw_msg: str) -> None:
         try:
@@ -91,12 +99,15 @@ class CentralSystemBase:
         if error is None and not self.boot_accepted and action != BOOT_NOTIFICATION:
             error = SecurityError(description="BootNotification has not been accepted yet")
         if error is None:
-            error = dialect.check_date_times(action, payload)
+            error = dialect.check_values(action, payload)
         if error is not None:
             log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
                         error.code, error.description)
             await self._send(dialect.call_error_frame(unique_id, error))
             return
+        booting = action == BOOT_NOTIFICATION
+        if booting:
+            self._registered.clear()
         try:
             await self._handle_call(Call(unique_id, action, payload))
         except OCPPError as schema_error:
@@ -109,12 +120,16 @@ class CentralSystemBase:
             log.warning("station %s: %s %s refused: %s %s", self.id, action, unique_id,
                         error.code, error.description)
             await self._send(dialect.call_error_frame(unique_id, error))
+        finally:
+            if booting:     # its answer (Accepted or Pending) or its CALLERROR has been sent
+                self._registered.set()
 
     async def send_call(self, request: Any) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout /
         StationOffline; ValueError (before sending) for a request that breaks the schema."""
         action = type(request).__name__
         await self._check_our_request(request)
+        await self._registered.wait()     # bounded by the caller's timeout (registry.call)
         # validated once above: the library would validate the request again (a 96-period
         # SetChargingProfile costs ~1 ms a time); the answer is still validated, below
         unique_id = str(self._unique_id_generator())

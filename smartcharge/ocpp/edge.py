@@ -10,7 +10,10 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
   receiver"; the library says NotSupported); one a central system does not handle (e.g.
   RemoteStartTransaction sent by a station): `NotSupported`;
 - `format: date-time` is not checked by the library: "yesterday" must be refused with
-  `TypeConstraintViolation`, never stored;
+  `TypeConstraintViolation`, never stored; so is an `integer` outside OCPP's 32 bits (a
+  transactionId of 2**63 does not fit the store, nor any station's own);
+- NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
+  refused like any other that is not JSON;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
   for a bad enum value, `ProtocolError` for a missing field): `classify_schema_error` names them
   as the version's table does.
@@ -71,8 +74,8 @@ class Dialect:
     def inspect_frame(self, raw: str | bytes) -> Frame:
         """Check an inbound frame's JSON and array structure before the library sees it."""
         try:
-            message = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            message = json.loads(raw, parse_constant=_not_json)
+        except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
             return self._refuse("-1", self.not_rpc(description="Frame is not valid JSON"),
                                 "not JSON")
         if not isinstance(message, list) or not message:
@@ -132,14 +135,17 @@ class Dialect:
             or _SCHEMA_ERRORS.get(error.validator, self.format)
         return kind(description=f"{where}: {error.message}"[:500])
 
-    def check_date_times(self, action: str, payload: dict) -> OCPPError | None:
-        """TypeConstraintViolation for a `date-time` field that is not RFC 3339 with a zone."""
-        bad = _bad_date_time(_schema(MessageType.Call, action, self.version), payload, "")
+    def check_values(self, action: str, payload: dict) -> OCPPError | None:
+        """TypeConstraintViolation for a `date-time` field that is not RFC 3339 with a zone, or
+        an `integer` outside OCPP's 32 bits."""
+        bad = _bad_date_time(_schema(MessageType.Call, action, self.version), payload, "",
+                             integers=True)
         if bad is None:
             return None
         path, value = bad
+        kind = "a 32-bit integer" if isinstance(value, int) else "an RFC 3339 date-time"
         return TypeConstraintViolationError(
-            description=f"{path.lstrip('.')} must be an RFC 3339 date-time, got {value!r}")
+            description=f"{path.lstrip('.')} must be {kind}, got {value!r}"[:500])
 
     def bad_date_time_in_answer(self, action: str, payload: dict) -> str | None:
         """For answers to our calls: the path of a malformed date-time, or None."""
@@ -172,6 +178,11 @@ async def schema_problem(action: str, payload: dict, version: str) -> str | None
     except OCPPError as error:
         cause = error.details.get("cause") if isinstance(error.details, dict) else None
         return cause or error.description
+    # the schemas leave OCPP's 32 bits out: a strict station refuses a bigger integer
+    bad = _bad_date_time(_schema(MessageType.Call, action, version), payload, "",
+                         integers=True)
+    if bad is not None and isinstance(bad[1], int):
+        return f"{bad[0].lstrip('.')} must be a 32-bit integer, got {bad[1]}"
     return None
 
 
@@ -196,20 +207,31 @@ def _schema(message_type: int, action: str, version: str) -> dict:
         return {}
 
 
-def _bad_date_time(schema: dict, value: Any, path: str,
-                   root: dict | None = None) -> tuple[str, Any] | None:
+INT32 = range(-2 ** 31, 2 ** 31)     # OCPP's `integer` (1.6 and 2.0.1: 32 bits, signed)
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _bad_date_time(schema: dict, value: Any, path: str, root: dict | None = None, *,
+                   integers: bool = False) -> tuple[str, Any] | None:
+    """The first (path, value) that is a malformed date-time (with `integers`, also an
+    integer outside 32 bits), or None."""
     root = schema if root is None else root
     if "$ref" in schema:   # 2.0.1 schemas point into their own `definitions`
         schema = _resolve(root, schema["$ref"])
     if isinstance(value, dict):
         for key, sub_schema in schema.get("properties", {}).items():
             if key in value:
-                found = _bad_date_time(sub_schema, value[key], f"{path}.{key}", root)
+                found = _bad_date_time(sub_schema, value[key], f"{path}.{key}", root,
+                                       integers=integers)
                 if found:
                     return found
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
-            found = _bad_date_time(schema["items"], item, f"{path}[{index}]", root)
+            found = _bad_date_time(schema["items"], item, f"{path}[{index}]", root,
+                                   integers=integers)
             if found:
                 return found
     elif schema.get("format") == "date-time" and isinstance(value, str):
@@ -217,6 +239,9 @@ def _bad_date_time(schema: dict, value: Any, path: str,
             parse_ocpp_time(value)
         except ValueError:
             return path, value
+    elif integers and schema.get("type") == "integer" and isinstance(value, int) \
+            and not isinstance(value, bool) and value not in INT32:
+        return path, value
     return None
 
 

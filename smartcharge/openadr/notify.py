@@ -57,7 +57,7 @@ def make_handler(vens_of):
             return _problem(401, "Unauthorized", "send the bearer token of the subscription")
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
             return _problem(400, "Bad Request", "the body is not JSON")
         if not isinstance(body, dict) or body.get("operation") not in (*OPERATIONS, "GET") \
                 or not isinstance(body.get("object"), dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ocpp.exceptions import OccurenceConstraintViolationError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
@@ -78,6 +79,11 @@ class StationProtocol(ChargePoint):
     @on(Action.get_configuration)
     def on_get_configuration(self, key=None, **_):
         keys = self.station.config
+        most = int(keys["GetConfigurationMaxKeys"].value)
+        if key and len(key) > most:
+            # the spec leaves it open; strict firmware (EVerest's libocpp) refuses the request
+            raise OccurenceConstraintViolationError(
+                description=f"at most {most} keys (GetConfigurationMaxKeys)")
         wanted = list(keys) if not key else key
         known = [{"key": k, "readonly": keys[k].readonly, "value": keys[k].value}
                  for k in wanted if k in keys]

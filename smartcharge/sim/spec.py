@@ -21,6 +21,7 @@ class Quirks:
     reject_zero_limit: bool = False
     only_rate_unit: str | None = None      # "A" or "W": the other unit is rejected
     max_periods: int | None = None         # ChargingScheduleMaxPeriods
+    max_config_keys: int | None = None     # GetConfigurationMaxKeys (more: a CALLERROR)
     ignore_profiles: bool = False          # accepts profiles, then draws what the car wants
     forget_profiles_on_reboot: bool = False
     silent_profiles: bool = False          # SetChargingProfile is answered only when released

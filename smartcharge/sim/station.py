@@ -49,6 +49,9 @@ class SimStation(RemoteControl, StationCore):
             connectors=len(spec.connectors), heartbeat_interval_s=spec.heartbeat_interval_s,
             meter_interval_s=spec.meter_interval_s, max_stack_level=spec.max_stack_level,
             max_periods=max_periods, rate_units=units, max_installed=spec.max_installed)
+        if quirks.max_config_keys is not None:
+            self.config["GetConfigurationMaxKeys"] = configuration.Key(
+                str(quirks.max_config_keys), True)
         self.profiles = ProfileStore(
             tuple(c.connector_id for c in spec.connectors),
             Capabilities(spec.max_stack_level, max_periods, units, spec.max_installed))

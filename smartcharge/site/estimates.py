@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
+
+from smartcharge.clock import later
 
 from smartcharge.site.topology import ConnectorRef
 
@@ -60,7 +62,7 @@ class Estimate:
     sessions: int         # how many
 
     def departure(self, arrival: datetime) -> datetime:
-        return arrival + timedelta(seconds=self.stay_s)
+        return later(arrival, self.stay_s)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ each from the sessions that had ended when it started.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from smartcharge import events as ev
 from smartcharge import events_json
+from smartcharge.clock import later
 from smartcharge import store_obligations as ob
 from smartcharge.metering import ENERGY_REGISTER, LiveEnergy, station_max_power_w
 from smartcharge.store_history import stopped_sessions
@@ -130,7 +131,7 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
 def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:
     """True when every schedule of the limit has run out (one with no duration never does)."""
     return all(s.duration_s is not None
-               and (s.start or event.at) + timedelta(seconds=s.duration_s) <= now
+               and later(s.start or event.at, s.duration_s) <= now
                for s in event.schedules)
 
 

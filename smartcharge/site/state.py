@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from smartcharge import events as ev
 from smartcharge import units
+from smartcharge.clock import later
 from smartcharge.metering import LiveEnergy, station_max_power_w
 from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
@@ -194,7 +195,7 @@ class SiteState:
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
                 started_at=event.at, meter_start_wh=event.meter_start_wh,
                 requested_wh=defaults.energy_wh,
-                departure=event.at + timedelta(seconds=defaults.dwell_s))
+                departure=later(event.at, defaults.dwell_s))
             # until someone tells (a driver, an operator, the car), the history's estimate
             estimate = self.history.estimate(event.id_tag, ref, event.at)
             if estimate is not None:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
 from smartcharge import events as ev
 from smartcharge import units
+from smartcharge.clock import later
 from smartcharge.site.state import SiteState
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -152,12 +153,13 @@ def _steps_w(schedule: ev.ReportedSchedule, reported_at: datetime, phases: int,
              voltage_v: float) -> list[tuple[datetime, float]]:
     """A reported schedule as (from when, W) steps, ending in inf where it ends."""
     begin = schedule.start or reported_at
-    steps = [(begin + timedelta(seconds=offset),
+    # later(): a schedule may start at the end of the calendar (valid 2.0.1)
+    steps = [(later(begin, offset),
               units.rate_to_w(limit, schedule.unit, min(used or phases, phases), voltage_v))
              for offset, limit, used in zip(schedule.offsets_s, schedule.limits,
                                             schedule.phases)]
     if schedule.duration_s is not None:
-        steps.append((begin + timedelta(seconds=schedule.duration_s), np.inf))
+        steps.append((later(begin, schedule.duration_s), np.inf))
     return steps
 
 

@@ -37,7 +37,25 @@ async def _static(request: web.Request) -> web.FileResponse:
     )
 
 
+# On every HTTP answer of the app: the page keeps the API token in sessionStorage, so nothing
+# may frame it (clickjacking), run script from elsewhere, or sniff a JSON answer into a page.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
 def setup_dashboard(app: web.Application) -> None:
-    """Add the dashboard routes (`/`, `/static/{name}`) to app."""
+    """Add the dashboard routes (`/`, `/static/{name}`) to app, and the security headers to
+    every HTTP answer of app."""
+    app.on_response_prepare.append(_security_headers)
     app.router.add_get("/", _index, name="dashboard")
     app.router.add_get("/static/{name}", _static, name="dashboard-static")

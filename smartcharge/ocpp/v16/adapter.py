@@ -167,6 +167,28 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         await self.record_notification("diagnostics", status)
         return call_result.DiagnosticsStatusNotification()
 
+    # -- the security whitepaper's messages (security profiles 1-3 for 1.6) ----------------
+    @on(Action.security_event_notification)
+    async def on_security_event(self, type: str, timestamp: str, **optional: Any
+                                ) -> call_result.SecurityEventNotification:
+        # the whitepaper: a station under a security profile must report these; kept in its
+        # notification history like 2.0.1's (kind "security", status = the event's type)
+        await self.record_notification("security", type)
+        log.info("station %s: security event %s at %s", self.id, type, timestamp)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status(self, status: str, **optional: Any
+                            ) -> call_result.LogStatusNotification:
+        await self.record_notification("log", status)
+        return call_result.LogStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    async def on_signed_firmware_status(self, status: str, **optional: Any
+                                        ) -> call_result.SignedFirmwareStatusNotification:
+        await self.record_notification("firmware", status)
+        return call_result.SignedFirmwareStatusNotification()
+
     # -- helpers ----------------------------------------------------------------------------
     async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
         stored = await self.id_tag_status(id_tag)

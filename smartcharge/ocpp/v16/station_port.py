@@ -101,7 +101,14 @@ class V16StationPort(ControlPortBase):
 
     async def _read_capabilities(self) -> P.Capabilities:
         try:
-            answer = await self._call(call.GetConfiguration(key=list(CONFIG_KEYS)))
+            try:
+                answer = await self._call(call.GetConfiguration(key=list(CONFIG_KEYS)))
+            except StationCallError as exc:
+                if exc.code not in ("OccurenceConstraintViolation",
+                                    "OccurrenceConstraintViolation"):
+                    raise
+                # more keys than its GetConfigurationMaxKeys: without keys it lists them all
+                answer = await self._call(call.GetConfiguration())
         except StationCallError as exc:
             log.info("station %s: GetConfiguration refused (%s); assuming defaults",
                      self.station_id, exc)

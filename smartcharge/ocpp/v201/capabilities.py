@@ -49,11 +49,11 @@ class Capabilities201:
                             connectors=None, phase_switching=self.phase_switching)
 
 
-def request() -> call.GetVariables:
+def request(variables: list[tuple[str, str | None]] = VARIABLES) -> call.GetVariables:
     return call.GetVariables(get_variable_data=[
         GetVariableDataType(component=ComponentType(name=COMPONENT),
                             variable=VariableType(name=name, instance=instance))
-        for name, instance in VARIABLES])
+        for name, instance in variables])
 
 
 def values_from_results(results) -> dict[str, str]:

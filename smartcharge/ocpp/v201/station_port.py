@@ -76,8 +76,7 @@ class V201StationPort(ControlPortBase):
     async def capabilities(self) -> Capabilities:
         if self.caps201 is None:
             try:
-                answer = await self._call(C.request())
-                self.caps201 = C.parse(C.values_from_results(answer.get_variable_result))
+                self.caps201 = C.parse(await self._capability_values())
             except StationCallError as exc:
                 log.info("station %s: GetVariables refused (%s); assuming defaults",
                          self.station_id, exc)
@@ -86,6 +85,20 @@ class V201StationPort(ControlPortBase):
                 self._unit = self.caps201.rate_units[0]
             await self.ask_installed()
         return self.caps
+
+    async def _capability_values(self) -> dict[str, str]:
+        try:
+            answer = await self._call(C.request())
+        except StationCallError as exc:
+            if exc.code not in ("OccurrenceConstraintViolation", "OccurenceConstraintViolation"):
+                raise
+            # more items than its ItemsPerMessageGetVariables (B06.FR.15): one at a time
+            values: dict[str, str] = {}
+            for variable in C.VARIABLES:
+                answer = await self._call(C.request([variable]))
+                values.update(C.values_from_results(answer.get_variable_result))
+            return values
+        return C.values_from_results(answer.get_variable_result)
 
     # --- what else is installed (after a (re)connection) --------------------------------------
     async def ask_installed(self) -> None:

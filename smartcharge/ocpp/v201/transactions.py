@@ -54,7 +54,9 @@ class TransactionHandlers:
                     or session.station_tx_ref is None:
                 return None
             refs[transaction_id] = session.station_tx_ref
-        return refs[transaction_id]
+        # "" is valid for the schema (no minLength) but no TxProfile can name it (K01.FR.03):
+        # as unknown, the plan goes out as the EVSE's default
+        return refs[transaction_id] or None
 
     @on(Action.transaction_event)
     async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str,

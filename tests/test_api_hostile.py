@@ -1,0 +1,102 @@
+"""Hostile input on every write route and the read routes' parameters: bad JSON, wrong types,
+numbers no float holds, NaN, times without a zone or out of the calendar, ids no store holds.
+Each gets a 4xx with the API's one error body ({"error", "detail"}), never a 500, and nothing
+is stored or changed by it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from smartcharge.app import create_app
+from tests.conftest import API_TOKEN, make_site
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+T1 = (NOW + timedelta(hours=1)).isoformat()
+T2 = (NOW + timedelta(hours=2)).isoformat()
+OUT_OF_CALENDAR = ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
+NOT_TIMES = ("2026-01-01T00:00:00", "tomorrow", 12, [], {}, "2026-02-30T00:00:00Z",
+             *OUT_OF_CALENDAR)
+NOT_WATTS = (-1, "5", True, [], {}, 10 ** 400, -(10 ** 400))   # 10**400: no float holds it
+DEEP = "[" * 50_000 + "]" * 50_000          # past the JSON parser's recursion limit
+HUGE_IDS = ("9223372036854775808", "99999999999999999999999")   # past SQLite's 64 bits
+
+
+def cases():
+    """(method, path, JSON body or raw text, query) -> must be a 4xx."""
+    for value in NOT_WATTS:
+        yield "PUT", "/api/site/cap", {"limit_w": value}, None
+        yield "PUT", "/api/site/cap-schedule", {"windows": [
+            {"start": T1, "end": T2, "limit_w": value}]}, None
+        yield "POST", "/api/demand-response/events", {"start": T1, "end": T2,
+                                                      "limit_w": value}, None
+        yield "POST", "/api/demand-response/events", {"start": T1, "end": T2,
+                                                      "reduction_w": value}, None
+        yield "PUT", "/api/sessions/1", {"requested_wh": value}, None
+    for priority in (10 ** 30, -(10 ** 30), 1.5, "1", True):
+        yield "POST", "/api/demand-response/events", {"start": T1, "end": T2, "limit_w": 1000,
+                                                      "priority": priority}, None
+    for time in NOT_TIMES:
+        yield "PUT", "/api/site/cap-schedule", {"windows": [
+            {"start": time, "end": T2, "limit_w": 1}]}, None
+        yield "POST", "/api/demand-response/events", {"start": T1, "end": time,
+                                                      "limit_w": 1000}, None
+        yield "PUT", "/api/sessions/1", {"departure": time}, None
+    for time in OUT_OF_CALENDAR:
+        yield "GET", "/api/sessions", None, {"since": time}
+        yield "GET", "/api/sessions.csv", None, {"until": time}
+    for raw in ("", "{", "[1, 2]", '"text"', '{"limit_w": NaN}', '{"limit_w": Infinity}',
+                DEEP, '{"limit_w": ' + DEEP + "}"):
+        yield "PUT", "/api/site/cap", raw, None
+        yield "POST", "/api/demand-response/events", raw, None
+        yield "POST", "/api/stations/CP1/reset", raw, None
+    for ident in HUGE_IDS:
+        yield "GET", f"/api/sessions/{ident}", None, None
+        yield "GET", f"/api/sessions/{ident}/meter-values", None, None
+        yield "PUT", f"/api/sessions/{ident}", {"requested_wh": 1000}, None
+    yield "PUT", "/api/site/cap", "x" * (3 * 1024 * 1024), None       # past the body limit
+
+
+@pytest.fixture
+async def api(tmp_path):
+    app = create_app(make_site(), db_path=str(tmp_path / "hostile.sqlite"))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
+        yield server, http
+    await server.close()
+
+
+async def test_hostile_input_gets_a_4xx_with_a_clear_message_and_changes_nothing(api):
+    server, http = api
+    wrong = []
+    for method, path, body, query in cases():
+        data = body if isinstance(body, str) else None
+        async with http.request(method, server.make_url(path), params=query, data=data,
+                                json=None if isinstance(body, str) else body,
+                                headers={"Content-Type": "application/json"}) as response:
+            answer = await response.json(content_type=None)
+            if not (400 <= response.status < 500 and set(answer) >= {"error", "detail"}
+                    and answer["detail"]):
+                wrong.append((method, path, str(body)[:60], query, response.status, answer))
+    assert wrong == []
+    for path, nothing in (("/api/site/cap", {"limit_w": None, "since": None}),
+                          ("/api/site/cap-schedule", {"windows": []}),
+                          ("/api/demand-response/events", [])):
+        async with http.get(server.make_url(path)) as response:
+            assert await response.json() == nothing, path
+
+
+async def test_times_far_out_are_written_back_as_rfc_3339(api):
+    """A DR event from year 1 to 9999 is an operator's choice; its answer must still be a time
+    any RFC 3339 reader takes (strftime wrote "1-01-01")."""
+    server, http = api
+    async with http.post(server.make_url("/api/demand-response/events"), json={
+            "start": "0001-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z",
+            "limit_w": 50_000}) as response:
+        assert response.status == 201
+        event = await response.json()
+    assert (event["start"], event["end"]) == ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
