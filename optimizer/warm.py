@@ -46,22 +46,21 @@ from optimizer.lp import LPArrays, HighsModel
 from optimizer.problem import Problem
 
 REBUILD_DEAD_SHARE = 0.5   # rebuild once this share of HiGHS columns is left over
+SLOT_SPAN = 1 << 20        # slot ids are below this (keys: id * SLOT_SPAN + slot id)
 
 
-def _col_keys(arrays: LPArrays, ids: np.ndarray) -> np.ndarray:
-    """(n_var,) int64 key of every column: power (id, slot) even, segment (id, k) odd."""
-    t = arrays.shape[1]
+def _col_keys(arrays: LPArrays, ids: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """(n_var,) int64 key of every column: power (id, slot id) even, segment (id, k) odd."""
     k = arrays.n_segments
-    x = (ids[arrays.x_connector] * t + arrays.x_slot) * 2
+    x = (ids[arrays.x_connector] * SLOT_SPAN + slots[arrays.x_slot]) * 2
     seg = (np.repeat(ids[arrays.seg_connector], k) * k
            + np.tile(np.arange(k), arrays.seg_connector.size)) * 2 + 1
     return np.concatenate([x, seg]).astype(np.int64)
 
 
-def _row_keys(arrays: LPArrays, ids: np.ndarray, n_nodes: int) -> np.ndarray:
-    """(n_rows,) int64 key of every row: node rows (node, slot, phase) even, energy rows odd."""
-    t = arrays.shape[1]
-    node = ((arrays.row_phase + 1) * n_nodes + arrays.row_node) * t + arrays.row_slot
+def _row_keys(arrays: LPArrays, ids: np.ndarray, n_nodes: int, slots: np.ndarray) -> np.ndarray:
+    """(n_rows,) int64 key of every row: node rows (node, slot id, phase) even, energy rows odd."""
+    node = ((arrays.row_phase + 1) * n_nodes + arrays.row_node) * SLOT_SPAN + slots[arrays.row_slot]
     return np.concatenate([node * 2, ids[arrays.seg_connector] * 2 + 1]).astype(np.int64)
 
 
@@ -78,12 +77,17 @@ class WarmStart:
     """Carries one HiGHS model from a solve to the next (`optimizer.solve(problem, warm=...)`).
 
     Set `ids` before each solve when connectors come and go (one integer per connector of that
-    problem, stable across re-plans); None means the connector's index. `last` says how the last
-    model was made: "cold" (built from scratch) or "warm" (changed from the one before).
+    problem, stable across re-plans, below 2**42); None means the connector's index. Set
+    `slot_ids` when the time grid moves (one integer per slot in [0, SLOT_SPAN), the same for the
+    same slot from one re-plan to the next, e.g. numbered by the slot's end): slots may then come
+    and go and change length; None means the slot's index (the number of slots must then stay
+    the same). `last` says how the last model was made: "cold" (built from scratch) or "warm"
+    (changed from the one before).
     """
 
     def __init__(self) -> None:
         self.ids: np.ndarray | None = None
+        self.slot_ids: np.ndarray | None = None
         self.last: str | None = None
         # change the kept model also when the last solution no longer fits (dual simplex from
         # the kept basis; measured slower than a cold build, kept for tests and measurements)
@@ -100,6 +104,13 @@ class WarmStart:
                else np.asarray(self.ids, dtype=np.int64))
         if ids.shape != (problem.n_connectors,) or np.unique(ids).size != ids.size:
             raise ValueError("WarmStart.ids: one distinct integer per connector")
+        slots = (np.arange(problem.n_slots, dtype=np.int64) if self.slot_ids is None
+                 else np.asarray(self.slot_ids, dtype=np.int64))
+        if (slots.shape != (problem.n_slots,) or np.unique(slots).size != slots.size
+                or slots.min() < 0 or slots.max() >= SLOT_SPAN):
+            raise ValueError(f"WarmStart.slot_ids: one distinct integer in [0, {SLOT_SPAN}) "
+                             "per slot")
+        self._new_slots = slots
         if not self._can_update(problem, ids):
             return self._cold(problem, arrays, energy_first, ids)
         try:
@@ -116,8 +127,9 @@ class WarmStart:
         model = HighsModel(arrays, energy_first=energy_first)
         n_var, n_rows = arrays.c.shape[0], arrays.A.shape[0]
         lower, upper = _row_bounds(arrays)
-        self._remember(problem, ids, model, _col_keys(arrays, ids), np.arange(n_var),
-                       _row_keys(arrays, ids, problem.n_nodes), np.arange(n_rows),
+        slots = self._new_slots
+        self._remember(problem, ids, model, _col_keys(arrays, ids, slots), np.arange(n_var),
+                       _row_keys(arrays, ids, problem.n_nodes, slots), np.arange(n_rows),
                        (arrays.c, arrays.lb, arrays.ub), (lower, upper))
         self.last = "cold"
         return model
@@ -129,6 +141,7 @@ class WarmStart:
         order = np.argsort(row_keys, kind="stable")
         self._row_keys = (row_keys[order], np.asarray(row_at)[order])
         self._model, self._problem, self._ids = model, problem, ids
+        self._slots = self._new_slots
         self._cols, self._rows = cols, rows  # (cost, lower, upper), (lower, upper) in HiGHS
 
     # --- changed from the last model ------------------------------------------------------------
@@ -137,9 +150,15 @@ class WarmStart:
         if last is None or model is None or model.z_highs is None:
             return False
         # (slot lengths may differ: a re-plan a minute later has a shorter first slot; the
-        # energy-row entries of the kept columns are changed in _update)
-        if (last.n_slots != problem.n_slots
+        # energy-row entries of the kept columns are changed in _update; with slot_ids the
+        # slots may come and go too: a new edge, a slot boundary passed)
+        if ((self.slot_ids is None and last.n_slots != problem.n_slots)
                 or not np.array_equal(last.node_parent, problem.node_parent)):
+            return False
+        if np.setdiff1d(self._slots, self._new_slots).size:
+            # a slot passed (a slot boundary, an edge): the energy the last plan put there is
+            # gone, and the primal simplex from the kept basis took 11 591 iterations where a
+            # cold solve took 12 673, at twice its CPU (N = 1 000, benchmarks/README.md)
             return False
         # a kept id's stored column entries must still be right: same node, phases, voltage
         common, old_at, new_at = np.intersect1d(self._ids, ids, return_indices=True)
@@ -175,7 +194,9 @@ class WarmStart:
             _ok(highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32)))
         n_old_cols, n_old_rows = old_cost.size, old_row_lower.size
 
-        col_keys, row_keys = _col_keys(arrays, ids), _row_keys(arrays, ids, problem.n_nodes)
+        slots = self._new_slots
+        col_keys = _col_keys(arrays, ids, slots)
+        row_keys = _row_keys(arrays, ids, problem.n_nodes, slots)
         col = _lookup(col_keys, *self._col_keys)
         new_cols = np.flatnonzero(col < 0)
         n_cols = n_old_cols + new_cols.size
@@ -228,7 +249,8 @@ class WarmStart:
         if changed.size:
             _ok(highs.changeRowsBounds(int(changed.size), changed, row_lower[changed],
                                        row_upper[changed]))
-        _change_slot_lengths(highs, self._problem, problem, arrays, col, row, new_cols)
+        _change_slot_lengths(highs, (self._slots, self._problem.slot_s), (slots, problem),
+                             arrays, col, row, new_cols)
         # New columns, with their entries in rows HiGHS already has ...
         if new_cols.size:
             block = arrays.A[:, new_cols].tocoo()
@@ -283,11 +305,15 @@ def _limits_hold(arrays, z_highs, col, row_upper, tol: float = 1e-7) -> bool:
     return bool(np.all(activity <= row_upper[: arrays.n_ub] + tol))
 
 
-def _change_slot_lengths(highs, last: Problem, problem: Problem, arrays: LPArrays,
+def _change_slot_lengths(highs, last: tuple, new: tuple, arrays: LPArrays,
                          col: np.ndarray, row: np.ndarray, new_cols: np.ndarray) -> None:
     """A kept power column's energy-row entry is -wh_per_w of its slot: set it where the slot's
-    length changed (a few per kept connector at most: one HiGHS call each)."""
-    changed = np.flatnonzero(last.slot_s != problem.slot_s)
+    length changed (a few per kept connector at most: one HiGHS call each). last, new: (slot
+    ids, slot lengths [s]) of the last problem, (slot ids, problem) of this one."""
+    (last_slots, last_slot_s), (slots, problem) = last, new
+    order = np.argsort(last_slots)
+    at = _lookup(slots, last_slots[order], order)
+    changed = np.flatnonzero((at >= 0) & (last_slot_s[np.maximum(at, 0)] != problem.slot_s))
     if changed.size == 0:
         return
     kept = np.ones(arrays.c.shape[0], dtype=bool)

@@ -144,3 +144,25 @@ def test_ids_are_per_session():
     assert list(warm.ids([S(b, 2), S(a, 1)])) == [first[1], first[0]]
     again = warm.ids([S(a, 3)])           # another car on the same connector: a new id
     assert again[0] not in first
+
+
+async def test_the_time_grid_moves():
+    # Slots are keyed by their end (site/warm_plans.py): a car leaving within the next two slots
+    # puts a new edge into the grid (one more slot, the one it splits shorter) and the kept model
+    # is changed into that LP; once the first slot has passed, it is built from scratch
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
+    rng = np.random.default_rng(5)
+    refs = [ConnectorRef(f"CP{s}", 1) for s in range(8)]
+    for tx, ref in enumerate(refs[:-1]):
+        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
+        _start(controller, clock, ref, 400 + tx, rng)
+    await _replan_like_cold(controller, clock, "cold")
+    slots = len(controller.plan.connectors[refs[0]].slot_starts)
+    controller.on_event(ev.StationBooted(refs[-1].station_id, T0, True, "v", "m"))
+    _start(controller, clock, refs[-1], 410, rng)
+    controller.state.set_need(410, departure=clock.now() + timedelta(minutes=20))
+    await _replan_like_cold(controller, clock, "warm")
+    assert len(controller.plan.connectors[refs[0]].slot_starts) == slots + 1   # the new edge
+    clock.advance(15 * 60)                       # past the first slot's end (08:45)
+    await _replan_like_cold(controller, clock, "cold")

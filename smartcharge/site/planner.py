@@ -226,17 +226,19 @@ def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarra
 
 
 def solve(problem, backend: str, time_limit_s: float, warm: WarmPlans | None = None,
-          sessions: Sequence[SessionInput] = ()) -> tuple[np.ndarray, str, dict]:
+          sessions: Sequence[SessionInput] = (), slot_ends: Sequence | None = None
+          ) -> tuple[np.ndarray, str, dict]:
     """(power_w, status, what the solver says). optimizer.solve never raises for a valid
     Problem; if the optimizer itself is missing or broken, everyone at their maximum clipped
     under every limit is still a safe plan.
 
     warm: the controller's kept HiGHS model (site/warm_plans.py), keyed by `sessions` (the
-    problem's rows); the optimum is the cold solve's, only found from the last plan's basis."""
+    problem's rows) and `slot_ends` (its slots); the optimum is the cold solve's, only found
+    from the last plan's basis."""
     optimizer_solve = getattr(optimizer, "solve", None)
     if optimizer_solve is not None:
         try:
-            with (warm.use(sessions) if warm is not None else nullcontext()) as start:
+            with (warm.use(sessions, slot_ends) if warm is not None else nullcontext()) as start:
                 schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s,
                                            warm=start)
             power_w = np.array(schedule.power_w, dtype=float)
@@ -286,7 +288,8 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     times.build_s = clock() - started
     started = clock()
     if problem.n_connectors:
-        power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions)
+        power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions,
+                                        inputs.ends)
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started

@@ -12,9 +12,12 @@ the planner uses it in its worker thread. A HiGHS model must never be used by tw
 so `use` takes a lock without waiting: a second plan made while one is under way (a test or a
 benchmark calling `replan` beside the controller's loop) solves from scratch, which is exact too.
 
-Connector ids. `WarmStart` keys its columns and rows by one integer per connector of the problem;
-here that is one per session - (station, connector, transaction id) - so a car keeps its columns
-from one plan to the next and another car on the same connector gets new ones.
+Connector and slot ids. `WarmStart` keys its columns and rows by one integer per connector of the
+problem and one per slot; here that is one per session - (station, connector, transaction id) -
+so a car keeps its columns from one plan to the next and another car on the same connector gets
+new ones, and one per slot end, so a slot keeps its columns while the plan's start moves through
+it (it only gets shorter), a new edge (a departure, a limit's change) adds one and passing a slot
+boundary drops one, instead of every later slot moving by one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from optimizer.warm import WarmStart
+from optimizer.warm import SLOT_SPAN, WarmStart
 
 
 class WarmPlans:
@@ -36,6 +39,8 @@ class WarmPlans:
         self._lock = threading.Lock()
         self._ids: dict[tuple, int] = {}   # (ref, transaction id) -> the WarmStart's id
         self._next_id = 0
+        self._slot_ids: dict = {}          # slot end -> the WarmStart's slot id
+        self._next_slot = 0
         # how the last plan was solved: "warm" / "cold" (WarmStart.last), "busy" (another
         # solve held the model: solved without it), None (not by HiGHS, or no plan yet)
         self.last: str | None = None
@@ -54,22 +59,37 @@ class WarmPlans:
         self._ids = known
         return np.fromiter((known[key] for key in keys), dtype=np.int64, count=len(keys))
 
+    def slot_ids(self, ends: Sequence) -> np.ndarray:
+        """One integer per slot, by its end: the same for a slot from one plan to the next."""
+        if self._next_slot + len(ends) >= SLOT_SPAN:    # after years of plans: start afresh
+            self.start, self._ids, self._slot_ids, self._next_slot = WarmStart(), {}, {}, 0
+        known = {}
+        for end in ends:
+            number = self._slot_ids.get(end)
+            if number is None:
+                number, self._next_slot = self._next_slot, self._next_slot + 1
+            known[end] = number
+        self._slot_ids = known
+        return np.fromiter((known[end] for end in ends), dtype=np.int64, count=len(ends))
+
     @contextmanager
-    def use(self, sessions: Sequence) -> Iterator[WarmStart | None]:
-        """The WarmStart with its ids set for these sessions, or None while another solve
-        holds it (never waits: the caller then solves from scratch)."""
+    def use(self, sessions: Sequence, slot_ends: Sequence | None = None
+            ) -> Iterator[WarmStart | None]:
+        """The WarmStart with its ids set for these sessions (and slots, by their ends), or None
+        while another solve holds it (never waits: the caller then solves from scratch)."""
         if not self._lock.acquire(blocking=False):
             self.last = "busy"
             yield None
             return
         try:
+            self.start.slot_ids = None if slot_ends is None else self.slot_ids(slot_ends)
             self.start.ids = self.ids(sessions)
             self.start.last = None
             try:
                 yield self.start
             except BaseException:
                 # the model may be half changed: the next plan builds one from scratch
-                self.start, self._ids = WarmStart(), {}
+                self.start, self._ids, self._slot_ids = WarmStart(), {}, {}
                 raise
             self.last = self.start.last
         finally:
