@@ -14,7 +14,8 @@ feeders of 20 stations under the grid connection; family "phase": the feeders ha
 current limits (the LP: HiGHS), "power": power limits only (the min-cost flow applies). Every
 connector but one has a car (needs 5-60 kWh, departures in 2-12 h, seeded); the last one's car
 arrives. "same moment": the car arrives before anything else changed (the picture differs by that
-car only); "60 s later": a minute passed, every car's meter moved on and the first slot is shorter.
+car only); "60 s later": a minute passed, every car's meter moved on and the first slot is shorter;
+"300 s later": also cars now leaving within two slots put new edges into the time grid.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def main(sizes, families, seed: int, repeats: int) -> None:
     logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
     for family in families:
         for n in sizes:
-            for later_s, stable in ((0.0, True), (0.0, False), (60.0, True)):
+            for later_s, stable in ((0.0, True), (0.0, False), (60.0, True), (300.0, True)):
                 rows = bench(n, family, seed, repeats, later_s, stable)
                 print_rows(n, family, later_s, stable, rows)
 

@@ -166,3 +166,11 @@ async def test_the_time_grid_moves():
     assert len(controller.plan.connectors[refs[0]].slot_starts) == slots + 1   # the new edge
     clock.advance(15 * 60)                       # past the first slot's end (08:45)
     await _replan_like_cold(controller, clock, "cold")
+
+
+def test_slot_ids_are_per_slot_end():
+    warm = WarmPlans()
+    ends = [T0 + timedelta(minutes=m) for m in (15, 30, 45)]
+    first = warm.slot_ids(ends)
+    split = warm.slot_ids([ends[0], T0 + timedelta(minutes=20), *ends[1:]])
+    assert list(split[[0, 2, 3]]) == list(first) and split[1] not in first
