@@ -9,7 +9,10 @@ latency with it: request, re-plan (with solve and check), sends, answers.
 
 from __future__ import annotations
 
+import asyncio
+import cProfile
 import functools
+import os
 import time
 
 from aiohttp import web
@@ -22,13 +25,32 @@ def install(app: web.Application) -> None:
     from smartcharge.site.dispatch import Dispatcher
 
     current: dict = {}
+    # SMARTCHARGE_PROBE_PROFILE=DIR: cProfile of the event loop's thread from each DR event's
+    # re-plan for SMARTCHARGE_PROBE_PROFILE_S (default 3) seconds, one .pstats file each
+    profile_dir = os.environ.get("SMARTCHARGE_PROBE_PROFILE")
+    profile_s = float(os.environ.get("SMARTCHARGE_PROBE_PROFILE_S", "3"))
+
+    def profile_dr(reasons) -> None:
+        if not profile_dir or not any(r.startswith("dr:") for r in reasons or ()):
+            return
+        profiler = cProfile.Profile()
+        path = os.path.join(profile_dir, f"dr-{len(RECORD['replans'])}.pstats")
+
+        def stop() -> None:
+            profiler.disable()
+            profiler.dump_stats(path)
+        profiler.enable()
+        asyncio.get_running_loop().call_later(profile_s, stop)
 
     original_replan = SiteController.replan
 
     @functools.wraps(original_replan)
     async def replan(self, reasons=None):
+        profile_dr(reasons)
+        # thread_time: the event loop thread's own CPU (what the other processes on the
+        # machine take from it is not in it): comparable across load averages
         entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
-                 "check_s": 0.0, "connectors": 0}
+                 "check_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time()}
         current["replan"] = entry
         try:
             plan = await original_replan(self, reasons)
@@ -74,18 +96,19 @@ def install(app: web.Application) -> None:
     original_items = Dispatcher._run_items
 
     @functools.wraps(original_items)
-    async def run_items(self, control, items, *, decrease):
+    async def run_items(self, control, items, *, decrease, **kwargs):
         started = time.time()
-        try:
-            return await original_items(self, control, items, decrease=decrease)
+        try:   # kwargs: what newer trees pass (`superseded`)
+            return await original_items(self, control, items, decrease=decrease, **kwargs)
         finally:
             if decrease:
                 # (start, end, profiles, what: "plans" brings the site under the limit now,
-                # "defaults" the fail-safe defaults that follow the limits)
+                # "defaults" the fail-safe defaults that follow the limits, station, the loop
+                # thread's CPU time at the end)
                 kinds = {item[0] for item in items}
                 RECORD["decreases"].append((started, time.time(), len(items),
                                             "defaults" if kinds == {"defaults"} else "plans",
-                                            control.station_id))
+                                            control.station_id, time.thread_time()))
 
     SiteController.replan = replan
     Dispatcher.dispatch_plan = dispatch_plan

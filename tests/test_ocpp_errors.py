@@ -159,3 +159,24 @@ async def test_station_answer_that_breaks_the_schema_is_still_refused(harness):
     with pytest.raises(StationCallError):
         await pending
     await assert_still_up(harness, ws)
+
+
+async def test_answers_once_found_valid_do_not_let_a_different_one_through(harness):
+    """Valid answers are remembered by their whole content (issue 10: thousands of identical
+    {"status": "Accepted"} validated again per DR event): the same content passes, any other
+    - another value, the same value as another JSON type - is checked and refused."""
+    ws = await booted_raw_socket(harness)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    for status, valid in (("Accepted", True), ("Accepted", True), ("Maybe", False), (1, False),
+                          (True, False)):
+        pending = asyncio.create_task(link.call(
+            call.ChangeConfiguration(key="MeterValueSampleInterval", value="60"), timeout_s=5))
+        request = json.loads((await ws.receive(timeout=5)).data)
+        await ws.send_str(json.dumps([3, request[1], {"status": status}]))
+        if valid:
+            assert (await pending).status == "Accepted"
+        else:
+            with pytest.raises(StationCallError):
+                await pending
+    await assert_still_up(harness, ws)

@@ -114,10 +114,11 @@ class ControlPortBase(StationPort):
         return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
 
     # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request):
+    async def _call(self, request, *, wire: dict | None = None):
         for attempt in range(self.settings.retries + 1):
             try:
-                return await self.link.call(request, timeout_s=self.settings.call_timeout_s)
+                return await self.link.call(request, timeout_s=self.settings.call_timeout_s,
+                                            wire=wire)
             except StationTimeout:
                 if attempt == self.settings.retries:
                     raise
@@ -127,7 +128,9 @@ class ControlPortBase(StationPort):
         the answer ("Accepted", "Rejected", "NotSupported", a CALLERROR code, or NO_ANSWER).
         Raises StationOffline (recorded as "offline") when the station is gone."""
         try:
-            answer = status_of(await self._call(message))
+            # `payload` is `message` as it goes out, made by the version's profile builders,
+            # schema-valid for every input (their tests): sent as it is (issue 10)
+            answer = status_of(await self._call(message, wire=payload))
         except StationTimeout:
             answer = NO_ANSWER
         except StationCallError as exc:

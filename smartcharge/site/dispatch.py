@@ -43,7 +43,6 @@ from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
-from smartcharge.site.failsafe_limits import nowhere_higher
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
@@ -271,7 +270,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
-        ("plan", ConnectorPlan), ("idle", connector_id, W), ("defaults",)."""
+        ("plan", ConnectorPlan), ("idle", connector_id, W),
+        ("defaults", {connector_id: W steps})."""
         downs: list = []
         ups: list = []
         for cplan in cplans:
@@ -285,12 +285,14 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 ups.append(("plan", up))
         for connector_id, value, lower in self._idle_changes(control, plan):
             (downs if lower else ups).append(("idle", connector_id, value))
-        key = self._defaults_key()
-        if control.defaults_key != key:
-            # a DR event or cap announced or over: the fail-safe defaults follow it
-            lower = nowhere_higher(key[0], None if control.defaults_key is None
-                                   else control.defaults_key[0])
-            (downs if lower else ups).append(("defaults",))
+        if control.defaults_key != self._defaults_key():
+            # a DR event or cap announced or over: the connectors whose fail-safe default
+            # changes get the new one (failsafe.py)
+            down, up = self._default_changes(control)
+            if down:
+                downs.append(("defaults", down))
+            if up:
+                ups.append(("defaults", up))
         control.resend = False
         return downs, ups
 
@@ -313,7 +315,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
-                    await self._send_defaults(control, station_max=False)
+                    await self._send_defaults(control, station_max=False, defaults=item[1])
         except StationOffline:
             self._mark_offline(control, items)
             return False

@@ -15,12 +15,15 @@ from datetime import UTC, datetime
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
+from smartcharge.site import steps
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.station_control import StationControl
+from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
+FOREVER_AT = datetime.max.replace(tzinfo=UTC)
 SHARES_KEPT = 16   # sets of node limits whose default shares are kept (a schedule's entries)
 
 
@@ -56,6 +59,7 @@ class FailSafeSetup:
                 control.resend = True
                 control.idle_sent.clear()
                 control.default_layer.clear()
+                control.default_sent.clear()
                 await self._send_defaults(control)
             except (StationOffline, StationTimeout) as exc:
                 control.setup_link = None
@@ -84,30 +88,80 @@ class FailSafeSetup:
         self._defaults_cache = (limits.version, until, key)
         return key
 
-    async def _send_defaults(self, control: StationControl, *,
-                             station_max: bool = True) -> None:
-        """The station's maximum (`station_max`: at setup; it never follows a limit) and each
-        connector's fail-safe default for the limits' schedule now."""
+    def _wanted_defaults(self, control: StationControl) -> tuple[tuple, dict[int, Step]]:
+        """(the limits' key, each connector's fail-safe default for it as W steps from now:
+        its share of every set of node limits, from the moment that set begins)."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
-        offsets = [max((moment - now).total_seconds(), 0.0) for moment, _ in schedule]
         shares = [self._default_shares(node_w) for _, node_w in schedule]
+        out = {}
+        for connector in station.connectors:
+            ref = ConnectorRef(station.station_id, connector.connector_id)
+            out[connector.connector_id] = [(moment, s[ref][0])
+                                           for (moment, _), s in zip(schedule, shares)]
+        return key, out
+
+    def _default_changes(self, control: StationControl) -> tuple[dict, dict]:
+        """(what goes out with the decreases, with the increases): per connector, the default
+        it would get now against the one it was sent, compared interval by interval like a
+        plan. A connector whose default is the same gets nothing: a DR event on one feeder
+        sent every station of the site new defaults (500 at 1 000 connectors, issue 10), and
+        so did every moment a limit began or ended. One that lowers somewhere and raises
+        elsewhere first gets the pointwise minimum (a decrease), then the new one."""
+        key, wanted = self._wanted_defaults(control)
+        now = self.clock.now()
+        downs: dict[int, Step] = {}
+        ups: dict[int, Step] = {}
+        for connector_id, step in wanted.items():
+            sent = control.default_sent.get(connector_id)
+            if sent is None:   # never sent on this connection: counted at its maximum
+                downs[connector_id] = step
+                continue
+            lowers, raises = steps.compare(sent, step, now)
+            if lowers and raises:
+                downs[connector_id] = steps.pointwise_min(sent, step, now, FOREVER_AT)
+                ups[connector_id] = step
+            elif lowers:
+                downs[connector_id] = step
+            elif raises:
+                ups[connector_id] = step
+        if not downs and not ups:
+            control.defaults_key = key   # nothing to compare until the limits move again
+        return downs, ups
+
+    async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
+                             defaults: dict[int, Step] | None = None) -> None:
+        """The station's maximum (`station_max`: at setup; it never follows a limit) and the
+        connectors' fail-safe defaults: `defaults` (W steps per connector), or every
+        connector's for the limits' schedule now."""
+        station = self.topology.station(control.station_id)
+        now = self.clock.now()
+        key = None
+        if defaults is None:
+            key, defaults = self._wanted_defaults(control)
         phases = max(c.phases for c in station.connectors)
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
             await control.port.install_station_max(
                 station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
-        for connector in station.connectors:
-            ref = ConnectorRef(station.station_id, connector.connector_id)
-            failsafe = self.power_schedule(ref, now, offsets, [s[ref][0] for s in shares],
+        for connector_id, step in defaults.items():
+            connector = station.connector(connector_id)
+            ref = ConnectorRef(station.station_id, connector_id)
+            later = [(m, w) for m, w in step if m > now]
+            offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
+            powers = [steps.value_at(step, now)] + [w for _, w in later]
+            failsafe = self.power_schedule(ref, now, offsets, powers,
                                            phases=connector.phases, phases_known=False)
-            answer, installed = await control.port.install_failsafe(connector.connector_id,
-                                                                    failsafe)
+            answer, installed = await control.port.install_failsafe(connector_id, failsafe)
             if answer is Answer.ACCEPTED:
-                control.default_layer[connector.connector_id] = installed
-        control.defaults_key = key
+                control.default_layer[connector_id] = installed
+            # what it was sent, accepted or not (what it accepted is `default_layer`): a
+            # refusal is not retried until the defaults change, as with every request
+            control.default_sent[connector_id] = [(now, powers[0])] + later
+        if key is not None:
+            control.defaults_key = key
 
     def _default_shares(self, node_w: tuple) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:

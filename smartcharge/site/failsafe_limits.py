@@ -41,7 +41,3 @@ def node_limit_schedule(topology: SiteTopology, limits: SiteLimits, now: datetim
             out.append((moment, value))
     return out
 
-
-def nowhere_higher(new: NodeLimits, old: NodeLimits | None) -> bool:
-    """True when no node's limit went up: the new defaults go out with the decreases."""
-    return old is None or all(n <= o for n, o in zip(new, old))   # inf <= inf holds

@@ -118,14 +118,25 @@ class InstalledLimits:
             return sent.transaction_id == session.transaction_id
         return not self.unknown_tx(ref, session.transaction_id)
 
-    def followed_since(self, ref: ConnectorRef) -> datetime | None:
+    def step_of(self, ref: ConnectorRef) -> steps.Step | None:
+        """`current_step` of a connector whose station accepted a fail-safe default (None:
+        none known): asked once and handed to `followed_since` and `installed_w`, which the
+        guard asks both for each connector of every pass (issue 10)."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        return self.current_step(control, ref)
+
+    def followed_since(self, ref: ConnectorRef, step: steps.Step | None = None
+                       ) -> datetime | None:
         """From when a car had its settle time under the limit in force now: after the last
-        accepted profile and the last step of the installed schedule (a DR window beginning)."""
+        accepted profile and the last step of the installed schedule (a DR window beginning).
+        `step`: its `step_of`, if asked already."""
         changed = self.changed_at.get(ref)
         moments = [] if changed is None else [changed]
-        control = self.stations.get(ref.station_id)
-        if control is not None and ref.connector_id in control.default_layer:
-            step = self.current_step(control, ref)
+        if step is None:
+            step = self.step_of(ref)
+        if step is not None:
             now = self.clock.now()
             moments += [m for m, _ in step if m <= now][-1:]
         if not moments:
@@ -143,16 +154,17 @@ class InstalledLimits:
                 out.append((moment, value))
         return out
 
-    def installed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
+    def installed_w(self, ref: ConnectorRef, since: datetime | None = None,
+                    step: steps.Step | None = None) -> float | None:
         """The most a connector's accepted profiles let it draw [W] from `since` (its settle
-        time before) until now (None: unknown)."""
-        control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer:
+        time before) until now (None: unknown). `step`: its `step_of`, if asked already."""
+        if step is None:
+            step = self.step_of(ref)
+        if step is None:
             return None
         now = self.clock.now()
         since = now if since is None else min(since, now)
         since -= timedelta(seconds=self.settle_s)
-        step = self.current_step(control, ref)
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
         return min(most, self.topology.max_power_w(ref))
 

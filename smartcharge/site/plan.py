@@ -3,9 +3,9 @@ any allocation back under every limit of a Problem."""
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -36,11 +36,13 @@ class ConnectorPlan:
     def window(self, start: datetime, duration_s: float) -> tuple[list[float], list[float]]:
         """(period starts [s from start], powers [W]) covering [start, start + duration_s)."""
         offsets, powers = [0.0], [self.power_at(start)]
-        for slot_start, power in zip(self.slot_starts, self.power_w):
-            offset = (slot_start - start).total_seconds()
-            if 0 < offset < duration_s:
-                offsets.append(offset)
-                powers.append(float(power))
+        # only the slots that begin inside the window (bisected: a plan has ~100 slots and
+        # every connector's window is asked in every dispatch round, issue 10)
+        first = bisect_right(self.slot_starts, start)
+        last = bisect_left(self.slot_starts, start + timedelta(seconds=duration_s))
+        for index in range(first, last):
+            offsets.append((self.slot_starts[index] - start).total_seconds())
+            powers.append(float(self.power_w[index]))
         return offsets, powers
 
 

@@ -38,8 +38,12 @@ class StationControl:
     # has no port); made by setup, bound to `port_link`: a reconnect gets a fresh one
     port: StationPort | None = None
     port_link: object | None = None
-    # (every node's W limit now, later (moment, node limits) changes) the defaults were sized for
+    # (every node's W limit now, later (moment, node limits) changes) the defaults were last
+    # found equal to (nothing to compare while it holds)
     defaults_key: tuple | None = None
+    # connector id -> the fail-safe default last sent, as W steps (what a new one is compared
+    # with: only a connector whose default changes gets one)
+    default_sent: dict[int, list] = field(default_factory=dict)
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
     idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
     # what the station has installed under the plan, as accepted: its idle default (idle share
