@@ -71,6 +71,7 @@ async def test_every_warm_replan_is_the_cold_optimum(infeasible_warm):
     # DR event below it), which warm.py builds from scratch by default (slower warm, measured)
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock)
+    controller.warm.min_sessions = 0     # a small site, to see every path of the kept model
     controller.warm.start.infeasible_warm = infeasible_warm
     rng = np.random.default_rng(7)
     refs = [ConnectorRef(f"CP{s}", c) for s in range(STATIONS) for c in (1, 2)]
@@ -104,6 +105,7 @@ async def test_a_minute_later_the_kept_model_is_changed_too():
     # (optimizer/warm.py), and the optimum is the cold one's
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
+    controller.warm.min_sessions = 0
     rng = np.random.default_rng(3)
     refs = [ConnectorRef(f"CP{s}", 1) for s in range(6)]
     for tx, ref in enumerate(refs[:-1]):
@@ -123,6 +125,7 @@ async def test_a_minute_later_the_kept_model_is_changed_too():
 
 def test_one_solve_at_a_time_uses_the_kept_model():
     warm = WarmPlans()
+    warm.min_sessions = 0
     with warm.use([]) as first:
         assert first is warm.start
         with warm.use([]) as second:      # another plan while one is under way: from scratch
@@ -152,6 +155,7 @@ async def test_the_time_grid_moves():
     # is changed into that LP; once the first slot has passed, it is built from scratch
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
+    controller.warm.min_sessions = 0
     rng = np.random.default_rng(5)
     refs = [ConnectorRef(f"CP{s}", 1) for s in range(8)]
     for tx, ref in enumerate(refs[:-1]):
@@ -174,3 +178,16 @@ def test_slot_ids_are_per_slot_end():
     first = warm.slot_ids(ends)
     split = warm.slot_ids([ends[0], T0 + timedelta(minutes=20), *ends[1:]])
     assert list(split[[0, 2, 3]]) == list(first) and split[1] not in first
+
+
+async def test_a_small_site_is_planned_from_scratch():
+    # below MIN_SESSIONS the kept model cost more than it saved (measured at 100 connectors)
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock)
+    rng = np.random.default_rng(9)
+    for s in range(3):
+        controller.on_event(ev.StationBooted(f"CP{s}", T0, True, "v", "m"))
+        _start(controller, clock, ConnectorRef(f"CP{s}", 1), 500 + s, rng)
+    await controller.replan()
+    await controller.replan()
+    assert controller.warm.last == "small"

@@ -30,6 +30,12 @@ import numpy as np
 
 from optimizer.warm import SLOT_SPAN, WarmStart
 
+# Below this many sessions a plan is solved from scratch: at 100 phase-aware connectors the kept
+# model took more simplex iterations than a cold solve (1 281-1 630 vs 999-1 420) and 5-13 ms more
+# CPU; at 300 it saved 25-40 ms (19-26 %), at 1 000 10-37 % (benchmarks/README.md, "Warm re-plans
+# in the controller")
+MIN_SESSIONS = 200
+
 
 class WarmPlans:
     """One `WarmStart` and the session ids it is keyed by, used by one solve at a time."""
@@ -42,8 +48,10 @@ class WarmPlans:
         self._slot_ids: dict = {}          # slot end -> the WarmStart's slot id
         self._next_slot = 0
         # how the last plan was solved: "warm" / "cold" (WarmStart.last), "busy" (another
-        # solve held the model: solved without it), None (not by HiGHS, or no plan yet)
+        # solve held the model: solved without it), "small" (fewer than min_sessions), None
+        # (not by HiGHS, or no plan yet)
         self.last: str | None = None
+        self.min_sessions = MIN_SESSIONS
 
     def ids(self, sessions: Sequence) -> np.ndarray:
         """One integer per session (in the problem's row order), the same for a session from
@@ -77,6 +85,10 @@ class WarmPlans:
             ) -> Iterator[WarmStart | None]:
         """The WarmStart with its ids set for these sessions (and slots, by their ends), or None
         while another solve holds it (never waits: the caller then solves from scratch)."""
+        if len(sessions) < self.min_sessions:
+            self.last = "small"
+            yield None
+            return
         if not self._lock.acquire(blocking=False):
             self.last = "busy"
             yield None
