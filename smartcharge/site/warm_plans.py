@@ -31,7 +31,7 @@ import numpy as np
 from optimizer.warm import SLOT_SPAN, WarmStart
 
 # Below this many sessions a plan is solved from scratch: at 100 phase-aware connectors the kept
-# model took more simplex iterations than a cold solve (1 281-1 630 vs 999-1 420) and 5-13 ms more
+# model took more simplex iterations than a cold solve (1 281-1 630 vs 999-1 420) and 5-14 ms more
 # CPU; at 300 it saved 25-40 ms (19-26 %), at 1 000 10-37 % (benchmarks/README.md, "Warm re-plans
 # in the controller")
 MIN_SESSIONS = 200
