@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("SMARTCHARGE_BENCH_LOG"):   # keep the server's log to read
                 shutil.copy(Path(tmp) / "server.log", os.environ["SMARTCHARGE_BENCH_LOG"])
         stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        if stats and os.environ.get("SMARTCHARGE_BENCH_STATS"):   # keep the server's record
+            shutil.copy(stats_file, os.environ["SMARTCHARGE_BENCH_STATS"])
         lag = stats.get("lag", [])
     if not lag:
         print(f"# no loop-lag statistics from the server; its log ends:\n{tail}")
@@ -238,21 +240,40 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
-    window_gc = [(g, s) for at, g, s in stats.get("gc", [])
+    window_gc = [(g, s, cpu[0] if cpu else float("nan"))
+                 for at, g, s, *cpu in stats.get("gc", [])
                  if r["window"][0] <= at <= r["window"][1]]
-    full = [s for g, s in window_gc if g == 2]
+    full = [s for g, s, _ in window_gc if g == 2]
     print(f"# garbage collector in the window: {len(window_gc)} collections, "
-          f"{sum(s for _, s in window_gc) * 1000:.0f} ms in all; {len(full)} full ones, the "
+          f"{sum(s for _, s, _ in window_gc) * 1000:.0f} ms in all "
+          f"({sum(c for _, _, c in window_gc) * 1000:.0f} ms CPU); {len(full)} full ones, the "
           f"longest {max(full, default=0) * 1000:.0f} ms")
     busy = stats.get("busy", [])
     if busy:
         print(f"# the loop's own CPU between two probe wake-ups, the longest (window / boot): "
               f"{max_lag_ms(busy, r['window']):.0f} / {max_lag_ms(busy, r['boot']):.0f} ms "
               f"(the stall column is wall time: it includes what the OS gave other processes)")
-    for generation in (0, 1):
-        pauses = [s for g, s in window_gc if g == generation]
-        print(f"#   generation {generation}: {len(pauses)} collections, the longest "
-              f"{max(pauses, default=0) * 1000:.0f} ms")
+    cycles = stats.get("cycles")
+    if cycles:
+        print(f"# at shutdown: a generation-1 collection took {cycles.get('gen1_cpu_ms', 0):.0f}"
+              f" ms CPU; {cycles['frozen']} objects frozen; a full "
+              f"collection found {cycles['collected']} in garbage cycles, then without the "
+              f"permanent generation {cycles['collected_after_unfreeze']} more (frozen "
+              f"cycles: never collected while frozen; that collection took "
+              f"{cycles['full_collection_ms']:.0f} ms; station adapters still alive: "
+              f"{cycles.get('adapters_alive')})")
+    settled = [(g, s, c) for at, g, s, *cpu in stats.get("gc", [])
+               for c in (cpu[0] if cpu else float("nan"),)
+               if r["boot"][1] <= at <= r["window"][1]]
+    for generation in (0, 1, 2):
+        pauses = [(s, c) for g, s, c in window_gc if g == generation]
+        later = [(s, c) for g, s, c in settled if g == generation]
+        print(f"#   generation {generation}: {len(pauses)} collections in the window, the "
+              f"longest {max((s for s, _ in pauses), default=0) * 1000:.0f} ms wall, "
+              f"{max((c for _, c in pauses), default=0) * 1000:.0f} ms CPU; from the boot "
+              f"storm's end: {len(later)}, the longest "
+              f"{max((s for s, _ in later), default=0) * 1000:.0f} ms wall, "
+              f"{max((c for _, c in later), default=0) * 1000:.0f} ms CPU")
     return 0
 
 

@@ -50,6 +50,48 @@ async def probe_loop(lag_by_second: dict[int, float],
             busy_by_second[second] = busy_s
 
 
+def _callback_kind(handle: asyncio.Handle) -> str:
+    callback = handle._callback
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):   # a task's step: name its coroutine
+        coro = owner.get_coro()
+        return f"task {getattr(coro, '__qualname__', type(coro).__name__)}"
+    return getattr(callback, "__qualname__", type(callback).__name__)
+
+
+def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float) -> None:
+    """SMARTCHARGE_PROBE_TURNS: every turn of the loop whose callbacks took more than `over_s`
+    of the thread's CPU is recorded with its number of callbacks and the CPU per kind of
+    callback (the coroutine a task step resumed). A diagnosis (Handle._run is wrapped)."""
+    current: dict[str, list] = {}
+    original_run = asyncio.events.Handle._run
+
+    def run(handle: asyncio.Handle) -> None:
+        started = time.thread_time()
+        try:
+            original_run(handle)
+        finally:
+            kind = _callback_kind(handle)
+            entry = current.setdefault(kind, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.thread_time() - started
+
+    asyncio.events.Handle._run = run
+    original_once = loop._run_once
+
+    def run_once() -> None:
+        current.clear()
+        started = time.thread_time()
+        original_once()
+        spent = time.thread_time() - started
+        if spent > over_s:
+            top = sorted(current.items(), key=lambda kv: -kv[1][1])[:8]
+            turns.append((time.time(), spent, sum(n for n, _ in current.values()),
+                          [(kind, n, round(t * 1000, 1)) for kind, (n, t) in top]))
+
+    loop._run_once = run_once
+
+
 def main(argv: list[str]) -> int:
     site_file, stats_path = argv[0], argv[1]
     use_uvloop = "--uvloop" in argv[2:]
@@ -69,21 +111,48 @@ def main(argv: list[str]) -> int:
         stage_probe.install(app)
     lag_by_second: dict[int, float] = {}
     busy_by_second: dict[int, float] = {}
-    gc_pauses: list[tuple[float, int, float]] = []   # (wall s, generation, pause s)
-    gc_started = [0.0]
+    # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
+    # the wall pause includes what the OS gave other processes)
+    gc_pauses: list[tuple[float, int, float, float]] = []
+    gc_started = [0.0, 0.0]
+
+    gc_debug = bool(os.environ.get("SMARTCHARGE_PROBE_GCDEBUG"))   # what a collection saw
+    gc_seen: list = []
+    turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
+    gc_sizes: list = [None, None]
 
     def on_gc(phase: str, info: dict) -> None:
         if phase == "start":
-            gc_started[0] = time.perf_counter()
+            if gc_debug:   # costly (lists every young object): only when asked for
+                young = [gc.get_objects(g) for g in range(info["generation"] + 1)]
+                kinds: dict[str, int] = {}
+                for objects in young:
+                    for obj in objects:
+                        name = type(obj).__qualname__
+                        kinds[name] = kinds.get(name, 0) + 1
+                gc_sizes[0] = [len(objects) for objects in young]
+                gc_sizes[1] = sorted(kinds.items(), key=lambda kv: -kv[1])[:25]
+                del young
+            gc_started[:] = time.perf_counter(), time.thread_time()
         else:
-            gc_pauses.append((time.time(), info["generation"],
-                              time.perf_counter() - gc_started[0]))
+            pause_s = time.perf_counter() - gc_started[0]
+            gc_pauses.append((time.time(), info["generation"], pause_s,
+                              time.thread_time() - gc_started[1]))
+            if gc_debug:
+                gc_seen.append((time.time(), info["generation"], pause_s, gc_sizes[0],
+                                info["collected"], gc_sizes[1]))
 
     gc.callbacks.append(on_gc)
     import smartcharge.app
     tune = getattr(smartcharge.app, "tune_gc_for_serving", None)   # older trees: none
     if tune is not None:
         tune()    # as `smartcharge serve` does
+    try:
+        from smartcharge.gc_serving import freeze_after_storms
+    except ImportError:   # older trees
+        freeze_after_storms = None
+    if freeze_after_storms is not None and not os.environ.get("SMARTCHARGE_PROBE_NO_FREEZE"):
+        freeze_after_storms(app)   # as `smartcharge serve` does
     threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "700,10,10": an experiment
     if threshold:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
@@ -95,19 +164,34 @@ def main(argv: list[str]) -> int:
             loop.set_debug(True)
             loop.slow_callback_duration = slow_s
             logging.getLogger("asyncio").setLevel(logging.WARNING)
+        if os.environ.get("SMARTCHARGE_PROBE_TURNS"):
+            trace_turns(asyncio.get_running_loop(), turns,
+                        float(os.environ["SMARTCHARGE_PROBE_TURNS"]))
         task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second),
                                    name="loop-lag-probe")
         yield
         task.cancel()
         from smartcharge.site.setup import CONTROLLER
         stats = app[CONTROLLER].stats if CONTROLLER in app else None
+        # the stations are gone: what cycles among frozen objects did their connections
+        # leave? (a full collection with and without the permanent generation)
+        started_s = time.thread_time()   # what the next generation-1 collection would cost
+        gc.collect(1)
+        cycles = {"gen1_cpu_ms": (time.thread_time() - started_s) * 1000,
+                  "frozen": gc.get_freeze_count(), "collected": gc.collect()}
+        gc.unfreeze()
+        started_s = time.perf_counter()
+        cycles["collected_after_unfreeze"] = gc.collect()
+        cycles["full_collection_ms"] = (time.perf_counter() - started_s) * 1000
+        cycles["adapters_alive"] = sum(1 for obj in gc.get_objects()
+                                       if type(obj).__name__.startswith("CentralSystemV"))
         with open(stats_path, "w") as out:
             json.dump({"lag": sorted(lag_by_second.items()),
                        "busy": sorted(busy_by_second.items()),
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
-                       "gc": gc_pauses}, out)
+                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,7 @@ from smartcharge import api
 from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.clock import Clock, SystemClock
 from smartcharge.events import EventBus
+from smartcharge.gc_serving import tune_gc_for_serving  # noqa: F401 (serve, benchmarks)
 from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.ports import port_factory
@@ -26,17 +26,6 @@ from smartcharge.store import SqliteStore
 from smartcharge.web import setup_dashboard
 
 log = logging.getLogger(__name__)
-
-
-def tune_gc_for_serving() -> None:
-    """For a process that serves (not for tests, which build many apps): the collector's
-    defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
-    2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every 50 000 instead, and keep what exists at start (the site, the imports)
-    out of every collection."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = None,

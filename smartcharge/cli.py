@@ -15,6 +15,7 @@ import sys
 from aiohttp import web
 
 from smartcharge.app import create_app, tune_gc_for_serving
+from smartcharge.gc_serving import freeze_after_storms
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments
@@ -139,6 +140,7 @@ async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = F
         log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
                     "can reach it controls the stations", site.server.host)
     app = create_app(site, insecure_open_api=open_api)
+    freeze_after_storms(app)   # a serving process only: see gc_serving.py
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     stop = asyncio.Event()

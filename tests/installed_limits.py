@@ -100,10 +100,18 @@ class InstallWatch:
         self.installs = 0
         self.excesses: list[str] = []
         self.met_at: datetime | None = None
-        self._now_last = node_loads(site, fleet, limits, clock.now())
         self._last = {m: node_loads(site, fleet, limits, m) for m in moments}
+        self._before: tuple[datetime, list] | None = None
         for station in fleet.stations.values():
+            station.on_profiles_changing = self._changing
             station.on_profiles_changed = self._changed
+
+    def _changing(self, station) -> None:
+        # the node sums just before this install, at the instant it happens: comparing with
+        # the sums at the install before would count a step the installed schedules take in
+        # between (a plan's later slot) as this install's raise
+        now = self.clock.now()
+        self._before = (now, node_loads(self.site, self.fleet, self.limits, now))
 
     def _changed(self, station) -> None:
         self.installs += 1
@@ -111,14 +119,15 @@ class InstallWatch:
         if not self.zero_notice:
             self.excesses.extend(node_excesses(self.site, self.fleet, self.limits, now))
         else:
-            loads = node_loads(self.site, self.fleet, self.limits, now)
-            for (what, load, cap), (_, before, _) in zip(loads, self._now_last):
+            at, before_loads = self._before
+            loads = node_loads(self.site, self.fleet, self.limits, at)
+            for (what, load, cap), (_, before, _) in zip(loads, before_loads):
                 if load > cap + 1.0 and load > before + 1.0:
-                    self.excesses.append(f"{now:%H:%M:%S} {what}: raised {before:.1f} -> "
+                    self.excesses.append(f"{at:%H:%M:%S} {what}: raised {before:.1f} -> "
                                          f"{load:.1f} > {cap:.1f} by {station.spec.station_id}")
-            if self.met_at is None and all(load <= cap + 1.0 for _, load, cap in loads):
+            if self.met_at is None and all(load <= cap + 1.0 for _, load, cap in
+                                           node_loads(self.site, self.fleet, self.limits, now)):
                 self.met_at = now
-            self._now_last = loads
         for moment in self.moments:
             loads = node_loads(self.site, self.fleet, self.limits, moment)
             for (what, load, cap), (_, before, _) in zip(loads, self._last[moment]):

@@ -124,6 +124,8 @@ class StationRegistry:
     def __init__(self) -> None:
         self._links: dict[str, StationLink] = {}
         self._retiring: set[asyncio.Task] = set()
+        # every link ever attached: those not online now have ended (gc_serving counts them)
+        self.attached_total = 0
 
     def get(self, station_id: str) -> StationLink | None:
         return self._links.get(station_id)
@@ -131,10 +133,15 @@ class StationRegistry:
     def online_ids(self) -> set[str]:
         return set(self._links)
 
+    @property
+    def online_count(self) -> int:
+        return len(self._links)
+
     def attach(self, link: StationLink) -> StationLink | None:
         """Register `link`; returns the link it replaces (the caller closes that one)."""
         previous = self._links.get(link.station_id)
         self._links[link.station_id] = link
+        self.attached_total += 1
         return previous
 
     def retire(self, link: StationLink, reason: str) -> None:

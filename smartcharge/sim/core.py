@@ -53,6 +53,8 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self.profiles_held = 0   # profile requests a `silent_profiles` station has not answered
         # called with the station after every profile installed or cleared (tests check sums)
         self.on_profiles_changed: Callable[[StationCore], None] | None = None
+        # called just before a profile is installed or cleared (a test's "before" at one instant)
+        self.on_profiles_changing: Callable[[StationCore], None] | None = None
         self.outbox = Outbox()
         self.acknowledged: list[tuple[str, object, object]] = []   # (action, request, answer)
         self.keep_acknowledged = True          # the load benchmark turns the record off
@@ -95,6 +97,10 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self.boots += 1
         self.booted.set()
         self._changed.set()
+
+    def _profiles_changing(self) -> None:
+        if self.on_profiles_changing is not None:
+            self.on_profiles_changing(self)
 
     def _profiles_changed(self) -> None:
         if self.on_profiles_changed is not None:

@@ -14,7 +14,8 @@ log = logging.getLogger("smartcharge.sim.station")
 
 class ProfileOperations:
     """Mixin of StationCore: needs `clock`, `spec`, `quirks`, `connectors`, `profiles`,
-    `advance_to`, `_update_draws`, `_wake_physics`, `_profiles_changed`, `_refresh_status`."""
+    `advance_to`, `_update_draws`, `_wake_physics`, `_profiles_changing`, `_profiles_changed`,
+    `_refresh_status`."""
 
     def tx_context(self, connector_id: int) -> TxContext | None:
         state = self.connectors.get(connector_id)
@@ -28,6 +29,7 @@ class ProfileOperations:
         if self.quirks.reject_zero_limit and any(p.limit == 0 for p in profile.schedule.periods):
             raise ProfileRejected("this station does not take a limit of 0")
         self.advance_to(now)
+        self._profiles_changing()
         self.profiles.install(profile, self.tx_context(profile.connector_id),
                               replace_same_level=replace_same_level)
         self._update_draws(now)
@@ -36,6 +38,7 @@ class ProfileOperations:
 
     def clear_charging_profile(self, **criteria) -> int:
         self.advance_to(self.clock.now())
+        self._profiles_changing()
         removed = self.profiles.clear(**criteria)
         self._update_draws(self.clock.now())
         self._wake_physics.set()

@@ -44,6 +44,8 @@ class ClosedLoop:
         Before, a car was capped only 1 kW and 20 % under and never followed down: 224 kWh of
         plan on the demo day went to cars in taper (benchmarks/README.md)."""
         ref = ConnectorRef(event.station_id, event.connector_id)
+        if not self.c.topology.has(ref):
+            return   # not in the site file: planned at its station's maximum, not followed
         measured = self.c.state.measured_w(ref, self.c.clock.now(), self.c.settings.stale_after_s)
         if measured is None or ref not in self.c.state.sessions:
             return

@@ -33,7 +33,7 @@ from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.limits import LimitSource, SiteLimits
-from smartcharge.site import in_steps, plan_inputs, planner
+from smartcharge.site import in_steps, plan_inputs, planner, undeclared
 from smartcharge.site.plan import Plan
 from smartcharge.site.planner import PlanInputs, PlanTimes
 from smartcharge.site.prices import SitePrices
@@ -150,7 +150,12 @@ class SiteController:
     def on_event(self, event) -> None:
         """EventBus subscriber: quick, never blocks."""
         self.reports.on_event(event)
+        seen = len(self.state.undeclared)
         change = self.state.apply(event)
+        if len(self.state.undeclared) != seen:
+            # a connector the site file does not list: the fail-safe defaults of the others
+            # make room for its station's maximum (failsafe.py), sent with the next round
+            self.request_replan(f"undeclared:{event.station_id}/{event.connector_id}")
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
             self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
@@ -393,7 +398,7 @@ class SiteController:
         """What a connector sampled before its limit was lowered could draw around `at`
         (None: its sample stands)."""
         installed = self.installed
-        if installed is None or not installed.governs(ref):
+        if installed is None or not self.topology.has(ref) or not installed.governs(ref):
             return None
         since = installed.followed_since(ref)
         if since is None or sample.at >= since:
@@ -404,9 +409,17 @@ class SiteController:
         return self.site_reading().load_w
 
     def _reading_steps(self) -> in_steps.Steps[SiteReading]:
-        return read_site_steps(self.state, self.topology.refs, self.clock.now(),
-                               self.settings.stale_after_s, self.topology.max_power_w,
+        # the connectors the site file does not list count too (site/undeclared.py)
+        return read_site_steps(self.state, [*self.topology.refs, *self.state.undeclared],
+                               self.clock.now(), self.settings.stale_after_s, self._stale_w,
                                self._sample_cap_w)
+
+    def _stale_w(self, ref: ConnectorRef) -> float:
+        """What a charging connector with a stale meter counts at: its maximum (an undeclared
+        one's is its station's)."""
+        if self.topology.has(ref):
+            return self.topology.max_power_w(ref)
+        return undeclared.planned_w(self.state, self.topology, ref)
 
     def snapshot(self) -> dict:
         """The dashboard's view model (`site/snapshot.py`), the history recorded first."""

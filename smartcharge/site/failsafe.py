@@ -1,8 +1,9 @@
 """One station's setup, once per connection: its capabilities (what its port probes) and its
 fail-safe schedules - its own maximum and, per connector, a default with no end: its usable share
 of the tightest limit above it, following every node's limit over time (`failsafe_limits.py`:
-the grid's and each circuit's, a DR event announced ahead on either is in its periods), so the
-site stays under every limit if smartcharge disappears.
+the grid's and each circuit's, a DR event announced ahead on either is in its periods; the maximum
+of a station with a connector the site file does not list is kept off every node above it,
+`undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`)."""
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
-from smartcharge.site import steps
+from smartcharge.site import steps, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
@@ -79,13 +80,18 @@ class FailSafeSetup:
         now = self.clock.now()
         limits = self.view.limits
         cached = getattr(self, "_defaults_cache", None)
-        if cached is not None and cached[0] == limits.version and now < cached[1]:
+        # connectors the site file does not list (seen so far: the set only grows)
+        seen = self.view.state.undeclared
+        version = (limits.version, len(seen))
+        if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        schedule = node_limit_schedule(self.topology, limits, now)
-        key = (schedule[0][1], tuple(schedule[1:]))
+        schedule = [(moment, undeclared.reserve_w(self.topology, seen, node_w))
+                    for moment, node_w in node_limit_schedule(self.topology, limits, now)]
+        # (the A limits never change over time: only their room for such stations, once)
+        key = (schedule[0][1], tuple(schedule[1:]), undeclared.reserve_a(self.topology, seen))
         changes = limits.change_times(now)
         until = min(changes) if changes else datetime.max.replace(tzinfo=UTC)
-        self._defaults_cache = (limits.version, until, key)
+        self._defaults_cache = (version, until, key)
         return key
 
     def _wanted_defaults(self, control: StationControl) -> tuple[tuple, dict[int, Step]]:
@@ -95,7 +101,7 @@ class FailSafeSetup:
         now = self.clock.now()
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
-        shares = [self._default_shares(node_w) for _, node_w in schedule]
+        shares = [self._default_shares(node_w, key[2]) for _, node_w in schedule]
         out = {}
         for connector in station.connectors:
             ref = ConnectorRef(station.station_id, connector.connector_id)
@@ -163,15 +169,17 @@ class FailSafeSetup:
         if key is not None:
             control.defaults_key = key
 
-    def _default_shares(self, node_w: tuple) -> dict:
+    def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:
         with a DR event announced the schedule has two or more, and a one-entry cache made
         every station of a round compute the whole site's shares again - O(stations x
         connectors), 34 % of the server's time and ~14 s of a DR event at 1 000 connectors
         (issue 10)."""
-        shares = self._shares.get(node_w)
+        key = node_w if node_a is None else (node_w, node_a)
+        shares = self._shares.get(key)
         if shares is None:
             if len(self._shares) >= SHARES_KEPT:
                 self._shares.clear()
-            shares = self._shares[node_w] = self.topology.default_shares(node_limit_w=node_w)
+            shares = self._shares[key] = self.topology.default_shares(node_limit_w=node_w,
+                                                                      node_limit_a=node_a)
         return shares

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from smartcharge import units
+from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class SiteGuard:
 
     def node_loads(self, now: datetime) -> tuple[np.ndarray, np.ndarray, dict]:
         """((M,) W per node, (M,3) A per node and phase, {ref: (W, how)})."""
-        return _run(self._node_loads(now))
+        loads, _ = _run(self._node_loads(now))
+        return loads
 
     def _node_loads(self, now: datetime):
         """node_loads as a generator that yields every CHUNK connectors, so a pass over a large
@@ -131,6 +133,19 @@ class SiteGuard:
                 row = load_a[node]
                 for p in used:
                     row[p] += amps
+        # connectors the site file does not list draw all the same: under their station
+        # (undeclared.py), on every phase (their wiring is not known)
+        state, stale_after_s = self.controller.state, self.controller.settings.stale_after_s
+        for ref in list(state.undeclared):
+            watts, how = undeclared.draw_w(state, topo, ref, now, stale_after_s)
+            draws[ref] = (watts, how)
+            if watts <= 0:
+                continue
+            amps = undeclared.amps(topo, ref, watts)
+            for node in self._ancestors(ref.station_id):
+                load_w[node] += watts
+                for p in range(3):
+                    load_a[node][p] += amps
         return (np.array(load_w), np.array(load_a).reshape(topo.n_nodes, 3), draws), evidence
 
     def _site_phases(self, ref: ConnectorRef) -> tuple[int, ...]:
@@ -233,14 +248,15 @@ class SiteGuard:
         self.overloads_seen += 1
         topo = self.topology
         node = topo.node_ids.index(overload.node)
-        under = [r for r in topo.refs if node in self._ancestors(r.station_id)]
+        under = [r for r in [*topo.refs, *self.controller.state.undeclared]
+                 if node in self._ancestors(r.station_id)]
         stale = [r for r in under if draws[r][1] == "stale"]
         log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f; %s); "
                     "not obeying: %s; stale meters counted at their maximum: %s",
                     overload.node, overload.margin, overload.unit, overload.load,
                     overload.limit,
                     ", ".join(f"{r.station_id}/{r.connector_id} {draws[r][0]:.0f} W "
-                              f"{draws[r][1]} on {self.controller.phase_use(r)[0]} phase(s)"
+                              f"{draws[r][1]} on {self._phases_text(r)}"
                               for r in under if draws[r][0] > 0),
                     ", ".join(f"{r.station_id}/{r.connector_id} draws {w:.0f} W, allowed "
                               f"{a:.0f} W" for r, w, a in culprits) or "none",
@@ -248,6 +264,12 @@ class SiteGuard:
         for ref, watts, _ in culprits:
             self.controller.set_overdraw(ref, watts)
         self.controller.request_replan(f"guard:{overload.node}")
+
+
+    def _phases_text(self, ref: ConnectorRef) -> str:
+        if not self.topology.has(ref):
+            return "undeclared connector (not in the site file)"
+        return f"{self.controller.phase_use(ref)[0]} phase(s)"
 
 
 def _run(steps):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
-from smartcharge.site import in_steps
+from smartcharge.site import in_steps, undeclared
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
@@ -95,9 +95,13 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         if first:
             yield
         for ref, session in items[first:first + SESSIONS_PER_STEP]:
-            if c.state.sessions.get(ref) is not session or not topo.has(ref):
-                continue    # ended while the picture was taken, or not on this site
-            sessions.append(_session_input(c, ref, session, starts, ends))
+            if c.state.sessions.get(ref) is not session:
+                continue    # ended while the picture was taken
+            if topo.has(ref):
+                sessions.append(_session_input(c, ref, session, starts, ends))
+            elif undeclared.is_undeclared(topo, ref):
+                # not in the site file: a fixed load at what its station lets it draw
+                sessions.append(_undeclared_input(c, ref, session))
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
         root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
@@ -124,3 +128,12 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
                         ev_cap_w=c.ev_cap_w.get(ref), declined=ref in c.declined_at,
                         car_min_w=c.reports.car_min_w(ref, phases),
                         cap_w=c.reports.cap_w(ref, starts, ends, phases))
+
+
+def _undeclared_input(c, ref: ConnectorRef, session) -> SessionInput:
+    """A session on a connector the site file does not list (site/undeclared.py)."""
+    return SessionInput(ref=ref, transaction_id=session.transaction_id,
+                        remaining_wh=session.remaining_wh, need_told=session.need_told,
+                        departure=session.departure,
+                        phases=undeclared.phases(c.topology, ref), phase=0, phases_known=False,
+                        fixed_w=undeclared.planned_w(c.state, c.topology, ref))

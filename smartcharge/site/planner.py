@@ -25,6 +25,7 @@ from smartcharge import units
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
+from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
 
@@ -121,9 +122,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
                 fixed[session.ref] = session.floor_w
     for ref, load_w in fixed.items():
         # Fixed load is planned around: it comes off every limit above it. A single-phase
-        # load is taken off all three phases' current limits: conservative.
+        # load is taken off all three phases' current limits: conservative. (A connector the
+        # site file does not list is a fixed load too, on its station: undeclared.py.)
         station = topo.station(ref.station_id)
-        amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
+        phases = topo.connector(ref).phases if topo.has(ref) else undeclared.phases(topo, ref)
+        amps = units.w_to_a(load_w, phases, station.voltage_v)
         for node in topo.ancestors(topo.station_node[ref.station_id]):
             node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
             node_a[node] = np.maximum(node_a[node] - amps, 0.0)

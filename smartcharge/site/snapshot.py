@@ -47,6 +47,8 @@ def view_model_steps(controller: SiteController, now: datetime, limit_w: float,
             yield
         connectors += [_connector(c, ref, now) for ref in refs]
     yield
+    # connectors the stations reported that the site file does not list (site/undeclared.py)
+    connectors += [_connector(c, ref, now) for ref in list(c.state.undeclared)]
     sessions = []
     for first, part in in_steps.chunks(sorted(c.state.sessions.values(),
                                               key=lambda s: s.transaction_id), ITEMS_PER_STEP):
@@ -81,7 +83,11 @@ def view_model_steps(controller: SiteController, now: datetime, limit_w: float,
 def _connector(c: SiteController, ref: ConnectorRef, now: datetime) -> dict:
     session = c.state.sessions.get(ref)
     plan = c.plan.connectors.get(ref) if c.plan else None
-    if ref in c.uncontrollable and session is not None:
+    declared = c.topology.has(ref)
+    if not declared and session is not None:
+        binding = LimitSource(SOURCE_FALLBACK, f"{ref.station_id}/{ref.connector_id}",
+                              "not in the site file: planned at the station's maximum")
+    elif ref in c.uncontrollable and session is not None:
         binding = LimitSource(SOURCE_FALLBACK, f"{ref.station_id}/{ref.connector_id}",
                               c.uncontrollable[ref])
     elif plan is not None:
@@ -98,7 +104,9 @@ def _connector(c: SiteController, ref: ConnectorRef, now: datetime) -> dict:
         "allocated_w": None if allocated is None else round(allocated, 1),
         "measured_w": None if measured is None else round(measured, 1),
         "binding": binding.as_json() if binding else None,
-        "controllable": ref not in c.uncontrollable}
+        "controllable": declared and ref not in c.uncontrollable,
+        # a connector the station reports that the site file does not list
+        "undeclared": not declared}
 
 
 __all__ = ["view_model", "view_model_steps"]

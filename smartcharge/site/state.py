@@ -7,6 +7,7 @@ the controller then assumes it draws its maximum.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
 
+log = logging.getLogger(__name__)
 # A phase carries the car's current when it reads at least this much [A]; an idle phase reads ~0.
 PHASE_ACTIVE_A = 1.0
 
@@ -105,6 +107,9 @@ class SiteState:
         # past sessions, for a silent driver's need and departure (loaded from the store at
         # start by site/restore.py, then taught by every session that stops)
         self.history = SessionHistory()
+        # connectors stations reported that the site file does not list (site/undeclared.py):
+        # counted and planned as their station's load
+        self.undeclared: dict[ConnectorRef, None] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -161,6 +166,8 @@ class SiteState:
 
     def apply(self, event) -> str | None:
         """Take one event in; return what kind of change it was (None: nothing for us)."""
+        if isinstance(event, ev.ConnectorStatusChanged | ev.SessionStarted | ev.MeterSampled):
+            self._note_undeclared(event.station_id, event.connector_id)
         if isinstance(event, ev.StationConnected | ev.StationBooted):
             if event.station_id not in self.online:
                 return None
@@ -252,6 +259,22 @@ class SiteState:
         recent.sort(key=lambda m: m.ordered_at)   # a late sample goes where it was taken
         del recent[:-SAMPLES_KEPT]
         return change or MEASUREMENT
+
+    def _note_undeclared(self, station_id: str, connector_id: int | None) -> None:
+        """Remember (and warn, once) a connector of a known station its site entry does not
+        list; connector 0 is the station's main meter."""
+        if not connector_id or connector_id < 0:
+            return
+        station = self.site.station(station_id)
+        if station is None or station.connector(connector_id) is not None:
+            return
+        ref = ConnectorRef(station_id, connector_id)
+        if ref not in self.undeclared:
+            self.undeclared[ref] = None
+            log.warning("station %s reports connector %s, which is not in the site file: its "
+                        "sessions are billed, its draw is counted under the station and planned "
+                        "at the station's maximum (declare it to have it controlled)",
+                        station_id, connector_id)
 
     def _keep_reboot_closed(self, session: Session) -> None:
         self.reboot_closed[session.transaction_id] = session

@@ -153,12 +153,13 @@ class SiteTopology:
         return limit_w, limit_a
 
     # --- fail-safe defaults -----------------------------------------------------------------
-    def default_shares(self, root_limit_w: float | None = None, *,
-                       node_limit_w=None) -> dict[ConnectorRef, tuple[float, float]]:
+    def default_shares(self, root_limit_w: float | None = None, *, node_limit_w=None,
+                       node_limit_a=None) -> dict[ConnectorRef, tuple[float, float]]:
         """Each connector's (power_w, current_a) share of the tightest limit above it.
 
         The W limits are the site file's, with the root's lowered to `root_limit_w`, or every
-        node's as given in `node_limit_w` (M,) (a DR event on a circuit lowers that circuit).
+        node's as given in `node_limit_w` (M,) (a DR event on a circuit lowers that circuit);
+        the A limits the site file's, or lower as given in `node_limit_a` (M,).
 
         Every node's W and A limits are split equally among the connectors in its subtree that
         get a share, and a connector takes the smallest share over its ancestors (and its own
@@ -172,9 +173,11 @@ class SiteTopology:
             limit_w = np.minimum(limit_w, np.asarray(node_limit_w, dtype=float))
         if root_limit_w is not None:
             limit_w[0] = min(limit_w[0], root_limit_w)
+        limit_a = self.static_limit_a if node_limit_a is None else \
+            np.minimum(self.static_limit_a, np.asarray(node_limit_a, dtype=float))
         active = set(range(len(self.refs)))
         for _ in range(len(self.refs) + 1):
-            shares, bottleneck = self._equal_shares(limit_w, active)
+            shares, bottleneck = self._equal_shares(limit_w, active, limit_a)
             short = [i for i in sorted(active)
                      if shares[i][1] < self.connector(self.refs[i]).min_current_a - 1e-6]
             if not short:
@@ -187,7 +190,7 @@ class SiteTopology:
             members = sorted(j for j in active
                              if node in self.ancestors(int(self.connector_node[j])))
             need = max(self._min_need(j, unit) for j in members)
-            room = limit_w[node] if unit == "w" else self.static_limit_a[node]
+            room = limit_w[node] if unit == "w" else limit_a[node]
             keep = min(int(room // need) if need > 0 else len(members), len(members) - 1)
             active -= set(members[max(keep, 0):])
         return {ref: shares[i] if i in active else (0.0, 0.0)
@@ -202,7 +205,7 @@ class SiteTopology:
         return units.a_to_w(connector.min_current_a, connector.phases,
                             self.station(ref.station_id).voltage_v)
 
-    def _equal_shares(self, limit_w: np.ndarray, active: set[int]
+    def _equal_shares(self, limit_w: np.ndarray, active: set[int], limit_a: np.ndarray
                       ) -> tuple[dict[int, tuple[float, float]], dict[int, tuple]]:
         """Equal shares among `active`: ({i: (W, A)}, {i: (bottleneck node or None, "w"|"a")})."""
         count = np.zeros(self.n_nodes)
@@ -214,9 +217,9 @@ class SiteTopology:
             ref = self.refs[i]
             chain = self.ancestors(int(self.connector_node[i]))
             node_w = min(chain, key=lambda a: limit_w[a] / count[a])
-            node_a = min(chain, key=lambda a: self.static_limit_a[a] / count[a])
+            node_a = min(chain, key=lambda a: limit_a[a] / count[a])
             share_w = limit_w[node_w] / count[node_w]
-            share_a = self.static_limit_a[node_a] / count[node_a]
+            share_a = limit_a[node_a] / count[node_a]
             connector = self.connector(ref)
             voltage = self.station(ref.station_id).voltage_v
             from_w = units.w_to_a(share_w, connector.phases, voltage)

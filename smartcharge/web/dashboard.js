@@ -346,7 +346,8 @@
       return el("tr", { class: c.online === false ? "offline" : "", "data-key": c.station_id + "/" + c.connector_id }, [
         el("td", {}, [c.station_id + " · " + c.connector_id, versionTag(c.station_id)]),
         el("td", {}, [el("span", { class: "status " + status }, [el("span", { class: "dot" }), status]),
-                      c.controllable === false ? el("span", { class: "uncontrollable", title: "this station does not take charging profiles; planned at its maximum", text: "no profiles" }) : ""]),
+                      c.undeclared ? el("span", { class: "uncontrollable", title: "not in the site file: counted under its station and planned at the station's maximum", text: "not in site file" })
+                        : c.controllable === false ? el("span", { class: "uncontrollable", title: "this station does not take charging profiles; planned at its maximum", text: "no profiles" }) : ""]),
         el("td", {}, [bar]),
         el("td", { class: "num alloc-w", text: kw(c.allocated_w) }),
         el("td", { class: "num measured-w", text: kw(c.measured_w) }),

@@ -1,0 +1,97 @@
+"""Connectors a station reports that its site entry does not declare (a 1.6 connectorId, a 2.0.1
+EVSE id not in the site file).
+
+The ledger bills their sessions like any other, but the site has no connector for them: no
+maximum, no phases, no profile of ours. Only the station-wide maximum (ChargePointMaxProfile,
+installed at setup) bounds what such a connector draws, so it is counted and planned as its
+station's load, never as nothing: under the station's node by the guard and the site reading
+(at its fresh measured draw; with a session and no fresh sample, at the station's maximum -
+missing is not zero), and by the planner as a fixed load at the station's maximum (what it may
+draw), or more if it was measured drawing more. Connector 0 is the station's own main meter,
+never a connector of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from smartcharge import units
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+
+
+def is_undeclared(topology: SiteTopology, ref: ConnectorRef) -> bool:
+    """A connector of a station in the site file that the file does not list (not 0)."""
+    return ref.connector_id > 0 and not topology.has(ref) \
+        and ref.station_id in topology.station_node
+
+
+def max_w(topology: SiteTopology, ref: ConnectorRef) -> float:
+    """What it may draw [W]: its station's maximum, the only bound there is."""
+    return topology.station_max_w(ref.station_id)
+
+
+def phases(topology: SiteTopology, ref: ConnectorRef) -> int:
+    """The phases its load is counted on: the most any of the station's connectors has (as
+    the station's maximum is), a balanced load."""
+    return max(c.phases for c in topology.station(ref.station_id).connectors)
+
+
+def amps(topology: SiteTopology, ref: ConnectorRef, watts: float) -> float:
+    """Its current per phase [A] for `watts`, balanced over `phases`."""
+    return units.w_to_a(watts, phases(topology, ref),
+                        topology.station(ref.station_id).voltage_v)
+
+
+def draw_w(state, topology: SiteTopology, ref: ConnectorRef, now: datetime,
+           stale_after_s: float) -> tuple[float, str]:
+    """(W, "fresh" | "stale" | "idle") as the guard counts it now: its fresh sample; with a
+    session and none fresh, the station's maximum (or its last sample, if more)."""
+    measured = state.measured_w(ref, now, stale_after_s)
+    if measured is not None:
+        return measured, "fresh"
+    if ref not in state.sessions:
+        return 0.0, "idle"
+    return planned_w(state, topology, ref), "stale"
+
+
+def planned_w(state, topology: SiteTopology, ref: ConnectorRef) -> float:
+    """What the planner plans its session at: the station's maximum, or what it was last
+    measured drawing if that is more (a station over its own maximum)."""
+    return max(max_w(topology, ref), state.last_measured_w(ref) or 0.0)
+
+
+def reserve_w(topology: SiteTopology, refs, node_w: tuple[float, ...]) -> tuple[float, ...]:
+    """Every node's W limit (topology order) with the maximum of each station that has a
+    connector the site file does not list taken off every node above that station: the
+    fail-safe defaults of the others are sized so that the site stays under every limit
+    whatever that connector draws once we are gone (its station's maximum bounds it and
+    nothing else). Its station's own declared connectors keep their shares (inside the
+    same maximum: counted twice, which errs on the safe side)."""
+    stations = _stations(topology, refs)
+    if not stations:
+        return node_w
+    out = list(node_w)
+    for station_id in stations:
+        reserved = max_w(topology, ConnectorRef(station_id, 0))
+        for node in topology.ancestors(topology.station_node[station_id])[1:]:
+            out[node] = max(out[node] - reserved, 0.0)
+    return tuple(out)
+
+
+def reserve_a(topology: SiteTopology, refs) -> tuple[float, ...] | None:
+    """`reserve_w` for the per-phase current limits [A] (the site file's; None: no station
+    to make room for): the station's maximum as a balanced current, off every phase."""
+    stations = _stations(topology, refs)
+    if not stations:
+        return None
+    out = [float(a) for a in topology.static_limit_a]
+    for station_id in stations:
+        ref = ConnectorRef(station_id, 0)
+        reserved = amps(topology, ref, max_w(topology, ref))
+        for node in topology.ancestors(topology.station_node[station_id])[1:]:
+            out[node] = max(out[node] - reserved, 0.0)
+    return tuple(out)
+
+
+def _stations(topology: SiteTopology, refs) -> list[str]:
+    return sorted({ref.station_id for ref in refs if is_undeclared(topology, ref)})

@@ -1,0 +1,90 @@
+"""The serving process freezes the collector's objects once a boot storm has settled (issue 10:
+the first generation-1 collection after a storm of 5 000 stations held the loop 0.5-0.8 s),
+and lets one full collection reclaim the cycles of frozen connections that ended."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from smartcharge.app import create_app
+from smartcharge.appkeys import REGISTRY
+from smartcharge.gc_serving import COMPACT, FREEZE, FreezeWhenSettled, freeze_after_storms
+from tests.conftest import Harness
+
+
+def policy() -> FreezeWhenSettled:
+    return FreezeWhenSettled(grown_fraction=0.1, min_grown=100, ended_fraction=0.1,
+                             min_ended=100, settle_s=10.0)
+
+
+def test_a_storm_is_frozen_once_it_has_settled() -> None:
+    p = policy()
+    assert p.observe(0, 0, 0.0) is None
+    assert p.observe(3000, 0, 5.0) is None      # still growing
+    assert p.observe(5000, 0, 9.0) is None
+    assert p.observe(5000, 0, 18.9) is None     # 9.9 s without growth: not yet
+    assert p.observe(5000, 0, 19.0) == FREEZE   # settled
+    assert p.observe(5000, 0, 40.0) is None     # once
+    p.observe(5400, 0, 41.0)                    # 8 % more: below the fraction
+    assert p.observe(5400, 0, 60.0) is None
+
+
+def test_connections_that_ended_before_any_freeze_are_no_reason_to_compact() -> None:
+    p = policy()
+    p.observe(6000, 0, 0.0)                     # a storm of 10 000 in which 2 000 time out
+    p.observe(8000, 2000, 30.0)                 # and come back
+    assert p.observe(10000, 2000, 60.0) is None
+    assert p.observe(10000, 2000, 70.0) == FREEZE   # nothing frozen of ours to reclaim
+
+
+def test_frozen_connections_that_ended_are_compacted_once_settled() -> None:
+    p = policy()
+    p.observe(5000, 0, 0.0)
+    assert p.observe(5000, 0, 10.0) == FREEZE
+    assert p.observe(5000, 300, 20.0) is None   # 300 reconnected: 6 % of those frozen
+    p.observe(4000, 700, 21.0)                  # a wave drops ...
+    p.observe(5000, 1300, 25.0)                 # ... and comes back
+    assert p.observe(5000, 1300, 30.0) is None  # not settled yet
+    assert p.observe(5000, 1300, 35.0) == COMPACT
+    assert p.observe(5000, 1300, 60.0) is None  # once
+    assert p.observe(4500, 1800, 61.0) is None  # a wave of disconnects: not while it goes on
+    assert p.observe(4000, 2300, 66.0) is None
+    assert p.observe(4000, 2300, 75.9) is None
+    assert p.observe(4000, 2300, 76.0) == COMPACT
+
+
+async def test_the_server_freezes_after_its_stations_connected(site, tmp_path) -> None:
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
+    actions: list[tuple[str, int]] = []
+    acted = asyncio.Event()
+
+    def record(action: str):
+        def act() -> None:   # the test process's own objects stay out of it
+            actions.append((action, app[REGISTRY].online_count))
+            acted.set()
+        return act
+
+    freeze_after_storms(app, FreezeWhenSettled(grown_fraction=0.0, min_grown=3, min_ended=2,
+                                               settle_s=0.0),
+                        poll_s=0.01, freeze=record(FREEZE), compact=record(COMPACT))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    harness = Harness(server, session)
+    try:
+        for station_id in ("CP1", "CP2", "CP3"):
+            await harness.station(station_id)
+        await asyncio.wait_for(acted.wait(), 5)
+        assert actions == [(FREEZE, 3)]
+        acted.clear()
+        for ws in harness.sockets[:2]:          # two frozen connections end
+            await ws.close()
+        await asyncio.wait_for(acted.wait(), 5)
+        assert actions[-1] == (COMPACT, 1)
+    finally:
+        await harness.close()
+        await session.close()
+        await server.close()
