@@ -5,6 +5,8 @@
     python -m benchmarks.optimizer --quick      # N in {10, 100, 1000}, one run each
     python -m benchmarks.optimizer --replan     # warm re-plan after one car arrives, N = 1000
     python -m benchmarks.optimizer --replan --change leaves   # ... or leaves, or: --change cap
+    python -m benchmarks.optimizer --replan --controller      # the site controller's re-plan,
+                                                              # warm vs cold (replan_controller.py)
 
 Instances come from optimizer.instances.generate (seeded; documented there): a site -> 20 feeders
 -> stations -> connectors tree, 96 slots of 15 min, family "power" (power limits only) and
@@ -366,7 +368,14 @@ def main(argv=None) -> None:
                         help="only the warm re-plan scenario (--change) at --sizes")
     parser.add_argument("--change", choices=CHANGES, default="arrives",
                         help="what the re-plan follows (with --replan)")
+    parser.add_argument("--controller", action="store_true",
+                        help="with --replan: a whole controller re-plan, warm vs cold")
     args = parser.parse_args(argv)
+    if args.replan and args.controller:
+        from benchmarks import replan_controller
+        print(f"Machine: {machine()}")
+        replan_controller.main(args.sizes or (1000,), args.families, args.seed, args.repeats)
+        return
     if args.replan:
         print(f"Machine: {machine()}")
         for family in args.families:

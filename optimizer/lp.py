@@ -297,6 +297,7 @@ class HighsModel:
         self._energy_row: int | None = None  # index of the held-energy row, once added
         self._duals_of_objective = True      # HiGHS's current duals are the objective's
         self.restricted = None               # set by the stable pass, which changes the model
+        self.face_basis = None               # ... with the basis it started from
         self.z_highs: np.ndarray | None = None  # the last run's solution, HiGHS's column order
         self.first_options: dict = {}        # options for the next solve's first run only
         self.paused_cols: list = []          # HiGHS columns pause() fixed at 0
@@ -427,8 +428,11 @@ class HighsModel:
             # a basis that is already optimal for it (0 iterations), gives its own duals.
             _, _, iterations = self._run(end, "the objective before the stable pass")
             self._duals_of_objective = True
-        # (columns, rows) before the pass: optimizer/warm.py deletes what it adds
+        # (columns, rows) before the pass: optimizer/warm.py deletes what it adds, and puts
+        # back the optimal basis from before it (deleting the pass's basic columns leaves no
+        # basis: the next primal simplex started from the slack basis, 2x a cold solve)
         self.restricted = (int(self.highs.getNumCol()), int(self.highs.getNumRow()))
+        self.face_basis = self.highs.getBasis()   # a copy, held in C++ (~20 us at N = 1000)
         stable.restrict_to_optimal_face(self.highs)
         stable.add_deviation(self.highs, self._all[variables], previous_w, weight)
         z, deviation, more = self._run(end, "the plan closest to the previous one")

@@ -327,7 +327,9 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     """The best schedule `backend` finds for `problem`; see the module docstring.
 
     warm: an optimizer.warm.WarmStart carried from one re-plan to the next; HiGHS then re-solves
-    the last model changed into this problem's LP (backend "auto" means "highs" with it)."""
+    the last model changed into this problem's LP. Backend "auto" picks as it would without it
+    (the flow where it is exact and faster, also than a warm HiGHS re-plan with the stable pass:
+    benchmarks/README.md, "Speed (s17-speed)"); the other backends do not use it."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
     if problem.n_connectors == 0:  # nobody to charge (build_objective needs a weight)
@@ -338,7 +340,7 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     if backend in BASELINES:
         return _solve_baseline(problem, objective, backend)
     if backend == "auto":
-        backend = "highs" if warm is not None else _pick_auto(problem)
+        backend = _pick_auto(problem)
     deadline = _Deadline(time_limit_s)
     rounding_likely = bool((problem.min_power_w > 0).any())
     found = _Baselines(problem, background=backend == "highs" and rounding_likely)

@@ -7,9 +7,12 @@ scratch, HiGHS starts from the slack basis: at 1 000 phase-aware connectors abou
 simplex iterations. Kept, the model still holds the last optimal basis and its factorisation;
 HiGHS adds the new columns at their lower bound (0: no power) and the new rows basic, and the
 re-solve starts one car away from the optimum, and the primal simplex only has to improve the
-last solution (benchmarks/README.md, "Speed (s17-speed)", has what it costs). When the last
-solution no longer fits the new LP (a charging car left, a limit dropped) the dual simplex from
-the kept basis was as slow as a cold build or slower, so then the model is built from scratch.
+last solution (benchmarks/README.md, "Speed (s17-speed)", has what it costs). The primal
+simplex from the kept basis was also fast when only the cars' own columns and energy rows no
+longer fit (a car left; a minute passed: the meters moved and the first slot is shorter), but
+slow when the last solution breaks a limit of the new LP (a cap or a DR event below it: 5-15x a
+cold solve; the dual simplex from the kept basis was no faster than cold), so then the model is
+built from scratch ("Warm re-plans in the controller (s17-warmwire)").
 
 Exact. The re-solved model is the new problem's LP, column for column and row for row: every
 coefficient is set from `lp.build_lp` of the new problem (costs and bounds of every column, bounds
@@ -23,12 +26,14 @@ What is kept from one problem to the next is keyed by the caller's connector ids
 integer per connector of the problem, e.g. the session's id; default: the connector's index), a
 power column by (id, slot), a segment column by (id, k), a node row by (node, slot, phase), an
 energy row by id. The stored entries of a kept column are reused, so a kept id must hang under
-the same node with the same phases and voltage, and the slot lengths and the tree must be the
+the same node with the same phases and voltage, and the number of slots and the tree must be the
 same; otherwise (or once more than half the columns are left over) the model is built from
-scratch. An id that left and comes back gets new columns (its old ones stay fixed at 0: the car
-may be another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
-columns and rows added) the pass's columns and rows are deleted and every cost and bound is set
-anew; the held-energy row of a lexicographic solve (optimizer/lp.py) is deleted too.
+scratch. A slot whose length changed has the energy-row entries of its kept columns set anew.
+An id that left and comes back gets new columns (its old ones stay fixed at 0: the car may be
+another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
+columns and rows added) the pass's columns and rows are deleted, the optimal basis from before
+the pass is put back, and every cost and bound is set anew; the held-energy row of a
+lexicographic solve (optimizer/lp.py) is deleted too.
 """
 
 from __future__ import annotations
@@ -41,22 +46,21 @@ from optimizer.lp import LPArrays, HighsModel
 from optimizer.problem import Problem
 
 REBUILD_DEAD_SHARE = 0.5   # rebuild once this share of HiGHS columns is left over
+SLOT_SPAN = 1 << 20        # slot ids are below this (keys: id * SLOT_SPAN + slot id)
 
 
-def _col_keys(arrays: LPArrays, ids: np.ndarray) -> np.ndarray:
-    """(n_var,) int64 key of every column: power (id, slot) even, segment (id, k) odd."""
-    t = arrays.shape[1]
+def _col_keys(arrays: LPArrays, ids: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """(n_var,) int64 key of every column: power (id, slot id) even, segment (id, k) odd."""
     k = arrays.n_segments
-    x = (ids[arrays.x_connector] * t + arrays.x_slot) * 2
+    x = (ids[arrays.x_connector] * SLOT_SPAN + slots[arrays.x_slot]) * 2
     seg = (np.repeat(ids[arrays.seg_connector], k) * k
            + np.tile(np.arange(k), arrays.seg_connector.size)) * 2 + 1
     return np.concatenate([x, seg]).astype(np.int64)
 
 
-def _row_keys(arrays: LPArrays, ids: np.ndarray, n_nodes: int) -> np.ndarray:
-    """(n_rows,) int64 key of every row: node rows (node, slot, phase) even, energy rows odd."""
-    t = arrays.shape[1]
-    node = ((arrays.row_phase + 1) * n_nodes + arrays.row_node) * t + arrays.row_slot
+def _row_keys(arrays: LPArrays, ids: np.ndarray, n_nodes: int, slots: np.ndarray) -> np.ndarray:
+    """(n_rows,) int64 key of every row: node rows (node, slot id, phase) even, energy rows odd."""
+    node = ((arrays.row_phase + 1) * n_nodes + arrays.row_node) * SLOT_SPAN + slots[arrays.row_slot]
     return np.concatenate([node * 2, ids[arrays.seg_connector] * 2 + 1]).astype(np.int64)
 
 
@@ -73,12 +77,17 @@ class WarmStart:
     """Carries one HiGHS model from a solve to the next (`optimizer.solve(problem, warm=...)`).
 
     Set `ids` before each solve when connectors come and go (one integer per connector of that
-    problem, stable across re-plans); None means the connector's index. `last` says how the last
-    model was made: "cold" (built from scratch) or "warm" (changed from the one before).
+    problem, stable across re-plans, below 2**42); None means the connector's index. Set
+    `slot_ids` when the time grid moves (one integer per slot in [0, SLOT_SPAN), the same for the
+    same slot from one re-plan to the next, e.g. numbered by the slot's end): slots may then come
+    and go and change length; None means the slot's index (the number of slots must then stay
+    the same). `last` says how the last model was made: "cold" (built from scratch) or "warm"
+    (changed from the one before).
     """
 
     def __init__(self) -> None:
         self.ids: np.ndarray | None = None
+        self.slot_ids: np.ndarray | None = None
         self.last: str | None = None
         # change the kept model also when the last solution no longer fits (dual simplex from
         # the kept basis; measured slower than a cold build, kept for tests and measurements)
@@ -95,6 +104,13 @@ class WarmStart:
                else np.asarray(self.ids, dtype=np.int64))
         if ids.shape != (problem.n_connectors,) or np.unique(ids).size != ids.size:
             raise ValueError("WarmStart.ids: one distinct integer per connector")
+        slots = (np.arange(problem.n_slots, dtype=np.int64) if self.slot_ids is None
+                 else np.asarray(self.slot_ids, dtype=np.int64))
+        if (slots.shape != (problem.n_slots,) or np.unique(slots).size != slots.size
+                or slots.min() < 0 or slots.max() >= SLOT_SPAN):
+            raise ValueError(f"WarmStart.slot_ids: one distinct integer in [0, {SLOT_SPAN}) "
+                             "per slot")
+        self._new_slots = slots
         if not self._can_update(problem, ids):
             return self._cold(problem, arrays, energy_first, ids)
         try:
@@ -111,8 +127,9 @@ class WarmStart:
         model = HighsModel(arrays, energy_first=energy_first)
         n_var, n_rows = arrays.c.shape[0], arrays.A.shape[0]
         lower, upper = _row_bounds(arrays)
-        self._remember(problem, ids, model, _col_keys(arrays, ids), np.arange(n_var),
-                       _row_keys(arrays, ids, problem.n_nodes), np.arange(n_rows),
+        slots = self._new_slots
+        self._remember(problem, ids, model, _col_keys(arrays, ids, slots), np.arange(n_var),
+                       _row_keys(arrays, ids, problem.n_nodes, slots), np.arange(n_rows),
                        (arrays.c, arrays.lb, arrays.ub), (lower, upper))
         self.last = "cold"
         return model
@@ -124,6 +141,7 @@ class WarmStart:
         order = np.argsort(row_keys, kind="stable")
         self._row_keys = (row_keys[order], np.asarray(row_at)[order])
         self._model, self._problem, self._ids = model, problem, ids
+        self._slots = self._new_slots
         self._cols, self._rows = cols, rows  # (cost, lower, upper), (lower, upper) in HiGHS
 
     # --- changed from the last model ------------------------------------------------------------
@@ -131,8 +149,16 @@ class WarmStart:
         last, model = self._problem, self._model
         if last is None or model is None or model.z_highs is None:
             return False
-        if (last.n_slots != problem.n_slots or not np.array_equal(last.slot_s, problem.slot_s)
+        # (slot lengths may differ: a re-plan a minute later has a shorter first slot; the
+        # energy-row entries of the kept columns are changed in _update; with slot_ids the
+        # slots may come and go too: a new edge, a slot boundary passed)
+        if ((self.slot_ids is None and last.n_slots != problem.n_slots)
                 or not np.array_equal(last.node_parent, problem.node_parent)):
+            return False
+        if np.setdiff1d(self._slots, self._new_slots).size:
+            # a slot passed (a slot boundary, an edge): the energy the last plan put there is
+            # gone, and the primal simplex from the kept basis took 11 591 iterations where a
+            # cold solve took 12 673, at twice its CPU (N = 1 000, benchmarks/README.md)
             return False
         # a kept id's stored column entries must still be right: same node, phases, voltage
         common, old_at, new_at = np.intersect1d(self._ids, ids, return_indices=True)
@@ -156,6 +182,10 @@ class WarmStart:
             extra = np.arange(n_rows, int(highs.getNumRow()), dtype=np.int32)
             if extra.size:
                 _ok(highs.deleteRows(int(extra.size), extra))
+            if old.face_basis is not None:
+                # the optimal basis from before the pass: without it HiGHS had none left and
+                # the controller's warm re-plans (a stable pass every time) took 2x a cold solve
+                _ok(highs.setBasis(old.face_basis))
             old_cost, old_lower = np.full(old_cost.size, np.nan), np.full(old_cost.size, np.nan)
             old_row_lower = np.full(old_row_lower.size, np.nan)
         if old._energy_row is not None:
@@ -164,7 +194,9 @@ class WarmStart:
             _ok(highs.deleteRows(1, np.array([old._energy_row], dtype=np.int32)))
         n_old_cols, n_old_rows = old_cost.size, old_row_lower.size
 
-        col_keys, row_keys = _col_keys(arrays, ids), _row_keys(arrays, ids, problem.n_nodes)
+        slots = self._new_slots
+        col_keys = _col_keys(arrays, ids, slots)
+        row_keys = _row_keys(arrays, ids, problem.n_nodes, slots)
         col = _lookup(col_keys, *self._col_keys)
         new_cols = np.flatnonzero(col < 0)
         n_cols = n_old_cols + new_cols.size
@@ -191,7 +223,13 @@ class WarmStart:
         # basis took as long as a cold solve or 2-3x longer (benchmarks/README.md, "Speed
         # (s17-speed)"), so the model is built from scratch unless `infeasible_warm` asks.
         last = np.concatenate([old.z_highs[:n_old_cols], np.zeros(new_cols.size)])
-        if _primal_feasible(arrays, last, col, lower, upper, new_lower, new_upper):
+        if _limits_hold(arrays, last, col, new_upper):
+            # Also when only the cars' own columns and energy rows no longer fit (a car left,
+            # time passed: the meters moved and the first slot is shorter) the primal simplex
+            # from the kept basis was fast: 504-586 iterations instead of 3 144-3 605 cold when
+            # a car leaves, 803 instead of 8 766 a minute later (N = 1 000; benchmarks/README.md,
+            # "Warm re-plans in the controller"). Not when a limit dropped below the last plan:
+            # 7 737-14 809 iterations, 1.2-3.5 s; then the model is built from scratch.
             first_options = {"simplex_strategy": 4}
         elif self.infeasible_warm:
             first_options = {}
@@ -211,6 +249,8 @@ class WarmStart:
         if changed.size:
             _ok(highs.changeRowsBounds(int(changed.size), changed, row_lower[changed],
                                        row_upper[changed]))
+        _change_slot_lengths(highs, (self._slots, self._problem.slot_s), (slots, problem),
+                             arrays, col, row, new_cols)
         # New columns, with their entries in rows HiGHS already has ...
         if new_cols.size:
             block = arrays.A[:, new_cols].tocoo()
@@ -258,10 +298,29 @@ def _row_bounds(arrays: LPArrays) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
-def _primal_feasible(arrays, z_highs, col, lower, upper, row_lower, row_upper,
-                     tol: float = 1e-7) -> bool:
-    """Whether the solution z_highs (HiGHS's column order) is feasible for the new LP."""
-    if np.any(z_highs < lower - tol) or np.any(z_highs > upper + tol):
-        return False
-    activity = arrays.A @ z_highs[col]
-    return bool(np.all(activity >= row_lower - tol) and np.all(activity <= row_upper + tol))
+def _limits_hold(arrays, z_highs, col, row_upper, tol: float = 1e-7) -> bool:
+    """Whether the last solution z_highs (HiGHS's column order) keeps every node row (the
+    limits) of the new LP; its own columns' bounds and energy rows may no longer fit."""
+    activity = arrays.A[: arrays.n_ub] @ z_highs[col]
+    return bool(np.all(activity <= row_upper[: arrays.n_ub] + tol))
+
+
+def _change_slot_lengths(highs, last: tuple, new: tuple, arrays: LPArrays,
+                         col: np.ndarray, row: np.ndarray, new_cols: np.ndarray) -> None:
+    """A kept power column's energy-row entry is -wh_per_w of its slot: set it where the slot's
+    length changed (a few per kept connector at most: one HiGHS call each). last, new: (slot
+    ids, slot lengths [s]) of the last problem, (slot ids, problem) of this one."""
+    (last_slots, last_slot_s), (slots, problem) = last, new
+    order = np.argsort(last_slots)
+    at = _lookup(slots, last_slots[order], order)
+    changed = np.flatnonzero((at >= 0) & (last_slot_s[np.maximum(at, 0)] != problem.slot_s))
+    if changed.size == 0:
+        return
+    kept = np.ones(arrays.c.shape[0], dtype=bool)
+    kept[new_cols] = False
+    var = np.flatnonzero(kept[: arrays.n_x] & np.isin(arrays.x_slot, changed))
+    session = np.searchsorted(arrays.seg_connector, arrays.x_connector[var])
+    energy_row = row[arrays.n_ub + session]
+    value = -problem.wh_per_w[arrays.x_slot[var]]
+    for r, c, v in zip(energy_row.tolist(), col[var].tolist(), value.tolist()):
+        _ok(highs.changeCoeff(r, c, v))

@@ -7,7 +7,9 @@ draws clearly less than it was given (closed loop), and the start of every slot.
 arrive in a burst are coalesced into one solve. The controller takes a picture of the site on the
 event loop, in steps (`plan_inputs.py`), and the pure planner (`planner.py`: build, solve, check,
 bindings, idle shares) makes the plan from it in a worker thread, so the server keeps answering
-stations (issue 10: the loop is never blocked for more than 20 ms).
+stations (issue 10: the loop is never blocked for more than 20 ms). The solver's model is kept
+from one plan to the next (`warm`, site/warm_plans.py): a car arriving re-solves from the last
+optimum, to the same optimum as a solve from scratch.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from smartcharge.site.reading import SiteReading, read_site_steps
 from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.warm_plans import WarmPlans
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class Stats:
     last_solve_s: float = 0.0          # the last re-plan, picture to plan [real s]
     last_status: str = ""
     last_times: PlanTimes | None = None   # its build, solve, check, finish [real s]
+    last_solver: dict | None = None       # its backend, optimum, solver model (planner.py)
 
 
 class SiteController:
@@ -109,6 +113,8 @@ class SiteController:
         self.state = st.SiteState(site)
         self.stats = Stats()
         self.plan: Plan | None = None
+        # the solver model kept from one plan to the next (one plan at a time uses it)
+        self.warm = WarmPlans()
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
@@ -325,7 +331,7 @@ class SiteController:
         inputs = await in_steps.run_async(plan_inputs.read_steps(self, now))
         made = await asyncio.to_thread(
             planner.make_plan, self.topology, inputs, backend=self.settings.backend,
-            time_limit_s=self.settings.solve_time_limit_s)
+            time_limit_s=self.settings.solve_time_limit_s, warm=self.warm)
         if made.violations:
             self.stats.violations += 1
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
@@ -341,6 +347,7 @@ class SiteController:
         self.stats.last_solve_s = time.perf_counter() - started
         self.stats.last_status = plan.status
         self.stats.last_times = made.times
+        self.stats.last_solver = made.solver
         log.debug("re-planned (%s): %d connectors, %s, %.3f s", ",".join(sorted(reasons or ())),
                   len(plan.connectors), plan.status, self.stats.last_solve_s)
         self.site_bus.publish(learned.PlanMade(self.plan))

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 
 import optimizer
+from optimizer.solve import weighted_energy_wh
 from smartcharge import units
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
                                    idle_shares, over_limits, safe_baseline)
 from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.warm_plans import WarmPlans
 
 log = logging.getLogger(__name__)
 
@@ -224,17 +228,38 @@ def _previous_w(inputs: PlanInputs, controlled: list[SessionInput]) -> np.ndarra
     return previous if known else None
 
 
-def solve(problem, backend: str, time_limit_s: float) -> tuple[np.ndarray, str]:
-    """optimizer.solve never raises for a valid Problem; if the optimizer itself is missing or
-    broken, everyone at their maximum clipped under every limit is still a safe plan."""
+def solve(problem, backend: str, time_limit_s: float, warm: WarmPlans | None = None,
+          sessions: Sequence[SessionInput] = (), slot_ends: Sequence | None = None
+          ) -> tuple[np.ndarray, str, dict]:
+    """(power_w, status, what the solver says). optimizer.solve never raises for a valid
+    Problem; if the optimizer itself is missing or broken, everyone at their maximum clipped
+    under every limit is still a safe plan.
+
+    warm: the controller's kept HiGHS model (site/warm_plans.py), keyed by `sessions` (the
+    problem's rows) and `slot_ends` (its slots); the optimum is the cold solve's, only found
+    from the last plan's basis."""
     optimizer_solve = getattr(optimizer, "solve", None)
     if optimizer_solve is not None:
         try:
-            schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s)
-            return np.array(schedule.power_w, dtype=float), schedule.status
+            with (warm.use(sessions, slot_ends) if warm is not None else nullcontext()) as start:
+                schedule = optimizer_solve(problem, backend=backend, time_limit_s=time_limit_s,
+                                           warm=start)
+            power_w = np.array(schedule.power_w, dtype=float)
+            return power_w, schedule.status, _solver_info(problem, schedule, power_w, warm)
         except Exception:  # task boundary: fall back to the safe baseline below
             log.exception("optimizer.solve failed; planning the clipped baseline")
-    return safe_baseline(problem), "safe-baseline"
+    return safe_baseline(problem), "safe-baseline", {}
+
+
+def _solver_info(problem, schedule, power_w: np.ndarray, warm: WarmPlans | None) -> dict:
+    """What tells two plans of one problem apart (tests, benchmarks): the backend, the LP's
+    optimum before rounding, the plan's objective and weighted energy, how the model was made."""
+    return {"backend": schedule.backend, "objective": schedule.objective,
+            "relaxation_objective": schedule.extra.get("relaxation_objective"),
+            "relaxation_weighted_wh": schedule.extra.get("relaxation_weighted_wh"),
+            "weighted_wh": weighted_energy_wh(problem, power_w),
+            "iterations": schedule.extra.get("iterations"),
+            "model": None if warm is None else warm.last}
 
 
 def check(problem, power_w) -> list:
@@ -250,13 +275,14 @@ class Made:
     built: Built
     violations: list = field(default_factory=list)   # what the solve broke (then clipped)
     times: PlanTimes = field(default_factory=PlanTimes)
+    solver: dict = field(default_factory=dict)        # planner._solver_info
 
 
 def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
-              time_limit_s: float = 5.0) -> Made:
+              time_limit_s: float = 5.0, warm: WarmPlans | None = None) -> Made:
     """Build, solve, check (clip what breaks a limit), bindings and idle shares: the whole
     re-plan but taking the picture. Reads the real-time counter only to say how long each
-    stage took."""
+    stage took. warm: the controller's kept solver model (site/warm_plans.py; None: cold)."""
     clock = time.perf_counter
     times = PlanTimes()
     started = clock()
@@ -265,9 +291,10 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     times.build_s = clock() - started
     started = clock()
     if problem.n_connectors:
-        power_w, status = solve(problem, backend, time_limit_s)
+        power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions,
+                                        inputs.ends)
     else:
-        power_w, status = np.zeros((0, problem.n_slots)), "empty"
+        power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started
     started = clock()
     violations = check(problem, power_w) if problem.n_connectors else []
@@ -277,7 +304,7 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     started = clock()
     plan = finish(topo, inputs, built, power_w, status)
     times.finish_s = clock() - started
-    return Made(plan, built, violations, times)
+    return Made(plan, built, violations, times, solver)
 
 
 def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.ndarray,
