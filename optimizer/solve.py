@@ -31,11 +31,13 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
    With a previous allocation, before a baseline is returned whole, the kept slots are kept -
-   the previous plan's window made lawful (`stable.previous_window`), then our rounded stable
-   plan's - and our own solve plans the slots after them (`_plan_rest`; the baselines on sites
-   above STABLE_FLOW_CONNECTORS sessions), when that delivers at least as much weighted energy
-   as the baseline alone - a tie-break that still compares energy only: the baselines know
-   nothing of the previous plan, and returned whole they paused cars it ran. The previous
+   the previous plan's window made lawful (`stable.previous_window`), else the baseline's with
+   the running cars it pauses held at their minimum, else our rounded stable plan's - and our
+   own solve plans the slots after them (`_plan_rest`; the baselines on sites above
+   STABLE_FLOW_CONNECTORS sessions), when that delivers at least as much weighted energy as the
+   baseline alone and no less in the kept slots than both (`_keep_running`) - a tie-break that
+   still compares energy only: the baselines know nothing of the previous plan, and returned
+   whole they paused cars it ran. The previous
    window comes first because it was rounded already: the stable LP plan leaves remainders
    below a minimum in the kept slots that rounding pauses and no one else can use
    (benchmarks/README.md, "Stable allocations, fourth round").
