@@ -158,8 +158,9 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
         capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1])
     output = result.stdout
     assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
-    assert f"http://127.0.0.1:{port}/" in output
-    assert "API open without tokens (--insecure-open-api, loopback only)" in output
+    # the API wants tokens, as `serve`: the dashboard link carries the operator's
+    assert f"dashboard: http://127.0.0.1:{port}/#token=demo-operator-token" in output
+    assert "API open without tokens" not in output
     assert "limit violations:   0 " in output
     # the evening event comes from the OpenADR 2.0b VTN the demo starts; the VEN reports back
     assert "accepted (OpenADR 2.0b, stored as openadr:demo-utility/utility-evening-peak" in output
@@ -201,3 +202,12 @@ def test_demo_refuses_the_published_demo_keys_off_loopback():
     args = parser.parse_args(["--host", "0.0.0.0", "--no-insecure-open-api", "--hours", "0.01"])
     with pytest.raises(SystemExit, match="published keys"):
         Demo(args)
+
+
+def test_the_demo_wants_tokens_unless_asked_to_open_the_api():
+    """Id tags and billing data are never open by default, not even in the demo on loopback
+    (a client without a token gets 401, as from `serve`); --insecure-open-api opens it."""
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    assert Demo(parser.parse_args(["--hours", "0.01"])).open_api is False
+    assert Demo(parser.parse_args(["--hours", "0.01", "--insecure-open-api"])).open_api is True

@@ -65,6 +65,20 @@ async def _replan_like_cold(controller, clock, expect: str) -> None:
     assert optimizer.check(problem, _power(cold.plan, cold.built)) == []
 
 
+async def _planned_cars(clock, n_cars: int, first_tx: int, seed: int):
+    """A HiGHS-planned controller with cars on CP0..CP{n_cars - 1} (connector 1) planned from
+    scratch; returns it, the refs (one more, free, for a car to come) and the generator."""
+    controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
+    controller.warm.min_sessions = 0
+    rng = np.random.default_rng(seed)
+    refs = [ConnectorRef(f"CP{s}", 1) for s in range(n_cars + 1)]
+    for tx, ref in enumerate(refs[:-1]):
+        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
+        _start(controller, clock, ref, first_tx + tx, rng)
+    await _replan_like_cold(controller, clock, "cold")
+    return controller, refs, rng
+
+
 @pytest.mark.parametrize("infeasible_warm", [False, True])
 async def test_every_warm_replan_is_the_cold_optimum(infeasible_warm):
     # infeasible_warm: the kept model also where the last plan breaks a new limit (a cap or a
@@ -104,14 +118,7 @@ async def test_a_minute_later_the_kept_model_is_changed_too():
     # the meters moved (every car needs less): the kept model is changed into that LP too
     # (optimizer/warm.py), and the optimum is the cold one's
     clock = ManualClock(T0)
-    controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
-    controller.warm.min_sessions = 0
-    rng = np.random.default_rng(3)
-    refs = [ConnectorRef(f"CP{s}", 1) for s in range(6)]
-    for tx, ref in enumerate(refs[:-1]):
-        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
-        _start(controller, clock, ref, 300 + tx, rng)
-    await _replan_like_cold(controller, clock, "cold")
+    controller, refs, rng = await _planned_cars(clock, 5, 300, seed=3)
     clock.advance(60)
     for tx, ref in enumerate(refs[:-1]):
         power_w = controller.allocated_now_w(ref)
@@ -154,14 +161,7 @@ async def test_the_time_grid_moves():
     # puts a new edge into the grid (one more slot, the one it splits shorter) and the kept model
     # is changed into that LP; once the first slot has passed, it is built from scratch
     clock = ManualClock(T0)
-    controller = SiteController(_site(), clock, ControllerSettings(backend="highs"))
-    controller.warm.min_sessions = 0
-    rng = np.random.default_rng(5)
-    refs = [ConnectorRef(f"CP{s}", 1) for s in range(8)]
-    for tx, ref in enumerate(refs[:-1]):
-        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
-        _start(controller, clock, ref, 400 + tx, rng)
-    await _replan_like_cold(controller, clock, "cold")
+    controller, refs, rng = await _planned_cars(clock, 7, 400, seed=5)
     slots = len(controller.plan.connectors[refs[0]].slot_starts)
     controller.on_event(ev.StationBooted(refs[-1].station_id, T0, True, "v", "m"))
     _start(controller, clock, refs[-1], 410, rng)

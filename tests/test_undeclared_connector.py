@@ -4,8 +4,6 @@ station's node by the guard and the site reading, and planned around as a fixed 
 feeder it hangs under stays within its limit once the plan has reacted. Its session is billed
 like any other."""
 
-import asyncio
-import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +16,7 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import LoadMonitor, control_server, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEED = 120.0
@@ -41,33 +39,6 @@ def _sites() -> tuple[Site, Site]:
             site((Connector(1), Connector(2), Connector(3))))
 
 
-class FeederMonitor:
-    """Every 10 ms (real): what the simulated stations under the feeder really draw, summed
-    over every connector they have (declared or not)."""
-
-    def __init__(self, fleet, clock) -> None:
-        self.fleet, self.clock = fleet, clock
-        self.samples: list[tuple[datetime, float]] = []
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock.now()
-            for station in self.fleet.stations.values():
-                station.advance_to(now)
-            self.samples.append((now, self.fleet.site_draw_w()))
-            await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, version, caplog):
     clock = AcceleratedClock(T0, speed=SPEED)
@@ -80,7 +51,9 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
         fleet = Fleet(physical, server.ws_url, clock, meter_interval_s=20, reconnect_min_s=0.05,
                       reconnect_max_s=0.3, call_timeout_s=30.0,
                       ocpp_versions={"CP1": version, "CP2": version})
-        monitor = FeederMonitor(fleet, clock)
+        # what the stations under the feeder really draw, summed over every connector they have
+        # (declared or not), judged against the feeder below
+        monitor = LoadMonitor(fleet, clock, lambda at: FEEDER_W)
         hidden = ConnectorRef("CP1", 3)
         try:
             await fleet.start(wait_booted_s=10)
@@ -108,7 +81,7 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
             await wait_until(lambda: clock.now() > settled + timedelta(minutes=2), 10,
                              "two minutes")
             await monitor.stop()
-            over = [(at, w) for at, w in monitor.samples if w > FEEDER_W + 1.0]
+            over = monitor.excesses()
             assert not over, f"feeder over {FEEDER_W} W: {over[:5]}"
             assert fleet.draw_w("CP1", 3) > 10_000      # it really draws: the others made room
             # the guard and the site reading count it under the station's node

@@ -22,9 +22,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port for the dashboard, API and OCPP (0: any free port)")
     parser.add_argument("--insecure-open-api", action=argparse.BooleanOptionalAction,
                         default=None,
-                        help="serve the API and dashboard without token checks (default on a "
-                             "loopback --host, refused on any other; --no-insecure-open-api: "
-                             "the API wants the site file's tokens, as `serve` does)")
+                        help="serve the API and dashboard without token checks (only on a "
+                             "loopback --host, refused on any other); by default the API wants "
+                             "the site file's tokens, as `serve` does, and the dashboard link "
+                             "printed carries the operator's")
     parser.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
     parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
                         help="simulated seconds per real second")

@@ -55,7 +55,8 @@ class Demo:
         if args.insecure_open_api and not is_loopback(args.host):
             raise SystemExit(f"--insecure-open-api: the demo opens the API only on a loopback "
                              f"address, not on {args.host}")
-        self.open_api = args.insecure_open_api is not False and is_loopback(args.host)
+        # Tokens by default, as `serve`: id tags and billing data are never open unless asked
+        self.open_api = bool(args.insecure_open_api) and is_loopback(args.host)
         refusal = demo_key_refusal(self.site, args.host)
         if refusal:     # the same rule as `serve`: published keys only on this machine
             raise SystemExit(f"smartcharge demo: {refusal}")
@@ -113,7 +114,7 @@ class Demo:
         print(f"smartcharge demo: {self.site.name} — {len(self.site.stations)} stations, "
               f"{sum(len(s.connectors) for s in self.site.stations)} connectors, "
               f"grid cap {kw(self.site.root.limit_w)}")
-        print(f"  dashboard: {self.base_url}/   (API {self.base_url}/api/site)")
+        print(f"  dashboard: {self.dashboard_url()}   (API {self.base_url}/api/site)")
         print(f"  OCPP: {summary.protocol_line(self.protocols)}")
         if self.open_api:
             print("  API open without tokens (--insecure-open-api, loopback only)")
@@ -167,6 +168,14 @@ class Demo:
                              f"{error.strerror} (try --port 0 or another port)") from None
         port = tcp._server.sockets[0].getsockname()[1]   # the real port when --port 0
         return runner, port
+
+    def dashboard_url(self) -> str:
+        """The dashboard's link: with the API open, bare; else carrying the demo site's
+        operator token in the fragment (a browser never sends it to the server)."""
+        tokens = sorted(self.site.operator_tokens)
+        if self.open_api or not tokens:
+            return f"{self.base_url}/"
+        return f"{self.base_url}/#token={tokens[0]}"
 
     def _fail_safe_missing(self) -> list[str]:
         """Bays without a TxDefaultProfile yet: a car plugged in there would draw unplanned."""
