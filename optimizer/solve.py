@@ -30,10 +30,17 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
-   With a previous allocation, the baseline that wins plans only the slots after the kept ones
-   (our plan in them: optimizer/stable.py `keep_window`) when that delivers at least as much
-   weighted energy as the baseline alone - a tie-break that still compares energy only: the
-   baselines know nothing of the previous plan, and returned whole they paused cars it ran.
+   With a previous allocation, before a baseline is returned whole, the kept slots are kept -
+   the previous plan's window made lawful (`stable.previous_window`), else the baseline's with
+   the running cars it pauses held at their minimum, else our rounded stable plan's - and our
+   own solve plans the slots after them (`_plan_rest`; the baselines on sites above
+   STABLE_FLOW_CONNECTORS sessions), when that delivers at least as much weighted energy as the
+   baseline alone and no less in the kept slots than both (`_keep_running`) - a tie-break that
+   still compares energy only: the baselines know nothing of the previous plan, and returned
+   whole they paused cars it ran. The previous
+   window comes first because it was rounded already: the stable LP plan leaves remainders
+   below a minimum in the kept slots that rounding pauses and no one else can use
+   (benchmarks/README.md, "Stable allocations, fourth round").
    Cost: skipped when rounding lost no weighted energy against the relaxation (an upper bound on
    every schedule's); otherwise edf, llf and equal_share are computed (on a second thread while
    HiGHS solves; after the flow, which holds the GIL) but only clipped to [0, upper_w], which
@@ -76,7 +83,8 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
 from optimizer.safety import project, project_checked
-from optimizer.stable import hold_minimums, keep_window, stable_targets
+from optimizer.stable import (hold_minimums, keep_window, kept_slots, previous_window,
+                             stable_targets)
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
 BASELINES = {"edf": baselines.edf, "llf": baselines.llf,
@@ -364,7 +372,7 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
         relaxation_objective=info.get("relaxation_objective") if rounded else None, extra=extra)
     if rounded:
         started = time.perf_counter()
-        guarded = _portfolio_guard(problem, objective, schedule, found)
+        guarded = _portfolio_guard(problem, objective, schedule, found, deadline)
         # The guard's baselines are part of the solve: count them, so benchmarks see the total.
         guard_s = time.perf_counter() - started
         return dataclasses.replace(guarded, solve_s=guarded.solve_s + guard_s,
@@ -408,7 +416,8 @@ def _fallback(problem: Problem, objective: Objective, backend: str, why: str,
 
 
 def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
-                     found: _Baselines) -> Schedule:
+                     found: _Baselines,
+                     deadline: _Deadline | None = None) -> Schedule:
     """Return a baseline instead when it delivers strictly more weighted energy."""
     ours = weighted_energy_wh(problem, schedule.power_w)
     # Cheap exit: rounding lost no weighted energy against the relaxation (an upper bound on any
@@ -432,11 +441,7 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    kept = None
-    for other in (name, *(n for n in found.NAMES if n != name)):
-        kept = _kept_window(problem, schedule.power_w, other, theirs)
-        if kept is not None:
-            break
+    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline)
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -451,18 +456,89 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
 
 
-def _kept_window(problem: Problem, ours_w: np.ndarray, name: str, theirs_wh: float):
-    """(power_w, backend) of our plan in the kept slots with baseline `name` after them, when it
-    delivers at least the baseline's weighted energy `theirs_wh`; else None (optimizer/stable.py
-    `keep_window`: the guard still compares on energy alone, this is only a tie-break)."""
-    combined = keep_window(problem, ours_w, BASELINES[name])
+def _plan_rest(residual: Problem, time_limit_s: float | None = None) -> np.ndarray:
+    """Our own plan for what is left after the kept slots: `solve` on the residual problem (no
+    previous allocation, so one min-rate round where it is small, and its own guard: at least
+    every baseline's weighted energy on the residual)."""
+    return solve(residual, time_limit_s=time_limit_s).power_w
+
+
+def _keep_running(problem: Problem, ours_w: np.ndarray, winner: str, winner_w: np.ndarray,
+                  theirs_wh: float, deadline: _Deadline | None = None):
+    """(power_w, backend) keeping a kept window with a plan for the rest after it, the first that
+    delivers at least the winning baseline's weighted energy `theirs_wh`; None when none does.
+
+    Windows, in this order: the previous plan's (made lawful); the winning baseline's
+    (`winner_w`: it may start a car whose deadline needs it now) with each car the previous
+    plan ran and it pauses held at its minimum (made lawful); our rounded stable plan's. Each
+    must also deliver in the kept slots at least the less of what ours and the winner's
+    deliver there (no energy deferred by this tie-break). The previous plan's first:
+    it was rounded already (each car it ran at its minimum or more), where the stable LP plan
+    can leave a remainder below a minimum that the rounding pauses and nobody else can use.
+    After the window our own solve plans the rest on sites up to STABLE_FLOW_CONNECTORS
+    sessions (its result is at least every baseline's on the rest), the baselines above (the
+    winner first; up to three more solves of a large site would cost too much)."""
+    small = problem.n_connectors <= STABLE_FLOW_CONNECTORS
+    end = None if deadline is None else deadline.end
+
+    def ours_after(residual: Problem) -> np.ndarray:
+        # within the caller's time limit: out of time, solve returns the better of EDF/LLF
+        left = None if end is None else max(end - time.perf_counter(), 1e-3)
+        return _plan_rest(residual, left)
+
+    planners = ([("highs", ours_after)] if small else
+                [(n, BASELINES[n]) for n in (winner, *(m for m in _Baselines.NAMES
+                                                       if m != winner))])
+    previous = previous_window(problem)
+    if previous is None:
+        return None
+    k = kept_slots(problem)
+    # the winner's window, with each car the previous plan ran and the winner pauses held at
+    # its minimum (the projection then takes the excess from power above minimums first)
+    mixed = np.where((previous > 0) & (winner_w <= 0),
+                     np.minimum(problem.min_power_w[:, None], previous), winner_w)
+    mixed[:, k:] = 0.0
+    # lawful first (a limit may have dropped since): the rest is planned for what it leaves
+    windows = (("previous", lambda: project(problem, previous)),
+               ("mixed", lambda: project(problem, mixed)), ("kept", lambda: ours_w))
+    # never less energy now than both plans the guard would otherwise choose between (ours and
+    # the winner's): a window that keeps the running cars but leaves new ones waiting while
+    # the rest catches up later passed the horizon's comparison, and the closed loop used less
+    # of the limit while short (benchmarks/README.md, fourth round)
+    # (rounding makes that energy granular: a window may fall short by less than one car at
+    # the smallest minimum rate over the kept slots - who runs differs, nobody is left waiting)
+    positive = problem.min_power_w[problem.min_power_w > 0]
+    grain_wh = float(positive.min() * problem.wh_per_w[:k].sum()) if positive.size else 0.0
+    now_wh = min(_window_wh(problem, winner_w, k), _window_wh(problem, ours_w, k)) - grain_wh
+    for label, window in windows:
+        window_w = window()
+        for name, planner in planners:
+            kept = _kept_window(problem, window_w, planner, theirs_wh, k, now_wh)
+            if kept is not None:
+                return kept, f"{label}+{name}"
+    return None
+
+
+def _window_wh(problem: Problem, power_w: np.ndarray, k: int) -> float:
+    """Weighted energy power_w delivers in the first k slots."""
+    return float(quantised_weight(problem.weight) @ (power_w[:, :k] @ problem.wh_per_w[:k]))
+
+
+def _kept_window(problem: Problem, window_w: np.ndarray, planner, theirs_wh: float, k: int,
+                 now_wh: float):
+    """Lawful power of `window_w` in the kept slots with `planner` after them, when it delivers
+    at least the baseline's weighted energy `theirs_wh` over the horizon and `now_wh` in the
+    kept slots; else None (optimizer/stable.py `keep_window`: the guard still compares on
+    energy alone, this is only a tie-break)."""
+    combined = keep_window(problem, window_w, planner)
     if combined is None:
         return None
-    # the seam may leave room in the kept slots (the baseline saw more energy left than ours
-    # used): the top-up only adds power, so energy only grows
+    # the seam may leave room in the kept slots (the planner saw more energy left than the
+    # window used): the top-up only adds power, so energy only grows
     combined, checked = project_checked(problem, baselines.top_up(
         problem, project(problem, combined)))
-    if weighted_energy_wh(problem, combined) < theirs_wh * (1.0 - 1e-12):
+    if weighted_energy_wh(problem, combined) < theirs_wh * (1.0 - 1e-12) or \
+            _window_wh(problem, combined, k) < now_wh * (1.0 - 1e-9) - 1e-6:
         return None
-    _assert_feasible(problem, combined, name, checked)
-    return combined, f"kept+{name}"
+    _assert_feasible(problem, combined, "kept window", checked)
+    return combined

@@ -47,7 +47,8 @@ and the stable pass could not bring them back; the projection and the top-up rou
 plan instead. EDF and the top-up serve a car the previous plan ran first among cars that leave
 in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). When the portfolio
 guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
-our plan in the kept slots and lets the baseline plan the rest, if that delivers as much.
+the previous plan's window (`previous_window`) or ours in the kept slots and lets our solve (or a
+baseline) plan the rest, if that delivers as much.
 Before the rounding, `hold_minimums` raises a car the previous plan ran that the stable plan
 leaves between 0 and its minimum in a kept slot to its minimum, taking the difference from cars
 of equal weight above theirs (the L1 pass tends to land a reduction on one car).
@@ -158,6 +159,24 @@ def keep_window(problem: Problem, ours_w: np.ndarray, baseline) -> np.ndarray | 
     combined = np.array(baseline(residual), dtype=float)
     combined[:, :k] = ours_w[:, :k]
     return combined
+
+
+def previous_window(problem: Problem) -> np.ndarray | None:
+    """(N, T) the previous allocation in the kept slots (0 where it names none, and after them),
+    clipped to each connector's maximum; None without kept slots. Not lawful yet: the caller
+    projects it (a limit may have dropped, a car may need less now than the window gives it).
+
+    For the portfolio guard: the previous plan was itself rounded (every running car at its
+    minimum or more), while the stable LP plan leaves remainders below a minimum in the kept
+    slots that the rounding pauses and that nobody else can take (a 22 kW car's 12.4 kW minimum
+    against 5 kW of room; benchmarks/README.md, fourth round)."""
+    k = kept_slots(problem)
+    if k == 0:
+        return None
+    window = np.zeros(problem.upper_w.shape)
+    window[:, :k] = np.minimum(np.nan_to_num(problem.previous_w[:, :k], nan=0.0),
+                               problem.upper_w[:, :k])
+    return window
 
 
 def _paths(problem: Problem) -> list[np.ndarray]:

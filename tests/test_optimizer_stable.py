@@ -133,7 +133,7 @@ def test_the_guard_keeps_the_kept_window_when_a_baseline_wins(n, seed):
     previous[:, 34:36] = before[:, 34:36]
     kept = solve(dataclasses.replace(problem, previous_w=previous), backend="highs")
     running = before[:, 34] > 0
-    assert kept.backend.startswith("kept+")
+    assert kept.backend.split("+")[0] in ("kept", "previous", "mixed")
     assert not ((kept.power_w[:, 34] == 0) & running).any()
     for name in ("edf", "llf", "equal_share"):
         assert weighted_energy_wh(problem, kept.power_w) >= \
@@ -290,3 +290,126 @@ def test_a_car_whose_whole_request_is_planned_is_held_by_moving_its_later_energy
 
 def delivered_wh_of(power_w):
     return np.asarray(power_w).sum(axis=1) * 0.25
+
+
+def captured_demo_replan() -> Problem:
+    """A re-plan of the demo day (truthful drivers; 20 of its sessions, 12 slots), where the
+    stable LP plan left remainders below a minimum in the kept slots (a 22 kW car's 12.4 kW
+    minimum against the room left): rounded, it delivered less weighted energy than LLF
+    (251 372 vs 257 327 Wh), and the guard returned LLF whole, which paused cars the previous
+    plan ran."""
+    inf = np.inf
+    previous = np.full((20, 12), np.nan)
+    previous[:, :2] = [
+        [6254, 6254], [3680, 3680], [0, 0], [11040, 11040], [3680, 3680], [11040, 11040],
+        [0, 0], [7360, 7360], [4611, 7360], [6104, 5298], [6136, 6819], [6429, 3680],
+        [0, 1380], [7360, 7360], [1380, 0], [0, 0], [10127, 11929], [0, 0], [0, 0],
+        [11150, 11150]]
+    return Problem(
+        slot_s=[900.0] * 12,
+        max_power_w=[6254, 3680, 11040, 11040, 3680, 11040, 7360, 7360, 7360, 6104, 7360, 7360,
+                     7360, 7360, 7360, 22080, 22080, 0, 22080, 11150],
+        min_power_w=[4140, 1380, 4140, 4140, 1380, 4140, 1380, 1380, 1380, 1380, 1380, 1380,
+                     1380, 1380, 1380, 12420, 4140, 0, 12420, 4140],
+        energy_wh=[5761, 16010, 6111, 28638, 16295, 19962, 16678, 18703, 7137, 4257, 27099, 7127,
+                   7994, 17712, 14910, 14943, 10028, 0, 27383, 18490],
+        arrival_slot=[0] * 20,
+        departure_slot=[12, 5, 7, 12, 12, 12, 12, 12, 10, 3, 12, 9, 12, 9, 12, 12, 12, 12, 12, 12],
+        phases=[3, 1, 3, 3, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3],
+        phase=[0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0],
+        node_parent=[-1, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 5, 5, 5],
+        connector_node=[7, 8, 8, 10, 11, 13, 14, 14, 16, 16, 17, 17, 18, 18, 21, 22, 23, 23, 25,
+                        25],
+        node_limit_w=[120000, inf, inf, 66000] + [inf] * 22,
+        node_limit_a=[200, 100, 80, inf, 63, 63] + [16] * 8 + [inf] * 6 + [32] * 6,
+        previous_w=previous)
+
+
+def test_the_guard_keeps_the_running_cars_of_a_captured_replan():
+    # The previous plan's window (already rounded: every car it ran at its minimum or more) with
+    # our own plan after it delivers at least LLF's weighted energy: the guard returns that, and
+    # no car the previous plan ran in the first slot is paused by this re-plan.
+    from optimizer.solve import weighted_energy_wh
+
+    problem = captured_demo_replan()
+    schedule = solve(problem)
+    running = problem.previous_w[:, 0] > 0
+    assert schedule.backend not in ("edf", "llf", "equal_share"), schedule.message
+    assert not (running & (schedule.power_w[:, 0] == 0)).any()
+    for name in ("edf", "llf", "equal_share"):
+        assert weighted_energy_wh(problem, schedule.power_w) >= \
+            weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
+
+
+def test_the_guard_keeps_running_cars_while_a_baseline_starts_an_urgent_one():
+    # Another demo-day re-plan (5 of its sessions, 24 slots): LLF beats our rounded plan; it
+    # starts car 3 (22 kW, 27 kWh to go) at once and pauses car 4 (1 kWh to go), which shares
+    # its 32 A circuit. The previous plan's window (car 3 one slot later) with our plan after it
+    # delivers less than LLF. The previous plan's window for the cars it ran and LLF's for the
+    # others, made lawful (both cars above their minimum), with our plan after it, delivers as
+    # much as LLF and pauses nobody.
+    from optimizer.solve import weighted_energy_wh
+
+    inf = np.inf
+    previous = np.full((5, 24), np.nan)
+    previous[:, :4] = [[3680] * 4, [7360] * 4, [7360] * 4, [0, 22080, 22080, 22080],
+                       [11150, 0, 0, 0]]
+    problem = Problem(
+        slot_s=[337.0, 503.0] + [900.0] * 22,
+        max_power_w=[7360, 7360, 7360, 22080, 11150],
+        min_power_w=[1380, 1380, 1380, 12420, 4140],
+        energy_wh=[14428, 16954, 6059, 27383, 1073],
+        arrival_slot=[0] * 5, departure_slot=[24, 15, 4, 20, 12],
+        phases=[1, 1, 1, 3, 3], phase=0,
+        node_parent=[-1, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 5, 5, 5],
+        connector_node=[14, 17, 18, 25, 25],
+        node_limit_w=[120000, inf, inf, 66000] + [inf] * 22,
+        node_limit_a=[200, 100, 80, inf, 63, 63] + [16] * 8 + [inf] * 6 + [32] * 6,
+        previous_w=previous)
+    schedule = solve(problem)
+    running = problem.previous_w[:, 0] > 0
+    assert schedule.backend not in ("edf", "llf", "equal_share"), schedule.message
+    assert not (running & (schedule.power_w[:, 0] == 0)).any()
+    for name in ("edf", "llf", "equal_share"):
+        assert weighted_energy_wh(problem, schedule.power_w) >= \
+            weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
+
+
+def test_the_kept_window_does_not_leave_new_cars_waiting():
+    # A demo-day re-plan (9 of its sessions, 6 slots) just after five cars arrived (no previous
+    # allocation: NaN). The previous plan's window, which runs only the four cars it knew, with
+    # our plan after it delivers more weighted energy over the horizon than equal share (the
+    # winner) - by cramming the new cars into the later slots: 47 kWh in the kept slots against
+    # equal share's 69 kWh. The guard must not defer energy that way (in the closed loop the site
+    # used less of its limit while cars waited).
+    from optimizer.objective import quantised_weight
+    from optimizer.solve import weighted_energy_wh
+
+    inf = np.inf
+    previous = np.full((9, 6), np.nan)
+    previous[1:5, :3] = [[11040] * 3, [11040] * 3, [11040] * 3, [7360] * 3]
+    problem = Problem(
+        slot_s=[780.0] + [900.0] * 5,
+        max_power_w=[11040, 11040, 11040, 11040, 7360, 7360, 7360, 22080, 22080],
+        min_power_w=[4140, 4140, 4140, 4140, 1380, 1380, 1380, 12420, 12420],
+        energy_wh=[8437, 14098, 17572, 22367, 30000, 19281, 14088, 26586, 9288],
+        arrival_slot=[0] * 9, departure_slot=[6] * 9,
+        phases=[3, 3, 3, 3, 1, 1, 1, 3, 3], phase=[0, 0, 0, 0, 1, 1, 1, 0, 0],
+        node_parent=[-1, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 4, 4, 4, 5, 5, 5],
+        connector_node=[6, 7, 8, 11, 14, 16, 17, 21, 23],
+        node_limit_w=[120000, inf, inf, 66000] + [inf] * 22,
+        node_limit_a=[200, 100, 80, inf, 63, 63] + [16] * 8 + [inf] * 6 + [32] * 6,
+        previous_w=previous)
+    weight = quantised_weight(problem.weight)
+
+    def now_wh(power_w):
+        return float(weight @ (power_w[:, :3] @ problem.wh_per_w[:3]))
+
+    schedule = solve(problem)
+    baselines = {name: solve(problem, backend=name).power_w
+                 for name in ("edf", "llf", "equal_share")}
+    best = max(baselines.values(), key=lambda power_w: weighted_energy_wh(problem, power_w))
+    assert now_wh(schedule.power_w) >= 0.95 * now_wh(best), schedule.backend
+    for power_w in baselines.values():
+        assert weighted_energy_wh(problem, schedule.power_w) >= \
+            weighted_energy_wh(problem, power_w) * (1 - 1e-12)
