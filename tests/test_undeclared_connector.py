@@ -72,8 +72,10 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
             await wait_until(lambda: fleet.draw_w("CP1", 3) > 10_000, 20, "it draws")
             await wait_until(lambda: controller.state.measured_w(
                 hidden, clock.now(), 120.0) is not None, 20, "its draw metered")
-            # the plan has reacted: a plan made since, dispatched, the settle time passed
-            await controller.plan_done.wait()
+            # the plan has reacted: it holds the connector as a fixed load, dispatched, the
+            # settle time passed (waiting for the next re-plan instead took a slot: 7 s real)
+            await wait_until(lambda: controller.plan is not None
+                             and hidden in controller.plan.fixed_w, 10, "planned around")
             await wait_until(lambda: server.dispatcher.idle, 10, "the plan dispatched")
             settled = clock.now() + timedelta(seconds=dispatch.settle_s + 30)
             await wait_until(lambda: clock.now() > settled, 10, "the settle time")
