@@ -325,13 +325,11 @@ def captured_demo_replan() -> Problem:
         previous_w=previous)
 
 
-def test_the_guard_keeps_the_running_cars_of_a_captured_replan():
-    # The previous plan's window (already rounded: every car it ran at its minimum or more) with
-    # our own plan after it delivers at least LLF's weighted energy: the guard returns that, and
-    # no car the previous plan ran in the first slot is paused by this re-plan.
+def _assert_keeps_the_running_cars(problem) -> None:
+    """Not a whole baseline; no car the previous plan ran in the first slot paused by the
+    re-plan; at least every baseline's weighted energy."""
     from optimizer.solve import weighted_energy_wh
 
-    problem = captured_demo_replan()
     schedule = solve(problem)
     running = problem.previous_w[:, 0] > 0
     assert schedule.backend not in ("edf", "llf", "equal_share"), schedule.message
@@ -341,6 +339,14 @@ def test_the_guard_keeps_the_running_cars_of_a_captured_replan():
             weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
 
 
+def test_the_guard_keeps_the_running_cars_of_a_captured_replan():
+    # The previous plan's window (already rounded: every car it ran at its minimum or more) with
+    # our own plan after it delivers at least LLF's weighted energy: the guard returns that, and
+    # no car the previous plan ran in the first slot is paused by this re-plan.
+    problem = captured_demo_replan()
+    _assert_keeps_the_running_cars(problem)
+
+
 def test_the_guard_keeps_running_cars_while_a_baseline_starts_an_urgent_one():
     # Another demo-day re-plan (5 of its sessions, 24 slots): LLF beats our rounded plan; it
     # starts car 3 (22 kW, 27 kWh to go) at once and pauses car 4 (1 kWh to go), which shares
@@ -348,8 +354,6 @@ def test_the_guard_keeps_running_cars_while_a_baseline_starts_an_urgent_one():
     # delivers less than LLF. The previous plan's window for the cars it ran and LLF's for the
     # others, made lawful (both cars above their minimum), with our plan after it, delivers as
     # much as LLF and pauses nobody.
-    from optimizer.solve import weighted_energy_wh
-
     inf = np.inf
     previous = np.full((5, 24), np.nan)
     previous[:, :4] = [[3680] * 4, [7360] * 4, [7360] * 4, [0, 22080, 22080, 22080],
@@ -366,13 +370,7 @@ def test_the_guard_keeps_running_cars_while_a_baseline_starts_an_urgent_one():
         node_limit_w=[120000, inf, inf, 66000] + [inf] * 22,
         node_limit_a=[200, 100, 80, inf, 63, 63] + [16] * 8 + [inf] * 6 + [32] * 6,
         previous_w=previous)
-    schedule = solve(problem)
-    running = problem.previous_w[:, 0] > 0
-    assert schedule.backend not in ("edf", "llf", "equal_share"), schedule.message
-    assert not (running & (schedule.power_w[:, 0] == 0)).any()
-    for name in ("edf", "llf", "equal_share"):
-        assert weighted_energy_wh(problem, schedule.power_w) >= \
-            weighted_energy_wh(problem, solve(problem, backend=name).power_w) * (1 - 1e-12)
+    _assert_keeps_the_running_cars(problem)
 
 
 def test_the_kept_window_does_not_leave_new_cars_waiting():
