@@ -4,6 +4,7 @@ does in every interval, and the sum of the limits installed in the simulated sta
 after every single profile a station installs."""
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import AcceleratedClock
@@ -54,6 +55,21 @@ def fleet_for(site, server, clock, **kw) -> Fleet:
                  reconnect_max_s=0.3, call_timeout_s=5.0, **kw)
 
 
+@asynccontextmanager
+async def trust_site(site, tmp_path, clock, **server_kw):
+    """The control server on `site` and its fleet; every station's held answers are released
+    and the fleet stopped at the end, whatever the test did to them."""
+    server_kw.setdefault("settings", SETTINGS)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server:
+        fleet = fleet_for(site, server, clock)
+        try:
+            yield server, fleet
+        finally:
+            for station in fleet.stations.values():
+                station.profile_answers.set()
+            await fleet.stop()
+
+
 def limit_w(fleet, ref, at=None):
     station = fleet.station(ref.station_id)
     return connector_limit_w(station, ref.connector_id, at or station.clock.now())[0]
@@ -98,59 +114,50 @@ async def start_three(server, fleet, clock):
 async def test_a_rejected_decrease_holds_the_increases_under_its_feeder_only(tmp_path):
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+    async with trust_site(site, tmp_path, clock,
+                          dispatch=DispatchSettings(call_timeout_s=5.0)) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
-        try:
-            await start_three(server, fleet, clock)
-            before_w = limit_w(fleet, REF1)
-            watch = InstallWatch(site, fleet, controller.limits, clock)
-            fleet.station("CP1").quirks = Quirks(reject_all_profiles=True)
-            # CP1's car takes less: CP1 goes down, CP2 may take the rest of feeder A; CP3's
-            # cap is lifted (feeder B, unrelated)
-            controller.ev_cap_w[REF1] = 3_000.0
-            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
-            controller.request_replan("test")
-            await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
-            await wait_until(lambda: REF1 in controller.plan.fixed_w, 10, "CP1 re-planned")
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
-            # CP1 still draws what its old profile allows: planned at that, not at its maximum
-            assert abs(controller.plan.fixed_w[REF1] - before_w) < 100, controller.plan.fixed_w
-            assert limit_w(fleet, REF2) <= 22_000 - before_w + 1
-            assert not watch.excesses, watch.excesses[:5]
-            assert watch.installs > 0
-        finally:
-            await fleet.stop()
+        await start_three(server, fleet, clock)
+        before_w = limit_w(fleet, REF1)
+        watch = InstallWatch(site, fleet, controller.limits, clock)
+        fleet.station("CP1").quirks = Quirks(reject_all_profiles=True)
+        # CP1's car takes less: CP1 goes down, CP2 may take the rest of feeder A; CP3's
+        # cap is lifted (feeder B, unrelated)
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+        controller.request_replan("test")
+        await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
+        await wait_until(lambda: REF1 in controller.plan.fixed_w, 10, "CP1 re-planned")
+        await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+        # CP1 still draws what its old profile allows: planned at that, not at its maximum
+        assert abs(controller.plan.fixed_w[REF1] - before_w) < 100, controller.plan.fixed_w
+        assert limit_w(fleet, REF2) <= 22_000 - before_w + 1
+        assert not watch.excesses, watch.excesses[:5]
+        assert watch.installs > 0
 
 
 async def test_a_silent_station_holds_its_subtree_not_the_others(tmp_path):
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
     dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
-        try:
-            await start_three(server, fleet, clock)
-            watch = InstallWatch(site, fleet, controller.limits, clock)
-            cp1 = fleet.station("CP1")
-            cp1.quirks = Quirks(silent_profiles=True)
-            controller.ev_cap_w[REF1] = 3_000.0
-            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
-            controller.request_replan("test")
-            # CP3 (feeder B) does not wait for CP1's answer; CP2 (feeder A) does
-            await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
-            assert limit_w(fleet, REF2) <= 11_000 + 1
-            assert not cp1.profile_answers.is_set()
-            cp1.quirks = Quirks()
-            cp1.profile_answers.set()        # CP1 answers (late) and takes its decrease
-            await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised after")
-            assert limit_w(fleet, REF1) < 5_000
-            assert not watch.excesses, watch.excesses[:5]
-        finally:
-            await fleet.stop()
+        await start_three(server, fleet, clock)
+        watch = InstallWatch(site, fleet, controller.limits, clock)
+        cp1 = fleet.station("CP1")
+        cp1.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+        controller.request_replan("test")
+        # CP3 (feeder B) does not wait for CP1's answer; CP2 (feeder A) does
+        await wait_until(lambda: limit_w(fleet, REF3) > 10_000, 10, "CP3 raised")
+        assert limit_w(fleet, REF2) <= 11_000 + 1
+        assert not cp1.profile_answers.is_set()
+        cp1.quirks = Quirks()
+        cp1.profile_answers.set()        # CP1 answers (late) and takes its decrease
+        await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised after")
+        assert limit_w(fleet, REF1) < 5_000
+        assert not watch.excesses, watch.excesses[:5]
 
 
 async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decreases(tmp_path):
@@ -158,74 +165,64 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
     clock = AcceleratedClock(T0, speed=SPEED)
     site = one_grid(50_000)
     # CP2 stays silent far longer than the bound on CP1's lowering below
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=DispatchSettings(call_timeout_s=60.0,
-                                                        retries=0)) as server:
+    dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
         controller.limits.add_event(DemandResponseEvent(
             "dr-now", T0 - timedelta(minutes=1), T0 + timedelta(hours=2), limit_w=22_000))
-        fleet = fleet_for(site, server, clock)
-        try:
-            await both_charging_at_11_kw(controller, fleet, clock)
-            # checked now and inside the coming event, at every profile installed
-            start = clock.now() + timedelta(minutes=5)
-            watch = InstallWatch(site, fleet, controller.limits, clock,
-                                 moments=(start + timedelta(seconds=30),
-                                          start + timedelta(minutes=9)))
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-mixed", start, start + timedelta(minutes=10), limit_w=8_000))
-            # CP2 goes down now and later; CP1 goes up now (CP2's room) and down in the event.
-            # CP2 answers only when released: CP1's raise must wait for it, its lowering not.
-            cp2 = fleet.station("CP2")
-            cp2.quirks = Quirks(silent_profiles=True)
-            controller.ev_cap_w[REF2] = 3_000.0
-            del controller.ev_cap_w[REF1]
-            controller.request_replan("test")
-            inside = start + timedelta(seconds=60)
-            # a decrease goes out at once, whatever CP2 (or an older round's request to it)
-            # is doing: the bound is a re-plan and one answer, nowhere near CP2's 60 s. (It
-            # was 10 s, then 30 s, and failed one suite run in four: a round waited for all
-            # its decreases, and an older round's unanswered decrease at CP2 held this one.)
-            await wait_until(lambda: limit_w(fleet, REF1, inside) < 8_000, 5,
-                             "CP1 lowered inside the event")
-            assert limit_w(fleet, REF1) <= 11_000 + 1
-            cp2.quirks = Quirks()
-            cp2.profile_answers.set()
-            await wait_until(lambda: limit_w(fleet, REF1) > 15_000, 10, "CP1 raised now")
-            inside = start + timedelta(seconds=60)
-            assert limit_w(fleet, REF1, inside) + limit_w(fleet, REF2, inside) <= 8_000 + 1
-            assert not watch.excesses, watch.excesses[:5]
-        finally:
-            await fleet.stop()
+        await both_charging_at_11_kw(controller, fleet, clock)
+        # checked now and inside the coming event, at every profile installed
+        start = clock.now() + timedelta(minutes=5)
+        watch = InstallWatch(site, fleet, controller.limits, clock,
+                             moments=(start + timedelta(seconds=30),
+                                      start + timedelta(minutes=9)))
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-mixed", start, start + timedelta(minutes=10), limit_w=8_000))
+        # CP2 goes down now and later; CP1 goes up now (CP2's room) and down in the event.
+        # CP2 answers only when released: CP1's raise must wait for it, its lowering not.
+        cp2 = fleet.station("CP2")
+        cp2.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF2] = 3_000.0
+        del controller.ev_cap_w[REF1]
+        controller.request_replan("test")
+        inside = start + timedelta(seconds=60)
+        # a decrease goes out at once, whatever CP2 (or an older round's request to it)
+        # is doing: the bound is a re-plan and one answer, nowhere near CP2's 60 s. (It
+        # was 10 s, then 30 s, and failed one suite run in four: a round waited for all
+        # its decreases, and an older round's unanswered decrease at CP2 held this one.)
+        await wait_until(lambda: limit_w(fleet, REF1, inside) < 8_000, 5,
+                         "CP1 lowered inside the event")
+        assert limit_w(fleet, REF1) <= 11_000 + 1
+        cp2.quirks = Quirks()
+        cp2.profile_answers.set()
+        await wait_until(lambda: limit_w(fleet, REF1) > 15_000, 10, "CP1 raised now")
+        inside = start + timedelta(seconds=60)
+        assert limit_w(fleet, REF1, inside) + limit_w(fleet, REF2, inside) <= 8_000 + 1
+        assert not watch.excesses, watch.excesses[:5]
 
 
 async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledged(tmp_path):
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
     dispatch = DispatchSettings(call_timeout_s=5.0, settle_s=45.0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
-        try:
-            await start_three(server, fleet, clock)
-            installs = []   # (site time, station, limit now) at every profile installed
-            for station in fleet.stations.values():
-                station.on_profiles_changed = lambda st: installs.append(
-                    (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
-                        st.spec.station_id, 1))))
-            controller.ev_cap_w[REF1] = 3_000.0
-            del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
-            controller.request_replan("test")
-            await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised")
-            lowered = max(at for at, sid, w in installs if sid == "CP1" and w < 5_000)
-            raised = min(at for at, sid, w in installs if sid == "CP2" and w > 15_000)
-            assert (raised - lowered).total_seconds() >= 45.0 - 0.5
-            # CP3 depends on no decrease (feeder B, no grid limit): it did not wait
-            raised3 = min(at for at, sid, w in installs if sid == "CP3" and w > 10_000)
-            assert (raised3 - lowered).total_seconds() < 45.0
-        finally:
-            await fleet.stop()
+        await start_three(server, fleet, clock)
+        installs = []   # (site time, station, limit now) at every profile installed
+        for station in fleet.stations.values():
+            station.on_profiles_changed = lambda st: installs.append(
+                (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
+                    st.spec.station_id, 1))))
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
+        controller.request_replan("test")
+        await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised")
+        lowered = max(at for at, sid, w in installs if sid == "CP1" and w < 5_000)
+        raised = min(at for at, sid, w in installs if sid == "CP2" and w > 15_000)
+        assert (raised - lowered).total_seconds() >= 45.0 - 0.5
+        # CP3 depends on no decrease (feeder B, no grid limit): it did not wait
+        raised3 = min(at for at, sid, w in installs if sid == "CP3" and w > 10_000)
+        assert (raised3 - lowered).total_seconds() < 45.0
 
 
 async def test_an_unanswered_increase_counts_as_installed(tmp_path):
@@ -233,26 +230,20 @@ async def test_an_unanswered_increase_counts_as_installed(tmp_path):
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
     dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
         cp2 = fleet.station("CP2")
-        try:
-            await start_three(server, fleet, clock)
-            controller.ev_cap_w[REF1] = 3_000.0
-            del controller.ev_cap_w[REF2]
-            cp2.quirks = Quirks(silent_profiles=True)   # hangs on the raise
-            controller.request_replan("test")
-            await wait_until(lambda: REF2 in controller.uncontrollable, 10, "CP2 unanswered")
-            await wait_until(lambda: controller.plan is not None
-                             and REF2 in controller.plan.fixed_w, 10, "CP2 re-planned")
-            assert controller.plan.fixed_w[REF2] > 15_000, controller.plan.fixed_w
-            assert controller.plan.connectors[REF1].power_at(clock.now()) \
-                <= 22_000 - controller.plan.fixed_w[REF2] + 1
-        finally:
-            cp2.profile_answers.set()
-            await fleet.stop()
+        await start_three(server, fleet, clock)
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2]
+        cp2.quirks = Quirks(silent_profiles=True)   # hangs on the raise
+        controller.request_replan("test")
+        await wait_until(lambda: REF2 in controller.uncontrollable, 10, "CP2 unanswered")
+        await wait_until(lambda: controller.plan is not None
+                         and REF2 in controller.plan.fixed_w, 10, "CP2 re-planned")
+        assert controller.plan.fixed_w[REF2] > 15_000, controller.plan.fixed_w
+        assert controller.plan.connectors[REF1].power_at(clock.now()) \
+            <= 22_000 - controller.plan.fixed_w[REF2] + 1
 
 
 async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_one(tmp_path):
@@ -263,31 +254,25 @@ async def test_a_newer_plans_decrease_does_not_wait_for_a_silent_stations_older_
     clock = AcceleratedClock(T0, speed=SPEED)
     site = one_grid(22_000)
     dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
         cp2 = fleet.station("CP2")
-        try:
-            await both_charging_at_11_kw(controller, fleet, clock)
-            cp2.quirks = Quirks(silent_profiles=True)
-            controller.ev_cap_w[REF2] = 3_000.0      # CP2 goes down: a decrease, unanswered
-            controller.request_replan("test")
-            await wait_until(lambda: cp2.profiles_held > 0, 10, "CP2's decrease unanswered")
-            now = clock.now()
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-zero-notice", now - timedelta(minutes=1), now + timedelta(hours=1),
-                limit_w=10_000))
-            controller.request_replan("limit")
-            # CP2 is still planned at 3 kW (it has not failed to answer yet): CP1 <= 7 kW
-            await wait_until(lambda: limit_w(fleet, REF1) <= 7_000 + 1, 5,
-                             "CP1 lowered while CP2 is silent")
-            # (the site is over the zero-notice event while CP2 keeps its 11 kW: nothing
-            # dispatch can do; CP1 is what it can, and did at once)
-            assert not cp2.profile_answers.is_set()
-        finally:
-            cp2.profile_answers.set()
-            await fleet.stop()
+        await both_charging_at_11_kw(controller, fleet, clock)
+        cp2.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF2] = 3_000.0      # CP2 goes down: a decrease, unanswered
+        controller.request_replan("test")
+        await wait_until(lambda: cp2.profiles_held > 0, 10, "CP2's decrease unanswered")
+        now = clock.now()
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-zero-notice", now - timedelta(minutes=1), now + timedelta(hours=1),
+            limit_w=10_000))
+        controller.request_replan("limit")
+        # CP2 is still planned at 3 kW (it has not failed to answer yet): CP1 <= 7 kW
+        await wait_until(lambda: limit_w(fleet, REF1) <= 7_000 + 1, 5,
+                         "CP1 lowered while CP2 is silent")
+        # (the site is over the zero-notice event while CP2 keeps its 11 kW: nothing
+        # dispatch can do; CP1 is what it can, and did at once)
+        assert not cp2.profile_answers.is_set()
 
 
 async def test_an_increase_waiting_when_a_limit_is_lowered_is_not_sent(tmp_path):
@@ -299,29 +284,23 @@ async def test_an_increase_waiting_when_a_limit_is_lowered_is_not_sent(tmp_path)
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
     dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
         dispatcher = server.dispatcher
-        fleet = fleet_for(site, server, clock)
         cp1 = fleet.station("CP1")
-        try:
-            await start_three(server, fleet, clock)
-            await wait_until(lambda: dispatcher.rounds_running == 0, 10, "rounds over")
-            cp1.quirks = Quirks(silent_profiles=True)
-            controller.ev_cap_w[REF1] = 3_000.0
-            del controller.ev_cap_w[REF2]
-            controller.request_replan("test")
-            await wait_until(lambda: cp1.profiles_held > 0, 10, "CP1's decrease held")
-            assert limit_w(fleet, REF2) <= 11_000 + 1      # waiting for CP1's decrease
-            controller.limits.set_operator_cap(12_000.0, since=clock.now())
-            cp1.quirks = Quirks()
-            cp1.profile_answers.set()
-            await wait_until(lambda: dispatcher.rounds_running == 0, 10, "the round over")
-            assert limit_w(fleet, REF2) <= 11_000 + 1
-        finally:
-            cp1.profile_answers.set()
-            await fleet.stop()
+        await start_three(server, fleet, clock)
+        await wait_until(lambda: dispatcher.rounds_running == 0, 10, "rounds over")
+        cp1.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2]
+        controller.request_replan("test")
+        await wait_until(lambda: cp1.profiles_held > 0, 10, "CP1's decrease held")
+        assert limit_w(fleet, REF2) <= 11_000 + 1      # waiting for CP1's decrease
+        controller.limits.set_operator_cap(12_000.0, since=clock.now())
+        cp1.quirks = Quirks()
+        cp1.profile_answers.set()
+        await wait_until(lambda: dispatcher.rounds_running == 0, 10, "the round over")
+        assert limit_w(fleet, REF2) <= 11_000 + 1
 
 
 async def test_a_stations_decreases_go_out_before_the_other_stations_are_compared(tmp_path,
@@ -335,48 +314,43 @@ async def test_a_stations_decreases_go_out_before_the_other_stations_are_compare
     monkeypatch.setattr(dispatch_round, "TURN_S", -1.0)
     clock = AcceleratedClock(T0, speed=SPEED)
     site = one_grid(22_000)
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              settings=SETTINGS) as server:
+    async with trust_site(site, tmp_path, clock) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
-        fleet = fleet_for(site, server, clock)
-        try:
-            await both_charging_at_11_kw(controller, fleet, clock)
-            await wait_until(lambda: dispatcher.rounds_running == 0, 10, "rounds over")
-            log: list[tuple[str, str]] = []
-            work, run_items, dispatch_plan = (dispatcher._work, dispatcher._run_items,
-                                              dispatcher.dispatch_plan)
+        await both_charging_at_11_kw(controller, fleet, clock)
+        await wait_until(lambda: dispatcher.rounds_running == 0, 10, "rounds over")
+        log: list[tuple[str, str]] = []
+        work, run_items, dispatch_plan = (dispatcher._work, dispatcher._run_items,
+                                          dispatcher.dispatch_plan)
 
-            def logged_work(control, plan, cplans):
-                log.append(("compared", control.station_id))
-                return work(control, plan, cplans)
+        def logged_work(control, plan, cplans):
+            log.append(("compared", control.station_id))
+            return work(control, plan, cplans)
 
-            async def logged_run_items(control, items, *, decrease):
-                if decrease:
-                    log.append(("decrease", control.station_id))
-                return await run_items(control, items, decrease=decrease)
+        async def logged_run_items(control, items, *, decrease):
+            if decrease:
+                log.append(("decrease", control.station_id))
+            return await run_items(control, items, decrease=decrease)
 
-            async def logged_dispatch_plan(plan):
-                log.append(("round", ""))
-                return await dispatch_plan(plan)
+        async def logged_dispatch_plan(plan):
+            log.append(("round", ""))
+            return await dispatch_plan(plan)
 
-            monkeypatch.setattr(dispatcher, "_work", logged_work)
-            monkeypatch.setattr(dispatcher, "_run_items", logged_run_items)
-            monkeypatch.setattr(dispatcher, "dispatch_plan", logged_dispatch_plan)
-            now = clock.now()
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-now", now - timedelta(minutes=1), now + timedelta(hours=1), limit_w=10_000))
-            controller.request_replan("limit")
-            await wait_until(lambda: limit_w(fleet, REF1) <= 5_000 + 1
-                             and limit_w(fleet, REF2) <= 5_000 + 1, 10, "both lowered")
-            # the first round that sent a decrease: its first decrease against its comparisons
-            starts = [i for i, (kind, _) in enumerate(log) if kind == "round"]
-            first_down = next(i for i, (kind, _) in enumerate(log) if kind == "decrease")
-            begin = max(i for i in starts if i < first_down)
-            compared = [i for i, (kind, _) in enumerate(log[begin:], begin) if kind == "compared"]
-            assert len(compared) >= 2, log
-            assert first_down < compared[1], log   # before the second station's comparison
-        finally:
-            await fleet.stop()
+        monkeypatch.setattr(dispatcher, "_work", logged_work)
+        monkeypatch.setattr(dispatcher, "_run_items", logged_run_items)
+        monkeypatch.setattr(dispatcher, "dispatch_plan", logged_dispatch_plan)
+        now = clock.now()
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-now", now - timedelta(minutes=1), now + timedelta(hours=1), limit_w=10_000))
+        controller.request_replan("limit")
+        await wait_until(lambda: limit_w(fleet, REF1) <= 5_000 + 1
+                         and limit_w(fleet, REF2) <= 5_000 + 1, 10, "both lowered")
+        # the first round that sent a decrease: its first decrease against its comparisons
+        starts = [i for i, (kind, _) in enumerate(log) if kind == "round"]
+        first_down = next(i for i, (kind, _) in enumerate(log) if kind == "decrease")
+        begin = max(i for i in starts if i < first_down)
+        compared = [i for i, (kind, _) in enumerate(log[begin:], begin) if kind == "compared"]
+        assert len(compared) >= 2, log
+        assert first_down < compared[1], log   # before the second station's comparison
 
 
 async def test_a_limit_lowered_while_an_increase_is_answered_stops_the_next_increase(tmp_path):
@@ -389,44 +363,39 @@ async def test_a_limit_lowered_while_an_increase_is_answered_stops_the_next_incr
                 id_tags=frozenset({"DRIVER-1"}),
                 session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
     one, two = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=DispatchSettings(call_timeout_s=60.0,
-                                                        retries=0)) as server:
+    dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
-        fleet = fleet_for(site, server, clock)
-        try:
-            await fleet.start(wait_booted_s=10)
-            for ref in (one, two):
-                assert await fleet.plug_in("CP1", ref.connector_id, big_ev(), "DRIVER-1")
-            await wait_until(lambda: controller.plan is not None
-                             and len(controller.plan.connectors) == 2, 10, "both planned")
-            controller.ev_cap_w.update({one: 4_000.0, two: 4_000.0})
-            controller.request_replan("test")
-            await wait_until(lambda: all(3_500 < limit_w(fleet, r) < 4_500 for r in (one, two)),
-                             10, "4 / 4 kW installed")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            cp1 = fleet.station("CP1")
-            cp1.quirks = Quirks(silent_profiles=True)
-            raised_after_event = []
-            event_added = asyncio.Event()
+        await fleet.start(wait_booted_s=10)
+        for ref in (one, two):
+            assert await fleet.plug_in("CP1", ref.connector_id, big_ev(), "DRIVER-1")
+        await wait_until(lambda: controller.plan is not None
+                         and len(controller.plan.connectors) == 2, 10, "both planned")
+        controller.ev_cap_w.update({one: 4_000.0, two: 4_000.0})
+        controller.request_replan("test")
+        await wait_until(lambda: all(3_500 < limit_w(fleet, r) < 4_500 for r in (one, two)),
+                         10, "4 / 4 kW installed")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        cp1 = fleet.station("CP1")
+        cp1.quirks = Quirks(silent_profiles=True)
+        raised_after_event = []
+        event_added = asyncio.Event()
 
-            def installed(station) -> None:
-                if event_added.is_set():
-                    raised_after_event.extend(
-                        ref for ref in (one, two) if limit_w(fleet, ref) > 4_500)
-            cp1.on_profiles_changed = installed
-            controller.ev_cap_w.update({one: 11_000.0, two: 11_000.0})   # both raised
-            controller.request_replan("test")
-            await wait_until(lambda: cp1.profiles_held >= 1, 10, "the first raise on its way")
-            event_added.set()
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-now", clock.now() - timedelta(seconds=1), clock.now() + timedelta(hours=1),
-                limit_w=8_000))
-            cp1.quirks = Quirks()
-            cp1.profile_answers.set()
-            await wait_until(lambda: limit_w(fleet, one) + limit_w(fleet, two) <= 8_000 + 1,
-                             10, "under the event's limit")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            assert len(set(raised_after_event)) <= 1, raised_after_event
-        finally:
-            await fleet.stop()
+        def installed(station) -> None:
+            if event_added.is_set():
+                raised_after_event.extend(
+                    ref for ref in (one, two) if limit_w(fleet, ref) > 4_500)
+        cp1.on_profiles_changed = installed
+        controller.ev_cap_w.update({one: 11_000.0, two: 11_000.0})   # both raised
+        controller.request_replan("test")
+        await wait_until(lambda: cp1.profiles_held >= 1, 10, "the first raise on its way")
+        event_added.set()
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-now", clock.now() - timedelta(seconds=1), clock.now() + timedelta(hours=1),
+            limit_w=8_000))
+        cp1.quirks = Quirks()
+        cp1.profile_answers.set()
+        await wait_until(lambda: limit_w(fleet, one) + limit_w(fleet, two) <= 8_000 + 1,
+                         10, "under the event's limit")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        assert len(set(raised_after_event)) <= 1, raised_after_event
