@@ -106,6 +106,15 @@ def _told(controller, clock, stations: dict, ref: ConnectorRef, tx: int, limit_w
         controller.installed.changed_at[ref] = clock.now()
 
 
+def _with_stations(clock) -> tuple[SiteController, dict]:
+    """A controller that knows what its stations accepted (as with dispatch), none so far."""
+    controller = SiteController(_site(), clock)
+    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
+    controller.installed = InstalledLimits(controller.topology, controller.state,
+                                           controller.phase_use, clock, 5.0, stations)
+    return controller, stations
+
+
 async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     # A car is sampled at what its station's fail-safe default (5 kW) lets it draw, after the
     # plan gave it 20 kW but before that profile was installed and its settle time passed: it
@@ -114,10 +123,7 @@ async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     # good, when the sample read 0 W and the cap fell under the car's minimum rate (the
     # 6-car end-to-end run used under 20 of its 30 kW).
     clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
-    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
-    controller.installed = InstalledLimits(controller.topology, controller.state,
-                                           controller.phase_use, clock, 5.0, stations)
+    controller, stations = _with_stations(clock)
     ref, tx = ConnectorRef("CP1", 1), 1
     _told(controller, clock, stations, ref, tx, 5_000.0, default=True)
     controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
@@ -139,7 +145,8 @@ async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     assert ref not in controller.ev_cap_w and not controller._reasons
     clock.advance(30)
     sample(11_000.0)                     # had its settle time under 20 kW: it takes 11
-    assert controller.ev_cap_w[ref] == 11_000.0 + controller.settings.ev_headroom_w and controller._reasons == {"underuse:CP1/1"}
+    assert controller.ev_cap_w[ref] == 11_000.0 + controller.settings.ev_headroom_w
+    assert controller._reasons == {"underuse:CP1/1"}
 
 
 async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maximum():
@@ -147,10 +154,7 @@ async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maxi
     # to the station's maximum: a car taking 11 of its 22 kW is capped like any other (so the
     # plan's next, lower profile goes out, is refused, and the station is planned around)
     clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
-    stations = {s.station_id: StationControl(s.station_id, "W") for s in _site().stations}
-    controller.installed = InstalledLimits(controller.topology, controller.state,
-                                           controller.phase_use, clock, 5.0, stations)
+    controller, stations = _with_stations(clock)
     ref = ConnectorRef("CP1", 1)
     controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
     controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
