@@ -201,8 +201,8 @@ class DispatchRound:
                 # now, the rest with its own round (after its own decreases)
                 items = [item for item in items if still_wanted(item, sid, d._latest)]
             async with d._sending:
-                if self._superseded():
-                    return   # a newer plan came while this queued: as above
+                # a newer plan or a limit moved while this queued, or while one of these was
+                # answered: the rest is left to the newer round (checked before every item)
                 await d._run_items(control, items, decrease=False,
                                    superseded=self._superseded)
 
