@@ -131,7 +131,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         self.rounds_done = 0
         self.rounds_running = 0   # a newer round starts at once: an older one may still run
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
-        self._round_over: asyncio.Event | None = None   # set when a newer round starts
+        self._newest_round: DispatchRound | None = None   # the newest; ended when a newer starts
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
@@ -252,13 +252,13 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         compared); each
         station's increases once the decreases they depend on are acknowledged and the settle
         time has passed. A newer round starting ends an older one still running."""
-        if self._round_over is not None:
-            self._round_over.set()
-        over = self._round_over = asyncio.Event()
+        if self._newest_round is not None:
+            self._newest_round.end()
+        this = self._newest_round = DispatchRound(self, plan, asyncio.Event())
         self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        await DispatchRound(self, plan, over).run(controls)
+        await this.run(controls)
         probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
         for control in controls:
             if control.station_id in probing:
