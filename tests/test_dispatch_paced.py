@@ -111,3 +111,33 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
             await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
                              "the same plan's round")
             assert not started, started
+
+
+async def test_a_boot_storm_is_set_up_a_few_stations_at_a_time(tmp_path, monkeypatch):
+    """Every station booting at once started every fail-safe set-up at once (1 000-1 300
+    requests resumed in one turn of the loop at 5 000 stations, issue 10). With one slot, the
+    six stations' set-ups go one after the other - and every one of them is set up."""
+    from smartcharge.site import failsafe
+    from smartcharge.site.dispatch import Dispatcher
+    monkeypatch.setattr(failsafe, "SETUP_CONCURRENCY", 1)
+    inside, most, done = [0], [0], []
+    original = Dispatcher._send_defaults
+
+    async def counted(self, control, **kw):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            return await original(self, control, **kw)
+        finally:
+            inside[0] -= 1
+            done.append(control.station_id)
+
+    monkeypatch.setattr(Dispatcher, "_send_defaults", counted)
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        await wait_until(lambda: {ref.station_id for ref in REFS} <= set(done), 10,
+                         "every station set up")
+        for ref in REFS:   # each holds its fail-safe default: its share of the grid
+            assert abs(limit_w(fleet, ref) - 11_000) < 100
+    assert most[0] == 1

@@ -41,7 +41,7 @@ from smartcharge.clock import Clock
 from smartcharge.model import Site
 from smartcharge.ocpp.port import Answer, PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
-from smartcharge.site import learned, steps
+from smartcharge.site import failsafe, learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
@@ -119,6 +119,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         # (build, validate, send: ~1 ms each) ran in one turn of the loop: 2 000 stations held
         # every answer up for seconds (issue 10). FIFO: the decreases queue first.
         self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
+        self._setting_up = asyncio.Semaphore(failsafe.SETUP_CONCURRENCY)   # boot storms
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
