@@ -58,8 +58,8 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
                                                                              monkeypatch):
     """Three stations lowered, three raised under the same grid limit: the raised ones wait for
     the lowered ones' acknowledgements and the settle time. With batches of two (starts) and
-    one (wakes), no turn of the loop starts more than two stations' tasks or wakes more than
-    one increase, and the site ends where it must; a round with nothing to send starts no
+    one (wakes), no turn of the loop starts more than two stations' decreases or tasks or wakes
+    more than one increase, and the site ends where it must; a round with nothing to send starts no
     station's task."""
     monkeypatch.setattr(dispatch_round, "START_BATCH", 2)
     monkeypatch.setattr(pacing, "PACE_BATCH", 1)
@@ -79,11 +79,17 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
 
         started: dict[int, list[str]] = {}    # turn -> stations whose task started in it
         woken: dict[int, list[str]] = {}      # turn -> increases let through in it
+        lowering: dict[int, list[str]] = {}   # turn -> decreases' tasks whose first step ran
         original_station, original_turn = DispatchRound._station, DispatchRound._turn
+        original_decrease = DispatchRound._decrease
         with counted_turns() as turn:
             async def station(self, control, decreasing):
                 started.setdefault(turn[0], []).append(control.station_id)
                 return await original_station(self, control, decreasing)
+
+            async def decrease(self, control):
+                lowering.setdefault(turn[0], []).append(control.station_id)
+                return await original_decrease(self, control)
 
             async def turn_of(self, sid):
                 ok = await original_turn(self, sid)
@@ -92,6 +98,7 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
 
             monkeypatch.setattr(DispatchRound, "_station", station)
             monkeypatch.setattr(DispatchRound, "_turn", turn_of)
+            monkeypatch.setattr(DispatchRound, "_decrease", decrease)
             # CP1-3 down to 5 kW, CP4-6 up to 16 kW: 63 kW under the grid's 66 kW
             controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
             controller.ev_cap_w.update({ref: 16_000.0 for ref in REFS[3:]})
@@ -101,6 +108,7 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
                              10, "5 / 16 kW installed")
             await wait_until(lambda: dispatcher.idle, 10, "rounds over")
             assert started and max(len(s) for s in started.values()) <= 2, started
+            assert lowering and max(len(s) for s in lowering.values()) <= 2, lowering
             raised = {sid for sids in woken.values() for sid in sids}
             assert {ref.station_id for ref in REFS[3:]} <= raised, woken
             assert max(len(s) for s in woken.values()) <= 1, woken
