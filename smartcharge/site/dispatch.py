@@ -120,6 +120,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
         # every answer up for seconds (issue 10). FIFO: the decreases queue first.
         self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
         self._setting_up = asyncio.Semaphore(failsafe.SETUP_CONCURRENCY)   # boot storms
+        self._setups_queued = 0   # set-ups waiting for a slot or sending
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")

@@ -5,7 +5,7 @@ the grid's and each circuit's, a DR event announced ahead on either is in its pe
 of a station with a connector the site file does not list is kept off every node above it,
 `undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
-A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
+A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`)."""
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class FailSafeSetup:
                     log.error("station %s: not controlled: %s", station_id, exc)
                     return
                 control.port_link = link
+            self._setups_queued += 1
             try:
                 async with self._setting_up:
                     await control.port.capabilities()
@@ -72,10 +73,16 @@ class FailSafeSetup:
                 control.setup_link = None
                 log.info("station %s: setup postponed (%s)", station_id, exc)
                 return
+            finally:
+                self._setups_queued -= 1
+                if self._latest is not None and self._setups_queued == 0:
+                    # the current plan, through the ordered and gated round - once the set-ups
+                    # queued with this one are done: in a boot storm each one's round ended
+                    # the one before it mid-comparison, for as long as the storm's set-ups
+                    # took (the stations run on their fail-safe defaults meanwhile)
+                    self._wake.set()
         for connector in self.topology.station(station_id).connectors:
             self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
-        if self._latest is not None:
-            self._wake.set()   # the current plan, through the ordered and gated round
 
     def _defaults_key(self) -> tuple:
         """(every node's W limit now, later (moment, node limits) changes).
