@@ -44,6 +44,8 @@ class StationSetup:
     # until its BootNotification is accepted it answers every request with SecurityError, as
     # a station does to a CSMS that talks to it before it is registered
     refuse_before_boot: bool = False
+    # registered from an earlier connection (a reconnect without a reboot): no boot needed
+    registered_from_before: bool = False
 
 
 class Station201(ChargePoint):
@@ -67,7 +69,7 @@ class Station201(ChargePoint):
             "LimitChangeSignificance": "0.1", "Phases3to1": "false"},
             "OCPPCommCtrlr": {"HeartbeatInterval": "300"}}
         self.got = asyncio.Event()
-        self.registered = False
+        self.registered = s.registered_from_before
         self.refused_before_boot: list[str] = []
 
     async def route_message(self, raw_msg):

@@ -173,7 +173,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         station_id, AiohttpConnection(ws, station_id),
         AdapterContext(site=site, store=store, events=events, clock=clock),
         boot_accepted=boot_status == "Accepted" and station is not None,
-        response_timeout_s=settings.call_timeout_s)
+        response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
 
     async def close_socket(reason: str) -> None:
