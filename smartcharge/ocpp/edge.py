@@ -12,6 +12,13 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
 - `format: date-time` is not checked by the library: "yesterday" must be refused with
   `TypeConstraintViolation`, never stored; so is an `integer` outside OCPP's 32 bits (a
   transactionId of 2**63 does not fit the store, nor any station's own);
+- a frame over `MAX_FRAME_CHARS` (1 Mi characters, more than any message a station needs:
+  reports and logs come in parts or by file upload) is not parsed: a CALL gets the CALLERROR of
+  a malformed message (1.6 `FormationViolation`, 2.0.1 `FormatViolation`) with its message id,
+  read from the frame's head; an answer is dropped (our call times out). The connection stays:
+  closing it (WebSocket 1009) made a station that had queued the message reconnect and send it
+  again, forever. The server reads frames up to 4 MiB (`server.MAX_RECEIVED_BYTES`) and closes
+  with 1009 past that, a memory bound per connection;
 - NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
   refused like any other that is not JSON;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
@@ -22,6 +29,7 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -37,6 +45,10 @@ from ocpp.exceptions import (
 from ocpp.messages import Call, MessageType, get_validator, validate_payload
 
 from smartcharge.clock import parse_ocpp_time
+
+MAX_FRAME_CHARS = 1 << 20
+# the head of an OCPP frame: [MessageTypeId, "UniqueId" (at most 36 characters in OCPP-J)
+_HEAD = re.compile(r'\s*\[\s*(\d{1,3})\s*,\s*"([^"\\]{1,64})"')
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,10 @@ class Dialect:
 
     # -- the checks -------------------------------------------------------------------------
     def inspect_frame(self, raw: str | bytes) -> Frame:
-        """Check an inbound frame's JSON and array structure before the library sees it."""
+        """Check an inbound frame's size, JSON and array structure before the library sees
+        it."""
+        if len(raw) > MAX_FRAME_CHARS:
+            return self._oversized(raw)
         try:
             message = json.loads(raw, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
@@ -107,6 +122,20 @@ class Dialect:
         elif type_id == MessageType.CallError and len(message) != 5:
             return Frame(problem="malformed CALLERROR")
         return Frame(message=message)
+
+    def _oversized(self, raw: str | bytes) -> Frame:
+        """A frame too big to parse: only its head is read."""
+        head = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:200]
+        match = _HEAD.match(head)
+        problem = f"a frame of {len(raw)} characters"
+        if match is None:
+            return self._refuse("-1", self.not_rpc(
+                description="Frame is too large and not an OCPP message array"), problem)
+        if int(match.group(1)) != MessageType.Call:
+            return Frame(problem=problem + " that is no CALL")   # nothing to answer: drop
+        return self._refuse(match.group(2), self.format(
+            description=f"Message of {len(raw)} characters; at most {MAX_FRAME_CHARS} are "
+                        "accepted"), problem)
 
     def _refuse(self, unique_id: str, error: OCPPError, problem: str) -> Frame:
         return Frame(reply=self.call_error_frame(unique_id, error), problem=problem)

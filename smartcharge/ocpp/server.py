@@ -42,7 +42,9 @@ from smartcharge.ocpp.registry import StationLink
 log = logging.getLogger(__name__)
 
 SUPPORTED_PROTOCOLS = PREFERENCE   # best first: a station offering several gets the first
-MAX_FRAME_BYTES = 1 << 20
+# what we read of one frame at all (a memory bound per connection): past it, aiohttp closes
+# with 1009; up to it a frame over the edge's MAX_FRAME_CHARS (1 Mi) gets a CALLERROR
+MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
 
@@ -160,7 +162,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     boot_status = await store.run(seen)
     ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
                                heartbeat=settings.ping_interval_s or None,
-                               max_msg_size=MAX_FRAME_BYTES)
+                               max_msg_size=MAX_RECEIVED_BYTES)
     await ws.prepare(request)
     if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
