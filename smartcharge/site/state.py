@@ -272,8 +272,9 @@ class SiteState:
         if ref not in self.undeclared:
             self.undeclared[ref] = None
             log.warning("station %s reports connector %s, which is not in the site file: its "
-                        "sessions are billed, its draw is counted under the station and planned "
-                        "at the station's maximum (declare it to have it controlled)",
+                        "sessions are billed, its draw is counted under the station and the "
+                        "station's maximum is kept free above it (declare it to have it "
+                        "controlled)",
                         station_id, connector_id)
 
     def _keep_reboot_closed(self, session: Session) -> None:
