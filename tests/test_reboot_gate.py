@@ -149,3 +149,30 @@ async def test_a_registered_1_6_station_reconnecting_without_a_boot_is_asked(tmp
                                    headers=auth) as ws:
             frame = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
             assert frame[0] == 2 and frame[2] == "GetConfiguration"
+
+
+async def test_a_refused_boot_does_not_shut_the_gate(tmp_path, clock):
+    """1.6, accepted before: its first frame is a BootNotification we refuse (a field
+    missing, a CALLERROR), then it goes on with a Heartbeat. The gate opens with the boot's
+    answer, whatever it was: our calls do not wait for a boot that may never come right."""
+    site = _site("CP1", boot_wait_s=0.3)
+    auth = {"Authorization": aiohttp.encode_basic_auth("CP1", PASSWORD)}
+    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=DISPATCH) as server, \
+            aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
+                                   headers=auth) as ws:
+            await ws.send_str(json.dumps([2, "b", "BootNotification", {
+                "chargePointVendor": "V", "chargePointModel": "M"}]))
+            while (frame := json.loads((await ws.receive(timeout=5)).data))[1] != "b":
+                await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+        await wait_until(lambda: server.app[REGISTRY].get("CP1") is None, 5, "CP1 gone")
+        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
+                                   headers=auth) as ws:
+            await ws.send_str(json.dumps([2, "b2", "BootNotification", {
+                "chargePointVendor": "V"}]))
+            assert json.loads((await ws.receive(timeout=5)).data)[:2] == [4, "b2"]
+            await ws.send_str(json.dumps([2, "h", "Heartbeat", {}]))
+            frames = [json.loads((await ws.receive(timeout=5)).data) for _ in range(2)]
+            assert [f[0] for f in frames if f[1] == "h"] == [3], frames
+            asked = [f[2] for f in frames if f[0] == 2]
+            assert asked == ["GetConfiguration"], frames
