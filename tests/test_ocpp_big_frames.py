@@ -63,3 +63,21 @@ async def test_a_frame_past_what_we_read_ends_the_connection(harness):
                                 aiohttp.WSMsgType.ERROR)
     await harness.wait_for(lambda: any(isinstance(e, StationDisconnected)
                                        for e in harness.events))
+
+
+@pytest.mark.parametrize("protocol, boot, code", VERSIONS)
+async def test_callerror_descriptions_stay_within_255_characters(harness, protocol, boot, code):
+    """OCPP-J (2.0.1 part 4 4.2.3: errorDescription at most 255 characters; 1.6 peers hold
+    the same): a CALLERROR that quoted what the station sent - a 1 000-character action, a
+    string far past its maxLength - was as long as that, and a strict station refuses such
+    a frame."""
+    ws = await harness.booted_raw_socket(boot, protocols=(protocol,))
+    long_value = "Z" * 1_000
+    heartbeat = [2, "a1", "X" * 1_000, {}]
+    authorize = [2, "a2", "Authorize", {"idTag": long_value} if protocol == "ocpp1.6"
+                 else {"idToken": {"idToken": long_value, "type": "ISO14443"}}]
+    for frame in (heartbeat, authorize):
+        answer = await harness.raw_call(ws, frame)
+        assert answer[0] == 4 and answer[1] == frame[1], answer[:3]
+        assert len(answer[3]) <= 255, (answer[2], len(answer[3]))
+    await harness.assert_still_up(ws)

@@ -19,6 +19,8 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
   closing it (WebSocket 1009) made a station that had queued the message reconnect and send it
   again, forever. The server reads frames up to 4 MiB (`server.MAX_RECEIVED_BYTES`) and closes
   with 1009 past that, a memory bound per connection;
+- a CALLERROR's description is cut to OCPP-J's 255 characters (it may quote the station's
+  own text);
 - NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
   refused like any other that is not JSON;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
@@ -51,6 +53,19 @@ MAX_FRAME_CHARS = 1 << 20
 _HEAD = re.compile(r'\s*\[\s*(\d{1,3})\s*,\s*"([^"\\]{1,64})"')
 
 
+MAX_DESCRIPTION_CHARS = 255   # OCPP-J errorDescription (2.0.1 part 4 4.2.3)
+
+
+def short_description(description: str | None) -> str:
+    """A CALLERROR's description within OCPP-J's 255 characters: it may quote what the
+    station sent (an action, a value far past its maxLength), and a strict peer refuses a
+    longer one."""
+    text = description or ""
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    return text[:MAX_DESCRIPTION_CHARS - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What differs between OCPP-J versions at the edge: the library's version string, the
@@ -79,7 +94,8 @@ class Dialect:
 
     def call_error_frame(self, unique_id: str, error: OCPPError) -> str:
         error = self.as_own_error(error)
-        return json.dumps([MessageType.CallError, unique_id, error.code, error.description,
+        return json.dumps([MessageType.CallError, unique_id, error.code,
+                           short_description(error.description),
                            jsonable_details(error.details)], separators=(",", ":"))
 
     # -- the checks -------------------------------------------------------------------------
