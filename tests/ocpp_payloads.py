@@ -35,27 +35,33 @@ def answer_problems(action: str, version: str, payload: dict) -> list[str]:
     return [error.message for error in validator.iter_errors(payload)]
 
 
+# ids the spec numbers from 1 where a station names a connector or an EVSE (0 is the station
+# or its main meter only in some messages): the low edge keeps them at 1
+NUMBERED_FROM_1 = {"connectorId", "evseId", "id"}
+
+
 def instance(schema: dict, *, full: bool, root: dict | None = None, depth: int = 0,
-             edge: str | None = None) -> Any:
+             edge: str | None = None, name: str = "") -> Any:
     """A valid value of `schema`: required properties only, or (full) every property. `edge`:
     every value at an end of what the schema allows - "high" (the last enum value, strings at
     their maxLength, integers at OCPP's 32-bit maximum or the schema's, big numbers, arrays at
     maxItems (at most 3), a date-time at +14:00 with microseconds) or "low" (the first enum
     value, the shortest strings the schema allows ("" where no minLength), 0 or the schema's
-    minimum, negative numbers where allowed, a date-time at -12:00)."""
+    minimum (1 for a connector's or an EVSE's id), negative numbers where allowed, a
+    date-time at -12:00)."""
     root = schema if root is None else root
     again = dict(full=full, root=root, depth=depth + 1, edge=edge)
     if "$ref" in schema:
         return instance(root["definitions"][schema["$ref"].split("/")[-1]], full=full,
-                        root=root, depth=depth, edge=edge)
+                        root=root, depth=depth, edge=edge, name=name)
     if "enum" in schema:
         return schema["enum"][-1 if edge == "high" else 0]
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
         required = set(schema.get("required", ()))
-        return {name: instance(sub, **again)
-                for name, sub in schema.get("properties", {}).items()
-                if name in required or (full and depth < 6)}
+        return {key: instance(sub, **again, name=key)
+                for key, sub in schema.get("properties", {}).items()
+                if key in required or (full and depth < 6)}
     if kind == "array":
         count = max(1, schema.get("minItems", 1))
         if edge == "high":
@@ -79,7 +85,7 @@ def instance(schema: dict, *, full: bool, root: dict | None = None, depth: int =
         if edge == "high":
             return int(schema.get("maximum", 2 ** 31 - 1))
         if edge == "low":
-            return int(schema.get("minimum", 0))
+            return int(schema.get("minimum", 1 if name in NUMBERED_FROM_1 else 0))
         return max(1, schema.get("minimum", 1))
     if kind == "number":
         if edge == "high":

@@ -19,6 +19,10 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
   closing it (WebSocket 1009) made a station that had queued the message reconnect and send it
   again, forever. The server reads frames up to 4 MiB (`server.MAX_RECEIVED_BYTES`) and closes
   with 1009 past that, a memory bound per connection;
+- an id the spec numbers from 1 (a 1.6 transaction's connector, a 2.0.1 transaction's EVSE)
+  or from 0 (a status's connector, a meter's EVSE: 0 is the station, its main meter) below
+  that: `PropertyConstraintViolation` (the schemas leave them unbounded; a transaction on
+  connector 0 or -1 was billed and neither planned nor guarded) - each version's `least_ids`;
 - a CALLERROR's description is cut to OCPP-J's 255 characters (it may quote the station's
   own text);
 - NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
@@ -82,6 +86,9 @@ class Dialect:
     renames: dict[type[OCPPError], type[OCPPError]] = field(default_factory=dict)
     # error codes stations send -> the spelling this version's table uses
     code_aliases: dict[str, str] = field(default_factory=dict)
+    # action -> ((dotted path, least value), ...): the ids the spec numbers from 0 or 1 (the
+    # schemas leave them unbounded); a smaller one is PropertyConstraintViolation
+    least_ids: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     def as_own_error(self, error: OCPPError) -> OCPPError:
         """The library's exception in this version's table's own names."""
@@ -186,11 +193,21 @@ class Dialect:
         bad = _bad_date_time(_schema(MessageType.Call, action, self.version), payload, "",
                              integers=True)
         if bad is None:
-            return None
+            return self._id_below_range(action, payload)
         path, value = bad
         kind = "a 32-bit integer" if isinstance(value, int) else "an RFC 3339 date-time"
         return TypeConstraintViolationError(
             description=f"{path.lstrip('.')} must be {kind}, got {value!r}"[:500])
+
+    def _id_below_range(self, action: str, payload: dict) -> OCPPError | None:
+        for path, least in self.least_ids.get(action, ()):
+            value: Any = payload
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value < least:
+                return PropertyConstraintViolationError(
+                    description=f"{path} must be at least {least}, got {value}")
+        return None
 
     def bad_date_time_in_answer(self, action: str, payload: dict) -> str | None:
         """For answers to our calls: the path of a malformed date-time, or None."""
