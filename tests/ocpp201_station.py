@@ -76,7 +76,7 @@ class Station201(ChargePoint):
         message = json.loads(raw_msg)
         if message[0] == 3 and {"currentTime", "interval", "status"} <= set(message[2]):
             # the answer to its BootNotification: registered from the moment it reads it
-            self.registered = message[2]["status"] == "Accepted"
+            self.registered = message[2]["status"] in ("Accepted", "Pending")   # B02
         if self.setup.refuse_before_boot and not self.registered and message[0] == 2:
             self.refused_before_boot.append(message[2])
             await self._send(json.dumps([4, message[1], "SecurityError",

@@ -1,6 +1,7 @@
-"""A strict station's rule, for the simulator of either version: until it has read the Accepted
-answer to its BootNotification on this connection it is not registered, and it answers every
-call of the central system with a SecurityError CALLERROR (the `refuse_before_boot` quirk).
+"""A strict station's rule, for the simulator of either version: until it has read the answer
+to its BootNotification on this connection (Accepted, or Pending: then the central system may
+ask it things) it answers every call of the central system with a SecurityError CALLERROR
+(the `refuse_before_boot` quirk).
 
 OCPP 1.6 4.2 and 2.0.1 B01-B03: the central system talks to a station once its boot is
 accepted; a station that has just rebooted (a new connection, its BootNotification on the way)
@@ -28,8 +29,9 @@ class RefuseBeforeBoot:
             return
         if message[0] == 3 and isinstance(message[2], dict) \
                 and BOOT_ANSWER_KEYS <= set(message[2]):
-            # registered from the moment it reads the answer, before its boot call returns
-            self.registered = message[2]["status"] == "Accepted"
+            # from the moment it reads the answer, before its boot call returns; told
+            # Pending it answers the central system too (1.6 4.2, 2.0.1 B02)
+            self.registered = message[2]["status"] in ("Accepted", "Pending")
         if message[0] == 2 and not self.registered and self.station.quirks.refuse_before_boot:
             self.station.refused_before_boot.append(message[2])
             await self._send(json.dumps([4, message[1], "SecurityError", "not registered yet",
