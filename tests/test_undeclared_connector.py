@@ -245,3 +245,36 @@ async def test_listed_connectors_charge_beside_an_undeclared_one_and_a_zero_noti
     others_w += sum(w for ref, w in plan.idle_w.items() if ref.station_id != "CP1")
     assert others_w + STATION_MAX_W <= 30_000.0 + 1e-6, others_w
     assert plan.root_limit_w == pytest.approx(100_000.0)
+
+
+async def test_a_restart_keeps_the_room_for_an_undeclared_connector(tmp_path):
+    """CP1 reported connector 3 (idle) before the server restarted. After the restart nothing
+    has said so again (a reconnect without a reboot sends no status that did not change), yet
+    its station's maximum must still be kept free above it - in the plan and in the others'
+    fail-safe defaults: the set of such connectors lived in memory only, and the defaults sent
+    after the restart left no room for it."""
+    import json
+
+    import aiohttp
+
+    from smartcharge.site import undeclared
+
+    clock = AcceleratedClock(T0, speed=1.0)
+    declared, _ = _sites()
+    db = tmp_path / "sc.sqlite"
+    async with control_server(declared, db, clock) as server, aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",)) as ws:
+            for frame in ([2, "b", "BootNotification", {"chargePointVendor": "V",
+                                                        "chargePointModel": "M"}],
+                          [2, "s", "StatusNotification", {"connectorId": 3,
+                                                          "errorCode": "NoError",
+                                                          "status": "Available"}]):
+                await ws.send_str(json.dumps(frame))
+                while (answer := json.loads((await ws.receive(timeout=5)).data))[1] != frame[1]:
+                    await ws.send_str(json.dumps([4, answer[1], "NotSupported", "", {}]))
+        assert ConnectorRef("CP1", 3) in server.controller.state.undeclared
+    async with control_server(declared, db, clock) as server:
+        controller = server.controller
+        assert list(controller.state.undeclared) == [ConnectorRef("CP1", 3)]
+        assert undeclared.station_reserves_w(controller.state, controller.topology) == (
+            ("CP1", STATION_MAX_W),)
