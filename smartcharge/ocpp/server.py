@@ -10,7 +10,8 @@ Pending at boot). Without profile 3, a station with a password must present HTTP
 credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
 in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
-period, see `smartcharge/auth_throttle.py`). Then the upgrade: the
+period, see `smartcharge/auth_throttle.py`). A request that is no WebSocket upgrade gets 400
+before anything is stored. Then the upgrade: the
 subprotocol is ours to choose among those offered (`ocpp2.0.1` before `ocpp1.6`, see
 `adapters.py`, which also names the adapter class for each); if the station offers none we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
@@ -155,14 +156,19 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol"),
                                SUPPORTED_PROTOCOLS)
 
+    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
+                               heartbeat=settings.ping_interval_s or None,
+                               max_msg_size=MAX_RECEIVED_BYTES)
+    if not ws.can_prepare(request).ok:
+        # a plain GET (a scanner, a browser): nothing is stored for it (with unknown stations
+        # accepted, each new identity added a row)
+        raise web.HTTPBadRequest(text="an OCPP-J connection is a WebSocket upgrade")
+
     def seen(tx):
         tx.station_seen(station_id, now, protocol)
         return tx.boot_status(station_id)
 
     boot_status = await store.run(seen)
-    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
-                               heartbeat=settings.ping_interval_s or None,
-                               max_msg_size=MAX_RECEIVED_BYTES)
     await ws.prepare(request)
     if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
