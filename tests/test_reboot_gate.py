@@ -120,10 +120,14 @@ async def test_a_registered_1_6_station_that_rebooted_is_set_up_after_its_boot(t
                              and len(control["CP1"].default_layer) == 2, 10, "first set-up")
             first = server.app[REGISTRY].get("CP1")
             station.reboot(graceful=False, stop_reason="HardReset")
-            await wait_until(lambda: station.refused_before_boot or (
-                server.app[REGISTRY].get("CP1") not in (None, first)
-                and control["CP1"].port_link is server.app[REGISTRY].get("CP1")
-                and control["CP1"].caps is not None and len(control["CP1"].default_layer) == 2), 10, "the set-up after the reboot")
+            def set_up_again() -> bool:
+                link = server.app[REGISTRY].get("CP1")
+                return link not in (None, first) and control["CP1"].port_link is link \
+                    and control["CP1"].caps is not None \
+                    and len(control["CP1"].default_layer) == 2
+
+            await wait_until(lambda: station.refused_before_boot or set_up_again(), 10,
+                             "the set-up after the reboot")
             assert station.refused_before_boot == []
             assert control["CP1"].caps.max_periods == 5
         finally:
