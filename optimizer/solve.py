@@ -82,6 +82,7 @@ from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import (Objective, build_objective, energy_first_by_construction,
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
+from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
 from optimizer.stable import (hold_minimums, keep_window, kept_slots, previous_window,
                              stable_targets)
@@ -113,6 +114,9 @@ SMALL_CONNECTORS = 500
 # flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
 STABLE_FLOW_CONNECTORS = 500
 COLD_ROUNDS = 0
+# Min-rate rounds after the kept slots when the running cars' minimums are held there
+# (`_hold_running`): the held LP's remainders below a minimum move from slot to slot.
+HOLD_ROUNDS = 4
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 
@@ -185,7 +189,15 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
             break
         solve_s += info["solve_s"]
         iterations += info["iterations"]
-    stable_info = {}
+    stable_info, held = {}, 0
+    if targets is not None and stopped is None:
+        try:
+            power_w, held, more = _hold_running(problem, objective, model, power_w, deadline)
+            solve_s += more.get("solve_s", 0.0)
+            iterations += more.get("iterations", 0)
+            info = {**info, **more} if more else info
+        except SolverFailed as exc:  # out of time: the optimum found stands, not stabilised
+            stopped = str(exc)
     if targets is not None and stopped is None:
         try:
             power_w, stable_info = model.stabilise(targets, deadline.left_s())
@@ -195,13 +207,70 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
         iterations += stable_info.get("iterations", 0)
     return power_w, {"build_s": build_s, "solve_s": solve_s, "highs_s": solve_s,
                      "objective": info["objective"],
-                     "stable_s": stable_info.get("solve_s"),
+                     "stable_s": stable_info.get("solve_s"), "held_running": held,
                      "stable_failed": stable_info.get("stable_failed"),
                      "rounds_stopped": stopped, "energy_first": info["energy_first"],
                      "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
                      "status": info["status"],
                      "rounds": rounds, "paused": paused, "iterations": iterations,
                      "n_vars": info["n_vars"], "n_rows": info["n_rows"], "nnz": info["nnz"]}
+
+
+def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
+                  power_w: np.ndarray, deadline: _Deadline):
+    """(power_w, entries held, the re-solves' info): the running cars' minimums held in the
+    kept slots when that keeps energy, price and fairness (optimizer/running.py) and loses no
+    weighted energy after rounding; else the optimum as it was (solved again without them)."""
+    arrays = model.arrays
+    column_upper = np.where(arrays.var_of >= 0, arrays.ub[np.maximum(arrays.var_of, 0)], 0.0)
+    connector, slot = running_minimums(problem, power_w, column_upper)
+    if connector.size == 0:
+        return power_w, 0, {}
+    before = levels(problem, objective, power_w)
+    free_wh = _rounded_wh(problem, power_w)
+    paused_before = len(model.paused_cols)
+    model.raise_lower(connector, slot, problem.min_power_w[connector])
+    spent = {"solve_s": 0.0, "iterations": 0}
+
+    def run():
+        held_w, info = model.solve(deadline.left_s())
+        spent["solve_s"] += info["solve_s"]
+        spent["iterations"] += info["iterations"]
+        return held_w, info
+
+    try:
+        held_w, info = run()
+        if keeps_levels(before, levels(problem, objective, held_w)):
+            if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                return held_w, int(connector.size), {**info, **spent}
+            # Held, the LP leaves remainders below a minimum after the kept slots (the
+            # energy the held cars take now moves others later) that round worse: min-rate
+            # rounds there (the kept slots are not touched), as many as HOLD_ROUNDS
+            for _ in range(HOLD_ROUNDS):
+                later = _below_min(problem, held_w)
+                later[:, :kept_slots(problem)] = False
+                if not later.any():
+                    break
+                model.pause(*np.nonzero(later))
+                held_w, info = run()
+                if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                    return held_w, int(connector.size), {**info, **spent}
+    except SolverFailed:
+        pass
+    # the bounds cost energy, price or fairness, or rounded worse: the optimum without them
+    model.unpause(paused_before)
+    model.reset_lower()
+    power_w, info = run()
+    return power_w, 0, {**info, **spent}
+
+
+def _rounded_wh(problem: Problem, power_w: np.ndarray) -> float:
+    """Weighted energy of power_w after what `solve` does to an LP plan (the hold of running
+    minimums, the projection, the top-up): an LP optimum with the running cars held can
+    round worse than one without (a 1-phase car held at its minimum beside a 3-phase car
+    on one phase left the 3-phase car fractional later: 659 Wh less over the horizon)."""
+    held_w, _ = hold_minimums(problem, power_w)
+    return weighted_energy_wh(problem, _round(problem, held_w, 1)[0])
 
 
 def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _Deadline):
