@@ -21,8 +21,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
    violation here is a bug; `safety.project_checked` reports the `check.feasible` test it ended
    on, the same comparisons as `check(tol=0)`, so the result is not checked twice).
-   Stable plans: with a previous allocation (`Problem.previous_w`), after the last HiGHS solve
-   a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
+   Stable plans: with a previous allocation (`Problem.previous_w`), a car the previous plan
+   ran keeps its minimum in the kept slots when the three levels above urgency and the
+   rounded energy allow it (optimizer/running.py, `_hold_running`: HiGHS only); then, after
+   the last HiGHS solve a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
    to it in the slots it names (optimizer/stable.py; the flow has a cost term of its own for
    it, optimizer/flow.py `stable_level`), and a car it ran there is held at its minimum rate
    (`stable.hold_minimums`), before the projection and the top-up.
@@ -515,6 +517,13 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
     else:
+        # returned whole: the running cars it pauses in the kept slots held at their minimum
+        # where a car of equal weight above its own gives the room (energy-neutral exchanges:
+        # the same weighted energy, every car within its request)
+        held_w, held = hold_minimums(problem, power_w, paused_too=True)
+        if held and weighted_energy_wh(problem, held_w) >= theirs * (1.0 - 1e-12) and \
+                feasible(problem, held_w):
+            power_w, name = held_w, f"{name}+held"
         _assert_feasible(problem, power_w, name)
     return _schedule(
         problem, objective, power_w, status=NEAR_OPTIMAL, backend=name,
