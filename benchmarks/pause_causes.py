@@ -75,9 +75,9 @@ class Capture:
                 cap._current["backend"] = schedule.backend
             return schedule
 
-        def hold_w(problem, power_w):
-            out = hold(problem, power_w)
-            if cap._depth == 1 and cap._current is not None:
+        def hold_w(problem, power_w, paused_too=False):
+            out = hold(problem, power_w, paused_too=paused_too)
+            if cap._depth == 1 and cap._current is not None and not paused_too:
                 cap._current["stages"]["lp"] = np.array(power_w)
             return out
 
