@@ -272,8 +272,8 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
     as it was (for the projection).
 
     paused_too: also a car the plan leaves at 0 there (the portfolio guard, on a baseline it
-    returns whole: the exchange keeps every car's energy within its request and the weighted
-    energy, so the result still delivers exactly the baseline's)."""
+    returns whole), always by the four-entry exchange: every car keeps the baseline's energy,
+    so the result delivers exactly the baseline's weighted energy."""
     previous = problem.previous_w
     if previous is None:
         return power_w, 0
@@ -300,7 +300,12 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
             need = minimum[i] - x[i]
             if need > upper[i, t] - x[i]:
                 continue
-            shift = max(delivered[i] + need * wh - problem.energy_wh[i], 0.0)  # Wh
+            # Wh of its own later energy to move into this slot: what the raise would deliver
+            # beyond its request; on a baseline (paused_too) all of it, so the donor gets back
+            # what it gives now and every car keeps the baseline's energy (a donor that only
+            # gave was often the car that leaves first, which the baseline served for that)
+            shift = need * wh if paused_too else \
+                max(delivered[i] + need * wh - problem.energy_wh[i], 0.0)
             surplus = np.where((weight == weight[i]) & (x > minimum + ZERO_W), x - minimum, 0.0)
             surplus[i] = 0.0
             for j in np.flatnonzero(surplus >= need)[np.argsort(-surplus[surplus >= need])]:

@@ -92,17 +92,16 @@ def test_random_replans_keep_the_levels_above_urgency_and_beat_the_baselines(fam
 def test_a_baseline_returned_whole_keeps_the_running_car_by_exchanges(paused_too):
     # What the portfolio guard does to a baseline it returns whole (EDF here: the car that
     # leaves first gets the station now, the running car 0 waits): car 0 is held at its
-    # minimum in the kept slots and car 1, of the same weight, gives that room, so the
-    # weighted energy is the baseline's, exactly (car 0 wants more than the plan gives it;
-    # a car whose whole request is planned moves its own later energy instead, as before).
-    from optimizer.check import check
+    # minimum in the kept slots, and car 1, of the same weight, gives that room now and takes
+    # car 0's room later instead, so every car gets the baseline's energy.
+    from optimizer.check import check, delivered_wh
     from optimizer.solve import weighted_energy_wh
     from optimizer.stable import hold_minimums
 
-    problem = station_of_two([20000.0, 4 * 2760.0], [12, 8])
     baseline = np.zeros((2, 12))
-    baseline[1, :4] = 11040.0
-    baseline[0, 4:8] = 11040.0
+    baseline[1, :3] = 11040.0
+    baseline[:, 3:8] = [[6900.0], [4140.0]]
+    problem = station_of_two(baseline @ np.full(12, 0.25), [12, 8])
     held_w, held = hold_minimums(problem, baseline, paused_too=paused_too)
     if not paused_too:      # the stable plan's hold: only cars between 0 and their minimum
         assert held == 0 and np.array_equal(held_w, baseline)
@@ -111,5 +110,6 @@ def test_a_baseline_returned_whole_keeps_the_running_car_by_exchanges(paused_too
     assert (held_w[0, :3] >= MIN_W - 1e-6).all() and (held_w[1, :3] > 0).all()
     assert weighted_energy_wh(problem, held_w) == pytest.approx(
         weighted_energy_wh(problem, baseline), rel=1e-12)
+    assert delivered_wh(problem, held_w) == pytest.approx(delivered_wh(problem, baseline))
     assert check(problem, held_w) == []
     assert ((held_w == 0) | (held_w >= MIN_W - 1e-6)).all()
