@@ -399,3 +399,43 @@ async def test_a_limit_lowered_while_an_increase_is_answered_stops_the_next_incr
                          10, "under the event's limit")
         await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
         assert len(set(raised_after_event)) <= 1, raised_after_event
+
+
+async def test_an_idle_share_that_lowers_after_the_old_expiry_goes_before_the_raises(tmp_path):
+    """Every plan and idle schedule ends at one common instant E1; when it moves on to E2, the
+    car's plan is re-sent to E2 and an idle connector's share too. The car's plan raises it in
+    [E1, E2) (installed there: its fail-safe default); the idle share of 0 lowers the idle
+    connector there (installed: its idle schedule of 0 until E1, then its fail-safe default).
+    That share went out as an increase (0 is not below the 0 sent before), after the raise: in
+    between, and for ever if the second request never came, the station allowed the car its
+    plan and the idle connector its default from E1 on - over the grid limit. (Seen in the demo
+    under CPU load: idle connectors whose cars the controller had not yet heard of.)"""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = Site(name="trust-expiry", circuits=(Circuit("grid", None, limit_w=22_000),),
+                stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+    car, idle = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
+    dispatch = DispatchSettings(call_timeout_s=5.0, profile_lifetime_s=300.0,
+                                refresh_before_s=200.0)
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        # the car takes the whole limit; the idle connector's share is 0
+        await wait_until(lambda: limit_w(fleet, car) > 21_000 and limit_w(fleet, idle) < 100,
+                         10, "22 kW for the car, 0 for the idle connector")
+        await wait_until(lambda: dispatcher.idle, 10, "dispatched")
+        first_end = dispatcher.expiry
+        after_end = first_end + timedelta(seconds=30)
+        # the fail-safe defaults hold from E1 on: under the limit together
+        assert limit_w(fleet, car, after_end) + limit_w(fleet, idle, after_end) <= 22_000 + 1
+        watch = InstallWatch(site, fleet, controller.limits, clock, moments=(after_end,))
+        await wait_until(lambda: clock.now() > first_end - timedelta(seconds=190), 10,
+                         "the common end near")
+        controller.request_replan("test")
+        await wait_until(lambda: dispatcher.expiry > first_end and dispatcher.idle, 10,
+                         "every profile re-sent to the new end")
+        assert limit_w(fleet, car, after_end) > 21_000          # the car keeps its 22 kW ...
+        assert limit_w(fleet, idle, after_end) < 100            # ... the idle share stays 0
+        assert not watch.excesses, watch.excesses[:5]
