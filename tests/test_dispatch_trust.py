@@ -439,3 +439,45 @@ async def test_an_idle_share_that_lowers_after_the_old_expiry_goes_before_the_ra
         assert limit_w(fleet, car, after_end) > 21_000          # the car keeps its 22 kW ...
         assert limit_w(fleet, idle, after_end) < 100            # ... the idle share stays 0
         assert not watch.excesses, watch.excesses[:5]
+
+
+async def test_a_plan_sent_as_the_default_counts_as_lowered_only_once_the_old_txprofile_is_cleared(
+        tmp_path):
+    """A 2.0.1 station refuses CP1's lower TxProfile and takes the plan as the EVSE's default
+    instead; its old, higher TxProfile overrules any default until it is cleared. The clear
+    went unanswered, yet dispatch counted the decrease as done and raised CP2 into the room
+    CP1 still held. Until the clear is acknowledged CP1 may draw what its old TxProfile
+    allows: CP2 must wait."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
+        try:
+            controller = server.controller
+            await fleet.start(wait_booted_s=10)
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+            controller.ev_cap_w[REF2] = 7_000.0     # CP1 gets the rest on a TxProfile
+            controller.request_replan("test")
+            cp1 = fleet.station("CP1")
+            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                             and limit_w(fleet, REF1) > 14_000, 10, "CP1 on a 15 kW TxProfile")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            watch = InstallWatch(site, fleet, controller.limits, clock)
+            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+            controller.ev_cap_w[REF1] = 3_000.0     # CP1 down, CP2 may take the rest
+            controller.ev_cap_w.pop(REF2, None)
+            controller.request_replan("test")
+            await wait_until(lambda: REF1 in controller.plan.fixed_w or watch.excesses, 10,
+                             "CP1 planned at what its old TxProfile allows")
+            assert not watch.excesses, watch.excesses[:5]
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+            assert limit_w(fleet, REF1) > 14_000          # the old TxProfile still overrules
+            assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1
+            assert not watch.excesses, watch.excesses[:5]
+        finally:
+            for station in fleet.stations.values():
+                station.profile_answers.set()
+            await fleet.stop()
