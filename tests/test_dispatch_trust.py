@@ -481,3 +481,59 @@ async def test_a_plan_sent_as_the_default_counts_as_lowered_only_once_the_old_tx
             for station in fleet.stations.values():
                 station.profile_answers.set()
             await fleet.stop()
+
+
+async def test_a_car_arriving_during_the_solve_keeps_the_idle_share_the_plan_left_it(
+        tmp_path, monkeypatch):
+    """The picture is taken, the plan solved in a worker thread: a car plugged in meanwhile was
+    idle in the picture, and the room it had was given to another car. Its idle share (what the
+    plan left it) was dropped - 'it waits for its own plan' - so it kept drawing the share of
+    the plan before, and the other car was raised into that room: over the limit until the next
+    plan (seen in tests/test_site_e2e.py under CPU load: 44.9 kW installed under a 30 kW cap).
+    The order is forced: every solve waits until the test lets it go."""
+    import threading
+
+    from smartcharge.site import planner
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    async with trust_site(site, tmp_path, clock) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        await wait_until(lambda: controller.plan is not None
+                         and REF1 in controller.plan.connectors, 10, "CP1 planned")
+        controller.ev_cap_w[REF1] = 11_000.0
+        controller.request_replan("test")
+        # CP1 at 11 kW; CP2, idle, may give a car arriving the other 11 kW
+        await wait_until(lambda: controller.plan is not None
+                         and REF1 in controller.plan.connectors
+                         and abs(controller.plan.idle_w.get(REF2, 0) - 11_000) < 100
+                         and dispatcher.idle, 10, "planned 11 / 11 kW and dispatched")
+        assert abs(limit_w(fleet, REF1) - 11_000) < 100
+        assert abs(limit_w(fleet, REF2) - 11_000) < 100
+        make_plan, solves = planner.make_plan, []
+
+        def held(*args, **kwargs):   # in the worker thread
+            solve = threading.Event()
+            solves.append(solve)
+            solve.wait(timeout=30)
+            return make_plan(*args, **kwargs)
+        monkeypatch.setattr(planner, "make_plan", held)
+        watch = InstallWatch(site, fleet, controller.limits, clock)
+        controller.ev_cap_w.pop(REF1, None)      # CP1 may take the whole limit ...
+        controller.request_replan("test")
+        await wait_until(lambda: len(solves) == 1, 10, "the picture taken, the solve held")
+        assert await fleet.plug_in("CP2", 1, big_ev(), "DRIVER-1")   # ... as CP2 arrives
+        await wait_until(lambda: REF2 in controller.state.sessions, 10, "CP2's session known")
+        solves[0].set()
+        await wait_until(lambda: controller.plan.connectors[REF1].power_at(clock.now())
+                         > 20_000, 10, "CP1 planned at 22 kW without CP2")
+        await wait_until(lambda: dispatcher.idle, 10, "that plan dispatched")
+        assert not watch.excesses, watch.excesses[:5]
+        monkeypatch.setattr(planner, "make_plan", make_plan)
+        for solve in solves:
+            solve.set()
+        await wait_until(lambda: REF2 in controller.plan.connectors and dispatcher.idle, 10,
+                         "CP2 planned and dispatched")
+        assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1
+        assert not watch.excesses, watch.excesses[:5]
