@@ -96,8 +96,14 @@ def print_rows(rows: list[dict]) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", default=["demo", "workplace", "depot", "tight"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="ControllerSettings to change, e.g. taper_model=0")
     args = parser.parse_args(argv)
-    print_rows([breakdown(day) for day in days(args.days)])
+    settings = {}
+    for item in args.set:
+        name, value = item.split("=", 1)
+        settings[name] = float(value) if "." in value else int(value)
+    print_rows([breakdown(day, settings) for day in days(args.days)])
 
 
 if __name__ == "__main__":

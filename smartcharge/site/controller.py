@@ -70,6 +70,7 @@ class ControllerSettings:
     # on the table (benchmarks/README.md, "Closed loop headroom").
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
+    taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long
