@@ -25,6 +25,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from benchmarks.quality import settings_from
 from benchmarks.quality_days import days, offline_optimum_wh
 from benchmarks.quality_loop import run_day
 
@@ -99,10 +100,7 @@ def main(argv=None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="ControllerSettings to change, e.g. taper_model=0")
     args = parser.parse_args(argv)
-    settings = {}
-    for item in args.set:
-        name, value = item.split("=", 1)
-        settings[name] = float(value) if "." in value else int(value)
+    settings = settings_from(args.set)
     print_rows([breakdown(day, settings) for day in days(args.days)])
 
 
