@@ -83,3 +83,25 @@ def test_a_car_drawing_its_whole_offer_keeps_the_line():
     point = Point(second.at + timedelta(minutes=5), second.energy_wh + 300.0, offer_w)
     assert model.observe(REF, point, offer_w, 75.0) is None
     assert model.fits[REF] is fit
+
+
+def test_the_sample_after_one_that_took_its_whole_offer_bounds_the_slope_at_once():
+    # a 22 kW car just under its taper start draws its whole 22 kW offer, then, five minutes
+    # on, less: it accepted at least 22 kW then, so its line falls at least that steeply - a
+    # line from the first sample under the offer, never steeper than the car's own
+    car = SimEV(capacity_wh=40_000.0, soc=0.75, max_power_w_by_phases={3: 22_000.0})
+    true_per_wh = 22_000.0 * 0.9 / (0.2 * 40_000.0)
+    model = TaperModel()
+    took_all, under = _samples(car, 22_000.0, 10)
+    assert took_all.power_w == 22_000.0 and under.power_w < 21_000.0
+    assert model.observe(REF, took_all, 22_000.0, 75.0) is None
+    assert model.observe(REF, under, 22_000.0, 75.0) == "fitted"
+    bound = model.fits[REF].per_wh
+    assert 0.3 * true_per_wh < bound < true_per_wh
+    # the next sample under the offer measures it (a sample's power is its last minute's
+    # average: ~5 % off for a car tapering this fast)
+    (later,) = _samples(car, 22_000.0, 5)
+    later = Point(later.at + timedelta(minutes=10), under.energy_wh + later.energy_wh,
+                  later.power_w)
+    model.observe(REF, later, 22_000.0, 75.0)
+    assert bound < model.fits[REF].per_wh == pytest.approx(true_per_wh, rel=0.05)

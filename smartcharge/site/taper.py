@@ -68,10 +68,12 @@ class TaperModel:
     def __init__(self) -> None:
         self.last: dict = {}     # ref -> Point: the latest sample that showed acceptance
         self.fits: dict = {}     # ref -> Fit
+        self.took: dict = {}     # ref -> Point: the last sample, if it took its whole offer
 
     def forget(self, ref) -> None:
         self.last.pop(ref, None)
         self.fits.pop(ref, None)
+        self.took.pop(ref, None)
 
     def observe(self, ref, point: Point, offered_w: float, margin_w: float) -> str | None:
         """One meter sample of a car offered `offered_w`. Returns "fitted" when the line is
@@ -83,19 +85,22 @@ class TaperModel:
             if offered_w - point.power_w > margin_w:
                 self.last[ref] = point
             return "refuted"
+        took_all, self.took[ref] = self.took.get(ref), None
         if offered_w - point.power_w <= margin_w:
-            return None          # took what it was offered: its acceptance is not shown
-        before, self.last[ref] = self.last.get(ref), point
-        if before is None:
+            self.took[ref] = point   # took what it was offered: acceptance at least that
             return None
-        span_wh = point.energy_wh - before.energy_wh
-        drop_w = before.power_w - point.power_w
-        if span_wh < MIN_SPAN_WH or drop_w < MIN_DROP_W:
-            if fit is not None and span_wh >= 0.0:
+        before, self.last[ref] = self.last.get(ref), point
+        # the slope from the last sample under the offer, and a lower bound from the sample
+        # just before if it took its whole offer (the car accepted at least that then): the
+        # steeper is the nearer (both fall short of it only if the taper began in between)
+        slopes = [slope for slope in (_slope(before, point), _slope(took_all, point))
+                  if slope is not None]
+        if not slopes:
+            if fit is not None and before is not None and point.energy_wh >= before.energy_wh:
                 self.fits[ref] = Fit(point, fit.per_wh)   # on the line still: move the anchor
                 return "fitted"
             return None
-        per_wh = drop_w / span_wh
+        per_wh = max(slopes)
         if not MIN_PER_WH <= per_wh <= MAX_PER_WH:
             self.fits.pop(ref, None)
             return None
@@ -120,3 +125,14 @@ class TaperModel:
             else:
                 caps.append(fit.mean_w(sampled_at, energy_wh, begin, end) + headroom_w)
         return caps
+
+
+def _slope(earlier: Point | None, later: Point) -> float | None:
+    """W less per Wh taken from `earlier` to `later`, or None if they say nothing."""
+    if earlier is None:
+        return None
+    span_wh = later.energy_wh - earlier.energy_wh
+    drop_w = earlier.power_w - later.power_w
+    if span_wh < MIN_SPAN_WH or drop_w < MIN_DROP_W:
+        return None
+    return drop_w / span_wh
