@@ -180,3 +180,34 @@ async def test_a_tapering_car_is_planned_at_what_its_learned_taper_says_it_will_
     mean_unused_w = sum(unused[m] for m in window) / len(window)
     # before (the draw at the last sample plus headroom until the next sample): 1 003 W
     assert mean_unused_w <= 100.0, mean_unused_w
+
+
+async def test_the_sample_that_shows_a_cars_phases_is_followed_like_any_other():
+    # An 11 kW car on a 22 kW bay: its first sample shows its three phases and that it takes
+    # 11 of the 22 kW it was given. That sample is followed at once (before, a sample that
+    # taught the car's phases skipped the closed loop: 11 kW stood idle for another meter
+    # interval, the tight day's "other" plan not taken). A single-phase car's first sample was
+    # taken under a three-phase guess: it caps nothing.
+    clock = ManualClock(T0)
+    site = Site(name="phases", circuits=(Circuit("grid", None, limit_w=60_000.0),),
+                stations=_site().stations)
+    controller = SiteController(site, clock)
+    three, one = ConnectorRef("CP1", 1), ConnectorRef("CP2", 1)
+    for tx, ref in enumerate((three, one), start=1):
+        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
+        controller.on_event(ev.SessionStarted(ref.station_id, 1, tx, "TAG", 0.0, T0))
+    await controller.replan()
+    assert controller.allocated_now_w(three) >= 10_000 and controller.allocated_now_w(one) >= 10_000
+    clock.advance(300)
+    amps = 11_000.0 / 3 / 230.0
+    controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=900.0, power_w=11_000.0,
+                                        current_a=(amps, amps, amps), received_at=clock.now()))
+    assert controller.state.sessions[three].phases_in_use == 3
+    assert controller.ev_cap_w.get(three) == 11_000.0 + controller.settings.ev_headroom_w
+    assert "underuse:CP1/1" in controller._reasons
+    controller.on_event(ev.MeterSampled("CP2", 1, 2, clock.now(), "Sample.Periodic",
+                                        energy_register_wh=300.0, power_w=3_000.0,
+                                        current_a=(13.0, 0.0, 0.0), received_at=clock.now()))
+    assert controller.state.sessions[one].phases_in_use == 1
+    assert one not in controller.ev_cap_w

@@ -40,10 +40,18 @@ class ClosedLoop:
             interval_s = (at - last).total_seconds()
         self._sampled[ref] = (at, interval_s)
 
-    def phases_learned(self, ref: ConnectorRef) -> None:
-        """The car's phase use is now known: its cap was measured on a guess."""
+    def phases_learned(self, ref: ConnectorRef, event=None) -> None:
+        """The car's phase use is now known: its cap was measured on a guess. The sample that
+        showed it (`event`) is followed like any other when the plan had guessed right (it
+        skipped the closed loop: an 11 kW car given 22 kW kept them another meter interval)."""
         self.ev_cap_w.pop(ref, None)
         self.taper.forget(ref)
+        plan = self.c.plan.connectors.get(ref) if self.c.plan else None
+        session = self.c.state.sessions.get(ref)
+        if event is not None and plan is not None and session is not None and \
+                plan.transaction_id == session.transaction_id and \
+                plan.phases == session.phases_in_use:
+            self.on_sample(event)
 
     def forget_ended(self, now: datetime) -> None:
         """Facts of sessions that ended; a declined car is offered power again after

@@ -158,7 +158,8 @@ class SiteController:
             # make room for its station's maximum (failsafe.py), sent with the next round
             self.request_replan(f"undeclared:{event.station_id}/{event.connector_id}")
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
-            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
+            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id),
+                                            event)
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
