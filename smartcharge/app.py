@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import ocpp.messages
 from aiohttp import web
 
-from smartcharge import api
+from smartcharge import api, http_log
 from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.clock import Clock, SystemClock
 from smartcharge.events import EventBus
@@ -44,6 +44,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     # The library validates every payload in a worker thread by default; the thread hop costs
     # more than validating an OCPP payload inline (measured: ~15-25 % more MeterValues/s).
     ocpp.messages.ASYNC_VALIDATION = False
+    http_log.install()   # a request HTTP cannot read: the client's fault, a WARNING line
     app = web.Application(client_max_size=1 << 20)
     app[SITE] = site
     app[CLOCK] = clock or SystemClock()

@@ -208,7 +208,8 @@ class _Reader:
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
-                                            "inbound_retention_days", "settle_s"})
+                                            "inbound_retention_days", "settle_s",
+                                            "boot_wait_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -232,6 +233,8 @@ class _Reader:
                                                defaults.inbound_retention_days),
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
+            boot_wait_s=self.number(table, "boot_wait_s", "server", defaults.boot_wait_s,
+                                    allow_zero=True),
         )
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:

@@ -82,6 +82,9 @@ class ServerSettings:
     heartbeat_interval_s: int = 300
     call_timeout_s: float = 30.0       # how long we wait for a station's answer
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
+    # a station accepted before reconnects: how long our calls wait for a BootNotification
+    # (it rebooted) before taking the connection for a reconnect without one
+    boot_wait_s: float = 5.0
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
     inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
     tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate

@@ -44,6 +44,8 @@ class StationSetup:
     # until its BootNotification is accepted it answers every request with SecurityError, as
     # a station does to a CSMS that talks to it before it is registered
     refuse_before_boot: bool = False
+    # registered from an earlier connection (a reconnect without a reboot): no boot needed
+    registered_from_before: bool = False
 
 
 class Station201(ChargePoint):
@@ -67,14 +69,14 @@ class Station201(ChargePoint):
             "LimitChangeSignificance": "0.1", "Phases3to1": "false"},
             "OCPPCommCtrlr": {"HeartbeatInterval": "300"}}
         self.got = asyncio.Event()
-        self.registered = False
+        self.registered = s.registered_from_before
         self.refused_before_boot: list[str] = []
 
     async def route_message(self, raw_msg):
         message = json.loads(raw_msg)
         if message[0] == 3 and {"currentTime", "interval", "status"} <= set(message[2]):
             # the answer to its BootNotification: registered from the moment it reads it
-            self.registered = message[2]["status"] == "Accepted"
+            self.registered = message[2]["status"] in ("Accepted", "Pending")   # B02
         if self.setup.refuse_before_boot and not self.registered and message[0] == 2:
             self.refused_before_boot.append(message[2])
             await self._send(json.dumps([4, message[1], "SecurityError",

@@ -5,6 +5,8 @@ is stored or changed by it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -100,3 +102,31 @@ async def test_times_far_out_are_written_back_as_rfc_3339(api):
         assert response.status == 201
         event = await response.json()
     assert (event["start"], event["end"]) == ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
+
+
+@pytest.mark.parametrize("head", [
+    f"GET /api/stations?{'x' * 9000} HTTP/1.1\r\n",                    # request line > 8 KB
+    f"GET /api/stations HTTP/1.1\r\nX-Long: {'x' * 9000}\r\n",         # a header > 8 KB
+], ids=["request-line", "header"])
+async def test_what_http_cannot_read_is_a_plain_400_before_any_route(api, head, caplog):
+    """Documented in docs/api.md: aiohttp's parser answers a request it cannot read before the
+    app sees it (no middleware runs: its body is plain text, not the API's JSON) - a 400 with
+    no internals, and the connection is closed. Nothing reaches auth or a handler. It is the
+    client's fault: one WARNING line, not an ERROR with a traceback (aiohttp's own: anyone
+    could fill the log and page the operator with it)."""
+    server, _ = api
+    caplog.set_level(logging.WARNING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write((head + f"Host: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\r\n").encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)   # until the server closes
+    finally:
+        writer.close()
+    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
+    assert status_line.split()[1] == "400", status_line
+    assert "Traceback" not in rest and "smartcharge" not in rest
+    logged = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert logged and all(r.levelno == logging.WARNING and r.exc_info is None
+                          and "x" * 300 not in r.getMessage() for r in logged), [
+        (r.levelname, r.getMessage()[:300]) for r in logged]

@@ -65,6 +65,13 @@ def test_minimal_file_gets_defaults():
     assert site.server.settle_s == 5.0
 
 
+def test_boot_wait_from_the_server_table():
+    assert parse_site(MINIMAL).server.boot_wait_s == 5.0
+    assert parse_site("[server]\nboot_wait_s = 0.5\n" + MINIMAL).server.boot_wait_s == 0.5
+    with pytest.raises(ConfigError, match="server.boot_wait_s"):
+        parse_site("[server]\nboot_wait_s = -1\n" + MINIMAL)
+
+
 def test_settle_time_from_the_server_table():
     site = parse_site("[server]\nsettle_s = 2.5\n" + MINIMAL)
     assert site.server.settle_s == 2.5

@@ -5,6 +5,9 @@
   restart, as a real one does; one session, its energy exact, no sample twice;
 - after a DR event or an operator cap is committed and before the 2xx: after the restart it is
   there and in force (all of these in one scenario: three lives of the server, ~8 s);
+- after a 1.6 StartTransaction or a 2.0.1 Started, a cap schedule, a driver's need or a DR
+  event's cancellation is committed and before its answer: a re-sent start gets the id that
+  was stored (one session), and the file holds the obligations;
 - in the middle of a schema migration: the file is as it was, and the next start migrates it.
 
 The server is `smartcharge serve` in a subprocess on a real SQLite file; stations are raw
@@ -264,3 +267,63 @@ async def test_killed_in_the_middle_of_a_migration(tmp_path):
         db.close()
     finally:
         server.stop()
+
+
+async def test_killed_before_a_start_a_need_or_a_cancel_is_answered(tmp_path):
+    """Two lives. The first dies when a 1.6 StartTransaction, a 2.0.1 Started and a cap
+    schedule are committed and none is answered: the stations re-send their starts - one
+    session each, the 1.6 station gets the transaction id that was stored (a second id would
+    leave a session that never stops) - and the schedule is there. The second dies when a
+    driver's need (PUT /api/sessions/{id}) and a DR event's cancellation are committed: the
+    file holds both (what the next start restores, as the first test shows for a cap)."""
+    from ocpp.v201 import call as call201
+
+    server = Server(tmp_path, stations=2)
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    window = {"start": soon.isoformat(), "end": (soon + timedelta(hours=1)).isoformat(),
+              "limit_w": 25_000}
+    event = {"id": "late", "start": soon.isoformat(),
+             "end": (soon + timedelta(hours=2)).isoformat(), "limit_w": 20_000}
+    try:
+        async with aiohttp.ClientSession() as http:
+            cp1, cp2 = RawStation(http, server, "CP1", "ocpp1.6"), \
+                RawStation(http, server, "CP2", "ocpp2.0.1")
+            server.start("answer:StartTransaction+answer:TransactionEvent/Started"
+                         "+response:put_cap_schedule")
+            await asyncio.gather(cp1.connect(), cp2.connect())
+            boots = (call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R"),
+                     call201.BootNotification(reason="PowerUp", charging_station={
+                         "vendor_name": "Raw", "model": "R"}))
+            for station, boot in zip((cp1, cp2), boots):
+                assert (await station.call("boot", boot))[0] == MessageType.CallResult
+            start = _frames_16()[0]
+            started = tx_event("Started", "T-1", 0, T0, register_wh=1_000)
+            assert await asyncio.gather(
+                cp1.call("start", start), cp2.call("started", started),
+                server.api("PUT", "/api/site/cap-schedule", {"windows": [window]})) == [None] * 3
+            assert server.killed_at_its_point()
+
+            server.start("response:put_session+response:delete_event")
+            await asyncio.gather(cp1.connect(), cp2.connect())   # no boot: no restart
+            answer = await cp1.call("start", start)
+            assert answer[0] == MessageType.CallResult
+            transaction_id = answer[2]["transactionId"]
+            assert (await cp2.call("started", started))[0] == MessageType.CallResult
+            status, schedule = await server.api("GET", "/api/site/cap-schedule")
+            assert [w["limit_w"] for w in schedule["windows"]] == [25_000]
+            assert (await server.api("POST", "/api/demand-response/events", event))[0] == 201
+            assert await asyncio.gather(
+                server.api("PUT", f"/api/sessions/{transaction_id}", {"requested_wh": 30_000}),
+                server.api("DELETE", "/api/demand-response/events/late")) == [None] * 2
+            assert server.killed_at_its_point()
+    finally:
+        server.stop()
+    sessions, _ = await _store_rows(server.db_path)
+    assert sorted((s.station_id, s.state) for s in sessions) == [
+        ("CP1", "open"), ("CP2", "open")], sessions
+    assert [s.transaction_id for s in sessions if s.station_id == "CP1"] == [transaction_id]
+    with sqlite3.connect(server.db_path) as db:
+        assert db.execute("SELECT requested_wh FROM session_needs WHERE transaction_id = ?",
+                          (transaction_id,)).fetchall() == [(30_000,)]
+        assert db.execute("SELECT cancelled FROM dr_events WHERE event_id = 'late'"
+                          ).fetchall() == [(1,)]

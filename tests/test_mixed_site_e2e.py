@@ -1,6 +1,7 @@
 """End to end, a mixed fleet: OCPP 1.6 and OCPP 2.0.1 simulated stations (one with an ISO 15118
 car) under ONE breaker, the real server with the site controller, real WebSockets on 127.0.0.1,
-a real SQLite file, accelerated site time. A utility's DR event comes through the REST API:
+a real SQLite file, accelerated site time, strict stations (a call before the boot's answer is
+refused). A utility's DR event comes through the REST API:
 from its start the limits the stations really have installed (their composite limits, as the
 simulators apply them) sum to at most the DR limit; no 2.0.1 station refused a profile for a
 K01 reason; and the bill of every session of either version is its register difference."""
@@ -19,6 +20,7 @@ from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.spec import Quirks
 from tests.installed_limits import connector_limit_w
 from tests.site_e2e import control_server, post_dr_event, wait_until
 
@@ -98,8 +100,10 @@ async def test_mixed_fleet_shares_one_breaker_through_a_dr_event_and_bills_exact
     sampler = None
     async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
                               dispatch=DISPATCH) as server:
+        # strict stations: a call before its boot's answer is refused (SecurityError)
         fleet = Fleet(site, server.ws_url, clock, ocpp_versions=VERSIONS, meter_interval_s=30,
-                      reconnect_min_s=0.05, reconnect_max_s=0.3, call_timeout_s=5.0)
+                      reconnect_min_s=0.05, reconnect_max_s=0.3, call_timeout_s=5.0,
+                      quirks={sid: Quirks(refuse_before_boot=True) for sid in VERSIONS})
         try:
             await fleet.start(wait_booted_s=10)
             for sid in VERSIONS:
@@ -132,6 +136,8 @@ async def test_mixed_fleet_shares_one_breaker_through_a_dr_event_and_bills_exact
     assert max(total for at, total in samples if at < start) > DR_LIMIT_W + 1000   # it bit
     over = [(f"{at:%H:%M:%S}", round(total)) for at, total in during if total > DR_LIMIT_W + 1]
     assert not over, over[:5]
+    assert {sid: fleet.station(sid).refused_before_boot for sid in VERSIONS} == {
+        sid: [] for sid in VERSIONS}
     rejected = {sid: [code for code, _ in fleet.station(sid).rejections]
                 for sid in VERSIONS if VERSIONS[sid] == "2.0.1"}
     assert not any(set(codes) & K01_REASONS for codes in rejected.values()), rejected

@@ -112,6 +112,28 @@ async def booted_raw_socket(harness, station_id="CP1"):
      [4, "-1", "RpcFrameworkError"]),
     ('[2, "m14", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
      [4, "-1", "RpcFrameworkError"]),
+    # ids the spec numbers from 1 (EVSEs, their connectors; 0 is the station or its main
+    # meter only where a message says so): a transaction on "EVSE 0" or "-3" was billed and
+    # neither planned nor guarded
+    ([2, "m15", "TransactionEvent", {"eventType": "Started", "triggerReason": "Authorized",
+                                     "seqNo": 0, "timestamp": "2026-01-01T00:00:00Z",
+                                     "transactionInfo": {"transactionId": "T1"},
+                                     "evse": {"id": 0, "connectorId": 1}}],
+     [4, "m15", "PropertyConstraintViolation"]),
+    ([2, "m16", "TransactionEvent", {"eventType": "Started", "triggerReason": "Authorized",
+                                     "seqNo": 0, "timestamp": "2026-01-01T00:00:00Z",
+                                     "transactionInfo": {"transactionId": "T2"},
+                                     "evse": {"id": 1, "connectorId": -1}}],
+     [4, "m16", "PropertyConstraintViolation"]),
+    ([2, "m17", "StatusNotification", {"timestamp": "2026-01-01T00:00:00Z", "evseId": -1,
+                                       "connectorId": 1, "connectorStatus": "Available"}],
+     [4, "m17", "PropertyConstraintViolation"]),
+    ([2, "m18", "MeterValues", {"evseId": -1, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": 1}]}]}],
+     [4, "m18", "PropertyConstraintViolation"]),
+    ([2, "m19", "NotifyEVChargingNeeds", {"evseId": 0, "chargingNeeds": {
+        "requestedEnergyTransfer": "AC_three_phase"}}],
+     [4, "m19", "PropertyConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_2_0_1_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

@@ -67,6 +67,21 @@ async def assert_still_up(harness, ws):
     # nested past the parser's recursion limit: it was never answered at all
     ('[2, "m17", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
      [4, "-1", "FormationViolation"]),
+    # a transaction's connector is > 0 (1.6 StartTransaction.req); 0 is the charge point
+    # itself in a status, its main meter in meter values, never negative: a session on
+    # connector 0 or -1 was billed and neither planned nor guarded
+    ([2, "m18", "StartTransaction", {"connectorId": 0, "idTag": "DRIVER-1", "meterStart": 0,
+                                     "timestamp": "2026-01-01T00:00:00Z"}],
+     [4, "m18", "PropertyConstraintViolation"]),
+    ([2, "m19", "StartTransaction", {"connectorId": -1, "idTag": "DRIVER-1", "meterStart": 0,
+                                     "timestamp": "2026-01-01T00:00:00Z"}],
+     [4, "m19", "PropertyConstraintViolation"]),
+    ([2, "m20", "StatusNotification", {"connectorId": -1, "errorCode": "NoError",
+                                       "status": "Available"}],
+     [4, "m20", "PropertyConstraintViolation"]),
+    ([2, "m21", "MeterValues", {"connectorId": -2, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}]}],
+     [4, "m21", "PropertyConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

@@ -5,6 +5,8 @@ the connection goes on."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.conftest import HEARTBEAT_FRAME
@@ -20,13 +22,15 @@ NOT_SUPPORTED = {"SignCertificate", "Get15118EVCertificate", "GetCertificateStat
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
-async def test_every_station_message_gets_a_valid_answer(harness, version):
+@pytest.mark.parametrize("edge", [None, "high", "low"])
+async def test_every_station_message_gets_a_valid_answer(harness, version, edge, caplog):
+    """`edge`: every field at an end of what its schema allows (`ocpp_payloads.instance`)."""
     ws = await harness.booted_raw_socket(BOOTS[version], protocols=(PROTOCOLS[version],))
     wrong = []
-    for full in (False, True):
+    for full in (False, True) if edge is None else (True,):
         for action in STATION_ACTIONS[version]:
-            payload = instance(request_schema(action, version), full=full)
-            unique_id = f"{action}-{'full' if full else 'min'}"
+            payload = instance(request_schema(action, version), full=full, edge=edge)
+            unique_id = f"{action}-{'full' if full else 'min'}-{edge}"
             answer = await harness.raw_call(ws, [2, unique_id, action, payload])
             if action in NOT_SUPPORTED:
                 ok = answer[:3] == [4, unique_id, "NotSupported"]
@@ -37,3 +41,4 @@ async def test_every_station_message_gets_a_valid_answer(harness, version):
                 wrong.append((unique_id, answer))
     assert wrong == []
     assert (await harness.raw_call(ws, HEARTBEAT_FRAME))[:2] == [3, "hb-1"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

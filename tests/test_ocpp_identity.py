@@ -66,3 +66,14 @@ def test_loggable_identity_is_escaped_and_truncated():
     shown = loggable_identity("CP\n1\x1b[31m" + "y" * 100)
     assert "\n" not in shown and "\x1b" not in shown
     assert len(shown) < 100 and "109 characters" in shown
+
+
+@pytest.mark.parametrize("site", [OPEN_SITE])
+async def test_a_request_that_is_no_websocket_upgrade_stores_nothing(harness):
+    """A plain GET on the OCPP endpoint (no upgrade: a scanner, a browser) is refused before
+    anything is written: with unknown stations accepted, every such request with a new
+    identity added a row to the stations table (and a known station's "last seen" moved)."""
+    for identity, status in (("SCAN-1", 400), ("SCAN-2", 400), ("CP1", 401)):  # CP1: password
+        async with harness.http.get(harness.url(f"/ocpp/{identity}")) as response:
+            assert response.status == status, identity
+    assert await harness.store.run(lambda tx: tx.stations()) == []

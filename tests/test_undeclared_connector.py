@@ -1,8 +1,9 @@
 """A station that reports a session on a connector its site entry does not declare (1.6
 connectorId 3, 2.0.1 EVSE 3, where the site file lists 1-2): its draw is counted under the
-station's node by the guard and the site reading, and planned around as a fixed load, so the
-feeder it hangs under stays within its limit once the plan has reacted. Its session is billed
-like any other."""
+station's node by the guard and the site reading, and its station's maximum is kept free above
+the station from the moment the connector is seen, idle or charging, so the feeder it hangs
+under stays within its limit even when a car starts there without notice. Its session is
+billed like any other."""
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -57,13 +58,21 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
         hidden = ConnectorRef("CP1", 3)
         try:
             await fleet.start(wait_booted_s=10)
-            # a car that takes everything the feeder gives, under the site's control
+            control = server.dispatcher.stations
+            await wait_until(lambda: all(control[s].default_layer for s in ("CP1", "CP2")), 10,
+                             "both stations set up (before, a car draws what it likes)")
+            # a car that takes everything the feeder gives, under the site's control: all but
+            # CP1's maximum, kept free above CP1 for its connector 3 (idle: a start there
+            # needs nobody's leave)
             fast = SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0,
                                                                               3: 22_000.0})
             assert await fleet.plug_in("CP2", 1, fast, "DRIVER-1")
-            await wait_until(lambda: fleet.draw_w("CP2", 1) > FEEDER_W - 1_000, 20,
+            room_w = FEEDER_W - STATION_MAX_W
+            await wait_until(lambda: room_w - 500 < fleet.draw_w("CP2", 1) <= room_w + 1, 20,
                              "CP2's car taking the feeder")
-            # a car on the connector the site file does not list
+            # a car on the connector the site file does not list: the feeder holds from its
+            # first moment, not only once the plan has reacted
+            monitor.start()
             hidden_car = SimEV(capacity_wh=100_000, soc=0.1,
                                max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
             assert await fleet.plug_in("CP1", 3, hidden_car, "DRIVER-1")
@@ -79,7 +88,6 @@ async def test_undeclared_connector_is_counted_and_planned_around(tmp_path, vers
             await wait_until(lambda: server.dispatcher.idle, 10, "the plan dispatched")
             settled = clock.now() + timedelta(seconds=dispatch.settle_s + 30)
             await wait_until(lambda: clock.now() > settled, 10, "the settle time")
-            monitor.start()
             await wait_until(lambda: clock.now() > settled + timedelta(minutes=2), 10,
                              "two minutes")
             await monitor.stop()
@@ -186,3 +194,87 @@ def test_failsafe_room_for_the_station_maximum_on_a_feeder_limited_in_amps():
     assert min(shares[ConnectorRef(s, 1)][1] for s in ("CP2", "CP3")) >= 6.0   # still usable
     before = topology.default_shares()
     assert sum(before[ConnectorRef(s, 1)][1] for s in ("CP2", "CP3")) + 20.0 > 40.0
+
+
+def _wide_site() -> Site:
+    """A feeder with room for CP1's maximum and more: 30 kW, CP1 14 kW (a 10 A connector
+    listed), CP2 two connectors."""
+    return Site(name="undeclared-wide",
+                circuits=(Circuit("grid", None, limit_w=100_000),
+                          Circuit("feeder", "grid", limit_w=30_000)),
+                stations=(Station("CP1", "feeder", (Connector(1, max_current_a=10),
+                                                    Connector(2)),
+                                  max_power_w=STATION_MAX_W),
+                          Station("CP2", "feeder", (Connector(1), Connector(2)))),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+@pytest.mark.parametrize("hidden_charging", [False, True])
+async def test_listed_connectors_charge_beside_an_undeclared_one_and_a_zero_notice_start_fits(
+        hidden_charging):
+    """CP1 has a connector the site file does not list (3), idle or charging. The station may
+    start a transaction on it without asking us, and nothing of ours bounds it but CP1's
+    maximum: above CP1 the plan keeps that maximum free whatever connector 3 does, so a
+    zero-notice start never takes a feeder over its limit (an idle one was not counted: the
+    others filled the feeder). Inside CP1 the station's own maximum profile bounds its total,
+    so its listed connectors keep charging (they got nothing while 3 charged)."""
+    from smartcharge import events as ev
+    from smartcharge.site.controller import SiteController
+
+    clock = AcceleratedClock(T0, speed=1.0)
+    site = _wide_site()
+    controller = SiteController(site, clock)
+    for sid in ("CP1", "CP2"):
+        controller.on_event(ev.StationBooted(sid, clock.now(), True, "v", "m"))
+    controller.on_event(ev.ConnectorStatusChanged("CP1", 3, "Available", "NoError",
+                                                  clock.now()))
+    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, clock.now()))
+    controller.on_event(ev.SessionStarted("CP2", 1, 2, "TAG", 0.0, clock.now()))
+    controller.on_event(ev.SessionStarted("CP2", 2, 4, "TAG", 0.0, clock.now()))
+    if hidden_charging:
+        controller.on_event(ev.SessionStarted("CP1", 3, 3, "TAG", 0.0, clock.now()))
+    await controller.replan({"test"})
+    plan, now = controller.plan, clock.now()
+    listed = plan.connectors[ConnectorRef("CP1", 1)].power_at(now)
+    assert listed > 1_000.0
+    # what the others may draw before the next plan (their plans, the idle shares) and all
+    # CP1 may draw fit under the feeder
+    others_w = sum(p.power_at(now) for ref, p in plan.connectors.items()
+                   if ref.station_id != "CP1")
+    others_w += sum(w for ref, w in plan.idle_w.items() if ref.station_id != "CP1")
+    assert others_w + STATION_MAX_W <= 30_000.0 + 1e-6, others_w
+    assert plan.root_limit_w == pytest.approx(100_000.0)
+
+
+async def test_a_restart_keeps_the_room_for_an_undeclared_connector(tmp_path):
+    """CP1 reported connector 3 (idle) before the server restarted. After the restart nothing
+    has said so again (a reconnect without a reboot sends no status that did not change), yet
+    its station's maximum must still be kept free above it - in the plan and in the others'
+    fail-safe defaults: the set of such connectors lived in memory only, and the defaults sent
+    after the restart left no room for it."""
+    import json
+
+    import aiohttp
+
+    from smartcharge.site import undeclared
+
+    clock = AcceleratedClock(T0, speed=1.0)
+    declared, _ = _sites()
+    db = tmp_path / "sc.sqlite"
+    async with control_server(declared, db, clock) as server, aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",)) as ws:
+            for frame in ([2, "b", "BootNotification", {"chargePointVendor": "V",
+                                                        "chargePointModel": "M"}],
+                          [2, "s", "StatusNotification", {"connectorId": 3,
+                                                          "errorCode": "NoError",
+                                                          "status": "Available"}]):
+                await ws.send_str(json.dumps(frame))
+                while (answer := json.loads((await ws.receive(timeout=5)).data))[1] != frame[1]:
+                    await ws.send_str(json.dumps([4, answer[1], "NotSupported", "", {}]))
+        assert ConnectorRef("CP1", 3) in server.controller.state.undeclared
+    async with control_server(declared, db, clock) as server:
+        controller = server.controller
+        assert list(controller.state.undeclared) == [ConnectorRef("CP1", 3)]
+        assert undeclared.station_reserves_w(controller.state, controller.topology) == (
+            ("CP1", STATION_MAX_W),)

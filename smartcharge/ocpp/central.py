@@ -54,7 +54,8 @@ class CentralSystemBase:
     dialect: Dialect
 
     def __init__(self, station_id: str, connection: Any, context: AdapterContext, *,
-                 boot_accepted: bool, response_timeout_s: float) -> None:
+                 boot_accepted: bool, response_timeout_s: float,
+                 boot_wait_s: float = 0.0) -> None:
         super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self._ctx = context
         self._station = context.site.station(station_id)
@@ -63,14 +64,21 @@ class CentralSystemBase:
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
         self._answer_actions: dict[str, str] = {}   # our calls in flight: unique id -> action
-        # Set while the station knows where it stands: from the connection when its stored
-        # boot was accepted (a reconnect sends no BootNotification), else - and again during
-        # any BootNotification - once its answer has been sent. Our calls wait for it: a
+        # Set while the station knows where it stands: once the answer to its BootNotification
+        # has been sent (cleared again during any BootNotification). Our calls wait for it: a
         # station that has not read its boot's answer may refuse them (SecurityError); one
-        # told Pending may be sent requests (1.6 4.2, 2.0.1 B02).
+        # told Pending may be sent requests (1.6 4.2, 2.0.1 B02). A station accepted before
+        # may come back rebooted (its BootNotification first) or merely reconnected (none
+        # comes: allowed once accepted): its first frame tells, and if it sends nothing for
+        # `boot_wait_s` it is taken for a reconnect.
         self._registered = asyncio.Event()
-        if boot_accepted:
-            self._registered.set()
+        loop = asyncio.get_running_loop()
+        self._boot_wait_until: float | None = loop.time() + boot_wait_s if boot_accepted \
+            else None
+        # one of our calls was refused with SecurityError since the last boot: the station
+        # did not count itself registered, whatever we thought (dispatch sets it up again
+        # after its boot: `refused_unregistered`)
+        self.refused_unregistered = False
 
     async def route_message(self, raw_msg: str) -> None:
         try:
@@ -92,6 +100,12 @@ class CentralSystemBase:
             log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
                         raw_msg)
             return
+        if self._boot_wait_until is not None:
+            # the first frame of a station accepted before: anything but a BootNotification
+            # says it counts itself registered (a reconnect without a reboot)
+            self._boot_wait_until = None
+            if frame.message[0] != MessageType.Call or frame.message[2] != BOOT_NOTIFICATION:
+                self._registered.set()
         if frame.message[0] != MessageType.Call:
             await super().route_message(raw_msg)    # an answer to one of our calls
             return
@@ -123,6 +137,7 @@ class CentralSystemBase:
             await self._send(dialect.call_error_frame(unique_id, error))
         finally:
             if booting:     # its answer (Accepted or Pending) or its CALLERROR has been sent
+                self.refused_unregistered = False
                 self._registered.set()
 
     async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
@@ -141,12 +156,14 @@ class CentralSystemBase:
             # serialised it again)
             payload = camel_payload(request)
             await self._check_our_request(action, payload)
-        await self._registered.wait()     # bounded by the caller's timeout (registry.call)
+        await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
         self._answer_actions[unique_id] = action
         try:
             answer, answered = await self._call_checked(action, payload, unique_id)
         except OCPPError as error:
+            if error.code == "SecurityError":
+                self.refused_unregistered = True
             raise StationCallError(self.dialect.normalize_error_code(error.code),
                                    error.description, jsonable_details(error.details)) from None
         except UnknownCallErrorCodeError as error:
@@ -163,6 +180,24 @@ class CentralSystemBase:
             raise StationCallError("TypeConstraintViolation",
                                    f"the station's {action} answer has a malformed {bad_time}")
         return answer
+
+    async def _wait_registered(self) -> None:
+        """Until the station has been sent its boot's answer; a station accepted before that
+        has sent nothing for `boot_wait_s` since it connected is taken as registered."""
+        if self._registered.is_set():
+            return
+        if self._boot_wait_until is not None:
+            left_s = self._boot_wait_until - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._registered.wait(), max(left_s, 0.0))
+                return
+            except TimeoutError:
+                if self._boot_wait_until is not None:   # still no frame from it
+                    self._boot_wait_until = None
+                    log.info("station %s: no BootNotification after its reconnection: taken "
+                             "as registered", self.id)
+                    self._registered.set()
+        await self._registered.wait()
 
     async def _call_checked(self, action: str, payload: dict, unique_id: str
                             ) -> tuple[Any, dict]:

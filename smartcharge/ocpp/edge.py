@@ -12,6 +12,19 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
 - `format: date-time` is not checked by the library: "yesterday" must be refused with
   `TypeConstraintViolation`, never stored; so is an `integer` outside OCPP's 32 bits (a
   transactionId of 2**63 does not fit the store, nor any station's own);
+- a frame over `MAX_FRAME_CHARS` (1 Mi characters, more than any message a station needs:
+  reports and logs come in parts or by file upload) is not parsed: a CALL gets the CALLERROR of
+  a malformed message (1.6 `FormationViolation`, 2.0.1 `FormatViolation`) with its message id,
+  read from the frame's head; an answer is dropped (our call times out). The connection stays:
+  closing it (WebSocket 1009) made a station that had queued the message reconnect and send it
+  again, forever. The server reads frames up to 4 MiB (`server.MAX_RECEIVED_BYTES`) and closes
+  with 1009 past that, a memory bound per connection;
+- an id the spec numbers from 1 (a 1.6 transaction's connector, a 2.0.1 transaction's EVSE)
+  or from 0 (a status's connector, a meter's EVSE: 0 is the station, its main meter) below
+  that: `PropertyConstraintViolation` (the schemas leave them unbounded; a transaction on
+  connector 0 or -1 was billed and neither planned nor guarded) - each version's `least_ids`;
+- a CALLERROR's description is cut to OCPP-J's 255 characters (it may quote the station's
+  own text);
 - NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
   refused like any other that is not JSON;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
@@ -22,6 +35,7 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -37,6 +51,23 @@ from ocpp.exceptions import (
 from ocpp.messages import Call, MessageType, get_validator, validate_payload
 
 from smartcharge.clock import parse_ocpp_time
+
+MAX_FRAME_CHARS = 1 << 20
+# the head of an OCPP frame: [MessageTypeId, "UniqueId" (at most 36 characters in OCPP-J)
+_HEAD = re.compile(r'\s*\[\s*(\d{1,3})\s*,\s*"([^"\\]{1,64})"')
+
+
+MAX_DESCRIPTION_CHARS = 255   # OCPP-J errorDescription (2.0.1 part 4 4.2.3)
+
+
+def short_description(description: str | None) -> str:
+    """A CALLERROR's description within OCPP-J's 255 characters: it may quote what the
+    station sent (an action, a value far past its maxLength), and a strict peer refuses a
+    longer one."""
+    text = description or ""
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    return text[:MAX_DESCRIPTION_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -55,6 +86,9 @@ class Dialect:
     renames: dict[type[OCPPError], type[OCPPError]] = field(default_factory=dict)
     # error codes stations send -> the spelling this version's table uses
     code_aliases: dict[str, str] = field(default_factory=dict)
+    # action -> ((dotted path, least value), ...): the ids the spec numbers from 0 or 1 (the
+    # schemas leave them unbounded); a smaller one is PropertyConstraintViolation
+    least_ids: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
     def as_own_error(self, error: OCPPError) -> OCPPError:
         """The library's exception in this version's table's own names."""
@@ -67,12 +101,16 @@ class Dialect:
 
     def call_error_frame(self, unique_id: str, error: OCPPError) -> str:
         error = self.as_own_error(error)
-        return json.dumps([MessageType.CallError, unique_id, error.code, error.description,
+        return json.dumps([MessageType.CallError, unique_id, error.code,
+                           short_description(error.description),
                            jsonable_details(error.details)], separators=(",", ":"))
 
     # -- the checks -------------------------------------------------------------------------
     def inspect_frame(self, raw: str | bytes) -> Frame:
-        """Check an inbound frame's JSON and array structure before the library sees it."""
+        """Check an inbound frame's size, JSON and array structure before the library sees
+        it."""
+        if len(raw) > MAX_FRAME_CHARS:
+            return self._oversized(raw)
         try:
             message = json.loads(raw, parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
@@ -108,6 +146,20 @@ class Dialect:
             return Frame(problem="malformed CALLERROR")
         return Frame(message=message)
 
+    def _oversized(self, raw: str | bytes) -> Frame:
+        """A frame too big to parse: only its head is read."""
+        head = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:200]
+        match = _HEAD.match(head)
+        problem = f"a frame of {len(raw)} characters"
+        if match is None:
+            return self._refuse("-1", self.not_rpc(
+                description="Frame is too large and not an OCPP message array"), problem)
+        if int(match.group(1)) != MessageType.Call:
+            return Frame(problem=problem + " that is no CALL")   # nothing to answer: drop
+        return self._refuse(match.group(2), self.format(
+            description=f"Message of {len(raw)} characters; at most {MAX_FRAME_CHARS} are "
+                        "accepted"), problem)
+
     def _refuse(self, unique_id: str, error: OCPPError, problem: str) -> Frame:
         return Frame(reply=self.call_error_frame(unique_id, error), problem=problem)
 
@@ -141,11 +193,21 @@ class Dialect:
         bad = _bad_date_time(_schema(MessageType.Call, action, self.version), payload, "",
                              integers=True)
         if bad is None:
-            return None
+            return self._id_below_range(action, payload)
         path, value = bad
         kind = "a 32-bit integer" if isinstance(value, int) else "an RFC 3339 date-time"
         return TypeConstraintViolationError(
             description=f"{path.lstrip('.')} must be {kind}, got {value!r}"[:500])
+
+    def _id_below_range(self, action: str, payload: dict) -> OCPPError | None:
+        for path, least in self.least_ids.get(action, ()):
+            value: Any = payload
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value < least:
+                return PropertyConstraintViolationError(
+                    description=f"{path} must be at least {least}, got {value}")
+        return None
 
     def bad_date_time_in_answer(self, action: str, payload: dict) -> str | None:
         """For answers to our calls: the path of a malformed date-time, or None."""

@@ -70,6 +70,12 @@ class StationLink:
         return self._adapter.boot_accepted
 
     @property
+    def refused_unregistered(self) -> bool:
+        """A call was refused with SecurityError since the station's last boot: it did not
+        count itself registered (set it up again once its boot is answered)."""
+        return getattr(self._adapter, "refused_unregistered", False)
+
+    @property
     def last_seen(self):
         """When the station last sent us anything (UTC datetime), or None if unknown."""
         return getattr(self._adapter, "last_seen", None)

@@ -10,7 +10,8 @@ Pending at boot). Without profile 3, a station with a password must present HTTP
 credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
 in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
-period, see `smartcharge/auth_throttle.py`). Then the upgrade: the
+period, see `smartcharge/auth_throttle.py`). A request that is no WebSocket upgrade gets 400
+before anything is stored. Then the upgrade: the
 subprotocol is ours to choose among those offered (`ocpp2.0.1` before `ocpp1.6`, see
 `adapters.py`, which also names the adapter class for each); if the station offers none we speak, the handshake completes without the header and
 the socket is closed at once (OCPP 1.6 test TC_088). A second connection with the same identity
@@ -42,7 +43,9 @@ from smartcharge.ocpp.registry import StationLink
 log = logging.getLogger(__name__)
 
 SUPPORTED_PROTOCOLS = PREFERENCE   # best first: a station offering several gets the first
-MAX_FRAME_BYTES = 1 << 20
+# what we read of one frame at all (a memory bound per connection): past it, aiohttp closes
+# with 1009; up to it a frame over the edge's MAX_FRAME_CHARS (1 Mi) gets a CALLERROR
+MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 
 
@@ -153,14 +156,19 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol"),
                                SUPPORTED_PROTOCOLS)
 
+    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
+                               heartbeat=settings.ping_interval_s or None,
+                               max_msg_size=MAX_RECEIVED_BYTES)
+    if not ws.can_prepare(request).ok:
+        # a plain GET (a scanner, a browser): nothing is stored for it (with unknown stations
+        # accepted, each new identity added a row)
+        raise web.HTTPBadRequest(text="an OCPP-J connection is a WebSocket upgrade")
+
     def seen(tx):
         tx.station_seen(station_id, now, protocol)
         return tx.boot_status(station_id)
 
     boot_status = await store.run(seen)
-    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), autoping=True,
-                               heartbeat=settings.ping_interval_s or None,
-                               max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
@@ -173,7 +181,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         station_id, AiohttpConnection(ws, station_id),
         AdapterContext(site=site, store=store, events=events, clock=clock),
         boot_accepted=boot_status == "Accepted" and station is not None,
-        response_timeout_s=settings.call_timeout_s)
+        response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
 
     async def close_socket(reason: str) -> None:

@@ -16,12 +16,13 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.sim import configuration
+from smartcharge.sim.strict import RefuseBeforeBoot
 
 if TYPE_CHECKING:
     from smartcharge.sim.station import SimStation
 
 
-class StationProtocol(ChargePoint):
+class StationProtocol(RefuseBeforeBoot, ChargePoint):
     def __init__(self, station: SimStation, connection, response_timeout: float) -> None:
         super().__init__(station.spec.station_id, connection, response_timeout=response_timeout)
         self.station = station

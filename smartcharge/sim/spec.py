@@ -29,6 +29,8 @@ class Quirks:
     # OCPP 2.0.1: the transaction starts at plug-in (TxStartPoint EVConnected) and the idToken
     # comes in a later TransactionEvent (Updated, triggerReason Authorized)
     late_id_token: bool = False
+    # a strict station: every call before its boot's answer (Accepted, Pending) gets SecurityError
+    refuse_before_boot: bool = False
 
 
 @dataclass(frozen=True)

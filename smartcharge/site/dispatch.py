@@ -149,8 +149,11 @@ class Dispatcher(FailSafeSetup, ProfileSending):
             return
         link = self.registry.get(event.station_id)
         if isinstance(event, ev.StationBooted) and event.accepted:
-            # once per connection; a second boot on the same connection is a reboot
-            again = control.booted_link is link and link is not None
+            # once per connection; a second boot on the same connection is a reboot, and so
+            # is a boot after the station refused our calls as unregistered (SecurityError:
+            # it booted after `boot_wait_s`, when its set-up had gone out)
+            again = link is not None and (control.booted_link is link
+                                          or link.refused_unregistered)
             control.booted_link = link
             self._spawn(self.setup_station(event.station_id, force=again))
         elif isinstance(event, ev.ChargingProfilesReported):

@@ -40,6 +40,8 @@ class FailSafeSetup:
             if link is None or (control.setup_link is link and not force):
                 return
             control.setup_link = link
+            if force:
+                control.port_link = None   # rebooted: its capabilities are read anew
             if control.port_link is not link:
                 # a fresh port per connection: the protocol it negotiated picks the class
                 try:

@@ -111,7 +111,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         default_energy_wh=c.site.session_defaults.energy_wh,
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
-        limits_version=limits_version)
+        limits_version=limits_version,
+        undeclared_w=undeclared.station_reserves_w(c.state, topo))
 
 
 def read_all(controller, now: datetime) -> PlanInputs:

@@ -79,6 +79,9 @@ class PlanInputs:
     previous: Plan | None = None            # the last plan (immutable): kept among equal optima
     stable_window_s: float | None = None    # ... in the slots starting this soon (None: no)
     limits_version: int | None = None       # the limits' version the picture was taken at
+    # (station id, W) of each station with a connector the site file does not list: what it
+    # may draw that nothing of ours bounds, kept free above it (undeclared.station_reserve_w)
+    undeclared_w: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Built:
     sessions: list[SessionInput]            # the controlled ones, in row order
     fixed: dict[ConnectorRef, float]
     circuit_sources: dict[int, LimitSource] = field(default_factory=dict)
+    root_fixed_w: float = 0.0               # what the fixed loads took off the root's limit
 
 
 @dataclass
@@ -121,16 +125,32 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             controlled.append(session)
             if session.floor_w:
                 fixed[session.ref] = session.floor_w
+    root_fixed_w = 0.0
     for ref, load_w in fixed.items():
         # Fixed load is planned around: it comes off every limit above it. A single-phase
-        # load is taken off all three phases' current limits: conservative. (A connector the
-        # site file does not list is a fixed load too, on its station: undeclared.py.)
+        # load is taken off all three phases' current limits: conservative. A session on a
+        # connector the site file does not list is shown as a fixed load, but its station's
+        # reserve below stands for it.
+        if not topo.has(ref):
+            continue
         station = topo.station(ref.station_id)
-        phases = topo.connector(ref).phases if topo.has(ref) else undeclared.phases(topo, ref)
-        amps = units.w_to_a(load_w, phases, station.voltage_v)
+        amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
         for node in topo.ancestors(topo.station_node[ref.station_id]):
             node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
             node_a[node] = np.maximum(node_a[node] - amps, 0.0)
+        root_fixed_w += load_w
+    for station_id, load_w in inputs.undeclared_w:
+        # A station with a connector the site file does not list may start a transaction
+        # there without asking; its own maximum profile is the one bound on its total. Kept
+        # free above the station, idle or charging, so a zero-notice start fits under every
+        # circuit; inside it the listed connectors share the maximum, which the station
+        # enforces over all its connectors (undeclared.py). Counted twice above the station
+        # (its listed connectors' plans too): on the safe side.
+        amps = undeclared.amps(topo, ConnectorRef(station_id, 0), load_w)
+        for node in topo.ancestors(topo.station_node[station_id])[1:]:
+            node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
+            node_a[node] = np.maximum(node_a[node] - amps, 0.0)
+        root_fixed_w += load_w
     controlled.sort(key=lambda s: s.ref)
     refs = [s.ref for s in controlled]
     arrays = topo.arrays(refs)
@@ -197,7 +217,7 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
         phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
         price_per_kwh=inputs.price_per_kwh)
-    return Built(problem, refs, controlled, fixed, circuit_sources)
+    return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w)
 
 
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
@@ -330,8 +350,7 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     lifetime_slots = int(np.ceil(inputs.idle_window_s / inputs.slot_s)) + 1
     busy = set(built.controlled) | set(built.fixed) | {s.ref for s in inputs.sessions}
     idle = idle_shares(problem, power_w, topo, busy=busy, window_slots=lifetime_slots)
-    fixed_total_w = sum(built.fixed.values())
-    root_limit_w = (float(problem.node_limit_w[0, 0] + fixed_total_w)
+    root_limit_w = (float(problem.node_limit_w[0, 0] + built.root_fixed_w)
                     if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
                 root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,

@@ -17,6 +17,9 @@ what the session had when it asked (the registers received by then), unless a pe
 need (stored in `session_needs`: that one wins, as it did). External limits come back unless
 cleared or ended; the station re-sends what changes.
 
+Connectors the site file does not list that a station reported a status of come back too
+(their station's maximum is kept free above it: `site/undeclared.py`).
+
 The history of stopped sessions (`store_history.py`) is loaded before the open sessions, so a
 silent driver's estimated need and departure (`site/estimates.py`) come back as they were made:
 each from the sessions that had ended when it started.
@@ -56,10 +59,17 @@ async def restore(controller, store) -> dict[str, int]:
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
-        return pruned, ob.load(tx), sessions, site_events(tx)
+        connectors = [(row["station_id"], row["connector_id"])
+                      for row in tx.connector_statuses()]
+        return pruned, ob.load(tx), sessions, site_events(tx), connectors
 
-    pruned, obligations, sessions, reported = await store.run(read)
+    pruned, obligations, sessions, reported, connectors = await store.run(read)
     _restore_limits(controller.limits, obligations)
+    for station_id, connector_id in connectors:
+        # a connector the site file does not list, seen before the restart: the room for its
+        # station's maximum is kept from the first plan and the first fail-safe defaults on
+        # (a reconnect without a reboot reports no status that did not change)
+        controller.state.note_undeclared(station_id, connector_id)
     history = await store.read(lambda tx: stopped_sessions(tx, now))
     _restore_history(controller.state, history)
     restored = 0
@@ -70,6 +80,7 @@ async def restore(controller, store) -> dict[str, int]:
     registers_of = {row.transaction_id: registers for row, registers, _, _ in sessions}
     needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
+              "undeclared_connectors": len(controller.state.undeclared),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
               "ev_needs": needs, "external_limits": limits, "history": len(history),
               **{f"pruned_{k}": v for k, v in pruned.items()}}

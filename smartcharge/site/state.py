@@ -167,7 +167,7 @@ class SiteState:
     def apply(self, event) -> str | None:
         """Take one event in; return what kind of change it was (None: nothing for us)."""
         if isinstance(event, ev.ConnectorStatusChanged | ev.SessionStarted | ev.MeterSampled):
-            self._note_undeclared(event.station_id, event.connector_id)
+            self.note_undeclared(event.station_id, event.connector_id)
         if isinstance(event, ev.StationConnected | ev.StationBooted):
             if event.station_id not in self.online:
                 return None
@@ -260,9 +260,10 @@ class SiteState:
         del recent[:-SAMPLES_KEPT]
         return change or MEASUREMENT
 
-    def _note_undeclared(self, station_id: str, connector_id: int | None) -> None:
+    def note_undeclared(self, station_id: str, connector_id: int | None) -> None:
         """Remember (and warn, once) a connector of a known station its site entry does not
-        list; connector 0 is the station's main meter."""
+        list; connector 0 is the station's main meter. Also at start, from the connectors the
+        store has a status of (site/restore.py): a station need not report it again."""
         if not connector_id or connector_id < 0:
             return
         station = self.site.station(station_id)
@@ -272,8 +273,9 @@ class SiteState:
         if ref not in self.undeclared:
             self.undeclared[ref] = None
             log.warning("station %s reports connector %s, which is not in the site file: its "
-                        "sessions are billed, its draw is counted under the station and planned "
-                        "at the station's maximum (declare it to have it controlled)",
+                        "sessions are billed, its draw is counted under the station and the "
+                        "station's maximum is kept free above it (declare it to have it "
+                        "controlled)",
                         station_id, connector_id)
 
     def _keep_reboot_closed(self, session: Session) -> None:

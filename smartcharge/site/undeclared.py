@@ -6,9 +6,12 @@ maximum, no phases, no profile of ours. Only the station-wide maximum (ChargePoi
 installed at setup) bounds what such a connector draws, so it is counted and planned as its
 station's load, never as nothing: under the station's node by the guard and the site reading
 (at its fresh measured draw; with a session and no fresh sample, at the station's maximum -
-missing is not zero), and by the planner as a fixed load at the station's maximum (what it may
-draw), or more if it was measured drawing more. Connector 0 is the station's own main meter,
-never a connector of its own.
+missing is not zero); the planner keeps the station's maximum (or more, if such a connector
+was measured drawing more) free on every node above the station, idle or charging - a station
+may start a transaction there without asking us - while the station's listed connectors share
+that maximum inside it (the station's maximum profile bounds its total); a session on it is
+shown as a fixed load at that value. Connector 0 is the station's own main meter, never a
+connector of its own.
 """
 
 from __future__ import annotations
@@ -58,6 +61,20 @@ def planned_w(state, topology: SiteTopology, ref: ConnectorRef) -> float:
     """What the planner plans its session at: the station's maximum, or what it was last
     measured drawing if that is more (a station over its own maximum)."""
     return max(max_w(topology, ref), state.last_measured_w(ref) or 0.0)
+
+
+def station_reserves_w(state, topology: SiteTopology) -> tuple[tuple[str, float], ...]:
+    """(station id, W) for each station with a connector the site file does not list, seen
+    so far: what the plan keeps free above that station, idle or charging - its maximum, or
+    more if one of those connectors was planned at more (measured over it)."""
+    out: dict[str, float] = {}
+    for ref in state.undeclared:
+        if not is_undeclared(topology, ref):
+            continue
+        watts = planned_w(state, topology, ref) if ref in state.sessions \
+            else max_w(topology, ref)
+        out[ref.station_id] = max(out.get(ref.station_id, 0.0), watts)
+    return tuple(sorted(out.items()))
 
 
 def reserve_w(topology: SiteTopology, refs, node_w: tuple[float, ...]) -> tuple[float, ...]:

@@ -38,4 +38,9 @@ DIALECT = Dialect(
              OccurrenceConstraintViolationError: OccurenceConstraintViolationError},
     code_aliases={"OccurrenceConstraintViolation": OCCURENCE_16,
                   "FormatViolation": "FormationViolation"},
+    # 1.6 part 2: StartTransaction.req connectorId > 0; 0 is the charge point in a status and
+    # its main meter in meter values
+    least_ids={"StartTransaction": (("connectorId", 1),),
+               "StatusNotification": (("connectorId", 0),),
+               "MeterValues": (("connectorId", 0),)},
 )

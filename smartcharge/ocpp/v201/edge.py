@@ -44,4 +44,14 @@ DIALECT = Dialect(
              OccurenceConstraintViolationError: OccurrenceConstraintViolationError},
     code_aliases={"OccurenceConstraintViolation": "OccurrenceConstraintViolation",
                   "FormationViolation": "FormatViolation"},
+    # EVSEType.id > 0 (a transaction is on an EVSE); NotifyEVChargingNeeds / Schedule: "evseId
+    # may not be 0"; elsewhere 0 is the station (or its main meter), never below
+    least_ids={"TransactionEvent": (("evse.id", 1), ("evse.connectorId", 0)),
+               "NotifyEVChargingNeeds": (("evseId", 1),),
+               "NotifyEVChargingSchedule": (("evseId", 1),),
+               "StatusNotification": (("evseId", 0), ("connectorId", 0)),
+               "MeterValues": (("evseId", 0),),
+               "NotifyChargingLimit": (("evseId", 0),),
+               "ClearedChargingLimit": (("evseId", 0),),
+               "ReportChargingProfiles": (("evseId", 0),)},
 )

@@ -13,12 +13,13 @@ from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action
 
 from smartcharge.sim.v201 import device_model as dm
+from smartcharge.sim.strict import RefuseBeforeBoot
 
 if TYPE_CHECKING:
     from smartcharge.sim.v201.station import SimStation201
 
 
-class StationProtocol201(ChargePoint):
+class StationProtocol201(RefuseBeforeBoot, ChargePoint):
     def __init__(self, station: SimStation201, connection, response_timeout: float) -> None:
         super().__init__(station.spec.station_id, connection, response_timeout=response_timeout)
         self.station = station
