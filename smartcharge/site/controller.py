@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -70,6 +70,7 @@ class ControllerSettings:
     # on the table (benchmarks/README.md, "Closed loop headroom").
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
+    taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long
@@ -157,7 +158,8 @@ class SiteController:
             # make room for its station's maximum (failsafe.py), sent with the next round
             self.request_replan(f"undeclared:{event.station_id}/{event.connector_id}")
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
-            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
+            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id),
+                                            event)
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
@@ -337,11 +339,10 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
                       made.plan.status, len(made.violations), made.violations[0])
         plan = made.plan
-        started_since = [r for r in plan.idle_w if r in self.state.sessions]
-        if started_since:
-            # a car that arrived during the solve has no idle share: it waits for its own plan
-            plan = replace(plan, idle_w={r: w for r, w in plan.idle_w.items()
-                                         if r not in self.state.sessions})
+        # A car that arrived during the solve keeps the idle share the plan left its
+        # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
+        # own plan"), the car went on drawing the share of the plan before while another was
+        # raised into that room - over the limit until the next plan.
         self.plan = plan
         self.stats.replans += 1
         self.stats.last_solve_s = time.perf_counter() - started
