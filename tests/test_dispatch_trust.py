@@ -540,3 +540,87 @@ async def test_a_car_arriving_during_the_solve_keeps_the_idle_share_the_plan_lef
                          "CP2 planned and dispatched")
         assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1
         assert not watch.excesses, watch.excesses[:5]
+
+
+async def test_an_older_plans_increase_landing_late_never_overwrites_a_newer_decrease(tmp_path):
+    """The order the demo's depot-b excess was first blamed on, forced: an older plan's
+    increase for CP2 is in flight (CP2 holds its answer) when a newer plan lowers CP2 and
+    raises CP1 into that room. The stale request lands after the newer round has started;
+    the newer round compares CP2 only once that request is answered (its lock), so CP2's
+    decrease goes out after it and CP1's raise waits for that decrease. At no install do the
+    stations' limits exceed the grid's."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    dispatch = DispatchSettings(call_timeout_s=60.0, retries=0)
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        cp2 = fleet.station("CP2")
+        await both_charging_at_11_kw(controller, fleet, clock)
+        await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+        # every install checked now and at every later change of what is installed
+        watch = InstallWatch(site, fleet, controller.limits, clock, ahead_s=1800.0)
+        # the older plan: CP1 down (acknowledged), CP2 up - its raise held at CP2
+        cp2.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF1] = 3_000.0
+        del controller.ev_cap_w[REF2]
+        controller.request_replan("older")
+        await wait_until(lambda: cp2.profiles_held > 0, 10, "the older plan's raise held")
+        assert limit_w(fleet, REF1) <= 4_140 + 100
+        # the newer plan: CP2 down, CP1 up into its room
+        controller.ev_cap_w[REF2] = 3_000.0
+        del controller.ev_cap_w[REF1]
+        controller.request_replan("newer")
+        await wait_until(lambda: controller.plan.connectors[REF1].power_at(clock.now())
+                         > 15_000, 10, "the newer plan made")
+        await wait_until(lambda: dispatcher._latest is controller.plan
+                         and not dispatcher._wake.is_set(), 10, "the newer round started")
+        cp2_w = []   # CP2's limit at each profile it installs, in order
+        watched = cp2.on_profiles_changed   # the watch's hook, kept
+
+        def cp2_changed(station):
+            cp2_w.append(limit_w(fleet, REF2))
+            watched(station)
+        cp2.on_profiles_changed = cp2_changed
+        assert limit_w(fleet, REF1) <= 4_140 + 100    # CP1 waits for CP2's decrease
+        cp2.quirks = Quirks()
+        cp2.profile_answers.set()                      # the stale raise lands now
+        await wait_until(lambda: limit_w(fleet, REF1) > 15_000, 10, "CP1 raised")
+        await wait_until(lambda: dispatcher.idle, 10, "every plan dispatched")
+        assert limit_w(fleet, REF2) <= 4_140 + 100
+        assert not watch.excesses, watch.excesses[:5]
+        # the stale raise did land first, and the newer decrease after it
+        assert cp2_w[0] > 15_000 and cp2_w[-1] <= 4_140 + 100, cp2_w
+
+
+async def test_a_probe_never_raises_a_connector_that_took_its_decrease_late(tmp_path):
+    """CP2 does not answer its decrease in time: it is planned at what it may draw under its
+    old profile and probed now and then. It took the decrease all the same, late; a probe at
+    its old level raised it again - with nothing waiting for it - while a zero-notice cap had
+    the site over (seen as a rare raise in test_site_e2e's zero-notice test). A probe offers
+    a connector at most its minimum: if it obeys it is controlled again, and the re-plan that
+    follows raises it like any increase, after the decreases it depends on."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0, probe_every_s=60.0)
+    async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        cp2 = fleet.station("CP2")
+        await both_charging_at_11_kw(controller, fleet, clock)
+        await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+        cp2.quirks = Quirks(silent_profiles=True)
+        controller.ev_cap_w[REF2] = 3_000.0        # CP2 down: unanswered in time
+        controller.request_replan("test")
+        await wait_until(lambda: REF2 in controller.uncontrollable, 10, "CP2 unanswered")
+        await wait_until(lambda: controller.plan is not None and REF2 in controller.plan.fixed_w
+                         and dispatcher.idle, 10, "CP2 planned at its old 11 kW")
+        controller.limits.set_operator_cap(9_000.0, since=clock.now())   # at once, under CP2
+        await wait_until(lambda: dispatcher._latest is controller.plan and dispatcher.idle
+                         and dispatcher._probed.get(REF2) is not None, 10, "CP2 probed")
+        watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+        cp2.quirks = Quirks()
+        cp2.profile_answers.set()     # the late decrease lands, then whatever followed it
+        await wait_until(lambda: cp2.profiles_held == 0 and dispatcher.idle, 10, "answered")
+        await wait_until(lambda: REF2 not in controller.uncontrollable
+                         and dispatcher.idle, 10, "CP2 controlled again")
+        assert not watch.excesses, watch.excesses[:5]
+        assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 9_000 + 1

@@ -374,9 +374,13 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         return None, cplan
 
     async def _probe(self, control: StationControl, plan: Plan) -> None:
-        """Offer an uncontrollable connector a profile at the load it is planned at anyway (its
-        fallback), now and then: harmless if it obeys, and if it accepts it is controlled again.
-        """
+        """Offer an uncontrollable connector a profile now and then: if it accepts it is
+        controlled again. At most its minimum, never the load it is planned at (its fallback):
+        a station that did not answer a decrease in time may have taken it all the same, and
+        a probe at the old level raised it again with nothing waiting for it - over a
+        zero-notice cap the site was already above. A probe can only lower; the re-plan that
+        follows its acceptance raises the connector like any increase, after the decreases it
+        depends on."""
         if control.caps is None:
             return
         now = self.clock.now()
@@ -389,9 +393,11 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             session = self.view.state.sessions.get(ref)
             if session is None:
                 continue
+            minimum_w = self.topology.min_power_w(ref)
             probe = ConnectorPlan(ref=ref, transaction_id=session.transaction_id, start=now,
-                                  slot_starts=[now], power_w=np.array([fallback_w]),
-                                  min_power_w=self.topology.min_power_w(ref))
+                                  slot_starts=[now],
+                                  power_w=np.array([min(fallback_w, minimum_w)]),
+                                  min_power_w=minimum_w)
             async with control.lock:
                 try:
                     await self._send_plan(control, probe)
