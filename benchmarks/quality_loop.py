@@ -57,6 +57,9 @@ class DayResult:
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
     # of those, the pauses a re-plan made: the plan before it still offered the car power then
     replan_pauses: list[int] = field(default_factory=list)
+    # every pause a re-plan made: (when it paused, connector, visit index) - the moment of the
+    # re-plan that paused it (benchmarks/pause_causes.py reads them)
+    replan_pause_log: list = field(default_factory=list)
     hours_plugged: list[float] = field(default_factory=list)
     violations: int = 0
     replans: int = 0
@@ -107,6 +110,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     pauses = {id(v): 0 for v in visits}
     replan_pauses = {id(v): 0 for v in visits}
     by_replan: dict[int, bool] = {}     # per paused visit: whether a re-plan paused it
+    paused_at: dict[int, datetime] = {}
+    index_of = {id(v): n for n, v in enumerate(visits)}
     plugged_s = {id(v): 0.0 for v in visits}
     next_tx, next_arrival, dr_sent = 1, 0, dr is None
     next_meter = start
@@ -185,10 +190,13 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 if state.get(key) == "paused":
                     pauses[key] += 1
                     replan_pauses[key] += by_replan.get(key, False)
+                    if by_replan.get(key, False):
+                        result.replan_pause_log.append((paused_at[key], ref, index_of[key]))
                 state[key] = "charging"
             elif state.get(key) == "charging" and not before_full and not car.full:
                 state[key] = "paused"
                 by_replan[key] = offered_before.get(ref, 0.0) > 1.0
+                paused_at[key] = now
             last_draw[key] = draw_w
             draws.append(Draw(ref.station_id, ref.connector_id, draw_w, car.phases,
                               topo.connector(ref).phase))

@@ -301,6 +301,7 @@ class HighsModel:
         self.z_highs: np.ndarray | None = None  # the last run's solution, HiGHS's column order
         self.first_options: dict = {}        # options for the next solve's first run only
         self.paused_cols: list = []          # HiGHS columns pause() fixed at 0
+        self.raised_cols: list = []          # HiGHS columns raise_lower() gave a lower bound
         if loaded is not None:
             # (highs, col): a HiGHS model already holding this LP (optimizer/warm.py), with
             # arrays' column j in HiGHS column col[j]; other HiGHS columns are fixed at 0
@@ -336,6 +337,39 @@ class HighsModel:
             zeros = np.zeros(var.size)
             self.highs.changeColsBounds(int(var.size), var, zeros, zeros)
         return int(var.size)
+
+    def unpause(self, since: int) -> None:
+        """Take back the pauses made after the first `since` calls of pause(): their columns
+        get their upper bounds from the arrays again."""
+        if len(self.paused_cols) <= since:
+            return
+        var = np.concatenate(self.paused_cols[since:]).astype(np.int32)
+        self.paused_cols = self.paused_cols[:since]
+        if var.size:
+            # HiGHS column -> the arrays' column (the kept model maps them: optimizer/warm.py)
+            index = np.flatnonzero(np.isin(self._all, var))
+            cols = self._all[index].astype(np.int32)
+            lower = np.asarray(self.highs.getLp().col_lower_)[cols]
+            self.highs.changeColsBounds(int(cols.size), cols, lower, self.arrays.ub[index])
+
+    def raise_lower(self, connector: np.ndarray, slot: np.ndarray, lower_w: np.ndarray) -> None:
+        """Give these (connector, slot) pairs' power a lower bound (stable.hold_running: a
+        running car's minimum held in the kept slots); `reset_lower` takes them back to 0."""
+        var = self.arrays.var_of[connector, slot]
+        keep = var >= 0
+        var = self._all[var[keep]].astype(np.int32)
+        self.raised_cols.append(var)
+        upper = np.asarray(self.highs.getLp().col_upper_)[var]
+        if var.size:
+            self.highs.changeColsBounds(int(var.size), var, np.asarray(lower_w, float)[keep],
+                                        upper)
+
+    def reset_lower(self) -> None:
+        for var in self.raised_cols:
+            if var.size:
+                upper = np.asarray(self.highs.getLp().col_upper_)[var]
+                self.highs.changeColsBounds(int(var.size), var, np.zeros(var.size), upper)
+        self.raised_cols = []
 
     def _run(self, end: float | None, what: str) -> tuple[np.ndarray, float, int]:
         """One HiGHS run; (solution z, minimised objective, iterations)."""

@@ -23,6 +23,13 @@ from optimizer.problem import N_PHASES, Problem
 
 MAX_ROUNDS = 8
 OVERSHOOT = 1.0 + 1e-6  # remove a hair more than the excess, so the re-summed load is under
+# ... and at least this much more: an excess of a few ulps (a float sum 1.5e-11 W over the
+# site's limit) times OVERSHOOT is still below the floats' resolution, so the load stayed over
+# and the subtree was scaled down by (1 - 1e-12), which paused every car at exactly its
+# minimum under it (20-54 pauses a day on the seeded days; benchmarks/README.md, fifth round)
+MARGIN_W = 1e-6
+MARGIN_A = 1e-9
+MARGIN_WH = 1e-9
 
 
 def _path_max(problem: Problem, node_values: np.ndarray) -> np.ndarray:
@@ -41,7 +48,8 @@ def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
     slack_wh = delivered_wh(problem, slack)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        share = np.where(over & (slack_wh > 0), np.minimum(excess * OVERSHOOT / slack_wh, 1.0), 0.0)
+        share = np.where(over & (slack_wh > 0),
+                         np.minimum((excess * OVERSHOOT + MARGIN_WH) / slack_wh, 1.0), 0.0)
     power_w = power_w - share[:, None] * slack
     # Rows the slack above minimum could not fix are scaled as a whole.
     excess = delivered_wh(problem, power_w) - problem.energy_wh
@@ -62,10 +70,12 @@ def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
     slack_w, slack_a = node_loads(problem, slack)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        need = np.where(over_w, (load_w - problem.node_limit_w) * OVERSHOOT / slack_w, 0.0)
+        need = np.where(over_w, ((load_w - problem.node_limit_w) * OVERSHOOT + MARGIN_W) / slack_w,
+                        0.0)
         for ph in range(N_PHASES):
             need_a = np.where(over_a[:, ph],
-                              (load_a[:, ph] - problem.node_limit_a) * OVERSHOOT / slack_a[:, ph],
+                              ((load_a[:, ph] - problem.node_limit_a) * OVERSHOOT + MARGIN_A)
+                              / slack_a[:, ph],
                               0.0)
             need = np.maximum(need, need_a)
     need = np.nan_to_num(np.minimum(need, 1.0), nan=1.0, posinf=1.0)

@@ -21,8 +21,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
    left (and is applied again after the top-up), then `check(tol=0)` must be empty (asserted: a
    violation here is a bug; `safety.project_checked` reports the `check.feasible` test it ended
    on, the same comparisons as `check(tol=0)`, so the result is not checked twice).
-   Stable plans: with a previous allocation (`Problem.previous_w`), after the last HiGHS solve
-   a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
+   Stable plans: with a previous allocation (`Problem.previous_w`), a car the previous plan
+   ran keeps its minimum in the kept slots when the three levels above urgency and the
+   rounded energy allow it (optimizer/running.py, `_hold_running`: HiGHS only); then, after
+   the last HiGHS solve a warm pass moves along the optimal face (all four levels held exactly) to the plan closest
    to it in the slots it names (optimizer/stable.py; the flow has a cost term of its own for
    it, optimizer/flow.py `stable_level`), and a car it ran there is held at its minimum rate
    (`stable.hold_minimums`), before the projection and the top-up.
@@ -82,6 +84,7 @@ from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import (Objective, build_objective, energy_first_by_construction,
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
+from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
 from optimizer.stable import (hold_minimums, keep_window, kept_slots, previous_window,
                              stable_targets)
@@ -113,6 +116,9 @@ SMALL_CONNECTORS = 500
 # flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
 STABLE_FLOW_CONNECTORS = 500
 COLD_ROUNDS = 0
+# Min-rate rounds after the kept slots when the running cars' minimums are held there
+# (`_hold_running`): the held LP's remainders below a minimum move from slot to slot.
+HOLD_ROUNDS = 4
 ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 
@@ -185,7 +191,15 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
             break
         solve_s += info["solve_s"]
         iterations += info["iterations"]
-    stable_info = {}
+    stable_info, held = {}, 0
+    if targets is not None and stopped is None:
+        try:
+            power_w, held, more = _hold_running(problem, objective, model, power_w, deadline)
+            solve_s += more.get("solve_s", 0.0)
+            iterations += more.get("iterations", 0)
+            info = {**info, **more} if more else info
+        except SolverFailed as exc:  # out of time: the optimum found stands, not stabilised
+            stopped = str(exc)
     if targets is not None and stopped is None:
         try:
             power_w, stable_info = model.stabilise(targets, deadline.left_s())
@@ -195,13 +209,70 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
         iterations += stable_info.get("iterations", 0)
     return power_w, {"build_s": build_s, "solve_s": solve_s, "highs_s": solve_s,
                      "objective": info["objective"],
-                     "stable_s": stable_info.get("solve_s"),
+                     "stable_s": stable_info.get("solve_s"), "held_running": held,
                      "stable_failed": stable_info.get("stable_failed"),
                      "rounds_stopped": stopped, "energy_first": info["energy_first"],
                      "relaxation_objective": relaxation, "relaxation_weighted_wh": relaxation_wh,
                      "status": info["status"],
                      "rounds": rounds, "paused": paused, "iterations": iterations,
                      "n_vars": info["n_vars"], "n_rows": info["n_rows"], "nnz": info["nnz"]}
+
+
+def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
+                  power_w: np.ndarray, deadline: _Deadline):
+    """(power_w, entries held, the re-solves' info): the running cars' minimums held in the
+    kept slots when that keeps energy, price and fairness (optimizer/running.py) and loses no
+    weighted energy after rounding; else the optimum as it was (solved again without them)."""
+    arrays = model.arrays
+    column_upper = np.where(arrays.var_of >= 0, arrays.ub[np.maximum(arrays.var_of, 0)], 0.0)
+    connector, slot = running_minimums(problem, power_w, column_upper)
+    if connector.size == 0:
+        return power_w, 0, {}
+    before = levels(problem, objective, power_w)
+    free_wh = _rounded_wh(problem, power_w)
+    paused_before = len(model.paused_cols)
+    model.raise_lower(connector, slot, problem.min_power_w[connector])
+    spent = {"solve_s": 0.0, "iterations": 0}
+
+    def run():
+        held_w, info = model.solve(deadline.left_s())
+        spent["solve_s"] += info["solve_s"]
+        spent["iterations"] += info["iterations"]
+        return held_w, info
+
+    try:
+        held_w, info = run()
+        if keeps_levels(before, levels(problem, objective, held_w)):
+            if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                return held_w, int(connector.size), {**info, **spent}
+            # Held, the LP leaves remainders below a minimum after the kept slots (the
+            # energy the held cars take now moves others later) that round worse: min-rate
+            # rounds there (the kept slots are not touched), as many as HOLD_ROUNDS
+            for _ in range(HOLD_ROUNDS):
+                later = _below_min(problem, held_w)
+                later[:, :kept_slots(problem)] = False
+                if not later.any():
+                    break
+                model.pause(*np.nonzero(later))
+                held_w, info = run()
+                if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                    return held_w, int(connector.size), {**info, **spent}
+    except SolverFailed:
+        pass
+    # the bounds cost energy, price or fairness, or rounded worse: the optimum without them
+    model.unpause(paused_before)
+    model.reset_lower()
+    power_w, info = run()
+    return power_w, 0, {**info, **spent}
+
+
+def _rounded_wh(problem: Problem, power_w: np.ndarray) -> float:
+    """Weighted energy of power_w after what `solve` does to an LP plan (the hold of running
+    minimums, the projection, the top-up): an LP optimum with the running cars held can
+    round worse than one without (a 1-phase car held at its minimum beside a 3-phase car
+    on one phase left the 3-phase car fractional later: 659 Wh less over the horizon)."""
+    held_w, _ = hold_minimums(problem, power_w)
+    return weighted_energy_wh(problem, _round(problem, held_w, 1)[0])
 
 
 def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _Deadline):
@@ -446,6 +517,13 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
     else:
+        # returned whole: the running cars it pauses in the kept slots held at their minimum
+        # where a car of equal weight above its own gives the room (energy-neutral exchanges:
+        # the same weighted energy, every car within its request)
+        held_w, held = hold_minimums(problem, power_w, paused_too=True)
+        if held and weighted_energy_wh(problem, held_w) >= theirs * (1.0 - 1e-12) and \
+                feasible(problem, held_w):
+            power_w, name = held_w, f"{name}+held"
         _assert_feasible(problem, power_w, name)
     return _schedule(
         problem, objective, power_w, status=NEAR_OPTIMAL, backend=name,

@@ -49,6 +49,8 @@ in the same slot (optimizer/baselines.py `_deadline_key`: a tie-break only). Whe
 guard finds a baseline that beats the rounded stable plan over the horizon, `keep_window` keeps
 the previous plan's window (`previous_window`) or ours in the kept slots and lets our solve (or a
 baseline) plan the rest, if that delivers as much.
+Before this pass, optimizer/running.py holds a running car's minimum in the kept slots where
+that trades only urgency (the one level this module's exactness gives up, and only then).
 Before the rounding, `hold_minimums` raises a car the previous plan ran that the stable plan
 leaves between 0 and its minimum in a kept slot to its minimum, taking the difference from cars
 of equal weight above theirs (the L1 pass tends to land a reduction on one car).
@@ -252,7 +254,8 @@ def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, 
     return pieces if left <= energy_wh * 1e-9 else None
 
 
-def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, int]:
+def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = False
+                  ) -> tuple[np.ndarray, int]:
     """(power_w with running cars held at their minimum in the kept slots, how many were held).
 
     The stable pass moves one vertex of the optimal face to another, so a reduction often lands
@@ -266,7 +269,11 @@ def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, in
     slots (a four-entry exchange). Either way every car's delivered energy stays within its
     request and the weighted energy is unchanged; only the lower levels (price, fairness,
     urgency) may move, as rounding moves them anyway. A car that cannot be held in full is left
-    as it was (for the projection)."""
+    as it was (for the projection).
+
+    paused_too: also a car the plan leaves at 0 there (the portfolio guard, on a baseline it
+    returns whole), always by the four-entry exchange: every car keeps the baseline's energy,
+    so the result delivers exactly the baseline's weighted energy."""
     previous = problem.previous_w
     if previous is None:
         return power_w, 0
@@ -284,7 +291,7 @@ def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, in
         x = power_w[:, t]
         ran = np.isfinite(previous[:, t]) & (previous[:, t] >= minimum - ZERO_W) & \
             (previous[:, t] > 0)
-        short = ran & (x > ZERO_W) & (x < minimum - ZERO_W)
+        short = ran & ((x > ZERO_W) | paused_too) & (x < minimum - ZERO_W)
         if not short.any():
             continue
         loads = _Loads(problem, power_w) if loads is None else loads
@@ -293,7 +300,12 @@ def hold_minimums(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, in
             need = minimum[i] - x[i]
             if need > upper[i, t] - x[i]:
                 continue
-            shift = max(delivered[i] + need * wh - problem.energy_wh[i], 0.0)  # Wh
+            # Wh of its own later energy to move into this slot: what the raise would deliver
+            # beyond its request; on a baseline (paused_too) all of it, so the donor gets back
+            # what it gives now and every car keeps the baseline's energy (a donor that only
+            # gave was often the car that leaves first, which the baseline served for that)
+            shift = need * wh if paused_too else \
+                max(delivered[i] + need * wh - problem.energy_wh[i], 0.0)
             surplus = np.where((weight == weight[i]) & (x > minimum + ZERO_W), x - minimum, 0.0)
             surplus[i] = 0.0
             for j in np.flatnonzero(surplus >= need)[np.argsort(-surplus[surplus >= need])]:

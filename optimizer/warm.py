@@ -171,6 +171,8 @@ class WarmStart:
         old_cost, old_lower, old_upper = (np.array(a) for a in self._cols)
         for var in old.paused_cols:  # bounds pause() changed: push them again
             old_upper[var] = np.nan
+        for var in old.raised_cols:  # ... and raise_lower() (stable.hold_running)
+            old_lower[var] = np.nan
         old_row_lower, old_row_upper = self._rows
         if old.restricted is not None:
             # The stable pass fixed the optimal face (bounds of many columns and rows), set its

@@ -119,3 +119,36 @@ def test_portfolio_guard_returns_the_best_lawful_baseline_over_a_poor_result():
     best = max(weighted_energy_wh(problem, project(problem, getattr(baselines, name)(problem)))
                for name in ("edf", "llf", "equal_share"))
     assert weighted_energy_wh(problem, guarded.power_w) == pytest.approx(best)
+
+
+@pytest.mark.parametrize("over", ["power", "current"])
+def test_a_rounding_error_over_a_limit_pauses_no_car_at_its_minimum(over):
+    # Captured on the demo day: the site's root 1.5e-11 W over its limit (a float sum) after
+    # rounding. The projection took that hair from the power above the minimums, but below
+    # the floats' resolution, so the site was still over and it scaled the whole subtree by
+    # (1 - 1e-12): every car at exactly its minimum fell below it and was paused - a pause a
+    # re-plan made for nothing (20-54 a day). Here: one car at its minimum, eleven above.
+    from optimizer.check import node_loads
+    from optimizer.safety import project
+
+    plan = np.array([4140.0, 8406.01338383869, 12147.491308668541, 17766.23770859906,
+                     13491.494267545802, 11160.742284147713, 20186.39595537485,
+                     19895.973387621434, 11533.596168131782, 6616.8439733495525,
+                     10856.157658219705, 8187.430684521982])[:, None]
+    n = plan.shape[0]
+    fields = dict(slot_s=[900.0], max_power_w=np.full(n, 22080.0), energy_wh=np.full(n, 1e5),
+                  arrival_slot=np.zeros(n, dtype=int), departure_slot=np.ones(n, dtype=int),
+                  node_parent=[-1], connector_node=np.zeros(n, dtype=int),
+                  min_power_w=np.full(n, 4140.0))
+    load_w, load_a = node_loads(Problem(**fields), plan)
+    # two ulps under the sum
+    if over == "power":
+        fields["node_limit_w"] = [np.nextafter(np.nextafter(load_w[0, 0], 0.0), 0.0)]
+    else:
+        fields["node_limit_a"] = [np.nextafter(np.nextafter(load_a[0, 0, 0], 0.0), 0.0)]
+    problem = Problem(**fields)
+    lawful = project(problem, plan)
+    assert check(problem, lawful) == []
+    assert lawful[0, 0] == 4140.0
+    assert (lawful[:, 0] >= 4140.0).all()
+    assert lawful.sum() == pytest.approx(plan.sum(), abs=1e-3)

@@ -1,0 +1,121 @@
+"""A running car keeps its minimum in the kept slots: the urgency tie-break gives way to it.
+
+Why. With a previous allocation the stable pass (optimizer/stable.py) keeps the previous plan
+among the optima of all four levels of the objective. The fourth, urgency, ranks every car by
+deadline and rewards charging early, so it is rarely tied: when a car with an earlier deadline
+arrives, or the meters move a little, the new optimum gives the first slot's room to the more
+urgent car and pauses one that was charging, whose energy simply comes a slot later. On the
+seeded days that was the largest cause of the pauses a re-plan made (demo day, truthful: 89 of
+166, 16 of the 27 pauses of the cars paused more than once an hour; benchmarks/README.md,
+"Stable allocations, fifth round").
+
+What. Before the stable pass, each car the previous plan ran at its minimum or more in a kept
+slot, that the LP's plan now leaves below its minimum there, gets its minimum as a lower bound
+in that slot (`running_minimums`: only as many of its kept slots as its own planned energy pays
+for, and only as many cars as every node limit, power and phase currents, can carry at their
+minimums together), and the objective is solved again (warm). The held plan is kept only when
+the three levels above urgency are unchanged (`keeps_levels`: weighted energy, price, fairness
+within the solver's tolerance); otherwise the bounds go and the optimum is solved again. So
+energy, price and fairness stay exact; only the urgency tie-break is traded, in the kept slots
+(30 minutes, planned again before they end), for a car not paused now. Sites planned by the
+min-cost flow (above STABLE_FLOW_CONNECTORS sessions) do not have it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.check import delivered_wh
+from optimizer.lp import energy_tolerance
+from optimizer.objective import Objective
+from optimizer.problem import Problem
+
+ZERO_W = 1e-6  # as optimizer/solve.py: below this a solver's output is zero
+LEVEL_RTOL = 1e-7  # price and fairness: the solver's tolerance, far below one Wh moved
+
+
+def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(connector, slot) of the entries to hold at their connector's minimum: the previous plan
+    ran the car at its minimum or more there (a kept slot); none unless `power_w` leaves one
+    of them below its minimum. Per car
+    the first such slots whose minimum its planned energy covers (the hold moves its energy,
+    never adds to it); per slot the cars, earliest deadline first, whose minimums fit under
+    every node limit (power and phase currents) together. `column_upper_w` (N, T): the LP
+    columns' upper bounds (a node limit may hold a column below the connector's maximum)."""
+    previous = problem.previous_w
+    empty = np.zeros(0, dtype=np.int64)
+    if previous is None:
+        return empty, empty
+    known = np.flatnonzero(np.isfinite(previous).any(axis=0))
+    if known.size == 0:
+        return empty, empty
+    k = int(known[-1]) + 1
+    minimum = problem.min_power_w
+    prev = np.nan_to_num(previous[:, :k], nan=0.0)
+    x = np.asarray(power_w, dtype=float)[:, :k]
+    floor = minimum[:, None]
+    want = (floor > 0) & (prev > ZERO_W) & (prev >= floor - ZERO_W) & \
+        (np.asarray(column_upper_w)[:, :k] >= floor) & (problem.upper_w[:, :k] >= floor)
+    if not (want & (x < floor - ZERO_W)).any():
+        return empty, empty
+    # every such entry is held, also those the LP has at their minimum or more: the re-solve
+    # would otherwise move the room from one running entry to another
+    # the car's own energy pays: its delivered total must not grow
+    budget = delivered_wh(problem, power_w)
+    for i in np.flatnonzero(want.any(axis=1)):
+        left = budget[i]
+        for t in range(k):
+            if not want[i, t]:
+                continue
+            cost = minimum[i] * problem.wh_per_w[t]
+            if cost > left * (1.0 - 1e-9):
+                want[i, t:] = False
+                break
+            left -= cost
+    # the minimums held in one slot must fit under every limit by themselves (the others
+    # can go to 0), or the LP with them has no solution
+    node_conn = problem.node_connector.tocsc()
+    amps = problem.amps_per_w
+    order = np.argsort(problem.departure_slot, kind="stable")
+    for t in range(k):
+        load_w = np.zeros(problem.n_nodes)
+        load_a = np.zeros((problem.n_nodes, 3))
+        for i in order:
+            if not want[i, t]:
+                continue
+            column = node_conn[:, i].toarray().ravel()
+            w = load_w + column * minimum[i]
+            a = load_a + column[:, None] * (amps[i] * minimum[i])[None, :]
+            if (w > problem.node_limit_w[:, t] + ZERO_W).any() or \
+                    (a > problem.node_limit_a[:, t, None] + 1e-9).any():
+                want[i, t] = False
+                continue
+            load_w, load_a = w, a
+    connector, slot = np.nonzero(want)
+    return connector.astype(np.int64), slot.astype(np.int64)
+
+
+def levels(problem: Problem, objective: Objective, power_w: np.ndarray
+           ) -> tuple[float, float, float]:
+    """(weighted energy [Wh], cost, fairness value) of power_w: the objective's three levels
+    above urgency (optimizer/objective.py)."""
+    power_w = np.asarray(power_w, dtype=float)
+    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
+    weighted = float(objective.weight @ delivered)
+    k = np.arange(objective.n_segments)
+    seg = objective.segment_wh[:, None]
+    filled = np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
+    fairness = float(np.sum(objective.fairness[None, :] * filled))
+    cost = float(np.einsum("it,t->", power_w, problem.wh_per_w * objective.slot_cost))
+    return weighted, cost, fairness
+
+
+def keeps_levels(before: tuple[float, float, float], after: tuple[float, float, float]) -> bool:
+    """Whether `after` is as good as `before` on weighted energy, price and fairness (up to the
+    solver's tolerance; the held-energy row itself may sit `energy_tolerance` below)."""
+    wb, cb, fb = before
+    wa, ca, fa = after
+    return (wa >= wb - 2.0 * energy_tolerance(wb)
+            and ca <= cb + LEVEL_RTOL * max(abs(cb), abs(wb)) + 1e-6
+            and fa >= fb - LEVEL_RTOL * abs(fb) - 1e-6)
