@@ -83,19 +83,37 @@ def forecast_excesses(site, fleet, limits, start: datetime, hours: float = 3.0,
     return out
 
 
+def change_moments(fleet, since: datetime, until: datetime) -> list[datetime]:
+    """Every moment in (since, until] where a profile installed in a simulated station may
+    change what a connector may draw (a period's start, a schedule's end, a validity bound)."""
+    from smartcharge.sim.profiles import _breakpoints
+
+    out: set[datetime] = set()
+    for station in fleet.stations.values():
+        contexts = station._tx_contexts()
+        for profile in station.profiles.profiles:
+            tx = contexts.get(profile.connector_id) if profile.connector_id else None
+            out.update(_breakpoints(profile, since, until, tx))
+    return sorted(out)
+
+
 class InstallWatch:
     """Checks the node sums right after every profile any station installs or clears: now,
     none over its limit; at the given later moments (a coming DR event), no profile raises a
-    node that is over its limit there (the decreases that bring it under go out one by one)."""
+    node that is over its limit there (the decreases that bring it under go out one by one).
+    `ahead_s`: the later moments are every moment an installed schedule changes until that
+    much later - a plan's slot edges, a schedule's end - whatever was installed."""
 
     def __init__(self, site, fleet, limits, clock, *, moments: tuple[datetime, ...] = (),
-                 zero_notice: bool = False):
+                 zero_notice: bool = False, ahead_s: float | None = None):
         """`zero_notice`: a limit may be lowered under what is installed now (an operator's
         cap at once): a node may be over it until the decreases are in, but no install may
         raise a node that is over its limit, and one under it may not go over (the
         installs under `met_at`: the first one with every node under its limit)."""
         self.site, self.fleet, self.limits, self.clock = site, fleet, limits, clock
         self.moments = moments
+        self.ahead_s = ahead_s
+        self._ahead: list[tuple[datetime, list]] = []   # (moment, node sums) before an install
         self.zero_notice = zero_notice
         self.installs = 0
         self.excesses: list[str] = []
@@ -112,6 +130,10 @@ class InstallWatch:
         # between (a plan's later slot) as this install's raise
         now = self.clock.now()
         self._before = (now, node_loads(self.site, self.fleet, self.limits, now))
+        if self.ahead_s is not None:
+            until = now + timedelta(seconds=self.ahead_s)
+            self._ahead = [(m, node_loads(self.site, self.fleet, self.limits, m))
+                           for m in change_moments(self.fleet, now, until)]
 
     def _changed(self, station) -> None:
         self.installs += 1
@@ -128,6 +150,8 @@ class InstallWatch:
             if self.met_at is None and all(load <= cap + 1.0 for _, load, cap in
                                            node_loads(self.site, self.fleet, self.limits, now)):
                 self.met_at = now
+        if self.ahead_s is not None:
+            self._check_ahead(station, now)
         for moment in self.moments:
             loads = node_loads(self.site, self.fleet, self.limits, moment)
             for (what, load, cap), (_, before, _) in zip(loads, self._last[moment]):
@@ -135,6 +159,24 @@ class InstallWatch:
                     self.excesses.append(f"{moment:%H:%M:%S} {what}: raised {before:.1f} -> "
                                          f"{load:.1f} > {cap:.1f}")
             self._last[moment] = loads
+
+
+    def _check_ahead(self, station, now: datetime) -> None:
+        """At every later moment a schedule changes, before this install or after it: no node
+        over its limit that this install raised (before it, the sums were constant from one
+        change moment to the next)."""
+        at, before_now = self._before
+        until = now + timedelta(seconds=self.ahead_s)
+        moments = sorted({m for m, _ in self._ahead} | set(change_moments(self.fleet, now, until)))
+        for moment in moments:
+            earlier = [loads for m, loads in self._ahead if m <= moment]
+            before = earlier[-1] if earlier else before_now
+            loads = node_loads(self.site, self.fleet, self.limits, moment)
+            for (what, load, cap), (_, was, _) in zip(loads, before):
+                if load > cap + 1.0 and load > was + 1.0:
+                    self.excesses.append(f"{moment:%H:%M:%S} {what}: raised {was:.1f} -> "
+                                         f"{load:.1f} > {cap:.1f} by "
+                                         f"{station.spec.station_id} at {now:%H:%M:%S}")
 
 
 def refs_of(site) -> list[ConnectorRef]:

@@ -211,3 +211,57 @@ def test_the_demo_wants_tokens_unless_asked_to_open_the_api():
     add_demo_arguments(parser)
     assert Demo(parser.parse_args(["--hours", "0.01"])).open_api is False
     assert Demo(parser.parse_args(["--hours", "0.01", "--insecure-open-api"])).open_api is True
+
+
+class _ReadMovesTime:
+    """Site time that moves on at every reading: a process the OS preempts while it reads the
+    stations one after the other (at 240x, 30 ms of real time is 7 s of site time)."""
+
+    speed = 240.0
+
+    def __init__(self, moment: datetime, step_s: float) -> None:
+        self.moment, self.step = moment, timedelta(seconds=step_s)
+
+    def now(self) -> datetime:
+        moment, self.moment = self.moment, self.moment + self.step
+        return moment
+
+
+def test_a_sample_reads_every_station_at_one_instant():
+    """A plan's slot edge: CP001 steps down where CP003 steps up, each under 16 kW with the
+    other at any one instant. The sample read each station at its own `now`: under CPU load the
+    clock moved on between them, CP001 was read before the edge and CP003 after, and the demo
+    counted an excess no instant held (00:44:59, 65.5 kW over a 60 kW event, seen under load).
+    """
+    from smartcharge.demo import measure
+    from smartcharge.sim.ev import SimEV
+    from smartcharge.sim.fleet import Fleet
+    from smartcharge.sim.profiles import Period, Profile, Schedule
+
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    demo = Demo(parser.parse_args(["--hours", "1"]))
+    edge = T0 + timedelta(minutes=45)
+    demo.clock = _ReadMovesTime(T0, step_s=10.0)
+    demo.fleet = Fleet(demo.site, "ws://127.0.0.1:9/ocpp", demo.clock)
+    demo.limits.add(TimedLimit(T0, None, 16_000, "test limit"))
+
+    def steps(station_id: str, before_a: float, after_a: float) -> None:
+        station = demo.fleet.station(station_id)
+        offset_s = int((edge - T0).total_seconds())
+        station.install_profile(Profile(
+            profile_id=1, connector_id=1, stack_level=0, purpose="TxDefaultProfile",
+            kind="Absolute", installed_at=T0, schedule=Schedule(
+                "A", (Period(0, before_a), Period(offset_s, after_a)), start=T0)))
+        asyncio.run(station.plug_in(1, SimEV(capacity_wh=100_000, soc=0.1,
+                                             max_power_w_by_phases={3: 22_000.0}), "DEMO"))
+    steps("CP001", 16.0, 6.0)
+    steps("CP003", 6.0, 16.0)
+    assert [demo.fleet.station(s).connectors[1].transaction is not None
+            for s in ("CP001", "CP003")] == [True, True]
+    # read one station after another, 10 s apart: CP001 before the edge, CP003 after
+    demo.clock.moment = edge - timedelta(seconds=15)
+    sample = measure.take_sample(demo)
+    assert demo.monitor.violations == []
+    assert sample.site_load_w == pytest.approx(16 * 230 * 3 + 6 * 230 * 3)
+    assert {s._last_physics for s in demo.fleet.stations.values()} == {sample.time}

@@ -94,6 +94,12 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         finally:
             self.profiles_held -= 1
 
+    async def hold_clear_answer(self) -> None:
+        """A `silent_clears` station does not answer a ClearChargingProfile (nor clear) until
+        a test releases `profile_answers`."""
+        if self.quirks.silent_clears:
+            await self.profile_answers.wait()
+
     def _booted_now(self) -> None:
         self.boots += 1
         self.booted.set()

@@ -105,8 +105,9 @@ class StationProtocol(RefuseBeforeBoot, ChargePoint):
         return call_result.SetChargingProfile(status=status)
 
     @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(self, id=None, connector_id=None,
-                                  charging_profile_purpose=None, stack_level=None, **_):
+    async def on_clear_charging_profile(self, id=None, connector_id=None,
+                                        charging_profile_purpose=None, stack_level=None, **_):
+        await self.station.hold_clear_answer()
         removed = self.station.clear_charging_profile(
             profile_id=id, connector_id=connector_id, purpose=charging_profile_purpose,
             stack_level=stack_level)

@@ -114,7 +114,10 @@ class RemoteControl:
         if quirks.keep_old_profiles:
             return "Accepted"      # and goes on drawing what the old profiles allow
         try:
-            self.install_profile(parse_profile(connector_id, data, self.clock.now()))
+            profile = parse_profile(connector_id, data, self.clock.now())
+            if quirks.reject_tx_profiles and profile.purpose == "TxProfile":
+                raise ProfileRejected("this station takes no TxProfile")
+            self.install_profile(profile)
         except (ProfileRejected, ValueError, KeyError, TypeError) as error:
             log.info("%s: profile rejected: %s", self.spec.station_id, error)
             return "Rejected"

@@ -26,6 +26,8 @@ class Quirks:
     forget_profiles_on_reboot: bool = False
     silent_profiles: bool = False          # SetChargingProfile is answered only when released
     keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
+    reject_tx_profiles: bool = False       # refuses TxProfiles (takes TxDefaultProfiles)
+    silent_clears: bool = False            # ClearChargingProfile is answered only when released
     # OCPP 2.0.1: the transaction starts at plug-in (TxStartPoint EVConnected) and the idToken
     # comes in a later TransactionEvent (Updated, triggerReason Authorized)
     late_id_token: bool = False

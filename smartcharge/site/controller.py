@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -337,11 +337,10 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
                       made.plan.status, len(made.violations), made.violations[0])
         plan = made.plan
-        started_since = [r for r in plan.idle_w if r in self.state.sessions]
-        if started_since:
-            # a car that arrived during the solve has no idle share: it waits for its own plan
-            plan = replace(plan, idle_w={r: w for r, w in plan.idle_w.items()
-                                         if r not in self.state.sessions})
+        # A car that arrived during the solve keeps the idle share the plan left its
+        # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
+        # own plan"), the car went on drawing the share of the plan before while another was
+        # raised into that room - over the limit until the next plan.
         self.plan = plan
         self.stats.replans += 1
         self.stats.last_solve_s = time.perf_counter() - started

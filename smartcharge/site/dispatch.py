@@ -17,13 +17,16 @@ limited node with them) is acknowledged, and then a settle time for the cars to 
 decrease refused, unanswered or met offline holds those increases and the controller re-plans
 with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
 Every plan and idle schedule ends at one common instant (`expiry`), so whatever subset of them
-is in force at a later moment is one consistent plan or the fail-safe defaults.
+is in force at a later moment is one consistent plan or the fail-safe defaults. When that
+instant moves on, what a connector has installed after the old one is its fail-safe default:
+re-sending to the new one is ordered against that like any change (an idle share too, idle.py).
 Every request sent is recorded with the station's answer in the store's audit table.
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
-`sending.py` (schedules in both units, what an answer changes), `station_control.py` (what we
-know of one station), `steps.py` (limits over time), `learned.py` (the site bus's events).
+`sending.py` (schedules in both units, what an answer changes), `idle.py` (idle connectors'
+idle schedules, compared like plans), `station_control.py` (what we know of one station),
+`steps.py` (limits over time), `learned.py` (the site bus's events).
 """
 
 from __future__ import annotations
@@ -39,10 +42,11 @@ import numpy as np
 from smartcharge import events as ev
 from smartcharge.clock import Clock
 from smartcharge.model import Site
-from smartcharge.ocpp.port import Answer, PortSettings
+from smartcharge.ocpp.port import PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
+from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
@@ -91,7 +95,7 @@ class SiteReads:
     phase_use: Callable[[ConnectorRef], tuple]
 
 
-class Dispatcher(FailSafeSetup, ProfileSending):
+class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
     def __init__(self, reads: SiteReads, registry: StationRegistry, store, clock: Clock,
                  settings: DispatchSettings | None = None, *, ports,
                  publish: Callable[[object], None]) -> None:
@@ -273,7 +277,7 @@ class Dispatcher(FailSafeSetup, ProfileSending):
 
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
-        ("plan", ConnectorPlan), ("idle", connector_id, W),
+        ("plan", ConnectorPlan), ("idle", connector_id, W, part sent first or None),
         ("defaults", {connector_id: W steps})."""
         downs: list = []
         ups: list = []
@@ -286,8 +290,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                 downs.append(("plan", down))
             if up is not None:
                 ups.append(("plan", up))
-        for connector_id, value, lower in self._idle_changes(control, plan):
-            (downs if lower else ups).append(("idle", connector_id, value))
+        for connector_id, value, lower, part in self._idle_changes(control, plan):
+            (downs if lower else ups).append(("idle", connector_id, value, part))
         if control.defaults_key != self._defaults_key():
             # a DR event or cap announced or over: the connectors whose fail-safe default
             # changes get the new one (failsafe.py)
@@ -314,7 +318,8 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                     accepted = await self._send_plan(control, item[1], raising=not decrease)
                     ok &= accepted or not decrease
                 elif item[0] == "idle":
-                    await self._send_idle(control, item[1], item[2], raising=not decrease)
+                    await self._send_idle(control, item[1], item[2], raising=not decrease,
+                                          part=item[3])
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
@@ -392,39 +397,6 @@ class Dispatcher(FailSafeSetup, ProfileSending):
                     return
                 finally:
                     self._probed[ref] = now
-
-    def _idle_changes(self, control: StationControl, plan: Plan) -> list[tuple[int, float, bool]]:
-        """Idle connectors get a short-lived idle schedule (above the fail-safe) at their share of
-        the room the plan leaves, so a car arriving before the next re-plan stays within it:
-        (connector, W, lower) for each that needs one now."""
-        if not control.caps.idle_layer:
-            return []   # it would replace the fail-safe default
-        out = []
-        for connector in self.topology.station(control.station_id).connectors:
-            ref = ConnectorRef(control.station_id, connector.connector_id)
-            value = plan.idle_w.get(ref)
-            if value is None or (value <= 0 and not control.zero_ok):
-                continue
-            sent = control.idle_sent.get(connector.connector_id)
-            lower = sent is None or value < sent[0] - 1.0
-            if lower or sent[1] != self.expiry or value > sent[0] + max(1000.0, 0.2 * sent[0]):
-                out.append((connector.connector_id, value, lower))
-        return out
-
-    async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
-                         raising: bool = False) -> None:
-        now = self.clock.now()
-        connector = self.topology.station(control.station_id).connector(connector_id)
-        ref = ConnectorRef(control.station_id, connector_id)
-        duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
-        schedule = self.power_schedule(ref, now, [0], [value], phases=connector.phases,
-                                       phases_known=False, duration_s=duration_s)
-        answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
-        if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
-            # an unanswered raise may be installed all the same: the upper bound
-            control.idle_layer[connector_id] = installed
-        # recorded even when refused: best effort, retried when it runs out
-        control.idle_sent[connector_id] = (value, self.expiry)
 
     # --- what dispatch learns, reported ------------------------------------------------------
     def _report_uncontrollable(self, ref: ConnectorRef, reason: str | None) -> None:

@@ -71,7 +71,10 @@ class ProfileSending:
         result = await control.port.set_connector_schedule(
             ref.connector_id, cplan.transaction_id, self._schedule_for(cplan), raising=raising)
         if result.answer is Answer.ACCEPTED:
-            await self._accepted(control, cplan, result.installed)
+            if not await self._accepted(control, cplan, result.installed):
+                self._report_uncontrollable(ref, "its old TxProfile, which overrules the plan "
+                                                 "sent as its default, could not be cleared")
+                return False
             if result.floored:
                 self._report_floor(ref, cplan.min_power_w)
             self._report_uncontrollable(ref, None)
@@ -85,7 +88,11 @@ class ProfileSending:
         return False
 
     async def _accepted(self, control: StationControl, cplan: ConnectorPlan,
-                        sent: Sent) -> None:
+                        sent: Sent) -> bool:
+        """Remember what the station took; False: the plan went out as the connector's default
+        and the transaction's old TxProfile, which overrules any default, could not be cleared
+        (refused or unanswered): what it allows stays what the connector may draw, and the
+        plan is not in force (a decrease not done: the increases it makes room for wait)."""
         connector_id = cplan.ref.connector_id
         previous = control.sent.get(connector_id)
         control.sent[connector_id] = sent
@@ -99,7 +106,11 @@ class ProfileSending:
         if sent.default and previous is not None and not previous.default \
                 and previous.transaction_id == cplan.transaction_id:
             # a transaction schedule still installed would overrule the plan just sent
-            await control.port.clear(connector_id)
+            if await control.port.clear(connector_id) is not Answer.ACCEPTED:
+                control.sent[connector_id] = previous
+                control.idle_layer[connector_id] = sent   # the plan, at the default's level
+                return False
+        return True
 
     def _record(self, station_id: str, connector_id: int, kind: str, payload: dict,
                 answer: str) -> None:

@@ -203,9 +203,11 @@ class V16StationPort(ControlPortBase):
         request = call.ClearChargingProfile(id=P.profile_id(connector_id, P.TX_PROFILE))
         try:
             answer = await self._call(request)
+            status = status_of(answer)
             log.info("station %s connector %d: old TxProfile cleared (%s)", self.station_id,
-                     connector_id, getattr(answer, "status", answer))
-            return answer_of(status_of(answer))
+                     connector_id, status)
+            # "Unknown": nothing to clear (it ended with its transaction) is as good
+            return Answer.ACCEPTED if status in ("Accepted", "Unknown") else Answer.REJECTED
         except (StationTimeout, StationCallError) as exc:
             log.warning("station %s connector %d: could not clear the old TxProfile: %s",
                         self.station_id, connector_id, exc)

@@ -108,8 +108,9 @@ class StationProtocol201(RefuseBeforeBoot, ChargePoint):
         self.station.run_deferred()
 
     @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(self, charging_profile_id=None,
-                                  charging_profile_criteria=None, **_):
+    async def on_clear_charging_profile(self, charging_profile_id=None,
+                                        charging_profile_criteria=None, **_):
+        await self.station.hold_clear_answer()
         removed = self.station.clear_profiles(charging_profile_id, charging_profile_criteria)
         return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
 

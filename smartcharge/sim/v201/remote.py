@@ -164,6 +164,8 @@ class Remote201:
         try:
             profile = v201_profiles.parse(evse_id, data, self.clock.now())
             v201_profiles.check(profile, self.profiles.profiles, self.tx_context(evse_id))
+            if quirks.reject_tx_profiles and profile.purpose == TX:
+                raise ProfileRejected("this station takes no TxProfile")
             state = self.connectors.get(evse_id)
             if (profile.purpose == TX and state is not None and state.ev is not None
                     and state.ev.iso15118 and evse_id not in self.needs_sent):

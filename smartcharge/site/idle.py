@@ -1,0 +1,93 @@
+"""Idle connectors' short-lived idle schedules (a TxDefaultProfile above the fail-safe default,
+ending at the common `expiry` like every plan): their share of the room a plan leaves, so a car
+arriving before the next re-plan stays within it. Which ones to send, and in which part of a
+round: like a plan, an idle schedule is compared with what is installed on the connector in
+every interval - its idle schedule until that ends, then its fail-safe default.
+
+Compared with the last idle value alone, a share re-sent unchanged to a later common end looked
+like no decrease, though from the old end on it lowers the connector from its default to the
+share: it went out with the increases, after the plans' raises of the same interval (a car's
+plan to the new end, over its own default there). In between - for ever if the second request
+never came - the station allowed the car its plan and the idle connector its default from the
+old end on: over the limit (seen in the demo under CPU load, on connectors whose cars the
+controller had not yet heard of). A share that lowers somewhere and raises elsewhere goes
+first as the pointwise minimum of the two, then in full, as a plan does (`dispatch._split`).
+
+A mixin of `Dispatcher` (needs `topology`, `installed`, `clock`, `expiry`, `power_schedule`)."""
+
+from __future__ import annotations
+
+from smartcharge.ocpp.port import Answer
+from smartcharge.site import steps
+from smartcharge.site.plan import Plan
+from smartcharge.site.station_control import StationControl
+from smartcharge.site.topology import ConnectorRef
+
+# (connector, its share [W], goes with the decreases, the part sent first or None)
+IdleChange = tuple[int, float, bool, "steps.Step | None"]
+
+
+class IdleSending:
+    def _idle_changes(self, control: StationControl, plan: Plan) -> list[IdleChange]:
+        """Idle connectors whose idle schedule needs sending now: a new share, one lower or
+        much higher than the last, or the common end moved on. A share that lowers somewhere
+        and raises elsewhere comes twice: its pointwise minimum with the decreases, then in
+        full with the increases."""
+        if not control.caps.idle_layer:
+            return []   # it would replace the fail-safe default
+        now = self.clock.now()
+        out: list[IdleChange] = []
+        for connector in self.topology.station(control.station_id).connectors:
+            cid = connector.connector_id
+            ref = ConnectorRef(control.station_id, cid)
+            value = plan.idle_w.get(ref)
+            if value is None or (value <= 0 and not control.zero_ok):
+                continue
+            sent = control.idle_sent.get(cid)
+            if not (sent is None or value < sent[0] - 1.0 or sent[1] != self.expiry
+                    or value > sent[0] + max(1000.0, 0.2 * sent[0])):
+                continue
+            installed, wanted = self._idle_steps(control, ref, connector.phases, value)
+            # (no default known installed: it counts at its maximum, so a share lowers it)
+            lowers, raises = steps.compare(installed, wanted, now)
+            if lowers and raises:
+                part = steps.pointwise_min(installed, wanted, now, self.expiry)
+                out.append((cid, value, True, part))
+                out.append((cid, value, False, None))
+            else:
+                out.append((cid, value, lowers, None))
+        return out
+
+    def _idle_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
+                    value: float) -> tuple[steps.Step, steps.Step]:
+        """(installed, wanted) on an idle connector in the plan's W: its idle schedule until
+        it ends, then its fail-safe default; the share until the common end, then the
+        default."""
+        factor = self.installed.w_factor(control.unit, ref, phases, False)
+        installed = self.installed.below_steps(control, ref, phases, factor, False)
+        default = self.installed.below_steps(control, ref, phases, factor, True)
+        wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
+        return installed, wanted
+
+    async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
+                         raising: bool = False, part: steps.Step | None = None) -> None:
+        """The idle schedule: `value` until the common end, or `part` (W steps, the pointwise
+        minimum sent before it with the decreases)."""
+        now = self.clock.now()
+        connector = self.topology.station(control.station_id).connector(connector_id)
+        ref = ConnectorRef(control.station_id, connector_id)
+        duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
+        offsets, powers = [0.0], [value]
+        if part is not None:
+            later = [(m, w) for m, w in part if now < m < self.expiry]
+            offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
+            powers = [steps.value_at(part, now)] + [w for _, w in later]
+        schedule = self.power_schedule(ref, now, offsets, powers, phases=connector.phases,
+                                       phases_known=False, duration_s=duration_s)
+        answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
+        if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
+            # an unanswered raise may be installed all the same: the upper bound
+            control.idle_layer[connector_id] = installed
+        # recorded even when refused: best effort, retried when it runs out (the part: its
+        # least, so the full share that follows is a change)
+        control.idle_sent[connector_id] = (min(powers), self.expiry)
