@@ -159,7 +159,8 @@ async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path)
             # one control interval, in real time: a re-plan and one answer per station
             assert loop.time() - asked < 5.0
             met = watch.met_at
-            await wait_until(lambda: clock.now() > met + timedelta(minutes=5), 10, "5 min")
+            # watched for 3 site minutes after: 36 settle times, 6 meter intervals
+            await wait_until(lambda: clock.now() > met + timedelta(minutes=3), 10, "3 min")
             await monitor.stop()
             assert not watch.excesses, watch.excesses[:5]
             grace_s = (met - changed_at).total_seconds() + DISPATCH.settle_s
