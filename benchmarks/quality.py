@@ -185,7 +185,8 @@ def run_days(args) -> None:
             runs += [(f"{b}, truthful", b, True, None) for b in ("edf", "llf", "equal_share")]
         for label, backend, truthful, past in runs:
             result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
-                                         truthful=truthful, backend=backend, history=past))
+                                         truthful=truthful, backend=backend, history=past,
+                                         settings=args.settings))
             rows.append((day.name, label, metrics(result, offline_wh)))
         rows.append((day.name, "uncontrolled (optimizer level)", uncontrolled_row(day, offline_wh)))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
@@ -248,6 +249,15 @@ def print_acn_breakdown(args, rows) -> None:
                   + " | ".join(f"{c:.2%}" for c in cells) + " |", flush=True)
 
 
+def settings_from(items: list[str]) -> dict:
+    """["taper_model=0", "ev_headroom_w=150.0"] -> ControllerSettings overrides."""
+    out = {}
+    for item in items:
+        name, value = item.split("=", 1)
+        out[name] = float(value) if "." in value else int(value)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", default=None,
@@ -264,7 +274,10 @@ def main(argv=None) -> None:
     parser.add_argument("--acn-limits", type=float, nargs="+", default=[20.0, 30.0])
     parser.add_argument("--acn-breakdown", action=argparse.BooleanOptionalAction, default=True,
                         help="what each part of the drivers' estimates costs")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="ControllerSettings to change for every run, e.g. taper_model=0")
     args = parser.parse_args(argv)
+    args.settings = settings_from(args.set)
     print(f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{platform.machine()}; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     started = time.perf_counter()

@@ -68,6 +68,19 @@ class DayResult:
                                                                    "other": 0.0})
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One car's minute (the `trace` of run_day): what the plan offered it, what it drew, what
+    its battery would have taken, and whether it was full, in taper or neither before it."""
+
+    at: datetime
+    visit: int           # index in DayResult.visits
+    offered_w: float
+    draw_w: float
+    acceptance_w: float
+    kind: str            # "full" | "taper" | "other"
+
+
 def _grid_limits(site: Site, dr: DemandResponsePlan | None) -> GridLimits:
     limits = GridLimits(site.root.limit_w, 0.0)
     for window in site.cap_schedule:
@@ -81,13 +94,15 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                   dr: DemandResponsePlan | None = None, *, truthful: bool = False,
                   backend: str = "auto", step_s: float = 60.0, meter_s: float = 300.0,
                   settings: dict | None = None, silent_tell: str | None = None,
-                  history: list[PastSession] | None = None) -> DayResult:
+                  history: list[PastSession] | None = None,
+                  trace: list | None = None) -> DayResult:
     """Replay `visits` (deep-copied: their cars charge) through a fresh controller.
 
     `silent_tell` ("need" or "departure"): the drivers who tell nothing tell that one truth
     (to measure which part of the information costs most). `history`: the site's past
     sessions, which silent drivers' needs and departures are estimated from
-    (`site/estimates.py`); None: none, the site's defaults."""
+    (`site/estimates.py`); None: none, the site's defaults. `trace`: a list that gets one
+    `Step` per car and step (benchmarks/quality_gap.py reads it)."""
     visits = copy.deepcopy(visits)
     clock = ManualClock(start)
     settings = ControllerSettings(**{"stale_after_s": 3 * meter_s, "backend": backend,
@@ -108,6 +123,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     last_draw: dict[int, float] = {}
     state: dict[int, str] = {}          # per visit: "idle" | "charging" | "paused"
     pauses = {id(v): 0 for v in visits}
+    index = {id(v): i for i, v in enumerate(visits)}
     replan_pauses = {id(v): 0 for v in visits}
     by_replan: dict[int, bool] = {}     # per paused visit: whether a re-plan paused it
     paused_at: dict[int, datetime] = {}
@@ -198,6 +214,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 by_replan[key] = offered_before.get(ref, 0.0) > 1.0
                 paused_at[key] = now
             last_draw[key] = draw_w
+            if trace is not None:
+                trace.append(Step(now, index[key], offered, draw_w, before_w[ref], kind))
             draws.append(Draw(ref.station_id, ref.connector_id, draw_w, car.phases,
                               topo.connector(ref).phase))
         sample = monitor.record(now, draws, len(plugged), 0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from smartcharge.site.taper import Point, TaperModel
 from smartcharge.site.topology import ConnectorRef
 
 
@@ -20,10 +21,37 @@ class ClosedLoop:
         self.ev_cap_w: dict[ConnectorRef, float] = {}        # what a car takes (+ headroom)
         self.declined_at: dict[ConnectorRef, datetime] = {}  # a car that takes 0, since
         self._zero_samples: dict[ConnectorRef, int] = {}
+        # a tapering car's acceptance line (site/taper.py): planned slot by slot along it
+        self.taper = TaperModel()
+        self._sampled: dict[ConnectorRef, tuple[datetime, float | None]] = {}  # at, interval
 
-    def phases_learned(self, ref: ConnectorRef) -> None:
-        """The car's phase use is now known: its cap was measured on a guess."""
+    def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
+        """When the car's next meter sample is due (its last one plus its interval)."""
+        at, interval_s = self._sampled.get(ref, (None, None))
+        if at is None or not interval_s:
+            return None
+        step = timedelta(seconds=interval_s)
+        due = at + step
+        return due if due > now else now + step
+
+    def _sample_seen(self, ref: ConnectorRef, at: datetime) -> None:
+        last, interval_s = self._sampled.get(ref, (None, None))
+        if last is not None and at > last:
+            interval_s = (at - last).total_seconds()
+        self._sampled[ref] = (at, interval_s)
+
+    def phases_learned(self, ref: ConnectorRef, event=None) -> None:
+        """The car's phase use is now known: its cap was measured on a guess. The sample that
+        showed it (`event`) is followed like any other when the plan had guessed right (it
+        skipped the closed loop: an 11 kW car given 22 kW kept them another meter interval)."""
         self.ev_cap_w.pop(ref, None)
+        self.taper.forget(ref)
+        plan = self.c.plan.connectors.get(ref) if self.c.plan else None
+        session = self.c.state.sessions.get(ref)
+        if event is not None and plan is not None and session is not None and \
+                plan.transaction_id == session.transaction_id and \
+                plan.phases == session.phases_in_use:
+            self.on_sample(event)
 
     def forget_ended(self, now: datetime) -> None:
         """Facts of sessions that ended; a declined car is offered power again after
@@ -31,6 +59,9 @@ class ClosedLoop:
         sessions = self.c.state.sessions
         for ref in [r for r in self.ev_cap_w if r not in sessions]:
             del self.ev_cap_w[ref]
+        for ref in [r for r in self._sampled if r not in sessions]:
+            del self._sampled[ref]
+            self.taper.forget(ref)
         retry = timedelta(seconds=self.c.settings.declined_retry_s)
         for ref in [r for r, at in self.declined_at.items()
                     if r not in sessions or now - at >= retry]:
@@ -49,6 +80,8 @@ class ClosedLoop:
         measured = self.c.state.measured_w(ref, self.c.clock.now(), self.c.settings.stale_after_s)
         if measured is None or ref not in self.c.state.sessions:
             return
+        sampled_at = self.c.state.measurements[ref].ordered_at
+        self._sample_seen(ref, sampled_at)
         s = self.c.settings
         if self.declines(ref, measured):
             return
@@ -72,6 +105,8 @@ class ClosedLoop:
             if given is None:
                 return
             allocated = min(allocated, given)
+        if self._follow_taper(ref, sampled_at, measured, allocated):
+            return
         if cap is not None:
             # capped: follow a car that keeps tapering, once it is a margin under what it was
             # offered (its cap, or less if the plan gave it less) beyond the headroom
@@ -83,13 +118,40 @@ class ClosedLoop:
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.c.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
 
+    def _follow_taper(self, ref: ConnectorRef, sampled_at: datetime, measured: float,
+                      allocated: float) -> bool:
+        """Teach the taper model this sample; True when the car is planned along its learned
+        line (site/taper.py), which then replaces the draw-plus-headroom cap. Plans again when
+        the line is new, refuted, or says the car will take less by its next sample than it
+        is offered now (beyond the follow margin)."""
+        s = self.c.settings
+        if not s.taper_model:
+            return False
+        energy_wh = self.c.state.sessions[ref].energy_wh
+        had = ref in self.taper.fits
+        verdict = self.taper.observe(ref, Point(sampled_at, energy_wh, measured), allocated,
+                                     s.ev_headroom_w / 2)
+        name = f"{ref.station_id}/{ref.connector_id}"
+        fit = self.taper.fits.get(ref)
+        if fit is None:
+            if verdict == "refuted":
+                self.c.request_replan(f"taper-refuted:{name}")
+            return False
+        self.ev_cap_w.pop(ref, None)
+        due = self.next_sample(ref, sampled_at) or sampled_at
+        will_take = fit.along_w(sampled_at, energy_wh, due) + s.ev_headroom_w
+        if not had or allocated - will_take > s.ev_follow_w:
+            self.c.request_replan(f"taper:{name}")
+        return True
+
     def declines(self, ref: ConnectorRef, measured: float) -> bool:
         """A car drawing ~0 at two samples in a row while offered at least its minimum does
         not want power (full, or paused by itself): planned at 0, it frees that minimum for
         the others until `declined_retry_s` has passed (a full car held its minimum until it
         left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
         still starting up is not taken for one that declines; one for a car the closed loop
-        had capped at its falling draw (a battery in taper that stops drawing is full)."""
+        had capped at its falling draw or follows along its taper (a battery in taper that
+        stops drawing is full)."""
         if measured >= self.c.settings.declined_w:
             self._zero_samples.pop(ref, None)
             return False
@@ -97,7 +159,8 @@ class ClosedLoop:
             self._zero_samples.pop(ref, None)
             return False
         self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
-        if self._zero_samples[ref] < (1 if ref in self.ev_cap_w else 2):
+        tapering = ref in self.ev_cap_w or ref in self.taper.fits
+        if self._zero_samples[ref] < (1 if tapering else 2):
             return False
         self._zero_samples.pop(ref, None)
         self.declined_at[ref] = self.c.clock.now()

@@ -70,6 +70,7 @@ class ControllerSettings:
     # on the table (benchmarks/README.md, "Closed loop headroom").
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
+    taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long
@@ -157,7 +158,8 @@ class SiteController:
             # make room for its station's maximum (failsafe.py), sent with the next round
             self.request_replan(f"undeclared:{event.station_id}/{event.connector_id}")
         if change == st.SESSION_CHANGE and isinstance(event, events.MeterSampled):
-            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id))
+            self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id),
+                                            event)
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
+import numpy as np
+
 from smartcharge.site import in_steps, undeclared
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
@@ -126,9 +128,21 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
     if ref in c.uncontrollable or not c.state.online.get(ref.station_id, False):
         return SessionInput(**common, fixed_w=fallback_w(c, ref))
     return SessionInput(**common, floor_w=c.floor_w.get(ref, 0.0),
-                        ev_cap_w=c.ev_cap_w.get(ref), declined=ref in c.declined_at,
+                        ev_cap_w=c.ev_cap_w.get(ref), taper_w=_taper_w(c, ref, session, starts, ends),
+                        declined=ref in c.declined_at,
                         car_min_w=c.reports.car_min_w(ref, phases),
                         cap_w=c.reports.cap_w(ref, starts, ends, phases))
+
+
+def _taper_w(c, ref: ConnectorRef, session, starts, ends):
+    """Per slot what the car's learned taper says it will take (site/taper.py), or None."""
+    loop = c.closed_loop
+    if ref not in loop.taper.fits or ref not in c.state.measurements:
+        return None
+    sampled_at = c.state.measurements[ref].ordered_at
+    caps = loop.taper.caps_w(ref, sampled_at, session.energy_wh, starts, ends,
+                             loop.next_sample(ref, starts[0]), c.settings.ev_headroom_w)
+    return np.array(caps, dtype=float)
 
 
 def _undeclared_input(c, ref: ConnectorRef, session) -> SessionInput:

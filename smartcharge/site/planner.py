@@ -50,6 +50,7 @@ class SessionInput:
     fixed_w: float | None = None     # not controlled (refuses, unanswered, offline): this load
     floor_w: float = 0.0             # a station that cannot pause: its minimum draw
     ev_cap_w: float | None = None    # closed loop: what the car takes (+ headroom)
+    taper_w: np.ndarray | None = None  # (T,) its learned taper: what it will take per slot
     declined: bool = False           # the car declines power (full): planned at 0
     car_min_w: float | None = None   # ISO 15118 evMinCurrent on `phases`
     cap_w: np.ndarray | None = None  # (T,) limits set outside us and the car's maximum
@@ -202,6 +203,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             # under the car's minimum it cannot charge at all
             cap = np.where(session.cap_w < arrays["min_power_w"][i], 0.0, session.cap_w)
             max_matrix[i] = np.minimum(max_matrix[i], cap)
+        if session.taper_w is not None:
+            # closed loop, its battery's taper (site/taper.py): what it will take in each
+            # slot; at least its minimum, the least it can be offered (it takes less)
+            max_matrix[i] = np.minimum(max_matrix[i], np.maximum(
+                session.taper_w, min(arrays["min_power_w"][i], max_w[i])))
     previous_w = _previous_w(inputs, controlled)
     problem = optimizer.Problem(
         slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
