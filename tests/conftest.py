@@ -30,8 +30,20 @@ from smartcharge.ocpp.registry import StationCallError
 # milliseconds: ~30 ms per fresh app, most of the billing property tests' time. No test can
 # observe durability against a power cut; a SIGKILL leaves the page cache, as on a disk.
 # SMARTCHARGE_TEST_TMPDIR picks another directory ("" keeps the system's default).
+# Only where it has room: a container's /dev/shm is often 64 MB, and a suite's files (pytest keeps
+# the last three runs' directories) take over 100 MB.
 _TEST_TMPDIR = os.environ.get("SMARTCHARGE_TEST_TMPDIR", "/dev/shm")
-if _TEST_TMPDIR and os.path.isdir(_TEST_TMPDIR) and os.access(_TEST_TMPDIR, os.W_OK):
+_TEST_TMPDIR_MIN_FREE_BYTES = 1 << 30
+
+
+def _roomy_writable_dir(path: str) -> bool:
+    if not (path and os.path.isdir(path) and os.access(path, os.W_OK)):
+        return False
+    fs = os.statvfs(path)
+    return fs.f_bavail * fs.f_frsize >= _TEST_TMPDIR_MIN_FREE_BYTES
+
+
+if _roomy_writable_dir(_TEST_TMPDIR):
     os.environ["TMPDIR"] = _TEST_TMPDIR
     tempfile.tempdir = _TEST_TMPDIR
 
