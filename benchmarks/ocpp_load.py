@@ -274,7 +274,30 @@ def main(argv: list[str] | None = None) -> int:
               f"storm's end: {len(later)}, the longest "
               f"{max((s for s, _ in later), default=0) * 1000:.0f} ms wall, "
               f"{max((c for _, c in later), default=0) * 1000:.0f} ms CPU")
+    print_turns(stats.get("turns") or [], r["window"])
     return 0
+
+
+def print_turns(turns: list, window: tuple[float, float]) -> None:
+    """SMARTCHARGE_PROBE_TURNS (serve_probe.py): the window's longest turns of the loop, and
+    the most callbacks of one kind any turn of the run ran (a round resuming every station's
+    task in one turn shows as thousands of one kind, whatever the machine's load)."""
+    if not turns:
+        return
+    inside = sorted((t for t in turns if window[0] <= t[0] <= window[1]), key=lambda t: -t[1])
+    print(f"# turns of the loop over the probe's threshold in the window: {len(inside)}; the "
+          f"longest (CPU, callbacks, the biggest kinds):")
+    for _, spent_s, count, kinds in inside[:5]:
+        top = "; ".join(f"{kind} x{n} {ms:.0f} ms" for kind, n, ms in kinds[:3])
+        print(f"#   {spent_s * 1000:.0f} ms, {count} callbacks: {top}")
+    most: dict[str, tuple[int, float]] = {}
+    for _, spent_s, _, kinds in turns:
+        for kind, n, _ in kinds:
+            if n > most.get(kind, (0, 0.0))[0]:
+                most[kind] = (n, spent_s)
+    ranked = sorted(most.items(), key=lambda kv: -kv[1][0])[:8]
+    print("# the most callbacks of one kind in one turn (whole run): " + "; ".join(
+        f"{kind} x{n} (a {spent_s * 1000:.0f} ms turn)" for kind, (n, spent_s) in ranked))
 
 
 if __name__ == "__main__":

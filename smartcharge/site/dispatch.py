@@ -44,7 +44,7 @@ from smartcharge.clock import Clock
 from smartcharge.model import Site
 from smartcharge.ocpp.port import PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
-from smartcharge.site import learned, steps
+from smartcharge.site import failsafe, learned, steps
 from smartcharge.site.failsafe import FailSafeSetup
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
@@ -123,6 +123,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # (build, validate, send: ~1 ms each) ran in one turn of the loop: 2 000 stations held
         # every answer up for seconds (issue 10). FIFO: the decreases queue first.
         self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
+        self._setting_up = asyncio.Semaphore(failsafe.SETUP_CONCURRENCY)   # boot storms
+        self._setups_queued = 0   # set-ups waiting for a slot or sending
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")
@@ -135,7 +137,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.rounds_done = 0
         self.rounds_running = 0   # a newer round starts at once: an older one may still run
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
-        self._round_over: asyncio.Event | None = None   # set when a newer round starts
+        self._newest_round: DispatchRound | None = None   # the newest; ended when a newer starts
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
@@ -259,13 +261,13 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         compared); each
         station's increases once the decreases they depend on are acknowledged and the settle
         time has passed. A newer round starting ends an older one still running."""
-        if self._round_over is not None:
-            self._round_over.set()
-        over = self._round_over = asyncio.Event()
+        if self._newest_round is not None:
+            self._newest_round.end()
+        this = self._newest_round = DispatchRound(self, plan, asyncio.Event())
         self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        await DispatchRound(self, plan, over).run(controls)
+        await this.run(controls)
         probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
         for control in controls:
             if control.station_id in probing:

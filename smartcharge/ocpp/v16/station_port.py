@@ -82,10 +82,15 @@ class V16StationPort(ControlPortBase):
         c = self.caps16
         if c is None:
             return None
-        return Capabilities(rate_units=c.rate_units, max_periods=c.max_periods,
-                            idle_layer=c.max_stack_level >= 1,
-                            max_profiles_installed=c.max_profiles_installed,
-                            connectors=c.connectors, phase_switching=c.phase_switching)
+        # built once per capabilities read (both frozen): a dispatch round asks every station
+        # (5 000 objects built in one step of the loop, issue 10)
+        if getattr(self, "_caps_of", None) is not c:
+            self._caps = Capabilities(rate_units=c.rate_units, max_periods=c.max_periods,
+                                      idle_layer=c.max_stack_level >= 1,
+                                      max_profiles_installed=c.max_profiles_installed,
+                                      connectors=c.connectors, phase_switching=c.phase_switching)
+            self._caps_of = c
+        return self._caps
 
     @property
     def plans_as_default(self) -> bool:

@@ -61,7 +61,14 @@ class V201StationPort(ControlPortBase):
     # --- what the site reads ----------------------------------------------------------------
     @property
     def caps(self) -> Capabilities | None:
-        return None if self.caps201 is None else self.caps201.neutral()
+        c = self.caps201
+        if c is None:
+            return None
+        # built once per capabilities read (both frozen): a dispatch round asks every station
+        # (issue 10)
+        if getattr(self, "_caps_of", None) is not c:
+            self._caps, self._caps_of = c.neutral(), c
+        return self._caps
 
     @property
     def plans_as_default(self) -> bool:

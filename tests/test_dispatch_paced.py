@@ -1,0 +1,151 @@
+"""A dispatch round over many stations leaves the event loop turns for everything else (issue 10):
+at 5 000 stations one round resumed every station's task in one turn of the loop (~110 ms), and
+every station's message read meanwhile waited behind it. The stations' tasks are started a batch
+per turn, only stations with something to send get one, and the increases waiting for the
+decreases (and the settle time) are woken a batch per turn. Counted in turns of the loop, not
+timed: the loop's turns are counted by wrapping the running loop's `_run_once`."""
+
+import asyncio
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.site import dispatch_round, pacing
+from smartcharge.site.dispatch_round import DispatchRound
+from smartcharge.site.topology import ConnectorRef
+from tests.installed_limits import connector_limit_w
+from tests.site_e2e import wait_until
+from tests.test_dispatch_trust import SPEED, big_ev, trust_site
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+N = 6
+REFS = [ConnectorRef(f"CP{i}", 1) for i in range(1, N + 1)]
+
+
+def six_on_the_grid() -> Site:
+    """Six stations under one grid limit: room for all six at 11 kW."""
+    return Site(name="paced", circuits=(Circuit("grid", None, limit_w=N * 11_000),),
+                stations=tuple(Station(ref.station_id, "grid", (Connector(1),)) for ref in REFS),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+@contextmanager
+def counted_turns():
+    """turn[0]: the running loop's turns so far."""
+    loop = asyncio.get_running_loop()
+    turn = [0]
+    original = loop._run_once
+
+    def run_once():
+        turn[0] += 1
+        original()
+
+    loop._run_once = run_once
+    try:
+        yield turn
+    finally:
+        del loop._run_once
+
+
+def limit_w(fleet, ref):
+    station = fleet.station(ref.station_id)
+    return connector_limit_w(station, ref.connector_id, station.clock.now())[0]
+
+
+async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp_path,
+                                                                             monkeypatch):
+    """Three stations lowered, three raised under the same grid limit: the raised ones wait for
+    the lowered ones' acknowledgements and the settle time. With batches of two (starts) and
+    one (wakes), no turn of the loop starts more than two stations' decreases or tasks or wakes
+    more than one increase, and the site ends where it must; a round with nothing to send starts no
+    station's task."""
+    monkeypatch.setattr(dispatch_round, "START_BATCH", 2)
+    monkeypatch.setattr(pacing, "PACE_BATCH", 1)
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        for ref in REFS:
+            assert await fleet.plug_in(ref.station_id, 1, big_ev(), "DRIVER-1")
+        await wait_until(lambda: controller.plan is not None
+                         and len(controller.plan.connectors) == N, 10, "all planned")
+        controller.ev_cap_w.update({ref: 11_000.0 for ref in REFS})
+        controller.request_replan("test")
+        await wait_until(lambda: all(abs(limit_w(fleet, ref) - 11_000) < 100 for ref in REFS),
+                         10, "all at 11 kW")
+        await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+
+        started: dict[int, list[str]] = {}    # turn -> stations whose task started in it
+        woken: dict[int, list[str]] = {}      # turn -> increases let through in it
+        lowering: dict[int, list[str]] = {}   # turn -> decreases' tasks whose first step ran
+        original_station, original_turn = DispatchRound._station, DispatchRound._turn
+        original_decrease = DispatchRound._decrease
+        with counted_turns() as turn:
+            async def station(self, control, decreasing):
+                started.setdefault(turn[0], []).append(control.station_id)
+                return await original_station(self, control, decreasing)
+
+            async def decrease(self, control):
+                lowering.setdefault(turn[0], []).append(control.station_id)
+                return await original_decrease(self, control)
+
+            async def turn_of(self, sid):
+                ok = await original_turn(self, sid)
+                woken.setdefault(turn[0], []).append(sid)
+                return ok
+
+            monkeypatch.setattr(DispatchRound, "_station", station)
+            monkeypatch.setattr(DispatchRound, "_turn", turn_of)
+            monkeypatch.setattr(DispatchRound, "_decrease", decrease)
+            # CP1-3 down to 5 kW, CP4-6 up to 16 kW: 63 kW under the grid's 66 kW
+            controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
+            controller.ev_cap_w.update({ref: 16_000.0 for ref in REFS[3:]})
+            controller.request_replan("test")
+            await wait_until(lambda: all(limit_w(fleet, ref) <= 5_000 + 100 for ref in REFS[:3])
+                             and all(limit_w(fleet, ref) >= 16_000 - 100 for ref in REFS[3:]),
+                             10, "5 / 16 kW installed")
+            await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+            assert started and max(len(s) for s in started.values()) <= 2, started
+            assert lowering and max(len(s) for s in lowering.values()) <= 2, lowering
+            raised = {sid for sids in woken.values() for sid in sids}
+            assert {ref.station_id for ref in REFS[3:]} <= raised, woken
+            assert max(len(s) for s in woken.values()) <= 1, woken
+            # the same plan again: a round with nothing to send starts no station's task
+            started.clear()
+            rounds = dispatcher.rounds_done
+            controller.request_replan("test")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "the same plan's round")
+            assert not started, started
+
+
+async def test_a_boot_storm_is_set_up_a_few_stations_at_a_time(tmp_path, monkeypatch):
+    """Every station booting at once started every fail-safe set-up at once (1 000-1 300
+    requests resumed in one turn of the loop at 5 000 stations, issue 10). With one slot, the
+    six stations' set-ups go one after the other - and every one of them is set up."""
+    from smartcharge.site import failsafe
+    from smartcharge.site.dispatch import Dispatcher
+    monkeypatch.setattr(failsafe, "SETUP_CONCURRENCY", 1)
+    inside, most, done = [0], [0], []
+    original = Dispatcher._send_defaults
+
+    async def counted(self, control, **kw):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        try:
+            return await original(self, control, **kw)
+        finally:
+            inside[0] -= 1
+            done.append(control.station_id)
+
+    monkeypatch.setattr(Dispatcher, "_send_defaults", counted)
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        await wait_until(lambda: {ref.station_id for ref in REFS} <= set(done), 10,
+                         "every station set up")
+        for ref in REFS:   # each holds its fail-safe default: its share of the grid
+            assert abs(limit_w(fleet, ref) - 11_000) < 100
+    assert most[0] == 1
