@@ -52,7 +52,7 @@ async def _round_after(dispatcher, rounds: int) -> None:
 
 
 async def test_a_feeder_dr_event_sends_defaults_only_under_that_feeder(tmp_path):
-    clock = AcceleratedClock(T0, speed=60.0)
+    clock = AcceleratedClock(T0, speed=120.0)     # the event 3 site minutes ahead: 1.5 s real
     site = _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=3600.0),

@@ -64,13 +64,13 @@ async def test_snapshot_load_stays_under_the_limit_when_the_cars_do(tmp_path):
                              "the cars drawing over 20 kW")
             event_start = clock.now() + timedelta(minutes=2)
             body = {"id": "dr-reading", "start": format_ocpp_time(event_start),
-                    "end": format_ocpp_time(event_start + timedelta(minutes=3)),
+                    "end": format_ocpp_time(event_start + timedelta(minutes=2)),
                     "limit_w": 12_000}
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"{server.http_url}/api/demand-response/events", json=body,
                                      headers={"Authorization": f"Bearer {UTILITY}"}) as resp:
                     assert resp.status == 201, await resp.text()
-            await wait_until(lambda: clock.now() > event_start + timedelta(minutes=5), 20,
+            await wait_until(lambda: clock.now() > event_start + timedelta(minutes=3), 20,
                              "the event over and the site back up")
         finally:
             if reader is not None:

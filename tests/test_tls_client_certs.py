@@ -7,11 +7,12 @@ server and client certificates and connects over TLS on 127.0.0.1 with a real cl
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import select
 import signal
 import ssl
+import subprocess
 import sys
 
 import aiohttp
@@ -35,25 +36,29 @@ id = 1
 """
 
 
-@pytest.fixture
-async def profile3(tmp_path):
-    ca = Authority(tmp_path, "station CA")
+@pytest.fixture(scope="module")
+def profile3(tmp_path_factory):
+    """One profile-3 server for the module: each test only connects to it (no test changes
+    what the next one meets), and a start of `serve` costs most of a test's time."""
+    directory = tmp_path_factory.mktemp("profile3")
+    ca = Authority(directory, "station CA")
     cert, key = ca.issue("127.0.0.1", "server", server=True)
-    config = tmp_path / "site.toml"
+    config = directory / "site.toml"
     config.write_text(SITE.format(hashed=hash_secret("station-password-01", n=2 ** 10)))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "smartcharge", "serve", "--config", str(config), "--host",
-        "127.0.0.1", "--port", "0", "--db", str(tmp_path / "p3.sqlite"), "--log-level",
-        "WARNING", "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca",
-        str(ca.path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smartcharge", "serve", "--config", str(config), "--host",
+         "127.0.0.1", "--port", "0", "--db", str(directory / "p3.sqlite"), "--log-level",
+         "WARNING", "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca",
+         str(ca.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        ready, _, _ = select.select([process.stdout], [], [], 30)   # bounded, as before
+        line = process.stdout.readline() if ready else b""
         match = re.search(rb"listening on https://[\d.]+:(\d+)", line)
-        assert match, line + await process.stderr.read()
+        assert match, line + (b"" if process.poll() is None else process.stderr.read())
         yield ca, int(match.group(1))
     finally:
         process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 20) == 0
+        assert process.wait(timeout=20) == 0
 
 
 def _client_context(ca: Authority, client: tuple | None) -> ssl.SSLContext:
