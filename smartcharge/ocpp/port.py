@@ -44,7 +44,13 @@ class Capabilities:
 class PowerSchedule:
     """Limits per period from `start` (offsets_s[0] is 0), in both units: `power_w` for a limit
     in W on the connector, `current_a` per phase on `phases` phases. `min_*`: the least the car
-    may be paused at where 0 is refused; `duration_s` None: no end."""
+    may be paused at where 0 is refused; `duration_s` None: no end.
+
+    `any_car_power_w` / `any_car_min_power_w` (None: the same as `power_w`): the W limits for
+    the plan sent as the connector's default (TxDefaultProfile), which limits whatever car is
+    plugged in, not only the one planned: a single-phase car draws all its W on one phase, so
+    under per-phase limits a W default gets the per-phase share of a three-phase plan (an A
+    limit is per phase already and safe for any car)."""
 
     start: datetime
     offsets_s: list[float]
@@ -55,12 +61,22 @@ class PowerSchedule:
     min_power_w: float | None = None
     min_current_a: float | None = None
     pauses: bool = False       # the plan pauses the car soon (limit 0 in its first periods)
+    any_car_power_w: list[float] | None = None
+    any_car_min_power_w: float | None = None
 
-    def limits(self, unit: str) -> list[float]:
-        return list(self.current_a if unit == "A" else self.power_w)
+    def limits(self, unit: str, *, any_car: bool = False) -> list[float]:
+        if unit == "A":
+            return list(self.current_a)
+        if any_car and self.any_car_power_w is not None:
+            return list(self.any_car_power_w)
+        return list(self.power_w)
 
-    def minimum(self, unit: str) -> float | None:
-        return self.min_current_a if unit == "A" else self.min_power_w
+    def minimum(self, unit: str, *, any_car: bool = False) -> float | None:
+        if unit == "A":
+            return self.min_current_a
+        if any_car and self.any_car_power_w is not None:
+            return self.any_car_min_power_w
+        return self.min_power_w
 
 
 @dataclass

@@ -54,12 +54,13 @@ def installed_from_profile(profile: dict, sched: dict, transaction_id: int = 0) 
                      default=profile["chargingProfilePurpose"] == TX_DEFAULT_PROFILE)
 
 
-def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False
-              ) -> tuple[list[float], float | None]:
+def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False,
+              any_car: bool = False) -> tuple[list[float], float | None]:
     """The schedule's limits in `unit` and its minimum rate; `floor`: no limit below the
-    minimum (a station that refuses 0 pauses the car at the minimum instead)."""
-    limits = schedule.limits(unit)
-    minimum = schedule.minimum(unit)
+    minimum (a station that refuses 0 pauses the car at the minimum instead); `any_car`: sent as
+    the connector's default, so safe for any car (`PowerSchedule.any_car_power_w`)."""
+    limits = schedule.limits(unit, any_car=any_car)
+    minimum = schedule.minimum(unit, any_car=any_car)
     if floor:
         limits = [max(v, minimum or 0.0) for v in limits]
     return limits, minimum

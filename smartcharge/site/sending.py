@@ -33,16 +33,22 @@ class ProfileSending:
                        powers_w: list[float], *, phases: int, phases_known: bool,
                        duration_s: int | None = None, min_power_w: float | None = None,
                        pauses: bool = False) -> PowerSchedule:
-        """Planned W per period -> limits in W (with the W factor) and in A per phase."""
+        """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
+        W limits for the plan sent as the connector's default, which any car may meet: the W
+        factor of a car whose phases are unknown (a single-phase car draws all its W on one
+        phase; the A limits are per phase and safe for any car already)."""
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
+        any_car = self.w_factor("W", ref, phases, False)
         min_w = (min_power_w or 0.0) * factor
         min_a = units.w_to_a(min_power_w or 0.0, phases, voltage)
         return PowerSchedule(
             start=start, offsets_s=list(offsets_s), power_w=[p * factor for p in powers_w],
             current_a=[units.w_to_a(p, phases, voltage) for p in powers_w], phases=phases,
             duration_s=duration_s, min_power_w=min_w or None, min_current_a=min_a or None,
-            pauses=pauses)
+            pauses=pauses,
+            any_car_power_w=None if any_car == factor else [p * any_car for p in powers_w],
+            any_car_min_power_w=(min_power_w or 0.0) * any_car or None)
 
     def _schedule_for(self, cplan: ConnectorPlan) -> PowerSchedule:
         connector = self.topology.connector(cplan.ref)

@@ -127,8 +127,8 @@ class V16StationPort(ControlPortBase):
 
     # --- payloads ---------------------------------------------------------------------------
     def _schedule(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
-                  max_periods: int | None = None) -> dict:
-        limits, minimum = limits_in(schedule, unit, floor=floor)
+                  max_periods: int | None = None, any_car: bool = False) -> dict:
+        limits, minimum = limits_in(schedule, unit, floor=floor, any_car=any_car)
         return P.schedule_rates(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
             max_periods=max_periods or self.caps16.max_periods, duration_s=schedule.duration_s,
@@ -136,7 +136,8 @@ class V16StationPort(ControlPortBase):
 
     def _plan_payload(self, connector_id: int, transaction_id: int, schedule: PowerSchedule,
                       *, floor: bool) -> dict:
-        sched = self._schedule(schedule, self._unit, floor=floor)
+        # as the connector's default it limits whatever car is there, not only the planned one
+        sched = self._schedule(schedule, self._unit, floor=floor, any_car=self.use_tx_default)
         if self.use_tx_default:
             return P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
                                           stack_level=min(1, self.caps16.max_stack_level),

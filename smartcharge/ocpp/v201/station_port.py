@@ -147,8 +147,8 @@ class V201StationPort(ControlPortBase):
 
     # --- requests ---------------------------------------------------------------------------
     def _sched(self, schedule: PowerSchedule, unit: str, *, floor: bool = False,
-               max_periods: int | None = None) -> dict:
-        limits, minimum = limits_in(schedule, unit, floor=floor)
+               max_periods: int | None = None, any_car: bool = False) -> dict:
+        limits, minimum = limits_in(schedule, unit, floor=floor, any_car=any_car)
         return P.charging_schedule(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
             max_periods=max_periods or self.caps201.max_periods, schedule_id=0,
@@ -156,10 +156,12 @@ class V201StationPort(ControlPortBase):
 
     def _plan_request(self, evse_id: int, station_tx: str | None, schedule: PowerSchedule,
                       unit: str, *, floor: bool) -> dict:
-        sched = self._sched(schedule, unit, floor=floor)
         if station_tx is None:
-            return P.upper_default(evse_id, sched)
-        return P.tx_profile(evse_id, station_tx, sched, self._tx_level)
+            # the EVSE's default limits whatever car is there, not only the planned one
+            return P.upper_default(evse_id, self._sched(schedule, unit, floor=floor,
+                                                        any_car=True))
+        return P.tx_profile(evse_id, station_tx, self._sched(schedule, unit, floor=floor),
+                            self._tx_level)
 
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
                 floor: bool) -> Installed:

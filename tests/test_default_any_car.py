@@ -1,0 +1,88 @@
+"""A plan that goes out as a connector's default (TxDefaultProfile) limits whatever car is
+plugged in, not only the car the picture holds: in W it must be safe for a single-phase car,
+which draws all its watts on one phase.
+
+The demo's depot-b excess: a station's TransactionEvents lagged hours behind, so the picture
+still held the old three-phase car's transaction while a single-phase car charged. The plan's
+TxProfile for the old transaction was refused (TxNotFound) and the plan went out as the
+connector's default, in W sized for three phases: on one phase, three times the planned current.
+"""
+
+import pytest
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, RateUnit, SessionDefaults, Site, Station
+from smartcharge.site.topology import ConnectorRef
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
+from tests.installed_limits import connector_limit_w
+from tests.site_e2e import control_server, wait_until
+from tests.test_dispatch_trust import SETTINGS, T0
+
+PASSWORD = "sim-password-0123"
+PHASE_A = 24.0            # the feeder's per-phase limit
+REF = ConnectorRef("CP1", 1)
+
+
+def _site() -> Site:
+    return Site(name="any-car",
+                circuits=(Circuit("grid", None), Circuit("feeder", "grid", limit_a=PHASE_A)),
+                stations=(Station("CP1", "feeder", (Connector(1, max_current_a=32),),
+                                  password=PASSWORD, rate_unit=RateUnit.WATTS),),
+                id_tags=frozenset({"DRIVER-1", "DRIVER-2"}),
+                session_defaults=SessionDefaults(energy_wh=200_000, dwell_s=8 * 3600))
+
+
+def _car(onboard_phases: int) -> SimEV:
+    return SimEV(capacity_wh=80_000, soc=0.2, onboard_phases=onboard_phases,
+                 max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+
+
+@pytest.mark.parametrize("version", ["2.0.1", "1.6"])
+async def test_a_plan_sent_as_the_default_is_safe_for_a_single_phase_car(tmp_path, version):
+    clock = AcceleratedClock(T0, speed=60.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=60, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0, ocpp_versions={"CP1": version})
+        station = fleet.station("CP1")
+        held = []
+        try:
+            await fleet.start(wait_booted_s=10)
+            assert await fleet.plug_in("CP1", 1, _car(3), "DRIVER-1")
+            sessions = controller.state.sessions
+            await wait_until(lambda: REF in sessions and controller.phase_use(REF)[2], 20,
+                             "the three-phase car's phases learned from its currents")
+            assert controller.phase_use(REF) == (3, 0, True)
+            old_tx = sessions[REF].transaction_id
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            # the station's messages lag (held in its outbox, as the demo's queue did): the
+            # three-phase car leaves and a single-phase one starts charging unseen
+            station._enqueue = held.append
+            await fleet.unplug("CP1", 1)
+            assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-2")
+            assert sessions[REF].transaction_id == old_tx     # the picture is stale
+            # a new plan for the old transaction: its TxProfile is refused (2.0.1: TxNotFound;
+            # 1.6, whose station accepts a TxProfile for a transaction it ended: a station
+            # that refuses TxProfiles), the plan goes out as the connector's default and limits
+            # the single-phase car
+            if version == "1.6":
+                station.quirks = Quirks(reject_tx_profiles=True)
+            controller.ev_cap_w[REF] = 16_000.0
+            controller.request_replan("test")
+            await wait_until(lambda: any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
+                                         and p.schedule.rate_unit == "W"
+                                         for p in station.profiles.profiles), 10,
+                             "the plan installed as the connector's default")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            limit_w, phases = connector_limit_w(station, 1, clock.now())
+            assert phases == 1
+            assert limit_w / 230.0 <= PHASE_A + 0.05, (limit_w, limit_w / 230.0)
+        finally:
+            if "_enqueue" in vars(station):
+                del station._enqueue
+                for item in held:
+                    station._enqueue(item)
+            await fleet.stop()
