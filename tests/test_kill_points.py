@@ -168,12 +168,22 @@ def _exactly_once(session, samples, registers_wh):
     assert sent.count(str(middle)) == 1, sent
 
 
+
+async def _connect_and_boot(cp1: "RawStation", cp2: "RawStation") -> None:
+    """The 1.6 and the 2.0.1 raw station connected and their boots answered."""
+    from ocpp.v201 import call as call201
+
+    await asyncio.gather(cp1.connect(), cp2.connect())
+    boots = (call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R"),
+             call201.BootNotification(reason="PowerUp", charging_station={
+                 "vendor_name": "Raw", "model": "R"}))
+    for station, boot in zip((cp1, cp2), boots):
+        assert (await station.call("boot", boot))[0] == MessageType.CallResult
+
 async def test_killed_between_commits_and_their_answers_nothing_lost_or_counted_twice(tmp_path):
     """Three lives of the server. The first dies when a 1.6 MeterValues, a 2.0.1 Updated and a
     DR event's POST are all committed and none is answered; the second when a StopTransaction,
     an Ended and an operator cap are; the stations re-send what was not answered."""
-    from ocpp.v201 import call as call201
-
     server = Server(tmp_path, stations=2)
     at = [T0 + timedelta(minutes=m) for m in (0, 10, 20)]     # 9 kW: a plausible car
     event_start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
@@ -185,12 +195,7 @@ async def test_killed_between_commits_and_their_answers_nothing_lost_or_counted_
                 RawStation(http, server, "CP2", "ocpp2.0.1")
             server.start("answer:MeterValues+answer:TransactionEvent/Updated"
                          "+response:post_event")
-            await asyncio.gather(cp1.connect(), cp2.connect())
-            boots = (call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R"),
-                     call201.BootNotification(reason="PowerUp", charging_station={
-                         "vendor_name": "Raw", "model": "R"}))
-            for station, boot in zip((cp1, cp2), boots):
-                assert (await station.call("boot", boot))[0] == MessageType.CallResult
+            await _connect_and_boot(cp1, cp2)
             started = await cp1.call("start", _frames_16()[0])
             _, meter, stop = _frames_16(started[2]["transactionId"])
             assert (await cp2.call("start", tx_event("Started", "T-1", 0, at[0],
@@ -276,8 +281,6 @@ async def test_killed_before_a_start_a_need_or_a_cancel_is_answered(tmp_path):
     leave a session that never stops) - and the schedule is there. The second dies when a
     driver's need (PUT /api/sessions/{id}) and a DR event's cancellation are committed: the
     file holds both (what the next start restores, as the first test shows for a cap)."""
-    from ocpp.v201 import call as call201
-
     server = Server(tmp_path, stations=2)
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     window = {"start": soon.isoformat(), "end": (soon + timedelta(hours=1)).isoformat(),
@@ -290,12 +293,7 @@ async def test_killed_before_a_start_a_need_or_a_cancel_is_answered(tmp_path):
                 RawStation(http, server, "CP2", "ocpp2.0.1")
             server.start("answer:StartTransaction+answer:TransactionEvent/Started"
                          "+response:put_cap_schedule")
-            await asyncio.gather(cp1.connect(), cp2.connect())
-            boots = (call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R"),
-                     call201.BootNotification(reason="PowerUp", charging_station={
-                         "vendor_name": "Raw", "model": "R"}))
-            for station, boot in zip((cp1, cp2), boots):
-                assert (await station.call("boot", boot))[0] == MessageType.CallResult
+            await _connect_and_boot(cp1, cp2)
             start = _frames_16()[0]
             started = tx_event("Started", "T-1", 0, T0, register_wh=1_000)
             assert await asyncio.gather(

@@ -138,6 +138,19 @@ async def test_a_registered_1_6_station_that_rebooted_is_set_up_after_its_boot(t
             await fleet.stop()
 
 
+
+async def _first_life(http, server, auth) -> dict:
+    """A raw 1.6 CP1 boots (our calls meanwhile answered NotSupported) and leaves; the boot's
+    answer."""
+    async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
+                               headers=auth) as ws:
+        await ws.send_str(json.dumps([2, "b", "BootNotification", {
+            "chargePointVendor": "V", "chargePointModel": "M"}]))
+        while (frame := json.loads((await ws.receive(timeout=5)).data))[1] != "b":
+            await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+    await wait_until(lambda: server.app[REGISTRY].get("CP1") is None, 5, "CP1 gone")
+    return frame[2]
+
 async def test_a_registered_1_6_station_reconnecting_without_a_boot_is_asked(tmp_path, clock):
     """1.6, a raw station: booted once, then back without a BootNotification. Our first call
     (the set-up's GetConfiguration) comes within `boot_wait_s` and the call timeout."""
@@ -145,14 +158,7 @@ async def test_a_registered_1_6_station_reconnecting_without_a_boot_is_asked(tmp
     auth = {"Authorization": aiohttp.encode_basic_auth("CP1", PASSWORD)}
     async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=DISPATCH) as server, \
             aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
-                                   headers=auth) as ws:
-            await ws.send_str(json.dumps([2, "b", "BootNotification", {
-                "chargePointVendor": "V", "chargePointModel": "M"}]))
-            while (frame := json.loads((await ws.receive(timeout=5)).data))[1] != "b":
-                await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-            assert frame[2]["status"] == "Accepted"
-        await wait_until(lambda: server.app[REGISTRY].get("CP1") is None, 5, "CP1 gone")
+        assert (await _first_life(http, server, auth))["status"] == "Accepted"
         async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
                                    headers=auth) as ws:
             frame = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
@@ -167,13 +173,7 @@ async def test_a_refused_boot_does_not_shut_the_gate(tmp_path, clock):
     auth = {"Authorization": aiohttp.encode_basic_auth("CP1", PASSWORD)}
     async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=DISPATCH) as server, \
             aiohttp.ClientSession() as http:
-        async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
-                                   headers=auth) as ws:
-            await ws.send_str(json.dumps([2, "b", "BootNotification", {
-                "chargePointVendor": "V", "chargePointModel": "M"}]))
-            while (frame := json.loads((await ws.receive(timeout=5)).data))[1] != "b":
-                await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-        await wait_until(lambda: server.app[REGISTRY].get("CP1") is None, 5, "CP1 gone")
+        await _first_life(http, server, auth)
         async with http.ws_connect(f"{server.ws_url}/CP1", protocols=("ocpp1.6",),
                                    headers=auth) as ws:
             await ws.send_str(json.dumps([2, "b2", "BootNotification", {
