@@ -58,27 +58,16 @@ class WarmPlans:
         one plan to the next. Sessions no longer planned are forgotten (a session that comes
         back gets new columns, as if it were another car: exact either way)."""
         keys = [(s.ref, s.transaction_id) for s in sessions]
-        known = {}
-        for key in keys:
-            number = self._ids.get(key)
-            if number is None:
-                number, self._next_id = self._next_id, self._next_id + 1
-            known[key] = number
-        self._ids = known
-        return np.fromiter((known[key] for key in keys), dtype=np.int64, count=len(keys))
+        self._ids, self._next_id = _renumbered(keys, self._ids, self._next_id)
+        return np.fromiter((self._ids[key] for key in keys), dtype=np.int64, count=len(keys))
 
     def slot_ids(self, ends: Sequence) -> np.ndarray:
         """One integer per slot, by its end: the same for a slot from one plan to the next."""
         if self._next_slot + len(ends) >= SLOT_SPAN:    # after years of plans: start afresh
             self.start, self._ids, self._slot_ids, self._next_slot = WarmStart(), {}, {}, 0
-        known = {}
-        for end in ends:
-            number = self._slot_ids.get(end)
-            if number is None:
-                number, self._next_slot = self._next_slot, self._next_slot + 1
-            known[end] = number
-        self._slot_ids = known
-        return np.fromiter((known[end] for end in ends), dtype=np.int64, count=len(ends))
+        self._slot_ids, self._next_slot = _renumbered(ends, self._slot_ids, self._next_slot)
+        return np.fromiter((self._slot_ids[end] for end in ends), dtype=np.int64,
+                           count=len(ends))
 
     @contextmanager
     def use(self, sessions: Sequence, slot_ends: Sequence | None = None
@@ -106,3 +95,15 @@ class WarmPlans:
             self.last = self.start.last
         finally:
             self._lock.release()
+
+
+def _renumbered(keys: Sequence, numbers: dict, next_number: int) -> tuple[dict, int]:
+    """(key -> number for these keys only, the next free number): a key seen before keeps its
+    number, a new one takes the next; keys not among these are forgotten."""
+    known = {}
+    for key in keys:
+        number = numbers.get(key)
+        if number is None:
+            number, next_number = next_number, next_number + 1
+        known[key] = number
+    return known, next_number
