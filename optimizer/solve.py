@@ -195,6 +195,7 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
     if targets is not None and stopped is None:
         try:
             power_w, held, more = _hold_running(problem, objective, model, power_w, deadline)
+            paused += more.pop("paused_by_hold", 0)
             solve_s += more.get("solve_s", 0.0)
             iterations += more.get("iterations", 0)
             info = {**info, **more} if more else info
@@ -229,10 +230,10 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     if connector.size == 0:
         return power_w, 0, {}
     before = levels(problem, objective, power_w)
-    free_wh = _rounded_wh(problem, power_w)
+    free_wh = _rounded_wh(problem, power_w, 0)
     paused_before = len(model.paused_cols)
     model.raise_lower(connector, slot, problem.min_power_w[connector])
-    spent = {"solve_s": 0.0, "iterations": 0}
+    spent = {"solve_s": 0.0, "iterations": 0, "paused_by_hold": 0}
 
     def run():
         held_w, info = model.solve(deadline.left_s())
@@ -243,7 +244,7 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     try:
         held_w, info = run()
         if keeps_levels(before, levels(problem, objective, held_w)):
-            if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+            if _rounded_wh(problem, held_w, 0) >= free_wh * (1.0 - 1e-9) - 1e-6:
                 return held_w, int(connector.size), {**info, **spent}
             # Held, the LP leaves remainders below a minimum after the kept slots (the
             # energy the held cars take now moves others later) that round worse: min-rate
@@ -253,9 +254,10 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
                 later[:, :kept_slots(problem)] = False
                 if not later.any():
                     break
-                model.pause(*np.nonzero(later))
+                spent["paused_by_hold"] += model.pause(*np.nonzero(later))
                 held_w, info = run()
-                if _rounded_wh(problem, held_w) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                if _rounded_wh(problem, held_w, spent["paused_by_hold"]) \
+                        >= free_wh * (1.0 - 1e-9) - 1e-6:
                     return held_w, int(connector.size), {**info, **spent}
     except SolverFailed:
         pass
@@ -263,16 +265,17 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     model.unpause(paused_before)
     model.reset_lower()
     power_w, info = run()
-    return power_w, 0, {**info, **spent}
+    return power_w, 0, {**info, **spent, "paused_by_hold": 0}
 
 
-def _rounded_wh(problem: Problem, power_w: np.ndarray) -> float:
-    """Weighted energy of power_w after what `solve` does to an LP plan (the hold of running
-    minimums, the projection, the top-up): an LP optimum with the running cars held can
-    round worse than one without (a 1-phase car held at its minimum beside a 3-phase car
+def _rounded_wh(problem: Problem, power_w: np.ndarray, paused: int) -> float:
+    """Weighted energy of power_w after what `solve` does to an LP plan with `paused` entries
+    paused by min-rate rounds (the hold of running minimums, the projection, the top-up only
+    when something was paused, as `solve` rounds): an LP optimum with the running cars held
+    can round worse than one without (a 1-phase car held at its minimum beside a 3-phase car
     on one phase left the 3-phase car fractional later: 659 Wh less over the horizon)."""
     held_w, _ = hold_minimums(problem, power_w)
-    return weighted_energy_wh(problem, _round(problem, held_w, 1)[0])
+    return weighted_energy_wh(problem, _round(problem, held_w, paused)[0])
 
 
 def _solve_generic(solver, problem: Problem, objective: Objective, deadline: _Deadline):
