@@ -195,3 +195,14 @@ async def test_answers_once_found_valid_do_not_let_a_different_one_through(harne
             with pytest.raises(StationCallError):
                 await pending
     await assert_still_up(harness, ws)
+
+
+def test_a_request_that_cannot_be_serialised_is_refused_not_sent_empty():
+    """Serialising our own request failed into `{}`, which the schema check passes for an
+    action without required fields: a request the library cannot serialise (here a plain
+    dict where its dataclass belongs) would have gone out as an empty payload - for a
+    ClearChargingProfile, one that clears every profile on the station."""
+    from smartcharge.ocpp.central import camel_payload
+
+    with pytest.raises(ValueError, match="cannot be serialised"):
+        camel_payload({"id": 1})

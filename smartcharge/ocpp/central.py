@@ -326,9 +326,12 @@ def _flat_key(version: str, action: str, payload: Any) -> tuple | None:
     return (version, action, *sorted(items))
 
 
-def camel_payload(answer: Any) -> dict:
-    """A library payload dataclass as the camelCase JSON object it is sent as."""
+def camel_payload(request: Any) -> dict:
+    """Our request (a library payload dataclass) as the camelCase JSON object it is sent as;
+    ValueError when it cannot be serialised - never an empty object, which the schema check
+    would pass for actions without required fields (an empty ClearChargingProfile clears every
+    profile on the station)."""
     try:
-        return snake_to_camel_case(remove_nones(serialize_as_dict(answer)))
-    except TypeError:
-        return {}
+        return snake_to_camel_case(remove_nones(serialize_as_dict(request)))
+    except TypeError as exc:
+        raise ValueError(f"{type(request).__name__}: cannot be serialised: {exc}") from exc
