@@ -486,6 +486,50 @@ async def test_a_plan_sent_as_the_default_counts_as_lowered_only_once_the_old_tx
             await fleet.stop()
 
 
+
+async def test_an_unanswered_clear_under_a_raise_counts_the_plan_as_what_may_apply(tmp_path):
+    """The raise's twin: CP1 sits on a low TxProfile; its raise is refused as a TxProfile and
+    taken as the EVSE's default, and the old TxProfile's clear goes unanswered. The station
+    may have cleared it (the higher default then applies), so CP1 must be counted at the plan
+    (the idle layer the failed clear leaves), not at the old TxProfile, or CP2 gets room CP1
+    takes once the clear lands. (Written from a review of `_accepted`; it passed first.)"""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
+        try:
+            controller = server.controller
+            await fleet.start(wait_booted_s=10)
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+            controller.ev_cap_w[REF1] = 5_000.0     # CP1 low on a TxProfile
+            controller.ev_cap_w[REF2] = 7_000.0
+            controller.request_replan("test")
+            cp1 = fleet.station("CP1")
+            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                             and limit_w(fleet, REF1) < 6_000, 10, "CP1 on a 5 kW TxProfile")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+            controller.ev_cap_w[REF1] = 15_000.0    # CP1 up: refused, sent as the default
+            controller.request_replan("test")
+            await wait_until(lambda: REF1 in controller.plan.fixed_w, 10,
+                             "CP1 uncontrollable after the unanswered clear")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            controller.ev_cap_w.pop(REF2, None)     # CP2 may take whatever CP1 leaves
+            controller.request_replan("test")
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+            cp1.profile_answers.set()               # the clear lands: CP1's default applies
+            await wait_until(lambda: not any(p.purpose == "TxProfile"
+                                             for p in cp1.profiles.profiles), 10, "cleared")
+            assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1, \
+                (limit_w(fleet, REF1), limit_w(fleet, REF2))
+        finally:
+            for station in fleet.stations.values():
+                station.profile_answers.set()
+            await fleet.stop()
+
 async def test_a_car_arriving_during_the_solve_keeps_the_idle_share_the_plan_left_it(
         tmp_path, monkeypatch):
     """The picture is taken, the plan solved in a worker thread: a car plugged in meanwhile was
