@@ -530,6 +530,44 @@ async def test_an_unanswered_clear_under_a_raise_counts_the_plan_as_what_may_app
                 station.profile_answers.set()
             await fleet.stop()
 
+
+async def test_a_clear_cut_off_by_a_dropped_connection_leaves_the_old_txprofile_counted(
+        tmp_path):
+    """CP1's decrease is refused as a TxProfile and taken as the EVSE's default; the old,
+    higher TxProfile's clear never comes back because the connection drops. The station keeps
+    charging under that TxProfile: what dispatch counts CP1 at must stay the old TxProfile,
+    not the lower default (the fallback of an offline connector is what it was last told)."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    dispatch = DispatchSettings(call_timeout_s=5.0, retries=0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
+                              dispatch=dispatch) as server:
+        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
+        try:
+            controller = server.controller
+            await fleet.start(wait_booted_s=10)
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+            controller.ev_cap_w[REF2] = 7_000.0     # CP1 gets the rest on a TxProfile
+            controller.request_replan("test")
+            cp1 = fleet.station("CP1")
+            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                             and limit_w(fleet, REF1) > 14_000, 10, "CP1 on a 15 kW TxProfile")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            control = server.dispatcher.stations["CP1"]
+            told = control.sent[1]                  # the 15 kW TxProfile
+            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+            controller.ev_cap_w[REF1] = 5_000.0     # CP1 down: refused, sent as the default
+            controller.request_replan("test")
+            await wait_until(lambda: control.sent[1].default, 10, "the plan taken as default")
+            await cp1.go_offline()                  # the clear's answer never comes
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            assert control.sent[1] == told           # the old TxProfile, still in force
+        finally:
+            for station in fleet.stations.values():
+                station.profile_answers.set()
+            await fleet.stop()
+
 async def test_a_car_arriving_during_the_solve_keeps_the_idle_share_the_plan_left_it(
         tmp_path, monkeypatch):
     """The picture is taken, the plan solved in a worker thread: a car plugged in meanwhile was

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
+from smartcharge.ocpp.registry import StationOffline
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -112,11 +113,23 @@ class ProfileSending:
         if sent.default and previous is not None and not previous.default \
                 and previous.transaction_id == cplan.transaction_id:
             # a transaction schedule still installed would overrule the plan just sent
-            if await control.port.clear(connector_id) is not Answer.ACCEPTED:
-                control.sent[connector_id] = previous
-                control.idle_layer[connector_id] = sent   # the plan, at the default's level
+            try:
+                cleared = await control.port.clear(connector_id)
+            except StationOffline:   # cut off before the answer: it may still be in force
+                self._uncleared(control, connector_id, previous, sent)
+                raise
+            if cleared is not Answer.ACCEPTED:
+                self._uncleared(control, connector_id, previous, sent)
                 return False
         return True
+
+    @staticmethod
+    def _uncleared(control: StationControl, connector_id: int, previous: Sent,
+                   sent: Sent) -> None:
+        """The old TxProfile stays what the connector may draw; the plan sent as the default
+        sits below it, at the default's level."""
+        control.sent[connector_id] = previous
+        control.idle_layer[connector_id] = sent
 
     def _record(self, station_id: str, connector_id: int, kind: str, payload: dict,
                 answer: str) -> None:
