@@ -29,8 +29,8 @@ from optimizer.check import delivered_wh
 from optimizer.lp import energy_tolerance
 from optimizer.objective import Objective
 from optimizer.problem import Problem
+from optimizer.stable import ZERO_W, kept_slots
 
-ZERO_W = 1e-6  # as optimizer/solve.py: below this a solver's output is zero
 LEVEL_RTOL = 1e-7  # price and fairness: the solver's tolerance, far below one Wh moved
 
 
@@ -47,10 +47,9 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
     empty = np.zeros(0, dtype=np.int64)
     if previous is None:
         return empty, empty
-    known = np.flatnonzero(np.isfinite(previous).any(axis=0))
-    if known.size == 0:
+    k = kept_slots(problem)
+    if k == 0:
         return empty, empty
-    k = int(known[-1]) + 1
     minimum = problem.min_power_w
     prev = np.nan_to_num(previous[:, :k], nan=0.0)
     x = np.asarray(power_w, dtype=float)[:, :k]

@@ -86,7 +86,7 @@ from optimizer.objective import (Objective, build_objective, energy_first_by_con
 from optimizer.problem import Problem
 from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
-from optimizer.stable import (hold_minimums, keep_window, kept_slots, previous_window,
+from optimizer.stable import (ZERO_W, hold_minimums, keep_window, kept_slots, previous_window,
                              stable_targets)
 from optimizer.schedule import FALLBACK, NEAR_OPTIMAL, OPTIMAL, Schedule, SolverFailed
 
@@ -119,7 +119,6 @@ COLD_ROUNDS = 0
 # Min-rate rounds after the kept slots when the running cars' minimums are held there
 # (`_hold_running`): the held LP's remainders below a minimum move from slot to slot.
 HOLD_ROUNDS = 4
-ZERO_W = 1e-6           # solver output below this is zero, not a rate to round
 
 
 def weighted_energy_wh(problem: Problem, power_w: np.ndarray) -> float:

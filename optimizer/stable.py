@@ -67,7 +67,7 @@ from optimizer.objective import quantised_weight
 from optimizer.problem import Problem
 
 ZERO_DUAL = 1e-10
-ZERO_W = 1e-6  # as optimizer/solve.py: below this a solver's output is zero
+ZERO_W = 1e-6  # below this a solver's output is zero, not a rate to round (solve, running)
 EARLY = 2.0
 
 
