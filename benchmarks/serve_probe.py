@@ -143,8 +143,11 @@ def main(argv: list[str]) -> int:
                                 info["collected"], gc_sizes[1]))
 
     gc.callbacks.append(on_gc)
-    import smartcharge.app
-    tune = getattr(smartcharge.app, "tune_gc_for_serving", None)   # older trees: none
+    try:    # where `smartcharge serve` takes it from (older trees: in app, or none)
+        from smartcharge.gc_serving import tune_gc_for_serving as tune
+    except ImportError:
+        import smartcharge.app
+        tune = getattr(smartcharge.app, "tune_gc_for_serving", None)
     if tune is not None:
         tune()    # as `smartcharge serve` does
     try:

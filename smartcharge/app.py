@@ -12,7 +12,6 @@ from smartcharge import api, http_log
 from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.clock import Clock, SystemClock
 from smartcharge.events import EventBus
-from smartcharge.gc_serving import tune_gc_for_serving  # noqa: F401 (serve, benchmarks)
 from smartcharge.model import Site
 from smartcharge.ocpp import server
 from smartcharge.ocpp.ports import port_factory

@@ -14,7 +14,8 @@ import sys
 
 from aiohttp import web
 
-from smartcharge.app import create_app, tune_gc_for_serving
+from smartcharge.app import create_app
+from smartcharge.gc_serving import tune_gc_for_serving
 from smartcharge.gc_serving import freeze_after_storms
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret

@@ -20,6 +20,9 @@ class RefuseBeforeBoot:
     registered = False   # a protocol object lives for one connection: a new one starts False
 
     async def route_message(self, raw_msg: str) -> None:
+        if self.registered:   # the frames of a registered station are the library's alone
+            await super().route_message(raw_msg)
+            return
         try:
             message = json.loads(raw_msg)
         except ValueError:

@@ -278,17 +278,12 @@ def still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:
     return True
 
 
-def limited_nodes(topo, station_id: str, root_limited: bool,
-                  dr_nodes: set[int] = frozenset()) -> set[int]:
-    """The nodes above a station that have a limit: two stations sharing one depend on each
-    other's decreases. The root counts when any limit (cap, DR event) may hold on it."""
-    return limited_by_station(topo, [station_id], root_limited, dr_nodes)[station_id]
-
-
 def limited_by_station(topo, station_ids: list[str], root_limited: bool,
                        dr_nodes: set[int] = frozenset()) -> dict[str, set[int]]:
-    """`limited_nodes` of every station, the circuits above each computed once per circuit a
-    station hangs from (per station: 14-24 ms CPU in one step of the loop at 5 000, issue 10)."""
+    """Per station, the nodes above it that have a limit: two stations sharing one depend on
+    each other's decreases. The root counts when any limit (cap, DR event) may hold on it.
+    The circuits above are computed once per circuit a station hangs from (per station:
+    14-24 ms CPU in one step of the loop at 5 000, issue 10)."""
     above: dict[int, frozenset[int]] = {}
     out = {}
     for station_id in station_ids:

@@ -11,9 +11,9 @@ A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY),
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 from smartcharge import units
+from smartcharge.clock import LAST_MOMENT
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site import steps, undeclared
@@ -24,7 +24,6 @@ from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
-FOREVER_AT = datetime.max.replace(tzinfo=UTC)
 # Stations set up at once. A boot storm started every station's set-up as it booted: at 5 000
 # stations a turn of the loop resumed 1 000-1 300 set-up requests (~0.2 s) while the stations'
 # boots waited behind them (issue 10). The others wait for a slot (FIFO), each under its own lock.
@@ -105,7 +104,7 @@ class FailSafeSetup:
         # (the A limits never change over time: only their room for such stations, once)
         key = (schedule[0][1], tuple(schedule[1:]), undeclared.reserve_a(self.topology, seen))
         changes = limits.change_times(now)
-        until = min(changes) if changes else datetime.max.replace(tzinfo=UTC)
+        until = min(changes) if changes else LAST_MOMENT
         self._defaults_cache = (version, until, key)
         return key
 
@@ -142,7 +141,7 @@ class FailSafeSetup:
                 continue
             lowers, raises = steps.compare(sent, step, now)
             if lowers and raises:
-                downs[connector_id] = steps.pointwise_min(sent, step, now, FOREVER_AT)
+                downs[connector_id] = steps.pointwise_min(sent, step, now, LAST_MOMENT)
                 ups[connector_id] = step
             elif lowers:
                 downs[connector_id] = step
