@@ -46,6 +46,18 @@ async def test_a_call_at_the_limit_is_handled(harness, protocol, boot, code):
     await harness.assert_still_up(ws)
 
 
+
+@pytest.mark.parametrize("protocol, boot, code", VERSIONS)
+async def test_an_oversized_frame_of_an_unknown_type_is_answered_as_a_small_one(
+        harness, protocol, boot, code):
+    """MessageTypeId 7: a small frame gets this version's CALLERROR for an unknown type; an
+    oversized one was dropped without a word."""
+    ws = await harness.booted_raw_socket(boot, protocols=(protocol,))
+    small = await harness.raw_call(ws, json.dumps([7, "odd-1", "DataTransfer", {}]))
+    assert small[:2] == [4, "odd-1"], small
+    big = "[7" + _data_transfer("odd-2", MAX_FRAME_CHARS + 1)[2:]
+    await harness.assert_callerror(ws, big, small[:1] + ["odd-2"] + small[2:3])
+
 async def test_an_oversized_answer_is_dropped_and_the_connection_stays(harness):
     ws = await harness.booted_raw_socket(BOOT_16)
     await ws.send_str(json.dumps([3, "nobody-asked", {"x": "y" * MAX_FRAME_CHARS}]))

@@ -106,7 +106,7 @@ class Dialect:
                            jsonable_details(error.details)], separators=(",", ":"))
 
     # -- the checks -------------------------------------------------------------------------
-    def inspect_frame(self, raw: str | bytes) -> Frame:
+    def inspect_frame(self, raw: str) -> Frame:
         """Check an inbound frame's size, JSON and array structure before the library sees
         it."""
         if len(raw) > MAX_FRAME_CHARS:
@@ -146,16 +146,19 @@ class Dialect:
             return Frame(problem="malformed CALLERROR")
         return Frame(message=message)
 
-    def _oversized(self, raw: str | bytes) -> Frame:
+    def _oversized(self, raw: str) -> Frame:
         """A frame too big to parse: only its head is read."""
-        head = raw[:200].decode("utf-8", "replace") if isinstance(raw, bytes) else raw[:200]
-        match = _HEAD.match(head)
+        match = _HEAD.match(raw[:200])
         problem = f"a frame of {len(raw)} characters"
         if match is None:
             return self._refuse("-1", self.not_rpc(
                 description="Frame is too large and not an OCPP message array"), problem)
-        if int(match.group(1)) != MessageType.Call:
+        type_id = int(match.group(1))
+        if type_id in (MessageType.CallResult, MessageType.CallError):
             return Frame(problem=problem + " that is no CALL")   # nothing to answer: drop
+        if type_id != MessageType.Call:
+            return self._refuse(match.group(2), self.bad_type_id(
+                description=f"MessageTypeId {type_id} is not 2, 3 or 4"), problem)
         return self._refuse(match.group(2), self.format(
             description=f"Message of {len(raw)} characters; at most {MAX_FRAME_CHARS} are "
                         "accepted"), problem)
