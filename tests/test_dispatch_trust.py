@@ -56,12 +56,13 @@ def fleet_for(site, server, clock, **kw) -> Fleet:
 
 
 @asynccontextmanager
-async def trust_site(site, tmp_path, clock, **server_kw):
-    """The control server on `site` and its fleet; every station's held answers are released
-    and the fleet stopped at the end, whatever the test did to them."""
+async def trust_site(site, tmp_path, clock, fleet_kw=None, **server_kw):
+    """The control server on `site` and its fleet (`fleet_kw`: Fleet options); every
+    station's held answers are released and the fleet stopped at the end, whatever the test
+    did to them."""
     server_kw.setdefault("settings", SETTINGS)
     async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server:
-        fleet = fleet_for(site, server, clock)
+        fleet = fleet_for(site, server, clock, **(fleet_kw or {}))
         try:
             yield server, fleet
         finally:
@@ -69,6 +70,32 @@ async def trust_site(site, tmp_path, clock, **server_kw):
                 station.profile_answers.set()
             await fleet.stop()
 
+
+
+@asynccontextmanager
+async def cp1_on_a_tx_profile(tmp_path, call_timeout_s: float, cp1_cap_w: float | None = None):
+    """CP1 (2.0.1) and CP2 charging under one 22 kW grid, CP1 on a TxProfile (what CP2's
+    7 kW leaves, or `cp1_cap_w`), every plan dispatched: (clock, site, server, fleet, cp1)."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = one_grid(22_000)
+    async with trust_site(site, tmp_path, clock, fleet_kw={"ocpp_versions": {"CP1": "2.0.1"}},
+                          dispatch=DispatchSettings(call_timeout_s=call_timeout_s, retries=0)
+                          ) as (server, fleet):
+        controller = server.controller
+        await fleet.start(wait_booted_s=10)
+        for sid in fleet.stations:
+            assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+        controller.ev_cap_w[REF2] = 7_000.0
+        if cp1_cap_w is not None:
+            controller.ev_cap_w[REF1] = cp1_cap_w
+        controller.request_replan("test")
+        cp1 = fleet.station("CP1")
+        on_plan = (lambda w: w > 14_000) if cp1_cap_w is None else \
+            (lambda w: w < cp1_cap_w + 1_000)
+        await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                         and on_plan(limit_w(fleet, REF1)), 10, "CP1 on its TxProfile")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        yield clock, site, server, fleet, cp1
 
 def limit_w(fleet, ref, at=None):
     station = fleet.station(ref.station_id)
@@ -451,40 +478,21 @@ async def test_a_plan_sent_as_the_default_counts_as_lowered_only_once_the_old_tx
     went unanswered, yet dispatch counted the decrease as done and raised CP2 into the room
     CP1 still held. Until the clear is acknowledged CP1 may draw what its old TxProfile
     allows: CP2 must wait."""
-    clock = AcceleratedClock(T0, speed=SPEED)
-    site = one_grid(22_000)
-    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
-        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
-        try:
-            controller = server.controller
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            controller.ev_cap_w[REF2] = 7_000.0     # CP1 gets the rest on a TxProfile
-            controller.request_replan("test")
-            cp1 = fleet.station("CP1")
-            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
-                             and limit_w(fleet, REF1) > 14_000, 10, "CP1 on a 15 kW TxProfile")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            watch = InstallWatch(site, fleet, controller.limits, clock)
-            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
-            controller.ev_cap_w[REF1] = 3_000.0     # CP1 down, CP2 may take the rest
-            controller.ev_cap_w.pop(REF2, None)
-            controller.request_replan("test")
-            await wait_until(lambda: REF1 in controller.plan.fixed_w or watch.excesses, 10,
-                             "CP1 planned at what its old TxProfile allows")
-            assert not watch.excesses, watch.excesses[:5]
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
-            assert limit_w(fleet, REF1) > 14_000          # the old TxProfile still overrules
-            assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1
-            assert not watch.excesses, watch.excesses[:5]
-        finally:
-            for station in fleet.stations.values():
-                station.profile_answers.set()
-            await fleet.stop()
-
+    async with cp1_on_a_tx_profile(tmp_path, 1.0) as set_up:
+        clock, site, server, fleet, cp1 = set_up
+        controller = server.controller
+        watch = InstallWatch(site, fleet, controller.limits, clock)
+        cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+        controller.ev_cap_w[REF1] = 3_000.0     # CP1 down, CP2 may take the rest
+        controller.ev_cap_w.pop(REF2, None)
+        controller.request_replan("test")
+        await wait_until(lambda: REF1 in controller.plan.fixed_w or watch.excesses, 10,
+                         "CP1 planned at what its old TxProfile allows")
+        assert not watch.excesses, watch.excesses[:5]
+        await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+        assert limit_w(fleet, REF1) > 14_000          # the old TxProfile still overrules
+        assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1
+        assert not watch.excesses, watch.excesses[:5]
 
 
 async def test_an_unanswered_clear_under_a_raise_counts_the_plan_as_what_may_apply(tmp_path):
@@ -493,42 +501,23 @@ async def test_an_unanswered_clear_under_a_raise_counts_the_plan_as_what_may_app
     may have cleared it (the higher default then applies), so CP1 must be counted at the plan
     (the idle layer the failed clear leaves), not at the old TxProfile, or CP2 gets room CP1
     takes once the clear lands. (Written from a review of `_accepted`; it passed first.)"""
-    clock = AcceleratedClock(T0, speed=SPEED)
-    site = one_grid(22_000)
-    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
-        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
-        try:
-            controller = server.controller
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            controller.ev_cap_w[REF1] = 5_000.0     # CP1 low on a TxProfile
-            controller.ev_cap_w[REF2] = 7_000.0
-            controller.request_replan("test")
-            cp1 = fleet.station("CP1")
-            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
-                             and limit_w(fleet, REF1) < 6_000, 10, "CP1 on a 5 kW TxProfile")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
-            controller.ev_cap_w[REF1] = 15_000.0    # CP1 up: refused, sent as the default
-            controller.request_replan("test")
-            await wait_until(lambda: REF1 in controller.plan.fixed_w, 10,
-                             "CP1 uncontrollable after the unanswered clear")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            controller.ev_cap_w.pop(REF2, None)     # CP2 may take whatever CP1 leaves
-            controller.request_replan("test")
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
-            cp1.profile_answers.set()               # the clear lands: CP1's default applies
-            await wait_until(lambda: not any(p.purpose == "TxProfile"
-                                             for p in cp1.profiles.profiles), 10, "cleared")
-            assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1, \
-                (limit_w(fleet, REF1), limit_w(fleet, REF2))
-        finally:
-            for station in fleet.stations.values():
-                station.profile_answers.set()
-            await fleet.stop()
+    async with cp1_on_a_tx_profile(tmp_path, 1.0, cp1_cap_w=5_000.0) as set_up:
+        clock, site, server, fleet, cp1 = set_up
+        controller = server.controller
+        cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+        controller.ev_cap_w[REF1] = 15_000.0    # CP1 up: refused, sent as the default
+        controller.request_replan("test")
+        await wait_until(lambda: REF1 in controller.plan.fixed_w, 10,
+                         "CP1 uncontrollable after the unanswered clear")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        controller.ev_cap_w.pop(REF2, None)     # CP2 may take whatever CP1 leaves
+        controller.request_replan("test")
+        await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+        cp1.profile_answers.set()               # the clear lands: CP1's default applies
+        await wait_until(lambda: not any(p.purpose == "TxProfile"
+                                         for p in cp1.profiles.profiles), 10, "cleared")
+        assert limit_w(fleet, REF1) + limit_w(fleet, REF2) <= 22_000 + 1, \
+            (limit_w(fleet, REF1), limit_w(fleet, REF2))
 
 
 async def test_a_clear_cut_off_by_a_dropped_connection_leaves_the_old_txprofile_counted(
@@ -537,36 +526,19 @@ async def test_a_clear_cut_off_by_a_dropped_connection_leaves_the_old_txprofile_
     higher TxProfile's clear never comes back because the connection drops. The station keeps
     charging under that TxProfile: what dispatch counts CP1 at must stay the old TxProfile,
     not the lower default (the fallback of an offline connector is what it was last told)."""
-    clock = AcceleratedClock(T0, speed=SPEED)
-    site = one_grid(22_000)
-    dispatch = DispatchSettings(call_timeout_s=5.0, retries=0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS,
-                              dispatch=dispatch) as server:
-        fleet = fleet_for(site, server, clock, ocpp_versions={"CP1": "2.0.1"})
-        try:
-            controller = server.controller
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            controller.ev_cap_w[REF2] = 7_000.0     # CP1 gets the rest on a TxProfile
-            controller.request_replan("test")
-            cp1 = fleet.station("CP1")
-            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
-                             and limit_w(fleet, REF1) > 14_000, 10, "CP1 on a 15 kW TxProfile")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            control = server.dispatcher.stations["CP1"]
-            told = control.sent[1]                  # the 15 kW TxProfile
-            cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
-            controller.ev_cap_w[REF1] = 5_000.0     # CP1 down: refused, sent as the default
-            controller.request_replan("test")
-            await wait_until(lambda: control.sent[1].default, 10, "the plan taken as default")
-            await cp1.go_offline()                  # the clear's answer never comes
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            assert control.sent[1] == told           # the old TxProfile, still in force
-        finally:
-            for station in fleet.stations.values():
-                station.profile_answers.set()
-            await fleet.stop()
+    async with cp1_on_a_tx_profile(tmp_path, 5.0) as set_up:
+        clock, site, server, fleet, cp1 = set_up
+        controller = server.controller
+        control = server.dispatcher.stations["CP1"]
+        told = control.sent[1]                  # the 15 kW TxProfile
+        cp1.quirks = Quirks(reject_tx_profiles=True, silent_clears=True)
+        controller.ev_cap_w[REF1] = 5_000.0     # CP1 down: refused, sent as the default
+        controller.request_replan("test")
+        await wait_until(lambda: control.sent[1].default, 10, "the plan taken as default")
+        await cp1.go_offline()                  # the clear's answer never comes
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        assert control.sent[1] == told           # the old TxProfile, still in force
+
 
 async def test_a_car_arriving_during_the_solve_keeps_the_idle_share_the_plan_left_it(
         tmp_path, monkeypatch):
