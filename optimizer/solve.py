@@ -429,7 +429,8 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     if problem.previous_w is not None:  # stable plans: a running car held at its minimum
         power_w, info["held_at_minimum"] = hold_minimums(problem, power_w)
     started = time.perf_counter()
-    power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0))
+    power_w, checked, paused_by_projection = _round(problem, power_w, info.get("paused", 0),
+                                                    quantised=backend == "flow")
     rounded = info.get("paused", 0) + paused_by_projection > 0
     info["paused_by_projection"] = paused_by_projection
     _assert_feasible(problem, power_w, backend, checked)
@@ -453,13 +454,16 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
     return schedule
 
 
-def _round(problem: Problem, power_w: np.ndarray, paused: int):
+def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool = False):
     """(lawful power, checked, entries the projection paused): the safety projection, and a
     greedy top-up when anything was paused (by the rounds or by the projection: that may have
-    left room nobody uses)."""
+    left room nobody uses) or the plan is `quantised`: the flow floors every capacity to a unit
+    sized on the whole problem, so a connector far smaller than the largest can lose a few
+    millionths of its maximum that a baseline would deliver (the top-up costs ~3 % of the flow's
+    time at N = 10 000)."""
     projected, checked = project_checked(problem, power_w)
     paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
-    if paused + paused_by_projection > 0:
+    if paused + paused_by_projection > 0 or quantised:
         projected, checked = project_checked(problem, baselines.top_up(problem, projected))
     return projected, checked, paused_by_projection
 

@@ -317,3 +317,24 @@ def test_the_stable_step_never_makes_the_flow_fail(previous_w, energy_wh):
     kept = solve(dataclasses.replace(problem, previous_w=previous), backend="flow")
     assert kept.backend == "flow" and kept.status == free.status, kept.message
     assert kept.objective == pytest.approx(free.objective, rel=1e-9)
+
+
+def test_a_connector_smaller_than_the_flow_unit_allows_gets_its_exact_maximum():
+    # The flow unit is sized on the whole problem (1 uWh here, for a 17.6 kWh request): a 1.25 W
+    # car's 300 s slot (0.1041666... Wh) floors to 0.104166 Wh, 1.249992 W, a whisker less than
+    # the equal share gives it. `solve` tops the flow's quantisation residue up (found by
+    # Hypothesis in test_optimizer_delivers_at_least_every_lawful_baseline).
+    from optimizer.solve import solve
+    node_limit_w = np.full((4, 5), np.inf)
+    node_limit_w[3, 4] = 0.0
+    max_power_w = np.zeros((4, 5))
+    max_power_w[0, 4], max_power_w[2, 1] = 17_573.0, 1.25
+    problem = Problem(slot_s=[300.0] * 4 + [3600.0], max_power_w=max_power_w,
+                      energy_wh=[17_573.0, 0.0, 1.0, 0.0], arrival_slot=[0] * 4,
+                      departure_slot=[5, 0, 2, 0], node_parent=[-1, 0, 0, 0],
+                      connector_node=[3, 0, 0, 0], node_limit_w=node_limit_w,
+                      weight=[0.5, 0.5, 2.0, 0.5])
+    schedule = solve(problem)
+    assert schedule.backend == "flow"
+    assert schedule.power_w[2, 1] == 1.25
+    assert schedule.delivered_wh[2] == pytest.approx(1.25 * 300 / 3600, rel=1e-12)
