@@ -162,12 +162,6 @@ class StationPort(ABC):
     def zero_ok(self) -> bool:
         """False once it refused a limit of 0: pauses go out at the minimum."""
 
-    @property
-    @abstractmethod
-    def plans_as_default(self) -> bool:
-        """True when its plans go out as the connector's default schedule (it refuses
-        transaction schedules): a plan then replaces the idle share."""
-
     @abstractmethod
     async def capabilities(self) -> Capabilities:
         """Probe once (remembered); a station that refuses the probe gets the defaults."""

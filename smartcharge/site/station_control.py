@@ -68,7 +68,3 @@ class StationControl:
     @property
     def zero_ok(self) -> bool:
         return True if self.port is None else self.port.zero_ok
-
-    @property
-    def plans_as_default(self) -> bool:
-        return False if self.port is None else self.port.plans_as_default
