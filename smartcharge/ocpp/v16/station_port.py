@@ -10,7 +10,8 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
   at stack level 1 with an end (the "fallback" profile id);
 - a transaction's plan: a TxProfile, and when refused the documented alternatives, in order - the
   other rate unit, the plan as a TxDefaultProfile on the connector, the minimum rate instead of 0
-  - what worked is remembered for the station;
+  - the unit and the minimum are remembered for the station, a refused TxProfile for the
+  transaction (`_learn`);
 - every request and its answer goes to the recorder (the audit table).
 """
 
