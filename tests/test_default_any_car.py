@@ -125,10 +125,11 @@ async def _single_phase_car(tmp_path, version: str, quirks: Quirks):
                              and controller.phase_use(REF)[2], 20,
                              "the single-phase car's phases learned from its currents")
             assert controller.phase_use(REF)[0] == 1
-            first = controller.plan
+            first, rounds = controller.plan, server.dispatcher.rounds_done
             controller.request_replan("test")   # a plan made knowing the car's phases
             await wait_until(lambda: controller.plan is not first, 10, "a new plan")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            await wait_until(lambda: server.dispatcher.rounds_done > rounds
+                             and server.dispatcher.idle, 10, "dispatched")
             yield clock, server, station, lambda: setattr(station, "_enqueue", held.append)
         finally:
             if "_enqueue" in vars(station):

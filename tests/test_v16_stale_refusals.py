@@ -41,11 +41,12 @@ async def _refused_tx_profiles(dispatcher, transaction_id: int) -> int:
 
 async def _replan_with_cap(controller, dispatcher, cap_w: float) -> None:
     """A new plan for the connector (its car planned at `cap_w`, as if it drew that), sent."""
-    plan = controller.plan
+    plan, rounds = controller.plan, dispatcher.rounds_done
     controller.ev_cap_w[REF] = cap_w
     controller.request_replan("test")
     await wait_until(lambda: controller.plan is not plan, 10, "a new plan")
-    await wait_until(lambda: dispatcher.idle, 10, "dispatched")
+    await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                     "dispatched")
 
 
 async def test_refusals_for_a_transaction_that_ended_unseen_do_not_switch_to_defaults(tmp_path):
