@@ -1,0 +1,83 @@
+"""A car that arrives unseen at a connector whose session we still think runs - the old car's
+departure not heard yet (a station's lagging or queued messages, or only the moment between a
+new transaction starting on the station and its StartTransaction / TransactionEvent reaching
+us and the re-plan) - stays within what the plan leaves: nothing beyond the idle shares.
+
+Before, it charged under the connector's fail-safe default (its equal share of the limits
+above it) while the other connectors ran their plans, which had taken that room: a 22 kW
+feeder at 27.9 kW with two stations, either version."""
+
+from contextlib import asynccontextmanager
+
+import pytest
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from tests.installed_limits import forecast_excesses, node_excesses
+from tests.site_e2e import wait_until
+from tests.test_dispatch_trust import REF1, REF2, SPEED, T0, big_ev, limit_w, trust_site
+
+FEEDER_W = 22_000.0
+FEEDER_A = 32.0
+
+
+def _feeder_site() -> Site:
+    return Site(name="unseen",
+                circuits=(Circuit("grid", None),
+                          Circuit("feeder", "grid", limit_w=FEEDER_W, limit_a=FEEDER_A)),
+                stations=(Station("CP1", "feeder", (Connector(1),)),
+                          Station("CP2", "feeder", (Connector(1),))),
+                id_tags=frozenset({"DRIVER-1", "DRIVER-2"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+@asynccontextmanager
+async def _a_small_and_a_big_plan(tmp_path, version: str):
+    """CP1 and CP2 (`version`) on a 22 kW feeder: car A at CP1 on a 5 kW TxProfile, CP2's car
+    on the rest (17 kW), every plan dispatched: (clock, site, server, fleet, hold), `hold()`
+    keeping CP1's messages from here on (released at the end)."""
+    clock = AcceleratedClock(T0, speed=SPEED)
+    site = _feeder_site()
+    versions = {"CP1": version, "CP2": version}
+    async with trust_site(site, tmp_path, clock, fleet_kw={"ocpp_versions": versions}
+                          ) as (server, fleet):
+        controller = server.controller
+        cp1 = fleet.station("CP1")
+        held: list = []
+        try:
+            await fleet.start(wait_booted_s=10)
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+            # (a cap set before the controller holds the session is forgotten with it)
+            await wait_until(lambda: {REF1, REF2} <= controller.state.sessions.keys(), 10,
+                             "both sessions heard")
+            controller.ev_cap_w[REF1] = 5_000.0   # car A takes 5 kW (its closed loop, say)
+            controller.request_replan("test")
+            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                             and limit_w(fleet, REF1) < 5_500
+                             and limit_w(fleet, REF2) > 16_000, 10,
+                             "CP1 on a 5 kW TxProfile, CP2 on the rest")
+            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+            yield clock, site, server, fleet, lambda: setattr(cp1, "_enqueue", held.append)
+        finally:
+            if "_enqueue" in vars(cp1):
+                del cp1._enqueue
+                for item in held:
+                    cp1._enqueue(item)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_car_arriving_unseen_at_a_charging_connector_stays_within_the_plan(
+        tmp_path, version):
+    async with _a_small_and_a_big_plan(tmp_path, version) as (clock, site, server, fleet, hold):
+        limits = server.controller.limits
+        # car A leaves and car B (a big car) starts at CP1; we hear of neither (CP1's
+        # messages lag), so CP2 keeps its 17 kW plan
+        hold()
+        assert await fleet.unplug("CP1", 1) is not None
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-2")
+        now = clock.now()
+        assert node_excesses(site, fleet, limits, now) == []
+        # and at every instant from now on, as long as nothing else is sent (the plans'
+        # horizon, then the fail-safe defaults)
+        assert forecast_excesses(site, fleet, limits, now, hours=1.0, step_s=30.0) == []
