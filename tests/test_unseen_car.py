@@ -8,9 +8,12 @@ above it) while the other connectors ran their plans, which had taken that room:
 feeder at 27.9 kW with two stations, either version."""
 
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
+from smartcharge.appkeys import STORE
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from tests.installed_limits import forecast_excesses, node_excesses
@@ -81,3 +84,72 @@ async def test_a_car_arriving_unseen_at_a_charging_connector_stays_within_the_pl
         # and at every instant from now on, as long as nothing else is sent (the plans'
         # horizon, then the fail-safe defaults)
         assert forecast_excesses(site, fleet, limits, now, hours=1.0, step_s=30.0) == []
+
+
+async def _rows_since(server, first_id: int) -> list[dict]:
+    await server.dispatcher.flush_audit()
+    rows = await server.app[STORE].run(lambda tx: tx.profiles_sent())
+    return [r for r in rows if r["id"] > first_id]
+
+
+def _purposes(rows: list[dict]) -> list[tuple[str, str]]:
+    return sorted((r["station_id"], r["purpose"]) for r in rows)
+
+
+async def _round(server, what: str) -> None:
+    """A re-plan, and its round dispatched."""
+    controller, dispatcher = server.controller, server.dispatcher
+    plan, rounds = controller.plan, dispatcher.rounds_done
+    controller.request_replan(what)
+    await wait_until(lambda: controller.plan is not plan, 10, "a new plan")
+    await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                     "its round dispatched")
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the_common_end(
+        tmp_path, version):
+    """Once per session, not at every re-plan (the requests of a re-plan are what they were);
+    again when every plan is re-sent to a later common end, so a car arriving unseen after
+    the old end stays within the plan too."""
+    async with _a_small_and_a_big_plan(tmp_path, version) as (clock, site, server, fleet, hold):
+        controller, dispatcher = server.controller, server.dispatcher
+        rows = await _rows_since(server, 0)
+        # after each station's first TxProfile: the 0 W under its car, once
+        unders = [r for r in rows if r["purpose"] == "TxDefaultProfile" and r["id"] > min(
+            x["id"] for x in rows if x["station_id"] == r["station_id"]
+            and x["purpose"] == "TxProfile")]
+        assert sorted(r["station_id"] for r in unders) == ["CP1", "CP2"], _purposes(rows)
+        assert all(r["answer"] == "Accepted" for r in unders)
+        last = rows[-1]["id"]
+        # a re-plan that changes CP1's plan: its TxProfile, nothing more
+        end = dispatcher.expiry
+        controller.ev_cap_w[REF1] = 6_500.0
+        await _round(server, "test")
+        assert dispatcher.expiry == end
+        rows = await _rows_since(server, last)
+        assert rows and all(r["purpose"] == "TxProfile" for r in rows), _purposes(rows)
+        last = rows[-1]["id"]
+        # the common end moves on (every plan re-sent): the 0 W under each car with them
+        started = clock.now()
+        await wait_until(lambda: clock.now() > started + timedelta(seconds=60), 10, "a minute")
+        settings = dispatcher.settings
+        dispatcher.settings = replace(settings, refresh_before_s=settings.profile_lifetime_s)
+        try:
+            await _round(server, "test")
+        finally:
+            dispatcher.settings = settings
+        assert dispatcher.expiry > end + timedelta(seconds=60)
+        rows = await _rows_since(server, last)
+        assert _purposes(rows) == [("CP1", "TxDefaultProfile"), ("CP1", "TxProfile"),
+                                   ("CP2", "TxDefaultProfile"), ("CP2", "TxProfile")]
+        # car A leaves and car B starts unseen: within the plan, after the old end too
+        hold()
+        assert await fleet.unplug("CP1", 1) is not None
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-2")
+        limits = controller.limits
+        for moment in (clock.now(), end + timedelta(seconds=1),
+                       dispatcher.expiry - timedelta(seconds=1)):
+            assert node_excesses(site, fleet, limits, moment) == []
+        assert forecast_excesses(site, fleet, limits, clock.now(), hours=1.0,
+                                 step_s=30.0) == []
