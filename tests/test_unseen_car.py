@@ -38,7 +38,7 @@ def _feeder_site() -> Site:
 async def _a_small_and_a_big_plan(tmp_path, version: str):
     """CP1 and CP2 (`version`) on a 22 kW feeder: car A at CP1 on a 5 kW TxProfile, CP2's car
     on the rest (17 kW), every plan dispatched: (clock, site, server, fleet, hold), `hold()`
-    keeping CP1's messages from here on (released at the end)."""
+    keeping CP1's messages from here on, `hold(False)` releasing them (at the end anyway)."""
     clock = AcceleratedClock(T0, speed=SPEED)
     site = _feeder_site()
     versions = {"CP1": version, "CP2": version}
@@ -47,6 +47,15 @@ async def _a_small_and_a_big_plan(tmp_path, version: str):
         controller = server.controller
         cp1 = fleet.station("CP1")
         held: list = []
+
+        def hold(on: bool = True) -> None:
+            if on:
+                cp1._enqueue = held.append
+            elif "_enqueue" in vars(cp1):
+                del cp1._enqueue
+                for item in held:
+                    cp1._enqueue(item)
+                held.clear()
         try:
             await fleet.start(wait_booted_s=10)
             for sid in fleet.stations:
@@ -61,12 +70,9 @@ async def _a_small_and_a_big_plan(tmp_path, version: str):
                              and limit_w(fleet, REF2) > 16_000, 10,
                              "CP1 on a 5 kW TxProfile, CP2 on the rest")
             await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            yield clock, site, server, fleet, lambda: setattr(cp1, "_enqueue", held.append)
+            yield clock, site, server, fleet, hold
         finally:
-            if "_enqueue" in vars(cp1):
-                del cp1._enqueue
-                for item in held:
-                    cp1._enqueue(item)
+            hold(False)
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -84,6 +90,18 @@ async def test_a_car_arriving_unseen_at_a_charging_connector_stays_within_the_pl
         # and at every instant from now on, as long as nothing else is sent (the plans'
         # horizon, then the fail-safe defaults)
         assert forecast_excesses(site, fleet, limits, now, hours=1.0, step_s=30.0) == []
+        # the installed view (the controller's, the guard's) knows: a transaction without
+        # its own TxProfile there may draw nothing until the common end
+        dispatcher = server.dispatcher
+        control = dispatcher.stations["CP1"]
+        under = dispatcher.installed.installed_steps(control, REF1, 3, 1.0, None)
+        assert [w for m, w in under if m < dispatcher.expiry] == [0.0], under
+        # once car B's session is heard, it is planned and charges
+        hold(False)
+        cp1 = fleet.station("CP1")
+        await wait_until(lambda: (limit_w(fleet, REF1) or 0.0) > 1_000
+                         and cp1.draw_w(1) > 1_000, 10, "car B planned and charging")
+        assert node_excesses(site, fleet, limits, clock.now()) == []
 
 
 async def _rows_since(server, first_id: int) -> list[dict]:
