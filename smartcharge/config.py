@@ -209,7 +209,7 @@ class _Reader:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
-                                            "boot_wait_s"})
+                                            "boot_wait_s", "edge_margin_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -235,6 +235,8 @@ class _Reader:
                                  allow_zero=True),
             boot_wait_s=self.number(table, "boot_wait_s", "server", defaults.boot_wait_s,
                                     allow_zero=True),
+            edge_margin_s=self.number(table, "edge_margin_s", "server", defaults.edge_margin_s,
+                                      allow_zero=True),
         )
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:

@@ -86,6 +86,7 @@ class ServerSettings:
     # (it rebooted) before taking the connection for a reconnect without one
     boot_wait_s: float = 5.0
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
+    edge_margin_s: float = 5.0         # how far stations' clocks may disagree (dispatch/edges)
     inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
     tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate
 

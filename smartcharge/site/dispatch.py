@@ -79,6 +79,10 @@ class DispatchSettings:
     # After the decreases an increase depends on are acknowledged, the cars get this much site
     # time to follow them (IEC 61851-1 gives an EV seconds to react to a lower duty cycle).
     settle_s: float = 5.0
+    # Stations read a schedule's absolute times on their own clocks, which disagree: a raise
+    # inside a schedule starts settle_s + edge_margin_s after its edge, and every schedule
+    # begins edge_margin_s early (edges.py). Site time, like settle_s.
+    edge_margin_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.clock = clock
         self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
-        self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
+        self.settings = settings or DispatchSettings(
+            settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
         self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
         # `ports`: a station's link -> a port for that connection, by its protocol (the site
         # never names one); called at each (re)connection by the fail-safe setup
