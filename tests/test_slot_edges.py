@@ -14,6 +14,7 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.edges import edge_safe
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
@@ -120,3 +121,28 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
             assert not excesses, excesses[:5]
         finally:
             await fleet.stop()
+
+
+def test_edge_safe_moves_raises_only():
+    """Raises start `raise_delay_s` after their edge, decreases stay; a raise moved past the
+    next edge never comes into force; the end waits when it is a raise; the start is backdated
+    (offsets and duration follow, so every absolute moment but the raises' stays)."""
+    t0 = T0
+    start, offsets, powers, duration = edge_safe(
+        t0, [0, 100, 200, 205, 300], [5.0, 8.0, 3.0, 9.0, 9.0], 400, raise_delay_s=10)
+    assert (start, offsets, powers, duration) == (t0, [0, 110, 200, 215], [5.0, 8.0, 3.0, 9.0],
+                                                  400)
+    # a raise at 100 moved to 110, past a decrease at 105: it never holds; 105 is a raise from
+    # 5 to 6, moved too
+    _, offsets, powers, _ = edge_safe(t0, [0, 100, 105], [5.0, 8.0, 6.0], None,
+                                      raise_delay_s=10)
+    assert (offsets, powers) == ([0, 115], [5.0, 6.0])
+    # the end: later when what follows is higher, where it was when lower
+    assert edge_safe(t0, [0], [5.0], 400, raise_delay_s=10, then_w=7.0)[3] == 410
+    assert edge_safe(t0, [0], [5.0], 400, raise_delay_s=10, then_w=4.0)[3] == 400
+    # a raise moved past the end never comes
+    assert edge_safe(t0, [0, 395], [5.0, 9.0], 400, raise_delay_s=10)[1:3] == ([0], [5.0])
+    start, offsets, powers, duration = edge_safe(t0, [0, 100], [9.0, 4.0], 400,
+                                                 raise_delay_s=10, backdate_s=5)
+    assert (start, offsets, powers, duration) == (t0 - timedelta(seconds=5), [0, 105],
+                                                  [9.0, 4.0], 405)

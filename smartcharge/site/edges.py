@@ -28,6 +28,7 @@ guard see the shifted raises as the stations run them.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 
@@ -54,11 +55,23 @@ def edge_safe(start: datetime, offsets_s: list[float], powers_w: list[float],
         if duration_s is not None and offset >= duration_s:
             continue
         out.append((offset, power))
-    if duration_s is not None and then_w is not None and then_w > out[-1][1]:
-        duration_s += raise_delay_s
+    if duration_s is not None and then_w is not None:
+        duration_s += end_delay_s(out[-1][1], then_w, raise_delay_s)
     shifted = [0.0] + [offset + backdate_s for offset, _ in out[1:]]
     return (start - timedelta(seconds=backdate_s), shifted, [p for _, p in out],
             None if duration_s is None else duration_s + backdate_s)
 
 
-__all__ = ["edge_safe"]
+def end_delay_s(last_w: float, then_w: float, raise_delay_s: float) -> float:
+    """How much later a schedule ends whose last value is `last_w` and that falls to `then_w`:
+    its end is a raise, or not."""
+    return raise_delay_s if then_w > last_w else 0.0
+
+
+def raise_delay_s(settle_s: float, edge_margin_s: float) -> int:
+    """A raise's delay after its edge: the cars' settle time and the clocks' margin, in whole
+    seconds (a schedule's periods count whole seconds)."""
+    return math.ceil(settle_s + edge_margin_s)
+
+
+__all__ = ["edge_safe", "end_delay_s", "raise_delay_s"]

@@ -18,7 +18,7 @@ from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline
 from smartcharge.site import steps
-from smartcharge.site.edges import edge_safe
+from smartcharge.site.edges import edge_safe, raise_delay_s
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -46,11 +46,11 @@ class ProfileSending:
         that disagree here (`edges.py`): its raises start the settle time plus
         `edge_margin_s` after their edges (its end too when `then_w`, what the connector falls
         to after it, is higher), and it begins `edge_margin_s` before `start`."""
-        margin_s = math.ceil(self.settings.edge_margin_s)   # whole seconds, as OCPP counts
         start, offsets_s, powers_w, duration_s = edge_safe(
             start, list(offsets_s), list(powers_w), duration_s, then_w=then_w,
-            raise_delay_s=math.ceil(self.settings.settle_s + self.settings.edge_margin_s),
-            backdate_s=margin_s)
+            raise_delay_s=self.raise_delay_s(),
+            # whole seconds, as OCPP counts: the schedule still ends where it should
+            backdate_s=math.ceil(self.settings.edge_margin_s))
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
@@ -63,6 +63,9 @@ class ProfileSending:
             pauses=pauses,
             any_car_power_w=None if any_car == factor else [p * any_car for p in powers_w],
             any_car_min_power_w=(min_power_w or 0.0) * any_car or None)
+
+    def raise_delay_s(self) -> int:
+        return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
 
     def _schedule_for(self, cplan: ConnectorPlan) -> PowerSchedule:
         connector = self.topology.connector(cplan.ref)
