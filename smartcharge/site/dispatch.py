@@ -41,7 +41,7 @@ import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.model import Site
+from smartcharge.model import DISPATCH_CALL_TIMEOUT_S, Site
 from smartcharge.ocpp.port import PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import failsafe, learned, steps
@@ -67,7 +67,7 @@ __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
+    call_timeout_s: float = DISPATCH_CALL_TIMEOUT_S   # real s we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
     # Every plan sent ends at one common instant, at most this much site time ahead; all are
     # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
