@@ -252,6 +252,8 @@ class _Reader:
         before it went out - a decrease counted unanswered, the station uncontrolled - and a
         boot that comes late leaves the answer too little of the timeout."""
         most = min(call_timeout_s, DISPATCH_CALL_TIMEOUT_S) / 2
+        if "boot_wait_s" not in table:   # the default, within a short call timeout's bound
+            return min(ServerSettings().boot_wait_s, most)
         return self.at_most(table, "boot_wait_s", "server", ServerSettings().boot_wait_s, most,
                             "half the shortest call timeout (dispatch's "
                             f"{DISPATCH_CALL_TIMEOUT_S:g} s, server.call_timeout_s): our calls "

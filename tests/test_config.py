@@ -89,6 +89,8 @@ def test_boot_wait_bound_follows_a_shorter_call_timeout():
     assert parse_site(text.format(2)).server.boot_wait_s == 2.0
     with pytest.raises(ConfigError, match=r"server\.boot_wait_s.*at most 2 s"):
         parse_site(text.format(3))
+    # not written: the default (5 s), within the bound
+    assert parse_site("[server]\ncall_timeout_s = 4\n" + MINIMAL).server.boot_wait_s == 2.0
 
 
 def test_edge_margin_from_the_server_table():
