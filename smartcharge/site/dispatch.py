@@ -24,7 +24,8 @@ Every request sent is recorded with the station's answer in the store's audit ta
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
-`sending.py` (schedules in both units, what an answer changes), `idle.py` (idle connectors'
+`sending.py` (schedules in both units, what an answer changes), `edges.py` (raises a few
+seconds after their edges: stations' clocks disagree), `idle.py` (idle connectors'
 idle schedules, compared like plans), `station_control.py` (what we know of one station),
 `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
