@@ -14,6 +14,7 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site import steps
 from smartcharge.site.edges import edge_safe
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
@@ -111,6 +112,14 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
             before = _draws_at_real(fleet, moves[0] - timedelta(seconds=60))
             after = _draws_at_real(fleet, moves[0] + timedelta(seconds=60))
             assert after["CP1"] < before["CP1"] - 1000 and after["CP2"] > before["CP2"] + 1000
+            # what the server knows CP2 installed (the controller's and the guard's view) has
+            # the raise where CP2 takes it: the settle time and the margin after the edge
+            view = dispatcher.installed
+            cp2 = view.current_step(dispatcher.stations["CP2"], refs[1])
+            assert steps.value_at(cp2, moves[0] + timedelta(seconds=9)) \
+                == steps.value_at(cp2, moves[0] - timedelta(seconds=1))
+            assert steps.value_at(cp2, moves[0] + timedelta(seconds=11)) > \
+                steps.value_at(cp2, moves[0] - timedelta(seconds=1)) + 1000
             until = now + timedelta(hours=2)
             # the defaults move power from CP1 to CP2 and CP3 at the later event's start
             before = _draws_at_real(fleet, later - timedelta(seconds=60))
