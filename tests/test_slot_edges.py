@@ -132,6 +132,42 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
             await fleet.stop()
 
 
+
+async def test_idle_shares_end_where_the_defaults_step_up(tmp_path):
+    """Three idle connectors on their idle shares (a third of the grid each), over defaults of
+    the same size. A DR event on feeder A from the shares' common end takes CP1's default to 0
+    and raises CP2's and CP3's to 11 kW there: CP2, its clock 3 s ahead, took its default's
+    raise before CP1 dropped its share, and CP3 (2 s behind) still had its share."""
+    clock = AcceleratedClock(T0, speed=120.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=3600.0),
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
+                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
+        try:
+            await fleet.start(wait_booted_s=10)
+            controller, dispatcher = server.controller, server.dispatcher
+            await wait_until(lambda: all(c.idle_layer for c in dispatcher.stations.values())
+                             and dispatcher.idle, 10, "every idle share sent")
+            end = dispatcher.expiry
+            rounds = dispatcher.rounds_done
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-a", end, end + timedelta(minutes=20),
+                limit_w=FEEDER_DR_W, circuit_id="feeder-a"))
+            controller.request_replan("dr on feeder A")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "the round for the event")
+            assert dispatcher.expiry == end
+            after = _draws_at_real(fleet, end + timedelta(seconds=60))
+            assert after["CP1"] == 0.0 and after["CP2"] > 10_000.0, after
+            now = clock.now()
+            excesses = _excesses(fleet, now, now + timedelta(hours=1))
+            assert not excesses, excesses[:5]
+        finally:
+            await fleet.stop()
+
+
 def test_edge_safe_moves_raises_only():
     """Raises start `raise_delay_s` after their edge, decreases stay; a raise moved past the
     next edge never comes into force; the end waits when it is a raise; the start is backdated

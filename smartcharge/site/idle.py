@@ -17,10 +17,8 @@ A mixin of `Dispatcher` (needs `topology`, `installed`, `clock`, `expiry`, `powe
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from smartcharge.ocpp.port import Answer
-from smartcharge.site import edges, steps
+from smartcharge.site import steps
 from smartcharge.site.plan import Plan
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
@@ -32,8 +30,7 @@ IdleChange = tuple[int, float, bool, "steps.Step | None"]
 class IdleSending:
     def _idle_changes(self, control: StationControl, plan: Plan) -> list[IdleChange]:
         """Idle connectors whose idle schedule needs sending now: a new share, one lower or
-        much higher than the last, or its end moved on (the common end, or the default under
-        it). A share that lowers somewhere
+        much higher than the last, or the common end moved on. A share that lowers somewhere
         and raises elsewhere comes twice: its pointwise minimum with the decreases, then in
         full with the increases."""
         if not control.caps.idle_layer:
@@ -47,17 +44,14 @@ class IdleSending:
             if value is None or (value <= 0 and not control.zero_ok):
                 continue
             sent = control.idle_sent.get(cid)
-            # (its end moves with the common end, and when the default under it changes so
-            # that its end becomes a raise, or no longer one)
-            if not (sent is None or value < sent[0] - 1.0
-                    or sent[1] != self._idle_end(control, ref, connector.phases, value)
+            if not (sent is None or value < sent[0] - 1.0 or sent[1] != self.expiry
                     or value > sent[0] + max(1000.0, 0.2 * sent[0])):
                 continue
-            installed, wanted, end = self._idle_steps(control, ref, connector.phases, value)
+            installed, wanted = self._idle_steps(control, ref, connector.phases, value)
             # (no default known installed: it counts at its maximum, so a share lowers it)
             lowers, raises = steps.compare(installed, wanted, now)
             if lowers and raises:
-                part = steps.pointwise_min(installed, wanted, now, end)
+                part = steps.pointwise_min(installed, wanted, now, self.expiry)
                 out.append((cid, value, True, part))
                 out.append((cid, value, False, None))
             else:
@@ -65,32 +59,15 @@ class IdleSending:
         return out
 
     def _idle_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
-                    value: float) -> tuple[steps.Step, steps.Step, datetime]:
-        """(installed, wanted, the share's end) on an idle connector in the plan's W: its idle
-        schedule until it ends, then its fail-safe default; the share until the common end
-        (later when the default there is higher: its end is a raise, edges.py), then the
+                    value: float) -> tuple[steps.Step, steps.Step]:
+        """(installed, wanted) on an idle connector in the plan's W: its idle schedule until
+        it ends, then its fail-safe default; the share until the common end, then the
         default."""
         factor = self.installed.w_factor(control.unit, ref, phases, False)
         installed = self.installed.below_steps(control, ref, phases, factor, False)
-        default = self._idle_default(control, ref, phases)
-        end = self._idle_end(control, ref, phases, value, default)
-        wanted = steps.overlay([(self.clock.now(), value)], end, default)
-        return installed, wanted, end
-
-    def _idle_default(self, control: StationControl, ref: ConnectorRef,
-                      phases: int) -> steps.Step:
-        """The fail-safe default under an idle share, in the plan's W."""
-        factor = self.installed.w_factor(control.unit, ref, phases, False)
-        return self.installed.below_steps(control, ref, phases, factor, True)
-
-    def _idle_end(self, control: StationControl, ref: ConnectorRef, phases: int, value: float,
-                  default: steps.Step | None = None) -> datetime:
-        """When an idle share of `value` ends: the common end, later when its default is
-        higher there (its end is a raise: edges.py)."""
-        if default is None:
-            default = self._idle_default(control, ref, phases)
-        return self.expiry + timedelta(seconds=edges.end_delay_s(
-            value, steps.value_at(default, self.expiry), self.raise_delay_s()))
+        default = self.installed.below_steps(control, ref, phases, factor, True)
+        wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
+        return installed, wanted
 
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
                          raising: bool = False, part: steps.Step | None = None) -> None:
@@ -102,7 +79,8 @@ class IdleSending:
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = [0.0], [value]
         # what it falls to at the end (its fail-safe default): a raise there waits (edges.py)
-        then_w = steps.value_at(self._idle_default(control, ref, connector.phases), self.expiry)
+        then_w = steps.value_at(self._idle_steps(control, ref, connector.phases, value)[1],
+                                self.expiry)
         if part is not None:
             later = [(m, w) for m, w in part if now < m < self.expiry]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
@@ -116,5 +94,4 @@ class IdleSending:
             control.idle_layer[connector_id] = installed
         # recorded even when refused: best effort, retried when it runs out (the part: its
         # least, so the full share that follows is a change)
-        control.idle_sent[connector_id] = (
-            min(powers), self._idle_end(control, ref, connector.phases, powers[-1]))
+        control.idle_sent[connector_id] = (min(powers), self.expiry)

@@ -45,7 +45,7 @@ class StationControl:
     # with: only a connector whose default changes gets one)
     default_sent: dict[int, list] = field(default_factory=dict)
     sent: dict[int, Sent] = field(default_factory=dict)   # connector id -> last accepted
-    idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, its end
+    idle_sent: dict[int, tuple[float, datetime]] = field(default_factory=dict)  # W, expires
     # what the station has installed under the plan, as accepted: its idle default (idle share
     # or a plan sent as the connector's default) and its fail-safe default
     idle_layer: dict[int, Sent] = field(default_factory=dict)
