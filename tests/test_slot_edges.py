@@ -75,7 +75,9 @@ def _moves(plan, give: ConnectorRef, take: ConnectorRef) -> list[datetime]:
 
 
 async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(tmp_path):
-    clock = AcceleratedClock(T0, speed=120.0)    # the event 3 site minutes ahead: 1.5 s real
+    # the event 10 site minutes ahead (5 s real): its plan is made and sent before the slot
+    # edge a minute before it, under load too
+    clock = AcceleratedClock(T0, speed=120.0)
     site = _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=3600.0),
@@ -91,7 +93,7 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
             await wait_until(lambda: all(r in controller.state.sessions for r in refs)
                              and all(dispatcher.stations[r.station_id].sent for r in refs)
                              and dispatcher.idle, 10, "both cars planned")
-            start = (clock.now() + timedelta(minutes=3)).replace(microsecond=0)
+            start = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
             rounds = dispatcher.rounds_done
             controller.limits.add_event(DemandResponseEvent(
                 "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
@@ -138,7 +140,9 @@ async def test_idle_shares_end_where_the_defaults_step_up(tmp_path):
     the same size. A DR event on feeder A from the shares' common end takes CP1's default to 0
     and raises CP2's and CP3's to 11 kW there: CP2, its clock 3 s ahead, took its default's
     raise before CP1 dropped its share, and CP3 (2 s behind) still had its share."""
-    clock = AcceleratedClock(T0, speed=120.0)
+    # the common end moves on 800 site seconds after the first round (13 s real): the event
+    # is placed on it and its round made well before
+    clock = AcceleratedClock(T0, speed=60.0)
     site = _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=3600.0),
