@@ -17,7 +17,7 @@ from datetime import datetime
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline
-from smartcharge.site import steps
+from smartcharge.site import learned, steps
 from smartcharge.site.edges import edge_safe, raise_delay_s
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
@@ -38,9 +38,12 @@ class ProfileSending:
                        duration_s: int | None = None, min_power_w: float | None = None,
                        pauses: bool = False, then_w: float | None = None) -> PowerSchedule:
         """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
-        W limits for the plan sent as the connector's default, which any car may meet: the W
-        factor of a car whose phases are unknown (a single-phase car draws all its W on one
-        phase; the A limits are per phase and safe for any car already).
+        limits for the plan sent as the connector's default, which any car may meet: in W the
+        W factor of a car whose phases are unknown (a single-phase car draws all its W on one
+        phase); in A, for a plan made for a single-phase car on a three-phase connector, a
+        third (a three-phase car draws the A limit on each phase: the plan's W in all). The
+        controller plans a connector whose plans go out as its default for any car
+        (`learned.PlansAsDefault`); this covers the plan that found out, until then.
 
         Every schedule a connector is sent is built here, and made safe for stations' clocks
         that disagree here (`edges.py`): its raises start the settle time plus
@@ -56,13 +59,17 @@ class ProfileSending:
         any_car = self.w_factor("W", ref, phases, False)
         min_w = (min_power_w or 0.0) * factor
         min_a = units.w_to_a(min_power_w or 0.0, phases, voltage)
+        current_a = [units.w_to_a(p, phases, voltage) for p in powers_w]
+        one_of_three = phases == 1 and self.topology.connector(ref).phases == 3
         return PowerSchedule(
             start=start, offsets_s=list(offsets_s), power_w=[p * factor for p in powers_w],
-            current_a=[units.w_to_a(p, phases, voltage) for p in powers_w], phases=phases,
+            current_a=current_a, phases=phases,
             duration_s=duration_s, min_power_w=min_w or None, min_current_a=min_a or None,
             pauses=pauses,
             any_car_power_w=None if any_car == factor else [p * any_car for p in powers_w],
-            any_car_min_power_w=(min_power_w or 0.0) * any_car or None)
+            any_car_min_power_w=(min_power_w or 0.0) * any_car or None,
+            any_car_current_a=[a / 3.0 for a in current_a] if one_of_three else None,
+            any_car_min_current_a=(min_a / 3.0 or None) if one_of_three else None)
 
     def raise_delay_s(self) -> int:
         return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
@@ -73,12 +80,12 @@ class ProfileSending:
         expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
         lifetime = max(int((expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = cplan.window(now, lifetime)
-        # what the connector falls to when the plan ends (its idle share, its fail-safe
-        # default): a raise there waits like one inside the plan
+        # what the connector falls to when the plan ends (its idle share - unless its plans go
+        # out as its default, replacing it - then its fail-safe default): a raise there waits
         control = self.stations[cplan.ref.station_id]
         phases, factor = self.installed.phases_and_factor(control, cplan)
         below = self.installed.below_steps(control, cplan.ref, phases, factor,
-                                           control.plans_as_default)
+                                           cplan.ref.connector_id in control.plans_on_default)
         return self.power_schedule(
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
             phases_known=cplan.phases_known, duration_s=int(lifetime),
@@ -127,6 +134,11 @@ class ProfileSending:
         previous = control.sent.get(connector_id)
         control.sent[connector_id] = sent
         self.changed_at[cplan.ref] = self.clock.now()
+        if sent.default != (connector_id in control.plans_on_default):
+            # any car may be behind a default: the controller plans it for any car
+            (control.plans_on_default.add if sent.default
+             else control.plans_on_default.discard)(connector_id)
+            self.publish(learned.PlansAsDefault(cplan.ref, sent.default))
         if sent.default:   # the same schedule as the idle one: it replaced it
             control.idle_layer.pop(connector_id, None)
             voltage = self.topology.station(control.station_id).voltage_v
