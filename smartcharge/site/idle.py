@@ -132,12 +132,16 @@ class IdleSending:
         ref = ConnectorRef(control.station_id, connector_id)
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = [0.0], [value]
+        # what it falls to at the end (its fail-safe default): a raise there waits (edges.py)
+        then_w = steps.value_at(self._idle_steps(control, ref, connector.phases, value)[1],
+                                self.expiry)
         if part is not None:
             later = [(m, w) for m, w in part if now < m < self.expiry]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(part, now)] + [w for _, w in later]
         schedule = self.power_schedule(ref, now, offsets, powers, phases=connector.phases,
-                                       phases_known=False, duration_s=duration_s)
+                                       phases_known=False, duration_s=duration_s,
+                                       then_w=then_w)
         answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
