@@ -98,6 +98,15 @@ class IdleSending:
         wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
         return installed, wanted
 
+    def zero_under_in_round(self, control: StationControl, cplan, as_default: bool) -> bool:
+        """Whether a charging connector's plan has the 0 W default under it in this round: it
+        runs on a TxProfile of this transaction already, so the 0 W is in place or goes out
+        with the decreases (`_under_change`)."""
+        if as_default or not control.caps.idle_layer or not control.zero_ok:
+            return False
+        old = control.sent.get(cplan.ref.connector_id)
+        return old is not None and not old.default and old.transaction_id == cplan.transaction_id
+
     def _under_change(self, control: StationControl, cplan, as_default: bool,
                       down, up) -> bool | None:
         """Whether a charging connector's 0 W default goes out now: None (not needed), True

@@ -84,13 +84,19 @@ class ProfileSending:
         # out as its default, replacing it - then its fail-safe default): a raise there waits
         control = self.stations[cplan.ref.station_id]
         phases, factor = self.installed.phases_and_factor(control, cplan)
-        below = self.installed.below_steps(control, cplan.ref, phases, factor,
-                                           cplan.ref.connector_id in control.plans_on_default)
+        as_default = cplan.ref.connector_id in control.plans_on_default
+        below = self.installed.below_steps(control, cplan.ref, phases, factor, as_default)
+        then_w = steps.value_at(below, expiry)
+        if self.zero_under_in_round(control, cplan, as_default):
+            # the 0 W under its car is in place or goes out before this plan's raise in this
+            # round (idle.py): taken as what the plan falls to, whether or not its answer has
+            # come yet, so the plan's end does not flip between rounds and send it twice
+            then_w = min(then_w, 0.0)
         return self.power_schedule(
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
             phases_known=cplan.phases_known, duration_s=int(lifetime),
             min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
-            then_w=steps.value_at(below, expiry))
+            then_w=then_w)
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False) -> tuple[PowerSchedule, Sent]:
