@@ -48,9 +48,10 @@ from ocpp.exceptions import (
     PropertyConstraintViolationError,
     TypeConstraintViolationError,
 )
-from ocpp.messages import Call, MessageType, get_validator, validate_payload
+from ocpp.messages import Call, MessageType, get_validator
 
 from smartcharge.clock import parse_ocpp_time
+from smartcharge.ocpp import fast_schema
 
 MAX_FRAME_CHARS = 1 << 20
 # the head of an OCPP frame: [MessageTypeId, "UniqueId" (at most 36 characters in OCPP-J)
@@ -239,7 +240,7 @@ async def schema_problem(action: str, payload: dict, version: str) -> str | None
     """Why a request `payload` of `action` breaks the `version` schema (the library's cause),
     or None: for requests we build (ours, or the API's), never for what a station sends."""
     try:
-        await validate_payload(Call("check", action, payload), version)
+        await fast_schema.validate(Call("check", action, payload), version)
     except OCPPError as error:
         cause = error.details.get("cause") if isinstance(error.details, dict) else None
         return cause or error.description
