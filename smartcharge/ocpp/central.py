@@ -31,6 +31,7 @@ from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
+from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class AdapterContext:
     store: Store
     events: EventBus
     clock: Clock
+    # shared by every connection of the server: at most so many inbound frames handled per
+    # turn of the event loop (`turns.py`); None: no bound
+    inbound: TurnBudget | None = None
 
 
 class CentralSystemBase:
@@ -83,6 +87,8 @@ class CentralSystemBase:
         self.refused_unregistered = False
 
     async def route_message(self, raw_msg: str) -> None:
+        if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
+            await self._ctx.inbound.admit()
         try:
             await self._route(raw_msg)
         except ConnectionClosed:

@@ -39,6 +39,7 @@ from smartcharge.ocpp.central import AdapterContext, ConnectionClosed
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
+from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ SUPPORTED_PROTOCOLS = PREFERENCE   # best first: a station offering several gets
 # with 1009; up to it a frame over the edge's MAX_FRAME_CHARS (1 Mi) gets a CALLERROR
 MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+# every connection's inbound frames share it: a burst is handled a batch per turn (turns.py)
+INBOUND = web.AppKey("inbound_budget", TurnBudget)
 
 
 class AiohttpConnection:
@@ -179,7 +182,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
     adapter = ADAPTER_CLASSES[protocol](
         station_id, AiohttpConnection(ws, station_id),
-        AdapterContext(site=site, store=store, events=events, clock=clock),
+        AdapterContext(site=site, store=store, events=events, clock=clock,
+                       inbound=app[INBOUND]),
         boot_accepted=boot_status == "Accepted" and station is not None,
         response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
@@ -221,4 +225,5 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app[AUTH_THROTTLE] = AuthThrottle(app[CLOCK])
+    app[INBOUND] = TurnBudget()
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)
