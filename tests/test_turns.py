@@ -98,3 +98,13 @@ async def test_stations_frames_go_through_the_servers_budget(harness):
     answers = [json.loads((await ws.receive(timeout=5)).data) for ws in sockets]
     assert [answer[:2] for answer in answers] == [[3, f"hb-{index}"] for index in range(3)]
     assert budget.admitted - before == 3 and budget.most_in_turn == 1
+
+
+async def test_a_stations_handshake_goes_through_the_budget_too(harness):
+    """A boot storm's handshakes (thousands accepted in one turn) share the frames' budget."""
+    budget = harness.app[INBOUND]
+    before = budget.admitted
+    ws = await harness.open_ws("CP1")      # upgraded: the endpoint has run past its admission
+    assert budget.admitted == before + 1
+    await harness.assert_still_up(await harness.booted_raw_socket(BOOT, "CP2"))
+    assert not ws.closed
