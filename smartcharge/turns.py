@@ -10,7 +10,8 @@ asyncio's ready queue is FIFO and a turn runs every callback that was ready when
 what bounds a turn is how many pieces of work are let into it: `TurnBudget.admit()` returns at
 once for the first `per_turn` callers of a turn, and the later ones wait, in order, to be let
 in a batch per turn. The total work is the same; the loop polls its sockets and runs its other
-tasks between two batches.
+tasks between two batches. The server's budget (`ocpp/server.py`) takes every inbound frame and
+every station's handshake (a boot storm accepted thousands in one turn).
 """
 
 from __future__ import annotations
