@@ -24,8 +24,10 @@ Every request sent is recorded with the station's answer in the store's audit ta
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
-`sending.py` (schedules in both units, what an answer changes), `idle.py` (idle connectors'
-idle schedules, compared like plans), `station_control.py` (what we know of one station),
+`sending.py` (schedules in both units, what an answer changes), `edges.py` (raises a few
+seconds after their edges: stations' clocks disagree), `idle.py` (idle connectors' idle
+schedules, compared like plans; the 0 W default under a car on a TxProfile),
+`station_control.py` (what we know of one station),
 `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
 
@@ -41,7 +43,7 @@ import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.model import Site
+from smartcharge.model import DISPATCH_CALL_TIMEOUT_S, Site
 from smartcharge.ocpp.port import PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import failsafe, learned, steps
@@ -67,7 +69,7 @@ __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
+    call_timeout_s: float = DISPATCH_CALL_TIMEOUT_S   # real s we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
     # Every plan sent ends at one common instant, at most this much site time ahead; all are
     # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
@@ -79,6 +81,10 @@ class DispatchSettings:
     # After the decreases an increase depends on are acknowledged, the cars get this much site
     # time to follow them (IEC 61851-1 gives an EV seconds to react to a lower duty cycle).
     settle_s: float = 5.0
+    # Stations read a schedule's absolute times on their own clocks, which disagree: a raise
+    # inside a schedule starts settle_s + edge_margin_s after its edge, and every schedule
+    # begins edge_margin_s early (edges.py). Site time, like settle_s.
+    edge_margin_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.clock = clock
         self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
-        self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
+        self.settings = settings or DispatchSettings(
+            settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
         self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
         # `ports`: a station's link -> a port for that connection, by its protocol (the site
         # never names one); called at each (re)connection by the fail-safe setup
@@ -280,6 +287,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
         ("plan", ConnectorPlan), ("idle", connector_id, W, part sent first or None),
+        ("under", connector_id, transaction id) (the 0 W default under a TxProfile, idle.py),
         ("defaults", {connector_id: W steps})."""
         downs: list = []
         ups: list = []
@@ -287,11 +295,16 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             ref = cplan.ref
             if (ref.station_id, ref.connector_id, cplan.transaction_id) in self._stopped:
                 continue   # its StopTransaction is acknowledged: the plan is older than that
-            down, up = self._split(control, cplan)
+            down, up, as_default = self._split(control, cplan)
             if down is not None:
                 downs.append(("plan", down))
             if up is not None:
                 ups.append(("plan", up))
+            # after the plan's own items: the car is on its TxProfile when its default drops
+            first = self._under_change(control, cplan, as_default, down, up)
+            if first is not None:
+                (downs if first else ups).append(("under", ref.connector_id,
+                                                  cplan.transaction_id))
         for connector_id, value, lower, part in self._idle_changes(control, plan):
             (downs if lower else ups).append(("idle", connector_id, value, part))
         if control.defaults_key != self._defaults_key():
@@ -322,6 +335,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 elif item[0] == "idle":
                     await self._send_idle(control, item[1], item[2], raising=not decrease,
                                           part=item[3])
+                elif item[0] == "under":
+                    await self._send_under(control, item[1], item[2])
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
@@ -341,11 +356,12 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 self._report_uncontrollable(ref, "station offline")
 
     def _split(self, control: StationControl, cplan: ConnectorPlan
-               ) -> tuple[ConnectorPlan | None, ConnectorPlan | None]:
-        """(what goes out with the decreases, what goes out with the increases), compared
-        with what is installed in every interval: a plan that only lowers is a decrease, one
-        that only raises an increase; one that does both is first sent as the pointwise
-        minimum (a decrease), then in full."""
+               ) -> tuple[ConnectorPlan | None, ConnectorPlan | None, bool]:
+        """(what goes out with the decreases, what goes out with the increases, whether the
+        plan goes out as the connector's default), compared with what is installed in every
+        interval: a plan that only lowers is a decrease, one that only raises an increase;
+        one that does both is first sent as the pointwise minimum (a decrease), then in
+        full."""
         now = self.clock.now()
         _, new = self._desired(control, cplan, floor=not control.zero_ok)
         limits = self.installed
@@ -359,7 +375,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         if not (lowers or raises) and old is not None and not control.resend \
                 and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
                 and old.expires == new.expires:
-            return None, None
+            return None, None, new.default
         if lowers and raises:
             part = steps.pointwise_min(installed, wanted, now, new.expires)
             down = ConnectorPlan(
@@ -367,12 +383,13 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 slot_starts=[m for m, _ in part], power_w=np.array([v for _, v in part]),
                 min_power_w=cplan.min_power_w, binding=cplan.binding, phases=cplan.phases,
                 phases_known=cplan.phases_known)
-            return down, cplan
+            return down, cplan, new.default
         if lowers:
-            return cplan, None
+            return cplan, None, new.default
         if not raises and old is None and not control.resend:
-            return None, None   # the idle share it runs on is the plan: nothing to say
-        return None, cplan
+            # the idle share it runs on is the plan: nothing to say
+            return None, None, new.default
+        return None, cplan, new.default
 
     async def _probe(self, control: StationControl, plan: Plan) -> None:
         """Offer an uncontrollable connector a profile now and then: if it accepts it is
