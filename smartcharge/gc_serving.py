@@ -35,11 +35,20 @@ def tune_gc_for_serving() -> None:
     """For a process that serves (not for tests, which build many apps): the collector's
     defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
     2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every 50 000 instead, and keep what exists at start (the site, the imports)
-    out of every collection."""
+    generation every 10 000 instead, the middle one every 250 young collections (every 2.5
+    million net allocations, as with 50 000 x 50 before), and keep what exists at start (the
+    site, the imports) out of every collection. A young collection's pause grows with what it
+    traverses: a re-plan at 5 000 stations leaves ~50 000 live objects (its plan), and every
+    50 000 allocations one collection traversed them at once, 90-160 ms of the loop's CPU at
+    a load average of 6-9; every 10 000, the longest was 49 ms, for about the same time
+    collecting in all (benchmarks/README.md, s19-burst)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(YOUNG_EVERY, MIDDLE_EVERY, 100)
+
+
+YOUNG_EVERY = 10_000   # net allocations between two young collections
+MIDDLE_EVERY = 250     # young collections between two of the middle generation
 
 
 FREEZE, COMPACT = "freeze", "compact"

@@ -82,6 +82,16 @@ async def assert_still_up(harness, ws):
     ([2, "m21", "MeterValues", {"connectorId": -2, "meterValue": [
         {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}]}],
      [4, "m21", "PropertyConstraintViolation"]),
+    # deep inside: a sample's time, and an integer past its sampled values (the edge skips the
+    # parts of a schema with nothing to check, not these)
+    ([2, "m22", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]},
+        {"timestamp": "yesterday", "sampledValue": [{"value": "2"}]}]}],
+     [4, "m22", "TypeConstraintViolation"]),
+    ([2, "m23", "StopTransaction", {"transactionId": 1, "meterStop": 10,
+                                    "timestamp": "2026-01-01T00:00:00Z", "transactionData": [
+                                        {"timestamp": "soon", "sampledValue": [{"value": "1"}]}]}],
+     [4, "m23", "TypeConstraintViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)

@@ -10,15 +10,15 @@ and the sessions (`record_boot`), a connector's status (`record_status`) are ver
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ocpp.charge_point import (camel_to_snake_case, remove_nones, serialize_as_dict,
-                               snake_to_camel_case)
+from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.messages import Call, MessageType
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
@@ -26,9 +26,12 @@ from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted
                                 SessionStopped, StationBooted)
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
+from smartcharge.ocpp import fast_schema
+from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
+from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class AdapterContext:
     store: Store
     events: EventBus
     clock: Clock
+    # shared by every connection of the server: at most so many inbound frames handled per
+    # turn of the event loop (`turns.py`); None: no bound
+    inbound: TurnBudget | None = None
 
 
 class CentralSystemBase:
@@ -81,6 +87,8 @@ class CentralSystemBase:
         self.refused_unregistered = False
 
     async def route_message(self, raw_msg: str) -> None:
+        if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
+            await self._ctx.inbound.admit()
         try:
             await self._route(raw_msg)
         except ConnectionClosed:
@@ -139,6 +147,38 @@ class CentralSystemBase:
             if booting:     # its answer (Accepted or Pending) or its CALLERROR has been sent
                 self.refused_unregistered = False
                 self._registered.set()
+
+    async def _handle_call(self, msg: Call) -> None:
+        """The library's `_handle_call` for a CALL our edge passed, in the same order with the
+        same outcomes, without its per-message costs (issue 10, ~0.45 ms of a 1.6 MeterValues):
+        the request's schema check compiled (`fast_schema`: the library's check decides
+        whatever it does not pass), keys converted through a memo (`casing`), whether the
+        handler takes `call_unique_id` read once per action (the library asked
+        `inspect.signature` every time). A request that breaks its schema raises the
+        library's OCPPError (`_route` answers it); a handler that raises is answered with the
+        library's CALLERROR for it; our answer is checked before it is sent. Our handlers
+        have no `@after` hooks."""
+        handlers = self.route_map[msg.action]   # `_route` answered unknown actions already
+        version = self.dialect.version
+        await fast_schema.validate(msg, version)
+        handler = handlers["_on_action"]
+        try:
+            if _takes_unique_id(type(self), msg.action, handler):
+                response = handler(**snake_case_keys(msg.payload),
+                                   call_unique_id=msg.unique_id)
+            else:
+                response = handler(**snake_case_keys(msg.payload))
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as error:   # the library's answer to a failing handler
+            log.exception("station %s: error while handling %s %s", self.id, msg.action,
+                          msg.unique_id)
+            await self._send(msg.create_call_error(error).to_json())
+            return
+        result = msg.create_call_result(snake_to_camel_case(remove_nones(
+            serialize_as_dict(response))))
+        await fast_schema.validate(result, version)
+        await self._send(result.to_json())
 
     async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout /
@@ -211,7 +251,7 @@ class CentralSystemBase:
             response = await self._get_specific_response(unique_id, self._response_timeout)
         if response.message_type_id == MessageType.CallError:
             raise response.to_exception()
-        answer = getattr(self._call_result, action)(**camel_to_snake_case(response.payload))
+        answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         return answer, response.payload
 
     async def _get_specific_response(self, unique_id, timeout):
@@ -222,13 +262,7 @@ class CentralSystemBase:
         action = self._answer_actions.pop(unique_id, None)
         if action is not None and response.message_type_id == MessageType.CallResult:
             response.action = action
-            key = _flat_key(self.dialect.version, action, response.payload)
-            if key is None or key not in _VALID_ANSWERS:
-                await validate_payload(response, self.dialect.version)
-                if key is not None:
-                    if len(_VALID_ANSWERS) >= VALID_ANSWERS_KEPT:
-                        _VALID_ANSWERS.clear()
-                    _VALID_ANSWERS[key] = None
+            await fast_schema.validate(response, self.dialect.version)
         return response
 
     async def _check_our_request(self, action: str, payload: dict) -> None:
@@ -307,23 +341,19 @@ class CentralSystemBase:
                 session.reason, implicit=True))
 
 
-# Answers already found valid, by their whole content: thousands of {"status": "Accepted"}
-# per DR event were each validated again (~0.08 ms each, issue 10). Only flat payloads of
-# plain values: the same content against the same schema gives the same verdict.
-VALID_ANSWERS_KEPT = 1024
-_VALID_ANSWERS: dict[tuple, None] = {}
+_UNIQUE_ID_PARAMETER: dict[tuple[type, str], bool] = {}
 
 
-def _flat_key(version: str, action: str, payload: Any) -> tuple | None:
-    if not isinstance(payload, dict) or len(payload) > 8:
-        return None
-    items = []
-    for name, value in payload.items():
-        # type names too: 1 and 1.0 and True are equal keys but not the same JSON
-        if not isinstance(name, str) or not isinstance(value, (str, int, float, bool)):
-            return None
-        items.append((name, type(value).__name__, value))
-    return (version, action, *sorted(items))
+def _takes_unique_id(cls: type, action: str, handler: Any) -> bool:
+    """Whether `cls`'s handler of `action` has a `call_unique_id` parameter (the library
+    passes it only then)."""
+    key = (cls, action)
+    try:
+        return _UNIQUE_ID_PARAMETER[key]
+    except KeyError:
+        takes = _UNIQUE_ID_PARAMETER[key] = \
+            "call_unique_id" in inspect.signature(handler).parameters
+        return takes
 
 
 def camel_payload(request: Any) -> dict:

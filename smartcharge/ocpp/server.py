@@ -39,6 +39,7 @@ from smartcharge.ocpp.central import AdapterContext, ConnectionClosed
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
+from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ SUPPORTED_PROTOCOLS = PREFERENCE   # best first: a station offering several gets
 # with 1009; up to it a frame over the edge's MAX_FRAME_CHARS (1 Mi) gets a CALLERROR
 MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
+# every connection's inbound frames share it: a burst is handled a batch per turn (turns.py)
+INBOUND = web.AppKey("inbound_budget", TurnBudget)
 
 
 class AiohttpConnection:
@@ -131,6 +134,9 @@ def _check_certificate(request: web.Request, station_id: str) -> None:
 
 async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
+    # a handshake is inbound work too: a boot storm accepted thousands in one turn of the loop
+    # (issue 10); they share the frames' budget, first come first served (turns.py)
+    await app[INBOUND].admit()
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
     station_id = request.match_info["station_id"]
     if not is_valid_identity(station_id):
@@ -179,7 +185,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
     adapter = ADAPTER_CLASSES[protocol](
         station_id, AiohttpConnection(ws, station_id),
-        AdapterContext(site=site, store=store, events=events, clock=clock),
+        AdapterContext(site=site, store=store, events=events, clock=clock,
+                       inbound=app[INBOUND]),
         boot_accepted=boot_status == "Accepted" and station is not None,
         response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
@@ -221,4 +228,5 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application) -> None:
     app[AUTH_THROTTLE] = AuthThrottle(app[CLOCK])
+    app[INBOUND] = TurnBudget()
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)

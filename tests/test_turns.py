@@ -1,0 +1,110 @@
+"""Bursts are handled a batch per turn of the event loop (issue 10): inbound frames through the
+server's `TurnBudget` (turns.py), the store's callers resumed a batch per turn after a group
+commit. Counted in turns of the loop (a callback that re-schedules itself each turn), not
+timed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+
+from smartcharge.ocpp.server import INBOUND
+from smartcharge.store import SqliteStore
+from smartcharge.turns import TurnBudget
+from tests.conftest import HEARTBEAT_FRAME
+from tests.test_ocpp_errors import BOOT
+
+
+class TurnCounter:
+    """The number of the loop's current turn."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self.turn += 1
+        self._handle = self._loop.call_soon(self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+async def test_a_burst_is_let_in_a_batch_per_turn_in_order():
+    budget = TurnBudget(per_turn=4)
+    turns = TurnCounter()
+    let_in: list[tuple[int, int]] = []
+
+    async def caller(index: int) -> None:
+        await budget.admit()
+        let_in.append((index, turns.turn))
+
+    await asyncio.gather(*(caller(index) for index in range(18)))   # all in one turn
+    turns.stop()
+    per_turn = Counter(turn for _, turn in let_in)
+    assert max(per_turn.values()) == 4 and len(per_turn) == 5     # 4+4+4+4+2
+    assert [index for index, _ in let_in] == list(range(18))       # first come, first in
+    assert (budget.admitted, budget.deferred, budget.most_in_turn) == (18, 14, 4)
+
+
+async def test_a_caller_that_gives_up_takes_no_place():
+    budget = TurnBudget(per_turn=1)
+    first, gives_up, waits = (asyncio.ensure_future(budget.admit()) for _ in range(3))
+    await asyncio.sleep(0)     # the first let in, the other two queued behind it
+    assert first.done() and not gives_up.done()
+    gives_up.cancel()
+    turns = TurnCounter()
+    await waits                # let in by the next batch, not held up by the cancelled one
+    turns.stop()
+    assert gives_up.cancelled() and turns.turn <= 3
+
+
+async def test_a_group_commit_resumes_its_callers_a_batch_per_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(SqliteStore, "ANSWERS_PER_TURN", 4)
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    release = threading.Event()
+    try:
+        turns = TurnCounter()
+        resumed: list[int] = []
+
+        async def caller(index: int) -> int:
+            result = await store.run(lambda tx: release.wait(10) and index)
+            resumed.append(turns.turn)
+            return result
+
+        tasks = [asyncio.ensure_future(caller(index)) for index in range(21)]
+        await asyncio.sleep(0)    # every caller has queued its work (the first holds the writer)
+        release.set()             # the other 20 go in one group
+        assert await asyncio.gather(*tasks) == list(range(21))
+        turns.stop()
+        per_turn = Counter(resumed)
+        assert max(per_turn.values()) <= 4
+        assert len(per_turn) >= 6   # the first alone, the group of 20 in at least 5 turns
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_stations_frames_go_through_the_servers_budget(harness):
+    budget = harness.app[INBOUND]
+    budget.per_turn = 1
+    sockets = [await harness.booted_raw_socket(BOOT, f"CP{n}") for n in (1, 2, 3)]
+    before = budget.admitted
+    for index, ws in enumerate(sockets):   # all sent before any answer is read
+        await ws.send_str(json.dumps([2, f"hb-{index}", *HEARTBEAT_FRAME[2:]]))
+    answers = [json.loads((await ws.receive(timeout=5)).data) for ws in sockets]
+    assert [answer[:2] for answer in answers] == [[3, f"hb-{index}"] for index in range(3)]
+    assert budget.admitted - before == 3 and budget.most_in_turn == 1
+
+
+async def test_a_stations_handshake_goes_through_the_budget_too(harness):
+    """A boot storm's handshakes (thousands accepted in one turn) share the frames' budget."""
+    budget = harness.app[INBOUND]
+    before = budget.admitted
+    ws = await harness.open_ws("CP1")      # upgraded: the endpoint has run past its admission
+    assert budget.admitted == before + 1
+    await harness.assert_still_up(await harness.booted_raw_socket(BOOT, "CP2"))
+    assert not ws.closed
