@@ -8,6 +8,8 @@ TxProfile for the old transaction was refused (TxNotFound) and the plan went out
 connector's default, in W sized for three phases: on one phase, three times the planned current.
 """
 
+from contextlib import asynccontextmanager
+
 import pytest
 
 from smartcharge.clock import AcceleratedClock
@@ -86,3 +88,110 @@ async def test_a_plan_sent_as_the_default_is_safe_for_a_single_phase_car(tmp_pat
                 for item in held:
                     station._enqueue(item)
             await fleet.stop()
+
+
+
+FEEDER_W = 11_000.0       # the feeder's power limit in the tests below (and 32 A per phase)
+
+
+def _feeder_site() -> Site:
+    return Site(name="any-car-a",
+                circuits=(Circuit("grid", None),
+                          Circuit("feeder", "grid", limit_w=FEEDER_W, limit_a=32.0)),
+                stations=(Station("CP1", "feeder", (Connector(1, max_current_a=32),),
+                                  password=PASSWORD),),
+                id_tags=frozenset({"DRIVER-1", "DRIVER-2"}),
+                session_defaults=SessionDefaults(energy_wh=200_000, dwell_s=8 * 3600))
+
+
+@asynccontextmanager
+async def _single_phase_car(tmp_path, version: str, quirks: Quirks):
+    """CP1 (`version`, `quirks`, in A) on an 11 kW feeder, a single-phase car charging whose
+    phases are known, a plan made knowing them dispatched: (clock, server, station, hold),
+    `hold()` keeping the station's messages from here on (released at the end)."""
+    clock = AcceleratedClock(T0, speed=60.0)
+    site = _feeder_site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+        controller = server.controller
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=60, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0, ocpp_versions={"CP1": version},
+                      quirks={"CP1": quirks})
+        station = fleet.station("CP1")
+        held = []
+        try:
+            await fleet.start(wait_booted_s=10)
+            assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-1")
+            await wait_until(lambda: REF in controller.state.sessions
+                             and controller.phase_use(REF)[2], 20,
+                             "the single-phase car's phases learned from its currents")
+            assert controller.phase_use(REF)[0] == 1
+            first, rounds = controller.plan, server.dispatcher.rounds_done
+            controller.request_replan("test")   # a plan made knowing the car's phases
+            await wait_until(lambda: controller.plan is not first, 10, "a new plan")
+            await wait_until(lambda: server.dispatcher.rounds_done > rounds
+                             and server.dispatcher.idle, 10, "dispatched")
+            yield clock, server, station, lambda: setattr(station, "_enqueue", held.append)
+        finally:
+            if "_enqueue" in vars(station):
+                del station._enqueue
+                for item in held:
+                    station._enqueue(item)
+            await fleet.stop()
+
+
+def _three_phase_car_limits(station, at) -> tuple[float, float]:
+    """(W, A per phase) CP1's installed profiles let a three-phase car draw at `at`."""
+    limit_w, _ = connector_limit_w(station, 1, at, assume_phases=3)
+    return limit_w, limit_w / (230.0 * 3)
+
+
+@pytest.mark.parametrize("version", ["2.0.1", "1.6"])
+async def test_a_default_in_a_made_for_a_single_phase_car_holds_a_three_phase_car(
+        tmp_path, version):
+    """A station that refuses TxProfiles runs every plan as the connector's default, which
+    limits whatever car comes next. A plan in A (per phase) for a car known to draw on one
+    phase let a three-phase car that arrived unseen draw that current on all three: 32 A x 3
+    = 22 kW on an 11 kW feeder (a station without phase switching cannot hold a car to the
+    profile's numberPhases). Whatever car is behind it, the default keeps the feeder's W and
+    per-phase A."""
+    quirks = Quirks(reject_tx_profiles=True, ignore_number_phases=True)
+    async with _single_phase_car(tmp_path, version, quirks) as (clock, server, station, hold):
+        assert any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
+                   for p in station.profiles.profiles), "the plan runs as the default"
+        # the single-phase car leaves and a three-phase car plugs in, unseen (the station's
+        # messages lag): the plan running as the default limits it
+        hold()
+        await station.unplug(1)
+        assert await station.plug_in(1, _car(3), "DRIVER-2")
+        limit_w, phase_a = _three_phase_car_limits(station, clock.now())
+        assert limit_w <= FEEDER_W + 1.0, (limit_w, phase_a)
+        assert phase_a <= 32.0 + 0.05
+
+
+async def test_a_plan_for_a_single_phase_car_refused_for_a_stale_transaction(tmp_path):
+    """2.0.1, a station that takes TxProfiles: the single-phase car left and a three-phase car
+    plugged in unseen, so the next plan's TxProfile names a transaction the station ended
+    (TxNotFound) and goes out as the connector's default - to the three-phase car. At every
+    profile the station installs from then on, a three-phase car stays within the feeder's
+    power (the plan's W: the A default of a single-phase plan goes out at a third), and once
+    the controller re-plans the connector for any car, within its per-phase current too."""
+    quirks = Quirks(ignore_number_phases=True)
+    async with _single_phase_car(tmp_path, "2.0.1", quirks) as (clock, server, station, hold):
+        controller = server.controller
+        assert any(p.purpose == "TxProfile" for p in station.profiles.profiles)
+        hold()
+        await station.unplug(1)
+        assert await station.plug_in(1, _car(3), "DRIVER-2")
+        seen: list[tuple[float, float]] = []
+        station.on_profiles_changed = lambda s: seen.append(
+            _three_phase_car_limits(s, clock.now()))
+        controller.ev_cap_w[REF] = 5_000.0    # a new plan (the car drew less, say)
+        controller.request_replan("test")
+        await wait_until(lambda: REF in controller.plans_on_default, 10, "the plan as default")
+        await wait_until(lambda: not controller.plan.connectors[REF].phases_known, 10,
+                         "re-planned for any car")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        assert seen, "no profile installed"
+        assert all(w <= FEEDER_W + 1.0 for w, _ in seen), seen
+        limit_w, phase_a = _three_phase_car_limits(station, clock.now())
+        assert limit_w <= FEEDER_W + 1.0 and phase_a <= 32.0 + 0.05, (limit_w, phase_a)

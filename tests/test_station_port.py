@@ -77,6 +77,10 @@ def test_what_dispatch_learns_reaches_the_controller_as_events():
     assert controller.stats.profiles_sent == 1
     controller.site_bus.publish(learned.ConnectorControl(ref, None))
     assert ref not in controller.uncontrollable
+    controller.site_bus.publish(learned.PlansAsDefault(ref, True))
+    assert ref in controller.plans_on_default     # planned for any car (plan_inputs)
+    controller.site_bus.publish(learned.PlansAsDefault(ref, False))
+    assert ref not in controller.plans_on_default
 
 
 async def test_v16_port_tries_the_minimum_for_a_pause_and_reports_refusals(tmp_path):

@@ -49,8 +49,11 @@ class PowerSchedule:
     `any_car_power_w` / `any_car_min_power_w` (None: the same as `power_w`): the W limits for
     the plan sent as the connector's default (TxDefaultProfile), which limits whatever car is
     plugged in, not only the one planned: a single-phase car draws all its W on one phase, so
-    under per-phase limits a W default gets the per-phase share of a three-phase plan (an A
-    limit is per phase already and safe for any car)."""
+    under per-phase limits a W default gets the per-phase share of a three-phase plan.
+    `any_car_current_a` / `any_car_min_current_a` (None: the same as `current_a`): the A
+    limits for such a default - a plan for a single-phase car on a three-phase connector at a
+    third, since a three-phase car draws an A limit on every phase (a station that cannot
+    switch phases ignores numberPhases); an A limit of a three-phase plan is safe as it is."""
 
     start: datetime
     offsets_s: list[float]
@@ -63,9 +66,13 @@ class PowerSchedule:
     pauses: bool = False       # the plan pauses the car soon (limit 0 in its first periods)
     any_car_power_w: list[float] | None = None
     any_car_min_power_w: float | None = None
+    any_car_current_a: list[float] | None = None
+    any_car_min_current_a: float | None = None
 
     def limits(self, unit: str, *, any_car: bool = False) -> list[float]:
         if unit == "A":
+            if any_car and self.any_car_current_a is not None:
+                return list(self.any_car_current_a)
             return list(self.current_a)
         if any_car and self.any_car_power_w is not None:
             return list(self.any_car_power_w)
@@ -73,6 +80,8 @@ class PowerSchedule:
 
     def minimum(self, unit: str, *, any_car: bool = False) -> float | None:
         if unit == "A":
+            if any_car and self.any_car_current_a is not None:
+                return self.any_car_min_current_a
             return self.min_current_a
         if any_car and self.any_car_power_w is not None:
             return self.any_car_min_power_w
@@ -152,12 +161,6 @@ class StationPort(ABC):
     @abstractmethod
     def zero_ok(self) -> bool:
         """False once it refused a limit of 0: pauses go out at the minimum."""
-
-    @property
-    @abstractmethod
-    def plans_as_default(self) -> bool:
-        """True when its plans go out as the connector's default schedule (it refuses
-        transaction schedules): a plan then replaces the idle share."""
 
     @abstractmethod
     async def capabilities(self) -> Capabilities:

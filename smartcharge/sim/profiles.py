@@ -153,10 +153,14 @@ class Limit:
     unit: str                         # "A" per phase or "W"
     number_phases: int | None
 
-    def to_w(self, voltage_v: float, phases_in_use: int) -> float:
+    def to_w(self, voltage_v: float, phases_in_use: int, *,
+             honour_phases: bool = True) -> float:
+        """`honour_phases` False: a station that cannot hold a car to fewer phases (no
+        phase switching) lets it draw an A limit on every phase it uses."""
         if self.unit == "W":
             return self.value
-        phases = min(self.number_phases or 3, phases_in_use)
+        phases = phases_in_use if not honour_phases else min(self.number_phases or 3,
+                                                             phases_in_use)
         return self.value * voltage_v * phases
 
 
@@ -232,6 +236,9 @@ class ProfileStore:
     connector_ids: tuple[int, ...]
     capabilities: Capabilities = field(default_factory=Capabilities)
     profiles: list[Profile] = field(default_factory=list)
+    # False: the station cannot hold a car to a profile's numberPhases (quirk
+    # `ignore_number_phases`): an A limit holds on every phase the car uses
+    honours_number_phases: bool = True
 
     def install(self, profile: Profile, tx: TxContext | None, *,
                 replace_same_level: bool = True) -> None:
@@ -332,7 +339,8 @@ class ProfileStore:
         limits = self.connector_limits(connector_id, at, tx)
         if not limits:
             return None
-        return min(limit.to_w(voltage_v, phases_in_use) for limit in limits)
+        return min(limit.to_w(voltage_v, phases_in_use, honour_phases=self.honours_number_phases)
+                   for limit in limits)
 
     def next_change(self, after: datetime, tx_by_connector: dict[int, TxContext | None],
                     horizon_s: float = _BREAKPOINT_HORIZON_S) -> datetime | None:

@@ -27,6 +27,9 @@ class Quirks:
     silent_profiles: bool = False          # SetChargingProfile is answered only when released
     keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
     reject_tx_profiles: bool = False       # refuses TxProfiles (takes TxDefaultProfiles)
+    # cannot hold a car to fewer phases than it uses (no 3-to-1 phase switching): a limit in
+    # A holds on every phase the car draws on, whatever the profile's numberPhases says
+    ignore_number_phases: bool = False
     silent_clears: bool = False            # ClearChargingProfile is answered only when released
     # OCPP 2.0.1: the transaction starts at plug-in (TxStartPoint EVConnected) and the idToken
     # comes in a later TransactionEvent (Updated, triggerReason Authorized)

@@ -54,7 +54,8 @@ class SimStation(RemoteControl, StationCore):
                 str(quirks.max_config_keys), True)
         self.profiles = ProfileStore(
             tuple(c.connector_id for c in spec.connectors),
-            Capabilities(spec.max_stack_level, max_periods, units, spec.max_installed))
+            Capabilities(spec.max_stack_level, max_periods, units, spec.max_installed),
+            honours_number_phases=not quirks.ignore_number_phases)
 
     # ---- the hooks of StationCore -----------------------------------------------------------
 

@@ -119,6 +119,8 @@ class SiteController:
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
+        # connectors whose plans go out as their default: planned for any car (plan_inputs)
+        self.plans_on_default: set[ConnectorRef] = set()
         # what the stations accepted (site/installed.py), read-only; set by setup with dispatch
         self.installed = None
         # plans out, what dispatch learned back (site/learned.py): neither holds the other
@@ -175,6 +177,12 @@ class SiteController:
             self.set_uncontrollable(event.ref, event.uncontrollable)
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)
+        elif isinstance(event, learned.PlansAsDefault):
+            if (event.ref in self.plans_on_default) != event.as_default:
+                (self.plans_on_default.add if event.as_default
+                 else self.plans_on_default.discard)(event.ref)
+                self.request_replan(f"plans-as-default:{event.ref.station_id}/"
+                                    f"{event.ref.connector_id}")
         elif isinstance(event, learned.ReplanWanted):
             self.request_replan(event.reason)
         elif isinstance(event, learned.ProfileSent):

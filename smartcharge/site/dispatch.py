@@ -351,7 +351,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         limits = self.installed
         phases, factor = limits.phases_and_factor(control, cplan)
         installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
-        below = limits.below_steps(control, cplan.ref, phases, factor, control.plans_as_default)
+        # a plan that goes out as the connector's default replaces its idle share
+        below = limits.below_steps(control, cplan.ref, phases, factor, new.default)
         wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = steps.compare(installed, wanted, now)

@@ -35,6 +35,16 @@ class ConnectorFloor:
 
 
 @dataclass(frozen=True)
+class PlansAsDefault:
+    """A connector's plan went out as its default (its TxProfile refused) or, `as_default`
+    False, as its transaction's schedule again. A default limits whatever car is plugged in,
+    the next one too: the connector is planned on unknown phases while it holds."""
+
+    ref: ConnectorRef
+    as_default: bool
+
+
+@dataclass(frozen=True)
 class ReplanWanted:
     """A plan could not go out as made (a decrease unacknowledged): plan again."""
 

@@ -125,6 +125,11 @@ def read_all(controller, now: datetime) -> PlanInputs:
 
 def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
     phases, phase, known = c.phase_use(ref)
+    if phases == 1 and ref in c.plans_on_default and c.topology.connector(ref).phases == 3:
+        # its plan goes out as the connector's default, which limits whatever car comes
+        # next: planned for a three-phase car (A per phase on every phase) as much as for
+        # the single-phase one it has, as while its phases were unknown
+        phases, phase, known = 3, 0, False
     common = dict(ref=ref, transaction_id=session.transaction_id,
                   remaining_wh=_remaining_now_wh(c, ref, session, starts[0]),
                   need_told=session.need_told,

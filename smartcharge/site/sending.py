@@ -16,6 +16,7 @@ from datetime import datetime
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline
+from smartcharge.site import learned
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -35,21 +36,28 @@ class ProfileSending:
                        duration_s: int | None = None, min_power_w: float | None = None,
                        pauses: bool = False) -> PowerSchedule:
         """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
-        W limits for the plan sent as the connector's default, which any car may meet: the W
-        factor of a car whose phases are unknown (a single-phase car draws all its W on one
-        phase; the A limits are per phase and safe for any car already)."""
+        limits for the plan sent as the connector's default, which any car may meet: in W the
+        W factor of a car whose phases are unknown (a single-phase car draws all its W on one
+        phase); in A, for a plan made for a single-phase car on a three-phase connector, a
+        third (a three-phase car draws the A limit on each phase: the plan's W in all). The
+        controller plans a connector whose plans go out as its default for any car
+        (`learned.PlansAsDefault`); this covers the plan that found out, until then."""
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
         min_w = (min_power_w or 0.0) * factor
         min_a = units.w_to_a(min_power_w or 0.0, phases, voltage)
+        current_a = [units.w_to_a(p, phases, voltage) for p in powers_w]
+        one_of_three = phases == 1 and self.topology.connector(ref).phases == 3
         return PowerSchedule(
             start=start, offsets_s=list(offsets_s), power_w=[p * factor for p in powers_w],
-            current_a=[units.w_to_a(p, phases, voltage) for p in powers_w], phases=phases,
+            current_a=current_a, phases=phases,
             duration_s=duration_s, min_power_w=min_w or None, min_current_a=min_a or None,
             pauses=pauses,
             any_car_power_w=None if any_car == factor else [p * any_car for p in powers_w],
-            any_car_min_power_w=(min_power_w or 0.0) * any_car or None)
+            any_car_min_power_w=(min_power_w or 0.0) * any_car or None,
+            any_car_current_a=[a / 3.0 for a in current_a] if one_of_three else None,
+            any_car_min_current_a=(min_a / 3.0 or None) if one_of_three else None)
 
     def _schedule_for(self, cplan: ConnectorPlan) -> PowerSchedule:
         connector = self.topology.connector(cplan.ref)
@@ -104,6 +112,11 @@ class ProfileSending:
         previous = control.sent.get(connector_id)
         control.sent[connector_id] = sent
         self.changed_at[cplan.ref] = self.clock.now()
+        if sent.default != (connector_id in control.plans_on_default):
+            # any car may be behind a default: the controller plans it for any car
+            (control.plans_on_default.add if sent.default
+             else control.plans_on_default.discard)(connector_id)
+            self.publish(learned.PlansAsDefault(cplan.ref, sent.default))
         if sent.default:   # the same schedule as the idle one: it replaced it
             control.idle_layer.pop(connector_id, None)
             voltage = self.topology.station(control.station_id).voltage_v

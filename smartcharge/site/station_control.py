@@ -49,6 +49,8 @@ class StationControl:
     # what the station has installed under the plan, as accepted: its idle default (idle share
     # or a plan sent as the connector's default) and its fail-safe default
     idle_layer: dict[int, Sent] = field(default_factory=dict)
+    # connectors whose last accepted plan went out as their default (told to the controller)
+    plans_on_default: set[int] = field(default_factory=set)
     default_layer: dict[int, Sent] = field(default_factory=dict)
     setup_link: object | None = None       # the connection the fail-safe setup went out on
     resend: bool = False                   # set up again: send every plan, changed or not
@@ -66,7 +68,3 @@ class StationControl:
     @property
     def zero_ok(self) -> bool:
         return True if self.port is None else self.port.zero_ok
-
-    @property
-    def plans_as_default(self) -> bool:
-        return False if self.port is None else self.port.plans_as_default

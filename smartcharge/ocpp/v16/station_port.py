@@ -10,7 +10,8 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
   at stack level 1 with an end (the "fallback" profile id);
 - a transaction's plan: a TxProfile, and when refused the documented alternatives, in order - the
   other rate unit, the plan as a TxDefaultProfile on the connector, the minimum rate instead of 0
-  - what worked is remembered for the station;
+  - the unit and the minimum are remembered for the station, a refused TxProfile for the
+  transaction (`_learn`);
 - every request and its answer goes to the recorder (the audit table).
 """
 
@@ -69,11 +70,18 @@ class V16StationPort(ControlPortBase):
     def __init__(self, *args, **kwargs) -> None:   # ControlPortBase's: link, clock, record, ...
         super().__init__(*args, **kwargs)
         self.caps16: P.Capabilities | None = None
-        self.use_tx_default = False   # it refuses TxProfiles: plans go out as TxDefault
-        # (connector, transaction) whose TxProfile was refused once. A refusal is often a race
-        # (the car left before we heard), so the station is only switched to TxDefault plans
-        # when the same, still open transaction refuses its TxProfile a second time.
-        self.tx_refused: set[tuple[int, int]] = set()
+        # Which transactions' plans go out as the connector's TxDefaultProfile, learned from
+        # refusals, per transaction. A refusal is often a race or a stale picture (the car
+        # left before we heard: the station has no such transaction), which says nothing of
+        # the next transaction: a plan goes out as the default only for a transaction whose
+        # TxProfile was refused twice - or once, while the station's last word on TxProfiles
+        # was such a double refusal (`refuses_tx`) - and a transaction never refused tries a
+        # TxProfile first. One accepted TxProfile clears `refuses_tx`. (The station used to
+        # be switched to defaults for the connection by the first double refusal: a stale
+        # transaction id switched one that takes TxProfiles for good.)
+        self.tx_refused: set[tuple[int, int]] = set()      # refused once
+        self.tx_on_default: set[tuple[int, int]] = set()   # plans go out as the default
+        self.refuses_tx = False
         self.last_payload: dict | None = None
 
     # --- what the site reads ----------------------------------------------------------------
@@ -91,10 +99,6 @@ class V16StationPort(ControlPortBase):
                                       connectors=c.connectors, phase_switching=c.phase_switching)
             self._caps_of = c
         return self._caps
-
-    @property
-    def plans_as_default(self) -> bool:
-        return self.use_tx_default
 
     # --- capabilities -----------------------------------------------------------------------
     async def capabilities(self) -> Capabilities:
@@ -135,10 +139,10 @@ class V16StationPort(ControlPortBase):
             min_rate=minimum)
 
     def _plan_payload(self, connector_id: int, transaction_id: int, schedule: PowerSchedule,
-                      *, floor: bool) -> dict:
+                      *, floor: bool, as_default: bool, unit: str) -> dict:
         # as the connector's default it limits whatever car is there, not only the planned one
-        sched = self._schedule(schedule, self._unit, floor=floor, any_car=self.use_tx_default)
-        if self.use_tx_default:
+        sched = self._schedule(schedule, unit, floor=floor, any_car=as_default)
+        if as_default:
             return P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
                                           stack_level=min(1, self.caps16.max_stack_level),
                                           fallback=True)
@@ -148,7 +152,9 @@ class V16StationPort(ControlPortBase):
 
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
                 floor: bool) -> Installed:
-        payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor)
+        payload = self._plan_payload(
+            connector_id, transaction_id, schedule, floor=floor, unit=self._unit,
+            as_default=(connector_id, transaction_id) in self.tx_on_default)
         return installed_from_payload(payload, transaction_id)
 
     # --- fail-safe, idle ----------------------------------------------------------------------
@@ -184,26 +190,45 @@ class V16StationPort(ControlPortBase):
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
         key = (connector_id, transaction_id)
+        self._forget_other_transactions(key)
         units = self._units_now_first(self.caps16.rate_units)
-        modes = [self.use_tx_default, not self.use_tx_default]
-        remembered = (self._unit, self.use_tx_default)
+        on_default = key in self.tx_on_default
+        modes = [on_default, not on_default]
         text = None
-        for floor, use_tx_default, unit in self._attempts(schedule, modes, units):
-            self._unit, self.use_tx_default = unit, use_tx_default
-            payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor)
+        for floor, as_default, unit in self._attempts(schedule, modes, units):
+            payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor,
+                                         as_default=as_default, unit=unit)
             installed = installed_from_payload(payload, transaction_id)
             text = await self._send(payload)
             if text == "Accepted":
-                if use_tx_default and not remembered[1]:
-                    # remembered only on a second refusal of the same open transaction
-                    self.use_tx_default = key in self.tx_refused
-                    self.tx_refused.add(key)
+                self._unit = unit
+                self._learn(key, tx_profile_refused=as_default and not on_default,
+                            tx_profile_taken=not as_default)
                 return self._accepted(installed, floor)
             if text == NO_ANSWER:
-                self._unit, self.use_tx_default = remembered
                 return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
-        self._unit, self.use_tx_default = remembered
         return ScheduleResult(Answer.REJECTED, None, detail=str(text))
+
+    def _learn(self, key: tuple[int, int], *, tx_profile_refused: bool,
+               tx_profile_taken: bool) -> None:
+        """What an accepted plan says of the station's TxProfiles (see `__init__`)."""
+        if tx_profile_taken:
+            self.refuses_tx = False
+            self.tx_refused.discard(key)
+            self.tx_on_default.discard(key)
+        elif tx_profile_refused:
+            if key in self.tx_refused or self.refuses_tx:
+                self.tx_on_default.add(key)
+                self.refuses_tx = True
+            self.tx_refused.add(key)
+
+    def _forget_other_transactions(self, key: tuple[int, int]) -> None:
+        """A plan for a connector's transaction: what was learned of its earlier ones goes
+        (bounded memory on a connection that lives for months)."""
+        connector_id = key[0]
+        for learned in (self.tx_refused, self.tx_on_default):
+            for old in [k for k in learned if k[0] == connector_id and k != key]:
+                learned.discard(old)
 
     async def clear(self, connector_id: int) -> Answer:
         request = call.ClearChargingProfile(id=P.profile_id(connector_id, P.TX_PROFILE))

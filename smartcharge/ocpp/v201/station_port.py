@@ -71,10 +71,6 @@ class V201StationPort(ControlPortBase):
         return self._caps
 
     @property
-    def plans_as_default(self) -> bool:
-        return bool(self._on_default)
-
-    @property
     def _tx_level(self) -> int:
         """The TxProfile's stack level: 1, or 0 where the station allows no other."""
         top = self.caps201.max_stack_level if self.caps201 is not None else P.UPPER_LEVEL

@@ -51,7 +51,8 @@ class SimStation201(Remote201, StationCore):
             tuple(c.connector_id for c in spec.connectors),
             Capabilities(spec.max_stack_level, max_periods,
                          tuple({"A": "Current", "W": "Power"}[u] for u in units),
-                         spec.max_installed))
+                         spec.max_installed),
+            honours_number_phases=not spec.quirks.ignore_number_phases)
         self.rejections: list[tuple[str, str]] = []
         self.needs_sent: set[int] = set()
         self.boot_reason = "PowerUp"
