@@ -1,5 +1,10 @@
 """The `smartcharge` command. Subcommands register themselves in `build_parser()`; `serve` runs
-the central system until SIGINT/SIGTERM, then closes every station link and the store cleanly."""
+the central system until SIGINT/SIGTERM, then closes every station link and the store cleanly.
+
+Only the standard library and light modules (config, credentials, the demo's flags) are imported
+here: the app (aiohttp, ocpp, the optimizer with SciPy) costs ~0.6-1 s, and `--help`, an
+argument error or `hash-secret` need none of it. `serve` imports it in `serve_command`; the
+demo in `_run_demo` (tests/test_cli_import.py keeps it so)."""
 
 from __future__ import annotations
 
@@ -12,11 +17,6 @@ import signal
 import ssl
 import sys
 
-from aiohttp import web
-
-from smartcharge.app import create_app
-from smartcharge.gc_serving import tune_gc_for_serving
-from smartcharge.gc_serving import freeze_after_storms
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments
@@ -126,6 +126,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         except (OSError, ssl.SSLError) as error:
             print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
+    from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
     tune_gc_for_serving()
     try:
         asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
@@ -140,6 +141,10 @@ async def _serve(site, ssl_context: ssl.SSLContext | None, *, open_api: bool = F
     if open_api and not is_loopback(site.server.host):
         log.warning("--insecure-open-api on %s, which is not a loopback address: anyone who "
                     "can reach it controls the stations", site.server.host)
+    from aiohttp import web   # the app's imports: only for `serve` (see the docstring)
+
+    from smartcharge.app import create_app
+    from smartcharge.gc_serving import freeze_after_storms
     app = create_app(site, insecure_open_api=open_api)
     freeze_after_storms(app)   # a serving process only: see gc_serving.py
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)

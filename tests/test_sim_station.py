@@ -8,6 +8,7 @@ Against the project's real server (when it is importable): billed energy, replay
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -312,11 +313,17 @@ async def test_configuration_keys():
             assert changed.status == status, key
         assert station.config["MeterValueSampleInterval"].value == "10"
         await started(station, csms)
-        await station.wait_for(lambda: len(csms.of("MeterValues")) >= 3)
+        await station.wait_for(lambda: len(csms.of("MeterValues")) >= 5)
         times = [datetime.fromisoformat(m["meter_value"][0]["timestamp"])
-                 for m in csms.of("MeterValues")[:3]]
+                 for m in csms.of("MeterValues")[:5]]
         gaps_s = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
-        assert all(9 <= gap <= 11 for gap in gaps_s)
+        # a sample is stamped at its scheduled moment unless the physics had already moved past
+        # it (the loop woken late on a loaded machine: 1 s of site time is 8 ms at 120x), which
+        # makes one gap longer and the next shorter (the schedule is kept); every gap checked
+        # to +-1 s failed under two pytest-xdist workers at load 7. The median is the interval,
+        # and no gap is anywhere near the old 60 s.
+        assert 9 <= statistics.median(gaps_s) <= 11, gaps_s
+        assert all(0 < gap < 30 for gap in gaps_s), gaps_s
 
 
 async def test_trigger_message_and_availability():

@@ -173,6 +173,7 @@ async def test_restart_mid_session_then_lower_limit_reaches_the_station(tmp_path
         await rig.restart(signal.SIGTERM)                  # a clean restart, mid-session
         status, snapshot = await rig.api("GET", "/api/site")
         assert sorted(s["session_id"] for s in snapshot["sessions"]) == ids, snapshot
+        back_at = rig.clock.now()
         station.go_online()
         await station.wait_for(lambda: station.connected.is_set(), 30)
 
@@ -189,6 +190,13 @@ async def test_restart_mid_session_then_lower_limit_reaches_the_station(tmp_path
         await wait_until(lambda: installed_since(station, posted_at, TX_PROFILE) == {1, 2}
                          and installed_w(station, at) <= limit_w, 30,
                          "TxProfiles for both sessions keeping the station under the DR limit")
+        # the restarted process does not know what is under the cars' TxProfiles: each gets
+        # its 0 W default again (a car arriving unseen there stays within the plan)
+        await wait_until(lambda: {p.connector_id for p in station.profiles.profiles
+                                  if p.purpose == "TxDefaultProfile" and p.stack_level >= 1
+                                  and p.installed_at >= back_at
+                                  and p.schedule.periods[0].limit == 0} == {1, 2}, 30,
+                         "a 0 W default under each car again")
         status, snapshot = await rig.api("GET", "/api/site")
         assert sorted(s["session_id"] for s in snapshot["sessions"]) == ids
         assert snapshot["effective_limit_w"] == limit_w

@@ -30,7 +30,9 @@ async def test_station_connects_with_the_password_behind_a_hash(harness):
 
 
 @pytest.mark.parametrize("site", [HASHED_SITE])
-@pytest.mark.parametrize("given", ["station-password-02", HASHED, ""])
+# ids: the hash has a random salt, and pytest-xdist needs the same test ids in every worker
+@pytest.mark.parametrize("given", ["station-password-02", HASHED, ""],
+                         ids=["wrong", "the-hash", "empty"])
 async def test_wrong_password_or_the_hash_itself_is_refused(harness, given):
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await harness.open_ws("CP1", password=given)

@@ -25,7 +25,8 @@ Every request sent is recorded with the station's answer in the store's audit ta
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
 `sending.py` (schedules in both units, what an answer changes), `idle.py` (idle connectors'
-idle schedules, compared like plans), `station_control.py` (what we know of one station),
+idle schedules, compared like plans; the 0 W default under a car on a TxProfile),
+`station_control.py` (what we know of one station),
 `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
 
@@ -280,6 +281,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
     def _work(self, control: StationControl, plan: Plan, cplans) -> tuple[list, list]:
         """(decreases, increases) for one station, from its connectors' plans `cplans`:
         ("plan", ConnectorPlan), ("idle", connector_id, W, part sent first or None),
+        ("under", connector_id, transaction id) (the 0 W default under a TxProfile, idle.py),
         ("defaults", {connector_id: W steps})."""
         downs: list = []
         ups: list = []
@@ -287,11 +289,16 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             ref = cplan.ref
             if (ref.station_id, ref.connector_id, cplan.transaction_id) in self._stopped:
                 continue   # its StopTransaction is acknowledged: the plan is older than that
-            down, up = self._split(control, cplan)
+            down, up, as_default = self._split(control, cplan)
             if down is not None:
                 downs.append(("plan", down))
             if up is not None:
                 ups.append(("plan", up))
+            # after the plan's own items: the car is on its TxProfile when its default drops
+            first = self._under_change(control, cplan, as_default, down, up)
+            if first is not None:
+                (downs if first else ups).append(("under", ref.connector_id,
+                                                  cplan.transaction_id))
         for connector_id, value, lower, part in self._idle_changes(control, plan):
             (downs if lower else ups).append(("idle", connector_id, value, part))
         if control.defaults_key != self._defaults_key():
@@ -322,6 +329,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 elif item[0] == "idle":
                     await self._send_idle(control, item[1], item[2], raising=not decrease,
                                           part=item[3])
+                elif item[0] == "under":
+                    await self._send_under(control, item[1], item[2])
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
@@ -341,11 +350,12 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 self._report_uncontrollable(ref, "station offline")
 
     def _split(self, control: StationControl, cplan: ConnectorPlan
-               ) -> tuple[ConnectorPlan | None, ConnectorPlan | None]:
-        """(what goes out with the decreases, what goes out with the increases), compared
-        with what is installed in every interval: a plan that only lowers is a decrease, one
-        that only raises an increase; one that does both is first sent as the pointwise
-        minimum (a decrease), then in full."""
+               ) -> tuple[ConnectorPlan | None, ConnectorPlan | None, bool]:
+        """(what goes out with the decreases, what goes out with the increases, whether the
+        plan goes out as the connector's default), compared with what is installed in every
+        interval: a plan that only lowers is a decrease, one that only raises an increase;
+        one that does both is first sent as the pointwise minimum (a decrease), then in
+        full."""
         now = self.clock.now()
         _, new = self._desired(control, cplan, floor=not control.zero_ok)
         limits = self.installed
@@ -359,7 +369,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         if not (lowers or raises) and old is not None and not control.resend \
                 and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
                 and old.expires == new.expires:
-            return None, None
+            return None, None, new.default
         if lowers and raises:
             part = steps.pointwise_min(installed, wanted, now, new.expires)
             down = ConnectorPlan(
@@ -367,12 +377,13 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 slot_starts=[m for m, _ in part], power_w=np.array([v for _, v in part]),
                 min_power_w=cplan.min_power_w, binding=cplan.binding, phases=cplan.phases,
                 phases_known=cplan.phases_known)
-            return down, cplan
+            return down, cplan, new.default
         if lowers:
-            return cplan, None
+            return cplan, None, new.default
         if not raises and old is None and not control.resend:
-            return None, None   # the idle share it runs on is the plan: nothing to say
-        return None, cplan
+            # the idle share it runs on is the plan: nothing to say
+            return None, None, new.default
+        return None, cplan, new.default
 
     async def _probe(self, control: StationControl, plan: Plan) -> None:
         """Offer an uncontrollable connector a profile now and then: if it accepts it is

@@ -13,6 +13,35 @@ old end on: over the limit (seen in the demo under CPU load, on connectors whose
 controller had not yet heard of). A share that lowers somewhere and raises elsewhere goes
 first as the pointwise minimum of the two, then in full, as a plan does (`dispatch._split`).
 
+A charging connector whose car runs on a TxProfile gets an idle schedule too: 0 W until the
+common end (`_under_change`). What the plan leaves for a NEW car there is nothing beyond the room
+the idle shares already give out, and a car can start there unseen - the old car's departure
+not heard yet (a station's lagging or queued messages, or only the second between a new
+transaction starting on the station and its StartTransaction / TransactionEvent reaching us and
+the re-plan). Under the fail-safe default it drew its equal share of the limits above it while
+the others ran their plans: a 22 kW feeder at 27.9 kW with two stations, either version
+(`tests/test_unseen_car.py`). The car that is charging does not see it (its TxProfile
+overrules every default); the new car waits at 0 W until its session is heard and planned.
+
+Sent once per session (a re-plan sends nothing more: `idle_sent` holds (0, the common end)), and
+again when the common end moves on, with the plans (from the old end on, the fail-safe default
+would be under the connector again). It ends with the plans, so if we are gone the fail-safe
+default takes over then, as it does for the plans. Ordered like a decrease, after the plan's
+own items: with the decreases when the station already runs the transaction's TxProfile or a
+part of the plan goes with the decreases (the car is on its TxProfile when the default drops,
+so it never pauses); otherwise the plan only raises the connector over what is installed under
+it, which is then lawful for a new car as it is (the plan reserves more) and the 0 W goes with
+the increases, after the plan. When the session ends the idle share replaces it, as for any
+idle connector (a share of a kW or less leaves it at 0 W: safe). Not sent where the plans go
+out as the connector's default (a station that refuses TxProfiles: the plan is the default and
+limits any car already), where the station refuses 0 (`zero_ok`) or has no stack level for an
+idle layer - those connectors keep their fail-safe default under a new car, as before.
+
+The other design, the plan itself sent as the default (sized for any car), costs no request
+but plans every car for unknown phases (a third of the W for a single-phase car under
+per-phase limits) and puts a plan on whatever car comes next; 0 W costs one request per session
+and one per charging connector when the common end moves on (every plan is re-sent then too).
+
 A mixin of `Dispatcher` (needs `topology`, `installed`, `clock`, `expiry`, `power_schedule`)."""
 
 from __future__ import annotations
@@ -68,6 +97,31 @@ class IdleSending:
         default = self.installed.below_steps(control, ref, phases, factor, True)
         wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
         return installed, wanted
+
+    def _under_change(self, control: StationControl, cplan, as_default: bool,
+                      down, up) -> bool | None:
+        """Whether a charging connector's 0 W default goes out now: None (not needed), True
+        (with the decreases), False (with the increases, after its plan's raise)."""
+        if as_default or not control.caps.idle_layer or not control.zero_ok:
+            return None
+        cid = cplan.ref.connector_id
+        sent = control.idle_sent.get(cid)
+        if sent is not None and sent[0] <= 1.0 and sent[1] == self.expiry:
+            return None   # in place (or refused: retried when the common end moves on)
+        old = control.sent.get(cid)
+        on_tx = old is not None and not old.default and old.transaction_id == cplan.transaction_id
+        if not on_tx and down is None and up is None:
+            return None   # the car runs on what is installed under it: that is its plan
+        return on_tx or down is not None
+
+    async def _send_under(self, control: StationControl, connector_id: int,
+                          transaction_id: int) -> None:
+        """The 0 W default under a transaction's TxProfile, only once the station took the
+        TxProfile (refused, or sent as the default instead: the car would be paused)."""
+        old = control.sent.get(connector_id)
+        if old is None or old.default or old.transaction_id != transaction_id:
+            return
+        await self._send_idle(control, connector_id, 0.0)
 
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
                          raising: bool = False, part: steps.Step | None = None) -> None:

@@ -1,0 +1,61 @@
+"""`smartcharge --help`, an argument error and `hash-secret` do not import the app.
+
+The app (aiohttp, ocpp, the optimizer and SciPy) costs ~1 s of imports; a user asking for help,
+a typo and every subprocess test that only parses arguments should not pay it. Asserted on what
+the process imported, not on time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("aiohttp", "ocpp", "scipy", "numpy", "optimizer", "smartcharge.app")
+
+# runs `python -m smartcharge ARGV...` in-process and, at exit (also after argparse's
+# SystemExit), writes the names of every module it imported to stderr's last line
+PROBE = """
+import atexit, json, runpy, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["smartcharge", *sys.argv[1:]]
+runpy.run_module("smartcharge", run_name="__main__", alter_sys=True)
+"""
+
+
+def imported_by(*argv: str, stdin: str = "") -> tuple[int, str, set[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+    modules = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    return done.returncode, done.stdout, modules
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY)
+
+
+@pytest.mark.parametrize("argv, code", [
+    (("--help",), 0),
+    (("serve", "--help"), 0),
+    (("demo", "--help"), 0),
+    (("serve",), 2),                     # argument error: --config is required
+    (("no-such-command",), 2),
+])
+def test_help_and_argument_errors_import_no_heavy_module(argv, code):
+    returncode, _, modules = imported_by(*argv)
+    assert returncode == code
+    assert "smartcharge.cli" in modules   # the probe saw the command run
+    assert heavy(modules) == []
+
+
+def test_hash_secret_imports_no_heavy_module():
+    returncode, stdout, modules = imported_by("hash-secret", stdin="a-secret\n")
+    assert returncode == 0 and stdout.startswith("scrypt$")
+    assert heavy(modules) == []
+
+
+def test_serve_with_a_missing_site_file_stops_before_importing_the_app(tmp_path):
+    returncode, _, modules = imported_by("serve", "--config", str(tmp_path / "none.toml"))
+    assert returncode == 2
+    assert heavy(modules) == []
