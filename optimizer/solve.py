@@ -120,6 +120,11 @@ COLD_ROUNDS = 0
 # Min-rate rounds after the kept slots when the running cars' minimums are held there
 # (`_hold_running`): the held LP's remainders below a minimum move from slot to slot.
 HOLD_ROUNDS = 4
+# Rounded plans' room is pulled forward into the slots that start within this long
+# (`_pulled_forward`): the controller's kept window, what the stations' profiles carry. Every
+# kept slot instead cost 15-60 ms at N = 1 000 where the previous allocation sat 8 h out
+# (benchmarks.optimizer --replan: kept_slots = 36); the controller re-plans long before.
+PULL_WINDOW_S = 1800.0
 
 
 def weighted_energy_wh(problem: Problem, power_w: np.ndarray) -> float:
@@ -457,11 +462,12 @@ def solve(problem: Problem, backend: str = "auto", time_limit_s: float | None = 
 
 
 def _pulled_forward(problem: Problem, objective: Objective, schedule: Schedule) -> Schedule:
-    """The rounded (or guarded) schedule with the room rounding left in the kept slots (the
-    first slot without a previous allocation) given to cars whose energy is planned later
-    (optimizer/forward.py): each car's energy, price and fairness unchanged, energy earlier."""
-    pulled = pull_forward(problem, schedule.power_w, objective.slot_cost,
-                          max(1, kept_slots(problem)))
+    """The rounded (or guarded) schedule with the room rounding left in the slots that start
+    within PULL_WINDOW_S given to cars whose energy is planned later (optimizer/forward.py):
+    each car's energy, price and fairness unchanged, energy earlier."""
+    starts_s = np.cumsum(problem.slot_s) - problem.slot_s
+    slots = max(1, int(np.searchsorted(starts_s, PULL_WINDOW_S, side="left")))
+    pulled = pull_forward(problem, schedule.power_w, objective.slot_cost, slots)
     before = weighted_energy_wh(problem, schedule.power_w)
     # (a later entry the move empties to within the limits' relative margin is taken whole:
     # a few billionths of the energy moved may go)
