@@ -76,6 +76,25 @@ class ManualClock:
         raise AssertionError("nothing under a ManualClock may wait on site time")
 
 
+class OffsetClock:
+    """Another clock, `offset_s` ahead (negative: behind): a station whose clock is not quite
+    right (the simulator's `StationSpec.clock_offset_s`). Sleeping is the base clock's."""
+
+    def __init__(self, base: Clock, offset_s: float) -> None:
+        self.base = base
+        self.offset = timedelta(seconds=offset_s)
+
+    @property
+    def speed(self) -> float:
+        return self.base.speed
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
+
+
 def utc_now_whole_second(clock: Clock) -> datetime:
     return clock.now().replace(microsecond=0)
 

@@ -7,6 +7,7 @@ what is wrong. Unknown keys are errors too: a typo must not silently become a de
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,8 @@ from smartcharge import config_openadr
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.credentials import SecretFormatError, check_format, is_hashed
 from smartcharge.model import (
+    DISPATCH_CALL_TIMEOUT_S,
+    EDGE_MARGIN_MAX_S,
     GRID_CIRCUIT_ID,
     PHASE_NAMES,
     CapWindow,
@@ -146,6 +149,8 @@ class _Reader:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(f"{path}.{key}", f"must be a number, got {value!r}")
+        if not math.isfinite(value):   # TOML has nan and inf: no limit or time means them
+            raise self.error(f"{path}.{key}", f"must be a finite number, got {value!r}")
         if positive and (value < 0 or (value == 0 and not allow_zero)):
             rule = "zero or positive" if allow_zero else "positive"
             raise self.error(f"{path}.{key}", f"must be {rule}, got {value!r}")
@@ -209,7 +214,7 @@ class _Reader:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
-                                            "boot_wait_s"})
+                                            "boot_wait_s", "edge_margin_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -221,21 +226,47 @@ class _Reader:
         database = self.string(table, "database", "server", default=defaults.database)
         if database != ":memory:" and not Path(database).is_absolute():
             database = str(self._base_dir / database)
+        call_timeout_s = self.number(table, "call_timeout_s", "server", defaults.call_timeout_s)
         return ServerSettings(
             host=self.string(table, "host", "server", default=defaults.host),
             port=port,
             database=database,
             heartbeat_interval_s=heartbeat,
-            call_timeout_s=self.number(table, "call_timeout_s", "server", defaults.call_timeout_s),
+            call_timeout_s=call_timeout_s,
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
             inbound_retention_days=self.number(table, "inbound_retention_days", "server",
                                                defaults.inbound_retention_days),
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
-            boot_wait_s=self.number(table, "boot_wait_s", "server", defaults.boot_wait_s,
-                                    allow_zero=True),
+            boot_wait_s=self.boot_wait_s(table, call_timeout_s),
+            edge_margin_s=self.at_most(table, "edge_margin_s", "server", defaults.edge_margin_s,
+                                       EDGE_MARGIN_MAX_S, "stations' clocks further apart "
+                                       "need setting (every Heartbeat answer tells the time)"),
         )
+
+    def boot_wait_s(self, table: dict, call_timeout_s: float) -> float:
+        """At most half the shortest timeout a call to the station waits for its boot in:
+        dispatch's (DISPATCH_CALL_TIMEOUT_S) or the REST calls' (`call_timeout_s`). Longer, a
+        station that reconnects without a reboot and stays silent made every call time out
+        before it went out - a decrease counted unanswered, the station uncontrolled - and a
+        boot that comes late leaves the answer too little of the timeout."""
+        most = min(call_timeout_s, DISPATCH_CALL_TIMEOUT_S) / 2
+        if "boot_wait_s" not in table:   # the default, within a short call timeout's bound
+            return min(ServerSettings().boot_wait_s, most)
+        return self.at_most(table, "boot_wait_s", "server", ServerSettings().boot_wait_s, most,
+                            "half the shortest call timeout (dispatch's "
+                            f"{DISPATCH_CALL_TIMEOUT_S:g} s, server.call_timeout_s): our calls "
+                            "wait for a reconnected station's boot inside their timeout")
+
+    def at_most(self, table: dict, key: str, path: str, default: float, most: float,
+                why: str) -> float:
+        """A duration >= 0 and <= `most`, the error saying why."""
+        value = self.number(table, key, path, default, allow_zero=True)
+        if value > most:
+            raise self.error(f"{path}.{key}", f"must be at most {most:g} s ({why}), "
+                                              f"got {value!r}")
+        return value
 
     def circuits(self, data: dict[str, Any]) -> tuple[Circuit, ...]:
         grid = self.table(data.get("grid"), "grid", {"limit_w", "limit_a"})

@@ -74,6 +74,14 @@ class CapWindow:
     limit_w: float
 
 
+# How long dispatch waits for a station's answer (real seconds; `DispatchSettings`): a call to a
+# station that reconnected waits for its boot inside it, which bounds `boot_wait_s`.
+DISPATCH_CALL_TIMEOUT_S = 10.0
+# Stations whose clocks are further apart than this need their clocks set (OCPP gives them the
+# time in every Heartbeat answer), not every raise held back for it.
+EDGE_MARGIN_MAX_S = 60.0
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -83,9 +91,11 @@ class ServerSettings:
     call_timeout_s: float = 30.0       # how long we wait for a station's answer
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
     # a station accepted before reconnects: how long our calls wait for a BootNotification
-    # (it rebooted) before taking the connection for a reconnect without one
+    # (it rebooted) before taking the connection for a reconnect without one; at most half the
+    # shortest call timeout (config.py: a call waits for it inside its own timeout)
     boot_wait_s: float = 5.0
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
+    edge_margin_s: float = 5.0         # how far stations' clocks may disagree (dispatch/edges)
     inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
     tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate
 

@@ -72,6 +72,35 @@ def test_boot_wait_from_the_server_table():
         parse_site("[server]\nboot_wait_s = -1\n" + MINIMAL)
 
 
+@pytest.mark.parametrize("value, words", [
+    ("nan", "finite"), ("inf", "finite"), ("-0.5", "zero or positive"),
+    # our calls to a station that reconnects wait for its boot inside their own timeout: the
+    # dispatch's 10 s (half of it at most, so the station's answer has the rest)
+    ("6", "at most 5 s"),
+])
+def test_boot_wait_out_of_bounds_is_a_clear_error(value, words):
+    with pytest.raises(ConfigError, match=r"server\.boot_wait_s") as error:
+        parse_site(f"[server]\nboot_wait_s = {value}\n" + MINIMAL)
+    assert words in str(error.value)
+
+
+def test_boot_wait_bound_follows_a_shorter_call_timeout():
+    text = "[server]\ncall_timeout_s = 4\nboot_wait_s = {}\n" + MINIMAL
+    assert parse_site(text.format(2)).server.boot_wait_s == 2.0
+    with pytest.raises(ConfigError, match=r"server\.boot_wait_s.*at most 2 s"):
+        parse_site(text.format(3))
+    # not written: the default (5 s), within the bound
+    assert parse_site("[server]\ncall_timeout_s = 4\n" + MINIMAL).server.boot_wait_s == 2.0
+
+
+def test_edge_margin_from_the_server_table():
+    assert parse_site(MINIMAL).server.edge_margin_s == 5.0
+    assert parse_site("[server]\nedge_margin_s = 0\n" + MINIMAL).server.edge_margin_s == 0.0
+    for bad in ("-1", "nan", "3600"):
+        with pytest.raises(ConfigError, match=r"server\.edge_margin_s"):
+            parse_site(f"[server]\nedge_margin_s = {bad}\n" + MINIMAL)
+
+
 def test_settle_time_from_the_server_table():
     site = parse_site("[server]\nsettle_s = 2.5\n" + MINIMAL)
     assert site.server.settle_s == 2.5

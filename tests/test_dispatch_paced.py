@@ -112,12 +112,18 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
             raised = {sid for sids in woken.values() for sid in sids}
             assert {ref.station_id for ref in REFS[3:]} <= raised, woken
             assert max(len(s) for s in woken.values()) <= 1, woken
-            # the same plan again: a round with nothing to send starts no station's task
-            started.clear()
-            rounds = dispatcher.rounds_done
-            controller.request_replan("test")
-            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                             "the same plan's round")
+            # the same plan again: a round with nothing to send starts no station's task. A
+            # session's 0 W default under its car goes out once its TxProfile is accepted, and
+            # changes that plan's end (no longer a raise: site/edges.py), so the plan is re-sent
+            # once more; after that the plan has settled
+            for _ in range(3):
+                started.clear()
+                rounds = dispatcher.rounds_done
+                controller.request_replan("test")
+                await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle,
+                                 10, "the same plan's round")
+                if not started:
+                    break
             assert not started, started
 
 

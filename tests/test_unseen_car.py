@@ -159,8 +159,14 @@ async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the
             dispatcher.settings = settings
         assert dispatcher.expiry > end + timedelta(seconds=60)
         rows = await _rows_since(server, last)
-        assert _purposes(rows) == [("CP1", "TxDefaultProfile"), ("CP1", "TxProfile"),
-                                   ("CP2", "TxDefaultProfile"), ("CP2", "TxProfile")]
+        # each plan once - or twice, where the new end raises it over the old 0 W default's
+        # delayed end (site/edges.py) and lowers it below the fail-safe default after: the
+        # pointwise minimum with the decreases, then the plan (dispatch's two steps)
+        purposes = _purposes(rows)
+        for station in ("CP1", "CP2"):
+            assert purposes.count((station, "TxDefaultProfile")) == 1, purposes
+            assert 1 <= purposes.count((station, "TxProfile")) <= 2, purposes
+        assert {station for station, _ in purposes} == {"CP1", "CP2"}, purposes
         # car A leaves and car B starts unseen: within the plan, after the old end too
         hold()
         assert await fleet.unplug("CP1", 1) is not None

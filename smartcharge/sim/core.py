@@ -18,7 +18,7 @@ from typing import Callable
 import aiohttp
 from ocpp.exceptions import OCPPError
 
-from smartcharge.clock import Clock
+from smartcharge.clock import Clock, OffsetClock
 from smartcharge.sim.connection import Outbox, Outgoing, WsConnection
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.online import Online
@@ -45,7 +45,8 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
                  http: aiohttp.ClientSession | None = None) -> None:
         self.spec = spec
         self.url = url.rstrip("/") + "/" + spec.station_id
-        self.clock = clock
+        # the station's own clock (StationSpec.clock_offset_s): what it reads profiles by
+        self.clock = OffsetClock(clock, spec.clock_offset_s) if spec.clock_offset_s else clock
         self.rng = random.Random(seed)
         self.connectors = {c.connector_id: ConnectorState(c) for c in spec.connectors}
         self.quirks: Quirks = spec.quirks      # a test may change them while it runs

@@ -20,13 +20,15 @@ from smartcharge.sim.stations import make_station
 class Fleet:
     def __init__(self, site: Site, url: str, clock: Clock, *, seed: int = 0,
                  quirks: dict[str, Quirks] | None = None,
-                 ocpp_versions: dict[str, str] | None = None, **spec_overrides) -> None:
+                 ocpp_versions: dict[str, str] | None = None,
+                 clock_offsets_s: dict[str, float] | None = None, **spec_overrides) -> None:
         """`url` is the OCPP endpoint without the station id, e.g. ws://127.0.0.1:8080/ocpp.
 
         `spec_overrides` apply to every StationSpec (e.g. meter_interval_s=60); `quirks` gives
         individual stations their misbehaviour, `ocpp_versions` the protocol of those that do
         not speak 1.6 ("2.0.1"). Each station gets its own seed derived from `seed`, so a run is
-        the same every time.
+        the same every time. `clock_offsets_s`: how far a station's own clock runs ahead of
+        `clock` (negative: behind).
         """
         self.site = site
         self.url = url
@@ -41,6 +43,8 @@ class Fleet:
                 spec = replace(spec, quirks=quirks[station.station_id])
             if station.station_id in ocpp_versions:
                 spec = replace(spec, ocpp_version=ocpp_versions[station.station_id])
+            if station.station_id in (clock_offsets_s or {}):
+                spec = replace(spec, clock_offset_s=clock_offsets_s[station.station_id])
             self.stations[station.station_id] = make_station(
                 spec, url, clock, seed=seed * 100_003 + index)
 

@@ -68,6 +68,9 @@ class StationSpec:
     max_installed: int = 16
     resume_after_reset: bool = True        # a car still plugged in starts a new session
     ocpp_version: str = "1.6"              # "1.6" or "2.0.1": the one subprotocol it offers
+    # its own clock runs this far ahead of the site's (negative: behind): real stations' clocks
+    # disagree by seconds, and a profile's absolute times are read on the station's clock
+    clock_offset_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ocpp_version not in OCPP_VERSIONS:

@@ -24,8 +24,9 @@ Every request sent is recorded with the station's answer in the store's audit ta
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
-`sending.py` (schedules in both units, what an answer changes), `idle.py` (idle connectors'
-idle schedules, compared like plans; the 0 W default under a car on a TxProfile),
+`sending.py` (schedules in both units, what an answer changes), `edges.py` (raises a few
+seconds after their edges: stations' clocks disagree), `idle.py` (idle connectors' idle
+schedules, compared like plans; the 0 W default under a car on a TxProfile),
 `station_control.py` (what we know of one station),
 `steps.py` (limits over time), `learned.py` (the site bus's events).
 """
@@ -42,7 +43,7 @@ import numpy as np
 
 from smartcharge import events as ev
 from smartcharge.clock import Clock
-from smartcharge.model import Site
+from smartcharge.model import DISPATCH_CALL_TIMEOUT_S, Site
 from smartcharge.ocpp.port import PortSettings
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import failsafe, learned, steps
@@ -68,7 +69,7 @@ __all__ = ["NO_ANSWER", "Dispatcher", "DispatchSettings", "Sent", "SiteReads",
 
 @dataclass(frozen=True)
 class DispatchSettings:
-    call_timeout_s: float = 10.0       # real seconds we wait for a station's answer
+    call_timeout_s: float = DISPATCH_CALL_TIMEOUT_S   # real s we wait for a station's answer
     retries: int = 1                   # extra attempts after a timeout
     # Every plan sent ends at one common instant, at most this much site time ahead; all are
     # re-sent (at a slot start) with a later one when less than refresh_before_s is left.
@@ -80,6 +81,10 @@ class DispatchSettings:
     # After the decreases an increase depends on are acknowledged, the cars get this much site
     # time to follow them (IEC 61851-1 gives an EV seconds to react to a lower duty cycle).
     settle_s: float = 5.0
+    # Stations read a schedule's absolute times on their own clocks, which disagree: a raise
+    # inside a schedule starts settle_s + edge_margin_s after its edge, and every schedule
+    # begins edge_margin_s early (edges.py). Site time, like settle_s.
+    edge_margin_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.clock = clock
         self.publish = publish   # what dispatch learns, as events (site/learned.py)
         # the site file's settle time unless the caller tunes dispatch itself
-        self.settings = settings or DispatchSettings(settle_s=reads.site.server.settle_s)
+        self.settings = settings or DispatchSettings(
+            settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
         self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
         # `ports`: a station's link -> a port for that connection, by its protocol (the site
         # never names one); called at each (re)connection by the fail-safe setup

@@ -98,6 +98,15 @@ class IdleSending:
         wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
         return installed, wanted
 
+    def zero_under_in_round(self, control: StationControl, cplan, as_default: bool) -> bool:
+        """Whether a charging connector's plan has the 0 W default under it in this round: it
+        runs on a TxProfile of this transaction already, so the 0 W is in place or goes out
+        with the decreases (`_under_change`)."""
+        if as_default or not control.caps.idle_layer or not control.zero_ok:
+            return False
+        old = control.sent.get(cplan.ref.connector_id)
+        return old is not None and not old.default and old.transaction_id == cplan.transaction_id
+
     def _under_change(self, control: StationControl, cplan, as_default: bool,
                       down, up) -> bool | None:
         """Whether a charging connector's 0 W default goes out now: None (not needed), True
@@ -132,12 +141,16 @@ class IdleSending:
         ref = ConnectorRef(control.station_id, connector_id)
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = [0.0], [value]
+        # what it falls to at the end (its fail-safe default): a raise there waits (edges.py)
+        then_w = steps.value_at(self._idle_steps(control, ref, connector.phases, value)[1],
+                                self.expiry)
         if part is not None:
             later = [(m, w) for m, w in part if now < m < self.expiry]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(part, now)] + [w for _, w in later]
         schedule = self.power_schedule(ref, now, offsets, powers, phases=connector.phases,
-                                       phases_known=False, duration_s=duration_s)
+                                       phases_known=False, duration_s=duration_s,
+                                       then_w=then_w)
         answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound

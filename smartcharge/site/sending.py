@@ -11,12 +11,14 @@ A mixin of `Dispatcher` (needs `stations`, `topology`, `clock`, `expiry`,
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline
-from smartcharge.site import learned
+from smartcharge.site import learned, steps
+from smartcharge.site.edges import edge_safe, raise_delay_s
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -34,14 +36,24 @@ class ProfileSending:
     def power_schedule(self, ref: ConnectorRef, start: datetime, offsets_s: list[float],
                        powers_w: list[float], *, phases: int, phases_known: bool,
                        duration_s: int | None = None, min_power_w: float | None = None,
-                       pauses: bool = False) -> PowerSchedule:
+                       pauses: bool = False, then_w: float | None = None) -> PowerSchedule:
         """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
         limits for the plan sent as the connector's default, which any car may meet: in W the
         W factor of a car whose phases are unknown (a single-phase car draws all its W on one
         phase); in A, for a plan made for a single-phase car on a three-phase connector, a
         third (a three-phase car draws the A limit on each phase: the plan's W in all). The
         controller plans a connector whose plans go out as its default for any car
-        (`learned.PlansAsDefault`); this covers the plan that found out, until then."""
+        (`learned.PlansAsDefault`); this covers the plan that found out, until then.
+
+        Every schedule a connector is sent is built here, and made safe for stations' clocks
+        that disagree here (`edges.py`): its raises start the settle time plus
+        `edge_margin_s` after their edges (its end too when `then_w`, what the connector falls
+        to after it, is higher), and it begins `edge_margin_s` before `start`."""
+        start, offsets_s, powers_w, duration_s = edge_safe(
+            start, list(offsets_s), list(powers_w), duration_s, then_w=then_w,
+            raise_delay_s=self.raise_delay_s(),
+            # whole seconds, as OCPP counts: the schedule still ends where it should
+            backdate_s=math.ceil(self.settings.edge_margin_s))
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
@@ -59,16 +71,32 @@ class ProfileSending:
             any_car_current_a=[a / 3.0 for a in current_a] if one_of_three else None,
             any_car_min_current_a=(min_a / 3.0 or None) if one_of_three else None)
 
+    def raise_delay_s(self) -> int:
+        return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
+
     def _schedule_for(self, cplan: ConnectorPlan) -> PowerSchedule:
         connector = self.topology.connector(cplan.ref)
         now = self.clock.now()
         expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
         lifetime = max(int((expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = cplan.window(now, lifetime)
+        # what the connector falls to when the plan ends (its idle share - unless its plans go
+        # out as its default, replacing it - then its fail-safe default): a raise there waits
+        control = self.stations[cplan.ref.station_id]
+        phases, factor = self.installed.phases_and_factor(control, cplan)
+        as_default = cplan.ref.connector_id in control.plans_on_default
+        below = self.installed.below_steps(control, cplan.ref, phases, factor, as_default)
+        then_w = steps.value_at(below, expiry)
+        if self.zero_under_in_round(control, cplan, as_default):
+            # the 0 W under its car is in place or goes out before this plan's raise in this
+            # round (idle.py): taken as what the plan falls to, whether or not its answer has
+            # come yet, so the plan's end does not flip between rounds and send it twice
+            then_w = min(then_w, 0.0)
         return self.power_schedule(
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
             phases_known=cplan.phases_known, duration_s=int(lifetime),
-            min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]))
+            min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
+            then_w=then_w)
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False) -> tuple[PowerSchedule, Sent]:

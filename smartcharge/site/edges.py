@@ -1,0 +1,77 @@
+"""A schedule's edges made safe for stations whose clocks disagree. Pure.
+
+A plan steps every connector at the same slot edges, in absolute times that each station reads
+on its own clock. Between two requests dispatch orders things itself (decreases acknowledged,
+then the settle time, then the raises: `dispatch_round.py`); inside a schedule nothing orders
+one station's step against another's, and a station whose clock runs a few seconds ahead of
+another's took its raise at an edge before the other took the decrease the raise relied on:
+the site drew above its cap for those seconds (the demo's guard logged it at slot edges).
+
+So every schedule any connector is sent - a plan, an idle share, a fail-safe default - goes
+through `edge_safe`, which:
+
+- starts every raise inside it `raise_delay_s` after its edge (dispatch gives the settle time
+  plus `edge_margin_s`: the cars' time to follow the decreases, as between two requests, and the
+  stations' clocks' disagreement). Every raise, not only those that rely on another connector's
+  decrease at that edge: which ones do is a question about the whole site at every edge, and a
+  few seconds of a raise per slot edge cost next to nothing;
+- ends a schedule `raise_delay_s` later when what the connector falls to after it is higher
+  (its end is a raise too; its end is a decrease otherwise and stays);
+- begins it `backdate_s` before now: a station whose clock is behind ours would find a schedule
+  starting "now" in its future and run what lies below it until then (a higher default, maybe).
+
+Decreases are never moved: with station clocks apart by at most `edge_margin_s`, every raise
+lands after every decrease of the same edge, in real time. What a schedule installs is read back
+from the request sent (`ocpp/port_base.installed_from_profile`), so the installed view and the
+guard see the shifted raises as the stations run them.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+
+def edge_safe(start: datetime, offsets_s: list[float], powers_w: list[float],
+              duration_s: float | None, *, raise_delay_s: float, backdate_s: float = 0.0,
+              then_w: float | None = None
+              ) -> tuple[datetime, list[float], list[float], float | None]:
+    """(start, offsets [s from start], powers [W], duration [s] or None) of a schedule whose
+    raises come `raise_delay_s` after their edges, begun `backdate_s` earlier. `then_w`: what
+    the connector falls to when the schedule ends (None: not known, the end stays)."""
+    if raise_delay_s < 0 or backdate_s < 0:
+        raise ValueError("raise_delay_s and backdate_s: must be zero or positive")
+    out: list[tuple[float, float]] = [(0.0, powers_w[0])]
+    wanted = [(o, p) for i, (o, p) in enumerate(zip(offsets_s, powers_w))
+              if i > 0 and p != powers_w[i - 1]]
+    for offset, power in wanted:
+        # a raise moved past this edge never came into force: what was before it holds on
+        while len(out) > 1 and out[-1][0] >= offset:
+            out.pop()
+        if power == out[-1][1]:
+            continue
+        if power > out[-1][1]:
+            offset += raise_delay_s
+        if duration_s is not None and offset >= duration_s:
+            continue
+        out.append((offset, power))
+    if duration_s is not None and then_w is not None:
+        duration_s += end_delay_s(out[-1][1], then_w, raise_delay_s)
+    shifted = [0.0] + [offset + backdate_s for offset, _ in out[1:]]
+    return (start - timedelta(seconds=backdate_s), shifted, [p for _, p in out],
+            None if duration_s is None else duration_s + backdate_s)
+
+
+def end_delay_s(last_w: float, then_w: float, raise_delay_s: float) -> float:
+    """How much later a schedule ends whose last value is `last_w` and that falls to `then_w`:
+    its end is a raise, or not."""
+    return raise_delay_s if then_w > last_w else 0.0
+
+
+def raise_delay_s(settle_s: float, edge_margin_s: float) -> int:
+    """A raise's delay after its edge: the cars' settle time and the clocks' margin, in whole
+    seconds (a schedule's periods count whole seconds)."""
+    return math.ceil(settle_s + edge_margin_s)
+
+
+__all__ = ["edge_safe", "end_delay_s", "raise_delay_s"]

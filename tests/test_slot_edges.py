@@ -1,0 +1,197 @@
+"""A plan steps every station at the same slot edge, in absolute times each station reads on its
+own clock. Stations' clocks disagree by seconds: one whose clock runs ahead raises early, and a
+raise that relies on another station's decrease at that edge must not land before it. Here a DR
+event on feeder A makes the plan move power from CP1 (1.6, feeder A) to CP2 (2.0.1, feeder B)
+at a slot edge and back later, under one grid cap; a second event, after every plan sent now
+has ended, moves the fail-safe defaults the same way. CP2's clock runs 3 s ahead, idle CP3's
+(its idle share, then its default) 2 s behind. What the stations' installed profiles let them
+draw, each read on its own clock, is summed at every instant of real time across every edge:
+the plans', their common end, the idle share's, the defaults'."""
+
+from datetime import UTC, datetime, timedelta
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site import steps
+from smartcharge.site.edges import edge_safe
+from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.topology import ConnectorRef
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from tests.installed_limits import change_moments, connector_limit_w
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GRID_W = 22_000.0
+FEEDER_DR_W = 3_000.0     # below a 3-phase car's minimum (6 A: 4 140 W): CP1 pauses, CP2 takes the room
+CLOCKS_S = {"CP1": 0.0, "CP2": 3.0, "CP3": -2.0}   # seconds ahead of the site's clock
+
+
+def _site() -> Site:
+    return Site(name="edges",
+                circuits=(Circuit("grid", None, limit_w=GRID_W), Circuit("feeder-a", "grid"),
+                          Circuit("feeder-b", "grid")),
+                stations=(Station("CP1", "feeder-a", (Connector(1),)),
+                          Station("CP2", "feeder-b", (Connector(1),)),
+                          Station("CP3", "feeder-b", (Connector(1),))),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+def _big_ev() -> SimEV:
+    return SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+
+
+def _draws_at_real(fleet, real: datetime) -> dict[str, float]:
+    """What each station's installed profiles let connector 1 draw at the real instant `real`,
+    read on the station's own clock (idle CP3: for a car that would arrive, on 3 phases)."""
+    return {station_id: connector_limit_w(fleet.station(station_id), 1,
+                                          real + timedelta(seconds=offset_s),
+                                          assume_phases=3)[0]
+            for station_id, offset_s in CLOCKS_S.items()}
+
+
+def _excesses(fleet, since: datetime, until: datetime) -> list[str]:
+    """Every 0.25 s of real time from 10 s before to 30 s after each moment an installed
+    profile changes a limit (on its station's clock) in (since, until]: the sums over the cap."""
+    out = []
+    for moment in change_moments(fleet, since, until):
+        for k in range(-40, 121):
+            real = moment + timedelta(seconds=k / 4)
+            draws = _draws_at_real(fleet, real)
+            if sum(draws.values()) > GRID_W + 1.0:
+                out.append(f"{real:%H:%M:%S.%f} ({moment:%H:%M:%S} {k / 4:+.2f} s): {draws}")
+    return out
+
+
+def _moves(plan, give: ConnectorRef, take: ConnectorRef) -> list[datetime]:
+    """The plan's slot edges where `give` goes down and `take` goes up."""
+    a, b = plan.connectors[give], plan.connectors[take]
+    assert a.slot_starts == b.slot_starts
+    return [m for i, m in enumerate(a.slot_starts[1:], 1)
+            if a.power_w[i] < a.power_w[i - 1] - 1000 and b.power_w[i] > b.power_w[i - 1] + 1000]
+
+
+async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(tmp_path):
+    # the event 10 site minutes ahead (5 s real): its plan is made and sent before the slot
+    # edge a minute before it, under load too
+    clock = AcceleratedClock(T0, speed=120.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=3600.0),
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
+                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
+        try:
+            await fleet.start(wait_booted_s=10)
+            controller, dispatcher = server.controller, server.dispatcher
+            for station_id in ("CP1", "CP2"):
+                assert await fleet.plug_in(station_id, 1, _big_ev(), "DRIVER-1")
+            refs = [ConnectorRef(s, 1) for s in ("CP1", "CP2")]
+            await wait_until(lambda: all(r in controller.state.sessions for r in refs)
+                             and all(dispatcher.stations[r.station_id].sent for r in refs)
+                             and dispatcher.idle, 10, "both cars planned")
+            start = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
+            rounds = dispatcher.rounds_done
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+                circuit_id="feeder-a"))
+            # after every plan sent now has ended: the fail-safe defaults alone carry it
+            later = start + timedelta(hours=1)
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-a-later", later, later + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+                circuit_id="feeder-a"))
+            controller.request_replan("dr on feeder A")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "the plan for the event sent")
+            now = clock.now()
+            # the plan moves power from CP1 to CP2 at a slot edge (a little before the event)
+            # and back after it
+            moves = _moves(controller.plan, *refs) + _moves(controller.plan, *refs[::-1])
+            assert len(moves) >= 2 and now < moves[0], (now, moves)
+            before = _draws_at_real(fleet, moves[0] - timedelta(seconds=60))
+            after = _draws_at_real(fleet, moves[0] + timedelta(seconds=60))
+            assert after["CP1"] < before["CP1"] - 1000 and after["CP2"] > before["CP2"] + 1000
+            # what the server knows CP2 installed (the controller's and the guard's view) has
+            # the raise where CP2 takes it: the settle time and the margin after the edge
+            view = dispatcher.installed
+            cp2 = view.current_step(dispatcher.stations["CP2"], refs[1])
+            assert steps.value_at(cp2, moves[0] + timedelta(seconds=9)) \
+                == steps.value_at(cp2, moves[0] - timedelta(seconds=1))
+            assert steps.value_at(cp2, moves[0] + timedelta(seconds=11)) > \
+                steps.value_at(cp2, moves[0] - timedelta(seconds=1)) + 1000
+            until = now + timedelta(hours=2)
+            # the defaults move power from CP1 to CP2 and CP3 at the later event's start
+            before = _draws_at_real(fleet, later - timedelta(seconds=60))
+            after = _draws_at_real(fleet, later + timedelta(seconds=60))
+            assert after["CP1"] == 0.0 < before["CP1"], (before, after)
+            assert after["CP2"] > before["CP2"] + 1000.0, (before, after)
+            excesses = _excesses(fleet, now, until)
+            assert not excesses, excesses[:5]
+        finally:
+            await fleet.stop()
+
+
+
+async def test_idle_shares_end_where_the_defaults_step_up(tmp_path):
+    """Three idle connectors on their idle shares (a third of the grid each), over defaults of
+    the same size. A DR event on feeder A from the shares' common end takes CP1's default to 0
+    and raises CP2's and CP3's to 11 kW there: CP2, its clock 3 s ahead, took its default's
+    raise before CP1 dropped its share, and CP3 (2 s behind) still had its share."""
+    # the common end moves on 800 site seconds after the first round (13 s real): the event
+    # is placed on it and its round made well before
+    clock = AcceleratedClock(T0, speed=60.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=3600.0),
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
+                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
+        try:
+            await fleet.start(wait_booted_s=10)
+            controller, dispatcher = server.controller, server.dispatcher
+            await wait_until(lambda: all(c.idle_layer for c in dispatcher.stations.values())
+                             and dispatcher.idle, 10, "every idle share sent")
+            end = dispatcher.expiry
+            rounds = dispatcher.rounds_done
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-a", end, end + timedelta(minutes=20),
+                limit_w=FEEDER_DR_W, circuit_id="feeder-a"))
+            controller.request_replan("dr on feeder A")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "the round for the event")
+            assert dispatcher.expiry == end
+            after = _draws_at_real(fleet, end + timedelta(seconds=60))
+            assert after["CP1"] == 0.0 and after["CP2"] > 10_000.0, after
+            now = clock.now()
+            excesses = _excesses(fleet, now, now + timedelta(hours=1))
+            assert not excesses, excesses[:5]
+        finally:
+            await fleet.stop()
+
+
+def test_edge_safe_moves_raises_only():
+    """Raises start `raise_delay_s` after their edge, decreases stay; a raise moved past the
+    next edge never comes into force; the end waits when it is a raise; the start is backdated
+    (offsets and duration follow, so every absolute moment but the raises' stays)."""
+    t0 = T0
+    start, offsets, powers, duration = edge_safe(
+        t0, [0, 100, 200, 205, 300], [5.0, 8.0, 3.0, 9.0, 9.0], 400, raise_delay_s=10)
+    assert (start, offsets, powers, duration) == (t0, [0, 110, 200, 215], [5.0, 8.0, 3.0, 9.0],
+                                                  400)
+    # a raise at 100 moved to 110, past a decrease at 105: it never holds; 105 is a raise from
+    # 5 to 6, moved too
+    _, offsets, powers, _ = edge_safe(t0, [0, 100, 105], [5.0, 8.0, 6.0], None,
+                                      raise_delay_s=10)
+    assert (offsets, powers) == ([0, 115], [5.0, 6.0])
+    # the end: later when what follows is higher, where it was when lower
+    assert edge_safe(t0, [0], [5.0], 400, raise_delay_s=10, then_w=7.0)[3] == 410
+    assert edge_safe(t0, [0], [5.0], 400, raise_delay_s=10, then_w=4.0)[3] == 400
+    # a raise moved past the end never comes
+    assert edge_safe(t0, [0, 395], [5.0, 9.0], 400, raise_delay_s=10)[1:3] == ([0], [5.0])
+    start, offsets, powers, duration = edge_safe(t0, [0, 100], [9.0, 4.0], 400,
+                                                 raise_delay_s=10, backdate_s=5)
+    assert (start, offsets, powers, duration) == (t0 - timedelta(seconds=5), [0, 105],
+                                                  [9.0, 4.0], 405)
