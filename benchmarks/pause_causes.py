@@ -81,8 +81,8 @@ class Capture:
                 cap._current["stages"]["lp"] = np.array(power_w)
             return out
 
-        def round_w(problem, power_w, paused):
-            out = round_(problem, power_w, paused)
+        def round_w(problem, power_w, paused, **kw):
+            out = round_(problem, power_w, paused, **kw)
             if cap._depth == 1 and cap._current is not None:
                 stages = cap._current["stages"]
                 stages.setdefault("lp", np.array(power_w))

@@ -53,6 +53,27 @@ class ClosedLoop:
                 plan.phases == session.phases_in_use:
             self.on_sample(event)
 
+    def drawn_since_sample_wh(self, ref: ConnectorRef, now: datetime) -> float:
+        """What the car has drawn since its register was last read, by what it drew then and
+        what the plan offers it now (the less: a car does not take more than either), over
+        the time since the sample arrived (our clock: a station's may be off). 0 without a
+        fresh sample. The plan then works from the car's energy now, not at its sample: a
+        re-plan between samples (a slot edge, an arrival) planned a car near its need on
+        energy it had already taken, and it was full early in the slot while the power it
+        was given stood unused until its next sample (demo day, truthful: 15 kWh a day,
+        every watt within 5 minutes of the car becoming full). At most one meter interval
+        (the car's own, else stale_after_s) is counted: an overdue sample says nothing more."""
+        sample = self.c.state.measurements.get(ref)
+        if sample is None or sample.power_w <= 0.0:
+            return 0.0
+        offered = self.c.allocated_now_w(ref)
+        if offered is None:
+            return 0.0
+        _, interval_s = self._sampled.get(ref, (None, None))
+        elapsed_s = min(max((now - sample.arrived).total_seconds(), 0.0),
+                        interval_s or self.c.settings.stale_after_s)
+        return min(sample.power_w, offered) * elapsed_s / 3600.0
+
     def forget_ended(self, now: datetime) -> None:
         """Facts of sessions that ended; a declined car is offered power again after
         declined_retry_s."""

@@ -24,6 +24,9 @@ from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
 SESSIONS_PER_STEP = 400   # ~5 us each: a step stays well under the loop's 20 ms
+# what an estimate of a car's energy since its last register leaves of its need at least
+# (_remaining_now_wh): well above the planner's ENERGY_RESOLUTION_WH, under which a need is met
+REMAINING_FLOOR_WH = 10.0
 DEPARTURE_EDGES = 8          # slot edges at the next departures (within two slots) ...
 DEPARTURE_EDGE_GAP_S = 60.0  # ... unless one is this close to another edge
 
@@ -128,7 +131,8 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
         # the single-phase one it has, as while its phases were unknown
         phases, phase, known = 3, 0, False
     common = dict(ref=ref, transaction_id=session.transaction_id,
-                  remaining_wh=session.remaining_wh, need_told=session.need_told,
+                  remaining_wh=_remaining_now_wh(c, ref, session, starts[0]),
+                  need_told=session.need_told,
                   departure=session.departure, phases=phases, phase=phase, phases_known=known)
     if ref in c.uncontrollable or not c.state.online.get(ref.station_id, False):
         return SessionInput(**common, fixed_w=fallback_w(c, ref))
@@ -137,6 +141,18 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
                         declined=ref in c.declined_at,
                         car_min_w=c.reports.car_min_w(ref, phases),
                         cap_w=c.reports.cap_w(ref, starts, ends, phases))
+
+
+def _remaining_now_wh(c, ref: ConnectorRef, session, now: datetime) -> float:
+    """The car's need left now: at its last register reading less what it has drawn since
+    (closed_loop.drawn_since_sample_wh). An estimate never plans the need met: it leaves at
+    least REMAINING_FLOOR_WH, so only a register says a car is done (planned at 0 on a guess,
+    a car not yet full would be paused until its next sample)."""
+    remaining = session.remaining_wh
+    since = c.closed_loop.drawn_since_sample_wh(ref, now)
+    if since <= 0.0 or remaining <= REMAINING_FLOOR_WH:
+        return remaining
+    return max(remaining - since, REMAINING_FLOOR_WH)
 
 
 def _taper_w(c, ref: ConnectorRef, session, starts, ends):

@@ -192,8 +192,14 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     weight = np.where(topup, inputs.topup_weight, 1.0)
     # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
     # ask for one full slot at the minimum instead; the car stops by itself when full.
+    # At the minimum, not more: in a short first slot (a re-plan minutes before a slot edge)
+    # the LP gave that slot's energy at up to the car's maximum (20.7 kW for 100 Wh), and
+    # it stood unused from the car's first seconds until its next sample (demo day,
+    # truthful: most of the 14 kWh a day offered to full cars).
     one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * inputs.slot_s / 3600.0
-    energy = np.where((energy > 0) & (energy < one_slot_wh), one_slot_wh, energy)
+    small = (energy > 0) & (energy < one_slot_wh)
+    energy = np.where(small, one_slot_wh, energy)
+    max_w = np.where(small, np.minimum(max_w, arrays["min_power_w"]), max_w)
     departure = np.array([departure_slot(s.departure, inputs.now, inputs.ends)
                           for s in controlled], dtype=np.int64)
     max_matrix = np.repeat(max_w[:, None], t, axis=1)
