@@ -36,3 +36,23 @@ def test_the_memo_is_bounded(monkeypatch):
     payload = {f"vendorKey{index}": index for index in range(10)}
     assert casing.snake_case_keys(payload) == camel_to_snake_case(payload)
     assert len(casing._snake) == 3
+
+
+def test_long_keys_a_station_invents_are_converted_but_not_remembered():
+    # 2.0.1's customData takes any key: a station sending distinct 100 K-character keys must
+    # not make the memo hold them (4 096 of them at up to 1 Mi characters each: gigabytes)
+    before = sum(len(key) for key in casing._snake)
+    for n in range(20):
+        key = f"vendorKey{n}" + "aB" * 50_000
+        assert casing.snake_key(key) == next(iter(camel_to_snake_case({key: None})))
+    assert sum(len(key) for key in casing._snake) - before < 20 * casing.KEY_CHARS_KEPT
+
+
+def test_deep_nesting_converts_as_deep_as_the_library_converts():
+    # a dict comprehension is a frame of its own on Python 3.11: two frames per level made a
+    # 600-level customData a RecursionError (InternalError) where the library answers it
+    payload: dict = {"vendorId": "x"}
+    for _ in range(600):
+        payload = {"customData": payload}
+    expected = camel_to_snake_case(payload)
+    assert casing.snake_case_keys(payload) == expected
