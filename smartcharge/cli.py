@@ -127,6 +127,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
     from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
+    import smartcharge.app  # noqa: F401  the app's modules before the freeze keeps them out
     tune_gc_for_serving()
     try:
         asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
