@@ -52,6 +52,13 @@ class AcceleratedClock:
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
 
+    def set_speed(self, speed: float) -> None:
+        """From now on `speed` (time goes on from where it is; a sleep already begun ends
+        at the old pace): a test hurries to a moment, then watches it slowly."""
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._start, self._real_start, self.speed = self.now(), time.monotonic(), float(speed)
+
 
 class ManualClock:
     """Time that moves only when a test moves it (`set`, `advance`); nothing may sleep on it."""

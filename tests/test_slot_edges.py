@@ -15,7 +15,7 @@ from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site import steps
-from smartcharge.site.edges import edge_safe
+from smartcharge.site.edges import edge_safe, held
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
@@ -195,3 +195,70 @@ def test_edge_safe_moves_raises_only():
                                                  raise_delay_s=10, backdate_s=5)
     assert (start, offsets, powers, duration) == (t0 - timedelta(seconds=5), [0, 105],
                                                   [9.0, 4.0], 405)
+
+
+async def test_a_replan_just_after_an_edge_keeps_the_raise_waiting(tmp_path):
+    """The controller re-plans at every slot edge, ~50 ms after it: the new plan's first slot
+    starts after the edge, so a raise at that edge was its first period - sent in force at
+    once, no settle or margin, while the decrease it relies on may not have happened on a
+    station whose clock is behind (found by review). What a schedule sends never rises above
+    what is installed within the raise delay of its sending."""
+    clock = AcceleratedClock(T0, speed=10.0)
+    site = _site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=3600.0),
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
+                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
+        try:
+            await fleet.start(wait_booted_s=10)
+            controller, dispatcher = server.controller, server.dispatcher
+            for station_id in ("CP1", "CP2"):
+                assert await fleet.plug_in(station_id, 1, _big_ev(), "DRIVER-1")
+            refs = [ConnectorRef(s, 1) for s in ("CP1", "CP2")]
+            await wait_until(lambda: all(r in controller.state.sessions for r in refs)
+                             and all(dispatcher.stations[r.station_id].sent for r in refs)
+                             and dispatcher.idle, 10, "both cars planned")
+            start = (clock.now() + timedelta(minutes=4)).replace(microsecond=0)
+            rounds = dispatcher.rounds_done
+            controller.limits.add_event(DemandResponseEvent(
+                "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+                circuit_id="feeder-a"))
+            controller.request_replan("dr on feeder A")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "the plan for the event sent")
+            edge = _moves(controller.plan, *refs)[0]
+            view, cp2 = dispatcher.installed, dispatcher.stations["CP2"]
+            held_w = steps.value_at(view.current_step(cp2, refs[1]), edge - timedelta(seconds=1))
+            clock.set_speed(120.0)   # hurry to the edge, then watch it at 10x
+            await wait_until(lambda: clock.now() > edge - timedelta(seconds=20), 10,
+                             "near the edge")
+            clock.set_speed(10.0)
+            await wait_until(lambda: clock.now() > edge + timedelta(seconds=0.5), 10,
+                             "just after the edge")
+            rounds = dispatcher.rounds_done
+            controller.request_replan("a meter value just after the edge")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                             "its round")
+            assert clock.now() < edge + timedelta(seconds=9)
+            step = view.current_step(cp2, refs[1])
+            assert steps.value_at(step, edge + timedelta(seconds=9)) == held_w, step
+            assert steps.value_at(step, edge + timedelta(seconds=11)) > held_w + 1000, step
+        finally:
+            await fleet.stop()
+
+
+def test_held_keeps_a_schedule_under_what_is_installed_until_the_delay_ends():
+    start = T0
+    at = [(start - timedelta(seconds=30), 5_000.0), (start + timedelta(seconds=4.5), 2_000.0),
+          (start + timedelta(seconds=7.2), 9_000.0)]
+    # a raise at the start waits for `until` (rounded up); an installed fall inside the
+    # window comes no later (rounded down); after `until` the schedule as planned
+    offsets, powers = held(start, [0.0, 20.0], [8_000.0, 6_000.0], at,
+                           start + timedelta(seconds=10.5))
+    assert list(zip(offsets, powers)) == [(0.0, 5_000.0), (4.0, 2_000.0), (8.0, 8_000.0),
+                                          (20.0, 6_000.0)]
+    # nothing installed known, or the delay over: the schedule itself
+    assert held(start, [0.0, 20.0], [8_000.0, 6_000.0], [], start + timedelta(seconds=10)) \
+        == ([0.0, 20.0], [8_000.0, 6_000.0])
+    assert held(start, [0.0], [8_000.0], at, start) == ([0.0], [8_000.0])

@@ -20,6 +20,12 @@ through `edge_safe`, which:
 - begins it `backdate_s` before now: a station whose clock is behind ours would find a schedule
   starting "now" in its future and run what lies below it until then (a higher default, maybe).
 
+A raise at a schedule's start is a raise too: the controller re-plans ~50 ms after every slot
+edge, and the new plan's first slot starts after the edge, so the raise at that edge is its
+first period. So `held` keeps a schedule no higher than what is installed until the raise
+delay after its sending: a re-plan inside that time finds nothing new to send, and a raise
+sent at any moment comes into force no sooner than one sent with its edge.
+
 Decreases are never moved: with station clocks apart by at most `edge_margin_s`, every raise
 lands after every decrease of the same edge, in real time. What a schedule installs is read back
 from the request sent (`ocpp/port_base.installed_from_profile`), so the installed view and the
@@ -74,4 +80,45 @@ def raise_delay_s(settle_s: float, edge_margin_s: float) -> int:
     return math.ceil(settle_s + edge_margin_s)
 
 
-__all__ = ["edge_safe", "end_delay_s", "raise_delay_s"]
+def held(start: datetime, offsets_s: list[float], powers_w: list[float],
+         installed: list[tuple[datetime, float]], until: datetime
+         ) -> tuple[list[float], list[float]]:
+    """(offsets, powers) of a schedule from `start` no higher than `installed` (moments, values)
+    before `until`. Moments fall on whole seconds of the schedule: where the schedule rises, at
+    or after the moment; where it falls, at or before it."""
+    def at(step: list[tuple[datetime, float]], moment: datetime) -> float:
+        value = step[0][1]
+        for m, v in step:
+            if m > moment:
+                break
+            value = v
+        return value
+
+    schedule = [(start + timedelta(seconds=o), p) for o, p in zip(offsets_s, powers_w)]
+    if not installed or until <= start:
+        return list(offsets_s), list(powers_w)
+    moments = sorted({start, until} | {m for m, _ in schedule if start < m}
+                     | {m for m, _ in installed if start < m < until})
+    out: list[tuple[float, float]] = []
+    for moment in moments:
+        value = at(schedule, moment)
+        if moment < until:
+            value = min(value, at(installed, moment))
+        if not out:
+            out.append((0.0, value))
+            continue
+        if value == out[-1][1]:
+            continue
+        offset = (moment - start).total_seconds()
+        if value > out[-1][1]:      # a raise: never sooner (a second later if two meet)
+            out.append((max(float(math.ceil(offset)), out[-1][0] + 1.0), value))
+        elif math.floor(offset) > out[-1][0]:
+            out.append((float(math.floor(offset)), value))
+        else:                       # a fall onto the moment before: the lower value from it
+            out[-1] = (out[-1][0], value)
+            if len(out) > 1 and out[-2][1] == value:
+                out.pop()
+    return [o for o, _ in out], [v for _, v in out]
+
+
+__all__ = ["edge_safe", "end_delay_s", "held", "raise_delay_s"]

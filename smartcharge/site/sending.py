@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from smartcharge import units
 from smartcharge.ocpp.port import Answer, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline
 from smartcharge.site import learned, steps
-from smartcharge.site.edges import edge_safe, raise_delay_s
+from smartcharge.site.edges import edge_safe, held, raise_delay_s
 from smartcharge.site.installed import w_factor
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
@@ -36,7 +36,8 @@ class ProfileSending:
     def power_schedule(self, ref: ConnectorRef, start: datetime, offsets_s: list[float],
                        powers_w: list[float], *, phases: int, phases_known: bool,
                        duration_s: int | None = None, min_power_w: float | None = None,
-                       pauses: bool = False, then_w: float | None = None) -> PowerSchedule:
+                       pauses: bool = False, then_w: float | None = None,
+                       installed: steps.Step | None = None) -> PowerSchedule:
         """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
         limits for the plan sent as the connector's default, which any car may meet: in W the
         W factor of a car whose phases are unknown (a single-phase car draws all its W on one
@@ -54,6 +55,9 @@ class ProfileSending:
             raise_delay_s=self.raise_delay_s(),
             # whole seconds, as OCPP counts: the schedule still ends where it should
             backdate_s=math.ceil(self.settings.edge_margin_s))
+        if installed is not None:   # a raise at its start waits too (edges.held)
+            offsets_s, powers_w = held(start, offsets_s, powers_w, installed,
+                                       self.clock.now() + timedelta(seconds=self.raise_delay_s()))
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
@@ -96,7 +100,8 @@ class ProfileSending:
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
             phases_known=cplan.phases_known, duration_s=int(lifetime),
             min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
-            then_w=then_w)
+            then_w=then_w, installed=self.installed.installed_steps(
+                control, cplan.ref, phases, factor, cplan.transaction_id))
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False) -> tuple[PowerSchedule, Sent]:
