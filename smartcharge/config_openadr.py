@@ -3,6 +3,8 @@ a `ConfigError` names the field (`openadr[1].vtn_url`), its line and what is wro
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 from pathlib import Path
@@ -67,9 +69,11 @@ def _levels(reader, table: dict, key: str, path: str, *, fraction: bool):
         return None
     where = f"{path}.{key}"
     if not isinstance(value, list) or len(value) != 3 or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in value):
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            or v < 0 for v in value):   # TOML's nan passes every comparison
         unit = "fractions of the cap (0..1)" if fraction else "watts"
-        raise reader.error(where, f"must be 3 numbers >= 0 for SIMPLE levels 1, 2, 3 ({unit})")
+        raise reader.error(where, f"must be 3 finite numbers >= 0 for SIMPLE levels 1, 2, 3 "
+                                  f"({unit})")
     if fraction and any(v > 1 for v in value):
         raise reader.error(where, "fractions of the cap must be between 0 and 1")
     if any(b > a for a, b in zip(value, value[1:])):
