@@ -235,11 +235,13 @@ async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledg
     async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
         await start_three(server, fleet, clock)
-        installs = []   # (site time, station, limit now) at every profile installed
+        # (site time, station, limit once a raise's hold after its sending is over: settle
+        # and margin, 50 s here - edges.held) at every profile installed
+        installs = []
         for station in fleet.stations.values():
             station.on_profiles_changed = lambda st: installs.append(
                 (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
-                    st.spec.station_id, 1))))
+                    st.spec.station_id, 1), clock.now() + timedelta(seconds=60))))
         controller.ev_cap_w[REF1] = 3_000.0
         del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
         controller.request_replan("test")
@@ -632,7 +634,8 @@ async def test_an_older_plans_increase_landing_late_never_overwrites_a_newer_dec
         watched = cp2.on_profiles_changed   # the watch's hook, kept
 
         def cp2_changed(station):
-            cp2_w.append(limit_w(fleet, REF2))
+            # what it installed lets it draw once a raise's hold after sending is over
+            cp2_w.append(limit_w(fleet, REF2, clock.now() + timedelta(seconds=15)))
             watched(station)
         cp2.on_profiles_changed = cp2_changed
         assert limit_w(fleet, REF1) <= 4_140 + 100    # CP1 waits for CP2's decrease
