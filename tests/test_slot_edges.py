@@ -8,6 +8,7 @@ has ended, moves the fail-safe defaults the same way. CP2's clock runs 3 s ahead
 draw, each read on its own clock, is summed at every instant of real time across every edge:
 the plans', their common end, the idle share's, the defaults'."""
 
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import AcceleratedClock
@@ -66,18 +67,10 @@ def _excesses(fleet, since: datetime, until: datetime) -> list[str]:
     return out
 
 
-def _moves(plan, give: ConnectorRef, take: ConnectorRef) -> list[datetime]:
-    """The plan's slot edges where `give` goes down and `take` goes up."""
-    a, b = plan.connectors[give], plan.connectors[take]
-    assert a.slot_starts == b.slot_starts
-    return [m for i, m in enumerate(a.slot_starts[1:], 1)
-            if a.power_w[i] < a.power_w[i - 1] - 1000 and b.power_w[i] > b.power_w[i - 1] + 1000]
-
-
-async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(tmp_path):
-    # the event 10 site minutes ahead (5 s real): its plan is made and sent before the slot
-    # edge a minute before it, under load too
-    clock = AcceleratedClock(T0, speed=120.0)
+@asynccontextmanager
+async def _two_cars_charging(tmp_path, clock):
+    """CP1 (1.6, feeder A) and CP2 (2.0.1, feeder B) charging big cars, both planned; CP2's
+    clock 3 s ahead, idle CP3's 2 s behind. Yields (server, fleet, refs)."""
     site = _site()
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=3600.0),
@@ -93,45 +86,62 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
             await wait_until(lambda: all(r in controller.state.sessions for r in refs)
                              and all(dispatcher.stations[r.station_id].sent for r in refs)
                              and dispatcher.idle, 10, "both cars planned")
-            start = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
-            rounds = dispatcher.rounds_done
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-                circuit_id="feeder-a"))
-            # after every plan sent now has ended: the fail-safe defaults alone carry it
-            later = start + timedelta(hours=1)
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-a-later", later, later + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-                circuit_id="feeder-a"))
-            controller.request_replan("dr on feeder A")
-            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                             "the plan for the event sent")
-            now = clock.now()
-            # the plan moves power from CP1 to CP2 at a slot edge (a little before the event)
-            # and back after it
-            moves = _moves(controller.plan, *refs) + _moves(controller.plan, *refs[::-1])
-            assert len(moves) >= 2 and now < moves[0], (now, moves)
-            before = _draws_at_real(fleet, moves[0] - timedelta(seconds=60))
-            after = _draws_at_real(fleet, moves[0] + timedelta(seconds=60))
-            assert after["CP1"] < before["CP1"] - 1000 and after["CP2"] > before["CP2"] + 1000
-            # what the server knows CP2 installed (the controller's and the guard's view) has
-            # the raise where CP2 takes it: the settle time and the margin after the edge
-            view = dispatcher.installed
-            cp2 = view.current_step(dispatcher.stations["CP2"], refs[1])
-            assert steps.value_at(cp2, moves[0] + timedelta(seconds=9)) \
-                == steps.value_at(cp2, moves[0] - timedelta(seconds=1))
-            assert steps.value_at(cp2, moves[0] + timedelta(seconds=11)) > \
-                steps.value_at(cp2, moves[0] - timedelta(seconds=1)) + 1000
-            until = now + timedelta(hours=2)
-            # the defaults move power from CP1 to CP2 and CP3 at the later event's start
-            before = _draws_at_real(fleet, later - timedelta(seconds=60))
-            after = _draws_at_real(fleet, later + timedelta(seconds=60))
-            assert after["CP1"] == 0.0 < before["CP1"], (before, after)
-            assert after["CP2"] > before["CP2"] + 1000.0, (before, after)
-            excesses = _excesses(fleet, now, until)
-            assert not excesses, excesses[:5]
+            yield server, fleet, refs
         finally:
             await fleet.stop()
+
+
+def _moves(plan, give: ConnectorRef, take: ConnectorRef) -> list[datetime]:
+    """The plan's slot edges where `give` goes down and `take` goes up."""
+    a, b = plan.connectors[give], plan.connectors[take]
+    assert a.slot_starts == b.slot_starts
+    return [m for i, m in enumerate(a.slot_starts[1:], 1)
+            if a.power_w[i] < a.power_w[i - 1] - 1000 and b.power_w[i] > b.power_w[i - 1] + 1000]
+
+
+async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(tmp_path):
+    # the event 10 site minutes ahead (5 s real): its plan is made and sent before the slot
+    # edge a minute before it, under load too
+    clock = AcceleratedClock(T0, speed=120.0)
+    async with _two_cars_charging(tmp_path, clock) as (server, fleet, refs):
+        controller, dispatcher = server.controller, server.dispatcher
+        start = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
+        rounds = dispatcher.rounds_done
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+            circuit_id="feeder-a"))
+        # after every plan sent now has ended: the fail-safe defaults alone carry it
+        later = start + timedelta(hours=1)
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-a-later", later, later + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+            circuit_id="feeder-a"))
+        controller.request_replan("dr on feeder A")
+        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                         "the plan for the event sent")
+        now = clock.now()
+        # the plan moves power from CP1 to CP2 at a slot edge (a little before the event)
+        # and back after it
+        moves = _moves(controller.plan, *refs) + _moves(controller.plan, *refs[::-1])
+        assert len(moves) >= 2 and now < moves[0], (now, moves)
+        before = _draws_at_real(fleet, moves[0] - timedelta(seconds=60))
+        after = _draws_at_real(fleet, moves[0] + timedelta(seconds=60))
+        assert after["CP1"] < before["CP1"] - 1000 and after["CP2"] > before["CP2"] + 1000
+        # what the server knows CP2 installed (the controller's and the guard's view) has
+        # the raise where CP2 takes it: the settle time and the margin after the edge
+        view = dispatcher.installed
+        cp2 = view.current_step(dispatcher.stations["CP2"], refs[1])
+        assert steps.value_at(cp2, moves[0] + timedelta(seconds=9)) \
+            == steps.value_at(cp2, moves[0] - timedelta(seconds=1))
+        assert steps.value_at(cp2, moves[0] + timedelta(seconds=11)) > \
+            steps.value_at(cp2, moves[0] - timedelta(seconds=1)) + 1000
+        until = now + timedelta(hours=2)
+        # the defaults move power from CP1 to CP2 and CP3 at the later event's start
+        before = _draws_at_real(fleet, later - timedelta(seconds=60))
+        after = _draws_at_real(fleet, later + timedelta(seconds=60))
+        assert after["CP1"] == 0.0 < before["CP1"], (before, after)
+        assert after["CP2"] > before["CP2"] + 1000.0, (before, after)
+        excesses = _excesses(fleet, now, until)
+        assert not excesses, excesses[:5]
 
 
 
@@ -204,48 +214,33 @@ async def test_a_replan_just_after_an_edge_keeps_the_raise_waiting(tmp_path):
     station whose clock is behind (found by review). What a schedule sends never rises above
     what is installed within the raise delay of its sending."""
     clock = AcceleratedClock(T0, speed=10.0)
-    site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              settings=ControllerSettings(stale_after_s=3600.0),
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
-                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
-        try:
-            await fleet.start(wait_booted_s=10)
-            controller, dispatcher = server.controller, server.dispatcher
-            for station_id in ("CP1", "CP2"):
-                assert await fleet.plug_in(station_id, 1, _big_ev(), "DRIVER-1")
-            refs = [ConnectorRef(s, 1) for s in ("CP1", "CP2")]
-            await wait_until(lambda: all(r in controller.state.sessions for r in refs)
-                             and all(dispatcher.stations[r.station_id].sent for r in refs)
-                             and dispatcher.idle, 10, "both cars planned")
-            start = (clock.now() + timedelta(minutes=4)).replace(microsecond=0)
-            rounds = dispatcher.rounds_done
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-                circuit_id="feeder-a"))
-            controller.request_replan("dr on feeder A")
-            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                             "the plan for the event sent")
-            edge = _moves(controller.plan, *refs)[0]
-            view, cp2 = dispatcher.installed, dispatcher.stations["CP2"]
-            held_w = steps.value_at(view.current_step(cp2, refs[1]), edge - timedelta(seconds=1))
-            clock.set_speed(120.0)   # hurry to the edge, then watch it at 10x
-            await wait_until(lambda: clock.now() > edge - timedelta(seconds=20), 10,
-                             "near the edge")
-            clock.set_speed(10.0)
-            await wait_until(lambda: clock.now() > edge + timedelta(seconds=0.5), 10,
-                             "just after the edge")
-            rounds = dispatcher.rounds_done
-            controller.request_replan("a meter value just after the edge")
-            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                             "its round")
-            assert clock.now() < edge + timedelta(seconds=9)
-            step = view.current_step(cp2, refs[1])
-            assert steps.value_at(step, edge + timedelta(seconds=9)) == held_w, step
-            assert steps.value_at(step, edge + timedelta(seconds=11)) > held_w + 1000, step
-        finally:
-            await fleet.stop()
+    async with _two_cars_charging(tmp_path, clock) as (server, fleet, refs):
+        controller, dispatcher = server.controller, server.dispatcher
+        start = (clock.now() + timedelta(minutes=4)).replace(microsecond=0)
+        rounds = dispatcher.rounds_done
+        controller.limits.add_event(DemandResponseEvent(
+            "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
+            circuit_id="feeder-a"))
+        controller.request_replan("dr on feeder A")
+        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                         "the plan for the event sent")
+        edge = _moves(controller.plan, *refs)[0]
+        view, cp2 = dispatcher.installed, dispatcher.stations["CP2"]
+        held_w = steps.value_at(view.current_step(cp2, refs[1]), edge - timedelta(seconds=1))
+        clock.set_speed(120.0)   # hurry to the edge, then watch it at 10x
+        await wait_until(lambda: clock.now() > edge - timedelta(seconds=20), 10,
+                         "near the edge")
+        clock.set_speed(10.0)
+        await wait_until(lambda: clock.now() > edge + timedelta(seconds=0.5), 10,
+                         "just after the edge")
+        rounds = dispatcher.rounds_done
+        controller.request_replan("a meter value just after the edge")
+        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                         "its round")
+        assert clock.now() < edge + timedelta(seconds=9)
+        step = view.current_step(cp2, refs[1])
+        assert steps.value_at(step, edge + timedelta(seconds=9)) == held_w, step
+        assert steps.value_at(step, edge + timedelta(seconds=11)) > held_w + 1000, step
 
 
 def test_held_keeps_a_schedule_under_what_is_installed_until_the_delay_ends():
