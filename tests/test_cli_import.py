@@ -89,3 +89,14 @@ def test_serve_imports_the_app_before_it_freezes_the_collector(tmp_path):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["code"] == 0, done.stderr
     assert result["app_imported_at_freeze"] == [True], done.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--start", "14:00"), ("--start", "2026-06-01T15:00"),
+                                         ("--speed", "0"), ("--hours", "-1"),
+                                         ("--hours", "nan")])
+def test_a_bad_demo_flag_is_a_usage_error_naming_it(flag, value):
+    # was a traceback from deep inside the demo (a start without a zone, a zero speed)
+    done = subprocess.run([sys.executable, "-m", "smartcharge", "demo", flag, value],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert flag in done.stderr and "Traceback" not in done.stderr, done.stderr

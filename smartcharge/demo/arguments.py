@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+from smartcharge.clock import parse_ocpp_time
 
 DEFAULT_START = "2026-06-01T00:00:00Z"
 DEFAULT_SPEED = 240.0            # a 24 h day in 6 minutes; faster runs stretch the server's
                                  # real-time latencies over minutes of site time
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _start(text: str) -> str:
+    try:
+        parse_ocpp_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"{error} (e.g. {DEFAULT_START})") from None
+    return text
 
 
 def default_site_path() -> Path:
@@ -26,10 +45,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "loopback --host, refused on any other); by default the API wants "
                              "the site file's tokens, as `serve` does, and the dashboard link "
                              "printed carries the operator's")
-    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
-    parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
+    parser.add_argument("--hours", type=_positive, default=24.0, help="simulated hours to run")
+    parser.add_argument("--speed", type=_positive, default=DEFAULT_SPEED,
                         help="simulated seconds per real second")
-    parser.add_argument("--start", default=DEFAULT_START,
+    parser.add_argument("--start", type=_start, default=DEFAULT_START,
                         help="simulated start time, RFC 3339 UTC (default %(default)s)")
     parser.add_argument("--seed", type=int, default=7, help="seed for the cars (same seed, same day)")
     parser.add_argument("--dr-notice-min", type=float, default=30.0,
