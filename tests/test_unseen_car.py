@@ -15,6 +15,7 @@ import pytest
 
 from smartcharge.appkeys import STORE
 from smartcharge.clock import AcceleratedClock
+from smartcharge.sim.spec import Quirks
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from tests.installed_limits import forecast_excesses, node_excesses
 from tests.site_e2e import wait_until
@@ -35,15 +36,15 @@ def _feeder_site() -> Site:
 
 
 @asynccontextmanager
-async def _a_small_and_a_big_plan(tmp_path, version: str):
+async def _a_small_and_a_big_plan(tmp_path, version: str, **server_kw):
     """CP1 and CP2 (`version`) on a 22 kW feeder: car A at CP1 on a 5 kW TxProfile, CP2's car
     on the rest (17 kW), every plan dispatched: (clock, site, server, fleet, hold), `hold()`
     keeping CP1's messages from here on, `hold(False)` releasing them (at the end anyway)."""
     clock = AcceleratedClock(T0, speed=SPEED)
     site = _feeder_site()
     versions = {"CP1": version, "CP2": version}
-    async with trust_site(site, tmp_path, clock, fleet_kw={"ocpp_versions": versions}
-                          ) as (server, fleet):
+    async with trust_site(site, tmp_path, clock, fleet_kw={"ocpp_versions": versions},
+                          **server_kw) as (server, fleet):
         controller = server.controller
         cp1 = fleet.station("CP1")
         held: list = []
@@ -177,3 +178,26 @@ async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the
             assert node_excesses(site, fleet, limits, moment) == []
         assert forecast_excesses(site, fleet, limits, clock.now(), hours=1.0,
                                  step_s=30.0) == []
+
+
+async def test_a_plan_over_a_refused_0_w_default_still_ends_late(tmp_path):
+    """A plan ends onto the 0 W under its car only if the station took that 0 W: one refused
+    (or left unanswered; found by review) is no floor, so the plan's end onto the higher
+    fail-safe default is a raise and waits (site/edges.py), as before any 0 W was sent."""
+    async with _a_small_and_a_big_plan(tmp_path, "1.6") as (clock, site, server, fleet, hold):
+        controller, dispatcher = server.controller, server.dispatcher
+        cp1 = fleet.station("CP1")
+        cp1.quirks = Quirks(reject_zero_defaults=True)
+        # the common end moves on: the 0 W under CP1's car goes out again, refused
+        started = clock.now()
+        await wait_until(lambda: clock.now() > started + timedelta(seconds=60), 10, "a minute")
+        settings = dispatcher.settings
+        dispatcher.settings = replace(settings, refresh_before_s=settings.profile_lifetime_s)
+        try:
+            await _round(server, "test")
+        finally:
+            dispatcher.settings = settings
+        await _round(server, "test")
+        tx = next(p for p in cp1.profiles.profiles if p.purpose == "TxProfile")
+        end = tx.schedule.start + timedelta(seconds=tx.schedule.duration_s)
+        assert end > dispatcher.expiry, (end, dispatcher.expiry)

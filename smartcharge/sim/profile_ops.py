@@ -28,6 +28,9 @@ class ProfileOperations:
         now = self.clock.now()
         if self.quirks.reject_zero_limit and any(p.limit == 0 for p in profile.schedule.periods):
             raise ProfileRejected("this station does not take a limit of 0")
+        if self.quirks.reject_zero_defaults and profile.purpose == "TxDefaultProfile" and all(
+                p.limit == 0 for p in profile.schedule.periods):
+            raise ProfileRejected("this station takes no default of 0")
         self.advance_to(now)
         self._profiles_changing()
         self.profiles.install(profile, self.tx_context(profile.connector_id),

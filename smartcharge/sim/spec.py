@@ -25,6 +25,8 @@ class Quirks:
     ignore_profiles: bool = False          # accepts profiles, then draws what the car wants
     forget_profiles_on_reboot: bool = False
     silent_profiles: bool = False          # SetChargingProfile is answered only when released
+    # refuses a TxDefaultProfile whose limits are all 0 (one under a charging car)
+    reject_zero_defaults: bool = False
     keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
     reject_tx_profiles: bool = False       # refuses TxProfiles (takes TxDefaultProfiles)
     # cannot hold a car to fewer phases than it uses (no 3-to-1 phase switching): a limit in

@@ -104,8 +104,18 @@ class IdleSending:
         with the decreases (`_under_change`)."""
         if as_default or not control.caps.idle_layer or not control.zero_ok:
             return False
-        old = control.sent.get(cplan.ref.connector_id)
-        return old is not None and not old.default and old.transaction_id == cplan.transaction_id
+        cid = cplan.ref.connector_id
+        old = control.sent.get(cid)
+        if old is None or old.default or old.transaction_id != cplan.transaction_id:
+            return False
+        sent = control.idle_sent.get(cid)
+        if sent is None or sent[1] != self.expiry:
+            return True     # goes out in this round, with the decreases
+        # tried for this end: only a 0 W the station took is a floor (one left unanswered or
+        # refused is not; it is retried when the common end moves on)
+        layer = control.idle_layer.get(cid)
+        return sent[0] <= 1.0 and layer is not None and layer.expires >= self.expiry \
+            and max(layer.limits, default=1.0) <= 0.0
 
     def _under_change(self, control: StationControl, cplan, as_default: bool,
                       down, up) -> bool | None:
