@@ -125,6 +125,19 @@ async def _round(server, what: str) -> None:
                      "its round dispatched")
 
 
+async def _common_end_moves_on(server, clock) -> None:
+    """A minute on, a round that re-sends every plan to a later common end."""
+    dispatcher = server.dispatcher
+    started = clock.now()
+    await wait_until(lambda: clock.now() > started + timedelta(seconds=60), 10, "a minute")
+    settings = dispatcher.settings
+    dispatcher.settings = replace(settings, refresh_before_s=settings.profile_lifetime_s)
+    try:
+        await _round(server, "test")
+    finally:
+        dispatcher.settings = settings
+
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the_common_end(
         tmp_path, version):
@@ -150,14 +163,7 @@ async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the
         assert rows and all(r["purpose"] == "TxProfile" for r in rows), _purposes(rows)
         last = rows[-1]["id"]
         # the common end moves on (every plan re-sent): the 0 W under each car with them
-        started = clock.now()
-        await wait_until(lambda: clock.now() > started + timedelta(seconds=60), 10, "a minute")
-        settings = dispatcher.settings
-        dispatcher.settings = replace(settings, refresh_before_s=settings.profile_lifetime_s)
-        try:
-            await _round(server, "test")
-        finally:
-            dispatcher.settings = settings
+        await _common_end_moves_on(server, clock)
         assert dispatcher.expiry > end + timedelta(seconds=60)
         rows = await _rows_since(server, last)
         # each plan once - or twice, where the new end raises it over the old 0 W default's
@@ -189,14 +195,7 @@ async def test_a_plan_over_a_refused_0_w_default_still_ends_late(tmp_path):
         cp1 = fleet.station("CP1")
         cp1.quirks = Quirks(reject_zero_defaults=True)
         # the common end moves on: the 0 W under CP1's car goes out again, refused
-        started = clock.now()
-        await wait_until(lambda: clock.now() > started + timedelta(seconds=60), 10, "a minute")
-        settings = dispatcher.settings
-        dispatcher.settings = replace(settings, refresh_before_s=settings.profile_lifetime_s)
-        try:
-            await _round(server, "test")
-        finally:
-            dispatcher.settings = settings
+        await _common_end_moves_on(server, clock)
         await _round(server, "test")
         tx = next(p for p in cp1.profiles.profiles if p.purpose == "TxProfile")
         end = tx.schedule.start + timedelta(seconds=tx.schedule.duration_s)

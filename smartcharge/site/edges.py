@@ -37,6 +37,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from smartcharge.site import steps
+
 
 def edge_safe(start: datetime, offsets_s: list[float], powers_w: list[float],
               duration_s: float | None, *, raise_delay_s: float, backdate_s: float = 0.0,
@@ -81,19 +83,11 @@ def raise_delay_s(settle_s: float, edge_margin_s: float) -> int:
 
 
 def held(start: datetime, offsets_s: list[float], powers_w: list[float],
-         installed: list[tuple[datetime, float]], until: datetime
+         installed: steps.Step, until: datetime
          ) -> tuple[list[float], list[float]]:
     """(offsets, powers) of a schedule from `start` no higher than `installed` (moments, values)
     before `until`. Moments fall on whole seconds of the schedule: where the schedule rises, at
     or after the moment; where it falls, at or before it."""
-    def at(step: list[tuple[datetime, float]], moment: datetime) -> float:
-        value = step[0][1]
-        for m, v in step:
-            if m > moment:
-                break
-            value = v
-        return value
-
     schedule = [(start + timedelta(seconds=o), p) for o, p in zip(offsets_s, powers_w)]
     if not installed or until <= start:
         return list(offsets_s), list(powers_w)
@@ -101,9 +95,9 @@ def held(start: datetime, offsets_s: list[float], powers_w: list[float],
                      | {m for m, _ in installed if start < m < until})
     out: list[tuple[float, float]] = []
     for moment in moments:
-        value = at(schedule, moment)
+        value = steps.value_at(schedule, moment)
         if moment < until:
-            value = min(value, at(installed, moment))
+            value = min(value, steps.value_at(installed, moment))
         if not out:
             out.append((0.0, value))
             continue
