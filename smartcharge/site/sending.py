@@ -92,9 +92,9 @@ class ProfileSending:
         below = self.installed.below_steps(control, cplan.ref, phases, factor, as_default)
         then_w = steps.value_at(below, expiry)
         if self.zero_under_in_round(control, cplan, as_default):
-            # the 0 W under its car is in place or goes out before this plan's raise in this
-            # round (idle.py): taken as what the plan falls to, whether or not its answer has
-            # come yet, so the plan's end does not flip between rounds and send it twice
+            # the 0 W under its car goes out before this plan's raise in this round, or the
+            # station took it for this end (idle.py): what the plan falls to, so the plan's
+            # end does not flip between rounds and send it twice
             then_w = min(then_w, 0.0)
         return self.power_schedule(
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
