@@ -363,10 +363,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         one that does both is first sent as the pointwise minimum (a decrease), then in
         full."""
         now = self.clock.now()
-        _, new = self._desired(control, cplan, floor=not control.zero_ok)
         limits = self.installed
         phases, factor = limits.phases_and_factor(control, cplan)
         installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
+        _, new = self._desired(control, cplan, floor=not control.zero_ok, installed=installed)
         # a plan that goes out as the connector's default replaces its idle share
         below = limits.below_steps(control, cplan.ref, phases, factor, new.default)
         wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)

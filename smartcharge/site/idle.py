@@ -109,8 +109,8 @@ class IdleSending:
         if old is None or old.default or old.transaction_id != cplan.transaction_id:
             return False
         sent = control.idle_sent.get(cid)
-        if sent is None or sent[1] != self.expiry:
-            return True     # goes out in this round, with the decreases
+        if sent is None or sent[1] != self.expiry or sent[0] > 1.0:
+            return True     # goes out in this round, with the decreases (`_under_change`)
         # tried for this end: only a 0 W the station took is a floor (one left unanswered or
         # refused is not; it is retried when the common end moves on)
         layer = control.idle_layer.get(cid)

@@ -78,7 +78,9 @@ class ProfileSending:
     def raise_delay_s(self) -> int:
         return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
 
-    def _schedule_for(self, cplan: ConnectorPlan) -> PowerSchedule:
+    def _schedule_for(self, cplan: ConnectorPlan,
+                      installed: steps.Step | None = None) -> PowerSchedule:
+        """`installed`: the connector's installed steps when the caller has them (this turn)."""
         connector = self.topology.connector(cplan.ref)
         now = self.clock.now()
         expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
@@ -100,12 +102,14 @@ class ProfileSending:
             cplan.ref, now, offsets, powers, phases=min(cplan.phases, connector.phases),
             phases_known=cplan.phases_known, duration_s=int(lifetime),
             min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
-            then_w=then_w, installed=self.installed.installed_steps(
-                control, cplan.ref, phases, factor, cplan.transaction_id))
+            then_w=then_w, installed=installed if installed is not None else
+            self.installed.installed_steps(control, cplan.ref, phases, factor,
+                                           cplan.transaction_id))
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
-                 floor: bool = False) -> tuple[PowerSchedule, Sent]:
-        schedule = self._schedule_for(cplan)
+                 floor: bool = False, installed: steps.Step | None = None
+                 ) -> tuple[PowerSchedule, Sent]:
+        schedule = self._schedule_for(cplan, installed)
         return schedule, control.port.preview(cplan.ref.connector_id, cplan.transaction_id,
                                               schedule, floor=floor)
 
