@@ -74,7 +74,11 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
             left -= cost
     # the minimums held in one slot must fit under every limit by themselves (the others
     # can go to 0), or the LP with them has no solution
+    # (each connector's path: the nodes above it, read once - a sparse column per car and
+    # slot cost ~50 us)
     node_conn = problem.node_connector.tocsc()
+    paths = [node_conn.indices[node_conn.indptr[i]:node_conn.indptr[i + 1]]
+             for i in range(problem.n_connectors)]
     amps = problem.amps_per_w
     order = np.argsort(problem.departure_slot, kind="stable")
     for t in range(k):
@@ -83,14 +87,14 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
         for i in order:
             if not want[i, t]:
                 continue
-            column = node_conn[:, i].toarray().ravel()
-            w = load_w + column * minimum[i]
-            a = load_a + column[:, None] * (amps[i] * minimum[i])[None, :]
-            if (w > problem.node_limit_w[:, t] + ZERO_W).any() or \
-                    (a > problem.node_limit_a[:, t, None] + 1e-9).any():
+            nodes = paths[i]
+            w = load_w[nodes] + minimum[i]
+            a = load_a[nodes] + (amps[i] * minimum[i])[None, :]
+            if (w > problem.node_limit_w[nodes, t] + ZERO_W).any() or \
+                    (a > problem.node_limit_a[nodes, t, None] + 1e-9).any():
                 want[i, t] = False
                 continue
-            load_w, load_a = w, a
+            load_w[nodes], load_a[nodes] = w, a
     connector, slot = np.nonzero(want)
     return connector.astype(np.int64), slot.astype(np.int64)
 
