@@ -252,9 +252,9 @@ class _Reader:
         before it went out - a decrease counted unanswered, the station uncontrolled - and a
         boot that comes late leaves the answer too little of the timeout."""
         most = min(call_timeout_s, DISPATCH_CALL_TIMEOUT_S) / 2
-        if "boot_wait_s" not in table:   # the default, within a short call timeout's bound
-            return min(ServerSettings().boot_wait_s, most)
-        return self.at_most(table, "boot_wait_s", "server", ServerSettings().boot_wait_s, most,
+        # the default kept within a short call timeout's bound (a key nobody wrote is no error)
+        default = min(ServerSettings().boot_wait_s, most)
+        return self.at_most(table, "boot_wait_s", "server", default, most,
                             "half the shortest call timeout (dispatch's "
                             f"{DISPATCH_CALL_TIMEOUT_S:g} s, server.call_timeout_s): our calls "
                             "wait for a reconnected station's boot inside their timeout")
