@@ -9,6 +9,7 @@ every node under its limit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -105,16 +106,21 @@ class InstallWatch:
     much later - a plan's slot edges, a schedule's end - whatever was installed."""
 
     def __init__(self, site, fleet, limits, clock, *, moments: tuple[datetime, ...] = (),
-                 zero_notice: bool = False, ahead_s: float | None = None):
+                 zero_notice: bool = False, ahead_s: float | None = None,
+                 in_force: Callable[[datetime], bool] | None = None):
         """`zero_notice`: a limit may be lowered under what is installed now (an operator's
         cap at once): a node may be over it until the decreases are in, but no install may
         raise a node that is over its limit, and one under it may not go over (the
-        installs under `met_at`: the first one with every node under its limit)."""
+        installs under `met_at`: the first one with every node under its limit).
+        `in_force(now)`: whether the lowered limit is in force yet; `met_at` counts only
+        installs from then on (one landing while the request is in flight is under the old
+        limit, and would start the grace before the decreases went out)."""
         self.site, self.fleet, self.limits, self.clock = site, fleet, limits, clock
         self.moments = moments
         self.ahead_s = ahead_s
         self._ahead: list[tuple[datetime, list]] = []   # (moment, node sums) before an install
         self.zero_notice = zero_notice
+        self.in_force = in_force
         self.installs = 0
         self.excesses: list[str] = []
         self.met_at: datetime | None = None
@@ -147,8 +153,9 @@ class InstallWatch:
                 if load > cap + 1.0 and load > before + 1.0:
                     self.excesses.append(f"{at:%H:%M:%S} {what}: raised {before:.1f} -> "
                                          f"{load:.1f} > {cap:.1f} by {station.spec.station_id}")
-            if self.met_at is None and all(load <= cap + 1.0 for _, load, cap in
-                                           node_loads(self.site, self.fleet, self.limits, now)):
+            if (self.met_at is None and (self.in_force is None or self.in_force(now))
+                    and all(load <= cap + 1.0 for _, load, cap in
+                            node_loads(self.site, self.fleet, self.limits, now))):
                 self.met_at = now
         if self.ahead_s is not None:
             self._check_ahead(station, now)

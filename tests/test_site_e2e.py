@@ -146,7 +146,8 @@ async def test_zero_notice_cap_drop_is_met_within_one_control_interval(tmp_path)
             await _plug_all(fleet, fleet.stations)
             await wait_until(lambda: all(_has_tx_profile(fleet, s) for s in fleet.stations),
                              10, "a TxProfile on every station")
-            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True,
+                                 in_force=lambda at: monitor.limit_at(at) <= 9_000 + 1)
             monitor.start()
             changed_at = clock.now()
             async with aiohttp.ClientSession() as http:
