@@ -84,6 +84,7 @@ from optimizer.forward import pull_forward
 from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import (Objective, build_objective, energy_first_by_construction,
                                  evaluate, quantised_weight)
+from optimizer.pattern import hold_pattern
 from optimizer.problem import Problem
 from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
@@ -546,7 +547,12 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline)
+    # The winner with the running cars it pauses in the kept slots held at their minimum, its
+    # pattern re-solved (optimizer/pattern.py): first, as it keeps every such car by
+    # construction, where the kept windows below (previous, mixed) could still leave one at 0
+    held_w = _held_pattern(problem, objective, power_w, theirs, deadline)
+    kept = ((held_w, f"{name}+pattern") if held_w is not None else
+            _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline))
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -566,6 +572,27 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
                  f"({theirs:.1f} vs {ours:.1f} Wh) after minimum-rate rounding, returned instead"),
         relaxation_objective=schedule.relaxation_objective,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
+
+
+def _held_pattern(problem: Problem, objective: Objective, winner_w: np.ndarray,
+                  theirs_wh: float, deadline: _Deadline | None) -> np.ndarray | None:
+    """The winner with the running cars it pauses in the kept slots held at their minimum,
+    its pattern re-solved (optimizer/pattern.py), lawful and at least `theirs_wh` weighted
+    energy; None when there is none (or no time left). Sites up to STABLE_FLOW_CONNECTORS
+    sessions, as the kept windows' own solve (one more LP of a large site costs too much)."""
+    if problem.n_connectors > STABLE_FLOW_CONNECTORS:
+        return None
+    try:
+        left = None if deadline is None else deadline.left_s()
+    except SolverFailed:
+        return None
+    held_w = hold_pattern(problem, objective, winner_w, theirs_wh, weighted_energy_wh, left)
+    if held_w is None:
+        return None
+    held_w, checked = project_checked(problem, held_w)
+    if not checked or weighted_energy_wh(problem, held_w) < theirs_wh * (1.0 - 1e-12):
+        return None
+    return held_w
 
 
 def _plan_rest(residual: Problem, time_limit_s: float | None = None) -> np.ndarray:
