@@ -32,7 +32,11 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
-   With a previous allocation, before a baseline is returned whole, the kept slots are kept -
+   With a previous allocation, the baseline's on/off pattern with the cars the previous plan
+   ran and it pauses in the kept slots added at their minimum is solved again (every entry of
+   the pattern at its minimum or more; optimizer/pattern.py, `_held_pattern`) and returned when
+   it delivers at least the baseline's weighted energy. Else, before a baseline is returned
+   whole, the kept slots are kept -
    the previous plan's window made lawful (`stable.previous_window`), else the baseline's with
    the running cars it pauses held at their minimum, else our rounded stable plan's - and our
    own solve plans the slots after them (`_plan_rest`; the baselines on sites above
