@@ -24,8 +24,6 @@ together with the winner's).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from optimizer.lp import HighsModel, build_lp
@@ -33,13 +31,6 @@ from optimizer.objective import Objective, energy_first_by_construction
 from optimizer.problem import Problem
 from optimizer.schedule import SolverFailed
 from optimizer.stable import ZERO_W, kept_slots
-
-# Cars tried one at a time when holding them all together delivers less than the winner (one
-# LP each, only when the guard would return a baseline, on sites up to GREEDY_CONNECTORS
-# sessions: ~10-50 ms each at 20-40 sessions x 97 slots; on the captured re-plans of the seeded
-# days it kept 9 more of the 37 guard pauses of the cars paused more than once an hour)
-GREEDY_CARS = 6
-GREEDY_CONNECTORS = 100
 
 
 def held_pattern(problem: Problem, winner_w: np.ndarray) -> np.ndarray | None:
@@ -66,7 +57,7 @@ def held_pattern(problem: Problem, winner_w: np.ndarray) -> np.ndarray | None:
         kept_now = []
         for t in slots:
             cost = minimum[i] * wh[t]
-            if cost > budget + 1e-6:
+            if cost > budget * (1.0 - 1e-9):
                 break
             kept_now.append(t)
             budget -= cost
@@ -75,7 +66,7 @@ def held_pattern(problem: Problem, winner_w: np.ndarray) -> np.ndarray | None:
         pattern[i, kept_now] = True
         for t in np.flatnonzero(on[i]):
             cost = minimum[i] * wh[t]
-            if cost > budget + 1e-6:
+            if cost > budget * (1.0 - 1e-9):
                 pattern[i, t] = False
             else:
                 budget -= cost
@@ -87,40 +78,10 @@ def hold_pattern(problem: Problem, objective: Objective, winner_w: np.ndarray,
                  ) -> np.ndarray | None:
     """(N, T) power on `held_pattern(problem, winner_w)`, each entry in [minimum, maximum],
     the objective's optimum there, when it delivers at least `winner_wh` weighted energy
-    (`weighted_wh(problem, power_w)`); None otherwise. When holding every such car together
-    delivers less, they are added one at a time (the one the previous plan ran at the most
-    power first, up to GREEDY_CARS of them), each kept when the pattern with it still
-    delivers as much. Not projected: the caller projects and checks (the solver's output may
-    sit a hair above a limit)."""
-    full = held_pattern(problem, winner_w)
-    if full is None:
-        return None
-    end = None if time_limit_s is None else time.perf_counter() + time_limit_s
-    found = _solve_on(problem, objective, full, winner_wh, weighted_wh, end)
-    if found is not None:
-        return found
-    on = np.asarray(winner_w) > ZERO_W
-    cars = np.flatnonzero((full & ~on).any(axis=1))
-    if cars.size < 2 or problem.n_connectors > GREEDY_CONNECTORS:
-        return None
-    first = np.nan_to_num(problem.previous_w[cars, 0], nan=0.0)
-    accepted, best = on.copy(), None
-    for car in cars[np.argsort(-first, kind="stable")][:GREEDY_CARS]:
-        trial = accepted.copy()
-        trial[car] = full[car]
-        held = _solve_on(problem, objective, trial, winner_wh, weighted_wh, end)
-        if held is not None:
-            accepted, best = trial, held
-    return best
-
-
-def _solve_on(problem: Problem, objective: Objective, pattern: np.ndarray, winner_wh: float,
-              weighted_wh, end: float | None) -> np.ndarray | None:
-    """The objective's optimum with every entry of `pattern` in [minimum, maximum] and every
-    other at 0, when it delivers at least winner_wh weighted energy; None otherwise (no
-    solution: the minimums held do not fit together; out of time)."""
-    left = None if end is None else end - time.perf_counter()
-    if left is not None and left <= 0:
+    (`weighted_wh(problem, power_w)`); None otherwise. Not projected: the caller projects and
+    checks (the solver's output may sit a hair above a limit)."""
+    pattern = held_pattern(problem, winner_w)
+    if pattern is None:
         return None
     arrays = build_lp(problem, objective, np.where(pattern, problem.upper_w, 0.0))
     if arrays.c.shape[0] == 0:
@@ -129,8 +90,8 @@ def _solve_on(problem: Problem, objective: Objective, pattern: np.ndarray, winne
     connector, slot = np.nonzero(pattern & (problem.min_power_w[:, None] > 0))
     model.raise_lower(connector, slot, problem.min_power_w[connector])
     try:
-        power_w, _ = model.solve(left)
-    except SolverFailed:
+        power_w, _ = model.solve(time_limit_s)
+    except SolverFailed:   # the minimums held do not fit together, or out of time
         return None
     power_w = np.where(pattern, np.clip(power_w, 0.0, None), 0.0)
     if weighted_wh(problem, power_w) < winner_wh * (1.0 - 1e-9):

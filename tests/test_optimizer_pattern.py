@@ -137,22 +137,3 @@ def test_random_held_patterns_are_lawful_and_deliver_at_least_the_winner(family,
         assert weighted_energy_wh(problem, held) >= winner_wh * (1 - 1e-9)
         pattern = held_pattern(problem, winner)
         assert not (held[~pattern] > 0).any()
-
-
-def test_cars_that_cannot_all_be_held_are_held_one_at_a_time():
-    # Cars 0 and 1 ran at their minimum; the winner starts car 2 at full power now and serves
-    # them later. Held together (8 280 W) they leave car 2 3 720 W, under its minimum: no plan.
-    # Car 0 alone fits: car 2 runs at 7 860 W now and takes car 0's later room back.
-    previous = np.full((3, 3), np.nan)
-    previous[:2, 0] = 4140.0
-    problem = Problem(slot_s=[900.0] * 3, max_power_w=11040.0, min_power_w=4140.0,
-                      energy_wh=[1035.0, 1035.0, 6690.0], arrival_slot=[0, 0, 0],
-                      departure_slot=[3, 3, 3], node_parent=[-1], connector_node=[0, 0, 0],
-                      node_limit_w=12000.0, previous_w=previous)
-    winner = np.array([[0.0, 0.0, 4140.0], [0.0, 4140.0, 0.0], [11040.0, 7860.0, 7860.0]])
-    winner_wh = weighted_energy_wh(problem, winner)
-    held = hold_pattern(problem, build_objective(problem), winner, winner_wh, weighted_energy_wh)
-    assert held is not None
-    assert held[0, 0] >= 4140.0 - 1e-6 and held[1, 0] == 0.0
-    _lawful_with_minimums(problem, held)
-    assert weighted_energy_wh(problem, held) >= winner_wh * (1 - 1e-9)
