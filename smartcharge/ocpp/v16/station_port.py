@@ -18,10 +18,10 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ocpp.v16 import call
 
-from smartcharge.clock import parse_ocpp_time
 from smartcharge.ocpp.port import Answer, Capabilities, Installed, PowerSchedule, ScheduleResult
 from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, failed,
                                         installed_from_profile, limits_in, status_of)
@@ -161,17 +161,18 @@ class V16StationPort(ControlPortBase):
     async def install_station_max(self, power_w: float, current_a: float,
                                   phases: int) -> Answer:
         now = self.clock.now()
-        rate = current_a if self._unit == "A" else power_w
-        sched = P.schedule_rates(now, [0], [rate], unit=self._unit, phases=phases, max_periods=1)
-        payload = P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        return answer_of(await self._send(payload, alternatives=True))
+
+        def payload(unit: str) -> dict:
+            rate = current_a if unit == "A" else power_w
+            sched = P.schedule_rates(now, [0], [rate], unit=unit, phases=phases, max_periods=1)
+            return P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
+        return answer_of(await self._send_in_a_unit(payload))
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        sched = self._schedule(schedule, self._unit)
-        payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
-                                         stack_level=0)
-        answer = answer_of(await self._send(payload, alternatives=True))
+        answer = answer_of(await self._send_in_a_unit(
+            lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
+                                                self._schedule(schedule, unit), stack_level=0)))
         if answer is Answer.ACCEPTED:
             return answer, installed_from_payload(self.last_payload)
         return answer, None
@@ -245,39 +246,28 @@ class V16StationPort(ControlPortBase):
             return failed(exc)
 
     # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
-    async def _send(self, payload: dict, *, alternatives: bool = False) -> str:
+    async def _send(self, payload: dict) -> str:
         """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
         a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
         self.last_payload = payload
         request = call.SetChargingProfile(connector_id=payload["connectorId"],
                                           cs_charging_profiles=payload["csChargingProfiles"])
-        answer = await self._put(request, payload)
-        if alternatives and answer not in ("Accepted", NO_ANSWER) and self.caps16 is not None:
-            other = [u for u in self.caps16.rate_units if u != self._unit]
-            if other:  # defaults in the other unit, and remember it
-                return await self._send(self._in_unit(payload, other[0]))
-        return answer
+        return await self._put(request, payload)
 
-    def _in_unit(self, payload: dict, unit: str) -> dict:
-        """The same profile in the other unit, every period kept (a fail-safe default carries a
-        DR event's window), counted from now: the first answer took a moment."""
-        profile = payload["csChargingProfiles"]
-        periods = profile["chargingSchedule"]["chargingSchedulePeriod"]
-        phases = periods[0].get("numberPhases", 3)
-        powers = [P.rate_to_power(p["limit"], self._unit, phases, self.voltage_v)
-                  for p in periods]
-        now = self.clock.now()
-        elapsed_s = max((now - parse_ocpp_time(
-            profile["chargingSchedule"]["startSchedule"])).total_seconds(), 0.0)
-        shifted = [(p["startPeriod"] - elapsed_s, w) for p, w in zip(periods, powers)]
-        current = [w for offset, w in shifted if offset <= 0][-1]
-        later = [(offset, w) for offset, w in shifted if offset > 0]
-        offsets = [0.0] + [offset for offset, _ in later]
-        powers = [current] + [w for _, w in later]
-        self._unit = unit
-        sched = P.schedule(now, offsets, powers, unit=unit, phases=phases,
-                           voltage_v=self.voltage_v, max_periods=len(periods))
-        return dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
+    async def _send_in_a_unit(self, payload_in: Callable[[str], dict]) -> str:
+        """The station's maximum or a fail-safe default in the current unit and, refused, in
+        the station's other: each built from what the site asked for (`payload_in(unit)`), not
+        the refused one converted - a default's early start (`site/edges.py`) and its W factor
+        stay. The unit taken is remembered; one refused in every unit teaches nothing."""
+        units = self._units_now_first(self.caps16.rate_units) if self.caps16 else [self._unit]
+        answer = NO_ANSWER
+        for unit in units:
+            answer = await self._send(payload_in(unit))
+            if answer == "Accepted":
+                self._unit = unit
+            if answer in ("Accepted", NO_ANSWER):
+                break
+        return answer
 
     def _record(self, payload: dict, answer: str) -> None:
         self.record(self.station_id, payload["connectorId"],
