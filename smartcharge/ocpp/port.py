@@ -69,23 +69,16 @@ class PowerSchedule:
     any_car_current_a: list[float] | None = None
     any_car_min_current_a: float | None = None
 
-    def limits(self, unit: str, *, any_car: bool = False) -> list[float]:
+    def in_unit(self, unit: str, *, any_car: bool = False) -> tuple[list[float], float | None]:
+        """(limits, minimum) in `unit`: those for any car (`any_car`, the connector's default)
+        where they differ, else the plan's."""
         if unit == "A":
             if any_car and self.any_car_current_a is not None:
-                return list(self.any_car_current_a)
-            return list(self.current_a)
+                return list(self.any_car_current_a), self.any_car_min_current_a
+            return list(self.current_a), self.min_current_a
         if any_car and self.any_car_power_w is not None:
-            return list(self.any_car_power_w)
-        return list(self.power_w)
-
-    def minimum(self, unit: str, *, any_car: bool = False) -> float | None:
-        if unit == "A":
-            if any_car and self.any_car_current_a is not None:
-                return self.any_car_min_current_a
-            return self.min_current_a
-        if any_car and self.any_car_power_w is not None:
-            return self.any_car_min_power_w
-        return self.min_power_w
+            return list(self.any_car_power_w), self.any_car_min_power_w
+        return list(self.power_w), self.min_power_w
 
 
 @dataclass

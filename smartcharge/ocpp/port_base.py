@@ -59,8 +59,7 @@ def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False,
     """The schedule's limits in `unit` and its minimum rate; `floor`: no limit below the
     minimum (a station that refuses 0 pauses the car at the minimum instead); `any_car`: sent as
     the connector's default, so safe for any car (`PowerSchedule.any_car_power_w`)."""
-    limits = schedule.limits(unit, any_car=any_car)
-    minimum = schedule.minimum(unit, any_car=any_car)
+    limits, minimum = schedule.in_unit(unit, any_car=any_car)
     if floor:
         limits = [max(v, minimum or 0.0) for v in limits]
     return limits, minimum
