@@ -15,6 +15,7 @@ from smartcharge.app import create_app
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.fleet import Fleet
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 
 
@@ -71,6 +72,46 @@ async def control_server(site, db_path, clock, *, settings: ControllerSettings |
         yield server
     finally:
         await runner.cleanup()
+
+
+# the simulated stations of the end-to-end tests: quick reconnects, 5 s for an answer, hourly
+# meter values (no closed loop moving the plan under a test's feet unless it asks)
+FLEET_DEFAULTS = {"meter_interval_s": 3600, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3,
+                  "call_timeout_s": 5.0}
+
+
+@contextlib.asynccontextmanager
+async def server_and_fleet(site, tmp_path, clock, *, fleet_kw: dict | None = None,
+                           **server_kw):
+    """The control server on `site` (`control_server`'s options) and its simulated stations,
+    not started yet (`fleet_kw`: Fleet options over FLEET_DEFAULTS): (server, fleet). At the
+    end every station's held messages and answers are released and the fleet stopped, whatever
+    the test did to them."""
+    async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server:
+        fleet = Fleet(site, server.ws_url, clock, **{**FLEET_DEFAULTS, **(fleet_kw or {})})
+        try:
+            yield server, fleet
+        finally:
+            for station in fleet.stations.values():
+                release_messages(station)
+                station.profile_answers.set()
+            await fleet.stop()
+
+
+def hold_messages(station) -> None:
+    """From now on the simulated station's messages to the server wait in its outbox (a lagging
+    link, a queue like the demo's) until `release_messages`."""
+    held: list = []
+    station._enqueue = held.append
+
+
+def release_messages(station) -> None:
+    """The station's held messages go out, in order, and later ones at once (no-op when none
+    are held)."""
+    hold = vars(station).pop("_enqueue", None)
+    if hold is not None:
+        for item in hold.__self__:   # the list `hold_messages` appends to
+            station._enqueue(item)
 
 
 @dataclass
