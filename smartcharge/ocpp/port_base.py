@@ -58,7 +58,7 @@ def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False,
               any_car: bool = False) -> tuple[list[float], float | None]:
     """The schedule's limits in `unit` and its minimum rate; `floor`: no limit below the
     minimum (a station that refuses 0 pauses the car at the minimum instead); `any_car`: sent as
-    the connector's default, so safe for any car (`PowerSchedule.any_car_power_w`)."""
+    the connector's default, so safe for any car (`PowerSchedule.any_car_w_factor`)."""
     limits, minimum = schedule.in_unit(unit, any_car=any_car)
     if floor:
         limits = [max(v, minimum or 0.0) for v in limits]
