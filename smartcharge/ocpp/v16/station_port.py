@@ -18,7 +18,6 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from ocpp.v16 import call
 
@@ -166,16 +165,21 @@ class V16StationPort(ControlPortBase):
             rate = current_a if unit == "A" else power_w
             sched = P.schedule_rates(now, [0], [rate], unit=unit, phases=phases, max_periods=1)
             return P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        return answer_of(await self._send_in_a_unit(payload))
+        answer, _ = await self._in_a_unit(self._rate_units(), payload)
+        return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        answer = answer_of(await self._send_in_a_unit(
+        answer, payload = await self._in_a_unit(
+            self._rate_units(),
             lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
-                                                self._schedule(schedule, unit), stack_level=0)))
+                                                self._schedule(schedule, unit), stack_level=0))
         if answer is Answer.ACCEPTED:
-            return answer, installed_from_payload(self.last_payload)
+            return answer, installed_from_payload(payload)
         return answer, None
+
+    def _rate_units(self) -> tuple[str, ...]:
+        return self.caps16.rate_units if self.caps16 is not None else ()
 
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
@@ -253,21 +257,6 @@ class V16StationPort(ControlPortBase):
         request = call.SetChargingProfile(connector_id=payload["connectorId"],
                                           cs_charging_profiles=payload["csChargingProfiles"])
         return await self._put(request, payload)
-
-    async def _send_in_a_unit(self, payload_in: Callable[[str], dict]) -> str:
-        """The station's maximum or a fail-safe default in the current unit and, refused, in
-        the station's other: each built from what the site asked for (`payload_in(unit)`), not
-        the refused one converted - a default's early start (`site/edges.py`) and its W factor
-        stay. The unit taken is remembered; one refused in every unit teaches nothing."""
-        units = self._units_now_first(self.caps16.rate_units) if self.caps16 else [self._unit]
-        answer = NO_ANSWER
-        for unit in units:
-            answer = await self._send(payload_in(unit))
-            if answer == "Accepted":
-                self._unit = unit
-            if answer in ("Accepted", NO_ANSWER):
-                break
-        return answer
 
     def _record(self, payload: dict, answer: str) -> None:
         self.record(self.station_id, payload["connectorId"],
