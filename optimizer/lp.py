@@ -278,15 +278,26 @@ def energy_tolerance(energy: float) -> float:
 
 def col_bounds(highs: highspy.Highs, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) bounds of these HiGHS columns, in their order. `getCols` reads only them
-    (`getLp` copies the whole model, its matrix too); it takes a strictly increasing set."""
-    cols = np.asarray(cols, dtype=np.int32)
-    if cols.size == 0:
+    (`getLp` copies the whole model, its matrix too: 0.9 ms against 0.04 ms CPU for 200 of
+    28 000 columns at N = 1000)."""
+    return _bounds(highs.getCols, cols, lambda got: got[3:5])
+
+
+def row_bounds(highs: highspy.Highs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds of these HiGHS rows, in their order (`col_bounds`' twin)."""
+    return _bounds(highs.getRows, rows, lambda got: got[2:4])
+
+
+def _bounds(get, index: np.ndarray, pick) -> tuple[np.ndarray, np.ndarray]:
+    index = np.asarray(index, dtype=np.int32)
+    if index.size == 0:
         return np.zeros(0), np.zeros(0)
-    wanted = np.unique(cols)
-    status, _, _, lower, upper, _ = highs.getCols(int(wanted.size), wanted)
-    if status != highspy.HighsStatus.kOk:
-        raise RuntimeError(f"HiGHS getCols: {status}")
-    at = np.searchsorted(wanted, cols)
+    wanted = np.unique(index)   # HiGHS takes a strictly increasing set
+    got = get(int(wanted.size), wanted)
+    if got[0] != highspy.HighsStatus.kOk:
+        raise RuntimeError(f"HiGHS {get.__name__}: {got[0]}")
+    lower, upper = pick(got)
+    at = np.searchsorted(wanted, index)
     return np.asarray(lower)[at], np.asarray(upper)[at]
 
 
