@@ -114,15 +114,10 @@ def release_messages(station) -> None:
             station._enqueue(item)
 
 
-@dataclass
-class LoadMonitor:
-    """Samples the simulated stations' summed draw against the limit in force (real 10 ms)."""
-
-    fleet: object
-    clock: object
-    limit_at: object                   # callable(datetime) -> float
-    samples: list[tuple[datetime, float, float]] = field(default_factory=list)
-    task: asyncio.Task | None = None
+class _Sampling:
+    """A monitor's loop: every real 10 ms the simulated stations brought up to the clock, then
+    `_sample(now)` kept in `samples`; `start`, `stop`. Needs `fleet`, `clock`, `samples`,
+    `task`."""
 
     def start(self) -> None:
         self.task = asyncio.ensure_future(self._run())
@@ -132,7 +127,7 @@ class LoadMonitor:
             now = self.clock.now()
             for station in self.fleet.stations.values():
                 station.advance_to(now)
-            self.samples.append((now, self.fleet.site_draw_w(), self.limit_at(now)))
+            self.samples.append(self._sample(now))
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
@@ -140,6 +135,20 @@ class LoadMonitor:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+@dataclass
+class LoadMonitor(_Sampling):
+    """Samples the simulated stations' summed draw against the limit in force (real 10 ms)."""
+
+    fleet: object
+    clock: object
+    limit_at: object                   # callable(datetime) -> float
+    samples: list[tuple[datetime, float, float]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+    def _sample(self, now: datetime) -> tuple[datetime, float, float]:
+        return now, self.fleet.site_draw_w(), self.limit_at(now)
 
     def excesses(self, *, allow_after: list[datetime] = (), grace_s: float = 0.0,
                  tol_w: float = 1.0) -> list[tuple[datetime, float, float]]:
@@ -182,7 +191,7 @@ def site_phase_currents_a(site, fleet) -> list[float]:
 
 
 @dataclass
-class PhaseMonitor:
+class PhaseMonitor(_Sampling):
     """Samples the site's per-phase current from the simulated draws (real 10 ms)."""
 
     site: object
@@ -191,22 +200,8 @@ class PhaseMonitor:
     samples: list[tuple[datetime, list[float]]] = field(default_factory=list)
     task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock.now()
-            for station in self.fleet.stations.values():
-                station.advance_to(now)
-            self.samples.append((now, site_phase_currents_a(self.site, self.fleet)))
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+    def _sample(self, now: datetime) -> tuple[datetime, list[float]]:
+        return now, site_phase_currents_a(self.site, self.fleet)
 
     def peak_a(self) -> float:
         return max((max(amps) for _, amps in self.samples), default=0.0)
