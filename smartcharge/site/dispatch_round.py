@@ -29,9 +29,10 @@ from datetime import timedelta
 import numpy as np
 
 from smartcharge.site import learned
+from smartcharge.site.connector_plans import station_plans
 from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.pacing import Pacer
-from smartcharge.site.plan import ConnectorPlan, Plan
+from smartcharge.site.plan import Plan
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
@@ -49,9 +50,10 @@ class DispatchRound:
         # a limit changed since the plan: its increases are not sent (a re-plan is coming)
         self.limits_version = plan.extra.get("limits_version",
                                              dispatcher.view.limits.version)
-        self.by_station: dict[str, list[ConnectorPlan]] = {}
-        for ref, cplan in plan.connectors.items():   # once, not once per station
-            self.by_station.setdefault(ref.station_id, []).append(cplan)
+        # station id -> its connectors' plans, made as each station is compared: a list of
+        # every connector's plan held for the round was objects every young collection
+        # traversed (issue 10; connector_plans.py)
+        self.cplans = station_plans(plan.connectors)
         # station -> (decreases, increases, the lock's holds, resend) compared at the start;
         # None: busy then, compared once free
         self.work: dict[str, tuple | None] = {}
@@ -101,7 +103,7 @@ class DispatchRound:
                 else:
                     resend = control.resend
                     self.work[sid] = (*d._work(control, self.plan,
-                                               self.by_station.get(sid, ())),
+                                               self.cplans(sid)),
                                       control.lock.holds, resend)
                 if self.work[sid] is None or self.work[sid][0]:
                     # its task takes its lock and queues for a sending slot now (FIFO): the
@@ -148,7 +150,7 @@ class DispatchRound:
             return first[0], first[1]
         if first is not None:
             control.resend |= first[3]   # the first comparison consumed it
-        return self.d._work(control, self.plan, self.by_station.get(sid, ()))
+        return self.d._work(control, self.plan, self.cplans(sid))
 
     def _superseded(self) -> bool:
         """A newer plan, or a limit changed since this one (an operator's cap lowered at once:
@@ -245,7 +247,7 @@ class DispatchRound:
             if control.lock.holds != holds + 1:
                 # another holder changed what it accepted: compared again, its own
                 # decreases first
-                downs, items = d._work(control, self.plan, self.by_station.get(sid, ()))
+                downs, items = d._work(control, self.plan, self.cplans(sid))
                 if downs:
                     async with d._sending:
                         if not await d._run_items(control, downs, decrease=True):

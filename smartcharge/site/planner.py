@@ -22,9 +22,10 @@ import numpy as np
 import optimizer
 from optimizer.solve import weighted_energy_wh
 from smartcharge import units
+from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
-from smartcharge.site.plan import (ConnectorPlan, Plan, binding_sources, clip_to_limits,
-                                   idle_shares, over_limits, safe_baseline)
+from smartcharge.site.plan import (Plan, binding_sources, clip_to_limits, idle_shares,
+                                   over_limits, safe_baseline)
 from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
@@ -346,13 +347,16 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     problem, now, starts = built.problem, inputs.now, list(inputs.starts)
     bindings = binding_sources(problem, power_w, topo, list(inputs.root_sources),
                                built.controlled, built.circuit_sources)
-    plans = {}
-    for i, session in enumerate(built.sessions):
-        plans[session.ref] = ConnectorPlan(
-            ref=session.ref, transaction_id=session.transaction_id, start=now,
-            slot_starts=starts, power_w=power_w[i] + session.floor_w,
-            min_power_w=float(problem.min_power_w[i]), binding=bindings[i],
-            phases=int(session.phases), phases_known=bool(session.phases_known))
+    sessions = built.sessions
+    floor_w = np.array([s.floor_w for s in sessions], dtype=float)
+    previous = inputs.previous.connectors if inputs.previous is not None else None
+    plans = ConnectorPlans(
+        built.controlled, start=now, slot_starts=starts,
+        power_w=power_w + floor_w[:, None] if sessions else power_w,
+        transaction_ids=[s.transaction_id for s in sessions],
+        min_power_w=problem.min_power_w, bindings=bindings,
+        phases=[s.phases for s in sessions], phases_known=[s.phases_known for s in sessions],
+        previous=previous if isinstance(previous, ConnectorPlans) else None)
     lifetime_slots = int(np.ceil(inputs.idle_window_s / inputs.slot_s)) + 1
     busy = set(built.controlled) | set(built.fixed) | {s.ref for s in inputs.sessions}
     idle = idle_shares(problem, power_w, topo, busy=busy, window_slots=lifetime_slots)

@@ -1,0 +1,90 @@
+"""A plan holds no object per connector that the cyclic garbage collector tracks (issue 10): a
+plan of 5 000 connectors kept ~11 000 of them (a ConnectorPlan and often a LimitSource per
+connector, a (ref, transaction) key per session in the kept solver model), and every young
+collection after a re-plan traversed them while the event loop waited. Counted, not timed:
+the tracked objects a second re-plan of the same sessions adds to what the controller keeps
+(its plan and its solver model), against what the first kept."""
+
+import asyncio
+import gc
+
+import pytest
+
+from benchmarks.replan_controller import controller_at
+from smartcharge.site.connector_plans import ConnectorPlans, station_plans
+from smartcharge.site.limits import LimitSource
+from smartcharge.site.topology import ConnectorRef
+
+N = 240   # connectors: above warm_plans.MIN_SESSIONS, so the kept solver model is used
+
+
+def tracked_from(*roots) -> dict[int, object]:
+    """id -> every object the collector tracks reachable from `roots` (roots included); classes
+    are not followed (an instance refers to its class, and so to the whole program)."""
+    seen: dict[int, object] = {}
+    stack = [r for r in roots if gc.is_tracked(r)]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen[id(obj)] = obj
+        stack.extend(r for r in gc.get_referents(obj)
+                     if gc.is_tracked(r) and not isinstance(r, type) and id(r) not in seen)
+    return seen
+
+
+def kept_by(controller) -> dict[int, object]:
+    return tracked_from(controller.plan, controller.warm)
+
+
+@pytest.mark.parametrize("family", ["power", "phase"])
+def test_a_replan_keeps_no_tracked_object_per_connector(family):
+    async def run():
+        controller, _ = controller_at(N, family, seed=3, warm=True)
+        await controller.replan({"start"})
+        await controller.replan({"slot"})
+        first = kept_by(controller)
+        keep_alive = controller.plan   # no id of the first may be reused by the second
+        await controller.replan({"slot"})
+        second = kept_by(controller)
+        return keep_alive, first, second, controller.plan
+
+    first_plan, first, second, plan = asyncio.run(run())
+    assert len(plan.connectors) == N - 1
+    new = [obj for key, obj in second.items()
+           if key not in first and not isinstance(obj, LimitSource)]
+    # the plan, its mapping and a few columns (tuples, the slot starts), the solver model's
+    # few objects (its problem, matrices, two dicts of ids): nothing that grows with the
+    # connectors (before: a ConnectorPlan per connector, a key per session, ...)
+    assert len(new) <= 32, str(sorted(type(o).__qualname__ for o in new))
+    # a binding source equal to the last plan's is the same object, not a new one per plan
+    # (a connector bound for the first time by its own maximum or its need makes one, once)
+    for ref, cplan in plan.connectors.items():
+        before = first_plan.connectors[ref].binding
+        assert cplan.binding != before or cplan.binding is before
+
+
+def test_connector_plans_read_as_the_plans_they_replace():
+    """A ConnectorPlans mapping reads like the dict of ConnectorPlans a plan held: every ref, in
+    row order, each plan's fields; per station its connectors; a plain dict groups the same."""
+    async def run():
+        controller, _ = controller_at(N, "phase", seed=5, warm=False)
+        await controller.replan({"start"})
+        return controller.plan
+
+    plan = asyncio.run(run())
+    plans = plan.connectors
+    assert isinstance(plans, ConnectorPlans)
+    assert list(plans) == sorted(plans) and len(plans) == N - 1
+    as_dict = dict(plans.items())
+    for ref, cplan in as_dict.items():
+        assert cplan.ref == ref and plans.get(ref).transaction_id == cplan.transaction_id
+        assert cplan.slot_starts[0] == cplan.start == plan.at
+        assert len(cplan.power_w) == len(cplan.slot_starts)
+    assert plans.get(ConnectorRef("nowhere", 1)) is None
+    assert ConnectorRef("nowhere", 1) not in plans
+    for lookup in (station_plans(plans), station_plans(as_dict)):
+        for station_id in {ref.station_id for ref in plans}:
+            got = [c.ref for c in lookup(station_id)]
+            assert got == sorted(r for r in plans if r.station_id == station_id)
+        assert list(lookup("nowhere")) == []
