@@ -6,11 +6,15 @@ the tracked objects a second re-plan of the same sessions adds to what the contr
 (its plan and its solver model), against what the first kept."""
 
 import asyncio
+import dataclasses
 import gc
 
+import numpy as np
 import pytest
 
-from benchmarks.replan_controller import controller_at
+from benchmarks.replan_controller import controller_at, meters_move, refs, start
+from smartcharge import events as ev
+from smartcharge.site import planner
 from smartcharge.site.connector_plans import ConnectorPlans, station_plans
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.topology import ConnectorRef
@@ -88,3 +92,31 @@ def test_connector_plans_read_as_the_plans_they_replace():
             got = [c.ref for c in lookup(station_id)]
             assert got == sorted(r for r in plans if r.station_id == station_id)
         assert list(lookup("nowhere")) == []
+
+
+@pytest.mark.parametrize("later_s", [0.0, 60.0, 1000.0])
+def test_the_last_plan_read_from_columns_is_what_each_connector_plan_says(later_s):
+    """The optimizer's preference for the last plan (planner._previous_w), read from the last
+    plan's columns at once, equals the one read connector by connector from the same plan as
+    a dict of ConnectorPlans, a moment or a slot later, with a car that left and one new."""
+    async def run():
+        controller, clock = controller_at(N, "power", seed=7, warm=False)
+        await controller.replan({"start"})
+        meters_move(controller, clock, later_s)
+        gone = refs(N)[0]
+        session = controller.state.sessions[gone]
+        controller.on_event(ev.SessionStopped(gone.station_id, gone.connector_id,
+                                              session.transaction_id, clock.now(),
+                                              session.energy_wh, "Local"))
+        start(controller, refs(N)[-1], 99_999, np.random.default_rng(1), clock.now())
+        controller.floor_w[refs(N)[5]] = 1_380.0
+        return controller.plan_inputs(clock.now())
+
+    inputs = asyncio.run(run())
+    controlled = sorted((s for s in inputs.sessions if s.controlled), key=lambda s: s.ref)
+    as_dict = dataclasses.replace(inputs, previous=dataclasses.replace(
+        inputs.previous, connectors=dict(inputs.previous.connectors.items())))
+    from_columns = planner._previous_w(inputs, controlled)
+    one_by_one = planner._previous_w(as_dict, controlled)
+    assert from_columns is not None and np.isfinite(from_columns).sum() > N
+    np.testing.assert_array_equal(from_columns, one_by_one)
