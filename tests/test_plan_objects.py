@@ -120,3 +120,33 @@ def test_the_last_plan_read_from_columns_is_what_each_connector_plan_says(later_
     one_by_one = planner._previous_w(as_dict, controlled)
     assert from_columns is not None and np.isfinite(from_columns).sum() > N
     np.testing.assert_array_equal(from_columns, one_by_one)
+
+
+async def test_a_round_with_nothing_to_send_holds_no_object_per_station(tmp_path):
+    """A dispatch round keeps what it compared per station for the whole round; a station with
+    nothing to send (most stations of most rounds) shares one entry, not a tuple and two lists
+    of its own (15 000 tracked objects a round at 5 000 stations)."""
+    from smartcharge.clock import AcceleratedClock
+    from tests.site_e2e import wait_until
+    from tests.test_dispatch_paced import REFS, T0, six_on_the_grid
+    from tests.test_dispatch_trust import SPEED, big_ev, trust_site
+
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        for ref in REFS:
+            assert await fleet.plug_in(ref.station_id, 1, big_ev(), "DRIVER-1")
+        await wait_until(lambda: controller.plan is not None
+                         and len(controller.plan.connectors) == len(REFS), 10, "all planned")
+        for _ in range(4):   # until the plan has settled (see test_dispatch_paced)
+            rounds = dispatcher.rounds_done
+            controller.request_replan("test")
+            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle,
+                             10, "the same plan's round")
+            work = dispatcher._newest_round.work
+            if all(not w[0] and not w[1] for w in work.values()):
+                break
+        assert len(work) == len(REFS) and all(not w[0] and not w[1] for w in work.values())
+        assert len({id(w) for w in work.values() if gc.is_tracked(w)}) <= 1
+        assert len({id(w) for w in work.values()}) == 1

@@ -40,6 +40,7 @@ log = logging.getLogger("smartcharge.site.dispatch")
 
 TURN_S = 0.005      # at most this long comparing per turn of the event loop
 START_BATCH = 100   # station tasks started per turn of the event loop
+NOTHING = ((), (), -1, False)   # a station's work when it has nothing to send (no task)
 
 
 class DispatchRound:
@@ -102,9 +103,12 @@ class DispatchRound:
                     self.work[sid] = None
                 else:
                     resend = control.resend
-                    self.work[sid] = (*d._work(control, self.plan,
-                                               self.cplans(sid)),
-                                      control.lock.holds, resend)
+                    downs, ups = d._work(control, self.plan, self.cplans(sid))
+                    # nothing to send (most stations of most rounds): one shared entry, not a
+                    # tuple and two lists per station held for the whole round (objects every
+                    # young collection traverses: 15 000 a round at 5 000 stations, issue 10)
+                    self.work[sid] = ((downs, ups, control.lock.holds, resend)
+                                      if downs or ups else NOTHING)
                 if self.work[sid] is None or self.work[sid][0]:
                     # its task takes its lock and queues for a sending slot now (FIFO): the
                     # decreases ahead of every increase, which start after the comparisons
