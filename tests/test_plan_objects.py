@@ -17,6 +17,7 @@ from smartcharge import events as ev
 from smartcharge.site import planner
 from smartcharge.site.connector_plans import ConnectorPlans, station_plans
 from smartcharge.site.limits import LimitSource
+from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.topology import ConnectorRef
 
 N = 240   # connectors: above warm_plans.MIN_SESSIONS, so the kept solver model is used
@@ -83,6 +84,10 @@ def test_connector_plans_read_as_the_plans_they_replace():
     as_dict = dict(plans.items())
     for ref, cplan in as_dict.items():
         assert cplan.ref == ref and plans.get(ref).transaction_id == cplan.transaction_id
+        # the fields the constructor sets, and one object with no __dict__ beside it
+        made = ConnectorPlan(**{f.name: getattr(cplan, f.name)
+                                for f in dataclasses.fields(ConnectorPlan)})
+        assert repr(made) == repr(cplan) and not hasattr(cplan, "__dict__")
         assert cplan.slot_starts[0] == cplan.start == plan.at
         assert len(cplan.power_w) == len(cplan.slot_starts)
     assert plans.get(ConnectorRef("nowhere", 1)) is None

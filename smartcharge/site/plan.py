@@ -16,7 +16,7 @@ from smartcharge.site.limits import SOURCE_CONNECTOR, SOURCE_ENERGY, LimitSource
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)   # slots: no __dict__, one tracked object each (issue 10)
 class ConnectorPlan:
     ref: ConnectorRef
     transaction_id: int
