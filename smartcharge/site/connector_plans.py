@@ -3,9 +3,9 @@ numbers - read as a mapping ref -> `ConnectorPlan`, each made when it is read.
 
 Why columns (issue 10): a plan kept one ConnectorPlan, one schedule array and often one
 LimitSource per connector, ~1.4 objects the cyclic garbage collector tracks per connector (5 000
-connectors: ~7 000, with the picture held during the solve ~19 000). Every young collection after
-a re-plan traversed them while holding the event loop (the interpreter lock is one for every
-thread). Here a plan holds a handful of tracked objects whatever its size: arrays, ints, floats,
+connectors: ~6 800 of the ~19 000 a re-plan allocated; benchmarks/plan_objects.py). The young
+collection after a re-plan traversed them while the event loop waited (the interpreter lock is
+one for every thread). Here a plan holds a handful of tracked objects whatever its size: arrays, ints, floats,
 strings and `range`s are not tracked, and the ref -> row index and the rows per station are taken
 over from the previous plan when the connectors are the same. A ConnectorPlan read from it is
 the same as the one the plan used to hold (same fields, same values); it is a short-lived object,
@@ -65,7 +65,7 @@ class ConnectorPlans(Mapping):
 
     def row(self, row: int) -> ConnectorPlan:
         # each field set through its slot, as the dataclass's __init__ would set it: its
-        # frozen __init__ goes through object.__setattr__ per field (~4.7 against ~1.5 us a
+        # frozen __init__ goes through object.__setattr__ per field (~4.7 against ~1.0 us a
         # plan, and every connector's is read in every dispatch round and snapshot)
         plan = _new(ConnectorPlan)
         _set_ref(plan, self.refs[row])

@@ -374,7 +374,7 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     previous = inputs.previous.connectors if inputs.previous is not None else None
     plans = ConnectorPlans(
         built.controlled, start=now, slot_starts=starts,
-        power_w=power_w + floor_w[:, None] if sessions else power_w,
+        power_w=power_w + floor_w[:, None],   # a new array: the plan's own, read-only
         transaction_ids=[s.transaction_id for s in sessions],
         min_power_w=problem.min_power_w, bindings=bindings,
         phases=[s.phases for s in sessions], phases_known=[s.phases_known for s in sessions],
