@@ -62,11 +62,20 @@ def round_holds(controller, plan) -> int:
     return after - before - 1   # the round itself
 
 
+async def guard_done(controller) -> None:
+    """The guard pass the meter samples started (it runs on the loop beside a re-plan, and its
+    first pass fills its caches: not the re-plan's objects) has ended."""
+    task = getattr(controller, "_guard_task", None)
+    if task is not None:
+        await task
+
+
 async def measure(n: int, family: str) -> dict:
     controller, clock = rc.controller_at(n, family, seed=1, warm=True)
     await controller.replan({"start"})
     await controller.replan({"slot"})
     rc.meters_move(controller, clock, 60.0)
+    await guard_done(controller)
     gc.collect()
     before = {id(o) for o in gc.get_objects()}
     gc.freeze()
@@ -88,6 +97,7 @@ async def measure(n: int, family: str) -> dict:
     held = round_holds(controller, controller.plan)
     # young collections during one re-plan, the collector on as it serves
     rc.meters_move(controller, clock, 60.0)
+    await guard_done(controller)
     collections_seen: list[int] = []
 
     def on_gc(phase: str, info: dict) -> None:
