@@ -18,8 +18,8 @@ net allocations), everything that exists before the re-plan frozen. Counted:
 - "young collections": collections of generation 0 during one re-plan with the collector on
   at the serving threshold (the count starts at 0: one full collection just before).
 
-Pass `--tree DIR` through PYTHONPATH (run as `PYTHONPATH=DIR python -m ...` from this tree) to
-count an older tree with the same harness.
+An older tree is counted with the same harness by copying this file into its benchmarks/ and
+running it there with PYTHONPATH set to that tree (benchmarks/README.md, s20-planobj).
 """
 
 from __future__ import annotations
