@@ -215,11 +215,11 @@ class DispatchRound:
         for future in self._settle.pop(when, ()):
             self.pacer.wake(future, True)
 
-    async def _turn(self, sid: str) -> bool:
-        """Wait for the decreases this station's increases depend on and the settle time;
-        False: one was not acknowledged (held, re-planning), or a newer plan came meanwhile
-        (its round decides, after its own decreases: waiting on here held a DR event's
-        decreases back by the settle time and more, issue 10)."""
+    async def _turn(self, sid: str, settle: bool = True) -> bool:
+        """Wait for the decreases this station's increases depend on and, when `settle`, the
+        settle time; False: one was not acknowledged (held, re-planning), or a newer plan came
+        meanwhile (its round decides, after its own decreases: waiting on here held a DR
+        event's decreases back by the settle time and more, issue 10)."""
         d = self.d
         gate = await self._released(self.gates.waiter(sid))
         if gate is None or self._superseded():
@@ -231,7 +231,7 @@ class DispatchRound:
                         + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
             d.publish(learned.ReplanWanted(f"held:{sid}"))
             return False
-        if latest is not None:
+        if latest is not None and settle:
             settled = latest + timedelta(seconds=d.settings.settle_s)
             if settled > d.clock.now() and not await self._released(self._settled(settled)):
                 return False
@@ -239,7 +239,11 @@ class DispatchRound:
 
     async def _increase(self, control: StationControl, items: list, holds: int) -> None:
         d, sid = self.d, control.station_id
-        if not await self._turn(sid):
+        # a plan's raise comes into force no sooner than the settle time and the clocks'
+        # margin after it is sent (edges.held), so after the decreases' settle time if it is
+        # sent once they are acknowledged: waiting the settle time first held it back twice.
+        # Idle shares and defaults are not held: they wait here.
+        if not await self._turn(sid, settle=any(item[0] != "plan" for item in items)):
             return
         async with control.lock:
             if control.lock.holds != holds + 1:
