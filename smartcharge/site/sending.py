@@ -70,10 +70,8 @@ class ProfileSending:
             current_a=current_a, phases=phases,
             duration_s=duration_s, min_power_w=min_w or None, min_current_a=min_a or None,
             pauses=pauses,
-            any_car_power_w=None if any_car == factor else [p * any_car for p in powers_w],
-            any_car_min_power_w=(min_power_w or 0.0) * any_car or None,
-            any_car_current_a=[a / 3.0 for a in current_a] if one_of_three else None,
-            any_car_min_current_a=(min_a / 3.0 or None) if one_of_three else None)
+            any_car_w_factor=None if any_car == factor else any_car / factor,
+            any_car_a_divisor=3.0 if one_of_three else 1.0)
 
     def raise_delay_s(self) -> int:
         return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
@@ -114,14 +112,16 @@ class ProfileSending:
                                               schedule, floor=floor)
 
     async def _send_plan(self, control: StationControl, cplan: ConnectorPlan, *,
-                         raising: bool = False) -> bool:
+                         raising: bool = False, schedule: PowerSchedule | None = None) -> bool:
         """Send one connector's plan (the port tries the station's alternatives when it
         refuses); True when one was accepted. An increase left unanswered may have been
         installed all the same: it counts as installed (the upper bound of what the connector
-        may draw)."""
+        may draw). `schedule`: the plan's, built by the round's comparison (`_split`)."""
         ref = cplan.ref
+        if schedule is None:
+            schedule = self._schedule_for(cplan)
         result = await control.port.set_connector_schedule(
-            ref.connector_id, cplan.transaction_id, self._schedule_for(cplan), raising=raising)
+            ref.connector_id, cplan.transaction_id, schedule, raising=raising)
         if result.answer is Answer.ACCEPTED:
             if not await self._accepted(control, cplan, result.installed):
                 self._report_uncontrollable(ref, "its old TxProfile, which overrules the plan "
