@@ -10,7 +10,9 @@ last re-plan's, in the slot the minute falls in) is summed at each stage, kWh:
 - reachable: what the breakers and phases let the plugged cars draw (the benchmark's bound);
 - LP: the optimizer's plan before minimum-rate rounding; held / rounded: after the hold of
   running cars' minimums and after the rounding (projection and top-up); solve: what `solve`
-  returned (pull_forward, the guard's kept windows); plan: the controller's plan (checked);
+  returned (pull_forward, the guard's kept windows); plan: the controller's plan (checked),
+  each connector's share its car may draw (a car of unknown phases on a W station: the third
+  of its balanced plan it is sent, which the optimizer's rows count: `installed.planned_share`);
 - offered: what the cars were let draw (a third of the plan for a one-phase car while its
   phases are unknown); drawn: what they drew.
 
@@ -31,6 +33,8 @@ from benchmarks.pause_causes import Capture
 from benchmarks.quality import settings_from
 from benchmarks.quality_days import days
 from benchmarks.quality_loop import run_day
+from smartcharge.site.installed import planned_share
+from smartcharge.site.topology import SiteTopology
 
 STEP_S = 60.0
 STAGES = ("lp", "held", "rounded", "final")
@@ -57,6 +61,7 @@ def stages(day, settings: dict | None, capture: Capture) -> dict:
     for step in trace:
         offered[minute[step.at]] += step.offered_w
     replans = sorted(capture.by_time)
+    topo = SiteTopology(day.site)
     sums = {k: 0.0 for k in ("reachable", *STAGES, "plan", "offered", "drawn")}
     for i, moment in enumerate(result.times):
         if not short[i]:
@@ -71,7 +76,8 @@ def stages(day, settings: dict | None, capture: Capture) -> dict:
         if "built" not in found:
             continue
         plan = found["plan"]
-        sums["plan"] += sum(c.power_at(moment) for c in plan.connectors.values()) * h
+        sums["plan"] += sum(c.power_at(moment) * planned_share(topo, ref, c.phases, c.phases_known)
+                            for ref, c in plan.connectors.items()) * h
         column = _slot_index(found, moment + timedelta(seconds=1e-6))
         for stage in STAGES:
             power = found["stages"].get(stage)
