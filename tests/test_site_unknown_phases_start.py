@@ -130,3 +130,16 @@ async def test_a_w_station_addressed_in_a_sends_the_share_the_planner_counted(tm
             assert fleet.draw_w("CPW", 1) >= 3 * 230 * 6.0 - 50.0
         finally:
             await fleet.stop()
+
+
+async def test_what_it_was_measured_taking_caps_what_it_is_sent():
+    """The closed loop caps a car at what it was measured drawing (plus headroom), in W the car
+    draws: for a car planned in what it is sent, that cap is what it is sent, not a third of it
+    (a sample without per-phase currents teaches no phases, so the cap can hold while they are
+    unknown)."""
+    controller, clock = await _planned("CPA")
+    controller.ev_cap_w[A_CAR] = 3_000.0          # room for the W car up to its third
+    controller.ev_cap_w[W_CAR] = 6_000.0
+    await controller.replan()
+    assert controller.phase_use(W_CAR) == (3, 0, False)
+    assert abs(_drawable_w(controller, W_CAR, clock.now()) - 6_000.0) < 1.0

@@ -185,7 +185,9 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         max_w[i] -= session.floor_w
         if session.ev_cap_w is not None:
             # closed loop: the car takes less than it gets; plan it at what it draws
-            max_w[i] = min(max_w[i], max(session.ev_cap_w, arrays["min_power_w"][i]))
+            # (W it draws: what it is sent, `scale` of its plan)
+            max_w[i] = min(max_w[i], max(session.ev_cap_w / scale[i],
+                                         arrays["min_power_w"][i]))
     max_w = np.maximum(max_w, 0.0)
     for i, session in enumerate(controlled):
         if session.declined:
@@ -195,6 +197,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     # car draws it all on one; the row's voltage a third of the station's). Planned in its
     # balanced plan's W, such a car took three times what it can draw off the cap: 12.4 kW to
     # start at 4.14 kW, and rounding left that room unused (the demo day's depot bays).
+    # What a car was measured drawing (closed loop, taper) and a station's own limit are W it
+    # draws: applied in the row's W as they are.
     max_w *= scale
     arrays["min_power_w"] = arrays["min_power_w"] * scale
     arrays["voltage_v"] = arrays["voltage_v"] * scale
@@ -225,14 +229,13 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         if session.cap_w is not None:
             # a limit set outside us (NotifyChargingLimit): the station applies the lower;
             # under the car's minimum it cannot charge at all
-            cap_w = session.cap_w * scale[i]
-            cap = np.where(cap_w < arrays["min_power_w"][i], 0.0, cap_w)
+            cap = np.where(session.cap_w < arrays["min_power_w"][i], 0.0, session.cap_w)
             max_matrix[i] = np.minimum(max_matrix[i], cap)
         if session.taper_w is not None:
             # closed loop, its battery's taper (site/taper.py): what it will take in each
             # slot; at least its minimum, the least it can be offered (it takes less)
             max_matrix[i] = np.minimum(max_matrix[i], np.maximum(
-                session.taper_w * scale[i], min(arrays["min_power_w"][i], max_w[i])))
+                session.taper_w, min(arrays["min_power_w"][i], max_w[i])))
     previous_w = _previous_w(inputs, controlled)
     if previous_w is not None:
         previous_w = previous_w * scale[:, None]
