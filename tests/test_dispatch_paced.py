@@ -57,10 +57,10 @@ def limit_w(fleet, ref):
 async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp_path,
                                                                              monkeypatch):
     """Three stations lowered, three raised under the same grid limit: the raised ones wait for
-    the lowered ones' acknowledgements and the settle time. With batches of two (starts) and
-    one (wakes), no turn of the loop starts more than two stations' decreases or tasks or wakes
-    more than one increase, and the site ends where it must; a round with nothing to send starts no
-    station's task."""
+    the lowered ones' acknowledgements (the settle time is in their schedules: edges.held).
+    With batches of two (starts) and one (wakes), no turn of the loop starts more than two
+    stations' decreases or tasks or wakes more than one increase, and the site ends where it
+    must; a round with nothing to send starts no station's task."""
     monkeypatch.setattr(dispatch_round, "START_BATCH", 2)
     monkeypatch.setattr(pacing, "PACE_BATCH", 1)
     clock = AcceleratedClock(T0, speed=SPEED)
@@ -91,8 +91,8 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
                 lowering.setdefault(turn[0], []).append(control.station_id)
                 return await original_decrease(self, control)
 
-            async def turn_of(self, sid):
-                ok = await original_turn(self, sid)
+            async def turn_of(self, sid, **kw):
+                ok = await original_turn(self, sid, **kw)
                 woken.setdefault(turn[0], []).append(sid)
                 return ok
 

@@ -213,29 +213,41 @@ async def test_a_profile_that_raises_now_and_lowers_later_waits_for_the_decrease
 
 
 async def test_increases_wait_the_settle_time_after_the_decreases_are_acknowledged(tmp_path):
+    """A raise comes into force no sooner than the settle time after the decreases it relies
+    on were acknowledged - and no later than its own hold after it is sent (edges.held): it
+    is sent as soon as they are acknowledged, not held back a settle time first and then
+    again by its own hold (it was in force settle + hold after them). A raise that relies on
+    no decrease (another subtree) is not held back by them."""
     clock = AcceleratedClock(T0, speed=SPEED)
     site = two_feeders()
     dispatch = DispatchSettings(call_timeout_s=5.0, settle_s=45.0)
     async with trust_site(site, tmp_path, clock, dispatch=dispatch) as (server, fleet):
         controller = server.controller
         await start_three(server, fleet, clock)
-        # (site time, station, limit once a raise's hold after its sending is over: settle
-        # and margin, 50 s here - edges.held) at every profile installed
+        # (site time, station, the installed schedule's limits for the next two minutes)
         installs = []
         for station in fleet.stations.values():
             station.on_profiles_changed = lambda st: installs.append(
-                (clock.now(), st.spec.station_id, limit_w(fleet, ConnectorRef(
-                    st.spec.station_id, 1), clock.now() + timedelta(seconds=60))))
+                (clock.now(), st.spec.station_id, [
+                    limit_w(fleet, ConnectorRef(st.spec.station_id, 1),
+                            clock.now() + timedelta(seconds=s)) for s in range(120)]))
         controller.ev_cap_w[REF1] = 3_000.0
         del controller.ev_cap_w[REF2], controller.ev_cap_w[REF3]
         controller.request_replan("test")
-        await wait_until(lambda: limit_w(fleet, REF2) > 15_000, 10, "CP2 raised")
-        lowered = max(at for at, sid, w in installs if sid == "CP1" and w < 5_000)
-        raised = min(at for at, sid, w in installs if sid == "CP2" and w > 15_000)
-        assert (raised - lowered).total_seconds() >= 45.0 - 0.5
-        # CP3 depends on no decrease (feeder B, no grid limit): it did not wait
-        raised3 = min(at for at, sid, w in installs if sid == "CP3" and w > 10_000)
-        assert (raised3 - lowered).total_seconds() < 45.0
+        await wait_until(lambda: limit_w(fleet, REF2, clock.now() + timedelta(seconds=119))
+                         > 15_000, 10, "CP2 raised")
+        lowered = max(at for at, sid, ws in installs if sid == "CP1" and ws[0] < 5_000)
+        sent, in_force = min((at, at + timedelta(seconds=next(s for s, w in enumerate(ws)
+                                                              if w > 15_000)))
+                             for at, sid, ws in installs if sid == "CP2" and max(ws) > 15_000)
+        raise_delay_s = 45 + dispatch.edge_margin_s
+        assert (in_force - lowered).total_seconds() >= 45.0 - 0.5
+        # sent once CP1's decrease was acknowledged: in force its own hold after that
+        assert (sent - lowered).total_seconds() < 45.0
+        assert (in_force - sent).total_seconds() <= raise_delay_s + 1
+        # CP3 depends on no decrease (feeder B, no grid limit): it was not held back by them
+        sent3 = min(at for at, sid, ws in installs if sid == "CP3" and max(ws) > 10_000)
+        assert (sent3 - lowered).total_seconds() < 45.0
 
 
 async def test_an_unanswered_increase_counts_as_installed(tmp_path):

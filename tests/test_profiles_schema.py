@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ocpp.charge_point import remove_nones
 from ocpp.messages import Call, _validate_payload
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
@@ -50,6 +51,7 @@ def test_every_built_profile_is_schema_valid(periods, unit, phases, max_periods,
     message = call16.SetChargingProfile(connector_id=payload["connectorId"],
                                         cs_charging_profiles=payload["csChargingProfiles"])
     assert camel_payload(message) == payload
+    assert remove_nones(payload) == payload   # sent as it is: not even its Nones dropped
     _validate_payload(Call("t", "SetChargingProfile", payload), "1.6")   # raises if not
     assert len(sched["chargingSchedulePeriod"]) <= max_periods
 
@@ -78,4 +80,5 @@ def test_every_built_201_profile_is_schema_valid(periods, unit, phases, max_peri
     message = call201.SetChargingProfile(evse_id=request["evseId"],
                                          charging_profile=request["chargingProfile"])
     assert camel_payload(message) == request
+    assert remove_nones(request) == request
     _validate_payload(Call("t", "SetChargingProfile", request), "2.0.1")   # raises if not

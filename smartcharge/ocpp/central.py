@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, MessageType
+from ocpp.messages import Call, CallError, CallResult, MessageType
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
@@ -69,7 +71,10 @@ class CentralSystemBase:
         self._handled = set(self.route_map)
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
-        self._answer_actions: dict[str, str] = {}   # our calls in flight: unique id -> action
+        # our calls in flight: unique id -> the future its answer (CallResult / CallError)
+        # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
+        self._answers: dict[str, asyncio.Future] = {}
+        self._unique_id_generator = _next_unique_id
         # Set while the station knows where it stands: once the answer to its BootNotification
         # has been sent (cleared again during any BootNotification). Our calls wait for it: a
         # station that has not read its boot's answer may refuse them (SecurityError); one
@@ -115,7 +120,7 @@ class CentralSystemBase:
             if frame.message[0] != MessageType.Call or frame.message[2] != BOOT_NOTIFICATION:
                 self._registered.set()
         if frame.message[0] != MessageType.Call:
-            await super().route_message(raw_msg)    # an answer to one of our calls
+            self._answered(frame.message)    # an answer to one of our calls
             return
         _, unique_id, action, payload = frame.message
         error = dialect.check_action(action, self._handled)
@@ -190,7 +195,7 @@ class CentralSystemBase:
         The station's answer is checked either way."""
         action = type(request).__name__
         if wire is not None:
-            payload = remove_nones(wire)
+            payload = wire   # nor a None in it to drop (the same tests)
         else:
             # the request as JSON once: checked, then sent as it is (the library's `call`
             # serialised it again)
@@ -198,7 +203,6 @@ class CentralSystemBase:
             await self._check_our_request(action, payload)
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
-        self._answer_actions[unique_id] = action
         try:
             answer, answered = await self._call_checked(action, payload, unique_id)
         except OCPPError as error:
@@ -213,8 +217,6 @@ class CentralSystemBase:
         except ConnectionClosed:
             raise StationOffline(f"station {self.id} disconnected before {action} was "
                                  "sent") from None
-        finally:
-            self._answer_actions.pop(unique_id, None)
         bad_time = self.dialect.bad_date_time_in_answer(action, answered)
         if bad_time is not None:
             raise StationCallError("TypeConstraintViolation",
@@ -242,28 +244,44 @@ class CentralSystemBase:
     async def _call_checked(self, action: str, payload: dict, unique_id: str
                             ) -> tuple[Any, dict]:
         """The library's `call` for a request already serialised (and checked): one call in
-        flight per station (its lock), the answer awaited and checked
-        (`_get_specific_response`), a CALLERROR raised; (the typed answer, its payload as
-        the station sent it)."""
+        flight per station (its lock), the answer awaited and, a CALLRESULT, checked against
+        its schema (what a station sends is always checked), a CALLERROR raised; (the typed
+        answer, its payload as the station sent it). The answer comes through `_answered`
+        to a future of this call: the library's queue (a `wait_for` task per call) is not
+        used - same outcomes: an answer with an id we are not waiting for is dropped, none
+        within the response timeout raises TimeoutError."""
         message = Call(unique_id=unique_id, action=action, payload=payload)
         async with self._call_lock:
-            await self._send(message.to_json())
-            response = await self._get_specific_response(unique_id, self._response_timeout)
+            answered = self._answers[unique_id] = asyncio.get_running_loop().create_future()
+            try:
+                await self._send(message.to_json())
+                async with asyncio.timeout(self._response_timeout):
+                    response = await answered
+            finally:
+                self._answers.pop(unique_id, None)
+            if response.message_type_id == MessageType.CallResult:
+                response.action = action
+                await fast_schema.validate(response, self.dialect.version)
         if response.message_type_id == MessageType.CallError:
             raise response.to_exception()
         answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         return answer, response.payload
 
-    async def _get_specific_response(self, unique_id, timeout):
-        """The library's wait for our call's answer, then the answer's schema check (the
-        library's `call`, which did it, is not used: `_call_checked`): what a station sends is
-        always checked."""
-        response = await super()._get_specific_response(unique_id, timeout)
-        action = self._answer_actions.pop(unique_id, None)
-        if action is not None and response.message_type_id == MessageType.CallResult:
-            response.action = action
-            await fast_schema.validate(response, self.dialect.version)
-        return response
+    def _answered(self, message: list) -> None:
+        """A CALLRESULT or CALLERROR the edge passed (`inspect_frame`: its id a string, a
+        CALLRESULT's payload an object, a CALLERROR's five elements), to the call waiting
+        for it; one we are not waiting for (late, after its timeout) is dropped, as the
+        library did."""
+        unique_id = message[1]
+        waiting = self._answers.get(unique_id)
+        if waiting is None or waiting.done():
+            log.error("station %s: ignoring an answer with unknown unique id %s", self.id,
+                      unique_id)
+            return
+        if message[0] == MessageType.CallResult:
+            waiting.set_result(CallResult(unique_id, message[2]))
+        else:
+            waiting.set_result(CallError(*message[1:]))
 
     async def _check_our_request(self, action: str, payload: dict) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a
@@ -339,6 +357,17 @@ class CentralSystemBase:
             self._ctx.events.publish(SessionStopped(
                 self.id, session.connector_id, session.transaction_id, at, session.energy_wh,
                 session.reason, implicit=True))
+
+
+# Our calls' unique ids: this process's random prefix and a counter - never reused on a
+# connection (OCPP-J 4.1.4), at most 36 characters, without the library's uuid4 per call
+# (a read of the OS's randomness each)
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
+def _next_unique_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
 
 
 _UNIQUE_ID_PARAMETER: dict[tuple[type, str], bool] = {}

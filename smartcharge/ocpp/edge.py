@@ -113,7 +113,7 @@ class Dialect:
         if len(raw) > MAX_FRAME_CHARS:
             return self._oversized(raw)
         try:
-            message = json.loads(raw, parse_constant=_not_json)
+            message = _DECODER.decode(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
             return self._refuse("-1", self.not_rpc(description="Frame is not valid JSON"),
                                 "not JSON")
@@ -278,6 +278,10 @@ INT32 = range(-2 ** 31, 2 ** 31)     # OCPP's `integer` (1.6 and 2.0.1: 32 bits,
 
 def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")
+
+
+# made once: `json.loads` with an argument built a decoder for every frame (issue 10)
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _bad_date_time(schema: dict, value: Any, path: str, root: dict | None = None, *,

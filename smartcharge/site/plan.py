@@ -4,8 +4,10 @@ any allocation back under every limit of a Problem."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -14,7 +16,7 @@ from smartcharge.site.limits import SOURCE_CONNECTOR, SOURCE_ENERGY, LimitSource
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)   # slots: no __dict__, one tracked object each (issue 10)
 class ConnectorPlan:
     ref: ConnectorRef
     transaction_id: int
@@ -49,7 +51,8 @@ class ConnectorPlan:
 @dataclass(frozen=True)
 class Plan:
     at: datetime
-    connectors: dict[ConnectorRef, ConnectorPlan]
+    # ref -> its plan; the planner's is columns read as ConnectorPlans (connector_plans.py)
+    connectors: Mapping[ConnectorRef, ConnectorPlan]
     fixed_w: dict[ConnectorRef, float]      # uncontrollable connectors, planned at fallback
     root_limit_w: float
     root_source: LimitSource | None
@@ -121,7 +124,7 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
         name = f"{refs[i].station_id}/{refs[i].connector_id}"
         max_w = problem.upper_w[i, 0]
         if power_w[i, 0] >= max_w - 1.0 and max_w > 0:
-            out.append(LimitSource(SOURCE_CONNECTOR, name, "connector or car maximum"))
+            out.append(_source(SOURCE_CONNECTOR, name, "connector or car maximum"))
             continue
         need_w = problem.min_power_w[i] if power_w[i, 0] <= 1e-6 else 50.0
         # a node's current headroom as watts for this connector (its phases, its voltage)
@@ -138,9 +141,17 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
         if found is None:
             detail = ("energy need met" if problem.energy_wh[i] <= 1e-6
                       else "energy need spread over the stay")
-            found = LimitSource(SOURCE_ENERGY, name, detail)
+            found = _source(SOURCE_ENERGY, name, detail)
         out.append(found)
     return out
+
+
+@lru_cache(maxsize=1 << 16)
+def _source(kind: str, name: str, detail: str) -> LimitSource:
+    """One LimitSource per (kind, connector, detail), kept from plan to plan: a plan made a new
+    one per connector its own maximum or its need binds, objects every young collection after a
+    re-plan traversed (issue 10). Immutable and compared by value, so sharing changes nothing."""
+    return LimitSource(kind, name, detail)
 
 
 def idle_shares(problem, power_w: np.ndarray, topology: SiteTopology, busy: set,

@@ -114,14 +114,16 @@ class ProfileSending:
                                               schedule, floor=floor)
 
     async def _send_plan(self, control: StationControl, cplan: ConnectorPlan, *,
-                         raising: bool = False) -> bool:
+                         raising: bool = False, schedule: PowerSchedule | None = None) -> bool:
         """Send one connector's plan (the port tries the station's alternatives when it
         refuses); True when one was accepted. An increase left unanswered may have been
         installed all the same: it counts as installed (the upper bound of what the connector
-        may draw)."""
+        may draw). `schedule`: the plan's, built by the round's comparison (`_split`)."""
         ref = cplan.ref
+        if schedule is None:
+            schedule = self._schedule_for(cplan)
         result = await control.port.set_connector_schedule(
-            ref.connector_id, cplan.transaction_id, self._schedule_for(cplan), raising=raising)
+            ref.connector_id, cplan.transaction_id, schedule, raising=raising)
         if result.answer is Answer.ACCEPTED:
             if not await self._accepted(control, cplan, result.installed):
                 self._report_uncontrollable(ref, "its old TxProfile, which overrules the plan "

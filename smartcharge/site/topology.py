@@ -51,6 +51,7 @@ class SiteTopology:
         self.node_parent = np.array(parent, dtype=np.int64)
         self.static_limit_w = np.array(limit_w)
         self.static_limit_a = np.array(limit_a)
+        self._phase_limited: dict[str, bool] = {}   # station -> `phase_limited`
         self.refs: list[ConnectorRef] = []
         self._index: dict[ConnectorRef, int] = {}
         # looked up per connector on every guard pass and plan: a dict, not a scan (issue 10)
@@ -127,8 +128,14 @@ class SiteTopology:
         """True when a per-phase current limit [A] holds anywhere above the connector (its
         station or a circuit): there a W limit lets a single-phase car on a 3-phase connector
         put 3x the planned per-phase current on one phase."""
-        return any(np.isfinite(self.static_limit_a[node])
-                   for node in self.ancestors(self.station_node[ref.station_id]))
+        station_id = ref.station_id
+        known = self._phase_limited.get(station_id)
+        if known is None:   # the wiring is fixed: once per station (issue 10: asked twice per
+            # schedule built, a numpy check per node above it each time)
+            known = self._phase_limited[station_id] = any(
+                np.isfinite(self.static_limit_a[node])
+                for node in self.ancestors(self.station_node[station_id]))
+        return known
 
     def arrays(self, refs: list[ConnectorRef]) -> dict[str, np.ndarray]:
         """connector_node, phases, phase, voltage_v, max_power_w (N,), min_power_w for refs."""

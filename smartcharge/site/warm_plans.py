@@ -43,7 +43,11 @@ class WarmPlans:
     def __init__(self) -> None:
         self.start = WarmStart()
         self._lock = threading.Lock()
-        self._ids: dict[tuple, int] = {}   # (ref, transaction id) -> the WarmStart's id
+        # ref -> (the WarmStart's id, the transaction id it was given for): two dicts of
+        # numbers, not a (ref, transaction id) key per session made anew by every plan - objects
+        # every young collection after a re-plan traversed (issue 10)
+        self._ids: dict = {}
+        self._txs: dict = {}
         self._next_id = 0
         self._slot_ids: dict = {}          # slot end -> the WarmStart's slot id
         self._next_slot = 0
@@ -57,14 +61,21 @@ class WarmPlans:
         """One integer per session (in the problem's row order), the same for a session from
         one plan to the next. Sessions no longer planned are forgotten (a session that comes
         back gets new columns, as if it were another car: exact either way)."""
-        keys = [(s.ref, s.transaction_id) for s in sessions]
-        self._ids, self._next_id = _renumbered(keys, self._ids, self._next_id)
-        return np.fromiter((self._ids[key] for key in keys), dtype=np.int64, count=len(keys))
+        ids, txs, next_id = {}, {}, self._next_id
+        old_ids, old_txs = self._ids, self._txs
+        for s in sessions:
+            number = old_ids.get(s.ref)
+            if number is None or old_txs[s.ref] != s.transaction_id:
+                number, next_id = next_id, next_id + 1   # a new car: new columns
+            ids[s.ref], txs[s.ref] = number, s.transaction_id
+        self._ids, self._txs, self._next_id = ids, txs, next_id
+        return np.fromiter((ids[s.ref] for s in sessions), dtype=np.int64, count=len(sessions))
 
     def slot_ids(self, ends: Sequence) -> np.ndarray:
         """One integer per slot, by its end: the same for a slot from one plan to the next."""
         if self._next_slot + len(ends) >= SLOT_SPAN:    # after years of plans: start afresh
-            self.start, self._ids, self._slot_ids, self._next_slot = WarmStart(), {}, {}, 0
+            self.start, self._ids, self._txs = WarmStart(), {}, {}
+            self._slot_ids, self._next_slot = {}, 0
         self._slot_ids, self._next_slot = _renumbered(ends, self._slot_ids, self._next_slot)
         return np.fromiter((self._slot_ids[end] for end in ends), dtype=np.int64,
                            count=len(ends))
@@ -90,7 +101,7 @@ class WarmPlans:
                 yield self.start
             except BaseException:
                 # the model may be half changed: the next plan builds one from scratch
-                self.start, self._ids, self._slot_ids = WarmStart(), {}, {}
+                self.start, self._ids, self._txs, self._slot_ids = WarmStart(), {}, {}, {}
                 raise
             self.last = self.start.last
         finally:

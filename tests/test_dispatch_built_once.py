@@ -1,0 +1,47 @@
+"""A decrease goes out with the schedule its comparison built (issue 10: building a connector's
+schedule twice per decrease was ~5 % of the loop's CPU in a DR event at 1 000 connectors), and
+the station installs what the plan says."""
+
+from datetime import UTC, datetime
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.site.dispatch import Dispatcher
+from tests.site_e2e import wait_until
+from tests.test_dispatch_paced import REFS, limit_w, six_on_the_grid
+from tests.test_dispatch_trust import SPEED, big_ev, trust_site
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+async def test_a_decrease_is_sent_with_the_schedule_its_comparison_built(tmp_path,
+                                                                         monkeypatch):
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        for ref in REFS:
+            assert await fleet.plug_in(ref.station_id, 1, big_ev(), "DRIVER-1")
+        await wait_until(lambda: controller.plan is not None
+                         and len(controller.plan.connectors) == len(REFS), 10, "all planned")
+        controller.ev_cap_w.update({ref: 11_000.0 for ref in REFS})
+        controller.request_replan("test")
+        await wait_until(lambda: all(abs(limit_w(fleet, ref) - 11_000) < 100 for ref in REFS),
+                         10, "all at 11 kW")
+        await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+
+        built: dict = {}
+        original = Dispatcher._schedule_for
+
+        def schedule_for(self, cplan, installed=None):
+            built[cplan.ref] = built.get(cplan.ref, 0) + 1
+            return original(self, cplan, installed)
+
+        monkeypatch.setattr(Dispatcher, "_schedule_for", schedule_for)
+        controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
+        controller.request_replan("test")
+        await wait_until(lambda: all(limit_w(fleet, ref) <= 5_000 + 100 for ref in REFS[:3]),
+                         10, "5 kW installed")
+        await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+        assert all(abs(limit_w(fleet, ref) - 11_000) < 100 for ref in REFS[3:])
+        # each lowered plan's schedule built once, by its comparison, and sent as it is
+        assert {ref: built.get(ref) for ref in REFS[:3]} == {ref: 1 for ref in REFS[:3]}, built
