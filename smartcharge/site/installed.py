@@ -23,15 +23,28 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
              phases_known: bool) -> float:
-    """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on a
-    3-phase connector under a W limit draws it all on one phase: 3x the per-phase current a
-    balanced plan reserved. While the car's phase use is unknown (and a per-phase current limit
-    holds above the connector) the W limit is the balanced plan's per-phase share, a third; an
-    A limit is per phase already and needs nothing."""
+    """What a limit in `unit` is multiplied by so no phase can be overloaded. A single-phase
+    car on a 3-phase connector under a W limit draws it all on one phase: 3x the per-phase
+    current a balanced plan reserved. While the car's phase use is unknown (and a per-phase
+    current limit holds above the connector) the W limit is the balanced plan's per-phase
+    share, a third; an A limit is per phase already and needs nothing - unless the site file
+    addresses the station in W: the planner then plans such a car on what it is sent (its
+    third: `planned_share`), and a three-phase car sent the balanced plan's A on every phase
+    would draw three times that in all (a W station the port falls back to A for)."""
     connector = topology.connector(ref)
-    if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
+    if phases_known or phases != 3 or connector.phases != 3:
+        return 1.0
+    if unit != "W" and str(topology.station(ref.station_id).rate_unit.value) != "W":
         return 1.0
     return 1.0 / 3.0 if topology.phase_limited(ref) else 1.0
+
+
+def planned_share(topology: SiteTopology, ref: ConnectorRef, phases: int,
+                  phases_known: bool) -> float:
+    """The share of its plan's W a connector's car may draw in all, which the planner counts
+    against every W limit (site/planner.py): a third while `w_factor` sends it a third in
+    every unit, else all of it."""
+    return w_factor(topology, "A", ref, phases, phases_known)
 
 
 class InstalledLimits:
