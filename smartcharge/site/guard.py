@@ -9,7 +9,10 @@ profiles allow is planned from then on as a fixed load at what it draws (it does
 the controller re-plans, so the others under that node come down by the margin. A connector
 found drawing over its profiles while no node is over yet is planned around all the same.
 A sample taken before the limit in force now (and the car's settle time) shows what the car
-drew then: the connector counts at what its profiles allow now until its next sample.
+drew then: the connector counts at most at what its profiles allow now until its next sample -
+also while its station's plans are being sent again (an ISO 15118 car's needs, a set-up after a
+reconnect: what it accepted is known, but a set-up may have lost the plan, so then at most at
+the larger of the plan and what it falls back to without it).
 
 The guard acts when a node goes over, or goes further over; a node that stays over by the same
 margin (a stale meter counted at its maximum) is not acted on again and again.
