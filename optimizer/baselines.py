@@ -452,18 +452,29 @@ def top_up(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     remaining = np.maximum(problem.energy_wh - np.einsum("it,t->i", power_w, wh), 0.0)
     # Slot by slot on (T, N) copies (a column of a C-ordered (N, T) array is a strided gather).
     power_t = np.ascontiguousarray(power_w.T)
-    upper = _upper_by_slot(problem)
     # A slot's extra energy is taken from what is left after every *other* slot's allocation,
     # so slots are visited in order and the remainder updated as we go.
     for t in range(problem.n_slots):
         current = power_t[t]
-        room_w = np.minimum(upper[t] - current, remaining / wh[t] * (1.0 - 1e-12))
-        room_w = np.where(room_w > 0, room_w, 0.0)
-        need_min = np.where(current > 0, 0.0, problem.min_power_w)
-        room_w = np.where(room_w >= need_min, room_w, 0.0)
-        if not room_w.any():
+        extra = serve_more(problem, t, current, remaining / wh[t] * (1.0 - 1e-12), order, tree)
+        if extra is None:
             continue
-        extra = serve_in_order(problem, t, room_w, order, tree, used_w=current, min_w=need_min)
         power_t[t] = current + extra
         remaining = np.maximum(remaining - extra * wh[t], 0.0)
     return np.ascontiguousarray(power_t.T)
+
+
+def serve_more(problem: Problem, t: int, current_w: np.ndarray, can_take_w: np.ndarray,
+               order: np.ndarray, tree: _Tree | None = None, *, zero_w: float = 0.0
+               ) -> np.ndarray | None:
+    """(N,) what more each car gets in slot t on top of `current_w` (N,), served in `order`:
+    up to its bound under the nodes above it (`_upper_by_slot`) and `can_take_w` (N,), under
+    every node limit with what `current_w` draws there. A running car (above `zero_w`) may take
+    any amount more, a paused one at least its minimum. None when nobody can take anything.
+    The step `top_up` and `forward.pull_forward` share: they differ in what a car can take."""
+    room_w = np.minimum(_upper_by_slot(problem)[t] - current_w, can_take_w)
+    need_min = np.where(current_w > zero_w, 0.0, problem.min_power_w)
+    room_w = np.where((room_w > zero_w) & (room_w >= need_min), room_w, 0.0)
+    if not room_w.any():
+        return None
+    return serve_in_order(problem, t, room_w, order, tree, used_w=current_w, min_w=need_min)

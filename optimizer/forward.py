@@ -38,7 +38,7 @@ _DUST = 1e-6
 def pull_forward(problem: Problem, power_w: np.ndarray, slot_cost: np.ndarray,
                  slots: int = 1) -> np.ndarray:
     """(N, T) power_w with the first `slots` slots filled from each car's later energy (see the
-    module docstring). Lawful when power_w is: only adds where `baselines.serve_in_order`
+    module docstring). Lawful when power_w is: only adds where `baselines.serve_more`
     finds room and only lowers later entries (to their minimum or to 0)."""
     power = np.array(power_w, dtype=float)
     n_slots = problem.n_slots
@@ -46,8 +46,6 @@ def pull_forward(problem: Problem, power_w: np.ndarray, slot_cost: np.ndarray,
         return power
     wh = problem.wh_per_w
     minimum = problem.min_power_w
-    upper = baselines._upper_by_slot(problem)
-    tree = None
     over_taken = False
     for t in range(min(slots, n_slots - 1)):
         source = slot_cost[t + 1:] >= slot_cost[t]     # no cheaper than the slot it fills
@@ -55,14 +53,10 @@ def pull_forward(problem: Problem, power_w: np.ndarray, slot_cost: np.ndarray,
             continue
         later_wh = power[:, t + 1:][:, source] @ wh[t + 1:][source]
         current = power[:, t]
-        room_w = np.minimum(upper[t] - current, later_wh / wh[t] * (1.0 - _REL))
-        need_min = np.where(current > ZERO_W, 0.0, minimum)
-        room_w = np.where((room_w > ZERO_W) & (room_w >= need_min), room_w, 0.0)
-        if not room_w.any():
+        extra = baselines.serve_more(problem, t, current, later_wh / wh[t] * (1.0 - _REL),
+                                     _order(problem, current), zero_w=ZERO_W)
+        if extra is None:
             continue
-        tree = tree or baselines._tree(problem)
-        extra = baselines.serve_in_order(problem, t, room_w, _order(problem, current), tree,
-                                         used_w=current, min_w=need_min)
         for i in np.flatnonzero(extra > ZERO_W):
             power[i, t] += extra[i]
             over_taken |= _take_latest(power[i], wh, t, extra[i] * wh[t], minimum[i], source)

@@ -276,6 +276,31 @@ def energy_tolerance(energy: float) -> float:
     return 1e-9 * abs(energy) + 1e-6
 
 
+def col_bounds(highs: highspy.Highs, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds of these HiGHS columns, in their order. `getCols` reads only them
+    (`getLp` copies the whole model, its matrix too: 0.9 ms against 0.04 ms CPU for 200 of
+    28 000 columns at N = 1000)."""
+    return _bounds(highs.getCols, cols, lambda got: got[3:5])
+
+
+def row_bounds(highs: highspy.Highs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds of these HiGHS rows, in their order (`col_bounds`' twin)."""
+    return _bounds(highs.getRows, rows, lambda got: got[2:4])
+
+
+def _bounds(get, index: np.ndarray, pick) -> tuple[np.ndarray, np.ndarray]:
+    index = np.asarray(index, dtype=np.int32)
+    if index.size == 0:
+        return np.zeros(0), np.zeros(0)
+    wanted = np.unique(index)   # HiGHS takes a strictly increasing set
+    got = get(int(wanted.size), wanted)
+    if got[0] != highspy.HighsStatus.kOk:
+        raise RuntimeError(f"HiGHS {get.__name__}: {got[0]}")
+    lower, upper = pick(got)
+    at = np.searchsorted(wanted, index)
+    return np.asarray(lower)[at], np.asarray(upper)[at]
+
+
 class HighsModel:
     """One LP loaded into HiGHS, re-solvable after pausing (connector, slot) pairs.
 
@@ -349,7 +374,7 @@ class HighsModel:
             # HiGHS column -> the arrays' column (the kept model maps them: optimizer/warm.py)
             index = np.flatnonzero(np.isin(self._all, var))
             cols = self._all[index].astype(np.int32)
-            lower = np.asarray(self.highs.getLp().col_lower_)[cols]
+            lower, _ = col_bounds(self.highs, cols)
             self.highs.changeColsBounds(int(cols.size), cols, lower, self.arrays.ub[index])
 
     def raise_lower(self, connector: np.ndarray, slot: np.ndarray, lower_w: np.ndarray) -> None:
@@ -359,7 +384,7 @@ class HighsModel:
         keep = var >= 0
         var = self._all[var[keep]].astype(np.int32)
         self.raised_cols.append(var)
-        upper = np.asarray(self.highs.getLp().col_upper_)[var]
+        _, upper = col_bounds(self.highs, var)
         if var.size:
             self.highs.changeColsBounds(int(var.size), var, np.asarray(lower_w, float)[keep],
                                         upper)
@@ -367,7 +392,7 @@ class HighsModel:
     def reset_lower(self) -> None:
         for var in self.raised_cols:
             if var.size:
-                upper = np.asarray(self.highs.getLp().col_upper_)[var]
+                _, upper = col_bounds(self.highs, var)
                 self.highs.changeColsBounds(int(var.size), var, np.zeros(var.size), upper)
         self.raised_cols = []
 

@@ -184,15 +184,34 @@ def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     return np.einsum("it,t->i", np.asarray(power_w, dtype=float), problem.wh_per_w)
 
 
+def _filled_wh(problem: Problem, objective: Objective, power_w: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """((N,) delivered [Wh], capped at the request; (N, K) of it in each segment: segment k holds
+    what is delivered beyond k segments, up to one segment)."""
+    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
+    k = np.arange(objective.n_segments)
+    seg = objective.segment_wh[:, None]
+    return delivered, np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
+
+
+def _cost(problem: Problem, objective: Objective, power_w: np.ndarray) -> float:
+    return float(np.einsum("it,t->", power_w, problem.wh_per_w * objective.slot_cost))
+
+
 def evaluate(problem: Problem, objective: Objective, power_w: np.ndarray) -> float:
     """The objective value of any allocation (segments filled best-first, capped at the request)."""
     power_w = np.asarray(power_w, dtype=float)
-    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
-    # Segment k holds what is delivered beyond k segments, up to one segment.
-    k = np.arange(objective.n_segments)
-    seg = objective.segment_wh[:, None]
-    filled = np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
+    _, filled = _filled_wh(problem, objective, power_w)
     value = float(np.sum(objective.segment_value * filled))
-    cost = float(np.einsum("it,t->", power_w, problem.wh_per_w * objective.slot_cost))
     reward = float(np.einsum("it,it,t->", power_w, objective.urgency_value, problem.wh_per_w))
-    return value - cost + reward
+    return value - _cost(problem, objective, power_w) + reward
+
+
+def levels(problem: Problem, objective: Objective, power_w: np.ndarray
+           ) -> tuple[float, float, float]:
+    """(weighted energy [Wh], cost, fairness value) of power_w: the objective's three levels
+    above urgency, each alone (`evaluate` sums them with their scales)."""
+    power_w = np.asarray(power_w, dtype=float)
+    delivered, filled = _filled_wh(problem, objective, power_w)
+    return (float(objective.weight @ delivered), _cost(problem, objective, power_w),
+            float(np.sum(objective.fairness[None, :] * filled)))

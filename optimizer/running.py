@@ -27,7 +27,7 @@ import numpy as np
 
 from optimizer.check import delivered_wh
 from optimizer.lp import energy_tolerance
-from optimizer.objective import Objective
+from optimizer.objective import levels  # noqa: F401 (solve's levels; one copy: objective)
 from optimizer.problem import Problem
 from optimizer.stable import ZERO_W, kept_slots
 
@@ -73,7 +73,11 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
                 break
             left -= cost
     # the minimums held in one slot must fit under every limit by themselves (the others
-    # can go to 0), or the LP with them has no solution
+    # can go to 0), or the LP with them has no solution. Not `baselines.serve_in_order`,
+    # though it also serves cars in order under the limits: it cuts node depth by node depth
+    # (a car a higher node pauses keeps the room it took below, which the cars after it there
+    # miss) and keeps a margin under every limit (a minimum that exactly fills a limit would
+    # not be held); here each car is checked on its whole path at once, up to the limit.
     # (each connector's path: the nodes above it, read once - a sparse column per car and
     # slot cost ~50 us)
     node_conn = problem.node_connector.tocsc()
@@ -97,21 +101,6 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
             load_w[nodes], load_a[nodes] = w, a
     connector, slot = np.nonzero(want)
     return connector.astype(np.int64), slot.astype(np.int64)
-
-
-def levels(problem: Problem, objective: Objective, power_w: np.ndarray
-           ) -> tuple[float, float, float]:
-    """(weighted energy [Wh], cost, fairness value) of power_w: the objective's three levels
-    above urgency (optimizer/objective.py)."""
-    power_w = np.asarray(power_w, dtype=float)
-    delivered = np.minimum(delivered_wh(problem, power_w), problem.energy_wh)
-    weighted = float(objective.weight @ delivered)
-    k = np.arange(objective.n_segments)
-    seg = objective.segment_wh[:, None]
-    filled = np.clip(delivered[:, None] - k[None, :] * seg, 0.0, seg)
-    fairness = float(np.sum(objective.fairness[None, :] * filled))
-    cost = float(np.einsum("it,t->", power_w, problem.wh_per_w * objective.slot_cost))
-    return weighted, cost, fairness
 
 
 def keeps_levels(before: tuple[float, float, float], after: tuple[float, float, float]) -> bool:

@@ -63,6 +63,7 @@ import dataclasses
 import highspy
 import numpy as np
 
+from optimizer.lp import col_bounds, row_bounds
 from optimizer.objective import quantised_weight
 from optimizer.problem import Problem
 
@@ -92,17 +93,16 @@ def restrict_to_optimal_face(highs: highspy.Highs) -> None:
     """Fix every column with a non-zero reduced cost and every row with a non-zero dual at the
     bound it sits on (complementary slackness with the current dual: the optimal face)."""
     solution = highs.getSolution()
-    lp = highs.getLp()
     col_dual = np.asarray(solution.col_dual)
     fixed = np.flatnonzero(np.abs(col_dual) > ZERO_DUAL)
     if fixed.size:
-        lower, upper = np.asarray(lp.col_lower_)[fixed], np.asarray(lp.col_upper_)[fixed]
+        lower, upper = col_bounds(highs, fixed)
         at = _nearest_bound(np.asarray(solution.col_value)[fixed], lower, upper)
         highs.changeColsBounds(int(fixed.size), fixed.astype(np.int32), at, at)
     row_dual = np.asarray(solution.row_dual)
     tight = np.flatnonzero(np.abs(row_dual) > ZERO_DUAL)
     if tight.size:
-        lower, upper = np.asarray(lp.row_lower_)[tight], np.asarray(lp.row_upper_)[tight]
+        lower, upper = row_bounds(highs, tight)
         at = _nearest_bound(np.asarray(solution.row_value)[tight], lower, upper)
         # an infinite bound is never the one a row with a non-zero dual sits on
         at = np.where(np.isfinite(at), at, np.where(np.isfinite(lower), lower, upper))

@@ -17,7 +17,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections import deque
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
+from smartcharge.turns import TurnBudget
 
 __all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreTx", "db_time",
            "from_db_time"]
@@ -53,7 +54,7 @@ class SqliteStore:
     """
 
     MAX_GROUP = 256
-    ANSWERS_PER_TURN = 32   # callers resumed per turn of their loop (`_Settler`)
+    ANSWERS_PER_TURN = 32   # callers resumed per turn of their loop (`turns.TurnBudget`)
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -66,7 +67,9 @@ class SqliteStore:
         self._reader = None if path == ":memory:" else ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"store-read:{path}")
         self._read_db: sqlite3.Connection | None = None
-        self._settlers: dict[asyncio.AbstractEventLoop, _Settler] = {}
+        # per callers' loop, weakly: a loop that is gone (a test's) is not kept alive
+        self._settlers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = \
+            weakref.WeakKeyDictionary()
         self._settlers_lock = threading.Lock()
 
     @classmethod
@@ -233,51 +236,17 @@ class SqliteStore:
             by_loop.setdefault(loop, []).append((future, result, error))
         for loop, outcomes in by_loop.items():
             try:
-                loop.call_soon_threadsafe(self._settler(loop).add, outcomes)
+                loop.call_soon_threadsafe(self._settler(loop).settle, outcomes)
             except RuntimeError:
                 pass   # the caller's loop is gone: nobody is waiting any more
 
-    def _settler(self, loop: asyncio.AbstractEventLoop) -> _Settler:
+    def _settler(self, loop: asyncio.AbstractEventLoop) -> TurnBudget:
+        """The budget that resumes this loop's callers at most ANSWERS_PER_TURN per turn."""
         with self._settlers_lock:
             settler = self._settlers.get(loop)
             if settler is None:
-                settler = self._settlers[loop] = _Settler(loop, self.ANSWERS_PER_TURN)
+                settler = self._settlers[loop] = TurnBudget(self.ANSWERS_PER_TURN)
             return settler
-
-
-class _Settler:
-    """On the callers' loop: completes the store's futures at most `per_turn` per turn of the
-    loop. A group commit answers up to MAX_GROUP callers at once, and every caller (an
-    adapter answering a station) resumed in one turn held the loop for ~100 ms under a burst
-    of MeterValues (issue 10); in batches, the loop polls its sockets and runs its other
-    tasks between two. Order is kept."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, per_turn: int) -> None:
-        self._loop = loop
-        self.per_turn = per_turn
-        self._outcomes: deque[tuple[asyncio.Future, Any, BaseException | None]] = deque()
-        self._due = False
-        self.batches = 0      # turns in which it completed futures (tests)
-
-    def add(self, outcomes: list) -> None:
-        self._outcomes.extend(outcomes)
-        if not self._due:
-            self._settle()
-
-    def _settle(self) -> None:
-        self._due = False
-        self.batches += 1
-        for _ in range(min(self.per_turn, len(self._outcomes))):
-            future, result, error = self._outcomes.popleft()
-            if future.done():
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-        if self._outcomes:
-            self._due = True
-            self._loop.call_soon(self._settle)
 
 
 _RAW, _TX = "raw", "tx"

@@ -12,12 +12,21 @@ once for the first `per_turn` callers of a turn, and the later ones wait, in ord
 in a batch per turn. The total work is the same; the loop polls its sockets and runs its other
 tasks between two batches. The server's budget (`ocpp/server.py`) takes every inbound frame and
 every station's handshake (a boot storm accepted thousands in one turn).
+
+The store's answers go the same way (`settle`): a group commit answers up to 256 callers at
+once, and every caller resumed in one turn held the loop for ~100 ms under a burst of
+MeterValues (issue 10). The store keeps a budget of its own per callers' loop (`store.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+# a future to complete, with its result or (not None) its error
+Outcome = tuple[asyncio.Future, Any, BaseException | None]
 
 PER_TURN = 32    # ~50-100 us each after issue 10's cuts: a few ms per turn
 
@@ -27,7 +36,7 @@ class TurnBudget:
         self.per_turn = per_turn
         self._used = 0                 # let in since the turn began
         self._next_turn_due = False    # `_next_turn` is scheduled (runs in the next turn)
-        self._waiting: deque[asyncio.Future] = deque()
+        self._waiting: deque[Outcome] = deque()
         # counters (tests, benchmarks): let in at once, made to wait, the most let in one turn
         self.admitted = 0
         self.deferred = 0
@@ -41,9 +50,17 @@ class TurnBudget:
             return
         self.deferred += 1
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
+        self._waiting.append((future, None, None))
         self._schedule()
         await future
+
+    def settle(self, outcomes: Iterable[Outcome]) -> None:
+        """Complete these futures, in order behind every caller waiting: in this turn as far
+        as the budget allows, the rest in later turns. On the loop the futures belong to."""
+        self._waiting.extend(outcomes)
+        self._let_in()
+        if self._waiting:
+            self._schedule()
 
     def _take(self) -> None:
         self._used += 1
@@ -61,10 +78,17 @@ class TurnBudget:
         this one, with nothing else of this budget's: a caller arriving meanwhile queues)."""
         self._next_turn_due = False
         self._used = 0
-        while self._waiting and self._used < self.per_turn:
-            future = self._waiting.popleft()
-            if not future.done():      # a caller that gave up (cancelled) takes no slot
-                future.set_result(None)
-                self._take()
+        self._let_in()
         if self._waiting:
             self._schedule()
+
+    def _let_in(self) -> None:
+        while self._waiting and self._used < self.per_turn:
+            future, result, error = self._waiting.popleft()
+            if future.done():          # a caller that gave up (cancelled) takes no slot
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            self._take()

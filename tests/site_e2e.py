@@ -15,6 +15,7 @@ from smartcharge.app import create_app
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.fleet import Fleet
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 
 
@@ -73,15 +74,50 @@ async def control_server(site, db_path, clock, *, settings: ControllerSettings |
         await runner.cleanup()
 
 
-@dataclass
-class LoadMonitor:
-    """Samples the simulated stations' summed draw against the limit in force (real 10 ms)."""
+# the simulated stations of the end-to-end tests: quick reconnects, 5 s for an answer, hourly
+# meter values (no closed loop moving the plan under a test's feet unless it asks)
+FLEET_DEFAULTS = {"meter_interval_s": 3600, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3,
+                  "call_timeout_s": 5.0}
 
-    fleet: object
-    clock: object
-    limit_at: object                   # callable(datetime) -> float
-    samples: list[tuple[datetime, float, float]] = field(default_factory=list)
-    task: asyncio.Task | None = None
+
+@contextlib.asynccontextmanager
+async def server_and_fleet(site, tmp_path, clock, *, fleet_kw: dict | None = None,
+                           **server_kw):
+    """The control server on `site` (`control_server`'s options) and its simulated stations,
+    not started yet (`fleet_kw`: Fleet options over FLEET_DEFAULTS): (server, fleet). At the
+    end every station's held messages and answers are released and the fleet stopped, whatever
+    the test did to them."""
+    async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server:
+        fleet = Fleet(site, server.ws_url, clock, **{**FLEET_DEFAULTS, **(fleet_kw or {})})
+        try:
+            yield server, fleet
+        finally:
+            for station in fleet.stations.values():
+                release_messages(station)
+                station.profile_answers.set()
+            await fleet.stop()
+
+
+def hold_messages(station) -> None:
+    """From now on the simulated station's messages to the server wait in its outbox (a lagging
+    link, a queue like the demo's) until `release_messages`."""
+    held: list = []
+    station._enqueue = held.append
+
+
+def release_messages(station) -> None:
+    """The station's held messages go out, in order, and later ones at once (no-op when none
+    are held)."""
+    hold = vars(station).pop("_enqueue", None)
+    if hold is not None:
+        for item in hold.__self__:   # the list `hold_messages` appends to
+            station._enqueue(item)
+
+
+class _Sampling:
+    """A monitor's loop: every real 10 ms the simulated stations brought up to the clock, then
+    `_sample(now)` kept in `samples`; `start`, `stop`. Needs `fleet`, `clock`, `samples`,
+    `task`."""
 
     def start(self) -> None:
         self.task = asyncio.ensure_future(self._run())
@@ -91,7 +127,7 @@ class LoadMonitor:
             now = self.clock.now()
             for station in self.fleet.stations.values():
                 station.advance_to(now)
-            self.samples.append((now, self.fleet.site_draw_w(), self.limit_at(now)))
+            self.samples.append(self._sample(now))
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
@@ -99,6 +135,20 @@ class LoadMonitor:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+@dataclass
+class LoadMonitor(_Sampling):
+    """Samples the simulated stations' summed draw against the limit in force (real 10 ms)."""
+
+    fleet: object
+    clock: object
+    limit_at: object                   # callable(datetime) -> float
+    samples: list[tuple[datetime, float, float]] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+    def _sample(self, now: datetime) -> tuple[datetime, float, float]:
+        return now, self.fleet.site_draw_w(), self.limit_at(now)
 
     def excesses(self, *, allow_after: list[datetime] = (), grace_s: float = 0.0,
                  tol_w: float = 1.0) -> list[tuple[datetime, float, float]]:
@@ -141,7 +191,7 @@ def site_phase_currents_a(site, fleet) -> list[float]:
 
 
 @dataclass
-class PhaseMonitor:
+class PhaseMonitor(_Sampling):
     """Samples the site's per-phase current from the simulated draws (real 10 ms)."""
 
     site: object
@@ -150,22 +200,8 @@ class PhaseMonitor:
     samples: list[tuple[datetime, list[float]]] = field(default_factory=list)
     task: asyncio.Task | None = None
 
-    def start(self) -> None:
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            now = self.clock.now()
-            for station in self.fleet.stations.values():
-                station.advance_to(now)
-            self.samples.append((now, site_phase_currents_a(self.site, self.fleet)))
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+    def _sample(self, now: datetime) -> tuple[datetime, list[float]]:
+        return now, site_phase_currents_a(self.site, self.fleet)
 
     def peak_a(self) -> float:
         return max((max(amps) for _, amps in self.samples), default=0.0)

@@ -16,10 +16,9 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, RateUnit, SessionDefaults, Site, Station
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
 from tests.installed_limits import connector_limit_w
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import hold_messages, server_and_fleet, wait_until
 from tests.test_dispatch_trust import SETTINGS, T0
 
 PASSWORD = "sim-password-0123"
@@ -45,50 +44,42 @@ def _car(onboard_phases: int) -> SimEV:
 async def test_a_plan_sent_as_the_default_is_safe_for_a_single_phase_car(tmp_path, version):
     clock = AcceleratedClock(T0, speed=60.0)
     site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+    async with server_and_fleet(site, tmp_path, clock, settings=SETTINGS,
+                                fleet_kw={"meter_interval_s": 60,
+                                          "ocpp_versions": {"CP1": version}}
+                                ) as (server, fleet):
         controller = server.controller
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=60, reconnect_min_s=0.05,
-                      reconnect_max_s=0.3, call_timeout_s=5.0, ocpp_versions={"CP1": version})
         station = fleet.station("CP1")
-        held = []
-        try:
-            await fleet.start(wait_booted_s=10)
-            assert await fleet.plug_in("CP1", 1, _car(3), "DRIVER-1")
-            sessions = controller.state.sessions
-            await wait_until(lambda: REF in sessions and controller.phase_use(REF)[2], 20,
-                             "the three-phase car's phases learned from its currents")
-            assert controller.phase_use(REF) == (3, 0, True)
-            old_tx = sessions[REF].transaction_id
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            # the station's messages lag (held in its outbox, as the demo's queue did): the
-            # three-phase car leaves and a single-phase one starts charging unseen
-            station._enqueue = held.append
-            await fleet.unplug("CP1", 1)
-            assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-2")
-            assert sessions[REF].transaction_id == old_tx     # the picture is stale
-            # a new plan for the old transaction: its TxProfile is refused (2.0.1: TxNotFound;
-            # 1.6, whose station accepts a TxProfile for a transaction it ended: a station
-            # that refuses TxProfiles), the plan goes out as the connector's default and limits
-            # the single-phase car
-            if version == "1.6":
-                station.quirks = Quirks(reject_tx_profiles=True)
-            controller.ev_cap_w[REF] = 16_000.0
-            controller.request_replan("test")
-            await wait_until(lambda: any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
-                                         and p.schedule.rate_unit == "W"
-                                         for p in station.profiles.profiles), 10,
-                             "the plan installed as the connector's default")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            limit_w, phases = connector_limit_w(station, 1, clock.now())
-            assert phases == 1
-            assert limit_w / 230.0 <= PHASE_A + 0.05, (limit_w, limit_w / 230.0)
-        finally:
-            if "_enqueue" in vars(station):
-                del station._enqueue
-                for item in held:
-                    station._enqueue(item)
-            await fleet.stop()
-
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP1", 1, _car(3), "DRIVER-1")
+        sessions = controller.state.sessions
+        await wait_until(lambda: REF in sessions and controller.phase_use(REF)[2], 20,
+                         "the three-phase car's phases learned from its currents")
+        assert controller.phase_use(REF) == (3, 0, True)
+        old_tx = sessions[REF].transaction_id
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        # the station's messages lag (held in its outbox, as the demo's queue did): the
+        # three-phase car leaves and a single-phase one starts charging unseen
+        hold_messages(station)
+        await fleet.unplug("CP1", 1)
+        assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-2")
+        assert sessions[REF].transaction_id == old_tx     # the picture is stale
+        # a new plan for the old transaction: its TxProfile is refused (2.0.1: TxNotFound;
+        # 1.6, whose station accepts a TxProfile for a transaction it ended: a station
+        # that refuses TxProfiles), the plan goes out as the connector's default and limits
+        # the single-phase car
+        if version == "1.6":
+            station.quirks = Quirks(reject_tx_profiles=True)
+        controller.ev_cap_w[REF] = 16_000.0
+        controller.request_replan("test")
+        await wait_until(lambda: any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
+                                     and p.schedule.rate_unit == "W"
+                                     for p in station.profiles.profiles), 10,
+                         "the plan installed as the connector's default")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        limit_w, phases = connector_limit_w(station, 1, clock.now())
+        assert phases == 1
+        assert limit_w / 230.0 <= PHASE_A + 0.05, (limit_w, limit_w / 230.0)
 
 
 FEEDER_W = 11_000.0       # the feeder's power limit in the tests below (and 32 A per phase)
@@ -111,32 +102,24 @@ async def _single_phase_car(tmp_path, version: str, quirks: Quirks):
     `hold()` keeping the station's messages from here on (released at the end)."""
     clock = AcceleratedClock(T0, speed=60.0)
     site = _feeder_site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+    async with server_and_fleet(site, tmp_path, clock, settings=SETTINGS,
+                                fleet_kw={"meter_interval_s": 60,
+                                          "ocpp_versions": {"CP1": version},
+                                          "quirks": {"CP1": quirks}}) as (server, fleet):
         controller = server.controller
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=60, reconnect_min_s=0.05,
-                      reconnect_max_s=0.3, call_timeout_s=5.0, ocpp_versions={"CP1": version},
-                      quirks={"CP1": quirks})
         station = fleet.station("CP1")
-        held = []
-        try:
-            await fleet.start(wait_booted_s=10)
-            assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-1")
-            await wait_until(lambda: REF in controller.state.sessions
-                             and controller.phase_use(REF)[2], 20,
-                             "the single-phase car's phases learned from its currents")
-            assert controller.phase_use(REF)[0] == 1
-            first, rounds = controller.plan, server.dispatcher.rounds_done
-            controller.request_replan("test")   # a plan made knowing the car's phases
-            await wait_until(lambda: controller.plan is not first, 10, "a new plan")
-            await wait_until(lambda: server.dispatcher.rounds_done > rounds
-                             and server.dispatcher.idle, 10, "dispatched")
-            yield clock, server, station, lambda: setattr(station, "_enqueue", held.append)
-        finally:
-            if "_enqueue" in vars(station):
-                del station._enqueue
-                for item in held:
-                    station._enqueue(item)
-            await fleet.stop()
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP1", 1, _car(1), "DRIVER-1")
+        await wait_until(lambda: REF in controller.state.sessions
+                         and controller.phase_use(REF)[2], 20,
+                         "the single-phase car's phases learned from its currents")
+        assert controller.phase_use(REF)[0] == 1
+        first, rounds = controller.plan, server.dispatcher.rounds_done
+        controller.request_replan("test")   # a plan made knowing the car's phases
+        await wait_until(lambda: controller.plan is not first, 10, "a new plan")
+        await wait_until(lambda: server.dispatcher.rounds_done > rounds
+                         and server.dispatcher.idle, 10, "dispatched")
+        yield clock, server, station, lambda: hold_messages(station)
 
 
 def _three_phase_car_limits(station, at) -> tuple[float, float]:

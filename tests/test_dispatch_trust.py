@@ -14,10 +14,9 @@ from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
 from tests.installed_limits import InstallWatch, connector_limit_w
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEED = 60.0
@@ -49,27 +48,12 @@ def big_ev() -> SimEV:
     return SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
 
 
-def fleet_for(site, server, clock, **kw) -> Fleet:
-    # hourly meter values: no closed loop moving the plan under the test's feet
-    return Fleet(site, server.ws_url, clock, meter_interval_s=3600, reconnect_min_s=0.05,
-                 reconnect_max_s=0.3, call_timeout_s=5.0, **kw)
-
-
 @asynccontextmanager
 async def trust_site(site, tmp_path, clock, fleet_kw=None, **server_kw):
-    """The control server on `site` and its fleet (`fleet_kw`: Fleet options); every
-    station's held answers are released and the fleet stopped at the end, whatever the test
-    did to them."""
+    """`site_e2e.server_and_fleet` with this file's controller settings."""
     server_kw.setdefault("settings", SETTINGS)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server:
-        fleet = fleet_for(site, server, clock, **(fleet_kw or {}))
-        try:
-            yield server, fleet
-        finally:
-            for station in fleet.stations.values():
-                station.profile_answers.set()
-            await fleet.stop()
-
+    async with server_and_fleet(site, tmp_path, clock, fleet_kw=fleet_kw, **server_kw) as both:
+        yield both
 
 
 @asynccontextmanager

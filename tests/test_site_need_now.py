@@ -8,58 +8,34 @@ full). The cars are the simulator's (`sim.ev.SimEV`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
-from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.sim.ev import SimEV
 from smartcharge.site.controller import SiteController
 from smartcharge.site.topology import ConnectorRef
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-CAP_W = 20_000.0
+from tests.two_cars import T0, charge_by_minute, start_session, two_stations
 
 
-def _site() -> Site:
-    return Site(name="need-now", circuits=(Circuit("grid", None, limit_w=CAP_W),),
-                stations=(Station("CP1", "grid", (Connector(1),)),
-                          Station("CP2", "grid", (Connector(1),))))
+def _site():
+    return two_stations("need-now")
+
+
+def _one_car(requested_wh: float):
+    """CP1's car (transaction 1) told to need `requested_wh`: (clock, controller, its ref)."""
+    clock = ManualClock(T0)
+    controller = SiteController(_site(), clock)
+    ref = ConnectorRef("CP1", 1)
+    start_session(controller, ref, 1)
+    controller.state.set_need(1, requested_wh=requested_wh)
+    return clock, controller, ref
 
 
 async def _run(minutes: int, nearly: SimEV, hungry: SimEV, sample_offset_min: int):
-    """Both cars charge minute by minute at what the plan offers; meter samples every 5 min,
-    `sample_offset_min` after the slot edges; a re-plan whenever the controller asks and at
-    every slot edge. Returns the power offered to `nearly` it did not take, per minute."""
-    clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
-    cars = {ConnectorRef("CP1", 1): (1, nearly), ConnectorRef("CP2", 1): (2, hungry)}
-    register = {ref: 0.0 for ref in cars}
-    for ref, (tx, car) in cars.items():
-        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
-        controller.on_event(ev.SessionStarted(ref.station_id, 1, tx, "TAG", 0.0, T0))
-        controller.state.set_need(tx, requested_wh=car.energy_need_wh)
-    await controller.replan()
-    unused = []
-    for minute in range(minutes):
-        if controller._replan.is_set() or minute % 15 == 0:
-            controller._replan.clear()
-            await controller.replan()
-        draws = {}
-        for ref, (tx, car) in cars.items():
-            offered = controller.allocated_now_w(ref) or 0.0
-            draws[ref] = car.advance(60, offered)
-            register[ref] += draws[ref] / 60
-            if car is nearly:
-                unused.append(offered - draws[ref])
-        clock.advance(60)
-        if (minute + 1) % 5 == sample_offset_min:
-            for ref, (tx, _) in cars.items():
-                controller.on_event(ev.MeterSampled(
-                    ref.station_id, ref.connector_id, tx, clock.now(), "Sample.Periodic",
-                    energy_register_wh=register[ref], power_w=draws[ref],
-                    received_at=clock.now()))
-    return unused
+    """Both cars charge minute by minute at what the plan offers, their needs told; meter
+    samples every 5 min, `sample_offset_min` after the slot edges. Returns the power offered
+    to `nearly` it did not take, per minute."""
+    return (await charge_by_minute(_site(), minutes, nearly, hungry, told_needs=True,
+                                   sample_offset_min=sample_offset_min)).unused_w
 
 
 async def test_a_car_near_its_need_is_planned_on_what_it_has_taken_since_its_sample():
@@ -83,12 +59,7 @@ async def test_an_estimate_never_plans_a_car_done_before_its_register_says_so():
     # estimate it is done (733 Wh since). Only a register says so: planned at 0 on a guess, a
     # car still charging (a slower minute, a clock a little off) is paused until its next
     # sample. It keeps at least its minimum until then.
-    clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
-    ref = ConnectorRef("CP1", 1)
-    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
-    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
-    controller.state.set_need(1, requested_wh=5_000.0)
+    clock, controller, ref = _one_car(5_000.0)
     await controller.replan()
     clock.advance(60)
     controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
@@ -108,12 +79,7 @@ async def test_a_need_under_one_slot_at_the_minimum_is_planned_at_the_minimum_no
     # it in the short first slot at 20.7 kW; the car took its 100 Wh in 17 s and 20.7 kW stood
     # unused until its next sample (demo day, truthful: most of the 14 kWh offered to full
     # cars). At its minimum it still runs; it is not given more.
-    clock = ManualClock(T0)
-    controller = SiteController(_site(), clock)
-    ref = ConnectorRef("CP1", 1)
-    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
-    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
-    controller.state.set_need(1, requested_wh=5_000.0)
+    clock, controller, ref = _one_car(5_000.0)
     clock.advance(12 * 60)
     controller.on_event(ev.MeterSampled("CP1", 1, 1, clock.now(), "Sample.Periodic",
                                         energy_register_wh=4_900.0, power_w=0.0,

@@ -5,63 +5,31 @@ it takes up to it again. The cars are the simulator's (`sim.ev.SimEV`: taper abo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
-from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.model import Circuit, Site
 from smartcharge.ocpp.port import Installed
 from smartcharge.sim.ev import SimEV
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-CAP_W = 20_000.0
-METER_S = 300
+from tests.two_cars import CAP_W, METER_S, T0, charge_by_minute, start_session, two_stations
 
 
 def _site() -> Site:
-    return Site(name="taper", circuits=(Circuit("grid", None, limit_w=CAP_W),),
-                stations=(Station("CP1", "grid", (Connector(1),)),
-                          Station("CP2", "grid", (Connector(1),))))
+    return two_stations("taper")
 
 
 async def _run(minutes: int, tapering: SimEV, hungry: SimEV, **settings):
     """Both cars charge minute by minute at what the plan offers; a meter sample every 5 min;
     a re-plan whenever the controller asks and at every slot. Returns per minute the site's
     draw, the power offered to the tapering car but not taken, and what that car drew."""
-    clock = ManualClock(T0)
-    controller = SiteController(_site(), clock, ControllerSettings(**settings))
-    cars = {ConnectorRef("CP1", 1): (1, tapering), ConnectorRef("CP2", 1): (2, hungry)}
-    register = {ref: 0.0 for ref in cars}
-    for ref, (tx, _) in cars.items():
-        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
-        controller.on_event(ev.SessionStarted(ref.station_id, 1, tx, "TAG", 0.0, T0))
-    await controller.replan()
-    draws, unused, taken = [], [], []
-    for minute in range(minutes):
-        if controller._replan.is_set() or minute % 15 == 0:
-            controller._replan.clear()
-            await controller.replan()
-        step = {}
-        for ref, (tx, car) in cars.items():
-            offered = controller.allocated_now_w(ref) or 0.0
-            step[ref] = car.advance(60, offered)
-            register[ref] += step[ref] / 60
-            if car is tapering:
-                unused.append(offered - step[ref])
-                taken.append(step[ref])
-        draws.append(sum(step.values()))
-        clock.advance(60)
-        if (minute + 1) % (METER_S // 60) == 0:
-            for ref, (tx, _) in cars.items():
-                controller.on_event(ev.MeterSampled(
-                    ref.station_id, 1, tx, clock.now(), "Sample.Periodic",
-                    energy_register_wh=register[ref], power_w=step[ref],
-                    received_at=clock.now()))
-    return draws, unused, taken
+    out = await charge_by_minute(_site(), minutes, tapering, hungry,
+                                 settings=ControllerSettings(**settings))
+    return out.site_w, out.unused_w, out.taken_w
 
 
 async def test_a_tapering_car_hands_what_it_does_not_take_to_the_others():
@@ -126,8 +94,7 @@ async def test_a_car_is_judged_only_by_what_it_had_time_to_follow():
     controller, stations = _with_stations(clock)
     ref, tx = ConnectorRef("CP1", 1), 1
     _told(controller, clock, stations, ref, tx, 5_000.0, default=True)
-    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
-    controller.on_event(ev.SessionStarted("CP1", 1, tx, "TAG", 0.0, T0))
+    start_session(controller, ref, tx)
     await controller.replan()
     assert controller.allocated_now_w(ref) > 15_000
     clock.advance(30)
@@ -156,8 +123,7 @@ async def test_a_car_at_a_station_that_accepted_no_profile_is_judged_by_its_maxi
     clock = ManualClock(T0)
     controller, stations = _with_stations(clock)
     ref = ConnectorRef("CP1", 1)
-    controller.on_event(ev.StationBooted("CP1", T0, True, "v", "m"))
-    controller.on_event(ev.SessionStarted("CP1", 1, 1, "TAG", 0.0, T0))
+    start_session(controller, ref, 1)
     await controller.replan()
     assert controller.allocated_now_w(ref) > 15_000
     clock.advance(30)
@@ -194,8 +160,7 @@ async def test_the_sample_that_shows_a_cars_phases_is_followed_like_any_other():
     controller = SiteController(site, clock)
     three, one = ConnectorRef("CP1", 1), ConnectorRef("CP2", 1)
     for tx, ref in enumerate((three, one), start=1):
-        controller.on_event(ev.StationBooted(ref.station_id, T0, True, "v", "m"))
-        controller.on_event(ev.SessionStarted(ref.station_id, 1, tx, "TAG", 0.0, T0))
+        start_session(controller, ref, tx)
     await controller.replan()
     assert controller.allocated_now_w(three) >= 10_000 and controller.allocated_now_w(one) >= 10_000
     clock.advance(300)

@@ -20,9 +20,8 @@ from smartcharge.site.edges import edge_safe, held
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.fleet import Fleet
 from tests.installed_limits import change_moments, connector_limit_w
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 22_000.0
@@ -68,27 +67,47 @@ def _excesses(fleet, since: datetime, until: datetime) -> list[str]:
 
 
 @asynccontextmanager
+async def _edges_site(tmp_path, clock):
+    """The server on `_site()` and its stations (CP2 on 2.0.1, the clocks of CLOCKS_S), not
+    started: (server, fleet)."""
+    async with server_and_fleet(_site(), tmp_path, clock,
+                                settings=ControllerSettings(stale_after_s=3600.0),
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                fleet_kw={"ocpp_versions": {"CP2": "2.0.1"},
+                                          "clock_offsets_s": CLOCKS_S}) as both:
+        yield both
+
+
+@asynccontextmanager
 async def _two_cars_charging(tmp_path, clock):
     """CP1 (1.6, feeder A) and CP2 (2.0.1, feeder B) charging big cars, both planned; CP2's
     clock 3 s ahead, idle CP3's 2 s behind. Yields (server, fleet, refs)."""
-    site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              settings=ControllerSettings(stale_after_s=3600.0),
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
-                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
-        try:
-            await fleet.start(wait_booted_s=10)
-            controller, dispatcher = server.controller, server.dispatcher
-            for station_id in ("CP1", "CP2"):
-                assert await fleet.plug_in(station_id, 1, _big_ev(), "DRIVER-1")
-            refs = [ConnectorRef(s, 1) for s in ("CP1", "CP2")]
-            await wait_until(lambda: all(r in controller.state.sessions for r in refs)
-                             and all(dispatcher.stations[r.station_id].sent for r in refs)
-                             and dispatcher.idle, 10, "both cars planned")
-            yield server, fleet, refs
-        finally:
-            await fleet.stop()
+    async with _edges_site(tmp_path, clock) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        controller, dispatcher = server.controller, server.dispatcher
+        for station_id in ("CP1", "CP2"):
+            assert await fleet.plug_in(station_id, 1, _big_ev(), "DRIVER-1")
+        refs = [ConnectorRef(s, 1) for s in ("CP1", "CP2")]
+        await wait_until(lambda: all(r in controller.state.sessions for r in refs)
+                         and all(dispatcher.stations[r.station_id].sent for r in refs)
+                         and dispatcher.idle, 10, "both cars planned")
+        yield server, fleet, refs
+
+
+def _feeder_a_event(controller, event_id: str, start: datetime, minutes: float = 30) -> None:
+    """A DR event on feeder A (FEEDER_DR_W) from `start`, `minutes` long."""
+    controller.limits.add_event(DemandResponseEvent(
+        event_id, start, start + timedelta(minutes=minutes), limit_w=FEEDER_DR_W,
+        circuit_id="feeder-a"))
+
+
+async def _replanned(server, why: str) -> None:
+    """A re-plan asked for `why`, and its dispatch round done."""
+    dispatcher = server.dispatcher
+    rounds = dispatcher.rounds_done
+    server.controller.request_replan(why)
+    await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
+                     f"the round of the re-plan ({why})")
 
 
 def _moves(plan, give: ConnectorRef, take: ConnectorRef) -> list[datetime]:
@@ -106,18 +125,11 @@ async def test_a_raise_at_a_slot_edge_waits_for_the_decrease_on_a_clock_behind(t
     async with _two_cars_charging(tmp_path, clock) as (server, fleet, refs):
         controller, dispatcher = server.controller, server.dispatcher
         start = (clock.now() + timedelta(minutes=10)).replace(microsecond=0)
-        rounds = dispatcher.rounds_done
-        controller.limits.add_event(DemandResponseEvent(
-            "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-            circuit_id="feeder-a"))
+        _feeder_a_event(controller, "dr-a", start)
         # after every plan sent now has ended: the fail-safe defaults alone carry it
         later = start + timedelta(hours=1)
-        controller.limits.add_event(DemandResponseEvent(
-            "dr-a-later", later, later + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-            circuit_id="feeder-a"))
-        controller.request_replan("dr on feeder A")
-        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                         "the plan for the event sent")
+        _feeder_a_event(controller, "dr-a-later", later)
+        await _replanned(server, "dr on feeder A")
         now = clock.now()
         # the plan moves power from CP1 to CP2 at a slot edge (a little before the event)
         # and back after it
@@ -153,33 +165,20 @@ async def test_idle_shares_end_where_the_defaults_step_up(tmp_path):
     # the common end moves on 800 site seconds after the first round (13 s real): the event
     # is placed on it and its round made well before
     clock = AcceleratedClock(T0, speed=60.0)
-    site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              settings=ControllerSettings(stale_after_s=3600.0),
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
-                      ocpp_versions={"CP2": "2.0.1"}, clock_offsets_s=CLOCKS_S)
-        try:
-            await fleet.start(wait_booted_s=10)
-            controller, dispatcher = server.controller, server.dispatcher
-            await wait_until(lambda: all(c.idle_layer for c in dispatcher.stations.values())
-                             and dispatcher.idle, 10, "every idle share sent")
-            end = dispatcher.expiry
-            rounds = dispatcher.rounds_done
-            controller.limits.add_event(DemandResponseEvent(
-                "dr-a", end, end + timedelta(minutes=20),
-                limit_w=FEEDER_DR_W, circuit_id="feeder-a"))
-            controller.request_replan("dr on feeder A")
-            await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                             "the round for the event")
-            assert dispatcher.expiry == end
-            after = _draws_at_real(fleet, end + timedelta(seconds=60))
-            assert after["CP1"] == 0.0 and after["CP2"] > 10_000.0, after
-            now = clock.now()
-            excesses = _excesses(fleet, now, now + timedelta(hours=1))
-            assert not excesses, excesses[:5]
-        finally:
-            await fleet.stop()
+    async with _edges_site(tmp_path, clock) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        controller, dispatcher = server.controller, server.dispatcher
+        await wait_until(lambda: all(c.idle_layer for c in dispatcher.stations.values())
+                         and dispatcher.idle, 10, "every idle share sent")
+        end = dispatcher.expiry
+        _feeder_a_event(controller, "dr-a", end, minutes=20)
+        await _replanned(server, "dr on feeder A")
+        assert dispatcher.expiry == end
+        after = _draws_at_real(fleet, end + timedelta(seconds=60))
+        assert after["CP1"] == 0.0 and after["CP2"] > 10_000.0, after
+        now = clock.now()
+        excesses = _excesses(fleet, now, now + timedelta(hours=1))
+        assert not excesses, excesses[:5]
 
 
 def test_edge_safe_moves_raises_only():
@@ -217,13 +216,8 @@ async def test_a_replan_just_after_an_edge_keeps_the_raise_waiting(tmp_path):
     async with _two_cars_charging(tmp_path, clock) as (server, fleet, refs):
         controller, dispatcher = server.controller, server.dispatcher
         start = (clock.now() + timedelta(minutes=4)).replace(microsecond=0)
-        rounds = dispatcher.rounds_done
-        controller.limits.add_event(DemandResponseEvent(
-            "dr-a", start, start + timedelta(minutes=30), limit_w=FEEDER_DR_W,
-            circuit_id="feeder-a"))
-        controller.request_replan("dr on feeder A")
-        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                         "the plan for the event sent")
+        _feeder_a_event(controller, "dr-a", start)
+        await _replanned(server, "dr on feeder A")
         edge = _moves(controller.plan, *refs)[0]
         view, cp2 = dispatcher.installed, dispatcher.stations["CP2"]
         held_w = steps.value_at(view.current_step(cp2, refs[1]), edge - timedelta(seconds=1))
@@ -233,10 +227,7 @@ async def test_a_replan_just_after_an_edge_keeps_the_raise_waiting(tmp_path):
         clock.set_speed(10.0)
         await wait_until(lambda: clock.now() > edge + timedelta(seconds=0.5), 10,
                          "just after the edge")
-        rounds = dispatcher.rounds_done
-        controller.request_replan("a meter value just after the edge")
-        await wait_until(lambda: dispatcher.rounds_done > rounds and dispatcher.idle, 10,
-                         "its round")
+        await _replanned(server, "a meter value just after the edge")
         assert clock.now() < edge + timedelta(seconds=9)
         step = view.current_step(cp2, refs[1])
         assert steps.value_at(step, edge + timedelta(seconds=9)) == held_w, step

@@ -18,7 +18,7 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.sim.spec import Quirks
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from tests.installed_limits import forecast_excesses, node_excesses
-from tests.site_e2e import wait_until
+from tests.site_e2e import hold_messages, release_messages, wait_until
 from tests.test_dispatch_trust import REF1, REF2, SPEED, T0, big_ev, limit_w, trust_site
 
 FEEDER_W = 22_000.0
@@ -47,33 +47,24 @@ async def _a_small_and_a_big_plan(tmp_path, version: str, **server_kw):
                           **server_kw) as (server, fleet):
         controller = server.controller
         cp1 = fleet.station("CP1")
-        held: list = []
 
         def hold(on: bool = True) -> None:
-            if on:
-                cp1._enqueue = held.append
-            elif "_enqueue" in vars(cp1):
-                del cp1._enqueue
-                for item in held:
-                    cp1._enqueue(item)
-                held.clear()
-        try:
-            await fleet.start(wait_booted_s=10)
-            for sid in fleet.stations:
-                assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
-            # (a cap set before the controller holds the session is forgotten with it)
-            await wait_until(lambda: {REF1, REF2} <= controller.state.sessions.keys(), 10,
-                             "both sessions heard")
-            controller.ev_cap_w[REF1] = 5_000.0   # car A takes 5 kW (its closed loop, say)
-            controller.request_replan("test")
-            await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
-                             and limit_w(fleet, REF1) < 5_500
-                             and limit_w(fleet, REF2) > 16_000, 10,
-                             "CP1 on a 5 kW TxProfile, CP2 on the rest")
-            await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
-            yield clock, site, server, fleet, hold
-        finally:
-            hold(False)
+            (hold_messages if on else release_messages)(cp1)
+        # (held messages are released at the end: trust_site)
+        await fleet.start(wait_booted_s=10)
+        for sid in fleet.stations:
+            assert await fleet.plug_in(sid, 1, big_ev(), "DRIVER-1")
+        # (a cap set before the controller holds the session is forgotten with it)
+        await wait_until(lambda: {REF1, REF2} <= controller.state.sessions.keys(), 10,
+                         "both sessions heard")
+        controller.ev_cap_w[REF1] = 5_000.0   # car A takes 5 kW (its closed loop, say)
+        controller.request_replan("test")
+        await wait_until(lambda: any(p.purpose == "TxProfile" for p in cp1.profiles.profiles)
+                         and limit_w(fleet, REF1) < 5_500
+                         and limit_w(fleet, REF2) > 16_000, 10,
+                         "CP1 on a 5 kW TxProfile, CP2 on the rest")
+        await wait_until(lambda: server.dispatcher.idle, 10, "dispatched")
+        yield clock, site, server, fleet, hold
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])

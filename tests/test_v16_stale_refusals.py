@@ -8,10 +8,9 @@ import json
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.ocpp.port import Answer
-from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.station import Quirks
 from smartcharge.site.topology import ConnectorRef
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import hold_messages, release_messages, server_and_fleet, wait_until
 from tests.test_dispatch_trust import SETTINGS, T0, big_ev
 
 REF = ConnectorRef("CP1", 1)
@@ -52,56 +51,44 @@ async def _replan_with_cap(controller, dispatcher, cap_w: float) -> None:
 async def test_refusals_for_a_transaction_that_ended_unseen_do_not_switch_to_defaults(tmp_path):
     clock = AcceleratedClock(T0, speed=60.0)
     site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+    async with server_and_fleet(site, tmp_path, clock, settings=SETTINGS) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, reconnect_min_s=0.05,
-                      reconnect_max_s=0.3, call_timeout_s=5.0)
         station = fleet.station("CP1")
-        held = []
-        try:
-            await fleet.start(wait_booted_s=10)
-            assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
-            sessions = controller.state.sessions
-            await wait_until(lambda: REF in sessions, 10, "the first session")
-            first_tx = sessions[REF].transaction_id
-            # a plan below the idle share it started under (one equal to it is not sent)
-            await _replan_with_cap(controller, dispatcher, 10_000.0)
-            await wait_until(lambda: dispatcher.idle and _tx_profiles(station, first_tx), 10,
-                             "the first car on its TxProfile")
-            # the car leaves; the station's StopTransaction lags (held in its outbox), so
-            # the picture still holds the first transaction
-            station._enqueue = held.append
-            await fleet.unplug("CP1", 1)
-            # two new plans for it: the station refuses their TxProfiles (no such
-            # transaction) and takes them as the connector's default
-            for cap_w in (9_000.0, 8_000.0):
-                await _replan_with_cap(controller, dispatcher, cap_w)
-            assert await _refused_tx_profiles(dispatcher, first_tx) >= 2
-            assert any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
-                       for p in station.profiles.profiles), "the plan runs as the default"
-            # the StopTransaction arrives; the next car's transaction is one the station runs
-            del station._enqueue
-            for item in held:
-                station._enqueue(item)
-            await wait_until(lambda: REF not in sessions, 10, "the first session closed")
-            assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-2")
-            await wait_until(lambda: REF in sessions, 10, "the second session")
-            second_tx = sessions[REF].transaction_id
-            assert second_tx != first_tx
-            # a plan unlike the idle share the car may have started under (that is not sent)
-            await _replan_with_cap(controller, dispatcher, 12_000.0)
-            sent = dispatcher.stations["CP1"].sent
-            await wait_until(lambda: dispatcher.idle and 1 in sent
-                             and sent[1].transaction_id == second_tx, 10,
-                             "the second car's plan accepted")
-            assert _tx_profiles(station, second_tx), \
-                [(p.purpose, p.stack_level, p.transaction_id) for p in station.profiles.profiles]
-        finally:
-            if "_enqueue" in vars(station):
-                del station._enqueue
-                for item in held:
-                    station._enqueue(item)
-            await fleet.stop()
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        sessions = controller.state.sessions
+        await wait_until(lambda: REF in sessions, 10, "the first session")
+        first_tx = sessions[REF].transaction_id
+        # a plan below the idle share it started under (one equal to it is not sent)
+        await _replan_with_cap(controller, dispatcher, 10_000.0)
+        await wait_until(lambda: dispatcher.idle and _tx_profiles(station, first_tx), 10,
+                         "the first car on its TxProfile")
+        # the car leaves; the station's StopTransaction lags (held in its outbox), so
+        # the picture still holds the first transaction
+        hold_messages(station)
+        await fleet.unplug("CP1", 1)
+        # two new plans for it: the station refuses their TxProfiles (no such
+        # transaction) and takes them as the connector's default
+        for cap_w in (9_000.0, 8_000.0):
+            await _replan_with_cap(controller, dispatcher, cap_w)
+        assert await _refused_tx_profiles(dispatcher, first_tx) >= 2
+        assert any(p.purpose == "TxDefaultProfile" and p.stack_level >= 1
+                   for p in station.profiles.profiles), "the plan runs as the default"
+        # the StopTransaction arrives; the next car's transaction is one the station runs
+        release_messages(station)
+        await wait_until(lambda: REF not in sessions, 10, "the first session closed")
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-2")
+        await wait_until(lambda: REF in sessions, 10, "the second session")
+        second_tx = sessions[REF].transaction_id
+        assert second_tx != first_tx
+        # a plan unlike the idle share the car may have started under (that is not sent)
+        await _replan_with_cap(controller, dispatcher, 12_000.0)
+        sent = dispatcher.stations["CP1"].sent
+        await wait_until(lambda: dispatcher.idle and 1 in sent
+                         and sent[1].transaction_id == second_tx, 10,
+                         "the second car's plan accepted")
+        assert _tx_profiles(station, second_tx), \
+            [(p.purpose, p.stack_level, p.transaction_id) for p in station.profiles.profiles]
 
 
 async def test_a_station_that_refuses_tx_profiles_runs_each_transaction_on_defaults(tmp_path):
@@ -111,30 +98,26 @@ async def test_a_station_that_refuses_tx_profiles_runs_each_transaction_on_defau
     from then on."""
     clock = AcceleratedClock(T0, speed=60.0)
     site = _site()
-    async with control_server(site, tmp_path / "sc.sqlite", clock, settings=SETTINGS) as server:
+    async with server_and_fleet(site, tmp_path, clock, settings=SETTINGS,
+                                fleet_kw={"quirks": {"CP1": Quirks(reject_tx_profiles=True)}}
+                                ) as (server, fleet):
         dispatcher = server.dispatcher
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, reconnect_min_s=0.05,
-                      reconnect_max_s=0.3, call_timeout_s=5.0,
-                      quirks={"CP1": Quirks(reject_tx_profiles=True)})
-        try:
-            await fleet.start(wait_booted_s=10)
-            control = dispatcher.stations["CP1"]
-            await wait_until(lambda: control.caps is not None and dispatcher.idle, 10,
-                             "CP1 set up")
-            async with control.lock:   # no dispatch round in between
-                port = control.port
-                schedule = dispatcher.power_schedule(
-                    REF, clock.now(), [0], [11_000.0], phases=3, phases_known=True,
-                    duration_s=1200)
+        await fleet.start(wait_booted_s=10)
+        control = dispatcher.stations["CP1"]
+        await wait_until(lambda: control.caps is not None and dispatcher.idle, 10,
+                         "CP1 set up")
+        async with control.lock:   # no dispatch round in between
+            port = control.port
+            schedule = dispatcher.power_schedule(
+                REF, clock.now(), [0], [11_000.0], phases=3, phases_known=True,
+                duration_s=1200)
 
-                def goes_as_default(transaction_id: int) -> bool:
-                    return port.preview(1, transaction_id, schedule, floor=False).default
+            def goes_as_default(transaction_id: int) -> bool:
+                return port.preview(1, transaction_id, schedule, floor=False).default
 
-                modes = []
-                for transaction_id in (101, 101, 101, 102, 102):
-                    modes.append(goes_as_default(transaction_id))
-                    result = await port.set_connector_schedule(1, transaction_id, schedule)
-                    assert result.answer is Answer.ACCEPTED and result.installed.default
-                assert modes == [False, False, True, False, True]
-        finally:
-            await fleet.stop()
+            modes = []
+            for transaction_id in (101, 101, 101, 102, 102):
+                modes.append(goes_as_default(transaction_id))
+                result = await port.set_connector_schedule(1, transaction_id, schedule)
+                assert result.answer is Answer.ACCEPTED and result.installed.default
+            assert modes == [False, False, True, False, True]

@@ -46,14 +46,14 @@ class PowerSchedule:
     in W on the connector, `current_a` per phase on `phases` phases. `min_*`: the least the car
     may be paused at where 0 is refused; `duration_s` None: no end.
 
-    `any_car_power_w` / `any_car_min_power_w` (None: the same as `power_w`): the W limits for
-    the plan sent as the connector's default (TxDefaultProfile), which limits whatever car is
-    plugged in, not only the one planned: a single-phase car draws all its W on one phase, so
-    under per-phase limits a W default gets the per-phase share of a three-phase plan.
-    `any_car_current_a` / `any_car_min_current_a` (None: the same as `current_a`): the A
-    limits for such a default - a plan for a single-phase car on a three-phase connector at a
-    third, since a three-phase car draws an A limit on every phase (a station that cannot
-    switch phases ignores numberPhases); an A limit of a three-phase plan is safe as it is."""
+    `any_car_w_factor` (None: 1): the W limits (and minimum) for the plan sent as the
+    connector's default (TxDefaultProfile), which limits whatever car is plugged in, not only
+    the one planned, are the plan's times it: a single-phase car draws all its W on one phase,
+    so under per-phase limits a W default gets the per-phase share of a three-phase plan.
+    `any_car_a_divisor`: such a default's A limits are the plan's divided by it - 3 for a plan
+    for a single-phase car on a three-phase connector, since a three-phase car draws an A limit
+    on every phase (a station that cannot switch phases ignores numberPhases); an A limit of a
+    three-phase plan is safe as it is (1)."""
 
     start: datetime
     offsets_s: list[float]
@@ -64,28 +64,22 @@ class PowerSchedule:
     min_power_w: float | None = None
     min_current_a: float | None = None
     pauses: bool = False       # the plan pauses the car soon (limit 0 in its first periods)
-    any_car_power_w: list[float] | None = None
-    any_car_min_power_w: float | None = None
-    any_car_current_a: list[float] | None = None
-    any_car_min_current_a: float | None = None
+    any_car_w_factor: float | None = None
+    any_car_a_divisor: float = 1.0
 
-    def limits(self, unit: str, *, any_car: bool = False) -> list[float]:
+    def in_unit(self, unit: str, *, any_car: bool = False) -> tuple[list[float], float | None]:
+        """(limits, minimum) in `unit`: the plan's, or those for any car (`any_car`: sent as
+        the connector's default)."""
         if unit == "A":
-            if any_car and self.any_car_current_a is not None:
-                return list(self.any_car_current_a)
-            return list(self.current_a)
-        if any_car and self.any_car_power_w is not None:
-            return list(self.any_car_power_w)
-        return list(self.power_w)
-
-    def minimum(self, unit: str, *, any_car: bool = False) -> float | None:
-        if unit == "A":
-            if any_car and self.any_car_current_a is not None:
-                return self.any_car_min_current_a
-            return self.min_current_a
-        if any_car and self.any_car_power_w is not None:
-            return self.any_car_min_power_w
-        return self.min_power_w
+            divisor = self.any_car_a_divisor if any_car else 1.0
+            if divisor == 1.0:
+                return list(self.current_a), self.min_current_a
+            return ([a / divisor for a in self.current_a],
+                    (self.min_current_a or 0.0) / divisor or None)
+        factor = self.any_car_w_factor if any_car else None
+        if factor is None:
+            return list(self.power_w), self.min_power_w
+        return [w * factor for w in self.power_w], (self.min_power_w or 0.0) * factor or None
 
 
 @dataclass

@@ -11,7 +11,7 @@ remembers of a refusal.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -58,9 +58,8 @@ def limits_in(schedule: PowerSchedule, unit: str, *, floor: bool = False,
               any_car: bool = False) -> tuple[list[float], float | None]:
     """The schedule's limits in `unit` and its minimum rate; `floor`: no limit below the
     minimum (a station that refuses 0 pauses the car at the minimum instead); `any_car`: sent as
-    the connector's default, so safe for any car (`PowerSchedule.any_car_power_w`)."""
-    limits = schedule.limits(unit, any_car=any_car)
-    minimum = schedule.minimum(unit, any_car=any_car)
+    the connector's default, so safe for any car (`PowerSchedule.any_car_w_factor`)."""
+    limits, minimum = schedule.in_unit(unit, any_car=any_car)
     if floor:
         limits = [max(v, minimum or 0.0) for v in limits]
     return limits, minimum
@@ -106,6 +105,25 @@ class ControlPortBase(StationPort):
             for mode in modes:
                 for unit in units:
                     yield floor, mode, unit
+
+    async def _in_a_unit(self, rate_units: Sequence[str], build: Callable[[str], dict]
+                         ) -> tuple[Answer, dict]:
+        """The station's maximum or a fail-safe default, `build(unit)`, in the current unit and,
+        refused, in the station's others: each built from what the site asked for, not the
+        refused one converted (a default's early start, `site/edges.py`, and its W factor
+        stay). The unit taken is remembered; one refused in every unit teaches nothing.
+        (answer, the last request sent)."""
+        for unit in self._units_now_first(rate_units):
+            request = build(unit)
+            text = await self._send(request)
+            if text == "Accepted":
+                self._unit = unit
+            if text in ("Accepted", NO_ANSWER):
+                break
+        return answer_of(text), request
+
+    async def _send(self, payload: dict) -> str:
+        raise NotImplementedError   # the version's SetChargingProfile
 
     def _accepted(self, installed: Installed, floor: bool) -> ScheduleResult:
         """A plan was taken; taken only at the minimum instead of 0: it is remembered."""

@@ -31,6 +31,8 @@ class ProfileOperations:
         if self.quirks.reject_zero_defaults and profile.purpose == "TxDefaultProfile" and all(
                 p.limit == 0 for p in profile.schedule.periods):
             raise ProfileRejected("this station takes no default of 0")
+        if self.quirks.reject_station_max and profile.purpose == "ChargePointMaxProfile":
+            raise ProfileRejected("this station takes no ChargePointMaxProfile")
         self.advance_to(now)
         self._profiles_changing()
         self.profiles.install(profile, self.tx_context(profile.connector_id),

@@ -29,6 +29,7 @@ class Quirks:
     reject_zero_defaults: bool = False
     keep_old_profiles: bool = False        # answers Accepted but keeps applying what it had
     reject_tx_profiles: bool = False       # refuses TxProfiles (takes TxDefaultProfiles)
+    reject_station_max: bool = False       # refuses a ChargePointMaxProfile (takes no such one)
     # cannot hold a car to fewer phases than it uses (no 3-to-1 phase switching): a limit in
     # A holds on every phase the car draws on, whatever the profile's numberPhases says
     ignore_number_phases: bool = False

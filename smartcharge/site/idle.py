@@ -94,41 +94,59 @@ class IdleSending:
         default."""
         factor = self.installed.w_factor(control.unit, ref, phases, False)
         installed = self.installed.below_steps(control, ref, phases, factor, False)
-        default = self.installed.below_steps(control, ref, phases, factor, True)
-        wanted = steps.overlay([(self.clock.now(), value)], self.expiry, default)
+        wanted = steps.overlay([(self.clock.now(), value)], self.expiry,
+                               self._default_steps(control, ref, phases, factor))
         return installed, wanted
+
+    def _default_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
+                       factor: float | None = None) -> steps.Step:
+        """The connector's fail-safe default in the plan's W, for a car of unknown phases."""
+        if factor is None:
+            factor = self.installed.w_factor(control.unit, ref, phases, False)
+        return self.installed.below_steps(control, ref, phases, factor, True)
+
+    # --- the 0 W under a charging connector's TxProfile ----------------------------------------
+    @staticmethod
+    def _under_possible(control: StationControl, as_default: bool) -> bool:
+        """A 0 W default can go under the car: its plans go out as TxProfiles, the station has
+        an idle layer and takes 0."""
+        return not as_default and control.caps.idle_layer and control.zero_ok
+
+    @staticmethod
+    def _on_tx(control: StationControl, connector_id: int, transaction_id: int) -> bool:
+        """The station took a TxProfile of this transaction (last sent, not as the default)."""
+        old = control.sent.get(connector_id)
+        return old is not None and not old.default and old.transaction_id == transaction_id
+
+    def _zero_tried(self, control: StationControl, connector_id: int) -> bool:
+        """A 0 W was sent for this common end (taken, refused or unanswered)."""
+        sent = control.idle_sent.get(connector_id)
+        return sent is not None and sent[0] <= 1.0 and sent[1] == self.expiry
 
     def zero_under_in_round(self, control: StationControl, cplan, as_default: bool) -> bool:
         """Whether a charging connector's plan has the 0 W default under it in this round: it
         runs on a TxProfile of this transaction already, so the 0 W is in place or goes out
         with the decreases (`_under_change`)."""
-        if as_default or not control.caps.idle_layer or not control.zero_ok:
-            return False
         cid = cplan.ref.connector_id
-        old = control.sent.get(cid)
-        if old is None or old.default or old.transaction_id != cplan.transaction_id:
+        if not (self._under_possible(control, as_default)
+                and self._on_tx(control, cid, cplan.transaction_id)):
             return False
-        sent = control.idle_sent.get(cid)
-        if sent is None or sent[1] != self.expiry or sent[0] > 1.0:
+        if not self._zero_tried(control, cid):
             return True     # goes out in this round, with the decreases (`_under_change`)
         # tried for this end: only a 0 W the station took is a floor (one left unanswered or
         # refused is not; it is retried when the common end moves on)
         layer = control.idle_layer.get(cid)
-        return sent[0] <= 1.0 and layer is not None and layer.expires >= self.expiry \
+        return layer is not None and layer.expires >= self.expiry \
             and max(layer.limits, default=1.0) <= 0.0
 
     def _under_change(self, control: StationControl, cplan, as_default: bool,
                       down, up) -> bool | None:
         """Whether a charging connector's 0 W default goes out now: None (not needed), True
         (with the decreases), False (with the increases, after its plan's raise)."""
-        if as_default or not control.caps.idle_layer or not control.zero_ok:
-            return None
         cid = cplan.ref.connector_id
-        sent = control.idle_sent.get(cid)
-        if sent is not None and sent[0] <= 1.0 and sent[1] == self.expiry:
-            return None   # in place (or refused: retried when the common end moves on)
-        old = control.sent.get(cid)
-        on_tx = old is not None and not old.default and old.transaction_id == cplan.transaction_id
+        if not self._under_possible(control, as_default) or self._zero_tried(control, cid):
+            return None   # (tried: in place, or refused - retried when the common end moves on)
+        on_tx = self._on_tx(control, cid, cplan.transaction_id)
         if not on_tx and down is None and up is None:
             return None   # the car runs on what is installed under it: that is its plan
         return on_tx or down is not None
@@ -137,10 +155,8 @@ class IdleSending:
                           transaction_id: int) -> None:
         """The 0 W default under a transaction's TxProfile, only once the station took the
         TxProfile (refused, or sent as the default instead: the car would be paused)."""
-        old = control.sent.get(connector_id)
-        if old is None or old.default or old.transaction_id != transaction_id:
-            return
-        await self._send_idle(control, connector_id, 0.0)
+        if self._on_tx(control, connector_id, transaction_id):
+            await self._send_idle(control, connector_id, 0.0)
 
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
                          raising: bool = False, part: steps.Step | None = None) -> None:
@@ -152,8 +168,7 @@ class IdleSending:
         duration_s = max(int((self.expiry - now.replace(microsecond=0)).total_seconds()), 1)
         offsets, powers = [0.0], [value]
         # what it falls to at the end (its fail-safe default): a raise there waits (edges.py)
-        then_w = steps.value_at(self._idle_steps(control, ref, connector.phases, value)[1],
-                                self.expiry)
+        then_w = steps.value_at(self._default_steps(control, ref, connector.phases), self.expiry)
         if part is not None:
             later = [(m, w) for m, w in part if now < m < self.expiry]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]

@@ -21,7 +21,6 @@ import logging
 
 from ocpp.v16 import call
 
-from smartcharge.clock import parse_ocpp_time
 from smartcharge.ocpp.port import Answer, Capabilities, Installed, PowerSchedule, ScheduleResult
 from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, failed,
                                         installed_from_profile, limits_in, status_of)
@@ -161,20 +160,26 @@ class V16StationPort(ControlPortBase):
     async def install_station_max(self, power_w: float, current_a: float,
                                   phases: int) -> Answer:
         now = self.clock.now()
-        rate = current_a if self._unit == "A" else power_w
-        sched = P.schedule_rates(now, [0], [rate], unit=self._unit, phases=phases, max_periods=1)
-        payload = P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        return answer_of(await self._send(payload, alternatives=True))
+
+        def payload(unit: str) -> dict:
+            rate = current_a if unit == "A" else power_w
+            sched = P.schedule_rates(now, [0], [rate], unit=unit, phases=phases, max_periods=1)
+            return P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
+        answer, _ = await self._in_a_unit(self._rate_units(), payload)
+        return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        sched = self._schedule(schedule, self._unit)
-        payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
-                                         stack_level=0)
-        answer = answer_of(await self._send(payload, alternatives=True))
+        answer, payload = await self._in_a_unit(
+            self._rate_units(),
+            lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
+                                                self._schedule(schedule, unit), stack_level=0))
         if answer is Answer.ACCEPTED:
-            return answer, installed_from_payload(self.last_payload)
+            return answer, installed_from_payload(payload)
         return answer, None
+
+    def _rate_units(self) -> tuple[str, ...]:
+        return self.caps16.rate_units if self.caps16 is not None else ()
 
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
@@ -245,39 +250,13 @@ class V16StationPort(ControlPortBase):
             return failed(exc)
 
     # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
-    async def _send(self, payload: dict, *, alternatives: bool = False) -> str:
+    async def _send(self, payload: dict) -> str:
         """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",
         a CALLERROR code, or NO_ANSWER). Raises StationOffline when the station is gone."""
         self.last_payload = payload
         request = call.SetChargingProfile(connector_id=payload["connectorId"],
                                           cs_charging_profiles=payload["csChargingProfiles"])
-        answer = await self._put(request, payload)
-        if alternatives and answer not in ("Accepted", NO_ANSWER) and self.caps16 is not None:
-            other = [u for u in self.caps16.rate_units if u != self._unit]
-            if other:  # defaults in the other unit, and remember it
-                return await self._send(self._in_unit(payload, other[0]))
-        return answer
-
-    def _in_unit(self, payload: dict, unit: str) -> dict:
-        """The same profile in the other unit, every period kept (a fail-safe default carries a
-        DR event's window), counted from now: the first answer took a moment."""
-        profile = payload["csChargingProfiles"]
-        periods = profile["chargingSchedule"]["chargingSchedulePeriod"]
-        phases = periods[0].get("numberPhases", 3)
-        powers = [P.rate_to_power(p["limit"], self._unit, phases, self.voltage_v)
-                  for p in periods]
-        now = self.clock.now()
-        elapsed_s = max((now - parse_ocpp_time(
-            profile["chargingSchedule"]["startSchedule"])).total_seconds(), 0.0)
-        shifted = [(p["startPeriod"] - elapsed_s, w) for p, w in zip(periods, powers)]
-        current = [w for offset, w in shifted if offset <= 0][-1]
-        later = [(offset, w) for offset, w in shifted if offset > 0]
-        offsets = [0.0] + [offset for offset, _ in later]
-        powers = [current] + [w for _, w in later]
-        self._unit = unit
-        sched = P.schedule(now, offsets, powers, unit=unit, phases=phases,
-                           voltage_v=self.voltage_v, max_periods=len(periods))
-        return dict(payload, csChargingProfiles=dict(profile, chargingSchedule=sched))
+        return await self._put(request, payload)
 
     def _record(self, payload: dict, answer: str) -> None:
         self.record(self.station_id, payload["connectorId"],

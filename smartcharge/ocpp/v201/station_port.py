@@ -171,13 +171,14 @@ class V201StationPort(ControlPortBase):
                                   phases: int) -> Answer:
         now = self.clock.now()
         schedule = PowerSchedule(now, [0.0], [power_w], [current_a], phases)
-        answer, _ = await self._with_units(lambda unit: P.station_max(
+        answer, _ = await self._in_a_unit(self.caps201.rate_units, lambda unit: P.station_max(
             self._sched(schedule, unit, max_periods=1)))
         return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        answer, request = await self._with_units(
+        answer, request = await self._in_a_unit(
+            self.caps201.rate_units,
             lambda unit: P.failsafe(connector_id, self._sched(schedule, unit)))
         if answer is not Answer.ACCEPTED:
             return answer, None
@@ -189,19 +190,6 @@ class V201StationPort(ControlPortBase):
         request = P.upper_default(connector_id, self._sched(schedule, self._unit))
         answer = answer_of(await self._send(request))
         return answer, installed_from_request(request)
-
-    async def _with_units(self, build) -> tuple[Answer, dict]:
-        """Send in the current unit; refused, in the other one (and remember it)."""
-        units = self._units_now_first(self.caps201.rate_units)
-        for unit in units:
-            request = build(unit)
-            text = await self._send(request)
-            if text == "Accepted":
-                self._unit = unit
-            if text != "Accepted" and text != NO_ANSWER and unit != units[-1]:
-                continue
-            return answer_of(text), request
-        return Answer.REJECTED, request
 
     # --- a transaction's plan, with the alternatives ------------------------------------------
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
