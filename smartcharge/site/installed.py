@@ -132,8 +132,15 @@ class InstalledLimits:
         reconnect, when the station may still run profiles we do not know - its draw proves
         nothing about obedience."""
         control = self.stations.get(ref.station_id)
+        return control is not None and not control.resend and self.ours(ref)
+
+    def ours(self, ref: ConnectorRef) -> bool:
+        """`governs` but for a station whose plans are being sent again (`resend`: set up
+        again after a reconnect, or an ISO 15118 car's needs arrived): what it accepted for
+        the running transaction is known, though it may have lost its plan in a set-up."""
+        control = self.stations.get(ref.station_id)
         session = self.state.sessions.get(ref)
-        if control is None or session is None or control.resend:
+        if control is None or session is None:
             return False
         sent = control.sent.get(ref.connector_id)
         if sent is not None:
@@ -188,6 +195,24 @@ class InstalledLimits:
         since = now if since is None else min(since, now)
         since -= timedelta(seconds=self.settle_s)
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
+        return min(most, self.topology.max_power_w(ref))
+
+    def fallback_w(self, ref: ConnectorRef) -> float | None:
+        """The most a connector may draw from its settle time before until now on what it
+        falls back to without its plan: its idle share over its fail-safe default, or the
+        default alone (a station set up again may have lost both its plan and its idle
+        share). None: no fail-safe default known accepted."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        phases = self.phase_use(ref)[0]
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.settle_s)
+        most = 0.0
+        for replaces_idle in (False, True):
+            step = self.below_steps(control, ref, phases, 1.0, replaces_idle)
+            most = max(most, *(steps.value_at(step, m)
+                               for m in steps.moments(step, since=since) if m <= now))
         return min(most, self.topology.max_power_w(ref))
 
     def followed_w(self, ref: ConnectorRef, at: datetime) -> float | None:
