@@ -33,6 +33,7 @@ from smartcharge.demo.scenario import DemandResponsePlan, Visit
 from smartcharge.model import Site
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.estimates import PastSession
+from smartcharge.site.installed import w_factor
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
 
@@ -113,6 +114,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)
     topo = controller.topology
+    unit_of = {s.station_id: str(s.rate_unit.value) for s in site.stations}
     for station in site.stations:
         controller.on_event(ev.StationBooted(station.station_id, start, True, "sim", "sim"))
     end = start + timedelta(hours=hours)
@@ -190,7 +192,12 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             offered = controller.allocated_now_w(ref) or 0.0
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
-                    (plan is None or not plan.phases_known or plan.phases == 3):
+                    (plan is None or not plan.phases_known or plan.phases == 3) or \
+                    plan is not None and w_factor(topo, unit_of[ref.station_id], ref,
+                                                  plan.phases, plan.phases_known) < 1.0:
+                # a third: the balanced plan's per-phase share of a three-phase plan on one
+                # phase, or a W station's limit while the car's phases are unknown, which a
+                # three-phase car draws as it is (installed.w_factor)
                 unknown_w += offered * 2.0 / 3.0
                 offered /= 3.0
             offered_w += offered

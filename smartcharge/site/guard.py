@@ -9,7 +9,10 @@ profiles allow is planned from then on as a fixed load at what it draws (it does
 the controller re-plans, so the others under that node come down by the margin. A connector
 found drawing over its profiles while no node is over yet is planned around all the same.
 A sample taken before the limit in force now (and the car's settle time) shows what the car
-drew then: the connector counts at what its profiles allow now until its next sample.
+drew then: the connector counts at most at what its profiles allow now until its next sample -
+also while its station's plans are being sent again (an ISO 15118 car's needs, a set-up after a
+reconnect: what it accepted is known, but a set-up may have lost the plan, so then at most at
+the larger of the plan and what it falls back to without it).
 
 The guard acts when a node goes over, or goes further over; a node that stays over by the same
 margin (a stale meter counted at its maximum) is not acted on again and again.
@@ -69,7 +72,10 @@ class SiteGuard:
         measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
         if measured is not None:
             installed = c.installed
-            if installed is None or not installed.governs(ref):
+            if installed is None:
+                return measured, "fresh", None
+            governs = installed.governs(ref)
+            if not governs and not installed.ours(ref):
                 return measured, "fresh", None
             # its installed schedule, looked at once for both questions below (twice was
             # half of a pass at 1 000 connectors, issue 10)
@@ -81,9 +87,20 @@ class SiteGuard:
                 # shows what the car drew then; until the next sample, it draws what it
                 # may now
                 allowed = installed.installed_w(ref, None, step)
+                if allowed is not None and not governs:
+                    # its station's plans are being sent again (an ISO 15118 car's needs,
+                    # or a set-up after a reconnect, which may have lost its plan): what it
+                    # accepted still limits it, or what it falls back to without the plan.
+                    # Counted at its old sample, a car paused since drew its full rate in
+                    # the reading for as long as the re-send took (a false overload in
+                    # the demo under CPU load)
+                    fallback = installed.fallback_w(ref)
+                    allowed = None if fallback is None else max(allowed, fallback)
                 if allowed is not None and allowed < measured:
                     return allowed, "fresh", None
                 return measured, "fresh", None
+            if not governs:
+                return measured, "fresh", None     # proves nothing about obedience
             return measured, "fresh", installed.installed_w(ref, sample.at, step)
         session = c.state.sessions.get(ref)
         if session is None:

@@ -23,15 +23,28 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
              phases_known: bool) -> float:
-    """What a W limit is multiplied by so no phase can be overloaded. A single-phase car on a
-    3-phase connector under a W limit draws it all on one phase: 3x the per-phase current a
-    balanced plan reserved. While the car's phase use is unknown (and a per-phase current limit
-    holds above the connector) the W limit is the balanced plan's per-phase share, a third; an
-    A limit is per phase already and needs nothing."""
+    """What a limit in `unit` is multiplied by so no phase can be overloaded. A single-phase
+    car on a 3-phase connector under a W limit draws it all on one phase: 3x the per-phase
+    current a balanced plan reserved. While the car's phase use is unknown (and a per-phase
+    current limit holds above the connector) the W limit is the balanced plan's per-phase
+    share, a third; an A limit is per phase already and needs nothing - unless the site file
+    addresses the station in W: the planner then plans such a car on what it is sent (its
+    third: `planned_share`), and a three-phase car sent the balanced plan's A on every phase
+    would draw three times that in all (a W station the port falls back to A for)."""
     connector = topology.connector(ref)
-    if unit != "W" or phases_known or phases != 3 or connector.phases != 3:
+    if phases_known or phases != 3 or connector.phases != 3:
+        return 1.0
+    if unit != "W" and str(topology.station(ref.station_id).rate_unit.value) != "W":
         return 1.0
     return 1.0 / 3.0 if topology.phase_limited(ref) else 1.0
+
+
+def planned_share(topology: SiteTopology, ref: ConnectorRef, phases: int,
+                  phases_known: bool) -> float:
+    """The share of its plan's W a connector's car may draw in all, which the planner counts
+    against every W limit (site/planner.py): a third while `w_factor` sends it a third in
+    every unit, else all of it."""
+    return w_factor(topology, "A", ref, phases, phases_known)
 
 
 class InstalledLimits:
@@ -119,8 +132,15 @@ class InstalledLimits:
         reconnect, when the station may still run profiles we do not know - its draw proves
         nothing about obedience."""
         control = self.stations.get(ref.station_id)
+        return control is not None and not control.resend and self.ours(ref)
+
+    def ours(self, ref: ConnectorRef) -> bool:
+        """`governs` but for a station whose plans are being sent again (`resend`: set up
+        again after a reconnect, or an ISO 15118 car's needs arrived): what it accepted for
+        the running transaction is known, though it may have lost its plan in a set-up."""
+        control = self.stations.get(ref.station_id)
         session = self.state.sessions.get(ref)
-        if control is None or session is None or control.resend:
+        if control is None or session is None:
             return False
         sent = control.sent.get(ref.connector_id)
         if sent is not None:
@@ -175,6 +195,24 @@ class InstalledLimits:
         since = now if since is None else min(since, now)
         since -= timedelta(seconds=self.settle_s)
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
+        return min(most, self.topology.max_power_w(ref))
+
+    def fallback_w(self, ref: ConnectorRef) -> float | None:
+        """The most a connector may draw from its settle time before until now on what it
+        falls back to without its plan: its idle share over its fail-safe default, or the
+        default alone (a station set up again may have lost both its plan and its idle
+        share). None: no fail-safe default known accepted."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        phases = self.phase_use(ref)[0]
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.settle_s)
+        most = 0.0
+        for replaces_idle in (False, True):
+            step = self.below_steps(control, ref, phases, 1.0, replaces_idle)
+            most = max(most, *(steps.value_at(step, m)
+                               for m in steps.moments(step, since=since) if m <= now))
         return min(most, self.topology.max_power_w(ref))
 
     def followed_w(self, ref: ConnectorRef, at: datetime) -> float | None:

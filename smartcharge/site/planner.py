@@ -28,6 +28,7 @@ from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (Plan, binding_sources, clip_to_limits, idle_shares,
                                    over_limits, safe_baseline)
 from smartcharge.site import undeclared
+from smartcharge.site.installed import planned_share
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
 
@@ -97,6 +98,12 @@ class Built:
     fixed: dict[ConnectorRef, float]
     circuit_sources: dict[int, LimitSource] = field(default_factory=dict)
     root_fixed_w: float = 0.0               # what the fixed loads took off the root's limit
+    # (N,) each row's W per W of the site's plan (installed.planned_share): 1, or a third
+    scale: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.scale is None:
+            object.__setattr__(self, "scale", np.ones(len(self.controlled)))
 
 
 @dataclass
@@ -156,18 +163,21 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     controlled.sort(key=lambda s: s.ref)
     refs = [s.ref for s in controlled]
     arrays = topo.arrays(refs)
+    # a row's W per plan W (1, or a third: installed.planned_share); its plan is written back
+    # divided by it, in the W the rest of the site plans in
+    scale = np.ones(len(controlled))
     for i, session in enumerate(controlled):
         ref, phases = session.ref, session.phases
         if phases != arrays["phases"][i]:
             arrays["phases"][i], arrays["phase"][i] = phases, session.phase
             arrays["max_power_w"][i] = topo.max_power_w(ref, phases)
             arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
-        elif not session.phases_known and phases == 3 and topo.phase_limited(ref) and \
-                str(topo.station(ref.station_id).rate_unit.value) == "W":
+        elif planned_share(topo, ref, phases, session.phases_known) != 1.0:
             # sent a third of its plan in W until its phases are known (installed.w_factor):
             # a 3-phase car must still get its minimum, or it never shows its phases
             arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                            arrays["max_power_w"][i])
+            scale[i] = planned_share(topo, ref, phases, session.phases_known)
         if session.car_min_w is not None:
             # ISO 15118 evMinCurrent: below it this car does not charge at all
             arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], session.car_min_w),
@@ -177,11 +187,23 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         max_w[i] -= session.floor_w
         if session.ev_cap_w is not None:
             # closed loop: the car takes less than it gets; plan it at what it draws
-            max_w[i] = min(max_w[i], max(session.ev_cap_w, arrays["min_power_w"][i]))
+            # (W it draws: what it is sent, `scale` of its plan)
+            max_w[i] = min(max_w[i], max(session.ev_cap_w / scale[i],
+                                         arrays["min_power_w"][i]))
     max_w = np.maximum(max_w, 0.0)
     for i, session in enumerate(controlled):
         if session.declined:
             max_w[i] = 0.0
+    # Rows sent a third of their plan are planned in what they are sent (what the car draws in
+    # all, whatever its phases): 1 W against every W limit, 1/V A on every phase (a one-phase
+    # car draws it all on one; the row's voltage a third of the station's). Planned in its
+    # balanced plan's W, such a car took three times what it can draw off the cap: 12.4 kW to
+    # start at 4.14 kW, and rounding left that room unused (the demo day's depot bays).
+    # What a car was measured drawing (closed loop, taper) and a station's own limit are W it
+    # draws: applied in the row's W as they are.
+    max_w *= scale
+    arrays["min_power_w"] = arrays["min_power_w"] * scale
+    arrays["voltage_v"] = arrays["voltage_v"] * scale
     energy = np.array([s.remaining_wh for s in controlled], float)
     # Registers count whole Wh: less than that left is a need met (a float's last digits
     # must not buy a full car the slot at its minimum below).
@@ -217,6 +239,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             max_matrix[i] = np.minimum(max_matrix[i], np.maximum(
                 session.taper_w, min(arrays["min_power_w"][i], max_w[i])))
     previous_w = _previous_w(inputs, controlled)
+    if previous_w is not None:
+        previous_w = previous_w * scale[:, None]
     problem = optimizer.Problem(
         slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
         arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -225,7 +249,7 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
         phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
         price_per_kwh=inputs.price_per_kwh)
-    return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w)
+    return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale)
 
 
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
@@ -374,9 +398,11 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     previous = inputs.previous.connectors if inputs.previous is not None else None
     plans = ConnectorPlans(
         built.controlled, start=now, slot_starts=starts,
-        power_w=power_w + floor_w[:, None],   # a new array: the plan's own, read-only
+        # in the site's W (a row planned in what it is sent: `scale` of its plan); a new
+        # array, the plan's own, read-only
+        power_w=power_w / built.scale[:, None] + floor_w[:, None],
         transaction_ids=[s.transaction_id for s in sessions],
-        min_power_w=problem.min_power_w, bindings=bindings,
+        min_power_w=problem.min_power_w / built.scale, bindings=bindings,
         phases=[s.phases for s in sessions], phases_known=[s.phases_known for s in sessions],
         previous=previous if isinstance(previous, ConnectorPlans) else None)
     lifetime_slots = int(np.ceil(inputs.idle_window_s / inputs.slot_s)) + 1

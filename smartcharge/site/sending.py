@@ -61,9 +61,11 @@ class ProfileSending:
         voltage = self.topology.station(ref.station_id).voltage_v
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
+        # in A too, a W station's car of unknown phases gets the share the planner counted
+        a_factor = self.w_factor("A", ref, phases, phases_known)
         min_w = (min_power_w or 0.0) * factor
-        min_a = units.w_to_a(min_power_w or 0.0, phases, voltage)
-        current_a = [units.w_to_a(p, phases, voltage) for p in powers_w]
+        min_a = units.w_to_a((min_power_w or 0.0) * a_factor, phases, voltage)
+        current_a = [units.w_to_a(p * a_factor, phases, voltage) for p in powers_w]
         one_of_three = phases == 1 and self.topology.connector(ref).phases == 3
         return PowerSchedule(
             start=start, offsets_s=list(offsets_s), power_w=[p * factor for p in powers_w],
