@@ -32,11 +32,7 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 5. Portfolio guard: rounding can in principle lose energy a greedy baseline keeps; if a baseline
    delivers strictly more weighted energy than the NEAR_OPTIMAL result, it is returned instead.
    So the result always delivers at least as much weighted energy as every baseline.
-   With a previous allocation, the baseline's on/off pattern with the cars the previous plan
-   ran and it pauses in the kept slots added at their minimum is solved again (every entry of
-   the pattern at its minimum or more; optimizer/pattern.py, `_held_pattern`) and returned when
-   it delivers at least the baseline's weighted energy. Else, before a baseline is returned
-   whole, the kept slots are kept -
+   With a previous allocation, before a baseline is returned whole, the kept slots are kept -
    the previous plan's window made lawful (`stable.previous_window`), else the baseline's with
    the running cars it pauses held at their minimum, else our rounded stable plan's - and our
    own solve plans the slots after them (`_plan_rest`; the baselines on sites above
@@ -88,7 +84,6 @@ from optimizer.forward import pull_forward
 from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import (Objective, build_objective, energy_first_by_construction,
                                  evaluate, quantised_weight)
-from optimizer.pattern import hold_pattern
 from optimizer.problem import Problem
 from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
@@ -551,12 +546,7 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
     if best is None:
         return schedule
     theirs, name, power_w = best
-    # The winner with the running cars it pauses in the kept slots held at their minimum, its
-    # pattern re-solved (optimizer/pattern.py): first, as it keeps every such car by
-    # construction, where the kept windows below (previous, mixed) could still leave one at 0
-    held_w = _held_pattern(problem, objective, power_w, theirs, deadline)
-    kept = ((held_w, f"{name}+pattern") if held_w is not None else
-            _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline))
+    kept = _keep_running(problem, schedule.power_w, name, power_w, theirs, deadline)
     if kept is not None:
         power_w, name = kept
         theirs = weighted_energy_wh(problem, power_w)
@@ -576,27 +566,6 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
                  f"({theirs:.1f} vs {ours:.1f} Wh) after minimum-rate rounding, returned instead"),
         relaxation_objective=schedule.relaxation_objective,
         extra={**schedule.extra, "portfolio": name, "optimizer_weighted_wh": ours})
-
-
-def _held_pattern(problem: Problem, objective: Objective, winner_w: np.ndarray,
-                  theirs_wh: float, deadline: _Deadline | None) -> np.ndarray | None:
-    """The winner with the running cars it pauses in the kept slots held at their minimum,
-    its pattern re-solved (optimizer/pattern.py), lawful and at least `theirs_wh` weighted
-    energy; None when there is none (or no time left). Sites up to STABLE_FLOW_CONNECTORS
-    sessions, as the kept windows' own solve (one more LP of a large site costs too much)."""
-    if problem.n_connectors > STABLE_FLOW_CONNECTORS:
-        return None
-    try:
-        left = None if deadline is None else deadline.left_s()
-    except SolverFailed:
-        return None
-    held_w = hold_pattern(problem, objective, winner_w, theirs_wh, weighted_energy_wh, left)
-    if held_w is None:
-        return None
-    held_w, checked = project_checked(problem, held_w)
-    if not checked or weighted_energy_wh(problem, held_w) < theirs_wh * (1.0 - 1e-12):
-        return None
-    return held_w
 
 
 def _plan_rest(residual: Problem, time_limit_s: float | None = None) -> np.ndarray:
