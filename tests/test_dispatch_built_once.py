@@ -2,13 +2,13 @@
 schedule twice per decrease was ~5 % of the loop's CPU in a DR event at 1 000 connectors), and
 the station installs what the plan says."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.site.dispatch import Dispatcher
 from tests.site_e2e import wait_until
-from tests.test_dispatch_paced import REFS, six_on_the_grid
-from tests.test_dispatch_trust import SPEED, big_ev, limit_w, trust_site
+from tests.test_dispatch_paced import REFS, six_at_11_kw, six_charging, six_on_the_grid
+from tests.test_dispatch_trust import SPEED, limit_w, trust_site
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -18,22 +18,8 @@ async def test_a_decrease_is_sent_with_the_schedule_its_comparison_built(tmp_pat
     clock = AcceleratedClock(T0, speed=SPEED)
     async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
-        await fleet.start(wait_booted_s=10)
-        for ref in REFS:
-            assert await fleet.plug_in(ref.station_id, 1, big_ev(), "DRIVER-1")
-        await wait_until(lambda: controller.plan is not None
-                         and len(controller.plan.connectors) == len(REFS), 10, "all planned")
-        controller.ev_cap_w.update({ref: 11_000.0 for ref in REFS})
-        controller.request_replan("test")
-        # the plan at 11 kW each dispatched, and every station there now and later: the
-        # fail-safe default (15.9 A: 10 971 W) is as close, and a raise from the first plan's
-        # 0 W is held a while after it is sent (edges.held)
-        await wait_until(lambda: dispatcher._latest is controller.plan and dispatcher.idle
-                         and all(abs(controller.plan.connectors[ref].power_at(clock.now())
-                                     - 11_000) < 100 for ref in REFS)
-                         and all(abs(limit_w(fleet, ref, clock.now() + timedelta(seconds=s))
-                                     - 11_000) < 100 for ref in REFS for s in (0, 60)),
-                         10, "all at 11 kW, now and later")
+        await six_charging(server, fleet)
+        await six_at_11_kw(server, fleet, clock)
 
         built: dict = {}
         original = Dispatcher._schedule_for

@@ -133,17 +133,13 @@ async def test_a_round_with_nothing_to_send_holds_no_object_per_station(tmp_path
     of its own (15 000 tracked objects a round at 5 000 stations)."""
     from smartcharge.clock import AcceleratedClock
     from tests.site_e2e import wait_until
-    from tests.test_dispatch_paced import REFS, T0, six_on_the_grid
-    from tests.test_dispatch_trust import SPEED, big_ev, trust_site
+    from tests.test_dispatch_paced import REFS, T0, six_charging, six_on_the_grid
+    from tests.test_dispatch_trust import SPEED, trust_site
 
     clock = AcceleratedClock(T0, speed=SPEED)
     async with trust_site(six_on_the_grid(), tmp_path, clock) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
-        await fleet.start(wait_booted_s=10)
-        for ref in REFS:
-            assert await fleet.plug_in(ref.station_id, 1, big_ev(), "DRIVER-1")
-        await wait_until(lambda: controller.plan is not None
-                         and len(controller.plan.connectors) == len(REFS), 10, "all planned")
+        await six_charging(server, fleet)
         for _ in range(4):   # until the plan has settled (see test_dispatch_paced)
             rounds = dispatcher.rounds_done
             controller.request_replan("test")

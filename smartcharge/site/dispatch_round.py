@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -221,27 +221,34 @@ class DispatchRound:
         for future in self._settle.pop(when, ()):
             self.pacer.wake(future, True)
 
-    async def _turn(self, sid: str, settle: bool = True) -> bool:
+    async def _turn(self, sid: str, settle: bool = True) -> tuple[bool, datetime | None]:
         """Wait for the decreases this station's increases depend on and, when `settle`, the
-        settle time; False: one was not acknowledged (held, re-planning), or a newer plan came
-        meanwhile (its round decides, after its own decreases: waiting on here held a DR
-        event's decreases back by the settle time and more, issue 10)."""
+        settle time; (go on, when the last of those decreases was acknowledged). Not going
+        on: one was not acknowledged (held, re-planning), or a newer plan came meanwhile (its
+        round decides, after its own decreases: waiting on here held a DR event's decreases
+        back by the settle time and more, issue 10)."""
         d = self.d
         gate = await self._released(self.gates.waiter(sid))
         if gate is None or self._superseded():
-            return False   # a decrease left to the newer round is not a failure
+            return False, None   # a decrease left to the newer round is not a failure
         failed, latest = gate
         if failed:
             log.warning("station %s: increases held: decreases at %s not acknowledged; "
                         "re-planning", sid, ", ".join(failed[:10])
                         + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
             d.publish(learned.ReplanWanted(f"held:{sid}"))
-            return False
-        if latest is not None and settle:
-            settled = latest + timedelta(seconds=d.settings.settle_s)
-            if settled > d.clock.now() and not await self._released(self._settled(settled)):
-                return False
-        return not self._superseded()
+            return False, None
+        if latest is not None and settle and not await self._settle_after(latest):
+            return False, None
+        return not self._superseded(), latest
+
+    async def _settle_after(self, acknowledged: datetime) -> bool:
+        """Wait until the settle time after `acknowledged` has passed; False: a newer round
+        ended this one meanwhile."""
+        settled = acknowledged + timedelta(seconds=self.d.settings.settle_s)
+        if settled > self.d.clock.now():
+            return bool(await self._released(self._settled(settled)))
+        return True
 
     async def _increase(self, control: StationControl, items: list, holds: int) -> None:
         d, sid = self.d, control.station_id
@@ -249,7 +256,9 @@ class DispatchRound:
         # margin after it is sent (edges.held), so after the decreases' settle time if it is
         # sent once they are acknowledged: waiting the settle time first held it back twice.
         # Idle shares and defaults are not held: they wait here.
-        if not await self._turn(sid, settle=any(item[0] != "plan" for item in items)):
+        settled = any(item[0] != "plan" for item in items)
+        go, acknowledged = await self._turn(sid, settle=settled)
+        if not go:
             return
         async with control.lock:
             if control.lock.holds != holds + 1:
@@ -261,6 +270,13 @@ class DispatchRound:
                         if not await d._run_items(control, downs, decrease=True):
                             d.publish(learned.ReplanWanted(f"held:{sid}"))
                             return
+                    acknowledged, settled = d.clock.now(), False
+                if (not settled and acknowledged is not None
+                        and any(item[0] != "plan" for item in items)):
+                    # compared again, an idle share's or a default's raise (not held by its
+                    # schedule): the settle time after the decreases first
+                    if not await self._settle_after(acknowledged) or self._superseded():
+                        return
             if d._latest is not self.plan and d._latest is not None:
                 # a newer plan came while we waited: only what it still allows goes out
                 # now, the rest with its own round (after its own decreases)
