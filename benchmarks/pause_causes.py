@@ -128,6 +128,23 @@ class Capture:
             return f"guard {backend.split('+')[0] if '+' in backend else backend}"
         return "after solve"
 
+    def detail(self, at: datetime, ref) -> str:
+        """The car's first-slot power at each stage of the re-plan at `at` (W), its minimum and
+        what the previous plan gave it: to read one pause by hand."""
+        found = self.by_time.get(at)
+        if found is None or "built" not in found or ref not in found["built"].controlled:
+            return ""
+        built = found["built"]
+        i = built.controlled.index(ref)
+        problem, stages = built.problem, found["stages"]
+        prev = problem.previous_w[i, 0] if problem.previous_w is not None else np.nan
+        parts = [f"min {problem.min_power_w[i]:.0f}", f"prev {prev:.0f}",
+                 f"need {problem.energy_wh[i]:.0f} Wh", f"n {len(built.controlled)}",
+                 f"backend {found.get('backend')}"]
+        parts += [f"{k} {stages[k][i, 0]:.0f}" for k in ("lp", "held", "rounded", "final")
+                  if k in stages]
+        return ", ".join(parts)
+
 
 RUNS = {"demo": ("auto", False, "history"), "nohistory": ("auto", False, None),
         "truthful": ("auto", True, None)}
@@ -137,10 +154,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", nargs="+", default=["demo", "workplace", "depot", "tight"])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--detail", action="store_true",
+                        help="each pause of the cars paused > 1/h by re-plans: moment, stage")
+    parser.add_argument("--save", metavar="PATH",
+                        help="pickle every re-plan pause (day, run, moment, car, cause, the "
+                             "problem and its stages) to PATH, to replay one by hand")
     args = parser.parse_args(argv)
     capture = Capture()
     capture.install()
     total, total_cars = Counter(), Counter()
+    saved = []
     for day in days(args.days):
         for run in args.runs:
             backend, truthful, history = RUNS[run]
@@ -148,13 +171,32 @@ def main(argv=None) -> None:
             result = asyncio.run(run_day(
                 day.site, day.visits, day.start, day.hours, day.dr, truthful=truthful,
                 backend=backend, history=past_sessions(day) if history else None))
-            causes, per_visit = Counter(), {}
+            causes, per_visit, log = Counter(), {}, {}
             for at, ref, visit in result.replan_pause_log:
                 why = capture.cause(at, ref)
                 causes[why] += 1
                 per_visit.setdefault(visit, Counter())[why] += 1
+                log.setdefault(visit, []).append((at, ref, why))
+                if args.save and "built" in capture.by_time.get(at, {}):
+                    found = capture.by_time[at]
+                    saved.append({"day": day.name, "run": run, "at": at, "ref": ref,
+                                  "visit": visit, "cause": why, "problem": found["built"].problem,
+                                  "controlled": found["built"].controlled,
+                                  "stages": found["stages"], "backend": found.get("backend")})
             over = [n for n, count in enumerate(result.replan_pauses)
                     if count > max(result.hours_plugged[n], 1.0)]
+            for entry in saved:
+                if entry["day"] == day.name and entry["run"] == run:
+                    entry["over"] = entry["visit"] in over
+            if args.detail:
+                for n in over:
+                    v = result.visits[n]
+                    print(f"  car {n} ({v.station_id}/{v.connector_id}, "
+                          f"{v.arrival:%H:%M}-{v.departure:%H:%M}, "
+                          f"{result.hours_plugged[n]:.1f} h plugged, "
+                          f"{result.replan_pauses[n]} re-plan pauses):")
+                    for at, ref, why in log.get(n, []):
+                        print(f"    {at:%H:%M} {why}: {capture.detail(at, ref)}")
             cars = Counter()
             for n in over:
                 cars.update(per_visit.get(n, Counter()))
@@ -165,6 +207,10 @@ def main(argv=None) -> None:
                   f"{len(over)} cars > 1/h; by cause {dict(causes.most_common())}; of the cars > 1/h "
                   f"{dict(cars.most_common())}", flush=True)
     print(f"all: {dict(total.most_common())}\ncars > 1/h: {dict(total_cars.most_common())}")
+    if args.save:
+        import pickle
+        with open(args.save, "wb") as f:
+            pickle.dump(saved, f)
 
 
 if __name__ == "__main__":

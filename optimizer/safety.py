@@ -30,14 +30,34 @@ OVERSHOOT = 1.0 + 1e-6  # remove a hair more than the excess, so the re-summed l
 MARGIN_W = 1e-6
 MARGIN_A = 1e-9
 MARGIN_WH = 1e-9
+MIN_SNAP_W = 1e-6   # a value this close under its minimum is the minimum (solver noise)
 
 
 def _path_max(problem: Problem, node_values: np.ndarray) -> np.ndarray:
     return -path_min(problem, -node_values)
 
 
-def _enforce_min_rate(problem: Problem, power_w: np.ndarray) -> np.ndarray:
-    return np.where(power_w < problem.min_power_w[:, None], 0.0, power_w)
+def _enforce_min_rate(problem: Problem, power_w: np.ndarray,
+                      bound_w: np.ndarray | None = None) -> np.ndarray:
+    """Below minimum -> 0; but a hair under it (MIN_SNAP_W, a solver's 4139.999999999999 W for a
+    4 140 W minimum) is the minimum, where the bound allows it: pausing a car for an ulp was a
+    pause a re-plan made for nothing (demo day). Raising by that hair may put a limit over by
+    as much; the rounds after this remove it from the power above the minimums."""
+    minimum = problem.min_power_w[:, None]
+    bound = problem.upper_w if bound_w is None else bound_w
+    snap = (power_w < minimum) & (power_w >= minimum - MIN_SNAP_W) & (minimum > 0) & \
+        (bound >= minimum)
+    if snap.any():
+        raised = np.where(snap, np.broadcast_to(minimum, power_w.shape), power_w)
+        # not where the hair puts a node over whose cars all sit at their minimums (there the
+        # subtree would be scaled, pausing them all): the entry goes to 0, as before
+        load_w, load_a = node_loads(problem, raised)
+        over = (load_w > problem.node_limit_w) | \
+            (load_a > problem.node_limit_a[:, None, :]).any(axis=1)
+        if over.any():
+            snap &= np.asarray(problem.node_connector.T @ over.astype(float)) == 0
+        power_w = np.where(snap, np.broadcast_to(minimum, power_w.shape), power_w)
+    return np.where(power_w < minimum, 0.0, power_w)
 
 
 def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
@@ -51,14 +71,31 @@ def _reduce_energy(problem: Problem, power_w: np.ndarray) -> np.ndarray:
         share = np.where(over & (slack_wh > 0),
                          np.minimum((excess * OVERSHOOT + MARGIN_WH) / slack_wh, 1.0), 0.0)
     power_w = power_w - share[:, None] * slack
-    # Rows the slack above minimum could not fix are scaled as a whole.
+    # Rows the slack above minimum could not fix (every entry at its minimum) give way at
+    # their latest entries: scaled as a whole, every entry fell below the minimum and the car
+    # was paused for the whole horizon over 4.5e-13 Wh (demo day, a car near full)
     excess = delivered_wh(problem, power_w) - problem.energy_wh
-    still = excess > 0
-    if still.any():
-        delivered = delivered_wh(problem, power_w)
-        factor = np.where(still, problem.energy_wh / np.where(delivered > 0, delivered, 1.0), 1.0)
-        power_w = power_w * (factor * (1.0 - 1e-12))[:, None]
+    for i in np.flatnonzero(excess > 0):
+        power_w[i] = _take_latest_wh(power_w[i], problem.wh_per_w, problem.min_power_w[i],
+                                     excess[i] * OVERSHOOT + MARGIN_WH)
     return power_w
+
+
+def _take_latest_wh(row: np.ndarray, wh_per_w: np.ndarray, minimum: float,
+                    take_wh: float) -> np.ndarray:
+    """row less take_wh from its latest entries: each lowered while it stays at its minimum or
+    more, else set to 0 (then the next one back gives the rest, if any is left)."""
+    row = row.copy()
+    for t in np.flatnonzero(row > 0)[::-1]:
+        if take_wh <= 0.0:
+            break
+        cut_w = take_wh / wh_per_w[t]
+        if row[t] - cut_w >= minimum and row[t] - cut_w > 0.0:
+            row[t] -= cut_w
+            break
+        take_wh -= row[t] * wh_per_w[t]
+        row[t] = 0.0
+    return row
 
 
 def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
@@ -118,13 +155,13 @@ def project_checked(problem: Problem, power_w: np.ndarray,
     """(project(...), whether it passed `feasible`, i.e. check(tol=0) == []): saves a re-check."""
     bound = problem.upper_w if upper_w is None else np.minimum(upper_w, problem.upper_w)
     power_w = np.clip(np.asarray(power_w, dtype=float), 0.0, bound)
-    power_w = _enforce_min_rate(problem, power_w)
+    power_w = _enforce_min_rate(problem, power_w, bound)
     for _ in range(MAX_ROUNDS):
         if feasible(problem, power_w):
             return power_w, True
         power_w = _reduce_energy(problem, power_w)
         power_w = _reduce_nodes(problem, power_w)
-        power_w = _enforce_min_rate(problem, np.maximum(power_w, 0.0))
+        power_w = _enforce_min_rate(problem, np.maximum(power_w, 0.0), bound)
     for _ in range(MAX_ROUNDS):
         if feasible(problem, power_w):
             return power_w, True

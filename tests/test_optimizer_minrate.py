@@ -152,3 +152,43 @@ def test_a_rounding_error_over_a_limit_pauses_no_car_at_its_minimum(over):
     assert lawful[0, 0] == 4140.0
     assert (lawful[:, 0] >= 4140.0).all()
     assert lawful.sum() == pytest.approx(plan.sum(), abs=1e-3)
+
+
+def test_a_float_excess_over_a_request_does_not_pause_a_car_at_its_minimum():
+    # Captured on the demo day (truthful, 15:45): a car near full (2 211 Wh to go) planned at
+    # its minimum, which is also its maximum, in every slot it gets, delivering its request
+    # and 4.5e-13 Wh more (a float sum). No power above the minimum to take the hair from, so
+    # the projection scaled the whole row by (1 - 1e-12): every entry fell below the minimum
+    # and the car was paused for the whole horizon by a rounding error. Only its latest entry
+    # may give way.
+    from optimizer.check import delivered_wh
+    from optimizer.safety import project
+
+    slot_s = [347.2, 552.8, 602.9, 297.1]
+    plan = np.array([[4140.0, 4140.0, 4140.0, 4140.0]])
+    request = float(delivered_wh(Problem(slot_s=slot_s, max_power_w=[4140.0], energy_wh=[1e6],
+                                         arrival_slot=[0], departure_slot=[4], node_parent=[-1],
+                                         connector_node=[0]), plan)[0])
+    problem = Problem(slot_s=slot_s, max_power_w=[4140.0], min_power_w=[4140.0],
+                      energy_wh=[np.nextafter(np.nextafter(request, 0.0), 0.0)],
+                      arrival_slot=[0], departure_slot=[4], node_parent=[-1], connector_node=[0])
+    lawful = project(problem, plan)
+    assert check(problem, lawful, tol=0.0) == []
+    np.testing.assert_array_equal(lawful[0, :3], 4140.0)
+
+
+def test_an_entry_an_ulp_under_its_minimum_is_at_its_minimum():
+    # Captured on the demo day (truthful, 18:02): the solver's 4139.999999999999 W for a car
+    # whose minimum is 4 140 W was paused by the minimum-rate rule. A hair under the minimum
+    # is the minimum (the limits still hold: the projection takes any excess from the power
+    # above the others' minimums).
+    from optimizer.safety import project
+
+    problem = Problem(slot_s=[900.0], max_power_w=[11040.0, 11040.0], min_power_w=4140.0,
+                      energy_wh=[1e5, 1e5], arrival_slot=[0, 0], departure_slot=[1, 1],
+                      node_parent=[-1], connector_node=[0, 0], node_limit_w=[15180.0])
+    plan = np.array([[np.nextafter(4140.0, 0.0)], [11040.0]])
+    lawful = project(problem, plan)
+    assert check(problem, lawful, tol=0.0) == []
+    assert lawful[0, 0] == 4140.0
+    assert lawful[1, 0] == pytest.approx(11040.0, abs=1e-3)

@@ -133,7 +133,9 @@ def test_the_guard_keeps_the_kept_window_when_a_baseline_wins(n, seed):
     previous[:, 34:36] = before[:, 34:36]
     kept = solve(dataclasses.replace(problem, previous_w=previous), backend="highs")
     running = before[:, 34] > 0
-    assert kept.backend.split("+")[0] in ("kept", "previous", "mixed")
+    # (the winner's pattern with the running cars held, optimizer/pattern.py, comes first)
+    assert kept.backend.split("+")[0] in ("kept", "previous", "mixed") or \
+        kept.backend.endswith("+pattern"), kept.backend
     assert not ((kept.power_w[:, 34] == 0) & running).any()
     for name in ("edf", "llf", "equal_share"):
         assert weighted_energy_wh(problem, kept.power_w) >= \
