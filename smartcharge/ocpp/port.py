@@ -82,7 +82,7 @@ class PowerSchedule:
         return [w * factor for w in self.power_w], (self.min_power_w or 0.0) * factor or None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Installed:
     """What a connector was told (and, when accepted, runs): limits in `unit` ("A" per phase or
     "W") from `start`, until `expires`. `default`: the connector's default schedule (outlives a

@@ -79,9 +79,10 @@ class InstalledLimits:
     def sent_steps(self, sent: Sent, phases: int, factor: float, ref: ConnectorRef) -> steps.Step:
         """A profile's limits as the plan's W (what the car may draw on `phases`, undoing the
         W factor dispatch applied). Kept on the profile for the last (phases, factor,
-        voltage) asked (a profile is never changed once made): a round asked ~16 times per
-        connector - comparisons, schedules, idle shares, the guard - ~7 % of the event loop's
-        CPU in a DR event at 1 000 connectors (issue 10). The list is shared: read it only."""
+        voltage) asked (`Installed` is frozen: never changed once made): a round asked ~16
+        times per connector - comparisons, schedules, idle shares, the guard - ~7 % of the
+        event loop's CPU in a DR event at 1 000 connectors (issue 10). The list is shared:
+        read it only."""
         voltage = self.topology.station(ref.station_id).voltage_v
         key = (phases, factor, voltage)
         kept = sent.__dict__.get("_steps_kept")
