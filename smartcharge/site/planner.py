@@ -172,12 +172,12 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             arrays["phases"][i], arrays["phase"][i] = phases, session.phase
             arrays["max_power_w"][i] = topo.max_power_w(ref, phases)
             arrays["min_power_w"][i] = topo.min_power_w(ref, phases)
-        elif planned_share(topo, ref, phases, session.phases_known) != 1.0:
+        elif (share := planned_share(topo, ref, phases, session.phases_known)) != 1.0:
             # sent a third of its plan in W until its phases are known (installed.w_factor):
             # a 3-phase car must still get its minimum, or it never shows its phases
             arrays["min_power_w"][i] = min(3 * arrays["min_power_w"][i],
                                            arrays["max_power_w"][i])
-            scale[i] = planned_share(topo, ref, phases, session.phases_known)
+            scale[i] = share
         if session.car_min_w is not None:
             # ISO 15118 evMinCurrent: below it this car does not charge at all
             arrays["min_power_w"][i] = min(max(arrays["min_power_w"][i], session.car_min_w),
