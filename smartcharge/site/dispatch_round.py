@@ -33,6 +33,7 @@ from smartcharge.site.connector_plans import station_plans
 from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.pacing import Pacer
 from smartcharge.site.plan import Plan
+from smartcharge.site.slots import LATER
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
@@ -65,6 +66,11 @@ class DispatchRound:
         self._waiting: set[asyncio.Future] = set()   # increases waiting (gates, settle time)
         self._settle: dict = {}   # the instant a settle time ends -> the futures waiting for it
         self._timers: list[asyncio.Task] = []
+        # stations compared (not busy) with decreases not yet holding a sending slot; the
+        # defaults that may go later wait until there are none (`_queued`)
+        self._unqueued: set[str] = set()
+        self._compared = False
+        self._later: list[asyncio.Future] = []
 
     def end(self) -> None:
         """A newer round starts: what has not begun is left to it; the increases waiting for
@@ -96,6 +102,7 @@ class DispatchRound:
                     turn_began, started_then = time.perf_counter(), len(early)
                     if self.over.is_set():
                         # a newer round compares for itself: what has begun here finishes
+                        self._queued()
                         await asyncio.gather(*early.values())
                         return
                 sid = control.station_id
@@ -112,8 +119,11 @@ class DispatchRound:
                 if self.work[sid] is None or self.work[sid][0]:
                     # its task takes its lock and queues for a sending slot now (FIFO): the
                     # decreases ahead of every increase, which start after the comparisons
+                    if self.work[sid] is not None:
+                        self._unqueued.add(sid)
                     self.done[sid] = loop.create_future()
                     early[sid] = asyncio.ensure_future(self._decrease(control))
+            self._queued()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
                 d.view.limits.change_times(now))
             # circuits a DR event limits, once per round (not once per station: O(stations^2))
@@ -138,6 +148,7 @@ class DispatchRound:
             # every decrease begun finishes (those of stations not started too)
             await asyncio.gather(*started, *early.values())
         finally:
+            self._queued()   # (returned early: a newer round) the later defaults go on
             for task in (*early.values(), *started):
                 task.cancel()   # only when the round itself is cancelled: done otherwise
             for task in self._timers:
@@ -145,6 +156,27 @@ class DispatchRound:
             if self.gates is not None:
                 self.gates.cancel()
             self.pacer.close()
+
+    def _queued(self, sid: str | None = None) -> None:
+        """`sid`'s decreases hold a sending slot (or it has none to send); None: every station
+        is compared. Once both hold for all, the defaults that may go later queue for their
+        slots (a batch per turn)."""
+        if sid is None:
+            self._compared = True
+        else:
+            self._unqueued.discard(sid)
+        if self._compared and not self._unqueued:
+            for future in self._later:
+                self.pacer.wake(future, True)
+            self._later.clear()
+
+    async def _after_decreases(self) -> None:
+        """Until every compared station's decreases hold a slot or are done (`_queued`)."""
+        if self._compared and not self._unqueued:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._later.append(future)
+        await future
 
     def _current(self, control: StationControl) -> tuple[list, list]:
         """Under the station's lock: its work, compared again if it is stale."""
@@ -182,15 +214,30 @@ class DispatchRound:
         try:
             async with control.lock:
                 if self.over.is_set():
+                    self._queued(control.station_id)
                     return None   # not begun when a newer round came: that one decides
                 downs, ups = self._current(control)
                 ok = True
                 if downs:
-                    async with d._sending:
-                        ok = await d._run_items(control, downs, decrease=True)
+                    # what the site draws under first; the defaults under a plan in force
+                    # queue for a slot again, behind every station's decreases queued by then
+                    # (slots.py) - still under the station's lock and before its outcome,
+                    # which the increases wait for
+                    later = [item for item in downs if is_later(item)]
+                    now_items = [item for item in downs if not is_later(item)]
+                    if now_items:
+                        async with d._sending:
+                            self._queued(control.station_id)
+                            ok = await d._run_items(control, now_items, decrease=True)
+                    self._queued(control.station_id)
+                    if later:
+                        await self._after_decreases()
+                        async with d._sending.at(LATER):
+                            ok &= await d._run_items(control, later, decrease=True)
                     at = d.clock.now()
                 rest = (ups, control.lock.holds)
         finally:
+            self._queued(control.station_id)   # (an error) nobody waits for it
             outcome = self.done[control.station_id]
             if not outcome.done():   # cancelled only when the whole round is
                 outcome.set_result((ok, at))
@@ -286,6 +333,11 @@ class DispatchRound:
                 # answered: the rest is left to the newer round (checked before every item)
                 await d._run_items(control, items, decrease=False,
                                    superseded=self._superseded)
+
+
+def is_later(item: tuple) -> bool:
+    """A station's lowered defaults that may go after every station's decreases (`_work`)."""
+    return item[0] == "defaults" and len(item) > 2 and item[2] == LATER
 
 
 def still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:

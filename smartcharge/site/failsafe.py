@@ -31,6 +31,17 @@ SETUP_CONCURRENCY = 64
 SHARES_KEPT = 16   # sets of node limits whose default shares are kept (a schedule's entries)
 
 
+def default_in_force(control: StationControl, connector_id: int, now) -> bool:
+    """True when nothing we sent above a connector's fail-safe default is in force now (no plan
+    and no idle share, or they ended): a new default is then a change of what it may draw now,
+    not only after the plans' common end."""
+    for layer in (control.sent, control.idle_layer):
+        above = layer.get(connector_id)
+        if above is not None and above.expires > now:
+            return False
+    return True
+
+
 class FailSafeSetup:
     async def setup_station(self, station_id: str, *, force: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
