@@ -7,6 +7,7 @@ itself in force (nothing above it) is a decrease of what the connector may draw 
 with the plans. Every default still goes out in the same round, and the increases still wait
 for it (the gates count a station's decreases, defaults included)."""
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.site import dispatch
 from smartcharge.site.failsafe import default_in_force
 from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.slots import LATER, NOW, SendingSlots
 from smartcharge.site.station_control import Sent, StationControl
 from tests.installed_limits import connector_limit_w
 from tests.site_e2e import wait_until
@@ -92,3 +94,29 @@ def test_a_default_in_force_goes_with_the_plans():
     assert default_in_force(control, 2, now) is False
     assert default_in_force(control, 3, now) is True
     assert default_in_force(control, 4, now) is True
+
+
+def test_a_freed_slot_goes_to_the_oldest_waiter_of_the_most_urgent_level():
+    """One slot held; a LATER waiter queued before two NOW waiters (one of them cancelled):
+    the live NOW waiter gets it first, then the LATER one; a slot is never lost."""
+    async def main():
+        slots, order = SendingSlots(1), []
+        await slots.acquire()
+
+        async def take(name, level):
+            await slots.acquire(level)
+            order.append(name)
+            await asyncio.sleep(0)
+            slots.release()
+
+        later = asyncio.ensure_future(take("later", LATER))
+        gone = asyncio.ensure_future(take("gone", NOW))
+        now = asyncio.ensure_future(take("now", NOW))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.gather(later, now)
+        assert order == ["now", "later"]
+        await asyncio.wait_for(slots.acquire(LATER), 1)   # free again
+    asyncio.run(main())
