@@ -13,7 +13,9 @@ Order, interval by interval: a schedule that lowers a connector anywhere (agains
 station has installed there, its fail-safe default after the installed schedule runs out) goes
 out first; one that also raises somewhere is first sent as the pointwise minimum of the two.
 The increases under a node wait until every decrease they depend on (of any station sharing a
-limited node with them) is acknowledged, and then a settle time for the cars to follow; a
+limited node with them) is acknowledged, and come into force a settle time later for the cars to
+follow (every raise - a plan's, an idle share's, a default's - is held by its own schedule until
+the settle time and the clocks' margin after it is sent: `edges.held`); a
 decrease refused, unanswered or met offline holds those increases and the controller re-plans
 with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
 Every plan and idle schedule ends at one common instant (`expiry`), so whatever subset of them

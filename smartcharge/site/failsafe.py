@@ -183,8 +183,13 @@ class FailSafeSetup:
             later = [(m, w) for m, w in step if m > now]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(step, now)] + [w for _, w in later]
+            # a raise is held by its schedule (edges.held): no sooner in force than the
+            # settle time after it is sent (the round sends it once the decreases it relies
+            # on are acknowledged and does not wait itself)
             failsafe = self.power_schedule(ref, now, offsets, powers,
-                                           phases=connector.phases, phases_known=False)
+                                           phases=connector.phases, phases_known=False,
+                                           installed=self._default_steps(control, ref,
+                                                                         connector.phases))
             answer, installed = await control.port.install_failsafe(connector_id, failsafe)
             if answer is Answer.ACCEPTED:
                 control.default_layer[connector_id] = installed
