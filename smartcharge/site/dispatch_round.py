@@ -208,6 +208,10 @@ class DispatchRound:
         """Its decreases; (its increases, the lock's holds after), None: superseded."""
         d = self.d
         ok, at, rest = False, None, None
+        if control.lock.locked():
+            # another holder took it since the comparison (a set-up): the later defaults of
+            # the other stations do not wait for it
+            self._queued(control.station_id)
         try:
             async with control.lock:
                 if self.over.is_set():
