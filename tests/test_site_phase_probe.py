@@ -59,7 +59,7 @@ def _periodic_sent(station) -> bool:
 def _serve(tmp_path, clock, version, quirks=None):
     return server_and_fleet(_site(), tmp_path, clock, fleet_kw=_fleet_kw(version, quirks),
                             settings=ControllerSettings(stale_after_s=2 * 86_400.0),
-                            dispatch=DispatchSettings(call_timeout_s=5.0))
+                            dispatch=DispatchSettings(call_timeout_s=5.0), phase_probe=True)
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])

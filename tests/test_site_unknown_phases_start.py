@@ -100,13 +100,11 @@ async def test_a_w_station_addressed_in_a_sends_the_share_the_planner_counted(tm
                 id_tags=frozenset({"DRIVER-1"}),
                 session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
     clock = AcceleratedClock(T0, speed=60.0)
-    # samples every simulated hour (a minute real), and no sample asked for (the phase
-    # probe, site/phase_probe.py): the W car's phases stay unknown while it is watched,
-    # however slow the machine
+    # samples every simulated hour (a minute real): the W car's phases stay unknown while it
+    # is watched, however slow the machine
     async with control_server(site, tmp_path / "sc.sqlite", clock,
                               settings=ControllerSettings(stale_after_s=4 * 3600.0),
-                              dispatch=DispatchSettings(call_timeout_s=5.0,
-                                                        phase_probe_after_s=None)) as server:
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
         controller = server.controller
         fleet = Fleet(site, server.ws_url, clock, quirks={"CPW": Quirks(only_rate_unit="A")},
                       meter_interval_s=3600, call_timeout_s=5.0)
