@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+
+from benchmarks import latency_probe
 
 PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
 TAG = "BENCH"
@@ -60,9 +63,15 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                   physics_step_s=3600.0)
     recorder = Recorder()
     stations = list(fleet.stations.values())
+    probe = None
+    if os.environ.get(latency_probe.ENV):   # where the time goes (a diagnosis: costs CPU)
+        probe = latency_probe.StationRecords()
+        latency_probe.install_station(probe)
+        probe_task = asyncio.create_task(latency_probe.station_loop_probe(probe))
     for station in stations:
         station.keep_acknowledged = False
-        station.on_acknowledged = recorder
+        station.on_acknowledged = recorder if probe is None else _probed(recorder, probe,
+                                                                         station)
     try:
         await fleet.start(wait_booted_s=timeout_s)
         await asyncio.gather(*(s.drained(timeout_s) for s in stations))
@@ -84,10 +93,18 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             measure_s = float(command.split()[1])
             recorder.measuring = True
             cpu_start, started = time.process_time(), time.monotonic()
+            perf_started, wall_started = time.perf_counter(), time.time()
             await asyncio.sleep(measure_s)   # the measurement window itself
             recorder.measuring = False
             window_s = time.monotonic() - started
-            say(result={
+            extra = {} if probe is None else {"probe": {
+                "calls": [c for c in probe.calls
+                          if perf_started <= c["t0"] <= perf_started + window_s],
+                "lag": [v for s, v in probe.lag.items() if s >= wall_started],
+                "busy": [v for s, v in probe.busy.items() if s >= wall_started],
+                "gc": [g for g in probe.gc if g[0] >= perf_started],
+                "window": [perf_started, perf_started + window_s]}}
+            say(result={**extra,
                 "latencies_s": recorder.latencies_s,
                 "window_s": window_s,
                 "cpu_s": time.process_time() - cpu_start,
@@ -97,6 +114,14 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             await read_line()   # "stop", or the benchmark is gone
     finally:
         await fleet.stop()
+
+
+def _probed(recorder: Recorder, probe, station):
+    def acknowledged(action: str, latency_s: float) -> None:
+        recorder(action, latency_s)
+        if recorder.measuring and action == "MeterValues":
+            latency_probe.acknowledged(probe, station, latency_s)
+    return acknowledged
 
 
 async def end_station_procs(procs) -> None:

@@ -159,6 +159,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
+        "probes": [r["probe"] for r in results if "probe" in r],
         "boot": (started, started + settled_s),
     }
 
@@ -275,7 +276,38 @@ def main(argv: list[str] | None = None) -> int:
               f"{max((s for s, _ in later), default=0) * 1000:.0f} ms wall, "
               f"{max((c for _, c in later), default=0) * 1000:.0f} ms CPU")
     print_turns(stats.get("turns") or [], r["window"])
+    if r["probes"] and stats.get("latency"):
+        print_latency(r["probes"], stats["latency"])
     return 0
+
+
+def print_latency(probes: list[dict], server: dict) -> None:
+    """SMARTCHARGE_PROBE_LATENCY (benchmarks/latency_probe.py): each MeterValues' time split
+    between the station processes, the wire and the server's stages; the station processes'
+    own loop lag and collections; the store's groups."""
+    from benchmarks import latency_probe
+    rows = [row for probe in probes
+            for row in latency_probe.joined(probe["calls"], server["by_uid"], probe["window"])]
+    for line in latency_probe.breakdown_lines(rows):
+        print(line)
+    for index, probe in enumerate(probes):
+        gcs = probe["gc"]
+        print(f"# station process {index}: loop lag p50/p99/max of the per-second maxima "
+              f"{percentile(probe['lag'], 0.5) * 1000:.0f} / "
+              f"{percentile(probe['lag'], 0.99) * 1000:.0f} / "
+              f"{max(probe['lag'], default=0) * 1000:.0f} ms; the loop's own CPU between "
+              f"wake-ups, max {max(probe['busy'], default=0) * 1000:.0f} ms; {len(gcs)} "
+              f"collections, {sum(g[2] for g in gcs) * 1000:.0f} ms CPU in all, the longest "
+              f"{max((g[2] for g in gcs), default=0) * 1000:.0f} ms CPU")
+    window = (min(p["window"][0] for p in probes), max(p["window"][1] for p in probes))
+    groups = [g for g in server["groups"] if window[0] <= g[0] <= window[1]]
+    if groups:
+        spans = [g[1] - g[0] for g in groups]
+        print(f"# the store's groups in the window: {len(groups)}, size median "
+              f"{percentile([g[2] for g in groups], 0.5):.0f} max {max(g[2] for g in groups)}; "
+              f"begin -> committed median {percentile(spans, 0.5) * 1000:.1f} ms, p99 "
+              f"{percentile(spans, 0.99) * 1000:.1f} ms, max {max(spans) * 1000:.1f} ms; the "
+              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window")
 
 
 def print_turns(turns: list, window: tuple[float, float]) -> None:

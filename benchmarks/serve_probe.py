@@ -109,6 +109,10 @@ def main(argv: list[str]) -> int:
     if "--stages" in argv[2:]:
         import stage_probe   # benchmarks/, beside this file
         stage_probe.install(app)
+    latency = None
+    if os.environ.get("SMARTCHARGE_PROBE_LATENCY"):   # benchmarks/latency_probe.py
+        import latency_probe   # benchmarks/, beside this file
+        latency = latency_probe.install_server()
     lag_by_second: dict[int, float] = {}
     busy_by_second: dict[int, float] = {}
     # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
@@ -194,7 +198,9 @@ def main(argv: list[str]) -> int:
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
-                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns}, out)
+                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns,
+                       "latency": None if latency is None else {
+                           "by_uid": latency.by_uid, "groups": latency.groups}}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None
