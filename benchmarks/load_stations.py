@@ -1,6 +1,6 @@
 """One process of simulated stations for the OCPP load benchmark (`benchmarks/ocpp_load.py`).
 
-    python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S
+    python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S [--heavy]
 
 Runs every PARTS-th station of the site file from the PART-th on, so the benchmark's stations
 share the cores over several processes and event loops and the benchmark measures the server,
@@ -8,11 +8,14 @@ not its own station loop. It talks to the benchmark in JSON lines: on stdout it 
 `{"booted": wall_s}` once all its stations booted and their boot messages were acknowledged,
 then `{"ready": wall_s}` once every station's transaction is acknowledged; on stdin it takes
 `go MEASURE_S`, measures, answers `{"result": {...}}`, and stops on `stop` (or end of input).
+`--heavy`: the stations' schema checks in the library's worker thread and the collector's
+defaults, as before s21-p99 (`lighten_station_process`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -26,6 +29,31 @@ from benchmarks import latency_probe
 PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
 TAG = "BENCH"
 SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+
+
+def lighten_station_process() -> None:
+    """What 2 500 simulated stations in one process cost the process, not the server (s21-p99,
+    measured with `benchmarks/latency_probe.py`): the `ocpp` library checks each station's
+    request and the answer in a worker thread (`ASYNC_VALIDATION`), and the station loop and
+    that thread took turns at the GIL - a MeterValues waited ~40-60 ms in its own process
+    before its frame was written. The checks now run inline (as the server runs them,
+    `smartcharge/app.py`) and compiled (`ocpp/fast_schema.py`: the same verdicts, the
+    library's check for whatever it does not pass). And the collector's defaults made a full
+    collection of ~450 ms CPU over the stations' objects every few seconds: young
+    collections every 10 000 allocations, and everything alive once the stations are set up
+    frozen (`freeze_set_up`), as `smartcharge serve` does for itself."""
+    import ocpp.charge_point
+    import ocpp.messages
+
+    from smartcharge.ocpp import fast_schema
+    ocpp.messages.ASYNC_VALIDATION = False
+    ocpp.charge_point.validate_payload = fast_schema.validate
+    gc.set_threshold(10_000, 250, 100)
+
+
+def freeze_set_up() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def say(**message) -> None:
@@ -48,12 +76,14 @@ async def read_line() -> str:
 
 
 async def run(site_file: str, url: str, part: int, parts: int, interval_s: float,
-              timeout_s: float) -> None:
+              timeout_s: float, light: bool = True) -> None:
     from smartcharge.clock import AcceleratedClock
     from smartcharge.config import load_site
     from smartcharge.sim.ev import SimEV
     from smartcharge.sim.fleet import Fleet
 
+    if light:
+        lighten_station_process()
     site = load_site(site_file)
     site = replace(site, stations=site.stations[part::parts])
     clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC),
@@ -88,6 +118,8 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                                        for c in s.connectors.values()), timeout_s)
             for s in stations))
         say(ready=time.time())
+        if light:
+            freeze_set_up()
         command = await read_line()
         if command.startswith("go"):
             measure_s = float(command.split()[1])
@@ -139,8 +171,9 @@ async def end_station_procs(procs) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
-    site_file, url, part, parts, interval_s, timeout_s = argv
-    asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s)))
+    site_file, url, part, parts, interval_s, timeout_s, *rest = argv
+    asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s),
+                    light="--heavy" not in rest))
     return 0
 
 

@@ -160,6 +160,9 @@ def main(argv: list[str]) -> int:
         freeze_after_storms = None
     if freeze_after_storms is not None and not os.environ.get("SMARTCHARGE_PROBE_NO_FREEZE"):
         freeze_after_storms(app)   # as `smartcharge serve` does
+    switch_s = os.environ.get("SMARTCHARGE_PROBE_SWITCH_S")   # e.g. "0.001": an experiment
+    if switch_s:
+        sys.setswitchinterval(float(switch_s))
     threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "700,10,10": an experiment
     if threshold:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
