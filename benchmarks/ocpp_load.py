@@ -73,6 +73,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_and_wait_s(pid: int) -> tuple[float, float]:
+    """The main thread's (the server's loop thread) time on a CPU and time runnable but waiting
+    for one [s], from /proc/PID/schedstat (Linux): on a machine shared with other work, the
+    second is what the OS's run queue adds to every latency, whatever our code does."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            ran_ns, waited_ns, _ = stat.read().split()
+        return int(ran_ns) / 1e9, int(waited_ns) / 1e9
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+
+
 def process_rss_b(pid: int) -> int:
     """Resident set size of a process [bytes], from /proc (Linux)."""
     with open(f"/proc/{pid}/status") as status:
@@ -130,12 +142,15 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         setup_s = max(ready) - started
         window_start = time.time()
         server_cpu_start = process_cpu_s(server_pid)
+        sched_start = [run_and_wait_s(pid) for pid in [server_pid] + [p.pid for p in procs]]
         for p in procs:
             p.stdin.write(f"go {args.measure_s}\n".encode())
             await p.stdin.drain()
         results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
                                          for p in procs))
         window_end = time.time()
+        sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
+                 in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
         rss_b = process_rss_b(server_pid)
         for p in procs:
@@ -161,6 +176,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
         "probes": [r["probe"] for r in results if "probe" in r],
+        "sched": sched,
         "boot": (started, started + settled_s),
     }
 
@@ -244,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['settled_s']:.1f} s | {r['setup_s']:.1f} s | "
           f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
+    window_s = r["window"][1] - r["window"][0]
+    print("# run queue in the window (the main thread: ran / runnable but waiting for a CPU): "
+          + "; ".join(f"{name} {ran:.1f} s / {waited:.1f} s ({waited / window_s:.0%} of the "
+                      f"window)" for name, (ran, waited) in zip(
+                          ["server"] + [f"stations {i}" for i in range(len(r["sched"]) - 1)],
+                          r["sched"])))
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
