@@ -41,6 +41,10 @@ class ServerRecords:
     def __init__(self) -> None:
         self.by_uid: dict[str, dict] = {}
         self.groups: list[tuple[float, float, int]] = []
+        # perf-counter second -> our calls sent (SetChargingProfile and the rest: a dispatch
+        # round's traffic), and answers to them read
+        self.calls_out: dict[int, int] = {}
+        self.answers_in: dict[int, int] = {}
 
 
 def install_server() -> ServerRecords:
@@ -60,10 +64,16 @@ def install_server() -> ServerRecords:
             uid = _uid(text)
             if uid is not None:
                 records.by_uid[uid] = {"recv": _now()}
+        elif not text.startswith("[2,"):
+            second = int(_now())
+            records.answers_in[second] = records.answers_in.get(second, 0) + 1
         return text
 
     async def send_stamped(self, text: str) -> None:
-        if text.startswith("[3,"):
+        if text.startswith("[2,"):
+            second = int(_now())
+            records.calls_out[second] = records.calls_out.get(second, 0) + 1
+        elif text.startswith("[3,"):
             record = records.by_uid.get(_uid(text) or "")
             if record is not None and "out" not in record:
                 record["out"] = _now()

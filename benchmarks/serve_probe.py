@@ -203,7 +203,9 @@ def main(argv: list[str]) -> int:
                        "profiles_sent": getattr(stats, "profiles_sent", None),
                        "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns,
                        "latency": None if latency is None else {
-                           "by_uid": latency.by_uid, "groups": latency.groups}}, out)
+                           "by_uid": latency.by_uid, "groups": latency.groups,
+                           "calls_out": latency.calls_out,
+                           "answers_in": latency.answers_in}}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None
