@@ -1,6 +1,7 @@
 """One process of simulated stations for the OCPP load benchmark (`benchmarks/ocpp_load.py`).
 
     python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S [--heavy]
+        [--steady]
 
 Runs every PARTS-th station of the site file from the PART-th on, so the benchmark's stations
 share the cores over several processes and event loops and the benchmark measures the server,
@@ -9,7 +10,9 @@ not its own station loop. It talks to the benchmark in JSON lines: on stdout it 
 then `{"ready": wall_s}` once every station's transaction is acknowledged; on stdin it takes
 `go MEASURE_S`, measures, answers `{"result": {...}}`, and stops on `stop` (or end of input).
 `--heavy`: the stations' schema checks in the library's worker thread and the collector's
-defaults, as before s21-p99 (`lighten_station_process`).
+defaults, as before s21-p99 (`lighten_station_process`). `--steady`: "ready" only once every
+station's outbox has also been empty (the samples queued during a slow set-up acknowledged), so
+the window measures the steady rate, not the set-up's tail.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ async def read_line() -> str:
 
 
 async def run(site_file: str, url: str, part: int, parts: int, interval_s: float,
-              timeout_s: float, light: bool = True) -> None:
+              timeout_s: float, light: bool = True, steady: bool = False) -> None:
     from smartcharge.clock import AcceleratedClock
     from smartcharge.config import load_site
     from smartcharge.sim.ev import SimEV
@@ -117,6 +120,8 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                                        and c.transaction.transaction_id is not None
                                        for c in s.connectors.values()), timeout_s)
             for s in stations))
+        if steady:   # the set-up's queued samples acknowledged too: the window is steady
+            await asyncio.gather(*(s.drained(timeout_s) for s in stations))
         say(ready=time.time())
         if light:
             freeze_set_up()
@@ -173,7 +178,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
     site_file, url, part, parts, interval_s, timeout_s, *rest = argv
     asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s),
-                    light="--heavy" not in rest))
+                    light="--heavy" not in rest, steady="--steady" in rest))
     return 0
 
 

@@ -128,7 +128,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_stations", str(site_file), url, str(part),
         str(args.station_procs), str(args.interval_s), str(args.setup_timeout_s),
-        *(["--heavy"] if args.heavy_stations else []),
+        *(["--heavy"] if args.heavy_stations else []), *(["--steady"] if args.steady else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
         limit=1 << 26)   # the result line carries every latency
         for part in range(args.station_procs)]
@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the station processes as before s21-p99: schema checks in a "
                              "worker thread, the collector's defaults (they measured "
                              "themselves: benchmarks/load_stations.py)")
+    parser.add_argument("--steady", action="store_true",
+                        help="start the window once every station's outbox has been empty "
+                             "(the set-up's queued samples acknowledged): the steady rate, "
+                             "without the set-up's tail")
     parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
@@ -248,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; "
           f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}; server tree "
           f"{args.server_tree}{' (uvloop)' if args.uvloop else ''}; {args.station_procs} "
-          f"station processes{' (heavy)' if args.heavy_stations else ''}; cap {args.cap_fraction:.0%} of connectors' maximum")
+          f"station processes{' (heavy)' if args.heavy_stations else ''}"
+          f"{'; window once the set-up drained' if args.steady else ''}; cap {args.cap_fraction:.0%} of connectors' maximum")
     print("| stations | held | offered/s | sustained/s | p50 | p99 | max | backlog "
           "| boot storm settled | setup | longest loop stall (window / boot) | server CPU "
           "| stations CPU | server RSS per station |")
