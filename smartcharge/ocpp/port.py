@@ -179,7 +179,9 @@ class StationPort(ABC):
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
-        """The plan of a running transaction, trying the station's alternatives on refusal."""
+        """The plan of a running transaction, trying the station's alternatives on refusal.
+        A StationOffline raised once a request went out carries it as `in_flight` (an
+        `Installed`): the station may have taken it before it went."""
 
     @abstractmethod
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule

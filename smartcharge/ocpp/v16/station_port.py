@@ -204,7 +204,7 @@ class V16StationPort(ControlPortBase):
             payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor,
                                          as_default=as_default, unit=unit)
             installed = installed_from_payload(payload, transaction_id)
-            text = await self._send(payload)
+            text = await self._send_plan(payload, installed)
             if text == "Accepted":
                 self._unit = unit
                 self._learn(key, tx_profile_refused=as_default and not on_default,

@@ -204,7 +204,7 @@ class V201StationPort(ControlPortBase):
         for floor, tx, unit in self._attempts(schedule, modes, units):
             request = self._plan_request(connector_id, tx, schedule, unit, floor=floor)
             installed = installed_from_request(request, transaction_id)
-            text = await self._send(request)
+            text = await self._send_plan(request, installed)
             if text == NO_ANSWER:
                 return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
             if text != "Accepted":
