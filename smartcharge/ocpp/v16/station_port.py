@@ -18,6 +18,7 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from ocpp.v16 import call
 
@@ -158,8 +159,8 @@ class V16StationPort(ControlPortBase):
 
     # --- fail-safe, idle ----------------------------------------------------------------------
     async def install_station_max(self, power_w: float, current_a: float,
-                                  phases: int) -> Answer:
-        now = self.clock.now()
+                                  phases: int, start: datetime | None = None) -> Answer:
+        now = self.clock.now() if start is None else start
 
         def payload(unit: str) -> dict:
             rate = current_a if unit == "A" else power_w
