@@ -28,6 +28,7 @@ from datetime import datetime
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
+    ENERGY_FLAGS,
     ENERGY_REGISTER,
     Energy,
     Reading,
@@ -349,7 +350,8 @@ def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: 
                      meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
                      stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
                      energy_method=energy.method,
-                     flags=flags_of(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+                     flags=flags_of(session) - ENERGY_FLAGS | energy.flags
+                     | {"revised_by_late_samples"}, at=at)
     settle_orphans(tx, session.station_id)
 
 

@@ -109,6 +109,14 @@ class Energy:
     flags: frozenset[str]
 
 
+# Every flag `session_energy` may set: they describe one computation of a session's energy, so
+# an energy computed again (late samples, a late stop) replaces them rather than adds to them
+ENERGY_FLAGS = frozenset({
+    "clock_jump", "samples_disagree", "register_delta_negative", "register_delta_implausible",
+    "no_stop_register", "meter_reset", "start_register_zero", "implausible_jump",
+    "unverifiable"})
+
+
 def plausible_wh(duration_s: float | None, max_power_w: float) -> float:
     """The most a station of `max_power_w` can deliver in `duration_s` (with tolerance)."""
     if duration_s is None:
