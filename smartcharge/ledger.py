@@ -29,9 +29,9 @@ from datetime import datetime
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
     ENERGY_FLAGS,
-    ENERGY_REGISTER,
     Energy,
     Reading,
+    is_register,
     plausible_wh,
     session_energy,
 )
@@ -378,6 +378,5 @@ def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in readings
-              if r.measurand == ENERGY_REGISTER and not r.phase and r.value_si is not None]
+    values = [r.value_si for r in readings if is_register(r)]
     return values[-1] if values else None

@@ -54,6 +54,15 @@ class Reading:
     value_si: float | None     # Wh, W, A, V, %...; None for signed or non-numeric values
 
 
+def is_register(reading: Reading) -> bool:
+    """Is this a reading of the connector's total import register - the one billed? Only at
+    the outlet (the default location): a station may report in the same sample its grid
+    inlet's register (every connector's energy) or the car's (DC chargers); read as one chain
+    with the outlet's, each step between them looked like a meter reset (session 21 audit)."""
+    return (reading.measurand == ENERGY_REGISTER and not reading.phase
+            and reading.location == DEFAULT_LOCATION and reading.value_si is not None)
+
+
 def to_si(value_text: str, unit: str, value_format: str) -> float | None:
     """The value in our unit system (kWh -> Wh, kW -> W); None when it is not a plain number."""
     if value_format != DEFAULT_FORMAT:
