@@ -28,9 +28,10 @@ from datetime import datetime
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
-    ENERGY_REGISTER,
+    ENERGY_FLAGS,
     Energy,
     Reading,
+    is_register,
     plausible_wh,
     session_energy,
 )
@@ -349,7 +350,8 @@ def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: 
                      meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
                      stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
                      energy_method=energy.method,
-                     flags=flags_of(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+                     flags=flags_of(session) - ENERGY_FLAGS | energy.flags
+                     | {"revised_by_late_samples"}, at=at)
     settle_orphans(tx, session.station_id)
 
 
@@ -367,15 +369,20 @@ def flags_of(session: SessionRow) -> set[str]:
 def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
                 station_tx_id: int | None, readings: Sequence[Reading], source: str,
                 at: datetime, station_tx_ref: str | None = None) -> list[SampleRow]:
-    return [SampleRow(station_id, connector_id, transaction_id, station_tx_id,
-                      db_time(r.timestamp), r.measurand, r.phase, r.unit, r.context,
-                      r.location, r.format, r.value_text, r.value_si, source, db_time(at),
-                      station_tx_ref)
-            for r in readings]
+    # one text per time, not per sampled value: a MeterValue's values share their timestamp
+    # (the writer thread formats these while the event loop waits for the GIL: issue 10)
+    received = db_time(at)
+    rows, last, stamp = [], None, None
+    for r in readings:
+        if r.timestamp is not last:
+            last, stamp = r.timestamp, db_time(r.timestamp)
+        rows.append(SampleRow(station_id, connector_id, transaction_id, station_tx_id, stamp,
+                              r.measurand, r.phase, r.unit, r.context, r.location, r.format,
+                              r.value_text, r.value_si, source, received, station_tx_ref))
+    return rows
 
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in readings
-              if r.measurand == ENERGY_REGISTER and not r.phase and r.value_si is not None]
+    values = [r.value_si for r in readings if is_register(r)]
     return values[-1] if values else None

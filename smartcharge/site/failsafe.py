@@ -11,6 +11,8 @@ A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY),
 from __future__ import annotations
 
 import logging
+import math
+from datetime import timedelta
 
 from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
@@ -175,8 +177,14 @@ class FailSafeSetup:
         phases = max(c.phases for c in station.connectors)
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
-            await control.port.install_station_max(
-                station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
+            station_max_a = units.w_to_a(station_max_w, phases, station.voltage_v)
+            control.station_max = None   # until it is accepted (a refusal leaves none)
+            # begun early like the defaults (edges.py): in force at once on a clock behind ours
+            answer = await control.port.install_station_max(
+                station_max_w, station_max_a, phases,
+                now - timedelta(seconds=math.ceil(self.settings.edge_margin_s)))
+            if answer is Answer.ACCEPTED:
+                control.station_max = (station_max_w, station_max_a)
         for connector_id, step in defaults.items():
             connector = station.connector(connector_id)
             ref = ConnectorRef(station.station_id, connector_id)
