@@ -32,7 +32,10 @@ class SendingSlots:
             if future.done() and not future.cancelled():
                 self.release()   # handed a slot as it was cancelled: the next one's
             else:
-                self._waiting[level].remove(future)
+                try:
+                    self._waiting[level].remove(future)
+                except ValueError:
+                    pass   # a release in the same turn passed over it (and kept the slot)
             raise
 
     def release(self) -> None:
