@@ -160,8 +160,11 @@ class FailSafeSetup:
                 downs[connector_id] = step
             elif raises:
                 ups[connector_id] = step
-        if not downs and not ups:
-            control.defaults_key = key   # nothing to compare until the limits move again
+        # nothing to compare until the limits move again; changes found: compared again next
+        # time (then up to date once they went out). Left at the key from before, limits
+        # coming back to it (a DR event announced, then cancelled) skipped the comparison and
+        # the event's lowered defaults stayed in the stations.
+        control.defaults_key = key if not downs and not ups else None
         return downs, ups
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
