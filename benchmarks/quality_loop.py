@@ -10,7 +10,10 @@ change, as its own loop would. The stations are ideal: a plan is in force the mo
 made (no OCPP round trips, no dispatch ordering; `smartcharge demo` measures those over real
 WebSockets in real time). A single-phase car on a three-phase bay whose phases the controller
 does not know yet gets a third of its allocation (the station applies the per-phase current of
-a balanced three-phase plan to the one phase the car uses).
+a balanced three-phase plan to the one phase the car uses). The stations answer the phase
+probe (`site/phase_probe.py`: TriggerMessage MeterValues once the plan first offers a new car
+power) as the simulated stations do, with a sample of the car's draw - at the next step (a
+minute later, where a station answers in seconds: the benchmark errs on the late side).
 
 The truth every metric is computed from is what the simulated cars drew.
 """
@@ -32,9 +35,11 @@ from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo.scenario import DemandResponsePlan, Visit
 from smartcharge.model import Site
 from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.estimates import PastSession
 from smartcharge.site.installed import w_factor
 from smartcharge.site.limits import DemandResponseEvent
+from smartcharge.site.phase_probe import PhaseProbes
 from smartcharge.site.topology import ConnectorRef
 
 
@@ -114,6 +119,15 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     limits = _grid_limits(site, dr)
     monitor = Monitor(site, limits)
     topo = controller.topology
+    # the stations are asked for a sample of a new car's phases (the service's PhaseProbing)
+    probe_after_s = DispatchSettings().phase_probe_after_s
+    probes = None if probe_after_s is None else PhaseProbes(topo, controller.state,
+                                                            probe_after_s)
+
+    def tell(event) -> None:
+        controller.on_event(event)
+        if probes is not None:
+            probes.on_event(event)
     unit_of = {s.station_id: str(s.rate_unit.value) for s in site.stations}
     for station in site.stations:
         controller.on_event(ev.StationBooted(station.station_id, start, True, "sim", "sim"))
@@ -146,8 +160,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         # departures, then arrivals
         for ref, (visit, tx) in list(plugged.items()):
             if visit.departure <= now:
-                controller.on_event(ev.SessionStopped(ref.station_id, ref.connector_id, tx, now,
-                                                      visit.ev.charged_wh, "EVDisconnected"))
+                tell(ev.SessionStopped(ref.station_id, ref.connector_id, tx, now,
+                                       visit.ev.charged_wh, "EVDisconnected"))
                 del plugged[ref]
         while next_arrival < len(arrivals) and arrivals[next_arrival].arrival <= now:
             visit = arrivals[next_arrival]
@@ -157,8 +171,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 continue
             visit.ev.phases = min(visit.ev.onboard_phases, topo.connector(ref).phases)
             plugged[ref] = (visit, next_tx)
-            controller.on_event(ev.SessionStarted(ref.station_id, ref.connector_id, next_tx,
-                                                  visit.id_tag or "SIM", register_wh[ref], now))
+            tell(ev.SessionStarted(ref.station_id, ref.connector_id, next_tx,
+                                   visit.id_tag or "SIM", register_wh[ref], now))
             if truthful or visit.tells_need:
                 controller.state.set_need(next_tx, requested_wh=visit.requested_wh,
                                           departure=visit.departure)
@@ -167,6 +181,12 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             elif silent_tell == "departure":
                 controller.state.set_need(next_tx, departure=visit.departure)
             next_tx += 1
+        # the phase probes due: each station answers with a sample of what its car drew in
+        # the step since the plan offered it power (no current: it teaches nothing)
+        for ref, tx in probes.take_due(now) if probes is not None else ():
+            if ref in plugged and plugged[ref][1] == tx:
+                _sample(controller, topo, ref, plugged[ref], last_draw, register_wh, now,
+                        "Trigger")
         # re-plan: the controller's triggers, every slot boundary, every limit change
         boundary = now >= next_slot
         if boundary:
@@ -182,6 +202,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             offered_before = {ref: controller.allocated_now_w(ref) or 0.0 for ref in plugged}
             await controller.replan(reasons)
             result.replans += 1
+            if probes is not None:
+                probes.on_plan(controller.plan, now)
         # the cars charge for one step at what the plan offers
         draws, wanted_w, offered_w, unknown_w = [], 0.0, 0.0, 0.0
         before_w = {}
@@ -238,15 +260,9 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         result.phases_unknown_w.append(unknown_w)
         # meter samples
         if now >= next_meter:
-            for ref, (visit, tx) in plugged.items():
-                draw_w = last_draw.get(id(visit), 0.0)
-                per_phase = draw_w / (topo.station(ref.station_id).voltage_v * visit.ev.phases)
-                currents = (per_phase, per_phase, per_phase) if visit.ev.phases == 3 \
-                    else (per_phase, 0.0, 0.0)
-                controller.on_event(ev.MeterSampled(
-                    ref.station_id, ref.connector_id, tx, now, "Sample.Periodic",
-                    energy_register_wh=register_wh[ref], power_w=draw_w, current_a=currents,
-                    received_at=now))
+            for ref, visit_tx in plugged.items():
+                _sample(controller, topo, ref, visit_tx, last_draw, register_wh, now,
+                        "Sample.Periodic")
             next_meter = now + timedelta(seconds=meter_s)
         now = now + timedelta(seconds=step_s)
         clock.set(now)
@@ -257,6 +273,21 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     result.replan_pauses = [replan_pauses[id(v)] for v in visits]
     result.hours_plugged = [plugged_s[id(v)] / 3600.0 for v in visits]
     return result
+
+
+def _sample(controller, topo, ref: ConnectorRef, visit_tx: tuple, last_draw: dict,
+            register_wh: dict, now: datetime, context: str) -> None:
+    """A station's meter sample of one connector: its car's draw in the last step, on the
+    phases the car uses."""
+    visit, tx = visit_tx
+    draw_w = last_draw.get(id(visit), 0.0)
+    per_phase = draw_w / (topo.station(ref.station_id).voltage_v * visit.ev.phases)
+    currents = (per_phase, per_phase, per_phase) if visit.ev.phases == 3 \
+        else (per_phase, 0.0, 0.0)
+    controller.on_event(ev.MeterSampled(
+        ref.station_id, ref.connector_id, tx, now, context,
+        energy_register_wh=register_wh[ref], power_w=draw_w, current_a=currents,
+        received_at=now))
 
 
 def reachable_w(topo, cars, limit_w: float, acceptance_w: dict) -> float:

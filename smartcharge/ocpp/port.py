@@ -190,6 +190,15 @@ class StationPort(ABC):
     async def clear(self, connector_id: int) -> Answer:
         """Remove the transaction schedule of a connector (a default now carries its plan)."""
 
+    async def trigger_meter_values(self, connector_id: int) -> Answer:
+        """Ask the station for a meter sample of `connector_id` now (TriggerMessage
+        MeterValues): what a new car's per-phase currents say of its phases, in seconds rather
+        than at the next periodic sample (site/phase_probe.py). One call, no retry; a station
+        that says it does not implement it is not asked again on this connection. The sample
+        itself comes as any MeterValues does. Raises StationOffline once the connection is
+        gone."""
+        return Answer.REJECTED
+
     def profiles_reported(self, event) -> None:
         """The station reported profiles it holds (`events.ChargingProfilesReported`, the
         answer to the port's own question after a (re)connection); a version without such

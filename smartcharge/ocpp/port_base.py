@@ -79,6 +79,8 @@ class ControlPortBase(StationPort):
         self.settings = settings or PortSettings()
         self._unit = unit
         self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
+        self._trigger_unsupported = False   # True: it said TriggerMessage MeterValues is not
+                                            # implemented (not asked again on this link)
 
     @property
     def unit(self) -> str:
@@ -131,6 +133,28 @@ class ControlPortBase(StationPort):
         if floored:
             self._zero_ok = False
         return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+
+    # --- a triggered meter sample ---------------------------------------------------------------
+    # the station's words (a status or a CALLERROR code) for "I do not do that": not asked again
+    TRIGGER_UNSUPPORTED = ("NotImplemented", "NotSupported")
+
+    async def trigger_meter_values(self, connector_id: int) -> Answer:
+        if self._trigger_unsupported:
+            return Answer.REJECTED
+        try:
+            # one attempt, no retries: the periodic sample teaches the same a little later
+            text = status_of(await self.link.call(self._trigger_request(connector_id),
+                                                  timeout_s=self.settings.call_timeout_s))
+        except StationTimeout:
+            text = NO_ANSWER
+        except StationCallError as exc:
+            text = exc.code
+        if text in self.TRIGGER_UNSUPPORTED:
+            self._trigger_unsupported = True
+        return answer_of(text)
+
+    def _trigger_request(self, connector_id: int) -> Any:
+        raise NotImplementedError   # the version's TriggerMessage for MeterValues
 
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request, *, wire: dict | None = None):

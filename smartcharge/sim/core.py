@@ -51,6 +51,8 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self.connectors = {c.connector_id: ConnectorState(c) for c in spec.connectors}
         self.quirks: Quirks = spec.quirks      # a test may change them while it runs
         self.refused_before_boot: list[str] = []   # actions refused (refuse_before_boot)
+        # every TriggerMessage received: (requestedMessage, connector / EVSE id or None)
+        self.triggers_received: list[tuple[str, int | None]] = []
         self.profile_answers = asyncio.Event()  # releases a `silent_profiles` station's answers
         self.profiles_held = 0   # profile requests a `silent_profiles` station has not answered
         # called with the station after every profile installed or cleared (tests check sums)

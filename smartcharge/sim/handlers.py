@@ -68,6 +68,7 @@ class StationProtocol(RefuseBeforeBoot, ChargePoint):
 
     @on(Action.trigger_message)
     def on_trigger(self, requested_message, connector_id=None, **_):
+        self.station.triggers_received.append((str(requested_message), connector_id))
         status = self.station.trigger_status(requested_message, connector_id)
         return call_result.TriggerMessage(status=status)
 

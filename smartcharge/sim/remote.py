@@ -78,6 +78,8 @@ class RemoteControl:
     def trigger_status(self, requested: str, connector_id: int | None) -> str:
         if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
             return "Rejected"
+        if self.quirks.refuse_triggers is not None:
+            return self.quirks.refuse_triggers
         return "Accepted" if requested in self._TRIGGERABLE else "NotImplemented"
 
     def trigger(self, requested: str, connector_id: int | None) -> None:

@@ -39,6 +39,9 @@ class Quirks:
     late_id_token: bool = False
     # a strict station: every call before its boot's answer (Accepted, Pending) gets SecurityError
     refuse_before_boot: bool = False
+    # answers every TriggerMessage with this status ("Rejected", "NotImplemented") and sends
+    # nothing (None: it sends what it is asked for)
+    refuse_triggers: str | None = None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ class DispatchSettings:
     # inside a schedule starts settle_s + edge_margin_s after its edge, and every schedule
     # begins edge_margin_s early (edges.py). Site time, like settle_s.
     edge_margin_s: float = 5.0
+    # A new car on a three-phase connector whose phases are unknown: its station is asked for
+    # a meter sample (TriggerMessage MeterValues) this much site time after the plan first
+    # offers it power, once per session (site/phase_probe.py); None: never asked.
+    phase_probe_after_s: float | None = 10.0
 
 
 @dataclass(frozen=True)

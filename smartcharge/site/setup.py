@@ -12,12 +12,15 @@ from smartcharge.appkeys import CLOCK, EVENTS, PORTS, REGISTRY, SITE, STORE
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings, SiteReads
 from smartcharge.site.obligations import ObligationWriter
+from smartcharge.site.phase_probe import PhaseProbes, PhaseProbing
 from smartcharge.site.restore import restore
 
 CONTROLLER = web.AppKey("site_controller", SiteController)
 DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
 # the one writer of obligations: the REST API and the OpenADR VENs write through it, in order
 OBLIGATIONS = web.AppKey("site_obligations", ObligationWriter)
+# asks a new car's station for a sample of its phases (absent: phase_probe_after_s None)
+PHASE_PROBING = web.AppKey("site_phase_probing", PhaseProbing)
 
 
 def setup_site_control(app: web.Application, *,
@@ -52,9 +55,19 @@ def setup_site_control(app: web.Application, *,
         unsubscribe = [app[EVENTS].subscribe(controller.on_event),
                        app[EVENTS].subscribe(dispatcher.on_event),
                        controller.site_bus.subscribe(dispatcher.on_learned)]
-        tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in (
-            ("site-controller", controller.run()), ("site-dispatch", dispatcher.run()),
-            ("site-audit", dispatcher.run_audit()), ("site-sampler", _sample(controller)))]
+        coroutines = [("site-controller", controller.run()), ("site-dispatch", dispatcher.run()),
+                      ("site-audit", dispatcher.run_audit()),
+                      ("site-sampler", _sample(controller))]
+        after_s = dispatcher.settings.phase_probe_after_s
+        if after_s is not None:
+            # a new car's phases asked of its station once it draws (site/phase_probe.py)
+            probing = PhaseProbing(PhaseProbes(controller.topology, controller.state, after_s),
+                                   dispatcher.stations, app[CLOCK])
+            app[PHASE_PROBING] = probing
+            unsubscribe += [app[EVENTS].subscribe(probing.on_event),
+                            controller.site_bus.subscribe(probing.on_learned)]
+            coroutines.append(("site-phase-probe", probing.run()))
+        tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in coroutines]
         try:
             yield
         finally:

@@ -249,6 +249,9 @@ class V16StationPort(ControlPortBase):
                         self.station_id, connector_id, exc)
             return failed(exc)
 
+    def _trigger_request(self, connector_id: int) -> call.TriggerMessage:
+        return call.TriggerMessage(requested_message="MeterValues", connector_id=connector_id)
+
     # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
     async def _send(self, payload: dict) -> str:
         """One SetChargingProfile; returns the answer ("Accepted", "Rejected", "NotSupported",

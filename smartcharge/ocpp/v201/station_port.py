@@ -262,6 +262,9 @@ class V201StationPort(ControlPortBase):
         self.verified[connector_id] = out
         return out
 
+    def _trigger_request(self, connector_id: int) -> call.TriggerMessage:
+        return call.TriggerMessage(requested_message="MeterValues", evse={"id": connector_id})
+
     # --- the wire (`_call`, `_put`: ControlPortBase) ----------------------------------------
     async def _send(self, request: dict) -> str:
         """One SetChargingProfile; returns "Accepted", "Rejected", a CALLERROR code or

@@ -76,6 +76,7 @@ class StationProtocol201(RefuseBeforeBoot, ChargePoint):
 
     @on(Action.trigger_message)
     def on_trigger(self, requested_message, evse=None, **_):
+        self.station.triggers_received.append((str(requested_message), (evse or {}).get("id")))
         status = self.station.trigger_status(requested_message, (evse or {}).get("id"))
         return call_result.TriggerMessage(status=status)
 

@@ -119,6 +119,8 @@ class Remote201:
     def trigger_status(self, requested: str, evse_id: int | None) -> str:
         if evse_id not in (None, 0) and evse_id not in self.connectors:
             return "Rejected"
+        if self.quirks.refuse_triggers is not None:
+            return self.quirks.refuse_triggers
         return "Accepted" if requested in TRIGGERABLE else "NotImplemented"
 
     def trigger(self, requested: str, evse_id: int | None) -> None:
