@@ -1,6 +1,7 @@
 """One process of simulated stations for the OCPP load benchmark (`benchmarks/ocpp_load.py`).
 
-    python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S
+    python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S [--heavy]
+        [--steady]
 
 Runs every PARTS-th station of the site file from the PART-th on, so the benchmark's stations
 share the cores over several processes and event loops and the benchmark measures the server,
@@ -8,21 +9,54 @@ not its own station loop. It talks to the benchmark in JSON lines: on stdout it 
 `{"booted": wall_s}` once all its stations booted and their boot messages were acknowledged,
 then `{"ready": wall_s}` once every station's transaction is acknowledged; on stdin it takes
 `go MEASURE_S`, measures, answers `{"result": {...}}`, and stops on `stop` (or end of input).
+`--heavy`: the stations' schema checks in the library's worker thread and the collector's
+defaults, as before s21-p99 (`lighten_station_process`). `--steady`: "ready" only once every
+station's outbox has also been empty (the samples queued during a slow set-up acknowledged), so
+the window measures the steady rate, not the set-up's tail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from benchmarks import latency_probe
+
 PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
 TAG = "BENCH"
 SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+
+
+def lighten_station_process() -> None:
+    """What 2 500 simulated stations in one process cost the process, not the server (s21-p99,
+    measured with `benchmarks/latency_probe.py`): the `ocpp` library checks each station's
+    request and the answer in a worker thread (`ASYNC_VALIDATION`), and the station loop and
+    that thread took turns at the GIL - a MeterValues waited ~40-60 ms in its own process
+    before its frame was written. The checks now run inline (as the server runs them,
+    `smartcharge/app.py`) and compiled (`ocpp/fast_schema.py`: the same verdicts, the
+    library's check for whatever it does not pass). And the collector's defaults made a full
+    collection of ~450 ms CPU over the stations' objects every few seconds: young
+    collections every 10 000 allocations, and everything alive once the stations are set up
+    frozen (`freeze_set_up`), as `smartcharge serve` does for itself."""
+    import ocpp.charge_point
+    import ocpp.messages
+
+    from smartcharge.ocpp import fast_schema
+    ocpp.messages.ASYNC_VALIDATION = False
+    ocpp.charge_point.validate_payload = fast_schema.validate
+    gc.set_threshold(10_000, 250, 100)
+
+
+def freeze_set_up() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def say(**message) -> None:
@@ -45,12 +79,14 @@ async def read_line() -> str:
 
 
 async def run(site_file: str, url: str, part: int, parts: int, interval_s: float,
-              timeout_s: float) -> None:
+              timeout_s: float, light: bool = True, steady: bool = False) -> None:
     from smartcharge.clock import AcceleratedClock
     from smartcharge.config import load_site
     from smartcharge.sim.ev import SimEV
     from smartcharge.sim.fleet import Fleet
 
+    if light:
+        lighten_station_process()
     site = load_site(site_file)
     site = replace(site, stations=site.stations[part::parts])
     clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC),
@@ -60,9 +96,15 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                   physics_step_s=3600.0)
     recorder = Recorder()
     stations = list(fleet.stations.values())
+    probe = None
+    if os.environ.get(latency_probe.ENV):   # where the time goes (a diagnosis: costs CPU)
+        probe = latency_probe.StationRecords()
+        latency_probe.install_station(probe)
+        probe_task = asyncio.create_task(latency_probe.station_loop_probe(probe))
     for station in stations:
         station.keep_acknowledged = False
-        station.on_acknowledged = recorder
+        station.on_acknowledged = recorder if probe is None else _probed(recorder, probe,
+                                                                         station)
     try:
         await fleet.start(wait_booted_s=timeout_s)
         await asyncio.gather(*(s.drained(timeout_s) for s in stations))
@@ -78,16 +120,28 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                                        and c.transaction.transaction_id is not None
                                        for c in s.connectors.values()), timeout_s)
             for s in stations))
+        if steady:   # the set-up's queued samples acknowledged too: the window is steady
+            await asyncio.gather(*(s.drained(timeout_s) for s in stations))
         say(ready=time.time())
+        if light:
+            freeze_set_up()
         command = await read_line()
         if command.startswith("go"):
             measure_s = float(command.split()[1])
             recorder.measuring = True
             cpu_start, started = time.process_time(), time.monotonic()
+            perf_started, wall_started = time.perf_counter(), time.time()
             await asyncio.sleep(measure_s)   # the measurement window itself
             recorder.measuring = False
             window_s = time.monotonic() - started
-            say(result={
+            extra = {} if probe is None else {"probe": {
+                "calls": [c for c in probe.calls
+                          if perf_started <= c["t0"] <= perf_started + window_s],
+                "lag": [v for s, v in probe.lag.items() if s >= wall_started],
+                "busy": [v for s, v in probe.busy.items() if s >= wall_started],
+                "gc": [g for g in probe.gc if g[0] >= perf_started],
+                "window": [perf_started, perf_started + window_s]}}
+            say(result={**extra,
                 "latencies_s": recorder.latencies_s,
                 "window_s": window_s,
                 "cpu_s": time.process_time() - cpu_start,
@@ -97,6 +151,14 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             await read_line()   # "stop", or the benchmark is gone
     finally:
         await fleet.stop()
+
+
+def _probed(recorder: Recorder, probe, station):
+    def acknowledged(action: str, latency_s: float) -> None:
+        recorder(action, latency_s)
+        if recorder.measuring and action == "MeterValues":
+            latency_probe.acknowledged(probe, station, latency_s)
+    return acknowledged
 
 
 async def end_station_procs(procs) -> None:
@@ -114,8 +176,9 @@ async def end_station_procs(procs) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
-    site_file, url, part, parts, interval_s, timeout_s = argv
-    asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s)))
+    site_file, url, part, parts, interval_s, timeout_s, *rest = argv
+    asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s),
+                    light="--heavy" not in rest, steady="--steady" in rest))
     return 0
 
 

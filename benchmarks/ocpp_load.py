@@ -73,6 +73,18 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_and_wait_s(pid: int) -> tuple[float, float]:
+    """The main thread's (the server's loop thread) time on a CPU and time runnable but waiting
+    for one [s], from /proc/PID/schedstat (Linux): on a machine shared with other work, the
+    second is what the OS's run queue adds to every latency, whatever our code does."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            ran_ns, waited_ns, _ = stat.read().split()
+        return int(ran_ns) / 1e9, int(waited_ns) / 1e9
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+
+
 def process_rss_b(pid: int) -> int:
     """Resident set size of a process [bytes], from /proc (Linux)."""
     with open(f"/proc/{pid}/status") as status:
@@ -116,6 +128,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
     procs = [await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_stations", str(site_file), url, str(part),
         str(args.station_procs), str(args.interval_s), str(args.setup_timeout_s),
+        *(["--heavy"] if args.heavy_stations else []), *(["--steady"] if args.steady else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
         limit=1 << 26)   # the result line carries every latency
         for part in range(args.station_procs)]
@@ -129,12 +142,15 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         setup_s = max(ready) - started
         window_start = time.time()
         server_cpu_start = process_cpu_s(server_pid)
+        sched_start = [run_and_wait_s(pid) for pid in [server_pid] + [p.pid for p in procs]]
         for p in procs:
             p.stdin.write(f"go {args.measure_s}\n".encode())
             await p.stdin.drain()
         results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
                                          for p in procs))
         window_end = time.time()
+        sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
+                 in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
         rss_b = process_rss_b(server_pid)
         for p in procs:
@@ -159,6 +175,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
+        "probes": [r["probe"] for r in results if "probe" in r],
+        "sched": sched,
         "boot": (started, started + settled_s),
     }
 
@@ -181,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="grid limit as a fraction of all connectors' maximum (0: none)")
     parser.add_argument("--server-tree", default=str(REPO),
                         help="the smartcharge tree the server runs (to measure an older one)")
+    parser.add_argument("--heavy-stations", action="store_true",
+                        help="the station processes as before s21-p99: schema checks in a "
+                             "worker thread, the collector's defaults (they measured "
+                             "themselves: benchmarks/load_stations.py)")
+    parser.add_argument("--steady", action="store_true",
+                        help="start the window once every station's outbox has been empty "
+                             "(the set-up's queued samples acknowledged): the steady rate, "
+                             "without the set-up's tail")
     parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
@@ -226,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}; "
           f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}; server tree "
           f"{args.server_tree}{' (uvloop)' if args.uvloop else ''}; {args.station_procs} "
-          f"station processes; cap {args.cap_fraction:.0%} of connectors' maximum")
+          f"station processes{' (heavy)' if args.heavy_stations else ''}"
+          f"{'; window once the set-up drained' if args.steady else ''}; cap {args.cap_fraction:.0%} of connectors' maximum")
     print("| stations | held | offered/s | sustained/s | p50 | p99 | max | backlog "
           "| boot storm settled | setup | longest loop stall (window / boot) | server CPU "
           "| stations CPU | server RSS per station |")
@@ -238,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['settled_s']:.1f} s | {r['setup_s']:.1f} s | "
           f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
+    window_s = r["window"][1] - r["window"][0]
+    print("# run queue in the window (the main thread: ran / runnable but waiting for a CPU): "
+          + "; ".join(f"{name} {ran:.1f} s / {waited:.1f} s ({waited / window_s:.0%} of the "
+                      f"window)" for name, (ran, waited) in zip(
+                          ["server"] + [f"stations {i}" for i in range(len(r["sched"]) - 1)],
+                          r["sched"])))
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
@@ -275,7 +308,42 @@ def main(argv: list[str] | None = None) -> int:
               f"{max((s for s, _ in later), default=0) * 1000:.0f} ms wall, "
               f"{max((c for _, c in later), default=0) * 1000:.0f} ms CPU")
     print_turns(stats.get("turns") or [], r["window"])
+    if r["probes"] and stats.get("latency"):
+        print_latency(r["probes"], stats["latency"])
+        if os.environ.get("SMARTCHARGE_BENCH_RAW"):   # every stamp, to read further
+            with open(os.environ["SMARTCHARGE_BENCH_RAW"], "w") as out:
+                json.dump({"probes": r["probes"], "server": stats["latency"],
+                           "gc": stats.get("gc"), "busy": stats.get("busy")}, out)
     return 0
+
+
+def print_latency(probes: list[dict], server: dict) -> None:
+    """SMARTCHARGE_PROBE_LATENCY (benchmarks/latency_probe.py): each MeterValues' time split
+    between the station processes, the wire and the server's stages; the station processes'
+    own loop lag and collections; the store's groups."""
+    from benchmarks import latency_probe
+    rows = [row for probe in probes
+            for row in latency_probe.joined(probe["calls"], server["by_uid"], probe["window"])]
+    for line in latency_probe.breakdown_lines(rows):
+        print(line)
+    for index, probe in enumerate(probes):
+        gcs = probe["gc"]
+        print(f"# station process {index}: loop lag p50/p99/max of the per-second maxima "
+              f"{percentile(probe['lag'], 0.5) * 1000:.0f} / "
+              f"{percentile(probe['lag'], 0.99) * 1000:.0f} / "
+              f"{max(probe['lag'], default=0) * 1000:.0f} ms; the loop's own CPU between "
+              f"wake-ups, max {max(probe['busy'], default=0) * 1000:.0f} ms; {len(gcs)} "
+              f"collections, {sum(g[2] for g in gcs) * 1000:.0f} ms CPU in all, the longest "
+              f"{max((g[2] for g in gcs), default=0) * 1000:.0f} ms CPU")
+    window = (min(p["window"][0] for p in probes), max(p["window"][1] for p in probes))
+    groups = [g for g in server["groups"] if window[0] <= g[0] <= window[1]]
+    if groups:
+        spans = [g[1] - g[0] for g in groups]
+        print(f"# the store's groups in the window: {len(groups)}, size median "
+              f"{percentile([g[2] for g in groups], 0.5):.0f} max {max(g[2] for g in groups)}; "
+              f"begin -> committed median {percentile(spans, 0.5) * 1000:.1f} ms, p99 "
+              f"{percentile(spans, 0.99) * 1000:.1f} ms, max {max(spans) * 1000:.1f} ms; the "
+              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window")
 
 
 def print_turns(turns: list, window: tuple[float, float]) -> None:

@@ -109,6 +109,10 @@ def main(argv: list[str]) -> int:
     if "--stages" in argv[2:]:
         import stage_probe   # benchmarks/, beside this file
         stage_probe.install(app)
+    latency = None
+    if os.environ.get("SMARTCHARGE_PROBE_LATENCY"):   # benchmarks/latency_probe.py
+        import latency_probe   # benchmarks/, beside this file
+        latency = latency_probe.install_server()
     lag_by_second: dict[int, float] = {}
     busy_by_second: dict[int, float] = {}
     # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
@@ -156,6 +160,9 @@ def main(argv: list[str]) -> int:
         freeze_after_storms = None
     if freeze_after_storms is not None and not os.environ.get("SMARTCHARGE_PROBE_NO_FREEZE"):
         freeze_after_storms(app)   # as `smartcharge serve` does
+    switch_s = os.environ.get("SMARTCHARGE_PROBE_SWITCH_S")   # e.g. "0.001": an experiment
+    if switch_s:
+        sys.setswitchinterval(float(switch_s))
     threshold = os.environ.get("SMARTCHARGE_PROBE_GC")   # e.g. "700,10,10": an experiment
     if threshold:
         gc.set_threshold(*(int(x) for x in threshold.split(",")))
@@ -194,7 +201,11 @@ def main(argv: list[str]) -> int:
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
-                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns}, out)
+                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns,
+                       "latency": None if latency is None else {
+                           "by_uid": latency.by_uid, "groups": latency.groups,
+                           "calls_out": latency.calls_out,
+                           "answers_in": latency.answers_in}}, out)
 
     app.cleanup_ctx.append(probe_ctx)
     loop_factory = None

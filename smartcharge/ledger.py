@@ -367,11 +367,17 @@ def flags_of(session: SessionRow) -> set[str]:
 def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
                 station_tx_id: int | None, readings: Sequence[Reading], source: str,
                 at: datetime, station_tx_ref: str | None = None) -> list[SampleRow]:
-    return [SampleRow(station_id, connector_id, transaction_id, station_tx_id,
-                      db_time(r.timestamp), r.measurand, r.phase, r.unit, r.context,
-                      r.location, r.format, r.value_text, r.value_si, source, db_time(at),
-                      station_tx_ref)
-            for r in readings]
+    # one text per time, not per sampled value: a MeterValue's values share their timestamp
+    # (the writer thread formats these while the event loop waits for the GIL: issue 10)
+    received = db_time(at)
+    rows, last, stamp = [], None, None
+    for r in readings:
+        if r.timestamp is not last:
+            last, stamp = r.timestamp, db_time(r.timestamp)
+        rows.append(SampleRow(station_id, connector_id, transaction_id, station_tx_id, stamp,
+                              r.measurand, r.phase, r.unit, r.context, r.location, r.format,
+                              r.value_text, r.value_si, source, received, station_tx_ref))
+    return rows
 
 
 def register_wh(readings: Sequence[Reading]) -> float | None:

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 
@@ -73,6 +74,11 @@ class SampleRow:
 
 
 _SAMPLE_COLUMNS = ", ".join(f.name for f in fields(SampleRow))
+# a row's values in column order, in C (the writer thread runs this for every sampled value of
+# every MeterValues, holding the GIL the event loop needs: issue 10, s21-p99)
+_SAMPLE_VALUES = attrgetter(*(f.name for f in fields(SampleRow)))
+_INSERT_SAMPLE = (f"INSERT OR IGNORE INTO meter_samples ({_SAMPLE_COLUMNS}) VALUES "
+                  f"({', '.join('?' * len(fields(SampleRow)))})")
 
 
 class StoreTx:
@@ -312,10 +318,7 @@ class StoreTx:
     def insert_samples(self, samples: Iterable[SampleRow]) -> int:
         """Insert, ignoring exact repeats (a retried message); returns how many were new."""
         before = self._db.total_changes
-        self._db.executemany(
-            f"INSERT OR IGNORE INTO meter_samples ({_SAMPLE_COLUMNS}) VALUES "
-            f"({', '.join('?' * len(fields(SampleRow)))})",
-            [tuple(getattr(s, f.name) for f in fields(SampleRow)) for s in samples])
+        self._db.executemany(_INSERT_SAMPLE, [_SAMPLE_VALUES(s) for s in samples])
         return self._db.total_changes - before
 
     def register_readings(self, transaction_id: int) -> list[tuple[str, float]]:
