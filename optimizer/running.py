@@ -17,9 +17,7 @@ minimums together), and the objective is solved again (warm). The held plan is k
 the three levels above urgency are unchanged (`keeps_levels`: weighted energy, price, fairness
 within the solver's tolerance); otherwise the bounds go and the optimum is solved again. So
 energy, price and fairness stay exact; only the urgency tie-break is traded, in the kept slots
-(30 minutes, planned again before they end), for a car not paused now. When the bounds in every
-kept slot cost a level or round worse, `solve._hold_running` tries those of the first slot alone
-(the slot the car would be paused in now) on the same terms. Sites planned by the
+(30 minutes, planned again before they end), for a car not paused now. Sites planned by the
 min-cost flow (above STABLE_FLOW_CONNECTORS sessions) do not have it.
 """
 
