@@ -10,7 +10,6 @@ import pytest
 from optimizer import Problem, solve
 from optimizer.objective import build_objective
 from optimizer.running import keeps_levels, levels
-from optimizer.check import delivered_wh
 from optimizer.solve import weighted_energy_wh
 
 MIN_W = 4140.0
@@ -135,19 +134,3 @@ def test_a_held_cars_remainder_in_a_kept_slot_does_not_drop_the_hold():
     assert kept.extra["held_running"] > 0
     assert weighted_energy_wh(problem, kept.power_w) >= \
         weighted_energy_wh(problem, free.power_w) - 1e-6
-
-
-def test_a_hold_in_every_kept_slot_that_costs_energy_is_made_in_the_first_slot_alone():
-    # Car 1 arrives and leaves after slot 2 needing all the station gives in slots 1 and 2
-    # and 6 900 W of slot 0: car 0 held at its minimum in all three kept slots would leave
-    # car 1 short (energy first: no hold), but held in slot 0 alone it costs car 1 nothing.
-    # Free, urgency gives car 1 the whole station now and pauses car 0.
-    problem = station_of_two([20000.0, 0.25 * (6900.0 + 2 * 11040.0)], [12, 3])
-    free = solve(dataclasses.replace(problem, previous_w=None))
-    kept = solve(problem)
-    assert free.power_w[0, 0] == 0.0
-    assert kept.power_w[0, 0] >= MIN_W - 1e-6
-    assert kept.extra["held_running"] == 1
-    assert weighted_energy_wh(problem, kept.power_w) >= \
-        weighted_energy_wh(problem, free.power_w) - 1e-6
-    assert delivered_wh(problem, kept.power_w)[1] == pytest.approx(problem.energy_wh[1])
