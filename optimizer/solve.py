@@ -232,9 +232,7 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
                   power_w: np.ndarray, deadline: _Deadline):
     """(power_w, entries held, the re-solves' info): the running cars' minimums held in the
     kept slots when that keeps energy, price and fairness (optimizer/running.py) and loses no
-    weighted energy after rounding; else the same in the first slot alone (the slot a pause
-    happens in now: fewer bounds cost a level less often); else the optimum as it was (solved
-    again without them)."""
+    weighted energy after rounding; else the optimum as it was (solved again without them)."""
     arrays = model.arrays
     column_upper = np.where(arrays.var_of >= 0, arrays.ub[np.maximum(arrays.var_of, 0)], 0.0)
     connector, slot = running_minimums(problem, power_w, column_upper)
@@ -243,7 +241,8 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     before = levels(problem, objective, power_w)
     free_wh = _rounded_wh(problem, power_w, 0)
     paused_before = len(model.paused_cols)
-    spent = {"solve_s": 0.0, "iterations": 0}
+    model.raise_lower(connector, slot, problem.min_power_w[connector])
+    spent = {"solve_s": 0.0, "iterations": 0, "paused_by_hold": 0}
 
     def run():
         held_w, info = model.solve(deadline.left_s())
@@ -251,40 +250,30 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
         spent["iterations"] += info["iterations"]
         return held_w, info
 
-    tries = [(connector, slot)]
-    now = slot == 0
-    if now.any() and not now.all():
-        tries.append((connector[now], slot[now]))
-    for held_c, held_s in tries:
-        model.raise_lower(held_c, held_s, problem.min_power_w[held_c])
-        paused = 0
-        try:
-            held_w, info = run()
-            if keeps_levels(before, levels(problem, objective, held_w)):
-                if _rounded_wh(problem, held_w, 0) >= free_wh * (1.0 - 1e-9) - 1e-6:
-                    return held_w, int(held_c.size), {**info, **spent}
-                # Held, the LP leaves remainders below a minimum (the energy the held cars
-                # take now moves others later; a held car's own rest) that round worse:
-                # min-rate rounds on them, in the kept slots too, as many as HOLD_ROUNDS
-                for _ in range(HOLD_ROUNDS):
-                    left = _below_min(problem, held_w)
-                    if not left.any():
-                        break
-                    paused += model.pause(*np.nonzero(left))
-                    held_w, info = run()
-                    if _rounded_wh(problem, held_w, paused) >= free_wh * (1.0 - 1e-9) - 1e-6:
-                        return held_w, int(held_c.size), {**info, **spent,
-                                                           "paused_by_hold": paused}
-        except SolverFailed:
-            model.unpause(paused_before)
-            model.reset_lower()
-            break
-        # the bounds cost energy, price or fairness, or rounded worse
-        model.unpause(paused_before)
-        model.reset_lower()
-    # the optimum without them
+    try:
+        held_w, info = run()
+        if keeps_levels(before, levels(problem, objective, held_w)):
+            if _rounded_wh(problem, held_w, 0) >= free_wh * (1.0 - 1e-9) - 1e-6:
+                return held_w, int(connector.size), {**info, **spent}
+            # Held, the LP leaves remainders below a minimum (the energy the held cars take
+            # now moves others later; a held car's own rest) that round worse: min-rate
+            # rounds on them, in the kept slots too, as many as HOLD_ROUNDS
+            for _ in range(HOLD_ROUNDS):
+                later = _below_min(problem, held_w)
+                if not later.any():
+                    break
+                spent["paused_by_hold"] += model.pause(*np.nonzero(later))
+                held_w, info = run()
+                if _rounded_wh(problem, held_w, spent["paused_by_hold"]) \
+                        >= free_wh * (1.0 - 1e-9) - 1e-6:
+                    return held_w, int(connector.size), {**info, **spent}
+    except SolverFailed:
+        pass
+    # the bounds cost energy, price or fairness, or rounded worse: the optimum without them
+    model.unpause(paused_before)
+    model.reset_lower()
     power_w, info = run()
-    return power_w, 0, {**info, **spent}
+    return power_w, 0, {**info, **spent, "paused_by_hold": 0}
 
 
 def _rounded_wh(problem: Problem, power_w: np.ndarray, paused: int) -> float:
