@@ -117,12 +117,8 @@ SMALL_CONNECTORS = 500
 # flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
 STABLE_FLOW_CONNECTORS = 500
 COLD_ROUNDS = 0
-# Min-rate rounds when the running cars' minimums are held in the kept slots (`_hold_running`):
-# the held LP's remainders below a minimum move from slot to slot. In the kept slots too (the
-# held entries themselves are at their minimum or more, never paused): a held car's own
-# remainder in a kept slot it was not held in (it ran in slot 0, the previous plan gave it 0
-# in slot 1) rounded away, so the hold was dropped and the car paused (demo day, no history,
-# the one car paused more than once an hour by re-plans on main in session 21).
+# Min-rate rounds after the kept slots when the running cars' minimums are held there
+# (`_hold_running`): the held LP's remainders below a minimum move from slot to slot.
 HOLD_ROUNDS = 4
 # Rounded plans' room is pulled forward into the slots that start within this long
 # (`_pulled_forward`): the controller's kept window, what the stations' profiles carry. Every
@@ -255,11 +251,12 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
         if keeps_levels(before, levels(problem, objective, held_w)):
             if _rounded_wh(problem, held_w, 0) >= free_wh * (1.0 - 1e-9) - 1e-6:
                 return held_w, int(connector.size), {**info, **spent}
-            # Held, the LP leaves remainders below a minimum (the energy the held cars take
-            # now moves others later; a held car's own rest) that round worse: min-rate
-            # rounds on them, in the kept slots too, as many as HOLD_ROUNDS
+            # Held, the LP leaves remainders below a minimum after the kept slots (the
+            # energy the held cars take now moves others later) that round worse: min-rate
+            # rounds there (the kept slots are not touched), as many as HOLD_ROUNDS
             for _ in range(HOLD_ROUNDS):
                 later = _below_min(problem, held_w)
+                later[:, :kept_slots(problem)] = False
                 if not later.any():
                     break
                 spent["paused_by_hold"] += model.pause(*np.nonzero(later))

@@ -113,24 +113,3 @@ def test_a_baseline_returned_whole_keeps_the_running_car_by_exchanges(paused_too
     assert delivered_wh(problem, held_w) == pytest.approx(delivered_wh(problem, baseline))
     assert check(problem, held_w) == []
     assert ((held_w == 0) | (held_w >= MIN_W - 1e-6)).all()
-
-
-def test_a_held_cars_remainder_in_a_kept_slot_does_not_drop_the_hold():
-    # Reduced from a captured re-plan of the demo day (no history, 08:30): car 0 ran in slot
-    # 0 and the last plan gave it 0 in slot 1 (both kept). Car 1 arrives, leaves sooner, and
-    # urgency gives it the whole station now. Held at 4 140 W in slot 0, car 0's last 471 Wh
-    # landed in slot 1 at 1 884 W, below its minimum; rounding would lose them, so the hold
-    # was dropped and car 0 paused. A min-rate round there moves them into slot 0 beside car 1.
-    previous = np.full((2, 12), np.nan)
-    previous[0, :2] = [4585.0, 0.0]
-    problem = Problem(slot_s=[900.0] * 12, max_power_w=[11040.0, 11040.0],
-                      energy_wh=[1506.0, 4000.0], arrival_slot=[0, 0], departure_slot=[10, 2],
-                      node_parent=[-1, 0], connector_node=[1, 1], node_limit_a=[np.inf, 16.0],
-                      min_power_w=[MIN_W, MIN_W], previous_w=previous)
-    free = solve(dataclasses.replace(problem, previous_w=None))
-    kept = solve(problem)
-    assert free.power_w[0, 0] == 0.0
-    assert kept.power_w[0, 0] >= MIN_W - 1e-6
-    assert kept.extra["held_running"] > 0
-    assert weighted_energy_wh(problem, kept.power_w) >= \
-        weighted_energy_wh(problem, free.power_w) - 1e-6
