@@ -21,7 +21,7 @@ from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments
 from smartcharge.serve_checks import (cleartext_warnings, is_loopback, demo_key_refusal,
-                                      plaintext_password_warnings)
+                                      no_password_warnings, plaintext_password_warnings)
 from smartcharge.tls import server_ssl_context
 
 log = logging.getLogger("smartcharge")
@@ -117,6 +117,7 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print(f"smartcharge: {args.config}: {refusal}", file=sys.stderr)
         return 2
     for warning in (plaintext_password_warnings(site)
+                    + no_password_warnings(site, settings.host, bool(args.tls_client_ca))
                     + cleartext_warnings(site, settings.host, tls=bool(args.tls_cert))):
         log.warning("%s", warning)
     ssl_context = None

@@ -34,30 +34,60 @@ class SystemClock:
 
 
 class AcceleratedClock:
-    """Simulated time: `speed` simulated seconds pass per real (monotonic) second."""
+    """Simulated time: `speed` simulated seconds pass per real (monotonic) second.
+
+    Every sleep is held as its site moment, so a change of speed re-times the sleeps already
+    begun: each still ends at the site moment it asked for, not at the old pace's."""
 
     def __init__(self, start: datetime, speed: float = 60.0) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         if speed <= 0:
             raise ValueError("speed must be positive")
-        self._start = start.astimezone(UTC)
+        self._origin = start.astimezone(UTC)
+        self._site_s_at_real_start = 0.0
         self._real_start = time.monotonic()
         self.speed = float(speed)
+        # a sleeper's future -> [its site moment in seconds from the origin, its timer, loop]
+        self._sleepers: dict[asyncio.Future, list] = {}
+
+    def _site_s(self) -> float:
+        return self._site_s_at_real_start + (time.monotonic() - self._real_start) * self.speed
 
     def now(self) -> datetime:
-        elapsed_s = (time.monotonic() - self._real_start) * self.speed
-        return self._start + timedelta(seconds=elapsed_s)
+        return self._origin + timedelta(seconds=self._site_s())
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(seconds, 0.0) / self.speed)
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+        seconds = max(seconds, 0.0)
+        timer = loop.call_later(seconds / self.speed, _wake, woken)
+        self._sleepers[woken] = [self._site_s() + seconds, timer, loop]
+        try:
+            await woken
+        finally:
+            self._sleepers.pop(woken)[1].cancel()
+
+    def pending_sleeps(self) -> int:
+        return len(self._sleepers)
 
     def set_speed(self, speed: float) -> None:
-        """From now on `speed` (time goes on from where it is; a sleep already begun ends
-        at the old pace): a test hurries to a moment, then watches it slowly."""
+        """From now on `speed`: time goes on from where it is, and every sleep begun still ends
+        at its site moment (the demo sets up at real pace, then runs the day fast; a test
+        hurries to a moment, then watches it slowly)."""
         if speed <= 0:
             raise ValueError("speed must be positive")
-        self._start, self._real_start, self.speed = self.now(), time.monotonic(), float(speed)
+        site_s = self._site_s()
+        self._site_s_at_real_start, self._real_start, self.speed = site_s, time.monotonic(), float(speed)
+        for woken, sleeper in self._sleepers.items():
+            moment_s, timer, loop = sleeper
+            timer.cancel()
+            sleeper[1] = loop.call_later(max(moment_s - site_s, 0.0) / self.speed, _wake, woken)
+
+
+def _wake(woken: asyncio.Future) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 class ManualClock:

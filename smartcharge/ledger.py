@@ -28,9 +28,10 @@ from datetime import datetime
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
-    ENERGY_REGISTER,
+    ENERGY_FLAGS,
     Energy,
     Reading,
+    is_register,
     plausible_wh,
     session_energy,
 )
@@ -349,7 +350,8 @@ def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: 
                      meter_stop_wh=session.meter_stop_wh, stop_reason=session.stop_reason,
                      stop_id_tag=session.stop_id_tag, energy_wh=energy.energy_wh,
                      energy_method=energy.method,
-                     flags=flags_of(session) | energy.flags | {"revised_by_late_samples"}, at=at)
+                     flags=flags_of(session) - ENERGY_FLAGS | energy.flags
+                     | {"revised_by_late_samples"}, at=at)
     settle_orphans(tx, session.station_id)
 
 
@@ -382,6 +384,5 @@ def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in readings
-              if r.measurand == ENERGY_REGISTER and not r.phase and r.value_si is not None]
+    values = [r.value_si for r in readings if is_register(r)]
     return values[-1] if values else None

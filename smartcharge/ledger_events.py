@@ -44,7 +44,7 @@ from smartcharge.ledger import (
     sample_rows,
 )
 from smartcharge.ledger_keys import transaction_event_key
-from smartcharge.metering import ENERGY_REGISTER, Reading
+from smartcharge.metering import ENERGY_FLAGS, Reading, is_register
 from smartcharge.store import SessionRow, StoreTx, db_time, from_db_time
 
 STARTED, UPDATED, ENDED = "Started", "Updated", "Ended"
@@ -210,7 +210,8 @@ def _fill_in(tx: StoreTx, session: SessionRow, event: TransactionEventIn,
 def _stop(tx: StoreTx, session: SessionRow, event: TransactionEventIn, at: datetime,
           max_power_w: float) -> None:
     stop_wh = _register(event.readings, END)
-    flags = flags_of(session)
+    # what the energy computed at an implicit close said gives way to this one's
+    flags = flags_of(session) - ENERGY_FLAGS
     if session.state == CLOSED_IMPLICITLY:
         flags |= {"late_stop"}
     if stop_wh is None:
@@ -251,6 +252,5 @@ def _mark_sequence(tx: StoreTx, session: SessionRow, at: datetime) -> SessionRow
 
 def _register(readings: Sequence[Reading], context: str) -> float | None:
     """The total import register read in `context` (Wh), if the event has one."""
-    values = [r.value_si for r in readings if r.context == context
-              and r.measurand == ENERGY_REGISTER and not r.phase and r.value_si is not None]
+    values = [r.value_si for r in readings if r.context == context and is_register(r)]
     return values[-1] if values else None

@@ -54,6 +54,15 @@ class Reading:
     value_si: float | None     # Wh, W, A, V, %...; None for signed or non-numeric values
 
 
+def is_register(reading: Reading) -> bool:
+    """Is this a reading of the connector's total import register - the one billed? Only at
+    the outlet (the default location): a station may report in the same sample its grid
+    inlet's register (every connector's energy) or the car's (DC chargers); read as one chain
+    with the outlet's, each step between them looked like a meter reset (session 21 audit)."""
+    return (reading.measurand == ENERGY_REGISTER and not reading.phase
+            and reading.location == DEFAULT_LOCATION and reading.value_si is not None)
+
+
 def to_si(value_text: str, unit: str, value_format: str) -> float | None:
     """The value in our unit system (kWh -> Wh, kW -> W); None when it is not a plain number."""
     if value_format != DEFAULT_FORMAT:
@@ -107,6 +116,14 @@ class Energy:
     energy_wh: float | None    # None: cannot be established from what the station sent
     method: str                # "registers" | "samples" | "none"
     flags: frozenset[str]
+
+
+# Every flag `session_energy` may set: they describe one computation of a session's energy, so
+# an energy computed again (late samples, a late stop) replaces them rather than adds to them
+ENERGY_FLAGS = frozenset({
+    "clock_jump", "samples_disagree", "register_delta_negative", "register_delta_implausible",
+    "no_stop_register", "meter_reset", "start_register_zero", "implausible_jump",
+    "unverifiable"})
 
 
 def plausible_wh(duration_s: float | None, max_power_w: float) -> float:

@@ -39,6 +39,19 @@ def plaintext_password_warnings(site: Site) -> list[str]:
             "instead (`smartcharge hash-secret` prints one)."]
 
 
+def no_password_warnings(site: Site, host: str, client_certs: bool) -> list[str]:
+    """Stations anyone on the network may pose as: no password (OCPP security profile 0) on an
+    address that is not loopback, unless a client certificate names each station."""
+    if client_certs or is_loopback(host):
+        return []
+    bare = [s.station_id for s in site.stations if not s.password]
+    if not bare:
+        return []
+    return [f"stations {', '.join(bare)} have no password: anyone who reaches {host} can "
+            "connect as them and send their billing messages. Give each a `password` "
+            "(OCPP security profile 1 or 2) or use --tls-client-ca (profile 3)."]
+
+
 def cleartext_warnings(site: Site, host: str, tls: bool) -> list[str]:
     """Secrets that would cross the network unencrypted: served off loopback without TLS."""
     if tls or is_loopback(host):

@@ -159,22 +159,23 @@ def registers_received(tx: StoreTx, transaction_id: int) -> list[tuple[str, floa
     to it)."""
     return list(tx.execute(
         "SELECT timestamp, value_si, received_at FROM meter_samples WHERE transaction_id = ? "
-        "AND measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
-        "NULL ORDER BY timestamp, id", (transaction_id,)))
+        "AND measurand = 'Energy.Active.Import.Register' AND phase = '' AND location = "
+        "'Outlet' AND value_si IS NOT NULL ORDER BY timestamp, id", (transaction_id,)))
 
 
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
                    ) -> list[dict]:
     """The rows of the session's latest sampling moment that carries one of `measurands`
-    (every measurand of that moment, so per-phase currents come together)."""
+    (every measurand of that moment, so per-phase currents come together), at the outlet: the
+    connector's own meter (`metering.is_register`)."""
     marks = ", ".join("?" * len(measurands))
     latest = tx.execute(f"SELECT MAX(timestamp) FROM meter_samples WHERE transaction_id = ? "
-                        f"AND measurand IN ({marks}) AND value_si IS NOT NULL",
-                        (transaction_id, *measurands)).fetchone()[0]
+                        f"AND measurand IN ({marks}) AND value_si IS NOT NULL "
+                        f"AND location = 'Outlet'", (transaction_id, *measurands)).fetchone()[0]
     if latest is None:
         return []
     cursor = tx.execute("SELECT measurand, phase, value_si, timestamp, received_at, context "
                         "FROM meter_samples WHERE transaction_id = ? AND timestamp = ? "
-                        "ORDER BY id", (transaction_id, latest))
+                        "AND location = 'Outlet' ORDER BY id", (transaction_id, latest))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor]

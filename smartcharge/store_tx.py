@@ -325,8 +325,8 @@ class StoreTx:
         """(timestamp, Wh) of the session's total import register, in time order."""
         return list(self._db.execute(
             "SELECT timestamp, value_si FROM meter_samples WHERE transaction_id = ? AND "
-            "measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
-            "NULL ORDER BY timestamp, id", (transaction_id,)))
+            "measurand = 'Energy.Active.Import.Register' AND phase = '' AND location = "
+            "'Outlet' AND value_si IS NOT NULL ORDER BY timestamp, id", (transaction_id,)))
 
     def samples(self, transaction_id: int) -> list[dict[str, Any]]:
         return self._dicts(f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE "

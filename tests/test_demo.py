@@ -162,6 +162,10 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assert f"dashboard: http://127.0.0.1:{port}/#token=demo-operator-token" in output
     assert "API open without tokens" not in output
     assert "limit violations:   0 " in output
+    # the day starts once the site is up: at 240x the set-up (VTN, server, 20 stations booting,
+    # every bay's fail-safe default) ran 4-40 site minutes and the first cars came in a rush
+    ready_s = float(output.split("site ready after ")[1].split(" s")[0])
+    assert ready_s < 60, output[:2000]
     # the evening event comes from the OpenADR 2.0b VTN the demo starts; the VEN reports back
     assert "accepted (OpenADR 2.0b, stored as openadr:demo-utility/utility-evening-peak" in output
     assert int(output.split(" load reports at the VTN")[0].rsplit(";", 1)[1]) >= 1

@@ -123,3 +123,35 @@ def test_a_demo_token_is_refused_off_loopback(tmp_path, capsys):
 async def test_the_packaged_demo_site_serves_on_loopback(tmp_path):
     code, stderr = await serve_and_stop(tmp_path, DEMO_SITE.read_text(), "--host", "127.0.0.1")
     assert code == 0, stderr
+
+
+NO_PASSWORD_SITE = """
+[site]
+name = "serve security"
+[[stations]]
+id = "CP1"
+[[stations.connectors]]
+id = 1
+[[stations]]
+id = "CP2"
+password = "{cp2}"
+[[stations.connectors]]
+id = 1
+"""
+
+
+async def test_a_station_without_password_off_loopback_warns(tmp_path):
+    """Anyone who reaches the port can connect as a station that has no password and send its
+    billing messages (found by the session 21 audit: nothing said so at start)."""
+    code, stderr = await serve_and_stop(tmp_path, NO_PASSWORD_SITE.format(cp2=HASHED),
+                                        "--host", "0.0.0.0")
+    assert code == 0, stderr
+    warning = [line for line in stderr.splitlines() if "no password" in line]
+    assert len(warning) == 1 and "CP1" in warning[0] and "CP2" not in warning[0], stderr
+
+
+async def test_a_station_without_password_on_loopback_does_not_warn(tmp_path):
+    code, stderr = await serve_and_stop(tmp_path, NO_PASSWORD_SITE.format(cp2=HASHED),
+                                        "--host", "127.0.0.1")
+    assert code == 0, stderr
+    assert "no password" not in stderr

@@ -162,8 +162,10 @@ class StationPort(ABC):
 
     @abstractmethod
     async def install_station_max(self, power_w: float, current_a: float,
-                                  phases: int) -> Answer:
-        """The station's own maximum, with no end."""
+                                  phases: int, start: datetime | None = None) -> Answer:
+        """The station's own maximum, with no end, from `start` (None: now). The caller
+        starts it a little before now, as the fail-safe defaults (`site/edges.py`): on a
+        station whose clock is behind ours a start at our now is in its future."""
 
     @abstractmethod
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
@@ -179,7 +181,9 @@ class StationPort(ABC):
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
                                      schedule: PowerSchedule, *, raising: bool = False
                                      ) -> ScheduleResult:
-        """The plan of a running transaction, trying the station's alternatives on refusal."""
+        """The plan of a running transaction, trying the station's alternatives on refusal.
+        A StationOffline raised once a request went out carries it as `in_flight` (an
+        `Installed`): the station may have taken it before it went."""
 
     @abstractmethod
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule

@@ -127,6 +127,16 @@ class ControlPortBase(StationPort):
     async def _send(self, payload: dict) -> str:
         raise NotImplementedError   # the version's SetChargingProfile
 
+    async def _send_plan(self, payload: dict, installed: Installed) -> str:
+        """`_send` for a transaction's plan. The connection dropping under it raises
+        StationOffline carrying `installed`: the station may have taken the request before it
+        went (as one left unanswered may have), and a raise then bounds what it may draw."""
+        try:
+            return await self._send(payload)
+        except StationOffline as exc:
+            exc.in_flight = installed
+            raise
+
     def _accepted(self, installed: Installed, floor: bool) -> ScheduleResult:
         """A plan was taken; taken only at the minimum instead of 0: it is remembered."""
         floored = floor and self._zero_ok

@@ -11,6 +11,8 @@ A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY),
 from __future__ import annotations
 
 import logging
+import math
+from datetime import timedelta
 
 from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
@@ -29,6 +31,17 @@ log = logging.getLogger("smartcharge.site.dispatch")
 # boots waited behind them (issue 10). The others wait for a slot (FIFO), each under its own lock.
 SETUP_CONCURRENCY = 64
 SHARES_KEPT = 16   # sets of node limits whose default shares are kept (a schedule's entries)
+
+
+def default_in_force(control: StationControl, connector_id: int, now) -> bool:
+    """True when nothing we sent above a connector's fail-safe default is in force now (no plan
+    and no idle share, or they ended): a new default is then a change of what it may draw now,
+    not only after the plans' common end."""
+    for layer in (control.sent, control.idle_layer):
+        above = layer.get(connector_id)
+        if above is not None and above.expires > now:
+            return False
+    return True
 
 
 class FailSafeSetup:
@@ -164,16 +177,27 @@ class FailSafeSetup:
         phases = max(c.phases for c in station.connectors)
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
-            await control.port.install_station_max(
-                station_max_w, units.w_to_a(station_max_w, phases, station.voltage_v), phases)
+            station_max_a = units.w_to_a(station_max_w, phases, station.voltage_v)
+            control.station_max = None   # until it is accepted (a refusal leaves none)
+            # begun early like the defaults (edges.py): in force at once on a clock behind ours
+            answer = await control.port.install_station_max(
+                station_max_w, station_max_a, phases,
+                now - timedelta(seconds=math.ceil(self.settings.edge_margin_s)))
+            if answer is Answer.ACCEPTED:
+                control.station_max = (station_max_w, station_max_a)
         for connector_id, step in defaults.items():
             connector = station.connector(connector_id)
             ref = ConnectorRef(station.station_id, connector_id)
             later = [(m, w) for m, w in step if m > now]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(step, now)] + [w for _, w in later]
+            # a raise is held by its schedule (edges.held): no sooner in force than the
+            # settle time after it is sent (the round sends it once the decreases it relies
+            # on are acknowledged and does not wait itself)
             failsafe = self.power_schedule(ref, now, offsets, powers,
-                                           phases=connector.phases, phases_known=False)
+                                           phases=connector.phases, phases_known=False,
+                                           installed=self._default_steps(control, ref,
+                                                                         connector.phases))
             answer, installed = await control.port.install_failsafe(connector_id, failsafe)
             if answer is Answer.ACCEPTED:
                 control.default_layer[connector_id] = installed

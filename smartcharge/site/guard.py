@@ -3,7 +3,8 @@
 Like evcc's circuits: each node of the tree sums the measured draw of the connectors under it
 (MeterValues, aged by the server's clock). A charging connector whose meter is stale counts at
 its maximum (missing is not zero); one not measured yet in a fresh session counts at what its
-profiles allow. A node over its limit (W, or A on any phase) is logged with the node and the
+profiles allow; a station's connectors so counted draw together at most the maximum profile it
+accepted (what its meters report is never cut). A node over its limit (W, or A on any phase) is logged with the node and the
 margin, and acted on at once: every connector under it measured drawing clearly more than its
 profiles allow is planned from then on as a fixed load at what it draws (it does not obey), and
 the controller re-plans, so the others under that node come down by the margin. A connector
@@ -132,6 +133,10 @@ class SiteGuard:
         load_a = [[0.0, 0.0, 0.0] for _ in range(topo.n_nodes)]
         draws = {}
         evidence = {}
+        # station -> [(W, site phases, A)] of its connectors counted at an estimate (a stale
+        # meter at its maximum, a young session at its allowance): capped below by the
+        # station's maximum profile when it accepted one (`_station_caps`)
+        estimated: dict[str, list] = {}
         for index, ref in enumerate(topo.refs):
             if index % CHUNK == CHUNK - 1:
                 yield
@@ -145,6 +150,8 @@ class SiteGuard:
             voltage = topo.station(ref.station_id).voltage_v
             used = (first,) if phases == 1 else self._site_phases(ref)
             amps = units.w_to_a(watts, phases, voltage)
+            if how != "fresh":
+                estimated.setdefault(ref.station_id, []).append((watts, used, amps))
             for node in self._ancestors(ref.station_id):
                 load_w[node] += watts
                 row = load_a[node]
@@ -159,11 +166,48 @@ class SiteGuard:
             if watts <= 0:
                 continue
             amps = undeclared.amps(topo, ref, watts)
+            if how != "fresh":
+                estimated.setdefault(ref.station_id, []).append((watts, (0, 1, 2), amps))
             for node in self._ancestors(ref.station_id):
                 load_w[node] += watts
                 for p in range(3):
                     load_a[node][p] += amps
+        if estimated:
+            self._station_caps(estimated, load_w, load_a)
         return (np.array(load_w), np.array(load_a).reshape(topo.n_nodes, 3), draws), evidence
+
+    def _station_caps(self, estimated: dict[str, list], load_w: list, load_a: list) -> None:
+        """A station's connectors counted at estimates draw together at most its maximum
+        profile, when it accepted one: what their estimates add over it (in W, and in A on
+        each site phase - the station's supply is one set of phases) comes off the station's
+        node and every node above it. What its meters report stays whole: only the estimates
+        are cut, never below what was measured. (Counted whole, two stale meters on a 22 kW
+        station made a false 44 kW on the circuit above: docs/demo.md, guard lines, cause 3.)"""
+        installed = self.controller.installed
+        if installed is None:
+            return
+        for station_id, rows in estimated.items():
+            control = installed.stations.get(station_id)
+            cap = control.station_max if control is not None else None
+            if cap is None:
+                continue
+            station_node = self._ancestors(station_id)[0]
+            cap_w, cap_a = cap
+            est_w = sum(w for w, _, _ in rows)
+            # the station's node holds every connector of the station: what was measured is
+            # its load less the estimates
+            fresh_w = load_w[station_node] - est_w
+            cut_w = min(est_w, max(0.0, load_w[station_node] - max(cap_w, fresh_w)))
+            cut_a = [0.0, 0.0, 0.0]
+            for p in range(3):
+                est_a = sum(a for _, used, a in rows if p in used)
+                fresh_a = load_a[station_node][p] - est_a
+                cut_a[p] = min(est_a, max(0.0, load_a[station_node][p] - max(cap_a, fresh_a)))
+            for node in self._ancestors(station_id):
+                load_w[node] -= cut_w
+                row = load_a[node]
+                for p in range(3):
+                    row[p] -= cut_a[p]
 
     def _site_phases(self, ref: ConnectorRef) -> tuple[int, ...]:
         """The site phases a 3-phase load on the connector uses (fixed wiring: asked once)."""

@@ -122,8 +122,15 @@ class ProfileSending:
         ref = cplan.ref
         if schedule is None:
             schedule = self._schedule_for(cplan)
-        result = await control.port.set_connector_schedule(
-            ref.connector_id, cplan.transaction_id, schedule, raising=raising)
+        try:
+            result = await control.port.set_connector_schedule(
+                ref.connector_id, cplan.transaction_id, schedule, raising=raising)
+        except StationOffline as exc:
+            # cut off before the answer: a raise may be in force, as one left unanswered
+            in_flight = getattr(exc, "in_flight", None)
+            if raising and in_flight is not None:
+                control.sent[ref.connector_id] = in_flight
+            raise
         if result.answer is Answer.ACCEPTED:
             if not await self._accepted(control, cplan, result.installed):
                 self._report_uncontrollable(ref, "its old TxProfile, which overrules the plan "

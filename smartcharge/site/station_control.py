@@ -52,6 +52,9 @@ class StationControl:
     # connectors whose last accepted plan went out as their default (told to the controller)
     plans_on_default: set[int] = field(default_factory=set)
     default_layer: dict[int, Sent] = field(default_factory=dict)
+    # (W, A per phase) of the station's maximum profile while it is accepted on this
+    # connection (None: not sent yet, or refused): the guard caps its connectors' estimates
+    station_max: tuple[float, float] | None = None
     setup_link: object | None = None       # the connection the fail-safe setup went out on
     resend: bool = False                   # set up again: send every plan, changed or not
     booted_link: object | None = None      # the connection a BootNotification came on

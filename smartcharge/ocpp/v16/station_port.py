@@ -18,6 +18,7 @@ the wire and its audit row, the order in which a plan's alternatives are tried) 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from ocpp.v16 import call
 
@@ -158,8 +159,8 @@ class V16StationPort(ControlPortBase):
 
     # --- fail-safe, idle ----------------------------------------------------------------------
     async def install_station_max(self, power_w: float, current_a: float,
-                                  phases: int) -> Answer:
-        now = self.clock.now()
+                                  phases: int, start: datetime | None = None) -> Answer:
+        now = self.clock.now() if start is None else start
 
         def payload(unit: str) -> dict:
             rate = current_a if unit == "A" else power_w
@@ -204,7 +205,7 @@ class V16StationPort(ControlPortBase):
             payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor,
                                          as_default=as_default, unit=unit)
             installed = installed_from_payload(payload, transaction_id)
-            text = await self._send(payload)
+            text = await self._send_plan(payload, installed)
             if text == "Accepted":
                 self._unit = unit
                 self._learn(key, tx_profile_refused=as_default and not on_default,

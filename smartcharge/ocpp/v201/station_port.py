@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from datetime import datetime
 
 from ocpp.v201 import call
 from ocpp.v201.enums import ChargingRateUnitEnumType
@@ -168,8 +169,8 @@ class V201StationPort(ControlPortBase):
 
     # --- station maximum, fail-safe, idle ---------------------------------------------------
     async def install_station_max(self, power_w: float, current_a: float,
-                                  phases: int) -> Answer:
-        now = self.clock.now()
+                                  phases: int, start: datetime | None = None) -> Answer:
+        now = self.clock.now() if start is None else start
         schedule = PowerSchedule(now, [0.0], [power_w], [current_a], phases)
         answer, _ = await self._in_a_unit(self.caps201.rate_units, lambda unit: P.station_max(
             self._sched(schedule, unit, max_periods=1)))
@@ -204,7 +205,7 @@ class V201StationPort(ControlPortBase):
         for floor, tx, unit in self._attempts(schedule, modes, units):
             request = self._plan_request(connector_id, tx, schedule, unit, floor=floor)
             installed = installed_from_request(request, transaction_id)
-            text = await self._send(request)
+            text = await self._send_plan(request, installed)
             if text == NO_ANSWER:
                 return ScheduleResult(Answer.NO_ANSWER, installed, detail=text)
             if text != "Accepted":
