@@ -8,10 +8,14 @@ them in the late order; real SQLite."""
 
 from datetime import UTC, datetime, timedelta
 
+from ocpp.v16 import call
+from ocpp.v201 import call as call201
+
 from smartcharge.appkeys import STORE
-from smartcharge.clock import AcceleratedClock
-from smartcharge.ledger import STOPPED
+from smartcharge.clock import AcceleratedClock, format_ocpp_time
+from smartcharge.ledger import STOPPED, billable
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.connection import Outgoing
 from tests.site_e2e import hold_messages, wait_until
 from tests.test_dispatch_trust import REF1, big_ev, one_grid, trust_site
 
@@ -82,3 +86,121 @@ async def test_a_late_stop_of_an_older_transaction_keeps_the_newer_ones_profile(
         assert control.sent.get(1) == sent_b, "a late stop of A dropped B's TxProfile"
         assert server.controller.state.sessions[REF1].transaction_id == tx_b
 
+
+async def test_a_late_older_start_leaves_the_running_session_live_and_both_billed(tmp_path):
+    """Car B charges (register at 50 kWh); the station's queue then brings a StartTransaction
+    of car A from two hours before (40 kWh) and its StopTransaction (45 kWh). A is billed
+    5 kWh as usual, but the connector's live session stays B: before, A's late start
+    replaced it and A's stop then left the connector empty - the site lost a car that was
+    still charging (not planned any more, its TxProfile forgotten)."""
+    clock = AcceleratedClock(T0, speed=60.0)
+    async with trust_site(one_grid(22_000), tmp_path, clock,
+                          dispatch=DispatchSettings(call_timeout_s=10.0, retries=0)
+                          ) as (server, fleet):
+        state = server.controller.state
+        await fleet.start(wait_booted_s=10)
+        cp1 = fleet.station("CP1")
+        cp1.connectors[1].register_wh = 50_000.0
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        await fleet.drained()
+        tx_b = cp1.connectors[1].transaction.transaction_id
+        started_b = cp1.connectors[1].transaction.started_at
+        await on_tx_profile(server, fleet, tx_b)
+        control = server.dispatcher.stations["CP1"]
+        sent_b = control.sent[1]
+
+        answered: dict = {}
+        cp1._enqueue(Outgoing(
+            "StartTransaction",
+            lambda: call.StartTransaction(connector_id=1, id_tag="DRIVER-1", meter_start=40_000,
+                                          timestamp=format_ocpp_time(started_b
+                                                                     - timedelta(hours=2))),
+            clock.now(), durable=True, on_result=lambda a: answered.update(id=a.transaction_id)))
+        await fleet.drained()
+        tx_a = answered["id"]
+        assert tx_a != tx_b
+        assert state.sessions[REF1].transaction_id == tx_b, "A's late start replaced B"
+        assert control.sent.get(1) == sent_b
+
+        cp1._enqueue(Outgoing(
+            "StopTransaction",
+            lambda: call.StopTransaction(meter_stop=45_000, transaction_id=tx_a,
+                                         timestamp=format_ocpp_time(started_b
+                                                                    - timedelta(hours=1)),
+                                         id_tag="DRIVER-1", reason="Local"),
+            clock.now(), durable=True))
+        await fleet.drained()
+        assert state.sessions[REF1].transaction_id == tx_b, "A's stop removed B"
+        assert control.sent.get(1) == sent_b
+        server.controller.request_replan("test")
+        await wait_until(lambda: server.controller.plan is not None
+                         and REF1 in server.controller.plan.connectors, 10, "B planned")
+
+        await wait_until(lambda: clock.now() > started_b + timedelta(minutes=10), 20,
+                         "B charges")
+        stopped_b = await fleet.unplug("CP1", 1)
+        await fleet.drained()
+        store = server.app[STORE]
+        rows = await store.run(lambda tx: tx.sessions("CP1"))
+        billed = {row.transaction_id: row.energy_wh for row in rows if billable(row)}
+        assert billed == {tx_a: 5_000.0, tx_b: stopped_b.meter_stop_wh - 50_000}, rows
+        assert all(row.state == STOPPED for row in rows)
+
+
+def v201_event(event_type: str, seq_no: int, at: datetime, register_wh: int, context: str,
+               **fields) -> call201.TransactionEvent:
+    """One TransactionEvent of an older transaction "OLD-A", sent from the station's queue."""
+    reading = {"timestamp": format_ocpp_time(at), "sampled_value": [
+        {"value": register_wh, "context": context, "measurand": "Energy.Active.Import.Register",
+         "unit_of_measure": {"unit": "Wh"}}]}
+    return call201.TransactionEvent(
+        event_type=event_type, timestamp=format_ocpp_time(at), seq_no=seq_no, offline=True,
+        transaction_info={"transaction_id": "OLD-A", **fields.pop("info", {})},
+        meter_value=[reading], **fields)
+
+
+async def test_v201_a_late_started_of_an_older_transaction_leaves_the_running_one_live(
+        tmp_path):
+    """2.0.1, a shuffled offline queue: an Updated of an older transaction A (no EVSE in it)
+    comes first, then A's Started (its EVSE, two hours before car B's start), then its Ended.
+    The site hears of A when its EVSE is known; it must not replace B, which still charges."""
+    clock = AcceleratedClock(T0, speed=60.0)
+    async with trust_site(one_grid(22_000), tmp_path, clock,
+                          fleet_kw={"ocpp_versions": {"CP1": "2.0.1"}},
+                          dispatch=DispatchSettings(call_timeout_s=10.0, retries=0)
+                          ) as (server, fleet):
+        state = server.controller.state
+        await fleet.start(wait_booted_s=10)
+        cp1 = fleet.station("CP1")
+        cp1.connectors[1].register_wh = 50_000.0
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        await fleet.drained()
+        await wait_until(lambda: REF1 in state.sessions, 10, "B on the site")
+        tx_b = state.sessions[REF1].transaction_id
+        started_b = state.sessions[REF1].started_at
+        await on_tx_profile(server, fleet, tx_b)
+        control = server.dispatcher.stations["CP1"]
+        sent_b = control.sent[1]
+
+        def send(request) -> None:
+            cp1._enqueue(Outgoing("TransactionEvent", lambda: request, clock.now(),
+                                  durable=True))
+        send(v201_event("Updated", 1, started_b - timedelta(minutes=90), 42_000,
+                        "Sample.Periodic", trigger_reason="MeterValuePeriodic"))
+        send(v201_event("Started", 0, started_b - timedelta(hours=2), 40_000,
+                        "Transaction.Begin", trigger_reason="Authorized",
+                        evse={"id": 1, "connector_id": 1},
+                        id_token={"id_token": "DRIVER-1", "type": "ISO14443"}))
+        await fleet.drained()
+        assert state.sessions[REF1].transaction_id == tx_b, "A's late Started replaced B"
+        assert control.sent.get(1) == sent_b
+        send(v201_event("Ended", 2, started_b - timedelta(hours=1), 45_000,
+                        "Transaction.End", trigger_reason="EVCommunicationLost",
+                        info={"stopped_reason": "EVDisconnected"}))
+        await fleet.drained()
+        assert state.sessions[REF1].transaction_id == tx_b, "A's Ended removed B"
+        assert control.sent.get(1) == sent_b
+        rows = await server.app[STORE].run(lambda tx: tx.sessions("CP1"))
+        row_a = next(row for row in rows if row.station_tx_ref == "OLD-A")
+        assert row_a.state == STOPPED and row_a.energy_wh == 5_000.0, row_a
+        assert billable(row_a)
