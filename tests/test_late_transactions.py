@@ -14,10 +14,15 @@ from ocpp.v201 import call as call201
 from smartcharge.appkeys import STORE
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.ledger import STOPPED, billable
+from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.sim.station import Quirks
 from smartcharge.sim.connection import Outgoing
-from tests.site_e2e import hold_messages, wait_until
+from tests.site_e2e import control_server, hold_messages, wait_until
 from tests.test_dispatch_trust import REF1, big_ev, one_grid, trust_site
+from tests.test_guard import _site as guard_site
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -204,3 +209,51 @@ async def test_v201_a_late_started_of_an_older_transaction_leaves_the_running_on
         row_a = next(row for row in rows if row.station_tx_ref == "OLD-A")
         assert row_a.state == STOPPED and row_a.energy_wh == 5_000.0, row_a
         assert billable(row_a)
+
+
+async def test_a_late_stop_of_an_older_transaction_keeps_a_disobedient_connector_caught(
+        tmp_path):
+    """CP1 accepts its profiles and lets its car draw 11 kW: the guard catches it and the site
+    plans it at what it draws until its session ends. An older transaction's start and stop
+    then arrive from the station's queue: that stop is not the end of the running session,
+    so CP1 stays caught (before, any stop on the connector forgot what it was measured
+    drawing, and the next profile it accepted made it controllable again)."""
+    clock = AcceleratedClock(T0, speed=120.0)
+    site, real = guard_site(cp1_max_a=10.0), guard_site()
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              settings=ControllerSettings(stale_after_s=120.0),
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        controller = server.controller
+        fleet = Fleet(real, server.ws_url, clock, meter_interval_s=20, reconnect_min_s=0.05,
+                      reconnect_max_s=0.3, call_timeout_s=5.0,
+                      quirks={"CP1": Quirks(ignore_profiles=True)})
+        try:
+            await fleet.start(wait_booted_s=10)
+            cp1 = fleet.station("CP1")
+            cp1.connectors[1].register_wh = 50_000.0
+            for sid in fleet.stations:
+                assert await fleet.plug_in(sid, 1, SimEV(capacity_wh=80_000, soc=0.2),
+                                           "DRIVER-1")
+            await wait_until(lambda: REF1 in controller.overdraw_w, 10,
+                             "CP1 caught drawing over its profile")
+            tx_b = controller.state.sessions[REF1].transaction_id
+            started_b = controller.state.sessions[REF1].started_at
+            answered: dict = {}
+            cp1._enqueue(Outgoing(
+                "StartTransaction",
+                lambda: call.StartTransaction(
+                    connector_id=1, id_tag="DRIVER-1", meter_start=40_000,
+                    timestamp=format_ocpp_time(started_b - timedelta(hours=2))),
+                clock.now(), durable=True,
+                on_result=lambda a: answered.update(id=a.transaction_id)))
+            cp1._enqueue(Outgoing(
+                "StopTransaction",
+                lambda: call.StopTransaction(
+                    meter_stop=45_000, transaction_id=answered["id"], id_tag="DRIVER-1",
+                    timestamp=format_ocpp_time(started_b - timedelta(hours=1))),
+                clock.now(), durable=True))
+            await fleet.drained()
+            assert controller.state.sessions[REF1].transaction_id == tx_b
+            assert REF1 in controller.overdraw_w, "a late stop of A forgot B's overdraw"
+        finally:
+            await fleet.stop()
