@@ -23,6 +23,8 @@ from smartcharge.sim.connection import Outgoing
 from tests.site_e2e import control_server, hold_messages, wait_until
 from tests.test_dispatch_trust import REF1, big_ev, one_grid, trust_site
 from tests.test_guard import _site as guard_site
+from tests.test_site_phase_probe import BAY, T0 as PROBE_T0, _car as probe_car, \
+    _serve as probe_serve
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -257,3 +259,30 @@ async def test_a_late_stop_of_an_older_transaction_keeps_a_disobedient_connector
             assert REF1 in controller.overdraw_w, "a late stop of A forgot B's overdraw"
         finally:
             await fleet.stop()
+
+
+async def test_a_late_older_start_does_not_cancel_the_running_cars_phase_probe(tmp_path):
+    """A car of unknown phases starts on a 3-phase bay; right behind its StartTransaction the
+    station's queue brings the start of an older transaction there. The running car's
+    station is still asked for a sample and its phases learned (before, the late start took
+    the bay's place in the probes: the running car was never asked)."""
+    clock = AcceleratedClock(PROBE_T0, speed=600.0)
+    async with probe_serve(tmp_path, clock, "1.6") as (server, fleet):
+        sessions = server.controller.state.sessions
+        await fleet.start(wait_booted_s=10)
+        station = fleet.station("CPW")
+        station.connectors[1].register_wh = 50_000.0
+        hold_messages(station)
+        assert await fleet.plug_in("CPW", 1, probe_car(3), "DRIVER-1")
+        station._enqueue(Outgoing(
+            "StartTransaction",
+            lambda: call.StartTransaction(
+                connector_id=1, id_tag="DRIVER-1", meter_start=40_000,
+                timestamp=format_ocpp_time(clock.now() - timedelta(hours=2))),
+            clock.now(), durable=True))
+        send_held(station)
+        await fleet.drained()
+        assert sessions[BAY].transaction_id == station.connectors[1].transaction.transaction_id
+        await wait_until(lambda: sessions[BAY].phases_in_use == 3, 20,
+                         "the running car's phases learned")
+        assert station.triggers_received == [("MeterValues", 1)]
