@@ -72,6 +72,31 @@ def site_toml(connectors: int, port: int, database: str) -> str:
     return "\n".join(lines)
 
 
+def proc_cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, every thread), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def sample_cpu(samples: list, server_pid: int, station_pids: list[int]) -> None:
+    """(time, server CPU, stations' CPU) every 20 ms until cancelled (ticks are 10 ms)."""
+    while True:
+        samples.append((time.time(), proc_cpu_s(server_pid),
+                        sum(proc_cpu_s(pid) for pid in station_pids)))
+        await asyncio.sleep(0.02)   # a sampling period, not a wait for a condition
+
+
+def cpu_between(samples: list, start: float, end: float) -> tuple[float, float]:
+    """(server, stations) CPU from the last sample at or before `start` to the first at or
+    after `end` (so a little more than between them: 20 ms at each side)."""
+    before = max((s for s in samples if s[0] <= start), default=samples[0])
+    after = min((s for s in samples if s[0] >= end), default=samples[-1])
+    return after[1] - before[1], after[2] - before[2]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -168,12 +193,17 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 body = {"id": event_id, "start": ocpp_time(now),
                         "end": ocpp_time(now + timedelta(hours=2)),
                         "limit_w": connectors * PER_CONNECTOR_CAP_W / 2}
+                samples: list[tuple[float, float, float]] = []
+                sampler = asyncio.ensure_future(sample_cpu(samples, server.pid,
+                                                           [p.pid for p in procs]))
+                await asyncio.sleep(0)
                 t0 = time.time()
                 async with http.post(url, json=body, headers=headers) as resp:
                     if resp.status != 201:
                         raise RuntimeError(f"DR event refused: {resp.status} {await resp.text()}")
                 t1 = time.time()
                 found = await wait_round(http, base, t0, "dr:", 120)
+                sampler.cancel()
                 downs = found["decreases"]
                 last_start = max((d[0] for d in downs), default=found["replan"]["end"])
                 last_end = max((d[1] for d in downs), default=found["replan"]["end"])
@@ -186,8 +216,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 cpu_end = max((d[5] for d in downs if len(d) > 5), default=None)
                 loop_cpu = (cpu_end - found["replan"]["loop_cpu"]
                             if cpu_end is not None and "loop_cpu" in found["replan"] else 0.0)
+                # the stations' CPU (their processes share the server's 2 cores) and the
+                # server's (every thread), from the POST to the last acknowledgement: the
+                # stations' part is the benchmark's own cost, not the server's
+                server_cpu, stations_cpu = cpu_between(samples, t0, last_end)
                 result["rows"].append({
-                    "loop_cpu": loop_cpu,
+                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu,
+                    "server_cpu": server_cpu,
                     "request": t1 - t0, "replan": found["replan"]["end"] - t1,
                     "solve": found["replan"]["solve_s"], "check": found["replan"]["check_s"],
                     "sends": last_start - found["replan"]["end"], "answers": last_end - last_start,
@@ -227,8 +262,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| connectors | stations sent decreases | profiles | request | re-plan (solve, check) "
           "| sends | answers | DR POST -> last ack, median [s] | min | max "
           "| DR POST -> last plan ack (site under the limit), median [s] "
-          "| loop thread's CPU, re-plan -> last ack, median [s] | load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| loop thread's CPU, re-plan -> last ack, median [s] "
+          "| CPU from the POST until the round was seen over: server, stations [s] "
+          "| load average |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -242,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"({med('solve'):.3f}, {med('check'):.3f}) | {med('sends'):.3f} | "
                   f"{med('answers'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
                   f"| {max(totals):.3f} | {med('plans_total'):.3f} | {med('loop_cpu'):.3f} "
+                  f"| {med('server_cpu'):.2f}, {med('stations_cpu'):.2f} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
 

@@ -55,6 +55,9 @@ async def test_no_tx_profile_for_a_transaction_whose_stop_was_acknowledged(tmp_p
                              and REF1 in controller.plan.connectors, 10, "CP1 planned")
             old_plan = controller.plan
             tx_id = old_plan.connectors[REF1].transaction_id
+            # that plan's own round over first: a raise of it in flight as the car leaves is
+            # answered Rejected after the stop, and is not the late round this is about
+            await wait_until(lambda: server.dispatcher.idle, 10, "CP1's plan dispatched")
             await fleet.unplug("CP1", 1)
             station = fleet.station("CP1")
             await wait_until(lambda: any(a == "StopTransaction" for a, _, _ in

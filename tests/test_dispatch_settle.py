@@ -1,8 +1,10 @@
-"""Which increases wait the settle time after the decreases they rely on: a plan's raise is held
-by its own schedule (edges.held) and goes out at once; an idle share's or a fail-safe default's
-raise is not, and waits - also when the station's work is compared again because another holder
-(a set-up, a probe) took its lock while it waited. One round driven directly: a dispatcher of
-just what a round reads, a clock that jumps when slept on."""
+"""No increase waits the settle time in the round after the decreases it relies on: every raise -
+a plan's, an idle share's, a fail-safe default's - is held by its own schedule (edges.held; the
+idle share's in `tests/test_dispatch_held_raises.py`) and goes out once they are acknowledged -
+also when the station's work is compared again because another holder (a set-up, a probe) took
+its lock while it waited. Waiting here as well held an idle share's or a default's raise back
+twice. One round driven directly: a dispatcher of just what a round reads, a clock that jumps
+when slept on."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
@@ -63,14 +65,18 @@ def test_a_plans_raise_goes_out_once_the_decreases_are_acknowledged():
     assert [kind for kind, _ in sent] == ["plan"] and sent[0][1] == T0
 
 
-def test_an_idle_raise_waits_the_settle_time():
+def test_an_idle_raise_goes_out_once_the_decreases_are_acknowledged():
     sent = _sent_after_acknowledged([IDLE_RAISE], [], other_holder=False)
-    assert sent == [("idle", T0 + timedelta(seconds=SETTLE_S))]
+    assert sent == [("idle", T0)]
 
 
-def test_an_idle_raise_found_when_compared_again_waits_the_settle_time():
-    """Compared as a plan's raise at first (no wait), compared again after another holder of
-    the lock: an idle share's raise came up, and it is not held by its schedule."""
+def test_a_defaults_raise_goes_out_once_the_decreases_are_acknowledged():
+    sent = _sent_after_acknowledged([("defaults", {1: []})], [], other_holder=False)
+    assert sent == [("defaults", T0)]
+
+
+def test_an_idle_raise_found_when_compared_again_goes_out_at_once():
+    """Compared as a plan's raise at first, compared again after another holder of the lock:
+    an idle share's raise came up, and it is held by its own schedule too."""
     sent = _sent_after_acknowledged([("plan", object())], [IDLE_RAISE], other_holder=True)
-    assert sent and sent[0][0] == "idle"
-    assert sent[0][1] >= T0 + timedelta(seconds=SETTLE_S), sent
+    assert sent == [("idle", T0)]

@@ -13,7 +13,9 @@ Order, interval by interval: a schedule that lowers a connector anywhere (agains
 station has installed there, its fail-safe default after the installed schedule runs out) goes
 out first; one that also raises somewhere is first sent as the pointwise minimum of the two.
 The increases under a node wait until every decrease they depend on (of any station sharing a
-limited node with them) is acknowledged, and then a settle time for the cars to follow; a
+limited node with them) is acknowledged, and come into force a settle time later for the cars to
+follow (every raise - a plan's, an idle share's, a default's - is held by its own schedule until
+the settle time and the clocks' margin after it is sent: `edges.held`); a
 decrease refused, unanswered or met offline holds those increases and the controller re-plans
 with that connector at what it may really draw. Increases in unrelated subtrees do not wait.
 Every plan and idle schedule ends at one common instant (`expiry`), so whatever subset of them
@@ -47,13 +49,14 @@ from smartcharge.model import DISPATCH_CALL_TIMEOUT_S, Site
 from smartcharge.ocpp.port import PortSettings, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import failsafe, learned, steps
-from smartcharge.site.failsafe import FailSafeSetup
+from smartcharge.site.failsafe import FailSafeSetup, default_in_force
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
 from smartcharge.site.sending import NO_ANSWER, ProfileSending
+from smartcharge.site.slots import LATER, SendingSlots
 from smartcharge.site.state import SiteState
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef, SiteTopology
@@ -132,8 +135,9 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self._wake = asyncio.Event()
         # Stations served at once in a round. Without a bound every station's first request
         # (build, validate, send: ~1 ms each) ran in one turn of the loop: 2 000 stations held
-        # every answer up for seconds (issue 10). FIFO: the decreases queue first.
-        self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
+        # every answer up for seconds (issue 10). FIFO: the decreases queue first; the
+        # fail-safe defaults under a plan in force wait for a slot behind them (slots.py).
+        self._sending = SendingSlots(SEND_CONCURRENCY)
         self._setting_up = asyncio.Semaphore(failsafe.SETUP_CONCURRENCY)   # boot storms
         self._setups_queued = 0   # set-ups waiting for a slot or sending
         self._audit: list[tuple] = []
@@ -309,7 +313,9 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         ("plan", ConnectorPlan[, its PowerSchedule as compared]), ("idle", connector_id, W,
         part sent first or None),
         ("under", connector_id, transaction id) (the 0 W default under a TxProfile, idle.py),
-        ("defaults", {connector_id: W steps})."""
+        ("defaults", {connector_id: W steps}[, LATER]) - LATER: lowered defaults under a plan or
+        an idle share in force, which change nothing drawn before the plans' common end: sent
+        after every station's decreases of the round (`dispatch_round.py`)."""
         downs: list = []
         ups: list = []
         for cplan in cplans:
@@ -334,8 +340,17 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             # a DR event or cap announced or over: the connectors whose fail-safe default
             # changes get the new one (failsafe.py)
             down, up = self._default_changes(control)
-            if down:
-                downs.append(("defaults", down))
+            now = self.clock.now()
+            # in force now (nothing above it, the connector not controlled, or the station's
+            # profiles being sent again after a reconnect): with the plans
+            urgent = {c: step for c, step in down.items()
+                      if control.resend or default_in_force(control, c, now)
+                      or ConnectorRef(control.station_id, c) in self.view.uncontrollable}
+            later = {c: step for c, step in down.items() if c not in urgent}
+            if urgent:
+                downs.append(("defaults", urgent))
+            if later:
+                downs.append(("defaults", later, LATER))
             if up:
                 ups.append(("defaults", up))
         control.resend = False

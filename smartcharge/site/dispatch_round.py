@@ -1,6 +1,7 @@
 """One dispatch round: a plan's decreases first (each station's as soon as its comparison
 finds them, not after every station is compared), each station's increases once the decreases
-they depend on are acknowledged and the settle time has passed (`gates.py`). A helper of
+they depend on are acknowledged (`gates.py`; the settle time after them is in every raise's own
+schedule, `edges.held`). A helper of
 `Dispatcher` (`dispatch.py`), which owns the stations, the sending slots and the comparison of a
 plan with what a station accepted (`_work`).
 
@@ -15,7 +16,7 @@ decreases for its call timeouts.
 Bounded per turn of the event loop (issue 10: a round resumed every station's task in one turn,
 ~110 ms at 5 000 stations, and the stations' messages waited behind it): the comparisons yield
 every `TURN_S`; only stations with something to send get a task, started `START_BATCH` per
-turn; the increases waiting for their gates and for the settle time are woken a batch per turn
+turn; the increases waiting for their gates are woken a batch per turn
 (`pacing.py`), and so are they all when a newer round ends this one.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from smartcharge.site.connector_plans import station_plans
 from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.pacing import Pacer
 from smartcharge.site.plan import Plan
+from smartcharge.site.slots import LATER
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
 
@@ -62,13 +64,16 @@ class DispatchRound:
         self.gates: DecreaseGates | None = None
         # wakes the waiting increases a batch per turn of the loop
         self.pacer = Pacer()
-        self._waiting: set[asyncio.Future] = set()   # increases waiting (gates, settle time)
-        self._settle: dict = {}   # the instant a settle time ends -> the futures waiting for it
-        self._timers: list[asyncio.Task] = []
+        self._waiting: set[asyncio.Future] = set()   # increases waiting for their gates
+        # stations compared (not busy) with decreases not yet holding a sending slot; the
+        # defaults that may go later wait until there are none (`_queued`)
+        self._unqueued: set[str] = set()
+        self._compared = False
+        self._later: list[asyncio.Future] = []
 
     def end(self) -> None:
         """A newer round starts: what has not begun is left to it; the increases waiting for
-        their gates or their settle time give up (woken a batch per turn)."""
+        their gates give up (woken a batch per turn)."""
         self.over.set()
         for future in self._waiting:
             self.pacer.wake(future, None)
@@ -96,6 +101,7 @@ class DispatchRound:
                     turn_began, started_then = time.perf_counter(), len(early)
                     if self.over.is_set():
                         # a newer round compares for itself: what has begun here finishes
+                        self._queued()
                         await asyncio.gather(*early.values())
                         return
                 sid = control.station_id
@@ -112,8 +118,11 @@ class DispatchRound:
                 if self.work[sid] is None or self.work[sid][0]:
                     # its task takes its lock and queues for a sending slot now (FIFO): the
                     # decreases ahead of every increase, which start after the comparisons
+                    if self.work[sid] is not None:
+                        self._unqueued.add(sid)
                     self.done[sid] = loop.create_future()
                     early[sid] = asyncio.ensure_future(self._decrease(control))
+            self._queued()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
                 d.view.limits.change_times(now))
             # circuits a DR event limits, once per round (not once per station: O(stations^2))
@@ -138,13 +147,33 @@ class DispatchRound:
             # every decrease begun finishes (those of stations not started too)
             await asyncio.gather(*started, *early.values())
         finally:
+            self._queued()   # (returned early: a newer round) the later defaults go on
             for task in (*early.values(), *started):
                 task.cancel()   # only when the round itself is cancelled: done otherwise
-            for task in self._timers:
-                task.cancel()
             if self.gates is not None:
                 self.gates.cancel()
             self.pacer.close()
+
+    def _queued(self, sid: str | None = None) -> None:
+        """`sid`'s decreases hold a sending slot (or it has none to send); None: every station
+        is compared. Once both hold for all, the defaults that may go later queue for their
+        slots (a batch per turn)."""
+        if sid is None:
+            self._compared = True
+        else:
+            self._unqueued.discard(sid)
+        if self._compared and not self._unqueued:
+            for future in self._later:
+                self.pacer.wake(future, True)
+            self._later.clear()
+
+    async def _after_decreases(self) -> None:
+        """Until every compared station's decreases hold a slot or are done (`_queued`)."""
+        if self._compared and not self._unqueued:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._later.append(future)
+        await future
 
     def _current(self, control: StationControl) -> tuple[list, list]:
         """Under the station's lock: its work, compared again if it is stale."""
@@ -179,18 +208,37 @@ class DispatchRound:
         """Its decreases; (its increases, the lock's holds after), None: superseded."""
         d = self.d
         ok, at, rest = False, None, None
+        if control.lock.locked():
+            # another holder took it since the comparison (a set-up): the later defaults of
+            # the other stations do not wait for it
+            self._queued(control.station_id)
         try:
             async with control.lock:
                 if self.over.is_set():
+                    self._queued(control.station_id)
                     return None   # not begun when a newer round came: that one decides
                 downs, ups = self._current(control)
                 ok = True
                 if downs:
-                    async with d._sending:
-                        ok = await d._run_items(control, downs, decrease=True)
+                    # what the site draws under first; the defaults under a plan in force
+                    # queue for a slot again, behind every station's decreases queued by then
+                    # (slots.py) - still under the station's lock and before its outcome,
+                    # which the increases wait for
+                    later = [item for item in downs if is_later(item)]
+                    now_items = [item for item in downs if not is_later(item)]
+                    if now_items:
+                        async with d._sending:
+                            self._queued(control.station_id)
+                            ok = await d._run_items(control, now_items, decrease=True)
+                    self._queued(control.station_id)
+                    if later:
+                        await self._after_decreases()
+                        async with d._sending.at(LATER):
+                            ok &= await d._run_items(control, later, decrease=True)
                     at = d.clock.now()
                 rest = (ups, control.lock.holds)
         finally:
+            self._queued(control.station_id)   # (an error) nobody waits for it
             outcome = self.done[control.station_id]
             if not outcome.done():   # cancelled only when the whole round is
                 outcome.set_result((ok, at))
@@ -206,27 +254,12 @@ class DispatchRound:
         finally:
             self._waiting.discard(future)
 
-    def _settled(self, when) -> asyncio.Future:
-        """A future done (a batch per turn) once the site clock reaches `when`: one timer per
-        instant, not one per station (most of a round's stations share the grid's)."""
-        future = asyncio.get_running_loop().create_future()
-        if when not in self._settle:
-            self._settle[when] = []
-            self._timers.append(asyncio.ensure_future(self._timer(when)))
-        self._settle[when].append(future)
-        return future
-
-    async def _timer(self, when) -> None:
-        await self.d.clock.sleep((when - self.d.clock.now()).total_seconds())
-        for future in self._settle.pop(when, ()):
-            self.pacer.wake(future, True)
-
-    async def _turn(self, sid: str, settle: bool = True) -> tuple[bool, datetime | None]:
-        """Wait for the decreases this station's increases depend on and, when `settle`, the
-        settle time; (go on, when the last of those decreases was acknowledged). Not going
-        on: one was not acknowledged (held, re-planning), or a newer plan came meanwhile (its
-        round decides, after its own decreases: waiting on here held a DR event's decreases
-        back by the settle time and more, issue 10)."""
+    async def _turn(self, sid: str) -> tuple[bool, datetime | None]:
+        """Wait for the decreases this station's increases depend on; (go on, when the last of
+        those decreases was acknowledged). Not going on: one was not acknowledged (held,
+        re-planning), or a newer plan came meanwhile (its round decides, after its own
+        decreases: waiting on here held a DR event's decreases back, issue 10). The settle
+        time after them is in the raises' own schedules (edges.held)."""
         d = self.d
         gate = await self._released(self.gates.waiter(sid))
         if gate is None or self._superseded():
@@ -238,26 +271,15 @@ class DispatchRound:
                         + (f" and {len(failed) - 10} more" if len(failed) > 10 else ""))
             d.publish(learned.ReplanWanted(f"held:{sid}"))
             return False, None
-        if latest is not None and settle and not await self._settle_after(latest):
-            return False, None
         return not self._superseded(), latest
-
-    async def _settle_after(self, acknowledged: datetime) -> bool:
-        """Wait until the settle time after `acknowledged` has passed; False: a newer round
-        ended this one meanwhile."""
-        settled = acknowledged + timedelta(seconds=self.d.settings.settle_s)
-        if settled > self.d.clock.now():
-            return bool(await self._released(self._settled(settled)))
-        return True
 
     async def _increase(self, control: StationControl, items: list, holds: int) -> None:
         d, sid = self.d, control.station_id
-        # a plan's raise comes into force no sooner than the settle time and the clocks'
-        # margin after it is sent (edges.held), so after the decreases' settle time if it is
-        # sent once they are acknowledged: waiting the settle time first held it back twice.
-        # Idle shares and defaults are not held: they wait here.
-        settled = any(item[0] != "plan" for item in items)
-        go, acknowledged = await self._turn(sid, settle=settled)
+        # every raise - a plan's, an idle share's, a default's - comes into force no sooner
+        # than the settle time and the clocks' margin after it is sent (edges.held), so after
+        # the decreases' settle time when it is sent once they are acknowledged: it goes out
+        # then (waiting the settle time first held it back twice)
+        go, _ = await self._turn(sid)
         if not go:
             return
         async with control.lock:
@@ -270,13 +292,6 @@ class DispatchRound:
                         if not await d._run_items(control, downs, decrease=True):
                             d.publish(learned.ReplanWanted(f"held:{sid}"))
                             return
-                    acknowledged, settled = d.clock.now(), False
-                if (not settled and acknowledged is not None
-                        and any(item[0] != "plan" for item in items)):
-                    # compared again, an idle share's or a default's raise (not held by its
-                    # schedule): the settle time after the decreases first
-                    if not await self._settle_after(acknowledged) or self._superseded():
-                        return
             if d._latest is not self.plan and d._latest is not None:
                 # a newer plan came while we waited: only what it still allows goes out
                 # now, the rest with its own round (after its own decreases)
@@ -286,6 +301,11 @@ class DispatchRound:
                 # answered: the rest is left to the newer round (checked before every item)
                 await d._run_items(control, items, decrease=False,
                                    superseded=self._superseded)
+
+
+def is_later(item: tuple) -> bool:
+    """A station's lowered defaults that may go after every station's decreases (`_work`)."""
+    return item[0] == "defaults" and len(item) > 2 and item[2] == LATER
 
 
 def still_wanted(item: tuple, station_id: str, latest: Plan) -> bool:

@@ -33,6 +33,17 @@ SETUP_CONCURRENCY = 64
 SHARES_KEPT = 16   # sets of node limits whose default shares are kept (a schedule's entries)
 
 
+def default_in_force(control: StationControl, connector_id: int, now) -> bool:
+    """True when nothing we sent above a connector's fail-safe default is in force now (no plan
+    and no idle share, or they ended): a new default is then a change of what it may draw now,
+    not only after the plans' common end."""
+    for layer in (control.sent, control.idle_layer):
+        above = layer.get(connector_id)
+        if above is not None and above.expires > now:
+            return False
+    return True
+
+
 class FailSafeSetup:
     async def setup_station(self, station_id: str, *, force: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
@@ -180,8 +191,13 @@ class FailSafeSetup:
             later = [(m, w) for m, w in step if m > now]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(step, now)] + [w for _, w in later]
+            # a raise is held by its schedule (edges.held): no sooner in force than the
+            # settle time after it is sent (the round sends it once the decreases it relies
+            # on are acknowledged and does not wait itself)
             failsafe = self.power_schedule(ref, now, offsets, powers,
-                                           phases=connector.phases, phases_known=False)
+                                           phases=connector.phases, phases_known=False,
+                                           installed=self._default_steps(control, ref,
+                                                                         connector.phases))
             answer, installed = await control.port.install_failsafe(connector_id, failsafe)
             if answer is Answer.ACCEPTED:
                 control.default_layer[connector_id] = installed

@@ -173,9 +173,15 @@ class IdleSending:
             later = [(m, w) for m, w in part if now < m < self.expiry]
             offsets = [0.0] + [(m - now).total_seconds() for m, _ in later]
             powers = [steps.value_at(part, now)] + [w for _, w in later]
+        # a raise is held by its schedule (edges.held): no sooner in force than the settle
+        # time after it is sent, like a plan's - the round sends it once the decreases it
+        # relies on are acknowledged and does not wait itself
+        factor = self.installed.w_factor(control.unit, ref, connector.phases, False)
         schedule = self.power_schedule(ref, now, offsets, powers, phases=connector.phases,
                                        phases_known=False, duration_s=duration_s,
-                                       then_w=then_w)
+                                       then_w=then_w,
+                                       installed=self.installed.below_steps(
+                                           control, ref, connector.phases, factor, False))
         answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
