@@ -330,10 +330,12 @@ def revisit_implicit_close(tx: StoreTx, session: SessionRow, seen_at: Sequence[d
                          flags=flags_of(session) | {"reopened_after_boot"}, at=at)
         return True
     energy = energy_of(tx, session, None, None, max_power_w)
+    # the energy computed again replaces the flags of the one before (as in revise_stopped)
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY,
                      closed_by=session.closed_by, stop_time=closed_at, meter_stop_wh=None,
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
-                     energy_method=energy.method, flags=flags_of(session) | energy.flags, at=at)
+                     energy_method=energy.method,
+                     flags=flags_of(session) - ENERGY_FLAGS | energy.flags, at=at)
     return False
 
 
