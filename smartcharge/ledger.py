@@ -31,7 +31,7 @@ from smartcharge.metering import (
     ENERGY_FLAGS,
     Energy,
     Reading,
-    is_register,
+    billed_registers,
     plausible_wh,
     session_energy,
 )
@@ -386,5 +386,5 @@ def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in readings if is_register(r)]
+    values = [r.value_si for r in billed_registers(readings)]
     return values[-1] if values else None
