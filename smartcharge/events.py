@@ -76,6 +76,9 @@ class MeterSampled:
     # when we received it, by our clock: station clocks are wrong in the field, so a measurement
     # is aged by this (None: not known, aged by `at`)
     received_at: datetime | None = None
+    # where `energy_register_wh` was measured (OCPP location): a session's live energy keeps to
+    # one location's chain, the one its bill uses (metering.LiveEnergy)
+    register_location: str = "Outlet"
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,32 @@ def energy_so_far_wh(meter_start_wh: float | None, start_time: datetime | None,
 
 class LiveEnergy:
     """A running session's energy so far, sample by sample, by the same rule as
-    `energy_so_far_wh` (and so as the ledger's bill when the stop register never comes).
+    `energy_so_far_wh` (and so as the ledger's bill when the stop register never comes): one
+    chain per location the registers come from, the energy the billed location's
+    (`billed_location`: the outlet's once there is one) - a station may send its inlet's
+    register in other messages than its outlet's, never to be read as one chain."""
+
+    def __init__(self, meter_start_wh: float | None, start_time: datetime,
+                 max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
+        self._args = (meter_start_wh, start_time, max_power_w)
+        self._chains: dict[str, _LiveChain] = {}
+
+    @property
+    def energy_wh(self) -> float | None:
+        where = billed_location(self._chains)
+        return None if where is None else self._chains[where].energy_wh
+
+    def add(self, at: datetime, register_wh: float,
+            location: str = DEFAULT_LOCATION) -> float | None:
+        chain = self._chains.get(location)
+        if chain is None:
+            chain = self._chains[location] = _LiveChain(*self._args)
+        chain.add(at, register_wh)
+        return self.energy_wh
+
+
+class _LiveChain:
+    """One location's register chain of a running session.
 
     A sample in time order costs one chain step; a late one re-walks the chain."""
 

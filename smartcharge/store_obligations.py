@@ -160,12 +160,14 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
         for row in tx.open_sessions(station[0])]
 
 
-def registers_received(tx: StoreTx, transaction_id: int) -> list[tuple[str, float, str]]:
-    """(station timestamp, Wh, received_at) of the session's billed total import register (the
-    outlet's, else one other location's), in time order: what the session had taken by a given
-    moment of ours (a car's needs were relative to it)."""
+def registers_received(tx: StoreTx, transaction_id: int
+                       ) -> list[tuple[str, float, str, str]]:
+    """(station timestamp, Wh, received_at, location) of the session's billed total import
+    register (the outlet's, else one other location's), in time order: what the session had
+    taken by a given moment of ours (a car's needs were relative to it)."""
     return list(tx.execute(
-        "SELECT timestamp, value_si, received_at FROM meter_samples WHERE transaction_id = ? "
+        "SELECT timestamp, value_si, received_at, location FROM meter_samples WHERE "
+        "transaction_id = ? "
         f"AND {BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
 
 
@@ -185,8 +187,8 @@ def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
                         (transaction_id, *measurands, where[0])).fetchone()[0]
     if latest is None:
         return []
-    cursor = tx.execute("SELECT measurand, phase, value_si, timestamp, received_at, context "
-                        "FROM meter_samples WHERE transaction_id = ? AND timestamp = ? "
+    cursor = tx.execute("SELECT measurand, phase, value_si, timestamp, received_at, context, "
+                        "location FROM meter_samples WHERE transaction_id = ? AND timestamp = ? "
                         "AND location = ? ORDER BY id", (transaction_id, latest, where[0]))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor]

@@ -68,7 +68,7 @@ async def test_2_0_1_inlet_only_is_billed_and_read_live(harness, t0):
     # the live session, as a restart rebuilds it from the store
     registers = await harness.store.run(
         lambda tx: ob.registers_received(tx, session.transaction_id))
-    assert [wh for _, wh, _ in registers] == [1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
+    assert [row[1] for row in registers] == [1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
     draw = await harness.store.run(
         lambda tx: ob.latest_samples(tx, session.transaction_id, (POWER, CURRENT)))
     assert {(r["measurand"], r["value_si"]) for r in draw} >= {(POWER, 7005.0), (CURRENT, 15.0)}
@@ -166,3 +166,51 @@ async def test_the_store_and_the_live_rule_pick_the_same_location(tmp_path):
             assert billed_location(chosen) == min(chosen, key=places.index)
     finally:
         await store.close()
+
+
+def test_live_energy_keeps_to_one_location_across_messages():
+    """A station that reports its aligned (clock) samples at its inlet - the whole station's
+    register - and its periodic samples at the outlet, in separate messages: the controller's
+    live energy is the outlet's chain, as the bill is (not the inlet's steps read as resets)."""
+    from smartcharge import events as ev
+    from smartcharge.ocpp.sampled import samples_to_events
+    from tests.test_site_controller import _controller
+
+    controller, clock = _controller()
+    now = clock.now()
+    controller.on_event(ev.StationBooted("CP1", now, True, "v", "m"))
+    controller.on_event(ev.SessionStarted("CP1", 1, 7, "TAG", 1000.0, now))
+    for k in range(1, 5):
+        for where, wh, context in (("Outlet", 1000 + 1000 * k, "Sample.Periodic"),
+                                   ("Inlet", 50_000 + 2000 * k, "Sample.Clock")):
+            readings = parse_meter_values([{
+                "timestamp": ocpp_time(now + 5 * k * MIN), "sampled_value": [
+                    {"value": str(wh), "measurand": ENERGY_REGISTER, "location": where,
+                     "context": context}]}])
+            for event in samples_to_events("CP1", 1, 7, readings, now + 5 * k * MIN):
+                controller.on_event(event)
+    assert controller.state.session_by_id(7).energy_wh == 4000
+
+
+async def test_a_restart_reloads_the_inlet_chain_and_goes_on_with_it(harness, site, t0):
+    """A controller rebuilt from the store (a restart) reloads an inlet-only session's
+    registers at their location, so the live inlet samples after it go on with that chain."""
+    from smartcharge.clock import ManualClock
+    from smartcharge.ocpp.sampled import samples_to_events
+    from smartcharge.site.controller import SiteController
+    from smartcharge.site.restore import restore
+
+    station = await station201(harness)
+    await station.send(at_inlet(tx_event("Started", "tx-R", 0, t0, register_wh=1000)))
+    await station.send(replace(tx_event("Updated", "tx-R", 1, t0 + 10 * MIN), meter_value=[
+        {"timestamp": ocpp_time(t0 + 10 * MIN), "sampled_value": _inlet_sample(2)}]))
+    [row] = await sessions(harness)
+    controller = SiteController(site, ManualClock(t0 + 11 * MIN))
+    await restore(controller, harness.store)
+    assert controller.state.session_by_id(row.transaction_id).energy_wh == 1000
+    later = t0 + 20 * MIN
+    readings = parse_meter_values([{"timestamp": ocpp_time(later),
+                                    "sampled_value": _inlet_sample(3)}])
+    for event in samples_to_events("CP1", 1, row.transaction_id, readings, later):
+        controller.on_event(event)
+    assert controller.state.session_by_id(row.transaction_id).energy_wh == 2000

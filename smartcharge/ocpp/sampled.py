@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from smartcharge.events import MeterSampled
-from smartcharge.metering import ENERGY_REGISTER, Reading, at_billed_location
+from smartcharge.metering import DEFAULT_LOCATION, ENERGY_REGISTER, Reading, at_billed_location
 
 
 def samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
@@ -21,21 +21,27 @@ def samples_to_events(station_id: str, connector_id: int, transaction_id: int | 
         by_time.setdefault((reading.timestamp, reading.context), []).append(reading)
     events = []
     for (at, context), group in sorted(by_time.items(), key=lambda item: item[0][0]):
-        def value(measurand: str, anywhere: bool = False) -> float | None:
+        def reading(measurand: str, anywhere: bool = False) -> Reading | None:
             found = [r for r in group if r.measurand == measurand and not r.phase
                      and r.value_si is not None]
             found = found if anywhere else at_billed_location(found)
-            return found[-1].value_si if found else None
+            return found[-1] if found else None
+
+        def value(measurand: str, anywhere: bool = False) -> float | None:
+            found = reading(measurand, anywhere)
+            return None if found is None else found.value_si
 
         # the three phases' currents from one location
         currents_at = at_billed_location(r for r in group if r.measurand == "Current.Import"
                                          and r.value_si is not None)
         currents = tuple(_phase_current(currents_at, phase) for phase in ("L1", "L2", "L3"))
+        register = reading(ENERGY_REGISTER)
         events.append(MeterSampled(
             station_id, connector_id, transaction_id, at, context,
-            energy_register_wh=value(ENERGY_REGISTER), power_w=value("Power.Active.Import"),
-            current_a=currents, soc_percent=value("SoC", anywhere=True),
-            received_at=received_at))
+            energy_register_wh=None if register is None else register.value_si,
+            power_w=value("Power.Active.Import"), current_a=currents,
+            soc_percent=value("SoC", anywhere=True), received_at=received_at,
+            register_location=DEFAULT_LOCATION if register is None else register.location))
     return events
 
 

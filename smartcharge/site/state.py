@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.clock import later
-from smartcharge.metering import LiveEnergy, station_max_power_w
+from smartcharge.metering import DEFAULT_LOCATION, LiveEnergy, station_max_power_w
 from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
@@ -152,15 +152,17 @@ class SiteState:
         return session
 
     def load_registers(self, transaction_id: int,
-                       readings: Iterable[tuple[datetime, float]]) -> Session:
-        """Feed an open session's stored register readings (station time, Wh) through the
-        billing rules, e.g. when the live site is rebuilt from the store after a restart."""
+                       readings: Iterable[tuple[datetime, float]],
+                       location: str = DEFAULT_LOCATION) -> Session:
+        """Feed an open session's stored register readings (station time, Wh, measured at
+        `location`) through the billing rules, e.g. when the live site is rebuilt from the
+        store after a restart."""
         session = self.session_by_id(transaction_id)
         if session is None:
             raise KeyError(f"no open session {transaction_id}")
         live = self._live(session)
         for at, register_wh in readings:
-            live.add(at, register_wh)
+            live.add(at, register_wh, location)
         session.energy_wh = live.energy_wh or 0.0
         return session
 
@@ -237,8 +239,8 @@ class SiteState:
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
             # unknown (None) is not "nothing delivered" for billing, but for the plan the
             # car's need simply stands until the registers tell
-            session.energy_wh = self._live(session).add(event.at,
-                                                        event.energy_register_wh) or 0.0
+            session.energy_wh = self._live(session).add(
+                event.at, event.energy_register_wh, event.register_location) or 0.0
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
