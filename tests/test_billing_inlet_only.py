@@ -214,3 +214,28 @@ async def test_a_restart_reloads_the_inlet_chain_and_goes_on_with_it(harness, si
     for event in samples_to_events("CP1", 1, row.transaction_id, readings, later):
         controller.on_event(event)
     assert controller.state.session_by_id(row.transaction_id).energy_wh == 2000
+
+
+def test_live_draw_keeps_to_the_outlet_across_messages():
+    """The same station's draw: its inlet's power (every connector's) in the clock-aligned
+    samples must not stand for the connector's draw beside the outlet's periodic power."""
+    from smartcharge import events as ev
+    from smartcharge.ocpp.sampled import samples_to_events
+    from smartcharge.site.topology import ConnectorRef
+    from tests.test_site_controller import _controller
+
+    controller, clock = _controller()
+    now = clock.now()
+    controller.on_event(ev.StationBooted("CP1", now, True, "v", "m"))
+    controller.on_event(ev.SessionStarted("CP1", 1, 7, "TAG", 1000.0, now))
+    for seconds, where, power_w, context in ((10, "Outlet", 7000, "Sample.Periodic"),
+                                              (20, "Inlet", 40_000, "Sample.Clock")):
+        at = now + timedelta(seconds=seconds)
+        readings = parse_meter_values([{"timestamp": ocpp_time(at), "sampled_value": [
+            {"value": str(power_w), "measurand": POWER, "location": where, "context": context},
+            {"value": "60", "measurand": CURRENT, "phase": "L1", "location": where,
+             "context": context}]}])
+        for event in samples_to_events("CP1", 1, 7, readings, at):
+            controller.on_event(event)
+    later = now + timedelta(seconds=25)
+    assert controller.state.measured_w(ConnectorRef("CP1", 1), later, 180) == 7000

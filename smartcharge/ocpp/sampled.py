@@ -4,7 +4,9 @@ The connector's energy, power and currents are those measured at its outlet, or 
 station has no outlet value, at one other location (`metering.billed_location`: a
 single-connector station's only meter is often at its inlet) - never two locations mixed, the
 inlet's counting every connector and the car's side not being what the connector delivers.
-The car's state of charge is wherever it is reported."""
+Each event says where its register and its draw were measured: the site keeps a session's
+live energy and a connector's draw to one location across messages (site/state.py). The car's
+state of charge is wherever it is reported."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from datetime import datetime
 
 from smartcharge.events import MeterSampled
 from smartcharge.metering import DEFAULT_LOCATION, ENERGY_REGISTER, Reading, at_billed_location
+
+POWER, CURRENT = "Power.Active.Import", "Current.Import"
 
 
 def samples_to_events(station_id: str, connector_id: int, transaction_id: int | None,
@@ -31,22 +35,24 @@ def samples_to_events(station_id: str, connector_id: int, transaction_id: int | 
             found = reading(measurand, anywhere)
             return None if found is None else found.value_si
 
-        # the three phases' currents from one location
-        currents_at = at_billed_location(r for r in group if r.measurand == "Current.Import"
-                                         and r.value_si is not None)
-        currents = tuple(_phase_current(currents_at, phase) for phase in ("L1", "L2", "L3"))
+        # the draw (power and the three phases' currents) from one location
+        draw = at_billed_location(r for r in group if r.value_si is not None and (
+            (r.measurand == POWER and not r.phase) or r.measurand == CURRENT))
+        powers = [r.value_si for r in draw if r.measurand == POWER]
+        currents = tuple(_phase_current(draw, phase) for phase in ("L1", "L2", "L3"))
         register = reading(ENERGY_REGISTER)
         events.append(MeterSampled(
             station_id, connector_id, transaction_id, at, context,
             energy_register_wh=None if register is None else register.value_si,
-            power_w=value("Power.Active.Import"), current_a=currents,
+            power_w=powers[-1] if powers else None, current_a=currents,
             soc_percent=value("SoC", anywhere=True), received_at=received_at,
-            register_location=DEFAULT_LOCATION if register is None else register.location))
+            register_location=DEFAULT_LOCATION if register is None else register.location,
+            draw_location=draw[0].location if draw else DEFAULT_LOCATION))
     return events
 
 
-def _phase_current(currents: list[Reading], phase: str) -> float | None:
-    for reading in currents:
-        if reading.phase in (phase, f"{phase}-N"):
+def _phase_current(draw: list[Reading], phase: str) -> float | None:
+    for reading in draw:
+        if reading.measurand == CURRENT and reading.phase in (phase, f"{phase}-N"):
             return reading.value_si
     return None

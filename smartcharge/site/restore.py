@@ -186,4 +186,5 @@ def _sampled(session: SessionRow, rows: list[dict], now: datetime) -> ev.MeterSa
     return ev.MeterSampled(session.station_id, session.connector_id, session.transaction_id,
                            min(stamped, received, now), rows[0]["context"],
                            energy_register_wh=value(ENERGY_REGISTER), power_w=value(POWER),
-                           current_a=currents, register_location=rows[0]["location"])
+                           current_a=currents, register_location=rows[0]["location"],
+                           draw_location=rows[0]["location"])

@@ -15,7 +15,12 @@ from datetime import datetime, timedelta
 from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.clock import later
-from smartcharge.metering import DEFAULT_LOCATION, LiveEnergy, station_max_power_w
+from smartcharge.metering import (
+    DEFAULT_LOCATION,
+    LiveEnergy,
+    location_rank,
+    station_max_power_w,
+)
 from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
@@ -110,6 +115,9 @@ class SiteState:
         # connectors stations reported that the site file does not list (site/undeclared.py):
         # counted and planned as their station's load
         self.undeclared: dict[ConnectorRef, None] = {}
+        # the best location (metering.location_rank) each connector's draw came from: a draw
+        # from a worse one is not the connector's (a station's inlet counts every connector)
+        self.draw_location: dict[ConnectorRef, str] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -241,6 +249,11 @@ class SiteState:
             # car's need simply stands until the registers tell
             session.energy_wh = self._live(session).add(
                 event.at, event.energy_register_wh, event.register_location) or 0.0
+        best = self.draw_location.get(ref)
+        if best is not None and location_rank(event.draw_location) > location_rank(best):
+            return None   # another meter's draw than the one this connector's is read at
+        if event.power_w is not None or any(c is not None for c in event.current_a):
+            self.draw_location[ref] = event.draw_location
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
