@@ -169,7 +169,11 @@ class SiteController:
             self._guard(throttle=True)
             self._notify_snapshot(throttle=True)
         if isinstance(event, events.SessionStopped) and event.connector_id is not None:
-            self.overdraw_w.pop(ConnectorRef(event.station_id, event.connector_id), None)
+            ref = ConnectorRef(event.station_id, event.connector_id)
+            # the late stop of an older transaction (a station's queue out of order) is not
+            # the end of the session running there: what it was measured drawing stands
+            if ref not in self.state.sessions:
+                self.overdraw_w.pop(ref, None)
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: what dispatch learned about the stations."""

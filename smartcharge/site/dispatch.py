@@ -188,7 +188,11 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             self._spawn(self.setup_station(event.station_id))
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
-            sent = control.sent.pop(event.connector_id, None)
+            sent = control.sent.get(event.connector_id)
+            if sent is not None and self._sent_outlived(event, sent):
+                del control.sent[event.connector_id]
+            else:
+                sent = None
             if sent is not None and sent.default:
                 # a plan sent as the connector's default outlives its transaction: the next car's
                 control.idle_layer[event.connector_id] = sent
@@ -202,6 +206,18 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                                event.transaction_id)] = None
                 while len(self._stopped) > 10_000:
                     del self._stopped[next(iter(self._stopped))]
+
+    def _sent_outlived(self, event, sent: Sent) -> bool:
+        """Whether what a connector was last sent is over with this start or stop: a stop of
+        the transaction it was for, or a start while that transaction is no longer the
+        connector's live session. A station's queue sent out of order after an offline period
+        brings the stop (or start) of an OLDER transaction while a newer one runs there: its
+        profile stays what the station runs (the site state keeps the running session)."""
+        if isinstance(event, ev.SessionStopped):
+            return event.transaction_id == sent.transaction_id
+        live = self.view.state.sessions.get(ConnectorRef(event.station_id, event.connector_id))
+        return live is None or live.transaction_id != sent.transaction_id \
+            or live.transaction_id == event.transaction_id
 
     def _spawn(self, coroutine) -> None:
         self._tasks.spawn(coroutine)

@@ -56,6 +56,9 @@ class PhaseProbes:
     def on_event(self, event) -> None:
         if isinstance(event, ev.SessionStarted):
             ref = ConnectorRef(event.station_id, event.connector_id)
+            live = self.state.sessions.get(ref)   # the state has taken the event (setup.py)
+            if live is not None and live.transaction_id != event.transaction_id:
+                return   # an older transaction's late start: the running car keeps its probe
             self.due.pop(ref, None)
             if self.topology.has(ref) and self.topology.connector(ref).phases == 3:
                 self.waiting[ref] = event.transaction_id

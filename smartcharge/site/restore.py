@@ -154,7 +154,8 @@ def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: 
     # no start register (a 2.0.1 Started lost) stays unknown: the registers that arrived tell
     change = state.apply(ev.SessionStarted(row.station_id, row.connector_id, row.transaction_id,
                                            row.id_tag or "", row.meter_start_wh, started))
-    if change is None:   # a station the site file no longer has
+    if change is None:   # a station the site file no longer has, or an older transaction
+        # whose start came late while a newer one runs on its connector (state.py)
         return 0
     need = needs.get(row.transaction_id)
     if need is not None:

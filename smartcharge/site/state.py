@@ -201,6 +201,13 @@ class SiteState:
             ref = ConnectorRef(event.station_id, event.connector_id)
             if self.site.station(event.station_id) is None:
                 return None
+            running = self.sessions.get(ref)
+            if running is not None and running.transaction_id != event.transaction_id \
+                    and running.started_at > event.at:
+                # a late start of an OLDER transaction (a station's queue sent out of order
+                # after an offline period): it ended before the running one began (the ledger
+                # bills it as usual); the car still charging stays the connector's session
+                return None
             resumed = self.reboot_closed.pop(event.transaction_id, None)
             if resumed is not None and resumed.ref == ref:
                 # reopened after a reboot: the same session goes on (energy so far, its need;
