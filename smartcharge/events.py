@@ -76,6 +76,12 @@ class MeterSampled:
     # when we received it, by our clock: station clocks are wrong in the field, so a measurement
     # is aged by this (None: not known, aged by `at`)
     received_at: datetime | None = None
+    # where `energy_register_wh` was measured (OCPP location): a session's live energy keeps to
+    # one location's chain, the one its bill uses (metering.LiveEnergy)
+    register_location: str = "Outlet"
+    # where `power_w` and `current_a` were measured: the connector's draw is the outlet's once
+    # it has one (site/state.py), not an inlet's (every connector's) sent in other messages
+    draw_location: str = "Outlet"
 
 
 @dataclass(frozen=True)

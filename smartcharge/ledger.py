@@ -31,7 +31,7 @@ from smartcharge.metering import (
     ENERGY_FLAGS,
     Energy,
     Reading,
-    is_register,
+    billed_registers,
     plausible_wh,
     session_energy,
 )
@@ -330,10 +330,12 @@ def revisit_implicit_close(tx: StoreTx, session: SessionRow, seen_at: Sequence[d
                          flags=flags_of(session) | {"reopened_after_boot"}, at=at)
         return True
     energy = energy_of(tx, session, None, None, max_power_w)
+    # the energy computed again replaces the flags of the one before (as in revise_stopped)
     tx.close_session(session.transaction_id, state=CLOSED_IMPLICITLY,
                      closed_by=session.closed_by, stop_time=closed_at, meter_stop_wh=None,
                      stop_reason=None, stop_id_tag=None, energy_wh=energy.energy_wh,
-                     energy_method=energy.method, flags=flags_of(session) | energy.flags, at=at)
+                     energy_method=energy.method,
+                     flags=flags_of(session) - ENERGY_FLAGS | energy.flags, at=at)
     return False
 
 
@@ -384,5 +386,5 @@ def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in readings if is_register(r)]
+    values = [r.value_si for r in billed_registers(readings)]
     return values[-1] if values else None

@@ -44,7 +44,7 @@ from smartcharge.ledger import (
     sample_rows,
 )
 from smartcharge.ledger_keys import transaction_event_key
-from smartcharge.metering import ENERGY_FLAGS, Reading, is_register
+from smartcharge.metering import ENERGY_FLAGS, Reading, billed_registers
 from smartcharge.store import SessionRow, StoreTx, db_time, from_db_time
 
 STARTED, UPDATED, ENDED = "Started", "Updated", "Ended"
@@ -252,5 +252,5 @@ def _mark_sequence(tx: StoreTx, session: SessionRow, at: datetime) -> SessionRow
 
 def _register(readings: Sequence[Reading], context: str) -> float | None:
     """The total import register read in `context` (Wh), if the event has one."""
-    values = [r.value_si for r in readings if r.context == context and is_register(r)]
+    values = [r.value_si for r in billed_registers(r for r in readings if r.context == context)]
     return values[-1] if values else None

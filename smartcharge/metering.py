@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,13 +54,44 @@ class Reading:
     value_si: float | None     # Wh, W, A, V, %...; None for signed or non-numeric values
 
 
+# Where a station may measure, in the order its values are read when the outlet's are missing:
+# the outlet is the connector's own meter; a single-connector station's only meter often sits
+# at its grid inlet (valid OCPP); then the cable's, the car's (DC chargers), the body's.
+LOCATIONS_BY_PREFERENCE = (DEFAULT_LOCATION, "Inlet", "Cable", "EV", "Body")
+
+
+def location_rank(location: str) -> tuple[int, str]:
+    """Sort key of a location by `LOCATIONS_BY_PREFERENCE` (one not in OCPP last, by name)."""
+    if location in LOCATIONS_BY_PREFERENCE:
+        return LOCATIONS_BY_PREFERENCE.index(location), location
+    return len(LOCATIONS_BY_PREFERENCE), location
+
+
+def billed_location(locations: Iterable[str]) -> str | None:
+    """The one location a set of values is read at: the outlet when there is one, else the
+    first other by preference - never two, whose values read as one chain would make each step
+    between them look like a meter reset (session 21 audit: 9.3 kWh billed for 4)."""
+    return min(locations, key=location_rank, default=None)
+
+
+def at_billed_location(readings: Iterable[Reading]) -> list[Reading]:
+    """Those of `readings` measured at their `billed_location`."""
+    readings = list(readings)
+    where = billed_location({r.location for r in readings})
+    return [r for r in readings if r.location == where]
+
+
 def is_register(reading: Reading) -> bool:
-    """Is this a reading of the connector's total import register - the one billed? Only at
-    the outlet (the default location): a station may report in the same sample its grid
-    inlet's register (every connector's energy) or the car's (DC chargers); read as one chain
-    with the outlet's, each step between them looked like a meter reset (session 21 audit)."""
+    """Is this a reading of a total import register (at any location)? Which location's is
+    billed is `billed_registers`' choice."""
     return (reading.measurand == ENERGY_REGISTER and not reading.phase
-            and reading.location == DEFAULT_LOCATION and reading.value_si is not None)
+            and reading.value_si is not None)
+
+
+def billed_registers(readings: Iterable[Reading]) -> list[Reading]:
+    """The total import register readings the bill and the live energy use: the outlet's, else
+    one other location's (`billed_location`)."""
+    return at_billed_location(r for r in readings if is_register(r))
 
 
 def to_si(value_text: str, unit: str, value_format: str) -> float | None:
@@ -197,7 +228,32 @@ def energy_so_far_wh(meter_start_wh: float | None, start_time: datetime | None,
 
 class LiveEnergy:
     """A running session's energy so far, sample by sample, by the same rule as
-    `energy_so_far_wh` (and so as the ledger's bill when the stop register never comes).
+    `energy_so_far_wh` (and so as the ledger's bill when the stop register never comes): one
+    chain per location the registers come from, the energy the billed location's
+    (`billed_location`: the outlet's once there is one) - a station may send its inlet's
+    register in other messages than its outlet's, never to be read as one chain."""
+
+    def __init__(self, meter_start_wh: float | None, start_time: datetime,
+                 max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
+        self._args = (meter_start_wh, start_time, max_power_w)
+        self._chains: dict[str, _LiveChain] = {}
+
+    @property
+    def energy_wh(self) -> float | None:
+        where = billed_location(self._chains)
+        return None if where is None else self._chains[where].energy_wh
+
+    def add(self, at: datetime, register_wh: float,
+            location: str = DEFAULT_LOCATION) -> float | None:
+        chain = self._chains.get(location)
+        if chain is None:
+            chain = self._chains[location] = _LiveChain(*self._args)
+        chain.add(at, register_wh)
+        return self.energy_wh
+
+
+class _LiveChain:
+    """One location's register chain of a running session.
 
     A sample in time order costs one chain step; a late one re-walks the chain."""
 

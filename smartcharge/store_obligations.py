@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from smartcharge.store_tx import SessionRow, StoreTx, db_time, from_db_time
+from smartcharge.store_tx import (
+    BILLED_REGISTER_SQL,
+    SessionRow,
+    StoreTx,
+    billed_location_sql,
+    db_time,
+    from_db_time,
+)
 
 # An event that ended is kept this long (audit: "was it honoured?"), then pruned at start.
 ENDED_EVENT_KEEP_S = 24 * 3600.0
@@ -153,29 +160,35 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
         for row in tx.open_sessions(station[0])]
 
 
-def registers_received(tx: StoreTx, transaction_id: int) -> list[tuple[str, float, str]]:
-    """(station timestamp, Wh, received_at) of the session's total import register, in time
-    order: what the session had taken by a given moment of ours (a car's needs were relative
-    to it)."""
+def registers_received(tx: StoreTx, transaction_id: int
+                       ) -> list[tuple[str, float, str, str]]:
+    """(station timestamp, Wh, received_at, location) of the session's billed total import
+    register (the outlet's, else one other location's), in time order: what the session had
+    taken by a given moment of ours (a car's needs were relative to it)."""
     return list(tx.execute(
-        "SELECT timestamp, value_si, received_at FROM meter_samples WHERE transaction_id = ? "
-        "AND measurand = 'Energy.Active.Import.Register' AND phase = '' AND location = "
-        "'Outlet' AND value_si IS NOT NULL ORDER BY timestamp, id", (transaction_id,)))
+        "SELECT timestamp, value_si, received_at, location FROM meter_samples WHERE "
+        "transaction_id = ? "
+        f"AND {BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
 
 
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
                    ) -> list[dict]:
     """The rows of the session's latest sampling moment that carries one of `measurands`
-    (every measurand of that moment, so per-phase currents come together), at the outlet: the
-    connector's own meter (`metering.is_register`)."""
+    (every measurand of that moment, so per-phase currents come together), at one location:
+    the outlet, else one other (`metering.billed_location`), as the live events read them."""
     marks = ", ".join("?" * len(measurands))
+    wanted = f"measurand IN ({marks}) AND value_si IS NOT NULL"
+    where = tx.execute(billed_location_sql(wanted),
+                       (transaction_id, *measurands)).fetchone()
+    if where is None:
+        return []
     latest = tx.execute(f"SELECT MAX(timestamp) FROM meter_samples WHERE transaction_id = ? "
-                        f"AND measurand IN ({marks}) AND value_si IS NOT NULL "
-                        f"AND location = 'Outlet'", (transaction_id, *measurands)).fetchone()[0]
+                        f"AND {wanted} AND location = ?",
+                        (transaction_id, *measurands, where[0])).fetchone()[0]
     if latest is None:
         return []
-    cursor = tx.execute("SELECT measurand, phase, value_si, timestamp, received_at, context "
-                        "FROM meter_samples WHERE transaction_id = ? AND timestamp = ? "
-                        "AND location = 'Outlet' ORDER BY id", (transaction_id, latest))
+    cursor = tx.execute("SELECT measurand, phase, value_si, timestamp, received_at, context, "
+                        "location FROM meter_samples WHERE transaction_id = ? AND timestamp = ? "
+                        "AND location = ? ORDER BY id", (transaction_id, latest, where[0]))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor]

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
+from smartcharge.metering import LOCATIONS_BY_PREFERENCE
+
 
 def db_time(moment: datetime | None) -> str | None:
     """Fixed-width UTC text that sorts like the times it stands for."""
@@ -24,6 +26,25 @@ def db_time(moment: datetime | None) -> str | None:
 
 def from_db_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+# `metering.location_rank` in SQL: the outlet first, then the others by preference
+_LOCATION_RANK = ("CASE location " + " ".join(
+    f"WHEN '{where}' THEN {rank}" for rank, where in enumerate(LOCATIONS_BY_PREFERENCE))
+    + f" ELSE {len(LOCATIONS_BY_PREFERENCE)} END, location")
+_REGISTER = ("measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
+             "NULL")
+
+
+def billed_location_sql(condition: str) -> str:
+    """A query for the location `metering.billed_location` picks among a session's
+    meter_samples rows that meet `condition` (its first parameter: the transaction id): the
+    outlet's values when it has any, else one other location's, never two mixed."""
+    return (f"SELECT location FROM meter_samples WHERE transaction_id = ? AND {condition} "
+            f"ORDER BY {_LOCATION_RANK} LIMIT 1")
+
+
+BILLED_REGISTER_SQL = f"{_REGISTER} AND location = ({billed_location_sql(_REGISTER)})"
 
 
 @dataclass(frozen=True)
@@ -322,11 +343,11 @@ class StoreTx:
         return self._db.total_changes - before
 
     def register_readings(self, transaction_id: int) -> list[tuple[str, float]]:
-        """(timestamp, Wh) of the session's total import register, in time order."""
+        """(timestamp, Wh) of the session's billed total import register (the outlet's, else
+        one other location's: `metering.billed_registers`), in time order."""
         return list(self._db.execute(
             "SELECT timestamp, value_si FROM meter_samples WHERE transaction_id = ? AND "
-            "measurand = 'Energy.Active.Import.Register' AND phase = '' AND location = "
-            "'Outlet' AND value_si IS NOT NULL ORDER BY timestamp, id", (transaction_id,)))
+            f"{BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
 
     def samples(self, transaction_id: int) -> list[dict[str, Any]]:
         return self._dicts(f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE "

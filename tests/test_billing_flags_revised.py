@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ocpp.v16 import call
+
+from tests.conftest import ocpp_time
 from tests.v201_billing import sessions, tx_event
 from tests.v201_fixtures import station201
 
@@ -33,3 +36,23 @@ async def test_an_energy_established_late_drops_the_flags_of_the_energy_it_repla
     assert "unverifiable" not in flags(session), flags(session)
     # what still holds stays: the station said it was offline, the Ended had no End register
     assert {"offline_events", "no_stop_register", "revised_by_late_samples"} <= flags(session)
+
+
+async def test_an_implicit_close_revisited_by_late_samples_drops_its_unverifiable(harness, t0):
+    """A 1.6 session closed by the connector's next session before any sample came (energy
+    unknown, `unverifiable`); its queued sample arrives late and establishes 4 kWh: the row
+    then says what the energy is now (`revisit_implicit_close`, the same rule as above)."""
+    station = await harness.station("CP1")
+    first = (await station.start_tx(1, 1000, t0)).transaction_id
+    await station.start_tx(1, 9000, t0 + 60 * MIN)
+    closed = next(s for s in await sessions(harness) if s.transaction_id == first)
+    assert closed.state == "closed_implicitly" and closed.energy_wh is None
+    assert "unverifiable" in flags(closed)
+    await station.call(call.MeterValues(connector_id=1, transaction_id=first, meter_value=[
+        {"timestamp": ocpp_time(t0 + 30 * MIN), "sampledValue": [{"value": "5000"}]}]),
+        suppress=False)
+    closed = next(s for s in await sessions(harness) if s.transaction_id == first)
+    assert closed.energy_wh == 4000 and closed.energy_method == "samples"
+    assert "unverifiable" not in flags(closed), flags(closed)
+    # what still holds stays: no stop register, closed by the next session
+    assert {"no_stop_register", "closed_by_newsession"} <= flags(closed)

@@ -75,8 +75,7 @@ async def restore(controller, store) -> dict[str, int]:
     restored = 0
     for row, registers, energy_rows, power_rows in sessions:
         restored += _restore_session(controller.state, row, obligations.needs, now,
-                                     [(at, wh) for at, wh, _ in registers], energy_rows,
-                                     power_rows)
+                                     registers, energy_rows, power_rows)
     registers_of = {row.transaction_id: registers for row, registers, _, _ in sessions}
     needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
@@ -105,7 +104,7 @@ def _restore_limits(limits, obligations: ob.Obligations) -> None:
 
 
 def _restore_reports(controller, reported: list[tuple[dict, str]],
-                     registers_of: dict[int, list[tuple[str, float, str]]],
+                     registers_of: dict[int, list[tuple[str, float, str, str]]],
                      now: datetime) -> tuple[int, int]:
     """Feed the stored report events back to the site: each open session's latest car needs
     (with what it had taken by then) and the external limits still in force. Returns how many
@@ -128,9 +127,9 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
             continue
         live = LiveEnergy(session.meter_start_wh, session.started_at,
                           station_max_power_w(state.site.station(session.ref.station_id)))
-        for at, wh, arrived in registers_of[transaction_id]:
+        for at, wh, arrived, location in registers_of[transaction_id]:
             if from_db_time(arrived) <= received:
-                live.add(from_db_time(at), wh)
+                live.add(from_db_time(at), wh, location)
         # a need a person set (restored above, from session_needs) stands, as it did
         controller.reports.take_needs(event, taken_wh=live.energy_wh or 0.0)
     in_force = [e for e in external.values() if not _ended(e, now)]
@@ -147,7 +146,7 @@ def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:
 
 
 def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: datetime,
-                     registers: list[tuple[str, float]], energy_rows: list[dict],
+                     registers: list[tuple[str, float, str, str]], energy_rows: list[dict],
                      power_rows: list[dict]) -> int:
     if row.connector_id is None:
         return 0
@@ -163,9 +162,12 @@ def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: 
         state.set_need(row.transaction_id, requested_wh=need.requested_wh,
                        departure=need.departure)
     # every stored register through the ledger's rules (offline starts, resets), not only the
-    # last one: meterStart 0 and a 4.5 MWh register must not read as "need met"
-    state.load_registers(row.transaction_id,
-                         [(from_db_time(at), wh) for at, wh in registers])
+    # last one: meterStart 0 and a 4.5 MWh register must not read as "need met"; at their
+    # location, so the live samples after the restart go on with the same chain
+    for location in {location for *_, location in registers}:   # one: the billed location
+        state.load_registers(row.transaction_id,
+                             [(from_db_time(at), wh) for at, wh, _, where in registers
+                              if where == location], location)
     for rows in (energy_rows, power_rows):
         if rows:
             state.apply(_sampled(row, rows, now))
@@ -185,4 +187,5 @@ def _sampled(session: SessionRow, rows: list[dict], now: datetime) -> ev.MeterSa
     return ev.MeterSampled(session.station_id, session.connector_id, session.transaction_id,
                            min(stamped, received, now), rows[0]["context"],
                            energy_register_wh=value(ENERGY_REGISTER), power_w=value(POWER),
-                           current_a=currents)
+                           current_a=currents, register_location=rows[0]["location"],
+                           draw_location=rows[0]["location"])

@@ -15,7 +15,12 @@ from datetime import datetime, timedelta
 from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.clock import later
-from smartcharge.metering import LiveEnergy, station_max_power_w
+from smartcharge.metering import (
+    DEFAULT_LOCATION,
+    LiveEnergy,
+    location_rank,
+    station_max_power_w,
+)
 from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
@@ -110,6 +115,9 @@ class SiteState:
         # connectors stations reported that the site file does not list (site/undeclared.py):
         # counted and planned as their station's load
         self.undeclared: dict[ConnectorRef, None] = {}
+        # the best location (metering.location_rank) each connector's draw came from: a draw
+        # from a worse one is not the connector's (a station's inlet counts every connector)
+        self.draw_location: dict[ConnectorRef, str] = {}
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
@@ -152,15 +160,17 @@ class SiteState:
         return session
 
     def load_registers(self, transaction_id: int,
-                       readings: Iterable[tuple[datetime, float]]) -> Session:
-        """Feed an open session's stored register readings (station time, Wh) through the
-        billing rules, e.g. when the live site is rebuilt from the store after a restart."""
+                       readings: Iterable[tuple[datetime, float]],
+                       location: str = DEFAULT_LOCATION) -> Session:
+        """Feed an open session's stored register readings (station time, Wh, measured at
+        `location`) through the billing rules, e.g. when the live site is rebuilt from the
+        store after a restart."""
         session = self.session_by_id(transaction_id)
         if session is None:
             raise KeyError(f"no open session {transaction_id}")
         live = self._live(session)
         for at, register_wh in readings:
-            live.add(at, register_wh)
+            live.add(at, register_wh, location)
         session.energy_wh = live.energy_wh or 0.0
         return session
 
@@ -244,8 +254,13 @@ class SiteState:
                 event.transaction_id is None or event.transaction_id == session.transaction_id):
             # unknown (None) is not "nothing delivered" for billing, but for the plan the
             # car's need simply stands until the registers tell
-            session.energy_wh = self._live(session).add(event.at,
-                                                        event.energy_register_wh) or 0.0
+            session.energy_wh = self._live(session).add(
+                event.at, event.energy_register_wh, event.register_location) or 0.0
+        best = self.draw_location.get(ref)
+        if best is not None and location_rank(event.draw_location) > location_rank(best):
+            return None   # another meter's draw than the one this connector's is read at
+        if event.power_w is not None or any(c is not None for c in event.current_a):
+            self.draw_location[ref] = event.draw_location
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
