@@ -16,6 +16,7 @@ from smartcharge.site import dispatch
 from smartcharge.site.failsafe import default_in_force
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.slots import LATER, NOW, SendingSlots
+from smartcharge.sim.station import Quirks
 from smartcharge.site.station_control import Sent, StationControl
 from tests.installed_limits import connector_limit_w
 from tests.site_e2e import wait_until
@@ -120,3 +121,57 @@ def test_a_freed_slot_goes_to_the_oldest_waiter_of_the_most_urgent_level():
         assert order == ["now", "later"]
         await asyncio.wait_for(slots.acquire(LATER), 1)   # free again
     asyncio.run(main())
+
+
+async def test_an_overtaken_rounds_later_defaults_are_left_to_the_newer_round(tmp_path,
+                                                                              monkeypatch):
+    """One sending slot, six stations charging under a DR event; the limit is lowered and CP1
+    does not answer its decrease, so every station is busy with that round (its plan queued
+    for the slot, its defaults to follow). The limit is lowered again before CP1 answers: the
+    older round's defaults not yet sent are obsolete and left to the newer round, which
+    compares them again - each station gets one default, the newer one. Before, each older
+    default still waited for its slot under the station's lock, the newer round's cut of that
+    station waited behind it, and every station was sent its defaults twice."""
+    monkeypatch.setattr(dispatch, "SEND_CONCURRENCY", 1)
+    clock = AcceleratedClock(T0, speed=SPEED)
+    async with trust_site(six_on_the_grid(), tmp_path, clock,
+                          dispatch=dispatch.DispatchSettings(call_timeout_s=60.0, retries=0)
+                          ) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await six_charging(server, fleet)
+        await six_at_11_kw(server, fleet, clock)
+
+        def under(limit_w: float) -> bool:
+            return sum(connector_limit_w(fleet.station(ref.station_id), 1, clock.now())[0]
+                       for ref in REFS) <= limit_w + 1.0
+
+        now = clock.now()
+        controller.limits.add_event(DemandResponseEvent("dr0", now, now + timedelta(hours=3),
+                                                        limit_w=48_000))
+        controller.request_replan("dr0")
+        await wait_until(lambda: under(48_000) and dispatcher.idle, 10, "under dr0")
+        await dispatcher.flush_audit()
+        mark = max(row["id"] for row in await dispatcher.store.run(lambda tx: tx.profiles_sent()))
+
+        cp1 = fleet.station("CP1")
+        cp1.quirks = Quirks(silent_profiles=True)   # holds the one slot with its decrease
+        now = clock.now()
+        controller.limits.add_event(DemandResponseEvent("dr1", now, now + timedelta(hours=2),
+                                                        limit_w=30_000))
+        controller.request_replan("dr1")
+        await wait_until(lambda: cp1.profiles_held > 0
+                         and all(c.lock.locked() for c in dispatcher.stations.values()),
+                         10, "every station busy with dr1's round, CP1 silent")
+        older = dispatcher._newest_round
+        now = clock.now()
+        controller.limits.add_event(DemandResponseEvent("dr2", now, now + timedelta(hours=2),
+                                                        limit_w=12_000))
+        controller.request_replan("dr2")
+        await wait_until(lambda: dispatcher._newest_round is not older, 10, "dr2's round begun")
+        cp1.quirks = Quirks()
+        cp1.profile_answers.set()
+        await wait_until(lambda: under(12_000) and dispatcher.idle, 20, "under dr2")
+
+        sent = await _requests_after(dispatcher, mark)
+        defaults = sorted(station for _, station, kind in sent if kind == "default")
+        assert defaults == sorted(ref.station_id for ref in REFS), sent

@@ -131,3 +131,31 @@ def test_a_default_that_lowers_later_and_raises_now_goes_out_lowered_first():
     control.default_sent = {k: v for k, v in wanted.items()}
     assert _Compare(now, wanted)._default_changes(control) == ({}, {})
     assert control.defaults_key == ("key",)
+
+
+async def test_a_cancelled_events_lowered_defaults_are_raised_back(tmp_path):
+    """A DR event announced for later lowers the fail-safe defaults under its feeder in its
+    window; cancelled, the defaults are raised back. The limits were then the same as before
+    the event, and a station's defaults were compared only when the limits differed from the
+    ones it was last found up to date with - before the event: the lowered defaults stayed."""
+    from tests.test_dispatch_trust import trust_site, two_feeders   # CP1, CP2 on feeder A
+    clock = AcceleratedClock(T0, speed=60.0)
+    async with trust_site(two_feeders(), tmp_path, clock) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        cp2 = fleet.station("CP2")
+        start = clock.now() + timedelta(hours=2)
+        middle = start + timedelta(minutes=30)
+        # (its share of feeder A: 15.9 A, 10 971 W)
+        await wait_until(lambda: dispatcher.idle
+                         and 10_000 < connector_limit_w(cp2, 1, middle)[0] < 11_000, 10, "set up")
+        controller.limits.add_event(DemandResponseEvent(
+            "later", start, start + timedelta(hours=1), limit_w=4_000, circuit_id="feeder-a"))
+        controller.request_replan("dr")
+        await wait_until(lambda: dispatcher.idle and connector_limit_w(cp2, 1, middle)[0] < 1.0,
+                         10, "CP2's default lowered in the event's window")
+        controller.limits.cancel_event("later")
+        controller.request_replan("dr cancelled")
+        await wait_until(lambda: dispatcher.idle
+                         and connector_limit_w(cp2, 1, middle)[0] > 10_000, 10,
+                         "CP2's default raised back")

@@ -170,7 +170,9 @@ class StationPort(ABC):
     @abstractmethod
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        """The connector's fail-safe default (what it runs if we disappear)."""
+        """The connector's fail-safe default (what it runs if we disappear); what was sent
+        when it is accepted or left unanswered (it may be taken), else None. A StationOffline
+        raised once it went out carries it as `in_flight`, as `set_connector_schedule`."""
 
     @abstractmethod
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
@@ -188,7 +190,9 @@ class StationPort(ABC):
     @abstractmethod
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
-        """A short-lived default above the fail-safe: the share a car arriving now may draw."""
+        """A short-lived default above the fail-safe: the share a car arriving now may draw
+        (what was sent, whatever the answer; `in_flight` on StationOffline, as
+        `set_connector_schedule`)."""
 
     @abstractmethod
     async def clear(self, connector_id: int) -> Answer:

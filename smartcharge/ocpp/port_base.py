@@ -108,16 +108,19 @@ class ControlPortBase(StationPort):
                 for unit in units:
                     yield floor, mode, unit
 
-    async def _in_a_unit(self, rate_units: Sequence[str], build: Callable[[str], dict]
+    async def _in_a_unit(self, rate_units: Sequence[str], build: Callable[[str], dict],
+                         in_flight: Callable[[dict], Installed] | None = None
                          ) -> tuple[Answer, dict]:
         """The station's maximum or a fail-safe default, `build(unit)`, in the current unit and,
         refused, in the station's others: each built from what the site asked for, not the
         refused one converted (a default's early start, `site/edges.py`, and its W factor
         stay). The unit taken is remembered; one refused in every unit teaches nothing.
-        (answer, the last request sent)."""
+        (answer, the last request sent). `in_flight(request)`: what a StationOffline raised
+        under a request carries (`_send_plan`)."""
         for unit in self._units_now_first(rate_units):
             request = build(unit)
-            text = await self._send(request)
+            text = await (self._send(request) if in_flight is None
+                          else self._send_plan(request, in_flight(request)))
             if text == "Accepted":
                 self._unit = unit
             if text in ("Accepted", NO_ANSWER):
@@ -128,9 +131,10 @@ class ControlPortBase(StationPort):
         raise NotImplementedError   # the version's SetChargingProfile
 
     async def _send_plan(self, payload: dict, installed: Installed) -> str:
-        """`_send` for a transaction's plan. The connection dropping under it raises
-        StationOffline carrying `installed`: the station may have taken the request before it
-        went (as one left unanswered may have), and a raise then bounds what it may draw."""
+        """`_send` for a connector's schedule (a transaction's plan, an idle share, a
+        fail-safe default). The connection dropping under it raises StationOffline carrying
+        `installed`: the station may have taken the request before it went (as one left
+        unanswered may have), and a raise then bounds what it may draw."""
         try:
             return await self._send(payload)
         except StationOffline as exc:

@@ -380,7 +380,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
-                    await self._send_defaults(control, station_max=False, defaults=item[1])
+                    await self._send_defaults(control, station_max=False, defaults=item[1],
+                                              raising=not decrease)
         except StationOffline:
             self._mark_offline(control, items)
             return False

@@ -11,7 +11,9 @@ setup in flight) is compared once it is free, and one whose lock another holder 
 between (`CountingLock.holds`) is compared again. A newer round starting ends this one: what
 of it has not begun is left to the newer round, and nothing waits for its requests still in
 flight - a station that does not answer an older round's decrease used to hold a DR event's
-decreases for its call timeouts.
+decreases for its call timeouts. Nor do its later defaults not yet sent (they waited for their slot
+under the station's lock, and the newer round's decrease of it waited for an obsolete default):
+given up, the newer round compares them again.
 
 Bounded per turn of the event loop (issue 10: a round resumed every station's task in one turn,
 ~110 ms at 5 000 stations, and the stations' messages waited behind it): the comparisons yield
@@ -70,13 +72,24 @@ class DispatchRound:
         self._unqueued: set[str] = set()
         self._compared = False
         self._later: list[asyncio.Future] = []
+        # the later defaults' tickets for a sending slot (slots.py), given up when a newer
+        # round ends this one
+        self._tickets: set[asyncio.Future] = set()
 
     def end(self) -> None:
         """A newer round starts: what has not begun is left to it; the increases waiting for
-        their gates give up (woken a batch per turn)."""
+        their gates give up, and so do the later defaults not yet sent (woken a batch per
+        turn): each waited under its station's lock, and the newer round's decrease of that
+        station waited for an obsolete default to be sent. The newer round compares them
+        again (`default_sent` is unchanged)."""
         self.over.set()
         for future in self._waiting:
             self.pacer.wake(future, None)
+        for future in self._later:
+            self.pacer.wake(future, False)
+        self._later.clear()
+        for ticket in self._tickets:
+            self.pacer.wake(ticket, False)
 
     async def run(self, controls: list[StationControl]) -> None:
         d, now = self.d, self.d.clock.now()
@@ -167,13 +180,37 @@ class DispatchRound:
                 self.pacer.wake(future, True)
             self._later.clear()
 
-    async def _after_decreases(self) -> None:
-        """Until every compared station's decreases hold a slot or are done (`_queued`)."""
+    async def _after_decreases(self) -> bool:
+        """Until every compared station's decreases hold a slot or are done (`_queued`);
+        False: a newer round ended this one meanwhile (`end`)."""
+        if self.over.is_set():
+            return False
         if self._compared and not self._unqueued:
-            return
+            return True
         future = asyncio.get_running_loop().create_future()
         self._later.append(future)
-        await future
+        return await future and not self.over.is_set()
+
+    async def _later_slot(self) -> bool:
+        """A sending slot at the LATER level for a station's later defaults, once every
+        station's decreases hold one; False (no slot held): a newer round ended this one
+        before (`end`), and its own comparison decides what of them still goes out."""
+        if not await self._after_decreases():
+            return False
+        slots = self.d._sending
+        ticket = slots.queue(LATER)
+        self._tickets.add(ticket)
+        try:
+            held = await ticket
+        except asyncio.CancelledError:
+            slots.withdraw(ticket, LATER)
+            raise
+        finally:
+            self._tickets.discard(ticket)
+        if held and not self.over.is_set():
+            return True
+        slots.withdraw(ticket, LATER)   # (handed one in the turn the round ended) passes on
+        return False
 
     def _current(self, control: StationControl) -> tuple[list, list]:
         """Under the station's lock: its work, compared again if it is stale."""
@@ -231,10 +268,11 @@ class DispatchRound:
                             self._queued(control.station_id)
                             ok = await d._run_items(control, now_items, decrease=True)
                     self._queued(control.station_id)
-                    if later:
-                        await self._after_decreases()
-                        async with d._sending.at(LATER):
+                    if later and await self._later_slot():
+                        try:
                             ok &= await d._run_items(control, later, decrease=True)
+                        finally:
+                            d._sending.release()
                     at = d.clock.now()
                 rest = (ups, control.lock.holds)
         finally:

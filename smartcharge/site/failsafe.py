@@ -160,15 +160,21 @@ class FailSafeSetup:
                 downs[connector_id] = step
             elif raises:
                 ups[connector_id] = step
-        if not downs and not ups:
-            control.defaults_key = key   # nothing to compare until the limits move again
+        # nothing to compare until the limits move again; changes found: compared again next
+        # time (then up to date once they went out). Left at the key from before, limits
+        # coming back to it (a DR event announced, then cancelled) skipped the comparison and
+        # the event's lowered defaults stayed in the stations.
+        control.defaults_key = key if not downs and not ups else None
         return downs, ups
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
-                             defaults: dict[int, Step] | None = None) -> None:
+                             defaults: dict[int, Step] | None = None,
+                             raising: bool = False) -> None:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
-        connector's for the limits' schedule now."""
+        connector's for the limits' schedule now. `raising`: they raise what each connector
+        had accepted - one left unanswered or cut off by a dropped connection may be in force
+        all the same and counts as accepted (the upper bound), as a plan's raise does."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
@@ -198,8 +204,17 @@ class FailSafeSetup:
                                            phases=connector.phases, phases_known=False,
                                            installed=self._default_steps(control, ref,
                                                                          connector.phases))
-            answer, installed = await control.port.install_failsafe(connector_id, failsafe)
-            if answer is Answer.ACCEPTED:
+            # (a default not known accepted counts at the connector's maximum: kept so)
+            known = connector_id in control.default_layer
+            try:
+                answer, installed = await control.port.install_failsafe(connector_id, failsafe)
+            except StationOffline as exc:
+                in_flight = getattr(exc, "in_flight", None)
+                if raising and known and in_flight is not None:
+                    control.default_layer[connector_id] = in_flight
+                raise
+            if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising and known
+                                             and installed is not None):
                 control.default_layer[connector_id] = installed
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request

@@ -47,6 +47,7 @@ A mixin of `Dispatcher` (needs `topology`, `installed`, `clock`, `expiry`, `powe
 from __future__ import annotations
 
 from smartcharge.ocpp.port import Answer
+from smartcharge.ocpp.registry import StationOffline
 from smartcharge.site import steps
 from smartcharge.site.plan import Plan
 from smartcharge.site.station_control import StationControl
@@ -182,7 +183,14 @@ class IdleSending:
                                        then_w=then_w,
                                        installed=self.installed.below_steps(
                                            control, ref, connector.phases, factor, False))
-        answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
+        try:
+            answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
+        except StationOffline as exc:
+            # cut off before the answer: a raise may be in force, as one left unanswered
+            in_flight = getattr(exc, "in_flight", None)
+            if raising and in_flight is not None:
+                control.idle_layer[connector_id] = in_flight
+            raise
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
             control.idle_layer[connector_id] = installed

@@ -174,8 +174,9 @@ class V16StationPort(ControlPortBase):
         answer, payload = await self._in_a_unit(
             self._rate_units(),
             lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
-                                                self._schedule(schedule, unit), stack_level=0))
-        if answer is Answer.ACCEPTED:
+                                                self._schedule(schedule, unit), stack_level=0),
+            in_flight=installed_from_payload)
+        if answer in (Answer.ACCEPTED, Answer.NO_ANSWER):   # unanswered: it may be taken
             return answer, installed_from_payload(payload)
         return answer, None
 
@@ -188,8 +189,8 @@ class V16StationPort(ControlPortBase):
         payload = P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE, sched,
                                          stack_level=min(1, self.caps16.max_stack_level),
                                          fallback=True)
-        answer = answer_of(await self._send(payload))
-        return answer, installed_from_payload(self.last_payload)
+        installed = installed_from_payload(payload)
+        return answer_of(await self._send_plan(payload, installed)), installed
 
     # --- a transaction's plan, with the alternatives ------------------------------------------
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,

@@ -180,7 +180,10 @@ class V201StationPort(ControlPortBase):
                                ) -> tuple[Answer, Installed | None]:
         answer, request = await self._in_a_unit(
             self.caps201.rate_units,
-            lambda unit: P.failsafe(connector_id, self._sched(schedule, unit)))
+            lambda unit: P.failsafe(connector_id, self._sched(schedule, unit)),
+            in_flight=installed_from_request)
+        if answer is Answer.NO_ANSWER:   # it may be taken all the same
+            return answer, installed_from_request(request)
         if answer is not Answer.ACCEPTED:
             return answer, None
         await self.verify(connector_id)
@@ -189,8 +192,8 @@ class V201StationPort(ControlPortBase):
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
         request = P.upper_default(connector_id, self._sched(schedule, self._unit))
-        answer = answer_of(await self._send(request))
-        return answer, installed_from_request(request)
+        installed = installed_from_request(request)
+        return answer_of(await self._send_plan(request, installed)), installed
 
     # --- a transaction's plan, with the alternatives ------------------------------------------
     async def set_connector_schedule(self, connector_id: int, transaction_id: int,
