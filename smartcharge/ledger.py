@@ -360,7 +360,13 @@ def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: 
 def energy_of(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,
               stop_time: datetime | None, max_power_w: float) -> Energy:
     readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
-    return session_energy(session.meter_start_wh, from_db_time(session.start_time),
+    meter_start_wh = session.meter_start_wh
+    if session.station_tx_ref is not None:
+        # 2.0.1: the start register is the Begin value at the location the session is billed
+        # at (the outlet's once it has one), not whichever the Started reported: a Started at
+        # the inlet and outlet samples after it billed the outlet's stop less the inlet's start
+        meter_start_wh = tx.context_register(session.transaction_id, "Transaction.Begin")
+    return session_energy(meter_start_wh, from_db_time(session.start_time),
                           meter_stop_wh, stop_time, readings, max_power_w)
 
 

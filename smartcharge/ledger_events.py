@@ -209,7 +209,8 @@ def _fill_in(tx: StoreTx, session: SessionRow, event: TransactionEventIn,
 
 def _stop(tx: StoreTx, session: SessionRow, event: TransactionEventIn, at: datetime,
           max_power_w: float) -> None:
-    stop_wh = _register(event.readings, END)
+    # at the location the session is billed at (its samples are stored by now), as its start
+    stop_wh = tx.context_register(session.transaction_id, END)
     # what the energy computed at an implicit close said gives way to this one's
     flags = flags_of(session) - ENERGY_FLAGS
     if session.state == CLOSED_IMPLICITLY:

@@ -349,6 +349,15 @@ class StoreTx:
             "SELECT timestamp, value_si FROM meter_samples WHERE transaction_id = ? AND "
             f"{BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
 
+    def context_register(self, transaction_id: int, context: str) -> float | None:
+        """The session's billed total import register read in `context` (2.0.1: its
+        Transaction.Begin or .End value) at the location the session is billed at, if any."""
+        row = self._db.execute(
+            "SELECT value_si FROM meter_samples WHERE transaction_id = ? AND context = ? AND "
+            f"{BILLED_REGISTER_SQL} ORDER BY timestamp DESC, id DESC LIMIT 1",
+            (transaction_id, context, transaction_id)).fetchone()
+        return None if row is None else row[0]
+
     def samples(self, transaction_id: int) -> list[dict[str, Any]]:
         return self._dicts(f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE "
                            "transaction_id = ? ORDER BY timestamp, id", (transaction_id,))

@@ -239,3 +239,20 @@ def test_live_draw_keeps_to_the_outlet_across_messages():
             controller.on_event(event)
     later = now + timedelta(seconds=25)
     assert controller.state.measured_w(ConnectorRef("CP1", 1), later, 180) == 7000
+
+
+async def test_2_0_1_a_started_at_the_inlet_then_outlet_samples_bill_the_outlet_alone(
+        harness, t0):
+    """The Started reports only the inlet's register (the whole station: 90 kWh), every later
+    value is the outlet's (2 -> 5 kWh): the session is billed from the outlet's chain alone,
+    3 kWh - not its stop less the inlet's start, nor the step between them as a meter reset."""
+    station = await station201(harness)
+    await station.send(at_inlet(tx_event("Started", "tx-K", 0, t0, register_wh=90_000)))
+    for k in range(2, 6):
+        at = t0 + 5 * k * MIN
+        await station.send(tx_event("Updated", "tx-K", k - 1, at, register_wh=1000 * k,
+                                    context="Sample.Periodic"))
+    await station.send(tx_event("Ended", "tx-K", 5, t0 + 30 * MIN, register_wh=5000))
+    [session] = await sessions(harness)
+    assert session.energy_wh == 3000, (session.energy_wh, flags(session))
+    assert "meter_reset" not in flags(session), flags(session)
