@@ -6,6 +6,7 @@ both transactions are billed once each.
 Over real sockets: the simulated 1.6 station holds its messages (`hold_messages`) and sends
 them in the late order; real SQLite."""
 
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from ocpp.v16 import call
@@ -56,6 +57,26 @@ async def on_tx_profile(server, fleet, transaction_id: int) -> None:
                      and server.dispatcher.idle, 20, "CP1's TxProfile accepted")
 
 
+@asynccontextmanager
+async def car_b_on_its_profile(tmp_path, clock, version: str = "1.6"):
+    """CP1 (`version`) with car B charging from a register at 50 kWh on its TxProfile:
+    (server, fleet, cp1, B's transaction id, its start, what dispatch sent it)."""
+    async with trust_site(one_grid(22_000), tmp_path, clock,
+                          fleet_kw={"ocpp_versions": {"CP1": version}},
+                          dispatch=DispatchSettings(call_timeout_s=10.0, retries=0)
+                          ) as (server, fleet):
+        state = server.controller.state
+        await fleet.start(wait_booted_s=10)
+        cp1 = fleet.station("CP1")
+        cp1.connectors[1].register_wh = 50_000.0
+        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
+        await fleet.drained()
+        await wait_until(lambda: REF1 in state.sessions, 10, "B on the site")
+        tx_b, started_b = state.sessions[REF1].transaction_id, state.sessions[REF1].started_at
+        await on_tx_profile(server, fleet, tx_b)
+        yield server, fleet, cp1, tx_b, started_b, server.dispatcher.stations["CP1"].sent[1]
+
+
 async def test_a_late_stop_of_an_older_transaction_keeps_the_newer_ones_profile(tmp_path):
     """Car A leaves and car B arrives while the station's messages wait; the station sends B's
     StartTransaction first (we close A without its stop), B gets its TxProfile, then A's
@@ -101,20 +122,10 @@ async def test_a_late_older_start_leaves_the_running_session_live_and_both_bille
     replaced it and A's stop then left the connector empty - the site lost a car that was
     still charging (not planned any more, its TxProfile forgotten)."""
     clock = AcceleratedClock(T0, speed=60.0)
-    async with trust_site(one_grid(22_000), tmp_path, clock,
-                          dispatch=DispatchSettings(call_timeout_s=10.0, retries=0)
-                          ) as (server, fleet):
-        state = server.controller.state
-        await fleet.start(wait_booted_s=10)
-        cp1 = fleet.station("CP1")
-        cp1.connectors[1].register_wh = 50_000.0
-        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
-        await fleet.drained()
-        tx_b = cp1.connectors[1].transaction.transaction_id
-        started_b = cp1.connectors[1].transaction.started_at
-        await on_tx_profile(server, fleet, tx_b)
-        control = server.dispatcher.stations["CP1"]
-        sent_b = control.sent[1]
+    async with car_b_on_its_profile(tmp_path, clock) as (server, fleet, cp1, tx_b, started_b,
+                                                         sent_b):
+        state, control = server.controller.state, server.dispatcher.stations["CP1"]
+        assert tx_b == cp1.connectors[1].transaction.transaction_id
 
         answered: dict = {}
         cp1._enqueue(Outgoing(
@@ -172,22 +183,9 @@ async def test_v201_a_late_started_of_an_older_transaction_leaves_the_running_on
     comes first, then A's Started (its EVSE, two hours before car B's start), then its Ended.
     The site hears of A when its EVSE is known; it must not replace B, which still charges."""
     clock = AcceleratedClock(T0, speed=60.0)
-    async with trust_site(one_grid(22_000), tmp_path, clock,
-                          fleet_kw={"ocpp_versions": {"CP1": "2.0.1"}},
-                          dispatch=DispatchSettings(call_timeout_s=10.0, retries=0)
-                          ) as (server, fleet):
-        state = server.controller.state
-        await fleet.start(wait_booted_s=10)
-        cp1 = fleet.station("CP1")
-        cp1.connectors[1].register_wh = 50_000.0
-        assert await fleet.plug_in("CP1", 1, big_ev(), "DRIVER-1")
-        await fleet.drained()
-        await wait_until(lambda: REF1 in state.sessions, 10, "B on the site")
-        tx_b = state.sessions[REF1].transaction_id
-        started_b = state.sessions[REF1].started_at
-        await on_tx_profile(server, fleet, tx_b)
-        control = server.dispatcher.stations["CP1"]
-        sent_b = control.sent[1]
+    async with car_b_on_its_profile(tmp_path, clock, "2.0.1") as (server, fleet, cp1, tx_b,
+                                                                  started_b, sent_b):
+        state, control = server.controller.state, server.dispatcher.stations["CP1"]
 
         def send(request) -> None:
             cp1._enqueue(Outgoing("TransactionEvent", lambda: request, clock.now(),
