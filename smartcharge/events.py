@@ -58,6 +58,9 @@ class SessionStarted:
     meter_start_wh: float | None       # None: no start register known (2.0.1: its Started or
     at: datetime                       # Transaction.Begin reading was lost); samples tell
     closed_previous: int | None = None   # a session on this connector closed without its stop
+    # where `meter_start_wh` was measured (2.0.1: its Transaction.Begin value's OCPP location);
+    # None: not said (1.6's meterStart) - it starts whichever location's chain the samples use
+    meter_start_location: str | None = None
 
 
 @dataclass(frozen=True)

@@ -234,8 +234,13 @@ class LiveEnergy:
     register in other messages than its outlet's, never to be read as one chain."""
 
     def __init__(self, meter_start_wh: float | None, start_time: datetime,
-                 max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
-        self._args = (meter_start_wh, start_time, max_power_w)
+                 max_power_w: float = DEFAULT_MAX_POWER_W,
+                 start_location: str | None = None) -> None:
+        self._start = (meter_start_wh, start_time, max_power_w)
+        # the start register begins its own location's chain only (None: not said, 1.6's
+        # meterStart - every chain's); an inlet's start read in the outlet's chain made its
+        # first outlet value a reset
+        self._start_location = start_location
         self._chains: dict[str, _LiveChain] = {}
 
     @property
@@ -247,7 +252,10 @@ class LiveEnergy:
             location: str = DEFAULT_LOCATION) -> float | None:
         chain = self._chains.get(location)
         if chain is None:
-            chain = self._chains[location] = _LiveChain(*self._args)
+            meter_start_wh, start_time, max_power_w = self._start
+            if self._start_location not in (None, location):
+                meter_start_wh = None
+            chain = self._chains[location] = _LiveChain(meter_start_wh, start_time, max_power_w)
         chain.add(at, register_wh)
         return self.energy_wh
 

@@ -16,13 +16,15 @@ from datetime import UTC, datetime, timedelta
 from ocpp.v16 import call
 
 from smartcharge import ledger, store_obligations as ob
-from smartcharge.events import MeterSampled
+from smartcharge.events import MeterSampled, SessionStarted
 from smartcharge.metering import (
     ENERGY_REGISTER,
     billed_location,
     billed_registers,
     parse_meter_values,
 )
+from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.site.state import SiteState
 from smartcharge.store import SqliteStore
 from tests.conftest import ocpp_time
 from tests.v201_billing import sessions, tx_event
@@ -256,3 +258,22 @@ async def test_2_0_1_a_started_at_the_inlet_then_outlet_samples_bill_the_outlet_
     [session] = await sessions(harness)
     assert session.energy_wh == 3000, (session.energy_wh, flags(session))
     assert "meter_reset" not in flags(session), flags(session)
+    # the site hears where the start register was measured (its live chain: the test below)
+    [started] = [e for e in harness.events if isinstance(e, SessionStarted)]
+    assert (started.meter_start_wh, started.meter_start_location) == (90_000.0, "Inlet")
+
+
+def test_live_energy_keeps_an_inlet_start_register_out_of_the_outlet_chain(t0):
+    """The site's live view of the same session (the controller plans its need with it): the
+    Started's inlet register starts the inlet's chain only, not the outlet's - else the outlet's
+    first value reads as a reset from 90 kWh and the car counts 5 kWh delivered for 3."""
+    site = Site(name="inlet", circuits=(Circuit("grid", None, limit_w=50_000),),
+                stations=(Station("CP1", "grid", (Connector(1),)),))
+    state = SiteState(site)
+    state.apply(SessionStarted("CP1", 1, 7, "TAG", 90_000.0, t0,
+                                  meter_start_location="Inlet"))
+    for k in range(2, 6):
+        state.apply(MeterSampled("CP1", 1, 7, t0 + 5 * k * MIN, "Sample.Periodic",
+                                 energy_register_wh=1000.0 * k))
+    [session] = state.sessions.values()
+    assert session.energy_wh == 3000.0

@@ -65,6 +65,8 @@ class Session:
     # sessions: site/estimates.py), "operator" (a person, through the API: wins), "ev" (the
     # car, ISO 15118: site/station_reports.py)
     need_source: str = "default"
+    # where meter_start_wh was measured (events.SessionStarted); None: not said
+    meter_start_location: str | None = None
     # the register chain, by the billing rules (a start register of 0, resets, late samples)
     live: LiveEnergy | None = field(default=None, repr=False, compare=False)
 
@@ -218,6 +220,7 @@ class SiteState:
             session = self.sessions[ref] = Session(
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
                 started_at=event.at, meter_start_wh=event.meter_start_wh,
+                meter_start_location=event.meter_start_location,
                 requested_wh=defaults.energy_wh,
                 departure=later(event.at, defaults.dwell_s))
             # until someone tells (a driver, an operator, the car), the history's estimate
@@ -309,7 +312,8 @@ class SiteState:
         if session.live is None:
             session.live = LiveEnergy(session.meter_start_wh, session.started_at,
                                       station_max_power_w(self.site.station(
-                                          session.ref.station_id)))
+                                          session.ref.station_id)),
+                                      session.meter_start_location)
         return session.live
 
     def _learn_phases(self, session: Session, current_a) -> bool:

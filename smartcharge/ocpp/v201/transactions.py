@@ -21,7 +21,13 @@ from ocpp.v201.enums import Action
 
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.events import SessionStarted, SessionStopped
-from smartcharge.ledger_events import EventOutcome, TransactionEventIn, transaction_event
+from smartcharge.ledger_events import (
+    BEGIN,
+    EventOutcome,
+    TransactionEventIn,
+    transaction_event,
+)
+from smartcharge.metering import billed_registers
 from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v201.meter import parse_meter_values
 from smartcharge.store import from_db_time
@@ -98,7 +104,8 @@ class TransactionHandlers:
             self._ctx.events.publish(SessionStarted(
                 self.id, session.connector_id, session.transaction_id, session.id_tag or "",
                 session.meter_start_wh, from_db_time(session.start_time) or event.timestamp,
-                outcome.closed[0].transaction_id if outcome.closed else None))
+                outcome.closed[0].transaction_id if outcome.closed else None,
+                meter_start_location=_begin_location(event, session.meter_start_wh)))
         if session.connector_id is not None:
             for sampled in samples_to_events(self.id, session.connector_id,
                                              session.transaction_id, list(event.readings),
@@ -109,3 +116,13 @@ class TransactionHandlers:
                 self.id, session.connector_id, session.transaction_id,
                 from_db_time(session.stop_time) or event.timestamp, session.energy_wh,
                 event.stopped_reason or "Local"))
+
+
+def _begin_location(event: TransactionEventIn, meter_start_wh: float | None) -> str | None:
+    """Where the session's start register was measured, when this event carries it (its
+    Transaction.Begin value): the live chain of that location alone starts from it."""
+    begin = billed_registers(r for r in event.readings if r.context == BEGIN)
+    if begin and meter_start_wh is not None and begin[-1].value_si == meter_start_wh:
+        return begin[-1].location
+    return None
+
