@@ -249,12 +249,13 @@ class InstalledLimits:
         control = self.stations.get(ref.station_id)
         if control is None or not self.governs(ref):
             return None
-        since = self.followed_since(ref)
+        kept = self.step_of(ref)   # asked of every meter sample: the kept step when there is one
+        since = self.followed_since(ref, kept)
         if since is not None and since > at:
             return None     # sampled while still following a change: it proves nothing
         # (since None: it never accepted a profile - its maximum, as ever)
-        return min(steps.value_at(self.current_step(control, ref), at),
-                   self.topology.max_power_w(ref))
+        step = kept if kept is not None else self.current_step(control, ref)
+        return min(steps.value_at(step, at), self.topology.max_power_w(ref))
 
     def installed_max_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from now on under what it has accepted (None: no
