@@ -263,7 +263,8 @@ def main(argv: list[str]) -> int:
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
-                       "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen, "cycles": cycles, "turns": turns,
+                       "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
+                       "cycles": cycles, "turns": turns,
                        "latency": None if latency is None else {
                            "by_uid": latency.by_uid, "groups": latency.groups,
                            "calls_out": latency.calls_out,

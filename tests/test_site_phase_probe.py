@@ -147,9 +147,10 @@ async def test_a_burst_of_new_cars_is_asked_through_a_few_askers(tmp_path):
 
     async def count_askers() -> None:   # every turn of the loop: the probing's live askers
         while True:
-            askers = sum(1 for task in asyncio.all_tasks()
-                         if getattr(task.get_coro(), "__qualname__", "").startswith(
-                             "PhaseProbing.") and task.get_coro().__qualname__ != "PhaseProbing.run")
+            names = [getattr(task.get_coro(), "__qualname__", "")
+                     for task in asyncio.all_tasks()]
+            askers = sum(1 for name in names
+                         if name.startswith("PhaseProbing.") and name != "PhaseProbing.run")
             peak[0] = max(peak[0], askers)
             await asyncio.sleep(0)
 

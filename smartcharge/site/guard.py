@@ -235,8 +235,8 @@ class SiteGuard:
         root_w, _ = self.controller.limits.effective_root_limit_w(
             [now], [now + timedelta(seconds=1)])
         # every node at once (a node per station: at 5 000 stations a loop of numpy scalars
-        # here cost ~6 ms of the loop in one step of the pass, more under load: s22-msgcost); the same
-        # comparisons, the overloads in node order, W before A
+        # here cost ~6 ms of the loop in one step of the pass, more under load: s22-msgcost);
+        # the same comparisons, the overloads in node order, W before A
         limit_w = topo.static_limit_w.copy()
         limit_w[0] = min(limit_w[0], float(root_w[0]))
         most_a = load_a.max(axis=1)
