@@ -41,10 +41,7 @@ def _running(controller, now):
 
 async def test_an_arrival_does_not_pause_a_running_car():
     clock = ManualClock(T0)
-    # on the 15-min grid (no finer slots near now), where this plan needs no rounding: its
-    # status says the optimum is the one kept (with 5-min slots near now the LP's optimum
-    # leaves a remainder under a minimum on this 303-session site, urgency off)
-    controller = SiteController(_site(), clock, ControllerSettings(near_slot_s=None))
+    controller = SiteController(_site(), clock, ControllerSettings())
     for station in controller.site.stations:
         controller.on_event(ev.StationBooted(station.station_id, T0, True, "v", "m"))
     _start(controller, "B-run", 1, T0, 22_000.0)
@@ -66,9 +63,7 @@ async def test_an_arrival_does_not_pause_a_running_car():
 
 async def test_keeping_the_previous_plan_costs_nothing_on_any_level():
     clock = ManualClock(T0)
-    # on the 15-min grid: with 5-min slots near now both plans need rounding here and the kept
-    # one ends 0.02 VU (3e-9 of the objective) under the free one (s22-quality, left as found)
-    controller = SiteController(_site(), clock, ControllerSettings(near_slot_s=None))
+    controller = SiteController(_site(), clock, ControllerSettings())
     for station in controller.site.stations:
         controller.on_event(ev.StationBooted(station.station_id, T0, True, "v", "m"))
     for tx, station in enumerate(["B-run", "C-run"], start=1):
