@@ -171,6 +171,20 @@ def registers_received(tx: StoreTx, transaction_id: int
         f"AND {BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
 
 
+def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:
+    """Where a 2.0.1 session's start register was measured: the location of its
+    Transaction.Begin register of that value (the live `SessionStarted.meter_start_location`),
+    so a restart starts that location's chain alone from it. None for 1.6 (meterStart says no
+    location) and when no start register is known."""
+    if session.station_tx_ref is None or session.meter_start_wh is None:
+        return None
+    row = tx.execute(billed_location_sql(
+        "measurand = 'Energy.Active.Import.Register' AND phase = '' "
+        "AND context = 'Transaction.Begin' AND value_si = ?"),
+        (session.transaction_id, session.meter_start_wh)).fetchone()
+    return None if row is None else row[0]
+
+
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
                    ) -> list[dict]:
     """The rows of the session's latest sampling moment that carries one of `measurands`
