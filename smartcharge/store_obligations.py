@@ -86,6 +86,19 @@ def new_event_id(tx: StoreTx, *, at: datetime) -> str:
             return event_id
 
 
+def keyed_event(tx: StoreTx, key: str) -> tuple[str, str] | None:
+    """(request_sha256, event_id) of the event a POST with Idempotency-Key `key` made."""
+    row = tx.execute("SELECT request_sha256, event_id FROM dr_event_keys WHERE "
+                     "idempotency_key = ?", (key,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def save_event_key(tx: StoreTx, key: str, request_sha256: str, event_id: str, *,
+                   at: datetime) -> None:
+    tx.execute("INSERT INTO dr_event_keys (idempotency_key, request_sha256, event_id, "
+               "created_at) VALUES (?, ?, ?, ?)", (key, request_sha256, event_id, db_time(at)))
+
+
 def save_event(tx: StoreTx, event: EventRow, *, at: datetime) -> None:
     """Insert or replace one demand-response event (an update or cancellation too)."""
     tx.execute(
@@ -124,6 +137,10 @@ def prune(tx: StoreTx, now: datetime) -> dict[str, int]:
                             "(SELECT transaction_id FROM sessions WHERE state = 'open')"
                             ).rowcount,
     }
+    # a key outlives neither its event nor a day (a client's retry comes within minutes)
+    counts["event_keys"] = tx.execute(
+        "DELETE FROM dr_event_keys WHERE created_at < ? OR event_id NOT IN "
+        "(SELECT event_id FROM dr_events)", (kept_since,)).rowcount
     # the sequence lives in sqlite_sequence; the rows themselves are only a log
     tx.execute("DELETE FROM dr_event_numbers WHERE number < "
                "(SELECT MAX(number) FROM dr_event_numbers)")

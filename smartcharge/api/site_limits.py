@@ -13,6 +13,8 @@ when the store cannot take it the answer is 503 `store_unavailable` and nothing 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 
 from aiohttp import web
@@ -104,7 +106,30 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
         raise ApiError(422, "invalid_body", str(exc)) from None
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_KEY_MAX_CHARS = 255
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The client's Idempotency-Key header (IETF httpapi draft), if it sent one; 400 if it is
+    not 1-255 printable ASCII characters."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > _KEY_MAX_CHARS or not all(" " <= c <= "~" for c in key):
+        raise ApiError(400, "bad_request", f"{IDEMPOTENCY_KEY}: must be 1-{_KEY_MAX_CHARS} "
+                       "printable ASCII characters (a UUID is a good one)")
+    return key
+
+
+def _created(event: DemandResponseEvent, now) -> web.Response:
+    return web.json_response(event.as_json(now), status=201, headers={
+        "Location": f"/api/demand-response/events/{event.event_id}"})
+
+
 async def post_event(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
     body = await _json_body(request)
     event_id = body.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
@@ -117,28 +142,45 @@ async def post_event(request: web.Request) -> web.Response:
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
     now = controller.clock.now()
-    if event_id and controller.limits.event(event_id) == event:
+    if event_id and key is None and controller.limits.event(event_id) == event:
         # the same event posted again (a client that never got the 2xx, e.g. the server died
         # after the commit): it is stored; the same answer, not a conflict
-        return web.json_response(event.as_json(now), status=201,
-                                 headers={"Location": f"/api/demand-response/events/{event_id}"})
+        return _created(event, now)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
-        if existing is not None and not existing.cancelled:
+        if existing is not None and not existing.cancelled and existing != event:
             raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
                            "PUT it to update")
 
-    def work(tx) -> DemandResponseEvent:
+    def work(tx) -> DemandResponseEvent | tuple[str, str]:
+        # looked up inside the commit, under the writer's lock: racing retries make one event
+        keyed = ob.keyed_event(tx, key) if key else None
+        if keyed is not None:
+            return keyed                      # (the first body's digest, its event's id)
+        if event_id and controller.limits.event(event_id) == event:
+            return digest, event_id           # the event itself, posted again with a key
         named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
         ob.save_event(tx, event_row(named), at=now)
+        if key:
+            ob.save_event_key(tx, key, digest, named.event_id, at=now)
         return named
 
-    event = await _commit(request, check, work, controller.limits.add_event)
-    event_id = event.event_id
-    controller.request_replan(f"dr:{event_id}")
-    return web.json_response(event.as_json(controller.clock.now()), status=201,
-                             headers={"Location": f"/api/demand-response/events/{event_id}"})
+    def apply(result) -> None:
+        if isinstance(result, DemandResponseEvent):
+            controller.limits.add_event(result)
+
+    result = await _commit(request, check, work, apply)
+    if isinstance(result, tuple):             # a retry: the event its first try made
+        first_digest, made_id = result
+        if first_digest != digest:
+            raise ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_KEY} {key!r} was "
+                           f"first sent with another body (it made {made_id!r}); a new "
+                           "request needs a new key")
+        return _created(controller.limits.event(made_id), controller.clock.now())
+    controller.request_replan(f"dr:{result.event_id}")
+    return _created(result, controller.clock.now())
 
 
 async def list_events(request: web.Request) -> web.Response:
