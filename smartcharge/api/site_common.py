@@ -42,6 +42,18 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
+def known_fields(body: dict, fields: frozenset[str], where: str = "") -> None:
+    """422 naming a field the route does not take: a limit in another unit (`"unit": "kW"`
+    beside `limit_w`, `limit_kw`) must not be read as watts, nor a field we do not act on
+    (`circuit_id`) be silently dropped. `fields` includes what a GET answers, so a client may
+    PUT back what it read."""
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise ApiError(422, "invalid_body", f"{where}{unknown[0]}: not a field of this request "
+                       f"(it takes {', '.join(sorted(fields))}; power in W, energy in Wh, "
+                       "times RFC 3339)")
+
+
 def time_field(body: dict, name: str, *, required: bool = True) -> datetime | None:
     if name not in body or body[name] is None:
         if required:

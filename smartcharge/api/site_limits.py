@@ -24,12 +24,19 @@ from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
 from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
+from smartcharge.api.site_common import known_fields
 from smartcharge.api.site_common import stored_id, time_field as _time
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
 from smartcharge.site.obligations import event_row
 
 OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
+# what each body takes, with what a GET answers (a client may PUT back what it read)
+CAP_FIELDS = frozenset({"limit_w", "since"})
+WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
+EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
+                          "held_back_by"})
+NEED_FIELDS = frozenset({"requested_wh", "energy_wh", "departure"})
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -45,6 +52,7 @@ async def get_cap(request: web.Request) -> web.Response:
 
 async def put_cap(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    known_fields(body, CAP_FIELDS)
     if "limit_w" not in body:
         raise ApiError(422, "invalid_body", "limit_w: required (watts, or null to clear)")
     limit_w = _number(body, "limit_w")
@@ -68,6 +76,7 @@ async def get_cap_schedule(request: web.Request) -> web.Response:
 
 async def put_cap_schedule(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    known_fields(body, frozenset({"windows"}))
     windows = body.get("windows")
     if not isinstance(windows, list):
         raise ApiError(422, "invalid_body", "windows: required, a list of {start, end, limit_w}")
@@ -75,6 +84,7 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
     for i, window in enumerate(windows):
         if not isinstance(window, dict):
             raise ApiError(422, "invalid_body", f"windows[{i}]: must be an object")
+        known_fields(window, WINDOW_FIELDS, f"windows[{i}].")
         try:
             parsed.append((_time(window, "start"), _time(window, "end"),
                            _number(window, "limit_w", required=True)))
@@ -93,6 +103,10 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
 
 # --- demand response ------------------------------------------------------------------------
 def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
+    # an event posted here limits the grid connection; one on a circuit comes from an OpenADR
+    # program on that circuit (a circuit_id taken silently would limit the whole site)
+    known_fields(body, EVENT_FIELDS | ({"circuit_id"} if body.get("circuit_id") is None
+                                       else set()))
     priority = body.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) \
             or not -2 ** 31 <= priority < 2 ** 31:
@@ -241,6 +255,7 @@ async def delete_event(request: web.Request) -> web.Response:
 async def put_session(request: web.Request) -> web.Response:
     transaction_id = stored_id(request.match_info["transaction_id"], "session")
     body = await _json_body(request)
+    known_fields(body, NEED_FIELDS)
     requested = _number(body, "requested_wh")
     if requested is None:
         requested = _number(body, "energy_wh")
