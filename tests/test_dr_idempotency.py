@@ -17,6 +17,7 @@ from smartcharge import store_obligations as ob
 from smartcharge.appkeys import STORE
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
+from sim_fixtures import OPERATOR_TOKEN
 from tests.site_e2e import control_server
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -93,3 +94,37 @@ async def test_the_same_key_with_another_body_is_refused(tmp_path):
                 status, answer = await _post(http, _body(), bad)
                 assert status == 400 and "Idempotency-Key" in answer["detail"], (bad, answer)
             assert await _stored_ids(server) == [first["id"]]
+
+
+async def test_a_retry_after_a_sigkill_before_the_answer_makes_no_second_event(tmp_path):
+    """The server dies with the event committed and its 201 not sent (`kill_point.py`): the
+    client's retry with its Idempotency-Key gets that event, and there is one."""
+    from tests.test_kill_points import Server
+
+    server = Server(tmp_path)
+    body = {"start": format_ocpp_time(datetime.now(UTC) + HOUR),
+            "end": format_ocpp_time(datetime.now(UTC) + 2 * HOUR), "limit_w": 7_000}
+
+    async def post() -> tuple[int, dict] | None:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.post(f"http://127.0.0.1:{server.port}/api/demand-response/"
+                                     "events", json=body, headers={
+                                         "Authorization": f"Bearer {OPERATOR_TOKEN}",
+                                         "Idempotency-Key": "utility-7f3a"}) as resp:
+                    return resp.status, await resp.json()
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
+                return None
+    try:
+        server.start("response:post_event")
+        await server.wait_listening()
+        assert await post() is None
+        assert server.killed_at_its_point()
+        server.start()
+        await server.wait_listening()
+        status, created = await post()
+        assert status == 201, created
+        status, listed = await server.api("GET", "/api/demand-response/events")
+        assert [e["id"] for e in listed] == [created["id"]], listed
+    finally:
+        server.stop()
