@@ -128,3 +128,27 @@ async def test_a_retry_after_a_sigkill_before_the_answer_makes_no_second_event(t
         assert [e["id"] for e in listed] == [created["id"]], listed
     finally:
         server.stop()
+
+
+async def test_a_cancelled_event_stays_cancelled(tmp_path):
+    """A cancellation is final, as a VTN's is: the original POST retried late (after the
+    DELETE) answers the event as it is - cancelled - instead of reviving it; another body
+    under its id, or a PUT, is a 409 (a new event takes a new id)."""
+    clock = AcceleratedClock(T0, speed=1.0)
+    body = {"id": "u-9", **_body()}
+    async with control_server(_site(), tmp_path / "c.sqlite", clock) as server:
+        async with aiohttp.ClientSession(server.http_url) as http:
+            assert (await _post(http, body, None))[0] == 201
+            async with http.delete("/api/demand-response/events/u-9",
+                                   headers=_headers()) as resp:
+                assert resp.status == 200
+            status, again = await _post(http, body, None)
+            assert (status, again["state"]) == (201, "cancelled"), again
+            status, other = await _post(http, {**body, "limit_w": 3_000}, None)
+            assert status == 409 and "cancelled" in other["detail"], other
+            async with http.put("/api/demand-response/events/u-9", json=_body(3_000),
+                                headers=_headers()) as resp:
+                assert resp.status == 409, await resp.text()
+            assert server.controller.limits.event("u-9").cancelled
+            [stored] = (await server.app[STORE].run(ob.load)).events
+            assert stored.cancelled

@@ -142,6 +142,11 @@ def _created(event: DemandResponseEvent, now) -> web.Response:
         "Location": f"/api/demand-response/events/{event.event_id}"})
 
 
+def _as_posted(event: DemandResponseEvent | None) -> DemandResponseEvent | None:
+    """The event as its POST made it (before any cancellation), to tell a retry of it."""
+    return None if event is None else replace(event, cancelled=False)
+
+
 async def post_event(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     body = await _json_body(request)
@@ -156,14 +161,18 @@ async def post_event(request: web.Request) -> web.Response:
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
     now = controller.clock.now()
-    if event_id and key is None and controller.limits.event(event_id) == event:
+    if event_id and key is None and _as_posted(controller.limits.event(event_id)) == event:
         # the same event posted again (a client that never got the 2xx, e.g. the server died
-        # after the commit): it is stored; the same answer, not a conflict
-        return _created(event, now)
+        # after the commit): it is stored; the same answer - as it is now: a cancelled one
+        # stays cancelled (a late retry must not revive it) - not a conflict
+        return _created(controller.limits.event(event_id), now)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
+        if existing is not None and existing.cancelled and _as_posted(existing) != event:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} was "
+                           "cancelled, which is final; post a new event under a new id")
         if existing is not None and not existing.cancelled and existing != event:
             raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
                            "PUT it to update")
@@ -173,7 +182,7 @@ async def post_event(request: web.Request) -> web.Response:
         keyed = ob.keyed_event(tx, key) if key else None
         if keyed is not None:
             return keyed                      # (the first body's digest, its event's id)
-        if event_id and controller.limits.event(event_id) == event:
+        if event_id and _as_posted(controller.limits.event(event_id)) == event:
             return digest, event_id           # the event itself, posted again with a key
         named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
         ob.save_event(tx, event_row(named), at=now)
@@ -225,7 +234,12 @@ async def put_event(request: web.Request) -> web.Response:
                        "it (DELETE cancels it here)")
     event = _event_from(await _json_body(request), event_id)
     now = controller.clock.now()
-    await _commit(request, lambda: _known_event(controller, event_id),
+
+    def check() -> None:
+        if _known_event(controller, event_id).cancelled:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} was "
+                           "cancelled, which is final; post a new event under a new id")
+    await _commit(request, check,
                   lambda tx: ob.save_event(tx, event_row(event), at=now),
                   lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
