@@ -81,3 +81,28 @@ async def test_what_a_get_answers_may_be_put_back(api):
     assert status == 200
     status, cap = await _call(http, "PUT", "/api/site/cap", {**cap, "limit_w": 25_000})
     assert status == 200 and cap["limit_w"] == 25_000, cap
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("POST", "/api/demand-response/events",
+     {"start": "2026-01-01T13:00:00Z", "end": "9999-12-31T23:59:59Z", "limit_w": 5}, "end"),
+    ("POST", "/api/demand-response/events",
+     {"start": "0001-01-01T00:00:00Z", "end": "2026-01-01T13:00:00Z", "limit_w": 5}, "start"),
+    ("PUT", "/api/site/cap-schedule", {"windows": [
+        {"start": "2026-01-01T13:00:00Z", "end": "9999-12-31T23:59:59Z", "limit_w": 5}]},
+     "windows[0].end"),
+    ("POST", "/api/demand-response/events",
+     {"start": "2026-01-01T13:00:00Z", "end": "2999-12-31T23:59:59Z", "limit_w": 5}, "end"),
+])
+async def test_a_time_no_plan_can_reach_is_refused(api, method, path, body, field):
+    """A DR event until 9999-12-31 was taken (201) and every dispatch after it failed with an
+    OverflowError (a second after its end is no date): no profile went out at all, and a car
+    drew 11 kW through a 5 W event (found on a real `smartcharge serve`). Times are taken
+    between 1970 and 2089 (a fail-safe period's startPeriod, seconds from now, stays within
+    OCPP's 32-bit integers: one until 2999 went out as 30 707 143 693)."""
+    server, http = api
+    status, answer = await _call(http, method, path, body)
+    assert status == 422, answer
+    assert answer["detail"].startswith(field), answer
+    limits = server.controller.limits
+    assert limits.events_json(T0) == [] and limits.cap_schedule == []

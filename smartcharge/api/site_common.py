@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -15,6 +15,10 @@ from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.site.setup import CONTROLLER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
+# the times a plan, a profile and a fail-safe schedule can reach: with every margin added, and
+# a schedule's startPeriod (seconds from now) within OCPP's 32-bit integers (68 years)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2090, 1, 1, tzinfo=UTC)
 
 
 async def commit(request: web.Request, check, work, apply):
@@ -60,9 +64,15 @@ def time_field(body: dict, name: str, *, required: bool = True) -> datetime | No
             raise ApiError(422, "invalid_body", f"{name}: required (RFC 3339 time with a zone)")
         return None
     try:
-        return parse_ocpp_time(body[name])
+        moment = parse_ocpp_time(body[name])
     except ValueError as exc:
         raise ApiError(422, "invalid_body", f"{name}: {exc}") from None
+    if not EARLIEST <= moment < LATEST:
+        # year 9999 is a date, but not a second after it: a DR event until then made every
+        # dispatch fail (OverflowError), so no profile went out at all
+        raise ApiError(422, "invalid_body", f"{name}: must be in the years "
+                       f"{EARLIEST.year}-{LATEST.year - 1}")
+    return moment
 
 
 def number_field(body: dict, name: str, *, required: bool = False) -> float | None:
