@@ -85,6 +85,11 @@ async def test_the_same_key_with_another_body_is_refused(tmp_path):
         async with aiohttp.ClientSession(server.http_url) as http:
             status, first = await _post(http, _body(), "key-A")
             assert status == 201
+            # the same request written otherwise (another client library's retry) is the same
+            reworded = {"limit_w": 5_000.0, "end": _body()["end"].replace("Z", "+00:00"),
+                        "start": _body()["start"]}
+            status, again = await _post(http, reworded, "key-A")
+            assert (status, again["id"]) == (201, first["id"]), again
             status, refused = await _post(http, _body(limit_w=4_000), "key-A")
             assert status == 422, refused
             assert refused["error"] == "idempotency_key_reused", refused

@@ -166,7 +166,10 @@ async def post_event(request: web.Request) -> web.Response:
         # after the commit): it is stored; the same answer - as it is now: a cancelled one
         # stays cancelled (a late retry must not revive it) - not a conflict
         return _created(controller.limits.event(event_id), now)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    # what the request means, not how it is written (5000 or 5000.0, Z or +00:00)
+    digest = hashlib.sha256(json.dumps(
+        [event_id, format_ocpp_time(event.start), format_ocpp_time(event.end), event.limit_w,
+         event.reduction_w, event.priority]).encode()).hexdigest()
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
