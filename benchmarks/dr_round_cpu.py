@@ -7,7 +7,8 @@ The site is `control_latency`'s (stations of two 3-phase 32 A connectors in feed
 car charging on every connector, the cap binding). A real `SiteController` plans and a real
 `Dispatcher` sends through the real OCPP 1.6 ports, links and adapters; each "station" is a stub
 connection that answers every call at once (a turn of the loop later) through the adapter's
-inbound path (`send_cpu.AnsweringConnection`): no WebSocket, no other process, a manual clock.
+inbound path (`send_cpu.AnsweringConnection`): no WebSocket, no other process, a manual clock,
+the collector tuned as `smartcharge serve` tunes it.
 So the round's shape differs from a real one (the sending slots hardly fill), but its work per
 request and per station is the server's own, and the same every run.
 
@@ -131,6 +132,11 @@ async def plan_and_send(controller, dispatcher, clock, reason: str, profiler=Non
 async def measure(connectors: int, repeats: int, profile: str | None) -> list[dict]:
     logging.basicConfig(level=logging.ERROR)
     controller, dispatcher, clock, serving = await build(connectors)
+    try:   # the collector as `smartcharge serve` tunes it (older trees: the defaults)
+        from smartcharge.gc_serving import tune_gc_for_serving
+        tune_gc_for_serving()
+    except ImportError:
+        pass
     await plan_and_send(controller, dispatcher, clock, "start")
     await plan_and_send(controller, dispatcher, clock, "slot")
     limit_w = controller.site.grid.limit_w if hasattr(controller.site, "grid") else None
