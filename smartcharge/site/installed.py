@@ -31,8 +31,20 @@ def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
     addresses the station in W: the planner then plans such a car on what it is sent (its
     third: `planned_share`), and a three-phase car sent the balanced plan's A on every phase
     would draw three times that in all (a W station the port falls back to A for)."""
-    connector = topology.connector(ref)
-    if phases_known or phases != 3 or connector.phases != 3:
+    if phases_known or phases != 3:
+        return 1.0
+    # the rest is the site's wiring, fixed: once per (connector, W or not) - asked ~10 times
+    # per connector in a DR round (schedules, comparisons, idle shares, defaults; issue 10)
+    key = (ref, unit == "W")
+    known = topology.w_factors.get(key)
+    if known is None:
+        known = topology.w_factors[key] = _wired_w_factor(topology, unit, ref)
+    return known
+
+
+def _wired_w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef) -> float:
+    """`w_factor` of a car of unknown phases planned on three phases."""
+    if topology.connector(ref).phases != 3:
         return 1.0
     if unit != "W" and str(topology.station(ref.station_id).rate_unit.value) != "W":
         return 1.0

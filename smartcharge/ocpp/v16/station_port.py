@@ -166,18 +166,18 @@ class V16StationPort(ControlPortBase):
             rate = current_a if unit == "A" else power_w
             sched = P.schedule_rates(now, [0], [rate], unit=unit, phases=phases, max_periods=1)
             return P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        answer, _ = await self._in_a_unit(self._rate_units(), payload)
+        answer, _, _ = await self._in_a_unit(self._rate_units(), payload)
         return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        answer, payload = await self._in_a_unit(
+        answer, _, installed = await self._in_a_unit(
             self._rate_units(),
             lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
                                                 self._schedule(schedule, unit), stack_level=0),
             in_flight=installed_from_payload)
         if answer in (Answer.ACCEPTED, Answer.NO_ANSWER):   # unanswered: it may be taken
-            return answer, installed_from_payload(payload)
+            return answer, installed
         return answer, None
 
     def _rate_units(self) -> tuple[str, ...]:
