@@ -35,7 +35,7 @@ def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
         return 1.0
     # the rest is the site's wiring, fixed: once per (connector, W or not) - asked ~10 times
     # per connector in a DR round (schedules, comparisons, idle shares, defaults; issue 10)
-    key = (ref, unit == "W")
+    key = (ref.station_id, ref.connector_id, unit == "W")   # (a ConnectorRef hashes slowly)
     known = topology.w_factors.get(key)
     if known is None:
         known = topology.w_factors[key] = _wired_w_factor(topology, unit, ref)
