@@ -1,5 +1,5 @@
-"""The event loop's CPU for a DR event's dispatch round at 1 000 connectors, in-process and
-deterministic (issue 10): the round `control_latency` measures end to end, without the machine.
+"""The event loop's CPU for a DR event's dispatch round at 1 000 connectors, in-process (issue
+10): the round `control_latency` measures end to end, without the machine's other processes.
 
     python -m benchmarks.dr_round_cpu [--connectors 1000] [--repeats 3] [--profile FILE]
 
@@ -10,7 +10,8 @@ connection that answers every call at once (a turn of the loop later) through th
 inbound path (`send_cpu.AnsweringConnection`): no WebSocket, no other process, a manual clock,
 the collector tuned as `smartcharge serve` tunes it.
 So the round's shape differs from a real one (the sending slots hardly fill), but its work per
-request and per station is the server's own, and the same every run.
+request and per station is the server's own, and nearly the same every run (the plans differ a
+little: 2 149-2 186 requests).
 
 Per repeat: a DR event at half the cap is added and the site re-planned (not measured), then
 its dispatch round is timed with the loop thread's CPU clock (`time.thread_time`; the machine's
