@@ -43,8 +43,8 @@ def tune_gc_for_serving() -> None:
     a load average of 6-9; every 10 000, the longest was 49 ms (s19-burst). The count is of
     net allocations, so the young generation grows past it while older objects die (a
     sample replacing the last, a profile replacing the one before): every 10 000, young
-    collections of 55 000-95 000 objects held the loop up to 61 ms CPU at 5 000 stations;
-    every 2 500, 23 ms, for ~0.3 % of a core more collecting in all (benchmarks/README.md,
+    collections of 55 000-95 000 objects held the loop 47-71 ms CPU at 5 000 stations;
+    every 2 500, 21-25 ms, for ~0.3 % of a core more collecting in all (benchmarks/README.md,
     s22-msgcost)."""
     gc.collect()
     gc.freeze()
