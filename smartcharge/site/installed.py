@@ -74,6 +74,8 @@ class InstalledLimits:
         self._voltage_v = {s.station_id: s.voltage_v for s in topology.site.stations}
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self.started_at = clock.now()   # transactions older than this may run unknown profiles
+        # ref -> (what its `step_of` was made of, the step): see step_of
+        self._steps_kept: dict[ConnectorRef, tuple[tuple, steps.Step]] = {}
 
     def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
         return w_factor(self.topology, unit, ref, phases, phases_known)
@@ -171,11 +173,30 @@ class InstalledLimits:
     def step_of(self, ref: ConnectorRef) -> steps.Step | None:
         """`current_step` of a connector whose station accepted a fail-safe default (None:
         none known): asked once and handed to `followed_since` and `installed_w`, which the
-        guard asks both for each connector of every pass (issue 10)."""
+        guard asks both for each connector of every pass (issue 10). Kept per connector with
+        everything it is made of - the three layers' profiles (frozen once accepted), the
+        running transaction, whether it is older than us, the phases it is counted on - and
+        made again only when one of them changed: the guard's pass asks it of every
+        connector every few hundred ms, and building it was a fifth of the pass (s22-msgcost).
+        The list is shared: read it only."""
         control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer:
+        if control is None:
             return None
-        return self.current_step(control, ref)
+        connector_id = ref.connector_id
+        default = control.default_layer.get(connector_id)
+        if default is None:
+            return None
+        session = self.state.sessions.get(ref)
+        transaction_id = session.transaction_id if session is not None else None
+        phases = self.phase_use(ref)[0]
+        key = (default, control.idle_layer.get(connector_id), control.sent.get(connector_id),
+               transaction_id, self.unknown_tx(ref, transaction_id), phases)
+        kept = self._steps_kept.get(ref)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        step = self._current_step(control, ref, phases, transaction_id)
+        self._steps_kept[ref] = (key, step)
+        return step
 
     def followed_since(self, ref: ConnectorRef, step: steps.Step | None = None
                        ) -> datetime | None:
@@ -195,9 +216,12 @@ class InstalledLimits:
 
     def current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
         session = self.state.sessions.get(ref)
-        phases = self.phase_use(ref)[0]
-        step = self.installed_steps(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
+        return self._current_step(control, ref, self.phase_use(ref)[0],
+                                  session.transaction_id if session else None)
+
+    def _current_step(self, control: StationControl, ref: ConnectorRef, phases: int,
+                      transaction_id: int | None) -> steps.Step:
+        step = self.installed_steps(control, ref, phases, 1.0, transaction_id)
         out: steps.Step = []
         for moment, value in step:     # only the moments where the value changes
             if not out or out[-1][1] != value:
@@ -245,12 +269,13 @@ class InstalledLimits:
         control = self.stations.get(ref.station_id)
         if control is None or not self.governs(ref):
             return None
-        since = self.followed_since(ref)
+        kept = self.step_of(ref)   # asked of every meter sample: the kept step when there is one
+        since = self.followed_since(ref, kept)
         if since is not None and since > at:
             return None     # sampled while still following a change: it proves nothing
         # (since None: it never accepted a profile - its maximum, as ever)
-        return min(steps.value_at(self.current_step(control, ref), at),
-                   self.topology.max_power_w(ref))
+        step = kept if kept is not None else self.current_step(control, ref)
+        return min(steps.value_at(step, at), self.topology.max_power_w(ref))
 
     def installed_max_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from now on under what it has accepted (None: no
