@@ -316,6 +316,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         ("defaults", {connector_id: W steps}[, LATER]) - LATER: lowered defaults under a plan or
         an idle share in force, which change nothing drawn before the plans' common end: sent
         after every station's decreases of the round (`dispatch_round.py`)."""
+        if control.caps is None:
+            # back on a new connection, its capabilities not read (its set-up runs or failed):
+            # nothing can be built for it, and its set-up sends everything again (`resend`)
+            return [], []
         downs: list = []
         ups: list = []
         for cplan in cplans:
