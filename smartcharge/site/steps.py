@@ -49,6 +49,18 @@ def compare(installed: Step, new: Step, since: datetime, tol: float = 1.0
     return lowers, raises
 
 
+def raises_beyond(installed: Step, new: Step, since: datetime, band_w: float,
+                  band_fraction: float) -> bool:
+    """Whether `new` is above `installed` somewhere from `since` on by more than the dead band:
+    `band_w`, or `band_fraction` of `new` there where that is less (and always by more than
+    `compare`'s 1 W)."""
+    for moment in moments(installed, new, since=since):
+        before, after = value_at(installed, moment), value_at(new, moment)
+        if after - before > max(1.0, min(band_w, band_fraction * after)):
+            return True
+    return False
+
+
 def pointwise_min(a: Step, b: Step, since: datetime, until: datetime) -> Step:
     """min(a, b) in every interval of [since, until) - the part of a change that only lowers."""
     out: Step = []
