@@ -10,8 +10,9 @@ lowered (to the 0 W) and sent every such plan again, with the decreases.
 
 A plan that raises a connector by a little (the optimizer's allocations move by tens of W from
 one re-plan to the next) is not sent: the connector keeps what it has, at most the dead band
-below its plan (`DispatchSettings.raise_deadband_w` / `raise_deadband_fraction`). Every
-decrease goes out, however small; a raise beyond the band goes out whole."""
+below its plan (`DispatchSettings.raise_deadband_w` / `raise_deadband_fraction`), or lower for
+no longer than a raise delay and a second at a stretch. Every decrease goes out, however small;
+a raise beyond the band goes out whole."""
 
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -142,6 +143,9 @@ async def test_a_small_raise_waits_a_decrease_goes_out_a_raise_beyond_the_band_t
         # lower now, a little higher in the next slot: only the decrease goes out (one
         # request: the pointwise minimum, not it and then the plan)
         assert await _round(server, _moved(plan, cp1, [-2_000.0, 0.0])) == [("CP1", "TxProfile")]
+        # and that plan again: nothing (the minimum's edges, built from what was installed,
+        # lie a raise delay or a second from the plan's: no raise worth a request)
+        assert await _round(server, _moved(plan, cp1, [-2_000.0, 0.0])) == []
         # +400 W over the first plan in the next slot (+500 W over what CP1 has): beyond the
         # band, the raise goes out
         assert await _round(server, _moved(plan, cp1, [-2_000.0, 400.0])) \

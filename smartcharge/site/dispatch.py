@@ -96,8 +96,10 @@ class DispatchSettings:
     # A plan that only raises a connector by a little over what it has (the optimizer's
     # allocations move by tens of W between re-plans) is not sent: the connector keeps a
     # schedule at most raise_deadband_w, and at most raise_deadband_fraction of its plan,
-    # below the plan, everywhere until the common end (issue 10: a re-send per connector per
-    # re-plan at 5 000 stations). A decrease always goes out; 0: every raise goes out.
+    # below the plan, everywhere until the common end - or lower only for the raise delay
+    # and a second (edges.py: a raise edge or a fall a few seconds apart from the plan's)
+    # (issue 10: a re-send per connector per re-plan at 5 000 stations). A decrease always
+    # goes out; 0: every raise goes out.
     raise_deadband_w: float = 250.0
     raise_deadband_fraction: float = 0.05
 
@@ -441,7 +443,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         same = kept and old.expires == end
         if raises and same and not steps.raises_beyond(
                 installed, wanted, now, self.settings.raise_deadband_w,
-                self.settings.raise_deadband_fraction):
+                self.settings.raise_deadband_fraction,
+                self.raise_delay_s() + 1.0 if self.settings.raise_deadband_w > 0 else 0.0):
             # within the dead band: the raise waits for one beyond it; a decrease goes out
             raises = False
             if lowers:
