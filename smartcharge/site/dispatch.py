@@ -22,7 +22,10 @@ Every plan and idle schedule ends at one common instant (`expiry`), so whatever 
 is in force at a later moment is one consistent plan or the fail-safe defaults. When that
 instant moves on, what a connector has installed after the old one is its fail-safe default:
 re-sending to the new one is ordered against that like any change (an idle share too, idle.py).
-Every request sent is recorded with the station's answer in the store's audit table.
+Every request sent is recorded with the station's answer in the store's audit table
+(`benchmarks/resend_causes.py` counts why each went out). What does not count as a change: a
+plan installed with its end delayed a little (`edges.end_kept`), and a raise within the dead
+band (`DispatchSettings.raise_deadband_w`); every decrease goes out.
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
