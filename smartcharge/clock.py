@@ -177,6 +177,11 @@ def parse_ocpp_time(text: str) -> datetime:
     match = re.match(r"^(.*\.\d{6})\d+(.*)$", normalised)
     if match:
         normalised = match.group(1) + match.group(2)
+    # RFC 3339 allows a leap second (:60), datetime does not: it reads as the last instant of
+    # its minute, so a station on such a clock is neither refused nor put out of order
+    leap = re.match(r"^(.{16}):60(\.\d+)?(.*)$", normalised)
+    if leap:
+        normalised = leap.group(1) + ":59.999999" + leap.group(3)
     try:
         return datetime.fromisoformat(normalised).astimezone(UTC)
     except OverflowError:   # 0001-01-01T00:00+14:00 is in year 0 in UTC: no datetime

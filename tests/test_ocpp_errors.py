@@ -216,3 +216,19 @@ def test_a_request_that_cannot_be_serialised_is_refused_not_sent_empty():
 
     with pytest.raises(ValueError, match="cannot be serialised"):
         camel_payload({"id": 1})
+
+
+async def test_a_leap_second_is_a_time_not_a_malformed_frame(harness):
+    """RFC 3339 (OCPP's date-time) allows a leap second, 23:59:60 UTC. A station whose clock
+    follows one was answered TypeConstraintViolation: its StartTransaction was never stored
+    and a station retries such a message until it gives it up - a session lost to billing.
+    The leap second reads as the last instant of its minute, so order is kept."""
+    ws = await booted_raw_socket(harness)
+    start = [2, "s1", "StartTransaction", {"connectorId": 1, "idTag": "DRIVER-1",
+                                           "meterStart": 100,
+                                           "timestamp": "2016-12-31T23:59:60Z"}]
+    answer = await harness.raw_call(ws, start)
+    assert answer[0] == 3, answer
+    sessions = await harness.store.run(lambda tx: tx.sessions())
+    assert len(sessions) == 1
+    await assert_still_up(harness, ws)
