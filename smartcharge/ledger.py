@@ -250,6 +250,10 @@ def _resolve_for_samples(tx: StoreTx, station_id: str, connector_id: int,
                          station_tx_id: int | None) -> SessionRow | None:
     if station_tx_id is None:
         return None  # connector-level samples outside a transaction
+    if connector_id == 0:
+        # the station's main meter (OCPP 1.6 connectorId 0: every connector's energy), never a
+        # session's register, whatever transactionId the station put beside it
+        return None
     session = _own_session(tx, station_id, station_tx_id)
     if session is not None:
         return session

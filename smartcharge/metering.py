@@ -153,8 +153,8 @@ class Energy:
 # an energy computed again (late samples, a late stop) replaces them rather than adds to them
 ENERGY_FLAGS = frozenset({
     "clock_jump", "samples_disagree", "register_delta_negative", "register_delta_implausible",
-    "no_stop_register", "meter_reset", "start_register_zero", "implausible_jump",
-    "unverifiable"})
+    "no_stop_register", "no_start_register", "meter_reset", "start_register_zero",
+    "implausible_jump", "unverifiable"})
 
 
 def plausible_wh(duration_s: float | None, max_power_w: float) -> float:
@@ -186,6 +186,10 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
     points = _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time)
     if meter_stop_wh is None:
         flags.add("no_stop_register")
+    if meter_start_wh is None and readings:
+        # (a 2.0.1 Started without its Begin value) the bill begins at the first sample: what
+        # the car took before it is not known - said, as a missing stop register is
+        flags.add("no_start_register")
     total_wh, trusted_steps = 0.0, 0
     for (t0, wh0), (t1, wh1) in zip(points, points[1:]):
         counted_wh, flag = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], max_power_w)

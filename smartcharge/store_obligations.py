@@ -86,6 +86,19 @@ def new_event_id(tx: StoreTx, *, at: datetime) -> str:
             return event_id
 
 
+def keyed_event(tx: StoreTx, key: str) -> tuple[str, str] | None:
+    """(request_sha256, event_id) of the event a POST with Idempotency-Key `key` made."""
+    row = tx.execute("SELECT request_sha256, event_id FROM dr_event_keys WHERE "
+                     "idempotency_key = ?", (key,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def save_event_key(tx: StoreTx, key: str, request_sha256: str, event_id: str, *,
+                   at: datetime) -> None:
+    tx.execute("INSERT INTO dr_event_keys (idempotency_key, request_sha256, event_id, "
+               "created_at) VALUES (?, ?, ?, ?)", (key, request_sha256, event_id, db_time(at)))
+
+
 def save_event(tx: StoreTx, event: EventRow, *, at: datetime) -> None:
     """Insert or replace one demand-response event (an update or cancellation too)."""
     tx.execute(
@@ -124,6 +137,10 @@ def prune(tx: StoreTx, now: datetime) -> dict[str, int]:
                             "(SELECT transaction_id FROM sessions WHERE state = 'open')"
                             ).rowcount,
     }
+    # a key outlives neither its event nor a day (a client's retry comes within minutes)
+    counts["event_keys"] = tx.execute(
+        "DELETE FROM dr_event_keys WHERE created_at < ? OR event_id NOT IN "
+        "(SELECT event_id FROM dr_events)", (kept_since,)).rowcount
     # the sequence lives in sqlite_sequence; the rows themselves are only a log
     tx.execute("DELETE FROM dr_event_numbers WHERE number < "
                "(SELECT MAX(number) FROM dr_event_numbers)")
@@ -169,6 +186,20 @@ def registers_received(tx: StoreTx, transaction_id: int
         "SELECT timestamp, value_si, received_at, location FROM meter_samples WHERE "
         "transaction_id = ? "
         f"AND {BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
+
+
+def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:
+    """Where a 2.0.1 session's start register was measured: the location of its
+    Transaction.Begin register of that value (the live `SessionStarted.meter_start_location`),
+    so a restart starts that location's chain alone from it. None for 1.6 (meterStart says no
+    location) and when no start register is known."""
+    if session.station_tx_ref is None or session.meter_start_wh is None:
+        return None
+    row = tx.execute(billed_location_sql(
+        "measurand = 'Energy.Active.Import.Register' AND phase = '' "
+        "AND context = 'Transaction.Begin' AND value_si = ?"),
+        (session.transaction_id, session.meter_start_wh)).fetchone()
+    return None if row is None else row[0]
 
 
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]

@@ -229,4 +229,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX sessions_stopped_by_stop_time ON sessions (state, stop_time);
     """,
+    # 10: a DR POST's Idempotency-Key (api/site_limits.py): a client's retry answers the event
+    # its first try made, across a restart, never a second one
+    """
+    CREATE TABLE dr_event_keys (
+        idempotency_key     TEXT PRIMARY KEY,
+        request_sha256      TEXT NOT NULL,   -- the body the key was first sent with
+        event_id            TEXT NOT NULL,
+        created_at          TEXT NOT NULL
+    );
+    """,
 )

@@ -277,3 +277,32 @@ def test_live_energy_keeps_an_inlet_start_register_out_of_the_outlet_chain(t0):
                                  energy_register_wh=1000.0 * k))
     [session] = state.sessions.values()
     assert session.energy_wh == 3000.0
+
+
+async def test_a_restart_keeps_an_inlet_start_register_out_of_the_outlet_chain(
+        harness, site, t0):
+    """The same session rebuilt from the store (a restart): the Started's inlet register
+    (90 kWh) still starts the inlet's chain only - `restore` must say where it was measured,
+    else the outlet's first value reads as a reset and the car counts 3 kWh for 1."""
+    from smartcharge.clock import ManualClock
+    from smartcharge.ocpp.sampled import samples_to_events
+    from smartcharge.site.controller import SiteController
+    from smartcharge.site.restore import restore
+
+    station = await station201(harness)
+    await station.send(at_inlet(tx_event("Started", "tx-L", 0, t0, register_wh=90_000)))
+    for k in (2, 3):
+        await station.send(tx_event("Updated", "tx-L", k - 1, t0 + 5 * k * MIN,
+                                    register_wh=1000 * k, context="Sample.Periodic"))
+    [row] = await sessions(harness)
+    controller = SiteController(site, ManualClock(t0 + 16 * MIN))
+    await restore(controller, harness.store)
+    session = controller.state.session_by_id(row.transaction_id)
+    assert session.meter_start_location == "Inlet"
+    assert session.energy_wh == 1000
+    later = t0 + 20 * MIN
+    readings = parse_meter_values([{"timestamp": ocpp_time(later), "sampled_value": [
+        {"value": "4000", "measurand": ENERGY_REGISTER, "context": "Sample.Periodic"}]}])
+    for event in samples_to_events("CP1", 1, row.transaction_id, readings, later):
+        controller.on_event(event)
+    assert controller.state.session_by_id(row.transaction_id).energy_wh == 2000

@@ -81,3 +81,21 @@ async def test_1_6_offline_start_billed_from_the_outlet_chain(harness, t0):
     [session] = await sessions(harness)
     assert session.energy_wh == 3000, (session.energy_wh, flags(session))   # 1 002 -> 1 005 kWh
     assert "meter_reset" not in flags(session)
+
+
+async def test_1_6_the_main_meter_on_connector_0_is_no_sessions_register(harness, t0):
+    """connectorId 0 is the station's main meter (OCPP 1.6), whatever transactionId a station
+    puts beside it: its register (the whole station, 900 kWh) is kept, not billed. It was read
+    into the session's chain - a bad stop register left the chain to bill, and the step to the
+    main meter and back cost the car's 1 kWh of the 3 it took (billed 2)."""
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 1000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + 10 * MIN, 3000)
+    await station.meter(0, tx_id, t0 + 12 * MIN, 900_000)
+    await station.meter(1, tx_id, t0 + 15 * MIN, 4000)
+    await station.stop_tx(tx_id, 0, t0 + 20 * MIN)     # a stop register the station lost
+    [session] = await sessions(harness)
+    assert session.energy_wh == 3000, (session.energy_wh, flags(session))
+    assert "implausible_jump" not in flags(session), flags(session)
+    samples = await harness.store.run(lambda tx: tx.samples(session.transaction_id))
+    assert 900_000 not in [s["value_si"] for s in samples]

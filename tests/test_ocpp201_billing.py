@@ -233,3 +233,23 @@ async def test_a_transaction_id_reused_after_its_end_is_a_new_session(harness, t
         (first.transaction_id,)]
     assert [e.transaction_id for e in of(harness, SessionStarted)] == [
         first.transaction_id, second.transaction_id]
+
+
+async def test_a_started_without_meter_values_says_its_bill_may_miss_the_start(harness, t0):
+    """A Started with no Begin register: the bill is what the registers prove (the first
+    sample to the End), and it says so - the energy before the first sample is not known
+    (`no_start_register`, as an Ended without one says `no_stop_register`), until a late
+    Begin value arrives and bills from it."""
+    station = await station201(harness)
+    await station.send(tx_event("Started", "tx-N", 0, t0))
+    await station.send(tx_event("Updated", "tx-N", 1, t0 + 10 * MIN, register_wh=3000))
+    await station.send(tx_event("Ended", "tx-N", 2, t0 + 20 * MIN, register_wh=5000))
+    [session] = await sessions(harness)
+    assert (session.energy_wh, session.energy_method) == (2000, "samples")
+    assert flags(session) == {"no_start_register"}, flags(session)
+    # the Begin value, re-sent late in an Updated (a station's queue): the bill is exact again
+    await station.send(tx_event("Updated", "tx-N", 3, t0 + 25 * MIN, register_wh=1000,
+                                context="Transaction.Begin"))
+    [session] = await sessions(harness)
+    assert session.energy_wh == 4000 and "no_start_register" not in flags(session), (
+        session.energy_wh, flags(session))

@@ -286,3 +286,14 @@ def test_v2b_resource_targets_are_kept_for_the_circuit_choice():
              "event_signals": [], "targets_by_type": {"resource_id": ["feeder-1"],
                                                       "ven_id": ["v"]}}
     assert parse_event("p", event).resources == ("feeder-1",)
+
+
+def test_v2b_an_interval_of_a_century_is_held_until_further_notice_as_in_v3():
+    """A 2.0b interval of 100 years (a VTN's "until further notice") was taken as it came:
+    its end in 2126 put a startPeriod of ~3.2e9 s into the stations' fail-safe profiles, beyond
+    OCPP's 32-bit integers (and one until 9999 made every dispatch fail: the REST API refuses
+    such times, tests/test_site_api_fields.py). It is held as OpenADR 3's P9999Y is, ten
+    years."""
+    mapping = _map(_v2b("LOAD_DISPATCH", "setpoint", [15.0], minutes=100 * 365 * 24 * 60))
+    [event] = mapping.limits
+    assert (event.start, event.end) == (T0, T0 + v3_events.UNTIL_FURTHER_NOTICE)

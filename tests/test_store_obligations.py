@@ -103,7 +103,7 @@ async def test_prune_drops_what_has_expired_and_keeps_the_rest(tmp_path):
         loaded = await store.run(ob.load)
     finally:
         await store.close()
-    assert pruned == {"events": 1, "cap_windows": 1, "needs": 2}
+    assert pruned == {"events": 1, "cap_windows": 1, "needs": 2, "event_keys": 0}
     assert {e.event_id for e in loaded.events} == {"recent", "coming"}   # kept a day for audit
     assert loaded.cap_windows == [(NOW - HOUR, NOW + HOUR, 2.0)]
     assert set(loaded.needs) == {open_id}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -15,6 +15,10 @@ from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.site.setup import CONTROLLER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
+# the times a plan, a profile and a fail-safe schedule can reach: with every margin added, and
+# a schedule's startPeriod (seconds from now) within OCPP's 32-bit integers (68 years)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2090, 1, 1, tzinfo=UTC)
 
 
 async def commit(request: web.Request, check, work, apply):
@@ -42,15 +46,33 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
+def known_fields(body: dict, fields: frozenset[str], where: str = "") -> None:
+    """422 naming a field the route does not take: a limit in another unit (`"unit": "kW"`
+    beside `limit_w`, `limit_kw`) must not be read as watts, nor a field we do not act on
+    (`circuit_id`) be silently dropped. `fields` includes what a GET answers, so a client may
+    PUT back what it read."""
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise ApiError(422, "invalid_body", f"{where}{unknown[0]}: not a field of this request "
+                       f"(it takes {', '.join(sorted(fields))}; power in W, energy in Wh, "
+                       "times RFC 3339)")
+
+
 def time_field(body: dict, name: str, *, required: bool = True) -> datetime | None:
     if name not in body or body[name] is None:
         if required:
             raise ApiError(422, "invalid_body", f"{name}: required (RFC 3339 time with a zone)")
         return None
     try:
-        return parse_ocpp_time(body[name])
+        moment = parse_ocpp_time(body[name])
     except ValueError as exc:
         raise ApiError(422, "invalid_body", f"{name}: {exc}") from None
+    if not EARLIEST <= moment < LATEST:
+        # year 9999 is a date, but not a second after it: a DR event until then made every
+        # dispatch fail (OverflowError), so no profile went out at all
+        raise ApiError(422, "invalid_body", f"{name}: must be in the years "
+                       f"{EARLIEST.year}-{LATEST.year - 1}")
+    return moment
 
 
 def number_field(body: dict, name: str, *, required: bool = False) -> float | None:

@@ -13,6 +13,8 @@ when the store cannot take it the answer is 503 `store_unavailable` and nothing 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 
 from aiohttp import web
@@ -22,12 +24,19 @@ from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
 from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
+from smartcharge.api.site_common import known_fields
 from smartcharge.api.site_common import stored_id, time_field as _time
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.limits import DemandResponseEvent, cap_schedule_limits
 from smartcharge.site.obligations import event_row
 
 OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
+# what each body takes, with what a GET answers (a client may PUT back what it read)
+CAP_FIELDS = frozenset({"limit_w", "since"})
+WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
+EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
+                          "held_back_by"})
+NEED_FIELDS = frozenset({"requested_wh", "energy_wh", "departure"})
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -43,6 +52,7 @@ async def get_cap(request: web.Request) -> web.Response:
 
 async def put_cap(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    known_fields(body, CAP_FIELDS)
     if "limit_w" not in body:
         raise ApiError(422, "invalid_body", "limit_w: required (watts, or null to clear)")
     limit_w = _number(body, "limit_w")
@@ -66,6 +76,7 @@ async def get_cap_schedule(request: web.Request) -> web.Response:
 
 async def put_cap_schedule(request: web.Request) -> web.Response:
     body = await _json_body(request)
+    known_fields(body, frozenset({"windows"}))
     windows = body.get("windows")
     if not isinstance(windows, list):
         raise ApiError(422, "invalid_body", "windows: required, a list of {start, end, limit_w}")
@@ -73,6 +84,7 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
     for i, window in enumerate(windows):
         if not isinstance(window, dict):
             raise ApiError(422, "invalid_body", f"windows[{i}]: must be an object")
+        known_fields(window, WINDOW_FIELDS, f"windows[{i}].")
         try:
             parsed.append((_time(window, "start"), _time(window, "end"),
                            _number(window, "limit_w", required=True)))
@@ -91,6 +103,10 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
 
 # --- demand response ------------------------------------------------------------------------
 def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
+    # an event posted here limits the grid connection; one on a circuit comes from an OpenADR
+    # program on that circuit (a circuit_id taken silently would limit the whole site)
+    known_fields(body, EVENT_FIELDS | ({"circuit_id"} if body.get("circuit_id") is None
+                                       else set()))
     priority = body.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) \
             or not -2 ** 31 <= priority < 2 ** 31:
@@ -104,7 +120,35 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
         raise ApiError(422, "invalid_body", str(exc)) from None
 
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_KEY_MAX_CHARS = 255
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The client's Idempotency-Key header (IETF httpapi draft), if it sent one; 400 if it is
+    not 1-255 printable ASCII characters."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > _KEY_MAX_CHARS or not all(" " <= c <= "~" for c in key):
+        raise ApiError(400, "bad_request", f"{IDEMPOTENCY_KEY}: must be 1-{_KEY_MAX_CHARS} "
+                       "printable ASCII characters (a UUID is a good one)")
+    return key
+
+
+def _created(event: DemandResponseEvent, now) -> web.Response:
+    return web.json_response(event.as_json(now), status=201, headers={
+        "Location": f"/api/demand-response/events/{event.event_id}"})
+
+
+def _as_posted(event: DemandResponseEvent | None) -> DemandResponseEvent | None:
+    """The event as its POST made it (before any cancellation), to tell a retry of it."""
+    return None if event is None else replace(event, cancelled=False)
+
+
 async def post_event(request: web.Request) -> web.Response:
+    key = _idempotency_key(request)
     body = await _json_body(request)
     event_id = body.get("id")
     if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
@@ -117,28 +161,52 @@ async def post_event(request: web.Request) -> web.Response:
     # a name is drawn from the store's sequence inside the commit: dr-N never restarts
     event = _event_from(body, event_id or "dr-?")
     now = controller.clock.now()
-    if event_id and controller.limits.event(event_id) == event:
+    if event_id and key is None and _as_posted(controller.limits.event(event_id)) == event:
         # the same event posted again (a client that never got the 2xx, e.g. the server died
-        # after the commit): it is stored; the same answer, not a conflict
-        return web.json_response(event.as_json(now), status=201,
-                                 headers={"Location": f"/api/demand-response/events/{event_id}"})
+        # after the commit): it is stored; the same answer - as it is now: a cancelled one
+        # stays cancelled (a late retry must not revive it) - not a conflict
+        return _created(controller.limits.event(event_id), now)
+    # what the request means, not how it is written (5000 or 5000.0, Z or +00:00)
+    digest = hashlib.sha256(json.dumps(
+        [event_id, format_ocpp_time(event.start), format_ocpp_time(event.end), event.limit_w,
+         event.reduction_w, event.priority]).encode()).hexdigest()
 
     def check() -> None:
         existing = controller.limits.event(event_id) if event_id else None
-        if existing is not None and not existing.cancelled:
+        if existing is not None and existing.cancelled and _as_posted(existing) != event:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} was "
+                           "cancelled, which is final; post a new event under a new id")
+        if existing is not None and not existing.cancelled and existing != event:
             raise ApiError(409, "conflict", f"demand-response event {event_id!r} exists; "
                            "PUT it to update")
 
-    def work(tx) -> DemandResponseEvent:
+    def work(tx) -> DemandResponseEvent | tuple[str, str]:
+        # looked up inside the commit, under the writer's lock: racing retries make one event
+        keyed = ob.keyed_event(tx, key) if key else None
+        if keyed is not None:
+            return keyed                      # (the first body's digest, its event's id)
+        if event_id and _as_posted(controller.limits.event(event_id)) == event:
+            return digest, event_id           # the event itself, posted again with a key
         named = replace(event, event_id=event_id or ob.new_event_id(tx, at=now))
         ob.save_event(tx, event_row(named), at=now)
+        if key:
+            ob.save_event_key(tx, key, digest, named.event_id, at=now)
         return named
 
-    event = await _commit(request, check, work, controller.limits.add_event)
-    event_id = event.event_id
-    controller.request_replan(f"dr:{event_id}")
-    return web.json_response(event.as_json(controller.clock.now()), status=201,
-                             headers={"Location": f"/api/demand-response/events/{event_id}"})
+    def apply(result) -> None:
+        if isinstance(result, DemandResponseEvent):
+            controller.limits.add_event(result)
+
+    result = await _commit(request, check, work, apply)
+    if isinstance(result, tuple):             # a retry: the event its first try made
+        first_digest, made_id = result
+        if first_digest != digest:
+            raise ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_KEY} {key!r} was "
+                           f"first sent with another body (it made {made_id!r}); a new "
+                           "request needs a new key")
+        return _created(controller.limits.event(made_id), controller.clock.now())
+    controller.request_replan(f"dr:{result.event_id}")
+    return _created(result, controller.clock.now())
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -169,7 +237,12 @@ async def put_event(request: web.Request) -> web.Response:
                        "it (DELETE cancels it here)")
     event = _event_from(await _json_body(request), event_id)
     now = controller.clock.now()
-    await _commit(request, lambda: _known_event(controller, event_id),
+
+    def check() -> None:
+        if _known_event(controller, event_id).cancelled:
+            raise ApiError(409, "conflict", f"demand-response event {event_id!r} was "
+                           "cancelled, which is final; post a new event under a new id")
+    await _commit(request, check,
                   lambda tx: ob.save_event(tx, event_row(event), at=now),
                   lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
@@ -199,6 +272,7 @@ async def delete_event(request: web.Request) -> web.Response:
 async def put_session(request: web.Request) -> web.Response:
     transaction_id = stored_id(request.match_info["transaction_id"], "session")
     body = await _json_body(request)
+    known_fields(body, NEED_FIELDS)
     requested = _number(body, "requested_wh")
     if requested is None:
         requested = _number(body, "energy_wh")

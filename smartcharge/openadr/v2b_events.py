@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from smartcharge.openadr.signals import (CAPACITY_PERCENT, CAPACITY_W, LOWEST_PRIORITY, PRICE,
                                          SIMPLE, AdrEvent, Interval, Signal)
+from smartcharge.openadr.v3_events import UNTIL_FURTHER_NOTICE
 
 _SCALE = {"none": 1.0, None: 1.0, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "m": 1e-3}
 
@@ -72,6 +73,9 @@ def _intervals(raw: list[dict], event_start: datetime | None, factor: float
         if start is None or not isinstance(duration, timedelta) or duration <= timedelta(0):
             continue
         start = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
+        # a century is "until further notice", held as OpenADR 3's P9999Y (a schedule's
+        # startPeriod must stay within OCPP's 32-bit integers; past 9999 no plan is made)
+        duration = min(duration, UNTIL_FURTHER_NOTICE)
         value = interval.get("signal_payload")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append(Interval(start, start + duration, float(value) * factor))

@@ -427,18 +427,23 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         now = self.clock.now()
         limits = self.installed
         phases, factor = limits.phases_and_factor(control, cplan)
-        installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
+        # what it falls to under its idle share: asked three times below, built once
+        below_idle = limits.below_steps(control, cplan.ref, phases, factor, False)
+        installed = limits.installed_steps(control, cplan.ref, phases, factor,
+                                           cplan.transaction_id, below_idle)
         schedule, new = self._desired(control, cplan, floor=not control.zero_ok,
-                                      installed=installed)
+                                      installed=installed, below_idle=below_idle)
         # a plan that goes out as the connector's default replaces its idle share
-        below = limits.below_steps(control, cplan.ref, phases, factor, new.default)
+        below = below_idle if not new.default else \
+            limits.below_steps(control, cplan.ref, phases, factor, True)
         sent = limits.sent_steps(new, phases, factor, cplan.ref)
         old = control.sent.get(cplan.ref.connector_id)
         kept = old is not None and not control.resend \
             and old.transaction_id == cplan.transaction_id and old.unit == new.unit
         end = new.expires
         if kept and old.expires != end and end_kept(
-                sent, limits.below_steps(control, cplan.ref, phases, factor, True), end,
+                sent, below if new.default else
+                limits.below_steps(control, cplan.ref, phases, factor, True), end,
                 old.expires, self.raise_delay_s()):
             end = old.expires   # the installed end, delayed a little: compared as it is
         wanted = steps.overlay(sent, end, below)

@@ -31,8 +31,20 @@ def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
     addresses the station in W: the planner then plans such a car on what it is sent (its
     third: `planned_share`), and a three-phase car sent the balanced plan's A on every phase
     would draw three times that in all (a W station the port falls back to A for)."""
-    connector = topology.connector(ref)
-    if phases_known or phases != 3 or connector.phases != 3:
+    if phases_known or phases != 3:
+        return 1.0
+    # the rest is the site's wiring, fixed: once per (connector, W or not) - asked ~10 times
+    # per connector in a DR round (schedules, comparisons, idle shares, defaults; issue 10)
+    key = (ref.station_id, ref.connector_id, unit == "W")   # (a ConnectorRef hashes slowly)
+    known = topology.w_factors.get(key)
+    if known is None:
+        known = topology.w_factors[key] = _wired_w_factor(topology, unit, ref)
+    return known
+
+
+def _wired_w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef) -> float:
+    """`w_factor` of a car of unknown phases planned on three phases."""
+    if topology.connector(ref).phases != 3:
         return 1.0
     if unit != "W" and str(topology.station(ref.station_id).rate_unit.value) != "W":
         return 1.0
@@ -57,6 +69,9 @@ class InstalledLimits:
         self.clock = clock
         self.settle_s = settle_s
         self.stations = stations
+        # a station's voltage by id (the site file's): looked up ~11 000 times in a DR round at
+        # 1 000 connectors through the site's station (issue 10)
+        self._voltage_v = {s.station_id: s.voltage_v for s in topology.site.stations}
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self.started_at = clock.now()   # transactions older than this may run unknown profiles
 
@@ -83,7 +98,9 @@ class InstalledLimits:
         times per connector - comparisons, schedules, idle shares, the guard - ~7 % of the
         event loop's CPU in a DR event at 1 000 connectors (issue 10). The list is shared:
         read it only."""
-        voltage = self.topology.station(ref.station_id).voltage_v
+        voltage = self._voltage_v.get(ref.station_id)
+        if voltage is None:
+            voltage = self.topology.station(ref.station_id).voltage_v
         key = (phases, factor, voltage)
         kept = sent.__dict__.get("_steps_kept")
         if kept is not None and kept[0] == key:
@@ -109,8 +126,11 @@ class InstalledLimits:
         return step
 
     def installed_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
-                     factor: float, transaction_id: int | None) -> steps.Step:
-        below = self.below_steps(control, ref, phases, factor, False)
+                     factor: float, transaction_id: int | None,
+                     below: steps.Step | None = None) -> steps.Step:
+        """`below`: its `below_steps(..., False)` when the caller has them (this turn)."""
+        if below is None:
+            below = self.below_steps(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
             if self.unknown_tx(ref, transaction_id):

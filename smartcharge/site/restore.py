@@ -55,7 +55,8 @@ async def restore(controller, store) -> dict[str, int]:
 
     def read(tx):
         pruned = ob.prune(tx, now)
-        sessions = [(row, ob.registers_received(tx, row.transaction_id),
+        sessions = [(row, ob.start_register_location(tx, row),
+                     ob.registers_received(tx, row.transaction_id),
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
@@ -73,10 +74,10 @@ async def restore(controller, store) -> dict[str, int]:
     history = await store.read(lambda tx: stopped_sessions(tx, now))
     _restore_history(controller.state, history)
     restored = 0
-    for row, registers, energy_rows, power_rows in sessions:
-        restored += _restore_session(controller.state, row, obligations.needs, now,
-                                     registers, energy_rows, power_rows)
-    registers_of = {row.transaction_id: registers for row, registers, _, _ in sessions}
+    for row, start_location, registers, energy_rows, power_rows in sessions:
+        restored += _restore_session(controller.state, row, start_location, obligations.needs,
+                                     now, registers, energy_rows, power_rows)
+    registers_of = {row.transaction_id: registers for row, _, registers, _, _ in sessions}
     needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "undeclared_connectors": len(controller.state.undeclared),
@@ -126,7 +127,8 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
         if session is None:
             continue
         live = LiveEnergy(session.meter_start_wh, session.started_at,
-                          station_max_power_w(state.site.station(session.ref.station_id)))
+                          station_max_power_w(state.site.station(session.ref.station_id)),
+                          session.meter_start_location)
         for at, wh, arrived, location in registers_of[transaction_id]:
             if from_db_time(arrived) <= received:
                 live.add(from_db_time(at), wh, location)
@@ -145,15 +147,16 @@ def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:
                for s in event.schedules)
 
 
-def _restore_session(state, row: SessionRow, needs: dict[int, ob.NeedRow], now: datetime,
-                     registers: list[tuple[str, float, str, str]], energy_rows: list[dict],
+def _restore_session(state, row: SessionRow, start_location: str | None,
+                     needs: dict[int, ob.NeedRow], now: datetime, registers: list[tuple[str, float, str, str]], energy_rows: list[dict],
                      power_rows: list[dict]) -> int:
     if row.connector_id is None:
         return 0
     started = from_db_time(row.start_time) or from_db_time(row.created_at)
     # no start register (a 2.0.1 Started lost) stays unknown: the registers that arrived tell
     change = state.apply(ev.SessionStarted(row.station_id, row.connector_id, row.transaction_id,
-                                           row.id_tag or "", row.meter_start_wh, started))
+                                           row.id_tag or "", row.meter_start_wh, started,
+                                           meter_start_location=start_location))
     if change is None:   # a station the site file no longer has, or an older transaction
         # whose start came late while a newer one runs on its connector (state.py)
         return 0

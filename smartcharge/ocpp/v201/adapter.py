@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # 2.0.1 StatusNotification has no error code: what we store and publish in its place
 NO_ERROR_CODE = "NoError"
 UNKNOWN_TOKEN = "Unknown"
+NO_AUTHORIZATION = "NoAuthorization"   # IdTokenEnumType: no authorization possible
+ACCEPTED = "Accepted"
 
 
 class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystemBase,
@@ -83,7 +85,11 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
 
     async def token_status(self, id_token: dict) -> str:
         """The same id-tag rules as 1.6 (the site file's tags, then the store's); a token we do
-        not know is `Unknown` (2.0.1's word; 1.6 said Invalid)."""
+        not know is `Unknown` (2.0.1's word; 1.6 said Invalid). `NoAuthorization` (a start
+        button, a free-vend station: its token is empty) is Accepted - nothing can authorize
+        it, and any other answer only makes a strict station stop the car (StopTxOnInvalidId)."""
+        if id_token.get("type") == NO_AUTHORIZATION:
+            return ACCEPTED
         return await self.id_tag_status(id_token["id_token"]) or UNKNOWN_TOKEN
 
     # -- meter values outside transactions (block J) -------------------------------------------

@@ -1,0 +1,95 @@
+"""The first dispatch round after a restart must not raise the site over a limit - a KNOWN GAP,
+reproduced here (xfail until fixed; docs/api-site.md, "What we do not know").
+
+After a restart the controller does not know what profile a running transaction's station
+holds (an earlier process's TxProfile, 0 W included, or its fail-safe default): it counts the
+connector at its maximum, so the new plan goes out as a decrease there, with the other
+decreases and ungated. Where the plan moves power from one car to another, the "decrease" of
+the first car is a raise in truth: sent before the other car's decrease (a station's items go
+in connector order), it takes the site over its limit until that one lands - here 27.6 kW
+under a 13.8 kW grid limit, in ~8 of 10 runs (found by the session 22 audit: 13.5 kW in a
+9 kW DR event, SIGKILL in the event's round, 1 run in ~16). Going out first at the fail-safe
+share is not enough (the earlier process may have left the car at 0: 20.7 kW); a pause first
+(then the plan with the increases) holds the limit but pauses every car for the settle time
+after each restart and, with whole-second transaction timestamps, new sessions of a process's
+first second too (`installed.unknown_tx`) - left to the dispatch owners.
+
+In-process servers on one SQLite file (a restart), the simulator over real OCPP; every profile
+the station installs is checked (`InstallWatch`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sim_fixtures import free_port
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.site.topology import ConnectorRef
+from tests.installed_limits import InstallWatch, connector_limit_w
+from tests.site_e2e import FLEET_DEFAULTS, control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LIMIT_W = 13_800.0
+OP = "op-secret"
+REF1, REF2 = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
+
+
+def _site() -> Site:
+    return Site(name="first-round", circuits=(Circuit("grid", None, limit_w=LIMIT_W),),
+                stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
+                id_tags=frozenset({"DRIVER-1"}), operator_tokens=frozenset({OP}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+
+
+def _ev() -> SimEV:
+    return SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+
+
+def _limit_w(station, connector_id: int) -> float:
+    return connector_limit_w(station, connector_id, station.clock.now())[0]
+
+
+def _needs(controller, clock, *, soon: ConnectorRef, late: ConnectorRef) -> None:
+    for ref, wh, hours in ((soon, 40_000, 1), (late, 5_000, 8)):
+        controller.state.set_need(controller.state.sessions[ref].transaction_id,
+                                  requested_wh=wh, departure=clock.now() + timedelta(hours=hours))
+    controller.request_replan("test")
+
+
+@pytest.mark.xfail(reason="known gap: the first round after a restart may raise before it "
+                   "lowers (module docstring)", strict=False)
+async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path):
+    site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
+    db = tmp_path / "r.sqlite"
+    fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock,
+                  **{**FLEET_DEFAULTS, "meter_interval_s": 2})
+    try:
+        async with control_server(site, db, clock, port=port) as first:
+            await fleet.start(wait_booted_s=10)
+            station = fleet.station("CP1")
+            for cid in (1, 2):
+                assert await fleet.plug_in("CP1", cid, _ev(), "DRIVER-1")
+            # car 2's driver leaves soon, car 1's late: car 2 has the whole limit, car 1 none
+            await wait_until(lambda: all(ref in first.controller.state.sessions
+                                         for ref in (REF1, REF2)), 10, "both sessions")
+            _needs(first.controller, clock, soon=REF2, late=REF1)
+            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
+                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
+            await station.go_offline()
+        async with control_server(site, db, clock, port=port) as second:   # restarted
+            controller = second.controller
+            # while the station is away, it turns round: car 1 must leave soon, car 2 not -
+            # the plan at its reconnect gives car 1 the whole limit and car 2 nothing
+            _needs(controller, clock, soon=REF1, late=REF2)
+            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+            station.go_online()
+            await wait_until(lambda: _limit_w(station, 1) > LIMIT_W - 100
+                             and _limit_w(station, 2) < 100, 20, "the new plan installed")
+            assert watch.installs > 0
+            assert watch.excesses == [], watch.excesses
+    finally:
+        await fleet.stop()
