@@ -32,6 +32,7 @@ from benchmarks import latency_probe
 PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
 TAG = "BENCH"
 SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+PROFILE_ENV = "SMARTCHARGE_STATION_PROFILE"   # a path prefix: cProfile each process once ready
 
 
 def lighten_station_process() -> None:
@@ -96,7 +97,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                   physics_step_s=3600.0)
     recorder = Recorder()
     stations = list(fleet.stations.values())
-    probe = None
+    probe = profiler = None
     if os.environ.get(latency_probe.ENV):   # where the time goes (a diagnosis: costs CPU)
         probe = latency_probe.StationRecords()
         latency_probe.install_station(probe)
@@ -125,6 +126,10 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
         say(ready=time.time())
         if light:
             freeze_set_up()
+        if os.environ.get(PROFILE_ENV):   # where a station process's CPU goes once set up
+            import cProfile
+            profiler = cProfile.Profile()
+            profiler.enable()
         command = await read_line()
         if command.startswith("go"):
             measure_s = float(command.split()[1])
@@ -150,6 +155,9 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             })
             await read_line()   # "stop", or the benchmark is gone
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{os.environ[PROFILE_ENV]}-{part}.prof")
         await fleet.stop()
 
 
