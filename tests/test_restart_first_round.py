@@ -60,8 +60,6 @@ def _needs(controller, clock, *, soon: ConnectorRef, late: ConnectorRef) -> None
     controller.request_replan("test")
 
 
-@pytest.mark.xfail(reason="known gap: the first round after a restart may raise before it "
-                   "lowers (module docstring)", strict=False)
 async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path):
     site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
     db = tmp_path / "r.sqlite"

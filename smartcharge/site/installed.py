@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from smartcharge import units
 from smartcharge.clock import Clock
 from smartcharge.site import steps
+from smartcharge.site.installed_restore import RestoredLayers
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.state import SiteState
@@ -59,6 +60,7 @@ class InstalledLimits:
         self.stations = stations
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self.started_at = clock.now()   # transactions older than this may run unknown profiles
+        self.restored = RestoredLayers(state.sessions)   # what their stations said they apply
 
     def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
         return w_factor(self.topology, unit, ref, phases, phases_known)
@@ -115,7 +117,12 @@ class InstalledLimits:
         if old is None or old.transaction_id != transaction_id:
             if self.unknown_tx(ref, transaction_id):
                 # a transaction older than this process: the station may run a plan an
-                # earlier process sent (until it ends, which we do not know): its maximum
+                # earlier process sent - what it said it applies (installed_restore.py),
+                # else (until it ends, which we do not know) its maximum
+                told = self.restored.for_session(ref, self.state.sessions.get(ref))
+                if told is not None:
+                    return steps.overlay(self.sent_steps(told, phases, factor, ref),
+                                         told.expires, below)
                 return [(datetime.min.replace(tzinfo=UTC),
                          self.topology.max_power_w(ref) / factor)]
             return below
