@@ -104,6 +104,24 @@ def widened(installed: Installed, margin_s: float) -> Installed:
                    starts_s=new_starts, limits=new_limits)
 
 
+def fitted(answer: Installed, asked_at: datetime, duration_s: int, max_rate: float
+           ) -> Installed | None:
+    """The station's answer over what we asked: None when it is not in a unit we know; a
+    schedule that ends before the duration asked (a station may return less) is followed by
+    the connector's maximum (`max_rate`, in its unit) until then - what it applies there is
+    not said."""
+    if answer.unit not in ("A", "W"):
+        return None
+    end = asked_at + timedelta(seconds=duration_s)
+    if answer.expires >= end - timedelta(seconds=1):
+        return replace(answer, expires=min(answer.expires, end))
+    short_s = int((answer.expires - answer.start).total_seconds())
+    starts = [s for s in answer.starts_s if s < short_s]
+    limits = answer.limits[:len(starts)]
+    return replace(answer, expires=end, starts_s=starts + [max(short_s, 0)],
+                   limits=limits + [max_rate])
+
+
 def connectors_to_ask(dispatcher, control: StationControl) -> list[ConnectorRef]:
     """The station's connectors with a transaction older than this process for which no plan
     of ours is accepted (what it runs is not ours to know)."""
@@ -141,17 +159,23 @@ async def ask_installed(dispatcher, control: StationControl) -> None:
     if not refs or control.port is None:
         return
     layers: RestoredLayers = dispatcher.installed.restored
+    for ref in refs:   # what an earlier connection said is no longer known
+        layers.by_ref.pop(ref, None)
     for ref in refs:
         asked_at = dispatcher.clock.now()
         answer = await control.port.composite(ref.connector_id, duration_s(dispatcher.settings))
+        connector = dispatcher.topology.connector(ref)
+        if answer is not None:
+            max_rate = (dispatcher.topology.max_power_w(ref) if answer.unit == "W"
+                        else connector.max_current_a)
+            answer = fitted(answer, asked_at, duration_s(dispatcher.settings), max_rate)
         if answer is None:
             log.info("station %s connector %d: no composite schedule after the restart: "
                      "counted at its maximum", ref.station_id, ref.connector_id)
-            layers.by_ref.pop(ref, None)
             break   # a station that cannot say for one will not for the others
         layers.by_ref[ref] = Restored(asked_at, widened(answer, dispatcher.settings.edge_margin_s))
         log.info("station %s connector %d: applies %s %s from %s (after the restart)",
                  ref.station_id, ref.connector_id, answer.limits, answer.unit, answer.start)
 
 
-__all__ = ["Restored", "RestoredLayers", "ask_installed", "widened"]
+__all__ = ["Restored", "RestoredLayers", "ask_installed", "fitted", "widened"]
