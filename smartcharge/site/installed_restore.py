@@ -156,9 +156,18 @@ async def ask_installed(dispatcher, control: StationControl) -> None:
     """At a station's set-up (its lock held, after its defaults): ask what each connector with
     an unknown transaction applies. StationOffline goes to the caller (set-up postponed)."""
     refs = connectors_to_ask(dispatcher, control)
-    if not refs or control.port is None:
-        return
     layers: RestoredLayers = dispatcher.installed.restored
+    if refs and control.port is not None:
+        await _ask(dispatcher, control, refs, layers)
+    # the store's open transactions at the start are for the first set-up after it: later
+    # ones ask only for the sessions seen running (a connector whose session really ended
+    # is not asked at every reconnect)
+    for connector in dispatcher.topology.station(control.station_id).connectors:
+        layers.at_start.pop(ConnectorRef(control.station_id, connector.connector_id), None)
+
+
+async def _ask(dispatcher, control: StationControl, refs: list[ConnectorRef],
+               layers: RestoredLayers) -> None:
     for ref in refs:   # what an earlier connection said is no longer known
         layers.by_ref.pop(ref, None)
     for ref in refs:
