@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.ocpp.port import FOREVER, Installed
-from smartcharge.site.installed_restore import fitted, widened
+from smartcharge.site.installed_restore import bounded, fitted, widened
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -42,3 +42,16 @@ def test_an_answer_without_an_end_ends_where_asked():
 
 def test_an_answer_in_an_unknown_unit_says_nothing():
     assert fitted(_installed([0], [6.0], unit="kW"), T0, 1800, 32.0) is None
+
+
+def test_what_is_under_it_now_bounds_the_answer_both_ways():
+    # the station said 32 A until the old plan's end, then 6.5 (its default); since then this
+    # process sent an idle share of 6.5 A under it: with an old TxProfile it still applies 32,
+    # without one 6.5 - a raise is judged against the lower, the draw bounded by the higher
+    later = T0 + timedelta(seconds=600)
+    told = [(T0, 32.0), (later, 6.5)]
+    below = [(T0, 6.5)]
+    assert bounded(told, below, upper=False) == [(T0, 6.5)]
+    assert bounded(told, below, upper=True) == [(T0, 32.0), (later, 6.5)]
+    # a car the earlier process paused: 0 under a default of 6.5
+    assert bounded([(T0, 0.0), (later, 6.5)], below, upper=False) == [(T0, 0.0), (later, 6.5)]

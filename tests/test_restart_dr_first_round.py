@@ -16,6 +16,7 @@ REST API; every profile the station installs after its reconnect is checked."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import timedelta
 
 import pytest
@@ -41,16 +42,26 @@ class RaiseWatch:
     """Every install that leaves the station over the limit and higher than before it."""
 
     def __init__(self, station) -> None:
-        self.installs, self.excesses, self._before = 0, [], 0.0
-        station.on_profiles_changing = lambda s: setattr(self, "_before", station_w(s))
+        self.installs, self.excesses, self._before = 0, [], (0.0, {})
+        station.on_profiles_changing = lambda s: setattr(self, "_before", self._now(s))
         station.on_profiles_changed = self._changed
+
+    @staticmethod
+    def _now(station) -> tuple[float, dict]:
+        now = station.clock.now()
+        return station_w(station), {cid: round(connector_limit_w(station, cid, now)[0])
+                                    for cid in station.connectors}
 
     def _changed(self, station) -> None:
         self.installs += 1
-        after = station_w(station)
-        if after > LIMIT_W + 1.0 and after > self._before + 1.0:
-            self.excesses.append(f"raised {self._before:.0f} -> {after:.0f} W "
-                                 f"> {LIMIT_W:.0f} W")
+        (before, each_before), (after, each) = self._before, self._now(station)
+        if after > LIMIT_W + 1.0 and after > before + 1.0:
+            self.excesses.append(
+                f"raised {before:.0f} -> {after:.0f} W > {LIMIT_W:.0f} W (per connector "
+                f"{each_before} -> {each}; profiles: "
+                + "; ".join(f"c{p.connector_id} {p.purpose} L{p.stack_level} tx "
+                            f"{p.transaction_id} {[q.limit for q in p.schedule.periods]}"
+                            for p in station.profiles.profiles) + ")")
 
 
 async def _session_ids(rig: Rig) -> dict[int, int]:
@@ -122,4 +133,7 @@ async def test_sigkill_in_a_dr_round_then_a_plan_that_moves_power(tmp_path, vers
         assert watch.installs > 0
         assert watch.excesses == [], watch.excesses
     finally:
+        if rig.server is not None and rig.server.poll() is None:
+            rig.server.send_signal(signal.SIGTERM)   # its audit table flushed, for a look
+            rig.server.wait(timeout=20)
         await rig.close()

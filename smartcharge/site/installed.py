@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from smartcharge import units
 from smartcharge.clock import Clock
 from smartcharge.site import steps
-from smartcharge.site.installed_restore import RestoredLayers
+from smartcharge.site.installed_restore import RestoredLayers, bounded
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.state import SiteState
@@ -111,7 +111,11 @@ class InstalledLimits:
         return step
 
     def installed_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
-                     factor: float, transaction_id: int | None) -> steps.Step:
+                     factor: float, transaction_id: int | None, *,
+                     upper: bool = False) -> steps.Step:
+        """`upper`: where it is not known which of two the station applies (after a restart,
+        installed_restore.bounded), the higher - what it may draw; else the lower - what a
+        change is judged a raise against."""
         below = self.below_steps(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
@@ -121,8 +125,8 @@ class InstalledLimits:
                 # else (until it ends, which we do not know) its maximum
                 told = self.restored.for_session(ref, self.state.sessions.get(ref))
                 if told is not None:
-                    return steps.overlay(self.sent_steps(told, phases, factor, ref),
-                                         told.expires, below)
+                    return bounded(steps.overlay(self.sent_steps(told, phases, factor, ref),
+                                                 told.expires, below), below, upper=upper)
                 return [(datetime.min.replace(tzinfo=UTC),
                          self.topology.max_power_w(ref) / factor)]
             return below
@@ -184,7 +188,7 @@ class InstalledLimits:
         session = self.state.sessions.get(ref)
         phases = self.phase_use(ref)[0]
         step = self.installed_steps(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
+                                 session.transaction_id if session else None, upper=True)
         out: steps.Step = []
         for moment, value in step:     # only the moments where the value changes
             if not out or out[-1][1] != value:
@@ -248,5 +252,5 @@ class InstalledLimits:
         session = self.state.sessions.get(ref)
         phases = self.topology.connector(ref).phases
         step = self.installed_steps(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
+                                 session.transaction_id if session else None, upper=True)
         return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))

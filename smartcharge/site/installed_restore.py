@@ -34,7 +34,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from smartcharge.ocpp.port import Installed
+from smartcharge.site import steps
 from smartcharge.site.station_control import StationControl
+from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger("smartcharge.site.dispatch")
@@ -68,6 +70,23 @@ class RestoredLayers:
         if session.started_at + timedelta(seconds=1) > kept.asked_at:
             return None
         return replace(kept.installed, transaction_id=session.transaction_id)
+
+
+def bounded(told: Step, below: Step, *, upper: bool) -> Step:
+    """What a connector may draw after the station said `told` (its answer over what is
+    under it), now that this process may have changed what is under it (`below`: an idle
+    share or a default sent since): with an old TxProfile the station still applies `told`,
+    without one what is under it now - we cannot tell which. The lower of the two where a
+    change is judged a raise (dispatch's order, the raises held: a raise is never taken for a
+    decrease), the higher where what it may draw is bounded (the guard, a connector planned
+    as a fixed load)."""
+    pick = max if upper else min
+    out: Step = []
+    for moment in sorted({m for m, _ in told} | {m for m, _ in below}):
+        value = pick(steps.value_at(told, moment), steps.value_at(below, moment))
+        if not out or out[-1][1] != value:
+            out.append((moment, value))
+    return out
 
 
 def widened(installed: Installed, margin_s: float) -> Installed:
@@ -187,4 +206,4 @@ async def _ask(dispatcher, control: StationControl, refs: list[ConnectorRef],
                  ref.station_id, ref.connector_id, answer.limits, answer.unit, answer.start)
 
 
-__all__ = ["Restored", "RestoredLayers", "ask_installed", "fitted", "widened"]
+__all__ = ["Restored", "RestoredLayers", "ask_installed", "bounded", "fitted", "widened"]
