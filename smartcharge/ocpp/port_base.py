@@ -185,7 +185,8 @@ class ControlPortBase(StationPort):
         request = self._composite_request(connector_id, duration_s)
         asked_at = self.clock.now()
         try:
-            answer = await self._call(request)
+            # one attempt, no retries: the station's plans wait for it (its set-up holds it)
+            answer = await self.link.call(request, timeout_s=self.settings.call_timeout_s)
             status = status_of(answer)
         except (StationTimeout, StationCallError) as exc:
             status = NO_ANSWER if isinstance(exc, StationTimeout) else exc.code
