@@ -421,7 +421,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         below = limits.below_steps(control, cplan.ref, phases, factor, new.default)
         wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
-        lowers, raises = steps.compare(installed, wanted, now)
+        lowers, raises = limits.judged(control, cplan.ref, phases, factor,
+                                       cplan.transaction_id, installed, wanted, now)
         if not (lowers or raises) and old is not None and not control.resend \
                 and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
                 and old.expires == new.expires:

@@ -132,6 +132,23 @@ class InstalledLimits:
             return below
         return steps.overlay(self.sent_steps(old, phases, factor, ref), old.expires, below)
 
+    def judged(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
+               transaction_id: int | None, installed: steps.Step, wanted: steps.Step,
+               now: datetime) -> tuple[bool, bool]:
+        """(lowers somewhere, raises somewhere): `wanted` against `installed` (the lower
+        bound). After a restart, where the station may apply either what it said or what this
+        process installed under it since (installed_restore.bounded), a decrease is judged
+        against the higher: a car an old TxProfile still runs high is lowered with the
+        decreases, never left there as "no change"."""
+        lowers, raises = steps.compare(installed, wanted, now)
+        old = control.sent.get(ref.connector_id)
+        if not lowers and (old is None or old.transaction_id != transaction_id) \
+                and self.unknown_tx(ref, transaction_id):
+            upper = self.installed_steps(control, ref, phases, factor, transaction_id,
+                                         upper=True)
+            lowers = steps.compare(upper, wanted, now)[0]
+        return lowers, raises
+
     def unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
         session = self.state.sessions.get(ref)
         return (transaction_id is not None and session is not None
