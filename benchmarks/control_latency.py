@@ -22,6 +22,9 @@ follow the event (for if the server vanished) may be acknowledged after it. And 
 thread's own CPU time from the re-plan's start to the last acknowledgement: the server's work for
 the event, which the machine's load does not stretch (the wall-clock stages do).
 
+And the rounds begun while the event's ran (each newer round ends the event's: what of it had
+not begun is left to the newer one).
+
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
 for that round too. Every run stops by itself.
@@ -234,6 +237,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
                     assert resp.status == 200
                 await wait_round(http, base, t2, "dr-cancel:", 120)
+                # rounds begun while the event's ran (each ended it: what of it had not begun
+                # was left to the newer one), counted once they are over (recorded at their end)
+                event_round = found["round"]
+                record = await stages(http, base, event_round["start"])
+                result["rows"][-1]["newer_rounds"] = sum(
+                    1 for r in record["rounds"]
+                    if event_round["start"] < r["start"] <= event_round["end"])
                 await quiet(http, base, 2.0, 15)
     finally:
         await end_station_procs(procs)
@@ -264,8 +274,8 @@ def main(argv: list[str] | None = None) -> None:
           "| DR POST -> last plan ack (site under the limit), median [s] "
           "| loop thread's CPU, re-plan -> last ack, median [s] "
           "| CPU from the POST until the round was seen over: server, stations [s] "
-          "| load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| rounds begun during the event's | load average |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -280,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{med('answers'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
                   f"| {max(totals):.3f} | {med('plans_total'):.3f} | {med('loop_cpu'):.3f} "
                   f"| {med('server_cpu'):.2f}, {med('stations_cpu'):.2f} "
+                  f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
 

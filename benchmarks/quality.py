@@ -263,11 +263,12 @@ def print_acn_breakdown(args, rows) -> None:
 
 
 def settings_from(items: list[str]) -> dict:
-    """["taper_model=0", "ev_headroom_w=150.0"] -> ControllerSettings overrides."""
+    """["taper_model=0", "ev_headroom_w=150.0", "near_slot_s=None"] -> ControllerSettings
+    overrides."""
     out = {}
     for item in items:
         name, value = item.split("=", 1)
-        out[name] = float(value) if "." in value else int(value)
+        out[name] = None if value == "None" else float(value) if "." in value else int(value)
     return out
 
 

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,61 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float) -> 
     loop._run_once = run_once
 
 
+def time_guard_passes(passes: list) -> None:
+    """Each guard pass's (wall s at its end, CPU s of the loop thread in its steps, connectors):
+    the guard is a task that yields every few hundred connectors, so its CPU is summed over
+    its steps (`SiteGuard._check` is a generator). Older trees without it: nothing."""
+    try:
+        from smartcharge.site.guard import SiteGuard
+    except ImportError:
+        return
+    original = getattr(SiteGuard, "_check", None)
+    if original is None:
+        return
+
+    def timed(self, now):
+        steps = original(self, now)
+        spent = 0.0
+        try:
+            while True:
+                started = time.thread_time()
+                try:
+                    next(steps)
+                finally:
+                    spent += time.thread_time() - started
+                yield
+        except StopIteration as stop:
+            passes.append((time.time(), spent, len(self.topology.refs)))
+            return stop.value
+
+    SiteGuard._check = timed
+
+
+def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,
+                           profile_path: str | None) -> None:
+    """SIGUSR1: write `STATS_JSON.threads` (each thread's native id -> its Python name: the OS
+    names them all "python", and the benchmark reads their CPU from /proc), and with
+    `profile_path` (SMARTCHARGE_PROBE_CPROFILE=FILE) start cProfile on the loop thread (thread
+    CPU time as its clock: what the loop itself spent); SIGUSR2 stops it and writes FILE."""
+    import cProfile
+    import threading
+    profile = cProfile.Profile(time.thread_time) if profile_path else None
+
+    def start() -> None:   # runs on the loop thread
+        with open(stats_path + ".threads", "w") as out:
+            json.dump({str(t.native_id): t.name for t in threading.enumerate()}, out)
+        if profile is not None:
+            profile.enable()
+
+    def stop() -> None:
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(profile_path)
+
+    loop.add_signal_handler(signal.SIGUSR1, start)
+    loop.add_signal_handler(signal.SIGUSR2, stop)
+
+
 def main(argv: list[str]) -> int:
     site_file, stats_path = argv[0], argv[1]
     use_uvloop = "--uvloop" in argv[2:]
@@ -123,6 +179,8 @@ def main(argv: list[str]) -> int:
     gc_debug = bool(os.environ.get("SMARTCHARGE_PROBE_GCDEBUG"))   # what a collection saw
     gc_seen: list = []
     turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
+    guard_passes: list = []
+    time_guard_passes(guard_passes)
     gc_sizes: list = [None, None]
 
     def on_gc(phase: str, info: dict) -> None:
@@ -177,6 +235,10 @@ def main(argv: list[str]) -> int:
         if os.environ.get("SMARTCHARGE_PROBE_TURNS"):
             trace_turns(asyncio.get_running_loop(), turns,
                         float(os.environ["SMARTCHARGE_PROBE_TURNS"]))
+        # benchmarks/msg_cpu.py: SIGUSR1 at its window's start (the loop thread under cProfile
+        # if asked), SIGUSR2 at its end
+        install_window_signals(asyncio.get_running_loop(), stats_path,
+                               os.environ.get("SMARTCHARGE_PROBE_CPROFILE"))
         task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second),
                                    name="loop-lag-probe")
         yield
@@ -201,7 +263,8 @@ def main(argv: list[str]) -> int:
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
-                       "gc": gc_pauses, "gc_seen": gc_seen, "cycles": cycles, "turns": turns,
+                       "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
+                       "cycles": cycles, "turns": turns,
                        "latency": None if latency is None else {
                            "by_uid": latency.by_uid, "groups": latency.groups,
                            "calls_out": latency.calls_out,

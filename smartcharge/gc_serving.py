@@ -35,20 +35,24 @@ def tune_gc_for_serving() -> None:
     """For a process that serves (not for tests, which build many apps): the collector's
     defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
     2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every 10 000 instead, the middle one every 250 young collections (every 2.5
+    generation every 2 500 instead, the middle one every 1 000 young collections (every 2.5
     million net allocations, as with 50 000 x 50 before), and keep what exists at start (the
     site, the imports) out of every collection. A young collection's pause grows with what it
     traverses: a re-plan at 5 000 stations leaves ~50 000 live objects (its plan), and every
     50 000 allocations one collection traversed them at once, 90-160 ms of the loop's CPU at
-    a load average of 6-9; every 10 000, the longest was 49 ms, for about the same time
-    collecting in all (benchmarks/README.md, s19-burst)."""
+    a load average of 6-9; every 10 000, the longest was 49 ms (s19-burst). The count is of
+    net allocations, so the young generation grows past it while older objects die (a
+    sample replacing the last, a profile replacing the one before): every 10 000, young
+    collections of 55 000-95 000 objects held the loop 47-71 ms CPU at 5 000 stations;
+    every 2 500, 21-25 ms, for ~0.3 % of a core more collecting in all (benchmarks/README.md,
+    s22-msgcost)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_EVERY, MIDDLE_EVERY, 100)
 
 
-YOUNG_EVERY = 10_000   # net allocations between two young collections
-MIDDLE_EVERY = 250     # young collections between two of the middle generation
+YOUNG_EVERY = 2_500    # net allocations between two young collections
+MIDDLE_EVERY = 1_000   # young collections between two of the middle generation
 
 
 FREEZE, COMPACT = "freeze", "compact"

@@ -49,10 +49,16 @@ def transaction_event_key(station_tx_ref: str, event_type: str, seq_no: int,
 
 
 def _values(readings: Sequence[Reading]) -> list:
-    """The set of values, in SI units at their instants, in a canonical order."""
-    return sorted({(db_time(r.timestamp), r.measurand, r.phase, r.location, r.context,
-                    _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}")
-                   for r in readings}, key=repr)
+    """The set of values, in SI units at their instants, in a canonical order. One time text
+    per timestamp: a MeterValue's sampled values share theirs (the writer thread makes these
+    while the event loop waits for the GIL, issue 10)."""
+    values, last, stamp = set(), None, None
+    for r in readings:
+        if r.timestamp is not last:
+            last, stamp = r.timestamp, db_time(r.timestamp)
+        values.add((stamp, r.measurand, r.phase, r.location, r.context,
+                    _wh(r.value_si) if r.value_si is not None else f"{r.format}:{r.value_text}"))
+    return sorted(values, key=repr)
 
 
 def _wh(value: float) -> float:

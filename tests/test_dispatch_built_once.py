@@ -24,9 +24,9 @@ async def test_a_decrease_is_sent_with_the_schedule_its_comparison_built(tmp_pat
         built: dict = {}
         original = Dispatcher._schedule_for
 
-        def schedule_for(self, cplan, installed=None):
+        def schedule_for(self, cplan, *args):
             built[cplan.ref] = built.get(cplan.ref, 0) + 1
-            return original(self, cplan, installed)
+            return original(self, cplan, *args)
 
         monkeypatch.setattr(Dispatcher, "_schedule_for", schedule_for)
         controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})

@@ -4,6 +4,7 @@ of waiting for the first periodic one. Over real sockets with the simulated stat
 OCPP versions: asked once per session, refusals and "not implemented" asked no more, and the
 triggered sample billed like any other (a register reading: no double count)."""
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -125,3 +126,56 @@ async def test_a_station_that_refuses_is_not_asked_again(tmp_path, version, refu
         asked = 2 if refusal == "Rejected" else 1
         assert station.triggers_received == [("MeterValues", 1)] * asked
         assert probing.answers == {"Rejected": 2}
+
+
+async def test_a_burst_of_new_cars_is_asked_through_a_few_askers(tmp_path):
+    """Forty cars armed together (a depot filling up, a restart): the stations are asked by at
+    most PROBES_AT_ONCE tasks at a time, never a task per session made in one turn of the
+    loop (at 5 000 stations that turn held the loop 33 ms, s22-msgcost); every car is still
+    asked once and its phases learned."""
+
+    from smartcharge.site.phase_probe import PROBES_AT_ONCE
+    n = 40
+    site = Site(name="phase probe burst",
+                circuits=(Circuit("grid", None, limit_w=n * 23_000.0),),   # room for all
+                stations=tuple(Station(f"CP{i:02d}", "grid", (Connector(1, max_current_a=32),),
+                                       password=PASSWORD) for i in range(n)),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
+    clock = AcceleratedClock(T0, speed=600.0)
+    peak, live = [0], [0]
+
+    def counting(spawn):
+        """The probing's tasks alive at once, counted as they are made and end (watching
+        every turn of the loop instead starved 40 stations' answers past their timeouts)."""
+        def spawned(awaitable):
+            task = spawn(awaitable)
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+            task.add_done_callback(lambda _: live.__setitem__(0, live[0] - 1))
+            return task
+        return spawned
+
+    async with server_and_fleet(site, tmp_path, clock,
+                                fleet_kw={"meter_interval_s": 86_400},
+                                settings=ControllerSettings(stale_after_s=2 * 86_400.0),
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                phase_probe=True) as (server, fleet):
+        probing = server.app[PHASE_PROBING]
+        probing._tasks.spawn = counting(probing._tasks.spawn)
+        try:
+            await fleet.start(wait_booted_s=20)
+            assert all(await asyncio.gather(*(fleet.plug_in(f"CP{i:02d}", 1, _car(3),
+                                                            "DRIVER-1") for i in range(n))))
+            sessions = server.controller.state.sessions
+            refs = [ConnectorRef(f"CP{i:02d}", 1) for i in range(n)]
+            await wait_until(lambda: all(ref in sessions and sessions[ref].phases_in_use == 3
+                                         for ref in refs), 30, "every car's phases learned")
+            # the triggered sample may be read before the asker task has its answer's turn
+            await wait_until(lambda: probing.answers == {"Accepted": n}, 10,
+                             "every trigger's answer counted")
+        finally:
+            del probing._tasks.spawn
+        assert all(fleet.station(ref.station_id).triggers_received == [("MeterValues", 1)]
+                   for ref in refs)
+        assert 0 < peak[0] <= PROBES_AT_ONCE

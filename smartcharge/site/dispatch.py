@@ -316,6 +316,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         ("defaults", {connector_id: W steps}[, LATER]) - LATER: lowered defaults under a plan or
         an idle share in force, which change nothing drawn before the plans' common end: sent
         after every station's decreases of the round (`dispatch_round.py`)."""
+        if control.caps is None:
+            # back on a new connection, its capabilities not read (its set-up runs or failed):
+            # nothing can be built for it, and its set-up sends everything again (`resend`)
+            return [], []
         downs: list = []
         ups: list = []
         for cplan in cplans:
@@ -414,11 +418,15 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         now = self.clock.now()
         limits = self.installed
         phases, factor = limits.phases_and_factor(control, cplan)
-        installed = limits.installed_steps(control, cplan.ref, phases, factor, cplan.transaction_id)
+        # what it falls to under its idle share: asked three times below, built once
+        below_idle = limits.below_steps(control, cplan.ref, phases, factor, False)
+        installed = limits.installed_steps(control, cplan.ref, phases, factor,
+                                           cplan.transaction_id, below_idle)
         schedule, new = self._desired(control, cplan, floor=not control.zero_ok,
-                                      installed=installed)
+                                      installed=installed, below_idle=below_idle)
         # a plan that goes out as the connector's default replaces its idle share
-        below = limits.below_steps(control, cplan.ref, phases, factor, new.default)
+        below = below_idle if not new.default else \
+            limits.below_steps(control, cplan.ref, phases, factor, True)
         wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
         old = control.sent.get(cplan.ref.connector_id)
         lowers, raises = limits.judged(control, cplan.ref, phases, factor,

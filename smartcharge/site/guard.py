@@ -234,18 +234,23 @@ class SiteGuard:
         (load_w, load_a, draws), evidence = yield from self._node_loads(now)
         root_w, _ = self.controller.limits.effective_root_limit_w(
             [now], [now + timedelta(seconds=1)])
+        # every node at once (a node per station: at 5 000 stations a loop of numpy scalars
+        # here cost ~6 ms of the loop in one step of the pass, more under load: s22-msgcost);
+        # the same comparisons, the overloads in node order, W before A
+        limit_w = topo.static_limit_w.copy()
+        limit_w[0] = min(limit_w[0], float(root_w[0]))
+        most_a = load_a.max(axis=1)
+        over_w = load_w > limit_w + TOLERANCE_W
+        over_a = most_a > topo.static_limit_a + units.w_to_a(TOLERANCE_W, 1,
+                                                              units.NOMINAL_VOLTAGE_V)
         out = []
-        for node in range(topo.n_nodes):
-            limit_w = topo.static_limit_w[node]
-            if node == 0:
-                limit_w = min(limit_w, float(root_w[0]))
-            if load_w[node] > limit_w + TOLERANCE_W:
+        for node in np.flatnonzero(over_w | over_a).tolist():
+            if over_w[node]:
                 out.append(Overload(topo.node_ids[node], "W", float(load_w[node]),
-                                    float(limit_w)))
-            limit_a = topo.static_limit_a[node]
-            if load_a[node].max() > limit_a + units.w_to_a(TOLERANCE_W, 1, units.NOMINAL_VOLTAGE_V):
-                out.append(Overload(topo.node_ids[node], "A", float(load_a[node].max()),
-                                    float(limit_a)))
+                                    float(limit_w[node])))
+            if over_a[node]:
+                out.append(Overload(topo.node_ids[node], "A", float(most_a[node]),
+                                    float(topo.static_limit_a[node])))
         return out, draws, evidence
 
     # --- acting -----------------------------------------------------------------------------

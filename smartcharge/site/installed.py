@@ -32,8 +32,20 @@ def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
     addresses the station in W: the planner then plans such a car on what it is sent (its
     third: `planned_share`), and a three-phase car sent the balanced plan's A on every phase
     would draw three times that in all (a W station the port falls back to A for)."""
-    connector = topology.connector(ref)
-    if phases_known or phases != 3 or connector.phases != 3:
+    if phases_known or phases != 3:
+        return 1.0
+    # the rest is the site's wiring, fixed: once per (connector, W or not) - asked ~10 times
+    # per connector in a DR round (schedules, comparisons, idle shares, defaults; issue 10)
+    key = (ref.station_id, ref.connector_id, unit == "W")   # (a ConnectorRef hashes slowly)
+    known = topology.w_factors.get(key)
+    if known is None:
+        known = topology.w_factors[key] = _wired_w_factor(topology, unit, ref)
+    return known
+
+
+def _wired_w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef) -> float:
+    """`w_factor` of a car of unknown phases planned on three phases."""
+    if topology.connector(ref).phases != 3:
         return 1.0
     if unit != "W" and str(topology.station(ref.station_id).rate_unit.value) != "W":
         return 1.0
@@ -58,9 +70,14 @@ class InstalledLimits:
         self.clock = clock
         self.settle_s = settle_s
         self.stations = stations
+        # a station's voltage by id (the site file's): looked up ~11 000 times in a DR round at
+        # 1 000 connectors through the site's station (issue 10)
+        self._voltage_v = {s.station_id: s.voltage_v for s in topology.site.stations}
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self.started_at = clock.now()   # transactions older than this may run unknown profiles
         self.restored = RestoredLayers(state.sessions)   # what their stations said they apply
+        # ref -> (what its `step_of` was made of, the step): see step_of
+        self._steps_kept: dict[ConnectorRef, tuple[tuple, steps.Step]] = {}
 
     def w_factor(self, unit: str, ref: ConnectorRef, phases: int, phases_known: bool) -> float:
         return w_factor(self.topology, unit, ref, phases, phases_known)
@@ -85,7 +102,9 @@ class InstalledLimits:
         times per connector - comparisons, schedules, idle shares, the guard - ~7 % of the
         event loop's CPU in a DR event at 1 000 connectors (issue 10). The list is shared:
         read it only."""
-        voltage = self.topology.station(ref.station_id).voltage_v
+        voltage = self._voltage_v.get(ref.station_id)
+        if voltage is None:
+            voltage = self.topology.station(ref.station_id).voltage_v
         key = (phases, factor, voltage)
         kept = sent.__dict__.get("_steps_kept")
         if kept is not None and kept[0] == key:
@@ -111,12 +130,14 @@ class InstalledLimits:
         return step
 
     def installed_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
-                     factor: float, transaction_id: int | None, *,
-                     upper: bool = False) -> steps.Step:
-        """`upper`: where it is not known which of two the station applies (after a restart,
+                     factor: float, transaction_id: int | None,
+                     below: steps.Step | None = None, *, upper: bool = False) -> steps.Step:
+        """`below`: its `below_steps(..., False)` when the caller has them (this turn).
+        `upper`: where it is not known which of two the station applies (after a restart,
         installed_restore.bounded), the higher - what it may draw; else the lower - what a
         change is judged a raise against."""
-        below = self.below_steps(control, ref, phases, factor, False)
+        if below is None:
+            below = self.below_steps(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
             if self.unknown_tx(ref, transaction_id):
@@ -179,11 +200,31 @@ class InstalledLimits:
     def step_of(self, ref: ConnectorRef) -> steps.Step | None:
         """`current_step` of a connector whose station accepted a fail-safe default (None:
         none known): asked once and handed to `followed_since` and `installed_w`, which the
-        guard asks both for each connector of every pass (issue 10)."""
+        guard asks both for each connector of every pass (issue 10). Kept per connector with
+        everything it is made of - the three layers' profiles (frozen once accepted), the
+        running transaction, whether it is older than us, the phases it is counted on - and
+        made again only when one of them changed: the guard's pass asks it of every
+        connector every few hundred ms, and building it was a fifth of the pass (s22-msgcost).
+        The list is shared: read it only."""
         control = self.stations.get(ref.station_id)
-        if control is None or ref.connector_id not in control.default_layer:
+        if control is None:
             return None
-        return self.current_step(control, ref)
+        connector_id = ref.connector_id
+        default = control.default_layer.get(connector_id)
+        if default is None:
+            return None
+        session = self.state.sessions.get(ref)
+        transaction_id = session.transaction_id if session is not None else None
+        phases = self.phase_use(ref)[0]
+        key = (default, control.idle_layer.get(connector_id), control.sent.get(connector_id),
+               transaction_id, self.unknown_tx(ref, transaction_id), phases,
+               self.restored.by_ref.get(ref))   # what its station said after a restart
+        kept = self._steps_kept.get(ref)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        step = self._current_step(control, ref, phases, transaction_id)
+        self._steps_kept[ref] = (key, step)
+        return step
 
     def followed_since(self, ref: ConnectorRef, step: steps.Step | None = None
                        ) -> datetime | None:
@@ -203,9 +244,12 @@ class InstalledLimits:
 
     def current_step(self, control: StationControl, ref: ConnectorRef) -> steps.Step:
         session = self.state.sessions.get(ref)
-        phases = self.phase_use(ref)[0]
-        step = self.installed_steps(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None, upper=True)
+        return self._current_step(control, ref, self.phase_use(ref)[0],
+                                  session.transaction_id if session else None)
+
+    def _current_step(self, control: StationControl, ref: ConnectorRef, phases: int,
+                      transaction_id: int | None) -> steps.Step:
+        step = self.installed_steps(control, ref, phases, 1.0, transaction_id, upper=True)
         out: steps.Step = []
         for moment, value in step:     # only the moments where the value changes
             if not out or out[-1][1] != value:
@@ -253,12 +297,13 @@ class InstalledLimits:
         control = self.stations.get(ref.station_id)
         if control is None or not self.governs(ref):
             return None
-        since = self.followed_since(ref)
+        kept = self.step_of(ref)   # asked of every meter sample: the kept step when there is one
+        since = self.followed_since(ref, kept)
         if since is not None and since > at:
             return None     # sampled while still following a change: it proves nothing
         # (since None: it never accepted a profile - its maximum, as ever)
-        return min(steps.value_at(self.current_step(control, ref), at),
-                   self.topology.max_power_w(ref))
+        step = kept if kept is not None else self.current_step(control, ref)
+        return min(steps.value_at(step, at), self.topology.max_power_w(ref))
 
     def installed_max_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from now on under what it has accepted (None: no

@@ -50,8 +50,30 @@ def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
     lead = timedelta(seconds=settings.limit_lead_s)
     edges.update(m - lead for m in controller.limits.change_times(now) if now < m - lead < last)
     edges.update(departure_edges(controller, now, edges))
+    edges.update(near_edges(settings, now, last))
     ordered = sorted(edges)
     return ordered[:-1], ordered[1:]
+
+
+def near_edges(settings, now: datetime, last: datetime) -> list[datetime]:
+    """Edges at every multiple of near_slot_s within near_window_s of now (none within
+    DEPARTURE_EDGE_GAP_S of now). Over a 15-min first slot the LP sees a car near its need
+    as its need spread over the slot: a car 2 kWh from full planned at 8 kW where it could
+    take 22 kW for 5 minutes and leave the rest of the slot to the others - while the
+    others were at their own maximum, that power went unused (the demo day, truthful:
+    23.6 kWh of the 90 kWh the limit left unused while the site was short). On the grid, so
+    a re-plan finds the last plan's edges again (warm start, kept slots)."""
+    step_s = settings.near_slot_s
+    if step_s is None:
+        return []
+    out = []
+    edge_ts = (now.timestamp() // step_s + 1) * step_s
+    until = min(now + timedelta(seconds=settings.near_window_s), last)
+    while (edge := datetime.fromtimestamp(edge_ts, now.tzinfo)) < until:
+        if (edge - now).total_seconds() >= DEPARTURE_EDGE_GAP_S:
+            out.append(edge)
+        edge_ts += step_s
+    return out
 
 
 def departure_edges(controller, now: datetime, edges: set[datetime]) -> list[datetime]:

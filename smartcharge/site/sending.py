@@ -5,7 +5,7 @@ does not (events: uncontrollable, floor), and the audit row of every request.
 Which payload, which unit, which alternative after a refusal: the port's business
 (`ocpp/v16/station_port.py` for 1.6).
 
-A mixin of `Dispatcher` (needs `stations`, `topology`, `clock`, `expiry`,
+A mixin of `Dispatcher` (needs `stations`, `topology`, `_voltage_v`, `clock`, `expiry`,
 `_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`)."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class ProfileSending:
         if installed is not None:   # a raise at its start waits too (edges.held)
             offsets_s, powers_w = held(start, offsets_s, powers_w, installed,
                                        self.clock.now() + timedelta(seconds=self.raise_delay_s()))
-        voltage = self.topology.station(ref.station_id).voltage_v
+        voltage = self._voltage_v[ref.station_id]
         factor = self.w_factor("W", ref, phases, phases_known)
         any_car = self.w_factor("W", ref, phases, False)
         # in A too, a W station's car of unknown phases gets the share the planner counted
@@ -79,8 +79,10 @@ class ProfileSending:
         return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
 
     def _schedule_for(self, cplan: ConnectorPlan,
-                      installed: steps.Step | None = None) -> PowerSchedule:
-        """`installed`: the connector's installed steps when the caller has them (this turn)."""
+                      installed: steps.Step | None = None,
+                      below_idle: steps.Step | None = None) -> PowerSchedule:
+        """`installed`: the connector's installed steps when the caller has them (this turn);
+        `below_idle`: its `below_steps` with its idle share, the same."""
         connector = self.topology.connector(cplan.ref)
         now = self.clock.now()
         expiry = self.expiry if self.expiry is not None else self._refresh_expiry(now)
@@ -91,7 +93,8 @@ class ProfileSending:
         control = self.stations[cplan.ref.station_id]
         phases, factor = self.installed.phases_and_factor(control, cplan)
         as_default = cplan.ref.connector_id in control.plans_on_default
-        below = self.installed.below_steps(control, cplan.ref, phases, factor, as_default)
+        below = below_idle if below_idle is not None and not as_default else \
+            self.installed.below_steps(control, cplan.ref, phases, factor, as_default)
         then_w = steps.value_at(below, expiry)
         if self.zero_under_in_round(control, cplan, as_default):
             # the 0 W under its car goes out before this plan's raise in this round, or the
@@ -104,12 +107,12 @@ class ProfileSending:
             min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
             then_w=then_w, installed=installed if installed is not None else
             self.installed.installed_steps(control, cplan.ref, phases, factor,
-                                           cplan.transaction_id))
+                                           cplan.transaction_id, below_idle))
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
-                 floor: bool = False, installed: steps.Step | None = None
-                 ) -> tuple[PowerSchedule, Sent]:
-        schedule = self._schedule_for(cplan, installed)
+                 floor: bool = False, installed: steps.Step | None = None,
+                 below_idle: steps.Step | None = None) -> tuple[PowerSchedule, Sent]:
+        schedule = self._schedule_for(cplan, installed, below_idle)
         return schedule, control.port.preview(cplan.ref.connector_id, cplan.transaction_id,
                                               schedule, floor=floor)
 

@@ -52,6 +52,9 @@ class SiteTopology:
         self.static_limit_w = np.array(limit_w)
         self.static_limit_a = np.array(limit_a)
         self._phase_limited: dict[str, bool] = {}   # station -> `phase_limited`
+        # (station, connector, unit is W) -> installed.w_factor of a car of unknown phases
+        # (the wiring)
+        self.w_factors: dict[tuple, float] = {}
         self.refs: list[ConnectorRef] = []
         self._index: dict[ConnectorRef, int] = {}
         # looked up per connector on every guard pass and plan: a dict, not a scan (issue 10)

@@ -153,10 +153,27 @@ class V16StationPort(ControlPortBase):
 
     def preview(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
                 floor: bool) -> Installed:
-        payload = self._plan_payload(
-            connector_id, transaction_id, schedule, floor=floor, unit=self._unit,
-            as_default=(connector_id, transaction_id) in self.tx_on_default)
-        return installed_from_payload(payload, transaction_id)
+        as_default = (connector_id, transaction_id) in self.tx_on_default
+        payload, installed = self._built(connector_id, transaction_id, schedule, floor=floor,
+                                         as_default=as_default, unit=self._unit)
+        # kept on the schedule (frozen, and dropped with it): a decrease is sent with the
+        # schedule its comparison previewed, and its first attempt is this payload - built
+        # and read back once, not twice (~1 000 plans in a DR event at 1 000 connectors)
+        schedule.__dict__["_previewed"] = (
+            (self, connector_id, transaction_id, floor, as_default, self._unit,
+             self.caps16), payload, installed)
+        return installed
+
+    def _built(self, connector_id: int, transaction_id: int, schedule: PowerSchedule, *,
+               floor: bool, as_default: bool, unit: str) -> tuple[dict, Installed]:
+        """(the payload of one attempt, what it installs); the preview's when it was this."""
+        kept = schedule.__dict__.get("_previewed")
+        if kept is not None and kept[0] == (self, connector_id, transaction_id, floor,
+                                            as_default, unit, self.caps16):
+            return kept[1], kept[2]
+        payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor,
+                                     as_default=as_default, unit=unit)
+        return payload, installed_from_payload(payload, transaction_id)
 
     # --- fail-safe, idle ----------------------------------------------------------------------
     async def install_station_max(self, power_w: float, current_a: float,
@@ -167,18 +184,18 @@ class V16StationPort(ControlPortBase):
             rate = current_a if unit == "A" else power_w
             sched = P.schedule_rates(now, [0], [rate], unit=unit, phases=phases, max_periods=1)
             return P.set_charging_profile(0, P.CHARGE_POINT_MAX_PROFILE, sched, stack_level=0)
-        answer, _ = await self._in_a_unit(self._rate_units(), payload)
+        answer, _, _ = await self._in_a_unit(self._rate_units(), payload)
         return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        answer, payload = await self._in_a_unit(
+        answer, _, installed = await self._in_a_unit(
             self._rate_units(),
             lambda unit: P.set_charging_profile(connector_id, P.TX_DEFAULT_PROFILE,
                                                 self._schedule(schedule, unit), stack_level=0),
             in_flight=installed_from_payload)
         if answer in (Answer.ACCEPTED, Answer.NO_ANSWER):   # unanswered: it may be taken
-            return answer, installed_from_payload(payload)
+            return answer, installed
         return answer, None
 
     def _rate_units(self) -> tuple[str, ...]:
@@ -204,9 +221,8 @@ class V16StationPort(ControlPortBase):
         modes = [on_default, not on_default]
         text = None
         for floor, as_default, unit in self._attempts(schedule, modes, units):
-            payload = self._plan_payload(connector_id, transaction_id, schedule, floor=floor,
-                                         as_default=as_default, unit=unit)
-            installed = installed_from_payload(payload, transaction_id)
+            payload, installed = self._built(connector_id, transaction_id, schedule,
+                                             floor=floor, as_default=as_default, unit=unit)
             text = await self._send_plan(payload, installed)
             if text == "Accepted":
                 self._unit = unit

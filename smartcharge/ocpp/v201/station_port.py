@@ -172,22 +172,22 @@ class V201StationPort(ControlPortBase):
                                   phases: int, start: datetime | None = None) -> Answer:
         now = self.clock.now() if start is None else start
         schedule = PowerSchedule(now, [0.0], [power_w], [current_a], phases)
-        answer, _ = await self._in_a_unit(self.caps201.rate_units, lambda unit: P.station_max(
+        answer, _, _ = await self._in_a_unit(self.caps201.rate_units, lambda unit: P.station_max(
             self._sched(schedule, unit, max_periods=1)))
         return answer
 
     async def install_failsafe(self, connector_id: int, schedule: PowerSchedule
                                ) -> tuple[Answer, Installed | None]:
-        answer, request = await self._in_a_unit(
+        answer, _, installed = await self._in_a_unit(
             self.caps201.rate_units,
             lambda unit: P.failsafe(connector_id, self._sched(schedule, unit)),
             in_flight=installed_from_request)
         if answer is Answer.NO_ANSWER:   # it may be taken all the same
-            return answer, installed_from_request(request)
+            return answer, installed
         if answer is not Answer.ACCEPTED:
             return answer, None
         await self.verify(connector_id)
-        return answer, installed_from_request(request)
+        return answer, installed
 
     async def set_idle_schedule(self, connector_id: int, schedule: PowerSchedule
                                 ) -> tuple[Answer, Installed | None]:
