@@ -53,6 +53,18 @@ def site_toml(stations: int, port: int, database: str, cap_fraction: float = 0.0
     return "\n".join(lines)
 
 
+def keep_store(database: Path, to: str) -> None:
+    """A copy of the server's SQLite store (its WAL included) to read after the run: the audit
+    table `profiles_sent` is what `benchmarks/resend_causes.py` counts."""
+    import sqlite3
+    source, target = sqlite3.connect(database), sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
             if os.environ.get("SMARTCHARGE_BENCH_LOG"):   # keep the server's log to read
                 shutil.copy(Path(tmp) / "server.log", os.environ["SMARTCHARGE_BENCH_LOG"])
+        if os.environ.get("SMARTCHARGE_BENCH_DB"):   # keep the store (its profiles_sent
+            keep_store(Path(tmp) / "load.sqlite", os.environ["SMARTCHARGE_BENCH_DB"])
         stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         if stats and os.environ.get("SMARTCHARGE_BENCH_STATS"):   # keep the server's record
             shutil.copy(stats_file, os.environ["SMARTCHARGE_BENCH_STATS"])

@@ -22,7 +22,10 @@ Every plan and idle schedule ends at one common instant (`expiry`), so whatever 
 is in force at a later moment is one consistent plan or the fail-safe defaults. When that
 instant moves on, what a connector has installed after the old one is its fail-safe default:
 re-sending to the new one is ordered against that like any change (an idle share too, idle.py).
-Every request sent is recorded with the station's answer in the store's audit table.
+Every request sent is recorded with the station's answer in the store's audit table
+(`benchmarks/resend_causes.py` counts why each went out). What does not count as a change: a
+plan installed with its end delayed a little (`edges.end_kept`), and a raise within the dead
+band (`DispatchSettings.raise_deadband_w`); every decrease goes out.
 
 The parts: `failsafe.py` (setup once per connection, the fail-safe defaults), `installed.py` (what
 a connector may draw under what it accepted: the controller's and the guard's read-only view),
@@ -52,6 +55,7 @@ from smartcharge.site import failsafe, learned, steps
 from smartcharge.site.failsafe import FailSafeSetup, default_in_force
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
+from smartcharge.site.edges import end_kept
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.plan import ConnectorPlan, Plan
@@ -92,6 +96,15 @@ class DispatchSettings:
     # a meter sample (TriggerMessage MeterValues) this much site time after the plan first
     # offers it power, once per session (site/phase_probe.py); None: never asked.
     phase_probe_after_s: float | None = 10.0
+    # A plan that only raises a connector by a little over what it has (the optimizer's
+    # allocations move by tens of W between re-plans) is not sent: the connector keeps a
+    # schedule at most raise_deadband_w, and at most raise_deadband_fraction of its plan,
+    # below the plan, everywhere until the common end - or lower only for the raise delay
+    # and a second (edges.py: a raise edge or a fall a few seconds apart from the plan's)
+    # (issue 10: a re-send per connector per re-plan at 5 000 stations). A decrease always
+    # goes out; 0: every raise goes out.
+    raise_deadband_w: float = 250.0
+    raise_deadband_fraction: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -427,28 +440,50 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # a plan that goes out as the connector's default replaces its idle share
         below = below_idle if not new.default else \
             limits.below_steps(control, cplan.ref, phases, factor, True)
-        wanted = steps.overlay(limits.sent_steps(new, phases, factor, cplan.ref), new.expires, below)
+        sent = limits.sent_steps(new, phases, factor, cplan.ref)
         old = control.sent.get(cplan.ref.connector_id)
+        kept = old is not None and not control.resend \
+            and old.transaction_id == cplan.transaction_id and old.unit == new.unit
+        end = new.expires
+        if kept and old.expires != end and end_kept(
+                sent, below if new.default else
+                limits.below_steps(control, cplan.ref, phases, factor, True), end,
+                old.expires, self.raise_delay_s()):
+            end = old.expires   # the installed end, delayed a little: compared as it is
+        wanted = steps.overlay(sent, end, below)
         lowers, raises = limits.judged(control, cplan.ref, phases, factor,
                                        cplan.transaction_id, installed, wanted, now)
-        if not (lowers or raises) and old is not None and not control.resend \
-                and old.transaction_id == cplan.transaction_id and old.unit == new.unit \
-                and old.expires == new.expires:
+        same = kept and old.expires == end
+        if raises and same and not steps.raises_beyond(
+                installed, wanted, now, self.settings.raise_deadband_w,
+                self.settings.raise_deadband_fraction,
+                self.raise_delay_s() + 1.0 if self.settings.raise_deadband_w > 0 else 0.0):
+            # within the dead band: the raise waits for one beyond it; a decrease goes out
+            raises = False
+            if lowers:
+                wanted = steps.pointwise_min(installed, wanted, now, end)
+                return self._part(cplan, wanted, now), None, new.default, None
+        if not (lowers or raises) and same:
             return None, None, new.default, None
         if lowers and raises:
-            part = steps.pointwise_min(installed, wanted, now, new.expires)
-            down = ConnectorPlan(
-                ref=cplan.ref, transaction_id=cplan.transaction_id, start=now,
-                slot_starts=[m for m, _ in part], power_w=np.array([v for _, v in part]),
-                min_power_w=cplan.min_power_w, binding=cplan.binding, phases=cplan.phases,
-                phases_known=cplan.phases_known)
-            return down, cplan, new.default, None
+            part = steps.pointwise_min(installed, wanted, now, end)
+            return self._part(cplan, part, now), cplan, new.default, None
         if lowers:
             return cplan, None, new.default, schedule
         if not raises and old is None and not control.resend:
             # the idle share it runs on is the plan: nothing to say
             return None, None, new.default, None
         return None, cplan, new.default, None
+
+    @staticmethod
+    def _part(cplan: ConnectorPlan, part: steps.Step, now: datetime) -> ConnectorPlan:
+        """The plan `cplan` as the steps `part` (its pointwise minimum with what is
+        installed: the part of a change that only lowers)."""
+        return ConnectorPlan(
+            ref=cplan.ref, transaction_id=cplan.transaction_id, start=now,
+            slot_starts=[m for m, _ in part], power_w=np.array([v for _, v in part]),
+            min_power_w=cplan.min_power_w, binding=cplan.binding, phases=cplan.phases,
+            phases_known=cplan.phases_known)
 
     async def _probe(self, control: StationControl, plan: Plan) -> None:
         """Offer an uncontrollable connector a profile now and then: if it accepts it is

@@ -76,6 +76,23 @@ def end_delay_s(last_w: float, then_w: float, raise_delay_s: float) -> float:
     return raise_delay_s if then_w > last_w else 0.0
 
 
+def end_kept(sent: steps.Step, default: steps.Step, end: datetime, installed_end: datetime,
+             raise_delay_s: float) -> bool:
+    """Whether a connector may keep the end its plan was installed with (`installed_end`)
+    where the same plan sent now (`sent`, its steps) would end at `end`: the installed end
+    delayed by at most `raise_delay_s` (`end_delay_s`: what the plan fell to when it was sent
+    was higher), at the plan's last value, no higher than the connector's fail-safe `default`
+    in between - within the limits whatever else is in force then. What a connector falls to
+    at the common end changes once the 0 W under its car is in place (idle.py), and the end
+    of the same plan with it: re-sent for those seconds, every such plan went out twice
+    (issue 10: ~5 000 TxProfiles at 5 000 stations)."""
+    if not end < installed_end <= end + timedelta(seconds=raise_delay_s):
+        return False
+    last_w = steps.value_at(sent, end - timedelta(microseconds=1))
+    return all(last_w <= steps.value_at(default, moment) + 1.0
+               for moment in steps.moments(default, since=end) if moment < installed_end)
+
+
 def raise_delay_s(settle_s: float, edge_margin_s: float) -> int:
     """A raise's delay after its edge: the cars' settle time and the clocks' margin, in whole
     seconds (a schedule's periods count whole seconds)."""
@@ -115,4 +132,4 @@ def held(start: datetime, offsets_s: list[float], powers_w: list[float],
     return [o for o, _ in out], [v for _, v in out]
 
 
-__all__ = ["edge_safe", "end_delay_s", "held", "raise_delay_s"]
+__all__ = ["edge_safe", "end_kept", "end_delay_s", "held", "raise_delay_s"]

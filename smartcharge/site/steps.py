@@ -49,6 +49,25 @@ def compare(installed: Step, new: Step, since: datetime, tol: float = 1.0
     return lowers, raises
 
 
+def raises_beyond(installed: Step, new: Step, since: datetime, band_w: float,
+                  band_fraction: float, brief_s: float = 0.0) -> bool:
+    """Whether `new` is above `installed` somewhere from `since` on by more than the dead band
+    (`band_w`, or `band_fraction` of `new` there where that is less; always more than
+    `compare`'s 1 W) for longer than `brief_s` at a stretch (a raise edge a few seconds later
+    than the plan's, a fall a second earlier: edges.py)."""
+    ordered = moments(installed, new, since=since)
+    began: datetime | None = None
+    for moment in ordered:
+        before, after = value_at(installed, moment), value_at(new, moment)
+        if after - before > max(1.0, min(band_w, band_fraction * after)):
+            began = moment if began is None else began
+        elif began is not None:
+            if (moment - began).total_seconds() > brief_s:
+                return True
+            began = None
+    return began is not None   # above for ever
+
+
 def pointwise_min(a: Step, b: Step, since: datetime, until: datetime) -> Step:
     """min(a, b) in every interval of [since, until) - the part of a change that only lowers."""
     out: Step = []
