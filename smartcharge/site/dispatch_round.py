@@ -122,7 +122,13 @@ class DispatchRound:
                     self.work[sid] = None
                 else:
                     resend = control.resend
-                    downs, ups = d._work(control, self.plan, self.cplans(sid))
+                    try:
+                        downs, ups = d._work(control, self.plan, self.cplans(sid))
+                    except Exception:
+                        # its own failure: the other stations' decreases still go out, and
+                        # the increases it may hold wait as behind a refused decrease
+                        self._failed(control, "comparing its plans")
+                        continue
                     # nothing to send (most stations of most rounds): one shared entry, not a
                     # tuple and two lists per station held for the whole round (objects every
                     # young collection traverses: 15 000 a round at 5 000 stations, issue 10)
@@ -228,6 +234,23 @@ class DispatchRound:
         return (self.over.is_set() or self.d._wake.is_set()
                 or self.d.view.limits.version != self.limits_version)
 
+    def _failed(self, control: StationControl, what: str) -> None:
+        """A defect met in one station's work ends its part of the round only (it ended the
+        whole round, and the cleanup cancelled every other station's decreases on their way):
+        its decreases count as not acknowledged, holding the increases under its nodes, and
+        the next round compares all of it again."""
+        sid = control.station_id
+        log.exception("station %s: %s failed; its increases and those it holds wait for the "
+                      "next round", sid, what)
+        control.resend = True
+        self.work[sid] = NOTHING
+        outcome = self.done.get(sid)
+        if outcome is None:
+            outcome = self.done[sid] = asyncio.get_running_loop().create_future()
+        if not outcome.done():
+            outcome.set_result((False, None))
+        self._queued(sid)
+
     async def _station(self, control: StationControl,
                        decreasing: asyncio.Task | None) -> None:
         sid = control.station_id
@@ -239,7 +262,10 @@ class DispatchRound:
         else:
             _, ups, holds, _ = self.work[sid]
         if ups:
-            await self._increase(control, ups, holds)
+            try:
+                await self._increase(control, ups, holds)
+            except Exception:
+                self._failed(control, "sending its increases")
 
     async def _decrease(self, control: StationControl) -> tuple[list, int] | None:
         """Its decreases; (its increases, the lock's holds after), None: superseded."""
@@ -254,7 +280,11 @@ class DispatchRound:
                 if self.over.is_set():
                     self._queued(control.station_id)
                     return None   # not begun when a newer round came: that one decides
-                downs, ups = self._current(control)
+                try:
+                    downs, ups = self._current(control)
+                except Exception:
+                    self._failed(control, "comparing its plans")
+                    return None
                 ok = True
                 if downs:
                     # what the site draws under first; the defaults under a plan in force
@@ -266,6 +296,7 @@ class DispatchRound:
                     if now_items:
                         async with d._sending:
                             self._queued(control.station_id)
+                            ok = False   # until its answers say otherwise (an error: held)
                             ok = await d._run_items(control, now_items, decrease=True)
                     self._queued(control.station_id)
                     if later and await self._later_slot():
