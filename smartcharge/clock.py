@@ -157,6 +157,13 @@ def format_ocpp_time(moment: datetime) -> str:
     return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%SZ")
 
 
+# the times a plan, a profile and a fail-safe schedule can reach: with every margin added, and
+# a schedule's startPeriod (seconds from now) within OCPP's 32-bit integers (68 years). Every
+# way a limit comes in (the REST API, OpenADR 2.0b and 3) holds its times to them.
+TIMES_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+TIMES_UNTIL = datetime(2090, 1, 1, tzinfo=UTC)
+
+
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )

@@ -10,15 +10,12 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from smartcharge.api.errors import ApiError
-from smartcharge.clock import parse_ocpp_time
+from smartcharge.clock import TIMES_FROM, TIMES_UNTIL, parse_ocpp_time
 from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.site.setup import CONTROLLER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
-# the times a plan, a profile and a fail-safe schedule can reach: with every margin added, and
-# a schedule's startPeriod (seconds from now) within OCPP's 32-bit integers (68 years)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2090, 1, 1, tzinfo=UTC)
+EARLIEST, LATEST = TIMES_FROM, TIMES_UNTIL   # the times a limit may reach (clock.py)
 
 
 async def commit(request: web.Request, check, work, apply):

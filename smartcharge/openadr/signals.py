@@ -26,6 +26,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from smartcharge.clock import TIMES_FROM, TIMES_UNTIL
 from smartcharge.site.limits import DemandResponseEvent
 
 CAPACITY_W = "capacity_w"                # a limit [W]
@@ -117,7 +118,16 @@ def map_event(event: AdrEvent, *, cap_w: float, levels_w: dict[int, float], ven:
     notes = list(event.ignored)
     for signal in event.signals:
         for iv in signal.intervals:
-            start, end = iv.start + shift, iv.end + shift
+            if iv.start >= TIMES_UNTIL - shift - timedelta(seconds=1) \
+                    or iv.end <= TIMES_FROM - shift:
+                # past what a station's schedule can carry (a startPeriod in 32 bits): a
+                # 9999-12-31 event made every dispatch fail, one in 2999 reached the stations
+                notes.append(f"an interval from {iv.start.isoformat()} is outside "
+                             f"{TIMES_FROM.year}-{TIMES_UNTIL.year - 1}: ignored")
+                continue
+            # until 2090: "until further notice", as a century's interval is
+            start = max(iv.start + shift, TIMES_FROM)
+            end = min(iv.end, TIMES_UNTIL - shift) + shift
             if signal.kind == CAPACITY_W:
                 pieces.append((start, end, max(iv.value, 0.0)))
             elif signal.kind == CAPACITY_PERCENT:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from smartcharge.clock import TIMES_UNTIL
 from smartcharge.site.limits import SiteLimits
 from smartcharge.site.topology import SiteTopology
 
@@ -35,7 +36,11 @@ def node_limit_schedule(topology: SiteTopology, limits: SiteLimits, now: datetim
                         ) -> list[tuple[datetime, NodeLimits]]:
     """[(from, every node's W limit)], the first from `now`, one entry per change."""
     out: list[tuple[datetime, NodeLimits]] = []
-    for moment in [now] + limits.change_times(now):
+    # no change from 2090 on (clock.TIMES_UNTIL): no schedule can carry it in a 32-bit
+    # startPeriod, and a limit restored from an older store may end at 9999-12-31T23:59:59
+    # (a second later is no datetime: every round's comparison failed)
+    changes = [m for m in limits.change_times(now) if m < TIMES_UNTIL]
+    for moment in [now] + changes:
         value = node_limits_at(topology, limits, moment)
         if not out or out[-1][1] != value:
             out.append((moment, value))
