@@ -13,7 +13,6 @@ import signal
 from datetime import timedelta
 
 from smartcharge.clock import format_ocpp_time
-from smartcharge.sim.ev import SimEV
 from tests.site_e2e import wait_until
 from tests.test_site_restart import Rig, installed_since, installed_w
 
@@ -40,13 +39,7 @@ async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
     rig = Rig(tmp_path)
     rig.start_server()
     try:
-        await rig.fleet.start(wait_booted_s=30)
-        station = rig.fleet.station("CP1")
-        for cid, tag in ((1, "DRIVER-1"), (2, "DRIVER-2")):
-            assert await rig.fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
-        await station.wait_for(lambda: all(c.transaction and c.transaction.transaction_id
-                                           for c in station.connectors.values()), 20)
-        ids = sorted(c.transaction.transaction_id for c in station.connectors.values())
+        station, ids = await rig.two_cars_on_cp1()
         await wait_until(lambda: drawn_w(station) > 2 * LIMIT_W, 30, "both cars charging")
 
         posted_at = rig.clock.now()
