@@ -78,6 +78,7 @@ async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
                          and drawn_w(station) <= LIMIT_W + 1.0, 30, "still under the event")
         assert installed_w(station, rig.clock.now() + timedelta(minutes=2)) <= LIMIT_W
         # (a moment above the event once under it after the restart was seen in 1 run of
-        # ~16: the known gap of tests/test_restart_first_round.py)
+        # ~16 before the restarted server asked what the stations apply:
+        # tests/test_restart_dr_first_round.py)
     finally:
         await rig.close()

@@ -150,7 +150,10 @@ async def test_dr_event_survives_sigkill_and_keeps_installed_profiles_under_it(t
         # the window, not a flat clamp: higher now, before it (not at the `now` taken before the
         # crash: profiles sent after the restart start later, so that past instant is governed
         # by whatever older profiles remain)
-        assert installed_w(station, rig.clock.now()) > limit_w
+        # (after the restart the station said what it applies: the session's plan raises it
+        # there, a raise in force the settle time and the clocks' margin after it is sent)
+        await wait_until(lambda: installed_w(station, rig.clock.now()) > limit_w, 30,
+                         "the plan before the window in force")
 
         status, listed = await rig.api("GET", "/api/demand-response/events")
         assert [(e["id"], e["state"], e["limit_w"]) for e in listed] == [
