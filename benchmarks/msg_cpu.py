@@ -39,7 +39,7 @@ from pathlib import Path
 
 from benchmarks.load_stations import end_station_procs
 from benchmarks.ocpp_load import (REPO, free_port, percentile, read_json, site_toml,
-                                  wait_listening)
+                                  stop_server, wait_listening)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -126,11 +126,7 @@ def run_tree(tree: str, args, profile: str | None) -> dict:
                                              site_file, f"ws://127.0.0.1:{port}/ocpp",
                                              server.pid))
             finally:
-                server.send_signal(signal.SIGTERM)
-                try:
-                    server.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                stop_server(server)
         stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         if not stats:
             print(f"# no statistics from the server; its log ends:\n"

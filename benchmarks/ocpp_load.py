@@ -106,6 +106,15 @@ def process_rss_b(pid: int) -> int:
     return 0
 
 
+def stop_server(server: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM (the server's own shutdown: its store closed), SIGKILL if it does not end."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_listening(port: int, server: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -243,11 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(run_load(args, site_file, f"ws://127.0.0.1:{port}/ocpp",
                                           server.pid))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
             server_log.close()
             tail = (Path(tmp) / "server.log").read_text(errors="replace")[-2000:]
             if os.environ.get("SMARTCHARGE_BENCH_LOG"):   # keep the server's log to read

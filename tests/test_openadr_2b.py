@@ -73,49 +73,55 @@ async def charging_site(site, db_path, clock, program: str):
             await fleet.stop()
 
 
+@contextlib.asynccontextmanager
+async def vtn_and_site_online(tmp_path, clock):
+    """A 2.0b VTN and `charging_site` on program "peak", the VEN registered and online:
+    (vtn, server, ven, fleet, monitor)."""
+    async with vtn_2b() as vtn:
+        async with charging_site(_site(vtn.url), tmp_path / "sc.sqlite", clock, "peak") as (
+                server, ven, fleet, monitor):
+            await vtn.wait_until(lambda: vtn.registrations, what="the VEN's registration")
+            await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
+            yield vtn, server, ven, fleet, monitor
+
 async def test_capacity_and_simple_events_bind_the_stations_from_their_start(tmp_path):
     """Both events are followed before they start: every station's profile is lowered for
     them while the clock is still short of the first start."""
     clock = _clock()
-    async with vtn_2b() as vtn:
-        site = _site(vtn.url)
-        async with charging_site(site, tmp_path / "sc.sqlite", clock, "peak") as (
-                server, ven, fleet, monitor):
-            controller = server.controller
-            await vtn.wait_until(lambda: vtn.registrations, what="the VEN's registration")
-            await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
-            start = clock.now() + timedelta(minutes=6)
-            vtn.capacity_event("cap-1", start, minutes=10, limit_kw=12.0)
-            simple_start = start + timedelta(minutes=15)
-            vtn.simple_event("simple-1", simple_start, minutes=10, level=2)
-            # the opt-ins reach the VTN; the events are stored as the site's own DR events
-            await vtn.wait_until(lambda: vtn.opts.get("cap-1") == "optIn"
-                                 and vtn.opts.get("simple-1") == "optIn", what="opt-ins")
-            cap = controller.limits.event("openadr:peak/cap-1")
-            simple = controller.limits.event("openadr:peak/simple-1")
-            assert (cap.start, cap.end, cap.limit_w) == (
-                start, start + timedelta(minutes=10), 12_000.0)
-            assert simple.limit_w == CAP_W * 0.5          # SIMPLE 2 = 50 % of the cap
-            # every station's profile is lowered for both events before the first starts
-            probes = [(start + timedelta(seconds=s), 12_000.0) for s in (0, 60, 590)] + [
-                (simple_start + timedelta(seconds=s), 15_000.0) for s in (0, 300)]
-            await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
-                                         for at, limit_w in probes), 15,
-                             "profiles under both events' limits")
-            assert clock.now() < start, "the profiles must be lowered before the start"
-            snapshot = controller.snapshot()
-            assert snapshot["vens"][0]["state"] == "online"
-            assert snapshot["vens"][0]["opts"] == {"cap-1": "optIn", "simple-1": "optIn"}
-            # the VTN cancels the SIMPLE event: its limit is lifted
-            vtn.cancel("simple-1")
-            await wait_until(lambda: controller.limits.event(
-                "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
-            # lifted: the cap holds there again (how much the planner then gives that window
-            # is its choice - the cars' needs may be met either way)
-            assert controller.effective_limit_at(simple_start + timedelta(seconds=300))[0] \
-                == CAP_W
-            # (an event while it runs - the limit that binds, the draw, the reports of load
-            # and limit - is in tests/test_openadr_running.py)
+    async with vtn_and_site_online(tmp_path, clock) as (vtn, server, ven, fleet, monitor):
+        controller = server.controller
+        start = clock.now() + timedelta(minutes=6)
+        vtn.capacity_event("cap-1", start, minutes=10, limit_kw=12.0)
+        simple_start = start + timedelta(minutes=15)
+        vtn.simple_event("simple-1", simple_start, minutes=10, level=2)
+        # the opt-ins reach the VTN; the events are stored as the site's own DR events
+        await vtn.wait_until(lambda: vtn.opts.get("cap-1") == "optIn"
+                             and vtn.opts.get("simple-1") == "optIn", what="opt-ins")
+        cap = controller.limits.event("openadr:peak/cap-1")
+        simple = controller.limits.event("openadr:peak/simple-1")
+        assert (cap.start, cap.end, cap.limit_w) == (
+            start, start + timedelta(minutes=10), 12_000.0)
+        assert simple.limit_w == CAP_W * 0.5          # SIMPLE 2 = 50 % of the cap
+        # every station's profile is lowered for both events before the first starts
+        probes = [(start + timedelta(seconds=s), 12_000.0) for s in (0, 60, 590)] + [
+            (simple_start + timedelta(seconds=s), 15_000.0) for s in (0, 300)]
+        await wait_until(lambda: all(_profiles_sum_w(fleet, at) <= limit_w + 1
+                                     for at, limit_w in probes), 15,
+                         "profiles under both events' limits")
+        assert clock.now() < start, "the profiles must be lowered before the start"
+        snapshot = controller.snapshot()
+        assert snapshot["vens"][0]["state"] == "online"
+        assert snapshot["vens"][0]["opts"] == {"cap-1": "optIn", "simple-1": "optIn"}
+        # the VTN cancels the SIMPLE event: its limit is lifted
+        vtn.cancel("simple-1")
+        await wait_until(lambda: controller.limits.event(
+            "openadr:peak/simple-1").cancelled, 10, "SIMPLE event cancelled")
+        # lifted: the cap holds there again (how much the planner then gives that window
+        # is its choice - the cars' needs may be met either way)
+        assert controller.effective_limit_at(simple_start + timedelta(seconds=300))[0] \
+            == CAP_W
+        # (an event while it runs - the limit that binds, the draw, the reports of load
+        # and limit - is in tests/test_openadr_running.py)
 
 
 async def test_opt_out_is_answered_and_nothing_is_applied(tmp_path):

@@ -16,9 +16,8 @@ from smartcharge.clock import TIMES_UNTIL
 from smartcharge.openadr import v3_events
 from smartcharge.openadr.signals import (CAPACITY_W, AdrEvent, Interval, Signal,
                                          map_event)
-from tests.openadr_vtn2b import vtn_2b
 from tests.site_e2e import wait_until
-from tests.test_openadr_2b import _clock, _profiles_sum_w, _site, charging_site
+from tests.test_openadr_2b import _clock, _profiles_sum_w, vtn_and_site_online
 
 INT32_MAX = 2 ** 31 - 1
 
@@ -55,30 +54,25 @@ def test_an_openadr3_event_at_the_calendars_end_asks_for_nothing():
 
 async def test_a_far_event_from_the_vtn_leaves_the_next_event_controlled(tmp_path):
     clock = _clock()
-    async with vtn_2b() as vtn:
-        site = _site(vtn.url)
-        async with charging_site(site, tmp_path / "sc.sqlite", clock, "peak") as (
-                server, ven, fleet, monitor):
-            controller = server.controller
-            await vtn.wait_until(lambda: vtn.registrations, what="registration")
-            await wait_until(lambda: ven.status.state == "online", 10, "VEN online")
-            vtn.capacity_event("far", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC),
-                               minutes=60, limit_kw=40.0)
-            vtn.capacity_event("y2999", datetime(2999, 1, 1, tzinfo=UTC), minutes=60,
-                               limit_kw=5.0)
-            start = clock.now() + timedelta(minutes=6)
-            vtn.capacity_event("real", start, minutes=10, limit_kw=5.0)
-            await wait_until(lambda: controller.limits.event("openadr:peak/real") is not None,
-                             15, "the real event taken")
-            at = start + timedelta(minutes=1)
-            await wait_until(lambda: _profiles_sum_w(fleet, at) <= 5_000 + 1, 15,
-                             "the stations' profiles under the real event")
-            assert controller.limits.event("openadr:peak/far") is None
-            assert controller.limits.event("openadr:peak/y2999") is None
-            for station in fleet.stations.values():
-                for profile in station.profiles.profiles:
-                    assert all(p.start_s <= INT32_MAX for p in profile.schedule.periods), \
-                        (station.station_id, profile)
+    async with vtn_and_site_online(tmp_path, clock) as (vtn, server, ven, fleet, monitor):
+        controller = server.controller
+        vtn.capacity_event("far", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC),
+                           minutes=60, limit_kw=40.0)
+        vtn.capacity_event("y2999", datetime(2999, 1, 1, tzinfo=UTC), minutes=60,
+                           limit_kw=5.0)
+        start = clock.now() + timedelta(minutes=6)
+        vtn.capacity_event("real", start, minutes=10, limit_kw=5.0)
+        await wait_until(lambda: controller.limits.event("openadr:peak/real") is not None,
+                         15, "the real event taken")
+        at = start + timedelta(minutes=1)
+        await wait_until(lambda: _profiles_sum_w(fleet, at) <= 5_000 + 1, 15,
+                         "the stations' profiles under the real event")
+        assert controller.limits.event("openadr:peak/far") is None
+        assert controller.limits.event("openadr:peak/y2999") is None
+        for station in fleet.stations.values():
+            for profile in station.profiles.profiles:
+                assert all(p.start_s <= INT32_MAX for p in profile.schedule.periods), \
+                    (station.station_id, profile)
 
 
 def test_a_limit_stored_before_the_calendar_was_held_does_not_stop_the_defaults():

@@ -13,7 +13,6 @@ import signal
 from datetime import timedelta
 
 from smartcharge.clock import format_ocpp_time
-from smartcharge.sim.ev import SimEV
 from tests.site_e2e import wait_until
 from tests.test_site_restart import Rig, installed_since, installed_w
 
@@ -40,13 +39,7 @@ async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
     rig = Rig(tmp_path)
     rig.start_server()
     try:
-        await rig.fleet.start(wait_booted_s=30)
-        station = rig.fleet.station("CP1")
-        for cid, tag in ((1, "DRIVER-1"), (2, "DRIVER-2")):
-            assert await rig.fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
-        await station.wait_for(lambda: all(c.transaction and c.transaction.transaction_id
-                                           for c in station.connectors.values()), 20)
-        ids = sorted(c.transaction.transaction_id for c in station.connectors.values())
+        station, ids = await rig.two_cars_on_cp1()
         await wait_until(lambda: drawn_w(station) > 2 * LIMIT_W, 30, "both cars charging")
 
         posted_at = rig.clock.now()
@@ -85,6 +78,7 @@ async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
                          and drawn_w(station) <= LIMIT_W + 1.0, 30, "still under the event")
         assert installed_w(station, rig.clock.now() + timedelta(minutes=2)) <= LIMIT_W
         # (a moment above the event once under it after the restart was seen in 1 run of
-        # ~16: the known gap of tests/test_restart_first_round.py)
+        # ~16 before the restarted server asked what the stations apply:
+        # tests/test_restart_dr_first_round.py)
     finally:
         await rig.close()

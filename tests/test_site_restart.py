@@ -95,6 +95,17 @@ class Rig:
         await listening(self.http_url)
         return restarted_at
 
+    async def two_cars_on_cp1(self):
+        """The fleet up, a car on each of CP1's connectors, both transactions acknowledged:
+        (CP1's station, the two transaction ids in order)."""
+        await self.fleet.start(wait_booted_s=30)
+        station = self.fleet.station("CP1")
+        for cid, tag in ((1, "DRIVER-1"), (2, "DRIVER-2")):
+            assert await self.fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
+        await station.wait_for(lambda: all(c.transaction and c.transaction.transaction_id
+                                           for c in station.connectors.values()), 20)
+        return station, sorted(c.transaction.transaction_id for c in station.connectors.values())
+
     async def api(self, method: str, path: str, body=None) -> tuple[int, object]:
         async with aiohttp.ClientSession(self.http_url) as http:
             async with http.request(method, path, json=body, headers=AUTH) as resp:
@@ -139,7 +150,10 @@ async def test_dr_event_survives_sigkill_and_keeps_installed_profiles_under_it(t
         # the window, not a flat clamp: higher now, before it (not at the `now` taken before the
         # crash: profiles sent after the restart start later, so that past instant is governed
         # by whatever older profiles remain)
-        assert installed_w(station, rig.clock.now()) > limit_w
+        # (after the restart the station said what it applies: the session's plan raises it
+        # there, a raise in force the settle time and the clocks' margin after it is sent)
+        await wait_until(lambda: installed_w(station, rig.clock.now()) > limit_w, 30,
+                         "the plan before the window in force")
 
         status, listed = await rig.api("GET", "/api/demand-response/events")
         assert [(e["id"], e["state"], e["limit_w"]) for e in listed] == [
@@ -158,13 +172,7 @@ async def test_restart_mid_session_then_lower_limit_reaches_the_station(tmp_path
     rig = Rig(tmp_path)
     rig.start_server()
     try:
-        await rig.fleet.start(wait_booted_s=30)
-        station = rig.fleet.station("CP1")
-        for cid, tag in ((1, "DRIVER-1"), (2, "DRIVER-2")):
-            assert await rig.fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
-        await station.wait_for(lambda: all(c.transaction and c.transaction.transaction_id
-                                           for c in station.connectors.values()), 20)
-        ids = sorted(c.transaction.transaction_id for c in station.connectors.values())
+        station, ids = await rig.two_cars_on_cp1()
 
         # The station stays away until we looked: the simulator sends a BootNotification on
         # every connection, and the ledger then closes its sessions (Reboot) until its next

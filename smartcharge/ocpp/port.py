@@ -207,6 +207,15 @@ class StationPort(ABC):
         gone."""
         return Answer.REJECTED
 
+    async def composite(self, connector_id: int, duration_s: int) -> Installed | None:
+        """What the station applies on a connector from now for `duration_s`, as it says
+        (GetCompositeSchedule in the current unit): an `Installed` (transaction 0) from the
+        station's start of the schedule, or None when it cannot say (refused, unsupported, no
+        answer). Asked after a restart for transactions an earlier process may have sent
+        profiles (site/installed_restore.py). Raises StationOffline once the connection is
+        gone."""
+        return None
+
     def profiles_reported(self, event) -> None:
         """The station reported profiles it holds (`events.ChargingProfilesReported`, the
         answer to the port's own question after a (re)connection); a version without such

@@ -11,6 +11,7 @@ remembers of a refusal.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +21,8 @@ from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, Pow
                                    Recorder, ScheduleResult, StationPort)
 from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
                                        StationTimeout)
+
+log = logging.getLogger("smartcharge.site.dispatch")
 
 NO_ANSWER = Answer.NO_ANSWER.value
 TX_DEFAULT_PROFILE = "TxDefaultProfile"   # the purpose's name in 1.6 and 2.0.1 alike
@@ -40,6 +43,35 @@ def failed(exc: StationTimeout | StationCallError) -> Answer:
 def status_of(result: Any) -> str:
     """The `status` of a station's answer as text (the library gives an enum or a string)."""
     return str(getattr(result.status, "value", result.status))
+
+
+def _field(item: Any, name: str) -> Any:
+    """A field of a station's answer in snake_case or camelCase (dicts or the library's
+    dataclasses)."""
+    if not isinstance(item, dict):
+        return getattr(item, name, None)
+    camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+    return item.get(name, item.get(camel))
+
+
+def composite_installed(start_text: str | None, schedule: Any, *, asked_at) -> Installed:
+    """A GetCompositeSchedule answer's schedule as an `Installed` (transaction 0) from its
+    start (the station's, else when we asked), until its duration ends."""
+    start_text = start_text or _field(schedule, "start_schedule")
+    start = parse_ocpp_time(start_text) if start_text else asked_at
+    periods = _field(schedule, "charging_schedule_period")
+    starts_s = [int(_field(p, "start_period")) for p in periods]
+    limits = [float(_field(p, "limit")) for p in periods]
+    if not starts_s or starts_s[0] != 0 or starts_s != sorted(starts_s):
+        raise ValueError(f"periods do not begin at 0 in order: {starts_s}")
+    duration_s = _field(schedule, "duration")
+    unit = str(getattr(_field(schedule, "charging_rate_unit"), "value",
+                       _field(schedule, "charging_rate_unit")))
+    phases = [_field(p, "number_phases") for p in periods]
+    return Installed(transaction_id=0, start=start,
+                     expires=start + timedelta(seconds=int(duration_s)) if duration_s
+                     else FOREVER, unit=unit, phases=max((int(n) for n in phases if n), default=3),
+                     starts_s=starts_s, limits=limits)
 
 
 # the last startSchedule read and its moment: a round's requests are built in the same few
@@ -161,6 +193,35 @@ class ControlPortBase(StationPort):
         if floored:
             self._zero_ok = False
         return ScheduleResult(Answer.ACCEPTED, installed, floored=floored)
+
+    # --- what the station applies (GetCompositeSchedule) ---------------------------------------
+    async def composite(self, connector_id: int, duration_s: int) -> Installed | None:
+        request = self._composite_request(connector_id, duration_s)
+        asked_at = self.clock.now()
+        try:
+            # one attempt, no retries: the station's plans wait for it (its set-up holds it)
+            answer = await self.link.call(request, timeout_s=self.settings.call_timeout_s)
+            status = status_of(answer)
+        except (StationTimeout, StationCallError) as exc:
+            status = NO_ANSWER if isinstance(exc, StationTimeout) else exc.code
+            answer = None
+        self.record(self.station_id, connector_id, "GetCompositeSchedule",
+                    {"connectorId": connector_id, "duration": duration_s, "unit": self._unit},
+                    status)
+        if status != "Accepted":
+            return None
+        try:
+            return composite_installed(*self._composite_parts(answer), asked_at=asked_at)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            log.warning("station %s connector %d: unreadable composite schedule (%s)",
+                        self.station_id, connector_id, exc)
+            return None
+
+    def _composite_request(self, connector_id: int, duration_s: int) -> Any:
+        raise NotImplementedError   # the version's GetCompositeSchedule
+
+    def _composite_parts(self, answer: Any) -> tuple:
+        raise NotImplementedError   # (schedule start text or None, schedule dict)
 
     # --- a triggered meter sample ---------------------------------------------------------------
     # the station's words (a status or a CALLERROR code) for "I do not do that": not asked again

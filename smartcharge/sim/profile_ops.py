@@ -56,6 +56,8 @@ class ProfileOperations:
         rejects the request (unknown connector, unsupported unit)."""
         if connector_id != 0 and connector_id not in self.connectors:
             return None
+        if self.quirks.refuse_composite:
+            return None
         allowed = self.profiles.capabilities.allowed_units
         if unit is None:
             unit = "A" if "Current" in allowed else "W"

@@ -42,6 +42,8 @@ class Quirks:
     # answers every TriggerMessage with this status ("Rejected", "NotImplemented") and sends
     # nothing (None: it sends what it is asked for)
     refuse_triggers: str | None = None
+    # answers every GetCompositeSchedule Rejected (it cannot say what it applies)
+    refuse_composite: bool = False
 
 
 @dataclass(frozen=True)

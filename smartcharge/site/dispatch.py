@@ -451,7 +451,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
                 old.expires, self.raise_delay_s()):
             end = old.expires   # the installed end, delayed a little: compared as it is
         wanted = steps.overlay(sent, end, below)
-        lowers, raises = steps.compare(installed, wanted, now)
+        lowers, raises = limits.judged(control, cplan.ref, phases, factor,
+                                       cplan.transaction_id, installed, wanted, now)
         same = kept and old.expires == end
         if raises and same and not steps.raises_beyond(
                 installed, wanted, now, self.settings.raise_deadband_w,

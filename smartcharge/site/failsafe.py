@@ -20,6 +20,7 @@ from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site import steps, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
+from smartcharge.site.installed_restore import ask_installed
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
@@ -83,6 +84,9 @@ class FailSafeSetup:
                     control.default_layer.clear()
                     control.default_sent.clear()
                     await self._send_defaults(control)
+                    # after a restart: what the earlier process left installed, as the
+                    # station says (before the round compares this station)
+                    await ask_installed(self, control)
             except (StationOffline, StationTimeout) as exc:
                 control.setup_link = None
                 log.info("station %s: setup postponed (%s)", station_id, exc)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from smartcharge import units
 from smartcharge.clock import Clock
 from smartcharge.site import steps
+from smartcharge.site.installed_restore import RestoredLayers, bounded
 from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.state import SiteState
@@ -74,6 +75,7 @@ class InstalledLimits:
         self._voltage_v = {s.station_id: s.voltage_v for s in topology.site.stations}
         self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
         self.started_at = clock.now()   # transactions older than this may run unknown profiles
+        self.restored = RestoredLayers(state.sessions)   # what their stations said they apply
         # ref -> (what its `step_of` was made of, the step): see step_of
         self._steps_kept: dict[ConnectorRef, tuple[tuple, steps.Step]] = {}
 
@@ -129,19 +131,44 @@ class InstalledLimits:
 
     def installed_steps(self, control: StationControl, ref: ConnectorRef, phases: int,
                      factor: float, transaction_id: int | None,
-                     below: steps.Step | None = None) -> steps.Step:
-        """`below`: its `below_steps(..., False)` when the caller has them (this turn)."""
+                     below: steps.Step | None = None, *, upper: bool = False) -> steps.Step:
+        """`below`: its `below_steps(..., False)` when the caller has them (this turn).
+        `upper`: where it is not known which of two the station applies (after a restart,
+        installed_restore.bounded), the higher - what it may draw; else the lower - what a
+        change is judged a raise against."""
         if below is None:
             below = self.below_steps(control, ref, phases, factor, False)
         old = control.sent.get(ref.connector_id)
         if old is None or old.transaction_id != transaction_id:
             if self.unknown_tx(ref, transaction_id):
                 # a transaction older than this process: the station may run a plan an
-                # earlier process sent (until it ends, which we do not know): its maximum
+                # earlier process sent - what it said it applies (installed_restore.py),
+                # else (until it ends, which we do not know) its maximum
+                told = self.restored.for_session(ref, self.state.sessions.get(ref))
+                if told is not None:
+                    return bounded(steps.overlay(self.sent_steps(told, phases, factor, ref),
+                                                 told.expires, below), below, upper=upper)
                 return [(datetime.min.replace(tzinfo=UTC),
                          self.topology.max_power_w(ref) / factor)]
             return below
         return steps.overlay(self.sent_steps(old, phases, factor, ref), old.expires, below)
+
+    def judged(self, control: StationControl, ref: ConnectorRef, phases: int, factor: float,
+               transaction_id: int | None, installed: steps.Step, wanted: steps.Step,
+               now: datetime) -> tuple[bool, bool]:
+        """(lowers somewhere, raises somewhere): `wanted` against `installed` (the lower
+        bound). After a restart, where the station may apply either what it said or what this
+        process installed under it since (installed_restore.bounded), a decrease is judged
+        against the higher: a car an old TxProfile still runs high is lowered with the
+        decreases, never left there as "no change"."""
+        lowers, raises = steps.compare(installed, wanted, now)
+        old = control.sent.get(ref.connector_id)
+        if not lowers and (old is None or old.transaction_id != transaction_id) \
+                and self.unknown_tx(ref, transaction_id):
+            upper = self.installed_steps(control, ref, phases, factor, transaction_id,
+                                         upper=True)
+            lowers = steps.compare(upper, wanted, now)[0]
+        return lowers, raises
 
     def unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
         session = self.state.sessions.get(ref)
@@ -190,7 +217,8 @@ class InstalledLimits:
         transaction_id = session.transaction_id if session is not None else None
         phases = self.phase_use(ref)[0]
         key = (default, control.idle_layer.get(connector_id), control.sent.get(connector_id),
-               transaction_id, self.unknown_tx(ref, transaction_id), phases)
+               transaction_id, self.unknown_tx(ref, transaction_id), phases,
+               self.restored.by_ref.get(ref))   # what its station said after a restart
         kept = self._steps_kept.get(ref)
         if kept is not None and kept[0] == key:
             return kept[1]
@@ -221,7 +249,7 @@ class InstalledLimits:
 
     def _current_step(self, control: StationControl, ref: ConnectorRef, phases: int,
                       transaction_id: int | None) -> steps.Step:
-        step = self.installed_steps(control, ref, phases, 1.0, transaction_id)
+        step = self.installed_steps(control, ref, phases, 1.0, transaction_id, upper=True)
         out: steps.Step = []
         for moment, value in step:     # only the moments where the value changes
             if not out or out[-1][1] != value:
@@ -286,5 +314,5 @@ class InstalledLimits:
         session = self.state.sessions.get(ref)
         phases = self.topology.connector(ref).phases
         step = self.installed_steps(control, ref, phases, 1.0,
-                                 session.transaction_id if session else None)
+                                 session.transaction_id if session else None, upper=True)
         return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))

@@ -21,6 +21,7 @@ import logging
 from datetime import datetime
 
 from ocpp.v16 import call
+from ocpp.v16.enums import ChargingRateUnitType
 
 from smartcharge.ocpp.port import Answer, Capabilities, Installed, PowerSchedule, ScheduleResult
 from smartcharge.ocpp.port_base import (NO_ANSWER, ControlPortBase, answer_of, failed,
@@ -266,6 +267,13 @@ class V16StationPort(ControlPortBase):
             log.warning("station %s connector %d: could not clear the old TxProfile: %s",
                         self.station_id, connector_id, exc)
             return failed(exc)
+
+    def _composite_request(self, connector_id: int, duration_s: int) -> call.GetCompositeSchedule:
+        return call.GetCompositeSchedule(connector_id=connector_id, duration=duration_s,
+                                         charging_rate_unit=ChargingRateUnitType(self._unit))
+
+    def _composite_parts(self, answer) -> tuple:
+        return answer.schedule_start, answer.charging_schedule
 
     def _trigger_request(self, connector_id: int) -> call.TriggerMessage:
         return call.TriggerMessage(requested_message="MeterValues", connector_id=connector_id)

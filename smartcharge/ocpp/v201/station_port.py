@@ -266,6 +266,14 @@ class V201StationPort(ControlPortBase):
         self.verified[connector_id] = out
         return out
 
+    def _composite_request(self, connector_id: int, duration_s: int) -> call.GetCompositeSchedule:
+        return call.GetCompositeSchedule(duration=duration_s, evse_id=connector_id,
+                                         charging_rate_unit=ChargingRateUnitEnumType(self._unit))
+
+    def _composite_parts(self, answer) -> tuple:
+        schedule = answer.schedule
+        return _get(schedule, "schedule_start"), schedule
+
     def _trigger_request(self, connector_id: int) -> call.TriggerMessage:
         return call.TriggerMessage(requested_message="MeterValues", evse={"id": connector_id})
 
