@@ -177,12 +177,15 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 raise RuntimeError("the server did not start")
             await asyncio.sleep(0.1)
         parts = min(args.station_procs, max(1, connectors // 2))
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # the stations' code from --station-tree (an older tree measures what the stations cost
+        # before a change): `-m` looks in the working directory first, so it is the tree too
+        env = {**os.environ, "PYTHONPATH": args.station_tree}
         # a real-time clock in the stations (a sample a minute): their profiles' times are ours
         procs = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.load_stations", str(site_file),
             f"ws://127.0.0.1:{port}/ocpp", str(part), str(parts), "60", "300",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            cwd=args.station_tree,
             limit=1 << 26) for part in range(parts)]
         from benchmarks.ocpp_load import read_json
         await asyncio.gather(*(read_json(p, "ready", 300) for p in procs))
@@ -263,11 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--station-procs", type=int, default=2)
     parser.add_argument("--server-tree", default=str(REPO),
                         help="the smartcharge tree the server runs (to measure an older one)")
+    parser.add_argument("--station-tree", default=str(REPO),
+                        help="the smartcharge tree the station processes run (the simulator "
+                             "and benchmarks/load_stations.py; to measure an older one)")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     print(f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; server tree {args.server_tree}; "
+          f"station tree {args.station_tree}; "
           f"{args.station_procs} station processes")
     print("| connectors | stations sent decreases | profiles | request | re-plan (solve, check) "
           "| sends | answers | DR POST -> last ack, median [s] | min | max "

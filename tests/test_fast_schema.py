@@ -7,6 +7,7 @@ maxLength, a value outside its enum, an empty array)."""
 from __future__ import annotations
 
 import copy
+import decimal
 import random
 from typing import Any
 
@@ -105,7 +106,63 @@ def test_compiled_check_passes_what_the_library_passes(version, action, message_
     assert checked > 0
 
 
-def test_decimal_payloads_are_left_to_the_library():
-    # 1.6 SetChargingProfile: the library reads floats as Decimal for multipleOf 0.1
+# the 1.6 payloads the library reads with Decimal (for `multipleOf` 0.1): the station checks
+# every SetChargingProfile we send with them (~2 ms each in the library)
+DECIMAL_CALLS = ("SetChargingProfile", "RemoteStartTransaction")
+LIMITS = (21.4, 16, 0.1, 0.0, -3.2, 4.11, 4.100000000000001, 0.30000000000000004, 1e12, 1e300,
+          -1e300, 123456789.3, 1e-7, float("nan"), float("inf"), float("-inf"), True)
+
+
+def _with_limit(payload: dict, action: str, limit: Any) -> dict:
+    result = copy.deepcopy(payload)
+    profile = result["csChargingProfiles" if action == "SetChargingProfile"
+                     else "chargingProfile"]
+    profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] = limit
+    if "minChargingRate" in profile["chargingSchedule"]:
+        profile["chargingSchedule"]["minChargingRate"] = limit
+    return result
+
+
+@pytest.mark.parametrize("action", DECIMAL_CALLS)
+def test_decimal_payloads_compiled_with_an_exact_multiple_of(action):
+    # read as the library reads it (its cache keeps the first reading's floats)
+    schema = get_validator(MessageType.Call, action, "1.6", parse_float=decimal.Decimal).schema
+    payloads = [instance(schema, full=full, edge=edge)
+                for full in (False, True) for edge in (None, "low", "high")]
+    pick = random.Random(action)
+    for valid in payloads:
+        if action == "RemoteStartTransaction" and "chargingProfile" not in valid:
+            continue
+        # a valid profile takes the compiled check (not the library's ~2 ms one)
+        assert fast_schema.passes(MessageType.Call, action, "1.6", valid)
+        tried = [_with_limit(valid, action, limit) for limit in LIMITS]
+        tried += [changed(valid, path, change)
+                  for path, change in pick.sample(changes(valid), 40)]
+        for payload in tried:
+            fast = fast_schema.passes(MessageType.Call, action, "1.6", payload)
+            # the library's verdict (it never passes what the compiled check refuses wrongly:
+            # a refusal only means "ask the library")
+            assert not fast or library_passes(MessageType.Call, action, "1.6", payload), payload
+        # the usual limits pass the compiled check itself
+        for limit in (21.4, 16, 0.1, 0.0, 123456789.3, 1e12):
+            assert fast_schema.passes(MessageType.Call, action, "1.6",
+                                      _with_limit(valid, action, limit)), limit
+        for limit in (4.11, 0.30000000000000004, float("nan"), float("inf"), True):
+            assert not fast_schema.passes(MessageType.Call, action, "1.6",
+                                          _with_limit(valid, action, limit)), limit
+
+
+def test_decimal_payloads_keep_their_floats():
+    # the library's check turns the payload's floats into Decimal; the compiled one passes
+    # the payload as it is (the station reads float(Decimal(repr(x))) == x either way)
+    payload = {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute", "chargingSchedule": {
+            "chargingRateUnit": "W", "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 7360.4}]}}}
+    assert fast_schema.passes(MessageType.Call, "SetChargingProfile", "1.6", payload)
+    assert payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+        "limit"] == 7360.4
+    # and what breaks the schema still does
     assert not fast_schema.passes(MessageType.Call, "SetChargingProfile", "1.6",
                                   {"connectorId": 1, "csChargingProfiles": {}})

@@ -27,6 +27,7 @@ class ChargingPhysics:
         """Integrate every car's charging up to `now`, splitting at profile changes, so a car
         never draws above a limit that came into force within the step."""
         last = self._last_physics or now
+        drawn_at = None   # the moment the draws were last computed at here
         while last < now:
             change = self.profiles.next_change(last, self._tx_contexts())
             segment_end = now if change is None or change > now else change
@@ -35,10 +36,13 @@ class ChargingPhysics:
                 if state.transaction is not None and state.ev is not None:
                     drawn_w = state.ev.advance(dt_s, state.draw_w)
                     state.register_wh += drawn_w * dt_s / 3600.0
-            last = segment_end
+            last = drawn_at = segment_end
             self._update_draws(last)
         self._last_physics = max(last, self._last_physics or last)
-        self._update_draws(self._last_physics)
+        # computed at that moment already (nothing changed since): the same draws again, a
+        # quarter of a station's draw computations per SetChargingProfile (s22-clstations)
+        if drawn_at != self._last_physics:
+            self._update_draws(self._last_physics)
 
     def _update_draws(self, at: datetime) -> None:
         voltage_v = self.spec.voltage_v
