@@ -60,6 +60,18 @@ def _needs(controller, clock, *, soon: ConnectorRef, late: ConnectorRef) -> None
     controller.request_replan("test")
 
 
+async def _two_cars_car_2_first(server, fleet, clock):
+    """The fleet up, a car on each of CP1's connectors, car 2's driver leaving soon and car
+    1's late: CP1's station."""
+    await fleet.start(wait_booted_s=10)
+    station = fleet.station("CP1")
+    for cid in (1, 2):
+        assert await fleet.plug_in("CP1", cid, _ev(), "DRIVER-1")
+    await wait_until(lambda: all(ref in server.controller.state.sessions
+                                 for ref in (REF1, REF2)), 10, "both sessions")
+    _needs(server.controller, clock, soon=REF2, late=REF1)
+    return station
+
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path, version):
     site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
@@ -68,14 +80,8 @@ async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path,
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
         async with control_server(site, db, clock, port=port) as first:
-            await fleet.start(wait_booted_s=10)
-            station = fleet.station("CP1")
-            for cid in (1, 2):
-                assert await fleet.plug_in("CP1", cid, _ev(), "DRIVER-1")
             # car 2's driver leaves soon, car 1's late: car 2 has the whole limit, car 1 none
-            await wait_until(lambda: all(ref in first.controller.state.sessions
-                                         for ref in (REF1, REF2)), 10, "both sessions")
-            _needs(first.controller, clock, soon=REF2, late=REF1)
+            station = await _two_cars_car_2_first(first, fleet, clock)
             await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
                              and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
             await station.go_offline()
@@ -107,13 +113,7 @@ async def test_a_station_that_cannot_say_keeps_its_connectors_at_their_maximum(t
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
         async with control_server(site, db, clock, port=port) as first:
-            await fleet.start(wait_booted_s=10)
-            station = fleet.station("CP1")
-            for cid in (1, 2):
-                assert await fleet.plug_in("CP1", cid, _ev(), "DRIVER-1")
-            await wait_until(lambda: all(ref in first.controller.state.sessions
-                                         for ref in (REF1, REF2)), 10, "both sessions")
-            _needs(first.controller, clock, soon=REF2, late=REF1)
+            station = await _two_cars_car_2_first(first, fleet, clock)
             await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100, 20,
                              "car 2 on the whole limit")
             await station.go_offline()
