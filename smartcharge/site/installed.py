@@ -171,12 +171,10 @@ class InstalledLimits:
         return lowers, raises
 
     def unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
-        """The connector's running transaction was known to an earlier process (open in the
-        store when this one started): it may run profiles that process sent."""
         session = self.state.sessions.get(ref)
         return (transaction_id is not None and session is not None
                 and session.transaction_id == transaction_id
-                and (ref, transaction_id) in self.restored.known_at_start)
+                and session.started_at < self.started_at)
 
     def governs(self, ref: ConnectorRef) -> bool:
         """True when a profile we sent (and the station accepted) for the connector's running

@@ -58,12 +58,6 @@ class RestoredLayers:
         # may come in between, and must ask for them all the same
         self.at_start: dict[ConnectorRef, int] = {ref: s.transaction_id
                                                   for ref, s in sessions.items()}
-        # the only transactions an earlier process can have sent profiles for: every start it
-        # acknowledged is in the store. A station's own start time says nothing of it - a
-        # station whose clock is behind ours (the load benchmark's: 4 529 of 5 000) made every
-        # new transaction "older than this process", asked about and counted at its maximum
-        self.known_at_start: frozenset[tuple[ConnectorRef, int]] = frozenset(
-            self.at_start.items())
 
     def for_session(self, ref: ConnectorRef, session) -> Installed | None:
         """What the station said it applies for `session`'s transaction, if it was running
