@@ -126,7 +126,8 @@ def set_need(tx: StoreTx, transaction_id: int, *, requested_wh: float | None,
 
 def prune(tx: StoreTx, now: datetime) -> dict[str, int]:
     """Drop what no longer binds anyone: events that ended more than a day ago, cap windows
-    that ended, needs of sessions that are no longer open. Returns how many of each."""
+    that ended, needs of sessions that are no longer open (or to be reopened: a connector's
+    latest session, closed by its station's boot). Returns how many of each."""
     kept_since = db_time(now - timedelta(seconds=ENDED_EVENT_KEEP_S))
     counts = {
         "events": tx.execute("DELETE FROM dr_events WHERE end_time < ?",
@@ -134,7 +135,10 @@ def prune(tx: StoreTx, now: datetime) -> dict[str, int]:
         "cap_windows": tx.execute("DELETE FROM site_cap_windows WHERE end_time <= ?",
                                   (db_time(now),)).rowcount,
         "needs": tx.execute("DELETE FROM session_needs WHERE transaction_id NOT IN "
-                            "(SELECT transaction_id FROM sessions WHERE state = 'open')"
+                            "(SELECT transaction_id FROM sessions WHERE state = 'open' OR "
+                            "(state = 'closed_implicitly' AND closed_by = 'Reboot' AND "
+                            "transaction_id IN (SELECT MAX(transaction_id) FROM sessions WHERE "
+                            "connector_id IS NOT NULL GROUP BY station_id, connector_id)))"
                             ).rowcount,
     }
     # a key outlives neither its event nor a day (a client's retry comes within minutes)

@@ -262,6 +262,21 @@ class StoreTx:
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND state = ? "
             "ORDER BY transaction_id", (station_id, state))]
 
+    def reboot_closed_latest(self) -> list[SessionRow]:
+        """Every connector's latest session where a station's boot closed it (closed_implicitly
+        by Reboot): it may still be running, to be reopened by the station's next message."""
+        return [SessionRow(*row) for row in self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE transaction_id IN (SELECT "
+            "MAX(transaction_id) FROM sessions WHERE connector_id IS NOT NULL "
+            "GROUP BY station_id, connector_id) AND state = 'closed_implicitly' "
+            "AND closed_by = 'Reboot' ORDER BY transaction_id")]
+
+    def last_transaction_id(self) -> int:
+        """The highest transaction id given so far (0: none). Ids only grow (AUTOINCREMENT,
+        rows never deleted): one above it is a transaction started after this moment."""
+        row = self._db.execute("SELECT MAX(transaction_id) FROM sessions").fetchone()
+        return int(row[0] or 0)
+
     def last_sessions_per_connector(self, station_id: str, state: str) -> list[SessionRow]:
         """Each connector's latest session in `state`."""
         return [SessionRow(*row) for row in self._db.execute(

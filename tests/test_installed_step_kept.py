@@ -37,6 +37,7 @@ def test_the_kept_step_follows_every_input_it_is_made_of() -> None:
                 stations=(Station("CP1", "grid", (Connector(1),)),))
     clock = ManualClock(T0)
     state = SiteState(site)
+    state.earlier_transactions_upto = 5        # the store's ids up to 5 came before us
     phases = {"n": 3}
     control = StationControl("CP1")
     view = InstalledLimits(SiteTopology(site), state, lambda ref: (phases["n"], 0, True),
@@ -65,8 +66,8 @@ def test_the_kept_step_follows_every_input_it_is_made_of() -> None:
     one_phase = same()
     state.sessions[REF] = session(8, T0 + timedelta(minutes=2))   # a new transaction
     assert same() != one_phase                              # the old plan is not its own
-    state.sessions[REF] = session(8, T0 - timedelta(hours=1))     # older than the process
+    state.sessions[REF] = session(5, T0 - timedelta(hours=1))     # older than the process
     older = same()
     assert older[0][1] == view.topology.max_power_w(REF)    # it may run a plan we never sent
-    control.sent[1] = replace(profile(8, 6.0))
+    control.sent[1] = replace(profile(5, 6.0))
     same()

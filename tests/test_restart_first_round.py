@@ -20,10 +20,11 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import pytest
 
 from sim_fixtures import free_port
-from smartcharge.clock import AcceleratedClock
+from smartcharge.clock import AcceleratedClock, format_ocpp_time
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
@@ -130,5 +131,81 @@ async def test_a_station_that_cannot_say_keeps_its_connectors_at_their_maximum(t
             asked = conn.execute("SELECT connector_id, answer FROM profiles_sent WHERE purpose "
                                  "= 'GetCompositeSchedule' ORDER BY id").fetchall()
         assert asked == [(1, "Rejected")], asked
+    finally:
+        await fleet.stop()
+
+
+def _default_w(station, connector_id: int) -> float | None:
+    """The limit of the connector's highest TxDefaultProfile now (None: none)."""
+    defaults = [p for p in station.profiles.profiles if p.connector_id == connector_id
+                and p.purpose == "TxDefaultProfile"]
+    if not defaults:
+        return None
+    return max(defaults, key=lambda p: p.stack_level).schedule.periods[0].limit
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_sessions_a_boot_closed_before_the_restart_reopen_as_an_earlier_processs(
+        tmp_path, version):
+    """The station reconnects with a BootNotification (the simulator sends one on every
+    connection): the ledger closes its sessions until a message shows them running again, and
+    the server stops before one does. After the restart no session is open in the store, yet
+    the station still runs the first server's TxProfiles (car 2 on the whole limit): the
+    restarted server must ask what it applies at its set-up and count the sessions, once
+    their samples reopen them, as an earlier process's - not as transactions of its own under
+    its 0 W defaults, whose plan could raise car 1 beside car 2's old TxProfile. Their
+    drivers' needs come back with them."""
+    site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
+    db = tmp_path / "r.sqlite"
+    # hourly samples: nothing reopens the sessions but the station's sample the test asks for
+    fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, ocpp_versions={"CP1": version},
+                  **FLEET_DEFAULTS)
+    sample = "MeterValues" if version == "1.6" else "TransactionEvent"
+    try:
+        async with control_server(site, db, clock, port=port) as first:
+            station = await _two_cars_car_2_first(first, fleet, clock)
+            needs = {}
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {OP}"}) as http:
+                for ref, session in first.controller.state.sessions.items():   # the drivers'
+                    needs[ref] = (session.requested_wh, session.departure.replace(microsecond=0))
+                    async with http.put(f"{first.http_url}/api/sessions/"
+                                        f"{session.transaction_id}", json={
+                                            "requested_wh": session.requested_wh,
+                                            "departure": format_ocpp_time(session.departure)}
+                                        ) as resp:
+                        assert resp.status == 200, await resp.text()
+            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
+                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
+            await station.go_offline()
+            station.go_online()                      # its BootNotification closes both
+            await wait_until(lambda: not first.controller.state.sessions, 20,
+                             "both sessions closed by the station's boot")
+            await station.go_offline()
+        with sqlite3.connect(db) as conn:
+            states = conn.execute("SELECT state FROM sessions").fetchall()
+        assert states == [("closed_implicitly",)] * 2, states
+        async with control_server(site, db, clock, port=port) as second:   # restarted
+            controller = second.controller
+            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+            station.go_online()
+            restored = controller.installed.restored
+            await wait_until(lambda: len(restored.by_ref) == 2, 20,
+                             "the station asked what both connectors apply at its set-up")
+            assert {ref: r.installed.limits[0] for ref, r in restored.by_ref.items()} \
+                == {REF1: 0.0, REF2: 20.0}
+            station.trigger(sample, None)            # the station's next samples: running
+            await wait_until(lambda: all(ref in controller.state.sessions
+                                         for ref in (REF1, REF2)), 20, "both sessions reopened")
+            for ref in (REF1, REF2):
+                session = controller.state.sessions[ref]
+                assert controller.installed.unknown_tx(ref, session.transaction_id)
+                assert (session.requested_wh, session.departure) == needs[ref]
+            await wait_until(lambda: second.dispatcher.idle and all(
+                _default_w(station, cid) == 0.0 for cid in (1, 2)), 20, "0 W defaults")
+            _needs(controller, clock, soon=REF1, late=REF2)   # it turns round
+            await wait_until(lambda: _limit_w(station, 1) > LIMIT_W - 100
+                             and _limit_w(station, 2) < 100, 20, "the new plan installed")
+            assert watch.installs > 0
+            assert watch.excesses == [], watch.excesses
     finally:
         await fleet.stop()

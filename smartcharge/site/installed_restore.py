@@ -51,13 +51,15 @@ class Restored:
 class RestoredLayers:
     """Connector -> what its station said it applies (the newest answer)."""
 
-    def __init__(self, sessions: dict) -> None:
+    def __init__(self, state) -> None:
         self.by_ref: dict[ConnectorRef, Restored] = {}
-        # the transactions running when this process started (the store's): a station's
+        # the transactions that may be running when this process started (the store's open
+        # ones, and those a station's boot closed that its next message may reopen): a
         # BootNotification closes them until a message shows them running again - its set-up
         # may come in between, and must ask for them all the same
-        self.at_start: dict[ConnectorRef, int] = {ref: s.transaction_id
-                                                  for ref, s in sessions.items()}
+        self.at_start: dict[ConnectorRef, int] = {
+            s.ref: s.transaction_id for s in state.reboot_closed.values()}
+        self.at_start.update({ref: s.transaction_id for ref, s in state.sessions.items()})
 
     def for_session(self, ref: ConnectorRef, session) -> Installed | None:
         """What the station said it applies for `session`'s transaction, if it was running

@@ -39,6 +39,7 @@ from smartcharge.store_history import stopped_sessions
 from smartcharge.store_reports import site_events
 from smartcharge.site.estimates import PastSession
 from smartcharge.site.obligations import event_from_row
+from smartcharge.site.state import REBOOT
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.store import SessionRow, from_db_time
 
@@ -60,11 +61,19 @@ async def restore(controller, store) -> dict[str, int]:
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
+        # sessions a station's boot closed, still to be reopened by its next message: the
+        # profiles an earlier process sent them may still run (site/installed_restore.py)
+        reboot_closed = [(row, ob.start_register_location(tx, row),
+                          ob.registers_received(tx, row.transaction_id))
+                         for row in tx.reboot_closed_latest()]
         connectors = [(row["station_id"], row["connector_id"])
                       for row in tx.connector_statuses()]
-        return pruned, ob.load(tx), sessions, site_events(tx), connectors
+        return (pruned, ob.load(tx), sessions, reboot_closed, tx.last_transaction_id(),
+                site_events(tx), connectors)
 
-    pruned, obligations, sessions, reported, connectors = await store.run(read)
+    pruned, obligations, sessions, reboot_closed, last_transaction_id, reported, connectors = \
+        await store.run(read)
+    controller.state.earlier_transactions_upto = last_transaction_id
     _restore_limits(controller.limits, obligations)
     for station_id, connector_id in connectors:
         # a connector the site file does not list, seen before the restart: the room for its
@@ -77,11 +86,19 @@ async def restore(controller, store) -> dict[str, int]:
     for row, start_location, registers, energy_rows, power_rows in sessions:
         restored += _restore_session(controller.state, row, start_location, obligations.needs,
                                      now, registers, energy_rows, power_rows)
+    for row, start_location, registers in reboot_closed:
+        # as the reboot left it (its energy so far, its driver's need), to be reopened
+        if _restore_session(controller.state, row, start_location, obligations.needs, now,
+                            registers, [], []):
+            controller.state.apply(ev.SessionStopped(
+                row.station_id, row.connector_id, row.transaction_id,
+                from_db_time(row.stop_time) or now, None, REBOOT, implicit=True))
     registers_of = {row.transaction_id: registers for row, _, registers, _, _ in sessions}
     needs, limits = _restore_reports(controller, reported, registers_of, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "undeclared_connectors": len(controller.state.undeclared),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
+              "reboot_closed": len(controller.state.reboot_closed),
               "ev_needs": needs, "external_limits": limits, "history": len(history),
               **{f"pruned_{k}": v for k, v in pruned.items()}}
     log.info("restored from the store: %s", counts)

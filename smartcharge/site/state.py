@@ -111,6 +111,10 @@ class SiteState:
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
         # transaction id -> a session a reboot closed (REBOOT_CLOSED_KEPT, oldest first)
         self.reboot_closed: dict[int, Session] = {}
+        # transactions with ids up to this one were started before this process (the store's
+        # highest at the start, site/restore.py): their stations may run profiles an earlier
+        # process sent (site/installed.py `unknown_tx`)
+        self.earlier_transactions_upto = 0
         # past sessions, for a silent driver's need and departure (loaded from the store at
         # start by site/restore.py, then taught by every session that stops)
         self.history = SessionHistory()
