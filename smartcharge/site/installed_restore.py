@@ -46,6 +46,7 @@ log = logging.getLogger("smartcharge.site.dispatch")
 class Restored:
     asked_at: datetime       # our clock when the station was asked
     installed: Installed     # widened for the clocks' disagreement; transaction 0
+    transaction_id: int      # the transaction the connector ran when it was asked
 
 
 class RestoredLayers:
@@ -62,14 +63,12 @@ class RestoredLayers:
         self.at_start.update({ref: s.transaction_id for ref, s in state.sessions.items()})
 
     def for_session(self, ref: ConnectorRef, session) -> Installed | None:
-        """What the station said it applies for `session`'s transaction, if it was running
-        when the station was asked (a session reopened since is the same transaction; a
-        start timestamp is whole seconds: one within a second of the question may not have
-        been running)."""
+        """What the station said it applies for `session`'s transaction, if the station was
+        asked about that transaction (a session reopened since is the same one). By its id,
+        not its start stamp: that is the station's clock, and one ahead of ours made an
+        older transaction look started after the question - counted at its maximum again."""
         kept = self.by_ref.get(ref)
-        if kept is None or session is None:
-            return None
-        if session.started_at + timedelta(seconds=1) > kept.asked_at:
+        if kept is None or session is None or kept.transaction_id != session.transaction_id:
             return None
         return replace(kept.installed, transaction_id=session.transaction_id)
 
@@ -143,11 +142,11 @@ def fitted(answer: Installed, asked_at: datetime, duration_s: int, max_rate: flo
                    limits=limits + [max_rate])
 
 
-def connectors_to_ask(dispatcher, control: StationControl) -> list[ConnectorRef]:
+def connectors_to_ask(dispatcher, control: StationControl) -> dict[ConnectorRef, int]:
     """The station's connectors with a transaction older than this process for which no plan
-    of ours is accepted (what it runs is not ours to know)."""
+    of ours is accepted (what it runs is not ours to know), each with that transaction."""
     installed = dispatcher.installed
-    out = []
+    out = {}
     for connector in dispatcher.topology.station(control.station_id).connectors:
         ref = ConnectorRef(control.station_id, connector.connector_id)
         session = dispatcher.view.state.sessions.get(ref)
@@ -162,7 +161,7 @@ def connectors_to_ask(dispatcher, control: StationControl) -> list[ConnectorRef]
         sent = control.sent.get(ref.connector_id)
         if sent is not None and sent.transaction_id == transaction_id:
             continue
-        out.append(ref)
+        out[ref] = transaction_id
     return out
 
 
@@ -187,11 +186,11 @@ async def ask_installed(dispatcher, control: StationControl) -> None:
         layers.at_start.pop(ConnectorRef(control.station_id, connector.connector_id), None)
 
 
-async def _ask(dispatcher, control: StationControl, refs: list[ConnectorRef],
+async def _ask(dispatcher, control: StationControl, refs: dict[ConnectorRef, int],
                layers: RestoredLayers) -> None:
     for ref in refs:   # what an earlier connection said is no longer known
         layers.by_ref.pop(ref, None)
-    for ref in refs:
+    for ref, transaction_id in refs.items():
         asked_at = dispatcher.clock.now()
         answer = await control.port.composite(ref.connector_id, duration_s(dispatcher.settings))
         connector = dispatcher.topology.connector(ref)
@@ -203,7 +202,8 @@ async def _ask(dispatcher, control: StationControl, refs: list[ConnectorRef],
             log.info("station %s connector %d: no composite schedule after the restart: "
                      "counted at its maximum", ref.station_id, ref.connector_id)
             break   # a station that cannot say for one will not for the others
-        layers.by_ref[ref] = Restored(asked_at, widened(answer, dispatcher.settings.edge_margin_s))
+        layers.by_ref[ref] = Restored(asked_at, widened(answer, dispatcher.settings.edge_margin_s),
+                                      transaction_id)
         log.info("station %s connector %d: applies %s %s from %s (after the restart)",
                  ref.station_id, ref.connector_id, answer.limits, answer.unit, answer.start)
 
