@@ -3,12 +3,18 @@ the stations' clocks and for an answer shorter than asked: pure functions, exact
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from smartcharge.model import Site
 from smartcharge.ocpp.port import FOREVER, Installed
-from smartcharge.site.installed_restore import bounded, fitted, widened
+from smartcharge.site.installed_restore import (Restored, RestoredLayers, bounded, fitted,
+                                                widened)
+from smartcharge.site.state import Session, SiteState
+from smartcharge.site.topology import ConnectorRef
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+REF = ConnectorRef("CP1", 1)
 
 
 def _installed(starts_s, limits, *, unit="A", expires=FOREVER) -> Installed:
@@ -55,3 +61,22 @@ def test_what_is_under_it_now_bounds_the_answer_both_ways():
     assert bounded(told, below, upper=True) == [(T0, 32.0), (later, 6.5)]
     # a car the earlier process paused: 0 under a default of 6.5
     assert bounded([(T0, 0.0), (later, 6.5)], below, upper=False) == [(T0, 0.0), (later, 6.5)]
+
+
+def test_an_answer_holds_for_the_transaction_asked_about_whatever_its_stamp():
+    """A station two minutes ahead of our clock stamps its transactions two minutes late: by
+    the stamp, the transaction it was asked about began after the question and the answer
+    was not taken for it - the connector counted at its maximum again (20.7 kW under 13.8 in
+    the first round after a restart, a site whose edge_margin_s allowed the skew). By id, it
+    holds for that transaction and no other."""
+    asked_at = T0 + timedelta(seconds=30)
+    layers = RestoredLayers(SiteState(Site(name="s", circuits=(), stations=())))
+    answer = _installed([0], [20.0], expires=T0 + timedelta(hours=1))
+    layers.by_ref[REF] = Restored(asked_at, answer, transaction_id=7)
+    stamped_ahead = Session(transaction_id=7, ref=REF, id_tag="T",
+                            started_at=asked_at + timedelta(seconds=90), meter_start_wh=0.0,
+                            requested_wh=1.0, departure=T0 + timedelta(hours=2))
+    told = layers.for_session(REF, stamped_ahead)
+    assert told is not None and told.limits == [20.0] and told.transaction_id == 7
+    another = replace(stamped_ahead, transaction_id=8, started_at=T0 - timedelta(hours=1))
+    assert layers.for_session(REF, another) is None

@@ -25,7 +25,7 @@ import pytest
 
 from sim_fixtures import free_port
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
-from smartcharge.model import Circuit, Connector, ServerSettings, SessionDefaults, Site, Station
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.spec import Quirks
@@ -39,12 +39,11 @@ OP = "op-secret"
 REF1, REF2 = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
 
 
-def _site(edge_margin_s: float = 5.0) -> Site:
+def _site() -> Site:
     return Site(name="first-round", circuits=(Circuit("grid", None, limit_w=LIMIT_W),),
                 stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
                 id_tags=frozenset({"DRIVER-1"}), operator_tokens=frozenset({OP}),
-                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600),
-                server=ServerSettings(edge_margin_s=edge_margin_s))
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
 
 
 def _ev() -> SimEV:
@@ -75,18 +74,17 @@ async def _two_cars_car_2_first(server, fleet, clock):
     return station
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
-@pytest.mark.parametrize("station_clock_s", [0.0, 120.0])
+@pytest.mark.parametrize("refuses", [False, True])
 async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path, version,
-                                                                       station_clock_s):
-    """`station_clock_s`: how far the station's clock is ahead of ours, on a site whose
-    `edge_margin_s` allows for it. Its transactions' start stamps are its own: two minutes
-    ahead, they began "after" the restart's question, and its answer was not taken for them
-    (the connectors counted at their maximum: 20.7 kW under 13.8)."""
-    site = _site(edge_margin_s=abs(station_clock_s) + 5.0)
-    clock, port = AcceleratedClock(T0, speed=10.0), free_port()
+                                                                       refuses):
+    """`refuses`: the station cannot say what it applies (GetCompositeSchedule Rejected):
+    each connector may run anything from 0 to its maximum, so a plan for it goes out as a
+    decrease to the lower of the two first, then in full (counted at its maximum alone, the
+    raise of car 1 went out as a "decrease" before car 2's: 27.6 kW under 13.8)."""
+    site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
     db = tmp_path / "r.sqlite"
     fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, ocpp_versions={"CP1": version},
-                  clock_offsets_s={"CP1": station_clock_s},
+                  quirks={"CP1": Quirks(refuse_composite=refuses)},
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
         async with control_server(site, db, clock, port=port) as first:

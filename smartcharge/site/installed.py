@@ -142,13 +142,18 @@ class InstalledLimits:
             if self.unknown_tx(ref, transaction_id):
                 # a transaction older than this process: the station may run a plan an
                 # earlier process sent - what it said it applies (installed_restore.py),
-                # else (until it ends, which we do not know) its maximum
+                # else (until it ends, which we do not know) anything from 0 W (an old
+                # pause: a change is judged a raise against it, so a plan goes out as its
+                # decrease to 0 first, then in full after the others' decreases) to its
+                # maximum (what it may draw: a decrease against it goes out at once).
+                # Counted at its maximum alone, a station that could not say had a raise
+                # sent as a "decrease" before another car's decrease: 27.6 kW under 13.8
                 told = self.restored.for_session(ref, self.state.sessions.get(ref))
                 if told is not None:
                     return bounded(steps.overlay(self.sent_steps(told, phases, factor, ref),
                                                  told.expires, below), below, upper=upper)
                 return [(datetime.min.replace(tzinfo=UTC),
-                         self.topology.max_power_w(ref) / factor)]
+                         self.topology.max_power_w(ref) / factor if upper else 0.0)]
             return below
         return steps.overlay(self.sent_steps(old, phases, factor, ref), old.expires, below)
 
