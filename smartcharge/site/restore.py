@@ -87,7 +87,11 @@ async def restore(controller, store) -> dict[str, int]:
         restored += _restore_session(controller.state, row, start_location, obligations.needs,
                                      now, registers, energy_rows, power_rows)
     for row, start_location, registers in reboot_closed:
-        # as the reboot left it (its energy so far, its driver's need), to be reopened
+        # as the reboot left it (its energy so far, its driver's need), to be reopened -
+        # unless an open session of the store's holds its connector (an older one reopened
+        # after the same boot): that one runs
+        if ConnectorRef(row.station_id, row.connector_id) in controller.state.sessions:
+            continue
         if _restore_session(controller.state, row, start_location, obligations.needs, now,
                             registers, [], []):
             controller.state.apply(ev.SessionStopped(
