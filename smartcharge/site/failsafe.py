@@ -45,6 +45,18 @@ def default_in_force(control: StationControl, connector_id: int, now) -> bool:
     return True
 
 
+def forget_installed(control: StationControl) -> None:
+    """Nothing the station accepted from us is known to be in force any more (its profiles were
+    cleared): no plan, idle share, fail-safe default nor maximum - each connector counts at its
+    maximum until the station accepts them again."""
+    for layer in (control.sent, control.idle_layer, control.idle_sent, control.default_layer,
+                  control.default_sent):
+        layer.clear()
+    control.station_max = None
+    control.defaults_key = None
+    control.resend = True
+
+
 class FailSafeSetup:
     async def setup_station(self, station_id: str, *, force: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
