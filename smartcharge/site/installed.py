@@ -171,10 +171,15 @@ class InstalledLimits:
         return lowers, raises
 
     def unknown_tx(self, ref: ConnectorRef, transaction_id: int | None) -> bool:
+        """The connector's running transaction may run profiles an earlier process sent: it
+        started before this process (by its station's clock), or it was open in the store when
+        this process started - a station whose clock is ahead of ours stamps the transactions
+        it ran under the earlier process after our start."""
         session = self.state.sessions.get(ref)
         return (transaction_id is not None and session is not None
                 and session.transaction_id == transaction_id
-                and session.started_at < self.started_at)
+                and (session.started_at < self.started_at
+                     or (ref, transaction_id) in self.restored.known_at_start))
 
     def governs(self, ref: ConnectorRef) -> bool:
         """True when a profile we sent (and the station accepted) for the connector's running

@@ -58,6 +58,10 @@ class RestoredLayers:
         # may come in between, and must ask for them all the same
         self.at_start: dict[ConnectorRef, int] = {ref: s.transaction_id
                                                   for ref, s in sessions.items()}
+        # kept (at_start is emptied by the set-ups): every transaction an earlier process knew
+        # is one of these, whatever its station's clock says of its start
+        self.known_at_start: frozenset[tuple[ConnectorRef, int]] = frozenset(
+            self.at_start.items())
 
     def for_session(self, ref: ConnectorRef, session) -> Installed | None:
         """What the station said it applies for `session`'s transaction, if it was running
