@@ -204,7 +204,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             # gone - its connectors count at their maximum (every plan is then a decrease)
             # until set up again and every plan is sent again, as after a reboot
             failsafe.forget_installed(control)
-            self._spawn(self.setup_station(event.station_id, force=True))
+            self._spawn(self.setup_station(event.station_id, force=True, forget=True))
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
             sent = control.sent.get(event.connector_id)

@@ -58,9 +58,12 @@ def forget_installed(control: StationControl) -> None:
 
 
 class FailSafeSetup:
-    async def setup_station(self, station_id: str, *, force: bool = False) -> None:
+    async def setup_station(self, station_id: str, *, force: bool = False,
+                            forget: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
-        after the connection does not send them twice); `force`: the station rebooted."""
+        after the connection does not send them twice); `force`: the station rebooted;
+        `forget`: its profiles were cleared - what it accepted is forgotten again under its
+        lock (a round's request answered before the clear may note its acceptance after it)."""
         control = self.stations.get(station_id)
         if control is None:
             return
@@ -69,6 +72,8 @@ class FailSafeSetup:
             if link is None or (control.setup_link is link and not force):
                 return
             control.setup_link = link
+            if forget:
+                forget_installed(control)
             if force:
                 control.port_link = None   # rebooted: its capabilities are read anew
             if control.port_link is not link:
