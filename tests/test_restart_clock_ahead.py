@@ -46,12 +46,18 @@ async def test_a_station_ahead_of_our_clock_is_asked_after_a_restart(tmp_path, v
         async with control_server(site, db, clock, port=port) as second:   # restarted
             installed = second.controller.installed
             station.go_online()
-            await wait_until(lambda: all(ref in installed.restored.by_ref
+            sessions = second.controller.state.sessions
+            await wait_until(lambda: all(ref in installed.restored.by_ref and ref in sessions
                                          for ref in (REF1, REF2)), 20,
-                             "what both connectors apply, as the station says")
-            # car 2 on the earlier process's whole limit, car 1 at 0, as the station says
-            told = {ref: installed.restored.by_ref[ref].installed.limits
+                             "what both connectors apply, as the station says, and both "
+                             "sessions running")
+            # car 2 on the earlier process's whole limit, car 1 at 0, as the station says -
+            # and taken for the running transactions (not dropped as started after the
+            # question: by the station's clock they did)
+            told = {ref: installed.restored.for_session(ref, sessions[ref])
                     for ref in (REF1, REF2)}
+            assert None not in told.values(), told
+            told = {ref: installed.limits for ref, installed in told.items()}
             assert max(told[REF2]) > 0 and max(told[REF1]) < max(told[REF2]), told
     finally:
         await fleet.stop()
