@@ -65,3 +65,36 @@ async def test_a_station_ahead_of_our_clock_is_asked_after_a_restart(tmp_path, v
         asked = conn.execute("SELECT connector_id FROM profiles_sent WHERE purpose = "
                              "'GetCompositeSchedule' ORDER BY connector_id").fetchall()
     assert sorted(set(asked)) == [(1,), (2,)], asked   # (again at a second set-up: allowed)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_the_first_round_after_a_restart_lowers_first_on_a_clock_ahead(tmp_path, version):
+    """test_restart_first_round's case on a station 10 min ahead: car 2 on the whole limit, car
+    1 at 0; after the restart the plan turns round - every profile the station installs is
+    checked. (Passed before the fix too: counted at its default share, the car left at 0 was
+    raised as a raise; with the transactions known at start but the station's answer dropped
+    it was counted at its maximum and raised as a "decrease", ungated.)"""
+    from tests.installed_limits import InstallWatch
+    from tests.test_restart_first_round import _needs
+
+    site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
+    db = tmp_path / "r.sqlite"
+    fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, ocpp_versions={"CP1": version},
+                  clock_offsets_s={"CP1": 600}, **{**FLEET_DEFAULTS, "meter_interval_s": 2})
+    try:
+        async with control_server(site, db, clock, port=port) as first:
+            station = await _two_cars_car_2_first(first, fleet, clock)
+            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
+                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
+            await station.go_offline()
+        async with control_server(site, db, clock, port=port) as second:   # restarted
+            controller = second.controller
+            _needs(controller, clock, soon=REF1, late=REF2)
+            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+            station.go_online()
+            await wait_until(lambda: _limit_w(station, 1) > LIMIT_W - 100
+                             and _limit_w(station, 2) < 100, 20, "the new plan installed")
+            assert watch.installs > 0
+            assert watch.excesses == [], watch.excesses
+    finally:
+        await fleet.stop()

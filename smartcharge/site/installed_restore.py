@@ -71,8 +71,9 @@ class RestoredLayers:
         kept = self.by_ref.get(ref)
         if kept is None or session is None:
             return None
-        if session.started_at + timedelta(seconds=1) > kept.asked_at:
-            return None
+        if (ref, session.transaction_id) not in self.known_at_start \
+                and session.started_at + timedelta(seconds=1) > kept.asked_at:
+            return None   # (one open at our start ran before the question, whatever its stamp)
         return replace(kept.installed, transaction_id=session.transaction_id)
 
 
