@@ -57,6 +57,10 @@ async def test_a_station_ahead_of_our_clock_is_asked_after_a_restart(tmp_path, v
             told = {ref: installed.restored.for_session(ref, sessions[ref])
                     for ref in (REF1, REF2)}
             assert None not in told.values(), told
+            # in force from the moment it was asked, on our clock: the station's composite
+            # begins at its own "now" (10 min ahead) - read on our clock, the old TxProfile
+            # would only begin in 10 min, the connector counted at its default until then
+            assert all(t.start <= clock.now() for t in told.values()), told
             told = {ref: installed.limits for ref, installed in told.items()}
             assert max(told[REF2]) > 0 and max(told[REF1]) < max(told[REF2]), told
     finally:
