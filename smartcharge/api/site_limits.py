@@ -142,7 +142,7 @@ def _check_addressable(event_id: str) -> None:
     """An id the API can answer with and address afterwards, before anything is stored: a
     control character cannot go into the 201's Location (the event was committed and the
     client got no answer at all), and a "." or ".." segment is removed from every URL."""
-    if not event_id.replace(" ", "x").isprintable():
+    if not event_id.isprintable():   # (an ASCII space is printable; a tab, NUL, U+2028 not)
         raise ApiError(422, "invalid_body", "id: must be printable text (no control characters "
                        "or line breaks)")
     if any(part in (".", "..") for part in event_id.split("/")):
