@@ -53,7 +53,8 @@ async def test_profiles_cleared_by_an_operator_are_installed_again(tmp_path, ver
             await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             async with aiohttp.ClientSession() as http:
                 async with http.post(
-                        f"{server.http_url}/api/stations/CP1/clear-charging-profile", json=CLEAR_ALL[version],
+                        f"{server.http_url}/api/stations/CP1/clear-charging-profile",
+                        json=CLEAR_ALL[version],
                         headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
                     assert resp.status == 200, await resp.text()
                     assert (await resp.json())["answer"]["status"] == "Accepted"

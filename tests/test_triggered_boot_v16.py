@@ -4,8 +4,9 @@ restarting - its transactions go on, under the TxProfiles they run. 1.6 has no b
 every BootNotification was taken for a reboot: the station's sessions were closed, the site
 planned its cars' connectors as idle (the car held at 0 W, its plan replaced by the idle
 share, until a meter value of its transaction reopened the session - an hour here) and gave
-their power to the others. A BootNotification that answers our accepted TriggerMessage on the same connection is
-not a reboot (2.0.1 says so itself: reason Triggered). Real server, simulated 1.6 stations."""
+their power to the others. A BootNotification that answers our accepted TriggerMessage on the
+same connection is not a reboot (2.0.1 says so itself: reason Triggered). Real server,
+simulated 1.6 stations."""
 
 from __future__ import annotations
 
