@@ -20,6 +20,7 @@ import sys
 from smartcharge.config import ConfigError, load_site
 from smartcharge.credentials import hash_secret
 from smartcharge.demo import add_demo_arguments
+from smartcharge.instance_lock import DatabaseInUse, hold_database
 from smartcharge.serve_checks import (cleartext_warnings, is_loopback, demo_key_refusal,
                                       no_password_warnings, plaintext_password_warnings)
 from smartcharge.tls import server_ssl_context
@@ -127,6 +128,12 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         except (OSError, ssl.SSLError) as error:
             print(f"smartcharge: cannot load TLS certificate/key/CA: {error}", file=sys.stderr)
             return 2
+    try:
+        # held until the process ends (a SIGKILL too: the kernel lets it go)
+        lock = hold_database(settings.database)   # noqa: F841
+    except DatabaseInUse as error:
+        print(f"smartcharge: {error}", file=sys.stderr)
+        return 2
     from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
     import smartcharge.app  # noqa: F401  the app's modules before the freeze keeps them out
     tune_gc_for_serving()

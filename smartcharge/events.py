@@ -167,9 +167,19 @@ class ChargingProfilesReported:
     more_to_come: bool                 # tbc: another report for this request follows
 
 
+@dataclass(frozen=True)
+class StationProfilesCleared:
+    """A ClearChargingProfile not of the site's making reached the station (an operator's,
+    through the REST API), answered or not: what the site installed there may be gone."""
+
+    station_id: str
+    at: datetime
+
+
 Event = (StationConnected | StationBooted | StationDisconnected | ConnectorStatusChanged
          | SessionStarted | MeterSampled | SessionStopped | ChargingNeedsReported
-         | ExternalLimitReported | ExternalLimitCleared | ChargingProfilesReported)
+         | ExternalLimitReported | ExternalLimitCleared | ChargingProfilesReported
+         | StationProfilesCleared)
 
 Subscriber = Callable[[Event], None]
 

@@ -16,13 +16,18 @@ from typing import Any
 from aiohttp import web
 
 from smartcharge.api.auth import OPERATE, route
-from smartcharge.appkeys import REGISTRY, SITE, STORE
+from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
+from smartcharge.events import StationProfilesCleared
 from smartcharge.ocpp.commands import CommandInvalid, Fields
 from smartcharge.ocpp.port import UnknownProtocol
 from smartcharge.ocpp.ports import all_commands, commands_for
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 
 log = logging.getLogger(__name__)
+
+# the command that removes profiles the site installed (fail-safe defaults, plans): the site
+# must set the station up again after it, or it goes on counting them (the car at its maximum)
+CLEARS_PROFILES = "clear-charging-profile"
 
 
 def _invalid(detail: str) -> web.HTTPUnprocessableEntity:
@@ -82,7 +87,13 @@ def command(name: str):
         timeout_s = _timeout(request)
         log.info("API: %s to station %s", action, station_id)
         try:
-            answer = await link.call(request_payload, timeout_s=timeout_s)
+            try:
+                answer = await link.call(request_payload, timeout_s=timeout_s)
+            finally:
+                # answered or not (it may have cleared and then not answered, or dropped),
+                # at once - before any other call to the station can be answered
+                if name == CLEARS_PROFILES:
+                    app[EVENTS].publish(StationProfilesCleared(station_id, app[CLOCK].now()))
         except StationOffline as error:
             raise web.HTTPConflict(text=str(error)) from None
         except StationTimeout as error:

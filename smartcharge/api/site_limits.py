@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import quote
 from dataclasses import replace
 
 from aiohttp import web
@@ -137,9 +138,22 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+def _check_addressable(event_id: str) -> None:
+    """An id the API can answer with and address afterwards, before anything is stored: a
+    control character cannot go into the 201's Location (the event was committed and the
+    client got no answer at all), and a "." or ".." segment is removed from every URL."""
+    if not event_id.isprintable():   # (an ASCII space is printable; a tab, NUL, U+2028 not)
+        raise ApiError(422, "invalid_body", "id: must be printable text (no control characters "
+                       "or line breaks)")
+    if any(part in (".", "..") for part in event_id.split("/")):
+        raise ApiError(422, "invalid_body", "id: a '.' or '..' path segment cannot be "
+                       "addressed in a URL")
+
+
 def _created(event: DemandResponseEvent, now) -> web.Response:
+    # percent-encoded ("/" kept: the route takes it): "?", "#", "%", spaces, non-ASCII ids too
     return web.json_response(event.as_json(now), status=201, headers={
-        "Location": f"/api/demand-response/events/{event.event_id}"})
+        "Location": "/api/demand-response/events/" + quote(event.event_id, safe="/")})
 
 
 def _as_posted(event: DemandResponseEvent | None) -> DemandResponseEvent | None:
@@ -154,6 +168,8 @@ async def post_event(request: web.Request) -> web.Response:
     if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()
                                  or len(event_id) > 100):
         raise ApiError(422, "invalid_body", "id: must be a non-empty string (up to 100 chars)")
+    if event_id is not None:
+        _check_addressable(event_id)
     if event_id is not None and event_id.startswith(OPENADR_PREFIX):
         raise ApiError(422, "invalid_body", f"id: {OPENADR_PREFIX}... names events the site's "
                        "OpenADR VENs received; choose another id")

@@ -199,6 +199,12 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))
+        elif isinstance(event, ev.StationProfilesCleared):
+            # an operator's ClearChargingProfile: what the station accepted from us may be
+            # gone - its connectors count at their maximum (every plan is then a decrease)
+            # until set up again and every plan is sent again, as after a reboot
+            failsafe.forget_installed(control)
+            self._spawn(self.setup_station(event.station_id, force=True, forget=True))
         elif isinstance(event, ev.SessionStopped | ev.SessionStarted) \
                 and event.connector_id is not None:
             sent = control.sent.get(event.connector_id)

@@ -45,10 +45,25 @@ def default_in_force(control: StationControl, connector_id: int, now) -> bool:
     return True
 
 
+def forget_installed(control: StationControl) -> None:
+    """Nothing the station accepted from us is known to be in force any more (its profiles were
+    cleared): no plan, idle share, fail-safe default nor maximum - each connector counts at its
+    maximum until the station accepts them again."""
+    for layer in (control.sent, control.idle_layer, control.idle_sent, control.default_layer,
+                  control.default_sent):
+        layer.clear()
+    control.station_max = None
+    control.defaults_key = None
+    control.resend = True
+
+
 class FailSafeSetup:
-    async def setup_station(self, station_id: str, *, force: bool = False) -> None:
+    async def setup_station(self, station_id: str, *, force: bool = False,
+                            forget: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
-        after the connection does not send them twice); `force`: the station rebooted."""
+        after the connection does not send them twice); `force`: the station rebooted;
+        `forget`: its profiles were cleared - what it accepted is forgotten again under its
+        lock (a round's request answered before the clear may note its acceptance after it)."""
         control = self.stations.get(station_id)
         if control is None:
             return
@@ -57,6 +72,8 @@ class FailSafeSetup:
             if link is None or (control.setup_link is link and not force):
                 return
             control.setup_link = link
+            if forget:
+                forget_installed(control)
             if force:
                 control.port_link = None   # rebooted: its capabilities are read anew
             if control.port_link is not link:

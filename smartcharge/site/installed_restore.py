@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from smartcharge.ocpp.port import Installed
+from smartcharge.ocpp.port import FOREVER, Installed
 from smartcharge.site import steps
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
@@ -142,6 +142,21 @@ def fitted(answer: Installed, asked_at: datetime, duration_s: int, max_rate: flo
                    limits=limits + [max_rate])
 
 
+def on_our_clock(answer: Installed, asked_at: datetime) -> Installed:
+    """The composite as of when we asked, when the station's clock is ahead: it computes it
+    from its own now (its scheduleStart), and one 10 min ahead put what it applies now 10 min
+    into our future (the connector counted at what lies under it until then). A start at or
+    before our question is taken as it is: a composite never begins after its station's now,
+    but one may begin before it (and a clock behind is what `widened` and the held raises
+    are for). (The answer's few ms of latency are inside the edge margin `widened` adds.)"""
+    skew = answer.start - asked_at
+    if skew <= timedelta(0):
+        return answer
+    return replace(answer, start=asked_at,
+                   expires=answer.expires if answer.expires == FOREVER
+                   else answer.expires - skew)
+
+
 def connectors_to_ask(dispatcher, control: StationControl) -> dict[ConnectorRef, int]:
     """The station's connectors with a transaction older than this process for which no plan
     of ours is accepted (what it runs is not ours to know), each with that transaction."""
@@ -195,6 +210,7 @@ async def _ask(dispatcher, control: StationControl, refs: dict[ConnectorRef, int
         answer = await control.port.composite(ref.connector_id, duration_s(dispatcher.settings))
         connector = dispatcher.topology.connector(ref)
         if answer is not None:
+            answer = on_our_clock(answer, asked_at)
             max_rate = (dispatcher.topology.max_power_w(ref) if answer.unit == "W"
                         else connector.max_current_a)
             answer = fitted(answer, asked_at, duration_s(dispatcher.settings), max_rate)

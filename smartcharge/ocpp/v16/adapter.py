@@ -30,6 +30,7 @@ from smartcharge.metering import (
     parse_meter_values,
 )
 from smartcharge.ocpp.central import CentralSystemBase
+from smartcharge.ocpp.registry import StationCallError
 from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v16.edge import DIALECT
 
@@ -38,6 +39,27 @@ log = logging.getLogger(__name__)
 
 class CentralSystemV16(CentralSystemBase, ChargePoint):
     dialect = DIALECT
+    # a TriggerMessage(BootNotification) of ours was sent on this connection and not refused:
+    # the next BootNotification on it answers it - the station did not restart (1.6 has no
+    # boot reason; 2.0.1 says Triggered). A restart drops the connection, and this adapter.
+    _boot_triggered = False
+
+    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
+        if type(request).__name__ != "TriggerMessage" \
+                or getattr(request, "requested_message", None) != "BootNotification":
+            return await super().send_call(request, wire=wire)
+        # set before it is sent: the station answers, then sends the BootNotification at
+        # once (5.17), which may be handled before this call resumes
+        self._boot_triggered = True
+        try:
+            answer = await super().send_call(request, wire=wire)
+        except StationCallError:
+            self._boot_triggered = False
+            raise
+        # (no answer: it may still come - nothing but it comes on this connection)
+        if getattr(answer, "status", None) != "Accepted":
+            self._boot_triggered = False
+        return answer
 
     # -- inbound calls ----------------------------------------------------------------------
     @on(Action.boot_notification)
@@ -46,10 +68,11 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         payload = {"chargePointVendor": charge_point_vendor,
                    "chargePointModel": charge_point_model,
                    **{_camel(k): v for k, v in optional.items()}}
+        triggered, self._boot_triggered = self._boot_triggered, False
         accepted = await self.record_boot(
             payload, vendor=charge_point_vendor, model=charge_point_model,
             serial_number=optional.get("charge_point_serial_number"),
-            firmware_version=optional.get("firmware_version"))
+            firmware_version=optional.get("firmware_version"), rebooted=not triggered)
         return call_result.BootNotification(
             current_time=format_ocpp_time(self._ctx.clock.now()),
             interval=self._ctx.site.server.heartbeat_interval_s,

@@ -1,0 +1,75 @@
+"""An operator's ClearChargingProfile through the REST API (`clear-charging-profile`) removes
+what smartcharge installed on the station - its fail-safe defaults and its plans. The site's
+model of the station still listed them: nothing was sent again (only changes are), and the car
+drew the station's maximum over the grid limit for as long as it charged. Once the station has
+answered (or may have cleared: no answer), what it runs is taken as unknown and set up again.
+Both OCPP versions, real server, simulated stations over real WebSockets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.fleet import Fleet
+from smartcharge.site.dispatch import DispatchSettings
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GRID_W = 11_000.0
+TOKEN = "operator-token"
+
+
+def _site() -> Site:
+    return Site(name="clear", circuits=(Circuit("grid", None, limit_w=GRID_W),),
+                stations=(Station("CP1", "grid", (Connector(1),)),),
+                id_tags=frozenset({"DRIVER-1"}), operator_tokens=frozenset({TOKEN}))
+
+
+# 1.6: no criteria clears every profile; 2.0.1 needs one (ours: an EVSE's profiles)
+CLEAR_ALL = {"1.6": {}, "2.0.1": {"connector_id": 1}}
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_profiles_cleared_by_an_operator_are_installed_again(tmp_path, version):
+    site = _site()
+    clock = AcceleratedClock(T0, speed=60.0)
+    async with control_server(site, tmp_path / "sc.sqlite", clock,
+                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
+        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=3600, call_timeout_s=5.0,
+                      reconnect_min_s=0.05, reconnect_max_s=0.3,
+                      ocpp_versions={"CP1": version})
+        try:
+            await fleet.start(wait_booted_s=10)
+            car = SimEV(capacity_wh=100_000, soc=0.1,
+                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+            assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
+            await wait_until(lambda: 5_000 < fleet.draw_w("CP1", 1) <= GRID_W + 1, 20,
+                             "the car charging under the grid limit")
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                        f"{server.http_url}/api/stations/CP1/clear-charging-profile",
+                        json=CLEAR_ALL[version],
+                        headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert (await resp.json())["answer"]["status"] == "Accepted"
+            # the station's set-up and the plan again (no meter value tells the guard: hourly),
+            # and the car's settle time
+            cleared = clock.now()
+            await wait_until(lambda: clock.now() > cleared + timedelta(minutes=1), 10,
+                             "a minute")
+            over = []
+            until = clock.now() + timedelta(minutes=5)
+            while clock.now() < until:
+                if fleet.draw_w("CP1", 1) > GRID_W + 1:
+                    over.append((clock.now(), fleet.draw_w("CP1", 1)))
+                await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=10),
+                                 5, "ten seconds")
+            assert over == [], over[:3]
+        finally:
+            await fleet.stop()
