@@ -117,9 +117,6 @@ class ClosedLoop:
         allocated = self.c.allocated_now_w(ref)
         if allocated is None or ref in self.c.uncontrollable:
             return
-        before_w = self.offered_before_sample_w(ref)
-        if before_w is not None:
-            allocated = min(allocated, before_w)   # what the car was offered when sampled
         plan = self.c.plan.connectors.get(ref) if self.c.plan else None
         if plan is not None and self.c.installed is not None:
             # what the station was actually told (a third in W while its phases are unknown)
@@ -194,27 +191,20 @@ class ClosedLoop:
         self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
         return True
 
-    def offered_before_sample_w(self, ref: ConnectorRef) -> float | None:
-        """What the plan standing offered the car just before its last sample, or None when
-        that plan was made since (what stood before is not known here). A car the plan paused
-        until a slot edge and resumes there is read at ~0 W by a sample at that edge (stations
-        sample on the clock's quarter hours, where the slots change): judged by the offer at
-        the edge, it was taken for one that declines (planned at 0 for declined_retry_s) and
-        its taper line was moved to 0 W (tests/test_site_give_way.py)."""
+    def _offered_before_sample(self, ref: ConnectorRef) -> bool:
+        """The plan standing offered the car its minimum just before its sample too (when it
+        covers that moment): a car the plan paused until a slot edge and resumes there is
+        read at ~0 W by a sample at that edge (stations sample on the clock's quarter hours,
+        where the slots change), and was taken for one that declines - planned at 0 for
+        declined_retry_s (tests/test_site_give_way.py: 10 of 60 minutes charged)."""
         plan = self.c.plan.connectors.get(ref) if self.c.plan else None
         sample = self.c.state.measurements.get(ref)
         if plan is None or sample is None:
-            return None
+            return True
         before = sample.ordered_at - timedelta(seconds=OFFER_LOOKBACK_S)
         if before < self.c.plan.at:
-            return None
-        return plan.power_at(before)
-
-    def _offered_before_sample(self, ref: ConnectorRef) -> bool:
-        """The plan offered the car its minimum just before its sample too, where known."""
-        plan = self.c.plan.connectors.get(ref) if self.c.plan else None
-        before_w = self.offered_before_sample_w(ref)
-        return plan is None or before_w is None or before_w >= plan.min_power_w - 1e-6
+            return True   # planned since: what stood before is not known here
+        return plan.power_at(before) >= plan.min_power_w - 1e-6
 
     def offered_minimum(self, ref: ConnectorRef) -> bool:
         """The plan gives the car at least its minimum now and, with stations (dispatch), the

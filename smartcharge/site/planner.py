@@ -21,8 +21,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import optimizer
-from optimizer.give_way import give_way as optimizer_give_way
-from optimizer.solve import PULL_WINDOW_S, weighted_energy_wh
+from optimizer.solve import weighted_energy_wh
 from smartcharge import units
 from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
@@ -346,28 +345,6 @@ def _solver_info(problem, schedule, power_w: np.ndarray, warm: WarmPlans | None)
             "model": None if warm is None else warm.last}
 
 
-def give_way(built: Built, power_w: np.ndarray) -> np.ndarray:
-    """A car offered its minimum while its learned taper says it takes less gives way, in the
-    slots that start within the pull-forward window, to cars that would draw more
-    (optimizer/give_way.py): its row is capped at its minimum, the least it can be offered,
-    so the plan counts every watt offered as energy it takes. The taper only: a battery's
-    acceptance only falls, while a closed-loop cap under the minimum may be a car that
-    declined power and is offered it again to see whether it wants it now."""
-    problem, sessions = built.problem, built.sessions
-    takes = None
-    for i, session in enumerate(sessions):
-        if session.taper_w is None:
-            continue
-        if takes is None:
-            takes = np.full(problem.max_power_w.shape, np.inf)
-        takes[i] = session.taper_w
-    if takes is None:
-        return power_w
-    starts_s = np.cumsum(problem.slot_s) - problem.slot_s
-    slots = max(1, int(np.searchsorted(starts_s, PULL_WINDOW_S, side="left")))
-    return optimizer_give_way(problem, power_w, takes, slots)
-
-
 def check(problem, power_w) -> list:
     """The optimizer's own check and ours (independent of it): every breach, empty if safe."""
     optimizer_check = getattr(optimizer, "check", None)
@@ -399,7 +376,6 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     if problem.n_connectors:
         power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions,
                                         inputs.ends)
-        power_w = give_way(built, power_w)
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started
