@@ -1,10 +1,8 @@
-"""A car offered its minimum rate while it takes less (a battery deep in taper) gives way to cars
-that could take more: where the site is short over the plan's horizon, it is offered 0 now and
-the others take its minimum. Under 6 A a station pauses the car, so a car whose acceptance is
-below its minimum can only be offered that minimum or nothing; offered the minimum, the
-difference stood unused while cars that would not get their need waited (the benchmark's
-truthful runs: 2.4-9.8 kWh a day while the site was short). The cars are the simulator's
-(`sim.ev.SimEV`: taper above 80 %, 10 % of its maximum at 100 %)."""
+"""A car the plan paused until a slot edge and resumes there is not taken for one that declines
+power: a meter sample at that edge (stations sample on the clock's quarter hours, where the slots
+change) reads ~0 W, and judged against the offer at the edge the car was planned at 0 for an hour
+(`closed_loop.declines`). The cars are the simulator's (`sim.ev.SimEV`: taper above 80 %, 10 %
+of its maximum at 100 %); one is deep in taper, under its minimum rate, beside a hungry car."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ def _hungry() -> SimEV:
 
 
 async def _run(cap_w: float, stays_s: tuple[float, float]):
-    return await charge_by_minute(two_stations("give-way", cap_w), 60, _deep_in_taper(),
+    return await charge_by_minute(two_stations("declined-at-edges", cap_w), 60, _deep_in_taper(),
                                   _hungry(), settings=ControllerSettings(), told_needs=True,
                                   stays_s=stays_s)
 
