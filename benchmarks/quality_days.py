@@ -18,8 +18,9 @@ grid cap, per-phase breakers):
 
 The offline optimum is one LP over the whole day that knows every car in advance (arrival,
 departure, need, on-board charger and its phases, bay) under the same caps, event, breakers and
-phases, in 5-minute slots, without minimum rates or battery taper: an upper bound on what any
-controller could deliver.
+phases, in 5-minute slots, without minimum rates or battery taper, each car only while the replay
+has it plugged in (its first and last slots in part): an upper bound on what any controller
+could deliver.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 START = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
 OFFLINE_SLOT_S = 300.0
+REPLAY_STEP_S = 60.0      # quality_loop.run_day's step: when a car is plugged in and leaves
 
 
 @dataclass
@@ -198,6 +200,8 @@ def offline_problem(day: Day) -> optimizer.Problem:
     root_w = grid_limit_w(day, starts)
     node_w, node_a = topo.node_limits(root_w)
     rows = {k: [] for k in ("node", "max", "phases", "phase", "volt", "need", "a", "d")}
+    edges_s = np.arange(t + 1) * OFFLINE_SLOT_S
+    present = []          # per visit, (T,): the share of each slot the replay has it plugged in
     for visit in day.visits:
         ref = ConnectorRef(visit.station_id, visit.connector_id)
         connector = topo.connector(ref)
@@ -213,13 +217,26 @@ def offline_problem(day: Day) -> optimizer.Problem:
         offset = lambda m: (m - day.start).total_seconds() / OFFLINE_SLOT_S  # noqa: E731
         rows["a"].append(int(np.clip(np.floor(offset(visit.arrival)), 0, t)))
         rows["d"].append(int(np.clip(np.ceil(offset(visit.departure)), rows["a"][-1], t)))
+        # the replay (quality_loop.run_day, STEP_S steps) plugs a car in at the first step at
+        # or after its arrival and lets it charge until the first step at or after its
+        # departure: only that share of its first and last slots is its
+        plugged_s = _first_step_s(day, visit.arrival)
+        unplugged_s = _first_step_s(day, visit.departure)
+        overlap = (np.minimum(edges_s[1:], unplugged_s) - np.maximum(edges_s[:-1], plugged_s))
+        present.append(np.clip(overlap / OFFLINE_SLOT_S, 0.0, 1.0))
     return optimizer.Problem(
-        slot_s=np.full(t, OFFLINE_SLOT_S), max_power_w=np.array(rows["max"]),
+        slot_s=np.full(t, OFFLINE_SLOT_S),
+        max_power_w=np.array(rows["max"])[:, None] * np.array(present).reshape(-1, t),
         energy_wh=np.array(rows["need"]), arrival_slot=np.array(rows["a"]),
         departure_slot=np.array(rows["d"]), node_parent=topo.node_parent,
         connector_node=np.array(rows["node"]), node_limit_w=node_w, node_limit_a=node_a,
         phases=np.array(rows["phases"]), phase=np.array(rows["phase"]),
         voltage_v=np.array(rows["volt"]))
+
+
+def _first_step_s(day: Day, moment: datetime) -> float:
+    """Seconds from the day's start to the replay's first step at or after `moment`."""
+    return float(np.ceil((moment - day.start).total_seconds() / REPLAY_STEP_S) * REPLAY_STEP_S)
 
 
 def offline_optimum_wh(day: Day) -> float:

@@ -6,7 +6,7 @@ meter samples every METER_S. The set-up of the closed-loop tests (`test_site_tap
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from smartcharge import events as ev
 from smartcharge.clock import ManualClock
@@ -47,11 +47,13 @@ class Minutes:
 
 async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV, *,
                            settings: ControllerSettings | None = None, told_needs: bool = False,
-                           sample_offset_min: int = 0) -> Minutes:
+                           sample_offset_min: int = 0,
+                           stays_s: tuple[float, float] | None = None) -> Minutes:
     """`first` at CP1 and `second` at CP2 charge minute by minute at what the plan offers;
     their meter samples every METER_S, `sample_offset_min` minutes after each multiple of it;
     a re-plan whenever the controller asks and at every slot (15 min). `told_needs`: each
-    session's need is the car's (as a driver tells it)."""
+    session's need is the car's (as a driver tells it); `stays_s`: each driver tells a departure
+    this long after T0 too."""
     clock = ManualClock(T0)
     controller = SiteController(site, clock, settings)
     cars = {ConnectorRef("CP1", 1): (1, first), ConnectorRef("CP2", 1): (2, second)}
@@ -60,6 +62,8 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
         start_session(controller, ref, tx)
         if told_needs:
             controller.state.set_need(tx, requested_wh=car.energy_need_wh)
+        if stays_s is not None:
+            controller.state.set_need(tx, departure=T0 + timedelta(seconds=stays_s[tx - 1]))
     await controller.replan()
     out = Minutes()
     per_sample_min = METER_S // 60

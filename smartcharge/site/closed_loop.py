@@ -14,6 +14,9 @@ from datetime import datetime, timedelta
 from smartcharge.site.taper import Point, TaperModel
 from smartcharge.site.topology import ConnectorRef
 
+# a car read at ~0 W declines only if the plan offered it its minimum this long before the sample
+OFFER_LOOKBACK_S = 60.0
+
 
 class ClosedLoop:
     def __init__(self, controller):
@@ -176,7 +179,7 @@ class ClosedLoop:
         if measured >= self.c.settings.declined_w:
             self._zero_samples.pop(ref, None)
             return False
-        if not self.offered_minimum(ref):
+        if not self.offered_minimum(ref) or not self._offered_before_sample(ref):
             self._zero_samples.pop(ref, None)
             return False
         self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
@@ -187,6 +190,21 @@ class ClosedLoop:
         self.declined_at[ref] = self.c.clock.now()
         self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
         return True
+
+    def _offered_before_sample(self, ref: ConnectorRef) -> bool:
+        """The plan standing offered the car its minimum just before its sample too (when it
+        covers that moment): a car the plan paused until a slot edge and resumes there is
+        read at ~0 W by a sample at that edge (stations sample on the clock's quarter hours,
+        where the slots change), and was taken for one that declines - planned at 0 for
+        declined_retry_s (tests/test_site_give_way.py: 10 of 60 minutes charged)."""
+        plan = self.c.plan.connectors.get(ref) if self.c.plan else None
+        sample = self.c.state.measurements.get(ref)
+        if plan is None or sample is None:
+            return True
+        before = sample.ordered_at - timedelta(seconds=OFFER_LOOKBACK_S)
+        if before < self.c.plan.at:
+            return True   # planned since: what stood before is not known here
+        return plan.power_at(before) >= plan.min_power_w - 1e-6
 
     def offered_minimum(self, ref: ConnectorRef) -> bool:
         """The plan gives the car at least its minimum now and, with stations (dispatch), the
