@@ -24,6 +24,13 @@ from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.ocpp.registry import StationCallError
 
+# The `smartcharge serve` and benchmark subprocesses the tests start run this tree's code, not
+# whatever checkout an editable install points at (worktrees side by side: a subprocess in a
+# temporary directory imported another tree's smartcharge)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
+
 # Every temporary file of the tests (tmp_path, TemporaryDirectory: every SQLite file, also those
 # of the `smartcharge serve` subprocesses, which inherit TMPDIR) on a RAM file system where there
 # is one. The store commits with synchronous=FULL, and on this machine's disk each fsync cost
