@@ -173,3 +173,36 @@ async def test_cancelled_gates_are_freed_without_the_cycle_collector():
         assert freed() is None
     finally:
         gc.enable()
+
+
+async def test_a_pacer_closed_mid_run_is_freed_without_the_cycle_collector(monkeypatch):
+    """A pacer closed while jobs wait (a round ends mid-batch): its task keeps the
+    CancelledError, whose traceback holds the pacer's frame - and with it the pacer and the
+    job it ran last (a round's gates). The pacer lets go of its task, so all of it is freed
+    by reference counting, not left to the cycle collector (frozen survivors, s23-gc)."""
+    import gc
+    import weakref
+
+    from smartcharge.site import pacing
+    from smartcharge.site.pacing import Pacer
+
+    class Held:   # what the last job held
+        pass
+
+    monkeypatch.setattr(pacing, "PACE_BATCH", 2)
+    gc.collect()
+    gc.disable()
+    try:
+        pacer, held = Pacer(), Held()
+        for _ in range(10):
+            pacer.call(lambda kept=held: None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)   # a batch ran; more jobs wait
+        pacer.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)   # its task took the cancellation
+        freed_pacer, freed_held = weakref.ref(pacer), weakref.ref(held)
+        del pacer, held
+        assert freed_pacer() is None and freed_held() is None
+    finally:
+        gc.enable()

@@ -5,6 +5,7 @@ and lets one full collection reclaim the cycles of frozen connections that ended
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
 import pytest
@@ -129,6 +130,8 @@ from smartcharge.gc_serving import freeze_survivors
 assert gc.callbacks.count(freeze_survivors) == 1
 print("ok")
 """
+    from pathlib import Path
+    tree = str(Path(__file__).resolve().parent.parent)   # this tree's smartcharge, not another
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env={**os.environ, "PYTHONPATH": tree})
     assert done.stdout.strip() == "ok", done.stderr
