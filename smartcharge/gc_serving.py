@@ -42,8 +42,8 @@ def tune_gc_for_serving() -> None:
     """For a process that serves (not for tests, which build many apps): the collector's
     defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
     2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every 2 500 instead, the middle one every 1 000 young collections (every 2.5
-    million net allocations, as with 50 000 x 50 before), and keep what exists at start (the
+    generation every 2 500 instead, the middle one every MIDDLE_EVERY young collections with
+    its survivors frozen after it (`freeze_survivors`), and keep what exists at start (the
     site, the imports) out of every collection. A young collection's pause grows with what it
     traverses: a re-plan at 5 000 stations leaves ~50 000 live objects (its plan), and every
     50 000 allocations one collection traversed them at once, 90-160 ms of the loop's CPU at
@@ -63,7 +63,11 @@ def tune_gc_for_serving() -> None:
 
 
 YOUNG_EVERY = 2_500    # net allocations between two young collections
-MIDDLE_EVERY = 10      # young collections between two of the middle generation
+# young collections between two of the middle generation: what survived them is traversed once
+# more and frozen (`freeze_survivors`). At 5 000 stations (s23-gc, one 90 s window each): every
+# 4, the longest 27-44 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms, 2.2-3.0 %;
+# every 40, 88 ms, 1.9 % - the pauses grow faster than the collecting shrinks
+MIDDLE_EVERY = 4
 
 
 def freeze_survivors(phase: str, info: dict) -> None:
@@ -71,9 +75,10 @@ def freeze_survivors(phase: str, info: dict) -> None:
     as it ends, so no later collection traverses it again. A middle collection traverses
     everything that survived a young one since the last middle one; with objects kept for
     minutes (a station's installed profiles, its samples, a plan) that was everything made
-    since, ~340 000 objects 2.5 min after the boot storm at 5 000 stations: 290 ms CPU,
-    one every ~4 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen after,
-    it traverses what the last few young ones left. When a collection ends, the young and
+    since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-303
+    ms CPU, one every 3-6 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
+    after, it traverses what the last few young ones left: 27-44 ms the longest, for ~2-3 %
+    more of the loop's CPU spent collecting (each survivor is traversed once more). When a collection ends, the young and
     middle generations are empty (their survivors moved on), so the freeze takes exactly
     the objects that survived both. The price, as with every freeze: a garbage cycle among
     frozen objects is not collected until a compaction (`compact`), so the cycles our own
