@@ -18,7 +18,7 @@ collection reclaims their cycles and freezes the rest again (`FreezeWhenSettled`
 Between storms, whatever survives a middle collection is frozen as that collection ends
 (`freeze_survivors`), and middle collections come every MIDDLE_EVERY young ones: a middle
 collection then traverses only what the last few young ones left, not everything made since
-the last one (290 ms CPU every ~4 minutes at 5 000 stations before, s23-gc). The cycles our
+the last one (233-362 ms CPU every 3-9 minutes at 5 000 stations before, s23-gc). The cycles our
 own long-lived objects leave (a dispatch round's gates) are broken where they are made.
 """
 
@@ -65,7 +65,7 @@ def tune_gc_for_serving() -> None:
 YOUNG_EVERY = 2_500    # net allocations between two young collections
 # young collections between two of the middle generation: what survived them is traversed once
 # more and frozen (`freeze_survivors`). At 5 000 stations (s23-gc, one 90 s window each): every
-# 4, the longest 27-44 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms, 2.2-3.0 %;
+# 4, the longest 27-57 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms, 2.2-3.0 %;
 # every 40, 88 ms, 1.9 % - the pauses grow faster than the collecting shrinks
 MIDDLE_EVERY = 4
 
@@ -75,9 +75,9 @@ def freeze_survivors(phase: str, info: dict) -> None:
     as it ends, so no later collection traverses it again. A middle collection traverses
     everything that survived a young one since the last middle one; with objects kept for
     minutes (a station's installed profiles, its samples, a plan) that was everything made
-    since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-303
-    ms CPU, one every 3-6 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
-    after, it traverses what the last few young ones left: 27-44 ms the longest, for ~2-3 %
+    since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-362
+    ms CPU, one every 3-9 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
+    after, it traverses what the last few young ones left: 27-57 ms the longest, for ~2-3 %
     more of the loop's CPU spent collecting (each survivor is traversed once more). When a collection ends, the young and
     middle generations are empty (their survivors moved on), so the freeze takes exactly
     the objects that survived both. The price, as with every freeze: a garbage cycle among
