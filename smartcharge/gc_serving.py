@@ -78,9 +78,9 @@ def freeze_survivors(phase: str, info: dict) -> None:
     since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-362
     ms CPU, one every 3-9 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
     after, it traverses what the last few young ones left: 27-57 ms the longest, for ~2-3 %
-    more of the loop's CPU spent collecting (each survivor is traversed once more). When a collection ends, the young and
-    middle generations are empty (their survivors moved on), so the freeze takes exactly
-    the objects that survived both. The price, as with every freeze: a garbage cycle among
+    more of the loop's CPU spent collecting (each survivor is traversed once more). When a
+    collection ends, the young and middle generations are empty (their survivors moved on),
+    so the freeze takes exactly the objects that survived both. The price, as with every freeze: a garbage cycle among
     frozen objects is not collected until a compaction (`compact`), so the cycles our own
     code leaves behind are broken where they are made (a dispatch round's)."""
     if phase == "stop" and info["generation"] >= 1:

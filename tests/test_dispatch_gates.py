@@ -206,3 +206,12 @@ async def test_a_pacer_closed_mid_run_is_freed_without_the_cycle_collector(monke
         assert freed_pacer() is None and freed_held() is None
     finally:
         gc.enable()
+
+
+async def test_a_waiter_asked_for_after_the_gates_were_cancelled_gives_up():
+    """Cancelled gates drop their maps (above); a waiter asked for afterwards must still give
+    up (None: its increases do not go), not find nothing to wait for and let them go."""
+    loop = asyncio.get_running_loop()
+    gates = DecreaseGates({"A1": loop.create_future()}, LIMITED)
+    gates.cancel()
+    assert await asyncio.wait_for(gates.wait("A2"), 5) is None

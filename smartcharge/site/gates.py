@@ -52,6 +52,7 @@ class DecreaseGates:
         self._by_node: dict[int, asyncio.Future] = {}
         # (a station's decreases' future, the callback counting it): removed by `cancel`
         self._hooked: list[tuple[asyncio.Future, Callable]] = []
+        self._cancelled = False
 
     def _node(self, node: int) -> asyncio.Future:
         """(failed stations, latest finish) of the decreases under one node, gathered once:
@@ -113,6 +114,9 @@ class DecreaseGates:
         completed in a batch of the pacer's. Cancelling it leaves the decreases and the other
         waiters alone."""
         future = asyncio.get_running_loop().create_future()
+        if self._cancelled:   # its maps are gone: nothing it waited for will be known
+            future.set_result(None)
+            return future
         nodes = [n for n in sorted(self._limited[station_id]) if n in self._members]
         waiter = _Waiter(future, nodes, len(nodes))
         for node in nodes:
@@ -135,6 +139,7 @@ class DecreaseGates:
         freed by their reference counts, not left to the cycle collector: the serving
         process freezes what survives a middle collection (gc_serving.freeze_survivors), and
         a round's cycle frozen was ~4 000 objects never freed (s23-gc)."""
+        self._cancelled = True
         for future in self._by_node.values():
             future.cancel()
         if self._own_pacer:
