@@ -256,3 +256,31 @@ def breakdown_lines(rows: list[dict]) -> list[str]:
                  f"{sum(total) / len(total) * 1000:.1f} ms | "
                  f"{sum(r['end'] - r['t0'] for r in slow) / len(slow) * 1000:.1f} ms |")
     return lines
+
+
+def _inside_s(span: tuple[float, float], intervals: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(span[1], b) - max(span[0], a)) for a, b in intervals)
+
+
+def tail_overlap_line(rows: list[dict], collections: list[tuple[float, float]],
+                      turns: list[tuple[float, float]]) -> str:
+    """How much of the slowest 1 % of calls' time the server spent in a garbage collection
+    (any generation) and in the loop's turns over the probe's threshold
+    (SMARTCHARGE_PROBE_TURNS), against every call: the collector's and the long stretches'
+    share of the tail (intervals in perf-counter seconds; the two overlap when a collection
+    ran inside a long turn)."""
+    if not rows:
+        return "# tail overlap: no joined records"
+    total = [r["end"] - r["t0"] for r in rows]
+    cut = _pct(total, 0.99)
+
+    def shares(selected: list[dict]) -> str:
+        spent = sum(r["end"] - r["t0"] for r in selected)
+        in_gc = sum(_inside_s((r["t0"], r["end"]), collections) for r in selected)
+        in_turns = sum(_inside_s((r["t0"], r["end"]), turns) for r in selected)
+        hit = sum(1 for r in selected if _inside_s((r["t0"], r["end"]), collections) > 0)
+        return (f"{in_gc / spent:.1%} of their time in a collection ({hit} of "
+                f"{len(selected)} overlap one), {in_turns / spent:.1%} in long turns")
+    slow = [r for r, t in zip(rows, total) if t >= cut]
+    return (f"# the server's collections and long turns inside the calls: the slowest 1 % "
+            f"(>= {cut * 1000:.0f} ms) {shares(slow)}; all calls {shares(rows)}")

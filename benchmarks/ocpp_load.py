@@ -174,6 +174,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
                  in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
         rss_b = process_rss_b(server_pid)
+        collector = await collector_at_window_end(server_pid, args.stats_file)
         for p in procs:
             p.stdin.write(b"stop\n")
             await p.stdin.drain()
@@ -199,7 +200,26 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "probes": [r["probe"] for r in results if "probe" in r],
         "sched": sched,
         "boot": (started, started + settled_s),
+        "collector": collector,
     }
+
+
+async def collector_at_window_end(server_pid: int, stats_file: str,
+                                  timeout_s: float = 60) -> dict | None:
+    """SIGHUP to serve_probe.py: the collector's generations by size and type, and what a
+    middle and then a full collection cost with every station still connected (a middle one
+    comes minutes apart at 5 000 stations: a 90 s window seldom holds one)."""
+    path = Path(stats_file + ".collector")
+    os.kill(server_pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:   # being written
+                pass
+        await asyncio.sleep(0.2)
+    return None
 
 
 def max_lag_ms(lag: list, window: tuple[float, float]) -> float:
@@ -249,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wait_listening(port, server, 120)
             rss_idle_b = process_rss_b(server.pid)
+            args.stats_file = str(stats_file)
             result = asyncio.run(run_load(args, site_file, f"ws://127.0.0.1:{port}/ocpp",
                                           server.pid))
         finally:
@@ -314,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
               f"cycles: never collected while frozen; that collection took "
               f"{cycles['full_collection_ms']:.0f} ms; station adapters still alive: "
               f"{cycles.get('adapters_alive')})")
+        if cycles.get("frozen_cycle_kinds"):
+            print("#   the frozen cycles were: " + ", ".join(
+                f"{kind} {n}" for kind, n in cycles["frozen_cycle_kinds"]))
     settled = [(g, s, c) for at, g, s, *cpu in stats.get("gc", [])
                for c in (cpu[0] if cpu else float("nan"),)
                if r["boot"][1] <= at <= r["window"][1]]
@@ -326,9 +350,24 @@ def main(argv: list[str] | None = None) -> int:
               f"storm's end: {len(later)}, the longest "
               f"{max((s for s, _ in later), default=0) * 1000:.0f} ms wall, "
               f"{max((c for _, c in later), default=0) * 1000:.0f} ms CPU")
+    collector = r.get("collector")
+    if collector:
+        costs = collector["costs"]
+        print(f"# the collector at the window's end (stations connected): generations "
+              f"{' / '.join(str(n) for n in collector['sizes'])} objects, "
+              f"{collector['frozen']} frozen; a middle collection now "
+              f"{costs['1']['cpu_ms']:.0f} ms CPU ({costs['1']['wall_ms']:.0f} wall, "
+              f"{costs['1']['collected']} in cycles), then a full one "
+              f"{costs['2']['cpu_ms']:.0f} ms CPU ({costs['2']['wall_ms']:.0f} wall, "
+              f"{costs['2']['collected']} in cycles); the most common types: "
+              + ", ".join(f"{kind} {n}" for kind, n in collector["kinds"][:10])
+              + "; in the cycles: " + ", ".join(f"{kind} {n}" for kind, n
+                                                in collector.get("garbage", [])[:12]))
+    in_cycles = sum(entry[4] for entry in window_gc_full(stats, r["window"]))
+    print(f"# objects the window's collections found in garbage cycles: {in_cycles}")
     print_turns(stats.get("turns") or [], r["window"])
     if r["probes"] and stats.get("latency"):
-        print_latency(r["probes"], stats["latency"])
+        print_latency(r["probes"], stats["latency"], stats)
         if os.environ.get("SMARTCHARGE_BENCH_RAW"):   # every stamp, to read further
             with open(os.environ["SMARTCHARGE_BENCH_RAW"], "w") as out:
                 json.dump({"probes": r["probes"], "server": stats["latency"],
@@ -336,15 +375,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_latency(probes: list[dict], server: dict) -> None:
+def window_gc_full(stats: dict, window: tuple[float, float]) -> list:
+    """The window's collections as recorded (older probes: without the objects found)."""
+    return [entry for entry in stats.get("gc", []) if window[0] <= entry[0] <= window[1]
+            and len(entry) >= 5]
+
+
+def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -> None:
     """SMARTCHARGE_PROBE_LATENCY (benchmarks/latency_probe.py): each MeterValues' time split
     between the station processes, the wire and the server's stages; the station processes'
     own loop lag and collections; the store's groups."""
     from benchmarks import latency_probe
+    stats = stats or {}
     rows = [row for probe in probes
             for row in latency_probe.joined(probe["calls"], server["by_uid"], probe["window"])]
     for line in latency_probe.breakdown_lines(rows):
         print(line)
+    offset = stats.get("clock_offset_s")
+    if offset is not None:   # the server's collections and long turns in perf-counter time
+        collections = [(at - offset - pause_s, at - offset) for at, _, pause_s, *_
+                       in stats.get("gc", [])]
+        turns = [entry[4] for entry in stats.get("turns") or [] if len(entry) >= 5]
+        print(latency_probe.tail_overlap_line(rows, collections, turns))
     for index, probe in enumerate(probes):
         gcs = probe["gc"]
         print(f"# station process {index}: loop lag p50/p99/max of the per-second maxima "
@@ -374,11 +426,11 @@ def print_turns(turns: list, window: tuple[float, float]) -> None:
     inside = sorted((t for t in turns if window[0] <= t[0] <= window[1]), key=lambda t: -t[1])
     print(f"# turns of the loop over the probe's threshold in the window: {len(inside)}; the "
           f"longest (CPU, callbacks, the biggest kinds):")
-    for _, spent_s, count, kinds in inside[:5]:
+    for _, spent_s, count, kinds, *_ in inside[:5]:
         top = "; ".join(f"{kind} x{n} {ms:.0f} ms" for kind, n, ms in kinds[:3])
         print(f"#   {spent_s * 1000:.0f} ms, {count} callbacks: {top}")
     most: dict[str, tuple[int, float]] = {}
-    for _, spent_s, _, kinds in turns:
+    for _, spent_s, _, kinds, *_ in turns:
         for kind, n, _ in kinds:
             if n > most.get(kind, (0, 0.0))[0]:
                 most[kind] = (n, spent_s)

@@ -82,13 +82,14 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float) -> 
 
     def run_once() -> None:
         current.clear()
-        started = time.thread_time()
+        started, wall = time.thread_time(), time.perf_counter()
         original_once()
         spent = time.thread_time() - started
         if spent > over_s:
             top = sorted(current.items(), key=lambda kv: -kv[1][1])[:8]
             turns.append((time.time(), spent, sum(n for n, _ in current.values()),
-                          [(kind, n, round(t * 1000, 1)) for kind, (n, t) in top]))
+                          [(kind, n, round(t * 1000, 1)) for kind, (n, t) in top],
+                          (wall, time.perf_counter())))   # perf-counter span: latency_probe
 
     loop._run_once = run_once
 
@@ -148,6 +149,41 @@ def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,
     loop.add_signal_handler(signal.SIGUSR2, stop)
 
 
+def collector_now(top: int = 15) -> dict:
+    """What the collector holds outside the permanent generation, by generation and by type,
+    and what a middle and then a full collection cost now (thread CPU and wall ms): a
+    middle-generation collection comes every YOUNG_EVERY x MIDDLE_EVERY net allocations,
+    minutes apart at 5 000 stations, so a 90 s window seldom holds one; this says what one
+    would cost at the window's end, with the stations still connected. Run once, after the
+    window (SIGHUP from benchmarks/ocpp_load.py): the collections change what follows."""
+    sizes, kinds = [], {}
+    for generation in range(3):
+        objects = gc.get_objects(generation)
+        sizes.append(len(objects))
+        for obj in objects:
+            name = type(obj).__qualname__
+            kinds[name] = kinds.get(name, 0) + 1
+        del objects
+    costs, garbage = {}, {}
+    gc.set_debug(gc.DEBUG_SAVEALL)   # what the cycles are made of: kept in gc.garbage
+    try:
+        for generation in (1, 2):
+            wall_s, cpu_s = time.perf_counter(), time.thread_time()
+            found = gc.collect(generation)
+            costs[generation] = {"cpu_ms": (time.thread_time() - cpu_s) * 1000,
+                                 "wall_ms": (time.perf_counter() - wall_s) * 1000,
+                                 "collected": found}
+    finally:
+        gc.set_debug(0)
+    for obj in gc.garbage:
+        name = type(obj).__qualname__
+        garbage[name] = garbage.get(name, 0) + 1
+    gc.garbage.clear()
+    return {"sizes": sizes, "frozen": gc.get_freeze_count(), "costs": costs,
+            "kinds": sorted(kinds.items(), key=lambda kv: -kv[1])[:top],
+            "garbage": sorted(garbage.items(), key=lambda kv: -kv[1])[:top]}
+
+
 def main(argv: list[str]) -> int:
     site_file, stats_path = argv[0], argv[1]
     use_uvloop = "--uvloop" in argv[2:]
@@ -172,13 +208,15 @@ def main(argv: list[str]) -> int:
     lag_by_second: dict[int, float] = {}
     busy_by_second: dict[int, float] = {}
     # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
-    # the wall pause includes what the OS gave other processes)
+    # the wall pause includes what the OS gave other processes; objects it found in garbage
+    # cycles)
     gc_pauses: list[tuple[float, int, float, float]] = []
     gc_started = [0.0, 0.0]
 
     gc_debug = bool(os.environ.get("SMARTCHARGE_PROBE_GCDEBUG"))   # what a collection saw
     gc_seen: list = []
     turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
+    window_end: list = []   # SIGHUP: the collector at the window's end (collector_now)
     guard_passes: list = []
     time_guard_passes(guard_passes)
     gc_sizes: list = [None, None]
@@ -199,7 +237,7 @@ def main(argv: list[str]) -> int:
         else:
             pause_s = time.perf_counter() - gc_started[0]
             gc_pauses.append((time.time(), info["generation"], pause_s,
-                              time.thread_time() - gc_started[1]))
+                              time.thread_time() - gc_started[1], info["collected"]))
             if gc_debug:
                 gc_seen.append((time.time(), info["generation"], pause_s, gc_sizes[0],
                                 info["collected"], gc_sizes[1]))
@@ -239,6 +277,11 @@ def main(argv: list[str]) -> int:
         # if asked), SIGUSR2 at its end
         install_window_signals(asyncio.get_running_loop(), stats_path,
                                os.environ.get("SMARTCHARGE_PROBE_CPROFILE"))
+        def snapshot() -> None:
+            window_end.append(collector_now())
+            with open(stats_path + ".collector", "w") as out:   # the benchmark waits for it
+                json.dump(window_end[-1], out)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, snapshot)
         task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second),
                                    name="loop-lag-probe")
         yield
@@ -247,14 +290,27 @@ def main(argv: list[str]) -> int:
         stats = app[CONTROLLER].stats if CONTROLLER in app else None
         # the stations are gone: what cycles among frozen objects did their connections
         # leave? (a full collection with and without the permanent generation)
+        # measured as the collector would find them: the serving process's freeze of what
+        # survives a middle collection (gc_serving.freeze_survivors) would hide them
+        gc.callbacks[:] = [cb for cb in gc.callbacks
+                           if getattr(cb, "__name__", "") != "freeze_survivors"]
         started_s = time.thread_time()   # what the next generation-1 collection would cost
         gc.collect(1)
         cycles = {"gen1_cpu_ms": (time.thread_time() - started_s) * 1000,
                   "frozen": gc.get_freeze_count(), "collected": gc.collect()}
         gc.unfreeze()
         started_s = time.perf_counter()
-        cycles["collected_after_unfreeze"] = gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)   # what the frozen cycles were made of
+        try:
+            cycles["collected_after_unfreeze"] = gc.collect()
+        finally:
+            gc.set_debug(0)
         cycles["full_collection_ms"] = (time.perf_counter() - started_s) * 1000
+        kinds: dict[str, int] = {}
+        for obj in gc.garbage:
+            kinds[type(obj).__qualname__] = kinds.get(type(obj).__qualname__, 0) + 1
+        gc.garbage.clear()
+        cycles["frozen_cycle_kinds"] = sorted(kinds.items(), key=lambda kv: -kv[1])[:15]
         cycles["adapters_alive"] = sum(1 for obj in gc.get_objects()
                                        if type(obj).__name__.startswith("CentralSystemV"))
         with open(stats_path, "w") as out:
@@ -265,6 +321,8 @@ def main(argv: list[str]) -> int:
                        "profiles_sent": getattr(stats, "profiles_sent", None),
                        "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
                        "cycles": cycles, "turns": turns,
+                       "collector_at_window_end": window_end[0] if window_end else None,
+                       "clock_offset_s": time.time() - time.perf_counter(),
                        "latency": None if latency is None else {
                            "by_uid": latency.by_uid, "groups": latency.groups,
                            "calls_out": latency.calls_out,

@@ -137,3 +137,81 @@ def test_the_limited_nodes_of_every_station_computed_once_per_circuit_are_each_s
         for dr_nodes in (set(), {b}):
             got = limited_by_station(topo, ids, root_limited, dr_nodes)
             assert got == {sid: walked(sid, root_limited, dr_nodes) for sid in ids}
+
+
+async def test_cancelled_gates_are_freed_without_the_cycle_collector():
+    """A round's gates cancelled with decreases still pending and increases still waiting
+    are freed by reference counting alone: the serving process freezes whatever survives a
+    middle collection (gc_serving.freeze_survivors), and a garbage cycle frozen is never
+    collected - a round's gates, futures and sets were one (~4 000 objects at 5 000
+    stations, s23-gc)."""
+    import gc
+    import weakref
+
+    from smartcharge.site.pacing import Pacer
+    loop = asyncio.get_running_loop()
+    limited = {f"S{i}": {100 + i, 0} for i in range(50)}
+    gc.collect()
+    gc.disable()
+    try:
+        done = {sid: loop.create_future() for sid in list(limited)[:25]}
+        pacer = Pacer()
+        gates = DecreaseGates(done, limited, pacer)
+        waiting = [asyncio.ensure_future(gates.wait(sid)) for sid in limited]
+        await asyncio.sleep(0)
+        for future in list(done.values())[:10]:   # some decreases answered, most pending
+            future.set_result((True, T0))
+        await asyncio.sleep(0)
+        gates.cancel()   # as the round's end does
+        pacer.close()
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        freed = weakref.ref(gates)
+        del gates, done, waiting, pacer, future, task
+        await asyncio.sleep(0)
+        assert freed() is None
+    finally:
+        gc.enable()
+
+
+async def test_a_pacer_closed_mid_run_is_freed_without_the_cycle_collector(monkeypatch):
+    """A pacer closed while jobs wait (a round ends mid-batch): its task keeps the
+    CancelledError, whose traceback holds the pacer's frame - and with it the pacer and the
+    job it ran last (a round's gates). The pacer lets go of its task, so all of it is freed
+    by reference counting, not left to the cycle collector (frozen survivors, s23-gc)."""
+    import gc
+    import weakref
+
+    from smartcharge.site import pacing
+    from smartcharge.site.pacing import Pacer
+
+    class Held:   # what the last job held
+        pass
+
+    monkeypatch.setattr(pacing, "PACE_BATCH", 2)
+    gc.collect()
+    gc.disable()
+    try:
+        pacer, held = Pacer(), Held()
+        for _ in range(10):
+            pacer.call(lambda kept=held: None)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)   # a batch ran; more jobs wait
+        pacer.close()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)   # its task took the cancellation
+        freed_pacer, freed_held = weakref.ref(pacer), weakref.ref(held)
+        del pacer, held
+        assert freed_pacer() is None and freed_held() is None
+    finally:
+        gc.enable()
+
+
+async def test_a_waiter_asked_for_after_the_gates_were_cancelled_gives_up():
+    """Cancelled gates drop their maps (above); a waiter asked for afterwards must still give
+    up (None: its increases do not go), not find nothing to wait for and let them go."""
+    loop = asyncio.get_running_loop()
+    gates = DecreaseGates({"A1": loop.create_future()}, LIMITED)
+    gates.cancel()
+    assert await asyncio.wait_for(gates.wait("A2"), 5) is None

@@ -5,8 +5,10 @@ and lets one full collection reclaim the cycles of frozen connections that ended
 from __future__ import annotations
 
 import asyncio
+import os
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from smartcharge.app import create_app
@@ -90,11 +92,46 @@ async def test_the_server_freezes_after_its_stations_connected(site, tmp_path) -
         await server.close()
 
 
-def test_young_collections_are_small_and_the_middle_one_as_rare_as_before() -> None:
+def test_young_and_middle_collections_are_small() -> None:
     """A young collection's pause grows with what it traverses, and the young generation grows
     past its threshold while older objects die (the count is of net allocations): every 10 000
     the longest held the loop 61 ms CPU at 5 000 stations, every 2 500 23 ms (s22-msgcost,
-    benchmarks/README.md). The middle generation stays at every 2.5 million net allocations."""
+    benchmarks/README.md). A middle collection traverses what survived the young ones since
+    the last (the older survivors are frozen: the test below), so it comes every few young
+    ones: every 1 000 it was 280 000-355 000 objects, 233-362 ms CPU, at 5 000 stations (s23-gc)."""
     from smartcharge.gc_serving import MIDDLE_EVERY, YOUNG_EVERY
     assert YOUNG_EVERY <= 2_500
-    assert YOUNG_EVERY * MIDDLE_EVERY == 2_500_000
+    assert MIDDLE_EVERY <= 10
+
+
+def test_what_survives_a_middle_collection_is_frozen_in_a_serving_process() -> None:
+    """`tune_gc_for_serving` (what `smartcharge serve` calls): after a middle collection the
+    objects it kept are in the permanent generation, none left for a later collection to
+    traverse; a young collection freezes nothing (its survivors may still die as cycles).
+    In a child process: a freeze is for the process's life."""
+    import subprocess
+    import sys
+    if sys.version_info >= (3, 14):
+        pytest.skip("the incremental collector of 3.14: not measured, not installed")
+    code = """
+import gc
+from smartcharge.gc_serving import tune_gc_for_serving
+tune_gc_for_serving()
+tune_gc_for_serving()   # twice (a restart in one process): one callback
+kept = [[i] for i in range(5000)]          # tracked objects that live on
+frozen = gc.get_freeze_count()
+gc.collect(0)
+assert gc.get_freeze_count() == frozen, "a young collection froze"
+assert len(gc.get_objects(1)) >= 5000
+gc.collect(1)
+assert gc.get_freeze_count() >= frozen + 5000, (frozen, gc.get_freeze_count())
+assert not gc.get_objects(0) and not gc.get_objects(1) and not gc.get_objects(2)
+from smartcharge.gc_serving import freeze_survivors
+assert gc.callbacks.count(freeze_survivors) == 1
+print("ok")
+"""
+    from pathlib import Path
+    tree = str(Path(__file__).resolve().parent.parent)   # this tree's smartcharge, not another
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": tree})
+    assert done.stdout.strip() == "ok", done.stderr

@@ -58,8 +58,12 @@ class Pacer:
             await asyncio.sleep(0)   # the loop's I/O (stations' messages) gets its turn
 
     def close(self) -> None:
-        """Drop what is left (the owner is done or cancelled)."""
+        """Drop what is left (the owner is done or cancelled). The task is let go of too: a
+        task cancelled mid-run keeps its CancelledError, whose traceback holds `_run`'s frame,
+        which holds this pacer (and the job it ran last: a dispatch round's gates) - a garbage
+        cycle, frozen for good in a serving process (gc_serving.freeze_survivors, s23-gc)."""
         self._closed = True
         self._jobs.clear()
         if self._task is not None:
             self._task.cancel()
+            self._task = None
