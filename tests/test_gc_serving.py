@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestServer
 
 from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
-from smartcharge.gc_serving import COMPACT, FREEZE, FreezeWhenSettled, freeze_after_storms
+from smartcharge.gc_serving import (COMPACT, FREEZE, FreezeWhenSettled, FrozenGrowth,
+                                    freeze_after_storms)
 from tests.conftest import Harness
 
 
@@ -89,6 +90,44 @@ async def test_the_server_freezes_after_its_stations_connected(site, tmp_path) -
     finally:
         await harness.close()
         await session.close()
+        await server.close()
+
+
+def test_frozen_objects_grown_to_twice_the_last_compaction_are_compacted() -> None:
+    """What outlives a middle collection is frozen (freeze_survivors): a garbage cycle there is
+    only collected by a compaction. Growth of the state (1.5x from a storm to the steady
+    state) is not a reason; twice the base, and by enough objects, is."""
+    growth = FrozenGrowth(factor=2.0, min_objects=1_000)
+    assert not growth.due(10_000)             # the first look sets the base
+    assert not growth.due(15_000)             # the state grew
+    assert not growth.due(19_999)
+    assert growth.due(20_000)
+    small = FrozenGrowth(factor=2.0, min_objects=1_000)
+    assert not small.due(100)
+    assert not small.due(1_000)               # twice, but not by enough to matter
+    assert small.due(1_100)
+
+
+async def test_the_server_compacts_when_its_frozen_objects_grew(site, tmp_path) -> None:
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
+    counts = iter([1_000, 1_200, 2_500, 1_100, 1_150])   # looked at, looked at, grown; after
+    compacted = asyncio.Event()
+    looks: list[int] = []
+
+    def frozen_count() -> int:
+        looks.append(next(counts))
+        return looks[-1]
+
+    freeze_after_storms(app, FreezeWhenSettled(min_grown=10 ** 9, min_ended=10 ** 9),
+                        poll_s=0.01, growth=FrozenGrowth(factor=2.0, min_objects=100),
+                        growth_every_s=0.0, frozen_count=frozen_count,
+                        freeze=lambda: None, compact=compacted.set)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        await asyncio.wait_for(compacted.wait(), 5)
+        assert looks[:4] == [1_000, 1_200, 2_500, 1_100]   # the count after it is the base
+    finally:
         await server.close()
 
 
