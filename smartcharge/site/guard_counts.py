@@ -173,10 +173,12 @@ class ConnectorCounts:
             ref = self.refs[index]
             watts, how, allowed, until = guard._assess(ref, now)
             if audited is not None and index in audited:
-                kept = (self.draws.get(ref), self.evidence.get(ref))
-                if kept != ((watts, how), None if allowed is None else (watts, allowed)):
+                kept = (self.draws.get(ref), self.evidence.get(ref), self.a[index].tolist())
+                self._store(index, ref, watts, how, allowed, until)
+                if kept != (self.draws.get(ref), self.evidence.get(ref), self.a[index].tolist()):
                     wrong.append((ref, kept, (watts, how, allowed)))
-            self._store(index, ref, watts, how, allowed, until)
+            else:
+                self._store(index, ref, watts, how, allowed, until)
             stations.add(ref.station_id)
         self.recounted += len(due)
         if wrong:
@@ -233,6 +235,7 @@ class ConnectorCounts:
         for ref in list(state.undeclared):
             watts, how = undeclared.draw_w(state, guard.topology, ref, now, stale_after_s)
             self.draws[ref] = (watts, how)
+            changed_stations.add(ref.station_id)    # counted again every pass: its cap too
             if watts <= 0:
                 continue
             amps = undeclared.amps(guard.topology, ref, watts)
@@ -242,7 +245,6 @@ class ConnectorCounts:
                 load_w[node] += watts
                 for p in range(3):
                     load_a[node, p] += amps
-            changed_stations.add(ref.station_id)
         if c.installed is not None:
             self._caps(changed_stations, extra, load_w, load_a)
             self._apply_cuts(load_w, load_a)
