@@ -225,7 +225,8 @@ class SiteGuard:
         # the same comparisons, the overloads in node order, W before A
         limit_w = topo.static_limit_w.copy()
         limit_w[0] = min(limit_w[0], float(root_w[0]))
-        most_a = load_a.max(axis=1)
+        # the most loaded phase (numpy's max over an axis of 3 took ~1 ms at 5 000 nodes)
+        most_a = np.maximum(np.maximum(load_a[:, 0], load_a[:, 1]), load_a[:, 2])
         over_w = load_w > limit_w + TOLERANCE_W
         over_a = most_a > topo.static_limit_a + units.w_to_a(TOLERANCE_W, 1,
                                                               units.NOMINAL_VOLTAGE_V)

@@ -86,7 +86,7 @@ class ConnectorCounts:
         self._dirty_stations: set = set()
         self._key: tuple | None = None
         self._last_now: datetime | None = None
-        self._watched: set[int] = set()         # ids of the records we watch
+        self._unwatched = False                 # one cannot tell: count everything
         self.audit_next = False
         self.recounted = 0                      # connectors counted again (all passes)
         self.missed = 0                         # kept counts an audit found wrong
@@ -98,25 +98,34 @@ class ConnectorCounts:
     def _station_changed(self, station_id) -> None:
         self._dirty_stations.add(station_id)
 
-    def _watch(self, source, watcher) -> bool:
-        """Watch `source` (once); False if it cannot tell its changes."""
-        if id(source) in self._watched:
-            return True
-        if not isinstance(source, WatchedDict) and not hasattr(source, "watch"):
+    @staticmethod
+    def _watch(source, watcher) -> bool:
+        """Watch `source` (its `watch` keeps one of each); False if it cannot tell."""
+        watch = getattr(source, "watch", None)
+        if watch is None:
             return False
-        source.watch(watcher)
-        self._watched.add(id(source))
+        watch(watcher)
         return True
 
-    def _global_key(self) -> tuple:
+    def _global_key(self) -> tuple[tuple, tuple]:
+        """(the objects a count is read from, compared by identity - held, so an id is never
+        another's; the values, compared by value)."""
         c = self.guard.controller
         state, installed = c.state, c.installed
-        key = (id(installed), id(state.sessions), id(state.measurements),
-               state.earlier_transactions_upto, c.settings.stale_after_s)
+        objects = (installed, state.sessions, state.measurements)
+        values = (state.earlier_transactions_upto, c.settings.stale_after_s)
         if installed is not None:
-            key += (id(installed.stations), id(installed.changed_at), id(installed.restored),
-                    id(installed.restored.by_ref), installed.settle_s, id(installed.clock))
-        return key
+            objects += (installed.stations, installed.changed_at, installed.restored,
+                        installed.restored.by_ref, installed.clock)
+            values += (installed.settle_s,)
+        return objects, values
+
+    def _same_key(self, key: tuple[tuple, tuple]) -> bool:
+        if self._key is None:
+            return False
+        (objects, values), (kept_objects, kept_values) = key, self._key
+        return values == kept_values and len(objects) == len(kept_objects) \
+            and all(a is b for a, b in zip(objects, kept_objects))
 
     def _all_watched(self) -> bool:
         """Watch every source of a count; False if one cannot tell (then every pass counts
@@ -136,11 +145,21 @@ class ConnectorCounts:
     def _due(self, now: datetime) -> tuple[np.ndarray, set[int] | None]:
         """(indices to count again, sorted; the ones an audit adds - None: no audit)."""
         key = self._global_key()
-        everything = key != self._key or (self._last_now is not None and now < self._last_now)
+        everything = not self._same_key(key) or (self._last_now is not None
+                                                 and now < self._last_now)
         if everything:
-            self._watched.clear()      # (re)watch what the new inputs are
-        watched = self._all_watched() if everything or self._dirty_stations else True
-        everything = everything or not watched
+            # a source that cannot tell its changes: every pass counts everything, as before
+            self._unwatched = not self._all_watched()
+        elif self._unwatched:
+            everything = True
+        else:
+            # a record replaced in the stations' dict is told as its station: watch the new
+            # one (only those: watching is a look per station)
+            installed = self.guard.controller.installed
+            for station_id in self._dirty_stations:
+                control = installed.stations.get(station_id) if installed is not None else None
+                if control is not None and not self._watch(control, self._station_changed):
+                    everything = True
         self._key, self._last_now = key, now
         refs, stations = self._dirty_refs, self._dirty_stations
         self._dirty_refs, self._dirty_stations = set(), set()
