@@ -282,6 +282,12 @@ def test_a_change_no_watcher_is_told_of_is_found_by_the_audit(caplog):
     assert guard.counts.missed == 1
     assert any("does not tell" in r.getMessage() for r in caplog.records)
     _compare(world, guard, "after the audit")
+    # the controller's audit goes round the site a slice per pass (here: all of it at once)
+    session.phases_in_use, session.station_phase = 3, None
+    guard.counts.audit_period_s = 1e-9
+    _run(guard._overloads(world.now()))
+    assert guard.counts.missed == 2
+    _compare(world, guard, "after the rolling audit")
 
 
 def _loop_as_it_was(guard: SiteGuard, now: datetime) -> tuple[np.ndarray, np.ndarray]:

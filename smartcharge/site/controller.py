@@ -56,8 +56,9 @@ GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last on
 # A guard pass counts again only the connectors whose inputs changed or whose moment came
 # (guard_counts.py): at 5 000 stations ~0.3 ms, not ~0.1 s, so at every sample at most every
 # guard_min_real_s it takes next to nothing of the loop; the duty rule still holds the passes
-# that count many (after a dispatch round, an audit) apart. Every guard_audit_real_s a pass
-# counts everything again and compares (a change no watcher was told of is logged, s23-guard).
+# that count many (after a dispatch round) apart. Every connector's count is audited (counted
+# again and compared: a change no watcher was told of is logged) once per guard_audit_real_s,
+# a slice with each pass (s23-guard).
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class ControllerSettings:
     snapshot_min_real_s: float = 0.25  # measurement-driven snapshots at most this often
     idle_window_s: float = 1800.0      # an idle connector's arrival share covers this long
     guard_min_real_s: float = 0.2      # measurement-driven guard checks at most this often
-    guard_audit_real_s: float = 30.0   # a guard pass that counts every connector this often
+    guard_audit_real_s: float = 30.0   # every connector's kept guard count audited this often
     backend: str = "auto"              # optimizer.solve backend; a baseline name ("edf", "llf",
                                        # "equal_share") runs that heuristic (benchmarks)
     stable_window_s: float | None = 1800.0   # the slots starting this soon keep the previous
@@ -160,10 +161,10 @@ class SiteController:
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
         self.guard = SiteGuard(self)
+        self.guard.counts.audit_period_s = self.settings.guard_audit_real_s
         self._last_guard_real = 0.0
         self._guard_task: asyncio.Task | None = None
         self._guard_gap_real_s = 0.0
-        self._guard_audit_real = time.monotonic()
 
     # --- inputs -----------------------------------------------------------------------------
     def on_event(self, event) -> None:
@@ -241,9 +242,6 @@ class SiteController:
         if self._guard_task is not None and not self._guard_task.done():
             return      # a pass is under way: it reads the newest samples as it goes
         self._last_guard_real = real
-        if real - self._guard_audit_real >= self.settings.guard_audit_real_s:
-            self._guard_audit_real = real
-            self.guard.audit_next()
         try:
             asyncio.get_running_loop()
         except RuntimeError:    # no loop (a plain test): the whole pass now
@@ -251,21 +249,17 @@ class SiteController:
             return
         # in steps, so that a pass over thousands of connectors never holds up the stations'
         # answers for long (issue 10); one pass at a time
-        self._guard_task = asyncio.create_task(
-            self._guard_pass(audit=self.guard.counts.audit_next), name="site-guard")
+        self._guard_task = asyncio.create_task(self._guard_pass(), name="site-guard")
 
-    async def _guard_pass(self, *, audit: bool = False) -> None:
+    async def _guard_pass(self) -> None:
         started = time.monotonic()
         try:
             await self.guard.check_async(self.clock.now())
         except Exception:  # a task boundary: the next measurement starts another pass
             log.exception("guard pass failed")
         # measurement-driven passes take at most 1/GUARD_DUTY of the loop's time however
-        # large the site (a pass that counts every connector takes tens of ms at 5 000); not
-        # an audit's (every guard_audit_real_s: a small share), which would hold the next
-        # passes back for seconds
-        if not audit:
-            self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
+        # large the site (a pass that counts every connector takes tens of ms at 5 000)
+        self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
 
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""

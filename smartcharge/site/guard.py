@@ -17,6 +17,10 @@ the larger of the plan and what it falls back to without it).
 
 The guard acts when a node goes over, or goes further over; a node that stays over by the same
 margin (a stale meter counted at its maximum) is not acted on again and again.
+
+Each connector's count is kept from one pass to the next with the moment it may next change on
+its own, and a pass counts again only the connectors whose inputs changed or whose moment came
+(guard_counts.py): what a pass costs follows what changed, not the size of the site.
 """
 
 from __future__ import annotations
