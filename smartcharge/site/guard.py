@@ -217,7 +217,7 @@ class SiteGuard:
 
     def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
         found, draws, _ = _run(self._overloads(now))
-        return found, draws
+        return found, dict(draws)
 
     def _overloads(self, now: datetime):
         topo = self.topology
