@@ -151,6 +151,8 @@ async def run_one(args) -> dict:
         last = tick
         while owed >= 1.0:
             owed -= 1.0
+            if pending is not None and cursor == pending[1]:
+                cursor = (cursor + 1) % len(refs)   # its overload stands until acted on
             sample(cursor, NORMAL_W)
             cursor = (cursor + 1) % len(refs)
             fed += 1
