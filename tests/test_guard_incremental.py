@@ -290,6 +290,32 @@ def test_a_change_no_watcher_is_told_of_is_found_by_the_audit(caplog):
     _compare(world, guard, "after the rolling audit")
 
 
+def test_a_pass_that_fails_half_way_loses_nothing():
+    """The changes a pass was told of are taken when it starts: one that fails (or is
+    cancelled) half-way has the next pass count everything."""
+    world = World(3)
+    c, guard = world.controller, world.controller.guard
+    _run(guard._overloads(world.now()))
+    ref = world.refs[-1]
+    world.tx += 1
+    # (into the state: the controller's own pass on a sample would take the change first)
+    c.state.apply(ev.SessionStarted(ref.station_id, ref.connector_id, world.tx, "T", 0.0,
+                                    world.now()))
+    c.state.apply(ev.MeterSampled(ref.station_id, ref.connector_id, world.tx, world.now(),
+                                  "Sample.Periodic", power_w=17_000.0, received_at=world.now()))
+    assess = guard._assess
+
+    def failing(r, now):
+        raise RuntimeError("a bug while counting")
+
+    guard._assess = failing
+    with pytest.raises(RuntimeError):
+        _run(guard._overloads(world.now()))
+    guard._assess = assess
+    _compare(world, guard, "after a failed pass")
+    assert guard.counts.draws[ref] == (17_000.0, "fresh")
+
+
 def _loop_as_it_was(guard: SiteGuard, now: datetime) -> tuple[np.ndarray, np.ndarray]:
     """The node sums as the guard made them before s23-guard: every connector, in order."""
     topo, c = guard.topology, guard.controller

@@ -160,8 +160,12 @@ class SiteGuard:
         from one pass to the next and made again only when its inputs changed or its moment
         came (guard_counts.py); the draws returned are the kept dict (read it only)."""
         counts = self.counts
-        stations = yield from counts.refresh(now, CHUNK)
-        load_w, load_a = counts.node_loads(stations, now)
+        try:
+            stations = yield from counts.refresh(now, CHUNK)
+            load_w, load_a = counts.node_loads(stations, now)
+        except BaseException:
+            counts._key = None      # what this pass was told of is gone: count everything next
+            raise
         return (load_w, load_a, counts.draws), counts.over_profile
 
     def _phases_and_amps(self, ref: ConnectorRef, watts: float) -> tuple[tuple[int, ...], float]:

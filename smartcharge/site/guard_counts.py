@@ -211,10 +211,30 @@ class ConnectorCounts:
     # --- counting ---------------------------------------------------------------------------
     def refresh(self, now: datetime, chunk: int):
         """Count again what is due (a generator: yields every `chunk` connectors counted)."""
-        guard = self.guard
         due, audited = self._due(now)
         stations: set[str] = set()
         wrong = []
+        finished = False
+        try:
+            yield from self._count(due, audited, now, chunk, stations, wrong)
+            finished = True
+        finally:
+            if not finished:
+                # a pass that failed or was cancelled half-way took the changes it was told
+                # of with it: the next one counts everything
+                self._key = None
+        self.recounted += len(due)
+        if wrong:
+            self.missed += len(wrong)
+            log.error("guard: %d connector(s) counted at an old value, changed by a path that "
+                      "does not tell the guard (counted again now): %s", len(wrong),
+                      "; ".join(f"{r.station_id}/{r.connector_id} kept {k}, now {n}"
+                                for r, k, n in wrong[:5]))
+        return stations
+
+    def _count(self, due: np.ndarray, audited: set[int] | None, now: datetime, chunk: int,
+               stations: set[str], wrong: list):
+        guard = self.guard
         for done, index in enumerate(due.tolist()):
             if done % chunk == chunk - 1:
                 yield
@@ -228,14 +248,6 @@ class ConnectorCounts:
             else:
                 self._store(index, ref, watts, how, allowed, until)
             stations.add(ref.station_id)
-        self.recounted += len(due)
-        if wrong:
-            self.missed += len(wrong)
-            log.error("guard: %d connector(s) counted at an old value, changed by a path that "
-                      "does not tell the guard (counted again now): %s", len(wrong),
-                      "; ".join(f"{r.station_id}/{r.connector_id} kept {k}, now {n}"
-                                for r, k, n in wrong[:5]))
-        return stations
 
     def _store(self, index: int, ref: ConnectorRef, watts: float, how: str,
                allowed: float | None, until: datetime | None) -> None:
