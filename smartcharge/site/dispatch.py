@@ -64,6 +64,7 @@ from smartcharge.site.slots import LATER, SendingSlots
 from smartcharge.site.state import SiteState
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.watched import WatchedDict
 from smartcharge.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # `ports`: a station's link -> a port for that connection, by its protocol (the site
         # never names one); called at each (re)connection by the fail-safe setup
         self.ports = ports
-        self.stations = {s.station_id: StationControl(s.station_id, str(s.rate_unit.value))
-                         for s in reads.site.stations}
+        # watched: a record replaced is told to the guard like one changed (guard_counts.py)
+        self.stations = WatchedDict({s.station_id: StationControl(s.station_id,
+                                                                  str(s.rate_unit.value))
+                                     for s in reads.site.stations})
         self._voltage_v = {s.station_id: s.voltage_v for s in reads.site.stations}
         self.installed = InstalledLimits(self.topology, reads.state, reads.phase_use, clock,
                                          self.settings.settle_s, self.stations)

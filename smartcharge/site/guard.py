@@ -17,6 +17,10 @@ the larger of the plan and what it falls back to without it).
 
 The guard acts when a node goes over, or goes further over; a node that stays over by the same
 margin (a stale meter counted at its maximum) is not acted on again and again.
+
+Each connector's count is kept from one pass to the next with the moment it may next change on
+its own, and a pass counts again only the connectors whose inputs changed or whose moment came
+(guard_counts.py): what a pass costs follows what changed, not the size of the site.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from smartcharge import units
-from smartcharge.site import undeclared
+from smartcharge.site.guard_counts import ConnectorCounts
 from smartcharge.site.topology import ConnectorRef
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,14 @@ log = logging.getLogger(__name__)
 TOLERANCE_W = 100.0          # meters and rounding: below this over a limit is not an overload
 OVERDRAW_W = 500.0           # a connector this far over what its profiles allow disobeys
 CHUNK = 250                  # connectors per step of an asynchronous pass (check_async)
+_TICK = timedelta(microseconds=1)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two moments, None being never."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 @dataclass(frozen=True)
@@ -59,31 +71,44 @@ class SiteGuard:
         self._ancestors_of: dict[str, tuple[int, ...]] = {}
         self._phases_of: dict[ConnectorRef, tuple[int, ...]] = {}
         self.overloads_seen = 0
+        self.overdraw_w = OVERDRAW_W
+        # every connector's count, kept from pass to pass (guard_counts.py)
+        self.counts = ConnectorCounts(self)
 
     # --- what the meters say ----------------------------------------------------------------
     def draw_w(self, ref: ConnectorRef, now: datetime) -> tuple[float, str]:
         """(draw [W], "fresh" | "stale" | "unmeasured" | "idle") of one connector."""
-        watts, how, _ = self._assess(ref, now)
+        watts, how, _, _ = self._assess(ref, now)
         return watts, how
 
-    def _assess(self, ref: ConnectorRef, now: datetime) -> tuple[float, str, float | None]:
-        """draw_w's (W, how), and what its profiles allowed since its sample when the sample
-        counts as obeying evidence (else None): one look at the installed profiles for both."""
+    def _assess(self, ref: ConnectorRef, now: datetime
+                ) -> tuple[float, str, float | None, datetime | None]:
+        """draw_w's (W, how), what its profiles allowed since its sample when the sample
+        counts as obeying evidence (else None): one look at the installed profiles for both -
+        and the first moment from which the answer may differ with no input changed (None:
+        never): the sample going stale, a young session growing old, an edge of its installed
+        schedule or the end of a settle time after one (guard_counts.py keeps the answer until
+        then). The moment may come early (then the same answer is made again), never late."""
         c = self.controller
-        measured = c.state.measured_w(ref, now, c.settings.stale_after_s)
+        stale_after_s = c.settings.stale_after_s
+        measured = c.state.measured_w(ref, now, stale_after_s)
         if measured is not None:
+            sample = c.state.measurements.get(ref)
+            # fresh while `now - arrived <= stale_after_s` (state.measured_w): stale from the
+            # next microsecond on (the clocks' resolution)
+            until = sample.arrived + timedelta(seconds=stale_after_s) + _TICK
             installed = c.installed
             if installed is None:
-                return measured, "fresh", None
+                return measured, "fresh", None, until
             governs = installed.governs(ref)
             if not governs and not installed.ours(ref):
-                return measured, "fresh", None
+                return measured, "fresh", None, until
             # its installed schedule, looked at once for both questions below (twice was
             # half of a pass at 1 000 connectors, issue 10)
             step = installed.step_of(ref)
-            sample = c.state.measurements.get(ref)
             since = installed.followed_since(ref, step)
-            if sample is None or not (since is None or sample.at >= since):
+            until = _earliest(until, installed.next_change(step, now, sample.at))
+            if not (since is None or sample.at >= since):
                 # taken before the limit in force now (and the car's settle time): it
                 # shows what the car drew then; until the next sample, it draws what it
                 # may now
@@ -96,22 +121,26 @@ class SiteGuard:
                     # the reading for as long as the re-send took (a false overload in
                     # the demo under CPU load)
                     fallback = installed.fallback_w(ref)
+                    until = _earliest(until, installed.fallback_change(ref, now))
                     allowed = None if fallback is None else max(allowed, fallback)
                 if allowed is not None and allowed < measured:
-                    return allowed, "fresh", None
-                return measured, "fresh", None
+                    return allowed, "fresh", None, until
+                return measured, "fresh", None, until
             if not governs:
-                return measured, "fresh", None     # proves nothing about obedience
-            return measured, "fresh", installed.installed_w(ref, sample.at, step)
+                return measured, "fresh", None, until     # proves nothing about obedience
+            return measured, "fresh", installed.installed_w(ref, sample.at, step), until
         session = c.state.sessions.get(ref)
         if session is None:
-            return 0.0, "idle", None
-        young = (now - session.started_at).total_seconds() < c.settings.stale_after_s
-        if young and c.state.last_measured_w(ref) is None:
+            return 0.0, "idle", None, None
+        young_until = session.started_at + timedelta(seconds=stale_after_s)
+        if now < young_until and c.state.last_measured_w(ref) is None:
             allowed = self.allowed_w(ref)
             if allowed is not None:
-                return allowed, "unmeasured", None
-        return self.topology.max_power_w(ref), "stale", None
+                step = c.installed.step_of(ref)
+                return allowed, "unmeasured", None, _earliest(
+                    young_until, c.installed.next_change(step, now, None))
+            return self.topology.max_power_w(ref), "stale", None, young_until
+        return self.topology.max_power_w(ref), "stale", None, None
 
     def allowed_w(self, ref: ConnectorRef, since: datetime | None = None) -> float | None:
         """The most its profiles allowed from `since` (a sample's time) until now."""
@@ -120,94 +149,59 @@ class SiteGuard:
 
     def node_loads(self, now: datetime) -> tuple[np.ndarray, np.ndarray, dict]:
         """((M,) W per node, (M,3) A per node and phase, {ref: (W, how)})."""
-        loads, _ = _run(self._node_loads(now))
-        return loads
+        (load_w, load_a, draws), _ = _run(self._node_loads(now))
+        return load_w, load_a, dict(draws)
 
     def _node_loads(self, now: datetime):
-        """node_loads as a generator that yields every CHUNK connectors, so a pass over a large
-        site can give the event loop back in between (`check_async`). Returns it, plus
-        {ref: (W drawn, W allowed)} for every connector whose sample is obeying evidence."""
-        topo = self.topology
-        # plain floats while summing: numpy's scalar indexing costs more than the arithmetic
-        load_w = [0.0] * topo.n_nodes
-        load_a = [[0.0, 0.0, 0.0] for _ in range(topo.n_nodes)]
-        draws = {}
-        evidence = {}
-        # station -> [(W, site phases, A)] of its connectors counted at an estimate (a stale
-        # meter at its maximum, a young session at its allowance): capped below by the
-        # station's maximum profile when it accepted one (`_station_caps`)
-        estimated: dict[str, list] = {}
-        for index, ref in enumerate(topo.refs):
-            if index % CHUNK == CHUNK - 1:
-                yield
-            watts, how, allowed = self._assess(ref, now)
-            draws[ref] = (watts, how)
-            if allowed is not None:
-                evidence[ref] = (watts, allowed)
-            if watts <= 0:
-                continue
-            phases, first, _ = self.controller.phase_use(ref)
-            voltage = topo.station(ref.station_id).voltage_v
-            used = (first,) if phases == 1 else self._site_phases(ref)
-            amps = units.w_to_a(watts, phases, voltage)
-            if how != "fresh":
-                estimated.setdefault(ref.station_id, []).append((watts, used, amps))
-            for node in self._ancestors(ref.station_id):
-                load_w[node] += watts
-                row = load_a[node]
-                for p in used:
-                    row[p] += amps
-        # connectors the site file does not list draw all the same: under their station
-        # (undeclared.py), on every phase (their wiring is not known)
-        state, stale_after_s = self.controller.state, self.controller.settings.stale_after_s
-        for ref in list(state.undeclared):
-            watts, how = undeclared.draw_w(state, topo, ref, now, stale_after_s)
-            draws[ref] = (watts, how)
-            if watts <= 0:
-                continue
-            amps = undeclared.amps(topo, ref, watts)
-            if how != "fresh":
-                estimated.setdefault(ref.station_id, []).append((watts, (0, 1, 2), amps))
-            for node in self._ancestors(ref.station_id):
-                load_w[node] += watts
-                for p in range(3):
-                    load_a[node][p] += amps
-        if estimated:
-            self._station_caps(estimated, load_w, load_a)
-        return (np.array(load_w), np.array(load_a).reshape(topo.n_nodes, 3), draws), evidence
+        """node_loads as a generator that yields every CHUNK connectors counted again, so a
+        pass that counts many can give the event loop back in between (`check_async`).
+        Returns it, plus {ref: (W drawn, W allowed)} of every connector whose sample is
+        obeying evidence and shows it drawing clearly more. Each connector's count is kept
+        from one pass to the next and made again only when its inputs changed or its moment
+        came (guard_counts.py); the draws returned are the kept dict (read it only)."""
+        counts = self.counts
+        try:
+            stations = yield from counts.refresh(now, CHUNK)
+            load_w, load_a = counts.node_loads(stations, now)
+        except BaseException:
+            counts._key = None      # what this pass was told of is gone: count everything next
+            raise
+        return (load_w, load_a, counts.draws), counts.over_profile
 
-    def _station_caps(self, estimated: dict[str, list], load_w: list, load_a: list) -> None:
-        """A station's connectors counted at estimates draw together at most its maximum
-        profile, when it accepted one: what their estimates add over it (in W, and in A on
-        each site phase - the station's supply is one set of phases) comes off the station's
-        node and every node above it. What its meters report stays whole: only the estimates
-        are cut, never below what was measured. (Counted whole, two stale meters on a 22 kW
-        station made a false 44 kW on the circuit above: docs/demo.md, guard lines, cause 3.)"""
+    def _phases_and_amps(self, ref: ConnectorRef, watts: float) -> tuple[tuple[int, ...], float]:
+        """The site phases a connector's draw loads, and its A on each."""
+        phases, first, _ = self.controller.phase_use(ref)
+        voltage = self.topology.station(ref.station_id).voltage_v
+        used = (first,) if phases == 1 else self._site_phases(ref)
+        return used, units.w_to_a(watts, phases, voltage)
+
+    def _station_cut(self, station_id: str, rows: list, load_w: np.ndarray,
+                     load_a: np.ndarray) -> tuple[float, list[float]] | None:
+        """A station's connectors counted at estimates (`rows`: (W, site phases, A) each) draw
+        together at most its maximum profile, when it accepted one: what their estimates add
+        over it (in W, and in A on each site phase - the station's supply is one set of
+        phases) comes off the station's node and every node above it (None: no maximum
+        accepted). What its meters report stays whole: only the estimates are cut, never
+        below what was measured. (Counted whole, two stale meters on a 22 kW station made a
+        false 44 kW on the circuit above: docs/demo.md, guard lines, cause 3.)"""
         installed = self.controller.installed
-        if installed is None:
-            return
-        for station_id, rows in estimated.items():
-            control = installed.stations.get(station_id)
-            cap = control.station_max if control is not None else None
-            if cap is None:
-                continue
-            station_node = self._ancestors(station_id)[0]
-            cap_w, cap_a = cap
-            est_w = sum(w for w, _, _ in rows)
-            # the station's node holds every connector of the station: what was measured is
-            # its load less the estimates
-            fresh_w = load_w[station_node] - est_w
-            cut_w = min(est_w, max(0.0, load_w[station_node] - max(cap_w, fresh_w)))
-            cut_a = [0.0, 0.0, 0.0]
-            for p in range(3):
-                est_a = sum(a for _, used, a in rows if p in used)
-                fresh_a = load_a[station_node][p] - est_a
-                cut_a[p] = min(est_a, max(0.0, load_a[station_node][p] - max(cap_a, fresh_a)))
-            for node in self._ancestors(station_id):
-                load_w[node] -= cut_w
-                row = load_a[node]
-                for p in range(3):
-                    row[p] -= cut_a[p]
+        control = installed.stations.get(station_id) if installed is not None else None
+        cap = control.station_max if control is not None else None
+        if cap is None:
+            return None
+        station_node = self._ancestors(station_id)[0]
+        cap_w, cap_a = cap
+        est_w = sum(w for w, _, _ in rows)
+        # the station's node holds every connector of the station: what was measured is
+        # its load less the estimates
+        fresh_w = load_w[station_node] - est_w
+        cut_w = min(est_w, max(0.0, load_w[station_node] - max(cap_w, fresh_w)))
+        cut_a = [0.0, 0.0, 0.0]
+        for p in range(3):
+            est_a = sum(a for _, used, a in rows if p in used)
+            fresh_a = load_a[station_node][p] - est_a
+            cut_a[p] = min(est_a, max(0.0, load_a[station_node][p] - max(cap_a, fresh_a)))
+        return float(cut_w), [float(a) for a in cut_a]
 
     def _site_phases(self, ref: ConnectorRef) -> tuple[int, ...]:
         """The site phases a 3-phase load on the connector uses (fixed wiring: asked once)."""
@@ -227,7 +221,7 @@ class SiteGuard:
 
     def overloads(self, now: datetime) -> tuple[list[Overload], dict]:
         found, draws, _ = _run(self._overloads(now))
-        return found, draws
+        return found, dict(draws)
 
     def _overloads(self, now: datetime):
         topo = self.topology
@@ -239,7 +233,8 @@ class SiteGuard:
         # the same comparisons, the overloads in node order, W before A
         limit_w = topo.static_limit_w.copy()
         limit_w[0] = min(limit_w[0], float(root_w[0]))
-        most_a = load_a.max(axis=1)
+        # the most loaded phase (numpy's max over an axis of 3 took ~1 ms at 5 000 nodes)
+        most_a = np.maximum(np.maximum(load_a[:, 0], load_a[:, 1]), load_a[:, 2])
         over_w = load_w > limit_w + TOLERANCE_W
         over_a = most_a > topo.static_limit_a + units.w_to_a(TOLERANCE_W, 1,
                                                               units.NOMINAL_VOLTAGE_V)
@@ -258,6 +253,11 @@ class SiteGuard:
         """Compare, and act on every node that went (further) over its limit, or under which
         a connector is newly found drawing more than its profiles allow."""
         return _run(self._check(now or self.controller.clock.now()))
+
+    def audit_next(self) -> None:
+        """The next pass counts every connector again and compares with the kept counts
+        (guard_counts.py: a kept count that differs is a change no watcher was told)."""
+        self.counts.audit_next = True
 
     async def check_async(self, now: datetime | None = None) -> list[Overload]:
         """`check`, giving the event loop back every CHUNK connectors: on a site of thousands
@@ -304,11 +304,13 @@ class SiteGuard:
         """(ref, W drawn, W allowed) of every connector under the node (None: the whole site)
         measured drawing clearly more than its profiles allowed, after its settle time.
         `evidence`: {ref: (W drawn, W allowed since its sample)} of the fresh samples taken
-        under the profile in force."""
+        under the profile in force (the kept ones that show it: guard_counts.py), in the
+        site's order."""
         node = None if overload is None else self.topology.node_ids.index(overload.node)
-        return [(ref, watts, allowed) for ref, (watts, allowed) in evidence.items()
-                if watts > allowed + OVERDRAW_W
-                and (node is None or node in self._ancestors(ref.station_id))]
+        found = [(ref, watts, allowed) for ref, (watts, allowed) in evidence.items()
+                 if watts > allowed + OVERDRAW_W
+                 and (node is None or node in self._ancestors(ref.station_id))]
+        return sorted(found, key=lambda c: self.topology.index(c[0]))
 
     def _act(self, overload: Overload, draws: dict, culprits: list[tuple]) -> None:
         self.overloads_seen += 1

@@ -20,6 +20,7 @@ from smartcharge.site.plan import ConnectorPlan
 from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.state import SiteState
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.watched import WatchedDict
 
 
 def w_factor(topology: SiteTopology, unit: str, ref: ConnectorRef, phases: int,
@@ -73,7 +74,8 @@ class InstalledLimits:
         # a station's voltage by id (the site file's): looked up ~11 000 times in a DR round at
         # 1 000 connectors through the site's station (issue 10)
         self._voltage_v = {s.station_id: s.voltage_v for s in topology.site.stations}
-        self.changed_at: dict[ConnectorRef, datetime] = {}   # last accepted profile change
+        # last accepted profile change (watched: the guard's counts depend on it)
+        self.changed_at: dict[ConnectorRef, datetime] = WatchedDict()
         self.restored = RestoredLayers(state)   # what their stations said they apply
         # ref -> (what its `step_of` was made of, the step): see step_of
         self._steps_kept: dict[ConnectorRef, tuple[tuple, steps.Step]] = {}
@@ -280,6 +282,35 @@ class InstalledLimits:
         most = max(steps.value_at(step, m) for m in steps.moments(step, since=since) if m <= now)
         return min(most, self.topology.max_power_w(ref))
 
+    def next_change(self, step: steps.Step | None, now: datetime,
+                    since: datetime | None = None) -> datetime | None:
+        """The first moment after `now` from which `installed_w`, `followed_since` and
+        `followed_w` of a connector whose `step_of` is `step` may answer otherwise with nothing
+        accepted since (None: never): an edge of the step (a new value in force, a new last
+        edge) and the end of the settle time after one (a value out of the look-back), and
+        `since` while it is ahead of the clock (a sample stamped ahead of ours: until then the
+        look-back moves with now). Early is harmless - the same answer is made again - late is
+        not (the guard keeps its count of a connector until then: guard_counts.py)."""
+        if step is None:
+            return None
+        now = min(now, self.clock.now())
+        best = since if since is not None and since > now else None
+        return _next_edge(step, now, timedelta(seconds=self.settle_s), best)
+
+    def fallback_change(self, ref: ConnectorRef, now: datetime) -> datetime | None:
+        """`next_change` of `fallback_w`: the edges of what it falls back to, both ways."""
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return None
+        phases = self.phase_use(ref)[0]
+        now = min(now, self.clock.now())
+        settle = timedelta(seconds=self.settle_s)
+        best = None
+        for replaces_idle in (False, True):
+            best = _next_edge(self.below_steps(control, ref, phases, 1.0, replaces_idle), now,
+                              settle, best)
+        return best
+
     def fallback_w(self, ref: ConnectorRef) -> float | None:
         """The most a connector may draw from its settle time before until now on what it
         falls back to without its plan: its idle share over its fail-safe default, or the
@@ -326,3 +357,18 @@ class InstalledLimits:
         step = self.installed_steps(control, ref, phases, 1.0,
                                  session.transaction_id if session else None, upper=True)
         return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))
+
+
+def _next_edge(step: steps.Step, now: datetime, settle: timedelta,
+               best: datetime | None) -> datetime | None:
+    """The earliest of `best` and every edge of `step`, and every edge + `settle`, after now."""
+    for moment, _ in step:
+        if moment > now:
+            candidate = moment            # (its settle time ends later still)
+        else:
+            candidate = moment + settle
+            if candidate <= now:
+                continue
+        if best is None or candidate < best:
+            best = candidate
+    return best

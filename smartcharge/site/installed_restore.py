@@ -38,6 +38,7 @@ from smartcharge.site import steps
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.site.watched import WatchedDict
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -53,7 +54,8 @@ class RestoredLayers:
     """Connector -> what its station said it applies (the newest answer)."""
 
     def __init__(self, state) -> None:
-        self.by_ref: dict[ConnectorRef, Restored] = {}
+        # watched: the guard's counts depend on it (guard_counts.py)
+        self.by_ref: dict[ConnectorRef, Restored] = WatchedDict()
         # the transactions that may be running when this process started (the store's open
         # ones, and those a station's boot closed that its next message may reopen): a
         # BootNotification closes them until a message shows them running again - its set-up

@@ -24,6 +24,7 @@ from smartcharge.metering import (
 from smartcharge.model import Site
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.site.watched import WatchedDict
 
 log = logging.getLogger(__name__)
 # A phase carries the car's current when it reads at least this much [A]; an idle phase reads ~0.
@@ -105,8 +106,11 @@ class SiteState:
         self.site = site
         self.online: dict[str, bool] = {s.station_id: False for s in site.stations}
         self.status: dict[ConnectorRef, str] = {}
-        self.sessions: dict[ConnectorRef, Session] = {}
-        self.measurements: dict[ConnectorRef, Measurement] = {}
+        # watched: the guard counts a connector again when its session or sample changes
+        # (guard_counts.py); a change inside a Session that the guard reads (its phases) is
+        # told with `sessions.touch(ref)`
+        self.sessions: dict[ConnectorRef, Session] = WatchedDict()
+        self.measurements: dict[ConnectorRef, Measurement] = WatchedDict()
         # the last SAMPLES_KEPT samples of each connector, oldest first (by ordered_at)
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
         # transaction id -> a session a reboot closed (REBOOT_CLOSED_KEPT, oldest first)
@@ -340,4 +344,6 @@ class SiteState:
         if (session.phases_in_use, session.station_phase) == learned:
             return False
         session.phases_in_use, session.station_phase = learned
+        if self.sessions.get(session.ref) is session:
+            self.sessions.touch(session.ref)   # what the guard counts it on changed
         return True

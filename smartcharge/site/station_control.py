@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from smartcharge.ocpp.port import FOREVER, Capabilities, Installed, StationPort
+from smartcharge.site.watched import WatchedDict
 
 Sent = Installed   # what a connector was last told (accepted)
 
@@ -26,6 +27,10 @@ class CountingLock(asyncio.Lock):
         await super().acquire()
         self.holds += 1
         return True
+
+_UNSET = object()
+# the per-connector layers the guard reads (installed.py): watched item by item
+_LAYERS = frozenset({"sent", "idle_layer", "default_layer"})
 
 __all__ = ["FOREVER", "CountingLock", "Sent", "StationControl"]
 
@@ -59,6 +64,34 @@ class StationControl:
     resend: bool = False                   # set up again: send every plan, changed or not
     booted_link: object | None = None      # the connection a BootNotification came on
     lock: CountingLock = field(default_factory=CountingLock)
+
+    # What the guard counts a connector at depends on what its station accepted: every change
+    # of this record - an attribute set to another value, an item of one of its layers set or
+    # removed - is told to its watchers with the station's id (guard_counts.py keeps each
+    # connector's count until then). The layers are WatchedDicts, whatever is assigned.
+    def __setattr__(self, name: str, value) -> None:
+        if name in _LAYERS and not isinstance(value, WatchedDict):
+            value = WatchedDict(value)
+        old = self.__dict__.get(name, _UNSET)
+        object.__setattr__(self, name, value)
+        if name in _LAYERS:
+            value.watch(self._layer_changed)
+        if old is _UNSET or old is value or (not isinstance(value, dict) and old == value):
+            return
+        self._changed()
+
+    def watch(self, watcher) -> None:
+        """Call `watcher(station_id)` after every change of what this record says."""
+        watchers = self.__dict__.setdefault("_watchers", [])
+        if watcher not in watchers:
+            watchers.append(watcher)
+
+    def _layer_changed(self, _connector_id) -> None:
+        self._changed()
+
+    def _changed(self) -> None:
+        for watcher in self.__dict__.get("_watchers", ()):
+            watcher(self.station_id)
 
     @property
     def caps(self) -> Capabilities | None:
