@@ -7,6 +7,7 @@ Before, it charged under the connector's fail-safe default (its equal share of t
 above it) while the other connectors ran their plans, which had taken that room: a 22 kW
 feeder at 27.9 kW with two stations, either version."""
 
+import asyncio
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -137,8 +138,20 @@ async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the
     the old end stays within the plan too."""
     async with _a_small_and_a_big_plan(tmp_path, version) as (clock, site, server, fleet, hold):
         controller, dispatcher = server.controller, server.dispatcher
+        # after each station's first TxProfile: the 0 W under its car, once (a loaded machine
+        # may put CP2's in a round after the fixture's "dispatched": read until both are in)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            rows = await _rows_since(server, 0)
+            unders = [r for r in rows if r["purpose"] == "TxDefaultProfile" and r["id"] > min(
+                (x["id"] for x in rows if x["station_id"] == r["station_id"]
+                 and x["purpose"] == "TxProfile"), default=r["id"])]
+            if {r["station_id"] for r in unders} == {"CP1", "CP2"} or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: dispatcher.idle, 10, "dispatched")
         rows = await _rows_since(server, 0)
-        # after each station's first TxProfile: the 0 W under its car, once
         unders = [r for r in rows if r["purpose"] == "TxDefaultProfile" and r["id"] > min(
             x["id"] for x in rows if x["station_id"] == r["station_id"]
             and x["purpose"] == "TxProfile")]
