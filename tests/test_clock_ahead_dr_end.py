@@ -85,10 +85,12 @@ async def test_a_station_minutes_behind_drops_when_a_dr_event_starts(tmp_path, v
         tmp_path, version, -OFFSET_S, 60)
     try:
         station = fleet.station("CP1")
-        await wait_until(lambda: clock.now() > start + timedelta(minutes=1), 30,
-                         "the event's second minute")
-        applied_w = connector_limit_w(station, 1, station.clock.now())[0]
-        assert applied_w <= EVENT_W + 1.0, applied_w
+        # inside the event's first 3 min, when its own clock has not reached the start yet
+        for after_s in (30, 90, 150):
+            await wait_until(lambda: clock.now() > start + timedelta(seconds=after_s), 30,
+                             f"{after_s} s into the event")
+            applied_w = connector_limit_w(station, 1, station.clock.now())[0]
+            assert applied_w <= EVENT_W + 1.0, (after_s, applied_w)
     finally:
         await fleet.stop()
         await server_cm.__aexit__(None, None, None)
