@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import format_ocpp_time
-from smartcharge.ocpp.clock_offset import ClockOffset, stamps
+from smartcharge.ocpp.clock_offset import ClockOffset, shift_s, stamps
 from smartcharge.ocpp.schedules import shifted_times
 from smartcharge.ocpp.v16 import profiles as P16
 from smartcharge.ocpp.v201 import profiles as P201
@@ -130,3 +130,11 @@ def test_shifted_times_moves_every_absolute_time_of_both_versions_and_leaves_the
     assert profile["validTo"] == "2026-01-01T12:27:00Z"
     assert request["chargingProfile"]["validTo"] == "2026-01-01T12:30:00Z"
     assert not P201.check_request(moved)
+
+
+def test_nothing_moves_within_the_edge_margin_and_beyond_it_whole_seconds_never_more():
+    assert shift_s(None, 5) == 0
+    assert shift_s(5.0, 5) == 0 and shift_s(-5.0, 5) == 0 and shift_s(0.4, 5) == 0
+    assert shift_s(179.8, 5) == 179        # floored: never past the (lower-bound) estimate
+    assert shift_s(-180.2, 5) == -181
+    assert shift_s(59.0, 60) == 0 and shift_s(61.5, 60) == 61

@@ -21,6 +21,7 @@ skipped: `stamps`).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
@@ -104,4 +105,15 @@ class ClockOffset:
         return value_s
 
 
-__all__ = ["ClockOffset", "WATCH_S", "WINDOW_S", "stamps"]
+def shift_s(offset_s: float | None, margin_s: float) -> int:
+    """How many whole seconds the absolute times a station is sent are moved (and those it
+    answers moved back): its offset when that is beyond `margin_s`, else 0 - within the margin
+    the schedules are made safe for the disagreement (`site/edges.py`) and nothing changes.
+    Floored: never more than the estimate, itself never more than the offset, so a
+    startSchedule at our now is never in the station's future."""
+    if offset_s is None or abs(offset_s) <= margin_s:
+        return 0
+    return math.floor(offset_s)
+
+
+__all__ = ["ClockOffset", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]

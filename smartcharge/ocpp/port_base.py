@@ -12,13 +12,13 @@ remembers of a refusal.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.ocpp.clock_offset import shift_s
 from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, PowerSchedule,
                                    Recorder, ScheduleResult, StationPort)
 from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
@@ -257,24 +257,21 @@ class ControlPortBase(StationPort):
 
     # --- the station's clock --------------------------------------------------------------------
     def station_shift_s(self) -> int:
-        """How many whole seconds the absolute times this station is sent are moved (and those
-        it answers moved back): its clock's offset from ours as its messages' stamps show
-        (`ocpp/clock_offset.py`, a lower bound) when that is beyond `edge_margin_s`, else 0 -
-        within the margin the schedules are made safe for the disagreement (`site/edges.py`)
-        and nothing changes. Floored: never more than the estimate, itself never more than the
-        offset, so the station's startSchedule is never in its future."""
+        """`clock_offset.shift_s` of this station's offset on this connection (its messages'
+        stamps) and the edge margin; beyond the margin a warning, once per station until it
+        comes back within it."""
         offset_s = self.link.clock_offset_s
-        margin_s = self.settings.edge_margin_s
-        if offset_s is None or abs(offset_s) <= margin_s:
-            _clock_warned.discard(self.station_id)
-            return 0
-        if self.station_id not in _clock_warned:
+        shift = shift_s(offset_s, self.settings.edge_margin_s)
+        if not shift:
+            if offset_s is not None:   # back within the margin (not merely unknown yet)
+                _clock_warned.discard(self.station_id)
+        elif self.station_id not in _clock_warned:
             _clock_warned.add(self.station_id)
             log.warning("station %s: its clock is %+.0f s from ours (beyond the edge margin of "
                         "%g s; its messages' stamps show it): the times it is sent are moved "
                         "onto its clock - set its clock (it ignores the time our answers give)",
-                        self.station_id, offset_s, margin_s)
-        return math.floor(offset_s)
+                        self.station_id, offset_s, self.settings.edge_margin_s)
+        return shift
 
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request, *, wire: dict | None = None):
