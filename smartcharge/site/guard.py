@@ -83,7 +83,10 @@ class SiteGuard:
             step = installed.step_of(ref)
             sample = c.state.measurements.get(ref)
             since = installed.followed_since(ref, step)
-            if sample is None or not (since is None or sample.at >= since):
+            # when it was measured on our clock as far as we can tell (`ordered_at`: never
+            # after we received it): a station ahead stamps a sample taken before the limit in
+            # force after it (the closed loop and the plan read it so too)
+            if sample is None or not (since is None or sample.ordered_at >= since):
                 # taken before the limit in force now (and the car's settle time): it
                 # shows what the car drew then; until the next sample, it draws what it
                 # may now
@@ -102,7 +105,7 @@ class SiteGuard:
                 return measured, "fresh", None
             if not governs:
                 return measured, "fresh", None     # proves nothing about obedience
-            return measured, "fresh", installed.installed_w(ref, sample.at, step)
+            return measured, "fresh", installed.installed_w(ref, sample.ordered_at, step)
         session = c.state.sessions.get(ref)
         if session is None:
             return 0.0, "idle", None
