@@ -29,6 +29,7 @@ from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp import fast_schema
+from smartcharge.ocpp.clock_offset import ClockOffset
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
@@ -71,6 +72,8 @@ class CentralSystemBase:
         self._handled = set(self.route_map)
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
+        # how far its clock runs from ours, from its messages' stamps (`clock_offset.py`)
+        self.clock_offset = ClockOffset()
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
@@ -136,6 +139,9 @@ class CentralSystemBase:
         booting = action == BOOT_NOTIFICATION
         if booting:
             self._registered.clear()
+            self.clock_offset.reset()   # a reboot may have set its clock
+        else:
+            self.clock_offset.observe_call(action, payload, self.last_seen)
         try:
             await self._handle_call(Call(unique_id, action, payload))
         except OCPPError as schema_error:

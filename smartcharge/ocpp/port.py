@@ -124,6 +124,9 @@ class ScheduleResult:
 class PortSettings:
     call_timeout_s: float = 10.0
     retries: int = 1
+    # how far a station's clock may disagree with ours before the absolute times it is sent
+    # (and reads back) are moved onto its clock (`port_base.ControlPortBase.station_shift_s`)
+    edge_margin_s: float = 5.0
 
 
 # (station, connector, what kind of schedule, what went out, answer): the audit table's row

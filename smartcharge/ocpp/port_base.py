@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from smartcharge.clock import Clock, parse_ocpp_time
+from smartcharge.ocpp.clock_offset import shift_s
 from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, PowerSchedule,
                                    Recorder, ScheduleResult, StationPort)
 from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
                                        StationTimeout)
+from smartcharge.ocpp.schedules import shifted_times
 
 log = logging.getLogger("smartcharge.site.dispatch")
+# stations told of (a warning each) while their clock is beyond the edge margin
+_clock_warned: set[str] = set()
 
 NO_ANSWER = Answer.NO_ANSWER.value
 TX_DEFAULT_PROFILE = "TxDefaultProfile"   # the purpose's name in 1.6 and 2.0.1 alike
@@ -211,7 +216,12 @@ class ControlPortBase(StationPort):
         if status != "Accepted":
             return None
         try:
-            return composite_installed(*self._composite_parts(answer), asked_at=asked_at)
+            told = composite_installed(*self._composite_parts(answer), asked_at=asked_at)
+            # its scheduleStart is on its clock: read back onto ours (`station_shift_s`)
+            shift = timedelta(seconds=self.station_shift_s())
+            return told if not shift else replace(
+                told, start=told.start - shift,
+                expires=told.expires if told.expires == FOREVER else told.expires - shift)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             log.warning("station %s connector %d: unreadable composite schedule (%s)",
                         self.station_id, connector_id, exc)
@@ -245,6 +255,24 @@ class ControlPortBase(StationPort):
     def _trigger_request(self, connector_id: int) -> Any:
         raise NotImplementedError   # the version's TriggerMessage for MeterValues
 
+    # --- the station's clock --------------------------------------------------------------------
+    def station_shift_s(self) -> int:
+        """`clock_offset.shift_s` of this station's offset on this connection (its messages'
+        stamps) and the edge margin; beyond the margin a warning, once per station until it
+        comes back within it."""
+        offset_s = self.link.clock_offset_s
+        shift = shift_s(offset_s, self.settings.edge_margin_s)
+        if not shift:
+            if offset_s is not None:   # back within the margin (not merely unknown yet)
+                _clock_warned.discard(self.station_id)
+        elif self.station_id not in _clock_warned:
+            _clock_warned.add(self.station_id)
+            log.warning("station %s: its clock is %+.0f s from ours (beyond the edge margin of "
+                        "%g s; its messages' stamps show it): the times it is sent are moved "
+                        "onto its clock - set its clock (it ignores the time our answers give)",
+                        self.station_id, offset_s, self.settings.edge_margin_s)
+        return shift
+
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request, *, wire: dict | None = None):
         for attempt in range(self.settings.retries + 1):
@@ -261,8 +289,13 @@ class ControlPortBase(StationPort):
         Raises StationOffline (recorded as "offline") when the station is gone."""
         try:
             # `payload` is `message` as it goes out, made by the version's profile builders,
-            # schema-valid for every input (their tests): sent as it is (issue 10)
-            answer = status_of(await self._call(message, wire=payload))
+            # schema-valid for every input (their tests): sent as it is (issue 10) - its
+            # absolute times moved onto the station's clock where that is beyond the margin
+            # (the one place they cross the wire); `payload` itself, what we installed and
+            # record, stays on ours
+            shift_s = self.station_shift_s()
+            wire = shifted_times(payload, shift_s) if shift_s else payload
+            answer = status_of(await self._call(message, wire=wire))
         except StationTimeout:
             answer = NO_ANSWER
         except StationCallError as exc:

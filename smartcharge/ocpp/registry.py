@@ -82,6 +82,13 @@ class StationLink:
         return getattr(self._adapter, "last_seen", None)
 
     @property
+    def clock_offset_s(self) -> float | None:
+        """How far the station's clock runs ahead of ours (negative: behind), as its
+        messages' stamps show on this connection (`ocpp/clock_offset.py`); None: not known."""
+        estimate = getattr(self._adapter, "clock_offset", None)
+        return None if estimate is None else estimate.offset_s
+
+    @property
     def online(self) -> bool:
         return not self._closed.is_set()
 

@@ -12,9 +12,9 @@ duration, minChargingRate). Pure.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from smartcharge.clock import format_ocpp_time
+from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 
 
 def round_down_01(value: float) -> float:
@@ -81,4 +81,24 @@ def schedule_rates(start: datetime, period_starts_s: list[float], rates: list[fl
     return out
 
 
-__all__ = ["merge_periods", "round_down_01", "schedule_rates"]
+# the absolute times of a SetChargingProfile, 1.6 and 2.0.1 alike (the profile's validity and
+# each schedule's start; the periods count from startSchedule)
+ABSOLUTE_TIMES = frozenset({"startSchedule", "validFrom", "validTo"})
+
+
+def shifted_times(payload, shift_s: int):
+    """`payload` with every absolute time (`ABSOLUTE_TIMES`, wherever it sits) `shift_s`
+    whole seconds later - onto the clock of a station `shift_s` ahead of ours; a new object,
+    `payload` is left as it is (what we installed stays on our clock)."""
+    if isinstance(payload, dict):
+        return {key: (format_ocpp_time(parse_ocpp_time(value) + timedelta(seconds=shift_s))
+                      if key in ABSOLUTE_TIMES and isinstance(value, str)
+                      else shifted_times(value, shift_s))
+                for key, value in payload.items()}
+    if isinstance(payload, list):
+        return [shifted_times(item, shift_s) for item in payload]
+    return payload
+
+
+__all__ = ["ABSOLUTE_TIMES", "merge_periods", "round_down_01", "schedule_rates",
+           "shifted_times"]

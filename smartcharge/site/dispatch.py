@@ -135,7 +135,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # the site file's settle time unless the caller tunes dispatch itself
         self.settings = settings or DispatchSettings(
             settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
-        self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries)
+        self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries,
+                                           self.settings.edge_margin_s)
         # `ports`: a station's link -> a port for that connection, by its protocol (the site
         # never names one); called at each (re)connection by the fail-safe setup
         self.ports = ports

@@ -107,8 +107,11 @@ class SiteGuard:
             # half of a pass at 1 000 connectors, issue 10)
             step = installed.step_of(ref)
             since = installed.followed_since(ref, step)
-            until = _earliest(until, installed.next_change(step, now, sample.at))
-            if not (since is None or sample.at >= since):
+            until = _earliest(until, installed.next_change(step, now, sample.ordered_at))
+            # when it was measured on our clock as far as we can tell (`ordered_at`: never
+            # after we received it): a station ahead stamps a sample taken before the limit in
+            # force after it (the closed loop and the plan read it so too)
+            if not (since is None or sample.ordered_at >= since):
                 # taken before the limit in force now (and the car's settle time): it
                 # shows what the car drew then; until the next sample, it draws what it
                 # may now
@@ -128,7 +131,7 @@ class SiteGuard:
                 return measured, "fresh", None, until
             if not governs:
                 return measured, "fresh", None, until     # proves nothing about obedience
-            return measured, "fresh", installed.installed_w(ref, sample.at, step), until
+            return measured, "fresh", installed.installed_w(ref, sample.ordered_at, step), until
         session = c.state.sessions.get(ref)
         if session is None:
             return 0.0, "idle", None, None
