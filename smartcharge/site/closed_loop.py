@@ -2,9 +2,8 @@
 
 A car drawing clearly less than it was given (a battery in taper, a car that limits itself) is
 planned at its draw plus a little headroom (`ev_cap_w`), followed down as it tapers and lifted
-once it takes up to its cap again (the headroom planned in one slot of every
-`ev_headroom_every_slots` only: `planned_cap_w`); a car drawing ~0 while offered its minimum
-declines power (`declined_at`: full, or paused by itself) and is planned at 0 for a while. The planner reads
+once it takes up to its cap again; a car drawing ~0 while offered its minimum declines power
+(`declined_at`: full, or paused by itself) and is planned at 0 for a while. The planner reads
 both through the controller's picture (`plan_inputs.py`).
 """
 
@@ -28,43 +27,6 @@ class ClosedLoop:
         # a tapering car's acceptance line (site/taper.py): planned slot by slot along it
         self.taper = TaperModel()
         self._sampled: dict[ConnectorRef, tuple[datetime, float | None]] = {}  # at, interval
-        # capped cars the last picture planned at their draw, without the headroom
-        self.withheld: set[ConnectorRef] = set()
-        self._capped_at_w: dict[ConnectorRef, float] = {}   # the draw each cap was set on
-
-    def choose_withheld(self, now: datetime) -> None:
-        """Which capped cars get their headroom in the plan made `now`: each in one slot of
-        every `ev_headroom_every_slots` (by its transaction id, so they take turns). A car at
-        its on-board charger's maximum never takes the headroom, and with 2-3 such cars under
-        a binding cap it was power no one drew while others waited (~4.8 kWh on the demo day,
-        benchmarks/README.md "s23-headroom"); a car that would take more still shows it in
-        its next turn (a sample at up to its cap lifts it)."""
-        every = self.c.settings.ev_headroom_every_slots
-        self.withheld = set()
-        if every <= 1:
-            return
-        turn = int(now.timestamp() // self.c.settings.slot_s) % every
-        for ref, cap in self.ev_cap_w.items():
-            session = self.c.state.sessions.get(ref)
-            if session is not None and session.transaction_id % every != turn and \
-                    self._headroom_of(ref, cap):
-                self.withheld.add(ref)
-
-    def _headroom_of(self, ref: ConnectorRef, cap: float) -> bool:
-        """The cap is one this loop set on a draw, plus the headroom (not put there else)."""
-        drawn = self._capped_at_w.get(ref)
-        return drawn is not None and abs(drawn + self.c.settings.ev_headroom_w - cap) < 1e-6
-
-    def _cap(self, ref: ConnectorRef, measured: float) -> None:
-        self.ev_cap_w[ref] = measured + self.c.settings.ev_headroom_w
-        self._capped_at_w[ref] = measured
-
-    def planned_cap_w(self, ref: ConnectorRef) -> float | None:
-        """What the plan may give a capped car: its cap, less the headroom out of its turn."""
-        cap = self.ev_cap_w.get(ref)
-        if cap is None or ref not in self.withheld:
-            return cap
-        return max(cap - self.c.settings.ev_headroom_w, 0.0)
 
     def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
         """When the car's next meter sample is due (its last one plus its interval)."""
@@ -121,8 +83,6 @@ class ClosedLoop:
         sessions = self.c.state.sessions
         for ref in [r for r in self.ev_cap_w if r not in sessions]:
             del self.ev_cap_w[ref]
-        for ref in [r for r in self._capped_at_w if r not in self.ev_cap_w]:
-            del self._capped_at_w[ref]
         for ref in [r for r in self._sampled if r not in sessions]:
             del self._sampled[ref]
             self.taper.forget(ref)
@@ -173,16 +133,13 @@ class ClosedLoop:
             return
         if cap is not None:
             # capped: follow a car that keeps tapering, once it is a margin under what it was
-            # offered (its cap, or less if the plan gave it less) beyond the headroom (the
-            # headroom counted as offered out of its turn, so it is followed as closely)
-            if ref in self.withheld:
-                allocated += s.ev_headroom_w
+            # offered (its cap, or less if the plan gave it less) beyond the headroom
             if min(allocated, cap) - measured > s.ev_headroom_w + s.ev_follow_w:
-                self._cap(ref, measured)
+                self.ev_cap_w[ref] = measured + s.ev_headroom_w
                 self.c.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
             return
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
-            self._cap(ref, measured)
+            self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.c.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
 
     def _follow_taper(self, ref: ConnectorRef, sampled_at: datetime, measured: float,

@@ -78,9 +78,6 @@ class ControllerSettings:
     # idle under a binding cap: 500 / 250 W left 0.3-1.0 points of the quality days' energy
     # on the table (benchmarks/README.md, "Closed loop headroom").
     ev_headroom_w: float = 150.0
-    # ... planned in one slot of this many only (each capped car in its turn): a car at its
-    # charger's maximum never takes it (closed_loop.choose_withheld). 1: in every slot.
-    ev_headroom_every_slots: int = 3
     ev_follow_w: float = 100.0
     taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row

@@ -116,7 +116,6 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
         circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
     c.closed_loop.forget_ended(now)
-    c.closed_loop.choose_withheld(now)
     items = list(c.state.sessions.items())
     sessions: list[SessionInput] = []
     for first in range(0, len(items), SESSIONS_PER_STEP):
@@ -160,7 +159,7 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
     if ref in c.uncontrollable or not c.state.online.get(ref.station_id, False):
         return SessionInput(**common, fixed_w=fallback_w(c, ref))
     return SessionInput(**common, floor_w=c.floor_w.get(ref, 0.0),
-                        ev_cap_w=c.closed_loop.planned_cap_w(ref), taper_w=_taper_w(c, ref, session, starts, ends),
+                        ev_cap_w=c.ev_cap_w.get(ref), taper_w=_taper_w(c, ref, session, starts, ends),
                         declined=ref in c.declined_at,
                         car_min_w=c.reports.car_min_w(ref, phases),
                         cap_w=c.reports.cap_w(ref, starts, ends, phases))
