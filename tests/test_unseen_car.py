@@ -155,7 +155,8 @@ async def test_the_default_under_a_charging_connector_goes_out_once_and_with_the
         unders = [r for r in rows if r["purpose"] == "TxDefaultProfile" and r["id"] > min(
             x["id"] for x in rows if x["station_id"] == r["station_id"]
             and x["purpose"] == "TxProfile")]
-        assert sorted(r["station_id"] for r in unders) == ["CP1", "CP2"], _purposes(rows)
+        assert sorted(r["station_id"] for r in unders) == ["CP1", "CP2"], [
+            (r["id"], r["station_id"], r["purpose"], r["answer"]) for r in rows]
         assert all(r["answer"] == "Accepted" for r in unders)
         last = rows[-1]["id"]
         # a re-plan that changes CP1's plan: its TxProfile, nothing more
