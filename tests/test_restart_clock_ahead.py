@@ -24,8 +24,8 @@ from sim_fixtures import free_port
 from smartcharge.clock import AcceleratedClock
 from smartcharge.sim.fleet import Fleet
 from tests.site_e2e import FLEET_DEFAULTS, control_server, wait_until
-from tests.test_restart_first_round import (LIMIT_W, REF1, REF2, T0, _limit_w, _site,
-                                            _two_cars_car_2_first)
+from tests.test_restart_first_round import (REF1, REF2, T0, _car_2_on_the_whole_limit_then_away,
+                                            _site)
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -38,11 +38,7 @@ async def test_a_station_ahead_of_our_clock_is_asked_after_a_restart(tmp_path, v
                   clock_offsets_s={"CP1": ahead_s},
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
-        async with control_server(site, db, clock, port=port) as first:
-            station = await _two_cars_car_2_first(first, fleet, clock)
-            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
-                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
-            await station.go_offline()
+        station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
         async with control_server(site, db, clock, port=port) as second:   # restarted
             installed = second.controller.installed
             station.go_online()
@@ -79,26 +75,19 @@ async def test_the_first_round_after_a_restart_lowers_first_on_a_clock_ahead(tmp
     raised as a raise; with the transactions known at start but the station's answer dropped
     it was counted at its maximum and raised as a "decrease", ungated.)"""
     from tests.installed_limits import InstallWatch
-    from tests.test_restart_first_round import _needs
+    from tests.test_restart_first_round import _needs, _new_plan_in_without_excess
 
     site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
     db = tmp_path / "r.sqlite"
     fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, ocpp_versions={"CP1": version},
                   clock_offsets_s={"CP1": 600}, **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
-        async with control_server(site, db, clock, port=port) as first:
-            station = await _two_cars_car_2_first(first, fleet, clock)
-            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
-                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
-            await station.go_offline()
+        station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
         async with control_server(site, db, clock, port=port) as second:   # restarted
             controller = second.controller
             _needs(controller, clock, soon=REF1, late=REF2)
             watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
             station.go_online()
-            await wait_until(lambda: _limit_w(station, 1) > LIMIT_W - 100
-                             and _limit_w(station, 2) < 100, 20, "the new plan installed")
-            assert watch.installs > 0
-            assert watch.excesses == [], watch.excesses
+            await _new_plan_in_without_excess(station, watch)
     finally:
         await fleet.stop()

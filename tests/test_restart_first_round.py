@@ -70,6 +70,18 @@ async def _new_plan_in_without_excess(station, watch: InstallWatch) -> None:
     assert watch.excesses == [], watch.excesses
 
 
+async def _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet):
+    """A first server on `db`: a car on each of CP1's connectors, car 2's driver leaving soon
+    (car 2 on the whole limit, car 1 none), then the station goes away and the server stops:
+    CP1's station."""
+    async with control_server(site, db, clock, port=port) as first:
+        station = await _two_cars_car_2_first(first, fleet, clock)
+        await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
+                         and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
+        await station.go_offline()
+    return station
+
+
 async def _two_cars_car_2_first(server, fleet, clock):
     """The fleet up, a car on each of CP1's connectors, car 2's driver leaving soon and car
     1's late: CP1's station."""
@@ -96,12 +108,7 @@ async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path,
                   quirks={"CP1": Quirks(refuse_composite=refuses)},
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
-        async with control_server(site, db, clock, port=port) as first:
-            # car 2's driver leaves soon, car 1's late: car 2 has the whole limit, car 1 none
-            station = await _two_cars_car_2_first(first, fleet, clock)
-            await wait_until(lambda: _limit_w(station, 2) > LIMIT_W - 100
-                             and _limit_w(station, 1) < 100, 20, "car 2 on the whole limit")
-            await station.go_offline()
+        station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
         async with control_server(site, db, clock, port=port) as second:   # restarted
             controller = second.controller
             # while the station is away, it turns round: car 1 must leave soon, car 2 not -
