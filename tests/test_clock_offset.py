@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from smartcharge.clock import format_ocpp_time
-from smartcharge.ocpp.clock_offset import ClockOffset, shift_s, stamps
+from smartcharge.ocpp.clock_offset import MAX_SHIFT_S, ClockOffset, shift_s, stamps
 from smartcharge.ocpp.schedules import shifted_times
 from smartcharge.ocpp.v16 import profiles as P16
 from smartcharge.ocpp.v201 import profiles as P201
@@ -138,3 +138,15 @@ def test_nothing_moves_within_the_edge_margin_and_beyond_it_whole_seconds_never_
     assert shift_s(179.8, 5) == 179        # floored: never past the (lower-bound) estimate
     assert shift_s(-180.2, 5) == -181
     assert shift_s(59.0, 60) == 0 and shift_s(61.5, 60) == 61
+
+
+def test_an_offset_of_hours_or_years_is_not_believed() -> None:
+    """One stamp decides "ahead": a meter whose clock was never set, or a sample stamped years
+    ahead, moved by its offset every profile's validity out of the station's now (none would
+    limit it). Beyond MAX_SHIFT_S nothing is moved."""
+    est = ClockOffset()
+    est.observe(_at(2 * 365 * 86_400.0), _at(0.1))      # one sample stamped two years ahead
+    assert shift_s(est.offset_s, 5) == 0
+    assert shift_s(-30 * 365 * 86_400.0, 5) == 0        # a meter at 1996, say
+    assert shift_s(MAX_SHIFT_S, 5) == int(MAX_SHIFT_S)  # an hour is still followed
+    assert shift_s(MAX_SHIFT_S + 1, 5) == 0

@@ -30,6 +30,11 @@ from smartcharge.clock import parse_ocpp_time
 
 WINDOW_S = 600.0   # a corrected clock is followed within this (our clock)
 WATCH_S = 60.0     # samples spanning this before "behind" is believed
+# the largest offset the times a station is sent are moved by: one stamp beyond it (a meter
+# whose own clock was never set, 1970 or 2000; a sample stamped years ahead) says more of that
+# stamp than of the clock the station applies schedules on - moved by years, every profile's
+# validity would lie outside the station's now and none would limit it
+MAX_SHIFT_S = 3_600.0
 
 # the actions whose timestamps are read, 1.6 and 2.0.1 alike (camelCase, as on the wire)
 _STAMPED = frozenset({"MeterValues", "StatusNotification", "StartTransaction",
@@ -110,10 +115,11 @@ def shift_s(offset_s: float | None, margin_s: float) -> int:
     answers moved back): its offset when that is beyond `margin_s`, else 0 - within the margin
     the schedules are made safe for the disagreement (`site/edges.py`) and nothing changes.
     Floored: never more than the estimate, itself never more than the offset, so a
-    startSchedule at our now is never in the station's future."""
-    if offset_s is None or abs(offset_s) <= margin_s:
+    startSchedule at our now is never in the station's future. Beyond `MAX_SHIFT_S`, 0 too:
+    not believed (a single stamp decides "ahead")."""
+    if offset_s is None or abs(offset_s) <= margin_s or abs(offset_s) > MAX_SHIFT_S:
         return 0
     return math.floor(offset_s)
 
 
-__all__ = ["ClockOffset", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]
+__all__ = ["ClockOffset", "MAX_SHIFT_S", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]

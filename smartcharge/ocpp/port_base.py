@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from smartcharge.clock import Clock, parse_ocpp_time
-from smartcharge.ocpp.clock_offset import shift_s
+from smartcharge.ocpp.clock_offset import MAX_SHIFT_S, shift_s
 from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, PowerSchedule,
                                    Recorder, ScheduleResult, StationPort)
 from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
@@ -263,7 +263,13 @@ class ControlPortBase(StationPort):
         offset_s = self.link.clock_offset_s
         shift = shift_s(offset_s, self.settings.edge_margin_s)
         if not shift:
-            if offset_s is not None:   # back within the margin (not merely unknown yet)
+            if offset_s is not None and abs(offset_s) > MAX_SHIFT_S:
+                if self.station_id not in _clock_warned:
+                    _clock_warned.add(self.station_id)
+                    log.warning("station %s: its messages' stamps are %+.0f s from our clock, "
+                                "beyond what the times it is sent are moved by (%g s): not "
+                                "moved - set its clock", self.station_id, offset_s, MAX_SHIFT_S)
+            elif offset_s is not None:   # back within the margin (not merely unknown yet)
                 _clock_warned.discard(self.station_id)
         elif self.station_id not in _clock_warned:
             _clock_warned.add(self.station_id)
