@@ -214,3 +214,26 @@ def test_openapi_fragment_documents_every_route():
         path = route.resource.canonical
         assert path in doc["paths"], path
         assert route.method.lower() in doc["paths"][path], (route.method, path)
+
+
+async def test_energy_wh_read_and_put_back_does_not_become_the_need(api):
+    """A session's `energy_wh` is what it has been delivered (GET, the snapshot, the PUT's own
+    answer); PUT took `energy_wh` as the need. Reading a session and putting back what was read
+    set the need to what the car already had: it was stopped. Now a 422 that names
+    `requested_wh`, and the need is unchanged."""
+    server, http, clock = api
+    server.controller.on_event(ev.SessionStarted("CP1", 1, 78, "TAG", 1_000.0, clock.now()))
+    async with http.put("/api/sessions/78", json={"requested_wh": 30_000},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 200, await resp.text()
+        read = await resp.json()
+    assert "energy_wh" in read
+    async with http.put("/api/sessions/78", json={"energy_wh": read["energy_wh"]},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422, await resp.text()
+        body = await resp.json()
+        assert body["error"] == "invalid_body" and "requested_wh" in body["detail"]
+    async with http.put("/api/sessions/78", json={"requested_wh": 20_000, "energy_wh": 5},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422
+    assert server.controller.state.session_by_id(78).requested_wh == 30_000

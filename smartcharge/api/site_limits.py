@@ -37,7 +37,7 @@ CAP_FIELDS = frozenset({"limit_w", "since"})
 WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
 EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
                           "held_back_by"})
-NEED_FIELDS = frozenset({"requested_wh", "energy_wh", "departure"})
+NEED_FIELDS = frozenset({"requested_wh", "departure"})
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -288,10 +288,13 @@ async def delete_event(request: web.Request) -> web.Response:
 async def put_session(request: web.Request) -> web.Response:
     transaction_id = stored_id(request.match_info["transaction_id"], "session")
     body = await _json_body(request)
+    if "energy_wh" in body:
+        # a session's energy_wh is what it was delivered (GET, the snapshot, this route's
+        # answer): taken as the need, a session read and put back was stopped where it was
+        raise ApiError(422, "invalid_body", "energy_wh: the energy delivered so far, not "
+                       "settable; the energy wanted for the whole session is requested_wh [Wh]")
     known_fields(body, NEED_FIELDS)
     requested = _number(body, "requested_wh")
-    if requested is None:
-        requested = _number(body, "energy_wh")
     departure = _time(body, "departure", required=False)
     if requested is None and departure is None:
         raise ApiError(422, "invalid_body", "give requested_wh (energy for the session [Wh]) "
