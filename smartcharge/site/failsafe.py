@@ -245,7 +245,11 @@ class FailSafeSetup:
             if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising and known
                                              and installed is not None):
                 control.default_layer[connector_id] = installed
-            self._note_bounded(ref, connector_id in control.default_layer)
+            if answer is not Answer.NO_ANSWER:
+                # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
+                # boot storm timeouts are common, and each change moves every other station's
+                # default): as it was
+                self._note_bounded(ref, answer is Answer.ACCEPTED)
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request
             control.default_sent[connector_id] = [(now, powers[0])] + later

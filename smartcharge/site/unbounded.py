@@ -1,6 +1,6 @@
 """Connectors nothing of ours bounds while they wait for a car: their station refused their
 fail-safe default (a 1.6 station without Smart Charging, one that says Rejected to every
-profile). A car arriving there draws the connector's maximum at once - nobody asks us first -
+profile; one left unanswered changes nothing - it may have been taken). A car arriving there draws the connector's maximum at once - nobody asks us first -
 so the site keeps that much free above the station: in the plan (the other cars' room, as for
 a connector the site file does not list, `undeclared.py`) and in every other station's
 fail-safe default (what runs when we are gone). Before, the other cars had the whole room:
