@@ -18,7 +18,7 @@ from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
-from smartcharge.site import steps, unbounded, undeclared
+from smartcharge.site import learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.installed_restore import ask_installed
 from smartcharge.site.station_control import StationControl
@@ -117,9 +117,7 @@ class FailSafeSetup:
                     # took (the stations run on their fail-safe defaults meanwhile)
                     self._wake.set()
         for connector in self.topology.station(station_id).connectors:
-            ref = ConnectorRef(station_id, connector.connector_id)
-            self._report_uncontrollable(
-                ref, unbounded.REASON if ref in self._unbounded else None)
+            self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
 
     def _defaults_key(self) -> tuple:
         """(every node's W limit now, later (moment, node limits) changes).
@@ -262,15 +260,9 @@ class FailSafeSetup:
         defaults' key moves (the other stations' defaults)."""
         if bounded == (ref not in self._unbounded):
             return
-        if bounded:
-            self._unbounded.discard(ref)
-            if self.view.uncontrollable.get(ref) == unbounded.REASON:
-                self._report_uncontrollable(ref, None)
-        else:
-            self._unbounded.add(ref)
-            if ref not in self.view.uncontrollable:
-                self._report_uncontrollable(ref, unbounded.REASON)
+        (self._unbounded.discard if bounded else self._unbounded.add)(ref)
         self._unbounded_version += 1
+        self.publish(learned.ConnectorUnbounded(ref, not bounded))
 
     def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:

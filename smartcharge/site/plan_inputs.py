@@ -143,11 +143,9 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
 def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
     """What the idle connectors whose station refused their fail-safe default may draw the
     moment a car arrives, kept free above their stations (site/unbounded.py)."""
-    if not c.uncontrollable:
+    if not c.unbounded_idle:
         return ()
-    return unbounded.station_reserves_w(
-        c.topology, [ref for ref, why in c.uncontrollable.items() if why == unbounded.REASON],
-        busy=c.state.sessions)
+    return unbounded.station_reserves_w(c.topology, c.unbounded_idle, busy=c.state.sessions)
 
 
 def read_all(controller, now: datetime) -> PlanInputs:

@@ -7,8 +7,9 @@ fail-safe default (what runs when we are gone). Before, the other cars had the w
 a car arriving at such a station took the site to 147 % of its grid limit until the re-plan
 (tests/test_refusing_station_idle.py).
 
-A connector with a session is planned at its fallback already (`plan_inputs.fallback_w`);
-only the idle ones are reserved here, at most the station's maximum together."""
+Only the idle ones are reserved here, at most the station's maximum together: a connector
+with a session is planned as any other (a station may refuse defaults and take TxProfiles; one
+that refuses those too is planned at its fallback, `plan_inputs.fallback_w`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ from collections.abc import Iterable, Mapping
 
 from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef, SiteTopology
-
-REASON = "refuses its fail-safe default: a car arriving there draws its maximum"
-
 
 def station_reserves_w(topology: SiteTopology, refs: Iterable[ConnectorRef],
                        busy: Mapping[ConnectorRef, object] | None = None
