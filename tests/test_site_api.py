@@ -237,3 +237,25 @@ async def test_energy_wh_read_and_put_back_does_not_become_the_need(api):
                         headers=_auth(OP)) as resp:
         assert resp.status == 422
     assert server.controller.state.session_by_id(78).requested_wh == 30_000
+
+
+@pytest.mark.parametrize("since, named", [
+    ("2080-01-01T00:00:00Z", "cap-schedule"),      # later: a window, not this cap
+    ("yesterday", "since"), ("2026-01-01T11:00:00", "since"), (12, "since")])
+async def test_a_cap_since_later_or_not_a_time_is_refused_not_taken_now(api, since, named):
+    """PUT /api/site/cap is in force from now; `since` is there so a client may PUT back what
+    it read. A `since` in the future was ignored - the cap meant for later limited the cars at
+    once - and one that is no time passed. Now a 422 naming what to use; nothing changes."""
+    server, http, clock = api
+    async with http.put("/api/site/cap", json={"limit_w": 40_000}, headers=_auth(OP)) as resp:
+        assert resp.status == 200
+        read = await resp.json()
+    async with http.put("/api/site/cap", json={"limit_w": 5_000, "since": since},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422, await resp.text()
+        assert named in (await resp.json())["detail"]
+    async with http.get("/api/site/cap", headers=_auth(OP)) as resp:
+        assert await resp.json() == read
+    # what was read goes back as it is
+    async with http.put("/api/site/cap", json=read, headers=_auth(OP)) as resp:
+        assert resp.status == 200 and (await resp.json())["limit_w"] == 40_000

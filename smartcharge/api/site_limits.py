@@ -17,6 +17,7 @@ import hashlib
 import json
 from urllib.parse import quote
 from dataclasses import replace
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from smartcharge.site.obligations import event_row
 OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
 # what each body takes, with what a GET answers (a client may PUT back what it read)
 CAP_FIELDS = frozenset({"limit_w", "since"})
+SINCE_SLACK_S = 60.0   # a client's clock a little ahead of ours
 WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
 EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
                           "held_back_by"})
@@ -59,6 +61,13 @@ async def put_cap(request: web.Request) -> web.Response:
     limit_w = _number(body, "limit_w")
     controller = _controller(request)
     now = controller.clock.now()
+    # `since` is what a GET answers (a client may PUT it back): in force from now whatever it
+    # says - but one that is no time, or later than now, was taken as now: a cap meant for
+    # later limited the cars at once
+    since = _time(body, "since", required=False)
+    if since is not None and since > now + timedelta(seconds=SINCE_SLACK_S):
+        raise ApiError(422, "invalid_body", "since: the cap is in force from now; a cap from a "
+                       "later time is a window of PUT /api/site/cap-schedule")
     await _commit(request, lambda: None,
                   lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
                   lambda _: controller.limits.set_operator_cap(limit_w, since=now))
