@@ -259,3 +259,22 @@ async def test_a_cap_since_later_or_not_a_time_is_refused_not_taken_now(api, sin
     # what was read goes back as it is
     async with http.put("/api/site/cap", json=read, headers=_auth(OP)) as resp:
         assert resp.status == 200 and (await resp.json())["limit_w"] == 40_000
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"state": "cancelled"}, "DELETE"),           # a cancel by PUT was ignored: still in force
+    ({"id": "dr-other"}, "id")])                  # another id than the URL's was ignored
+async def test_a_dr_put_that_says_what_it_cannot_do_is_refused(api, change, named):
+    server, http, clock = api
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 201
+        read = await resp.json()
+    async with http.put("/api/demand-response/events/dr-1", json={**read, **change},
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 422, await resp.text()
+        assert named in (await resp.json())["detail"]
+    async with http.put("/api/demand-response/events/dr-1", json=read,
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 200 and await resp.json() == read   # read back: as it was
+    assert not server.controller.limits.events()[0].cancelled

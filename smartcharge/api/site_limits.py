@@ -117,6 +117,14 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
     # program on that circuit (a circuit_id taken silently would limit the whole site)
     known_fields(body, EVENT_FIELDS | ({"circuit_id"} if body.get("circuit_id") is None
                                        else set()))
+    # read-only fields go back as read; one that says what a PUT cannot do was ignored (a
+    # "cancel" by PUT left the event in force, another id changed the URL's event)
+    if body.get("state") == "cancelled":
+        raise ApiError(422, "invalid_body", "state: read-only; DELETE "
+                       "/api/demand-response/events/{id} cancels an event")
+    if body.get("id") is not None and body["id"] != event_id:
+        raise ApiError(422, "invalid_body", f"id: {body['id']!r} is not this event's id "
+                       f"{event_id!r} (the URL's)")
     priority = body.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) \
             or not -2 ** 31 <= priority < 2 ** 31:
