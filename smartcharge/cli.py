@@ -94,8 +94,8 @@ def hash_secret_command(args: argparse.Namespace, parser: argparse.ArgumentParse
 
 
 def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from smartcharge.log_lines import configure   # one line a record: station text escaped
+    configure(args.log_level, sys.stderr)
     if args.log_level != "DEBUG":
         logging.getLogger("ocpp").setLevel(logging.WARNING)   # it logs every frame at INFO
     if bool(args.tls_cert) != bool(args.tls_key):

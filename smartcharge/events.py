@@ -170,7 +170,8 @@ class ChargingProfilesReported:
 @dataclass(frozen=True)
 class StationProfilesCleared:
     """A ClearChargingProfile not of the site's making reached the station (an operator's,
-    through the REST API), answered or not: what the site installed there may be gone."""
+    through the REST API), answered or not - or smart charging was turned on again there (2.0.1
+    SetVariables SmartChargingCtrlr.Enabled): what the site installed there may be gone."""
 
     station_id: str
     at: datetime

@@ -24,6 +24,8 @@ NOT_TIMES = ("2026-01-01T00:00:00", "tomorrow", 12, [], {}, "2026-02-30T00:00:00
              *OUT_OF_CALENDAR)
 NOT_WATTS = (-1, "5", True, [], {}, 10 ** 400, -(10 ** 400))   # 10**400: no float holds it
 DEEP = "[" * 50_000 + "]" * 50_000          # past the JSON parser's recursion limit
+# past Python's int-from-text limit (4 300 digits): the parser raises a plain ValueError
+LONG_INT = '{"limit_w": 1' + "0" * 5_000 + ', "requested_wh": 1' + "0" * 5_000 + "}"
 HUGE_IDS = ("9223372036854775808", "99999999999999999999999")   # past SQLite's 64 bits
 
 
@@ -51,9 +53,11 @@ def cases():
         yield "GET", "/api/sessions", None, {"since": time}
         yield "GET", "/api/sessions.csv", None, {"until": time}
     for raw in ("", "{", "[1, 2]", '"text"', '{"limit_w": NaN}', '{"limit_w": Infinity}',
-                DEEP, '{"limit_w": ' + DEEP + "}"):
+                DEEP, '{"limit_w": ' + DEEP + "}", LONG_INT):
         yield "PUT", "/api/site/cap", raw, None
+        yield "PUT", "/api/site/cap-schedule", raw, None
         yield "POST", "/api/demand-response/events", raw, None
+        yield "PUT", "/api/sessions/1", raw, None
         yield "POST", "/api/stations/CP1/reset", raw, None
     for ident in HUGE_IDS:
         yield "GET", f"/api/sessions/{ident}", None, None

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
 from smartcharge.clock import ManualClock
-from smartcharge.auth_throttle import ThrottleSettings
+from smartcharge.auth_throttle import AuthThrottle, ThrottleSettings
 from tests.conftest import PASSWORD, Harness, make_site
 
 LIMITS = ThrottleSettings()
@@ -62,12 +62,44 @@ async def test_failures_from_one_address_get_429_then_back_off_ends(clocked):
     status, headers = await _status(clocked, password=PASSWORD)   # even the right one waits
     assert status == 429
     assert 0 < int(headers["Retry-After"]) <= LIMITS.backoff_s
-    assert (await _status(clocked, "CP2", PASSWORD))[0] == 429   # per address, not identity
-    # another address is not affected
-    assert (await _status(clocked, "CP2", PASSWORD, http=clocked.other))[0] == 101
-    await clocked.wait_for(lambda: "CP2" in clocked.app[REGISTRY].online_ids())
+    # another address is not affected, not even for that identity
+    assert (await _status(clocked, "CP1", PASSWORD, http=clocked.other))[0] == 101
+    await clocked.wait_for(lambda: "CP1" in clocked.app[REGISTRY].online_ids())
     clocked.clock.advance(LIMITS.backoff_s + 1)
     assert (await _status(clocked, password=PASSWORD))[0] == 101
+
+
+async def test_one_bad_station_behind_a_nat_does_not_lock_out_its_neighbours(clocked):
+    """Stations behind one NAT share an address: CP1's wrong password, retried for as long as
+    it likes, makes CP1 wait, never CP2 or CP3 (per address and identity)."""
+    for _ in range(LIMITS.max_failures):
+        assert (await _status(clocked, "CP1"))[0] == 401
+    for _ in range(10 * LIMITS.max_failures):   # it keeps retrying while it waits
+        assert (await _status(clocked, "CP1"))[0] == 429
+    clocked.clock.advance(LIMITS.backoff_s + 1)   # and again after its back-off
+    for _ in range(LIMITS.max_failures):
+        assert (await _status(clocked, "CP1"))[0] == 401
+    assert (await _status(clocked, "CP2", PASSWORD))[0] == 101
+    assert (await _status(clocked, "CP3", PASSWORD))[0] == 101
+    await clocked.wait_for(lambda: {"CP2", "CP3"} <= set(clocked.app[REGISTRY].online_ids()))
+
+
+def test_an_address_guessing_many_identities_reaches_its_ceiling():
+    """One identity's back-off does not stop a guesser trying every identity from one address:
+    a ceiling per address, far above one station's, does (and another address is free)."""
+    clock = ManualClock(datetime(2026, 1, 1, 12, tzinfo=UTC))
+    throttle = AuthThrottle(clock, LIMITS)
+    assert LIMITS.address_max_failures >= 5 * LIMITS.max_failures
+    blocked = 0
+    for n in range(LIMITS.address_max_failures):
+        identity = f"CP{n // (LIMITS.max_failures - 1)}"   # never one identity's limit
+        assert throttle.retry_after_s("10.0.0.1", identity) is None
+        blocked += throttle.failed("10.0.0.1", identity)
+    assert blocked == 1
+    assert throttle.retry_after_s("10.0.0.1", "CP-never-tried") is not None
+    assert throttle.retry_after_s("10.0.0.2", "CP0") is None
+    clock.advance(LIMITS.backoff_s + 1)
+    assert throttle.retry_after_s("10.0.0.1", "CP-never-tried") is None
 
 
 async def test_failures_spread_wider_than_the_window_are_not_throttled(clocked):

@@ -112,6 +112,9 @@ async def booted_raw_socket(harness, station_id="CP1"):
      [4, "-1", "RpcFrameworkError"]),
     ('[2, "m14", "Heartbeat", {"x": ' + "[" * 50_000 + "]" * 50_000 + "}]",
      [4, "-1", "RpcFrameworkError"]),
+    # a lone surrogate escape: JSON's syntax, no Unicode text (RFC 8259 8.2)
+    ('[2, "m30", "Authorize", {"idToken": {"idToken": "\\ud800", "type": "ISO14443"}}]',
+     [4, "m30", "FormatViolation"]),
     # ids the spec numbers from 1 (EVSEs, their connectors; 0 is the station or its main
     # meter only where a message says so): a transaction on "EVSE 0" or "-3" was billed and
     # neither planned nor guarded

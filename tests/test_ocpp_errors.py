@@ -92,6 +92,16 @@ async def assert_still_up(harness, ws):
                                     "timestamp": "2026-01-01T00:00:00Z", "transactionData": [
                                         {"timestamp": "soon", "sampledValue": [{"value": "1"}]}]}],
      [4, "m23", "TypeConstraintViolation"]),
+    # a lone surrogate escape is JSON's syntax but no Unicode text (RFC 8259 8.2): no UTF-8
+    # holds it, and the store's encoding raised - an InternalError, the message never stored
+    ('[2, "m24", "Authorize", {"idTag": "\\ud800X"}]', [4, "m24", "FormationViolation"]),
+    ('[2, "m25", "StartTransaction", {"connectorId": 1, "idTag": "A\\udc00", "meterStart": 0, '
+     '"timestamp": "2026-01-01T00:00:00Z"}]', [4, "m25", "FormationViolation"]),
+    ('[2, "m26", "DataTransfer", {"vendorId": "v", "data": "\\uDBFF"}]',
+     [4, "m26", "FormationViolation"]),
+    ('[2, "m27", "StatusNotification", {"connectorId": 1, "errorCode": "OtherError", '
+     '"status": "Faulted", "vendorErrorCode": "\\ud800\\ud800"}]',
+     [4, "m27", "FormationViolation"]),
 ])
 async def test_malformed_frames_get_the_named_callerror(harness, frame, expected):
     await harness.assert_callerror(await booted_raw_socket(harness), frame, expected)
@@ -231,4 +241,13 @@ async def test_a_leap_second_is_a_time_not_a_malformed_frame(harness):
     assert answer[0] == 3, answer
     sessions = await harness.store.run(lambda tx: tx.sessions())
     assert len(sessions) == 1
+    await assert_still_up(harness, ws)
+
+
+async def test_a_surrogate_pair_escape_is_text(harness):
+    """An escaped pair (an emoji) is Unicode text: answered as any id tag."""
+    ws = await booted_raw_socket(harness)
+    await ws.send_str('[2, "p1", "Authorize", {"idTag": "\\ud83d\\ude00"}]')
+    answer = json.loads((await ws.receive()).data)
+    assert answer[:2] == [3, "p1"] and answer[2]["idTagInfo"]["status"] == "Invalid"
     await assert_still_up(harness, ws)

@@ -214,3 +214,67 @@ def test_openapi_fragment_documents_every_route():
         path = route.resource.canonical
         assert path in doc["paths"], path
         assert route.method.lower() in doc["paths"][path], (route.method, path)
+
+
+async def test_energy_wh_read_and_put_back_does_not_become_the_need(api):
+    """A session's `energy_wh` is what it has been delivered (GET, the snapshot, the PUT's own
+    answer); PUT took `energy_wh` as the need. Reading a session and putting back what was read
+    set the need to what the car already had: it was stopped. Now a 422 that names
+    `requested_wh`, and the need is unchanged."""
+    server, http, clock = api
+    server.controller.on_event(ev.SessionStarted("CP1", 1, 78, "TAG", 1_000.0, clock.now()))
+    async with http.put("/api/sessions/78", json={"requested_wh": 30_000},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 200, await resp.text()
+        read = await resp.json()
+    assert "energy_wh" in read
+    async with http.put("/api/sessions/78", json={"energy_wh": read["energy_wh"]},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422, await resp.text()
+        body = await resp.json()
+        assert body["error"] == "invalid_body" and "requested_wh" in body["detail"]
+    async with http.put("/api/sessions/78", json={"requested_wh": 20_000, "energy_wh": 5},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422
+    assert server.controller.state.session_by_id(78).requested_wh == 30_000
+
+
+@pytest.mark.parametrize("since, named", [
+    ("2080-01-01T00:00:00Z", "cap-schedule"),      # later: a window, not this cap
+    ("yesterday", "since"), ("2026-01-01T11:00:00", "since"), (12, "since")])
+async def test_a_cap_since_later_or_not_a_time_is_refused_not_taken_now(api, since, named):
+    """PUT /api/site/cap is in force from now; `since` is there so a client may PUT back what
+    it read. A `since` in the future was ignored - the cap meant for later limited the cars at
+    once - and one that is no time passed. Now a 422 naming what to use; nothing changes."""
+    server, http, clock = api
+    async with http.put("/api/site/cap", json={"limit_w": 40_000}, headers=_auth(OP)) as resp:
+        assert resp.status == 200
+        read = await resp.json()
+    async with http.put("/api/site/cap", json={"limit_w": 5_000, "since": since},
+                        headers=_auth(OP)) as resp:
+        assert resp.status == 422, await resp.text()
+        assert named in (await resp.json())["detail"]
+    async with http.get("/api/site/cap", headers=_auth(OP)) as resp:
+        assert await resp.json() == read
+    # what was read goes back as it is
+    async with http.put("/api/site/cap", json=read, headers=_auth(OP)) as resp:
+        assert resp.status == 200 and (await resp.json())["limit_w"] == 40_000
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"state": "cancelled"}, "DELETE"),           # a cancel by PUT was ignored: still in force
+    ({"id": "dr-other"}, "id")])                  # another id than the URL's was ignored
+async def test_a_dr_put_that_says_what_it_cannot_do_is_refused(api, change, named):
+    server, http, clock = api
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 201
+        read = await resp.json()
+    async with http.put("/api/demand-response/events/dr-1", json={**read, **change},
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 422, await resp.text()
+        assert named in (await resp.json())["detail"]
+    async with http.put("/api/demand-response/events/dr-1", json=read,
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 200 and await resp.json() == read   # read back: as it was
+    assert not server.controller.limits.events()[0].cancelled

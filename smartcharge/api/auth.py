@@ -54,7 +54,9 @@ SEES_ID_TAGS = frozenset({OPERATOR, ADMIN})
 
 ROLE = web.RequestKey("api_role", str)
 # 10 wrong tokens from one address within a minute, and all its requests get 429 for a minute
-TOKEN_GUESSING = ThrottleSettings(max_failures=10, window_s=60.0, backoff_s=60.0)
+# (a token names no identity: the address is the key)
+TOKEN_GUESSING = ThrottleSettings(max_failures=10, window_s=60.0, backoff_s=60.0,
+                                  address_max_failures=None)
 _CACHE_SIZE = 256           # verified tokens remembered, so a hashed token costs one scrypt
 _VERIFY_CONCURRENCY = 2     # scrypt checks at once: guessing must not starve the event loop
 

@@ -3,7 +3,8 @@ speaks (`ocpp/commands.py`, the command port; `ocpp/ports.py` picks the set) and
 station's answer. Nothing here names a protocol package.
 
 404: the station is neither in the site file nor ever seen; 422: the body is wrong (checked by
-us, then against the protocol's schema, before anything is sent); 409: the station is offline;
+us, then against the protocol's schema, before anything is sent); 409: the station is offline,
+or the command would take it out of the site's control (2.0.1 smart charging turned off);
 504: it did not answer in time; 502: it answered with a CALLERROR (its code is in the body).
 """
 
@@ -18,17 +19,12 @@ from aiohttp import web
 from smartcharge.api.auth import OPERATE, route
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.events import StationProfilesCleared
-from smartcharge.ocpp.commands import CommandInvalid, Fields
+from smartcharge.ocpp.commands import CommandInvalid, CommandRefused, Fields
 from smartcharge.ocpp.port import UnknownProtocol
 from smartcharge.ocpp.ports import all_commands, commands_for
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 
 log = logging.getLogger(__name__)
-
-# the command that removes profiles the site installed (fail-safe defaults, plans): the site
-# must set the station up again after it, or it goes on counting them (the car at its maximum)
-CLEARS_PROFILES = "clear-charging-profile"
-
 
 def _invalid(detail: str) -> web.HTTPUnprocessableEntity:
     return web.HTTPUnprocessableEntity(text=detail)
@@ -70,6 +66,8 @@ def command(name: str):
             fields = Fields(await _json_object(request), commands.catalogue[name][1])
             request_payload = commands.build(name, fields, request.query)
             await commands.check(request_payload)
+        except CommandRefused as error:
+            raise web.HTTPConflict(text=error.detail) from None
         except CommandInvalid as error:
             raise _invalid(error.detail) from None
         except UnknownProtocol as error:
@@ -91,8 +89,9 @@ def command(name: str):
                 answer = await link.call(request_payload, timeout_s=timeout_s)
             finally:
                 # answered or not (it may have cleared and then not answered, or dropped),
-                # at once - before any other call to the station can be answered
-                if name == CLEARS_PROFILES:
+                # at once - before any other call to the station can be answered: the site
+                # must set it up again, or it goes on counting what it installed there
+                if commands.sets_up_again(name, request_payload):
                     app[EVENTS].publish(StationProfilesCleared(station_id, app[CLOCK].now()))
         except StationOffline as error:
             raise web.HTTPConflict(text=str(error)) from None

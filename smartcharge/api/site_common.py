@@ -3,7 +3,6 @@ parsing of a JSON body (times RFC 3339 with a zone, watts finite and >= 0)."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 
@@ -36,7 +35,9 @@ def controller(request: web.Request):
 async def json_body(request: web.Request) -> dict:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):   # nested too deep
+    # ValueError: not JSON, and JSON the parser will not read (an integer of over 4 300
+    # digits: a plain ValueError, not a JSONDecodeError); RecursionError: nested too deep
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "bad_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_body", "the body must be a JSON object")

@@ -17,6 +17,7 @@ import hashlib
 import json
 from urllib.parse import quote
 from dataclasses import replace
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -34,10 +35,11 @@ from smartcharge.site.obligations import event_row
 OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
 # what each body takes, with what a GET answers (a client may PUT back what it read)
 CAP_FIELDS = frozenset({"limit_w", "since"})
+SINCE_SLACK_S = 60.0   # a client's clock a little ahead of ours
 WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
 EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
                           "held_back_by"})
-NEED_FIELDS = frozenset({"requested_wh", "energy_wh", "departure"})
+NEED_FIELDS = frozenset({"requested_wh", "departure"})
 
 
 # --- operator caps --------------------------------------------------------------------------
@@ -59,6 +61,13 @@ async def put_cap(request: web.Request) -> web.Response:
     limit_w = _number(body, "limit_w")
     controller = _controller(request)
     now = controller.clock.now()
+    # `since` is what a GET answers (a client may PUT it back): in force from now whatever it
+    # says - but one that is no time, or later than now, was taken as now: a cap meant for
+    # later limited the cars at once
+    since = _time(body, "since", required=False)
+    if since is not None and since > now + timedelta(seconds=SINCE_SLACK_S):
+        raise ApiError(422, "invalid_body", "since: the cap is in force from now; a cap from a "
+                       "later time is a window of PUT /api/site/cap-schedule")
     await _commit(request, lambda: None,
                   lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
                   lambda _: controller.limits.set_operator_cap(limit_w, since=now))
@@ -108,6 +117,14 @@ def _event_from(body: dict, event_id: str) -> DemandResponseEvent:
     # program on that circuit (a circuit_id taken silently would limit the whole site)
     known_fields(body, EVENT_FIELDS | ({"circuit_id"} if body.get("circuit_id") is None
                                        else set()))
+    # read-only fields go back as read; one that says what a PUT cannot do was ignored (a
+    # "cancel" by PUT left the event in force, another id changed the URL's event)
+    if body.get("state") == "cancelled":
+        raise ApiError(422, "invalid_body", "state: read-only; DELETE "
+                       "/api/demand-response/events/{id} cancels an event")
+    if body.get("id") is not None and body["id"] != event_id:
+        raise ApiError(422, "invalid_body", f"id: {body['id']!r} is not this event's id "
+                       f"{event_id!r} (the URL's)")
     priority = body.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) \
             or not -2 ** 31 <= priority < 2 ** 31:
@@ -288,10 +305,13 @@ async def delete_event(request: web.Request) -> web.Response:
 async def put_session(request: web.Request) -> web.Response:
     transaction_id = stored_id(request.match_info["transaction_id"], "session")
     body = await _json_body(request)
+    if "energy_wh" in body:
+        # a session's energy_wh is what it was delivered (GET, the snapshot, this route's
+        # answer): taken as the need, a session read and put back was stopped where it was
+        raise ApiError(422, "invalid_body", "energy_wh: the energy delivered so far, not "
+                       "settable; the energy wanted for the whole session is requested_wh [Wh]")
     known_fields(body, NEED_FIELDS)
     requested = _number(body, "requested_wh")
-    if requested is None:
-        requested = _number(body, "energy_wh")
     departure = _time(body, "departure", required=False)
     if requested is None and departure is None:
         raise ApiError(422, "invalid_body", "give requested_wh (energy for the session [Wh]) "

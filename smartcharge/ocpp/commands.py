@@ -32,6 +32,19 @@ class CommandInvalid(ValueError):
         self.detail = detail
 
 
+class CommandRefused(ValueError):
+    """A valid request the site will not send (the API's 409): it would take the station out
+    of the site's control, so the site could no longer keep its limits."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+# the command that removes profiles the site installed (fail-safe defaults, plans)
+CLEARS_PROFILES = "clear-charging-profile"
+
+
 class Fields:
     """A JSON object from the client, read field by field with clear messages."""
 
@@ -146,6 +159,12 @@ class StationCommands(ABC):
     def action(self, request: Any) -> str:
         """The protocol's name of the request (e.g. "RemoteStartTransaction")."""
 
+    def sets_up_again(self, name: str, request: Any) -> bool:
+        """True when, once sent, what the site installed on the station may be gone or not
+        in force (an operator's ClearChargingProfile; 2.0.1: smart charging turned on again):
+        the site must set the station up again, as after a reboot."""
+        return name == CLEARS_PROFILES
+
     @abstractmethod
     def answer(self, result: Any) -> dict[str, Any]:
         """The station's answer as JSON, in the protocol's own field names."""
@@ -184,5 +203,6 @@ class BuiltCommands(StationCommands):
         return camel(result)
 
 
-__all__ = ["Builders", "BuiltCommands", "CommandInvalid", "Fields", "StationCommands", "camel",
+__all__ = ["Builders", "BuiltCommands", "CLEARS_PROFILES", "CommandInvalid", "CommandRefused",
+           "Fields", "StationCommands", "camel",
            "composite_query", "plain", "query_int"]

@@ -27,6 +27,9 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
   own text);
 - NaN and Infinity are not JSON (RFC 8259), though Python's parser reads them: such a frame is
   refused like any other that is not JSON;
+- a lone surrogate escape (`"\\ud800"`) is JSON's syntax but no Unicode text: a CALL with one
+  anywhere gets the malformed message's CALLERROR with its id (the store could not encode it:
+  an InternalError); an answer with one is dropped;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
   for a bad enum value, `ProtocolError` for a missing field): `classify_schema_error` names them
   as the version's table does.
@@ -145,6 +148,13 @@ class Dialect:
             return Frame(problem="malformed CALLRESULT")
         elif type_id == MessageType.CallError and len(message) != 5:
             return Frame(problem="malformed CALLERROR")
+        # only a frame with an escape can hold one (the text itself came as UTF-8)
+        if "\\u" in raw and _has_lone_surrogate(message):
+            if type_id != MessageType.Call:
+                return Frame(problem="an answer with a lone surrogate")   # drop: it times out
+            return self._refuse(unique_id, self.format(
+                description="A string holds a lone surrogate escape (\\uD800-\\uDFFF): not "
+                            "Unicode text"), "lone surrogate")
         return Frame(message=message)
 
     def _oversized(self, raw: str) -> Frame:
@@ -274,6 +284,26 @@ def _schema(message_type: int, action: str, version: str) -> dict:
 
 
 INT32 = range(-2 ** 31, 2 ** 31)     # OCPP's `integer` (1.6 and 2.0.1: 32 bits, signed)
+
+
+def _has_lone_surrogate(value: Any, depth: int = 0) -> bool:
+    """A string (or key) anywhere in `value` with an unpaired surrogate: JSON's syntax allows
+    the escape, but it is no Unicode text (RFC 8259 8.2) - no UTF-8 holds it, and the store
+    raised on it (an InternalError, the message never stored)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 200:   # the decoder's recursion bound came first; nothing this deep is ours
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k, depth + 1) or _has_lone_surrogate(v, depth + 1)
+                   for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item, depth + 1) for item in value)
+    return False
 
 
 def _not_json(constant: str):

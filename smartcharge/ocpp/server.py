@@ -102,19 +102,22 @@ async def _credentials_ok(request: web.Request, station: Station) -> bool:
 
 
 async def _check_credentials(request: web.Request, station: Station) -> None:
-    """Basic auth for a station with a password; failures per address are throttled."""
+    """Basic auth for a station with a password; failures per (address, identity) are
+    throttled, with a far higher ceiling per address (stations behind one NAT share one)."""
     throttle = request.app[AUTH_THROTTLE]
     address = request.remote or "?"
-    wait_s = throttle.retry_after_s(address)
+    wait_s = throttle.retry_after_s(address, station.station_id)
     if wait_s is not None:   # refused before the (costly) check: a guess here costs us nothing
         raise web.HTTPTooManyRequests(headers={"Retry-After": str(math.ceil(wait_s))},
-                                      text="too many failed logins from this address")
+                                      text="too many failed logins for this identity from "
+                                           "this address")
     if await _credentials_ok(request, station):
         return
     log.warning("station %s: refused, bad or missing credentials (from %s)",
                 station.station_id, address)
-    if throttle.failed(address):
-        log.warning("too many failed station logins from %s: refused for a while", address)
+    if throttle.failed(address, station.station_id):
+        log.warning("too many failed station logins as %s (or as any) from %s: refused for a "
+                    "while", station.station_id, address)
     raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
 
 

@@ -44,9 +44,14 @@ class ChargingPhysics:
         if drawn_at != self._last_physics:
             self._update_draws(self._last_physics)
 
+    def _obeys_profiles(self) -> bool:
+        """False: it draws what the car wants whatever profiles it holds (a quirk; 2.0.1:
+        SmartChargingCtrlr.Enabled false)."""
+        return not self.quirks.ignore_profiles
+
     def _update_draws(self, at: datetime) -> None:
         voltage_v = self.spec.voltage_v
-        obey = not self.quirks.ignore_profiles
+        obey = self._obeys_profiles()
         offers: dict[int, float] = {}
         for cid, state in self.connectors.items():
             # a transaction nobody has authorized yet (2.0.1, TxStartPoint EVConnected) has

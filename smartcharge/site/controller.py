@@ -133,6 +133,8 @@ class SiteController:
         # the solver model kept from one plan to the next (one plan at a time uses it)
         self.warm = WarmPlans()
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
+        # idle connectors nothing of ours bounds (site/unbounded.py): kept free in the plan
+        self.unbounded_idle: set[ConnectorRef] = set()
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
         # connectors whose plans go out as their default: planned for any car (plan_inputs)
@@ -196,6 +198,12 @@ class SiteController:
         """Site-bus subscriber: what dispatch learned about the stations."""
         if isinstance(event, learned.ConnectorControl):
             self.set_uncontrollable(event.ref, event.uncontrollable)
+        elif isinstance(event, learned.ConnectorUnbounded):
+            if (event.ref in self.unbounded_idle) != event.unbounded:
+                (self.unbounded_idle.add if event.unbounded
+                 else self.unbounded_idle.discard)(event.ref)
+                self.request_replan(f"unbounded:{event.ref.station_id}/"
+                                    f"{event.ref.connector_id}")
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)
         elif isinstance(event, learned.PlansAsDefault):

@@ -162,6 +162,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
+        # connectors whose station refused their fail-safe default (site/unbounded.py), and a
+        # count of its changes: the fail-safe defaults' key (`_defaults_key`) follows it
+        self._unbounded: set[ConnectorRef] = set()
+        self._unbounded_version = 0
         self._shares_for: tuple | None = None
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)

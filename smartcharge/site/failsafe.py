@@ -18,7 +18,7 @@ from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
-from smartcharge.site import steps, undeclared
+from smartcharge.site import learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.installed_restore import ask_installed
 from smartcharge.site.station_control import StationControl
@@ -130,13 +130,19 @@ class FailSafeSetup:
         cached = getattr(self, "_defaults_cache", None)
         # connectors the site file does not list (seen so far: the set only grows)
         seen = self.view.state.undeclared
-        version = (limits.version, len(seen))
+        version = (limits.version, len(seen), self._unbounded_version)
         if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        schedule = [(moment, undeclared.reserve_w(self.topology, seen, node_w))
+        # and the maximum of each connector whose station refused its default (unbounded.py)
+        reserves = unbounded.station_reserves_w(self.topology, self._unbounded)
+        schedule = [(moment, unbounded.reserve_w(
+                        self.topology, reserves,
+                        undeclared.reserve_w(self.topology, seen, node_w)))
                     for moment, node_w in node_limit_schedule(self.topology, limits, now)]
         # (the A limits never change over time: only their room for such stations, once)
-        key = (schedule[0][1], tuple(schedule[1:]), undeclared.reserve_a(self.topology, seen))
+        key = (schedule[0][1], tuple(schedule[1:]),
+               unbounded.reserve_a(self.topology, reserves,
+                                   undeclared.reserve_a(self.topology, seen)))
         changes = limits.change_times(now)
         until = min(changes) if changes else LAST_MOMENT
         self._defaults_cache = (version, until, key)
@@ -237,11 +243,26 @@ class FailSafeSetup:
             if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising and known
                                              and installed is not None):
                 control.default_layer[connector_id] = installed
+            if answer is not Answer.NO_ANSWER:
+                # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
+                # boot storm timeouts are common, and each change moves every other station's
+                # default): as it was
+                self._note_bounded(ref, answer is Answer.ACCEPTED)
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request
             control.default_sent[connector_id] = [(now, powers[0])] + later
         if key is not None:
             control.defaults_key = key
+
+    def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
+        """Whether a default of ours bounds this connector when idle (not: its maximum is
+        kept free above its station, `unbounded.py`); the controller is told (plans) and the
+        defaults' key moves (the other stations' defaults)."""
+        if bounded == (ref not in self._unbounded):
+            return
+        (self._unbounded.discard if bounded else self._unbounded.add)(ref)
+        self._unbounded_version += 1
+        self.publish(learned.ConnectorUnbounded(ref, not bounded))
 
     def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:

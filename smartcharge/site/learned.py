@@ -27,6 +27,16 @@ class ConnectorControl:
 
 
 @dataclass(frozen=True)
+class ConnectorUnbounded:
+    """Whether nothing of ours bounds a connector while it is idle (its station refused its
+    fail-safe default): its maximum is kept free above its station (`unbounded.py`). Its
+    sessions are planned as any other's: a station may refuse defaults and take TxProfiles."""
+
+    ref: ConnectorRef
+    unbounded: bool
+
+
+@dataclass(frozen=True)
 class ConnectorFloor:
     """The station refuses limit 0: pausing the connector leaves it at `floor_w`."""
 

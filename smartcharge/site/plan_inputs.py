@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from smartcharge.site import in_steps, undeclared
+from smartcharge.site import in_steps, unbounded, undeclared
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
@@ -137,7 +137,15 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
-        undeclared_w=undeclared.station_reserves_w(c.state, topo))
+        undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c))
+
+
+def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
+    """What the idle connectors whose station refused their fail-safe default may draw the
+    moment a car arrives, kept free above their stations (site/unbounded.py)."""
+    if not c.unbounded_idle:
+        return ()
+    return unbounded.station_reserves_w(c.topology, c.unbounded_idle, busy=c.state.sessions)
 
 
 def read_all(controller, now: datetime) -> PlanInputs:

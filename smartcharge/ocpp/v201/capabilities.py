@@ -4,7 +4,8 @@ unknown or unreadable keeps the conservative default (as the 1.6 GetConfiguratio
 
 | variable (instance)             | -> what it sets                                     |
 |---------------------------------|-----------------------------------------------------|
-| Enabled                         | `enabled` (False: it will most likely refuse all)   |
+| Enabled                         | `enabled` (False: it ignores profiles; none is sent |
+|                                 | and it counts as refusing all, `station_port._send`)|
 | Entries (ChargingProfiles)      | `max_profiles_installed`                            |
 | PeriodsPerSchedule              | `max_periods`                                       |
 | ProfileStackLevel               | `max_stack_level` (>= 1: an idle layer fits above)  |

@@ -16,7 +16,8 @@ routes and bodies as 1.6: each becomes one `ocpp.v201.call.*` request, checked a
 | unlock-connector       | UnlockConnector              | EVSE connector_id, its connector 1         |
 | trigger-message        | TriggerMessage               | 2.0.1 names (TransactionEvent, ...)        |
 | configuration (GET)    | GetVariables                 | key=Component.Variable (at least one)      |
-| change-configuration   | SetVariables                 | key=Component.Variable, value              |
+| change-configuration   | SetVariables                 | key=Component.Variable, value (409 for     |
+|                        |                              | SmartChargingCtrlr.Enabled other than true)|
 | clear-charging-profile | ClearChargingProfile         | id, or connector_id/purpose/stack_level    |
 | composite-schedule     | GetCompositeSchedule         | connector_id -> evseId                     |
 | transaction-status     | GetTransactionStatus (2.0.1) | ?transaction_id= as for remote-stop        |
@@ -36,8 +37,8 @@ from ocpp.v201.enums import (ChargingProfilePurposeEnumType, ChargingRateUnitEnu
                              IdTokenEnumType, MessageTriggerEnumType,
                              OperationalStatusEnumType, ResetEnumType)
 
-from smartcharge.ocpp.commands import (Builders, BuiltCommands, CommandInvalid, Fields,
-                                       composite_query)
+from smartcharge.ocpp.commands import (Builders, BuiltCommands, CommandInvalid,
+                                       CommandRefused, Fields, composite_query)
 from smartcharge.ocpp.v201.transactions import station_transaction
 
 RESET_WORDS = {"Hard": "Immediate", "Soft": "OnIdle", "Immediate": "Immediate",
@@ -111,10 +112,30 @@ def _get_configuration(b: Fields, query) -> call.GetVariables:
         {"component": {"name": c}, "variable": {"name": v}} for c, v in map(_key, keys)])
 
 
+def _smart_charging_switch(component: str, variable: str) -> bool:
+    # names are CiString (case-insensitive, Part 2 2.1)
+    return component.lower() == "smartchargingctrlr" and variable.lower() == "enabled"
+
+
+def _turns_on(value: str) -> bool:
+    return value.strip().lower() == "true"
+
+
 def _set_configuration(b: Fields, q) -> call.SetVariables:
     component, variable = _key(b.string("key", required=True))
+    value = b.string("value", required=True, max_chars=1000)
+    if _smart_charging_switch(component, variable) and not _turns_on(value):
+        # off, the station ignores every profile we installed (its fail-safe defaults too) and
+        # draws its maximum, outside every limit the site keeps; anything but "true" may be
+        # read as off by a lenient station
+        raise CommandRefused(
+            "SmartChargingCtrlr.Enabled is only set to true through smartcharge: turned off, "
+            "the station ignores the site's charging profiles and its fail-safe defaults and "
+            "draws its maximum outside the grid, circuit and demand-response limits the site "
+            "keeps. To stop it charging use change-availability (Inoperative) or "
+            "remote-stop; to take it out of the site's control remove it from the site file.")
     return call.SetVariables(set_variable_data=[{
-        "attribute_value": b.string("value", required=True, max_chars=1000),
+        "attribute_value": value,
         "component": {"name": component}, "variable": {"name": variable}}])
 
 
@@ -193,6 +214,16 @@ class V201Commands(BuiltCommands):
         if isinstance(request, ForTransaction):
             return request.action
         return super().action(request)
+
+    def sets_up_again(self, name: str, request: Any) -> bool:
+        """Also smart charging turned on: whoever turned it off (at the station) may have
+        dropped what we installed, and nothing else tells the site."""
+        if isinstance(request, call.SetVariables):
+            return any(_smart_charging_switch(item["component"]["name"],
+                                              item["variable"]["name"])
+                       and _turns_on(item["attribute_value"])
+                       for item in request.set_variable_data)
+        return super().sets_up_again(name, request)
 
 
 __all__ = ["BUILDERS", "ForTransaction", "RESET_WORDS", "V201Commands"]

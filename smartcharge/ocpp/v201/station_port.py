@@ -58,6 +58,7 @@ class V201StationPort(ControlPortBase):
         self.last_request: dict | None = None
         self._request_id: int | None = None   # our GetChargingProfiles on this connection
         self.foreign: set[int] = set()        # ids not ours the station reported (cleared)
+        self._said_off = False                # warned once: smart charging off
 
     # --- what the site reads ----------------------------------------------------------------
     @property
@@ -284,6 +285,17 @@ class V201StationPort(ControlPortBase):
         problems = P.check_request(request, self.caps201.max_periods if self.caps201 else None)
         if problems:   # our bug: never put it on the wire
             raise ValueError(f"station {self.station_id}: {'; '.join(problems)}")
+        if self.caps201 is not None and not self.caps201.enabled:
+            # it says SmartChargingCtrlr.Enabled is false: it ignores whatever it is sent, even
+            # where it answers Accepted. Refused here, not sent: its idle connectors' maximum
+            # is kept free (site/unbounded.py), a car on it planned at its fallback. Read again
+            # at its next set-up (a reconnect, a reboot, our API turning it on).
+            if not self._said_off:
+                self._said_off = True
+                log.warning("station %s: SmartChargingCtrlr.Enabled is false - it ignores "
+                            "charging profiles: none is sent, it is planned at its maximum",
+                            self.station_id)
+            return "Rejected"
         self.last_request = request
         message = call.SetChargingProfile(evse_id=request["evseId"],
                                           charging_profile=request["chargingProfile"])

@@ -81,6 +81,12 @@ class SimStation201(Remote201, StationCore):
                 return
             await self.clock.sleep(answer.interval if answer.interval > 0 else 30)
 
+    def _obeys_profiles(self) -> bool:
+        # smart charging turned off: every profile is ignored (it still answers Accepted - the
+        # worst a central system can meet)
+        return super()._obeys_profiles() and dm.as_bool(self.variables, "SmartChargingCtrlr",
+                                                        "Enabled")
+
     def _heartbeat_interval_s(self) -> int:
         return dm.as_int(self.variables, "OCPPCommCtrlr", "HeartbeatInterval")
 
