@@ -155,3 +155,46 @@ async def test_a_store_caller_that_gives_up_does_not_undo_its_work(tmp_path):
     finally:
         release.set()
         await store.close()
+
+
+async def test_answers_to_our_calls_wait_behind_the_stations_calls_with_a_share_kept():
+    """A station's call (a MeterValues waiting to be stored and answered) is let in before the
+    answers to our own calls queued ahead of it (a dispatch round's hundreds a second took
+    most of each turn's budget, issue 10's tail); the answers keep a share of every turn, so
+    none waits for ever."""
+    budget = TurnBudget(per_turn=4)
+    turns = TurnCounter()
+    let_in: list[tuple[str, int]] = []
+
+    async def caller(name: str, later: bool) -> None:
+        await budget.admit(later=later)
+        let_in.append((name, turns.turn))
+
+    # all in one turn: six answers, then six calls; the first four answers fill this turn
+    await asyncio.gather(*(caller(f"a{i}", True) for i in range(6)),
+                         *(caller(f"c{i}", False) for i in range(6)))
+    turns.stop()
+    order = [name for name, _ in let_in]
+    assert order[:4] == ["a0", "a1", "a2", "a3"]
+    # each later turn: one answer (the share kept), then the calls, the rest for answers
+    assert order[4:] == ["a4", "c0", "c1", "c2", "a5", "c3", "c4", "c5"]
+    per_turn = Counter(turn for _, turn in let_in)
+    assert max(per_turn.values()) == 4
+    assert (budget.admitted, budget.later) == (12, 6)
+
+
+async def test_a_stations_answer_to_our_call_goes_through_the_budget_as_later(harness):
+    from ocpp.v16 import call
+    from smartcharge.appkeys import REGISTRY
+    budget = harness.app[INBOUND]
+    ws = await harness.booted_raw_socket(BOOT, "CP1")
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    pending = asyncio.create_task(link.call(call.ClearCache(), timeout_s=5))
+    request = json.loads((await ws.receive(timeout=5)).data)
+    later_before, admitted_before = budget.later, budget.admitted
+    await ws.send_str(json.dumps([3, request[1], {"status": "Accepted"}]))
+    await pending
+    assert (budget.later - later_before, budget.admitted - admitted_before) == (1, 1)
+    await harness.assert_still_up(ws)      # a call of the station's: not later
+    assert budget.later - later_before == 1
