@@ -13,14 +13,6 @@ in a batch per turn. The total work is the same; the loop polls its sockets and 
 tasks between two batches. The server's budget (`ocpp/server.py`) takes every inbound frame and
 every station's handshake (a boot storm accepted thousands in one turn).
 
-Callers admitted `later` (the answers to our own calls: a dispatch round's hundreds a second)
-queue behind every other caller, with `per_turn // 4` (at least one) of each turn kept for
-them: first come first served, a MeterValues read behind 500 answers waited for all of them
-to be let in, 32 a turn of tens of ms each (issue 10's tail); now it waits for the stations'
-calls ahead of it. Answers are let in a little later under such a burst, never held (the
-share kept): a round's increases wait for its decreases' answers a few turns longer - the
-safe direction.
-
 The store's answers go the same way (`settle`): a group commit answers up to 256 callers at
 once, and every caller resumed in one turn held the loop for ~100 ms under a burst of
 MeterValues (issue 10). The store keeps a budget of its own per callers' loop (`store.py`).
@@ -45,27 +37,20 @@ class TurnBudget:
         self._used = 0                 # let in since the turn began
         self._next_turn_due = False    # `_next_turn` is scheduled (runs in the next turn)
         self._waiting: deque[Outcome] = deque()
-        self._waiting_later: deque[Outcome] = deque()   # `admit(later=True)`
-        # counters (tests, benchmarks): let in at once, made to wait, the most let in one
-        # turn, admitted as later
+        # counters (tests, benchmarks): let in at once, made to wait, the most let in one turn
         self.admitted = 0
         self.deferred = 0
         self.most_in_turn = 0
-        self.later = 0
 
-    async def admit(self, later: bool = False) -> None:
-        """Returns in this turn if the budget allows, else in a later one (FIFO among callers
-        of one kind; `later` ones behind the others but for a share of each turn)."""
+    async def admit(self) -> None:
+        """Returns in this turn if the budget allows, else in a later one (FIFO)."""
         self.admitted += 1
-        if later:
-            self.later += 1
-        if not self._waiting and self._used < self.per_turn \
-                and not (later and self._waiting_later):
+        if not self._waiting and self._used < self.per_turn:
             self._take()
             return
         self.deferred += 1
         future = asyncio.get_running_loop().create_future()
-        (self._waiting_later if later else self._waiting).append((future, None, None))
+        self._waiting.append((future, None, None))
         self._schedule()
         await future
 
@@ -90,23 +75,16 @@ class TurnBudget:
 
     def _next_turn(self) -> None:
         """A new turn: let the next batch of waiting callers in (they run in the turn after
-        this one, with nothing else of this budget's: a caller arriving meanwhile queues).
-        The later callers' share first, so a stream of others never holds them."""
+        this one, with nothing else of this budget's: a caller arriving meanwhile queues)."""
         self._next_turn_due = False
         self._used = 0
-        self._let_in_from(self._waiting_later, max(1, self.per_turn // 4))
         self._let_in()
-        if self._waiting or self._waiting_later:
+        if self._waiting:
             self._schedule()
 
     def _let_in(self) -> None:
-        self._let_in_from(self._waiting, self.per_turn)
-        self._let_in_from(self._waiting_later, self.per_turn)
-
-    def _let_in_from(self, waiting: deque[Outcome], up_to: int) -> None:
-        let_in = 0
-        while waiting and self._used < self.per_turn and let_in < up_to:
-            future, result, error = waiting.popleft()
+        while self._waiting and self._used < self.per_turn:
+            future, result, error = self._waiting.popleft()
             if future.done():          # a caller that gave up (cancelled) takes no slot
                 continue
             if error is not None:
@@ -114,4 +92,3 @@ class TurnBudget:
             else:
                 future.set_result(result)
             self._take()
-            let_in += 1

@@ -56,13 +56,6 @@ class AdapterContext:
     inbound: TurnBudget | None = None
 
 
-def _is_answer(raw_msg: str) -> bool:
-    """A CALLRESULT or CALLERROR frame (`[3,` / `[4,`), read before the frame is parsed; a
-    malformed frame counts as the station's own (`_route` answers it)."""
-    head = raw_msg[:8].lstrip()
-    return head[:1] == "[" and head[1:].lstrip()[:1] in ("3", "4")
-
-
 class CentralSystemBase:
     """Mixin before an `ocpp` ChargePoint: our edge checks run before the library sees a frame;
     `send_call` is how the registry's link reaches the station."""
@@ -103,8 +96,7 @@ class CentralSystemBase:
 
     async def route_message(self, raw_msg: str) -> None:
         if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
-            # answers to our calls behind the station's own calls (turns.py)
-            await self._ctx.inbound.admit(later=_is_answer(raw_msg))
+            await self._ctx.inbound.admit()
         try:
             await self._route(raw_msg)
         except ConnectionClosed:
