@@ -57,13 +57,30 @@ def install_server() -> ServerRecords:
     group_began = [0.0]
 
     recv, send = server.AiohttpConnection.recv, server.AiohttpConnection.send
+    # the loop's turns, counted (wrapped once the loop runs): with the loop thread's CPU
+    # clock, what a MeterValues waited through in the server in units the machine's run
+    # queue does not inflate - turns and the loop's own CPU between its read and its answer
+    turn = [0]
+
+    def count_turns() -> None:
+        loop = asyncio.get_running_loop()
+        once = loop._run_once
+
+        def run_once() -> None:
+            turn[0] += 1
+            once()
+        loop._run_once = run_once
 
     async def recv_stamped(self) -> str:
         text = await recv(self)
+        if not turn[0]:
+            turn[0] = 1
+            count_turns()
         if '"MeterValues"' in text[:80]:
             uid = _uid(text)
             if uid is not None:
-                records.by_uid[uid] = {"recv": _now()}
+                records.by_uid[uid] = {"recv": _now(), "recv_cpu": time.thread_time(),
+                                       "recv_turn": turn[0]}
         elif not text.startswith("[2,"):
             second = int(_now())
             records.answers_in[second] = records.answers_in.get(second, 0) + 1
@@ -77,6 +94,7 @@ def install_server() -> ServerRecords:
             record = records.by_uid.get(_uid(text) or "")
             if record is not None and "out" not in record:
                 record["out"] = _now()
+                record["out_cpu"], record["out_turn"] = time.thread_time(), turn[0]
         await send(self, text)
 
     route = central.CentralSystemBase._route
@@ -256,6 +274,28 @@ def breakdown_lines(rows: list[dict]) -> list[str]:
                  f"{sum(total) / len(total) * 1000:.1f} ms | "
                  f"{sum(r['end'] - r['t0'] for r in slow) / len(slow) * 1000:.1f} ms |")
     return lines
+
+
+def loop_wait_line(rows: list[dict]) -> str:
+    """The loop's turns and its thread's CPU from a MeterValues' read to its CALLRESULT
+    written (both stamped on the loop thread): what it waited through in the server, counted
+    in units a shared machine's run queue does not stretch (the wall-clock columns above
+    include the time the OS gave other processes)."""
+    rows = [r for r in rows if "out_cpu" in r and "recv_cpu" in r]
+    if not rows:
+        return "# the loop between read and CALLRESULT: no records"
+    cpu = [r["out_cpu"] - r["recv_cpu"] for r in rows]
+    turns = [r["out_turn"] - r["recv_turn"] for r in rows]
+    total = [r["end"] - r["t0"] for r in rows]
+    cut = _pct(total, 0.99)
+    slow = [i for i, t in enumerate(total) if t >= cut]
+    return (f"# the loop between a MeterValues' read and its CALLRESULT written ({len(rows)}): "
+            f"its thread's CPU median {_pct(cpu, 0.5) * 1000:.1f} ms, p99 "
+            f"{_pct(cpu, 0.99) * 1000:.1f} ms, mean {sum(cpu) / len(cpu) * 1000:.1f} ms, "
+            f"the slowest 1 %'s mean {sum(cpu[i] for i in slow) / len(slow) * 1000:.1f} ms; "
+            f"turns median {_pct(turns, 0.5):.0f}, p99 {_pct(turns, 0.99):.0f}, the slowest "
+            f"1 %'s mean {sum(turns[i] for i in slow) / len(slow):.1f}; the loop's CPU per turn "
+            f"while they waited {sum(cpu) / max(1, sum(turns)) * 1000:.2f} ms")
 
 
 def _inside_s(span: tuple[float, float], intervals: list[tuple[float, float]]) -> float:

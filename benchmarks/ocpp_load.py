@@ -391,6 +391,7 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
             for row in latency_probe.joined(probe["calls"], server["by_uid"], probe["window"])]
     for line in latency_probe.breakdown_lines(rows):
         print(line)
+    print(latency_probe.loop_wait_line(rows))
     offset = stats.get("clock_offset_s")
     if offset is not None:   # the server's collections and long turns in perf-counter time
         collections = [(at - offset - pause_s, at - offset) for at, _, pause_s, *_

@@ -169,8 +169,12 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((kind, function, future, loop))
-        # shield: a caller that gives up does not undo the work; it still commits (or not)
-        return await asyncio.shield(future)
+        # A caller that gives up cancels only its future: the work is queued and still
+        # commits (or not), and the settler skips a done future. Awaited directly, not through
+        # `asyncio.shield`: its callbacks cost every caller one more turn of the loop between
+        # the commit and its resumption - a turn of everything else ready (dispatch, the guard,
+        # the other stations) that each MeterValues' answer waited through (issue 10's tail)
+        return await future
 
     # -- the writer thread ------------------------------------------------------------------
     def _writer(self) -> None:

@@ -108,3 +108,50 @@ async def test_a_stations_handshake_goes_through_the_budget_too(harness):
     assert budget.admitted == before + 1
     await harness.assert_still_up(await harness.booted_raw_socket(BOOT, "CP2"))
     assert not ws.closed
+
+
+async def test_a_store_caller_resumes_the_turn_after_its_outcome_is_settled(tmp_path,
+                                                                           monkeypatch):
+    """Every turn between a group's commit and its callers resuming is a turn of every other
+    ready callback (dispatch, the guard, other stations) that a MeterValues' answer waits
+    through (issue 10's tail): the store's answer reaches its caller in one hop, not through
+    a shield's two."""
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    settled: list[int] = []
+    settle = TurnBudget.settle
+
+    def settle_seen(self, outcomes):
+        settled.append(turns.turn)
+        return settle(self, outcomes)
+
+    monkeypatch.setattr(TurnBudget, "settle", settle_seen)
+    try:
+        turns = TurnCounter()
+        resumed: list[int] = []
+        for index in range(3):
+            assert await store.run(lambda tx: index) == index
+            resumed.append(turns.turn)
+        turns.stop()
+        assert [after - before for before, after in zip(settled, resumed)] == [1, 1, 1]
+    finally:
+        await store.close()
+
+
+async def test_a_store_caller_that_gives_up_does_not_undo_its_work(tmp_path):
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    release = threading.Event()
+    try:
+        await store.run(lambda tx: tx._db.execute("CREATE TABLE t (x INTEGER)"))
+        holder = asyncio.ensure_future(store.run(lambda tx: release.wait(10)))
+        gives_up = asyncio.ensure_future(
+            store.run(lambda tx: tx._db.execute("INSERT INTO t VALUES (7)")))
+        await asyncio.sleep(0)        # both queued; the writer is held by the first
+        gives_up.cancel()
+        release.set()
+        await holder
+        assert gives_up.cancelled()
+        rows = await store.run(lambda tx: tx._db.execute("SELECT x FROM t").fetchall())
+        assert rows == [(7,)]         # committed all the same
+    finally:
+        release.set()
+        await store.close()
