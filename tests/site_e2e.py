@@ -16,6 +16,7 @@ from smartcharge.app import create_app
 from smartcharge.clock import format_ocpp_time
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 
@@ -215,3 +216,32 @@ class PhaseMonitor(_Sampling):
 
     def peak_a(self) -> float:
         return max((max(amps) for _, amps in self.samples), default=0.0)
+
+
+def big_car() -> SimEV:
+    """A car that takes more than any one connector here gives: 100 kWh at 10 %, 22 kW on
+    three phases (7.4 kW on one)."""
+    return SimEV(capacity_wh=100_000, soc=0.1, max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+
+
+async def a_big_car_charging(server, fleet, station_id: str, limit_w: float) -> None:
+    """A big car plugged in at `station_id`'s connector 1, charging within `limit_w`, every
+    plan of it dispatched."""
+    assert await fleet.plug_in(station_id, 1, big_car(), "DRIVER-1")
+    await wait_until(lambda: 5_000 < fleet.draw_w(station_id, 1) <= limit_w + 1, 20,
+                     f"the car at {station_id} charging under {limit_w:.0f} W")
+    await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+
+
+async def draws_over(fleet, clock, limit_w: float, minutes: float,
+                     every_s: float = 2.0) -> list:
+    """Every `every_s` site seconds for the next `minutes`: the moments the site's simulated
+    draw was above `limit_w` (+1 W), with each connector's draw."""
+    over = []
+    until = clock.now() + timedelta(minutes=minutes)
+    while clock.now() < until:
+        if fleet.site_draw_w() > limit_w + 1:
+            over.append((clock.now(), fleet.draws_w()))
+        await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=every_s),
+                         5, f"{every_s:g} seconds")
+    return over

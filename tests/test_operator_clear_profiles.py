@@ -14,10 +14,9 @@ import pytest
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.dispatch import DispatchSettings
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import a_big_car_charging, control_server, draws_over, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 11_000.0
@@ -45,12 +44,7 @@ async def test_profiles_cleared_by_an_operator_are_installed_again(tmp_path, ver
                       ocpp_versions={"CP1": version})
         try:
             await fleet.start(wait_booted_s=10)
-            car = SimEV(capacity_wh=100_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-            assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
-            await wait_until(lambda: 5_000 < fleet.draw_w("CP1", 1) <= GRID_W + 1, 20,
-                             "the car charging under the grid limit")
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+            await a_big_car_charging(server, fleet, "CP1", GRID_W)
             async with aiohttp.ClientSession() as http:
                 async with http.post(
                         f"{server.http_url}/api/stations/CP1/clear-charging-profile",
@@ -63,13 +57,8 @@ async def test_profiles_cleared_by_an_operator_are_installed_again(tmp_path, ver
             cleared = clock.now()
             await wait_until(lambda: clock.now() > cleared + timedelta(minutes=1), 10,
                              "a minute")
-            over = []
-            until = clock.now() + timedelta(minutes=5)
-            while clock.now() < until:
-                if fleet.draw_w("CP1", 1) > GRID_W + 1:
-                    over.append((clock.now(), fleet.draw_w("CP1", 1)))
-                await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=10),
-                                 5, "ten seconds")
+            # (one station on the grid: the site's draw is CP1's)
+            over = await draws_over(fleet, clock, GRID_W, minutes=5, every_s=10.0)
             assert over == [], over[:3]
         finally:
             await fleet.stop()

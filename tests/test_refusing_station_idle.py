@@ -11,12 +11,11 @@ import pytest
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.spec import Quirks
 from smartcharge.site.dispatch import DispatchSettings
 from tests.installed_limits import forecast_excesses
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import big_car, control_server, draws_over, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 30_000.0
@@ -41,9 +40,7 @@ async def test_a_car_arriving_at_a_station_that_refuses_everything(tmp_path, ver
                       quirks={"CP1": Quirks(reject_all_profiles=True)})
         try:
             await fleet.start(wait_booted_s=10)
-            car = SimEV(capacity_wh=100_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-            assert await fleet.plug_in("CP2", 1, car, "DRIVER-1")
+            assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
             await wait_until(lambda: fleet.draw_w("CP2", 1) > 5_000, 20, "CP2 charging")
             await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             settled = clock.now() + timedelta(minutes=1)
@@ -53,16 +50,8 @@ async def test_a_car_arriving_at_a_station_that_refuses_everything(tmp_path, ver
             assert fleet.draw_w("CP2", 1) <= GRID_W - CONNECTOR_MAX_W + 1, fleet.draw_w("CP2", 1)
             excess = forecast_excesses(site, fleet, server.controller.limits, clock.now())
             assert excess == [], (len(excess), excess[:2], excess[-2:])
-            car = SimEV(capacity_wh=100_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-            assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
-            over = []
-            until = clock.now() + timedelta(minutes=3)
-            while clock.now() < until:
-                if fleet.site_draw_w() > GRID_W + 1:
-                    over.append((clock.now(), fleet.draw_w("CP1", 1), fleet.draw_w("CP2", 1)))
-                await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=2),
-                                 5, "two seconds")
+            assert await fleet.plug_in("CP1", 1, big_car(), "DRIVER-1")
+            over = await draws_over(fleet, clock, GRID_W, minutes=3)
             assert over == [], (len(over), over[:3])
         finally:
             await fleet.stop()

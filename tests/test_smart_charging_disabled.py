@@ -17,10 +17,10 @@ import pytest
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.dispatch import DispatchSettings
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import (a_big_car_charging, big_car, control_server, draws_over,
+                             wait_until)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 11_000.0
@@ -51,12 +51,7 @@ async def charging(tmp_path):
                       call_timeout_s=5.0, ocpp_versions={"CP1": "2.0.1"})
         try:
             await fleet.start(wait_booted_s=10)
-            car = SimEV(capacity_wh=100_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-            assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
-            await wait_until(lambda: 5_000 < fleet.draw_w("CP1", 1) <= GRID_W + 1, 20,
-                             "the car charging under the grid limit")
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+            await a_big_car_charging(server, fleet, "CP1", GRID_W)
             yield server, fleet, clock
         finally:
             await fleet.stop()
@@ -115,18 +110,10 @@ async def test_a_station_that_says_smart_charging_is_off_counts_at_its_maximum(t
             await fleet.start(wait_booted_s=10)
             await wait_until(lambda: server.dispatcher.idle, 10, "both set up")
             for station_id in ("CP1", "CP2"):
-                car = SimEV(capacity_wh=100_000, soc=0.1,
-                            max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-                assert await fleet.plug_in(station_id, 1, car, "DRIVER-1")
+                assert await fleet.plug_in(station_id, 1, big_car(), "DRIVER-1")
             # a meter value each 10 minutes: the guard sees CP1 over what it was sent late;
             # the site must not need it. From the cars' arrival on, never over:
-            over = []
-            until = clock.now() + timedelta(minutes=5)
-            while clock.now() < until:
-                if fleet.site_draw_w() > grid_w + 1:
-                    over.append((clock.now(), fleet.draw_w("CP1", 1), fleet.draw_w("CP2", 1)))
-                await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=2),
-                                 5, "two seconds")
+            over = await draws_over(fleet, clock, grid_w, minutes=5)
             assert over == [], over[:3]
             assert fleet.draw_w("CP2", 1) > 0, "CP2's car charges on what is left"
         finally:

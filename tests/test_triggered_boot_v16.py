@@ -16,11 +16,10 @@ import aiohttp
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import big_car, control_server, draws_over, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 22_000.0
@@ -45,9 +44,7 @@ async def test_a_triggered_boot_notification_ends_no_session(tmp_path):
         try:
             await fleet.start(wait_booted_s=10)
             for station_id in ("CP1", "CP2"):
-                car = SimEV(capacity_wh=100_000, soc=0.1,
-                            max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-                assert await fleet.plug_in(station_id, 1, car, "DRIVER-1")
+                assert await fleet.plug_in(station_id, 1, big_car(), "DRIVER-1")
             refs = [ConnectorRef("CP1", 1), ConnectorRef("CP2", 1)]
             await wait_until(lambda: all(r in controller.state.sessions for r in refs)
                              and all(5_000 < fleet.draw_w(r.station_id, 1) for r in refs)
@@ -71,13 +68,7 @@ async def test_a_triggered_boot_notification_ends_no_session(tmp_path):
                 controller.state.sessions
             # the car under its plan all along, not at the 0 W of an idle connector
             assert fleet.draw_w("CP1", 1) > 5_000, fleet.draws_w()
-            over = []
-            until = clock.now() + timedelta(minutes=5)
-            while clock.now() < until:
-                if fleet.site_draw_w() > GRID_W + 1:
-                    over.append((clock.now(), fleet.draws_w()))
-                await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=10),
-                                 5, "ten seconds")
+            over = await draws_over(fleet, clock, GRID_W, minutes=5, every_s=10.0)
             assert over == [], over[:3]
         finally:
             await fleet.stop()
