@@ -48,9 +48,12 @@ async def _charging_under_an_event(tmp_path, version: str, offset_s: float, mete
     assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
     await wait_until(lambda: fleet.draw_w("CP1", 1) > 15_000, 20, "the car charging")
     link = server.app[REGISTRY].get("CP1")
-    # its stamps say how far off it is (a station behind is believed after a minute of them)
+    # its stamps say how far off it is (a station behind is believed after a minute of them).
+    # Within 20 s: two messages must agree (the second-highest value), and at 60x under CPU
+    # load a message's latency is 10-20 site-seconds (169.7 s of 180 seen at load 7) - the
+    # raise it leaves early is still inside the minute the check below allows
     await wait_until(lambda: link.clock_offset_s is not None
-                     and abs(link.clock_offset_s - offset_s) <= 5, 20, "its offset known")
+                     and abs(link.clock_offset_s - offset_s) <= 20, 20, "its offset known")
     start, end = T0 + timedelta(minutes=5), T0 + timedelta(minutes=15)
     assert clock.now() < start - timedelta(minutes=1), clock.now()
     server.controller.limits.add_event(DemandResponseEvent("dr", start, end, limit_w=EVENT_W))
