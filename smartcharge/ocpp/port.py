@@ -160,6 +160,11 @@ class StationPort(ABC):
         """False once it refused a limit of 0: pauses go out at the minimum."""
 
     @abstractmethod
+    def sent_off_its_clock(self) -> bool:
+        """Whether what this port sent went out on another offset of the station's clock than
+        it now shows, by more than the edge margin (`port_base.py`): to be sent again."""
+        return False
+
     async def capabilities(self) -> Capabilities:
         """Probe once (remembered); a station that refuses the probe gets the defaults."""
 
