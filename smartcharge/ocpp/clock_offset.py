@@ -38,7 +38,6 @@ clock behind by stamps. 2.0.1's TransactionEvent `offline: true` says it is old:
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -82,31 +81,34 @@ def stamps(action: str, payload: dict) -> tuple[bool, list[str]]:
 
 
 class _Values:
-    """One kind's values: (received, stamp - received in s) per message, newest last."""
+    """One kind's values: (received as POSIX s, stamp - received in s) per message, newest
+    last; its estimate kept until the next message."""
 
     def __init__(self) -> None:
-        self.kept: deque[tuple[datetime, float]] = deque()
-        self.newest: datetime | None = None
+        self.kept: deque[tuple[float, float]] = deque()
+        self.newest_s = -math.inf
 
     def add(self, received: datetime, value_s: float, window_s: float) -> None:
-        if self.newest is None or received > self.newest:
-            self.newest = received
+        received_s = received.timestamp()
+        self.newest_s = max(self.newest_s, received_s)
         kept = self.kept
-        kept.append((received, value_s))
-        while len(kept) > MAX_KEPT or (
-                len(kept) > 2 and (self.newest - kept[0][0]).total_seconds() > window_s):
+        kept.append((received_s, value_s))
+        oldest_s = self.newest_s - window_s
+        while len(kept) > MAX_KEPT or (len(kept) > 2 and kept[0][0] < oldest_s):
             kept.popleft()
 
     def estimate(self, watch_s: float, agree_s: float) -> tuple[float | None, bool]:
         """(the second-highest value or None with fewer than two, whether it is believed)."""
         if len(self.kept) < 2:
             return None, False
-        value_s = heapq.nlargest(2, (v for _, v in self.kept))[1]
-        if value_s >= 0:
-            return value_s, True
-        near = [r for r, v in self.kept if abs(v - value_s) <= agree_s]
-        return value_s, (max(near) - min(near)).total_seconds() >= watch_s
-
+        first = second = -math.inf
+        for _, v in self.kept:
+            if v > second:
+                first, second = (v, first) if v > first else (first, v)
+        if second >= 0:
+            return second, True
+        near = [r for r, v in self.kept if abs(v - second) <= agree_s]
+        return second, max(near) - min(near) >= watch_s
 
 class ClockOffset:
     """The estimate for one connection: `observe_call` each inbound call, read `offset_s`."""
