@@ -5,7 +5,8 @@ our clock. A station whose clock runs 3 min behind (believed after a minute of i
 in force for its first 3 min, a car charges at the station's maximum meanwhile (seen: every
 profile of both connectors starting at 12:00:06 our time, installed at 11:57:11 its time).
 Once its offset is known beyond the edge margin, what it was sent is sent again on its clock
-(`site/clock_moved.py`). Both versions, the simulator over real OCPP, its clock set behind."""
+(`site/failsafe.py`, `setup_station(moved=True)`). Both versions, the simulator over real
+OCPP, its clock set behind."""
 
 from __future__ import annotations
 
