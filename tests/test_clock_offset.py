@@ -237,3 +237,20 @@ def test_a_queue_dripped_out_one_message_a_minute_is_not_taken_for_a_clock_behin
     for i in range(3):
         est.observe_call("MeterValues", _meter(_at(-3600 + 30 * i)), _at(30 * i + 0.2))
     assert est.offset_s == -3600.2
+
+
+def test_one_stamp_of_its_own_and_samples_agree_or_say_nothing():
+    """Its own stamp and a sample agreeing are two messages; a meter's clock 20 min ahead of
+    the one stamp of the station's own (a StartTransaction, then only MeterValues) is not the
+    station's clock."""
+    est = ClockOffset()
+    est.observe_call("StatusNotification", _status(_at(180)), _at(0.2))
+    assert est.offset_s == 179.8                          # the connection's first, alone
+    est.observe_call("MeterValues", _meter(_at(190)), _at(10.3))
+    assert est.offset_s == 179.8                          # one of each, agreeing
+    est = ClockOffset()
+    est.observe_call("StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0,
+                                          "timestamp": format_ocpp_time(_at(0))}, _at(0.2))
+    for minute in range(1, 20):
+        est.observe_call("MeterValues", _meter(_at(60 * minute + 1200)), _at(60 * minute + 0.2))
+        assert shift_s(est.offset_s, 5) == 0, (minute, est.offset_s)

@@ -13,8 +13,9 @@ NotifyReport's `generatedAt` ("the moment this message was generated"). A meterV
 when its sample was measured ("timestamp for measured value(s)"): sent later (clock-aligned
 values, samples batched), and on stations with a calibration-law meter often the meter's own
 clock, which is not the one the station reads its schedules by. So the two are kept apart:
-the samples speak only while the station's own stamps say nothing believed, and beside its
-own stamps only when they agree with them (a station whose meter's clock is off is in step).
+the samples speak alone only while the station has stamped nothing of its own, and beside its
+own stamps (believed or not, one or more) only when they agree with them (a station whose
+meter's clock is off is in step; one own stamp and one sample agreeing are two messages).
 
 The estimate of each kind is the SECOND-highest value over the messages received within
 `window_s` of its newest (at least two are kept, however old): two messages must agree, so one
@@ -123,7 +124,6 @@ class ClockOffset:
     def reset(self) -> None:
         self._own = _Values()       # the messages' own stamps: the station's clock
         self._samples = _Values()   # meter samples' stamps (perhaps the meter's clock)
-        self._first_s: float | None = None   # the connection's first message's value
         self._offset_s: float | None = None
         self._stale = False
 
@@ -137,7 +137,6 @@ class ClockOffset:
         if not stamps_:
             return
         value_s = (max(stamps_) - received).total_seconds()
-        self._first_s = value_s if not (self._own.kept or self._samples.kept) else None
         (self._samples if sample else self._own).add(received, value_s, self.window_s)
         self._stale = True
 
@@ -163,18 +162,25 @@ class ClockOffset:
         return self._offset_s
 
     def _estimate(self) -> float | None:
-        if self._first_s is not None:   # the connection's first message, alone: ahead only
-            return self._first_s if self._first_s >= 0 else None
-        own_s, own_ok = self._own.estimate(self.watch_s, self.agree_s)
+        own, samples, agree_s = self._own, self._samples, self.agree_s
+        own_s, own_ok = own.estimate(self.watch_s, agree_s)
         if own_ok:
             return own_s
-        sampled_s, sampled_ok = self._samples.estimate(self.watch_s, self.agree_s)
-        if not sampled_ok:
+        if len(own.kept) + len(samples.kept) == 1:   # the connection's first, alone
+            value_s = (own.kept or samples.kept)[0][1]
+            return value_s if value_s >= 0 else None
+        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s)
+        if not own.kept:           # the station stamps nothing of its own (yet)
+            return sampled_s if sampled_ok else None
+        # its own stamps say something not believed (one stamp; "behind" for less than a
+        # minute): its samples speak only agreeing with them
+        own_s = own.kept[0][1] if own_s is None else own_s
+        if not sampled_ok and len(samples.kept) == 1 and len(own.kept) == 1:
+            sampled_s = samples.kept[0][1]   # one of each: two messages, if they agree...
+            sampled_ok = min(own_s, sampled_s) >= 0   # ...that it is ahead
+        if not sampled_ok or abs(own_s - sampled_s) > agree_s:
             return None
-        if own_s is None:          # the station stamps nothing of its own (yet)
-            return sampled_s
-        # its own stamps say "behind", not yet for a minute: its samples, agreeing, back them
-        return max(own_s, sampled_s) if abs(own_s - sampled_s) <= self.agree_s else None
+        return max(own_s, sampled_s)
 
 
 def shift_s(offset_s: float | None, margin_s: float) -> int:
