@@ -17,8 +17,9 @@ the samples speak alone only while the station has stamped nothing of its own, a
 own stamps (believed or not, one or more) only when they agree with them (a station whose
 meter's clock is off is in step; one own stamp and one sample agreeing are two messages).
 
-The estimate of each kind is the SECOND-highest value over the messages received within
-`window_s` of its newest (at least two are kept, however old): two messages must agree, so one
+The estimate of each kind is the second-highest value over the messages received within
+`window_s` of its newest (at least two are kept, however old) - the highest when the second
+agrees with it within `agree_s` (the least latency): two messages must agree, so one
 bogus stamp (a glitch, a sample stamped with the wrong time) moves nothing - except the
 connection's very first stamped message, taken alone (ahead only) until a second comes: a
 set-up and a first round go out within moments of a (re)connection, before a second stamp, and
@@ -99,17 +100,21 @@ class _Values:
             kept.popleft()
 
     def estimate(self, watch_s: float, agree_s: float) -> tuple[float | None, bool]:
-        """(the second-highest value or None with fewer than two, whether it is believed)."""
+        """(the estimate or None with fewer than two, whether it is believed). The estimate:
+        the highest value when the second-highest agrees with it (within `agree_s`: the one
+        that came with the least latency, at most `agree_s` more than two messages prove),
+        else the second-highest (both messages say at least that)."""
         if len(self.kept) < 2:
             return None, False
         first = second = -math.inf
         for _, v in self.kept:
             if v > second:
                 first, second = (v, first) if v > first else (first, v)
-        if second >= 0:
-            return second, True
-        near = [r for r, v in self.kept if abs(v - second) <= agree_s]
-        return second, max(near) - min(near) >= watch_s
+        value_s = first if first - second <= agree_s else second
+        if value_s >= 0:
+            return value_s, True
+        near = [r for r, v in self.kept if abs(v - value_s) <= agree_s]
+        return value_s, max(near) - min(near) >= watch_s
 
 class ClockOffset:
     """The estimate for one connection: `observe_call` each inbound call, read `offset_s`."""
