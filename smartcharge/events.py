@@ -177,10 +177,21 @@ class StationProfilesCleared:
     at: datetime
 
 
+@dataclass(frozen=True)
+class StationClockMeasured:
+    """How far a station's clock runs from ours, as its messages' stamps show
+    (`ocpp/clock_offset.py`), moved by a second or more (None: not known): what it was sent
+    on another offset may have to be sent again on its clock (`site/failsafe.py`)."""
+
+    station_id: str
+    at: datetime
+    offset_s: float | None
+
+
 Event = (StationConnected | StationBooted | StationDisconnected | ConnectorStatusChanged
          | SessionStarted | MeterSampled | SessionStopped | ChargingNeedsReported
          | ExternalLimitReported | ExternalLimitCleared | ChargingProfilesReported
-         | StationProfilesCleared)
+         | StationProfilesCleared | StationClockMeasured)
 
 Subscriber = Callable[[Event], None]
 

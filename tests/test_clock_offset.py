@@ -23,13 +23,18 @@ def test_nothing_known_before_a_stamp():
     assert ClockOffset().offset_s is None
 
 
-def test_ahead_is_believed_from_one_stamp_and_queued_messages_do_not_pull_it_down():
+def test_ahead_is_believed_from_two_stamps_and_queued_messages_do_not_pull_it_down():
+    # (session 23 believed "ahead" from any one stamp: one bogus stamp moved every schedule;
+    # two messages must agree now - the second-highest value - but for a connection's first,
+    # taken alone until a second comes)
     est = ClockOffset()
     est.observe(_at(180), _at(0.2))          # live: 3 min ahead, 0.2 s latency
-    assert est.offset_s == 179.8
-    for age_s in (3600, 600, 60):            # its queue, flushed after it
-        est.observe(_at(180 - age_s), _at(0.3))
-    assert est.offset_s == 179.8
+    assert est.offset_s == 179.8             # the connection's first stamp, alone
+    est.observe(_at(180.5), _at(0.6))
+    assert est.offset_s == 179.9              # the higher of two agreeing
+    for age_s in (3600, 600, 60):            # its queue, flushed after them
+        est.observe(_at(180 - age_s), _at(0.7))
+    assert est.offset_s == 179.9
 
 
 def test_behind_is_believed_only_once_stamps_span_a_minute():
@@ -48,26 +53,30 @@ def test_a_queue_flushed_after_a_reconnect_is_not_taken_for_a_clock_behind():
         est.observe(_at(-age_s), _at(0.1))
     assert est.offset_s is None
     est.observe(_at(61), _at(61))            # the first live stamp: in step
+    est.observe(_at(62), _at(62))            # and a second agreeing with it
     assert est.offset_s == 0
 
 
 def test_a_clock_set_back_is_followed_once_the_old_stamps_leave_the_window():
     est = ClockOffset(window_s=600)
     est.observe(_at(300), _at(0))            # 5 min ahead
+    est.observe(_at(301), _at(1))
     est.observe(_at(100), _at(100))          # set right
-    assert est.offset_s == 300               # the window still holds the ahead stamp
-    est.observe(_at(599), _at(599))
+    assert est.offset_s == 300               # the window still holds the ahead stamps
+    est.observe(_at(600), _at(600))
     assert est.offset_s == 300
-    est.observe(_at(601), _at(601))
+    est.observe(_at(602), _at(602))
     assert est.offset_s == 0
     # with no newer stamps, the last estimate stays
     assert est.offset_s == 0
 
 
-def test_a_clock_set_forward_is_followed_at_once_and_reset_forgets():
+def test_a_clock_set_forward_is_followed_from_its_second_message_and_reset_forgets():
     est = ClockOffset()
     est.observe(_at(-10), _at(0))
     est.observe(_at(200), _at(10))
+    assert est.offset_s is None              # one stamp ahead, one behind: nothing believed
+    est.observe(_at(211), _at(21))
     assert est.offset_s == 190
     est.reset()
     assert est.offset_s is None
@@ -77,24 +86,28 @@ def test_the_memory_is_bounded_by_the_window():
     est = ClockOffset(window_s=600)
     for i in range(10_000):                  # a live message a second, a clock drifting back
         est.observe(_at(i - i * 0.001), _at(i))
-    assert len(est._kept) <= 601
+    assert len(est._own.kept) <= 601
     assert -10.0 < est.offset_s < -9.3
 
 
 def test_the_stamps_of_each_stamped_message_both_versions():
     t1, t2 = format_ocpp_time(_at(1)), format_ocpp_time(_at(2))
-    assert list(stamps("StatusNotification", {"connectorId": 1, "timestamp": t1})) == [t1]
-    assert list(stamps("StatusNotification", {"connectorId": 1})) == []   # 1.6: optional
-    assert list(stamps("MeterValues", {"connectorId": 1, "meterValue": [
-        {"timestamp": t1, "sampledValue": []}, {"timestamp": t2, "sampledValue": []}]})) \
-        == [t1, t2]
-    assert list(stamps("StopTransaction", {"timestamp": t2, "transactionData": [
-        {"timestamp": t1}]})) == [t2, t1]
-    assert list(stamps("TransactionEvent", {"timestamp": t1, "meterValue": [
-        {"timestamp": t2}]})) == [t1, t2]
+    assert stamps("StatusNotification", {"connectorId": 1, "timestamp": t1}) == (False, [t1])
+    assert stamps("StatusNotification", {"connectorId": 1})[1] == []   # 1.6: optional
+    # a MeterValues has only its samples' stamps (perhaps the meter's clock)
+    assert stamps("MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": t1, "sampledValue": []}, {"timestamp": t2, "sampledValue": []}]}) \
+        == (True, [t1, t2])
+    # a message's own stamp is the station's clock: its samples' are not read beside it
+    assert stamps("StopTransaction", {"timestamp": t2, "transactionData": [
+        {"timestamp": t1}]}) == (False, [t2])
+    assert stamps("TransactionEvent", {"timestamp": t1, "meterValue": [
+        {"timestamp": t2}]}) == (False, [t1])
+    assert stamps("NotifyEvent", {"generatedAt": t1, "seqNo": 0, "eventData": [
+        {"timestamp": t2}]}) == (False, [t1])
     # sent from its queue, as it says itself: no stamp to read
-    assert list(stamps("TransactionEvent", {"timestamp": t1, "offline": True})) == []
-    assert list(stamps("Heartbeat", {})) == []
+    assert stamps("TransactionEvent", {"timestamp": t1, "offline": True})[1] == []
+    assert stamps("Heartbeat", {})[1] == []
 
 
 def test_observe_call_skips_an_unreadable_stamp():
@@ -102,6 +115,7 @@ def test_observe_call_skips_an_unreadable_stamp():
     est.observe_call("StatusNotification", {"timestamp": "yesterday"}, _at(0))
     assert est.offset_s is None
     est.observe_call("StatusNotification", {"timestamp": format_ocpp_time(_at(90))}, _at(0))
+    est.observe_call("StatusNotification", {"timestamp": format_ocpp_time(_at(91))}, _at(1))
     assert est.offset_s == 90
 
 
@@ -141,12 +155,102 @@ def test_nothing_moves_within_the_edge_margin_and_beyond_it_whole_seconds_never_
 
 
 def test_an_offset_of_hours_or_years_is_not_believed() -> None:
-    """One stamp decides "ahead": a meter whose clock was never set, or a sample stamped years
-    ahead, moved by its offset every profile's validity out of the station's now (none would
+    """Two stamps decide "ahead": a meter whose clock was never set, or samples stamped years
+    ahead, moved by their offset every profile's validity out of the station's now (none would
     limit it). Beyond MAX_SHIFT_S nothing is moved."""
     est = ClockOffset()
-    est.observe(_at(2 * 365 * 86_400.0), _at(0.1))      # one sample stamped two years ahead
+    est.observe(_at(2 * 365 * 86_400.0), _at(0.1))      # samples stamped two years ahead
+    est.observe(_at(2 * 365 * 86_400.0 + 60), _at(60.1))
     assert shift_s(est.offset_s, 5) == 0
     assert shift_s(-30 * 365 * 86_400.0, 5) == 0        # a meter at 1996, say
     assert shift_s(MAX_SHIFT_S, 5) == int(MAX_SHIFT_S)  # an hour is still followed
     assert shift_s(MAX_SHIFT_S + 1, 5) == 0
+
+
+# --- what the stamps are believed for (session 24) -------------------------------------------
+
+def _status(at: datetime) -> dict:
+    """A StatusNotification stamped `at` (a message-level stamp: the station's clock)."""
+    return {"connectorId": 1, "errorCode": "NoError", "status": "Charging",
+            "timestamp": format_ocpp_time(at)}
+
+
+def _meter(at: datetime) -> dict:
+    """A 1.6 MeterValues with one sample stamped `at` (a sample's stamp, no message stamp)."""
+    return {"connectorId": 1, "transactionId": 7, "meterValue": [
+        {"timestamp": format_ocpp_time(at), "sampledValue": [{"value": "100"}]}]}
+
+
+def test_one_sample_stamped_twenty_minutes_ahead_is_not_believed():
+    """A station in step, one MeterValues sample stamped +20 min (a glitch of its meter, a
+    sample buffered with a wrong time): believed, every absolute time it is sent was moved 20
+    min into its future - each new schedule (replacing the one in force: the ids are the
+    same) would not apply for 20 min, the connector left on its default or unlimited, and every
+    decrease would come 20 min late. Two messages must agree."""
+    est = ClockOffset()
+    for i in range(4):                                   # live, in step, 0.3 s latency
+        est.observe_call("StatusNotification", _status(_at(30 * i)), _at(30 * i + 0.3))
+    est.observe_call("MeterValues", _meter(_at(100 + 1200)), _at(100.2))
+    assert shift_s(est.offset_s, 5) == 0, est.offset_s
+    # a station truly 3 min ahead, with one bogus stamp on top: its true offset, not the bogus
+    est = ClockOffset()
+    for i in range(3):
+        est.observe_call("StatusNotification", _status(_at(30 * i + 180)), _at(30 * i + 0.3))
+    est.observe_call("StatusNotification", _status(_at(100 + 1200)), _at(100.2))
+    assert est.offset_s == 179.7
+
+
+def test_a_meter_clock_off_the_stations_does_not_move_its_schedules():
+    """The spec: a message's own stamp (1.6 StatusNotification, Start/StopTransaction; 2.0.1
+    TransactionEvent, StatusNotification, NotifyEvent's generatedAt) is the station's clock;
+    a meterValue's stamp is when its sample was measured - often the (calibration-law) meter's
+    own clock, or a sample sent a while after it was taken. A station in step whose meter
+    stamps its samples 20 min ahead (or behind) is in step."""
+    for meter_off_s in (1200.0, -1200.0):
+        est = ClockOffset()
+        est.observe_call("StatusNotification", _status(_at(0)), _at(0.2))
+        est.observe_call("StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0,
+                                              "timestamp": format_ocpp_time(_at(2))}, _at(2.3))
+        for minute in range(1, 30):                       # a sample a minute, half an hour
+            est.observe_call("MeterValues", _meter(_at(60 * minute + meter_off_s)),
+                             _at(60 * minute + 0.2))
+        assert shift_s(est.offset_s, 5) == 0, (meter_off_s, est.offset_s)
+
+
+def test_a_queue_dripped_out_one_message_a_minute_is_not_taken_for_a_clock_behind():
+    """A 1.6 station in step, back after an hour offline, sends its queue one message a
+    minute (1.6 marks nothing as queued): the samples it took every 10 s an hour ago arrive
+    a minute apart, each older than our clock by a little less than the one before. Believed
+    "behind", every time it is sent was moved an hour into its past: a schedule of 30 min
+    would have ended before it arrived, and none would limit it."""
+    for action in ("MeterValues", "StartTransaction"):
+        est = ClockOffset()
+        for i in range(20):                               # 20 minutes of the drip
+            stamp, received = _at(-3600 + 10 * i), _at(60 * i + 0.2)
+            payload = _meter(stamp) if action == "MeterValues" else {
+                "connectorId": 1, "idTag": "A", "meterStart": i,
+                "timestamp": format_ocpp_time(stamp)}
+            est.observe_call(action, payload, received)
+            assert est.offset_s is None, (action, i, est.offset_s)
+    # a clock truly an hour behind, sending live as it stamps, is believed after a minute
+    est = ClockOffset()
+    for i in range(3):
+        est.observe_call("MeterValues", _meter(_at(-3600 + 30 * i)), _at(30 * i + 0.2))
+    assert est.offset_s == -3600.2
+
+
+def test_one_stamp_of_its_own_and_samples_agree_or_say_nothing():
+    """Its own stamp and a sample agreeing are two messages; a meter's clock 20 min ahead of
+    the one stamp of the station's own (a StartTransaction, then only MeterValues) is not the
+    station's clock."""
+    est = ClockOffset()
+    est.observe_call("StatusNotification", _status(_at(180)), _at(0.2))
+    assert est.offset_s == 179.8                          # the connection's first, alone
+    est.observe_call("MeterValues", _meter(_at(190)), _at(10.3))
+    assert est.offset_s == 179.8                          # one of each, agreeing
+    est = ClockOffset()
+    est.observe_call("StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0,
+                                          "timestamp": format_ocpp_time(_at(0))}, _at(0.2))
+    for minute in range(1, 20):
+        est.observe_call("MeterValues", _meter(_at(60 * minute + 1200)), _at(60 * minute + 0.2))
+        assert shift_s(est.offset_s, 5) == 0, (minute, est.offset_s)

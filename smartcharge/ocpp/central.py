@@ -25,7 +25,7 @@ from ocpp.messages import Call, CallError, CallResult, MessageType
 from smartcharge import ledger
 from smartcharge.clock import Clock
 from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted,
-                                SessionStopped, StationBooted)
+                                SessionStopped, StationBooted, StationClockMeasured)
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp import fast_schema
@@ -74,6 +74,7 @@ class CentralSystemBase:
         self.last_seen: datetime = context.clock.now()
         # how far its clock runs from ours, from its messages' stamps (`clock_offset.py`)
         self.clock_offset = ClockOffset()
+        self._offset_told: float | None = None   # the estimate last published
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
@@ -140,8 +141,10 @@ class CentralSystemBase:
         if booting:
             self._registered.clear()
             self.clock_offset.reset()   # a reboot may have set its clock
+            self._offset_told = None
         else:
             self.clock_offset.observe_call(action, payload, self.last_seen)
+            self._tell_clock_moved()
         try:
             await self._handle_call(Call(unique_id, action, payload))
         except OCPPError as schema_error:
@@ -158,6 +161,16 @@ class CentralSystemBase:
             if booting:     # its answer (Accepted or Pending) or its CALLERROR has been sent
                 self.refused_unregistered = False
                 self._registered.set()
+
+    def _tell_clock_moved(self) -> None:
+        """Publish the station's clock offset when it moved by a second or more since last
+        told (dispatch sends again what went out on another: `site/failsafe.py`)."""
+        offset_s = self.clock_offset.offset_s
+        told = self._offset_told
+        if offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
+            return
+        self._offset_told = offset_s
+        self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s))
 
     async def _handle_call(self, msg: Call) -> None:
         """The library's `_handle_call` for a CALL our edge passed, in the same order with the

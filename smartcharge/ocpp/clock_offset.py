@@ -4,110 +4,188 @@ connection (the adapter's), reset by a BootNotification (a reboot may set the cl
 A stamp is never later than its message's send, and the send is before we receive it, so
 `stamp - received` (station clock minus ours) is at most the station's offset; for a message
 sent as it is stamped it is the offset less the latency and the stamp's truncation (whole
-seconds). The estimate is the maximum of those values over the samples received within
-`window_s` of the newest one: messages queued while the station was offline (stamped long
-before they arrive) give smaller values and cannot pull it down while a live one is in the
-window; a clock that is corrected forward raises it at once, one corrected back lowers it
-once the old samples leave the window. With no newer samples the last estimate stays.
+seconds). Each message gives one such value (its latest stamp's).
 
-Asymmetric trust: a value above zero proves the station is at least that far ahead - taken
-at once. "Behind" is the absence of higher values, and a burst of queued messages after a
-reconnect looks exactly like a station behind: a negative estimate is only reported once the
-samples span `watch_s` of our clock (live messages keep coming; a flushed queue is a burst).
-A station that drips its queue out slowly, one message a minute, still reads as behind for as
-long as it does so (1.6 marks nothing as queued; 2.0.1's TransactionEvent `offline: true` is
-skipped: `stamps`).
+Which stamps (the OCPP specs): a message's own stamp is the station's clock at an event it
+reports as it happens - 1.6 StatusNotification ("the time for which the status is reported"),
+Start/StopTransaction; 2.0.1 TransactionEvent, StatusNotification, and NotifyEvent's and
+NotifyReport's `generatedAt` ("the moment this message was generated"). A meterValue's stamp is
+when its sample was measured ("timestamp for measured value(s)"): sent later (clock-aligned
+values, samples batched), and on stations with a calibration-law meter often the meter's own
+clock, which is not the one the station reads its schedules by. So the two are kept apart:
+the samples speak alone only while the station has stamped nothing of its own, and beside its
+own stamps (believed or not, one or more) only when they agree with them (a station whose
+meter's clock is off is in step; one own stamp and one sample agreeing are two messages).
+
+The estimate of each kind is the second-highest value over the messages received within
+`window_s` of its newest (at least two are kept, however old) - the highest when the second
+agrees with it within `agree_s` (the least latency): two messages must agree, so one
+bogus stamp (a glitch, a sample stamped with the wrong time) moves nothing - except the
+connection's very first stamped message, taken alone (ahead only) until a second comes: a
+set-up and a first round go out within moments of a (re)connection, before a second stamp, and
+a station truly off is likelier than a first stamp that lies. Messages queued while the
+station was offline (stamped long before they arrive) give smaller values and cannot pull it
+down while live ones are in the window; a clock corrected forward is followed from its second
+message, one corrected back once the old values leave the window.
+
+Asymmetric trust: a value above zero proves the station is at least that far ahead (if its
+stamps are honest: two must say so). "Behind" is the absence of higher values, and a queue
+sent after a reconnect looks like a station behind: a negative estimate is believed only when
+messages whose values agree with it (within `agree_s`) span `watch_s` of our clock - a clock
+behind keeps the same distance from ours, while a queue flushed in a burst spans no time and
+one dripped out slowly (a message a minute, 1.6 marks nothing as queued) falls further behind
+with every message. A queue dripped out exactly as fast as it was filled cannot be told from a
+clock behind by stamps. 2.0.1's TransactionEvent `offline: true` says it is old: skipped.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Sequence
 from datetime import datetime
 
 from smartcharge.clock import parse_ocpp_time
 
 WINDOW_S = 600.0   # a corrected clock is followed within this (our clock)
-WATCH_S = 60.0     # samples spanning this before "behind" is believed
-# the largest offset the times a station is sent are moved by: one stamp beyond it (a meter
-# whose own clock was never set, 1970 or 2000; a sample stamped years ahead) says more of that
-# stamp than of the clock the station applies schedules on - moved by years, every profile's
+WATCH_S = 60.0     # agreeing values spanning this before "behind" is believed
+AGREE_S = 5.0      # two values this close are the same clock (latency, whole-second stamps)
+MAX_KEPT = 1024    # messages kept per kind: a station flooding us keeps its newest
+# the largest offset the times a station is sent are moved by: two stamps beyond it (a meter
+# whose own clock was never set, 1970 or 2000; samples stamped years ahead) say more of those
+# stamps than of the clock the station applies schedules on - moved by years, every profile's
 # validity would lie outside the station's now and none would limit it
 MAX_SHIFT_S = 3_600.0
 
-# the actions whose timestamps are read, 1.6 and 2.0.1 alike (camelCase, as on the wire)
-_STAMPED = frozenset({"MeterValues", "StatusNotification", "StartTransaction",
-                      "StopTransaction", "TransactionEvent"})
+# action -> the field of its own stamp (camelCase, as on the wire), 1.6 and 2.0.1 alike
+_OWN_STAMP = {"StatusNotification": "timestamp", "StartTransaction": "timestamp",
+              "StopTransaction": "timestamp", "TransactionEvent": "timestamp",
+              "NotifyEvent": "generatedAt", "NotifyReport": "generatedAt"}
+_SAMPLED = frozenset({"MeterValues"})   # stamps only on its samples (1.6 and 2.0.1)
 
 
-def stamps(action: str, payload: dict) -> Iterator[str]:
-    """The timestamps (text, as sent) of an inbound call that carries them: its own
-    `timestamp` and each meterValue's (1.6 MeterValues, StopTransaction's transactionData;
-    2.0.1 MeterValues, TransactionEvent). A 2.0.1 TransactionEvent sent from its queue
-    (`offline: true`) gives none: it says itself it is old."""
-    if action not in _STAMPED or not isinstance(payload, dict):
-        return
-    if payload.get("offline") is True:
-        return
-    stamp = payload.get("timestamp")
-    if stamp is not None:
-        yield stamp
-    for key in ("meterValue", "transactionData"):
-        values = payload.get(key)
-        if isinstance(values, list):
-            for value in values:
-                if isinstance(value, dict) and value.get("timestamp") is not None:
-                    yield value["timestamp"]
+def stamps(action: str, payload: dict) -> tuple[bool, list[str]]:
+    """(whether they are samples' stamps, the stamps as sent) of an inbound call: the message's
+    own stamp when it has one (its samples' are then not read), else - MeterValues - each
+    meterValue's. None read from a 2.0.1 TransactionEvent sent from its queue
+    (`offline: true`: it says itself it is old), nor from a 1.6 StatusNotification without
+    its optional timestamp."""
+    if not isinstance(payload, dict) or payload.get("offline") is True:
+        return False, []
+    field = _OWN_STAMP.get(action)
+    if field is not None:
+        stamp = payload.get(field)
+        return False, [] if stamp is None else [stamp]
+    if action not in _SAMPLED or not isinstance(payload.get("meterValue"), list):
+        return True, []
+    return True, [value["timestamp"] for value in payload["meterValue"]
+                  if isinstance(value, dict) and value.get("timestamp") is not None]
 
+
+class _Values:
+    """One kind's values: (received as POSIX s, stamp - received in s) per message, newest
+    last; its estimate kept until the next message."""
+
+    def __init__(self) -> None:
+        self.kept: deque[tuple[float, float]] = deque()
+        self.newest_s = -math.inf
+
+    def add(self, received: datetime, value_s: float, window_s: float) -> None:
+        received_s = received.timestamp()
+        self.newest_s = max(self.newest_s, received_s)
+        kept = self.kept
+        kept.append((received_s, value_s))
+        oldest_s = self.newest_s - window_s
+        while len(kept) > MAX_KEPT or (len(kept) > 2 and kept[0][0] < oldest_s):
+            kept.popleft()
+
+    def estimate(self, watch_s: float, agree_s: float) -> tuple[float | None, bool]:
+        """(the estimate or None with fewer than two, whether it is believed). The estimate:
+        the highest value when the second-highest agrees with it (within `agree_s`: the one
+        that came with the least latency, at most `agree_s` more than two messages prove),
+        else the second-highest (both messages say at least that)."""
+        if len(self.kept) < 2:
+            return None, False
+        first = second = -math.inf
+        for _, v in self.kept:
+            if v > second:
+                first, second = (v, first) if v > first else (first, v)
+        value_s = first if first - second <= agree_s else second
+        if value_s >= 0:
+            return value_s, True
+        near = [r for r, v in self.kept if abs(v - value_s) <= agree_s]
+        return value_s, max(near) - min(near) >= watch_s
 
 class ClockOffset:
-    """The estimate for one connection: `observe` each stamped message, read `offset_s`."""
+    """The estimate for one connection: `observe_call` each inbound call, read `offset_s`."""
 
-    def __init__(self, window_s: float = WINDOW_S, watch_s: float = WATCH_S) -> None:
+    def __init__(self, window_s: float = WINDOW_S, watch_s: float = WATCH_S,
+                 agree_s: float = AGREE_S) -> None:
         self.window_s = window_s
         self.watch_s = watch_s
+        self.agree_s = agree_s
         self.reset()
 
     def reset(self) -> None:
-        # (received, stamp - received in s), the values decreasing from the front: the front
-        # is the window's maximum (a sliding-window maximum, bounded memory)
-        self._kept: deque[tuple[datetime, float]] = deque()
-        self._first: datetime | None = None
-        self._newest: datetime | None = None
+        self._own = _Values()       # the messages' own stamps: the station's clock
+        self._samples = _Values()   # meter samples' stamps (perhaps the meter's clock)
+        self._offset_s: float | None = None
+        self._stale = False
 
-    def observe(self, stamp: datetime, received: datetime) -> None:
-        value_s = (stamp - received).total_seconds()
-        if self._first is None:
-            self._first = received
-        if self._newest is None or received > self._newest:
-            self._newest = received
-        kept = self._kept
-        while kept and kept[-1][1] <= value_s:
-            kept.pop()
-        kept.append((received, value_s))
-        while (self._newest - kept[0][0]).total_seconds() > self.window_s:
-            kept.popleft()
+    def observe(self, stamp: datetime, received: datetime, *, sample: bool = False) -> None:
+        """One message with one stamp (`observe_message`)."""
+        self.observe_message((stamp,), received, sample=sample)
+
+    def observe_message(self, stamps_: Sequence[datetime], received: datetime, *,
+                        sample: bool = False) -> None:
+        """One message's stamps (its own, or - `sample` - its samples'): its latest counts."""
+        if not stamps_:
+            return
+        value_s = (max(stamps_) - received).total_seconds()
+        (self._samples if sample else self._own).add(received, value_s, self.window_s)
+        self._stale = True
 
     def observe_call(self, action: str, payload: dict, received: datetime) -> None:
-        """Every stamp an inbound call carries (`stamps`); one that does not read is skipped
-        (the edge refuses malformed times before this)."""
-        for text in stamps(action, payload):
+        """An inbound call's stamps (`stamps`); one that does not read is skipped (the edge
+        refuses malformed times before this)."""
+        sample, texts = stamps(action, payload)
+        if not texts:
+            return
+        read = []
+        for text in texts:
             try:
-                self.observe(parse_ocpp_time(text), received)
+                read.append(parse_ocpp_time(text))
             except ValueError:
                 continue
+        self.observe_message(read, received, sample=sample)
 
     @property
     def offset_s(self) -> float | None:
-        """The station's clock minus ours, at least (s); None while nothing is known - or
-        while it says "behind" before `watch_s` of samples."""
-        if not self._kept:
+        """The station's clock minus ours, at least (s); None while nothing is believed."""
+        if self._stale:
+            self._offset_s, self._stale = self._estimate(), False
+        return self._offset_s
+
+    def _estimate(self) -> float | None:
+        own, samples, agree_s = self._own, self._samples, self.agree_s
+        own_s, own_ok = own.estimate(self.watch_s, agree_s)
+        if own_ok:
+            return own_s
+        if len(own.kept) + len(samples.kept) == 1:   # the connection's first, alone
+            value_s = (own.kept or samples.kept)[0][1]
+            return value_s if value_s >= 0 else None
+        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s)
+        if not own.kept:           # the station stamps nothing of its own (yet)
+            return sampled_s if sampled_ok else None
+        # its own stamps say something not believed (one stamp; "behind" for less than a
+        # minute): its samples speak only agreeing with them
+        own_s = own.kept[0][1] if own_s is None else own_s
+        if not sampled_ok and len(samples.kept) == 1 and len(own.kept) == 1:
+            sampled_s = samples.kept[0][1]   # one of each: two messages, if they agree...
+            sampled_ok = min(own_s, sampled_s) >= 0   # ...that it is ahead
+        if not sampled_ok or abs(own_s - sampled_s) > agree_s:
             return None
-        value_s = self._kept[0][1]
-        if value_s < 0 and (self._newest - self._first).total_seconds() < self.watch_s:
-            return None
-        return value_s
+        return max(own_s, sampled_s)
 
 
 def shift_s(offset_s: float | None, margin_s: float) -> int:
@@ -116,10 +194,10 @@ def shift_s(offset_s: float | None, margin_s: float) -> int:
     the schedules are made safe for the disagreement (`site/edges.py`) and nothing changes.
     Floored: never more than the estimate, itself never more than the offset, so a
     startSchedule at our now is never in the station's future. Beyond `MAX_SHIFT_S`, 0 too:
-    not believed (a single stamp decides "ahead")."""
+    not believed."""
     if offset_s is None or abs(offset_s) <= margin_s or abs(offset_s) > MAX_SHIFT_S:
         return 0
     return math.floor(offset_s)
 
 
-__all__ = ["ClockOffset", "MAX_SHIFT_S", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]
+__all__ = ["AGREE_S", "ClockOffset", "MAX_SHIFT_S", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]

@@ -159,6 +159,14 @@ class StationPort(ABC):
     def zero_ok(self) -> bool:
         """False once it refused a limit of 0: pauses go out at the minimum."""
 
+    # set by dispatch once it sent everything again on the station's clock (once per port)
+    resent_on_its_clock = False
+
+    def sent_off_its_clock(self) -> bool:
+        """Whether what this port sent went out on another offset of the station's clock than
+        it now shows, by more than the edge margin (`port_base.py`): to be sent again."""
+        return False
+
     @abstractmethod
     async def capabilities(self) -> Capabilities:
         """Probe once (remembered); a station that refuses the probe gets the defaults."""

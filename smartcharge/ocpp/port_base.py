@@ -130,6 +130,8 @@ class ControlPortBase(StationPort):
         self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
         self._trigger_unsupported = False   # True: it said TriggerMessage MeterValues is not
                                             # implemented (not asked again on this link)
+        self.sent_shift_s: int | None = None   # the shift of the last SetChargingProfile sent
+        self.resent_on_its_clock = False       # everything was sent again once (its offset)
 
     @property
     def unit(self) -> str:
@@ -279,6 +281,17 @@ class ControlPortBase(StationPort):
                         self.station_id, offset_s, self.settings.edge_margin_s)
         return shift
 
+    def sent_off_its_clock(self) -> bool:
+        """What went out was moved by a shift further than the edge margin from the one its
+        offset calls for now: sent before its offset was known (a set-up at its boot, before
+        its stamps: the times on our clock), or on a first stamp a second contradicts. Within
+        the margin the schedules are safe for the difference (`site/edges.py`). Once per
+        connection (`resent_on_its_clock`): a later move (its clock set while connected; a
+        link whose latency reads as a clock behind, as under load in accelerated tests) is
+        sent with the renewals (`profile_lifetime_s`), not everything again at each move."""
+        return not self.resent_on_its_clock and self.sent_shift_s is not None and \
+            abs(self.station_shift_s() - self.sent_shift_s) > self.settings.edge_margin_s
+
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request, *, wire: dict | None = None):
         for attempt in range(self.settings.retries + 1):
@@ -299,7 +312,7 @@ class ControlPortBase(StationPort):
             # absolute times moved onto the station's clock where that is beyond the margin
             # (the one place they cross the wire); `payload` itself, what we installed and
             # record, stays on ours
-            shift_s = self.station_shift_s()
+            shift_s = self.sent_shift_s = self.station_shift_s()
             wire = shifted_times(payload, shift_s) if shift_s else payload
             answer = status_of(await self._call(message, wire=wire))
         except StationTimeout:

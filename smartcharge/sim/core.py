@@ -74,6 +74,7 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         self._own_http = http is None
         self._protocol = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected_at = self.clock.now()   # the current connection opened (drip_queue_s)
         self._tasks = OwnedTasks(log, spec.station_id)
         self._runner: asyncio.Task | None = None
         self._stopping = False

@@ -111,6 +111,7 @@ class Online:
             backoff_s = min(backoff_s * 2, self.spec.reconnect_max_s)
 
     async def _session(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._connected_at = self.clock.now()   # what was queued before: dripped (quirk)
         self._ws = ws
         protocol = self._make_protocol(WsConnection(ws))
         self._protocol = protocol
@@ -168,6 +169,9 @@ class Online:
                 if item.on_result is not None:
                     item.on_result(answer)
                 self._changed.set()
+                drip_s = self.spec.quirks.drip_queue_s
+                if drip_s and item.durable and item.created_at < self._connected_at:
+                    await self.clock.sleep(drip_s)
             self._outbox_ready.clear()
 
     def _enqueue(self, item: Outgoing) -> None:

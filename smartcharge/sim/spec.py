@@ -44,6 +44,9 @@ class Quirks:
     refuse_triggers: str | None = None
     # answers every GetCompositeSchedule Rejected (it cannot say what it applies)
     refuse_composite: bool = False
+    # after a reconnect, sends what it queued while offline one message per this many seconds
+    # (site time), its stamps as they were (1.6 marks nothing as queued); None: at once
+    drip_queue_s: float | None = None
 
 
 @dataclass(frozen=True)

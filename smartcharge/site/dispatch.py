@@ -204,6 +204,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         elif isinstance(event, ev.ChargingNeedsReported):
             # ISO 15118: a TxProfile refused before the needs (K15.FR.17) is taken now
             control.resend = True
+        elif isinstance(event, ev.StationClockMeasured):
+            if control.port is not None and control.port.sent_off_its_clock():
+                # sent before its offset was known: everything again, on its clock
+                self._spawn(self.setup_station(event.station_id, moved=True))
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))

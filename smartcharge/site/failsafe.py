@@ -59,18 +59,29 @@ def forget_installed(control: StationControl) -> None:
 
 class FailSafeSetup:
     async def setup_station(self, station_id: str, *, force: bool = False,
-                            forget: bool = False) -> None:
+                            forget: bool = False, moved: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
         after the connection does not send them twice); `force`: the station rebooted;
         `forget`: its profiles were cleared - what it accepted is forgotten again under its
-        lock (a round's request answered before the clear may note its acceptance after it)."""
+        lock (a round's request answered before the clear may note its acceptance after it);
+        `moved`: its clock's offset became known (or moved) beyond the edge margin since what
+        it holds was sent (`StationPort.sent_off_its_clock`: a set-up at its boot goes out
+        before its stamps) - the defaults and every plan again, moved onto its clock."""
         control = self.stations.get(station_id)
         if control is None:
             return
         async with control.lock:
             link = self.registry.get(station_id)
-            if link is None or (control.setup_link is link and not force):
+            if link is None or (control.setup_link is link and not (force or moved)):
                 return
+            if moved and (control.port_link is not link or control.port is None
+                          or not control.port.sent_off_its_clock()):
+                return   # a new connection sets itself up; or sent again already
+            if moved:
+                control.port.resent_on_its_clock = True
+                log.info("station %s: its clock is %+.0f s from ours: what it holds went out "
+                         "on another offset, sent again on its clock", station_id,
+                         link.clock_offset_s or 0.0)
             control.setup_link = link
             if forget:
                 forget_installed(control)
@@ -103,7 +114,8 @@ class FailSafeSetup:
                     await self._send_defaults(control)
                     # after a restart: what the earlier process left installed, as the
                     # station says (before the round compares this station)
-                    await ask_installed(self, control)
+                    if not moved:
+                        await ask_installed(self, control)
             except (StationOffline, StationTimeout) as exc:
                 control.setup_link = None
                 log.info("station %s: setup postponed (%s)", station_id, exc)
