@@ -254,3 +254,36 @@ def test_one_stamp_of_its_own_and_samples_agree_or_say_nothing():
     for minute in range(1, 20):
         est.observe_call("MeterValues", _meter(_at(60 * minute + 1200)), _at(60 * minute + 0.2))
         assert shift_s(est.offset_s, 5) == 0, (minute, est.offset_s)
+
+
+def test_behind_by_less_than_a_messages_transit_is_not_believed():
+    # A station in step whose messages take a moment to reach us and be read reads as behind
+    # by that moment; on a clock sped up 240x (the demo) 40 ms is 10 s, beyond the edge
+    # margin: the demo's stations, on our very clock, were "behind" by 5-9 s and their
+    # raises moved early (a 40 kW grid at 42.2 kW in a loaded run of the fail-safe forecast)
+    for transit_s, believed in ((480.0, None), (0.0, -34.0)):
+        est = ClockOffset(watch_s=60, transit_s=transit_s)
+        for s in range(0, 300, 30):               # in step, each read 34 s after its stamp
+            est.observe(_at(s - 34), _at(s))
+        assert est.offset_s == believed, transit_s
+    est = ClockOffset(watch_s=60, transit_s=480.0)
+    for s in range(0, 300, 30):                   # truly behind by more than a transit
+        est.observe(_at(s - 900), _at(s))
+    assert est.offset_s == -900
+    est = ClockOffset(transit_s=480.0)            # ahead is no transit: believed at once
+    est.observe(_at(34), _at(0))
+    est.observe(_at(64), _at(30))
+    assert est.offset_s == 34
+
+
+def test_a_messages_transit_is_counted_in_real_seconds_on_any_clock():
+    from smartcharge.clock import AcceleratedClock, SystemClock
+    from smartcharge.ocpp.clock_offset import TRANSIT_REAL_S, transit_s
+    assert transit_s(SystemClock()) == TRANSIT_REAL_S
+    clock = AcceleratedClock(T0, speed=1.0)
+    est = ClockOffset(watch_s=60, transit_s=lambda: transit_s(clock))
+    clock.set_speed(240.0)    # the demo: set up at 1x, then the day at 240x
+    assert transit_s(clock) == 240.0 * TRANSIT_REAL_S
+    for s in range(0, 300, 30):
+        est.observe(_at(s - 8), _at(s))
+    assert est.offset_s is None   # (the demo's stations read 5-9 s late)

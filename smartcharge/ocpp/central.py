@@ -29,7 +29,7 @@ from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp import fast_schema
-from smartcharge.ocpp.clock_offset import ClockOffset
+from smartcharge.ocpp.clock_offset import ClockOffset, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
@@ -73,7 +73,8 @@ class CentralSystemBase:
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
         # how far its clock runs from ours, from its messages' stamps (`clock_offset.py`)
-        self.clock_offset = ClockOffset()
+        clock = context.clock
+        self.clock_offset = ClockOffset(transit_s=lambda: transit_s(clock))
         self._offset_told: float | None = None   # the estimate last published
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)

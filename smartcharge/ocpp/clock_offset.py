@@ -34,7 +34,9 @@ sent after a reconnect looks like a station behind: a negative estimate is belie
 messages whose values agree with it (within `agree_s`) span `watch_s` of our clock - a clock
 behind keeps the same distance from ours, while a queue flushed in a burst spans no time and
 one dripped out slowly (a message a minute, 1.6 marks nothing as queued) falls further behind
-with every message. A queue dripped out exactly as fast as it was filled cannot be told from a
+with every message. Nor by less than a message's transit (`TRANSIT_REAL_S` of real time: a
+station in step whose frames we read late is that far "behind"; on a sped-up clock, as the
+demo's, that many site seconds more). A queue dripped out exactly as fast as it was filled cannot be told from a
 clock behind by stamps. 2.0.1's TransactionEvent `offline: true` says it is old: skipped.
 """
 
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from smartcharge.clock import parse_ocpp_time
@@ -51,6 +53,11 @@ WINDOW_S = 600.0   # a corrected clock is followed within this (our clock)
 WATCH_S = 60.0     # agreeing values spanning this before "behind" is believed
 AGREE_S = 5.0      # two values this close are the same clock (latency, whole-second stamps)
 MAX_KEPT = 1024    # messages kept per kind: a station flooding us keeps its newest
+# what a message may take, real time, from its stamp to our reading it (a loaded server reads
+# its frames a second or more late): a station in step reads as behind by that much, so
+# "behind" is believed only beyond it - on a sped-up clock (the demo's 240x, the tests') it
+# is that many site seconds more (`transit_s`)
+TRANSIT_REAL_S = 2.0
 # the largest offset the times a station is sent are moved by: two stamps beyond it (a meter
 # whose own clock was never set, 1970 or 2000; samples stamped years ahead) say more of those
 # stamps than of the clock the station applies schedules on - moved by years, every profile's
@@ -99,7 +106,8 @@ class _Values:
         while len(kept) > MAX_KEPT or (len(kept) > 2 and kept[0][0] < oldest_s):
             kept.popleft()
 
-    def estimate(self, watch_s: float, agree_s: float) -> tuple[float | None, bool]:
+    def estimate(self, watch_s: float, agree_s: float,
+                 transit_s: float = 0.0) -> tuple[float | None, bool]:
         """(the estimate or None with fewer than two, whether it is believed). The estimate:
         the highest value when the second-highest agrees with it (within `agree_s`: the one
         that came with the least latency, at most `agree_s` more than two messages prove),
@@ -113,6 +121,8 @@ class _Values:
         value_s = first if first - second <= agree_s else second
         if value_s >= 0:
             return value_s, True
+        if value_s >= -transit_s:       # as late as a message may be read: not behind
+            return value_s, False
         near = [r for r, v in self.kept if abs(v - value_s) <= agree_s]
         return value_s, max(near) - min(near) >= watch_s
 
@@ -120,10 +130,14 @@ class ClockOffset:
     """The estimate for one connection: `observe_call` each inbound call, read `offset_s`."""
 
     def __init__(self, window_s: float = WINDOW_S, watch_s: float = WATCH_S,
-                 agree_s: float = AGREE_S) -> None:
+                 agree_s: float = AGREE_S,
+                 transit_s: float | Callable[[], float] = 0.0) -> None:
         self.window_s = window_s
         self.watch_s = watch_s
         self.agree_s = agree_s
+        # "behind" by no more than this is a message's transit; a callable is read at each
+        # estimate (a clock's speed changes: the demo sets up at 1x, then runs at 240x)
+        self._transit_s = transit_s
         self.reset()
 
     def reset(self) -> None:
@@ -166,15 +180,20 @@ class ClockOffset:
             self._offset_s, self._stale = self._estimate(), False
         return self._offset_s
 
+    @property
+    def transit_s(self) -> float:
+        transit = self._transit_s
+        return float(transit()) if callable(transit) else transit
+
     def _estimate(self) -> float | None:
         own, samples, agree_s = self._own, self._samples, self.agree_s
-        own_s, own_ok = own.estimate(self.watch_s, agree_s)
+        own_s, own_ok = own.estimate(self.watch_s, agree_s, self.transit_s)
         if own_ok:
             return own_s
         if len(own.kept) + len(samples.kept) == 1:   # the connection's first, alone
             value_s = (own.kept or samples.kept)[0][1]
             return value_s if value_s >= 0 else None
-        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s)
+        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s, self.transit_s)
         if not own.kept:           # the station stamps nothing of its own (yet)
             return sampled_s if sampled_ok else None
         # its own stamps say something not believed (one stamp; "behind" for less than a
@@ -186,6 +205,11 @@ class ClockOffset:
         if not sampled_ok or abs(own_s - sampled_s) > agree_s:
             return None
         return max(own_s, sampled_s)
+
+
+def transit_s(clock) -> float:
+    """`TRANSIT_REAL_S` in the clock's seconds now (site seconds on a sped-up clock)."""
+    return TRANSIT_REAL_S * float(getattr(clock, "speed", 1.0))
 
 
 def shift_s(offset_s: float | None, margin_s: float) -> int:
@@ -200,4 +224,5 @@ def shift_s(offset_s: float | None, margin_s: float) -> int:
     return math.floor(offset_s)
 
 
-__all__ = ["AGREE_S", "ClockOffset", "MAX_SHIFT_S", "WATCH_S", "WINDOW_S", "shift_s", "stamps"]
+__all__ = ["AGREE_S", "ClockOffset", "MAX_SHIFT_S", "TRANSIT_REAL_S", "WATCH_S", "WINDOW_S",
+           "shift_s", "stamps", "transit_s"]
