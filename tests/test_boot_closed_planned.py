@@ -66,8 +66,9 @@ async def test_a_boot_closed_session_keeps_its_room_in_the_plan(tmp_path):
     fixed = {s.ref: s.fixed_w for s in inputs.sessions if s.fixed_w is not None}
     # nothing of ours accepted for it is known: what it may draw is its maximum
     assert fixed == {REF2: MAX_W}, inputs.sessions
-    plan = make_plan(controller.topology, inputs)
+    plan = make_plan(controller.topology, inputs).plan
     assert plan.connectors[REF1].power_w.max() <= GRID_W - MAX_W + 1.0
+    assert plan.fixed_w == {REF2: MAX_W}
 
 
 async def test_a_boot_closed_connector_seen_available_is_free(tmp_path):
