@@ -359,6 +359,32 @@ class InstalledLimits:
         return min(steps.maximum(step, self.clock.now()), self.topology.max_power_w(ref))
 
 
+    def boot_closed_max_w(self, session) -> float:
+        """The most the connector of a session a station's boot closed may draw from now on,
+        if the station kept the transaction (the session is reopened by its next message):
+        what a plan of ours for that transaction allows, or what the station said it applies
+        for it after a restart, over what lies below; nothing known: its maximum."""
+        ref = session.ref
+        maximum_w = self.topology.max_power_w(ref)
+        control = self.stations.get(ref.station_id)
+        if control is None or ref.connector_id not in control.default_layer:
+            return maximum_w
+        phases = self.topology.connector(ref).phases
+        below = self.below_steps(control, ref, phases, 1.0, False)
+        old = control.sent.get(ref.connector_id)
+        if old is not None and old.transaction_id == session.transaction_id:
+            step = steps.overlay(self.sent_steps(old, phases, 1.0, ref), old.expires, below)
+        elif session.transaction_id <= self.state.earlier_transactions_upto:
+            told = self.restored.for_session(ref, session)
+            if told is None:
+                return maximum_w
+            step = bounded(steps.overlay(self.sent_steps(told, phases, 1.0, ref), told.expires,
+                                         below), below, upper=True)
+        else:
+            step = below
+        return min(steps.maximum(step, self.clock.now()), maximum_w)
+
+
 def _next_edge(step: steps.Step, now: datetime, settle: timedelta,
                best: datetime | None) -> datetime | None:
     """The earliest of `best` and every edge of `step`, and every edge + `settle`, after now."""

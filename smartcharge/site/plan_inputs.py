@@ -129,6 +129,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
             elif undeclared.is_undeclared(topo, ref):
                 # not in the site file: a fixed load at what its station lets it draw
                 sessions.append(_undeclared_input(c, ref, session))
+    sessions.extend(_boot_closed_inputs(c))
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
         root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
@@ -138,6 +139,32 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
         undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c))
+
+
+# a connector's status that says no car is there: a boot-closed session on it is over
+FREE_STATUSES = frozenset({"Available"})
+
+
+def _boot_closed_inputs(c) -> list[SessionInput]:
+    """Sessions a station's BootNotification closed that its next message may reopen (it kept
+    the transaction: the car still charging on its TxProfile): fixed loads at what that
+    profile allows, until reopened, stopped, replaced by a new session or the connector is
+    seen Available. Left out of the plan, their room went to other cars: 39.9 kW of installed
+    profiles under a 30 kW grid after a restart, until their next messages reopened them."""
+    out = []
+    for session in list(c.state.reboot_closed.values()):
+        ref = session.ref
+        if ref in c.state.sessions or not c.topology.has(ref) \
+                or c.state.status.get(ref) in FREE_STATUSES:
+            continue
+        fixed_w = (c.installed.boot_closed_max_w(session) if c.installed is not None
+                   else c.topology.max_power_w(ref))
+        out.append(SessionInput(ref=ref, transaction_id=session.transaction_id,
+                                remaining_wh=session.remaining_wh, need_told=session.need_told,
+                                departure=session.departure,
+                                phases=c.topology.connector(ref).phases, phase=0,
+                                phases_known=False, fixed_w=fixed_w))
+    return out
 
 
 def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
