@@ -33,9 +33,12 @@ PHASE_ACTIVE_A = 1.0
 # Recent samples kept per connector, so the site load can be read at one instant (reading.py).
 SAMPLES_KEPT = 16
 
-# Sessions a station's reboot closed, kept (the newest, per site) in case the station shows
-# they went on (the ledger reopens them): they resume with their energy so far and their need.
-REBOOT_CLOSED_KEPT = 64
+# Sessions a station's reboot closed, kept (each connector's latest) in case the station shows
+# they went on (the ledger reopens them): they resume with their energy so far and their need,
+# and are planned as fixed loads until then (plan_inputs.py) - a restart of ours closes every
+# charging session of the site at once. The bound is for connectors a station reports that
+# the site file does not list (any number).
+REBOOT_CLOSED_KEPT = 100_000
 REBOOT = "Reboot"   # SessionStopped.reason of a session a station's reboot closed (implicit)
 
 # What changed, so the controller can tell which events need a re-plan.
@@ -113,8 +116,9 @@ class SiteState:
         self.measurements: dict[ConnectorRef, Measurement] = WatchedDict()
         # the last SAMPLES_KEPT samples of each connector, oldest first (by ordered_at)
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
-        # transaction id -> a session a reboot closed (REBOOT_CLOSED_KEPT, oldest first)
+        # transaction id -> a session a reboot closed (each connector's latest, oldest first)
         self.reboot_closed: dict[int, Session] = {}
+        self._reboot_closed_on: dict[ConnectorRef, int] = {}   # connector -> its latest's id
         # transactions with ids up to this one were started before this process (the store's
         # highest at the start, site/restore.py): their stations may run profiles an earlier
         # process sent (site/installed.py `unknown_tx`)
@@ -224,6 +228,11 @@ class SiteState:
                 # without a start register, 0 would be all the site could count from)
                 self.sessions[ref] = resumed
                 return SESSION_CHANGE
+            # a new transaction on the connector: the one a reboot closed there is over
+            earlier = self._reboot_closed_on.pop(ref, None)
+            if earlier is not None and earlier in self.reboot_closed \
+                    and self.reboot_closed[earlier].ref == ref:
+                del self.reboot_closed[earlier]
             defaults = self.site.session_defaults
             session = self.sessions[ref] = Session(
                 transaction_id=event.transaction_id, ref=ref, id_tag=event.id_tag,
@@ -312,6 +321,12 @@ class SiteState:
                         station_id, connector_id)
 
     def _keep_reboot_closed(self, session: Session) -> None:
+        earlier = self._reboot_closed_on.get(session.ref)
+        if earlier is not None and earlier != session.transaction_id:
+            old = self.reboot_closed.get(earlier)
+            if old is not None and old.ref == session.ref:
+                del self.reboot_closed[earlier]   # a later car's: the earlier is not coming back
+        self._reboot_closed_on[session.ref] = session.transaction_id
         self.reboot_closed[session.transaction_id] = session
         while len(self.reboot_closed) > REBOOT_CLOSED_KEPT:
             del self.reboot_closed[next(iter(self.reboot_closed))]
