@@ -111,7 +111,8 @@ class ClosedLoop:
             return
         cap = self.ev_cap_w.get(ref)
         if cap is not None and measured >= cap - s.ev_headroom_w / 2:
-            self._lift(ref, measured)
+            del self.ev_cap_w[ref]
+            self.c.request_replan(f"ev-ramp:{ref.station_id}/{ref.connector_id}")
             return
         allocated = self.c.allocated_now_w(ref)
         if allocated is None or ref in self.c.uncontrollable:
@@ -140,24 +141,6 @@ class ClosedLoop:
         if allocated - measured > max(s.underuse_margin_w, s.underuse_fraction * allocated):
             self.ev_cap_w[ref] = measured + s.ev_headroom_w
             self.c.request_replan(f"underuse:{ref.station_id}/{ref.connector_id}")
-
-    def _lift(self, ref: ConnectorRef, measured: float) -> None:
-        """A capped car takes its whole cap again: it may want more. Raised a step over its
-        draw (ev_lift_fraction of it, at least ev_lift_min_w), again at each sample that shows
-        it takes the step, until the step reaches its bay's maximum and the cap goes. Lifted
-        to the bay's maximum at once, it held the whole bay until its next sample while it
-        could take only what its on-board charger does: an 11 kW car capped at 7.5 kW was
-        offered 22 kW for five minutes while the site was short (benchmarks/README.md,
-        "s24-lift")."""
-        s = self.c.settings
-        phases, _, _ = self.c.phase_use(ref)
-        lifted = None if s.ev_lift_fraction is None else \
-            measured + max(s.ev_lift_min_w, s.ev_lift_fraction * measured)
-        if lifted is None or lifted >= self.c.topology.max_power_w(ref, phases):
-            del self.ev_cap_w[ref]
-        else:
-            self.ev_cap_w[ref] = lifted
-        self.c.request_replan(f"ev-ramp:{ref.station_id}/{ref.connector_id}")
 
     def _follow_taper(self, ref: ConnectorRef, sampled_at: datetime, measured: float,
                       allocated: float) -> bool:

@@ -85,11 +85,6 @@ class ControllerSettings:
     # on the table (benchmarks/README.md, "Closed loop headroom").
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
-    # A capped car that takes its whole cap again is lifted to its draw + this fraction of
-    # it (at least ev_lift_min_w), again at each sample it takes that, until its bay's
-    # maximum (closed_loop._lift); None: to the bay's maximum at once, as before s24-lift.
-    ev_lift_fraction: float | None = 0.5
-    ev_lift_min_w: float = 1000.0
     taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
