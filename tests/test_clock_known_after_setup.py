@@ -18,9 +18,8 @@ from smartcharge.appkeys import REGISTRY
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.fleet import Fleet
 from smartcharge.site.dispatch import DispatchSettings
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 BEHIND_S = -180.0
@@ -33,34 +32,31 @@ async def test_what_a_station_behind_was_sent_before_its_clock_was_known_is_sent
                 stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
                 id_tags=frozenset({"DRIVER-1"}))
     clock = AcceleratedClock(T0, speed=60.0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=10, call_timeout_s=5.0,
-                      ocpp_versions={"CP1": version}, clock_offsets_s={"CP1": BEHIND_S})
+    async with server_and_fleet(site, tmp_path, clock,
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                fleet_kw={"meter_interval_s": 10, "ocpp_versions": {"CP1": version},
+                                          "clock_offsets_s": {"CP1": BEHIND_S}}) as (server, fleet):
         await fleet.start(wait_booted_s=10)
-        try:
-            station = fleet.station("CP1")
-            # a car on connector 2: its samples, a minute of them, tell the station's clock
-            car = SimEV(capacity_wh=200_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
-            assert await fleet.plug_in("CP1", 2, car, "DRIVER-1")
-            link = server.app[REGISTRY].get("CP1")
-            await wait_until(lambda: link.clock_offset_s is not None
-                             and abs(link.clock_offset_s - BEHIND_S) <= 20, 30,
-                             "its offset known")
-            # what it was sent at its boot starts 3 min after the boot on its clock
-            assert clock.now() < T0 + timedelta(minutes=2, seconds=30), clock.now()
+        station = fleet.station("CP1")
+        # a car on connector 2: its samples, a minute of them, tell the station's clock
+        car = SimEV(capacity_wh=200_000, soc=0.1,
+                    max_power_w_by_phases={1: 7_400.0, 3: 11_000.0})
+        assert await fleet.plug_in("CP1", 2, car, "DRIVER-1")
+        link = server.app[REGISTRY].get("CP1")
+        await wait_until(lambda: link.clock_offset_s is not None
+                         and abs(link.clock_offset_s - BEHIND_S) <= 20, 30,
+                         "its offset known")
+        # what it was sent at its boot starts 3 min after the boot on its clock
+        assert clock.now() < T0 + timedelta(minutes=2, seconds=30), clock.now()
 
-            def in_force() -> bool:
-                """Both connectors held by a profile now, on the station's own clock."""
-                now = station.clock.now()
-                return all(station.profiles.limit_w(
-                    c, now, station.connectors[c].transaction.context()
-                    if station.connectors[c].transaction else None,
-                    voltage_v=station.spec.voltage_v, phases_in_use=3) is not None
-                    for c in (1, 2))
+        def in_force() -> bool:
+            """Both connectors held by a profile now, on the station's own clock."""
+            now = station.clock.now()
+            return all(station.profiles.limit_w(
+                c, now, station.connectors[c].transaction.context()
+                if station.connectors[c].transaction else None,
+                voltage_v=station.spec.voltage_v, phases_in_use=3) is not None
+                for c in (1, 2))
 
-            await wait_until(in_force, 30, "what it was sent in force on its clock")
-            assert clock.now() < T0 + timedelta(minutes=3), clock.now()
-        finally:
-            await fleet.stop()
+        await wait_until(in_force, 30, "what it was sent in force on its clock")
+        assert clock.now() < T0 + timedelta(minutes=3), clock.now()

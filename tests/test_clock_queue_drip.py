@@ -13,10 +13,9 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.ocpp.clock_offset import shift_s
 from smartcharge.sim.ev import SimEV
-from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.spec import Quirks
 from smartcharge.site.dispatch import DispatchSettings
-from tests.site_e2e import control_server, wait_until
+from tests.site_e2e import server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -26,32 +25,29 @@ async def test_a_queue_dripped_out_after_a_reconnect_is_not_taken_for_a_clock_be
                 stations=(Station("CP1", "grid", (Connector(1),)),),
                 id_tags=frozenset({"DRIVER-1"}))
     clock = AcceleratedClock(T0, speed=60.0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=10, call_timeout_s=5.0,
-                      reconnect_min_s=0.05, reconnect_max_s=0.3, ocpp_versions={"CP1": "1.6"},
-                      quirks={"CP1": Quirks(drip_queue_s=60.0)})
+    async with server_and_fleet(site, tmp_path, clock,
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                fleet_kw={"meter_interval_s": 10, "ocpp_versions": {"CP1": "1.6"},
+                                          "quirks": {"CP1": Quirks(drip_queue_s=60.0)}}
+                                ) as (server, fleet):
         await fleet.start(wait_booted_s=10)
-        try:
-            station = fleet.station("CP1")
-            car = SimEV(capacity_wh=200_000, soc=0.1,
-                        max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
-            assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
-            await wait_until(lambda: fleet.draw_w("CP1", 1) > 15_000, 20, "the car charging")
-            await station.go_offline()
-            back = clock.now() + timedelta(minutes=10)
-            await wait_until(lambda: clock.now() > back, 20, "10 minutes offline")
-            station.go_online()
-            await wait_until(lambda: server.app[REGISTRY].get("CP1") is not None, 20,
-                             "back")
-            link = server.app[REGISTRY].get("CP1")
-            # its queue: ~60 samples, dripped a minute apart - watch 5 minutes of it
-            offsets, until = [], clock.now() + timedelta(minutes=5)
-            while clock.now() < until:
-                offsets.append(link.clock_offset_s)
-                await clock.sleep(10)
-            assert station.outbox, "the queue still dripping"
-            believed = [o for o in offsets if o is not None]
-            assert all(shift_s(o, 5) == 0 for o in believed), believed
-        finally:
-            await fleet.stop()
+        station = fleet.station("CP1")
+        car = SimEV(capacity_wh=200_000, soc=0.1,
+                    max_power_w_by_phases={1: 7_400.0, 3: 22_000.0})
+        assert await fleet.plug_in("CP1", 1, car, "DRIVER-1")
+        await wait_until(lambda: fleet.draw_w("CP1", 1) > 15_000, 20, "the car charging")
+        await station.go_offline()
+        back = clock.now() + timedelta(minutes=10)
+        await wait_until(lambda: clock.now() > back, 20, "10 minutes offline")
+        station.go_online()
+        await wait_until(lambda: server.app[REGISTRY].get("CP1") is not None, 20,
+                         "back")
+        link = server.app[REGISTRY].get("CP1")
+        # its queue: ~60 samples, dripped a minute apart - watch 5 minutes of it
+        offsets, until = [], clock.now() + timedelta(minutes=5)
+        while clock.now() < until:
+            offsets.append(link.clock_offset_s)
+            await clock.sleep(10)
+        assert station.outbox, "the queue still dripping"
+        believed = [o for o in offsets if o is not None]
+        assert all(shift_s(o, 5) == 0 for o in believed), believed

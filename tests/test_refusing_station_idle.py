@@ -11,11 +11,10 @@ import pytest
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.spec import Quirks
 from smartcharge.site.dispatch import DispatchSettings
 from tests.installed_limits import forecast_excesses
-from tests.site_e2e import big_car, control_server, draws_over, wait_until
+from tests.site_e2e import big_car, draws_over, server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 30_000.0
@@ -33,25 +32,23 @@ def _site() -> Site:
 async def test_a_car_arriving_at_a_station_that_refuses_everything(tmp_path, version):
     site = _site()
     clock = AcceleratedClock(T0, speed=60.0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock,
-                              dispatch=DispatchSettings(call_timeout_s=5.0)) as server:
-        fleet = Fleet(site, server.ws_url, clock, meter_interval_s=60, call_timeout_s=5.0,
-                      ocpp_versions={"CP1": version, "CP2": version},
-                      quirks={"CP1": Quirks(reject_all_profiles=True)})
-        try:
-            await fleet.start(wait_booted_s=10)
-            assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
-            await wait_until(lambda: fleet.draw_w("CP2", 1) > 5_000, 20, "CP2 charging")
-            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
-            settled = clock.now() + timedelta(minutes=1)
-            await wait_until(lambda: clock.now() > settled, 10, "a minute")
-            # the plan leaves CP1's maximum free, and so does CP2's fail-safe default (what
-            # runs once we are gone): whatever is installed, under the grid for hours
-            assert fleet.draw_w("CP2", 1) <= GRID_W - CONNECTOR_MAX_W + 1, fleet.draw_w("CP2", 1)
-            excess = forecast_excesses(site, fleet, server.controller.limits, clock.now())
-            assert excess == [], (len(excess), excess[:2], excess[-2:])
-            assert await fleet.plug_in("CP1", 1, big_car(), "DRIVER-1")
-            over = await draws_over(fleet, clock, GRID_W, minutes=3)
-            assert over == [], (len(over), over[:3])
-        finally:
-            await fleet.stop()
+    async with server_and_fleet(site, tmp_path, clock,
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                fleet_kw={"meter_interval_s": 60,
+                                          "ocpp_versions": {"CP1": version, "CP2": version},
+                                          "quirks": {"CP1": Quirks(reject_all_profiles=True)}}
+                                ) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
+        await wait_until(lambda: fleet.draw_w("CP2", 1) > 5_000, 20, "CP2 charging")
+        await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+        settled = clock.now() + timedelta(minutes=1)
+        await wait_until(lambda: clock.now() > settled, 10, "a minute")
+        # the plan leaves CP1's maximum free, and so does CP2's fail-safe default (what
+        # runs once we are gone): whatever is installed, under the grid for hours
+        assert fleet.draw_w("CP2", 1) <= GRID_W - CONNECTOR_MAX_W + 1, fleet.draw_w("CP2", 1)
+        excess = forecast_excesses(site, fleet, server.controller.limits, clock.now())
+        assert excess == [], (len(excess), excess[:2], excess[-2:])
+        assert await fleet.plug_in("CP1", 1, big_car(), "DRIVER-1")
+        over = await draws_over(fleet, clock, GRID_W, minutes=3)
+        assert over == [], (len(over), over[:3])
