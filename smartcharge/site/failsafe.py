@@ -145,16 +145,15 @@ class FailSafeSetup:
         version = (limits.version, len(seen), self._unbounded_version)
         if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        # and the maximum of each connector whose station refused its default (unbounded.py)
-        reserves = unbounded.station_reserves_w(self.topology, self._unbounded)
-        schedule = [(moment, unbounded.reserve_w(
-                        self.topology, reserves,
-                        undeclared.reserve_w(self.topology, seen, node_w)))
+        # and the maximum of each idle connector whose station refused its default
+        # (unbounded.py): all of it kept free above those stations
+        reserves = undeclared.station_maxima_w(self.topology, seen) + \
+            unbounded.station_reserves_w(self.topology, self._unbounded)
+        schedule = [(moment, undeclared.take_off_w(self.topology, reserves, node_w))
                     for moment, node_w in node_limit_schedule(self.topology, limits, now)]
         # (the A limits never change over time: only their room for such stations, once)
         key = (schedule[0][1], tuple(schedule[1:]),
-               unbounded.reserve_a(self.topology, reserves,
-                                   undeclared.reserve_a(self.topology, seen)))
+               undeclared.take_off_a(self.topology, reserves, None))
         changes = limits.change_times(now)
         until = min(changes) if changes else LAST_MOMENT
         self._defaults_cache = (version, until, key)

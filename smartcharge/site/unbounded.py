@@ -1,9 +1,11 @@
 """Connectors nothing of ours bounds while they wait for a car: their station refused their
 fail-safe default (a 1.6 station without Smart Charging, one that says Rejected to every
-profile; one left unanswered changes nothing - it may have been taken). A car arriving there draws the connector's maximum at once - nobody asks us first -
-so the site keeps that much free above the station: in the plan (the other cars' room, as for
-a connector the site file does not list, `undeclared.py`) and in every other station's
-fail-safe default (what runs when we are gone). Before, the other cars had the whole room:
+profile; one left unanswered changes nothing - it may have been taken). A car arriving there
+draws the connector's maximum at once - nobody asks us first - so the site keeps that much
+free above the station: in the plan (the other cars' room, as for a connector the site file
+does not list, `undeclared.py`) and in every other station's fail-safe default (what runs when
+we are gone: taken off the nodes above it with the undeclared stations' room,
+`undeclared.take_off_w`). Before, the other cars had the whole room:
 a car arriving at such a station took the site to 147 % of its grid limit until the re-plan
 (tests/test_refusing_station_idle.py).
 
@@ -15,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+
 
 def station_reserves_w(topology: SiteTopology, refs: Iterable[ConnectorRef],
                        busy: Mapping[ConnectorRef, object] | None = None
@@ -29,30 +31,3 @@ def station_reserves_w(topology: SiteTopology, refs: Iterable[ConnectorRef],
             continue
         out[ref.station_id] = out.get(ref.station_id, 0.0) + topology.max_power_w(ref)
     return tuple(sorted((sid, min(w, topology.station_max_w(sid))) for sid, w in out.items()))
-
-
-def reserve_w(topology: SiteTopology, reserves: tuple[tuple[str, float], ...],
-              node_w: tuple[float, ...]) -> tuple[float, ...]:
-    """Every node's W limit with each reserve taken off every node above its station (the
-    fail-safe defaults' shares are sized in what is left)."""
-    if not reserves:
-        return node_w
-    out = list(node_w)
-    for station_id, reserved in reserves:
-        for node in topology.ancestors(topology.station_node[station_id])[1:]:
-            out[node] = max(out[node] - reserved, 0.0)
-    return tuple(out)
-
-
-def reserve_a(topology: SiteTopology, reserves: tuple[tuple[str, float], ...],
-              node_a: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    """`reserve_w` for the per-phase current limits [A] (`node_a`: what is left of the site
-    file's, None: all of them), the reserve as a balanced current off every phase."""
-    if not reserves:
-        return node_a
-    out = list(node_a) if node_a is not None else [float(a) for a in topology.static_limit_a]
-    for station_id, reserved in reserves:
-        amps = undeclared.amps(topology, ConnectorRef(station_id, 0), reserved)
-        for node in topology.ancestors(topology.station_node[station_id])[1:]:
-            out[node] = max(out[node] - amps, 0.0)
-    return tuple(out)

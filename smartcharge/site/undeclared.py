@@ -84,29 +84,47 @@ def reserve_w(topology: SiteTopology, refs, node_w: tuple[float, ...]) -> tuple[
     whatever that connector draws once we are gone (its station's maximum bounds it and
     nothing else). Its station's own declared connectors keep their shares (inside the
     same maximum: counted twice, which errs on the safe side)."""
-    stations = _stations(topology, refs)
-    if not stations:
-        return node_w
-    out = list(node_w)
-    for station_id in stations:
-        reserved = max_w(topology, ConnectorRef(station_id, 0))
-        for node in topology.ancestors(topology.station_node[station_id])[1:]:
-            out[node] = max(out[node] - reserved, 0.0)
-    return tuple(out)
+    return take_off_w(topology, station_maxima_w(topology, refs), node_w)
 
 
 def reserve_a(topology: SiteTopology, refs) -> tuple[float, ...] | None:
     """`reserve_w` for the per-phase current limits [A] (the site file's; None: no station
     to make room for): the station's maximum as a balanced current, off every phase."""
-    stations = _stations(topology, refs)
-    if not stations:
-        return None
-    out = [float(a) for a in topology.static_limit_a]
-    for station_id in stations:
-        ref = ConnectorRef(station_id, 0)
-        reserved = amps(topology, ref, max_w(topology, ref))
+    return take_off_a(topology, station_maxima_w(topology, refs), None)
+
+
+def station_maxima_w(topology: SiteTopology, refs) -> tuple[tuple[str, float], ...]:
+    """(station id, its maximum W) for each station with a connector the site file does not
+    list among `refs`: what its fail-safe room is (`reserve_w`)."""
+    return tuple((station_id, max_w(topology, ConnectorRef(station_id, 0)))
+                 for station_id in _stations(topology, refs))
+
+
+def take_off_w(topology: SiteTopology, reserves: tuple[tuple[str, float], ...],
+               node_w: tuple[float, ...]) -> tuple[float, ...]:
+    """Every node's W limit with each (station id, W) reserve taken off every node above that
+    station (the fail-safe defaults' shares are sized in what is left)."""
+    if not reserves:
+        return node_w
+    out = list(node_w)
+    for station_id, reserved in reserves:
         for node in topology.ancestors(topology.station_node[station_id])[1:]:
             out[node] = max(out[node] - reserved, 0.0)
+    return tuple(out)
+
+
+def take_off_a(topology: SiteTopology, reserves: tuple[tuple[str, float], ...],
+               node_a: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """`take_off_w` for the per-phase current limits [A] (`node_a`: None, the site file's;
+    returned as None when there is nothing to take off), each reserve as a balanced current
+    off every phase."""
+    if not reserves:
+        return node_a
+    out = list(node_a) if node_a is not None else [float(a) for a in topology.static_limit_a]
+    for station_id, reserved in reserves:
+        current_a = amps(topology, ConnectorRef(station_id, 0), reserved)
+        for node in topology.ancestors(topology.station_node[station_id])[1:]:
+            out[node] = max(out[node] - current_a, 0.0)
     return tuple(out)
 
 
