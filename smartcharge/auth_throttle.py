@@ -64,9 +64,9 @@ class AuthThrottle:
         """Record a failed login; True if this one starts a back-off (of the identity there,
         or of the whole address)."""
         settings = self._settings
-        ceiling = settings.address_max_failures or settings.max_failures
         started = self._count((address, identity), settings.max_failures)
-        if ceiling != settings.max_failures or identity:
+        if identity:   # (no identity - an API token: the address is the key already)
+            ceiling = settings.address_max_failures or settings.max_failures
             started = self._count((address, None), ceiling) or started
         return started
 
