@@ -129,7 +129,10 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
             elif undeclared.is_undeclared(topo, ref):
                 # not in the site file: a fixed load at what its station lets it draw
                 sessions.append(_undeclared_input(c, ref, session))
-    sessions.extend(_boot_closed_inputs(c))
+    closed = list(c.state.reboot_closed.values())   # (a restart's boot storm: every car)
+    for first in range(0, len(closed), SESSIONS_PER_STEP):
+        yield
+        sessions.extend(_boot_closed_inputs(c, closed[first:first + SESSIONS_PER_STEP]))
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
         root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
@@ -145,14 +148,14 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
 FREE_STATUSES = frozenset({"Available"})
 
 
-def _boot_closed_inputs(c) -> list[SessionInput]:
+def _boot_closed_inputs(c, closed: list) -> list[SessionInput]:
     """Sessions a station's BootNotification closed that its next message may reopen (it kept
     the transaction: the car still charging on its TxProfile): fixed loads at what that
     profile allows, until reopened, stopped, replaced by a new session or the connector is
     seen Available. Left out of the plan, their room went to other cars: 39.9 kW of installed
     profiles under a 30 kW grid after a restart, until their next messages reopened them."""
     out = []
-    for session in list(c.state.reboot_closed.values()):
+    for session in closed:
         ref = session.ref
         if ref in c.state.sessions or not c.topology.has(ref) \
                 or c.state.status.get(ref) in FREE_STATUSES:
