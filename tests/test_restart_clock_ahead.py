@@ -74,20 +74,13 @@ async def test_the_first_round_after_a_restart_lowers_first_on_a_clock_ahead(tmp
     checked. (Passed before the fix too: counted at its default share, the car left at 0 was
     raised as a raise; with the transactions known at start but the station's answer dropped
     it was counted at its maximum and raised as a "decrease", ungated.)"""
-    from tests.installed_limits import InstallWatch
-    from tests.test_restart_first_round import _needs, _new_plan_in_without_excess
+    from tests.test_restart_first_round import restarted_and_turned_round
 
     site, clock, port = _site(), AcceleratedClock(T0, speed=10.0), free_port()
     db = tmp_path / "r.sqlite"
     fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, ocpp_versions={"CP1": version},
                   clock_offsets_s={"CP1": 600}, **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
-        station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
-        async with control_server(site, db, clock, port=port) as second:   # restarted
-            controller = second.controller
-            _needs(controller, clock, soon=REF1, late=REF2)
-            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
-            station.go_online()
-            await _new_plan_in_without_excess(station, watch)
+        await restarted_and_turned_round(site, db, clock, port, fleet)
     finally:
         await fleet.stop()

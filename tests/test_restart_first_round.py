@@ -70,6 +70,20 @@ async def _new_plan_in_without_excess(station, watch: InstallWatch) -> None:
     assert watch.excesses == [], watch.excesses
 
 
+async def restarted_and_turned_round(site, db, clock, port, fleet) -> None:
+    """The first server leaves car 2 on the whole limit, its station away; restarted, the site
+    turns round while it is away - car 1 must leave soon, car 2 not: the plan at its
+    reconnect gives car 1 the whole limit and car 2 nothing - and that plan comes into force
+    without a moment over the limit."""
+    station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
+    async with control_server(site, db, clock, port=port) as second:   # restarted
+        controller = second.controller
+        _needs(controller, clock, soon=REF1, late=REF2)
+        watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
+        station.go_online()
+        await _new_plan_in_without_excess(station, watch)
+
+
 async def _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet):
     """A first server on `db`: a car on each of CP1's connectors, car 2's driver leaving soon
     (car 2 on the whole limit, car 1 none), then the station goes away and the server stops:
@@ -108,15 +122,7 @@ async def test_the_first_round_after_a_restart_lowers_before_it_raises(tmp_path,
                   quirks={"CP1": Quirks(refuse_composite=refuses)},
                   **{**FLEET_DEFAULTS, "meter_interval_s": 2})
     try:
-        station = await _car_2_on_the_whole_limit_then_away(site, db, clock, port, fleet)
-        async with control_server(site, db, clock, port=port) as second:   # restarted
-            controller = second.controller
-            # while the station is away, it turns round: car 1 must leave soon, car 2 not -
-            # the plan at its reconnect gives car 1 the whole limit and car 2 nothing
-            _needs(controller, clock, soon=REF1, late=REF2)
-            watch = InstallWatch(site, fleet, controller.limits, clock, zero_notice=True)
-            station.go_online()
-            await _new_plan_in_without_excess(station, watch)
+        await restarted_and_turned_round(site, db, clock, port, fleet)
     finally:
         await fleet.stop()
 
