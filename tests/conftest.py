@@ -325,5 +325,17 @@ async def harness(site, tmp_path) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
+async def api(tmp_path):
+    """The app `serve` builds on `make_site()` (its site controller too), a real SQLite file,
+    and a client with the operator's token: (server, http). A test file may define its own."""
+    app = create_app(make_site(), db_path=str(tmp_path / "api.sqlite"))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
+        yield server, http
+    await server.close()
+
+
+@pytest.fixture
 def t0() -> datetime:
     return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)

@@ -9,12 +9,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from smartcharge.app import create_app
-from tests.conftest import API_TOKEN, make_site
+from tests.conftest import API_TOKEN
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T1 = (NOW + timedelta(hours=1)).isoformat()
@@ -64,16 +61,6 @@ def cases():
         yield "GET", f"/api/sessions/{ident}/meter-values", None, None
         yield "PUT", f"/api/sessions/{ident}", {"requested_wh": 1000}, None
     yield "PUT", "/api/site/cap", "x" * (3 * 1024 * 1024), None       # past the body limit
-
-
-@pytest.fixture
-async def api(tmp_path):
-    app = create_app(make_site(), db_path=str(tmp_path / "hostile.sqlite"))
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
-        yield server, http
-    await server.close()
 
 
 async def test_hostile_input_gets_a_4xx_with_a_clear_message_and_changes_nothing(api):

@@ -18,25 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from smartcharge.app import create_app
-from tests.conftest import API_TOKEN, make_site
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 WINDOW = {"start": (NOW + timedelta(hours=1)).isoformat(),
           "end": (NOW + timedelta(hours=2)).isoformat(), "limit_w": 5_000}
 EVENTS = "/api/demand-response/events"
-
-
-@pytest.fixture
-async def api(tmp_path):
-    app = create_app(make_site(), db_path=str(tmp_path / "ids.sqlite"))
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
-        yield server, http
-    await server.close()
 
 
 async def _listed(server, http) -> list[str]:
