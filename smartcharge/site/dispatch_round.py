@@ -75,6 +75,13 @@ class DispatchRound:
         # the later defaults' tickets for a sending slot (slots.py), given up when a newer
         # round ends this one
         self._tickets: set[asyncio.Future] = set()
+        # what the stations hold once every decrease and lowered default of the round is
+        # answered (or timed out): {station: acknowledged?}, every station compared; None: a
+        # newer round ended this one first (it compares again). For whoever must know that
+        # a limit reached the stations (the API's answer to a cap: site/applied.py)
+        self.decreased: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._all_done: asyncio.Future | None = None
+        self._compared_all = False
 
     def end(self) -> None:
         """A newer round starts: what has not begun is left to it; the increases waiting for
@@ -83,6 +90,8 @@ class DispatchRound:
         station waited for an obsolete default to be sent. The newer round compares them
         again (`default_sent` is unchanged)."""
         self.over.set()
+        if not self.decreased.done():
+            self.decreased.set_result(None)
         for future in self._waiting:
             self.pacer.wake(future, None)
         for future in self._later:
@@ -142,6 +151,7 @@ class DispatchRound:
                     self.done[sid] = loop.create_future()
                     early[sid] = asyncio.ensure_future(self._decrease(control))
             self._queued()
+            self._report_when_decreased()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
                 d.view.limits.change_times(now))
             # circuits a DR event limits, once per round (not once per station: O(stations^2))
@@ -172,6 +182,34 @@ class DispatchRound:
             if self.gates is not None:
                 self.gates.cancel()
             self.pacer.close()
+            # (its decreases all answered: said now, not after the callback's turn)
+            self._report()
+
+    def _report_when_decreased(self) -> None:
+        """Every station compared: `decreased` is set once each one's decreases are done."""
+        self._compared_all = True
+        self._all_done = asyncio.gather(*self.done.values(), return_exceptions=True)
+        self._all_done.add_done_callback(lambda _: self._report())
+
+    def _report(self) -> None:
+        if self.decreased.done():
+            return
+        if self.over.is_set() or not self._compared_all:
+            self.decreased.set_result(None)   # superseded (or cancelled): the newer decides
+            return
+        if not all(done.done() for done in self.done.values()):
+            return
+        outcome = {sid: True for sid in self.work}
+        for sid, done in self.done.items():
+            outcome[sid] = not done.cancelled() and bool(done.result()[0])
+        self.decreased.set_result(outcome)
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        """(stations whose decreases are still unanswered, those refused or unanswered)."""
+        waiting = sorted(sid for sid, done in self.done.items() if not done.done())
+        failed = sorted(sid for sid, done in self.done.items()
+                        if done.done() and not done.cancelled() and not done.result()[0])
+        return waiting, failed
 
     def _queued(self, sid: str | None = None) -> None:
         """`sid`'s decreases hold a sending slot (or it has none to send); None: every station
