@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from smartcharge.clock import format_ocpp_time
-from smartcharge.sim.ev import SimEV
 from sim_fixtures import DRIVER_TAGS
 from test_crash import kill
 from test_site_restart import TX_PROFILE, Rig, installed_w
+
+from smartcharge.clock import format_ocpp_time
+from smartcharge.sim.ev import SimEV
 from tests.site_e2e import wait_until
 
 CARS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 1))   # (station, connector); CP3/2 stays idle

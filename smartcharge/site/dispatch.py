@@ -175,6 +175,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
         self._newest_round: DispatchRound | None = None   # the newest; ended when a newer starts
         self.round_started = asyncio.Event()   # replaced at each round's start (for waiters)
+        # station -> when it last had decreases acknowledged; and the stations whose raises
+        # go out in force at once now, needing nobody's decrease (settling.py)
+        self.decreased_at: dict[str, datetime] = {}
+        self.raising_at_once: set[str] = set()
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
