@@ -82,6 +82,9 @@ class MeterSampled:
     # where `energy_register_wh` was measured (OCPP location): a session's live energy keeps to
     # one location's chain, the one its bill uses (metering.LiveEnergy)
     register_location: str = "Outlet"
+    # the phases `energy_register_wh` sums (a meter that sends per-phase registers only); empty:
+    # a total as the station sent it
+    register_phases: frozenset[str] = frozenset()
     # where `power_w` and `current_a` were measured: the connector's draw is the outlet's once
     # it has one (site/state.py), not an inlet's (every connector's) sent in other messages
     draw_location: str = "Outlet"

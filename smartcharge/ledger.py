@@ -363,15 +363,19 @@ def revise_stopped(tx: StoreTx, session: SessionRow, at: datetime, max_power_w: 
 
 def energy_of(tx: StoreTx, session: SessionRow, meter_stop_wh: float | None,
               stop_time: datetime | None, max_power_w: float) -> Energy:
-    readings = [(from_db_time(t), wh) for t, wh in tx.register_readings(session.transaction_id)]
+    # each set's total register, else the sum of its phases (metering.billed_points)
+    points, phase_flags = tx.billed_register_points(session.transaction_id)
+    readings = [(from_db_time(p.timestamp), p.value_wh) for p in points]
     meter_start_wh = session.meter_start_wh
     if session.station_tx_ref is not None:
         # 2.0.1: the start register is the Begin value at the location the session is billed
         # at (the outlet's once it has one), not whichever the Started reported: a Started at
         # the inlet and outlet samples after it billed the outlet's stop less the inlet's start
-        meter_start_wh = tx.context_register(session.transaction_id, "Transaction.Begin")
-    return session_energy(meter_start_wh, from_db_time(session.start_time),
-                          meter_stop_wh, stop_time, readings, max_power_w)
+        begin = [p for p in points if p.context == "Transaction.Begin"]
+        meter_start_wh = begin[-1].value_wh if begin else None
+    energy = session_energy(meter_start_wh, from_db_time(session.start_time),
+                            meter_stop_wh, stop_time, readings, max_power_w)
+    return Energy(energy.energy_wh, energy.method, energy.flags | phase_flags)
 
 
 def flags_of(session: SessionRow) -> set[str]:
@@ -396,5 +400,5 @@ def sample_rows(station_id: str, connector_id: int, transaction_id: int | None,
 
 def register_wh(readings: Sequence[Reading]) -> float | None:
     """The last total import register among readings, in Wh (for events)."""
-    values = [r.value_si for r in billed_registers(readings)]
+    values = [p.value_wh for p in billed_registers(readings)]
     return values[-1] if values else None

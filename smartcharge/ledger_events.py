@@ -253,5 +253,5 @@ def _mark_sequence(tx: StoreTx, session: SessionRow, at: datetime) -> SessionRow
 
 def _register(readings: Sequence[Reading], context: str) -> float | None:
     """The total import register read in `context` (Wh), if the event has one."""
-    values = [r.value_si for r in billed_registers(r for r in readings if r.context == context)]
+    values = [p.value_wh for p in billed_registers(r for r in readings if r.context == context)]
     return values[-1] if values else None

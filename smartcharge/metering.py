@@ -11,9 +11,9 @@ controller plans with the energy the ledger will bill.
 
 from __future__ import annotations
 
-import math
-
 import bisect
+import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,17 +81,97 @@ def at_billed_location(readings: Iterable[Reading]) -> list[Reading]:
     return [r for r in readings if r.location == where]
 
 
-def is_register(reading: Reading) -> bool:
-    """Is this a reading of a total import register (at any location)? Which location's is
-    billed is `billed_registers`' choice."""
-    return (reading.measurand == ENERGY_REGISTER and not reading.phase
-            and reading.value_si is not None)
+# A per-phase import register's phase, as summed (L1-N is L1's line-to-neutral value); N and
+# the line-to-line phases carry no phase's own energy and are not summed
+_SUMMED_PHASES = {"L1": "L1", "L2": "L2", "L3": "L3", "L1-N": "L1", "L2-N": "L2", "L3-N": "L3"}
+PHASE_SUM_FLAGS = ("phase_sum", "phases_incomplete")
 
 
-def billed_registers(readings: Iterable[Reading]) -> list[Reading]:
-    """The total import register readings the bill and the live energy use: the outlet's, else
-    one other location's (`billed_location`)."""
-    return at_billed_location(r for r in readings if is_register(r))
+@dataclass(frozen=True)
+class RegisterPoint:
+    """One set's total import register [Wh]: a set is the values of one timestamp, context and
+    location. `phases`: empty for a total the station sent; else the phases whose per-phase
+    registers were summed (the set had no total)."""
+
+    timestamp: datetime
+    context: str
+    location: str
+    value_wh: float
+    phases: frozenset[str] = frozenset()
+    received: object = None      # for the store's rows: when the set's last value arrived
+
+
+def register_points(values: Iterable[tuple]) -> tuple[list[RegisterPoint], bool]:
+    """(timestamp, context, location, phase, Wh[, received]) of import register values ->
+    one point per set, in the order the sets first appear: each total it has (a total wins),
+    else the sum of its phases - each value already in Wh, whatever unit it was sent in.
+    Returns the points and whether a set was left out because two values of one phase
+    disagree (not guessed: reported as `phases_incomplete`)."""
+    totals: dict[tuple, list[RegisterPoint]] = {}
+    phases: dict[tuple, dict[str, float]] = {}
+    received: dict[tuple, object] = {}
+    conflict: set[tuple] = set()
+    for timestamp, context, location, phase, wh, *arrived in values:
+        if wh is None:
+            continue
+        key = (timestamp, context, location)
+        got = arrived[0] if arrived else None
+        if got is not None and (received.get(key) is None or got > received[key]):
+            received[key] = got
+        if not phase:
+            totals.setdefault(key, []).append(RegisterPoint(timestamp, context, location, wh,
+                                                            received=got))
+            continue
+        summed = _SUMMED_PHASES.get(phase)
+        if summed is None:
+            continue
+        seen = phases.setdefault(key, {})
+        if seen.get(summed, wh) != wh:
+            conflict.add(key)
+        seen[summed] = wh
+    points: list[RegisterPoint] = []
+    for key in dict.fromkeys([*totals, *phases]):
+        if key in totals:
+            points.extend(totals[key])
+        elif key not in conflict:
+            points.append(RegisterPoint(*key, value_wh=sum(phases[key].values()),
+                                        phases=frozenset(phases[key]),
+                                        received=received.get(key)))
+    return points, bool(conflict - set(totals))
+
+
+def billed_points(points: Iterable[RegisterPoint], incomplete: bool = False
+                  ) -> tuple[list[RegisterPoint], frozenset[str]]:
+    """The points the bill and the live energy use, and what that says (`phase_sum`,
+    `phases_incomplete`): those at one location (`billed_location`: the outlet's when there
+    are any, totals or phases), and of the phase sums only those with every phase the session
+    reports there - a set with a phase missing is not summed (its sum would read as a meter
+    reset, or bill less), never completed by a guess."""
+    points = list(points)
+    where = billed_location({p.location for p in points})
+    here = [p for p in points if p.location == where]
+    reported = frozenset().union(*(p.phases for p in here))
+    kept = [p for p in here if not p.phases or p.phases == reported]
+    flags = set()
+    if any(p.phases for p in kept):
+        flags.add("phase_sum")
+    if incomplete or len(kept) < len(here):
+        flags.add("phases_incomplete")
+    return kept, frozenset(flags)
+
+
+def reading_values(readings: Iterable[Reading]) -> list[tuple]:
+    """Readings -> the import register values `register_points` takes."""
+    return [(r.timestamp, r.context, r.location, r.phase, r.value_si) for r in readings
+            if r.measurand == ENERGY_REGISTER and r.value_si is not None]
+
+
+def billed_registers(readings: Iterable[Reading]) -> list[RegisterPoint]:
+    """The import registers of one message the bill and the live energy use: each set's total,
+    else the sum of its phases, at one location (`billed_points`; a phase is missing from a
+    set when another set of the message has it)."""
+    points, incomplete = register_points(reading_values(readings))
+    return billed_points(points, incomplete)[0]
 
 
 def to_si(value_text: str, unit: str, value_format: str) -> float | None:
@@ -154,7 +234,7 @@ class Energy:
 ENERGY_FLAGS = frozenset({
     "clock_jump", "samples_disagree", "register_delta_negative", "register_delta_implausible",
     "no_stop_register", "no_start_register", "meter_reset", "start_register_zero",
-    "implausible_jump", "unverifiable"})
+    "implausible_jump", "unverifiable", *PHASE_SUM_FLAGS})
 
 
 def plausible_wh(duration_s: float | None, max_power_w: float) -> float:
@@ -252,22 +332,25 @@ class LiveEnergy:
         where = billed_location(self._chains)
         return None if where is None else self._chains[where].energy_wh
 
-    def add(self, at: datetime, register_wh: float,
-            location: str = DEFAULT_LOCATION) -> float | None:
+    def add(self, at: datetime, register_wh: float, location: str = DEFAULT_LOCATION,
+            phases: frozenset[str] = frozenset()) -> float | None:
+        """One set's register (`phases`: those it sums, empty for a total as sent)."""
         chain = self._chains.get(location)
         if chain is None:
             meter_start_wh, start_time, max_power_w = self._start
             if self._start_location not in (None, location):
                 meter_start_wh = None
             chain = self._chains[location] = _LiveChain(meter_start_wh, start_time, max_power_w)
-        chain.add(at, register_wh)
+        chain.add(at, register_wh, phases)
         return self.energy_wh
 
 
 class _LiveChain:
     """One location's register chain of a running session.
 
-    A sample in time order costs one chain step; a late one re-walks the chain."""
+    A sample in time order costs one chain step; a late one re-walks the chain. Phase sums
+    follow `billed_points`: only those with every phase the chain has reported count, so a
+    sum that shows a phase not seen before re-walks the chain without the sums that lack it."""
 
     def __init__(self, meter_start_wh: float | None, start_time: datetime,
                  max_power_w: float = DEFAULT_MAX_POWER_W) -> None:
@@ -275,25 +358,44 @@ class _LiveChain:
         self._readings: list[tuple[datetime, float]] = []
         self._max_power_w = max_power_w
         self._total_wh, self._trusted = 0.0, 0
+        self._reported: frozenset[str] = frozenset()
+        self._sums: list[tuple[datetime, float, frozenset[str]]] = []   # each phase sum
 
     @property
     def energy_wh(self) -> float | None:
         return self._total_wh if self._trusted else None
 
-    def add(self, at: datetime, register_wh: float) -> float | None:
+    def add(self, at: datetime, register_wh: float,
+            phases: frozenset[str] = frozenset()) -> float | None:
         reading = (at, float(register_wh))
-        if self._readings and reading < self._readings[-1]:
+        if phases:
+            self._sums.append((*reading, phases))
+        if phases and not phases <= self._reported:
+            # the sums counted so far lack the new phase: the chain again without them
+            counted = Counter((t, wh) for t, wh, summed in self._sums
+                              if summed == self._reported)
+            totals = Counter(self._readings) - counted
+            self._reported |= phases
+            self._readings = sorted([*totals.elements(), *(
+                (t, wh) for t, wh, summed in self._sums if summed == self._reported)])
+            self._walk()
+        elif phases and phases != self._reported:
+            pass   # a phase missing from this set: not summed, as the bill does not
+        elif self._readings and reading < self._readings[-1]:
             bisect.insort(self._readings, reading)
-            self._total_wh, self._trusted = 0.0, 0
-            points = self._start + self._readings
-            for i in range(1, len(points)):
-                self._step(points, i)
+            self._walk()
         else:
             self._readings.append(reading)
             points = self._start + self._readings
             if len(points) > 1:
                 self._step(points, len(points) - 1)
         return self.energy_wh
+
+    def _walk(self) -> None:
+        self._total_wh, self._trusted = 0.0, 0
+        points = self._start + self._readings
+        for i in range(1, len(points)):
+            self._step(points, i)
 
     def _step(self, points: list[tuple[datetime, float]], i: int) -> None:
         (t0, wh0), (t1, wh1) = points[i - 1], points[i]

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from smartcharge.store_tx import (
-    BILLED_REGISTER_SQL,
     SessionRow,
     StoreTx,
     billed_location_sql,
@@ -182,14 +181,13 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
 
 
 def registers_received(tx: StoreTx, transaction_id: int
-                       ) -> list[tuple[str, float, str, str]]:
-    """(station timestamp, Wh, received_at, location) of the session's billed total import
-    register (the outlet's, else one other location's), in time order: what the session had
+                       ) -> list[tuple[str, float, str, str, frozenset[str]]]:
+    """(station timestamp, Wh, received_at, location, phases summed) of the session's billed
+    import register (the outlet's, else one other location's; each set's total, else the sum
+    of its phases: `StoreTx.billed_register_points`), in time order: what the session had
     taken by a given moment of ours (a car's needs were relative to it)."""
-    return list(tx.execute(
-        "SELECT timestamp, value_si, received_at, location FROM meter_samples WHERE "
-        "transaction_id = ? "
-        f"AND {BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
+    return [(p.timestamp, p.value_wh, p.received, p.location, p.phases)
+            for p in tx.billed_register_points(transaction_id)[0]]
 
 
 def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:

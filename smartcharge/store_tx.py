@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from smartcharge.metering import LOCATIONS_BY_PREFERENCE
+from smartcharge.metering import (
+    LOCATIONS_BY_PREFERENCE,
+    RegisterPoint,
+    billed_points,
+    register_points,
+)
 
 
 def db_time(moment: datetime | None) -> str | None:
@@ -45,6 +50,10 @@ def billed_location_sql(condition: str) -> str:
 
 
 BILLED_REGISTER_SQL = f"{_REGISTER} AND location = ({billed_location_sql(_REGISTER)})"
+# every import register value of a session, totals and per phase, for `metering.register_points`
+_ENERGY_VALUES = ("SELECT timestamp, context, location, phase, value_si, received_at FROM "
+                  "meter_samples WHERE transaction_id = ? AND measurand = "
+                  "'Energy.Active.Import.Register' AND value_si IS NOT NULL ORDER BY timestamp, id")
 
 
 @dataclass(frozen=True)
@@ -357,21 +366,28 @@ class StoreTx:
         self._db.executemany(_INSERT_SAMPLE, [_SAMPLE_VALUES(s) for s in samples])
         return self._db.total_changes - before
 
+    def billed_register_points(self, transaction_id: int
+                               ) -> tuple[list[RegisterPoint], frozenset[str]]:
+        """The session's import register, one point per set of values (its total, else the
+        sum of its phases: `metering.billed_points`), at the location it is billed at (the
+        outlet's, else one other's), in time order (timestamps as stored); and what that
+        says (`phase_sum`, `phases_incomplete`)."""
+        points, incomplete = register_points(self._db.execute(_ENERGY_VALUES,
+                                                              (transaction_id,)))
+        return billed_points(points, incomplete)
+
     def register_readings(self, transaction_id: int) -> list[tuple[str, float]]:
-        """(timestamp, Wh) of the session's billed total import register (the outlet's, else
-        one other location's: `metering.billed_registers`), in time order."""
-        return list(self._db.execute(
-            "SELECT timestamp, value_si FROM meter_samples WHERE transaction_id = ? AND "
-            f"{BILLED_REGISTER_SQL} ORDER BY timestamp, id", (transaction_id, transaction_id)))
+        """(timestamp, Wh) of the session's billed import register (`billed_register_points`),
+        in time order."""
+        return [(p.timestamp, p.value_wh)
+                for p in self.billed_register_points(transaction_id)[0]]
 
     def context_register(self, transaction_id: int, context: str) -> float | None:
-        """The session's billed total import register read in `context` (2.0.1: its
+        """The session's billed import register read in `context` (2.0.1: its
         Transaction.Begin or .End value) at the location the session is billed at, if any."""
-        row = self._db.execute(
-            "SELECT value_si FROM meter_samples WHERE transaction_id = ? AND context = ? AND "
-            f"{BILLED_REGISTER_SQL} ORDER BY timestamp DESC, id DESC LIMIT 1",
-            (transaction_id, context, transaction_id)).fetchone()
-        return None if row is None else row[0]
+        points = [p for p in self.billed_register_points(transaction_id)[0]
+                  if p.context == context]
+        return points[-1].value_wh if points else None
 
     def samples(self, transaction_id: int) -> list[dict[str, Any]]:
         return self._dicts(f"SELECT {_SAMPLE_COLUMNS} FROM meter_samples WHERE "

@@ -21,6 +21,7 @@ tests/test_kill_points.py.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -75,15 +76,32 @@ def before_answer(target: str) -> None:
     server.AiohttpConnection.send = dying_send
 
 
+_HANDLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("handler", default=None)
+
+
 def before_response(handler_name: str) -> None:
+    """The handler's obligation is committed; a limit's handler then waits for the stations
+    to be told (`site_common.applied`): the point is reached before that wait, so the
+    moment is the same whether or not the stations answer."""
     from smartcharge.api import site_limits
 
     handler = getattr(site_limits, handler_name)
+    applied = site_limits._applied
 
     async def dying(request):
+        _HANDLER.set(handler_name)
         await handler(request)
         await POINTS.reached(f"response:{handler_name}")
+
+    async def dying_before_the_wait(request):
+        name = _HANDLER.get()
+        if name is not None:
+            await POINTS.reached(f"response:{name}")
+        return await applied(request)
     setattr(site_limits, handler_name, dying)
+    if not getattr(applied, "kill_point", False):
+        dying_before_the_wait.kill_point = True
+        site_limits._applied = dying_before_the_wait
 
 
 def during_migration(step: int) -> None:

@@ -163,7 +163,7 @@ async def test_the_store_and_the_live_rule_pick_the_same_location(tmp_path):
                 payload={"m": n}, at=start, max_power_w=22_000))
             stored = await store.run(lambda tx: tx.register_readings(tid))
             live = billed_registers(readings)
-            assert [wh for _, wh in stored] == [r.value_si for r in live], chosen
+            assert [wh for _, wh in stored] == [r.value_wh for r in live], chosen
             assert {r.location for r in live} == {billed_location(chosen)}
             assert billed_location(chosen) == min(chosen, key=places.index)
     finally:

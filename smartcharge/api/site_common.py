@@ -11,7 +11,9 @@ from aiohttp import web
 from smartcharge.api.errors import ApiError
 from smartcharge.clock import TIMES_FROM, TIMES_UNTIL, parse_ocpp_time
 from smartcharge.site.obligations import StoreUnavailable
-from smartcharge.site.setup import CONTROLLER
+from smartcharge.appkeys import SITE
+from smartcharge.site.applied import limits_applied
+from smartcharge.site.setup import CONTROLLER, DISPATCHER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
 EARLIEST, LATEST = TIMES_FROM, TIMES_UNTIL   # the times a limit may reach (clock.py)
@@ -30,6 +32,16 @@ async def commit(request: web.Request, check, work, apply):
 
 def controller(request: web.Request):
     return request.app[CONTROLLER]
+
+
+async def applied(request: web.Request) -> dict:
+    """After a limit is committed and a re-plan asked for: wait (bounded) until the round
+    that applies it has had the stations' decreases answered; what they hold then, for the
+    answer's `applied` (site/applied.py). A client may send it back in a PUT: it is ignored."""
+    limits = request.app[CONTROLLER].limits
+    stations = [s.station_id for s in request.app[SITE].stations]
+    done = await limits_applied(request.app[DISPATCHER], stations, limits.version)
+    return done.as_json()
 
 
 async def json_body(request: web.Request) -> dict:

@@ -24,6 +24,7 @@ from aiohttp import web
 from smartcharge import store_obligations as ob
 from smartcharge.api.auth import DR_READ, DR_WRITE, OPERATE, READ, route
 from smartcharge.api.errors import ApiError
+from smartcharge.api.site_common import applied as _applied
 from smartcharge.api.site_common import commit as _commit, controller as _controller
 from smartcharge.api.site_common import json_body as _json_body, number_field as _number
 from smartcharge.api.site_common import known_fields
@@ -34,11 +35,12 @@ from smartcharge.site.obligations import event_row
 
 OPENADR_PREFIX = "openadr:"     # smartcharge/openadr/signals.py: events from a VTN
 # what each body takes, with what a GET answers (a client may PUT back what it read)
-CAP_FIELDS = frozenset({"limit_w", "since"})
+# (`applied`: what a write's answer says of the stations - sent back, it is ignored)
+CAP_FIELDS = frozenset({"limit_w", "since", "applied"})
 SINCE_SLACK_S = 60.0   # a client's clock a little ahead of ours
 WINDOW_FIELDS = frozenset({"start", "end", "limit_w"})
 EVENT_FIELDS = frozenset({"id", "start", "end", "limit_w", "reduction_w", "priority", "state",
-                          "held_back_by"})
+                          "held_back_by", "applied"})
 NEED_FIELDS = frozenset({"requested_wh", "departure"})
 
 
@@ -72,7 +74,8 @@ async def put_cap(request: web.Request) -> web.Response:
                   lambda tx: ob.set_operator_cap(tx, limit_w, now, at=now),
                   lambda _: controller.limits.set_operator_cap(limit_w, since=now))
     controller.request_replan("operator cap")
-    return web.json_response(_cap_json(controller))
+    # answered once the stations hold profiles under it (or the bounded wait says who not)
+    return web.json_response(_cap_json(controller) | {"applied": await _applied(request)})
 
 
 def _schedule_json(controller) -> dict:
@@ -86,7 +89,7 @@ async def get_cap_schedule(request: web.Request) -> web.Response:
 
 async def put_cap_schedule(request: web.Request) -> web.Response:
     body = await _json_body(request)
-    known_fields(body, frozenset({"windows"}))
+    known_fields(body, frozenset({"windows", "applied"}))
     windows = body.get("windows")
     if not isinstance(windows, list):
         raise ApiError(422, "invalid_body", "windows: required, a list of {start, end, limit_w}")
@@ -108,7 +111,7 @@ async def put_cap_schedule(request: web.Request) -> web.Response:
     await _commit(request, lambda: None, lambda tx: ob.set_cap_windows(tx, parsed),
                   lambda _: controller.limits.set_cap_schedule(parsed))
     controller.request_replan("cap schedule")
-    return web.json_response(_schedule_json(controller))
+    return web.json_response(_schedule_json(controller) | {"applied": await _applied(request)})
 
 
 # --- demand response ------------------------------------------------------------------------
@@ -167,9 +170,9 @@ def _check_addressable(event_id: str) -> None:
                        "addressed in a URL")
 
 
-def _created(event: DemandResponseEvent, now) -> web.Response:
+def _created(event: DemandResponseEvent, now, applied: dict) -> web.Response:
     # percent-encoded ("/" kept: the route takes it): "?", "#", "%", spaces, non-ASCII ids too
-    return web.json_response(event.as_json(now), status=201, headers={
+    return web.json_response(event.as_json(now) | {"applied": applied}, status=201, headers={
         "Location": "/api/demand-response/events/" + quote(event.event_id, safe="/")})
 
 
@@ -198,7 +201,7 @@ async def post_event(request: web.Request) -> web.Response:
         # the same event posted again (a client that never got the 2xx, e.g. the server died
         # after the commit): it is stored; the same answer - as it is now: a cancelled one
         # stays cancelled (a late retry must not revive it) - not a conflict
-        return _created(controller.limits.event(event_id), now)
+        return _created(controller.limits.event(event_id), now, await _applied(request))
     # what the request means, not how it is written (5000 or 5000.0, Z or +00:00)
     digest = hashlib.sha256(json.dumps(
         [event_id, format_ocpp_time(event.start), format_ocpp_time(event.end), event.limit_w,
@@ -237,9 +240,11 @@ async def post_event(request: web.Request) -> web.Response:
             raise ApiError(422, "idempotency_key_reused", f"{IDEMPOTENCY_KEY} {key!r} was "
                            f"first sent with another body (it made {made_id!r}); a new "
                            "request needs a new key")
-        return _created(controller.limits.event(made_id), controller.clock.now())
+        return _created(controller.limits.event(made_id), controller.clock.now(),
+                        await _applied(request))
     controller.request_replan(f"dr:{result.event_id}")
-    return _created(result, controller.clock.now())
+    applied = await _applied(request)   # the stations told, before the 201 (site/applied.py)
+    return _created(result, controller.clock.now(), applied)
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -279,7 +284,8 @@ async def put_event(request: web.Request) -> web.Response:
                   lambda tx: ob.save_event(tx, event_row(event), at=now),
                   lambda _: controller.limits.update_event(event))
     controller.request_replan(f"dr:{event_id}")
-    return web.json_response(event.as_json(controller.clock.now()))
+    applied = await _applied(request)
+    return web.json_response(event.as_json(controller.clock.now()) | {"applied": applied})
 
 
 async def delete_event(request: web.Request) -> web.Response:

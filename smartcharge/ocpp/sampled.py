@@ -13,7 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from smartcharge.events import MeterSampled
-from smartcharge.metering import DEFAULT_LOCATION, ENERGY_REGISTER, Reading, at_billed_location
+from smartcharge.metering import (
+    DEFAULT_LOCATION,
+    Reading,
+    at_billed_location,
+    billed_registers,
+)
 
 POWER, CURRENT = "Power.Active.Import", "Current.Import"
 
@@ -40,10 +45,13 @@ def samples_to_events(station_id: str, connector_id: int, transaction_id: int | 
             (r.measurand == POWER and not r.phase) or r.measurand == CURRENT))
         powers = [r.value_si for r in draw if r.measurand == POWER]
         currents = tuple(_phase_current(draw, phase) for phase in ("L1", "L2", "L3"))
-        register = reading(ENERGY_REGISTER)
+        # the set's total, else the sum of its phases (metering.billed_registers), as billed
+        registers = billed_registers(group)
+        register = registers[-1] if registers else None
         events.append(MeterSampled(
             station_id, connector_id, transaction_id, at, context,
-            energy_register_wh=None if register is None else register.value_si,
+            energy_register_wh=None if register is None else register.value_wh,
+            register_phases=frozenset() if register is None else register.phases,
             power_w=powers[-1] if powers else None, current_a=currents,
             soc_percent=value("SoC", anywhere=True), received_at=received_at,
             register_location=DEFAULT_LOCATION if register is None else register.location,

@@ -174,6 +174,11 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.rounds_running = 0   # a newer round starts at once: an older one may still run
         self.round_done = asyncio.Event()   # replaced after each round (for waiters)
         self._newest_round: DispatchRound | None = None   # the newest; ended when a newer starts
+        self.round_started = asyncio.Event()   # replaced at each round's start (for waiters)
+        # station -> when it last had decreases acknowledged; and the stations whose raises
+        # go out in force at once now, needing nobody's decrease (settling.py)
+        self.decreased_at: dict[str, datetime] = {}
+        self.raising_at_once: set[str] = set()
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: a new plan from the controller."""
@@ -270,6 +275,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             # DR event's decreases behind a silent station for its call timeouts.
 
     @property
+    def newest_round(self) -> DispatchRound | None:
+        return self._newest_round
+
+    @property
     def idle(self) -> bool:
         """Every plan made so far has had its round (none waiting, none running)."""
         return not self._wake.is_set() and self.rounds_running == 0
@@ -326,6 +335,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         if self._newest_round is not None:
             self._newest_round.end()
         this = self._newest_round = DispatchRound(self, plan, asyncio.Event())
+        started, self.round_started = self.round_started, asyncio.Event()
+        started.set()
         self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]

@@ -36,6 +36,7 @@ from smartcharge.site.connector_plans import station_plans
 from smartcharge.site.gates import DecreaseGates
 from smartcharge.site.pacing import Pacer
 from smartcharge.site.plan import Plan
+from smartcharge.site.settling import forget_before, unsettled_nodes
 from smartcharge.site.slots import LATER
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
@@ -75,6 +76,15 @@ class DispatchRound:
         # the later defaults' tickets for a sending slot (slots.py), given up when a newer
         # round ends this one
         self._tickets: set[asyncio.Future] = set()
+        # what the stations hold once every decrease and lowered default of the round is
+        # answered (or timed out): {station: acknowledged?}, every station compared; None: a
+        # newer round ended this one first (it compares again). For whoever must know that
+        # a limit reached the stations (the API's answer to a cap: site/applied.py)
+        self.decreased: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._all_done: asyncio.Future | None = None
+        self.limited: dict[str, set[int]] = {}
+        self._unsettled: set[int] | None = None   # settling.py, once a raise asks
+        self._compared_all = False
 
     def end(self) -> None:
         """A newer round starts: what has not begun is left to it; the increases waiting for
@@ -83,6 +93,8 @@ class DispatchRound:
         station waited for an obsolete default to be sent. The newer round compares them
         again (`default_sent` is unchanged)."""
         self.over.set()
+        if not self.decreased.done():
+            self.decreased.set_result(None)
         for future in self._waiting:
             self.pacer.wake(future, None)
         for future in self._later:
@@ -142,6 +154,7 @@ class DispatchRound:
                     self.done[sid] = loop.create_future()
                     early[sid] = asyncio.ensure_future(self._decrease(control))
             self._queued()
+            self._report_when_decreased()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
                 d.view.limits.change_times(now))
             # circuits a DR event limits, once per round (not once per station: O(stations^2))
@@ -151,6 +164,7 @@ class DispatchRound:
                         if c in index and c != topo.node_ids[0]}
             limited = limited_by_station(topo, [c.station_id for c in controls],
                                          root_limited, dr_nodes)
+            self.limited = limited
             self.gates = DecreaseGates(self.done, limited, self.pacer)
             for control in controls:
                 decreasing = early.get(control.station_id)
@@ -172,6 +186,34 @@ class DispatchRound:
             if self.gates is not None:
                 self.gates.cancel()
             self.pacer.close()
+            # (its decreases all answered: said now, not after the callback's turn)
+            self._report()
+
+    def _report_when_decreased(self) -> None:
+        """Every station compared: `decreased` is set once each one's decreases are done."""
+        self._compared_all = True
+        self._all_done = asyncio.gather(*self.done.values(), return_exceptions=True)
+        self._all_done.add_done_callback(lambda _: self._report())
+
+    def _report(self) -> None:
+        if self.decreased.done():
+            return
+        if self.over.is_set() or not self._compared_all:
+            self.decreased.set_result(None)   # superseded (or cancelled): the newer decides
+            return
+        if not all(done.done() for done in self.done.values()):
+            return
+        outcome = {sid: True for sid in self.work}
+        for sid, done in self.done.items():
+            outcome[sid] = not done.cancelled() and bool(done.result()[0])
+        self.decreased.set_result(outcome)
+
+    def pending(self) -> tuple[list[str], list[str]]:
+        """(stations whose decreases are still unanswered, those refused or unanswered)."""
+        waiting = sorted(sid for sid, done in self.done.items() if not done.done())
+        failed = sorted(sid for sid, done in self.done.items()
+                        if done.done() and not done.cancelled() and not done.result()[0])
+        return waiting, failed
 
     def _queued(self, sid: str | None = None) -> None:
         """`sid`'s decreases hold a sending slot (or it has none to send); None: every station
@@ -227,6 +269,17 @@ class DispatchRound:
         if first is not None:
             control.resend |= first[3]   # the first comparison consumed it
         return self.d._work(control, self.plan, self.cplans(sid))
+
+    def _unsettled_nodes(self) -> set[int]:
+        """The nodes a decrease may still be settling under (settling.py), once per round."""
+        if self._unsettled is None:
+            d = self.d
+            now = d.clock.now()
+            hold_s = d.raise_delay_s()
+            forget_before(d.decreased_at, now, hold_s)
+            self._unsettled = unsettled_nodes(d.topology, d.topology.refs,
+                                              d.installed.step_of, d.decreased_at, now, hold_s)
+        return self._unsettled
 
     def _superseded(self) -> bool:
         """A newer plan, or a limit changed since this one (an operator's cap lowered at once:
@@ -305,6 +358,7 @@ class DispatchRound:
                         finally:
                             d._sending.release()
                     at = d.clock.now()
+                    d.decreased_at[control.station_id] = at   # settling: no raise at once
                 rest = (ups, control.lock.holds)
         finally:
             self._queued(control.station_id)   # (an error) nobody waits for it
@@ -348,9 +402,14 @@ class DispatchRound:
         # than the settle time and the clocks' margin after it is sent (edges.held), so after
         # the decreases' settle time when it is sent once they are acknowledged: it goes out
         # then (waiting the settle time first held it back twice)
-        go, _ = await self._turn(sid)
+        go, latest = await self._turn(sid)
         if not go:
             return
+        # relying on no decrease (none of the round's under its nodes, none settling there),
+        # its raises are in force when installed: held, a car waited 10-20 s at 0 W for
+        # nothing (settling.py)
+        at_once = latest is None and not (self.limited.get(sid, set())
+                                          & self._unsettled_nodes())
         async with control.lock:
             if control.lock.holds != holds + 1:
                 # another holder changed what it accepted: compared again, its own
@@ -358,7 +417,9 @@ class DispatchRound:
                 downs, items = d._work(control, self.plan, self.cplans(sid))
                 if downs:
                     async with d._sending:
-                        if not await d._run_items(control, downs, decrease=True):
+                        ok = await d._run_items(control, downs, decrease=True)
+                        d.decreased_at[sid] = d.clock.now()   # settling: no raise at once
+                        if not ok:
                             d.publish(learned.ReplanWanted(f"held:{sid}"))
                             return
             if d._latest is not self.plan and d._latest is not None:
@@ -368,8 +429,17 @@ class DispatchRound:
             async with d._sending:
                 # a newer plan or a limit moved while this queued, or while one of these was
                 # answered: the rest is left to the newer round (checked before every item)
-                await d._run_items(control, items, decrease=False,
-                                   superseded=self._superseded)
+                # (not when its own decrease came in between: compared again above)
+                if not at_once or sid in d.decreased_at:
+                    await d._run_items(control, items, decrease=False,
+                                       superseded=self._superseded)
+                    return
+                d.raising_at_once.add(sid)
+                try:
+                    await d._run_items(control, items, decrease=False,
+                                       superseded=self._superseded)
+                finally:
+                    d.raising_at_once.discard(sid)
 
 
 def is_later(item: tuple) -> bool:

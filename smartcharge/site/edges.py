@@ -24,7 +24,9 @@ A raise at a schedule's start is a raise too: the controller re-plans ~50 ms aft
 edge, and the new plan's first slot starts after the edge, so the raise at that edge is its
 first period. So `held` keeps a schedule no higher than what is installed until the raise
 delay after its sending: a re-plan inside that time finds nothing new to send, and a raise
-sent at any moment comes into force no sooner than one sent with its edge.
+sent at any moment comes into force no sooner than one sent with its edge - unless it relies on
+no decrease at all, none sent, acknowledged or stepping down under its nodes within that delay
+(`settling.py`: then the caller does not ask for `held`).
 
 Decreases are never moved: with station clocks apart by at most `edge_margin_s`, every raise
 lands after every decrease of the same edge, in real time. What a schedule installs is read back

@@ -145,7 +145,7 @@ def _restore_limits(limits, obligations: ob.Obligations) -> None:
 
 
 def _restore_reports(controller, reported: list[tuple[dict, str]],
-                     registers_of: dict[int, list[tuple[str, float, str, str]]],
+                     registers_of: dict[int, list[tuple[str, float, str, str, frozenset[str]]]],
                      now: datetime) -> tuple[int, int]:
     """Feed the stored report events back to the site: each open session's latest car needs
     (with what it had taken by then) and the external limits still in force. Returns how many
@@ -169,9 +169,9 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
         live = LiveEnergy(session.meter_start_wh, session.started_at,
                           station_max_power_w(state.site.station(session.ref.station_id)),
                           session.meter_start_location)
-        for at, wh, arrived, location in registers_of[transaction_id]:
+        for at, wh, arrived, location, phases in registers_of[transaction_id]:
             if from_db_time(arrived) <= received:
-                live.add(from_db_time(at), wh, location)
+                live.add(from_db_time(at), wh, location, phases)
         # a need a person set (restored above, from session_needs) stands, as it did
         controller.reports.take_needs(event, taken_wh=live.energy_wh or 0.0)
     in_force = [e for e in external.values() if not _ended(e, now)]
@@ -188,7 +188,7 @@ def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:
 
 
 def _restore_session(state, row: SessionRow, start_location: str | None,
-                     needs: dict[int, ob.NeedRow], now: datetime, registers: list[tuple[str, float, str, str]], energy_rows: list[dict],
+                     needs: dict[int, ob.NeedRow], now: datetime, registers: list[tuple[str, float, str, str, frozenset[str]]], energy_rows: list[dict],
                      power_rows: list[dict]) -> int:
     if row.connector_id is None:
         return 0
@@ -207,9 +207,10 @@ def _restore_session(state, row: SessionRow, start_location: str | None,
     # every stored register through the ledger's rules (offline starts, resets), not only the
     # last one: meterStart 0 and a 4.5 MWh register must not read as "need met"; at their
     # location, so the live samples after the restart go on with the same chain
-    for location in {location for *_, location in registers}:   # one: the billed location
+    for location in {location for *_, location, _ in registers}:   # one: the billed location
         state.load_registers(row.transaction_id,
-                             [(from_db_time(at), wh) for at, wh, _, where in registers
+                             [(from_db_time(at), wh, phases)
+                              for at, wh, _, where, phases in registers
                               if where == location], location)
     for rows in (energy_rows, power_rows):
         if rows:

@@ -55,7 +55,9 @@ class ProfileSending:
             raise_delay_s=self.raise_delay_s(),
             # whole seconds, as OCPP counts: the schedule still ends where it should
             backdate_s=math.ceil(self.settings.edge_margin_s))
-        if installed is not None:   # a raise at its start waits too (edges.held)
+        if installed is not None and ref.station_id not in self.raising_at_once:
+            # a raise at its start waits too (edges.held), unless it needs nobody's decrease
+            # (settling.py)
             offsets_s, powers_w = held(start, offsets_s, powers_w, installed,
                                        self.clock.now() + timedelta(seconds=self.raise_delay_s()))
         voltage = self._voltage_v[ref.station_id]

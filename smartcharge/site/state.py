@@ -174,17 +174,17 @@ class SiteState:
         return session
 
     def load_registers(self, transaction_id: int,
-                       readings: Iterable[tuple[datetime, float]],
+                       readings: Iterable[tuple],
                        location: str = DEFAULT_LOCATION) -> Session:
-        """Feed an open session's stored register readings (station time, Wh, measured at
-        `location`) through the billing rules, e.g. when the live site is rebuilt from the
-        store after a restart."""
+        """Feed an open session's stored register readings (station time, Wh[, the phases
+        a sum adds], measured at `location`) through the billing rules, e.g. when the live
+        site is rebuilt from the store after a restart."""
         session = self.session_by_id(transaction_id)
         if session is None:
             raise KeyError(f"no open session {transaction_id}")
         live = self._live(session)
-        for at, register_wh in readings:
-            live.add(at, register_wh, location)
+        for at, register_wh, *phases in readings:
+            live.add(at, register_wh, location, *phases)
         session.energy_wh = live.energy_wh or 0.0
         return session
 
@@ -275,7 +275,8 @@ class SiteState:
             # unknown (None) is not "nothing delivered" for billing, but for the plan the
             # car's need simply stands until the registers tell
             session.energy_wh = self._live(session).add(
-                event.at, event.energy_register_wh, event.register_location) or 0.0
+                event.at, event.energy_register_wh, event.register_location,
+                event.register_phases) or 0.0
         best = self.draw_location.get(ref)
         if best is not None and location_rank(event.draw_location) > location_rank(best):
             return None   # another meter's draw than the one this connector's is read at

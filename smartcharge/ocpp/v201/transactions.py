@@ -122,7 +122,7 @@ def _begin_location(event: TransactionEventIn, meter_start_wh: float | None) -> 
     """Where the session's start register was measured, when this event carries it (its
     Transaction.Begin value): the live chain of that location alone starts from it."""
     begin = billed_registers(r for r in event.readings if r.context == BEGIN)
-    if begin and meter_start_wh is not None and begin[-1].value_si == meter_start_wh:
+    if begin and meter_start_wh is not None and begin[-1].value_wh == meter_start_wh:
         return begin[-1].location
     return None
 

@@ -1,0 +1,89 @@
+"""Has a limit reached the stations? What the API answers a cap or a DR event with.
+
+A limit committed is an obligation kept by us (stored before the 2xx, site/obligations.py);
+it is kept by the stations only once they hold profiles under it - if we die before the round
+that tells them goes out, they draw under their old profiles and fail-safe defaults until we
+are back (session 24: 39.8 kW under a 15 kW cap). So the API's answer waits, bounded, for
+the first dispatch round planned with the new limits (its `limits_version`) to have every
+station's decreases and lowered fail-safe defaults answered or timed out
+(`DispatchRound.decreased`); a newer round ending that one first is waited for in its turn.
+The raises the round sends after them are not waited for: they need nobody's safety.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+# Real seconds the API waits for the stations: one call timeout (10 s by default) for a
+# station that does not answer, and room for the re-plan before the round
+APPLY_WAIT_S = 15.0
+
+
+@dataclass
+class Applied:
+    """What the stations held when the answer was made."""
+
+    complete: bool                  # every connected station acknowledged what it needed
+    acknowledged: int = 0           # connected stations holding profiles under the limits
+    pending: list[str] = field(default_factory=list)           # still unanswered
+    not_acknowledged: list[str] = field(default_factory=list)  # refused, timed out, dropped
+    offline: list[str] = field(default_factory=list)  # not connected (or not set up yet)
+    waited_s: float = 0.0
+
+    def as_json(self) -> dict:
+        return {"complete": self.complete, "stations_acknowledged": self.acknowledged,
+                "stations_pending": self.pending,
+                "stations_not_acknowledged": self.not_acknowledged,
+                "stations_offline": self.offline, "waited_s": round(self.waited_s, 3)}
+
+
+async def limits_applied(dispatcher, station_ids: list[str], version: int,
+                         timeout_s: float = APPLY_WAIT_S) -> Applied:
+    """Wait until a round planned with limits of `version` or later has had its decreases
+    answered (at most `timeout_s` real seconds); what the stations hold then. A station not
+    in that round is `offline`: planned at what it may draw under what it holds."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + timeout_s
+    rnd = None
+    while True:
+        started = dispatcher.round_started      # taken before looking: no start is missed
+        newest = dispatcher.newest_round
+        if newest is not None and newest.limits_version >= version:
+            rnd = newest
+            try:
+                async with asyncio.timeout_at(deadline):
+                    outcome = await asyncio.shield(rnd.decreased)
+            except TimeoutError:
+                break
+            if outcome is not None:
+                return _applied(outcome, station_ids, loop.time() - began)
+            # ended by a newer round before its decreases were all answered: that one
+            # compares again and sends what is still needed
+            if newest is dispatcher.newest_round:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await started.wait()
+                except TimeoutError:
+                    break
+            continue
+        try:
+            async with asyncio.timeout_at(deadline):
+                await started.wait()
+        except TimeoutError:
+            break
+    waited = loop.time() - began
+    if rnd is None:                 # no round planned with the new limits yet
+        return Applied(False, pending=sorted(station_ids), waited_s=waited)
+    pending, failed = rnd.pending()
+    compared = set(rnd.work)
+    return Applied(False, acknowledged=len(compared - set(pending) - set(failed)),
+                   pending=pending, not_acknowledged=failed,
+                   offline=sorted(set(station_ids) - compared), waited_s=waited)
+
+
+def _applied(outcome: dict[str, bool], station_ids: list[str], waited_s: float) -> Applied:
+    failed = sorted(sid for sid, ok in outcome.items() if not ok)
+    return Applied(not failed, acknowledged=len(outcome) - len(failed), not_acknowledged=failed,
+                   offline=sorted(set(station_ids) - set(outcome)), waited_s=waited_s)
