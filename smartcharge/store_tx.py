@@ -176,7 +176,9 @@ class StoreTx:
 
     # -- id tags ----------------------------------------------------------------------------
     def id_tag_status(self, id_tag: str) -> str | None:
-        row = self._db.execute("SELECT status FROM id_tags WHERE id_tag = ?", (id_tag,)).fetchone()
+        # OCPP's id tags are case-insensitive (a handful of rows: no index needed)
+        row = self._db.execute("SELECT status FROM id_tags WHERE id_tag = ? COLLATE NOCASE",
+                               (id_tag,)).fetchone()
         return row[0] if row else None
 
     def put_id_tag(self, id_tag: str, status: str = "Accepted") -> None:
