@@ -259,6 +259,8 @@ class FailSafeSetup:
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
                 self._note_bounded(ref, answer is Answer.ACCEPTED)
+            if answer is Answer.ACCEPTED:
+                self._note_kept_default(control, ref, max(powers))
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request
             control.default_sent[connector_id] = [(now, powers[0])] + later
@@ -274,6 +276,22 @@ class FailSafeSetup:
         (self._unbounded.discard if bounded else self._unbounded.add)(ref)
         self._unbounded_version += 1
         self.publish(learned.ConnectorUnbounded(ref, not bounded))
+
+    def _note_kept_default(self, control: StationControl, ref: ConnectorRef,
+                           default_w: float) -> None:
+        """A station with no idle layer keeps this accepted default under a car that arrives
+        (idle.py sends it no idle schedule): the controller keeps it free in the plan. Before,
+        the plan gave that room to the other cars: 37 kW installed under a 30 kW grid
+        (tests/test_single_stack_level_idle.py)."""
+        kept_w = None if control.caps is None or control.caps.idle_layer else default_w
+        kept = self._kept_defaults
+        if kept.get(ref) == kept_w:
+            return
+        if kept_w is None:
+            kept.pop(ref, None)
+        else:
+            kept[ref] = kept_w
+        self.publish(learned.IdleDefaultKept(ref, kept_w))
 
     def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:
