@@ -204,6 +204,12 @@ class StoreTx:
                          (station_id, action, key, json.dumps(payload), json.dumps(answer),
                           db_time(at)))
 
+    def forget_message(self, station_id: str, action: str, key: str) -> None:
+        """A remembered message whose meaning now names another one (ledger.start_transaction:
+        the same start again after its transaction was stopped)."""
+        self._db.execute("DELETE FROM inbound_messages WHERE station_id = ? AND action = ? "
+                         "AND message_key = ?", (station_id, action, key))
+
     def prune_inbound_messages(self, before: datetime) -> int:
         """Forget raw messages received before `before`; returns how many. Only old rows go:
         the recent ones are what recognises a station's re-sent message as a duplicate."""

@@ -1,8 +1,9 @@
 """A 1.6 StartTransaction that means the same as one already answered (connector, id tag,
-start register, instant) is a retry of it only while the station may not have had our answer.
-Once it stopped that transaction by our id, it had the answer: the same start again is a new
-transaction - a car that took nothing, stopped and started again within the second (a
-station stamping whole seconds), or a station whose clock stands still.
+start register, instant) is a retry of it - unless the station stopped that transaction by our
+id (it had the answer) at that very instant: then the same start again is a new transaction - a
+car that took nothing, stopped and started again within the second (a station stamping whole
+seconds), or a station whose clock stands still. (A start re-sent after a later stop is still
+a retry: tests/test_billing_property.py.)
 
 Found by the session 25 audit: the second start was answered with the first, stopped
 transaction's id; its StopTransaction became a `second_stop_for_transaction` orphan, never
