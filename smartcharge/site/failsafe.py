@@ -219,6 +219,12 @@ class FailSafeSetup:
         if defaults is None:
             key, defaults = self._wanted_defaults(control)
         phases = max(c.phases for c in station.connectors)
+        if station_max and not _room_for_station_max(control, len(station.connectors)):
+            # its few slots go to the connectors' defaults: the maximum only repeats what the
+            # station can draw, and in the one slot of a station holding one profile it left
+            # every default refused (two such stations 44.2 kW on a 30 kW grid, for hours)
+            station_max = False
+            control.station_max = None
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
             station_max_a = units.w_to_a(station_max_w, phases, station.voltage_v)
@@ -307,3 +313,11 @@ class FailSafeSetup:
             shares = self._shares[key] = self.topology.default_shares(node_limit_w=node_w,
                                                                       node_limit_a=node_a)
         return shares
+
+
+def _room_for_station_max(control: StationControl, n_connectors: int) -> bool:
+    """Whether the station holds more profiles than one fail-safe default per connector
+    (1.6 `MaxChargingProfilesInstalled`, 2.0.1 `Entries`; unknown: yes)."""
+    caps = control.caps
+    slots = None if caps is None else caps.max_profiles_installed
+    return slots is None or slots > n_connectors
