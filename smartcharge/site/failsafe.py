@@ -265,8 +265,9 @@ class FailSafeSetup:
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
                 self._note_bounded(ref, answer is Answer.ACCEPTED)
-            if answer is Answer.ACCEPTED:
-                self._note_kept_default(control, ref, max(powers))
+            if answer is Answer.ACCEPTED and (not control.caps.idle_layer
+                                              or ref in self._kept_defaults):
+                self._note_kept_default(ref, max(powers))
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request
             control.default_sent[connector_id] = [(now, powers[0])] + later
@@ -283,13 +284,12 @@ class FailSafeSetup:
         self._unbounded_version += 1
         self.publish(learned.ConnectorUnbounded(ref, not bounded))
 
-    def _note_kept_default(self, control: StationControl, ref: ConnectorRef,
-                           default_w: float) -> None:
-        """A station with no idle layer keeps this accepted default under a car that arrives
-        (idle.py sends it no idle schedule): the controller keeps it free in the plan. Before,
-        the plan gave that room to the other cars: 37 kW installed under a 30 kW grid
-        (tests/test_single_stack_level_idle.py)."""
-        kept_w = None if control.caps is None or control.caps.idle_layer else default_w
+    def _note_kept_default(self, ref: ConnectorRef, kept_w: float | None) -> None:
+        """An idle connector keeps its accepted default (`kept_w`, W) under a car that arrives
+        - its station has no idle layer (idle.py sends it no idle schedule) or refused its
+        idle schedule (no slot left) - or no longer (None): the controller keeps it free in
+        the plan. Before, the plan gave that room to the other cars: 37 kW installed under a
+        30 kW grid (tests/test_single_stack_level_idle.py, test_single_profile_slot.py)."""
         kept = self._kept_defaults
         if kept.get(ref) == kept_w:
             return
