@@ -100,7 +100,13 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
             earlier = {"transactionId": same.transaction_id, "status": answer_status}
             tx.remember_message(station_id, "StartTransaction", key, payload, earlier, at)
     if earlier is not None:
-        return StartOutcome(earlier["transactionId"], duplicate=True)
+        if not _ended_by_then(tx.session(earlier["transactionId"]), timestamp):
+            return StartOutcome(earlier["transactionId"], duplicate=True)
+        # that transaction took nothing and was over at this very instant, stopped by our id
+        # (so the station had our answer): this is a new transaction that looks the same (a
+        # car stopped and started again within the second, a clock that stands still) -
+        # answered as the old one, its stop was an orphan and its energy billed to nobody
+        tx.forget_message(station_id, "StartTransaction", key)
     closed = []
     for session in tx.open_sessions(station_id, connector_id):
         started = from_db_time(session.start_time)
@@ -112,6 +118,17 @@ def start_transaction(tx: StoreTx, *, station_id: str, connector_id: int, id_tag
     tx.remember_message(station_id, "StartTransaction", key, payload,
                         {"transactionId": transaction_id, "status": answer_status}, at)
     return StartOutcome(transaction_id, duplicate=False, closed=tuple(closed))
+
+
+def _ended_by_then(session: SessionRow | None, start: datetime) -> bool:
+    """Stopped by a StopTransaction that named our transaction id (not one matched to it),
+    stamped at or before `start`. A retry of its start that comes after the stop (a station
+    re-sending what it was answered) is still that start: its stop came later than it."""
+    if session is None or session.state != STOPPED or session.closed_by != "StopTransaction" \
+            or "reconciled_unknown_transaction_id" in flags_of(session):
+        return False
+    stopped = from_db_time(session.stop_time)
+    return stopped is not None and stopped <= start
 
 
 def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,

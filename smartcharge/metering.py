@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from smartcharge import units
 from smartcharge.clock import parse_ocpp_time
@@ -34,9 +35,8 @@ PLAUSIBILITY_FACTOR = 2.0
 PLAUSIBILITY_SLACK_WH = 500.0
 UNKNOWN_DURATION_S = 24 * 3600.0             # ceiling when the station's clock is unusable
 
-_SCALE = {"wh": 1.0, "kwh": 1000.0, "varh": 1.0, "kvarh": 1000.0, "w": 1.0, "kw": 1000.0,
-          "var": 1.0, "kvar": 1000.0, "a": 1.0, "v": 1.0, "percent": 1.0, "celsius": 1.0,
-          "fahrenheit": 1.0, "k": 1.0}
+# the units that are a power of ten of ours (every other unit is ours already)
+_TENS = {"kwh": 3, "kvarh": 3, "kw": 3, "kvar": 3}
 
 
 @dataclass(frozen=True)
@@ -174,15 +174,25 @@ def billed_registers(readings: Iterable[Reading]) -> list[RegisterPoint]:
     return billed_points(points, incomplete)[0]
 
 
-def to_si(value_text: str, unit: str, value_format: str) -> float | None:
-    """The value in our unit system (kWh -> Wh, kW -> W); None when it is not a plain number."""
+def to_si(value_text: str, unit: str, value_format: str, exponent: int = 0) -> float | None:
+    """The value in our unit system (kWh -> Wh, kW -> W; `exponent`: a power of ten it is in
+    besides, 2.0.1's `multiplier`); None when it is not a plain number.
+
+    Scaled in decimal, as the meter wrote it: 2048.229 kWh is 2048229 Wh, where a float's
+    product is 2048228.9999999998 - a bill off the meter's delta, and a sample equal to the
+    stop register read above it (`samples_disagree`)."""
     if value_format != DEFAULT_FORMAT:
         return None
     try:
         value = float(value_text)
     except ValueError:
         return None
-    value *= _SCALE.get(unit.lower(), 1.0) if unit else 1.0
+    shift = exponent + (_TENS.get(unit.lower(), 0) if unit else 0)
+    if shift and math.isfinite(value):
+        try:
+            value = float(Decimal(value_text).scaleb(shift))
+        except ArithmeticError:     # past Decimal's exponents (a 32-bit multiplier): no reading
+            return None
     # "1e308" kWh is no reading either: not finite once in Wh
     return value if math.isfinite(value) else None
 

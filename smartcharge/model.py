@@ -157,6 +157,16 @@ class Site:
     def station(self, station_id: str) -> Station | None:
         return self._stations_by_id.get(station_id)
 
+    def accepts_id_tag(self, id_tag: str) -> bool:
+        """One of `id_tags`, in any case: OCPP compares id tags case-insensitively (1.6
+        `CiString20Type`; 2.0.1 "IdToken is case insensitive") - a reader may spell a card's
+        hex UID in lower case."""
+        return id_tag.casefold() in self._id_tags_folded
+
+    @cached_property
+    def _id_tags_folded(self) -> frozenset[str]:
+        return frozenset(tag.casefold() for tag in self.id_tags)
+
     @cached_property
     def _stations_by_id(self) -> dict[str, Station]:
         # every message and every guard pass looks stations up by id: a scan of the tuple made

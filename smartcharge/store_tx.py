@@ -185,7 +185,9 @@ class StoreTx:
 
     # -- id tags ----------------------------------------------------------------------------
     def id_tag_status(self, id_tag: str) -> str | None:
-        row = self._db.execute("SELECT status FROM id_tags WHERE id_tag = ?", (id_tag,)).fetchone()
+        # OCPP's id tags are case-insensitive (a handful of rows: no index needed)
+        row = self._db.execute("SELECT status FROM id_tags WHERE id_tag = ? COLLATE NOCASE",
+                               (id_tag,)).fetchone()
         return row[0] if row else None
 
     def put_id_tag(self, id_tag: str, status: str = "Accepted") -> None:
@@ -210,6 +212,12 @@ class StoreTx:
                          "payload_json, answer_json, received_at) VALUES (?, ?, ?, ?, ?, ?)",
                          (station_id, action, key, json.dumps(payload), json.dumps(answer),
                           db_time(at)))
+
+    def forget_message(self, station_id: str, action: str, key: str) -> None:
+        """A remembered message whose meaning now names another one (ledger.start_transaction:
+        the same start again after its transaction was stopped)."""
+        self._db.execute("DELETE FROM inbound_messages WHERE station_id = ? AND action = ? "
+                         "AND message_key = ?", (station_id, action, key))
 
     def prune_inbound_messages(self, before: datetime) -> int:
         """Forget raw messages received before `before`; returns how many. Only old rows go:

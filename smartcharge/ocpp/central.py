@@ -357,8 +357,9 @@ class CentralSystemBase:
 
     async def id_tag_status(self, id_tag: str) -> str | None:
         """The status of an id tag / token (the site file's tags are Accepted, then the store's
-        `id_tags`); None: not known. The same rules for every version."""
-        if id_tag in self._ctx.site.id_tags:
+        `id_tags`), in any case (OCPP's id tags are case-insensitive); None: not known. The
+        same rules for every version."""
+        if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
         return await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
 

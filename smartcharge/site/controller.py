@@ -135,6 +135,9 @@ class SiteController:
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
         # idle connectors nothing of ours bounds (site/unbounded.py): kept free in the plan
         self.unbounded_idle: set[ConnectorRef] = set()
+        # idle connectors that keep their fail-safe default under a new car (no idle layer):
+        # that default [W] kept free in the plan too
+        self.kept_defaults_w: dict[ConnectorRef, float] = {}
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
         # connectors whose plans go out as their default: planned for any car (plan_inputs)
@@ -203,6 +206,14 @@ class SiteController:
                 (self.unbounded_idle.add if event.unbounded
                  else self.unbounded_idle.discard)(event.ref)
                 self.request_replan(f"unbounded:{event.ref.station_id}/"
+                                    f"{event.ref.connector_id}")
+        elif isinstance(event, learned.IdleDefaultKept):
+            if self.kept_defaults_w.get(event.ref) != event.default_w:
+                if event.default_w is None:
+                    self.kept_defaults_w.pop(event.ref, None)
+                else:
+                    self.kept_defaults_w[event.ref] = event.default_w
+                self.request_replan(f"kept-default:{event.ref.station_id}/"
                                     f"{event.ref.connector_id}")
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)

@@ -166,6 +166,9 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # count of its changes: the fail-safe defaults' key (`_defaults_key`) follows it
         self._unbounded: set[ConnectorRef] = set()
         self._unbounded_version = 0
+        # the accepted default [W] of each idle connector that keeps it under a new car (its
+        # station has no idle layer): the controller keeps it free in the plan (failsafe.py)
+        self._kept_defaults: dict[ConnectorRef, float] = {}
         self._shares_for: tuple | None = None
         self.expiry: datetime | None = None   # when every plan sent now ends
         # (station, connector, transaction) of acknowledged stops, newest last (bounded)

@@ -219,6 +219,12 @@ class FailSafeSetup:
         if defaults is None:
             key, defaults = self._wanted_defaults(control)
         phases = max(c.phases for c in station.connectors)
+        if station_max and not _room_for_station_max(control, len(station.connectors)):
+            # its few slots go to the connectors' defaults: the maximum only repeats what the
+            # station can draw, and in the one slot of a station holding one profile it left
+            # every default refused (two such stations 44.2 kW on a 30 kW grid, for hours)
+            station_max = False
+            control.station_max = None
         if station_max:
             station_max_w = self.topology.station_max_w(station.station_id)
             station_max_a = units.w_to_a(station_max_w, phases, station.voltage_v)
@@ -259,6 +265,9 @@ class FailSafeSetup:
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
                 self._note_bounded(ref, answer is Answer.ACCEPTED)
+            if answer is Answer.ACCEPTED and (not control.caps.idle_layer
+                                              or ref in self._kept_defaults):
+                self._note_kept_default(ref, max(powers))
             # what it was sent, accepted or not (what it accepted is `default_layer`): a
             # refusal is not retried until the defaults change, as with every request
             control.default_sent[connector_id] = [(now, powers[0])] + later
@@ -275,6 +284,21 @@ class FailSafeSetup:
         self._unbounded_version += 1
         self.publish(learned.ConnectorUnbounded(ref, not bounded))
 
+    def _note_kept_default(self, ref: ConnectorRef, kept_w: float | None) -> None:
+        """An idle connector keeps its accepted default (`kept_w`, W) under a car that arrives
+        - its station has no idle layer (idle.py sends it no idle schedule) or refused its
+        idle schedule (no slot left) - or no longer (None): the controller keeps it free in
+        the plan. Before, the plan gave that room to the other cars: 37 kW installed under a
+        30 kW grid (tests/test_single_stack_level_idle.py, test_single_profile_slot.py)."""
+        kept = self._kept_defaults
+        if kept.get(ref) == kept_w:
+            return
+        if kept_w is None:
+            kept.pop(ref, None)
+        else:
+            kept[ref] = kept_w
+        self.publish(learned.IdleDefaultKept(ref, kept_w))
+
     def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:
         with a DR event announced the schedule has two or more, and a one-entry cache made
@@ -289,3 +313,11 @@ class FailSafeSetup:
             shares = self._shares[key] = self.topology.default_shares(node_limit_w=node_w,
                                                                       node_limit_a=node_a)
         return shares
+
+
+def _room_for_station_max(control: StationControl, n_connectors: int) -> bool:
+    """Whether the station holds more profiles than one fail-safe default per connector
+    (1.6 `MaxChargingProfilesInstalled`, 2.0.1 `Entries`; unknown: yes)."""
+    caps = control.caps
+    slots = None if caps is None else caps.max_profiles_installed
+    return slots is None or slots > n_connectors

@@ -194,6 +194,11 @@ class IdleSending:
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
             control.idle_layer[connector_id] = installed
+        if answer is not Answer.NO_ANSWER and ref not in self.view.state.sessions:
+            # refused (no slot left, say): a car arriving here draws its fail-safe default
+            self._note_kept_default(ref, None if answer is Answer.ACCEPTED else max(
+                (w for _, w in control.default_sent.get(connector_id) or ()),
+                default=self.topology.max_power_w(ref)))
         # recorded even when refused: best effort, retried when it runs out (the part: its
         # least, so the full share that follows is a change)
         control.idle_sent[connector_id] = (min(powers), self.expiry)

@@ -37,6 +37,17 @@ class ConnectorUnbounded:
 
 
 @dataclass(frozen=True)
+class IdleDefaultKept:
+    """A station with one stack level (no idle schedule fits above its fail-safe default:
+    `Capabilities.idle_layer` false): an idle connector of it keeps its default, up to
+    `default_w`, which a car arriving there draws before anybody tells us; the plan keeps that
+    free above the station (`unbounded.py`). None: not so (any more)."""
+
+    ref: ConnectorRef
+    default_w: float | None
+
+
+@dataclass(frozen=True)
 class ConnectorFloor:
     """The station refuses limit 0: pausing the connector leaves it at `floor_w`."""
 

@@ -171,11 +171,17 @@ def _boot_closed_inputs(c, closed: list) -> list[SessionInput]:
 
 
 def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
-    """What the idle connectors whose station refused their fail-safe default may draw the
-    moment a car arrives, kept free above their stations (site/unbounded.py)."""
-    if not c.unbounded_idle:
-        return ()
-    return unbounded.station_reserves_w(c.topology, c.unbounded_idle, busy=c.state.sessions)
+    """What the idle connectors whose station refused their fail-safe default, or keeps it
+    under a new car (no idle layer), may draw the moment a car arrives, kept free above their
+    stations (site/unbounded.py)."""
+    out: tuple[tuple[str, float], ...] = ()
+    if c.unbounded_idle:
+        out = unbounded.station_reserves_w(c.topology, c.unbounded_idle,
+                                           busy=c.state.sessions)
+    if c.kept_defaults_w:
+        out += unbounded.station_reserves_w(c.topology, c.kept_defaults_w,
+                                            busy=c.state.sessions)
+    return out
 
 
 def read_all(controller, now: datetime) -> PlanInputs:

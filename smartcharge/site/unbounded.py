@@ -24,10 +24,15 @@ def station_reserves_w(topology: SiteTopology, refs: Iterable[ConnectorRef],
                        busy: Mapping[ConnectorRef, object] | None = None
                        ) -> tuple[tuple[str, float], ...]:
     """(station id, W) to keep free above each station with unbounded idle connectors: the sum
-    of their maxima, at most the station's maximum."""
+    of their maxima, at most the station's maximum. `refs` a mapping: what each may draw
+    (at most its maximum) - an idle connector of a station with one stack level keeps its
+    accepted fail-safe default under a car that arrives (no idle schedule fits above it)."""
     out: dict[str, float] = {}
     for ref in refs:
         if not topology.has(ref) or (busy is not None and ref in busy):
             continue
-        out[ref.station_id] = out.get(ref.station_id, 0.0) + topology.max_power_w(ref)
+        draw_w = topology.max_power_w(ref)
+        if isinstance(refs, Mapping):
+            draw_w = min(draw_w, refs[ref])
+        out[ref.station_id] = out.get(ref.station_id, 0.0) + draw_w
     return tuple(sorted((sid, min(w, topology.station_max_w(sid))) for sid, w in out.items()))

@@ -7,7 +7,6 @@ energy). A signed meter value travels beside the plain one and is kept only in t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from smartcharge import metering
@@ -25,14 +24,9 @@ def _value(sampled: dict) -> tuple[str, str, float | None]:
     unit = unit_of_measure.get("unit", "")
     multiplier = int(unit_of_measure.get("multiplier", 0))
     number = float(sampled["value"])
-    value_si = to_si(repr(number), unit, DEFAULT_FORMAT)
-    if value_si is not None and multiplier:
-        try:
-            value_si *= 10.0 ** multiplier
-        except OverflowError:     # a valid message (the schema bounds neither), no reading
-            value_si = None
-        if value_si is not None and not math.isfinite(value_si):
-            value_si = None
+    # a valid message whatever the multiplier (the schema bounds neither): past what a float
+    # holds it is no reading (None)
+    value_si = to_si(repr(number), unit, DEFAULT_FORMAT, multiplier)
     # 12.0 and 12 are the same reading
     value_text = str(int(number)) if number.is_integer() else repr(number)
     return value_text, f"{unit}e{multiplier}" if multiplier else unit, value_si
