@@ -134,10 +134,18 @@ def register_points(values: Iterable[tuple]) -> tuple[list[RegisterPoint], bool]
         if key in totals:
             points.extend(totals[key])
         elif key not in conflict:
-            points.append(RegisterPoint(*key, value_wh=sum(phases[key].values()),
+            points.append(RegisterPoint(*key, value_wh=decimal_wh(*phases[key].values()),
                                         phases=frozenset(phases[key]),
                                         received=received.get(key)))
     return points, bool(conflict - set(totals))
+
+
+def decimal_wh(*values_wh: float) -> float:
+    """Registers added (or, negated, subtracted) as the meter wrote them - each float's
+    shortest decimal - so a bill is the meters' digits: as binary floats 1000.3 - 0.1 Wh read
+    1000.1999999999999 and 100.1 + 200.2 + 300.3 Wh 600.5999999999999 (float noise in the
+    bill and the CSV, as kWh read before `to_si` scaled in decimal)."""
+    return float(sum(Decimal(repr(float(wh))) for wh in values_wh))
 
 
 def billed_points(points: Iterable[RegisterPoint], incomplete: bool = False
@@ -267,7 +275,7 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         if duration_s is not None and duration_s < 0:
             duration_s = None  # the station's clock jumped: judge by the gross ceiling only
             flags.add("clock_jump")
-        delta_wh = meter_stop_wh - meter_start_wh
+        delta_wh = decimal_wh(meter_stop_wh, -meter_start_wh)
         if 0 <= delta_wh <= plausible_wh(duration_s, max_power_w):
             if any(wh < meter_start_wh or wh > meter_stop_wh for _, wh in readings):
                 flags.add("samples_disagree")
@@ -286,7 +294,7 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         if flag:
             flags.add(flag)
         if counted_wh is not None:
-            total_wh += counted_wh
+            total_wh = decimal_wh(total_wh, counted_wh)
             trusted_steps += 1
     if trusted_steps == 0:
         flags.add("unverifiable")
@@ -301,7 +309,7 @@ def chain_step_wh(t0: datetime | None, wh0: float, t1: datetime | None, wh1: flo
     A drop is a meter reset or rollover: counted from zero. A rise faster than the station can
     charge is not billed: a start register of 0 from a station that started offline (when the
     step starts at the chain's first point), else an implausible jump."""
-    step_wh = wh1 - wh0
+    step_wh = decimal_wh(wh1, -wh0)
     ceiling_wh = plausible_wh(_seconds(t0, t1), max_power_w)
     if step_wh < 0:
         return (wh1 if wh1 <= ceiling_wh else 0.0), "meter_reset"
@@ -411,7 +419,7 @@ class _LiveChain:
         (t0, wh0), (t1, wh1) = points[i - 1], points[i]
         counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], self._max_power_w)
         if counted_wh is not None:
-            self._total_wh += counted_wh
+            self._total_wh = decimal_wh(self._total_wh, counted_wh)
             self._trusted += 1
 
 

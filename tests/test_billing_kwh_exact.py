@@ -69,3 +69,17 @@ async def test_2_0_1_multiplier_is_exact_wh(harness, t0):
         tx_event("Ended", "tx-M", 1, t0 + 9 * 60 * MIN, register_wh=2_098_496)))
     [session] = await sessions(harness)
     assert (session.meter_start_wh, session.energy_wh) == (2_048_229.0, 50_267.0)
+
+
+async def test_2_0_1_registers_with_decimals_are_billed_to_the_meters_digits(harness, t0):
+    """Wh to the tenth: the bill is the meters' difference in decimal, by the stop register
+    or by the samples' chain - as binary floats 1000.3 - 0.1 read 1000.1999999999999 Wh."""
+    station = await station201(harness)
+    await station.send(tx_event("Started", "tx-R", 0, t0, register_wh=0.1))
+    await station.send(tx_event("Ended", "tx-R", 1, t0 + 60 * MIN, register_wh=1000.3))
+    await station.send(tx_event("Started", "tx-C", 0, t0 + 90 * MIN, register_wh=1000.3))
+    await station.send(tx_event("Updated", "tx-C", 1, t0 + 100 * MIN, register_wh=1500.4))
+    await station.send(tx_event("Ended", "tx-C", 2, t0 + 120 * MIN))
+    by_ref = {s.station_tx_ref: s for s in await sessions(harness)}
+    assert (by_ref["tx-R"].energy_wh, by_ref["tx-R"].energy_method) == (1000.2, "registers")
+    assert (by_ref["tx-C"].energy_wh, by_ref["tx-C"].energy_method) == (500.1, "samples")

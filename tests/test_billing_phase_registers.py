@@ -237,3 +237,18 @@ def test_the_live_chain_drops_sums_a_later_set_shows_incomplete():
                           [(p.timestamp, p.value_wh) for p in kept], 22_000)
     assert live.energy_wh == bill.energy_wh == 4000
     assert said == {"phase_sum", "phases_incomplete"}
+
+
+async def test_phase_sums_of_decimal_registers_are_billed_to_the_meters_digits(harness, t0):
+    """Per-phase registers with decimals (Wh to the tenth, as meters write them) add up as the
+    meter's digits do: summed as binary floats 100.1 + 200.2 + 300.3 Wh read 600.5999999999999
+    and the session's bill 3000.0000000000005 Wh - float noise, as kWh read before (s25-audit)."""
+    station = await station201(harness)
+    await station.send(with_values(tx_event("Started", "tx-D", 0, t0), t0, phase_values(
+        (100.1, 200.2, 300.3), v201=True, context="Transaction.Begin")))
+    end = t0 + 20 * MIN
+    await station.send(with_values(tx_event("Ended", "tx-D", 1, end), end, phase_values(
+        (1100.1, 1200.2, 1300.3), v201=True, context="Transaction.End")))
+    [session] = await sessions(harness)
+    assert (session.meter_start_wh, session.meter_stop_wh) == (600.6, 3600.6)
+    assert session.energy_wh == 3000, (session.energy_wh, flags(session))
