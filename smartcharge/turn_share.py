@@ -1,0 +1,179 @@
+"""One CPU budget per turn of the event loop for the background work: how much of this turn the
+site's own work (dispatch rounds, set-ups of connecting stations, re-plans, the guard) may still
+spend, so that the answers to stations' own calls never queue behind more than a bounded slice
+of it.
+
+Why (issue 10, s24-tail): a MeterValues goes through 4-6 turns of the loop between its read and
+its answer, and every turn ran everything that was ready; each source bounded only itself (32
+frames, 32 store callers, 100-200 dispatch steps, a guard step, a re-plan step, set-ups), so a
+turn was their sum - 10-27 ms of CPU at 5 000 stations. Here the background sources share one
+budget: `share_s` of the loop thread's CPU per turn, plus `safety_s` of its own for safety
+work (the guard), which waits first and is never held by the rest.
+
+How: a background coroutine runs through `TurnShare.run(coro)`, which asks before each of its
+steps (each resumption until it next suspends) and charges the step's CPU (`clock`, the loop
+thread's CPU time) to the turn. A step that finds the turn's share spent waits, in order, for a
+later turn; at each turn the oldest waiters are let in, as many as the share is expected to
+hold (by the mean cost of a step) and at least one per lane, so nothing starves. A step is
+never cut: a source with long steps yields between pieces when `should_yield()` says the share
+is spent (the guard's and the plan inputs' generators, the dispatch round's comparisons).
+Cancellations pass at once. A coroutine run inside another's step is charged with it, once.
+
+What a "turn" is: from one run of the share's own callback (scheduled with `call_soon` while
+anything is spent or waits) to the next - one poll of the sockets in between, like
+`turns.TurnBudget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+BACKGROUND, SAFETY = 0, 1
+SHARE_S = 0.004     # background CPU per turn: a MeterValues waits through ~5 turns
+SAFETY_S = 0.004    # the guard's own, beside it (it waits first, and is never held by it)
+MIN_STEP_S = 2e-5   # the least a step is expected to cost (how many waiters one turn lets in)
+MAX_LET_IN = 256    # waiters let in per turn at most
+
+
+class TurnShare:
+    def __init__(self, share_s: float = SHARE_S, safety_s: float = SAFETY_S,
+                 clock: Callable[[], float] = time.thread_time) -> None:
+        self.limit_s = (share_s, safety_s)
+        self.clock = clock
+        self._spent = [0.0, 0.0]          # this turn's, per lane (with the let-in's estimates)
+        self._reserved = [0.0, 0.0]       # estimates of those let in for the next turn
+        self._step_s = [5e-4, 5e-4]       # a step's mean cost, per lane
+        self._waiting: tuple[deque[asyncio.Future], ...] = (deque(), deque())
+        self._turn_due = False
+        self._inside: int | None = None   # the lane of the step running now
+        self._step_began = 0.0
+        # counters (tests, benchmarks)
+        self.steps = 0
+        self.deferred = 0
+        self.turns = 0
+        self.most_in_turn_s = [0.0, 0.0]
+
+    # --- what sources call ------------------------------------------------------------------
+    async def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False) -> T:
+        """`await coro`, each of its steps asking this budget first and charged to it."""
+        return await _Metered(self, coro, SAFETY if safety else BACKGROUND)
+
+    def should_yield(self) -> bool:
+        """Inside a step run through `run`: this turn's share of its lane is spent, counting
+        the step so far - give the loop back before the next piece. Outside one: True."""
+        lane = self._inside
+        if lane is None:
+            return True
+        spent = self._spent[lane] + self.clock() - self._step_began
+        return spent >= self.limit_s[lane]
+
+    # --- admission ----------------------------------------------------------------------------
+    def _admit(self, lane: int):
+        """(a generator) Returns the cost already counted for this step (an estimate charged
+        when it was let in), once the turn has room for it: at once, or in a later turn."""
+        if not self._waiting[lane] and self._spent[lane] < self.limit_s[lane]:
+            self._schedule()
+            return 0.0
+        self.deferred += 1
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[lane].append(future)
+        self._schedule()
+        try:
+            return (yield from future)
+        except BaseException:
+            if not future.done() or future.cancelled():
+                try:
+                    self._waiting[lane].remove(future)
+                except ValueError:
+                    pass
+            raise
+
+    def _charge(self, lane: int, cost_s: float, counted_s: float) -> None:
+        self.steps += 1
+        self._spent[lane] += cost_s - counted_s
+        if self._spent[lane] > self.most_in_turn_s[lane]:
+            self.most_in_turn_s[lane] = self._spent[lane]
+        self._step_s[lane] = 0.9 * self._step_s[lane] + 0.1 * cost_s
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._turn_due:
+            self._turn_due = True
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        """A new turn: its spending starts from what was let in for it; the oldest waiters are
+        let in for the next one (their steps run after the next call of this), safety first."""
+        self._turn_due = False
+        self.turns += 1
+        self._spent = self._reserved
+        self._reserved = [0.0, 0.0]
+        if any(self._waiting):
+            self._schedule()   # before the let-in's wake-ups: the next turn begins first
+        for lane in (SAFETY, BACKGROUND):
+            waiting = self._waiting[lane]
+            estimate = max(self._step_s[lane], MIN_STEP_S)
+            let_in = 0
+            while waiting and let_in < MAX_LET_IN and (
+                    let_in == 0 or self._reserved[lane] + estimate <= self.limit_s[lane]):
+                future = waiting.popleft()
+                if future.done():   # gave up (cancelled)
+                    continue
+                future.set_result(estimate)
+                self._reserved[lane] += estimate
+                let_in += 1
+
+
+class _Metered:
+    """An awaitable that drives `coro` step by step (as a task would), each step admitted and
+    charged by the share."""
+
+    def __init__(self, share: TurnShare, coro: Coroutine, lane: int) -> None:
+        self.share, self.coro, self.lane = share, coro, lane
+
+    def __await__(self):
+        return self._drive()
+
+    def _drive(self):
+        share, lane, coro = self.share, self.lane, self.coro
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            counted = 0.0
+            nested = share._inside is not None
+            if not nested and error is None:
+                try:
+                    counted = yield from share._admit(lane)
+                except BaseException as exc:   # cancelled while waiting: passed on at once
+                    error = exc
+            if nested:
+                # run inside another's step (awaited in it): charged with it, once
+                try:
+                    yielded = coro.send(value) if error is None else coro.throw(error)
+                except StopIteration as done:
+                    return done.value
+            else:
+                share._inside, share._step_began = lane, share.clock()
+                try:
+                    yielded = coro.send(value) if error is None else coro.throw(error)
+                except StopIteration as done:
+                    return done.value
+                finally:
+                    share._inside = None
+                    share._charge(lane, share.clock() - share._step_began, counted)
+            try:
+                value, error = (yield yielded), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                value, error = None, exc
+
+
+__all__ = ["BACKGROUND", "SAFETY", "TurnShare"]
