@@ -56,7 +56,10 @@ def _callback_kind(handle: asyncio.Handle) -> str:
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):   # a task's step: name its coroutine
         coro = owner.get_coro()
-        return f"task {getattr(coro, '__qualname__', type(coro).__name__)}"
+        name = getattr(coro, '__qualname__', type(coro).__name__)
+        if name == "_Metered":   # s25-budget (turn_share.py): the coroutine it runs
+            return f"task {getattr(coro.coro, '__qualname__', '?')} (shared)"
+        return f"task {name}"
     return getattr(callback, "__qualname__", type(callback).__name__)
 
 

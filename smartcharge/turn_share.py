@@ -60,9 +60,10 @@ class TurnShare:
         self.most_in_turn_s = [0.0, 0.0]
 
     # --- what sources call ------------------------------------------------------------------
-    async def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False) -> T:
-        """`await coro`, each of its steps asking this budget first and charged to it."""
-        return await _Metered(self, coro, SAFETY if safety else BACKGROUND)
+    def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False) -> Coroutine[Any, Any, T]:
+        """`coro`, each of its steps asking this budget first and charged to it (a coroutine:
+        await it, or make it a task)."""
+        return _Metered(self, coro, SAFETY if safety else BACKGROUND)
 
     def should_yield(self) -> bool:
         """Inside a step run through `run`: this turn's share of its lane is spent, counting
@@ -130,15 +131,33 @@ class TurnShare:
                 let_in += 1
 
 
-class _Metered:
-    """An awaitable that drives `coro` step by step (as a task would), each step admitted and
+class _Metered(Coroutine):
+    """A coroutine that drives `coro` step by step (as a task would), each step admitted and
     charged by the share."""
 
     def __init__(self, share: TurnShare, coro: Coroutine, lane: int) -> None:
         self.share, self.coro, self.lane = share, coro, lane
+        self._driver = self._drive()
+        self._started = False
 
     def __await__(self):
-        return self._drive()
+        self._started = True
+        return self._driver
+
+    def send(self, value):
+        self._started = True
+        return self._driver.send(value)
+
+    def throw(self, *error):
+        if not self._started:
+            # cancelled before its first step (a task cancelled at once): `coro` never ran,
+            # closed here so it is not reported as never awaited
+            self.coro.close()
+        return self._driver.throw(*error)
+
+    def close(self) -> None:
+        self._driver.close()
+        self.coro.close()
 
     def _drive(self):
         share, lane, coro = self.share, self.lane, self.coro

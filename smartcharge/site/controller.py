@@ -42,6 +42,7 @@ from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
+from smartcharge.turn_share import TurnShare
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,9 @@ class SiteController:
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
+        # the background CPU each turn of the loop may spend (turn_share.py), shared with
+        # dispatch: re-plans' steps in it, the guard's passes in its safety lane
+        self.share = TurnShare()
         self.guard = SiteGuard(self)
         self.guard.counts.audit_period_s = self.settings.guard_audit_real_s
         self._last_guard_real = 0.0
@@ -257,7 +261,8 @@ class SiteController:
             return
         # in steps, so that a pass over thousands of connectors never holds up the stations'
         # answers for long (issue 10); one pass at a time
-        self._guard_task = asyncio.create_task(self._guard_pass(), name="site-guard")
+        self._guard_task = asyncio.create_task(self.share.run(self._guard_pass(), safety=True),
+                                               name="site-guard")
 
     async def _guard_pass(self) -> None:
         started = time.monotonic()
@@ -367,7 +372,7 @@ class SiteController:
         now = self.clock.now()
         started = time.perf_counter()
         # (the limits' version is in the picture: dispatch holds increases once it moves on)
-        inputs = await in_steps.run_async(plan_inputs.read_steps(self, now))
+        inputs = await in_steps.run_async(plan_inputs.read_steps(self, now), self.share)
         made = await asyncio.to_thread(
             planner.make_plan, self.topology, inputs, backend=self.settings.backend,
             time_limit_s=self.settings.solve_time_limit_s, warm=self.warm)
@@ -430,7 +435,7 @@ class SiteController:
     async def site_reading_async(self) -> SiteReading:
         """`site_reading`, giving the loop back every few hundred connectors (20-60 ms in one
         go at 5 000 connectors: issue 10)."""
-        return await in_steps.run_async(self._reading_steps())
+        return await in_steps.run_async(self._reading_steps(), self.share)
 
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
         """What a connector sampled before its limit was lowered could draw around `at`
@@ -469,7 +474,7 @@ class SiteController:
         dashboard stream wakes on the same change)."""
         if self._snapshot_making is None or self._snapshot_making.done():
             self._snapshot_making = asyncio.ensure_future(
-                in_steps.run_async(self._snapshot_steps()))
+                self.share.run(in_steps.run_async(self._snapshot_steps(), self.share)))
         return await asyncio.shield(self._snapshot_making)
 
     def _snapshot_steps(self) -> in_steps.Steps[dict]:
