@@ -157,7 +157,10 @@ def _share_counters(app) -> dict | None:
         return None
     return {"steps": share.steps, "deferred": share.deferred, "turns": share.turns,
             "most_in_turn_ms": [round(x * 1000, 2) for x in share.most_in_turn_s],
-            "limit_ms": [x * 1000 for x in share.limit_s]}
+            "limit_ms": [x * 1000 for x in share.limit_s],
+            "long_steps": sorted(((where, n, round(most * 1000, 1)) for where, (n, most)
+                                  in getattr(share, "long_steps", {}).items()),
+                                 key=lambda e: -e[1])[:12]}
 
 
 def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,

@@ -39,6 +39,7 @@ SHARE_S = 0.004     # background CPU per turn: a MeterValues waits through ~5 tu
 SAFETY_S = 0.004    # the guard's own, beside it (it waits first, and is never held by it)
 MIN_STEP_S = 2e-5   # the least a step is expected to cost (how many waiters one turn lets in)
 MAX_LET_IN = 256    # waiters let in per turn at most
+LONG_STEP_S = 0.010   # a step this long is counted by where it ended (`long_steps`)
 
 
 class TurnShare:
@@ -58,6 +59,7 @@ class TurnShare:
         self.deferred = 0
         self.turns = 0
         self.most_in_turn_s = [0.0, 0.0]
+        self.long_steps: dict[str, list] = {}   # where a step over LONG_STEP_S ended: [n, max s]
 
     # --- what sources call ------------------------------------------------------------------
     def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False) -> Coroutine[Any, Any, T]:
@@ -102,6 +104,18 @@ class TurnShare:
             self.most_in_turn_s[lane] = self._spent[lane]
         self._step_s[lane] = 0.9 * self._step_s[lane] + 0.1 * cost_s
         self._schedule()
+
+    def _long_step(self, coro: Coroutine, cost_s: float) -> None:
+        """Count a step over LONG_STEP_S by where it ended (the innermost await it stopped at:
+        the work before it is what to cut into pieces) - for the benchmarks."""
+        while getattr(coro, "cr_await", None) is not None \
+                and getattr(coro.cr_await, "cr_frame", None) is not None:
+            coro = coro.cr_await
+        frame = getattr(coro, "cr_frame", None)
+        where = f"{frame.f_code.co_qualname}:{frame.f_lineno}" if frame is not None else "done"
+        entry = self.long_steps.setdefault(where, [0, 0.0])
+        entry[0] += 1
+        entry[1] = max(entry[1], cost_s)
 
     def _schedule(self) -> None:
         if not self._turn_due:
@@ -185,7 +199,10 @@ class _Metered(Coroutine):
                     return done.value
                 finally:
                     share._inside = None
-                    share._charge(lane, share.clock() - share._step_began, counted)
+                    cost = share.clock() - share._step_began
+                    share._charge(lane, cost, counted)
+                    if cost > LONG_STEP_S:
+                        share._long_step(coro, cost)
             try:
                 value, error = (yield yielded), None
             except GeneratorExit:
