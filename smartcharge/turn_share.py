@@ -27,6 +27,7 @@ anything is spent or waits) to the next - one poll of the sockets in between, li
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -105,14 +106,26 @@ class TurnShare:
         self._step_s[lane] = 0.9 * self._step_s[lane] + 0.1 * cost_s
         self._schedule()
 
-    def _long_step(self, coro: Coroutine, cost_s: float) -> None:
-        """Count a step over LONG_STEP_S by where it ended (the innermost await it stopped at:
-        the work before it is what to cut into pieces) - for the benchmarks."""
-        while getattr(coro, "cr_await", None) is not None \
-                and getattr(coro.cr_await, "cr_frame", None) is not None:
-            coro = coro.cr_await
-        frame = getattr(coro, "cr_frame", None)
-        where = f"{frame.f_code.co_qualname}:{frame.f_lineno}" if frame is not None else "done"
+    def _long_step(self, coro: Coroutine, cost_s: float, collected: bool) -> None:
+        """Count a step over LONG_STEP_S by where it ended (the two innermost awaits it stopped
+        at: the work before them is what to cut into pieces), and whether the collector ran
+        in it - for the benchmarks."""
+        chain = []
+        while coro is not None:
+            if isinstance(coro, _Metered):
+                coro = coro.coro
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is None:
+                break
+            if frame.f_code is _Metered._drive.__code__:   # a share run inside: what it runs
+                coro = frame.f_locals.get("coro")
+                continue
+            if "asyncio" not in frame.f_code.co_filename:   # ours, not asyncio.sleep's
+                chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        where = " > ".join(chain[-2:]) or "done"
+        if collected:
+            where += " (a collection in it)"
         entry = self.long_steps.setdefault(where, [0, 0.0])
         entry[0] += 1
         entry[1] = max(entry[1], cost_s)
@@ -193,6 +206,7 @@ class _Metered(Coroutine):
                     return done.value
             else:
                 share._inside, share._step_began = lane, share.clock()
+                young = gc.get_count()[0]
                 try:
                     yielded = coro.send(value) if error is None else coro.throw(error)
                 except StopIteration as done:
@@ -202,7 +216,7 @@ class _Metered(Coroutine):
                     cost = share.clock() - share._step_began
                     share._charge(lane, cost, counted)
                     if cost > LONG_STEP_S:
-                        share._long_step(coro, cost)
+                        share._long_step(coro, cost, gc.get_count()[0] < young)
             try:
                 value, error = (yield yielded), None
             except GeneratorExit:
