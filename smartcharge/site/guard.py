@@ -167,7 +167,7 @@ class SiteGuard:
         counts = self.counts
         try:
             stations = yield from counts.refresh(now, CHUNK)
-            load_w, load_a = counts.node_loads(stations, now)
+            load_w, load_a = yield from counts.node_loads(stations, now, CHUNK)
         except BaseException:
             counts._key = None      # what this pass was told of is gone: count everything next
             raise
