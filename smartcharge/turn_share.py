@@ -13,8 +13,9 @@ work (the guard), which waits first and is never held by the rest.
 How: a background coroutine runs through `TurnShare.run(coro)`, which asks before each of its
 steps (each resumption until it next suspends) and charges the step's CPU (`clock`, the loop
 thread's CPU time) to the turn. A step that finds the turn's share spent waits, in order, for a
-later turn; at each turn the oldest waiters are let in, as many as the share is expected to
-hold (by the mean cost of a step) and at least one per lane, so nothing starves. A step is
+later turn; at each turn the oldest waiters are woken, as many as the share is expected to
+hold (by the mean cost of a step); one that finds the turn's share spent by those before it
+waits again, first in line - except the first of its lane in a turn, so nothing starves. A step is
 never cut: a source with long steps yields between pieces when `should_yield()` says the share
 is spent (the guard's and the plan inputs' generators, the dispatch round's comparisons).
 Cancellations pass at once. A coroutine run inside another's step is charged with it, once.
@@ -38,8 +39,8 @@ T = TypeVar("T")
 BACKGROUND, SAFETY = 0, 1
 SHARE_S = 0.004     # background CPU per turn: a MeterValues waits through ~5 turns
 SAFETY_S = 0.004    # the guard's own, beside it (it waits first, and is never held by it)
-MIN_STEP_S = 2e-5   # the least a step is expected to cost (how many waiters one turn lets in)
-MAX_LET_IN = 256    # waiters let in per turn at most
+MIN_STEP_S = 1e-4   # the least a step is expected to cost (how many waiters one turn wakes)
+MAX_LET_IN = 64     # waiters woken per turn at most (one woken in vain waits again: a few us)
 LONG_STEP_S = 0.010   # a step this long is counted by where it ended (`long_steps`)
 
 
@@ -48,8 +49,8 @@ class TurnShare:
                  clock: Callable[[], float] = time.thread_time) -> None:
         self.limit_s = (share_s, safety_s)
         self.clock = clock
-        self._spent = [0.0, 0.0]          # this turn's, per lane (with the let-in's estimates)
-        self._reserved = [0.0, 0.0]       # estimates of those let in for the next turn
+        self._spent = [0.0, 0.0]          # this turn's CPU, per lane
+        self._ran = [0, 0]                # steps begun this turn, per lane
         self._step_s = [5e-4, 5e-4]       # a step's mean cost, per lane
         self._waiting: tuple[deque[asyncio.Future], ...] = (deque(), deque())
         self._turn_due = False
@@ -79,28 +80,41 @@ class TurnShare:
 
     # --- admission ----------------------------------------------------------------------------
     def _admit(self, lane: int):
-        """(a generator) Returns the cost already counted for this step (an estimate charged
-        when it was let in), once the turn has room for it: at once, or in a later turn."""
+        """(a generator) Returns once this turn has room for the caller's step: at once when
+        nobody of its lane waits and the turn's share is not spent, else in a later turn, in
+        order. A waiter woken runs if its turn's share is still not spent when it gets there,
+        or if it is the first of its lane to run in that turn (nothing starves); else it waits
+        again, first in line."""
         if not self._waiting[lane] and self._spent[lane] < self.limit_s[lane]:
+            self._ran[lane] += 1
             self._schedule()
-            return 0.0
+            return
         self.deferred += 1
         future = asyncio.get_running_loop().create_future()
-        self._waiting[lane].append(future)
+        waiting = self._waiting[lane]
+        waiting.append(future)
         self._schedule()
-        try:
-            return (yield from future)
-        except BaseException:
-            if not future.done() or future.cancelled():
-                try:
-                    self._waiting[lane].remove(future)
-                except ValueError:
-                    pass
-            raise
+        while True:
+            try:
+                yield from future
+            except BaseException:
+                if not future.done() or future.cancelled():
+                    try:
+                        waiting.remove(future)
+                    except ValueError:
+                        pass
+                raise
+            if self._ran[lane] == 0 or self._spent[lane] < self.limit_s[lane]:
+                self._ran[lane] += 1
+                return
+            # woken for this turn, but the ones before it spent it: first in line again
+            future = asyncio.get_running_loop().create_future()
+            waiting.appendleft(future)
+            self._schedule()
 
-    def _charge(self, lane: int, cost_s: float, counted_s: float) -> None:
+    def _charge(self, lane: int, cost_s: float) -> None:
         self.steps += 1
-        self._spent[lane] += cost_s - counted_s
+        self._spent[lane] += cost_s
         if self._spent[lane] > self.most_in_turn_s[lane]:
             self.most_in_turn_s[lane] = self._spent[lane]
         self._step_s[lane] = 0.9 * self._step_s[lane] + 0.1 * cost_s
@@ -136,26 +150,26 @@ class TurnShare:
             asyncio.get_running_loop().call_soon(self._turn)
 
     def _turn(self) -> None:
-        """A new turn: its spending starts from what was let in for it; the oldest waiters are
-        let in for the next one (their steps run after the next call of this), safety first."""
+        """A new turn: its spending starts at nothing; the oldest waiters are woken (safety
+        first), as many per lane as its share is expected to hold by the mean cost of a step,
+        at least one - they run in the next turn, which begins (the next call of this) before
+        them."""
         self._turn_due = False
         self.turns += 1
-        self._spent = self._reserved
-        self._reserved = [0.0, 0.0]
+        self._spent = [0.0, 0.0]
+        self._ran = [0, 0]
         if any(self._waiting):
-            self._schedule()   # before the let-in's wake-ups: the next turn begins first
+            self._schedule()   # before the wake-ups: the next turn begins first
         for lane in (SAFETY, BACKGROUND):
             waiting = self._waiting[lane]
-            estimate = max(self._step_s[lane], MIN_STEP_S)
-            let_in = 0
-            while waiting and let_in < MAX_LET_IN and (
-                    let_in == 0 or self._reserved[lane] + estimate <= self.limit_s[lane]):
+            n = min(MAX_LET_IN, max(1, int(self.limit_s[lane]
+                                           / max(self._step_s[lane], MIN_STEP_S))))
+            while waiting and n > 0:
                 future = waiting.popleft()
                 if future.done():   # gave up (cancelled)
                     continue
-                future.set_result(estimate)
-                self._reserved[lane] += estimate
-                let_in += 1
+                future.set_result(None)
+                n -= 1
 
 
 class _Metered(Coroutine):
@@ -191,11 +205,10 @@ class _Metered(Coroutine):
         value: Any = None
         error: BaseException | None = None
         while True:
-            counted = 0.0
             nested = share._inside is not None
             if not nested and error is None:
                 try:
-                    counted = yield from share._admit(lane)
+                    yield from share._admit(lane)
                 except BaseException as exc:   # cancelled while waiting: passed on at once
                     error = exc
             if nested:
@@ -214,7 +227,7 @@ class _Metered(Coroutine):
                 finally:
                     share._inside = None
                     cost = share.clock() - share._step_began
-                    share._charge(lane, cost, counted)
+                    share._charge(lane, cost)
                     if cost > LONG_STEP_S:
                         share._long_step(coro, cost, gc.get_count()[0] < young)
             try:

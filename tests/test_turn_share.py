@@ -67,6 +67,19 @@ async def test_the_background_cpu_of_a_turn_is_bounded_by_the_share():
     assert len(busy) <= 1.0 / 0.004 * 1.2 + 5, len(busy)
 
 
+async def test_the_bound_holds_when_cheap_steps_make_the_mean_cost_low():
+    """Many cheap steps (20 us) and dear ones (1 ms) in the same lane: the share wakes waiters
+    by the mean cost, too many for the dear ones - a waiter woken finds the turn spent and
+    waits again, first in line: no turn carries more than the share and one step."""
+    cpu = FakeCpu()
+    share = TurnShare(share_s=0.004, safety_s=0.004, clock=cpu)
+    turns = Turns(cpu)
+    await asyncio.gather(*(share.run(_steps(cpu, 40, 0.00002)) for _ in range(30)),
+                         *(share.run(_steps(cpu, 10, 0.001)) for _ in range(30)))
+    turns.stop()
+    assert max(turns.per_turn) <= 0.004 + 0.001 + 1e-9, max(turns.per_turn)
+
+
 async def test_without_the_share_every_source_puts_its_step_into_each_turn():
     """The same sources run as plain tasks: the baseline the bound above is read against."""
     cpu = FakeCpu()
