@@ -36,9 +36,13 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-BACKGROUND, SAFETY = 0, 1
+BACKGROUND, SAFETY, URGENT = 0, 1, 2
 SHARE_S = 0.004     # background CPU per turn: a MeterValues waits through ~5 turns
 SAFETY_S = 0.004    # the guard's own, beside it (it waits first, and is never held by it)
+# a re-plan for a limit, an overload, a station lost or refusing, and its dispatch round: what
+# brings the site under a lowered limit is not queued behind set-ups and raises (a DR event at
+# 1 000 connectors waited 2x longer behind them in one lane, s25-budget)
+URGENT_S = 0.004
 MIN_STEP_S = 1e-4   # the least a step is expected to cost (how many waiters one turn wakes)
 MAX_LET_IN = 64     # waiters woken per turn at most (one woken in vain waits again: a few us)
 LONG_STEP_S = 0.010   # a step this long is counted by where it ended (`long_steps`)
@@ -46,13 +50,14 @@ LONG_STEP_S = 0.010   # a step this long is counted by where it ended (`long_ste
 
 class TurnShare:
     def __init__(self, share_s: float = SHARE_S, safety_s: float = SAFETY_S,
-                 clock: Callable[[], float] = time.thread_time) -> None:
-        self.limit_s = (share_s, safety_s)
+                 clock: Callable[[], float] = time.thread_time,
+                 urgent_s: float = URGENT_S) -> None:
+        self.limit_s = (share_s, safety_s, urgent_s)
         self.clock = clock
-        self._spent = [0.0, 0.0]          # this turn's CPU, per lane
-        self._ran = [0, 0]                # steps begun this turn, per lane
-        self._step_s = [5e-4, 5e-4]       # a step's mean cost, per lane
-        self._waiting: tuple[deque[asyncio.Future], ...] = (deque(), deque())
+        self._spent = [0.0, 0.0, 0.0]     # this turn's CPU, per lane
+        self._ran = [0, 0, 0]             # steps begun this turn, per lane
+        self._step_s = [5e-4, 5e-4, 5e-4]   # a step's mean cost, per lane
+        self._waiting: tuple[deque[asyncio.Future], ...] = (deque(), deque(), deque())
         self._turn_due = False
         self._inside: int | None = None   # the lane of the step running now
         self._step_began = 0.0
@@ -60,14 +65,18 @@ class TurnShare:
         self.steps = 0
         self.deferred = 0
         self.turns = 0
-        self.most_in_turn_s = [0.0, 0.0]
+        self.most_in_turn_s = [0.0, 0.0, 0.0]
         self.long_steps: dict[str, list] = {}   # where a step over LONG_STEP_S ended: [n, max s]
 
     # --- what sources call ------------------------------------------------------------------
-    def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False) -> Coroutine[Any, Any, T]:
+    def run(self, coro: Coroutine[Any, Any, T], *, safety: bool = False,
+            lane: int | Callable[[], int] | None = None) -> Coroutine[Any, Any, T]:
         """`coro`, each of its steps asking this budget first and charged to it (a coroutine:
-        await it, or make it a task)."""
-        return _Metered(self, coro, SAFETY if safety else BACKGROUND)
+        await it, or make it a task). `lane`: BACKGROUND (default), SAFETY (`safety=True`),
+        URGENT, or a function saying which before each step (the controller's task: urgent
+        while an urgent re-plan waits or runs)."""
+        return _Metered(self, coro, lane if lane is not None
+                        else SAFETY if safety else BACKGROUND)
 
     def should_yield(self) -> bool:
         """Inside a step run through `run`: this turn's share of its lane is spent, counting
@@ -156,11 +165,11 @@ class TurnShare:
         them."""
         self._turn_due = False
         self.turns += 1
-        self._spent = [0.0, 0.0]
-        self._ran = [0, 0]
+        self._spent = [0.0, 0.0, 0.0]
+        self._ran = [0, 0, 0]
         if any(self._waiting):
             self._schedule()   # before the wake-ups: the next turn begins first
-        for lane in (SAFETY, BACKGROUND):
+        for lane in (SAFETY, URGENT, BACKGROUND):
             waiting = self._waiting[lane]
             n = min(MAX_LET_IN, max(1, int(self.limit_s[lane]
                                            / max(self._step_s[lane], MIN_STEP_S))))
@@ -201,10 +210,14 @@ class _Metered(Coroutine):
         self.coro.close()
 
     def _drive(self):
-        share, lane, coro = self.share, self.lane, self.coro
+        share, coro = self.share, self.coro
+        lanes = self.lane if callable(self.lane) else None
+        lane = self.lane if lanes is None else BACKGROUND
         value: Any = None
         error: BaseException | None = None
         while True:
+            if lanes is not None:
+                lane = lanes()
             nested = share._inside is not None
             if not nested and error is None:
                 try:
@@ -239,4 +252,4 @@ class _Metered(Coroutine):
                 value, error = None, exc
 
 
-__all__ = ["BACKGROUND", "SAFETY", "TurnShare"]
+__all__ = ["BACKGROUND", "SAFETY", "TurnShare", "URGENT"]

@@ -199,3 +199,42 @@ async def test_an_error_of_the_source_comes_out_as_is():
 
     with pytest.raises(ValueError, match="its own"):
         await share.run(failing())
+
+
+async def test_urgent_work_is_not_queued_behind_background_work():
+    """A re-plan for a lowered limit and its round (the URGENT lane) go through a saturated
+    background lane as fast as alone; a task whose lane is a function changes lane between
+    its steps (the controller's: urgent while an urgent re-plan waits or runs)."""
+    from smartcharge.turn_share import BACKGROUND, URGENT
+    cpu = FakeCpu()
+    share = TurnShare(share_s=0.004, safety_s=0.004, clock=cpu)
+    background = [asyncio.ensure_future(share.run(_steps(cpu, 200, 0.002)))
+                  for _ in range(50)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    turns = Turns(cpu)
+    urgent_at: list = []
+    await share.run(_guard_pass(cpu, share, turns, urgent_at), lane=URGENT)
+    assert urgent_at[-1] - urgent_at[0] <= 20 // 4, urgent_at
+    which = [BACKGROUND]
+    trigger = asyncio.Event()
+    at: list = []
+
+    async def controller_task() -> None:   # waits for a trigger outside the share
+        at.append(None)
+        await trigger.wait()
+        await _guard_pass(cpu, share, turns, at)
+
+    switching = asyncio.ensure_future(share.run(controller_task(), lane=lambda: which[0]))
+    while not at:   # begun (its first step queued with the background), now waiting
+        await asyncio.sleep(0)
+    at.clear()
+    which[0] = URGENT   # an urgent trigger came: the task's next steps go ahead of the queue
+    trigger.set()
+    set_at = len(turns.per_turn)
+    await switching
+    turns.stop()
+    assert at[-1] - set_at <= 20 // 4 + 2, (set_at, at)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)

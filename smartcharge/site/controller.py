@@ -42,7 +42,7 @@ from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
-from smartcharge.turn_share import TurnShare
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ class SiteController:
         self._last_history_reading_at: datetime | None = None
         self._replan = asyncio.Event()
         self._urgent = asyncio.Event()     # a trigger that is not DEFERRABLE is waiting
+        self._replanning_urgent = False    # the re-plan running now had such a trigger
         self._reasons: set[str] = set()
         self._replan_done_real = 0.0
         self._replan_gap_real_s = 0.0
@@ -274,6 +275,11 @@ class SiteController:
         # large the site (a pass that counts every connector takes tens of ms at 5 000)
         self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
 
+    def replan_lane(self) -> int:
+        """The share's lane for the controller's task (turn_share.py): URGENT while a re-plan
+        for a limit, an overload or a station lost or refusing waits or runs."""
+        return URGENT if self._urgent.is_set() or self._replanning_urgent else BACKGROUND
+
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""
         if self.floor_w.get(ref) != floor_w:
@@ -304,6 +310,7 @@ class SiteController:
             await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
             await self._gather_deferrable()
             self._replan.clear()
+            self._replanning_urgent = self._urgent.is_set()
             self._urgent.clear()
             reasons, self._reasons = self._reasons, set()
             started = time.monotonic()
@@ -311,6 +318,7 @@ class SiteController:
                 await self.replan(reasons)
             except Exception:  # the loop must survive one bad plan; it re-plans next slot
                 log.exception("re-plan failed (reasons %s)", sorted(reasons))
+            self._replanning_urgent = False
             self._replan_done_real = time.monotonic()
             # the re-plan, and the dispatch round after it (up to a profile per connector)
             sessions = len(self.plan.connectors) if self.plan is not None else 0
@@ -381,6 +389,9 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
                       made.plan.status, len(made.violations), made.violations[0])
         plan = made.plan
+        # made for a limit, an overload, a station lost or refusing: its dispatch round runs
+        # in the share's urgent lane (turn_share.py), ahead of set-ups and other rounds' work
+        plan.extra["urgent"] = self._replanning_urgent
         # A car that arrived during the solve keeps the idle share the plan left its
         # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
         # own plan"), the car went on drawing the share of the plan before while another was

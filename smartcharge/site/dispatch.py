@@ -66,7 +66,7 @@ from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.watched import WatchedDict
 from smartcharge.tasks import OwnedTasks
-from smartcharge.turn_share import TurnShare
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             await self._wake.wait()
             self._wake.clear()
             self.rounds_running += 1   # from now: `idle` must not see a gap before it starts
-            current = self._tasks.spawn(self.share.run(self._round(self._latest)))
+            # a round of an urgent plan (a limit lowered...) in the share's urgent lane
+            urgent = self._latest is not None and self._latest.extra.get("urgent", False)
+            current = self._tasks.spawn(self.share.run(
+                self._round(self._latest), lane=URGENT if urgent else BACKGROUND))
             newer = asyncio.ensure_future(self._wake.wait())
             try:
                 await asyncio.wait({current, newer}, return_when=asyncio.FIRST_COMPLETED)

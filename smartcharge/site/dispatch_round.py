@@ -39,7 +39,7 @@ from smartcharge.site.plan import Plan
 from smartcharge.site.slots import LATER
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
-from smartcharge.turn_share import TurnShare
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -68,7 +68,9 @@ class DispatchRound:
         # wakes the waiting increases a batch per turn of the loop
         # the background CPU per turn of the loop its tasks share (turn_share.py)
         self.share = getattr(dispatcher, "share", None) or TurnShare()
-        self.pacer = Pacer(share=self.share)
+        # an urgent plan's round (a limit lowered...): its tasks in the share's urgent lane
+        self.lane = URGENT if plan.extra.get("urgent", False) else BACKGROUND
+        self.pacer = Pacer(share=self.share, lane=self.lane)
         self._waiting: set[asyncio.Future] = set()   # increases waiting for their gates
         # stations compared (not busy) with decreases not yet holding a sending slot; the
         # defaults that may go later wait until there are none (`_queued`)
@@ -143,7 +145,8 @@ class DispatchRound:
                     if self.work[sid] is not None:
                         self._unqueued.add(sid)
                     self.done[sid] = loop.create_future()
-                    early[sid] = asyncio.ensure_future(self.share.run(self._decrease(control)))
+                    early[sid] = asyncio.ensure_future(self.share.run(self._decrease(control),
+                                                                      lane=self.lane))
             self._queued()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
                 d.view.limits.change_times(now))
@@ -160,7 +163,7 @@ class DispatchRound:
                 if decreasing is None and not self.work[control.station_id][1]:
                     continue   # nothing to send: no task (most stations of most rounds)
                 started.append(asyncio.ensure_future(
-                    self.share.run(self._station(control, decreasing))))
+                    self.share.run(self._station(control, decreasing), lane=self.lane)))
                 if len(started) % START_BATCH == 0 or self.share.should_yield():
                     # a batch per turn: every station's first step in one turn was ~50 ms
                     # at 5 000 (issue 10)

@@ -28,9 +28,10 @@ def _set(future: asyncio.Future, result) -> None:
 
 
 class Pacer:
-    def __init__(self, batch: int | None = None, share=None) -> None:
+    def __init__(self, batch: int | None = None, share=None, lane: int | None = None) -> None:
         self.batch = batch
         self.share = share   # turn_share.TurnShare: the background work's CPU per turn
+        self.lane = lane
         self._jobs: deque[Callable[[], None]] = deque()
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -42,7 +43,8 @@ class Pacer:
         self._jobs.append(job)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(
-                self._run() if self.share is None else self.share.run(self._run()))
+                self._run() if self.share is None
+                else self.share.run(self._run(), lane=self.lane))
 
     def wake(self, future: asyncio.Future, result) -> None:
         """Complete `future` with `result` (unless it is done by then) in a later batch."""

@@ -57,7 +57,8 @@ def setup_site_control(app: web.Application, *,
                        controller.site_bus.subscribe(dispatcher.on_learned)]
         # the site's own work runs through one budget per turn of the loop (turn_share.py)
         share = controller.share
-        coroutines = [("site-controller", share.run(controller.run())),
+        coroutines = [("site-controller", share.run(controller.run(),
+                                                    lane=controller.replan_lane)),
                       ("site-dispatch", share.run(dispatcher.run())),
                       ("site-audit", dispatcher.run_audit()),
                       ("site-sampler", share.run(_sample(controller)))]
