@@ -7,8 +7,11 @@ Why (issue 10, s24-tail): a MeterValues goes through 4-6 turns of the loop betwe
 its answer, and every turn ran everything that was ready; each source bounded only itself (32
 frames, 32 store callers, 100-200 dispatch steps, a guard step, a re-plan step, set-ups), so a
 turn was their sum - 10-27 ms of CPU at 5 000 stations. Here the background sources share one
-budget: `share_s` of the loop thread's CPU per turn, plus `safety_s` of its own for safety
-work (the guard), which waits first and is never held by the rest.
+budget in three lanes, each with its own share of the loop thread's CPU per turn, woken in this
+order: SAFETY (`safety_s`: the guard's passes, never held by the rest), URGENT (`urgent_s`: a
+re-plan for a limit, an overload, a station lost or refusing, and that plan's dispatch round -
+what brings the site under a lowered limit), BACKGROUND (`share_s`: every other round, set-ups,
+probes, re-plans, readings, snapshots).
 
 How: a background coroutine runs through `TurnShare.run(coro)`, which asks before each of its
 steps (each resumption until it next suspends) and charges the step's CPU (`clock`, the loop
