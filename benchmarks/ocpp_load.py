@@ -366,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     in_cycles = sum(entry[4] for entry in window_gc_full(stats, r["window"]))
     print(f"# objects the window's collections found in garbage cycles: {in_cycles}")
     print_turns(stats.get("turns") or [], r["window"])
+    print_background(stats.get("background_turns") or [], r["window"], stats.get("share"))
     if r["probes"] and stats.get("latency"):
         print_latency(r["probes"], stats["latency"], stats)
         if os.environ.get("SMARTCHARGE_BENCH_RAW"):   # every stamp, to read further
@@ -416,6 +417,22 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
               f"begin -> committed median {percentile(spans, 0.5) * 1000:.1f} ms, p99 "
               f"{percentile(spans, 0.99) * 1000:.1f} ms, max {max(spans) * 1000:.1f} ms; the "
               f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window")
+
+
+def print_background(turns: list, window: tuple[float, float], share: dict | None) -> None:
+    """SMARTCHARGE_PROBE_TURNS (serve_probe.py): per turn of the loop, the CPU of the site's
+    own tasks' steps (dispatch, set-ups, re-plans, the guard: background work) in the window -
+    what a turn carried beside the stations' own calls; and the s25-budget share's counters."""
+    inside = [(bg, spent) for at, bg, spent in turns if window[0] <= at <= window[1]]
+    if not inside:
+        return
+    bgs = sorted(bg for bg, _ in inside)
+    over = {ms: sum(1 for b in bgs if b > ms / 1000) for ms in (5, 10, 20)}
+    print(f"# background CPU per turn in the window ({len(bgs)} turns with some; "
+          f"{sum(bgs):.1f} s in all): median {percentile(bgs, 0.5) * 1000:.2f} ms, p99 "
+          f"{percentile(bgs, 0.99) * 1000:.1f} ms, max {bgs[-1] * 1000:.1f} ms; turns over "
+          + ", ".join(f"{ms} ms: {n}" for ms, n in over.items())
+          + (f"; the share's counters (whole run): {share}" if share else ""))
 
 
 def print_turns(turns: list, window: tuple[float, float]) -> None:

@@ -56,15 +56,33 @@ def _callback_kind(handle: asyncio.Handle) -> str:
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):   # a task's step: name its coroutine
         coro = owner.get_coro()
-        return f"task {getattr(coro, '__qualname__', type(coro).__name__)}"
+        name = getattr(coro, '__qualname__', type(coro).__name__)
+        if name == "_Metered":   # s25-budget (turn_share.py): the coroutine it runs
+            return f"task {getattr(coro.coro, '__qualname__', '?')} (shared)"
+        return f"task {name}"
     return getattr(callback, "__qualname__", type(callback).__name__)
 
 
-def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float) -> None:
+def _is_background(handle: asyncio.Handle) -> bool:
+    """A step of a task of the site's own work (a coroutine of smartcharge/site/: dispatch,
+    set-ups, re-plans, the guard, readings), through the s25-budget share or not: the same
+    classification on any tree."""
+    owner = getattr(handle._callback, "__self__", None)
+    if not isinstance(owner, asyncio.Task):
+        return False
+    coro = owner.get_coro()
+    coro = getattr(coro, "coro", coro) if type(coro).__name__ == "_Metered" else coro
+    code = getattr(coro, "cr_code", None)
+    return code is not None and "/smartcharge/site/" in code.co_filename
+
+
+def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
+                background: list | None = None) -> None:
     """SMARTCHARGE_PROBE_TURNS: every turn of the loop whose callbacks took more than `over_s`
     of the thread's CPU is recorded with its number of callbacks and the CPU per kind of
     callback (the coroutine a task step resumed). A diagnosis (Handle._run is wrapped)."""
     current: dict[str, list] = {}
+    bg = [0.0]   # this turn's CPU in steps of the site's own tasks (_is_background)
     original_run = asyncio.events.Handle._run
 
     def run(handle: asyncio.Handle) -> None:
@@ -75,16 +93,23 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float) -> 
             kind = _callback_kind(handle)
             entry = current.setdefault(kind, [0, 0.0])
             entry[0] += 1
-            entry[1] += time.thread_time() - started
+            spent = time.thread_time() - started
+            entry[1] += spent
+            if background is not None and _is_background(handle):
+                bg[0] += spent
 
     asyncio.events.Handle._run = run
     original_once = loop._run_once
 
     def run_once() -> None:
         current.clear()
+        bg[0] = 0.0
         started, wall = time.thread_time(), time.perf_counter()
         original_once()
         spent = time.thread_time() - started
+        if background is not None and bg[0] > 0:
+            # every turn with background work: (wall s, its background CPU, the turn's CPU)
+            background.append((time.time(), round(bg[0], 6), round(spent, 6)))
         if spent > over_s:
             top = sorted(current.items(), key=lambda kv: -kv[1][1])[:8]
             turns.append((time.time(), spent, sum(n for n, _ in current.values()),
@@ -122,6 +147,20 @@ def time_guard_passes(passes: list) -> None:
             return stop.value
 
     SiteGuard._check = timed
+
+
+def _share_counters(app) -> dict | None:
+    """The s25-budget share's own counters (older trees: None)."""
+    from smartcharge.site.setup import CONTROLLER
+    share = getattr(app[CONTROLLER], "share", None) if CONTROLLER in app else None
+    if share is None:
+        return None
+    return {"steps": share.steps, "deferred": share.deferred, "turns": share.turns,
+            "most_in_turn_ms": [round(x * 1000, 2) for x in share.most_in_turn_s],
+            "limit_ms": [x * 1000 for x in share.limit_s],
+            "long_steps": sorted(((where, n, round(most * 1000, 1)) for where, (n, most)
+                                  in getattr(share, "long_steps", {}).items()),
+                                 key=lambda e: -e[1])[:12]}
 
 
 def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,
@@ -216,6 +255,7 @@ def main(argv: list[str]) -> int:
     gc_debug = bool(os.environ.get("SMARTCHARGE_PROBE_GCDEBUG"))   # what a collection saw
     gc_seen: list = []
     turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
+    background_turns: list = []   # and every turn's CPU in the site's own tasks
     window_end: list = []   # SIGHUP: the collector at the window's end (collector_now)
     guard_passes: list = []
     time_guard_passes(guard_passes)
@@ -272,7 +312,7 @@ def main(argv: list[str]) -> int:
             logging.getLogger("asyncio").setLevel(logging.WARNING)
         if os.environ.get("SMARTCHARGE_PROBE_TURNS"):
             trace_turns(asyncio.get_running_loop(), turns,
-                        float(os.environ["SMARTCHARGE_PROBE_TURNS"]))
+                        float(os.environ["SMARTCHARGE_PROBE_TURNS"]), background_turns)
         # benchmarks/msg_cpu.py: SIGUSR1 at its window's start (the loop thread under cProfile
         # if asked), SIGUSR2 at its end
         install_window_signals(asyncio.get_running_loop(), stats_path,
@@ -321,6 +361,8 @@ def main(argv: list[str]) -> int:
                        "profiles_sent": getattr(stats, "profiles_sent", None),
                        "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
                        "cycles": cycles, "turns": turns,
+                       "background_turns": background_turns,
+                       "share": _share_counters(app),
                        "collector_at_window_end": window_end[0] if window_end else None,
                        "clock_offset_s": time.time() - time.perf_counter(),
                        "latency": None if latency is None else {

@@ -42,6 +42,7 @@ from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class SiteController:
         self._last_history_reading_at: datetime | None = None
         self._replan = asyncio.Event()
         self._urgent = asyncio.Event()     # a trigger that is not DEFERRABLE is waiting
+        self._replanning_urgent = False    # the re-plan running now had such a trigger
         self._reasons: set[str] = set()
         self._replan_done_real = 0.0
         self._replan_gap_real_s = 0.0
@@ -165,6 +167,9 @@ class SiteController:
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
+        # the background CPU each turn of the loop may spend (turn_share.py), shared with
+        # dispatch: re-plans' steps in it, the guard's passes in its safety lane
+        self.share = TurnShare()
         self.guard = SiteGuard(self)
         self.guard.counts.audit_period_s = self.settings.guard_audit_real_s
         self._last_guard_real = 0.0
@@ -268,7 +273,8 @@ class SiteController:
             return
         # in steps, so that a pass over thousands of connectors never holds up the stations'
         # answers for long (issue 10); one pass at a time
-        self._guard_task = asyncio.create_task(self._guard_pass(), name="site-guard")
+        self._guard_task = asyncio.create_task(self.share.run(self._guard_pass(), safety=True),
+                                               name="site-guard")
 
     async def _guard_pass(self) -> None:
         started = time.monotonic()
@@ -279,6 +285,11 @@ class SiteController:
         # measurement-driven passes take at most 1/GUARD_DUTY of the loop's time however
         # large the site (a pass that counts every connector takes tens of ms at 5 000)
         self._guard_gap_real_s = GUARD_DUTY * (time.monotonic() - started)
+
+    def replan_lane(self) -> int:
+        """The share's lane for the controller's task (turn_share.py): URGENT while a re-plan
+        for a limit, an overload or a station lost or refusing waits or runs."""
+        return URGENT if self._urgent.is_set() or self._replanning_urgent else BACKGROUND
 
     def set_floor(self, ref: ConnectorRef, floor_w: float) -> None:
         """A station that refuses limit 0: pausing it leaves it at its minimum."""
@@ -310,6 +321,7 @@ class SiteController:
             await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
             await self._gather_deferrable()
             self._replan.clear()
+            self._replanning_urgent = self._urgent.is_set()
             self._urgent.clear()
             reasons, self._reasons = self._reasons, set()
             started = time.monotonic()
@@ -317,6 +329,7 @@ class SiteController:
                 await self.replan(reasons)
             except Exception:  # the loop must survive one bad plan; it re-plans next slot
                 log.exception("re-plan failed (reasons %s)", sorted(reasons))
+            self._replanning_urgent = False
             self._replan_done_real = time.monotonic()
             # the re-plan, and the dispatch round after it (up to a profile per connector)
             sessions = len(self.plan.connectors) if self.plan is not None else 0
@@ -378,7 +391,7 @@ class SiteController:
         now = self.clock.now()
         started = time.perf_counter()
         # (the limits' version is in the picture: dispatch holds increases once it moves on)
-        inputs = await in_steps.run_async(plan_inputs.read_steps(self, now))
+        inputs = await in_steps.run_async(plan_inputs.read_steps(self, now), self.share)
         made = await asyncio.to_thread(
             planner.make_plan, self.topology, inputs, backend=self.settings.backend,
             time_limit_s=self.settings.solve_time_limit_s, warm=self.warm)
@@ -387,6 +400,9 @@ class SiteController:
             log.error("optimizer plan (%s) breaks %d limits, e.g. %s: clipped it",
                       made.plan.status, len(made.violations), made.violations[0])
         plan = made.plan
+        # made for a limit, an overload, a station lost or refusing: its dispatch round runs
+        # in the share's urgent lane (turn_share.py), ahead of set-ups and other rounds' work
+        plan.extra["urgent"] = self._replanning_urgent
         # A car that arrived during the solve keeps the idle share the plan left its
         # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
         # own plan"), the car went on drawing the share of the plan before while another was
@@ -441,7 +457,7 @@ class SiteController:
     async def site_reading_async(self) -> SiteReading:
         """`site_reading`, giving the loop back every few hundred connectors (20-60 ms in one
         go at 5 000 connectors: issue 10)."""
-        return await in_steps.run_async(self._reading_steps())
+        return await in_steps.run_async(self._reading_steps(), self.share)
 
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
         """What a connector sampled before its limit was lowered could draw around `at`
@@ -480,7 +496,7 @@ class SiteController:
         dashboard stream wakes on the same change)."""
         if self._snapshot_making is None or self._snapshot_making.done():
             self._snapshot_making = asyncio.ensure_future(
-                in_steps.run_async(self._snapshot_steps()))
+                self.share.run(in_steps.run_async(self._snapshot_steps(), self.share)))
         return await asyncio.shield(self._snapshot_making)
 
     def _snapshot_steps(self) -> in_steps.Steps[dict]:

@@ -66,6 +66,7 @@ from smartcharge.site.station_control import Sent, StationControl
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.watched import WatchedDict
 from smartcharge.tasks import OwnedTasks
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +126,16 @@ class SiteReads:
 class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
     def __init__(self, reads: SiteReads, registry: StationRegistry, store, clock: Clock,
                  settings: DispatchSettings | None = None, *, ports,
-                 publish: Callable[[object], None]) -> None:
+                 publish: Callable[[object], None], share: TurnShare | None = None) -> None:
         self.view = reads
         self.topology = reads.topology
         self.registry = registry
         self.store = store
         self.clock = clock
         self.publish = publish   # what dispatch learns, as events (site/learned.py)
+        # the background CPU each turn of the loop may spend, shared with the controller's
+        # re-plans and guard (turn_share.py): every task of dispatch runs through it
+        self.share = share or TurnShare()
         # the site file's settle time unless the caller tunes dispatch itself
         self.settings = settings or DispatchSettings(
             settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
@@ -259,7 +263,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             or live.transaction_id == event.transaction_id
 
     def _spawn(self, coroutine) -> None:
-        self._tasks.spawn(coroutine)
+        self._tasks.spawn(self.share.run(coroutine))
 
     # --- background loops (owned by setup's cleanup_ctx) ------------------------------------
     async def run(self) -> None:
@@ -267,7 +271,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             await self._wake.wait()
             self._wake.clear()
             self.rounds_running += 1   # from now: `idle` must not see a gap before it starts
-            current = self._tasks.spawn(self._round(self._latest))
+            # a round of an urgent plan (a limit lowered...) in the share's urgent lane
+            urgent = self._latest is not None and self._latest.extra.get("urgent", False)
+            current = self._tasks.spawn(self.share.run(
+                self._round(self._latest), lane=URGENT if urgent else BACKGROUND))
             newer = asyncio.ensure_future(self._wake.wait())
             try:
                 await asyncio.wait({current, newer}, return_when=asyncio.FIRST_COMPLETED)
@@ -343,7 +350,9 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self._refresh_expiry(self.clock.now())
         controls = [c for c in self.stations.values()
                     if self.registry.get(c.station_id) and c.caps is not None]
-        await this.run(controls)
+        # through the share when called on its own (tests); inside a round's task, charged
+        # with it
+        await self.share.run(this.run(controls))
         probing = {ref.station_id for ref in plan.fixed_w if ref in self.view.uncontrollable}
         for control in controls:
             if control.station_id in probing:

@@ -40,6 +40,7 @@ from smartcharge.site.settling import forget_before, unsettled_nodes
 from smartcharge.site.slots import LATER
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -66,7 +67,11 @@ class DispatchRound:
         self.done: dict[str, asyncio.Future] = {}
         self.gates: DecreaseGates | None = None
         # wakes the waiting increases a batch per turn of the loop
-        self.pacer = Pacer()
+        # the background CPU per turn of the loop its tasks share (turn_share.py)
+        self.share = getattr(dispatcher, "share", None) or TurnShare()
+        # an urgent plan's round (a limit lowered...): its tasks in the share's urgent lane
+        self.lane = URGENT if plan.extra.get("urgent", False) else BACKGROUND
+        self.pacer = Pacer(share=self.share, lane=self.lane)
         self._waiting: set[asyncio.Future] = set()   # increases waiting for their gates
         # stations compared (not busy) with decreases not yet holding a sending slot; the
         # defaults that may go later wait until there are none (`_queued`)
@@ -115,7 +120,7 @@ class DispatchRound:
         try:
             turn_began, started_then = time.perf_counter(), 0
             for control in controls:
-                if time.perf_counter() - turn_began > TURN_S \
+                if time.perf_counter() - turn_began > TURN_S or self.share.should_yield() \
                         or len(early) - started_then >= START_BATCH:
                     # comparing with what is installed costs ~1 ms a station (more on a busy
                     # machine: 20 a turn was 20-40 ms): give the stations' answers (and the
@@ -152,7 +157,8 @@ class DispatchRound:
                     if self.work[sid] is not None:
                         self._unqueued.add(sid)
                     self.done[sid] = loop.create_future()
-                    early[sid] = asyncio.ensure_future(self._decrease(control))
+                    early[sid] = asyncio.ensure_future(self.share.run(self._decrease(control),
+                                                                      lane=self.lane))
             self._queued()
             self._report_when_decreased()
             root_limited = np.isfinite(self.plan.root_limit_w) or bool(
@@ -170,8 +176,9 @@ class DispatchRound:
                 decreasing = early.get(control.station_id)
                 if decreasing is None and not self.work[control.station_id][1]:
                     continue   # nothing to send: no task (most stations of most rounds)
-                started.append(asyncio.ensure_future(self._station(control, decreasing)))
-                if len(started) % START_BATCH == 0:
+                started.append(asyncio.ensure_future(
+                    self.share.run(self._station(control, decreasing), lane=self.lane)))
+                if len(started) % START_BATCH == 0 or self.share.should_yield():
                     # a batch per turn: every station's first step in one turn was ~50 ms
                     # at 5 000 (issue 10)
                     await asyncio.sleep(0)

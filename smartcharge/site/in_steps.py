@@ -23,14 +23,17 @@ def run_all(steps: Steps[T]) -> T:
             return done.value
 
 
-async def run_async(steps: Steps[T]) -> T:
-    """One step per turn of the event loop; the generator's return value."""
+async def run_async(steps: Steps[T], share=None) -> T:
+    """The generator's return value, giving the loop back between two steps: at every step,
+    or with `share` (turn_share.TurnShare, when run through it) once the turn's share of
+    background CPU is spent."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
             return done.value
-        await asyncio.sleep(0)
+        if share is None or share.should_yield():
+            await asyncio.sleep(0)
 
 
 def chunks(items: list, size: int):

@@ -28,8 +28,10 @@ def _set(future: asyncio.Future, result) -> None:
 
 
 class Pacer:
-    def __init__(self, batch: int | None = None) -> None:
+    def __init__(self, batch: int | None = None, share=None, lane: int | None = None) -> None:
         self.batch = batch
+        self.share = share   # turn_share.TurnShare: the background work's CPU per turn
+        self.lane = lane
         self._jobs: deque[Callable[[], None]] = deque()
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -40,7 +42,9 @@ class Pacer:
             return
         self._jobs.append(job)
         if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
+            self._task = asyncio.ensure_future(
+                self._run() if self.share is None
+                else self.share.run(self._run(), lane=self.lane))
 
     def wake(self, future: asyncio.Future, result) -> None:
         """Complete `future` with `result` (unless it is done by then) in a later batch."""
@@ -55,6 +59,8 @@ class Pacer:
                     job()
                 except Exception:  # one waiter's trouble never stops the others
                     log.exception("paced job failed")
+                if self.share is not None and self.share.should_yield():
+                    break
             await asyncio.sleep(0)   # the loop's I/O (stations' messages) gets its turn
 
     def close(self) -> None:

@@ -23,7 +23,9 @@ from smartcharge.site import in_steps, unbounded, undeclared
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
-SESSIONS_PER_STEP = 400   # ~5 us each: a step stays well under the loop's 20 ms
+# ~0.1-0.2 ms each at 5 000 stations (steps of 400 were up to 88 ms: s25-budget); the loop is
+# given back once the turn's share of background work is spent (turn_share.py)
+SESSIONS_PER_STEP = 25
 # what an estimate of a car's energy since its last register leaves of its need at least
 # (_remaining_now_wh): well above the planner's ENERGY_RESOLUTION_WH, under which a need is met
 REMAINING_FLOOR_WH = 10.0

@@ -48,16 +48,20 @@ def setup_site_control(app: web.Application, *,
                           controller.limits, controller.uncontrollable, controller.phase_use)
         dispatcher = Dispatcher(reads, app[REGISTRY], app[STORE], app[CLOCK],
                                 dispatch_settings, ports=app[PORTS],
-                                publish=controller.site_bus.publish)
+                                publish=controller.site_bus.publish, share=controller.share)
         app[DISPATCHER] = dispatcher
         controller.installed = dispatcher.installed
         # the controller first (it updates the state dispatch reads), then dispatch
         unsubscribe = [app[EVENTS].subscribe(controller.on_event),
                        app[EVENTS].subscribe(dispatcher.on_event),
                        controller.site_bus.subscribe(dispatcher.on_learned)]
-        coroutines = [("site-controller", controller.run()), ("site-dispatch", dispatcher.run()),
+        # the site's own work runs through one budget per turn of the loop (turn_share.py)
+        share = controller.share
+        coroutines = [("site-controller", share.run(controller.run(),
+                                                    lane=controller.replan_lane)),
+                      ("site-dispatch", share.run(dispatcher.run())),
                       ("site-audit", dispatcher.run_audit()),
-                      ("site-sampler", _sample(controller))]
+                      ("site-sampler", share.run(_sample(controller)))]
         after_s = dispatcher.settings.phase_probe_after_s
         if after_s is not None:
             # a new car's phases asked of its station once it draws (site/phase_probe.py)
@@ -66,7 +70,7 @@ def setup_site_control(app: web.Application, *,
             app[PHASE_PROBING] = probing
             unsubscribe += [app[EVENTS].subscribe(probing.on_event),
                             controller.site_bus.subscribe(probing.on_learned)]
-            coroutines.append(("site-phase-probe", probing.run()))
+            coroutines.append(("site-phase-probe", share.run(probing.run())))
         tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in coroutines]
         try:
             yield
