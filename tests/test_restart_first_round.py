@@ -25,7 +25,7 @@ import pytest
 
 from sim_fixtures import free_port
 from smartcharge.clock import AcceleratedClock, format_ocpp_time
-from smartcharge.model import Circuit, Connector, ServerSettings, SessionDefaults, Site, Station
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.sim.spec import Quirks
@@ -40,14 +40,10 @@ REF1, REF2 = ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)
 
 
 def _site() -> Site:
-    # settle 1 s and clocks' margin 1 s (site time): the station runs on our clock, and at 10x
-    # the defaults' 5 s + 5 s held every raise a real second (two raises waited for per test);
-    # which install goes before which is dispatch's ordering either way
     return Site(name="first-round", circuits=(Circuit("grid", None, limit_w=LIMIT_W),),
                 stations=(Station("CP1", "grid", (Connector(1), Connector(2))),),
                 id_tags=frozenset({"DRIVER-1"}), operator_tokens=frozenset({OP}),
-                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600),
-                server=ServerSettings(settle_s=1.0, edge_margin_s=1.0))
+                session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
 
 
 def _ev() -> SimEV:
