@@ -29,14 +29,18 @@ OFFSET_S = 180.0
 EVENT_W = 5_000.0
 
 
-async def _charging_under_an_event(tmp_path, version: str, offset_s: float, meter_s: float):
+async def _charging_under_an_event(tmp_path, version: str, offset_s: float, meter_s: float,
+                                   start_s: float = 300.0, lead_s: float = 300.0):
     """(clock, server, fleet, event start, event end): one car charging at ~22 kW, its station
-    `offset_s` off our clock and its offset known to us, and a 5 kW DR event from T0+5 min to
-    T0+15 min (a slot edge of the plan's 15 min slots) announced ahead."""
+    `offset_s` off our clock and its offset known to us, and a 5 kW DR event from `start_s`
+    after T0 to T0+15 min (a slot edge of the plan's 15 min slots) announced ahead; the clock
+    starts `lead_s` before the event (5 minutes: what a station behind needs to be
+    believed)."""
     site = Site(name="skew", circuits=(Circuit("grid", None, limit_w=22_000),),
                 stations=(Station("CP1", "grid", (Connector(1),)),),
                 id_tags=frozenset({"DRIVER-1"}))
-    clock = AcceleratedClock(T0, speed=60.0)
+    start, end = T0 + timedelta(seconds=start_s), T0 + timedelta(minutes=15)
+    clock = AcceleratedClock(start - timedelta(seconds=lead_s), speed=60.0)
     server_cm = control_server(site, tmp_path / "sc.sqlite", clock,
                                dispatch=DispatchSettings(call_timeout_s=5.0))
     server = await server_cm.__aenter__()
@@ -54,7 +58,6 @@ async def _charging_under_an_event(tmp_path, version: str, offset_s: float, mete
     # raise it leaves early is still inside the minute the check below allows
     await wait_until(lambda: link.clock_offset_s is not None
                      and abs(link.clock_offset_s - offset_s) <= 20, 20, "its offset known")
-    start, end = T0 + timedelta(minutes=5), T0 + timedelta(minutes=15)
     assert clock.now() < start - timedelta(minutes=1), clock.now()
     server.controller.limits.add_event(DemandResponseEvent("dr", start, end, limit_w=EVENT_W))
     server.controller.request_replan("dr")
@@ -66,8 +69,11 @@ async def test_a_station_minutes_ahead_stays_under_a_dr_event_until_it_ends(tmp_
     # a sample a minute, as the behind case: two agreeing stamps are believed, and with only
     # the start's few (meter values hourly) a start under CPU load at 60x left them 10+
     # site-seconds of latency apart - the estimate that low, the raise a second early
+    # (a station ahead is believed from its first stamps: the clock starts 4 minutes before
+    # the event, and the event is its last 5 minutes - the raise at its end is what is looked
+    # at; a minute more before and 5 more of the event cost 6 s each for the same check)
     clock, server_cm, fleet, _start, end = await _charging_under_an_event(
-        tmp_path, version, OFFSET_S, 60)
+        tmp_path, version, OFFSET_S, 60, start_s=600.0, lead_s=240.0)
     try:
         station = fleet.station("CP1")
         await wait_until(lambda: clock.now() > end - timedelta(minutes=1), 30,

@@ -36,7 +36,8 @@ def drawn_w(station) -> float:
 
 
 async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
-    rig = Rig(tmp_path)
+    # meter values every 2 s: the window watched after the plan below spans a few of them
+    rig = Rig(tmp_path, meter_interval_s=2)
     rig.start_server()
     try:
         station, ids = await rig.two_cars_on_cp1()
@@ -75,9 +76,10 @@ async def test_sigkill_mid_the_round_of_an_active_dr_event(tmp_path):
             c["allocated_w"] or 0 for c in snap["connectors"]) <= LIMIT_W, 30,
             "both sessions again, planned under the event")
         assert snapshot["effective_limit_w"] == LIMIT_W
-        # and it stays there while the cars go on charging (a few meter intervals)
+        # and it stays there while the cars go on charging (a few meter intervals: 2.5 of
+        # them, as 12 s were of the 5 s the rig's stations sent at before)
         checked_at = rig.clock.now()
-        await wait_until(lambda: rig.clock.now() - checked_at > timedelta(seconds=12)
+        await wait_until(lambda: rig.clock.now() - checked_at > timedelta(seconds=5)
                          and drawn_w(station) <= LIMIT_W + 1.0, 30, "still under the event")
         assert installed_w(station, rig.clock.now() + timedelta(minutes=2)) <= LIMIT_W
         # (a moment above the event once under it after the restart was seen in 1 run of

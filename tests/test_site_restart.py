@@ -60,21 +60,30 @@ async def listening(http_url: str, timeout_s: float = 30.0) -> None:
 
 
 class Rig:
-    """One site file, one SQLite file, the server subprocess and a simulated fleet."""
+    """One site file, one SQLite file, the server subprocess and a simulated fleet.
 
-    def __init__(self, tmp_path, stations: int = 1, connectors: int = 2) -> None:
+    The server runs on the wall clock, so a raise comes into force `settle_s + edge_margin_s`
+    after it is sent in real time: the site file's 2 s + 1 s (the defaults' 5 s + 5 s made
+    each test that waits for a raise wait 10 s of it). The stations run on our very clock; the
+    order of decreases and raises is dispatch's either way. The guard gives a car `settle_s`
+    to follow a decrease: 2 s of real time, four times what the in-process tests at 10x give
+    (a car taken as disobedient at 0.1 s under load 12: test_restart_first_round's revert)."""
+
+    def __init__(self, tmp_path, stations: int = 1, connectors: int = 2,
+                 meter_interval_s: float = 5) -> None:
         self.port = free_port()
         self.site_file = tmp_path / "site.toml"
         self.site_file.write_text(site_toml(stations, connectors, port=self.port,
                                             database=str(tmp_path / "site.sqlite"),
-                                            heartbeat_interval_s=60))
+                                            heartbeat_interval_s=60, settle_s=2,
+                                            edge_margin_s=1))
         self.site = load_site(self.site_file)
         self.log = tmp_path / "server.log"
         self.http_url = f"http://127.0.0.1:{self.port}"
         self.clock = SystemClock()
         self.fleet = Fleet(self.site, f"ws://127.0.0.1:{self.port}/ocpp", self.clock, seed=5,
-                           meter_interval_s=5, reconnect_min_s=0.05, reconnect_max_s=0.3,
-                           call_timeout_s=5.0)
+                           meter_interval_s=meter_interval_s, reconnect_min_s=0.05,
+                           reconnect_max_s=0.3, call_timeout_s=5.0)
         self.server = None
 
     def start_server(self) -> None:
