@@ -71,3 +71,35 @@ async def test_a_limit_answered_is_held_by_every_station_when_we_die_at_once(tmp
             applied
     finally:
         await rig.close()
+
+
+async def test_a_station_that_never_answers_is_named_and_the_answer_still_comes(tmp_path):
+    """CP2 takes its profiles and never answers: the cap's 200 comes once CP2's calls time out
+    (not after the whole bounded wait), says the application is not complete and names CP2 as
+    not acknowledged, while CP1, which answered, is counted."""
+    from datetime import UTC, datetime
+
+    import aiohttp
+
+    from smartcharge.clock import AcceleratedClock
+    from smartcharge.site.applied import APPLY_WAIT_S
+    from smartcharge.site.dispatch import DispatchSettings
+    from smartcharge.sim.station import Quirks
+    from test_dispatch_trust import SETTINGS, both_charging_at_11_kw, one_grid
+    from tests.site_e2e import server_and_fleet
+
+    clock = AcceleratedClock(datetime(2026, 1, 1, 12, tzinfo=UTC), speed=60.0)
+    dispatch = DispatchSettings(call_timeout_s=1.0, retries=0)
+    async with server_and_fleet(one_grid(22_000), tmp_path, clock, settings=SETTINGS,
+                                dispatch=dispatch, insecure_open_api=True) as (server, fleet):
+        await both_charging_at_11_kw(server.controller, fleet, clock)
+        await wait_until(lambda: server.dispatcher.idle, 10, "rounds over")
+        fleet.station("CP2").quirks = Quirks(silent_profiles=True)
+        async with aiohttp.ClientSession(server.http_url) as http:
+            async with http.put("/api/site/cap", json={"limit_w": 9_000}) as resp:
+                assert resp.status == 200, await resp.text()
+                applied = (await resp.json())["applied"]
+    assert applied["complete"] is False, applied
+    assert applied["stations_not_acknowledged"] == ["CP2"], applied
+    assert applied["stations_acknowledged"] == 1 and applied["stations_pending"] == [], applied
+    assert applied["waited_s"] < APPLY_WAIT_S, applied

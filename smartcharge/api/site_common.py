@@ -38,9 +38,11 @@ async def applied(request: web.Request) -> dict:
     """After a limit is committed and a re-plan asked for: wait (bounded) until the round
     that applies it has had the stations' decreases answered; what they hold then, for the
     answer's `applied` (site/applied.py). A client may send it back in a PUT: it is ignored."""
-    limits = request.app[CONTROLLER].limits
+    control = request.app[CONTROLLER]
     stations = [s.station_id for s in request.app[SITE].stations]
-    done = await limits_applied(request.app[DISPATCHER], stations, limits.version)
+    done = await limits_applied(
+        request.app[DISPATCHER], stations, control.limits.version,
+        uncontrolled=lambda: {ref.station_id for ref in control.uncontrollable})
     return done.as_json()
 
 

@@ -13,6 +13,7 @@ The raises the round sends after them are not waited for: they need nobody's saf
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Real seconds the API waits for the stations: one call timeout (10 s by default) for a
@@ -31,6 +32,17 @@ class Applied:
     offline: list[str] = field(default_factory=list)  # not connected (or not set up yet)
     waited_s: float = 0.0
 
+    def without(self, uncontrolled: set[str]) -> Applied:
+        """The same with `uncontrolled` stations (connected ones) counted as not acknowledged."""
+        moved = uncontrolled - set(self.offline) - set(self.not_acknowledged) \
+            - set(self.pending)
+        if not moved:
+            return self
+        return Applied(False, acknowledged=max(self.acknowledged - len(moved), 0),
+                       pending=self.pending,
+                       not_acknowledged=sorted({*self.not_acknowledged, *moved}),
+                       offline=self.offline, waited_s=self.waited_s)
+
     def as_json(self) -> dict:
         return {"complete": self.complete, "stations_acknowledged": self.acknowledged,
                 "stations_pending": self.pending,
@@ -39,10 +51,20 @@ class Applied:
 
 
 async def limits_applied(dispatcher, station_ids: list[str], version: int,
-                         timeout_s: float = APPLY_WAIT_S) -> Applied:
-    """Wait until a round planned with limits of `version` or later has had its decreases
-    answered (at most `timeout_s` real seconds); what the stations hold then. A station not
-    in that round is `offline`: planned at what it may draw under what it holds."""
+                         timeout_s: float = APPLY_WAIT_S,
+                         uncontrolled: Callable[[], set[str]] = set) -> Applied:
+    """What the stations hold once a round planned with limits of `version` or later has had
+    its decreases answered (waited for at most `timeout_s` real seconds). A station not in
+    that round is `offline`: planned at what it may draw under what it holds. `uncontrolled`
+    (asked at the answer): stations with a connector that does not do what it is told - an
+    unanswered decrease makes its station uncontrollable, and the re-plan that follows sends
+    it nothing, so that newer round alone would count it as acknowledged."""
+    applied = await _wait_applied(dispatcher, station_ids, version, timeout_s)
+    return applied.without(uncontrolled())
+
+
+async def _wait_applied(dispatcher, station_ids: list[str], version: int,
+                        timeout_s: float) -> Applied:
     loop = asyncio.get_running_loop()
     began = loop.time()
     deadline = began + timeout_s
