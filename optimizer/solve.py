@@ -235,8 +235,9 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     The kept slots count on their own because they are what the stations carry until the next
     re-plan, which plans every later slot again: a held plan whose kept slots round at least as
     well delivers no less before then, while its later fractions (which the held cars' energy
-    now moved there) may round a little worse over a horizon no one executes. The portfolio
-    guard still compares the rounded plan with every baseline over the horizon."""
+    now moved there) may round a little worse over a horizon the next re-plan plans again
+    (measured: benchmarks/README.md, "s25-stable"). The portfolio guard still compares the
+    rounded plan with every baseline over the horizon."""
     arrays = model.arrays
     column_upper = np.where(arrays.var_of >= 0, arrays.ub[np.maximum(arrays.var_of, 0)], 0.0)
     connector, slot = running_minimums(problem, power_w, column_upper)
@@ -285,10 +286,11 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
 
 def _rounded_wh(problem: Problem, power_w: np.ndarray, paused: int) -> tuple[float, float]:
     """(over the horizon, in the kept slots): weighted energy of power_w after what `solve`
-    does to an LP plan with `paused` entries paused by min-rate rounds (the hold of running minimums, the projection, the top-up only
-    when something was paused, as `solve` rounds): an LP optimum with the running cars held
-    can round worse than one without (a 1-phase car held at its minimum beside a 3-phase car
-    on one phase left the 3-phase car fractional later: 659 Wh less over the horizon)."""
+    does to an LP plan with `paused` entries paused by min-rate rounds (the hold of running
+    minimums, the projection, the top-up only when something was paused, as `solve` rounds):
+    an LP optimum with the running cars held can round worse than one without (a 1-phase car
+    held at its minimum beside a 3-phase car on one phase left the 3-phase car fractional
+    later: 659 Wh less over the horizon)."""
     held_w, _ = hold_minimums(problem, power_w)
     rounded = _round(problem, held_w, paused)[0]
     return weighted_energy_wh(problem, rounded), _window_wh(problem, rounded, kept_slots(problem))
