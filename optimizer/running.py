@@ -15,7 +15,9 @@ in that slot (`running_minimums`: only as many of its kept slots as its own plan
 for, and only as many cars as every node limit, power and phase currents, can carry at their
 minimums together), and the objective is solved again (warm). The held plan is kept only when
 the three levels above urgency are unchanged (`keeps_levels`: weighted energy, price, fairness
-within the solver's tolerance); otherwise the bounds go and the optimum is solved again. So
+within the solver's tolerance) and, rounded to the minimum rates, it delivers no less weighted
+energy than the free optimum over the horizon or in the kept slots (`solve._hold_running`);
+otherwise the bounds go and the optimum is solved again. So
 energy, price and fairness stay exact; only the urgency tie-break is traded, in the kept slots
 (30 minutes, planned again before they end), for a car not paused now. Sites planned by the
 min-cost flow (above STABLE_FLOW_CONNECTORS sessions) do not have it.
