@@ -11,8 +11,11 @@ connector, the cap binding) run in `--station-procs` further processes
 (`benchmarks/load_stations.py`), so the benchmark measures the server. Each repeat posts a new
 event at half the cap and waits for the dispatch round of the re-plan it caused; the stages:
 
-- request: POST until its 201 (the event is stored before it is acknowledged);
-- re-plan: from the 201 until the plan is made (the controller's coalescing wait, building the
+- request: POST until its 201 or the re-plan it caused began, whichever came first (the
+  event is stored, and a re-plan asked for, before the 201; since session 25 the 201 waits for
+  the round's decreases to be answered - `site/applied.py` - so its own time is a column apart,
+  "201 after");
+- re-plan: from then until the plan is made (the controller's coalescing wait, building the
   problem, the solve, the check, bindings and idle shares); solve and check also on their own;
 - sends: from the plan until the last station's decreases began going out;
 - answers: from then until the last station's decreases were acknowledged.
@@ -209,6 +212,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                         raise RuntimeError(f"DR event refused: {resp.status} {await resp.text()}")
                 t1 = time.time()
                 found = await wait_round(http, base, t0, "dr:", 120)
+                asked = min(t1, found["replan"]["start"])
                 sampler.cancel()
                 downs = found["decreases"]
                 last_start = max((d[0] for d in downs), default=found["replan"]["end"])
@@ -229,7 +233,9 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 result["rows"].append({
                     "loop_cpu": loop_cpu, "stations_cpu": stations_cpu,
                     "server_cpu": server_cpu,
-                    "request": t1 - t0, "replan": found["replan"]["end"] - t1,
+                    # (a tree whose 201 waits for the round: the re-plan began before it)
+                    "request": asked - t0, "replan": found["replan"]["end"] - asked,
+                    "answered": t1 - t0,
                     "solve": found["replan"]["solve_s"], "check": found["replan"]["check_s"],
                     "sends": last_start - found["replan"]["end"], "answers": last_end - last_start,
                     "total": last_end - t0, "plans_total": plans_end - t0,
@@ -277,12 +283,12 @@ def main(argv: list[str] | None = None) -> None:
           f"station tree {args.station_tree}; "
           f"{args.station_procs} station processes")
     print("| connectors | stations sent decreases | profiles | request | re-plan (solve, check) "
-          "| sends | answers | DR POST -> last ack, median [s] | min | max "
+          "| sends | answers | 201 after | DR POST -> last ack, median [s] | min | max "
           "| DR POST -> last plan ack (site under the limit), median [s] "
           "| loop thread's CPU, re-plan -> last ack, median [s] "
           "| CPU from the POST until the round was seen over: server, stations [s] "
           "| rounds begun during the event's | load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -294,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {n}{' ' + args.label if args.label else ''} | {med('stations'):.0f} | "
                   f"{med('profiles'):.0f} | {med('request'):.3f} | {med('replan'):.3f} "
                   f"({med('solve'):.3f}, {med('check'):.3f}) | {med('sends'):.3f} | "
-                  f"{med('answers'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
+                  f"{med('answers'):.3f} | {med('answered'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
                   f"| {max(totals):.3f} | {med('plans_total'):.3f} | {med('loop_cpu'):.3f} "
                   f"| {med('server_cpu'):.2f}, {med('stations_cpu'):.2f} "
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
