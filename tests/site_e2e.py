@@ -14,11 +14,13 @@ from aiohttp import web
 
 from smartcharge.app import create_app
 from smartcharge.clock import format_ocpp_time
+from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
+from tests.installed_limits import forecast_excesses
 
 
 async def wait_until(predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
@@ -245,3 +247,38 @@ async def draws_over(fleet, clock, limit_w: float, minutes: float,
         await wait_until(lambda t=clock.now(): clock.now() > t + timedelta(seconds=every_s),
                          5, f"{every_s:g} seconds")
     return over
+
+
+def two_stations(name: str, grid_w: float, connectors: int = 1):
+    """CP1 and CP2, `connectors` each, under one grid limit of `grid_w`."""
+    return Site(name=name, circuits=(Circuit("grid", None, limit_w=grid_w),),
+                stations=tuple(Station(sid, "grid", tuple(Connector(c + 1)
+                                                          for c in range(connectors)))
+                               for sid in ("CP1", "CP2")),
+                id_tags=frozenset({"DRIVER-1"}))
+
+
+async def a_second_car_stays_under_the_grid(site, tmp_path, clock, grid_w: float, *,
+                                            fleet_kw: dict, second=("CP1", 1),
+                                            before_second=None) -> None:
+    """A big car charging on CP2/1 and every plan dispatched, a site minute on: whatever the
+    stations hold keeps the site under `grid_w` for hours (`forecast_excesses`), and a second
+    big car plugged in at `second` keeps it there, drawn, for three site minutes.
+    `before_second(fleet)`: the test's own checks before the second car comes."""
+    async with server_and_fleet(site, tmp_path, clock,
+                                dispatch=DispatchSettings(call_timeout_s=5.0),
+                                fleet_kw={"meter_interval_s": 60, **fleet_kw}
+                                ) as (server, fleet):
+        await fleet.start(wait_booted_s=10)
+        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
+        await wait_until(lambda: fleet.draw_w("CP2", 1) > 5_000, 20, "CP2 charging")
+        await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
+        settled = clock.now() + timedelta(minutes=1)
+        await wait_until(lambda: clock.now() > settled, 10, "a minute")
+        if before_second is not None:
+            before_second(fleet)
+        excess = forecast_excesses(site, fleet, server.controller.limits, clock.now())
+        assert excess == [], (len(excess), excess[:2], excess[-2:])
+        assert await fleet.plug_in(*second, big_car(), "DRIVER-1")
+        over = await draws_over(fleet, clock, grid_w, minutes=3)
+        assert over == [], (len(over), over[:3])
