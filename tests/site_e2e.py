@@ -15,10 +15,10 @@ from aiohttp import web
 from smartcharge.app import create_app
 from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.site.controller import ControllerSettings
-from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
+from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 from tests.installed_limits import forecast_excesses
 

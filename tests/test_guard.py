@@ -103,20 +103,27 @@ def _big_site(stations: int) -> Site:
                 id_tags=frozenset({"DRIVER-1"}))
 
 
-async def test_a_pass_over_a_large_site_gives_the_event_loop_back_and_finds_the_same():
-    """check_async finds what check finds, and other tasks run while it goes (issue 10: a
-    whole pass over thousands of connectors held every station's answer up)."""
-    from smartcharge.site import guard as guard_module
-    site = _big_site(750)   # several chunks
-    assert 750 >= 3 * guard_module.CHUNK
-    clock = ManualClock(T0)
-    controller = SiteController(site, clock, ControllerSettings(stale_after_s=60.0))
+def every_connector_drawing_1_kw(site: Site) -> SiteController:
+    """A controller of `site` (at T0, a manual clock) with a session on every connector, each
+    sampled drawing 1 kW."""
+    controller = SiteController(site, ManualClock(T0), ControllerSettings(stale_after_s=60.0))
     for i, station in enumerate(site.stations):
         sid = station.station_id
         controller.on_event(ev.StationBooted(sid, T0, True, "v", "m"))
         controller.on_event(ev.SessionStarted(sid, 1, i + 1, "DRIVER-1", 0, T0))
         controller.on_event(ev.MeterSampled(sid, 1, i + 1, T0, "Sample.Periodic",
                                             power_w=1_000.0))
+    return controller
+
+
+async def test_a_pass_over_a_large_site_gives_the_event_loop_back_and_finds_the_same():
+    """check_async finds what check finds, and other tasks run while it goes (issue 10: a
+    whole pass over thousands of connectors held every station's answer up)."""
+    from smartcharge.site import guard as guard_module
+    site = _big_site(750)   # several chunks
+    assert 750 >= 3 * guard_module.CHUNK
+    controller = every_connector_drawing_1_kw(site)
+    clock = controller.clock
     ran_between = 0
 
     async def other_work() -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from smartcharge import events as ev
-from smartcharge.clock import ManualClock
-from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.site.controller import ControllerSettings, SiteController
+from smartcharge.site.controller import SiteController
 from smartcharge.turn_share import TurnShare
+from tests.test_guard import _big_site, every_connector_drawing_1_kw
 from tests.test_turn_share import FakeCpu, Turns, _steps
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -22,18 +20,7 @@ STATIONS = 600
 
 def _over_site_controller() -> SiteController:
     """600 connectors drawing 1 kW each under a 22 kW grid: over by 578 kW."""
-    site = Site(name="guard-share", circuits=(Circuit("grid", None, limit_w=22_000.0),),
-                stations=tuple(Station(f"CP{i}", "grid", (Connector(1),))
-                               for i in range(STATIONS)),
-                id_tags=frozenset({"DRIVER-1"}))
-    controller = SiteController(site, ManualClock(T0), ControllerSettings(stale_after_s=60.0))
-    for i, station in enumerate(site.stations):
-        sid = station.station_id
-        controller.on_event(ev.StationBooted(sid, T0, True, "v", "m"))
-        controller.on_event(ev.SessionStarted(sid, 1, i + 1, "DRIVER-1", 0, T0))
-        controller.on_event(ev.MeterSampled(sid, 1, i + 1, T0, "Sample.Periodic",
-                                            power_w=1_000.0))
-    return controller
+    return every_connector_drawing_1_kw(_big_site(STATIONS))
 
 
 async def _turns_to_pass(*, guard_as_background: bool) -> int:
