@@ -134,3 +134,17 @@ async def test_opt_out_is_answered_and_nothing_is_applied(tmp_path):
             vtn.capacity_event("cap-out", clock.now() + timedelta(minutes=5), 10, 5.0)
             await vtn.wait_until(lambda: vtn.opts.get("cap-out") == "optOut", what="opt-out")
             assert server.controller.limits.events() == []
+
+
+async def test_the_opt_in_is_answered_once_the_stations_hold_the_event(tmp_path):
+    """An opt-in is the site's word to the utility: like the REST API's DR POST (its 201), it
+    is answered once the round planned with the event has had the stations' decreases
+    answered (`site/applied.py`) - killed after an opt-in answered at once, the stations kept
+    their old profiles until the restart."""
+    clock = _clock()
+    async with vtn_and_site_online(tmp_path, clock) as (vtn, server, ven, fleet, monitor):
+        start = clock.now() + timedelta(minutes=6)
+        vtn.capacity_event("cap-told", start, minutes=10, limit_kw=12.0)
+        await vtn.wait_until(lambda: vtn.opts.get("cap-told") == "optIn", what="the opt-in")
+        held = {s: _profiles_sum_w(fleet, start + timedelta(seconds=s)) for s in (0, 300, 590)}
+        assert all(w <= 12_000.0 + 1 for w in held.values()), held

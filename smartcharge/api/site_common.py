@@ -12,7 +12,7 @@ from smartcharge.api.errors import ApiError
 from smartcharge.clock import TIMES_FROM, TIMES_UNTIL, parse_ocpp_time
 from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.appkeys import SITE
-from smartcharge.site.applied import limits_applied
+from smartcharge.site.applied import limits_told
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
 RETRY_AFTER_S = 5
@@ -38,11 +38,8 @@ async def applied(request: web.Request) -> dict:
     """After a limit is committed and a re-plan asked for: wait (bounded) until the round
     that applies it has had the stations' decreases answered; what they hold then, for the
     answer's `applied` (site/applied.py). A client may send it back in a PUT: it is ignored."""
-    control = request.app[CONTROLLER]
     stations = [s.station_id for s in request.app[SITE].stations]
-    done = await limits_applied(
-        request.app[DISPATCHER], stations, control.limits.version,
-        uncontrolled=lambda: {ref.station_id for ref in control.uncontrollable})
+    done = await limits_told(request.app[CONTROLLER], request.app[DISPATCHER], stations)
     return done.as_json()
 
 

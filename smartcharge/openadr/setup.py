@@ -14,7 +14,8 @@ from smartcharge.appkeys import CLOCK, SITE, STORE
 from smartcharge.openadr import notify
 from smartcharge.openadr.runner import VenRunner
 from smartcharge.openadr.sink import OpenAdrSink
-from smartcharge.site.setup import CONTROLLER, OBLIGATIONS
+from smartcharge.site.applied import limits_told
+from smartcharge.site.setup import CONTROLLER, DISPATCHER, OBLIGATIONS
 
 VENS = web.AppKey("openadr_vens", dict)     # program -> its VEN (a VenRunner)
 
@@ -33,7 +34,8 @@ def setup_openadr(app: web.Application) -> None:
     if not programs:
         return
     controller = app[CONTROLLER]
-    sink = OpenAdrSink(controller, app[OBLIGATIONS])
+    sink = OpenAdrSink(controller, app[OBLIGATIONS], told=lambda: limits_told(
+        controller, app[DISPATCHER], [s.station_id for s in app[SITE].stations]))
     vens = {p.program: make_ven(p, sink, app[CLOCK], lambda: app[STORE]) for p in programs}
     app[VENS] = vens
     for name, ven in vens.items():

@@ -10,6 +10,7 @@ longer has (a modification dropped an interval, a cancellation) are cancelled - 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from smartcharge import store_obligations as ob
@@ -24,9 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class OpenAdrSink:
-    def __init__(self, controller, writer: ObligationWriter) -> None:
+    def __init__(self, controller, writer: ObligationWriter,
+                 told: Callable[[], Awaitable] | None = None) -> None:
         self.controller = controller
         self.writer = writer
+        # waits (bounded) until the stations hold the limits as they are now
+        # (`site/applied.py`)
+        self.told = told
 
     # --- what a program's signals are measured against ------------------------------------
     def circuit(self, program: OpenAdrProgram, event: AdrEvent) -> str:
@@ -73,20 +78,29 @@ class OpenAdrSink:
                          randomize=program.randomize_start)
 
     # --- writes -----------------------------------------------------------------------------
-    async def apply(self, program: OpenAdrProgram, event: AdrEvent) -> Mapping:
+    async def apply(self, program: OpenAdrProgram, event: AdrEvent, *,
+                    until_told: bool = False) -> Mapping:
         """Store and apply what the event asks now (nothing, if cancelled or opted out).
-        Raises StoreUnavailable when the store cannot take it: nothing changed then."""
+        Raises StoreUnavailable when the store cannot take it: nothing changed then.
+        `until_told`: return once the stations hold what changed (bounded, `told`) - for
+        OpenADR 2.0b's opt-in, the site's word to the utility like the REST API's 201
+        (answered at once and killed before the round, the stations kept their old profiles
+        until the restart); not for an OpenADR 3 notification, whose answer promises
+        nothing and whose order must hold."""
         mapping = self.mapping(program, event)
         for note in mapping.notes:
             log.info("openadr %s/%s: %s", program.program, event.event_id, note)
         prefix = source_id(program.program, event.event_id)
         circuit = self.circuit(program, event)
         circuit = None if circuit == self.controller.topology.node_ids[0] else circuit
-        await self._reconcile(prefix, [replace(e, circuit_id=circuit) for e in mapping.limits])
+        written = await self._reconcile(
+            prefix, [replace(e, circuit_id=circuit) for e in mapping.limits])
         self.controller.prices.set_source(prefix, [
             Price(p.start, p.end, p.price_per_kwh, prefix, event.priority)
             for p in mapping.prices])
         self.controller.request_replan(f"openadr:{program.program}/{event.event_id}")
+        if until_told and written and self.told is not None:
+            await self.told()    # (a re-sent event that changes nothing does not wait)
         return mapping
 
     async def lift(self, program: OpenAdrProgram, event_id: str) -> None:
@@ -104,7 +118,8 @@ class OpenAdrSink:
                 if e.event_id.startswith(head) and not e.cancelled
                 and (now is None or e.end > now)}
 
-    async def _reconcile(self, prefix: str, wanted: list[DemandResponseEvent]) -> None:
+    async def _reconcile(self, prefix: str, wanted: list[DemandResponseEvent]) -> bool:
+        """Store what the event's limits are now; whether anything changed."""
         limits = self.controller.limits
         now = self.controller.clock.now()
         writes: list[DemandResponseEvent] = []
@@ -138,6 +153,7 @@ class OpenAdrSink:
                     for e in writes))
 
         await self.writer.commit(check, work, apply)
+        return bool(writes)
 
 
 def programs_of(site: Site, version: str) -> list[OpenAdrProgram]:

@@ -5,7 +5,8 @@ signatures, TLS, event bookkeeping and report scheduling) with our own loop arou
   oadrRequestEvent) is retried every poll interval until the VTN answers - openleadr's own
   `run()` gives up for good when the VTN is down at start;
 - oadrPoll at the VTN's requested frequency (the program's `poll_interval_s` until it said);
-- every event through `sink.apply` (stored before it is answered) and answered optIn, or optOut
+- every event through `sink.apply` (stored, and the stations told of what it changed, before it
+  is answered) and answered optIn, or optOut
   where the operator configured it (or where the store could not take it);
 - TELEMETRY_USAGE: the site's metered load (a reading at one instant, site/reading.py) and the
   limit in force, in kW, as often as the VTN asks for them.
@@ -114,7 +115,7 @@ class Ven2b(VenRunner):
     async def _on_event(self, event: dict) -> str:
         adr = parse_event(self.program.program, event)
         try:
-            await self.sink.apply(self.program, adr)
+            await self.sink.apply(self.program, adr, until_told=True)
         except StoreUnavailable:
             log.error("openadr %s/%s: the store could not take the event: opting out",
                       self.program.program, adr.event_id)

@@ -63,6 +63,14 @@ async def limits_applied(dispatcher, station_ids: list[str], version: int,
     return applied.without(uncontrolled())
 
 
+async def limits_told(controller, dispatcher, station_ids: list[str]) -> Applied:
+    """`limits_applied` for the controller's limits as they are now, its uncontrolled stations
+    counted as not acknowledged: what the API's answers and an OpenADR opt-in wait for."""
+    return await limits_applied(
+        dispatcher, station_ids, controller.limits.version,
+        uncontrolled=lambda: {ref.station_id for ref in controller.uncontrollable})
+
+
 async def _wait_applied(dispatcher, station_ids: list[str], version: int,
                         timeout_s: float) -> Applied:
     loop = asyncio.get_running_loop()
