@@ -37,8 +37,6 @@ def from_db_time(text: str | None) -> datetime | None:
 _LOCATION_RANK = ("CASE location " + " ".join(
     f"WHEN '{where}' THEN {rank}" for rank, where in enumerate(LOCATIONS_BY_PREFERENCE))
     + f" ELSE {len(LOCATIONS_BY_PREFERENCE)} END, location")
-_REGISTER = ("measurand = 'Energy.Active.Import.Register' AND phase = '' AND value_si IS NOT "
-             "NULL")
 
 
 def billed_location_sql(condition: str) -> str:
@@ -49,7 +47,6 @@ def billed_location_sql(condition: str) -> str:
             f"ORDER BY {_LOCATION_RANK} LIMIT 1")
 
 
-BILLED_REGISTER_SQL = f"{_REGISTER} AND location = ({billed_location_sql(_REGISTER)})"
 # every import register value of a session, totals and per phase, for `metering.register_points`
 _ENERGY_VALUES = ("SELECT timestamp, context, location, phase, value_si, received_at FROM "
                   "meter_samples WHERE transaction_id = ? AND measurand = "
