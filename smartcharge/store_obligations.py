@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from smartcharge.metering import billed_location, register_points
 from smartcharge.store_tx import (
     SessionRow,
     StoreTx,
@@ -193,15 +194,21 @@ def registers_received(tx: StoreTx, transaction_id: int
 def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:
     """Where a 2.0.1 session's start register was measured: the location of its
     Transaction.Begin register of that value (the live `SessionStarted.meter_start_location`),
-    so a restart starts that location's chain alone from it. None for 1.6 (meterStart says no
-    location) and when no start register is known."""
+    so a restart starts that location's chain alone from it. Each Begin set read as the live
+    run reads it (`metering.register_points`: its total, else the sum of its phases), the
+    location among those of that value as `metering.billed_location` picks it - a start
+    register sent only per phase was not found by totals alone, so the outlet's chain started
+    from an inlet's start after a restart. None for 1.6 (meterStart says no location) and when
+    no start register is known."""
     if session.station_tx_ref is None or session.meter_start_wh is None:
         return None
-    row = tx.execute(billed_location_sql(
-        "measurand = 'Energy.Active.Import.Register' AND phase = '' "
-        "AND context = 'Transaction.Begin' AND value_si = ?"),
-        (session.transaction_id, session.meter_start_wh)).fetchone()
-    return None if row is None else row[0]
+    points, _ = register_points(tx.execute(
+        "SELECT timestamp, context, location, phase, value_si FROM meter_samples "
+        "WHERE transaction_id = ? AND measurand = 'Energy.Active.Import.Register' "
+        "AND context = 'Transaction.Begin' AND value_si IS NOT NULL ORDER BY timestamp, id",
+        (session.transaction_id,)))
+    return billed_location({p.location for p in points
+                            if p.value_wh == session.meter_start_wh})
 
 
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]
