@@ -10,7 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -329,12 +329,18 @@ class StoreTx:
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
                            stop_id_tag: str | None) -> SessionRow | None:
         """A session of this station already ended by a StopTransaction with exactly this stop
-        register, time and tag (the same stop, re-sent under another transaction id)."""
+        register and tag, within the second of this stop's instant (the same stop, re-sent
+        under another transaction id - after a reboot, from what the station kept, often
+        without the milliseconds it first had); the one at the very instant first."""
+        second = stop_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
-            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time = ? AND "
-            "stop_id_tag IS ? ORDER BY transaction_id LIMIT 1",
-            (station_id, meter_stop_wh, db_time(stop_time), stop_id_tag)).fetchone()
+            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time >= ? AND "
+            "stop_time < ? AND stop_id_tag IS ? ORDER BY stop_time != ?, transaction_id "
+            "LIMIT 1",
+            (station_id, meter_stop_wh, db_time(second),
+             db_time(second + timedelta(seconds=1)), stop_id_tag,
+             db_time(stop_time))).fetchone()
         return SessionRow(*row) if row else None
 
     def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
