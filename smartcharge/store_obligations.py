@@ -181,14 +181,17 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
         for row in tx.open_sessions(station[0])]
 
 
-def registers_received(tx: StoreTx, transaction_id: int
+def registers_received(tx: StoreTx, transaction_id: int, session: SessionRow | None = None
                        ) -> list[tuple[str, float, str, str, frozenset[str]]]:
     """(station timestamp, Wh, received_at, location, phases summed) of the session's billed
     import register (the outlet's, else one other location's; each set's total, else the sum
     of its phases: `StoreTx.billed_register_points`), in time order: what the session had
-    taken by a given moment of ours (a car's needs were relative to it)."""
-    return [(p.timestamp, p.value_wh, p.received, p.location, p.phases)
-            for p in tx.billed_register_points(transaction_id)[0]]
+    taken by a given moment of ours (a car's needs were relative to it). With its `session`
+    row, also the connector's registers that came without a transaction while it was open, as
+    the live site counts them (`StoreTx.live_register_points`)."""
+    points = (tx.billed_register_points(transaction_id) if session is None
+              else tx.live_register_points(session))[0]
+    return [(p.timestamp, p.value_wh, p.received, p.location, p.phases) for p in points]
 
 
 def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:

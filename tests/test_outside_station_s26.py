@@ -161,3 +161,30 @@ async def test_1_6_values_in_exponent_notation(harness, t0):
     await station.stop_tx(tx_id, 4_000, t0 + 30 * MIN, transaction_data=data)
     [session] = await sessions(harness)
     assert session.energy_wh == 3_000 and not flags(session), flags(session)
+
+
+async def test_1_6_clock_aligned_registers_without_a_transaction_id_after_a_restart(
+        harness, site, t0):
+    """A 1.6 station sends its clock-aligned registers without a transactionId (valid: it is
+    optional), its periodic ones with it. The live site counts both for the car on the
+    connector (SiteState._meter); a restart counted only those stored with the session, so a
+    car that had taken 3 kWh counted 2 after it (its need planned larger). Both count the
+    connector's registers that arrived while the session was open, stamped from its start."""
+    from ocpp.v16 import call
+
+    from tests.test_billing_phase_registers import live_energy_wh, restarted_energy_wh
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    for k, transaction_id, context in ((1, None, "Sample.Clock"), (2, tx_id, "Sample.Periodic"),
+                                       (3, None, "Sample.Clock")):
+        await station.call(call.MeterValues(connector_id=1, transaction_id=transaction_id,
+                                            meter_value=[_bare(t0 + 10 * k * MIN,
+                                                               str(1000 + 1000 * k), context)]),
+                           suppress=False)
+    now = t0 + 31 * MIN
+    assert await live_energy_wh(harness, site, tx_id, now) == 3_000
+    assert await restarted_energy_wh(harness, site, tx_id, now) == 3_000
+    await station.stop_tx(tx_id, 5_000, t0 + 40 * MIN)
+    [session] = await sessions(harness)
+    assert session.energy_wh == 4_000 and not flags(session), flags(session)

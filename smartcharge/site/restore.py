@@ -57,14 +57,14 @@ async def restore(controller, store) -> dict[str, int]:
     def read(tx):
         pruned = ob.prune(tx, now)
         sessions = [(row, ob.start_register_location(tx, row),
-                     ob.registers_received(tx, row.transaction_id),
+                     ob.registers_received(tx, row.transaction_id, row),
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
         # sessions a station's boot closed, still to be reopened by its next message: the
         # profiles an earlier process sent them may still run (site/installed_restore.py)
         reboot_closed = [(row, ob.start_register_location(tx, row),
-                          ob.registers_received(tx, row.transaction_id))
+                          ob.registers_received(tx, row.transaction_id, row))
                          for row in tx.reboot_closed_latest()]
         connectors = [(row["station_id"], row["connector_id"])
                       for row in tx.connector_statuses()]
