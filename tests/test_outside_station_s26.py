@@ -5,7 +5,8 @@ by the real server on real SQLite. Each session's bill is its meter's delta, onc
 - 1.6: no MeterValues during the session, the registers only in the StopTransaction's
   transactionData; SampledValues without `unit` (Wh by default) and without `measurand`
   (Energy.Active.Import.Register by default); a meterStart of 0 from a station that started
-  offline, its registers only in the stop's transactionData.
+  offline, its registers only in the stop's transactionData; clock-aligned registers without
+  a transactionId, counted live and after a restart alike (that one failed first).
 - 2.0.1: an offline queue replayed out of order - an Updated before its Started, seqNo gaps
   (lost events), an Ended before its last Updated - and values without `unitOfMeasure`."""
 

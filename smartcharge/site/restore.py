@@ -1,6 +1,7 @@
 """Rebuild the controller from the store at start, before its first plan and before the server
 listens: every acknowledged limit (operator cap and schedule, demand-response events), the open
-sessions with their needs, their energy so far (every stored register through the ledger's rules)
+sessions with their needs, their energy so far (every stored register through the ledger's rules,
+with the connector's registers that came without a transaction while it was open, as live)
 and their last power measurement; and what stations reported that the site acts on (a
 car's needs, external limits), from the version-neutral events stored beside the reports.
 
