@@ -326,12 +326,17 @@ class StoreTx:
 
     def session_started_at(self, station_id: str, connector_id: int, id_tag: str,
                            meter_start_wh: float, start_time: datetime) -> SessionRow | None:
-        """A session of this station already started exactly so (the same StartTransaction)."""
+        """A session of this station already started so: the same connector, tag and start
+        register within the second of this start's instant (the same StartTransaction, maybe
+        re-sent after a reboot without the milliseconds it first had); the one at the very
+        instant first."""
+        second = start_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
-            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time = ? "
-            "ORDER BY transaction_id LIMIT 1",
-            (station_id, connector_id, id_tag, meter_start_wh, db_time(start_time))).fetchone()
+            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time >= ? AND "
+            "start_time < ? ORDER BY start_time != ?, transaction_id LIMIT 1",
+            (station_id, connector_id, id_tag, meter_start_wh, db_time(second),
+             db_time(second + timedelta(seconds=1)), db_time(start_time))).fetchone()
         return SessionRow(*row) if row else None
 
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,

@@ -265,3 +265,23 @@ async def test_a_stop_reworded_after_a_reboot_under_another_id_is_the_same_stop(
         meter_stop=15_010, timestamp=_z(stop_at), transaction_id=-1, reason="Local",
         id_tag=ID_TAG), suppress=False)
     assert len(await _sessions(harness)) == 2
+
+
+async def test_a_start_reworded_after_a_reboot_is_the_same_start(harness, t0):
+    """The same for a StartTransaction a station sends again after a reboot from what it kept:
+    the instant without its milliseconds. Matched to the microsecond it was a second session,
+    stamped before the first, so the first was not closed by it: the first stayed open in the
+    store with nothing billed (a phantom, planned as a car after a restart), the stop went to
+    the second (s26-trust). Within the second, the same connector, tag and register, it is the
+    same start, answered with the same transaction id."""
+    station = await harness.station("CP1")
+    first = await station.call(call.StartTransaction(
+        connector_id=1, id_tag=ID_TAG, meter_start=1_000,
+        timestamp=t0.strftime("%Y-%m-%dT%H:%M:%S.250Z")), suppress=False)
+    again = await station.call(call.StartTransaction(
+        connector_id=1, id_tag=ID_TAG, meter_start=1_000, timestamp=_z(t0)), suppress=False)
+    assert again.transaction_id == first.transaction_id
+    await station.stop_tx(first.transaction_id, 3_000, t0 + timedelta(minutes=20))
+    sessions = await _sessions(harness)
+    assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
+        (first.transaction_id, "stopped", 2_000)]
