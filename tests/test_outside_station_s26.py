@@ -189,3 +189,22 @@ async def test_1_6_clock_aligned_registers_without_a_transaction_id_after_a_rest
     await station.stop_tx(tx_id, 5_000, t0 + 40 * MIN)
     [session] = await sessions(harness)
     assert session.energy_wh == 4_000 and not flags(session), flags(session)
+
+
+async def test_2_0_1_a_transaction_re_sent_whole_without_milliseconds(harness, t0):
+    """After a reboot a station sends a finished transaction's events again from what it kept,
+    each instant without its milliseconds: nothing billed again, no second stop."""
+    from smartcharge.events import SessionStopped
+
+    station = await station201(harness)
+    start = t0.replace(microsecond=250_000)
+    events = (("Started", 0, start, 10_000), ("Updated", 1, start + 10 * MIN, 12_000),
+              ("Ended", 2, start + 20 * MIN, 15_000))
+    for kind, seq_no, at, wh in events:
+        await station.send(tx_event(kind, "tx-W", seq_no, at, register_wh=wh))
+    for kind, seq_no, at, wh in events:
+        await station.send(tx_event(kind, "tx-W", seq_no, at.replace(microsecond=0),
+                                    register_wh=wh))
+    [session] = await sessions(harness)
+    assert (session.state, session.energy_wh) == ("stopped", 5_000), flags(session)
+    assert len([e for e in harness.events if isinstance(e, SessionStopped)]) == 1
