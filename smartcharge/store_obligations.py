@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from smartcharge.metering import billed_location, register_points
 from smartcharge.store_tx import (
     SessionRow,
     StoreTx,
@@ -180,28 +181,37 @@ def all_open_sessions(tx: StoreTx) -> list[SessionRow]:
         for row in tx.open_sessions(station[0])]
 
 
-def registers_received(tx: StoreTx, transaction_id: int
+def registers_received(tx: StoreTx, transaction_id: int, session: SessionRow | None = None
                        ) -> list[tuple[str, float, str, str, frozenset[str]]]:
     """(station timestamp, Wh, received_at, location, phases summed) of the session's billed
     import register (the outlet's, else one other location's; each set's total, else the sum
     of its phases: `StoreTx.billed_register_points`), in time order: what the session had
-    taken by a given moment of ours (a car's needs were relative to it)."""
-    return [(p.timestamp, p.value_wh, p.received, p.location, p.phases)
-            for p in tx.billed_register_points(transaction_id)[0]]
+    taken by a given moment of ours (a car's needs were relative to it). With its `session`
+    row, also the connector's registers that came without a transaction while it was open, as
+    the live site counts them (`StoreTx.live_register_points`)."""
+    points = (tx.billed_register_points(transaction_id) if session is None
+              else tx.live_register_points(session))[0]
+    return [(p.timestamp, p.value_wh, p.received, p.location, p.phases) for p in points]
 
 
 def start_register_location(tx: StoreTx, session: SessionRow) -> str | None:
     """Where a 2.0.1 session's start register was measured: the location of its
     Transaction.Begin register of that value (the live `SessionStarted.meter_start_location`),
-    so a restart starts that location's chain alone from it. None for 1.6 (meterStart says no
-    location) and when no start register is known."""
+    so a restart starts that location's chain alone from it. Each Begin set read as the live
+    run reads it (`metering.register_points`: its total, else the sum of its phases), the
+    location among those of that value as `metering.billed_location` picks it - a start
+    register sent only per phase was not found by totals alone, so the outlet's chain started
+    from an inlet's start after a restart. None for 1.6 (meterStart says no location) and when
+    no start register is known."""
     if session.station_tx_ref is None or session.meter_start_wh is None:
         return None
-    row = tx.execute(billed_location_sql(
-        "measurand = 'Energy.Active.Import.Register' AND phase = '' "
-        "AND context = 'Transaction.Begin' AND value_si = ?"),
-        (session.transaction_id, session.meter_start_wh)).fetchone()
-    return None if row is None else row[0]
+    points, _ = register_points(tx.execute(
+        "SELECT timestamp, context, location, phase, value_si FROM meter_samples "
+        "WHERE transaction_id = ? AND measurand = 'Energy.Active.Import.Register' "
+        "AND context = 'Transaction.Begin' AND value_si IS NOT NULL ORDER BY timestamp, id",
+        (session.transaction_id,)))
+    return billed_location({p.location for p in points
+                            if p.value_wh == session.meter_start_wh})
 
 
 def latest_samples(tx: StoreTx, transaction_id: int, measurands: tuple[str, ...]

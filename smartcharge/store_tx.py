@@ -10,7 +10,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -51,6 +51,14 @@ def billed_location_sql(condition: str) -> str:
 _ENERGY_VALUES = ("SELECT timestamp, context, location, phase, value_si, received_at FROM "
                   "meter_samples WHERE transaction_id = ? AND measurand = "
                   "'Energy.Active.Import.Register' AND value_si IS NOT NULL ORDER BY timestamp, id")
+
+# a connector's import register values that came with no transaction, from a moment on (the
+# index on (transaction_id, measurand, timestamp) reads them by range)
+_CONNECTOR_ENERGY_VALUES = (
+    "SELECT timestamp, context, location, phase, value_si, received_at FROM meter_samples "
+    "WHERE transaction_id IS NULL AND measurand = 'Energy.Active.Import.Register' "
+    "AND timestamp >= ? AND station_id = ? AND connector_id = ? AND received_at >= ? "
+    "AND value_si IS NOT NULL ORDER BY timestamp, id")
 
 
 @dataclass(frozen=True)
@@ -318,23 +326,34 @@ class StoreTx:
 
     def session_started_at(self, station_id: str, connector_id: int, id_tag: str,
                            meter_start_wh: float, start_time: datetime) -> SessionRow | None:
-        """A session of this station already started exactly so (the same StartTransaction)."""
+        """A session of this station already started so: the same connector, tag and start
+        register within the second of this start's instant (the same StartTransaction, maybe
+        re-sent after a reboot without the milliseconds it first had); the one at the very
+        instant first."""
+        second = start_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
-            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time = ? "
-            "ORDER BY transaction_id LIMIT 1",
-            (station_id, connector_id, id_tag, meter_start_wh, db_time(start_time))).fetchone()
+            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time >= ? AND "
+            "start_time < ? ORDER BY start_time != ?, transaction_id LIMIT 1",
+            (station_id, connector_id, id_tag, meter_start_wh, db_time(second),
+             db_time(second + timedelta(seconds=1)), db_time(start_time))).fetchone()
         return SessionRow(*row) if row else None
 
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
                            stop_id_tag: str | None) -> SessionRow | None:
         """A session of this station already ended by a StopTransaction with exactly this stop
-        register, time and tag (the same stop, re-sent under another transaction id)."""
+        register and tag, within the second of this stop's instant (the same stop, re-sent
+        under another transaction id - after a reboot, from what the station kept, often
+        without the milliseconds it first had); the one at the very instant first."""
+        second = stop_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
-            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time = ? AND "
-            "stop_id_tag IS ? ORDER BY transaction_id LIMIT 1",
-            (station_id, meter_stop_wh, db_time(stop_time), stop_id_tag)).fetchone()
+            "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time >= ? AND "
+            "stop_time < ? AND stop_id_tag IS ? ORDER BY stop_time != ?, transaction_id "
+            "LIMIT 1",
+            (station_id, meter_stop_wh, db_time(second),
+             db_time(second + timedelta(seconds=1)), stop_id_tag,
+             db_time(stop_time))).fetchone()
         return SessionRow(*row) if row else None
 
     def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
@@ -379,6 +398,22 @@ class StoreTx:
         says (`phase_sum`, `phases_incomplete`)."""
         points, incomplete = register_points(self._db.execute(_ENERGY_VALUES,
                                                               (transaction_id,)))
+        return billed_points(points, incomplete)
+
+    def live_register_points(self, session: SessionRow
+                             ) -> tuple[list[RegisterPoint], frozenset[str]]:
+        """`billed_register_points` and, as the live site counts them for the car on the
+        connector (`SiteState._meter`), the connector's registers that came with no
+        transaction while the session was open, stamped from its start (1.6 clock-aligned
+        values often come without a transactionId): what a restart rebuilds its energy from.
+        Not the bill's (docs/promises.md: kept, not billed)."""
+        rows = list(self._db.execute(_ENERGY_VALUES, (session.transaction_id,)))
+        if session.connector_id is not None and session.start_time is not None:
+            rows += self._db.execute(_CONNECTOR_ENERGY_VALUES, (
+                session.start_time, session.station_id, session.connector_id,
+                session.created_at))
+            rows.sort(key=lambda row: row[0])   # by timestamp (stable: each id order kept)
+        points, incomplete = register_points(rows)
         return billed_points(points, incomplete)
 
     def register_readings(self, transaction_id: int) -> list[tuple[str, float]]:

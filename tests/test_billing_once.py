@@ -234,3 +234,54 @@ async def test_of_two_orphans_with_the_same_energy_only_the_first_is_billed(harn
     assert [(r["state"], r["billable"]) for r in rows] == [("orphan_stop", "true"),
                                                            ("orphan_stop", "false")]
     assert _billable_wh(rows) == 3_000
+
+
+async def test_a_stop_reworded_after_a_reboot_under_another_id_is_the_same_stop(harness, t0):
+    """A station that stopped a transaction and rebooted before it got the answer sends the
+    stop again from what it kept: the same register, tag and instant - but that instant without
+    its milliseconds, and the transaction under an id it made up again (another number, or -1).
+    Matched by exact instant only, each became an orphan row of its own (not billed, but a
+    phantom session in the API, the CSV and the site's events: s26-trust); the same second is
+    the same stop."""
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    stop_at = t0 + timedelta(minutes=30)
+    data = [_sample(t0 + timedelta(minutes=29), "14900")]
+    for transaction_id, stamp in ((tx_id, stop_at.strftime("%Y-%m-%dT%H:%M:%S.250Z")),
+                                  (tx_id + 7, _z(stop_at)),
+                                  (-1, stop_at.strftime("%Y-%m-%dT%H:%M:%S.999Z"))):
+        answer = await station.call(call.StopTransaction(
+            meter_stop=15_000, timestamp=stamp, transaction_id=transaction_id, reason="Local",
+            id_tag=ID_TAG, transaction_data=data), suppress=False)
+        assert answer.id_tag_info["status"] == "Accepted"
+    sessions = await _sessions(harness)
+    assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
+        (tx_id, "stopped", 5_000)], [(s.transaction_id, s.state, s.flags) for s in sessions]
+    assert len([e for e in harness.events if isinstance(e, SessionStopped)]) == 1
+    rows = await _csv(harness)
+    assert [(int(r["transaction_id"]), r["billable"]) for r in rows] == [(tx_id, "true")]
+    # another stop register in the same second is another stop (kept for review, as before)
+    await station.call(call.StopTransaction(
+        meter_stop=15_010, timestamp=_z(stop_at), transaction_id=-1, reason="Local",
+        id_tag=ID_TAG), suppress=False)
+    assert len(await _sessions(harness)) == 2
+
+
+async def test_a_start_reworded_after_a_reboot_is_the_same_start(harness, t0):
+    """The same for a StartTransaction a station sends again after a reboot from what it kept:
+    the instant without its milliseconds. Matched to the microsecond it was a second session,
+    stamped before the first, so the first was not closed by it: the first stayed open in the
+    store with nothing billed (a phantom, planned as a car after a restart), the stop went to
+    the second (s26-trust). Within the second, the same connector, tag and register, it is the
+    same start, answered with the same transaction id."""
+    station = await harness.station("CP1")
+    first = await station.call(call.StartTransaction(
+        connector_id=1, id_tag=ID_TAG, meter_start=1_000,
+        timestamp=t0.strftime("%Y-%m-%dT%H:%M:%S.250Z")), suppress=False)
+    again = await station.call(call.StartTransaction(
+        connector_id=1, id_tag=ID_TAG, meter_start=1_000, timestamp=_z(t0)), suppress=False)
+    assert again.transaction_id == first.transaction_id
+    await station.stop_tx(first.transaction_id, 3_000, t0 + timedelta(minutes=20))
+    sessions = await _sessions(harness)
+    assert [(s.transaction_id, s.state, s.energy_wh) for s in sessions] == [
+        (first.transaction_id, "stopped", 2_000)]

@@ -128,7 +128,10 @@ class Online:
             await asyncio.gather(reader, online, return_exceptions=True)
 
     async def _online(self, protocol) -> None:
-        await self._boot(protocol)
+        if self.boots and self.quirks.no_boot_on_reconnect:
+            self.booted.set()   # registered on an earlier connection: no reboot, no boot
+        else:
+            await self._boot(protocol)
         self._report_all_statuses()
         await asyncio.gather(self._heartbeat_loop(protocol), self._drain_outbox(protocol))
 

@@ -47,6 +47,9 @@ class Quirks:
     # after a reconnect, sends what it queued while offline one message per this many seconds
     # (site time), its stamps as they were (1.6 marks nothing as queued); None: at once
     drip_queue_s: float | None = None
+    # a network outage is no reboot: after a reconnect it sends no BootNotification (valid:
+    # it was registered on the connection before), its transactions running on
+    no_boot_on_reconnect: bool = False
 
 
 @dataclass(frozen=True)

@@ -460,15 +460,25 @@ class SiteController:
         return await in_steps.run_async(self._reading_steps(), self.share)
 
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
-        """What a connector sampled before its limit was lowered could draw around `at`
-        (None: its sample stands)."""
+        """What a connector sampled before its limit was lowered could draw at `at`, when the
+        decrease came between the two (None: its sample stands): what its profiles allow
+        around `at` - unless its next sample, after `at`, shows it drawing more (it does not
+        follow them, or not yet: a station that accepts and ignores every profile read ~26 kW
+        on the dashboard while its cars drew 44 kW, tests/test_reading_disobedient.py)."""
         installed = self.installed
         if installed is None or not self.topology.has(ref) or not installed.governs(ref):
             return None
         since = installed.followed_since(ref)
-        if since is None or sample.at >= since:
+        if since is None or sample.at >= since or sample.ordered_at >= at \
+                or at < since - timedelta(seconds=installed.settle_s):
+            # the car had followed the decrease by the sample; or the sample is of the very
+            # instant (what it drew then, whatever it was allowed); or the decrease came later
             return None
-        return installed.installed_w(ref, at)
+        cap_w = installed.installed_w(ref, at)
+        after = self.state.sample_after(ref, at)
+        if cap_w is not None and after is not None and after.power_w > cap_w:
+            return None   # it kept drawing over the lowered limit: the sample stands
+        return cap_w
 
     def site_load_w(self) -> float:
         return self.site_reading().load_w

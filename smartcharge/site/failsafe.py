@@ -112,6 +112,12 @@ class FailSafeSetup:
                     control.default_layer.clear()
                     control.default_sent.clear()
                     await self._send_defaults(control)
+                    # a decrease like any other (settling.py): what it held before is not
+                    # known here (a car whose TxProfile ran out while it was away draws its
+                    # old default), so a raise relying on these waits the settle time - in
+                    # force at once, it let CP2 raise beside CP1's car still on 11 kW under
+                    # a 16 kW cap (tests/test_setup_decrease_settles.py)
+                    self.decreased_at[station_id] = self.clock.now()
                     # after a restart: what the earlier process left installed, as the
                     # station says (before the round compares this station)
                     if not moved:

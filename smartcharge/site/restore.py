@@ -1,6 +1,7 @@
 """Rebuild the controller from the store at start, before its first plan and before the server
 listens: every acknowledged limit (operator cap and schedule, demand-response events), the open
-sessions with their needs, their energy so far (every stored register through the ledger's rules)
+sessions with their needs, their energy so far (every stored register through the ledger's rules,
+with the connector's registers that came without a transaction while it was open, as live)
 and their last power measurement; and what stations reported that the site acts on (a
 car's needs, external limits), from the version-neutral events stored beside the reports.
 
@@ -57,14 +58,14 @@ async def restore(controller, store) -> dict[str, int]:
     def read(tx):
         pruned = ob.prune(tx, now)
         sessions = [(row, ob.start_register_location(tx, row),
-                     ob.registers_received(tx, row.transaction_id),
+                     ob.registers_received(tx, row.transaction_id, row),
                      ob.latest_samples(tx, row.transaction_id, (ENERGY_REGISTER,)),
                      ob.latest_samples(tx, row.transaction_id, (POWER, CURRENT)))
                     for row in ob.all_open_sessions(tx)]
         # sessions a station's boot closed, still to be reopened by its next message: the
         # profiles an earlier process sent them may still run (site/installed_restore.py)
         reboot_closed = [(row, ob.start_register_location(tx, row),
-                          ob.registers_received(tx, row.transaction_id))
+                          ob.registers_received(tx, row.transaction_id, row))
                          for row in tx.reboot_closed_latest()]
         connectors = [(row["station_id"], row["connector_id"])
                       for row in tx.connector_statuses()]

@@ -155,6 +155,13 @@ class SiteState:
             found = sample
         return found
 
+    def sample_after(self, ref: ConnectorRef, moment: datetime) -> Measurement | None:
+        """The connector's first sample taken after `moment` (None: none kept)."""
+        for sample in self.recent.get(ref, ()):
+            if sample.ordered_at > moment:
+                return sample
+        return None
+
     def last_measured_w(self, ref: ConnectorRef) -> float | None:
         sample = self.measurements.get(ref)
         return None if sample is None else sample.power_w
