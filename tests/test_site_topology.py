@@ -119,3 +119,27 @@ def test_default_shares_are_usable_or_zero_fewer_stations_get_one():
     shares = topo.default_shares(root_limit_w=100_000)
     amps = [shares[r][1] for r in topo.refs]
     assert sum(1 for a in amps if a > 0) == 6 and min(a for a in amps if a > 0) >= 6.0
+
+
+def test_held_connectors_keep_what_they_hold_and_the_others_share_the_rest():
+    """An offline station's accepted default (`held_w`) is its own and off every node above it:
+    the shares under each node still sum within its limits with it counted."""
+    topo = SiteTopology(_site())
+    first = topo.refs[0]
+    plain = topo.default_shares(root_limit_w=24_000)
+    # holding its own share takes from no one (CP1/2 gains the current CP1/1 leaves on
+    # their 32 A breaker: equal shares are split by count, and CP1/1's is capped by the grid)
+    same = topo.default_shares(root_limit_w=24_000, held_w={first: plain[first][0]})
+    assert all(same[r][0] >= plain[r][0] - 1e-6 for r in topo.refs)
+    assert sum(same[r][0] for r in topo.refs) <= 24_000 + 1e-6
+    # holding more than its share: the rest of the grid shared by the others
+    held = topo.default_shares(root_limit_w=12_000, held_w={first: 9_000.0})
+    assert held[first][0] == 9_000.0
+    assert sum(held[r][0] for r in topo.refs) <= 12_000 + 1e-6
+    for node in range(topo.n_nodes):
+        under = [r for i, r in enumerate(topo.refs)
+                 if node in topo.ancestors(int(topo.connector_node[i]))]
+        assert sum(held[r][1] for r in under) <= topo.static_limit_a[node] + 1e-6
+    # more than the grid: nothing left for the others
+    over = topo.default_shares(root_limit_w=8_000, held_w={first: 9_000.0})
+    assert all(over[r] == (0.0, 0.0) for r in topo.refs[1:])

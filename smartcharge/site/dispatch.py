@@ -170,6 +170,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # count of its changes: the fail-safe defaults' key (`_defaults_key`) follows it
         self._unbounded: set[ConnectorRef] = set()
         self._unbounded_version = 0
+        # station id -> ((ref, W steps), ...): what an offline station's connectors hold
+        # (failsafe.hold_offline), and a version the defaults' key follows
+        self._held_offline: dict[str, tuple] = {}
+        self._held_version = 0
         # the accepted default [W] of each idle connector that keeps it under a new car (its
         # station has no idle layer): the controller keeps it free in the plan (failsafe.py)
         self._kept_defaults: dict[ConnectorRef, float] = {}
@@ -220,6 +224,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             if control.port is not None and control.port.sent_off_its_clock():
                 # sent before its offset was known: everything again, on its clock
                 self._spawn(self.setup_station(event.station_id, moved=True))
+        elif isinstance(event, ev.StationDisconnected):
+            self.hold_offline(event.station_id)
         elif isinstance(event, ev.StationConnected):
             # a reconnect without a reboot sends no BootNotification: re-install all the same
             self._spawn(self.setup_station(event.station_id))

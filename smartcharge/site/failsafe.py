@@ -6,7 +6,7 @@ of a station with a connector the site file does not list is kept off every node
 `undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
-`_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`)."""
+`_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`, `_held_offline`, `_held_version`)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,7 @@ class FailSafeSetup:
                     control.default_layer.clear()
                     control.default_sent.clear()
                     await self._send_defaults(control)
+                    self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
                     # known here (a car whose TxProfile ran out while it was away draws its
                     # old default), so a raise relying on these waits the settle time - in
@@ -148,7 +149,7 @@ class FailSafeSetup:
         cached = getattr(self, "_defaults_cache", None)
         # connectors the site file does not list (seen so far: the set only grows)
         seen = self.view.state.undeclared
-        version = (limits.version, len(seen), self._unbounded_version)
+        version = (limits.version, len(seen), self._unbounded_version, self._held_version)
         if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
         # and the maximum of each idle connector whose station refused its default
@@ -159,7 +160,8 @@ class FailSafeSetup:
                     for moment, node_w in node_limit_schedule(self.topology, limits, now)]
         # (the A limits never change over time: only their room for such stations, once)
         key = (schedule[0][1], tuple(schedule[1:]),
-               undeclared.take_off_a(self.topology, reserves, None))
+               undeclared.take_off_a(self.topology, reserves, None),
+               self._held_key(schedule))
         changes = limits.change_times(now)
         until = min(changes) if changes else LAST_MOMENT
         self._defaults_cache = (version, until, key)
@@ -172,7 +174,8 @@ class FailSafeSetup:
         now = self.clock.now()
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
-        shares = [self._default_shares(node_w, key[2]) for _, node_w in schedule]
+        shares = [self._default_shares(node_w, key[2], held)
+                  for (_, node_w), held in zip(schedule, key[3])]
         out = {}
         for connector in station.connectors:
             ref = ConnectorRef(station.station_id, connector.connector_id)
@@ -305,20 +308,64 @@ class FailSafeSetup:
             kept[ref] = kept_w
         self.publish(learned.IdleDefaultKept(ref, kept_w))
 
-    def _default_shares(self, node_w: tuple, node_a: tuple | None = None) -> dict:
+    # --- what an offline station holds -----------------------------------------------------
+    def hold_offline(self, station_id: str) -> None:
+        """Its connection dropped: it keeps the fail-safe defaults it accepted (or its maximum
+        where none is known accepted) whatever we decide until it is set up again, so the other
+        stations' defaults are shared in what they leave. Sized as if it had taken a new share,
+        a cap lowered while it was away left the site over the cap once we were gone too
+        (CP1 offline on 11 kW, CP2's default 8 kW under a 16 kW cap:
+        tests/test_failsafe_offline_default.py). A station not set up by this process holds
+        nothing we know of: shared as before."""
+        control = self.stations.get(station_id)
+        if control is None or control.port is None or not (control.default_layer
+                                                            or control.default_sent):
+            return
+        station = self.topology.station(station_id)
+        self._held_offline[station_id] = tuple(
+            (ConnectorRef(station_id, c.connector_id),
+             tuple(self._default_steps(control, ConnectorRef(station_id, c.connector_id),
+                                       c.phases)))
+            for c in station.connectors)
+        self._held_version += 1
+
+    def release_offline(self, station_id: str) -> None:
+        """Set up again: its new defaults are accepted (or counted at its maximum where not),
+        it takes its share like the others."""
+        if self._held_offline.pop(station_id, None) is not None:
+            self._held_version += 1
+
+    def _held_key(self, schedule: list) -> tuple:
+        """Per entry of the limits' schedule, the offline stations' held defaults over it
+        ((ref, W) pairs: the most each holds from the entry's moment to the next's)."""
+        if not self._held_offline:
+            return ((),) * len(schedule)
+        ends = [m for m, _ in schedule[1:]] + [LAST_MOMENT]
+        return tuple(
+            tuple((ref, _most_between(step, moment, until))
+                  for held in self._held_offline.values() for ref, step in held)
+            for (moment, _), until in zip(schedule, ends))
+
+    def _default_shares(self, node_w: tuple, node_a: tuple | None = None,
+                        held: tuple = ()) -> dict:
         """The shares for one set of node limits, kept for every set of the current schedule:
         with a DR event announced the schedule has two or more, and a one-entry cache made
         every station of a round compute the whole site's shares again - O(stations x
         connectors), 34 % of the server's time and ~14 s of a DR event at 1 000 connectors
         (issue 10)."""
-        key = node_w if node_a is None else (node_w, node_a)
+        key = (node_w, node_a, held)
         shares = self._shares.get(key)
         if shares is None:
             if len(self._shares) >= SHARES_KEPT:
                 self._shares.clear()
-            shares = self._shares[key] = self.topology.default_shares(node_limit_w=node_w,
-                                                                      node_limit_a=node_a)
+            shares = self._shares[key] = self.topology.default_shares(
+                node_limit_w=node_w, node_limit_a=node_a, held_w=dict(held))
         return shares
+
+
+def _most_between(step: Step, since, until) -> float:
+    """The most a W step allows from `since` to `until`."""
+    return max([steps.value_at(step, since)] + [w for m, w in step if since < m < until])
 
 
 def _room_for_station_max(control: StationControl, n_connectors: int) -> bool:

@@ -164,7 +164,7 @@ class SiteTopology:
 
     # --- fail-safe defaults -----------------------------------------------------------------
     def default_shares(self, root_limit_w: float | None = None, *, node_limit_w=None,
-                       node_limit_a=None) -> dict[ConnectorRef, tuple[float, float]]:
+                       node_limit_a=None, held_w=None) -> dict[ConnectorRef, tuple[float, float]]:
         """Each connector's (power_w, current_a) share of the tightest limit above it.
 
         The W limits are the site file's, with the root's lowered to `root_limit_w`, or every
@@ -177,6 +177,10 @@ class SiteTopology:
         stations draw on their own. A share below the connector's minimum current lets no car
         charge at all, so where a node cannot give everyone its minimum, fewer connectors get
         one (the last ones in site order get 0): fewer stations, each with a usable share.
+
+        `held_w` ({ref: W}): connectors that keep what they hold whatever we say (an offline
+        station's accepted default): each is its own share, taken off every node above it, and
+        the others share what is left.
         """
         limit_w = self.static_limit_w.copy()
         if node_limit_w is not None:
@@ -186,6 +190,18 @@ class SiteTopology:
         limit_a = self.static_limit_a if node_limit_a is None else \
             np.minimum(self.static_limit_a, np.asarray(node_limit_a, dtype=float))
         active = set(range(len(self.refs)))
+        held = {}
+        if held_w:
+            limit_a = limit_a.copy()
+            for ref, power_w in held_w.items():
+                i = self._index[ref]
+                current_a = units.w_to_a(power_w, self.connector(ref).phases,
+                                         self.station(ref.station_id).voltage_v)
+                for a in self.ancestors(int(self.connector_node[i])):
+                    limit_w[a] = max(limit_w[a] - power_w, 0.0)
+                    limit_a[a] = max(limit_a[a] - current_a, 0.0)
+                held[ref] = (float(power_w), float(current_a))
+                active.discard(i)
         for _ in range(len(self.refs) + 1):
             shares, bottleneck = self._equal_shares(limit_w, active, limit_a)
             short = [i for i in sorted(active)
@@ -203,7 +219,7 @@ class SiteTopology:
             room = limit_w[node] if unit == "w" else limit_a[node]
             keep = min(int(room // need) if need > 0 else len(members), len(members) - 1)
             active -= set(members[max(keep, 0):])
-        return {ref: shares[i] if i in active else (0.0, 0.0)
+        return {ref: held[ref] if ref in held else shares[i] if i in active else (0.0, 0.0)
                 for i, ref in enumerate(self.refs)}
 
     def _min_need(self, i: int, unit: str) -> float:
