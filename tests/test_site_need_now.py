@@ -121,7 +121,7 @@ async def test_a_told_small_need_hands_its_minimum_on_when_it_is_met():
                    max_power_w_by_phases={3: 11_000.0})
     hungry = SimEV(capacity_wh=80_000.0, soc=0.2, max_power_w_by_phases={3: 22_000.0})
     minutes = await charge_by_minute(_site(), 30, nearly, hungry, told_needs=True,
-                                     sample_offset_min=1)
+                                     sample_offset_min=1, phase_currents=True)
     assert nearly.full
     # the minute it is full in (the simulator's steps) is all that is left
     assert sum(minutes.unused_w[1:]) / 1000.0 <= 4.2, minutes.unused_w

@@ -117,7 +117,10 @@ def full_edges(controller, now: datetime, edges: set[datetime]) -> list[datetime
         if not session.need_told or ref in c.ev_cap_w or ref in c.closed_loop.taper.fits \
                 or not c.topology.has(ref):
             continue
-        min_w = c.topology.min_power_w(ref, c.phase_use(ref)[0])
+        phases, _, known = c.phase_use(ref)
+        if not known:
+            continue    # planned on a guess of its phases: its minimum may not be what it draws
+        min_w = c.topology.min_power_w(ref, phases)
         if min_w <= 0.0 or session.remaining_wh <= 0.0:
             continue
         full_s = math.ceil(_remaining_now_wh(c, ref, session, now) / min_w * 3600.0)

@@ -236,7 +236,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         full_s = np.where(min_w > 0, energy / min_w * 3600.0, np.inf)
     met_by_s = ends_s[np.minimum(np.searchsorted(ends_s, full_s - 1e-6), t - 1)] if t else full_s
     until_met_wh = min_w * np.minimum(met_by_s, inputs.slot_s) / 3600.0
-    energy = np.where(small, np.where(told, np.maximum(until_met_wh, energy), one_slot_wh),
+    # only where an edge sits at the moment it is met: else (a capped or tapering car, one
+    # planned on a guess of its phases) it may take less, and stopped at a later edge it
+    # was paused there until its next sample
+    at_edge = told & (met_by_s - full_s < 1.0)
+    energy = np.where(small, np.where(at_edge, np.maximum(until_met_wh, energy), one_slot_wh),
                       energy)
     max_w = np.where(small & told, np.minimum(max_w, arrays["min_power_w"]), max_w)
     departure = np.array([departure_slot(s.departure, inputs.now, inputs.ends)
