@@ -109,20 +109,3 @@ async def test_a_silent_drivers_car_near_its_assumed_need_is_not_held_at_its_min
     plan = controller.plan.connectors[ref]
     assert controller.allocated_now_w(ref) > 2 * plan.min_power_w, \
         (controller.allocated_now_w(ref), plan.min_power_w)
-
-
-async def test_a_told_small_need_hands_its_minimum_on_when_it_is_met():
-    # 500 Wh to go at an 11 kW car beside a hungry 22 kW car under 20 kW. A need under one
-    # slot at the minimum is planned at the minimum (4.14 kW): the car is full 7 min 15 s in.
-    # It was planned at that minimum to the slot's end, so its 4.14 kW stood unused from then
-    # until its next sample (12:11) while the hungry car drew 15.9 of the 20 kW: 15.5
-    # kW-minutes. Now an edge sits where the need is met, and the room goes on there.
-    nearly = SimEV(capacity_wh=40_000.0, soc=0.5, target_soc=0.5 + 500.0 / 40_000.0,
-                   max_power_w_by_phases={3: 11_000.0})
-    hungry = SimEV(capacity_wh=80_000.0, soc=0.2, max_power_w_by_phases={3: 22_000.0})
-    minutes = await charge_by_minute(_site(), 30, nearly, hungry, told_needs=True,
-                                     sample_offset_min=1, phase_currents=True)
-    assert nearly.full
-    # the minute it is full in (the simulator's steps) is all that is left
-    assert sum(minutes.unused_w[1:]) / 1000.0 <= 4.2, minutes.unused_w
-    assert min(minutes.site_w[9:]) >= 19_900.0, minutes.site_w

@@ -48,14 +48,12 @@ class Minutes:
 async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV, *,
                            settings: ControllerSettings | None = None, told_needs: bool = False,
                            sample_offset_min: int = 0,
-                           stays_s: tuple[float, float] | None = None,
-                           phase_currents: bool = False) -> Minutes:
+                           stays_s: tuple[float, float] | None = None) -> Minutes:
     """`first` at CP1 and `second` at CP2 charge minute by minute at what the plan offers;
     their meter samples every METER_S, `sample_offset_min` minutes after each multiple of it;
     a re-plan whenever the controller asks and at every slot (15 min). `told_needs`: each
     session's need is the car's (as a driver tells it); `stays_s`: each driver tells a departure
-    this long after T0 too; `phase_currents`: the samples carry the per-phase currents (230 V),
-    which teach the controller the cars' phases."""
+    this long after T0 too."""
     clock = ManualClock(T0)
     controller = SiteController(site, clock, settings)
     cars = {ConnectorRef("CP1", 1): (1, first), ConnectorRef("CP2", 1): (2, second)}
@@ -84,12 +82,9 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
         out.site_w.append(sum(drawn.values()))
         clock.advance(60)
         if (minute + 1) % per_sample_min == sample_offset_min:
-            for ref, (tx, car) in cars.items():
-                per_phase_a = drawn[ref] / (230.0 * car.phases)
-                currents = (None, None, None) if not phase_currents else (per_phase_a,) * 3 \
-                    if car.phases == 3 else (per_phase_a, 0.0, 0.0)
+            for ref, (tx, _) in cars.items():
                 controller.on_event(ev.MeterSampled(
                     ref.station_id, ref.connector_id, tx, clock.now(), "Sample.Periodic",
                     energy_register_wh=register[ref], power_w=drawn[ref],
-                    current_a=currents, received_at=clock.now()))
+                    received_at=clock.now()))
     return out

@@ -14,7 +14,6 @@ forgetting the closed-loop facts of sessions that ended.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
@@ -32,7 +31,6 @@ SESSIONS_PER_STEP = 25
 REMAINING_FLOOR_WH = 10.0
 DEPARTURE_EDGES = 8          # slot edges at the next departures (within two slots) ...
 DEPARTURE_EDGE_GAP_S = 60.0  # ... unless one is this close to another edge
-FULL_EDGES = 8               # slot edges where a told small need is met at the minimum rate
 
 
 def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
@@ -54,7 +52,6 @@ def slots(controller, now: datetime) -> tuple[list[datetime], list[datetime]]:
     lead = timedelta(seconds=settings.limit_lead_s)
     edges.update(m - lead for m in controller.limits.change_times(now) if now < m - lead < last)
     edges.update(departure_edges(controller, now, edges))
-    edges.update(full_edges(controller, now, edges))
     edges.update(near_edges(settings, now, last))
     ordered = sorted(edges)
     return ordered[:-1], ordered[1:]
@@ -95,42 +92,6 @@ def departure_edges(controller, now: datetime, edges: set[datetime]) -> list[dat
                 any(abs(departure - e) < gap for e in (*edges, *out)):
             continue
         out.append(departure)
-    return out
-
-
-def full_edges(controller, now: datetime, edges: set[datetime]) -> list[datetime]:
-    """An edge where a car with a told need smaller than one slot at its minimum rate will
-    have taken it, drawing that minimum from now (the planner plans such a need at the
-    minimum, up to the first edge it is met by: planner.build_problem). Without it the car
-    was planned at its minimum to the slot's end or for a whole slot, was full minutes in,
-    and that minimum stood unused until its next sample - while the others waited for it
-    (a 500 Wh need: 4.14 kW unused for 4 minutes of every such finish; `benchmarks/README.md`,
-    s26-quality). Only where the car takes its minimum: not a car the closed loop caps or
-    follows along its taper (it may take less, and would be paused at the edge), nor a need
-    the driver did not tell (the site's assumption; its car tops up past it). The earliest
-    few, none within DEPARTURE_EDGE_GAP_S of another edge or of now."""
-    c = controller
-    slot_s = c.settings.slot_s
-    gap = timedelta(seconds=DEPARTURE_EDGE_GAP_S)
-    moments = []
-    for ref, session in c.state.sessions.items():
-        if not session.need_told or ref in c.ev_cap_w or ref in c.closed_loop.taper.fits \
-                or not c.topology.has(ref):
-            continue
-        phases, _, known = c.phase_use(ref)
-        if not known:
-            continue    # planned on a guess of its phases: its minimum may not be what it draws
-        min_w = c.topology.min_power_w(ref, phases)
-        if min_w <= 0.0 or session.remaining_wh <= 0.0:
-            continue
-        full_s = math.ceil(_remaining_now_wh(c, ref, session, now) / min_w * 3600.0)
-        if gap.total_seconds() <= full_s < slot_s:
-            moments.append(now + timedelta(seconds=full_s))
-    out: list[datetime] = []
-    for moment in sorted(moments):
-        if len(out) >= FULL_EDGES or any(abs(moment - e) < gap for e in (*edges, *out)):
-            continue
-        out.append(moment)
     return out
 
 

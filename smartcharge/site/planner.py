@@ -223,25 +223,10 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     # Only a told need: a silent driver's need is the site's assumption, and its car tops up
     # past it (above); held at its minimum there, it drew 4 of the 20 kW it had to itself
     # until the top-up took over (tests/test_site_need_now.py).
-    min_w = np.minimum(arrays["min_power_w"], max_w)
-    one_slot_wh = min_w * inputs.slot_s / 3600.0
+    one_slot_wh = np.minimum(arrays["min_power_w"], max_w) * inputs.slot_s / 3600.0
     small = (energy > 0) & (energy < one_slot_wh)
+    energy = np.where(small, one_slot_wh, energy)
     told = np.array([s.need_told for s in controlled], bool)
-    # A told small need is asked up to the first edge it is met by at the minimum (one
-    # sits there: plan_inputs.full_edges), not a whole slot: planned at its minimum on to
-    # the slot's end, the car was full minutes in and the minimum stood unused while the
-    # others waited for it (s26-quality)
-    ends_s = np.cumsum(slot_s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        full_s = np.where(min_w > 0, energy / min_w * 3600.0, np.inf)
-    met_by_s = ends_s[np.minimum(np.searchsorted(ends_s, full_s - 1e-6), t - 1)] if t else full_s
-    until_met_wh = min_w * np.minimum(met_by_s, inputs.slot_s) / 3600.0
-    # only where an edge sits at the moment it is met: else (a capped or tapering car, one
-    # planned on a guess of its phases) it may take less, and stopped at a later edge it
-    # was paused there until its next sample
-    at_edge = told & (met_by_s - full_s < 1.0)
-    energy = np.where(small, np.where(at_edge, np.maximum(until_met_wh, energy), one_slot_wh),
-                      energy)
     max_w = np.where(small & told, np.minimum(max_w, arrays["min_power_w"]), max_w)
     departure = np.array([departure_slot(s.departure, inputs.now, inputs.ends)
                           for s in controlled], dtype=np.int64)
