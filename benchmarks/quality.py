@@ -16,7 +16,8 @@ baselines EDF, LLF and equal share run through the same controller
 drivers; "uncontrolled" (every car at its maximum from arrival) is computed on the day's
 offline problem, since a controller cannot run it (it plans under the limits).
 Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
-knowing every car), share of the effective grid limit used while the plugged cars could take
+knowing every car) and / the taper-aware optimum (the same LP knowing each simulated battery's
+taper: benchmarks/quality_bound.py), share of the effective grid limit used while the plugged cars could take
 more than it (also against what the plugged cars could draw under the breakers and phases),
 dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest; also how many long ones are below
@@ -68,7 +69,8 @@ def jain(shares: np.ndarray) -> float:
     return float(shares.sum() ** 2 / (shares.size * np.sum(shares ** 2)))
 
 
-def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
+def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0,
+            tapered_wh: float = float("nan")) -> dict:
     requested = np.array([v.requested_wh for v in result.visits])
     charged = np.array(result.charged_wh)
     load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
@@ -94,7 +96,7 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0) -> dict:
     return {
         "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
-        "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
+        "of_tapered": charged.sum() / tapered_wh, "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
         "long_dips": long_dips, "long_reach_dips": long_reach_dips, "deepest": depth,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
@@ -124,7 +126,7 @@ def _runs(flags: np.ndarray) -> list[int]:
     return runs
 
 
-def uncontrolled_row(day, offline_wh: float) -> dict:
+def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan")) -> dict:
     problem = offline_problem(day)
     power = baselines.uncontrolled(problem)
     delivered = np.minimum(power @ problem.wh_per_w, problem.energy_wh)
@@ -133,25 +135,27 @@ def uncontrolled_row(day, offline_wh: float) -> dict:
     return {"delivered_kwh": delivered.sum() / 1000.0,
             "of_requested": delivered.sum() / problem.energy_wh.sum(),
             "of_offline": delivered.sum() / offline_wh,
+            "of_tapered": delivered.sum() / tapered_wh,
             "peak": float(np.max(root / limit)),
             "violations": len({v.slot for v in check(problem, power) if v.kind != "below_min"}),
             "jain": jain(np.minimum(delivered / problem.energy_wh, 1.0))}
 
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
-    print("| day | run | delivered kWh | of requested | of offline optimum | limit used while "
+    print("| day | run | delivered kWh | of requested | of offline optimum | of taper-aware "
+          "optimum | limit used while "
           "short | of what breakers allow | dips (> 5 min; > 5 min under what breakers allow) | deepest dip | peak / limit | "
           "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
           "cars paused > 1/h | of them by a re-plan (cars > 1/h) | re-plans | offered, not taken kWh: full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-                  f"{m['of_offline']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
                   f"slots | {m['jain']:.3f} | - | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-              f"{m['of_offline']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
+              f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
               f"{m['dips']} ({m['long_dips']}; {m['long_reach_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
               f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
@@ -161,12 +165,11 @@ def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
               + " |")
 
 
-def print_bounds(day, offline_wh: float) -> None:
+def print_bounds(day, offline_wh: float, tapered: float) -> None:
     """Where the truthful runs' gap to the offline optimum can come from: the batteries' taper
     (a bound that knows it), not knowing who comes next (the offline problem re-planned online
     at every arrival and departure, perfect cars and stations), minimum rates (the same with
     each car's 6 A minimum). What the truthful run loses beyond the last is the controller's."""
-    tapered = taper_aware_optimum_wh(day)
     online = online_truthful_wh(day)
     online_min = online_truthful_wh(day, min_current_a=6.0)
     print(f"| {day.name} | {offline_wh / 1000:.1f} | {tapered / 1000:.1f} ({tapered / offline_wh:.2%}) "
@@ -181,15 +184,21 @@ def run_days(args) -> None:
         print("| day | offline optimum | with the batteries' taper | online, truthful | "
               "online, truthful, 6 A minimum |")
         print("|---|---:|---:|---:|---:|")
+    # the two clairvoyant bounds per day: ignoring the batteries' taper, and knowing it
+    # (benchmarks/quality_bound.py: what the simulated cars physically accept)
+    bounds = {day.name: (offline_optimum_wh(day), taper_aware_optimum_wh(day))
+              for day in days(args.days)}
+    if args.bounds:
         for day in days(args.days):
-            print_bounds(day, offline_optimum_wh(day))
+            print_bounds(day, *bounds[day.name])
     rows = []
     for day in days(args.days):
         started = time.perf_counter()
-        offline_wh = offline_optimum_wh(day)
+        offline_wh, tapered_wh = bounds[day.name]
         requested = sum(v.requested_wh for v in day.visits)
         print(f"\n{day.name}: {len(day.visits)} visits, {requested / 1000:.0f} kWh requested, "
-              f"offline optimum {offline_wh / 1000:.0f} kWh", flush=True)
+              f"offline optimum {offline_wh / 1000:.1f} kWh, taper-aware "
+              f"{tapered_wh / 1000:.1f} kWh", flush=True)
         history = past_sessions(day)
         runs = [("ours, demo's drivers", "auto", False, history),
                 ("ours, demo's drivers, no history", "auto", False, None),
@@ -200,8 +209,9 @@ def run_days(args) -> None:
             result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
                                          truthful=truthful, backend=backend, history=past,
                                          settings=args.settings))
-            rows.append((day.name, label, metrics(result, offline_wh)))
-        rows.append((day.name, "uncontrolled (optimizer level)", uncontrolled_row(day, offline_wh)))
+            rows.append((day.name, label, metrics(result, offline_wh, tapered_wh=tapered_wh)))
+        rows.append((day.name, "uncontrolled (optimizer level)",
+                     uncontrolled_row(day, offline_wh, tapered_wh)))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
     print("\n### Seeded days through the site controller\n")
     print_day_table(rows)

@@ -2,18 +2,33 @@
 
 `quality_days.offline_optimum_wh` ignores battery taper, so it promises energy a car above its
 taper start cannot take, and the gap between a truthful run and it mixes what control loses
-with what no controller could deliver. This bound adds, per car and slot, the simulated car's
-acceptance (`smartcharge.sim.ev.SimEV.acceptance_w`: its maximum, derated linearly above
-`taper_start_soc` down to `taper_floor_ratio` at 100 %) as a linear constraint on the energy it
-has taken before the slot:
+with what no controller could deliver. This bound knows what the simulated cars physically
+accept (`smartcharge.sim.ev.SimEV`, stepped every `REPLAY_STEP_S` = 60 s by the replay): the
+on-board charger's maximum on the phases it charges on (min of its own and its bay's; already
+the offline problem's row maximum) and its acceptance, derated linearly above
+`taper_start_soc` down to `taper_floor_ratio` at 100 %, i.e. linear in the energy it has taken:
 
-    x[i, t] + k_i * e[i, t] <= r_i,     e[i, t] = energy delivered to i before slot t [Wh]
+    a(e) = r_i - k_i e,   k_i = peak_i (1 - floor_i) / ((1 - start_i) capacity_i) [W per Wh]
 
-with k_i = peak_i (1 - floor_i) / ((1 - start_i) capacity_i) and r_i the acceptance line's value
-at e = 0. The car's acceptance only falls while it charges, so the acceptance at a slot's start
-bounds its average draw over the slot: every trajectory the simulated cars can follow satisfies
-these rows, and the LP stays an upper bound (minimum rates are still left out: they would make it
-a MILP). Energy alone is maximised (weights 1, capped at each car's need).
+(r_i the line's value at e = 0; below the taper start the line lies above the peak, which the
+row maximum caps). A car draws at most a(e) in each 60-s step, at the step's start, so within
+one offline slot of n steps that begins at energy e_t it takes at most what it takes drawing
+its whole acceptance every step - the map e -> e + a(e) h (h = 60 s in hours) is increasing
+while k h < 1, so no lesser draw earlier leaves it more to take later:
+
+    wh_per_w * x[i, t] <= c_n (r_i - k_i e[i, t]),   c_n = (1 - (1 - k_i h)^n) / k_i  [Wh per W]
+
+with e[i, t] the energy delivered to i before slot t and n the replay's steps the car is
+plugged in during slot t. A car in taper all along, alone, reaches this bound exactly (the
+slots compose: a falls by (1 - k h)^n over each). Every trajectory the simulated cars can
+follow satisfies these rows, so the LP stays an upper bound. Left out: minimum rates (a car
+runs at 0 or at least 6 A: not convex, a MILP; `online_truthful_wh(min_current_a=6)` measures
+what they cost online) and the per-minute grid and breaker limits (the LP holds them on each
+slot's average: looser, still a bound). Energy alone is maximised (weights 1, capped at each
+car's need).
+
+(Until session 26 the row was x[i, t] <= a(e[i, t]), the acceptance at the slot's start held
+over the whole slot: a bound too, looser by what a tapering battery loses within 5 minutes.)
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from benchmarks.quality_days import Day, offline_problem
+from benchmarks.quality_days import OFFLINE_SLOT_S, REPLAY_STEP_S, Day, offline_problem, presence
 import optimizer
 from optimizer.lp import build_lp
 from optimizer.objective import build_objective
@@ -45,11 +60,24 @@ def _next_row(rows: list[int]) -> int:
     return rows[-1] + 1 if rows else 0
 
 
+def slot_energy_factor_wh_per_w(k: float, steps: int) -> float:
+    """c_n: the most a car on acceptance line a(e) = r - k e takes over `steps` replay steps,
+    per watt of its acceptance at their start (k in W per Wh)."""
+    h = REPLAY_STEP_S / 3600.0
+    if not 0.0 <= k * h < 1.0:
+        raise ValueError(f"taper slope {k} W/Wh is too steep for {REPLAY_STEP_S} s steps")
+    if k == 0.0:
+        return steps * h
+    return (1.0 - (1.0 - k * h) ** steps) / k
+
+
 def taper_aware_optimum_wh(day: Day) -> float:
     problem = offline_problem(day)
     arrays = build_lp(problem, build_objective(problem), problem.upper_w)
     n_var, n_x = arrays.c.shape[0], arrays.n_x
     wh_per_w = problem.wh_per_w
+    # the replay's steps each car is plugged in, per slot (a share of its first and last slots)
+    steps = np.ceil(presence(day) * (OFFLINE_SLOT_S / REPLAY_STEP_S) - 1e-9).astype(int)
     # one cumulative-energy variable e per power variable: e[v] = e[prev] + wh * x[prev]
     rows_eq, cols_eq, vals_eq = [], [], []
     rows_ub, cols_ub, vals_ub, rhs_ub = [], [], [], []
@@ -67,7 +95,13 @@ def taper_aware_optimum_wh(day: Day) -> float:
                 rows_eq += [row, row]
                 cols_eq += [n_var + prev, prev]
                 vals_eq += [-1.0, -float(wh_per_w[arrays.x_slot[prev]])]
-            rows_ub += [len(rhs_ub)] * 2; cols_ub += [v, n_var + v]; vals_ub += [1.0, k]
+            n = int(steps[i, arrays.x_slot[v]])
+            if n == 0:
+                continue
+            # wh * x <= c_n (r - k e)  <=>  (wh / c_n) x + k e <= r
+            c_n = slot_energy_factor_wh_per_w(k, n)
+            rows_ub += [len(rhs_ub)] * 2; cols_ub += [v, n_var + v]
+            vals_ub += [float(wh_per_w[arrays.x_slot[v]]) / c_n, k]
             rhs_ub.append(r)
     total = n_var + n_x
     taper_eq = sp.csr_matrix((vals_eq, (rows_eq, cols_eq)), shape=(_next_row(rows_eq), total))

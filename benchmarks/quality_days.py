@@ -200,8 +200,7 @@ def offline_problem(day: Day) -> optimizer.Problem:
     root_w = grid_limit_w(day, starts)
     node_w, node_a = topo.node_limits(root_w)
     rows = {k: [] for k in ("node", "max", "phases", "phase", "volt", "need", "a", "d")}
-    edges_s = np.arange(t + 1) * OFFLINE_SLOT_S
-    present = []          # per visit, (T,): the share of each slot the replay has it plugged in
+    present = presence(day)   # (N, T): the share of each slot the replay has each car plugged in
     for visit in day.visits:
         ref = ConnectorRef(visit.station_id, visit.connector_id)
         connector = topo.connector(ref)
@@ -217,21 +216,31 @@ def offline_problem(day: Day) -> optimizer.Problem:
         offset = lambda m: (m - day.start).total_seconds() / OFFLINE_SLOT_S  # noqa: E731
         rows["a"].append(int(np.clip(np.floor(offset(visit.arrival)), 0, t)))
         rows["d"].append(int(np.clip(np.ceil(offset(visit.departure)), rows["a"][-1], t)))
-        # the replay (quality_loop.run_day, STEP_S steps) plugs a car in at the first step at
-        # or after its arrival and lets it charge until the first step at or after its
-        # departure: only that share of its first and last slots is its
-        plugged_s = _first_step_s(day, visit.arrival)
-        unplugged_s = _first_step_s(day, visit.departure)
-        overlap = (np.minimum(edges_s[1:], unplugged_s) - np.maximum(edges_s[:-1], plugged_s))
-        present.append(np.clip(overlap / OFFLINE_SLOT_S, 0.0, 1.0))
     return optimizer.Problem(
         slot_s=np.full(t, OFFLINE_SLOT_S),
-        max_power_w=np.array(rows["max"])[:, None] * np.array(present).reshape(-1, t),
+        max_power_w=np.array(rows["max"])[:, None] * present.reshape(-1, t),
         energy_wh=np.array(rows["need"]), arrival_slot=np.array(rows["a"]),
         departure_slot=np.array(rows["d"]), node_parent=topo.node_parent,
         connector_node=np.array(rows["node"]), node_limit_w=node_w, node_limit_a=node_a,
         phases=np.array(rows["phases"]), phase=np.array(rows["phase"]),
         voltage_v=np.array(rows["volt"]))
+
+
+def presence(day: Day) -> np.ndarray:
+    """(N, T): the share of each offline slot the replay has each visit's car plugged in.
+
+    The replay (quality_loop.run_day, REPLAY_STEP_S steps) plugs a car in at the first step at
+    or after its arrival and lets it charge until the first step at or after its departure:
+    only that share of its first and last slots is its."""
+    t = int(round(day.hours * 3600 / OFFLINE_SLOT_S))
+    edges_s = np.arange(t + 1) * OFFLINE_SLOT_S
+    out = np.zeros((len(day.visits), t))
+    for i, visit in enumerate(day.visits):
+        plugged_s = _first_step_s(day, visit.arrival)
+        unplugged_s = _first_step_s(day, visit.departure)
+        overlap = (np.minimum(edges_s[1:], unplugged_s) - np.maximum(edges_s[:-1], plugged_s))
+        out[i] = np.clip(overlap / OFFLINE_SLOT_S, 0.0, 1.0)
+    return out
 
 
 def _first_step_s(day: Day, moment: datetime) -> float:

@@ -27,6 +27,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.quality import settings_from
+from benchmarks.quality_bound import taper_aware_optimum_wh
 from benchmarks.quality_days import days, offline_optimum_wh
 from benchmarks.quality_loop import run_day
 from smartcharge.site.topology import SiteTopology
@@ -40,6 +41,7 @@ def breakdown(day, settings: dict | None = None) -> dict:
     result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
                                  truthful=True, settings=settings, trace=trace))
     offline_wh = offline_optimum_wh(day)
+    tapered_wh = taper_aware_optimum_wh(day)
     topo = SiteTopology(day.site)
     h = STEP_S / 3600.0
     load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
@@ -82,7 +84,7 @@ def breakdown(day, settings: dict | None = None) -> dict:
     delivered = sum(result.charged_wh)
     requested = sum(v.requested_wh for v in result.visits)
     return {"day": day.name, "optimum_wh": offline_wh, "delivered_wh": delivered,
-            "gap_wh": offline_wh - delivered, "unmet_optimum_wh": requested - offline_wh,
+            "gap_wh": offline_wh - delivered, "tapered_wh": tapered_wh, "unmet_optimum_wh": requested - offline_wh,
             "unused_short_wh": unused_short, "untaken_short_wh": dict(untaken_short),
             "not_offered_short_wh": unused_short - min(untaken, unused_short),
             "breakers_short_wh": float(np.sum(limit[short] - reachable[short]) * h),
@@ -91,15 +93,16 @@ def breakdown(day, settings: dict | None = None) -> dict:
 
 def print_rows(rows: list[dict]) -> None:
     k = 1000.0
-    print("| day | optimum kWh | delivered | gap | unused while short (of it: offered, not "
+    print("| day | optimum kWh | taper-aware optimum | delivered | gap (to taper-aware) | unused while short (of it: offered, not "
           "taken taper (of it at the car's minimum) / full / other; not offered) | cars left "
           "short: n, kWh | of it takeable "
           "while not short | left in taper | left held back |")
-    print("|---|---:|---:|---:|---|---|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---|---|---:|---:|---:|")
     for r in rows:
         u, c = r["untaken_short_wh"], r["cars"]
-        print(f"| {r['day']} | {r['optimum_wh'] / k:.1f} | {r['delivered_wh'] / k:.1f} | "
-              f"{r['gap_wh'] / k:.1f} | {r['unused_short_wh'] / k:.1f} ("
+        print(f"| {r['day']} | {r['optimum_wh'] / k:.1f} | {r['tapered_wh'] / k:.1f} | "
+              f"{r['delivered_wh'] / k:.1f} | {r['gap_wh'] / k:.1f} "
+              f"({(r['tapered_wh'] - r['delivered_wh']) / k:.1f}) | {r['unused_short_wh'] / k:.1f} ("
               f"{u.get('taper', 0.0) / k:.1f} ({u.get('taper_at_minimum', 0.0) / k:.1f}) / "
               + " / ".join(f"{u.get(x, 0.0) / k:.1f}" for x in ("full", "other"))
               + f"; {r['not_offered_short_wh'] / k:.1f}) | {c['n']}, {c['short_wh'] / k:.1f} "

@@ -41,3 +41,21 @@ def test_the_taper_aware_bound_holds_what_the_car_takes_and_is_tighter():
         assert taken <= bound + 1e-6, (hours, taken, bound)
         assert bound < plain - 200, (hours, bound, plain)       # taper costs energy here
         assert bound - taken < 0.03 * taken, (hours, taken, bound)   # and the bound is close
+
+
+def test_the_taper_aware_bound_of_a_car_in_taper_all_along_is_the_hand_computed_energy():
+    """An 11 kW car at 90 % of 40 kWh, alone for an hour: its acceptance is the line
+    a(e) = 11 000 (1 - 4.5 (0.9 + e / 40 000 - 0.8)) W = 6 050 - 1.2375 e, and the replay's
+    60-s steps each take a(e) / 60 Wh, so after 60 steps it has taken
+    (6 050 / 1.2375) (1 - (1 - 1.2375 / 60)^60) = 3 488.8 Wh (its need is 4 000 Wh).
+    The bound must be that energy: no more (the slot-start acceptance held over each 5-min
+    slot gave 3 564.6 Wh) and no less (it is what the simulated car takes)."""
+    day, car = one_car_day(1.0)
+    car.soc = day.visits[0].ev.soc = 0.9
+    day.visits[0].requested_wh = car.energy_need_wh
+    k, a0 = 11_000.0 * 4.5 / 40_000.0, 11_000.0 * (1.0 - 4.5 * 0.1)
+    hand_wh = a0 / k * (1.0 - (1.0 - k / 60.0) ** 60)
+    assert abs(hand_wh - 3_488.8) < 0.1
+    assert abs(took_wh(car, 1.0) - hand_wh) < 1e-6          # the simulator agrees
+    assert abs(taper_aware_optimum_wh(day) - hand_wh) < 0.5
+    assert offline_optimum_wh(day) > 3_900.0                  # the plain bound: its need
