@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.hang_budget import hang_budget_s
+
 
 async def wait_changed(changed: asyncio.Event, predicate, timeout_s: float, what: str,
                        who: str) -> None:
@@ -15,6 +17,7 @@ async def wait_changed(changed: asyncio.Event, predicate, timeout_s: float, what
             changed.clear()
             await changed.wait()
     try:
-        await asyncio.wait_for(watch(), timeout_s)
+        await asyncio.wait_for(watch(), hang_budget_s(timeout_s))
     except TimeoutError:
-        raise AssertionError(f"{who}: timed out after {timeout_s} s waiting for {what}")
+        raise AssertionError(f"{who}: timed out after {hang_budget_s(timeout_s):g} s waiting "
+                             f"for {what}")

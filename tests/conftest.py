@@ -37,6 +37,7 @@ from smartcharge.appkeys import EVENTS, REGISTRY, STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.ocpp.registry import StationCallError
+from tests.hang_budget import hang_budget_s
 
 # The `smartcharge serve` and benchmark subprocesses the tests start run this tree's code, not
 # whatever checkout an editable install points at (worktrees side by side: a subprocess in a
@@ -300,8 +301,9 @@ class Harness:
         return failed.value
 
     async def wait_for(self, predicate, timeout_s: float = 5.0) -> None:
-        """Wait on a condition without sleeping a fixed time: poll the loop, bounded."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        """Wait on a condition without sleeping a fixed time: poll the loop, bounded (a
+        hang: tests/hang_budget.py)."""
+        deadline = asyncio.get_running_loop().time() + hang_budget_s(timeout_s)
         while not predicate():
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError("condition not reached in time")

@@ -23,6 +23,7 @@ from ocpp.v16.enums import Action
 from smartcharge.sim.connection import WsConnection
 from smartcharge.sim.station import ConnectorSpec, StationSpec
 from smartcharge.sim.stations import make_station
+from tests.hang_budget import hang_budget_s
 
 ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
 
@@ -140,7 +141,7 @@ class MiniCsmsBase:
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()
-        await asyncio.wait_for(poll(), timeout_s)
+        await asyncio.wait_for(poll(), hang_budget_s(timeout_s))   # bounds a hang
 
     async def drop(self, station_id: str) -> None:
         """Close a station's socket from our side (the network failed)."""

@@ -20,16 +20,19 @@ from smartcharge.sim.fleet import Fleet
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
+from tests.hang_budget import hang_budget_s
 from tests.installed_limits import forecast_excesses
 
 
 async def wait_until(predicate, timeout_s: float = 10.0, what: str = "condition") -> None:
-    """Bounded wait for a condition that other tasks make true (re-checked every 10 ms)."""
+    """Bounded wait for a condition that other tasks make true (re-checked every 10 ms);
+    `timeout_s` is a quiet machine's budget, the wait bounds a hang (tests/hang_budget.py)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    budget_s = hang_budget_s(timeout_s)
+    deadline = loop.time() + budget_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            raise AssertionError(f"timed out after {budget_s:g} s waiting for {what}")
         await asyncio.sleep(0.01)
 
 

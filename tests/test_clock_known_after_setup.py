@@ -22,7 +22,12 @@ from smartcharge.site.dispatch import DispatchSettings
 from tests.site_e2e import server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-BEHIND_S = -180.0
+# 10 min behind (a station 3 min behind was seen; the claim is the same for any offset beyond
+# the edge margin): the set-up - boot, a car, a minute of stamps, the offset believed - must end
+# before what the boot was sent starts on the station's clock, and at 60x under CPU load (four
+# workers on two cores, load 11) it took 4.5 site-minutes; with 3 min the check below failed
+# though nothing was wrong. 10 min leaves that set-up room without a slower clock
+BEHIND_S = -600.0
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
@@ -46,8 +51,8 @@ async def test_what_a_station_behind_was_sent_before_its_clock_was_known_is_sent
         await wait_until(lambda: link.clock_offset_s is not None
                          and abs(link.clock_offset_s - BEHIND_S) <= 20, 30,
                          "its offset known")
-        # what it was sent at its boot starts 3 min after the boot on its clock
-        assert clock.now() < T0 + timedelta(minutes=2, seconds=30), clock.now()
+        # what it was sent at its boot starts -BEHIND_S after the boot on its clock
+        assert clock.now() < T0 + timedelta(seconds=-BEHIND_S - 30), clock.now()
 
         def in_force() -> bool:
             """Both connectors held by a profile now, on the station's own clock."""
@@ -59,4 +64,4 @@ async def test_what_a_station_behind_was_sent_before_its_clock_was_known_is_sent
                 for c in (1, 2))
 
         await wait_until(in_force, 30, "what it was sent in force on its clock")
-        assert clock.now() < T0 + timedelta(minutes=3), clock.now()
+        assert clock.now() < T0 + timedelta(seconds=-BEHIND_S), clock.now()

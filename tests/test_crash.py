@@ -73,7 +73,11 @@ async def test_sigkill_mid_session_loses_nothing_and_bills_exactly(tmp_path):
                                    heartbeat_interval_s=60))
     site = load_site(site_file)
     log_path = tmp_path / "server.log"
-    clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC), speed=600)
+    # 120x: a sample per connector every 0.5 s real (18 messages a second from the fleet).
+    # At 600x (90 a second) a `serve` starved of CPU (four workers on two cores, load 11)
+    # answered fewer than the stations queued, and their outboxes never drained (fleet.drained
+    # timed out after the restart); the claim needs samples queued while dead, not a flood
+    clock = AcceleratedClock(datetime(2026, 1, 1, 8, tzinfo=UTC), speed=120)
     fleet = Fleet(site, f"ws://127.0.0.1:{port}/ocpp", clock, seed=3, meter_interval_s=60,
                   reconnect_min_s=0.05, reconnect_max_s=0.5, call_timeout_s=5.0)
     server = serve(site_file, log_path)

@@ -20,6 +20,7 @@ import aiohttp
 from sim_fixtures import STATION_PASSWORD, free_port, site_toml
 from smartcharge.store import SqliteStore
 from tests.conftest import WsConnection
+from tests.hang_budget import hang_budget_s
 from tests.test_crash import kill, serve
 from tests.v201_billing import tx_event
 from tests.v201_fixtures import Station201
@@ -92,7 +93,7 @@ class ReplayingStation:
 
 
 async def until(predicate, timeout_s: float) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    deadline = asyncio.get_running_loop().time() + hang_budget_s(timeout_s)
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")

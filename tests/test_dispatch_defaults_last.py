@@ -133,7 +133,11 @@ async def test_an_overtaken_rounds_later_defaults_are_left_to_the_newer_round(tm
     default still waited for its slot under the station's lock, the newer round's cut of that
     station waited behind it, and every station was sent its defaults twice."""
     monkeypatch.setattr(dispatch, "SEND_CONCURRENCY", 1)
-    clock = AcceleratedClock(T0, speed=SPEED)
+    # 20x, not 60x: what is counted is dr1's and dr2's rounds only. Under CPU load (four
+    # workers on two cores) this took 12-20 s real, at 60x past the plan's slot edge (15 site
+    # minutes): another round sent CP1 and CP6 defaults after dr0's, and CP1, silent, held one
+    # (4 of 8 copies at once failed so, load 14)
+    clock = AcceleratedClock(T0, speed=20.0)
     async with trust_site(six_on_the_grid(), tmp_path, clock,
                           dispatch=dispatch.DispatchSettings(call_timeout_s=60.0, retries=0)
                           ) as (server, fleet):

@@ -116,9 +116,13 @@ async def test_mixed_fleet_shares_one_breaker_through_a_dr_event_and_bills_exact
             assert iso_session["requested_wh"] == 64_000
             assert iso_session["departure"] == format_ocpp_time(T0 + timedelta(hours=6))
             start = clock.now() + timedelta(minutes=5)   # announced as far ahead as test_site_e2e
-            end = start + timedelta(minutes=3)      # two minutes of it sampled
-            await post_dr_event(server, UTILITY, "dr-mixed", start, end, DR_LIMIT_W)
+            # five minutes of it sampled (every 10 ms real): with two, a starved worker (four
+            # on two cores, load 14) took 17 samples of the 21 looked for
+            end = start + timedelta(minutes=6)
+            # sampled from before the POST: its answer waits until the stations hold the event,
+            # and a starved worker (load 14) had none of the minutes before it to look at
             sampler = asyncio.ensure_future(_sample_installed(fleet, clock, samples))
+            await post_dr_event(server, UTILITY, "dr-mixed", start, end, DR_LIMIT_W)
             await wait_until(lambda: clock.now() > end - timedelta(minutes=1), 30,
                              "the DR event to run")
             sampler.cancel()

@@ -13,6 +13,7 @@ import signal
 from datetime import timedelta
 
 from smartcharge.clock import format_ocpp_time
+from tests.hang_budget import hang_budget_s
 from tests.site_e2e import wait_until
 from tests.test_site_restart import Rig, installed_since, installed_w
 
@@ -22,7 +23,7 @@ LIMIT_W = 9_000.0
 async def site_until(rig: Rig, predicate, timeout_s: float, what: str) -> dict:
     """The site snapshot once `predicate` holds for it (bounded; polled like wait_until)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = loop.time() + hang_budget_s(timeout_s)
     while True:
         status, snapshot = await rig.api("GET", "/api/site")
         if status == 200 and predicate(snapshot):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sim_fixtures import STATION_PASSWORD
 from smartcharge.clock import format_ocpp_time
+from tests.hang_budget import hang_budget_s
 from tests.ocpp201_station import station201
 from tests.test_site_restart import Rig, listening
 from tests.v201_reports import clear_limit, notify_limit, send_register
@@ -116,8 +117,9 @@ async def wait_until_async(predicate, timeout_s: float, what: str) -> None:
     """wait_until for a condition read over HTTP (each check is one request)."""
     import asyncio
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = loop.time() + hang_budget_s(timeout_s)
     while not await predicate():
-        assert loop.time() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        assert loop.time() < deadline, \
+            f"timed out after {hang_budget_s(timeout_s):g} s waiting for {what}"
 
         await asyncio.sleep(0.05)
