@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,10 +29,32 @@ from tests.hang_budget import hang_budget_s
 ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
 
 
+# Test servers' ports: below the kernel's ephemeral range (32768-60999 on Linux), a block per
+# pytest-xdist worker. A port the kernel handed out (bind to 0) was free only at that moment:
+# until the test's server bound it, another worker's free_port() or any outgoing connection's
+# local port could take it, and a test then talked to another test's server (a 429 for "too
+# many unknown API tokens" answered to the rig's own token, s26-suite).
+_PORT_BLOCK = 1_500
+_FIRST_PORT = 20_000
+_next_port = itertools.count()
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker[2:]) % 8 if worker[2:].isdigit() else 0
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    base = _FIRST_PORT + _worker_index() * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue   # still held (a server of an earlier test closing)
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORT_BLOCK - 1}")
 
 
 @dataclass

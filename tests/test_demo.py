@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -16,9 +15,14 @@ from smartcharge import store_obligations
 from smartcharge.config import load_site
 from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
-from smartcharge.demo.scenario import (apply_protocols, plan_day, plan_demand_response,
-                                       plan_protocols)
+from smartcharge.demo.scenario import (
+    apply_protocols,
+    plan_day,
+    plan_demand_response,
+    plan_protocols,
+)
 from smartcharge.store import SqliteStore
+from tests.sim_fixtures import free_port
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -123,12 +127,6 @@ def test_demo_arguments_have_the_documented_defaults():
     assert args.hours * 3600 / args.speed <= 6 * 60     # a full day in a few minutes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _previous_run_left(db_path: Path) -> None:
     """A --data-dir reused from an earlier run: its store holds a 1 kW operator cap, which
     would be restored (obligations survive restarts) if the demo did not start empty."""
@@ -150,7 +148,7 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assertions): the utility's OpenADR event is accepted, profiles are sent, the measured
     draws never exceed a limit, and the plot is a PNG."""
     out_dir = tmp_path / "out"
-    port = _free_port()
+    port = free_port()
     _previous_run_left(tmp_path / "data" / "smartcharge-demo.sqlite")
     result = subprocess.run(
         [sys.executable, "-m", "smartcharge.demo", "--hours", "1", "--speed", "240",
