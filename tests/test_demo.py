@@ -15,12 +15,8 @@ from smartcharge import store_obligations
 from smartcharge.config import load_site
 from smartcharge.demo import Demo, add_demo_arguments, default_site_path
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
-from smartcharge.demo.scenario import (
-    apply_protocols,
-    plan_day,
-    plan_demand_response,
-    plan_protocols,
-)
+from smartcharge.demo.scenario import (apply_protocols, plan_day, plan_demand_response,
+                                       plan_protocols)
 from smartcharge.store import SqliteStore
 from tests.sim_fixtures import free_port
 

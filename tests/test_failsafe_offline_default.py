@@ -15,15 +15,8 @@ from datetime import timedelta
 from smartcharge.clock import AcceleratedClock
 from smartcharge.sim.station import Quirks
 from tests.site_e2e import wait_until
-from tests.test_dispatch_trust import (
-    REF1,
-    REF2,
-    T0,
-    both_charging_at_11_kw,
-    limit_w,
-    one_grid,
-    trust_site,
-)
+from tests.test_dispatch_trust import (REF1, REF2, T0, both_charging_at_11_kw, limit_w,
+                                       one_grid, trust_site)
 
 
 async def test_the_defaults_keep_room_for_an_offline_stations_accepted_default(tmp_path):
