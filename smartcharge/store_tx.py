@@ -29,6 +29,12 @@ def db_time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _last_microsecond(second: datetime) -> datetime:
+    """The last instant of a whole second: its end as an inclusive bound (a second later is
+    no datetime at 9999-12-31T23:59:59, a stamp strict stations may send)."""
+    return second.replace(microsecond=999_999)
+
+
 def from_db_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
@@ -334,9 +340,9 @@ class StoreTx:
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
             "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time >= ? AND "
-            "start_time < ? ORDER BY start_time != ?, transaction_id LIMIT 1",
+            "start_time <= ? ORDER BY start_time != ?, transaction_id LIMIT 1",
             (station_id, connector_id, id_tag, meter_start_wh, db_time(second),
-             db_time(second + timedelta(seconds=1)), db_time(start_time))).fetchone()
+             db_time(_last_microsecond(second)), db_time(start_time))).fetchone()
         return SessionRow(*row) if row else None
 
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
@@ -349,10 +355,10 @@ class StoreTx:
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
             "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time >= ? AND "
-            "stop_time < ? AND stop_id_tag IS ? ORDER BY stop_time != ?, transaction_id "
+            "stop_time <= ? AND stop_id_tag IS ? ORDER BY stop_time != ?, transaction_id "
             "LIMIT 1",
             (station_id, meter_stop_wh, db_time(second),
-             db_time(second + timedelta(seconds=1)), stop_id_tag,
+             db_time(_last_microsecond(second)), stop_id_tag,
              db_time(stop_time))).fetchone()
         return SessionRow(*row) if row else None
 
