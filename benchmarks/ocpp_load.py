@@ -198,6 +198,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
         "probes": [r["probe"] for r in results if "probe" in r],
+        "sends": send_shape(results),
         "sched": sched,
         "boot": (started, started + settled_s),
         "collector": collector,
@@ -220,6 +221,31 @@ async def collector_at_window_end(server_pid: int, stats_file: str,
                 pass
         await asyncio.sleep(0.2)
     return None
+
+
+def send_shape(results: list[dict]) -> dict:
+    """How the window's MeterValues were offered (s26-p99): the stations' sends per second of
+    the window (perf-counter stamps, one clock for every process), the p99 with and without the
+    window's first 5 s, the MeterValues the server triggered (its phase probe), each station
+    process's stations and how long its set-up's freeze held it. A burst of sends is offered
+    load, not the server's doing: read this line before the p99."""
+    if not results or "sent_s" not in results[0]:
+        return {}
+    start = min(r["perf_window"][0] for r in results)
+    per_second: dict[int, int] = {}
+    early, late = [], []
+    for r in results:
+        for sent, latency in zip(r["sent_s"], r["latencies_s"]):
+            per_second[int(sent - start)] = per_second.get(int(sent - start), 0) + 1
+            (early if sent - start < 5 else late).append(latency)
+    counts = sorted(per_second.values())
+    busiest = max(per_second, key=per_second.get) if per_second else -1
+    return {"median": percentile(counts, 0.5), "max": counts[-1] if counts else 0,
+            "busiest_s": busiest, "first_s": per_second.get(0, 0),
+            "p99_first5_ms": percentile(early, 0.99) * 1000, "n_first5": len(early),
+            "p99_after5_ms": percentile(late, 0.99) * 1000, "n_after5": len(late),
+            "triggered": sum(r.get("triggered", 0) for r in results),
+            "procs": [(r.get("stations"), r.get("freeze_s")) for r in results]}
 
 
 def max_lag_ms(lag: list, window: tuple[float, float]) -> float:
@@ -311,6 +337,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"window)" for name, (ran, waited) in zip(
                           ["server"] + [f"stations {i}" for i in range(len(r["sched"]) - 1)],
                           r["sched"])))
+    sends = r.get("sends")
+    if sends:
+        print(f"# offered: MeterValues sent per second of the window median {sends['median']:.0f}"
+              f", max {sends['max']} (second {sends['busiest_s']}; the first second "
+              f"{sends['first_s']}); {sends['triggered']} of them triggered by the server (its "
+              f"phase probe); p99 of those sent in the first 5 s {sends['p99_first5_ms']:.0f} ms "
+              f"({sends['n_first5']}), after {sends['p99_after5_ms']:.0f} ms "
+              f"({sends['n_after5']}); station processes (stations, their set-up's freeze): "
+              + ", ".join(f"{n} / {f:.2f} s" for n, f in sends["procs"]))
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
