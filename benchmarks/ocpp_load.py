@@ -245,7 +245,9 @@ def send_shape(results: list[dict]) -> dict:
             "p99_first5_ms": percentile(early, 0.99) * 1000, "n_first5": len(early),
             "p99_after5_ms": percentile(late, 0.99) * 1000, "n_after5": len(late),
             "triggered": sum(r.get("triggered", 0) for r in results),
-            "procs": [(r.get("stations"), r.get("freeze_s")) for r in results]}
+            "before": [x for r in results for x in r.get("before_window_s", [])],
+            "procs": [(r.get("stations"), r.get("freeze_s"), r.get("freeze_cpu_s", 0.0))
+                      for r in results]}
 
 
 def max_lag_ms(lag: list, window: tuple[float, float]) -> float:
@@ -272,13 +274,22 @@ def main(argv: list[str] | None = None) -> int:
                              "themselves: benchmarks/load_stations.py)")
     parser.add_argument("--steady", action="store_true",
                         help="start the window once every station's outbox has been empty "
-                             "(the set-up's queued samples acknowledged): the steady rate, "
-                             "without the set-up's tail")
+                             "(the set-up's queued samples acknowledged), the server's phase "
+                             "probes of the new sessions are over and the station processes "
+                             "froze their set-up: the steady rate, without the set-up's tail")
     parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="split each MeterValues' send -> CALLRESULT into stages (station, "
+                             "wire, the server's budget, store queue, commit, resume, wire back) "
+                             "and print them, with the slowest 1 %%'s share "
+                             "(benchmarks/latency_probe.py; costs the server a little CPU; the "
+                             "same as SMARTCHARGE_PROBE_LATENCY=1)")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
         parser.error("--stations must be within 1..10000")
+    if args.breakdown:   # the server and station processes inherit it
+        os.environ["SMARTCHARGE_PROBE_LATENCY"] = "1"
 
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ocpp-load-") as tmp:
@@ -344,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{sends['first_s']}); {sends['triggered']} of them triggered by the server (its "
               f"phase probe); p99 of those sent in the first 5 s {sends['p99_first5_ms']:.0f} ms "
               f"({sends['n_first5']}), after {sends['p99_after5_ms']:.0f} ms "
-              f"({sends['n_after5']}); station processes (stations, their set-up's freeze): "
-              + ", ".join(f"{n} / {f:.2f} s" for n, f in sends["procs"]))
+              f"({sends['n_after5']}); station processes (stations, their set-up's freeze wall / CPU): "
+              + ", ".join(f"{n} / {f:.2f} s / {c:.2f} s" for n, f, c in sends["procs"])
+              + f"; answered in the window but sent before it (not counted above): "
+              f"{len(sends['before'])}, the longest {max(sends['before'], default=0) * 1000:.0f} ms")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
