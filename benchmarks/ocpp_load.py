@@ -164,12 +164,14 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         window_start = time.time()
         server_cpu_start = process_cpu_s(server_pid)
         sched_start = [run_and_wait_s(pid) for pid in [server_pid] + [p.pid for p in procs]]
+        spy = window_profilers(args, server_pid)
         for p in procs:
             p.stdin.write(f"go {args.measure_s}\n".encode())
             await p.stdin.drain()
         results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
                                          for p in procs))
         window_end = time.time()
+        await end_window_profilers(spy, server_pid)
         sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
                  in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
@@ -203,6 +205,27 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "boot": (started, started + settled_s),
         "collector": collector,
     }
+
+
+def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
+    """The window only, profiled (s26-p99): `--py-spy FILE` samples every thread of the server
+    (the loop and the store's writer) from outside, `--cprofile FILE` the loop thread from
+    inside (serve_probe.py's SIGUSR1 / SIGUSR2; thread CPU as its clock)."""
+    if args.cprofile:
+        os.kill(server_pid, signal.SIGUSR1)
+    if not args.py_spy:
+        return None
+    return subprocess.Popen(["py-spy", "record", "-p", str(server_pid), "-d",
+                             str(int(args.measure_s)), "-r", "50", "--nonblocking",
+                             "--threads", "-f", "raw", "-o", args.py_spy], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def end_window_profilers(spy: subprocess.Popen | None, server_pid: int) -> None:
+    if spy is not None:
+        await asyncio.get_running_loop().run_in_executor(None, spy.wait)
+    if os.environ.get("SMARTCHARGE_PROBE_CPROFILE"):
+        os.kill(server_pid, signal.SIGUSR2)
 
 
 async def collector_at_window_end(server_pid: int, stats_file: str,
@@ -284,12 +307,19 @@ def main(argv: list[str] | None = None) -> int:
                              "and print them, with the slowest 1 %%'s share "
                              "(benchmarks/latency_probe.py; costs the server a little CPU; the "
                              "same as SMARTCHARGE_PROBE_LATENCY=1)")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="py-spy (on PATH) samples the server's threads through the window "
+                             "into FILE (collapsed stacks, `-f raw`)")
+    parser.add_argument("--cprofile", default="", metavar="FILE",
+                        help="cProfile of the server's loop thread through the window into FILE")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
         parser.error("--stations must be within 1..10000")
     if args.breakdown:   # the server and station processes inherit it
         os.environ["SMARTCHARGE_PROBE_LATENCY"] = "1"
+    if args.cprofile:    # serve_probe.py profiles between SIGUSR1 and SIGUSR2 into it
+        os.environ["SMARTCHARGE_PROBE_CPROFILE"] = str(Path(args.cprofile).resolve())
 
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ocpp-load-") as tmp:
