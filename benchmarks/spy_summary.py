@@ -4,6 +4,12 @@ the server (the outermost frame of a loop callback's own stack - below asyncio's
 matched against PARTS in their order: inclusive, so a MeterValues' handling that runs the schema
 check counts as the MeterValues), then by the leaf's module (where the CPU itself was). s26-p99.
 
+py-spy samples wall time: a thread that is runnable but waiting for a CPU is sampled where the
+kernel took the CPU from it, which is most often on the way back from a system call - so on a
+loaded machine the leaves over-count lines that make one (`time.thread_time()` in
+`turn_share.py`, epoll in `selectors.py`, SQLite's calls in `store.py`). For the loop thread's
+own CPU use `ocpp_load --cprofile` (thread CPU time as its clock).
+
     python -m benchmarks.spy_summary FILE [--top 15]
 """
 
@@ -46,14 +52,17 @@ def summarize(path: str, top: int) -> list[str]:
         n = int(count)
         frames = stack.split(";")
         total += n
-        thread = frames[0] if frames[0].startswith(("thread", "process")) else "?"
-        threads[re.sub(r" \(.*", "", thread) if thread != "?" else "?"] += n
+        # "thread (ID): NAME" with --threads; the store's writer names itself store:PATH
+        thread = frames[0].split(": ", 1)[-1] if frames[0].startswith("thread") else "?"
+        threads["store writer" if thread.startswith("store:") else thread] += n
         # a callback's own frames: those below the loop's last dispatch (Handle._run; a
         # task's step runs inside it), else the whole stack (the writer thread)
         runs = [i for i, frame in enumerate(frames) if frame.startswith("Handle._run ")]
         own = frames[runs[-1] + 1:] if runs else frames
         if re.search(r"selectors\.py|select \(", frames[-1]):
             part = "idle: the loop waiting in epoll"
+        elif "turn_share.py" in frames[-1]:   # the share's own accounting around a step
+            part = "the share's step accounting (turn_share.py, its thread_time() reads)"
         elif not own:
             part = "asyncio: the loop itself (select, callbacks)"
         else:
