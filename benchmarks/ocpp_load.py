@@ -11,6 +11,13 @@ processes (`benchmarks/load_stations.py`), so the benchmark measures the server,
 event loop. By default the grid cap is half of what the connectors could draw, so the site
 controller plans and sends profiles while the stations sample. Loopback only; every run stops
 by itself.
+
+Only the MeterValues *sent* in the window are counted; the "offered" line says how they were
+sent (per second, triggered by the server, in flight at the start) - read it before the p99.
+`--steady` starts the window once the set-up is over (outboxes drained, the server's phase probes
+done, the station processes' freeze behind them). `--breakdown` splits each call into stages
+(station, wire, the server's budget, store queue, commit, resume, wire back) with the slowest
+1 %'s share; `--py-spy FILE` / `--cprofile FILE` profile the server through the window only.
 """
 
 from __future__ import annotations
