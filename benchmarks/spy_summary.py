@@ -16,6 +16,7 @@ own CPU use `ocpp_load --cprofile` (thread CPU time as its clock).
 from __future__ import annotations
 
 import argparse
+import gzip
 import re
 from collections import Counter
 
@@ -45,7 +46,7 @@ def summarize(path: str, top: int) -> list[str]:
     parts: Counter = Counter()
     leaves: Counter = Counter()
     total = 0
-    for line in open(path):
+    for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
         stack, _, count = line.rstrip().rpartition(" ")
         if not count.isdigit():
             continue
