@@ -501,7 +501,9 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
               f"{percentile([g[2] for g in groups], 0.5):.0f} max {max(g[2] for g in groups)}; "
               f"begin -> committed median {percentile(spans, 0.5) * 1000:.1f} ms, p99 "
               f"{percentile(spans, 0.99) * 1000:.1f} ms, max {max(spans) * 1000:.1f} ms; the "
-              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window")
+              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window; groups "
+              f"over 250 ms: {sum(1 for s in spans if s > 0.25)} (s26-p99: the slowest 1 % "
+              f"of every steady window waited behind one of them)")
 
 
 def print_background(turns: list, window: tuple[float, float], share: dict | None) -> None:
