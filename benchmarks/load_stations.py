@@ -11,8 +11,10 @@ then `{"ready": wall_s}` once every station's transaction is acknowledged; on st
 `go MEASURE_S`, measures, answers `{"result": {...}}`, and stops on `stop` (or end of input).
 `--heavy`: the stations' schema checks in the library's worker thread and the collector's
 defaults, as before s21-p99 (`lighten_station_process`). `--steady`: "ready" only once every
-station's outbox has also been empty (the samples queued during a slow set-up acknowledged), so
-the window measures the steady rate, not the set-up's tail.
+station's outbox has also been empty (the samples queued during a slow set-up acknowledged), the
+server's phase probes of the new sessions are over (no TriggerMessage MeterValues for
+PROBES_QUIET_S) and the process's own freeze is behind it, so the window measures the steady
+rate, not the set-up's tail.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from benchmarks import latency_probe
 PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..20)
 TAG = "BENCH"
 SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
+PROBES_QUIET_S = 5.0    # real seconds with no phase probe: the server's probes are over
 PROFILE_ENV = "SMARTCHARGE_STATION_PROFILE"   # a path prefix: cProfile each process once ready
 
 
@@ -70,13 +73,58 @@ def say(**message) -> None:
 
 
 class Recorder:
+    """Each MeterValues' send -> CALLRESULT in the window, and when it was sent (perf-counter
+    seconds, CLOCK_MONOTONIC: one clock for every process of the machine), so the benchmark can
+    show a burst of sends - the window's first second held 4x the steady rate before s26-p99
+    (`freeze_set_up` ran after "ready")."""
+
     def __init__(self) -> None:
         self.measuring = False
+        self.window_started = 0.0     # perf-counter seconds
         self.latencies_s: list[float] = []
+        self.sent_s: list[float] = []
+        self.triggered = 0      # MeterValues the server asked for (TriggerMessage) in the window
+        self.last_trigger = 0.0   # perf-counter seconds: the server's last TriggerMessage for one
+        # answered in the window but sent before it (in flight when it began): not the
+        # window's (s26-p99: they were counted until then, up to 10 s each, behind a
+        # freeze), counted apart
+        self.before_window: list[float] = []
+
+    def start(self) -> None:
+        self.window_started = time.perf_counter()
+        self.measuring = True
 
     def __call__(self, action: str, latency_s: float) -> None:
         if self.measuring and action == "MeterValues":
+            sent = time.perf_counter() - latency_s
+            if sent < self.window_started:
+                self.before_window.append(latency_s)
+                return
             self.latencies_s.append(latency_s)
+            self.sent_s.append(sent)
+
+
+async def probes_over(recorder: Recorder, quiet_s: float = PROBES_QUIET_S) -> None:
+    """Until no TriggerMessage MeterValues came for `quiet_s`: the server asks PROBES_AT_ONCE
+    stations at a time without a pause, so a gap this long means it asked every session it
+    had to (polled: the benchmark's harness, nothing to wait on)."""
+    began = time.perf_counter()
+    while time.perf_counter() - max(began, recorder.last_trigger) < quiet_s:
+        await asyncio.sleep(0.5)
+
+
+def count_triggers(recorder: Recorder) -> None:
+    """Count the MeterValues the server triggers (its phase probe: once per new session, so a
+    boot storm's probes can still run in the window) - extra offered load, not the steady rate."""
+    from smartcharge.sim.remote import RemoteControl
+    trigger = RemoteControl.trigger
+
+    def counted(self, requested: str, connector_id: int | None) -> None:
+        if requested == "MeterValues":
+            recorder.last_trigger = time.perf_counter()
+            recorder.triggered += recorder.measuring
+        return trigger(self, requested, connector_id)
+    RemoteControl.trigger = counted
 
 
 async def read_line() -> str:
@@ -100,6 +148,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                   call_timeout_s=30.0, reconnect_min_s=0.5, reconnect_max_s=5.0,
                   physics_step_s=3600.0)
     recorder = Recorder()
+    count_triggers(recorder)
     stations = list(fleet.stations.values())
     probe = profiler = None
     if os.environ.get(latency_probe.ENV):   # where the time goes (a diagnosis: costs CPU)
@@ -127,9 +176,23 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             for s in stations))
         if steady:   # the set-up's queued samples acknowledged too: the window is steady
             await asyncio.gather(*(s.drained(timeout_s) for s in stations))
-        say(ready=time.time())
+            # and the server's phase probes of the new sessions over (once per session,
+            # 16 stations at once: at 5 000 stations ~2 000 extra MeterValues, a quarter of
+            # the window's, still went into its first 40 s at load 10 - s26-p99)
+            await asyncio.wait_for(probes_over(recorder), timeout_s)
+        freeze_s = freeze_cpu_s = 0.0
         if light:
+            # before "ready", not after (s26-p99): the collection holds this process's loop
+            # (0.5-2 s with 2 500 stations), its stations' samples due meanwhile queue, and
+            # were sent as one burst in the window's first second - 4x the steady rate, the
+            # whole of the window's slowest 1 % (p99 1.4-2.4 s)
+            started, cpu_started = time.perf_counter(), time.process_time()
             freeze_set_up()
+            freeze_s = time.perf_counter() - started
+            freeze_cpu_s = time.process_time() - cpu_started
+            if steady:   # what queued during the freeze acknowledged: the window is steady
+                await asyncio.gather(*(s.drained(timeout_s) for s in stations))
+        say(ready=time.time())
         if os.environ.get(PROFILE_ENV):   # where a station process's CPU goes once set up
             import cProfile
             profiler = cProfile.Profile()
@@ -137,7 +200,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
         command = await read_line()
         if command.startswith("go"):
             measure_s = float(command.split()[1])
-            recorder.measuring = True
+            recorder.start()
             cpu_start, started = time.process_time(), time.monotonic()
             perf_started, wall_started = time.perf_counter(), time.time()
             await asyncio.sleep(measure_s)   # the measurement window itself
@@ -152,6 +215,13 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                 "window": [perf_started, perf_started + window_s]}}
             say(result={**extra,
                 "latencies_s": recorder.latencies_s,
+                "sent_s": recorder.sent_s,
+                "perf_window": [perf_started, perf_started + window_s],
+                "triggered": recorder.triggered,
+                "before_window_s": recorder.before_window,
+                "freeze_s": freeze_s,
+                "freeze_cpu_s": freeze_cpu_s,
+                "stations": len(stations),
                 "window_s": window_s,
                 "cpu_s": time.process_time() - cpu_start,
                 "held": sum(1 for s in stations if s.booted.is_set()),

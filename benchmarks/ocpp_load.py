@@ -11,6 +11,13 @@ processes (`benchmarks/load_stations.py`), so the benchmark measures the server,
 event loop. By default the grid cap is half of what the connectors could draw, so the site
 controller plans and sends profiles while the stations sample. Loopback only; every run stops
 by itself.
+
+Only the MeterValues *sent* in the window are counted; the "offered" line says how they were
+sent (per second, triggered by the server, in flight at the start) - read it before the p99.
+`--steady` starts the window once the set-up is over (outboxes drained, the server's phase probes
+done, the station processes' freeze behind them). `--breakdown` splits each call into stages
+(station, wire, the server's budget, store queue, commit, resume, wire back) with the slowest
+1 %'s share; `--py-spy FILE` / `--cprofile FILE` profile the server through the window only.
 """
 
 from __future__ import annotations
@@ -164,12 +171,14 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         window_start = time.time()
         server_cpu_start = process_cpu_s(server_pid)
         sched_start = [run_and_wait_s(pid) for pid in [server_pid] + [p.pid for p in procs]]
+        spy = window_profilers(args, server_pid)
         for p in procs:
             p.stdin.write(f"go {args.measure_s}\n".encode())
             await p.stdin.drain()
         results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
                                          for p in procs))
         window_end = time.time()
+        await end_window_profilers(spy, server_pid)
         sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
                  in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
@@ -198,10 +207,32 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
         "probes": [r["probe"] for r in results if "probe" in r],
+        "sends": send_shape(results),
         "sched": sched,
         "boot": (started, started + settled_s),
         "collector": collector,
     }
+
+
+def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
+    """The window only, profiled (s26-p99): `--py-spy FILE` samples every thread of the server
+    (the loop and the store's writer) from outside, `--cprofile FILE` the loop thread from
+    inside (serve_probe.py's SIGUSR1 / SIGUSR2; thread CPU as its clock)."""
+    if args.cprofile:
+        os.kill(server_pid, signal.SIGUSR1)
+    if not args.py_spy:
+        return None
+    return subprocess.Popen(["py-spy", "record", "-p", str(server_pid), "-d",
+                             str(int(args.measure_s)), "-r", "50", "--nonblocking",
+                             "--threads", "-f", "raw", "-o", args.py_spy], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def end_window_profilers(spy: subprocess.Popen | None, server_pid: int) -> None:
+    if spy is not None:
+        await asyncio.get_running_loop().run_in_executor(None, spy.wait)
+    if os.environ.get("SMARTCHARGE_PROBE_CPROFILE"):
+        os.kill(server_pid, signal.SIGUSR2)
 
 
 async def collector_at_window_end(server_pid: int, stats_file: str,
@@ -220,6 +251,33 @@ async def collector_at_window_end(server_pid: int, stats_file: str,
                 pass
         await asyncio.sleep(0.2)
     return None
+
+
+def send_shape(results: list[dict]) -> dict:
+    """How the window's MeterValues were offered (s26-p99): the stations' sends per second of
+    the window (perf-counter stamps, one clock for every process), the p99 with and without the
+    window's first 5 s, the MeterValues the server triggered (its phase probe), each station
+    process's stations and how long its set-up's freeze held it. A burst of sends is offered
+    load, not the server's doing: read this line before the p99."""
+    if not results or "sent_s" not in results[0]:
+        return {}
+    start = min(r["perf_window"][0] for r in results)
+    per_second: dict[int, int] = {}
+    early, late = [], []
+    for r in results:
+        for sent, latency in zip(r["sent_s"], r["latencies_s"]):
+            per_second[int(sent - start)] = per_second.get(int(sent - start), 0) + 1
+            (early if sent - start < 5 else late).append(latency)
+    counts = sorted(per_second.values())
+    busiest = max(per_second, key=per_second.get) if per_second else -1
+    return {"median": percentile(counts, 0.5), "max": counts[-1] if counts else 0,
+            "busiest_s": busiest, "first_s": per_second.get(0, 0),
+            "p99_first5_ms": percentile(early, 0.99) * 1000, "n_first5": len(early),
+            "p99_after5_ms": percentile(late, 0.99) * 1000, "n_after5": len(late),
+            "triggered": sum(r.get("triggered", 0) for r in results),
+            "before": [x for r in results for x in r.get("before_window_s", [])],
+            "procs": [(r.get("stations"), r.get("freeze_s"), r.get("freeze_cpu_s", 0.0))
+                      for r in results]}
 
 
 def max_lag_ms(lag: list, window: tuple[float, float]) -> float:
@@ -246,13 +304,29 @@ def main(argv: list[str] | None = None) -> int:
                              "themselves: benchmarks/load_stations.py)")
     parser.add_argument("--steady", action="store_true",
                         help="start the window once every station's outbox has been empty "
-                             "(the set-up's queued samples acknowledged): the steady rate, "
-                             "without the set-up's tail")
+                             "(the set-up's queued samples acknowledged), the server's phase "
+                             "probes of the new sessions are over and the station processes "
+                             "froze their set-up: the steady rate, without the set-up's tail")
     parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="split each MeterValues' send -> CALLRESULT into stages (station, "
+                             "wire, the server's budget, store queue, commit, resume, wire back) "
+                             "and print them, with the slowest 1 %%'s share "
+                             "(benchmarks/latency_probe.py; costs the server a little CPU; the "
+                             "same as SMARTCHARGE_PROBE_LATENCY=1)")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="py-spy (on PATH) samples the server's threads through the window "
+                             "into FILE (collapsed stacks, `-f raw`)")
+    parser.add_argument("--cprofile", default="", metavar="FILE",
+                        help="cProfile of the server's loop thread through the window into FILE")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
         parser.error("--stations must be within 1..10000")
+    if args.breakdown:   # the server and station processes inherit it
+        os.environ["SMARTCHARGE_PROBE_LATENCY"] = "1"
+    if args.cprofile:    # serve_probe.py profiles between SIGUSR1 and SIGUSR2 into it
+        os.environ["SMARTCHARGE_PROBE_CPROFILE"] = str(Path(args.cprofile).resolve())
 
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ocpp-load-") as tmp:
@@ -311,6 +385,17 @@ def main(argv: list[str] | None = None) -> int:
                       f"window)" for name, (ran, waited) in zip(
                           ["server"] + [f"stations {i}" for i in range(len(r["sched"]) - 1)],
                           r["sched"])))
+    sends = r.get("sends")
+    if sends:
+        print(f"# offered: MeterValues sent per second of the window median {sends['median']:.0f}"
+              f", max {sends['max']} (second {sends['busiest_s']}; the first second "
+              f"{sends['first_s']}); {sends['triggered']} of them triggered by the server (its "
+              f"phase probe); p99 of those sent in the first 5 s {sends['p99_first5_ms']:.0f} ms "
+              f"({sends['n_first5']}), after {sends['p99_after5_ms']:.0f} ms "
+              f"({sends['n_after5']}); station processes (stations, their set-up's freeze wall / CPU): "
+              + ", ".join(f"{n} / {f:.2f} s / {c:.2f} s" for n, f, c in sends["procs"])
+              + f"; answered in the window but sent before it (not counted above): "
+              f"{len(sends['before'])}, the longest {max(sends['before'], default=0) * 1000:.0f} ms")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
@@ -416,7 +501,9 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
               f"{percentile([g[2] for g in groups], 0.5):.0f} max {max(g[2] for g in groups)}; "
               f"begin -> committed median {percentile(spans, 0.5) * 1000:.1f} ms, p99 "
               f"{percentile(spans, 0.99) * 1000:.1f} ms, max {max(spans) * 1000:.1f} ms; the "
-              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window")
+              f"writer busy {sum(spans) / (window[1] - window[0]):.0%} of the window; groups "
+              f"over 250 ms: {sum(1 for s in spans if s > 0.25)} (s26-p99: the slowest 1 % "
+              f"of every steady window waited behind one of them)")
 
 
 def print_background(turns: list, window: tuple[float, float], share: dict | None) -> None:

@@ -244,6 +244,16 @@ def main(argv: list[str]) -> int:
     if os.environ.get("SMARTCHARGE_PROBE_LATENCY"):   # benchmarks/latency_probe.py
         import latency_probe   # benchmarks/, beside this file
         latency = latency_probe.install_server()
+    if os.environ.get("SMARTCHARGE_PROBE_NO_CHECKPOINT"):   # an experiment (s26-p99): no
+        # automatic checkpoint inside the writer's commits (the WAL only grows): do the
+        # store's long groups go with it?
+        from smartcharge.store import SqliteStore
+        connect = SqliteStore._connect
+
+        def connect_without_checkpoints(self) -> None:
+            connect(self)
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        SqliteStore._connect = connect_without_checkpoints
     lag_by_second: dict[int, float] = {}
     busy_by_second: dict[int, float] = {}
     # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
