@@ -11,6 +11,7 @@ remembers of a refusal.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -293,7 +294,7 @@ class ControlPortBase(StationPort):
             abs(self.station_shift_s() - self.sent_shift_s) > self.settings.edge_margin_s
 
     # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request, *, wire: dict | None = None):
+    async def _call(self, request, *, wire: str | None = None):
         for attempt in range(self.settings.retries + 1):
             try:
                 return await self.link.call(request, timeout_s=self.settings.call_timeout_s,
@@ -306,26 +307,29 @@ class ControlPortBase(StationPort):
         """Send one SetChargingProfile `message` (built from `payload`) and record it; returns
         the answer ("Accepted", "Rejected", "NotSupported", a CALLERROR code, or NO_ANSWER).
         Raises StationOffline (recorded as "offline") when the station is gone."""
+        # `payload` is `message` as it goes out, made by the version's profile builders,
+        # schema-valid for every input (their tests): sent as it is (issue 10) - its
+        # absolute times moved onto the station's clock where that is beyond the margin
+        # (the one place they cross the wire); `payload` itself, what we installed and
+        # record, stays on ours. Serialised once: the frame is made around this text, and
+        # the audit row keeps it when it is what we installed (s26-dr)
+        shift_s = self.sent_shift_s = self.station_shift_s()
+        text = json.dumps(shifted_times(payload, shift_s) if shift_s else payload,
+                          separators=(",", ":"))
+        kept = None if shift_s else text
         try:
-            # `payload` is `message` as it goes out, made by the version's profile builders,
-            # schema-valid for every input (their tests): sent as it is (issue 10) - its
-            # absolute times moved onto the station's clock where that is beyond the margin
-            # (the one place they cross the wire); `payload` itself, what we installed and
-            # record, stays on ours
-            shift_s = self.sent_shift_s = self.station_shift_s()
-            wire = shifted_times(payload, shift_s) if shift_s else payload
-            answer = status_of(await self._call(message, wire=wire))
+            answer = status_of(await self._call(message, wire=text))
         except StationTimeout:
             answer = NO_ANSWER
         except StationCallError as exc:
             answer = exc.code
         except StationOffline:
-            self._record(payload, "offline")
+            self._record(payload, "offline", kept)
             raise
-        self._record(payload, answer)
+        self._record(payload, answer, kept)
         return answer
 
-    def _record(self, payload: dict, answer: str) -> None:
+    def _record(self, payload: dict, answer: str, payload_json: str | None = None) -> None:
         raise NotImplementedError   # the version knows where its payload names the connector
 
 

@@ -316,8 +316,7 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             return
 
         def write(tx):
-            for row in rows:
-                tx.insert_profile_sent(*row)
+            tx.insert_profiles_sent(rows)
         try:
             await self.store.run(write)
         except Exception:

@@ -287,9 +287,10 @@ class V16StationPort(ControlPortBase):
                                           cs_charging_profiles=payload["csChargingProfiles"])
         return await self._put(request, payload)
 
-    def _record(self, payload: dict, answer: str) -> None:
+    def _record(self, payload: dict, answer: str, payload_json: str | None = None) -> None:
         self.record(self.station_id, payload["connectorId"],
-                    payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer)
+                    payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer,
+                    payload_json)
 
 
 __all__ = ["CONFIG_KEYS", "V16StationPort", "installed_from_payload", "parse_capabilities"]
