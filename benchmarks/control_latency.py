@@ -28,6 +28,11 @@ the event, which the machine's load does not stretch (the wall-clock stages do).
 And the rounds begun while the event's ran (each newer round ends the event's: what of it had
 not begun is left to the newer one).
 
+And the requests the server sent from the re-plan's start to the last acknowledgement (every
+kind: the plans, the fail-safe defaults that follow the event, idle shares), with the loop
+thread's CPU and the server process's CPU (every thread, from the POST) per request: the
+per-profile cost, which the machine's load stretches far less than the wall-clock stages.
+
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
 for that round too. Every run stops by itself.
@@ -230,8 +235,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 # server's (every thread), from the POST to the last acknowledgement: the
                 # stations' part is the benchmark's own cost, not the server's
                 server_cpu, stations_cpu = cpu_between(samples, t0, last_end)
+                # the requests the server sent from the re-plan's start to the last decrease's
+                # answer (every kind: plans, fail-safe defaults, idle shares; older probes: 0)
+                sent_end = max((d[6] for d in downs if len(d) > 6), default=None)
+                requests = (sent_end - found["replan"]["sent"]
+                            if sent_end is not None and "sent" in found["replan"] else 0)
                 result["rows"].append({
-                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu,
+                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu, "requests": requests,
                     "server_cpu": server_cpu,
                     # (a tree whose 201 waits for the round: the re-plan began before it)
                     "request": asked - t0, "replan": found["replan"]["end"] - asked,
@@ -287,8 +297,9 @@ def main(argv: list[str] | None = None) -> None:
           "| DR POST -> last plan ack (site under the limit), median [s] "
           "| loop thread's CPU, re-plan -> last ack, median [s] "
           "| CPU from the POST until the round was seen over: server, stations [s] "
+          "| requests sent, re-plan -> last ack | per request: loop CPU, server CPU [ms] "
           "| rounds begun during the event's | load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -296,6 +307,10 @@ def main(argv: list[str] | None = None) -> None:
 
             def med(key):
                 return statistics.median(row[key] for row in rows)
+
+            def per(key):   # median over the repeats of the CPU per request sent
+                each = [row[key] / row["requests"] * 1e3 for row in rows if row["requests"]]
+                return f"{statistics.median(each):.3f}" if each else "-"
             totals = [row["total"] for row in rows]
             print(f"| {n}{' ' + args.label if args.label else ''} | {med('stations'):.0f} | "
                   f"{med('profiles'):.0f} | {med('request'):.3f} | {med('replan'):.3f} "
@@ -303,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{med('answers'):.3f} | {med('answered'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
                   f"| {max(totals):.3f} | {med('plans_total'):.3f} | {med('loop_cpu'):.3f} "
                   f"| {med('server_cpu'):.2f}, {med('stations_cpu'):.2f} "
+                  f"| {med('requests'):.0f} | {per('loop_cpu')}, {per('server_cpu')} "
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
