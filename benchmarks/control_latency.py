@@ -263,6 +263,15 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 result["rows"][-1]["newer_rounds"] = sum(
                     1 for r in record["rounds"]
                     if event_round["start"] < r["start"] <= event_round["end"])
+                # what asked for the re-plans begun while the event's round ran (the reasons'
+                # kinds, counted): what overtook it
+                kinds: dict[str, int] = {}
+                for r in record["replans"]:
+                    if event_round["start"] < r["start"] <= event_round["end"]:
+                        for reason in r["reasons"]:
+                            kind = ":".join(reason.split(":")[:2])
+                            kinds[kind] = kinds.get(kind, 0) + 1
+                result["rows"][-1]["newer_reasons"] = kinds
                 await quiet(http, base, 2.0, 15)
     finally:
         await end_station_procs(procs)
@@ -322,6 +331,10 @@ def main(argv: list[str] | None = None) -> None:
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
+            reasons = [row.get("newer_reasons") for row in rows if row.get("newer_reasons")]
+            if reasons:
+                print(f"#   re-plans begun during the event's round, by reason: {reasons}",
+                      flush=True)
 
 
 if __name__ == "__main__":
