@@ -204,9 +204,6 @@ class SiteController:
 
     def on_learned(self, event) -> None:
         """Site-bus subscriber: what dispatch learned about the stations."""
-        if type(event) is learned.ProfileSent:   # one per request (~1 400 in a DR event)
-            self.stats.profiles_sent += 1
-            return
         if isinstance(event, learned.ConnectorControl):
             self.set_uncontrollable(event.ref, event.uncontrollable)
         elif isinstance(event, learned.ConnectorUnbounded):
@@ -233,6 +230,8 @@ class SiteController:
                                     f"{event.ref.connector_id}")
         elif isinstance(event, learned.ReplanWanted):
             self.request_replan(event.reason)
+        elif isinstance(event, learned.ProfileSent):
+            self.stats.profiles_sent += 1
 
     def request_replan(self, reason: str) -> None:
         self._reasons.add(reason)

@@ -566,4 +566,4 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         self.publish(learned.ConnectorFloor(ref, min_power_w))
 
     def stats_profiles_sent(self) -> None:
-        self.publish(learned.PROFILE_SENT)
+        self.publish(learned.ProfileSent())

@@ -75,6 +75,3 @@ class ReplanWanted:
 @dataclass(frozen=True)
 class ProfileSent:
     """One request went to a station (counted in the controller's stats)."""
-
-
-PROFILE_SENT = ProfileSent()   # the one instance (it has no fields): one per request, sent
