@@ -417,16 +417,6 @@ class StoreTx:
             (station_id, connector_id, purpose, json.dumps(profile), answer, db_time(at)))
         return int(cursor.lastrowid)
 
-    def insert_profiles_sent(self, rows: list[tuple]) -> None:
-        """Many rows of `insert_profile_sent` in one statement (a DR round's ~1 400, issue 10);
-        a row's profile as a dict or as the JSON text it was sent as (not serialised again)."""
-        self._db.executemany(
-            "INSERT INTO profiles_sent (station_id, connector_id, purpose, profile_json, answer, "
-            "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(station_id, connector_id, purpose,
-              profile if isinstance(profile, str) else json.dumps(profile), answer, db_time(at))
-             for station_id, connector_id, purpose, profile, answer, at in rows])
-
     def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:
             return self._dicts("SELECT * FROM profiles_sent ORDER BY id")

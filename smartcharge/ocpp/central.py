@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import InternalError, OCPPError, SecurityError, UnknownCallErrorCodeError
-from ocpp.messages import Call, CallError, CallResult, MessageType, _DecimalEncoder
+from ocpp.messages import Call, CallError, CallResult, MessageType
 
 from smartcharge import ledger
 from smartcharge.clock import Clock
@@ -206,31 +205,26 @@ class CentralSystemBase:
         await fast_schema.validate(result, version)
         await self._send(result.to_json())
 
-    async def send_call(self, request: Any, *, wire: str | None = None,
-                        bounded_s: float | None = None) -> Any:
+    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout /
         StationOffline; ValueError (before sending) for a request that breaks the schema.
-        `wire`: the request's payload as the JSON text it goes out as, made by builders a test
-        proves schema-valid for every input (the control ports' SetChargingProfile:
-        tests/test_profiles_schema.py): framed as it is, not serialised and checked again -
-        ~0.45 ms of the loop per profile, ~0.5 s of a DR event at 1 000 connectors (issue 10);
-        the port keeps the text for its audit row (serialised once, s26-dr).
-        `bounded_s`: the caller's own timeout around this whole call (the link's, begun
-        before it): no longer than the response timeout, it ends the call first anyway, and
-        no second timer is set (a timer and its cancellation per call, s26-dr).
+        `wire`: the request's payload as it goes out, made by builders a test proves
+        schema-valid for every input (the control ports' SetChargingProfile:
+        tests/test_profiles_schema.py): sent as it is, not serialised and checked again -
+        ~0.45 ms of the loop per profile, ~0.5 s of a DR event at 1 000 connectors (issue 10).
         The station's answer is checked either way."""
         action = type(request).__name__
-        if wire is None:
+        if wire is not None:
+            payload = wire   # nor a None in it to drop (the same tests)
+        else:
             # the request as JSON once: checked, then sent as it is (the library's `call`
             # serialised it again)
             payload = camel_payload(request)
             await self._check_our_request(action, payload)
-            wire = json.dumps(payload, separators=(",", ":"), cls=_DecimalEncoder)
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
-        timed = bounded_s is None or bounded_s > self._response_timeout
         try:
-            answer, answered = await self._call_checked(action, wire, unique_id, timed)
+            answer, answered = await self._call_checked(action, payload, unique_id)
         except OCPPError as error:
             if error.code == "SecurityError":
                 self.refused_unregistered = True
@@ -267,26 +261,21 @@ class CentralSystemBase:
                     self._registered.set()
         await self._registered.wait()
 
-    async def _call_checked(self, action: str, payload_json: str, unique_id: str,
-                            timed: bool = True) -> tuple[Any, dict]:
+    async def _call_checked(self, action: str, payload: dict, unique_id: str
+                            ) -> tuple[Any, dict]:
         """The library's `call` for a request already serialised (and checked): one call in
         flight per station (its lock), the answer awaited and, a CALLRESULT, checked against
         its schema (what a station sends is always checked), a CALLERROR raised; (the typed
         answer, its payload as the station sent it). The answer comes through `_answered`
         to a future of this call: the library's queue (a `wait_for` task per call) is not
         used - same outcomes: an answer with an id we are not waiting for is dropped, none
-        within the response timeout raises TimeoutError (`timed`; else the caller's timer,
-        which ends no later, does). The frame is the library's `Call.to_json` text, made
-        around the payload's (`[2,"id","Action",{...}]`, no spaces)."""
-        frame = f'[2,{json.dumps(unique_id)},"{action}",{payload_json}]'
+        within the response timeout raises TimeoutError."""
+        message = Call(unique_id=unique_id, action=action, payload=payload)
         async with self._call_lock:
             answered = self._answers[unique_id] = asyncio.get_running_loop().create_future()
             try:
-                await self._send(frame)
-                if timed:
-                    async with asyncio.timeout(self._response_timeout):
-                        response = await answered
-                else:
+                await self._send(message.to_json())
+                async with asyncio.timeout(self._response_timeout):
                     response = await answered
             finally:
                 self._answers.pop(unique_id, None)

@@ -129,10 +129,8 @@ class PortSettings:
     edge_margin_s: float = 5.0
 
 
-# (station, connector, what kind of schedule, what went out, answer[, what went out as the JSON
-# text it was sent as, when the port has it: not serialised again for the row]): the audit
-# table's row
-Recorder = Callable[..., None]
+# (station, connector, what kind of schedule, what went out, answer): the audit table's row
+Recorder = Callable[[str, int, str, dict, str], None]
 
 
 class UnknownProtocol(LookupError):

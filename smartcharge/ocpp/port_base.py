@@ -11,7 +11,6 @@ remembers of a refusal.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -294,7 +293,7 @@ class ControlPortBase(StationPort):
             abs(self.station_shift_s() - self.sent_shift_s) > self.settings.edge_margin_s
 
     # --- the wire ---------------------------------------------------------------------------
-    async def _call(self, request, *, wire: str | None = None):
+    async def _call(self, request, *, wire: dict | None = None):
         for attempt in range(self.settings.retries + 1):
             try:
                 return await self.link.call(request, timeout_s=self.settings.call_timeout_s,
@@ -307,29 +306,26 @@ class ControlPortBase(StationPort):
         """Send one SetChargingProfile `message` (built from `payload`) and record it; returns
         the answer ("Accepted", "Rejected", "NotSupported", a CALLERROR code, or NO_ANSWER).
         Raises StationOffline (recorded as "offline") when the station is gone."""
-        # `payload` is `message` as it goes out, made by the version's profile builders,
-        # schema-valid for every input (their tests): sent as it is (issue 10) - its
-        # absolute times moved onto the station's clock where that is beyond the margin
-        # (the one place they cross the wire); `payload` itself, what we installed and
-        # record, stays on ours. Serialised once: the frame is made around this text, and
-        # the audit row keeps it when it is what we installed (s26-dr)
-        shift_s = self.sent_shift_s = self.station_shift_s()
-        text = json.dumps(shifted_times(payload, shift_s) if shift_s else payload,
-                          separators=(",", ":"))
-        kept = None if shift_s else text
         try:
-            answer = status_of(await self._call(message, wire=text))
+            # `payload` is `message` as it goes out, made by the version's profile builders,
+            # schema-valid for every input (their tests): sent as it is (issue 10) - its
+            # absolute times moved onto the station's clock where that is beyond the margin
+            # (the one place they cross the wire); `payload` itself, what we installed and
+            # record, stays on ours
+            shift_s = self.sent_shift_s = self.station_shift_s()
+            wire = shifted_times(payload, shift_s) if shift_s else payload
+            answer = status_of(await self._call(message, wire=wire))
         except StationTimeout:
             answer = NO_ANSWER
         except StationCallError as exc:
             answer = exc.code
         except StationOffline:
-            self._record(payload, "offline", kept)
+            self._record(payload, "offline")
             raise
-        self._record(payload, answer, kept)
+        self._record(payload, answer)
         return answer
 
-    def _record(self, payload: dict, answer: str, payload_json: str | None = None) -> None:
+    def _record(self, payload: dict, answer: str) -> None:
         raise NotImplementedError   # the version knows where its payload names the connector
 
 

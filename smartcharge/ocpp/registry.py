@@ -44,8 +44,7 @@ class CallTransport(Protocol):
 
     boot_accepted: bool
 
-    async def send_call(self, request: Any, *, wire: str | None = None,
-                        bounded_s: float | None = None) -> Any: ...
+    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any: ...
 
 
 class StationLink:
@@ -94,10 +93,10 @@ class StationLink:
         return not self._closed.is_set()
 
     async def call(self, request: Any, timeout_s: float | None = None, *,
-                   wire: str | None = None) -> Any:
-        """`wire`: the request's payload as the JSON text it goes out as, built by code whose
-        every output a test proves valid (a control port's SetChargingProfile): not
-        serialised and schema-checked again (`send_call`).
+                   wire: dict | None = None) -> Any:
+        """`wire`: the request's payload as it goes out, built by code whose every output a
+        test proves valid (a control port's SetChargingProfile): not serialised and
+        schema-checked again (`send_call`).
 
         Runs the adapter's call in the caller's task, under a timeout, and cancels it when the
         link closes meanwhile (StationOffline): a task for the call and one waiting for the
@@ -116,8 +115,7 @@ class StationLink:
         self._on_close.add(closed)
         try:
             async with asyncio.timeout(timeout_s) as timer:
-                # the adapter sets no timer of its own under this one (`bounded_s`)
-                return await self._adapter.send_call(request, wire=wire, bounded_s=timeout_s)
+                return await self._adapter.send_call(request, wire=wire)
         except asyncio.CancelledError:
             if cut and task.uncancel() == 0:   # ours, not the caller's own cancellation
                 raise StationOffline(f"station {self.station_id} disconnected during "

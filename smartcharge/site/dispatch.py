@@ -316,7 +316,8 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
             return
 
         def write(tx):
-            tx.insert_profiles_sent(rows)
+            for row in rows:
+                tx.insert_profile_sent(*row)
         try:
             await self.store.run(write)
         except Exception:

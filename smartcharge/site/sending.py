@@ -196,12 +196,9 @@ class ProfileSending:
         control.idle_layer[connector_id] = sent
 
     def _record(self, station_id: str, connector_id: int, kind: str, payload: dict,
-                answer: str, payload_json: str | None = None) -> None:
-        """The port's recorder: one audit row per request (what went out as the JSON text it
-        was sent as, when the port has it: serialised once, s26-dr)."""
-        self._audit.append((station_id, connector_id, kind,
-                            payload if payload_json is None else payload_json, answer,
-                            self.clock.now()))
+                answer: str) -> None:
+        """The port's recorder: one audit row per request."""
+        self._audit.append((station_id, connector_id, kind, payload, answer, self.clock.now()))
         self.stats_profiles_sent()
         if len(self._audit) >= 200:
             self._audit_wake.set()

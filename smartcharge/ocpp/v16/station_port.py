@@ -287,10 +287,9 @@ class V16StationPort(ControlPortBase):
                                           cs_charging_profiles=payload["csChargingProfiles"])
         return await self._put(request, payload)
 
-    def _record(self, payload: dict, answer: str, payload_json: str | None = None) -> None:
+    def _record(self, payload: dict, answer: str) -> None:
         self.record(self.station_id, payload["connectorId"],
-                    payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer,
-                    payload_json)
+                    payload["csChargingProfiles"]["chargingProfilePurpose"], payload, answer)
 
 
 __all__ = ["CONFIG_KEYS", "V16StationPort", "installed_from_payload", "parse_capabilities"]

@@ -301,10 +301,9 @@ class V201StationPort(ControlPortBase):
                                           charging_profile=request["chargingProfile"])
         return await self._put(message, request)
 
-    def _record(self, request: dict, answer: str, payload_json: str | None = None) -> None:
+    def _record(self, request: dict, answer: str) -> None:
         self.record(self.station_id, request["evseId"],
-                    request["chargingProfile"]["chargingProfilePurpose"], request, answer,
-                    payload_json)
+                    request["chargingProfile"]["chargingProfilePurpose"], request, answer)
 
 
 def _get(item, name: str):
