@@ -28,6 +28,11 @@ the event, which the machine's load does not stretch (the wall-clock stages do).
 And the rounds begun while the event's ran (each newer round ends the event's: what of it had
 not begun is left to the newer one).
 
+And the requests the server sent from the re-plan's start to the last acknowledgement (every
+kind: the plans, the fail-safe defaults that follow the event, idle shares), with the loop
+thread's CPU and the server process's CPU (every thread, from the POST) per request: the
+per-profile cost, which the machine's load stretches far less than the wall-clock stages.
+
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
 for that round too. Every run stops by itself.
@@ -55,6 +60,7 @@ from benchmarks.load_stations import PASSWORD, TAG, end_station_procs
 REPO = Path(__file__).resolve().parent.parent
 UTILITY = "bench-utility-token"
 PER_CONNECTOR_CAP_W = 7_360.0          # the cap binds: every car wants 11 kW
+SAMPLE_INTERVAL_S = 60                 # real seconds between a station's meter samples
 
 
 def site_toml(connectors: int, port: int, database: str) -> str:
@@ -186,7 +192,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
         # a real-time clock in the stations (a sample a minute): their profiles' times are ours
         procs = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.load_stations", str(site_file),
-            f"ws://127.0.0.1:{port}/ocpp", str(part), str(parts), "60", "300",
+            f"ws://127.0.0.1:{port}/ocpp", str(part), str(parts), str(SAMPLE_INTERVAL_S), "300",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
             cwd=args.station_tree,
             limit=1 << 26) for part in range(parts)]
@@ -195,6 +201,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
         headers = {"Authorization": f"Bearer {UTILITY}"}
         url = f"{base}/api/demand-response/events"
         async with aiohttp.ClientSession() as http:
+            # each station's first samples (one a minute) teach the server its cars' phases,
+            # and each such re-plan (`session:MeterSampled`) began a newer round that overtook
+            # the event's: at load 6-13 in every repeat, with 130-340 of 500 stations left in
+            # the event's round (s26-dr). The events begin once a meter interval has passed.
+            settle_until = time.monotonic() + SAMPLE_INTERVAL_S + 5.0
+            while time.monotonic() < settle_until:
+                await asyncio.sleep(0.5)   # the stations' sampling period, not a condition
             await quiet(http, base, 3.0, 60)
             for repeat in range(repeats):
                 now = datetime.now(UTC)
@@ -230,8 +243,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 # server's (every thread), from the POST to the last acknowledgement: the
                 # stations' part is the benchmark's own cost, not the server's
                 server_cpu, stations_cpu = cpu_between(samples, t0, last_end)
+                # the requests the server sent from the re-plan's start to the last decrease's
+                # answer (every kind: plans, fail-safe defaults, idle shares; older probes: 0)
+                sent_end = max((d[6] for d in downs if len(d) > 6), default=None)
+                requests = (sent_end - found["replan"]["sent"]
+                            if sent_end is not None and "sent" in found["replan"] else 0)
                 result["rows"].append({
-                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu,
+                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu, "requests": requests,
                     "server_cpu": server_cpu,
                     # (a tree whose 201 waits for the round: the re-plan began before it)
                     "request": asked - t0, "replan": found["replan"]["end"] - asked,
@@ -253,6 +271,15 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 result["rows"][-1]["newer_rounds"] = sum(
                     1 for r in record["rounds"]
                     if event_round["start"] < r["start"] <= event_round["end"])
+                # what asked for the re-plans begun while the event's round ran (the reasons'
+                # kinds, counted): what overtook it
+                kinds: dict[str, int] = {}
+                for r in record["replans"]:
+                    if event_round["start"] < r["start"] <= event_round["end"]:
+                        for reason in r["reasons"]:
+                            kind = ":".join(reason.split(":")[:2])
+                            kinds[kind] = kinds.get(kind, 0) + 1
+                result["rows"][-1]["newer_reasons"] = kinds
                 await quiet(http, base, 2.0, 15)
     finally:
         await end_station_procs(procs)
@@ -287,8 +314,9 @@ def main(argv: list[str] | None = None) -> None:
           "| DR POST -> last plan ack (site under the limit), median [s] "
           "| loop thread's CPU, re-plan -> last ack, median [s] "
           "| CPU from the POST until the round was seen over: server, stations [s] "
+          "| requests sent, re-plan -> last ack | per request: loop CPU, server CPU [ms] "
           "| rounds begun during the event's | load average |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory(prefix="smartcharge-latency-") as tmp:
         for n in args.connectors:
             r = asyncio.run(run_size(n, args.repeats, Path(tmp), args))
@@ -296,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
 
             def med(key):
                 return statistics.median(row[key] for row in rows)
+
+            def per(key):   # median over the repeats of the CPU per request sent
+                each = [row[key] / row["requests"] * 1e3 for row in rows if row["requests"]]
+                return f"{statistics.median(each):.3f}" if each else "-"
             totals = [row["total"] for row in rows]
             print(f"| {n}{' ' + args.label if args.label else ''} | {med('stations'):.0f} | "
                   f"{med('profiles'):.0f} | {med('request'):.3f} | {med('replan'):.3f} "
@@ -303,9 +335,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"{med('answers'):.3f} | {med('answered'):.3f} | {statistics.median(totals):.3f} | {min(totals):.3f} "
                   f"| {max(totals):.3f} | {med('plans_total'):.3f} | {med('loop_cpu'):.3f} "
                   f"| {med('server_cpu'):.2f}, {med('stations_cpu'):.2f} "
+                  f"| {med('requests'):.0f} | {per('loop_cpu')}, {per('server_cpu')} "
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
+            reasons = [row.get("newer_reasons") for row in rows if row.get("newer_reasons")]
+            if reasons:
+                print(f"#   re-plans begun during the event's round, by reason: {reasons}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ Per repeat: a DR event at half the cap is added and the site re-planned (not mea
 its dispatch round is timed with the loop thread's CPU clock (`time.thread_time`; the machine's
 load hardly stretches it), with the requests it sent by kind (from the audit rows); then the
 event is cancelled and that round is timed too. `--profile FILE`: cProfile (CPU clock) of the
-last event's round. Compare trees by running this file with PYTHONPATH set to each tree
+last event's round. `--calls`: the Python function calls per request of the last event's round
+(cProfile with its own clock: a count, which the machine's load does not move). Compare trees by running this file with PYTHONPATH set to each tree
 (`--tree`: the harness is copied into the older tree's benchmarks/ if it lacks it).
 """
 
@@ -130,7 +131,8 @@ async def plan_and_send(controller, dispatcher, clock, reason: str, profiler=Non
     return {"cpu_s": cpu, "requests": len(rows), "kinds": dict(kinds)}
 
 
-async def measure(connectors: int, repeats: int, profile: str | None) -> list[dict]:
+async def measure(connectors: int, repeats: int, profile: str | None,
+                  calls: bool = False) -> list[dict]:
     logging.basicConfig(level=logging.ERROR)
     controller, dispatcher, clock, serving = await build(connectors)
     try:   # the collector as `smartcharge serve` tunes it (older trees: the defaults)
@@ -145,15 +147,19 @@ async def measure(connectors: int, repeats: int, profile: str | None) -> list[di
         limit_w = float(controller.topology.static_limit_w[0])
     rows = []
     for repeat in range(repeats):
-        profiler = (cProfile.Profile(time.thread_time)
-                    if profile and repeat == repeats - 1 else None)
+        last = repeat == repeats - 1
+        profiler = (cProfile.Profile(time.thread_time) if profile and last
+                    else cProfile.Profile() if calls and last else None)
         now = clock.now()
         event = DemandResponseEvent(f"bench-{repeat}", now, now + timedelta(hours=2),
                                     limit_w=limit_w / 2)
         controller.limits.add_event(event)
         event_row = await plan_and_send(controller, dispatcher, clock, "dr:bench", profiler)
-        if profiler is not None:
+        if profiler is not None and profile:
             profiler.dump_stats(profile)
+        if profiler is not None and calls:
+            profiler.create_stats()
+            event_row["calls"] = sum(v[1] for v in profiler.stats.values())
         controller.limits.cancel_event(event.event_id)
         cancel_row = await plan_and_send(controller, dispatcher, clock, "dr-cancel:bench")
         rows.append({"event": event_row, "cancel": cancel_row})
@@ -167,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connectors", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--calls", action="store_true")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    rows = asyncio.run(measure(args.connectors, args.repeats, args.profile))
+    rows = asyncio.run(measure(args.connectors, args.repeats, args.profile, args.calls))
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     for what in ("event", "cancel"):
         cpu = [r[what]["cpu_s"] for r in rows]
@@ -178,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{rows[-1][what]['kinds']}; per request "
               f"{statistics.median(cpu) / max(rows[-1][what]['requests'], 1) * 1e3:.2f} ms; "
               f"load {load}", flush=True)
+    if args.calls:
+        event = rows[-1]["event"]
+        print(f"{args.label} event (last, profiled: not in the CPU above): function calls "
+              f"{event['calls']}, per request {event['calls'] / max(event['requests'], 1):.0f}",
+              flush=True)
 
 
 if __name__ == "__main__":

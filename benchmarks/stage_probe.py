@@ -18,6 +18,7 @@ import time
 from aiohttp import web
 
 RECORD: dict[str, list] = {"replans": [], "rounds": [], "decreases": []}
+SENT = [0]   # the server's requests to stations so far (audit rows: SetChargingProfile and kin)
 
 
 def install(app: web.Application) -> None:
@@ -54,7 +55,8 @@ def install(app: web.Application) -> None:
         # thread_time: the event loop thread's own CPU (what the other processes on the
         # machine take from it is not in it): comparable across load averages
         entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
-                 "check_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time()}
+                 "check_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time(),
+                 "sent": SENT[0]}
         current["replan"] = entry
         try:
             plan = await original_replan(self, reasons)
@@ -108,15 +110,23 @@ def install(app: web.Application) -> None:
             if decrease:
                 # (start, end, profiles, what: "plans" brings the site under the limit now,
                 # "defaults" the fail-safe defaults that follow the limits, station, the loop
-                # thread's CPU time at the end)
+                # thread's CPU time at the end, requests sent so far)
                 kinds = {item[0] for item in items}
                 RECORD["decreases"].append((started, time.time(), len(items),
                                             "defaults" if kinds == {"defaults"} else "plans",
-                                            control.station_id, time.thread_time()))
+                                            control.station_id, time.thread_time(), SENT[0]))
+
+    original_sent = Dispatcher.stats_profiles_sent
+
+    @functools.wraps(original_sent)
+    def stats_profiles_sent(self):
+        SENT[0] += 1
+        return original_sent(self)
 
     SiteController.replan = replan
     Dispatcher.dispatch_plan = dispatch_plan
     Dispatcher._run_items = run_items
+    Dispatcher.stats_profiles_sent = stats_profiles_sent
 
     async def stages(request: web.Request) -> web.Response:
         # `?after=T`: only what started at or after T (the benchmark polls this every 50 ms;
