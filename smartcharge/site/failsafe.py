@@ -322,11 +322,17 @@ class FailSafeSetup:
                                                             or control.default_sent):
             return
         station = self.topology.station(station_id)
-        self._held_offline[station_id] = tuple(
-            (ConnectorRef(station_id, c.connector_id),
-             tuple(self._default_steps(control, ConnectorRef(station_id, c.connector_id),
-                                       c.phases)))
-            for c in station.connectors)
+        held = []
+        for connector in station.connectors:
+            ref = ConnectorRef(station_id, connector.connector_id)
+            # what it accepted (its maximum where unknown), and what it was last sent as W
+            # before its unit's rounding: the larger of the two - read back from the station's
+            # unit alone, the same share held 7 452 W where 7 500 W was sent, and every
+            # station's default moved by the difference at each drop and each return
+            accepted = tuple(self._default_steps(control, ref, connector.phases))
+            sent = control.default_sent.get(connector.connector_id)
+            held.append((ref, (accepted,) if sent is None else (accepted, tuple(sent))))
+        self._held_offline[station_id] = tuple(held)
         self._held_version += 1
 
     def release_offline(self, station_id: str) -> None:
@@ -342,8 +348,8 @@ class FailSafeSetup:
             return ((),) * len(schedule)
         ends = [m for m, _ in schedule[1:]] + [LAST_MOMENT]
         return tuple(
-            tuple((ref, _most_between(step, moment, until))
-                  for held in self._held_offline.values() for ref, step in held)
+            tuple((ref, max(_most_between(step, moment, until) for step in kept))
+                  for held in self._held_offline.values() for ref, kept in held)
             for (moment, _), until in zip(schedule, ends))
 
     def _default_shares(self, node_w: tuple, node_a: tuple | None = None,
