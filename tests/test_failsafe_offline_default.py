@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from smartcharge.clock import AcceleratedClock
-from smartcharge.sim.station import Quirks
 from tests.site_e2e import wait_until
+from tests.test_setup_decrease_settles import cp1_away_under_a_16_kw_cap
 from tests.test_dispatch_trust import (REF1, REF2, T0, both_charging_at_11_kw, limit_w,
                                        one_grid, trust_site)
 
@@ -27,15 +27,7 @@ async def test_the_defaults_keep_room_for_an_offline_stations_accepted_default(t
                           fleet_kw={"max_stack_level": 0}) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
         await both_charging_at_11_kw(controller, fleet, clock)
-        cp1 = fleet.station("CP1")
-        cp1.quirks = Quirks(no_boot_on_reconnect=True)
-        await cp1.go_offline()
-        await wait_until(lambda: not controller.state.online.get("CP1", True), 10,
-                         "CP1 offline")
-        controller.limits.set_operator_cap(16_000)
-        controller.request_replan("cap")
-        await wait_until(lambda: dispatcher.idle and limit_w(fleet, REF2) < 5_500, 20,
-                         "CP2 lowered to what CP1's 11 kW leaves")
+        cp1 = await cp1_away_under_a_16_kw_cap(controller, dispatcher, fleet)
         # every plan ended: what the stations' own fail-safe defaults let flow
         later = clock.now() + timedelta(hours=2)
         held_w = {ref: limit_w(fleet, ref, later) for ref in (REF1, REF2)}

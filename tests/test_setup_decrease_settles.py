@@ -36,16 +36,7 @@ async def test_a_raise_waits_for_the_default_a_reconnected_station_lowered(tmp_p
                           fleet_kw={"max_stack_level": 0}) as (server, fleet):
         controller, dispatcher = server.controller, server.dispatcher
         await both_charging_at_11_kw(controller, fleet, clock)
-        cp1 = fleet.station("CP1")
-        # a network outage, not a reboot: its car charges on (no BootNotification closes it)
-        cp1.quirks = Quirks(no_boot_on_reconnect=True)
-        await cp1.go_offline()
-        await wait_until(lambda: not controller.state.online.get("CP1", True), 10,
-                         "CP1 offline")
-        controller.limits.set_operator_cap(16_000)
-        controller.request_replan("cap")
-        await wait_until(lambda: dispatcher.idle and limit_w(fleet, REF2) < 5_500, 20,
-                         "CP2 lowered to what CP1's 11 kW leaves")
+        cp1 = await cp1_away_under_a_16_kw_cap(controller, dispatcher, fleet)
         # CP1's plan ran out while it was away: its car on its 11 kW default; the cap's
         # decreases long settled: nothing the raise below could wait for but CP1's
         expired = max(p.installed_at for p in cp1.profiles.profiles) + timedelta(seconds=125)
@@ -68,3 +59,18 @@ async def test_a_raise_waits_for_the_default_a_reconnected_station_lowered(tmp_p
         done = clock.now() + timedelta(seconds=dispatcher.raise_delay_s() + 1)
         await wait_until(lambda: clock.now() > done, 10, "the raise in force")
         assert watch.excesses(back, clock.now()) == []
+
+
+async def cp1_away_under_a_16_kw_cap(controller, dispatcher, fleet):
+    """CP1 (charging at 11 kW beside CP2) loses its connection - a network outage, not a
+    reboot: its car charges on (no BootNotification closes it) - and the operator caps the site
+    at 16 kW: CP2 lowered to what CP1's 11 kW leaves. Returns CP1's simulated station."""
+    cp1 = fleet.station("CP1")
+    cp1.quirks = Quirks(no_boot_on_reconnect=True)
+    await cp1.go_offline()
+    await wait_until(lambda: not controller.state.online.get("CP1", True), 10, "CP1 offline")
+    controller.limits.set_operator_cap(16_000)
+    controller.request_replan("cap")
+    await wait_until(lambda: dispatcher.idle and limit_w(fleet, REF2) < 5_500, 20,
+                     "CP2 lowered to what CP1's 11 kW leaves")
+    return cp1
