@@ -170,8 +170,9 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # count of its changes: the fail-safe defaults' key (`_defaults_key`) follows it
         self._unbounded: set[ConnectorRef] = set()
         self._unbounded_version = 0
-        # station id -> ((ref, W steps), ...): what an offline station's connectors hold
-        # (failsafe.hold_offline), and a version the defaults' key follows
+        # station id -> ((ref, (W steps, ...)), ...): what an offline station's connectors
+        # hold, the larger of the steps (failsafe.hold_offline), and a version the defaults'
+        # key follows
         self._held_offline: dict[str, tuple] = {}
         self._held_version = 0
         # the accepted default [W] of each idle connector that keeps it under a new car (its
