@@ -174,8 +174,15 @@ class FailSafeSetup:
         now = self.clock.now()
         key = self._defaults_key()
         schedule = [(now, key[0])] + list(key[1])
-        shares = [self._default_shares(node_w, key[2], held)
-                  for (_, node_w), held in zip(schedule, key[3])]
+        # the same key object until the limits or a held station change: its shares with it
+        # (each lookup hashed every node's limits and every held connector, once per station)
+        kept = getattr(self, "_shares_of_key", None)
+        if kept is not None and kept[0] is key:
+            shares = kept[1]
+        else:
+            shares = [self._default_shares(node_w, key[2], held)
+                      for (_, node_w), held in zip(schedule, key[3])]
+            self._shares_of_key = (key, shares)
         out = {}
         for connector in station.connectors:
             ref = ConnectorRef(station.station_id, connector.connector_id)
