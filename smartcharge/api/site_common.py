@@ -11,7 +11,6 @@ from aiohttp import web
 from smartcharge.api.errors import ApiError
 from smartcharge.clock import TIMES_FROM, TIMES_UNTIL, parse_ocpp_time
 from smartcharge.site.obligations import StoreUnavailable
-from smartcharge.appkeys import SITE
 from smartcharge.site.applied import limits_told
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
 from smartcharge.site.setup import OBLIGATIONS as WRITER   # shared with the OpenADR VENs
@@ -38,8 +37,7 @@ async def applied(request: web.Request) -> dict:
     """After a limit is committed and a re-plan asked for: wait (bounded) until the round
     that applies it has had the stations' decreases answered; what they hold then, for the
     answer's `applied` (site/applied.py). A client may send it back in a PUT: it is ignored."""
-    stations = [s.station_id for s in request.app[SITE].stations]
-    done = await limits_told(request.app[CONTROLLER], request.app[DISPATCHER], stations)
+    done = await limits_told(request.app[CONTROLLER], request.app[DISPATCHER])
     return done.as_json()
 
 

@@ -34,8 +34,8 @@ def setup_openadr(app: web.Application) -> None:
     if not programs:
         return
     controller = app[CONTROLLER]
-    sink = OpenAdrSink(controller, app[OBLIGATIONS], told=lambda: limits_told(
-        controller, app[DISPATCHER], [s.station_id for s in app[SITE].stations]))
+    sink = OpenAdrSink(controller, app[OBLIGATIONS],
+                       told=lambda: limits_told(controller, app[DISPATCHER]))
     vens = {p.program: make_ven(p, sink, app[CLOCK], lambda: app[STORE]) for p in programs}
     app[VENS] = vens
     for name, ven in vens.items():

@@ -63,11 +63,12 @@ async def limits_applied(dispatcher, station_ids: list[str], version: int,
     return applied.without(uncontrolled())
 
 
-async def limits_told(controller, dispatcher, station_ids: list[str]) -> Applied:
-    """`limits_applied` for the controller's limits as they are now, its uncontrolled stations
-    counted as not acknowledged: what the API's answers and an OpenADR opt-in wait for."""
+async def limits_told(controller, dispatcher) -> Applied:
+    """`limits_applied` for the controller's limits as they are now, over every station of the
+    site, its uncontrolled stations counted as not acknowledged: what the API's answers and an
+    OpenADR opt-in wait for."""
     return await limits_applied(
-        dispatcher, station_ids, controller.limits.version,
+        dispatcher, [s.station_id for s in controller.site.stations], controller.limits.version,
         uncontrolled=lambda: {ref.station_id for ref in controller.uncontrollable})
 
 

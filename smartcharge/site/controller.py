@@ -464,9 +464,10 @@ class SiteController:
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
         """What a connector sampled before its limit was lowered could draw at `at`, when the
         decrease came between the two (None: its sample stands): what its profiles allow
-        around `at` - unless its next sample, after `at`, shows it drawing more (it does not
-        follow them, or not yet: a station that accepts and ignores every profile read ~26 kW
-        on the dashboard while its cars drew 44 kW, tests/test_reading_disobedient.py)."""
+        around `at` - unless its next sample once it had to follow them (after `at`, and after
+        the decrease's settle time) shows it drawing more: it does not follow them (a station
+        that accepts and ignores every profile read ~26 kW on the dashboard while its cars
+        drew 44 kW, tests/test_reading_disobedient.py)."""
         installed = self.installed
         if installed is None or not self.topology.has(ref) or not installed.governs(ref):
             return None

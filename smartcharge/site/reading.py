@@ -9,7 +9,8 @@ that instant, is known to draw nothing before it began, so its start bounds the 
 takes each connector's last sample at or before that instant. A sample
 taken before the connector's limit was lowered, the decrease between it and the instant, is
 counted at most at what its profiles allowed around that instant (`cap_w`: the controller's,
-which lets it stand when the connector's next sample shows it drawing more - it does not obey). A charging connector whose meter is stale counts at its maximum
+which lets it stand when the connector's next sample once it had to follow shows it drawing
+more - it does not obey). A charging connector whose meter is stale counts at its maximum
 (missing is not zero, DESIGN) and is counted in `stale`.
 
 The guard (guard.py) judges a different quantity on purpose: each connector's draw NOW, as
