@@ -41,6 +41,13 @@ class Turns:
         self._running = False
 
 
+async def _cancelled(tasks: list) -> None:
+    """The test's background sources stopped (each cancelled and awaited)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _steps(cpu: FakeCpu, n: int, cost_s: float, log: list | None = None,
                  name: str = "") -> int:
     for i in range(n):
@@ -125,9 +132,7 @@ async def test_safety_work_is_never_held_by_background_work():
     assert busy[-1] - busy[0] <= 20 // 4, busy
     # the background went on meanwhile, within its own share
     assert all(not task.done() for task in background)
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await _cancelled(background)
 
 
 async def test_a_safety_step_dearer_than_its_share_still_goes_once_a_turn():
@@ -147,9 +152,7 @@ async def test_a_safety_step_dearer_than_its_share_still_goes_once_a_turn():
 
     await share.run(guard_pass(), safety=True)
     assert at[-1] - at[0] <= 2 * 9 + 2, at
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await _cancelled(background)
 
 
 async def test_a_waiting_coroutine_cancelled_gets_its_cancellation_at_once():
@@ -235,6 +238,4 @@ async def test_urgent_work_is_not_queued_behind_background_work():
     await switching
     turns.stop()
     assert at[-1] - set_at <= 20 // 4 + 2, (set_at, at)
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await _cancelled(background)
