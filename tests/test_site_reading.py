@@ -100,3 +100,35 @@ def test_a_session_not_metered_yet_draws_nothing_before_it_started():
     reading = controller.site_reading()
     assert reading.at == T0 + timedelta(seconds=45)
     assert reading.load_w == 7_000.0 + 4_000.0
+
+
+def test_a_sample_before_a_decrease_counts_at_the_profile_unless_the_car_shows_it_does_not_obey():
+    """`reading.cap_before_decrease_w`: a 22 kW sample at 0 s, the limit lowered to 11 kW at
+    10 s (settle 5 s: the car must have followed by 15 s), a reading at 12 s."""
+    from smartcharge.site.reading import cap_before_decrease_w
+    from smartcharge.site.state import Measurement
+
+    def at(s):
+        return T0 + timedelta(seconds=s)
+
+    sample = Measurement(22_000.0, at(0))
+
+    def cap(reading_s, later):
+        samples = [Measurement(w, at(s)) for s, w in later]
+        return cap_before_decrease_w(
+            sample, at(reading_s), at(15), 5.0, lambda: 11_000.0,
+            lambda moment: next((m for m in samples if m.ordered_at > moment), None))
+
+    # nothing later: what the profile allows
+    assert cap(12, []) == 11_000.0
+    # the next sample inside the settle time still shows the old draw of a car that obeys:
+    # not a reason to let the 22 kW stand
+    assert cap(12, [(13, 20_000.0)]) == 11_000.0
+    assert cap(12, [(13, 20_000.0), (16, 10_900.0)]) == 11_000.0
+    # once it had to follow, it still draws more: it does not obey, the sample stands
+    assert cap(12, [(13, 20_000.0), (15, 21_500.0)]) is None
+    assert cap(20, [(21, 21_500.0)]) is None
+    # the decrease after the reading's instant, or the sample of the very instant: as it is
+    assert cap(9, []) is None
+    assert cap_before_decrease_w(Measurement(22_000.0, at(12)), at(12), at(15), 5.0,
+                                 lambda: 11_000.0, lambda moment: None) is None

@@ -37,7 +37,7 @@ from smartcharge.site import in_steps, plan_inputs, planner, undeclared
 from smartcharge.site.plan import Plan
 from smartcharge.site.planner import PlanInputs, PlanTimes
 from smartcharge.site.prices import SitePrices
-from smartcharge.site.reading import SiteReading, read_site_steps
+from smartcharge.site.reading import SiteReading, cap_before_decrease_w, read_site_steps
 from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
@@ -45,8 +45,6 @@ from smartcharge.site.warm_plans import WarmPlans
 from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
-# `sample_after` is strict: a sample taken at the very moment a car had to follow counts
-_JUST_BEFORE = timedelta(microseconds=1)
 
 # re-plan reasons that only make the plan better, not safer: a new car is held by its
 # connector's idle share, a car's phases by limits no car can exceed on any phase
@@ -462,29 +460,13 @@ class SiteController:
         return await in_steps.run_async(self._reading_steps(), self.share)
 
     def _sample_cap_w(self, ref: ConnectorRef, sample, at: datetime) -> float | None:
-        """What a connector sampled before its limit was lowered could draw at `at`, when the
-        decrease came between the two (None: its sample stands): what its profiles allow
-        around `at` - unless its next sample once it had to follow them (after `at`, and after
-        the decrease's settle time) shows it drawing more: it does not follow them (a station
-        that accepts and ignores every profile read ~26 kW on the dashboard while its cars
-        drew 44 kW, tests/test_reading_disobedient.py)."""
+        """`reading.cap_before_decrease_w` with what the installed profiles say of `ref`."""
         installed = self.installed
         if installed is None or not self.topology.has(ref) or not installed.governs(ref):
             return None
-        since = installed.followed_since(ref)
-        if since is None or sample.at >= since or sample.ordered_at >= at \
-                or at < since - timedelta(seconds=installed.settle_s):
-            # the car had followed the decrease by the sample; or the sample is of the very
-            # instant (what it drew then, whatever it was allowed); or the decrease came later
-            return None
-        cap_w = installed.installed_w(ref, at)
-        # its next sample from when it had to follow (`since`: the decrease and its settle
-        # time): one inside the settle time may still show the old draw of a car that obeys
-        # (14.2 kW read under a 12 kW event, test_site_reading_e2e, 1 run in 6)
-        after = self.state.sample_after(ref, max(at, since - _JUST_BEFORE))
-        if cap_w is not None and after is not None and after.power_w > cap_w:
-            return None   # it kept drawing over the lowered limit: the sample stands
-        return cap_w
+        return cap_before_decrease_w(sample, at, installed.followed_since(ref),
+                                     installed.settle_s, lambda: installed.installed_w(ref, at),
+                                     lambda moment: self.state.sample_after(ref, moment))
 
     def site_load_w(self) -> float:
         return self.site_reading().load_w

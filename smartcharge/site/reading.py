@@ -39,6 +39,34 @@ class SiteReading:
     draws: dict[ConnectorRef, tuple[float, str]] = field(default_factory=dict)
 
 
+# `next_after` is strict: a sample taken at the very moment a car had to follow counts
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def cap_before_decrease_w(sample: Measurement, at: datetime, followed_since: datetime | None,
+                          settle_s: float, allowed_w: Callable[[], float | None],
+                          next_after: Callable[[datetime], Measurement | None]
+                          ) -> float | None:
+    """What a connector's `sample`, taken before its limit was lowered, counts at in a reading
+    at `at` (None: as it is): at most what its profiles allow around `at` (`allowed_w`), when
+    the decrease came between the sample and `at` (`followed_since`: the decrease plus its
+    `settle_s`, when a car must have followed). Unless its next sample once it had to follow
+    (`next_after(moment)`: the first taken after it) shows it drawing more: it does not obey -
+    a station that accepts and ignores every profile read ~26 kW on the dashboard while its
+    cars drew 44 kW (tests/test_reading_disobedient.py); one inside the settle time may still
+    show an obeying car's old draw (14.2 kW read under a 12 kW event, test_site_reading_e2e)."""
+    if followed_since is None or sample.at >= followed_since or sample.ordered_at >= at \
+            or at < followed_since - timedelta(seconds=settle_s):
+        # the car had followed the decrease by the sample; or the sample is of the very
+        # instant (what it drew then, whatever it was allowed); or the decrease came later
+        return None
+    cap_w = allowed_w()
+    after = next_after(max(at, followed_since - _JUST_BEFORE))
+    if cap_w is not None and after is not None and after.power_w > cap_w:
+        return None   # it kept drawing over the lowered limit: the sample stands
+    return cap_w
+
+
 def read_site(state: SiteState, refs, now: datetime, stale_after_s: float,
               stale_w: Callable[[ConnectorRef], float],
               cap_w: Callable[[ConnectorRef, Measurement, datetime], float | None] | None = None
