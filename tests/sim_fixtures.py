@@ -36,7 +36,11 @@ ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
 # many unknown API tokens" answered to the rig's own token, s26-suite).
 _PORT_BLOCK = 1_500
 _FIRST_PORT = 20_000
-_next_port = itertools.count()
+# started at a place of this process's own: two runs of the suite at once (a developer's and
+# a helper's worktree) share the blocks, and from the same start their workers took the same
+# ports one after the other ("address already in use" when one bound a port between the
+# other's free_port() and its bind)
+_next_port = itertools.count(os.getpid() % _PORT_BLOCK)
 
 
 def _worker_index() -> int:

@@ -74,7 +74,8 @@ async def test_remote_commands_reach_a_2_0_1_simulated_station(tmp_path):
     events = [request for action, request, _ in station.acknowledged
               if action == "TransactionEvent"
               and request.transaction_info["transaction_id"] == tx.transaction_id]
-    assert events[0].trigger_reason == "RemoteStart"
-    assert events[-1].trigger_reason == "RemoteStop"
+    told = [(e.event_type, e.trigger_reason, e.seq_no, e.timestamp) for e in events]
+    assert events[0].trigger_reason == "RemoteStart", told
+    assert events[-1].trigger_reason == "RemoteStop", told
     assert [e.seq_no for e in events] == list(range(len(events)))
     assert not station.rejections

@@ -55,7 +55,7 @@ def cap_before_decrease_w(sample: Measurement, at: datetime, followed_since: dat
     a station that accepts and ignores every profile read ~26 kW on the dashboard while its
     cars drew 44 kW (tests/test_reading_disobedient.py); one inside the settle time may still
     show an obeying car's old draw (14.2 kW read under a 12 kW event, test_site_reading_e2e)."""
-    if followed_since is None or sample.at >= followed_since or sample.ordered_at >= at \
+    if followed_since is None or sample.measured_at >= followed_since or sample.ordered_at >= at \
             or at < followed_since - timedelta(seconds=settle_s):
         # the car had followed the decrease by the sample; or the sample is of the very
         # instant (what it drew then, whatever it was allowed); or the decrease came later

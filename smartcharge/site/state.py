@@ -92,16 +92,28 @@ class Measurement:
     power_w: float
     at: datetime                        # the station's timestamp
     received_at: datetime | None = None  # ours: what the age is measured by (None: `at`)
+    # the station's clock minus ours as its own stamps showed when this came (0: not known)
+    clock_offset_s: float = 0.0
 
     @property
     def arrived(self) -> datetime:
         return self.received_at or self.at
 
     @property
+    def measured_at(self) -> datetime:
+        """The station's timestamp on our clock, as far as its offset is known."""
+        if not self.clock_offset_s:
+            return self.at
+        return self.at - timedelta(seconds=self.clock_offset_s)
+
+    @property
     def ordered_at(self) -> datetime:
-        """When it was measured, for telling newer from older: the station's time, but never
-        after we received it (a clock ahead must not make one sample outrank every later one)."""
-        return min(self.at, self.arrived)
+        """When it was measured, for telling newer from older: its stamp on our clock, but never
+        after we received it (a clock ahead must not make one sample outrank every later one).
+        The offset matters for a late sample of a station ahead: put where it arrived, one
+        taken before a decrease read as taken after it (a car accused of disobeying its new
+        limit, tests/test_guard_clock_ahead.py)."""
+        return min(self.measured_at, self.arrived)
 
 
 class SiteState:
@@ -123,6 +135,10 @@ class SiteState:
         # highest at the start, site/restore.py): their stations may run profiles an earlier
         # process sent (site/installed.py `unknown_tx`)
         self.earlier_transactions_upto = 0
+        # station -> its clock minus ours, as its own stamps show (ocpp/clock_offset.py):
+        # its samples' stamps are read on our clock by it; forgotten at a boot (which may
+        # set its clock) until told again
+        self.clock_offset_s: dict[str, float] = {}
         # past sessions, for a silent driver's need and departure (loaded from the store at
         # start by site/restore.py, then taught by every session that stops)
         self.history = SessionHistory()
@@ -205,11 +221,18 @@ class SiteState:
             was = self.online[event.station_id]
             self.online[event.station_id] = True
             if isinstance(event, ev.StationBooted):
+                self.clock_offset_s.pop(event.station_id, None)
                 for ref in [r for r in self.sessions if r.station_id == event.station_id]:
                     if self.sessions[ref].transaction_id in event.sessions_closed:
                         self._keep_reboot_closed(self.sessions.pop(ref))
                 return STATION_CHANGE
             return None if was else STATION_CHANGE
+        if isinstance(event, ev.StationClockMeasured):
+            if event.offset_s is None:
+                self.clock_offset_s.pop(event.station_id, None)
+            else:
+                self.clock_offset_s[event.station_id] = event.offset_s
+            return None
         if isinstance(event, ev.StationDisconnected):
             if event.station_id not in self.online:
                 return None
@@ -299,7 +322,8 @@ class SiteState:
             power_w = units.a_to_w(sum(c for c in event.current_a if c is not None), 1, voltage)
         if power_w is None:
             return change
-        sample = Measurement(float(power_w), event.at, event.received_at)
+        sample = Measurement(float(power_w), event.at, event.received_at,
+                             self.clock_offset_s.get(event.station_id, 0.0))
         previous = self.measurements.get(ref)
         # late samples (a station's queue) never replace fresh ones
         if previous is None or sample.ordered_at >= previous.ordered_at:
