@@ -64,6 +64,12 @@ async def test_remote_commands_reach_a_2_0_1_simulated_station(tmp_path):
                 assert answer["status"] == "Accepted"
                 await wait_until(lambda: station.connectors[1].transaction is None, 10,
                                  "the remote stop")
+                # its Ended acknowledged before the reset (queued behind the periodic events
+                # under load, a Reset's reboot sent it only after the next boot)
+                await wait_until(lambda: any(
+                    action == "TransactionEvent" and request.event_type == "Ended"
+                    and request.transaction_info["transaction_id"] == tx.transaction_id
+                    for action, request, _ in station.acknowledged), 10, "the stop's Ended")
                 answer = await command("unlock-connector", {"connector_id": 1})
                 assert answer["status"] == "Unlocked"
                 answer = await command("reset", {"type": "Hard"})
@@ -78,4 +84,8 @@ async def test_remote_commands_reach_a_2_0_1_simulated_station(tmp_path):
     assert events[0].trigger_reason == "RemoteStart", told
     assert events[-1].trigger_reason == "RemoteStop", told
     assert [e.seq_no for e in events] == list(range(len(events)))
-    assert not station.rejections
+    # a TxProfile of the plan made before the stop's Ended reached us may find the transaction
+    # ended at the station (it ends it when it takes RequestStopTransaction): TxNotFound for
+    # that transaction is the spec's answer to a race no central system can close
+    raced = f"got {tx.transaction_id!r}"
+    assert [r for r in station.rejections if not (r[0] == "TxNotFound" and raced in r[1])] == []

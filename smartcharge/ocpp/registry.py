@@ -107,11 +107,18 @@ class StationLink:
         timeout_s = self._default_timeout_s if timeout_s is None else timeout_s
         task = asyncio.current_task()
         cut: list[bool] = []
+        waiting = [True]
 
-        def closed() -> None:
-            if not cut:
+        def cancel_if_waiting() -> None:
+            if waiting[0] and not cut:
                 cut.append(True)
                 task.cancel()
+
+        def closed() -> None:
+            # one turn of the loop later: an answer read in the same go as the close (a
+            # Reset's answer, then the reboot) has woken this call already - cancelled at
+            # once, it lost the answer it had ("disconnected during Reset" for an Accepted)
+            task.get_loop().call_soon(cancel_if_waiting)
         self._on_close.add(closed)
         try:
             async with asyncio.timeout(timeout_s) as timer:
@@ -130,6 +137,7 @@ class StationLink:
             raise StationTimeout(f"station {self.station_id} did not answer {action} "
                                  f"within {timeout_s:g} s") from None
         finally:
+            waiting[0] = False
             self._on_close.discard(closed)
 
     def spawn(self, coroutine: Coroutine) -> asyncio.Task:
