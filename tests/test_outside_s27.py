@@ -54,3 +54,33 @@ async def test_2_0_1_transaction_ids_no_session_holds_are_answered_not_a_500(onl
             response.status == 502 and answer["code"] == "NotSupported"), (response.status,
                                                                           answer)
         assert answer["detail"], answer
+
+
+async def test_the_csv_kwh_column_is_the_billed_wh_in_decimal(harness, t0):
+    """2.0.1 registers with half a Wh (decimals are valid there): the CSV's energy_kwh is the
+    row's energy_wh / 1000 in decimal, a half rounded up at the third decimal (commercial
+    rounding, as on an invoice) - the float quotient rounded 2.5 Wh up to 0.003 kWh but
+    1000.5 Wh down to 1.000 (1.000499999... in binary): halves went either way by binary
+    noise, and the column disagreed with energy_wh."""
+    import csv
+    import io
+    from datetime import timedelta
+    from decimal import ROUND_HALF_UP, Decimal
+
+    from tests.v201_billing import tx_event
+    from tests.v201_fixtures import station201
+
+    station = await station201(harness)
+    minute = timedelta(minutes=1)
+    for n, used_wh in enumerate((1.5, 2.5, 1000.5, 12_345.5)):
+        ref, at = f"tx-{n}", t0 + 30 * n * minute
+        await station.send(tx_event("Started", ref, 0, at, register_wh=100_000.0))
+        await station.send(tx_event("Ended", ref, 1, at + 20 * minute,
+                                    register_wh=100_000.0 + used_wh))
+    async with harness.api.get(harness.url("/api/sessions.csv")) as response:
+        rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [float(r["energy_wh"]) for r in rows] == [1.5, 2.5, 1000.5, 12_345.5]
+    wrong = [(r["energy_wh"], r["energy_kwh"]) for r in rows
+             if r["energy_kwh"] != str((Decimal(r["energy_wh"]) / 1000).quantize(
+                 Decimal("0.001"), ROUND_HALF_UP))]
+    assert wrong == []
