@@ -84,3 +84,47 @@ async def test_the_csv_kwh_column_is_the_billed_wh_in_decimal(harness, t0):
              if r["energy_kwh"] != str((Decimal(r["energy_wh"]) / 1000).quantize(
                  Decimal("0.001"), ROUND_HALF_UP))]
     assert wrong == []
+
+
+async def _raw_request(port: int, method: str, path: str, authorization: bytes
+                       ) -> tuple[int, bytes]:
+    """One HTTP/1.1 request with the Authorization header's bytes as given (a client library
+    would not send bytes that are no text): the status and the body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 2\r\n".encode()
+                     + b"Authorization: " + authorization + b"\r\n\r\n{}")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)     # until the server closes
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe", b"\xed\xa0\x80", b"abc\x80def"],
+                         ids=["latin-1", "a surrogate in UTF-8", "a stray byte"])
+async def test_a_bearer_token_that_is_no_utf_8_is_a_401_on_every_api_route(api, token, caplog):
+    """Header bytes no UTF-8 reads (aiohttp keeps them as surrogate escapes): the token's
+    fingerprint raised UnicodeEncodeError - a 500 and an ERROR with a traceback in the log for
+    anyone, no token needed, on every route under /api, and no failed guess counted. Every
+    route is read from the app's router, not from a list."""
+    import logging
+
+    server, _ = api
+    routes = sorted({(route.method, route.resource.canonical)
+                     for route in server.app.router.routes()
+                     if route.resource is not None and route.method != "HEAD"
+                     and route.resource.canonical.startswith("/api/")
+                     and route.resource.canonical != "/api/openapi.json"})   # public
+    assert len(routes) >= 25
+    path_values = {"station_id": "CP1", "transaction_id": "1", "event_id": "e"}
+    wrong = []
+    for method, path in routes:
+        status, body = await _raw_request(server.port, method, path.format(**path_values),
+                                          b"Bearer " + token)
+        if status not in (401, 429) or b'"detail"' not in body:
+            wrong.append((method, path, status, body[:80]))
+    assert wrong == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
