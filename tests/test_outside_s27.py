@@ -128,3 +128,73 @@ async def test_a_bearer_token_that_is_no_utf_8_is_a_401_on_every_api_route(api, 
             wrong.append((method, path, status, body[:80]))
     assert wrong == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# --- a register read coarser than the one before it ----------------------------------------
+# A station that sends its Transaction.Begin register in Wh and its periodic samples in kWh
+# with one decimal (valid: each value says its unit) reads 1234 Wh, then "1.2" kWh: 34 Wh lower,
+# the same meter truncated. The chain read that step as a meter reset and counted the lower
+# reading from zero - its whole 1200 Wh billed again (and counted live: the car's need met
+# early) wherever the register is small (a new meter, a station counting per session).
+
+async def _coarse_session(harness, t0, ref, values) -> object:
+    from datetime import timedelta
+
+    from ocpp.v201 import call
+
+    from tests.conftest import ocpp_time
+    from tests.v201_billing import sessions
+    from tests.v201_fixtures import station201
+
+    station = await station201(harness)
+    for seq_no, (kind, minutes, value, unit, context) in enumerate(values):
+        at = t0 + timedelta(minutes=minutes)
+        meter = None if value is None else [{"timestamp": ocpp_time(at), "sampled_value": [{
+            "value": value, "context": context, "measurand": "Energy.Active.Import.Register",
+            "unit_of_measure": {"unit": unit}}]}]
+        info = {"transaction_id": ref, **({"stopped_reason": "EVDisconnected"}
+                                          if kind == "Ended" else {})}
+        await station.send(call.TransactionEvent(
+            event_type=kind, timestamp=ocpp_time(at), seq_no=seq_no, transaction_info=info,
+            trigger_reason={"Started": "Authorized", "Updated": "MeterValuePeriodic",
+                            "Ended": "EVCommunicationLost"}[kind],
+            meter_value=meter, evse={"id": 1, "connector_id": 1},
+            id_token={"id_token": "DRIVER-1", "type": "ISO14443"} if kind == "Started"
+            else None))
+    [session] = await sessions(harness)
+    return session
+
+
+async def test_a_coarser_sample_below_the_begin_register_is_no_meter_reset(harness, t0):
+    """Begin 1234 Wh, then 1.2 and 4.5 kWh, an End without a register: the bill is the
+    chain's 4500 - 1234 Wh, not 1200 + 3300."""
+    session = await _coarse_session(harness, t0, "tx-coarse", [
+        ("Started", 0, 1234, "Wh", "Transaction.Begin"),
+        ("Updated", 15, 1.2, "kWh", "Sample.Periodic"),
+        ("Updated", 30, 4.5, "kWh", "Sample.Periodic"),
+        ("Ended", 45, None, None, None)])
+    assert session.state == "stopped"
+    assert session.energy_wh == 3266, (session.energy_wh, session.flags)
+    assert "meter_reset" not in session.flags
+
+
+async def test_an_end_register_read_coarser_than_the_begin_bills_nothing_twice(harness, t0):
+    """Begin 1234 Wh, End 1.2 kWh (the car took less than the End's resolution): not a reset
+    that bills the End's whole 1200 Wh."""
+    session = await _coarse_session(harness, t0, "tx-short", [
+        ("Started", 0, 1234, "Wh", "Transaction.Begin"),
+        ("Ended", 2, 1.2, "kWh", "Transaction.End")])
+    assert session.state == "stopped"
+    assert session.energy_wh == 0, (session.energy_wh, session.flags)
+
+
+def test_the_live_energy_reads_a_coarser_sample_as_the_bill_does(t0):
+    """The controller's live energy (`LiveEnergy`, the same chain): 0 Wh after the coarser
+    sample, 3266 Wh after 4.5 kWh - not 1200 and 4500."""
+    from datetime import timedelta
+
+    from smartcharge.metering import LiveEnergy
+
+    live = LiveEnergy(1234.0, t0, 22_000.0)
+    assert live.add(t0 + timedelta(minutes=15), 1200.0) == 0
+    assert live.add(t0 + timedelta(minutes=30), 4500.0) == 3266
