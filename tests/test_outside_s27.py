@@ -198,3 +198,42 @@ def test_the_live_energy_reads_a_coarser_sample_as_the_bill_does(t0):
     live = LiveEnergy(1234.0, t0, 22_000.0)
     assert live.add(t0 + timedelta(minutes=15), 1200.0) == 0
     assert live.add(t0 + timedelta(minutes=30), 4500.0) == 3266
+
+
+# --- a negative register ----------------------------------------------------------------------
+# An import register is never below 0, yet the schemas allow it (1.6 meterStop is any integer,
+# a 2.0.1 value any number) and firmware sends -1 for "not known". Read as a reset, it was
+# counted from zero: -1 Wh on the bill - a negative energy, where docs/api.md promises never.
+
+async def test_a_1_6_stop_register_of_minus_one_is_no_register(harness, t0):
+    from datetime import timedelta
+
+    from tests.v201_billing import sessions
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + timedelta(minutes=20), 5_000)
+    await station.stop_tx(tx_id, -1, t0 + timedelta(minutes=30))
+    [session] = await sessions(harness)
+    assert session.state == "stopped"
+    assert session.energy_wh == 4_000, (session.energy_wh, session.flags)
+    assert "no_stop_register" in session.flags
+
+
+async def test_a_2_0_1_end_register_of_minus_one_bills_nothing_negative(harness, t0):
+    session = await _coarse_session(harness, t0, "tx-minus", [
+        ("Started", 0, 1234, "Wh", "Transaction.Begin"),
+        ("Ended", 2, -1, "Wh", "Transaction.End")])
+    assert session.energy_wh is None or session.energy_wh >= 0, (session.energy_wh,
+                                                                 session.flags)
+
+
+def test_the_live_energy_skips_a_negative_register(t0):
+    from datetime import timedelta
+
+    from smartcharge.metering import LiveEnergy
+
+    live = LiveEnergy(1_000.0, t0, 22_000.0)
+    assert live.add(t0 + timedelta(minutes=10), 2_000.0) == 1_000
+    assert live.add(t0 + timedelta(minutes=20), -1.0) == 1_000
+    assert live.add(t0 + timedelta(minutes=30), 3_000.0) == 2_000
