@@ -272,8 +272,11 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
                    meter_stop_wh: float | None, stop_time: datetime | None,
                    readings: Sequence[tuple[datetime, float]],
                    max_power_w: float = DEFAULT_MAX_POWER_W) -> Energy:
-    """Billed energy of one session; `readings` are its total import register readings."""
+    """Billed energy of one session; `readings` are its total import register readings.
+    A negative register is none (`no_register`)."""
     flags: set[str] = set()
+    meter_start_wh, meter_stop_wh = no_register(meter_start_wh), no_register(meter_stop_wh)
+    readings = [(t, wh) for t, wh in readings if no_register(wh) is not None]
     if meter_start_wh is not None and meter_stop_wh is not None \
             and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
         duration_s = _seconds(start_time, stop_time)
@@ -312,6 +315,13 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         flags.add("unverifiable")
         return Energy(None, "none", frozenset(flags))
     return Energy(total_wh, "samples", frozenset(flags))
+
+
+def no_register(wh: float | None) -> float | None:
+    """An import register below 0 is none: the schemas allow it (1.6 meterStop is any integer,
+    a 2.0.1 value any number) and firmware sends -1 for "not known"; read as a reset it was
+    counted from zero - a negative energy billed."""
+    return None if wh is None or wh < 0 else wh
 
 
 def coarser_reading(wh0: float, wh1: float) -> bool:
@@ -362,6 +372,8 @@ class LiveEnergy:
         # first outlet value a reset
         self._start_location = start_location
         self._chains: dict[str, _LiveChain] = {}
+        if no_register(meter_start_wh) is None:
+            self._start = (None, start_time, max_power_w)
 
     @property
     def energy_wh(self) -> float | None:
@@ -371,6 +383,8 @@ class LiveEnergy:
     def add(self, at: datetime, register_wh: float, location: str = DEFAULT_LOCATION,
             phases: frozenset[str] = frozenset()) -> float | None:
         """One set's register (`phases`: those it sums, empty for a total as sent)."""
+        if no_register(register_wh) is None:
+            return self.energy_wh
         chain = self._chains.get(location)
         if chain is None:
             meter_start_wh, start_time, max_power_w = self._start
