@@ -237,3 +237,29 @@ def test_the_live_energy_skips_a_negative_register(t0):
     assert live.add(t0 + timedelta(minutes=10), 2_000.0) == 1_000
     assert live.add(t0 + timedelta(minutes=20), -1.0) == 1_000
     assert live.add(t0 + timedelta(minutes=30), 3_000.0) == 2_000
+
+
+async def test_an_evse_with_two_connectors_is_occupied_while_either_is(harness, t0):
+    """A 2.0.1 EVSE may have more than one connector (CCS and CHAdeMO on one DC EVSE, valid:
+    StatusNotification names evseId and connectorId). Its car on connector 2, connector 1
+    still Available, reported after it (statuses after a reboot come in any order): the
+    EVSE - the site's connector - read Available, the last status whatever its connector;
+    the site takes an Available connector for one whose car has left (a session a reboot
+    closed is over there, its room given to other cars)."""
+    from datetime import timedelta
+
+    from tests.v201_fixtures import station201
+
+    station = await station201(harness)
+    await station.status(1, "Occupied", t0, connector_id=2)
+    await station.status(1, "Available", t0 + timedelta(seconds=1), connector_id=1)
+    async with harness.api.get(harness.url("/api/stations/CP1")) as response:
+        connectors = {c["connector_id"]: c["status"] for c in (await response.json())[
+            "connectors"]}
+    assert connectors[1] == "Occupied", connectors
+    # and free again once no connector of it holds a car
+    await station.status(1, "Available", t0 + timedelta(seconds=2), connector_id=2)
+    async with harness.api.get(harness.url("/api/stations/CP1")) as response:
+        connectors = {c["connector_id"]: c["status"] for c in (await response.json())[
+            "connectors"]}
+    assert connectors[1] == "Available", connectors
