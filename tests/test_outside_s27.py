@@ -263,3 +263,41 @@ async def test_an_evse_with_two_connectors_is_occupied_while_either_is(harness, 
         connectors = {c["connector_id"]: c["status"] for c in (await response.json())[
             "connectors"]}
     assert connectors[1] == "Available", connectors
+
+
+def test_live_energy_and_bill_agree_with_coarse_and_negative_registers():
+    """The live energy (sample by sample, in any order) is the bill's chain, whatever mix of
+    rises, coarser readings, resets and registers of -1 - and never negative."""
+    from datetime import UTC, datetime, timedelta
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from smartcharge.metering import LiveEnergy, session_energy
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    steps = st.one_of(st.floats(0, 3_000), st.floats(-1_200, 0), st.just(-1e9),
+                      st.sampled_from([-1.0, 0.0]))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from([None, 0.0, 1_234.0, 50_000.0, -1.0]),
+           st.lists(steps, min_size=1, max_size=8), st.randoms(use_true_random=False))
+    def check(start_wh, moves, rnd):
+        register, points = max(start_wh or 0.0, 500.0), []
+        for i, move in enumerate(moves):
+            if move == -1e9:
+                value = 150.0                        # a reset
+            elif move in (-1.0, 0.0) and rnd.random() < 0.5:
+                value = -1.0                         # "not known"
+            else:
+                value = register + move
+                register = max(register, value)
+            points.append((t0 + timedelta(minutes=15 * (i + 1)), round(value, 1)))
+        bill = session_energy(start_wh, t0, None, None, points, 22_000.0).energy_wh
+        live, arrived = LiveEnergy(start_wh, t0, 22_000.0), points[:]
+        rnd.shuffle(arrived)
+        for at, wh in arrived:
+            energy = live.add(at, wh)
+        assert energy == bill
+        assert bill is None or bill >= 0
+    check()
