@@ -301,3 +301,25 @@ def test_live_energy_and_bill_agree_with_coarse_and_negative_registers():
         assert energy == bill
         assert bill is None or bill >= 0
     check()
+
+
+@pytest.mark.parametrize("value", ["TRUE", " true", "True\n"])
+async def test_smart_charging_turned_on_goes_out_as_ocpps_true(harness, value):
+    """2.0.1's boolean is "true" or "false", nothing else (Part 2, data types). "TRUE" or
+    " true" for SmartChargingCtrlr.Enabled was let through as turning it on and sent as
+    written: a strict station rejects it (smart charging stays off), a lenient one may read
+    anything but "true" as false - off, the station ignores every limit of the site. What
+    goes out is "true"."""
+    ws = await harness.booted_raw_socket(BOOT201, "CP2", protocols=("ocpp2.0.1",))
+    request = asyncio.create_task(harness.api.post(
+        harness.url("/api/stations/CP2/change-configuration"),
+        json={"key": "SmartChargingCtrlr.Enabled", "value": value}))
+    while (frame := json.loads((await ws.receive(timeout=5)).data))[2] != "SetVariables":
+        await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+    item = frame[3]["setVariableData"][0]
+    await ws.send_str(json.dumps([3, frame[1], {"setVariableResult": [{
+        "attributeStatus": "Accepted", "component": item["component"],
+        "variable": item["variable"]}]}]))
+    response = await request
+    assert response.status == 200, await response.text()
+    assert item["attributeValue"] == "true", item
