@@ -126,7 +126,12 @@ def _turns_on(value: str) -> bool:
 def _set_configuration(b: Fields, q) -> call.SetVariables:
     component, variable = _key(b.string("key", required=True))
     value = b.string("value", required=True, max_chars=1000)
-    if _smart_charging_switch(component, variable) and not _turns_on(value):
+    switch = _smart_charging_switch(component, variable)
+    if switch and _turns_on(value):
+        # as 2.0.1 writes a boolean ("true", nothing else): "TRUE" or " true" is rejected by a
+        # strict station (smart charging stays off), maybe read as false by a lenient one
+        value = "true"
+    if switch and not _turns_on(value):
         # off, the station ignores every profile we installed (its fail-safe defaults too) and
         # draws its maximum, outside every limit the site keeps; anything but "true" may be
         # read as off by a lenient station
