@@ -323,3 +323,43 @@ async def test_smart_charging_turned_on_goes_out_as_ocpps_true(harness, value):
     response = await request
     assert response.status == 200, await response.text()
     assert item["attributeValue"] == "true", item
+
+
+@pytest.mark.parametrize("version, path, body", [
+    ("1.6", "remote-start", '{"id_tag": "\\ud800"}'),
+    ("1.6", "change-configuration", '{"key": "A\\udc00", "value": "x"}'),
+    ("2.0.1", "remote-start", '{"id_tag": "\\ud800"}'),
+    ("2.0.1", "change-configuration", '{"key": "A.B", "value": "x\\udbff"}'),
+    ("2.0.1", "remote-stop", '{"transaction_id": "\\ud800"}'),
+], ids=["1.6-id-tag", "1.6-key", "2.0.1-id-token", "2.0.1-value", "2.0.1-transaction"])
+async def test_a_command_with_a_lone_surrogate_is_a_422_and_nothing_is_sent(harness, version,
+                                                                            path, body):
+    """`"\\ud800"` is JSON's syntax but no Unicode text (RFC 8259 8.2): a station's frame with
+    one gets the malformed message's CALLERROR here (tests/test_ocpp_errors.py). The API took
+    it in a command's body and sent it on, so a strict station refused our frame as malformed
+    (a 502 that says nothing of the client's mistake). A 422 now, before anything is sent."""
+    station_id, boot, protocol = (("CP1", BOOT16, "ocpp1.6") if version == "1.6"
+                                  else ("CP2", BOOT201, "ocpp2.0.1"))
+    ws = await harness.booted_raw_socket(boot, station_id, protocols=(protocol,))
+    sent = []
+
+    async def station() -> None:
+        async for message in ws:
+            frame = json.loads(message.data)
+            if frame[0] == 2:
+                sent.append(frame[2])
+                await ws.send_str(json.dumps([4, frame[1], "FormationViolation"
+                                              if version == "1.6" else "FormatViolation",
+                                              "not Unicode text", {}]))
+    answering = asyncio.create_task(station())
+    try:
+        async with harness.api.post(harness.url(f"/api/stations/{station_id}/{path}"),
+                                    data=body, headers={"Content-Type": "application/json"}
+                                    ) as response:
+            answer = await response.json()
+            assert response.status == 422, answer
+            assert "surrogate" in answer["detail"] or "Unicode" in answer["detail"], answer
+    finally:
+        answering.cancel()
+    assert [action for action in sent if action not in (
+        "GetConfiguration", "GetVariables", "GetBaseReport", "GetChargingProfiles")] == []
