@@ -304,7 +304,7 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
             flags.add("samples_disagree")
             trusted_steps += 1           # known: nothing taken between the two
             continue
-        counted_wh, flag = chain_step_wh(t0, wh0, t1, wh1, base is points[0], max_power_w)
+        counted_wh, flag = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], max_power_w)
         base = (t1, wh1)
         if flag:
             flags.add(flag)
@@ -457,9 +457,9 @@ class _LiveChain:
         if coarser_reading(wh0, wh1):
             self._trusted += 1
             return
-        from_first = self._base is None
         self._base = points[i]
-        counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, from_first, self._max_power_w)
+        counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0],
+                                      self._max_power_w)
         if counted_wh is not None:
             self._total_wh = decimal_wh(self._total_wh, counted_wh)
             self._trusted += 1
