@@ -34,6 +34,11 @@ DEFAULT_MAX_POWER_W = 350_000.0              # when a station's maximum is unkno
 PLAUSIBILITY_FACTOR = 2.0
 PLAUSIBILITY_SLACK_WH = 500.0
 UNKNOWN_DURATION_S = 24 * 3600.0             # ceiling when the station's clock is unusable
+# A register a little below the one before it is that meter read coarser (a Begin in Wh, then
+# samples in kWh with one decimal: 1234 Wh, then "1.2" kWh), never a reset: a reset or a
+# rollover starts again near zero. Such a step counts nothing and the chain stays on the
+# higher reading. "A little": less than a kWh at 0 decimals truncates, and above half of it.
+COARSER_READING_MAX_DROP_WH = 1000.0
 
 # the units that are a power of ten of ours (every other unit is ours already)
 _TENS = {"kwh": 3, "kvarh": 3, "kw": 3, "kvar": 3}
@@ -267,8 +272,11 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
                    meter_stop_wh: float | None, stop_time: datetime | None,
                    readings: Sequence[tuple[datetime, float]],
                    max_power_w: float = DEFAULT_MAX_POWER_W) -> Energy:
-    """Billed energy of one session; `readings` are its total import register readings."""
+    """Billed energy of one session; `readings` are its total import register readings.
+    A negative register is none (`no_register`)."""
     flags: set[str] = set()
+    meter_start_wh, meter_stop_wh = no_register(meter_start_wh), no_register(meter_stop_wh)
+    readings = [(t, wh) for t, wh in readings if no_register(wh) is not None]
     if meter_start_wh is not None and meter_stop_wh is not None \
             and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
         duration_s = _seconds(start_time, stop_time)
@@ -289,8 +297,15 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         # the car took before it is not known - said, as a missing stop register is
         flags.add("no_start_register")
     total_wh, trusted_steps = 0.0, 0
-    for (t0, wh0), (t1, wh1) in zip(points, points[1:]):
+    base = points[0] if points else None
+    for t1, wh1 in points[1:]:
+        t0, wh0 = base
+        if coarser_reading(wh0, wh1):
+            flags.add("samples_disagree")
+            trusted_steps += 1           # known: nothing taken between the two
+            continue
         counted_wh, flag = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], max_power_w)
+        base = (t1, wh1)
         if flag:
             flags.add(flag)
         if counted_wh is not None:
@@ -300,6 +315,19 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
         flags.add("unverifiable")
         return Energy(None, "none", frozenset(flags))
     return Energy(total_wh, "samples", frozenset(flags))
+
+
+def no_register(wh: float | None) -> float | None:
+    """An import register below 0 is none: the schemas allow it (1.6 meterStop is any integer,
+    a 2.0.1 value any number) and firmware sends -1 for "not known"; read as a reset it was
+    counted from zero - a negative energy billed."""
+    return None if wh is None or wh < 0 else wh
+
+
+def coarser_reading(wh0: float, wh1: float) -> bool:
+    """`wh1`, after `wh0` in a chain, is the same register read coarser, not a reset
+    (`COARSER_READING_MAX_DROP_WH`)."""
+    return wh1 < wh0 and wh0 - wh1 <= COARSER_READING_MAX_DROP_WH and wh1 > wh0 / 2
 
 
 def chain_step_wh(t0: datetime | None, wh0: float, t1: datetime | None, wh1: float,
@@ -344,6 +372,8 @@ class LiveEnergy:
         # first outlet value a reset
         self._start_location = start_location
         self._chains: dict[str, _LiveChain] = {}
+        if no_register(meter_start_wh) is None:
+            self._start = (None, start_time, max_power_w)
 
     @property
     def energy_wh(self) -> float | None:
@@ -353,6 +383,8 @@ class LiveEnergy:
     def add(self, at: datetime, register_wh: float, location: str = DEFAULT_LOCATION,
             phases: frozenset[str] = frozenset()) -> float | None:
         """One set's register (`phases`: those it sums, empty for a total as sent)."""
+        if no_register(register_wh) is None:
+            return self.energy_wh
         chain = self._chains.get(location)
         if chain is None:
             meter_start_wh, start_time, max_power_w = self._start
@@ -376,6 +408,7 @@ class _LiveChain:
         self._readings: list[tuple[datetime, float]] = []
         self._max_power_w = max_power_w
         self._total_wh, self._trusted = 0.0, 0
+        self._base: tuple[datetime, float] | None = None   # the point the chain stands on
         self._reported: frozenset[str] = frozenset()
         self._sums: list[tuple[datetime, float, frozenset[str]]] = []   # each phase sum
 
@@ -411,13 +444,22 @@ class _LiveChain:
 
     def _walk(self) -> None:
         self._total_wh, self._trusted = 0.0, 0
+        self._base = None
         points = self._start + self._readings
         for i in range(1, len(points)):
             self._step(points, i)
 
     def _step(self, points: list[tuple[datetime, float]], i: int) -> None:
-        (t0, wh0), (t1, wh1) = points[i - 1], points[i]
-        counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0], self._max_power_w)
+        """Point `i` after the point the chain stands on (`_base`: the last one that was not a
+        coarser reading, `coarser_reading`; the first point when None), as the bill counts."""
+        t0, wh0 = self._base or points[0]
+        t1, wh1 = points[i]
+        if coarser_reading(wh0, wh1):
+            self._trusted += 1
+            return
+        self._base = points[i]
+        counted_wh, _ = chain_step_wh(t0, wh0, t1, wh1, t0 == points[0][0],
+                                      self._max_power_w)
         if counted_wh is not None:
             self._total_wh = decimal_wh(self._total_wh, counted_wh)
             self._trusted += 1

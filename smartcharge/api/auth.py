@@ -80,7 +80,13 @@ class ApiAuth:
     async def role_of(self, token: str) -> str | None:
         """The role a presented token belongs to, or None. Plaintext tokens are compared in
         constant time, all of them; hashed ones with scrypt, off the event loop."""
-        fingerprint = hmac.new(self._key, token.encode(), hashlib.sha256).digest()
+        try:
+            given = token.encode()
+        except UnicodeEncodeError:
+            # header bytes no UTF-8 reads (aiohttp keeps them as surrogate escapes): no token
+            # of ours - a wrong one like any other (401, a failed guess), never a 500
+            return None
+        fingerprint = hmac.new(self._key, given, hashlib.sha256).digest()
         cached = self._verified.get(fingerprint)
         if cached is not None:
             self._verified.move_to_end(fingerprint)

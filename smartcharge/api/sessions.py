@@ -8,6 +8,7 @@ import csv
 import io
 import re
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from aiohttp import web
@@ -100,10 +101,23 @@ async def sessions_csv(request: web.Request) -> web.StreamResponse:
 
 def csv_row(row: SessionRow, request: web.Request) -> list[Any]:
     data = session_json(row, request)
-    data["energy_kwh"] = None if row.energy_wh is None else f"{row.energy_wh / 1000:.3f}"
+    data["energy_kwh"] = None if row.energy_wh is None else kwh_text(row.energy_wh)
     data["flags"] = " ".join(data["flags"])
     data["billable"] = "true" if ledger.billable(row) else "false"
     return ["" if data[c] is None else data[c] for c in CSV_COLUMNS]
+
+
+_KWH_DIGITS = Decimal("0.001")
+
+
+def kwh_text(energy_wh: float) -> str:
+    """Wh as kWh with three decimals, divided in decimal (the float's shortest digits, as the
+    ledger adds registers: `metering.decimal_wh`) and a half rounded up, as on an invoice: the
+    float quotient put 2.5 Wh at 0.003 kWh but 1000.5 Wh at 1.000 (1.000499... in binary)."""
+    with localcontext() as exact:
+        exact.prec = 400      # any float's digits (10**308 Wh) to the thousandth: no rounding
+        return str((Decimal(repr(float(energy_wh))) / 1000).quantize(_KWH_DIGITS,
+                                                                     ROUND_HALF_UP))
 
 
 _NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")

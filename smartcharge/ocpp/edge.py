@@ -254,6 +254,10 @@ async def schema_problem(action: str, payload: dict, version: str) -> str | None
     except OCPPError as error:
         cause = error.details.get("cause") if isinstance(error.details, dict) else None
         return cause or error.description
+    # no Unicode text: we refuse such a frame from a station (the malformed message's
+    # CALLERROR), and so does a strict station ours
+    if _has_lone_surrogate(payload):
+        return "a string holds a lone surrogate (\\uD800-\\uDFFF): not Unicode text"
     # the schemas leave OCPP's 32 bits out: a strict station refuses a bigger integer
     bad = _bad_date_time(_schema(MessageType.Call, action, version), payload, "",
                          integers=True)

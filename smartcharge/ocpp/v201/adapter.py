@@ -3,8 +3,9 @@
 The same shape as the 1.6 adapter: `CentralSystemBase` (ocpp/central.py) runs the edge checks in
 2.0.1's names (v201/edge.py) and sends our calls; small `@on(Action)` handlers write to the store
 (awaited: the answer leaves only after the commit) and then publish the same domain events as
-1.6. An EVSE is one of the site's connectors: `evseId` is our `connector_id` (one connector per
-EVSE; a station that numbers connectors inside an EVSE is addressed by its evseId).
+1.6. An EVSE is one of the site's connectors: `evseId` is our `connector_id` (a station that
+numbers connectors inside an EVSE is addressed by its evseId; the EVSE's status is that of its
+connectors together, `evse_status`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,29 @@ NO_ERROR_CODE = "NoError"
 UNKNOWN_TOKEN = "Unknown"
 NO_AUTHORIZATION = "NoAuthorization"   # IdTokenEnumType: no authorization possible
 ACCEPTED = "Accepted"
+# An EVSE with more than one connector (CCS and CHAdeMO on one DC EVSE) takes one car at a
+# time: it is as busy as its busiest connector - Occupied while any is, Available while one
+# can take a car; the last status whatever its connector made an EVSE with a car on
+# connector 2 read Available (taken for a car gone) when connector 1 reported after it
+_EVSE_STATUS_ORDER = ("Occupied", "Reserved", "Available", "Unavailable", "Faulted")
+
+
+def evse_status(connector_statuses: dict[int, str]) -> str:
+    """An EVSE's status from its connectors' (the first of `_EVSE_STATUS_ORDER` one has)."""
+    return min(connector_statuses.values(), key=lambda status: (
+        _EVSE_STATUS_ORDER.index(status) if status in _EVSE_STATUS_ORDER
+        else len(_EVSE_STATUS_ORDER)))
 
 
 class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystemBase,
                         ChargePoint):
     dialect = DIALECT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # evseId -> connectorId -> its last status, this connection's (a station reports
+        # every connector again after a reboot)
+        self._connector_statuses: dict[int, dict[int, str]] = {}
 
     # -- provisioning (block B) -------------------------------------------------------------
     @on(Action.boot_notification)
@@ -70,8 +89,10 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
                                      evse_id: int, connector_id: int,
                                      custom_data: dict | None = None
                                      ) -> call_result.StatusNotification:
-        # one connector per EVSE: the EVSE is the site's connector (connectorId is inside it)
-        await self.record_status(evse_id, connector_status, NO_ERROR_CODE,
+        # the EVSE is the site's connector (connectorId is inside it)
+        connectors = self._connector_statuses.setdefault(evse_id, {})
+        connectors[connector_id] = connector_status
+        await self.record_status(evse_id, evse_status(connectors), NO_ERROR_CODE,
                                  parse_ocpp_time(timestamp))
         return call_result.StatusNotification()
 

@@ -62,6 +62,8 @@ def _transaction(value: Any, action: str) -> Any:
         raise CommandInvalid("transaction_id is required (our session id, or the station's "
                              "own transactionId as a string)")
     if isinstance(value, int):
+        if not 0 < value < 2 ** 63:     # no session id of ours (SQLite's ids: 1 .. 2**63-1)
+            raise CommandInvalid(f"no session {value} (our session ids are 1 .. 2**63-1)")
         return ForTransaction(action, value)
     if isinstance(value, str) and 0 < len(value) <= 36:
         return (call.RequestStopTransaction(transaction_id=value)
@@ -124,7 +126,12 @@ def _turns_on(value: str) -> bool:
 def _set_configuration(b: Fields, q) -> call.SetVariables:
     component, variable = _key(b.string("key", required=True))
     value = b.string("value", required=True, max_chars=1000)
-    if _smart_charging_switch(component, variable) and not _turns_on(value):
+    switch = _smart_charging_switch(component, variable)
+    if switch and _turns_on(value):
+        # as 2.0.1 writes a boolean ("true", nothing else): "TRUE" or " true" is rejected by a
+        # strict station (smart charging stays off), maybe read as false by a lenient one
+        value = "true"
+    if switch and not _turns_on(value):
         # off, the station ignores every profile we installed (its fail-safe defaults too) and
         # draws its maximum, outside every limit the site keeps; anything but "true" may be
         # read as off by a lenient station
@@ -163,7 +170,12 @@ def _transaction_status(b: Fields, query: Mapping[str, str]):
     text = query.get("transaction_id")
     if text is None:
         return call.GetTransactionStatus()
-    return _transaction(int(text) if text.isdigit() else text, "GetTransactionStatus")
+    # ASCII digits: our session id (str.isdigit also takes digits int() does not read, "²");
+    # more than 19 of them is past every id of ours and past int()'s limit at 4 300
+    ours = text.isascii() and text.isdigit()
+    if ours and len(text) > 19:
+        raise CommandInvalid(f"no session {text[:40]}... (our session ids are 1 .. 2**63-1)")
+    return _transaction(int(text) if ours else text, "GetTransactionStatus")
 
 
 BUILDERS: Builders = {
