@@ -248,8 +248,10 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 sent_end = max((d[6] for d in downs if len(d) > 6), default=None)
                 requests = (sent_end - found["replan"]["sent"]
                             if sent_end is not None and "sent" in found["replan"] else 0)
+                replan_cpu = (found["replan"]["loop_cpu_end"] - found["replan"]["loop_cpu"]
+                              if "loop_cpu_end" in found["replan"] else 0.0)
                 result["rows"].append({
-                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu, "requests": requests,
+                    "loop_cpu": loop_cpu, "replan_cpu": replan_cpu, "stations_cpu": stations_cpu, "requests": requests,
                     "server_cpu": server_cpu,
                     # (a tree whose 201 waits for the round: the re-plan began before it)
                     "request": asked - t0, "replan": found["replan"]["end"] - asked,
@@ -280,6 +282,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                             kind = ":".join(reason.split(":")[:2])
                             kinds[kind] = kinds.get(kind, 0) + 1
                 result["rows"][-1]["newer_reasons"] = kinds
+                # the requests from the re-plan's start to the last acknowledgement, by purpose
+                # and stack level (older probes: none)
+                sent: dict[str, int] = {}
+                for at, what in record.get("sent", ()):
+                    if found["replan"]["start"] <= at <= last_end:
+                        sent[what] = sent.get(what, 0) + 1
+                result["rows"][-1]["sent_kinds"] = sent
                 await quiet(http, base, 2.0, 15)
     finally:
         await end_station_procs(procs)
@@ -339,6 +348,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
+            kinds = [row.get("sent_kinds") for row in rows if row.get("sent_kinds")]
+            print("#   the loop thread's CPU [s], re-plan / from the plan to the last ack, per "
+                  "repeat: " + ", ".join(
+                      f"{row.get('replan_cpu', 0.0):.3f} / "
+                      f"{row['loop_cpu'] - row.get('replan_cpu', 0.0):.3f}" for row in rows),
+                  flush=True)
+            if kinds:
+                print(f"#   requests re-plan -> last ack, by purpose/stack level: {kinds}",
+                      flush=True)
             reasons = [row.get("newer_reasons") for row in rows if row.get("newer_reasons")]
             if reasons:
                 print(f"#   re-plans begun during the event's round, by reason: {reasons}",
