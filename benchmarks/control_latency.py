@@ -31,7 +31,10 @@ not begun is left to the newer one).
 And the requests the server sent from the re-plan's start to the last acknowledgement (every
 kind: the plans, the fail-safe defaults that follow the event, idle shares), with the loop
 thread's CPU and the server process's CPU (every thread, from the POST) per request: the
-per-profile cost, which the machine's load stretches far less than the wall-clock stages.
+per-profile cost, which the machine's load stretches far less than the wall-clock stages. Below
+the table, per repeat: those requests by purpose and stack level ("TxDefaultProfile/0": the
+fail-safe defaults that follow the event, "TxProfile/1": plans), and the loop thread's CPU split
+into the re-plan's and the round's (from the plan to the last acknowledgement).
 
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
