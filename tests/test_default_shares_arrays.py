@@ -117,7 +117,7 @@ def sites(draw):
     return Site(name="random", circuits=tuple(circuits), stations=tuple(stations))
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(site=sites(), data=st.data())
 def test_array_shares_are_the_loops(site, data):
     topo = SiteTopology(site)
