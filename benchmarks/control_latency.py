@@ -31,7 +31,10 @@ not begun is left to the newer one).
 And the requests the server sent from the re-plan's start to the last acknowledgement (every
 kind: the plans, the fail-safe defaults that follow the event, idle shares), with the loop
 thread's CPU and the server process's CPU (every thread, from the POST) per request: the
-per-profile cost, which the machine's load stretches far less than the wall-clock stages.
+per-profile cost, which the machine's load stretches far less than the wall-clock stages. Below
+the table, per repeat: those requests by purpose and stack level ("TxDefaultProfile/0": the
+fail-safe defaults that follow the event, "TxProfile/1": plans), and the loop thread's CPU split
+into the re-plan's and the round's (from the plan to the last acknowledgement).
 
 Total = DR POST -> last decrease acknowledged, the old table's measure (every profile an event
 that halves the cap needs is a decrease). Then the event is cancelled and the next repeat waits
@@ -248,8 +251,10 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 sent_end = max((d[6] for d in downs if len(d) > 6), default=None)
                 requests = (sent_end - found["replan"]["sent"]
                             if sent_end is not None and "sent" in found["replan"] else 0)
+                replan_cpu = (found["replan"]["loop_cpu_end"] - found["replan"]["loop_cpu"]
+                              if "loop_cpu_end" in found["replan"] else 0.0)
                 result["rows"].append({
-                    "loop_cpu": loop_cpu, "stations_cpu": stations_cpu, "requests": requests,
+                    "loop_cpu": loop_cpu, "replan_cpu": replan_cpu, "stations_cpu": stations_cpu, "requests": requests,
                     "server_cpu": server_cpu,
                     # (a tree whose 201 waits for the round: the re-plan began before it)
                     "request": asked - t0, "replan": found["replan"]["end"] - asked,
@@ -280,6 +285,13 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                             kind = ":".join(reason.split(":")[:2])
                             kinds[kind] = kinds.get(kind, 0) + 1
                 result["rows"][-1]["newer_reasons"] = kinds
+                # the requests from the re-plan's start to the last acknowledgement, by purpose
+                # and stack level (older probes: none)
+                sent: dict[str, int] = {}
+                for at, what in record.get("sent", ()):
+                    if found["replan"]["start"] <= at <= last_end:
+                        sent[what] = sent.get(what, 0) + 1
+                result["rows"][-1]["sent_kinds"] = sent
                 await quiet(http, base, 2.0, 15)
     finally:
         await end_station_procs(procs)
@@ -339,6 +351,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"| {', '.join(str(row.get('newer_rounds', '-')) for row in rows)} "
                   f"| {' '.join(f'{x:.1f}' for x in os.getloadavg())} |",
                   flush=True)
+            kinds = [row.get("sent_kinds") for row in rows if row.get("sent_kinds")]
+            print("#   the loop thread's CPU [s], re-plan / from the plan to the last ack, per "
+                  "repeat: " + ", ".join(
+                      f"{row.get('replan_cpu', 0.0):.3f} / "
+                      f"{row['loop_cpu'] - row.get('replan_cpu', 0.0):.3f}" for row in rows),
+                  flush=True)
+            if kinds:
+                print(f"#   requests re-plan -> last ack, by purpose/stack level: {kinds}",
+                      flush=True)
             reasons = [row.get("newer_reasons") for row in rows if row.get("newer_reasons")]
             if reasons:
                 print(f"#   re-plans begun during the event's round, by reason: {reasons}",

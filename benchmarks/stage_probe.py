@@ -17,7 +17,7 @@ import time
 
 from aiohttp import web
 
-RECORD: dict[str, list] = {"replans": [], "rounds": [], "decreases": []}
+RECORD: dict[str, list] = {"replans": [], "rounds": [], "decreases": [], "sent": []}
 SENT = [0]   # the server's requests to stations so far (audit rows: SetChargingProfile and kin)
 
 
@@ -64,6 +64,8 @@ def install(app: web.Application) -> None:
             return plan
         finally:
             entry["end"] = time.time()
+            # the loop thread's CPU at the plan: the re-plan's own part of the event's CPU
+            entry["loop_cpu_end"] = time.thread_time()
             RECORD["replans"].append(entry)
 
     def timed(function, key):
@@ -116,6 +118,20 @@ def install(app: web.Application) -> None:
                                             "defaults" if kinds == {"defaults"} else "plans",
                                             control.station_id, time.thread_time(), SENT[0]))
 
+    original_record = Dispatcher._record
+
+    @functools.wraps(original_record)
+    def record(self, station_id, connector_id, kind, payload, answer):
+        # (when, what: purpose and stack level, e.g. "TxDefaultProfile/0" - the fail-safe
+        # default, "/1" an idle share) per request: what a round's requests were made of
+        try:
+            profile = payload.get("csChargingProfiles") or payload.get("chargingProfile") or {}
+            level = profile.get("stackLevel", "")
+        except AttributeError:
+            level = ""
+        RECORD["sent"].append((time.time(), f"{kind}/{level}"))
+        return original_record(self, station_id, connector_id, kind, payload, answer)
+
     original_sent = Dispatcher.stats_profiles_sent
 
     @functools.wraps(original_sent)
@@ -127,6 +143,7 @@ def install(app: web.Application) -> None:
     Dispatcher.dispatch_plan = dispatch_plan
     Dispatcher._run_items = run_items
     Dispatcher.stats_profiles_sent = stats_profiles_sent
+    Dispatcher._record = record
 
     async def stages(request: web.Request) -> web.Response:
         # `?after=T`: only what started at or after T (the benchmark polls this every 50 ms;
@@ -135,6 +152,7 @@ def install(app: web.Application) -> None:
         return web.json_response({
             "replans": [r for r in RECORD["replans"] if r["start"] >= after],
             "rounds": [r for r in RECORD["rounds"] if r["start"] >= after],
-            "decreases": [d for d in RECORD["decreases"] if d[0] >= after]})
+            "decreases": [d for d in RECORD["decreases"] if d[0] >= after],
+            "sent": [d for d in RECORD["sent"] if d[0] >= after]})
 
     app.router.add_get("/bench/stages", stages)
