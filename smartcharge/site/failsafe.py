@@ -112,6 +112,12 @@ class FailSafeSetup:
                     control.idle_sent.clear()
                     control.default_layer.clear()
                     control.default_sent.clear()
+                    # a decrease from its first default taken on: while they go out no raise
+                    # under its nodes is in force at once (settling.py). Recorded only once
+                    # all had gone out, a round whose first raise had asked before let CP2's
+                    # raise in force 5 s after CP1's default was taken, its car still on
+                    # 22 kW (tests/test_setup_decrease_recorded_first.py)
+                    self.decreased_at[station_id] = LAST_MOMENT
                     await self._send_defaults(control)
                     self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
@@ -129,6 +135,9 @@ class FailSafeSetup:
                 log.info("station %s: setup postponed (%s)", station_id, exc)
                 return
             finally:
+                if self.decreased_at.get(station_id) == LAST_MOMENT:
+                    # cut short (offline, an error): what went out settles from now
+                    self.decreased_at[station_id] = self.clock.now()
                 self._setups_queued -= 1
                 if self._setups_queued == 0:
                     self._flush_releases()
@@ -235,11 +244,13 @@ class FailSafeSetup:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
-        if defaults is None:
-            key, defaults = self._wanted_defaults(control)
         phases = max(c.phases for c in station.connectors)
-        # what it may hold once these are sent, stored before they go (held_defaults.py)
-        await self._record_held(control, defaults)
+        # what it may hold once these are sent, stored before they go (held_defaults.py); at
+        # a set-up (`defaults` None) nothing it accepted is known - each connector is at its
+        # maximum already, above any default - and its defaults are made after the awaits
+        # below: made before them, a station set up meanwhile (one refusing its defaults,
+        # whose maximum is then kept free) left this one a stale, larger share
+        await self._record_held(control, defaults if defaults is not None else {})
         if station_max and not _room_for_station_max(control, len(station.connectors)):
             # its few slots go to the connectors' defaults: the maximum only repeats what the
             # station can draw, and in the one slot of a station holding one profile it left
@@ -256,6 +267,10 @@ class FailSafeSetup:
                 now - timedelta(seconds=math.ceil(self.settings.edge_margin_s)))
             if answer is Answer.ACCEPTED:
                 control.station_max = (station_max_w, station_max_a)
+        if defaults is None:
+            now = self.clock.now()
+            key, defaults = self._wanted_defaults(control)
+            await self._record_held(control, defaults)   # (under its maximum: no write)
         for connector_id, step in defaults.items():
             connector = station.connector(connector_id)
             ref = ConnectorRef(station.station_id, connector_id)
