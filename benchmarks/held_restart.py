@@ -13,18 +13,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
+from aiohttp import web
+
+from smartcharge.app import create_app
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.sim.fleet import Fleet
-from smartcharge.site import held_defaults
-from tests.site_e2e import FLEET_DEFAULTS, control_server, wait_until
+from smartcharge.site.setup import DISPATCHER
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+# hourly meter values (no sample moves anything), quick reconnects
+FLEET = {"meter_interval_s": 3600, "reconnect_min_s": 0.05, "reconnect_max_s": 0.3,
+         "call_timeout_s": 5.0}
+
+
+@contextlib.asynccontextmanager
+async def control_server(site, db, clock):
+    """The server app on 127.0.0.1 (a free port) on `db`: .dispatcher, .ws_url."""
+    app = create_app(site, db_path=str(db), clock=clock)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        yield SimpleNamespace(dispatcher=app[DISPATCHER], ws_url=f"ws://127.0.0.1:{port}/ocpp")
+    finally:
+        await runner.cleanup()
+
+
+async def wait_until(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 def _site(stations: int) -> Site:
@@ -38,13 +67,12 @@ async def _run(stations: int, batched: bool) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "h.sqlite"
         async with control_server(site, db, clock) as first:
-            fleet = Fleet(site, first.ws_url, clock, **FLEET_DEFAULTS)
+            fleet = Fleet(site, first.ws_url, clock, **FLEET)
             await fleet.start(wait_booted_s=60)
             await wait_until(lambda: first.dispatcher._setups_queued == 0
                              and all(c.default_layer for c in first.dispatcher.stations.values()),
                              120, "every station set up")
             await fleet.stop()
-        original = held_defaults.HeldDefaults._flush_releases
         async with control_server(site, db, clock) as second:
             d = second.dispatcher
             held_at_start = len(d._held_offline)
@@ -56,7 +84,7 @@ async def _run(stations: int, batched: bool) -> dict:
             if not batched:   # each release at once, as before
                 release = d.release_offline
                 d.release_offline = lambda sid: (release(sid), d._flush_releases())
-            fleet = Fleet(site, second.ws_url, clock, **FLEET_DEFAULTS)
+            fleet = Fleet(site, second.ws_url, clock, **FLEET)
             began = time.process_time()
             await fleet.start(wait_booted_s=60)
             await wait_until(lambda: not d._held_offline and d._setups_queued == 0, 120,
@@ -64,7 +92,6 @@ async def _run(stations: int, batched: bool) -> dict:
             cpu_s = time.process_time() - began
             calls["versions"] = d._held_version - version
             await fleet.stop()
-        held_defaults.HeldDefaults._flush_releases = original
     return {"held": held_at_start, "cpu_s": cpu_s, **calls}
 
 
