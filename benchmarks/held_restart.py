@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=200)
     args = parser.parse_args(argv)
-    print(f"| stations | releases | held at start | key changes | shares computed | "
-          f"CPU of the storm (server + stations) |")
+    print("| stations | releases | held at start | key changes | shares computed | "
+          "CPU of the storm (server + stations) |")
     print("|---:|---|---:|---:|---:|---:|")
     for batched in (False, True):
         r = asyncio.run(_run(args.stations, batched))

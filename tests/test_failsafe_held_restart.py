@@ -18,11 +18,12 @@ import signal
 import sqlite3
 from datetime import datetime, timedelta
 
+from test_crash import kill
+from test_site_restart import Rig, listening
+
 from smartcharge.sim.spec import Quirks
 from smartcharge.site import steps
 from smartcharge.site.topology import ConnectorRef
-from test_crash import kill
-from test_site_restart import Rig, listening
 from tests.installed_limits import connector_limit_w
 from tests.site_e2e import wait_until
 

@@ -80,12 +80,11 @@ async def test_a_raise_is_not_in_force_at_once_beside_a_default_a_set_up_lowered
         # set-ups waits for the last of them)
         for station in (cp4, cp1):
             station.quirks = Quirks(silent_profiles=True)
-            async with aiohttp.ClientSession() as http:
-                async with http.post(
-                        f"{server.http_url}/api/stations/{station.spec.station_id}"
-                        "/clear-charging-profile", json={"connector_id": 1},
-                        headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
-                    assert resp.status == 200, await resp.text()
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{server.http_url}/api/stations/{station.spec.station_id}"
+                    "/clear-charging-profile", json={"connector_id": 1},
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+                assert resp.status == 200, await resp.text()
             await wait_until(lambda s=station: s.profiles_held == 1, 20, "its set-up under way")
         cleared = clock.now()
         # its set-up's first request (its maximum) hangs past the settle time of anything
@@ -112,7 +111,6 @@ async def test_a_raise_is_not_in_force_at_once_beside_a_default_a_set_up_lowered
         controller.ev_cap_w.pop(B1, None)
         controller.ev_cap_w.pop(C1, None)
         controller.request_replan("test")
-        cp3 = fleet.station("CP3")
         await wait_until(lambda: len(watch.records["CP3"]) > c3_installs, 20, "CP3's raise sent")
         _answer_the_held_request(cp1)                # connector 2's default: the set-up ends
         cp1.profile_answers.set()
