@@ -239,4 +239,16 @@ MIGRATIONS: tuple[str, ...] = (
         created_at          TEXT NOT NULL
     );
     """,
+    # 11: what each connector's fail-safe default may be in its station (the larger of what it
+    # accepted and what it was last sent, site/held_defaults.py): a station not back after a
+    # restart holds it, and the others' defaults share what it leaves
+    """
+    CREATE TABLE failsafe_held (
+        station_id          TEXT NOT NULL,
+        connector_id        INTEGER NOT NULL,
+        steps_json          TEXT NOT NULL,   -- [[time, W], ...]: the most it may hold from then on
+        updated_at          TEXT NOT NULL,
+        PRIMARY KEY (station_id, connector_id)
+    );
+    """,
 )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
 import pytest
 
 from smartcharge.events import StationConnected, StationDisconnected
 from smartcharge.appkeys import REGISTRY
-from tests.conftest import make_site
+from smartcharge.model import Connector, Station
+from tests.conftest import PASSWORD, make_site
 
 
 async def test_good_credentials_boot_accepted_and_registered(harness):
@@ -42,10 +45,45 @@ async def test_credentials_of_another_identity_get_401(harness):
     assert refused.value.status == 401
 
 
-async def test_unknown_station_gets_404(harness):
+NO_PASSWORDS = make_site(stations=(Station("CP1", "grid", (Connector(1),)),))
+
+
+@pytest.mark.parametrize("site", [NO_PASSWORDS])
+async def test_unknown_station_gets_404_where_no_station_has_a_password(harness):
+    # OCPP-J (1.6 and 2.0.1, section 3.2): an identity it does not recognize SHOULD get 404;
+    # with no password anywhere a known identity connects as it is: nothing to hide
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await harness.open_ws("NOT-DECLARED")
+        await harness.open_ws("NOT-DECLARED", password=None)
     assert refused.value.status == 404
+
+
+async def _handshake(harness, station_id: str, password: str | None) -> tuple:
+    """(status, WWW-Authenticate, content type, body) of a WebSocket handshake."""
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode(),
+               "Sec-WebSocket-Protocol": "ocpp1.6"}
+    if password is not None:
+        token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    async with harness.http.get(harness.url(f"/ocpp/{station_id}"), headers=headers) as resp:
+        return (resp.status, resp.headers.get("WWW-Authenticate"),
+                resp.headers.get("Content-Type"), await resp.text())
+
+
+async def test_an_unknown_identity_is_answered_as_a_wrong_password_on_a_site_with_passwords(
+        harness):
+    """Stations with passwords (security profile 1/2): 404 for an identity the site file does
+    not list and 401 for a listed one with a wrong password told a scanner which ids exist.
+    The 404 is a SHOULD (OCPP-J section 3.2); here an unknown identity gets the very answer a
+    wrong password gets, with or without credentials - and the same back-off after 10 tries."""
+    wrong = await _handshake(harness, "CP1", "not-the-password-x")
+    assert wrong[0] == 401
+    assert await _handshake(harness, "NOT-DECLARED", PASSWORD) == wrong
+    assert await _handshake(harness, "NOT-DECLARED", None) == wrong
+    statuses = [(await _handshake(harness, name, "not-the-password-x"))[0]
+                for name in ("CP2", "NOT-DECLARED-2") for _ in range(11)]
+    assert statuses[:10] == statuses[11:21] == [401] * 10
+    assert statuses[10] == statuses[21] == 429
 
 
 @pytest.mark.parametrize("site", [make_site(accept_unknown_stations=True)])

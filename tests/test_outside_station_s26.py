@@ -191,6 +191,30 @@ async def test_1_6_clock_aligned_registers_without_a_transaction_id_after_a_rest
     assert session.energy_wh == 4_000 and not flags(session), flags(session)
 
 
+async def test_1_6_a_register_without_a_transaction_id_stamped_before_the_start(harness, site,
+                                                                                  t0):
+    """A clock-aligned register without a transactionId, stamped before the session began
+    (the connector's meter at the last aligned instant, sent late) arrives while the session
+    is open. A restart never counted it (`StoreTx.live_register_points`: stamped from the
+    start), the live site did: read after the start register it is a drop - a meter reset -
+    and the car's 1 kWh counted 1.1 live. Live and restarted must agree: it is not the
+    session's (session 27)."""
+    from ocpp.v16 import call
+
+    from tests.test_billing_phase_registers import live_energy_wh, restarted_energy_wh
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    for at, transaction_id, wh, context in ((t0 - 5 * MIN, None, 900, "Sample.Clock"),
+                                            (t0 + 10 * MIN, tx_id, 2_000, "Sample.Periodic")):
+        await station.call(call.MeterValues(connector_id=1, transaction_id=transaction_id,
+                                            meter_value=[_bare(at, str(wh), context)]),
+                           suppress=False)
+    now = t0 + 11 * MIN
+    assert await restarted_energy_wh(harness, site, tx_id, now) == 1_000
+    assert await live_energy_wh(harness, site, tx_id, now) == 1_000
+
+
 async def test_2_0_1_a_transaction_re_sent_whole_without_milliseconds(harness, t0):
     """After a reboot a station sends a finished transaction's events again from what it kept,
     each instant without its milliseconds: nothing billed again, no second stop."""

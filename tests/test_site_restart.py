@@ -70,7 +70,7 @@ class Rig:
     (a car taken as disobedient at 0.1 s under load 12: test_restart_first_round's revert)."""
 
     def __init__(self, tmp_path, stations: int = 1, connectors: int = 2,
-                 meter_interval_s: float = 5) -> None:
+                 meter_interval_s: float = 5, **fleet_kw) -> None:
         self.port = free_port()
         self.site_file = tmp_path / "site.toml"
         self.site_file.write_text(site_toml(stations, connectors, port=self.port,
@@ -83,7 +83,7 @@ class Rig:
         self.clock = SystemClock()
         self.fleet = Fleet(self.site, f"ws://127.0.0.1:{self.port}/ocpp", self.clock, seed=5,
                            meter_interval_s=meter_interval_s, reconnect_min_s=0.05,
-                           reconnect_max_s=0.3, call_timeout_s=5.0)
+                           reconnect_max_s=0.3, call_timeout_s=5.0, **fleet_kw)
         self.server = None
 
     def start_server(self) -> None:

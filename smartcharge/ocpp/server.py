@@ -6,7 +6,9 @@ truncated, nothing is stored). With security profile 3 (`server.tls_client_ca`) 
 must carry a client certificate verified by the TLS layer whose subject CN is that identity
 (`client_cert.py`; else 403), and the certificate replaces the password. The identity must be
 declared in the site file (else 404, unless `accept_unknown_stations`, then the station gets
-Pending at boot). Without profile 3, a station with a password must present HTTP Basic
+Pending at boot; on a site where stations have passwords, without profile 3, an unknown identity
+gets what a wrong password gets - 401, 429 after as many failures - so the answers do not tell
+which identities exist: the OCPP-J 404 is a SHOULD). Without profile 3, a station with a password must present HTTP Basic
 credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
 in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
@@ -50,6 +52,8 @@ MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 # every connection's inbound frames share it: a burst is handled a batch per turn (turns.py)
 INBOUND = web.AppKey("inbound_budget", TurnBudget)
+# the station an unknown identity's credentials are checked against (unknown_refusal_decoy)
+DECOY = web.AppKey("unknown_identity_decoy", Station)
 
 
 class AiohttpConnection:
@@ -81,7 +85,7 @@ class AiohttpConnection:
             raise ConnectionClosed(str(error)) from None
 
 
-async def _credentials_ok(request: web.Request, station: Station) -> bool:
+async def _credentials_ok(request: web.Request, station_id: str, station: Station) -> bool:
     """HTTP Basic with user = the identity and the station's password (plaintext or hash)."""
     header = request.headers.get("Authorization", "")
     scheme, _, encoded = header.partition(" ")
@@ -91,7 +95,7 @@ async def _credentials_ok(request: web.Request, station: Station) -> bool:
         user, _, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
     except (binascii.Error, ValueError):
         return False
-    user_ok = hmac.compare_digest(user, station.station_id.encode("utf-8"))
+    user_ok = hmac.compare_digest(user, station_id.encode("utf-8"))
     stored = station.password or ""
     if is_hashed(stored):
         # scrypt costs tens of ms and 16 MiB: off the event loop, which carries every station
@@ -101,23 +105,28 @@ async def _credentials_ok(request: web.Request, station: Station) -> bool:
     return user_ok and password_ok
 
 
-async def _check_credentials(request: web.Request, station: Station) -> None:
+async def _check_credentials(request: web.Request, station_id: str, station: Station, *,
+                             known: bool = True) -> None:
     """Basic auth for a station with a password; failures per (address, identity) are
-    throttled, with a far higher ceiling per address (stations behind one NAT share one)."""
+    throttled, with a far higher ceiling per address (stations behind one NAT share one).
+    `known` False: an identity the site file does not list, checked against another
+    station's password (`station`, its decoy) and refused all the same - the answers, the
+    back-off and the time taken are a wrong password's (`unknown_refusal`)."""
     throttle = request.app[AUTH_THROTTLE]
     address = request.remote or "?"
-    wait_s = throttle.retry_after_s(address, station.station_id)
+    wait_s = throttle.retry_after_s(address, station_id)
     if wait_s is not None:   # refused before the (costly) check: a guess here costs us nothing
         raise web.HTTPTooManyRequests(headers={"Retry-After": str(math.ceil(wait_s))},
                                       text="too many failed logins for this identity from "
                                            "this address")
-    if await _credentials_ok(request, station):
+    if await _credentials_ok(request, station_id, station) and known:
         return
-    log.warning("station %s: refused, bad or missing credentials (from %s)",
-                station.station_id, address)
-    if throttle.failed(address, station.station_id):
+    if known:
+        log.warning("station %s: refused, bad or missing credentials (from %s)",
+                    station_id, address)
+    if throttle.failed(address, station_id):
         log.warning("too many failed station logins as %s (or as any) from %s: refused for a "
-                    "while", station.station_id, address)
+                    "while", loggable_identity(station_id), address)
     raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="smartcharge"'})
 
 
@@ -155,9 +164,16 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     if station is None and not site.accept_unknown_stations:
         log.warning("station %s: refused, not in the site file (from %s)", station_id,
                     request.remote)
+        decoy = None if settings.tls_client_ca else request.app.get(DECOY)
+        if decoy is not None:
+            # stations with passwords: answered as a wrong password (401, or 429 after as
+            # many tries), so a scanner learns nothing of which ids exist (the 404 the
+            # OCPP-J handshake describes is a SHOULD)
+            await _check_credentials(request, station_id, decoy, known=False)
         raise web.HTTPNotFound(text=f"unknown charge point identity {station_id!r}")
     if station is not None and station.password is not None and not settings.tls_client_ca:
-        await _check_credentials(request, station)   # profile 3: the certificate replaces it
+        # profile 3: the certificate replaces it
+        await _check_credentials(request, station_id, station)
 
     store = app[STORE]
     now = clock.now()
@@ -229,7 +245,20 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def unknown_refusal_decoy(site) -> Station | None:
+    """The station whose password an unknown identity is checked against before its 401 (a
+    hashed one where there is one: its scrypt takes the time a known station's check takes);
+    None where no station has a password - there an unknown identity gets the spec's 404."""
+    with_password = [s for s in site.stations if s.password is not None]
+    hashed = [s for s in with_password if is_hashed(s.password)]
+    return (hashed or with_password or [None])[0]
+
+
 def add_routes(app: web.Application) -> None:
     app[AUTH_THROTTLE] = AuthThrottle(app[CLOCK])
+    if SITE in app:
+        decoy = unknown_refusal_decoy(app[SITE])
+        if decoy is not None:
+            app[DECOY] = decoy
     app[INBOUND] = TurnBudget()
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)

@@ -53,6 +53,7 @@ from smartcharge.ocpp.port import PortSettings, PowerSchedule
 from smartcharge.ocpp.registry import StationOffline, StationRegistry
 from smartcharge.site import failsafe, learned, steps
 from smartcharge.site.failsafe import FailSafeSetup, default_in_force
+from smartcharge.site.held_defaults import HeldDefaults
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.site.edges import end_kept
@@ -123,7 +124,7 @@ class SiteReads:
     phase_use: Callable[[ConnectorRef], tuple]
 
 
-class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
+class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
     def __init__(self, reads: SiteReads, registry: StationRegistry, store, clock: Clock,
                  settings: DispatchSettings | None = None, *, ports,
                  publish: Callable[[object], None], share: TurnShare | None = None) -> None:
@@ -175,6 +176,10 @@ class Dispatcher(FailSafeSetup, ProfileSending, IdleSending):
         # key follows
         self._held_offline: dict[str, tuple] = {}
         self._held_version = 0
+        # set up again, released once the set-ups queued with them are done; and what the
+        # store says each station's connectors may hold (held_defaults.py)
+        self._release_pending: set[str] = set()
+        self._held_stored: dict[str, dict[int, steps.Step]] = {}
         # the accepted default [W] of each idle connector that keeps it under a new car (its
         # station has no idle layer): the controller keeps it free in the plan (failsafe.py)
         self._kept_defaults: dict[ConnectorRef, float] = {}

@@ -6,7 +6,8 @@ of a station with a connector the site file does not list is kept off every node
 `undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
 A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
-`_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`, `_held_offline`, `_held_version`)."""
+`_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`, `_held_offline`, `_held_version`, `_release_pending`, and
+`HeldDefaults`)."""
 
 from __future__ import annotations
 
@@ -111,6 +112,12 @@ class FailSafeSetup:
                     control.idle_sent.clear()
                     control.default_layer.clear()
                     control.default_sent.clear()
+                    # a decrease from its first default taken on: while they go out no raise
+                    # under its nodes is in force at once (settling.py). Recorded only once
+                    # all had gone out, a round whose first raise had asked before let CP2's
+                    # raise in force 5 s after CP1's default was taken, its car still on
+                    # 22 kW (tests/test_setup_decrease_recorded_first.py)
+                    self.decreased_at[station_id] = LAST_MOMENT
                     await self._send_defaults(control)
                     self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
@@ -128,7 +135,12 @@ class FailSafeSetup:
                 log.info("station %s: setup postponed (%s)", station_id, exc)
                 return
             finally:
+                if self.decreased_at.get(station_id) == LAST_MOMENT:
+                    # cut short (offline, an error): what went out settles from now
+                    self.decreased_at[station_id] = self.clock.now()
                 self._setups_queued -= 1
+                if self._setups_queued == 0:
+                    self._flush_releases()
                 if self._latest is not None and self._setups_queued == 0:
                     # the current plan, through the ordered and gated round - once the set-ups
                     # queued with this one are done: in a boot storm each one's round ended
@@ -232,9 +244,13 @@ class FailSafeSetup:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
-        if defaults is None:
-            key, defaults = self._wanted_defaults(control)
         phases = max(c.phases for c in station.connectors)
+        # what it may hold once these are sent, stored before they go (held_defaults.py); at
+        # a set-up (`defaults` None) nothing it accepted is known - each connector is at its
+        # maximum already, above any default - and its defaults are made after the awaits
+        # below: made before them, a station set up meanwhile (one refusing its defaults,
+        # whose maximum is then kept free) left this one a stale, larger share
+        await self._record_held(control, defaults if defaults is not None else {})
         if station_max and not _room_for_station_max(control, len(station.connectors)):
             # its few slots go to the connectors' defaults: the maximum only repeats what the
             # station can draw, and in the one slot of a station holding one profile it left
@@ -251,6 +267,10 @@ class FailSafeSetup:
                 now - timedelta(seconds=math.ceil(self.settings.edge_margin_s)))
             if answer is Answer.ACCEPTED:
                 control.station_max = (station_max_w, station_max_a)
+        if defaults is None:
+            now = self.clock.now()
+            key, defaults = self._wanted_defaults(control)
+            await self._record_held(control, defaults)   # (under its maximum: no write)
         for connector_id, step in defaults.items():
             connector = station.connector(connector_id)
             ref = ConnectorRef(station.station_id, connector_id)
@@ -289,6 +309,7 @@ class FailSafeSetup:
             control.default_sent[connector_id] = [(now, powers[0])] + later
         if key is not None:
             control.defaults_key = key
+        await self._record_held(control)   # what it holds as far as we know now
 
     def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
         """Whether a default of ours bounds this connector when idle (not: its maximum is
@@ -322,31 +343,24 @@ class FailSafeSetup:
         stations' defaults are shared in what they leave. Sized as if it had taken a new share,
         a cap lowered while it was away left the site over the cap once we were gone too
         (CP1 offline on 11 kW, CP2's default 8 kW under a 16 kW cap:
-        tests/test_failsafe_offline_default.py). A station not set up by this process holds
-        nothing we know of: shared as before."""
+        tests/test_failsafe_offline_default.py). A station not set up by this process is held
+        at what the store says it may hold from our start on (held_defaults.restore_held)."""
         control = self.stations.get(station_id)
         if control is None or control.port is None or not (control.default_layer
                                                             or control.default_sent):
             return
-        station = self.topology.station(station_id)
-        held = []
-        for connector in station.connectors:
-            ref = ConnectorRef(station_id, connector.connector_id)
-            # what it accepted (its maximum where unknown), and what it was last sent as W
-            # before its unit's rounding: the larger of the two - read back from the station's
-            # unit alone, the same share held 7 452 W where 7 500 W was sent, and every
-            # station's default moved by the difference at each drop and each return
-            accepted = tuple(self._default_steps(control, ref, connector.phases))
-            sent = control.default_sent.get(connector.connector_id)
-            held.append((ref, (accepted,) if sent is None else (accepted, tuple(sent))))
-        self._held_offline[station_id] = tuple(held)
+        # what it accepted (its maximum where unknown) and what it was last sent: the larger
+        # (held_defaults.py, which keeps the same in the store for a restart of ours)
+        self._release_pending.discard(station_id)
+        self._held_offline[station_id] = self._held_kept(control)
         self._held_version += 1
 
     def release_offline(self, station_id: str) -> None:
         """Set up again: its new defaults are accepted (or counted at its maximum where not),
-        it takes its share like the others."""
-        if self._held_offline.pop(station_id, None) is not None:
-            self._held_version += 1
+        it takes its share like the others - once the set-ups queued with it are done
+        (held_defaults._flush_releases)."""
+        if station_id in self._held_offline:
+            self._release_pending.add(station_id)
 
     def _held_key(self, schedule: list) -> tuple:
         """Per entry of the limits' schedule, the offline stations' held defaults over it

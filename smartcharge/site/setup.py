@@ -50,6 +50,9 @@ def setup_site_control(app: web.Application, *,
                                 dispatch_settings, ports=app[PORTS],
                                 publish=controller.site_bus.publish, share=controller.share)
         app[DISPATCHER] = dispatcher
+        # each station held at the fail-safe defaults it may hold until it is set up again
+        # (a station offline since before the restart cannot be told less)
+        await dispatcher.restore_held()
         controller.installed = dispatcher.installed
         # the controller first (it updates the state dispatch reads), then dispatch
         unsubscribe = [app[EVENTS].subscribe(controller.on_event),

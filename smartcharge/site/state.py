@@ -301,7 +301,11 @@ class SiteState:
         ref = ConnectorRef(event.station_id, event.connector_id)
         session = self.sessions.get(ref)
         if session is not None and event.energy_register_wh is not None and (
-                event.transaction_id is None or event.transaction_id == session.transaction_id):
+                event.transaction_id == session.transaction_id
+                or (event.transaction_id is None and event.at >= session.started_at)):
+            # one without a transaction is the car's from its start on only, as a restart
+            # reads them (StoreTx.live_register_points): one stamped before it is not the
+            # session's, and after the start register it read as a meter reset
             # unknown (None) is not "nothing delivered" for billing, but for the plan the
             # car's need simply stands until the registers tell
             session.energy_wh = self._live(session).add(

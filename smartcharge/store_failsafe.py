@@ -1,0 +1,33 @@
+"""The SQL of what each connector's fail-safe default may be in its station (`failsafe_held`):
+per connector, the most it may hold as W steps over time (`site/held_defaults.py`). Plain rows
+in, plain rows out."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from smartcharge.store_tx import StoreTx, db_time, from_db_time
+
+Step = list[tuple[datetime, float]]
+
+
+def write_held(tx: StoreTx, station_id: str, held: dict[int, Step], *, at: datetime) -> None:
+    """Replace what the station's connectors (`held`: connector id -> step) may hold."""
+    for connector_id, step in held.items():
+        text = json.dumps([[db_time(m), float(w)] for m, w in step])
+        tx.execute("INSERT INTO failsafe_held (station_id, connector_id, steps_json, updated_at) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT (station_id, connector_id) DO UPDATE SET "
+                   "steps_json = excluded.steps_json, updated_at = excluded.updated_at",
+                   (station_id, int(connector_id), text, db_time(at)))
+
+
+def read_held(tx: StoreTx) -> dict[str, dict[int, Step]]:
+    """Station id -> connector id -> the step it may hold."""
+    out: dict[str, dict[int, Step]] = {}
+    for station_id, connector_id, text in tx.execute(
+            "SELECT station_id, connector_id, steps_json FROM failsafe_held"):
+        step = [(from_db_time(m), float(w)) for m, w in json.loads(text)]
+        if step:
+            out.setdefault(station_id, {})[int(connector_id)] = step
+    return out
