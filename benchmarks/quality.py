@@ -186,13 +186,14 @@ def run_days(args) -> None:
         print("|---|---:|---:|---:|---:|")
     # the two clairvoyant bounds per day: ignoring the batteries' taper, and knowing it
     # (benchmarks/quality_bound.py: what the simulated cars physically accept)
+    the_days = days(args.days, seed_offset=args.seed_offset)
     bounds = {day.name: (offline_optimum_wh(day), taper_aware_optimum_wh(day))
-              for day in days(args.days)}
+              for day in the_days}
     if args.bounds:
-        for day in days(args.days):
+        for day in the_days:
             print_bounds(day, *bounds[day.name])
     rows = []
-    for day in days(args.days):
+    for day in the_days:
         started = time.perf_counter()
         offline_wh, tapered_wh = bounds[day.name]
         requested = sum(v.requested_wh for v in day.visits)
@@ -286,6 +287,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", nargs="+", default=None,
                         help="demo workplace depot tight regulars (default: all)")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="other days of the same kinds: every day's seed + this")
     parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
                         help="EDF, LLF, equal share through the controller too")
     parser.add_argument("--no-days", dest="run_days", action="store_false")

@@ -13,7 +13,10 @@ does not know yet gets a third of its allocation (the station applies the per-ph
 a balanced three-phase plan to the one phase the car uses). The stations answer the phase
 probe (`site/phase_probe.py`: TriggerMessage MeterValues once the plan first offers a new car
 power) as the simulated stations do, with a sample of the car's draw - at the next step (a
-minute later, where a station answers in seconds: the benchmark errs on the late side).
+minute later, where a station answers in seconds: the benchmark errs on the late side). They say
+when a car's charging state changes (`ChargingStateChanged`: SuspendedEV once it is full,
+Charging while it draws, else SuspendedEVSE - what the simulated stations send in
+StatusNotification and TransactionEvent), at the step it changes in.
 
 The truth every metric is computed from is what the simulated cars drew.
 """
@@ -137,6 +140,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     plugged: dict[ConnectorRef, tuple[Visit, int]] = {}
     register_wh: dict[ConnectorRef, float] = {ref: 0.0 for ref in topo.refs}
     last_draw: dict[int, float] = {}
+    said: dict[ConnectorRef, str] = {}  # what each station last said of its car's state
     state: dict[int, str] = {}          # per visit: "idle" | "charging" | "paused"
     pauses = {id(v): 0 for v in visits}
     index = {id(v): i for i, v in enumerate(visits)}
@@ -163,6 +167,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 tell(ev.SessionStopped(ref.station_id, ref.connector_id, tx, now,
                                        visit.ev.charged_wh, "EVDisconnected"))
                 del plugged[ref]
+                said.pop(ref, None)
         while next_arrival < len(arrivals) and arrivals[next_arrival].arrival <= now:
             visit = arrivals[next_arrival]
             next_arrival += 1
@@ -247,6 +252,12 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
                 trace.append(Step(now, index[key], offered, draw_w, before_w[ref], kind))
             draws.append(Draw(ref.station_id, ref.connector_id, draw_w, car.phases,
                               topo.connector(ref).phase))
+            charging = "SuspendedEV" if car.full else "Charging" if draw_w > 1.0 \
+                else "SuspendedEVSE"
+            if said.get(ref) != charging:
+                said[ref] = charging
+                tell(ev.ChargingStateChanged(ref.station_id, ref.connector_id, tx, charging,
+                                             now))
         sample = monitor.record(now, draws, len(plugged), 0.0)
         result.times.append(now)
         result.load_w.append(sample.site_load_w)

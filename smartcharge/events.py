@@ -50,6 +50,19 @@ class ConnectorStatusChanged:
 
 
 @dataclass(frozen=True)
+class ChargingStateChanged:
+    """Whether a session's car takes the power its station offers, as the station says it:
+    2.0.1 TransactionEvent's `chargingState` (Charging, SuspendedEV, SuspendedEVSE,
+    EVConnected, Idle). 1.6 says the same in StatusNotification (`ConnectorStatusChanged`)."""
+
+    station_id: str
+    connector_id: int
+    transaction_id: int
+    state: str
+    at: datetime                       # the station's own timestamp
+
+
+@dataclass(frozen=True)
 class SessionStarted:
     station_id: str
     connector_id: int

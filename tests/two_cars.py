@@ -48,12 +48,15 @@ class Minutes:
 async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV, *,
                            settings: ControllerSettings | None = None, told_needs: bool = False,
                            sample_offset_min: int = 0,
-                           stays_s: tuple[float, float] | None = None) -> Minutes:
+                           stays_s: tuple[float, float] | None = None,
+                           charging_states: bool = False) -> Minutes:
     """`first` at CP1 and `second` at CP2 charge minute by minute at what the plan offers;
     their meter samples every METER_S, `sample_offset_min` minutes after each multiple of it;
     a re-plan whenever the controller asks and at every slot (15 min). `told_needs`: each
     session's need is the car's (as a driver tells it); `stays_s`: each driver tells a departure
-    this long after T0 too."""
+    this long after T0 too. `charging_states`: the stations say when a car's state changes
+    (`ChargingStateChanged`: SuspendedEV once full, Charging while it draws, else SuspendedEVSE),
+    as the simulator's do."""
     clock = ManualClock(T0)
     controller = SiteController(site, clock, settings)
     cars = {ConnectorRef("CP1", 1): (1, first), ConnectorRef("CP2", 1): (2, second)}
@@ -67,6 +70,7 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
     await controller.replan()
     out = Minutes()
     per_sample_min = METER_S // 60
+    said: dict[ConnectorRef, str] = {}
     for minute in range(minutes):
         if controller._replan.is_set() or minute % 15 == 0:
             controller._replan.clear()
@@ -79,6 +83,12 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
             if car is first:
                 out.unused_w.append(offered - drawn[ref])
                 out.taken_w.append(drawn[ref])
+            state = "SuspendedEV" if car.full else "Charging" if drawn[ref] > 0 \
+                else "SuspendedEVSE"
+            if charging_states and said.get(ref) != state:
+                said[ref] = state
+                controller.on_event(ev.ChargingStateChanged(ref.station_id, ref.connector_id,
+                                                            tx, state, clock.now()))
         out.site_w.append(sum(drawn.values()))
         clock.advance(60)
         if (minute + 1) % per_sample_min == sample_offset_min:

@@ -3,7 +3,8 @@
 A car drawing clearly less than it was given (a battery in taper, a car that limits itself) is
 planned at its draw plus a little headroom (`ev_cap_w`), followed down as it tapers and lifted
 once it takes up to its cap again; a car drawing ~0 while offered its minimum declines power
-(`declined_at`: full, or paused by itself) and is planned at 0 for a while. The planner reads
+(`declined_at`: full, or paused by itself; its station saying SuspendedEV after Charging tells
+the same at once) and is planned at 0 for a while. The planner reads
 both through the controller's picture (`plan_inputs.py`).
 """
 
@@ -16,6 +17,10 @@ from smartcharge.site.topology import ConnectorRef
 
 # a car read at ~0 W declines only if the plan offered it its minimum this long before the sample
 OFFER_LOOKBACK_S = 60.0
+# what a station says of whether its car takes power (1.6 StatusNotification's statuses of a
+# session, 2.0.1 TransactionEvent's chargingState); 1.6's others (Available, Finishing, ...)
+# say nothing of it
+CHARGING_STATES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE", "EVConnected", "Idle"})
 
 
 class ClosedLoop:
@@ -27,6 +32,8 @@ class ClosedLoop:
         # a tapering car's acceptance line (site/taper.py): planned slot by slot along it
         self.taper = TaperModel()
         self._sampled: dict[ConnectorRef, tuple[datetime, float | None]] = {}  # at, interval
+        # what each connector's station last said of its car: (transaction, charging state)
+        self._said: dict[ConnectorRef, tuple[int, str]] = {}
 
     def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
         """When the car's next meter sample is due (its last one plus its interval)."""
@@ -86,6 +93,8 @@ class ClosedLoop:
         for ref in [r for r in self._sampled if r not in sessions]:
             del self._sampled[ref]
             self.taper.forget(ref)
+        for ref in [r for r in self._said if r not in sessions]:
+            del self._said[ref]
         retry = timedelta(seconds=self.c.settings.declined_retry_s)
         for ref in [r for r, at in self.declined_at.items()
                     if r not in sessions or now - at >= retry]:
@@ -167,6 +176,28 @@ class ClosedLoop:
         if not had or allocated - will_take > s.ev_follow_w:
             self.c.request_replan(f"taper:{name}")
         return True
+
+    def on_charging_state(self, ref: ConnectorRef, state: str,
+                          transaction_id: int | None = None) -> None:
+        """The station's word on its car (`CHARGING_STATES`). A car it said was Charging and
+        now says is SuspendedEV - it stopped by itself while offered power - declines power
+        now, as two samples at ~0 W would say up to two meter intervals later: the plan's
+        power goes to the others at once. Only while the plan offers it its minimum (and,
+        with stations, their profile allows it and the car had its settle time under it:
+        `offered_minimum`), so a car the plan paused, or one not told yet, is not taken for a
+        full one; never before it drew (a car starting up may say SuspendedEV first)."""
+        session = self.c.state.sessions.get(ref)
+        if state not in CHARGING_STATES or session is None or \
+                transaction_id not in (None, session.transaction_id):
+            return
+        before = self._said.get(ref)
+        self._said[ref] = (session.transaction_id, state)
+        if state != "SuspendedEV" or before != (session.transaction_id, "Charging") or \
+                ref in self.declined_at or not self.offered_minimum(ref):
+            return
+        self._zero_samples.pop(ref, None)
+        self.declined_at[ref] = self.c.clock.now()
+        self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
 
     def declines(self, ref: ConnectorRef, measured: float) -> bool:
         """A car drawing ~0 at two samples in a row while offered at least its minimum does

@@ -195,6 +195,13 @@ class SiteController:
             self.closed_loop.on_sample(event)
             self._guard(throttle=True)
             self._notify_snapshot(throttle=True)
+        elif change == st.STATUS:   # 1.6: a session's state is its connector's status
+            self.closed_loop.on_charging_state(
+                ConnectorRef(event.station_id, event.connector_id), event.status)
+        if isinstance(event, events.ChargingStateChanged):   # 2.0.1
+            self.closed_loop.on_charging_state(
+                ConnectorRef(event.station_id, event.connector_id), event.state,
+                event.transaction_id)
         if isinstance(event, events.SessionStopped) and event.connector_id is not None:
             ref = ConnectorRef(event.station_id, event.connector_id)
             # the late stop of an older transaction (a station's queue out of order) is not

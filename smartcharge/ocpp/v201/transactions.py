@@ -20,7 +20,7 @@ from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from smartcharge.clock import parse_ocpp_time
-from smartcharge.events import SessionStarted, SessionStopped
+from smartcharge.events import ChargingStateChanged, SessionStarted, SessionStopped
 from smartcharge.ledger_events import (
     BEGIN,
     EventOutcome,
@@ -93,11 +93,11 @@ class TransactionHandlers:
                  ", offline" if event.offline else "", outcome.transaction_id,
                  " (duplicate)" if outcome.duplicate else "")
         if not outcome.duplicate:
-            self._publish(event, outcome, now)
+            self._publish(event, outcome, now, transaction_info.get("charging_state"))
         return call_result.TransactionEvent(id_token_info=answer.get("idTokenInfo"))
 
     def _publish(self, event: TransactionEventIn, outcome: EventOutcome,
-                 now: datetime) -> None:
+                 now: datetime, charging_state: str | None = None) -> None:
         session = outcome.session
         self.publish_closed(outcome.closed, now)
         if outcome.announce:
@@ -111,6 +111,13 @@ class TransactionHandlers:
                                              session.transaction_id, list(event.readings),
                                              now):
                 self._ctx.events.publish(sampled)
+        if charging_state is not None and session.connector_id is not None \
+                and not event.offline and not outcome.stopped:
+            # whether the car takes what it is offered (a car that stops by itself while
+            # offered power is full: site/closed_loop.py); a queued one is history
+            self._ctx.events.publish(ChargingStateChanged(
+                self.id, session.connector_id, session.transaction_id, charging_state,
+                event.timestamp))
         if outcome.stopped:
             self._ctx.events.publish(SessionStopped(
                 self.id, session.connector_id, session.transaction_id,
