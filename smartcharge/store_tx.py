@@ -242,6 +242,24 @@ class StoreTx:
                          (station_id, action, key, _json(payload), _json(answer),
                           db_time(at)))
 
+    def remember_new_message(self, station_id: str, action: str, key: str, payload: dict,
+                             answer: dict, at: datetime) -> bool:
+        """`remember_message` unless the message is remembered already: then it is counted as
+        a duplicate (`seen_message`) and False returned. One statement where the check and the
+        insert were two (each a GIL hand-back of the writer thread: s27-store); the conflict
+        named, so any other failure still raises."""
+        inserted = self._db.execute(
+            "INSERT INTO inbound_messages (station_id, action, message_key, payload_json, "
+            "answer_json, received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (station_id, "
+            "action, message_key) DO NOTHING",
+            (station_id, action, key, _json(payload), _json(answer), db_time(at))).rowcount
+        if inserted:
+            return True
+        self._db.execute("UPDATE inbound_messages SET duplicates = duplicates + 1 WHERE "
+                         "station_id = ? AND action = ? AND message_key = ?",
+                         (station_id, action, key))
+        return False
+
     def forget_message(self, station_id: str, action: str, key: str) -> None:
         """A remembered message whose meaning now names another one (ledger.start_transaction:
         the same start again after its transaction was stopped)."""

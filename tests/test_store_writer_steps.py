@@ -39,8 +39,9 @@ def write_meter_values(station_tx_id: int, at: datetime, register_wh: int):
         at=at, max_power_w=22_000)
 
 
-async def test_a_meter_values_is_written_in_six_statements_its_samples_in_one(tmp_path):
-    # before s27-store: 13 (a savepoint and its release, and one INSERT per sampled value)
+async def test_a_meter_values_is_written_in_five_statements_its_samples_in_one(tmp_path):
+    # before s27-store: 13 (a savepoint and its release, a SELECT for the duplicate check, and
+    # one INSERT per sampled value)
     store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
     try:
         started = await store.run(lambda tx: ledger.start_transaction(
@@ -54,13 +55,16 @@ async def test_a_meter_values_is_written_in_six_statements_its_samples_in_one(tm
                                                      T0 + timedelta(minutes=1), 100))
         assert outcome.transaction_id == started.transaction_id and outcome.new_samples == 6
         kinds = [" ".join(statement.split()[:3]) for statement in traced]
-        assert kinds == ["BEGIN IMMEDIATE", "SELECT answer_json FROM", "SELECT transaction_id, "
-                         "station_id,", "INSERT OR IGNORE", "INSERT INTO inbound_messages",
-                         "COMMIT"], traced
+        assert kinds == ["BEGIN IMMEDIATE", "INSERT INTO inbound_messages",
+                         "SELECT transaction_id, station_id,", "INSERT OR IGNORE", "COMMIT"], \
+            traced
         # the same message again: answered as a duplicate, nothing written twice
         again = await store.run(write_meter_values(started.transaction_id,
                                                    T0 + timedelta(minutes=1), 100))
         assert again.duplicate
+        duplicates = await store.read(lambda tx: tx.execute(
+            "SELECT duplicates FROM inbound_messages WHERE action = 'MeterValues'").fetchall())
+        assert duplicates == [(1,)]
         await store.run(lambda tx: tx._db.set_trace_callback(None))
         assert len(await store.read(lambda tx: tx.samples(started.transaction_id))) == 6
     finally:
