@@ -230,7 +230,8 @@ class SqliteStore:
         for item in group:
             result, error = self._attempt(item[1], tx)
             if error is not None:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:   # some SQLite errors end it themselves
+                    self._db.execute("ROLLBACK")
                 return None
             outcomes.append((result, None))
         self._db.execute("COMMIT")
