@@ -128,7 +128,7 @@ def _insert_samples_sql(rows: int) -> str:
     """One INSERT of `rows` sample rows, ignoring exact repeats. One statement, not one per
     row: `sqlite3` lets the GIL go around each step of a statement, and the writer thread then
     waits to take it back behind the busy event loop - `executemany` of six rows was six such
-    waits per MeterValues (s27-store: 11 SQL steps a MeterValues before, 6 after). The texts
+    waits per MeterValues (s27-store: 11 statements a MeterValues before, 3 now). The texts
     are few (1 ... 60 rows), so `sqlite3`'s statement cache keeps each prepared."""
     return (f"INSERT OR IGNORE INTO meter_samples ({_SAMPLE_COLUMNS}) VALUES "
             + ", ".join([_SAMPLE_ROW_SQL] * rows))
