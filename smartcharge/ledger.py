@@ -135,7 +135,8 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
                  station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
                  at: datetime, max_power_w: float) -> MeterOutcome:
     key = meter_key(connector_id, station_tx_id, readings)
-    if tx.seen_message(station_id, "MeterValues", key) is not None:
+    # remembered first (its answer is always {}): a duplicate is what is remembered already
+    if not tx.remember_new_message(station_id, "MeterValues", key, payload, {}, at):
         return MeterOutcome(None, 0, duplicate=True)
     session = _resolve_for_samples(tx, station_id, connector_id, station_tx_id)
     transaction_id = session.transaction_id if session else None
@@ -148,7 +149,6 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
             reopened = tx.session(session.transaction_id)
     elif session is not None and session.state == STOPPED and new:
         revise_stopped(tx, session, at, max_power_w)
-    tx.remember_message(station_id, "MeterValues", key, payload, {}, at)
     return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
 

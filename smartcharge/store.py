@@ -47,10 +47,11 @@ class Store(Protocol):
 class SqliteStore:
     """One SQLite file, one connection, one writer thread, group commit.
 
-    Each `run(work)` is atomic on its own (a SAVEPOINT); the writer thread takes every piece of
-    work that is waiting, runs them in one transaction and commits once, then answers each
-    caller. So under load one fsync covers many messages, and still nobody is answered before
-    the commit that holds their work. A failing piece of work is rolled back alone.
+    Each `run(work)` is atomic on its own; the writer thread takes every piece of work that is
+    waiting, runs them in one transaction and commits once, then answers each caller. So under
+    load one fsync covers many messages, and still nobody is answered before the commit that
+    holds their work. A failing piece of work is rolled back alone (the group is run again,
+    a SAVEPOINT each).
     """
 
     MAX_GROUP = 256
@@ -116,7 +117,11 @@ class SqliteStore:
         return len(MIGRATIONS)
 
     async def run(self, work: Callable[[StoreTx], T]) -> T:
-        """Run `work(tx)` atomically; returns once it is committed (or raises, rolled back)."""
+        """Run `work(tx)` atomically; returns once it is committed (or raises, rolled back).
+
+        `work` acts through `tx` only: when another piece of work of its group fails, the
+        group is rolled back and run again with a savepoint each (`_run_group`), so `work` may
+        be called twice - its effects and answer are those of the run that committed."""
         return await self._submit(_TX, work)
 
     async def read(self, work: Callable[[StoreTx], T]) -> T:
@@ -202,18 +207,10 @@ class SqliteStore:
             self._answer_all([(item, None, StoreClosed(f"store {self.path} is closed"))
                               for item in group])
             return
-        outcomes = []
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            tx = StoreTx(self._db)
-            for item in group:
-                self._db.execute("SAVEPOINT work")
-                result, error = self._attempt(item[1], tx)
-                if error is not None:
-                    self._db.execute("ROLLBACK TO work")
-                self._db.execute("RELEASE work")
-                outcomes.append((result, error))
-            self._db.execute("COMMIT")
+            outcomes = self._run_optimistic(group)
+            if outcomes is None:   # a piece of work failed: again, each in a savepoint
+                outcomes = self._run_isolated(group)
         except Exception as failure:   # the commit itself failed: nothing of the group is kept
             log.exception("store %s: transaction of %d failed", self.path, len(group))
             if self._db.in_transaction:
@@ -221,6 +218,42 @@ class SqliteStore:
             outcomes = [(None, failure)] * len(group)
         self._answer_all([(item, result, error) for item, (result, error)
                           in zip(group, outcomes)])
+
+    def _run_optimistic(self, group: list) -> list | None:
+        """The group in one transaction without a savepoint per piece of work: committed, or
+        rolled back whole at the first piece that fails (None). Work rarely fails, and
+        SAVEPOINT / RELEASE were two of a MeterValues' SQL statements, each a step that lets
+        the GIL go and waits to take it back behind the busy event loop (s27-store)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        tx = StoreTx(self._db)
+        outcomes = []
+        for item in group:
+            result, error = self._attempt(item[1], tx)
+            if error is not None:
+                if self._db.in_transaction:   # some SQLite errors end it themselves
+                    self._db.execute("ROLLBACK")
+                return None
+            outcomes.append((result, None))
+        self._db.execute("COMMIT")
+        return outcomes
+
+    def _run_isolated(self, group: list) -> list:
+        """The group again, each piece of work in its own savepoint: one that fails is rolled
+        back alone, the others commit together. The pieces before the failure run a second
+        time here - their first run was rolled back with the group - so work acts through
+        `tx` only (`run`'s contract)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        tx = StoreTx(self._db)
+        outcomes = []
+        for item in group:
+            self._db.execute("SAVEPOINT work")
+            result, error = self._attempt(item[1], tx)
+            if error is not None:
+                self._db.execute("ROLLBACK TO work")
+            self._db.execute("RELEASE work")
+            outcomes.append((result, error))
+        self._db.execute("COMMIT")
+        return outcomes
 
     @staticmethod
     def _attempt(function: Callable, *args: Any) -> tuple[Any, BaseException | None]:
