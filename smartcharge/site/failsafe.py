@@ -296,6 +296,11 @@ class FailSafeSetup:
             if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising and known
                                              and installed is not None):
                 control.default_layer[connector_id] = installed
+            if answer is Answer.ACCEPTED:
+                # its settle time from when the station took it, not from its schedule's
+                # start: a station that took it late drew its old default meanwhile
+                # (tests/test_settle_from_acceptance.py)
+                self.changed_at[ref] = self.clock.now()
             if answer is not Answer.NO_ANSWER:
                 # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
                 # boot storm timeouts are common, and each change moves every other station's

@@ -194,6 +194,8 @@ class IdleSending:
         if answer is Answer.ACCEPTED or (answer is Answer.NO_ANSWER and raising):
             # an unanswered raise may be installed all the same: the upper bound
             control.idle_layer[connector_id] = installed
+        if answer is Answer.ACCEPTED:
+            self.changed_at[ref] = self.clock.now()   # its settle time from here (failsafe.py)
         if answer is not Answer.NO_ANSWER and ref not in self.view.state.sessions:
             # refused (no slot left, say): a car arriving here draws its fail-safe default
             self._note_kept_default(ref, None if answer is Answer.ACCEPTED else max(
