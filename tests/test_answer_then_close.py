@@ -12,17 +12,25 @@ import json
 from ocpp.v16 import call
 
 from smartcharge.appkeys import REGISTRY
+from smartcharge.ocpp.registry import StationOffline
 
 BOOT = [2, "boot-1", "BootNotification", {"chargePointVendor": "Raw", "chargePointModel": "R"}]
 
 
-async def test_an_answer_followed_at_once_by_a_close_is_the_answer(harness):
+async def _reset_sent(harness):
+    """CP1 booted on a raw socket and our Reset on its way: (the socket, our pending call,
+    the Reset frame as the station read it)."""
     ws = await harness.booted_raw_socket(BOOT)
     await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
     link = harness.app[REGISTRY].get("CP1")
     pending = asyncio.create_task(link.call(call.Reset(type="Hard"), timeout_s=5))
     frame = json.loads((await ws.receive(timeout=5)).data)
     assert frame[2] == "Reset"
+    return ws, pending, frame
+
+
+async def test_an_answer_followed_at_once_by_a_close_is_the_answer(harness):
+    ws, pending, frame = await _reset_sent(harness)
     await ws.send_str(json.dumps([3, frame[1], {"status": "Accepted"}]))
     await ws.close()      # (no await in between that yields: both frames go out together)
     answer = await pending
@@ -30,13 +38,7 @@ async def test_an_answer_followed_at_once_by_a_close_is_the_answer(harness):
 
 
 async def test_a_close_without_an_answer_is_still_offline(harness):
-    from smartcharge.ocpp.registry import StationOffline
-    ws = await harness.booted_raw_socket(BOOT)
-    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
-    link = harness.app[REGISTRY].get("CP1")
-    pending = asyncio.create_task(link.call(call.Reset(type="Hard"), timeout_s=5))
-    frame = json.loads((await ws.receive(timeout=5)).data)
-    assert frame[2] == "Reset"
+    ws, pending, _ = await _reset_sent(harness)
     await ws.close()
     try:
         await pending
