@@ -6,11 +6,11 @@ truncated, nothing is stored). With security profile 3 (`server.tls_client_ca`) 
 must carry a client certificate verified by the TLS layer whose subject CN is that identity
 (`client_cert.py`; else 403), and the certificate replaces the password. The identity must be
 declared in the site file (else 404, unless `accept_unknown_stations`, then the station gets
-Pending at boot; on a site where stations have passwords, without profile 3, an unknown identity
-gets what a wrong password gets - 401, 429 after as many failures - so the answers do not tell
-which identities exist: the OCPP-J 404 is a SHOULD). Without profile 3, a station with a password must present HTTP Basic
-credentials with user = the identity in the URL (security profile 1, or 2 over TLS), compared
-in constant time, or with scrypt in a worker thread when the site file holds a salted hash
+Pending at boot; on a site where stations have passwords, without profile 3, an unknown
+identity gets what a wrong password gets - 401, 429 after as many failures - so the answers do
+not tell which identities exist: the OCPP-J 404 is a SHOULD). Without profile 3, a station with
+a password must present HTTP Basic credentials with user = the identity in the URL (security
+profile 1, or 2 over TLS), compared in constant time, or with scrypt in a worker thread when the site file holds a salted hash
 (else 401; too many failures from one address inside a minute and it gets 429 for a back-off
 period, see `smartcharge/auth_throttle.py`). A request that is no WebSocket upgrade gets 400
 before anything is stored. Then the upgrade: the
