@@ -19,8 +19,8 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.sim.fleet import Fleet
 from smartcharge.site.dispatch import DispatchSettings
-from tests.site_e2e import (a_big_car_charging, big_car, control_server, draws_over,
-                             wait_until)
+from tests.site_e2e import (a_big_car_charging, big_car, composite_w, control_server,
+                             draws_over, wait_until)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 11_000.0
@@ -108,7 +108,14 @@ async def test_a_station_that_says_smart_charging_is_off_counts_at_its_maximum(t
         fleet.station("CP1").variables[ENABLED].value = "false"
         try:
             await fleet.start(wait_booted_s=10)
-            await wait_until(lambda: server.dispatcher.idle, 10, "both set up")
+            # both set up: CP1 read as off, CP2 holding a default that leaves CP1's maximum
+            # free. Every plan having had its round is not that: the set-ups are no plan's round
+            # (under load the cars came while CP2 held nothing yet: 22 + 22 kW, CI's stop 26).
+            cp1 = server.dispatcher.stations["CP1"]
+            await wait_until(lambda: cp1.caps is not None
+                             and composite_w(fleet, "CP2", clock.now()) <= grid_w - 22_000.0,
+                             10, "CP1 read as off, CP2's default left CP1's maximum free")
+            await wait_until(lambda: server.dispatcher.idle, 10, "every plan dispatched")
             for station_id in ("CP1", "CP2"):
                 assert await fleet.plug_in(station_id, 1, big_car(), "DRIVER-1")
             # a meter value each 10 minutes: the guard sees CP1 over what it was sent late;
