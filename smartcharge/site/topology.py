@@ -192,14 +192,37 @@ class SiteTopology:
         held = {}
         if held_w:
             limit_a = limit_a.copy()
+            # what the held take beyond each node's limit: records that sum above it (a cap
+            # lowered while we were down, a kill before a round's lowered record was written)
+            excess_w = np.zeros(self.n_nodes)
+            excess_a = np.zeros(self.n_nodes)
             for ref, power_w in held_w.items():
                 i = self._index[ref]
                 current_a = units.w_to_a(power_w, self.connector(ref).phases,
                                          self.station(ref.station_id).voltage_v)
                 for a in self.ancestors(int(self.connector_node[i])):
+                    excess_w[a] += max(power_w - limit_w[a], 0.0)
+                    excess_a[a] += max(current_a - limit_a[a], 0.0)
                     limit_w[a] = max(limit_w[a] - power_w, 0.0)
                     limit_a[a] = max(limit_a[a] - current_a, 0.0)
                 held[ref] = (float(power_w), float(current_a))
+            if excess_w.any() or excess_a.any():
+                # a held connector's share is what it is sent at its set-up, the others still
+                # at theirs: its record less the excess over every node above it (its record
+                # as it was, the stations' own profiles summed over the limit once we were gone)
+                for ref, (power_w, current_a) in held.items():
+                    chain = self.ancestors(int(self.connector_node[self._index[ref]]))
+                    cut_w = max(float(excess_w[a]) for a in chain)
+                    cut_a = max(float(excess_a[a]) for a in chain)
+                    if cut_w > 0 or cut_a > 0:
+                        phases = self.connector(ref).phases
+                        voltage_v = self.station(ref.station_id).voltage_v
+                        current_a = max(min(current_a - cut_a,
+                                            units.w_to_a(max(power_w - cut_w, 0.0), phases,
+                                                         voltage_v)), 0.0)
+                        held[ref] = (min(max(power_w - cut_w, 0.0),
+                                         units.a_to_w(current_a, phases, voltage_v)),
+                                     current_a)
         # the shares as arrays over the connectors (`_equal_shares`): a Python loop over every
         # connector and the nodes above it took ~20 ms at 1 000 connectors and ~200 ms at
         # 10 000, in one step of the event loop at every change of the limits - a DR event's
