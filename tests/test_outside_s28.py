@@ -113,3 +113,30 @@ async def test_the_openadr_3_callback_answers_a_token_that_is_no_utf_8_with_a_40
                                                    b"Bearer " + token)
                     assert status == 401, (token, status)
             assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_1_6_start_and_stop_re_sent_with_the_id_tag_in_another_case_are_the_same(
+        harness, t0):
+    """id tags are case-insensitive (1.6 CiString20Type; session 25 made the site's list so),
+    but a StartTransaction or StopTransaction re-sent with its idTag in another case (a
+    station that keeps its queue normalised, a reader that reports the UID's hex in lower case
+    on a retry) was another message: the re-sent start opened a second session on the connector
+    (closing the first, `closed_by_newsession`), the re-sent stop made an `orphan_stop` row.
+    Both are the same message now, answered the same, one row."""
+    from ocpp.v16 import call
+
+    from tests.conftest import ID_TAG
+
+    station = await harness.station("CP1")
+    first = await station.start_tx(1, 10_000, t0)
+    again = await station.start_tx(1, 10_000, t0, id_tag=ID_TAG.lower())
+    assert again.transaction_id == first.transaction_id
+    await station.meter(1, first.transaction_id, t0 + 10 * MIN, 12_000)
+    end = t0 + 20 * MIN
+    await station.stop_tx(first.transaction_id, 14_000, end)
+    await station.call(call.StopTransaction(
+        meter_stop=14_000, timestamp=ocpp_time(end), transaction_id=first.transaction_id,
+        reason="Local", id_tag=ID_TAG.lower()), suppress=False)
+    rows = await harness.store.run(lambda tx: tx.sessions())
+    assert [(r.transaction_id, r.state, r.energy_wh) for r in rows] == [
+        (first.transaction_id, "stopped", 4_000)], [(r.state, r.flags) for r in rows]
