@@ -9,9 +9,19 @@ import io
 from datetime import timedelta
 from decimal import Decimal
 
-from tests.conftest import ocpp_time
+import aiohttp
+import pytest
+
+from tests.conftest import ID_TAG, make_site, ocpp_time
 
 MIN = timedelta(minutes=1)
+READER_TOKEN = "s28-reader-token"
+
+
+@pytest.fixture
+def site():
+    """The harness's site, with a reader's token besides the operator's."""
+    return make_site(reader_tokens=frozenset({READER_TOKEN}))
 
 
 async def _csv(harness, **query) -> list[dict]:
@@ -170,3 +180,49 @@ async def test_the_session_list_says_where_its_next_page_is(harness, t0):
         pages += 1
         assert pages <= 3
     assert seen == list(range(1, 1_002)) and seen[-1] == tx_id
+
+
+def _ocmf(id_tag: str, register_kwh: float, at) -> str:
+    """A signed meter value as German calibration-law stations send it in 1.6 (OCMF, format
+    SignedData): its `ID` is the identification the session was started with - the RFID UID."""
+    payload = ('{"FV":"1.0","GI":"SBC-301","GS":"808829900001","GV":"1.4p3","PG":"T1",'
+               '"IS":true,"IL":"VERIFIED","IF":["RFID_PLAIN"],"IT":"ISO14443","ID":"'
+               + id_tag + '","RD":[{"TM":"' + ocpp_time(at) + '","TX":"B","RV":'
+               + str(register_kwh) + ',"RI":"1-b:1.8.0","RU":"kWh","RT":"AC","ST":"G"}]}')
+    return "OCMF|" + payload + '|{"SD":"887FABF407AC8278","SA":"ECDSA-secp256r1-SHA256"}'
+
+
+async def test_a_reader_gets_no_id_tag_from_a_signed_meter_value(harness, t0):
+    """id tags are masked for readers everywhere (JSON, CSV, snapshot, stream), but a 1.6
+    station's signed meter values (OCMF, `format: SignedData`) carry the identification the
+    session was started with, and `/api/sessions/{id}/meter-values` gave them to a reader as
+    sent - the driver's RFID UID in full. A reader gets no signed value (null: it could not
+    verify a changed one anyway); an operator gets it whole."""
+    from ocpp.v16 import call
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    at = t0 + 10 * MIN
+    await station.call(call.MeterValues(connector_id=1, transaction_id=tx_id, meter_value=[{
+        "timestamp": ocpp_time(at), "sampled_value": [
+            {"value": "12000", "unit": "Wh", "measurand": "Energy.Active.Import.Register"},
+            {"value": _ocmf(ID_TAG, 12.0, at), "format": "SignedData",
+             "measurand": "Energy.Active.Import.Register"}]}]), suppress=False)
+    end = t0 + 20 * MIN
+    await station.stop_tx(tx_id, 14_000, end, transaction_data=[{
+        "timestamp": ocpp_time(end), "sampledValue": [
+            {"value": _ocmf(ID_TAG, 14.0, end), "format": "SignedData",
+             "context": "Transaction.End"}]}])
+    path = harness.url(f"/api/sessions/{tx_id}/meter-values")
+    async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {READER_TOKEN}"}) as reader:
+        async with reader.get(path) as answer:
+            assert answer.status == 200
+            text = await answer.text()
+            values = await answer.json()
+    assert ID_TAG.lower() not in text.lower(), text
+    assert [v["value"] for v in values if v["format"] == "SignedData"] == [None, None]
+    assert "12000" in [v["value"] for v in values]
+    async with harness.api.get(path) as answer:         # the operator: as the station sent it
+        assert [v["value"] for v in await answer.json() if v["format"] == "SignedData"] == [
+            _ocmf(ID_TAG, 12.0, at), _ocmf(ID_TAG, 14.0, end)]
