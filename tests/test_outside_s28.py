@@ -214,12 +214,11 @@ async def test_a_reader_gets_no_id_tag_from_a_signed_meter_value(harness, t0):
             {"value": _ocmf(ID_TAG, 14.0, end), "format": "SignedData",
              "context": "Transaction.End"}]}])
     path = harness.url(f"/api/sessions/{tx_id}/meter-values")
-    async with aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {READER_TOKEN}"}) as reader:
-        async with reader.get(path) as answer:
-            assert answer.status == 200
-            text = await answer.text()
-            values = await answer.json()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {READER_TOKEN}"}
+                                     ) as reader, reader.get(path) as answer:
+        assert answer.status == 200
+        text = await answer.text()
+        values = await answer.json()
     assert ID_TAG.lower() not in text.lower(), text
     assert [v["value"] for v in values if v["format"] == "SignedData"] == [None, None]
     assert "12000" in [v["value"] for v in values]
