@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import ID_TAG, make_site, ocpp_time
+from tests.v201_billing import tx_event
 
 MIN = timedelta(minutes=1)
 READER_TOKEN = "s28-reader-token"
@@ -225,3 +226,71 @@ async def test_a_reader_gets_no_id_tag_from_a_signed_meter_value(harness, t0):
     async with harness.api.get(path) as answer:         # the operator: as the station sent it
         assert [v["value"] for v in await answer.json() if v["format"] == "SignedData"] == [
             _ocmf(ID_TAG, 12.0, at), _ocmf(ID_TAG, 14.0, end)]
+
+
+async def test_a_2_0_1_queue_replayed_out_of_order_after_a_sigkill_bills_exactly(tmp_path):
+    """`smartcharge serve` SIGKILLed while a strict 2.0.1 station (every answer checked
+    against the schema) has a transaction open; while we are gone it queues the rest (seqNo 3
+    lost, `offline`), ends it and starts another. After the restart it replays the queue out
+    of order, Ended first, then the whole queue again: the CSV bills the first transaction its
+    End - Begin once and the second not yet (open), before and after a second restart."""
+    from ocpp.messages import MessageType
+    from ocpp.v201 import call as call201
+
+    from tests.test_kill_points import T0, RawStation, Server
+
+    def event(kind, ref, seq, minutes, wh, offline=False):
+        return tx_event(kind, ref, seq, T0 + minutes * MIN, register_wh=wh, offline=offline)
+
+    server = Server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            station = RawStation(http, server, "CP1", "ocpp2.0.1")
+
+            async def online(boot: bool) -> None:
+                await station.connect()
+                if boot:
+                    answer = await station.call("boot", call201.BootNotification(
+                        reason="PowerUp", charging_station={"vendor_name": "S", "model": "M"}))
+                    assert answer[0] == MessageType.CallResult
+
+            async def send(frames, prefix) -> None:
+                for n, frame in enumerate(frames):
+                    answer = await station.call(f"{prefix}-{n}", frame)
+                    assert answer[0] == MessageType.CallResult, answer
+
+            server.start()
+            await online(boot=True)
+            await send([event("Started", "tx-A", 0, 0, 10_000),
+                        event("Updated", "tx-A", 1, 10, 11_000)], "live")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            queue = [event("Updated", "tx-A", 2, 20, 12_000, offline=True),
+                     event("Updated", "tx-A", 4, 40, 14_000, offline=True),
+                     event("Ended", "tx-A", 5, 50, 15_000, offline=True),
+                     event("Started", "tx-B", 0, 60, 15_000, offline=True),
+                     event("Updated", "tx-B", 1, 70, 16_000, offline=True)]
+            server.start()
+            await online(boot=False)        # a network outage, no reboot
+            await send([queue[2], queue[0], queue[4], queue[1], queue[3]], "replay")
+            await send(queue, "again")
+            first = await _served_csv(server)
+            server.process.terminate()
+            server.process.wait(timeout=20)
+            server.start()
+            await server.wait_listening()
+            assert await _served_csv(server) == first
+    finally:
+        server.stop()
+    assert [(r["station_id"], r["state"], r["energy_wh"], r["billable"]) for r in first] == [
+        ("CP1", "stopped", "5000.0", "true"), ("CP1", "open", "", "false")], first
+
+
+async def _served_csv(server) -> list[dict]:
+    from tests.sim_fixtures import OPERATOR_TOKEN
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+                                     ) as http, http.get(
+            f"http://127.0.0.1:{server.port}/api/sessions.csv") as answer:
+        assert answer.status == 200
+        return list(csv.DictReader(io.StringIO(await answer.text())))
