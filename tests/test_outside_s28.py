@@ -294,3 +294,22 @@ async def _served_csv(server) -> list[dict]:
             f"http://127.0.0.1:{server.port}/api/sessions.csv") as answer:
         assert answer.status == 200
         return list(csv.DictReader(io.StringIO(await answer.text())))
+
+
+async def test_a_1_6_stop_under_an_unknown_id_finds_its_session_whatever_the_tags_case(
+        harness, t0):
+    """A StopTransaction under an id we never gave (0, after the station lost ours) is matched
+    to the one open session it fits - "the same id tag when the stop names one" - but the
+    tags were compared case by case: `driver-1` against the session's `DRIVER-1` (one tag,
+    OCPP's are case-insensitive) made an orphan, and the session stayed open, unbilled."""
+    from ocpp.v16 import call
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + 10 * MIN, 12_000)
+    await station.call(call.StopTransaction(
+        meter_stop=14_000, timestamp=ocpp_time(t0 + 20 * MIN), transaction_id=0,
+        reason="Local", id_tag=ID_TAG.lower()), suppress=False)
+    rows = await harness.store.run(lambda tx: tx.sessions())
+    assert [(r.transaction_id, r.state, r.energy_wh) for r in rows] == [
+        (tx_id, "stopped", 4_000)], [(r.state, r.flags) for r in rows]
