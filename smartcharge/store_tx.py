@@ -368,14 +368,16 @@ class StoreTx:
 
     def session_started_at(self, station_id: str, connector_id: int, id_tag: str,
                            meter_start_wh: float, start_time: datetime) -> SessionRow | None:
-        """A session of this station already started so: the same connector, tag and start
-        register within the second of this start's instant (the same StartTransaction, maybe
-        re-sent after a reboot without the milliseconds it first had); the one at the very
-        instant first."""
+        """A session of this station already started so: the same connector, tag (in any
+        case: id tags are case-insensitive) and start register within the second of this
+        start's instant (the same StartTransaction, maybe re-sent after a reboot without the
+        milliseconds it first had, or its tag in another case); the one at the very instant
+        first."""
         second = start_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
-            "connector_id = ? AND id_tag = ? AND meter_start_wh = ? AND start_time >= ? AND "
+            "connector_id = ? AND id_tag = ? COLLATE NOCASE AND meter_start_wh = ? AND "
+            "start_time >= ? AND "
             "start_time <= ? ORDER BY start_time != ?, transaction_id LIMIT 1",
             (station_id, connector_id, id_tag, meter_start_wh, db_time(second),
              db_time(_last_microsecond(second)), db_time(start_time))).fetchone()
@@ -384,15 +386,16 @@ class StoreTx:
     def session_stopped_at(self, station_id: str, meter_stop_wh: float, stop_time: datetime,
                            stop_id_tag: str | None) -> SessionRow | None:
         """A session of this station already ended by a StopTransaction with exactly this stop
-        register and tag, within the second of this stop's instant (the same stop, re-sent
-        under another transaction id - after a reboot, from what the station kept, often
-        without the milliseconds it first had); the one at the very instant first."""
+        register and tag (in any case), within the second of this stop's instant (the same
+        stop, re-sent under another transaction id - after a reboot, from what the station
+        kept, often without the milliseconds it first had); the one at the very instant
+        first."""
         second = stop_time.replace(microsecond=0)
         row = self._db.execute(
             f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE station_id = ? AND "
             "closed_by = 'StopTransaction' AND meter_stop_wh = ? AND stop_time >= ? AND "
-            "stop_time <= ? AND stop_id_tag IS ? ORDER BY stop_time != ?, transaction_id "
-            "LIMIT 1",
+            "stop_time <= ? AND stop_id_tag IS ? COLLATE NOCASE ORDER BY stop_time != ?, "
+            "transaction_id LIMIT 1",
             (station_id, meter_stop_wh, db_time(second),
              db_time(_last_microsecond(second)), stop_id_tag,
              db_time(stop_time))).fetchone()
