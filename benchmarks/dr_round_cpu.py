@@ -20,6 +20,13 @@ event is cancelled and that round is timed too. `--profile FILE`: cProfile (CPU 
 last event's round. `--calls`: the Python function calls per request of the last event's round
 (cProfile with its own clock: a count, which the machine's load does not move). Compare trees by running this file with PYTHONPATH set to each tree
 (`--tree`: the harness is copied into the older tree's benchmarks/ if it lacks it).
+
+`--store` (s28-dr): the dispatcher gets a real `SqliteStore` (a file in a temporary directory,
+the server's pragmas: WAL, synchronous FULL) and its audit task, as `smartcharge serve` gives
+it; without it the dispatcher has no store and writes nothing (the held defaults' records,
+`site/held_defaults.py`, and the audit rows are skipped). With it, per round also: the store
+works asked (`store.run` calls), the round's wall time (it waits for commits: not CPU) and the
+process's CPU (every thread: the writer's too).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import json
 import logging
 import os
 import statistics
+import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -75,13 +83,40 @@ def site_text(connectors: int) -> str:
     return site_toml(connectors, 9, "unused.sqlite")
 
 
-async def build(connectors: int):
+REQUESTS: list[str] = []   # every request's kind, in order (Dispatcher._record, wrapped)
+STORE_RUNS = [0]           # store.run calls
+
+
+def count_requests() -> None:
+    """Each request's kind counted where the port records it (the audit rows go to the store
+    with `--store`, so `_audit` is not where they stay)."""
+    original = Dispatcher._record
+
+    def recording(self, station_id, connector_id, kind, payload, answer):
+        REQUESTS.append(kind)
+        return original(self, station_id, connector_id, kind, payload, answer)
+    Dispatcher._record = recording
+
+
+async def open_store(directory: str):
+    from smartcharge.store import SqliteStore
+    store = await SqliteStore.open(os.path.join(directory, "bench.sqlite"))
+    original = store.run
+
+    async def counted(work):
+        STORE_RUNS[0] += 1
+        return await original(work)
+    store.run = counted
+    return store
+
+
+async def build(connectors: int, store=None):
     site = parse_site(site_text(connectors))
     clock = ManualClock(T0)
     controller = SiteController(site, clock)
     registry = StationRegistry()
-    context = AdapterContext(site=site, store=None, events=EventBus(), clock=clock)
     serving = []
+    context = AdapterContext(site=site, store=None, events=EventBus(), clock=clock)
     for station in site.stations:
         adapter = CentralSystemV16(station.station_id, StubStation(), context,
                                    boot_accepted=True, response_timeout_s=30.0)
@@ -94,8 +129,10 @@ async def build(connectors: int):
                                     close_socket))
     reads = SiteReads(controller.topology, controller.site, controller.state,
                       controller.limits, controller.uncontrollable, controller.phase_use)
-    dispatcher = Dispatcher(reads, registry, None, clock, ports=port_factory(clock),
+    dispatcher = Dispatcher(reads, registry, store, clock, ports=port_factory(clock),
                             publish=controller.site_bus.publish)
+    if store is not None:   # as setup.py runs it beside a real server's dispatcher
+        serving.append(asyncio.ensure_future(dispatcher.run_audit()))
     controller.installed = dispatcher.installed
     controller.site_bus.subscribe(lambda event: None)
     for station in site.stations:
@@ -117,24 +154,41 @@ async def plan_and_send(controller, dispatcher, clock, reason: str, profiler=Non
     clock.advance(30.0)
     plan = await controller.replan({reason})
     dispatcher._latest = plan
-    audit_before = len(dispatcher._audit)
+    requests_before, runs_before = len(REQUESTS), STORE_RUNS[0]
     if profiler is not None:
         profiler.enable()
+    wall, process = time.perf_counter(), time.process_time()
     cpu = time.thread_time()
     await dispatcher.dispatch_plan(plan)
     cpu = time.thread_time() - cpu
+    wall, process = time.perf_counter() - wall, time.process_time() - process
     if profiler is not None:
         profiler.disable()
-    rows = dispatcher._audit[audit_before:]
-    dispatcher._audit.clear()
-    kinds = Counter(row[2] for row in rows)
-    return {"cpu_s": cpu, "requests": len(rows), "kinds": dict(kinds)}
+    kinds = Counter(REQUESTS[requests_before:])
+    del REQUESTS[:]
+    if dispatcher.store is None:   # kept in memory without a store: not to grow
+        dispatcher._audit.clear()
+    return {"cpu_s": cpu, "requests": sum(kinds.values()), "kinds": dict(kinds),
+            "wall_s": wall, "process_s": process, "store_runs": STORE_RUNS[0] - runs_before}
 
 
 async def measure(connectors: int, repeats: int, profile: str | None,
-                  calls: bool = False) -> list[dict]:
+                  calls: bool = False, with_store: bool = False) -> list[dict]:
+    if not with_store:
+        return await _measure(connectors, repeats, profile, calls, None)
+    with tempfile.TemporaryDirectory() as directory:
+        store = await open_store(directory)
+        try:
+            return await _measure(connectors, repeats, profile, calls, store)
+        finally:
+            await store.close()
+
+
+async def _measure(connectors: int, repeats: int, profile: str | None, calls: bool,
+                   store) -> list[dict]:
     logging.basicConfig(level=logging.ERROR)
-    controller, dispatcher, clock, serving = await build(connectors)
+    count_requests()
+    controller, dispatcher, clock, serving = await build(connectors, store)
     try:   # the collector as `smartcharge serve` tunes it (older trees: the defaults)
         from smartcharge.gc_serving import tune_gc_for_serving
         tune_gc_for_serving()
@@ -174,9 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--calls", action="store_true")
+    parser.add_argument("--store", action="store_true",
+                        help="a real SqliteStore (temporary file) and its audit task")
     parser.add_argument("--label", default="")
     args = parser.parse_args(argv)
-    rows = asyncio.run(measure(args.connectors, args.repeats, args.profile, args.calls))
+    rows = asyncio.run(measure(args.connectors, args.repeats, args.profile, args.calls,
+                               args.store))
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     for what in ("event", "cancel"):
         cpu = [r[what]["cpu_s"] for r in rows]
@@ -185,6 +242,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{rows[-1][what]['kinds']}; per request "
               f"{statistics.median(cpu) / max(rows[-1][what]['requests'], 1) * 1e3:.2f} ms; "
               f"load {load}", flush=True)
+        if args.store:
+            runs = [r[what]["store_runs"] for r in rows]
+            wall = ", ".join(f"{r[what]['wall_s']:.3f}" for r in rows)
+            process = ", ".join(f"{r[what]['process_s']:.3f}" for r in rows)
+            print(f"{args.label} {what}: store.run calls {runs}; wall per round {wall} s; "
+                  f"process CPU (every thread) {process} s", flush=True)
     if args.calls:
         event = rows[-1]["event"]
         print(f"{args.label} event (last, profiled: not in the CPU above): function calls "
