@@ -180,6 +180,9 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         # store says each station's connectors may hold (held_defaults.py)
         self._release_pending: set[str] = set()
         self._held_stored: dict[str, dict[int, steps.Step]] = {}
+        # lowered records not yet written, and whether a task is writing them
+        self._held_pending: dict[str, tuple] = {}
+        self._held_flushing = False
         # the accepted default [W] of each idle connector that keeps it under a new car (its
         # station has no idle layer): the controller keeps it free in the plan (failsafe.py)
         self._kept_defaults: dict[ConnectorRef, float] = {}
@@ -337,6 +340,7 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
 
     async def close(self) -> None:
         await self._tasks.close()
+        await self.flush_held()
         await self.flush_audit()
 
     # --- plans ---------------------------------------------------------------------------

@@ -244,6 +244,7 @@ class FailSafeSetup:
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
+        in_round = defaults is not None
         phases = max(c.phases for c in station.connectors)
         # what it may hold once these are sent, stored before they go (held_defaults.py); at
         # a set-up (`defaults` None) nothing it accepted is known - each connector is at its
@@ -314,7 +315,12 @@ class FailSafeSetup:
             control.default_sent[connector_id] = [(now, powers[0])] + later
         if key is not None:
             control.defaults_key = key
-        await self._record_held(control)   # what it holds as far as we know now
+        # what it holds as far as we know now; lowered in a round, queued (not waited for:
+        # held_defaults.py). A set-up waits for it as before: quicker, its GetCompositeSchedule
+        # (ask_installed) went out before the station's transactions were known after a
+        # restart and their new plans went ungated (tests/test_restart_dr_first_round.py,
+        # 3 of 12 copies under load; s28-dr)
+        await self._record_held(control, queue_lower=in_round)
 
     def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
         """Whether a default of ours bounds this connector when idle (not: its maximum is
