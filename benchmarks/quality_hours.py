@@ -69,7 +69,7 @@ def hours_of(day, settings: dict | None = None, *, top: int = 12) -> None:
     k = 1000.0
     print(f"\n{day.name}: run {load.sum() * h / k:.1f} kWh, taper-aware LP {lp_wh.sum() / k:.1f} "
           f"kWh, gap {(lp_wh.sum() - load.sum() * h) / k:.1f} kWh")
-    print("| hour | limit kWh | short min | run kWh | LP kWh | run behind LP (cumulative) | "
+    print("| hour from the day's start | limit kWh | short min | run kWh | LP kWh | run behind LP (cumulative) | "
           "unused while short | taper / full / other | not offered |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     lag = 0.0
