@@ -72,6 +72,14 @@ def slot_energy_factor_wh_per_w(k: float, steps: int) -> float:
 
 
 def taper_aware_optimum_wh(day: Day) -> float:
+    return float(taper_aware_plan_wh(day).sum())
+
+
+def taper_aware_plan_wh(day: Day, *, early: bool = False) -> np.ndarray:
+    """(N, T) Wh each car takes in each offline slot in one taper-aware optimum. `early`: of the
+    optima, one that delivers its energy as early as it can (a slot's Wh cost a little more the
+    later the slot, far below one Wh of energy), so that its cumulative energy hour by hour is
+    a fixed yardstick to hold a run's against (benchmarks/quality_hours.py)."""
     problem = offline_problem(day)
     arrays = build_lp(problem, build_objective(problem), problem.upper_w)
     n_var, n_x = arrays.c.shape[0], arrays.n_x
@@ -113,12 +121,19 @@ def taper_aware_optimum_wh(day: Day) -> float:
     b_ub = np.concatenate([arrays.b_ub, rhs_ub])
     b_eq = np.concatenate([arrays.b_eq, np.zeros(taper_eq.shape[0])])
     c = np.concatenate([-np.where(np.arange(n_var) >= n_x, 1.0, 0.0), np.zeros(n_x)])
+    if early:
+        slot = arrays.x_slot.astype(float)
+        c[:n_x] = 1e-6 * (slot + 1.0) / problem.n_slots * wh_per_w[arrays.x_slot]
     bounds = np.vstack([arrays.bounds, np.column_stack([np.zeros(n_x), np.full(n_x, np.inf)])])
     result = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
                      method="highs")
     if result.status != 0:
         raise RuntimeError(f"taper-aware offline LP: {result.message}")
-    return float(-result.fun)
+    plan_w = arrays.to_power(result.x[:n_x])
+    delivered = plan_w * wh_per_w[None, :]
+    # capped at each car's need: the energy variables count no more than the need
+    scale = np.minimum(1.0, problem.energy_wh / np.maximum(delivered.sum(axis=1), 1e-9))
+    return delivered * scale[:, None]
 
 
 def online_truthful_wh(day: Day, min_current_a: float = 0.0) -> float:

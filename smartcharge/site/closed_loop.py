@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from smartcharge.site.installed import planned_share
 from smartcharge.site.taper import Point, TaperModel
 from smartcharge.site.topology import ConnectorRef
 
@@ -130,6 +131,11 @@ class ClosedLoop:
         if plan is not None and self.c.installed is not None:
             # what the station was actually told (a third in W while its phases are unknown)
             allocated = self.c.installed.told_w(ref, allocated, plan.phases, plan.phases_known)
+        elif plan is not None:
+            # without stations (the quality benchmark, tests) the same third by the site
+            # file's unit: read against the plan's whole W, a new 22 kW car on a W station
+            # drawing all of the third it was sent was capped there for a meter interval
+            allocated *= planned_share(self.c.topology, ref, plan.phases, plan.phases_known)
         if self.c.installed is not None:
             # ... and what the car had time to follow when sampled: a sample under the
             # profile before (a plan not yet sent, accepted or settled) is no underuse - a car
