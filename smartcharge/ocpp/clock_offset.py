@@ -190,12 +190,15 @@ class ClockOffset:
         return float(transit()) if callable(transit) else transit
 
     def _estimate(self) -> float | None:
-        # two messages agree within a message's transit too: their latencies differ by up to
-        # that much, on a sped-up clock many site seconds (60x: 5 s is 83 ms of real time, and
-        # a loaded server read a station's boot statuses, queued behind our answers, 6-10 site
-        # s apart: its own stamps "disagreed" with its samples and nothing was believed). A
-        # clock behind still keeps its distance within `agree_s` (a queue dripped out at 60x
-        # falls ~50 site s further behind a message: within a transit, it would read "behind")
+        # the highest of a kind's values is taken when the second is within a message's
+        # transit too: their latencies differ by up to that much, on a sped-up clock many site
+        # seconds (60x: 5 s is 83 ms of real time, and a loaded server read a station's boot
+        # statuses, queued behind our answers, 6-10 site s apart: its own estimate was the
+        # second-highest, its samples "disagreed" with it and nothing was believed). The
+        # highest is the least behind. A clock behind still keeps its distance within
+        # `agree_s` (a queue dripped out at 60x falls ~50 site s further behind a message),
+        # and a station's own stamps and its samples still agree within `agree_s`: a server
+        # reading every frame seconds late under load must not find an in-step station behind
         transit, keep_s = self.transit_s, self.agree_s
         own, samples, agree_s = self._own, self._samples, max(self.agree_s, transit)
         own_s, own_ok = own.estimate(self.watch_s, agree_s, transit, keep_s)
@@ -213,7 +216,7 @@ class ClockOffset:
         if not sampled_ok and len(samples.kept) == 1 and len(own.kept) == 1:
             sampled_s = samples.kept[0][1]   # one of each: two messages, if they agree...
             sampled_ok = min(own_s, sampled_s) >= 0   # ...that it is ahead
-        if not sampled_ok or abs(own_s - sampled_s) > agree_s:
+        if not sampled_ok or abs(own_s - sampled_s) > self.agree_s:
             return None
         return max(own_s, sampled_s)
 
