@@ -287,3 +287,39 @@ def test_a_messages_transit_is_counted_in_real_seconds_on_any_clock():
     for s in range(0, 300, 30):
         est.observe(_at(s - 8), _at(s))
     assert est.offset_s is None   # (the demo's stations read 5-9 s late)
+
+
+def test_two_messages_agree_within_a_messages_transit_on_a_sped_up_clock():
+    """Seen in tests/test_clock_known_after_setup.py [1.6] (10 of 24 copies under load): at
+    60x a station 10 min behind stamps its boot's StatusNotifications as it boots and sends
+    them one after another, each waiting for our answer to the one before - read 6-10 site s
+    apart on a loaded server (0.1 s of real time). Its own stamps' two highest values then
+    differed by more than 5 s, the second-highest (-606) was its own estimate, its samples
+    (-600, read at once) "disagreed" with it, and nothing was believed until its next status
+    change 15 site-minutes later - what it was sent at its boot started 10 min in its future
+    meanwhile. Two values are the same clock within a message's transit (in site seconds on a
+    sped-up clock, as `transit_s`), as at 1x within `AGREE_S`."""
+    est = ClockOffset(transit_s=120.0)          # 60x: 2 s of real time
+    for at_s, read_s in ((2, 2.3), (2, 8.3), (2, 11.5), (2, 12.1)):   # its boot's statuses
+        est.observe_call("StatusNotification", _status(_at(at_s - 600)), _at(read_s))
+    est.observe_call("StartTransaction", {"connectorId": 1, "idTag": "A", "meterStart": 0,
+                                          "timestamp": format_ocpp_time(_at(7 - 600))},
+                     _at(13.4))
+    for s in range(18, 300, 10):                # a sample every 10 s, read at once
+        est.observe_call("MeterValues", _meter(_at(s - 600)), _at(s + 0.4))
+    assert est.offset_s is not None and abs(est.offset_s + 600) <= 1, est.offset_s
+    # its own stamps and its samples still agree within AGREE_S: a station in step whose
+    # status was read 100 site s late (within a transit) and whose samples a server falling
+    # behind reads 300 s late, steadily, is not 100 s behind (the mixed-fleet DR test under
+    # load ~24 read in-step stations 260-1500 s behind, on the start tree too)
+    est = ClockOffset(transit_s=240.0)          # 120x
+    est.observe_call("StatusNotification", _status(_at(0)), _at(100))
+    for s in range(10, 300, 10):
+        est.observe_call("MeterValues", _meter(_at(s - 300)), _at(s))
+    assert est.offset_s is None, est.offset_s
+    est = ClockOffset()                         # 1x: 5 s apart are two clocks, as before
+    for at_s, read_s in ((2, 2.3), (2, 8.3), (2, 11.5)):
+        est.observe_call("StatusNotification", _status(_at(at_s - 600)), _at(read_s))
+    for s in range(18, 300, 10):
+        est.observe_call("MeterValues", _meter(_at(s - 600)), _at(s + 0.4))
+    assert est.offset_s is None

@@ -35,6 +35,7 @@ from ocpp.v16 import call as call16
 
 from smartcharge.store import SqliteStore
 from smartcharge.store_schema import MIGRATIONS
+from tests.hang_budget import hang_budget_s
 from tests.sim_fixtures import OPERATOR_TOKEN, STATION_PASSWORD, free_port, site_toml
 from tests.v201_billing import tx_event
 
@@ -63,7 +64,9 @@ class Server:
             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": REPO})
 
     def killed_at_its_point(self) -> bool:
-        return self.process.wait(timeout=20) == -signal.SIGKILL
+        # a hang's bound (tests/hang_budget.py): a fresh interpreter importing the service and
+        # reaching its point took over 20 s in the suite's run at load ~20 (the migration case)
+        return self.process.wait(timeout=hang_budget_s(20)) == -signal.SIGKILL
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -51,7 +51,8 @@ from smartcharge.clock import parse_ocpp_time
 
 WINDOW_S = 600.0   # a corrected clock is followed within this (our clock)
 WATCH_S = 60.0     # agreeing values spanning this before "behind" is believed
-AGREE_S = 5.0      # two values this close are the same clock (latency, whole-second stamps)
+AGREE_S = 5.0      # two values this close are the same clock (latency, whole-second stamps);
+                   # two messages, on a sped-up clock, within a message's transit if more
 MAX_KEPT = 1024    # messages kept per kind: a station flooding us keeps its newest
 # what a message may take, real time, from its stamp to our reading it (a loaded server reads
 # its frames a second or more late): a station in step reads as behind by that much, so
@@ -106,12 +107,14 @@ class _Values:
         while len(kept) > MAX_KEPT or (len(kept) > 2 and kept[0][0] < oldest_s):
             kept.popleft()
 
-    def estimate(self, watch_s: float, agree_s: float,
-                 transit_s: float = 0.0) -> tuple[float | None, bool]:
+    def estimate(self, watch_s: float, agree_s: float, transit_s: float = 0.0,
+                 keep_s: float | None = None) -> tuple[float | None, bool]:
         """(the estimate or None with fewer than two, whether it is believed). The estimate:
         the highest value when the second-highest agrees with it (within `agree_s`: the one
         that came with the least latency, at most `agree_s` more than two messages prove),
-        else the second-highest (both messages say at least that)."""
+        else the second-highest (both messages say at least that). "Behind" is believed from
+        values that keep their distance from it within `keep_s` (default `agree_s`) over
+        `watch_s`: a queue dripped out falls further behind with every message."""
         if len(self.kept) < 2:
             return None, False
         first = second = -math.inf
@@ -123,7 +126,8 @@ class _Values:
             return value_s, True
         if value_s >= -transit_s:       # as late as a message may be read: not behind
             return value_s, False
-        near = [r for r, v in self.kept if abs(v - value_s) <= agree_s]
+        keep_s = agree_s if keep_s is None else keep_s
+        near = [r for r, v in self.kept if abs(v - value_s) <= keep_s]
         return value_s, max(near) - min(near) >= watch_s
 
 class ClockOffset:
@@ -186,14 +190,24 @@ class ClockOffset:
         return float(transit()) if callable(transit) else transit
 
     def _estimate(self) -> float | None:
-        own, samples, agree_s = self._own, self._samples, self.agree_s
-        own_s, own_ok = own.estimate(self.watch_s, agree_s, self.transit_s)
+        # the highest of a kind's values is taken when the second is within a message's
+        # transit too: their latencies differ by up to that much, on a sped-up clock many site
+        # seconds (60x: 5 s is 83 ms of real time, and a loaded server read a station's boot
+        # statuses, queued behind our answers, 6-10 site s apart: its own estimate was the
+        # second-highest, its samples "disagreed" with it and nothing was believed). The
+        # highest is the least behind. A clock behind still keeps its distance within
+        # `agree_s` (a queue dripped out at 60x falls ~50 site s further behind a message),
+        # and a station's own stamps and its samples still agree within `agree_s`: a server
+        # reading every frame seconds late under load must not find an in-step station behind
+        transit, keep_s = self.transit_s, self.agree_s
+        own, samples, agree_s = self._own, self._samples, max(self.agree_s, transit)
+        own_s, own_ok = own.estimate(self.watch_s, agree_s, transit, keep_s)
         if own_ok:
             return own_s
         if len(own.kept) + len(samples.kept) == 1:   # the connection's first, alone
             value_s = (own.kept or samples.kept)[0][1]
             return value_s if value_s >= 0 else None
-        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s, self.transit_s)
+        sampled_s, sampled_ok = samples.estimate(self.watch_s, agree_s, transit, keep_s)
         if not own.kept:           # the station stamps nothing of its own (yet)
             return sampled_s if sampled_ok else None
         # its own stamps say something not believed (one stamp; "behind" for less than a
@@ -202,7 +216,7 @@ class ClockOffset:
         if not sampled_ok and len(samples.kept) == 1 and len(own.kept) == 1:
             sampled_s = samples.kept[0][1]   # one of each: two messages, if they agree...
             sampled_ok = min(own_s, sampled_s) >= 0   # ...that it is ahead
-        if not sampled_ok or abs(own_s - sampled_s) > agree_s:
+        if not sampled_ok or abs(own_s - sampled_s) > self.agree_s:
             return None
         return max(own_s, sampled_s)
 
