@@ -9,11 +9,14 @@ every node under its limit.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
 
+from smartcharge.site import steps
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
 
@@ -188,3 +191,17 @@ class InstallWatch:
 
 def refs_of(site) -> list[ConnectorRef]:
     return SiteTopology(site).refs
+
+
+def stored_default_w(db_path, ref: ConnectorRef, at: datetime) -> float | None:
+    """What the SQLite file's `failsafe_held` says the connector's fail-safe default may be at
+    `at` (read beside the running server, as any reader of the file); None: no record."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT steps_json FROM failsafe_held WHERE station_id = ? AND "
+                         "connector_id = ?", (ref.station_id, ref.connector_id)).fetchone()
+    finally:
+        db.close()
+    if row is None:
+        return None
+    return steps.value_at([(datetime.fromisoformat(m), w) for m, w in json.loads(row[0])], at)

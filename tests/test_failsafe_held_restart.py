@@ -13,18 +13,15 @@ A real `smartcharge serve` on a SQLite file (SIGKILL), simulated stations over r
 
 from __future__ import annotations
 
-import json
 import signal
-import sqlite3
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from test_crash import kill
 from test_site_restart import Rig, listening
 
 from smartcharge.sim.spec import Quirks
-from smartcharge.site import steps
 from smartcharge.site.topology import ConnectorRef
-from tests.installed_limits import connector_limit_w
+from tests.installed_limits import connector_limit_w, stored_default_w
 from tests.site_e2e import wait_until
 
 CP1, CP2 = ConnectorRef("CP1", 1), ConnectorRef("CP2", 1)
@@ -73,18 +70,9 @@ async def test_a_station_offline_through_a_restart_keeps_its_default_off_the_oth
 
 
 def stored_w(rig: Rig, ref: ConnectorRef) -> float | None:
-    """What the SQLite file says the connector's default may be two hours from now (read
-    beside the running server, as any reader of the file)."""
-    db = sqlite3.connect(f"file:{rig.tmp_path / 'site.sqlite'}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT steps_json FROM failsafe_held WHERE station_id = ? AND "
-                         "connector_id = ?", (ref.station_id, ref.connector_id)).fetchone()
-    finally:
-        db.close()
-    if row is None:
-        return None
-    at = rig.clock.now() + timedelta(hours=2)
-    return steps.value_at([(datetime.fromisoformat(m), w) for m, w in json.loads(row[0])], at)
+    """What the SQLite file says the connector's default may be two hours from now."""
+    return stored_default_w(rig.tmp_path / "site.sqlite", ref,
+                            rig.clock.now() + timedelta(hours=2))
 
 
 async def test_a_raised_default_is_stored_before_it_goes_out(tmp_path):

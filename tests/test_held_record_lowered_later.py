@@ -16,17 +16,14 @@ cannot finish until the test lets it."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sqlite3
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.site import steps
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.topology import ConnectorRef
-from tests.installed_limits import connector_limit_w
+from tests.installed_limits import connector_limit_w, stored_default_w
 from tests.site_e2e import server_and_fleet, wait_until
 from tests.test_dispatch_trust import T0
 
@@ -52,18 +49,13 @@ def default_w(fleet, clock, ref: ConnectorRef) -> float:
 
 
 def stored_w(db_path, clock, ref: ConnectorRef) -> float | None:
-    """What the SQLite file says the connector's default may be an hour from now (read beside
-    the running server, as any reader of the file)."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT steps_json FROM failsafe_held WHERE station_id = ? AND "
-                         "connector_id = ?", (ref.station_id, ref.connector_id)).fetchone()
-    finally:
-        db.close()
-    if row is None:
-        return None
-    at = clock.now() + timedelta(hours=1)
-    return steps.value_at([(datetime.fromisoformat(m), w) for m, w in json.loads(row[0])], at)
+    """What the SQLite file says the connector's default may be an hour from now."""
+    return stored_default_w(db_path, ref, clock.now() + timedelta(hours=1))
+
+
+def all_at(value_w: float, read) -> bool:
+    """Every connector's `read(ref)` within 100 W of `value_w` (None counts as 0)."""
+    return all(abs((read(ref) or 0.0) - value_w) < 100 for ref in REFS)
 
 
 def settled(dispatcher) -> bool:
@@ -108,9 +100,6 @@ async def test_a_lowered_record_does_not_hold_the_round_and_a_raise_lands_last(t
         writer = HeldWriter(dispatcher.store)
         try:
             await fleet.start(wait_booted_s=10)
-
-            def all_at(value_w: float, read) -> bool:
-                return all(abs((read(ref) or 0.0) - value_w) < 100 for ref in REFS)
 
             def held(ref):
                 return default_w(fleet, clock, ref)
@@ -160,9 +149,6 @@ async def test_lowered_records_land_in_one_transaction_with_those_queued_meanwhi
         writer = HeldWriter(dispatcher.store)
         try:
             await fleet.start(wait_booted_s=10)
-
-            def all_at(value_w: float, read) -> bool:
-                return all(abs((read(ref) or 0.0) - value_w) < 100 for ref in REFS)
             await wait_until(lambda: settled(dispatcher) and all_at(
                 MAX_W, lambda ref: stored_w(db_path, clock, ref)), 30, "every record at 22 kW")
             batches = []

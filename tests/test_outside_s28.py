@@ -19,6 +19,18 @@ MIN = timedelta(minutes=1)
 READER_TOKEN = "s28-reader-token"
 
 
+def billed_history(stamp: str, count: int):
+    """Store work writing `count` stopped sessions of 1 kWh on CP1/1, each stamped `stamp`
+    (straight into SQLite: a site's years of history in seconds)."""
+    def history(tx) -> None:
+        tx._db.executemany(
+            "INSERT INTO sessions (station_id, connector_id, start_time, meter_start_wh, "
+            "stop_time, meter_stop_wh, state, closed_by, energy_wh, energy_method, flags, "
+            "created_at, updated_at) VALUES ('CP1', 1, ?, 0, ?, 1000, 'stopped', "
+            "'StopTransaction', 1000, 'registers', '', ?, ?)", [(stamp,) * 4] * count)
+    return history
+
+
 @pytest.fixture
 def site():
     """The harness's site, with a reader's token besides the operator's."""
@@ -72,13 +84,7 @@ async def test_the_whole_billing_export_holds_every_session(harness, t0):
     earlier = 100_000
     stamp = ocpp_time(t0 - 1_000 * MIN).replace("Z", "+00:00")
 
-    def history(tx) -> None:
-        tx._db.executemany(
-            "INSERT INTO sessions (station_id, connector_id, start_time, meter_start_wh, "
-            "stop_time, meter_stop_wh, state, closed_by, energy_wh, energy_method, flags, "
-            "created_at, updated_at) VALUES ('CP1', 1, ?, 0, ?, 1000, 'stopped', "
-            "'StopTransaction', 1000, 'registers', '', ?, ?)",
-            [(stamp, stamp, stamp, stamp)] * earlier)
+    history = billed_history(stamp, earlier)
 
     await harness.store.run(history)
     station = await harness.station("CP1")
@@ -160,12 +166,7 @@ async def test_the_session_list_says_where_its_next_page_is(harness, t0):
     `Link: <...>; rel="next"` (RFC 8288) to the sessions after it; the last page none."""
     stamp = ocpp_time(t0 - 1_000 * MIN).replace("Z", "+00:00")
 
-    def history(tx) -> None:
-        tx._db.executemany(
-            "INSERT INTO sessions (station_id, connector_id, start_time, meter_start_wh, "
-            "stop_time, meter_stop_wh, state, closed_by, energy_wh, energy_method, flags, "
-            "created_at, updated_at) VALUES ('CP1', 1, ?, 0, ?, 1000, 'stopped', "
-            "'StopTransaction', 1000, 'registers', '', ?, ?)", [(stamp,) * 4] * 1_000)
+    history = billed_history(stamp, 1_000)
 
     await harness.store.run(history)
     station = await harness.station("CP1")
