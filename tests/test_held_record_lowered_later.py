@@ -16,6 +16,7 @@ cannot finish until the test lets it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -89,90 +90,91 @@ class HeldWriter:
             await self._work
 
 
-async def test_a_lowered_record_does_not_hold_the_round_and_a_raise_lands_last(tmp_path):
-    # real time: no periodic call of a station's (a heartbeat every 300 site s) while the writer
-    # is held - most likely it waited for the writer, and its station's answers behind it
-    # (seen at 20x under load: every answer of the round timed out)
+@contextlib.asynccontextmanager
+async def four_stations_set_up(tmp_path):
+    """The real server on real time (no periodic call of a station's - a heartbeat every 300
+    site s - while the writer is held: at 20x under load it waited for the writer, and its
+    station's answers behind it) and the four stations booted: (server, fleet, clock, db path,
+    the store's writer to hold); the writer let go at the end whatever happened."""
     clock = AcceleratedClock(T0, speed=1.0)
-    db_path = tmp_path / "sc.sqlite"
     async with server_and_fleet(four_stations(), tmp_path, clock) as (server, fleet):
-        controller, dispatcher = server.controller, server.dispatcher
-        writer = HeldWriter(dispatcher.store)
+        writer = HeldWriter(server.dispatcher.store)
         try:
             await fleet.start(wait_booted_s=10)
-
-            def held(ref):
-                return default_w(fleet, clock, ref)
-
-            def stored(ref):
-                return stored_w(db_path, clock, ref)
-            await wait_until(lambda: settled(dispatcher) and all_at(MAX_W, held)
-                             and all_at(MAX_W, stored), 30, "every default and record at 22 kW")
-
-            # the writer busy: the event's round lowers every default and ends all the same
-            await writer.hold()
-            now = clock.now()
-            controller.limits.add_event(DemandResponseEvent(
-                "held-later", now, now + timedelta(hours=2), limit_w=EVENT_W))
-            done = dispatcher.rounds_done
-            controller.request_replan("dr:held-later")
-            await wait_until(lambda: dispatcher.rounds_done > done and dispatcher.idle
-                             and all_at(EVENT_W / 4, held), 30,
-                             "the event's round over, every default at 11 kW, the store held")
-            # not written yet: the records from before, higher than what the stations hold
-            assert all_at(MAX_W, stored), {ref: stored(ref) for ref in REFS}
-
-            # the event cancelled while the lowered records are queued or in flight: the
-            # raises are recorded ahead (they wait for the writer), and the records end at
-            # the raise - no lowered one queued before lands after it
-            controller.limits.cancel_event("held-later")
-            controller.request_replan("dr-cancel:held-later")
-            await writer.release()
-            await wait_until(lambda: dispatcher.idle and all_at(MAX_W, held)
-                             and not dispatcher._held_flushing
-                             and not dispatcher._held_pending, 30,
-                             "every default back at 22 kW, no record queued")
-            records = {ref: stored(ref) for ref in REFS}
-            assert all_at(MAX_W, stored), records
+            yield server, fleet, clock, tmp_path / "sc.sqlite", writer
         finally:
             await writer.release()
+
+
+async def an_event_with_the_writer_held(server, clock, writer) -> int:
+    """The store's writer held, then a DR event halving the grid for two hours, re-planned
+    for: the dispatcher's rounds done before it."""
+    await writer.hold()
+    now = clock.now()
+    server.controller.limits.add_event(DemandResponseEvent(
+        "held-later", now, now + timedelta(hours=2), limit_w=EVENT_W))
+    done = server.dispatcher.rounds_done
+    server.controller.request_replan("dr:held-later")
+    return done
+
+
+async def test_a_lowered_record_does_not_hold_the_round_and_a_raise_lands_last(tmp_path):
+    async with four_stations_set_up(tmp_path) as (server, fleet, clock, db_path, writer):
+        controller, dispatcher = server.controller, server.dispatcher
+
+        def held(ref):
+            return default_w(fleet, clock, ref)
+
+        def stored(ref):
+            return stored_w(db_path, clock, ref)
+        await wait_until(lambda: settled(dispatcher) and all_at(MAX_W, held)
+                         and all_at(MAX_W, stored), 30, "every default and record at 22 kW")
+
+        # the writer busy: the event's round lowers every default and ends all the same
+        done = await an_event_with_the_writer_held(server, clock, writer)
+        await wait_until(lambda: dispatcher.rounds_done > done and dispatcher.idle
+                         and all_at(EVENT_W / 4, held), 30,
+                         "the event's round over, every default at 11 kW, the store held")
+        # not written yet: the records from before, higher than what the stations hold
+        assert all_at(MAX_W, stored), {ref: stored(ref) for ref in REFS}
+
+        # the event cancelled while the lowered records are queued or in flight: the
+        # raises are recorded ahead (they wait for the writer), and the records end at
+        # the raise - no lowered one queued before lands after it
+        controller.limits.cancel_event("held-later")
+        controller.request_replan("dr-cancel:held-later")
+        await writer.release()
+        await wait_until(lambda: dispatcher.idle and all_at(MAX_W, held)
+                         and not dispatcher._held_flushing
+                         and not dispatcher._held_pending, 30,
+                         "every default back at 22 kW, no record queued")
+        records = {ref: stored(ref) for ref in REFS}
+        assert all_at(MAX_W, stored), records
 
 
 async def test_lowered_records_land_in_one_transaction_with_those_queued_meanwhile(tmp_path):
     """The writer busy while four stations' defaults are lowered: once it is free, their
     records land - in at most two transactions (the first one queued alone may have gone to
     the writer before the others came; the rest together), not one each."""
-    clock = AcceleratedClock(T0, speed=1.0)   # (real time: as above)
-    db_path = tmp_path / "sc.sqlite"
-    async with server_and_fleet(four_stations(), tmp_path, clock) as (server, fleet):
-        controller, dispatcher = server.controller, server.dispatcher
-        writer = HeldWriter(dispatcher.store)
-        try:
-            await fleet.start(wait_booted_s=10)
-            await wait_until(lambda: settled(dispatcher) and all_at(
-                MAX_W, lambda ref: stored_w(db_path, clock, ref)), 30, "every record at 22 kW")
-            batches = []
-            write_batch = dispatcher._write_held_batch
+    async with four_stations_set_up(tmp_path) as (server, fleet, clock, db_path, writer):
+        dispatcher = server.dispatcher
+        await wait_until(lambda: settled(dispatcher) and all_at(
+            MAX_W, lambda ref: stored_w(db_path, clock, ref)), 30, "every record at 22 kW")
+        batches = []
+        write_batch = dispatcher._write_held_batch
 
-            async def counted(batch):
-                batches.append(sorted(batch))
-                await write_batch(batch)
-            dispatcher._write_held_batch = counted
+        async def counted(batch):
+            batches.append(sorted(batch))
+            await write_batch(batch)
+        dispatcher._write_held_batch = counted
 
-            await writer.hold()
-            now = clock.now()
-            controller.limits.add_event(DemandResponseEvent(
-                "held-later", now, now + timedelta(hours=2), limit_w=EVENT_W))
-            done = dispatcher.rounds_done
-            controller.request_replan("dr:held-later")
-            await wait_until(lambda: dispatcher.rounds_done > done and dispatcher.idle and all_at(
-                EVENT_W / 4, lambda ref: default_w(fleet, clock, ref)), 30,
-                "the event's round over, the store held")
-            await writer.release()
-            await wait_until(lambda: all_at(EVENT_W / 4,
-                                            lambda ref: stored_w(db_path, clock, ref)), 30,
-                             "every record at 11 kW")
-            assert sorted(sid for batch in batches for sid in batch) == list(STATIONS), batches
-            assert len(batches) <= 2, batches
-        finally:
-            await writer.release()
+        done = await an_event_with_the_writer_held(server, clock, writer)
+        await wait_until(lambda: dispatcher.rounds_done > done and dispatcher.idle and all_at(
+            EVENT_W / 4, lambda ref: default_w(fleet, clock, ref)), 30,
+            "the event's round over, the store held")
+        await writer.release()
+        await wait_until(lambda: all_at(EVENT_W / 4,
+                                        lambda ref: stored_w(db_path, clock, ref)), 30,
+                         "every record at 11 kW")
+        assert sorted(sid for batch in batches for sid in batch) == list(STATIONS), batches
+        assert len(batches) <= 2, batches
