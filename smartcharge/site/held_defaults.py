@@ -85,11 +85,10 @@ class HeldDefaults:
         raises = any(stored.get(c) is None or steps.compare(stored[c], step, now)[1]
                      for c, step in held.items())
         if not raises:
-            if new is None and any(stored.get(c) != step for c, step in held.items()):
-                if queue_lower:
-                    self._queue_held(sid, held, now)   # a stale record is a higher one
-                    return
-            else:
+            if new is not None or all(stored.get(c) == step for c, step in held.items()):
+                return
+            if queue_lower:
+                self._queue_held(sid, held, now)   # a stale record is a higher one
                 return
         self._held_pending.pop(sid, None)   # this one is newer, and lands first
         try:
