@@ -498,6 +498,11 @@ class StoreTx:
             (station_id, connector_id, purpose, json.dumps(profile), answer, db_time(at)))
         return int(cursor.lastrowid)
 
+    def insert_profiles_sent(self, rows: Iterable[tuple]) -> None:
+        """Each row as `insert_profile_sent`'s arguments: a dispatch round's audit at once."""
+        for row in rows:
+            self.insert_profile_sent(*row)
+
     def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:
             return self._dicts("SELECT * FROM profiles_sent ORDER BY id")

@@ -34,6 +34,7 @@ from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
+from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,9 @@ class CentralSystemBase:
         error code of its own) and publish `ConnectorStatusChanged`."""
         now = self._ctx.clock.now()
         at = at or now
-        await self._ctx.store.run(lambda tx: tx.set_connector_status(
-            self.id, connector_id, status, error_code, info, vendor_error_code, at, now))
+        await self._ctx.store.run(StoreOp(
+            "set_connector_status", self.id, connector_id, status, error_code, info,
+            vendor_error_code, at, now))
         self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
                                                         error_code, at))
 
