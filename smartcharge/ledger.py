@@ -200,6 +200,17 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
                        duplicate=False, matched=matched)
 
 
+def boot(tx: StoreTx, station_id: str, status: str, at: datetime, payload: dict, *,
+         vendor: str | None, model: str | None, serial_number: str | None,
+         firmware_version: str | None, rebooted: bool, max_power_w: float
+         ) -> tuple[Closed, ...]:
+    """A BootNotification stored; when the station `rebooted`, its open sessions closed (a
+    reboot ends them). A module function, so the store's writer process can run it."""
+    tx.set_boot(station_id, status, at, payload, vendor=vendor, model=model,
+                serial_number=serial_number, firmware_version=firmware_version)
+    return close_on_reboot(tx, station_id, at, max_power_w) if rebooted else ()
+
+
 def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,
                     max_power_w: float) -> tuple[Closed, ...]:
     closed = tuple(close_implicitly(tx, session, "Reboot", at, max_power_w)

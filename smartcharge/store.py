@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from smartcharge.store_ops import StoreClosed, StoreOp, connect_writer, run_group
+from smartcharge.store_ops import StoreClosed, StoreOp, connect_writer, run_group, writers_lock
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 from smartcharge.store_writer import WriterProcess
@@ -58,6 +59,7 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self.writer_process: WriterProcess | None = None   # `open(..., writer_process=True)`
+        self._lock_fd: int | None = None   # the writers' lock, with a writer process
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
         self._closed = False   # set before the writer is told to stop: later work raises
@@ -82,6 +84,7 @@ class SqliteStore:
             await store._submit(_RAW, store._connect)   # migrations first, in this process
             if writer_process and path != ":memory:":
                 loop = asyncio.get_running_loop()
+                store._lock_fd = writers_lock(path)
                 store.writer_process = WriterProcess(path, len(MIGRATIONS), loop)
                 store.writer_process.settle = store._settler(loop).settle
                 await store.writer_process.start()
@@ -181,6 +184,9 @@ class SqliteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def _submit(self, kind: str, function: Callable, *, closing: bool = False) -> Any:
         # work queued after the writer's stop sentinel would never be answered: refuse it
@@ -222,7 +228,7 @@ class SqliteStore:
             self._answer_all([(item, None, StoreClosed(f"store {self.path} is closed"))
                               for item in group])
             return
-        outcomes = run_group(self._db, [item[1] for item in group], self.path)
+        outcomes = run_group(self._db, [item[1] for item in group], self.path, self._lock_fd)
         self._answer_all([(item, result, error) for item, (result, error)
                           in zip(group, outcomes)])
 

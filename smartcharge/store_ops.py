@@ -15,6 +15,7 @@ is rolled back. One copy for the writer thread (store.py) and the writer process
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -77,9 +78,25 @@ def attempt(work: Callable, *args: Any) -> Outcome:
 
 
 def run_group(db: sqlite3.Connection, works: Sequence[Callable[[StoreTx], Any]],
-              name: str = "") -> list[Outcome]:
+              name: str = "", lock_fd: int | None = None) -> list[Outcome]:
     """Each piece of work's (result, error), in order, once the group's commit is on disk (or
-    the commit failed: every piece's error is that failure, nothing of the group is kept)."""
+    the commit failed: every piece's error is that failure, nothing of the group is kept).
+
+    `lock_fd`: the writers' lock file (two writers on one file: the thread and the process),
+    held from BEGIN to COMMIT. SQLite's own lock makes a writer that finds it taken poll with
+    sleeps (busy_timeout): behind a writer that commits group after group it may never find
+    it free and fail after 5 s; a blocked flock() is woken the moment it is let go."""
+    if lock_fd is None:
+        return _run_locked(db, works, name)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        return _run_locked(db, works, name)
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+
+def _run_locked(db: sqlite3.Connection, works: Sequence[Callable[[StoreTx], Any]],
+                name: str) -> list[Outcome]:
     try:
         outcomes = _run_optimistic(db, works)
         if outcomes is None:   # a piece of work failed: again, each in a savepoint
@@ -128,6 +145,11 @@ def _run_isolated(db: sqlite3.Connection, works: Sequence[Callable]) -> list[Out
         outcomes.append((result, error))
     db.execute("COMMIT")
     return outcomes
+
+
+def writers_lock(path: str) -> int:
+    """The file both writers of a store lock around each group (`run_group`)."""
+    return os.open(path + "-writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def connect_writer(path: str) -> sqlite3.Connection:

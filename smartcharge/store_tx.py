@@ -147,6 +147,12 @@ class StoreTx:
         self._db = connection
 
     # -- stations ---------------------------------------------------------------------------
+    def station_connecting(self, station_id: str, at: datetime,
+                           protocol: str | None) -> str | None:
+        """`station_seen`, then the station's last boot status (its WebSocket handshake)."""
+        self.station_seen(station_id, at, protocol)
+        return self.boot_status(station_id)
+
     def station_seen(self, station_id: str, at: datetime, protocol: str | None = None) -> None:
         """The station connected (or sent something) at `at`; `protocol` is the subprotocol
         its connection negotiated (None: unchanged)."""

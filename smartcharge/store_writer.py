@@ -47,8 +47,9 @@ _PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops never blocks the loop o
 # -- the writer process ---------------------------------------------------------------------
 
 def serve(path: str, requests: Connection, answers: Connection, schema_version: int) -> None:
-    from smartcharge.store_ops import connect_writer
+    from smartcharge.store_ops import connect_writer, writers_lock
     db = connect_writer(path)
+    lock_fd = writers_lock(path)
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version != schema_version:
         answers.send(("failed", f"{path} has schema version {version}, the server expects "
@@ -74,7 +75,7 @@ def serve(path: str, requests: Connection, answers: Connection, schema_version: 
                     break
                 group.append(more)
             began = time.perf_counter()
-            outcomes = run_group(db, [op for _, op in group], path)
+            outcomes = run_group(db, [op for _, op in group], path, lock_fd)
             committed = time.perf_counter()
             _answer(answers, began, committed,
                     [(number, result, error) for (number, _), (result, error)
@@ -83,6 +84,7 @@ def serve(path: str, requests: Connection, answers: Connection, schema_version: 
         return   # the server is gone: what committed is on disk, nobody to answer
     finally:
         db.close()
+        os.close(lock_fd)
 
 
 def _pump(requests: Connection, waiting: queue.SimpleQueue) -> None:

@@ -6,6 +6,7 @@ signals: SIGSTOP holds the writer with work in hand, SIGKILL ends it - or the se
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import select
 import signal
@@ -166,3 +167,28 @@ def test_the_writer_ends_when_the_server_is_killed_and_what_it_answered_is_kept(
     finally:
         os.close(watch)
     assert rows(path, "SELECT station_id FROM stations") == [("CP1",)]
+
+
+async def test_both_writers_take_the_writers_lock_around_their_groups(tmp_path):
+    # SQLite's own lock makes a writer that finds it taken poll with sleeps (busy_timeout):
+    # behind the process's groups, one after another under load, the thread's work could
+    # wait 5 s and fail. Both take a flock() instead, which wakes a waiter on release.
+    path = tmp_path / "s.sqlite"
+    store = await SqliteStore.open(str(path), writer_process=True)
+    held = os.open(str(path) + "-writers.lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            by_op = asyncio.ensure_future(store.run(StoreOp("station_seen", "CP1", T0)))
+            by_thread = asyncio.ensure_future(store.run(lambda tx: tx.station_seen("CP2", T0)))
+            await pending(store, 1)
+            await asyncio.sleep(0.2)   # a negative: neither can write while the lock is held
+            assert not by_op.done() and not by_thread.done()
+            assert rows(path, "SELECT COUNT(*) FROM stations") == [(0,)]
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        await asyncio.gather(by_op, by_thread)
+        assert rows(path, "SELECT station_id FROM stations ORDER BY 1") == [("CP1",), ("CP2",)]
+    finally:
+        os.close(held)
+        await store.close()

@@ -27,6 +27,7 @@ from smartcharge.site import steps
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.store_ops import StoreOp
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -78,8 +79,8 @@ class HeldDefaults:
         if not changed:
             return
         try:
-            await self.store.run(lambda tx: store_failsafe.write_held(
-                tx, control.station_id, held, at=now))
+            await self.store.run(StoreOp(   # by name: the writer process takes it
+                store_failsafe.write_held, control.station_id, held, at=now))
         except Exception:   # the defaults go out all the same: the station needs them
             log.exception("station %s: what its fail-safe defaults may hold is not stored",
                           control.station_id)

@@ -175,8 +175,8 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
                                data: str | None = None) -> call_result.DataTransfer:
         now = self._ctx.clock.now()
-        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
-                                                                     message_id, data, now))
+        await self._ctx.store.run(StoreOp("insert_data_transfer", self.id, vendor_id,
+                                          message_id, data, now))
         log.info("station %s: DataTransfer from vendor %s (%s) recorded", self.id, vendor_id,
                  message_id)
         # we implement no vendor extension: the spec's answer for that is UnknownVendorId

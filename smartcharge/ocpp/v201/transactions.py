@@ -56,7 +56,7 @@ class TransactionHandlers:
         this station's 2.0.1 transactions)."""
         refs = self._tx_refs
         if transaction_id not in refs:
-            session = await self._ctx.store.run(lambda tx: tx.session(transaction_id))
+            session = await self._ctx.store.run(StoreOp("session", transaction_id))
             if session is None or session.station_id != self.id \
                     or session.station_tx_ref is None:
                 return None
