@@ -1,7 +1,8 @@
 """The ledger: what a station's billing messages do to the sessions, inside one store transaction.
 
-Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
-so the station is answered only after the commit. The rules (see issue 3):
+Each function runs in the store's writer process as `await store.run(StoreOp(ledger.fn, ...))`
+(arguments and results pickled: plain data) so the station is answered only after the commit.
+The rules (see issue 3):
 - every message is remembered by a key made of what it means, not how it is written
   (`ledger_keys.py`): a duplicate (a retry after a reconnect, even re-worded:
   other sample order, kWh for Wh, another way to write the same instant, other transactionData)

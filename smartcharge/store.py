@@ -1,8 +1,14 @@
-"""Persistence: SQLite by default (one file, WAL, synchronous=FULL), one writer thread.
+"""Persistence: SQLite by default (one file, WAL, synchronous=FULL), one writer thread, and for
+the server a writer process.
 
-Every piece of work runs as one atomic unit on one dedicated thread: `await store.run(fn)` calls
-`fn(tx)` with a `StoreTx` (store_tx.py) and returns once the commit is on disk, so an adapter
-that awaits it may then acknowledge the station. Reads for people (the API, the CSV export)
+Every piece of work runs as one atomic unit on a writer: `await store.run(fn)` calls `fn(tx)`
+with a `StoreTx` (store_tx.py) and returns once the commit is on disk, so an adapter that awaits
+it may then acknowledge the station. Work named as a `StoreOp` (store_ops.py: a module function
+or a `StoreTx` method and picklable arguments) runs in the writer process when the store was
+opened with one (`open(path, writer_process=True)`, as the server does: store_writer.py), where
+its SQL does not wait for the GIL behind the event loop; a closure runs on the writer thread.
+Both writers keep the same promises (group commit, answer after commit) and take turns on the
+file through a lock (`store_ops.run_group`). Reads for people (the API, the CSV export)
 use `await store.read(fn)` instead: their own read-only connection on their own thread, which
 WAL lets read a consistent snapshot while the writer commits, so a long export never holds up
 the acknowledgement of a station's message. Billing rules live in `ledger.py`; the SQL in
@@ -44,7 +50,8 @@ class Store(Protocol):
 
 
 class SqliteStore:
-    """One SQLite file, one connection, one writer thread, group commit.
+    """One SQLite file, one writing connection per writer (the thread; the process for
+    `StoreOp`s, if opened with one), group commit.
 
     Each `run(work)` is atomic on its own; the writer thread takes every piece of work that is
     waiting, runs them in one transaction and commits once, then answers each caller. So under
