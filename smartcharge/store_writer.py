@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -122,6 +123,11 @@ def _portable(result: Any, error: BaseException | None) -> tuple[Any, BaseExcept
 
 def main(argv: list[str]) -> int:
     path, requests_fd, answers_fd, schema_version = argv
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group: the
+    # writer is ended by its server (the stop request, or EOF when the server is gone), so a
+    # server shutting down gracefully still has it for its last writes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s store-writer %(message)s")
     serve(path, Connection(int(requests_fd), writable=False),

@@ -192,3 +192,17 @@ async def test_both_writers_take_the_writers_lock_around_their_groups(tmp_path):
     finally:
         os.close(held)
         await store.close()
+
+
+async def test_the_writer_outlives_the_signals_that_end_its_server_gracefully(tmp_path):
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the server shuts
+    # down gracefully and writes on the way, so its writer must still be there
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"), writer_process=True)
+    try:
+        writer = store.writer_process.pid
+        os.kill(writer, signal.SIGINT)
+        os.kill(writer, signal.SIGTERM)
+        assert await store.run(StoreOp(writer_pid)) == writer
+        assert store.writer_process.starts == 1
+    finally:
+        await store.close()
