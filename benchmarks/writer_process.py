@@ -1,7 +1,7 @@
 """The store's real writer, thread or process, behind a busy event loop (s28-writer, issue 10).
 
 One event loop, one `SqliteStore` on a file with `sessions` open sessions; `rate` MeterValues a
-second (`ledger.meter_values` as a `StoreOp`, six sampled values each, as the load simulator
+second (`ledger.meter_values_sent` as a `StoreOp`, six sampled values each, as the load simulator
 sends) from as many "stations", each awaiting its answer as the adapters do; meanwhile a task
 keeps the loop busy: it spins in pure Python for `busy_ms` and yields, `busy_share` of the
 time (a loop saturated by frames, dispatch and the guard, whose turns the answers wait
@@ -42,9 +42,12 @@ def value(at: datetime, register_wh: int) -> list[dict]:
 
 
 def meter_values(station: str, station_tx_id: int, at: datetime, register_wh: int) -> StoreOp:
+    """As the adapters send it (s28-writer): the frame's meter_value, parsed by the writer; the
+    adapter's own parse (for its events) is done here too, as the loop does it."""
     sampled = value(at, register_wh)
-    return StoreOp(ledger.meter_values, station_id=station, connector_id=1,
-                   station_tx_id=station_tx_id, readings=parse_meter_values(sampled),
+    parse_meter_values(sampled)
+    return StoreOp(ledger.meter_values_sent, station_id=station, connector_id=1,
+                   station_tx_id=station_tx_id, meter_value=sampled,
                    payload={"connectorId": 1, "transactionId": station_tx_id,
                             "meterValue": sampled}, at=at, max_power_w=22_000)
 

@@ -206,3 +206,20 @@ async def test_the_writer_outlives_the_signals_that_end_its_server_gracefully(tm
         assert store.writer_process.starts == 1
     finally:
         await store.close()
+
+
+async def test_a_frame_parsed_by_the_writer_is_the_frame_the_adapter_parsed(tmp_path):
+    # the adapters send the frame's meter_value (cheaper to pickle than the parsed readings)
+    # and the writer parses it again: the same readings, so the same message key - the
+    # readings parsed on the loop, written after it, are recognised as the same message
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"), writer_process=True)
+    try:
+        started = await store.run(start_op())
+        parsed = meter_values_op(started.transaction_id, T0 + timedelta(minutes=1), 100)
+        sent = StoreOp(ledger.meter_values_sent, meter_value=parsed.kwargs["payload"]["meterValue"],
+                       **{k: v for k, v in parsed.kwargs.items() if k != "readings"})
+        first = await store.run(sent)
+        assert not first.duplicate and first.new_samples == 2
+        assert (await store.run(parsed)).duplicate
+    finally:
+        await store.close()

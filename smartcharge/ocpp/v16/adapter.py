@@ -131,9 +131,9 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         readings = parse_meter_values(meter_value)
         payload = {"connectorId": connector_id, "transactionId": transaction_id,
                    "meterValue": meter_value}
-        outcome = await self._ctx.store.run(StoreOp(
-            ledger.meter_values, station_id=self.id, connector_id=connector_id,
-            station_tx_id=transaction_id, readings=readings, payload=payload, at=now,
+        outcome = await self._ctx.store.run(StoreOp(   # parsed again there: cheaper to send
+            ledger.meter_values_sent, station_id=self.id, connector_id=connector_id,
+            station_tx_id=transaction_id, meter_value=meter_value, payload=payload, at=now,
             max_power_w=self._max_power_w))
         if outcome.duplicate:
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
