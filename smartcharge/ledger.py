@@ -156,10 +156,11 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
 
 
 def meter_values_sent(tx: StoreTx, *, meter_value: list, **rest: Any) -> MeterOutcome:
-    """`meter_values` of the frame's `meter_value` as the adapter got it (snake_case), parsed
-    here: the writer process parses it again rather than the event loop pickling the parsed
-    readings (frozen dataclasses: ~85 % of a MeterValues op's pickling, s28-writer). The same
-    function on the same input, so the same readings as the adapter's."""
+    """`meter_values` of a 1.6 frame's `meter_value` as the adapter got it (snake_case), parsed
+    here by 1.6's rules (`metering.parse_meter_values`; 2.0.1 has its own and sends readings):
+    the writer process parses it again rather than the event loop pickling the parsed readings
+    (frozen dataclasses: ~85 % of a MeterValues op's pickling, s28-writer). The same function
+    on the same input, so the same readings as the adapter's."""
     return meter_values(tx, readings=parse_meter_values(meter_value), **rest)
 
 
