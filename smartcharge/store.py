@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from smartcharge.store_ops import StoreClosed, StoreOp, connect_writer, run_group, writers_lock
+from smartcharge.store_order import WriterOrder
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 from smartcharge.store_writer import WriterProcess
@@ -67,6 +68,7 @@ class SqliteStore:
         self.path = path
         self.writer_process: WriterProcess | None = None   # `open(..., writer_process=True)`
         self._lock_fd: int | None = None   # the writers' lock, with a writer process
+        self._order = WriterOrder()   # the two writers' work in the order it was handed in
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
         self._closed = False   # set before the writer is told to stop: later work raises
@@ -140,12 +142,23 @@ class SqliteStore:
 
         A `StoreOp` goes to the writer process when the store has one (and the caller is on
         its loop); a closure cannot leave this process and runs on the writer thread. Both
-        write the one file, SQLite's lock taking turns (busy_timeout)."""
+        write the one file under the writers' lock, and commit in the order the work was handed
+        in (`store_order.WriterOrder`)."""
         process = self.writer_process
-        if process is not None and isinstance(work, StoreOp) and not self._closed:
-            if asyncio.get_running_loop() is process.loop:
+        if process is None or self._closed or asyncio.get_running_loop() is not process.loop:
+            return await self._submit(_TX, work)
+        # two writers, one order: what was handed in first commits first (store_order.py)
+        to_process = isinstance(work, StoreOp)
+        order = self._order
+        gate = order.turn(to_process)
+        if gate is not None:
+            await order.wait(gate)
+        try:
+            if to_process:
                 return await process.run(work)
-        return await self._submit(_TX, work)
+            return await self._submit(_TX, work)
+        finally:
+            order.done()
 
     async def read(self, work: Callable[[StoreTx], T]) -> T:
         """Run `work(tx)` on the read-only connection, in one read transaction (a consistent
