@@ -143,6 +143,40 @@ def install_server() -> ServerRecords:
         records.groups.append((group_began[0], committed, len(answers)))
         return answer_all(self, answers)
 
+    # the writer process (s28-writer): `exec` is its group's begin, `commit` its commit, both
+    # perf-counter stamps of the writer's own (CLOCK_MONOTONIC: one clock for the machine)
+    try:
+        from smartcharge.store_writer import WriterProcess
+    except ImportError:   # a tree from before the writer process
+        WriterProcess = None
+    by_op: dict[int, dict] = {}
+    if WriterProcess is not None:
+        process_run, group_done = WriterProcess.run, WriterProcess._group_done
+
+        async def process_run_stamped(self, op):
+            record = current.get()
+            if record is None or "submit" in record:
+                return await process_run(self, op)
+            record["submit"] = _now()
+            by_op[id(op)] = record
+            try:
+                return await process_run(self, op)
+            finally:
+                record["resumed"] = _now()
+                by_op.pop(id(op), None)
+
+        def group_done_stamped(self, began, committed, outcomes):
+            for number, *_ in outcomes:
+                _, op = self._pending.get(number, (None, None))
+                record = by_op.get(id(op)) if op is not None else None
+                if record is not None:
+                    record["exec"], record["commit"] = began, committed
+            records.groups.append((began, committed, len(outcomes)))
+            return group_done(self, began, committed, outcomes)
+
+        WriterProcess.run = process_run_stamped
+        WriterProcess._group_done = group_done_stamped
+
     server.AiohttpConnection.recv = recv_stamped
     server.AiohttpConnection.send = send_stamped
     central.CentralSystemBase._route = route_stamped

@@ -104,6 +104,28 @@ def run_and_wait_s(pid: int) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process's children (the store's writer process, s28-writer), from /proc (Linux)."""
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found += [int(child) for child in children.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def children_cpu_s(pid: int) -> dict[int, float]:
+    cpu = {}
+    for child in child_pids(pid):
+        try:
+            cpu[child] = process_cpu_s(child)
+        except OSError:
+            pass
+    return cpu
+
+
 def process_rss_b(pid: int) -> int:
     """Resident set size of a process [bytes], from /proc (Linux)."""
     with open(f"/proc/{pid}/status") as status:
@@ -170,6 +192,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         setup_s = max(ready) - started
         window_start = time.time()
         server_cpu_start = process_cpu_s(server_pid)
+        children_start = children_cpu_s(server_pid)
         sched_start = [run_and_wait_s(pid) for pid in [server_pid] + [p.pid for p in procs]]
         spy = window_profilers(args, server_pid)
         for p in procs:
@@ -182,6 +205,10 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
                  in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
+        children_end = children_cpu_s(server_pid)
+        children = {pid: ((cpu - children_start[pid]) / (window_end - window_start),
+                          process_rss_b(pid)) for pid, cpu in children_end.items()
+                    if pid in children_start}
         rss_b = process_rss_b(server_pid)
         collector = await collector_at_window_end(server_pid, args.stats_file)
         for p in procs:
@@ -203,6 +230,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "settled_s": settled_s,
         "setup_s": setup_s,
         "server_cpu": server_cpu,
+        "children": children,
         "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
         "rss_end_b": rss_b,
         "window": (window_start, window_end),
@@ -380,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
     window_s = r["window"][1] - r["window"][0]
+    if r.get("children"):   # not in the server CPU column: its own process
+        print("# the server's child processes through the window (the store's writer): "
+              + "; ".join(f"pid {pid} CPU {cpu:.0%} of a core, RSS {rss / 2**20:.0f} MB"
+                          for pid, (cpu, rss) in r["children"].items()))
     print("# run queue in the window (the main thread: ran / runnable but waiting for a CPU): "
           + "; ".join(f"{name} {ran:.1f} s / {waited:.1f} s ({waited / window_s:.0%} of the "
                       f"window)" for name, (ran, waited) in zip(

@@ -53,7 +53,8 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     database = db_path or site.server.database
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[STORE] = await SqliteStore.open(database)
+        # the stations' billing messages are written in a process of their own (store_writer.py)
+        app[STORE] = await SqliteStore.open(database, writer_process=True)
         log.info("store: %s (schema version %d)", database, app[STORE].schema_version)
         yield
         await app[STORE].close()

@@ -1,7 +1,8 @@
 """The ledger: what a station's billing messages do to the sessions, inside one store transaction.
 
-Each function runs in the store's writer thread as `await store.run(lambda tx: ledger.fn(tx, ...))`
-so the station is answered only after the commit. The rules (see issue 3):
+Each function runs in the store's writer process as `await store.run(StoreOp(ledger.fn, ...))`
+(arguments and results pickled: plain data) so the station is answered only after the commit.
+The rules (see issue 3):
 - every message is remembered by a key made of what it means, not how it is written
   (`ledger_keys.py`): a duplicate (a retry after a reconnect, even re-worded:
   other sample order, kWh for Wh, another way to write the same instant, other transactionData)
@@ -23,6 +24,7 @@ so the station is answered only after the commit. The rules (see issue 3):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +34,7 @@ from smartcharge.metering import (
     Energy,
     Reading,
     billed_registers,
+    parse_meter_values,
     plausible_wh,
     session_energy,
 )
@@ -152,6 +155,15 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     return MeterOutcome(transaction_id, new, duplicate=False, reopened=reopened)
 
 
+def meter_values_sent(tx: StoreTx, *, meter_value: list, **rest: Any) -> MeterOutcome:
+    """`meter_values` of a 1.6 frame's `meter_value` as the adapter got it (snake_case), parsed
+    here by 1.6's rules (`metering.parse_meter_values`; 2.0.1 has its own and sends readings):
+    the writer process parses it again rather than the event loop pickling the parsed readings
+    (frozen dataclasses: ~85 % of a MeterValues op's pickling, s28-writer). The same function
+    on the same input, so the same readings as the adapter's."""
+    return meter_values(tx, readings=parse_meter_values(meter_value), **rest)
+
+
 def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_stop_wh: float,
                      timestamp: datetime, reason: str | None, id_tag: str | None,
                      readings: Sequence[Reading], payload: dict, at: datetime,
@@ -198,6 +210,17 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     settle_orphans(tx, station_id)
     return StopOutcome(session.transaction_id, session.connector_id, energy.energy_wh,
                        duplicate=False, matched=matched)
+
+
+def boot(tx: StoreTx, station_id: str, status: str, at: datetime, payload: dict, *,
+         vendor: str | None, model: str | None, serial_number: str | None,
+         firmware_version: str | None, rebooted: bool, max_power_w: float
+         ) -> tuple[Closed, ...]:
+    """A BootNotification stored; when the station `rebooted`, its open sessions closed (a
+    reboot ends them). A module function, so the store's writer process can run it."""
+    tx.set_boot(station_id, status, at, payload, vendor=vendor, model=model,
+                serial_number=serial_number, firmware_version=firmware_version)
+    return close_on_reboot(tx, station_id, at, max_power_w) if rebooted else ()
 
 
 def close_on_reboot(tx: StoreTx, station_id: str, at: datetime,

@@ -1,8 +1,8 @@
 """The ledger's rules for OCPP 2.0.1 TransactionEvent: the same sessions, samples, energy rule and
 implicit closes as 1.6 (`ledger.py`), for a protocol where the station makes the transaction id.
 
-One function, run in the store's writer thread (`await store.run(lambda tx:
-transaction_event(tx, ...))`) so the station is answered only after the commit:
+One function, run in the store's writer process (`await store.run(StoreOp(transaction_event,
+...))`) so the station is answered only after the commit:
 - the station's transactionId (text) names one session, ever: the first event we get of a
   transaction opens it — a Started, or, when that was lost or is late, whatever came first
   (flag `started_event_missing` until the Started arrives) — and every later event of it goes

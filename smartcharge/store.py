@@ -1,8 +1,14 @@
-"""Persistence: SQLite by default (one file, WAL, synchronous=FULL), one writer thread.
+"""Persistence: SQLite by default (one file, WAL, synchronous=FULL), one writer thread, and for
+the server a writer process.
 
-Every piece of work runs as one atomic unit on one dedicated thread: `await store.run(fn)` calls
-`fn(tx)` with a `StoreTx` (store_tx.py) and returns once the commit is on disk, so an adapter
-that awaits it may then acknowledge the station. Reads for people (the API, the CSV export)
+Every piece of work runs as one atomic unit on a writer: `await store.run(fn)` calls `fn(tx)`
+with a `StoreTx` (store_tx.py) and returns once the commit is on disk, so an adapter that awaits
+it may then acknowledge the station. Work named as a `StoreOp` (store_ops.py: a module function
+or a `StoreTx` method and picklable arguments) runs in the writer process when the store was
+opened with one (`open(path, writer_process=True)`, as the server does: store_writer.py), where
+its SQL does not wait for the GIL behind the event loop; a closure runs on the writer thread.
+Both writers keep the same promises (group commit, answer after commit) and take turns on the
+file through a lock (`store_ops.run_group`). Reads for people (the API, the CSV export)
 use `await store.read(fn)` instead: their own read-only connection on their own thread, which
 WAL lets read a consistent snapshot while the writer commits, so a long export never holds up
 the acknowledgement of a station's message. Billing rules live in `ledger.py`; the SQL in
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import re
 import sqlite3
@@ -23,19 +30,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from smartcharge.store_ops import StoreClosed, StoreOp, connect_writer, run_group, writers_lock
+from smartcharge.store_order import WriterOrder
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
+from smartcharge.store_writer import WriterProcess
 from smartcharge.turns import TurnBudget
 
-__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreTx", "db_time",
-           "from_db_time"]
+__all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreOp", "StoreTx",
+           "db_time", "from_db_time"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class StoreClosed(RuntimeError):
-    """The store is closed (or its writer thread is gone): nothing was written."""
 
 
 class Store(Protocol):
@@ -45,7 +51,8 @@ class Store(Protocol):
 
 
 class SqliteStore:
-    """One SQLite file, one connection, one writer thread, group commit.
+    """One SQLite file, one writing connection per writer (the thread; the process for
+    `StoreOp`s, if opened with one), group commit.
 
     Each `run(work)` is atomic on its own; the writer thread takes every piece of work that is
     waiting, runs them in one transaction and commits once, then answers each caller. So under
@@ -59,6 +66,9 @@ class SqliteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.writer_process: WriterProcess | None = None   # `open(..., writer_process=True)`
+        self._lock_fd: int | None = None   # the writers' lock, with a writer process
+        self._order = WriterOrder()   # the two writers' work in the order it was handed in
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._db: sqlite3.Connection | None = None
         self._closed = False   # set before the writer is told to stop: later work raises
@@ -74,21 +84,28 @@ class SqliteStore:
         self._settlers_lock = threading.Lock()
 
     @classmethod
-    async def open(cls, path: str) -> SqliteStore:
+    async def open(cls, path: str, *, writer_process: bool = False) -> SqliteStore:
+        """`writer_process`: `StoreOp`s run in a writer process of their own
+        (store_writer.py), everything else on the writer thread; a file only (":memory:" has
+        nothing to share)."""
         store = cls(path)
         try:
-            await store._submit(_RAW, store._connect)
+            await store._submit(_RAW, store._connect)   # migrations first, in this process
+            if writer_process and path != ":memory:":
+                loop = asyncio.get_running_loop()
+                store._lock_fd = writers_lock(path)
+                store.writer_process = WriterProcess(path, len(MIGRATIONS), loop)
+                store.writer_process.settle = store._settler(loop).settle
+                await store.writer_process.start()
         except BaseException:
+            if store.writer_process is not None:
+                await store.writer_process.close()
             store._queue.put(None)
             raise
         return store
 
     def _connect(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")   # billing rows: durable before we acknowledge
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA busy_timeout = 5000")
+        db = connect_writer(self.path)   # billing rows: durable before we acknowledge
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             db.close()
@@ -121,8 +138,27 @@ class SqliteStore:
 
         `work` acts through `tx` only: when another piece of work of its group fails, the
         group is rolled back and run again with a savepoint each (`_run_group`), so `work` may
-        be called twice - its effects and answer are those of the run that committed."""
-        return await self._submit(_TX, work)
+        be called twice - its effects and answer are those of the run that committed.
+
+        A `StoreOp` goes to the writer process when the store has one (and the caller is on
+        its loop); a closure cannot leave this process and runs on the writer thread. Both
+        write the one file under the writers' lock, and commit in the order the work was handed
+        in (`store_order.WriterOrder`)."""
+        process = self.writer_process
+        if process is None or self._closed or asyncio.get_running_loop() is not process.loop:
+            return await self._submit(_TX, work)
+        # two writers, one order: what was handed in first commits first (store_order.py)
+        to_process = isinstance(work, StoreOp)
+        order = self._order
+        gate = order.turn(to_process)
+        if gate is not None:
+            await order.wait(gate)
+        try:
+            if to_process:
+                return await process.run(work)
+            return await self._submit(_TX, work)
+        finally:
+            order.done()
 
     async def read(self, work: Callable[[StoreTx], T]) -> T:
         """Run `work(tx)` on the read-only connection, in one read transaction (a consistent
@@ -152,6 +188,8 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        if self.writer_process is not None:   # it answers what it has, then exits
+            await self.writer_process.close()
         if self._reader is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._reader, self._close_reader)
@@ -166,6 +204,9 @@ class SqliteStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     async def _submit(self, kind: str, function: Callable, *, closing: bool = False) -> Any:
         # work queued after the writer's stop sentinel would never be answered: refuse it
@@ -207,53 +248,9 @@ class SqliteStore:
             self._answer_all([(item, None, StoreClosed(f"store {self.path} is closed"))
                               for item in group])
             return
-        try:
-            outcomes = self._run_optimistic(group)
-            if outcomes is None:   # a piece of work failed: again, each in a savepoint
-                outcomes = self._run_isolated(group)
-        except Exception as failure:   # the commit itself failed: nothing of the group is kept
-            log.exception("store %s: transaction of %d failed", self.path, len(group))
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            outcomes = [(None, failure)] * len(group)
+        outcomes = run_group(self._db, [item[1] for item in group], self.path, self._lock_fd)
         self._answer_all([(item, result, error) for item, (result, error)
                           in zip(group, outcomes)])
-
-    def _run_optimistic(self, group: list) -> list | None:
-        """The group in one transaction without a savepoint per piece of work: committed, or
-        rolled back whole at the first piece that fails (None). Work rarely fails, and
-        SAVEPOINT / RELEASE were two of a MeterValues' SQL statements, each a step that lets
-        the GIL go and waits to take it back behind the busy event loop (s27-store)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        tx = StoreTx(self._db)
-        outcomes = []
-        for item in group:
-            result, error = self._attempt(item[1], tx)
-            if error is not None:
-                if self._db.in_transaction:   # some SQLite errors end it themselves
-                    self._db.execute("ROLLBACK")
-                return None
-            outcomes.append((result, None))
-        self._db.execute("COMMIT")
-        return outcomes
-
-    def _run_isolated(self, group: list) -> list:
-        """The group again, each piece of work in its own savepoint: one that fails is rolled
-        back alone, the others commit together. The pieces before the failure run a second
-        time here - their first run was rolled back with the group - so work acts through
-        `tx` only (`run`'s contract)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        tx = StoreTx(self._db)
-        outcomes = []
-        for item in group:
-            self._db.execute("SAVEPOINT work")
-            result, error = self._attempt(item[1], tx)
-            if error is not None:
-                self._db.execute("ROLLBACK TO work")
-            self._db.execute("RELEASE work")
-            outcomes.append((result, error))
-        self._db.execute("COMMIT")
-        return outcomes
 
     @staticmethod
     def _attempt(function: Callable, *args: Any) -> tuple[Any, BaseException | None]:

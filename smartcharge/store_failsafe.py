@@ -22,6 +22,13 @@ def write_held(tx: StoreTx, station_id: str, held: dict[int, Step], *, at: datet
                    (station_id, int(connector_id), text, db_time(at)))
 
 
+
+def write_held_batch(tx: StoreTx, batch: dict[str, tuple[dict[int, Step], datetime]]) -> None:
+    """`write_held` for several stations at once (station id -> (held, at)): one piece of store
+    work, so a round's lowered records cost one commit."""
+    for station_id, (held, at) in batch.items():
+        write_held(tx, station_id, held, at=at)
+
 def read_held(tx: StoreTx) -> dict[str, dict[int, Step]]:
     """Station id -> connector id -> the step it may hold."""
     out: dict[str, dict[int, Step]] = {}

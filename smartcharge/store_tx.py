@@ -147,6 +147,12 @@ class StoreTx:
         self._db = connection
 
     # -- stations ---------------------------------------------------------------------------
+    def station_connecting(self, station_id: str, at: datetime,
+                           protocol: str | None) -> str | None:
+        """`station_seen`, then the station's last boot status (its WebSocket handshake)."""
+        self.station_seen(station_id, at, protocol)
+        return self.boot_status(station_id)
+
     def station_seen(self, station_id: str, at: datetime, protocol: str | None = None) -> None:
         """The station connected (or sent something) at `at`; `protocol` is the subprotocol
         its connection negotiated (None: unchanged)."""
@@ -500,6 +506,11 @@ class StoreTx:
             "sent_at) VALUES (?, ?, ?, ?, ?, ?)",
             (station_id, connector_id, purpose, json.dumps(profile), answer, db_time(at)))
         return int(cursor.lastrowid)
+
+    def insert_profiles_sent(self, rows: Iterable[tuple]) -> None:
+        """Each row as `insert_profile_sent`'s arguments: a dispatch round's audit at once."""
+        for row in rows:
+            self.insert_profile_sent(*row)
 
     def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:

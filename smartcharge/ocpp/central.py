@@ -34,6 +34,7 @@ from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
 from smartcharge.store import Store, from_db_time
+from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -321,14 +322,10 @@ class CentralSystemBase:
         now = self._ctx.clock.now()
         accepted = self._station is not None
         status = "Accepted" if accepted else "Pending"
-
-        def write(tx):
-            tx.set_boot(self.id, status, now, payload, vendor=vendor, model=model,
-                        serial_number=serial_number, firmware_version=firmware_version)
-            return ledger.close_on_reboot(tx, self.id, now, self._max_power_w) if rebooted \
-                else ()
-
-        closed = await self._ctx.store.run(write)
+        closed = await self._ctx.store.run(StoreOp(
+            ledger.boot, self.id, status, now, payload, vendor=vendor, model=model,
+            serial_number=serial_number, firmware_version=firmware_version, rebooted=rebooted,
+            max_power_w=self._max_power_w))
         self.boot_accepted = accepted
         log.info("station %s: BootNotification (%s %s) -> %s", self.id, vendor, model, status)
         self.publish_closed(closed, now)
@@ -344,15 +341,16 @@ class CentralSystemBase:
         error code of its own) and publish `ConnectorStatusChanged`."""
         now = self._ctx.clock.now()
         at = at or now
-        await self._ctx.store.run(lambda tx: tx.set_connector_status(
-            self.id, connector_id, status, error_code, info, vendor_error_code, at, now))
+        await self._ctx.store.run(StoreOp(
+            "set_connector_status", self.id, connector_id, status, error_code, info,
+            vendor_error_code, at, now))
         self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
                                                         error_code, at))
 
     async def record_notification(self, kind: str, status: str) -> None:
         """A firmware / diagnostics / log status or a security event, in the station's history."""
         now = self._ctx.clock.now()
-        await self._ctx.store.run(lambda tx: tx.set_notification(self.id, kind, status, now))
+        await self._ctx.store.run(StoreOp("set_notification", self.id, kind, status, now))
         log.info("station %s: %s status %s", self.id, kind, status)
 
     async def id_tag_status(self, id_tag: str) -> str | None:
@@ -361,7 +359,7 @@ class CentralSystemBase:
         same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
-        return await self._ctx.store.run(lambda tx: tx.id_tag_status(id_tag))
+        return await self._ctx.store.run(StoreOp("id_tag_status", id_tag))
 
     def publish_reopened(self, session) -> None:
         log.warning("station %s: session %d is still running after a BootNotification: "

@@ -41,6 +41,7 @@ from smartcharge.ocpp.central import AdapterContext, ConnectionClosed
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
+from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -188,12 +189,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         # a plain GET (a scanner, a browser): nothing is stored for it (with unknown stations
         # accepted, each new identity added a row)
         raise web.HTTPBadRequest(text="an OCPP-J connection is a WebSocket upgrade")
-
-    def seen(tx):
-        tx.station_seen(station_id, now, protocol)
-        return tx.boot_status(station_id)
-
-    boot_status = await store.run(seen)
+    # by name: the store's writer process takes it (a boot storm's handshakes off the thread)
+    boot_status = await store.run(StoreOp("station_connecting", station_id, now, protocol))
     await ws.prepare(request)
     if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")

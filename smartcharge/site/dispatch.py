@@ -56,6 +56,7 @@ from smartcharge.site.failsafe import FailSafeSetup, default_in_force
 from smartcharge.site.held_defaults import HeldDefaults
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
+from smartcharge.store_ops import StoreOp
 from smartcharge.site.edges import end_kept
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
@@ -329,12 +330,8 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         rows, self._audit = self._audit, []
         if not rows or self.store is None:
             return
-
-        def write(tx):
-            for row in rows:
-                tx.insert_profile_sent(*row)
-        try:
-            await self.store.run(write)
+        try:   # by name: the store's writer process takes it (store_ops.StoreOp)
+            await self.store.run(StoreOp("insert_profiles_sent", rows))
         except Exception:
             log.exception("could not record %d sent profiles in the audit table", len(rows))
 

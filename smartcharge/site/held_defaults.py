@@ -37,6 +37,7 @@ from smartcharge.site import steps
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
+from smartcharge.store_ops import StoreOp
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -92,7 +93,8 @@ class HeldDefaults:
                 return
         self._held_pending.pop(sid, None)   # this one is newer, and lands first
         try:
-            await self.store.run(lambda tx: store_failsafe.write_held(tx, sid, held, at=now))
+            await self.store.run(StoreOp(   # by name: the writer process takes it
+                store_failsafe.write_held, sid, held, at=now))
         except Exception:   # the defaults go out all the same: the station needs them
             log.exception("station %s: what its fail-safe defaults may hold is not stored", sid)
             self._held_stored.pop(sid, None)   # not known: the next record is written
@@ -121,11 +123,8 @@ class HeldDefaults:
             self._held_flushing = False
 
     async def _write_held_batch(self, batch: dict) -> None:
-        def write(tx) -> None:
-            for station_id, (held, at) in batch.items():
-                store_failsafe.write_held(tx, station_id, held, at=at)
         try:
-            await self.store.run(write)
+            await self.store.run(StoreOp(store_failsafe.write_held_batch, batch))
         except Exception:   # stale: the higher records from before stay, which is safe
             log.exception("what the fail-safe defaults of %d stations may hold (lowered) is "
                           "not stored", len(batch))

@@ -21,6 +21,7 @@ from ocpp.v16.enums import (
 )
 
 from smartcharge import ledger
+from smartcharge.store_ops import StoreOp
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.events import (
     SessionStarted,
@@ -108,8 +109,8 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         status = await self._id_tag_status(id_tag)
         payload = {"connectorId": connector_id, "idTag": id_tag, "meterStart": meter_start,
                    "timestamp": timestamp, "reservationId": reservation_id}
-        outcome = await self._ctx.store.run(lambda tx: ledger.start_transaction(
-            tx, station_id=self.id, connector_id=connector_id, id_tag=id_tag,
+        outcome = await self._ctx.store.run(StoreOp(
+            ledger.start_transaction, station_id=self.id, connector_id=connector_id, id_tag=id_tag,
             meter_start_wh=float(meter_start), timestamp=started, reservation_id=reservation_id,
             payload=payload, answer_status=status.value, at=now, max_power_w=self._max_power_w))
         log.info("station %s: StartTransaction connector %d tag %s -> transaction %d%s",
@@ -130,9 +131,10 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         readings = parse_meter_values(meter_value)
         payload = {"connectorId": connector_id, "transactionId": transaction_id,
                    "meterValue": meter_value}
-        outcome = await self._ctx.store.run(lambda tx: ledger.meter_values(
-            tx, station_id=self.id, connector_id=connector_id, station_tx_id=transaction_id,
-            readings=readings, payload=payload, at=now, max_power_w=self._max_power_w))
+        outcome = await self._ctx.store.run(StoreOp(   # parsed again there: cheaper to send
+            ledger.meter_values_sent, station_id=self.id, connector_id=connector_id,
+            station_tx_id=transaction_id, meter_value=meter_value, payload=payload, at=now,
+            max_power_w=self._max_power_w))
         if outcome.duplicate:
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
         else:
@@ -154,8 +156,9 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         payload = {"meterStop": meter_stop, "timestamp": timestamp,
                    "transactionId": transaction_id, "reason": reason, "idTag": id_tag,
                    "transactionData": transaction_data}
-        outcome = await self._ctx.store.run(lambda tx: ledger.stop_transaction(
-            tx, station_id=self.id, station_tx_id=transaction_id, meter_stop_wh=float(meter_stop),
+        outcome = await self._ctx.store.run(StoreOp(
+            ledger.stop_transaction, station_id=self.id, station_tx_id=transaction_id,
+            meter_stop_wh=float(meter_stop),
             timestamp=stopped, reason=reason, id_tag=id_tag, readings=readings,
             payload=payload, at=now, max_power_w=self._max_power_w))
         log.info("station %s: StopTransaction %d (%s) -> session %s, %s Wh", self.id,
@@ -172,8 +175,8 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     async def on_data_transfer(self, vendor_id: str, message_id: str | None = None,
                                data: str | None = None) -> call_result.DataTransfer:
         now = self._ctx.clock.now()
-        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
-                                                                     message_id, data, now))
+        await self._ctx.store.run(StoreOp("insert_data_transfer", self.id, vendor_id,
+                                          message_id, data, now))
         log.info("station %s: DataTransfer from vendor %s (%s) recorded", self.id, vendor_id,
                  message_id)
         # we implement no vendor extension: the spec's answer for that is UnknownVendorId

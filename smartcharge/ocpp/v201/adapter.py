@@ -19,6 +19,7 @@ from ocpp.v201 import ChargePoint, call_result
 from ocpp.v201.enums import Action, RegistrationStatusEnumType
 
 from smartcharge import ledger
+from smartcharge.store_ops import StoreOp
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.ocpp.central import CentralSystemBase
 from smartcharge.ocpp.sampled import samples_to_events
@@ -120,9 +121,12 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
         now = self._ctx.clock.now()
         readings = parse_meter_values(meter_value)
         payload = {"evseId": evse_id, "meterValue": snake_to_camel_case(meter_value)}
-        outcome = await self._ctx.store.run(lambda tx: ledger.meter_values(
-            tx, station_id=self.id, connector_id=evse_id, station_tx_id=None,
-            readings=readings, payload=payload, at=now, max_power_w=self._max_power_w))
+        # the parsed readings, not the frame: 2.0.1's values are parsed by its own rules (unit
+        # of measure, multiplier), which ledger.meter_values_sent (1.6's) does not know
+        outcome = await self._ctx.store.run(StoreOp(
+            ledger.meter_values, station_id=self.id, connector_id=evse_id,
+            station_tx_id=None, readings=readings, payload=payload, at=now,
+            max_power_w=self._max_power_w))
         if not outcome.duplicate:
             for event in samples_to_events(self.id, evse_id, None, readings, now):
                 self._ctx.events.publish(event)

@@ -33,6 +33,7 @@ from smartcharge.events import (
     ExternalLimitReported,
     ReportedSchedule,
 )
+from smartcharge.store_ops import StoreOp
 from smartcharge.store_reports import insert_report
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,8 @@ class NotificationHandlers:
                                ) -> call_result.DataTransfer:
         now = self._ctx.clock.now()
         text = data if data is None or isinstance(data, str) else json.dumps(data)
-        await self._ctx.store.run(lambda tx: tx.insert_data_transfer(self.id, vendor_id,
-                                                                     message_id, text, now))
+        await self._ctx.store.run(StoreOp("insert_data_transfer", self.id, vendor_id,
+                                          message_id, text, now))
         # we implement no vendor extension: the spec's answer for that is UnknownVendorId
         return call_result.DataTransfer(status=DataTransferStatusEnumType.unknown_vendor_id)
 

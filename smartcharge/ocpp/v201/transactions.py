@@ -31,6 +31,7 @@ from smartcharge.metering import billed_registers
 from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v201.meter import parse_meter_values
 from smartcharge.store import from_db_time
+from smartcharge.store_ops import StoreOp
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class TransactionHandlers:
         this station's 2.0.1 transactions)."""
         refs = self._tx_refs
         if transaction_id not in refs:
-            session = await self._ctx.store.run(lambda tx: tx.session(transaction_id))
+            session = await self._ctx.store.run(StoreOp("session", transaction_id))
             if session is None or session.station_id != self.id \
                     or session.station_tx_ref is None:
                 return None
@@ -84,8 +85,8 @@ class TransactionHandlers:
             payload=snake_to_camel_case({"eventType": event_type, "timestamp": timestamp,
                                          "triggerReason": trigger_reason, "seqNo": seq_no,
                                          "transactionInfo": transaction_info, **optional}))
-        outcome = await self._ctx.store.run(lambda tx: transaction_event(
-            tx, station_id=self.id, event=event, answer=answer, at=now,
+        outcome = await self._ctx.store.run(StoreOp(
+            transaction_event, station_id=self.id, event=event, answer=answer, at=now,
             max_power_w=self._max_power_w))
         self._tx_refs[outcome.transaction_id] = event.station_tx_ref
         log.info("station %s: TransactionEvent %s %s seq %d (%s%s) -> session %d%s", self.id,

@@ -1,0 +1,297 @@
+"""The store's writer in its own process: `StoreOp`s in over one pipe, committed answers back
+over another, read by the event loop itself (`loop.add_reader`: no thread of ours waits for the
+GIL on the way back).
+
+Why a process (issue 10, s26-p99 / s27-store / s28-writer): a writer *thread* lets the GIL go
+around every SQLite step and waits to take it back behind the event loop - with the loop busy,
+~5 ms a step - so at 5 000 stations a group of MeterValues took hundreds of ms to commit while
+the writer was busy a third of the time. In a process the group's SQL and fsync run on the other
+core, whatever the loop does; the loop's share is pickling the op (tens of us).
+
+Durability is the thread's: the same connection settings (WAL, synchronous = FULL), the same
+group commit (`store_ops.run_group`), and every answer sent only after its group's COMMIT.
+- The server is SIGKILLed: the requests pipe reaches EOF; the writer finishes (commits or not)
+  the group in hand and exits. Nobody was answered for it: a station sends again, and the
+  ledger's keys recognise what had committed.
+- The writer is SIGKILLed: the answers pipe reaches EOF; every caller waiting is failed with
+  `StoreClosed` (not answered: its station sends again), and the next op starts a new writer.
+- Migrations run once, in the server's own connection, before the writer starts; the writer
+  refuses a file whose schema version is not the one it was started for.
+
+    python -m smartcharge.store_writer PATH REQUESTS_FD ANSWERS_FD SCHEMA_VERSION
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from smartcharge.store_ops import StoreClosed, StoreOp, run_group
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 256
+_PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops never blocks the loop on the write
+
+
+# -- the writer process ---------------------------------------------------------------------
+
+def serve(path: str, requests: Connection, answers: Connection, schema_version: int) -> None:
+    from smartcharge.store_ops import connect_writer, writers_lock
+    db = connect_writer(path)
+    lock_fd = writers_lock(path)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version != schema_version:
+        answers.send(("failed", f"{path} has schema version {version}, the server expects "
+                                f"{schema_version}"))
+        return
+    answers.send(("ready", os.getpid()))
+    waiting: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_pump, args=(requests, waiting), daemon=True,
+                     name="store-writer-pump").start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is None:
+                return
+            group = [item]
+            while len(group) < MAX_GROUP:
+                try:
+                    more = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    waiting.put(None)   # stop after this group
+                    break
+                group.append(more)
+            began = time.perf_counter()
+            outcomes = run_group(db, [op for _, op in group], path, lock_fd)
+            committed = time.perf_counter()
+            _answer(answers, began, committed,
+                    [(number, result, error) for (number, _), (result, error)
+                     in zip(group, outcomes)])
+    except (BrokenPipeError, EOFError, OSError):
+        return   # the server is gone: what committed is on disk, nobody to answer
+    finally:
+        db.close()
+        os.close(lock_fd)
+
+
+def _pump(requests: Connection, waiting: queue.SimpleQueue) -> None:
+    """Drains the requests pipe as they come (the loop never blocks on a full pipe); EOF - the
+    server closed or died - and the stop request both end the writer after its group."""
+    try:
+        while True:
+            item = requests.recv()
+            waiting.put(item)
+            if item is None:
+                return
+    except (EOFError, OSError, pickle.UnpicklingError):
+        waiting.put(None)
+
+
+def _answer(answers: Connection, began: float, committed: float, outcomes: list) -> None:
+    try:
+        answers.send(("group", began, committed, outcomes))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        answers.send(("group", began, committed,
+                      [(number, *_portable(result, error)) for number, result, error
+                       in outcomes]))
+
+
+def _portable(result: Any, error: BaseException | None) -> tuple[Any, BaseException | None]:
+    """A result or error that crosses the pipe, or an error that says why it could not."""
+    try:
+        pickle.loads(pickle.dumps((result, error)))
+        return result, error
+    except Exception as failure:
+        if error is not None:
+            return None, RuntimeError(f"{type(error).__name__}: {error}")
+        return None, RuntimeError(f"the store's answer could not be sent back: {failure!r}")
+
+
+def main(argv: list[str]) -> int:
+    path, requests_fd, answers_fd, schema_version = argv
+    # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group: the
+    # writer is ended by its server (the stop request, or EOF when the server is gone), so a
+    # server shutting down gracefully still has it for its last writes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s store-writer %(message)s")
+    serve(path, Connection(int(requests_fd), writable=False),
+          Connection(int(answers_fd), readable=False), int(schema_version))
+    return 0
+
+
+# -- the server's side ----------------------------------------------------------------------
+
+class WriterProcess:
+    """The server's handle on its writer process, bound to one event loop. `run(op)` returns
+    the op's result once its group is committed; raises its error, or `StoreClosed` if the
+    writer died with it in hand (a new writer is started for the next op)."""
+
+    def __init__(self, path: str, schema_version: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.path = path
+        self.schema_version = schema_version
+        self.loop = loop
+        self.pid: int | None = None
+        self.starts = 0            # writers started (a restart after a death counts)
+        self._process: subprocess.Popen | None = None
+        self._requests: Connection | None = None
+        self._answers: Connection | None = None
+        self._pending: dict[int, tuple[asyncio.Future, StoreOp]] = {}
+        self._numbers = 0
+        self._ready: asyncio.Future | None = None
+        self._gone: asyncio.Future | None = None   # set once the answers pipe reached EOF
+        self._closed = False
+        self.settle = None   # (outcomes) -> None: resumes callers (the store's TurnBudget)
+
+    async def start(self) -> None:
+        if self._ready is None:
+            self._spawn()
+        await asyncio.shield(self._ready)
+
+    def _spawn(self) -> None:
+        to_writer_r, to_writer_w = os.pipe()
+        from_writer_r, from_writer_w = os.pipe()
+        for fd in (to_writer_w, from_writer_w):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_B)
+            except OSError:
+                pass   # the system's limit: the default buffer then
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "smartcharge.store_writer", self.path, str(to_writer_r),
+                 str(from_writer_w), str(self.schema_version)],
+                pass_fds=(to_writer_r, from_writer_w), stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                    p for p in [_tree(), os.environ.get("PYTHONPATH", "")] if p)})
+        finally:
+            os.close(to_writer_r)
+            os.close(from_writer_w)
+        self.starts += 1
+        self._requests = Connection(to_writer_w, readable=False)
+        self._answers = Connection(from_writer_r, writable=False)
+        self._ready = self.loop.create_future()
+        self._gone = self.loop.create_future()
+        self.loop.add_reader(from_writer_r, self._on_readable)
+
+    async def run(self, op: StoreOp) -> Any:
+        if self._closed:
+            raise StoreClosed(f"store {self.path} is closed")
+        if self._ready is None:   # the first op, or the first after the writer died
+            self._spawn()
+        if not self._ready.done():
+            await asyncio.shield(self._ready)
+        elif self._ready.exception() is not None:
+            raise self._ready.exception()
+        number = self._numbers = self._numbers + 1
+        future = self.loop.create_future()
+        self._pending[number] = (future, op)
+        try:
+            self._requests.send((number, op))
+        except (BrokenPipeError, OSError) as error:
+            self._pending.pop(number, None)
+            self._died()
+            raise StoreClosed(f"store {self.path}: its writer process is gone") from error
+        # a caller that gives up cancels only its future: the op still commits (or not)
+        return await future
+
+    def _on_readable(self) -> None:
+        """From the loop: every answer waiting on the pipe (a group's callers resumed through
+        the store's budget); EOF = the writer is gone."""
+        try:
+            while self._answers is not None and self._answers.poll():
+                message = self._answers.recv()
+                if message[0] == "group":
+                    self._group_done(*message[1:])
+                elif message[0] == "ready":
+                    self.pid = message[1]
+                    self._ready.set_result(None)
+                elif message[0] == "failed":
+                    self._ready.set_exception(RuntimeError(message[1]))
+        except (EOFError, OSError):
+            self._died()
+
+    def _group_done(self, began: float, committed: float, outcomes: list) -> None:
+        settled = []
+        for number, result, error in outcomes:
+            future, _ = self._pending.pop(number, (None, None))
+            if future is not None:
+                settled.append((future, result, error))
+        if self.settle is not None:
+            self.settle(settled)
+            return
+        for future, result, error in settled:
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(result)
+
+    def _died(self) -> None:
+        """The writer is gone (killed, or it exited): nobody it did not answer gets an answer -
+        their work may or may not have committed, and their stations will send it again."""
+        if self._answers is not None:
+            self.loop.remove_reader(self._answers.fileno())
+            self._answers.close()
+            self._answers = None
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(StoreClosed(f"store {self.path}: the writer process did "
+                                                  f"not start"))
+        failure = StoreClosed(f"store {self.path}: the writer process ended with this work "
+                              f"in hand")
+        pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            if not future.done():
+                future.set_exception(failure)
+        if self._process is not None:
+            if self._process.poll() is None and not self._closed:
+                log.error("store %s: the writer process's answers pipe closed; ending it",
+                          self.path)
+                self._process.kill()
+            if not self._closed:
+                log.error("store %s: the writer process %s ended (%s); %d callers not "
+                          "answered; the next op starts a new one", self.path, self.pid,
+                          self._process.poll(), len(pending))
+        self._ready = None   # the next op starts a new writer
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
+    async def close(self) -> None:
+        """The writer finishes what it has, answers it and exits."""
+        if self._closed:
+            return
+        self._closed = True
+        process = self._process
+        if self._requests is not None:
+            try:
+                self._requests.send(None)
+            except OSError:
+                pass
+        # its answers until EOF: the writer exits after its last group (`_died` sets `_gone`)
+        if self._gone is not None:
+            await asyncio.shield(self._gone)
+        if process is not None:
+            await self.loop.run_in_executor(None, process.wait)
+
+
+def _tree() -> str:
+    """The directory this smartcharge is imported from: the writer runs the same code."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
