@@ -160,6 +160,8 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     earlier = tx.seen_message(station_id, "StopTransaction", key)
     if earlier is None:
         same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)
+        if same is None and station_tx_id > 0:
+            same = tx.stopped_as(station_id, station_tx_id, meter_stop_wh, timestamp)
         if same is not None:
             earlier = {"ourTransactionId": same.transaction_id,
                        "connectorId": same.connector_id, "energyWh": same.energy_wh}
