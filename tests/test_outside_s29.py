@@ -4,10 +4,11 @@ messages, real SQLite."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from smartcharge.appkeys import REGISTRY
 from tests.conftest import ID_TAG, ocpp_time
 
 MIN = timedelta(minutes=1)
@@ -51,3 +52,84 @@ async def test_a_1_6_second_stop_that_differs_is_still_kept_for_review(harness, 
     assert [(r.state, r.energy_wh) for r in rows][0] == ("stopped", 4_000)
     assert [r.state for r in rows] == ["stopped", "orphan_stop"]
     assert "second_stop_for_transaction" in rows[1].flags
+
+
+READER_TOKEN = "s29-reader-token"
+
+
+async def _export(harness, **query) -> tuple[list[dict], str | None]:
+    import csv
+    import io
+
+    params = {k: v.isoformat() for k, v in query.items()}     # to the microsecond
+    async with harness.api.get(harness.url("/api/sessions.csv"), params=params) as answer:
+        assert answer.status == 200, await answer.text()
+        rows = list(csv.DictReader(io.StringIO(await answer.text())))
+        unreported = answer.headers.get(UNREPORTED_HEADER)
+        assert answer.headers["Smartcharge-Unreported-Count"] == str(
+            len(unreported.split(", ")) if unreported else 0)
+        return rows, unreported
+
+
+UNREPORTED_HEADER = "Smartcharge-Unreported-Stations"
+
+
+def _drained_site(drain_s: float):
+    from dataclasses import replace
+
+    from tests.conftest import make_site
+    site = make_site()
+    return replace(site, server=replace(site.server, queue_drain_s=drain_s))
+
+
+@pytest.mark.parametrize("site", [_drained_site(0.0)], ids=["drained-at-once"])
+async def test_a_window_exported_before_an_offline_station_replays_says_what_is_not_final(
+        harness, t0):
+    """The billing export of a window taken while a station is offline with its queue: CP2's
+    car was charging when it dropped; while it is away it stops the car (inside the window)
+    and queues the StopTransaction. The export said nothing: its open row `billable` false,
+    so the window billed 4 kWh; after CP2 replayed its queue, the same window's export billed
+    9 kWh - an operator who bills a month once its export is in had billed it short for good.
+    Now each row says whether it is `settled` (its station has delivered everything up to the
+    row's stop: online since, its queue delivered) and the answer names the stations whose
+    queues may still hold the window (`Smartcharge-Unreported-Stations`); once CP2 is back and
+    has replayed, the window's export is settled and bills the 9 kWh."""
+    from ocpp.v16 import call
+
+    cp1 = await harness.station("CP1")
+    cp2 = await harness.station("CP2")
+    await harness.station("CP3")            # the site's third station: online, nothing to say
+    tx1 = (await cp1.start_tx(1, 10_000, t0)).transaction_id
+    tx2 = (await cp2.start_tx(1, 50_000, t0 + 5 * MIN)).transaction_id
+    await cp1.stop_tx(tx1, 14_000, t0 + 30 * MIN)
+    await cp2.ws.close()                    # CP2 drops; what follows goes to its queue
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP2") is None)
+    stopped_at = datetime.now(UTC)          # CP2 stops its car while it is away
+    await harness.wait_for(lambda: datetime.now(UTC) > stopped_at)
+    window = {"since": t0 - 60 * MIN, "until": datetime.now(UTC)}    # the month so far
+    rows, unreported = await _export(harness, **window)
+    by_tx = {int(r["transaction_id"]): r for r in rows}
+    assert (by_tx[tx1]["billable"], by_tx[tx1]["settled"]) == ("true", "true")
+    assert (by_tx[tx2]["billable"], by_tx[tx2]["settled"]) == ("false", "false")
+    assert unreported == "CP2", unreported
+    # CP2 is back and replays its queue: the stop it kept, inside the window
+    cp2 = await harness.station("CP2", boot=False)
+    await cp2.call(call.StopTransaction(
+        meter_stop=55_000, timestamp=stopped_at.isoformat(), transaction_id=tx2,
+        reason="Local", id_tag=ID_TAG), suppress=False)
+    rows, unreported = await _export(harness, **window)
+    assert [(r["billable"], r["settled"]) for r in rows] == [("true", "true")] * 2, rows
+    assert sum(int(float(r["energy_wh"])) for r in rows) == 9_000
+    assert not unreported, unreported
+
+
+async def test_a_station_just_reconnected_is_not_yet_taken_as_reported(harness, t0):
+    """With the default `server.queue_drain_s` (60 s), a station connected a moment ago may
+    still be sending its queue (a stop already in, its later samples or sessions not yet): its
+    rows are not `settled` and it is named as unreported until it has been online that long."""
+    cp1 = await harness.station("CP1")
+    tx1 = (await cp1.start_tx(1, 10_000, t0)).transaction_id
+    await cp1.stop_tx(tx1, 14_000, t0 + 30 * MIN)
+    rows, unreported = await _export(harness)
+    assert [(r["billable"], r["settled"]) for r in rows] == [("true", "false")]
+    assert "CP1" in (unreported or "").split(", "), unreported
