@@ -133,3 +133,73 @@ async def test_a_station_just_reconnected_is_not_yet_taken_as_reported(harness, 
     rows, unreported = await _export(harness)
     assert [(r["billable"], r["settled"]) for r in rows] == [("true", "false")]
     assert "CP1" in (unreported or "").split(", "), unreported
+
+
+async def _raw_body(port: int, method: str, path: str, headers: dict[str, str],
+                    body: bytes) -> tuple[int, dict | None]:
+    """One HTTP/1.1 request with the body's bytes as given (a client library would encode
+    them itself): (status, the JSON body or None)."""
+    import asyncio
+    import json
+
+    from tests.conftest import API_TOKEN
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Authorization: Bearer {API_TOKEN}\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
+    writer.write(head.encode() + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    try:
+        return int(status_line.split()[1]), json.loads(payload)
+    except ValueError:
+        return int(status_line.split()[1]), None
+
+
+BODY_ROUTES = [("PUT", "/api/site/cap"), ("POST", "/api/demand-response/events"),
+               ("PUT", "/api/site/cap-schedule"), ("POST", "/api/stations/CP1/remote-start")]
+
+
+@pytest.mark.parametrize("method, path", BODY_ROUTES, ids=[p for _, p in BODY_ROUTES])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_whose_content_encoding_does_not_decode_is_a_400(api, caplog, method,
+                                                                      path, encoding):
+    """A body sent `Content-Encoding: gzip` (or deflate) that is not what it says - a client
+    that sets the header and sends the JSON plain, a truncated upload - raised aiohttp's
+    ContentEncodingError out of the body's read: a 500 `internal_error` and an ERROR with a
+    traceback in the log on every route that takes a body, for anyone with a token of the
+    route's role. It is the client's error: a 400 that says so."""
+    import logging
+
+    server, _ = api
+    with caplog.at_level(logging.WARNING):
+        status, body = await _raw_body(server.port, method, path, {
+            "Content-Type": "application/json", "Content-Encoding": encoding},
+            b'{"limit_w": 5000}')
+    assert status == 400, (status, body)
+    assert body["error"] == "bad_request" and encoding in body["detail"], body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("PUT", "/api/site/cap", b'{"limit_w": 50000, "limit_w": 5000}', "limit_w"),
+    ("POST", "/api/stations/CP1/remote-start",
+     b'{"id_tag": "DRIVER-1", "connector_id": 1, "connector_id": 2}', "connector_id")],
+    ids=["cap", "command"])
+async def test_a_body_that_names_a_field_twice_is_refused(api, method, path, body, field):
+    """`{"limit_w": 50000, "limit_w": 5000}`: JSON leaves a name given twice to the reader
+    (RFC 8259 4: "the behavior ... is unpredictable"); Python takes the last, many parsers
+    (and a proxy or an audit log that reads the body before us) the first. The cap was taken
+    at 5 kW while whatever logged the request may show 50 kW. An obligation is never read one
+    way here and another there: a 422 naming the field, nothing changed."""
+    server, http = api
+    status, answer = await _raw_body(server.port, method, path,
+                                     {"Content-Type": "application/json"}, body)
+    assert status == 422, (status, answer)
+    assert answer["error"] == "invalid_body" and field in answer["detail"], answer
+    async with http.get(server.make_url("/api/site/cap")) as got:
+        assert (await got.json()).get("limit_w") is None
