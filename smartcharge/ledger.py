@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
+from smartcharge.model import fold_id_tag
 from smartcharge.metering import (
     ENERGY_FLAGS,
     Energy,
@@ -308,8 +309,8 @@ def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str |
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
-        if started > timestamp or (id_tag is not None and (session.id_tag or "").casefold()
-                                   != id_tag.casefold()):
+        if started > timestamp or (id_tag is not None and fold_id_tag(session.id_tag or "")
+                                   != fold_id_tag(id_tag)):
             return False
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]

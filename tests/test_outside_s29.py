@@ -203,3 +203,23 @@ async def test_a_body_that_names_a_field_twice_is_refused(api, method, path, bod
     assert answer["error"] == "invalid_body" and field in answer["detail"], answer
     async with http.get(server.make_url("/api/site/cap")) as got:
         assert (await got.json()).get("limit_w") is None
+
+
+@pytest.mark.parametrize("site", [__import__("tests.conftest", fromlist=["make_site"]).make_site(
+    id_tags=frozenset({"SMITH-KEY"}))], ids=["smith-key"])
+@pytest.mark.parametrize("forged", ["\u017fMITH-KEY", "SMITH-\u212aEY"],
+                         ids=["long-s", "kelvin-sign"])
+async def test_an_id_tag_matches_in_ascii_case_only(harness, forged):
+    """id tags are compared case-insensitively (1.6 `CiString20Type`: printable ASCII; 2.0.1
+    "IdToken is case insensitive"), and session 25 made the site file's list so - with
+    Unicode case folding: `ſMITH-KEY` (U+017F, a long s) and `SMITH-KEY` (U+212A, the Kelvin
+    sign) fold to `smith-key` and were Accepted as the driver's SMITH-KEY, a credential
+    matched by a tag that is not it (the store's own list, SQLite's NOCASE, folds ASCII
+    only). The case of A-Z is all that may differ."""
+    from ocpp.v16 import call
+
+    station = await harness.station("CP1")
+    assert (await station.call(call.Authorize(id_tag="smith-key"), suppress=False)
+            ).id_tag_info["status"] == "Accepted"
+    answer = await station.call(call.Authorize(id_tag=forged), suppress=False)
+    assert answer.id_tag_info["status"] == "Invalid", answer
