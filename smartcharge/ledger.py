@@ -161,7 +161,10 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     earlier = tx.seen_message(station_id, "StopTransaction", key)
     if earlier is None:
         same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)
-        if same is None and station_tx_id > 0:
+        if same is None and (station_tx_id > 0 or id_tag is None):
+            # re-sent without its tag (or, under our id, another): still that stop. Under an
+            # id we never gave another tag is another stop (two connectors under -1 at one
+            # instant with one register: test_two_unknown_id_stops_at_one_instant_are_two_stops)
             same = tx.stopped_as(station_id, station_tx_id, meter_stop_wh, timestamp)
         if same is not None:
             earlier = {"ourTransactionId": same.transaction_id,

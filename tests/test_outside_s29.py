@@ -223,3 +223,39 @@ async def test_an_id_tag_matches_in_ascii_case_only(harness, forged):
             ).id_tag_info["status"] == "Accepted"
     answer = await station.call(call.Authorize(id_tag=forged), suppress=False)
     assert answer.id_tag_info["status"] == "Invalid", answer
+
+
+@pytest.mark.parametrize("unknown_id", [0, -1])
+async def test_a_1_6_stop_under_an_unknown_id_re_sent_without_its_id_tag_is_the_same_stop(
+        harness, t0, unknown_id):
+    """The same re-send as above, of a stop the station sent under an id we never gave (it
+    lost ours: 0, -1) that was matched to its open session: re-sent without the tag, it did not
+    match that stop (the id is no session of ours) and made an `orphan_stop` row. The one
+    stop of the station under that id, register and instant is it."""
+    from ocpp.v16 import call
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 10_000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + 10 * MIN, 12_000)
+    end = t0 + 20 * MIN
+    for id_tag in (ID_TAG, None):
+        await station.call(call.StopTransaction(
+            meter_stop=14_000, timestamp=ocpp_time(end), transaction_id=unknown_id,
+            reason="Local", id_tag=id_tag), suppress=False)
+    rows = await harness.store.run(lambda tx: tx.sessions())
+    assert [(r.transaction_id, r.state, r.energy_wh) for r in rows] == [
+        (tx_id, "stopped", 4_000)], [(r.state, r.flags) for r in rows]
+
+
+async def test_an_orphan_stop_re_sent_without_its_id_tag_is_one_orphan(harness, t0):
+    """A stop under an unknown id that fits no session is kept for review, once: re-sent
+    without its tag it is the same stop, not a second orphan."""
+    from ocpp.v16 import call
+
+    station = await harness.station("CP1")
+    for id_tag in (ID_TAG, None):
+        await station.call(call.StopTransaction(
+            meter_stop=14_000, timestamp=ocpp_time(t0), transaction_id=-1, reason="Local",
+            id_tag=id_tag), suppress=False)
+    rows = await harness.store.run(lambda tx: tx.sessions())
+    assert [r.state for r in rows] == ["orphan_stop"], [(r.state, r.flags) for r in rows]
