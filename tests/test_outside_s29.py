@@ -259,3 +259,16 @@ async def test_an_orphan_stop_re_sent_without_its_id_tag_is_one_orphan(harness, 
             id_tag=id_tag), suppress=False)
     rows = await harness.store.run(lambda tx: tx.sessions())
     assert [r.state for r in rows] == ["orphan_stop"], [(r.state, r.flags) for r in rows]
+
+
+def test_the_queue_drain_time_from_the_site_file():
+    """`server.queue_drain_s` (the export's `settled`): 60 s by default, 0 allowed, a negative
+    or non-number named."""
+    from smartcharge.config import ConfigError, parse_site
+    from tests.test_config import MINIMAL
+
+    assert parse_site(MINIMAL).server.queue_drain_s == 60.0
+    assert parse_site("[server]\nqueue_drain_s = 0\n" + MINIMAL).server.queue_drain_s == 0.0
+    for bad in ("-1", '"60"', "nan"):
+        with pytest.raises(ConfigError, match=r"server\.queue_drain_s"):
+            parse_site(f"[server]\nqueue_drain_s = {bad}\n" + MINIMAL)
