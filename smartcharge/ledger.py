@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
-from smartcharge.model import fold_id_tag
 from smartcharge.metering import (
     ENERGY_FLAGS,
     Energy,
@@ -36,6 +35,7 @@ from smartcharge.metering import (
     plausible_wh,
     session_energy,
 )
+from smartcharge.model import fold_id_tag
 from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 
 OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \

@@ -49,7 +49,7 @@ async def test_a_1_6_second_stop_that_differs_is_still_kept_for_review(harness, 
     await station.stop_tx(tx_id, 14_000, t0 + 20 * MIN)
     await station.stop_tx(tx_id, 15_000, t0 + 20 * MIN)
     rows = await harness.store.run(lambda tx: tx.sessions())
-    assert [(r.state, r.energy_wh) for r in rows][0] == ("stopped", 4_000)
+    assert (rows[0].state, rows[0].energy_wh) == ("stopped", 4_000)
     assert [r.state for r in rows] == ["stopped", "orphan_stop"]
     assert "second_stop_for_transaction" in rows[1].flags
 
