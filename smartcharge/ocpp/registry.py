@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from datetime import datetime
 from typing import Any, Protocol
 
 from smartcharge.tasks import OwnedTasks
@@ -80,6 +81,21 @@ class StationLink:
     def last_seen(self):
         """When the station last sent us anything (UTC datetime), or None if unknown."""
         return getattr(self._adapter, "last_seen", None)
+
+    @property
+    def connected_at(self):
+        """When this connection was opened (UTC datetime), or None if unknown."""
+        return getattr(self._adapter, "connected_at", None)
+
+    def drained_by(self, queue_drain_s: float) -> datetime | None:
+        """Until when the station has delivered everything it sent, as far as this connection
+        tells: its last frame, once the connection has been open `queue_drain_s` (a station
+        sends its offline queue first when it reconnects); None before."""
+        connected, last = self.connected_at, self.last_seen
+        if connected is None or last is None \
+                or (last - connected).total_seconds() < queue_drain_s:
+            return None
+        return last
 
     @property
     def clock_offset_s(self) -> float | None:
@@ -159,8 +175,12 @@ class StationLink:
 class StationRegistry:
     """The live links by station id; a new connection with the same identity replaces the old."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue_drain_s: float = 60.0) -> None:
         self._links: dict[str, StationLink] = {}
+        # per station, until when it had delivered everything, as its ended connections of
+        # this process showed (`reported_until`); in memory: a restart knows nothing of it
+        self.queue_drain_s = queue_drain_s
+        self._reported: dict[str, datetime] = {}
         self._retiring: set[asyncio.Task] = set()
         # every link ever attached: those not online now have ended (gc_serving counts them)
         self.attached_total = 0
@@ -178,6 +198,8 @@ class StationRegistry:
     def attach(self, link: StationLink) -> StationLink | None:
         """Register `link`; returns the link it replaces (the caller closes that one)."""
         previous = self._links.get(link.station_id)
+        if previous is not None:
+            self._ended(previous)
         self._links[link.station_id] = link
         self.attached_total += 1
         return previous
@@ -195,8 +217,28 @@ class StationRegistry:
         successor). Returns True when it was current."""
         if self._links.get(link.station_id) is link:
             del self._links[link.station_id]
+            self._ended(link)
             return True
         return False
+
+    def _ended(self, link: StationLink) -> None:
+        drained = link.drained_by(self.queue_drain_s)
+        if drained is not None:
+            known = self._reported.get(link.station_id)
+            self._reported[link.station_id] = drained if known is None else max(known, drained)
+
+    def reported_until(self, station_id: str, now: datetime) -> datetime | None:
+        """Until when `station_id` has delivered every message it sent (its offline queue
+        too): `now` while it is online and has been for `queue_drain_s`, else the last frame
+        of its latest connection of this process that had been; None when not known (after a
+        restart, until it has been online that long). The billing export's `settled`: a
+        station's queue may hold stops, samples and whole sessions of the time after this
+        (session 29's judge)."""
+        link = self._links.get(station_id)
+        if link is not None and link.connected_at is not None \
+                and (now - link.connected_at).total_seconds() >= self.queue_drain_s:
+            return now
+        return self._reported.get(station_id)
 
     async def close_all(self, reason: str) -> None:
         links = list(self._links.values())

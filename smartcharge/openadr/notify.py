@@ -19,6 +19,8 @@ import secrets
 
 from aiohttp import web
 
+from smartcharge.http_body import BodyUndecodable, json_of
+
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/openadr/{program}/notifications"
 OPERATIONS = ("POST", "PUT", "DELETE")      # 3.0.1: create, update, delete
@@ -65,9 +67,11 @@ def make_handler(vens_of):
                         request.match_info["program"], request.remote)
             return _problem(401, "Unauthorized", "send the bearer token of the subscription")
         try:
-            body = await request.json()
+            body = await json_of(request)
+        except BodyUndecodable as error:
+            return _problem(400, "Bad Request", str(error))
         except (ValueError, UnicodeDecodeError, RecursionError):   # nested past the parser
-            return _problem(400, "Bad Request", "the body is not JSON")
+            return _problem(400, "Bad Request", "the body is not JSON (each field once)")
         if not isinstance(body, dict) or body.get("operation") not in (*OPERATIONS, "GET") \
                 or not isinstance(body.get("object"), dict):
             return _problem(400, "Bad Request", "not an OpenADR 3 notification")
