@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from smartcharge import ledger
 from smartcharge.metering import parse_meter_values
 from smartcharge.store import SqliteStore
+from smartcharge.store_ops import connect_writer
 from smartcharge.store_tx import StoreTx
 
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
@@ -59,13 +60,8 @@ def meter_value(at: datetime, register_wh: int) -> list[dict]:
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """As the store's writer connects (store.py `_connect`)."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("PRAGMA foreign_keys = ON")
-    db.execute("PRAGMA busy_timeout = 5000")
-    return db
+    """As the store's writer connects (store_ops.connect_writer), usable from any thread."""
+    return connect_writer(path, check_same_thread=False)
 
 
 def prepare(path: str, stations: int, history_min: int) -> list[tuple[str, int]]:
@@ -109,7 +105,7 @@ def run_group(db: sqlite3.Connection, tx: StoreTx, group: list) -> None:
     """The group as this tree's store runs one (`SqliteStore._run_group`, on a store object
     around `db` that answers nobody): before and after a change of the writer, the same call."""
     writer = SqliteStore.__new__(SqliteStore)
-    writer.path, writer._db = "benchmark", db
+    writer.path, writer._db, writer._lock_fd = "benchmark", db, None   # no second writer
     writer._answer_all = lambda answers: None
     writer._run_group([("tx", _work(*item), None, None) for item in group])
 

@@ -25,26 +25,16 @@ from datetime import UTC, datetime, timedelta
 
 from smartcharge import ledger
 from smartcharge.metering import parse_meter_values
+from benchmarks.writer_cost import meter_value
 from smartcharge.store import SqliteStore, StoreOp
 
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
 
 
-def value(at: datetime, register_wh: int) -> list[dict]:
-    outlet = {"context": "Sample.Periodic", "location": "Outlet"}
-    return [{"timestamp": at.isoformat(), "sampled_value": [
-        {"value": str(register_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh",
-         **outlet},
-        {"value": "11000.0", "measurand": "Power.Active.Import", "unit": "W", **outlet},
-        *({"value": "15.94", "measurand": "Current.Import", "phase": p, "unit": "A", **outlet}
-          for p in ("L1", "L2", "L3")),
-        {"value": "50", "measurand": "SoC", "unit": "Percent", "location": "EV"}]}]
-
-
 def meter_values(station: str, station_tx_id: int, at: datetime, register_wh: int) -> StoreOp:
     """As the adapters send it (s28-writer): the frame's meter_value, parsed by the writer; the
     adapter's own parse (for its events) is done here too, as the loop does it."""
-    sampled = value(at, register_wh)
+    sampled = meter_value(at, register_wh)
     parse_meter_values(sampled)
     return StoreOp(ledger.meter_values_sent, station_id=station, connector_id=1,
                    station_tx_id=station_tx_id, meter_value=sampled,

@@ -152,10 +152,10 @@ def writers_lock(path: str) -> int:
     return os.open(path + "-writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def connect_writer(path: str) -> sqlite3.Connection:
+def connect_writer(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A writing connection with the store's durability: WAL, synchronous = FULL (billing rows
     are on disk before we acknowledge), foreign keys, and a wait for the other writer's lock."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("PRAGMA foreign_keys = ON")

@@ -11,23 +11,13 @@ import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 
+from benchmarks.writer_cost import meter_value
 from smartcharge import ledger
 from smartcharge.metering import parse_meter_values
 from smartcharge.store import _RAW, SqliteStore
 from smartcharge.store_tx import SampleRow
 
 T0 = datetime(2026, 1, 1, 8, tzinfo=UTC)
-
-
-def meter_value(at: datetime, register_wh: int) -> list[dict]:
-    outlet = {"context": "Sample.Periodic", "location": "Outlet"}
-    return [{"timestamp": at.isoformat(), "sampled_value": [
-        {"value": str(register_wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh",
-         **outlet},
-        {"value": "11000.0", "measurand": "Power.Active.Import", "unit": "W", **outlet},
-        *({"value": "15.94", "measurand": "Current.Import", "phase": p, "unit": "A", **outlet}
-          for p in ("L1", "L2", "L3")),
-        {"value": "50", "measurand": "SoC", "unit": "Percent", "location": "EV"}]}]
 
 
 def write_meter_values(station_tx_id: int, at: datetime, register_wh: int):
