@@ -323,3 +323,29 @@ def test_two_messages_agree_within_a_messages_transit_on_a_sped_up_clock():
     for s in range(18, 300, 10):
         est.observe_call("MeterValues", _meter(_at(s - 600)), _at(s + 0.4))
     assert est.offset_s is None
+
+
+def test_a_station_in_step_whose_messages_wait_on_a_loaded_server_is_not_behind():
+    """Seen in tests/test_mixed_site_e2e.py under CPU load (load 20-25, 1-3 of 24 copies):
+    a 2.0.1 station in step on a 120x clock sends a TransactionEvent every 30 site s, each
+    stamped as it is made and sent once our answer to the one before came - answers a
+    starved server gave late, so its messages waited 2-3.5 s of real time (270-400 site s)
+    and by more or less as the backlog grew and drained. Two of its values 347 s apart
+    agreed within 5 s (the least-waiting moments), and that was taken for a clock 275 s
+    behind: every time it was sent moved 275 s early, the DR event's end among them, and the
+    site went over the DR limit. A clock behind keeps its distance in most of its messages;
+    here 2 of the 13 messages of that span did (the values as logged)."""
+    received_values = [(544.6, -331.1), (577.5, -364.1), (611.9, -372.4), (645.0, -344.6),
+                       (652.4, -289.9), (662.7, -279.2), (678.5, -286.1), (804.7, -382.3),
+                       (838.0, -357.6), (873.2, -361.8), (902.4, -381.9), (928.9, -386.5),
+                       (976.6, -404.2), (985.7, -383.3), (993.9, -361.4), (1000.2, -337.7),
+                       (1004.9, -312.5), (1009.7, -275.3)]
+    est = ClockOffset(transit_s=240.0)         # 120x: 2 s of real time
+    for received_s, value_s in received_values:
+        est.observe(_at(received_s + value_s), _at(received_s))
+        assert shift_s(est.offset_s, 5) == 0, (received_s, est.offset_s)
+    # the same clock truly 275 s behind, its messages read as they come: believed
+    est = ClockOffset(transit_s=240.0)
+    for received_s, _ in received_values:
+        est.observe(_at(received_s - 275.3), _at(received_s))
+    assert est.offset_s == -275.3

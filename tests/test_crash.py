@@ -22,6 +22,7 @@ from smartcharge.config import load_site
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.store import SqliteStore
+from tests.hang_budget import hang_budget_s
 
 STATIONS = 3
 CONNECTORS = 2
@@ -82,20 +83,23 @@ async def test_sigkill_mid_session_loses_nothing_and_bills_exactly(tmp_path):
                   reconnect_min_s=0.05, reconnect_max_s=0.5, call_timeout_s=5.0)
     server = serve(site_file, log_path)
     try:
-        await fleet.start(wait_booted_s=30)
+        await fleet.start(wait_booted_s=hang_budget_s(30))
         for index, (sid, station) in enumerate(fleet.stations.items()):
             for cid in station.connectors:
                 ev = SimEV(capacity_wh=150_000, soc=0.1)
                 assert await fleet.plug_in(sid, cid, ev, TAGS[index % 2]), (sid, cid)
         stations = list(fleet.stations.values())
         await asyncio.gather(*(s.wait_for(lambda s=s: len(
-            [a for a in s.acknowledged if a[0] == "MeterValues"]) >= 3 * CONNECTORS, 20)
+            [a for a in s.acknowledged if a[0] == "MeterValues"]) >= 3 * CONNECTORS,
+            hang_budget_s(20))
             for s in stations))
 
         kill(server)                                          # mid-session, no warning
-        await asyncio.gather(*(s.wait_for(lambda s=s: not s.connected.is_set(), 10)
+        await asyncio.gather(*(s.wait_for(lambda s=s: not s.connected.is_set(),
+                                           hang_budget_s(10))
                                for s in stations))
-        await asyncio.gather(*(s.wait_for(lambda s=s: s.outbox.pending("MeterValues") >= 4, 20)
+        await asyncio.gather(*(s.wait_for(lambda s=s: s.outbox.pending("MeterValues") >= 4,
+                                           hang_budget_s(20))
                                for s in stations))
         first = stations[0]
         await fleet.unplug(first.spec.station_id, 1)          # a stop while the server is dead
@@ -106,13 +110,13 @@ async def test_sigkill_mid_session_loses_nothing_and_bills_exactly(tmp_path):
             for sid, station in fleet.stations.items() for item in station.outbox.queued()
             if item.action == "MeterValues" for request in [item.build()]}
         server = serve(site_file, log_path)
-        await asyncio.gather(*(s.wait_for(lambda s=s: s.boots >= 2, 30) for s in stations))
-        await fleet.drained(timeout_s=30)
+        await asyncio.gather(*(s.wait_for(lambda s=s: s.boots >= 2, hang_budget_s(30)) for s in stations))
+        await fleet.drained(timeout_s=hang_budget_s(30))
         for sid, station in fleet.stations.items():
             for cid, state in station.connectors.items():
                 if state.ev is not None:
                     await fleet.unplug(sid, cid)
-        await fleet.drained(timeout_s=30)
+        await fleet.drained(timeout_s=hang_budget_s(30))
     finally:
         await fleet.stop()
         kill(server)

@@ -175,10 +175,22 @@ def test_short_demo_run_keeps_every_limit_and_writes_the_plot(tmp_path):
     assert told_by_cars > 0
     profiles = int(output.split("profiles sent:")[1].split()[0])
     assert profiles > 40            # at least a default and a TxProfile per busy bay
+    # the promise is the limits, not an amount: under the grid cap, and under the DR
+    # event's limit while it runs (the monitor's violations count both, with their grace)
+    peak_line = output.split("peak site load:")[1].splitlines()[0]
+    peak_kw = float(peak_line.split(" kW")[0])
+    cap_kw = float(peak_line.split("grid cap ")[1].split(" kW")[0])
+    assert 0 < peak_kw <= cap_kw, peak_line
+    dr_line = output.split("demand response:")[1].splitlines()[0]
+    dr_limit_kw = float(dr_line.split("limit ")[1].split(" kW")[0])
+    assert float(dr_line.split("peak during it ")[1].split(" kW")[0]) <= dr_limit_kw, dr_line
+    # the cars charge: how much depends on the CPU, not on the service's promises. The hour
+    # runs at 240x wall time (1 s of real time is 4 site minutes) and a starved process sets
+    # cars up and raises their profiles that much later: 24 copies beside two burners
+    # delivered 61-68 kWh at load ~6.5, 25-54 at 8.5-11, 5-21 at 13-17 (the old threshold,
+    # 25 kWh, failed 8 of 24)
     delivered_kwh = float(output.split("energy:")[1].split("kWh")[0])
-    # the hour runs at 240x wall time: on a loaded machine the stations and the server fall
-    # behind it and deliver less (40 kWh at load ~6, 60-70 quiet); the cars charge all the same
-    assert delivered_kwh > 25
+    assert delivered_kwh > 0
     plot = out_dir / "site-load.png"
     assert str(plot.resolve()) in output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
