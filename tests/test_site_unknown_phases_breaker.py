@@ -80,6 +80,7 @@ async def test_a_new_car_of_unknown_phases_behind_a_nearly_full_breaker_is_start
     offered_w = controller.allocated_now_w(w1)
     assert offered_w >= plan.min_power_w - 1e-6, "a car offered nothing never shows its phases"
     assert _worst_phase_a(controller, (a1, a2, w1)) <= BREAKER_A + 1e-6
+    assert plan.binding.id == "depot"     # what holds it: the breaker, in the worst case
     # its first sample shows three phases (it drew the third it was sent): planned on them,
     # it takes what the breaker has left
     clock.advance(60)

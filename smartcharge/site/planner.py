@@ -428,11 +428,11 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     if problem.n_connectors:
         power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions,
                                         inputs.ends)
-        started_problem = unknown_phases_started(built, power_w)
-        if started_problem is not None:
-            built = dataclasses.replace(built, problem=started_problem)
-            problem = started_problem
-            power_w, status, solver = solve(problem, backend, time_limit_s, warm,
+        to_start = unknown_phases_started(built, power_w)
+        if to_start is not None:
+            # checked and finished against the problem as built: the same limits (bindings
+            # say which one holds the started car, not the cap at its minimum it was solved in)
+            power_w, status, solver = solve(to_start, backend, time_limit_s, warm,
                                             built.sessions, inputs.ends)
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
