@@ -7,7 +7,7 @@ times what a three-phase neighbour's W costs there. With 15 A left on a 63 A bre
 minimum (4.14 kW: 18 A on one phase in the worst case) does not fit, the plan sees its energy
 as deferrable and never offers it anything, and a car offered nothing never shows its phases
 (the quality benchmark's workplace day, 08:15-08:28: ~10 kW of the breaker unused for 14
-minutes while the site was short, benchmarks/README.md "s28-quality")."""
+minutes while the site was short, benchmarks/README.md "s28-quality", "s29-quality")."""
 
 from __future__ import annotations
 
