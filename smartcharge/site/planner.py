@@ -10,6 +10,7 @@ is built once from the frozen site file and never changes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from bisect import bisect_right
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 import optimizer
+from optimizer.check import node_loads
 from optimizer.solve import weighted_energy_wh
 from smartcharge import units
 from smartcharge.site.connector_plans import ConnectorPlans
@@ -36,6 +38,10 @@ log = logging.getLogger(__name__)
 
 ENERGY_RESOLUTION_WH = 1.0   # an energy register's resolution
 OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: planned this much more
+# the weight of a car of unknown phases started to show them (unknown_phases_started): above
+# the worst exchange a per-phase limit makes (one W of it for three of a three-phase car, at
+# mixed voltages a little more), so its minimum wins wherever the limits allow it
+UNKNOWN_PHASES_WEIGHT = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +262,52 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale)
 
 
+def unknown_phases_started(built: Built, power_w: np.ndarray) -> optimizer.Problem | None:
+    """The problem again with every car of unknown phases on a W station that `power_w`
+    leaves under its minimum now made worth starting at its minimum: None if there is none.
+
+    Such a car is planned on what it is sent, in the worst case all on one phase: under a
+    per-phase breaker each of its W costs three W of a three-phase neighbour, and under a
+    binding cap it is worth no more than anyone's. So the plan left it at 0 beside running
+    neighbours that nearly fill a breaker, and a car offered nothing never shows its phases
+    (the quality benchmark's workplace day: a three-phase 11 kW car at 0 for 14 minutes while
+    ~10 kW of its breaker's room went unused, benchmarks/README.md "s29-quality"). Its
+    minimum is what teaches its phases (site/phase_probe.py): planned at its minimum at most,
+    at a weight a breaker's worst-case exchange cannot outweigh, it is started wherever the
+    limits allow its minimum at all, the others giving up what it takes; once its phases are
+    known it is planned as any other car. Only where the first solve left it out, so a car
+    that gets more anyway is not held at its minimum until its phases are known."""
+    problem = built.problem
+    if problem.n_connectors == 0 or not (built.scale != 1.0).any():
+        return None
+    now_w = power_w[:, 0]
+    start = ((built.scale != 1.0) & (problem.weight == 1.0) & (problem.energy_wh > 0)
+             & (problem.departure_slot > 0) & (problem.min_power_w > 0)
+             & (problem.max_power_w[:, 0] >= problem.min_power_w)
+             & (now_w < problem.min_power_w - 1e-6))
+    if not start.any():
+        return None
+    # ... and only where its minimum drawn on three phases fits beside the plan now: there
+    # its phases are worth something now (under a cap that binds they win nothing, and a car
+    # that leaves first would give up its place for a car that can wait)
+    load_w, load_a = node_loads(problem, power_w[:, :1])
+    free_w = problem.node_limit_w[:, 0] - load_w[:, 0]
+    free_a = problem.node_limit_a[:, :1] - load_a[:, :, 0]          # (M, 3)
+    above = problem.node_connector.tocsc()
+    for i in np.flatnonzero(start):
+        nodes = above.indices[above.indptr[i]:above.indptr[i + 1]]
+        # a three-phase car draws a third of the worst case's current on each phase
+        need_a = problem.min_power_w[i] * problem.amps_per_w[i] / 3.0
+        start[i] = bool((free_w[nodes] >= problem.min_power_w[i] - 1e-6).all()
+                        and (free_a[nodes] >= need_a[None, :] - 1e-9).all())
+    if not start.any():
+        return None
+    weight = np.where(start, UNKNOWN_PHASES_WEIGHT, problem.weight)
+    max_w = np.array(problem.max_power_w)
+    max_w[start] = np.minimum(max_w[start], problem.min_power_w[start, None])
+    return dataclasses.replace(problem, weight=weight, max_power_w=max_w)
+
+
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
     """The first slot the car is gone. A car still plugged in after its departure keeps
     charging for at least an hour's slots; one that leaves within the hour is planned to
@@ -376,6 +428,12 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
     if problem.n_connectors:
         power_w, status, solver = solve(problem, backend, time_limit_s, warm, built.sessions,
                                         inputs.ends)
+        to_start = unknown_phases_started(built, power_w)
+        if to_start is not None:
+            # checked and finished against the problem as built: the same limits (bindings
+            # say which one holds the started car, not the cap at its minimum it was solved in)
+            power_w, status, solver = solve(to_start, backend, time_limit_s, warm,
+                                            built.sessions, inputs.ends)
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started
