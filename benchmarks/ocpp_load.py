@@ -196,8 +196,6 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
-        if args.cprofile_setup:   # the loop thread from before the storm to "ready"
-            os.kill(server_pid, signal.SIGUSR2)
         settled_s = max(booted) - started
         setup_s = max(ready) - started
         window_start = time.time()
@@ -315,7 +313,7 @@ async def end_window_profilers(spy: subprocess.Popen | None, server_pid: int,
                                setup_only: bool = False) -> None:
     if spy is not None:
         await asyncio.get_running_loop().run_in_executor(None, spy.wait)
-    if os.environ.get("SMARTCHARGE_PROBE_CPROFILE") and not setup_only:
+    if os.environ.get("SMARTCHARGE_PROBE_CPROFILE"):
         os.kill(server_pid, signal.SIGUSR2)
 
 
@@ -405,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="cProfile of the server's loop thread through the window into FILE")
     parser.add_argument("--cprofile-setup", default="", metavar="FILE",
                         help="cProfile of the server's loop thread from before the first "
-                             "connection to \"ready\" (the set-up) into FILE, not the window")
+                             "connection to the window's end into FILE: the set-up whole (the "
+                             "server's set-ups and first plans go on after \"ready\"); a short "
+                             "--measure-s keeps the window's share small")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
