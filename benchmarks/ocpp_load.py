@@ -511,6 +511,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(sends['before'])}, the longest {max(sends['before'], default=0) * 1000:.0f} ms")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
+    calls = stats.get("store_calls")
+    if calls:   # s29-boot: the store's work by kind, per station
+        n = r["stations"]
+        ops = {k: v for k, v in calls.items() if k.startswith("op ")}
+        closures = {k: v for k, v in calls.items() if not k.startswith("op ")}
+        writes = stats.get("writer_writes")
+        print(f"# store calls per station, whole run: {sum(ops.values()) / n:.2f} ops ("
+              + ", ".join(f"{k[3:]} {v / n:.2f}" for k, v in sorted(ops.items(),
+                                                                  key=lambda kv: -kv[1]))
+              + f"); {sum(closures.values())} closures ("
+              + ", ".join(f"{k[8:]} {v}" for k, v in closures.items()) + "); writes to the "
+              f"writer process {'-' if writes is None else f'{writes / n:.2f}'} per station")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
                  for at, g, s, *cpu in stats.get("gc", [])
                  if r["window"][0] <= at <= r["window"][1]]

@@ -42,6 +42,7 @@ from smartcharge.store_ops import StoreClosed, StoreOp, run_group
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)   # what pickling an op raises
 _PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops never blocks the loop on the write
 
 
@@ -231,7 +232,7 @@ class WriterProcess:
             self.writes += 1
         except (BrokenPipeError, OSError):
             self._died()   # every caller not answered is failed (StoreClosed)
-        except Exception:   # one op could not be pickled: each alone, so it fails alone
+        except _UNPICKLABLE:   # one op could not be pickled: each alone, so it fails alone
             for number, op in batch:
                 try:
                     self._requests.send((number, op))
@@ -239,7 +240,7 @@ class WriterProcess:
                 except (BrokenPipeError, OSError):
                     self._died()
                     return
-                except Exception as error:
+                except _UNPICKLABLE as error:
                     future, _ = self._pending.pop(number, (None, None))
                     if future is not None and not future.done():
                         future.set_exception(error)
