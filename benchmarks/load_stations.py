@@ -127,6 +127,45 @@ def count_triggers(recorder: Recorder) -> None:
     RemoteControl.trigger = counted
 
 
+class ControlSeen:
+    """What the server asked of this process's stations (s29-boot): its calls by action, and
+    per station when it first accepted a fail-safe default (TxDefaultProfile) and a plan
+    (TxProfile) - wall seconds - so the benchmark can say when the boot storm was *under
+    control*, not only booted: the server's set-ups (capabilities, the station's maximum,
+    the defaults) run behind the boots and "ready" did not wait for them."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.default_at: dict[str, float] = {}
+        self.plan_at: dict[str, float] = {}
+
+    def install(self) -> None:
+        import ocpp.charge_point
+
+        from smartcharge.sim.remote import RemoteControl
+        handle_call = ocpp.charge_point.ChargePoint._handle_call
+        seen = self
+
+        async def counted_call(cp, msg):
+            seen.calls[msg.action] = seen.calls.get(msg.action, 0) + 1
+            return await handle_call(cp, msg)
+        ocpp.charge_point.ChargePoint._handle_call = counted_call
+        set_profile = RemoteControl.set_charging_profile
+
+        def noted(station, connector_id: int, data: dict) -> str:
+            status = set_profile(station, connector_id, data)
+            purpose = data.get("charging_profile_purpose") or data.get("chargingProfilePurpose")
+            kept = {"TxDefaultProfile": seen.default_at, "TxProfile": seen.plan_at}.get(purpose)
+            if status == "Accepted" and kept is not None:
+                kept.setdefault(station.spec.station_id, time.time())
+            return status
+        RemoteControl.set_charging_profile = noted
+
+    def summary(self) -> dict:
+        return {"calls": self.calls, "default_at": list(self.default_at.values()),
+                "plan_at": list(self.plan_at.values())}
+
+
 async def read_line() -> str:
     return (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip()
 
@@ -149,6 +188,8 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                   physics_step_s=3600.0)
     recorder = Recorder()
     count_triggers(recorder)
+    control_seen = ControlSeen()
+    control_seen.install()
     stations = list(fleet.stations.values())
     probe = profiler = None
     if os.environ.get(latency_probe.ENV):   # where the time goes (a diagnosis: costs CPU)
@@ -226,6 +267,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                 "cpu_s": time.process_time() - cpu_start,
                 "held": sum(1 for s in stations if s.booted.is_set()),
                 "backlog": sum(s.outbox.pending("MeterValues") for s in stations),
+                "control": control_seen.summary(),
             })
             await read_line()   # "stop", or the benchmark is gone
     finally:

@@ -183,11 +183,19 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         limit=1 << 26)   # the result line carries every latency
         for part in range(args.station_procs)]
     started = time.time()
+    # the set-up's CPU (s29-boot): the server's and its writer process's, from before the first
+    # connection to the boot storm settled and to "ready" - CPU, not wall: at a shared
+    # machine's load the wall clock says what the others ran
+    setup_cpu = [(process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values()))]
+    cpu_samples: list[tuple[float, float, float]] = []
+    sampler = asyncio.create_task(sample_cpu(server_pid, cpu_samples))
     try:
         booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
                                         for p in procs))
+        setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
+        setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
         settled_s = max(booted) - started
         setup_s = max(ready) - started
         window_start = time.time()
@@ -201,7 +209,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         results = await asyncio.gather(*(read_json(p, "result", args.measure_s + 120)
                                          for p in procs))
         window_end = time.time()
-        await end_window_profilers(spy, server_pid)
+        await end_window_profilers(spy, server_pid, bool(args.cprofile_setup))
         sched = [tuple(b - a for a, b in zip(start, run_and_wait_s(pid))) for start, pid
                  in zip(sched_start, [server_pid] + [p.pid for p in procs])]
         server_cpu = (process_cpu_s(server_pid) - server_cpu_start) / (window_end - window_start)
@@ -215,6 +223,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
             p.stdin.write(b"stop\n")
             await p.stdin.drain()
     finally:
+        sampler.cancel()
         await end_station_procs(procs)
     latencies = [x for r in results for x in r["latencies_s"]]
     window_s = max(r["window_s"] for r in results)
@@ -238,8 +247,52 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "sends": send_shape(results),
         "sched": sched,
         "boot": (started, started + settled_s),
+        "cpu_samples": cpu_samples,
+        "control": control_seen(results, started, cpu_samples),
+        "setup_cpu": [(b[0] - setup_cpu[0][0], b[1] - setup_cpu[0][1]) for b in setup_cpu[1:]],
         "collector": collector,
     }
+
+
+async def sample_cpu(pid: int, out: list, every_s: float = 0.25) -> None:
+    """(wall s, the server's CPU s, its children's CPU s) every `every_s`: read at the moment
+    the last station was set up, known only once the run is over (s29-boot)."""
+    while True:
+        try:
+            out.append((time.time(), process_cpu_s(pid), sum(children_cpu_s(pid).values())))
+        except OSError:
+            return
+        await asyncio.sleep(every_s)
+
+
+def cpu_at(samples: list, at: float) -> tuple[float, float]:
+    """The server's and its children's CPU s at wall time `at` (the first sample after it)."""
+    for when, cpu, children in samples:
+        if when >= at:
+            return cpu, children
+    return samples[-1][1:] if samples else (float("nan"), float("nan"))
+
+
+def control_seen(results: list[dict], started: float, samples: list) -> dict:
+    """When every station held a fail-safe default (and a plan) it accepted, the server's CPU
+    from the first connection to then, and the calls it sent per station by action."""
+    seen = [r["control"] for r in results if "control" in r]
+    if not seen:
+        return {}
+    stations = sum(r["stations"] for r in results)
+    calls: dict[str, int] = {}
+    for c in seen:
+        for action, n in c["calls"].items():
+            calls[action] = calls.get(action, 0) + n
+    out = {"calls_per_station": {a: n / stations for a, n in sorted(calls.items())}}
+    base = samples[0][1:] if samples else (0.0, 0.0)
+    for kind in ("default_at", "plan_at"):
+        stamps = [t for c in seen for t in c[kind]]
+        last = max(stamps, default=float("nan"))
+        cpu = cpu_at(samples, last) if stamps else (float("nan"), float("nan"))
+        out[kind] = {"stations": len(stamps), "after_s": last - started,
+                     "cpu_s": cpu[0] - base[0], "writer_cpu_s": cpu[1] - base[1]}
+    return out
 
 
 def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
@@ -256,7 +309,8 @@ def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
                             stderr=subprocess.DEVNULL)
 
 
-async def end_window_profilers(spy: subprocess.Popen | None, server_pid: int) -> None:
+async def end_window_profilers(spy: subprocess.Popen | None, server_pid: int,
+                               setup_only: bool = False) -> None:
     if spy is not None:
         await asyncio.get_running_loop().run_in_executor(None, spy.wait)
     if os.environ.get("SMARTCHARGE_PROBE_CPROFILE"):
@@ -347,12 +401,19 @@ def main(argv: list[str] | None = None) -> int:
                              "into FILE (collapsed stacks, `-f raw`)")
     parser.add_argument("--cprofile", default="", metavar="FILE",
                         help="cProfile of the server's loop thread through the window into FILE")
+    parser.add_argument("--cprofile-setup", default="", metavar="FILE",
+                        help="cProfile of the server's loop thread from before the first "
+                             "connection to the window's end into FILE: the set-up whole (the "
+                             "server's set-ups and first plans go on after \"ready\"); a short "
+                             "--measure-s keeps the window's share small")
     parser.add_argument("--label", default="", help="a note for the table's first column")
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
         parser.error("--stations must be within 1..10000")
     if args.breakdown:   # the server and station processes inherit it
         os.environ["SMARTCHARGE_PROBE_LATENCY"] = "1"
+    if args.cprofile_setup:
+        args.cprofile = args.cprofile_setup
     if args.cprofile:    # serve_probe.py profiles between SIGUSR1 and SIGUSR2 into it
         os.environ["SMARTCHARGE_PROBE_CPROFILE"] = str(Path(args.cprofile).resolve())
 
@@ -371,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wait_listening(port, server, 120)
             rss_idle_b = process_rss_b(server.pid)
+            if args.cprofile_setup:
+                os.kill(server.pid, signal.SIGUSR1)
             args.stats_file = str(stats_file)
             result = asyncio.run(run_load(args, site_file, f"ws://127.0.0.1:{port}/ocpp",
                                           server.pid))
@@ -408,6 +471,24 @@ def main(argv: list[str] | None = None) -> int:
           f"{max_lag_ms(lag, r['window']):.0f} / {max_lag_ms(lag, r['boot']):.0f} ms | "
           f"{r['server_cpu']:.0%} | {r['client_cpu']:.0%} | {per_station_kb:.0f} KB |")
     window_s = r["window"][1] - r["window"][0]
+    (boot_cpu, boot_writer), (setup_cpu, setup_writer) = r["setup_cpu"]
+    print(f"# set-up CPU [s] (server / its writer process; per 1 000 stations): boot storm "
+          f"settled {boot_cpu:.1f} / {boot_writer:.1f} ({boot_cpu * 1000 / r['stations']:.1f} / "
+          f"{boot_writer * 1000 / r['stations']:.1f}); ready {setup_cpu:.1f} / "
+          f"{setup_writer:.1f} ({setup_cpu * 1000 / r['stations']:.1f} / "
+          f"{setup_writer * 1000 / r['stations']:.1f}); load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    control = r.get("control")
+    if control:
+        for kind, what in (("default_at", "a fail-safe default"), ("plan_at", "a plan")):
+            c = control[kind]
+            print(f"# every station holding {what} it accepted: {c['stations']} of "
+                  f"{r['stations']} stations, the last {c['after_s']:.1f} s after the first "
+                  f"connection; server CPU to then {c['cpu_s']:.1f} s, its writer "
+                  f"{c['writer_cpu_s']:.1f} s ({c['cpu_s'] * 1000 / r['stations']:.1f} / "
+                  f"{c['writer_cpu_s'] * 1000 / r['stations']:.1f} s per 1 000 stations)")
+        print("# the server's calls per station, whole run: " + ", ".join(
+            f"{a} {n:.2f}" for a, n in control["calls_per_station"].items()))
     if r.get("children"):   # not in the server CPU column: its own process
         print("# the server's child processes through the window (the store's writer): "
               + "; ".join(f"pid {pid} CPU {cpu:.0%} of a core, RSS {rss / 2**20:.0f} MB"
@@ -430,6 +511,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(sends['before'])}, the longest {max(sends['before'], default=0) * 1000:.0f} ms")
     print(f"# whole run: {stats.get('replans')} re-plans, {stats.get('profiles_sent')} profiles "
           f"sent")
+    calls = stats.get("store_calls")
+    if calls:   # s29-boot: the store's work by kind, per station
+        n = r["stations"]
+        ops = {k: v for k, v in calls.items() if k.startswith("op ")}
+        closures = {k: v for k, v in calls.items() if not k.startswith("op ")}
+        writes = stats.get("writer_writes")
+        print(f"# store calls per station, whole run: {sum(ops.values()) / n:.2f} ops ("
+              + ", ".join(f"{k[3:]} {v / n:.2f}" for k, v in sorted(ops.items(),
+                                                                  key=lambda kv: -kv[1]))
+              + f"); {sum(closures.values())} closures ("
+              + ", ".join(f"{k[8:]} {v}" for k, v in closures.items()) + "); writes to the "
+              f"writer process {'-' if writes is None else f'{writes / n:.2f}'} per station")
     window_gc = [(g, s, cpu[0] if cpu else float("nan"))
                  for at, g, s, *cpu in stats.get("gc", [])
                  if r["window"][0] <= at <= r["window"][1]]

@@ -223,6 +223,30 @@ def collector_now(top: int = 15) -> dict:
             "garbage": sorted(garbage.items(), key=lambda kv: -kv[1])[:top]}
 
 
+def count_store_calls() -> tuple[dict[str, int], list]:
+    """Every piece of work handed to the store, by kind (s29-boot): `op NAME` for a `StoreOp`
+    (the writer process where there is one), `closure QUALNAME` for a closure (the writer
+    thread: one between ops makes the two writers take turns, store_order.py). Any tree."""
+    from smartcharge import store as store_module
+    calls: dict[str, int] = {}
+    stores: list = []
+    original = store_module.SqliteStore.run
+
+    async def counted(self, work):
+        if not stores:
+            stores.append(self)
+        function = getattr(work, "function", None)
+        if type(work).__name__ == "StoreOp":
+            name = "op " + (function if isinstance(function, str)
+                            else getattr(function, "__name__", "?"))
+        else:
+            name = "closure " + getattr(work, "__qualname__", type(work).__name__)
+        calls[name] = calls.get(name, 0) + 1
+        return await original(self, work)
+    store_module.SqliteStore.run = counted
+    return calls, stores
+
+
 def main(argv: list[str]) -> int:
     site_file, stats_path = argv[0], argv[1]
     use_uvloop = "--uvloop" in argv[2:]
@@ -237,6 +261,7 @@ def main(argv: list[str]) -> int:
         logging.getLogger(name).setLevel(logging.DEBUG)   # e.g. smartcharge.site.controller
     site = load_site(site_file)
     app = create_app(site)
+    store_calls, stores = count_store_calls()
     if "--stages" in argv[2:]:
         import stage_probe   # benchmarks/, beside this file
         stage_probe.install(app)
@@ -369,6 +394,9 @@ def main(argv: list[str]) -> int:
                        "loop": type(asyncio.get_running_loop()).__module__,
                        "replans": getattr(stats, "replans", None),
                        "profiles_sent": getattr(stats, "profiles_sent", None),
+                       "store_calls": store_calls,
+                       "writer_writes": getattr(getattr(stores[0], "writer_process", None),
+                                                "writes", None) if stores else None,
                        "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
                        "cycles": cycles, "turns": turns,
                        "background_turns": background_turns,

@@ -42,6 +42,7 @@ from smartcharge.store_ops import StoreClosed, StoreOp, run_group
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
+_UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)   # what pickling an op raises
 _PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops never blocks the loop on the write
 
 
@@ -94,6 +95,10 @@ def _pump(requests: Connection, waiting: queue.SimpleQueue) -> None:
     try:
         while True:
             item = requests.recv()
+            if isinstance(item, list):   # the ops of one turn of the server's loop
+                for each in item:
+                    waiting.put(each)
+                continue
             waiting.put(item)
             if item is None:
                 return
@@ -157,6 +162,9 @@ class WriterProcess:
         self._gone: asyncio.Future | None = None   # set once the answers pipe reached EOF
         self._closed = False
         self.settle = None   # (outcomes) -> None: resumes callers (the store's TurnBudget)
+        self.writes = 0      # requests written to the pipe (ops go several to a write)
+        # ops handed in this turn of the loop, written together at its end (`_flush`)
+        self._outbox: list[tuple[int, StoreOp]] = []
 
     async def start(self) -> None:
         if self._ready is None:
@@ -200,14 +208,42 @@ class WriterProcess:
         number = self._numbers = self._numbers + 1
         future = self.loop.create_future()
         self._pending[number] = (future, op)
-        try:
-            self._requests.send((number, op))
-        except (BrokenPipeError, OSError) as error:
-            self._pending.pop(number, None)
-            self._died()
-            raise StoreClosed(f"store {self.path}: its writer process is gone") from error
+        # written at the end of this turn with every op handed in during it (s29-boot: a boot
+        # storm's ~8 ops per station each had its own pickle, pipe write and wake-up of the
+        # writer's pump, and reached the writer one at a time): in the order handed in
+        if not self._outbox:
+            self.loop.call_soon(self._flush)
+        self._outbox.append((number, op))
         # a caller that gives up cancels only its future: the op still commits (or not)
         return await future
+
+    def _flush(self) -> None:
+        ops, self._outbox = self._outbox, []
+        # a group's worth to a write: a write bigger than the pipe's buffer would hold the
+        # loop until the writer's pump has read the rest
+        for start in range(0, len(ops), MAX_GROUP):
+            self._write(ops[start:start + MAX_GROUP])
+
+    def _write(self, batch: list[tuple[int, StoreOp]]) -> None:
+        if not batch or self._requests is None:
+            return   # the writer died meanwhile: `_died` failed their callers
+        try:
+            self._requests.send(batch if len(batch) > 1 else batch[0])
+            self.writes += 1
+        except (BrokenPipeError, OSError):
+            self._died()   # every caller not answered is failed (StoreClosed)
+        except _UNPICKLABLE:   # one op could not be pickled: each alone, so it fails alone
+            for number, op in batch:
+                try:
+                    self._requests.send((number, op))
+                    self.writes += 1
+                except (BrokenPipeError, OSError):
+                    self._died()
+                    return
+                except _UNPICKLABLE as error:
+                    future, _ = self._pending.pop(number, (None, None))
+                    if future is not None and not future.done():
+                        future.set_exception(error)
 
     def _on_readable(self) -> None:
         """From the loop: one message waiting on the pipe (a group's answers: its callers
@@ -256,6 +292,7 @@ class WriterProcess:
         failure = StoreClosed(f"store {self.path}: the writer process ended with this work "
                               f"in hand")
         pending, self._pending = self._pending, {}
+        self._outbox = []   # (in `pending`: failed below)
         for future, _ in pending.values():
             if not future.done():
                 future.set_exception(failure)
@@ -278,6 +315,7 @@ class WriterProcess:
             return
         self._closed = True
         process = self._process
+        self._flush()   # what was handed in this turn goes before the stop
         if self._requests is not None:
             try:
                 self._requests.send(None)

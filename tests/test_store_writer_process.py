@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import pickle
 import select
 import signal
 import sqlite3
@@ -221,5 +222,46 @@ async def test_a_frame_parsed_by_the_writer_is_the_frame_the_adapter_parsed(tmp_
         first = await store.run(sent)
         assert not first.duplicate and first.new_samples == 2
         assert (await store.run(parsed)).duplicate
+    finally:
+        await store.close()
+
+
+async def test_ops_handed_in_one_turn_go_to_the_writer_in_one_write(tmp_path):
+    """A boot storm hands the writer ~8 ops per station (s29-boot): each had its own pickle,
+    pipe write and wake-up of the writer's pump, and the writer took them one by one. Ops
+    handed in during one turn of the loop go in one write, in the order handed in, and each is
+    answered on its own."""
+    path = tmp_path / "s.sqlite"
+    store = await SqliteStore.open(str(path), writer_process=True)
+    try:
+        await store.run(StoreOp(writer_pid))   # the writer started
+        before = store.writer_process.writes
+        seen = await asyncio.gather(*(store.run(StoreOp("station_seen", f"CP{i:02d}", T0))
+                                      for i in range(50)))
+        assert store.writer_process.writes - before == 1
+        assert len(seen) == 50
+        assert rows(path, "SELECT COUNT(*) FROM stations") == [(50,)]
+        # in the order handed in: the ops' own rowids follow it
+        assert [r[0] for r in rows(path, "SELECT station_id FROM stations ORDER BY rowid")] \
+            == [f"CP{i:02d}" for i in range(50)]
+    finally:
+        await store.close()
+
+
+async def test_an_op_that_cannot_be_pickled_fails_alone_in_its_turn(tmp_path):
+    """Handed in with others in one turn (one write), an op whose arguments cannot cross the
+    pipe fails on its own; the others commit."""
+    path = tmp_path / "s.sqlite"
+    store = await SqliteStore.open(str(path), writer_process=True)
+    try:
+        await store.run(StoreOp(writer_pid))
+        outcomes = await asyncio.gather(
+            store.run(StoreOp("station_seen", "CP1", T0)),
+            store.run(StoreOp("station_seen", lambda: None, T0)),   # a lambda: not picklable
+            store.run(StoreOp("station_seen", "CP3", T0)), return_exceptions=True)
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], (pickle.PicklingError, AttributeError)), outcomes[1]
+        assert rows(path, "SELECT station_id FROM stations ORDER BY station_id") \
+            == [("CP1",), ("CP3",)]
     finally:
         await store.close()

@@ -21,7 +21,7 @@ from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site import learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
-from smartcharge.site.installed_restore import ask_installed
+from smartcharge.site.installed_restore import ask_installed, connectors_to_ask
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
@@ -118,7 +118,11 @@ class FailSafeSetup:
                     # raise in force 5 s after CP1's default was taken, its car still on
                     # 22 kW (tests/test_setup_decrease_recorded_first.py)
                     self.decreased_at[station_id] = LAST_MOMENT
-                    await self._send_defaults(control)
+                    # its lowered record waited for only where ask_installed will ask (a
+                    # transaction from before this process: new ones have higher ids, so the
+                    # answer holds through the sends); else queued with the others (s29-boot)
+                    await self._send_defaults(
+                        control, queue_record=moved or not connectors_to_ask(self, control))
                     self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
                     # known here (a car whose TxProfile ran out while it was away draws its
@@ -235,12 +239,14 @@ class FailSafeSetup:
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
                              defaults: dict[int, Step] | None = None,
-                             raising: bool = False) -> None:
+                             raising: bool = False, queue_record: bool = False) -> None:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
         connector's for the limits' schedule now. `raising`: they raise what each connector
         had accepted - one left unanswered or cut off by a dropped connection may be in force
-        all the same and counts as accepted (the upper bound), as a plan's raise does."""
+        all the same and counts as accepted (the upper bound), as a plan's raise does.
+        `queue_record`: the lowered record after the answers is queued, not waited for (as in
+        a round)."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
@@ -319,8 +325,10 @@ class FailSafeSetup:
         # held_defaults.py). A set-up waits for it as before: quicker, its GetCompositeSchedule
         # (ask_installed) went out before the station's transactions were known after a
         # restart and their new plans went ungated (tests/test_restart_dr_first_round.py,
-        # 3 of 12 copies under load; s28-dr)
-        await self._record_held(control, queue_lower=in_round)
+        # 3 of 12 copies under load; s28-dr). A set-up with nothing to ask queues it: a boot
+        # storm's set-ups each waited for a commit in their sending slot (s29-boot,
+        # tests/test_setup_record_queued.py)
+        await self._record_held(control, queue_lower=in_round or queue_record)
 
     def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
         """Whether a default of ours bounds this connector when idle (not: its maximum is
