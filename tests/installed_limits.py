@@ -41,7 +41,9 @@ def node_loads(site, fleet, limits, at: datetime) -> list[tuple[str, float, floa
     load_a = np.zeros((topo.n_nodes, 3))
     for ref in topo.refs:
         station = fleet.station(ref.station_id)
-        limit_w, phases = connector_limit_w(station, ref.connector_id, at)
+        # `at` is ours; a station reads its profiles by its own clock (a station ahead holds
+        # the times it was sent moved onto its clock: read at ours, they were not in force yet)
+        limit_w, phases = connector_limit_w(station, ref.connector_id, at + _ahead(station))
         if limit_w <= 0:
             continue
         amps = limit_w / (station.spec.voltage_v * phases)
@@ -95,10 +97,16 @@ def change_moments(fleet, since: datetime, until: datetime) -> list[datetime]:
     out: set[datetime] = set()
     for station in fleet.stations.values():
         contexts = station._tx_contexts()
+        ahead = _ahead(station)   # its breakpoints are on its clock, the moments on ours
         for profile in station.profiles.profiles:
             tx = contexts.get(profile.connector_id) if profile.connector_id else None
-            out.update(_breakpoints(profile, since, until, tx))
+            out.update(m - ahead for m in _breakpoints(profile, since + ahead, until + ahead, tx))
     return sorted(out)
+
+
+def _ahead(station) -> timedelta:
+    """How far a simulated station's own clock runs ahead of ours (`StationSpec.clock_offset_s`)."""
+    return timedelta(seconds=station.spec.clock_offset_s)
 
 
 class InstallWatch:
