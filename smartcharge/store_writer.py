@@ -268,8 +268,13 @@ class WriterProcess:
             self._died()
 
     def _watch(self) -> None:
-        if self._watchdog is None:
-            self._watchdog = self.loop.call_later(self.answer_bound_s, self._check_stuck)
+        # a check due later than the bound from now (armed under a longer bound) is moved
+        due = self.loop.time() + self.answer_bound_s
+        if self._watchdog is not None:
+            if self._watchdog.when() <= due:
+                return
+            self._watchdog.cancel()
+        self._watchdog = self.loop.call_at(due, self._check_stuck)
 
     def _check_stuck(self) -> None:
         """From the loop, every `answer_bound_s` while work is in hand: a writer with no
