@@ -33,7 +33,11 @@ def hold_database(database: str) -> IO | None:
     if fcntl is None or not database or database == ":memory:" \
             or database.startswith("file:"):
         return None
-    path = database + ".lock"
+    # the file itself, not the name it was given: a second server given it through a symlink
+    # (a linked data directory, an old path kept as a link) must find the same lock - SQLite
+    # follows the link to one file and one WAL (tests/test_outside_s29_kills.py)
+    real = os.path.realpath(database)
+    path = real + ".lock"
     try:
         handle = open(path, "a+")
     except OSError as error:
@@ -44,7 +48,8 @@ def hold_database(database: str) -> IO | None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        raise DatabaseInUse(f"database {database} is already served by another smartcharge "
+        named = database if real == database else f"{database} (= {real})"
+        raise DatabaseInUse(f"database {named} is already served by another smartcharge "
                             f"process (it holds {path}); stop it first, or give this one its "
                             "own database") from None
     except OSError as error:   # a file system without locks

@@ -10,9 +10,12 @@ core, whatever the loop does; the loop's share is pickling the op (tens of us).
 
 Durability is the thread's: the same connection settings (WAL, synchronous = FULL), the same
 group commit (`store_ops.run_group`), and every answer sent only after its group's COMMIT.
-- The server is SIGKILLed: the requests pipe reaches EOF; the writer finishes (commits or not)
-  the group in hand and exits. Nobody was answered for it: a station sends again, and the
-  ledger's keys recognise what had committed.
+- The server is SIGKILLed: on Linux the writer is SIGKILLed with it (PR_SET_PDEATHSIG: a
+  stopped writer would outlive it, holding the locks), elsewhere the requests pipe reaches EOF
+  and it finishes the group in hand. Committed or rolled back by SQLite, nobody was answered
+  for it: a station sends again, and the ledger's keys recognise what had committed.
+- The writer is stopped or hung: after `answer_bound_s` without an answer while it has work
+  in hand it is SIGKILLed and treated as below.
 - The writer is SIGKILLed: the answers pipe reaches EOF; every caller waiting is failed with
   `StoreClosed` (not answered: its station sends again), and the next op starts a new writer.
 - Migrations run once, in the server's own connection, before the writer starts; the writer
@@ -126,8 +129,29 @@ def _portable(result: Any, error: BaseException | None) -> tuple[Any, BaseExcept
         return None, RuntimeError(f"the store's answer could not be sent back: {failure!r}")
 
 
+def _die_with(server_pid: int) -> None:
+    """Linux: SIGKILL when the server dies (PR_SET_PDEATHSIG). EOF on the requests pipe ends a
+    running writer, but a stopped one (SIGSTOP, a freezer) outlived a SIGKILLed server for
+    ever - holding the file, and, stopped inside a group, the writers' lock and SQLite's, so
+    the next server's writer waited on them (tests/test_outside_s29_kills.py). Killed, what it
+    committed is on disk and SQLite rolls back the rest; nobody was answered for it. The
+    signal follows the server's thread that started us: the loop's, which lives as long as
+    the store."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != server_pid:   # the server died before the call above
+        os._exit(0)
+
+
 def main(argv: list[str]) -> int:
     path, requests_fd, answers_fd, schema_version = argv
+    _die_with(int(os.environ.get("SMARTCHARGE_WRITER_PARENT", os.getppid())))
     # Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group: the
     # writer is ended by its server (the stop request, or EOF when the server is gone), so a
     # server shutting down gracefully still has it for its last writes
@@ -145,7 +169,17 @@ def main(argv: list[str]) -> int:
 class WriterProcess:
     """The server's handle on its writer process, bound to one event loop. `run(op)` returns
     the op's result once its group is committed; raises its error, or `StoreClosed` if the
-    writer died with it in hand (a new writer is started for the next op)."""
+    writer died with it in hand (a new writer is started for the next op).
+
+    A writer that answers nothing for `answer_bound_s` while it has work in hand (or the stop
+    request) is stuck - SIGSTOPped, frozen, hung - and is ended like a dead one: its callers
+    fail, unanswered (their stations send again), and the next op starts a new writer. A
+    stopped writer held every caller, and the server's shutdown, for as long as it was
+    stopped (tests/test_outside_s29_kills.py). A healthy writer answers a group every few ms;
+    one waiting behind the writer thread's long closure holds no transaction, so ending it
+    loses nothing."""
+
+    answer_bound_s = 60.0
 
     def __init__(self, path: str, schema_version: int, loop: asyncio.AbstractEventLoop) -> None:
         self.path = path
@@ -161,6 +195,8 @@ class WriterProcess:
         self._ready: asyncio.Future | None = None
         self._gone: asyncio.Future | None = None   # set once the answers pipe reached EOF
         self._closed = False
+        self._progress_at = 0.0   # loop time of the last answer, or of work in hand since
+        self._watchdog: asyncio.TimerHandle | None = None
         self.settle = None   # (outcomes) -> None: resumes callers (the store's TurnBudget)
         self.writes = 0      # requests written to the pipe (ops go several to a write)
         # ops handed in this turn of the loop, written together at its end (`_flush`)
@@ -184,7 +220,8 @@ class WriterProcess:
                 [sys.executable, "-m", "smartcharge.store_writer", self.path, str(to_writer_r),
                  str(from_writer_w), str(self.schema_version)],
                 pass_fds=(to_writer_r, from_writer_w), stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                env={**os.environ, "SMARTCHARGE_WRITER_PARENT": str(os.getpid()),
+                     "PYTHONPATH": os.pathsep.join(
                     p for p in [_tree(), os.environ.get("PYTHONPATH", "")] if p)})
         finally:
             os.close(to_writer_r)
@@ -195,6 +232,8 @@ class WriterProcess:
         self._ready = self.loop.create_future()
         self._gone = self.loop.create_future()
         self.loop.add_reader(from_writer_r, self._on_readable)
+        self._progress_at = self.loop.time()
+        self._watch()   # a writer that never says it is ready is stuck too
 
     async def run(self, op: StoreOp) -> Any:
         if self._closed:
@@ -207,7 +246,10 @@ class WriterProcess:
             raise self._ready.exception()
         number = self._numbers = self._numbers + 1
         future = self.loop.create_future()
+        if not self._pending:
+            self._progress_at = self.loop.time()
         self._pending[number] = (future, op)
+        self._watch()
         # written at the end of this turn with every op handed in during it (s29-boot: a boot
         # storm's ~8 ops per station each had its own pickle, pipe write and wake-up of the
         # writer's pump, and reached the writer one at a time): in the order handed in
@@ -263,7 +305,36 @@ class WriterProcess:
         except (EOFError, OSError):
             self._died()
 
+    def _watch(self) -> None:
+        # a check due later than the bound from now (armed under a longer bound) is moved
+        due = self.loop.time() + self.answer_bound_s
+        if self._watchdog is not None:
+            if self._watchdog.when() <= due:
+                return
+            self._watchdog.cancel()
+        self._watchdog = self.loop.call_at(due, self._check_stuck)
+
+    def _check_stuck(self) -> None:
+        """From the loop, every `answer_bound_s` while work is in hand: a writer with no
+        answer for that long is ended (SIGKILL ends a stopped process too)."""
+        self._watchdog = None
+        starting = self._ready is not None and not self._ready.done()
+        if self._answers is None or not (self._pending or self._closed or starting):
+            return
+        silent_s = self.loop.time() - self._progress_at
+        if silent_s < self.answer_bound_s:
+            self._watchdog = self.loop.call_later(self.answer_bound_s - silent_s,
+                                                  self._check_stuck)
+            return
+        log.error("store %s: the writer process %s answered nothing for %.0f s with %d "
+                  "callers waiting; ending it", self.path, self.pid, silent_s,
+                  len(self._pending))
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+        self._died(ended=True)
+
     def _group_done(self, began: float, committed: float, outcomes: list) -> None:
+        self._progress_at = self.loop.time()
         settled = []
         for number, result, error in outcomes:
             future, _ = self._pending.pop(number, (None, None))
@@ -276,7 +347,7 @@ class WriterProcess:
             if not future.done():
                 future.set_exception(error) if error is not None else future.set_result(result)
 
-    def _died(self) -> None:
+    def _died(self, ended: bool = False) -> None:
         """The writer is gone (killed, or it exited): nobody it did not answer gets an answer -
         their work may or may not have committed, and their stations will send it again."""
         if self._answers is not None:
@@ -297,7 +368,7 @@ class WriterProcess:
             if not future.done():
                 future.set_exception(failure)
         if self._process is not None:
-            if self._process.poll() is None and not self._closed:
+            if self._process.poll() is None and not self._closed and not ended:
                 log.error("store %s: the writer process's answers pipe closed; ending it",
                           self.path)
                 self._process.kill()
@@ -321,6 +392,8 @@ class WriterProcess:
                 self._requests.send(None)
             except OSError:
                 pass
+            self._progress_at = self.loop.time()
+            self._watch()   # a stopped writer never reaches EOF: ended after the bound
         # its answers until EOF: the writer exits after its last group (`_died` sets `_gone`)
         if self._gone is not None:
             await asyncio.shield(self._gone)
