@@ -14,23 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim_fixtures import free_port, site_toml
+from tests.test_serve_single_instance import REPO, _serve, _site_file
 from tests.test_site_restart import listening
 
-REPO = str(Path(__file__).resolve().parent.parent)
-
-
-def _serve(site_file: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "smartcharge", "serve", "--config",
-                             str(site_file)], stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": REPO})
-
-
-def _site_file(tmp_path: Path, name: str, database: Path) -> tuple[Path, int]:
-    port = free_port()
-    path = tmp_path / f"{name}.toml"
-    path.write_text(site_toml(1, 1, port=port, database=str(database)))
-    return path, port
 
 
 async def test_a_second_serve_on_the_same_file_through_a_symlink_refuses_to_start(tmp_path):
