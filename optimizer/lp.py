@@ -409,6 +409,18 @@ class HighsModel:
             self.highs.setOptionValue("time_limit", highspy.kHighsInf)
         self.highs.run()
         model_status = self.highs.getModelStatus()
+        if model_status == highspy.HighsModelStatus.kUnknown:
+            # the dual simplex can end without a verdict on a badly scaled objective (the
+            # energy-first weights; a 6-car, 3-slot case in tests/test_optimizer_energy_first):
+            # once more with the primal simplex before anything falls back to a baseline
+            self.highs.setOptionValue("simplex_strategy", 4)
+            self.highs.clearSolver()   # from scratch: not the basis it ended on
+            try:
+                self.highs.run()
+            finally:
+                self.highs.setOptionValue("simplex_strategy",
+                                          HIGHS_OPTIONS["simplex_strategy"])
+            model_status = self.highs.getModelStatus()
         if model_status == highspy.HighsModelStatus.kTimeLimit:
             raise SolverFailed(f"HiGHS hit the time limit in {what}")
         if model_status != highspy.HighsModelStatus.kOptimal:
