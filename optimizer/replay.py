@@ -84,6 +84,7 @@ def online(sessions: Sessions, limit_w, method: str = "solve", replan_every: int
         arrivals |= set(range(0, s.n_periods, replan_every))
     wh_per_w = s.period_s / 3600.0
     plan, plan_start, plan_of = None, 0, None
+    changed = False   # a car left or stopped taking power in the period before
     for p in range(s.n_periods):
         here = np.flatnonzero((s.arrival <= p) & (s.departure > p) & (remaining > 1e-9))
         if p in arrivals or plan is None or (replan_on_change and changed):

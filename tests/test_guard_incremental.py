@@ -27,7 +27,6 @@ from smartcharge.site.guard import SiteGuard, _run
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.installed_restore import Restored
 from smartcharge.site.station_control import StationControl
-from smartcharge.site.topology import ConnectorRef
 from smartcharge.site.watched import WatchedDict
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ with least-laxity-first, which serves the least slack first by construction.
 import numpy as np
 import pytest
 
-from optimizer import Problem, baselines, replay, solve
+from optimizer import Problem, replay, solve
 from optimizer.objective import build_objective
 
 

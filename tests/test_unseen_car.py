@@ -209,7 +209,7 @@ async def test_a_plan_over_a_refused_0_w_default_still_ends_late(tmp_path):
     (or left unanswered; found by review) is no floor, so the plan's end onto the higher
     fail-safe default is a raise and waits (site/edges.py), as before any 0 W was sent."""
     async with _a_small_and_a_big_plan(tmp_path, "1.6") as (clock, site, server, fleet, hold):
-        controller, dispatcher = server.controller, server.dispatcher
+        dispatcher = server.dispatcher
         cp1 = fleet.station("CP1")
         cp1.quirks = Quirks(reject_zero_defaults=True)
         # the common end moves on: the 0 W under CP1's car goes out again, refused

@@ -4,7 +4,7 @@ parsing of a JSON body (times RFC 3339 with a zone, watts finite and >= 0)."""
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 

@@ -40,7 +40,6 @@ import numpy as np
 
 from smartcharge.site import undeclared
 from smartcharge.site.topology import ConnectorRef
-from smartcharge.site.watched import WatchedDict
 
 log = logging.getLogger("smartcharge.site.guard")
 

@@ -1,4 +1,4 @@
-import sys, time, asyncio, statistics
+import sys, time, asyncio
 import smartcharge.turn_share as ts
 from benchmarks import dr_round_cpu as d
 mode = sys.argv[1]

@@ -1,4 +1,4 @@
-import pstats, sys, collections, re
+import pstats, sys, collections
 p = pstats.Stats(sys.argv[1])
 n = float(sys.argv[2]) if len(sys.argv) > 2 else 1
 areas = collections.Counter(); calls = collections.Counter()

@@ -3,7 +3,6 @@ from datetime import timedelta
 from benchmarks.dr_round_cpu import site_text, T0
 from smartcharge.clock import ManualClock
 from smartcharge.config import parse_site
-from smartcharge.events import EventBus
 from smartcharge.ocpp.ports import port_factory
 from smartcharge.ocpp.registry import StationRegistry
 from smartcharge.site.controller import SiteController

@@ -1,5 +1,4 @@
-import time, sys
-import numpy as np
+import time
 from benchmarks.control_latency import site_toml
 from smartcharge.config import parse_site
 from smartcharge.site.topology import SiteTopology
