@@ -278,7 +278,9 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
     meter_start_wh, meter_stop_wh = no_register(meter_start_wh), no_register(meter_stop_wh)
     readings = [(t, wh) for t, wh in readings if no_register(wh) is not None]
     if meter_start_wh is not None and meter_stop_wh is not None \
-            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
+            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w) \
+            and not _reset_between_samples(meter_start_wh, start_time, meter_stop_wh,
+                                           stop_time, readings):
         duration_s = _seconds(start_time, stop_time)
         if duration_s is not None and duration_s < 0:
             duration_s = None  # the station's clock jumped: judge by the gross ceiling only
@@ -482,6 +484,29 @@ def _start_register_zero(meter_start_wh: float, start_time: datetime | None,
         return False
     first_time, first_wh = min(readings)
     return first_wh > plausible_wh(_seconds(start_time, first_time), max_power_w)
+
+
+def _reset_between_samples(meter_start_wh: float, start_time: datetime | None,
+                           meter_stop_wh: float, stop_time: datetime | None,
+                           readings: Sequence[tuple[datetime, float]]) -> bool:
+    """The samples show the meter restarting inside the session: a drop between two of them
+    (not a coarser reading) with every sample before it at or above the start register and
+    every one after it at or below the stop register. Then stop - start is no difference of
+    one register's readings (a small register that restarted: 5 000 -> 8 000, then 1 000 ->
+    6 000 is 9 kWh, not 1), and the chain bills. A drop at either end - samples that never
+    agree with the start register (a session counter sent as the register), a stray low
+    sample just before the stop - is not taken for one: the registers bill, as before. Only
+    samples strictly inside the session count (the registers themselves come as samples too,
+    a 2.0.1 Begin and End value, and a late one may be stamped anywhere)."""
+    points = sorted((t, wh) for t, wh in readings
+                    if (start_time is None or t > start_time)
+                    and (stop_time is None or t < stop_time))
+    for i in range(1, len(points)):
+        before, after = points[i - 1][1], points[i][1]
+        if after < before and not coarser_reading(before, after):
+            return (all(wh >= meter_start_wh for _, wh in points[:i])
+                    and all(wh <= meter_stop_wh for _, wh in points[i:]))
+    return False
 
 
 def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):
