@@ -76,3 +76,100 @@ async def test_samples_that_only_disagree_with_the_registers_leave_stop_less_sta
     await station.stop_tx(tx_id, RESET_STOP_WH, t0 + 40 * MIN)
     [session] = await sessions(harness)
     assert (session.energy_wh, session.energy_method) == (1_000, "registers"), flags(session)
+
+
+# -- a connector's status from a station's queue, older than the one it replaces ----------
+@pytest.fixture
+async def controlled(tmp_path):
+    """The central system with its site controller (as `serve` builds it) on a real SQLite
+    file, and the tests' harness around it (its stations, its operator's API client)."""
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from smartcharge.app import create_app
+    from tests.conftest import Harness, make_site
+
+    app = create_app(make_site(), db_path=str(tmp_path / "s.sqlite"))
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    harness = Harness(server, session)
+    try:
+        yield harness
+    finally:
+        await harness.close()
+        await session.close()
+        await server.close()
+
+
+def _accepting_station_class():
+    """The harness's 1.6 station, taking every charging profile it is sent (Accepted)."""
+    from ocpp.routing import on
+    from ocpp.v16 import call_result
+    from ocpp.v16.enums import Action
+
+    from tests.conftest import TestStation
+
+    class AcceptingStation(TestStation):
+        @on(Action.set_charging_profile)
+        async def set_profile(self, **payload):
+            return call_result.SetChargingProfile(status="Accepted")
+
+    return AcceptingStation
+
+
+async def _accepting_station(harness, station_id: str):
+    import asyncio
+
+    from tests.conftest import WsConnection
+    ws = await harness.open_ws(station_id)
+    station = _accepting_station_class()(station_id, WsConnection(ws))
+    station.ws = ws
+    harness._tasks.append(asyncio.create_task(harness._serve(station)))
+    assert (await station.boot()).status == "Accepted"
+    return station
+
+
+async def _status(station, connector_id: int, status: str, at) -> None:
+    from ocpp.v16 import call
+
+    from tests.conftest import ocpp_time
+    await station.call(call.StatusNotification(
+        connector_id=connector_id, error_code="NoError", status=status,
+        timestamp=ocpp_time(at)), suppress=False)
+
+
+async def test_an_old_available_from_a_queue_does_not_free_a_boot_closed_charging_connector(
+        controlled, t0):
+    """CP1 reboots with its car charging (it keeps the transaction; its BootNotification closes
+    the session, which its next message reopens: until then the site keeps the connector's room
+    as a fixed load), says its connector is Charging, then delivers an `Available` from its
+    queue stamped before the car arrived. The site took the last status to arrive as the
+    connector's: the connector read Available (the dashboard said so), and a boot-closed session
+    on an Available connector is over - its room went to the other cars while the car charged
+    on. A status stamped before the one the site holds is history now."""
+    from datetime import UTC, datetime
+
+    from smartcharge.site import plan_inputs
+    from smartcharge.site.setup import CONTROLLER
+    from smartcharge.site.topology import ConnectorRef
+
+    harness = controlled
+    controller = harness.app[CONTROLLER]
+    ref = ConnectorRef("CP1", 1)
+    station = await _accepting_station(harness, "CP1")
+    await _status(station, 1, "Available", t0 - 30 * MIN)
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    await station.meter(1, tx_id, t0 + 10 * MIN, 3_000)
+    await station.boot()            # rebooted, the transaction kept
+    await harness.wait_for(lambda: tx_id in controller.state.reboot_closed)
+    await _status(station, 1, "Charging", datetime.now(UTC))
+    await _status(station, 1, "Available", t0 - 5 * MIN)    # from its queue: before the car
+    async with harness.api.get(harness.url("/api/site")) as answer:
+        snapshot = await answer.json()
+    [connector] = [c for c in snapshot["connectors"]
+                   if (c["station_id"], c["connector_id"]) == ("CP1", 1)]
+    assert connector["status"] == "Charging", connector
+    inputs = plan_inputs.read_all(controller, controller.clock.now())
+    kept = [s for s in inputs.sessions if s.ref == ref]
+    assert [(s.transaction_id, s.fixed_w is not None) for s in kept] == [(tx_id, True)]
