@@ -173,3 +173,31 @@ async def test_an_old_available_from_a_queue_does_not_free_a_boot_closed_chargin
     inputs = plan_inputs.read_all(controller, controller.clock.now())
     kept = [s for s in inputs.sessions if s.ref == ref]
     assert [(s.transaction_id, s.fixed_w is not None) for s in kept] == [(tx_id, True)]
+
+
+async def test_the_station_api_keeps_the_newer_status_too(harness, t0):
+    """The same queue as above through `GET /api/stations/CP1` (the store's connector status):
+    it said Available for the connector the car was charging on. The newer stamp wins there
+    too; a BootNotification (a reboot may set the station's clock) lets its next status stand
+    whatever its stamp."""
+    from datetime import UTC, datetime
+
+    station = await harness.station("CP1")
+    tx_id = (await station.start_tx(1, 1_000, t0)).transaction_id
+    await station.boot()
+    now = datetime.now(UTC)
+    await _status(station, 1, "Charging", now)
+    await _status(station, 1, "Available", t0 - 5 * MIN)     # from its queue: before the car
+
+    async def status_of_1() -> str:
+        async with harness.api.get(harness.url("/api/stations/CP1")) as answer:
+            body = await answer.json()
+        [connector] = [c for c in body["connectors"] if c["connector_id"] == 1]
+        return connector["status"]
+
+    assert await status_of_1() == "Charging"
+    # after a reboot its clock may be anywhere: the next status is the connector's
+    await station.stop_tx(tx_id, 2_000, t0 + 20 * MIN)
+    await station.boot()
+    await _status(station, 1, "Available", t0 - 60 * MIN)
+    assert await status_of_1() == "Available"
