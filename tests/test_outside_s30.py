@@ -201,3 +201,18 @@ async def test_the_station_api_keeps_the_newer_status_too(harness, t0):
     await station.boot()
     await _status(station, 1, "Available", t0 - 60 * MIN)
     assert await status_of_1() == "Available"
+
+
+async def test_a_2_0_1_connectors_older_status_does_not_free_its_evse_later(harness, t0):
+    """A 2.0.1 EVSE with two connectors: connector 1 Occupied, then an Available for it from
+    the station's queue stamped before (history: the commits above keep the EVSE Occupied),
+    then connector 2 Available. The adapter kept each connector's last status to arrive, so
+    the EVSE - the site's connector - read Available with a car on connector 1."""
+    station = await station201(harness)
+    await station.status(1, "Occupied", t0 + 5 * MIN, connector_id=1)
+    await station.status(1, "Available", t0 + 3 * MIN, connector_id=1)    # from its queue
+    await station.status(1, "Available", t0 + 6 * MIN, connector_id=2)
+    async with harness.api.get(harness.url("/api/stations/CP1")) as response:
+        connectors = {c["connector_id"]: c["status"] for c in (await response.json())[
+            "connectors"]}
+    assert connectors[1] == "Occupied", connectors
