@@ -216,3 +216,59 @@ async def test_a_2_0_1_connectors_older_status_does_not_free_its_evse_later(harn
         connectors = {c["connector_id"]: c["status"] for c in (await response.json())[
             "connectors"]}
     assert connectors[1] == "Occupied", connectors
+
+
+# -- the open API (--insecure-open-api, loopback only) and other web sites ----------------------
+@pytest.fixture
+async def open_api(tmp_path):
+    """The app `--insecure-open-api` serves (no token checked) on 127.0.0.1."""
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from smartcharge.app import create_app
+    from tests.conftest import make_site
+
+    app = create_app(make_site(), db_path=str(tmp_path / "open.sqlite"), insecure_open_api=True)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        yield server, http
+    await server.close()
+
+
+CAP = {"limit_w": 5_000}
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},                           # a page elsewhere (CSRF)
+    {"Origin": "null"},                                          # a sandboxed page, a file
+    {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"},   # DNS rebinding
+    {"Host": "evil.example:8080"},
+], ids=["cross-site", "null-origin", "rebinding", "rebinding-no-origin"])
+async def test_the_open_api_answers_no_other_web_site(open_api, headers):
+    """docs/cli.md: the open API is "for a lab only", "open to anyone on this machine" - on
+    loopback. But a browser on this machine runs every web site's scripts: a page elsewhere
+    POSTs a simple request (text/plain, no preflight) to 127.0.0.1 - it set the site's cap -
+    or, with DNS rebinding (its own name resolving to 127.0.0.1), reads the answers too: id
+    tags, billing data. Failed first: 200 for each. An open API now answers only requests
+    addressed to a loopback name (`Host`) from no other origin (`Origin`): 403, nothing set."""
+    server, http = open_api
+    url = server.make_url("/api/site/cap")
+    async with http.put(url, data='{"limit_w": 5000}', headers={
+            "Content-Type": "text/plain", **headers}) as answer:
+        assert answer.status == 403, await answer.text()
+    async with http.get(server.make_url("/api/sessions"), headers=headers) as answer:
+        assert answer.status == 403, await answer.text()
+    async with http.get(url) as answer:
+        assert (await answer.json()).get("limit_w") is None
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Host": "localhost"}, {"Origin": "SAME"}, {"Host": "[::1]:8080"}],
+    ids=["curl", "localhost", "the-dashboard", "ipv6-loopback"])
+async def test_the_open_api_still_answers_this_machine(open_api, headers):
+    server, http = open_api
+    if headers.get("Origin") == "SAME":     # the dashboard's own page (a browser adds Origin)
+        headers = {"Origin": f"http://127.0.0.1:{server.port}"}
+    async with http.get(server.make_url("/api/sessions"), headers=headers) as answer:
+        assert answer.status == 200, await answer.text()
