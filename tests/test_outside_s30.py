@@ -61,14 +61,20 @@ async def test_a_2_0_1_meter_reset_between_samples_is_billed_by_the_chain(harnes
     assert "meter_reset" in flags(session)
 
 
-@pytest.mark.parametrize("samples_wh", [(300, 700, 1_000), (5_400, 5_800, 7_200)],
-                         ids=["per-session-samples", "a-high-sample-before-the-stop"])
+@pytest.mark.parametrize("samples_wh", [
+    (300, 700, 1_000), (5_400, 5_800, 7_200), (5_500, 0, 5_800), (5_500, 8_000, 5_800),
+    (6_500, 0, 5_900)],
+    ids=["per-session-samples", "a-high-sample-before-the-stop", "a-zero-glitch",
+         "a-high-glitch", "a-zero-glitch-the-stop-a-coarser-reading"])
 async def test_samples_that_only_disagree_with_the_registers_leave_stop_less_start(
         harness, t0, samples_wh):
     """What the rule above does not take for a reset (it held before and after): samples
     that never agree with the start register (firmware sending its session counter as the
-    register, the registers its lifetime one) or a sample above the stop register with no
-    drop between samples (a stray high sample): the registers are billed, as before."""
+    register, the registers its lifetime one), a sample above the stop register with no
+    drop between samples, or one bad reading in a rising series - a 0 (a meter read that
+    failed) or one too high - that the meter comes back from: the registers are billed, as
+    before. (A first version of the rule billed the chain for the glitches: 6 500, 9 000 and
+    7 500 Wh for 1 000.)"""
     station = await harness.station("CP1")
     tx_id = (await station.start_tx(1, RESET_START_WH, t0)).transaction_id
     for i, wh in enumerate(samples_wh, start=1):
