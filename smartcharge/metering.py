@@ -278,7 +278,9 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
     meter_start_wh, meter_stop_wh = no_register(meter_start_wh), no_register(meter_stop_wh)
     readings = [(t, wh) for t, wh in readings if no_register(wh) is not None]
     if meter_start_wh is not None and meter_stop_wh is not None \
-            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w):
+            and not _start_register_zero(meter_start_wh, start_time, readings, max_power_w) \
+            and not _reset_between_samples(meter_start_wh, start_time, meter_stop_wh,
+                                           stop_time, readings):
         duration_s = _seconds(start_time, stop_time)
         if duration_s is not None and duration_s < 0:
             duration_s = None  # the station's clock jumped: judge by the gross ceiling only
@@ -482,6 +484,35 @@ def _start_register_zero(meter_start_wh: float, start_time: datetime | None,
         return False
     first_time, first_wh = min(readings)
     return first_wh > plausible_wh(_seconds(start_time, first_time), max_power_w)
+
+
+def _reset_between_samples(meter_start_wh: float, start_time: datetime | None,
+                           meter_stop_wh: float, stop_time: datetime | None,
+                           readings: Sequence[tuple[datetime, float]]) -> bool:
+    """The samples show the meter restarting inside the session, so stop - start is no
+    difference of one register's readings (a small register that restarted: 5 000, 8 000,
+    then 1 000 and a stop of 6 000 is 9 kWh, not 1) and the chain bills. A restart, not a bad
+    reading: a drop between two samples (not a coarser reading) to below the start register
+    (less than the meter showed when the session began), the samples before it at or above the
+    start register, those from it on at or below the stop register, and the stop register
+    below the highest sample before the drop, not merely a coarser reading of it (the meter
+    never came back). A glitch - one sample of 0 or too high in a rising series - comes back,
+    and a session counter sent as the register (its first sample below the start) has no
+    drop between samples: the registers bill both, as before. Only samples strictly inside the
+    session count (the registers themselves come as samples too, a 2.0.1 Begin and End value,
+    and a late one may be stamped anywhere)."""
+    points = [wh for t, wh in sorted(readings)
+              if (start_time is None or t > start_time) and (stop_time is None or t < stop_time)]
+    for i in range(1, len(points)):
+        before, after = points[i - 1], points[i]
+        if after < before and not coarser_reading(before, after):
+            highest_wh = max(points[:i])
+            return (after < meter_start_wh
+                    and all(wh >= meter_start_wh for wh in points[:i])
+                    and all(wh <= meter_stop_wh for wh in points[i:])
+                    and meter_stop_wh < highest_wh
+                    and not coarser_reading(highest_wh, meter_stop_wh))
+    return False
 
 
 def _chain(meter_start_wh, start_time, readings, meter_stop_wh, stop_time):

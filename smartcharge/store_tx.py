@@ -205,7 +205,12 @@ class StoreTx:
             "ON CONFLICT (station_id, connector_id) DO UPDATE SET status = excluded.status, "
             "error_code = excluded.error_code, info = excluded.info, "
             "vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, "
-            "received_at = excluded.received_at",
+            "received_at = excluded.received_at "
+            # a status stamped before the one held is from a station's queue, history - unless
+            # the station booted since that one came (a reboot may have set its clock)
+            "WHERE excluded.timestamp >= connector_status.timestamp "
+            "OR connector_status.received_at < COALESCE((SELECT boot_time FROM stations "
+            "WHERE stations.station_id = excluded.station_id), '')",
             (station_id, connector_id, status, error_code, info, vendor_error_code,
              db_time(timestamp), db_time(received_at)))
 

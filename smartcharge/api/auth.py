@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from smartcharge.api.errors import ApiError
+from smartcharge.api.open_origin import check_open_api_caller
 from smartcharge.auth_throttle import AuthThrottle, ThrottleSettings
 from smartcharge.clock import Clock
 from smartcharge.credentials import is_hashed, verify_secret
@@ -184,6 +185,7 @@ async def require(request: web.Request, *roles: str) -> str:
     if allowed == PUBLIC:
         return "public"
     if auth.open_api:
+        check_open_api_caller(request)   # no other web site through this machine's browser
         return ADMIN
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()

@@ -122,6 +122,9 @@ class SiteState:
         self.site = site
         self.online: dict[str, bool] = {s.station_id: False for s in site.stations}
         self.status: dict[ConnectorRef, str] = {}
+        # the station's stamp of each status held: one stamped before it (a station's queue
+        # delivered after its current status) is history, not the connector's state now
+        self.status_at: dict[ConnectorRef, datetime] = {}
         # watched: the guard counts a connector again when its session or sample changes
         # (guard_counts.py); a change inside a Session that the guard reads (its phases) is
         # told with `sessions.touch(ref)`
@@ -223,6 +226,9 @@ class SiteState:
             self.online[event.station_id] = True
             if isinstance(event, ev.StationBooted):
                 self.clock_offset_s.pop(event.station_id, None)
+                # a reboot may have set its clock: its next status stands, whatever its stamp
+                for ref in [r for r in self.status_at if r.station_id == event.station_id]:
+                    del self.status_at[ref]
                 for ref in [r for r in self.sessions if r.station_id == event.station_id]:
                     if self.sessions[ref].transaction_id in event.sessions_closed:
                         self._keep_reboot_closed(self.sessions.pop(ref))
@@ -245,7 +251,15 @@ class SiteState:
             self.online[event.station_id] = False
             return STATION_CHANGE
         if isinstance(event, ev.ConnectorStatusChanged):
-            self.status[ConnectorRef(event.station_id, event.connector_id)] = event.status
+            ref = ConnectorRef(event.station_id, event.connector_id)
+            held_at = self.status_at.get(ref)
+            if held_at is not None and event.at < held_at:
+                # an older status from its queue (an `Available` from before the car came,
+                # after `Charging`): read as the state now, it freed a boot-closed session's
+                # connector - its room given away while the car charged on
+                return None
+            self.status[ref] = event.status
+            self.status_at[ref] = event.at
             return STATUS
         if isinstance(event, ev.SessionStarted):
             ref = ConnectorRef(event.station_id, event.connector_id)

@@ -11,6 +11,7 @@ connectors together, `evse_status`).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from ocpp.charge_point import remove_nones, snake_to_camel_case
@@ -55,9 +56,9 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # evseId -> connectorId -> its last status, this connection's (a station reports
-        # every connector again after a reboot)
-        self._connector_statuses: dict[int, dict[int, str]] = {}
+        # evseId -> connectorId -> (stamp, status) of its newest status, this connection's (a
+        # station reports every connector again after a reboot)
+        self._connector_statuses: dict[int, dict[int, tuple[datetime, str]]] = {}
 
     # -- provisioning (block B) -------------------------------------------------------------
     @on(Action.boot_notification)
@@ -92,9 +93,14 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
                                      ) -> call_result.StatusNotification:
         # the EVSE is the site's connector (connectorId is inside it)
         connectors = self._connector_statuses.setdefault(evse_id, {})
-        connectors[connector_id] = connector_status
-        await self.record_status(evse_id, evse_status(connectors), NO_ERROR_CODE,
-                                 parse_ocpp_time(timestamp))
+        at = parse_ocpp_time(timestamp)
+        held = connectors.get(connector_id)
+        if held is None or at >= held[0]:
+            # one stamped before the connector's held status is from its queue: history
+            connectors[connector_id] = (at, connector_status)
+        await self.record_status(
+            evse_id, evse_status({c: status for c, (_, status) in connectors.items()}),
+            NO_ERROR_CODE, max(stamp for stamp, _ in connectors.values()))
         return call_result.StatusNotification()
 
     # -- authorization (block C) ------------------------------------------------------------
