@@ -96,20 +96,33 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(pid: int) -> float:
+    """The CPU so far of a process's live children (the server's store writer process, since
+    session 29: its commits are the server's work too, on the same 2 cores)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return sum(proc_cpu_s(int(child)) for child in children)
+
+
 async def sample_cpu(samples: list, server_pid: int, station_pids: list[int]) -> None:
-    """(time, server CPU, stations' CPU) every 20 ms until cancelled (ticks are 10 ms)."""
+    """(time, server CPU, stations' CPU, the server's children's CPU - its store writer) every
+    20 ms until cancelled (ticks are 10 ms)."""
     while True:
         samples.append((time.time(), proc_cpu_s(server_pid),
-                        sum(proc_cpu_s(pid) for pid in station_pids)))
+                        sum(proc_cpu_s(pid) for pid in station_pids),
+                        children_cpu_s(server_pid)))
         await asyncio.sleep(0.02)   # a sampling period, not a wait for a condition
 
 
-def cpu_between(samples: list, start: float, end: float) -> tuple[float, float]:
-    """(server, stations) CPU from the last sample at or before `start` to the first at or
-    after `end` (so a little more than between them: 20 ms at each side)."""
+def cpu_between(samples: list, start: float, end: float) -> tuple[float, float, float]:
+    """(server, stations, the server's writer process) CPU from the last sample at or before
+    `start` to the first at or after `end` (so a little more than between them: 20 ms at each
+    side)."""
     before = max((s for s in samples if s[0] <= start), default=samples[0])
     after = min((s for s in samples if s[0] >= end), default=samples[-1])
-    return after[1] - before[1], after[2] - before[2]
+    return after[1] - before[1], after[2] - before[2], after[3] - before[3]
 
 
 def free_port() -> int:
@@ -245,7 +258,14 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 # the stations' CPU (their processes share the server's 2 cores) and the
                 # server's (every thread), from the POST to the last acknowledgement: the
                 # stations' part is the benchmark's own cost, not the server's
-                server_cpu, stations_cpu = cpu_between(samples, t0, last_end)
+                server_cpu, stations_cpu, writer_cpu = cpu_between(samples, t0, last_end)
+                # per stage of the round (s30-dr), the loop thread's CPU and the requests sent:
+                # the plans (from the plan to the last plan acknowledged: the site under the
+                # limit) and the fail-safe defaults after them (to the last acknowledgement)
+                plans_cpu = max((d[5] for d in downs if len(d) > 6 and d[3] == "plans"),
+                                default=None)
+                plans_sent = max((d[6] for d in downs if len(d) > 6 and d[3] == "plans"),
+                                 default=None)
                 # the requests the server sent from the re-plan's start to the last decrease's
                 # answer (every kind: plans, fail-safe defaults, idle shares; older probes: 0)
                 sent_end = max((d[6] for d in downs if len(d) > 6), default=None)
@@ -253,7 +273,14 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                             if sent_end is not None and "sent" in found["replan"] else 0)
                 replan_cpu = (found["replan"]["loop_cpu_end"] - found["replan"]["loop_cpu"]
                               if "loop_cpu_end" in found["replan"] else 0.0)
+                stage_cpu = None
+                if plans_cpu is not None and "loop_cpu_end" in found["replan"]:
+                    stage_cpu = (plans_cpu - found["replan"]["loop_cpu_end"], cpu_end - plans_cpu,
+                                 plans_sent - found["replan"]["sent"], sent_end - plans_sent)
                 result["rows"].append({
+                    "stage_cpu": stage_cpu, "writer_cpu": writer_cpu,
+                    "thread": tuple(found["replan"].get(k, 0.0)
+                                    for k in ("build_s", "solve_s", "check_s", "finish_s")),
                     "loop_cpu": loop_cpu, "replan_cpu": replan_cpu, "stations_cpu": stations_cpu, "requests": requests,
                     "server_cpu": server_cpu,
                     # (a tree whose 201 waits for the round: the re-plan began before it)
@@ -357,6 +384,18 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row.get('replan_cpu', 0.0):.3f} / "
                       f"{row['loop_cpu'] - row.get('replan_cpu', 0.0):.3f}" for row in rows),
                   flush=True)
+            staged = [row for row in rows if row.get("stage_cpu")]
+            if staged:
+                print("#   per stage, the loop thread's CPU [s] (requests sent): plans to the last "
+                      "plan ack / the fail-safe defaults after it; the writer process's CPU from "
+                      "the POST to the last ack [s], per repeat: " + ", ".join(
+                          f"{row['stage_cpu'][0]:.3f} ({row['stage_cpu'][2]}) / "
+                          f"{row['stage_cpu'][1]:.3f} ({row['stage_cpu'][3]}); "
+                          f"{row['writer_cpu']:.2f}" for row in staged), flush=True)
+                print("#   the re-plan's worker thread, build / solve / check / finish (bindings, "
+                      "idle shares) [s], per repeat: " + ", ".join(
+                          " / ".join(f"{x:.3f}" for x in row["thread"]) for row in staged),
+                      flush=True)
             if kinds:
                 print(f"#   requests re-plan -> last ack, by purpose/stack level: {kinds}",
                       flush=True)

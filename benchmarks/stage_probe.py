@@ -32,7 +32,11 @@ def install(app: web.Application) -> None:
     # machine the default wall clock charges what the OS gave other processes to whatever
     # function was running: a socket send "took" 0.4 ms at load 9)
     profile_dir = os.environ.get("SMARTCHARGE_PROBE_PROFILE")
-    profile_s = float(os.environ.get("SMARTCHARGE_PROBE_PROFILE_S", "3"))
+    # "round" (s30-dr): until the end of the first dispatch round begun after the event's
+    # re-plan began - the event's own round, nothing of the quiet after it
+    profile_round = os.environ.get("SMARTCHARGE_PROBE_PROFILE_S") == "round"
+    profile_s = 120.0 if profile_round else float(os.environ.get("SMARTCHARGE_PROBE_PROFILE_S",
+                                                                  "3"))
     profile_cpu = os.environ.get("SMARTCHARGE_PROBE_PROFILE_CLOCK") == "cpu"
 
     def profile_dr(reasons) -> None:
@@ -42,8 +46,16 @@ def install(app: web.Application) -> None:
         path = os.path.join(profile_dir, f"dr-{len(RECORD['replans'])}.pstats")
 
         def stop() -> None:
+            if current.get("profiling") is not profiler:
+                return   # stopped already
+            current.pop("profiling")
             profiler.disable()
             profiler.dump_stats(path)
+        if current.get("profiling") is not None:
+            return   # one at a time
+        current["profiling"] = profiler
+        current["profile_from"] = time.time()
+        current["profile_stop"] = stop if profile_round else None
         profiler.enable()
         asyncio.get_running_loop().call_later(profile_s, stop)
 
@@ -55,7 +67,7 @@ def install(app: web.Application) -> None:
         # thread_time: the event loop thread's own CPU (what the other processes on the
         # machine take from it is not in it): comparable across load averages
         entry = {"start": time.time(), "reasons": sorted(reasons or ()), "solve_s": 0.0,
-                 "check_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time(),
+                 "check_s": 0.0, "build_s": 0.0, "finish_s": 0.0, "connectors": 0, "loop_cpu": time.thread_time(),
                  "sent": SENT[0]}
         current["replan"] = entry
         try:
@@ -86,6 +98,11 @@ def install(app: web.Application) -> None:
     if planner is not None:
         planner.solve = timed(planner.solve, "solve_s")
         planner.check = timed(planner.check, "check_s")
+        # (s30-dr) the rest of the worker thread's part: the problem built, the plan finished
+        # (bindings, idle shares) - wall time in that thread, which holds the GIL for most of it
+        if hasattr(planner, "build_problem") and hasattr(planner, "finish"):
+            planner.build_problem = timed(planner.build_problem, "build_s")
+            planner.finish = timed(planner.finish, "finish_s")
     else:
         SiteController._solve = timed(SiteController._solve, "solve_s")
         SiteController._check = staticmethod(timed(SiteController._check, "check_s"))
@@ -100,6 +117,10 @@ def install(app: web.Application) -> None:
         finally:
             entry["end"] = time.time()
             RECORD["rounds"].append(entry)
+            stop = current.get("profile_stop")
+            if stop is not None and entry["start"] >= current.get("profile_from", entry["end"]):
+                current["profile_stop"] = None
+                stop()
 
     original_items = Dispatcher._run_items
 

@@ -567,7 +567,8 @@ def _portfolio_guard(problem: Problem, objective: Objective, schedule: Schedule,
         # returned whole: the running cars it pauses in the kept slots held at their minimum
         # where a car of equal weight above its own gives the room (energy-neutral exchanges:
         # the same weighted energy, every car within its request)
-        held_w, held = hold_minimums(problem, power_w, paused_too=True)
+        held_w, held = hold_minimums(problem, power_w, paused_too=True,
+                                     until=None if deadline is None else deadline.end)
         if held and weighted_energy_wh(problem, held_w) >= theirs * (1.0 - 1e-12) and \
                 feasible(problem, held_w):
             power_w, name = held_w, f"{name}+held"

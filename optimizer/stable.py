@@ -59,8 +59,10 @@ of equal weight above theirs (the L1 pass tends to land a reduction on one car).
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import highspy
+
 import numpy as np
 
 from optimizer.lp import col_bounds, row_bounds
@@ -254,8 +256,8 @@ def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, 
     return pieces if left <= energy_wh * 1e-9 else None
 
 
-def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = False
-                  ) -> tuple[np.ndarray, int]:
+def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = False,
+                  until: float | None = None) -> tuple[np.ndarray, int]:
     """(power_w with running cars held at their minimum in the kept slots, how many were held).
 
     The stable pass moves one vertex of the optimal face to another, so a reduction often lands
@@ -273,7 +275,12 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
 
     paused_too: also a car the plan leaves at 0 there (the portfolio guard, on a baseline it
     returns whole), always by the four-entry exchange: every car keeps the baseline's energy,
-    so the result delivers exactly the baseline's weighted energy."""
+    so the result delivers exactly the baseline's weighted energy.
+
+    until: a `time.perf_counter()` moment (the solve's deadline) after which no more cars are
+    held - what is held so far stays (each exchange keeps every limit). Every donor is tried
+    for every short car: at 1 000 cars under a cap halved by a DR event, 134 000 tries and
+    15-45 s of CPU, most of them finding no later room (benchmarks/README.md, s30-dr)."""
     previous = problem.previous_w
     if previous is None:
         return power_w, 0
@@ -297,6 +304,8 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
         loads = _Loads(problem, power_w) if loads is None else loads
         wh = problem.wh_per_w[t]
         for i in np.flatnonzero(short)[np.argsort((minimum - x)[short])]:
+            if until is not None and time.perf_counter() >= until:
+                return power_w, held
             need = minimum[i] - x[i]
             if need > upper[i, t] - x[i]:
                 continue

@@ -139,3 +139,25 @@ def test_a_hold_whose_kept_slots_round_no_worse_is_kept():
     for name in ("edf", "llf", "equal_share"):
         assert weighted_energy_wh(problem, kept.power_w) >= \
             weighted_energy_wh(problem, solve(problem, backend=name).power_w) - 1e-6
+
+
+def test_the_whole_baseline_repair_stops_at_the_solve_time_limit():
+    # (s30-dr) The guard's repair of a baseline returned whole tries every donor for every
+    # running car it pauses: at 1 000 cars under a DR event that halves the cap (benchmarks/
+    # dr_round_cpu's site) 134 000 tries, 15-45 s of CPU in the re-plan's thread, far past the
+    # solve's time limit (5 s in the controller). Past its deadline it holds no more cars: the
+    # baseline as it was (lawful) - here the deadline has passed before it begins.
+    import time
+
+    from optimizer.stable import hold_minimums
+
+    baseline = np.zeros((2, 12))
+    baseline[1, :3] = 11040.0
+    baseline[:, 3:8] = [[6900.0], [4140.0]]
+    problem = station_of_two(baseline @ np.full(12, 0.25), [12, 8])
+    held_w, held = hold_minimums(problem, baseline, paused_too=True,
+                                 until=time.perf_counter() - 1.0)
+    assert held == 0 and np.array_equal(held_w, baseline)
+    # no deadline, or one not reached: the three holds of the test above
+    assert hold_minimums(problem, baseline, paused_too=True,
+                         until=time.perf_counter() + 3600.0)[1] == 3
