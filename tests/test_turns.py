@@ -12,6 +12,7 @@ from collections import Counter
 
 from smartcharge.ocpp.server import INBOUND
 from smartcharge.store import SqliteStore
+from smartcharge.turn_clock import TurnClock
 from smartcharge.turns import TurnBudget
 from tests.conftest import HEARTBEAT_FRAME
 from tests.test_ocpp_errors import BOOT
@@ -48,6 +49,65 @@ async def test_a_burst_is_let_in_a_batch_per_turn_in_order():
     assert max(per_turn.values()) == 4 and len(per_turn) == 5     # 4+4+4+4+2
     assert [index for index, _ in let_in] == list(range(18))       # first come, first in
     assert (budget.admitted, budget.deferred, budget.most_in_turn) == (18, 14, 4)
+
+
+class FakeCpu:
+    """The loop thread's CPU clock, moved by the callers themselves."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_a_burst_is_let_in_only_while_the_turn_is_under_its_cpu():
+    """s30-loop: 32 frames a turn at ~1 ms each made 30-50 ms turns under load; with `cpu_s`
+    a turn takes callers only while its CPU is under it (at least `min_per_turn`), in order."""
+    cpu = FakeCpu()
+    budget = TurnBudget(per_turn=32, cpu_s=0.010, min_per_turn=2, clock=TurnClock(cpu))
+    turns = TurnCounter()
+    let_in: list[tuple[int, int]] = []
+    cpu_in_turn: Counter = Counter()
+
+    async def caller(index: int) -> None:
+        await budget.admit()
+        let_in.append((index, turns.turn))
+        cpu.now_s += 0.003           # its step: 3 ms of the loop thread's CPU
+        cpu_in_turn[turns.turn] += 0.003
+
+    await asyncio.gather(*(caller(index) for index in range(18)))
+    turns.stop()
+    # 0, 3, 6 and 9 ms spent when the first four begin; the fifth would begin at 12 ms
+    assert max(cpu_in_turn.values()) <= 0.010 + 0.003 + 1e-9
+    assert max(Counter(turn for _, turn in let_in).values()) == 4
+    assert [index for index, _ in let_in] == list(range(18))   # first come, first in
+    assert budget.held > 0
+
+
+async def test_a_turn_spent_by_others_still_takes_the_least_number():
+    """The stations' calls keep a floor of progress when other work fills every turn."""
+    cpu = FakeCpu()
+    clock = TurnClock(cpu)
+    budget = TurnBudget(per_turn=32, cpu_s=0.010, min_per_turn=3, clock=clock)
+    clock.spent_s()                  # counting from each turn's start from now on
+    turns = TurnCounter()
+    let_in: list[int] = []
+
+    def others() -> None:            # the site's work: 50 ms of every turn, early in it
+        cpu.now_s += 0.050
+        handle[0] = asyncio.get_running_loop().call_soon(others)
+    handle = [asyncio.get_running_loop().call_soon(others)]
+
+    async def caller() -> None:
+        await budget.admit()
+        let_in.append(turns.turn)
+
+    await asyncio.gather(*(caller() for _ in range(12)))
+    handle[0].cancel()
+    turns.stop()
+    per_turn = Counter(let_in)
+    assert max(per_turn.values()) == 3 and len(per_turn) == 4
 
 
 async def test_a_caller_that_gives_up_takes_no_place():
