@@ -74,16 +74,21 @@ class TurnBudget:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((future, None, None))
         self._schedule()
-        while True:
-            await future
-            if self._may_run():
-                return
-            # woken into a turn already spent: first in line for a later one (behind those
-            # of this turn sent back before it: in order)
+        await future
+        await self.resumed()
+
+    async def resumed(self) -> None:
+        """For a caller this budget let in (`admit`, or `settle`'s outcome: the store's
+        answers), about to run: with `cpu_s`, returns in this turn if it has room
+        (`_may_run`), else waits for a later turn, first in line (behind those of this turn
+        sent back before it: in order)."""
+        while not self._may_run():
+            self.deferred += 1
             future = asyncio.get_running_loop().create_future()
             self._waiting.insert(self._sent_back, (future, None, None))
             self._sent_back += 1
             self._schedule()
+            await future
 
     def _may_run(self) -> bool:
         """With `cpu_s`: this turn of the loop has room for one more caller - it has spent

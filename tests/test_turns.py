@@ -148,6 +148,36 @@ async def test_a_group_commit_resumes_its_callers_a_batch_per_turn(tmp_path, mon
         await store.close()
 
 
+async def test_a_group_commits_callers_resume_only_while_the_turn_is_under_its_cpu(tmp_path):
+    """s30-loop: 32 answers resumed at once (each builds and sends a CALLRESULT) made turns of
+    30-50 ms beside the frames let in; each resumes only while the turn has room."""
+    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
+    cpu = FakeCpu()
+    settler = store._settler(asyncio.get_running_loop())
+    settler._clock, settler.cpu_s, settler.min_per_turn = TurnClock(cpu), 0.010, 2
+    release = threading.Event()
+    try:
+        turns = TurnCounter()
+        resumed: list[tuple[int, int]] = []
+
+        async def caller(index: int) -> int:
+            result = await store.run(lambda tx: release.wait(10) and index)
+            resumed.append((index, turns.turn))
+            cpu.now_s += 0.003     # its answer: 3 ms of the loop thread's CPU
+            return result
+
+        tasks = [asyncio.ensure_future(caller(index)) for index in range(21)]
+        await asyncio.sleep(0)    # every caller has queued its work (the first holds the writer)
+        release.set()             # the other 20 go in one group
+        assert await asyncio.gather(*tasks) == list(range(21))
+        turns.stop()
+        assert max(Counter(turn for _, turn in resumed).values()) <= 4
+        assert [index for index, _ in resumed][1:] == list(range(1, 21))   # in order
+    finally:
+        release.set()
+        await store.close()
+
+
 async def test_stations_frames_go_through_the_servers_budget(harness):
     budget = harness.app[INBOUND]
     budget.per_turn = 1
