@@ -150,7 +150,7 @@ def test_no_collection_of_a_serving_process_traverses_much() -> None:
     nothing to it), so every ~20 s a collection alone broke the 20 ms goal. A workload shaped
     like the server's (a site's samples replaced, calls in flight, records kept) in a child
     process tuned as `serve` is: no automatic collection traverses more than 16 000 objects
-    (24 800 with young collections every 2 500 and middle ones every fifth)."""
+    (24 800 with young collections every 2 500 and a middle one after every five)."""
     import subprocess
     import sys
     if sys.version_info >= (3, 14):
