@@ -65,7 +65,9 @@ class _Tree:
         self.has_a = [bool(finite_a[depth == d].any()) for d in range(self.max_depth + 1)]
         self.any_a = bool(finite_a.any())
         # Each car draws amps_max per W from one phase (single-phase: column = its phase) or
-        # from all three (column 3, the smallest of the three limits): _clip_to_path_room.
+        # from all three (column 3, the smallest of the three limits): _clip_to_path_room. A
+        # row given per phase (Problem.phase_a_per_w, uneven) is clipped so too: its largest
+        # current against the smallest limit, on the safe side.
         self.amps_max = problem.amps_per_w.max(axis=1)
         self.phase_col = np.where(problem.phases == 1, problem.phase, N_PHASES)
         # What a car draws from each resource of a node per W: power, then L1..L3 current.

@@ -218,9 +218,11 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
     if problem.has_phase_limits:
         limit_a = problem.node_limit_a
         finite = np.isfinite(limit_a)
-        single = problem.phases == 1
-        singles_on = np.zeros((n, N_PHASES))
-        singles_on[np.flatnonzero(single), problem.phase[single]] = 1.0
+        # a connector loads a phase more than the others (single-phase, or a worst case
+        # given per row: Problem.phase_a_per_w) where its current per W there is above its
+        # smallest; the rest of its current is a balanced share that every phase sees
+        amps = problem.amps_per_w
+        singles_on = (amps > amps.min(axis=1, keepdims=True) * (1.0 + 1e-12)).astype(float)
         node_singles = problem.node_connector @ singles_on        # (M, 3) count per phase
         no_singles = node_singles.sum(axis=1) == 0
         for ph in range(N_PHASES):

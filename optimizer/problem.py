@@ -20,6 +20,12 @@ Shapes (N connectors with an active session, T slots, M circuit-tree nodes):
     node_limit_w    (M, T)  power limit of each node per slot [W], +inf where there is none
     node_limit_a    (M, T)  per-phase current limit of each node per slot [A], +inf where none
     price_per_kwh   (T,) or None   energy price per slot [currency/kWh]
+    phase_a_per_w   (N, 3) or None current each connector puts on L1..L3 per W it draws [A/W],
+                    given per row where the electrical model below does not hold: e.g. a car of
+                    unknown phases on a 3-phase connector planned on its worst case, 1/V A on
+                    the site phase its connector's L1 is wired to (a single-phase car draws
+                    there) and 1/(3V) on the other two (a three-phase car); None: from phases,
+                    phase and voltage_v
     previous_w      (N, T) or None the allocation installed before this problem [W], NaN where
                     there is none to keep (a slot no station holds a profile for); among plans
                     equal on every level of the objective, solve keeps the one closest to it
@@ -30,8 +36,9 @@ A per-slot field (N, T) or (M, T) also takes a scalar (everyone, every slot) or 
 connector or node (N,) / (M,), the same in every slot.
 
 Electrical model: a 3-phase connector drawing p W puts p / (3 V) A on each phase; a single-phase
-connector puts p / V A on its one phase. A node's load is the sum over every connector in its
-subtree, for power and for each phase's current.
+connector puts p / V A on its one phase (unless phase_a_per_w says otherwise for the row). A
+node's load is the sum over every connector in its subtree, for power and for each phase's
+current.
 
 Everything is validated on construction; a bad field raises ValueError naming the field and the
 first bad index.
@@ -113,6 +120,7 @@ class Problem:
     price_per_kwh: np.ndarray | None = None
     n_slots: int | None = field(default=None)
     previous_w: np.ndarray | None = None
+    phase_a_per_w: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -182,6 +190,17 @@ class Problem:
             _fail("phase", "a single-phase connector must name phase 0 (L1), 1 (L2) or 2 (L3)",
                   _first_bad(bad))
 
+        if self.phase_a_per_w is not None:
+            per_w = np.asarray(self.phase_a_per_w, dtype=float)
+            if per_w.shape != (n, N_PHASES):
+                _fail("phase_a_per_w", f"shape {per_w.shape} does not fit {(n, N_PHASES)}")
+            set_("phase_a_per_w", _as_float("phase_a_per_w", per_w, (n, N_PHASES)))
+            if (self.phase_a_per_w < 0).any():
+                _fail("phase_a_per_w", "must not be negative", _first_bad(self.phase_a_per_w < 0))
+            none = ~(self.phase_a_per_w > 0).any(axis=1)
+            if none.any():
+                _fail("phase_a_per_w", "a connector must draw current on some phase",
+                      _first_bad(none))
         if self.price_per_kwh is not None:
             price = _as_float("price_per_kwh", self.price_per_kwh, (t,))
             set_("price_per_kwh", price)
@@ -252,6 +271,8 @@ class Problem:
     @cached_property
     def amps_per_w(self) -> np.ndarray:
         """(N, 3) current each connector puts on phases L1..L3 per watt it draws [A/W]."""
+        if self.phase_a_per_w is not None:
+            return self.phase_a_per_w
         out = np.zeros((self.n_connectors, N_PHASES))
         three = self.phases == 3
         out[three, :] = (1.0 / (3.0 * self.voltage_v[three]))[:, None]

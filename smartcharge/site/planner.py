@@ -201,8 +201,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         if session.declined:
             max_w[i] = 0.0
     # Rows sent a third of their plan are planned in what they are sent (what the car draws in
-    # all, whatever its phases): 1 W against every W limit, 1/V A on every phase (a one-phase
-    # car draws it all on one; the row's voltage a third of the station's). Planned in its
+    # all, whatever its phases): 1 W against every W limit, and on the phases the worst of what
+    # its car may be (`unknown_phase_a_per_w`). Planned in its
     # balanced plan's W, such a car took three times what it can draw off the cap: 12.4 kW to
     # start at 4.14 kW, and rounding left that room unused (the demo day's depot bays).
     # What a car was measured drawing (closed loop, taper) and a station's own limit are W it
@@ -259,7 +259,27 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         min_power_w=np.minimum(arrays["min_power_w"], max_w), phases=arrays["phases"],
         phase=arrays["phase"], voltage_v=arrays["voltage_v"], weight=weight,
         price_per_kwh=inputs.price_per_kwh)
+    if (scale != 1.0).any():
+        problem = dataclasses.replace(problem, phase_a_per_w=unknown_phase_a_per_w(
+            topo, refs, problem.amps_per_w, scale))
     return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale)
+
+
+def unknown_phase_a_per_w(topo: SiteTopology, refs: list[ConnectorRef], amps_per_w: np.ndarray,
+                          scale: np.ndarray) -> np.ndarray:
+    """(N, 3) each row's current per W: the rows planned in what they are sent (`scale` != 1, a
+    car of unknown phases on a 3-phase connector) on the worst of what the car may be. A
+    single-phase car draws every W on its connector's L1, a known site phase
+    (`SiteTopology.site_phase`): 1/V A there; a three-phase car 1/(3V) A on each phase. So
+    1/V on that phase and 1/(3V) on the other two - not 1/V on all three, which held two
+    phases' worth of room for nothing until the car's phases were known (benchmarks/README.md
+    "s30-quality")."""
+    out = np.array(amps_per_w, dtype=float)
+    for i in np.flatnonzero(scale != 1.0):
+        volt = topo.station(refs[i].station_id).voltage_v
+        out[i] = 1.0 / (3.0 * volt)
+        out[i, topo.site_phase(refs[i], 0)] = 1.0 / volt
+    return out
 
 
 def unknown_phases_started(built: Built, power_w: np.ndarray) -> optimizer.Problem | None:
@@ -296,8 +316,8 @@ def unknown_phases_started(built: Built, power_w: np.ndarray) -> optimizer.Probl
     above = problem.node_connector.tocsc()
     for i in np.flatnonzero(start):
         nodes = above.indices[above.indptr[i]:above.indptr[i + 1]]
-        # a three-phase car draws a third of the worst case's current on each phase
-        need_a = problem.min_power_w[i] * problem.amps_per_w[i] / 3.0
+        # a three-phase car draws the worst case's smallest current on each phase
+        need_a = np.full(3, problem.min_power_w[i] * problem.amps_per_w[i].min())
         start[i] = bool((free_w[nodes] >= problem.min_power_w[i] - 1e-6).all()
                         and (free_a[nodes] >= need_a[None, :] - 1e-9).all())
     if not start.any():
