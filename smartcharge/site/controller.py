@@ -51,18 +51,6 @@ log = logging.getLogger(__name__)
 DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
               "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
               "controllable:", "need:", "ev-needs:")
-# Triggers of a limit coming down (or of a node over its limit): planned without the
-# coalescing wait - a DR POST at 1 000 connectors spent 50 ms of its ~60 ms "request" stage in
-# it (benchmarks/README.md, s30-dr). Their cancellations and everything else still wait for
-# their burst; these are one request each, and a burst that follows is planned next.
-LIMIT_TRIGGERS = ("dr:", "openadr:", "operator cap", "cap schedule", "guard:")
-
-
-def coalesce_s(reasons: set[str], coalesce_real_s: float) -> float:
-    """How long the controller lets a burst of triggers arrive before it plans `reasons`."""
-    return 0.0 if any(r.startswith(LIMIT_TRIGGERS) for r in reasons) else coalesce_real_s
-
-
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
@@ -337,8 +325,7 @@ class SiteController:
                 trigger.cancel()
             if not self._replan.is_set():
                 self._reasons.add("slot")
-            # let the burst arrive (a lowered limit: one turn of the loop, no more)
-            await asyncio.sleep(coalesce_s(self._reasons, self.settings.coalesce_real_s))
+            await asyncio.sleep(self.settings.coalesce_real_s)  # let the burst arrive
             await self._gather_deferrable()
             self._replan.clear()
             self._replanning_urgent = self._urgent.is_set()
