@@ -36,10 +36,6 @@ idle connector (a share of a kW or less leaves it at 0 W: safe). Not sent where 
 out as the connector's default (a station that refuses TxProfiles: the plan is the default and
 limits any car already), where the station refuses 0 (`zero_ok`) or has no stack level for an
 idle layer - those connectors keep their fail-safe default under a new car, as before.
-Nor where the share is what the connector applies already (its idle schedule, then its
-fail-safe default, equal to the share at every instant: a plan with no car splits the room as
-the defaults do - every new station of a boot storm, idle when its set-up ends): the request
-would change nothing (tests/test_idle_share_unchanged.py).
 
 The other design, the plan itself sent as the default (sized for any car), costs no request
 but plans every car for unknown phases (a third of the W for a single-phase car under
@@ -84,12 +80,6 @@ class IdleSending:
             installed, wanted = self._idle_steps(control, ref, connector.phases, value)
             # (no default known installed: it counts at its maximum, so a share lowers it)
             lowers, raises = steps.compare(installed, wanted, now)
-            if not (lowers or raises):
-                # what it applies there already (a share that is its fail-safe default: every
-                # new station of a boot storm, idle when its set-up ends): a request for nothing
-                # (tests/test_idle_share_unchanged.py). Nothing recorded: it is compared again
-                # next round, as a connector that was never sent one
-                continue
             if lowers and raises:
                 part = steps.pointwise_min(installed, wanted, now, self.expiry)
                 out.append((cid, value, True, part))
