@@ -16,7 +16,7 @@ settled, not on a timer; and once many frozen connections have ended, one delibe
 collection reclaims their cycles and freezes the rest again (`FreezeWhenSettled`).
 
 Between storms, whatever survives a middle collection is frozen as that collection ends
-(`freeze_survivors`), and middle collections come after every MIDDLE_EVERY + 1 young ones: a middle
+(`freeze_survivors`), and middle collections come every MIDDLE_EVERY young ones: a middle
 collection then traverses only what the last few young ones left, not everything made since
 the last one (233-362 ms CPU every 3-9 minutes at 5 000 stations before, s23-gc). The cycles our
 own long-lived objects leave (a dispatch round's gates) are broken where they are made.
@@ -42,7 +42,7 @@ def tune_gc_for_serving() -> None:
     """For a process that serves (not for tests, which build many apps): the collector's
     defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
     2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every YOUNG_EVERY instead, the middle one after MIDDLE_EVERY + 1 young ones with
+    generation every 2 500 instead, the middle one every MIDDLE_EVERY young collections with
     its survivors frozen after it (`freeze_survivors`), and keep what exists at start (the
     site, the imports) out of every collection. A young collection's pause grows with what it
     traverses: a re-plan at 5 000 stations leaves ~50 000 live objects (its plan), and every
@@ -52,8 +52,7 @@ def tune_gc_for_serving() -> None:
     sample replacing the last, a profile replacing the one before): every 10 000, young
     collections of 55 000-95 000 objects held the loop 47-71 ms CPU at 5 000 stations;
     every 2 500, 21-25 ms, for ~0.3 % of a core more collecting in all (benchmarks/README.md,
-    s22-msgcost); every 1 000 with a middle collection after every two young ones, no
-    collection over 14 ms CPU at 2 000 stations under load (s30-loop)."""
+    s22-msgcost)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_EVERY, MIDDLE_EVERY, 100)
@@ -63,19 +62,12 @@ def tune_gc_for_serving() -> None:
         gc.callbacks.append(freeze_survivors)
 
 
-# net allocations between two young collections. 2 500 (s22-msgcost) still let a young
-# collection traverse up to 27 000 objects at 2 000 stations, as older objects die meanwhile;
-# 1 000: up to 12 ms CPU, for ~0.1 % of a core more collecting (s30-loop)
-YOUNG_EVERY = 1_000
-# CPython collects the middle generation once its count (young collections since the last
-# middle one) passes this: MIDDLE_EVERY + 1 young collections, then a middle one (4: five young
-# ones and a middle one, 5:1 in the counts; 1: two and one). What survived them is traversed once
-# more and frozen (`freeze_survivors`). At 5 000 stations (s23-gc, one 90 s window each):
-# every 4, the longest 27-57 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms,
-# 2.2-3.0 %; every 40, 88 ms, 1.9 % - the pauses grow faster than the collecting shrinks. At
-# 2 000 stations under load (s30-loop, young every 1 000): 4, up to 20 ms CPU; 1 (every third
-# collection a middle one), up to 14 ms
-MIDDLE_EVERY = 1
+YOUNG_EVERY = 2_500    # net allocations between two young collections
+# young collections between two of the middle generation: what survived them is traversed once
+# more and frozen (`freeze_survivors`). At 5 000 stations (s23-gc, one 90 s window each): every
+# 4, the longest 27-57 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms, 2.2-3.0 %;
+# every 40, 88 ms, 1.9 % - the pauses grow faster than the collecting shrinks
+MIDDLE_EVERY = 4
 
 
 def freeze_survivors(phase: str, info: dict) -> None:
@@ -84,7 +76,7 @@ def freeze_survivors(phase: str, info: dict) -> None:
     everything that survived a young one since the last middle one; with objects kept for
     minutes (a station's installed profiles, its samples, a plan) that was everything made
     since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-362
-    ms CPU, one every 3-9 minutes (s23-gc). After every MIDDLE_EVERY + 1 young ones and frozen
+    ms CPU, one every 3-9 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
     after, it traverses what the last few young ones left: 27-57 ms the longest, for ~2-3 %
     more of the loop's CPU spent collecting (each survivor is traversed once more). When a
     collection ends, the young and middle generations are empty (their survivors moved on),

@@ -35,7 +35,7 @@ from smartcharge.store_order import WriterOrder
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 from smartcharge.store_writer import WriterProcess
-from smartcharge.turns import TURN_CPU_S, TurnBudget
+from smartcharge.turns import TurnBudget
 
 __all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreOp", "StoreTx",
            "db_time", "from_db_time"]
@@ -63,7 +63,6 @@ class SqliteStore:
 
     MAX_GROUP = 256
     ANSWERS_PER_TURN = 32   # callers resumed per turn of their loop (`turns.TurnBudget`)
-    ANSWERS_CPU_S = TURN_CPU_S   # and only while the turn has spent less CPU (`TurnBudget`)
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -145,13 +144,6 @@ class SqliteStore:
         its loop); a closure cannot leave this process and runs on the writer thread. Both
         write the one file under the writers' lock, and commit in the order the work was handed
         in (`store_order.WriterOrder`)."""
-        result = await self._run(work)
-        # resumed a batch per turn by `settle`, and each only while the turn of the loop has
-        # room (`ANSWERS_CPU_S`, turns.py): 32 answers at once made turns of 30-50 ms (s30-loop)
-        await self._settler(asyncio.get_running_loop()).resumed()
-        return result
-
-    async def _run(self, work: Callable[[StoreTx], T]) -> T:
         process = self.writer_process
         if process is None or self._closed or asyncio.get_running_loop() is not process.loop:
             return await self._submit(_TX, work)
@@ -287,8 +279,7 @@ class SqliteStore:
         with self._settlers_lock:
             settler = self._settlers.get(loop)
             if settler is None:
-                settler = self._settlers[loop] = TurnBudget(self.ANSWERS_PER_TURN,
-                                                            cpu_s=self.ANSWERS_CPU_S)
+                settler = self._settlers[loop] = TurnBudget(self.ANSWERS_PER_TURN)
             return settler
 
 

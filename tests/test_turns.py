@@ -12,7 +12,6 @@ from collections import Counter
 
 from smartcharge.ocpp.server import INBOUND
 from smartcharge.store import SqliteStore
-from smartcharge.turn_clock import TurnClock
 from smartcharge.turns import TurnBudget
 from tests.conftest import HEARTBEAT_FRAME
 from tests.test_ocpp_errors import BOOT
@@ -51,65 +50,6 @@ async def test_a_burst_is_let_in_a_batch_per_turn_in_order():
     assert (budget.admitted, budget.deferred, budget.most_in_turn) == (18, 14, 4)
 
 
-class FakeCpu:
-    """The loop thread's CPU clock, moved by the callers themselves."""
-
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-async def test_a_burst_is_let_in_only_while_the_turn_is_under_its_cpu():
-    """s30-loop: 32 frames a turn at ~1 ms each made 30-50 ms turns under load; with `cpu_s`
-    a turn takes callers only while its CPU is under it (at least `min_per_turn`), in order."""
-    cpu = FakeCpu()
-    budget = TurnBudget(per_turn=32, cpu_s=0.010, min_per_turn=2, clock=TurnClock(cpu))
-    turns = TurnCounter()
-    let_in: list[tuple[int, int]] = []
-    cpu_in_turn: Counter = Counter()
-
-    async def caller(index: int) -> None:
-        await budget.admit()
-        let_in.append((index, turns.turn))
-        cpu.now_s += 0.003           # its step: 3 ms of the loop thread's CPU
-        cpu_in_turn[turns.turn] += 0.003
-
-    await asyncio.gather(*(caller(index) for index in range(18)))
-    turns.stop()
-    # 0, 3, 6 and 9 ms spent when the first four begin; the fifth would begin at 12 ms
-    assert max(cpu_in_turn.values()) <= 0.010 + 0.003 + 1e-9
-    assert max(Counter(turn for _, turn in let_in).values()) == 4
-    assert [index for index, _ in let_in] == list(range(18))   # first come, first in
-    assert budget.held > 0
-
-
-async def test_a_turn_spent_by_others_still_takes_the_least_number():
-    """The stations' calls keep a floor of progress when other work fills every turn."""
-    cpu = FakeCpu()
-    clock = TurnClock(cpu)
-    budget = TurnBudget(per_turn=32, cpu_s=0.010, min_per_turn=3, clock=clock)
-    clock.spent_s()                  # counting from each turn's start from now on
-    turns = TurnCounter()
-    let_in: list[int] = []
-
-    def others() -> None:            # the site's work: 50 ms of every turn, early in it
-        cpu.now_s += 0.050
-        handle[0] = asyncio.get_running_loop().call_soon(others)
-    handle = [asyncio.get_running_loop().call_soon(others)]
-
-    async def caller() -> None:
-        await budget.admit()
-        let_in.append(turns.turn)
-
-    await asyncio.gather(*(caller() for _ in range(12)))
-    handle[0].cancel()
-    turns.stop()
-    per_turn = Counter(let_in)
-    assert max(per_turn.values()) == 3 and len(per_turn) == 4
-
-
 async def test_a_caller_that_gives_up_takes_no_place():
     budget = TurnBudget(per_turn=1)
     first, gives_up, waits = (asyncio.ensure_future(budget.admit()) for _ in range(3))
@@ -143,36 +83,6 @@ async def test_a_group_commit_resumes_its_callers_a_batch_per_turn(tmp_path, mon
         per_turn = Counter(resumed)
         assert max(per_turn.values()) <= 4
         assert len(per_turn) >= 6   # the first alone, the group of 20 in at least 5 turns
-    finally:
-        release.set()
-        await store.close()
-
-
-async def test_a_group_commits_callers_resume_only_while_the_turn_is_under_its_cpu(tmp_path):
-    """s30-loop: 32 answers resumed at once (each builds and sends a CALLRESULT) made turns of
-    30-50 ms beside the frames let in; each resumes only while the turn has room."""
-    store = await SqliteStore.open(str(tmp_path / "s.sqlite"))
-    cpu = FakeCpu()
-    settler = store._settler(asyncio.get_running_loop())
-    settler._clock, settler.cpu_s, settler.min_per_turn = TurnClock(cpu), 0.010, 2
-    release = threading.Event()
-    try:
-        turns = TurnCounter()
-        resumed: list[tuple[int, int]] = []
-
-        async def caller(index: int) -> int:
-            result = await store.run(lambda tx: release.wait(10) and index)
-            resumed.append((index, turns.turn))
-            cpu.now_s += 0.003     # its answer: 3 ms of the loop thread's CPU
-            return result
-
-        tasks = [asyncio.ensure_future(caller(index)) for index in range(21)]
-        await asyncio.sleep(0)    # every caller has queued its work (the first holds the writer)
-        release.set()             # the other 20 go in one group
-        assert await asyncio.gather(*tasks) == list(range(21))
-        turns.stop()
-        assert max(Counter(turn for _, turn in resumed).values()) <= 4
-        assert [index for index, _ in resumed][1:] == list(range(1, 21))   # in order
     finally:
         release.set()
         await store.close()

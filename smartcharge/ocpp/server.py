@@ -42,7 +42,7 @@ from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.store_ops import StoreOp
-from smartcharge.turns import TURN_CPU_S, TurnBudget
+from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,5 @@ def add_routes(app: web.Application) -> None:
         decoy = unknown_refusal_decoy(app[SITE])
         if decoy is not None:
             app[DECOY] = decoy
-    # a frame is let in while the turn has spent under TURN_CPU_S (s30-loop, turns.py)
-    app[INBOUND] = TurnBudget(cpu_s=TURN_CPU_S)
+    app[INBOUND] = TurnBudget()
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)
