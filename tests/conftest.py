@@ -323,10 +323,10 @@ def site() -> Site:
     return make_site()
 
 
-@pytest.fixture
-async def harness(site, tmp_path) -> AsyncIterator[Harness]:
-    # The central system alone: these tests check exactly which calls reach the station.
-    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
+async def serve_harness(app) -> AsyncIterator[Harness]:
+    """`app` served on a real socket with the tests' harness around it (its stations, its
+    operator's API client); closed in order at the end. Use as an async generator fixture's
+    body: `async for h in serve_harness(app): yield h`."""
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     session = aiohttp.ClientSession()
@@ -337,6 +337,14 @@ async def harness(site, tmp_path) -> AsyncIterator[Harness]:
         await h.close()
         await session.close()
         await server.close()
+
+
+@pytest.fixture
+async def harness(site, tmp_path) -> AsyncIterator[Harness]:
+    # The central system alone: these tests check exactly which calls reach the station.
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
+    async for h in serve_harness(app):
+        yield h
 
 
 @pytest.fixture

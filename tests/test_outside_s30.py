@@ -89,23 +89,12 @@ async def test_samples_that_only_disagree_with_the_registers_leave_stop_less_sta
 async def controlled(tmp_path):
     """The central system with its site controller (as `serve` builds it) on a real SQLite
     file, and the tests' harness around it (its stations, its operator's API client)."""
-    import aiohttp
-    from aiohttp.test_utils import TestServer
-
     from smartcharge.app import create_app
-    from tests.conftest import Harness, make_site
+    from tests.conftest import make_site, serve_harness
 
-    app = create_app(make_site(), db_path=str(tmp_path / "s.sqlite"))
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    session = aiohttp.ClientSession()
-    harness = Harness(server, session)
-    try:
+    async for harness in serve_harness(create_app(make_site(),
+                                                  db_path=str(tmp_path / "s.sqlite"))):
         yield harness
-    finally:
-        await harness.close()
-        await session.close()
-        await server.close()
 
 
 def _accepting_station_class():
