@@ -62,7 +62,6 @@ import dataclasses
 import time
 
 import highspy
-
 import numpy as np
 
 from optimizer.lp import col_bounds, row_bounds

@@ -150,7 +150,8 @@ def _run_isolated(db: sqlite3.Connection, works: Sequence[Callable]) -> list[Out
 def writers_lock(path: str) -> int:
     """The file both writers of a store lock around each group (`run_group`); named after the
     file itself, as SQLite opens it through a symlink (instance_lock.hold_database)."""
-    return os.open(os.path.realpath(path) + "-writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return os.open(os.path.realpath(path) + "-writers.lock",
+                   os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def connect_writer(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:

@@ -36,10 +36,11 @@ behind keeps the same distance from ours - in most of the messages of that span,
 them: messages that wait on a loaded server's answers are "behind" by a wait that wanders as
 the backlog grows and drains, and its least-waiting moments agree now and then - while a
 queue flushed in a burst spans no time and one dripped out slowly (a message a minute, 1.6
-marks nothing as queued) falls further behind with every message. Nor by less than a message's transit (`TRANSIT_REAL_S` of real time: a
-station in step whose frames we read late is that far "behind"; on a sped-up clock, as the
-demo's, that many site seconds more). A queue dripped out exactly as fast as it was filled cannot be told from a
-clock behind by stamps. 2.0.1's TransactionEvent `offline: true` says it is old: skipped.
+marks nothing as queued) falls further behind with every message. Nor by less than a message's
+transit (`TRANSIT_REAL_S` of real time: a station in step whose frames we read late is that far
+"behind"; on a sped-up clock, as the demo's, that many site seconds more). A queue dripped out
+exactly as fast as it was filled cannot be told from a clock behind by stamps. 2.0.1's
+TransactionEvent `offline: true` says it is old: skipped.
 """
 
 from __future__ import annotations
