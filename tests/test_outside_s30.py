@@ -30,14 +30,21 @@ RESET_START_WH, RESET_SAMPLES_WH, RESET_STOP_WH = 5_000, (8_000, 1_000, 3_000), 
 RESET_TAKEN_WH = 3_000 + 1_000 + 2_000 + 3_000
 
 
-async def test_a_1_6_meter_reset_between_samples_is_billed_by_the_chain(harness, t0):
-    """Failed first: billed 1 000 Wh (`registers`, `samples_disagree`)."""
+async def _billed_1_6(harness, t0, samples_wh):
+    """The session of a 1.6 station started at RESET_START_WH, sampled every 10 min with
+    `samples_wh` and stopped at RESET_STOP_WH, as billed."""
     station = await harness.station("CP1")
     tx_id = (await station.start_tx(1, RESET_START_WH, t0)).transaction_id
-    for i, wh in enumerate(RESET_SAMPLES_WH, start=1):
+    for i, wh in enumerate(samples_wh, start=1):
         await station.meter(1, tx_id, t0 + 10 * i * MIN, wh)
     await station.stop_tx(tx_id, RESET_STOP_WH, t0 + 40 * MIN)
     [session] = await sessions(harness)
+    return session
+
+
+async def test_a_1_6_meter_reset_between_samples_is_billed_by_the_chain(harness, t0):
+    """Failed first: billed 1 000 Wh (`registers`, `samples_disagree`)."""
+    session = await _billed_1_6(harness, t0, RESET_SAMPLES_WH)
     assert (session.energy_wh, session.energy_method) == (RESET_TAKEN_WH, "samples"), flags(
         session)
     assert "meter_reset" in flags(session)
@@ -75,12 +82,7 @@ async def test_samples_that_only_disagree_with_the_registers_leave_stop_less_sta
     failed) or one too high - that the meter comes back from: the registers are billed, as
     before. (A first version of the rule billed the chain for the glitches: 6 500, 9 000 and
     7 500 Wh for 1 000.)"""
-    station = await harness.station("CP1")
-    tx_id = (await station.start_tx(1, RESET_START_WH, t0)).transaction_id
-    for i, wh in enumerate(samples_wh, start=1):
-        await station.meter(1, tx_id, t0 + 10 * i * MIN, wh)
-    await station.stop_tx(tx_id, RESET_STOP_WH, t0 + 40 * MIN)
-    [session] = await sessions(harness)
+    session = await _billed_1_6(harness, t0, samples_wh)
     assert (session.energy_wh, session.energy_method) == (1_000, "registers"), flags(session)
 
 
