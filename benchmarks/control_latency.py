@@ -142,8 +142,13 @@ def ocpp_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-async def stages(http, base: str, after: float = 0.0) -> dict:
-    async with http.get(f"{base}/bench/stages", params={"after": str(after)}) as resp:
+async def stages(http, base: str, after: float = 0.0, parts: str | None = None) -> dict:
+    """The probe's record from `after` on; `parts` ("replans,rounds"): only those lists (an
+    older probe answers every list, which the callers read the same)."""
+    params = {"after": str(after)}
+    if parts is not None:
+        params["parts"] = parts
+    async with http.get(f"{base}/bench/stages", params=params) as resp:
         return await resp.json()
 
 
@@ -152,13 +157,17 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
     once that round is over: (replan, round, decreases of the round)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        record = await stages(http, base, after - 1.0)
+        # while the round runs, the small lists only (s31-dr: the round's decreases and
+        # requests so far, every 50 ms, were the server's loop encoding JSON for us); the
+        # round is recorded at its end, so its decreases are all there once it shows
+        record = await stages(http, base, after - 1.0, "replans,rounds")
         replan = next((r for r in record["replans"] if r["start"] >= after
                        and any(x.startswith(reason) for x in r["reasons"])), None)
         if replan is not None:
             rounds = [r for r in record["rounds"] if r["start"] >= replan["end"] - 0.001]
             if rounds:
                 first = rounds[0]
+                record = await stages(http, base, first["start"], "decreases")
                 downs = [d for d in record["decreases"]
                          if first["start"] <= d[0] <= first["end"]]
                 return {"replan": replan, "round": first, "decreases": downs}
@@ -173,7 +182,7 @@ async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
     deadline = time.monotonic() + at_most_s
     while time.monotonic() < deadline:
         # what started in the last minutes: a round is over long before
-        record = await stages(http, base, time.time() - 300.0)
+        record = await stages(http, base, time.time() - 300.0, "replans,rounds")
         ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
         if ends and time.time() - max(ends) > quiet_s:
             return

@@ -168,12 +168,16 @@ def install(app: web.Application) -> None:
 
     async def stages(request: web.Request) -> web.Response:
         # `?after=T`: only what started at or after T (the benchmark polls this every 50 ms;
-        # the whole record, growing, cost the server's loop more every time)
+        # the whole record, growing, cost the server's loop more every time). `?parts=a,b`:
+        # only those lists (s31-dr: the poll while a round runs asks for the replans and
+        # rounds alone - the decreases and requests of the round so far, scanned and
+        # encoded as JSON every 50 ms, were the benchmark's own work on the loop it measures)
         after = float(request.query.get("after", "0"))
+        parts = request.query.get("parts")
+        wanted = RECORD.keys() if parts is None else parts.split(",")
         return web.json_response({
-            "replans": [r for r in RECORD["replans"] if r["start"] >= after],
-            "rounds": [r for r in RECORD["rounds"] if r["start"] >= after],
-            "decreases": [d for d in RECORD["decreases"] if d[0] >= after],
-            "sent": [d for d in RECORD["sent"] if d[0] >= after]})
+            name: [r for r in RECORD[name]
+                   if (r["start"] if isinstance(r, dict) else r[0]) >= after]
+            for name in wanted if name in RECORD})
 
     app.router.add_get("/bench/stages", stages)
