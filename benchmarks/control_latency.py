@@ -170,7 +170,8 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
                 record = await stages(http, base, first["start"], "decreases")
                 downs = [d for d in record["decreases"]
                          if first["start"] <= d[0] <= first["end"]]
-                return {"replan": replan, "round": first, "decreases": downs}
+                return {"replan": replan, "round": first, "decreases": downs,
+                        "probe_cpu_s": record.get("probe_cpu_s", 0.0)}
         await asyncio.sleep(0.05)    # polling the server's record; nothing to wait on here
     raise TimeoutError(f"no dispatch round after a {reason} re-plan within {timeout_s} s")
 
@@ -243,6 +244,10 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 samples: list[tuple[float, float, float]] = []
                 sampler = asyncio.ensure_future(sample_cpu(samples, server.pid,
                                                            [p.pid for p in procs]))
+                # the probe's own loop CPU so far (older probes: none): its polls during the
+                # round are the benchmark's work on the loop it measures (s31-dr)
+                probe_before = (await stages(http, base, time.time(), "rounds")).get(
+                    "probe_cpu_s", 0.0)
                 await asyncio.sleep(0)
                 t0 = time.time()
                 async with http.post(url, json=body, headers=headers) as resp:
@@ -288,6 +293,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                                  plans_sent - found["replan"]["sent"], sent_end - plans_sent)
                 result["rows"].append({
                     "stage_cpu": stage_cpu, "writer_cpu": writer_cpu,
+                    "probe_cpu": found["probe_cpu_s"] - probe_before,
                     "thread": tuple(found["replan"].get(k, 0.0)
                                     for k in ("build_s", "solve_s", "check_s", "finish_s")),
                     "loop_cpu": loop_cpu, "replan_cpu": replan_cpu, "stations_cpu": stations_cpu, "requests": requests,
@@ -401,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
                           f"{row['stage_cpu'][0]:.3f} ({row['stage_cpu'][2]}) / "
                           f"{row['stage_cpu'][1]:.3f} ({row['stage_cpu'][3]}); "
                           f"{row['writer_cpu']:.2f}" for row in staged), flush=True)
+                print("#   the probe's own loop CPU (its /bench/stages answers) from the POST "
+                      "until the round was seen over [s], per repeat: " + ", ".join(
+                          f"{row.get('probe_cpu', 0.0):.3f}" for row in rows), flush=True)
                 print("#   the re-plan's worker thread, build / solve / check / finish (bindings, "
                       "idle shares) [s], per repeat: " + ", ".join(
                           " / ".join(f"{x:.3f}" for x in row["thread"]) for row in staged),
