@@ -142,8 +142,13 @@ def ocpp_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-async def stages(http, base: str, after: float = 0.0) -> dict:
-    async with http.get(f"{base}/bench/stages", params={"after": str(after)}) as resp:
+async def stages(http, base: str, after: float = 0.0, parts: str | None = None) -> dict:
+    """The probe's record from `after` on; `parts` ("replans,rounds"): only those lists (an
+    older probe answers every list, which the callers read the same)."""
+    params = {"after": str(after)}
+    if parts is not None:
+        params["parts"] = parts
+    async with http.get(f"{base}/bench/stages", params=params) as resp:
         return await resp.json()
 
 
@@ -152,16 +157,21 @@ async def wait_round(http, base: str, after: float, reason: str, timeout_s: floa
     once that round is over: (replan, round, decreases of the round)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        record = await stages(http, base, after - 1.0)
+        # while the round runs, the small lists only (s31-dr: the round's decreases and
+        # requests so far, every 50 ms, were the server's loop encoding JSON for us); the
+        # round is recorded at its end, so its decreases are all there once it shows
+        record = await stages(http, base, after - 1.0, "replans,rounds")
         replan = next((r for r in record["replans"] if r["start"] >= after
                        and any(x.startswith(reason) for x in r["reasons"])), None)
         if replan is not None:
             rounds = [r for r in record["rounds"] if r["start"] >= replan["end"] - 0.001]
             if rounds:
                 first = rounds[0]
+                record = await stages(http, base, first["start"], "decreases")
                 downs = [d for d in record["decreases"]
                          if first["start"] <= d[0] <= first["end"]]
-                return {"replan": replan, "round": first, "decreases": downs}
+                return {"replan": replan, "round": first, "decreases": downs,
+                        "probe_cpu_s": record.get("probe_cpu_s", 0.0)}
         await asyncio.sleep(0.05)    # polling the server's record; nothing to wait on here
     raise TimeoutError(f"no dispatch round after a {reason} re-plan within {timeout_s} s")
 
@@ -173,7 +183,7 @@ async def quiet(http, base: str, quiet_s: float, at_most_s: float) -> None:
     deadline = time.monotonic() + at_most_s
     while time.monotonic() < deadline:
         # what started in the last minutes: a round is over long before
-        record = await stages(http, base, time.time() - 300.0)
+        record = await stages(http, base, time.time() - 300.0, "replans,rounds")
         ends = [r.get("end", time.time()) for r in record["replans"] + record["rounds"]]
         if ends and time.time() - max(ends) > quiet_s:
             return
@@ -234,6 +244,10 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                 samples: list[tuple[float, float, float]] = []
                 sampler = asyncio.ensure_future(sample_cpu(samples, server.pid,
                                                            [p.pid for p in procs]))
+                # the probe's own loop CPU so far (older probes: none): its polls during the
+                # round are the benchmark's work on the loop it measures (s31-dr)
+                probe_before = (await stages(http, base, time.time(), "rounds")).get(
+                    "probe_cpu_s", 0.0)
                 await asyncio.sleep(0)
                 t0 = time.time()
                 async with http.post(url, json=body, headers=headers) as resp:
@@ -279,6 +293,7 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                                  plans_sent - found["replan"]["sent"], sent_end - plans_sent)
                 result["rows"].append({
                     "stage_cpu": stage_cpu, "writer_cpu": writer_cpu,
+                    "probe_cpu": found["probe_cpu_s"] - probe_before,
                     "thread": tuple(found["replan"].get(k, 0.0)
                                     for k in ("build_s", "solve_s", "check_s", "finish_s")),
                     "loop_cpu": loop_cpu, "replan_cpu": replan_cpu, "stations_cpu": stations_cpu, "requests": requests,
@@ -392,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
                           f"{row['stage_cpu'][0]:.3f} ({row['stage_cpu'][2]}) / "
                           f"{row['stage_cpu'][1]:.3f} ({row['stage_cpu'][3]}); "
                           f"{row['writer_cpu']:.2f}" for row in staged), flush=True)
+                print("#   the probe's own loop CPU (its /bench/stages answers) from the POST "
+                      "until the round was seen over [s], per repeat: " + ", ".join(
+                          f"{row.get('probe_cpu', 0.0):.3f}" for row in rows), flush=True)
                 print("#   the re-plan's worker thread, build / solve / check / finish (bindings, "
                       "idle shares) [s], per repeat: " + ", ".join(
                           " / ".join(f"{x:.3f}" for x in row["thread"]) for row in staged),
