@@ -264,7 +264,9 @@ class _ForkServer:
               schema_version: int) -> ForkedWriter:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            socket.send_fds(self.control, [pickle.dumps((path, schema_version))],
+            # the server's directory, not the fork server's (tests/test_store_forks.py)
+            socket.send_fds(self.control, [pickle.dumps((os.path.abspath(path),
+                                                         schema_version))],
                             [requests_fd, answers_fd, theirs.fileno()])
         except BaseException:
             ours.close()
@@ -310,8 +312,9 @@ class _Launcher(threading.Thread):
         while True:
             argv, fd, done = self.jobs.get()
             try:
+                # in "/": it outlives the directories of the server's moments (a test's)
                 done.set_result(subprocess.Popen(
-                    argv, pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                    argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, cwd="/",
                     env={**os.environ, "SMARTCHARGE_WRITER_PARENT": str(os.getpid()),
                          "PYTHONPATH": os.pathsep.join(
                         p for p in [_tree(), os.environ.get("PYTHONPATH", "")] if p)}))

@@ -196,3 +196,18 @@ async def test_a_spawned_writer_keeps_the_same_promises(tmp_path, monkeypatch):
     finally:
         await store.close()
     assert store.writer_process._process.returncode == 0
+
+
+async def test_a_relative_path_is_the_servers_not_the_fork_servers(tmp_path, monkeypatch):
+    """The fork server keeps the directory it was started in; the server may have moved on:
+    a store opened by a relative path is the file under the server's directory."""
+    first = await SqliteStore.open(str(tmp_path / "first.sqlite"), writer_process=True)
+    await first.close()   # a fork server is running, started elsewhere
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    store = await SqliteStore.open("s.sqlite", writer_process=True)
+    try:
+        await store.run(StoreOp("station_seen", "CP1", datetime.now(UTC)))
+    finally:
+        await store.close()
+    assert rows(tmp_path / "here" / "s.sqlite", "SELECT station_id FROM stations") == [("CP1",)]
