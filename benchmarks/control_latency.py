@@ -97,13 +97,21 @@ def proc_cpu_s(pid: int) -> float:
 
 
 def children_cpu_s(pid: int) -> float:
-    """The CPU so far of a process's live children (the server's store writer process, since
-    session 29: its commits are the server's work too, on the same 2 cores)."""
+    """The CPU so far of a process's live descendants (the server's store writer process, since
+    session 29: its commits are the server's work too, on the same 2 cores; since s31-writer
+    a child of the server's fork server, smartcharge/store_forks.py)."""
+    total = 0.0
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return 0.0
-    return sum(proc_cpu_s(int(child)) for child in children)
+    for task in tasks:   # the fork server is started by a thread of its own
+        try:
+            children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        total += sum(proc_cpu_s(int(child)) + children_cpu_s(int(child)) for child in children)
+    return total
 
 
 async def sample_cpu(samples: list, server_pid: int, station_pids: list[int]) -> None:

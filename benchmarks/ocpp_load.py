@@ -105,7 +105,8 @@ def run_and_wait_s(pid: int) -> tuple[float, float]:
 
 
 def child_pids(pid: int) -> list[int]:
-    """The process's children (the store's writer process, s28-writer), from /proc (Linux)."""
+    """The process's descendants (the store's writer process, s28-writer; since s31-writer a
+    child of the server's fork server, smartcharge/store_forks.py), from /proc (Linux)."""
     found = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -113,7 +114,7 @@ def child_pids(pid: int) -> list[int]:
                 found += [int(child) for child in children.read().split()]
     except OSError:
         pass
-    return found
+    return found + [grandchild for child in found for grandchild in child_pids(child)]
 
 
 def children_cpu_s(pid: int) -> dict[int, float]:
