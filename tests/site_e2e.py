@@ -114,6 +114,18 @@ async def server_and_fleet(site, tmp_path, clock, *, fleet_kw: dict | None = Non
             await fleet.stop()
 
 
+def shorten_call_timeout(server: Server, timeout_s: float) -> None:
+    """From now on dispatch waits `timeout_s` (real) for a station's answer (every port of the
+    dispatcher shares its one PortSettings, read at each call). For a test whose fault is a
+    station that stops answering: it sets its site up under the default timeout and shortens
+    it once the fault begins. With the short one from the start, a starved xdist worker (load
+    17-29) answered a set-up call late: the set-up was postponed and nothing sets a station up
+    again on the same connection - no fail-safe default, its 22 kW counted beside the plans
+    (test_dispatch_trust: 44 kW of limits on a 22 kW grid), or a healthy station's late
+    answer taken as silence (benchmarks/README.md, s31-suite)."""
+    server.dispatcher._port_settings.call_timeout_s = timeout_s
+
+
 def hold_messages(station) -> None:
     """From now on the simulated station's messages to the server wait in its outbox (a lagging
     link, a queue like the demo's) until `release_messages`."""
