@@ -7,10 +7,6 @@ from __future__ import annotations
 import pytest
 
 
-
-
-
-
 @pytest.mark.parametrize("query, name", [
     ("?after=3", "after"),                       # the list pages with it; the CSV does not
     ("?statoin=CP1", "statoin"),                 # a misspelt filter
@@ -34,10 +30,11 @@ async def test_a_billing_filter_the_export_would_not_read_is_refused(api, path, 
     assert body["error"] == "invalid_body" and repr(name) in body["detail"], body
 
 
-@pytest.mark.parametrize("path", ["/api/sessions.csv?station=CP1&since=2026-01-01T00:00:00Z"
-                                  "&until=2027-01-01T00:00:00Z&limit=5",
-                                  "/api/sessions?station=CP1&since=2026-01-01T00:00:00Z"
-                                  "&until=2027-01-01T00:00:00Z&limit=5&after=0"])
+FILTERS = "station=CP1&since=2026-01-01T00:00:00Z&until=2027-01-01T00:00:00Z&limit=5"
+
+
+@pytest.mark.parametrize("path", [f"/api/sessions.csv?{FILTERS}",
+                                  f"/api/sessions?{FILTERS}&after=0"])
 async def test_the_billing_filters_they_read_are_still_taken(api, path):
     server, http = api
     async with http.get(f"http://127.0.0.1:{server.port}{path}") as response:

