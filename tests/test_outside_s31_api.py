@@ -39,3 +39,31 @@ async def test_the_billing_filters_they_read_are_still_taken(api, path):
     server, http = api
     async with http.get(f"http://127.0.0.1:{server.port}{path}") as response:
         assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("route, name", [
+    ("composite-schedule?connector_id=1&connector_id=2&duration_s=60", "connector_id"),
+    ("composite-schedule?connector_id=1&duration_s=60&timout_s=5", "timout_s"),
+    ("configuration?keys=HeartbeatInterval", "keys"),      # read as no key: every key
+    ("reset?timeout_s=1&timeout_s=200", "timeout_s"),
+], ids=["connector-twice", "timeout-misspelt", "key-misspelt", "timeout-twice"])
+async def test_a_command_parameter_the_route_does_not_read_is_refused(harness, route, name):
+    """The same for the remote commands: a parameter given twice was read as its first (the
+    composite schedule of connector 1 answered for `connector_id=1&connector_id=2`), one the
+    route does not take was dropped (`?keys=` read every key). Refused before anything is
+    sent: a 422 naming it (`key`, a list, may be repeated)."""
+    await harness.station("CP1")
+    method = "GET" if route.startswith(("composite", "configuration")) else "POST"
+    kwargs = {} if method == "GET" else {"json": {"type": "Soft"}}
+    async with harness.api.request(method, harness.url(f"/api/stations/CP1/{route}"),
+                                   **kwargs) as response:
+        body = await response.json(content_type=None)
+        assert response.status == 422, (response.status, body)
+    assert body["error"] == "invalid_body" and repr(name) in body["detail"], body
+
+
+async def test_a_list_parameter_may_still_be_repeated(harness):
+    await harness.station("CP1")
+    async with harness.api.get(harness.url("/api/stations/CP1/configuration?key=A&key=B"
+                                           "&timeout_s=5")) as response:
+        assert response.status == 200, await response.text()
