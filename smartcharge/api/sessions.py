@@ -16,6 +16,7 @@ from aiohttp import web
 
 from smartcharge import ledger
 from smartcharge.api.auth import READ, SEES_ID_TAGS, mask_id_tag, role, route
+from smartcharge.api.query import only_parameters
 from smartcharge.api.site_common import stored_id
 from smartcharge.appkeys import CLOCK, REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
@@ -55,24 +56,11 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
 SESSION_FILTERS = frozenset({"station", "since", "until", "limit"})
 
 
-def _only_filters(request: web.Request, taken: frozenset[str]) -> None:
-    """A filter the route does not read, or one given twice, is refused: dropped without a
-    word, `?statoin=CP1` exported every station's sessions and the CSV paged with the list's
-    `after` answered page one again (session 31's judge)."""
-    for name in request.query:
-        if name not in taken:
-            raise web.HTTPUnprocessableEntity(
-                text=f"query parameter {name[:40]!r} is not taken here (it takes "
-                     f"{', '.join(sorted(taken))})")
-        if len(request.query.getall(name)) > 1:
-            raise web.HTTPUnprocessableEntity(text=f"query parameter {name!r} is given twice")
-
-
 def _session_query(request: web.Request, default_limit: int | None = 1000,
                    taken: frozenset[str] = SESSION_FILTERS):
     """The sessions filter of the query string: (station, since, until, limit), checked;
     limit None: every session (`default_limit` None and no `limit` given)."""
-    _only_filters(request, taken)
+    only_parameters(request, taken)
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     if "limit" not in request.query and default_limit is None:
