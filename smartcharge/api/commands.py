@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from smartcharge.api.auth import OPERATE, route
+from smartcharge.api.query import declared, only_parameters
 from smartcharge.appkeys import CLOCK, EVENTS, REGISTRY, SITE, STORE
 from smartcharge.events import StationProfilesCleared
 from smartcharge.http_body import BodyUndecodable, DuplicateField, json_of
@@ -54,10 +55,13 @@ async def _station_known(app: web.Application, station_id: str) -> bool:
     return bool(stored)
 
 
-def command(name: str):
+def command(name: str, method: str):
+    taken, lists = declared(method, f"/api/stations/{{station_id}}/{name}")
+
     async def handler(request: web.Request) -> web.Response:
         app = request.app
         station_id = request.match_info["station_id"]
+        only_parameters(request, taken, lists)
         if not await _station_known(app, station_id):
             raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
         link = app[REGISTRY].get(station_id)
@@ -125,4 +129,5 @@ def _timeout(request: web.Request) -> float | None:
 
 def add_routes(app: web.Application) -> None:
     for name, (method, _) in all_commands().items():
-        route(app, method, f"/api/stations/{{station_id}}/{name}", command(name), OPERATE)
+        route(app, method, f"/api/stations/{{station_id}}/{name}", command(name, method),
+              OPERATE)

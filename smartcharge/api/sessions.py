@@ -16,6 +16,7 @@ from aiohttp import web
 
 from smartcharge import ledger
 from smartcharge.api.auth import READ, SEES_ID_TAGS, mask_id_tag, role, route
+from smartcharge.api.query import only_parameters
 from smartcharge.api.site_common import stored_id
 from smartcharge.appkeys import CLOCK, REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
@@ -52,9 +53,14 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
     }
 
 
-def _session_query(request: web.Request, default_limit: int | None = 1000):
+SESSION_FILTERS = frozenset({"station", "since", "until", "limit"})
+
+
+def _session_query(request: web.Request, default_limit: int | None = 1000,
+                   taken: frozenset[str] = SESSION_FILTERS):
     """The sessions filter of the query string: (station, since, until, limit), checked;
     limit None: every session (`default_limit` None and no `limit` given)."""
+    only_parameters(request, taken)
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     if "limit" not in request.query and default_limit is None:
@@ -69,7 +75,7 @@ def _session_query(request: web.Request, default_limit: int | None = 1000):
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    station, since, until, limit = _session_query(request)
+    station, since, until, limit = _session_query(request, taken=SESSION_FILTERS | {"after"})
     after = _after(request)
     rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit,
                                                                  after))

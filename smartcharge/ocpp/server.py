@@ -69,8 +69,9 @@ class AiohttpConnection:
         if message.type == WSMsgType.TEXT:
             return message.data
         if message.type == WSMsgType.BINARY:
-            # OCPP-J uses text frames; hand the bytes on so the edge answers (1.6:
-            # FormationViolation, 2.0.1: RpcFrameworkError)
+            # OCPP-J uses text frames; hand the bytes on as text: a message in them is taken
+            # (refused, a billing message would be lost), what is not JSON the edge answers
+            # (1.6: FormationViolation, 2.0.1: RpcFrameworkError)
             return message.data.decode("utf-8", errors="replace")
         if message.type == WSMsgType.ERROR:
             log.warning("station %s: WebSocket error: %s", self._station_id,
