@@ -288,3 +288,16 @@ async def test_a_dr_put_that_says_what_it_cannot_do_is_refused(api, change, name
         # read back: as it was
         assert resp.status == 200 and stated(await resp.json()) == stated(read)
     assert not server.controller.limits.events()[0].cancelled
+
+
+async def test_cap_of_minus_zero_is_zero(api):
+    """JSON's -0.0 is a cap of 0 W: stored, answered and logged as 0, never as "-0" (s31-api
+    found it echoed as -0.0 and the guard logging "limit -0")."""
+    server, http, _clock = api
+    async with http.put("/api/site/cap", data='{"limit_w": -0.0}', headers={
+            **_auth(OP), "Content-Type": "application/json"}) as resp:
+        assert resp.status == 200, await resp.text()
+        assert '"limit_w": -0' not in await resp.text()
+    async with http.get("/api/site/cap", headers=_auth(RD)) as resp:
+        text = await resp.text()
+    assert '"limit_w": 0' in text and "-0" not in text, text
