@@ -100,7 +100,7 @@ def number_field(body: dict, name: str, *, required: bool = False) -> float | No
         number = math.inf
     if isinstance(value, bool) or not math.isfinite(number) or number < 0:
         raise ApiError(422, "invalid_body", f"{name}: must be a finite number >= 0")
-    return number
+    return number + 0.0   # JSON's -0.0 passes `< 0`; + 0.0 makes it 0.0, never echoed "-0"
 
 
 SQLITE_INTEGERS = range(-2 ** 63, 2 ** 63)
