@@ -634,9 +634,9 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
 
 def turn_causes(turns: list, over_s: float) -> dict[str, tuple[int, float, float]]:
     """s31-p99: each turn over `over_s` of the loop thread's CPU (serve_probe.trace_turns) put
-    down to what made it long: "collection gen N" when the collections inside it took over
-    `over_s` alone, the kind of callback with the most CPU (without the collections in it)
-    when that kind alone took over `over_s`, else "KIND + collection gen N" (or "KIND + ..."
+    down to what made it long: the collections inside it ("collection gen N", N the highest)
+    or the kind of callback with the most CPU (without the collections in it), whichever is
+    larger, when it alone took over `over_s`; else "KIND + collection gen N" (or "KIND + ..."
     for several kinds none of which is over alone). Returns cause -> (turns, the longest turn
     s, the turns' CPU s in all)."""
     causes: dict[str, tuple[int, float, float]] = {}
@@ -646,10 +646,8 @@ def turn_causes(turns: list, over_s: float) -> dict[str, tuple[int, float, float
             continue
         gc_s, generation, _ = entry[5] if len(entry) >= 6 else (0.0, -1, 0)
         top_kind, _, top_ms = kinds[0] if kinds else ("?", 0, 0.0)
-        if gc_s > over_s:
-            cause = f"collection gen {generation}"
-        elif top_ms / 1000 > over_s:
-            cause = top_kind
+        if max(gc_s, top_ms / 1000) > over_s:   # the larger one alone took it over
+            cause = f"collection gen {generation}" if gc_s > top_ms / 1000 else top_kind
         elif gc_s > 0 and top_ms / 1000 + gc_s > over_s:
             cause = f"{top_kind} + collection gen {generation}"
         else:
@@ -692,9 +690,9 @@ def print_turns(turns: list, window: tuple[float, float]) -> None:
     causes = turn_causes(inside, over_s=0.02)
     if causes:
         print(f"# turns over 20 ms CPU in the window by cause ({len(inside)} turns over the "
-              f"threshold, {sum(n for n, _, _ in causes.values())} over 20 ms; a collection "
-              f"counts alone when its own CPU is over 20 ms, a kind of callback when its CPU "
-              f"without collections is; else both):")
+              f"threshold, {sum(n for n, _, _ in causes.values())} over 20 ms; the turn's "
+              f"collections or its biggest kind of callback, the larger, when it alone is over "
+              f"20 ms; else both):")
         for cause, (n, longest_s, cpu_s) in sorted(causes.items(), key=lambda kv: -kv[1][0]):
             print(f"#   {n:4d} ({n * 60 / span_s:5.1f} a minute), the longest "
                   f"{longest_s * 1000:5.1f} ms, {cpu_s * 1000:6.0f} ms CPU in all: {cause}")

@@ -356,6 +356,13 @@ def main(argv: list[str]) -> int:
             if phase == "stop" and info["generation"] == 0:
                 gc.freeze()
         gc.callbacks.append(freeze_young)
+    per_turn = os.environ.get("SMARTCHARGE_PROBE_PER_TURN")   # an experiment (s31-p99):
+    if per_turn:   # inbound frames let in, and the store's callers resumed, per turn (32)
+        from smartcharge.store import SqliteStore
+        from smartcharge.turns import TurnBudget
+        from smartcharge.ocpp.server import INBOUND
+        app[INBOUND] = TurnBudget(int(per_turn))
+        SqliteStore.ANSWERS_PER_TURN = int(per_turn)
     switch_s = os.environ.get("SMARTCHARGE_PROBE_SWITCH_S")   # e.g. "0.001": an experiment
     if switch_s:
         sys.setswitchinterval(float(switch_s))
