@@ -448,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             keep_store(Path(tmp) / "load.sqlite", os.environ["SMARTCHARGE_BENCH_DB"])
         stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         if stats and os.environ.get("SMARTCHARGE_BENCH_STATS"):   # keep the server's record
-            shutil.copy(stats_file, os.environ["SMARTCHARGE_BENCH_STATS"])
+            kept = {**stats, "window": result["window"], "boot": result["boot"]}
+            Path(os.environ["SMARTCHARGE_BENCH_STATS"]).write_text(json.dumps(kept))
         lag = stats.get("lag", [])
     if not lag:
         print(f"# no loop-lag statistics from the server; its log ends:\n{tail}")
@@ -632,6 +633,32 @@ def print_latency(probes: list[dict], server: dict, stats: dict | None = None) -
               f"of every steady window waited behind one of them)")
 
 
+def turn_causes(turns: list, over_s: float) -> dict[str, tuple[int, float, float]]:
+    """s31-p99: each turn over `over_s` of the loop thread's CPU (serve_probe.trace_turns) put
+    down to what made it long: the collections inside it ("collection gen N", N the highest)
+    or the kind of callback with the most CPU (without the collections in it), whichever is
+    larger, when it alone took over `over_s`; else "KIND + collection gen N" (or "KIND + ..."
+    for several kinds none of which is over alone). Returns cause -> (turns, the longest turn
+    s, the turns' CPU s in all)."""
+    causes: dict[str, tuple[int, float, float]] = {}
+    for entry in turns:
+        spent_s, kinds = entry[1], entry[3]
+        if spent_s <= over_s:
+            continue
+        gc_s, generation, _ = entry[5] if len(entry) >= 6 else (0.0, -1, 0)
+        top_kind, _, top_ms = kinds[0] if kinds else ("?", 0, 0.0)
+        if max(gc_s, top_ms / 1000) > over_s:   # the larger one alone took it over
+            cause = f"collection gen {generation}" if gc_s > top_ms / 1000 else top_kind
+        elif gc_s > 0 and top_ms / 1000 + gc_s > over_s:
+            cause = f"{top_kind} + collection gen {generation}"
+        else:
+            cause = f"{top_kind} + other callbacks" + (f" + collection gen {generation}"
+                                                       if gc_s > 0 else "")
+        n, longest_s, cpu_s = causes.get(cause, (0, 0.0, 0.0))
+        causes[cause] = (n + 1, max(longest_s, spent_s), cpu_s + spent_s)
+    return causes
+
+
 def print_background(turns: list, window: tuple[float, float], share: dict | None) -> None:
     """SMARTCHARGE_PROBE_TURNS (serve_probe.py): per turn of the loop, the CPU of the site's
     own tasks' steps (dispatch, set-ups, re-plans, the guard: background work) in the window -
@@ -660,6 +687,16 @@ def print_turns(turns: list, window: tuple[float, float]) -> None:
     for _, spent_s, count, kinds, *_ in inside[:5]:
         top = "; ".join(f"{kind} x{n} {ms:.0f} ms" for kind, n, ms in kinds[:3])
         print(f"#   {spent_s * 1000:.0f} ms, {count} callbacks: {top}")
+    span_s = window[1] - window[0]
+    causes = turn_causes(inside, over_s=0.02)
+    if causes:
+        print(f"# turns over 20 ms CPU in the window by cause ({len(inside)} turns over the "
+              f"threshold, {sum(n for n, _, _ in causes.values())} over 20 ms; the turn's "
+              f"collections or its biggest kind of callback, the larger, when it alone is over "
+              f"20 ms; else both):")
+        for cause, (n, longest_s, cpu_s) in sorted(causes.items(), key=lambda kv: -kv[1][0]):
+            print(f"#   {n:4d} ({n * 60 / span_s:5.1f} a minute), the longest "
+                  f"{longest_s * 1000:5.1f} ms, {cpu_s * 1000:6.0f} ms CPU in all: {cause}")
     most: dict[str, tuple[int, float]] = {}
     for _, spent_s, _, kinds, *_ in turns:
         for kind, n, _ in kinds:

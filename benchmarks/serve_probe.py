@@ -80,20 +80,37 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
                 background: list | None = None) -> None:
     """SMARTCHARGE_PROBE_TURNS: every turn of the loop whose callbacks took more than `over_s`
     of the thread's CPU is recorded with its number of callbacks and the CPU per kind of
-    callback (the coroutine a task step resumed). A diagnosis (Handle._run is wrapped)."""
+    callback (the coroutine a task step resumed). A diagnosis (Handle._run is wrapped).
+
+    The collector's CPU inside the turn is counted apart (s31-p99): a collection runs inside
+    whichever callback allocated last, so each callback's CPU is given without the collections
+    in it, and the turn carries [collections' CPU s, the highest generation, how many] - a
+    turn is then attributed to a collection, to a kind of callback, or to both together
+    (benchmarks/ocpp_load.py `turn_causes`)."""
     current: dict[str, list] = {}
     bg = [0.0]   # this turn's CPU in steps of the site's own tasks (_is_background)
+    collecting = [0.0, -1, 0, 0.0]   # this turn: CPU s, highest generation, count; started
     original_run = asyncio.events.Handle._run
 
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            collecting[3] = time.thread_time()
+        else:
+            collecting[0] += time.thread_time() - collecting[3]
+            collecting[1] = max(collecting[1], info["generation"])
+            collecting[2] += 1
+
+    gc.callbacks.insert(0, on_gc)   # first: freeze_survivors' O(1) freeze is not counted
+
     def run(handle: asyncio.Handle) -> None:
-        started = time.thread_time()
+        started, gc_before = time.thread_time(), collecting[0]
         try:
             original_run(handle)
         finally:
             kind = _callback_kind(handle)
             entry = current.setdefault(kind, [0, 0.0])
             entry[0] += 1
-            spent = time.thread_time() - started
+            spent = time.thread_time() - started - (collecting[0] - gc_before)
             entry[1] += spent
             if background is not None and _is_background(handle):
                 bg[0] += spent
@@ -104,6 +121,7 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
     def run_once() -> None:
         current.clear()
         bg[0] = 0.0
+        collecting[:3] = [0.0, -1, 0]
         started, wall = time.thread_time(), time.perf_counter()
         original_once()
         spent = time.thread_time() - started
@@ -114,7 +132,8 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
             top = sorted(current.items(), key=lambda kv: -kv[1][1])[:8]
             turns.append((time.time(), spent, sum(n for n, _ in current.values()),
                           [(kind, n, round(t * 1000, 1)) for kind, (n, t) in top],
-                          (wall, time.perf_counter())))   # perf-counter span: latency_probe
+                          (wall, time.perf_counter()),   # perf-counter span: latency_probe
+                          (round(collecting[0], 6), collecting[1], collecting[2])))
 
     loop._run_once = run_once
 
@@ -331,6 +350,19 @@ def main(argv: list[str]) -> int:
         freeze_after_storms = None
     if freeze_after_storms is not None and not os.environ.get("SMARTCHARGE_PROBE_NO_FREEZE"):
         freeze_after_storms(app)   # as `smartcharge serve` does
+    if os.environ.get("SMARTCHARGE_PROBE_FREEZE_YOUNG"):   # an experiment (s31-p99): what
+        # survives a young collection frozen too, so no middle collection traverses it again
+        def freeze_young(phase: str, info: dict) -> None:
+            if phase == "stop" and info["generation"] == 0:
+                gc.freeze()
+        gc.callbacks.append(freeze_young)
+    per_turn = os.environ.get("SMARTCHARGE_PROBE_PER_TURN")   # an experiment (s31-p99):
+    if per_turn:   # inbound frames let in, and the store's callers resumed, per turn (32)
+        from smartcharge.store import SqliteStore
+        from smartcharge.turns import TurnBudget
+        from smartcharge.ocpp.server import INBOUND
+        app[INBOUND] = TurnBudget(int(per_turn))
+        SqliteStore.ANSWERS_PER_TURN = int(per_turn)
     switch_s = os.environ.get("SMARTCHARGE_PROBE_SWITCH_S")   # e.g. "0.001": an experiment
     if switch_s:
         sys.setswitchinterval(float(switch_s))

@@ -15,11 +15,13 @@ included). So we freeze only when the number of connections grew a lot (a boot s
 settled, not on a timer; and once many frozen connections have ended, one deliberate full
 collection reclaims their cycles and freezes the rest again (`FreezeWhenSettled`).
 
-Between storms, whatever survives a middle collection is frozen as that collection ends
-(`freeze_survivors`), and middle collections come every MIDDLE_EVERY young ones: a middle
-collection then traverses only what the last few young ones left, not everything made since
-the last one (233-362 ms CPU every 3-9 minutes at 5 000 stations before, s23-gc). The cycles our
-own long-lived objects leave (a dispatch round's gates) are broken where they are made.
+Between storms, whatever survives a collection - a young one included - is frozen as that
+collection ends (`freeze_survivors`): no later collection traverses it again, so the middle
+generation stays empty and a middle collection costs what a young one does. Freezing only
+what survived a middle collection (every MIDDLE_EVERY young ones) left those middle collections
+the loop's longest pauses at 5 000 stations: median 25 ms, up to 68 ms CPU, 38 of 65 over 20
+ms after the boot storm (s31-p99); each survivor was traversed twice. The cycles our own
+long-lived objects leave (a dispatch round's gates) are broken where they are made.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ def tune_gc_for_serving() -> None:
     """For a process that serves (not for tests, which build many apps): the collector's
     defaults (a young collection every 700 net allocations) spent ~9 % of the server's time at
     2 000 stations, with full collections of 0.2-0.3 s each (issue 10). Collect the young
-    generation every 2 500 instead, the middle one every MIDDLE_EVERY young collections with
-    its survivors frozen after it (`freeze_survivors`), and keep what exists at start (the
+    generation every 2 500 instead, with its survivors frozen after it (`freeze_survivors`:
+    the middle generation stays empty), and keep what exists at start (the
     site, the imports) out of every collection. A young collection's pause grows with what it
     traverses: a re-plan at 5 000 stations leaves ~50 000 live objects (its plan), and every
     50 000 allocations one collection traversed them at once, 90-160 ms of the loop's CPU at
@@ -63,27 +65,31 @@ def tune_gc_for_serving() -> None:
 
 
 YOUNG_EVERY = 2_500    # net allocations between two young collections
-# young collections between two of the middle generation: what survived them is traversed once
-# more and frozen (`freeze_survivors`). At 5 000 stations (s23-gc, one 90 s window each): every
-# 4, the longest 27-57 ms CPU, 2.4-3.2 % of the loop's CPU; every 10, 40-80 ms, 2.2-3.0 %;
-# every 40, 88 ms, 1.9 % - the pauses grow faster than the collecting shrinks
+# young collections between two of the middle generation. With every collection's survivors
+# frozen (`freeze_survivors`) the middle generation is empty and a middle collection is a young
+# one; kept as the bound it was (s23-gc, 5 000 stations: every 4, the longest 27-57 ms CPU
+# when a middle collection traversed what the last 4 young ones left)
 MIDDLE_EVERY = 4
 
 
 def freeze_survivors(phase: str, info: dict) -> None:
-    """A `gc.callbacks` entry: what survived a middle (or full) collection is frozen as soon
-    as it ends, so no later collection traverses it again. A middle collection traverses
-    everything that survived a young one since the last middle one; with objects kept for
-    minutes (a station's installed profiles, its samples, a plan) that was everything made
-    since, 280 000-355 000 objects 2.5 min after the boot storm at 5 000 stations: 233-362
-    ms CPU, one every 3-9 minutes (s23-gc). Every MIDDLE_EVERY young collections and frozen
-    after, it traverses what the last few young ones left: 27-57 ms the longest, for ~2-3 %
-    more of the loop's CPU spent collecting (each survivor is traversed once more). When a
-    collection ends, the young and middle generations are empty (their survivors moved on),
-    so the freeze takes exactly the objects that survived both. The price, as with every freeze: a garbage cycle among
-    frozen objects is not collected until a compaction (`compact`), so the cycles our own
-    code leaves behind are broken where they are made (a dispatch round's)."""
-    if phase == "stop" and info["generation"] >= 1:
+    """A `gc.callbacks` entry: what survived a collection (young, middle or full) is frozen
+    as soon as it ends, so no later collection traverses it again. When a collection ends,
+    the generations it collected are empty (their survivors moved on) and the older ones were
+    emptied by the freeze after the last, so the freeze takes exactly the survivors.
+
+    Why after a young one too (s31-p99): frozen only after a middle collection, what survived
+    the last MIDDLE_EVERY young ones was traversed once more by it - 25 ms median, up to 68 ms
+    of the loop's CPU each, every ~6 s at 5 000 stations, the longest pauses left; frozen after
+    each young one, no middle generation builds up (before that, s23-gc: a middle collection
+    every few minutes traversing everything kept since, 233-362 ms). The price, as with every
+    freeze: a garbage cycle among frozen objects is not collected until a compaction
+    (`compact`, `FrozenGrowth`), and now that includes a cycle whose objects were alive at a
+    young collection (~a second old). Measured at 5 000 stations over a boot storm, its
+    set-ups and a 90 s window: no frozen cycle found at shutdown (benchmarks/README.md,
+    s31-p99); the cycles our own code leaves behind are broken where they are made (a
+    dispatch round's)."""
+    if phase == "stop":
         gc.freeze()   # O(1): the lists are merged
 
 
@@ -146,7 +152,7 @@ class FreezeWhenSettled:
 class FrozenGrowth:
     """Whether the frozen objects grew to `factor` x what the last compaction (or the first
     look) left, and by at least `min_objects`. `freeze_survivors` freezes whatever outlives a
-    middle collection, so a garbage cycle of code that kept it that long is never collected
+    collection, so a garbage cycle of code that kept it that long is never collected
     until a compaction - a leak no one would see object by object. The frozen set grows ~1.5x
     from a boot storm to the steady state at 5 000 stations (s23-gc): twice as many is more
     than a site's state grows, and one full collection then (0.7-1.7 s at 5 000 stations)

@@ -143,11 +143,13 @@ def test_young_and_middle_collections_are_small() -> None:
     assert MIDDLE_EVERY <= 10
 
 
-def test_what_survives_a_middle_collection_is_frozen_in_a_serving_process() -> None:
-    """`tune_gc_for_serving` (what `smartcharge serve` calls): after a middle collection the
-    objects it kept are in the permanent generation, none left for a later collection to
-    traverse; a young collection freezes nothing (its survivors may still die as cycles).
-    In a child process: a freeze is for the process's life."""
+def test_what_survives_a_young_collection_is_frozen_in_a_serving_process() -> None:
+    """`tune_gc_for_serving` (what `smartcharge serve` calls): after a young collection the
+    objects it kept are in the permanent generation, none left for a middle collection to
+    traverse again - at 5 000 stations the middle collections were the loop's longest pauses
+    (median 25 ms, up to 68 ms CPU, 38 of 65 over 20 ms after the boot storm; s31-p99). What
+    dies by reference count is freed as before; a garbage cycle among them waits for a
+    compaction. In a child process: a freeze is for the process's life."""
     import subprocess
     import sys
     if sys.version_info >= (3, 14):
@@ -157,14 +159,17 @@ import gc
 from smartcharge.gc_serving import tune_gc_for_serving
 tune_gc_for_serving()
 tune_gc_for_serving()   # twice (a restart in one process): one callback
-kept = [[i] for i in range(5000)]          # tracked objects that live on
 frozen = gc.get_freeze_count()
-gc.collect(0)
-assert gc.get_freeze_count() == frozen, "a young collection froze"
-assert len(gc.get_objects(1)) >= 5000
-gc.collect(1)
+kept = [[i] for i in range(5000)]          # tracked objects that live on (a young collection
+gc.collect(0)                              # or two may run while they are made)
 assert gc.get_freeze_count() >= frozen + 5000, (frozen, gc.get_freeze_count())
 assert not gc.get_objects(0) and not gc.get_objects(1) and not gc.get_objects(2)
+more = [[i] for i in range(5000)]
+gc.collect(1)   # a middle collection too
+assert gc.get_freeze_count() >= frozen + 10000, (frozen, gc.get_freeze_count())
+assert not gc.get_objects(0) and not gc.get_objects(1) and not gc.get_objects(2)
+del kept[:2500]   # frozen objects still die by reference count
+assert gc.get_freeze_count() <= frozen + 7500 + 100, (frozen, gc.get_freeze_count())
 from smartcharge.gc_serving import freeze_survivors
 assert gc.callbacks.count(freeze_survivors) == 1
 print("ok")

@@ -137,7 +137,7 @@ class DecreaseGates:
         the gates a garbage cycle (a pending decrease's future -> its counting callback ->
         the gates -> the futures) are dropped, so the round's futures, sets and waiters are
         freed by their reference counts, not left to the cycle collector: the serving
-        process freezes what survives a middle collection (gc_serving.freeze_survivors), and
+        process freezes what survives a collection (gc_serving.freeze_survivors), and
         a round's cycle frozen was ~4 000 objects never freed (s23-gc)."""
         self._cancelled = True
         for future in self._by_node.values():
