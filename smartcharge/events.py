@@ -47,6 +47,9 @@ class ConnectorStatusChanged:
     status: str                        # OCPP ChargePointStatus, e.g. "Charging"
     error_code: str
     at: datetime                       # the station's own timestamp when it sent one
+    # `at` on our clock, for telling newer from older (ocpp/clock_offset.py `status_order_at`;
+    # None: `at`)
+    ordered_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,9 @@ class SiteState:
         self.site = site
         self.online: dict[str, bool] = {s.station_id: False for s in site.stations}
         self.status: dict[ConnectorRef, str] = {}
-        # the station's stamp of each status held: one stamped before it (a station's queue
-        # delivered after its current status) is history, not the connector's state now
+        # each status held, placed on our clock (`ConnectorStatusChanged.ordered_at`): one
+        # placed before it (a station's queue delivered after its current status) is history,
+        # not the connector's state now
         self.status_at: dict[ConnectorRef, datetime] = {}
         # watched: the guard counts a connector again when its session or sample changes
         # (guard_counts.py); a change inside a Session that the guard reads (its phases) is
@@ -252,14 +253,14 @@ class SiteState:
             return STATION_CHANGE
         if isinstance(event, ev.ConnectorStatusChanged):
             ref = ConnectorRef(event.station_id, event.connector_id)
-            held_at = self.status_at.get(ref)
-            if held_at is not None and event.at < held_at:
+            held_at, at = self.status_at.get(ref), event.ordered_at or event.at
+            if held_at is not None and at < held_at:
                 # an older status from its queue (an `Available` from before the car came,
                 # after `Charging`): read as the state now, it freed a boot-closed session's
                 # connector - its room given away while the car charged on
                 return None
             self.status[ref] = event.status
-            self.status_at[ref] = event.at
+            self.status_at[ref] = at
             return STATUS
         if isinstance(event, ev.SessionStarted):
             ref = ConnectorRef(event.station_id, event.connector_id)
