@@ -205,6 +205,9 @@ class StationClockMeasured:
     station_id: str
     at: datetime
     offset_s: float | None
+    # its clock was seen set to ours without a reboot (`ClockOffset._set_to_ours`): what it
+    # holds went out on its old clock, sent again even if that was done once already
+    clock_set: bool = False
 
 
 Event = (StationConnected | StationBooted | StationDisconnected | ConnectorStatusChanged

@@ -13,7 +13,9 @@ from tests.test_outside_s30 import _accepting_station, _status
 from tests.v201_fixtures import station201
 
 MIN = timedelta(minutes=1)
-HOUR = timedelta(hours=1)
+# how far the stations' clocks run ahead (the times they are sent are moved up to an hour:
+# clock_offset.MAX_SHIFT_S)
+AHEAD = timedelta(minutes=50)
 
 
 @pytest.fixture
@@ -54,21 +56,21 @@ async def _our_time(station) -> datetime:
 # -- a station's clock set back without a reboot --------------------------------------------
 # Session 30 made a status stamped before the one held history (a station's queue delivered
 # after its current status), in the site, the store and a 2.0.1 EVSE's connectors, with a
-# BootNotification letting the next status stand. A station whose clock runs an hour ahead and
+# BootNotification letting the next status stand. A station whose clock runs 50 min ahead and
 # sets it from our Heartbeat's currentTime (OCPP lets it; many do) stamps its next, real
-# statuses an hour before the one held: each was ignored, the connector kept `Charging` for a
-# car that had left, until the station's clock passed the old stamp - an hour later.
+# statuses 50 min before the one held: each was ignored, the connector kept `Charging` for a
+# car that had left, until the station's clock passed the old stamp - 50 min later.
 async def test_a_1_6_station_that_sets_its_clock_back_from_our_heartbeat_is_believed(
         controlled):
     """Failed first: the API and the site still said Charging after the car left."""
     harness = controlled
     station = await _accepting_station(harness, "CP1")
-    ahead = datetime.now(UTC) + HOUR                     # the station's clock, an hour ahead
+    ahead = datetime.now(UTC) + AHEAD                     # the station's clock, 50 min ahead
     await _status(station, 1, "Preparing", ahead)
     tx_id = (await station.start_tx(1, 1_000, ahead)).transaction_id
     await _status(station, 1, "Charging", ahead + 2 * MIN / 60)
     assert await _api_status(harness, "CP1", 1) == "Charging"
-    synced = await _our_time(station)                  # it takes our time: an hour back
+    synced = await _our_time(station)                  # it takes our time: 50 min back
     await station.stop_tx(tx_id, 3_000, synced)
     await _status(station, 1, "Finishing", synced)
     await _status(station, 1, "Available", synced)
@@ -83,7 +85,7 @@ async def test_a_2_0_1_station_that_sets_its_clock_back_from_our_heartbeat_is_be
     from ocpp.v201 import call
     harness = controlled
     station = await station201(harness)
-    ahead = datetime.now(UTC) + HOUR
+    ahead = datetime.now(UTC) + AHEAD
     await station.status(1, "Available", ahead)
     await station.status(1, "Occupied", ahead + MIN / 60)
     assert await _api_status(harness, "CP1", 1) == "Occupied"
@@ -94,15 +96,103 @@ async def test_a_2_0_1_station_that_sets_its_clock_back_from_our_heartbeat_is_be
 
 
 async def test_history_from_the_queue_of_a_station_ahead_is_still_history(controlled):
-    """What session 30's rule is for, on a station whose clock runs an hour ahead: an
+    """What session 30's rule is for, on a station whose clock runs 50 min ahead: an
     `Available` from its queue, stamped (on its clock) before the car came, after `Charging`,
     is history - on our clock too."""
     harness = controlled
     station = await _accepting_station(harness, "CP1")
-    ahead = datetime.now(UTC) + HOUR
+    ahead = datetime.now(UTC) + AHEAD
     await _status(station, 1, "Preparing", ahead - 10 * MIN)
     await station.start_tx(1, 1_000, ahead)
     await _status(station, 1, "Charging", ahead + MIN / 60)
     await _status(station, 1, "Available", ahead - 20 * MIN)    # from its queue
     assert await _api_status(harness, "CP1", 1) == "Charging"
     assert await _site_status(harness, "CP1", 1) == "Charging"
+
+
+def _recording_station_class():
+    """The harness's 1.6 station, taking every charging profile it is sent (Accepted) and
+    keeping each with the moment it came."""
+    from ocpp.routing import on
+    from ocpp.v16 import call_result
+    from ocpp.v16.enums import Action
+
+    from tests.test_outside_s30 import _accepting_station_class
+
+    class RecordingStation(_accepting_station_class()):
+        profiles: list[dict]
+
+        @on(Action.set_charging_profile)
+        async def set_profile(self, **payload):
+            self.profiles.append(payload)
+            return call_result.SetChargingProfile(status="Accepted")
+
+    return RecordingStation
+
+
+async def _recording_station(harness, station_id: str):
+    import asyncio
+
+    from tests.conftest import WsConnection
+    ws = await harness.open_ws(station_id)
+    station = _recording_station_class()(station_id, WsConnection(ws))
+    station.profiles = []
+    station.ws = ws
+    harness._tasks.append(asyncio.create_task(harness._serve(station)))
+    assert (await station.boot()).status == "Accepted"
+    return station
+
+
+def _held(profiles: list[dict]) -> dict:
+    """The profiles a station holds: the last of each connector, purpose and stack level."""
+    return {(p["connector_id"], p["cs_charging_profiles"]["charging_profile_purpose"],
+             p["cs_charging_profiles"]["stack_level"]): p for p in profiles}
+
+
+def _starts(profile: dict) -> datetime:
+    start = profile["cs_charging_profiles"]["charging_schedule"].get("start_schedule")
+    return datetime.min.replace(tzinfo=UTC) if start is None else parse_ocpp_time(start)
+
+
+async def test_a_station_that_sets_its_clock_to_ours_gets_schedules_on_its_new_clock(
+        controlled):
+    """The same station 50 min ahead: its schedules go out moved 50 min onto its clock
+    (session 23's skew: it ignores our time). Then it sets its clock from our Heartbeat and
+    says so in every stamp - two statuses stamped by our clock. The estimate kept the old
+    50 min (its values stay in the 10-minute window): a cap PUT then sent a TxProfile
+    starting 50 min in the station's future - nothing of it in force, the car at its old
+    limit under the new cap. Failed first: startSchedule 50 min ahead."""
+    from smartcharge.site.setup import CONTROLLER
+    harness = controlled
+    controller = harness.app[CONTROLLER]
+    station = await _recording_station(harness, "CP1")
+    # its set-up (fail-safe defaults) before any stamp: on our clock
+    await harness.wait_for(lambda: ("TxDefaultProfile" in {
+        key[1] for key in _held(station.profiles)}))
+    ahead = datetime.now(UTC) + AHEAD
+    await _status(station, 1, "Preparing", ahead)
+    tx_id = (await station.start_tx(1, 1_000, ahead)).transaction_id
+    await _status(station, 1, "Charging", ahead + MIN / 60)
+    # its offset known: what it holds sent again, moved onto its clock (session 24)
+    await harness.wait_for(lambda: any(
+        _starts(p) > datetime.now(UTC) + AHEAD / 2 for p in _held(station.profiles).values()
+        if p["cs_charging_profiles"]["charging_profile_purpose"] == "TxDefaultProfile"))
+    synced = await _our_time(station)                  # it takes our time: 50 min back
+    await _status(station, 1, "SuspendedEVSE", synced)
+    await _status(station, 1, "Charging", synced)
+    # what it holds went out on its old clock: its fail-safe defaults too, 50 min in its
+    # future now - not in force if we die. Sent again on its new clock (they were sent again
+    # once on this connection already, when its offset became known: once was all)
+    await harness.wait_for(lambda: all(
+        _starts(p) <= datetime.now(UTC) for p in _held(station.profiles).values()))
+    sent_before = len(station.profiles)
+    async with harness.api.put(harness.url("/api/site/cap"),
+                               json={"limit_w": 4_000}) as answer:
+        assert answer.status == 200, await answer.text()
+    told = [p["cs_charging_profiles"] for p in station.profiles[sent_before:]
+            if p["cs_charging_profiles"].get("transaction_id") == tx_id]
+    assert told, station.profiles[sent_before:]
+    station_now = datetime.now(UTC)        # its clock is ours now
+    for profile in told:
+        start = profile["charging_schedule"].get("start_schedule")
+        assert start is None or parse_ocpp_time(start) <= station_now, profile

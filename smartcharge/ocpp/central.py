@@ -79,6 +79,7 @@ class CentralSystemBase:
         clock = context.clock
         self.clock_offset = ClockOffset(transit_s=lambda: transit_s(clock))
         self._offset_told: float | None = None   # the estimate last published
+        self._sets_told = 0    # its clock seen set to ours so often, as last published
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
@@ -145,7 +146,7 @@ class CentralSystemBase:
         if booting:
             self._registered.clear()
             self.clock_offset.reset()   # a reboot may have set its clock
-            self._offset_told = None
+            self._offset_told, self._sets_told = None, 0
         else:
             self.clock_offset.observe_call(action, payload, self.last_seen)
             self._tell_clock_moved()
@@ -171,10 +172,17 @@ class CentralSystemBase:
         told (dispatch sends again what went out on another: `site/failsafe.py`)."""
         offset_s = self.clock_offset.offset_s
         told = self._offset_told
-        if offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
+        clock_set = self.clock_offset.sets != self._sets_told
+        if clock_set:
+            # set to ours without a reboot (`ClockOffset._set_to_ours`): in step now, whether or
+            # not a lead of less than a transit is believed yet
+            self._sets_told = self.clock_offset.sets
+            offset_s = 0.0 if offset_s is None else offset_s
+        elif offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
             return
         self._offset_told = offset_s
-        self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s))
+        self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s,
+                                                      clock_set=clock_set))
 
     async def _handle_call(self, msg: Call) -> None:
         """The library's `_handle_call` for a CALL our edge passed, in the same order with the
