@@ -47,9 +47,10 @@ class ConnectorStatusChanged:
     status: str                        # OCPP ChargePointStatus, e.g. "Charging"
     error_code: str
     at: datetime                       # the station's own timestamp when it sent one
-    # `at` on our clock, for telling newer from older (ocpp/clock_offset.py `status_order_at`;
-    # None: `at`)
-    ordered_at: datetime | None = None
+    # how `at` stood against our clock as it came (ocpp/clock_offset.py `stamp_reading`):
+    # "in_step", "ahead" or "behind" - a status stamped before the one held is history unless
+    # it is in step and the held one was ahead (`supersedes`)
+    clock: str = "in_step"
 
 
 @dataclass(frozen=True)

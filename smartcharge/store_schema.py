@@ -251,11 +251,4 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (station_id, connector_id)
     );
     """,
-    # 12: where each connector's status stands on our clock (its stamp less the station's
-    # clock offset, ocpp/clock_offset.py `status_order_at`): one placed before it is history,
-    # and a station's clock set back without a reboot no longer makes its fresh ones so.
-    # NULL (a row written before): its station's stamp
-    """
-    ALTER TABLE connector_status ADD COLUMN ordered_at TEXT;
-    """,
 )

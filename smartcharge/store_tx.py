@@ -200,24 +200,24 @@ class StoreTx:
     def set_connector_status(self, station_id: str, connector_id: int, status: str,
                              error_code: str, info: str | None, vendor_error_code: str | None,
                              timestamp: datetime, received_at: datetime,
-                             ordered_at: datetime | None = None) -> None:
+                             in_step: bool = False, in_step_s: float = 0.0) -> None:
         self._db.execute(
-            "INSERT INTO connector_status (station_id, connector_id, status, error_code, info, "
-            "vendor_error_code, timestamp, received_at, ordered_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO connector_status VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (station_id, connector_id) DO UPDATE SET status = excluded.status, "
             "error_code = excluded.error_code, info = excluded.info, "
             "vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, "
-            "received_at = excluded.received_at, ordered_at = excluded.ordered_at "
-            # a status placed before the one held (on our clock: `ordered_at`) is from a
-            # station's queue, history - unless the station booted since that one came (a
-            # reboot may have set its clock)
-            "WHERE excluded.ordered_at >= COALESCE(connector_status.ordered_at, "
-            "connector_status.timestamp) "
+            "received_at = excluded.received_at "
+            # a status stamped before the one held is from a station's queue, history - unless
+            # the station booted since that one came (a reboot may have set its clock), or it
+            # is stamped in step with our clock (`in_step`) and the held one was stamped ahead
+            # of it: its clock set to ours without a reboot (ocpp/clock_offset.py `supersedes`)
+            "WHERE excluded.timestamp >= connector_status.timestamp "
+            "OR (? AND (julianday(connector_status.timestamp) "
+            "- julianday(connector_status.received_at)) * 86400.0 > ?) "
             "OR connector_status.received_at < COALESCE((SELECT boot_time FROM stations "
             "WHERE stations.station_id = excluded.station_id), '')",
             (station_id, connector_id, status, error_code, info, vendor_error_code,
-             db_time(timestamp), db_time(received_at), db_time(ordered_at or timestamp)))
+             db_time(timestamp), db_time(received_at), int(in_step), in_step_s))
 
     def stations(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM stations ORDER BY station_id")

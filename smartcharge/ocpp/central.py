@@ -30,7 +30,7 @@ from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp import fast_schema
 from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
-from smartcharge.ocpp.clock_offset import ClockOffset, status_order_at, transit_s
+from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
@@ -347,26 +347,28 @@ class CentralSystemBase:
     async def record_status(self, connector_id: int, status: str, error_code: str,
                             at: datetime | None, info: str | None = None,
                             vendor_error_code: str | None = None,
-                            ordered_at: datetime | None = None) -> None:
+                            reading: str | None = None) -> None:
         """Store a connector's status as of `at` (None: now; 2.0.1 names an EVSE and has no
-        error code of its own), placed among its statuses at `ordered_at` (None: where
-        `status_order_at` puts `at`), and publish `ConnectorStatusChanged`."""
+        error code of its own), its stamp read against our clock as `reading` (None: `at`'s,
+        `stamp_reading`), and publish `ConnectorStatusChanged`."""
         now = self._ctx.clock.now()
         at = at or now
-        ordered_at = ordered_at or self.status_order_at(at, now)
+        reading = reading or self.stamp_reading(at, now)
         await self._ctx.store.run(StoreOp(
             "set_connector_status", self.id, connector_id, status, error_code, info,
-            vendor_error_code, at, now, ordered_at))
+            vendor_error_code, at, now, reading == IN_STEP, self.in_step_s))
         self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
-                                                        error_code, at, ordered_at))
+                                                        error_code, at, reading))
 
-    def status_order_at(self, at: datetime, received: datetime) -> datetime:
-        """A status stamped `at` on our clock, for telling a newer from an older one
-        (`clock_offset.status_order_at`): a station's clock set back without a reboot - to
-        ours, from our Heartbeat - must not make its fresh statuses history."""
-        offset = self.clock_offset
-        return status_order_at(at, received, offset.offset_s,
-                               max(CLOCK_AGREE_S, offset.transit_s))
+    @property
+    def in_step_s(self) -> float:
+        """A stamp this close to our clock as it comes is in step (latency, whole seconds)."""
+        return max(CLOCK_AGREE_S, self.clock_offset.transit_s)
+
+    def stamp_reading(self, at: datetime, received: datetime) -> str:
+        """`clock_offset.stamp_reading` of a status's stamp: a station's clock set back to ours
+        without a reboot must not make its fresh statuses history (`supersedes`)."""
+        return stamp_reading(at, received, self.in_step_s)
 
     async def record_notification(self, kind: str, status: str) -> None:
         """A firmware / diagnostics / log status or a security event, in the station's history."""

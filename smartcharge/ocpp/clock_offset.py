@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from smartcharge.clock import parse_ocpp_time
 
@@ -69,7 +69,6 @@ TRANSIT_REAL_S = 2.0
 # stamps than of the clock the station applies schedules on - moved by years, every profile's
 # validity would lie outside the station's now and none would limit it
 MAX_SHIFT_S = 3_600.0
-STAMP_RESOLUTION = timedelta(seconds=1)   # OCPP stamps are whole seconds, most stations'
 
 # action -> the field of its own stamp (camelCase, as on the wire), 1.6 and 2.0.1 alike
 _OWN_STAMP = {"StatusNotification": "timestamp", "StartTransaction": "timestamp",
@@ -263,27 +262,27 @@ class ClockOffset:
         return max(own_s, sampled_s)
 
 
-def status_order_at(stamp: datetime, received: datetime, offset_s: float | None,
-                    in_step_s: float) -> datetime:
-    """Where a status stamped `stamp` (the station's clock) and received at `received` stands
-    among its connector's statuses, on our clock - one placed before the one held is history
-    (a station's queue, delivered after its current status). Its stamp less the station's
-    offset (`offset_s`, the estimate when it came; None: its stamp as it is), never after we
-    received it. One that agrees with our clock as it comes (within `in_step_s`: latency,
-    whole-second stamps) is placed as stamped, whatever the estimate: the station's clock is
-    ours now - set from our Heartbeat's or BootNotification's currentTime, or to true time, as
-    ours is, without a reboot - and the estimate follows a clock set back only once its old
-    values leave the window (`WINDOW_S`): until then every fresh status read as an hour old
-    on a station that had run an hour ahead. A status from a queue agrees with our clock only
-    if its age equals the station's offset to within `in_step_s`. A stamp taken as it is
-    stands for the last moment of its whole second (most stations stamp none finer): a status
-    stamped within the second we received another one, on a clock just set to ours, came
-    after it, not up to a second before."""
-    if offset_s is not None and abs((stamp - received).total_seconds()) > in_step_s:
-        placed = stamp - timedelta(seconds=offset_s)
-    else:
-        placed = stamp + STAMP_RESOLUTION
-    return min(placed, received)
+IN_STEP, AHEAD, BEHIND = "in_step", "ahead", "behind"
+
+
+def stamp_reading(stamp: datetime, received: datetime, in_step_s: float) -> str:
+    """How a message's own stamp stood against our clock as it came: IN_STEP within
+    `in_step_s` (latency, whole-second stamps), else AHEAD or BEHIND."""
+    lead_s = (stamp - received).total_seconds()
+    return IN_STEP if abs(lead_s) <= in_step_s else AHEAD if lead_s > 0 else BEHIND
+
+
+def supersedes(at: datetime, reading: str, held_at: datetime, held_reading: str) -> bool:
+    """Whether a connector's status stamped `at` replaces the one held (stamped `held_at`):
+    stamped at or after it - one before it is history, a station's queue delivered after its
+    current status (session 30) - or stamped in step with our clock where the held one was
+    ahead: the station's clock is ours now, set from our Heartbeat's or BootNotification's
+    currentTime (or to true time, as ours is) without a reboot, and its fresh statuses are
+    stamped before the old clock's (tests/test_outside_s31.py). A status from a queue is in
+    step only if its age equals the station's offset, to within the transit. Station stamps
+    are compared as they are: an estimate of the offset is none across a reconnect, and the
+    first stamp of one may be its queue's."""
+    return at >= held_at or (reading == IN_STEP and held_reading == AHEAD)
 
 
 def transit_s(clock) -> float:
@@ -304,4 +303,5 @@ def shift_s(offset_s: float | None, margin_s: float) -> int:
 
 
 __all__ = ["AGREE_S", "ClockOffset", "MAX_SHIFT_S", "TRANSIT_REAL_S", "WATCH_S", "WINDOW_S",
-           "shift_s", "stamps", "status_order_at", "transit_s"]
+           "AHEAD", "BEHIND", "IN_STEP", "shift_s", "stamp_reading", "stamps", "supersedes",
+           "transit_s"]
