@@ -47,6 +47,10 @@ class ConnectorStatusChanged:
     status: str                        # OCPP ChargePointStatus, e.g. "Charging"
     error_code: str
     at: datetime                       # the station's own timestamp when it sent one
+    # how `at` stood against our clock as it came (ocpp/clock_offset.py `stamp_reading`):
+    # "in_step", "ahead" or "behind" - a status stamped before the one held is history unless
+    # it is in step and the held one was ahead (`supersedes`)
+    clock: str = "in_step"
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,9 @@ class StationClockMeasured:
     station_id: str
     at: datetime
     offset_s: float | None
+    # its clock was seen set to ours without a reboot (`ClockOffset._set_to_ours`): what it
+    # holds went out on its old clock, sent again even if that was done once already
+    clock_set: bool = False
 
 
 Event = (StationConnected | StationBooted | StationDisconnected | ConnectorStatusChanged

@@ -199,7 +199,8 @@ class StoreTx:
 
     def set_connector_status(self, station_id: str, connector_id: int, status: str,
                              error_code: str, info: str | None, vendor_error_code: str | None,
-                             timestamp: datetime, received_at: datetime) -> None:
+                             timestamp: datetime, received_at: datetime,
+                             in_step: bool = False, in_step_s: float = 0.0) -> None:
         self._db.execute(
             "INSERT INTO connector_status VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (station_id, connector_id) DO UPDATE SET status = excluded.status, "
@@ -207,12 +208,16 @@ class StoreTx:
             "vendor_error_code = excluded.vendor_error_code, timestamp = excluded.timestamp, "
             "received_at = excluded.received_at "
             # a status stamped before the one held is from a station's queue, history - unless
-            # the station booted since that one came (a reboot may have set its clock)
+            # the station booted since that one came (a reboot may have set its clock), or it
+            # is stamped in step with our clock (`in_step`) and the held one was stamped ahead
+            # of it: its clock set to ours without a reboot (ocpp/clock_offset.py `supersedes`)
             "WHERE excluded.timestamp >= connector_status.timestamp "
+            "OR (? AND (julianday(connector_status.timestamp) "
+            "- julianday(connector_status.received_at)) * 86400.0 > ?) "
             "OR connector_status.received_at < COALESCE((SELECT boot_time FROM stations "
             "WHERE stations.station_id = excluded.station_id), '')",
             (station_id, connector_id, status, error_code, info, vendor_error_code,
-             db_time(timestamp), db_time(received_at)))
+             db_time(timestamp), db_time(received_at), int(in_step), in_step_s))
 
     def stations(self) -> list[dict[str, Any]]:
         return self._dicts("SELECT * FROM stations ORDER BY station_id")

@@ -61,14 +61,39 @@ def test_a_clock_set_back_is_followed_once_the_old_stamps_leave_the_window():
     est = ClockOffset(window_s=600)
     est.observe(_at(300), _at(0))            # 5 min ahead
     est.observe(_at(301), _at(1))
-    est.observe(_at(100), _at(100))          # set right
+    est.observe(_at(160), _at(100))          # set back, to a minute ahead
     assert est.offset_s == 300               # the window still holds the ahead stamps
-    est.observe(_at(600), _at(600))
+    est.observe(_at(660), _at(600))
     assert est.offset_s == 300
-    est.observe(_at(602), _at(602))
-    assert est.offset_s == 0
+    est.observe(_at(662), _at(602))
+    assert est.offset_s == 60
     # with no newer stamps, the last estimate stays
-    assert est.offset_s == 0
+    assert est.offset_s == 60
+
+
+def test_a_clock_set_back_to_ours_is_followed_from_its_second_message_in_step():
+    """Set right (from our Heartbeat's currentTime, or to true time): two messages in a row
+    agreeing with our clock are followed at once - session 30's estimate kept the old 5 min for
+    the window's 10 (tests/test_outside_s31.py: schedules sent 50 min in a station's future)."""
+    est = ClockOffset(window_s=600)
+    est.observe(_at(300), _at(0))            # 5 min ahead
+    est.observe(_at(301), _at(1))
+    est.observe(_at(100), _at(100))          # set right: one message could be a queue's
+    assert est.offset_s == 300 and est.sets == 0
+    est.observe(_at(101), _at(101))          # the second agreeing
+    assert est.offset_s == 0 and est.sets == 1
+    est.observe(_at(402), _at(102))          # ahead again: followed, as ever
+    est.observe(_at(403), _at(103))
+    assert est.offset_s == 300
+
+
+def test_a_queue_of_a_station_in_step_is_no_clock_set():
+    est = ClockOffset(window_s=600)
+    for age_s in (900, 600):                 # a queue, then live messages in step
+        est.observe(_at(-age_s), _at(0.1))
+    est.observe(_at(1), _at(1))
+    est.observe(_at(2), _at(2))
+    assert est.sets == 0 and est.offset_s == 0
 
 
 def test_a_clock_set_forward_is_followed_from_its_second_message_and_reset_forgets():

@@ -29,7 +29,8 @@ from smartcharge.events import (ConnectorStatusChanged, EventBus, SessionStarted
 from smartcharge.metering import station_max_power_w
 from smartcharge.model import Site
 from smartcharge.ocpp import fast_schema
-from smartcharge.ocpp.clock_offset import ClockOffset, transit_s
+from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
+from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
 from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
@@ -78,6 +79,7 @@ class CentralSystemBase:
         clock = context.clock
         self.clock_offset = ClockOffset(transit_s=lambda: transit_s(clock))
         self._offset_told: float | None = None   # the estimate last published
+        self._sets_told = 0    # its clock seen set to ours so often, as last published
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
@@ -144,7 +146,7 @@ class CentralSystemBase:
         if booting:
             self._registered.clear()
             self.clock_offset.reset()   # a reboot may have set its clock
-            self._offset_told = None
+            self._offset_told, self._sets_told = None, 0
         else:
             self.clock_offset.observe_call(action, payload, self.last_seen)
             self._tell_clock_moved()
@@ -170,10 +172,17 @@ class CentralSystemBase:
         told (dispatch sends again what went out on another: `site/failsafe.py`)."""
         offset_s = self.clock_offset.offset_s
         told = self._offset_told
-        if offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
+        clock_set = self.clock_offset.sets != self._sets_told
+        if clock_set:
+            # set to ours without a reboot (`ClockOffset._set_to_ours`): in step now, whether or
+            # not a lead of less than a transit is believed yet
+            self._sets_told = self.clock_offset.sets
+            offset_s = 0.0 if offset_s is None else offset_s
+        elif offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
             return
         self._offset_told = offset_s
-        self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s))
+        self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s,
+                                                      clock_set=clock_set))
 
     async def _handle_call(self, msg: Call) -> None:
         """The library's `_handle_call` for a CALL our edge passed, in the same order with the
@@ -337,16 +346,29 @@ class CentralSystemBase:
 
     async def record_status(self, connector_id: int, status: str, error_code: str,
                             at: datetime | None, info: str | None = None,
-                            vendor_error_code: str | None = None) -> None:
+                            vendor_error_code: str | None = None,
+                            reading: str | None = None) -> None:
         """Store a connector's status as of `at` (None: now; 2.0.1 names an EVSE and has no
-        error code of its own) and publish `ConnectorStatusChanged`."""
+        error code of its own), its stamp read against our clock as `reading` (None: `at`'s,
+        `stamp_reading`), and publish `ConnectorStatusChanged`."""
         now = self._ctx.clock.now()
         at = at or now
+        reading = reading or self.stamp_reading(at, now)
         await self._ctx.store.run(StoreOp(
             "set_connector_status", self.id, connector_id, status, error_code, info,
-            vendor_error_code, at, now))
+            vendor_error_code, at, now, reading == IN_STEP, self.in_step_s))
         self._ctx.events.publish(ConnectorStatusChanged(self.id, connector_id, status,
-                                                        error_code, at))
+                                                        error_code, at, reading))
+
+    @property
+    def in_step_s(self) -> float:
+        """A stamp this close to our clock as it comes is in step (latency, whole seconds)."""
+        return max(CLOCK_AGREE_S, self.clock_offset.transit_s)
+
+    def stamp_reading(self, at: datetime, received: datetime) -> str:
+        """`clock_offset.stamp_reading` of a status's stamp: a station's clock set back to ours
+        without a reboot must not make its fresh statuses history (`supersedes`)."""
+        return stamp_reading(at, received, self.in_step_s)
 
     async def record_notification(self, kind: str, status: str) -> None:
         """A firmware / diagnostics / log status or a security event, in the station's history."""

@@ -26,7 +26,9 @@ set-up and a first round go out within moments of a (re)connection, before a sec
 a station truly off is likelier than a first stamp that lies. Messages queued while the
 station was offline (stamped long before they arrive) give smaller values and cannot pull it
 down while live ones are in the window; a clock corrected forward is followed from its second
-message, one corrected back once the old values leave the window.
+message, one corrected back once the old values leave the window - except one set to ours (two
+messages in a row agreeing with our clock, after stamps ahead: `_set_to_ours`), followed at
+once.
 
 Asymmetric trust: a value above zero proves the station is at least that far ahead (if its
 stamps are honest: two must say so). "Behind" is the absence of higher values, and a queue
@@ -159,6 +161,7 @@ class ClockOffset:
         self._samples = _Values()   # meter samples' stamps (perhaps the meter's clock)
         self._offset_s: float | None = None
         self._stale = False
+        self.sets = 0               # how often its clock was seen set to ours (`_set_to_ours`)
 
     def observe(self, stamp: datetime, received: datetime, *, sample: bool = False) -> None:
         """One message with one stamp (`observe_message`)."""
@@ -171,6 +174,34 @@ class ClockOffset:
             return
         value_s = (max(stamps_) - received).total_seconds()
         (self._samples if sample else self._own).add(received, value_s, self.window_s)
+        self._stale = True
+        if not sample:
+            self._set_to_ours()
+
+    def _set_to_ours(self) -> None:
+        """A station off our clock whose two newest messages' own stamps agree with ours (within
+        a message's transit) has set its clock to ours - from our Heartbeat's or
+        BootNotification's currentTime, or to true time, as ours is - without a reboot: what it
+        said before is another clock, forgotten as at a boot (`reset`), its two in-step values
+        kept. Left in the window, the old values held the estimate for up to `window_s`: a
+        station set back from 50 min ahead was sent every schedule 50 min in its future,
+        nothing of it in force (tests/test_outside_s31.py). A queue cannot fake it: its
+        messages agree with our clock only if their age equals the station's offset."""
+        kept = self._own.kept
+        if len(kept) < 3:
+            return
+        in_step_s = max(self.agree_s, self.transit_s)
+        newest = [kept[-2], kept[-1]]    # (a deque's ends are read in O(1); no copy)
+        # ahead before (a clock behind set forward is followed from its second message; a
+        # station in step with queued messages behind has nothing to forget)
+        if any(abs(v) > in_step_s for _, v in newest) \
+                or not any(v > in_step_s for _, v in kept):
+            return
+        sets = self.sets
+        self.reset()
+        self.sets = sets + 1
+        self._own.kept.extend(newest)
+        self._own.newest_s = newest[-1][0]
         self._stale = True
 
     def observe_call(self, action: str, payload: dict, received: datetime) -> None:
@@ -231,6 +262,29 @@ class ClockOffset:
         return max(own_s, sampled_s)
 
 
+IN_STEP, AHEAD, BEHIND = "in_step", "ahead", "behind"
+
+
+def stamp_reading(stamp: datetime, received: datetime, in_step_s: float) -> str:
+    """How a message's own stamp stood against our clock as it came: IN_STEP within
+    `in_step_s` (latency, whole-second stamps), else AHEAD or BEHIND."""
+    lead_s = (stamp - received).total_seconds()
+    return IN_STEP if abs(lead_s) <= in_step_s else AHEAD if lead_s > 0 else BEHIND
+
+
+def supersedes(at: datetime, reading: str, held_at: datetime, held_reading: str) -> bool:
+    """Whether a connector's status stamped `at` replaces the one held (stamped `held_at`):
+    stamped at or after it - one before it is history, a station's queue delivered after its
+    current status (session 30) - or stamped in step with our clock where the held one was
+    ahead: the station's clock is ours now, set from our Heartbeat's or BootNotification's
+    currentTime (or to true time, as ours is) without a reboot, and its fresh statuses are
+    stamped before the old clock's (tests/test_outside_s31.py). A status from a queue is in
+    step only if its age equals the station's offset, to within the transit. Station stamps
+    are compared as they are: an estimate of the offset is none across a reconnect, and the
+    first stamp of one may be its queue's."""
+    return at >= held_at or (reading == IN_STEP and held_reading == AHEAD)
+
+
 def transit_s(clock) -> float:
     """`TRANSIT_REAL_S` in the clock's seconds now (site seconds on a sped-up clock)."""
     return TRANSIT_REAL_S * float(getattr(clock, "speed", 1.0))
@@ -249,4 +303,5 @@ def shift_s(offset_s: float | None, margin_s: float) -> int:
 
 
 __all__ = ["AGREE_S", "ClockOffset", "MAX_SHIFT_S", "TRANSIT_REAL_S", "WATCH_S", "WINDOW_S",
-           "shift_s", "stamps", "transit_s"]
+           "AHEAD", "BEHIND", "IN_STEP", "shift_s", "stamp_reading", "stamps", "supersedes",
+           "transit_s"]

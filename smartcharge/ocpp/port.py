@@ -167,6 +167,10 @@ class StationPort(ABC):
         it now shows, by more than the edge margin (`port_base.py`): to be sent again."""
         return False
 
+    def sending_all_again(self) -> None:
+        """Dispatch sends everything again now, on the station's clock (`port_base.py`)."""
+        self.resent_on_its_clock = True
+
     @abstractmethod
     async def capabilities(self) -> Capabilities:
         """Probe once (remembered); a station that refuses the probe gets the defaults."""

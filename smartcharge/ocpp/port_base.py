@@ -130,7 +130,11 @@ class ControlPortBase(StationPort):
         self._zero_ok = True          # False: it refuses limit 0; pause at the minimum
         self._trigger_unsupported = False   # True: it said TriggerMessage MeterValues is not
                                             # implemented (not asked again on this link)
-        self.sent_shift_s: int | None = None   # the shift of the last SetChargingProfile sent
+        # the shifts SetChargingProfiles went out with since everything was last sent (every
+        # one, not the last: a request sent on the new offset between the move and the
+        # re-send hid those held on the old one - a fail-safe default 50 min in the future of
+        # a station that set its clock to ours, tests/test_outside_s31.py)
+        self.sent_shifts_s: set[int] = set()
         self.resent_on_its_clock = False       # everything was sent again once (its offset)
 
     @property
@@ -286,11 +290,22 @@ class ControlPortBase(StationPort):
         offset calls for now: sent before its offset was known (a set-up at its boot, before
         its stamps: the times on our clock), or on a first stamp a second contradicts. Within
         the margin the schedules are safe for the difference (`site/edges.py`). Once per
-        connection (`resent_on_its_clock`): a later move (its clock set while connected; a
-        link whose latency reads as a clock behind, as under load in accelerated tests) is
-        sent with the renewals (`profile_lifetime_s`), not everything again at each move."""
-        return not self.resent_on_its_clock and self.sent_shift_s is not None and \
-            abs(self.station_shift_s() - self.sent_shift_s) > self.settings.edge_margin_s
+        connection (`resent_on_its_clock`): a later move (a link whose latency reads as a
+        clock behind, as under load in accelerated tests) is sent with the renewals
+        (`profile_lifetime_s`), not everything again at each move - but a clock seen set to
+        ours is sent again at once (`StationClockMeasured.clock_set`). Every shift sent since
+        the last time everything went out counts, not only the last one's."""
+        if self.resent_on_its_clock or not self.sent_shifts_s:
+            return False
+        shift = self.station_shift_s()
+        return any(abs(shift - sent) > self.settings.edge_margin_s for sent in self.sent_shifts_s)
+
+    def sending_all_again(self) -> None:
+        """Everything goes out again now (on the station's clock as it is): what went out
+        before is replaced, its shifts forgotten; once per connection, unless its clock is
+        seen set (`StationClockMeasured.clock_set`)."""
+        self.resent_on_its_clock = True
+        self.sent_shifts_s.clear()
 
     # --- the wire ---------------------------------------------------------------------------
     async def _call(self, request, *, wire: dict | None = None):
@@ -312,7 +327,8 @@ class ControlPortBase(StationPort):
             # absolute times moved onto the station's clock where that is beyond the margin
             # (the one place they cross the wire); `payload` itself, what we installed and
             # record, stays on ours
-            shift_s = self.sent_shift_s = self.station_shift_s()
+            shift_s = self.station_shift_s()
+            self.sent_shifts_s.add(shift_s)
             wire = shifted_times(payload, shift_s) if shift_s else payload
             answer = status_of(await self._call(message, wire=wire))
         except StationTimeout:

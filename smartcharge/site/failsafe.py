@@ -79,7 +79,7 @@ class FailSafeSetup:
                           or not control.port.sent_off_its_clock()):
                 return   # a new connection sets itself up; or sent again already
             if moved:
-                control.port.resent_on_its_clock = True
+                control.port.sending_all_again()
                 log.info("station %s: its clock is %+.0f s from ours: what it holds went out "
                          "on another offset, sent again on its clock", station_id,
                          link.clock_offset_s or 0.0)

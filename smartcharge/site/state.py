@@ -22,7 +22,7 @@ from smartcharge.metering import (
     station_max_power_w,
 )
 from smartcharge.model import Site
-from smartcharge.ocpp.clock_offset import shift_s
+from smartcharge.ocpp.clock_offset import shift_s, supersedes
 from smartcharge.site.estimates import PastSession, SessionHistory
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.site.watched import WatchedDict
@@ -124,7 +124,8 @@ class SiteState:
         self.status: dict[ConnectorRef, str] = {}
         # the station's stamp of each status held: one stamped before it (a station's queue
         # delivered after its current status) is history, not the connector's state now
-        self.status_at: dict[ConnectorRef, datetime] = {}
+        # (with how it stood against our clock: `ocpp/clock_offset.py` `supersedes`)
+        self.status_at: dict[ConnectorRef, tuple[datetime, str]] = {}
         # watched: the guard counts a connector again when its session or sample changes
         # (guard_counts.py); a change inside a Session that the guard reads (its phases) is
         # told with `sessions.touch(ref)`
@@ -252,14 +253,14 @@ class SiteState:
             return STATION_CHANGE
         if isinstance(event, ev.ConnectorStatusChanged):
             ref = ConnectorRef(event.station_id, event.connector_id)
-            held_at = self.status_at.get(ref)
-            if held_at is not None and event.at < held_at:
+            held = self.status_at.get(ref)
+            if held is not None and not supersedes(event.at, event.clock, *held):
                 # an older status from its queue (an `Available` from before the car came,
                 # after `Charging`): read as the state now, it freed a boot-closed session's
                 # connector - its room given away while the car charged on
                 return None
             self.status[ref] = event.status
-            self.status_at[ref] = event.at
+            self.status_at[ref] = (event.at, event.clock)
             return STATUS
         if isinstance(event, ev.SessionStarted):
             ref = ConnectorRef(event.station_id, event.connector_id)

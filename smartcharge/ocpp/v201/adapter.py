@@ -23,6 +23,7 @@ from smartcharge import ledger
 from smartcharge.store_ops import StoreOp
 from smartcharge.clock import format_ocpp_time, parse_ocpp_time
 from smartcharge.ocpp.central import CentralSystemBase
+from smartcharge.ocpp.clock_offset import supersedes
 from smartcharge.ocpp.sampled import samples_to_events
 from smartcharge.ocpp.v201.edge import DIALECT
 from smartcharge.ocpp.v201.meter import parse_meter_values
@@ -56,9 +57,9 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # evseId -> connectorId -> (stamp, status) of its newest status, this connection's (a
-        # station reports every connector again after a reboot)
-        self._connector_statuses: dict[int, dict[int, tuple[datetime, str]]] = {}
+        # evseId -> connectorId -> (stamp, its reading against our clock, status) of its newest
+        # status, this connection's (a station reports every connector again after a reboot)
+        self._connector_statuses: dict[int, dict[int, tuple[datetime, str, str]]] = {}
 
     # -- provisioning (block B) -------------------------------------------------------------
     @on(Action.boot_notification)
@@ -94,13 +95,15 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
         # the EVSE is the site's connector (connectorId is inside it)
         connectors = self._connector_statuses.setdefault(evse_id, {})
         at = parse_ocpp_time(timestamp)
+        reading = self.stamp_reading(at, self._ctx.clock.now())
         held = connectors.get(connector_id)
-        if held is None or at >= held[0]:
+        if held is None or supersedes(at, reading, held[0], held[1]):
             # one stamped before the connector's held status is from its queue: history
-            connectors[connector_id] = (at, connector_status)
+            # (unless the station's clock was set to ours since, `supersedes`)
+            connectors[connector_id] = (at, reading, connector_status)
         await self.record_status(
-            evse_id, evse_status({c: status for c, (_, status) in connectors.items()}),
-            NO_ERROR_CODE, max(stamp for stamp, _ in connectors.values()))
+            evse_id, evse_status({c: status for c, (_, _, status) in connectors.items()}),
+            NO_ERROR_CODE, max(stamp for stamp, _, _ in connectors.values()), reading=reading)
         return call_result.StatusNotification()
 
     # -- authorization (block C) ------------------------------------------------------------
