@@ -348,6 +348,15 @@ async def harness(site, tmp_path) -> AsyncIterator[Harness]:
 
 
 @pytest.fixture
+async def controlled(tmp_path) -> AsyncIterator[Harness]:
+    """The central system with its site controller (as `serve` builds it) on a real SQLite
+    file, and the tests' harness around it (its stations, its operator's API client)."""
+    app = create_app(make_site(), db_path=str(tmp_path / "s.sqlite"))
+    async for h in serve_harness(app):
+        yield h
+
+
+@pytest.fixture
 async def api(tmp_path):
     """The app `serve` builds on `make_site()` (its site controller too), a real SQLite file,
     and a client with the operator's token: (server, http). A test file may define its own."""

@@ -87,18 +87,6 @@ async def test_samples_that_only_disagree_with_the_registers_leave_stop_less_sta
 
 
 # -- a connector's status from a station's queue, older than the one it replaces ----------
-@pytest.fixture
-async def controlled(tmp_path):
-    """The central system with its site controller (as `serve` builds it) on a real SQLite
-    file, and the tests' harness around it (its stations, its operator's API client)."""
-    from smartcharge.app import create_app
-    from tests.conftest import make_site, serve_harness
-
-    async for harness in serve_harness(create_app(make_site(),
-                                                  db_path=str(tmp_path / "s.sqlite"))):
-        yield harness
-
-
 def _accepting_station_class():
     """The harness's 1.6 station, taking every charging profile it is sent (Accepted)."""
     from ocpp.routing import on

@@ -18,18 +18,6 @@ MIN = timedelta(minutes=1)
 AHEAD = timedelta(minutes=50)
 
 
-@pytest.fixture
-async def controlled(tmp_path):
-    """The central system with its site controller (as `serve` builds it) on a real SQLite
-    file, and the tests' harness around it (its stations, its operator's API client)."""
-    from smartcharge.app import create_app
-    from tests.conftest import make_site, serve_harness
-
-    async for harness in serve_harness(create_app(make_site(),
-                                                  db_path=str(tmp_path / "s.sqlite"))):
-        yield harness
-
-
 async def _api_status(harness, station_id: str, connector_id: int) -> str:
     async with harness.api.get(harness.url(f"/api/stations/{station_id}")) as answer:
         body = await answer.json()
