@@ -150,9 +150,7 @@ async def test_a_station_that_sets_its_clock_to_ours_gets_schedules_on_its_new_c
     50 min (its values stay in the 10-minute window): a cap PUT then sent a TxProfile
     starting 50 min in the station's future - nothing of it in force, the car at its old
     limit under the new cap. Failed first: startSchedule 50 min ahead."""
-    from smartcharge.site.setup import CONTROLLER
     harness = controlled
-    controller = harness.app[CONTROLLER]
     station = await _recording_station(harness, "CP1")
     # its set-up (fail-safe defaults) before any stamp: on our clock
     await harness.wait_for(lambda: ("TxDefaultProfile" in {

@@ -1,11 +1,10 @@
 """Inclusive thread CPU of the synchronous pieces of a DR event's round, in-process
 (dr_round_cpu's harness, --store)."""
-import asyncio, time, sys, functools, tempfile, os
+import asyncio, time, sys, functools, os
 from collections import defaultdict
 import benchmarks.dr_round_cpu as B
 from smartcharge.site.dispatch import Dispatcher
 from smartcharge.ocpp.v16.station_port import V16StationPort
-from smartcharge.ocpp import port_base
 from smartcharge.ocpp.v16 import station_port as SP
 from smartcharge.site import held_defaults as HD
 from smartcharge.ocpp import central

@@ -1,4 +1,4 @@
-import asyncio, gc, time, sys, os
+import asyncio, gc, time, os
 import benchmarks.dr_round_cpu as B
 stats = {"n": [0,0,0], "t": [0.0,0.0,0.0]}; start = {}
 def cb(phase, info):

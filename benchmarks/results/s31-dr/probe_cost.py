@@ -1,4 +1,4 @@
-import time, json
+import time
 from aiohttp import web
 # a round: 1.5 s, polls every 50 ms (30), 1400 requests and ~900 decrease entries spread evenly;
 # history before it: setup 1000 sends + 2 earlier events/cancels ~ 5600 sends, 2000 decreases
