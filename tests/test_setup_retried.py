@@ -9,7 +9,8 @@ connection (`site/failsafe.py`, `_retry_setup`).
 
 A scripted 1.6 station over a real WebSocket (the `ocpp` library) answers the GetConfiguration
 of the set-ups that go out before the server has given up twice - the connection's and its
-boot's, each after the call timeout - late, then everything at once."""
+boot's, each after the call timeout - late, then everything at once; another loses its first
+TxDefaultProfile (no answer, nothing installed)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,55 @@ async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, capl
             assert not ws.closed
             assert server.app[REGISTRY].get("CP1") is link
             assert control.setup_link is link
+        finally:
+            serving.cancel()
+            await ws.close()
+
+
+class LosesFirstDefault(TakesProfiles):
+    """Never gets its first TxDefaultProfile (the frame lost on the way): no answer, nothing
+    installed; every later frame is handled."""
+
+    lost = 0
+
+    async def route_message(self, raw_msg):
+        if '"TxDefaultProfile"' in raw_msg and '"SetChargingProfile"' in raw_msg \
+                and not self.lost:
+            self.lost += 1
+            return None
+        return await super().route_message(raw_msg)
+
+
+async def test_a_default_left_unanswered_at_setup_is_sent_again(tmp_path, caplog):
+    """A set-up whose fail-safe default went unanswered (after its retries) is tried again on
+    the same connection: before, the default counted as sent (`default_sent`) and nothing sent
+    it again until the limits moved - the station held none."""
+    caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
+    site = Site(name="lost-default", circuits=(Circuit("grid", None, limit_w=22_000),),
+                stations=(Station("CP1", "grid", (Connector(1),)),),
+                id_tags=frozenset({"DRIVER-1"}))
+    clock = AcceleratedClock(T0, speed=10.0)
+    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=site.server.settle_s,
+                                edge_margin_s=site.server.edge_margin_s)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
+            aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
+        station = LosesFirstDefault(WsConnection(ws), clock)
+        serving = asyncio.create_task(station.start())
+        try:
+            await station.call(call.BootNotification(charge_point_vendor="Test",
+                                                     charge_point_model="Lossy"), suppress=False)
+            link = server.app[REGISTRY].get("CP1")
+            control = server.dispatcher.stations["CP1"]
+            await wait_until(lambda: station.lost, 20, "its first default lost")
+
+            def default_held() -> bool:
+                return any(p["connector_id"] == 1
+                           and p["charging_profile_purpose"] == "TxDefaultProfile"
+                           for _, p in station.accepted) and 1 in control.default_layer
+            await wait_until(default_held, 20, "its fail-safe default taken")
+            assert not ws.closed
+            assert server.app[REGISTRY].get("CP1") is link
         finally:
             serving.cancel()
             await ws.close()
