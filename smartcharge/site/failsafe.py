@@ -5,8 +5,8 @@ the grid's and each circuit's, a DR event announced ahead on either is in its pe
 of a station with a connector the site file does not list is kept off every node above it,
 `undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
-A set-up cut short (a call unanswered in time, the connection dropped) is tried again on the same
-connection with a bounded backoff (`_setup_given_up`).
+A set-up cut short (a call unanswered in time, the connection dropped) or whose default went
+unanswered is tried again on the same connection with a bounded backoff (`_setup_given_up`).
 
 A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `_setup_retries`, `_tasks`, `share`, `settings`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`, `_held_offline`, `_held_version`, `_release_pending`, and
@@ -131,7 +131,7 @@ class FailSafeSetup:
                     # its lowered record waited for only where ask_installed will ask (a
                     # transaction from before this process: new ones have higher ids, so the
                     # answer holds through the sends); else queued with the others (s29-boot)
-                    await self._send_defaults(
+                    unanswered = await self._send_defaults(
                         control, queue_record=moved or not connectors_to_ask(self, control))
                     self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
@@ -150,7 +150,18 @@ class FailSafeSetup:
                 self._setup_given_up(station_id, link)
                 return
             else:
-                self._setup_retries.pop(station_id, None)   # set up: its backoff starts anew
+                if unanswered:
+                    # a default unanswered (after its retries) may not be in the station (a
+                    # frame lost): counted at its maximum here, it held none if we vanished,
+                    # and being recorded as sent nothing sent it again until the limits moved
+                    # (tests/test_setup_retried.py): the set-up is tried again
+                    control.setup_link = None
+                    log.info("station %s: setup postponed (no answer to the default of "
+                             "connector(s) %s)", station_id,
+                             ", ".join(map(str, sorted(unanswered))))
+                    self._setup_given_up(station_id, link)
+                else:
+                    self._setup_retries.pop(station_id, None)   # set up: backoff anew
             finally:
                 if self.decreased_at.get(station_id) == LAST_MOMENT:
                     # cut short (offline, an error): what went out settles from now
@@ -284,19 +295,20 @@ class FailSafeSetup:
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
                              defaults: dict[int, Step] | None = None,
-                             raising: bool = False, queue_record: bool = False) -> None:
+                             raising: bool = False, queue_record: bool = False) -> set[int]:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
         connector's for the limits' schedule now. `raising`: they raise what each connector
         had accepted - one left unanswered or cut off by a dropped connection may be in force
         all the same and counts as accepted (the upper bound), as a plan's raise does.
         `queue_record`: the lowered record after the answers is queued, not waited for (as in
-        a round)."""
+        a round). Returns the connectors whose default went unanswered."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
         in_round = defaults is not None
         phases = max(c.phases for c in station.connectors)
+        unanswered: set[int] = set()
         # what it may hold once these are sent, stored before they go (held_defaults.py); at
         # a set-up (`defaults` None) nothing it accepted is known - each connector is at its
         # maximum already, above any default - and its defaults are made after the awaits
@@ -353,7 +365,9 @@ class FailSafeSetup:
                 # start: a station that took it late drew its old default meanwhile
                 # (tests/test_settle_from_acceptance.py)
                 self.changed_at[ref] = self.clock.now()
-            if answer is not Answer.NO_ANSWER:
+            if answer is Answer.NO_ANSWER:
+                unanswered.add(connector_id)
+            else:
                 # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
@@ -374,6 +388,7 @@ class FailSafeSetup:
         # storm's set-ups each waited for a commit in their sending slot (s29-boot,
         # tests/test_setup_record_queued.py)
         await self._record_held(control, queue_lower=in_round or queue_record)
+        return unanswered
 
     def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
         """Whether a default of ours bounds this connector when idle (not: its maximum is
