@@ -163,6 +163,8 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         self._sending = SendingSlots(SEND_CONCURRENCY)
         self._setting_up = asyncio.Semaphore(failsafe.SETUP_CONCURRENCY)   # boot storms
         self._setups_queued = 0   # set-ups waiting for a slot or sending
+        # station id -> (link, set-ups given up on it, a retry waiting): failsafe._setup_given_up
+        self._setup_retries: dict[str, tuple[object, int, bool]] = {}
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
         self._tasks = OwnedTasks(log, "dispatch")

@@ -5,12 +5,16 @@ the grid's and each circuit's, a DR event announced ahead on either is in its pe
 of a station with a connector the site file does not list is kept off every node above it,
 `undeclared.py`), so the site stays under every limit if smartcharge disappears.
 
-A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
+A set-up cut short (a call unanswered in time, the connection dropped) or whose default went
+unanswered is tried again on the same connection with a bounded backoff (`_setup_given_up`).
+
+A mixin of `Dispatcher` (needs `_setting_up` (a semaphore of SETUP_CONCURRENCY), `_setups_queued`, `_setup_retries`, `_tasks`, `share`, `settings`, `stations`, `topology`, `view`, `clock`, `registry`, `_latest`,
 `_wake`, `ports`, `_port_settings`, `_voltage_v`, `_record`, `power_schedule`, `_shares`, `_report_uncontrollable`, `_held_offline`, `_held_version`, `_release_pending`, and
 `HeldDefaults`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from datetime import timedelta
@@ -33,6 +37,11 @@ log = logging.getLogger("smartcharge.site.dispatch")
 # boots waited behind them (issue 10). The others wait for a slot (FIFO), each under its own lock.
 SETUP_CONCURRENCY = 64
 SHARES_KEPT = 16   # sets of node limits whose default shares are kept (a schedule's entries)
+# A set-up given up (a call unanswered in time, the station busy under load) is tried again on
+# the same connection: first a call timeout later, doubling up to this (real s). Before, nothing
+# set it up again until it reconnected or rebooted: it held no fail-safe default meanwhile
+# (tests/test_setup_retried.py)
+SETUP_RETRY_MAX_S = 300.0
 
 
 def default_in_force(control: StationControl, connector_id: int, now) -> bool:
@@ -62,7 +71,8 @@ class FailSafeSetup:
     async def setup_station(self, station_id: str, *, force: bool = False,
                             forget: bool = False, moved: bool = False) -> None:
         """Capabilities and fail-safe defaults, once per connection (a BootNotification right
-        after the connection does not send them twice); `force`: the station rebooted;
+        after the connection does not send them twice; cut short, tried again on it:
+        `_setup_given_up`); `force`: the station rebooted;
         `forget`: its profiles were cleared - what it accepted is forgotten again under its
         lock (a round's request answered before the clear may note its acceptance after it);
         `moved`: its clock's offset became known (or moved) beyond the edge margin since what
@@ -121,7 +131,7 @@ class FailSafeSetup:
                     # its lowered record waited for only where ask_installed will ask (a
                     # transaction from before this process: new ones have higher ids, so the
                     # answer holds through the sends); else queued with the others (s29-boot)
-                    await self._send_defaults(
+                    unanswered = await self._send_defaults(
                         control, queue_record=moved or not connectors_to_ask(self, control))
                     self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
@@ -137,7 +147,21 @@ class FailSafeSetup:
             except (StationOffline, StationTimeout) as exc:
                 control.setup_link = None
                 log.info("station %s: setup postponed (%s)", station_id, exc)
+                self._setup_given_up(station_id, link)
                 return
+            else:
+                if unanswered:
+                    # a default unanswered (after its retries) may not be in the station (a
+                    # frame lost): counted at its maximum here, it held none if we vanished,
+                    # and being recorded as sent nothing sent it again until the limits moved
+                    # (tests/test_setup_retried.py): the set-up is tried again
+                    control.setup_link = None
+                    log.info("station %s: setup postponed (no answer to the default of "
+                             "connector(s) %s)", station_id,
+                             ", ".join(map(str, sorted(unanswered))))
+                    self._setup_given_up(station_id, link)
+                else:
+                    self._setup_retries.pop(station_id, None)   # set up: backoff anew
             finally:
                 if self.decreased_at.get(station_id) == LAST_MOMENT:
                     # cut short (offline, an error): what went out settles from now
@@ -153,6 +177,38 @@ class FailSafeSetup:
                     self._wake.set()
         for connector in self.topology.station(station_id).connectors:
             self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
+
+    def _setup_given_up(self, station_id: str, link) -> None:
+        """Its set-up on `link` was cut short: tried again on it after a backoff (a call
+        timeout, doubling up to SETUP_RETRY_MAX_S) while it stays connected - one retry
+        waiting per station at most; a set-up under way when it comes makes it a no-op (its
+        lock, `setup_link`). Only an unanswered call or a dropped connection get here: a
+        station that answers Rejected / NotSupported (or a CALLERROR) is set up with what it
+        said and not asked again."""
+        if self.registry.get(station_id) is not link:
+            return   # gone: its next connection sets itself up
+        kept_link, failures, waiting = self._setup_retries.get(station_id, (None, 0, False))
+        if kept_link is not link:
+            failures, waiting = 0, False
+        failures += 1
+        self._setup_retries[station_id] = (link, failures, True)
+        if waiting:
+            return
+        delay_s = min(self.settings.call_timeout_s * 2 ** (failures - 1), SETUP_RETRY_MAX_S)
+        log.info("station %s: setup tried again in %.0f s (%d given up on this connection)",
+                 station_id, delay_s, failures)
+        self._tasks.spawn(self._setup_again(station_id, link, delay_s))
+
+    async def _setup_again(self, station_id: str, link, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)   # real s, like the call timeouts it follows
+        kept = self._setup_retries.get(station_id)
+        if kept is None or kept[0] is not link:
+            return   # set up meanwhile, or another connection's
+        self._setup_retries[station_id] = (link, kept[1], False)
+        if self.registry.get(station_id) is not link:
+            del self._setup_retries[station_id]
+            return
+        await self.share.run(self.setup_station(station_id))
 
     def _defaults_key(self) -> tuple:
         """(every node's W limit now, later (moment, node limits) changes).
@@ -239,19 +295,20 @@ class FailSafeSetup:
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
                              defaults: dict[int, Step] | None = None,
-                             raising: bool = False, queue_record: bool = False) -> None:
+                             raising: bool = False, queue_record: bool = False) -> set[int]:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
         connector's for the limits' schedule now. `raising`: they raise what each connector
         had accepted - one left unanswered or cut off by a dropped connection may be in force
         all the same and counts as accepted (the upper bound), as a plan's raise does.
         `queue_record`: the lowered record after the answers is queued, not waited for (as in
-        a round)."""
+        a round). Returns the connectors whose default went unanswered."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
         in_round = defaults is not None
         phases = max(c.phases for c in station.connectors)
+        unanswered: set[int] = set()
         # what it may hold once these are sent, stored before they go (held_defaults.py); at
         # a set-up (`defaults` None) nothing it accepted is known - each connector is at its
         # maximum already, above any default - and its defaults are made after the awaits
@@ -308,7 +365,9 @@ class FailSafeSetup:
                 # start: a station that took it late drew its old default meanwhile
                 # (tests/test_settle_from_acceptance.py)
                 self.changed_at[ref] = self.clock.now()
-            if answer is not Answer.NO_ANSWER:
+            if answer is Answer.NO_ANSWER:
+                unanswered.add(connector_id)
+            else:
                 # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
@@ -329,6 +388,7 @@ class FailSafeSetup:
         # storm's set-ups each waited for a commit in their sending slot (s29-boot,
         # tests/test_setup_record_queued.py)
         await self._record_held(control, queue_lower=in_round or queue_record)
+        return unanswered
 
     def _note_bounded(self, ref: ConnectorRef, bounded: bool) -> None:
         """Whether a default of ours bounds this connector when idle (not: its maximum is

@@ -1,0 +1,135 @@
+"""A station whose set-up timed out is set up again on the same connection.
+
+Its set-up (capabilities, then its fail-safe defaults) went out once per connection: a
+GetConfiguration answered late (a station busy under load) postponed it, and nothing set the
+station up again until it reconnected or rebooted - it held no fail-safe default, and had we
+vanished its cars could have drawn its full maximum (44 kW of limits on a 22 kW grid in
+test_dispatch_trust under the suite's load). Now a postponed set-up is retried on the same
+connection (`site/failsafe.py`, `_retry_setup`).
+
+A scripted 1.6 station over a real WebSocket (the `ocpp` library) answers the GetConfiguration
+of the set-ups that go out before the server has given up twice - the connection's and its
+boot's, each after the call timeout - late, then everything at once; another loses its first
+TxDefaultProfile (no answer, nothing installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import aiohttp
+from ocpp.routing import on
+from ocpp.v16 import call, call_result
+from ocpp.v16.enums import Action
+
+from smartcharge.appkeys import REGISTRY
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, Site, Station
+from smartcharge.sim.connection import WsConnection
+from smartcharge.site.dispatch import DispatchSettings
+from tests.scripted_16 import TakesProfiles
+from tests.site_e2e import control_server, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+GIVEN_UP = 2   # set-ups given up before it answers: the connection's and its boot's
+
+
+def postponed(caplog) -> int:
+    return sum(1 for r in caplog.records if r.getMessage().startswith("station CP1: setup postponed"))
+
+
+def late_station(caplog):
+    class LateConfiguration(TakesProfiles):
+        """Answers GetConfiguration only once the server gave up `GIVEN_UP` set-ups."""
+
+        @on(Action.get_configuration)
+        async def get_configuration(self, key=None, **_):
+            while postponed(caplog) < GIVEN_UP:   # (its other messages wait behind it)
+                await asyncio.sleep(0.01)
+            return call_result.GetConfiguration(configuration_key=[], unknown_key=key or None)
+    return LateConfiguration
+
+
+async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
+    site = Site(name="late-setup", circuits=(Circuit("grid", None, limit_w=22_000),),
+                stations=(Station("CP1", "grid", (Connector(1),)),),
+                id_tags=frozenset({"DRIVER-1"}))
+    clock = AcceleratedClock(T0, speed=10.0)
+    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=site.server.settle_s,
+                                edge_margin_s=site.server.edge_margin_s)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
+            aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
+        station = late_station(caplog)(WsConnection(ws), clock)
+        serving = asyncio.create_task(station.start())
+        try:
+            await station.call(call.BootNotification(charge_point_vendor="Test",
+                                                     charge_point_model="Late"), suppress=False)
+            link = server.app[REGISTRY].get("CP1")
+            assert link is not None
+            await wait_until(lambda: postponed(caplog) >= GIVEN_UP, 20, "its set-ups given up")
+            control = server.dispatcher.stations["CP1"]
+
+            def default_held() -> bool:
+                return any(p["connector_id"] == 1
+                           and p["charging_profile_purpose"] == "TxDefaultProfile"
+                           for _, p in station.accepted) and 1 in control.default_layer
+            await wait_until(default_held, 20, "its fail-safe default taken")
+            # on the connection it had: never closed, never replaced
+            assert not ws.closed
+            assert server.app[REGISTRY].get("CP1") is link
+            assert control.setup_link is link
+        finally:
+            serving.cancel()
+            await ws.close()
+
+
+class LosesFirstDefault(TakesProfiles):
+    """Never gets its first TxDefaultProfile (the frame lost on the way): no answer, nothing
+    installed; every later frame is handled."""
+
+    lost = 0
+
+    async def route_message(self, raw_msg):
+        if '"TxDefaultProfile"' in raw_msg and '"SetChargingProfile"' in raw_msg \
+                and not self.lost:
+            self.lost += 1
+            return None
+        return await super().route_message(raw_msg)
+
+
+async def test_a_default_left_unanswered_at_setup_is_sent_again(tmp_path, caplog):
+    """A set-up whose fail-safe default went unanswered (after its retries) is tried again on
+    the same connection: before, the default counted as sent (`default_sent`) and nothing sent
+    it again until the limits moved - the station held none."""
+    caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
+    site = Site(name="lost-default", circuits=(Circuit("grid", None, limit_w=22_000),),
+                stations=(Station("CP1", "grid", (Connector(1),)),),
+                id_tags=frozenset({"DRIVER-1"}))
+    clock = AcceleratedClock(T0, speed=10.0)
+    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=site.server.settle_s,
+                                edge_margin_s=site.server.edge_margin_s)
+    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
+            aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
+        station = LosesFirstDefault(WsConnection(ws), clock)
+        serving = asyncio.create_task(station.start())
+        try:
+            await station.call(call.BootNotification(charge_point_vendor="Test",
+                                                     charge_point_model="Lossy"), suppress=False)
+            link = server.app[REGISTRY].get("CP1")
+            control = server.dispatcher.stations["CP1"]
+            await wait_until(lambda: station.lost, 20, "its first default lost")
+
+            def default_held() -> bool:
+                return any(p["connector_id"] == 1
+                           and p["charging_profile_purpose"] == "TxDefaultProfile"
+                           for _, p in station.accepted) and 1 in control.default_layer
+            await wait_until(default_held, 20, "its fail-safe default taken")
+            assert not ws.closed
+            assert server.app[REGISTRY].get("CP1") is link
+        finally:
+            serving.cancel()
+            await ws.close()
