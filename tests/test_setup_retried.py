@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
@@ -51,9 +52,18 @@ def late_station(caplog):
     return LateConfiguration
 
 
-async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, caplog):
+def default_held(station, control) -> bool:
+    """The station accepted a TxDefaultProfile on connector 1, and the server knows it holds it."""
+    return any(p["connector_id"] == 1 and p["charging_profile_purpose"] == "TxDefaultProfile"
+               for _, p in station.accepted) and 1 in control.default_layer
+
+
+@asynccontextmanager
+async def booted(tmp_path, caplog, station_class, model: str):
+    """A one-station site served with 2 s call timeouts and no retries, and `station_class`
+    booted on it over a real WebSocket: (server, ws, station, its link)."""
     caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
-    site = Site(name="late-setup", circuits=(Circuit("grid", None, limit_w=22_000),),
+    site = Site(name=model.lower(), circuits=(Circuit("grid", None, limit_w=22_000),),
                 stations=(Station("CP1", "grid", (Connector(1),)),),
                 id_tags=frozenset({"DRIVER-1"}))
     clock = AcceleratedClock(T0, speed=10.0)
@@ -62,28 +72,30 @@ async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, capl
     async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
             aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
-        station = late_station(caplog)(WsConnection(ws), clock)
+        station = station_class(WsConnection(ws), clock)
         serving = asyncio.create_task(station.start())
         try:
             await station.call(call.BootNotification(charge_point_vendor="Test",
-                                                     charge_point_model="Late"), suppress=False)
+                                                     charge_point_model=model), suppress=False)
             link = server.app[REGISTRY].get("CP1")
             assert link is not None
-            await wait_until(lambda: postponed(caplog) >= GIVEN_UP, 20, "its set-ups given up")
-            control = server.dispatcher.stations["CP1"]
-
-            def default_held() -> bool:
-                return any(p["connector_id"] == 1
-                           and p["charging_profile_purpose"] == "TxDefaultProfile"
-                           for _, p in station.accepted) and 1 in control.default_layer
-            await wait_until(default_held, 20, "its fail-safe default taken")
-            # on the connection it had: never closed, never replaced
-            assert not ws.closed
-            assert server.app[REGISTRY].get("CP1") is link
-            assert control.setup_link is link
+            yield server, ws, station, link
         finally:
             serving.cancel()
             await ws.close()
+
+
+async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, caplog):
+    async with booted(tmp_path, caplog, late_station(caplog), "Late") as (server, ws, station,
+                                                                          link):
+        await wait_until(lambda: postponed(caplog) >= GIVEN_UP, 20, "its set-ups given up")
+        control = server.dispatcher.stations["CP1"]
+        await wait_until(lambda: default_held(station, control), 20,
+                         "its fail-safe default taken")
+        # on the connection it had: never closed, never replaced
+        assert not ws.closed
+        assert server.app[REGISTRY].get("CP1") is link
+        assert control.setup_link is link
 
 
 class LosesFirstDefault(TakesProfiles):
@@ -104,32 +116,11 @@ async def test_a_default_left_unanswered_at_setup_is_sent_again(tmp_path, caplog
     """A set-up whose fail-safe default went unanswered (after its retries) is tried again on
     the same connection: before, the default counted as sent (`default_sent`) and nothing sent
     it again until the limits moved - the station held none."""
-    caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
-    site = Site(name="lost-default", circuits=(Circuit("grid", None, limit_w=22_000),),
-                stations=(Station("CP1", "grid", (Connector(1),)),),
-                id_tags=frozenset({"DRIVER-1"}))
-    clock = AcceleratedClock(T0, speed=10.0)
-    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=site.server.settle_s,
-                                edge_margin_s=site.server.edge_margin_s)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
-            aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
-        station = LosesFirstDefault(WsConnection(ws), clock)
-        serving = asyncio.create_task(station.start())
-        try:
-            await station.call(call.BootNotification(charge_point_vendor="Test",
-                                                     charge_point_model="Lossy"), suppress=False)
-            link = server.app[REGISTRY].get("CP1")
-            control = server.dispatcher.stations["CP1"]
-            await wait_until(lambda: station.lost, 20, "its first default lost")
-
-            def default_held() -> bool:
-                return any(p["connector_id"] == 1
-                           and p["charging_profile_purpose"] == "TxDefaultProfile"
-                           for _, p in station.accepted) and 1 in control.default_layer
-            await wait_until(default_held, 20, "its fail-safe default taken")
-            assert not ws.closed
-            assert server.app[REGISTRY].get("CP1") is link
-        finally:
-            serving.cancel()
-            await ws.close()
+    async with booted(tmp_path, caplog, LosesFirstDefault, "Lossy") as (server, ws, station,
+                                                                         link):
+        control = server.dispatcher.stations["CP1"]
+        await wait_until(lambda: station.lost, 20, "its first default lost")
+        await wait_until(lambda: default_held(station, control), 20,
+                         "its fail-safe default taken")
+        assert not ws.closed
+        assert server.app[REGISTRY].get("CP1") is link
