@@ -15,6 +15,7 @@ from ocpp.v16.enums import Action
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.sim.connection import WsConnection
+from smartcharge.site.dispatch import DispatchSettings
 from tests.site_e2e import control_server
 
 
@@ -51,14 +52,17 @@ class TakesProfiles(ChargePoint):
 
 
 @contextlib.asynccontextmanager
-async def one_station_site(tmp_path, station_class, name: str):
+async def one_station_site(tmp_path, station_class, name: str, dispatch_kw=None):
     """The real server on a 22 kW site of CP1 (one connector) at 10x, and `station_class` as
-    CP1 over a real WebSocket, booted: (site, clock, server, station)."""
+    CP1 over a real WebSocket, booted: (site, clock, server, station). `dispatch_kw`: the
+    server's DispatchSettings fields that differ (call timeouts, retries)."""
     site = Site(name=name, circuits=(Circuit("grid", None, limit_w=22_000),),
                 stations=(Station("CP1", "grid", (Connector(1),)),),
                 id_tags=frozenset({"DRIVER-1"}))
     clock = AcceleratedClock(datetime(2026, 1, 1, 12, 0, tzinfo=UTC), speed=10.0)
-    async with control_server(site, tmp_path / "sc.sqlite", clock) as server, \
+    server_kw = {} if dispatch_kw is None else {"dispatch": DispatchSettings(
+        settle_s=site.server.settle_s, edge_margin_s=site.server.edge_margin_s, **dispatch_kw)}
+    async with control_server(site, tmp_path / "sc.sqlite", clock, **server_kw) as server, \
             aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
         station = station_class(WsConnection(ws), clock)

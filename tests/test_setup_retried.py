@@ -17,22 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
-import aiohttp
 from ocpp.routing import on
-from ocpp.v16 import call, call_result
+from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.appkeys import REGISTRY
-from smartcharge.clock import AcceleratedClock
-from smartcharge.model import Circuit, Connector, Site, Station
-from smartcharge.sim.connection import WsConnection
-from smartcharge.site.dispatch import DispatchSettings
-from tests.scripted_16 import TakesProfiles
-from tests.site_e2e import control_server, wait_until
+from tests.scripted_16 import TakesProfiles, one_station_site
+from tests.site_e2e import wait_until
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GIVEN_UP = 2   # set-ups given up before it answers: the connection's and its boot's
 
 
@@ -59,41 +52,24 @@ def default_held(station, control) -> bool:
 
 
 @asynccontextmanager
-async def booted(tmp_path, caplog, station_class, model: str):
-    """A one-station site served with 2 s call timeouts and no retries, and `station_class`
-    booted on it over a real WebSocket: (server, ws, station, its link)."""
+async def booted(tmp_path, caplog, station_class, name: str):
+    """The one-station site served with 2 s call timeouts and no retries, `station_class`
+    booted on it: (server, station, its link)."""
     caplog.set_level(logging.INFO, logger="smartcharge.site.dispatch")
-    site = Site(name=model.lower(), circuits=(Circuit("grid", None, limit_w=22_000),),
-                stations=(Station("CP1", "grid", (Connector(1),)),),
-                id_tags=frozenset({"DRIVER-1"}))
-    clock = AcceleratedClock(T0, speed=10.0)
-    dispatch = DispatchSettings(call_timeout_s=2.0, retries=0, settle_s=site.server.settle_s,
-                                edge_margin_s=site.server.edge_margin_s)
-    async with control_server(site, tmp_path / "sc.sqlite", clock, dispatch=dispatch) as server, \
-            aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(f"{server.ws_url}/CP1", protocols=["ocpp1.6"])
-        station = station_class(WsConnection(ws), clock)
-        serving = asyncio.create_task(station.start())
-        try:
-            await station.call(call.BootNotification(charge_point_vendor="Test",
-                                                     charge_point_model=model), suppress=False)
-            link = server.app[REGISTRY].get("CP1")
-            assert link is not None
-            yield server, ws, station, link
-        finally:
-            serving.cancel()
-            await ws.close()
+    async with one_station_site(tmp_path, station_class, name,
+                                {"call_timeout_s": 2.0, "retries": 0}) as (_, _, server, station):
+        link = server.app[REGISTRY].get("CP1")
+        assert link is not None
+        yield server, station, link
 
 
 async def test_a_setup_given_up_is_retried_on_the_same_connection(tmp_path, caplog):
-    async with booted(tmp_path, caplog, late_station(caplog), "Late") as (server, ws, station,
-                                                                          link):
+    async with booted(tmp_path, caplog, late_station(caplog), "late") as (server, station, link):
         await wait_until(lambda: postponed(caplog) >= GIVEN_UP, 20, "its set-ups given up")
         control = server.dispatcher.stations["CP1"]
         await wait_until(lambda: default_held(station, control), 20,
                          "its fail-safe default taken")
         # on the connection it had: never closed, never replaced
-        assert not ws.closed
         assert server.app[REGISTRY].get("CP1") is link
         assert control.setup_link is link
 
@@ -116,11 +92,9 @@ async def test_a_default_left_unanswered_at_setup_is_sent_again(tmp_path, caplog
     """A set-up whose fail-safe default went unanswered (after its retries) is tried again on
     the same connection: before, the default counted as sent (`default_sent`) and nothing sent
     it again until the limits moved - the station held none."""
-    async with booted(tmp_path, caplog, LosesFirstDefault, "Lossy") as (server, ws, station,
-                                                                         link):
+    async with booted(tmp_path, caplog, LosesFirstDefault, "lossy") as (server, station, link):
         control = server.dispatcher.stations["CP1"]
         await wait_until(lambda: station.lost, 20, "its first default lost")
         await wait_until(lambda: default_held(station, control), 20,
                          "its fail-safe default taken")
-        assert not ws.closed
-        assert server.app[REGISTRY].get("CP1") is link
+        assert server.app[REGISTRY].get("CP1") is link   # never closed, never replaced
