@@ -83,6 +83,27 @@ async def test_a_2_0_1_station_that_sets_its_clock_back_from_our_heartbeat_is_be
     assert await _site_status(harness, "CP1", 1) == "Available"
 
 
+async def test_a_2_0_1_evse_of_two_connectors_whose_clock_is_set_back_is_believed(controlled):
+    """A 2.0.1 EVSE of two connectors, 50 min ahead, set to our clock: the EVSE's status was
+    stamped with its connectors' newest stamp (the other connector's, still on the old
+    clock) but read as the new message's (in step) - held so, every later status stamped by
+    the new clock was history again. Failed first: Occupied after both connectors were
+    Available."""
+    from ocpp.v201 import call
+    harness = controlled
+    station = await station201(harness)
+    ahead = datetime.now(UTC) + AHEAD
+    await station.status(1, "Available", ahead, connector_id=1)
+    await station.status(1, "Available", ahead + MIN / 60, connector_id=2)
+    synced = parse_ocpp_time((await station.send(call.Heartbeat())).current_time)
+    await station.status(1, "Occupied", synced, connector_id=1)   # a car on connector 1
+    assert await _site_status(harness, "CP1", 1) == "Occupied"
+    await station.status(1, "Available", synced + MIN / 60, connector_id=2)
+    await station.status(1, "Available", synced + 2 * MIN / 60, connector_id=1)   # it left
+    assert await _api_status(harness, "CP1", 1) == "Available"
+    assert await _site_status(harness, "CP1", 1) == "Available"
+
+
 async def test_history_from_the_queue_of_a_station_ahead_is_still_history(controlled):
     """What session 30's rule is for, on a station whose clock runs 50 min ahead: an
     `Available` from its queue, stamped (on its clock) before the car came, after `Charging`,
