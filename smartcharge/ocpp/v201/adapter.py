@@ -101,9 +101,13 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
             # one stamped before the connector's held status is from its queue: history
             # (unless the station's clock was set to ours since, `supersedes`)
             connectors[connector_id] = (at, reading, connector_status)
+        # the EVSE's status as of its connectors' newest stamp, read as that stamp was (not as
+        # this message's: another connector's stamp from before a clock set, held as in step,
+        # made every later status history)
+        newest_at, newest_reading, _ = max(connectors.values())
         await self.record_status(
             evse_id, evse_status({c: status for c, (_, _, status) in connectors.items()}),
-            NO_ERROR_CODE, max(stamp for stamp, _, _ in connectors.values()), reading=reading)
+            NO_ERROR_CODE, newest_at, reading=newest_reading)
         return call_result.StatusNotification()
 
     # -- authorization (block C) ------------------------------------------------------------
