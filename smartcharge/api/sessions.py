@@ -16,7 +16,7 @@ from aiohttp import web
 
 from smartcharge import ledger
 from smartcharge.api.auth import READ, SEES_ID_TAGS, mask_id_tag, role, route
-from smartcharge.api.query import only_parameters
+from smartcharge.api.query import declared, only_parameters
 from smartcharge.api.site_common import stored_id
 from smartcharge.appkeys import CLOCK, REGISTRY, SITE, STORE
 from smartcharge.clock import parse_ocpp_time
@@ -53,14 +53,18 @@ def session_json(row: SessionRow, request: web.Request) -> dict[str, Any]:
     }
 
 
-SESSION_FILTERS = frozenset({"station", "since", "until", "limit"})
+# the query parameters each route takes, as the served OpenAPI document declares them (the
+# list pages with `after`, the CSV export does not)
+LIST_TAKES = declared("GET", "/api/sessions")
+CSV_TAKES = declared("GET", "/api/sessions.csv")
 
 
-def _session_query(request: web.Request, default_limit: int | None = 1000,
-                   taken: frozenset[str] = SESSION_FILTERS):
-    """The sessions filter of the query string: (station, since, until, limit), checked;
-    limit None: every session (`default_limit` None and no `limit` given)."""
-    only_parameters(request, taken)
+def _session_query(request: web.Request, takes: tuple[frozenset[str], frozenset[str]],
+                   default_limit: int | None = 1000):
+    """The sessions filter of the query string: (station, since, until, limit), checked
+    (`takes`: the route's parameters, `declared`); limit None: every session
+    (`default_limit` None and no `limit` given)."""
+    only_parameters(request, *takes)
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
     if "limit" not in request.query and default_limit is None:
@@ -75,7 +79,7 @@ def _session_query(request: web.Request, default_limit: int | None = 1000,
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    station, since, until, limit = _session_query(request, taken=SESSION_FILTERS | {"after"})
+    station, since, until, limit = _session_query(request, LIST_TAKES)
     after = _after(request)
     rows = await request.app[STORE].read(lambda tx: tx.sessions(station, since, until, limit,
                                                                  after))
@@ -115,7 +119,7 @@ UNREPORTED_NAMED = 64
 async def sessions_csv(request: web.Request) -> web.StreamResponse:
     # a billing export is never cut short unless asked to be: it stopped at 100 000 rows
     # without a word, and the newest sessions' kWh were in no export (session 28's judge)
-    station, since, until, limit = _session_query(request, default_limit=None)
+    station, since, until, limit = _session_query(request, CSV_TAKES, default_limit=None)
     store = request.app[STORE]
     reported = Reported(request.app[REGISTRY], request.app[CLOCK].now())
     unreported = await _unreported(request, reported, station, until)
