@@ -171,6 +171,11 @@ class StationPort(ABC):
         """Dispatch sends everything again now, on the station's clock (`port_base.py`)."""
         self.resent_on_its_clock = True
 
+    def clock_set(self) -> None:
+        """Its clock was seen set to ours (`StationClockMeasured.clock_set`): what it holds
+        went out on its old clock and may be sent again once more."""
+        self.resent_on_its_clock = False
+
     @abstractmethod
     async def capabilities(self) -> Capabilities:
         """Probe once (remembered); a station that refuses the probe gets the defaults."""

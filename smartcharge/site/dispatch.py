@@ -235,7 +235,7 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         elif isinstance(event, ev.StationClockMeasured):
             if event.clock_set and control.port is not None:
                 # set to ours: what it holds (moved onto its old clock) lies in its future now
-                control.port.resent_on_its_clock = False
+                control.port.clock_set()
             if control.port is not None and control.port.sent_off_its_clock():
                 # sent before its offset was known: everything again, on its clock
                 self._spawn(self.setup_station(event.station_id, moved=True))
