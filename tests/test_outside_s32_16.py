@@ -14,9 +14,12 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.app import create_app
-from smartcharge.clock import AcceleratedClock
+from smartcharge.clock import AcceleratedClock, ManualClock
 from smartcharge.model import Circuit, Connector, Station
+from smartcharge.site.controller import SiteController
+from smartcharge.site.restore import restore
 from smartcharge.site.setup import CONTROLLER
+from smartcharge.site.topology import ConnectorRef
 from tests.conftest import (PASSWORD, TestStation, WsConnection, make_site, ocpp_time,
                             serve_harness)
 
@@ -102,3 +105,9 @@ async def test_a_draw_reported_per_phase_only_is_measured(small_grid, reported):
     controller = harness.app[CONTROLLER]
     found, _ = controller.guard.overloads(controller.clock.now())
     assert ("grid", "W") in {(o.node, o.unit) for o in found}, found
+    # a restart reads the stored sample as it came (site/restore.py): a controller rebuilt
+    # from the store measures the same draw
+    rebuilt = SiteController(controller.site, ManualClock(clock.now()))
+    await restore(rebuilt, harness.store)
+    assert rebuilt.state.measured_w(ConnectorRef("CP1", 1), clock.now(),
+                                    rebuilt.settings.stale_after_s) == pytest.approx(22_080.0)
