@@ -111,3 +111,42 @@ async def test_a_draw_reported_per_phase_only_is_measured(small_grid, reported):
     await restore(rebuilt, harness.store)
     assert rebuilt.state.measured_w(ConnectorRef("CP1", 1), clock.now(),
                                     rebuilt.settings.stale_after_s) == pytest.approx(22_080.0)
+
+
+# -- a stop stamped before its start -------------------------------------------------------------
+# A station that loses its clock at a power loss (no RTC battery, or one run flat) boots at its
+# epoch and sends its queued stop stamped there: 1.6 StopTransaction reason PowerLoss, stamped
+# 2000-01-01 (or 1970) for a session started today. Billed right (stop - start, `clock_jump`),
+# but only in an export of the year 2000's window: the export selects the sessions whose span
+# meets the window and bills a session in the window its stop falls in - the window of today
+# did not list it, the window of 2000 none would ask for did not either (its start is
+# today): 4 kWh delivered, acknowledged, billed in no month's export.
+WINDOWS_AROUND = timedelta(days=1)
+
+
+async def _billable_wh(harness, since: datetime, until: datetime) -> float:
+    import csv
+    import io
+    query = f"?since={ocpp_time(since)}&until={ocpp_time(until)}"
+    async with harness.api.get(harness.url(f"/api/sessions.csv{query}")) as answer:
+        assert answer.status == 200, await answer.text()
+        rows = list(csv.DictReader(io.StringIO(await answer.text())))
+    return sum(float(r["energy_wh"]) for r in rows if r["billable"] == "true")
+
+
+@pytest.mark.parametrize("stopped_at", [datetime(2000, 1, 1, tzinfo=UTC),
+                                        datetime(1970, 1, 1, 0, 5, tzinfo=UTC)])
+async def test_a_stop_stamped_before_its_start_is_billed_in_one_window(harness, stopped_at):
+    """Failed first: 0 Wh billable in the start's window and in the stop's."""
+    station = await harness.station("CP1")
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    tx_id = (await station.start_tx(1, 1_000, started)).transaction_id
+    await station.meter(1, tx_id, started + timedelta(minutes=30), 3_000)
+    await station.stop_tx(tx_id, 5_000, stopped_at, reason="PowerLoss")
+    windows = [(started - WINDOWS_AROUND, started + WINDOWS_AROUND),      # today's
+               (stopped_at - WINDOWS_AROUND, stopped_at + WINDOWS_AROUND)]  # the stamp's
+    billed = [await _billable_wh(harness, since, until) for since, until in windows]
+    assert sum(billed) == 4_000, billed          # once, in one of them
+    # and once in consecutive windows that cover everything from the epoch on
+    edges = [datetime(1960, 1, 1, tzinfo=UTC), started, datetime(2100, 1, 1, tzinfo=UTC)]
+    assert sum([await _billable_wh(harness, a, b) for a, b in zip(edges, edges[1:])]) == 4_000
