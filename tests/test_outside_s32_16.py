@@ -150,3 +150,36 @@ async def test_a_stop_stamped_before_its_start_is_billed_in_one_window(harness, 
     # and once in consecutive windows that cover everything from the epoch on
     edges = [datetime(1960, 1, 1, tzinfo=UTC), started, datetime(2100, 1, 1, tzinfo=UTC)]
     assert sum([await _billable_wh(harness, a, b) for a, b in zip(edges, edges[1:])]) == 4_000
+
+
+# -- two transactions stopped at one instant with one register -----------------------------------
+# A Reset (or a power loss) stops every transaction of a station at the same instant (1.6
+# 5.14: StopTransaction reason HardReset / SoftReset / PowerLoss). Two cars of one fleet card on
+# a twin station: when the station has one meter for both sockets, both stops carry the same
+# register; with per-session counters two cars that took nothing (both full) stop at 0 Wh. The
+# second stop, under its own transaction id (ours, naming its open session), was taken for a
+# re-send of the first - the same register, instant and tag "whatever its transaction id"
+# (session 26, for a stop re-sent after a reboot under an id the station made up): answered,
+# and its session left open with nothing billed, a car planned there for good.
+@pytest.mark.parametrize("registers", [
+    ((10_000, 15_000), (12_000, 15_000)),    # one meter for both sockets
+    ((0, 0), (0, 0)),                        # per-session counters, both cars full
+], ids=["one_meter", "nothing_taken"])
+async def test_two_transactions_stopped_at_one_instant_with_one_register(harness, registers):
+    """Failed first: the second session stayed `open`, billed nothing."""
+    station = await harness.station("CP1")
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    ids = [(await station.start_tx(connector, start_wh, started + connector * timedelta(
+        minutes=5))).transaction_id for connector, (start_wh, _) in enumerate(registers, 1)]
+    stopped = started + timedelta(minutes=40)
+    for tx_id, (_, stop_wh) in zip(ids, registers):
+        await station.stop_tx(tx_id, stop_wh, stopped, reason="HardReset")
+    for tx_id, (start_wh, stop_wh) in zip(ids, registers):
+        async with harness.api.get(harness.url(f"/api/sessions/{tx_id}")) as answer:
+            session = await answer.json()
+        assert (session["state"], session["energy_wh"]) == ("stopped", stop_wh - start_wh), \
+            session
+    # the stop re-sent (its answer lost) is still that stop, answered the same
+    await station.stop_tx(ids[1], registers[1][1], stopped, reason="HardReset")
+    async with harness.api.get(harness.url("/api/sessions")) as answer:
+        assert len(await answer.json()) == 2
