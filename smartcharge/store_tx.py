@@ -443,7 +443,9 @@ class StoreTx:
     def sessions(self, station_id: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, limit: int = 1000,
                  after_transaction_id: int | None = None) -> list[SessionRow]:
-        """Sessions that overlap [since, until); open sessions extend to now. In transaction id
+        """Sessions that overlap [since, until); open sessions extend to now, and a stop
+        stamped before its start ends the session at its start (`api/sessions.billed_at`: a
+        station's clock lost at a power loss stamps its stop at its epoch). In transaction id
         order, from after `after_transaction_id` (the next page of a long export)."""
         clauses, args = [], []
         if after_transaction_id is not None:
@@ -453,7 +455,8 @@ class StoreTx:
             clauses.append("station_id = ?")
             args.append(station_id)
         if since is not None:
-            clauses.append("(stop_time IS NULL OR stop_time >= ?)")
+            clauses.append("(stop_time IS NULL OR "
+                           "MAX(stop_time, COALESCE(start_time, stop_time)) >= ?)")
             args.append(db_time(since))
         if until is not None:
             clauses.append("(start_time IS NULL OR start_time < ?)")

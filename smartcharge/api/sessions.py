@@ -181,8 +181,8 @@ def settled(row: SessionRow, reported: Reported) -> bool:
     if row.state not in SETTLED_STATES:
         return False
     until = reported.until(row.station_id)
-    stopped = row.stop_time or row.start_time
-    return until is not None and (stopped is None or datetime.fromisoformat(stopped) <= until)
+    stopped = billed_at(row)
+    return until is not None and (stopped is None or stopped <= until)
 
 
 def csv_row(row: SessionRow, request: web.Request, since: datetime | None = None,
@@ -206,12 +206,24 @@ def csv_row(row: SessionRow, request: web.Request, since: datetime | None = None
 STOPPED_OUTSIDE_WINDOW = "stopped_outside_window"
 
 
+def billed_at(row: SessionRow) -> datetime | None:
+    """The instant a row is billed at: its stop (its start, for a row without one). A stop
+    stamped before its start is at its start: a station whose clock was lost at a power loss
+    stamps its queued stop at its epoch (2000, 1970), and a session ending decades before it
+    began was in no window's export - billed nowhere (session 32's judge). The export's
+    selection reads it so too (`StoreTx.sessions`)."""
+    start = None if row.start_time is None else datetime.fromisoformat(row.start_time)
+    if row.stop_time is None:
+        return start
+    stop = datetime.fromisoformat(row.stop_time)
+    return start if start is not None and start > stop else stop
+
+
 def stops_within(row: SessionRow, since: datetime | None, until: datetime | None) -> bool:
-    """Whether the row's stop (its start, for a row without one) is in [since, until)."""
-    text = row.stop_time or row.start_time
-    if text is None:
+    """Whether the row is billed in [since, until) (`billed_at`)."""
+    at = billed_at(row)
+    if at is None:
         return since is None and until is None
-    at = datetime.fromisoformat(text)
     return (since is None or at >= since) and (until is None or at < until)
 
 

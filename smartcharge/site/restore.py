@@ -35,7 +35,8 @@ from smartcharge import events as ev
 from smartcharge import events_json
 from smartcharge.clock import later
 from smartcharge import store_obligations as ob
-from smartcharge.metering import ENERGY_REGISTER, LiveEnergy, station_max_power_w
+from smartcharge.metering import (ENERGY_REGISTER, LiveEnergy, phase_total,
+                                  station_max_power_w)
 from smartcharge.store_history import stopped_sessions
 from smartcharge.store_reports import site_events
 from smartcharge.site.estimates import PastSession
@@ -231,6 +232,9 @@ def _sampled(session: SessionRow, rows: list[dict], now: datetime) -> ev.MeterSa
     currents = tuple(value(CURRENT, (phase, f"{phase}-N")) for phase in ("L1", "L2", "L3"))
     return ev.MeterSampled(session.station_id, session.connector_id, session.transaction_id,
                            min(stamped, received, now), rows[0]["context"],
-                           energy_register_wh=value(ENERGY_REGISTER), power_w=value(POWER),
+                           energy_register_wh=value(ENERGY_REGISTER),
+                           power_w=phase_total((r["phase"], r["value_si"]) for r in rows
+                                               if r["measurand"] == POWER
+                                               and r["value_si"] is not None),
                            current_a=currents, register_location=rows[0]["location"],
                            draw_location=rows[0]["location"])
