@@ -27,6 +27,10 @@ from smartcharge.site.topology import ConnectorRef
 log = logging.getLogger("smartcharge.site.dispatch")
 
 NO_ANSWER = Answer.NO_ANSWER.value
+# why a connector is uncontrollable, as reported (learned.ConnectorControl): a set-up whose
+# answers say the same again keeps it so (failsafe.py, `_controllable_after_setup`)
+REFUSES = "every profile rejected"
+SILENT = "station does not answer"
 
 
 class ProfileSending:
@@ -148,9 +152,9 @@ class ProfileSending:
         if result.answer is Answer.NO_ANSWER:
             if raising:
                 control.sent[ref.connector_id] = result.installed
-            self._report_uncontrollable(ref, "station does not answer")
+            self._report_uncontrollable(ref, SILENT)
             return False
-        self._report_uncontrollable(ref, f"every profile rejected (last answer: {result.detail})")
+        self._report_uncontrollable(ref, f"{REFUSES} (last answer: {result.detail})")
         return False
 
     async def _accepted(self, control: StationControl, cplan: ConnectorPlan,
@@ -204,4 +208,4 @@ class ProfileSending:
             self._audit_wake.set()
 
 
-__all__ = ["NO_ANSWER", "ProfileSending"]
+__all__ = ["NO_ANSWER", "REFUSES", "SILENT", "ProfileSending"]
