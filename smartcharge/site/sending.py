@@ -6,7 +6,7 @@ Which payload, which unit, which alternative after a refusal: the port's busines
 (`ocpp/v16/station_port.py` for 1.6).
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `_voltage_v`, `clock`, `expiry`,
-`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`)."""
+`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`, `_probed`)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,10 @@ class ProfileSending:
                 control.sent[ref.connector_id] = result.installed
             self._report_uncontrollable(ref, SILENT)
             return False
+        # refused: this offer counts as the connector's probe (dispatch.py, `_probe`), the
+        # next one due probe_every_s on - one at once offered every alternative again to a
+        # station that had just refused them all (unanswered: probed at once, as a retry)
+        self._probed[ref] = self.clock.now()
         self._report_uncontrollable(ref, f"{REFUSES} (last answer: {result.detail})")
         return False
 
