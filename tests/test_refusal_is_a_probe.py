@@ -4,7 +4,8 @@ An uncontrollable connector is offered a profile every `probe_every_s` (dispatch
 The refusal (or the silence) that made it uncontrollable was such an offer, but the first probe
 went out right after it, in the background of the next round - and one per round started
 before the first was answered: four SetChargingProfile attempts each on a station that refuses
-everything (s32-disobey: CP1 was sent its TxProfile three times within 16 site seconds). On a
+everything (failed first: 4 on 1.6, 4 on 2.0.1 within 10 site seconds of the refusal; in a
+loaded run three full offers to CP1 within 45 site seconds, s32-disobey). On a
 station that does not answer, each probe holds its lock for its call timeouts (20 s with the
 defaults), and the decreases of the rounds meanwhile - and every raise under its nodes that
 waits for them - wait behind it."""
@@ -15,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from smartcharge.appkeys import STORE
 from smartcharge.clock import AcceleratedClock
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.spec import Quirks
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
-from smartcharge.appkeys import STORE
 from tests.site_e2e import big_car, server_and_fleet, two_stations, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -25,8 +25,8 @@ from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site import learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
-from smartcharge.site.sending import REFUSES, SILENT
 from smartcharge.site.installed_restore import ask_installed, connectors_to_ask
+from smartcharge.site.sending import REFUSES, SILENT
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
