@@ -570,6 +570,10 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                                   power_w=np.array([min(fallback_w, minimum_w)]),
                                   min_power_w=minimum_w)
             async with control.lock:
+                last = self._probed.get(ref)
+                if last is not None and \
+                        (self.clock.now() - last).total_seconds() < self.settings.probe_every_s:
+                    continue   # probed (or refused) while this waited for the lock
                 try:
                     await self._send_plan(control, probe)
                 except StationOffline:

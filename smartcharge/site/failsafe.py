@@ -26,6 +26,7 @@ from smartcharge.ocpp.registry import StationOffline, StationTimeout
 from smartcharge.site import learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.installed_restore import ask_installed, connectors_to_ask
+from smartcharge.site.sending import REFUSES, SILENT
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
@@ -111,6 +112,7 @@ class FailSafeSetup:
                     return
                 control.port_link = link
             self._setups_queued += 1
+            unanswered: set[int] = set()
             try:
                 async with self._setting_up:
                     await control.port.capabilities()
@@ -176,7 +178,28 @@ class FailSafeSetup:
                     # took (the stations run on their fail-safe defaults meanwhile)
                     self._wake.set()
         for connector in self.topology.station(station_id).connectors:
-            self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
+            ref = ConnectorRef(station_id, connector.connector_id)
+            if self._controllable_after_setup(ref, unanswered):
+                self._report_uncontrollable(ref, None)
+
+    def _controllable_after_setup(self, ref: ConnectorRef, unanswered: set[int]) -> bool:
+        """Whether a set-up's answers let a connector count as controllable again: a new
+        connection, a reboot, the station answering again may have changed what it takes -
+        but not when the set-up just met what made it uncontrollable: its fail-safe default
+        refused by a connector that refuses every profile, or left unanswered by one that
+        does not answer. Reported controllable all the same, a station refusing everything
+        was planned at its car's draw once more after every set-up (a reconnect; on the same
+        connection, a clock seen moved or a set-up tried again): it refused the decrease and
+        every raise under its nodes was held for a round, its neighbours below their plans
+        (tests/test_refusing_station_set_up_again.py; s32-disobey)."""
+        why = self.view.uncontrollable.get(ref)
+        if why is None:
+            return True
+        if ref.connector_id in unanswered:
+            return not why.startswith(SILENT)
+        if ref in self._unbounded:   # its default refused in this set-up (`_note_bounded`)
+            return not why.startswith(REFUSES)
+        return True
 
     def _setup_given_up(self, station_id: str, link) -> None:
         """Its set-up on `link` was cut short: tried again on it after a backoff (a call

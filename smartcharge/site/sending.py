@@ -6,7 +6,7 @@ Which payload, which unit, which alternative after a refusal: the port's busines
 (`ocpp/v16/station_port.py` for 1.6).
 
 A mixin of `Dispatcher` (needs `stations`, `topology`, `_voltage_v`, `clock`, `expiry`,
-`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`)."""
+`_refresh_expiry`, `changed_at`, `_audit`, `_audit_wake`, `_report_*`, `_probed`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ from smartcharge.site.topology import ConnectorRef
 log = logging.getLogger("smartcharge.site.dispatch")
 
 NO_ANSWER = Answer.NO_ANSWER.value
+# why a connector is uncontrollable, as reported (learned.ConnectorControl): a set-up whose
+# answers say the same again keeps it so (failsafe.py, `_controllable_after_setup`)
+REFUSES = "every profile rejected"
+SILENT = "station does not answer"
 
 
 class ProfileSending:
@@ -148,9 +152,13 @@ class ProfileSending:
         if result.answer is Answer.NO_ANSWER:
             if raising:
                 control.sent[ref.connector_id] = result.installed
-            self._report_uncontrollable(ref, "station does not answer")
+            self._report_uncontrollable(ref, SILENT)
             return False
-        self._report_uncontrollable(ref, f"every profile rejected (last answer: {result.detail})")
+        # refused: this offer counts as the connector's probe (dispatch.py, `_probe`), the
+        # next one due probe_every_s on - one at once offered every alternative again to a
+        # station that had just refused them all (unanswered: probed at once, as a retry)
+        self._probed[ref] = self.clock.now()
+        self._report_uncontrollable(ref, f"{REFUSES} (last answer: {result.detail})")
         return False
 
     async def _accepted(self, control: StationControl, cplan: ConnectorPlan,
@@ -204,4 +212,4 @@ class ProfileSending:
             self._audit_wake.set()
 
 
-__all__ = ["NO_ANSWER", "ProfileSending"]
+__all__ = ["NO_ANSWER", "REFUSES", "SILENT", "ProfileSending"]

@@ -1,0 +1,60 @@
+"""A station that just refused a connector's plan is not offered another at once.
+
+An uncontrollable connector is offered a profile every `probe_every_s` (dispatch.py, `_probe`).
+The refusal (or the silence) that made it uncontrollable was such an offer, but the first probe
+went out right after it, in the background of the next round - and one per round started
+before the first was answered: four SetChargingProfile attempts each on a station that refuses
+everything (failed first: 4 on 1.6, 4 on 2.0.1 within 10 site seconds of the refusal; in a
+loaded run three full offers to CP1 within 45 site seconds, s32-disobey). On a
+station that does not answer, each probe holds its lock for its call timeouts (20 s with the
+defaults), and the decreases of the rounds meanwhile - and every raise under its nodes that
+waits for them - wait behind it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from smartcharge.appkeys import STORE
+from smartcharge.clock import AcceleratedClock
+from smartcharge.sim.ev import SimEV
+from smartcharge.sim.spec import Quirks
+from smartcharge.site.dispatch import DispatchSettings
+from smartcharge.site.topology import ConnectorRef
+from tests.site_e2e import big_car, server_and_fleet, two_stations, wait_until
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+CP1 = ConnectorRef("CP1", 1)
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_refused_plan_counts_as_the_connectors_probe(tmp_path, version):
+    clock = AcceleratedClock(T0, speed=60.0)
+    dispatch = DispatchSettings(call_timeout_s=5.0)
+    async with server_and_fleet(
+            two_stations("refusal is a probe", 30_000.0), tmp_path, clock, dispatch=dispatch,
+            fleet_kw={"meter_interval_s": 30,   # a re-plan and a round every half site minute
+                      "ocpp_versions": {"CP1": version, "CP2": version},
+                      "quirks": {"CP1": Quirks(reject_all_profiles=True)}}) as (server, fleet):
+        controller, dispatcher = server.controller, server.dispatcher
+        await fleet.start(wait_booted_s=10)
+        small = SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 3_700.0,
+                                                                          3: 7_000.0})
+        assert await fleet.plug_in("CP1", 1, small, "DRIVER-1")
+        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
+        await wait_until(lambda: CP1 in controller.uncontrollable, 20, "CP1's plan refused")
+        refused = clock.now()
+        rounds = dispatcher.rounds_done
+        later = refused + timedelta(minutes=5)      # well within probe_every_s (15 min)
+        await wait_until(lambda: clock.now() > later and dispatcher.rounds_done > rounds
+                         and dispatcher.idle, 20, "five site minutes on, rounds run")
+        await dispatcher.flush_audit()
+        rows = await server.app[STORE].run(lambda tx: tx.profiles_sent("CP1"))
+        # what CP1's connector was offered after the refusal (a probe tries the alternatives:
+        # TxProfile and as its default, in A and in W)
+        offered = [(row["purpose"], row["sent_at"]) for row in rows
+                   if row["connector_id"] == 1
+                   and refused < datetime.fromisoformat(row["sent_at"])
+                   < refused + timedelta(seconds=dispatch.probe_every_s - 60)]
+        assert offered == [], offered
