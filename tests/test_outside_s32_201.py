@@ -1,0 +1,90 @@
+"""Session 32's outside judge for OCPP 2.0.1 and real session data: peers written elsewhere
+(docs/promises.md, "Audit, session 32 (judge, 2.0.1)"). Real server, real WebSockets, real
+`ocpp` 2.0.1 messages (the library's schema checks on every frame), real SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ocpp.v201 import call
+
+from tests.conftest import PASSWORD, ocpp_time
+from tests.ocpp201_station import station201 as strict201
+from tests.test_site_restart_v201 import wait_until_async
+
+MIN = timedelta(minutes=1)
+
+
+def _needs(evse_id: int, energy_wh: int, departure: datetime) -> call.NotifyEVChargingNeeds:
+    """What an ISO 15118 car's ChargeParameterDiscoveryReq becomes (AC, three phases)."""
+    return call.NotifyEVChargingNeeds(evse_id=evse_id, charging_needs={
+        "requested_energy_transfer": "AC_three_phase", "departure_time": ocpp_time(departure),
+        "ac_charging_parameters": {"energy_amount": energy_wh, "ev_min_current": 6,
+                                   "ev_max_current": 16, "ev_max_voltage": 400}})
+
+
+async def _site_session(harness, station_id: str, connector_id: int) -> dict | None:
+    async with harness.api.get(harness.url("/api/site")) as answer:
+        snapshot = await answer.json()
+    found = [s for s in snapshot["sessions"]
+             if (s["station_id"], s["connector_id"]) == (station_id, connector_id)]
+    return found[0] if found else None
+
+
+# -- an ISO 15118 car's needs before its transaction -------------------------------------------
+# ISO 15118-2 sends ChargeParameterDiscovery (-> NotifyEVChargingNeeds) before PowerDelivery
+# closes the power path; a station whose TxStartPoint is PowerPathClosed (our own simulator's
+# default) or EnergyTransfer sends the needs first and its Started after them. We answer
+# Accepted: the need is acknowledged.
+async def test_needs_reported_before_the_transaction_started_are_the_sessions_need(controlled):
+    """A strict 2.0.1 station (tests/ocpp201_station.py) reports the car's needs on EVSE 1,
+    then starts the transaction there. Failed first: the need was dropped ("kept for
+    nothing"), the session planned on the site's default need and dwell."""
+    harness = controlled
+    departure = (datetime.now(UTC) + 3 * 60 * MIN).replace(microsecond=0)
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        answer = await station.call(_needs(1, 20_000, departure))
+        assert answer.status == "Accepted"
+        await station.start_transaction(1)
+        session = {}
+
+        async def taken() -> bool:
+            session.update(await _site_session(harness, "CP1", 1) or {})
+            return bool(session)
+        await wait_until_async(taken, 10, "the session on the site")
+        assert (session["need_source"], session["requested_wh"], session["departure"]) == (
+            "ev", 20_000, ocpp_time(departure)), session
+
+
+async def test_needs_reported_before_the_transaction_survive_a_sigkill(tmp_path):
+    """The same need after a SIGKILL of `smartcharge serve`: rebuilt from the stored report
+    before the station sends anything again (promise 1)."""
+    import signal
+
+    from sim_fixtures import STATION_PASSWORD
+    from tests.test_site_restart import Rig, listening
+    from tests.test_site_restart_v201 import _session, _site
+
+    rig = Rig(tmp_path)
+    rig.start_server()
+    try:
+        await listening(rig.http_url)
+        departure = (datetime.now(UTC) + 3 * 60 * MIN).replace(microsecond=0)
+        async with strict201(f"ws://127.0.0.1:{rig.port}/ocpp", "CP1", STATION_PASSWORD
+                             ) as station:
+            answer = await station.call(_needs(1, 20_000, departure))
+            assert answer.status == "Accepted"
+            await station.start_transaction(1)
+
+            async def taken() -> bool:
+                session = _session(await _site(rig), 1)
+                return session is not None and session["need_source"] == "ev"
+            await wait_until_async(taken, 10, "the car's need taken")
+            await rig.restart(signal.SIGKILL)
+        session = _session(await _site(rig), 1)
+        assert session is not None
+        assert (session["need_source"], session["requested_wh"], session["departure"]) == (
+            "ev", 20_000, ocpp_time(departure)), session
+    finally:
+        await rig.close()
