@@ -15,10 +15,18 @@ ClearedChargingLimit):
 Each re-plans. The controller asks `cap_w` per connector and slot and `car_min_w` when it
 builds a problem. After a restart `site/restore.py` feeds the stored events back in
 (`take_needs` with the energy the session had when the car asked).
+
+A car's needs may come before its session: ISO 15118-2 sends ChargeParameterDiscovery before
+PowerDelivery closes the power path, so a station whose transaction starts then (TxStartPoint
+PowerPathClosed or EnergyTransfer) reports the needs first and its Started after them. Such a
+need waits for the session that the site first hears of on its EVSE within `NEEDS_WAIT_S`
+(`needs_wait`, the same rule at a restart), and is taken as that session's, with nothing
+taken yet (answered Accepted, it was dropped: the car's energy and departure lost).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +43,16 @@ log = logging.getLogger(__name__)
 
 NEED_BY_PEOPLE = "operator"   # Session.need_source of a need set through the API
 NEED_BY_EV = "ev"
+# how long a need reported with no session on its EVSE waits for one: the power path closes
+# seconds after ChargeParameterDiscovery (a DC cable check, under a minute); much longer and
+# it may be another car's
+NEEDS_WAIT_S = 300.0
+
+
+def needs_wait(reported_at: datetime, session_known_at: datetime) -> bool:
+    """Whether a need reported with no session on its EVSE at `reported_at` (our clock) is the
+    need of the session first known there at `session_known_at`."""
+    return 0.0 <= (session_known_at - reported_at).total_seconds() <= NEEDS_WAIT_S
 
 
 class StationReports:
@@ -49,6 +67,8 @@ class StationReports:
         self.ev_max_w: dict[ConnectorRef, tuple[int, float]] = {}
         # connector -> (transaction, the least current its car said it takes [A per phase])
         self.ev_min_a: dict[ConnectorRef, tuple[int, float]] = {}
+        # connector -> the needs its car reported before its session began (ISO 15118)
+        self.waiting_needs: dict[ConnectorRef, ev.ChargingNeedsReported] = {}
 
     def on_event(self, event) -> None:
         if isinstance(event, ev.ChargingNeedsReported):
@@ -76,8 +96,9 @@ class StationReports:
         session = (self.state.session_by_id(event.transaction_id)
                    if event.transaction_id is not None else None) or self.state.sessions.get(ref)
         if session is None:
-            log.info("station %s EVSE %d: EV needs with no session running: kept for nothing",
-                     event.station_id, event.connector_id)
+            log.info("station %s EVSE %d: EV needs with no session running yet: kept for the "
+                     "session that begins there", event.station_id, event.connector_id)
+            self.waiting_needs[ref] = event
             return
         changed = False
         ev_max = self._ev_max_w(event, ref)
@@ -102,6 +123,17 @@ class StationReports:
             changed = True
         if changed:
             self.request_replan(f"ev-needs:{event.station_id}/{event.connector_id}")
+
+    def session_began(self, event: ev.SessionStarted, now: datetime) -> None:
+        """A session the site now runs on `event`'s connector: the needs its car reported
+        before it (if any, and recent) are its own, with nothing taken by then."""
+        ref = ConnectorRef(event.station_id, event.connector_id)
+        waiting = self.waiting_needs.pop(ref, None)
+        session = self.state.sessions.get(ref)
+        if waiting is None or session is None or session.transaction_id != event.transaction_id \
+                or not needs_wait(waiting.at, now):
+            return
+        self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id), 0.0)
 
     def _ev_max_w(self, event: ev.ChargingNeedsReported, ref: ConnectorRef) -> float | None:
         if event.max_power_w is not None:
