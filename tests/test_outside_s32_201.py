@@ -88,3 +88,40 @@ async def test_needs_reported_before_the_transaction_survive_a_sigkill(tmp_path)
             "ev", 20_000, ocpp_time(departure)), session
     finally:
         await rig.close()
+
+
+# -- a station whose transactionIds are numbers ------------------------------------------------
+# 2.0.1's transactionId is a string of up to 36 characters; many stations write numbers in it
+# ("4711"). `transaction-status?transaction_id=` reads ASCII digits as our session id, so such
+# a transaction could not be asked about at all: 422 "give the station's own transactionId as a
+# string" - which a query string cannot say - or, where one of our sessions on the station has
+# that number, the answer about another transaction.
+async def test_a_numeric_station_transaction_id_can_be_asked_about(controlled):
+    """Failed first: 422 (`station_transaction_id` not a parameter of the route)."""
+    harness = controlled
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        first = await station.start_transaction(1, transaction_id="tx-first")
+        await station.start_transaction(2, transaction_id="4711")
+        ours = {s["station_transaction_id"]: s["transaction_id"]
+                for s in await _sessions(harness)}
+        assert set(ours) == {first, "4711"}
+        async with harness.api.get(harness.url(
+                "/api/stations/CP1/transaction-status?station_transaction_id=4711")) as answer:
+            assert answer.status == 200, await answer.text()
+        async with harness.api.get(harness.url(
+                f"/api/stations/CP1/transaction-status?transaction_id={ours[first]}")) as answer:
+            assert answer.status == 200, await answer.text()
+        assert station.of("GetTransactionStatus") == [{"transactionId": "4711"},
+                                                      {"transactionId": first}]
+        # both at once cannot be meant
+        async with harness.api.get(harness.url(
+                "/api/stations/CP1/transaction-status?station_transaction_id=4711"
+                f"&transaction_id={ours[first]}")) as answer:
+            assert answer.status == 422, await answer.text()
+
+
+async def _sessions(harness) -> list[dict]:
+    async with harness.api.get(harness.url("/api/sessions")) as answer:
+        assert answer.status == 200
+        return await answer.json()
