@@ -90,6 +90,42 @@ async def test_needs_reported_before_the_transaction_survive_a_sigkill(tmp_path)
         await rig.close()
 
 
+
+async def test_needs_acknowledged_then_a_sigkill_before_the_started(tmp_path):
+    """Killed between the needs' Accepted and the Started: the need waits in the store, and the
+    session the restarted server hears of is its own. Failed first: 'default' (the waiting
+    need was in the dead process's memory only)."""
+    import signal
+
+    from sim_fixtures import STATION_PASSWORD
+    from tests.test_site_restart import Rig, listening
+    from tests.test_site_restart_v201 import _session, _site
+
+    rig = Rig(tmp_path)
+    rig.start_server()
+    try:
+        await listening(rig.http_url)
+        departure = (datetime.now(UTC) + 3 * 60 * MIN).replace(microsecond=0)
+        url = f"ws://127.0.0.1:{rig.port}/ocpp"
+        async with strict201(url, "CP1", STATION_PASSWORD) as station:
+            answer = await station.call(_needs(1, 20_000, departure))
+            assert answer.status == "Accepted"
+            await rig.restart(signal.SIGKILL)
+        # the station back (no reboot: a reconnect), its transaction starts now
+        async with strict201(url, "CP1", STATION_PASSWORD, boot=False) as station:
+            await station.start_transaction(1)
+            session = {}
+
+            async def known() -> bool:
+                session.update(_session(await _site(rig), 1) or {})
+                return bool(session)
+            await wait_until_async(known, 10, "the session on the site")
+        assert (session["need_source"], session["requested_wh"], session["departure"]) == (
+            "ev", 20_000, ocpp_time(departure)), session
+    finally:
+        await rig.close()
+
+
 # -- a station whose transactionIds are numbers ------------------------------------------------
 # 2.0.1's transactionId is a string of up to 36 characters; many stations write numbers in it
 # ("4711"). `transaction-status?transaction_id=` reads ASCII digits as our session id, so such
