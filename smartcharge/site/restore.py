@@ -161,7 +161,11 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
         event = events_json.from_json(data)
         if isinstance(event, ev.ChargingNeedsReported):
             if event.transaction_id is None:
-                event = _waiting_needs_of(event, open_rows)
+                waiting, event = event, _waiting_needs_of(event, open_rows)
+                if event is None and needs_wait(waiting.at, now):
+                    # no session there yet: it may still begin (killed before its Started)
+                    controller.reports.waiting_needs[
+                        ConnectorRef(waiting.station_id, waiting.connector_id)] = waiting
             if event is not None and event.transaction_id in registers_of:
                 latest_needs[event.transaction_id] = (event, from_db_time(received_at))
         elif isinstance(event, ev.ExternalLimitReported):
