@@ -161,3 +161,30 @@ async def _sessions(harness) -> list[dict]:
     async with harness.api.get(harness.url("/api/sessions")) as answer:
         assert answer.status == 200
         return await answer.json()
+
+
+async def test_needs_wait_past_an_older_transactions_late_started(controlled):
+    """The needs come, then the station's queue delivers an older transaction's Started (it
+    ended before; its Ended follows) - not the car that asked - then the new car's Started."""
+    from tests.v201_billing import tx_event
+    harness = controlled
+    now = datetime.now(UTC).replace(microsecond=0)
+    departure = now + 3 * 60 * MIN
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        assert (await station.call(_needs(1, 20_000, departure))).status == "Accepted"
+        await station.call(tx_event("Started", "older", 0, now - 60 * MIN, register_wh=100,
+                                    offline=True))
+        await station.start_transaction(1)
+        await station.call(tx_event("Ended", "older", 1, now - 30 * MIN, register_wh=900,
+                                    offline=True))
+        [new] = [s["transaction_id"] for s in await _sessions(harness)
+                 if s["station_transaction_id"] != "older"]
+        session = {}
+
+        async def known() -> bool:
+            session.clear()
+            session.update(await _site_session(harness, "CP1", 1) or {})
+            return session.get("session_id") == new
+        await wait_until_async(known, 10, "the new car's session on the site")
+        assert (session["need_source"], session["requested_wh"]) == ("ev", 20_000), session
