@@ -49,9 +49,15 @@ NEED_BY_EV = "ev"
 NEEDS_WAIT_S = 300.0
 
 
-def needs_wait(reported_at: datetime, session_known_at: datetime) -> bool:
+def needs_wait(reported_at: datetime, session_known_at: datetime,
+               session_started_at: datetime | None = None) -> bool:
     """Whether a need reported with no session on its EVSE at `reported_at` (our clock) is the
-    need of the session first known there at `session_known_at`."""
+    need of the session first known there at `session_known_at` (ours) that started at
+    `session_started_at` (the station's stamp; None: not known). One that started well before
+    the need - an older transaction from the station's queue - is not the car that asked."""
+    if session_started_at is not None \
+            and (reported_at - session_started_at).total_seconds() > NEEDS_WAIT_S:
+        return False
     return 0.0 <= (session_known_at - reported_at).total_seconds() <= NEEDS_WAIT_S
 
 
@@ -128,11 +134,17 @@ class StationReports:
         """A session the site now runs on `event`'s connector: the needs its car reported
         before it (if any, and recent) are its own, with nothing taken by then."""
         ref = ConnectorRef(event.station_id, event.connector_id)
-        waiting = self.waiting_needs.pop(ref, None)
-        session = self.state.sessions.get(ref)
-        if waiting is None or session is None or session.transaction_id != event.transaction_id \
-                or not needs_wait(waiting.at, now):
+        waiting = self.waiting_needs.get(ref)
+        if waiting is None:
             return
+        if not needs_wait(waiting.at, now):
+            del self.waiting_needs[ref]     # too old: another car's
+            return
+        session = self.state.sessions.get(ref)
+        if session is None or session.transaction_id != event.transaction_id \
+                or not needs_wait(waiting.at, now, event.at):
+            return     # an older transaction's late Started: not the car that asked
+        del self.waiting_needs[ref]
         self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id), 0.0)
 
     def _ev_max_w(self, event: ev.ChargingNeedsReported, ref: ConnectorRef) -> float | None:
