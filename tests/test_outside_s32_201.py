@@ -188,3 +188,30 @@ async def test_needs_wait_past_an_older_transactions_late_started(controlled):
             return session.get("session_id") == new
         await wait_until_async(known, 10, "the new car's session on the site")
         assert (session["need_source"], session["requested_wh"]) == ("ev", 20_000), session
+
+
+async def test_needs_of_a_car_that_left_are_not_the_next_cars(controlled):
+    """An ISO 15118 car reports its needs and leaves before its transaction (the EVSE reports
+    Available); another car plugs in within the 300 s and starts: the first car's 20 kWh, its
+    departure and its 16 A are not this one's."""
+    harness = controlled
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        await station.call(call.StatusNotification(
+            timestamp=ocpp_time(now), connector_status="Occupied", evse_id=1, connector_id=1))
+        assert (await station.call(_needs(1, 20_000, now + 3 * 60 * MIN))).status == "Accepted"
+        await station.call(call.StatusNotification(
+            timestamp=ocpp_time(now + MIN / 6), connector_status="Available", evse_id=1,
+            connector_id=1))
+        await station.call(call.StatusNotification(
+            timestamp=ocpp_time(now + MIN / 3), connector_status="Occupied", evse_id=1,
+            connector_id=1))
+        await station.start_transaction(1)
+        session = {}
+
+        async def known() -> bool:
+            session.update(await _site_session(harness, "CP1", 1) or {})
+            return bool(session)
+        await wait_until_async(known, 10, "the session on the site")
+        assert session["need_source"] == "default", session
