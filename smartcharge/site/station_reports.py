@@ -147,6 +147,11 @@ class StationReports:
         del self.waiting_needs[ref]
         self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id), 0.0)
 
+    def connector_freed(self, ref: ConnectorRef) -> None:
+        """Its connector reads Available: the car whose needs wait there left before its
+        session (they are not the next car's)."""
+        self.waiting_needs.pop(ref, None)
+
     def _ev_max_w(self, event: ev.ChargingNeedsReported, ref: ConnectorRef) -> float | None:
         if event.max_power_w is not None:
             return float(event.max_power_w)
