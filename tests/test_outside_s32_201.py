@@ -215,3 +215,28 @@ async def test_needs_of_a_car_that_left_are_not_the_next_cars(controlled):
             return bool(session)
         await wait_until_async(known, 10, "the session on the site")
         assert session["need_source"] == "default", session
+
+
+async def test_needs_after_a_reboot_closed_the_session_count_what_it_took(controlled):
+    """A station reboots with its car charging (the session closed by its boot, 3 kWh taken),
+    the car negotiates again and reports 20 kWh more, then the station's next event shows the
+    transaction went on (reopened): the car's need is 3 + 20 kWh, not 20."""
+    from tests.v201_billing import tx_event
+    harness = controlled
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        await station.call(tx_event("Started", "tx-r", 0, now - 20 * MIN, register_wh=1_000))
+        await station.call(tx_event("Updated", "tx-r", 1, now - 10 * MIN, register_wh=4_000))
+        await station.boot()
+        await station.call(_needs(1, 20_000, now + 3 * 60 * MIN))
+        await station.call(tx_event("Updated", "tx-r", 2, datetime.now(UTC) + MIN / 6,
+                                    trigger="ChargingStateChanged"))
+        session = {}
+
+        async def reopened() -> bool:
+            session.update(await _site_session(harness, "CP1", 1) or {})
+            return bool(session)
+        await wait_until_async(reopened, 10, "the session reopened on the site")
+        assert (session["need_source"], session["energy_wh"], session["requested_wh"]) == (
+            "ev", 3_000, 23_000), session
