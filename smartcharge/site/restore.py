@@ -197,8 +197,7 @@ def _waiting_needs_of(event: ev.ChargingNeedsReported, open_rows: dict[int, Sess
     (first stored within `NEEDS_WAIT_S` after it) - None when there is none."""
     for row in open_rows.values():
         if (row.station_id, row.connector_id) == (event.station_id, event.connector_id) \
-                and needs_wait(event.at, from_db_time(row.created_at),
-                               from_db_time(row.start_time)):
+                and needs_wait(event.at, from_db_time(row.created_at)):
             return dataclasses.replace(event, transaction_id=row.transaction_id)
     return None
 

@@ -49,15 +49,9 @@ NEED_BY_EV = "ev"
 NEEDS_WAIT_S = 300.0
 
 
-def needs_wait(reported_at: datetime, session_known_at: datetime,
-               session_started_at: datetime | None = None) -> bool:
+def needs_wait(reported_at: datetime, session_known_at: datetime) -> bool:
     """Whether a need reported with no session on its EVSE at `reported_at` (our clock) is the
-    need of the session first known there at `session_known_at` (ours) that started at
-    `session_started_at` (the station's stamp; None: not known). One that started well before
-    the need - an older transaction from the station's queue - is not the car that asked."""
-    if session_started_at is not None \
-            and (reported_at - session_started_at).total_seconds() > NEEDS_WAIT_S:
-        return False
+    need of the session first known there at `session_known_at` (ours)."""
     return 0.0 <= (session_known_at - reported_at).total_seconds() <= NEEDS_WAIT_S
 
 
@@ -132,7 +126,9 @@ class StationReports:
 
     def session_began(self, event: ev.SessionStarted, now: datetime) -> None:
         """A session the site now runs on `event`'s connector: the needs its car reported
-        before it (if any, and recent) are its own, with nothing taken by then."""
+        before it (if any, and recent) are its own, on top of what it has taken now (nothing,
+        for a session just begun; its energy so far, for one a reboot closed that its
+        station's next message reopened)."""
         ref = ConnectorRef(event.station_id, event.connector_id)
         waiting = self.waiting_needs.get(ref)
         if waiting is None:
@@ -141,11 +137,10 @@ class StationReports:
             del self.waiting_needs[ref]     # too old: another car's
             return
         session = self.state.sessions.get(ref)
-        if session is None or session.transaction_id != event.transaction_id \
-                or not needs_wait(waiting.at, now, event.at):
-            return     # an older transaction's late Started: not the car that asked
+        if session is None or session.transaction_id != event.transaction_id or event.queued:
+            return     # an older transaction from the station's queue: not the car that asked
         del self.waiting_needs[ref]
-        self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id), 0.0)
+        self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id))
 
     def connector_freed(self, ref: ConnectorRef) -> None:
         """Its connector reads Available: the car whose needs wait there left before its
