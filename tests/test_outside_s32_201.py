@@ -9,10 +9,15 @@ from datetime import UTC, datetime, timedelta
 from ocpp.v201 import call
 
 from tests.conftest import PASSWORD, ocpp_time
+from tests.hang_budget import hang_budget_s
 from tests.ocpp201_station import station201 as strict201
 from tests.test_site_restart_v201 import wait_until_async
 
 MIN = timedelta(minutes=1)
+# how long the stations of the `smartcharge serve` tests wait for an answer: the library's 30 s
+# by the hang budget - a freshly started server beside four copies and two burners (load ~24)
+# once took more than 30 s to answer a Started; these tests are about what it answers
+ANSWER_S = hang_budget_s(30)
 
 
 def _needs(evse_id: int, energy_wh: int, departure: datetime) -> call.NotifyEVChargingNeeds:
@@ -71,8 +76,8 @@ async def test_needs_reported_before_the_transaction_survive_a_sigkill(tmp_path)
     try:
         await listening(rig.http_url)
         departure = (datetime.now(UTC) + 3 * 60 * MIN).replace(microsecond=0)
-        async with strict201(f"ws://127.0.0.1:{rig.port}/ocpp", "CP1", STATION_PASSWORD
-                             ) as station:
+        async with strict201(f"ws://127.0.0.1:{rig.port}/ocpp", "CP1", STATION_PASSWORD,
+                             response_timeout_s=ANSWER_S) as station:
             answer = await station.call(_needs(1, 20_000, departure))
             assert answer.status == "Accepted"
             await station.start_transaction(1)
@@ -107,12 +112,14 @@ async def test_needs_acknowledged_then_a_sigkill_before_the_started(tmp_path):
         await listening(rig.http_url)
         departure = (datetime.now(UTC) + 3 * 60 * MIN).replace(microsecond=0)
         url = f"ws://127.0.0.1:{rig.port}/ocpp"
-        async with strict201(url, "CP1", STATION_PASSWORD) as station:
+        async with strict201(url, "CP1", STATION_PASSWORD,
+                             response_timeout_s=ANSWER_S) as station:
             answer = await station.call(_needs(1, 20_000, departure))
             assert answer.status == "Accepted"
             await rig.restart(signal.SIGKILL)
         # the station back (no reboot: a reconnect), its transaction starts now
-        async with strict201(url, "CP1", STATION_PASSWORD, boot=False) as station:
+        async with strict201(url, "CP1", STATION_PASSWORD, boot=False,
+                             response_timeout_s=ANSWER_S) as station:
             await station.start_transaction(1)
             session = {}
 
