@@ -20,8 +20,10 @@ A car's needs may come before its session: ISO 15118-2 sends ChargeParameterDisc
 PowerDelivery closes the power path, so a station whose transaction starts then (TxStartPoint
 PowerPathClosed or EnergyTransfer) reports the needs first and its Started after them. Such a
 need waits for the session that the site first hears of on its EVSE within `NEEDS_WAIT_S`
-(`needs_wait`, the same rule at a restart), and is taken as that session's, with nothing
-taken yet (answered Accepted, it was dropped: the car's energy and departure lost).
+(`needs_wait`, the same rule at a restart), and is taken as that session's on top of what it
+has taken then - nothing for one just begun (answered Accepted, it was dropped: the car's energy
+and departure lost). Not an older transaction's from the station's queue (announced by an
+offline event), nor the next car's once the connector reads Available.
 """
 
 from __future__ import annotations
