@@ -78,6 +78,9 @@ class SessionStarted:
     # where `meter_start_wh` was measured (2.0.1: its Transaction.Begin value's OCPP location);
     # None: not said (1.6's meterStart) - it starts whichever location's chain the samples use
     meter_start_location: str | None = None
+    # announced by a message from the station's offline queue (2.0.1 `offline`): it began
+    # while the station could not tell us, not now
+    queued: bool = False
 
 
 @dataclass(frozen=True)

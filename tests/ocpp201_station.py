@@ -50,8 +50,8 @@ class StationSetup:
 
 class Station201(ChargePoint):
     def __init__(self, station_id: str, connection, setup: StationSetup | None = None,
-                 clock=None):
-        super().__init__(station_id, connection)
+                 clock=None, response_timeout_s: float = 30.0):
+        super().__init__(station_id, connection, response_timeout=response_timeout_s)
         self.setup = setup or StationSetup()
         self.clock = clock
         s = self.setup
@@ -267,7 +267,8 @@ class Station201(ChargePoint):
 
 @contextlib.asynccontextmanager
 async def station201(ws_url: str, station_id: str, password: str | None = None, *,
-                     setup: StationSetup | None = None, clock=None, boot: bool = True):
+                     setup: StationSetup | None = None, clock=None, boot: bool = True,
+                     response_timeout_s: float = 30.0):
     """Connect a strict 2.0.1 station to `ws_url/station_id` (security profile 1 with a
     password), boot it, run it; closed on exit."""
     headers = {}
@@ -278,7 +279,8 @@ async def station201(ws_url: str, station_id: str, password: str | None = None, 
         async with session.ws_connect(f"{ws_url}/{station_id}", protocols=("ocpp2.0.1",),
                                       headers=headers) as ws:
             assert ws.protocol == "ocpp2.0.1", ws.protocol
-            station = Station201(station_id, WsConnection(ws), setup, clock)
+            station = Station201(station_id, WsConnection(ws), setup, clock,
+                                 response_timeout_s)
             runner = asyncio.ensure_future(station.start())
             try:
                 if boot:

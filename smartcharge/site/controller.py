@@ -198,6 +198,11 @@ class SiteController:
         elif change == st.STATUS:   # 1.6: a session's state is its connector's status
             self.closed_loop.on_charging_state(
                 ConnectorRef(event.station_id, event.connector_id), event.status)
+            if event.status == "Available":
+                self.reports.connector_freed(ConnectorRef(event.station_id, event.connector_id))
+        if isinstance(event, events.SessionStarted):
+            # a car's needs reported before its session (ISO 15118, 2.0.1): now its own
+            self.reports.session_began(event, self.clock.now())
         if isinstance(event, events.ChargingStateChanged):   # 2.0.1
             self.closed_loop.on_charging_state(
                 ConnectorRef(event.station_id, event.connector_id), event.state,

@@ -28,6 +28,7 @@ each from the sessions that had ended when it started.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 
@@ -42,6 +43,7 @@ from smartcharge.store_reports import site_events
 from smartcharge.site.estimates import PastSession
 from smartcharge.site.obligations import event_from_row
 from smartcharge.site.state import REBOOT
+from smartcharge.site.station_reports import needs_wait
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.store import SessionRow, from_db_time
 
@@ -101,7 +103,8 @@ async def restore(controller, store) -> dict[str, int]:
                 row.station_id, row.connector_id, row.transaction_id,
                 from_db_time(row.stop_time) or now, None, REBOOT, implicit=True))
     registers_of = {row.transaction_id: registers for row, _, registers, _, _ in sessions}
-    needs, limits = _restore_reports(controller, reported, registers_of, now)
+    needs, limits = _restore_reports(controller, reported, registers_of,
+                                     {row.transaction_id: row for row, *_ in sessions}, now)
     counts = {"events": len(obligations.events), "cap_windows": len(obligations.cap_windows),
               "undeclared_connectors": len(controller.state.undeclared),
               "operator_cap": int(obligations.operator_cap is not None), "sessions": restored,
@@ -148,16 +151,23 @@ def _restore_limits(limits, obligations: ob.Obligations) -> None:
 
 def _restore_reports(controller, reported: list[tuple[dict, str]],
                      registers_of: dict[int, list[tuple[str, float, str, str, frozenset[str]]]],
-                     now: datetime) -> tuple[int, int]:
+                     open_rows: dict[int, SessionRow], now: datetime) -> tuple[int, int]:
     """Feed the stored report events back to the site: each open session's latest car needs
-    (with what it had taken by then) and the external limits still in force. Returns how many
-    of each."""
+    (with what it had taken by then; a need reported before the session, on its EVSE, by the
+    live rule: `station_reports.needs_wait`) and the external limits still in force. Returns
+    how many of each."""
     latest_needs: dict[int, tuple[ev.ChargingNeedsReported, datetime]] = {}
     external: dict[tuple, ev.ExternalLimitReported] = {}
     for data, received_at in reported:
         event = events_json.from_json(data)
         if isinstance(event, ev.ChargingNeedsReported):
-            if event.transaction_id in registers_of:
+            if event.transaction_id is None:
+                waiting, event = event, _waiting_needs_of(event, open_rows)
+                if event is None and needs_wait(waiting.at, now):
+                    # no session there yet: it may still begin (killed before its Started)
+                    controller.reports.waiting_needs[
+                        ConnectorRef(waiting.station_id, waiting.connector_id)] = waiting
+            if event is not None and event.transaction_id in registers_of:
                 latest_needs[event.transaction_id] = (event, from_db_time(received_at))
         elif isinstance(event, ev.ExternalLimitReported):
             external[(event.station_id, event.connector_id, event.source)] = event
@@ -180,6 +190,17 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
     for event in in_force:
         controller.reports.on_event(event)
     return len(latest_needs), len(in_force)
+
+
+def _waiting_needs_of(event: ev.ChargingNeedsReported, open_rows: dict[int, SessionRow]
+                      ) -> ev.ChargingNeedsReported | None:
+    """A need reported with no session on its EVSE, as the open session there it waited for
+    (first stored within `NEEDS_WAIT_S` after it) - None when there is none."""
+    for row in open_rows.values():
+        if (row.station_id, row.connector_id) == (event.station_id, event.connector_id) \
+                and needs_wait(event.at, from_db_time(row.created_at)):
+            return dataclasses.replace(event, transaction_id=row.transaction_id)
+    return None
 
 
 def _ended(event: ev.ExternalLimitReported, now: datetime) -> bool:

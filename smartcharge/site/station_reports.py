@@ -15,10 +15,20 @@ ClearedChargingLimit):
 Each re-plans. The controller asks `cap_w` per connector and slot and `car_min_w` when it
 builds a problem. After a restart `site/restore.py` feeds the stored events back in
 (`take_needs` with the energy the session had when the car asked).
+
+A car's needs may come before its session: ISO 15118-2 sends ChargeParameterDiscovery before
+PowerDelivery closes the power path, so a station whose transaction starts then (TxStartPoint
+PowerPathClosed or EnergyTransfer) reports the needs first and its Started after them. Such a
+need waits for the session that the site first hears of on its EVSE within `NEEDS_WAIT_S`
+(`needs_wait`, the same rule at a restart), and is taken as that session's on top of what it
+has taken then - nothing for one just begun (answered Accepted, it was dropped: the car's energy
+and departure lost). Not an older transaction's from the station's queue (announced by an
+offline event), nor the next car's once the connector reads Available.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +45,16 @@ log = logging.getLogger(__name__)
 
 NEED_BY_PEOPLE = "operator"   # Session.need_source of a need set through the API
 NEED_BY_EV = "ev"
+# how long a need reported with no session on its EVSE waits for one: the power path closes
+# seconds after ChargeParameterDiscovery (a DC cable check, under a minute); much longer and
+# it may be another car's
+NEEDS_WAIT_S = 300.0
+
+
+def needs_wait(reported_at: datetime, session_known_at: datetime) -> bool:
+    """Whether a need reported with no session on its EVSE at `reported_at` (our clock) is the
+    need of the session first known there at `session_known_at` (ours)."""
+    return 0.0 <= (session_known_at - reported_at).total_seconds() <= NEEDS_WAIT_S
 
 
 class StationReports:
@@ -49,6 +69,8 @@ class StationReports:
         self.ev_max_w: dict[ConnectorRef, tuple[int, float]] = {}
         # connector -> (transaction, the least current its car said it takes [A per phase])
         self.ev_min_a: dict[ConnectorRef, tuple[int, float]] = {}
+        # connector -> the needs its car reported before its session began (ISO 15118)
+        self.waiting_needs: dict[ConnectorRef, ev.ChargingNeedsReported] = {}
 
     def on_event(self, event) -> None:
         if isinstance(event, ev.ChargingNeedsReported):
@@ -76,8 +98,9 @@ class StationReports:
         session = (self.state.session_by_id(event.transaction_id)
                    if event.transaction_id is not None else None) or self.state.sessions.get(ref)
         if session is None:
-            log.info("station %s EVSE %d: EV needs with no session running: kept for nothing",
-                     event.station_id, event.connector_id)
+            log.info("station %s EVSE %d: EV needs with no session running yet: kept for the "
+                     "session that begins there", event.station_id, event.connector_id)
+            self.waiting_needs[ref] = event
             return
         changed = False
         ev_max = self._ev_max_w(event, ref)
@@ -102,6 +125,29 @@ class StationReports:
             changed = True
         if changed:
             self.request_replan(f"ev-needs:{event.station_id}/{event.connector_id}")
+
+    def session_began(self, event: ev.SessionStarted, now: datetime) -> None:
+        """A session the site now runs on `event`'s connector: the needs its car reported
+        before it (if any, and recent) are its own, on top of what it has taken now (nothing,
+        for a session just begun; its energy so far, for one a reboot closed that its
+        station's next message reopened)."""
+        ref = ConnectorRef(event.station_id, event.connector_id)
+        waiting = self.waiting_needs.get(ref)
+        if waiting is None:
+            return
+        if not needs_wait(waiting.at, now):
+            del self.waiting_needs[ref]     # too old: another car's
+            return
+        session = self.state.sessions.get(ref)
+        if session is None or session.transaction_id != event.transaction_id or event.queued:
+            return     # an older transaction from the station's queue: not the car that asked
+        del self.waiting_needs[ref]
+        self._needs(dataclasses.replace(waiting, transaction_id=event.transaction_id))
+
+    def connector_freed(self, ref: ConnectorRef) -> None:
+        """Its connector reads Available: the car whose needs wait there left before its
+        session (they are not the next car's)."""
+        self.waiting_needs.pop(ref, None)
 
     def _ev_max_w(self, event: ev.ChargingNeedsReported, ref: ConnectorRef) -> float | None:
         if event.max_power_w is not None:

@@ -20,7 +20,8 @@ routes and bodies as 1.6: each becomes one `ocpp.v201.call.*` request, checked a
 |                        |                              | SmartChargingCtrlr.Enabled other than true)|
 | clear-charging-profile | ClearChargingProfile         | id, or connector_id/purpose/stack_level    |
 | composite-schedule     | GetCompositeSchedule         | connector_id -> evseId                     |
-| transaction-status     | GetTransactionStatus (2.0.1) | ?transaction_id= as for remote-stop        |
+| transaction-status     | GetTransactionStatus (2.0.1) | ?transaction_id= (ours: digits) or         |
+|                        |                              | ?station_transaction_id= (the station's)   |
 """
 
 from __future__ import annotations
@@ -167,7 +168,14 @@ def _composite(b: Fields, query: Mapping[str, str]) -> call.GetCompositeSchedule
 
 
 def _transaction_status(b: Fields, query: Mapping[str, str]):
-    text = query.get("transaction_id")
+    text, theirs = query.get("transaction_id"), query.get("station_transaction_id")
+    if theirs is not None:
+        # the station's own id as it writes it: digits too (many stations number their
+        # transactions), which `transaction_id` reads as ours
+        if text is not None:
+            raise CommandInvalid("give transaction_id (our session id) or "
+                                 "station_transaction_id (the station's own), not both")
+        return _transaction(theirs, "GetTransactionStatus")
     if text is None:
         return call.GetTransactionStatus()
     # ASCII digits: our session id (str.isdigit also takes digits int() does not read, "²");
@@ -219,7 +227,8 @@ class V201Commands(BuiltCommands):
         station_tx = await station_transaction(link, request.our_transaction_id)
         if station_tx is None:
             raise CommandInvalid(f"no transaction {request.our_transaction_id} known on this "
-                                 "station (give the station's own transactionId as a string)")
+                                 "station (give the station's own transactionId as a string; "
+                                 "in a query: station_transaction_id)")
         return _transaction(station_tx, request.action)
 
     def action(self, request: Any) -> str:

@@ -106,7 +106,8 @@ class TransactionHandlers:
                 self.id, session.connector_id, session.transaction_id, session.id_tag or "",
                 session.meter_start_wh, from_db_time(session.start_time) or event.timestamp,
                 outcome.closed[0].transaction_id if outcome.closed else None,
-                meter_start_location=_begin_location(event, session.meter_start_wh)))
+                meter_start_location=_begin_location(event, session.meter_start_wh),
+                queued=event.offline))
         if session.connector_id is not None:
             for sampled in samples_to_events(self.id, session.connector_id,
                                              session.transaction_id, list(event.readings),
