@@ -1,9 +1,9 @@
 """The audit of sent profiles (the `profiles_sent` table) is written in the background after a
-round (`Dispatcher.run_audit`), and on demand by `Dispatcher.flush_audit` - what a reader after
-a round (the tests' `_rows`, `close`) calls before it reads. A flush that returned while the
-background one was still writing the rows it had taken let the reader miss them:
-tests/test_dispatch_resend.py's `small_raise...[1.6]` once read [] for a round that had sent
-a TxProfile (full suite, session 31's end)."""
+round (`Dispatcher.run_audit`), and on demand by `Dispatcher.flush_audit`. A flush that found
+the background one writing returned at once, before the rows that one had taken were
+committed. A reader through `SqliteStore.run` was not hurt (the store runs its work in the
+order it was handed in: the read after the insert), but one outside that order - the read-only
+connection (`SqliteStore.read`), another process on the file - read nothing yet."""
 
 import asyncio
 import sqlite3

@@ -335,9 +335,10 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
             await self.flush_audit()
 
     async def flush_audit(self) -> None:
-        """Every sent profile recorded so far is in the store when this returns. A flush
+        """Every sent profile recorded so far is committed when this returns. A flush
         already writing (the background one after a round) is waited for: returning at once
-        with the list it had emptied, a reader after a round missed that round's rows."""
+        with the list it had emptied, a reader outside the store's order of work (its
+        read-only connection, another process) read nothing yet."""
         async with self._audit_lock:
             rows, self._audit = self._audit, []
             if not rows or self.store is None:
