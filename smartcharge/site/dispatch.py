@@ -167,6 +167,9 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         self._setup_retries: dict[str, tuple[object, int, bool]] = {}
         self._audit: list[tuple] = []
         self._audit_wake = asyncio.Event()
+        # one flush at a time: a flush returns once every row recorded before it is stored,
+        # also those a flush already writing took (tests/test_dispatch_audit_flush.py)
+        self._audit_lock = asyncio.Lock()
         self._tasks = OwnedTasks(log, "dispatch")
         self._probed: dict[ConnectorRef, datetime] = {}
         self._shares: dict = {}
@@ -332,13 +335,18 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
             await self.flush_audit()
 
     async def flush_audit(self) -> None:
-        rows, self._audit = self._audit, []
-        if not rows or self.store is None:
-            return
-        try:   # by name: the store's writer process takes it (store_ops.StoreOp)
-            await self.store.run(StoreOp("insert_profiles_sent", rows))
-        except Exception:
-            log.exception("could not record %d sent profiles in the audit table", len(rows))
+        """Every sent profile recorded so far is committed when this returns. A flush
+        already writing (the background one after a round) is waited for: returning at once
+        with the list it had emptied, a reader outside the store's order of work (its
+        read-only connection, another process) read nothing yet."""
+        async with self._audit_lock:
+            rows, self._audit = self._audit, []
+            if not rows or self.store is None:
+                return
+            try:   # by name: the store's writer process takes it (store_ops.StoreOp)
+                await self.store.run(StoreOp("insert_profiles_sent", rows))
+            except Exception:
+                log.exception("could not record %d sent profiles in the audit table", len(rows))
 
     async def close(self) -> None:
         await self._tasks.close()

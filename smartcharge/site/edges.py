@@ -105,13 +105,18 @@ def held(start: datetime, offsets_s: list[float], powers_w: list[float],
          installed: steps.Step, until: datetime
          ) -> tuple[list[float], list[float]]:
     """(offsets, powers) of a schedule from `start` no higher than `installed` (moments, values)
-    before `until`. Moments fall on whole seconds of the schedule: where the schedule rises, at
-    or after the moment; where it falls, at or before it."""
+    before `until`. Moments fall on whole seconds of the schedule as it is sent - counted from
+    `start` truncated to the second (`schedules.schedule_rates`): where the schedule rises, at
+    or after the moment; where it falls, at or before it. (Floored from a start with a
+    fraction, a fall on a whole second - every slot edge - went out a second early, and the
+    next round, built without this, read that as a decrease: tests/test_edges_held_whole_seconds.py.)"""
     schedule = [(start + timedelta(seconds=o), p) for o, p in zip(offsets_s, powers_w)]
     if not installed or until <= start:
         return list(offsets_s), list(powers_w)
     moments = sorted({start, until} | {m for m, _ in schedule if start < m}
                      | {m for m, _ in installed if start < m < until})
+    # the sent schedule's whole seconds count from here; the offsets returned from `start`
+    fraction_s = start.microsecond / 1e6
     out: list[tuple[float, float]] = []
     for moment in moments:
         value = steps.value_at(schedule, moment)
@@ -122,7 +127,7 @@ def held(start: datetime, offsets_s: list[float], powers_w: list[float],
             continue
         if value == out[-1][1]:
             continue
-        offset = (moment - start).total_seconds()
+        offset = (moment - start).total_seconds() + fraction_s
         if value > out[-1][1]:      # a raise: never sooner (a second later if two meet)
             out.append((max(float(math.ceil(offset)), out[-1][0] + 1.0), value))
         elif math.floor(offset) > out[-1][0]:
@@ -131,7 +136,7 @@ def held(start: datetime, offsets_s: list[float], powers_w: list[float],
             out[-1] = (out[-1][0], value)
             if len(out) > 1 and out[-2][1] == value:
                 out.pop()
-    return [o for o, _ in out], [v for _, v in out]
+    return [0.0] + [o - fraction_s for o, _ in out[1:]], [v for _, v in out]
 
 
 __all__ = ["edge_safe", "end_kept", "end_delay_s", "held", "raise_delay_s"]
