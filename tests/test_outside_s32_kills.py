@@ -1,0 +1,168 @@
+"""Session 32, an outside judge of durability: kills and stops at bad moments, on real
+`smartcharge serve` processes, real SQLite files and real OCPP stations (docs/promises.md,
+"Audit, session 32 (kills)"). Each test failed before its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import timedelta
+
+import aiohttp
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+from smartcharge.clock import SystemClock
+from smartcharge.sim.connection import ConnectionClosed, WsConnection
+from smartcharge.sim.profiles import ProfileStore, parse_profile
+from tests.hang_budget import hang_budget_s
+from tests.sim_fixtures import STATION_PASSWORD
+from tests.test_kill_points import Server
+
+MAX_W = 22_080.0          # each connector's maximum (32 A, 3 phases at 230 V)
+CLOCK = SystemClock()
+
+
+class Bare16(ChargePoint):
+    """A bare `ocpp` 1.6 station of one connector that keeps the profiles it takes in the
+    simulator's profile store (what it runs on once we are gone). `hang_defaults`: it leaves
+    every TxDefaultProfile request unanswered - and untaken - while it stays connected and
+    answers everything else (each inbound message is handled on its own, as firmware does)."""
+
+    def __init__(self, station_id: str, connection, store: ProfileStore | None = None) -> None:
+        super().__init__(station_id, connection, response_timeout=10)
+        self.store = store or ProfileStore(connector_ids=(1,))
+        self.hang_defaults = False
+        self.hung = 0
+        self._handling: set[asyncio.Task] = set()
+
+    async def route_message(self, raw_msg):
+        task = asyncio.create_task(super().route_message(raw_msg))
+        self._handling.add(task)
+        task.add_done_callback(self._handling.discard)
+
+    @on(Action.set_charging_profile)
+    async def set_profile(self, connector_id, cs_charging_profiles, **_):
+        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
+        if self.hang_defaults and profile.purpose == "TxDefaultProfile":
+            self.hung += 1
+            await asyncio.Event().wait()
+        self.store.install(profile, None)
+        return call_result.SetChargingProfile(status="Accepted")
+
+    @on(Action.clear_charging_profile)
+    def clear_profile(self, **_):
+        return call_result.ClearChargingProfile(status="Accepted")
+
+    @on(Action.get_configuration)
+    def get_configuration(self, key=None, **_):
+        return call_result.GetConfiguration(configuration_key=[], unknown_key=key or None)
+
+    @on(Action.change_configuration)
+    def change_configuration(self, **_):
+        return call_result.ChangeConfiguration(status="Rejected")
+
+    @on(Action.get_composite_schedule)
+    def composite(self, **_):
+        return call_result.GetCompositeSchedule(status="Rejected")
+
+    def idle_w(self, hours: float) -> float:
+        """What its own profiles let its idle connector draw `hours` from now (every plan and
+        idle share of ours has ended two hours on: its fail-safe default)."""
+        at = CLOCK.now() + timedelta(hours=hours)
+        limit = self.store.limit_w(1, at, None, voltage_v=230.0, phases_in_use=3)
+        return MAX_W if limit is None else min(limit, MAX_W)
+
+
+class Bare16Fleet:
+    """Bare stations CP1..CPn, connected (and booted) again after each restart, their profile
+    stores kept: a station keeps what it holds while we are gone."""
+
+    def __init__(self, http: aiohttp.ClientSession, server: Server, n: int) -> None:
+        self.http, self.server = http, server
+        self.ids = [f"CP{i}" for i in range(1, n + 1)]
+        self.stations: dict[str, Bare16] = {}
+        self._serving: list[asyncio.Task] = []
+
+    async def connect(self) -> None:
+        for task in self._serving:
+            task.cancel()
+        self._serving = []
+        await self.server.wait_listening()
+        for sid in self.ids:
+            auth = base64.b64encode(f"{sid}:{STATION_PASSWORD}".encode()).decode()
+            ws = await self.http.ws_connect(
+                f"ws://127.0.0.1:{self.server.port}/ocpp/{sid}", protocols=("ocpp1.6",),
+                headers={"Authorization": f"Basic {auth}"})
+            old = self.stations.get(sid)
+            station = Bare16(sid, WsConnection(ws), old.store if old else None)
+            station.hang_defaults = old.hang_defaults if old else False
+            self.stations[sid] = station
+            self._serving.append(asyncio.create_task(_serve(station)))
+            await station.call(call.BootNotification(charge_point_vendor="Bare",
+                                                     charge_point_model="B"), suppress=False)
+            await station.call(call.StatusNotification(connector_id=1, error_code="NoError",
+                                                       status="Available"), suppress=False)
+
+    def close(self) -> None:
+        for task in self._serving:
+            task.cancel()
+
+
+async def _serve(station: Bare16) -> None:
+    try:
+        await station.start()
+    except ConnectionClosed:
+        pass   # we were killed: it keeps what it holds
+
+
+async def until(predicate, timeout_s: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hang_budget_s(timeout_s)
+    while not predicate():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path):
+    """CP1 and CP2 hold 22 kW defaults (a 44 kW grid). We are SIGKILLed; the grid is lowered
+    to 30 kW in the site file; we start again, and CP2 leaves its set-up's default unanswered
+    (and untaken: it still holds 22 kW) while staying connected. Both held at their stored
+    22 kW, each is cut to 7.9 kW - then CP2's set-up ends unanswered and CP2 was let go of
+    its hold as if it had taken its share: an operator's 29 kW cap then left CP1 on 7.9 kW
+    beside CP2's 22 kW (29.9 kW) - the cap's 2xx said CP1 acknowledged - and with us killed
+    for good the stations' own profiles summed over the cap for as long as they ran."""
+    server = Server(tmp_path, stations=2)
+    site = server.site_file.read_text()
+    cap_w = 29_000
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2)
+            server.start()
+            await fleet.connect()
+            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
+            await until(lambda: all(s.store.profiles and s.idle_w(2) == MAX_W
+                                    for s in (cp1, cp2)), 30, "both defaults at 22 kW")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            server.site_file.write_text(site.replace(f"limit_w = {2 * int(MAX_W)}",
+                                                     "limit_w = 30000"))
+            cp2.hang_defaults = True
+            server.start()
+            await fleet.connect()
+            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
+            log = tmp_path / "server.log"
+            await until(lambda: b"CP2: setup postponed (no answer to the default"
+                        in log.read_bytes(), 60, "CP2's set-up given up")
+            assert cp2.idle_w(2) == MAX_W and cp2.hung
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+            assert status == 200, body
+            server.process.kill()   # gone for good: the stations run on what they hold
+            server.process.wait(timeout=10)
+            for hours in (0.5, 2, 6):
+                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+                assert sum(held_w) <= cap_w + 1, (hours, held_w, body)
+            fleet.close()
+    finally:
+        server.stop()
