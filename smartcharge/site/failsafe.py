@@ -133,7 +133,15 @@ class FailSafeSetup:
                     # answer holds through the sends); else queued with the others (s29-boot)
                     unanswered = await self._send_defaults(
                         control, queue_record=moved or not connectors_to_ask(self, control))
-                    self.release_offline(station_id)
+                    if unanswered:
+                        # it may not have taken them (nor let go of what it held): held as
+                        # when it is offline until a set-up's defaults are answered. Let go,
+                        # the others' defaults were shared as if it had taken its share - a
+                        # 29 kW cap left CP1 on 7.9 kW beside CP2's old 22 kW after a restart
+                        # (tests/test_outside_s32_kills.py)
+                        self.hold_offline(station_id)
+                    else:
+                        self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
                     # known here (a car whose TxProfile ran out while it was away draws its
                     # old default), so a raise relying on these waits the settle time - in
@@ -417,7 +425,8 @@ class FailSafeSetup:
 
     # --- what an offline station holds -----------------------------------------------------
     def hold_offline(self, station_id: str) -> None:
-        """Its connection dropped: it keeps the fail-safe defaults it accepted (or its maximum
+        """Its connection dropped (or its set-up's defaults went unanswered: it may not have
+        taken them): it keeps the fail-safe defaults it accepted (or its maximum
         where none is known accepted) whatever we decide until it is set up again, so the other
         stations' defaults are shared in what they leave. Sized as if it had taken a new share,
         a cap lowered while it was away left the site over the cap once we were gone too
