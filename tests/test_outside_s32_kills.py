@@ -166,3 +166,37 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
             fleet.close()
     finally:
         server.stop()
+
+
+async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_old_one(tmp_path):
+    """CP1 and CP2 hold 22 kW defaults (a 44 kW grid); CP2 stops answering (and taking) its
+    TxDefaultProfile requests while it stays connected. An operator caps the site at 30 kW:
+    CP1 takes 15 kW, CP2's 15 kW goes unanswered - it still holds 22 kW - and the round was
+    done: the 2xx named CP2 pending, nothing sent again, CP1 left on 15 kW. Killed then, the
+    stations' own profiles let 37 kW flow under the 30 kW cap for as long as they ran. CP2
+    must be held at what it may hold, as an offline station is, and CP1 given what it leaves."""
+    server = Server(tmp_path, stations=2)
+    cap_w = 30_000
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2)
+            server.start()
+            await fleet.connect()
+            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
+            await until(lambda: all(s.store.profiles and s.idle_w(2) == MAX_W
+                                    for s in (cp1, cp2)), 30, "both defaults at 22 kW")
+            cp2.hang_defaults = True
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+            assert status == 200 and body["applied"]["stations_pending"] == ["CP2"], body
+            assert cp2.hung and cp2.idle_w(2) == MAX_W
+            # the next round gives CP1 what CP2 leaves (bounded: before, it never came)
+            await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
+                        "CP1's default lowered to what CP2 leaves of the cap")
+            server.process.kill()   # gone for good: the stations run on what they hold
+            server.process.wait(timeout=10)
+            for hours in (0.5, 2, 6):
+                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            fleet.close()
+    finally:
+        server.stop()
