@@ -186,6 +186,22 @@ class FailSafeSetup:
         for connector in self.topology.station(station_id).connectors:
             self._report_uncontrollable(ConnectorRef(station_id, connector.connector_id), None)
 
+    def _hold_unanswered(self, control: StationControl) -> None:
+        """A round's lowered default left unanswered: the station may still hold the higher
+        one, and is held at it as an offline station is (the others' defaults share what it
+        leaves) until a set-up of it - tried again after a backoff, like one whose defaults
+        went unanswered - has its defaults answered. As it was, the others' defaults were
+        shared as if it had taken its share and nothing was sent again: a 30 kW cap left
+        CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
+        station_id = control.station_id
+        self.hold_offline(station_id)
+        link = self.registry.get(station_id)
+        if link is not None and control.setup_link is link:
+            control.setup_link = None   # its set-up is tried again on this connection
+            log.info("station %s: a lowered fail-safe default went unanswered; held at what "
+                     "it may hold until it is set up again", station_id)
+            self._setup_given_up(station_id, link)
+
     def _setup_given_up(self, station_id: str, link) -> None:
         """Its set-up on `link` was cut short: tried again on it after a backoff (a call
         timeout, doubling up to SETUP_RETRY_MAX_S) while it stays connected - one retry
@@ -277,6 +293,10 @@ class FailSafeSetup:
         sent every station of the site new defaults (500 at 1 000 connectors, issue 10), and
         so did every moment a limit began or ended. One that lowers somewhere and raises
         elsewhere first gets the pointwise minimum (a decrease), then the new one."""
+        if control.station_id in self._held_offline:
+            # held (offline, or its defaults unanswered): its share is what it holds - no
+            # raise to send it; its set-up sends its defaults, then it is compared again
+            return {}, {}
         key, wanted = self._wanted_defaults(control)
         now = self.clock.now()
         downs: dict[int, Step] = {}
