@@ -110,7 +110,6 @@ class _Compare(FailSafeSetup):
     def __init__(self, now: datetime, wanted: dict):
         self.clock = ManualClock(now)
         self.wanted = wanted
-        self._held_offline = {}   # no station held (offline, or its defaults unanswered)
 
     def _wanted_defaults(self, control):
         return ("key",), self.wanted

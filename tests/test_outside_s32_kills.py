@@ -187,7 +187,7 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
                                     for s in (cp1, cp2)), 30, "both defaults at 22 kW")
             cp2.hang_defaults = True
             status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
-            assert status == 200 and body["applied"]["stations_pending"] == ["CP2"], body
+            assert status == 200 and "CP2" in body["applied"]["stations_pending"], body
             assert cp2.hung and cp2.idle_w(2) == MAX_W
             # the next round gives CP1 what CP2 leaves (bounded: before, it never came)
             await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,

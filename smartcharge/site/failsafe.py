@@ -293,10 +293,6 @@ class FailSafeSetup:
         sent every station of the site new defaults (500 at 1 000 connectors, issue 10), and
         so did every moment a limit began or ended. One that lowers somewhere and raises
         elsewhere first gets the pointwise minimum (a decrease), then the new one."""
-        if control.station_id in self._held_offline:
-            # held (offline, or its defaults unanswered): its share is what it holds - no
-            # raise to send it; its set-up sends its defaults, then it is compared again
-            return {}, {}
         key, wanted = self._wanted_defaults(control)
         now = self.clock.now()
         downs: dict[int, Step] = {}
