@@ -31,7 +31,9 @@ class Bare16(ChargePoint):
     answers everything else (each inbound message is handled on its own, as firmware does)."""
 
     def __init__(self, station_id: str, connection, store: ProfileStore | None = None) -> None:
-        super().__init__(station_id, connection, response_timeout=10)
+        # its calls' answers waited for as long as a loaded machine may need (a fresh serve's
+        # first BootNotification took over 10 s at load ~30)
+        super().__init__(station_id, connection, response_timeout=hang_budget_s(10))
         self.store = store or ProfileStore(connector_ids=(1,))
         self.hang_defaults = False
         self.hung = 0
