@@ -69,6 +69,12 @@ class Bare16(ChargePoint):
     def composite(self, **_):
         return call_result.GetCompositeSchedule(status="Rejected")
 
+    def holds_our_default(self) -> bool:
+        """It took a fail-safe default of ours (a TxDefaultProfile at stack level 0): its
+        set-up's defaults are done (its maximum alone also reads as 22 kW idle)."""
+        return any(p.purpose == "TxDefaultProfile" and p.stack_level == 0
+                   for p in self.store.profiles)
+
     def idle_w(self, hours: float) -> float:
         """What its own profiles let its idle connector draw `hours` from now (every plan and
         idle share of ours has ended two hours on: its fail-safe default)."""
@@ -144,7 +150,7 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
             server.start()
             await fleet.connect()
             cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
-            await until(lambda: all(s.store.profiles and s.idle_w(2) == MAX_W
+            await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
                                     for s in (cp1, cp2)), 30, "both defaults at 22 kW")
             server.process.kill()
             server.process.wait(timeout=10)
@@ -185,7 +191,7 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
             server.start()
             await fleet.connect()
             cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
-            await until(lambda: all(s.store.profiles and s.idle_w(2) == MAX_W
+            await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
                                     for s in (cp1, cp2)), 30, "both defaults at 22 kW")
             cp2.hang_defaults = True
             status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
@@ -194,6 +200,9 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
             # the next round gives CP1 what CP2 leaves (bounded: before, it never came)
             await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
                         "CP1's default lowered to what CP2 leaves of the cap")
+            # (the round's default, not a set-up's: both stations held ours before)
+            assert b"CP2: a lowered fail-safe default went unanswered" in \
+                (tmp_path / "server.log").read_bytes()
             server.process.kill()   # gone for good: the stations run on what they hold
             server.process.wait(timeout=10)
             for hours in (0.5, 2, 6):
