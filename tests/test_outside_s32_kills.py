@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 from datetime import timedelta
 
 import aiohttp
@@ -118,6 +119,20 @@ class Bare16Fleet:
             task.cancel()
 
 
+def _server(tmp_path, stations: int) -> Server:
+    """`Server` on a port the system hands out: copies of this file run side by side as
+    separate pytest processes share `free_port`'s range and sequence, and two of them once
+    served on one port (the second's stations talking to the first's server)."""
+    server = Server(tmp_path, stations=stations)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server.site_file.write_text(server.site_file.read_text().replace(
+        f"port = {server.port}\n", f"port = {port}\n"))
+    server.port = port
+    return server
+
+
 async def _serve(station: Bare16) -> None:
     try:
         await station.start()
@@ -141,7 +156,7 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
     its hold as if it had taken its share: an operator's 29 kW cap then left CP1 on 7.9 kW
     beside CP2's 22 kW (29.9 kW) - the cap's 2xx said CP1 acknowledged - and with us killed
     for good the stations' own profiles summed over the cap for as long as they ran."""
-    server = Server(tmp_path, stations=2)
+    server = _server(tmp_path, 2)
     site = server.site_file.read_text()
     cap_w = 29_000
     try:
@@ -183,7 +198,7 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
     done: the 2xx named CP2 pending, nothing sent again, CP1 left on 15 kW. Killed then, the
     stations' own profiles let 37 kW flow under the 30 kW cap for as long as they ran. CP2
     must be held at what it may hold, as an offline station is, and CP1 given what it leaves."""
-    server = Server(tmp_path, stations=2)
+    server = _server(tmp_path, 2)
     cap_w = 30_000
     try:
         async with aiohttp.ClientSession() as http:
