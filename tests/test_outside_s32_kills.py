@@ -181,6 +181,10 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
             assert cp2.idle_w(2) == MAX_W and cp2.hung
             status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
             assert status == 200, body
+            # (its answer waits at most 15 s for CP1's decrease: on a loaded machine, by the
+            # condition; before, it never came)
+            await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
+                        "CP1's default lowered to what CP2 leaves of the cap")
             server.process.kill()   # gone for good: the stations run on what they hold
             server.process.wait(timeout=10)
             for hours in (0.5, 2, 6):
