@@ -464,8 +464,10 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
-                    await self._send_defaults(control, station_max=False, defaults=item[1],
-                                              raising=not decrease)
+                    unanswered = await self._send_defaults(
+                        control, station_max=False, defaults=item[1], raising=not decrease)
+                    if unanswered and decrease:
+                        self._hold_unanswered(control)
         except StationOffline:
             self._mark_offline(control, items)
             return False

@@ -135,7 +135,15 @@ class FailSafeSetup:
                     # answer holds through the sends); else queued with the others (s29-boot)
                     unanswered = await self._send_defaults(
                         control, queue_record=moved or not connectors_to_ask(self, control))
-                    self.release_offline(station_id)
+                    if unanswered:
+                        # it may not have taken them (nor let go of what it held): held as
+                        # when it is offline until a set-up's defaults are answered. Let go,
+                        # the others' defaults were shared as if it had taken its share - a
+                        # 29 kW cap left CP1 on 7.9 kW beside CP2's old 22 kW after a restart
+                        # (tests/test_outside_s32_kills.py)
+                        self.hold_offline(station_id)
+                    else:
+                        self.release_offline(station_id)
                     # a decrease like any other (settling.py): what it held before is not
                     # known here (a car whose TxProfile ran out while it was away draws its
                     # old default), so a raise relying on these waits the settle time - in
@@ -200,6 +208,22 @@ class FailSafeSetup:
         if ref in self._unbounded:   # its default refused in this set-up (`_note_bounded`)
             return not why.startswith(REFUSES)
         return True
+
+    def _hold_unanswered(self, control: StationControl) -> None:
+        """A round's lowered default left unanswered: the station may still hold the higher
+        one, and is held at it as an offline station is (the others' defaults share what it
+        leaves) until a set-up of it - tried again after a backoff, like one whose defaults
+        went unanswered - has its defaults answered. As it was, the others' defaults were
+        shared as if it had taken its share and nothing was sent again: a 30 kW cap left
+        CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
+        station_id = control.station_id
+        self.hold_offline(station_id)
+        link = self.registry.get(station_id)
+        if link is not None and control.setup_link is link:
+            control.setup_link = None   # its set-up is tried again on this connection
+            log.info("station %s: a lowered fail-safe default went unanswered; held at what "
+                     "it may hold until it is set up again", station_id)
+            self._setup_given_up(station_id, link)
 
     def _setup_given_up(self, station_id: str, link) -> None:
         """Its set-up on `link` was cut short: tried again on it after a backoff (a call
@@ -440,7 +464,8 @@ class FailSafeSetup:
 
     # --- what an offline station holds -----------------------------------------------------
     def hold_offline(self, station_id: str) -> None:
-        """Its connection dropped: it keeps the fail-safe defaults it accepted (or its maximum
+        """Its connection dropped (or its set-up's defaults went unanswered: it may not have
+        taken them): it keeps the fail-safe defaults it accepted (or its maximum
         where none is known accepted) whatever we decide until it is set up again, so the other
         stations' defaults are shared in what they leave. Sized as if it had taken a new share,
         a cap lowered while it was away left the site over the cap once we were gone too
