@@ -137,8 +137,12 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
     import smartcharge.app  # noqa: F401  the app's modules before the freeze keeps them out
     tune_gc_for_serving()
+    from smartcharge.store import StoreUnusable
     try:
         asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
+    except StoreUnusable as error:   # before listening: nothing was acknowledged
+        print(f"smartcharge: {error}", file=sys.stderr)
+        return 2
     except OSError as error:
         print(f"smartcharge: cannot listen on {settings.host}:{settings.port}: {error}",
               file=sys.stderr)

@@ -38,10 +38,16 @@ from smartcharge.store_writer import WriterProcess
 from smartcharge.turns import TurnBudget
 
 __all__ = ["SampleRow", "SessionRow", "SqliteStore", "Store", "StoreClosed", "StoreOp", "StoreTx",
+           "StoreUnusable",
            "db_time", "from_db_time"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class StoreUnusable(RuntimeError):
+    """The database cannot be opened for writing at all (a directory, not SQLite, a newer
+    schema, no permission): `serve` ends its start with one line naming it."""
 
 
 class Store(Protocol):
@@ -105,12 +111,16 @@ class SqliteStore:
         return store
 
     def _connect(self) -> None:
-        db = connect_writer(self.path)   # billing rows: durable before we acknowledge
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            db = connect_writer(self.path)   # billing rows: durable before we acknowledge
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as error:   # OperationalError too: no file to write
+            raise StoreUnusable(f"cannot open the database {self.path} for writing: "
+                                f"{error}") from error
         if version > len(MIGRATIONS):
             db.close()
-            raise RuntimeError(f"{self.path} has schema version {version}, newer than this "
-                               f"smartcharge knows ({len(MIGRATIONS)}): upgrade smartcharge")
+            raise StoreUnusable(f"{self.path} has schema version {version}, newer than this "
+                                f"smartcharge knows ({len(MIGRATIONS)}): upgrade smartcharge")
         if version < len(MIGRATIONS):
             # every pending step in one transaction: all of them or none (a failed upgrade
             # leaves the file as it was), and one commit (one fsync) instead of one per step -
