@@ -9,7 +9,7 @@ controller, real `ocpp` 1.6 stations over real WebSockets, real SQLite."""
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -93,7 +93,7 @@ async def test_a_draw_without_a_transaction_leaves_the_others_room(two_stations,
     assert [s["transaction_id"] for s in listed] == [tx_id], listed
     async with harness.api.get(harness.url("/api/site")) as answer:
         snapshot = await answer.json()
-    assert [s["transaction_id"] for s in snapshot["sessions"]] == [tx_id]
+    assert [s["session_id"] for s in snapshot["sessions"]] == [tx_id]
 
     # it stops drawing: not a load any more, the car's room comes back
     await _draw_without_transaction(free_vend, 0.0)
@@ -102,8 +102,10 @@ async def test_a_draw_without_a_transaction_leaves_the_others_room(two_stations,
                            10)
 
 
-async def test_a_session_started_there_ends_the_sessionless_load(two_stations):
-    """The draw becomes the session's: planned as the car it is, not twice."""
+async def test_a_session_started_there_ends_the_sessionless_load(two_stations, caplog):
+    """A draw first seen re-plans at once (under the limit: the guard has no overload to
+    re-plan for); then it becomes the session's: planned as the car it is, not twice."""
+    caplog.set_level(logging.DEBUG, logger="smartcharge.site.controller")
     harness = two_stations
     controller = harness.app[CONTROLLER]
     free_vend = await _station_taking_profiles(harness, "CP2")
@@ -111,6 +113,8 @@ async def test_a_session_started_there_ends_the_sessionless_load(two_stations):
     await harness.wait_for(lambda: controller.plan is not None
                            and controller.plan.sessionless_w == {FREE_VEND: 11_000.0},
                            10)
+    replans = [r.getMessage() for r in caplog.records if "re-planned (" in r.getMessage()]
+    assert any("sessionless:CP2/1" in m for m in replans), replans
     await free_vend.start_tx(1, 1_000, datetime.now(UTC))
     await harness.wait_for(lambda: controller.plan.sessionless_w == {}
                            and FREE_VEND in controller.plan.connectors, 10)
