@@ -3,7 +3,8 @@ checks every plan against every limit, and hands the plan to dispatch.
 
 Re-plan triggers: a session starts or stops, a need or a limit changes, a DR event or cap window
 begins or ends, a station goes offline or comes back, a connector becomes (un)controllable, a car
-draws clearly less than it was given (closed loop), and the start of every slot. Triggers that
+draws clearly less than it was given (closed loop), a connector starts (or stops) drawing without
+a session (sessionless.py), and the start of every slot. Triggers that
 arrive in a burst are coalesced into one solve. The controller takes a picture of the site on the
 event loop, in steps (`plan_inputs.py`), and the pure planner (`planner.py`: build, solve, check,
 bindings, idle shares) makes the plan from it in a worker thread, so the server keeps answering
@@ -38,6 +39,7 @@ from smartcharge.site.plan import Plan
 from smartcharge.site.planner import PlanInputs, PlanTimes
 from smartcharge.site.prices import SitePrices
 from smartcharge.site.reading import SiteReading, cap_before_decrease_w, read_site_steps
+from smartcharge.site.sessionless import SessionlessDraws
 from smartcharge.site.snapshot import view_model_steps
 from smartcharge.site.station_reports import StationReports
 from smartcharge.site.topology import ConnectorRef, SiteTopology
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 # connector's idle share, a car's phases by limits no car can exceed on any phase
 DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
               "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
-              "controllable:", "need:", "ev-needs:")
+              "controllable:", "need:", "ev-needs:", "sessionless-ended:")
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
@@ -166,6 +168,8 @@ class SiteController:
         self.declined_at = self.closed_loop.declined_at
         # what stations report of the car (its needs) and of limits set outside us (caps)
         self.reports = StationReports(self.topology, self.state, self.request_replan)
+        # connectors drawing without a session: fixed loads of the plan's room (sessionless.py)
+        self.sessionless = SessionlessDraws(self.state, self.topology, self.request_replan)
         self.plan_done = asyncio.Event()   # set after every completed re-plan (for waiters)
         # the background CPU each turn of the loop may spend (turn_share.py), shared with
         # dispatch: re-plans' steps in it, the guard's passes in its safety lane
@@ -193,6 +197,7 @@ class SiteController:
             self.request_replan(f"{change}:{type(event).__name__}")
         elif change == st.MEASUREMENT:
             self.closed_loop.on_sample(event)
+            self.sessionless.on_sample(ConnectorRef(event.station_id, event.connector_id))
             self._guard(throttle=True)
             self._notify_snapshot(throttle=True)
         elif change == st.STATUS:   # 1.6: a session's state is its connector's status

@@ -58,6 +58,8 @@ class Plan:
     root_source: LimitSource | None
     status: str
     idle_w: dict[ConnectorRef, float] = field(default_factory=dict)  # what a car arriving may draw
+    # connectors drawing without a session: room taken at their draw, never sent a profile
+    sessionless_w: dict[ConnectorRef, float] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 

@@ -135,6 +135,10 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     for first in range(0, len(closed), SESSIONS_PER_STEP):
         yield
         sessions.extend(_boot_closed_inputs(c, closed[first:first + SESSIONS_PER_STEP]))
+    # connectors drawing without a session (a free-vend station): their fresh draw is room
+    # taken, though no session is there to plan (sessionless.py)
+    sessionless_w = c.sessionless.loads_w(now, c.settings.stale_after_s,
+                                          {s.ref for s in sessions})
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
         root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
@@ -143,7 +147,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
-        undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c))
+        undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c),
+        sessionless_w=sessionless_w)
 
 
 # a connector's status that says no car is there: a boot-closed session on it is over

@@ -91,6 +91,9 @@ class PlanInputs:
     # (station id, W) of each station with a connector the site file does not list: what it
     # may draw that nothing of ours bounds, kept free above it (undeclared.station_reserve_w)
     undeclared_w: tuple[tuple[str, float], ...] = ()
+    # (ref, W) of each declared connector drawing without a session (a free-vend station):
+    # a fixed load at its fresh measured draw, never a session (sessionless.py)
+    sessionless_w: tuple[tuple[ConnectorRef, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,12 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             if session.floor_w:
                 fixed[session.ref] = session.floor_w
     root_fixed_w = 0.0
-    for ref, load_w in fixed.items():
+    for ref, load_w in [*fixed.items(), *inputs.sessionless_w]:
         # Fixed load is planned around: it comes off every limit above it. A single-phase
         # load is taken off all three phases' current limits: conservative. A session on a
         # connector the site file does not list is shown as a fixed load, but its station's
-        # reserve below stands for it.
+        # reserve below stands for it. A draw without a session is counted the same way,
+        # balanced over its connector's phases as the guard counts it.
         if not topo.has(ref):
             continue
         station = topo.station(ref.station_id)
@@ -497,6 +501,7 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     root_limit_w = (float(problem.node_limit_w[0, 0] + built.root_fixed_w)
                     if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
+                sessionless_w=dict(inputs.sessionless_w),
                 root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
                 extra={} if inputs.limits_version is None
                 else {"limits_version": inputs.limits_version})
