@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from smartcharge.clock import AcceleratedClock
 from smartcharge.sim.station import Quirks
 from smartcharge.site.dispatch import DispatchSettings
@@ -24,7 +26,14 @@ from tests.test_dispatch_trust import (REF1, REF2, T0, both_charging_at_11_kw, l
                                        one_grid, trust_site)
 
 
-async def test_a_raise_waits_for_the_default_a_reconnected_station_lowered(tmp_path):
+@pytest.mark.parametrize("capability_read_held", [False, True],
+                         ids=["set-up at once", "a round while its capabilities are read"])
+async def test_a_raise_waits_for_the_default_a_reconnected_station_lowered(
+        tmp_path, capability_read_held):
+    """`capability_read_held`: CP1 answers its set-up's GetConfiguration only after a round
+    has run - the set-up's decrease was recorded only once the capabilities were read, so a
+    round in between sent CP2's raise in force at once beside CP1's car on its old 11 kW
+    (18.9 kW under the 16 kW cap; 1 in ~85 copies of the plain test under load)."""
     clock = AcceleratedClock(T0, speed=20.0)
     site = one_grid(22_000)
     # plans that end two minutes ahead (refreshed a minute before): a car whose station is
@@ -52,7 +61,18 @@ async def test_a_raise_waits_for_the_default_a_reconnected_station_lowered(tmp_p
         # default, and CP2 at the rest
         controller.ev_cap_w[REF1] = 8_000.0
         back = clock.now()
+        if capability_read_held:
+            cp1.quirks = Quirks(no_boot_on_reconnect=True, silent_configuration=True)
         cp1.go_online()
+        if capability_read_held:
+            await wait_until(lambda: controller.state.online.get("CP1", False), 10, "CP1 back")
+            controller.request_replan("test")   # a round while CP1's set-up reads
+            # CP2's raise sent (in force at once or held): a minute on it allows 8 kW
+            in_a_minute = fleet.station("CP2").clock.now() + timedelta(minutes=1)
+            await wait_until(lambda: dispatcher.idle
+                             and limit_w(fleet, REF2, in_a_minute) > 7_500, 30,
+                             "the round with CP2's raise done")
+            cp1.profile_answers.set()
         await wait_until(lambda: controller.state.online.get("CP1", False)
                          and limit_w(fleet, REF1) < 8_500 and limit_w(fleet, REF2) > 7_500
                          and dispatcher.idle, 30, "CP1 set up at 8 kW, CP2 raised to 8 kW")

@@ -98,6 +98,12 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
         finally:
             self.profiles_held -= 1
 
+    async def hold_configuration_answer(self) -> None:
+        """A `silent_configuration` station answers no GetConfiguration (a set-up's capability
+        read) until a test releases `profile_answers`."""
+        if self.quirks.silent_configuration:
+            await self.profile_answers.wait()
+
     async def hold_clear_answer(self) -> None:
         """A `silent_clears` station does not answer a ClearChargingProfile (nor clear) until
         a test releases `profile_answers`."""

@@ -79,7 +79,8 @@ class StationProtocol(RefuseBeforeBoot, ChargePoint):
             self.station.trigger(requested_message, connector_id)
 
     @on(Action.get_configuration)
-    def on_get_configuration(self, key=None, **_):
+    async def on_get_configuration(self, key=None, **_):
+        await self.station.hold_configuration_answer()
         keys = self.station.config
         most = int(keys["GetConfigurationMaxKeys"].value)
         if key and len(key) > most:

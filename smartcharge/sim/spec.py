@@ -34,6 +34,7 @@ class Quirks:
     # A holds on every phase the car draws on, whatever the profile's numberPhases says
     ignore_number_phases: bool = False
     silent_clears: bool = False            # ClearChargingProfile is answered only when released
+    silent_configuration: bool = False     # 1.6 GetConfiguration answered only when released
     # OCPP 2.0.1: the transaction starts at plug-in (TxStartPoint EVConnected) and the idToken
     # comes in a later TransactionEvent (Updated, triggerReason Authorized)
     late_id_token: bool = False
