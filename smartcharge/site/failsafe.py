@@ -114,6 +114,13 @@ class FailSafeSetup:
             self._setups_queued += 1
             unanswered: set[int] = set()
             try:
+                # a decrease from the start (settling.py): until its defaults are out no raise
+                # under its nodes is in force at once. Marked only once its capabilities were
+                # read, a round in between (the plan gives others what its lowered default
+                # will leave) sent CP2's raise in force at once beside CP1's car still on its
+                # old 11 kW (tests/test_setup_decrease_settles.py, the round while its
+                # capabilities are read); cut short, `finally` counts it from then
+                self.decreased_at[station_id] = LAST_MOMENT
                 async with self._setting_up:
                     await control.port.capabilities()
                     # It may have forgotten its profiles, or kept them (OCPP keeps them through
@@ -124,11 +131,10 @@ class FailSafeSetup:
                     control.idle_sent.clear()
                     control.default_layer.clear()
                     control.default_sent.clear()
-                    # a decrease from its first default taken on: while they go out no raise
-                    # under its nodes is in force at once (settling.py). Recorded only once
-                    # all had gone out, a round whose first raise had asked before let CP2's
-                    # raise in force 5 s after CP1's default was taken, its car still on
-                    # 22 kW (tests/test_setup_decrease_recorded_first.py)
+                    # (still marked from the start: recorded only once all its defaults had
+                    # gone out, a round whose first raise had asked before let CP2's raise in
+                    # force 5 s after CP1's default was taken, its car still on 22 kW -
+                    # tests/test_setup_decrease_recorded_first.py)
                     self.decreased_at[station_id] = LAST_MOMENT
                     # its lowered record waited for only where ask_installed will ask (a
                     # transaction from before this process: new ones have higher ids, so the
