@@ -149,6 +149,7 @@ class Station:
         return frame
 
     async def call(self, action: str, payload: dict) -> list:
+        payload = self._as_sent(action, payload)
         while True:
             try:
                 if self.ws is None or self.ws.closed:
@@ -158,7 +159,15 @@ class Station:
                 return frame
             except (ConnectionError, aiohttp.ClientError, OSError):
                 self.ws = None
+                self._connection_lost()
                 await asyncio.sleep(0.3)
+
+    def _as_sent(self, action: str, payload: dict) -> dict:
+        """The payload as this station sends it (a subclass may mark it)."""
+        return payload
+
+    def _connection_lost(self) -> None:
+        """Called at every lost connection before the re-send (a subclass may note it)."""
 
 
 class Run:

@@ -72,21 +72,14 @@ class OfflineAwareStation(Station):
 
     offline_left = 0
 
-    async def call(self, action: str, payload: dict) -> list:
+    def _as_sent(self, action: str, payload: dict) -> dict:
         if action == "TransactionEvent" and self.offline_left > 0:
-            payload = {**payload, "offline": True}
             self.offline_left -= 1
-        while True:
-            try:
-                if self.ws is None or self.ws.closed:
-                    await self._open()
-                frame = await self._call_once(action, payload)
-                self.run.acked += 1
-                return frame
-            except (ConnectionError, aiohttp.ClientError, OSError):
-                self.ws = None
-                self.offline_left = self.run.rnd.randint(0, 4)
-                await asyncio.sleep(0.3)
+            return {**payload, "offline": True}
+        return payload
+
+    def _connection_lost(self) -> None:
+        self.offline_left = self.run.rnd.randint(0, 4)
 
 
 class Run201(Run):
