@@ -91,6 +91,17 @@ class Serve:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+async def close_all(stations) -> None:
+    """Every station's connection closed (the run's end)."""
+    for s in stations:
+        if s.ws is not None:
+            await s.ws.close()
+
 
 class Station:
     """A station over a raw WebSocket: answers the server's calls, re-sends until answered."""
@@ -275,12 +286,9 @@ class Run:
                 async with self.http.get(f"http://127.0.0.1:{self.serve.port}/api/sessions.csv",
                                          headers={"Authorization": "Bearer acn-admin"}) as r:
                     rows = list(csv.DictReader(io.StringIO(await r.text())))
-                for s in stations:
-                    if s.ws is not None:
-                        await s.ws.close()
+                await close_all(stations)
         finally:
-            self.serve.proc.terminate()
-            self.serve.proc.wait()
+            self.serve.stop()
         billed = {(r["station_id"], float(r["meter_start_wh"] or "nan")): r for r in rows}
         wrong = sum(1 for sid, plan in self.sessions.items() for s in plan
                     if (r := billed.get((sid, float(s["r0"])))) is None or r["billable"] != "true"

@@ -41,7 +41,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks import acn
-from benchmarks.acn_billing import SAMPLE_S, CAR_W, Run, Serve, Station, stamp
+from benchmarks.acn_billing import SAMPLE_S, CAR_W, Run, Serve, Station, close_all, stamp
 
 KILL_POINT = Path(__file__).resolve().parent.parent / "tests" / "kill_point.py"
 FORMS = ("Wh", "kWh", "multiplier", "phases", "signed")
@@ -218,12 +218,9 @@ class Run201(Run):
                                          headers={"Authorization": "Bearer acn-admin"}) as r:
                     refs = {str(j["transaction_id"]): j["station_transaction_id"]
                             for j in await r.json()}
-                for s in stations:
-                    if s.ws is not None:
-                        await s.ws.close()
+                await close_all(stations)
         finally:
-            self.serve.proc.terminate()
-            self.serve.proc.wait()
+            self.serve.stop()
         billable: dict[tuple[str, str], list[dict]] = {}
         for r in rows:
             if r["billable"] == "true":
