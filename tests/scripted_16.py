@@ -19,7 +19,27 @@ from smartcharge.site.dispatch import DispatchSettings
 from tests.site_e2e import control_server
 
 
-class TakesProfiles(ChargePoint):
+class AnswersSetUp:
+    """A 1.6 station's answers to our set-up's calls besides its profiles: it clears what it
+    is asked to, has no configuration keys, and answers a change with
+    `configuration_change_status`."""
+
+    configuration_change_status = "Accepted"
+
+    @on(Action.clear_charging_profile)
+    def clear_profile(self, **_):
+        return call_result.ClearChargingProfile(status="Accepted")
+
+    @on(Action.get_configuration)
+    def get_configuration(self, key=None, **_):
+        return call_result.GetConfiguration(configuration_key=[], unknown_key=key or None)
+
+    @on(Action.change_configuration)
+    def change_configuration(self, **_):
+        return call_result.ChangeConfiguration(status=self.configuration_change_status)
+
+
+class TakesProfiles(AnswersSetUp, ChargePoint):
     """CP1; `accepted`: (the site clock's time it took it, the profile) per SetChargingProfile.
     `before_taking` (awaited first) lets a subclass answer late."""
 
@@ -37,18 +57,6 @@ class TakesProfiles(ChargePoint):
         self.accepted.append((self.clock.now(), {"connector_id": connector_id,
                                                  **cs_charging_profiles}))
         return call_result.SetChargingProfile(status="Accepted")
-
-    @on(Action.clear_charging_profile)
-    def clear_profile(self, **_):
-        return call_result.ClearChargingProfile(status="Accepted")
-
-    @on(Action.get_configuration)
-    def get_configuration(self, key=None, **_):
-        return call_result.GetConfiguration(configuration_key=[], unknown_key=key or None)
-
-    @on(Action.change_configuration)
-    def change_configuration(self, **_):
-        return call_result.ChangeConfiguration(status="Accepted")
 
 
 @contextlib.asynccontextmanager

@@ -36,6 +36,19 @@ async def _site_session(harness, station_id: str, connector_id: int) -> dict | N
     return found[0] if found else None
 
 
+async def _session_once(harness, what: str, ready=bool) -> dict:
+    """CP1 connector 1's session in the site's snapshot, once `ready(session)` (by default:
+    once it is there)."""
+    session = {}
+
+    async def there() -> bool:
+        session.clear()
+        session.update(await _site_session(harness, "CP1", 1) or {})
+        return ready(session)
+    await wait_until_async(there, 10, what)
+    return session
+
+
 # -- an ISO 15118 car's needs before its transaction -------------------------------------------
 # ISO 15118-2 sends ChargeParameterDiscovery (-> NotifyEVChargingNeeds) before PowerDelivery
 # closes the power path; a station whose TxStartPoint is PowerPathClosed (our own simulator's
@@ -52,12 +65,7 @@ async def test_needs_reported_before_the_transaction_started_are_the_sessions_ne
         answer = await station.call(_needs(1, 20_000, departure))
         assert answer.status == "Accepted"
         await station.start_transaction(1)
-        session = {}
-
-        async def taken() -> bool:
-            session.update(await _site_session(harness, "CP1", 1) or {})
-            return bool(session)
-        await wait_until_async(taken, 10, "the session on the site")
+        session = await _session_once(harness, "the session on the site")
         assert (session["need_source"], session["requested_wh"], session["departure"]) == (
             "ev", 20_000, ocpp_time(departure)), session
 
@@ -187,13 +195,8 @@ async def test_needs_wait_past_an_older_transactions_late_started(controlled):
                                     offline=True))
         [new] = [s["transaction_id"] for s in await _sessions(harness)
                  if s["station_transaction_id"] != "older"]
-        session = {}
-
-        async def known() -> bool:
-            session.clear()
-            session.update(await _site_session(harness, "CP1", 1) or {})
-            return session.get("session_id") == new
-        await wait_until_async(known, 10, "the new car's session on the site")
+        session = await _session_once(harness, "the new car's session on the site",
+                                      lambda s: s.get("session_id") == new)
         assert (session["need_source"], session["requested_wh"]) == ("ev", 20_000), session
 
 
@@ -215,12 +218,7 @@ async def test_needs_of_a_car_that_left_are_not_the_next_cars(controlled):
             timestamp=ocpp_time(now + MIN / 3), connector_status="Occupied", evse_id=1,
             connector_id=1))
         await station.start_transaction(1)
-        session = {}
-
-        async def known() -> bool:
-            session.update(await _site_session(harness, "CP1", 1) or {})
-            return bool(session)
-        await wait_until_async(known, 10, "the session on the site")
+        session = await _session_once(harness, "the session on the site")
         assert session["need_source"] == "default", session
 
 
@@ -239,11 +237,6 @@ async def test_needs_after_a_reboot_closed_the_session_count_what_it_took(contro
         await station.call(_needs(1, 20_000, now + 3 * 60 * MIN))
         await station.call(tx_event("Updated", "tx-r", 2, datetime.now(UTC) + MIN / 6,
                                     trigger="ChargingStateChanged"))
-        session = {}
-
-        async def reopened() -> bool:
-            session.update(await _site_session(harness, "CP1", 1) or {})
-            return bool(session)
-        await wait_until_async(reopened, 10, "the session reopened on the site")
+        session = await _session_once(harness, "the session reopened on the site")
         assert (session["need_source"], session["energy_wh"], session["requested_wh"]) == (
             "ev", 3_000, 23_000), session

@@ -18,6 +18,7 @@ from smartcharge.clock import SystemClock
 from smartcharge.sim.connection import ConnectionClosed, WsConnection
 from smartcharge.sim.profiles import ProfileStore, parse_profile
 from tests.hang_budget import hang_budget_s
+from tests.scripted_16 import AnswersSetUp
 from tests.sim_fixtures import STATION_PASSWORD
 from tests.test_kill_points import Server
 
@@ -25,11 +26,13 @@ MAX_W = 22_080.0          # each connector's maximum (32 A, 3 phases at 230 V)
 CLOCK = SystemClock()
 
 
-class Bare16(ChargePoint):
+class Bare16(AnswersSetUp, ChargePoint):
     """A bare `ocpp` 1.6 station of one connector that keeps the profiles it takes in the
     simulator's profile store (what it runs on once we are gone). `hang_defaults`: it leaves
     every TxDefaultProfile request unanswered - and untaken - while it stays connected and
     answers everything else (each inbound message is handled on its own, as firmware does)."""
+
+    configuration_change_status = "Rejected"
 
     def __init__(self, station_id: str, connection, store: ProfileStore | None = None) -> None:
         # its calls' answers waited for as long as a loaded machine may need (a fresh serve's
@@ -53,18 +56,6 @@ class Bare16(ChargePoint):
             await asyncio.Event().wait()
         self.store.install(profile, None)
         return call_result.SetChargingProfile(status="Accepted")
-
-    @on(Action.clear_charging_profile)
-    def clear_profile(self, **_):
-        return call_result.ClearChargingProfile(status="Accepted")
-
-    @on(Action.get_configuration)
-    def get_configuration(self, key=None, **_):
-        return call_result.GetConfiguration(configuration_key=[], unknown_key=key or None)
-
-    @on(Action.change_configuration)
-    def change_configuration(self, **_):
-        return call_result.ChangeConfiguration(status="Rejected")
 
     @on(Action.get_composite_schedule)
     def composite(self, **_):
@@ -114,9 +105,29 @@ class Bare16Fleet:
             await station.call(call.StatusNotification(connector_id=1, error_code="NoError",
                                                        status="Available"), suppress=False)
 
+    async def start_at_max_defaults(self) -> tuple[Bare16, ...]:
+        """The server started, every station connected and holding a default of ours at its
+        connector's maximum (22 kW)."""
+        self.server.start()
+        await self.connect()
+        stations = tuple(self.stations[sid] for sid in self.ids)
+        await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
+                                for s in stations), 30, "every default at 22 kW")
+        return stations
+
     def close(self) -> None:
         for task in self._serving:
             task.cancel()
+
+
+def killed_for_good_stays_under(server: Server, stations, cap_w: float, note=None) -> None:
+    """We are SIGKILLed for good: what the stations' own profiles let them draw, summed, stays
+    under the cap half an hour, two and six hours on."""
+    server.process.kill()
+    server.process.wait(timeout=10)
+    for hours in (0.5, 2, 6):
+        held_w = [s.idle_w(hours) for s in stations]
+        assert sum(held_w) <= cap_w + 1, (hours, held_w, note)
 
 
 def _server(tmp_path, stations: int) -> Server:
@@ -162,11 +173,7 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
     try:
         async with aiohttp.ClientSession() as http:
             fleet = Bare16Fleet(http, server, 2)
-            server.start()
-            await fleet.connect()
-            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
-            await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
-                                    for s in (cp1, cp2)), 30, "both defaults at 22 kW")
+            cp1, cp2 = await fleet.start_at_max_defaults()
             server.process.kill()
             server.process.wait(timeout=10)
             server.site_file.write_text(site.replace(f"limit_w = {2 * int(MAX_W)}",
@@ -185,11 +192,8 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
             # condition; before, it never came)
             await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
                         "CP1's default lowered to what CP2 leaves of the cap")
-            server.process.kill()   # gone for good: the stations run on what they hold
-            server.process.wait(timeout=10)
-            for hours in (0.5, 2, 6):
-                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-                assert sum(held_w) <= cap_w + 1, (hours, held_w, body)
+            # gone for good: the stations run on what they hold
+            killed_for_good_stays_under(server, (cp1, cp2), cap_w, body)
             fleet.close()
     finally:
         server.stop()
@@ -207,11 +211,7 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
     try:
         async with aiohttp.ClientSession() as http:
             fleet = Bare16Fleet(http, server, 2)
-            server.start()
-            await fleet.connect()
-            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
-            await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
-                                    for s in (cp1, cp2)), 30, "both defaults at 22 kW")
+            cp1, cp2 = await fleet.start_at_max_defaults()
             cp2.hang_defaults = True
             status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
             assert status == 200 and "CP2" in body["applied"]["stations_pending"], body
@@ -222,11 +222,8 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
             # (the round's default, not a set-up's: both stations held ours before)
             assert b"CP2: a lowered fail-safe default went unanswered" in \
                 (tmp_path / "server.log").read_bytes()
-            server.process.kill()   # gone for good: the stations run on what they hold
-            server.process.wait(timeout=10)
-            for hours in (0.5, 2, 6):
-                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            # gone for good: the stations run on what they hold
+            killed_for_good_stays_under(server, (cp1, cp2), cap_w)
             fleet.close()
     finally:
         server.stop()

@@ -12,37 +12,21 @@ waits for them - wait behind it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from smartcharge.appkeys import STORE
-from smartcharge.clock import AcceleratedClock
-from smartcharge.sim.ev import SimEV
-from smartcharge.sim.spec import Quirks
-from smartcharge.site.dispatch import DispatchSettings
-from smartcharge.site.topology import ConnectorRef
-from tests.site_e2e import big_car, server_and_fleet, two_stations, wait_until
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-CP1 = ConnectorRef("CP1", 1)
+from tests.refusing_cp1 import CP1, refusing_cp1_charging
+from tests.site_e2e import wait_until
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_a_refused_plan_counts_as_the_connectors_probe(tmp_path, version):
-    clock = AcceleratedClock(T0, speed=60.0)
-    dispatch = DispatchSettings(call_timeout_s=5.0)
-    async with server_and_fleet(
-            two_stations("refusal is a probe", 30_000.0), tmp_path, clock, dispatch=dispatch,
-            fleet_kw={"meter_interval_s": 30,   # a re-plan and a round every half site minute
-                      "ocpp_versions": {"CP1": version, "CP2": version},
-                      "quirks": {"CP1": Quirks(reject_all_profiles=True)}}) as (server, fleet):
+    # a re-plan and a round every half site minute
+    async with refusing_cp1_charging(tmp_path, "refusal is a probe", 30_000.0, version=version,
+                                     meter_interval_s=30) as (server, fleet, clock, dispatch):
         controller, dispatcher = server.controller, server.dispatcher
-        await fleet.start(wait_booted_s=10)
-        small = SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 3_700.0,
-                                                                          3: 7_000.0})
-        assert await fleet.plug_in("CP1", 1, small, "DRIVER-1")
-        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
         await wait_until(lambda: CP1 in controller.uncontrollable, 20, "CP1's plan refused")
         refused = clock.now()
         rounds = dispatcher.rounds_done

@@ -15,38 +15,29 @@ re-planning" - until the plan after. A set-up whose fail-safe default the statio
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from smartcharge.clock import AcceleratedClock
-from smartcharge.sim.ev import SimEV
-from smartcharge.sim.spec import Quirks
 from smartcharge.site import learned
-from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.topology import ConnectorRef
-from tests.site_e2e import big_car, server_and_fleet, two_stations, wait_until
+from tests.refusing_cp1 import CP1, control_regained_news, refusing_cp1_charging
+from tests.site_e2e import wait_until
 
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GRID_W = 30_000.0
-CP1 = ConnectorRef("CP1", 1)
+
+
+async def two_site_minutes_dispatched(clock, dispatcher) -> None:
+    done = clock.now() + timedelta(minutes=2)
+    await wait_until(lambda: clock.now() > done and dispatcher.idle, 20,
+                     "two site minutes after its set-up, every plan dispatched")
 
 
 @pytest.mark.parametrize("version", ["1.6", "2.0.1"])
 async def test_a_refusing_station_set_up_again_stays_planned_around(tmp_path, version):
-    clock = AcceleratedClock(T0, speed=60.0)
-    async with server_and_fleet(
-            two_stations("refusing, set up again", GRID_W), tmp_path, clock,
-            dispatch=DispatchSettings(call_timeout_s=5.0),
-            fleet_kw={"meter_interval_s": 60,
-                      "ocpp_versions": {"CP1": version, "CP2": version},
-                      "quirks": {"CP1": Quirks(reject_all_profiles=True)}}) as (server, fleet):
+    async with refusing_cp1_charging(tmp_path, "refusing, set up again", GRID_W,
+                                     version=version) as (server, fleet, clock, _):
         controller, dispatcher = server.controller, server.dispatcher
-        await fleet.start(wait_booted_s=10)
-        small = SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 3_700.0,
-                                                                          3: 7_000.0})
-        assert await fleet.plug_in("CP1", 1, small, "DRIVER-1")
-        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
         await wait_until(lambda: controller.plan is not None and CP1 in controller.plan.fixed_w
                          and ConnectorRef("CP2", 1) in controller.plan.connectors
                          and dispatcher.idle, 20, "CP1 planned around after its refusal")
@@ -64,20 +55,11 @@ async def test_a_refusing_station_set_up_again_stays_planned_around(tmp_path, ve
             await wait_until(lambda: dispatcher.stations["CP1"].setup_link not in (None, first)
                              and controller.state.online.get("CP1", False)
                              and dispatcher._setups_queued == 0, 20, "CP1 set up again")
-            done = clock.now() + timedelta(minutes=2)
-            await wait_until(lambda: clock.now() > done and dispatcher.idle, 20,
-                             "two site minutes after its set-up, every plan dispatched")
+            await two_site_minutes_dispatched(clock, dispatcher)
         finally:
             unsubscribe()
         # what the set-up told the controller, the plans made after it, the raises held
-        cleared = [e for e in seen if isinstance(e, learned.ConnectorControl)
-                   and e.ref == CP1 and e.uncontrollable is None]
-        plans = [e.plan for e in seen if isinstance(e, learned.PlanMade)]
-        assert plans, "no plan after CP1's set-up"
-        controlled = [p.at for p in plans if CP1 in p.connectors or CP1 not in p.fixed_w]
-        held = [e.reason for e in seen if isinstance(e, learned.ReplanWanted)
-                and e.reason.startswith("held:")]
-        assert (cleared, controlled, held) == ([], [], [])
+        assert control_regained_news(seen) == ([], [], [])
         assert fleet.draw_w("CP1", 1) > 6_000   # it charges as it pleases, planned so
 
 
@@ -86,18 +68,9 @@ async def test_a_refusing_station_set_up_again_on_the_same_connection(tmp_path):
     onto it), then it is set to ours - its stamps say so - and everything it holds is sent
     again (`setup_station(moved=True)`); under load a link's latency read as a clock moved
     does the same. 1.6 (the set-up is version-neutral; the reconnect above covers 2.0.1)."""
-    clock = AcceleratedClock(T0, speed=60.0)
-    async with server_and_fleet(
-            two_stations("refusing, clock set", GRID_W), tmp_path, clock,
-            dispatch=DispatchSettings(call_timeout_s=5.0),
-            fleet_kw={"meter_interval_s": 60, "clock_offsets_s": {"CP1": 600.0},
-                      "quirks": {"CP1": Quirks(reject_all_profiles=True)}}) as (server, fleet):
+    async with refusing_cp1_charging(tmp_path, "refusing, clock set", GRID_W, fleet_kw={
+            "clock_offsets_s": {"CP1": 600.0}}) as (server, fleet, clock, _):
         controller, dispatcher = server.controller, server.dispatcher
-        await fleet.start(wait_booted_s=10)
-        small = SimEV(capacity_wh=80_000, soc=0.2, max_power_w_by_phases={1: 3_700.0,
-                                                                          3: 7_000.0})
-        assert await fleet.plug_in("CP1", 1, small, "DRIVER-1")
-        assert await fleet.plug_in("CP2", 1, big_car(), "DRIVER-1")
         control = dispatcher.stations["CP1"]
         link = control.setup_link
         await wait_until(lambda: controller.plan is not None and CP1 in controller.plan.fixed_w
@@ -119,15 +92,7 @@ async def test_a_refusing_station_set_up_again_on_the_same_connection(tmp_path):
                              and dispatcher._setups_queued == 0, 20,
                              "CP1 set up again on its new clock")
             assert control.setup_link is link     # the same connection
-            done = clock.now() + timedelta(minutes=2)
-            await wait_until(lambda: clock.now() > done and dispatcher.idle, 20,
-                             "two site minutes after its set-up, every plan dispatched")
+            await two_site_minutes_dispatched(clock, dispatcher)
         finally:
             unsubscribe()
-        cleared = [e for e in seen if isinstance(e, learned.ConnectorControl)
-                   and e.ref == CP1 and e.uncontrollable is None]
-        plans = [e.plan for e in seen if isinstance(e, learned.PlanMade)]
-        controlled = [p.at for p in plans if CP1 in p.connectors or CP1 not in p.fixed_w]
-        held = [e.reason for e in seen if isinstance(e, learned.ReplanWanted)
-                and e.reason.startswith("held:")]
-        assert (cleared, controlled, held) == ([], [], [])
+        assert control_regained_news(seen) == ([], [], [])
