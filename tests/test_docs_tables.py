@@ -1,0 +1,203 @@
+"""The docs' tables against the code they describe, where a table can be checked mechanically
+and drifts easily: a route added, a site-file key added, a flag added, a test renamed - each
+once went undocumented or pointed nowhere. The OpenAPI document against the routes is
+tests/test_api.py's; these read the Markdown a user reads first."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from smartcharge.cli import build_parser
+from smartcharge.config import ConfigError, parse_site
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+UNKNOWN_KEY = "zz_not_a_key"
+
+
+def _text(*names: str) -> str:
+    return "\n".join((DOCS / name).read_text(encoding="utf-8") for name in names)
+
+
+# -- REST routes -----------------------------------------------------------------------------
+
+def _api_routes() -> list[tuple[str, str]]:
+    from smartcharge.app import create_app
+    from tests.conftest import make_site
+    app = create_app(make_site(), db_path=":memory:")
+    return sorted({(route.method, route.resource.canonical) for route in app.router.routes()
+                   if route.method != "HEAD" and route.resource.canonical.startswith("/api")})
+
+
+def _path_pattern(path: str) -> re.Pattern:
+    """The path as the docs may write it: a `{placeholder}` under any name or an example
+    value (`CP001`, `17`, `openadr:evening-peak/ev-7`), ending where the path ends."""
+    pattern = re.escape(path)
+    pattern = re.sub(r"\\\{[^}]*\\\}", r"(?:\\{[^}]*\\}|[A-Za-z0-9:_%.-]+)", pattern)
+    return re.compile(pattern + r"(?![A-Za-z0-9/_.-])")
+
+
+def test_every_api_route_is_in_docs_api_md_or_api_site_md():
+    # `GET /api/stations[/{id}]` documents two routes: the optional part counts as written
+    lines = _text("api.md", "api-site.md").replace("[", "").replace("]", "").splitlines()
+    routes = _api_routes()
+    assert len(routes) >= 30
+    missing = []
+    for method, path in routes:
+        pattern = _path_pattern(path)
+        # a GET is the path itself; any other method must be named on a line with the path
+        if not any(pattern.search(line) and (method == "GET" or method in line)
+                   for line in lines):
+            missing.append(f"{method} {path}")
+    assert missing == [], "routes registered but not in docs/api.md or docs/api-site.md"
+
+
+# -- the site file ---------------------------------------------------------------------------
+
+MINIMAL = """
+[[stations]]
+id = "CP1"
+[[stations.connectors]]
+id = 1
+"""
+
+# Where an unknown key goes to make the parser list a table's known fields, and the name the
+# docs give that table.
+SITE_TABLES = {
+    "": ("{key} = 1\n" + MINIMAL, ""),
+    "site": ("[site]\n{key} = 1\n" + MINIMAL, "site."),
+    "server": ("[server]\n{key} = 1\n" + MINIMAL, "server."),
+    "grid": ("[grid]\n{key} = 1\n" + MINIMAL, "grid."),
+    "circuits": ('[[circuits]]\nid = "c1"\n{key} = 1\n' + MINIMAL, "circuits[]."),
+    "stations": ('[[stations]]\nid = "CP1"\n{key} = 1\n[[stations.connectors]]\nid = 1\n',
+                 "stations[]."),
+    "connectors": ('[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n{key} = 1\n',
+                   "stations[].connectors[]."),
+    "auth": ("[auth]\n{key} = 1\n" + MINIMAL, "auth."),
+    "session_defaults": ("[session_defaults]\n{key} = 1\n" + MINIMAL, "session_defaults."),
+    "api": ("[api]\n{key} = 1\n" + MINIMAL, "api."),
+    "cap_schedule": ('[[cap_schedule]]\nstart = "2026-01-01T00:00:00Z"\n'
+                     'end = "2026-01-01T01:00:00Z"\nlimit_w = 1\n{key} = 1\n' + MINIMAL,
+                     "cap_schedule[]."),
+}
+
+
+def known_fields(text: str) -> set[str]:
+    """The keys the parser takes in one table: the ones its unknown-key error lists."""
+    with pytest.raises(ConfigError) as raised:
+        parse_site(text.format(key=UNKNOWN_KEY))
+    problem = raised.value.problem
+    assert "known fields: " in problem, problem
+    return set(problem.split("known fields: ", 1)[1].rstrip(")").split(", "))
+
+
+def documented_fields() -> set[str]:
+    """The full names in the first cell of site-file.md's field table: `server.host`, and a
+    bare `limit_a` after `circuits[].limit_w` in the same cell is `circuits[].limit_a`."""
+    names = set()
+    for line in _text("site-file.md").splitlines():
+        if not line.startswith("| `"):
+            continue
+        section = ""
+        for token in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            if "." in token:
+                section, _, key = token.rpartition(".")
+                section += "."
+            else:
+                key = token
+            names.add(section + key)
+    return names
+
+
+@pytest.mark.parametrize("table", sorted(SITE_TABLES))
+def test_every_site_file_key_is_in_docs_site_file_md(table):
+    text, prefix = SITE_TABLES[table]
+    keys = known_fields(text)
+    assert keys, table
+    documented = documented_fields()
+    if table == "":   # the top-level tables: each is the start of some documented field
+        missing = [key for key in keys if not any(name.startswith(key) for name in documented)]
+    else:   # a key that is a table of its own (`connectors`) is documented by its fields
+        missing = [key for key in sorted(keys)
+                   if not any(name == prefix + key or name.startswith(prefix + key + "[")
+                              for name in documented)]
+    assert missing == [], f"[{table or 'top level'}] keys the parser takes, not in the table"
+
+
+@pytest.mark.parametrize("version", ["2.0b", "3"])
+def test_every_openadr_key_is_in_docs_openadr_md(version):
+    text = ('[[openadr]]\nprogram = "p"\nversion = "%s"\nvtn_url = "http://127.0.0.1:1/"\n'
+            'ven_name = "v"\n{key} = 1\n' % version + MINIMAL)
+    keys = known_fields(text)
+    openadr_md = _text("openadr.md")
+    # named in the text, or set in its example tables (`key = ...`, `# key = ...`)
+    missing = [key for key in sorted(keys) if f"`{key}`" not in openadr_md
+               and not re.search(rf"^(# )?{key} = ", openadr_md, re.M)]
+    assert missing == [], f"[[openadr]] version {version}: keys not in docs/openadr.md"
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("name", sorted(_subcommands()))
+def test_every_command_and_flag_is_in_docs_cli_md(name):
+    """Each subcommand has its section in cli.md; its flags are there (the demo's in
+    demo.md's flag table, which cli.md points to)."""
+    cli_md = _text("cli.md")
+    assert re.search(rf"^## `?smartcharge {re.escape(name)}`?", cli_md, re.M), name
+    flags_doc = _text("demo.md") if name == "demo" else cli_md
+    flags = [option for action in _subcommands()[name]._actions
+             for option in action.option_strings if option.startswith("--")
+             and option != "--help"]
+    missing = [flag for flag in flags if f"`{flag}" not in flags_doc]
+    assert missing == [], f"smartcharge {name}: flags not documented"
+
+
+def test_the_help_names_both_ocpp_versions_as_the_readme_does():
+    """`smartcharge --help` and `serve --help` said "OCPP 1.6J" alone since session 1; the
+    server has spoken 2.0.1 on the same endpoint since (README.md, docs/ocpp201.md)."""
+    texts = [build_parser().description, _subcommands()["serve"].description]
+    for text in texts:
+        assert "1.6J" in text and "2.0.1" in text, text
+
+
+# -- the tests the docs name -----------------------------------------------------------------
+
+def _named_tests() -> list[tuple[str, str, str | None]]:
+    """Every `tests/x.py` and `tests/x.py::name[::name]` the docs and the README name."""
+    found = []
+    for doc in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
+        text = doc.read_text(encoding="utf-8")
+        for match in re.finditer(r"(tests/[\w/]+\.py)((?:::\w+)*)", text):
+            found.append((doc.name, match.group(1), match.group(2) or None))
+    return found
+
+
+def test_every_test_the_docs_name_exists():
+    named = _named_tests()
+    assert len(named) > 100      # promises.md alone names well over a hundred
+    missing = []
+    definitions: dict[str, set[str]] = {}
+    for doc, path, names in named:
+        file = ROOT / path
+        if not file.is_file():
+            missing.append(f"{doc}: {path}")
+            continue
+        if path not in definitions:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+            definitions[path] = {node.name for node in ast.walk(tree) if isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        for name in (names or "").split("::")[1:]:
+            if name not in definitions[path]:
+                missing.append(f"{doc}: {path}::{name}")
+    assert missing == [], "the docs name tests that do not exist"
