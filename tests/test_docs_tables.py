@@ -141,6 +141,36 @@ def test_every_openadr_key_is_in_docs_openadr_md(version):
     assert missing == [], f"[[openadr]] version {version}: keys not in docs/openadr.md"
 
 
+# -- OCPP 2.0.1 ------------------------------------------------------------------------------
+
+def _first_cells(doc: str, heading: str) -> str:
+    """The first cells of the table under a `## heading` of a doc, as one text."""
+    section = _text(doc).split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+    return "\n".join(line.split("|")[1] for line in section.splitlines()
+                     if line.startswith("|"))
+
+
+def test_every_message_a_201_station_may_send_us_is_in_docs_ocpp201_md():
+    import inspect
+
+    from smartcharge.ocpp.adapters import ADAPTER_CLASSES, OCPP201
+    handled = {member._on_action for _, member in inspect.getmembers(ADAPTER_CLASSES[OCPP201])
+               if getattr(member, "_on_action", None)}
+    assert len(handled) >= 20
+    table = _first_cells("ocpp201.md", "Messages from the station")
+    missing = sorted(action for action in handled
+                     if not re.search(rf"\b{action}\b", table))
+    assert missing == [], "2.0.1 messages handled but not in the table"
+
+
+def test_every_201_remote_command_is_in_docs_ocpp201_md():
+    from smartcharge.ocpp.ports import COMMAND_SETS
+    table = _first_cells("ocpp201.md", "Remote commands (2.0.1)")
+    missing = [name for name in sorted(COMMAND_SETS["ocpp2.0.1"].catalogue)
+               if f"`{name}`" not in table]
+    assert missing == [], "2.0.1 command routes not in the table"
+
+
 # -- the command line ------------------------------------------------------------------------
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
