@@ -171,6 +171,18 @@ def test_every_201_remote_command_is_in_docs_ocpp201_md():
     assert missing == [], "2.0.1 command routes not in the table"
 
 
+# -- the simulator ---------------------------------------------------------------------------
+
+def test_every_simulator_quirk_is_in_docs_simulator_md():
+    import dataclasses
+
+    from smartcharge.sim.spec import Quirks
+    simulator_md = _text("simulator.md")
+    missing = [field.name for field in dataclasses.fields(Quirks)
+               if f"`{field.name}`" not in simulator_md]
+    assert missing == [], "Quirks fields not in docs/simulator.md"
+
+
 # -- the command line ------------------------------------------------------------------------
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
