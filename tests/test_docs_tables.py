@@ -57,6 +57,25 @@ def test_every_api_route_is_in_docs_api_md_or_api_site_md():
     assert missing == [], "routes registered but not in docs/api.md or docs/api-site.md"
 
 
+def test_the_openapi_document_lists_the_answers_every_route_may_give():
+    """A route that needs a token may answer 401, 403 and 429 (docs/api.md: the address's
+    guessing throttle, a right token too); one that reads a body may answer 400 (no JSON, or a
+    Content-Encoding it does not decode): the document listed 429 nowhere and 400 only on the
+    site routes."""
+    from smartcharge.api.openapi import openapi_document
+    missing = []
+    for path, item in openapi_document()["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete"):
+                continue
+            answers = set(operation["responses"])
+            needed = ({"401", "403", "429"} if operation.get("security") else set()) | (
+                {"400"} if "requestBody" in operation else set())
+            if needed - answers:
+                missing.append(f"{method.upper()} {path}: {sorted(needed - answers)}")
+    assert missing == []
+
+
 # -- the site file ---------------------------------------------------------------------------
 
 MINIMAL = """
