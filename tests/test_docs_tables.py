@@ -148,6 +148,27 @@ def test_every_site_file_key_is_in_docs_site_file_md(table):
     assert missing == [], f"[{table or 'top level'}] keys the parser takes, not in the table"
 
 
+def _toml_blocks(doc: str) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", _text(doc), re.S)
+
+
+def test_the_site_file_example_in_docs_site_file_md_is_a_valid_site_file():
+    (example,) = _toml_blocks("site-file.md")
+    site = parse_site(example)
+    assert site.name == "Depot Nord" and [s.station_id for s in site.stations] == ["CP001"]
+
+
+def test_the_openadr_examples_in_docs_openadr_md_are_valid(tmp_path):
+    """With the files they name in place and a site around them (the circuit they limit)."""
+    for name in ("ven-cert.pem", "ven-key.pem", "vtn-ca.pem"):
+        (tmp_path / name).write_text("placeholder")
+    site_around = ('[[circuits]]\nid = "feeder-1"\n' + MINIMAL)
+    programs = [program for example in _toml_blocks("openadr.md")
+                for program in parse_site(example + site_around, tmp_path).openadr]
+    assert [(p.program, p.version) for p in programs] == [("evening-peak", "2.0b"),
+                                                           ("gac", "3")]
+
+
 @pytest.mark.parametrize("version", ["2.0b", "3"])
 def test_every_openadr_key_is_in_docs_openadr_md(version):
     text = ('[[openadr]]\nprogram = "p"\nversion = "%s"\nvtn_url = "http://127.0.0.1:1/"\n'
