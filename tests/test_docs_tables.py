@@ -253,6 +253,14 @@ def test_the_help_names_both_ocpp_versions_as_the_readme_does():
         assert "1.6J" in text and "2.0.1" in text, text
 
 
+def test_the_readmes_test_command_is_the_one_ci_runs():
+    """.ci/run says it runs exactly the README's test command: the same line in both."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    (command,) = [line for line in ci_lines if line.startswith("python3 -m pip install")]
+    assert command.replace("pip install -q ", "pip install ") in readme
+
+
 # -- the tests the docs name -----------------------------------------------------------------
 
 def _named_tests() -> list[tuple[str, str, str | None]]:
