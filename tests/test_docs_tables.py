@@ -261,6 +261,29 @@ def test_the_readmes_test_command_is_the_one_ci_runs():
     assert command.replace("pip install -q ", "pip install ") in readme
 
 
+def test_every_settings_field_the_docs_name_exists():
+    """`ControllerSettings.declined_w`, `DispatchSettings.profile_lifetime_s`, ...: a knob the
+    docs tell a reader to turn must be there under that name."""
+    import dataclasses
+
+    from smartcharge.auth_throttle import ThrottleSettings
+    from smartcharge.model import ServerSettings
+    from smartcharge.ocpp.port import PortSettings
+    from smartcharge.site.controller import ControllerSettings
+    from smartcharge.site.dispatch import DispatchSettings
+    from smartcharge.site.estimates import EstimateSettings
+    classes = {cls.__name__: {field.name for field in dataclasses.fields(cls)} for cls in (
+        ControllerSettings, DispatchSettings, ServerSettings, ThrottleSettings, PortSettings,
+        EstimateSettings)}
+    text = "\n".join([_text(*sorted(p.name for p in DOCS.glob("*.md"))),
+                      (ROOT / "README.md").read_text(encoding="utf-8")])
+    named = re.findall(r"\b([A-Z]\w*Settings)\.(\w+)", text)
+    assert len(named) >= 5
+    missing = sorted({f"{cls}.{field}" for cls, field in named
+                      if field not in classes.get(cls, ())})
+    assert missing == []
+
+
 # -- the tests the docs name -----------------------------------------------------------------
 
 def _named_tests() -> list[tuple[str, str, str | None]]:
