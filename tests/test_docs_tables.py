@@ -76,6 +76,18 @@ def test_the_openapi_document_lists_the_answers_every_route_may_give():
     assert missing == []
 
 
+def test_every_energy_flag_of_the_bill_is_in_docs_api_md():
+    """A billing flag a row can carry must be explained where the bill is (api.md's "All
+    flags"): the energy computation's and the ledger's named ones."""
+    from smartcharge.ledger import BILLED_ELSEWHERE, SECOND_STOP
+    from smartcharge.ledger_events import REUSED_ID
+    from smartcharge.metering import ENERGY_FLAGS
+    api_md = _text("api.md")
+    flags = set(ENERGY_FLAGS) | {SECOND_STOP, BILLED_ELSEWHERE, REUSED_ID}
+    missing = sorted(flag for flag in flags if f"`{flag}`" not in api_md)
+    assert missing == []
+
+
 # -- the site file ---------------------------------------------------------------------------
 
 MINIMAL = """
