@@ -296,6 +296,30 @@ def test_every_settings_field_the_docs_name_exists():
     assert missing == []
 
 
+def _github_anchor(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_in_the_docs_and_the_readme_resolves():
+    """`[site-file.md](site-file.md#declare-every-connector)`, `(../smartcharge/site/...)`:
+    the file exists and, in a Markdown file, the heading does."""
+    broken = []
+    for doc in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
+        for link in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", link):      # http:, https:, mailto:
+                continue
+            path, _, anchor = link.partition("#")
+            target = doc.parent / path if path else doc
+            if not target.exists():
+                broken.append(f"{doc.name}: {link}")
+            elif anchor and target.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", target.read_text(encoding="utf-8"), re.M)
+                if anchor not in {_github_anchor(h) for h in headings}:
+                    broken.append(f"{doc.name}: {link}")
+    assert broken == []
+
+
 # -- the tests the docs name -----------------------------------------------------------------
 
 def _named_tests() -> list[tuple[str, str, str | None]]:
