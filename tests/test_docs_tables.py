@@ -1,7 +1,8 @@
 """The docs' tables against the code they describe, where a table can be checked mechanically
-and drifts easily: a route added, a site-file key added, a flag added, a test renamed - each
-once went undocumented or pointed nowhere. The OpenAPI document against the routes is
-tests/test_api.py's; these read the Markdown a user reads first."""
+and drifts easily: a route, a site-file key, a flag or a simulator quirk added, a test renamed,
+a heading moved (session 33 found a quirk, a subcommand's section and two table rows missing
+by hand). The OpenAPI document against the routes is tests/test_api.py's; these read the
+Markdown a user reads first."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _api_routes() -> list[tuple[str, str]]:
 
 def _path_pattern(path: str) -> re.Pattern:
     """The path as the docs may write it: a `{placeholder}` under any name or an example
-    value (`CP001`, `17`, `openadr:evening-peak/ev-7`), ending where the path ends."""
+    value without a `/` (`CP001`, `17`, `dr-17`), ending where the path ends."""
     pattern = re.escape(path)
     pattern = re.sub(r"\\\{[^}]*\\\}", r"(?:\\{[^}]*\\}|[A-Za-z0-9:_%.-]+)", pattern)
     return re.compile(pattern + r"(?![A-Za-z0-9/_.-])")
