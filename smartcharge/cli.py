@@ -30,11 +30,11 @@ log = logging.getLogger("smartcharge")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartcharge", description="Smart-charging load "
-                                     "management for EV charging sites (OCPP 1.6J).")
+                                     "management for EV charging sites (OCPP 1.6J and 2.0.1).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="run the OCPP central system and the REST API",
-                                description="Run the OCPP 1.6J central system and the REST "
-                                "API for the site described in --config.")
+                                description="Run the OCPP 1.6J and 2.0.1 central system and "
+                                "the REST API for the site described in --config.")
     serve.add_argument("--config", required=True, help="the site file (TOML)")
     serve.add_argument("--host", help="listen address (default: server.host in the site file)")
     serve.add_argument("--port", type=int, help="listen port; 0 picks a free one "

@@ -47,8 +47,10 @@ class ConfigError(ValueError):
     """A problem in the site file: which field, on which line, and what is wrong."""
 
     def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        # path "": the file as a whole (unreadable, not TOML) - whoever reports it names the
+        # file, so the message is the problem alone
         where = f" (line {line})" if line else ""
-        super().__init__(f"{path}{where}: {problem}")
+        super().__init__(f"{path}{where}: {problem}" if path else problem)
         self.path = path
         self.line = line
         self.problem = problem
@@ -59,7 +61,7 @@ def load_site(path: str | os.PathLike[str]) -> Site:
     try:
         text = file_path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ConfigError(str(file_path), f"cannot read the site file: {error.strerror}") from None
+        raise ConfigError("", f"cannot read the site file: {error.strerror}") from None
     return parse_site(text, file_path.parent)
 
 
@@ -67,7 +69,7 @@ def parse_site(text: str, base_dir: str | os.PathLike[str] = ".") -> Site:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError("<site file>", f"not valid TOML: {error}") from None
+        raise ConfigError("", f"not valid TOML: {error}") from None
     return _Reader(text, Path(base_dir)).site(data)
 
 

@@ -114,6 +114,17 @@ async def test_every_documented_route_for_every_role(matrix_server):
     assert wrong == []
 
 
+async def test_a_403_says_which_roles_may_call_and_which_one_came(matrix_server):
+    """docs/api.md: a token of another role is 403 and the detail says so - in words a client
+    can show ("an utility token" was the wording for a utility's)."""
+    server, http = matrix_server
+    async with http.get(server.make_url("/api/sessions"),
+                        headers={"Authorization": f"Bearer {TOKENS['utility']}"}) as response:
+        assert response.status == 403
+        detail = (await response.json())["detail"]
+    assert detail == "this route needs an operator or reader token; yours is a utility token"
+
+
 async def test_no_token_configured_and_no_flag_refuses_everything(tmp_path, monkeypatch):
     for role in TOKENS:
         monkeypatch.delenv(f"SMARTCHARGE_{role.upper()}_TOKENS", raising=False)

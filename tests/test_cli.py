@@ -89,6 +89,21 @@ def test_bad_site_file_is_reported_with_its_field(tmp_path):
     assert "stations[0].password (line 8)" in result.stderr
 
 
+@pytest.mark.parametrize("content, problem", [
+    (None, "cannot read the site file"), ("[site\n", "not valid TOML")])
+def test_a_site_file_it_cannot_read_is_named_once(tmp_path, content, problem):
+    """docs/site-file.md: one line, the file named once - the file itself is no field, so no
+    path or `<site file>` between it and the problem (`smartcharge: x.toml: x.toml: ...`)."""
+    config = tmp_path / "site.toml"
+    if content is not None:
+        config.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "smartcharge", "serve", "--config",
+                             str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"smartcharge: {config}: {problem}"), result.stderr
+    assert result.stderr.count("\n") == 1 and "<site file>" not in result.stderr
+
+
 @pytest.mark.parametrize("flag, status", [((), 401), (("--insecure-open-api",), 200)])
 async def test_serve_api_is_closed_without_tokens_unless_the_flag_opens_it(tmp_path, flag,
                                                                          status):

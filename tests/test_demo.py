@@ -219,6 +219,22 @@ def test_demo_refuses_the_published_demo_keys_off_loopback():
         Demo(args)
 
 
+@pytest.mark.parametrize("content", [None, "[site\n", "[grid]\nlimit_w = -1\n"])
+def test_a_site_file_it_cannot_use_is_one_line_not_a_traceback(tmp_path, content):
+    """`--site` names a file that is missing, not TOML or wrong: the demo says so in one line
+    naming the file, as `serve` does (docs/cli.md); it raised the ConfigError's traceback."""
+    site = tmp_path / "site.toml"
+    if content is not None:
+        site.write_text(content)
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    args = parser.parse_args(["--site", str(site), "--hours", "0.01", "--port", "0"])
+    with pytest.raises(SystemExit) as refused:
+        Demo(args)
+    message = str(refused.value.code)
+    assert message.startswith(f"smartcharge demo: {site}: ") and "\n" not in message
+
+
 def test_the_demo_wants_tokens_unless_asked_to_open_the_api():
     """Id tags and billing data are never open by default, not even in the demo on loopback
     (a client without a token gets 401, as from `serve`); --insecure-open-api opens it."""

@@ -215,7 +215,8 @@ async def require(request: web.Request, *roles: str) -> str:
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1] in "aeiou" else "a"
+    # by sound, for the role names: an admin, an operator, a reader, a utility (a "you" sound)
+    return "an" if word[:1] in "aeio" else "a"
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -41,7 +41,9 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     except DuplicateField as error:
         raise _invalid(f"{error.field[:80]}: given twice (one value per field)") from None
     except (ValueError, UnicodeDecodeError, RecursionError):   # RecursionError: nested too deep
-        raise _invalid("the body must be a JSON object") from None
+        # no JSON at all: 400, as on the site routes (api/site_common.py); JSON of the wrong
+        # shape below is 422
+        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
     if not isinstance(data, dict):
         raise _invalid("the body must be a JSON object")
     return data

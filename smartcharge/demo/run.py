@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from smartcharge.clock import AcceleratedClock, format_ocpp_time, parse_ocpp_time
-from smartcharge.config import load_site
+from smartcharge.config import ConfigError, load_site
 from smartcharge.demo import actors, billing, measure, summary
 from smartcharge.demo.arguments import default_site_path
 from smartcharge.demo.report import GridLimits, Monitor, TimedLimit, kw
@@ -46,7 +46,11 @@ class Demo:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.site: Site = load_site(args.site or default_site_path())
+        site_path = args.site or default_site_path()
+        try:
+            self.site: Site = load_site(site_path)
+        except ConfigError as error:   # one line naming the file, as `serve` says it
+            raise SystemExit(f"smartcharge demo: {site_path}: {error}") from None
         self.start = parse_ocpp_time(args.start)
         self.end = self.start + timedelta(hours=args.hours)
         if args.speed <= 0:
