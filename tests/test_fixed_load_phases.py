@@ -97,9 +97,26 @@ def test_the_cars_beside_a_fixed_load_stay_under_its_phase_limit(case):
     assert car_a + fixed_phase_a <= breaker_a + 1e-6, (case, car_a)
 
 
-def test_a_known_three_phase_fixed_load_is_counted_balanced():
-    """Not more than it draws: a three-phase car's 11 kW is 16 A on each phase, and the car
-    beside it gets the breaker's other 24 A."""
-    fixed = _session(FIXED, 1, fixed_w=3 * 16.0 * VOLT, phases=3, phases_known=True)
+# (the fixed load's picture, the most it can put on one phase [A])
+NOT_MORE = {
+    # a three-phase car's 11 kW are 16 A on each phase
+    "known_three_phase": (_session(FIXED, 1, fixed_w=3 * 16.0 * VOLT, phases=3,
+                                   phases_known=True), 16.0),
+    # a floor is the minimum current on each phase the car is planned on, whatever the car:
+    # 4 140 W of a car of unknown phases are 6 A, not 18 A on one phase
+    "floor_unknown_phases": (_session(FIXED, 1, floor_w=3 * 6.0 * VOLT, phases=3,
+                                      phases_known=False, remaining_wh=0.0, declined=True),
+                             6.0),
+    # a 32 A connector's 22 kW, its car's phases unknown: 32 A on each phase (a single-phase
+    # car cannot put 96 A on one)
+    "maximum_unknown_phases": (_session(FIXED, 1, fixed_w=3 * 32.0 * VOLT, phases=3,
+                                        phases_known=False), 32.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_MORE))
+def test_a_fixed_load_is_counted_at_no_more_than_it_can_draw_on_a_phase(case):
+    """The car beside it gets the rest of the breaker's 40 A (at most its own 32 A)."""
+    fixed, fixed_phase_a = NOT_MORE[case]
     made = planner.make_plan(_topology(), _inputs([fixed, _session(CAR, 2)]))
-    assert _car_a_now(made) == pytest.approx(BREAKER_A - 16.0, abs=0.01)
+    assert _car_a_now(made) == pytest.approx(min(32.0, BREAKER_A - fixed_phase_a), abs=0.01)

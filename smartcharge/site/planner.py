@@ -134,17 +134,20 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             circuit_sources[node] = source
         node_w[node] = np.minimum(node_w[node], values)
     fixed: dict[ConnectorRef, float] = {}
-    # the phases each fixed load's car is known to use (1, 3; None: not known)
+    # the phases each fixed load is counted on (1, 3; None: its car's are not known)
     fixed_phases: dict[ConnectorRef, int | None] = {}
     controlled: list[SessionInput] = []
     for session in inputs.sessions:
         if not session.controlled:
             fixed[session.ref] = session.fixed_w
+            fixed_phases[session.ref] = session.phases if session.phases_known else None
         else:
             controlled.append(session)
             if session.floor_w:
                 fixed[session.ref] = session.floor_w
-        fixed_phases[session.ref] = session.phases if session.phases_known else None
+                # a floor is its minimum current on each phase it plans the car on, whatever
+                # the car: its plan's minimum on `phases` (a single-phase car's on its one)
+                fixed_phases[session.ref] = session.phases
     root_fixed_w = 0.0
     for ref, load_w in [*fixed.items(), *inputs.sessionless_w]:
         # Fixed load is planned around: it comes off every limit above it. On the current
