@@ -46,13 +46,14 @@ async def breaker_site(tmp_path):
         yield harness
 
 
-async def _draw_on_l1_without_a_transaction(station) -> None:
-    """MeterValues without a transactionId: the total and each phase's current (L1 only)."""
+async def _draw_without_a_transaction(station, currents_a=(DRAW_A, 0.0, 0.0)) -> None:
+    """MeterValues without a transactionId: the total and each phase's current."""
     currents = [{"value": f"{a:g}", "measurand": "Current.Import", "unit": "A", "phase": phase}
-                for phase, a in (("L1", DRAW_A), ("L2", 0.0), ("L3", 0.0))]
+                for phase, a in zip(("L1", "L2", "L3"), currents_a)]
     await station.call(call.MeterValues(connector_id=1, meter_value=[
         {"timestamp": ocpp_time(datetime.now(UTC)), "sampled_value": [
-            {"value": f"{DRAW_W:g}", "measurand": "Power.Active.Import", "unit": "W"},
+            {"value": f"{sum(currents_a) * VOLT:g}", "measurand": "Power.Active.Import",
+             "unit": "W"},
             *currents]}]), suppress=False)
 
 
@@ -75,7 +76,7 @@ async def test_a_single_phase_draw_leaves_the_car_only_what_its_phase_has(breake
     free_vend = await _station_taking_profiles(harness, "CP2")
     await free_vend.call(call.StatusNotification(connector_id=1, error_code="NoError",
                                                  status="Charging"), suppress=False)
-    await _draw_on_l1_without_a_transaction(free_vend)
+    await _draw_without_a_transaction(free_vend)
     await harness.wait_for(lambda: controller.plan is not None
                            and controller.plan.sessionless_w == {FREE_VEND: DRAW_W}, 10)
     # the guard counts the draw at least at what it puts on L1
@@ -91,3 +92,30 @@ async def test_a_single_phase_draw_leaves_the_car_only_what_its_phase_has(breake
     assert DRAW_A + sent_a <= BREAKER_A + 1e-6, (sent_a, planned_a)
     assert DRAW_A + planned_a <= BREAKER_A + 1e-6, planned_a
     assert sent_a > 0.0                                   # it still charges beside it
+
+
+@pytest.mark.parametrize("currents_a", [(DRAW_A, 0.0, 0.0), (16.0, 16.0, 16.0)],
+                         ids=["single_phase_on_l1", "three_phase"])
+async def test_a_draw_is_counted_on_the_phases_its_currents_show(breaker_site, currents_a):
+    """Its per-phase currents show its phases: counted there, not at the worst case - the
+    guard sees 32 A on L1 only, or 16 A on each phase, and a three-phase draw of 11 kW leaves
+    the car the breaker's other 24 A (at the worst case of unknown phases: 8 A)."""
+    harness = breaker_site
+    controller = harness.app[CONTROLLER]
+    car = await _station_taking_profiles(harness, "CP1")
+    free_vend = await _station_taking_profiles(harness, "CP2")
+    await free_vend.call(call.StatusNotification(connector_id=1, error_code="NoError",
+                                                 status="Charging"), suppress=False)
+    await _draw_without_a_transaction(free_vend, currents_a)
+    draw_w = sum(currents_a) * VOLT
+    await harness.wait_for(lambda: controller.plan is not None
+                           and controller.plan.sessionless_w == {FREE_VEND: draw_w}, 10)
+    breaker = controller.topology.node_ids.index("breaker")
+    _, load_a, _ = controller.guard.node_loads(controller.clock.now())
+    assert load_a[breaker] == pytest.approx(currents_a), load_a[breaker]
+
+    await car.start_tx(1, 1_000, datetime.now(UTC))
+    await harness.wait_for(lambda: CAR in controller.plan.connectors and car.taken, 10)
+    sent_a = max(_tx_most_a(profile) for _, profile in car.taken)
+    room_a = BREAKER_A - max(currents_a)
+    assert room_a - 0.1 <= sent_a <= room_a + 1e-6, sent_a

@@ -93,6 +93,9 @@ class PlanInputs:
     # (ref, W) of each declared connector drawing without a session (a free-vend station):
     # a fixed load at its fresh measured draw, never a session (sessionless.py)
     sessionless_w: tuple[tuple[ConnectorRef, float], ...] = ()
+    # (ref, 1 or 3) of each of those whose sample's per-phase currents showed its phases
+    # (controller.draw_phase_use); the others are counted as of unknown phases
+    sessionless_phases: tuple[tuple[ConnectorRef, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
                 # a floor is its minimum current on each phase it plans the car on, whatever
                 # the car: its plan's minimum on `phases` (a single-phase car's on its one)
                 fixed_phases[session.ref] = session.phases
+    fixed_phases.update(inputs.sessionless_phases)
     root_fixed_w = 0.0
     for ref, load_w in [*fixed.items(), *inputs.sessionless_w]:
         # Fixed load is planned around: it comes off every limit above it. On the current
@@ -157,9 +161,9 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         # phase it loads, as the guard counts it. Counted balanced over its connector's
         # phases, a single-phase car's 32 A were 10.7 A, and the cars beside it were planned
         # into the other 21 A of its phase (tests/test_fixed_load_phases.py). A draw without
-        # a session has no car whose phases are known. A session on a connector the site
-        # file does not list is shown as a fixed load, but its station's reserve below
-        # stands for it.
+        # a session is counted on the phases its currents showed, if they did. A session on
+        # a connector the site file does not list is shown as a fixed load, but its
+        # station's reserve below stands for it.
         if not topo.has(ref):
             continue
         amps = topo.most_phase_a(ref, load_w, fixed_phases.get(ref))
