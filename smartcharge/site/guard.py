@@ -180,11 +180,10 @@ class SiteGuard:
         load). A car whose phases are not known may load any of its connector's phases with
         all of it (a station that reports no per-phase currents; a draw without a session
         whose sample did not show them): counted balanced, a single-phase car's 32 A on L1
-        were 10.7 A, and the guard did not
-        see its breaker's phase go over (tests/test_fixed_load_phases_e2e.py). What its
-        profiles allow ("unmeasured") is per phase whatever its car's phases (a limit in A
-        is per phase; one in W is sent a third while the phases are not known:
-        installed.w_factor): counted balanced, as planned."""
+        were 10.7 A, and the guard did not see its breaker's phase go over
+        (tests/test_fixed_load_phases_e2e.py). What its profiles allow ("unmeasured") is per
+        phase whatever its car's phases (a limit in A is per phase; one in W is sent a third
+        while the phases are not known: installed.w_factor): counted balanced, as planned."""
         phases, first, known = self.controller.draw_phase_use(ref)
         used = (first,) if phases == 1 else self._site_phases(ref)
         if how == "unmeasured":
