@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from smartcharge import events as ev
-from smartcharge import units
 from smartcharge.clock import ManualClock
 from smartcharge.model import Circuit, Connector, RateUnit, SessionDefaults, Site, Station
 from smartcharge.ocpp.port import Installed
@@ -325,10 +324,9 @@ def _loop_as_it_was(guard: SiteGuard, now: datetime) -> tuple[np.ndarray, np.nda
         watts, how, _, _ = guard._assess(ref, now)
         if watts <= 0:
             continue
-        phases, first, _ = c.phase_use(ref)
-        voltage = topo.station(ref.station_id).voltage_v
-        used = (first,) if phases == 1 else guard._site_phases(ref)
-        amps = units.w_to_a(watts, phases, voltage)
+        # each connector's phases and A as the guard counts them (a car of unknown phases at
+        # the most it may put on one phase: s33-phases); the sums are what this loop checks
+        used, amps = guard._phases_and_amps(ref, watts, how)
         if how != "fresh":
             estimated.setdefault(ref.station_id, []).append((watts, used, amps))
         for node in guard._ancestors(ref.station_id):

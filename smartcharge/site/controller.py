@@ -393,6 +393,19 @@ class SiteController:
             return 1, self.topology.site_phase(ref, session.station_phase), True
         return 3, 0, session is not None and session.phases_in_use == 3
 
+    def draw_phase_use(self, ref: ConnectorRef) -> tuple[int, int, bool]:
+        """`phase_use` of what a connector draws: its session's car's; without a session (a
+        draw without a transaction, sessionless.py), what its latest sample's per-phase
+        currents showed. The guard counts a draw so, and the planner a sessionless load."""
+        sample = self.state.measurements.get(ref)
+        shown = sample.phases_shown if sample is not None else None
+        if shown is None or ref in self.state.sessions:
+            return self.phase_use(ref)
+        phases, station_phase = shown
+        if phases == 1:
+            return 1, self.topology.site_phase(ref, station_phase), True
+        return 3, 0, True
+
     def plan_inputs(self, now: datetime) -> PlanInputs:
         """The planner's picture of the site at `now`, in one go (plan_inputs.py)."""
         return plan_inputs.read_all(self, now)

@@ -173,12 +173,23 @@ class SiteGuard:
             raise
         return (load_w, load_a, counts.draws), counts.over_profile
 
-    def _phases_and_amps(self, ref: ConnectorRef, watts: float) -> tuple[tuple[int, ...], float]:
-        """The site phases a connector's draw loads, and its A on each."""
-        phases, first, _ = self.controller.phase_use(ref)
-        voltage = self.topology.station(ref.station_id).voltage_v
+    def _phases_and_amps(self, ref: ConnectorRef, watts: float, how: str
+                         ) -> tuple[tuple[int, ...], float]:
+        """The site phases a connector's draw (`how`: draw_w's) may load, and its A on each:
+        the most it may put on one phase (topology.most_phase_a, as the planner counts a fixed
+        load). A car whose phases are not known may load any of its connector's phases with
+        all of it (a station that reports no per-phase currents; a draw without a session
+        whose sample did not show them): counted balanced, a single-phase car's 32 A on L1
+        were 10.7 A, and the guard did not see its breaker's phase go over
+        (tests/test_fixed_load_phases_e2e.py). What its profiles allow ("unmeasured") is per
+        phase whatever its car's phases (a limit in A is per phase; one in W is sent a third
+        while the phases are not known: installed.w_factor): counted balanced, as planned."""
+        phases, first, known = self.controller.draw_phase_use(ref)
         used = (first,) if phases == 1 else self._site_phases(ref)
-        return used, units.w_to_a(watts, phases, voltage)
+        if how == "unmeasured":
+            voltage = self.topology.station(ref.station_id).voltage_v
+            return used, units.w_to_a(watts, phases, voltage)
+        return used, self.topology.most_phase_a(ref, watts, phases if known else None)
 
     def _station_cut(self, station_id: str, rows: list, load_w: np.ndarray,
                      load_a: np.ndarray) -> tuple[float, list[float]] | None:

@@ -282,7 +282,7 @@ class ConnectorCounts:
             return
         self.w[index] = watts
         self.estimated[index] = how != "fresh"
-        used, amps = guard._phases_and_amps(ref, watts)
+        used, amps = guard._phases_and_amps(ref, watts, how)
         for p in used:
             row[p] += amps
 
@@ -340,7 +340,8 @@ class ConnectorCounts:
                 if self.estimated[index]:
                     first = index if first is None else first
                     ref = self.refs[index]
-                    used, amps = guard._phases_and_amps(ref, float(self.w[index]))
+                    used, amps = guard._phases_and_amps(ref, float(self.w[index]),
+                                                        self.draws[ref][1])
                     rows.append((float(self.w[index]), used, amps))
             rows += extra.get(station_id, [])
             cut = guard._station_cut(station_id, rows, load_w, load_a) if rows else None

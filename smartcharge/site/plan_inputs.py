@@ -139,6 +139,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     # taken, though no session is there to plan (sessionless.py)
     sessionless_w = c.sessionless.loads_w(now, c.settings.stale_after_s,
                                           {s.ref for s in sessions})
+    sessionless_phases = tuple((ref, use[0]) for ref, _ in sessionless_w
+                               if (use := c.draw_phase_use(ref))[2])
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
         root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
@@ -148,7 +150,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
         undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c),
-        sessionless_w=sessionless_w)
+        sessionless_w=sessionless_w, sessionless_phases=sessionless_phases)
 
 
 # a connector's status that says no car is there: a boot-closed session on it is over

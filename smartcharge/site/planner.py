@@ -24,7 +24,6 @@ import numpy as np
 import optimizer
 from optimizer.check import node_loads
 from optimizer.solve import weighted_energy_wh
-from smartcharge import units
 from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (Plan, binding_sources, clip_to_limits, idle_shares,
@@ -94,6 +93,9 @@ class PlanInputs:
     # (ref, W) of each declared connector drawing without a session (a free-vend station):
     # a fixed load at its fresh measured draw, never a session (sessionless.py)
     sessionless_w: tuple[tuple[ConnectorRef, float], ...] = ()
+    # (ref, 1 or 3) of each of those whose sample's per-phase currents showed its phases
+    # (controller.draw_phase_use); the others are counted as of unknown phases
+    sessionless_phases: tuple[tuple[ConnectorRef, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,25 +137,36 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             circuit_sources[node] = source
         node_w[node] = np.minimum(node_w[node], values)
     fixed: dict[ConnectorRef, float] = {}
+    # the phases each fixed load is counted on (1, 3; None: its car's are not known)
+    fixed_phases: dict[ConnectorRef, int | None] = {}
     controlled: list[SessionInput] = []
     for session in inputs.sessions:
         if not session.controlled:
             fixed[session.ref] = session.fixed_w
+            fixed_phases[session.ref] = session.phases if session.phases_known else None
         else:
             controlled.append(session)
             if session.floor_w:
                 fixed[session.ref] = session.floor_w
+                # a floor is its minimum current on each phase it plans the car on, whatever
+                # the car: its plan's minimum on `phases` (a single-phase car's on its one)
+                fixed_phases[session.ref] = session.phases
+    fixed_phases.update(inputs.sessionless_phases)
     root_fixed_w = 0.0
     for ref, load_w in [*fixed.items(), *inputs.sessionless_w]:
-        # Fixed load is planned around: it comes off every limit above it. A single-phase
-        # load is taken off all three phases' current limits: conservative. A session on a
-        # connector the site file does not list is shown as a fixed load, but its station's
-        # reserve below stands for it. A draw without a session is counted the same way,
-        # balanced over its connector's phases as the guard counts it.
+        # Fixed load is planned around: it comes off every limit above it. On the current
+        # limits, at the most it puts on one phase (topology.most_phase_a: a single-phase
+        # car's all on its phase, a car of unknown phases as if it were one), taken off all
+        # three phases' (a node's limit is one for its three phases): never less than the
+        # phase it loads, as the guard counts it. Counted balanced over its connector's
+        # phases, a single-phase car's 32 A were 10.7 A, and the cars beside it were planned
+        # into the other 21 A of its phase (tests/test_fixed_load_phases.py). A draw without
+        # a session is counted on the phases its currents showed, if they did. A session on
+        # a connector the site file does not list is shown as a fixed load, but its
+        # station's reserve below stands for it.
         if not topo.has(ref):
             continue
-        station = topo.station(ref.station_id)
-        amps = units.w_to_a(load_w, topo.connector(ref).phases, station.voltage_v)
+        amps = topo.most_phase_a(ref, load_w, fixed_phases.get(ref))
         for node in topo.ancestors(topo.station_node[ref.station_id]):
             node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
             node_a[node] = np.maximum(node_a[node] - amps, 0.0)

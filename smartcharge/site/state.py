@@ -95,6 +95,9 @@ class Measurement:
     received_at: datetime | None = None  # ours: what the age is measured by (None: `at`)
     # the station's clock minus ours as its own stamps showed when this came (0: not known)
     clock_offset_s: float = 0.0
+    # a draw without a session on a 3-phase connector: (phases, station phase of a
+    # single-phase draw) its per-phase currents showed (`phases_shown`); None: not shown
+    phases_shown: tuple[int, int | None] | None = None
 
     @property
     def arrived(self) -> datetime:
@@ -115,6 +118,21 @@ class Measurement:
         taken before a decrease read as taken after it (a car accused of disobeying its new
         limit, tests/test_guard_clock_ahead.py)."""
         return min(self.measured_at, self.arrived)
+
+
+def phases_shown(current_a) -> tuple[int, int | None] | None:
+    """(phases, station phase of a single-phase draw) that a sample's per-phase currents on a
+    3-phase connector show, or None. Only a sample with all three phases reported counts (a
+    missing phase is unknown, never zero): one phase carrying current -> single-phase on that
+    phase; all three -> 3-phase. Two phases, or no current at all, teach nothing."""
+    if len(current_a) != 3 or any(c is None for c in current_a):
+        return None
+    active = [i for i, c in enumerate(current_a) if c >= PHASE_ACTIVE_A]
+    if len(active) == 1:
+        return 1, active[0]
+    if len(active) == 3:
+        return 3, None
+    return None
 
 
 class SiteState:
@@ -340,6 +358,10 @@ class SiteState:
         change = None
         if session is not None and self._learn_phases(session, event.current_a):
             change = SESSION_CHANGE
+        # a draw without a session (sessionless.py) is counted on the phases its currents
+        # show, as a session's car is once learned
+        shown = phases_shown(event.current_a) if session is None \
+            and self._three_phase(ref) else None
         power_w = event.power_w
         if power_w is None and any(c is not None for c in event.current_a):
             station = self.site.station(event.station_id)
@@ -348,7 +370,7 @@ class SiteState:
         if power_w is None:
             return change
         sample = Measurement(float(power_w), event.at, event.received_at,
-                             self.clock_offset_s.get(event.station_id, 0.0))
+                             self.clock_offset_s.get(event.station_id, 0.0), shown)
         previous = self.measurements.get(ref)
         # late samples (a station's queue) never replace fresh ones
         if previous is None or sample.ordered_at >= previous.ordered_at:
@@ -396,22 +418,18 @@ class SiteState:
                                       session.meter_start_location)
         return session.live
 
-    def _learn_phases(self, session: Session, current_a) -> bool:
-        """Learn which station phases a car on a 3-phase connector loads; True if it changed.
+    def _three_phase(self, ref: ConnectorRef) -> bool:
+        station = self.site.station(ref.station_id)
+        connector = station.connector(ref.connector_id) if station else None
+        return connector is not None and connector.phases == 3
 
-        Only a sample with all three phases reported counts (a missing phase is unknown, never
-        zero): one phase carrying current -> single-phase on that phase; all three -> 3-phase.
-        Two phases, or no current at all, teach nothing (the session stays as it was)."""
-        station = self.site.station(session.ref.station_id)
-        connector = station.connector(session.ref.connector_id) if station else None
-        if connector is None or connector.phases != 3 or any(c is None for c in current_a):
+    def _learn_phases(self, session: Session, current_a) -> bool:
+        """Learn which station phases a car on a 3-phase connector loads (`phases_shown`);
+        True if it changed (the session stays as it was when the sample teaches nothing)."""
+        if not self._three_phase(session.ref):
             return False
-        active = [i for i, c in enumerate(current_a) if c >= PHASE_ACTIVE_A]
-        if len(active) == 1:
-            learned = (1, active[0])
-        elif len(active) == 3:
-            learned = (3, None)
-        else:
+        learned = phases_shown(current_a)
+        if learned is None:
             return False
         if (session.phases_in_use, session.station_phase) == learned:
             return False

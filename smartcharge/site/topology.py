@@ -127,6 +127,32 @@ class SiteTopology:
         rotation = PHASE_NAMES.index(connector.phase)
         return rotation if connector.phases == 1 else (rotation + station_phase) % 3
 
+    def most_phase_a(self, ref: ConnectorRef, load_w: float, phases_in_use: int | None) -> float:
+        """The most current [A] a load of `load_w` on the connector puts on any one phase: what
+        a fixed load takes off every phase's current limit above it (planner), and what the
+        guard counts a draw at on each phase it may load. `phases_in_use`: the car's phases
+        as known (1, 3; None: not known).
+
+        On a 1-phase connector, or a single-phase car on a 3-phase one, all of it is on one
+        phase; a three-phase car's is balanced. Not known on a 3-phase connector, it is the
+        worst of the two: all on one phase (a 7.4 kW single-phase car puts 32 A there, not the
+        10.7 A of a balanced count). On a 3-phase connector a phase carries at most the
+        connector's rated current (the site file's, its station's), so a load past what one
+        phase can carry is counted at that rating - at least at its balanced share: 22 kW of
+        a car whose phases are not known is 32 A on each phase, what a three-phase car draws,
+        not the 96 A no phase of it could carry."""
+        connector = self.connector(ref)
+        station = self.station(ref.station_id)
+        voltage = station.voltage_v
+        if connector.phases == 1:
+            return units.w_to_a(load_w, 1, voltage)
+        balanced_a = units.w_to_a(load_w, connector.phases, voltage)
+        if phases_in_use == 3:
+            return balanced_a
+        rated_a = connector.max_current_a if station.max_current_a is None \
+            else min(connector.max_current_a, station.max_current_a)
+        return max(balanced_a, min(units.w_to_a(load_w, 1, voltage), rated_a))
+
     def phase_limited(self, ref: ConnectorRef) -> bool:
         """True when a per-phase current limit [A] holds anywhere above the connector (its
         station or a circuit): there a W limit lets a single-phase car on a 3-phase connector

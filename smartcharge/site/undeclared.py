@@ -40,9 +40,17 @@ def phases(topology: SiteTopology, ref: ConnectorRef) -> int:
 
 
 def amps(topology: SiteTopology, ref: ConnectorRef, watts: float) -> float:
-    """Its current per phase [A] for `watts`, balanced over `phases`."""
-    return units.w_to_a(watts, phases(topology, ref),
-                        topology.station(ref.station_id).voltage_v)
+    """The most current [A] `watts` of it may put on one phase: nothing tells its car's
+    phases, so as topology.most_phase_a counts a car of unknown phases - all on one phase, at
+    most the station's rated current there (its own, else its connectors' largest), at least
+    balanced over `phases`. Balanced, a single-phase car's 7.4 kW were 10.7 A of its 32 A."""
+    station = topology.station(ref.station_id)
+    balanced_a = units.w_to_a(watts, phases(topology, ref), station.voltage_v)
+    if phases(topology, ref) == 1:
+        return balanced_a
+    rated_a = station.max_current_a if station.max_current_a is not None \
+        else max(c.max_current_a for c in station.connectors)
+    return max(balanced_a, min(units.w_to_a(watts, 1, station.voltage_v), rated_a))
 
 
 def draw_w(state, topology: SiteTopology, ref: ConnectorRef, now: datetime,
