@@ -33,7 +33,8 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
-from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
+from smartcharge.ocpp.registry import (StationAnswerInvalid, StationAnswerUnreadable,
+                                       StationCallError, StationOffline, StationTimeout)
 from smartcharge.store import Store, from_db_time
 from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
@@ -121,6 +122,8 @@ class CentralSystemBase:
         if frame.message is None:
             log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
                         raw_msg)
+            if frame.answer_id is not None:
+                self._answered_unreadable(frame.answer_id, frame.problem, raw_msg)
             return
         if self._boot_wait_until is not None:
             # the first frame of a station accepted before: anything but a BootNotification
@@ -241,8 +244,6 @@ class CentralSystemBase:
                 self.refused_unregistered = True
             raise StationCallError(self.dialect.normalize_error_code(error.code),
                                    error.description, jsonable_details(error.details)) from None
-        except UnknownCallErrorCodeError as error:
-            raise StationCallError("UnknownErrorCode", str(error)) from None
         except asyncio.TimeoutError:
             raise StationTimeout(f"station {self.id} did not answer {action}") from None
         except ConnectionClosed:
@@ -250,8 +251,9 @@ class CentralSystemBase:
                                  "sent") from None
         bad_time = self.dialect.bad_date_time_in_answer(action, answered)
         if bad_time is not None:
-            raise StationCallError("TypeConstraintViolation",
-                                   f"the station's {action} answer has a malformed {bad_time}")
+            raise StationAnswerInvalid(
+                "TypeConstraintViolation",
+                f"the station's {action} answer has a malformed {bad_time}", answered)
         return answer
 
     async def _wait_registered(self) -> None:
@@ -290,13 +292,38 @@ class CentralSystemBase:
                     response = await answered
             finally:
                 self._answers.pop(unique_id, None)
+            if isinstance(response, _Unreadable):
+                raise StationAnswerUnreadable(
+                    f"station {self.id} answered {action} with what is no answer "
+                    f"({response.problem}): {response.frame}", response.frame)
             if response.message_type_id == MessageType.CallResult:
                 response.action = action
-                await fast_schema.validate(response, self.dialect.version)
+                try:
+                    await fast_schema.validate(response, self.dialect.version)
+                except OCPPError as error:
+                    raise self._answer_invalid(action, response.payload, error) from None
         if response.message_type_id == MessageType.CallError:
-            raise response.to_exception()
+            try:
+                error = response.to_exception()
+            except UnknownCallErrorCodeError:
+                # a code of its own (firmware's words): a refusal all the same, told as sent
+                raise StationCallError(response.error_code, str(response.error_description),
+                                       jsonable_details(response.error_details)) from None
+            raise error
         answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         return answer, response.payload
+
+    def _answer_invalid(self, action: str, payload: dict,
+                        error: OCPPError) -> StationAnswerInvalid:
+        """A CALLRESULT its schema refuses: no CALLERROR of the station's. What is wrong with
+        it in the description (the library's words say only that something is); the code the
+        site has always seen for it (the library's, in this version's spelling)."""
+        named = self.dialect.classify_schema_error(action, payload, MessageType.CallResult)
+        cause = named.description if named is not None else error.description
+        return StationAnswerInvalid(
+            self.dialect.normalize_error_code(error.code),
+            f"the station's {action} answer is not valid OCPP {self.dialect.version}: {cause}",
+            payload)
 
     def _answered(self, message: list) -> None:
         """A CALLRESULT or CALLERROR the edge passed (`inspect_frame`: its id a string, a
@@ -316,6 +343,14 @@ class CentralSystemBase:
             waiting.set_result(CallResult(unique_id, message[2]))
         else:
             waiting.set_result(CallError(*message[1:]))
+
+    def _answered_unreadable(self, unique_id: str, problem: str | None, raw: str) -> None:
+        """An answer the edge could not read, under the id of a call waiting for it: that
+        call has its answer now (StationAnswerUnreadable) - it waited for its timeout and was
+        told the station did not answer."""
+        waiting = self._answers.get(unique_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(_Unreadable(problem or "unreadable", raw[:200]))
 
     async def _check_our_request(self, action: str, payload: dict) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a
@@ -409,6 +444,14 @@ class CentralSystemBase:
 # (a read of the OS's randomness each)
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _ID_COUNTER = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """What a call waiting for its answer is handed when the answer came unreadable."""
+
+    problem: str
+    frame: str      # its head, for the caller
 
 
 def _next_unique_id() -> str:

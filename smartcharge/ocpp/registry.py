@@ -40,6 +40,27 @@ class StationCallError(Exception):
         self.details = details or {}
 
 
+class StationAnswerInvalid(StationCallError):
+    """The station answered our call, without a CALLERROR, with a payload its schema does not
+    allow (or a date-time that is none). To the site a refusal, as any StationCallError;
+    `code` names the problem as a CALLERROR would; `answer`: the payload as it came."""
+
+    def __init__(self, code: str, description: str, answer: Any) -> None:
+        super().__init__(code, description)
+        self.answer = answer
+
+
+class StationAnswerUnreadable(StationTimeout):
+    """The station answered our call with a frame that cannot be read as an answer (no
+    CALLRESULT's or CALLERROR's shape, too large, not Unicode text) under its message id: told
+    at once, not at the timeout. To the site what no answer is: it may have done it all the
+    same. `frame`: the frame's head, as it came."""
+
+    def __init__(self, message: str, frame: str) -> None:
+        super().__init__(message)
+        self.frame = frame
+
+
 class CallTransport(Protocol):
     """What a link needs from a protocol adapter (a version's ChargePoint subclass)."""
 

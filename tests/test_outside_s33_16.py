@@ -1,0 +1,102 @@
+"""Session 33's outside judge (1.6): what the REST API tells an operator about a station's
+answer to a remote command, against stations that answer in ways the spec does not allow
+(docs/promises.md, "Audit, session 33 (judge, 1.6)"). Real server, real WebSockets (a raw
+station socket: no library between the station and the frame it sends), real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from smartcharge.appkeys import REGISTRY
+from tests.test_ocpp201_core import BOOT as BOOT_201
+
+BOOT = [2, "boot-1", "BootNotification", {"chargePointVendor": "Judge", "chargePointModel": "J"}]
+
+
+async def _reset_answered_with(harness, answer_of, timeout_s: int = 10, version: str = "1.6"):
+    """POST /api/stations/CP1/reset with CP1 a raw socket (OCPP `version`) that answers our
+    Reset with the frame `answer_of(its unique id)` builds: (the HTTP status, the JSON body)."""
+    if version == "1.6":
+        ws = await harness.booted_raw_socket(BOOT)
+    else:
+        ws = await harness.booted_raw_socket(BOOT_201, protocols=("ocpp2.0.1",))
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    posted = asyncio.create_task(harness.api.post(
+        harness.url(f"/api/stations/CP1/reset?timeout_s={timeout_s}"), json={"type": "Soft"}))
+    request = json.loads((await ws.receive(timeout=timeout_s)).data)
+    assert request[:3] == [2, request[1], "Reset"], request
+    await ws.send_str(answer_of(request[1]))
+    async with await posted as response:
+        body = await response.json()
+        status = response.status
+    await harness.assert_still_up(ws)
+    return status, body
+
+
+# -- an answer the 1.6 schema does not allow -----------------------------------------------------
+# A CALLRESULT whose payload breaks its schema was reported as a CALLERROR the station never
+# sent: 502 `station_call_error` with `code` FormationViolation / ProtocolError and the
+# library's generic words ("Payload for Action is syntactically incorrect..."), which neither
+# said what was wrong nor showed what the station answered - an operator chased a CALLERROR in
+# the station's logs that was never there.
+@pytest.mark.parametrize("payload, named", [
+    ({"status": "Maybe"}, "'Maybe'"),                      # outside its enumeration
+    ({}, "'status'"),                                      # its one required field missing
+    ({"status": "Accepted", "info": "ok"}, "'info'"),      # a field 1.6 does not have
+    ({"status": 1}, "status"),                             # a wrong type
+], ids=["enum", "missing", "extra", "type"])
+async def test_an_answer_its_schema_refuses_is_told_as_it_came(harness, payload, named):
+    """Failed first: 502 `station_call_error`, `code` FormationViolation / ProtocolError /
+    TypeConstraintViolation, no word of what was wrong, no answer."""
+    status, body = await _reset_answered_with(
+        harness, lambda unique_id: json.dumps([3, unique_id, payload]))
+    assert status == 502, body
+    assert body["error"] == "station_answer_invalid", body
+    assert named in body["detail"] and "Reset" in body["detail"], body
+    assert body["answer"] == payload, body
+    assert "code" not in body, body      # the station sent no CALLERROR
+
+
+async def test_a_201_answer_its_schema_refuses_is_told_as_it_came(harness):
+    """The same edge serves 2.0.1 (its Reset answers Accepted, Rejected or Scheduled)."""
+    status, body = await _reset_answered_with(
+        harness, lambda unique_id: json.dumps([3, unique_id, {"status": "Maybe"}]),
+        version="2.0.1")
+    assert (status, body["error"]) == (502, "station_answer_invalid"), body
+    assert "'Maybe'" in body["detail"] and "2.0.1" in body["detail"], body
+    assert body["answer"] == {"status": "Maybe"}, body
+
+
+async def test_a_callerror_code_outside_the_spec_is_told_as_the_station_sent_it(harness):
+    """A CALLERROR whose code is none of 1.6's (firmware's own words) was told as `code`
+    `UnknownErrorCode` with the library's sentence - the station's code and description lost.
+    Failed first: code 'UnknownErrorCode'."""
+    status, body = await _reset_answered_with(harness, lambda unique_id: json.dumps(
+        [4, unique_id, "RelayWelded", "contactor K1 welded", {"temperature": 71}]))
+    assert status == 502, body
+    assert body["error"] == "station_call_error", body
+    assert (body["code"], body["description"]) == ("RelayWelded", "contactor K1 welded"), body
+
+
+# -- an answer whose frame is malformed, to a call we are waiting on ----------------------------
+# Its message id is readable, so it is the answer to our call - only not one we can read. It was
+# dropped and the call waited its whole timeout: the operator waited (30 s by default) for a 504
+# saying the station "did not answer", and the station had answered at once.
+@pytest.mark.parametrize("frame_of", [
+    lambda unique_id: json.dumps([3, unique_id]),
+    lambda unique_id: json.dumps([3, unique_id, ["Accepted"]]),
+    lambda unique_id: json.dumps([3, unique_id, {"status": "Accepted"}, {}]),
+    lambda unique_id: json.dumps([4, unique_id, "GenericError"]),
+    lambda unique_id: json.dumps([4, unique_id, 17, "bad code", {}]),
+    lambda unique_id: f'[3, "{unique_id}", {{"status": "\\ud800"}}]',
+], ids=["result-short", "result-list", "result-long", "error-short", "error-code-number",
+        "lone-surrogate"])
+async def test_a_malformed_answer_to_our_call_is_told_not_waited_for(harness, frame_of):
+    """Failed first: 504 `station_timeout` after the call's 10 s."""
+    status, body = await _reset_answered_with(harness, frame_of)
+    assert status == 502, body
+    assert body["error"] == "station_answer_invalid", body
+    assert "Reset" in body["detail"], body
