@@ -6,14 +6,22 @@ station socket: no library between the station and the frame it sends), real SQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from ocpp.v16 import call
 
+from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
+from smartcharge.clock import AcceleratedClock
+from tests.conftest import make_site, serve_harness
+from tests.hang_budget import hang_budget_s
 from tests.test_ocpp201_core import BOOT as BOOT_201
 
 BOOT = [2, "boot-1", "BootNotification", {"chargePointVendor": "Judge", "chargePointModel": "J"}]
+T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 async def _reset_answered_with(harness, answer_of, timeout_s: int = 10, version: str = "1.6"):
@@ -100,3 +108,42 @@ async def test_a_malformed_answer_to_our_call_is_told_not_waited_for(harness, fr
     assert status == 502, body
     assert body["error"] == "station_answer_invalid", body
     assert "Reset" in body["detail"], body
+
+
+# -- what a station's DataTransfers leave in the store ------------------------------------------
+# Every DataTransfer is stored (`data_transfers`: its vendor, message id and data - up to the
+# 1 Mi characters a frame may carry) and nothing ever read or pruned them: the raw billing
+# messages and 2.0.1's information-only reports go after `server.inbound_retention_days`, a
+# vendor's telemetry by DataTransfer (often one a minute per station) grew the file for ever.
+async def test_a_stations_data_transfers_are_pruned_with_its_raw_messages(tmp_path):
+    """Failed first: the 100-day-old DataTransfer was still in the file after the start's
+    prune (the wait below ran out)."""
+    path = str(tmp_path / "dt.sqlite")
+    long_ago = AcceleratedClock(T0 - timedelta(days=100), speed=1.0)
+    app = create_app(make_site(), db_path=path, clock=long_ago, smart_charging=False)
+    async with contextlib.aclosing(serve_harness(app)) as served:
+        harness = await anext(served)
+        station = await harness.station("CP1")
+        await station.call(call.DataTransfer(vendor_id="com.example", message_id="telemetry",
+                                             data="x" * 100_000), suppress=False)
+    app = create_app(make_site(), db_path=path, clock=AcceleratedClock(T0, speed=1.0),
+                     smart_charging=False)
+    async with contextlib.aclosing(serve_harness(app)) as served:
+        harness = await anext(served)
+        station = await harness.station("CP1")
+        await station.call(call.DataTransfer(vendor_id="com.example", message_id="recent"),
+                           suppress=False)
+
+        async def kept() -> list:
+            return [row["message_id"] for row in
+                    await harness.store.read(lambda tx: tx.data_transfers("CP1"))]
+        await _until(kept, ["recent"])
+
+
+async def _until(read, expected, timeout_s: float = 10.0) -> None:
+    """Until the async `read()` returns `expected` (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hang_budget_s(timeout_s)
+    while (found := await read()) != expected:
+        assert loop.time() < deadline, found
+        await asyncio.sleep(0.02)
