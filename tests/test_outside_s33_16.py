@@ -147,3 +147,22 @@ async def _until(read, expected, timeout_s: float = 10.0) -> None:
     while (found := await read()) != expected:
         assert loop.time() < deadline, found
         await asyncio.sleep(0.02)
+
+
+# -- a billing window that ends before it starts ---------------------------------------------
+@pytest.mark.parametrize("path", ["/api/sessions.csv", "/api/sessions"])
+@pytest.mark.parametrize("since, until", [
+    ("2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z"),       # the two swapped
+    ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00"),  # the same instant: no window
+], ids=["swapped", "empty"])
+async def test_a_window_that_ends_before_it_starts_is_refused(api, path, since, until):
+    """A biller who swapped `since` and `until` got 200 and a header row: a month's export
+    with no session in it, billed as nothing - the window selects what overlaps [since,
+    until), and such a window holds no instant. Failed first: 200. A 422 naming `until` now,
+    as a cap window or DR event whose end is not after its start."""
+    server, http = api
+    query = f"?since={since}&until={until}".replace("+", "%2B")
+    async with http.get(f"http://127.0.0.1:{server.port}{path}{query}") as response:
+        body = await response.json(content_type=None)
+        assert response.status == 422, (response.status, body)
+    assert body["error"] == "invalid_body" and "until" in body["detail"], body
