@@ -1,7 +1,9 @@
 """Session 33's outside judge (1.6): what the REST API tells an operator about a station's
-answer to a remote command, against stations that answer in ways the spec does not allow
-(docs/promises.md, "Audit, session 33 (judge, 1.6)"). Real server, real WebSockets (a raw
-station socket: no library between the station and the frame it sends), real SQLite."""
+answer to a remote command - one the spec does not allow, or none because the command never
+left - a configuration value set to nothing, a billing window that ends before it starts, and
+what the store keeps of a station's DataTransfers (docs/promises.md, "Audit, session 33 (judge,
+1.6)"). Real server, real WebSockets (the `ocpp` library's stations, or a raw station socket:
+nothing between the station and the frame it sends), real SQLite."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from ocpp.v16 import call
 from smartcharge.app import create_app
 from smartcharge.appkeys import REGISTRY
 from smartcharge.clock import AcceleratedClock
-from tests.conftest import make_site, serve_harness
+from tests.conftest import PASSWORD, make_site, serve_harness
 from tests.hang_budget import hang_budget_s
+from tests.ocpp201_station import station201
 from tests.test_ocpp201_core import BOOT as BOOT_201
 
 BOOT = [2, "boot-1", "BootNotification", {"chargePointVendor": "Judge", "chargePointModel": "J"}]
@@ -108,6 +111,92 @@ async def test_a_malformed_answer_to_our_call_is_told_not_waited_for(harness, fr
     assert status == 502, body
     assert body["error"] == "station_answer_invalid", body
     assert "Reset" in body["detail"], body
+
+
+# -- a command that never left ---------------------------------------------------------------
+# One call at a time to a station (OCPP-J): a command waits until the station has answered, or
+# timed out on, the call before it - the site's SetChargingProfile to a station that has stopped
+# answering holds it for that call's timeout. A command whose own timeout ran out while it
+# waited was told as "station CP1 did not answer Reset within 2 s" - the station had never been
+# asked. Whether a remote start or a reset went out is what the operator needs to know before
+# trying again.
+async def test_a_command_that_timed_out_before_it_was_sent_says_so(harness):
+    """Failed first: 504 "did not answer Reset within 1 s", nothing about not sent."""
+    ws = await harness.booted_raw_socket(BOOT)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    link = harness.app[REGISTRY].get("CP1")
+    # the site's call, unanswered by the station, holds the line
+    earlier = asyncio.create_task(link.call(call.TriggerMessage(requested_message="Heartbeat"),
+                                            timeout_s=60))
+    request = json.loads((await ws.receive(timeout=10)).data)
+    assert request[2] == "TriggerMessage"
+    try:
+        async with harness.api.post(harness.url("/api/stations/CP1/reset?timeout_s=1"),
+                                    json={"type": "Soft"}) as response:
+            body = await response.json()
+            assert response.status == 504, body
+        assert body["error"] == "station_timeout" and body["sent"] is False, body
+        assert "not sent" in body["detail"] and "TriggerMessage" in body["detail"], body
+    finally:
+        earlier.cancel()
+    await harness.assert_still_up(ws)   # the next frame it gets is this answer: no Reset
+
+
+async def test_a_command_sent_and_unanswered_says_it_was_sent(harness):
+    ws = await harness.booted_raw_socket(BOOT)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    async with harness.api.post(harness.url("/api/stations/CP1/reset?timeout_s=1"),
+                                json={"type": "Soft"}) as response:
+        body = await response.json()
+        assert response.status == 504, body
+    assert body["error"] == "station_timeout" and body["sent"] is True, body
+    assert "did not answer Reset" in body["detail"], body
+    request = json.loads((await ws.receive(timeout=10)).data)
+    assert request[2] == "Reset"
+
+
+# -- a configuration value set to nothing ------------------------------------------------------
+# OCPP's configuration values are strings with a maximum and no minimum length (1.6
+# ChangeConfiguration `value`, CiString500; 2.0.1 SetVariables `attributeValue`, 1000): the
+# empty string is a value, and a needed one - `StopTxnSampledData` = "" stops the samples a
+# StopTransaction carries, `MeterValuesAlignedData` = "" the clock-aligned ones (2.0.1:
+# `SampledDataCtrlr.TxEndedMeasurands`, `AlignedDataCtrlr.Measurands`). The API refused it
+# with 422 ("value must be a non-empty string") and nothing could set it.
+@pytest.mark.parametrize("key", ["StopTxnSampledData", "MeterValuesAlignedData"])
+async def test_a_configuration_key_may_be_set_to_the_empty_string(harness, key):
+    """Failed first: 422, nothing sent."""
+    station = await harness.station("CP1")
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    response = await harness.api.post(harness.url("/api/stations/CP1/change-configuration"),
+                                      json={"key": key, "value": ""})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["answer"] == {"status": "Accepted"}
+    assert station.received == [("ChangeConfiguration", {"key": key, "value": ""})]
+
+
+async def test_a_201_variable_may_be_set_to_the_empty_string(harness):
+    """The same for 2.0.1's SetVariables. Failed first: 422, nothing sent."""
+    async with station201(harness.url("/ocpp"), "CP1", PASSWORD) as station:
+        await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+        response = await harness.api.post(
+            harness.url("/api/stations/CP1/change-configuration"),
+            json={"key": "SampledDataCtrlr.TxEndedMeasurands", "value": ""})
+        assert response.status == 200, await response.text()
+        [(action, request)] = station.received
+    assert action == "SetVariables"
+    assert request["setVariableData"][0]["attributeValue"] == ""
+
+
+@pytest.mark.parametrize("body", [{"key": "", "value": "1"}, {"key": "StopTxnSampledData"},
+                                  {"key": "StopTxnSampledData", "value": None}])
+async def test_a_configuration_needs_its_key_and_a_value(harness, body):
+    """What stays refused: no key, or no value at all (null is none)."""
+    station = await harness.station("CP1")
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    response = await harness.api.post(harness.url("/api/stations/CP1/change-configuration"),
+                                      json=body)
+    assert response.status == 422, await response.text()
+    assert station.received == []
 
 
 # -- what a station's DataTransfers leave in the store ------------------------------------------

@@ -109,7 +109,10 @@ def command(name: str, method: str):
             return web.json_response({"error": "station_answer_invalid", "detail": str(error),
                                       "frame": error.frame}, status=502)
         except StationTimeout as error:
-            raise web.HTTPGatewayTimeout(text=str(error)) from None
+            # `sent` False: the station was never asked (its line held by our earlier call) -
+            # a remote start or a reset may be tried again without doing it twice
+            return web.json_response({"error": "station_timeout", "detail": str(error),
+                                      "sent": error.sent}, status=504)
         except StationAnswerInvalid as error:
             return web.json_response({"error": "station_answer_invalid",
                                       "detail": f"station {station_id}: {error.description}",

@@ -33,8 +33,9 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
-from smartcharge.ocpp.registry import (StationAnswerInvalid, StationAnswerUnreadable,
-                                       StationCallError, StationOffline, StationTimeout)
+from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
+                                       StationAnswerUnreadable, StationCallError,
+                                       StationOffline, StationTimeout)
 from smartcharge.store import Store, from_db_time
 from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
@@ -84,6 +85,7 @@ class CentralSystemBase:
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
+        self._in_flight: str | None = None   # the action of our call holding the line
         self._unique_id_generator = _next_unique_id
         # Set while the station knows where it stands: once the answer to its BootNotification
         # has been sent (cleared again during any BootNotification). Our calls wait for it: a
@@ -219,14 +221,17 @@ class CentralSystemBase:
         await fast_schema.validate(result, version)
         await self._send(result.to_json())
 
-    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
+    async def send_call(self, request: Any, *, wire: dict | None = None,
+                        progress: CallProgress | None = None) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout /
         StationOffline; ValueError (before sending) for a request that breaks the schema.
         `wire`: the request's payload as it goes out, made by builders a test proves
         schema-valid for every input (the control ports' SetChargingProfile:
         tests/test_profiles_schema.py): sent as it is, not serialised and checked again -
         ~0.45 ms of the loop per profile, ~0.5 s of a DR event at 1 000 connectors (issue 10).
-        The station's answer is checked either way."""
+        The station's answer is checked either way. `progress`: how far it got (sent, or what
+        it waited for), for a caller whose time runs out."""
+        progress = progress if progress is not None else CallProgress()
         action = type(request).__name__
         if wire is not None:
             payload = wire   # nor a None in it to drop (the same tests)
@@ -235,10 +240,12 @@ class CentralSystemBase:
             # serialised it again)
             payload = camel_payload(request)
             await self._check_our_request(action, payload)
+        if not self._registered.is_set():
+            progress.behind = "its BootNotification (it connected again)"
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
         try:
-            answer, answered = await self._call_checked(action, payload, unique_id)
+            answer, answered = await self._call_checked(action, payload, unique_id, progress)
         except OCPPError as error:
             if error.code == "SecurityError":
                 self.refused_unregistered = True
@@ -274,8 +281,8 @@ class CentralSystemBase:
                     self._registered.set()
         await self._registered.wait()
 
-    async def _call_checked(self, action: str, payload: dict, unique_id: str
-                            ) -> tuple[Any, dict]:
+    async def _call_checked(self, action: str, payload: dict, unique_id: str,
+                            progress: CallProgress) -> tuple[Any, dict]:
         """The library's `call` for a request already serialised (and checked): one call in
         flight per station (its lock), the answer awaited and, a CALLRESULT, checked against
         its schema (what a station sends is always checked), a CALLERROR raised; (the typed
@@ -284,14 +291,20 @@ class CentralSystemBase:
         used - same outcomes: an answer with an id we are not waiting for is dropped, none
         within the response timeout raises TimeoutError."""
         message = Call(unique_id=unique_id, action=action, payload=payload)
+        if self._call_lock.locked():
+            progress.behind = (f"the answer to our {self._in_flight or 'call before it'} "
+                               "(one call at a time)")
         async with self._call_lock:
             answered = self._answers[unique_id] = asyncio.get_running_loop().create_future()
+            self._in_flight = action
             try:
+                progress.sent = True    # from here it may reach the station
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
             finally:
                 self._answers.pop(unique_id, None)
+                self._in_flight = None
             if isinstance(response, _Unreadable):
                 raise StationAnswerUnreadable(
                     f"station {self.id} answered {action} with what is no answer "
