@@ -2,7 +2,7 @@
 as received (audit, and recognising a re-sent message as a duplicate); rows older than
 `server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`, with the
 information-only reports of 2.0.1 stations (`store_reports.PRUNABLE_KINDS`: device models,
-event streams).
+event streams) and the DataTransfers of either version (`data_transfers`: vendors' data).
 
 Only old rows go. A station re-sends an unacknowledged message within seconds to hours (its
 offline queue), far inside any retention period; the sessions, samples and billed energy the
@@ -29,9 +29,11 @@ PRUNE_EVERY_S = 3600.0
 async def prune_inbound(app: web.Application, retention_days: float) -> int:
     before = app[CLOCK].now() - timedelta(days=retention_days)
     pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before)
-                                  + prune_reports(tx, before))
+                                  + prune_reports(tx, before)
+                                  + tx.prune_data_transfers(before))
     if pruned:
-        log.info("retention: pruned %d inbound message(s) and report(s) received before %s",
+        log.info("retention: pruned %d inbound message(s), report(s) and DataTransfer(s) "
+                 "received before %s",
                  pruned, before.isoformat())
     return pruned
 

@@ -527,6 +527,13 @@ class StoreTx:
                          "received_at) VALUES (?, ?, ?, ?, ?)",
                          (station_id, vendor_id, message_id, data, db_time(at)))
 
+    def prune_data_transfers(self, before: datetime) -> int:
+        """Forget the DataTransfers received before `before`; returns how many. A vendor's
+        data (telemetry, often one a minute per station, up to a frame's 1 Mi characters),
+        read by nothing here: kept as long as the raw messages, not for ever."""
+        return self._db.execute("DELETE FROM data_transfers WHERE received_at < ?",
+                                (db_time(before),)).rowcount
+
     def data_transfers(self, station_id: str) -> list[dict[str, Any]]:
         return self._dicts("SELECT vendor_id, message_id, data, received_at FROM data_transfers "
                            "WHERE station_id = ? ORDER BY id", (station_id,))

@@ -23,7 +23,8 @@ from smartcharge.http_body import BodyUndecodable, DuplicateField, json_of
 from smartcharge.ocpp.commands import CommandInvalid, CommandRefused, Fields
 from smartcharge.ocpp.port import UnknownProtocol
 from smartcharge.ocpp.ports import all_commands, commands_for
-from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
+from smartcharge.ocpp.registry import (StationAnswerInvalid, StationAnswerUnreadable,
+                                       StationCallError, StationOffline, StationTimeout)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,19 @@ def command(name: str, method: str):
                     app[EVENTS].publish(StationProfilesCleared(station_id, app[CLOCK].now()))
         except StationOffline as error:
             raise web.HTTPConflict(text=str(error)) from None
+        except StationAnswerUnreadable as error:
+            # it answered, at once - not a timeout; nor a CALLERROR it never sent
+            return web.json_response({"error": "station_answer_invalid", "detail": str(error),
+                                      "frame": error.frame}, status=502)
         except StationTimeout as error:
-            raise web.HTTPGatewayTimeout(text=str(error)) from None
+            # `sent` False: the station was never asked (its line held by our earlier call) -
+            # a remote start or a reset may be tried again without doing it twice
+            return web.json_response({"error": "station_timeout", "detail": str(error),
+                                      "sent": error.sent}, status=504)
+        except StationAnswerInvalid as error:
+            return web.json_response({"error": "station_answer_invalid",
+                                      "detail": f"station {station_id}: {error.description}",
+                                      "answer": error.answer}, status=502)
         except StationCallError as error:
             return web.json_response({"error": "station_call_error", "detail": str(error),
                                       "code": error.code, "description": error.description},

@@ -67,6 +67,12 @@ def _session_query(request: web.Request, takes: tuple[frozenset[str], frozenset[
     only_parameters(request, *takes)
     station = request.query.get("station")
     since, until = _time_param(request, "since"), _time_param(request, "until")
+    if since is not None and until is not None and until <= since:
+        # a window that holds no instant selects nothing: a biller who swapped the two got an
+        # empty month with a 200
+        raise web.HTTPUnprocessableEntity(
+            text=f"query parameter 'until' must be after 'since' (the window is [since, "
+                 f"until)); got since={since.isoformat()}, until={until.isoformat()}")
     if "limit" not in request.query and default_limit is None:
         return station, since, until, None
     try:

@@ -33,7 +33,9 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
-from smartcharge.ocpp.registry import StationCallError, StationOffline, StationTimeout
+from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
+                                       StationAnswerUnreadable, StationCallError,
+                                       StationOffline, StationTimeout)
 from smartcharge.store import Store, from_db_time
 from smartcharge.store_ops import StoreOp
 from smartcharge.turns import TurnBudget
@@ -83,6 +85,7 @@ class CentralSystemBase:
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
         self._answers: dict[str, asyncio.Future] = {}
+        self._in_flight: str | None = None   # the action of our call holding the line
         self._unique_id_generator = _next_unique_id
         # Set while the station knows where it stands: once the answer to its BootNotification
         # has been sent (cleared again during any BootNotification). Our calls wait for it: a
@@ -121,6 +124,8 @@ class CentralSystemBase:
         if frame.message is None:
             log.warning("station %s: dropped a frame (%s): %.200r", self.id, frame.problem,
                         raw_msg)
+            if frame.answer_id is not None:
+                self._answered_unreadable(frame.answer_id, frame.problem, raw_msg)
             return
         if self._boot_wait_until is not None:
             # the first frame of a station accepted before: anything but a BootNotification
@@ -216,14 +221,17 @@ class CentralSystemBase:
         await fast_schema.validate(result, version)
         await self._send(result.to_json())
 
-    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
+    async def send_call(self, request: Any, *, wire: dict | None = None,
+                        progress: CallProgress | None = None) -> Any:
         """Our call to the station: the typed answer, or StationCallError / StationTimeout /
         StationOffline; ValueError (before sending) for a request that breaks the schema.
         `wire`: the request's payload as it goes out, made by builders a test proves
         schema-valid for every input (the control ports' SetChargingProfile:
         tests/test_profiles_schema.py): sent as it is, not serialised and checked again -
         ~0.45 ms of the loop per profile, ~0.5 s of a DR event at 1 000 connectors (issue 10).
-        The station's answer is checked either way."""
+        The station's answer is checked either way. `progress`: how far it got (sent, or what
+        it waited for), for a caller whose time runs out."""
+        progress = progress if progress is not None else CallProgress()
         action = type(request).__name__
         if wire is not None:
             payload = wire   # nor a None in it to drop (the same tests)
@@ -232,17 +240,17 @@ class CentralSystemBase:
             # serialised it again)
             payload = camel_payload(request)
             await self._check_our_request(action, payload)
+        if not self._registered.is_set():
+            progress.behind = "its BootNotification (it connected again)"
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
         try:
-            answer, answered = await self._call_checked(action, payload, unique_id)
+            answer, answered = await self._call_checked(action, payload, unique_id, progress)
         except OCPPError as error:
             if error.code == "SecurityError":
                 self.refused_unregistered = True
             raise StationCallError(self.dialect.normalize_error_code(error.code),
                                    error.description, jsonable_details(error.details)) from None
-        except UnknownCallErrorCodeError as error:
-            raise StationCallError("UnknownErrorCode", str(error)) from None
         except asyncio.TimeoutError:
             raise StationTimeout(f"station {self.id} did not answer {action}") from None
         except ConnectionClosed:
@@ -250,8 +258,9 @@ class CentralSystemBase:
                                  "sent") from None
         bad_time = self.dialect.bad_date_time_in_answer(action, answered)
         if bad_time is not None:
-            raise StationCallError("TypeConstraintViolation",
-                                   f"the station's {action} answer has a malformed {bad_time}")
+            raise StationAnswerInvalid(
+                "TypeConstraintViolation",
+                f"the station's {action} answer has a malformed {bad_time}", answered)
         return answer
 
     async def _wait_registered(self) -> None:
@@ -272,8 +281,8 @@ class CentralSystemBase:
                     self._registered.set()
         await self._registered.wait()
 
-    async def _call_checked(self, action: str, payload: dict, unique_id: str
-                            ) -> tuple[Any, dict]:
+    async def _call_checked(self, action: str, payload: dict, unique_id: str,
+                            progress: CallProgress) -> tuple[Any, dict]:
         """The library's `call` for a request already serialised (and checked): one call in
         flight per station (its lock), the answer awaited and, a CALLRESULT, checked against
         its schema (what a station sends is always checked), a CALLERROR raised; (the typed
@@ -282,21 +291,52 @@ class CentralSystemBase:
         used - same outcomes: an answer with an id we are not waiting for is dropped, none
         within the response timeout raises TimeoutError."""
         message = Call(unique_id=unique_id, action=action, payload=payload)
+        if self._call_lock.locked():
+            progress.behind = (f"the answer to our {self._in_flight or 'call before it'} "
+                               "(one call at a time)")
         async with self._call_lock:
             answered = self._answers[unique_id] = asyncio.get_running_loop().create_future()
+            self._in_flight = action
             try:
+                progress.sent = True    # from here it may reach the station
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
             finally:
                 self._answers.pop(unique_id, None)
+                self._in_flight = None
+            if isinstance(response, _Unreadable):
+                raise StationAnswerUnreadable(
+                    f"station {self.id} answered {action} with what is no answer "
+                    f"({response.problem}): {response.frame}", response.frame)
             if response.message_type_id == MessageType.CallResult:
                 response.action = action
-                await fast_schema.validate(response, self.dialect.version)
+                try:
+                    await fast_schema.validate(response, self.dialect.version)
+                except OCPPError as error:
+                    raise self._answer_invalid(action, response.payload, error) from None
         if response.message_type_id == MessageType.CallError:
-            raise response.to_exception()
+            try:
+                error = response.to_exception()
+            except UnknownCallErrorCodeError:
+                # a code of its own (firmware's words): a refusal all the same, told as sent
+                raise StationCallError(response.error_code, str(response.error_description),
+                                       jsonable_details(response.error_details)) from None
+            raise error
         answer = getattr(self._call_result, action)(**snake_case_keys(response.payload))
         return answer, response.payload
+
+    def _answer_invalid(self, action: str, payload: dict,
+                        error: OCPPError) -> StationAnswerInvalid:
+        """A CALLRESULT its schema refuses: no CALLERROR of the station's. What is wrong with
+        it in the description (the library's words say only that something is); the code the
+        site has always seen for it (the library's, in this version's spelling)."""
+        named = self.dialect.classify_schema_error(action, payload, MessageType.CallResult)
+        cause = named.description if named is not None else error.description
+        return StationAnswerInvalid(
+            self.dialect.normalize_error_code(error.code),
+            f"the station's {action} answer is not valid OCPP {self.dialect.version}: {cause}",
+            payload)
 
     def _answered(self, message: list) -> None:
         """A CALLRESULT or CALLERROR the edge passed (`inspect_frame`: its id a string, a
@@ -316,6 +356,14 @@ class CentralSystemBase:
             waiting.set_result(CallResult(unique_id, message[2]))
         else:
             waiting.set_result(CallError(*message[1:]))
+
+    def _answered_unreadable(self, unique_id: str, problem: str | None, raw: str) -> None:
+        """An answer the edge could not read, under the id of a call waiting for it: that
+        call has its answer now (StationAnswerUnreadable) - it waited for its timeout and was
+        told the station did not answer."""
+        waiting = self._answers.get(unique_id)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(_Unreadable(problem or "unreadable", raw[:200]))
 
     async def _check_our_request(self, action: str, payload: dict) -> None:
         """A request that breaks the schema is our bug, not the station's: ValueError, not a
@@ -409,6 +457,14 @@ class CentralSystemBase:
 # (a read of the OS's randomness each)
 _ID_PREFIX = uuid.uuid4().hex[:12]
 _ID_COUNTER = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """What a call waiting for its answer is handed when the answer came unreadable."""
+
+    problem: str
+    frame: str      # its head, for the caller
 
 
 def _next_unique_id() -> str:

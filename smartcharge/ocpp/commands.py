@@ -72,14 +72,17 @@ class Fields:
         return value
 
     def string(self, name: str, *, required: bool = False, max_chars: int | None = None,
-               choices: type | None = None):
+               choices: type | None = None, may_be_empty: bool = False):
+        """`may_be_empty`: "" is a value (a configuration value: OCPP sets no minimum length,
+        and "" is how a station is told, say, to send no samples in its stops)."""
         value = self._data.get(name, _MISSING)
         if value is _MISSING or value is None:
             if required:
                 raise CommandInvalid(f"{name} is required")
             return None
-        if not isinstance(value, str) or not value:
-            raise CommandInvalid(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(value, str) or not (value or may_be_empty):
+            raise CommandInvalid(f"{name} must be a {'' if may_be_empty else 'non-empty '}"
+                                 f"string, got {value!r}")
         if max_chars is not None and len(value) > max_chars:
             raise CommandInvalid(f"{name} is at most {max_chars} characters")
         if choices is not None:

@@ -15,7 +15,7 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
 - a frame over `MAX_FRAME_CHARS` (1 Mi characters, more than any message a station needs:
   reports and logs come in parts or by file upload) is not parsed: a CALL gets the CALLERROR of
   a malformed message (1.6 `FormationViolation`, 2.0.1 `FormatViolation`) with its message id,
-  read from the frame's head; an answer is dropped (our call times out). The connection stays:
+  read from the frame's head; an answer is not read (`Frame.answer_id`). The connection stays:
   closing it (WebSocket 1009) made a station that had queued the message reconnect and send it
   again, forever. The server reads frames up to 4 MiB (`server.MAX_RECEIVED_BYTES`) and closes
   with 1009 past that, a memory bound per connection;
@@ -29,7 +29,10 @@ version package gives a `Dialect` (`v16/edge.py`, `v201/edge.py`) and these func
   refused like any other that is not JSON;
 - a lone surrogate escape (`"\\ud800"`) is JSON's syntax but no Unicode text: a CALL with one
   anywhere gets the malformed message's CALLERROR with its id (the store could not encode it:
-  an InternalError); an answer with one is dropped;
+  an InternalError); an answer with one is not read;
+- an answer that cannot be read as one (those two, or not a CALLRESULT's or CALLERROR's shape)
+  but carries a message id: the call waiting on that id is told at once (`Frame.answer_id`;
+  `central.py`), instead of waiting for its timeout as if the station had said nothing;
 - the library raises 2.0.1-style codes for schema errors of every version (`FormatViolation`
   for a bad enum value, `ProtocolError` for a missing field): `classify_schema_error` names them
   as the version's table does.
@@ -145,13 +148,14 @@ class Dialect:
                     "CALL with bad action or payload type")
         elif type_id == MessageType.CallResult and (len(message) != 3
                                                     or not isinstance(message[2], dict)):
-            return Frame(problem="malformed CALLRESULT")
-        elif type_id == MessageType.CallError and len(message) != 5:
-            return Frame(problem="malformed CALLERROR")
+            return Frame(problem="malformed CALLRESULT", answer_id=unique_id)
+        elif type_id == MessageType.CallError and (len(message) != 5
+                                                   or not isinstance(message[2], str)):
+            return Frame(problem="malformed CALLERROR", answer_id=unique_id)
         # only a frame with an escape can hold one (the text itself came as UTF-8)
         if "\\u" in raw and _has_lone_surrogate(message):
             if type_id != MessageType.Call:
-                return Frame(problem="an answer with a lone surrogate")   # drop: it times out
+                return Frame(problem="an answer with a lone surrogate", answer_id=unique_id)
             return self._refuse(unique_id, self.format(
                 description="A string holds a lone surrogate escape (\\uD800-\\uDFFF): not "
                             "Unicode text"), "lone surrogate")
@@ -166,7 +170,7 @@ class Dialect:
                 description="Frame is too large and not an OCPP message array"), problem)
         type_id = int(match.group(1))
         if type_id in (MessageType.CallResult, MessageType.CallError):
-            return Frame(problem=problem + " that is no CALL")   # nothing to answer: drop
+            return Frame(problem=problem + " that is no CALL", answer_id=match.group(2))
         if type_id != MessageType.Call:
             return self._refuse(match.group(2), self.bad_type_id(
                 description=f"MessageTypeId {type_id} is not 2, 3 or 4"), problem)
@@ -186,10 +190,13 @@ class Dialect:
                                      "central system")
         return None
 
-    def classify_schema_error(self, action: str, payload: dict) -> OCPPError | None:
-        """The CALLERROR for a CALL payload that breaks its schema, or None if it does not."""
+    def classify_schema_error(self, action: str, payload: dict,
+                              message_type: int = MessageType.Call) -> OCPPError | None:
+        """The CALLERROR for a CALL payload that breaks its schema, or None if it does not;
+        with `message_type` CallResult, the error an answer to our call is (named as a CALL's
+        would be: the station's answer gets no CALLERROR, the error says what is wrong)."""
         try:
-            validator = get_validator(MessageType.Call, action, self.version)
+            validator = get_validator(message_type, action, self.version)
         except (OSError, ValueError):
             return None
         error = best_match(validator.iter_errors(payload))
@@ -237,6 +244,9 @@ class Frame:
     reply: str | None = None          # a CALLERROR to send back instead of routing the frame
     message: list | None = None       # the parsed array, safe to give to the library
     problem: str | None = None        # for the log
+    # an answer we cannot read whose message id we can: the call waiting on that id has its
+    # answer - an unreadable one - now, not at its timeout
+    answer_id: str | None = None
 
 
 def jsonable_details(details: Any) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,7 +28,21 @@ class StationOffline(Exception):
 
 
 class StationTimeout(Exception):
-    """The station did not answer in time."""
+    """The station did not answer in time. `sent`: whether the request may have reached it
+    (False: the time ran out while it waited for the line - our earlier call to the station
+    unanswered, or its BootNotification after a reconnect - and it was never sent)."""
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+@dataclass
+class CallProgress:
+    """How far one of our calls got: what its caller is told if its time runs out."""
+
+    sent: bool = False            # handed to the socket: it may have reached the station
+    behind: str | None = None     # what it waited for before it could be sent
 
 
 class StationCallError(Exception):
@@ -40,12 +55,34 @@ class StationCallError(Exception):
         self.details = details or {}
 
 
+class StationAnswerInvalid(StationCallError):
+    """The station answered our call, without a CALLERROR, with a payload its schema does not
+    allow (or a date-time that is none). To the site a refusal, as any StationCallError;
+    `code` names the problem as a CALLERROR would; `answer`: the payload as it came."""
+
+    def __init__(self, code: str, description: str, answer: Any) -> None:
+        super().__init__(code, description)
+        self.answer = answer
+
+
+class StationAnswerUnreadable(StationTimeout):
+    """The station answered our call with a frame that cannot be read as an answer (no
+    CALLRESULT's or CALLERROR's shape, too large, not Unicode text) under its message id: told
+    at once, not at the timeout. To the site what no answer is: it may have done it all the
+    same. `frame`: the frame's head, as it came."""
+
+    def __init__(self, message: str, frame: str) -> None:
+        super().__init__(message, sent=True)
+        self.frame = frame
+
+
 class CallTransport(Protocol):
     """What a link needs from a protocol adapter (a version's ChargePoint subclass)."""
 
     boot_accepted: bool
 
-    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any: ...
+    async def send_call(self, request: Any, *, wire: dict | None = None,
+                        progress: CallProgress | None = None) -> Any: ...
 
 
 class StationLink:
@@ -124,6 +161,7 @@ class StationLink:
         task = asyncio.current_task()
         cut: list[bool] = []
         waiting = [True]
+        progress = CallProgress()
 
         def cancel_if_waiting() -> None:
             if waiting[0] and not cut:
@@ -138,7 +176,7 @@ class StationLink:
         self._on_close.add(closed)
         try:
             async with asyncio.timeout(timeout_s) as timer:
-                return await self._adapter.send_call(request, wire=wire)
+                return await self._adapter.send_call(request, wire=wire, progress=progress)
         except asyncio.CancelledError:
             if cut and task.uncancel() == 0:   # ours, not the caller's own cancellation
                 raise StationOffline(f"station {self.station_id} disconnected during "
@@ -148,6 +186,14 @@ class StationLink:
             if not timer.expired():
                 raise
             action = type(request).__name__
+            if not progress.sent:
+                # it never left: the station was never asked (one call at a time, OCPP-J)
+                behind = progress.behind or "its turn to be sent"
+                log.warning("station %s: %s not sent within %.1f s, waiting for %s",
+                            self.station_id, action, timeout_s, behind)
+                raise StationTimeout(
+                    f"{action} was not sent to station {self.station_id} within "
+                    f"{timeout_s:g} s: it waited for {behind}", sent=False) from None
             log.warning("station %s: no answer to %s within %.1f s", self.station_id, action,
                         timeout_s)
             raise StationTimeout(f"station {self.station_id} did not answer {action} "

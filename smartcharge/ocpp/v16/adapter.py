@@ -45,15 +45,16 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
     # boot reason; 2.0.1 says Triggered). A restart drops the connection, and this adapter.
     _boot_triggered = False
 
-    async def send_call(self, request: Any, *, wire: dict | None = None) -> Any:
+    async def send_call(self, request: Any, *, wire: dict | None = None,
+                        progress: Any = None) -> Any:
         if type(request).__name__ != "TriggerMessage" \
                 or getattr(request, "requested_message", None) != "BootNotification":
-            return await super().send_call(request, wire=wire)
+            return await super().send_call(request, wire=wire, progress=progress)
         # set before it is sent: the station answers, then sends the BootNotification at
         # once (5.17), which may be handled before this call resumes
         self._boot_triggered = True
         try:
-            answer = await super().send_call(request, wire=wire)
+            answer = await super().send_call(request, wire=wire, progress=progress)
         except StationCallError:
             self._boot_triggered = False
             raise

@@ -55,7 +55,8 @@ BUILDERS: Builders = {
     "configuration": ("GET", _get_configuration, set()),
     "change-configuration": ("POST", lambda b, q: call.ChangeConfiguration(
         key=b.string("key", required=True, max_chars=50),
-        value=b.string("value", required=True, max_chars=500)), {"key", "value"}),
+        value=b.string("value", required=True, max_chars=500, may_be_empty=True)),
+        {"key", "value"}),
     "clear-charging-profile": ("POST", lambda b, q: call.ClearChargingProfile(
         id=b.integer("id"), connector_id=b.integer("connector_id", minimum=0),
         charging_profile_purpose=b.string("charging_profile_purpose",

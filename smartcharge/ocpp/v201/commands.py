@@ -126,7 +126,7 @@ def _turns_on(value: str) -> bool:
 
 def _set_configuration(b: Fields, q) -> call.SetVariables:
     component, variable = _key(b.string("key", required=True))
-    value = b.string("value", required=True, max_chars=1000)
+    value = b.string("value", required=True, max_chars=1000, may_be_empty=True)
     switch = _smart_charging_switch(component, variable)
     if switch and _turns_on(value):
         # as 2.0.1 writes a boolean ("true", nothing else): "TRUE" or " true" is rejected by a
