@@ -50,13 +50,19 @@ def _wrap(owner, name: str, label: str, acc: dict, local) -> None:
         if stack:                      # pause the enclosing stage
             outer, started = stack[-1]
             acc[outer] = acc.get(outer, 0.0) + now - started
-        stack.append([label, now])
+        if label.startswith("baselines thread") and \
+                threading.current_thread() is threading.main_thread():
+            # after the flow (it holds the GIL) the guard computes them in the planner's thread
+            label_here = "guard baselines (planner thread)"
+        else:
+            label_here = label
+        stack.append([label_here, now])
         try:
             return f(*args, **kwargs)
         finally:
             end = time.thread_time()
-            _, started = stack.pop()
-            acc[label] = acc.get(label, 0.0) + end - started
+            label_here, started = stack.pop()
+            acc[label_here] = acc.get(label_here, 0.0) + end - started
             if stack:
                 stack[-1][1] = end
 
