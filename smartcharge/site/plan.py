@@ -131,7 +131,7 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
     with np.errstate(divide="ignore"):
         watts_per_amp = 1.0 / problem.amps_per_w                               # (N,3) inf off-phase
     on_phase = np.isfinite(watts_per_amp)
-    paths = _paths(topology, problem.connector_node)                          # (N, D), -1 past the root
+    paths = _paths(topology, problem.connector_node)          # (N, D), -1 past the root
     binds = np.full(n, -1, dtype=np.int64)                                    # the binding node
     for depth in range(paths.shape[1]):
         node = paths[:, depth]
