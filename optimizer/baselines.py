@@ -155,17 +155,38 @@ def _cut_in_order(want_w: np.ndarray, coef: np.ndarray | None, group: np.ndarray
 
 
 def _cut_one_by_one(want_w, coef, group, order, room, min_w) -> np.ndarray:
-    """The sequential rule of _cut_in_order, car by car in `order` (sorted by group, rank)."""
+    """The sequential rule of _cut_in_order, car by car in `order` (sorted by group, rank).
+
+    On Python floats, not numpy scalars: a re-plan's equal_share reached this fallback for
+    12 798 cars on the phase family at N = 1 000, and numpy's per-call overhead made it 90 of the
+    guard's 130 ms (benchmarks/README.md, s33-warm). The same IEEE operations in the same order
+    as the numpy version it replaced (`np.min(..., initial=inf)` and `np.maximum(.., 0.0)`
+    included, down to which of two equal zeros is kept), so the same bits:
+    tests/test_optimizer_baselines_cut.py compares them."""
     got = np.zeros_like(want_w)
+    want, coefs, groups = want_w.tolist(), coef.tolist(), group.tolist()
+    rooms, mins = room.astype(float).tolist(), min_w.tolist()
+    inf = float("inf")
     current, left = None, None
-    for j in order:
-        if group[j] != current:
-            current, left = group[j], room[j].astype(float)
-        draws = coef[j] > 0
-        give = min(float(want_w[j]), float(np.min(left[draws] / coef[j][draws], initial=np.inf)))
-        if give >= min_w[j]:
+    for j in order.tolist():
+        if groups[j] != current:
+            current, left = groups[j], rooms[j]
+        row = coefs[j]
+        cap = inf
+        for r, c in enumerate(row):
+            if c > 0:
+                q = left[r] / c
+                # np.minimum's rule, as its reduction applies it: keep cap only when smaller
+                # (or NaN), else take q
+                if not (cap < q or cap != cap):
+                    cap = q
+        w = want[j]
+        give = cap if cap < w else w          # builtins.min(want, cap)
+        if give >= mins[j]:
             got[j] = give
-            left = np.maximum(left - give * coef[j], 0.0)
+            # np.maximum(left - give * coef, 0.0): the difference where it is larger or NaN
+            left = [v if (v > 0.0 or v != v) else 0.0
+                    for v in (x - give * c for x, c in zip(left, row))]
     return got
 
 

@@ -462,7 +462,11 @@ class HighsModel:
         self._duals_of_objective = True
         energy_first = "by construction"
         if self.energy_first:
-            most_wh = -float(arrays.energy_c @ z)
+            # einsum, not `@`: a dot product this long (29 000 columns at N = 1 000) is
+            # OpenBLAS's threaded ddot, whose helper thread then spun 15-30 ms of CPU after
+            # every solve (benchmarks/README.md, s33-warm); its value depended on OpenBLAS's
+            # thread count anyway
+            most_wh = -float(np.einsum("i,i->", arrays.energy_c, z))
             self.highs.changeColsCost(int(self._all.size), self._all, arrays.energy_c)
             try:
                 _, energy_value, more = self._run(end, "the weighted energy alone")

@@ -82,25 +82,33 @@ def running_minimums(problem: Problem, power_w: np.ndarray, column_upper_w: np.n
     # not be held); here each car is checked on its whole path at once, up to the limit.
     # (each connector's path: the nodes above it, read once - a sparse column per car and
     # slot cost ~50 us)
+    # On Python floats, car by car (numpy calls on 3-node paths cost 8 us a car: 16 ms of a
+    # 1 000-car re-plan, benchmarks/README.md, s33-warm): the same sums and comparisons.
     node_conn = problem.node_connector.tocsc()
-    paths = [node_conn.indices[node_conn.indptr[i]:node_conn.indptr[i + 1]]
+    paths = [node_conn.indices[node_conn.indptr[i]:node_conn.indptr[i + 1]].tolist()
              for i in range(problem.n_connectors)]
-    amps = problem.amps_per_w
+    amps = problem.amps_per_w.tolist()
+    minimums = minimum.tolist()
     order = np.argsort(problem.departure_slot, kind="stable")
     for t in range(k):
-        load_w = np.zeros(problem.n_nodes)
-        load_a = np.zeros((problem.n_nodes, 3))
-        for i in order:
-            if not want[i, t]:
-                continue
-            nodes = paths[i]
-            w = load_w[nodes] + minimum[i]
-            a = load_a[nodes] + (amps[i] * minimum[i])[None, :]
-            if (w > problem.node_limit_w[nodes, t] + ZERO_W).any() or \
-                    (a > problem.node_limit_a[nodes, t, None] + 1e-9).any():
+        cars = order[want[order, t]].tolist()
+        if not cars:
+            continue
+        limit_w = problem.node_limit_w[:, t].tolist()
+        limit_a = problem.node_limit_a[:, t].tolist()
+        load_w = [0.0] * problem.n_nodes
+        load_a = [[0.0, 0.0, 0.0] for _ in range(problem.n_nodes)]
+        for i in cars:
+            nodes, floor_w = paths[i], minimums[i]
+            draw_a = [a * floor_w for a in amps[i]]
+            w = [load_w[m] + floor_w for m in nodes]
+            a = [[load_a[m][p] + draw_a[p] for p in range(3)] for m in nodes]
+            if any(w_m > limit_w[m] + ZERO_W for w_m, m in zip(w, nodes)) or \
+                    any(a_mp > limit_a[m] + 1e-9 for a_m, m in zip(a, nodes) for a_mp in a_m):
                 want[i, t] = False
                 continue
-            load_w[nodes], load_a[nodes] = w, a
+            for m, w_m, a_m in zip(nodes, w, a):
+                load_w[m], load_a[m] = w_m, a_m
     connector, slot = np.nonzero(want)
     return connector.astype(np.int64), slot.astype(np.int64)
 

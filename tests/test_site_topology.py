@@ -143,3 +143,20 @@ def test_held_connectors_keep_what_they_hold_and_the_others_share_the_rest():
     # more than the grid: nothing left for the others
     over = topo.default_shares(root_limit_w=8_000, held_w={first: 9_000.0})
     assert all(over[r] == (0.0, 0.0) for r in topo.refs[1:])
+
+
+def test_arrays_looked_up_once_are_the_same_for_any_subset_and_order():
+    # `arrays` keeps each connector's values from the first plan (s33-warm): a later call for
+    # other refs, in another order, or none, gives what a fresh topology gives
+    topo = SiteTopology(_site())
+    first = topo.arrays(topo.refs)
+    subset = [topo.refs[3], topo.refs[0], topo.refs[3]]
+    again, fresh = topo.arrays(subset), SiteTopology(_site()).arrays(subset)
+    for name, values in fresh.items():
+        assert again[name].dtype == values.dtype and again[name].tolist() == values.tolist()
+        assert again[name].tolist() == [first[name][3], first[name][0], first[name][3]]
+    empty = topo.arrays([])
+    assert all(v.shape == (0,) for v in empty.values())
+    assert empty["connector_node"].dtype == np.int64
+    with pytest.raises(KeyError):
+        topo.arrays([ConnectorRef("CP9", 1)])

@@ -121,31 +121,57 @@ def binding_sources(problem, power_w: np.ndarray, topology: SiteTopology,
     load_w, load_a = node_loads(problem, power_w)
     headroom_w = problem.node_limit_w[:, 0] - load_w[:, 0]                    # (M,)
     headroom_a = problem.node_limit_a[:, 0][:, None] - load_a[:, :, 0]         # (M,3)
+    # Every connector's path at once (a loop of small numpy calls per connector and ancestor
+    # took 12-20 ms of a 1 000-connector re-plan: benchmarks/README.md, s33-warm); the same
+    # products and comparisons per (connector, ancestor), nearest ancestor first.
+    first_w = power_w[:, 0]
+    max_w = problem.upper_w[:, 0]
+    at_max = (first_w >= max_w - 1.0) & (max_w > 0)
+    need_w = np.maximum(np.where(first_w <= 1e-6, problem.min_power_w, 50.0), 1.0)
+    with np.errstate(divide="ignore"):
+        watts_per_amp = 1.0 / problem.amps_per_w                               # (N,3) inf off-phase
+    on_phase = np.isfinite(watts_per_amp)
+    paths = _paths(topology, problem.connector_node)          # (N, D), -1 past the root
+    binds = np.full(n, -1, dtype=np.int64)                                    # the binding node
+    for depth in range(paths.shape[1]):
+        node = paths[:, depth]
+        open_ = (binds < 0) & (node >= 0) & ~at_max
+        if not open_.any():
+            break
+        at = np.maximum(node, 0)
+        with np.errstate(invalid="ignore"):
+            room_a_as_w = np.where(on_phase, headroom_a[at] * watts_per_amp, np.inf).min(axis=1)
+        tight = open_ & (np.minimum(headroom_w[at], room_a_as_w) < need_w)
+        binds[tight] = node[tight]
+    sources = node_sources or {}
+    by_node = {}
     out: list[LimitSource | None] = []
-    for i in range(n):
-        name = f"{refs[i].station_id}/{refs[i].connector_id}"
-        max_w = problem.upper_w[i, 0]
-        if power_w[i, 0] >= max_w - 1.0 and max_w > 0:
-            out.append(_source(SOURCE_CONNECTOR, name, "connector or car maximum"))
-            continue
-        need_w = problem.min_power_w[i] if power_w[i, 0] <= 1e-6 else 50.0
-        # a node's current headroom as watts for this connector (its phases, its voltage)
-        with np.errstate(divide="ignore"):
-            watts_per_amp = 1.0 / problem.amps_per_w[i]                        # (3,) inf off-phase
-        found = None
-        for node in topology.ancestors(int(problem.connector_node[i])):
-            on_phase = np.isfinite(watts_per_amp)
-            room_a_as_w = np.min(headroom_a[node][on_phase] * watts_per_amp[on_phase])
-            if min(headroom_w[node], room_a_as_w) < max(need_w, 1.0):
-                found = (root_sources[0] if node == 0 and root_sources[0] is not None
-                         else (node_sources or {}).get(node, topology.node_sources[node]))
-                break
-        if found is None:
+    for i, node in enumerate(binds.tolist()):
+        if at_max[i]:
+            out.append(_source(SOURCE_CONNECTOR, f"{refs[i].station_id}/{refs[i].connector_id}",
+                               "connector or car maximum"))
+        elif node >= 0:
+            found = by_node.get(node)
+            if found is None:
+                found = by_node[node] = (
+                    root_sources[0] if node == 0 and root_sources[0] is not None
+                    else sources.get(node, topology.node_sources[node]))
+            out.append(found)
+        else:
             detail = ("energy need met" if problem.energy_wh[i] <= 1e-6
                       else "energy need spread over the stay")
-            found = _source(SOURCE_ENERGY, name, detail)
-        out.append(found)
+            out.append(_source(SOURCE_ENERGY, f"{refs[i].station_id}/{refs[i].connector_id}",
+                               detail))
     return out
+
+
+def _paths(topology: SiteTopology, connector_node: np.ndarray) -> np.ndarray:
+    """(N, D) each connector's node and the nodes above it, nearest first, -1 past the root."""
+    nodes = {int(m): topology.ancestors(int(m)) for m in np.unique(connector_node)}
+    depth = max(len(p) for p in nodes.values())
+    table = {m: p + [-1] * (depth - len(p)) for m, p in nodes.items()}
+    return np.array([table[m] for m in connector_node.tolist()], dtype=np.int64).reshape(
+        len(connector_node), depth)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -59,6 +59,7 @@ class SiteTopology:
         self._index: dict[ConnectorRef, int] = {}
         # looked up per connector on every guard pass and plan: a dict, not a scan (issue 10)
         self._connectors: dict[ConnectorRef, Connector] = {}
+        self._rows: dict[ConnectorRef, tuple] = {}      # ref -> `arrays`' values (`_row`)
         for station in site.stations:
             for connector in station.connectors:
                 ref = ConnectorRef(station.station_id, connector.connector_id)
@@ -168,15 +169,28 @@ class SiteTopology:
 
     def arrays(self, refs: list[ConnectorRef]) -> dict[str, np.ndarray]:
         """connector_node, phases, phase, voltage_v, max_power_w (N,), min_power_w for refs."""
+        rows = [self._row(r) for r in refs]
+        node, phases, phase, voltage, max_w, min_w = zip(*rows) if rows else ((),) * 6
         return {
-            "connector_node": np.array([self.station_node[r.station_id] for r in refs],
-                                       dtype=np.int64),
-            "phases": np.array([self.connector(r).phases for r in refs], dtype=np.int64),
-            "phase": np.array([self.phase_index(r) for r in refs], dtype=np.int64),
-            "voltage_v": np.array([self.station(r.station_id).voltage_v for r in refs], float),
-            "max_power_w": np.array([self.max_power_w(r) for r in refs], float),
-            "min_power_w": np.array([self.min_power_w(r) for r in refs], float),
+            "connector_node": np.array(node, dtype=np.int64),
+            "phases": np.array(phases, dtype=np.int64),
+            "phase": np.array(phase, dtype=np.int64),
+            "voltage_v": np.array(voltage, float),
+            "max_power_w": np.array(max_w, float),
+            "min_power_w": np.array(min_w, float),
         }
+
+    def _row(self, ref: ConnectorRef) -> tuple:
+        """`arrays`' values of one connector, looked up once: every plan asked the site for
+        them again (6 ms of a 1 000-connector re-plan: benchmarks/README.md, s33-warm). The
+        site, its stations and connectors are frozen and the topology's own."""
+        row = self._rows.get(ref)
+        if row is None:
+            row = self._rows[ref] = (
+                self.station_node[ref.station_id], self.connector(ref).phases,
+                self.phase_index(ref), self.station(ref.station_id).voltage_v,
+                self.max_power_w(ref), self.min_power_w(ref))
+        return row
 
     def node_limits(self, root_limit_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(node_limit_w (M,T), node_limit_a (M,T)): the tree's limits with the root's W limit
