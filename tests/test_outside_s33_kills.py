@@ -4,15 +4,23 @@ Each test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import signal
 import sqlite3
+import sys
+from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 import pytest
+from ocpp.charge_point import remove_nones, snake_to_camel_case
 from ocpp.messages import MessageType
 from ocpp.v16 import call as call16
 
+from tests.hang_budget import hang_budget_s
 from tests.test_kill_points import T0, RawStation
 from tests.test_outside_s32_kills import _server
 
@@ -105,3 +113,111 @@ async def test_a_database_file_changed_under_the_server_is_not_answered_as_store
         "'Energy.Active.Import.Register' ORDER BY value_text")]
     db.close()
     assert stored == [1_000 + 100 * i for i in answered]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _writer_pid(serve_pid: int) -> int:
+    """The store's writer process of a `serve`: the child of its fork server (store_forks)."""
+    forks = [child for child in _children(serve_pid) if b"store_forks" in (
+        Path("/proc") / str(child) / "cmdline").read_bytes()]
+    assert len(forks) == 1, forks
+    writers = _children(forks[0])
+    assert len(writers) == 1, writers
+    return writers[0]
+
+
+def _frame(unique_id: str, request) -> str:
+    return json.dumps([2, unique_id, type(request).__name__,
+                       snake_to_camel_case(remove_nones(asdict(request)))])
+
+
+async def _answer(cp: RawStation, unique_id: str, timeout_s: float) -> list | None:
+    """The answer frame to `unique_id`, or None if none came within `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (left_s := deadline - loop.time()) > 0:
+        try:
+            message = await cp.ws.receive(timeout=left_s)
+        except asyncio.TimeoutError:
+            return None
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        frame = json.loads(message.data)
+        if frame[0] == MessageType.Call:
+            await cp.ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+        elif frame[1] == unique_id:
+            return frame
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, a forked writer")
+async def test_a_stopped_writer_holds_the_billing_answers_not_the_other_stations(tmp_path):
+    """The store's writer process is stopped (SIGSTOP: a freezer, a debugger, a VM paused)
+    while three stations send StopTransactions whose transactionData holds a long session's
+    samples (~0.4 MB each as the writer's ops). The server wrote its ops to the writer's pipe
+    with a blocking write: once the pipe's 1 MiB was full the event loop itself waited in
+    write() for the stopped writer - no station answered (a fourth's Heartbeats unanswered
+    until SIGCONT), no control round, and the 60 s watchdog that ends a stuck writer is a
+    timer on that loop, so a writer stopped for good hung the server for good. The loop must
+    go on answering; the stops are answered once committed, each billed once."""
+    server = _server(tmp_path, 4)
+    samples = 3_000
+    try:
+        async with aiohttp.ClientSession() as http:
+            server.start()
+            stations = [RawStation(http, server, f"CP{i}", "ocpp1.6") for i in (1, 2, 3, 4)]
+            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
+            transactions = []
+            for cp in stations:
+                await cp.connect()
+                assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+            for cp in stations[:3]:
+                start = await cp.call("start", call16.StartTransaction(
+                    connector_id=1, id_tag="DRIVER-1", meter_start=1_000,
+                    timestamp=T0.strftime("%Y-%m-%dT%H:%M:%SZ")))
+                transactions.append(start[2]["transactionId"])
+            writer = _writer_pid(server.process.pid)
+            os.kill(writer, signal.SIGSTOP)
+            try:
+                for cp, transaction_id in zip(stations, transactions):
+                    data = [{"timestamp": (T0 + timedelta(seconds=s)).strftime(
+                                "%Y-%m-%dT%H:%M:%SZ"),
+                             "sampled_value": [{"value": str(1_000 + s), "unit": "Wh",
+                                                "measurand": "Energy.Active.Import.Register",
+                                                "context": "Sample.Periodic"}]}
+                            for s in range(1, samples + 1)]
+                    await cp.ws.send_str(_frame("stop", call16.StopTransaction(
+                        meter_stop=1_000 + samples, transaction_id=transaction_id,
+                        timestamp=(T0 + timedelta(seconds=samples)).strftime(
+                            "%Y-%m-%dT%H:%M:%SZ"), id_tag="DRIVER-1", reason="Local",
+                        transaction_data=data)))
+                # heartbeats one after another, each through the loop's turns: the stops are
+                # handed to the writer meanwhile (before the fix the loop stopped at them)
+                for beat in range(20):
+                    await stations[3].ws.send_str(_frame(f"hb{beat}", call16.Heartbeat()))
+                    frame = await _answer(stations[3], f"hb{beat}", hang_budget_s(5))
+                    assert frame and frame[0] == MessageType.CallResult, (beat, frame)
+                for cp in stations[:3]:   # billing waits for its commit
+                    assert await _answer(cp, "stop", 0.2) is None
+            finally:
+                os.kill(writer, signal.SIGCONT)
+            for cp in stations[:3]:
+                frame = await _answer(cp, "stop", hang_budget_s(20))
+                assert frame and frame[0] == MessageType.CallResult, frame
+            status, sessions = await server.api("GET", "/api/sessions")
+            assert status == 200, sessions
+    finally:
+        server.stop()
+    db = sqlite3.connect(server.db_path)
+    rows = db.execute("SELECT meter_start_wh, meter_stop_wh, energy_wh, state FROM sessions "
+                      "ORDER BY transaction_id").fetchall()
+    counts = db.execute("SELECT transaction_id, COUNT(*) FROM meter_samples "
+                        "GROUP BY transaction_id").fetchall()
+    db.close()
+    assert rows == [(1_000, 1_000 + samples, samples, "stopped")] * 3, rows
+    assert [count for _, count in counts] == [samples] * 3, counts
