@@ -18,11 +18,15 @@ import aiohttp
 import pytest
 from ocpp.charge_point import remove_nones, snake_to_camel_case
 from ocpp.messages import MessageType
+from ocpp.routing import on
 from ocpp.v16 import call as call16
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
 
 from tests.hang_budget import hang_budget_s
 from tests.test_kill_points import T0, RawStation
-from tests.test_outside_s32_kills import _server
+from smartcharge.sim.profiles import parse_profile
+from tests.test_outside_s32_kills import CLOCK, MAX_W, Bare16, Bare16Fleet, _server, until
 
 
 def _meter_values(transaction_id: int, i: int) -> call16.MeterValues:
@@ -221,3 +225,63 @@ async def test_a_stopped_writer_holds_the_billing_answers_not_the_other_stations
     db.close()
     assert rows == [(1_000, 1_000 + samples, samples, "stopped")] * 3, rows
     assert [count for _, count in counts] == [samples] * 3, counts
+
+
+class HangsItsDefault(Bare16):
+    """A bare 1.6 station that, told to, leaves its fail-safe default (the TxDefaultProfile at
+    stack level 0) unanswered and untaken, and answers everything else (its idle share, at
+    level 1, too)."""
+
+    hang_default = False
+    defaults_hung = 0
+
+    @on(Action.set_charging_profile)
+    async def set_profile(self, connector_id, cs_charging_profiles, **_):
+        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
+        if self.hang_default and profile.purpose == "TxDefaultProfile" \
+                and profile.stack_level == 0:
+            self.defaults_hung += 1
+            await asyncio.Event().wait()
+        self.store.install(profile, None)
+        return call_result.SetChargingProfile(status="Accepted")
+
+
+async def test_a_raised_default_left_unanswered_is_sent_again(tmp_path):
+    """CP1 and CP2 hold 15 kW defaults under a 30 kW cap (a 44 kW grid). The cap is lifted:
+    both defaults are raised to 22 kW, and CP2 leaves its raise unanswered - untaken, it
+    still holds 15 kW - while it stays connected. The raise was recorded as sent and never
+    sent again (a later round compares what was sent): CP2 kept its lower default for as long
+    as the limits stayed - safe (it is counted at the higher one) but 7 kW of the site's
+    room never usable once we are gone. Once CP2 answers again it must be sent its raise;
+    and the stations' own profiles stay under the grid."""
+    server = _server(tmp_path, 2)
+    grid_w = 2 * MAX_W
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2, HangsItsDefault)
+            server.start()
+            await fleet.connect()
+            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
+            await until(lambda: all(s.holds_our_default() and s.idle_w(2) == MAX_W
+                                    for s in (cp1, cp2)), 30, "both defaults at 22 kW")
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": 30_000})
+            assert status == 200, body
+            await until(lambda: all(s.idle_w(2) <= 15_000 + 1 for s in (cp1, cp2)), 30,
+                        "both defaults lowered to 15 kW")
+            cp2.hang_default = True
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": None})
+            assert status == 200, body
+            # the request and its one retry after the call timeout (`retries = 1`), both hung
+            await until(lambda: cp1.idle_w(2) == MAX_W and cp2.defaults_hung == 2, 30,
+                        "CP1 raised, CP2's raise and its retry hung")
+            assert cp2.idle_w(2) <= 15_000 + 1
+            cp2.hang_default = False   # it answers again (the hung requests stay untaken)
+            await until(lambda: cp2.idle_w(2) == MAX_W, 30, "CP2's raise sent again")
+            server.process.kill()   # gone for good: the stations run on what they hold
+            server.process.wait(timeout=10)
+            for hours in (0.5, 2, 6):
+                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+                assert sum(held_w) <= grid_w + 1, (hours, held_w)
+            fleet.close()
+    finally:
+        server.stop()
