@@ -285,3 +285,35 @@ async def test_a_raised_default_left_unanswered_is_sent_again(tmp_path):
             fleet.close()
     finally:
         server.stop()
+
+
+async def test_a_station_reconnecting_while_the_store_refuses_commits_is_served(tmp_path):
+    """The store refuses every commit (here its file was restored from a backup under the
+    server; a full disk does the same) and CP1's connection drops - a network blip. Its
+    WebSocket handshake recorded the connection in the store first, so it failed with a 500:
+    no station that reconnected could be served or controlled at all while the store refused
+    (and after a restart on a full disk none could connect). The handshake must be served;
+    what needs the store (billing) is refused with a CALLERROR, the rest answered."""
+    server = _server(tmp_path, 1)
+    try:
+        async with aiohttp.ClientSession() as http:
+            server.start()
+            cp = RawStation(http, server, "CP1", "ocpp1.6")
+            await cp.connect()
+            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
+            assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+            start = await cp.call("start", call16.StartTransaction(
+                connector_id=1, id_tag="DRIVER-1", meter_start=1_000,
+                timestamp=T0.strftime("%Y-%m-%dT%H:%M:%SZ")))
+            transaction_id = start[2]["transactionId"]
+            _restored_from_backup(server.db_path)
+            frame = await cp.call("m1", _meter_values(transaction_id, 1))
+            assert frame[0] == MessageType.CallError, frame   # the store refuses
+            await cp.ws.close()
+            await cp.connect()   # a 500 raised WSServerHandshakeError here
+            heartbeat = await cp.call("hb", call16.Heartbeat())
+            assert heartbeat[0] == MessageType.CallResult, heartbeat
+            frame = await cp.call("m2", _meter_values(transaction_id, 2))
+            assert frame[0] == MessageType.CallError, frame
+    finally:
+        server.stop()
