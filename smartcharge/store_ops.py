@@ -35,6 +35,50 @@ class StoreClosed(RuntimeError):
     the ledger recognises)."""
 
 
+class DatabaseGone(sqlite3.OperationalError):
+    """The file at the store's path is no longer the one its writer opened - replaced (a
+    backup restored over it), deleted, moved or truncated - so a commit would land in an
+    unlinked inode or behind a lost header and be gone at the next start: refused, nothing
+    committed (an `OperationalError`, as a full disk's: a CALLERROR, a 503)."""
+
+
+class WriterConnection(sqlite3.Connection):
+    """A writing connection that remembers the file it opened (device, inode) and the size
+    it has seen it reach, so a group's commit can first check that the file at the path is
+    still that database (`still_the_database`)."""
+
+    path = ""
+    file_id: tuple[int, int] | None = None
+    size_seen_b = 0   # the main file only grows: WAL checkpoints, no VACUUM here
+    told = False      # the one ERROR line said
+
+
+def still_the_database(db: sqlite3.Connection) -> None:
+    """Raises `DatabaseGone` if the file at `db`'s path is not the one it writes. SQLite's
+    connections keep writing the file they opened: after a restore, a delete or a truncation
+    every commit was acknowledged and lost at the next start (session 33's kills audit)."""
+    if not isinstance(db, WriterConnection) or db.file_id is None:
+        return
+    try:
+        now = os.stat(db.path)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != db.file_id:
+        what = "deleted or moved" if now is None else "replaced"
+    elif now.st_size < db.size_seen_b:
+        what = f"truncated ({db.size_seen_b} to {now.st_size} bytes)"
+    else:
+        db.size_seen_b = now.st_size
+        return
+    message = (f"the database file {db.path} was {what} while this server had it open: "
+               f"nothing is committed to it any more (unanswered, the stations keep their "
+               f"messages); restart smartcharge to use the file now at that path")
+    if not db.told:
+        db.told = True
+        log.error("store %s", message)
+    raise DatabaseGone(message)
+
+
 class StoreOp:
     """`function(tx, *args, **kwargs)` - or `tx.<function>(*args, **kwargs)` for a name - as a
     picklable piece of store work. Its arguments and result cross a pipe (pickled): plain data,
@@ -103,7 +147,8 @@ def _run_locked(db: sqlite3.Connection, works: Sequence[Callable[[StoreTx], Any]
             outcomes = _run_isolated(db, works)
         return outcomes
     except Exception as failure:
-        log.exception("store %s: transaction of %d failed", name, len(works))
+        if not isinstance(failure, DatabaseGone):   # (said once, in one line)
+            log.exception("store %s: transaction of %d failed", name, len(works))
         if db.in_transaction:
             db.execute("ROLLBACK")
         return [(None, failure)] * len(works)
@@ -124,6 +169,7 @@ def _run_optimistic(db: sqlite3.Connection, works: Sequence[Callable]) -> list[O
                 db.execute("ROLLBACK")
             return None
         outcomes.append((result, None))
+    still_the_database(db)
     db.execute("COMMIT")
     return outcomes
 
@@ -143,6 +189,7 @@ def _run_isolated(db: sqlite3.Connection, works: Sequence[Callable]) -> list[Out
             db.execute("ROLLBACK TO work")
         db.execute("RELEASE work")
         outcomes.append((result, error))
+    still_the_database(db)
     db.execute("COMMIT")
     return outcomes
 
@@ -157,9 +204,13 @@ def writers_lock(path: str) -> int:
 def connect_writer(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A writing connection with the store's durability: WAL, synchronous = FULL (billing rows
     are on disk before we acknowledge), foreign keys, and a wait for the other writer's lock."""
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread,
+                         factory=WriterConnection)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 5000")
+    if path != ":memory:" and not path.startswith("file:"):
+        opened = os.stat(path)   # the file SQLite opened (it follows a symlink: so does stat)
+        db.path, db.file_id, db.size_seen_b = path, (opened.st_dev, opened.st_ino), opened.st_size
     return db

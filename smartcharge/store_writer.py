@@ -38,11 +38,13 @@ import os
 import pickle
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from smartcharge import store_forks
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 256
 _UNPICKLABLE = (pickle.PicklingError, TypeError, AttributeError)   # what pickling an op raises
-_PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops never blocks the loop on the write
+_PIPE_B = 1 << 20   # each pipe's buffer: a burst of ops goes in one write, no wait for a wake-up
 
 
 # -- the writer process ---------------------------------------------------------------------
@@ -198,7 +200,11 @@ class WriterProcess:
         self.pid: int | None = None
         self.starts = 0            # writers started (a restart after a death counts)
         self._process: subprocess.Popen | None = None
-        self._requests: Connection | None = None
+        # the requests pipe's write end, non-blocking, and the bytes not yet taken by it: the
+        # loop never waits in write() for the writer (`_send`)
+        self._requests: int | None = None
+        self._unsent = bytearray()
+        self._draining = False   # a writer callback on `_requests` waits for room
         self._answers: Connection | None = None
         self._pending: dict[int, tuple[asyncio.Future, StoreOp]] = {}
         self._numbers = 0
@@ -241,7 +247,10 @@ class WriterProcess:
             os.close(to_writer_r)
             os.close(from_writer_w)
         self.starts += 1
-        self._requests = Connection(to_writer_w, readable=False)
+        os.set_blocking(to_writer_w, False)
+        self._requests = to_writer_w
+        self._unsent = bytearray()
+        self._draining = False
         self._answers = Connection(from_writer_r, writable=False)
         self._ready = self.loop.create_future()
         self._gone = self.loop.create_future()
@@ -284,22 +293,54 @@ class WriterProcess:
         if not batch or self._requests is None:
             return   # the writer died meanwhile: `_died` failed their callers
         try:
-            self._requests.send(batch if len(batch) > 1 else batch[0])
+            self._send(batch if len(batch) > 1 else batch[0])
             self.writes += 1
-        except (BrokenPipeError, OSError):
-            self._died()   # every caller not answered is failed (StoreClosed)
         except _UNPICKLABLE:   # one op could not be pickled: each alone, so it fails alone
             for number, op in batch:
+                if self._requests is None:
+                    return   # the writer died meanwhile: `_died` failed their callers
                 try:
-                    self._requests.send((number, op))
+                    self._send((number, op))
                     self.writes += 1
-                except (BrokenPipeError, OSError):
-                    self._died()
-                    return
                 except _UNPICKLABLE as error:
                     future, _ = self._pending.pop(number, (None, None))
                     if future is not None and not future.done():
                         future.set_exception(error)
+
+    def _send(self, item: Any) -> None:
+        """One message on the requests pipe, framed as `Connection.send` frames it (the
+        writer reads it with `Connection.recv`), written as far as the pipe takes it now; the
+        rest when it has room (`_drain`). A blocking write held the whole event loop while the
+        writer was stopped with its pipe full: no station answered, and the watchdog, a timer
+        on that loop, could not end the writer (tests/test_outside_s33_kills.py). Raises what
+        pickling raises, before anything is written."""
+        data = ForkingPickler.dumps(item)
+        size = len(data)
+        self._unsent += struct.pack("!i", size) if size <= 0x7fffffff else \
+            struct.pack("!i", -1) + struct.pack("!Q", size)
+        self._unsent += data
+        if not self._draining:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Writes what the pipe takes; waits for room with a writer callback on the loop."""
+        while self._unsent and self._requests is not None:
+            try:
+                written = os.write(self._requests, self._unsent)
+            except BlockingIOError:
+                break
+            except OSError:   # EPIPE: the writer is gone
+                self._died()   # every caller not answered is failed (StoreClosed)
+                return
+            del self._unsent[:written]
+        if self._requests is None:
+            return
+        if self._unsent and not self._draining:
+            self.loop.add_writer(self._requests, self._drain)
+            self._draining = True
+        elif not self._unsent and self._draining:
+            self.loop.remove_writer(self._requests)
+            self._draining = False
 
     def _on_readable(self) -> None:
         """From the loop: one message waiting on the pipe (a group's answers: its callers
@@ -369,8 +410,12 @@ class WriterProcess:
             self._answers.close()
             self._answers = None
         if self._requests is not None:
-            self._requests.close()
+            if self._draining:
+                self.loop.remove_writer(self._requests)
+                self._draining = False
+            os.close(self._requests)
             self._requests = None
+        self._unsent = bytearray()
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(StoreClosed(f"store {self.path}: the writer process did "
                                                   f"not start"))
@@ -402,10 +447,7 @@ class WriterProcess:
         process = self._process
         self._flush()   # what was handed in this turn goes before the stop
         if self._requests is not None:
-            try:
-                self._requests.send(None)
-            except OSError:
-                pass
+            self._send(None)
             self._progress_at = self.loop.time()
             self._watch()   # a stopped writer never reaches EOF: ended after the bound
         # its answers until EOF: the writer exits after its last group (`_died` sets `_gone`)

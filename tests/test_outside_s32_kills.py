@@ -79,8 +79,10 @@ class Bare16Fleet:
     """Bare stations CP1..CPn, connected (and booted) again after each restart, their profile
     stores kept: a station keeps what it holds while we are gone."""
 
-    def __init__(self, http: aiohttp.ClientSession, server: Server, n: int) -> None:
+    def __init__(self, http: aiohttp.ClientSession, server: Server, n: int,
+                 station_class: type[Bare16] = Bare16) -> None:
         self.http, self.server = http, server
+        self.station_class = station_class
         self.ids = [f"CP{i}" for i in range(1, n + 1)]
         self.stations: dict[str, Bare16] = {}
         self._serving: list[asyncio.Task] = []
@@ -96,7 +98,7 @@ class Bare16Fleet:
                 f"ws://127.0.0.1:{self.server.port}/ocpp/{sid}", protocols=("ocpp1.6",),
                 headers={"Authorization": f"Basic {auth}"})
             old = self.stations.get(sid)
-            station = Bare16(sid, WsConnection(ws), old.store if old else None)
+            station = self.station_class(sid, WsConnection(ws), old.store if old else None)
             station.hang_defaults = old.hang_defaults if old else False
             self.stations[sid] = station
             self._serving.append(asyncio.create_task(_serve(station)))

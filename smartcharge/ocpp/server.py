@@ -28,6 +28,7 @@ import binascii
 import hmac
 import logging
 import math
+import sqlite3
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -41,7 +42,7 @@ from smartcharge.ocpp.central import AdapterContext, ConnectionClosed
 from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
-from smartcharge.store_ops import StoreOp
+from smartcharge.store_ops import StoreClosed, StoreOp
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -190,8 +191,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         # a plain GET (a scanner, a browser): nothing is stored for it (with unknown stations
         # accepted, each new identity added a row)
         raise web.HTTPBadRequest(text="an OCPP-J connection is a WebSocket upgrade")
-    # by name: the store's writer process takes it (a boot storm's handshakes off the thread)
-    boot_status = await store.run(StoreOp("station_connecting", station_id, now, protocol))
+    boot_status = await _connecting(store, station_id, now, protocol)
     await ws.prepare(request)
     if protocol is None or ws.ws_protocol != protocol:
         offered = request.headers.get("Sec-WebSocket-Protocol", "(none)")
@@ -241,6 +241,26 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         if current:   # a replaced link's successor is online: no disconnect to report
             events.publish(StationDisconnected(station_id, clock.now(), close_reason))
     return ws
+
+
+async def _connecting(store, station_id: str, now, protocol: str | None) -> str | None:
+    """Records the connection; the station's last boot status. A store that refuses commits
+    (a full disk, its file changed under us) does not refuse the station: the handshake
+    failed with a 500, so a station that reconnected then was neither answered nor
+    controlled (tests/test_outside_s33_kills.py). Served all the same: its billing messages
+    get CALLERRORs until the store takes them; its boot status read from the reader's
+    connection (None: it boots again)."""
+    try:
+        # by name: the store's writer process takes it (a boot storm's handshakes off the
+        # thread)
+        return await store.run(StoreOp("station_connecting", station_id, now, protocol))
+    except (StoreClosed, sqlite3.Error, OSError) as exc:
+        log.error("station %s: its connection could not be recorded (%s); served all the "
+                  "same", station_id, exc)
+    try:
+        return await store.read(lambda tx: tx.boot_status(station_id))
+    except (StoreClosed, sqlite3.Error, OSError):
+        return None
 
 
 def unknown_refusal_decoy(site) -> Station | None:

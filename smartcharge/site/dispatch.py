@@ -468,6 +468,8 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                         control, station_max=False, defaults=item[1], raising=not decrease)
                     if unanswered and decrease:
                         self._hold_unanswered(control)
+                    elif unanswered:
+                        self._resend_unanswered_raise(control)
         except StationOffline:
             self._mark_offline(control, items)
             return False

@@ -231,6 +231,23 @@ class FailSafeSetup:
                      "it may hold until it is set up again", station_id)
             self._setup_given_up(station_id, link)
 
+    def _resend_unanswered_raise(self, control: StationControl) -> None:
+        """A round's raised default left unanswered: the station may hold the raise or still
+        its lower default. Counted at the raise (the upper bound: the others' defaults leave
+        it room), it is safe, but recorded as sent it was never sent again - a round compares
+        what it was sent - so a station that did not take it kept the lower default for as
+        long as the limits stayed, its room unusable once we are gone
+        (tests/test_outside_s33_kills.py). Its set-up, which sends every default again, is
+        tried again after a backoff, as for a lowered one left unanswered; not held (the
+        raise is the most it holds)."""
+        station_id = control.station_id
+        link = self.registry.get(station_id)
+        if link is not None and control.setup_link is link:
+            control.setup_link = None   # its set-up is tried again on this connection
+            log.info("station %s: a raised fail-safe default went unanswered; sent again by "
+                     "its set-up", station_id)
+            self._setup_given_up(station_id, link)
+
     def _setup_given_up(self, station_id: str, link) -> None:
         """Its set-up on `link` was cut short: tried again on it after a backoff (a call
         timeout, doubling up to SETUP_RETRY_MAX_S) while it stays connected - one retry
