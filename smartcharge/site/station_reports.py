@@ -9,11 +9,14 @@ ClearedChargingLimit):
   the least it takes (evMinCurrent) is its connector's minimum while it stays (below it the car
   would not charge at all, so planning less only strands the energy);
 - `ExternalLimitReported` (the station's own energy manager, an EMS, a DSO relay): a cap on that
-  EVSE over time (on each of the station's connectors when it names none). The station applies
-  the lowest of its limits and ours, so planning more than the cap only strands capacity others
-  could use; `ExternalLimitCleared` lifts it (per source).
-Each re-plans. The controller asks `cap_w` per connector and slot and `car_min_w` when it
-builds a problem. After a restart `site/restore.py` feeds the stored events back in
+  EVSE over time; one that names no EVSE limits the station's total, all its EVSEs together
+  (OCPP 2.0.1 K12.FR.01: "the total load of all EVSEs SHALL NOT exceed this given limit") -
+  and so each of them too. The station applies the lowest of its limits and ours, so planning
+  more than the cap only strands capacity others could use (a station-wide limit taken per
+  EVSE planned a two-EVSE station at twice what it delivers); `ExternalLimitCleared` lifts it
+  (per source).
+Each re-plans. The controller asks `cap_w` per connector and slot, `station_caps` per station
+and `car_min_w` when it builds a problem. After a restart `site/restore.py` feeds the stored events back in
 (`take_needs` with the energy the session had when the car asked).
 
 A car's needs may come before its session: ISO 15118-2 sends ChargeParameterDiscovery before
@@ -187,21 +190,54 @@ class StationReports:
         out = np.full(len(starts), np.inf if car is None else car[1])
         for event in found:
             for schedule in event.schedules:
-                steps = _steps_w(schedule, event.at, phases, voltage)
-                for i, (begin, end) in enumerate(zip(starts, ends)):
-                    # the value at the slot's start and at every step inside it
-                    inside = [w for at, w in steps if begin < at < end]
-                    out[i] = min([out[i], _value_at(steps, begin), *inside])
+                _lower(out, _steps_w(schedule, event.at, phases, voltage), starts, ends)
         return out
+
+    def station_caps(self, starts: list[datetime], ends: list[datetime]
+                     ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(station, W (T,), A per phase (T,)) of each station an external limit names as a
+        whole: the lowest such limit on its total within each slot (inf: none then; a limit
+        in W bounds no current)."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for (station_id, evse, _), event in self.external.items():
+            if evse is not None:
+                continue
+            station = self.topology.station(station_id)
+            phases = max((c.phases for c in station.connectors), default=3)
+            caps_w, caps_a = out.setdefault(station_id, (np.full(len(starts), np.inf),
+                                                         np.full(len(starts), np.inf)))
+            for schedule in event.schedules:
+                steps_w = _steps_w(schedule, event.at, phases, station.voltage_v)
+                _lower(caps_w, steps_w, starts, ends)
+                if schedule.unit == "A":
+                    _lower(caps_a, _steps(schedule, event.at, lambda limit, _: limit),
+                           starts, ends)
+        return [(station_id, w, a) for station_id, (w, a) in out.items()]
+
+
+def _lower(caps: np.ndarray, steps: list[tuple[datetime, float]], starts: list[datetime],
+           ends: list[datetime]) -> None:
+    """`caps` (T,) lowered to the least value `steps` take within each slot."""
+    for i, (begin, end) in enumerate(zip(starts, ends)):
+        # the value at the slot's start and at every step inside it
+        inside = [w for at, w in steps if begin < at < end]
+        caps[i] = min([caps[i], _value_at(steps, begin), *inside])
 
 
 def _steps_w(schedule: ev.ReportedSchedule, reported_at: datetime, phases: int,
              voltage_v: float) -> list[tuple[datetime, float]]:
     """A reported schedule as (from when, W) steps, ending in inf where it ends."""
+    return _steps(schedule, reported_at, lambda limit, used: units.rate_to_w(
+        limit, schedule.unit, min(used or phases, phases), voltage_v))
+
+
+def _steps(schedule: ev.ReportedSchedule, reported_at: datetime,
+           value: Callable[[float, int | None], float]) -> list[tuple[datetime, float]]:
+    """A reported schedule as (from when, value(limit, its phases)) steps, ending in inf
+    where it ends."""
     begin = schedule.start or reported_at
     # later(): a schedule may start at the end of the calendar (valid 2.0.1)
-    steps = [(later(begin, offset),
-              units.rate_to_w(limit, schedule.unit, min(used or phases, phases), voltage_v))
+    steps = [(later(begin, offset), value(limit, used))
              for offset, limit, used in zip(schedule.offsets_s, schedule.limits,
                                             schedule.phases)]
     if schedule.duration_s is not None:
