@@ -64,3 +64,40 @@ async def test_a_station_wide_external_limit_is_planned_as_the_stations_total(co
         assert cp1_w <= EMS_LIMIT_W + 1.0, (cp1_w, cp2_w)
         # the room CP1 cannot use is CP2's (30 kW - 11 kW; its station allows 22 kW)
         assert cp2_w >= CAP_W - EMS_LIMIT_W - 500.0, (cp1_w, cp2_w)
+
+
+# -- a DC car's needs ---------------------------------------------------------------------------
+# DCChargingParametersType: evMaxCurrent is the car's DC current (A at its battery's voltage,
+# up to evMaxVoltage), evMaxPower optional. Without evMaxPower the car takes at most
+# evMaxCurrent x evMaxVoltage - not evMaxCurrent per phase of the AC supply, which reads 40 A
+# at 400 V (16 kW) as 27.6 kW and 20 A at 800 V (16 kW) as 13.8 kW.
+@pytest.mark.parametrize("max_current_a, max_voltage_v", [(40, 400), (20, 800)])
+async def test_a_dc_cars_most_is_its_current_times_its_voltage(controlled, max_current_a,
+                                                                max_voltage_v):
+    """Failed first: a DC car of 16 kW planned at 22 kW (its connector's maximum; the AC
+    reading's 27.6 kW above it) - 6 kW of a 38 kW cap it cannot take, the AC car beside it
+    short of it - and one of 800 V capped at 13.8 kW."""
+    harness = controlled
+    async with harness.api.put(harness.url("/api/site/cap"), json={"limit_w": 38_000}) as answer:
+        assert answer.status == 200, await answer.text()
+    ws_url = harness.url("/ocpp").replace("http", "ws", 1)
+    async with strict201(ws_url, "CP1", PASSWORD) as cp1, \
+            strict201(ws_url, "CP2", PASSWORD) as cp2:
+        await cp1.start_transaction(1, id_token="DRIVER-1")
+        answer = await cp1.call(call.NotifyEVChargingNeeds(evse_id=1, charging_needs={
+            "requested_energy_transfer": "DC", "dc_charging_parameters": {
+                "ev_max_current": max_current_a, "ev_max_voltage": max_voltage_v,
+                "energy_amount": 60_000}}))
+        assert answer.status == "Accepted"
+        await cp2.start_transaction(1, id_token="DRIVER-1")
+        controller = harness.app[CONTROLLER]
+        dc_car, ac_car = ConnectorRef("CP1", 1), ConnectorRef("CP2", 1)
+
+        def planned_both() -> bool:
+            plan = controller.plan
+            return plan is not None and dc_car in plan.connectors and ac_car in plan.connectors
+        await harness.wait_for(planned_both, 10)
+        plan, now = controller.plan, controller.clock.now()
+        dc_w, ac_w = plan.connectors[dc_car].power_at(now), plan.connectors[ac_car].power_at(now)
+        assert (dc_w, ac_w) == (pytest.approx(16_000.0, abs=1.0),
+                                pytest.approx(22_000.0, abs=1.0)), (dc_w, ac_w)

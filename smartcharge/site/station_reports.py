@@ -158,6 +158,12 @@ class StationReports:
         if event.max_current_a is None or not self.topology.has(ref):
             return None
         mode = event.transfer_mode or ""
+        if mode.startswith("DC"):
+            # a DC car's current is at its battery's voltage, not per phase of the supply
+            # (40 A at 400 V read as 27.6 kW); without its voltage nothing is known
+            if event.max_voltage_v is None:
+                return None
+            return float(event.max_current_a) * float(event.max_voltage_v)
         phases = 1 if "single" in mode else 2 if "two" in mode else 3
         phases = min(phases, self.topology.connector(ref).phases)
         voltage = self.topology.station(ref.station_id).voltage_v
