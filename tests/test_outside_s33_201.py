@@ -101,3 +101,40 @@ async def test_a_dc_cars_most_is_its_current_times_its_voltage(controlled, max_c
         dc_w, ac_w = plan.connectors[dc_car].power_at(now), plan.connectors[ac_car].power_at(now)
         assert (dc_w, ac_w) == (pytest.approx(16_000.0, abs=1.0),
                                 pytest.approx(22_000.0, abs=1.0)), (dc_w, ac_w)
+
+
+# -- an Ended for a transaction we never saw --------------------------------------------------
+# A station whose queue lost the Started and every Updated (a power loss, a full queue) sends
+# the Ended alone. Its End register says where the meter stood, not what the car took: nothing
+# to go on, so `unverifiable` and not billable - as 1.6's StopTransaction of an unknown
+# transaction is - never 0 Wh billed as established. An Ended that carries its Begin value
+# beside its End value (TxEndedMeasurands) is billed from them.
+async def test_an_ended_alone_is_unverifiable_not_zero(controlled):
+    """Failed first: the lone Ended billed 0.0 Wh, `billable` true (its End register taken
+    as its own first sample: a step of 0 Wh in 0 s)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import ID_TAG, ocpp_time
+    from tests.v201_billing import tx_event
+    harness = controlled
+    now = datetime.now(UTC).replace(microsecond=0)
+    with_begin = tx_event("Ended", "with-begin", 4, now, register_wh=9_000, evse=2)
+    with_begin.meter_value.insert(0, {
+        "timestamp": ocpp_time(now - timedelta(hours=1)), "sampled_value": [{
+            "value": 5_000, "context": "Transaction.Begin",
+            "measurand": "Energy.Active.Import.Register"}]})
+    async with strict201(harness.url("/ocpp").replace("http", "ws", 1), "CP1", PASSWORD
+                         ) as station:
+        await station.call(tx_event("Ended", "alone", 7, now, register_wh=3_000))
+        await station.call(with_begin)
+    async with harness.api.get(harness.url("/api/sessions?station=CP1")) as answer:
+        rows = {r["station_transaction_id"]: r for r in await answer.json()}
+    async with harness.api.get(harness.url("/api/sessions.csv?station=CP1")) as answer:
+        csv_rows = (await answer.text()).splitlines()
+    billable = {line.split(",")[0]: line.rsplit(",", 2)[1] for line in csv_rows[1:]}
+    alone, begun = rows["alone"], rows["with-begin"]
+    assert (alone["energy_wh"], billable[str(alone["transaction_id"])]) == (None, "false"), alone
+    assert "unverifiable" in alone["flags"], alone
+    assert (begun["energy_wh"], billable[str(begun["transaction_id"])]) == (4_000.0, "true"), \
+        begun
+    assert alone["id_tag"] == ID_TAG
