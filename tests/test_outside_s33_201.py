@@ -66,6 +66,28 @@ async def test_a_station_wide_external_limit_is_planned_as_the_stations_total(co
         assert cp2_w >= CAP_W - EMS_LIMIT_W - 500.0, (cp1_w, cp2_w)
 
 
+async def test_the_site_says_a_station_wide_external_limit_binds(controlled):
+    """What binds CP1's two cars under its station-wide limit, as `/api/site` says: that
+    limit, by its source - not the station's own maximum (the node it sits on), nor nothing."""
+    harness = controlled
+    ws_url = harness.url("/ocpp").replace("http", "ws", 1)
+    async with strict201(ws_url, "CP1", PASSWORD) as cp1:
+        await cp1.call(_station_limit(None))
+        await cp1.start_transaction(1, id_token="DRIVER-1")
+        await cp1.start_transaction(2, id_token="DRIVER-1")
+        controller = harness.app[CONTROLLER]
+        refs = [ConnectorRef("CP1", 1), ConnectorRef("CP1", 2)]
+        await harness.wait_for(lambda: controller.plan is not None
+                               and all(ref in controller.plan.connectors for ref in refs), 10)
+        async with harness.api.get(harness.url("/api/site")) as answer:
+            snapshot = await answer.json()
+    cars = [c for c in snapshot["connectors"] if c["station_id"] == "CP1"]
+    assert sum(c["allocated_w"] for c in cars) <= EMS_LIMIT_W + 1.0, cars
+    assert [c["binding"] for c in cars] == 2 * [{
+        "source": "station", "id": "CP1",
+        "detail": "station limit set outside us (EMS)"}], cars
+
+
 # -- a DC car's needs ---------------------------------------------------------------------------
 # DCChargingParametersType: evMaxCurrent is the car's DC current (A at its battery's voltage,
 # up to evMaxVoltage), evMaxPower optional. Without evMaxPower the car takes at most
@@ -138,3 +160,45 @@ async def test_an_ended_alone_is_unverifiable_not_zero(controlled):
     assert (begun["energy_wh"], billable[str(begun["transaction_id"])]) == (4_000.0, "true"), \
         begun
     assert alone["id_tag"] == ID_TAG
+
+
+async def test_a_station_wide_external_limit_survives_a_sigkill_as_the_stations_total(tmp_path):
+    """The station-wide limit (evseId 0) through a SIGKILL of `smartcharge serve`: rebuilt
+    from the stored report, the restarted server plans CP1's two cars within it together (the
+    grid leaves them 22 kW each) before CP1 reports anything again - it reconnects without a
+    reboot. Failed first: 22 080 W each (evseId 0 was applied nowhere)."""
+    import asyncio
+    import signal
+
+    from sim_fixtures import STATION_PASSWORD
+    from tests.hang_budget import hang_budget_s
+    from tests.test_outside_s32_201 import ANSWER_S
+    from tests.test_site_restart import Rig, listening
+    from tests.test_site_restart_v201 import _site
+
+    rig = Rig(tmp_path)    # CP1, two 22 kW connectors, a 44 kW grid
+    rig.start_server()
+    url = f"ws://127.0.0.1:{rig.port}/ocpp"
+    try:
+        await listening(rig.http_url)
+        async with strict201(url, "CP1", STATION_PASSWORD, response_timeout_s=ANSWER_S) as cp1:
+            await cp1.call(_station_limit(0))
+            running = {evse: await cp1.start_transaction(evse) for evse in (1, 2)}
+            await rig.restart(signal.SIGKILL)
+        async with strict201(url, "CP1", STATION_PASSWORD, boot=False,
+                             response_timeout_s=ANSWER_S) as cp1:
+            cp1.table.transactions.update(running)
+            # the plan once CP1 is set up again (until then it counts at its maximum); a
+            # bounded wait that names what it saw last
+            deadline = asyncio.get_running_loop().time() + hang_budget_s(30)
+            while True:
+                snapshot = await _site(rig)
+                allocated = {c["connector_id"]: c["allocated_w"] for c in snapshot["connectors"]
+                             if c["online"] and c["session_id"] is not None}
+                if None not in allocated.values() and len(allocated) == 2 \
+                        and sum(allocated.values()) <= EMS_LIMIT_W + 1.0:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, allocated
+                await asyncio.sleep(0.05)
+    finally:
+        await rig.close()

@@ -117,8 +117,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     for circuit_id in c.limits.circuits_limited() & set(topo.node_ids[1:]):
         values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
         circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
-    station_caps = tuple((topo.station_node[station_id], values_w, values_a)
-                         for station_id, values_w, values_a in c.reports.station_caps(starts, ends)
+    station_caps = tuple((topo.station_node[station_id], *caps)
+                         for station_id, *caps in c.reports.station_caps(starts, ends)
                          if station_id in topo.station_node)
     c.closed_loop.forget_ended(now)
     items = list(c.state.sessions.items())

@@ -41,6 +41,7 @@ import numpy as np
 from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.clock import later
+from smartcharge.site.limits import SOURCE_STATION, LimitSource
 from smartcharge.site.state import SiteState
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -200,16 +201,18 @@ class StationReports:
         return out
 
     def station_caps(self, starts: list[datetime], ends: list[datetime]
-                     ) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """(station, W (T,), A per phase (T,)) of each station an external limit names as a
-        whole: the lowest such limit on its total within each slot (inf: none then; a limit
-        in W bounds no current)."""
+                     ) -> list[tuple[str, np.ndarray, np.ndarray, LimitSource]]:
+        """(station, W (T,), A per phase (T,), what to name it) of each station an external
+        limit names as a whole: the lowest such limit on its total within each slot (inf:
+        none then; a limit in W bounds no current)."""
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for (station_id, evse, _), event in self.external.items():
+        sources: dict[str, set[str]] = {}
+        for (station_id, evse, source), event in self.external.items():
             if evse is not None:
                 continue
             station = self.topology.station(station_id)
             phases = max((c.phases for c in station.connectors), default=3)
+            sources.setdefault(station_id, set()).add(source)
             caps_w, caps_a = out.setdefault(station_id, (np.full(len(starts), np.inf),
                                                          np.full(len(starts), np.inf)))
             for schedule in event.schedules:
@@ -218,7 +221,10 @@ class StationReports:
                 if schedule.unit == "A":
                     _lower(caps_a, _steps(schedule, event.at, lambda limit, _: limit),
                            starts, ends)
-        return [(station_id, w, a) for station_id, (w, a) in out.items()]
+        return [(station_id, w, a, LimitSource(
+                    SOURCE_STATION, station_id,
+                    f"station limit set outside us ({', '.join(sorted(sources[station_id]))})"))
+                for station_id, (w, a) in out.items()]
 
 
 def _lower(caps: np.ndarray, steps: list[tuple[datetime, float]], starts: list[datetime],
