@@ -183,9 +183,10 @@ class StationReports:
     def cap_w(self, ref: ConnectorRef, starts: list[datetime], ends: list[datetime],
               phases: int) -> np.ndarray | None:
         """The lowest external limit on a connector within each slot [W] (inf: none then),
-        and the most its car said it takes; None when neither names it."""
+        and the most its car said it takes; None when neither names it. A limit on the
+        station as a whole is its node's (`station_caps`): each EVSE's too, and named so."""
         found = [e for (sid, evse, _), e in self.external.items()
-                 if sid == ref.station_id and evse in (None, ref.connector_id)]
+                 if sid == ref.station_id and evse == ref.connector_id]
         session = self.state.sessions.get(ref)
         car = self.ev_max_w.get(ref)
         if car is not None and (session is None or session.transaction_id != car[0]):
