@@ -319,6 +319,10 @@ def session_energy(meter_start_wh: float | None, start_time: datetime | None,
     base = points[0] if points else None
     for t1, wh1 in points[1:]:
         t0, wh0 = base
+        if meter_start_wh is None and t1 is not None and (t1, wh1) == (t0, wh0):
+            # with no start register, one reading twice (a 2.0.1 Ended's End value is a
+            # sample and the stop) proves nothing taken: an Ended alone was billed 0 Wh
+            continue
         if coarser_reading(wh0, wh1):
             flags.add("samples_disagree")
             trusted_steps += 1           # known: nothing taken between the two

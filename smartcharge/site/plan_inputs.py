@@ -117,6 +117,9 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     for circuit_id in c.limits.circuits_limited() & set(topo.node_ids[1:]):
         values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
         circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
+    station_caps = tuple((topo.station_node[station_id], *caps)
+                         for station_id, *caps in c.reports.station_caps(starts, ends)
+                         if station_id in topo.station_node)
     c.closed_loop.forget_ended(now)
     items = list(c.state.sessions.items())
     sessions: list[SessionInput] = []
@@ -143,7 +146,8 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
                                if (use := c.draw_phase_use(ref))[2])
     return PlanInputs(
         now=now, starts=tuple(starts), ends=tuple(ends), root_w=root_w,
-        root_sources=tuple(root_sources), circuits=tuple(circuits), sessions=tuple(sessions),
+        root_sources=tuple(root_sources), circuits=tuple(circuits), station_caps=station_caps,
+        sessions=tuple(sessions),
         price_per_kwh=c.prices.per_slot(starts, ends),
         default_energy_wh=c.site.session_defaults.energy_wh,
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,

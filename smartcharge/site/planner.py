@@ -78,6 +78,9 @@ class PlanInputs:
     root_w: np.ndarray                      # (T,) effective grid limit [W] (inf: none)
     root_sources: tuple                     # (T,) its source per slot
     circuits: tuple = ()                    # (node, values (T,), source now) of DR on circuits
+    # (node, W (T,), A per phase (T,), its LimitSource) of each station limited as a whole
+    # from outside us (NotifyChargingLimit without an EVSE): its total, all its connectors
+    station_caps: tuple = ()
     sessions: tuple[SessionInput, ...] = ()   # every open session on a known connector
     price_per_kwh: np.ndarray | None = None
     default_energy_wh: float = 0.0          # the site's default need (silent drivers' top-up)
@@ -136,6 +139,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         if source is not None and values[0] < node_w[node, 0]:
             circuit_sources[node] = source
         node_w[node] = np.minimum(node_w[node], values)
+    for node, values_w, values_a, source in inputs.station_caps:
+        if values_w[0] < node_w[node, 0] or values_a[0] < node_a[node, 0]:
+            circuit_sources[node] = source
+        node_w[node] = np.minimum(node_w[node], values_w)
+        node_a[node] = np.minimum(node_a[node], values_a)
     fixed: dict[ConnectorRef, float] = {}
     # the phases each fixed load is counted on (1, 3; None: its car's are not known)
     fixed_phases: dict[ConnectorRef, int | None] = {}

@@ -9,11 +9,14 @@ ClearedChargingLimit):
   the least it takes (evMinCurrent) is its connector's minimum while it stays (below it the car
   would not charge at all, so planning less only strands the energy);
 - `ExternalLimitReported` (the station's own energy manager, an EMS, a DSO relay): a cap on that
-  EVSE over time (on each of the station's connectors when it names none). The station applies
-  the lowest of its limits and ours, so planning more than the cap only strands capacity others
-  could use; `ExternalLimitCleared` lifts it (per source).
-Each re-plans. The controller asks `cap_w` per connector and slot and `car_min_w` when it
-builds a problem. After a restart `site/restore.py` feeds the stored events back in
+  EVSE over time; one that names no EVSE limits the station's total, all its EVSEs together
+  (OCPP 2.0.1 K12.FR.01: "the total load of all EVSEs SHALL NOT exceed this given limit") -
+  and so each of them too. The station applies the lowest of its limits and ours, so planning
+  more than the cap only strands capacity others could use (a station-wide limit taken per
+  EVSE planned a two-EVSE station at twice what it delivers); `ExternalLimitCleared` lifts it
+  (per source).
+Each re-plans. The controller asks `cap_w` per connector and slot, `station_caps` per station
+and `car_min_w` when it builds a problem. After a restart `site/restore.py` feeds the stored events back in
 (`take_needs` with the energy the session had when the car asked).
 
 A car's needs may come before its session: ISO 15118-2 sends ChargeParameterDiscovery before
@@ -38,6 +41,7 @@ import numpy as np
 from smartcharge import events as ev
 from smartcharge import units
 from smartcharge.clock import later
+from smartcharge.site.limits import SOURCE_STATION, LimitSource
 from smartcharge.site.state import SiteState
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 
@@ -155,6 +159,12 @@ class StationReports:
         if event.max_current_a is None or not self.topology.has(ref):
             return None
         mode = event.transfer_mode or ""
+        if mode.startswith("DC"):
+            # a DC car's current is at its battery's voltage, not per phase of the supply
+            # (40 A at 400 V read as 27.6 kW); without its voltage nothing is known
+            if event.max_voltage_v is None:
+                return None
+            return float(event.max_current_a) * float(event.max_voltage_v)
         phases = 1 if "single" in mode else 2 if "two" in mode else 3
         phases = min(phases, self.topology.connector(ref).phases)
         voltage = self.topology.station(ref.station_id).voltage_v
@@ -173,9 +183,10 @@ class StationReports:
     def cap_w(self, ref: ConnectorRef, starts: list[datetime], ends: list[datetime],
               phases: int) -> np.ndarray | None:
         """The lowest external limit on a connector within each slot [W] (inf: none then),
-        and the most its car said it takes; None when neither names it."""
+        and the most its car said it takes; None when neither names it. A limit on the
+        station as a whole is its node's (`station_caps`): each EVSE's too, and named so."""
         found = [e for (sid, evse, _), e in self.external.items()
-                 if sid == ref.station_id and evse in (None, ref.connector_id)]
+                 if sid == ref.station_id and evse == ref.connector_id]
         session = self.state.sessions.get(ref)
         car = self.ev_max_w.get(ref)
         if car is not None and (session is None or session.transaction_id != car[0]):
@@ -187,21 +198,59 @@ class StationReports:
         out = np.full(len(starts), np.inf if car is None else car[1])
         for event in found:
             for schedule in event.schedules:
-                steps = _steps_w(schedule, event.at, phases, voltage)
-                for i, (begin, end) in enumerate(zip(starts, ends)):
-                    # the value at the slot's start and at every step inside it
-                    inside = [w for at, w in steps if begin < at < end]
-                    out[i] = min([out[i], _value_at(steps, begin), *inside])
+                _lower(out, _steps_w(schedule, event.at, phases, voltage), starts, ends)
         return out
+
+    def station_caps(self, starts: list[datetime], ends: list[datetime]
+                     ) -> list[tuple[str, np.ndarray, np.ndarray, LimitSource]]:
+        """(station, W (T,), A per phase (T,), what to name it) of each station an external
+        limit names as a whole: the lowest such limit on its total within each slot (inf:
+        none then; a limit in W bounds no current)."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        sources: dict[str, set[str]] = {}
+        for (station_id, evse, source), event in self.external.items():
+            if evse is not None:
+                continue
+            station = self.topology.station(station_id)
+            phases = max((c.phases for c in station.connectors), default=3)
+            sources.setdefault(station_id, set()).add(source)
+            caps_w, caps_a = out.setdefault(station_id, (np.full(len(starts), np.inf),
+                                                         np.full(len(starts), np.inf)))
+            for schedule in event.schedules:
+                steps_w = _steps_w(schedule, event.at, phases, station.voltage_v)
+                _lower(caps_w, steps_w, starts, ends)
+                if schedule.unit == "A":
+                    _lower(caps_a, _steps(schedule, event.at, lambda limit, _: limit),
+                           starts, ends)
+        return [(station_id, w, a, LimitSource(
+                    SOURCE_STATION, station_id,
+                    f"station limit set outside us ({', '.join(sorted(sources[station_id]))})"))
+                for station_id, (w, a) in out.items()]
+
+
+def _lower(caps: np.ndarray, steps: list[tuple[datetime, float]], starts: list[datetime],
+           ends: list[datetime]) -> None:
+    """`caps` (T,) lowered to the least value `steps` take within each slot."""
+    for i, (begin, end) in enumerate(zip(starts, ends)):
+        # the value at the slot's start and at every step inside it
+        inside = [w for at, w in steps if begin < at < end]
+        caps[i] = min([caps[i], _value_at(steps, begin), *inside])
 
 
 def _steps_w(schedule: ev.ReportedSchedule, reported_at: datetime, phases: int,
              voltage_v: float) -> list[tuple[datetime, float]]:
     """A reported schedule as (from when, W) steps, ending in inf where it ends."""
+    return _steps(schedule, reported_at, lambda limit, used: units.rate_to_w(
+        limit, schedule.unit, min(used or phases, phases), voltage_v))
+
+
+def _steps(schedule: ev.ReportedSchedule, reported_at: datetime,
+           value: Callable[[float, int | None], float]) -> list[tuple[datetime, float]]:
+    """A reported schedule as (from when, value(limit, its phases)) steps, ending in inf
+    where it ends."""
     begin = schedule.start or reported_at
     # later(): a schedule may start at the end of the calendar (valid 2.0.1)
-    steps = [(later(begin, offset),
-              units.rate_to_w(limit, schedule.unit, min(used or phases, phases), voltage_v))
+    steps = [(later(begin, offset), value(limit, used))
              for offset, limit, used in zip(schedule.offsets_s, schedule.limits,
                                             schedule.phases)]
     if schedule.duration_s is not None:

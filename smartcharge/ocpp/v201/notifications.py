@@ -82,7 +82,7 @@ class NotificationHandlers:
     @on(Action.notify_charging_limit)
     async def on_notify_charging_limit(self, charging_limit: dict, **optional: Any
                                        ) -> call_result.NotifyChargingLimit:
-        evse_id = optional.get("evse_id")
+        evse_id = _limited_evse(optional.get("evse_id"))
         schedules = tuple(reported_schedule(s) for s in optional.get("charging_schedule") or ())
         source = charging_limit["charging_limit_source"]
         _, event = await self._report(
@@ -98,7 +98,7 @@ class NotificationHandlers:
     @on(Action.cleared_charging_limit)
     async def on_cleared_charging_limit(self, charging_limit_source: str, **optional: Any
                                         ) -> call_result.ClearedChargingLimit:
-        evse_id = optional.get("evse_id")
+        evse_id = _limited_evse(optional.get("evse_id"))
         _, event = await self._report(
             "ClearedChargingLimit", {"chargingLimitSource": charging_limit_source, **optional},
             evse_id, event_for=lambda now, _: ExternalLimitCleared(self.id, evse_id, now,
@@ -204,6 +204,13 @@ class NotificationHandlers:
                             ) -> call_result.LogStatusNotification:
         await self.record_notification("log", status)
         return call_result.LogStatusNotification()
+
+
+def _limited_evse(evse_id: int | None) -> int | None:
+    """The EVSE an external limit names; None: the whole station - also for evseId 0, how
+    many stations write it (2.0.1's evseId 0 of an external constraint is "an overall limit for
+    the whole Charging Station"; the event's None: it was stored and applied to no EVSE)."""
+    return evse_id or None
 
 
 def charging_needs_event(station_id: str, evse_id: int, transaction_id: int | None,
