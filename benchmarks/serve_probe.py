@@ -574,6 +574,12 @@ def main(argv: list[str]) -> int:
     if use_uvloop:
         import uvloop   # optional: only when asked for
         loop_factory = uvloop.new_event_loop
+    elif not os.environ.get("SMARTCHARGE_PROBE_PLAIN_LOOP"):
+        try:   # the loop `smartcharge serve` runs on (s33-stall; older trees: asyncio's)
+            from smartcharge.serving_loop import serving_loop_factory
+            loop_factory = serving_loop_factory()
+        except ImportError:
+            pass
     if loop_factory is not None:
         loop = loop_factory()
         asyncio.set_event_loop(loop)
