@@ -117,7 +117,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     for circuit_id in c.limits.circuits_limited() & set(topo.node_ids[1:]):
         values, sources = c.limits.circuit_limit_w(circuit_id, starts, ends)   # OpenADR
         circuits.append((topo.node_ids.index(circuit_id), values, sources[0]))
-    c.closed_loop.forget_ended(now)
+    yield from c.closed_loop.forget_ended_steps(now)   # in steps (s33-stall)
     items = list(c.state.sessions.items())
     sessions: list[SessionInput] = []
     for first in range(0, len(items), SESSIONS_PER_STEP):
