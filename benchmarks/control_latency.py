@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import platform
@@ -315,6 +316,9 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
                     "stations": len({d[4] for d in downs}) if downs and len(downs[0]) > 4
                     else len(downs),
                     "profiles": sum(d[2] for d in downs)})
+                # SMARTCHARGE_PROBE_TURNS (serve_probe.py): the long turns of the loop from
+                # the POST to the last acknowledgement, read from its record at shutdown
+                result.setdefault("windows", []).append((t0, last_end))
                 t2 = time.time()
                 async with http.delete(f"{url}/{event_id}", headers=headers) as resp:
                     assert resp.status == 200
@@ -351,7 +355,30 @@ async def run_size(connectors: int, repeats: int, workdir: Path, args) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
         server_log.close()
+    stats_file = workdir / f"stats-{connectors}.json"
+    if os.environ.get("SMARTCHARGE_PROBE_TURNS") and stats_file.exists():
+        stats = json.loads(stats_file.read_text())
+        result["turns"], result["busy"] = stats.get("turns") or [], stats.get("busy") or []
     return result
+
+
+def print_dr_turns(result: dict) -> None:
+    """SMARTCHARGE_PROBE_TURNS: the turns of the loop over 20 ms of its thread's CPU inside
+    the DR events' windows (the POST -> the last acknowledgement), by cause (ocpp_load's
+    attribution), and the loop's longest own CPU between two probe wake-ups in them."""
+    from benchmarks.ocpp_load import turn_causes
+    windows = result.get("windows") or []
+    turns = [t for t in result.get("turns", ()) if any(a <= t[0] <= b + 1 for a, b in windows)]
+    busy = [cpu_s for second, cpu_s in result.get("busy", ())
+            if any(a - 1 <= second <= b + 1 for a, b in windows)]
+    print(f"#   the DR windows: {len(turns)} turns over the probe's threshold; the loop's own "
+          f"CPU between two probe wake-ups, the longest {max(busy, default=0) * 1000:.0f} ms")
+    for _, spent_s, count, kinds, *_ in sorted(turns, key=lambda t: -t[1])[:5]:
+        top = "; ".join(f"{kind} x{n} {ms:.0f} ms" for kind, n, ms in kinds[:3])
+        print(f"#     {spent_s * 1000:.0f} ms, {count} callbacks: {top}")
+    for cause, (n, longest_s, cpu_s) in sorted(turn_causes(turns, over_s=0.02).items(),
+                                               key=lambda kv: -kv[1][0]):
+        print(f"#     {n:4d} over 20 ms, the longest {longest_s * 1000:5.1f} ms: {cause}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -425,6 +452,8 @@ def main(argv: list[str] | None = None) -> None:
             if kinds:
                 print(f"#   requests re-plan -> last ack, by purpose/stack level: {kinds}",
                       flush=True)
+            if r.get("turns") is not None:
+                print_dr_turns(r)
             reasons = [row.get("newer_reasons") for row in rows if row.get("newer_reasons")]
             if reasons:
                 print(f"#   re-plans begun during the event's round, by reason: {reasons}",

@@ -33,17 +33,24 @@ PROBE_S = 0.005
 
 
 async def probe_loop(lag_by_second: dict[int, float],
-                     busy_by_second: dict[int, float] | None = None) -> None:
+                     busy_by_second: dict[int, float] | None = None,
+                     instrument_ran: list | None = None) -> None:
     """`lag_by_second`: how late the probe woke (wall time: on a machine shared with other
     work this includes the time the OS gave other processes). `busy_by_second`: the CPU time
     the loop's own thread spent between two wake-ups - what our code held the loop for, an
-    upper bound of the longest callback."""
+    upper bound of the longest callback. `instrument_ran`: [True] once this probe's own work
+    on the loop ran (the SIGHUP snapshot of the collector, ~120 ms at 5 000 stations): that
+    interval is not the server's and is not recorded (s33-stall: it fell in the window's last
+    second and was read as the window's longest stall)."""
     loop = asyncio.get_running_loop()
     while True:
         before, cpu_before = loop.time(), time.thread_time()
         await asyncio.sleep(PROBE_S)
         lag_s = loop.time() - before - PROBE_S
         busy_s = time.thread_time() - cpu_before
+        if instrument_ran is not None and instrument_ran[0]:
+            instrument_ran[0] = False
+            continue
         second = int(time.time())
         if lag_s > lag_by_second.get(second, -1.0):
             lag_by_second[second] = lag_s
@@ -74,6 +81,50 @@ def _is_background(handle: asyncio.Handle) -> bool:
     coro = getattr(coro, "coro", coro) if type(coro).__name__ == "_Metered" else coro
     code = getattr(coro, "cr_code", None)
     return code is not None and "/smartcharge/site/" in code.co_filename
+
+
+def sample_stacks(thread_id: int, samples, every_s: float = 0.001) -> None:
+    """SMARTCHARGE_PROBE_TURN_STACKS (s33-stall): a thread that samples the loop thread's stack
+    (every `every_s`, in practice every switch interval: the sampler needs the GIL) into
+    `samples` (a bounded deque of (perf_counter s, frames innermost first)), so that a long turn
+    can be named by the functions it was in, not only by its callbacks' kinds."""
+    import threading
+
+    def name(code) -> str:
+        path = code.co_filename
+        for package in ("smartcharge", "ocpp", "aiohttp", "jsonschema"):
+            if f"/{package}/" in path:
+                return f"{package}/{path.rsplit(f'/{package}/', 1)[1]}:{code.co_name}"
+        return f"{Path(path).name}:{code.co_name}"
+
+    def run() -> None:
+        while True:
+            time.sleep(every_s)
+            frame = sys._current_frames().get(thread_id)
+            chain = []
+            while frame is not None and len(chain) < 60:
+                chain.append(name(frame.f_code))
+                frame = frame.f_back
+            samples.append((time.perf_counter(), chain))
+
+    threading.Thread(target=run, daemon=True, name="turn-stacks").start()
+
+
+def _stacks_in(samples, began: float, ended: float) -> list:
+    """The sampled stacks inside one turn, each named by its innermost frame of ours (a module
+    of smartcharge/) and the leaf beneath it, counted, the most first."""
+    counts: dict[str, int] = {}
+    for at, chain in reversed(list(samples)):   # (the sampler appends meanwhile)
+        if at < began:
+            break
+        if at > ended:
+            continue
+        ours = next((f for f in chain if f.startswith("smartcharge/") and not f.startswith(
+            ("smartcharge/turn_share.py", "smartcharge/site/in_steps.py",
+             "smartcharge/turns.py"))), None)
+        key = f"{ours} < {chain[0]}" if chain else "?"
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:6]
 
 
 def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
@@ -117,6 +168,12 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
 
     asyncio.events.Handle._run = run
     original_once = loop._run_once
+    samples = None
+    if os.environ.get("SMARTCHARGE_PROBE_TURN_STACKS"):
+        import collections
+        import threading
+        samples = collections.deque(maxlen=20000)
+        sample_stacks(threading.get_ident(), samples)
 
     def run_once() -> None:
         current.clear()
@@ -133,9 +190,75 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
             turns.append((time.time(), spent, sum(n for n, _ in current.values()),
                           [(kind, n, round(t * 1000, 1)) for kind, (n, t) in top],
                           (wall, time.perf_counter()),   # perf-counter span: latency_probe
-                          (round(collecting[0], 6), collecting[1], collecting[2])))
+                          (round(collecting[0], 6), collecting[1], collecting[2]),
+                          [] if samples is None else _stacks_in(samples, wall,
+                                                                time.perf_counter())))
 
     loop._run_once = run_once
+
+
+def time_replan_pieces(pieces: list) -> None:
+    """SMARTCHARGE_PROBE_REPLAN_PIECES (s33-stall): the loop thread's CPU of every piece of a
+    re-plan's work on the loop - each `next()` of the picture's generator
+    (`plan_inputs.read_steps`: piece 0 the slots, limits and first sessions, the last one the
+    reserves after the sessions) and each resumption of `SiteController.replan` (the last one:
+    the plan applied and published after its solve) - as (wall s, what, piece, CPU s, a
+    collection ran in it). A diagnosis: the share's `long_steps` name where a step ended,
+    not which piece of it was long."""
+    try:
+        from smartcharge.site import controller as controller_module, plan_inputs
+    except ImportError:
+        return
+
+    def timed_generator(label, gen):
+        index = 0
+        while True:
+            began, young = time.thread_time(), gc.get_count()[0]
+            try:
+                next(gen)
+            except StopIteration as done:
+                pieces.append((time.time(), label, -1, time.thread_time() - began,
+                               gc.get_count()[0] < young))
+                return done.value
+            pieces.append((time.time(), label, index, time.thread_time() - began,
+                           gc.get_count()[0] < young))
+            index += 1
+            yield
+
+    read_steps = plan_inputs.read_steps
+    plan_inputs.read_steps = lambda c, now: timed_generator("read_steps", read_steps(c, now))
+
+    class Timed:
+        def __init__(self, coro):
+            self.coro = coro
+
+        def __await__(self):
+            value, error, index = None, None, 0
+            while True:
+                began, young = time.thread_time(), gc.get_count()[0]
+                try:
+                    yielded = (self.coro.send(value) if error is None
+                               else self.coro.throw(error))
+                except StopIteration as done:
+                    pieces.append((time.time(), "replan", -1, time.thread_time() - began,
+                                   gc.get_count()[0] < young))
+                    return done.value
+                pieces.append((time.time(), "replan", index, time.thread_time() - began,
+                               gc.get_count()[0] < young))
+                index += 1
+                try:
+                    value, error = (yield yielded), None
+                except GeneratorExit:
+                    self.coro.close()
+                    raise
+                except BaseException as exc:
+                    value, error = None, exc
+
+    replan = controller_module.SiteController.replan
+
+    def timed_replan(self, reasons=None):
+        return Timed(replan(self, reasons))
+    controller_module.SiteController.replan = timed_replan
 
 
 def time_guard_passes(passes: list) -> None:
@@ -311,8 +434,12 @@ def main(argv: list[str]) -> int:
     turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
     background_turns: list = []   # and every turn's CPU in the site's own tasks
     window_end: list = []   # SIGHUP: the collector at the window's end (collector_now)
+    instrument_ran = [False]   # the probe's own work held the loop since its last wake-up
     guard_passes: list = []
     time_guard_passes(guard_passes)
+    replan_pieces: list = []
+    if os.environ.get("SMARTCHARGE_PROBE_REPLAN_PIECES"):
+        time_replan_pieces(replan_pieces)
     gc_sizes: list = [None, None]
 
     def on_gc(phase: str, info: dict) -> None:
@@ -386,10 +513,21 @@ def main(argv: list[str]) -> int:
                                os.environ.get("SMARTCHARGE_PROBE_CPROFILE"))
         def snapshot() -> None:
             window_end.append(collector_now())
+            instrument_ran[0] = True   # the probe's next interval held this: not the server's
             with open(stats_path + ".collector", "w") as out:   # the benchmark waits for it
                 json.dump(window_end[-1], out)
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, snapshot)
-        task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second),
+        young_every_s = float(os.environ.get("SMARTCHARGE_PROBE_YOUNG_EVERY_S", "0"))
+        if young_every_s > 0:   # an experiment (s33-stall): a young collection on a timer
+            # too, so the young generation cannot grow for long while old objects die (the
+            # threshold counts net allocations: 20-66 ms young pauses at 5 000 stations)
+            async def young_on_a_timer() -> None:
+                while True:
+                    await asyncio.sleep(young_every_s)
+                    if gc.isenabled() and gc.get_count()[0] > 0:
+                        gc.collect(0)
+            window_end_tasks = [asyncio.create_task(young_on_a_timer())]   # noqa: F841 (kept)
+        task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second, instrument_ran),
                                    name="loop-lag-probe")
         yield
         task.cancel()
@@ -430,6 +568,7 @@ def main(argv: list[str]) -> int:
                        "writer_writes": getattr(getattr(stores[0], "writer_process", None),
                                                 "writes", None) if stores else None,
                        "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
+                       "replan_pieces": replan_pieces,
                        "cycles": cycles, "turns": turns,
                        "background_turns": background_turns,
                        "share": _share_counters(app),
@@ -445,6 +584,12 @@ def main(argv: list[str]) -> int:
     if use_uvloop:
         import uvloop   # optional: only when asked for
         loop_factory = uvloop.new_event_loop
+    elif not os.environ.get("SMARTCHARGE_PROBE_PLAIN_LOOP"):
+        try:   # the loop `smartcharge serve` runs on (s33-stall; older trees: asyncio's)
+            from smartcharge.serving_loop import serving_loop_factory
+            loop_factory = serving_loop_factory()
+        except ImportError:
+            pass
     if loop_factory is not None:
         loop = loop_factory()
         asyncio.set_event_loop(loop)

@@ -137,9 +137,13 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
     import smartcharge.app  # noqa: F401  the app's modules before the freeze keeps them out
     tune_gc_for_serving()
+    from smartcharge.serving_loop import serving_loop_factory
     from smartcharge.store import StoreUnusable
     try:
-        asyncio.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
+        # a loop that takes a bounded number of ready sockets and accepts per turn (a boot
+        # storm held it 40-62 ms a turn: serving_loop.py)
+        with asyncio.Runner(loop_factory=serving_loop_factory()) as runner:
+            runner.run(_serve(site, ssl_context, open_api=args.insecure_open_api))
     except StoreUnusable as error:   # before listening: nothing was acknowledged
         print(f"smartcharge: {error}", file=sys.stderr)
         return 2

@@ -120,7 +120,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
     station_caps = tuple((topo.station_node[station_id], *caps)
                          for station_id, *caps in c.reports.station_caps(starts, ends)
                          if station_id in topo.station_node)
-    c.closed_loop.forget_ended(now)
+    yield from c.closed_loop.forget_ended_steps(now)   # in steps (s33-stall)
     items = list(c.state.sessions.items())
     sessions: list[SessionInput] = []
     for first in range(0, len(items), SESSIONS_PER_STEP):
