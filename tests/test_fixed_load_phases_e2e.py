@@ -29,7 +29,6 @@ VOLT = 230.0
 CAR = ConnectorRef("CP1", 1)
 FREE_VEND = ConnectorRef("CP2", 1)
 DRAW_A = 32.0                       # on L1 only
-DRAW_W = DRAW_A * VOLT              # 7 360 W
 
 
 @pytest.fixture
@@ -57,6 +56,19 @@ async def _draw_without_a_transaction(station, currents_a=(DRAW_A, 0.0, 0.0)) ->
             *currents]}]), suppress=False)
 
 
+async def _drawing_beside(harness, currents_a) -> None:
+    """CP2 says Charging and draws `currents_a` (L1, L2, L3) without a transaction, until the
+    plan counts its draw."""
+    controller = harness.app[CONTROLLER]
+    free_vend = await _station_taking_profiles(harness, "CP2")
+    await free_vend.call(call.StatusNotification(connector_id=1, error_code="NoError",
+                                                 status="Charging"), suppress=False)
+    await _draw_without_a_transaction(free_vend, currents_a)
+    draw_w = sum(currents_a) * VOLT
+    await harness.wait_for(lambda: controller.plan is not None
+                           and controller.plan.sessionless_w == {FREE_VEND: draw_w}, 10)
+
+
 def _tx_most_a(profile: dict) -> float:
     """The most per-phase current a TxProfile allows in any of its periods [A]."""
     schedule = profile["charging_schedule"]
@@ -73,12 +85,7 @@ async def test_a_single_phase_draw_leaves_the_car_only_what_its_phase_has(breake
     harness = breaker_site
     controller = harness.app[CONTROLLER]
     car = await _station_taking_profiles(harness, "CP1")
-    free_vend = await _station_taking_profiles(harness, "CP2")
-    await free_vend.call(call.StatusNotification(connector_id=1, error_code="NoError",
-                                                 status="Charging"), suppress=False)
-    await _draw_without_a_transaction(free_vend)
-    await harness.wait_for(lambda: controller.plan is not None
-                           and controller.plan.sessionless_w == {FREE_VEND: DRAW_W}, 10)
+    await _drawing_beside(harness, (DRAW_A, 0.0, 0.0))
     # the guard counts the draw at least at what it puts on L1
     breaker = controller.topology.node_ids.index("breaker")
     _, load_a, _ = controller.guard.node_loads(controller.clock.now())
@@ -103,13 +110,7 @@ async def test_a_draw_is_counted_on_the_phases_its_currents_show(breaker_site, c
     harness = breaker_site
     controller = harness.app[CONTROLLER]
     car = await _station_taking_profiles(harness, "CP1")
-    free_vend = await _station_taking_profiles(harness, "CP2")
-    await free_vend.call(call.StatusNotification(connector_id=1, error_code="NoError",
-                                                 status="Charging"), suppress=False)
-    await _draw_without_a_transaction(free_vend, currents_a)
-    draw_w = sum(currents_a) * VOLT
-    await harness.wait_for(lambda: controller.plan is not None
-                           and controller.plan.sessionless_w == {FREE_VEND: draw_w}, 10)
+    await _drawing_beside(harness, currents_a)
     breaker = controller.topology.node_ids.index("breaker")
     _, load_a, _ = controller.guard.node_loads(controller.clock.now())
     assert load_a[breaker] == pytest.approx(currents_a), load_a[breaker]

@@ -38,6 +38,20 @@ def _meter_values(transaction_id: int, i: int) -> call16.MeterValues:
                            "context": "Sample.Periodic"}]}])
 
 
+async def _started_charging(http, server) -> tuple[RawStation, int]:
+    """`serve` started and CP1 connected over raw 1.6 frames, booted, a transaction begun at
+    1 000 Wh: (the station, its transaction id)."""
+    server.start()
+    cp = RawStation(http, server, "CP1", "ocpp1.6")
+    await cp.connect()
+    boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
+    assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+    start = await cp.call("start", call16.StartTransaction(
+        connector_id=1, id_tag="DRIVER-1", meter_start=1_000,
+        timestamp=T0.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return cp, start[2]["transactionId"]
+
+
 def _restored_from_backup(db_path) -> None:
     """An operator restores last night's backup over the live file (a copy, renamed in)."""
     backup = db_path.with_name("backup.sqlite")
@@ -73,15 +87,7 @@ async def test_a_database_file_changed_under_the_server_is_not_answered_as_store
     db_path = server.db_path
     try:
         async with aiohttp.ClientSession() as http:
-            server.start()
-            cp = RawStation(http, server, "CP1", "ocpp1.6")
-            await cp.connect()
-            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
-            assert (await cp.call("boot", boot))[0] == MessageType.CallResult
-            start = await cp.call("start", call16.StartTransaction(
-                connector_id=1, id_tag="DRIVER-1", meter_start=1_000,
-                timestamp=T0.strftime("%Y-%m-%dT%H:%M:%SZ")))
-            transaction_id = start[2]["transactionId"]
+            cp, transaction_id = await _started_charging(http, server)
             answered = []
             for i in (1, 2):
                 assert (await cp.call(f"m{i}", _meter_values(transaction_id, i)))[0] == \
@@ -104,6 +110,7 @@ async def test_a_database_file_changed_under_the_server_is_not_answered_as_store
             server.process.wait(timeout=10)
             server.start()
             await cp.connect()
+            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
             assert (await cp.call("boot2", boot))[0] == MessageType.CallResult
             for i in (3, 4, 5):
                 frame = await cp.call(f"r{i}", _meter_values(transaction_id, i))
@@ -297,15 +304,7 @@ async def test_a_station_reconnecting_while_the_store_refuses_commits_is_served(
     server = _server(tmp_path, 1)
     try:
         async with aiohttp.ClientSession() as http:
-            server.start()
-            cp = RawStation(http, server, "CP1", "ocpp1.6")
-            await cp.connect()
-            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
-            assert (await cp.call("boot", boot))[0] == MessageType.CallResult
-            start = await cp.call("start", call16.StartTransaction(
-                connector_id=1, id_tag="DRIVER-1", meter_start=1_000,
-                timestamp=T0.strftime("%Y-%m-%dT%H:%M:%SZ")))
-            transaction_id = start[2]["transactionId"]
+            cp, transaction_id = await _started_charging(http, server)
             _restored_from_backup(server.db_path)
             frame = await cp.call("m1", _meter_values(transaction_id, 1))
             assert frame[0] == MessageType.CallError, frame   # the store refuses

@@ -222,14 +222,9 @@ class FailSafeSetup:
         went unanswered - has its defaults answered. As it was, the others' defaults were
         shared as if it had taken its share and nothing was sent again: a 30 kW cap left
         CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
-        station_id = control.station_id
-        self.hold_offline(station_id)
-        link = self.registry.get(station_id)
-        if link is not None and control.setup_link is link:
-            control.setup_link = None   # its set-up is tried again on this connection
-            log.info("station %s: a lowered fail-safe default went unanswered; held at what "
-                     "it may hold until it is set up again", station_id)
-            self._setup_given_up(station_id, link)
+        self.hold_offline(control.station_id)
+        self._set_up_again(control, "a lowered fail-safe default went unanswered; held at "
+                                    "what it may hold until it is set up again")
 
     def _resend_unanswered_raise(self, control: StationControl) -> None:
         """A round's raised default left unanswered: the station may hold the raise or still
@@ -240,12 +235,16 @@ class FailSafeSetup:
         (tests/test_outside_s33_kills.py). Its set-up, which sends every default again, is
         tried again after a backoff, as for a lowered one left unanswered; not held (the
         raise is the most it holds)."""
+        self._set_up_again(control, "a raised fail-safe default went unanswered; sent again "
+                                    "by its set-up")
+
+    def _set_up_again(self, control: StationControl, why: str) -> None:
+        """Its set-up is tried again on its connection after a backoff (`_setup_given_up`)."""
         station_id = control.station_id
         link = self.registry.get(station_id)
         if link is not None and control.setup_link is link:
-            control.setup_link = None   # its set-up is tried again on this connection
-            log.info("station %s: a raised fail-safe default went unanswered; sent again by "
-                     "its set-up", station_id)
+            control.setup_link = None
+            log.info("station %s: %s", station_id, why)
             self._setup_given_up(station_id, link)
 
     def _setup_given_up(self, station_id: str, link) -> None:
