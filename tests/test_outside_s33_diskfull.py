@@ -85,9 +85,9 @@ async def test_a_refusing_store_logs_one_error_not_a_traceback_a_message(tmp_pat
 async def test_a_refusing_store_sums_up_then_says_it_writes_again(tmp_path):
     """The file moved away from its path refuses every commit; with the summary every 0.5 s
     (a setting, so no test waits a minute) the refusals after the first are counted in
-    "N writes refused in the last ..." lines (writes: the messages' and the dispatcher's); moved back, the next
-    MeterValues is stored, one line says the store writes again and how many it refused, and
-    the health route answers 200 again."""
+    "N writes refused in the last ..." lines (writes: the messages' and the dispatcher's);
+    moved back, the next MeterValues is stored, one line says the store writes again and how
+    many it refused, and the health route answers 200 again."""
     server = _server(tmp_path, 1)
     _with_summary_every(server, 0.5)
     moved = server.db_path.with_name("moved.sqlite")

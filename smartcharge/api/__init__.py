@@ -2,7 +2,8 @@
 (`auth.py`: roles, `require`, the middleware), and the routes grouped by audience — stations
 (`stations.py`), sessions and the billing CSV (`sessions.py`), remote commands (`commands.py`),
 the site's caps, demand-response events and session needs (`site_limits.py`), the live snapshot
-(`snapshot.py`), the store's health (`health.py`, token-free), and the OpenAPI document (`openapi.py`, `openapi.json`, `openapi_site.json`).
+(`snapshot.py`), the store's health (`health.py`, token-free), and the OpenAPI document
+(`openapi.py`, `openapi.json`, `openapi_site.json`).
 
 Every error is JSON `{"error": <short code>, "detail": <what is wrong>}`; a client never sees a
 stack trace. Imports point one way: this package uses `smartcharge.site`, never the reverse.
