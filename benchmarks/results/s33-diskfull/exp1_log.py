@@ -1,7 +1,7 @@
 """A full 2 MiB tmpfs under `serve` with 3 raw 1.6 stations each sending 10 MeterValues:
 how many log lines and tracebacks per refused message, what /api/health says; then space
-freed. Prints counts (not a test). Run as root from the worktree root:
-python3 -m benchmarks.results.s33-diskfull.exp1_log  (or: python3 benchmarks/.../exp1_log.py)"""
+freed. Prints counts (not a test). Run as root (it mounts a tmpfs) from the worktree root:
+python3 benchmarks/results/s33-diskfull/exp1_log.py"""
 import asyncio, os, subprocess, sys, tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
