@@ -54,7 +54,9 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         # the stations' billing messages are written in a process of their own (store_writer.py)
-        app[STORE] = await SqliteStore.open(database, writer_process=True)
+        app[STORE] = await SqliteStore.open(
+            database, writer_process=True,
+            refusal_summary_s=site.server.store_refusal_summary_s)
         log.info("store: %s (schema version %d)", database, app[STORE].schema_version)
         yield
         await app[STORE].close()

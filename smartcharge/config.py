@@ -217,7 +217,7 @@ class _Reader:
                                             "call_timeout_s", "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
                                             "boot_wait_s", "edge_margin_s",
-                                            "queue_drain_s"})
+                                            "queue_drain_s", "store_refusal_summary_s"})
         defaults = ServerSettings()
         port = table.get("port", defaults.port)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -245,6 +245,8 @@ class _Reader:
             boot_wait_s=self.boot_wait_s(table, call_timeout_s),
             queue_drain_s=self.number(table, "queue_drain_s", "server", defaults.queue_drain_s,
                                       allow_zero=True),
+            store_refusal_summary_s=self.number(table, "store_refusal_summary_s", "server",
+                                                defaults.store_refusal_summary_s),
             edge_margin_s=self.at_most(table, "edge_margin_s", "server", defaults.edge_margin_s,
                                        EDGE_MARGIN_MAX_S, "stations' clocks further apart "
                                        "need setting (every Heartbeat answer tells the time)"),

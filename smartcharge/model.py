@@ -113,6 +113,8 @@ class ServerSettings:
     # a station online this long is taken to have delivered its offline queue (it sends that
     # first when it reconnects): the billing export's `settled` (api/sessions.py)
     queue_drain_s: float = 60.0
+    # a store refusing writes: after its first ERROR line, one summary line this often
+    store_refusal_summary_s: float = 60.0
     tls_client_ca: str | None = None   # security profile 3: stations authenticate by certificate
 
 

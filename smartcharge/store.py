@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 from smartcharge.store_ops import StoreClosed, StoreOp, connect_writer, run_group, writers_lock
 from smartcharge.store_order import WriterOrder
+from smartcharge.store_refusals import StoreRefusals
 from smartcharge.store_schema import MIGRATIONS
 from smartcharge.store_tx import SampleRow, SessionRow, StoreTx, db_time, from_db_time
 from smartcharge.store_writer import WriterProcess
@@ -70,8 +71,10 @@ class SqliteStore:
     MAX_GROUP = 256
     ANSWERS_PER_TURN = 32   # callers resumed per turn of their loop (`turns.TurnBudget`)
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, refusal_summary_s: float = 60.0) -> None:
         self.path = path
+        # whether commits succeed: one line a streak of refusals, a summary, the health route
+        self.refusals = StoreRefusals(path, refusal_summary_s)
         self.writer_process: WriterProcess | None = None   # `open(..., writer_process=True)`
         self._lock_fd: int | None = None   # the writers' lock, with a writer process
         self._order = WriterOrder()   # the two writers' work in the order it was handed in
@@ -90,11 +93,12 @@ class SqliteStore:
         self._settlers_lock = threading.Lock()
 
     @classmethod
-    async def open(cls, path: str, *, writer_process: bool = False) -> SqliteStore:
+    async def open(cls, path: str, *, writer_process: bool = False,
+                   refusal_summary_s: float = 60.0) -> SqliteStore:
         """`writer_process`: `StoreOp`s run in a writer process of their own
         (store_writer.py), everything else on the writer thread; a file only (":memory:" has
         nothing to share)."""
-        store = cls(path)
+        store = cls(path, refusal_summary_s=refusal_summary_s)
         try:
             await store._submit(_RAW, store._connect)   # migrations first, in this process
             if writer_process and path != ":memory:":
@@ -102,6 +106,7 @@ class SqliteStore:
                 store._lock_fd = writers_lock(path)
                 store.writer_process = WriterProcess(path, len(MIGRATIONS), loop)
                 store.writer_process.settle = store._settler(loop).settle
+                store.writer_process.saw_group = store.refusals.saw_group
                 await store.writer_process.start()
         except BaseException:
             if store.writer_process is not None:
@@ -259,6 +264,7 @@ class SqliteStore:
                               for item in group])
             return
         outcomes = run_group(self._db, [item[1] for item in group], self.path, self._lock_fd)
+        self.refusals.saw_group(error for _, error in outcomes)
         self._answer_all([(item, result, error) for item, (result, error)
                           in zip(group, outcomes)])
 

@@ -50,7 +50,7 @@ class WriterConnection(sqlite3.Connection):
     path = ""
     file_id: tuple[int, int] | None = None
     size_seen_b = 0   # the main file only grows: WAL checkpoints, no VACUUM here
-    told = False      # the one ERROR line said
+    refusing = False  # its last group's commit failed: the streak's ERROR line is said
 
 
 def still_the_database(db: sqlite3.Connection) -> None:
@@ -70,13 +70,25 @@ def still_the_database(db: sqlite3.Connection) -> None:
     else:
         db.size_seen_b = now.st_size
         return
-    message = (f"the database file {db.path} was {what} while this server had it open: "
-               f"nothing is committed to it any more (unanswered, the stations keep their "
-               f"messages); restart smartcharge to use the file now at that path")
-    if not db.told:
-        db.told = True
-        log.error("store %s", message)
-    raise DatabaseGone(message)
+    raise DatabaseGone(f"the database file {db.path} was {what} while this server had it "
+                       f"open: nothing is committed to it any more (unanswered, the stations "
+                       f"keep their messages); restart smartcharge to use the file now at "
+                       f"that path")
+
+
+_REFUSED = "store_refused_commit"   # an attribute: it crosses the writer's pipe (pickled)
+
+
+def refused_commit(failure: BaseException) -> BaseException:
+    """`failure` marked as a group's failed commit - the store refusing writes - not one piece
+    of work's own error (`StoreRefusals` counts the first, the caller handles the second)."""
+    setattr(failure, _REFUSED, f"{type(failure).__name__}: {failure}")
+    return failure
+
+
+def refusal_of(error: BaseException | None) -> str | None:
+    """The cause of a refused commit (`refused_commit`), else None."""
+    return getattr(error, _REFUSED, None) if error is not None else None
 
 
 class StoreOp:
@@ -145,13 +157,23 @@ def _run_locked(db: sqlite3.Connection, works: Sequence[Callable[[StoreTx], Any]
         outcomes = _run_optimistic(db, works)
         if outcomes is None:   # a piece of work failed: again, each in a savepoint
             outcomes = _run_isolated(db, works)
+        if isinstance(db, WriterConnection):
+            db.refusing = False
         return outcomes
     except Exception as failure:
-        if not isinstance(failure, DatabaseGone):   # (said once, in one line)
-            log.exception("store %s: transaction of %d failed", name, len(works))
+        # the first of a streak only: a full disk refuses every message of every station
+        # (the server's StoreRefusals sums up the rest, and says when it writes again)
+        if not getattr(db, "refusing", False):
+            if isinstance(failure, DatabaseGone):   # the message says it all
+                log.error("store %s", failure)
+            else:
+                log.exception("store %s: transaction of %d failed; refusing writes until a "
+                              "commit succeeds", name, len(works))
+        if isinstance(db, WriterConnection):
+            db.refusing = True
         if db.in_transaction:
             db.execute("ROLLBACK")
-        return [(None, failure)] * len(works)
+        return [(None, refused_commit(failure))] * len(works)
 
 
 def _run_optimistic(db: sqlite3.Connection, works: Sequence[Callable]) -> list[Outcome] | None:

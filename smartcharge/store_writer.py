@@ -214,6 +214,7 @@ class WriterProcess:
         self._progress_at = 0.0   # loop time of the last answer, or of work in hand since
         self._watchdog: asyncio.TimerHandle | None = None
         self.settle = None   # (outcomes) -> None: resumes callers (the store's TurnBudget)
+        self.saw_group = None   # (errors) -> None: the store's StoreRefusals
         self.writes = 0      # requests written to the pipe (ops go several to a write)
         # ops handed in this turn of the loop, written together at its end (`_flush`)
         self._outbox: list[tuple[int, StoreOp]] = []
@@ -390,6 +391,8 @@ class WriterProcess:
 
     def _group_done(self, began: float, committed: float, outcomes: list) -> None:
         self._progress_at = self.loop.time()
+        if self.saw_group is not None:
+            self.saw_group(error for _, _, error in outcomes)
         settled = []
         for number, result, error in outcomes:
             future, _ = self._pending.pop(number, (None, None))

@@ -2,7 +2,8 @@
 (`auth.py`: roles, `require`, the middleware), and the routes grouped by audience — stations
 (`stations.py`), sessions and the billing CSV (`sessions.py`), remote commands (`commands.py`),
 the site's caps, demand-response events and session needs (`site_limits.py`), the live snapshot
-(`snapshot.py`), and the OpenAPI document (`openapi.py`, `openapi.json`, `openapi_site.json`).
+(`snapshot.py`), the store's health (`health.py`, token-free), and the OpenAPI document
+(`openapi.py`, `openapi.json`, `openapi_site.json`).
 
 Every error is JSON `{"error": <short code>, "detail": <what is wrong>}`; a client never sees a
 stack trace. Imports point one way: this package uses `smartcharge.site`, never the reverse.
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smartcharge.api import commands, openapi, sessions, site_limits, snapshot, stations
+from smartcharge.api import (commands, health, openapi, sessions, site_limits, snapshot,
+                             stations)
 from smartcharge.api.auth import setup_auth
 from smartcharge.api.errors import json_errors
 from smartcharge.appkeys import CLOCK, SITE
@@ -24,6 +26,7 @@ def add_routes(app: web.Application, *, open_api: bool = False) -> None:
     app.middlewares.append(json_errors)
     setup_auth(app, app[SITE], app[CLOCK], open_api=open_api)
     openapi.add_routes(app)
+    health.add_routes(app)
     stations.add_routes(app)
     sessions.add_routes(app)
     commands.add_routes(app)

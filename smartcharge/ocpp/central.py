@@ -38,6 +38,7 @@ from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
                                        StationOffline, StationTimeout)
 from smartcharge.store import Store, from_db_time
 from smartcharge.store_ops import StoreOp
+from smartcharge.store_refusals import log_unless_refused
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -212,8 +213,8 @@ class CentralSystemBase:
             if inspect.isawaitable(response):
                 response = await response
         except Exception as error:   # the library's answer to a failing handler
-            log.exception("station %s: error while handling %s %s", self.id, msg.action,
-                          msg.unique_id)
+            log_unless_refused(log, error, "station %s: error while handling %s %s", self.id,
+                               msg.action, msg.unique_id)
             await self._send(msg.create_call_error(error).to_json())
             return
         result = msg.create_call_result(snake_to_camel_case(remove_nones(

@@ -57,6 +57,7 @@ from smartcharge.site.held_defaults import HeldDefaults
 from smartcharge.site.idle import IdleSending
 from smartcharge.site.dispatch_round import DispatchRound
 from smartcharge.store_ops import StoreOp
+from smartcharge.store_refusals import log_unless_refused
 from smartcharge.site.edges import end_kept
 from smartcharge.site.installed import InstalledLimits
 from smartcharge.site.limits import SiteLimits
@@ -345,8 +346,9 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                 return
             try:   # by name: the store's writer process takes it (store_ops.StoreOp)
                 await self.store.run(StoreOp("insert_profiles_sent", rows))
-            except Exception:
-                log.exception("could not record %d sent profiles in the audit table", len(rows))
+            except Exception as error:
+                log_unless_refused(log, error, "could not record %d sent profiles in the audit "
+                                   "table", len(rows))
 
     async def close(self) -> None:
         await self._tasks.close()

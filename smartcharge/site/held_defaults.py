@@ -38,6 +38,7 @@ from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.store_ops import StoreOp
+from smartcharge.store_refusals import log_unless_refused
 
 log = logging.getLogger("smartcharge.site.dispatch")
 
@@ -95,8 +96,9 @@ class HeldDefaults:
         try:
             await self.store.run(StoreOp(   # by name: the writer process takes it
                 store_failsafe.write_held, sid, held, at=now))
-        except Exception:   # the defaults go out all the same: the station needs them
-            log.exception("station %s: what its fail-safe defaults may hold is not stored", sid)
+        except Exception as error:   # the defaults go out all the same: the station needs them
+            log_unless_refused(log, error, "station %s: what its fail-safe defaults may hold "
+                               "is not stored", sid)
             self._held_stored.pop(sid, None)   # not known: the next record is written
             return
         self._held_stored[sid] = held
@@ -125,9 +127,9 @@ class HeldDefaults:
     async def _write_held_batch(self, batch: dict) -> None:
         try:
             await self.store.run(StoreOp(store_failsafe.write_held_batch, batch))
-        except Exception:   # stale: the higher records from before stay, which is safe
-            log.exception("what the fail-safe defaults of %d stations may hold (lowered) is "
-                          "not stored", len(batch))
+        except Exception as error:   # stale: the higher records from before stay: safe
+            log_unless_refused(log, error, "what the fail-safe defaults of %d stations may "
+                               "hold (lowered) is not stored", len(batch))
             for station_id, (held, _) in batch.items():
                 if self._held_stored.get(station_id) is held:
                     self._held_stored.pop(station_id)   # not known: the next is written
