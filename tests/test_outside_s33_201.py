@@ -202,3 +202,55 @@ async def test_a_station_wide_external_limit_survives_a_sigkill_as_the_stations_
                 await asyncio.sleep(0.05)
     finally:
         await rig.close()
+
+
+# -- a ClearedChargingLimit that names no EVSE (K13) -------------------------------------------
+# ClearedChargingLimitRequest: chargingLimitSource, evseId optional ("EVSE Identifier"; no EVSE
+# named: the station as a whole, as NotifyChargingLimit reads it, K12). The source's limit is
+# cleared on the whole station - on every EVSE, not only a station-wide entry: the station
+# applies none of that source's limits any more, and planning under them strands capacity.
+def _evse_limit(evse_id: int, source: str = "EMS") -> call.NotifyChargingLimit:
+    return call.NotifyChargingLimit(
+        evse_id=evse_id, charging_limit={"charging_limit_source": source},
+        charging_schedule=[{"id": 1, "charging_rate_unit": "A", "charging_schedule_period": [
+            {"start_period": 0, "limit": EMS_LIMIT_A, "number_phases": 3}]}])
+
+
+def _limits_of(harness, station_id: str) -> set[tuple[int | None, str]]:
+    return {(evse, source) for (station, evse, source) in
+            harness.app[CONTROLLER].reports.external if station == station_id}
+
+
+@pytest.mark.parametrize("evse_id", [None, 0])
+async def test_a_cleared_limit_without_an_evse_clears_the_sources_limits_on_every_evse(
+        tmp_path, evse_id):
+    """Failed first: the EMS limits reported on EVSEs 1 and 2 stayed in force after the
+    station cleared the EMS's limit without an EVSE (only a station-wide entry was cleared) -
+    live and after a restart (rebuilt from the stored reports). Another source's stays."""
+    import contextlib
+
+    from smartcharge.app import create_app
+    from tests.conftest import make_site, serve_harness
+
+    @contextlib.asynccontextmanager
+    async def serving():
+        app = create_app(make_site(), db_path=str(tmp_path / "s.sqlite"))
+        served = serve_harness(app)
+        try:
+            yield await served.__anext__()
+        finally:
+            await served.aclose()
+
+    async with serving() as harness:
+        ws_url = harness.url("/ocpp").replace("http", "ws", 1)
+        async with strict201(ws_url, "CP1", PASSWORD) as cp1:
+            for evse, source in ((1, "EMS"), (2, "EMS"), (2, "SO")):
+                await cp1.call(_evse_limit(evse, source))
+            await harness.wait_for(lambda: _limits_of(harness, "CP1") == {
+                (1, "EMS"), (2, "EMS"), (2, "SO")})
+            await cp1.call(call.ClearedChargingLimit(charging_limit_source="EMS",
+                                                     evse_id=evse_id))
+            await harness.wait_for(lambda: _limits_of(harness, "CP1") == {(2, "SO")})
+    async with serving() as harness:     # the same SQLite file: rebuilt from its reports
+        await harness.wait_for(lambda: (2, "SO") in _limits_of(harness, "CP1"), 10)
+        assert _limits_of(harness, "CP1") == {(2, "SO")}

@@ -33,6 +33,7 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
+from smartcharge.ocpp.remote_started import RemoteStartedTags
 from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
                                        StationAnswerUnreadable, StationCallError,
                                        StationOffline, StationTimeout)
@@ -103,6 +104,8 @@ class CentralSystemBase:
         # did not count itself registered, whatever we thought (dispatch sets it up again
         # after its boot: `refused_unregistered`)
         self.refused_unregistered = False
+        # the tags of our remote starts it accepted: granted here for a while (`remote_started`)
+        self.remote_started = RemoteStartedTags()
 
     async def route_message(self, raw_msg: str) -> None:
         if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
@@ -245,6 +248,7 @@ class CentralSystemBase:
             progress.behind = "its BootNotification (it connected again)"
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
+        self.remote_started.asked(unique_id, action, payload)
         try:
             answer, answered = await self._call_checked(action, payload, unique_id, progress)
         except OCPPError as error:
@@ -257,6 +261,8 @@ class CentralSystemBase:
         except ConnectionClosed:
             raise StationOffline(f"station {self.id} disconnected before {action} was "
                                  "sent") from None
+        finally:
+            self.remote_started.forget(unique_id)
         bad_time = self.dialect.bad_date_time_in_answer(action, answered)
         if bad_time is not None:
             raise StationAnswerInvalid(
@@ -354,6 +360,9 @@ class CentralSystemBase:
                         "after its call's timeout, or never asked)", self.id, unique_id)
             return
         if message[0] == MessageType.CallResult:
+            # here, not when the caller wakes: the station's Authorize for a remote start may
+            # be the next frame read
+            self.remote_started.answered(unique_id, message[2], self._ctx.clock.now())
             waiting.set_result(CallResult(unique_id, message[2]))
         else:
             waiting.set_result(CallError(*message[1:]))
@@ -428,13 +437,18 @@ class CentralSystemBase:
         await self._ctx.store.run(StoreOp("set_notification", self.id, kind, status, now))
         log.info("station %s: %s status %s", self.id, kind, status)
 
-    async def id_tag_status(self, id_tag: str) -> str | None:
+    async def id_tag_status(self, id_tag: str, transaction: str | None = None) -> str | None:
         """The status of an id tag / token (the site file's tags are Accepted, then the store's
-        `id_tags`), in any case (OCPP's id tags are case-insensitive); None: not known. The
-        same rules for every version."""
+        `id_tags`, then one we remote-started on this station lately or on `transaction`, the
+        station's id of the transaction asking: `remote_started`), in any case (OCPP's id tags
+        are case-insensitive); None: not known. The same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
-        return await self._ctx.store.run(StoreOp("id_tag_status", id_tag))
+        stored = await self._ctx.store.run(StoreOp("id_tag_status", id_tag))
+        if stored is None and self.remote_started.accepts(id_tag, self._ctx.clock.now(),
+                                                          transaction):
+            return "Accepted"
+        return stored
 
     def publish_reopened(self, session) -> None:
         log.warning("station %s: session %d is still running after a BootNotification: "

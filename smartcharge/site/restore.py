@@ -43,7 +43,7 @@ from smartcharge.store_reports import site_events
 from smartcharge.site.estimates import PastSession
 from smartcharge.site.obligations import event_from_row
 from smartcharge.site.state import REBOOT
-from smartcharge.site.station_reports import needs_wait
+from smartcharge.site.station_reports import clear_external, needs_wait
 from smartcharge.site.topology import ConnectorRef
 from smartcharge.store import SessionRow, from_db_time
 
@@ -172,7 +172,7 @@ def _restore_reports(controller, reported: list[tuple[dict, str]],
         elif isinstance(event, ev.ExternalLimitReported):
             external[(event.station_id, event.connector_id, event.source)] = event
         else:
-            external.pop((event.station_id, event.connector_id, event.source), None)
+            clear_external(external, event)     # as live: no EVSE named, every EVSE's
     state = controller.state
     for transaction_id, (event, received) in latest_needs.items():
         session = state.session_by_id(transaction_id)

@@ -14,7 +14,8 @@ ClearedChargingLimit):
   and so each of them too. The station applies the lowest of its limits and ours, so planning
   more than the cap only strands capacity others could use (a station-wide limit taken per
   EVSE planned a two-EVSE station at twice what it delivers); `ExternalLimitCleared` lifts it
-  (per source).
+  (per source; one that names no EVSE lifts that source's limits on every EVSE too:
+  `clear_external`).
 Each re-plans. The controller asks `cap_w` per connector and slot, `station_caps` per station
 and `car_min_w` when it builds a problem. After a restart `site/restore.py` feeds the stored events back in
 (`take_needs` with the energy the session had when the car asked).
@@ -61,6 +62,20 @@ def needs_wait(reported_at: datetime, session_known_at: datetime) -> bool:
     return 0.0 <= (session_known_at - reported_at).total_seconds() <= NEEDS_WAIT_S
 
 
+def clear_external(external: dict[tuple[str, int | None, str], ev.ExternalLimitReported],
+                   cleared: ev.ExternalLimitCleared) -> bool:
+    """Take out of `external` the limits `cleared` lifts: its source's on its EVSE; naming no
+    EVSE (ClearedChargingLimit without evseId, or 0), its source's on the whole station - the
+    station-wide one and every EVSE's (K13: the station no longer applies that source's
+    limits). Whether any was there. The live site and a restart's rebuild both use it."""
+    lifted = [key for key in external
+              if key[0] == cleared.station_id and key[2] == cleared.source
+              and (cleared.connector_id is None or key[1] == cleared.connector_id)]
+    for key in lifted:
+        del external[key]
+    return bool(lifted)
+
+
 class StationReports:
     def __init__(self, topology: SiteTopology, state: SiteState,
                  request_replan: Callable[[str], None]) -> None:
@@ -85,7 +100,7 @@ class StationReports:
             self.external[(event.station_id, event.connector_id, event.source)] = event
             self.request_replan(f"external-limit:{event.station_id}/{event.connector_id}")
         elif isinstance(event, ev.ExternalLimitCleared):
-            if self.external.pop((event.station_id, event.connector_id, event.source), None):
+            if clear_external(self.external, event):
                 self.request_replan(f"external-cleared:{event.station_id}/{event.connector_id}")
 
     def topology_has(self, station_id: str) -> bool:

@@ -73,7 +73,8 @@ class TransactionHandlers:
         id_token = optional.get("id_token")
         answer = {}
         if id_token is not None:
-            answer["idTokenInfo"] = {"status": await self.token_status(id_token)}
+            answer["idTokenInfo"] = {"status": await self.token_status(
+                id_token, transaction_info["transaction_id"])}
         event = TransactionEventIn(
             station_tx_ref=transaction_info["transaction_id"], event_type=event_type,
             seq_no=seq_no, timestamp=parse_ocpp_time(timestamp), trigger_reason=trigger_reason,
