@@ -11,8 +11,8 @@ Roles (docs/api.md, "Roles"):
 Every /api route is registered with `route(...)` and the roles that may call it; the
 `authorize` middleware checks the token before any handler runs. A route registered without
 roles is refused to everyone (403) and a request under /api that matches no route needs a valid
-token before it learns so (401). Only `GET /api/openapi.json` is public: it describes the API,
-it holds no data. With no token configured nothing is open: the API answers 401 to everyone,
+token before it learns so (401). Only `GET /api/openapi.json` (it describes the API) and
+`GET /api/health` (the store's state, for a load balancer) are public: they hold no data. With no token configured nothing is open: the API answers 401 to everyone,
 unless the server was started with `--insecure-open-api` (every request then acts as admin).
 
 Tokens come from the site file (`[api] <role>_tokens`) and the environment
