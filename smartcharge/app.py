@@ -65,7 +65,8 @@ def create_app(site: Site, *, db_path: str | None = None, clock: Clock | None = 
         await app[REGISTRY].close_all("server shutdown")
 
     app.cleanup_ctx.append(store_ctx)
-    setup_retention(app, site.server.inbound_retention_days)   # after the store: needs it open
+    setup_retention(app, site.server.inbound_retention_days,   # after the store: needs it open
+                    site.server.audit_retention_days)
     app.on_shutdown.append(close_stations)
     server.add_routes(app)
     api.add_routes(app, open_api=insecure_open_api)

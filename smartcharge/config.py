@@ -216,6 +216,7 @@ class _Reader:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
+                                            "audit_retention_days",
                                             "boot_wait_s", "edge_margin_s",
                                             "queue_drain_s", "store_refusal_summary_s"})
         defaults = ServerSettings()
@@ -240,6 +241,8 @@ class _Reader:
                                         defaults.ping_interval_s),
             inbound_retention_days=self.number(table, "inbound_retention_days", "server",
                                                defaults.inbound_retention_days),
+            audit_retention_days=self.number(table, "audit_retention_days", "server",
+                                             defaults.audit_retention_days),
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
             boot_wait_s=self.boot_wait_s(table, call_timeout_s),

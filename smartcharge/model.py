@@ -110,6 +110,9 @@ class ServerSettings:
     settle_s: float = 5.0              # after acknowledged decreases, before raising others
     edge_margin_s: float = 5.0         # how far stations' clocks may disagree (dispatch/edges)
     inbound_retention_days: float = 90.0   # raw billing messages older than this are pruned
+    # the audit of every charging profile sent (`profiles_sent`, ~100 rows a connector a day):
+    # rows older than this are pruned - how long an audit trail is kept is the operator's call
+    audit_retention_days: float = 365.0
     # a station online this long is taken to have delivered its offline queue (it sends that
     # first when it reconnects): the billing export's `settled` (api/sessions.py)
     queue_drain_s: float = 60.0

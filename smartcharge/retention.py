@@ -2,7 +2,8 @@
 as received (audit, and recognising a re-sent message as a duplicate); rows older than
 `server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`, with the
 information-only reports of 2.0.1 stations (`store_reports.PRUNABLE_KINDS`: device models,
-event streams) and the DataTransfers of either version (`data_transfers`: vendors' data).
+event streams) and the DataTransfers of either version (`data_transfers`: vendors' data); the
+audit of charging profiles sent (`profiles_sent`) after `server.audit_retention_days`.
 
 Only old rows go. A station re-sends an unacknowledged message within seconds to hours (its
 offline queue), far inside any retention period; the sessions, samples and billed energy the
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 
 
-async def prune_inbound(app: web.Application, retention_days: float) -> int:
-    before = app[CLOCK].now() - timedelta(days=retention_days)
+async def prune_inbound(app: web.Application, retention_days: float,
+                        audit_retention_days: float | None = None) -> int:
+    now = app[CLOCK].now()
+    before = now - timedelta(days=retention_days)
     pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before)
                                   + prune_reports(tx, before)
                                   + tx.prune_data_transfers(before))
@@ -35,17 +38,25 @@ async def prune_inbound(app: web.Application, retention_days: float) -> int:
         log.info("retention: pruned %d inbound message(s), report(s) and DataTransfer(s) "
                  "received before %s",
                  pruned, before.isoformat())
+    if audit_retention_days is not None:
+        audit_before = now - timedelta(days=audit_retention_days)
+        audited = await app[STORE].run(lambda tx: tx.prune_profiles_sent(audit_before))
+        if audited:
+            log.info("retention: pruned %d audit row(s) of profiles sent before %s", audited,
+                     audit_before.isoformat())
+        pruned += audited
     return pruned
 
 
 def setup_retention(app: web.Application, retention_days: float,
+                    audit_retention_days: float | None = None,
                     every_s: float = PRUNE_EVERY_S) -> None:
     """Prune at start and then every `every_s` (wall time), for as long as the app runs."""
 
     async def loop() -> None:
         while True:
             try:
-                await prune_inbound(app, retention_days)
+                await prune_inbound(app, retention_days, audit_retention_days)
             except Exception:   # a task boundary: a failed prune is retried next round
                 log.exception("retention: pruning inbound messages failed")
             await asyncio.sleep(every_s)

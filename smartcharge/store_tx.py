@@ -551,6 +551,13 @@ class StoreTx:
         for row in rows:
             self.insert_profile_sent(*row)
 
+    def prune_profiles_sent(self, before: datetime) -> int:
+        """Forget the audit rows of profiles sent before `before`; returns how many (read by
+        nothing but an operator: what a station holds is asked of the station at its set-up,
+        site/installed_restore.py)."""
+        return self._db.execute("DELETE FROM profiles_sent WHERE sent_at < ?",
+                                (db_time(before),)).rowcount
+
     def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:
             return self._dicts("SELECT * FROM profiles_sent ORDER BY id")

@@ -95,3 +95,39 @@ async def test_bulky_2_0_1_reports_are_pruned_obligations_and_audit_kept(tmp_pat
     await server.close()
     assert found == [("NotifyEVChargingNeeds", "old"), ("NotifyChargingLimit", "old"),
                      ("SecurityEventNotification", "old"), ("NotifyReport", "recent")]
+
+
+async def test_the_audit_of_profiles_sent_is_pruned_after_its_own_period(tmp_path):
+    """`profiles_sent` (every charging profile sent, ~100 rows a connector a day: ~36 million a
+    year at 1 000 connectors) was never pruned (docs/promises.md, session 33's 1.6 audit, left
+    open). Rows older than `server.audit_retention_days` (365 by default) go at start; younger
+    ones, older than the raw messages' 90 days, stay."""
+    path = str(tmp_path / "audit.sqlite")
+    store = await SqliteStore.open(path)
+
+    def write(tx):
+        for age_days in (400, 366, 364, 100, 1):
+            tx.insert_profile_sent("CP1", 1, "TxDefaultProfile", {"age_days": age_days},
+                                   "Accepted", T0 - timedelta(days=age_days))
+    await store.run(write)
+    await store.close()
+
+    async def kept(store):
+        import json
+        return [json.loads(row["profile_json"])["age_days"]
+                for row in await store.read(lambda tx: tx.profiles_sent("CP1"))]
+    server, _, found = await _started_and_pruned(path, kept, 3)
+    await server.close()
+    assert found == [364, 100, 1]
+
+
+def test_the_audit_retention_is_configurable_and_checked():
+    base = '[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n'
+    assert parse_site(base).server.audit_retention_days == 365
+    assert parse_site('[server]\naudit_retention_days = 30\n' + base) \
+        .server.audit_retention_days == 30
+    import pytest
+
+    from smartcharge.config import ConfigError
+    with pytest.raises(ConfigError, match="audit_retention_days"):
+        parse_site('[server]\naudit_retention_days = -1\n' + base)
