@@ -28,29 +28,24 @@ PRUNE_EVERY_S = 3600.0
 
 
 async def prune_inbound(app: web.Application, retention_days: float,
-                        audit_retention_days: float | None = None) -> int:
+                        audit_retention_days: float) -> int:
     now = app[CLOCK].now()
     before = now - timedelta(days=retention_days)
-    pruned = await app[STORE].run(lambda tx: tx.prune_inbound_messages(before)
-                                  + prune_reports(tx, before)
-                                  + tx.prune_data_transfers(before))
+    audit_before = now - timedelta(days=audit_retention_days)
+    pruned, audited = await app[STORE].run(lambda tx: (
+        tx.prune_inbound_messages(before) + prune_reports(tx, before)
+        + tx.prune_data_transfers(before), tx.prune_profiles_sent(audit_before)))
     if pruned:
         log.info("retention: pruned %d inbound message(s), report(s) and DataTransfer(s) "
-                 "received before %s",
-                 pruned, before.isoformat())
-    if audit_retention_days is not None:
-        audit_before = now - timedelta(days=audit_retention_days)
-        audited = await app[STORE].run(lambda tx: tx.prune_profiles_sent(audit_before))
-        if audited:
-            log.info("retention: pruned %d audit row(s) of profiles sent before %s", audited,
-                     audit_before.isoformat())
-        pruned += audited
-    return pruned
+                 "received before %s", pruned, before.isoformat())
+    if audited:
+        log.info("retention: pruned %d audit row(s) of profiles sent before %s", audited,
+                 audit_before.isoformat())
+    return pruned + audited
 
 
 def setup_retention(app: web.Application, retention_days: float,
-                    audit_retention_days: float | None = None,
-                    every_s: float = PRUNE_EVERY_S) -> None:
+                    audit_retention_days: float, every_s: float = PRUNE_EVERY_S) -> None:
     """Prune at start and then every `every_s` (wall time), for as long as the app runs."""
 
     async def loop() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from smartcharge.app import create_app
@@ -44,16 +45,16 @@ async def test_old_inbound_messages_are_pruned_at_start_recent_ones_kept(tmp_pat
         await server.close()
 
 
-def test_retention_is_configurable_and_checked():
-    base = '[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n'
-    assert parse_site(base).server.inbound_retention_days == 90
-    assert parse_site('[server]\ninbound_retention_days = 30\n' + base) \
-        .server.inbound_retention_days == 30
-    import pytest
-
+@pytest.mark.parametrize("key, default_days", [("inbound_retention_days", 90),
+                                               ("audit_retention_days", 365)])
+def test_retention_is_configurable_and_checked(key, default_days):
     from smartcharge.config import ConfigError
-    with pytest.raises(ConfigError, match="inbound_retention_days"):
-        parse_site('[server]\ninbound_retention_days = 0\n' + base)
+    base = '[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n'
+    assert getattr(parse_site(base).server, key) == default_days
+    assert getattr(parse_site(f'[server]\n{key} = 30\n' + base).server, key) == 30
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match=key):
+            parse_site(f'[server]\n{key} = {bad}\n' + base)
 
 
 async def _started_and_pruned(path: str, rows, count: int):
@@ -120,14 +121,3 @@ async def test_the_audit_of_profiles_sent_is_pruned_after_its_own_period(tmp_pat
     await server.close()
     assert found == [364, 100, 1]
 
-
-def test_the_audit_retention_is_configurable_and_checked():
-    base = '[[stations]]\nid = "CP1"\n[[stations.connectors]]\nid = 1\n'
-    assert parse_site(base).server.audit_retention_days == 365
-    assert parse_site('[server]\naudit_retention_days = 30\n' + base) \
-        .server.audit_retention_days == 30
-    import pytest
-
-    from smartcharge.config import ConfigError
-    with pytest.raises(ConfigError, match="audit_retention_days"):
-        parse_site('[server]\naudit_retention_days = -1\n' + base)
