@@ -168,13 +168,19 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
              else warm.model(problem, arrays, energy_first))
     build_s = time.perf_counter() - started
     before_solve()
+    warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
+    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
+    # Energy first proved from the objective's basis (lp.HighsModel.energy_bound_wh) instead of
+    # a HiGHS run on the weighted energy alone - only when no HiGHS run follows in this solve:
+    # the skipped run (0 iterations, but two cost changes) leaves HiGHS in another state, from
+    # which a later run (a min-rate round, the stable pass) may stop at another optimum of the
+    # same LP and round differently (measured: benchmarks/README.md, "s34-speed")
+    model.certify_energy = warm_rounds == 0 and targets is None
     power_w, info = model.solve(deadline.left_s())
     relaxation = info["objective"]
     relaxation_wh = weighted_energy_wh(problem, power_w)
     solve_s, rounds, paused, iterations = info["solve_s"], 0, 0, info["iterations"]
     stopped = None
-    warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
-    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
     if targets is not None:
         # The round pauses whatever the first vertex left below a minimum - other cars than
         # the previous plan ran - and the stable pass could not bring them back; without it
