@@ -313,7 +313,7 @@ class HighsModel:
     1. the objective; 2. the weighted energy alone, from (1)'s basis: when (1) already has the
     most weighted energy, its basis is optimal here too (0 iterations, ~10 ms at N = 1000) and
     (1) is returned - or, with `certify_energy`, (2) is skipped when `energy_bound_wh` proves
-    from (1)'s basis that no point has more (~0.5 ms); 3. otherwise the objective again, with a row holding the weighted energy at
+    from (1)'s basis that no point has more (~1 ms); 3. otherwise the objective again, with a row holding the weighted energy at
     (2)'s optimum less `energy_tolerance`. The row is freed before the next solve (pausing may
     make that energy unreachable).
     """

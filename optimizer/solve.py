@@ -4,7 +4,7 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP). Where
    per-phase limits let one Wh make room for more or less than one Wh of another session, the
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
-   N = 1000; or proved from the objective's basis by weak duality in ~0.5 ms where no HiGHS
+   N = 1000; or proved from the objective's basis by weak duality in ~1 ms where no HiGHS
    run follows, `HighsModel.energy_bound_wh`) that no schedule delivers more weighted energy,
    and if one does re-solves with the weighted energy held at its optimum (optimizer/lp.py
    `HighsModel`, PuLP likewise).
