@@ -313,9 +313,9 @@ class HighsModel:
     1. the objective; 2. the weighted energy alone, from (1)'s basis: when (1) already has the
     most weighted energy, its basis is optimal here too (0 iterations, ~10 ms at N = 1000) and
     (1) is returned - or, with `certify_energy`, (2) is skipped when `energy_bound_wh` proves
-    from (1)'s basis that no point has more (~1 ms); 3. otherwise the objective again, with a row holding the weighted energy at
-    (2)'s optimum less `energy_tolerance`. The row is freed before the next solve (pausing may
-    make that energy unreachable).
+    from (1)'s basis that no point has more (~1 ms); 3. otherwise the objective again, with a
+    row holding the weighted energy at (2)'s optimum less `energy_tolerance`. The row is freed
+    before the next solve (pausing may make that energy unreachable).
     """
 
     def __init__(self, arrays: LPArrays, options: dict | None = None,
@@ -513,9 +513,10 @@ class HighsModel:
         bounds. y solves B^T y = energy_c of the basic variables, so when the objective's
         optimal basis is also optimal for the weighted energy alone (the usual case: the
         HiGHS run this replaces then took 0 iterations) the bound is that optimum itself, up to
-        rounding (~1e-9 Wh measured). Bounds used: the arrays' with pause() and raise_lower()
-        read back from HiGHS; the held-energy row is free when this is called, and HiGHS's
-        columns and rows outside the arrays (optimizer/warm.py) are fixed at 0 and free."""
+        rounding (within 1e-7 Wh measured at N = 100-10 000). Bounds used: the arrays' with
+        pause() and raise_lower() read back from HiGHS; the held-energy row is free when this
+        is called, and HiGHS's columns and rows outside the arrays (optimizer/warm.py) are
+        fixed at 0 and free."""
         arrays = self.arrays
         status, basic = self.highs.getBasicVariables()
         if status != highspy.HighsStatus.kOk or basic.size != self.highs.getNumRow():
