@@ -49,7 +49,8 @@ cars on two phases: 2/3), and the gain A * (r * w_i - w_j) can be as small as th
 weights make it: no finite A keeps the order for every instance (an 11 kW three-phase car at
 weight 1 against two single-phase cars at 1.48 under 16 A lost 1/3 of a Wh for each Wh of cost it
 saved). There `energy_first_by_construction(problem)` is False and the LP backends make the
-order exact, lexicographically: HiGHS checks, warm from this objective's optimum, that the
+order exact, lexicographically: HiGHS checks, warm from this objective's optimum (or by a
+weak-duality bound read from its basis), that the
 weighted energy alone (`weight`) cannot be raised, and if it can re-solves this objective with
 the weighted energy held at its optimum (optimizer/lp.py `HighsModel.solve`); PuLP solves the
 weighted energy alone first, then this objective with it held.

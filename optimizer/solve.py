@@ -4,8 +4,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP). Where
    per-phase limits let one Wh make room for more or less than one Wh of another session, the
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
-   N = 1000) that no schedule delivers more weighted energy, and if one does re-solves with the
-   weighted energy held at its optimum (optimizer/lp.py `HighsModel`, PuLP likewise).
+   N = 1000; or proved from the objective's basis by weak duality in ~1 ms where no HiGHS
+   run follows, `HighsModel.energy_bound_wh`) that no schedule delivers more weighted energy,
+   and if one does re-solves with the weighted energy held at its optimum (optimizer/lp.py
+   `HighsModel`, PuLP likewise).
    With `warm` (optimizer/warm.py), HiGHS re-solves the last solve's model changed into this LP.
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
    bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room
@@ -168,13 +170,19 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
              else warm.model(problem, arrays, energy_first))
     build_s = time.perf_counter() - started
     before_solve()
+    warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
+    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
+    # Energy first proved from the objective's basis (lp.HighsModel.energy_bound_wh) instead of
+    # a HiGHS run on the weighted energy alone - only when no HiGHS run follows in this solve:
+    # the skipped run (0 iterations, but two cost changes) leaves HiGHS in another state, from
+    # which a later run (a min-rate round, the stable pass) may stop at another optimum of the
+    # same LP and round differently (measured: benchmarks/README.md, "s34-speed")
+    model.certify_energy = warm_rounds == 0 and targets is None
     power_w, info = model.solve(deadline.left_s())
     relaxation = info["objective"]
     relaxation_wh = weighted_energy_wh(problem, power_w)
     solve_s, rounds, paused, iterations = info["solve_s"], 0, 0, info["iterations"]
     stopped = None
-    warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
-    targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
     if targets is not None:
         # The round pauses whatever the first vertex left below a minimum - other cars than
         # the previous plan ran - and the stable pass could not bring them back; without it

@@ -276,7 +276,7 @@ class WarmStart:
                               block.data.astype(np.float64)))
 
         model = HighsModel(arrays, energy_first=energy_first,
-                           loaded=(highs, col.astype(np.int32)))
+                           loaded=(highs, col.astype(np.int32), row.astype(np.int64)))
         model.first_options = first_options
         self._remember(problem, ids, model, col_keys, col, row_keys, row, (cost, lower, upper),
                        (row_lower, row_upper))
