@@ -253,7 +253,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 12: the tags of our remote starts a station accepted (ocpp/remote_started.py): Accepted on
     # that station for a while and on the transaction begun then, across a restart of the
-    # server and a reconnection of the station (they lived in the connection's memory)
+    # server and a reconnection of the station (they lived in the connection's memory); the
+    # stations' notifications pruned by age
     """
     CREATE TABLE remote_start_grants (
         station_id          TEXT NOT NULL,
@@ -268,5 +269,7 @@ MIGRATIONS: tuple[str, ...] = (
         granted_at          TEXT NOT NULL,
         PRIMARY KEY (station_id, station_tx_ref)
     );
+    -- retention prunes the stations' notifications by age (retention.py)
+    CREATE INDEX station_notifications_by_time ON station_notifications (received_at);
     """,
 )
