@@ -20,21 +20,26 @@ TRANSACTIONS_KEPT = 64
 
 def grant(tx: StoreTx, station_id: str, id_tag: str, *, now: datetime,
           until: datetime) -> None:
-    """`id_tag` is Accepted on `station_id` until `until` (a grant again extends it)."""
+    """`id_tag` is Accepted on `station_id` from `now` until `until` (a grant again replaces
+    it). The station's lapsed grants go: a start it queued in one of them while offline has
+    come by the time it takes a new remote start (it sends its queue first)."""
     tx.execute("DELETE FROM remote_start_grants WHERE station_id = ? AND granted_until < ?",
                (station_id, db_time(now)))
-    tx.execute("INSERT INTO remote_start_grants (station_id, id_tag, granted_until) "
-               "VALUES (?, ?, ?) ON CONFLICT (station_id, id_tag) DO UPDATE SET "
-               "granted_until = excluded.granted_until",
-               (station_id, fold_id_tag(id_tag), db_time(until)))
+    tx.execute("INSERT INTO remote_start_grants (station_id, id_tag, granted_at, granted_until) "
+               "VALUES (?, ?, ?, ?) ON CONFLICT (station_id, id_tag) DO UPDATE SET "
+               "granted_at = excluded.granted_at, granted_until = excluded.granted_until",
+               (station_id, fold_id_tag(id_tag), db_time(now), db_time(until)))
 
 
 def id_tag_status(tx: StoreTx, station_id: str, id_tag: str, now: datetime,
-                  transaction: str | None = None) -> str | None:
+                  transaction: str | None = None, started: datetime | None = None
+                  ) -> str | None:
     """The store's status of `id_tag` (`id_tags`: Blocked, Expired... kept, whatever was
     granted), else Accepted if one of our remote starts granted it on this station and it is
-    in its grace - the transaction `transaction` (the station's id of the one asking, if
-    any) then keeps it - or it began `transaction` in its grace; None: not known."""
+    in its grace now or was at `started` (the station's stamp of the start asking: one it
+    queued while offline arrives later) - the transaction `transaction` (the station's id
+    of the one asking, if any) then keeps it - or it began `transaction` in its grace; None:
+    not known."""
     stored = tx.id_tag_status(id_tag)
     if stored is not None:
         return stored
@@ -43,8 +48,10 @@ def id_tag_status(tx: StoreTx, station_id: str, id_tag: str, now: datetime,
             "SELECT 1 FROM remote_start_transactions WHERE station_id = ? AND "
             "station_tx_ref = ? AND id_tag = ?", (station_id, transaction, tag)).fetchone():
         return ACCEPTED
+    at = db_time(started) if started is not None else None
     if not tx.execute("SELECT 1 FROM remote_start_grants WHERE station_id = ? AND id_tag = ? "
-                      "AND granted_until >= ?", (station_id, tag, db_time(now))).fetchone():
+                      "AND (granted_until >= ? OR ? BETWEEN granted_at AND granted_until)",
+                      (station_id, tag, db_time(now), at)).fetchone():
         return None
     if transaction is not None:
         _granted_transaction(tx, station_id, transaction, tag, now)

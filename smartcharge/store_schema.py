@@ -259,6 +259,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE remote_start_grants (
         station_id          TEXT NOT NULL,
         id_tag              TEXT NOT NULL,   -- folded (model.fold_id_tag)
+        granted_at          TEXT NOT NULL,   -- when the station accepted our remote start
         granted_until       TEXT NOT NULL,
         PRIMARY KEY (station_id, id_tag)
     );

@@ -30,7 +30,7 @@ from tests.ocpp201_station import station201 as strict201
 from tests.sim_fixtures import real_server
 from tests.test_kill_points import RawStation
 from tests.test_outside_s32_kills import _server
-from tests.test_remote_start_authorized import SteppedClock
+from tests.test_remote_start_authorized import SteppedClock, stepped  # noqa: F401 (fixture)
 
 GUEST = "GUEST-34"          # in neither the site's id_tags nor the store
 
@@ -186,3 +186,47 @@ async def test_a_remote_start_s_grant_survives_the_station_s_reconnection(contro
     started = await again.call(call16.StartTransaction(
         connector_id=1, id_tag=GUEST, meter_start=0, timestamp=_now()))
     assert started.id_tag_info["status"] == "Accepted"
+
+
+async def test_a_start_queued_in_the_grace_and_sent_after_it_is_granted(stepped):
+    """The car is plugged in within the 300 s, but the station is offline then (a mobile
+    network's gap): its StartTransaction waits in its queue and arrives after the grace, with
+    the time it started. A 1.6 station with `StopTransactionOnInvalidId` stops a charge whose
+    queued start is answered Invalid. Granted by when the station says it started; a start it
+    stamps after the grace is not. Failed first: Invalid."""
+    harness, clock = stepped
+    cp1 = await harness.station("CP1")
+    granted_at = clock.now()
+    async with harness.api.post(harness.url("/api/stations/CP1/remote-start"),
+                                json={"id_tag": GUEST, "connector_id": 1}) as answer:
+        assert answer.status == 200, await answer.text()
+    clock.ahead = timedelta(seconds=REMOTE_START_GRACE_S * 3)
+    queued = await cp1.call(call16.StartTransaction(
+        connector_id=1, id_tag=GUEST, meter_start=0,
+        timestamp=format_ocpp_time(granted_at + timedelta(seconds=60))))
+    assert queued.id_tag_info["status"] == "Accepted"
+    late = await cp1.call(call16.StartTransaction(
+        connector_id=2, id_tag=GUEST, meter_start=0,
+        timestamp=format_ocpp_time(granted_at + timedelta(seconds=REMOTE_START_GRACE_S + 60))))
+    assert late.id_tag_info["status"] == "Invalid"
+
+
+async def test_a_2_0_1_started_queued_in_the_grace_and_sent_after_it_is_granted(stepped):
+    """As above for a 2.0.1 station's offline Started. Failed first: Unknown."""
+    harness, clock = stepped
+    ws_url = harness.url("/ocpp").replace("http", "ws", 1)
+    async with strict201(ws_url, "CP1", PASSWORD) as cp1:
+        granted_at = clock.now()
+        async with harness.api.post(harness.url("/api/stations/CP1/remote-start"),
+                                    json={"id_tag": GUEST, "connector_id": 1}) as answer:
+            assert answer.status == 200, await answer.text()
+        sent = cp1.of("RequestStartTransaction")[0]
+        token = {"id_token": GUEST, "type": sent["idToken"]["type"]}
+        clock.ahead = timedelta(seconds=REMOTE_START_GRACE_S * 3)
+        for ref, after_s, status in (("Q-1", 60, "Accepted"),
+                                     ("Q-2", REMOTE_START_GRACE_S + 60, "Unknown")):
+            event = _event201("Started", ref, 0, token, "RemoteStart",
+                              granted_at + timedelta(seconds=after_s))
+            event.offline = True
+            answer = await cp1.call(event)
+            assert answer.id_token_info["status"] == status, ref

@@ -456,15 +456,18 @@ class CentralSystemBase:
         await self._ctx.store.run(StoreOp("set_notification", self.id, kind, status, now))
         log.info("station %s: %s status %s", self.id, kind, status)
 
-    async def id_tag_status(self, id_tag: str, transaction: str | None = None) -> str | None:
+    async def id_tag_status(self, id_tag: str, transaction: str | None = None,
+                            started: datetime | None = None) -> str | None:
         """The status of an id tag / token (the site file's tags are Accepted, then the store's
-        `id_tags`, then one we remote-started on this station lately or on `transaction`, the
-        station's id of the transaction asking: `remote_started`), in any case (OCPP's id tags
-        are case-insensitive); None: not known. The same rules for every version."""
+        `id_tags`, then one we remote-started on this station lately - now, or at `started`,
+        the station's stamp of the start asking - or on `transaction`, the station's id of
+        the transaction asking: `remote_started`), in any case (OCPP's id tags are
+        case-insensitive); None: not known. The same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
         return await self._ctx.store.run(StoreOp(
-            store_grants.id_tag_status, self.id, id_tag, self._ctx.clock.now(), transaction))
+            store_grants.id_tag_status, self.id, id_tag, self._ctx.clock.now(), transaction,
+            started))
 
     def publish_reopened(self, session) -> None:
         log.warning("station %s: session %d is still running after a BootNotification: "
