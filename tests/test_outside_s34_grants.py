@@ -22,6 +22,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from smartcharge.clock import format_ocpp_time
+from smartcharge.appkeys import REGISTRY
 from smartcharge.ocpp.remote_started import REMOTE_START_GRACE_S
 from tests.conftest import PASSWORD, make_site
 from tests.hang_budget import hang_budget_s
@@ -230,3 +231,34 @@ async def test_a_2_0_1_started_queued_in_the_grace_and_sent_after_it_is_granted(
             event.offline = True
             answer = await cp1.call(event)
             assert answer.id_token_info["status"] == status, ref
+
+
+BOOT16 = [2, "boot", "BootNotification", {"chargePointVendor": "Slow", "chargePointModel": "S"}]
+
+
+async def test_a_remote_start_the_station_accepts_after_our_timeout_is_granted(harness):
+    """A slow station (a mobile link) answers our RemoteStartTransaction Accepted after the
+    API's time ran out: the operator was told 504 (sent, no answer), and the station starts
+    the transaction all the same. Its StartTransaction was answered Invalid - the answer was
+    dropped as late, its grant with it - and the station refused the start. Failed first."""
+    ws = await harness.booted_raw_socket(BOOT16)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    async with harness.api.post(harness.url("/api/stations/CP1/remote-start?timeout_s=1"),
+                                json={"id_tag": GUEST, "connector_id": 1}) as response:
+        body = await response.json()
+        assert response.status == 504 and body["sent"] is True, body
+    request = json.loads((await ws.receive(timeout=hang_budget_s(10))).data)
+    assert request[2] == "RemoteStartTransaction" and request[3]["idTag"] == GUEST
+    await ws.send_str(json.dumps([3, request[1], {"status": "Accepted"}]))   # late
+    start = [2, "start", "StartTransaction", {"connectorId": 1, "idTag": GUEST,
+                                              "meterStart": 0, "timestamp": _now()}]
+    answer = await harness.raw_call(ws, start)
+    assert answer[2]["idTagInfo"]["status"] == "Accepted", answer
+    # a late answer that refused grants nothing
+    async with harness.api.post(harness.url("/api/stations/CP1/remote-start?timeout_s=1"),
+                                json={"id_tag": "OTHER-34", "connector_id": 2}) as response:
+        assert response.status == 504
+    request = json.loads((await ws.receive(timeout=hang_budget_s(10))).data)
+    await ws.send_str(json.dumps([3, request[1], {"status": "Rejected"}]))
+    other = await harness.raw_call(ws, [2, "a2", "Authorize", {"idTag": "OTHER-34"}])
+    assert other[2]["idTagInfo"]["status"] == "Invalid", other

@@ -355,6 +355,14 @@ class CentralSystemBase:
         unique_id = message[1]
         waiting = self._answers.get(unique_id)
         if waiting is None or waiting.done():
+            late = self.remote_started.answered(unique_id, message[2]) \
+                if message[0] == MessageType.CallResult else None
+            if late is not None:
+                # a remote start accepted after our timeout: the station starts it anyway
+                log.warning("station %s: accepted remote start %s after our timeout: its tag "
+                            "is granted all the same", self.id, unique_id)
+                await self._grant(late)
+                return
             # a slow station's answer after our timeout (OCPP-J allows it), or one to an id we
             # never sent: the station's doing, not an error of ours (session 32's judge: an
             # ERROR line per late answer)
@@ -370,6 +378,7 @@ class CentralSystemBase:
             if not waiting.done():   # its time may have run out during the grant's commit
                 waiting.set_result(CallResult(unique_id, message[2]))
         else:
+            self.remote_started.answered(unique_id, None)   # refused: nothing to wait for
             waiting.set_result(CallError(*message[1:]))
 
     async def _grant(self, tag: str) -> None:

@@ -11,14 +11,16 @@ with a status of its own (Blocked, Expired, ...) keeps it (`CentralSystemBase.id
 The grants are stored (`store_grants.py`), written before the station's answer reaches the
 operator and before the station's next frame is read: a restart of the server or a new
 connection of the station keeps them (session 34's judge: they lived in the connection's
-memory, and the start was refused after either). Here: which of our calls in flight on this
-connection is a remote start, and for which tag."""
+memory, and the start was refused after either). An Accepted that comes after our call's
+timeout grants too: the station starts the transaction all the same. Here: which of our calls
+on this connection is a remote start still waiting for its answer, and for which tag."""
 
 from __future__ import annotations
 
 from smartcharge.model import fold_id_tag
 
 REMOTE_START_GRACE_S = 300.0
+_LATE_KEPT = 16     # remote starts whose answers may still come after our timeout
 REMOTE_START_ACTIONS = {"RemoteStartTransaction": ("idTag",),
                         "RequestStartTransaction": ("idToken", "idToken")}
 
@@ -28,6 +30,9 @@ class RemoteStartsAsked:
 
     def __init__(self) -> None:
         self._asked: dict[str, str] = {}            # our call's unique id -> folded tag
+        # the same, for calls that ended unanswered (timeout): a slow station's Accepted may
+        # still come - and it starts the transaction all the same (the newest few)
+        self._late: dict[str, str] = {}
 
     def asked(self, unique_id: str, action: str, payload: dict) -> None:
         """Our call `unique_id` is on its way; a remote start's tag waits for its answer."""
@@ -43,11 +48,16 @@ class RemoteStartsAsked:
     def answered(self, unique_id: str, answer: object) -> str | None:
         """The station's answer to our call: the tag to grant, if it was a remote start the
         station accepted."""
-        tag = self._asked.pop(unique_id, None)
+        tag = self._asked.pop(unique_id, None) or self._late.pop(unique_id, None)
         if tag is not None and isinstance(answer, dict) and answer.get("status") == "Accepted":
             return tag
         return None
 
     def forget(self, unique_id: str) -> None:
-        """Our call ended without an answer (timeout, disconnect)."""
-        self._asked.pop(unique_id, None)
+        """Our call ended, answered or not (timeout, disconnect): an unanswered remote start
+        is kept a while for its late answer (on this connection: a new one never brings it)."""
+        tag = self._asked.pop(unique_id, None)
+        if tag is not None:
+            self._late[unique_id] = tag
+            while len(self._late) > _LATE_KEPT:
+                del self._late[next(iter(self._late))]
