@@ -3,7 +3,8 @@ as received (audit, and recognising a re-sent message as a duplicate); rows olde
 `server.inbound_retention_days` are pruned at start and then every `PRUNE_EVERY_S`, with the
 information-only reports of 2.0.1 stations (`store_reports.PRUNABLE_KINDS`: device models,
 event streams) and the DataTransfers of either version (`data_transfers`: vendors' data); the
-audit of charging profiles sent (`profiles_sent`) after `server.audit_retention_days`.
+audit of charging profiles sent (`profiles_sent`) and the stations' firmware / diagnostics / log
+statuses and security events (`station_notifications`) after `server.audit_retention_days`.
 
 Only old rows go. A station re-sends an unacknowledged message within seconds to hours (its
 offline queue), far inside any retention period; the sessions, samples and billed energy the
@@ -34,12 +35,14 @@ async def prune_inbound(app: web.Application, retention_days: float,
     audit_before = now - timedelta(days=audit_retention_days)
     pruned, audited = await app[STORE].run(lambda tx: (
         tx.prune_inbound_messages(before) + prune_reports(tx, before)
-        + tx.prune_data_transfers(before), tx.prune_profiles_sent(audit_before)))
+        + tx.prune_data_transfers(before), tx.prune_profiles_sent(audit_before)
+        + tx.prune_station_notifications(audit_before)))
     if pruned:
         log.info("retention: pruned %d inbound message(s), report(s) and DataTransfer(s) "
                  "received before %s", pruned, before.isoformat())
     if audited:
-        log.info("retention: pruned %d audit row(s) of profiles sent before %s", audited,
+        log.info("retention: pruned %d audit row(s) of profiles sent and station "
+                 "notifications before %s", audited,
                  audit_before.isoformat())
     return pruned + audited
 

@@ -49,9 +49,11 @@ import threading
 log = logging.getLogger(__name__)
 
 # what the writers run, imported once here instead of in every writer: the ops' functions are
-# unpickled by reference (ledger, ledger_events, store_failsafe; the StoreTx methods by name)
+# unpickled by reference (ledger, ledger_events, store_failsafe, store_grants; the StoreTx
+# methods by name)
 PRELOAD = ("smartcharge.store_writer", "smartcharge.store_ops", "smartcharge.store",
-           "smartcharge.ledger", "smartcharge.ledger_events", "smartcharge.store_failsafe")
+           "smartcharge.ledger", "smartcharge.ledger_events", "smartcharge.store_failsafe",
+           "smartcharge.store_grants")
 _MESSAGE_B = 1 << 16
 _PID_BOUND_S = 5.0   # for the fork server's `P` after a fork (a loaded machine)
 

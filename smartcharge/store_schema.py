@@ -251,4 +251,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (station_id, connector_id)
     );
     """,
+    # 12: the tags of our remote starts a station accepted (ocpp/remote_started.py): Accepted on
+    # that station for a while and on the transaction begun then, across a restart of the
+    # server and a reconnection of the station (they lived in the connection's memory); the
+    # stations' notifications pruned by age
+    """
+    CREATE TABLE remote_start_grants (
+        station_id          TEXT NOT NULL,
+        id_tag              TEXT NOT NULL,   -- folded (model.fold_id_tag)
+        granted_at          TEXT NOT NULL,   -- when the station accepted our remote start
+        granted_until       TEXT NOT NULL,
+        PRIMARY KEY (station_id, id_tag)
+    );
+    CREATE TABLE remote_start_transactions (   -- the newest few per station: store_grants.py
+        station_id          TEXT NOT NULL,
+        station_tx_ref      TEXT NOT NULL,   -- the station's transaction id, as text
+        id_tag              TEXT NOT NULL,   -- folded
+        granted_at          TEXT NOT NULL,
+        PRIMARY KEY (station_id, station_tx_ref)
+    );
+    -- retention prunes the stations' notifications by age (retention.py)
+    CREATE INDEX station_notifications_by_time ON station_notifications (received_at);
+    """,
 )

@@ -558,6 +558,13 @@ class StoreTx:
         return self._db.execute("DELETE FROM profiles_sent WHERE sent_at < ?",
                                 (db_time(before),)).rowcount
 
+    def prune_station_notifications(self, before: datetime) -> int:
+        """Forget the firmware / diagnostics / log statuses and security events received
+        before `before`; returns how many (an audit trail, read by an operator; the current
+        statuses are the station's own columns)."""
+        return self._db.execute("DELETE FROM station_notifications WHERE received_at < ?",
+                                (db_time(before),)).rowcount
+
     def profiles_sent(self, station_id: str | None = None) -> list[dict[str, Any]]:
         if station_id is None:
             return self._dicts("SELECT * FROM profiles_sent ORDER BY id")

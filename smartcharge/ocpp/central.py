@@ -15,7 +15,7 @@ import itertools
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ocpp.charge_point import remove_nones, serialize_as_dict, snake_to_camel_case
@@ -33,7 +33,8 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
-from smartcharge.ocpp.remote_started import RemoteStartedTags
+from smartcharge import store_grants
+from smartcharge.ocpp.remote_started import REMOTE_START_GRACE_S, RemoteStartsAsked
 from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
                                        StationAnswerUnreadable, StationCallError,
                                        StationOffline, StationTimeout)
@@ -104,8 +105,9 @@ class CentralSystemBase:
         # did not count itself registered, whatever we thought (dispatch sets it up again
         # after its boot: `refused_unregistered`)
         self.refused_unregistered = False
-        # the tags of our remote starts it accepted: granted here for a while (`remote_started`)
-        self.remote_started = RemoteStartedTags()
+        # our remote starts waiting for its answer: their tags are granted here for a while
+        # once it accepts (`remote_started`, stored: `store_grants`)
+        self.remote_started = RemoteStartsAsked()
 
     async def route_message(self, raw_msg: str) -> None:
         if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
@@ -138,7 +140,7 @@ class CentralSystemBase:
             if frame.message[0] != MessageType.Call or frame.message[2] != BOOT_NOTIFICATION:
                 self._registered.set()
         if frame.message[0] != MessageType.Call:
-            self._answered(frame.message)    # an answer to one of our calls
+            await self._answered(frame.message)    # an answer to one of our calls
             return
         _, unique_id, action, payload = frame.message
         error = dialect.check_action(action, self._handled)
@@ -345,7 +347,7 @@ class CentralSystemBase:
             f"the station's {action} answer is not valid OCPP {self.dialect.version}: {cause}",
             payload)
 
-    def _answered(self, message: list) -> None:
+    async def _answered(self, message: list) -> None:
         """A CALLRESULT or CALLERROR the edge passed (`inspect_frame`: its id a string, a
         CALLRESULT's payload an object, a CALLERROR's five elements), to the call waiting
         for it; one we are not waiting for (late, after its timeout) is dropped, as the
@@ -353,6 +355,14 @@ class CentralSystemBase:
         unique_id = message[1]
         waiting = self._answers.get(unique_id)
         if waiting is None or waiting.done():
+            late = self.remote_started.answered(unique_id, message[2]) \
+                if message[0] == MessageType.CallResult else None
+            if late is not None:
+                # a remote start accepted after our timeout: the station starts it anyway
+                log.warning("station %s: accepted remote start %s after our timeout: its tag "
+                            "is granted all the same", self.id, unique_id)
+                await self._grant(late)
+                return
             # a slow station's answer after our timeout (OCPP-J allows it), or one to an id we
             # never sent: the station's doing, not an error of ours (session 32's judge: an
             # ERROR line per late answer)
@@ -362,10 +372,28 @@ class CentralSystemBase:
         if message[0] == MessageType.CallResult:
             # here, not when the caller wakes: the station's Authorize for a remote start may
             # be the next frame read
-            self.remote_started.answered(unique_id, message[2], self._ctx.clock.now())
-            waiting.set_result(CallResult(unique_id, message[2]))
+            tag = self.remote_started.answered(unique_id, message[2])
+            if tag is not None:
+                await self._grant(tag)
+            if not waiting.done():   # its time may have run out during the grant's commit
+                waiting.set_result(CallResult(unique_id, message[2]))
         else:
+            self.remote_started.answered(unique_id, None)   # refused: nothing to wait for
             waiting.set_result(CallError(*message[1:]))
+
+    async def _grant(self, tag: str) -> None:
+        """The tag of a remote start the station accepted: stored as granted here before its
+        next frame is read and before the operator hears the answer, so neither a restart
+        nor a reconnection loses it. A store that refuses writes loses the grant only (the
+        start was accepted; the station's Authorize is answered as for any other tag)."""
+        now = self._ctx.clock.now()
+        try:
+            await self._ctx.store.run(StoreOp(
+                store_grants.grant, self.id, tag, now=now,
+                until=now + timedelta(seconds=REMOTE_START_GRACE_S)))
+        except Exception as error:   # its call still gets its answer
+            log_unless_refused(log, error, "station %s: could not store the grant of remote "
+                               "start tag %s", self.id, tag)
 
     def _answered_unreadable(self, unique_id: str, problem: str | None, raw: str) -> None:
         """An answer the edge could not read, under the id of a call waiting for it: that
@@ -437,18 +465,18 @@ class CentralSystemBase:
         await self._ctx.store.run(StoreOp("set_notification", self.id, kind, status, now))
         log.info("station %s: %s status %s", self.id, kind, status)
 
-    async def id_tag_status(self, id_tag: str, transaction: str | None = None) -> str | None:
+    async def id_tag_status(self, id_tag: str, transaction: str | None = None,
+                            started: datetime | None = None) -> str | None:
         """The status of an id tag / token (the site file's tags are Accepted, then the store's
-        `id_tags`, then one we remote-started on this station lately or on `transaction`, the
-        station's id of the transaction asking: `remote_started`), in any case (OCPP's id tags
-        are case-insensitive); None: not known. The same rules for every version."""
+        `id_tags`, then one we remote-started on this station lately - now, or at `started`,
+        the station's stamp of the start asking - or on `transaction`, the station's id of
+        the transaction asking: `remote_started`), in any case (OCPP's id tags are
+        case-insensitive); None: not known. The same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
-        stored = await self._ctx.store.run(StoreOp("id_tag_status", id_tag))
-        if stored is None and self.remote_started.accepts(id_tag, self._ctx.clock.now(),
-                                                          transaction):
-            return "Accepted"
-        return stored
+        return await self._ctx.store.run(StoreOp(
+            store_grants.id_tag_status, self.id, id_tag, self._ctx.clock.now(), transaction,
+            started))
 
     def publish_reopened(self, session) -> None:
         log.warning("station %s: session %d is still running after a BootNotification: "

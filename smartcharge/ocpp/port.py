@@ -66,6 +66,16 @@ class PowerSchedule:
     pauses: bool = False       # the plan pauses the car soon (limit 0 in its first periods)
     any_car_w_factor: float | None = None
     any_car_a_divisor: float = 1.0
+    # the most periods its car takes (`Session.ev_max_periods`); None: the station's most. The
+    # port merges periods down to it as to the station's (never above the plan: their minimum)
+    max_periods: int | None = None
+
+    def periods_allowed(self, station_most: int) -> int:
+        """The most periods this schedule may go out in, where the station takes
+        `station_most`."""
+        if self.max_periods is None:
+            return station_most
+        return max(1, min(station_most, self.max_periods))
 
     def in_unit(self, unit: str, *, any_car: bool = False) -> tuple[list[float], float | None]:
         """(limits, minimum) in `unit`: the plan's, or those for any car (`any_car`: sent as

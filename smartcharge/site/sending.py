@@ -41,7 +41,8 @@ class ProfileSending:
                        powers_w: list[float], *, phases: int, phases_known: bool,
                        duration_s: int | None = None, min_power_w: float | None = None,
                        pauses: bool = False, then_w: float | None = None,
-                       installed: steps.Step | None = None) -> PowerSchedule:
+                       installed: steps.Step | None = None,
+                       max_periods: int | None = None) -> PowerSchedule:
         """Planned W per period -> limits in W (with the W factor) and in A per phase; and the
         limits for the plan sent as the connector's default, which any car may meet: in W the
         W factor of a car whose phases are unknown (a single-phase car draws all its W on one
@@ -79,7 +80,7 @@ class ProfileSending:
             duration_s=duration_s, min_power_w=min_w or None, min_current_a=min_a or None,
             pauses=pauses,
             any_car_w_factor=None if any_car == factor else any_car / factor,
-            any_car_a_divisor=3.0 if one_of_three else 1.0)
+            any_car_a_divisor=3.0 if one_of_three else 1.0, max_periods=max_periods)
 
     def raise_delay_s(self) -> int:
         return raise_delay_s(self.settings.settle_s, self.settings.edge_margin_s)
@@ -113,7 +114,14 @@ class ProfileSending:
             min_power_w=cplan.min_power_w, pauses=any(p <= 0 for p in cplan.power_w[:4]),
             then_w=then_w, installed=installed if installed is not None else
             self.installed.installed_steps(control, cplan.ref, phases, factor,
-                                           cplan.transaction_id, below_idle))
+                                           cplan.transaction_id, below_idle),
+            max_periods=self._car_max_periods(cplan))
+
+    def _car_max_periods(self, cplan: ConnectorPlan) -> int | None:
+        """The most periods the planned car takes per schedule (ISO 15118's, told in its
+        needs); None: the station's most."""
+        session = self.view.state.session_by_id(cplan.transaction_id)
+        return session.ev_max_periods if session is not None else None
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False, installed: steps.Step | None = None,

@@ -72,6 +72,10 @@ class Session:
     need_source: str = "default"
     # where meter_start_wh was measured (events.SessionStarted); None: not said
     meter_start_location: str | None = None
+    # the most periods a schedule may have for its car (2.0.1 maxScheduleTuples, ISO 15118:
+    # the station hands the car our TxProfile as its schedule); None: as many as the station
+    # takes
+    ev_max_periods: int | None = None
     # the register chain, by the billing rules (a start register of 0, resets, late samples)
     live: LiveEnergy | None = field(default=None, repr=False, compare=False)
 

@@ -127,6 +127,10 @@ class StationReports:
             # what the car takes at most, whoever set the need: more is capacity stranded
             changed = self.ev_max_w.get(ref) != (session.transaction_id, ev_max)
             self.ev_max_w[ref] = (session.transaction_id, ev_max)
+        tuples = event.max_schedule_periods
+        if tuples is not None and tuples > 0 and session.ev_max_periods != tuples:
+            session.ev_max_periods = int(tuples)   # sent fewer periods from now on
+            changed = True
         if event.min_current_a is not None and event.min_current_a > 0:
             car_min = (session.transaction_id, float(event.min_current_a))
             changed = changed or self.ev_min_a.get(ref) != car_min

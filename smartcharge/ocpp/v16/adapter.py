@@ -8,6 +8,7 @@ checks in 1.6's names (v16/edge.py) before the library sees a frame, and sends o
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from ocpp.routing import on
@@ -107,7 +108,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
                                    ) -> call_result.StartTransaction:
         now = self._ctx.clock.now()
         started = parse_ocpp_time(timestamp)
-        status = await self._id_tag_status(id_tag)
+        status = await self._id_tag_status(id_tag, started)   # queued: when it started
         payload = {"connectorId": connector_id, "idTag": id_tag, "meterStart": meter_start,
                    "timestamp": timestamp, "reservationId": reservation_id}
         outcome = await self._ctx.store.run(StoreOp(
@@ -217,8 +218,9 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         return call_result.SignedFirmwareStatusNotification()
 
     # -- helpers ----------------------------------------------------------------------------
-    async def _id_tag_status(self, id_tag: str) -> AuthorizationStatus:
-        stored = await self.id_tag_status(id_tag)
+    async def _id_tag_status(self, id_tag: str,
+                             started: datetime | None = None) -> AuthorizationStatus:
+        stored = await self.id_tag_status(id_tag, started=started)
         return AuthorizationStatus.invalid if stored is None else AuthorizationStatus(stored)
 
 

@@ -136,7 +136,8 @@ class V16StationPort(ControlPortBase):
         limits, minimum = limits_in(schedule, unit, floor=floor, any_car=any_car)
         return P.schedule_rates(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
-            max_periods=max_periods or self.caps16.max_periods, duration_s=schedule.duration_s,
+            max_periods=schedule.periods_allowed(max_periods or self.caps16.max_periods),
+            duration_s=schedule.duration_s,
             min_rate=minimum)
 
     def _plan_payload(self, connector_id: int, transaction_id: int, schedule: PowerSchedule,

@@ -118,14 +118,16 @@ class CentralSystemV201(TransactionHandlers, NotificationHandlers, CentralSystem
                  id_token["type"], status)
         return call_result.Authorize(id_token_info={"status": status})
 
-    async def token_status(self, id_token: dict, transaction: str | None = None) -> str:
+    async def token_status(self, id_token: dict, transaction: str | None = None,
+                           started: datetime | None = None) -> str:
         """The same id-tag rules as 1.6 (the site file's tags, then the store's); a token we do
         not know is `Unknown` (2.0.1's word; 1.6 said Invalid). `NoAuthorization` (a start
         button, a free-vend station: its token is empty) is Accepted - nothing can authorize
         it, and any other answer only makes a strict station stop the car (StopTxOnInvalidId)."""
         if id_token.get("type") == NO_AUTHORIZATION:
             return ACCEPTED
-        return await self.id_tag_status(id_token["id_token"], transaction) or UNKNOWN_TOKEN
+        return await self.id_tag_status(id_token["id_token"], transaction, started) \
+            or UNKNOWN_TOKEN
 
     # -- meter values outside transactions (block J) -------------------------------------------
     @on(Action.meter_values)

@@ -149,7 +149,8 @@ class V201StationPort(ControlPortBase):
         limits, minimum = limits_in(schedule, unit, floor=floor, any_car=any_car)
         return P.charging_schedule(
             schedule.start, schedule.offsets_s, limits, unit=unit, phases=schedule.phases,
-            max_periods=max_periods or self.caps201.max_periods, schedule_id=0,
+            max_periods=schedule.periods_allowed(max_periods or self.caps201.max_periods),
+            schedule_id=0,
             duration_s=schedule.duration_s, min_rate=minimum)
 
     def _plan_request(self, evse_id: int, station_tx: str | None, schedule: PowerSchedule,

@@ -73,8 +73,9 @@ class TransactionHandlers:
         id_token = optional.get("id_token")
         answer = {}
         if id_token is not None:
+            # a queued event's token: granted as of when the station says it happened too
             answer["idTokenInfo"] = {"status": await self.token_status(
-                id_token, transaction_info["transaction_id"])}
+                id_token, transaction_info["transaction_id"], parse_ocpp_time(timestamp))}
         event = TransactionEventIn(
             station_tx_ref=transaction_info["transaction_id"], event_type=event_type,
             seq_no=seq_no, timestamp=parse_ocpp_time(timestamp), trigger_reason=trigger_reason,
