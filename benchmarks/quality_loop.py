@@ -53,7 +53,8 @@ class DayResult:
     times: list[datetime] = field(default_factory=list)
     load_w: list[float] = field(default_factory=list)       # the cars' summed draw
     limit_w: list[float] = field(default_factory=list)      # effective grid limit
-    wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
+    # what the plugged cars could take: each its battery's acceptance, at most its bay's maximum
+    wanted_w: list[float] = field(default_factory=list)
     offered_w: list[float] = field(default_factory=list)    # what the plan offered them
     # the most the plugged cars could draw together under the grid limit and every breaker
     # and phase (NaN: not short then, not computed)
@@ -215,7 +216,9 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
             before_w[ref] = car.acceptance_w()
-            wanted_w += before_w[ref]
+            # what it could take: its battery's acceptance, at most what its bay gives it (a
+            # 22 kW car on an 11 kW bay wants 11 kW; the reachable LP caps it the same way)
+            wanted_w += min(before_w[ref], topo.max_power_w(ref, car.phases))
             offered = controller.allocated_now_w(ref) or 0.0
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
