@@ -255,6 +255,11 @@ class ClosedLoop:
             return False
         self._zero_samples.pop(ref, None)
         self._retried.pop(ref, None)
+        if retried and not tapering:
+            # capped at its draw, as the first of two samples would have: its next retry
+            # offers it its minimum, not its bay's maximum taken from the others for a meter
+            # interval (a car that wants more again reaches the cap and has it lifted)
+            self.ev_cap_w[ref] = measured + self.c.settings.ev_headroom_w
         self.declined_at[ref] = self.c.clock.now()
         self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
         return True
