@@ -90,6 +90,16 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0,
     reach_dipping = counted & (load < (1.0 - DIP_FRACTION) * reachable)
     long_reach_dips = sum(1 for r in _runs(reach_dipping) if r * step_s > METER_S)
     depth = float(np.max(np.where(dipping, (limit - load) / limit, 0.0))) if dipping.any() else 0.0
+    # the same against the grid connection's tightest limit: its W, or the per-phase current
+    # of its most loaded phase (a grid at its current limit on L1 carries no more, whatever its
+    # W: the demo day's 02:30-03:12, L1 at 200 of 200 A with the site at 104-108 of 120 kW)
+    phase_use = np.array(result.grid_phase_use) if len(result.grid_phase_use) == len(load) \
+        else np.full(len(load), np.nan)
+    grid_use = np.fmax(load / np.where(limit > 0, limit, np.nan), phase_use)
+    grid_used = float((np.minimum(grid_use[short], 1.0) * limit[short]).sum() / limit[short].sum()) \
+        if short.any() else float("nan")
+    long_grid_dips = sum(1 for r in _runs(short & (grid_use < 1.0 - DIP_FRACTION))
+                         if r * step_s > METER_S)
     finite = np.isfinite(limit) & (limit > 0)
     met = np.minimum(charged / np.maximum(requested, 1e-9), 1.0)
     rate = np.array(result.pauses) / np.maximum(np.array(result.hours_plugged), 1e-9)
@@ -98,6 +108,7 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
         "of_tapered": charged.sum() / tapered_wh, "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
         "long_dips": long_dips, "long_reach_dips": long_reach_dips, "deepest": depth,
+        "grid_used": grid_used, "long_grid_dips": long_grid_dips,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
         "jain": jain(met), "pauses_max_per_h": float(rate.max(initial=0.0)),
         "pauses": int(np.sum(result.pauses)),
@@ -144,19 +155,19 @@ def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan")) -
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | of taper-aware "
           "optimum | limit used while "
-          "short | of what breakers allow | dips (> 5 min; > 5 min under what breakers allow) | deepest dip | peak / limit | "
+          "short | of what breakers allow | of the grid's tightest limit (W or a phase's A) | dips (> 5 min; > 5 min under what breakers allow; > 5 min under the grid's tightest limit) | deepest dip | peak / limit | "
           "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
           "cars paused > 1/h | of them by a re-plan (cars > 1/h) | re-plans | offered, not taken kWh: full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-                  f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | - | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
                   f"slots | {m['jain']:.3f} | - | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
               f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
-              f"{m['dips']} ({m['long_dips']}; {m['long_reach_dips']}) "
+              f"{m['grid_used']:.1%} | {m['dips']} ({m['long_dips']}; {m['long_reach_dips']}; {m['long_grid_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
               f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
               f"{m['cars_over_1_per_h']} | {m['replan_pauses']} ({m['cars_over_1_per_h_replan']}) "

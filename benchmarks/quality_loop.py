@@ -36,7 +36,7 @@ from smartcharge import events as ev
 from smartcharge.clock import ManualClock
 from smartcharge.demo.report import Draw, GridLimits, Monitor, TimedLimit
 from smartcharge.demo.scenario import DemandResponsePlan, Visit
-from smartcharge.model import Site
+from smartcharge.model import PHASE_NAMES, Site
 from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import DispatchSettings
 from smartcharge.site.estimates import PastSession
@@ -53,7 +53,8 @@ class DayResult:
     times: list[datetime] = field(default_factory=list)
     load_w: list[float] = field(default_factory=list)       # the cars' summed draw
     limit_w: list[float] = field(default_factory=list)      # effective grid limit
-    wanted_w: list[float] = field(default_factory=list)     # what the plugged cars could take
+    # what the plugged cars could take: each its battery's acceptance, at most its bay's maximum
+    wanted_w: list[float] = field(default_factory=list)
     offered_w: list[float] = field(default_factory=list)    # what the plan offered them
     # the most the plugged cars could draw together under the grid limit and every breaker
     # and phase (NaN: not short then, not computed)
@@ -61,6 +62,9 @@ class DayResult:
     # what a single-phase car on a three-phase bay could not use of its plan while its phases
     # were not known yet (it is sent a balanced plan's per-phase current) [W]
     phases_unknown_w: list[float] = field(default_factory=list)
+    # the grid connection's most loaded phase, as a share of its per-phase current limit (NaN:
+    # it has none): a grid at its current limit on one phase is at its limit, whatever its W
+    grid_phase_use: list[float] = field(default_factory=list)
     visits: list[Visit] = field(default_factory=list)
     charged_wh: list[float] = field(default_factory=list)
     pauses: list[int] = field(default_factory=list)         # charging -> 0 -> charging again
@@ -215,7 +219,9 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         for ref, (visit, tx) in plugged.items():
             car = visit.ev
             before_w[ref] = car.acceptance_w()
-            wanted_w += before_w[ref]
+            # what it could take: its battery's acceptance, at most what its bay gives it (a
+            # 22 kW car on an 11 kW bay wants 11 kW; the reachable LP caps it the same way)
+            wanted_w += min(before_w[ref], topo.max_power_w(ref, car.phases))
             offered = controller.allocated_now_w(ref) or 0.0
             plan = controller.plan.connectors.get(ref) if controller.plan else None
             if car.phases == 1 and topo.connector(ref).phases == 3 and \
@@ -269,6 +275,7 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
         result.wanted_w.append(wanted_w)
         result.offered_w.append(offered_w)
         result.phases_unknown_w.append(unknown_w)
+        result.grid_phase_use.append(_grid_phase_use(site, draws, topo))
         # meter samples
         if now >= next_meter:
             for ref, visit_tx in plugged.items():
@@ -299,6 +306,22 @@ def _sample(controller, topo, ref: ConnectorRef, visit_tx: tuple, last_draw: dic
         ref.station_id, ref.connector_id, tx, now, context,
         energy_register_wh=register_wh[ref], power_w=draw_w, current_a=currents,
         received_at=now))
+
+
+def _grid_phase_use(site: Site, draws: list[Draw], topo) -> float:
+    """The grid connection's most loaded phase over its per-phase current limit (NaN: none),
+    the draws counted as the demo's Monitor counts them (a single-phase car on its site phase)."""
+    limit_a = site.root.limit_a
+    if limit_a is None or limit_a <= 0:
+        return float("nan")
+    amps = [0.0, 0.0, 0.0]
+    for draw in draws:
+        per_phase_a = draw.power_w / (topo.station(draw.station_id).voltage_v
+                                      * draw.phases_in_use)
+        for phase in ((0, 1, 2) if draw.phases_in_use == 3
+                      else (PHASE_NAMES.index(draw.phase),)):
+            amps[phase] += per_phase_a
+    return max(amps) / limit_a
 
 
 def reachable_w(topo, cars, limit_w: float, acceptance_w: dict) -> float:

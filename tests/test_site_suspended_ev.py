@@ -124,3 +124,35 @@ async def test_a_station_saying_suspended_ev_after_charging_frees_the_cars_power
         await wait_until(lambda: controller.plan is not None and
                          (controller.allocated_now_w(BAY) or 0.0) == 0.0, 30,
                          "its power handed on")
+
+
+async def test_a_full_car_offered_power_again_declines_again_at_its_first_sample():
+    # declined, a car is offered power again after declined_retry_s (it may want more by
+    # then); a full one takes none, and its station has nothing new to say (it said
+    # SuspendedEV and still is). It was taken for a car starting up: two samples at ~0 W
+    # before it declined again - up to two meter intervals of its offer unused each retry
+    # (demo day, the demo's drivers: 09:06-09:14 a full car offered 4-7 kW, a 9-minute dip
+    # of the site's load). It has shown it is full: one sample says it again.
+    # (its bay 11 kW, so the car drawing its 11 kW is never capped: the closed loop's cap or
+    # taper line declines a car at one sample already)
+    site = Site(name="suspended-ev-retry", circuits=(Circuit("grid", None, limit_w=CAP_W),),
+                stations=(Station("CP1", "grid", (Connector(1, max_current_a=16.0),)),
+                          Station("CP2", "grid", (Connector(1),))))
+    out = await charge_by_minute(site, 100, _near_its_target(),
+                                 _hungry(), settings=ControllerSettings(declined_retry_s=1200.0),
+                                 charging_states=True, sample_offset_min=2)
+    full = max(m for m, w in enumerate(out.taken_w) if w > 0.0)
+    retried = [m for m in range(full + 1, len(out.unused_w)) if out.unused_w[m] > 0.0]
+    first = [m for m in retried if m < retried[0] + 10]
+    later = [m for m in retried if m >= retried[0] + 10]
+    assert first and later, retried
+    # offered and not taken from the retry until the first sample after it, not the second:
+    # before, 7 minutes (the retry at a slot edge, 12:45; samples at 12:47 and 12:52)
+    assert len(first) <= 2, retried
+    # and capped at its draw there, so a later retry offers it its minimum only, not its
+    # bay's 11 kW taken from the other car
+    minimum_w = 6.0 * 230.0 * 3
+    assert all(out.unused_w[m] <= minimum_w + 1.0 for m in later), \
+        [(m, out.unused_w[m]) for m in later]
+    assert len(later) <= 2, retried
+    assert out.site_w[-1] >= CAP_W - 500.0

@@ -40,6 +40,8 @@ class ClosedLoop:
         self._sampled: dict[ConnectorRef, tuple[datetime, float | None]] = {}  # at, interval
         # what each connector's station last said of its car: (transaction, charging state)
         self._said: dict[ConnectorRef, tuple[int, str]] = {}
+        # the transaction of each car offered power again after declining it (`declines`)
+        self._retried: dict[ConnectorRef, int] = {}
 
     def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
         """When the car's next meter sample is due (its last one plus its interval)."""
@@ -109,7 +111,9 @@ class ClosedLoop:
         for ref in [r for r, at in self.declined_at.items()
                     if r not in sessions or now - at >= retry]:
             del self.declined_at[ref]
-        for facts in (self.ev_cap_w, self._sampled, self._said):
+            if ref in sessions:
+                self._retried[ref] = sessions[ref].transaction_id
+        for facts in (self.ev_cap_w, self._sampled, self._said, self._retried):
             refs = list(facts)   # (no look-ups: the dict's own order)
             for first in range(0, len(refs), FORGET_PER_STEP):
                 yield
@@ -230,18 +234,32 @@ class ClosedLoop:
         left: 414 kWh of plan on the demo day, benchmarks/README.md). Two samples, so a car
         still starting up is not taken for one that declines; one for a car the closed loop
         had capped at its falling draw or follows along its taper (a battery in taper that
-        stops drawing is full)."""
+        stops drawing is full). One too for a car offered power again after it declined
+        (`declined_retry_s`): it has shown it is full, and its station, which said so, has
+        nothing new to say while it stays so - taken for a car starting up, a full car held
+        its offer for two meter intervals at every retry (demo day, the demo's drivers:
+        09:06-09:14 4-7 kW to a full car, a 9-minute dip; benchmarks/README.md
+        "s34-quality")."""
+        session = self.c.state.sessions.get(ref)
+        retried = session is not None and self._retried.get(ref) == session.transaction_id
         if measured >= self.c.settings.declined_w:
             self._zero_samples.pop(ref, None)
+            self._retried.pop(ref, None)    # it takes power again: the usual rules
             return False
         if not self.offered_minimum(ref) or not self._offered_before_sample(ref):
             self._zero_samples.pop(ref, None)
             return False
         self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
         tapering = ref in self.ev_cap_w or ref in self.taper.fits
-        if self._zero_samples[ref] < (1 if tapering else 2):
+        if self._zero_samples[ref] < (1 if tapering or retried else 2):
             return False
         self._zero_samples.pop(ref, None)
+        self._retried.pop(ref, None)
+        if retried and not tapering:
+            # capped at its draw, as the first of two samples would have: its next retry
+            # offers it its minimum, not its bay's maximum taken from the others for a meter
+            # interval (a car that wants more again reaches the cap and has it lifted)
+            self.ev_cap_w[ref] = measured + self.c.settings.ev_headroom_w
         self.declined_at[ref] = self.c.clock.now()
         self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
         return True
