@@ -36,9 +36,10 @@ from collections.abc import Callable
 
 from smartcharge.young_collections import YOUNG_EVERY_S, YoungAtTurnEdge
 
-# ready sockets per turn: each may end a connection (~170 us with its handler's last step:
-# 256 a turn were turns of 40-46 ms of the loop as 2 000 stations left at once, s34-stall)
-EVENTS_PER_TURN = 64
+# ready sockets per turn: ~20-40 us each (read, parse): 5-10 ms. As thousands of stations
+# leave at once each ends a connection (~170 us with its handler's last step): 40-46 ms turns;
+# 64 made them 20 ms, but the boot storm settled later in the same minutes (s34-stall): kept
+EVENTS_PER_TURN = 256
 ACCEPTS_PER_TURN = 64   # connections accepted per turn (a transport, a protocol, a task each)
 
 
