@@ -1,7 +1,8 @@
 """python benchmarks/results/s34-stall/table.py NAME...: one row per run of s34-stall's table from
 NAME.json (the server's record) and NAME.txt (ocpp_load's output) in the directory given by
 S34_DIR (default /tmp/s34stall): turns over 20 ms CPU by phase, the young collections in the
-window, the loop's CPU between two wake-ups, p50 / p99, the boot storm's settling and set-up."""
+window, the loop's CPU between two wake-ups, p50 / p99, the boot storm's settling, "ready" (load_stations: outboxes empty, probes
+quiet) and every station holding a plan it accepted."""
 
 import json
 import os
@@ -32,6 +33,8 @@ def row(name: str) -> str:
                      r"\d+ \| ([\d.]+) s \| ([\d.]+) s \| (\d+) / (\d+) ms", text, re.M)
     cpu = re.search(r"between two probe wake-ups, the longest \(window / boot\): (\d+) / (\d+)",
                     text)
+    plans = re.search(r"holding a plan it accepted: (\d+) of \d+ stations, the last ([\d.]+) s",
+                      text)
     waiting = re.search(r"server [\d.]+ s / [\d.]+ s \((\d+)% of the window\)", text)
     return (f"| {at} ({loads}) | {name} | {waiting.group(1) if waiting else '?'} % | "
             f"{phase(lambda t: t <= boot_end)} | {phase(lambda t: boot_end < t < start)} | "
@@ -39,14 +42,15 @@ def row(name: str) -> str:
             f"{len(young)}, {sum(g[3] for g in young) * 1000:.0f} ms, "
             f"{max(g[3] for g in young) * 1000:.1f} ms, {sum(g[3] > 0.005 for g in young)} | "
             f"{phase(lambda t: t > end)} | {cols.group(2)} / {cols.group(3)} ms | "
-            f"{cols.group(4)} / {cols.group(5)} s |")
+            f"{cols.group(4)} / {cols.group(5)} / "
+            f"{plans.group(2) + ' s' if plans.group(1) == '5000' else plans.group(1) + ' by ' + plans.group(2) + ' s'} |")
 
 
 if __name__ == "__main__":
     print("| run (UTC, load) | tree | loop waiting | boot storm: turns > 20 ms (longest) | "
           "set-ups | window | window: CPU between wake-ups | window's young collections: "
           "n, CPU, longest, > 5 ms | stations leaving (incl. the probe's snapshot) | "
-          "p50 / p99 (wall) | storm settled / set-up |")
+          "p50 / p99 (wall) | storm settled / \"ready\" / every plan accepted |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in sys.argv[1:]:
         print(row(name))
