@@ -261,10 +261,56 @@ def time_replan_pieces(pieces: list) -> None:
     controller_module.SiteController.replan = timed_replan
 
 
-def time_guard_passes(passes: list) -> None:
+def _generator_at(generator) -> str:
+    """Where a suspended generator chain stands (s34-stall): function:line of each level."""
+    out = []
+    while generator is not None and getattr(generator, "gi_frame", None) is not None:
+        out.append(f"{generator.gi_frame.f_code.co_name}:{generator.gi_frame.f_lineno}")
+        generator = generator.gi_yieldfrom
+    return ">".join(out) or "end"
+
+
+def time_round_pieces(pieces: list) -> None:
+    """SMARTCHARGE_PROBE_REPLAN_PIECES (s34-stall): the loop thread's CPU of the pieces of a
+    dispatch round's first and post-comparison steps, each call over 1 ms as (wall s, what,
+    -1, CPU s, a collection ran in it) in the re-plan pieces' list: the round's end, its
+    making, the stations listed, the gates."""
+    try:
+        from smartcharge.site import dispatch, dispatch_round, gates
+    except ImportError:
+        return
+
+    def timed(owner, name, label):
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+
+        def wrapper(*args, **kwargs):
+            began, young = time.thread_time(), gc.get_count()[0]
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - began
+                if spent > 0.001:
+                    pieces.append((time.time(), label, -1, spent, gc.get_count()[0] < young))
+        setattr(owner, name, wrapper)
+
+    timed(dispatch_round.DispatchRound, "end", "round.end")
+    timed(dispatch_round.DispatchRound, "__init__", "round.init")
+    timed(dispatch_round.DispatchRound, "_report_when_decreased", "round.report_when")
+    timed(dispatch_round.DispatchRound, "_queued", "round.queued")
+    timed(dispatch_round, "limited_by_station", "round.limited_by_station")
+    timed(gates.DecreaseGates, "__init__", "round.gates_init")
+    timed(dispatch.Dispatcher, "_refresh_expiry", "round.refresh_expiry")
+    timed(dispatch.Dispatcher, "_work", "round.work")
+
+
+def time_guard_passes(passes: list, long_pieces: list | None = None) -> None:
     """Each guard pass's (wall s at its end, CPU s of the loop thread in its steps, connectors):
     the guard is a task that yields every few hundred connectors, so its CPU is summed over
-    its steps (`SiteGuard._check` is a generator). Older trees without it: nothing."""
+    its steps (`SiteGuard._check` is a generator). Older trees without it: nothing.
+    `long_pieces` (s34-stall): every `next()` of the pass over 5 ms of CPU, as (wall s, CPU s,
+    where it resumed, where it stopped, a collection ran in it)."""
     try:
         from smartcharge.site.guard import SiteGuard
     except ImportError:
@@ -278,11 +324,16 @@ def time_guard_passes(passes: list) -> None:
         spent = 0.0
         try:
             while True:
-                started = time.thread_time()
+                started, young = time.thread_time(), gc.get_count()[0]
+                resumed = _generator_at(steps) if long_pieces is not None else ""
                 try:
                     next(steps)
                 finally:
-                    spent += time.thread_time() - started
+                    piece_s = time.thread_time() - started
+                    spent += piece_s
+                    if long_pieces is not None and piece_s > 0.005:
+                        long_pieces.append((time.time(), piece_s, resumed,
+                                            _generator_at(steps), gc.get_count()[0] < young))
                 yield
         except StopIteration as stop:
             passes.append((time.time(), spent, len(self.topology.refs)))
@@ -436,10 +487,13 @@ def main(argv: list[str]) -> int:
     window_end: list = []   # SIGHUP: the collector at the window's end (collector_now)
     instrument_ran = [False]   # the probe's own work held the loop since its last wake-up
     guard_passes: list = []
-    time_guard_passes(guard_passes)
+    guard_long_pieces: list = []
+    time_guard_passes(guard_passes, guard_long_pieces
+                      if os.environ.get("SMARTCHARGE_PROBE_REPLAN_PIECES") else None)
     replan_pieces: list = []
     if os.environ.get("SMARTCHARGE_PROBE_REPLAN_PIECES"):
         time_replan_pieces(replan_pieces)
+        time_round_pieces(replan_pieces)
     gc_sizes: list = [None, None]
 
     def on_gc(phase: str, info: dict) -> None:
@@ -569,6 +623,7 @@ def main(argv: list[str]) -> int:
                                                 "writes", None) if stores else None,
                        "gc": gc_pauses, "guard": guard_passes, "gc_seen": gc_seen,
                        "replan_pieces": replan_pieces,
+                       "guard_long_pieces": guard_long_pieces,
                        "cycles": cycles, "turns": turns,
                        "background_turns": background_turns,
                        "share": _share_counters(app),

@@ -18,7 +18,11 @@ cannot keep the others out: each ready one is taken within (ready / events_per_t
 they do in asyncio whenever the backlog outgrows one callback. Nothing is dropped or reordered
 within a socket; a burst only takes more turns.
 
-Uses two methods of asyncio's selector loop that are not public (`_process_events`,
+At the start of each turn, the young generation is collected once it has not been for a while
+(`young_collections.py`, s34-stall): the collector's own threshold counts net allocations and let
+it grow to tens of thousands of objects, collected in the middle of a turn.
+
+Uses three methods of asyncio's selector loop that are not public (`_run_once`, `_process_events`,
 `_accept_connection`, Python 3.11-3.13); `serving_loop_factory` falls back to asyncio's own loop
 when they are missing (tests/test_serving_loop.py checks they are there).
 """
@@ -27,17 +31,28 @@ from __future__ import annotations
 
 import asyncio
 import selectors
+import time
 from collections.abc import Callable
 
-EVENTS_PER_TURN = 256   # ready sockets per turn: ~20-40 us each (read, parse): 5-10 ms
+from smartcharge.young_collections import YOUNG_EVERY_S, YoungAtTurnEdge
+
+# ready sockets per turn: ~20-40 us each (read, parse): 5-10 ms. As thousands of stations
+# leave at once each ends a connection (~170 us with its handler's last step): 40-46 ms turns;
+# 64 made them 20 ms, but the boot storm settled later in the same minutes (s34-stall): kept
+EVENTS_PER_TURN = 256
 ACCEPTS_PER_TURN = 64   # connections accepted per turn (a transport, a protocol, a task each)
 
 
 class ServingLoop(asyncio.SelectorEventLoop):
     def __init__(self, selector: selectors.BaseSelector | None = None, *,
                  events_per_turn: int = EVENTS_PER_TURN,
-                 accepts_per_turn: int = ACCEPTS_PER_TURN) -> None:
+                 accepts_per_turn: int = ACCEPTS_PER_TURN,
+                 young_every_s: float | None = YOUNG_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(selector)
+        # the young generation collected at a turn's edge (young_collections.py); None: never
+        self.young_collections = (None if young_every_s is None
+                                  else YoungAtTurnEdge(young_every_s, clock))
         self.events_per_turn = events_per_turn
         self.accepts_per_turn = accepts_per_turn
         # socket -> the cut turn it was last taken in, while turns are being cut
@@ -45,6 +60,11 @@ class ServingLoop(asyncio.SelectorEventLoop):
         # counters (tests, benchmarks)
         self.events_left = 0     # ready sockets left to a later poll
         self.turns_cut = 0
+
+    def _run_once(self) -> None:
+        if self.young_collections is not None:
+            self.young_collections.at_turn_edge()
+        super()._run_once()
 
     def _process_events(self, event_list: list) -> None:
         if len(event_list) > self.events_per_turn:
@@ -68,11 +88,11 @@ class ServingLoop(asyncio.SelectorEventLoop):
 
 
 def serving_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """ServingLoop where asyncio's selector loop has the two methods it bounds, else asyncio's
+    """ServingLoop where asyncio's selector loop has the three methods it changes, else asyncio's
     own loop (a later Python: unbounded turns, as before, rather than a broken server)."""
     base = asyncio.SelectorEventLoop
     if all(callable(getattr(base, name, None))
-           for name in ("_process_events", "_accept_connection")):
+           for name in ("_run_once", "_process_events", "_accept_connection")):
         return ServingLoop
     return asyncio.new_event_loop
 

@@ -7,6 +7,7 @@ turn of the loop (it re-schedules itself with call_soon): no timing."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 
 import pytest
@@ -151,3 +152,39 @@ def test_the_listening_socket_accepts_so_many_a_turn(loop):
 def test_the_factory_gives_the_serving_loop_on_this_python():
     """The two methods it bounds are there (a later Python without them falls back)."""
     assert serving_loop_factory() is ServingLoop
+
+
+def test_a_young_generation_grown_under_the_count_is_collected_at_a_turns_edge():
+    """Old objects dying as new ones are made keep the collector's count (net allocations)
+    under its threshold while the young generation grows - at 5 000 stations 15 000-55 000
+    objects collected at once, 6-22 ms of the loop (s34-stall). The serving loop collects the
+    young generation at the start of a turn once `young_every_s` of its clock has passed since
+    the last collection: here 100 objects replaced a turn and 0.25 s a turn (a stepped clock),
+    so the young generation never holds more than ~4 turns' worth (3 000 without)."""
+    old = [[] for _ in range(3000)]
+    gc.collect()   # the old objects in the oldest generation, the count at 0
+    now_s = [0.0]
+    loop = ServingLoop(young_every_s=1.0, clock=lambda: now_s[0])
+    sizes: list[int] = []
+    replaced = [0]
+
+    def turn() -> None:
+        sizes.append(len(gc.get_objects(0)))
+        for _ in range(100):   # each new list is counted +1, the old one dying -1: net 0
+            old[replaced[0] % len(old)] = []
+            replaced[0] += 1
+        now_s[0] += 0.25
+        if replaced[0] < len(old):
+            loop.call_soon(turn)
+        else:
+            loop.stop()
+    try:
+        loop.call_soon(turn)
+        loop.run_forever()
+    finally:
+        loop.close()
+        del old
+        gc.collect()
+    assert len(sizes) == 30
+    assert max(sizes) <= 500, str(sizes)
+    assert loop.young_collections.collected >= 5

@@ -43,6 +43,9 @@ OVERDRAW_W = 500.0           # a connector this far over what its profiles allow
 # connectors per step of an asynchronous pass (check_async): steps of ~2 ms at 5 000, the
 # loop given back once the turn's safety share is spent (turn_share.py)
 CHUNK = 50
+# connectors named in an overload's line per step of the pass: the grid's line at 5 000
+# stations named every drawing connector in one step, 18 ms of the loop's CPU (s34-stall)
+ACT_PER_STEP = 500
 _TICK = timedelta(microseconds=1)
 
 
@@ -311,7 +314,7 @@ class SiteGuard:
             if under is None:
                 under = self._refs_under()
                 yield
-            self._act(overload, draws, culprits, under.get(node, []))
+            yield from self._act(overload, draws, culprits, under.get(node, []))
             yield   # one overload acted on per step
         self._over = current
         self._disobeying(everywhere)
@@ -352,24 +355,32 @@ class SiteGuard:
         return sorted(found, key=lambda c: self.topology.index(c[0]))
 
     def _act(self, overload: Overload, draws: dict, culprits: list[tuple],
-             under: list[ConnectorRef]) -> None:
-        """`under`: the connectors under the overloaded node (`_refs_under`)."""
+             under: list[ConnectorRef]):
+        """`under`: the connectors under the overloaded node (`_refs_under`). A generator: its
+        line is built ACT_PER_STEP connectors a step, then logged and acted on."""
         self.overloads_seen += 1
-        stale = [r for r in under if draws[r][1] == "stale"]
+        drawing: list[str] = []
+        stale: list[str] = []
+        for start in range(0, len(under), ACT_PER_STEP):
+            if start:
+                yield
+            for r in under[start:start + ACT_PER_STEP]:
+                watts, how = draws[r]
+                if watts > 0:
+                    drawing.append(f"{r.station_id}/{r.connector_id} {watts:.0f} W "
+                                   f"{how} on {self._phases_text(r)}")
+                if how == "stale":
+                    stale.append(f"{r.station_id}/{r.connector_id}")
         log.warning("guard: %s over its limit by %.0f %s (measured %.0f, limit %.0f; %s); "
                     "not obeying: %s; stale meters counted at their maximum: %s",
                     overload.node, overload.margin, overload.unit, overload.load,
-                    overload.limit,
-                    ", ".join(f"{r.station_id}/{r.connector_id} {draws[r][0]:.0f} W "
-                              f"{draws[r][1]} on {self._phases_text(r)}"
-                              for r in under if draws[r][0] > 0),
+                    overload.limit, ", ".join(drawing),
                     ", ".join(f"{r.station_id}/{r.connector_id} draws {w:.0f} W, allowed "
                               f"{a:.0f} W" for r, w, a in culprits) or "none",
-                    ", ".join(f"{r.station_id}/{r.connector_id}" for r in stale) or "none")
+                    ", ".join(stale) or "none")
         for ref, watts, _ in culprits:
             self.controller.set_overdraw(ref, watts)
         self.controller.request_replan(f"guard:{overload.node}")
-
 
     def _phases_text(self, ref: ConnectorRef) -> str:
         if not self.topology.has(ref):
