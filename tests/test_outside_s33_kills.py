@@ -150,20 +150,7 @@ def _frame(unique_id: str, request) -> str:
 
 async def _answer(cp: RawStation, unique_id: str, timeout_s: float) -> list | None:
     """The answer frame to `unique_id`, or None if none came within `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (left_s := deadline - loop.time()) > 0:
-        try:
-            message = await cp.ws.receive(timeout=left_s)
-        except asyncio.TimeoutError:
-            return None
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        frame = json.loads(message.data)
-        if frame[0] == MessageType.Call:
-            await cp.ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-        elif frame[1] == unique_id:
-            return frame
-    return None
+    return await cp.answer(unique_id, timeout_s)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, a forked writer")
