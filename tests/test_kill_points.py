@@ -47,12 +47,14 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 class Server:
     """`smartcharge serve` on one site file and SQLite file, started again and again."""
 
-    def __init__(self, tmp_path, stations: int = 1) -> None:
+    def __init__(self, tmp_path, stations: int = 1,
+                 dispatch_call_timeout_s: float | None = None) -> None:
         self.port = free_port()
         self.db_path = tmp_path / "kill.sqlite"
         self.site_file = tmp_path / "site.toml"
         self.site_file.write_text(site_toml(stations, 1, port=self.port, database=str(self.db_path),
-                                            heartbeat_interval_s=60))
+                                            heartbeat_interval_s=60,
+                                            dispatch_call_timeout_s=dispatch_call_timeout_s))
         self.log = open(tmp_path / "server.log", "ab")
         self.process: subprocess.Popen | None = None
 

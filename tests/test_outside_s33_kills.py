@@ -26,7 +26,8 @@ from ocpp.v16.enums import Action
 from tests.hang_budget import hang_budget_s
 from tests.test_kill_points import T0, RawStation
 from smartcharge.sim.profiles import parse_profile
-from tests.test_outside_s32_kills import CLOCK, MAX_W, Bare16, Bare16Fleet, _server, until
+from tests.test_outside_s32_kills import (
+    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server, until)
 
 
 def _meter_values(transaction_id: int, i: int) -> call16.MeterValues:
@@ -248,7 +249,7 @@ async def test_a_raised_default_left_unanswered_is_sent_again(tmp_path):
     as the limits stayed - safe (it is counted at the higher one) but 7 kW of the site's
     room never usable once we are gone. Once CP2 answers again it must be sent its raise;
     and the stations' own profiles stay under the grid."""
-    server = _server(tmp_path, 2)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
     grid_w = 2 * MAX_W
     try:
         async with aiohttp.ClientSession() as http:
