@@ -18,7 +18,6 @@ from smartcharge import config_openadr
 from smartcharge.clock import parse_ocpp_time
 from smartcharge.credentials import SecretFormatError, check_format, is_hashed
 from smartcharge.model import (
-    DISPATCH_CALL_TIMEOUT_S,
     EDGE_MARGIN_MAX_S,
     GRID_CIRCUIT_ID,
     PHASE_NAMES,
@@ -214,7 +213,8 @@ class _Reader:
 
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
-                                            "call_timeout_s", "ping_interval_s",
+                                            "call_timeout_s", "dispatch_call_timeout_s",
+                                            "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
                                             "audit_retention_days",
                                             "boot_wait_s", "edge_margin_s",
@@ -231,12 +231,15 @@ class _Reader:
         if database != ":memory:" and not Path(database).is_absolute():
             database = str(self._base_dir / database)
         call_timeout_s = self.number(table, "call_timeout_s", "server", defaults.call_timeout_s)
+        dispatch_call_timeout_s = self.number(table, "dispatch_call_timeout_s", "server",
+                                              defaults.dispatch_call_timeout_s)
         return ServerSettings(
             host=self.string(table, "host", "server", default=defaults.host),
             port=port,
             database=database,
             heartbeat_interval_s=heartbeat,
             call_timeout_s=call_timeout_s,
+            dispatch_call_timeout_s=dispatch_call_timeout_s,
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
             inbound_retention_days=self.number(table, "inbound_retention_days", "server",
@@ -245,7 +248,7 @@ class _Reader:
                                              defaults.audit_retention_days),
             settle_s=self.number(table, "settle_s", "server", defaults.settle_s,
                                  allow_zero=True),
-            boot_wait_s=self.boot_wait_s(table, call_timeout_s),
+            boot_wait_s=self.boot_wait_s(table, min(call_timeout_s, dispatch_call_timeout_s)),
             queue_drain_s=self.number(table, "queue_drain_s", "server", defaults.queue_drain_s,
                                       allow_zero=True),
             store_refusal_summary_s=self.number(table, "store_refusal_summary_s", "server",
@@ -255,19 +258,19 @@ class _Reader:
                                        "need setting (every Heartbeat answer tells the time)"),
         )
 
-    def boot_wait_s(self, table: dict, call_timeout_s: float) -> float:
+    def boot_wait_s(self, table: dict, shortest_call_timeout_s: float) -> float:
         """At most half the shortest timeout a call to the station waits for its boot in:
-        dispatch's (DISPATCH_CALL_TIMEOUT_S) or the REST calls' (`call_timeout_s`). Longer, a
+        dispatch's (`dispatch_call_timeout_s`) or the REST calls' (`call_timeout_s`). Longer, a
         station that reconnects without a reboot and stays silent made every call time out
         before it went out - a decrease counted unanswered, the station uncontrolled - and a
         boot that comes late leaves the answer too little of the timeout."""
-        most = min(call_timeout_s, DISPATCH_CALL_TIMEOUT_S) / 2
+        most = shortest_call_timeout_s / 2
         # the default kept within a short call timeout's bound (a key nobody wrote is no error)
         default = min(ServerSettings().boot_wait_s, most)
         return self.at_most(table, "boot_wait_s", "server", default, most,
-                            "half the shortest call timeout (dispatch's "
-                            f"{DISPATCH_CALL_TIMEOUT_S:g} s, server.call_timeout_s): our calls "
-                            "wait for a reconnected station's boot inside their timeout")
+                            "half the shortest call timeout (server.dispatch_call_timeout_s, "
+                            "server.call_timeout_s): our calls wait for a reconnected "
+                            "station's boot inside their timeout")
 
     def at_most(self, table: dict, key: str, path: str, default: float, most: float,
                 why: str) -> float:

@@ -101,7 +101,10 @@ class ServerSettings:
     port: int = 8080
     database: str = "smartcharge.sqlite"
     heartbeat_interval_s: int = 300
-    call_timeout_s: float = 30.0       # how long we wait for a station's answer
+    call_timeout_s: float = 30.0       # how long we wait for a station's answer (REST calls)
+    # how long dispatch waits for a station's answer to a profile or a set-up call; a station
+    # that does not answer in it is planned as uncontrolled (`DispatchSettings.call_timeout_s`)
+    dispatch_call_timeout_s: float = DISPATCH_CALL_TIMEOUT_S
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
     # a station accepted before reconnects: how long our calls wait for a BootNotification
     # (it rebooted) before taking the connection for a reconnect without one; at most half the

@@ -93,6 +93,23 @@ def test_boot_wait_bound_follows_a_shorter_call_timeout():
     assert parse_site("[server]\ncall_timeout_s = 4\n" + MINIMAL).server.boot_wait_s == 2.0
 
 
+def test_dispatch_call_timeout_is_read_and_bounds_the_boot_wait():
+    """dispatch's call timeout (10 s) as the site file sets it: the serve's dispatcher waits
+    that long for a station's answer, and a reconnected station's boot is waited for within
+    half of it, as within half of the REST calls' timeout."""
+    from smartcharge.model import DISPATCH_CALL_TIMEOUT_S
+    assert parse_site(MINIMAL).server.dispatch_call_timeout_s == DISPATCH_CALL_TIMEOUT_S == 10.0
+    text = "[server]\ndispatch_call_timeout_s = 3\nboot_wait_s = {}\n" + MINIMAL
+    assert parse_site(text.format(1.5)).server.dispatch_call_timeout_s == 3.0
+    with pytest.raises(ConfigError, match=r"server\.boot_wait_s.*at most 1\.5 s"):
+        parse_site(text.format(2))
+    assert parse_site("[server]\ndispatch_call_timeout_s = 3\n" + MINIMAL
+                      ).server.boot_wait_s == 1.5
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ConfigError, match=r"server\.dispatch_call_timeout_s"):
+            parse_site(f"[server]\ndispatch_call_timeout_s = {bad}\n" + MINIMAL)
+
+
 def test_edge_margin_from_the_server_table():
     assert parse_site(MINIMAL).server.edge_margin_s == 5.0
     assert parse_site("[server]\nedge_margin_s = 0\n" + MINIMAL).server.edge_margin_s == 0.0

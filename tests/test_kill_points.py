@@ -47,12 +47,14 @@ T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 class Server:
     """`smartcharge serve` on one site file and SQLite file, started again and again."""
 
-    def __init__(self, tmp_path, stations: int = 1) -> None:
+    def __init__(self, tmp_path, stations: int = 1,
+                 dispatch_call_timeout_s: float | None = None) -> None:
         self.port = free_port()
         self.db_path = tmp_path / "kill.sqlite"
         self.site_file = tmp_path / "site.toml"
         self.site_file.write_text(site_toml(stations, 1, port=self.port, database=str(self.db_path),
-                                            heartbeat_interval_s=60))
+                                            heartbeat_interval_s=60,
+                                            dispatch_call_timeout_s=dispatch_call_timeout_s))
         self.log = open(tmp_path / "server.log", "ab")
         self.process: subprocess.Popen | None = None
 
@@ -102,7 +104,13 @@ class Server:
 
 
 class RawStation:
-    """A station speaking OCPP-J frames itself: it sees exactly which calls were answered."""
+    """A station speaking OCPP-J frames itself: it sees exactly which calls were answered.
+
+    A reader answers the server's own calls NotSupported the moment they arrive, as a station
+    that implements none of them does. Read only while the test waited for its own answer,
+    they sat unanswered meanwhile: the server's set-up calls ran into dispatch's call timeout
+    and a cap's or DR event's 2xx waited its whole bound for them (15 s, twice a kill-point
+    test), though no test here is about an unanswered call."""
 
     def __init__(self, http: aiohttp.ClientSession, server: Server, station_id: str,
                  protocol: str) -> None:
@@ -110,32 +118,76 @@ class RawStation:
         self.station_id = station_id
         self.version = protocol.removeprefix("ocpp")
         self.ws = None
+        self._answers: dict[str, asyncio.Future] = {}
+        self._reading: asyncio.Task | None = None
 
     async def connect(self) -> None:
         await self.server.wait_listening()
         auth = base64.b64encode(f"{self.station_id}:{STATION_PASSWORD}".encode()).decode()
+        if self._reading is not None:
+            self._reading.cancel()
         self.ws = await self.http.ws_connect(
             f"ws://127.0.0.1:{self.server.port}/ocpp/{self.station_id}", protocols=(self.protocol,),
             headers={"Authorization": f"Basic {auth}"}, heartbeat=None)
+        self._answers = {}
+        self._reading = asyncio.create_task(self._read(self.ws, self._answers))
+
+    async def _read(self, ws, answers: dict[str, asyncio.Future]) -> None:
+        """Answer frames kept by unique id (one may come before it is waited for); when the
+        connection ends, every answer not come is None."""
+        try:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frame = json.loads(message.data)
+                if frame[0] == MessageType.Call:
+                    await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+                    continue
+                future = answers.setdefault(frame[1], asyncio.get_running_loop().create_future())
+                if not future.done():
+                    future.set_result(frame)
+        except (aiohttp.ClientError, ConnectionError):
+            pass   # the server died: what did not come never will
+        finally:
+            for future in answers.values():
+                if not future.done():
+                    future.set_result(None)
+            answers[_CLOSED] = None
+
+    async def answer(self, unique_id: str, timeout_s: float) -> list | None:
+        """The answer frame to `unique_id` (kept until taken), or None if the connection
+        dropped first or nothing came within `timeout_s`."""
+        answers = self._answers
+        future = answers.get(unique_id)
+        if future is None:
+            if _CLOSED in answers:
+                return None
+            future = answers[unique_id] = asyncio.get_running_loop().create_future()
+        try:
+            frame = await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        answers.pop(unique_id, None)
+        return frame
 
     async def call(self, unique_id: str, request) -> list | None:
         """Send the library's request object; its answer frame, or None if the connection
-        dropped first. The server's own calls meanwhile get NotSupported."""
+        dropped first (a hang is an error, not None)."""
         action = type(request).__name__
         payload = snake_to_camel_case(remove_nones(asdict(request)))
+        future = self._answers.get(unique_id)
+        assert future is None or not future.done(), f"answer {unique_id} not taken"
         await self.ws.send_str(json.dumps([2, unique_id, action, payload]))
-        while True:
-            message = await self.ws.receive(timeout=15)
-            if message.type != aiohttp.WSMsgType.TEXT:
-                return None
-            frame = json.loads(message.data)
-            if frame[0] == MessageType.Call:
-                await self.ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-            elif frame[1] == unique_id:
-                if frame[0] == MessageType.CallResult:
-                    validator = get_validator(MessageType.CallResult, action, self.version)
-                    assert not list(validator.iter_errors(frame[2])), frame
-                return frame
+        frame = await self.answer(unique_id, hang_budget_s(15))
+        if frame is None and _CLOSED not in self._answers:
+            raise asyncio.TimeoutError(f"{self.station_id}: no answer to {unique_id}")
+        if frame is not None and frame[0] == MessageType.CallResult:
+            validator = get_validator(MessageType.CallResult, action, self.version)
+            assert not list(validator.iter_errors(frame[2])), frame
+        return frame
+
+
+_CLOSED = object()   # in a station's answers once its connection ended
 
 
 async def _store_rows(db_path):

@@ -132,11 +132,17 @@ def killed_for_good_stays_under(server: Server, stations, cap_w: float, note=Non
         assert sum(held_w) <= cap_w + 1, (hours, held_w, note)
 
 
-def _server(tmp_path, stations: int) -> Server:
+# dispatch's call timeout where a station leaves calls unanswered on purpose: what is tested is
+# what follows a timeout, not its length - the default 10 s (with its retry and the set-up's
+# backoff) made each such test wait 25-40 s
+HUNG_CALL_TIMEOUT_S = 3.0
+
+
+def _server(tmp_path, stations: int, dispatch_call_timeout_s: float | None = None) -> Server:
     """`Server` on a port the system hands out: copies of this file run side by side as
     separate pytest processes share `free_port`'s range and sequence, and two of them once
     served on one port (the second's stations talking to the first's server)."""
-    server = Server(tmp_path, stations=stations)
+    server = Server(tmp_path, stations=stations, dispatch_call_timeout_s=dispatch_call_timeout_s)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -169,7 +175,7 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
     its hold as if it had taken its share: an operator's 29 kW cap then left CP1 on 7.9 kW
     beside CP2's 22 kW (29.9 kW) - the cap's 2xx said CP1 acknowledged - and with us killed
     for good the stations' own profiles summed over the cap for as long as they ran."""
-    server = _server(tmp_path, 2)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
     site = server.site_file.read_text()
     cap_w = 29_000
     try:
@@ -208,6 +214,11 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
     done: the 2xx named CP2 pending, nothing sent again, CP1 left on 15 kW. Killed then, the
     stations' own profiles let 37 kW flow under the 30 kW cap for as long as they ran. CP2
     must be held at what it may hold, as an offline station is, and CP1 given what it leaves."""
+    # dispatch's own call timeout (10 s): the cap's answer ends (15 s) before CP2's request
+    # and its retry have both timed out, with CP2 pending. With HUNG_CALL_TIMEOUT_S both time
+    # out inside it, and the answer read complete with CP1 not lowered yet (the next round
+    # lowers it a moment later): an inexactness of the answer left open (benchmarks/README.md,
+    # s34-suite)
     server = _server(tmp_path, 2)
     cap_w = 30_000
     try:

@@ -26,7 +26,8 @@ from ocpp.v16.enums import Action
 from tests.hang_budget import hang_budget_s
 from tests.test_kill_points import T0, RawStation
 from smartcharge.sim.profiles import parse_profile
-from tests.test_outside_s32_kills import CLOCK, MAX_W, Bare16, Bare16Fleet, _server, until
+from tests.test_outside_s32_kills import (
+    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server, until)
 
 
 def _meter_values(transaction_id: int, i: int) -> call16.MeterValues:
@@ -150,20 +151,7 @@ def _frame(unique_id: str, request) -> str:
 
 async def _answer(cp: RawStation, unique_id: str, timeout_s: float) -> list | None:
     """The answer frame to `unique_id`, or None if none came within `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (left_s := deadline - loop.time()) > 0:
-        try:
-            message = await cp.ws.receive(timeout=left_s)
-        except asyncio.TimeoutError:
-            return None
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        frame = json.loads(message.data)
-        if frame[0] == MessageType.Call:
-            await cp.ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-        elif frame[1] == unique_id:
-            return frame
-    return None
+    return await cp.answer(unique_id, timeout_s)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, a forked writer")
@@ -261,7 +249,7 @@ async def test_a_raised_default_left_unanswered_is_sent_again(tmp_path):
     as the limits stayed - safe (it is counted at the higher one) but 7 kW of the site's
     room never usable once we are gone. Once CP2 answers again it must be sent its raise;
     and the stations' own profiles stay under the grid."""
-    server = _server(tmp_path, 2)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
     grid_w = 2 * MAX_W
     try:
         async with aiohttp.ClientSession() as http:

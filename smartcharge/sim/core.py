@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import datetime
 from typing import Callable
 
 import aiohttp
@@ -146,12 +147,13 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
             return "Finishing" if state.finished_transactions else "Preparing"
         return "Available"
 
-    def _refresh_status(self, connector_id: int) -> None:
+    def _refresh_status(self, connector_id: int, at: datetime | None = None) -> None:
+        """A changed status notified, stamped `at` (the moment it changed; None: now)."""
         state = self.connectors[connector_id]
         status = self._derived_status(state)
         if status != state.status:
             state.status = status
-            self._notify_status(connector_id)
+            self._notify_status(connector_id, at)
 
     # ---- sessions ---------------------------------------------------------------------------
 
@@ -275,7 +277,7 @@ class StationCore(Online, ProfileOperations, ChargingPhysics):
     def _report_all_statuses(self) -> None:
         raise NotImplementedError
 
-    def _notify_status(self, connector_id: int) -> None:
+    def _notify_status(self, connector_id: int, at: datetime | None = None) -> None:
         raise NotImplementedError
 
     def _heartbeat_interval_s(self) -> int:

@@ -78,8 +78,11 @@ class ChargingPhysics:
             station_cap_w / total_w)
         for cid, state in self.connectors.items():
             state.draw_w = offers[cid] * scale
+        # a state the draws change is stamped at the moment they changed, not the clock's now:
+        # a sample due earlier and taken late advances to its moment, and what changed there
+        # comes before it (stamps in seqNo order)
         for cid in self.connectors:
-            self._refresh_status(cid)
+            self._refresh_status(cid, at)
 
     def _station_cap_w(self, at: datetime, obey: bool) -> float | None:
         caps = []

@@ -99,18 +99,19 @@ class SimStation(RemoteControl, StationCore):
         for connector_id in (0, *self.connectors):
             self._notify_status(connector_id)
 
-    def _notify_status(self, connector_id: int) -> None:
+    def _notify_status(self, connector_id: int, at: datetime | None = None) -> None:
         if connector_id == 0:     # the charge point as a whole
             status = ("Available" if any(c.operative for c in self.connectors.values())
                       else "Unavailable")
         else:
             status = self.connectors[connector_id].status
-        timestamp = format_ocpp_time(self.clock.now())
+        at = self.clock.now() if at is None else at
+        timestamp = format_ocpp_time(at)
         self._enqueue(Outgoing(
             "StatusNotification",
             lambda: call.StatusNotification(connector_id=connector_id, error_code="NoError",
                                             status=status, timestamp=timestamp),
-            self.clock.now(), durable=False))
+            at, durable=False))
 
     def start_transaction(self, connector_id: int, id_tag: str) -> Transaction:
         state = self._connector(connector_id)

@@ -141,6 +141,7 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         self.share = share or TurnShare()
         # the site file's settle time unless the caller tunes dispatch itself
         self.settings = settings or DispatchSettings(
+            call_timeout_s=reads.site.server.dispatch_call_timeout_s,
             settle_s=reads.site.server.settle_s, edge_margin_s=reads.site.server.edge_margin_s)
         self._port_settings = PortSettings(self.settings.call_timeout_s, self.settings.retries,
                                            self.settings.edge_margin_s)

@@ -110,24 +110,24 @@ class SimStation201(Remote201, StationCore):
         for evse_id in self.connectors:
             self._notify_status(evse_id)
 
-    def _notify_status(self, evse_id: int) -> None:
+    def _notify_status(self, evse_id: int, at: datetime | None = None) -> None:
         if evse_id == 0:
             for other in self.connectors:
-                self._notify_status(other)
+                self._notify_status(other, at)
             return
+        at = self.clock.now() if at is None else at
         state = self.connectors[evse_id]
         connector_status, charging_state = STATES[state.status]
         if self._sent_status.get(evse_id) != connector_status and self.booted.is_set():
             self._sent_status[evse_id] = connector_status
             request = call.StatusNotification(
-                timestamp=format_ocpp_time(self.clock.now()), connector_status=connector_status,
+                timestamp=format_ocpp_time(at), connector_status=connector_status,
                 evse_id=evse_id, connector_id=1)
-            self._enqueue(Outgoing("StatusNotification", lambda: request, self.clock.now(),
-                                   durable=False))
+            self._enqueue(Outgoing("StatusNotification", lambda: request, at, durable=False))
         tx = state.transaction
         if tx is not None and charging_state is not None and charging_state != tx.charging_state:
             tx.charging_state = charging_state
-            self._event(tx, "Updated", "ChargingStateChanged", self.clock.now())
+            self._event(tx, "Updated", "ChargingStateChanged", at)
 
     def _cable_plugged(self, evse_id: int) -> None:
         state = self.connectors[evse_id]
