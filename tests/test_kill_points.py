@@ -120,6 +120,8 @@ class RawStation:
         self.ws = None
         self._answers: dict[str, asyncio.Future] = {}
         self._reading: asyncio.Task | None = None
+        # the server's calls a test answers itself: action -> (answer, the call's payload)
+        self._told: dict[str, tuple[dict, asyncio.Future]] = {}
 
     async def connect(self) -> None:
         await self.server.wait_listening()
@@ -141,7 +143,13 @@ class RawStation:
                     break
                 frame = json.loads(message.data)
                 if frame[0] == MessageType.Call:
-                    await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+                    told = self._told.pop(frame[2], None)
+                    if told is None:
+                        await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+                    else:
+                        await ws.send_str(json.dumps([3, frame[1], told[0]]))
+                        if not told[1].done():
+                            told[1].set_result(frame[3])
                     continue
                 future = answers.setdefault(frame[1], asyncio.get_running_loop().create_future())
                 if not future.done():
@@ -153,6 +161,16 @@ class RawStation:
                 if not future.done():
                     future.set_result(None)
             answers[_CLOSED] = None
+
+    async def answer_next(self, action: str, answer: dict, timeout_s: float) -> dict:
+        """Answer the server's next `action` call `answer` (the reader answers every other
+        call NotSupported meanwhile); that call's payload."""
+        payload = asyncio.get_running_loop().create_future()
+        self._told[action] = (answer, payload)
+        try:
+            return await asyncio.wait_for(payload, timeout_s)
+        finally:
+            self._told.pop(action, None)
 
     async def answer(self, unique_id: str, timeout_s: float) -> list | None:
         """The answer frame to `unique_id` (kept until taken), or None if the connection

@@ -40,18 +40,9 @@ class AnsweringStation(RawStation):
     """A raw station that also answers one of the server's calls as told."""
 
     async def answer_until(self, action: str, answer: dict) -> dict:
-        """Answer the server's calls (NotSupported) until it sends `action`: that one is
-        answered `answer`; its payload."""
-        while True:
-            message = await self.ws.receive(timeout=hang_budget_s(15))
-            assert message.type == aiohttp.WSMsgType.TEXT, message
-            frame = json.loads(message.data)
-            if frame[0] != MessageType.Call:
-                continue
-            if frame[2] == action:
-                await self.ws.send_str(json.dumps([3, frame[1], answer]))
-                return frame[3]
-            await self.ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+        """Answer the server's next `action` call `answer` (every other call NotSupported);
+        its payload."""
+        return await self.answer_next(action, answer, hang_budget_s(15))
 
 
 def _now() -> str:
