@@ -80,6 +80,18 @@ async def six_at_11_kw(server, fleet, clock) -> None:
                      10, "all at 11 kW, now and later")
 
 
+
+async def _lowered_and_raised(controller, fleet, dispatcher) -> None:
+    """CP1-3 down to 5 kW, CP4-6 up to 16 kW (their cars' caps), re-planned; back once both
+    are installed and the rounds are over."""
+    controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
+    controller.ev_cap_w.update({ref: 16_000.0 for ref in REFS[3:]})
+    controller.request_replan("test")
+    await wait_until(lambda: all(limit_w(fleet, ref) <= 5_000 + 100 for ref in REFS[:3])
+                     and all(limit_w(fleet, ref) >= 16_000 - 100 for ref in REFS[3:]),
+                     10, "5 / 16 kW installed")
+    await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+
 async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp_path,
                                                                              monkeypatch):
     """Three stations lowered, three raised under the same grid limit: the raised ones wait for
@@ -118,13 +130,7 @@ async def test_a_rounds_stations_start_and_wake_a_batch_per_turn_of_the_loop(tmp
             monkeypatch.setattr(DispatchRound, "_turn", turn_of)
             monkeypatch.setattr(DispatchRound, "_decrease", decrease)
             # CP1-3 down to 5 kW, CP4-6 up to 16 kW: 63 kW under the grid's 66 kW
-            controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
-            controller.ev_cap_w.update({ref: 16_000.0 for ref in REFS[3:]})
-            controller.request_replan("test")
-            await wait_until(lambda: all(limit_w(fleet, ref) <= 5_000 + 100 for ref in REFS[:3])
-                             and all(limit_w(fleet, ref) >= 16_000 - 100 for ref in REFS[3:]),
-                             10, "5 / 16 kW installed")
-            await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+            await _lowered_and_raised(controller, fleet, dispatcher)
             assert started and max(len(s) for s in started.values()) <= 2, started
             assert lowering and max(len(s) for s in lowering.values()) <= 2, lowering
             raised = {sid for sids in woken.values() for sid in sids}
@@ -208,12 +214,6 @@ async def test_a_round_lists_and_starts_its_stations_in_turns_of_their_own(tmp_p
             monkeypatch.setattr(dispatch_round, "limited_by_station", limited)
             monkeypatch.setattr(dispatch_round, "DecreaseGates", gates)
             monkeypatch.setattr(dispatcher.share, "should_yield", lambda: True)
-            controller.ev_cap_w.update({ref: 5_000.0 for ref in REFS[:3]})
-            controller.ev_cap_w.update({ref: 16_000.0 for ref in REFS[3:]})
-            controller.request_replan("test")
-            await wait_until(lambda: all(limit_w(fleet, ref) <= 5_000 + 100 for ref in REFS[:3])
-                             and all(limit_w(fleet, ref) >= 16_000 - 100 for ref in REFS[3:]),
-                             10, "5 / 16 kW installed")
-            await wait_until(lambda: dispatcher.idle, 10, "rounds over")
+            await _lowered_and_raised(controller, fleet, dispatcher)
         # before: all three in the same turn
         assert at["compared"] < at["listed"] < at["gated"], at

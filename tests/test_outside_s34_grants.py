@@ -58,6 +58,14 @@ async def _remote_started(server, cp: AnsweringStation, action: str, body: dict)
     return sent
 
 
+async def _booted(server, http, protocol: str, boot) -> AnsweringStation:
+    """The raw station CP1 connected, its BootNotification answered."""
+    cp = AnsweringStation(http, server, "CP1", protocol)
+    await cp.connect()
+    assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+    return cp
+
+
 async def _killed_and_back(server, cp: AnsweringStation) -> None:
     """SIGKILL, a new `serve` on the same file, the station reconnected (no reboot)."""
     server.process.kill()
@@ -74,10 +82,8 @@ async def test_a_1_6_remote_start_s_grant_survives_a_sigkill_of_serve(tmp_path):
     try:
         server.start()
         async with aiohttp.ClientSession() as http:
-            cp = AnsweringStation(http, server, "CP1", "ocpp1.6")
-            await cp.connect()
-            boot = call16.BootNotification(charge_point_vendor="Raw", charge_point_model="R")
-            assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+            cp = await _booted(server, http, "ocpp1.6", call16.BootNotification(
+                charge_point_vendor="Raw", charge_point_model="R"))
             sent = await _remote_started(server, cp, "RemoteStartTransaction",
                                          {"id_tag": GUEST, "connector_id": 1})
             assert sent["idTag"] == GUEST
@@ -101,11 +107,8 @@ async def test_a_2_0_1_remote_start_s_grant_survives_a_sigkill_of_serve(tmp_path
     try:
         server.start()
         async with aiohttp.ClientSession() as http:
-            cp = AnsweringStation(http, server, "CP1", "ocpp2.0.1")
-            await cp.connect()
-            boot = call201.BootNotification(
-                charging_station={"model": "R", "vendor_name": "Raw"}, reason="PowerUp")
-            assert (await cp.call("boot", boot))[0] == MessageType.CallResult
+            cp = await _booted(server, http, "ocpp2.0.1", call201.BootNotification(
+                charging_station={"model": "R", "vendor_name": "Raw"}, reason="PowerUp"))
             sent = await _remote_started(server, cp, "RequestStartTransaction",
                                          {"id_tag": GUEST, "connector_id": 1})
             await _killed_and_back(server, cp)
