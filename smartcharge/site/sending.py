@@ -119,13 +119,9 @@ class ProfileSending:
 
     def _car_max_periods(self, cplan: ConnectorPlan) -> int | None:
         """The most periods the planned car takes per schedule (ISO 15118's, told in its
-        needs); None: the station's most. Found by its connector: a look-up by transaction
-        id scans every session, once per connector a round (at 5 000 stations the server's
-        CPU 24 -> 30-35 %: benchmarks/README.md, session 34's end)."""
-        session = self.view.state.sessions.get(cplan.ref)
-        if session is None or session.transaction_id != cplan.transaction_id:
-            return None
-        return session.ev_max_periods
+        needs); None: the station's most."""
+        session = self.view.state.session_by_id(cplan.transaction_id)
+        return session.ev_max_periods if session is not None else None
 
     def _desired(self, control: StationControl, cplan: ConnectorPlan, *,
                  floor: bool = False, installed: steps.Step | None = None,

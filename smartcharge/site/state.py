@@ -152,6 +152,12 @@ class SiteState:
         # (guard_counts.py); a change inside a Session that the guard reads (its phases) is
         # told with `sessions.touch(ref)`
         self.sessions: dict[ConnectorRef, Session] = WatchedDict()
+        # transaction id -> its connector, kept by watching `sessions`: `session_by_id` is asked
+        # per planned connector when sending (a scan of every session there was O(N^2) a round:
+        # the server's CPU 24 -> 30-35 % at 5 000 stations, benchmarks/README.md session 34)
+        self._ref_of_tx: dict[int, ConnectorRef] = {}
+        self._tx_of_ref: dict[ConnectorRef, int] = {}
+        self.sessions.watch(self._index_session)
         self.measurements: dict[ConnectorRef, Measurement] = WatchedDict()
         # the last SAMPLES_KEPT samples of each connector, oldest first (by ordered_at)
         self.recent: dict[ConnectorRef, list[Measurement]] = {}
@@ -178,8 +184,19 @@ class SiteState:
 
     # --- queries ----------------------------------------------------------------------------
     def session_by_id(self, transaction_id: int) -> Session | None:
-        return next((s for s in self.sessions.values() if s.transaction_id == transaction_id),
-                    None)
+        session = self.sessions.get(self._ref_of_tx.get(transaction_id))
+        return session if session is not None and session.transaction_id == transaction_id \
+            else None
+
+    def _index_session(self, ref: ConnectorRef) -> None:
+        """`sessions[ref]` changed (set, replaced, gone): the index follows."""
+        old = self._tx_of_ref.pop(ref, None)
+        if old is not None and self._ref_of_tx.get(old) == ref:
+            del self._ref_of_tx[old]
+        session = self.sessions.get(ref)
+        if session is not None:
+            self._tx_of_ref[ref] = session.transaction_id
+            self._ref_of_tx[session.transaction_id] = ref
 
     def measured_w(self, ref: ConnectorRef, now: datetime, max_age_s: float) -> float | None:
         """The latest measured draw if we received it at most max_age_s ago, else None
