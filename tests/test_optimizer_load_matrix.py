@@ -112,3 +112,29 @@ def _any_request(problem: Problem) -> Problem:
 def _lawful_alone(problem: Problem, power: np.ndarray) -> np.ndarray:
     power = np.minimum(power, problem.upper_w)
     return np.where(power < problem.min_power_w[:, None], 0.0, power)
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_build_lp_writes_the_rows_the_per_phase_products_keep(index):
+    """build_lp sizes its node rows (which can bind) from node_loads of the capped power: the
+    rows it writes are exactly those the replaced per-resource products kept."""
+    from optimizer.lp import build_lp, tight_upper_w
+    from optimizer.objective import build_objective
+
+    problem = problems()[index]
+    arrays = build_lp(problem, build_objective(problem), problem.upper_w)
+    cap_w = tight_upper_w(problem, problem.upper_w)
+    cap_w = np.where((cap_w > 0) & (problem.energy_wh[:, None] > 0), cap_w, 0.0)
+    ref_w, ref_a = reference_node_loads(problem, cap_w)
+    expected = [np.argwhere(np.isfinite(problem.node_limit_w) & (ref_w > problem.node_limit_w))]
+    amps = problem.amps_per_w
+    singles = problem.node_connector @ (amps > amps.min(axis=1, keepdims=True) * (1 + 1e-12))
+    for ph in range(N_PHASES):
+        needed = (singles[:, ph] > 0) | ((singles.sum(axis=1) == 0) if ph == 0 else False)
+        expected.append(np.argwhere(np.isfinite(problem.node_limit_a) & needed[:, None]
+                                    & (ref_a[:, ph] > problem.node_limit_a)))
+    got = np.column_stack([arrays.row_node, arrays.row_slot, arrays.row_phase])
+    want = np.concatenate([np.column_stack([rows, np.full(len(rows), ph - 1)])
+                           for ph, rows in enumerate(expected)])
+    assert len(want) > 0 and ((want[:, 2] >= 0).any() or not problem.has_phase_limits)
+    assert np.array_equal(got, want)
