@@ -15,7 +15,7 @@ def timed(*a, **k):
     made = orig(*a, **k)
     r1 = resource.getrusage(resource.RUSAGE_THREAD); t1 = time.thread_time()
     rec.append((round(1000 * (t1 - t0), 1), r1.ru_minflt - r0.ru_minflt, round(1000 * (r1.ru_stime - r0.ru_stime), 1),
-                made.solver.get("model"), made.solver.get("iterations")))
+                made.solver.get("model"), made.solver.get("iterations"), made.solver.get("weighted_wh")))
     return made
 planner.make_plan = timed
 import smartcharge.site.controller as ctl_mod
