@@ -40,12 +40,14 @@ class Violation:
 
 def node_loads(problem: Problem, power_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(M, T) power load and (M, 3, T) per-phase current of every node for power_w (N, T)."""
-    node_conn = problem.node_connector
-    load_w = node_conn @ power_w
-    amps = problem.amps_per_w
-    load_a = np.stack([node_conn @ (amps[:, ph, None] * power_w) for ph in range(N_PHASES)],
-                      axis=1)
-    return np.asarray(load_w), np.asarray(load_a)
+    # one sparse product for the four loads (Problem.load_matrix: the same sums to the bit as
+    # node_connector @ power_w and node_connector @ (amps[:, ph, None] * power_w), without
+    # their three (N, T) temporaries)
+    m = problem.n_nodes
+    loads = np.asarray(problem.load_matrix @ power_w)
+    # (M, 3, T), laid out as before (np.stack): a reduction over it sums in the same order
+    load_a = np.ascontiguousarray(loads[m:].reshape(N_PHASES, m, -1).transpose(1, 0, 2))
+    return loads[:m], load_a
 
 
 def feasible(problem: Problem, power_w: np.ndarray) -> bool:
@@ -64,16 +66,11 @@ def feasible(problem: Problem, power_w: np.ndarray) -> bool:
         return False
     if (delivered_wh(problem, power_w) > problem.energy_wh).any():
         return False
-    node_conn = problem.node_connector
-    if (np.asarray(node_conn @ power_w) > problem.node_limit_w).any():
-        return False
-    if problem.has_phase_limits:
-        amps = problem.amps_per_w
-        for ph in range(N_PHASES):
-            load_a = np.asarray(node_conn @ (amps[:, ph, None] * power_w))
-            if (load_a > problem.node_limit_a).any():
-                return False
-    return True
+    if not problem.has_phase_limits:
+        return not (np.asarray(problem.node_connector @ power_w) > problem.node_limit_w).any()
+    load_w, load_a = node_loads(problem, power_w)
+    return not ((load_w > problem.node_limit_w).any()
+                or (load_a > problem.node_limit_a[:, None, :]).any())
 
 
 def delivered_wh(problem: Problem, power_w: np.ndarray) -> np.ndarray:

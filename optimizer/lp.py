@@ -35,6 +35,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
+from optimizer.check import node_loads
 from optimizer.objective import Objective, energy_first_by_construction
 from optimizer.problem import N_PHASES, Problem
 from optimizer.schedule import SolverFailed
@@ -203,11 +204,13 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
 
     rows, cols, vals, rhs, row_keys = [], [], [], [], []
     n_rows = 0
+    # What each node would carry with every car at its cap: the power and the phase currents
+    # in one sparse product (check.node_loads; the same sums to the bit as one per resource)
+    most_w, most_a_by_phase = node_loads(problem, cap_w)
     # Node power rows that can bind.
     limit_w = problem.node_limit_w
     finite = np.isfinite(limit_w)
     if finite.any():
-        most_w = problem.node_connector @ cap_w
         keep = finite & (most_w > limit_w)
         r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, None)
         rows.append(r + n_rows); cols.append(c); vals.append(v)
@@ -230,8 +233,7 @@ def build_lp(problem: Problem, objective: Objective, upper_w: np.ndarray) -> LPA
             # it is needed only when no phase has single-phase load (then phase 0 stands for all).
             needed = (node_singles[:, ph] > 0) | (no_singles if ph == 0 else False)
             coef = problem.amps_per_w[:, ph]
-            most_a = problem.node_connector @ (coef[:, None] * cap_w)
-            keep = finite & needed[:, None] & (most_a > limit_a)
+            keep = finite & needed[:, None] & (most_a_by_phase[:, ph] > limit_a)
             r, c, v, m_r, t_r = _subtree_entries(problem, keep, var_of, coef)
             rows.append(r + n_rows); cols.append(c); vals.append(v)
             rhs.append(limit_a[m_r, t_r])

@@ -269,6 +269,27 @@ class Problem:
         return (self.ancestors @ direct).tocsr()
 
     @cached_property
+    def load_matrix(self) -> sp.csr_matrix:
+        """(4 M, N) sparse: `load_matrix @ power_w` stacks every node's power load (rows 0..M-1)
+        and its current on L1, L2, L3 (rows M.., 2M.., 3M..), in one sparse product instead of
+        four plus three (N, T) temporaries (optimizer/check.py `node_loads`).
+
+        Each block has node_connector's row layout and entry order (its rows are not sorted,
+        and the order of a row's entries is the order of the sum); the current blocks hold
+        amps_per_w of the entry's connector, explicit zeros kept. So each load is the very sum
+        `node_connector @ (amps_per_w[:, ph, None] * power_w)` computes, to the bit: a product
+        amps * p added in the same order (1.0 * t there is t), a zero added where it added one."""
+        conn = self.node_connector
+        m, nnz = conn.shape[0], conn.nnz
+        amps = self.amps_per_w
+        data = np.concatenate([conn.data] + [amps[conn.indices, ph] for ph in range(N_PHASES)])
+        indptr = np.concatenate([conn.indptr[:-1] + block * nnz
+                                 for block in range(N_PHASES + 1)] + [[(N_PHASES + 1) * nnz]])
+        indices = np.tile(conn.indices, N_PHASES + 1)
+        matrix = sp.csr_matrix((data, indices, indptr), shape=((N_PHASES + 1) * m, conn.shape[1]))
+        return matrix
+
+    @cached_property
     def amps_per_w(self) -> np.ndarray:
         """(N, 3) current each connector puts on phases L1..L3 per watt it draws [A/W]."""
         if self.phase_a_per_w is not None:

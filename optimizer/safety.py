@@ -104,14 +104,33 @@ def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     over_a = load_a > problem.node_limit_a[:, None, :]
     if not over_w.any() and not over_a.any():
         return power_w
+    # Every step below is slot by slot (a node's load, need and factor in slot t read only
+    # slot t; the loads' sparse product sums each slot's column alone, in the same order),
+    # and in a slot with no node over it changes nothing (share 0: p - 0.0 * slack is p;
+    # factor 1: p * 1.0 is p). So only the slots with a node over are computed, to the same
+    # bits: after a solve, HiGHS's rounding errors put a node over in a few of the 97 slots
+    # (s35-replan).
+    slots = np.flatnonzero(over_w.any(axis=0) | over_a.any(axis=(0, 1)))
+    if slots.size == power_w.shape[1]:
+        return _reduce_nodes_in(problem, power_w, slice(None), load_w, load_a, over_w, over_a)
+    out = np.array(power_w, dtype=float)
+    out[:, slots] = _reduce_nodes_in(problem, power_w[:, slots], slots, load_w[:, slots],
+                                     load_a[:, :, slots], over_w[:, slots], over_a[:, :, slots])
+    return out
+
+
+def _reduce_nodes_in(problem: Problem, power_w: np.ndarray, slots, load_w: np.ndarray,
+                     load_a: np.ndarray, over_w: np.ndarray, over_a: np.ndarray) -> np.ndarray:
+    """_reduce_nodes on the columns `slots` of the plan (power_w: those columns; the loads and
+    overs: theirs)."""
+    limit_w, limit_a = problem.node_limit_w[:, slots], problem.node_limit_a[:, slots]
     slack = np.maximum(power_w - problem.min_power_w[:, None], 0.0)
     slack_w, slack_a = node_loads(problem, slack)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        need = np.where(over_w, ((load_w - problem.node_limit_w) * OVERSHOOT + MARGIN_W) / slack_w,
-                        0.0)
+        need = np.where(over_w, ((load_w - limit_w) * OVERSHOOT + MARGIN_W) / slack_w, 0.0)
         for ph in range(N_PHASES):
             need_a = np.where(over_a[:, ph],
-                              ((load_a[:, ph] - problem.node_limit_a) * OVERSHOOT + MARGIN_A)
+                              ((load_a[:, ph] - limit_a) * OVERSHOOT + MARGIN_A)
                               / slack_a[:, ph],
                               0.0)
             need = np.maximum(need, need_a)
@@ -121,10 +140,10 @@ def _reduce_nodes(problem: Problem, power_w: np.ndarray) -> np.ndarray:
     # Whatever the slack above minimum could not absorb: scale the subtree down.
     load_w, load_a = node_loads(problem, power_w)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        factor = np.where(load_w > problem.node_limit_w, problem.node_limit_w / load_w, 1.0)
+        factor = np.where(load_w > limit_w, limit_w / load_w, 1.0)
         for ph in range(N_PHASES):
-            factor = np.minimum(factor, np.where(load_a[:, ph] > problem.node_limit_a,
-                                                 problem.node_limit_a / load_a[:, ph], 1.0))
+            factor = np.minimum(factor, np.where(load_a[:, ph] > limit_a,
+                                                 limit_a / load_a[:, ph], 1.0))
     if (factor < 1.0).any():
         factor = np.where(factor < 1.0, factor * (1.0 - 1e-12), 1.0)
         power_w = power_w * path_min(problem, factor)[problem.connector_node]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -399,7 +399,10 @@ def departure_slot(departure: datetime, now: datetime, ends) -> int:
     its departure (it was planned over an hour too, and left without what the plan had
     put off past its departure: benchmarks/README.md)."""
     until = departure if departure > now else now + timedelta(seconds=OVERSTAY_S)
-    slot = next((i for i, end in enumerate(ends) if end >= until), len(ends) - 1) + 1
+    # the first slot ending at or after `until`, by bisection: the ends increase (sorted
+    # distinct edges: plan_inputs.slots); a scan of every slot for every car took ~1.5 ms a
+    # re-plan at 1 000 cars (s35-replan)
+    slot = min(bisect_left(ends, until), len(ends) - 1) + 1
     return int(min(slot, len(ends)))
 
 
