@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 from ocpp.routing import on
@@ -46,6 +50,32 @@ _next_port = itertools.count(os.getpid() % _PORT_BLOCK)
 def _worker_index() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     return int(worker[2:]) % 8 if worker[2:].isdigit() else 0
+
+
+# Ports held by a test's `serve` subprocess for its life, against other pytest processes:
+# a lock file each (flock, let go when the holder closes it or dies), in one directory for
+# every process whatever its TMPDIR (conftest moves it to a RAM file system)
+_PORT_LOCKS = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) \
+    / "smartcharge-test-ports"
+
+
+def reserved_port() -> tuple[int, IO]:
+    """A `free_port()` no other process's `reserved_port()` holds, and the open lock file that
+    holds it: close it when the server on the port is gone. For a server in another process,
+    which binds the port only seconds later (a `serve` importing): a port bound to 0 and handed
+    over is in the kernel's ephemeral range, free for any process's bind to 0 meanwhile, and
+    copies of a test run as separate pytest processes share `free_port`'s block (worker gw0)."""
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for _ in range(_PORT_BLOCK):
+        port = free_port()
+        lock = open(_PORT_LOCKS / f"{port}.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()    # another process's server holds it
+            continue
+        return port, lock
+    raise RuntimeError("no free port to reserve")
 
 
 def free_port() -> int:

@@ -36,7 +36,7 @@ from ocpp.v16 import call as call16
 from smartcharge.store import SqliteStore
 from smartcharge.store_schema import MIGRATIONS
 from tests.hang_budget import hang_budget_s
-from tests.sim_fixtures import OPERATOR_TOKEN, STATION_PASSWORD, free_port, site_toml
+from tests.sim_fixtures import OPERATOR_TOKEN, STATION_PASSWORD, reserved_port, site_toml
 from tests.v201_billing import tx_event
 
 KILL_POINT = Path(__file__).with_name("kill_point.py")
@@ -49,7 +49,8 @@ class Server:
 
     def __init__(self, tmp_path, stations: int = 1,
                  dispatch_call_timeout_s: float | None = None) -> None:
-        self.port = free_port()
+        # held against other pytest processes until stop(): `serve` binds it seconds later
+        self.port, self._port_lock = reserved_port()
         self.db_path = tmp_path / "kill.sqlite"
         self.site_file = tmp_path / "site.toml"
         self.site_file.write_text(site_toml(stations, 1, port=self.port, database=str(self.db_path),
@@ -75,6 +76,7 @@ class Server:
             self.process.kill()
             self.process.wait(timeout=10)
         self.log.close()
+        self._port_lock.close()
 
     async def wait_listening(self, timeout_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -188,6 +188,13 @@ async def test_a_station_that_sets_its_clock_to_ours_gets_schedules_on_its_new_c
     await _status(station, 1, "Preparing", ahead)
     tx_id = (await station.start_tx(1, 1_000, ahead)).transaction_id
     await _status(station, 1, "Charging", ahead + MIN / 60)
+    # the car on a TxProfile of its plan before the cap, so that the cap is a decrease of it
+    # and a TxProfile must go out: were the cap's plan the car's first, it needs none (4 kW is
+    # under a 3-phase car's 6 A minimum: 0 A, which the 0 A default under the car already
+    # holds). Quiet, the car's TxProfile went out 10 ms before the PUT; one possible path to
+    # two failures under load in session 34 (not reproduced in session 35: benchmarks/README)
+    await harness.wait_for(lambda: any(
+        p["cs_charging_profiles"].get("transaction_id") == tx_id for p in station.profiles))
     # its offset known: what it holds sent again, moved onto its clock (session 24)
     await harness.wait_for(lambda: any(
         _starts(p) > datetime.now(UTC) + AHEAD / 2 for p in _held(station.profiles).values()
@@ -214,7 +221,8 @@ async def test_a_station_that_sets_its_clock_to_ours_gets_schedules_on_its_new_c
     try:
         await harness.wait_for(lambda: bool(told_now()), 10)
     except AssertionError:
-        raise AssertionError((body, station.profiles[sent_before:])) from None
+        # (every profile it was sent, not only those after the cap: what it held before)
+        raise AssertionError((body, sent_before, station.profiles)) from None
     told = told_now()
     station_now = datetime.now(UTC)        # its clock is ours now
     for profile in told:
