@@ -225,6 +225,12 @@ class FailSafeSetup:
         self.hold_offline(control.station_id)
         self._set_up_again(control, "a lowered fail-safe default went unanswered; held at "
                                     "what it may hold until it is set up again")
+        if self._latest is not None:
+            # the others' defaults shared around it now: left to the next round that came
+            # (its set-up tried again after a backoff and its own call timeouts), CP1 stayed
+            # on 15 kW beside CP2's 22 kW under a 30 kW cap for 9-30 s
+            # (tests/test_outside_s35_cap_answer.py)
+            self._wake.set()
 
     def _resend_unanswered_raise(self, control: StationControl) -> None:
         """A round's raised default left unanswered: the station may hold the raise or still
@@ -503,6 +509,12 @@ class FailSafeSetup:
         self._release_pending.discard(station_id)
         self._held_offline[station_id] = self._held_kept(control)
         self._held_version += 1
+        self.holds_added += 1
+
+    def held_stations(self) -> set[str]:
+        """The stations held at what they may hold (offline, or connected with a default
+        unanswered) and not yet let go: what they hold is not known to be under the limits."""
+        return set(self._held_offline) - self._release_pending
 
     def release_offline(self, station_id: str) -> None:
         """Set up again: its new defaults are accepted (or counted at its maximum where not),

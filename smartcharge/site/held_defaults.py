@@ -163,6 +163,7 @@ class HeldDefaults:
                 count += len(held)
         if count:
             self._held_version += 1
+            self.holds_added += 1
             log.info("%d connectors held at their stored fail-safe defaults until their "
                      "stations are set up", count)
         return count
