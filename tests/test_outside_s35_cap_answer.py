@@ -5,10 +5,17 @@ SQLite file. Each test failed before its fix."""
 
 from __future__ import annotations
 
-import aiohttp
+import asyncio
 
+import aiohttp
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.enums import Action
+
+from smartcharge.sim.profiles import parse_profile
 from tests.test_outside_s32_kills import (
-    HUNG_CALL_TIMEOUT_S, MAX_W, Bare16Fleet, _server, killed_for_good_stays_under, until)
+    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server,
+    killed_for_good_stays_under, until)
 
 
 async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default(tmp_path):
@@ -43,6 +50,94 @@ async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default
             await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
                         "CP1's default lowered to what CP2 leaves of the cap")
             killed_for_good_stays_under(server, (cp1, cp2), cap_w)
+            fleet.close()
+    finally:
+        server.stop()
+
+
+class HangsIdleShare(Bare16):
+    """Leaves the idle share (a TxDefaultProfile above its default, stack level 1) unanswered
+    and untaken while `hang_defaults`; its fail-safe default (stack level 0) it takes."""
+
+    @on(Action.set_charging_profile)
+    async def set_profile(self, connector_id, cs_charging_profiles, **_):
+        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
+        if self.hang_defaults and profile.purpose == "TxDefaultProfile" \
+                and profile.stack_level > 0:
+            self.hung += 1
+            await asyncio.Event().wait()
+        self.store.install(profile, None)
+        return call_result.SetChargingProfile(status="Accepted")
+
+
+async def test_a_cap_answer_does_not_count_an_unanswered_idle_share(tmp_path):
+    """CP1 and CP2 idle, each with a 22 kW idle share above its default (a 44 kW grid). CP2
+    leaves its idle share's decrease unanswered (it keeps 22 kW until the plans' common end,
+    up to 30 min) and takes its lowered default. Capped at 30 kW: a car arriving at CP2 in
+    that time draws 22 kW whether we are there or not - it did not take the cap, and CP1 may
+    be counted as holding what the cap needs only beside what CP2 may still draw."""
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    cap_w = 30_000
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2, station_class=HangsIdleShare)
+            cp1, cp2 = await fleet.start_at_max_defaults()
+            await until(lambda: any(p.stack_level == 1 for p in cp2.store.profiles), 30,
+                        "CP2's idle share")
+            cp2.hang_defaults = True
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+            assert status == 200, body
+            soon_h = 0.2   # 12 min: inside the plans' common end
+            cp1_w, cp2_w = cp1.idle_w(soon_h), cp2.idle_w(soon_h)
+            applied = body["applied"]
+            assert cp2.hung and cp2_w == MAX_W, (cp2_w, applied)
+            assert "CP2" in applied["stations_not_acknowledged"] + \
+                applied["stations_pending"], applied
+            if "CP1" not in applied["stations_pending"] + applied["stations_not_acknowledged"]:
+                assert cp1_w + cp2_w <= cap_w + 1, (cp1_w, cp2_w, applied)
+            await until(lambda: cp1.idle_w(soon_h) + cp2.idle_w(soon_h) <= cap_w + 1, 30,
+                        "CP1 given what CP2's idle share leaves of the cap")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            for hours in (soon_h, 0.5, 2, 6):
+                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            fleet.close()
+    finally:
+        server.stop()
+
+
+async def test_an_offline_stations_idle_share_is_left_free_under_a_cap(tmp_path):
+    """CP1 and CP2 idle, each with a 22 kW idle share above its default (a 44 kW grid). CP2's
+    connection drops: it keeps its 22 kW idle share until the plans' common end (up to 30
+    min) and its 22 kW default. Capped at 30 kW: its default was held at 22 kW and CP1's
+    lowered to 7.9 kW, but CP1's idle share was 15 kW - as if CP2 had taken its half - so a
+    car at each drew 37 kW under the 30 kW cap for up to half an hour, whether we were there
+    (CP2's car unseen: it is offline) or killed."""
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    cap_w = 30_000
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2)
+            cp1, cp2 = await fleet.start_at_max_defaults()
+            await until(lambda: any(p.stack_level == 1 for p in cp2.store.profiles), 30,
+                        "CP2's idle share")
+            fleet._serving[1].cancel()
+            await cp2._connection._ws.close()
+            log = tmp_path / "server.log"
+            await until(lambda: b"station CP2: disconnected" in log.read_bytes(), 30,
+                        "CP2 seen gone")
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+            assert status == 200 and body["applied"]["stations_offline"] == ["CP2"], body
+            soon_h = 0.2   # 12 min: inside the plans' common end
+            assert cp2.idle_w(soon_h) == MAX_W
+            await until(lambda: cp1.idle_w(soon_h) + MAX_W <= cap_w + 1, 30,
+                        "CP1's idle share under what CP2 leaves of the cap")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            for hours in (0.05, soon_h, 0.5, 2, 6):
+                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+                assert sum(held_w) <= cap_w + 1, (hours, held_w)
             fleet.close()
     finally:
         server.stop()

@@ -141,6 +141,10 @@ class SiteController:
         # idle connectors that keep their fail-safe default under a new car (no idle layer):
         # that default [W] kept free in the plan too
         self.kept_defaults_w: dict[ConnectorRef, float] = {}
+        # stations held at what they may hold (offline, a decrease left unanswered): what a car
+        # arriving at each idle connector may draw under it, W steps (learned.HeldIdle)
+        self.held_idle: dict[ConnectorRef, list] = {}
+        self.holds_seen = 0   # dispatch's count of holds the last HeldIdle told (plan.extra)
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
         # connectors whose plans go out as their default: planned for any car (plan_inputs)
@@ -237,6 +241,12 @@ class SiteController:
                     self.kept_defaults_w[event.ref] = event.default_w
                 self.request_replan(f"kept-default:{event.ref.station_id}/"
                                     f"{event.ref.connector_id}")
+        elif isinstance(event, learned.HeldIdle):
+            for ref in [r for r in self.held_idle if r.station_id == event.station_id]:
+                del self.held_idle[ref]
+            self.held_idle.update(event.held)
+            self.holds_seen = max(self.holds_seen, event.holds_added)
+            self.request_replan(f"held-idle:{event.station_id}")
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)
         elif isinstance(event, learned.PlansAsDefault):
@@ -420,6 +430,7 @@ class SiteController:
         thread (site/planner.py, pure), so the stations' answers never wait for it."""
         now = self.clock.now()
         started = time.perf_counter()
+        holds_seen = self.holds_seen   # the held stations in the picture (site/applied.py)
         # (the limits' version is in the picture: dispatch holds increases once it moves on)
         inputs = await in_steps.run_async(plan_inputs.read_steps(self, now), self.share)
         made = await asyncio.to_thread(
@@ -433,6 +444,7 @@ class SiteController:
         # made for a limit, an overload, a station lost or refusing: its dispatch round runs
         # in the share's urgent lane (turn_share.py), ahead of set-ups and other rounds' work
         plan.extra["urgent"] = self._replanning_urgent
+        plan.extra["holds_added"] = holds_seen
         # A car that arrived during the solve keeps the idle share the plan left its
         # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
         # own plan"), the car went on drawing the share of the plan before while another was

@@ -57,9 +57,11 @@ class DispatchRound:
         # a limit changed since the plan: its increases are not sent (a re-plan is coming)
         self.limits_version = plan.extra.get("limits_version",
                                              dispatcher.view.limits.version)
-        # the stations held at what they may hold when it compared (`holds_added`): one held
-        # since is shared around by a newer round, which a limit's answer waits for
-        self.holds_added = getattr(dispatcher, "holds_added", 0)
+        # the stations held at what they may hold when its plan was made (`holds_added`): one
+        # held since is shared around by a newer plan's round, which a limit's answer waits
+        # for (site/applied.py)
+        holds_added = getattr(dispatcher, "holds_added", 0)
+        self.holds_added = min(plan.extra.get("holds_added", holds_added), holds_added)
         # station id -> its connectors' plans, made as each station is compared: a list of
         # every connector's plan held for the round was objects every young collection
         # traversed (issue 10; connector_plans.py)

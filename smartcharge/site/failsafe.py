@@ -23,7 +23,7 @@ from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
-from smartcharge.site import learned, steps, unbounded, undeclared
+from smartcharge.site import held_defaults, learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.installed_restore import ask_installed, connectors_to_ask
 from smartcharge.site.sending import REFUSES, SILENT
@@ -218,19 +218,16 @@ class FailSafeSetup:
     def _hold_unanswered(self, control: StationControl) -> None:
         """A round's lowered default left unanswered: the station may still hold the higher
         one, and is held at it as an offline station is (the others' defaults share what it
-        leaves) until a set-up of it - tried again after a backoff, like one whose defaults
-        went unanswered - has its defaults answered. As it was, the others' defaults were
+        leaves; its hold re-plans at once, learned.HeldIdle: left to the next round that
+        came - its set-up tried again after a backoff and its own call timeouts - CP1 stayed on
+        15 kW beside CP2's 22 kW under a 30 kW cap for 9-30 s) until a set-up of it - tried
+        again after a backoff, like one whose defaults went unanswered - has its defaults
+        answered. As it was, the others' defaults were
         shared as if it had taken its share and nothing was sent again: a 30 kW cap left
         CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
         self.hold_offline(control.station_id)
         self._set_up_again(control, "a lowered fail-safe default went unanswered; held at "
                                     "what it may hold until it is set up again")
-        if self._latest is not None:
-            # the others' defaults shared around it now: left to the next round that came
-            # (its set-up tried again after a backoff and its own call timeouts), CP1 stayed
-            # on 15 kW beside CP2's 22 kW under a 30 kW cap for 9-30 s
-            # (tests/test_outside_s35_cap_answer.py)
-            self._wake.set()
 
     def _resend_unanswered_raise(self, control: StationControl) -> None:
         """A round's raised default left unanswered: the station may hold the raise or still
@@ -510,6 +507,20 @@ class FailSafeSetup:
         self._held_offline[station_id] = self._held_kept(control)
         self._held_version += 1
         self.holds_added += 1
+        self.publish(learned.HeldIdle(station_id, self._held_idle(control), self.holds_added))
+
+    def _held_idle(self, control: StationControl) -> tuple:
+        """((ref, W steps), ...): what each connector of a held station may let a car arriving
+        draw - its idle share while in force, then its default (its maximum where not known
+        accepted), and never less than the default it was last sent."""
+        out = []
+        held = dict(self._held_offline.get(control.station_id, ()))
+        for connector in self.topology.station(control.station_id).connectors:
+            ref = ConnectorRef(control.station_id, connector.connector_id)
+            below = self.installed.below_steps(control, ref, connector.phases, 1.0, False)
+            out.append((ref, held_defaults.envelope((below, *held.get(ref, ())),
+                                                    self.clock.now())))
+        return tuple(out)
 
     def held_stations(self) -> set[str]:
         """The stations held at what they may hold (offline, or connected with a default
