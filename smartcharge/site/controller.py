@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 # connector's idle share, a car's phases by limits no car can exceed on any phase
 DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
               "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
-              "controllable:", "need:", "ev-needs:", "sessionless-ended:")
+              "controllable:", "need:", "ev-needs:", "sessionless-ended:",
+              "held-idle-released:")
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
@@ -143,7 +144,7 @@ class SiteController:
         self.kept_defaults_w: dict[ConnectorRef, float] = {}
         # stations held at what they may hold (offline, a decrease left unanswered): what a car
         # arriving at each idle connector may draw under it, W steps (learned.HeldIdle)
-        self.held_idle: dict[ConnectorRef, list] = {}
+        self.held_idle: dict[str, tuple] = {}   # station id -> ((ref, W steps), ...)
         self.holds_seen = 0   # dispatch's count of holds the last HeldIdle told (plan.extra)
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
@@ -242,11 +243,14 @@ class SiteController:
                 self.request_replan(f"kept-default:{event.ref.station_id}/"
                                     f"{event.ref.connector_id}")
         elif isinstance(event, learned.HeldIdle):
-            for ref in [r for r in self.held_idle if r.station_id == event.station_id]:
-                del self.held_idle[ref]
-            self.held_idle.update(event.held)
             self.holds_seen = max(self.holds_seen, event.holds_added)
-            self.request_replan(f"held-idle:{event.station_id}")
+            if event.held:
+                self.held_idle[event.station_id] = event.held
+                self.request_replan(f"held-idle:{event.station_id}")
+            elif self.held_idle.pop(event.station_id, None) is not None:
+                # let go: only more room for the others (a boot storm's set-ups release
+                # thousands)
+                self.request_replan(f"held-idle-released:{event.station_id}")
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)
         elif isinstance(event, learned.PlansAsDefault):

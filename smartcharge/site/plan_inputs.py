@@ -198,7 +198,8 @@ def _unbounded_w(c, now: datetime) -> tuple[tuple[str, float], ...]:
         # a held station's idle connectors at the most what it holds lets a car draw from
         # now on (its idle share until it ends, then its default: learned.HeldIdle)
         out += unbounded.station_reserves_w(
-            c.topology, {ref: steps.maximum(step, now) for ref, step in c.held_idle.items()},
+            c.topology, {ref: steps.maximum(step, now) for held in c.held_idle.values()
+                         for ref, step in held},
             busy=c.state.sessions)
     return out
 
