@@ -14,7 +14,7 @@ import inspect
 import itertools
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,10 @@ class AdapterContext:
     # shared by every connection of the server: at most so many inbound frames handled per
     # turn of the event loop (`turns.py`); None: no bound
     inbound: TurnBudget | None = None
+    # station id -> how far its clock ran from ours when last measured, on any connection: a
+    # start it queued offline and sends first on its next connection (nothing measured there
+    # yet) is read on its clock (`CentralSystemBase.id_tag_status`)
+    clock_offsets_s: dict[str, float] = field(default_factory=dict)
 
 
 class CentralSystemBase:
@@ -192,6 +196,7 @@ class CentralSystemBase:
         elif offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
             return
         self._offset_told = offset_s
+        self._ctx.clock_offsets_s[self.id] = offset_s
         self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s,
                                                       clock_set=clock_set))
 
@@ -474,6 +479,15 @@ class CentralSystemBase:
         case-insensitive); None: not known. The same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
+        if started is not None:
+            # the stamp is the station's clock, the grant's window ours: a station 2 min ahead
+            # stamped a start 250 s into the 300 s grace at +370 s and was refused
+            # (tests/test_outside_s35_grants.py)
+            offset_s = self.clock_offset.offset_s
+            if offset_s is None:
+                offset_s = self._ctx.clock_offsets_s.get(self.id)
+            if offset_s:
+                started -= timedelta(seconds=offset_s)
         return await self._ctx.store.run(StoreOp(
             store_grants.id_tag_status, self.id, id_tag, self._ctx.clock.now(), transaction,
             started))
