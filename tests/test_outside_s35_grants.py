@@ -5,13 +5,17 @@ test failed before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
 from ocpp.v16 import call as call16
 
+from smartcharge.appkeys import REGISTRY
 from smartcharge.clock import format_ocpp_time
 from smartcharge.ocpp.remote_started import REMOTE_START_GRACE_S
-from tests.test_outside_s34_grants import GUEST
+from tests.hang_budget import hang_budget_s
+from tests.test_outside_s34_grants import BOOT16, GUEST, _now
 from tests.test_remote_start_authorized import stepped  # noqa: F401 (fixture)
 
 AHEAD_S = 120.0   # the station's clock runs two minutes ahead of ours
@@ -51,3 +55,30 @@ async def test_a_queued_start_is_granted_on_the_station_s_clock_after_a_reconnec
         connector_id=2, id_tag=GUEST, meter_start=0,
         timestamp=format_ocpp_time(granted_at + timedelta(seconds=AHEAD_S + 360))))
     assert late.id_tag_info["status"] == "Invalid"
+
+
+async def test_a_remote_start_whose_answer_the_dropped_connection_lost_is_granted(harness):
+    """Our RemoteStartTransaction reaches the station; it accepts and starts - and its
+    connection drops before the answer reaches us (a mobile network's gap). It connects
+    again and sends its StartTransaction with our tag: answered Invalid, as for any unknown
+    tag - the start the operator asked for refused, and stopped by a station with
+    `StopTransactionOnInvalidId`. Sent and never answered, it may have been taken: granted as
+    for a late Accepted (the operator asked for this tag on this station)."""
+    ws = await harness.booted_raw_socket(BOOT16)
+    await harness.wait_for(lambda: harness.app[REGISTRY].get("CP1") is not None)
+    asked = asyncio.create_task(harness.api.post(
+        harness.url("/api/stations/CP1/remote-start"), json={"id_tag": GUEST,
+                                                             "connector_id": 1}))
+    request = json.loads((await ws.receive(timeout=hang_budget_s(10))).data)
+    assert request[2] == "RemoteStartTransaction" and request[3]["idTag"] == GUEST
+    await ws.close()   # accepted at the station; its answer lost with the connection
+    async with await asked as response:
+        assert response.status == 409, await response.text()   # disconnected during it
+    ws = await harness.open_ws("CP1")
+    start = [2, "start", "StartTransaction", {"connectorId": 1, "idTag": GUEST,
+                                              "meterStart": 0, "timestamp": _now()}]
+    answer = await harness.raw_call(ws, start)
+    assert answer[2]["idTagInfo"]["status"] == "Accepted", answer
+    # a tag never sent is not granted by it
+    other = await harness.raw_call(ws, [2, "a2", "Authorize", {"idTag": "OTHER-35"}])
+    assert other[2]["idTagInfo"]["status"] == "Invalid", other

@@ -255,7 +255,6 @@ class CentralSystemBase:
             progress.behind = "its BootNotification (it connected again)"
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
-        self.remote_started.asked(unique_id, action, payload)
         try:
             answer, answered = await self._call_checked(action, payload, unique_id, progress)
         except OCPPError as error:
@@ -313,6 +312,8 @@ class CentralSystemBase:
             self._in_flight = action
             try:
                 progress.sent = True    # from here it may reach the station
+                # (a remote start's tag noted as it goes: its answer or its loss grants it)
+                self.remote_started.asked(unique_id, action, payload)
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
@@ -385,6 +386,16 @@ class CentralSystemBase:
         else:
             self.remote_started.answered(unique_id, None)   # refused: nothing to wait for
             waiting.set_result(CallError(*message[1:]))
+
+    async def grant_lost_remote_starts(self) -> None:
+        """The connection closed: a remote start sent on it and not answered may have been
+        taken - its answer lost with the connection - and the station's start comes on its
+        next connection: granted as for a late Accepted (before, refused: Invalid /
+        Unknown; tests/test_outside_s35_grants.py)."""
+        for tag in self.remote_started.lost():
+            log.warning("station %s: a remote start of tag %s was not answered before its "
+                        "connection closed: granted all the same", self.id, tag)
+            await self._grant(tag)
 
     async def _grant(self, tag: str) -> None:
         """The tag of a remote start the station accepted: stored as granted here before its

@@ -12,8 +12,10 @@ The grants are stored (`store_grants.py`), written before the station's answer r
 operator and before the station's next frame is read: a restart of the server or a new
 connection of the station keeps them (session 34's judge: they lived in the connection's
 memory, and the start was refused after either). An Accepted that comes after our call's
-timeout grants too: the station starts the transaction all the same. Here: which of our calls
-on this connection is a remote start still waiting for its answer, and for which tag."""
+timeout grants too: the station starts the transaction all the same; and so does one sent whose
+answer the connection's drop lost (it may have been taken: the station's start then came on its
+next connection and was refused - session 35's judge). Here: which of our calls on this
+connection is a remote start still waiting for its answer, and for which tag."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class RemoteStartsAsked:
         self._late: dict[str, str] = {}
 
     def asked(self, unique_id: str, action: str, payload: dict) -> None:
-        """Our call `unique_id` is on its way; a remote start's tag waits for its answer."""
+        """Our call `unique_id` is being sent; a remote start's tag waits for its answer."""
         path = REMOTE_START_ACTIONS.get(action)
         if path is None:
             return
@@ -52,6 +54,15 @@ class RemoteStartsAsked:
         if tag is not None and isinstance(answer, dict) and answer.get("status") == "Accepted":
             return tag
         return None
+
+    def lost(self) -> list[str]:
+        """The connection closed: the tags of remote starts sent on it whose answer never
+        came (in flight, or late) - it will not come now, and the station may have taken
+        them."""
+        tags = [*self._asked.values(), *self._late.values()]
+        self._asked.clear()
+        self._late.clear()
+        return tags
 
     def forget(self, unique_id: str) -> None:
         """Our call ended, answered or not (timeout, disconnect): an unanswered remote start

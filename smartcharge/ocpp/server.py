@@ -240,6 +240,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         current = registry.detach(link)
         log.info("station %s: disconnected (%s, code %s)", station_id, close_reason,
                  ws.close_code)
+        if close_reason != "server shutdown":
+            await adapter.grant_lost_remote_starts()
         if current:   # a replaced link's successor is online: no disconnect to report
             events.publish(StationDisconnected(station_id, clock.now(), close_reason))
     return ws
