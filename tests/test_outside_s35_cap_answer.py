@@ -141,3 +141,38 @@ async def test_an_offline_stations_idle_share_is_left_free_under_a_cap(tmp_path)
             fleet.close()
     finally:
         server.stop()
+
+
+class RefusesLowering(Bare16):
+    """Refuses every TxDefaultProfile (its default and its idle share) while `hang_defaults`,
+    keeping what it holds - a flaky firmware that took them before."""
+
+    @on(Action.set_charging_profile)
+    async def set_profile(self, connector_id, cs_charging_profiles, **_):
+        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
+        if self.hang_defaults and profile.purpose == "TxDefaultProfile":
+            self.hung += 1
+            return call_result.SetChargingProfile(status="Rejected")
+        self.store.install(profile, None)
+        return call_result.SetChargingProfile(status="Accepted")
+
+
+async def test_a_cap_answer_does_not_count_a_refused_lowering(tmp_path):
+    """CP2 refuses its lowered default and idle share under a 30 kW cap and keeps its 22 kW:
+    the answer counted it acknowledged - `complete: true` - though it holds nothing under
+    the cap (a refused plan decrease was never counted so)."""
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2, station_class=RefusesLowering)
+            cp1, cp2 = await fleet.start_at_max_defaults()
+            cp2.hang_defaults = True
+            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": 30_000})
+            assert status == 200, body
+            applied = body["applied"]
+            assert cp2.hung and cp2.idle_w(2) == MAX_W
+            assert applied["complete"] is False, applied
+            assert "CP2" in applied["stations_not_acknowledged"], applied
+            fleet.close()
+    finally:
+        server.stop()

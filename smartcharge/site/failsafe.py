@@ -367,14 +367,16 @@ class FailSafeSetup:
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
                              defaults: dict[int, Step] | None = None,
-                             raising: bool = False, queue_record: bool = False) -> set[int]:
+                             raising: bool = False, queue_record: bool = False,
+                             refused: set[int] | None = None) -> set[int]:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
         connector's for the limits' schedule now. `raising`: they raise what each connector
         had accepted - one left unanswered or cut off by a dropped connection may be in force
         all the same and counts as accepted (the upper bound), as a plan's raise does.
         `queue_record`: the lowered record after the answers is queued, not waited for (as in
-        a round). Returns the connectors whose default went unanswered."""
+        a round). Returns the connectors whose default went unanswered; `refused` (given)
+        gets those whose station refused it."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
@@ -440,6 +442,8 @@ class FailSafeSetup:
             if answer is Answer.NO_ANSWER:
                 unanswered.add(connector_id)
             else:
+                if answer is not Answer.ACCEPTED and refused is not None:
+                    refused.add(connector_id)
                 # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
