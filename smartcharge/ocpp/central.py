@@ -313,7 +313,7 @@ class CentralSystemBase:
             try:
                 progress.sent = True    # from here it may reach the station
                 # (a remote start's tag noted as it goes: its answer or its loss grants it)
-                self.remote_started.asked(unique_id, action, payload)
+                self.remote_started.asked(unique_id, action, payload, self._ctx.clock.now())
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
@@ -392,21 +392,22 @@ class CentralSystemBase:
         taken - its answer lost with the connection - and the station's start comes on its
         next connection: granted as for a late Accepted (before, refused: Invalid /
         Unknown; tests/test_outside_s35_grants.py)."""
-        for tag in self.remote_started.lost():
+        for tag, sent_at in self.remote_started.lost():
             log.warning("station %s: a remote start of tag %s was not answered before its "
                         "connection closed: granted all the same", self.id, tag)
-            await self._grant(tag)
+            await self._grant(tag, sent_at)   # its grace from when it was sent
 
-    async def _grant(self, tag: str) -> None:
+    async def _grant(self, tag: str, since: datetime | None = None) -> None:
         """The tag of a remote start the station accepted: stored as granted here before its
         next frame is read and before the operator hears the answer, so neither a restart
         nor a reconnection loses it. A store that refuses writes loses the grant only (the
         start was accepted; the station's Authorize is answered as for any other tag)."""
         now = self._ctx.clock.now()
+        since = now if since is None else since
         try:
             await self._ctx.store.run(StoreOp(
-                store_grants.grant, self.id, tag, now=now,
-                until=now + timedelta(seconds=REMOTE_START_GRACE_S)))
+                store_grants.grant, self.id, tag, now=since,
+                until=since + timedelta(seconds=REMOTE_START_GRACE_S)))
         except Exception as error:   # its call still gets its answer
             log_unless_refused(log, error, "station %s: could not store the grant of remote "
                                "start tag %s", self.id, tag)
