@@ -6,6 +6,7 @@ SQLite file. Each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from ocpp.routing import on
@@ -13,6 +14,10 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from smartcharge.sim.profiles import parse_profile
+from smartcharge.site.controller import steps_from
+from smartcharge.site.plan_inputs import _unbounded_w
+from smartcharge.site.topology import ConnectorRef, SiteTopology
+from tests.conftest import make_site
 from tests.test_outside_s32_kills import (
     CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server,
     killed_for_good_stays_under, until)
@@ -176,3 +181,30 @@ async def test_a_cap_answer_does_not_count_a_refused_lowering(tmp_path):
             fleet.close()
     finally:
         server.stop()
+
+
+def test_a_held_idle_connector_is_kept_free_at_the_most_it_allows_from_now_on():
+    """What the plan keeps free for a held connector (learned.HeldIdle): its idle share of
+    22 kW until the plans' common end, then its 15 kW default - 22 kW before the end, 15 kW
+    after it; a default that rises later (a DR event's end) counts from the start."""
+    class Picture:   # what `_unbounded_w` reads of the controller
+        unbounded_idle = set()
+        kept_defaults_w: dict = {}
+
+        def __init__(self, held, topology, sessions) -> None:
+            self.held_idle, self.topology = held, topology
+            self.state = type("State", (), {"sessions": sessions})()
+
+    topology = SiteTopology(make_site())
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    end = t0 + timedelta(minutes=30)
+    cp2 = ConnectorRef("CP2", 1)
+    held = {"CP2": ((cp2, *steps_from([(t0, 22_000.0), (end, 15_000.0)])),)}
+    assert _unbounded_w(Picture(held, topology, {}), t0 + timedelta(minutes=5)) == \
+        (("CP2", 22_000.0),)
+    assert _unbounded_w(Picture(held, topology, {}), end + timedelta(seconds=1)) == \
+        (("CP2", 15_000.0),)
+    rising = {"CP2": ((cp2, *steps_from([(t0, 5_000.0), (end, 15_000.0)])),)}
+    assert _unbounded_w(Picture(rising, topology, {}), t0) == (("CP2", 15_000.0),)
+    # a car there: planned as its session, not kept free
+    assert _unbounded_w(Picture(held, topology, {cp2: object()}), t0) == ()

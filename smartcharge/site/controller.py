@@ -144,7 +144,8 @@ class SiteController:
         self.kept_defaults_w: dict[ConnectorRef, float] = {}
         # stations held at what they may hold (offline, a decrease left unanswered): what a car
         # arriving at each idle connector may draw under it, W steps (learned.HeldIdle)
-        self.held_idle: dict[str, tuple] = {}   # station id -> ((ref, W steps), ...)
+        # station id -> ((ref, its steps' moments, the most from each on), ...)
+        self.held_idle: dict[str, tuple] = {}
         self.holds_seen = 0   # dispatch's count of holds the last HeldIdle told (plan.extra)
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
@@ -245,7 +246,9 @@ class SiteController:
         elif isinstance(event, learned.HeldIdle):
             self.holds_seen = max(self.holds_seen, event.holds_added)
             if event.held:
-                self.held_idle[event.station_id] = event.held
+                # (its most from each moment on, made once: asked per connector per plan)
+                self.held_idle[event.station_id] = tuple(
+                    (ref, *steps_from(step)) for ref, step in event.held)
                 self.request_replan(f"held-idle:{event.station_id}")
             elif self.held_idle.pop(event.station_id, None) is not None:
                 # let go: only more room for the others (a boot storm's set-ups release
@@ -607,3 +610,14 @@ class SiteController:
 
 def _finite(value: float) -> float | None:
     return None if not np.isfinite(value) else value
+
+
+def steps_from(step) -> tuple[tuple, tuple]:
+    """(a W step's moments, the most it allows from each of them on): what a held connector
+    may draw from any moment on is one bisection (`plan_inputs._unbounded_w`)."""
+    moments = tuple(m for m, _ in step)
+    most: list[float] = []
+    for _, value in reversed(step):
+        most.append(value if not most else max(value, most[-1]))
+    return moments, tuple(reversed(most))
+

@@ -14,12 +14,13 @@ forgetting the closed-loop facts of sessions that ended.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from smartcharge.site import in_steps, steps, unbounded, undeclared
+from smartcharge.site import in_steps, unbounded, undeclared
 from smartcharge.site.planner import PlanInputs, SessionInput
 from smartcharge.site.topology import ConnectorRef
 
@@ -198,8 +199,8 @@ def _unbounded_w(c, now: datetime) -> tuple[tuple[str, float], ...]:
         # a held station's idle connectors at the most what it holds lets a car draw from
         # now on (its idle share until it ends, then its default: learned.HeldIdle)
         out += unbounded.station_reserves_w(
-            c.topology, {ref: steps.maximum(step, now) for held in c.held_idle.values()
-                         for ref, step in held},
+            c.topology, {ref: most[max(bisect_right(moments, now) - 1, 0)]
+                         for held in c.held_idle.values() for ref, moments, most in held},
             busy=c.state.sessions)
     return out
 
