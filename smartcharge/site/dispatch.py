@@ -448,11 +448,16 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         return downs, ups
 
     async def _run_items(self, control: StationControl, items: list, *, decrease: bool,
-                         superseded=None) -> bool:
+                         superseded=None, refused: set[str] | None = None) -> bool:
         """Send one station's items in order (the caller holds its lock); True when every
         decrease among them was acknowledged (increases and idle shares do not count).
         `superseded()` true stops increases between two items: a limit lowered while the
-        first was answered must not let the second raise the site."""
+        first was answered must not let the second raise the site. `refused` (a round's)
+        gets the station when it refused a lowered default or idle share: it keeps the higher
+        one, so it is not acknowledged in the round's outcome (site/applied.py) - but its
+        raises are not held for it (ok stays): its connector is kept free for it
+        (unbounded.py, the kept default), and holding the raises for a station that refuses
+        every default re-planned for ever (tests/test_site_e2e.py's rejecting station)."""
         ok = True
         try:
             for item in items:
@@ -466,8 +471,8 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                 elif item[0] == "idle":
                     answer = await self._send_idle(control, item[1], item[2],
                                                    raising=not decrease, part=item[3])
-                    if decrease and answer is not Answer.ACCEPTED:
-                        ok = False   # refused: it keeps the higher one (as a plan's decrease)
+                    if decrease and answer is not Answer.ACCEPTED and refused is not None:
+                        refused.add(control.station_id)   # it keeps the higher one
                     if decrease and answer is Answer.NO_ANSWER:
                         # it may still let a car draw its old idle share until the plans'
                         # common end: not acknowledged, held at it (the plan keeps it free:
@@ -481,16 +486,16 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
                 else:
                     # the limits moved: new defaults; the station's maximum was set up with
                     # this connection and does not move with them
-                    refused: set[int] = set()
+                    refused_here: set[int] = set()
                     unanswered = await self._send_defaults(
                         control, station_max=False, defaults=item[1], raising=not decrease,
-                        refused=refused)
-                    if refused and decrease:
+                        refused=refused_here)
+                    if refused_here and decrease and refused is not None:
                         # it keeps the higher one (its connector is kept free at its maximum:
-                        # unbounded.py): not acknowledged, as a refused plan decrease is not.
-                        # Counted so, a cap's answer read complete beside CP2's refused 22 kW
+                        # unbounded.py): not acknowledged. Counted so, a cap's answer read
+                        # complete beside CP2's refused 22 kW
                         # (tests/test_outside_s35_cap_answer.py)
-                        ok = False
+                        refused.add(control.station_id)
                     if unanswered and decrease:
                         # it may hold the higher one: not acknowledged (counted so, a cap's
                         # answer read `complete` beside CP2's unanswered 22 kW and CP1's
