@@ -17,6 +17,7 @@ from smartcharge.sim.profiles import parse_profile
 from smartcharge.site.controller import steps_from
 from smartcharge.site.plan_inputs import _unbounded_w
 from smartcharge.site.topology import ConnectorRef, SiteTopology
+from smartcharge.site.unbounded import held_reserve
 from tests.conftest import make_site
 from tests.test_outside_s32_kills import (
     CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server,
@@ -199,12 +200,15 @@ def test_a_held_idle_connector_is_kept_free_at_the_most_it_allows_from_now_on():
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     end = t0 + timedelta(minutes=30)
     cp2 = ConnectorRef("CP2", 1)
-    held = {"CP2": ((cp2, *steps_from([(t0, 22_000.0), (end, 15_000.0)])),)}
+    def held_at(*step):
+        return {"CP2": held_reserve(topology, "CP2", [(cp2, *steps_from(list(step)))])}
+
+    held = held_at((t0, 22_000.0), (end, 15_000.0))
     assert _unbounded_w(Picture(held, topology, {}), t0 + timedelta(minutes=5)) == \
         (("CP2", 22_000.0),)
     assert _unbounded_w(Picture(held, topology, {}), end + timedelta(seconds=1)) == \
         (("CP2", 15_000.0),)
-    rising = {"CP2": ((cp2, *steps_from([(t0, 5_000.0), (end, 15_000.0)])),)}
+    rising = held_at((t0, 5_000.0), (end, 15_000.0))
     assert _unbounded_w(Picture(rising, topology, {}), t0) == (("CP2", 15_000.0),)
     # a car there: planned as its session, not kept free
     assert _unbounded_w(Picture(held, topology, {cp2: object()}), t0) == ()

@@ -14,7 +14,6 @@ forgetting the closed-loop facts of sessions that ended.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Generator
 from datetime import datetime, timedelta
 
@@ -198,10 +197,7 @@ def _unbounded_w(c, now: datetime) -> tuple[tuple[str, float], ...]:
     if c.held_idle:
         # a held station's idle connectors at the most what it holds lets a car draw from
         # now on (its idle share until it ends, then its default: learned.HeldIdle)
-        out += unbounded.station_reserves_w(
-            c.topology, {ref: most[max(bisect_right(moments, now) - 1, 0)]
-                         for held in c.held_idle.values() for ref, moments, most in held},
-            busy=c.state.sessions)
+        out += unbounded.held_reserves_w(c.held_idle, now, c.state.sessions)
     return out
 
 
