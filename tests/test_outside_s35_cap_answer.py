@@ -6,6 +6,7 @@ SQLite file. Each test failed before its fix."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -19,9 +20,42 @@ from smartcharge.site.plan_inputs import _unbounded_w
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.unbounded import held_reserve
 from tests.conftest import make_site
+from tests.hang_budget import hang_budget_s
+from tests.test_kill_points import Server
 from tests.test_outside_s32_kills import (
-    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _server,
-    killed_for_good_stays_under, until)
+    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, killed_for_good_stays_under,
+    until)
+
+
+class OwnPortServer(Server):
+    """`Server` on the port `serve` binds itself (0 in the site file), read from its
+    'listening on' line: a port chosen by the test, bound and closed, was taken meanwhile in
+    2 of 24 copies run side by side (stations reached another copy's server; s34-suite saw the
+    same). Started once (a restart would listen elsewhere)."""
+
+    def __init__(self, tmp_path, stations: int, dispatch_call_timeout_s: float) -> None:
+        super().__init__(tmp_path, stations=stations,
+                         dispatch_call_timeout_s=dispatch_call_timeout_s)
+        self.log_path = tmp_path / "server.log"
+        self.site_file.write_text(self.site_file.read_text().replace(
+            f"port = {self.port}\n", "port = 0\n"))
+        self.port = None
+
+    async def wait_listening(self, timeout_s: float | None = None) -> None:
+        if self.port is None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + hang_budget_s(30)
+            while (found := re.search(rb"listening on http://127\.0\.0\.1:(\d+)",
+                                      self.log_path.read_bytes())) is None:
+                assert self.process.poll() is None, "the server exited"
+                assert loop.time() < deadline, "the server did not start listening"
+                await asyncio.sleep(0.05)
+            self.port = int(found.group(1))
+        await super().wait_listening(timeout_s)
+
+
+def _server(tmp_path, stations: int, dispatch_call_timeout_s: float) -> OwnPortServer:
+    return OwnPortServer(tmp_path, stations, dispatch_call_timeout_s)
 
 
 async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default(tmp_path):

@@ -531,6 +531,11 @@ class FailSafeSetup:
         unanswered) and not yet let go: what they hold is not known to be under the limits."""
         return set(self._held_offline) - self._release_pending
 
+    def refusing_stations(self) -> set[str]:
+        """The stations that refused the last fail-safe default sent to a connector of theirs
+        (`unbounded.py`): they keep what they held, not known to be under the limits."""
+        return {ref.station_id for ref in self._unbounded}
+
     def release_offline(self, station_id: str) -> None:
         """Set up again: its new defaults are accepted (or counted at its maximum where not),
         it takes its share like the others - once the set-ups queued with it are done
