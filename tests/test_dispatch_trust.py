@@ -360,12 +360,12 @@ async def test_a_stations_decreases_go_out_before_the_other_stations_are_compare
             log.append(("compared", control.station_id))
             return work(control, plan, cplans)
 
-        async def logged_run_items(control, items, *, decrease):
+        async def logged_run_items(control, items, *, decrease, **kwargs):
             # a lowered default under a plan in force waits, by design, behind every
             # station's decreases (dispatch_round.is_later): not one that goes out at once
             if decrease and not all(dispatch_round.is_later(item) for item in items):
                 log.append(("decrease", control.station_id))
-            return await run_items(control, items, decrease=decrease)
+            return await run_items(control, items, decrease=decrease, **kwargs)
 
         async def logged_dispatch_plan(plan):
             log.append(("round", ""))

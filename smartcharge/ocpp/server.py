@@ -54,6 +54,8 @@ MAX_RECEIVED_BYTES = 4 << 20
 AUTH_THROTTLE = web.AppKey("auth_throttle", AuthThrottle)
 # every connection's inbound frames share it: a burst is handled a batch per turn (turns.py)
 INBOUND = web.AppKey("inbound_budget", TurnBudget)
+# station id -> its clock offset last measured, kept across its connections (central.py)
+CLOCK_OFFSETS = web.AppKey("clock_offsets_s", dict)
 # the station an unknown identity's credentials are checked against (unknown_refusal_decoy)
 DECOY = web.AppKey("unknown_identity_decoy", Station)
 
@@ -203,7 +205,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     adapter = ADAPTER_CLASSES[protocol](
         station_id, AiohttpConnection(ws, station_id),
         AdapterContext(site=site, store=store, events=events, clock=clock,
-                       inbound=app[INBOUND]),
+                       inbound=app[INBOUND], clock_offsets_s=app[CLOCK_OFFSETS]),
         boot_accepted=boot_status == "Accepted" and station is not None,
         response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
@@ -238,6 +240,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         current = registry.detach(link)
         log.info("station %s: disconnected (%s, code %s)", station_id, close_reason,
                  ws.close_code)
+        if close_reason != "server shutdown":
+            await adapter.grant_lost_remote_starts()
         if current:   # a replaced link's successor is online: no disconnect to report
             events.publish(StationDisconnected(station_id, clock.now(), close_reason))
     return ws
@@ -279,4 +283,5 @@ def add_routes(app: web.Application) -> None:
         if decoy is not None:
             app[DECOY] = decoy
     app[INBOUND] = TurnBudget()
+    app[CLOCK_OFFSETS] = {}
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)

@@ -34,7 +34,7 @@ from smartcharge.site import state as st
 from smartcharge.site.guard import SiteGuard
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.limits import LimitSource, SiteLimits
-from smartcharge.site import in_steps, plan_inputs, planner, undeclared
+from smartcharge.site import in_steps, plan_inputs, planner, unbounded, undeclared
 from smartcharge.site.plan import Plan
 from smartcharge.site.planner import PlanInputs, PlanTimes
 from smartcharge.site.prices import SitePrices
@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 # connector's idle share, a car's phases by limits no car can exceed on any phase
 DEFERRABLE = ("session:MeterSampled", "session:SessionStarted", "session:SessionStopped",
               "station:StationConnected", "station:StationBooted", "ev-ramp:", "underuse:",
-              "controllable:", "need:", "ev-needs:", "sessionless-ended:")
+              "controllable:", "need:", "ev-needs:", "sessionless-ended:",
+              "held-idle-released:")
 REPLAN_DUTY = 4   # deferrable triggers wait until 4x the last re-plan's length after it,
 DEFERRABLE_S_PER_CONNECTOR = 0.001   # and at least 1 ms per connector planned (2 s at 2 000)
 GUARD_DUTY = 5   # measurement-driven guard passes start at least 5x the last one's length apart
@@ -141,6 +142,11 @@ class SiteController:
         # idle connectors that keep their fail-safe default under a new car (no idle layer):
         # that default [W] kept free in the plan too
         self.kept_defaults_w: dict[ConnectorRef, float] = {}
+        # stations held at what they may hold (offline, a decrease left unanswered): what a car
+        # arriving at each idle connector may draw under it, W steps (learned.HeldIdle)
+        # station id -> what its held idle connectors may draw (unbounded.held_reserve)
+        self.held_idle: dict[str, tuple] = {}
+        self.holds_seen = 0   # dispatch's count of holds the last HeldIdle told (plan.extra)
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw
         self.overdraw_w: dict[ConnectorRef, float] = {}     # measured over its profile (guard)
         # connectors whose plans go out as their default: planned for any car (plan_inputs)
@@ -237,6 +243,19 @@ class SiteController:
                     self.kept_defaults_w[event.ref] = event.default_w
                 self.request_replan(f"kept-default:{event.ref.station_id}/"
                                     f"{event.ref.connector_id}")
+        elif isinstance(event, learned.HeldIdle):
+            self.holds_seen = max(self.holds_seen, event.holds_added)
+            if event.held:
+                # made once (asked per connector per plan; the topology's look-ups were ~60 us
+                # a connector: 0.6 s a plan at 10 000 restored connectors)
+                self.held_idle[event.station_id] = unbounded.held_reserve(
+                    self.topology, event.station_id,
+                    [(ref, *steps_from(step)) for ref, step in event.held])
+                self.request_replan(f"held-idle:{event.station_id}")
+            elif self.held_idle.pop(event.station_id, None) is not None:
+                # let go: only more room for the others (a boot storm's set-ups release
+                # thousands)
+                self.request_replan(f"held-idle-released:{event.station_id}")
         elif isinstance(event, learned.ConnectorFloor):
             self.set_floor(event.ref, event.floor_w)
         elif isinstance(event, learned.PlansAsDefault):
@@ -420,6 +439,7 @@ class SiteController:
         thread (site/planner.py, pure), so the stations' answers never wait for it."""
         now = self.clock.now()
         started = time.perf_counter()
+        holds_seen = self.holds_seen   # the held stations in the picture (site/applied.py)
         # (the limits' version is in the picture: dispatch holds increases once it moves on)
         inputs = await in_steps.run_async(plan_inputs.read_steps(self, now), self.share)
         made = await asyncio.to_thread(
@@ -433,6 +453,7 @@ class SiteController:
         # made for a limit, an overload, a station lost or refusing: its dispatch round runs
         # in the share's urgent lane (turn_share.py), ahead of set-ups and other rounds' work
         plan.extra["urgent"] = self._replanning_urgent
+        plan.extra["holds_added"] = holds_seen
         # A car that arrived during the solve keeps the idle share the plan left its
         # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
         # own plan"), the car went on drawing the share of the plan before while another was
@@ -591,3 +612,14 @@ class SiteController:
 
 def _finite(value: float) -> float | None:
     return None if not np.isfinite(value) else value
+
+
+def steps_from(step) -> tuple[tuple, tuple]:
+    """(a W step's moments, the most it allows from each of them on): what a held connector
+    may draw from any moment on is one bisection (`plan_inputs._unbounded_w`)."""
+    moments = tuple(m for m, _ in step)
+    most: list[float] = []
+    for _, value in reversed(step):
+        most.append(value if not most else max(value, most[-1]))
+    return moments, tuple(reversed(most))
+

@@ -57,6 +57,11 @@ class DispatchRound:
         # a limit changed since the plan: its increases are not sent (a re-plan is coming)
         self.limits_version = plan.extra.get("limits_version",
                                              dispatcher.view.limits.version)
+        # the stations held at what they may hold when its plan was made (`holds_added`): one
+        # held since is shared around by a newer plan's round, which a limit's answer waits
+        # for (site/applied.py)
+        holds_added = getattr(dispatcher, "holds_added", 0)
+        self.holds_added = min(plan.extra.get("holds_added", holds_added), holds_added)
         # station id -> its connectors' plans, made as each station is compared: a list of
         # every connector's plan held for the round was objects every young collection
         # traversed (issue 10; connector_plans.py)
@@ -87,6 +92,9 @@ class DispatchRound:
         # a limit reached the stations (the API's answer to a cap: site/applied.py)
         self.decreased: asyncio.Future = asyncio.get_running_loop().create_future()
         self._all_done: asyncio.Future | None = None
+        # stations that refused a lowered default or idle share: not acknowledged in
+        # `decreased`, their raises not held (dispatch._run_items)
+        self.refused_lowering: set[str] = set()
         self.limited: dict[str, set[int]] = {}
         self._unsettled: set[int] | None = None   # settling.py, once a raise asks
         self._compared_all = False
@@ -222,14 +230,16 @@ class DispatchRound:
             return
         outcome = {sid: True for sid in self.work}
         for sid, done in self.done.items():
-            outcome[sid] = not done.cancelled() and bool(done.result()[0])
+            outcome[sid] = not done.cancelled() and bool(done.result()[0]) \
+                and sid not in self.refused_lowering
         self.decreased.set_result(outcome)
 
     def pending(self) -> tuple[list[str], list[str]]:
         """(stations whose decreases are still unanswered, those refused or unanswered)."""
         waiting = sorted(sid for sid, done in self.done.items() if not done.done())
         failed = sorted(sid for sid, done in self.done.items()
-                        if done.done() and not done.cancelled() and not done.result()[0])
+                        if done.done() and not done.cancelled()
+                        and (not done.result()[0] or sid in self.refused_lowering))
         return waiting, failed
 
     def _queued(self, sid: str | None = None) -> None:
@@ -367,11 +377,13 @@ class DispatchRound:
                         async with d._sending:
                             self._queued(control.station_id)
                             ok = False   # until its answers say otherwise (an error: held)
-                            ok = await d._run_items(control, now_items, decrease=True)
+                            ok = await d._run_items(control, now_items, decrease=True,
+                                                    refused=self.refused_lowering)
                     self._queued(control.station_id)
                     if later and await self._later_slot():
                         try:
-                            ok &= await d._run_items(control, later, decrease=True)
+                            ok &= await d._run_items(control, later, decrease=True,
+                                                     refused=self.refused_lowering)
                         finally:
                             d._sending.release()
                     at = d.clock.now()

@@ -23,7 +23,7 @@ from smartcharge import units
 from smartcharge.clock import LAST_MOMENT
 from smartcharge.ocpp.port import Answer, UnknownProtocol
 from smartcharge.ocpp.registry import StationOffline, StationTimeout
-from smartcharge.site import learned, steps, unbounded, undeclared
+from smartcharge.site import held_defaults, learned, steps, unbounded, undeclared
 from smartcharge.site.failsafe_limits import node_limit_schedule
 from smartcharge.site.installed_restore import ask_installed, connectors_to_ask
 from smartcharge.site.sending import REFUSES, SILENT
@@ -218,8 +218,11 @@ class FailSafeSetup:
     def _hold_unanswered(self, control: StationControl) -> None:
         """A round's lowered default left unanswered: the station may still hold the higher
         one, and is held at it as an offline station is (the others' defaults share what it
-        leaves) until a set-up of it - tried again after a backoff, like one whose defaults
-        went unanswered - has its defaults answered. As it was, the others' defaults were
+        leaves; its hold re-plans at once, learned.HeldIdle: left to the next round that
+        came - its set-up tried again after a backoff and its own call timeouts - CP1 stayed on
+        15 kW beside CP2's 22 kW under a 30 kW cap for 9-30 s) until a set-up of it - tried
+        again after a backoff, like one whose defaults went unanswered - has its defaults
+        answered. As it was, the others' defaults were
         shared as if it had taken its share and nothing was sent again: a 30 kW cap left
         CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
         self.hold_offline(control.station_id)
@@ -364,14 +367,16 @@ class FailSafeSetup:
 
     async def _send_defaults(self, control: StationControl, *, station_max: bool = True,
                              defaults: dict[int, Step] | None = None,
-                             raising: bool = False, queue_record: bool = False) -> set[int]:
+                             raising: bool = False, queue_record: bool = False,
+                             refused: set[int] | None = None) -> set[int]:
         """The station's maximum (`station_max`: at setup; it never follows a limit) and the
         connectors' fail-safe defaults: `defaults` (W steps per connector), or every
         connector's for the limits' schedule now. `raising`: they raise what each connector
         had accepted - one left unanswered or cut off by a dropped connection may be in force
         all the same and counts as accepted (the upper bound), as a plan's raise does.
         `queue_record`: the lowered record after the answers is queued, not waited for (as in
-        a round). Returns the connectors whose default went unanswered."""
+        a round). Returns the connectors whose default went unanswered; `refused` (given)
+        gets those whose station refused it."""
         station = self.topology.station(control.station_id)
         now = self.clock.now()
         key = None
@@ -437,6 +442,8 @@ class FailSafeSetup:
             if answer is Answer.NO_ANSWER:
                 unanswered.add(connector_id)
             else:
+                if answer is not Answer.ACCEPTED and refused is not None:
+                    refused.add(connector_id)
                 # refused: unbounded when idle. Unanswered tells nothing (it may be taken; in a
                 # boot storm timeouts are common, and each change moves every other station's
                 # default): as it was
@@ -503,6 +510,31 @@ class FailSafeSetup:
         self._release_pending.discard(station_id)
         self._held_offline[station_id] = self._held_kept(control)
         self._held_version += 1
+        self.holds_added += 1
+        self.publish(learned.HeldIdle(station_id, self._held_idle(control), self.holds_added))
+
+    def _held_idle(self, control: StationControl) -> tuple:
+        """((ref, W steps), ...): what each connector of a held station may let a car arriving
+        draw - its idle share while in force, then its default (its maximum where not known
+        accepted), and never less than the default it was last sent."""
+        out = []
+        held = dict(self._held_offline.get(control.station_id, ()))
+        for connector in self.topology.station(control.station_id).connectors:
+            ref = ConnectorRef(control.station_id, connector.connector_id)
+            below = self.installed.below_steps(control, ref, connector.phases, 1.0, False)
+            out.append((ref, held_defaults.envelope((below, *held.get(ref, ())),
+                                                    self.clock.now())))
+        return tuple(out)
+
+    def held_stations(self) -> set[str]:
+        """The stations held at what they may hold (offline, or connected with a default
+        unanswered) and not yet let go: what they hold is not known to be under the limits."""
+        return set(self._held_offline) - self._release_pending
+
+    def refusing_stations(self) -> set[str]:
+        """The stations that refused the last fail-safe default sent to a connector of theirs
+        (`unbounded.py`): they keep what they held, not known to be under the limits."""
+        return {ref.station_id for ref in self._unbounded}
 
     def release_offline(self, station_id: str) -> None:
         """Set up again: its new defaults are accepted (or counted at its maximum where not),

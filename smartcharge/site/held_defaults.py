@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 
 from smartcharge import store_failsafe
-from smartcharge.site import steps
+from smartcharge.site import learned, steps
 from smartcharge.site.station_control import StationControl
 from smartcharge.site.steps import Step
 from smartcharge.site.topology import ConnectorRef
@@ -163,6 +163,11 @@ class HeldDefaults:
                 count += len(held)
         if count:
             self._held_version += 1
+            self.holds_added += 1
+            for station_id, held in self._held_offline.items():
+                # (its idle shares were the process's before: none known, its default's)
+                self.publish(learned.HeldIdle(
+                    station_id, tuple((ref, kept[0]) for ref, kept in held), self.holds_added))
             log.info("%d connectors held at their stored fail-safe defaults until their "
                      "stations are set up", count)
         return count
@@ -176,3 +181,5 @@ class HeldDefaults:
         released = [sid for sid in pending if self._held_offline.pop(sid, None) is not None]
         if released:
             self._held_version += 1
+        for sid in released:
+            self.publish(learned.HeldIdle(sid, (), self.holds_added))

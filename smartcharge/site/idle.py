@@ -160,9 +160,9 @@ class IdleSending:
             await self._send_idle(control, connector_id, 0.0)
 
     async def _send_idle(self, control: StationControl, connector_id: int, value: float, *,
-                         raising: bool = False, part: steps.Step | None = None) -> None:
+                         raising: bool = False, part: steps.Step | None = None) -> Answer:
         """The idle schedule: `value` until the common end, or `part` (W steps, the pointwise
-        minimum sent before it with the decreases)."""
+        minimum sent before it with the decreases). Returns the station's answer."""
         now = self.clock.now()
         connector = self.topology.station(control.station_id).connector(connector_id)
         ref = ConnectorRef(control.station_id, connector_id)
@@ -204,3 +204,4 @@ class IdleSending:
         # recorded even when refused: best effort, retried when it runs out (the part: its
         # least, so the full share that follows is a change)
         control.idle_sent[connector_id] = (min(powers), self.expiry)
+        return answer

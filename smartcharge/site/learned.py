@@ -48,6 +48,21 @@ class IdleDefaultKept:
 
 
 @dataclass(frozen=True)
+class HeldIdle:
+    """A station held at what it may hold (offline, or a lowered default or idle share left
+    unanswered: failsafe.hold_offline): per idle connector, what a car arriving there may
+    draw from now on under what it holds - its idle share until that ends, then its fail-safe
+    default (W steps). The plan keeps it free above the station (`unbounded.py`): sized as if
+    it held its new share, the others' idle shares left 37 kW installed under a 30 kW cap
+    beside CP2 offline on its 22 kW idle share (tests/test_outside_s35_cap_answer.py). Empty:
+    let go (set up again)."""
+
+    station_id: str
+    held: tuple   # ((ConnectorRef, W steps), ...)
+    holds_added: int = 0   # dispatch's count of holds then: a plan made after it knows it
+
+
+@dataclass(frozen=True)
 class ConnectorFloor:
     """The station refuses limit 0: pausing the connector leaves it at `floor_w`."""
 

@@ -153,7 +153,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
-        undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c),
+        undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c, now),
         sessionless_w=sessionless_w, sessionless_phases=sessionless_phases)
 
 
@@ -183,7 +183,7 @@ def _boot_closed_inputs(c, closed: list) -> list[SessionInput]:
     return out
 
 
-def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
+def _unbounded_w(c, now: datetime) -> tuple[tuple[str, float], ...]:
     """What the idle connectors whose station refused their fail-safe default, or keeps it
     under a new car (no idle layer), may draw the moment a car arrives, kept free above their
     stations (site/unbounded.py)."""
@@ -194,6 +194,10 @@ def _unbounded_w(c) -> tuple[tuple[str, float], ...]:
     if c.kept_defaults_w:
         out += unbounded.station_reserves_w(c.topology, c.kept_defaults_w,
                                             busy=c.state.sessions)
+    if c.held_idle:
+        # a held station's idle connectors at the most what it holds lets a car draw from
+        # now on (its idle share until it ends, then its default: learned.HeldIdle)
+        out += unbounded.held_reserves_w(c.held_idle, now, c.state.sessions)
     return out
 
 
