@@ -235,6 +235,10 @@ def time_replan_pieces(pieces: list) -> None:
 
     read_steps = plan_inputs.read_steps
     plan_inputs.read_steps = lambda c, now: timed_generator("read_steps", read_steps(c, now))
+    site_steps = getattr(controller_module, "read_site_steps", None)
+    if site_steps is not None:   # s35-stall: the site reading's pieces (`_sample`, the guard)
+        controller_module.read_site_steps = lambda *args, **kwargs: timed_generator(
+            "site_reading", site_steps(*args, **kwargs))
 
     class Timed:
         def __init__(self, coro):
