@@ -536,6 +536,12 @@ def main(argv: list[str]) -> int:
     except ImportError:
         import smartcharge.app
         tune = getattr(smartcharge.app, "tune_gc_for_serving", None)
+    try:   # as `smartcharge serve` does (s35-stall; older trees: at each schema's first use)
+        from smartcharge.ocpp.fast_schema import compile_all
+    except ImportError:
+        compile_all = None
+    if compile_all is not None:
+        compile_all()
     if tune is not None:
         tune()    # as `smartcharge serve` does
     try:
