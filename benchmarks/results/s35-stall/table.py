@@ -2,7 +2,9 @@
 NAME.json (the server's record), NAME.txt (ocpp_load's output) and NAME.load in S35_DIR
 (default /tmp/s35stall). s34-stall's table.py, plus the server's CPU (% of a core over the
 window), the window's turns over 10 ms, the most WebSocket pings sent in one turn of the window
-(serve_probe's `ping_turns`), and the stations leaving without the probe's own snapshot."""
+(serve_probe's `ping_turns`), the most stations' handler steps (`RequestHandler._handle_request`)
+in one of the window's turns over 10 ms and their most CPU, and the stations leaving without
+the probe's own snapshot."""
 
 import json
 import os
@@ -36,6 +38,8 @@ def row(name: str) -> str:
     plans = re.search(r"holding a plan it accepted: (\d+) of \d+ stations, the last ([\d.]+) s",
                       text)
     waiting = re.search(r"server [\d.]+ s / [\d.]+ s \((\d+)% of the window\)", text)
+    handlers = [(n, ms) for t in turns if start <= t[0] <= end
+                for k, n, ms in t[3] if k == "task RequestHandler._handle_request"]
     pings = stats.get("ping_turns")
     window_pings = max((p[1] for p in pings or () if start <= p[0] <= end), default=0)
     return (f"| {at} ({loads}) | {name} | {waiting.group(1) if waiting else '?'} % | "
@@ -44,6 +48,8 @@ def row(name: str) -> str:
             f"{phase(lambda t: start <= t <= end, 0.01).split()[0]} | {cpu.group(1)} ms | "
             f"{len(young)}, {max(g[3] for g in young) * 1000:.1f} ms | "
             f"{'-' if pings is None else window_pings} | "
+            f"{max((n for n, _ in handlers), default=0)} / "
+            f"{max((ms for _, ms in handlers), default=0):.0f} ms | "
             f"{phase(lambda t: t > end)} | {cols.group(2)} / {cols.group(3)} ms | "
             f"{cols.group(8)} % | {cols.group(4)} / {cols.group(5)} / "
             f"{plans.group(2) + ' s' if plans.group(1) == '5000' else plans.group(1) + ' by ' + plans.group(2) + ' s'} |")
@@ -52,9 +58,10 @@ def row(name: str) -> str:
 if __name__ == "__main__":
     print("| run (UTC, load) | tree | loop waiting | boot storm: turns > 20 ms CPU (longest) | "
           "set-ups | window | window: turns > 10 ms | window: CPU between wake-ups | window's "
-          "young collections: n, longest | most pings in a turn (window) | stations leaving "
+          "young collections: n, longest | most pings in a turn (window) | window: the most "
+          "handler steps in a turn / their most CPU | stations leaving "
           "(not the probe's snapshot) | p50 / p99 (wall) | server CPU | storm settled / set-up / "
           "every plan accepted |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in sys.argv[1:]:
         print(row(name))
