@@ -127,8 +127,11 @@ def _stacks_in(samples, began: float, ended: float) -> list:
     return sorted(counts.items(), key=lambda kv: -kv[1])[:6]
 
 
+PINGS_IN_TURN = 20   # a turn sending so many WebSocket pings is recorded (s35-stall)
+
+
 def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
-                background: list | None = None) -> None:
+                background: list | None = None, ping_turns: list | None = None) -> None:
     """SMARTCHARGE_PROBE_TURNS: every turn of the loop whose callbacks took more than `over_s`
     of the thread's CPU is recorded with its number of callbacks and the CPU per kind of
     callback (the coroutine a task step resumed). A diagnosis (Handle._run is wrapped).
@@ -182,6 +185,11 @@ def trace_turns(loop: asyncio.AbstractEventLoop, turns: list, over_s: float,
         started, wall = time.thread_time(), time.perf_counter()
         original_once()
         spent = time.thread_time() - started
+        pings = current.get("WebSocketResponse._send_heartbeat")
+        if pings is not None and pings[0] >= PINGS_IN_TURN and ping_turns is not None:
+            # s35-stall: aiohttp's pings falling due together (wall s, pings, their CPU s,
+            # the turn's CPU s), whatever the turn's length
+            ping_turns.append((time.time(), pings[0], round(pings[1], 6), round(spent, 6)))
         if background is not None and bg[0] > 0:
             # every turn with background work: (wall s, its background CPU, the turn's CPU)
             background.append((time.time(), round(bg[0], 6), round(spent, 6)))
@@ -227,6 +235,10 @@ def time_replan_pieces(pieces: list) -> None:
 
     read_steps = plan_inputs.read_steps
     plan_inputs.read_steps = lambda c, now: timed_generator("read_steps", read_steps(c, now))
+    site_steps = getattr(controller_module, "read_site_steps", None)
+    if site_steps is not None:   # s35-stall: the site reading's pieces (`_sample`, the guard)
+        controller_module.read_site_steps = lambda *args, **kwargs: timed_generator(
+            "site_reading", site_steps(*args, **kwargs))
 
     class Timed:
         def __init__(self, coro):
@@ -484,6 +496,7 @@ def main(argv: list[str]) -> int:
     gc_seen: list = []
     turns: list = []   # SMARTCHARGE_PROBE_TURNS: the long turns of the loop
     background_turns: list = []   # and every turn's CPU in the site's own tasks
+    ping_turns: list = []   # and every turn that sent many WebSocket pings (s35-stall)
     window_end: list = []   # SIGHUP: the collector at the window's end (collector_now)
     instrument_ran = [False]   # the probe's own work held the loop since its last wake-up
     guard_passes: list = []
@@ -523,6 +536,12 @@ def main(argv: list[str]) -> int:
     except ImportError:
         import smartcharge.app
         tune = getattr(smartcharge.app, "tune_gc_for_serving", None)
+    try:   # as `smartcharge serve` does (s35-stall; older trees: at each schema's first use)
+        from smartcharge.ocpp.fast_schema import compile_all
+    except ImportError:
+        compile_all = None
+    if compile_all is not None:
+        compile_all()
     if tune is not None:
         tune()    # as `smartcharge serve` does
     try:
@@ -560,7 +579,8 @@ def main(argv: list[str]) -> int:
             logging.getLogger("asyncio").setLevel(logging.WARNING)
         if os.environ.get("SMARTCHARGE_PROBE_TURNS"):
             trace_turns(asyncio.get_running_loop(), turns,
-                        float(os.environ["SMARTCHARGE_PROBE_TURNS"]), background_turns)
+                        float(os.environ["SMARTCHARGE_PROBE_TURNS"]), background_turns,
+                        ping_turns)
         # benchmarks/msg_cpu.py: SIGUSR1 at its window's start (the loop thread under cProfile
         # if asked), SIGUSR2 at its end
         install_window_signals(asyncio.get_running_loop(), stats_path,
@@ -626,6 +646,7 @@ def main(argv: list[str]) -> int:
                        "guard_long_pieces": guard_long_pieces,
                        "cycles": cycles, "turns": turns,
                        "background_turns": background_turns,
+                       "ping_turns": ping_turns,
                        "share": _share_counters(app),
                        "collector_at_window_end": window_end[0] if window_end else None,
                        "clock_offset_s": time.time() - time.perf_counter(),
@@ -646,7 +667,11 @@ def main(argv: list[str]) -> int:
         except ImportError:
             pass
     if loop_factory is not None:
-        loop = loop_factory()
+        events_per_turn = os.environ.get("SMARTCHARGE_PROBE_EVENTS_PER_TURN")
+        if events_per_turn:   # an experiment (s35-stall): ready sockets taken per turn
+            loop = loop_factory(events_per_turn=int(events_per_turn))
+        else:
+            loop = loop_factory()
         asyncio.set_event_loop(loop)
         web.run_app(app, host=site.server.host, port=site.server.port, backlog=4096,
                     print=None, loop=loop)

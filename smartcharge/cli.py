@@ -136,6 +136,10 @@ def serve_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         return 2
     from smartcharge.gc_serving import tune_gc_for_serving   # aiohttp: see the docstring
     import smartcharge.app  # noqa: F401  the app's modules before the freeze keeps them out
+    from smartcharge.ocpp import fast_schema
+    # before listening: compiled at its first message, a schema held the loop up to ~25 ms
+    # (s35-stall); before the freeze, as everything kept for the process's life
+    fast_schema.compile_all()
     tune_gc_for_serving()
     from smartcharge.serving_loop import serving_loop_factory
     from smartcharge.store import StoreUnusable
