@@ -45,6 +45,11 @@ from tests.hang_budget import hang_budget_s
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (_ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
+# The `smartcharge serve` subprocesses compile each OCPP schema at its first use, not all 206
+# before they listen (~0.4-0.7 s of CPU each, ~90 of them a run); the production default is
+# proved by tests/test_cli_import.py, which clears this for its own `serve`.
+os.environ["SMARTCHARGE_SCHEMAS_AT_FIRST_USE"] = "1"
+
 # Every temporary file of the tests (tmp_path, TemporaryDirectory: every SQLite file, also those
 # of the `smartcharge serve` subprocesses, which inherit TMPDIR) on a RAM file system where there
 # is one. The store commits with synchronous=FULL, and on this machine's disk each fsync cost
