@@ -10,9 +10,17 @@ word on a full car); then over real sockets with a simulated station."""
 
 from __future__ import annotations
 
-from smartcharge.model import Circuit, Connector, Site, Station
+from datetime import UTC, datetime
+
+import pytest
+
+from smartcharge.clock import AcceleratedClock
+from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
+from smartcharge.site import learned
 from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.topology import ConnectorRef
+from tests.site_e2e import server_and_fleet, wait_until
 from tests.two_cars import CAP_W, charge_by_minute
 
 
@@ -43,3 +51,51 @@ async def test_a_silent_car_alone_near_its_assumed_need_takes_the_whole_cap():
     # before: 8 342 W for 15 minutes, then 4 140-4 777 W for 15 (minutes 60-89)
     short = [(m, round(w)) for m, w in zip(alone, hungry_w) if w < CAP_W - 500.0]
     assert short == [], short
+
+
+# ---- over real sockets ---------------------------------------------------------------------
+
+E2E_T0 = datetime(2026, 1, 1, 12, 0, 3, tzinfo=UTC)
+PASSWORD = "sim-password-0123"
+BAY = ConnectorRef("CPS", 1)
+NEED_WH = 16_000.0       # the site's default need: met in the fourth slot at 20 kW
+
+
+def _site() -> Site:
+    return Site(name="silent need met",
+                circuits=(Circuit("grid", None, limit_w=CAP_W),),
+                stations=(Station("CPS", "grid", (Connector(1),), password=PASSWORD),),
+                id_tags=frozenset({"DRIVER-1"}),
+                session_defaults=SessionDefaults(energy_wh=NEED_WH, dwell_s=4 * 3600))
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+async def test_a_silent_car_alone_is_planned_the_whole_cap_through_its_assumed_need(tmp_path,
+                                                                                   version):
+    clock = AcceleratedClock(E2E_T0, speed=600.0)
+    # samples every 5 site minutes: the plan knows how much of the assumed need is left
+    fleet_kw = {"ocpp_versions": {"CPS": version}, "meter_interval_s": 300}
+    async with server_and_fleet(_site(), tmp_path, clock, fleet_kw=fleet_kw) \
+            as (server, fleet):
+        controller = server.controller
+        planned: list[tuple[datetime, float, float]] = []   # (plan's moment, W now, Wh left)
+
+        def on_plan(event) -> None:
+            if isinstance(event, learned.PlanMade) and BAY in event.plan.connectors:
+                session = controller.state.sessions.get(BAY)
+                planned.append((event.plan.at, event.plan.connectors[BAY].power_at(
+                    event.plan.at), session.remaining_wh if session else float("nan")))
+
+        controller.site_bus.subscribe(on_plan)
+        await fleet.start(wait_booted_s=10)
+        # 22 kW, 80 kWh to go: wants all of the 20 kW cap, past the assumed 16 kWh
+        car = SimEV(capacity_wh=100_000.0, soc=0.2, max_power_w_by_phases={3: 22_000.0})
+        assert await fleet.plug_in("CPS", 1, car, "DRIVER-1")
+        await wait_until(lambda: car.charged_wh >= NEED_WH + 3_000.0, 60,
+                         "the car past its assumed need")
+        # every plan while it was alone gave it the cap now; before, the plans of the slot its
+        # assumed need ended in gave it that need's rest over the slot (4-11 kW)
+        assert len(planned) >= 4, planned
+        short = [(at.time(), round(w), round(left)) for at, w, left in planned
+                 if w < CAP_W - 500.0]
+        assert short == [], planned
