@@ -171,3 +171,40 @@ async def test_the_history_read_uses_an_index_not_a_scan_of_every_session(tmp_pa
     await store.close()
     assert any("USING INDEX" in s for s in steps), steps
     assert not any("TEMP B-TREE" in s for s in steps), steps      # no sort of the rows
+
+
+def _depot_history() -> SessionHistory:
+    """Seven nights of a depot: CP1/1's car comes at 18:00 and leaves at 05:00 (11 h, 40 kWh);
+    CP1/2 is free by 03:00 and takes a second car at 03:30 until the 06:00 shift (2.5 h,
+    15 kWh) - twice a night, at either bay of the site's other stations (here CP1/2)."""
+    history = SessionHistory()
+    for night in range(7):
+        evening = DAY0 + timedelta(days=night, hours=18)
+        history.add(PastSession(None, REF, evening, evening + timedelta(hours=11), 40_000.0))
+        for k in range(2):
+            early = DAY0 + timedelta(days=night + 1, hours=3, minutes=30 + 10 * k)
+            history.add(PastSession(None, ConnectorRef("CP1", 2), early,
+                                    early + timedelta(hours=2, minutes=30), 15_000.0))
+    return history
+
+
+def test_a_silent_car_arriving_at_night_is_estimated_from_the_sessions_that_began_then():
+    # the depot day's 03:45 car at a bay whose own sessions all began in the evening: from
+    # them, a 11 h stay (planned as leaving at 14:45, it left at 06:06 with 1.1 of 16.8 kWh);
+    # from the site's sessions that began near 03:45, the morning shift's 2.5 h
+    state = SiteState(_site())
+    state.history = _depot_history()
+    at = DAY0 + timedelta(days=8, hours=3, minutes=45)
+    session = _started(state, "", at)
+    assert session.departure == at + timedelta(hours=2, minutes=30)
+    assert session.requested_wh == pytest.approx(15_000.0)
+    assert session.need_source == "estimated"
+
+
+def test_a_silent_car_arriving_in_the_evening_keeps_its_bays_evening_estimate():
+    state = SiteState(_site())
+    state.history = _depot_history()
+    at = DAY0 + timedelta(days=8, hours=18, minutes=20)
+    session = _started(state, "", at)
+    assert session.departure == at + timedelta(hours=11)
+    assert session.requested_wh == pytest.approx(40_000.0)
