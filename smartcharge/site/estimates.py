@@ -72,9 +72,6 @@ class EstimateSettings:
     min_tag: int = 3          # sessions of a tag before its own habits count
     min_bay: int = 5
     min_site: int = 10
-    # sessions that began within this long of a new one's arrival on the clock come first
-    # (SessionHistory.estimate); None: every session alike
-    arrival_window_s: float | None = 2 * 3600.0
 
 
 class SessionHistory:
@@ -98,39 +95,16 @@ class SessionHistory:
 
     def estimate(self, id_tag: str | None, ref: ConnectorRef, at: datetime) -> Estimate | None:
         """The estimate for a session starting at `at` (from sessions ended by then), or None
-        when there is too little history: the site's defaults apply.
-
-        First from the sessions that began near the same time of day (within
-        `arrival_window_s`, on the clock), tier by tier; only where no tier has enough of
-        those, from all of them. A stay depends on when a car comes: a depot's cars come in
-        the evening and stay the night, the one that comes at 03:45 into a bay left free
-        stays until the morning shift - 2 h, not the evening cars' 10 h. Estimated from all
-        the bay's sessions, that car was planned as leaving at 13:45 and left at 06:06 with
-        1.1 of its 16.8 kWh (the quality benchmark's depot day, benchmarks/README.md
-        "s35-quality")."""
+        when there is too little history: the site's defaults apply."""
         s = self.settings
         tiers = (("tag", self.by_tag.get(id_tag, ()) if id_tag else (), s.min_tag),
                  ("bay", self.by_bay.get(ref, ()), s.min_bay),
                  ("site", self.site, s.min_site))
-        known = [(basis, [p for p in sessions if p.stopped_at <= at], least)
-                 for basis, sessions, least in tiers]
-        if s.arrival_window_s is not None:
-            for basis, sessions, least in known:
-                near = [p for p in sessions
-                        if _clock_distance_s(p.started_at, at) <= s.arrival_window_s]
-                if len(near) >= least:
-                    return _estimate(near, basis, s)
-        for basis, sessions, least in known:
-            if len(sessions) >= least:
-                return _estimate(sessions, basis, s)
+        for basis, sessions, least in tiers:
+            known = [p for p in sessions if p.stopped_at <= at]
+            if len(known) >= least:
+                return _estimate(known, basis, s)
         return None
-
-
-def _clock_distance_s(a: datetime, b: datetime) -> float:
-    """How far apart two moments are on the clock face [s], whatever their dates (0-12 h)."""
-    day_s = 86_400.0
-    gap = abs((a.timestamp() - b.timestamp()) % day_s)
-    return min(gap, day_s - gap)
 
 
 def _estimate(sessions: list[PastSession], basis: str, s: EstimateSettings) -> Estimate:
