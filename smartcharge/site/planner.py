@@ -43,6 +43,8 @@ OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: plann
 # the worst exchange a per-phase limit makes (one W of it for three of a three-phase car, at
 # mixed voltages a little more), so its minimum wins wherever the limits allow it
 UNKNOWN_PHASES_WEIGHT = 4.0
+# the least room now handed to a silent driver's car (silent_cars_served_now) [W]
+SILENT_ROOM_MIN_W = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,8 +420,10 @@ def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarra
     silent = np.array([not s.need_told for s in built.sessions], bool)
     can_take = np.where(silent & (problem.departure_slot > 0),
                         problem.max_power_w[:, 0] - power_w[:, 0], 0.0)
-    can_take = np.maximum(can_take, 0.0)
-    if not (can_take > 1e-6).any():
+    # whole watts only: the limits' margins leave millionths of a W of room under a site that
+    # has room for every car at its maximum (40 cars at 4e-5 W each), a plan changed for nothing
+    can_take = np.where(can_take >= SILENT_ROOM_MIN_W, can_take, 0.0)
+    if not can_take.any():
         return power_w, built
     # asked as much more as the first slot can hold (the problem's bound on a car in one slot
     # is what its request leaves), then asked what it is planned: the plan's request
@@ -427,12 +431,15 @@ def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarra
     asking = dataclasses.replace(problem, energy_wh=topped_wh)
     extra = serve_more(asking, 0, power_w[:, 0], can_take,
                        running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
-    if extra is None or not (extra > 1e-6).any():
+    if extra is None:
+        return power_w, built
+    extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
+    if not extra.any():
         return power_w, built
     out = np.array(power_w, dtype=float)
     out[:, 0] += extra
     planned_wh = out @ problem.wh_per_w
-    energy_wh = np.where(extra > 1e-6, np.maximum(problem.energy_wh, planned_wh),
+    energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
                          problem.energy_wh)
     raised = dataclasses.replace(problem, energy_wh=energy_wh)
     return out, dataclasses.replace(built, problem=raised)
