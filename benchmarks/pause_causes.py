@@ -75,8 +75,8 @@ class Capture:
                 cap._current["backend"] = schedule.backend
             return schedule
 
-        def hold_w(problem, power_w, paused_too=False):
-            out = hold(problem, power_w, paused_too=paused_too)
+        def hold_w(problem, power_w, paused_too=False, **kw):
+            out = hold(problem, power_w, paused_too=paused_too, **kw)
             if cap._depth == 1 and cap._current is not None and not paused_too:
                 cap._current["stages"]["lp"] = np.array(power_w)
             return out

@@ -54,7 +54,7 @@ def pull_forward(problem: Problem, power_w: np.ndarray, slot_cost: np.ndarray,
         later_wh = power[:, t + 1:][:, source] @ wh[t + 1:][source]
         current = power[:, t]
         extra = baselines.serve_more(problem, t, current, later_wh / wh[t] * (1.0 - _REL),
-                                     _order(problem, current), zero_w=ZERO_W)
+                                     running_first_order(problem, current), zero_w=ZERO_W)
         if extra is None:
             continue
         for i in np.flatnonzero(extra > ZERO_W):
@@ -65,7 +65,7 @@ def pull_forward(problem: Problem, power_w: np.ndarray, slot_cost: np.ndarray,
     return power
 
 
-def _order(problem: Problem, current: np.ndarray) -> np.ndarray:
+def running_first_order(problem: Problem, current: np.ndarray) -> np.ndarray:
     """The top-up's priority order (weight, then deadline, the previous plan's cars first on a
     tie) with the cars running in this slot ahead of the paused ones within a weight."""
     key = baselines._deadline_key(problem) + np.where(current > ZERO_W, 0.0,

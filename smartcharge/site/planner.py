@@ -24,6 +24,7 @@ import numpy as np
 import optimizer
 from optimizer.baselines import serve_more
 from optimizer.check import node_loads
+from optimizer.forward import running_first_order
 from optimizer.solve import weighted_energy_wh
 from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
@@ -42,6 +43,8 @@ OVERSTAY_S = 3600.0          # a car past its departure, still plugged in: plann
 # the worst exchange a per-phase limit makes (one W of it for three of a three-phase car, at
 # mixed voltages a little more), so its minimum wins wherever the limits allow it
 UNKNOWN_PHASES_WEIGHT = 4.0
+# the least room now handed to a silent driver's car (silent_cars_served_now) [W]
+SILENT_ROOM_MIN_W = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +396,55 @@ def small_needs_now(built: Built, power_w: np.ndarray) -> np.ndarray:
     return out
 
 
+def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarray, Built]:
+    """(power_w, built) with the room the first slot leaves under every limit handed to the
+    cars of silent drivers that can take more there, up to what each can take (running cars
+    first, then earliest departure: the top-up's order), and each such car's request in the
+    problem raised to what it is now planned (its top-up past the assumed need, as the plan
+    after the need is met asks it; the plan is checked against that).
+
+    A silent driver's need is the site's assumption (its default, or an estimate), and its car
+    tops up past it at a low weight once it is met (`build_problem`). Before it is met the
+    plan gives it exactly the assumed rest - spread over the slots left where the stable pass
+    keeps the previous plan's minimum in a later slot - though the car will go on taking
+    whatever is left over: alone under a 20 kW cap a 22 kW car drew 8.3, then 4.1-4.8 kW for
+    half an hour until its assumed need was met and the top-up gave it the cap again
+    (benchmarks/README.md "s35-quality"; tests/test_site_silent_need_met.py). Room in the
+    first slot that the plan leaves is lost if nobody takes it now. Only adds power where
+    `serve_more` finds room under every limit (the minimum rule kept: a car at 0 only at its
+    minimum or more) and leaves every later slot as planned: lawful when power_w is, and no
+    told need loses a Wh."""
+    problem = built.problem
+    if problem.n_connectors == 0 or problem.n_slots == 0:
+        return power_w, built
+    silent = np.array([not s.need_told for s in built.sessions], bool)
+    can_take = np.where(silent & (problem.departure_slot > 0),
+                        problem.max_power_w[:, 0] - power_w[:, 0], 0.0)
+    # whole watts only: the limits' margins leave millionths of a W of room under a site that
+    # has room for every car at its maximum (40 cars at 4e-5 W each), a plan changed for nothing
+    can_take = np.where(can_take >= SILENT_ROOM_MIN_W, can_take, 0.0)
+    if not can_take.any():
+        return power_w, built
+    # asked as much more as the first slot can hold (the problem's bound on a car in one slot
+    # is what its request leaves), then asked what it is planned: the plan's request
+    topped_wh = problem.energy_wh + can_take * problem.wh_per_w[0]
+    asking = dataclasses.replace(problem, energy_wh=topped_wh)
+    extra = serve_more(asking, 0, power_w[:, 0], can_take,
+                       running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
+    if extra is None:
+        return power_w, built
+    extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
+    if not extra.any():
+        return power_w, built
+    out = np.array(power_w, dtype=float)
+    out[:, 0] += extra
+    planned_wh = out @ problem.wh_per_w
+    energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
+                         problem.energy_wh)
+    raised = dataclasses.replace(problem, energy_wh=energy_wh)
+    return out, dataclasses.replace(built, problem=raised)
+
+
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
     """The first slot the car is gone. A car still plugged in after its departure keeps
     charging for at least an hour's slots; one that leaves within the hour is planned to
@@ -523,6 +575,8 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
             power_w, status, solver = solve(to_start, backend, time_limit_s, warm,
                                             built.sessions, inputs.ends)
         power_w = small_needs_now(built, power_w)
+        power_w, built = silent_cars_served_now(built, power_w)
+        problem = built.problem
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
     times.solve_s = clock() - started
