@@ -1,0 +1,57 @@
+import numpy as np, highspy, os
+from optimizer import stable as st, lp as lp_mod
+FIX = os.environ["FIX"]
+if FIX == "noperturb":
+    _orig_run3 = lp_mod.HighsModel._run
+    def _run3(self, end, what):
+        if what.startswith("the plan closest"):
+            self.highs.setOptionValue("dual_simplex_cost_perturbation_multiplier", 0.0)
+            try:
+                return _orig_run3(self, end, what)
+            finally:
+                self.highs.setOptionValue("dual_simplex_cost_perturbation_multiplier", 1.0)
+        return _orig_run3(self, end, what)
+    lp_mod.HighsModel._run = _run3
+if FIX == "box":
+    _orig_restrict = st.restrict_to_optimal_face
+    def restrict(highs):
+        _orig_restrict(highs)
+        lp = highs.getLp(); a = lp.a_matrix_
+        import scipy.sparse as sp
+        n, m = lp.num_col_, lp.num_row_
+        A = sp.csc_matrix((np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)), shape=(m, n)).tocsr()
+        rl, ru = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+        cl = np.asarray(lp.col_lower_)
+        neg = np.zeros(m, bool)
+        bad = (A.data < 0) | (cl[A.indices] < 0)
+        np.logical_or.at(neg, np.repeat(np.arange(m), np.diff(A.indptr)), bad)
+        rows = np.flatnonzero(~np.isfinite(rl) & np.isfinite(ru) & ~neg).astype(np.int32)
+        highs.changeRowsBounds(int(rows.size), rows, np.zeros(rows.size), ru[rows])
+    st.restrict_to_optimal_face = restrict
+if FIX == "primal":
+    _orig_add = st.add_deviation
+    def add(highs, variables, previous_w, weight):
+        x = np.asarray(highs.getSolution().col_value)[variables]
+        n_cols, n_rows = int(highs.getNumCol()), int(highs.getNumRow())
+        _orig_add(highs, variables, previous_w, weight)
+        b = highs.getBasis()
+        k = variables.size
+        cs = list(b.col_status); rs = list(b.row_status)
+        B, L = highspy.HighsBasisStatus.kBasic, highspy.HighsBasisStatus.kLower
+        over = x > previous_w
+        for i in range(k):
+            rs[n_rows + i] = L
+            cs[n_cols + i] = B if over[i] else L
+            cs[n_cols + k + i] = L if over[i] else B
+        b.col_status = cs; b.row_status = rs
+        print("    setBasis", highs.setBasis(b))
+        highs.setOptionValue("simplex_strategy", 4)
+    st.add_deviation = add
+    _orig_run4 = lp_mod.HighsModel._run
+    def _run4(self, end, what):
+        try:
+            return _orig_run4(self, end, what)
+        finally:
+            if what.startswith("the plan closest"):
+                self.highs.setOptionValue("simplex_strategy", 1)
+    lp_mod.HighsModel._run = _run4
