@@ -55,3 +55,43 @@ if FIX == "primal":
             if what.startswith("the plan closest"):
                 self.highs.setOptionValue("simplex_strategy", 1)
     lp_mod.HighsModel._run = _run4
+if FIX.startswith("dualtol"):
+    _tol = float(FIX[len("dualtol"):] or 1e-5)
+    _orig_run5 = lp_mod.HighsModel._run
+    def _run5(self, end, what):
+        if what.startswith("the plan closest"):
+            self.highs.setOptionValue("dual_feasibility_tolerance", _tol)
+            try:
+                return _orig_run5(self, end, what)
+            finally:
+                self.highs.setOptionValue("dual_feasibility_tolerance", 1e-7)
+        return _orig_run5(self, end, what)
+    lp_mod.HighsModel._run = _run5
+if FIX in ("boxall", "boxdev"):
+    _orig_add2 = st.add_deviation
+    def add_boxed(highs, variables, previous_w, weight):
+        n_cols = int(highs.getNumCol())
+        lo, up = lp_mod.col_bounds(highs, variables.astype(np.int32))
+        _orig_add2(highs, variables, previous_w, weight)
+        k = variables.size
+        cols = (n_cols + np.arange(2 * k)).astype(np.int32)
+        # up <= x's upper bound (x <= ub, previous >= 0); down <= previous (x >= 0)
+        upper = np.concatenate([np.maximum(up - previous_w, 0.0), np.maximum(previous_w - lo, 0.0)])
+        highs.changeColsBounds(int(cols.size), cols, np.zeros(cols.size), upper)
+    st.add_deviation = add_boxed
+if FIX == "boxall":
+    _orig_restrict = st.restrict_to_optimal_face
+    def restrict(highs):
+        _orig_restrict(highs)
+        lp = highs.getLp(); a = lp.a_matrix_
+        import scipy.sparse as sp
+        n, m = lp.num_col_, lp.num_row_
+        A = sp.csc_matrix((np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)), shape=(m, n)).tocsr()
+        rl, ru = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+        cl = np.asarray(lp.col_lower_)
+        neg = np.zeros(m, bool)
+        bad = (A.data < 0) | (cl[A.indices] < 0)
+        np.logical_or.at(neg, np.repeat(np.arange(m), np.diff(A.indptr)), bad)
+        rows = np.flatnonzero(~np.isfinite(rl) & np.isfinite(ru) & ~neg).astype(np.int32)
+        highs.changeRowsBounds(int(rows.size), rows, np.zeros(rows.size), ru[rows])
+    st.restrict_to_optimal_face = restrict

@@ -62,3 +62,52 @@ def add(highs, variables, previous_w, weight):
           {k: v for k, v in at_risk(highs).items() if k in ("rows", "one-sided nonbasic rows")})
     return r
 st.add_deviation = add
+def flips(highs, variables, tol=1e-7):
+    lp = highs.getLp(); a = lp.a_matrix_
+    n, m = lp.num_col_, lp.num_row_
+    A = sp.csc_matrix((np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)), shape=(m, n))
+    c = np.asarray(lp.col_cost_)
+    _, basic = highs.getBasicVariables()
+    rhs = np.where(basic >= 0, c[np.maximum(basic, 0)], 0.0)
+    _, y = highs.getBasisTransposeSolve(rhs); y = np.asarray(y)
+    d = c - A.T @ y
+    b = highs.getBasis()
+    cs = np.array([int(s) for s in b.col_status])
+    cl, cu = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
+    L, U = int(BS.kLower), int(BS.kUpper)
+    free = cl < cu
+    bad = free & (((cs == L) & (d < -tol)) | ((cs == U) & (d > tol)))
+    j = np.flatnonzero(bad)
+    target = np.isin(j, variables)
+    x = np.asarray(highs.getSolution().col_value)
+    return {"flip cols": int(j.size), "at lower": int((cs[j] == L).sum()), "at upper": int((cs[j] == U).sum()),
+            "in targets": int(target.sum()), "cost<0": int((c[j] < 0).sum()), "|d| max": float(np.abs(d[j]).max()) if j.size else 0.0,
+            "sum range W": float((cu[j] - cl[j]).sum())}
+def add(highs, variables, previous_w, weight):
+    r = orig_add(highs, variables, previous_w, weight)
+    print("    stable pass start:", flips(highs, variables))
+    return r
+st.add_deviation = add
+def nonboxed(highs, variables):
+    lp = highs.getLp(); a = lp.a_matrix_
+    n, m = lp.num_col_, lp.num_row_
+    A = sp.csc_matrix((np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)), shape=(m, n))
+    c = np.asarray(lp.col_cost_)
+    _, basic = highs.getBasicVariables()
+    rhs = np.where(basic >= 0, c[np.maximum(basic, 0)], 0.0)
+    _, y = highs.getBasisTransposeSolve(rhs); y = np.asarray(y)
+    d = c - A.T @ y
+    b = highs.getBasis()
+    cs = np.array([int(s) for s in b.col_status]); rs = np.array([int(s) for s in b.row_status])
+    cl, cu = np.asarray(lp.col_lower_), np.asarray(lp.col_upper_)
+    rl, ru = np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
+    B = int(BS.kBasic)
+    jc = np.flatnonzero((cs != B) & ~(np.isfinite(cl) & np.isfinite(cu)))
+    jr = np.flatnonzero((rs != B) & ~(np.isfinite(rl) & np.isfinite(ru)))
+    return {"nonbasic non-boxed cols": [(int(j), cs[j], cl[j], cu[j], float(c[j]), float(d[j])) for j in jc[np.argsort(d[jc])][:4]], "n cols": int(jc.size),
+            "nonbasic non-boxed rows": [(int(i), rs[i], rl[i], ru[i], float(y[i])) for i in jr], "n": (n, m)}
+def add(highs, variables, previous_w, weight):
+    r = orig_add(highs, variables, previous_w, weight)
+    print("    stable pass start:", nonboxed(highs, variables))
+    return r
+st.add_deviation = add
