@@ -95,3 +95,48 @@ if FIX == "boxall":
         rows = np.flatnonzero(~np.isfinite(rl) & np.isfinite(ru) & ~neg).astype(np.int32)
         highs.changeRowsBounds(int(rows.size), rows, np.zeros(rows.size), ru[rows])
     st.restrict_to_optimal_face = restrict
+if FIX.startswith("limit"):
+    # the stable pass's dual run capped at LIMIT iterations; if it stops there, the primal
+    # simplex from a feasible crash basis (the face optimum, deviation columns basic)
+    LIMIT = int(FIX[len("limit"):] or 1500)
+    _crash = {}
+    _orig_add3 = st.add_deviation
+    def add_keep(highs, variables, previous_w, weight):
+        x = np.asarray(highs.getSolution().col_value)[variables]
+        n_cols, n_rows = int(highs.getNumCol()), int(highs.getNumRow())
+        _orig_add3(highs, variables, previous_w, weight)
+        b = highs.getBasis()
+        k = variables.size
+        cs = list(b.col_status); rs = list(b.row_status)
+        B, L = highspy.HighsBasisStatus.kBasic, highspy.HighsBasisStatus.kLower
+        over = x > previous_w
+        for i in range(k):
+            rs[n_rows + i] = L
+            cs[n_cols + i] = B if over[i] else L
+            cs[n_cols + k + i] = L if over[i] else B
+        b.col_status = cs; b.row_status = rs
+        _crash["basis"] = b
+    st.add_deviation = add_keep
+    _orig_run7 = lp_mod.HighsModel._run
+    def _run7(self, end, what):
+        if not what.startswith("the plan closest"):
+            return _orig_run7(self, end, what)
+        h = self.highs
+        h.setOptionValue("simplex_iteration_limit", LIMIT)
+        try:
+            h.run()
+        finally:
+            h.setOptionValue("simplex_iteration_limit", 2147483647)
+        first = int(h.getInfo().simplex_iteration_count)
+        if h.getModelStatus() == highspy.HighsModelStatus.kIterationLimit:
+            h.setBasis(_crash["basis"])
+            h.setOptionValue("simplex_strategy", 4)
+            try:
+                z, v, it = _orig_run7(self, end, what)
+            finally:
+                h.setOptionValue("simplex_strategy", 1)
+            print("    limit hit: dual", first, "then primal", it, flush=True)
+            return z, v, first + it
+        z, v, it = _orig_run7(self, end, what)   # already optimal: 0 iterations
+        return z, v, first + it
+    lp_mod.HighsModel._run = _run7
