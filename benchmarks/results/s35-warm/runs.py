@@ -13,6 +13,7 @@ if os.environ.get("FIX"): exec(open("benchmarks/results/s35-warm/fix_hook.py").r
 if os.environ.get("PRERUN"): exec(open("benchmarks/results/s35-warm/prerun_hook.py").read())
 if os.environ.get("FRESH"): exec(open("benchmarks/results/s35-warm/fresh_hook.py").read())
 if os.environ.get("VARIANTS"): exec(open("benchmarks/results/s35-warm/variants_hook.py").read())
+if os.environ.get("PROBE"): exec(open("benchmarks/results/s35-warm/probe_hook.py").read())
 logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
 stable = sys.argv[1] == "on"; rounds = int(sys.argv[2])
 runs = []
