@@ -14,6 +14,8 @@ if os.environ.get("PRERUN"): exec(open("benchmarks/results/s35-warm/prerun_hook.
 if os.environ.get("FRESH"): exec(open("benchmarks/results/s35-warm/fresh_hook.py").read())
 if os.environ.get("VARIANTS"): exec(open("benchmarks/results/s35-warm/variants_hook.py").read())
 if os.environ.get("PROBE"): exec(open("benchmarks/results/s35-warm/probe_hook.py").read())
+if os.environ.get("BISECT"): exec(open("benchmarks/results/s35-warm/bisect_hook.py").read())
+if os.environ.get("REFORM"): exec(open("benchmarks/results/s35-warm/reform_hook.py").read())
 logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
 stable = sys.argv[1] == "on"; rounds = int(sys.argv[2])
 runs = []
