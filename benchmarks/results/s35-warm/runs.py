@@ -16,6 +16,7 @@ if os.environ.get("VARIANTS"): exec(open("benchmarks/results/s35-warm/variants_h
 if os.environ.get("PROBE"): exec(open("benchmarks/results/s35-warm/probe_hook.py").read())
 if os.environ.get("BISECT"): exec(open("benchmarks/results/s35-warm/bisect_hook.py").read())
 if os.environ.get("REFORM"): exec(open("benchmarks/results/s35-warm/reform_hook.py").read())
+if os.environ.get("PREFLIP"): exec(open("benchmarks/results/s35-warm/preflip_hook.py").read())
 logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
 stable = sys.argv[1] == "on"; rounds = int(sys.argv[2])
 runs = []
