@@ -17,8 +17,10 @@ if os.environ.get("PROBE"): exec(open("benchmarks/results/s35-warm/probe_hook.py
 if os.environ.get("BISECT"): exec(open("benchmarks/results/s35-warm/bisect_hook.py").read())
 if os.environ.get("REFORM"): exec(open("benchmarks/results/s35-warm/reform_hook.py").read())
 if os.environ.get("PREFLIP"): exec(open("benchmarks/results/s35-warm/preflip_hook.py").read())
+if os.environ.get("SPY"): exec(open(os.environ["SPY"]).read())
 logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
 stable = sys.argv[1] == "on"; rounds = int(sys.argv[2])
+N = int(os.environ.get("N", "1000"))
 runs = []
 orig_run = lp_mod.HighsModel._run
 def logged_run(self, end, what):
@@ -53,9 +55,9 @@ for name in dir(ctl_mod):
     if getattr(ctl_mod, name) is orig:
         setattr(ctl_mod, name, timed)
 async def run():
-    c, clock = rc.controller_at(1000, "phase", 0, True, stable)
+    c, clock = rc.controller_at(N, "phase", int(os.environ.get("SEED", "0")), True, stable)
     await c.replan({"start"}); await c.replan({"slot"})
-    refs = rc.refs(1000)
+    refs = rc.refs(N)
     rc.start(c, refs[-1], 999_999, np.random.default_rng(1), clock.now())
     print("first arrival")
     await c.replan({"session:SessionStarted"})
