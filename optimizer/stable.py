@@ -36,6 +36,11 @@ then re-runs the objective first (warm from a basis already optimal for it, 0 it
 tests/test_optimizer_stable.py checks random previous plans on random power and phase
 instances: the objective and the weighted energy do not move.
 
+The pass's run starts from the face basis with the boxed columns its costs would flip already
+at their other bound (`start_dual_feasible`): left to HiGHS, those flips came after a dual
+phase 1 that cost the warm start its nonbasic positions (~7 000 iterations instead of ~650 at
+1 000 connectors; benchmarks/README.md, "s35-warm").
+
 The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
 (`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
 sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
