@@ -574,10 +574,12 @@ class HighsModel:
         self.face_basis = self.highs.getBasis()   # a copy, held in C++ (~20 us at N = 1000)
         stable.restrict_to_optimal_face(self.highs)
         stable.add_deviation(self.highs, self._all[variables], previous_w, weight)
+        flipped = stable.start_dual_feasible(self.highs, self.arrays.A, self._all,
+                                             np.asarray(self._rows), self.z_highs)
         z, deviation, more = self._run(end, "the plan closest to the previous one")
         return self.arrays.to_power(z), {"solve_s": time.perf_counter() - started,
                                          "iterations": iterations + more,
-                                         "deviation_wh": deviation}
+                                         "deviation_wh": deviation, "flipped": flipped}
 
 
 def solve_lp(problem: Problem, objective: Objective, upper_w: np.ndarray,

@@ -36,6 +36,11 @@ then re-runs the objective first (warm from a basis already optimal for it, 0 it
 tests/test_optimizer_stable.py checks random previous plans on random power and phase
 instances: the objective and the weighted energy do not move.
 
+The pass's run starts from the face basis with the boxed columns its costs would flip already
+at their other bound (`start_dual_feasible`): left to HiGHS, those flips came after a dual
+phase 1 that cost the warm start its nonbasic positions (~7 000 iterations instead of ~650 at
+1 000 connectors; benchmarks/README.md, "s35-warm").
+
 The pass leaves the model restricted: call it once, after the last solve. Only HiGHS has it
 (`solve` picks HiGHS for a problem with a previous allocation up to STABLE_FLOW_CONNECTORS
 sessions even where the flow applies; OR-Tools' min-cost flow gives no potentials to fix the
@@ -64,6 +69,7 @@ import weakref
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 
 from optimizer.check import node_loads
 from optimizer.lp import col_bounds, row_bounds
@@ -134,6 +140,66 @@ def add_deviation(highs: highspy.Highs, variables: np.ndarray, previous_w: np.nd
     starts = (3 * np.arange(k)).astype(np.int32)
     highs.addRows(k, previous_w.astype(np.float64), previous_w.astype(np.float64), 3 * k,
                   starts, index, value)
+
+
+def start_dual_feasible(highs: highspy.Highs, matrix: sp.csc_matrix, cols: np.ndarray,
+                        rows: np.ndarray, values: np.ndarray, tolerance: float = 1e-7) -> int:
+    """Move every nonbasic boxed column whose reduced cost under the pass's costs points away
+    from the bound it sits on to its other bound, in the basis HiGHS starts from; returns how
+    many. Call after `add_deviation`, before the pass's run. matrix: the LP's (rows x columns)
+    matrix, its column j in HiGHS column cols[j] and row i in HiGHS row rows[i]; values: the
+    last run's solution in HiGHS's column order (the face optimum: the deviation columns, added
+    after it, are at 0 with cost weight >= 0 and their rows basic, so never wrong-signed).
+
+    Why. The face basis is optimal for the objective, not for the pass's costs: the EARLY term
+    can make boxed power columns of the kept slots want their other bound (236 after a car
+    arrived at 1 000 connectors). HiGHS's dual simplex would flip them itself, but in those
+    re-plans it first ran a dual phase 1, which re-derives every nonbasic position, and then
+    took ~7 000 iterations where the other passes take ~650 (benchmarks/README.md, "s35-warm").
+    Handed the flipped basis it starts in phase 2: 922 iterations, the same optimum. When no
+    column needs it (the usual case) the basis is not touched."""
+    status, basic = highs.getBasicVariables()
+    if status != highspy.HighsStatus.kOk:
+        return 0
+    lp = highs.getLp()
+    cost = np.asarray(lp.col_cost_)
+    rhs = np.where(basic >= 0, cost[np.maximum(basic, 0)], 0.0)
+    status, y = highs.getBasisTransposeSolve(rhs)
+    if status != highspy.HighsStatus.kOk:
+        return 0
+    y = np.asarray(y)
+    outside = np.ones(y.size, dtype=bool)
+    outside[rows] = False
+    if np.any(y[outside] != 0.0):
+        # a row the LP lacks prices a column (e.g. the held-energy row): all of HiGHS's matrix
+        a = lp.a_matrix_
+        whole = sp.csc_matrix((np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)),
+                              shape=(lp.num_row_, lp.num_col_))
+        reduced = (cost - whole.T @ y)[cols]
+    else:
+        reduced = cost[cols] - matrix.T @ y[rows]
+    lower, upper = np.asarray(lp.col_lower_)[cols], np.asarray(lp.col_upper_)[cols]
+    value = np.asarray(values)[cols]
+    nonbasic = np.ones(lp.num_col_, dtype=bool)
+    nonbasic[basic[basic >= 0]] = False
+    nonbasic = nonbasic[cols]
+    boxed = np.isfinite(lower) & np.isfinite(upper) & (lower < upper)
+    slack = 1e-9 * np.maximum(1.0, np.abs(upper))
+    at_lower = nonbasic & boxed & (np.abs(value - lower) <= slack)
+    at_upper = nonbasic & boxed & (np.abs(value - upper) <= slack)
+    up = cols[at_lower & (reduced < -tolerance)]
+    down = cols[at_upper & (reduced > tolerance)]
+    if up.size + down.size == 0:
+        return 0
+    basis = highs.getBasis()
+    col_status = list(basis.col_status)
+    for j in up.tolist():
+        col_status[j] = highspy.HighsBasisStatus.kUpper
+    for j in down.tolist():
+        col_status[j] = highspy.HighsBasisStatus.kLower
+    basis.col_status = col_status
+    highs.setBasis(basis)
+    return int(up.size + down.size)
 
 
 def kept_slots(problem: Problem) -> int:
