@@ -262,6 +262,18 @@ class Problem:
         return sp.csr_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
 
     @cached_property
+    def node_paths(self) -> tuple[np.ndarray, ...]:
+        """Every node's path to the root (itself first)."""
+        parent = self.node_parent
+        paths = []
+        for node in range(self.n_nodes):
+            path = [node]
+            while parent[path[-1]] >= 0:
+                path.append(int(parent[path[-1]]))
+            paths.append(np.array(path))
+        return tuple(paths)
+
+    @cached_property
     def node_connector(self) -> sp.csr_matrix:
         """(M, N) sparse 0/1 incidence: node m contains connector i anywhere in its subtree."""
         n, m = self.n_connectors, self.n_nodes

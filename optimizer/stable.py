@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import weakref
 
 import highspy
 import numpy as np
@@ -250,26 +249,6 @@ def previous_window(problem: Problem) -> np.ndarray | None:
     return window
 
 
-_PATHS: "weakref.WeakKeyDictionary[Problem, list]" = weakref.WeakKeyDictionary()
-
-
-def _paths(problem: Problem) -> list[np.ndarray]:
-    """Every node's path to the root (itself first); made once per problem (hold_minimums
-    runs once per rounding, four times a re-plan with the stable pass)."""
-    paths = _PATHS.get(problem)
-    if paths is not None:
-        return paths
-    parent = problem.node_parent
-    paths = []
-    for node in range(problem.n_nodes):
-        path = [node]
-        while parent[path[-1]] >= 0:
-            path.append(int(parent[path[-1]]))
-        paths.append(np.array(path))
-    _PATHS[problem] = paths
-    return paths
-
-
 class _Loads:
     """Node loads per slot (power and phase currents) with the limits a move may not pass
     (never worse than the loads the plan came with: a solver may sit a hair above a limit)."""
@@ -282,7 +261,9 @@ class _Loads:
         self.w, self.a = node_loads(problem, power_w)
         self.limit_w = np.maximum(problem.node_limit_w, self.w)
         self.limit_a = np.maximum(problem.node_limit_a[:, None, :], self.a)
-        self.paths = _paths(problem)
+        # made once per problem (hold_minimums runs once per rounding, four times a re-plan
+        # with the stable pass)
+        self.paths = problem.node_paths
         # for move(), on Python floats: the paths as lists, each connector's node and currents
         self._path_lists = [path.tolist() for path in self.paths]
         self._node = problem.connector_node.tolist()

@@ -38,7 +38,7 @@ def _sent_after_acknowledged(first_items, compared_again, *, other_holder: bool)
         dispatcher = SimpleNamespace(
             clock=clock, settings=SimpleNamespace(settle_s=SETTLE_S), _wake=asyncio.Event(),
             view=SimpleNamespace(limits=SimpleNamespace(version=0)), publish=lambda e: None,
-            _sending=asyncio.Semaphore(64), _latest=plan,
+            _sending=asyncio.Semaphore(64), _latest=plan, holds_added=0,
             _work=lambda control, plan_, cplans: ([], list(compared_again)))
 
         async def run_items(control, items, *, decrease, superseded=None):

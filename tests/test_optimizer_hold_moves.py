@@ -24,7 +24,7 @@ class ReferenceLoads:
                            for ph in range(3)], axis=1)  # (M, 3, T)
         self.limit_w = np.maximum(problem.node_limit_w, self.w)
         self.limit_a = np.maximum(problem.node_limit_a[:, None, :], self.a)
-        self.paths = stable._paths(problem)
+        self.paths = problem.node_paths
 
     def move(self, src: int, dst: int, t: int, d: float, apply: bool) -> bool:
         p_src = self.paths[self.problem.connector_node[src]]

@@ -75,10 +75,6 @@ async def limits_told(controller, dispatcher) -> Applied:
         | dispatcher.held_stations() | dispatcher.refusing_stations())
 
 
-def _holds_added(dispatcher) -> int:
-    return getattr(dispatcher, "holds_added", 0)
-
-
 async def _wait_applied(dispatcher, station_ids: list[str], version: int,
                         timeout_s: float) -> Applied:
     loop = asyncio.get_running_loop()
@@ -95,7 +91,7 @@ async def _wait_applied(dispatcher, station_ids: list[str], version: int,
                     outcome = await asyncio.shield(rnd.decreased)
             except TimeoutError:
                 break
-            if outcome is not None and rnd.holds_added == _holds_added(dispatcher):
+            if outcome is not None and rnd.holds_added == dispatcher.holds_added:
                 return _applied(outcome, station_ids, loop.time() - began)
             # ended by a newer round before its decreases were all answered: that one
             # compares again and sends what is still needed. Or a station was held at what it
@@ -129,7 +125,7 @@ async def _wait_applied(dispatcher, station_ids: list[str], version: int,
                        offline=sorted(set(station_ids) - set(outcome)), waited_s=waited)
     pending, failed = rnd.pending()
     compared = set(rnd.work)
-    if rnd.holds_added != _holds_added(dispatcher):
+    if rnd.holds_added != dispatcher.holds_added:
         # a station held since its plan: the others' shares are still to go down around it
         # (under load the bound ran out with CP1 counted on 15 kW beside CP2's unanswered
         # 22 kW idle share)

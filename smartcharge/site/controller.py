@@ -142,9 +142,9 @@ class SiteController:
         # idle connectors that keep their fail-safe default under a new car (no idle layer):
         # that default [W] kept free in the plan too
         self.kept_defaults_w: dict[ConnectorRef, float] = {}
-        # stations held at what they may hold (offline, a decrease left unanswered): what a car
-        # arriving at each idle connector may draw under it, W steps (learned.HeldIdle)
-        # station id -> what its held idle connectors may draw (unbounded.held_reserve)
+        # stations held at what they may hold (offline, a decrease left unanswered): station
+        # id -> what a car arriving at each of its idle connectors may draw under it
+        # (learned.HeldIdle, made ready by unbounded.held_reserve)
         self.held_idle: dict[str, tuple] = {}
         self.holds_seen = 0   # dispatch's count of holds the last HeldIdle told (plan.extra)
         self.floor_w: dict[ConnectorRef, float] = {}        # stations that cannot pause: min draw

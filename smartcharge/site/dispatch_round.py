@@ -60,8 +60,8 @@ class DispatchRound:
         # the stations held at what they may hold when its plan was made (`holds_added`): one
         # held since is shared around by a newer plan's round, which a limit's answer waits
         # for (site/applied.py)
-        holds_added = getattr(dispatcher, "holds_added", 0)
-        self.holds_added = min(plan.extra.get("holds_added", holds_added), holds_added)
+        self.holds_added = min(plan.extra.get("holds_added", dispatcher.holds_added),
+                               dispatcher.holds_added)
         # station id -> its connectors' plans, made as each station is compared: a list of
         # every connector's plan held for the round was objects every young collection
         # traversed (issue 10; connector_plans.py)

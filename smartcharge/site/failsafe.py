@@ -217,14 +217,13 @@ class FailSafeSetup:
 
     def _hold_unanswered(self, control: StationControl) -> None:
         """A round's lowered default left unanswered: the station may still hold the higher
-        one, and is held at it as an offline station is (the others' defaults share what it
-        leaves; its hold re-plans at once, learned.HeldIdle: left to the next round that
-        came - its set-up tried again after a backoff and its own call timeouts - CP1 stayed on
-        15 kW beside CP2's 22 kW under a 30 kW cap for 9-30 s) until a set-up of it - tried
-        again after a backoff, like one whose defaults went unanswered - has its defaults
-        answered. As it was, the others' defaults were
-        shared as if it had taken its share and nothing was sent again: a 30 kW cap left
-        CP1 on 15 kW beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py)."""
+        one, and is held at it as an offline station is - the others' defaults share what it
+        leaves - until a set-up of it, tried again after a backoff like one whose defaults went
+        unanswered, has its defaults answered. As it was, the others' defaults were shared as
+        if it had taken its share and nothing was sent again: a 30 kW cap left CP1 on 15 kW
+        beside CP2's unanswered 22 kW (tests/test_outside_s32_kills.py). Its hold re-plans at
+        once (learned.HeldIdle): left to the next round that came - after the set-up's backoff
+        and its own call timeouts - CP1 stayed on 15 kW for another 9-30 s."""
         self.hold_offline(control.station_id)
         self._set_up_again(control, "a lowered fail-safe default went unanswered; held at "
                                     "what it may hold until it is set up again")
