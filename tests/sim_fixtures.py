@@ -263,13 +263,15 @@ DRIVER_TAGS = ("DRIVER-1", "DRIVER-2", "TAG-OK")
 def site_toml(stations: int = 1, connectors: int = 2, *, port: int = 8080,
               database: str = "smartcharge.sqlite", heartbeat_interval_s: int = 300,
               settle_s: float | None = None, edge_margin_s: float | None = None,
-              dispatch_call_timeout_s: float | None = None) -> str:
+              dispatch_call_timeout_s: float | None = None,
+              limit_answer_wait_s: float | None = None) -> str:
     """A site file with stations CP1..CPn, each with `connectors` 3-phase 32 A connectors.
-    `settle_s`, `edge_margin_s`, `dispatch_call_timeout_s`: the [server] settings (None: the
-    defaults, 5, 5 and 10 s)."""
+    `settle_s`, `edge_margin_s`, `dispatch_call_timeout_s`, `limit_answer_wait_s`: the
+    [server] settings (None: the defaults, 5, 5, 10 and 15 s)."""
     timing = [f'{key} = {value}' for key, value in (
         ("settle_s", settle_s), ("edge_margin_s", edge_margin_s),
-        ("dispatch_call_timeout_s", dispatch_call_timeout_s)) if value is not None]
+        ("dispatch_call_timeout_s", dispatch_call_timeout_s),
+        ("limit_answer_wait_s", limit_answer_wait_s)) if value is not None]
     lines = [
         '[site]', 'name = "sim test site"', '',
         '[server]', 'host = "127.0.0.1"', f'port = {port}', f'database = "{database}"',
