@@ -222,8 +222,8 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
     # so the retry times out at least half a call timeout after it). With both timed out
     # inside it the answer names CP2 not acknowledged instead - that case is
     # tests/test_outside_s35_cap_answer.py's (until session 35 it read complete there, CP1 not
-    # yet lowered). Short timeouts: the test waits out CP2's (with dispatch's default 10 s and
-    # the answer's 15 s: 35-40 s)
+    # yet lowered). Short timeouts: the test waits out CP2's (a 9 s call timeout beside the
+    # answer's 15 s took 16.5-17 s, these 8.2 s)
     server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, HUNG_ANSWER_WAIT_S)
     cap_w = 30_000
     try:
