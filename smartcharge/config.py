@@ -214,6 +214,7 @@ class _Reader:
     def server(self, data: Any) -> ServerSettings:
         table = self.table(data, "server", {"host", "port", "database", "heartbeat_interval_s",
                                             "call_timeout_s", "dispatch_call_timeout_s",
+                                            "limit_answer_wait_s",
                                             "ping_interval_s",
                                             "inbound_retention_days", "settle_s",
                                             "audit_retention_days",
@@ -240,6 +241,8 @@ class _Reader:
             heartbeat_interval_s=heartbeat,
             call_timeout_s=call_timeout_s,
             dispatch_call_timeout_s=dispatch_call_timeout_s,
+            limit_answer_wait_s=self.number(table, "limit_answer_wait_s", "server",
+                                            defaults.limit_answer_wait_s),
             ping_interval_s=self.number(table, "ping_interval_s", "server",
                                         defaults.ping_interval_s),
             inbound_retention_days=self.number(table, "inbound_retention_days", "server",

@@ -93,6 +93,10 @@ DISPATCH_CALL_TIMEOUT_S = 10.0
 # Stations whose clocks are further apart than this need their clocks set (OCPP gives them the
 # time in every Heartbeat answer), not every raise held back for it.
 EDGE_MARGIN_MAX_S = 60.0
+# How long (real seconds) a limit's answer (a cap, a DR event, an OpenADR opt-in) waits for the
+# stations' decreases (`site/applied.py`): one call timeout for a station that does not answer,
+# and room for the re-plan before the round.
+LIMIT_ANSWER_WAIT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class ServerSettings:
     # how long dispatch waits for a station's answer to a profile or a set-up call; a station
     # that does not answer in it is planned as uncontrolled (`DispatchSettings.call_timeout_s`)
     dispatch_call_timeout_s: float = DISPATCH_CALL_TIMEOUT_S
+    # how long a limit's answer waits for the stations' decreases (site/applied.py)
+    limit_answer_wait_s: float = LIMIT_ANSWER_WAIT_S
     ping_interval_s: float = 30.0      # WebSocket ping; a peer that misses a pong is dropped
     # a station accepted before reconnects: how long our calls wait for a BootNotification
     # (it rebooted) before taking the connection for a reconnect without one; at most half the

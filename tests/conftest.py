@@ -37,6 +37,7 @@ from smartcharge.appkeys import EVENTS, REGISTRY, STORE
 from smartcharge.clock import format_ocpp_time
 from smartcharge.model import Circuit, Connector, Site, Station
 from smartcharge.ocpp.registry import StationCallError
+from tests import port_leases
 from tests.hang_budget import hang_budget_s
 
 # The `smartcharge serve` and benchmark subprocesses the tests start run this tree's code, not
@@ -321,6 +322,14 @@ class Harness:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@pytest.fixture(autouse=True)
+def _ports_held_for_the_test():
+    """The ports a test reserved for its `serve` subprocesses (sim_fixtures.port_for_this_test)
+    are let go once it is over: its own clean-up has stopped the servers by then."""
+    yield
+    port_leases.let_go()
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from ocpp.v16.enums import Action
 from smartcharge.sim.connection import WsConnection
 from smartcharge.sim.station import ConnectorSpec, StationSpec
 from smartcharge.sim.stations import make_station
+from tests import port_leases
 from tests.hang_budget import hang_budget_s
 
 ACCEPTED_TAGS = {"TAG-OK", "DRIVER-1", "DRIVER-2"}
@@ -60,14 +61,15 @@ _PORT_LOCKS = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) \
 
 
 def reserved_port() -> tuple[int, IO]:
-    """A `free_port()` no other process's `reserved_port()` holds, and the open lock file that
-    holds it: close it when the server on the port is gone. For a server in another process,
-    which binds the port only seconds later (a `serve` importing): a port bound to 0 and handed
-    over is in the kernel's ephemeral range, free for any process's bind to 0 meanwhile, and
-    copies of a test run as separate pytest processes share `free_port`'s block (worker gw0)."""
+    """A port of this worker's block, bindable now, that no other process's `reserved_port()`
+    holds, and the open lock file that holds it: close it when the server on the port is gone.
+    For a server in another process, which binds the port only seconds later (a `serve`
+    importing): a port bound to 0 and handed over is in the kernel's ephemeral range, free for
+    any process's bind to 0 meanwhile, and copies of a test run as separate pytest processes
+    share this worker's block (worker gw0)."""
     _PORT_LOCKS.mkdir(exist_ok=True)
     for _ in range(_PORT_BLOCK):
-        port = free_port()
+        port = _bindable_port()
         lock = open(_PORT_LOCKS / f"{port}.lock", "w")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -79,6 +81,19 @@ def reserved_port() -> tuple[int, IO]:
 
 
 def free_port() -> int:
+    """A port for a test's server, reserved (`reserved_port`) until the test ends: conftest lets
+    it go after the test's own clean-up has stopped its servers. Only looked at (bound and closed
+    again), it was free at that moment alone: a `serve` subprocess binds it seconds later, and a
+    server in the test's process binds it again at each restart, while another pytest process's
+    worker walks the same block (copies of a test; another worktree's suite, as helpers run
+    side by side) and could hand it out meanwhile."""
+    port, lock = reserved_port()
+    port_leases.held.append(lock)
+    return port
+
+
+def _bindable_port() -> int:
+    """A port of this worker's block that nothing is bound to now."""
     base = _FIRST_PORT + _worker_index() * _PORT_BLOCK
     for _ in range(_PORT_BLOCK):
         port = base + next(_next_port) % _PORT_BLOCK
@@ -263,13 +278,15 @@ DRIVER_TAGS = ("DRIVER-1", "DRIVER-2", "TAG-OK")
 def site_toml(stations: int = 1, connectors: int = 2, *, port: int = 8080,
               database: str = "smartcharge.sqlite", heartbeat_interval_s: int = 300,
               settle_s: float | None = None, edge_margin_s: float | None = None,
-              dispatch_call_timeout_s: float | None = None) -> str:
+              dispatch_call_timeout_s: float | None = None,
+              limit_answer_wait_s: float | None = None) -> str:
     """A site file with stations CP1..CPn, each with `connectors` 3-phase 32 A connectors.
-    `settle_s`, `edge_margin_s`, `dispatch_call_timeout_s`: the [server] settings (None: the
-    defaults, 5, 5 and 10 s)."""
+    `settle_s`, `edge_margin_s`, `dispatch_call_timeout_s`, `limit_answer_wait_s`: the
+    [server] settings (None: the defaults, 5, 5, 10 and 15 s)."""
     timing = [f'{key} = {value}' for key, value in (
         ("settle_s", settle_s), ("edge_margin_s", edge_margin_s),
-        ("dispatch_call_timeout_s", dispatch_call_timeout_s)) if value is not None]
+        ("dispatch_call_timeout_s", dispatch_call_timeout_s),
+        ("limit_answer_wait_s", limit_answer_wait_s)) if value is not None]
     lines = [
         '[site]', 'name = "sim test site"', '',
         '[server]', 'host = "127.0.0.1"', f'port = {port}', f'database = "{database}"',

@@ -110,6 +110,18 @@ def test_dispatch_call_timeout_is_read_and_bounds_the_boot_wait():
             parse_site(f"[server]\ndispatch_call_timeout_s = {bad}\n" + MINIMAL)
 
 
+def test_the_limit_answers_wait_is_read_from_the_server_table():
+    """How long a limit's answer waits for the stations (site/applied.py): 15 s unless the
+    site file says otherwise (the tests with a station silent on purpose shorten it)."""
+    from smartcharge.site.applied import APPLY_WAIT_S
+    assert parse_site(MINIMAL).server.limit_answer_wait_s == APPLY_WAIT_S == 15.0
+    assert parse_site("[server]\nlimit_answer_wait_s = 4.5\n" + MINIMAL
+                      ).server.limit_answer_wait_s == 4.5
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(ConfigError, match=r"server\.limit_answer_wait_s"):
+            parse_site(f"[server]\nlimit_answer_wait_s = {bad}\n" + MINIMAL)
+
+
 def test_edge_margin_from_the_server_table():
     assert parse_site(MINIMAL).server.edge_margin_s == 5.0
     assert parse_site("[server]\nedge_margin_s = 0\n" + MINIMAL).server.edge_margin_s == 0.0

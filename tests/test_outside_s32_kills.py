@@ -135,18 +135,22 @@ def killed_for_good_stays_under(server: Server, stations, cap_w: float, note=Non
 # what follows a timeout, not its length - the default 10 s (with its retry and the set-up's
 # backoff) made each such test wait 25-40 s
 HUNG_CALL_TIMEOUT_S = 3.0
-# where a test needs the cap's answer to end while a hung request is still retried: over half
-# of the answer's bound (site/applied.py APPLY_WAIT_S): the retry times out 3 s after it
-LOWERED_CALL_TIMEOUT_S = 9.0
+# the cap answer's bound beside it (`server.limit_answer_wait_s`): scaled with the short call
+# timeout as the default 15 s is with the default 10 s - the answer ends after a first timeout
+# and before the retry's (sent when the request times out). What these tests read of the answer
+# is its status, or a station pending; the default bound made each wait its whole 15 s
+HUNG_ANSWER_WAIT_S = 1.5 * HUNG_CALL_TIMEOUT_S
 
 
-def _server(tmp_path, stations: int, dispatch_call_timeout_s: float | None = None) -> Server:
+def _server(tmp_path, stations: int, dispatch_call_timeout_s: float | None = None,
+            limit_answer_wait_s: float | None = None) -> Server:
     """`Server` (its port reserved against other pytest processes, `reserved_port`: copies of
     this file run side by side as separate processes share `free_port`'s block, and two of
     them once served on one port - the second's stations talking to the first's server; the
     port bound to 0 and handed over that replaced it was free for any bind to 0 until `serve`
     bound it, and `serve` exited at its start in 2 of 24 copies of a test, cause unconfirmed)."""
-    return Server(tmp_path, stations=stations, dispatch_call_timeout_s=dispatch_call_timeout_s)
+    return Server(tmp_path, stations=stations, dispatch_call_timeout_s=dispatch_call_timeout_s,
+                  limit_answer_wait_s=limit_answer_wait_s)
 
 
 async def _serve(station: Bare16) -> None:
@@ -172,7 +176,7 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
     its hold as if it had taken its share: an operator's 29 kW cap then left CP1 on 7.9 kW
     beside CP2's 22 kW (29.9 kW) - the cap's 2xx said CP1 acknowledged - and with us killed
     for good the stations' own profiles summed over the cap for as long as they ran."""
-    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, HUNG_ANSWER_WAIT_S)
     site = server.site_file.read_text()
     cap_w = 29_000
     try:
@@ -193,8 +197,9 @@ async def test_a_station_whose_setup_default_goes_unanswered_stays_held(tmp_path
             assert cp2.idle_w(2) == MAX_W and cp2.hung
             status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
             assert status == 200, body
-            # (its answer waits at most 15 s for CP1's decrease: on a loaded machine, by the
-            # condition; before, it never came)
+            # (its answer waits at most HUNG_ANSWER_WAIT_S for CP1's decrease, and CP2's
+            # set-up retries hold CP2 longer: the lowering is waited for by the condition;
+            # before, it never came)
             await until(lambda: cp1.idle_w(2) + MAX_W <= cap_w + 1, 30,
                         "CP1's default lowered to what CP2 leaves of the cap")
             # gone for good: the stations run on what they hold
@@ -211,13 +216,15 @@ async def test_a_station_whose_lowered_default_goes_unanswered_is_held_at_its_ol
     done: the 2xx named CP2 pending, nothing sent again, CP1 left on 15 kW. Killed then, the
     stations' own profiles let 37 kW flow under the 30 kW cap for as long as they ran. CP2
     must be held at what it may hold, as an offline station is, and CP1 given what it leaves."""
-    # a call timeout over half the cap answer's 15 s bound (site/applied.py APPLY_WAIT_S): the
+    # the cap answer's bound (HUNG_ANSWER_WAIT_S) between one call timeout and two: the
     # answer ends before CP2's request and its retry (sent when the request times out) have
-    # both timed out, with CP2 pending. With HUNG_CALL_TIMEOUT_S both time out inside it, and
-    # the answer names CP2 not acknowledged instead - that case is
+    # both timed out, with CP2 pending (the bound's clock starts before the re-plan is run,
+    # so the retry times out at least half a call timeout after it). With both timed out
+    # inside it the answer names CP2 not acknowledged instead - that case is
     # tests/test_outside_s35_cap_answer.py's (until session 35 it read complete there, CP1 not
-    # yet lowered). Not dispatch's default 10 s: the test waits out CP2's timeouts
-    server = _server(tmp_path, 2, LOWERED_CALL_TIMEOUT_S)
+    # yet lowered). Short timeouts: the test waits out CP2's (a 9 s call timeout beside the
+    # answer's 15 s took 16.5-17 s, these 8.2 s)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, HUNG_ANSWER_WAIT_S)
     cap_w = 30_000
     try:
         async with aiohttp.ClientSession() as http:

@@ -16,9 +16,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Real seconds the API waits for the stations: one call timeout (10 s by default) for a
-# station that does not answer, and room for the re-plan before the round
-APPLY_WAIT_S = 15.0
+from smartcharge.model import LIMIT_ANSWER_WAIT_S
+
+# Real seconds the API waits for the stations by default (`server.limit_answer_wait_s`): one
+# call timeout (10 s by default) for a station that does not answer, and room for the re-plan
+# before the round
+APPLY_WAIT_S = LIMIT_ANSWER_WAIT_S
 
 
 @dataclass
@@ -68,9 +71,10 @@ async def limits_applied(dispatcher, station_ids: list[str], version: int,
 async def limits_told(controller, dispatcher) -> Applied:
     """`limits_applied` for the controller's limits as they are now, over every station of the
     site, its uncontrolled stations counted as not acknowledged: what the API's answers and an
-    OpenADR opt-in wait for."""
+    OpenADR opt-in wait for, at most the site's `server.limit_answer_wait_s`."""
     return await limits_applied(
         dispatcher, [s.station_id for s in controller.site.stations], controller.limits.version,
+        timeout_s=controller.site.server.limit_answer_wait_s,
         uncontrolled=lambda: {ref.station_id for ref in controller.uncontrollable}
         | dispatcher.held_stations() | dispatcher.refusing_stations())
 
