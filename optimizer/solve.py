@@ -257,6 +257,8 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     def no_worse(rounded: tuple[float, float]) -> bool:
         return any(held >= wh * (1.0 - 1e-9) - 1e-6 for held, wh in zip(rounded, free))
     paused_before = len(model.paused_cols)
+    # the next re-plan of a kept model starts from this optimum, not the held LP's
+    model.mark_restart()
     model.raise_lower(connector, slot, problem.min_power_w[connector])
     spent = {"solve_s": 0.0, "iterations": 0, "paused_by_hold": 0}
 
