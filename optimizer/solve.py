@@ -173,11 +173,14 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
     warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
     targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
     # Energy first proved from the objective's basis (lp.HighsModel.energy_bound_wh) instead of
-    # a HiGHS run on the weighted energy alone - only when no HiGHS run follows in this solve:
-    # the skipped run (0 iterations, but two cost changes) leaves HiGHS in another state, from
-    # which a later run (a min-rate round, the stable pass) may stop at another optimum of the
-    # same LP and round differently (measured: benchmarks/README.md, "s34-speed")
-    model.certify_energy = warm_rounds == 0 and targets is None
+    # a HiGHS run on the weighted energy alone (0 iterations, two cost swaps: ~10 ms at N = 1 000)
+    # in every solve of the model - except before min-rate rounds (small sites without a
+    # previous allocation): a skipped run leaves HiGHS in another state, from which a later
+    # run may stop at another optimum of the same LP (same value, another vertex) and round
+    # differently (benchmarks/README.md, "s34-speed"). With a stable pass the bound is used: it
+    # also spares the pass's "objective before the stable pass" run (HiGHS's duals are then
+    # still the objective's), 30-40 ms of a warm re-plan at N = 1 000 ("s36-replan").
+    model.certify_energy = warm_rounds == 0 or targets is not None
     power_w, info = model.solve(deadline.left_s())
     relaxation = info["objective"]
     relaxation_wh = weighted_energy_wh(problem, power_w)
