@@ -4,10 +4,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP). Where
    per-phase limits let one Wh make room for more or less than one Wh of another session, the
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
-   N = 1000; or proved from the objective's basis by weak duality in ~1 ms where no HiGHS
-   run follows, `HighsModel.energy_bound_wh`) that no schedule delivers more weighted energy,
-   and if one does re-solves with the weighted energy held at its optimum (optimizer/lp.py
-   `HighsModel`, PuLP likewise).
+   N = 1000; or proved from the objective's basis by weak duality in ~1 ms,
+   `HighsModel.energy_bound_wh`, in every solve but those before min-rate rounds) that no
+   schedule delivers more weighted energy, and if one does re-solves with the weighted energy
+   held at its optimum (optimizer/lp.py `HighsModel`, PuLP likewise).
    With `warm` (optimizer/warm.py), HiGHS re-solves the last solve's model changed into this LP.
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
    bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room

@@ -31,8 +31,9 @@ same; otherwise (or once more than half the columns are left over) the model is 
 scratch. A slot whose length changed has the energy-row entries of its kept columns set anew.
 An id that left and comes back gets new columns (its old ones stay fixed at 0: the car may be
 another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
-columns and rows added) the pass's columns and rows are deleted, the optimal basis from before
-the pass is put back, and every cost and bound is set anew; the held-energy row of a
+columns and rows added) the pass's columns and rows are deleted, an optimal basis from before
+the pass is put back (the unheld optimum's when running cars' minimums were held:
+`HighsModel.mark_restart`), and every cost and bound is set anew; the held-energy row of a
 lexicographic solve (optimizer/lp.py) is deleted too.
 """
 

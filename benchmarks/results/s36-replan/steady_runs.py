@@ -14,6 +14,7 @@ from benchmarks import replan_controller as rc
 from smartcharge import events as ev
 from smartcharge.site import planner
 from optimizer import lp as lp_mod
+print("tree", lp_mod.__file__.rsplit("/optimizer/", 1)[0], flush=True)
 logging.getLogger("smartcharge.site.guard").setLevel(logging.CRITICAL)
 stable = sys.argv[1] == "on"; rounds = int(sys.argv[2])
 for hook in sys.argv[3:]:
