@@ -328,6 +328,8 @@ class HighsModel:
         self._duals_of_objective = True      # HiGHS's current duals are the objective's
         self.restricted = None               # set by the stable pass, which changes the model
         self.face_basis = None               # ... with the basis it started from
+        self.face_z: np.ndarray | None = None  # ... and that basis's point (HiGHS's order)
+        self.restart = None                  # mark_restart: (basis, point, (columns, rows))
         self.z_highs: np.ndarray | None = None  # the last run's solution, HiGHS's column order
         self.first_options: dict = {}        # options for the next solve's first run only
         self.paused_cols: list = []          # HiGHS columns pause() fixed at 0
@@ -398,6 +400,25 @@ class HighsModel:
         if var.size:
             self.highs.changeColsBounds(int(var.size), var, np.asarray(lower_w, float)[keep],
                                         upper)
+
+    def mark_restart(self) -> None:
+        """Remember the current optimal basis and its point as where a kept model's next
+        re-plan starts (optimizer/warm.py, after a stable pass; `restart_point`). Called by
+        solve._hold_running before the running cars' minimums become lower bounds: the held
+        LP's optimal basis has every held column nonbasic at that bound, which the next LP
+        resets to 0, so from it the next re-plan's first run started from a point with the
+        held cars' power gone (400-650 primal iterations after one car arrived at 1 000
+        connectors; 40-170 from this basis: benchmarks/README.md, "s36-replan")."""
+        self.restart = (self.highs.getBasis(), self.z_highs,
+                        (int(self.highs.getNumCol()), int(self.highs.getNumRow())))
+
+    def restart_point(self):
+        """(basis, point in HiGHS's column order) a kept model's next re-plan starts from after
+        a stable pass: the marked one (`mark_restart`) when the model still has its columns
+        and rows (no held-energy row added since), else the basis the pass started from."""
+        if self.restart is not None and self.restart[2] == self.restricted:
+            return self.restart[0], self.restart[1]
+        return self.face_basis, self.face_z
 
     def reset_lower(self) -> None:
         for var in self.raised_cols:
@@ -572,6 +593,7 @@ class HighsModel:
         # basis: the next primal simplex started from the slack basis, 2x a cold solve)
         self.restricted = (int(self.highs.getNumCol()), int(self.highs.getNumRow()))
         self.face_basis = self.highs.getBasis()   # a copy, held in C++ (~20 us at N = 1000)
+        self.face_z = self.z_highs
         stable.restrict_to_optimal_face(self.highs)
         stable.add_deviation(self.highs, self._all[variables], previous_w, weight)
         flipped = stable.start_dual_feasible(self.highs, self.arrays.A, self._all,

@@ -4,10 +4,10 @@ returns a schedule that breaks a limit (except backend="uncontrolled", a referen
 1. Solve the LP relaxation (HiGHS LP, or the min-cost flow when it is exact, or PuLP). Where
    per-phase limits let one Wh make room for more or less than one Wh of another session, the
    weighted objective alone cannot keep energy first; HiGHS then checks (warm, ~10 ms at
-   N = 1000; or proved from the objective's basis by weak duality in ~1 ms where no HiGHS
-   run follows, `HighsModel.energy_bound_wh`) that no schedule delivers more weighted energy,
-   and if one does re-solves with the weighted energy held at its optimum (optimizer/lp.py
-   `HighsModel`, PuLP likewise).
+   N = 1000; or proved from the objective's basis by weak duality in ~1 ms,
+   `HighsModel.energy_bound_wh`, in every solve but those before min-rate rounds) that no
+   schedule delivers more weighted energy, and if one does re-solves with the weighted energy
+   held at its optimum (optimizer/lp.py `HighsModel`, PuLP likewise).
    With `warm` (optimizer/warm.py), HiGHS re-solves the last solve's model changed into this LP.
 2. Minimum-rate rule (0 or >= min_power_w): every entry with 0 < x < min is paused (its upper
    bound set to 0) and the model re-solved (warm, from the previous basis). Pausing frees room
@@ -173,11 +173,14 @@ def _solve_highs(problem: Problem, objective: Objective, deadline: _Deadline,
     warm_rounds = SMALL_WARM_ROUNDS if problem.n_connectors <= SMALL_CONNECTORS else WARM_ROUNDS
     targets = stable_targets(problem, model.arrays.x_connector, model.arrays.x_slot)
     # Energy first proved from the objective's basis (lp.HighsModel.energy_bound_wh) instead of
-    # a HiGHS run on the weighted energy alone - only when no HiGHS run follows in this solve:
-    # the skipped run (0 iterations, but two cost changes) leaves HiGHS in another state, from
-    # which a later run (a min-rate round, the stable pass) may stop at another optimum of the
-    # same LP and round differently (measured: benchmarks/README.md, "s34-speed")
-    model.certify_energy = warm_rounds == 0 and targets is None
+    # a HiGHS run on the weighted energy alone (0 iterations, two cost swaps: ~10 ms at N = 1 000)
+    # in every solve of the model - except before min-rate rounds (small sites without a
+    # previous allocation): a skipped run leaves HiGHS in another state, from which a later
+    # run may stop at another optimum of the same LP (same value, another vertex) and round
+    # differently (benchmarks/README.md, "s34-speed"). With a stable pass the bound is used: it
+    # also spares the pass's "objective before the stable pass" run (HiGHS's duals are then
+    # still the objective's), 30-40 ms of a warm re-plan at N = 1 000 ("s36-replan").
+    model.certify_energy = warm_rounds == 0 or targets is not None
     power_w, info = model.solve(deadline.left_s())
     relaxation = info["objective"]
     relaxation_wh = weighted_energy_wh(problem, power_w)
@@ -257,6 +260,8 @@ def _hold_running(problem: Problem, objective: Objective, model: HighsModel,
     def no_worse(rounded: tuple[float, float]) -> bool:
         return any(held >= wh * (1.0 - 1e-9) - 1e-6 for held, wh in zip(rounded, free))
     paused_before = len(model.paused_cols)
+    # the next re-plan of a kept model starts from this optimum, not the held LP's
+    model.mark_restart()
     model.raise_lower(connector, slot, problem.min_power_w[connector])
     spent = {"solve_s": 0.0, "iterations": 0, "paused_by_hold": 0}
 

@@ -31,8 +31,9 @@ same; otherwise (or once more than half the columns are left over) the model is 
 scratch. A slot whose length changed has the energy-row entries of its kept columns set anew.
 An id that left and comes back gets new columns (its old ones stay fixed at 0: the car may be
 another one). After a stable pass (optimizer/stable.py: the optimal face fixed, deviation
-columns and rows added) the pass's columns and rows are deleted, the optimal basis from before
-the pass is put back, and every cost and bound is set anew; the held-energy row of a
+columns and rows added) the pass's columns and rows are deleted, an optimal basis from before
+the pass is put back (the unheld optimum's when running cars' minimums were held:
+`HighsModel.mark_restart`), and every cost and bound is set anew; the held-energy row of a
 lexicographic solve (optimizer/lp.py) is deleted too.
 """
 
@@ -174,6 +175,7 @@ class WarmStart:
         for var in old.raised_cols:  # ... and raise_lower() (stable.hold_running)
             old_lower[var] = np.nan
         old_row_lower, old_row_upper = self._rows
+        start_z = old.z_highs   # the point of the basis the next run starts from
         if old.restricted is not None:
             # The stable pass fixed the optimal face (bounds of many columns and rows), set its
             # own costs and added deviation columns and rows: those go, the rest is pushed anew.
@@ -184,10 +186,13 @@ class WarmStart:
             extra = np.arange(n_rows, int(highs.getNumRow()), dtype=np.int32)
             if extra.size:
                 _ok(highs.deleteRows(int(extra.size), extra))
-            if old.face_basis is not None:
-                # the optimal basis from before the pass: without it HiGHS had none left and
-                # the controller's warm re-plans (a stable pass every time) took 2x a cold solve
-                _ok(highs.setBasis(old.face_basis))
+            basis, start_z = old.restart_point()
+            if basis is not None:
+                # an optimal basis from before the pass: without it HiGHS had none left and
+                # the controller's warm re-plans (a stable pass every time) took 2x a cold
+                # solve. The unheld optimum's when the pass ran on the held LP
+                # (HighsModel.mark_restart): the held LP's put the held cars' power to 0 here
+                _ok(highs.setBasis(basis))
             old_cost, old_lower = np.full(old_cost.size, np.nan), np.full(old_cost.size, np.nan)
             old_row_lower = np.full(old_row_lower.size, np.nan)
         if old._energy_row is not None:
@@ -224,7 +229,7 @@ class WarmStart:
         # not (a car that was charging left, a limit dropped) the dual simplex from the kept
         # basis took as long as a cold solve or 2-3x longer (benchmarks/README.md, "Speed
         # (s17-speed)"), so the model is built from scratch unless `infeasible_warm` asks.
-        last = np.concatenate([old.z_highs[:n_old_cols], np.zeros(new_cols.size)])
+        last = np.concatenate([start_z[:n_old_cols], np.zeros(new_cols.size)])
         if _limits_hold(arrays, last, col, new_upper):
             # Also when only the cars' own columns and energy rows no longer fit (a car left,
             # time passed: the meters moved and the first slot is shorter) the primal simplex
