@@ -246,8 +246,7 @@ class ClosedLoop:
             self._zero_samples.pop(ref, None)
             self._retried.pop(ref, None)    # it takes power again: the usual rules
             return False
-        if not (self.offered_minimum(ref) and self._offered_before_sample(ref)
-                or self._offered_minimum_before_replan(ref)):
+        if not self.offered_minimum(ref) or not self._offered_before_sample(ref):
             self._zero_samples.pop(ref, None)
             return False
         self._zero_samples[ref] = self._zero_samples.get(ref, 0) + 1
@@ -264,38 +263,6 @@ class ClosedLoop:
         self.declined_at[ref] = self.c.clock.now()
         self.c.request_replan(f"declined:{ref.station_id}/{ref.connector_id}")
         return True
-
-    def _offered_minimum_before_replan(self, ref: ConnectorRef) -> bool:
-        """The plan standing was made at or after the moment of the car's sample, and the
-        plan before it offered the car its minimum over the OFFER_LOOKBACK_S up to the sample
-        (with stations: what the station had accepted and the car had settled under then
-        allowed it too). Such a sample shows what the car took under that plan: a re-plan at
-        a slot edge that paused the car just before its sample at the edge (stations sample
-        on the quarter hours) made the sample prove nothing, and the next re-plan offered a
-        full car its power again - the demo day's drivers, 19:11-19:25 under the 60 kW event,
-        11 / 4 / 3.6 kW to three retried full cars for 3-8 more minutes (benchmarks/README.md
-        "s36-quality")."""
-        plan, before = self.c.plan, self.c.plan_before
-        sample = self.c.state.measurements.get(ref)
-        session = self.c.state.sessions.get(ref)
-        if plan is None or before is None or sample is None or session is None:
-            return False
-        at = sample.ordered_at
-        if plan.at < at:
-            return False          # the plan standing stood when it was sampled: its own case
-        if at - timedelta(seconds=OFFER_LOOKBACK_S) < before.at:
-            return False          # the plan before did not stand over the whole look-back
-        connector = before.connectors.get(ref)
-        if connector is None or connector.transaction_id != session.transaction_id:
-            return False
-        minimum = connector.min_power_w - 1e-6
-        if minimum <= 0.0 or connector.power_at(at - timedelta(seconds=OFFER_LOOKBACK_S)) < minimum \
-                or connector.power_at(at - timedelta(seconds=1)) < minimum:
-            return False
-        if self.c.installed is None:   # planning without stations (tests, benchmarks)
-            return True
-        given = self.c.installed.followed_w(ref, at)
-        return given is not None and given >= minimum
 
     def _offered_before_sample(self, ref: ConnectorRef) -> bool:
         """The plan standing offered the car its minimum just before its sample too (when it

@@ -134,9 +134,6 @@ class SiteController:
         self.state = st.SiteState(site)
         self.stats = Stats()
         self.plan: Plan | None = None
-        # the plan the latest one replaced: what a car sampled as it was made had been offered
-        # (closed_loop.declines)
-        self.plan_before: Plan | None = None
         # the solver model kept from one plan to the next (one plan at a time uses it)
         self.warm = WarmPlans()
         self.uncontrollable: dict[ConnectorRef, str] = {}   # ref -> why
@@ -461,7 +458,7 @@ class SiteController:
         # connector: the plan gave the rest of the room to others. Dropped ("it waits for its
         # own plan"), the car went on drawing the share of the plan before while another was
         # raised into that room - over the limit until the next plan.
-        self.plan_before, self.plan = self.plan, plan
+        self.plan = plan
         self.stats.replans += 1
         self.stats.last_solve_s = time.perf_counter() - started
         self.stats.last_status = plan.status
