@@ -336,9 +336,14 @@ def unknown_phases_started(built: Built, power_w: np.ndarray) -> optimizer.Probl
              & (now_w < problem.min_power_w - 1e-6))
     if not start.any():
         return None
-    # ... and only where its minimum drawn on three phases fits beside the plan now: there
-    # its phases are worth something now (under a cap that binds they win nothing, and a car
-    # that leaves first would give up its place for a car that can wait)
+    # ... and only where its minimum drawn on three phases fits beside the plan now, but for
+    # the phase its worst case loads (`unknown_phase_a_per_w`: its connector's L1): there its
+    # phases are worth something now. Under a cap that binds (no W room for its minimum at
+    # some node) they win nothing, and a car that leaves first would give up its place for a
+    # car that can wait. On its worst phase the others make room for its three-phase minimum
+    # in the re-solve: that phase full of single-phase neighbours (each A of them 230 W, of a
+    # three-phase car 690 W: the demo day's CP019, benchmarks/README.md "s36-quality") kept it
+    # at 0, its L2 and L3 empty, for as long as the neighbours stayed
     load_w, load_a = node_loads(problem, power_w[:, :1])
     free_w = problem.node_limit_w[:, 0] - load_w[:, 0]
     free_a = problem.node_limit_a[:, :1] - load_a[:, :, 0]          # (M, 3)
@@ -346,9 +351,13 @@ def unknown_phases_started(built: Built, power_w: np.ndarray) -> optimizer.Probl
     for i in np.flatnonzero(start):
         nodes = above.indices[above.indptr[i]:above.indptr[i + 1]]
         # a three-phase car draws the worst case's smallest current on each phase
-        need_a = np.full(3, problem.min_power_w[i] * problem.amps_per_w[i].min())
+        amps = problem.amps_per_w[i]
+        need_a = np.full(3, problem.min_power_w[i] * amps.min())
+        worst = amps > amps.min() * (1.0 + 1e-9)       # the phase its worst case loads
+        room_a = (free_a[nodes] >= need_a[None, :] - 1e-9) | worst[None, :]
         start[i] = bool((free_w[nodes] >= problem.min_power_w[i] - 1e-6).all()
-                        and (free_a[nodes] >= need_a[None, :] - 1e-9).all())
+                        and room_a.all()
+                        and (problem.node_limit_a[nodes, 0] >= need_a[0]).all())
     if not start.any():
         return None
     weight = np.where(start, UNKNOWN_PHASES_WEIGHT, problem.weight)
