@@ -7,13 +7,22 @@ before its fix."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import asyncio
+import base64
+
 import aiohttp
 from ocpp.routing import on
-from ocpp.v16 import call_result
+from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
-from smartcharge.sim.profiles import parse_profile
-from tests.test_outside_s32_kills import CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, until
+from smartcharge.sim.connection import WsConnection
+from smartcharge.sim.profiles import TxContext, parse_profile
+from tests.sim_fixtures import STATION_PASSWORD
+from tests.test_outside_s32_kills import (
+    CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _serve, until)
+from tests.test_outside_s32_kills import _server as restartable_server
 from tests.test_outside_s35_cap_answer import _server
 
 SOON_H = 0.2   # 12 min: inside the plans' common end (at most 30 min on)
@@ -68,6 +77,110 @@ async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap(tmp_path):
             for hours in (0.05, SOON_H, 0.5, 2, 6):
                 held_w = [s.idle_w(hours) for s in (cp1, cp2)]
                 assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            fleet.close()
+    finally:
+        server.stop()
+
+
+class Car16(Bare16):
+    """A bare 1.6 station whose car's transaction (`tx`) its TxProfiles apply to; counts the
+    TxProfiles it took on this connection."""
+
+    tx: TxContext | None = None
+    tx_profiles_taken = 0
+
+    @on(Action.set_charging_profile)
+    async def set_profile(self, connector_id, cs_charging_profiles, **_):
+        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
+        on_tx = profile.purpose == "TxProfile"
+        self.store.install(profile, self.tx if on_tx else None)
+        self.tx_profiles_taken += on_tx
+        return call_result.SetChargingProfile(status="Accepted")
+
+    def draw_w(self, hours: float) -> float:
+        """What its own profiles let its car draw `hours` from now."""
+        at = CLOCK.now() + timedelta(hours=hours)
+        limit = self.store.limit_w(1, at, self.tx, voltage_v=230.0, phases_in_use=3)
+        return MAX_W if limit is None else min(limit, MAX_W)
+
+    async def status(self, status: str) -> None:
+        await self.call(call.StatusNotification(connector_id=1, error_code="NoError",
+                                                status=status), suppress=False)
+
+
+async def reconnect_without_boot(fleet: Bare16Fleet, old: Car16) -> Car16:
+    """`old`'s station connects again, as a 1.6 station whose connection dropped does - no
+    BootNotification (it did not reboot: its transaction runs on) - its store and car kept."""
+    await fleet.server.wait_listening()
+    sid = old.id
+    auth = base64.b64encode(f"{sid}:{STATION_PASSWORD}".encode()).decode()
+    ws = await fleet.http.ws_connect(
+        f"ws://127.0.0.1:{fleet.server.port}/ocpp/{sid}", protocols=("ocpp1.6",),
+        headers={"Authorization": f"Basic {auth}"})
+    station = Car16(sid, WsConnection(ws), old.store)
+    station.tx = old.tx
+    fleet.stations[sid] = station
+    fleet._serving.append(asyncio.create_task(_serve(station)))
+    return station
+
+
+async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left_free(tmp_path):
+    """A 30 kW grid, CP1 and CP2 on 15 kW defaults. CP1's car says SuspendedEV (full): its
+    plan goes to 0 and CP2, idle, is given 22 kW until the plans' common end - above its
+    15 kW default. CP2's connection drops; we are SIGKILLed and start again on the same
+    SQLite file; CP1 comes back, its car charging again. The new process held CP2 at its
+    stored 15 kW default only - its idle share was the old process's - and sent CP1 a 15 kW
+    TxProfile: 37 kW under the 30 kW grid for up to half an hour (CP2's car unseen: it is
+    offline), whether we run or are killed again."""
+    server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    grid_w = 30_000
+    server.site_file.write_text(server.site_file.read_text().replace(
+        f"limit_w = {2 * int(MAX_W)}", f"limit_w = {grid_w}"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            fleet = Bare16Fleet(http, server, 2, station_class=Car16)
+            server.start()
+            await fleet.connect()
+            cp1, cp2 = fleet.stations["CP1"], fleet.stations["CP2"]
+            await until(lambda: cp1.holds_our_default() and cp2.holds_our_default(), 30,
+                        "both defaults")
+            await cp1.status("Preparing")
+            started = await cp1.call(call.StartTransaction(
+                connector_id=1, id_tag="DRIVER-1", meter_start=0,
+                timestamp=CLOCK.now().isoformat()), suppress=False)
+            cp1.tx = TxContext(started.transaction_id, CLOCK.now())
+            await cp1.status("Charging")
+            await until(lambda: cp1.tx_profiles_taken, 30, "CP1's plan")
+            # the car stops by itself: declined once it had its settle time under its plan
+            # (closed_loop.offered_minimum), so said again until CP2's idle share rises
+            for _ in range(120):
+                await cp1.status("Charging")
+                await cp1.status("SuspendedEV")
+                try:
+                    await until(lambda: cp2.idle_w(SOON_H) > grid_w / 2 + 1, 0.5, "")
+                    break
+                except AssertionError:
+                    continue
+            assert cp2.idle_w(SOON_H) == MAX_W and cp2.idle_w(2) <= grid_w / 2 + 1
+            fleet._serving[1].cancel()
+            await cp2._connection._ws.close()
+            log = tmp_path / "server.log"
+            await until(lambda: b"station CP2: disconnected" in log.read_bytes(), 30,
+                        "CP2 seen gone")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            server.start()
+            # CP2 stays away, holding what it took
+            cp1_back = await reconnect_without_boot(fleet, cp1)
+            await cp1_back.status("Charging")
+            await until(lambda: cp1_back.tx_profiles_taken, 30, "CP1's plan after the restart")
+            await until(lambda: cp1_back.draw_w(SOON_H) + cp2.idle_w(SOON_H) <= grid_w + 1, 30,
+                        "CP1 planned in what CP2's idle share leaves")
+            server.process.kill()
+            server.process.wait(timeout=10)
+            for hours in (0.05, SOON_H, 0.5, 2, 6):
+                held_w = [cp1_back.draw_w(hours), cp2.idle_w(hours)]
+                assert sum(held_w) <= grid_w + 1, (hours, held_w)
             fleet.close()
     finally:
         server.stop()

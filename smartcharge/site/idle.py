@@ -197,6 +197,11 @@ class IdleSending:
                                        then_w=then_w,
                                        installed=self.installed.below_steps(
                                            control, ref, connector.phases, factor, False))
+        # written ahead where it raises what the store keeps of what the connector may let a
+        # car draw (held_defaults._idle_above): killed after the station took it, a restart
+        # holding a station still offline must not count on less
+        self._idle_sent_w[ref] = max(powers)
+        await self._record_held(control, idle_new={connector_id: max(powers)})
         try:
             answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
         except StationOffline as exc:
@@ -218,4 +223,5 @@ class IdleSending:
         # recorded even when refused: best effort, retried when it runs out (the part: its
         # least, so the full share that follows is a change)
         control.idle_sent[connector_id] = (min(powers), self.expiry)
+        await self._record_held(control, queue_lower=True)   # (a lower share taken: queued)
         return answer
