@@ -13,6 +13,7 @@ import asyncio
 import base64
 
 import aiohttp
+import pytest
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
@@ -88,6 +89,10 @@ class Car16(Bare16):
 
     tx: TxContext | None = None
     tx_profiles_taken = 0
+    # called (the server SIGKILLed) as it takes an idle share above `kill_above_a` A, which it
+    # then never answers
+    kill = None
+    kill_above_a = 0.0
 
     @on(Action.set_charging_profile)
     async def set_profile(self, connector_id, cs_charging_profiles, **_):
@@ -95,6 +100,11 @@ class Car16(Bare16):
         on_tx = profile.purpose == "TxProfile"
         self.store.install(profile, self.tx if on_tx else None)
         self.tx_profiles_taken += on_tx
+        if self.kill is not None and profile.purpose == "TxDefaultProfile" \
+                and profile.stack_level > 0 \
+                and max(p.limit for p in profile.schedule.periods) > self.kill_above_a:
+            self.kill()
+            await asyncio.Event().wait()
         return call_result.SetChargingProfile(status="Accepted")
 
     def draw_w(self, hours: float) -> float:
@@ -124,14 +134,17 @@ async def reconnect_without_boot(fleet: Bare16Fleet, old: Car16) -> Car16:
     return station
 
 
-async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left_free(tmp_path):
+@pytest.mark.parametrize("killed_as_it_takes_the_share", [False, True])
+async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left_free(
+        tmp_path, killed_as_it_takes_the_share):
     """A 30 kW grid, CP1 and CP2 on 15 kW defaults. CP1's car says SuspendedEV (full): its
     plan goes to 0 and CP2, idle, is given 22 kW until the plans' common end - above its
     15 kW default. CP2's connection drops; we are SIGKILLed and start again on the same
     SQLite file; CP1 comes back, its car charging again. The new process held CP2 at its
     stored 15 kW default only - its idle share was the old process's - and sent CP1 a 15 kW
     TxProfile: 37 kW under the 30 kW grid for up to half an hour (CP2's car unseen: it is
-    offline), whether we run or are killed again."""
+    offline), whether we run or are killed again. `killed_as_it_takes_the_share`: SIGKILLed
+    the moment CP2 takes its 22 kW share, before its answer (the record written ahead)."""
     server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
     grid_w = 30_000
     server.site_file.write_text(server.site_file.read_text().replace(
@@ -151,6 +164,8 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
             cp1.tx = TxContext(started.transaction_id, CLOCK.now())
             await cp1.status("Charging")
             await until(lambda: cp1.tx_profiles_taken, 30, "CP1's plan")
+            if killed_as_it_takes_the_share:
+                cp2.kill, cp2.kill_above_a = server.process.kill, 21.8   # its default: 21.7 A
             # the car stops by itself: declined once it had its settle time under its plan
             # (closed_loop.offered_minimum), so said again until CP2's idle share rises
             for _ in range(120):
@@ -162,13 +177,15 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
                 except AssertionError:
                     continue
             assert cp2.idle_w(SOON_H) == MAX_W and cp2.idle_w(2) <= grid_w / 2 + 1
-            fleet._serving[1].cancel()
-            await cp2._connection._ws.close()
-            log = tmp_path / "server.log"
-            await until(lambda: b"station CP2: disconnected" in log.read_bytes(), 30,
-                        "CP2 seen gone")
+            if not killed_as_it_takes_the_share:
+                fleet._serving[1].cancel()
+                await cp2._connection._ws.close()
+                log = tmp_path / "server.log"
+                await until(lambda: b"station CP2: disconnected" in log.read_bytes(), 30,
+                            "CP2 seen gone")
             server.process.kill()
             server.process.wait(timeout=10)
+            fleet._serving[1].cancel()
             server.start()
             # CP2 stays away, holding what it took
             cp1_back = await reconnect_without_boot(fleet, cp1)
