@@ -141,10 +141,10 @@ async def test_the_grant_of_a_remote_start_ends_after_its_grace(stepped):
 async def test_a_1_6_stop_after_the_grace_answers_the_tag_its_transaction_began_with(stepped):
     """Session 36's judge: a 1.6 transaction begun in a remote start's grace keeps its tag -
     but its StopTransaction's idTagInfo (which a station writes into its authorization cache)
-    said Invalid once the 300 s had passed, and so did the same stop sent again after a lost
-    answer whose first sending, in the grace, was told Accepted: one message, two answers. The
-    grant lives on the transaction in 1.6 as it does in 2.0.1; another transaction of the tag
-    after the grace is still refused."""
+    said Invalid once the 300 s had passed (a stop sent inside the grace and again after it,
+    its answer lost, got Accepted and then Invalid). The grant lives on the transaction in 1.6
+    as it does in 2.0.1; the remote start names no connector and the station begins on its
+    second: granted there too; another transaction of the tag after the grace is refused."""
     harness, clock = stepped
     cp1 = await harness.station("CP1")
     await _remote_start(harness, "CP1", id_tag=GUEST)   # no connector: the station picks one
