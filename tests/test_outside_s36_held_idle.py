@@ -7,19 +7,23 @@ before its fix."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncio
 import base64
 
 import aiohttp
 import pytest
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
+from ocpp.v201 import call as call201
+from ocpp.v201 import call_result as call_result201
 
 from smartcharge.sim.connection import WsConnection
 from smartcharge.sim.profiles import TxContext, parse_profile
+from tests.ocpp201_station import Station201, StationSetup
 from tests.sim_fixtures import STATION_PASSWORD
 from tests.test_outside_s32_kills import (
     CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, _serve, until)
@@ -200,4 +204,84 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
                 assert sum(held_w) <= grid_w + 1, (hours, held_w)
             fleet.close()
     finally:
+        server.stop()
+
+
+class RefusesIdleLowering201(Station201):
+    """A strict 2.0.1 station (K01 rules, `tests/ocpp201_station.py`) that, while
+    `refusing`, refuses every idle share (a TxDefaultProfile above stack level 0) and keeps the
+    one it took before."""
+
+    refusing = False
+
+    @on("SetChargingProfile")
+    async def on_set_charging_profile(self, evse_id: int, charging_profile: dict, **_):
+        profile = snake_to_camel_case(charging_profile)
+        if self.refusing and profile["chargingProfilePurpose"] == "TxDefaultProfile" \
+                and profile["stackLevel"] > 0:
+            self.refused += 1
+            return call_result201.SetChargingProfile(status="Rejected")
+        return await super().on_set_charging_profile(evse_id, charging_profile)
+
+    refused = 0
+
+    def idle_w(self, hours: float) -> float:
+        """What its profiles let a car arriving at EVSE 1 draw `hours` from now (W)."""
+        at = datetime.now(UTC) + timedelta(hours=hours)
+        limit = self.table.limit_at(1, at, "W")
+        return MAX_W if limit is None else min(limit, MAX_W)
+
+
+async def _connect201(server, station_id: str) -> tuple[RefusesIdleLowering201, asyncio.Task]:
+    auth = base64.b64encode(f"{station_id}:{STATION_PASSWORD}".encode()).decode()
+    http = aiohttp.ClientSession()
+    ws = await http.ws_connect(f"ws://127.0.0.1:{server.port}/ocpp/{station_id}",
+                               protocols=("ocpp2.0.1",),
+                               headers={"Authorization": f"Basic {auth}"})
+    station = RefusesIdleLowering201(station_id, WsConnection(ws),
+                                     StationSetup(rate_units="W"))
+    station.http = http
+    runner = asyncio.create_task(station.start())
+    await station.boot()
+    await station.call(call201.StatusNotification(
+        timestamp=datetime.now(UTC).isoformat(), connector_status="Available", evse_id=1,
+        connector_id=1))
+    return station, runner
+
+
+async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap_201(tmp_path):
+    """The same as the 1.6 test above with strict 2.0.1 stations (K01): CP2 refuses its idle
+    share's decrease under a 25 kW cap; CP1 is given only what CP2's kept 22 kW leaves."""
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    cap_w = 25_000
+    running = []
+    try:
+        server.start()
+        await server.wait_listening()
+        for sid in ("CP1", "CP2"):
+            running.append(await _connect201(server, sid))
+        (cp1, _), (cp2, _) = running
+
+        def idle_share(station):
+            return [p for _, p in station.table.profiles.values()
+                    if p["chargingProfilePurpose"] == "TxDefaultProfile" and p["stackLevel"] > 0]
+        await until(lambda: idle_share(cp1) and idle_share(cp2)
+                    and cp2.idle_w(SOON_H) == MAX_W, 30, "the idle shares")
+        cp2.refusing = True
+        status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+        assert status == 200, body
+        await until(lambda: cp2.refused and cp2.idle_w(2) <= cap_w / 2 + 1, 30,
+                    "CP2's idle share refused, its default lowered")
+        assert cp2.idle_w(SOON_H) == MAX_W   # what it kept
+        await until(lambda: cp1.idle_w(SOON_H) + cp2.idle_w(SOON_H) <= cap_w + 1, 30,
+                    "CP1 given what CP2's kept idle share leaves of the cap")
+        server.process.kill()
+        server.process.wait(timeout=10)
+        for hours in (0.05, SOON_H, 0.5, 2, 6):
+            held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+            assert sum(held_w) <= cap_w + 1, (hours, held_w)
+    finally:
+        for station, runner in running:
+            runner.cancel()
+            await station.http.close()
         server.stop()
