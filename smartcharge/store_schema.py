@@ -273,4 +273,11 @@ MIGRATIONS: tuple[str, ...] = (
     -- retention prunes the stations' notifications by age (retention.py)
     CREATE INDEX station_notifications_by_time ON station_notifications (received_at);
     """,
+    # 13: beside each connector's held default, the most an idle share of ours (a TxDefault
+    # above it until the plans' common end, site/idle.py) may let a car draw there: a station
+    # offline through a restart holds it for up to a profile's lifetime, and the others' idle
+    # shares leave it free (site/held_defaults.py; NULL: none known)
+    """
+    ALTER TABLE failsafe_held ADD COLUMN idle_w REAL;
+    """,
 )

@@ -136,3 +136,29 @@ async def test_the_grant_of_a_remote_start_ends_after_its_grace(stepped):
     assert await _authorize16(cp1, GUEST) == "Accepted"
     clock.ahead = timedelta(seconds=REMOTE_START_GRACE_S + 5)
     assert await _authorize16(cp1, GUEST) == "Invalid"
+
+
+async def test_a_1_6_stop_after_the_grace_answers_the_tag_its_transaction_began_with(stepped):
+    """Session 36's judge: a 1.6 transaction begun in a remote start's grace keeps its tag -
+    but its StopTransaction's idTagInfo (which a station writes into its authorization cache)
+    said Invalid once the 300 s had passed (a stop sent inside the grace and again after it,
+    its answer lost, got Accepted and then Invalid). The grant lives on the transaction in 1.6
+    as it does in 2.0.1; the remote start names no connector and the station begins on its
+    second: granted there too; another transaction of the tag after the grace is refused."""
+    harness, clock = stepped
+    cp1 = await harness.station("CP1")
+    await _remote_start(harness, "CP1", id_tag=GUEST)   # no connector: the station picks one
+    begun = datetime.now(UTC)
+    started = await cp1.start_tx(2, 1_000, begun, id_tag=GUEST)
+    assert started.id_tag_info["status"] == "Accepted"
+    stop = call16.StopTransaction(meter_stop=4_000, timestamp=format_ocpp_time(
+        begun + timedelta(hours=1)), transaction_id=started.transaction_id, id_tag=GUEST,
+        reason="Local")
+    clock.ahead = timedelta(seconds=REMOTE_START_GRACE_S + 3_600)
+    first = await cp1.call(stop, suppress=False)
+    assert first.id_tag_info["status"] == "Accepted", first
+    again = await cp1.call(stop, suppress=False)   # its answer lost: sent again
+    assert again.id_tag_info == first.id_tag_info
+    # the grant itself has ended: a new transaction of the tag is refused
+    later = await cp1.start_tx(1, 4_000, datetime.now(UTC) + clock.ahead, id_tag=GUEST)
+    assert later.id_tag_info["status"] == "Invalid"

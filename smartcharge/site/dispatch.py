@@ -195,6 +195,10 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         # store says each station's connectors may hold (held_defaults.py)
         self._release_pending: set[str] = set()
         self._held_stored: dict[str, dict[int, steps.Step]] = {}
+        # beside it, the most an idle share may let a car draw per connector (None: nothing
+        # above the default), as stored; and the last idle share sent per connector [W]
+        self._idle_stored: dict[str, dict[int, float | None]] = {}
+        self._idle_sent_w: dict[ConnectorRef, float] = {}
         # lowered records not yet written, and whether a task is writing them
         self._held_pending: dict[str, tuple] = {}
         self._held_flushing = False

@@ -106,6 +106,20 @@ class IdleSending:
             factor = self.installed.w_factor(control.unit, ref, phases, False)
         return self.installed.below_steps(control, ref, phases, factor, True)
 
+    def _kept_after_refusal(self, control: StationControl, ref: ConnectorRef, now) -> float:
+        """What a car arriving at an idle connector whose idle schedule was refused may draw
+        from now on [W]: the most of what it accepted - an older idle share until that ends,
+        then its default (its maximum where none is known) - and the default last sent.
+        The default alone was kept: CP2 refusing its idle share's decrease under a 25 kW cap
+        kept its old 22 kW share while the plan kept 12.5 kW free for it and gave CP1 6.2 kW
+        (28.3 kW: tests/test_outside_s36_held_idle.py). Flat: after the old share ends it
+        stays reserved until the share is sent again (the common end moving on) - more room
+        kept than needed, never less."""
+        connector = self.topology.station(control.station_id).connector(ref.connector_id)
+        below = self.installed.below_steps(control, ref, connector.phases, 1.0, False)
+        sent = control.default_sent.get(ref.connector_id) or ()
+        return max(steps.maximum(below, now), max((w for _, w in sent), default=0.0))
+
     # --- the 0 W under a charging connector's TxProfile ----------------------------------------
     @staticmethod
     def _under_possible(control: StationControl, as_default: bool) -> bool:
@@ -183,6 +197,11 @@ class IdleSending:
                                        then_w=then_w,
                                        installed=self.installed.below_steps(
                                            control, ref, connector.phases, factor, False))
+        # written ahead where it raises what the store keeps of what the connector may let a
+        # car draw (held_defaults._idle_above): killed after the station took it, a restart
+        # holding a station still offline must not count on less
+        self._idle_sent_w[ref] = max(powers)
+        await self._record_held(control, idle_new={connector_id: max(powers)})
         try:
             answer, installed = await control.port.set_idle_schedule(connector_id, schedule)
         except StationOffline as exc:
@@ -197,11 +216,12 @@ class IdleSending:
         if answer is Answer.ACCEPTED:
             self.changed_at[ref] = self.clock.now()   # its settle time from here (failsafe.py)
         if answer is not Answer.NO_ANSWER and ref not in self.view.state.sessions:
-            # refused (no slot left, say): a car arriving here draws its fail-safe default
-            self._note_kept_default(ref, None if answer is Answer.ACCEPTED else max(
-                (w for _, w in control.default_sent.get(connector_id) or ()),
-                default=self.topology.max_power_w(ref)))
+            # refused (no slot left, say): a car arriving here draws what the connector still
+            # holds - the idle share it took before until that ends, then its default
+            self._note_kept_default(ref, None if answer is Answer.ACCEPTED
+                                    else self._kept_after_refusal(control, ref, now))
         # recorded even when refused: best effort, retried when it runs out (the part: its
         # least, so the full share that follows is a change)
         control.idle_sent[connector_id] = (min(powers), self.expiry)
+        await self._record_held(control, queue_lower=True)   # (a lower share taken: queued)
         return answer

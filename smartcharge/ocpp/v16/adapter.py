@@ -118,6 +118,13 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         log.info("station %s: StartTransaction connector %d tag %s -> transaction %d%s",
                  self.id, connector_id, id_tag, outcome.transaction_id,
                  " (duplicate)" if outcome.duplicate else "")
+        if status is AuthorizationStatus.accepted and not self._ctx.site.accepts_id_tag(id_tag):
+            # begun in a remote start's grace (or a stored Accepted): the grant kept on the
+            # transaction, as 2.0.1's is, before the station hears of it - its StopTransaction
+            # an hour on said Invalid, into the station's authorization cache
+            # (tests/test_remote_start_authorized.py)
+            await self.id_tag_status(id_tag, transaction=str(outcome.transaction_id),
+                                     started=started)
         if not outcome.duplicate:
             self.publish_closed(outcome.closed, now)
             self._ctx.events.publish(SessionStarted(
@@ -170,7 +177,10 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
                 self.id, outcome.connector_id, outcome.transaction_id, stopped,
                 outcome.energy_wh, reason or "Local"))
         # idTagInfo only answers an idTag the station sent; the stop is acknowledged regardless
-        info = IdTagInfo(status=await self._id_tag_status(id_tag)) if id_tag else None
+        # (the transaction it stopped: a tag granted by our remote start keeps it there)
+        info = IdTagInfo(status=await self._id_tag_status(
+            id_tag, transaction=None if outcome.transaction_id is None
+            else str(outcome.transaction_id))) if id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
     @on(Action.data_transfer)
@@ -218,9 +228,9 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         return call_result.SignedFirmwareStatusNotification()
 
     # -- helpers ----------------------------------------------------------------------------
-    async def _id_tag_status(self, id_tag: str,
-                             started: datetime | None = None) -> AuthorizationStatus:
-        stored = await self.id_tag_status(id_tag, started=started)
+    async def _id_tag_status(self, id_tag: str, started: datetime | None = None,
+                             transaction: str | None = None) -> AuthorizationStatus:
+        stored = await self.id_tag_status(id_tag, transaction, started)
         return AuthorizationStatus.invalid if stored is None else AuthorizationStatus(stored)
 
 
