@@ -577,6 +577,11 @@ def main(argv: list[str] | None = None) -> int:
               + f"; the boot storm's longest {boot_turn['wall_ms']:.0f} ms wall, "
               f"{boot_turn['cpu_ms']:.0f} ms CPU (the wall times include what the OS gave "
               f"other processes; the stall column is three turns and the run queue)")
+    share = stats.get("share") or {}
+    if stats.get("inbound") or share:   # s36-stall: what the turn's CPU bound held back
+        print(f"# whole run: the inbound budget {stats.get('inbound')}; the share's steps "
+              f"{share.get('steps')}, deferred {share.get('deferred')}, held by the turn's "
+              f"CPU {share.get('held_by_turn')}")
     busy = stats.get("busy", [])
     if busy:
         print(f"# the loop's own CPU between two probe wake-ups, the longest (window / boot): "

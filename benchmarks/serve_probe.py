@@ -422,11 +422,22 @@ def _share_counters(app) -> dict | None:
     if share is None:
         return None
     return {"steps": share.steps, "deferred": share.deferred, "turns": share.turns,
+            "held_by_turn": getattr(share, "held_by_turn", None),   # s36-stall
             "most_in_turn_ms": [round(x * 1000, 2) for x in share.most_in_turn_s],
             "limit_ms": [x * 1000 for x in share.limit_s],
             "long_steps": sorted(((where, n, round(most * 1000, 1)) for where, (n, most)
                                   in getattr(share, "long_steps", {}).items()),
                                  key=lambda e: -e[1])[:12]}
+
+
+def _inbound_counters(app) -> dict | None:
+    """The server's inbound budget's counters, whole run (s36-stall)."""
+    from smartcharge.ocpp.server import INBOUND
+    budget = app.get(INBOUND)
+    if budget is None:
+        return None
+    return {name: getattr(budget, name, None)
+            for name in ("admitted", "deferred", "most_in_turn", "held", "cpu_s")}
 
 
 def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,
@@ -619,6 +630,19 @@ def main(argv: list[str]) -> int:
             if phase == "stop" and info["generation"] == 0:
                 gc.freeze()
         gc.callbacks.append(freeze_young)
+    inbound_cpu_s = os.environ.get("SMARTCHARGE_PROBE_INBOUND_CPU_S")   # s36-stall: the
+    if inbound_cpu_s:   # turn's CPU past which no frame is let in (but 8): a number or "off"
+        from smartcharge.ocpp.server import INBOUND
+        app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
+    share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall: the
+    if share_cpu_s:   # turn's CPU past which no lane of the share takes a step (but its first)
+        from smartcharge.turn_share import TurnShare
+        share_init = TurnShare.__init__
+
+        def init_share(self, *args, **kwargs) -> None:
+            share_init(self, *args, **kwargs)
+            self.turn_cpu_s = None if share_cpu_s == "off" else float(share_cpu_s)
+        TurnShare.__init__ = init_share
     per_turn = os.environ.get("SMARTCHARGE_PROBE_PER_TURN")   # an experiment (s31-p99):
     if per_turn:   # inbound frames let in, and the store's callers resumed, per turn (32)
         from smartcharge.store import SqliteStore
@@ -715,6 +739,7 @@ def main(argv: list[str]) -> int:
                        "turn_seconds": sorted(turn_seconds.items()),
                        "long_turns": long_turns,
                        "share": _share_counters(app),
+                       "inbound": _inbound_counters(app),
                        "collector_at_window_end": window_end[0] if window_end else None,
                        "clock_offset_s": time.time() - time.perf_counter(),
                        "latency": None if latency is None else {
