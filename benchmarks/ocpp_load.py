@@ -389,11 +389,26 @@ def longest_turn(turn_seconds: list, window: tuple[float, float]) -> dict:
             "wall_ms": max((wall for _, _, wall in inside), default=float("nan")) * 1000}
 
 
+def long_wall_split(long_turns: list, window: tuple[float, float], over_s: float = 0.020
+                    ) -> tuple[int, float, float, float] | None:
+    """s36-stall: the window's turns over `over_s` of wall time, their wall split into the loop
+    thread's CPU, its wait for a CPU (schedstat's run delay) and the rest (the GIL held by
+    another of the server's threads, page faults): (turns, CPU s, run queue s, rest s) in all.
+    None for a record without the wait (older probes)."""
+    inside = [entry for entry in long_turns
+              if inside_window(entry[0], window) and entry[2] > over_s]
+    if any(len(entry) < 4 for entry in inside):
+        return None
+    cpu = sum(entry[1] for entry in inside)
+    queue = sum(entry[3] for entry in inside)
+    return len(inside), cpu, queue, sum(entry[2] for entry in inside) - cpu - queue
+
+
 def long_turn_counts(long_turns: list, window: tuple[float, float],
                      over_ms: tuple[int, ...] = (5, 10, 15, 20)) -> dict[str, dict[int, int]]:
     """s36-stall: the window's turns (whole seconds, as `longest_turn`) over each of `over_ms`,
     by their CPU and by their wall time."""
-    inside = [(cpu, wall) for at, cpu, wall in long_turns if inside_window(at, window)]
+    inside = [(cpu, wall) for at, cpu, wall, *_ in long_turns if inside_window(at, window)]
     return {"cpu": {ms: sum(1 for cpu, _ in inside if cpu * 1000 > ms) for ms in over_ms},
             "wall": {ms: sum(1 for _, wall in inside if wall * 1000 > ms) for ms in over_ms}}
 
@@ -577,6 +592,14 @@ def main(argv: list[str] | None = None) -> int:
               + f"; the boot storm's longest {boot_turn['wall_ms']:.0f} ms wall, "
               f"{boot_turn['cpu_ms']:.0f} ms CPU (the wall times include what the OS gave "
               f"other processes; the stall column is three turns and the run queue)")
+        split = long_wall_split(stats.get("long_turns") or [], r["window"])
+        if split and split[0]:
+            n, cpu_s, queue_s, rest_s = split
+            wall_s = cpu_s + queue_s + rest_s
+            print(f"# the window's {n} turns over 20 ms wall, {wall_s * 1000:.0f} ms in all: "
+                  f"the loop thread's CPU {cpu_s / wall_s:.0%}, waiting for a CPU (run queue) "
+                  f"{queue_s / wall_s:.0%}, the rest (another thread of the server holding "
+                  f"the GIL, page faults) {rest_s / wall_s:.0%}")
     share = stats.get("share") or {}
     if stats.get("inbound") or share:   # s36-stall: what the turn's CPU bound held back
         print(f"# whole run: the inbound budget {stats.get('inbound')}; the share's steps "

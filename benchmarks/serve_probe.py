@@ -74,14 +74,27 @@ def record_turn_lengths(loop: asyncio.AbstractEventLoop, by_second: dict[int, li
     CPU: the loop thread's CPU across the turn. Wall: the turn's span less the time spent
     inside the selector's `select` (waiting for a socket is not a blocked loop; the loop is
     blocked from the poll's return to the next poll). `by_second`: whole wall second ->
-    [turns, the most CPU s, the most wall s]; `long_turns`: (wall s, CPU s, wall s) of every
-    turn over `over_s` either way. A handful of clock reads a turn (~2 us): nothing is
+    [turns, the most CPU s, the most wall s]; `long_turns`: (wall s, CPU s, wall s, s waiting
+    for a CPU) of every turn over `over_s` either way (the wait: the poll's included, ~0 as a
+    poll that waits is not runnable). A handful of clock reads a turn and two reads of schedstat (~5 us): nothing is
     wrapped per callback (SMARTCHARGE_PROBE_TURNS's `Handle._run` wrapper adds its own cost
     to every callback; this reading is taken inside it, so it sees that cost when both run).
     Not on uvloop (no selector of Python's to read): nothing is recorded there."""
     selector = getattr(loop, "_selector", None)
     if selector is None or not callable(getattr(loop, "_run_once", None)):
         return
+    # the time the loop thread waited for a CPU in each turn (Linux: its schedstat's run
+    # delay, ns): a long turn's wall is its CPU, that wait, and the rest - the GIL held by
+    # another of the server's threads (the store's, the planner's), page faults
+    try:
+        schedstat_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        schedstat_fd = None
+
+    def run_delay_s() -> float:
+        if schedstat_fd is None:
+            return 0.0
+        return int(os.pread(schedstat_fd, 100, 0).split()[1]) / 1e9
     original_select = selector.select
     in_select = [0.0]
 
@@ -97,12 +110,14 @@ def record_turn_lengths(loop: asyncio.AbstractEventLoop, by_second: dict[int, li
 
     def run_once() -> None:
         in_select[0] = 0.0
+        delay = run_delay_s()
         cpu, wall = cpu_clock(), wall_clock()
         try:
             original_once()
         finally:
             cpu = cpu_clock() - cpu
             wall = wall_clock() - wall - in_select[0]
+            delay = run_delay_s() - delay
             at = now()
             entry = by_second.get(int(at))
             if entry is None:
@@ -114,7 +129,7 @@ def record_turn_lengths(loop: asyncio.AbstractEventLoop, by_second: dict[int, li
                 if wall > entry[2]:
                     entry[2] = wall
             if cpu > over_s or wall > over_s:
-                long_turns.append((at, cpu, wall))
+                long_turns.append((at, cpu, wall, delay))
 
     loop._run_once = run_once
 

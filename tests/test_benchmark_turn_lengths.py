@@ -60,7 +60,7 @@ def test_each_turn_is_measured_alone_and_the_polls_wait_is_not_counted():
     assert turns >= 3
     assert round(most_cpu_s, 6) == 0.004
     assert round(most_wall_s, 6) == 0.006
-    assert [(round(cpu, 6), round(wall, 6)) for _, cpu, wall in long_turns] == [
+    assert [(round(cpu, 6), round(wall, 6)) for _, cpu, wall, *_ in long_turns] == [
         (0.003, 0.003), (0.004, 0.006)]
 
 
@@ -73,3 +73,15 @@ def test_the_windows_turns_are_read_from_the_seconds_wholly_inside_it():
                   (1003.05, 0.050, 0.060)]
     counts = long_turn_counts(long_turns, window, over_ms=(10, 20))
     assert counts == {"cpu": {10: 1, 20: 0}, "wall": {10: 2, 20: 1}}
+
+
+def test_a_long_turns_wall_is_split_into_cpu_the_run_queue_and_the_rest():
+    from benchmarks.ocpp_load import long_wall_split
+    window = (1000.0, 1002.0)
+    long_turns = [(1000.5, 0.010, 0.030, 0.015),    # 5 ms neither CPU nor run queue
+                  (1001.5, 0.020, 0.025, 0.001),    # 4 ms
+                  (1001.6, 0.012, 0.015, 0.002),    # under 20 ms wall: not counted
+                  (1002.5, 0.050, 0.090, 0.030)]    # outside the window
+    n, cpu_s, queue_s, rest_s = long_wall_split(long_turns, window)
+    assert (n, round(cpu_s, 6), round(queue_s, 6), round(rest_s, 6)) == (2, 0.030, 0.016, 0.009)
+    assert long_wall_split([(1000.5, 0.010, 0.030)], window) is None   # an older record
