@@ -645,8 +645,9 @@ def main(argv: list[str]) -> int:
             if phase == "stop" and info["generation"] == 0:
                 gc.freeze()
         gc.callbacks.append(freeze_young)
-    inbound_cpu_s = os.environ.get("SMARTCHARGE_PROBE_INBOUND_CPU_S")   # s36-stall: the
-    if inbound_cpu_s:   # turn's CPU past which no frame is let in (but 8): a number or "off"
+    inbound_cpu_s = os.environ.get("SMARTCHARGE_PROBE_INBOUND_CPU_S")   # s36-stall, on a
+    if inbound_cpu_s:   # tree whose TurnBudget has `cpu_s` (29e2d67, not landed): the turn's
+        # CPU past which no frame is let in (but 8); a number or "off"
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
     share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall: the

@@ -5,8 +5,11 @@ more than 20 ms").
 Why: the budgets count pieces - 32 inbound frames (`turns.TurnBudget`), 4 ms of CPU per lane of
 the site's share (`turn_share.TurnShare`) - and a turn is their sum with the reads, the timers
 and a young collection beside them: 22-36 ms at 5 000 stations under load (s35-stall), when
-each budget alone was within its bound. A budget that also asks this clock takes no new work
-once the whole turn, whatever spent it, has used its bound.
+each budget alone was within its bound. The site's share also asks this clock: its lanes take
+no new work once the whole turn, whatever spent it, has used `TURN_CPU_S`. The stations' own
+frames do not (s36-stall measured it: with the inbound budget asking it too, the turns over 15
+ms CPU fell 3-5x but the set-up of 5 000 stations took 50-96 s against 45-50 - the stations'
+answers to our own calls are inbound frames too - benchmarks/README.md).
 
 What a turn is: one `_run_once` of the serving loop (`serving_loop.ServingLoop`, which stamps
 the loop thread's CPU as it begins: the young collection at its edge, the poll, every callback
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 import asyncio
 
-# the turn's CPU past which the site's lanes and the inbound frames take no new work (but their
-# floors: the first step of each lane, the first MIN_PER_TURN frames): half the 20 ms goal - the
-# other half for the ready sockets read after them in the same turn (up to 256, 20-40 us each),
-# the due timers and the step that crosses it
+# the turn's CPU past which the site's lanes take no new step (but each lane's first of the
+# turn): half the 20 ms goal - the other half for the stations' frames and answers, the ready
+# sockets read after them in the same turn (up to 256, 20-40 us each), the due timers and the
+# step that crosses it
 TURN_CPU_S = 0.010
 
 
