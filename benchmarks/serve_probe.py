@@ -650,8 +650,9 @@ def main(argv: list[str]) -> int:
         # CPU past which no frame is let in (but 8); a number or "off"
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
-    share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall: the
-    if share_cpu_s:   # turn's CPU past which no lane of the share takes a step (but its first)
+    share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall, on a
+    if share_cpu_s:   # tree whose TurnShare has `turn_cpu_s` (29e2d67, not landed): the turn's
+        # CPU past which no lane of the share takes a step (but its first); a number or "off"
         from smartcharge.turn_share import TurnShare
         share_init = TurnShare.__init__
 
