@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
           "turn's CPU |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for path in paths:
-        line = row(path)
+        line = row(path) if path.exists() else None
         if line:
             print(line)
     return 0
