@@ -89,6 +89,39 @@ def test_every_energy_flag_of_the_bill_is_in_docs_api_md():
     assert missing == []
 
 
+def test_every_query_parameter_and_body_field_of_the_openapi_document_is_in_the_docs():
+    """What a client may send (`?station=`, `?timeout_s=`, `"reduction_w"`) is explained where
+    a user reads, not only in the machine-readable document (checked by hand in session 36)."""
+    from smartcharge.api.openapi import openapi_document
+    document = openapi_document()
+    docs = _text("api.md", "api-site.md", "ocpp201.md")
+
+    def fields(schema: dict) -> set[str]:
+        if "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        names = set(schema.get("properties", {}))
+        for key in ("oneOf", "anyOf", "allOf"):
+            for sub in schema.get(key, []):
+                names |= fields(sub)
+        return names
+
+    sent = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete"):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    sent.add((f"{method.upper()} {path} ?", parameter["name"], r"[?&`]"))
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            for name in fields(body["schema"]) if body else ():
+                sent.add((f"{method.upper()} {path} body", name, r'["`]'))
+    assert len(sent) >= 40
+    missing = sorted(f"{where} {name}" for where, name, before in sent
+                     if not re.search(rf"{before}{name}\b", docs))
+    assert missing == []
+
+
 # -- the site file ---------------------------------------------------------------------------
 
 MINIMAL = """
@@ -159,6 +192,46 @@ def test_every_site_file_key_is_in_docs_site_file_md(table):
                    if not any(name == prefix + key or name.startswith(prefix + key + "[")
                               for name in documented)]
     assert missing == [], f"[{table or 'top level'}] keys the parser takes, not in the table"
+
+
+def _default_cells() -> dict[str, str]:
+    """site-file.md's first cell's names -> the default its second cell gives, as written."""
+    cells = {}
+    for line in _text("site-file.md").splitlines():
+        if line.startswith("| `"):
+            names, default = line.split("|")[1:3]
+            values = re.findall(r'`("[^"]*"|[^`]+)`|\b(\d+(?:\.\d+)?)\b', default)
+            values = [quoted or number for quoted, number in values]
+            for name, value in zip(re.findall(r"`([^`]+)`", names), values):
+                cells[name] = value
+    return cells
+
+
+def test_the_defaults_in_docs_site_file_md_are_the_parsers():
+    """`server.limit_answer_wait_s | 15`: a default the table gives is the one a site file
+    without the key gets (server, station, connector and session defaults)."""
+    site = parse_site(MINIMAL)
+    station = site.stations[0]
+    actual = {f"server.{name}": value for name, value in vars(site.server).items()}
+    actual |= {f"stations[].{name}": value for name, value in vars(station).items()}
+    actual |= {f"stations[].connectors[].{name}": value
+               for name, value in vars(station.connectors[0]).items()}
+    actual |= {"site.name": site.name, "session_defaults.energy_wh":
+               site.session_defaults.energy_wh, "stations[].rate_unit": station.rate_unit.value,
+               "stations[].circuit": station.circuit_id,
+               "session_defaults.dwell_s": site.session_defaults.dwell_s}
+    checked, wrong = 0, []
+    for name, written in _default_cells().items():
+        if name not in actual:
+            continue
+        checked += 1
+        value = actual[name]
+        if isinstance(value, str) != written.startswith('"') or (
+                str(value) != written.strip('"') if isinstance(value, str)
+                else float(value) != float(written)):
+            wrong.append(f"{name}: docs {written}, parser {value!r}")
+    assert checked >= 20
+    assert wrong == []
 
 
 def _toml_blocks(doc: str) -> list[str]:
@@ -295,6 +368,43 @@ def test_every_settings_field_the_docs_name_exists():
     missing = sorted({f"{cls}.{field}" for cls, field in named
                       if field not in classes.get(cls, ())})
     assert missing == []
+
+
+# set by `serve` for the store's writer process it starts, not by a user
+INTERNAL_ENVIRONMENT = {"SMARTCHARGE_WRITER_PARENT"}
+
+
+def test_every_environment_variable_is_in_the_docs_and_every_one_they_name_is_read():
+    """`SMARTCHARGE_SCHEMAS_AT_FIRST_USE`, `SMARTCHARGE_<ROLE>_TOKENS`: a name the code builds
+    (an f-string's literal parts around its fields) is in the docs or the README, and a name
+    there is one the code reads."""
+    readable = []
+    for file in sorted((ROOT / "smartcharge").rglob("*.py")):
+        nodes = list(ast.walk(ast.parse(file.read_text(encoding="utf-8"))))
+        in_fstrings = {id(part) for node in nodes if isinstance(node, ast.JoinedStr)
+                       for part in node.values}
+        for node in nodes:
+            if isinstance(node, ast.Constant) and id(node) not in in_fstrings and isinstance(
+                    node.value, str) and re.fullmatch(r"SMARTCHARGE_[A-Z0-9_]+", node.value):
+                parts = [node.value]
+            elif isinstance(node, ast.JoinedStr) and isinstance(
+                    node.values[0], ast.Constant) and str(node.values[0].value).startswith(
+                    "SMARTCHARGE_"):
+                parts = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+            else:
+                continue
+            if "".join(p or "" for p in parts) not in INTERNAL_ENVIRONMENT:
+                readable.append(re.compile("".join(
+                    re.escape(p) if p is not None else r"[A-Z0-9_<>]+" for p in parts) + "$"))
+    assert len(readable) >= 3
+    text = "\n".join([_text(*sorted(p.name for p in DOCS.glob("*.md"))),
+                      (ROOT / "README.md").read_text(encoding="utf-8")])
+    named = set(re.findall(r"SMARTCHARGE_[A-Z0-9_<>]+", text))
+    undocumented = [pattern.pattern for pattern in readable
+                    if not any(pattern.match(name) for name in named)]
+    assert undocumented == []
+    unread = sorted(name for name in named if not any(p.match(name) for p in readable))
+    assert unread == []
 
 
 def _github_anchor(heading: str) -> str:
