@@ -337,7 +337,11 @@ def test_every_command_and_flag_is_in_docs_cli_md(name):
 def test_the_help_names_both_ocpp_versions_as_the_readme_does():
     """`smartcharge --help` and `serve --help` said "OCPP 1.6J" alone since session 1; the
     server has spoken 2.0.1 on the same endpoint since (README.md, docs/ocpp201.md)."""
-    texts = [build_parser().description, _subcommands()["serve"].description]
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    # and the package's description (`pip show smartcharge`): "OCPP 1.6J" alone until s36
+    texts = [build_parser().description, _subcommands()["serve"].description,
+             project["description"]]
     for text in texts:
         assert "1.6J" in text and "2.0.1" in text, text
 
