@@ -77,6 +77,18 @@ def test_the_openapi_document_lists_the_answers_every_route_may_give():
     assert missing == []
 
 
+def test_the_openapi_description_names_every_route_without_a_token():
+    """Its text said "every route but this document needs a token" while `GET /api/health`
+    needs none either (session 33 made it public; seen in session 36)."""
+    from smartcharge.api.openapi import openapi_document
+    document = openapi_document()
+    public = [path for path, item in document["paths"].items() for method, operation in
+              item.items() if method == "get" and not operation.get("security")]
+    assert sorted(public) == ["/api/health", "/api/openapi.json"]
+    description = document["info"]["description"]
+    assert all(path.rsplit("/", 1)[1] in description for path in public), description
+
+
 def test_every_energy_flag_of_the_bill_is_in_docs_api_md():
     """A billing flag a row can carry must be explained where the bill is (api.md's "All
     flags"): the energy computation's and the ledger's named ones."""
