@@ -102,6 +102,20 @@ async def test_bad_bodies_get_422_with_a_message(harness, route, body, words):
     assert payload["error"] == "invalid_body" and words in payload["detail"]
 
 
+@pytest.mark.parametrize("timeout_s", ["0", "301", "soon"])
+async def test_a_bad_timeout_s_is_422_whether_the_station_is_online_or_not(harness, timeout_s):
+    """docs/api.md: `?timeout_s=` more than 0 and at most 300, else 422 - as a bad body is,
+    before anything else is looked at. An offline station's command answered 409 "offline"
+    instead (session 36's docs check): one wrong query, two statuses by the station's state."""
+    await harness.station("CP1")             # CP2 stays offline
+    for station_id in ("CP1", "CP2"):
+        response = await harness.api.post(
+            harness.url(f"/api/stations/{station_id}/reset?timeout_s={timeout_s}"),
+            json={"type": "Soft"})
+        assert response.status == 422, (station_id, await response.text())
+        assert "timeout_s" in (await response.json())["detail"]
+
+
 @pytest.mark.parametrize("body", ["not json", '{"type": "Soft"', "[" * 50_000 + "]" * 50_000],
                          ids=["text", "cut-short", "nested-too-deep"])
 async def test_a_body_that_is_no_json_gets_400_as_on_every_route(harness, body):

@@ -77,6 +77,18 @@ def test_the_openapi_document_lists_the_answers_every_route_may_give():
     assert missing == []
 
 
+def test_the_openapi_description_names_every_route_without_a_token():
+    """Its text said "every route but this document needs a token" while `GET /api/health`
+    needs none either (session 33 made it public; seen in session 36)."""
+    from smartcharge.api.openapi import openapi_document
+    document = openapi_document()
+    public = [path for path, item in document["paths"].items() for method, operation in
+              item.items() if method == "get" and not operation.get("security")]
+    assert sorted(public) == ["/api/health", "/api/openapi.json"]
+    description = document["info"]["description"]
+    assert all(path.rsplit("/", 1)[1] in description for path in public), description
+
+
 def test_every_energy_flag_of_the_bill_is_in_docs_api_md():
     """A billing flag a row can carry must be explained where the bill is (api.md's "All
     flags"): the energy computation's and the ledger's named ones."""
@@ -86,6 +98,39 @@ def test_every_energy_flag_of_the_bill_is_in_docs_api_md():
     api_md = _text("api.md")
     flags = set(ENERGY_FLAGS) | {SECOND_STOP, BILLED_ELSEWHERE, REUSED_ID}
     missing = sorted(flag for flag in flags if f"`{flag}`" not in api_md)
+    assert missing == []
+
+
+def test_every_query_parameter_and_body_field_of_the_openapi_document_is_in_the_docs():
+    """What a client may send (`?station=`, `?timeout_s=`, `"reduction_w"`) is explained where
+    a user reads, not only in the machine-readable document (checked by hand in session 36)."""
+    from smartcharge.api.openapi import openapi_document
+    document = openapi_document()
+    docs = _text("api.md", "api-site.md", "ocpp201.md")
+
+    def fields(schema: dict) -> set[str]:
+        if "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        names = set(schema.get("properties", {}))
+        for key in ("oneOf", "anyOf", "allOf"):
+            for sub in schema.get(key, []):
+                names |= fields(sub)
+        return names
+
+    sent = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "delete"):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":
+                    sent.add((f"{method.upper()} {path} ?", parameter["name"], r"[?&`]"))
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            for name in fields(body["schema"]) if body else ():
+                sent.add((f"{method.upper()} {path} body", name, r'["`]'))
+    assert len(sent) >= 40
+    missing = sorted(f"{where} {name}" for where, name, before in sent
+                     if not re.search(rf"{before}{name}\b", docs))
     assert missing == []
 
 
@@ -160,6 +205,49 @@ def test_every_site_file_key_is_in_docs_site_file_md(table):
                               for name in documented)]
     assert missing == [], f"[{table or 'top level'}] keys the parser takes, not in the table"
 
+
+def _default_cells() -> dict[str, str]:
+    """site-file.md's first cell's names -> the default its second cell gives, as written."""
+    cells = {}
+    for line in _text("site-file.md").splitlines():
+        if line.startswith("| `"):
+            names, default = line.split("|")[1:3]
+            values = re.findall(r'`("[^"]*"|[^`]+)`|\b(\d+(?:\.\d+)?)\b', default)
+            values = [quoted or number for quoted, number in values]
+            section = ""        # `session_defaults.energy_wh`, `dwell_s`: the same table
+            for name, value in zip(re.findall(r"`([^`]+)`", names), values):
+                if "." in name:
+                    section = name.rpartition(".")[0] + "."
+                cells[name if "." in name else section + name] = value
+    return cells
+
+
+def test_the_defaults_in_docs_site_file_md_are_the_parsers():
+    """`server.limit_answer_wait_s | 15`: a default the table gives is the one a site file
+    without the key gets (site, server, station, connector and session defaults)."""
+    site = parse_site(MINIMAL)
+    station = site.stations[0]
+    actual = {f"server.{name}": value for name, value in vars(site.server).items()}
+    actual |= {f"stations[].{name}": value for name, value in vars(station).items()}
+    actual |= {f"stations[].connectors[].{name}": value
+               for name, value in vars(station.connectors[0]).items()}
+    actual |= {"site.name": site.name, "site.accept_unknown_stations":
+               site.accept_unknown_stations, "stations[].rate_unit": station.rate_unit.value,
+               "stations[].circuit": station.circuit_id, "session_defaults.energy_wh":
+               site.session_defaults.energy_wh,
+               "session_defaults.dwell_s": site.session_defaults.dwell_s}
+
+    def as_written(value) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f'"{value}"' if isinstance(value, str) else f"{float(value):g}"
+
+    cells = {name: f"{float(written):g}" if written[0].isdigit() else written
+             for name, written in _default_cells().items() if name in actual}
+    assert len(cells) >= 25
+    wrong = [f"{name}: docs {written}, parser {as_written(actual[name])}"
+             for name, written in sorted(cells.items()) if as_written(actual[name]) != written]
+    assert wrong == []
 
 def _toml_blocks(doc: str) -> list[str]:
     return re.findall(r"```toml\n(.*?)```", _text(doc), re.S)
@@ -261,7 +349,11 @@ def test_every_command_and_flag_is_in_docs_cli_md(name):
 def test_the_help_names_both_ocpp_versions_as_the_readme_does():
     """`smartcharge --help` and `serve --help` said "OCPP 1.6J" alone since session 1; the
     server has spoken 2.0.1 on the same endpoint since (README.md, docs/ocpp201.md)."""
-    texts = [build_parser().description, _subcommands()["serve"].description]
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    # and the package's description (`pip show smartcharge`): "OCPP 1.6J" alone until s36
+    texts = [build_parser().description, _subcommands()["serve"].description,
+             project["description"]]
     for text in texts:
         assert "1.6J" in text and "2.0.1" in text, text
 
@@ -297,6 +389,43 @@ def test_every_settings_field_the_docs_name_exists():
     assert missing == []
 
 
+# set by `serve` for the store's writer process it starts, not by a user
+INTERNAL_ENVIRONMENT = {"SMARTCHARGE_WRITER_PARENT"}
+
+
+def test_every_environment_variable_is_in_the_docs_and_every_one_they_name_is_read():
+    """`SMARTCHARGE_SCHEMAS_AT_FIRST_USE`, `SMARTCHARGE_<ROLE>_TOKENS`: a name the code builds
+    (an f-string's literal parts around its fields) is in the docs or the README, and a name
+    there is one the code reads."""
+    readable = []
+    for file in sorted((ROOT / "smartcharge").rglob("*.py")):
+        nodes = list(ast.walk(ast.parse(file.read_text(encoding="utf-8"))))
+        in_fstrings = {id(part) for node in nodes if isinstance(node, ast.JoinedStr)
+                       for part in node.values}
+        for node in nodes:
+            if isinstance(node, ast.Constant) and id(node) not in in_fstrings and isinstance(
+                    node.value, str) and re.fullmatch(r"SMARTCHARGE_[A-Z0-9_]+", node.value):
+                parts = [node.value]
+            elif isinstance(node, ast.JoinedStr) and isinstance(
+                    node.values[0], ast.Constant) and str(node.values[0].value).startswith(
+                    "SMARTCHARGE_"):
+                parts = [v.value if isinstance(v, ast.Constant) else None for v in node.values]
+            else:
+                continue
+            if "".join(p or "" for p in parts) not in INTERNAL_ENVIRONMENT:
+                readable.append(re.compile("".join(
+                    re.escape(p) if p is not None else r"[A-Z0-9_<>]+" for p in parts) + "$"))
+    assert len(readable) >= 3
+    text = "\n".join([_text(*sorted(p.name for p in DOCS.glob("*.md"))),
+                      (ROOT / "README.md").read_text(encoding="utf-8")])
+    named = set(re.findall(r"SMARTCHARGE_[A-Z0-9_<>]+", text))
+    undocumented = [pattern.pattern for pattern in readable
+                    if not any(pattern.match(name) for name in named)]
+    assert undocumented == []
+    unread = sorted(name for name in named if not any(p.match(name) for p in readable))
+    assert unread == []
+
+
 def _github_anchor(heading: str) -> str:
     """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to -."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
@@ -319,6 +448,26 @@ def test_every_relative_link_in_the_docs_and_the_readme_resolves():
                 if anchor not in {_github_anchor(h) for h in headings}:
                     broken.append(f"{doc.name}: {link}")
     assert broken == []
+
+
+def test_every_file_the_docs_name_exists():
+    """`site/applied.py`, `optimizer/stable.py`, `smartcharge/data/demo-site.toml`: a path is
+    a file of the tree ending so; a bare name (`warm_plans.py`, in a layout table) is a file
+    somewhere in it (600 named; session 36 checked them by hand)."""
+    files = {path.relative_to(ROOT).as_posix() for folder in (
+        "smartcharge", "optimizer", "benchmarks", "tests", "docs", ".ci") for path in (
+        ROOT / folder).rglob("*") if path.is_file()}
+    names = {file.rsplit("/", 1)[-1] for file in files}
+    missing, named = [], 0
+    for doc in [*sorted(DOCS.glob("*.md")), ROOT / "README.md"]:
+        for path in re.findall(r"`/?([\w./-]+\.(?:py|toml|json|js|css|html))`",
+                               doc.read_text(encoding="utf-8")):
+            named += 1
+            if not (any(file == path or file.endswith("/" + path) for file in files)
+                    if "/" in path else path in names):
+                missing.append(f"{doc.name}: {path}")
+    assert named > 300
+    assert missing == []
 
 
 # -- the tests the docs name -----------------------------------------------------------------

@@ -254,3 +254,25 @@ async def test_a_started_without_meter_values_says_its_bill_may_miss_the_start(h
     [session] = await sessions(harness)
     assert session.energy_wh == 4000 and "no_start_register" not in flags(session), (
         session.energy_wh, flags(session))
+
+
+async def test_a_201_sessions_api_answers_are_in_the_openapi_documents_enums(harness, t0):
+    """A 2.0.1 session is closed by its TransactionEvent and its samples come from
+    TransactionEvents: the OpenAPI document's `Session.closed_by` and `MeterValue.source`
+    enums named only 1.6's messages (session 36's docs check), so a client generated from the
+    document refused every 2.0.1 session the API answers with."""
+    from smartcharge.api.openapi import openapi_document
+    schemas = openapi_document()["components"]["schemas"]
+    station = await station201(harness)
+    await station.send(tx_event("Started", "tx-Q", 0, t0, register_wh=1000))
+    await station.send(tx_event("Ended", "tx-Q", 1, t0 + 20 * MIN, register_wh=2000))
+    [session] = await sessions(harness)
+    async with harness.api.get(harness.url(f"/api/sessions/{session.transaction_id}")) as got:
+        body = await got.json()
+    async with harness.api.get(
+            harness.url(f"/api/sessions/{session.transaction_id}/meter-values")) as got:
+        samples = await got.json()
+    assert body["closed_by"] == "TransactionEvent" and len(samples) == 2
+    assert body["closed_by"] in schemas["Session"]["properties"]["closed_by"]["enum"]
+    assert {s["source"] for s in samples} <= set(
+        schemas["MeterValue"]["properties"]["source"]["enum"])

@@ -301,3 +301,22 @@ async def test_cap_of_minus_zero_is_zero(api):
     async with http.get("/api/site/cap", headers=_auth(RD)) as resp:
         text = await resp.text()
     assert '"limit_w": 0' in text and '"limit_w": -0' not in text, text
+
+
+async def test_a_put_on_a_cancelled_event_is_409_as_the_openapi_document_says(api):
+    """api-site.md: a cancellation is final - a PUT under its id is 409 (so is one on an
+    `openadr:` event). The OpenAPI document listed 200/400/404/422/503 for the PUT, no 409
+    (session 36's docs check against a running serve): a client generated from it had no
+    case for the answer it gets."""
+    from smartcharge.api.openapi import openapi_document
+    server, http, clock = api
+    async with http.post("/api/demand-response/events", json=_event(clock),
+                         headers=_auth(UT)) as resp:
+        assert resp.status == 201, await resp.text()
+    async with http.delete("/api/demand-response/events/dr-1", headers=_auth(UT)) as resp:
+        assert resp.status == 200
+    async with http.put("/api/demand-response/events/dr-1", json=_event(clock),
+                        headers=_auth(UT)) as resp:
+        assert resp.status == 409 and (await resp.json())["error"] == "conflict"
+    put = openapi_document()["paths"]["/api/demand-response/events/{event_id}"]["put"]
+    assert "409" in put["responses"]

@@ -65,6 +65,8 @@ def command(name: str, method: str):
         app = request.app
         station_id = request.match_info["station_id"]
         only_parameters(request, taken, lists)
+        # a bad query is the client's fault whatever the station's state: 422 before 409
+        timeout_s = _timeout(request)
         if not await _station_known(app, station_id):
             raise web.HTTPNotFound(text=f"unknown station {station_id!r}")
         link = app[REGISTRY].get(station_id)
@@ -93,7 +95,6 @@ def command(name: str, method: str):
             await commands.check(request_payload)
         except CommandInvalid as error:
             raise _invalid(error.detail) from None
-        timeout_s = _timeout(request)
         log.info("API: %s to station %s", action, station_id)
         try:
             try:
