@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import csv
+import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -24,7 +27,10 @@ from smartcharge.sim.connection import WsConnection
 from tests.hang_budget import hang_budget_s
 from tests.ocpp201_station import Station201, StationSetup
 from tests.sim_fixtures import STATION_PASSWORD
+from tests.sim_fixtures import OPERATOR_TOKEN
+from tests.test_kill_points import Server
 from tests.test_outside_s32_kills import HUNG_CALL_TIMEOUT_S, MAX_W, until
+from tests.v201_billing import tx_event
 from tests.test_outside_s32_kills import _server as restartable_server
 
 SOON_H = 0.2   # 12 min: inside the plans' common end (at most 30 min on)
@@ -184,3 +190,85 @@ async def test_an_idle_share_held_by_a_201_station_offline_through_a_restart_is_
         for c in connected:
             await c.drop()
         server.stop()
+
+
+async def _billing(server: Server) -> tuple[list[dict], list[dict]]:
+    """(GET /api/sessions, the rows of GET /api/sessions.csv) with an operator's token."""
+    async with aiohttp.ClientSession(headers={
+            "Authorization": f"Bearer {OPERATOR_TOKEN}"}) as http:
+        base = f"http://127.0.0.1:{server.port}"
+        async with http.get(f"{base}/api/sessions") as answer:
+            assert answer.status == 200, await answer.text()
+            listed = await answer.json()
+        async with http.get(f"{base}/api/sessions.csv") as answer:
+            assert answer.status == 200, await answer.text()
+            rows = list(csv.DictReader(io.StringIO(await answer.text())))
+    return listed, rows
+
+
+async def test_an_offline_ended_replayed_after_a_restart_and_killed_before_its_answer_is_billed_once(
+        tmp_path):
+    """A bad moment tests/test_kill_points.py (a live Ended, database rows) and
+    tests/test_crash_v201.py (killed mid-send, an offline queue replayed into a server that
+    lives) do not cover, read as the operator's bill: a strict 2.0.1 station's transaction
+    (Begin 1 000 Wh) runs while we are SIGKILLed; it queues two Updated and its Ended
+    (offline=true, the End register 4 000 Wh); on our restart it replays them and we are
+    SIGKILLed again between the Ended's commit and its answer. Started once more on the same
+    SQLite file, the station sends the same Ended (same seqNo) again: one session, stopped,
+    3 000 Wh in the sessions API, and one billable CSV row of 3 000 Wh."""
+    server = Server(tmp_path, stations=1)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    ref = "T-OFFLINE-END"
+    queued = [tx_event("Updated", ref, 2, t0 + timedelta(minutes=15), register_wh=3_000,
+                       offline=True),
+              tx_event("Updated", ref, 3, t0 + timedelta(minutes=20), register_wh=3_500,
+                       offline=True)]
+    ended = tx_event("Ended", ref, 4, t0 + timedelta(minutes=25), register_wh=4_000,
+                     offline=True, stopped_reason="EVDisconnected")
+    connected: list[Connected] = []
+    try:
+        server.start()
+        connected.append(await connect201(server, "CP1"))
+        station = connected[-1].station
+        station.table.transactions[1] = ref
+        for event in (tx_event("Started", ref, 0, t0, register_wh=1_000),
+                      tx_event("Updated", ref, 1, t0 + timedelta(minutes=10),
+                               register_wh=2_500)):
+            assert await station.call(event, suppress=False) is not None
+        server.process.kill()
+        server.process.wait(timeout=10)
+        await connected[-1].drop()
+
+        server.start("answer:TransactionEvent/Ended")
+        connected.append(await connect201(server, "CP1", old=station))
+        station = connected[-1].station
+        for event in queued:
+            assert await station.call(event, suppress=False) is not None
+        unanswered = asyncio.create_task(station.call(ended, suppress=False))
+        assert await asyncio.to_thread(server.killed_at_its_point)
+        assert not unanswered.done()   # the station never learned its Ended was stored
+        unanswered.cancel()
+        await asyncio.gather(unanswered, return_exceptions=True)
+        await connected[-1].drop()
+
+        server.start()
+        connected.append(await connect201(server, "CP1", old=station))
+        station = connected[-1].station
+        assert await station.call(ended, suppress=False) is not None
+        # the second life committed it: the third recognised the re-sent Ended
+        ends = re.findall(rb"TransactionEvent Ended T-OFFLINE-END seq 4 \(\w+, offline\) "
+                          rb"-> session \d+( \(duplicate\))?\n",
+                          (tmp_path / "server.log").read_bytes())
+        assert ends == [b"", b" (duplicate)"], ends
+        listed, rows = await _billing(server)
+    finally:
+        for c in connected:
+            await c.drop()
+        server.stop()
+    assert [(s["station_transaction_id"], s["state"], s["meter_start_wh"], s["meter_stop_wh"],
+             s["energy_wh"]) for s in listed] == [(ref, "stopped", 1_000, 4_000, 3_000)], listed
+    billable = [r for r in rows if r["billable"] == "true"]
+    assert len(rows) == 1 and len(billable) == 1, rows
+    assert (billable[0]["station_transaction_id"], float(billable[0]["energy_wh"]),
+            billable[0]["meter_start_wh"], billable[0]["meter_stop_wh"]) == (
+        ref, 3_000.0, "1000.0", "4000.0"), billable[0]
