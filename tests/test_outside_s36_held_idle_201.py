@@ -206,16 +206,33 @@ async def _billing(server: Server) -> tuple[list[dict], list[dict]]:
     return listed, rows
 
 
-async def test_an_offline_ended_replayed_after_a_restart_and_killed_before_its_answer_is_billed_once(
-        tmp_path):
+async def _registers_wh(server: Server, transaction_id: int) -> list[float]:
+    """The session's energy registers as /api/sessions/{id}/meter-values lists them, in time
+    order."""
+    async with aiohttp.ClientSession(headers={
+            "Authorization": f"Bearer {OPERATOR_TOKEN}"}) as http:
+        async with http.get(f"http://127.0.0.1:{server.port}/api/sessions/{transaction_id}"
+                            "/meter-values") as answer:
+            assert answer.status == 200, await answer.text()
+            samples = await answer.json()
+    return [s["value_si"] for s in sorted(samples, key=lambda s: s["timestamp"])
+            if s["measurand"] == "Energy.Active.Import.Register"]
+
+
+@pytest.mark.parametrize("kill_point", ["answer:TransactionEvent/Ended",
+                                        "answer:TransactionEvent/Updated"])
+async def test_an_offline_queue_replayed_after_a_restart_and_killed_before_an_answer_is_billed_once(
+        tmp_path, kill_point):
     """A bad moment tests/test_kill_points.py (a live Ended, database rows) and
     tests/test_crash_v201.py (killed mid-send, an offline queue replayed into a server that
     lives) do not cover, read as the operator's bill: a strict 2.0.1 station's transaction
     (Begin 1 000 Wh) runs while we are SIGKILLed; it queues two Updated and its Ended
     (offline=true, the End register 4 000 Wh); on our restart it replays them and we are
-    SIGKILLed again between the Ended's commit and its answer. Started once more on the same
-    SQLite file, the station sends the same Ended (same seqNo) again: one session, stopped,
-    3 000 Wh in the sessions API, and one billable CSV row of 3 000 Wh."""
+    SIGKILLed again between one's commit and its answer - its Ended, or the first offline
+    Updated of the batch. Started once more on the same SQLite file, the station sends the
+    unanswered event (same seqNo) and the rest of its queue again: one session, stopped,
+    3 000 Wh in the sessions API, each register stored once, and one billable CSV row of
+    3 000 Wh."""
     server = Server(tmp_path, stations=1)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     ref = "T-OFFLINE-END"
@@ -239,14 +256,16 @@ async def test_an_offline_ended_replayed_after_a_restart_and_killed_before_its_a
         server.process.wait(timeout=10)
         await connected[-1].drop()
 
-        server.start("answer:TransactionEvent/Ended")
+        server.start(kill_point)
         connected.append(await connect201(server, "CP1", old=station))
         station = connected[-1].station
-        for event in queued:
+        queue = [*queued, ended]
+        killed_at = 0 if kill_point.endswith("Updated") else len(queued)
+        for event in queue[:killed_at]:
             assert await station.call(event, suppress=False) is not None
-        unanswered = asyncio.create_task(station.call(ended, suppress=False))
+        unanswered = asyncio.create_task(station.call(queue[killed_at], suppress=False))
         assert await asyncio.to_thread(server.killed_at_its_point)
-        assert not unanswered.done()   # the station never learned its Ended was stored
+        assert not unanswered.done()   # the station never learned it was stored
         unanswered.cancel()
         await asyncio.gather(unanswered, return_exceptions=True)
         await connected[-1].drop()
@@ -254,19 +273,23 @@ async def test_an_offline_ended_replayed_after_a_restart_and_killed_before_its_a
         server.start()
         connected.append(await connect201(server, "CP1", old=station))
         station = connected[-1].station
-        assert await station.call(ended, suppress=False) is not None
-        # the second life committed it: the third recognised the re-sent Ended
-        ends = re.findall(rb"TransactionEvent Ended T-OFFLINE-END seq 4 \(\w+, offline\) "
-                          rb"-> session \d+( \(duplicate\))?\n",
+        for event in queue[killed_at:]:
+            assert await station.call(event, suppress=False) is not None
+        # the second life committed it: the third recognised it re-sent
+        kind, seq_no = ("Ended", 4) if killed_at else ("Updated", 2)
+        seen = re.findall(rf"TransactionEvent {kind} T-OFFLINE-END seq {seq_no} \(\w+, "
+                          rf"offline\) -> session \d+( \(duplicate\))?\n".encode(),
                           (tmp_path / "server.log").read_bytes())
-        assert ends == [b"", b" (duplicate)"], ends
+        assert seen == [b"", b" (duplicate)"], seen
         listed, rows = await _billing(server)
+        registers = await _registers_wh(server, listed[0]["transaction_id"])
     finally:
         for c in connected:
             await c.drop()
         server.stop()
     assert [(s["station_transaction_id"], s["state"], s["meter_start_wh"], s["meter_stop_wh"],
              s["energy_wh"]) for s in listed] == [(ref, "stopped", 1_000, 4_000, 3_000)], listed
+    assert registers == [1_000, 2_500, 3_000, 3_500, 4_000], registers   # each once
     billable = [r for r in rows if r["billable"] == "true"]
     assert len(rows) == 1 and len(billable) == 1, rows
     assert (billable[0]["station_transaction_id"], float(billable[0]["energy_wh"]),
