@@ -143,14 +143,15 @@ async def test_a_full_cars_retry_is_judged_by_a_sample_asked_for(tmp_path, versi
         await wait_until(lambda: BAY not in controller.declined_at and
                          (controller.allocated_now_w(BAY) or 0.0) > 0.0, 60,
                          "the full car offered power again")
-        retried_at = clock.now()
         # ... and a sample asked for once the retried profile is in force reads it at 0 W:
-        # declined again within a minute of site time (before: at its next periodic sample)
-        await wait_until(lambda: BAY in controller.declined_at, 30,
+        # declined again (before: not until its next periodic sample - here none ever comes;
+        # how soon in site time is the benchmark's to measure: at 600x under load the round
+        # trip's real time is minutes of site time)
+        await wait_until(lambda: BAY in controller.declined_at, 10,
                          "the retried car declined again")
-        assert controller.declined_at[BAY] - retried_at < timedelta(seconds=60), \
-            controller.declined_at[BAY] - retried_at
         assert station.triggers_received[triggers:] == [("MeterValues", 1)]
+        assert not any("Sample.Periodic" in str(request)
+                       for _, request, _ in station.acknowledged)
         await wait_until(lambda: (controller.allocated_now_w(BAY) or 0.0) == 0.0, 30,
                          "its power handed on")
         assert car.full

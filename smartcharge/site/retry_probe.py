@@ -12,8 +12,8 @@ its station is asked for a meter sample (TriggerMessage MeterValues, the phase p
 profile and the car had its settle time under it (`ClosedLoop.offered_minimum`), so the sample
 says whether it follows that profile; a car still drawing ~0 then declines again within
 seconds. Once per retry; a sample asked before the profile is in force would say nothing, so
-the ask waits for it, at most `waits` times `after_s` (then the periodic samples judge, as
-before).
+the ask waits for it (looked at again every `after_s`, no I/O) while the car is not judged
+otherwise (a periodic sample, its session's end).
 """
 
 from __future__ import annotations
@@ -24,19 +24,15 @@ from smartcharge import events as ev
 from smartcharge.site.plan import Plan
 from smartcharge.site.topology import ConnectorRef
 
-RETRY_PROBE_WAITS = 3   # times a due ask waits another after_s for the profile to be in force
-
-
 class RetryProbes:
     """Which retried cars' stations are asked for a sample, and when (no I/O: the quality
     benchmark's loop asks it too). Same interface as `phase_probe.PhaseProbes`."""
 
-    def __init__(self, closed_loop, after_s: float, waits: int = RETRY_PROBE_WAITS) -> None:
+    def __init__(self, closed_loop, after_s: float) -> None:
         self.loop = closed_loop
         self.after_s = after_s
-        self.waits = waits
         self.armed: dict[ConnectorRef, int] = {}   # ref -> transaction: this retry armed
-        self.due: dict[ConnectorRef, tuple[int, datetime, int]] = {}  # (tx, when, waits left)
+        self.due: dict[ConnectorRef, tuple[int, datetime]] = {}   # (transaction, when)
 
     def on_event(self, event) -> None:
         if isinstance(event, (ev.SessionStarted, ev.SessionStopped)) and \
@@ -60,20 +56,19 @@ class RetryProbes:
             offered_w = cplan.power_at(now)
             if offered_w > 0.0 and offered_w >= cplan.min_power_w - 1e-6:
                 self.armed[ref] = transaction_id
-                self.due[ref] = (transaction_id, now + timedelta(seconds=self.after_s),
-                                 self.waits)
+                self.due[ref] = (transaction_id, now + timedelta(seconds=self.after_s))
                 armed = True
         return armed
 
     def next_due(self) -> datetime | None:
-        return min((at for _, at, _ in self.due.values()), default=None)
+        return min((at for _, at in self.due.values()), default=None)
 
     def take_due(self, now: datetime) -> list[tuple[ConnectorRef, int]]:
         """The retried cars to ask for a sample now: due, still retried (not judged by a
-        sample meanwhile), and offered their minimum by a profile in force - else asked again
-        `after_s` later while waits are left."""
+        sample meanwhile), and offered their minimum by a profile in force - else looked at
+        again `after_s` later."""
         out = []
-        for ref, (transaction_id, at, waits) in list(self.due.items()):
+        for ref, (transaction_id, at) in list(self.due.items()):
             if at > now:
                 continue
             del self.due[ref]
@@ -81,9 +76,8 @@ class RetryProbes:
                 continue
             if self.loop.offered_minimum(ref):
                 out.append((ref, transaction_id))
-            elif waits > 0:
-                self.due[ref] = (transaction_id, now + timedelta(seconds=self.after_s),
-                                 waits - 1)
+            else:
+                self.due[ref] = (transaction_id, now + timedelta(seconds=self.after_s))
         return out
 
 
