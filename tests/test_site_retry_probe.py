@@ -36,7 +36,7 @@ def _site() -> Site:
                 session_defaults=SessionDefaults(energy_wh=60_000, dwell_s=8 * 3600))
 
 
-def _declined_and_retried(controller: SiteController, clock: ManualClock) -> None:
+def _charging_session(controller: SiteController) -> None:
     """A session begun at T0 whose station says its car charges (a SuspendedEV after it, while
     offered power, declines it)."""
     controller.on_event(ev.StationBooted("CPF", T0, True, "v", "m"))
@@ -49,7 +49,7 @@ async def test_a_retried_car_is_asked_for_once_per_retry_and_only_under_its_mini
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock, ControllerSettings(declined_retry_s=RETRY_S))
     probes = RetryProbes(controller.closed_loop, after_s=15.0)
-    _declined_and_retried(controller, clock)
+    _charging_session(controller)
     await controller.replan()
     assert not probes.on_plan(controller.plan, clock.now())   # never declined: not retried
     controller.on_event(ev.ChargingStateChanged("CPF", 1, 7, "SuspendedEV", T0))
@@ -86,7 +86,7 @@ async def _armed_retry():
     clock = ManualClock(T0)
     controller = SiteController(_site(), clock, ControllerSettings(declined_retry_s=RETRY_S))
     probes = RetryProbes(controller.closed_loop, after_s=15.0)
-    _declined_and_retried(controller, clock)
+    _charging_session(controller)
     await controller.replan()
     controller.on_event(ev.ChargingStateChanged("CPF", 1, 7, "SuspendedEV", T0))
     assert BAY in controller.declined_at
