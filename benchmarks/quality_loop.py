@@ -12,8 +12,7 @@ WebSockets in real time). A single-phase car on a three-phase bay whose phases t
 does not know yet gets a third of its allocation (the station applies the per-phase current of
 a balanced three-phase plan to the one phase the car uses). The stations answer the phase
 probe (`site/phase_probe.py`: TriggerMessage MeterValues once the plan first offers a new car
-power) and the retry probe (`site/retry_probe.py`: the same once a full car is offered power
-again) as the simulated stations do, with a sample of the car's draw - at the next step (a
+power) as the simulated stations do, with a sample of the car's draw - at the next step (a
 minute later, where a station answers in seconds: the benchmark errs on the late side). They say
 when a car's charging state changes (`ChargingStateChanged`: SuspendedEV once it is full,
 Charging while it draws, else SuspendedEVSE - what the simulated stations send in
@@ -44,7 +43,6 @@ from smartcharge.site.estimates import PastSession
 from smartcharge.site.installed import w_factor
 from smartcharge.site.limits import DemandResponseEvent
 from smartcharge.site.phase_probe import PhaseProbes
-from smartcharge.site.retry_probe import ProbeSet, RetryProbes
 from smartcharge.site.topology import ConnectorRef
 
 
@@ -129,14 +127,9 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
     monitor = Monitor(site, limits)
     topo = controller.topology
     # the stations are asked for a sample of a new car's phases (the service's PhaseProbing)
-    # and a retried full car's station for a sample of its draw (site/retry_probe.py)
-    dispatch = DispatchSettings()
-    probes = ProbeSet(
-        None if dispatch.phase_probe_after_s is None else
-        PhaseProbes(topo, controller.state, dispatch.phase_probe_after_s),
-        None if dispatch.retry_probe_after_s is None else
-        RetryProbes(controller.closed_loop, dispatch.retry_probe_after_s))
-    probes = probes if probes.probes else None
+    probe_after_s = DispatchSettings().phase_probe_after_s
+    probes = None if probe_after_s is None else PhaseProbes(topo, controller.state,
+                                                            probe_after_s)
 
     def tell(event) -> None:
         controller.on_event(event)
@@ -197,8 +190,8 @@ async def run_day(site: Site, visits: list[Visit], start: datetime, hours: float
             elif silent_tell == "departure":
                 controller.state.set_need(next_tx, departure=visit.departure)
             next_tx += 1
-        # the probes due: each station answers with a sample of what its car drew in the step
-        # since the plan offered it power (no current: it teaches nothing)
+        # the phase probes due: each station answers with a sample of what its car drew in
+        # the step since the plan offered it power (no current: it teaches nothing)
         for ref, tx in probes.take_due(now) if probes is not None else ():
             if ref in plugged and plugged[ref][1] == tx:
                 _sample(controller, topo, ref, plugged[ref], last_draw, register_wh, now,

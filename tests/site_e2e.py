@@ -69,14 +69,13 @@ async def control_server(site, db_path, clock, *, settings: ControllerSettings |
                          insecure_open_api: bool = False, port: int = 0,
                          phase_probe: bool = False):
     """`phase_probe` False (the default here): a new car's station is not asked for a sample
-    of its phases (site/phase_probe.py), nor a retried full car's for one of its draw
-    (site/retry_probe.py) - like the hourly meter values of FLEET_DEFAULTS, no
+    of its phases (site/phase_probe.py) - like the hourly meter values of FLEET_DEFAULTS, no
     sample a test did not ask for moves the plan under its feet."""
     if not phase_probe:
         dispatch = dataclasses.replace(
             dispatch or DispatchSettings(settle_s=site.server.settle_s,
                                          edge_margin_s=site.server.edge_margin_s),
-            phase_probe_after_s=None, retry_probe_after_s=None)
+            phase_probe_after_s=None)
     app = create_app(site, db_path=str(db_path), clock=clock, control=settings,
                      dispatch=dispatch, insecure_open_api=insecure_open_api)
     runner = web.AppRunner(app, shutdown_timeout=1.0)

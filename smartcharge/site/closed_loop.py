@@ -43,12 +43,6 @@ class ClosedLoop:
         # the transaction of each car offered power again after declining it (`declines`)
         self._retried: dict[ConnectorRef, int] = {}
 
-    @property
-    def retried(self) -> dict[ConnectorRef, int]:
-        """The cars offered power again after declining it and not judged since: connector
-        -> transaction (read, not changed, by `retry_probe.RetryProbes`)."""
-        return self._retried
-
     def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
         """When the car's next meter sample is due (its last one plus its interval)."""
         at, interval_s = self._sampled.get(ref, (None, None))

@@ -104,11 +104,6 @@ class DispatchSettings:
     # a meter sample (TriggerMessage MeterValues) this much site time after the plan first
     # offers it power, once per session (site/phase_probe.py); None: never asked.
     phase_probe_after_s: float | None = 10.0
-    # A car that declined power offered it again (`declined_retry_s`): its station is asked
-    # for a meter sample this much site time after the plan offers it power again (and its
-    # station has accepted that profile), so a full car declines again in seconds, not at its
-    # next periodic sample (site/retry_probe.py); None: never asked.
-    retry_probe_after_s: float | None = 15.0
     # A plan that only raises a connector by a little over what it has (the optimizer's
     # allocations move by tens of W between re-plans) is not sent: the connector keeps a
     # schedule at most raise_deadband_w, and at most raise_deadband_fraction of its plan,

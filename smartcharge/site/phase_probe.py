@@ -107,8 +107,7 @@ class PhaseProbes:
 
 
 class PhaseProbing:
-    """Asks the stations (`PhaseProbes` says whom, when; with `retry_probe.ProbeSet`, also
-    `RetryProbes`) through their control ports. Fed the
+    """Asks the stations (`PhaseProbes` says whom, when) through their control ports. Fed the
     domain events (after the controller: the picture must have the session) and the site
     bus's plans; `run` is its task."""
 
@@ -184,5 +183,5 @@ class PhaseProbing:
             self.answers["offline"] += 1
             return
         self.answers[answer.value] += 1
-        log.info("station %s connector %d: meter sample asked for session %d: %s",
+        log.info("station %s connector %d: meter sample asked for session %d's phases: %s",
                  ref.station_id, ref.connector_id, transaction_id, answer.value)

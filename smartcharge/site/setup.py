@@ -13,15 +13,13 @@ from smartcharge.site.controller import ControllerSettings, SiteController
 from smartcharge.site.dispatch import Dispatcher, DispatchSettings, SiteReads
 from smartcharge.site.obligations import ObligationWriter
 from smartcharge.site.phase_probe import PhaseProbes, PhaseProbing
-from smartcharge.site.retry_probe import ProbeSet, RetryProbes
 from smartcharge.site.restore import restore
 
 CONTROLLER = web.AppKey("site_controller", SiteController)
 DISPATCHER = web.AppKey("site_dispatcher", Dispatcher)
 # the one writer of obligations: the REST API and the OpenADR VENs write through it, in order
 OBLIGATIONS = web.AppKey("site_obligations", ObligationWriter)
-# asks a new car's station for a sample of its phases, and a retried full car's for one of
-# its draw (absent: phase_probe_after_s and retry_probe_after_s None)
+# asks a new car's station for a sample of its phases (absent: phase_probe_after_s None)
 PHASE_PROBING = web.AppKey("site_phase_probing", PhaseProbing)
 
 
@@ -68,16 +66,10 @@ def setup_site_control(app: web.Application, *,
                       ("site-audit", dispatcher.run_audit()),
                       ("site-sampler", share.run(_sample(controller)))]
         after_s = dispatcher.settings.phase_probe_after_s
-        retry_after_s = dispatcher.settings.retry_probe_after_s
-        if after_s is not None or retry_after_s is not None:
-            # a new car's phases asked of its station once it draws (site/phase_probe.py),
-            # and a full car's retry judged by a sample asked for (site/retry_probe.py)
-            probes = ProbeSet(
-                None if after_s is None else
-                PhaseProbes(controller.topology, controller.state, after_s),
-                None if retry_after_s is None else
-                RetryProbes(controller.closed_loop, retry_after_s))
-            probing = PhaseProbing(probes, dispatcher.stations, app[CLOCK])
+        if after_s is not None:
+            # a new car's phases asked of its station once it draws (site/phase_probe.py)
+            probing = PhaseProbing(PhaseProbes(controller.topology, controller.state, after_s),
+                                   dispatcher.stations, app[CLOCK])
             app[PHASE_PROBING] = probing
             unsubscribe += [app[EVENTS].subscribe(probing.on_event),
                             controller.site_bus.subscribe(probing.on_learned)]
