@@ -28,11 +28,12 @@ def write_held(tx: StoreTx, station_id: str, held: dict[int, Step], *, at: datet
                     None if idle_w is None else float(idle_w)))
 
 
-def write_held_batch(tx: StoreTx, batch: dict[str, tuple]) -> None:
+def write_held_batch(tx: StoreTx, batch: dict[str, tuple[dict[int, Step], datetime,
+                                                         dict[int, float | None]]]) -> None:
     """`write_held` for several stations at once (station id -> (held, at, idle)): one piece
     of store work, so a round's lowered records cost one commit."""
-    for station_id, (held, at, *idle) in batch.items():
-        write_held(tx, station_id, held, at=at, idle=idle[0] if idle else None)
+    for station_id, (held, at, idle) in batch.items():
+        write_held(tx, station_id, held, at=at, idle=idle)
 
 
 def read_held(tx: StoreTx) -> dict[str, dict[int, Step]]:
