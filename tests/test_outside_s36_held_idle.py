@@ -54,6 +54,24 @@ class RefusesIdleLowering(Bare16):
         return call_result.SetChargingProfile(status="Accepted")
 
 
+async def _capped_then_killed(server, cp1, cp2, cap_w: int, refused) -> None:
+    """The refused-decrease tests' common course (1.6 and 2.0.1): the cap set; CP2 refuses its
+    idle share's decrease (`refused()`) and keeps 22 kW; CP1 must be given only what that
+    leaves, while we run and once we are SIGKILLed."""
+    status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
+    assert status == 200, body
+    await until(lambda: refused() and cp2.idle_w(2) <= cap_w / 2 + 1, 30,
+                "CP2's idle share refused, its default lowered")
+    assert cp2.idle_w(SOON_H) == MAX_W   # what it kept
+    await until(lambda: cp1.idle_w(SOON_H) + cp2.idle_w(SOON_H) <= cap_w + 1, 30,
+                "CP1 given what CP2's kept idle share leaves of the cap")
+    server.process.kill()
+    server.process.wait(timeout=10)
+    for hours in (0.05, SOON_H, 0.5, 2, 6):
+        held_w = [s.idle_w(hours) for s in (cp1, cp2)]
+        assert sum(held_w) <= cap_w + 1, (hours, held_w)
+
+
 async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap(tmp_path):
     """CP1 and CP2 idle, each with a 22 kW idle share above its 22 kW default (a 44 kW grid).
     Capped at 25 kW, CP2 takes its lowered default but refuses its idle share's decrease: it
@@ -70,18 +88,7 @@ async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap(tmp_path):
             cp1, cp2 = await fleet.start_at_max_defaults()
             await until(lambda: _idle_share(cp2) and _idle_share(cp1), 30, "the idle shares")
             cp2.hang_defaults = True
-            status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
-            assert status == 200, body
-            await until(lambda: cp2.hung and cp2.idle_w(2) <= cap_w / 2 + 1, 30,
-                        "CP2's idle share refused, its default lowered")
-            assert cp2.idle_w(SOON_H) == MAX_W   # what it kept
-            await until(lambda: cp1.idle_w(SOON_H) + cp2.idle_w(SOON_H) <= cap_w + 1, 30,
-                        "CP1 given what CP2's kept idle share leaves of the cap")
-            server.process.kill()
-            server.process.wait(timeout=10)
-            for hours in (0.05, SOON_H, 0.5, 2, 6):
-                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            await _capped_then_killed(server, cp1, cp2, cap_w, lambda: cp2.hung)
             fleet.close()
     finally:
         server.stop()
@@ -268,18 +275,7 @@ async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap_201(tmp_pa
         await until(lambda: idle_share(cp1) and idle_share(cp2)
                     and cp2.idle_w(SOON_H) == MAX_W, 30, "the idle shares")
         cp2.refusing = True
-        status, body = await server.api("PUT", "/api/site/cap", {"limit_w": cap_w})
-        assert status == 200, body
-        await until(lambda: cp2.refused and cp2.idle_w(2) <= cap_w / 2 + 1, 30,
-                    "CP2's idle share refused, its default lowered")
-        assert cp2.idle_w(SOON_H) == MAX_W   # what it kept
-        await until(lambda: cp1.idle_w(SOON_H) + cp2.idle_w(SOON_H) <= cap_w + 1, 30,
-                    "CP1 given what CP2's kept idle share leaves of the cap")
-        server.process.kill()
-        server.process.wait(timeout=10)
-        for hours in (0.05, SOON_H, 0.5, 2, 6):
-            held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-            assert sum(held_w) <= cap_w + 1, (hours, held_w)
+        await _capped_then_killed(server, cp1, cp2, cap_w, lambda: cp2.refused)
     finally:
         for station, runner in running:
             runner.cancel()
