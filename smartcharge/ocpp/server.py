@@ -43,6 +43,7 @@ from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.store_ops import StoreClosed, StoreOp
+from smartcharge.turn_cpu import TURN_CPU_S
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ def add_routes(app: web.Application) -> None:
         decoy = unknown_refusal_decoy(app[SITE])
         if decoy is not None:
             app[DECOY] = decoy
-    app[INBOUND] = TurnBudget()
+    # a frame is let in while the turn has spent under TURN_CPU_S, the first 8 always (s36-stall)
+    app[INBOUND] = TurnBudget(cpu_s=TURN_CPU_S)
     app[CLOCK_OFFSETS] = {}
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)
