@@ -296,6 +296,32 @@ def control_seen(results: list[dict], started: float, samples: list) -> dict:
     return out
 
 
+def held_by_kind_split(held_seconds: list, window: tuple[float, float]
+                       ) -> tuple[dict, dict] | None:
+    """s37-stall: from the probe's once-a-second snapshots of the inbound budget's
+    `held_by_kind` (cumulative: kind -> [frames, summed wait s]), what was held before the
+    window began and what within it. None: no snapshots (a tree without the counts)."""
+    if not held_seconds:
+        return None
+    before = {}
+    at_end = {}
+    for at, counts in held_seconds:
+        if at <= window[0]:
+            before = counts
+        if at <= window[1]:
+            at_end = counts
+    within = {kind: [n - before.get(kind, [0, 0.0])[0], s - before.get(kind, [0, 0.0])[1]]
+              for kind, (n, s) in at_end.items()}
+    return before, {kind: v for kind, v in within.items() if v[0]}
+
+
+def format_held(counts: dict) -> str:
+    if not counts:
+        return "none"
+    return ", ".join(f"{kind or '?'} {n} ({s:.1f} s)" for kind, (n, s)
+                     in sorted(counts.items(), key=lambda kv: -kv[1][0]))
+
+
 def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
     """The window only, profiled (s26-p99): `--py-spy FILE` samples every thread of the server
     (the loop and the store's writer) from outside, `--cprofile FILE` the loop thread from
@@ -605,6 +631,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# whole run: the inbound budget {stats.get('inbound')}; the share's steps "
               f"{share.get('steps')}, deferred {share.get('deferred')}, held by the turn's "
               f"CPU {share.get('held_by_turn')}")
+    held = held_by_kind_split(stats.get("inbound_held_seconds") or [], r["window"])
+    if held is not None:   # s37-stall: which frames the turn's CPU bound held, and when
+        print(f"# frames held by the turn's CPU bound, by kind (frames, their summed wait): "
+              f"to the window's start {format_held(held[0])}; in the window "
+              f"{format_held(held[1])}")
     busy = stats.get("busy", [])
     if busy:
         print(f"# the loop's own CPU between two probe wake-ups, the longest (window / boot): "

@@ -18,7 +18,8 @@ lets a caller run only while the whole turn of the loop has spent under it (`tur
 serving loop's turn, whatever spent it), checked when the caller is about to run - at once, or
 when woken: one woken into a turn already spent waits again, first in line; the first
 `min_per_turn` of a turn go in whatever it spent. The store's answers (`settle`) are counted
-only: they are the last step of a call already handled.
+only: they are the last step of a call already handled; so is a caller admitted with `bounded`
+False (s37-stall: the stations' answers to the server's own calls, `ocpp/central.py`).
 
 The store's answers go the same way (`settle`): a group commit answers up to 256 callers at
 once, and every caller resumed in one turn held the loop for ~100 ms under a burst of
@@ -61,21 +62,35 @@ class TurnBudget:
         self.deferred = 0
         self.most_in_turn = 0
         self.held = 0   # callers kept out of a turn the loop had spent (`cpu_s`)
+        # callers held at least once by `cpu_s`, by their `kind`: [how many, the seconds from
+        # each one's first hold to its going in, summed]
+        self.held_by_kind: dict[str, list] = {}
 
-    async def admit(self) -> None:
-        """Returns in this turn if the budget allows, else in a later one (FIFO)."""
+    async def admit(self, bounded: bool = True, kind: str = "") -> None:
+        """Returns in this turn if the budget allows, else in a later one (FIFO). `bounded`
+        False: let in past the turn's `cpu_s` (still one of `per_turn`, still in order);
+        `kind` names the caller in `held_by_kind`."""
         self.admitted += 1
-        if not self._waiting and self._used < self.per_turn and self._may_run():
-            self._take()
-            return
+        held_since: float | None = None   # the loop's time when `cpu_s` first held it
+        if not self._waiting and self._used < self.per_turn:
+            if not bounded or self._may_run():
+                self._take()
+                return
+            held_since = asyncio.get_running_loop().time()
         self.deferred += 1
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((future, None, None))
         self._schedule()
         while True:
             await future
-            if self._may_run():
+            if not bounded or self._may_run():
+                if held_since is not None:
+                    count = self.held_by_kind.setdefault(kind, [0, 0.0])
+                    count[0] += 1
+                    count[1] += asyncio.get_running_loop().time() - held_since
                 return
+            if held_since is None:
+                held_since = asyncio.get_running_loop().time()
             # woken into a turn already spent: first in line for a later one (behind those
             # of this turn sent back before it: in order)
             future = asyncio.get_running_loop().create_future()

@@ -154,7 +154,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     # a handshake is inbound work too: a boot storm accepted thousands in one turn of the loop
     # (issue 10); they share the frames' budget, first come first served (turns.py)
-    await app[INBOUND].admit()
+    await app[INBOUND].admit(kind="handshake")
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
     station_id = request.match_info["station_id"]
     if not is_valid_identity(station_id):
