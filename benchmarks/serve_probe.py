@@ -666,6 +666,14 @@ def main(argv: list[str]) -> int:
         # CPU past which no frame is let in (but 8); a number or "off"
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
+    min_per_turn = os.environ.get("SMARTCHARGE_PROBE_INBOUND_MIN_PER_TURN")   # s37-stall:
+    if min_per_turn:   # the frames let in a turn whatever it spent (8)
+        from smartcharge.ocpp.server import INBOUND
+        app[INBOUND].min_per_turn = int(min_per_turn)
+    if os.environ.get("SMARTCHARGE_PROBE_ANSWERS_HELD"):   # s37-stall: the stations' answers
+        # held by the turn's CPU like their own calls (s36's B, with the counts by kind)
+        import smartcharge.ocpp.central as central
+        central.ANSWER = "(answers held too)"
     share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall, on a
     if share_cpu_s:   # tree whose TurnShare has `turn_cpu_s` (29e2d67, not landed): the turn's
         # CPU past which no lane of the share takes a step (but its first); a number or "off"
