@@ -8,6 +8,10 @@ itself moves, turn by turn of a real serving loop - not timed."""
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
+
+from smartcharge.ocpp.central import CentralSystemBase
 from smartcharge.serving_loop import ServingLoop
 from smartcharge.turn_share import BACKGROUND, SAFETY, URGENT, TurnShare
 from smartcharge.turns import TurnBudget
@@ -124,3 +128,51 @@ def test_on_any_other_loop_the_budgets_count_pieces_only():
         assert await share.run(asyncio.sleep(0, "ran")) == "ran"
         assert share.deferred == 0 and share.held_by_turn == 0
     asyncio.run(main())
+
+
+class FramesOnly(CentralSystemBase):
+    """The server's inbound path alone (`CentralSystemBase.route_message`: the frame's kind,
+    the inbound budget), each frame's handling standing for 0.5 ms of CPU; the turn it ran in
+    recorded. No connection, no library: what decides when a frame goes in is what is tested."""
+
+    def __init__(self, budget: TurnBudget, cpu: FakeCpu, loop: ServingLoop) -> None:
+        self._ctx = SimpleNamespace(inbound=budget)
+        self.cpu, self.loop = cpu, loop
+        self.routed: list[tuple[str, int]] = []
+
+    async def _route(self, raw_msg: str) -> None:
+        self.cpu.now_s += 0.0005
+        self.routed.append((raw_msg, self.loop.turn_number))
+
+
+def test_an_answer_to_our_call_is_not_held_past_a_spent_turn_a_stations_own_call_is():
+    """s37-stall: every turn has spent 12 ms before any frame (over the 10 ms bound), one frame
+    a turn goes in whatever it spent. The station's own CALLs (MeterValues) go in one a turn,
+    in order; its answers to our calls (a CALLRESULT, a CALLERROR), read after them, are not
+    held by the spent turns: in with the first batch let in, ahead of the CALLs still held. On
+    the turn's bound without this (s36's B) the answers waited behind every CALL."""
+    cpu = FakeCpu()
+    loop, _ = serving_loop_on(cpu)
+    loop.young_collections = SpendAtTurnEdge(cpu, 0.012)
+    budget = TurnBudget(per_turn=32, cpu_s=0.010, min_per_turn=1)
+    station = FramesOnly(budget, cpu, loop)
+    calls = [json.dumps([2, f"mv-{n}", "MeterValues", {"connectorId": 1, "meterValue": []}])
+             for n in range(4)]
+    answers = [json.dumps([3, "ours-1", {"status": "Accepted"}]),
+               json.dumps([4, "ours-2", "NotSupported", "", {}])]
+
+    async def main() -> None:
+        await asyncio.gather(*(station.route_message(raw) for raw in calls + answers))
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    # the answers overtake the CALLs held, in the turn the second CALL goes in
+    assert [raw for raw, _ in station.routed] == [calls[0], calls[1], *answers, calls[2],
+                                                 calls[3]]
+    turn_of = dict(station.routed)
+    call_turns = [turn_of[raw] for raw in calls]
+    assert call_turns == sorted(set(call_turns)), call_turns   # one CALL a turn, in order
+    assert [turn_of[raw] for raw in answers] == [call_turns[1]] * 2
+    assert budget.held_by_kind.keys() == {"MeterValues"}
+    assert budget.held_by_kind["MeterValues"][0] == 3   # the second, third and fourth CALL
