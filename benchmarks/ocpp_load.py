@@ -631,6 +631,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# whole run: the inbound budget {stats.get('inbound')}; the share's steps "
               f"{share.get('steps')}, deferred {share.get('deferred')}, held by the turn's "
               f"CPU {share.get('held_by_turn')}")
+    latency = stats.get("latency") or {}
+    if latency.get("calls_out") and stats.get("clock_offset_s") is not None:
+        # s37-stall: how far the server's own set-up (its calls to the stations) had gone by
+        # "ready" - it competes with the stations' own set-up messages for the loop and for
+        # the stations' processes
+        offset_s = stats["clock_offset_s"]
+        sent = sorted((int(second) + offset_s, n) for second, n in latency["calls_out"].items())
+        read = sorted((int(second) + offset_s, n) for second, n
+                      in (latency.get("answers_in") or {}).items())
+        print(f"# the server's calls to the stations, sent / answers read: before the window "
+              f"{sum(n for at, n in sent if at < r['window'][0])} / "
+              f"{sum(n for at, n in read if at < r['window'][0])}, in it "
+              f"{sum(n for at, n in sent if at >= r['window'][0])} / "
+              f"{sum(n for at, n in read if at >= r['window'][0])}")
     held = held_by_kind_split(stats.get("inbound_held_seconds") or [], r["window"])
     if held is not None:   # s37-stall: which frames the turn's CPU bound held, and when
         print(f"# frames held by the turn's CPU bound, by kind (frames, their summed wait): "
