@@ -194,6 +194,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
                                         for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
+        stages = await asyncio.gather(*(read_json(p, "ready_stages", args.setup_timeout_s)
+                                        for p in procs))
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
@@ -239,6 +241,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "backlog": sum(r["backlog"] for r in results),
         "settled_s": settled_s,
         "setup_s": setup_s,
+        # s37-stall: when each station process met each of "ready"'s conditions, s after start
+        "ready_stages": [{key: at - started for key, at in part.items()} for part in stages],
         "server_cpu": server_cpu,
         "children": children,
         "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
@@ -645,6 +649,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(n for at, n in read if at < r['window'][0])}, in it "
               f"{sum(n for at, n in sent if at >= r['window'][0])} / "
               f"{sum(n for at, n in read if at >= r['window'][0])}")
+    if r.get("ready_stages"):   # s37-stall: which of "ready"'s conditions came last
+        names = {"transactions": "transactions acknowledged", "drained": "outboxes drained",
+                 "last_probe": "the server's last phase probe (TriggerMessage)",
+                 "probes_quiet": "probes quiet 5 s"}
+        print("# \"ready\" by its conditions (s after the first connection, per station "
+              "process): " + "; ".join(
+                  f"{label} " + " / ".join(f"{part[key]:.1f}" if part.get(key, -1) >= 0
+                                           else "none" for part in r["ready_stages"])
+                  for key, label in names.items()))
     held = held_by_kind_split(stats.get("inbound_held_seconds") or [], r["window"])
     if held is not None:   # s37-stall: which frames the turn's CPU bound held, and when
         print(f"# frames held by the turn's CPU bound, by kind (frames, their summed wait): "
