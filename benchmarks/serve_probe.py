@@ -459,7 +459,7 @@ def _inbound_counters(app) -> dict | None:
 async def held_each_second(app, held_seconds: list) -> None:
     """s37-stall: the inbound budget's frames held by the turn's CPU, by kind, so far - once a
     second (a copy of a small dict), so the benchmark can tell the set-up's from the window's.
-    Trees without `held_by_kind`: nothing."""
+    Trees without `held_by_kind` (main; it is 8fab2ee's, not landed): nothing."""
     from smartcharge.ocpp.server import INBOUND
     budget = app.get(INBOUND)
     if budget is None or not hasattr(budget, "held_by_kind"):
@@ -666,12 +666,14 @@ def main(argv: list[str]) -> int:
         # CPU past which no frame is let in (but 8); a number or "off"
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
-    min_per_turn = os.environ.get("SMARTCHARGE_PROBE_INBOUND_MIN_PER_TURN")   # s37-stall:
-    if min_per_turn:   # the frames let in a turn whatever it spent (8)
+    min_per_turn = os.environ.get("SMARTCHARGE_PROBE_INBOUND_MIN_PER_TURN")   # s37-stall, on
+    if min_per_turn:   # a tree with `cpu_s` (8fab2ee, not landed): frames let in a turn whatever
+        # it spent (8)
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].min_per_turn = int(min_per_turn)
-    if os.environ.get("SMARTCHARGE_PROBE_ANSWERS_HELD"):   # s37-stall: the stations' answers
-        # held by the turn's CPU like their own calls (s36's B, with the counts by kind)
+    if os.environ.get("SMARTCHARGE_PROBE_ANSWERS_HELD"):   # s37-stall, on 8fab2ee's tree (not
+        # landed): the stations' answers held by the turn's CPU like their own calls (s36's B,
+        # with the counts by kind)
         import smartcharge.ocpp.central as central
         central.ANSWER = "(answers held too)"
     share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall, on a

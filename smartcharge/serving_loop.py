@@ -18,9 +18,6 @@ cannot keep the others out: each ready one is taken within (ready / events_per_t
 they do in asyncio whenever the backlog outgrows one callback. Nothing is dropped or reordered
 within a socket; a burst only takes more turns.
 
-Each turn stamps the loop thread's CPU as it begins (`turn_spent_s`, `turn_cpu.py`, s36-stall):
-the budgets that let work into a turn stop once the whole turn has spent theirs.
-
 At the start of each turn, the young generation is collected once it has not been for a while
 (`young_collections.py`, s34-stall): the collector's own threshold counts net allocations and let
 it grow to tens of thousands of objects, collected in the middle of a turn.
@@ -51,14 +48,8 @@ class ServingLoop(asyncio.SelectorEventLoop):
                  events_per_turn: int = EVENTS_PER_TURN,
                  accepts_per_turn: int = ACCEPTS_PER_TURN,
                  young_every_s: float | None = YOUNG_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.thread_time) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(selector)
-        # the loop thread's CPU as the current turn began, and which turn it is (turn_cpu.py:
-        # the budgets that let work in stop once the turn has spent theirs)
-        self.cpu_clock = cpu_clock
-        self._turn_began_cpu_s = cpu_clock()
-        self.turn_number = 0
         # the young generation collected at a turn's edge (young_collections.py); None: never
         self.young_collections = (None if young_every_s is None
                                   else YoungAtTurnEdge(young_every_s, clock))
@@ -70,13 +61,7 @@ class ServingLoop(asyncio.SelectorEventLoop):
         self.events_left = 0     # ready sockets left to a later poll
         self.turns_cut = 0
 
-    def turn_spent_s(self) -> float:
-        """The loop thread's CPU this turn has spent so far (its young collection included)."""
-        return self.cpu_clock() - self._turn_began_cpu_s
-
     def _run_once(self) -> None:
-        self.turn_number += 1
-        self._turn_began_cpu_s = self.cpu_clock()
         if self.young_collections is not None:
             self.young_collections.at_turn_edge()
         super()._run_once()

@@ -23,13 +23,6 @@ never cut: a source with long steps yields between pieces when `should_yield()` 
 is spent (the guard's and the plan inputs' generators, the dispatch round's comparisons).
 Cancellations pass at once. A coroutine run inside another's step is charged with it, once.
 
-The whole turn too (s36-stall): a lane's share is its own, but a turn also carries the
-stations' handler steps, the other lanes, the reads and a young collection, and their sum was
-22-36 ms at 5 000 stations under load while each was within its bound. On the serving loop
-(`turn_cpu.py`) no lane takes a new step once the turn has spent `turn_cpu_s` of the loop
-thread's CPU, whatever spent it - except its first step of the turn (nothing starves) - and
-`should_yield` says so inside a step: the lanes give way to the stations in a turn already long.
-
 What a "turn" is: from one run of the share's own callback (scheduled with `call_soon` while
 anything is spent or waits) to the next - one poll of the sockets in between, like
 `turns.TurnBudget`.
@@ -43,8 +36,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
-
-from smartcharge.turn_cpu import TURN_CPU_S, turn_number, turn_spent_s
 
 T = TypeVar("T")
 
@@ -63,18 +54,11 @@ LONG_STEP_S = 0.010   # a step this long is counted by where it ended (`long_ste
 class TurnShare:
     def __init__(self, share_s: float = SHARE_S, safety_s: float = SAFETY_S,
                  clock: Callable[[], float] = time.thread_time,
-                 urgent_s: float = URGENT_S,
-                 turn_cpu_s: float | None = TURN_CPU_S) -> None:
+                 urgent_s: float = URGENT_S) -> None:
         self.limit_s = (share_s, safety_s, urgent_s)
-        # s36-stall: no lane takes a new step (but its first of the turn) once the whole turn
-        # of the loop has spent this (turn_cpu.py: only on the serving loop); None: never
-        self.turn_cpu_s = turn_cpu_s
         self.clock = clock
         self._spent = [0.0, 0.0, 0.0]     # this turn's CPU, per lane
         self._ran = [0, 0, 0]             # steps begun this turn, per lane
-        # the serving loop's turn each lane last began a step in (turn_cpu.py): its first step
-        # of a loop's turn is never held (the share's own turn may begin mid-turn of the loop)
-        self._lane_turn: list[int | None] = [None, None, None]
         self._step_s = [5e-4, 5e-4, 5e-4]   # a step's mean cost, per lane
         self._waiting: tuple[deque[asyncio.Future], ...] = (deque(), deque(), deque())
         self._turn_due = False
@@ -83,7 +67,6 @@ class TurnShare:
         # counters (tests, benchmarks)
         self.steps = 0
         self.deferred = 0
-        self.held_by_turn = 0   # steps kept out of a turn the loop had spent (turn_cpu_s)
         self.turns = 0
         self.most_in_turn_s = [0.0, 0.0, 0.0]
         self.long_steps: dict[str, list] = {}   # where a step over LONG_STEP_S ended: [n, max s]
@@ -105,15 +88,7 @@ class TurnShare:
         if lane is None:
             return True
         spent = self._spent[lane] + self.clock() - self._step_began
-        return spent >= self.limit_s[lane] or self._turn_spent()
-
-    def _turn_spent(self) -> bool:
-        """The whole turn of the loop (whatever spent it: the stations' handler steps, the
-        other lanes, a collection) has spent `turn_cpu_s` (turn_cpu.py)."""
-        if self.turn_cpu_s is None:
-            return False
-        spent_s = turn_spent_s()
-        return spent_s is not None and spent_s >= self.turn_cpu_s
+        return spent >= self.limit_s[lane]
 
     # --- admission ----------------------------------------------------------------------------
     def _admit(self, lane: int):
@@ -122,9 +97,8 @@ class TurnShare:
         order. A waiter woken runs if its turn's share is still not spent when it gets there,
         or if it is the first of its lane to run in that turn (nothing starves); else it waits
         again, first in line."""
-        if (not self._waiting[lane] and self._spent[lane] < self.limit_s[lane]
-                and (self._first_in_turn(lane) or not self._held_by_turn())):
-            self._began_step(lane)
+        if not self._waiting[lane] and self._spent[lane] < self.limit_s[lane]:
+            self._ran[lane] += 1
             self._schedule()
             return
         self.deferred += 1
@@ -142,30 +116,13 @@ class TurnShare:
                     except ValueError:
                         pass
                 raise
-            if self._first_in_turn(lane) or (self._spent[lane] < self.limit_s[lane]
-                                             and not self._held_by_turn()):
-                self._began_step(lane)
+            if self._ran[lane] == 0 or self._spent[lane] < self.limit_s[lane]:
+                self._ran[lane] += 1
                 return
             # woken for this turn, but the ones before it spent it: first in line again
             future = asyncio.get_running_loop().create_future()
             waiting.appendleft(future)
             self._schedule()
-
-    def _first_in_turn(self, lane: int) -> bool:
-        """No step of `lane` began in this turn: of the serving loop's turn where there is one
-        (turn_cpu.py), else of the share's own."""
-        turn = turn_number()
-        return self._ran[lane] == 0 if turn is None else self._lane_turn[lane] != turn
-
-    def _began_step(self, lane: int) -> None:
-        self._ran[lane] += 1
-        self._lane_turn[lane] = turn_number()
-
-    def _held_by_turn(self) -> bool:
-        if self._turn_spent():
-            self.held_by_turn += 1
-            return True
-        return False
 
     def _charge(self, lane: int, cost_s: float) -> None:
         self.steps += 1

@@ -33,7 +33,6 @@ from smartcharge.ocpp.clock_offset import AGREE_S as CLOCK_AGREE_S
 from smartcharge.ocpp.clock_offset import IN_STEP, ClockOffset, stamp_reading, transit_s
 from smartcharge.ocpp.casing import snake_case_keys
 from smartcharge.ocpp.edge import Dialect, jsonable_details, schema_problem
-from smartcharge.ocpp.frame_kind import ANSWER, frame_kind
 from smartcharge import store_grants
 from smartcharge.ocpp.remote_started import REMOTE_START_GRACE_S, RemoteStartsAsked
 from smartcharge.ocpp.registry import (CallProgress, StationAnswerInvalid,
@@ -116,10 +115,7 @@ class CentralSystemBase:
 
     async def route_message(self, raw_msg: str) -> None:
         if self._ctx.inbound is not None:   # a burst of frames: a batch per turn of the loop
-            kind = frame_kind(raw_msg)
-            # an answer to one of our own calls is not held by the turn's CPU (s37-stall): it is
-            # cheap and each one unblocks a set-up or a round; the station's own calls are
-            await self._ctx.inbound.admit(bounded=kind != ANSWER, kind=kind)
+            await self._ctx.inbound.admit()
         try:
             await self._route(raw_msg)
         except ConnectionClosed:

@@ -43,7 +43,6 @@ from smartcharge.ocpp.client_cert import certificate_identity
 from smartcharge.ocpp.identity import is_valid_identity, loggable_identity
 from smartcharge.ocpp.registry import StationLink
 from smartcharge.store_ops import StoreClosed, StoreOp
-from smartcharge.turn_cpu import TURN_CPU_S
 from smartcharge.turns import TurnBudget
 
 log = logging.getLogger(__name__)
@@ -154,7 +153,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     # a handshake is inbound work too: a boot storm accepted thousands in one turn of the loop
     # (issue 10); they share the frames' budget, first come first served (turns.py)
-    await app[INBOUND].admit(kind="handshake")
+    await app[INBOUND].admit()
     site, registry, events, clock = app[SITE], app[REGISTRY], app[EVENTS], app[CLOCK]
     station_id = request.match_info["station_id"]
     if not is_valid_identity(station_id):
@@ -283,7 +282,6 @@ def add_routes(app: web.Application) -> None:
         decoy = unknown_refusal_decoy(app[SITE])
         if decoy is not None:
             app[DECOY] = decoy
-    # a frame is let in while the turn has spent under TURN_CPU_S, the first 8 always (s36-stall)
-    app[INBOUND] = TurnBudget(cpu_s=TURN_CPU_S)
+    app[INBOUND] = TurnBudget()
     app[CLOCK_OFFSETS] = {}
     app.router.add_get("/ocpp/{station_id}", ocpp_endpoint)
