@@ -215,12 +215,17 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                                        and c.transaction.transaction_id is not None
                                        for c in s.connectors.values()), timeout_s)
             for s in stations))
+        # s37-stall: when each of "ready"'s conditions was met (wall s), said before "ready"
+        stages = {"transactions": time.time()}
         if steady:   # the set-up's queued samples acknowledged too: the window is steady
             await asyncio.gather(*(s.drained(timeout_s) for s in stations))
+            stages["drained"] = time.time()
             # and the server's phase probes of the new sessions over (once per session,
             # 16 stations at once: at 5 000 stations ~2 000 extra MeterValues, a quarter of
             # the window's, still went into its first 40 s at load 10 - s26-p99)
             await asyncio.wait_for(probes_over(recorder), timeout_s)
+            stages["last_probe"] = recorder.last_trigger + time.time() - time.perf_counter()
+            stages["probes_quiet"] = time.time()
         freeze_s = freeze_cpu_s = 0.0
         if light:
             # before "ready", not after (s26-p99): the collection holds this process's loop
@@ -233,6 +238,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             freeze_cpu_s = time.process_time() - cpu_started
             if steady:   # what queued during the freeze acknowledged: the window is steady
                 await asyncio.gather(*(s.drained(timeout_s) for s in stations))
+        say(ready_stages=stages)
         say(ready=time.time())
         if os.environ.get(PROFILE_ENV):   # where a station process's CPU goes once set up
             import cProfile

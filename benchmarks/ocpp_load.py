@@ -194,6 +194,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
                                         for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
+        stages = await asyncio.gather(*(read_json(p, "ready_stages", args.setup_timeout_s)
+                                        for p in procs))
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
@@ -239,6 +241,8 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "backlog": sum(r["backlog"] for r in results),
         "settled_s": settled_s,
         "setup_s": setup_s,
+        # s37-stall: when each station process met each of "ready"'s conditions, s after start
+        "ready_stages": [{key: at - started for key, at in part.items()} for part in stages],
         "server_cpu": server_cpu,
         "children": children,
         "client_cpu": sum(r["cpu_s"] for r in results) / window_s,
@@ -294,6 +298,32 @@ def control_seen(results: list[dict], started: float, samples: list) -> dict:
         out[kind] = {"stations": len(stamps), "after_s": last - started,
                      "cpu_s": cpu[0] - base[0], "writer_cpu_s": cpu[1] - base[1]}
     return out
+
+
+def held_by_kind_split(held_seconds: list, window: tuple[float, float]
+                       ) -> tuple[dict, dict] | None:
+    """s37-stall: from the probe's once-a-second snapshots of the inbound budget's
+    `held_by_kind` (cumulative: kind -> [frames, summed wait s]), what was held before the
+    window began and what within it. None: no snapshots (a tree without the counts)."""
+    if not held_seconds:
+        return None
+    before = {}
+    at_end = {}
+    for at, counts in held_seconds:
+        if at <= window[0]:
+            before = counts
+        if at <= window[1]:
+            at_end = counts
+    within = {kind: [n - before.get(kind, [0, 0.0])[0], s - before.get(kind, [0, 0.0])[1]]
+              for kind, (n, s) in at_end.items()}
+    return before, {kind: v for kind, v in within.items() if v[0]}
+
+
+def format_held(counts: dict) -> str:
+    if not counts:
+        return "none"
+    return ", ".join(f"{kind or '?'} {n} ({s:.1f} s)" for kind, (n, s)
+                     in sorted(counts.items(), key=lambda kv: -kv[1][0]))
 
 
 def window_profilers(args, server_pid: int) -> subprocess.Popen | None:
@@ -605,6 +635,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# whole run: the inbound budget {stats.get('inbound')}; the share's steps "
               f"{share.get('steps')}, deferred {share.get('deferred')}, held by the turn's "
               f"CPU {share.get('held_by_turn')}")
+    latency = stats.get("latency") or {}
+    if latency.get("calls_out") and stats.get("clock_offset_s") is not None:
+        # s37-stall: how far the server's own set-up (its calls to the stations) had gone by
+        # "ready" - it competes with the stations' own set-up messages for the loop and for
+        # the stations' processes
+        offset_s = stats["clock_offset_s"]
+        sent = sorted((int(second) + offset_s, n) for second, n in latency["calls_out"].items())
+        read = sorted((int(second) + offset_s, n) for second, n
+                      in (latency.get("answers_in") or {}).items())
+        print(f"# the server's calls to the stations, sent / answers read: before the window "
+              f"{sum(n for at, n in sent if at < r['window'][0])} / "
+              f"{sum(n for at, n in read if at < r['window'][0])}, in it "
+              f"{sum(n for at, n in sent if at >= r['window'][0])} / "
+              f"{sum(n for at, n in read if at >= r['window'][0])}")
+    if r.get("ready_stages"):   # s37-stall: which of "ready"'s conditions came last
+        names = {"transactions": "transactions acknowledged", "drained": "outboxes drained",
+                 "last_probe": "the server's last phase probe (TriggerMessage)",
+                 "probes_quiet": "probes quiet 5 s"}
+        print("# \"ready\" by its conditions (s after the first connection, per station "
+              "process): " + "; ".join(
+                  f"{label} " + " / ".join(f"{part[key]:.1f}" if part.get(key, -1) >= 0
+                                           else "none" for part in r["ready_stages"])
+                  for key, label in names.items()))
+    held = held_by_kind_split(stats.get("inbound_held_seconds") or [], r["window"])
+    if held is not None:   # s37-stall: which frames the turn's CPU bound held, and when
+        print(f"# frames held by the turn's CPU bound, by kind (frames, their summed wait): "
+              f"to the window's start {format_held(held[0])}; in the window "
+              f"{format_held(held[1])}")
     busy = stats.get("busy", [])
     if busy:
         print(f"# the loop's own CPU between two probe wake-ups, the longest (window / boot): "

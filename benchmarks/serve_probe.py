@@ -452,7 +452,22 @@ def _inbound_counters(app) -> dict | None:
     if budget is None:
         return None
     return {name: getattr(budget, name, None)
-            for name in ("admitted", "deferred", "most_in_turn", "held", "cpu_s")}
+            for name in ("admitted", "deferred", "most_in_turn", "held", "cpu_s",
+                         "held_by_kind")}   # s37-stall: [frames held, their summed wait s]
+
+
+async def held_each_second(app, held_seconds: list) -> None:
+    """s37-stall: the inbound budget's frames held by the turn's CPU, by kind, so far - once a
+    second (a copy of a small dict), so the benchmark can tell the set-up's from the window's.
+    Trees without `held_by_kind` (main; it is 8fab2ee's, not landed): nothing."""
+    from smartcharge.ocpp.server import INBOUND
+    budget = app.get(INBOUND)
+    if budget is None or not hasattr(budget, "held_by_kind"):
+        return
+    while True:
+        await asyncio.sleep(1.0)
+        held_seconds.append((time.time(), {kind: list(count) for kind, count
+                                           in budget.held_by_kind.items()}))
 
 
 def install_window_signals(loop: asyncio.AbstractEventLoop, stats_path: str,
@@ -572,6 +587,7 @@ def main(argv: list[str]) -> int:
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
         SqliteStore._connect = connect_without_checkpoints
     lag_by_second: dict[int, float] = {}
+    held_seconds: list = []   # s37-stall: (second, the inbound budget's held_by_kind then)
     busy_by_second: dict[int, float] = {}
     # (wall s, generation, pause s, CPU s of the collecting thread: at a load average of 3-8
     # the wall pause includes what the OS gave other processes; objects it found in garbage
@@ -650,6 +666,16 @@ def main(argv: list[str]) -> int:
         # CPU past which no frame is let in (but 8); a number or "off"
         from smartcharge.ocpp.server import INBOUND
         app[INBOUND].cpu_s = None if inbound_cpu_s == "off" else float(inbound_cpu_s)
+    min_per_turn = os.environ.get("SMARTCHARGE_PROBE_INBOUND_MIN_PER_TURN")   # s37-stall, on
+    if min_per_turn:   # a tree with `cpu_s` (8fab2ee, not landed): frames let in a turn whatever
+        # it spent (8)
+        from smartcharge.ocpp.server import INBOUND
+        app[INBOUND].min_per_turn = int(min_per_turn)
+    if os.environ.get("SMARTCHARGE_PROBE_ANSWERS_HELD"):   # s37-stall, on 8fab2ee's tree (not
+        # landed): the stations' answers held by the turn's CPU like their own calls (s36's B,
+        # with the counts by kind)
+        import smartcharge.ocpp.central as central
+        central.ANSWER = "(answers held too)"
     share_cpu_s = os.environ.get("SMARTCHARGE_PROBE_SHARE_TURN_CPU_S")   # s36-stall, on a
     if share_cpu_s:   # tree whose TurnShare has `turn_cpu_s` (29e2d67, not landed): the turn's
         # CPU past which no lane of the share takes a step (but its first); a number or "off"
@@ -709,8 +735,11 @@ def main(argv: list[str]) -> int:
             window_end_tasks = [asyncio.create_task(young_on_a_timer())]   # noqa: F841 (kept)
         task = asyncio.create_task(probe_loop(lag_by_second, busy_by_second, instrument_ran),
                                    name="loop-lag-probe")
+        held_task = asyncio.create_task(held_each_second(app, held_seconds),
+                                        name="inbound-held-probe")
         yield
         task.cancel()
+        held_task.cancel()
         from smartcharge.site.setup import CONTROLLER
         stats = app[CONTROLLER].stats if CONTROLLER in app else None
         # the stations are gone: what cycles among frozen objects did their connections
@@ -757,6 +786,7 @@ def main(argv: list[str]) -> int:
                        "long_turns": long_turns,
                        "share": _share_counters(app),
                        "inbound": _inbound_counters(app),
+                       "inbound_held_seconds": held_seconds,
                        "collector_at_window_end": window_end[0] if window_end else None,
                        "clock_offset_s": time.time() - time.perf_counter(),
                        "latency": None if latency is None else {
