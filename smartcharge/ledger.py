@@ -318,55 +318,65 @@ def _match_unknown_stop(tx: StoreTx, station_id: str, id_tag: str | None,
                         max_power_w: float) -> tuple[str, set[str], SessionRow | None]:
     """A stop with an id we do not know: the one open session it fits, else the one session we
     closed without its stop (each connector's latest such) that it fits: its late stop; else an
-    orphan."""
-    session = _reconcile_stop(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh,
-                              timestamp, max_power_w)
-    if session is not None:
-        return "reconciled", {"reconciled_unknown_transaction_id"}, session
-    closed = tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY)
-    session = _reconcile_stop(tx, closed, id_tag, meter_stop_wh, timestamp, max_power_w)
-    if session is not None:
-        return "late", {"late_stop", "reconciled_unknown_transaction_id"}, session
+    orphan. A fit by its register's rise from the session's (`RISE`) goes before one by a meter
+    reset (`DROP`): a fleet card's stop on a twin station fitted the other connector's open
+    session - another meter, its register far above - as a reset, and that session was billed
+    with it while the session it ended kept no stop (session 37's judge)."""
+    open_fits = _fits(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh, timestamp,
+                      max_power_w)
+    closed_fits = _fits(tx, tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY),
+                        id_tag, meter_stop_wh, timestamp, max_power_w)
+    levels = [(RISE, open_fits, False), (RISE, closed_fits, True)]
+    if not any(how == RISE for _, how in open_fits + closed_fits):
+        levels += [(DROP, open_fits, False), (DROP, closed_fits, True)]
+    for level, fits, late in levels:
+        fitting = [session for session, how in fits if how == level]
+        if len(fitting) == 1:
+            if late:
+                return "late", {"late_stop", "reconciled_unknown_transaction_id"}, fitting[0]
+            return "reconciled", {"reconciled_unknown_transaction_id"}, fitting[0]
     return "orphan", {"unknown_transaction_id"}, None
 
 
-def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
-                    meter_stop_wh: float, timestamp: datetime,
-                    max_power_w: float) -> SessionRow | None:
-    """The one candidate session this unknown-id stop can belong to, or None if not
-    unambiguous: started before the stop, same id tag when the stop names one, and a stop
-    register the session's meter could show: reachable from its start register or its latest
-    register sample at the station's power (another connector's meter rarely fits), or below
-    them when the stop names the session's tag (a meter reset; the register chain bills it).
-    Never a session another one began after on its connector before the stop: that start
-    ended it, so a stop stamped after it is another transaction's (session 37's judge: each
-    connector's latest session closed without its stop, hours old, took such a stop as its
-    late one and was billed over the sessions after it, each billed already)."""
-    def fits(session: SessionRow) -> bool:
+RISE, DROP = "rise", "drop"    # how an unknown-id stop's register fits a session's
+
+
+def _fits(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
+          meter_stop_wh: float, timestamp: datetime,
+          max_power_w: float) -> list[tuple[SessionRow, str]]:
+    """The candidate sessions this unknown-id stop can belong to, each with how it fits:
+    started before the stop, same id tag when the stop names one, and a stop register the
+    session's meter could show: reachable from its start register or its latest register
+    sample at the station's power (`RISE`; another connector's meter rarely fits), or below
+    them when the stop names the session's tag (`DROP`: a meter reset; the register chain
+    bills it). Never a session another one began after on its connector before the stop: that
+    start ended it, so a stop stamped after it is another transaction's (session 37's judge:
+    each connector's latest session closed without its stop, hours old, took such a stop as
+    its late one and was billed over the sessions after it, each billed already)."""
+    def fit(session: SessionRow) -> str | None:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
         if started > timestamp or (id_tag is not None and fold_id_tag(session.id_tag or "")
                                    != fold_id_tag(id_tag)):
-            return False
+            return None
         if session.start_time is not None and session.connector_id is not None \
                 and tx.began_on_connector_between(session.station_id, session.connector_id,
                                                   session.transaction_id, started, timestamp):
-            return False
+            return None
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]
         if session.meter_start_wh is not None:
             points.insert(0, (started, session.meter_start_wh))
         points = [(t, wh) for t, wh in points if t is not None and t <= timestamp]
         if not points:
-            return True
+            return RISE
         for moment, register_wh in (points[0], points[-1]):
             delta_wh = meter_stop_wh - register_wh
             if 0 <= delta_wh <= plausible_wh((timestamp - moment).total_seconds(), max_power_w):
-                return True
-        return id_tag is not None and meter_stop_wh < points[-1][1]
+                return RISE
+        return DROP if id_tag is not None and meter_stop_wh < points[-1][1] else None
 
-    fitting = [s for s in candidates if fits(s)]
-    return fitting[0] if len(fitting) == 1 else None
+    return [(session, how) for session in candidates if (how := fit(session)) is not None]
 
 
 def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,

@@ -134,3 +134,44 @@ async def test_a_stop_of_an_unseen_transaction_is_not_an_old_session_s_late_stop
     assert_each_session_billed_its_own(rows, {"1": "2000.0", "2": "2500.0"})
     unseen = [row for row in rows if row["station_transaction_id"] == "4711"]
     assert [(r["state"], r["billable"]) for r in unseen] == [("orphan_stop", "false")], rows
+
+
+async def test_a_fleet_card_s_stop_is_not_taken_by_the_other_connector_s_meter(tmp_path):
+    """A twin station, one fleet card, a meter per connector (connector 1 near 15 000 Wh,
+    connector 2 near 500 000). Session 1 on connector 1 (15 000 -> 17 000 in its samples) is
+    closed by the station's reboot, which lost our id: its stop comes later under -1 with the
+    card's tag (18 000). Session 2 began on connector 2 meanwhile (500 000). Failed first: the
+    stop fitted session 2 as a meter reset (its register far below 500 000), session 2 was
+    stopped with it and billed 0 Wh, its own stop (507 000) became an orphan
+    `second_stop_for_transaction`, session 1 kept 2 000 Wh - 8 000 Wh delivered and billed to
+    nobody. Session 1's register rose to it: it is session 1's late stop."""
+    server = Server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
+            server.start()
+            await cp1.connect()
+            await boot(cp1, "boot-1")
+            first = (await answered(cp1, "start-1", call.StartTransaction(
+                connector_id=1, id_tag=TAG, meter_start=15_000,
+                timestamp=stamp(0))))["transactionId"]
+            await answered(cp1, "meter-1", register(first, 10, 17_000))
+            await boot(cp1, "boot-2")
+            second = (await answered(cp1, "start-2", call.StartTransaction(
+                connector_id=2, id_tag=TAG, meter_start=500_000,
+                timestamp=stamp(15))))["transactionId"]
+            await answered(cp1, "stop-1", call.StopTransaction(
+                meter_stop=18_000, timestamp=stamp(20), transaction_id=-1, id_tag=TAG,
+                reason="EVDisconnected"))
+            await answered(cp1, "stop-2", call.StopTransaction(
+                meter_stop=507_000, timestamp=stamp(40), transaction_id=second, id_tag=TAG,
+                reason="Local"))
+            rows = await billed(server)
+    finally:
+        server.stop()
+    by_id = {row["transaction_id"]: row for row in rows}
+    assert [(i, by_id[i]["state"], by_id[i]["energy_wh"], by_id[i]["billable"])
+            for i in ("1", "2")] == [("1", "stopped", "3000.0", "true"),
+                                     ("2", "stopped", "7000.0", "true")], rows
+    assert "late_stop" in by_id["1"]["flags"], rows
+    assert len(rows) == 2, rows          # no stop left over as an orphan
