@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
@@ -137,7 +137,8 @@ def _ended_by_then(session: SessionRow | None, start: datetime) -> bool:
 
 def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
                  station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
-                 at: datetime, max_power_w: float) -> MeterOutcome:
+                 at: datetime, max_power_w: float, clock_offset_s: float = 0.0
+                 ) -> MeterOutcome:
     key = meter_key(connector_id, station_tx_id, readings)
     # remembered first (its answer is always {}): a duplicate is what is remembered already
     if not tx.remember_new_message(station_id, "MeterValues", key, payload, {}, at):
@@ -149,7 +150,7 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     reopened = None
     if session is not None and session.state == CLOSED_IMPLICITLY:
         if revisit_implicit_close(tx, session, [r.timestamp for r in readings], at,
-                                  max_power_w):
+                                  max_power_w, clock_offset_s):
             reopened = tx.session(session.transaction_id)
     elif session is not None and session.state == STOPPED and new:
         revise_stopped(tx, session, at, max_power_w)
@@ -392,12 +393,16 @@ def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
 
 
 def revisit_implicit_close(tx: StoreTx, session: SessionRow, seen_at: Sequence[datetime],
-                           at: datetime, max_power_w: float) -> bool:
+                           at: datetime, max_power_w: float, clock_offset_s: float = 0.0
+                           ) -> bool:
     """News (samples, or a 2.0.1 event, taken at `seen_at`) of a session we closed without its
-    stop: it was still going (returns True: reopened), or they tell us more about its energy."""
+    stop: it was still going (returns True: reopened), or they tell us more about its energy.
+    `seen_at` is the station's clock, the close ours: `clock_offset_s` is how far the station's
+    ran ahead of ours at the boot that closed it (a queued sample from just before a reboot,
+    stamped by a clock 5 minutes ahead, reopened the session: session 37's judge)."""
     closed_at = from_db_time(session.stop_time)
-    if session.closed_by == "Reboot" and closed_at is not None \
-            and any(moment > closed_at for moment in seen_at):
+    if session.closed_by == "Reboot" and closed_at is not None and any(
+            moment > closed_at + timedelta(seconds=clock_offset_s) for moment in seen_at):
         # Some stations send BootNotification on every reconnect without rebooting: the
         # session is evidently still running, so it is open again.
         tx.close_session(session.transaction_id, state=OPEN, closed_by=None, stop_time=None,
