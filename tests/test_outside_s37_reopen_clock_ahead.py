@@ -111,3 +111,40 @@ async def test_a_sample_after_a_boot_that_was_no_reboot_still_reopens_it(tmp_pat
     assert [(s["transaction_id"], s["state"]) for s in listed] == [
         (transaction_id, "open")], listed
     assert [s["session_id"] for s in site["sessions"]] == [transaction_id], site["sessions"]
+
+
+async def test_a_201_queued_updated_from_before_the_reboot_does_not_reopen_it(tmp_path):
+    """The same over OCPP 2.0.1: a station 5 minutes ahead, its transaction's Updated measured
+    just before its reboot delivered from its queue after it (`offline`). Failed first: the
+    session `open` again."""
+    from ocpp.v201 import call as call201
+
+    from tests.v201_billing import tx_event
+
+    server = Server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            cp1 = RawStation(http, server, "CP1", "ocpp2.0.1")
+            server.start()
+            await cp1.connect()
+            boot201 = call201.BootNotification(reason="PowerUp", charging_station={
+                "vendor_name": "Raw", "model": "R"})
+            await answered(cp1, "boot-1", boot201)
+            for n, state in enumerate(("Occupied", "Occupied")):
+                await answered(cp1, f"status-{n}", call201.StatusNotification(
+                    timestamp=station_clock(datetime.now(UTC)), connector_status=state,
+                    evse_id=1, connector_id=1))
+            started = datetime.now(UTC) + AHEAD
+            await answered(cp1, "started", tx_event("Started", "T-1", 0, started,
+                                                    register_wh=10_000))
+            measured = datetime.now(UTC) + AHEAD
+            await answered(cp1, "boot-2", call201.BootNotification(
+                reason="PowerUp", charging_station={"vendor_name": "Raw", "model": "R"}))
+            await answered(cp1, "updated", tx_event("Updated", "T-1", 1, measured,
+                                                    register_wh=10_050, offline=True))
+            listed, site = await sessions_and_site(server)
+    finally:
+        server.stop()
+    assert [(s["state"], s["closed_by"]) for s in listed] == [
+        ("closed_implicitly", "Reboot")], listed
+    assert site["sessions"] == [], site["sessions"]
