@@ -24,6 +24,9 @@ from tests.test_kill_points import RawStation, Server
 from tests.test_outside_s37_late_stop import TAG, answered, boot
 
 AHEAD = timedelta(minutes=5)
+# from the station's last sample to its BootNotification: a reboot takes a while (the
+# stamps' offset is known less the messages' transit - seconds on a loaded test machine)
+REBOOT_TAKES = timedelta(seconds=60)
 
 
 def station_clock(moment: datetime) -> str:
@@ -61,13 +64,14 @@ async def test_a_queued_sample_from_before_the_reboot_does_not_reopen_the_sessio
             await cp1.connect()
             await boot(cp1, "boot-1")
             await status(cp1, "status-1", "Preparing")
-            started = datetime.now(UTC)
+            started = datetime.now(UTC) - REBOOT_TAKES * 3
             transaction_id = (await answered(cp1, "start", call.StartTransaction(
                 connector_id=1, id_tag=TAG, meter_start=10_000,
                 timestamp=station_clock(started))))["transactionId"]
             await status(cp1, "status-2", "Charging")
             await answered(cp1, "meter-1", sample(transaction_id, started, 10_000))
-            measured = datetime.now(UTC)        # its last sample, not sent before the reboot
+            # its last sample, measured before the reboot and not sent before it
+            measured = datetime.now(UTC) - REBOOT_TAKES
             await boot(cp1, "boot-2")           # rebooted: the transaction is over
             await answered(cp1, "meter-queued", sample(transaction_id, measured, 10_050))
             listed, site = await sessions_and_site(server)
@@ -134,10 +138,10 @@ async def test_a_201_queued_updated_from_before_the_reboot_does_not_reopen_it(tm
                 await answered(cp1, f"status-{n}", call201.StatusNotification(
                     timestamp=station_clock(datetime.now(UTC)), connector_status=state,
                     evse_id=1, connector_id=1))
-            started = datetime.now(UTC) + AHEAD
+            started = datetime.now(UTC) + AHEAD - REBOOT_TAKES * 3
             await answered(cp1, "started", tx_event("Started", "T-1", 0, started,
                                                     register_wh=10_000))
-            measured = datetime.now(UTC) + AHEAD
+            measured = datetime.now(UTC) + AHEAD - REBOOT_TAKES
             await answered(cp1, "boot-2", call201.BootNotification(
                 reason="PowerUp", charging_station={"vendor_name": "Raw", "model": "R"}))
             await answered(cp1, "updated", tx_event("Updated", "T-1", 1, measured,
