@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from smartcharge.ledger_keys import meter_key, start_key, stop_key
 from smartcharge.metering import (
@@ -137,7 +137,8 @@ def _ended_by_then(session: SessionRow | None, start: datetime) -> bool:
 
 def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
                  station_tx_id: int | None, readings: Sequence[Reading], payload: dict,
-                 at: datetime, max_power_w: float) -> MeterOutcome:
+                 at: datetime, max_power_w: float, clock_offset_s: float = 0.0
+                 ) -> MeterOutcome:
     key = meter_key(connector_id, station_tx_id, readings)
     # remembered first (its answer is always {}): a duplicate is what is remembered already
     if not tx.remember_new_message(station_id, "MeterValues", key, payload, {}, at):
@@ -149,7 +150,7 @@ def meter_values(tx: StoreTx, *, station_id: str, connector_id: int,
     reopened = None
     if session is not None and session.state == CLOSED_IMPLICITLY:
         if revisit_implicit_close(tx, session, [r.timestamp for r in readings], at,
-                                  max_power_w):
+                                  max_power_w, clock_offset_s):
             reopened = tx.session(session.transaction_id)
     elif session is not None and session.state == STOPPED and new:
         revise_stopped(tx, session, at, max_power_w)
@@ -318,47 +319,65 @@ def _match_unknown_stop(tx: StoreTx, station_id: str, id_tag: str | None,
                         max_power_w: float) -> tuple[str, set[str], SessionRow | None]:
     """A stop with an id we do not know: the one open session it fits, else the one session we
     closed without its stop (each connector's latest such) that it fits: its late stop; else an
-    orphan."""
-    session = _reconcile_stop(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh,
-                              timestamp, max_power_w)
-    if session is not None:
-        return "reconciled", {"reconciled_unknown_transaction_id"}, session
-    closed = tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY)
-    session = _reconcile_stop(tx, closed, id_tag, meter_stop_wh, timestamp, max_power_w)
-    if session is not None:
-        return "late", {"late_stop", "reconciled_unknown_transaction_id"}, session
+    orphan. A fit by its register's rise from the session's (`RISE`) goes before one by a meter
+    reset (`DROP`): a fleet card's stop on a twin station fitted the other connector's open
+    session - another meter, its register far above - as a reset, and that session was billed
+    with it while the session it ended kept no stop (session 37's judge)."""
+    open_fits = _fits(tx, tx.open_sessions(station_id), id_tag, meter_stop_wh, timestamp,
+                      max_power_w)
+    closed_fits = _fits(tx, tx.last_sessions_per_connector(station_id, CLOSED_IMPLICITLY),
+                        id_tag, meter_stop_wh, timestamp, max_power_w)
+    levels = [(RISE, open_fits, False), (RISE, closed_fits, True)]
+    if not any(how == RISE for _, how in open_fits + closed_fits):
+        levels += [(DROP, open_fits, False), (DROP, closed_fits, True)]
+    for level, fits, late in levels:
+        fitting = [session for session, how in fits if how == level]
+        if len(fitting) == 1:
+            if late:
+                return "late", {"late_stop", "reconciled_unknown_transaction_id"}, fitting[0]
+            return "reconciled", {"reconciled_unknown_transaction_id"}, fitting[0]
     return "orphan", {"unknown_transaction_id"}, None
 
 
-def _reconcile_stop(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
-                    meter_stop_wh: float, timestamp: datetime,
-                    max_power_w: float) -> SessionRow | None:
-    """The one candidate session this unknown-id stop can belong to, or None if not
-    unambiguous: started before the stop, same id tag when the stop names one, and a stop
-    register the session's meter could show: reachable from its start register or its latest
-    register sample at the station's power (another connector's meter rarely fits), or below
-    them when the stop names the session's tag (a meter reset; the register chain bills it)."""
-    def fits(session: SessionRow) -> bool:
+RISE, DROP = "rise", "drop"    # how an unknown-id stop's register fits a session's
+
+
+def _fits(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
+          meter_stop_wh: float, timestamp: datetime,
+          max_power_w: float) -> list[tuple[SessionRow, str]]:
+    """The candidate sessions this unknown-id stop can belong to, each with how it fits:
+    started before the stop, same id tag when the stop names one, and a stop register the
+    session's meter could show: reachable from its start register or its latest register
+    sample at the station's power (`RISE`; another connector's meter rarely fits), or below
+    them when the stop names the session's tag (`DROP`: a meter reset; the register chain
+    bills it). Never a session another one began after on its connector before the stop: that
+    start ended it, so a stop stamped after it is another transaction's (session 37's judge:
+    each connector's latest session closed without its stop, hours old, took such a stop as
+    its late one and was billed over the sessions after it, each billed already)."""
+    def fit(session: SessionRow) -> str | None:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
         if started > timestamp or (id_tag is not None and fold_id_tag(session.id_tag or "")
                                    != fold_id_tag(id_tag)):
-            return False
+            return None
+        if session.start_time is not None and session.connector_id is not None \
+                and tx.began_on_connector_between(session.station_id, session.connector_id,
+                                                  session.transaction_id, started, timestamp):
+            return None
         points = [(from_db_time(t), wh)
                   for t, wh in tx.register_readings(session.transaction_id)]
         if session.meter_start_wh is not None:
             points.insert(0, (started, session.meter_start_wh))
         points = [(t, wh) for t, wh in points if t is not None and t <= timestamp]
         if not points:
-            return True
+            return RISE
         for moment, register_wh in (points[0], points[-1]):
             delta_wh = meter_stop_wh - register_wh
             if 0 <= delta_wh <= plausible_wh((timestamp - moment).total_seconds(), max_power_w):
-                return True
-        return id_tag is not None and meter_stop_wh < points[-1][1]
+                return RISE
+        return DROP if id_tag is not None and meter_stop_wh < points[-1][1] else None
 
-    fitting = [s for s in candidates if fits(s)]
-    return fitting[0] if len(fitting) == 1 else None
+    return [(session, how) for session in candidates if (how := fit(session)) is not None]
 
 
 def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
@@ -374,12 +393,16 @@ def close_implicitly(tx: StoreTx, session: SessionRow, cause: str, at: datetime,
 
 
 def revisit_implicit_close(tx: StoreTx, session: SessionRow, seen_at: Sequence[datetime],
-                           at: datetime, max_power_w: float) -> bool:
+                           at: datetime, max_power_w: float, clock_offset_s: float = 0.0
+                           ) -> bool:
     """News (samples, or a 2.0.1 event, taken at `seen_at`) of a session we closed without its
-    stop: it was still going (returns True: reopened), or they tell us more about its energy."""
+    stop: it was still going (returns True: reopened), or they tell us more about its energy.
+    `seen_at` is the station's clock, the close ours: `clock_offset_s` is how far the station's
+    ran ahead of ours at the boot that closed it (a queued sample from just before a reboot,
+    stamped by a clock 5 minutes ahead, reopened the session: session 37's judge)."""
     closed_at = from_db_time(session.stop_time)
-    if session.closed_by == "Reboot" and closed_at is not None \
-            and any(moment > closed_at for moment in seen_at):
+    if session.closed_by == "Reboot" and closed_at is not None and any(
+            moment > closed_at + timedelta(seconds=clock_offset_s) for moment in seen_at):
         # Some stations send BootNotification on every reconnect without rebooting: the
         # session is evidently still running, so it is open again.
         tx.close_session(session.transaction_id, state=OPEN, closed_by=None, stop_time=None,

@@ -84,7 +84,10 @@ class EventOutcome:
 
 
 def transaction_event(tx: StoreTx, *, station_id: str, event: TransactionEventIn,
-                      answer: dict, at: datetime, max_power_w: float) -> EventOutcome:
+                      answer: dict, at: datetime, max_power_w: float,
+                      clock_offset_s: float = 0.0) -> EventOutcome:
+    """`clock_offset_s`: how far the station's clock ran ahead of ours at the boot that
+    closed its sessions (`ledger.revisit_implicit_close`)."""
     key = transaction_event_key(event.station_tx_ref, event.event_type, event.seq_no,
                                 event.timestamp, event.id_tag, event.readings)
     earlier = tx.seen_message(station_id, SOURCE, key)
@@ -112,7 +115,7 @@ def transaction_event(tx: StoreTx, *, station_id: str, event: TransactionEventIn
     elif session.state == CLOSED_IMPLICITLY:
         reopened = revisit_implicit_close(
             tx, session, [event.timestamp, *(r.timestamp for r in event.readings)], at,
-            max_power_w)
+            max_power_w, clock_offset_s)
     elif session.state == STOPPED:
         revise_stopped(tx, session, at, max_power_w)   # late readings or a late start
     session = tx.session(session.transaction_id)

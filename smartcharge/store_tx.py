@@ -365,6 +365,17 @@ class StoreTx:
             "connector_id IS NOT NULL GROUP BY connector_id) ORDER BY transaction_id",
             (station_id, state))]
 
+    def began_on_connector_between(self, station_id: str, connector_id: int,
+                                   transaction_id: int, after: datetime,
+                                   before: datetime) -> bool:
+        """Whether a session other than `transaction_id` began on this connector after
+        `after` and before `before` (the station's stamps)."""
+        return self._db.execute(
+            "SELECT 1 FROM sessions WHERE station_id = ? AND start_time > ? AND "
+            "start_time < ? AND connector_id = ? AND transaction_id != ? LIMIT 1",
+            (station_id, db_time(after), db_time(before), connector_id,
+             transaction_id)).fetchone() is not None
+
     def set_flags(self, transaction_id: int, flags: Iterable[str]) -> None:
         self._db.execute("UPDATE sessions SET flags = ? WHERE transaction_id = ?",
                          (",".join(sorted(set(flags))), transaction_id))

@@ -88,6 +88,11 @@ class CentralSystemBase:
         clock = context.clock
         self.clock_offset = ClockOffset(transit_s=lambda: transit_s(clock))
         self._offset_told: float | None = None   # the estimate last published
+        # its clock's offset when its sessions were last closed at a boot (before this
+        # connection, else at its latest BootNotification): a session's stamps after that boot
+        # are read on the clock it ran then, not on one their own stamps measure (a queued
+        # sample from before a reboot, stamped by a clock ahead, reopened the session)
+        self.offset_at_boot_s: float = context.clock_offsets_s.get(station_id) or 0.0
         self._sets_told = 0    # its clock seen set to ours so often, as last published
         # our calls in flight: unique id -> the future its answer (CallResult / CallError)
         # is handed to by `_route` (the library's queue and `wait_for` cost a task per call)
@@ -160,6 +165,7 @@ class CentralSystemBase:
         booting = action == BOOT_NOTIFICATION
         if booting:
             self._registered.clear()
+            self.offset_at_boot_s = self._ctx.clock_offsets_s.get(self.id) or 0.0
             self.clock_offset.reset()   # a reboot may have set its clock
             self._offset_told, self._sets_told = None, 0
         else:

@@ -143,7 +143,7 @@ class CentralSystemV16(CentralSystemBase, ChargePoint):
         outcome = await self._ctx.store.run(StoreOp(   # parsed again there: cheaper to send
             ledger.meter_values_sent, station_id=self.id, connector_id=connector_id,
             station_tx_id=transaction_id, meter_value=meter_value, payload=payload, at=now,
-            max_power_w=self._max_power_w))
+            max_power_w=self._max_power_w, clock_offset_s=self.offset_at_boot_s))
         if outcome.duplicate:
             log.info("station %s: duplicate MeterValues acknowledged, nothing changed", self.id)
         else:

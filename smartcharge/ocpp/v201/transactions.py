@@ -45,7 +45,7 @@ async def station_transaction(link: Any, transaction_id: int) -> str | None:
 
 class TransactionHandlers:
     """Mixin of the 2.0.1 adapter (needs `self._ctx`, `self.id`, `self._max_power_w`,
-    `self.token_status`, `self.publish_closed`)."""
+    `self.token_status`, `self.publish_closed`, `self.offset_at_boot_s`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,7 +89,7 @@ class TransactionHandlers:
                                          "transactionInfo": transaction_info, **optional}))
         outcome = await self._ctx.store.run(StoreOp(
             transaction_event, station_id=self.id, event=event, answer=answer, at=now,
-            max_power_w=self._max_power_w))
+            max_power_w=self._max_power_w, clock_offset_s=self.offset_at_boot_s))
         self._tx_refs[outcome.transaction_id] = event.station_tx_ref
         log.info("station %s: TransactionEvent %s %s seq %d (%s%s) -> session %d%s", self.id,
                  event_type, event.station_tx_ref, seq_no, trigger_reason,
