@@ -1,0 +1,212 @@
+"""A clairvoyant bound that honours the minimum rate: a MILP over the day, minute by minute.
+
+A car physically charges at 0 or at least its minimum m (IEC 61851 / J1772: 6 A), and a
+lawful controller keeps every limit on what it offers (the fail-safe rule), while the car takes
+only min(offer, its on-board charger's maximum, its battery's acceptance a(e)). The LP bounds of
+`quality_days` / `quality_bound` relax both: offers between 0 and m, and limits held on 5-min
+averages (where offers shared in time look like offers below m). This bound keeps both, on the
+replay's own grid (`REPLAY_STEP_S` = 60 s steps, in which `quality_loop.run_day` plugs, steps
+and meters the simulated cars): one variable per car and minute for what it is offered (x, held
+against every node's power and phase-current rows: `optimizer.lp.build_lp` on a 60-s problem),
+one for what it takes (y <= x), its battery's acceptance per step exactly as `SimEV` steps it
+(y[t] <= r - k e[t], e the energy taken before the step: `quality_bound._taper_line`), the
+energy capped at the need, and an on/off binary z per car and minute where it is needed:
+
+    m z <= x <= cap z
+
+Binaries are added where an optimum offers a car something between 0 and its minimum (round
+0: the LP without them; each later round adds the minutes where the last round's solution did
+so). Leaving the 0-or-at-least-m rule out of some minutes is a relaxation of the rule on all
+of them, so every round's dual bound (HiGHS's best bound, not its incumbent) is an upper bound
+on what any lawful controller could deliver, and so is the least of them: that is `bound_wh`.
+When the last incumbent keeps the rule in every minute it is a lawful schedule, and the gap
+between it and `bound_wh` is all the uncertainty left. The per-minute limits are what the
+replay counts violations against (each minute's draws), so no 5-min averaging is left either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+from benchmarks.quality_bound import _min_power_w, _taper_line
+from benchmarks.quality_days import REPLAY_STEP_S, Day, offline_problem
+from optimizer.lp import build_lp
+from optimizer.objective import build_objective
+
+# how far below its minimum an offer counts as "between 0 and the minimum" [W]
+_BELOW_MIN_TOL_W = 1.0
+
+
+@dataclass
+class MinRateBound:
+    bound_wh: float              # the least dual bound over the rounds: an upper bound
+    incumbent_wh: float          # the last round's best schedule (nan: none)
+    incumbent_lawful: bool       # it keeps the 0-or-at-least-m rule in every minute
+    lp_wh: float                 # round 0: the minute-by-minute LP, no minimum rates
+    binaries: int                # car-minutes given an on/off binary in the last round
+    rounds: list[dict] = field(default_factory=list)   # per round: dual, incumbent, gap, time
+
+    @property
+    def gap(self) -> float:
+        """(bound - incumbent) / bound: how far a lawful schedule may still be from the bound."""
+        return (self.bound_wh - self.incumbent_wh) / self.bound_wh if self.bound_wh else 0.0
+
+
+class _MinuteMilp:
+    """The day's per-minute problem in minimisation form: z = [x | y | e | b]."""
+
+    def __init__(self, day: Day, slot_s: float = REPLAY_STEP_S) -> None:
+        problem = offline_problem(day, slot_s)
+        need_wh = problem.energy_wh.astype(float)
+        # build_lp folds each car's remaining request into its power cap (need / slot), which
+        # for an offer is wrong here: a car 10 Wh from full is still offered its minimum and
+        # takes the 10 Wh. So the rows are built with needs out of reach, and the need is a
+        # row on what the car takes.
+        loose = dataclasses.replace(problem, energy_wh=np.full(problem.n_connectors, 1e12))
+        arrays = build_lp(loose, build_objective(loose), loose.upper_w)
+        self.problem, self.arrays = problem, arrays
+        n_x = arrays.n_x
+        wh = problem.wh_per_w[arrays.x_slot]                  # (n_x,) Wh per W of each x
+        self.wh = wh
+        self.cap_w = arrays.ub[:n_x]
+        self.min_w = _min_power_w(day, problem)[arrays.x_connector]
+        chains = []
+        for i, visit in enumerate(day.visits):
+            chain = arrays.var_of[i][arrays.var_of[i] >= 0]
+            line = _taper_line(visit, int(problem.phases[i]))
+            if chain.size and line is not None:
+                chains.append((chain, line))
+        n_e = sum(chain.size for chain, _ in chains)
+        self.o_y, self.o_e = n_x, 2 * n_x
+        self.n_cont = 2 * n_x + n_e
+        blocks, rhs = [], []
+        # node rows on what is offered (x)
+        a_ub = arrays.A_ub.tocsc()[:, :n_x]
+        blocks.append(sp.hstack([a_ub, sp.csr_matrix((a_ub.shape[0], self.n_cont - n_x))]))
+        rhs.append(arrays.b_ub)
+        # y <= x
+        eye = sp.identity(n_x, format="csr")
+        blocks.append(sp.hstack([-eye, eye, sp.csr_matrix((n_x, n_e))]))
+        rhs.append(np.zeros(n_x))
+        # each car takes at most its need: sum_t wh y <= need
+        cars = arrays.x_connector
+        blocks.append(sp.csr_matrix((wh, (cars, self.o_y + np.arange(n_x))),
+                                    shape=(problem.n_connectors, self.n_cont)))
+        rhs.append(need_wh)
+        # the battery's acceptance per step: e[v] = e[prev] + wh y[prev]; y[v] + k e[v] <= r
+        r_eq, c_eq, v_eq, r_ub, c_ub, v_ub, b_ub = [], [], [], [], [], [], []
+        e_col = self.o_e
+        for chain, (k, r) in chains:
+            for position, v in enumerate(chain):
+                row = e_col - self.o_e          # one equality row per e
+                r_eq.append(row); c_eq.append(e_col); v_eq.append(1.0)
+                if position:
+                    prev = chain[position - 1]
+                    r_eq += [row, row]; c_eq += [e_col - 1, self.o_y + prev]
+                    v_eq += [-1.0, -float(wh[prev])]
+                r_ub += [len(b_ub)] * 2; c_ub += [self.o_y + v, e_col]; v_ub += [1.0, k]
+                b_ub.append(r)
+                e_col += 1
+        blocks.append(sp.csr_matrix((v_ub, (r_ub, c_ub)), shape=(len(b_ub), self.n_cont)))
+        rhs.append(np.array(b_ub, dtype=float))
+        self.a_ub = sp.vstack(blocks).tocsr()
+        self.b_ub = np.concatenate(rhs)
+        self.a_eq = sp.csr_matrix((v_eq, (r_eq, c_eq)), shape=(n_e, self.n_cont))
+        self.b_eq = np.zeros(n_e)
+        self.c = np.zeros(self.n_cont)
+        self.c[self.o_y:self.o_e] = -wh             # energy taken, Wh
+        self.lb = np.zeros(self.n_cont)
+        self.ub = np.concatenate([self.cap_w, self.cap_w, np.full(n_e, np.inf)])
+
+    def solve(self, on_off: np.ndarray, time_limit_s: float, mip_rel_gap: float,
+              node_limit: int | None = None) -> dict:
+        """Maximise energy with a binary on the power variables `on_off` (indices of x)."""
+        n_b = on_off.size
+        if not n_b:
+            return self._solve_lp(time_limit_s)
+        n = self.n_cont + n_b
+        pad = lambda m: sp.hstack([m, sp.csr_matrix((m.shape[0], n_b))])  # noqa: E731
+        b_cols = self.n_cont + np.arange(n_b)
+        # x - cap b <= 0 and m b - x <= 0 (a car whose cap - its charger, a breaker, the
+        # grid - is under its minimum cannot be on: b = 0, x = 0)
+        cap, low = self.cap_w[on_off], self.min_w[on_off]
+        rows = np.repeat(np.arange(2 * n_b), 2)
+        cols = np.column_stack([np.concatenate([on_off, on_off]),
+                                np.concatenate([b_cols, b_cols])]).ravel()
+        vals = np.column_stack([np.concatenate([np.ones(n_b), -np.ones(n_b)]),
+                                np.concatenate([-cap, low])]).ravel()
+        on_rows = sp.csr_matrix((vals, (rows, cols)), shape=(2 * n_b, n))
+        b_ub = np.concatenate([self.b_ub, np.zeros(2 * n_b)])
+        a_ub = sp.vstack([pad(self.a_ub), on_rows]).tocsr()
+        a_eq = pad(self.a_eq).tocsr()
+        integrality = np.concatenate([np.zeros(self.n_cont), np.ones(n_b)])
+        lb = np.concatenate([self.lb, np.zeros(n_b)])
+        ub = np.concatenate([self.ub, np.ones(n_b)])
+        c = np.concatenate([self.c, np.zeros(n_b)])
+        constraints = [LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, self.b_eq,
+                                                                               self.b_eq)]
+        res = milp(c, integrality=integrality, bounds=Bounds(lb, ub), constraints=constraints,
+                   options={"time_limit": time_limit_s, "mip_rel_gap": mip_rel_gap,
+                            "presolve": True,
+                            **({} if node_limit is None else {"node_limit": node_limit})})
+        if res.x is None and (res.status != 1 or not n_b):
+            raise RuntimeError(f"minute MILP ({n_b} binaries): {res.message}")
+        if n_b:
+            dual = res.mip_dual_bound
+            dual_wh = -float(dual) if dual is not None and np.isfinite(dual) else np.inf
+        else:
+            dual_wh = -float(res.fun)            # an LP: its optimum is its bound
+        x = None if res.x is None else res.x[:self.arrays.n_x]
+        return {"dual_wh": dual_wh,
+                "incumbent_wh": -float(res.fun) if res.x is not None else float("nan"),
+                "x": x, "status": int(res.status), "binaries": n_b,
+                "gap": None if res.get("mip_gap") is None else float(res.mip_gap)}
+
+    def _solve_lp(self, time_limit_s: float) -> dict:
+        """Round 0, no binaries: an LP, by interior point (on the days' 60-70k variables
+        minutes where the dual simplex takes tens of minutes), with crossover to a vertex."""
+        res = linprog(self.c, A_ub=self.a_ub, b_ub=self.b_ub, A_eq=self.a_eq, b_eq=self.b_eq,
+                      bounds=np.column_stack([self.lb, self.ub]), method="highs-ipm",
+                      options={"time_limit": time_limit_s})
+        if res.status != 0:
+            raise RuntimeError(f"minute LP: {res.message}")
+        return {"dual_wh": -float(res.fun), "incumbent_wh": -float(res.fun),
+                "x": res.x[:self.arrays.n_x], "status": 0, "binaries": 0, "gap": 0.0}
+
+    def below_min(self, x: np.ndarray) -> np.ndarray:
+        """Indices of the power variables offered more than 0 and less than the minimum."""
+        return np.flatnonzero((x > _BELOW_MIN_TOL_W) & (x < self.min_w - _BELOW_MIN_TOL_W))
+
+
+def min_rate_optimum(day: Day, *, rounds: int = 4, time_limit_s: float = 120.0,
+                     mip_rel_gap: float = 1e-4, node_limit: int | None = None) -> MinRateBound:
+    """The clairvoyant bound with minimum rates (module docstring), to `rounds` rounds of
+    binaries, each MILP given `time_limit_s` (and `node_limit` branch-and-bound nodes: a
+    deterministic stop, for tests) and stopped at `mip_rel_gap`."""
+    import time
+    model = _MinuteMilp(day)
+    on_off = np.zeros(0, dtype=np.int64)
+    history, bound, last = [], np.inf, None
+    for round_no in range(rounds + 1):
+        started = time.perf_counter()
+        out = model.solve(on_off, time_limit_s, mip_rel_gap, node_limit)
+        out["seconds"] = time.perf_counter() - started
+        bound = min(bound, out["dual_wh"])
+        history.append({k: out[k] for k in ("dual_wh", "incumbent_wh", "gap", "binaries",
+                                             "seconds", "status")})
+        if out["x"] is None:
+            break
+        last = out
+        more = np.setdiff1d(model.below_min(out["x"]), on_off)
+        if more.size == 0:
+            break
+        on_off = np.union1d(on_off, more)
+    lawful = last is not None and model.below_min(last["x"]).size == 0
+    return MinRateBound(bound_wh=bound, incumbent_wh=last["incumbent_wh"] if last else np.nan,
+                        incumbent_lawful=lawful, lp_wh=history[0]["dual_wh"],
+                        binaries=int(history[-1]["binaries"]), rounds=history)
