@@ -14,9 +14,15 @@ energy capped at the need, and an on/off binary z per car and minute where it is
 
     m z <= x <= cap z
 
-Binaries are added where an optimum offers a car something between 0 and its minimum (round
-0: the LP without them; each later round adds the minutes where the last round's solution did
-so). Leaving the 0-or-at-least-m rule out of some minutes is a relaxation of the rule on all
+Two ways to a bound, both kept (the least is `bound_wh`). (1) Lagrangian: the minute LP
+(round 0, no binaries, by interior point) is solved, the rows that tie minutes together
+(needs, the batteries' acceptance) are priced at its duals, and what is left is one small MILP
+per minute with the minimum rule on every car plugged in (`lagrangian_bound_wh`: weak duality
+makes it a bound; on the days it takes a minute or two). (2) Rounds of the whole day's MILP:
+binaries added where an optimum offers a car something between 0 and its minimum (each round
+adds the minutes where the last round's solution did so) - exact in the end, but on the days'
+60-70 000 variables HiGHS does not finish the root in 10-15 minutes (its dual bound then is
+worse than the LP's, and the least-of rule keeps the LP's). Leaving the 0-or-at-least-m rule out of some minutes is a relaxation of the rule on all
 of them, so every round's dual bound (HiGHS's best bound, not its incumbent) is an upper bound
 on what any lawful controller could deliver, and so is the least of them: that is `bound_wh`.
 When the last incumbent keeps the rule in every minute it is a lawful schedule, and the gap
@@ -48,6 +54,7 @@ class MinRateBound:
     incumbent_wh: float          # the last round's best schedule (nan: none)
     incumbent_lawful: bool       # it keeps the 0-or-at-least-m rule in every minute
     lp_wh: float                 # round 0: the minute-by-minute LP, no minimum rates
+    lagrangian_wh: float         # the minimum on every car-minute, minutes tied by LP duals
     binaries: int                # car-minutes given an on/off binary in the last round
     rounds: list[dict] = field(default_factory=list)   # per round: dual, incumbent, gap, time
 
@@ -101,7 +108,9 @@ class _MinuteMilp:
         # the battery's acceptance per step: e[v] = e[prev] + wh y[prev]; y[v] + k e[v] <= r
         r_eq, c_eq, v_eq, r_ub, c_ub, v_ub, b_ub = [], [], [], [], [], [], []
         e_col = self.o_e
+        e_ub = []          # e <= the car's need: what it took before a minute is no more
         for chain, (k, r) in chains:
+            e_ub += [need_wh[arrays.x_connector[chain[0]]]] * chain.size
             for position, v in enumerate(chain):
                 row = e_col - self.o_e          # one equality row per e
                 r_eq.append(row); c_eq.append(e_col); v_eq.append(1.0)
@@ -114,6 +123,8 @@ class _MinuteMilp:
                 e_col += 1
         blocks.append(sp.csr_matrix((v_ub, (r_ub, c_ub)), shape=(len(b_ub), self.n_cont)))
         rhs.append(np.array(b_ub, dtype=float))
+        # the rows of one minute alone (node rows, y <= x) come first; the rest couple minutes
+        self.n_local_rows = arrays.b_ub.shape[0] + n_x
         self.a_ub = sp.vstack(blocks).tocsr()
         self.b_ub = np.concatenate(rhs)
         self.a_eq = sp.csr_matrix((v_eq, (r_eq, c_eq)), shape=(n_e, self.n_cont))
@@ -121,7 +132,7 @@ class _MinuteMilp:
         self.c = np.zeros(self.n_cont)
         self.c[self.o_y:self.o_e] = -wh             # energy taken, Wh
         self.lb = np.zeros(self.n_cont)
-        self.ub = np.concatenate([self.cap_w, self.cap_w, np.full(n_e, np.inf)])
+        self.ub = np.concatenate([self.cap_w, self.cap_w, np.array(e_ub, dtype=float)])
 
     def solve(self, on_off: np.ndarray, time_limit_s: float, mip_rel_gap: float,
               node_limit: int | None = None) -> dict:
@@ -175,8 +186,72 @@ class _MinuteMilp:
                       options={"time_limit": time_limit_s})
         if res.status != 0:
             raise RuntimeError(f"minute LP: {res.message}")
+        self.lp_duals = (-res.ineqlin.marginals, -res.eqlin.marginals)
         return {"dual_wh": -float(res.fun), "incumbent_wh": -float(res.fun),
                 "x": res.x[:self.arrays.n_x], "status": 0, "binaries": 0, "gap": 0.0}
+
+    def lagrangian_bound_wh(self) -> float:
+        """An upper bound with the minimum rule on every car-minute, from the minute LP's duals.
+
+        The rows that tie minutes together (each car's need, its battery's acceptance, the
+        energy it took before) are priced at the LP's optimal duals u; what is left splits
+        into one small MILP per minute (that minute's node rows on the offers, y <= x, and
+        x in {0} U [m, cap] for every car plugged in). For any u >= 0 on the <= rows (any
+        sign on the equalities) the Lagrangian's minimum is at most the MILP's (weak
+        duality), each minute's MILP counted at its own dual bound; with the LP's duals it
+        is also at most the LP's bound (strong duality without the binaries)."""
+        u_ub, u_eq = self.lp_duals
+        u_ub = np.maximum(u_ub[self.n_local_rows:], 0.0)
+        coupled = self.a_ub[self.n_local_rows:]
+        c = self.c + coupled.T @ u_ub + self.a_eq.T @ u_eq
+        const = -float(u_ub @ self.b_ub[self.n_local_rows:]) - float(u_eq @ self.b_eq)
+        n_x = self.arrays.n_x
+        # e only in coupled rows: at its bound where that pays
+        total = const + float(np.minimum(c[self.o_e:], 0.0) @ self.ub[self.o_e:])
+        # x only in the minute's rows; y's price is c[y] (x's own is 0 up to rounding)
+        c_x, c_y = c[:n_x], c[self.o_y:self.o_e]
+        node = self.a_ub[:self.arrays.b_ub.shape[0], :n_x].tocsc()
+        node_rows_of = self.arrays.row_slot
+        slots = self.arrays.x_slot
+        order = np.argsort(slots, kind="stable")
+        starts = np.searchsorted(slots[order], np.arange(self.problem.n_slots + 1))
+        row_order = np.argsort(node_rows_of, kind="stable")
+        row_starts = np.searchsorted(node_rows_of[row_order],
+                                     np.arange(self.problem.n_slots + 1))
+        for t in range(self.problem.n_slots):
+            v = order[starts[t]:starts[t + 1]]
+            if v.size == 0:
+                continue
+            if (c_y[v] >= 0).all() and (c_x[v] >= 0).all():
+                continue                             # 0 is optimal this minute
+            rows = row_order[row_starts[t]:row_starts[t + 1]]
+            total += self._minute_bound(v, c_x[v], c_y[v], node[rows][:, v],
+                                        self.arrays.b_ub[rows])
+        return -total
+
+    def _minute_bound(self, v, c_x, c_y, node, b_node) -> float:
+        """min c_x x + c_y y over one minute: node rows on x, y <= x, x in {0} U [m, cap]
+        (binary b: m b <= x <= cap b); HiGHS's dual bound (a lower bound on its minimum)."""
+        n = v.size
+        cap, low = self.cap_w[v], self.min_w[v]
+        eye = sp.identity(n, format="csr")
+        zero = sp.csr_matrix((n, n))
+        a = sp.vstack([sp.hstack([node, sp.csr_matrix((node.shape[0], 2 * n))]),
+                       sp.hstack([-eye, eye, zero]),
+                       sp.hstack([eye, zero, -sp.diags(cap)]),
+                       sp.hstack([-eye, zero, sp.diags(low)])]).tocsr()
+        b = np.concatenate([b_node, np.zeros(3 * n)])
+        res = milp(np.concatenate([c_x, c_y, np.zeros(n)]),
+                   integrality=np.concatenate([np.zeros(2 * n), np.ones(n)]),
+                   bounds=Bounds(np.zeros(3 * n), np.concatenate([cap, cap, np.ones(n)])),
+                   constraints=[LinearConstraint(a, -np.inf, b)],
+                   options={"mip_rel_gap": 0.0, "time_limit": 60.0})
+        dual = res.get("mip_dual_bound")
+        if dual is None or not np.isfinite(dual):
+            if res.status == 0:
+                return float(res.fun)
+            raise RuntimeError(f"minute MILP: {res.message}")
+        return float(dual)
 
     def below_min(self, x: np.ndarray) -> np.ndarray:
         """Indices of the power variables offered more than 0 and less than the minimum."""
@@ -192,11 +267,17 @@ def min_rate_optimum(day: Day, *, rounds: int = 4, time_limit_s: float = 120.0,
     model = _MinuteMilp(day)
     on_off = np.zeros(0, dtype=np.int64)
     history, bound, last = [], np.inf, None
+    lagrangian_wh = np.inf
     for round_no in range(rounds + 1):
         started = time.perf_counter()
         out = model.solve(on_off, time_limit_s, mip_rel_gap, node_limit)
         out["seconds"] = time.perf_counter() - started
         bound = min(bound, out["dual_wh"])
+        if round_no == 0:
+            started = time.perf_counter()
+            lagrangian_wh = model.lagrangian_bound_wh()
+            lagrangian_s = time.perf_counter() - started
+            bound = min(bound, lagrangian_wh)
         history.append({k: out[k] for k in ("dual_wh", "incumbent_wh", "gap", "binaries",
                                              "seconds", "status")})
         if out["x"] is None:
@@ -207,6 +288,8 @@ def min_rate_optimum(day: Day, *, rounds: int = 4, time_limit_s: float = 120.0,
             break
         on_off = np.union1d(on_off, more)
     lawful = last is not None and model.below_min(last["x"]).size == 0
+    history[0]["lagrangian_s"] = lagrangian_s
     return MinRateBound(bound_wh=bound, incumbent_wh=last["incumbent_wh"] if last else np.nan,
                         incumbent_lawful=lawful, lp_wh=history[0]["dual_wh"],
-                        binaries=int(history[-1]["binaries"]), rounds=history)
+                        lagrangian_wh=lagrangian_wh, binaries=int(history[-1]["binaries"]),
+                        rounds=history)

@@ -69,3 +69,11 @@ def test_a_tapering_cars_minimum_is_priced_and_the_bound_still_holds():
     assert lawful <= bound.bound_wh + 1e-6, (lawful, bound)
     assert bound.bound_wh < banded - 300.0, (banded, bound)
     assert bound.incumbent_wh <= bound.bound_wh + 1e-6, bound
+
+
+def test_the_lagrangian_bound_alone_sees_minimums_that_do_not_fit_together():
+    """No whole-day MILP rounds: the minute LP's duals and one small MILP per minute give the
+    same 5 000 Wh on the two small cars (the needs do not bind, so nothing ties the minutes)."""
+    bound = min_rate_optimum(two_small_cars_day(8_000.0), rounds=0)
+    assert abs(bound.lagrangian_wh - 5_000.0) < 2.0, bound
+    assert abs(bound.bound_wh - 5_000.0) < 2.0, bound
