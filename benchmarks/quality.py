@@ -158,7 +158,7 @@ def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan"),
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | of taper-aware "
-          "optimum | of the minute bound with 6 A minimum (MILP dual bound) | limit used while "
+          "optimum | of the bound with the 6 A minimum, minute by minute | limit used while "
           "short | of what breakers allow | of the grid's tightest limit (W or a phase's A) | dips (> 5 min; > 5 min under what breakers allow; > 5 min under the grid's tightest limit) | deepest dip | peak / limit | "
           "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
           "cars paused > 1/h | of them by a re-plan (cars > 1/h) | re-plans | offered, not taken kWh: full / taper / other |")
@@ -186,16 +186,16 @@ def _pct(share: float) -> str:
 
 def print_min_rate_bound(day, offline_wh: float, tapered_wh: float, bound) -> None:
     """The clairvoyant bound that keeps each car's 6 A minimum minute by minute
-    (benchmarks/quality_milp.py): its dual bound (the yardstick), the minute LP without the
-    minimum (round 0), the best lawful schedule found and the gap left, the binaries."""
-    rounds = "; ".join(f"{r['binaries']} binaries: {r['dual_wh'] / 1000:.2f} "
-                       f"({r['seconds']:.0f} s)" for r in bound.rounds)
-    incumbent = (f"{bound.incumbent_wh / 1000:.2f} ({'lawful' if bound.incumbent_lawful else 'not lawful'}"
-                 f", gap {bound.gap:.3%})")
+    (benchmarks/quality_milp.py): the yardstick (the least of its upper bounds), the minute LP
+    without the minimum, the Lagrangian bound, the best lawful schedule found (a lower bound on
+    that optimum) and the gap between them, the whole-day MILP rounds if any."""
+    rounds = "; ".join(f"{r['binaries']} binaries: {r['dual_wh'] / 1000:.2f} ({r['seconds']:.0f} s)"
+                       for r in bound.rounds[1:]) or "-"
     print(f"| {day.name} | {offline_wh / 1000:.2f} | {tapered_wh / 1000:.2f} | "
-          f"{bound.lp_wh / 1000:.2f} | **{bound.bound_wh / 1000:.2f}** "
-          f"({bound.bound_wh / tapered_wh:.2%} of taper-aware) | {incumbent} | {rounds} |",
-          flush=True)
+          f"{bound.lp_wh / 1000:.2f} ({bound.rounds[0]['seconds']:.0f} s) | "
+          f"{bound.lagrangian_wh / 1000:.2f} ({bound.rounds[0]['lagrangian_s']:.0f} s) | "
+          f"**{bound.bound_wh / 1000:.2f}** ({bound.bound_wh / tapered_wh:.2%} of taper-aware) | "
+          f"{bound.incumbent_wh / 1000:.2f} (gap {bound.gap:.2%}) | {rounds} |", flush=True)
 
 
 def print_bounds(day, offline_wh: float, tapered: float) -> None:
@@ -237,9 +237,10 @@ def run_days(args) -> None:
         print("\n### The clairvoyant bound with the 6 A minimum, minute by minute [kWh] "
               "(benchmarks/quality_milp.py)\n")
         print("| day | offline optimum (5-min LP) | taper-aware (5-min LP) | minute LP, taper, "
-              "no minimum | **with the 6 A minimum: MILP dual bound** | best lawful schedule "
-              "found | rounds |")
-        print("|---|---:|---:|---:|---:|---|---|")
+              "no minimum | Lagrangian, 6 A minimum on every car-minute | **the bound with the "
+              "6 A minimum (least of them)** | a lawful schedule (the minute LP rounded) | "
+              "whole-day MILP rounds: dual bound |")
+        print("|---|---:|---:|---:|---:|---:|---|---|")
         for day in the_days:
             bound = min_rate_optimum(day, rounds=args.min_rate_rounds,
                                      time_limit_s=args.min_rate_time_limit_s)
@@ -353,8 +354,9 @@ def main(argv=None) -> None:
                         help="the clairvoyant bound with the 6 A minimum, minute by minute (a "
                         "MILP: minutes a day; benchmarks/quality_milp.py) and the day table's "
                         "column against it")
-    parser.add_argument("--min-rate-rounds", type=int, default=2,
-                        help="rounds of on/off binaries for that bound")
+    parser.add_argument("--min-rate-rounds", type=int, default=0,
+                        help="rounds of the whole day's MILP for that bound (each up to "
+                        "--min-rate-time-limit-s; on the days they do not finish the root)")
     parser.add_argument("--min-rate-time-limit-s", type=float, default=600.0,
                         help="each round's MILP time limit (its dual bound is kept)")
     parser.add_argument("--acn", action=argparse.BooleanOptionalAction, default=True)

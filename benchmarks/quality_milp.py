@@ -51,8 +51,8 @@ _BELOW_MIN_TOL_W = 1.0
 @dataclass
 class MinRateBound:
     bound_wh: float              # the least dual bound over the rounds: an upper bound
-    incumbent_wh: float          # the last round's best schedule (nan: none)
-    incumbent_lawful: bool       # it keeps the 0-or-at-least-m rule in every minute
+    incumbent_wh: float          # the best lawful schedule: the minute LP rounded, or the
+    incumbent_lawful: bool       # last MILP round's incumbent where it keeps the rule
     lp_wh: float                 # round 0: the minute-by-minute LP, no minimum rates
     lagrangian_wh: float         # the minimum on every car-minute, minutes tied by LP duals
     binaries: int                # car-minutes given an on/off binary in the last round
@@ -253,6 +253,42 @@ class _MinuteMilp:
             raise RuntimeError(f"minute MILP: {res.message}")
         return float(dual)
 
+    def lawful_rounding_wh(self, x: np.ndarray, day: Day) -> float:
+        """What a lawful schedule made from offers x delivers: minute by minute, an offer under
+        its car's minimum is raised to the minimum where every node row has room for it (the
+        larger offers first), else set to 0; then each car takes what `SimEV` would of its
+        offers (its charger's cap, its battery's acceptance, its need). A lower bound on the
+        clairvoyant optimum with minimum rates - with `bound_wh` it brackets it."""
+        n_x = self.arrays.n_x
+        x = np.array(x[:n_x], dtype=float)
+        x[x <= _BELOW_MIN_TOL_W] = 0.0
+        node = self.a_ub[:self.arrays.b_ub.shape[0], :n_x].tocsc()
+        loads = node @ x
+        room = self.arrays.b_ub - loads
+        for v in sorted(self.below_min(x), key=lambda v: -x[v]):
+            column = node[:, v]
+            rows, coef = column.indices, column.data
+            raise_w = self.min_w[v] - x[v]
+            if raise_w <= self.cap_w[v] - x[v] + 1e-9 and \
+                    (coef * raise_w <= room[rows] + 1e-6).all():
+                room[rows] -= coef * raise_w
+                x[v] = self.min_w[v]
+            else:
+                room[rows] += coef * x[v]
+                x[v] = 0.0
+        taken = 0.0
+        for i, visit in enumerate(day.visits):
+            chain = self.arrays.var_of[i][self.arrays.var_of[i] >= 0]
+            line = _taper_line(visit, int(self.problem.phases[i]))
+            e = 0.0
+            need = float(self.problem.energy_wh[i])
+            for v in chain:
+                accept = np.inf if line is None else line[1] - line[0] * e
+                y = max(0.0, min(x[v], accept, (need - e) / self.wh[v]))
+                e += y * self.wh[v]
+            taken += e
+        return taken
+
     def below_min(self, x: np.ndarray) -> np.ndarray:
         """Indices of the power variables offered more than 0 and less than the minimum."""
         return np.flatnonzero((x > _BELOW_MIN_TOL_W) & (x < self.min_w - _BELOW_MIN_TOL_W))
@@ -277,6 +313,7 @@ def min_rate_optimum(day: Day, *, rounds: int = 4, time_limit_s: float = 120.0,
             started = time.perf_counter()
             lagrangian_wh = model.lagrangian_bound_wh()
             lagrangian_s = time.perf_counter() - started
+            rounded_wh = model.lawful_rounding_wh(out["x"], day)
             bound = min(bound, lagrangian_wh)
         history.append({k: out[k] for k in ("dual_wh", "incumbent_wh", "gap", "binaries",
                                              "seconds", "status")})
@@ -288,8 +325,11 @@ def min_rate_optimum(day: Day, *, rounds: int = 4, time_limit_s: float = 120.0,
             break
         on_off = np.union1d(on_off, more)
     lawful = last is not None and model.below_min(last["x"]).size == 0
+    incumbent_wh = last["incumbent_wh"] if lawful and len(history) > 1 else -np.inf
+    if rounded_wh > incumbent_wh:
+        incumbent_wh, lawful = rounded_wh, True
     history[0]["lagrangian_s"] = lagrangian_s
-    return MinRateBound(bound_wh=bound, incumbent_wh=last["incumbent_wh"] if last else np.nan,
+    return MinRateBound(bound_wh=bound, incumbent_wh=incumbent_wh,
                         incumbent_lawful=lawful, lp_wh=history[0]["dual_wh"],
                         lagrangian_wh=lagrangian_wh, binaries=int(history[-1]["binaries"]),
                         rounds=history)
