@@ -139,7 +139,8 @@ class _MinuteMilp:
         """Maximise energy with a binary on the power variables `on_off` (indices of x)."""
         n_b = on_off.size
         if not n_b:
-            return self._solve_lp(time_limit_s)
+            # round 0 always runs to its end: the Lagrangian needs its duals
+            return self._solve_lp(max(time_limit_s, 3600.0))
         n = self.n_cont + n_b
         pad = lambda m: sp.hstack([m, sp.csr_matrix((m.shape[0], n_b))])  # noqa: E731
         b_cols = self.n_cont + np.arange(n_b)
