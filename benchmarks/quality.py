@@ -17,7 +17,8 @@ drivers; "uncontrolled" (every car at its maximum from arrival) is computed on t
 offline problem, since a controller cannot run it (it plans under the limits).
 Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
 knowing every car) and / the taper-aware optimum (the same LP knowing each simulated battery's
-taper: benchmarks/quality_bound.py), share of the effective grid limit used while the plugged cars could take
+taper: benchmarks/quality_bound.py) and, with --min-rate-bound, / the bound that also keeps each
+car's 6 A minimum minute by minute (benchmarks/quality_milp.py; a few minutes a day), share of the effective grid limit used while the plugged cars could take
 more than it (also against what the plugged cars could draw under the breakers and phases),
 dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest; also how many long ones are below
