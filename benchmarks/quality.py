@@ -17,7 +17,8 @@ drivers; "uncontrolled" (every car at its maximum from arrival) is computed on t
 offline problem, since a controller cannot run it (it plans under the limits).
 Per run: energy delivered / requested, delivered / the offline optimum (one LP over the day
 knowing every car) and / the taper-aware optimum (the same LP knowing each simulated battery's
-taper: benchmarks/quality_bound.py), share of the effective grid limit used while the plugged cars could take
+taper: benchmarks/quality_bound.py) and, with --min-rate-bound, / the bound that also keeps each
+car's 6 A minimum minute by minute (benchmarks/quality_milp.py; a few minutes a day), share of the effective grid limit used while the plugged cars could take
 more than it (also against what the plugged cars could draw under the breakers and phases),
 dips (a run of minutes below 90 % of the limit while demand exceeds it: how many
 last longer than one meter interval, 5 min, and the deepest; also how many long ones are below
@@ -54,6 +55,7 @@ from benchmarks import acn
 from benchmarks.quality_bound import LAST_MINIMUM, online_truthful_wh, taper_aware_optimum_wh
 from benchmarks.quality_days import days, offline_optimum_wh, offline_problem, past_sessions
 from benchmarks.quality_loop import DayResult, run_day
+from benchmarks.quality_milp import min_rate_optimum
 from optimizer import baselines, check, replay
 
 DIP_FRACTION = 0.10
@@ -70,7 +72,7 @@ def jain(shares: np.ndarray) -> float:
 
 
 def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0,
-            tapered_wh: float = float("nan")) -> dict:
+            tapered_wh: float = float("nan"), min_rate_wh: float = float("nan")) -> dict:
     requested = np.array([v.requested_wh for v in result.visits])
     charged = np.array(result.charged_wh)
     load, limit, wanted = (np.array(x) for x in (result.load_w, result.limit_w, result.wanted_w))
@@ -106,7 +108,8 @@ def metrics(result: DayResult, offline_wh: float, step_s: float = 60.0,
     return {
         "delivered_kwh": charged.sum() / 1000.0, "requested_kwh": requested.sum() / 1000.0,
         "of_requested": charged.sum() / requested.sum(), "of_offline": charged.sum() / offline_wh,
-        "of_tapered": charged.sum() / tapered_wh, "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
+        "of_tapered": charged.sum() / tapered_wh, "of_min_rate": charged.sum() / min_rate_wh,
+        "limit_used": used, "reachable_used": reach_used, "dips": len(runs),
         "long_dips": long_dips, "long_reach_dips": long_reach_dips, "deepest": depth,
         "grid_used": grid_used, "long_grid_dips": long_grid_dips,
         "peak": float(np.max(load[finite] / limit[finite])), "violations": result.violations,
@@ -137,7 +140,8 @@ def _runs(flags: np.ndarray) -> list[int]:
     return runs
 
 
-def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan")) -> dict:
+def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan"),
+                     min_rate_wh: float = float("nan")) -> dict:
     problem = offline_problem(day)
     power = baselines.uncontrolled(problem)
     delivered = np.minimum(power @ problem.wh_per_w, problem.energy_wh)
@@ -147,6 +151,7 @@ def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan")) -
             "of_requested": delivered.sum() / problem.energy_wh.sum(),
             "of_offline": delivered.sum() / offline_wh,
             "of_tapered": delivered.sum() / tapered_wh,
+            "of_min_rate": delivered.sum() / min_rate_wh,
             "peak": float(np.max(root / limit)),
             "violations": len({v.slot for v in check(problem, power) if v.kind != "below_min"}),
             "jain": jain(np.minimum(delivered / problem.energy_wh, 1.0))}
@@ -154,19 +159,19 @@ def uncontrolled_row(day, offline_wh: float, tapered_wh: float = float("nan")) -
 
 def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
     print("| day | run | delivered kWh | of requested | of offline optimum | of taper-aware "
-          "optimum | limit used while "
+          "optimum | of the bound with the 6 A minimum, minute by minute | limit used while "
           "short | of what breakers allow | of the grid's tightest limit (W or a phase's A) | dips (> 5 min; > 5 min under what breakers allow; > 5 min under the grid's tightest limit) | deepest dip | peak / limit | "
           "violations | Jain | pauses (per car-hour) | max pauses per car-hour | "
           "cars paused > 1/h | of them by a re-plan (cars > 1/h) | re-plans | offered, not taken kWh: full / taper / other |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for day, run, m in rows:
         if "limit_used" not in m:   # uncontrolled, at the optimizer level
             print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-                  f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | - | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
+                  f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | {_pct(m['of_min_rate'])} | - | - | - | - | - | {m['peak']:.0%} | {m['violations']} "
                   f"slots | {m['jain']:.3f} | - | - | - | - | - | - |")
             continue
         print(f"| {day} | {run} | {m['delivered_kwh']:.0f} | {m['of_requested']:.1%} | "
-              f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
+              f"{m['of_offline']:.1%} | {m['of_tapered']:.1%} | {_pct(m['of_min_rate'])} | {m['limit_used']:.1%} | {m['reachable_used']:.1%} | "
               f"{m['grid_used']:.1%} | {m['dips']} ({m['long_dips']}; {m['long_reach_dips']}; {m['long_grid_dips']}) "
               f"| {m['deepest']:.0%} | {m['peak']:.0%} | {m['violations']} | {m['jain']:.3f} | "
               f"{m['pauses']} ({m['pauses_per_car_h']:.2f}) | {m['pauses_max_per_h']:.1f} | "
@@ -174,6 +179,24 @@ def print_day_table(rows: list[tuple[str, str, dict]]) -> None:
               f"| {m['replans']} | "
               + " / ".join(f"{m['untaken_kwh'][k]:.0f}" for k in ("full", "taper", "other"))
               + " |")
+
+
+def _pct(share: float) -> str:
+    return "-" if not np.isfinite(share) else f"{share:.2%}"
+
+
+def print_min_rate_bound(day, offline_wh: float, tapered_wh: float, bound) -> None:
+    """The clairvoyant bound that keeps each car's 6 A minimum minute by minute
+    (benchmarks/quality_milp.py): the yardstick (the least of its upper bounds), the minute LP
+    without the minimum, the Lagrangian bound, the best lawful schedule found (a lower bound on
+    that optimum) and the gap between them, the whole-day MILP rounds if any."""
+    rounds = "; ".join(f"{r['binaries']} binaries: {r['dual_wh'] / 1000:.2f} ({r['seconds']:.0f} s)"
+                       for r in bound.rounds[1:]) or "-"
+    print(f"| {day.name} | {offline_wh / 1000:.2f} | {tapered_wh / 1000:.2f} | "
+          f"{bound.lp_wh / 1000:.2f} ({bound.rounds[0]['seconds']:.0f} s) | "
+          f"{bound.lagrangian_wh / 1000:.2f} ({bound.rounds[0]['lagrangian_s']:.0f} s) | "
+          f"**{bound.bound_wh / 1000:.2f}** ({bound.bound_wh / tapered_wh:.2%} of taper-aware) | "
+          f"{bound.incumbent_wh / 1000:.2f} (gap {bound.gap:.2%}) | {rounds} |", flush=True)
 
 
 def print_bounds(day, offline_wh: float, tapered: float) -> None:
@@ -210,10 +233,25 @@ def run_days(args) -> None:
     if args.bounds:
         for day in the_days:
             print_bounds(day, *bounds[day.name])
+    min_rate = {}
+    if args.min_rate_bound:
+        print("\n### The clairvoyant bound with the 6 A minimum, minute by minute [kWh] "
+              "(benchmarks/quality_milp.py)\n")
+        print("| day | offline optimum (5-min LP) | taper-aware (5-min LP) | minute LP, taper, "
+              "no minimum | Lagrangian, 6 A minimum on every car-minute | **the bound with the "
+              "6 A minimum (least of them)** | a lawful schedule (the minute LP rounded) | "
+              "whole-day MILP rounds: dual bound |")
+        print("|---|---:|---:|---:|---:|---:|---|---|")
+        for day in the_days:
+            bound = min_rate_optimum(day, rounds=args.min_rate_rounds,
+                                     time_limit_s=args.min_rate_time_limit_s)
+            min_rate[day.name] = bound.bound_wh
+            print_min_rate_bound(day, *bounds[day.name], bound)
     rows = []
     for day in the_days:
         started = time.perf_counter()
         offline_wh, tapered_wh = bounds[day.name]
+        min_rate_wh = min_rate.get(day.name, float("nan"))
         requested = sum(v.requested_wh for v in day.visits)
         print(f"\n{day.name}: {len(day.visits)} visits, {requested / 1000:.0f} kWh requested, "
               f"offline optimum {offline_wh / 1000:.1f} kWh, taper-aware "
@@ -228,9 +266,10 @@ def run_days(args) -> None:
             result = asyncio.run(run_day(day.site, day.visits, day.start, day.hours, day.dr,
                                          truthful=truthful, backend=backend, history=past,
                                          settings=args.settings))
-            rows.append((day.name, label, metrics(result, offline_wh, tapered_wh=tapered_wh)))
+            rows.append((day.name, label, metrics(result, offline_wh, tapered_wh=tapered_wh,
+                                                  min_rate_wh=min_rate_wh)))
         rows.append((day.name, "uncontrolled (optimizer level)",
-                     uncontrolled_row(day, offline_wh, tapered_wh)))
+                     uncontrolled_row(day, offline_wh, tapered_wh, min_rate_wh)))
         print(f"  {time.perf_counter() - started:.0f} s", flush=True)
     print("\n### Seeded days through the site controller\n")
     print_day_table(rows)
@@ -312,6 +351,15 @@ def main(argv=None) -> None:
     parser.add_argument("--no-days", dest="run_days", action="store_false")
     parser.add_argument("--bounds", action=argparse.BooleanOptionalAction, default=True,
                         help="the bounds table: taper-aware optimum, online re-plans (~20 s a day)")
+    parser.add_argument("--min-rate-bound", action=argparse.BooleanOptionalAction, default=False,
+                        help="the clairvoyant bound with the 6 A minimum, minute by minute (a "
+                        "MILP: minutes a day; benchmarks/quality_milp.py) and the day table's "
+                        "column against it")
+    parser.add_argument("--min-rate-rounds", type=int, default=0,
+                        help="rounds of the whole day's MILP for that bound (each up to "
+                        "--min-rate-time-limit-s; on the days they do not finish the root)")
+    parser.add_argument("--min-rate-time-limit-s", type=float, default=600.0,
+                        help="each round's MILP time limit (its dual bound is kept)")
     parser.add_argument("--acn", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--acn-cache", default=str(acn.DEFAULT_CACHE))
     parser.add_argument("--acn-start", default="2019-05-06T00:00:00-07:00")

@@ -192,15 +192,16 @@ def grid_limit_w(day: Day, moments: list[datetime]) -> np.ndarray:
     return np.array([limits.effective_w(m) or np.inf for m in moments])
 
 
-def offline_problem(day: Day) -> optimizer.Problem:
-    """The clairvoyant LP's problem: one row per visit, 5-minute slots over the whole day."""
+def offline_problem(day: Day, slot_s: float = OFFLINE_SLOT_S) -> optimizer.Problem:
+    """The clairvoyant LP's problem: one row per visit, 5-minute slots over the whole day
+    (`slot_s`: other slots, e.g. the replay's 60-s steps for benchmarks/quality_milp.py)."""
     topo = SiteTopology(day.site)
-    t = int(round(day.hours * 3600 / OFFLINE_SLOT_S))
-    starts = [day.start + timedelta(seconds=k * OFFLINE_SLOT_S) for k in range(t)]
+    t = int(round(day.hours * 3600 / slot_s))
+    starts = [day.start + timedelta(seconds=k * slot_s) for k in range(t)]
     root_w = grid_limit_w(day, starts)
     node_w, node_a = topo.node_limits(root_w)
     rows = {k: [] for k in ("node", "max", "phases", "phase", "volt", "need", "a", "d")}
-    present = presence(day)   # (N, T): the share of each slot the replay has each car plugged in
+    present = presence(day, slot_s)   # (N, T): the share of each slot the replay has each car in
     for visit in day.visits:
         ref = ConnectorRef(visit.station_id, visit.connector_id)
         connector = topo.connector(ref)
@@ -213,11 +214,11 @@ def offline_problem(day: Day) -> optimizer.Problem:
         rows["phase"].append(topo.site_phase(ref, 0) if phases == 1 else 0)
         rows["volt"].append(topo.station(ref.station_id).voltage_v)
         rows["need"].append(visit.requested_wh)
-        offset = lambda m: (m - day.start).total_seconds() / OFFLINE_SLOT_S  # noqa: E731
+        offset = lambda m: (m - day.start).total_seconds() / slot_s  # noqa: E731
         rows["a"].append(int(np.clip(np.floor(offset(visit.arrival)), 0, t)))
         rows["d"].append(int(np.clip(np.ceil(offset(visit.departure)), rows["a"][-1], t)))
     return optimizer.Problem(
-        slot_s=np.full(t, OFFLINE_SLOT_S),
+        slot_s=np.full(t, slot_s),
         max_power_w=np.array(rows["max"])[:, None] * present.reshape(-1, t),
         energy_wh=np.array(rows["need"]), arrival_slot=np.array(rows["a"]),
         departure_slot=np.array(rows["d"]), node_parent=topo.node_parent,
@@ -226,20 +227,21 @@ def offline_problem(day: Day) -> optimizer.Problem:
         voltage_v=np.array(rows["volt"]))
 
 
-def presence(day: Day) -> np.ndarray:
-    """(N, T): the share of each offline slot the replay has each visit's car plugged in.
+def presence(day: Day, slot_s: float = OFFLINE_SLOT_S) -> np.ndarray:
+    """(N, T): the share of each offline slot (`slot_s` long) the replay has each visit's car
+    plugged in.
 
     The replay (quality_loop.run_day, REPLAY_STEP_S steps) plugs a car in at the first step at
     or after its arrival and lets it charge until the first step at or after its departure:
     only that share of its first and last slots is its."""
-    t = int(round(day.hours * 3600 / OFFLINE_SLOT_S))
-    edges_s = np.arange(t + 1) * OFFLINE_SLOT_S
+    t = int(round(day.hours * 3600 / slot_s))
+    edges_s = np.arange(t + 1) * slot_s
     out = np.zeros((len(day.visits), t))
     for i, visit in enumerate(day.visits):
         plugged_s = _first_step_s(day, visit.arrival)
         unplugged_s = _first_step_s(day, visit.departure)
         overlap = (np.minimum(edges_s[1:], unplugged_s) - np.maximum(edges_s[:-1], plugged_s))
-        out[i] = np.clip(overlap / OFFLINE_SLOT_S, 0.0, 1.0)
+        out[i] = np.clip(overlap / slot_s, 0.0, 1.0)
     return out
 
 
