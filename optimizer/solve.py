@@ -309,7 +309,7 @@ def _rounded_wh(problem: Problem, power_w: np.ndarray, paused: int) -> tuple[flo
     held at its minimum beside a 3-phase car on one phase left the 3-phase car fractional
     later: 659 Wh less over the horizon)."""
     held_w, _ = hold_minimums(problem, power_w)
-    rounded = _round(problem, held_w, paused)[0]
+    rounded = _round(problem, held_w, paused, complete=False)[0]
     return weighted_energy_wh(problem, rounded), _window_wh(problem, rounded, kept_slots(problem))
 
 
@@ -512,7 +512,8 @@ def _pulled_forward(problem: Problem, objective: Objective, schedule: Schedule) 
         extra={**schedule.extra, "pulled_forward_w": moved_w})
 
 
-def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool = False):
+def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool = False,
+           complete: bool = True):
     """(lawful power, checked, entries the projection paused): the safety projection, and a
     greedy top-up when anything was paused (by the rounds or by the projection: that may have
     left room nobody uses) or the plan is `quantised`: the flow floors every capacity to a unit
@@ -525,7 +526,7 @@ def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool =
     paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
     if paused + paused_by_projection > 0 or quantised:
         projected, checked = project_checked(problem, baselines.top_up(problem, projected))
-        completed, placed = complete_requests(problem, projected)
+        completed, placed = complete_requests(problem, projected) if complete else (None, 0)
         if placed:
             projected, checked = project_checked(problem, baselines.top_up(problem, completed))
     return projected, checked, paused_by_projection
