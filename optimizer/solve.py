@@ -120,6 +120,12 @@ BACKENDS = ("auto", *SOLVERS, *BASELINES)
 WARM_ROUNDS = 0
 SMALL_WARM_ROUNDS = 1
 SMALL_CONNECTORS = 500
+# Up to this many sessions the rounding places cars' remainders below one slot at their minimum
+# (optimizer/remainder.py, `_round`). Above, not: at N = 1 000 the step places ~240 remainders
+# for ~15 ms CPU plus a top-up (~5 ms), +0.3-0.4 % weighted energy; at N = 10 000 (power, the
+# flow) 2 341 for 0.17 s, solve's CPU 1.06 -> 1.42 s (benchmarks/README.md, "s37-pause") - the
+# speed goals' sizes. Its purpose, the closed loop's pauses, is on sites of tens of cars.
+REMAINDER_CONNECTORS = 500
 # Up to this many sessions a problem with a previous allocation goes to HiGHS even where the
 # flow applies, for the stable pass (optimizer/stable.py; benchmarks/README.md has the cost).
 STABLE_FLOW_CONNECTORS = 500
@@ -526,7 +532,9 @@ def _round(problem: Problem, power_w: np.ndarray, paused: int, quantised: bool =
     paused_by_projection = int(((power_w > ZERO_W) & (projected == 0.0)).sum())
     if paused + paused_by_projection > 0 or quantised:
         projected, checked = project_checked(problem, baselines.top_up(problem, projected))
-        completed, placed = complete_requests(problem, projected) if complete else (None, 0)
+        completed, placed = (complete_requests(problem, projected)
+                             if complete and problem.n_connectors <= REMAINDER_CONNECTORS
+                             else (None, 0))
         if placed:
             projected, checked = project_checked(problem, baselines.top_up(problem, completed))
     return projected, checked, paused_by_projection

@@ -195,10 +195,7 @@ def _replan(n: int, backend: str):
 def test_a_large_site_replan_on_the_flow_changes_a_handful_of_connectors():
     # 600 sessions: the flow. Without the stable step the re-plan reshuffled the window
     # (~230 entries changed, ~40 running cars paused); with it, a handful, and the relaxation's
-    # weighted energy is the same to the last unit of flow. (8 entries changed until the
-    # rounding placed cars' last pieces below one slot at their minimum (optimizer/remainder.py),
-    # 11 since: the previous plan is another one, and the re-plan without that step in it
-    # changes 12 of the new one.)
+    # weighted energy is the same to the last unit of flow.
     problem, previous, before = _replan(600, "auto")
     free = solve(problem)
     kept = solve(dataclasses.replace(problem, previous_w=previous))
@@ -208,7 +205,7 @@ def test_a_large_site_replan_on_the_flow_changes_a_handful_of_connectors():
     assert kept.relaxation_objective == pytest.approx(free.relaxation_objective, rel=1e-9)
     changed = (np.abs(kept.power_w[:, 34:36] - before[:, 34:36]) > 1.0).sum()
     paused = ((before[:, 34] > 1.0) & (kept.power_w[:, 34] <= 1e-6)).sum()
-    assert changed <= 12 and paused <= 1
+    assert changed <= 10 and paused <= 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
