@@ -12,9 +12,10 @@ returned a baseline whose remainders happened to be smaller than ours, pausing r
 that our plan kept (benchmarks/README.md, "s37-pause").
 
 What. `complete_requests`: for each car short of its request by less than one slot at its
-minimum, the first slot where it is at 0, may run at its minimum and every node limit (power
-and phase currents) has room for that minimum; the excess over its request comes off its own
-entries above its minimum, latest first, never below the minimum. So the car gets exactly its
+minimum, the slot nearest its run (earliest on a tie) where it is at 0, may run at its minimum
+and every node limit (power and phase currents) has room for that minimum; the excess over its
+request comes off its own entries above its minimum (after the kept slots first, latest first),
+never below the minimum. So the car gets exactly its
 request, no other car loses anything, and the power taken off is room that the caller's top-up
 can hand to others. Only adds weighted energy; every limit and the minimum-rate rule hold.
 """
