@@ -306,13 +306,27 @@ class _Loads:
         return True
 
 
+    def lower(self, src: int, t: int, d: float) -> None:
+        """Take d W off connector src in slot t (loads only fall: no limit to check)."""
+        take = [float(d) * amps for amps in self._amps[src]]
+        w_t, a_t = self.w[:, t], self.a[:, :, t]
+        for m in self._path_lists[self._node[src]]:
+            w_t[m] = float(w_t[m]) - float(d)
+            a_t[m] = [x - y for x, y in zip(a_t[m].tolist(), take)]
+
+
 def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, j: int,
                   t: int, energy_wh: float) -> list | None:
-    """[(slot, W)] taking energy_wh of car i's energy after slot t (latest first; i left at 0 or
-    at its minimum or more) and giving it to car j in the same slots (j left at 0 or at its
-    minimum or more, under its maximum and every limit); None when that is not possible."""
+    """[(slot, W taken from i, W given to j)] taking at least energy_wh of car i's energy after
+    slot t (latest first; i left at 0 or at its minimum or more) and giving it to car j in the
+    same slots (j left at 0 or at its minimum or more, under its maximum and every limit, never
+    more than energy_wh in all); None when that is not possible.
+
+    An entry of i below its minimum (the projection pauses it: its energy is lost to i either
+    way) is taken whole, also when it is more than is left to take; what j cannot take of it
+    is given to nobody (the top-up hands that room out after the rounding)."""
     wh_per_w, minimum, upper = problem.wh_per_w, problem.min_power_w, problem.upper_w
-    left, pieces = energy_wh, []
+    left, budget, pieces = energy_wh, energy_wh, []
     for s in range(problem.n_slots - 1, t, -1):
         if left <= energy_wh * 1e-12:
             break
@@ -320,6 +334,14 @@ def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, 
         if xi <= ZERO_W:
             continue
         want = left / wh_per_w[s]
+        if xi < minimum[i] - ZERO_W and xi > want:
+            give = min(xi, budget / wh_per_w[s], upper[j, s] - xj)
+            if give <= ZERO_W or xj + give < minimum[j] - ZERO_W or \
+                    not loads.move(i, j, s, give, apply=False):
+                give = 0.0
+            pieces.append((s, xi, give))
+            left = 0.0
+            break
         take = xi if xi <= want else min(want, xi - minimum[i])
         if take <= ZERO_W:
             continue
@@ -327,8 +349,9 @@ def _later_pieces(problem: Problem, power_w: np.ndarray, loads: _Loads, i: int, 
             continue
         if not loads.move(i, j, s, take, apply=False):
             continue
-        pieces.append((s, take))
+        pieces.append((s, take, take))
         left -= take * wh_per_w[s]
+        budget -= take * wh_per_w[s]
     return pieces if left <= energy_wh * 1e-9 else None
 
 
@@ -346,7 +369,10 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
     its own energy after this slot moves into it, and the donor takes that room in those later
     slots (a four-entry exchange). Either way every car's delivered energy stays within its
     request and the weighted energy is unchanged; only the lower levels (price, fairness,
-    urgency) may move, as rounding moves them anyway. A car that cannot be held in full is left
+    urgency) may move, as rounding moves them anyway. (One exception, where the rounding
+    changes nothing: a later entry of the car below its minimum, which the projection pauses,
+    is taken whole when more than must move, and what the donor cannot take of it is dropped;
+    a car at a minimum that is also its maximum had no other way to pay: s37-pause.) A car that cannot be held in full is left
     as it was (for the projection).
 
     paused_too: also a car the plan leaves at 0 there (the portfolio guard, on a baseline it
@@ -403,13 +429,16 @@ def hold_minimums(problem: Problem, power_w: np.ndarray, paused_too: bool = Fals
                 loads.move(j, i, t, need, apply=True)
                 power_w[j, t] -= need
                 power_w[i, t] = minimum[i]
-                for s, take in pieces:
-                    loads.move(i, j, s, take, apply=True)
-                    power_w[i, s] -= take
-                    power_w[j, s] += take
-                moved_wh = sum(take * problem.wh_per_w[s] for s, take in pieces)
-                delivered[i] += need * wh - moved_wh
-                delivered[j] += moved_wh - need * wh
+                for s, take, give in pieces:
+                    loads.move(i, j, s, give, apply=True)
+                    if take > give:
+                        loads.lower(i, s, take - give)
+                    power_w[i, s] = 0.0 if take >= power_w[i, s] else power_w[i, s] - take
+                    power_w[j, s] += give
+                taken_wh = sum(take * problem.wh_per_w[s] for s, take, _ in pieces)
+                given_wh = sum(give * problem.wh_per_w[s] for s, _, give in pieces)
+                delivered[i] += need * wh - taken_wh
+                delivered[j] += given_wh - need * wh
                 held += 1
                 break
     return power_w, held

@@ -43,6 +43,12 @@ class ReferenceLoads:
             self.w[:, t], self.a[:, :, t] = w, a
         return True
 
+    def lower(self, src: int, t: int, d: float) -> None:
+        # (added with stable._Loads.lower, s37-pause: the array version of the same sums)
+        p_src = self.paths[self.problem.connector_node[src]]
+        self.w[p_src, t] -= d
+        self.a[p_src, :, t] -= d * self.amps[src]
+
 
 def near_limits(problem, rng) -> np.ndarray:
     """A plan with many nodes at or near their limits (where moves are refused)."""

@@ -115,13 +115,14 @@ def test_random_previous_plans_change_no_level_of_the_objective(family, seed):
     assert kept.status == free.status
 
 
-@pytest.mark.parametrize("n, seed", [(20, 0), (40, 0)])
+@pytest.mark.parametrize("n, seed", [(40, 1), (40, 3)])
 def test_the_guard_keeps_the_kept_window_when_a_baseline_wins(n, seed):
     # A re-plan at slot 34 (benchmarks/stable.py's case) where rounding the stable plan loses
     # weighted energy over the day to a baseline: the guard used to return the baseline whole,
-    # which paused a car the previous plan ran in the kept window (N = 20: LLF). Keeping the
-    # stable plan's kept window and letting a baseline plan the rest delivers as much, so the
-    # guard returns that (N = 40: EDF won, LLF after the kept window delivers as much as EDF).
+    # which paused a car the previous plan ran in the kept window. Keeping a kept window and
+    # letting our solve plan the rest delivers as much, so the guard returns that. (The cases
+    # were N = 20 and 40 with seed 0; since the rounding places a car's last piece below one
+    # slot at its minimum (optimizer/remainder.py) no baseline beats our plan on those.)
     from optimizer import instances
     from optimizer.solve import weighted_energy_wh
 

@@ -154,5 +154,14 @@ async def test_a_full_car_offered_power_again_declines_again_at_its_first_sample
     minimum_w = 6.0 * 230.0 * 3
     assert all(out.unused_w[m] <= minimum_w + 1.0 for m in later), \
         [(m, out.unused_w[m]) for m in later]
-    assert len(later) <= 2, retried
+    # each later retry declined at its first sample too (one retry here until s37-pause; since
+    # the rounding places a car's remainder below one slot at its minimum the car near its
+    # target is offered it at the retry 20 minutes on as well: minutes 30, 60 and 90)
+    episodes = []   # runs of consecutive minutes
+    for m in later:
+        if episodes and m == episodes[-1][-1] + 1:
+            episodes[-1].append(m)
+        else:
+            episodes.append([m])
+    assert all(len(episode) <= 2 for episode in episodes), retried
     assert out.site_w[-1] >= CAP_W - 500.0
