@@ -49,7 +49,8 @@ class Server:
 
     def __init__(self, tmp_path, stations: int = 1,
                  dispatch_call_timeout_s: float | None = None,
-                 limit_answer_wait_s: float | None = None) -> None:
+                 limit_answer_wait_s: float | None = None,
+                 settle_s: float | None = None) -> None:
         # held against other pytest processes until stop(): `serve` binds it seconds later
         self.port, self._port_lock = reserved_port()
         self.db_path = tmp_path / "kill.sqlite"
@@ -57,7 +58,8 @@ class Server:
         self.site_file.write_text(site_toml(stations, 1, port=self.port, database=str(self.db_path),
                                             heartbeat_interval_s=60,
                                             dispatch_call_timeout_s=dispatch_call_timeout_s,
-                                            limit_answer_wait_s=limit_answer_wait_s))
+                                            limit_answer_wait_s=limit_answer_wait_s,
+                                            settle_s=settle_s))
         self.log = open(tmp_path / "server.log", "ab")
         self.process: subprocess.Popen | None = None
 

@@ -143,14 +143,14 @@ HUNG_ANSWER_WAIT_S = 1.5 * HUNG_CALL_TIMEOUT_S
 
 
 def _server(tmp_path, stations: int, dispatch_call_timeout_s: float | None = None,
-            limit_answer_wait_s: float | None = None) -> Server:
+            limit_answer_wait_s: float | None = None, settle_s: float | None = None) -> Server:
     """`Server` (its port reserved against other pytest processes, `reserved_port`: copies of
     this file run side by side as separate processes share `free_port`'s block, and two of
     them once served on one port - the second's stations talking to the first's server; the
     port bound to 0 and handed over that replaced it was free for any bind to 0 until `serve`
     bound it, and `serve` exited at its start in 2 of 24 copies of a test, cause unconfirmed)."""
     return Server(tmp_path, stations=stations, dispatch_call_timeout_s=dispatch_call_timeout_s,
-                  limit_answer_wait_s=limit_answer_wait_s)
+                  limit_answer_wait_s=limit_answer_wait_s, settle_s=settle_s)
 
 
 async def _serve(station: Bare16) -> None:

@@ -21,6 +21,7 @@ from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.unbounded import held_reserve
 from tests.conftest import make_site
 from tests.hang_budget import hang_budget_s
+from tests.held_share_steps import WithholdsIdleShare, killed_and_held_under
 from tests.test_kill_points import Server
 from tests.test_outside_s32_kills import (
     CLOCK, HUNG_CALL_TIMEOUT_S, MAX_W, Bare16, Bare16Fleet, killed_for_good_stays_under,
@@ -95,19 +96,11 @@ async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default
         server.stop()
 
 
-class HangsIdleShare(Bare16):
+class HangsIdleShare(WithholdsIdleShare):
     """Leaves the idle share (a TxDefaultProfile above its default, stack level 1) unanswered
     and untaken while `hang_defaults`; its fail-safe default (stack level 0) it takes."""
 
-    @on(Action.set_charging_profile)
-    async def set_profile(self, connector_id, cs_charging_profiles, **_):
-        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
-        if self.hang_defaults and profile.purpose == "TxDefaultProfile" \
-                and profile.stack_level > 0:
-            self.hung += 1
-            await asyncio.Event().wait()
-        self.store.install(profile, None)
-        return call_result.SetChargingProfile(status="Accepted")
+    idle_share_answer = None
 
 
 async def test_a_cap_answer_does_not_count_an_unanswered_idle_share(tmp_path):
@@ -137,11 +130,7 @@ async def test_a_cap_answer_does_not_count_an_unanswered_idle_share(tmp_path):
                 assert cp1_w + cp2_w <= cap_w + 1, (cp1_w, cp2_w, applied)
             await until(lambda: cp1.idle_w(soon_h) + cp2.idle_w(soon_h) <= cap_w + 1, 30,
                         "CP1 given what CP2's idle share leaves of the cap")
-            server.process.kill()
-            server.process.wait(timeout=10)
-            for hours in (soon_h, 0.5, 2, 6):
-                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            killed_and_held_under(server, (cp1.idle_w, cp2.idle_w), cap_w)
             fleet.close()
     finally:
         server.stop()
@@ -173,11 +162,7 @@ async def test_an_offline_stations_idle_share_is_left_free_under_a_cap(tmp_path)
             assert cp2.idle_w(soon_h) == MAX_W
             await until(lambda: cp1.idle_w(soon_h) + MAX_W <= cap_w + 1, 30,
                         "CP1's idle share under what CP2 leaves of the cap")
-            server.process.kill()
-            server.process.wait(timeout=10)
-            for hours in (0.05, soon_h, 0.5, 2, 6):
-                held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-                assert sum(held_w) <= cap_w + 1, (hours, held_w)
+            killed_and_held_under(server, (cp1.idle_w, cp2.idle_w), cap_w)
             fleet.close()
     finally:
         server.stop()

@@ -23,6 +23,8 @@ from ocpp.v201 import call_result as call_result201
 
 from smartcharge.sim.connection import WsConnection
 from smartcharge.sim.profiles import TxContext, parse_profile
+from tests.held_share_steps import (
+    FULL_CAR_SETTLE_S, SOON_H, WithholdsIdleShare, killed_and_held_under, said_full_until)
 from tests.ocpp201_station import Station201, StationSetup
 from tests.sim_fixtures import STATION_PASSWORD
 from tests.test_outside_s32_kills import (
@@ -30,28 +32,18 @@ from tests.test_outside_s32_kills import (
 from tests.test_outside_s32_kills import _server as restartable_server
 from tests.test_outside_s35_cap_answer import _server
 
-SOON_H = 0.2   # 12 min: inside the plans' common end (at most 30 min on)
-
 
 def _idle_share(station: Bare16):
     return [p for p in station.store.profiles
             if p.purpose == "TxDefaultProfile" and p.stack_level > 0]
 
 
-class RefusesIdleLowering(Bare16):
+class RefusesIdleLowering(WithholdsIdleShare):
     """Takes its fail-safe defaults (stack level 0) but, while `hang_defaults`, refuses every
     idle share (a TxDefaultProfile at a higher stack level) and keeps the one it took before -
     a firmware whose stack level 1 is full or locked."""
 
-    @on(Action.set_charging_profile)
-    async def set_profile(self, connector_id, cs_charging_profiles, **_):
-        profile = parse_profile(connector_id, cs_charging_profiles, CLOCK.now())
-        if self.hang_defaults and profile.purpose == "TxDefaultProfile" \
-                and profile.stack_level > 0:
-            self.hung += 1
-            return call_result.SetChargingProfile(status="Rejected")
-        self.store.install(profile, None)
-        return call_result.SetChargingProfile(status="Accepted")
+    idle_share_answer = "Rejected"
 
 
 async def _capped_then_killed(server, cp1, cp2, cap_w: int, refused) -> None:
@@ -65,11 +57,7 @@ async def _capped_then_killed(server, cp1, cp2, cap_w: int, refused) -> None:
     assert cp2.idle_w(SOON_H) == MAX_W   # what it kept
     await until(lambda: cp1.idle_w(SOON_H) + cp2.idle_w(SOON_H) <= cap_w + 1, 30,
                 "CP1 given what CP2's kept idle share leaves of the cap")
-    server.process.kill()
-    server.process.wait(timeout=10)
-    for hours in (0.05, SOON_H, 0.5, 2, 6):
-        held_w = [s.idle_w(hours) for s in (cp1, cp2)]
-        assert sum(held_w) <= cap_w + 1, (hours, held_w)
+    killed_and_held_under(server, (cp1.idle_w, cp2.idle_w), cap_w)
 
 
 async def test_a_refused_idle_share_decrease_is_kept_free_under_a_cap(tmp_path):
@@ -156,7 +144,7 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
     TxProfile: 37 kW under the 30 kW grid for up to half an hour (CP2's car unseen: it is
     offline), whether we run or are killed again. `killed_as_it_takes_the_share`: SIGKILLed
     the moment CP2 takes its 22 kW share, before its answer (the record written ahead)."""
-    server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, settle_s=FULL_CAR_SETTLE_S)
     grid_w = 30_000
     server.site_file.write_text(server.site_file.read_text().replace(
         f"limit_w = {2 * int(MAX_W)}", f"limit_w = {grid_w}"))
@@ -177,16 +165,8 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
             await until(lambda: cp1.tx_profiles_taken, 30, "CP1's plan")
             if killed_as_it_takes_the_share:
                 cp2.kill, cp2.kill_above_a = server.process.kill, 21.8   # its default: 21.7 A
-            # the car stops by itself: declined once it had its settle time under its plan
-            # (closed_loop.offered_minimum), so said again until CP2's idle share rises
-            for _ in range(120):
-                await cp1.status("Charging")
-                await cp1.status("SuspendedEV")
-                try:
-                    await until(lambda: cp2.idle_w(SOON_H) > grid_w / 2 + 1, 0.5, "")
-                    break
-                except AssertionError:
-                    continue
+            await said_full_until(cp1.status, lambda: cp2.idle_w(SOON_H) > grid_w / 2 + 1,
+                                  "CP1's car taken for full, CP2's idle share risen")
             assert cp2.idle_w(SOON_H) == MAX_W and cp2.idle_w(2) <= grid_w / 2 + 1
             if not killed_as_it_takes_the_share:
                 fleet._serving[1].cancel()
@@ -204,11 +184,7 @@ async def test_an_idle_share_held_by_a_station_offline_through_a_restart_is_left
             await until(lambda: cp1_back.tx_profiles_taken, 30, "CP1's plan after the restart")
             await until(lambda: cp1_back.draw_w(SOON_H) + cp2.idle_w(SOON_H) <= grid_w + 1, 30,
                         "CP1 planned in what CP2's idle share leaves")
-            server.process.kill()
-            server.process.wait(timeout=10)
-            for hours in (0.05, SOON_H, 0.5, 2, 6):
-                held_w = [cp1_back.draw_w(hours), cp2.idle_w(hours)]
-                assert sum(held_w) <= grid_w + 1, (hours, held_w)
+            killed_and_held_under(server, (cp1_back.draw_w, cp2.idle_w), grid_w)
             fleet.close()
     finally:
         server.stop()

@@ -25,6 +25,8 @@ from ocpp.v201 import call as call201
 from smartcharge.clock import format_ocpp_time
 from smartcharge.sim.connection import WsConnection
 from tests.hang_budget import hang_budget_s
+from tests.held_share_steps import (
+    FULL_CAR_SETTLE_S, SOON_H, killed_and_held_under, said_full_until)
 from tests.ocpp201_station import Station201, StationSetup
 from tests.sim_fixtures import STATION_PASSWORD
 from tests.sim_fixtures import OPERATOR_TOKEN
@@ -32,8 +34,6 @@ from tests.test_kill_points import Server
 from tests.test_outside_s32_kills import HUNG_CALL_TIMEOUT_S, MAX_W, until
 from tests.v201_billing import tx_event
 from tests.test_outside_s32_kills import _server as restartable_server
-
-SOON_H = 0.2   # 12 min: inside the plans' common end (at most 30 min on)
 
 
 class Car201(Station201):
@@ -137,7 +137,7 @@ async def test_an_idle_share_held_by_a_201_station_offline_through_a_restart_is_
     in what CP2's idle share leaves of the grid, whether we run or are killed again.
     `killed_as_it_takes_the_share`: SIGKILLed the moment CP2 takes its 22 kW share, before
     its answer (the record written ahead)."""
-    server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    server = restartable_server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, settle_s=FULL_CAR_SETTLE_S)
     grid_w = 30_000
     server.site_file.write_text(server.site_file.read_text().replace(
         f"limit_w = {2 * int(MAX_W)}", f"limit_w = {grid_w}"))
@@ -153,16 +153,8 @@ async def test_an_idle_share_held_by_a_201_station_offline_through_a_restart_is_
         await until(lambda: cp1.tx_profiles_taken, 30, "CP1's plan")
         if killed_as_it_takes_the_share:
             cp2.kill, cp2.kill_above_w = server.process.kill, grid_w / 2 + 100
-        # the car stops by itself: declined once it had its settle time under its plan
-        # (closed_loop.offered_minimum), so said again until CP2's idle share rises
-        for _ in range(120):
-            await cp1.charging_state("Charging")
-            await cp1.charging_state("SuspendedEV")
-            try:
-                await until(lambda: cp2.draw_w(SOON_H) > grid_w / 2 + 1, 0.5, "")
-                break
-            except AssertionError:
-                continue
+        await said_full_until(cp1.charging_state, lambda: cp2.draw_w(SOON_H) > grid_w / 2 + 1,
+                              "CP1's car taken for full, CP2's idle share risen")
         assert cp2.draw_w(SOON_H) == MAX_W and cp2.draw_w(2) <= grid_w / 2 + 1
         if not killed_as_it_takes_the_share:
             await connected[1].drop()
@@ -181,11 +173,7 @@ async def test_an_idle_share_held_by_a_201_station_offline_through_a_restart_is_
         await until(lambda: cp1_back.tx_profiles_taken, 30, "CP1's plan after the restart")
         await until(lambda: cp1_back.draw_w(SOON_H) + cp2.draw_w(SOON_H) <= grid_w + 1, 30,
                     "CP1 planned in what CP2's idle share leaves")
-        server.process.kill()
-        server.process.wait(timeout=10)
-        for hours in (0.05, SOON_H, 0.5, 2, 6):
-            held_w = [cp1_back.draw_w(hours), cp2.draw_w(hours)]
-            assert sum(held_w) <= grid_w + 1, (hours, held_w)
+        killed_and_held_under(server, (cp1_back.draw_w, cp2.draw_w), grid_w)
     finally:
         for c in connected:
             await c.drop()
