@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -33,6 +34,22 @@ def register(transaction_id: int, minutes: int, wh: int) -> call.MeterValues:
     return call.MeterValues(connector_id=1, transaction_id=transaction_id, meter_value=[{
         "timestamp": stamp(minutes), "sampled_value": [{
             "value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": "Wh"}]}])
+
+
+@asynccontextmanager
+async def cp1_on_serve(tmp_path, protocol: str = "ocpp1.6", kill_point: str | None = None):
+    """A real `serve` on its own SQLite file (SIGKILLed at `kill_point` when one is named,
+    tests/kill_point.py) and station CP1 connected to it over `protocol`; the server is
+    stopped however the test ends."""
+    server = Server(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            cp1 = RawStation(http, server, "CP1", protocol)
+            server.start(kill_point)
+            await cp1.connect()
+            yield server, cp1
+    finally:
+        server.stop()
 
 
 async def answered(station: RawStation, unique_id: str, request) -> dict:
@@ -81,30 +98,23 @@ async def test_a_stop_re_sent_under_minus_1_after_a_kill_is_not_billed_again(tmp
     reboots meanwhile, has lost our id and re-sends it under -1 without its optional idTag -
     the same stop. Failed first: session 1 took it as its late stop, billed 5 000 Wh
     (10 000 -> 15 000) beside session 2's 2 500: 7 500 Wh billable for 4 500 delivered."""
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
-            server.start("answer:StopTransaction")
-            await cp1.connect()
-            await an_old_session_closed_at_a_reboot(cp1)
-            second = (await answered(cp1, "start-2", call.StartTransaction(
-                connector_id=1, id_tag=TAG, meter_start=12_500,
-                timestamp=stamp(30))))["transactionId"]
-            await answered(cp1, "meter-2", register(second, 40, 14_000))
-            assert await cp1.call("stop-2", call.StopTransaction(
-                meter_stop=15_000, timestamp=stamp(60), transaction_id=second, id_tag=TAG,
-                reason="Local")) is None
-            assert server.killed_at_its_point()
+    async with cp1_on_serve(tmp_path, kill_point="answer:StopTransaction") as (server, cp1):
+        await an_old_session_closed_at_a_reboot(cp1)
+        second = (await answered(cp1, "start-2", call.StartTransaction(
+            connector_id=1, id_tag=TAG, meter_start=12_500,
+            timestamp=stamp(30))))["transactionId"]
+        await answered(cp1, "meter-2", register(second, 40, 14_000))
+        assert await cp1.call("stop-2", call.StopTransaction(
+            meter_stop=15_000, timestamp=stamp(60), transaction_id=second, id_tag=TAG,
+            reason="Local")) is None
+        assert server.killed_at_its_point()
 
-            server.start()
-            await cp1.connect()
-            await boot(cp1, "boot-3")
-            await answered(cp1, "stop-2-again", call.StopTransaction(
-                meter_stop=15_000, timestamp=stamp(60), transaction_id=-1, reason="Local"))
-            rows = await billed(server)
-    finally:
-        server.stop()
+        server.start()
+        await cp1.connect()
+        await boot(cp1, "boot-3")
+        await answered(cp1, "stop-2-again", call.StopTransaction(
+            meter_stop=15_000, timestamp=stamp(60), transaction_id=-1, reason="Local"))
+        rows = await billed(server)
     assert_each_session_billed_its_own(rows, {"1": "2000.0", "2": "2500.0"})
 
 
@@ -113,24 +123,17 @@ async def test_a_stop_of_an_unseen_transaction_is_not_an_old_session_s_late_stop
     transaction whose start never reached us (the station's own number 4711, no idTag):
     not session 1's - session 2 began on that connector between them. Failed first: session 1
     billed 10 000 -> 18 000 (8 000 Wh) beside session 2's 2 500."""
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
-            server.start()
-            await cp1.connect()
-            await an_old_session_closed_at_a_reboot(cp1)
-            second = (await answered(cp1, "start-2", call.StartTransaction(
-                connector_id=1, id_tag=TAG, meter_start=12_500,
-                timestamp=stamp(30))))["transactionId"]
-            await answered(cp1, "stop-2", call.StopTransaction(
-                meter_stop=15_000, timestamp=stamp(60), transaction_id=second, id_tag=TAG,
-                reason="Local"))
-            await answered(cp1, "stop-4711", call.StopTransaction(
-                meter_stop=18_000, timestamp=stamp(90), transaction_id=4711, reason="Local"))
-            rows = await billed(server)
-    finally:
-        server.stop()
+    async with cp1_on_serve(tmp_path) as (server, cp1):
+        await an_old_session_closed_at_a_reboot(cp1)
+        second = (await answered(cp1, "start-2", call.StartTransaction(
+            connector_id=1, id_tag=TAG, meter_start=12_500,
+            timestamp=stamp(30))))["transactionId"]
+        await answered(cp1, "stop-2", call.StopTransaction(
+            meter_stop=15_000, timestamp=stamp(60), transaction_id=second, id_tag=TAG,
+            reason="Local"))
+        await answered(cp1, "stop-4711", call.StopTransaction(
+            meter_stop=18_000, timestamp=stamp(90), transaction_id=4711, reason="Local"))
+        rows = await billed(server)
     assert_each_session_billed_its_own(rows, {"1": "2000.0", "2": "2500.0"})
     unseen = [row for row in rows if row["station_transaction_id"] == "4711"]
     assert [(r["state"], r["billable"]) for r in unseen] == [("orphan_stop", "false")], rows
@@ -145,30 +148,23 @@ async def test_a_fleet_card_s_stop_is_not_taken_by_the_other_connector_s_meter(t
     stopped with it and billed 0 Wh, its own stop (507 000) became an orphan
     `second_stop_for_transaction`, session 1 kept 2 000 Wh - 8 000 Wh delivered and billed to
     nobody. Session 1's register rose to it: it is session 1's late stop."""
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
-            server.start()
-            await cp1.connect()
-            await boot(cp1, "boot-1")
-            first = (await answered(cp1, "start-1", call.StartTransaction(
-                connector_id=1, id_tag=TAG, meter_start=15_000,
-                timestamp=stamp(0))))["transactionId"]
-            await answered(cp1, "meter-1", register(first, 10, 17_000))
-            await boot(cp1, "boot-2")
-            second = (await answered(cp1, "start-2", call.StartTransaction(
-                connector_id=2, id_tag=TAG, meter_start=500_000,
-                timestamp=stamp(15))))["transactionId"]
-            await answered(cp1, "stop-1", call.StopTransaction(
-                meter_stop=18_000, timestamp=stamp(20), transaction_id=-1, id_tag=TAG,
-                reason="EVDisconnected"))
-            await answered(cp1, "stop-2", call.StopTransaction(
-                meter_stop=507_000, timestamp=stamp(40), transaction_id=second, id_tag=TAG,
-                reason="Local"))
-            rows = await billed(server)
-    finally:
-        server.stop()
+    async with cp1_on_serve(tmp_path) as (server, cp1):
+        await boot(cp1, "boot-1")
+        first = (await answered(cp1, "start-1", call.StartTransaction(
+            connector_id=1, id_tag=TAG, meter_start=15_000,
+            timestamp=stamp(0))))["transactionId"]
+        await answered(cp1, "meter-1", register(first, 10, 17_000))
+        await boot(cp1, "boot-2")
+        second = (await answered(cp1, "start-2", call.StartTransaction(
+            connector_id=2, id_tag=TAG, meter_start=500_000,
+            timestamp=stamp(15))))["transactionId"]
+        await answered(cp1, "stop-1", call.StopTransaction(
+            meter_stop=18_000, timestamp=stamp(20), transaction_id=-1, id_tag=TAG,
+            reason="EVDisconnected"))
+        await answered(cp1, "stop-2", call.StopTransaction(
+            meter_stop=507_000, timestamp=stamp(40), transaction_id=second, id_tag=TAG,
+            reason="Local"))
+        rows = await billed(server)
     by_id = {row["transaction_id"]: row for row in rows}
     assert [(i, by_id[i]["state"], by_id[i]["energy_wh"], by_id[i]["billable"])
             for i in ("1", "2")] == [("1", "stopped", "3000.0", "true"),

@@ -21,7 +21,7 @@ from ocpp.v16 import call
 from tests.hang_budget import hang_budget_s
 from tests.sim_fixtures import OPERATOR_TOKEN
 from tests.test_kill_points import RawStation, Server
-from tests.test_outside_s37_late_stop import TAG, answered, boot
+from tests.test_outside_s37_late_stop import TAG, answered, boot, cp1_on_serve
 
 AHEAD = timedelta(minutes=5)
 # from the station's last sample to its BootNotification: a reboot takes a while (the
@@ -56,27 +56,20 @@ async def sessions_and_site(server: Server) -> tuple[list[dict], dict]:
 
 async def test_a_queued_sample_from_before_the_reboot_does_not_reopen_the_session(tmp_path):
     """Failed first: the session `open` again (`reopened_after_boot`) and planned on CP1/1."""
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
-            server.start()
-            await cp1.connect()
-            await boot(cp1, "boot-1")
-            await status(cp1, "status-1", "Preparing")
-            started = datetime.now(UTC) - REBOOT_TAKES * 3
-            transaction_id = (await answered(cp1, "start", call.StartTransaction(
-                connector_id=1, id_tag=TAG, meter_start=10_000,
-                timestamp=station_clock(started))))["transactionId"]
-            await status(cp1, "status-2", "Charging")
-            await answered(cp1, "meter-1", sample(transaction_id, started, 10_000))
-            # its last sample, measured before the reboot and not sent before it
-            measured = datetime.now(UTC) - REBOOT_TAKES
-            await boot(cp1, "boot-2")           # rebooted: the transaction is over
-            await answered(cp1, "meter-queued", sample(transaction_id, measured, 10_050))
-            listed, site = await sessions_and_site(server)
-    finally:
-        server.stop()
+    async with cp1_on_serve(tmp_path) as (server, cp1):
+        await boot(cp1, "boot-1")
+        await status(cp1, "status-1", "Preparing")
+        started = datetime.now(UTC) - REBOOT_TAKES * 3
+        transaction_id = (await answered(cp1, "start", call.StartTransaction(
+            connector_id=1, id_tag=TAG, meter_start=10_000,
+            timestamp=station_clock(started))))["transactionId"]
+        await status(cp1, "status-2", "Charging")
+        await answered(cp1, "meter-1", sample(transaction_id, started, 10_000))
+        # its last sample, measured before the reboot and not sent before it
+        measured = datetime.now(UTC) - REBOOT_TAKES
+        await boot(cp1, "boot-2")           # rebooted: the transaction is over
+        await answered(cp1, "meter-queued", sample(transaction_id, measured, 10_050))
+        listed, site = await sessions_and_site(server)
     assert [(s["transaction_id"], s["state"], s["closed_by"]) for s in listed] == [
         (transaction_id, "closed_implicitly", "Reboot")], listed
     assert site["sessions"] == [], site["sessions"]
@@ -86,32 +79,25 @@ async def test_a_sample_after_a_boot_that_was_no_reboot_still_reopens_it(tmp_pat
     """The rule's reason stays: a station that sends BootNotification on a reconnect without
     rebooting goes on charging - its next sample, measured after the boot on its clock
     (5 minutes ahead, as before), opens the session again and the site plans it."""
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp1.6")
-            server.start()
-            await cp1.connect()
-            await boot(cp1, "boot-1")
-            await status(cp1, "status-1", "Preparing")
-            started = datetime.now(UTC)
-            transaction_id = (await answered(cp1, "start", call.StartTransaction(
-                connector_id=1, id_tag=TAG, meter_start=10_000,
-                timestamp=station_clock(started))))["transactionId"]
-            await status(cp1, "status-2", "Charging")
-            await boot(cp1, "boot-2")           # no reboot: the car charges on
-            after = datetime.now(UTC) + timedelta(seconds=2)   # measured after the boot
-            frame = await cp1.call("meter-after", sample(transaction_id, after, 10_050))
-            assert frame is not None and frame[0] == MessageType.CallResult, frame
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + hang_budget_s(10)
-            while True:      # the site hears of it after the answer
-                listed, site = await sessions_and_site(server)
-                if site["sessions"] or loop.time() > deadline:
-                    break
-                await asyncio.sleep(0.05)
-    finally:
-        server.stop()
+    async with cp1_on_serve(tmp_path) as (server, cp1):
+        await boot(cp1, "boot-1")
+        await status(cp1, "status-1", "Preparing")
+        started = datetime.now(UTC)
+        transaction_id = (await answered(cp1, "start", call.StartTransaction(
+            connector_id=1, id_tag=TAG, meter_start=10_000,
+            timestamp=station_clock(started))))["transactionId"]
+        await status(cp1, "status-2", "Charging")
+        await boot(cp1, "boot-2")           # no reboot: the car charges on
+        after = datetime.now(UTC) + timedelta(seconds=2)   # measured after the boot
+        frame = await cp1.call("meter-after", sample(transaction_id, after, 10_050))
+        assert frame is not None and frame[0] == MessageType.CallResult, frame
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + hang_budget_s(10)
+        while True:      # the site hears of it after the answer
+            listed, site = await sessions_and_site(server)
+            if site["sessions"] or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
     assert [(s["transaction_id"], s["state"]) for s in listed] == [
         (transaction_id, "open")], listed
     assert [s["session_id"] for s in site["sessions"]] == [transaction_id], site["sessions"]
@@ -125,30 +111,23 @@ async def test_a_201_queued_updated_from_before_the_reboot_does_not_reopen_it(tm
 
     from tests.v201_billing import tx_event
 
-    server = Server(tmp_path)
-    try:
-        async with aiohttp.ClientSession() as http:
-            cp1 = RawStation(http, server, "CP1", "ocpp2.0.1")
-            server.start()
-            await cp1.connect()
-            boot201 = call201.BootNotification(reason="PowerUp", charging_station={
-                "vendor_name": "Raw", "model": "R"})
-            await answered(cp1, "boot-1", boot201)
-            for n, state in enumerate(("Occupied", "Occupied")):
-                await answered(cp1, f"status-{n}", call201.StatusNotification(
-                    timestamp=station_clock(datetime.now(UTC)), connector_status=state,
-                    evse_id=1, connector_id=1))
-            started = datetime.now(UTC) + AHEAD - REBOOT_TAKES * 3
-            await answered(cp1, "started", tx_event("Started", "T-1", 0, started,
-                                                    register_wh=10_000))
-            measured = datetime.now(UTC) + AHEAD - REBOOT_TAKES
-            await answered(cp1, "boot-2", call201.BootNotification(
-                reason="PowerUp", charging_station={"vendor_name": "Raw", "model": "R"}))
-            await answered(cp1, "updated", tx_event("Updated", "T-1", 1, measured,
-                                                    register_wh=10_050, offline=True))
-            listed, site = await sessions_and_site(server)
-    finally:
-        server.stop()
+    async with cp1_on_serve(tmp_path, "ocpp2.0.1") as (server, cp1):
+        boot201 = call201.BootNotification(reason="PowerUp", charging_station={
+            "vendor_name": "Raw", "model": "R"})
+        await answered(cp1, "boot-1", boot201)
+        for n, state in enumerate(("Occupied", "Occupied")):
+            await answered(cp1, f"status-{n}", call201.StatusNotification(
+                timestamp=station_clock(datetime.now(UTC)), connector_status=state,
+                evse_id=1, connector_id=1))
+        started = datetime.now(UTC) + AHEAD - REBOOT_TAKES * 3
+        await answered(cp1, "started", tx_event("Started", "T-1", 0, started,
+                                                register_wh=10_000))
+        measured = datetime.now(UTC) + AHEAD - REBOOT_TAKES
+        await answered(cp1, "boot-2", call201.BootNotification(
+            reason="PowerUp", charging_station={"vendor_name": "Raw", "model": "R"}))
+        await answered(cp1, "updated", tx_event("Updated", "T-1", 1, measured,
+                                                register_wh=10_050, offline=True))
+        listed, site = await sessions_and_site(server)
     assert [(s["state"], s["closed_by"]) for s in listed] == [
         ("closed_implicitly", "Reboot")], listed
     assert site["sessions"] == [], site["sessions"]
