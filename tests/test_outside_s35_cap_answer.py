@@ -34,9 +34,11 @@ class OwnPortServer(Server):
     2 of 24 copies run side by side (stations reached another copy's server; s34-suite saw the
     same). Started once (a restart would listen elsewhere)."""
 
-    def __init__(self, tmp_path, stations: int, dispatch_call_timeout_s: float) -> None:
+    def __init__(self, tmp_path, stations: int, dispatch_call_timeout_s: float,
+                 limit_answer_wait_s: float | None = None) -> None:
         super().__init__(tmp_path, stations=stations,
-                         dispatch_call_timeout_s=dispatch_call_timeout_s)
+                         dispatch_call_timeout_s=dispatch_call_timeout_s,
+                         limit_answer_wait_s=limit_answer_wait_s)
         self.log_path = tmp_path / "server.log"
         self.site_file.write_text(self.site_file.read_text().replace(
             f"port = {self.port}\n", "port = 0\n"))
@@ -55,8 +57,17 @@ class OwnPortServer(Server):
         await super().wait_listening(timeout_s)
 
 
-def _server(tmp_path, stations: int, dispatch_call_timeout_s: float) -> OwnPortServer:
-    return OwnPortServer(tmp_path, stations, dispatch_call_timeout_s)
+def _server(tmp_path, stations: int, dispatch_call_timeout_s: float,
+            limit_answer_wait_s: float | None = None) -> OwnPortServer:
+    return OwnPortServer(tmp_path, stations, dispatch_call_timeout_s, limit_answer_wait_s)
+
+
+# the cap answer's bound where CP2 leaves its requests unanswered: the answer waits it out
+# (CP2 held, a newer round each time), and what is read is that it does not count CP2 - or CP1
+# beside what CP2 holds - acknowledged once CP2's request and its retry (sent when the request
+# times out) have both timed out inside it: more than two call timeouts, with half of one for
+# the re-plan before the request. The default 15 s made each test wait 16 s
+BOTH_TIMED_OUT_WAIT_S = 2.5 * HUNG_CALL_TIMEOUT_S
 
 
 async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default(tmp_path):
@@ -67,7 +78,7 @@ async def test_a_cap_answer_is_not_complete_beside_an_unanswered_lowered_default
     beside CP2's unanswered 22 kW: 37 kW of profiles under a 30 kW cap, and an operator told
     the site held it. CP2 did not take the cap: it is not acknowledged, and CP1 is counted
     acknowledged only holding what CP2 leaves of the cap."""
-    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, BOTH_TIMED_OUT_WAIT_S)
     cap_w = 30_000
     try:
         async with aiohttp.ClientSession() as http:
@@ -109,7 +120,7 @@ async def test_a_cap_answer_does_not_count_an_unanswered_idle_share(tmp_path):
     up to 30 min) and takes its lowered default. Capped at 30 kW: a car arriving at CP2 in
     that time draws 22 kW whether we are there or not - it did not take the cap, and CP1 may
     be counted as holding what the cap needs only beside what CP2 may still draw."""
-    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S)
+    server = _server(tmp_path, 2, HUNG_CALL_TIMEOUT_S, BOTH_TIMED_OUT_WAIT_S)
     cap_w = 30_000
     try:
         async with aiohttp.ClientSession() as http:
