@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 
