@@ -69,7 +69,7 @@ def _server(tmp_path, stations: int, dispatch_call_timeout_s: float,
 # under CPU load). The default 15 s made the test wait 16 s; 10 s and 7.5 s each passed 24 of
 # 24 copies at load 17-25 and failed on 9cb614b^'s code. (The lowered default's test below
 # keeps the default: at 7.5 s and 10 s, 4 and 5 of 24 copies at that load ended the answer
-# with CP2's retry in flight and CP1 counted on 15 kW - see benchmarks/README.md, s38-suite.)
+# with CP2 still pending and CP1 counted on 15 kW - see benchmarks/README.md, s38-suite.)
 IDLE_SHARE_ANSWER_WAIT_S = 10.0
 
 
