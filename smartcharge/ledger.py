@@ -350,10 +350,11 @@ def _fits(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
     session's meter could show: reachable from its start register or its latest register
     sample at the station's power (`RISE`; another connector's meter rarely fits), or below
     them and reachable from 0 since the latest when the stop names the session's tag (`DROP`:
-    a meter reset; the register chain bills it). Never a session another one began after on its connector before the stop: that
-    start ended it, so a stop stamped after it is another transaction's (session 37's judge:
-    each connector's latest session closed without its stop, hours old, took such a stop as
-    its late one and was billed over the sessions after it, each billed already)."""
+    a meter reset; the register chain bills it). Never a session another one began after on
+    its connector before the stop: that start ended it, so a stop stamped after it is another
+    transaction's (session 37's judge: each connector's latest session closed without its
+    stop, hours old, took such a stop as its late one and was billed over the sessions after
+    it, each billed already)."""
     def fit(session: SessionRow) -> str | None:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
