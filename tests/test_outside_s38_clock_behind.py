@@ -14,15 +14,19 @@ where it was (`schedules.lead_in`): in force at once on any clock up to an hour 
 
 A real `smartcharge serve` subprocess on a real SQLite file (SIGKILLed), a bare `ocpp` 1.6
 station (tests/test_outside_s32_kills.py's `Bare16`) that keeps the profiles it takes in the
-simulator's profile store and runs them on its own clock."""
+simulator's profile store, and a strict `ocpp` 2.0.1 one enforcing K01 (validity included:
+tests/k01_table.py), each running them on its own clock."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
+from ocpp.v201 import call as call201
 
+from smartcharge.clock import format_ocpp_time
 from tests.test_outside_s32_kills import CLOCK, MAX_W, Bare16, Bare16Fleet, _server, until
+from tests.test_outside_s36_held_idle_201 import Car201, connect201
 
 BEHIND = timedelta(minutes=10)
 CAP_W = 11_000
@@ -60,5 +64,43 @@ async def test_a_cap_s_default_is_in_force_on_a_clock_behind_ours(tmp_path):
                       for hours in (0, 0.05, 0.2, 0.5, 2, 6)]
             assert max(held_w) <= CAP_W, held_w
             fleet.close()
+    finally:
+        server.stop()
+
+
+class Behind201(Car201):
+    """A strict 2.0.1 station whose clock runs 10 minutes behind ours: its statuses say so."""
+
+    async def status(self, connector_status: str) -> None:
+        await self.call(call201.StatusNotification(
+            timestamp=format_ocpp_time(datetime.now(UTC) - BEHIND),
+            connector_status=connector_status, evse_id=1, connector_id=1))
+
+    def idle_w_on_its_clock(self, after: timedelta) -> float:
+        limit = self.table.limit_at(1, datetime.now(UTC) - BEHIND + after, "W")
+        return MAX_W if limit is None else min(limit, MAX_W)
+
+
+async def test_a_cap_s_default_is_in_force_on_a_201_clock_behind_ours(tmp_path, monkeypatch):
+    """The same over OCPP 2.0.1 (a schedule's `validFrom` too). Failed first the same way:
+    nothing of ours valid on its clock for ten minutes - 22 080 W under the 11 000 W cap."""
+    monkeypatch.setattr("tests.test_outside_s36_held_idle_201.Car201", Behind201)
+    server = _server(tmp_path, 1)
+    try:
+        server.start()
+        link = await connect201(server, "CP1")
+        cp1 = link.station
+        assert isinstance(cp1, Behind201)
+        await until(cp1.holds_w_defaults, 30, "the set-up's default taken")
+        status, body = await server.api("PUT", "/api/site/cap", {"limit_w": CAP_W})
+        assert status == 200, body
+        assert body["applied"]["complete"], body
+        await until(lambda: cp1.draw_w(2) <= CAP_W, 30, "the lowered default taken")
+        server.process.kill()
+        server.process.wait(timeout=10)
+        held_w = [cp1.idle_w_on_its_clock(timedelta(hours=hours))
+                  for hours in (0, 0.05, 0.2, 0.5, 2, 6)]
+        assert max(held_w) <= CAP_W, held_w
+        await link.drop()
     finally:
         server.stop()
