@@ -11,6 +11,7 @@ duration, minChargingRate). Pure.
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timedelta
 
@@ -120,19 +121,28 @@ def lead_in(payload, lead_s: int):
         return [lead_in(item, lead_s) for item in payload]
     if not isinstance(payload, dict):
         return payload
-    out = {key: lead_in(value, lead_s) for key, value in payload.items()}
+    # only the profile and its schedules are copied: the periods' dicts stay shared except
+    # those whose start moves (a DR round sends thousands of these: issue 10)
+    out = dict(payload)
+    for key in ("chargingProfile", "csChargingProfiles", "chargingSchedule"):
+        if key in payload:
+            out[key] = lead_in(payload[key], lead_s)
     if isinstance(payload.get("startSchedule"), str) and payload.get("chargingSchedulePeriod"):
-        out["startSchedule"] = format_ocpp_time(parse_ocpp_time(payload["startSchedule"])
-                                                - timedelta(seconds=lead_s))
+        out["startSchedule"] = _earlier(payload["startSchedule"], lead_s)
         out["chargingSchedulePeriod"] = [
             period if index == 0 else {**period, "startPeriod": period["startPeriod"] + lead_s}
             for index, period in enumerate(payload["chargingSchedulePeriod"])]
         if payload.get("duration") is not None:
             out["duration"] = payload["duration"] + lead_s
     if isinstance(payload.get("validFrom"), str):
-        out["validFrom"] = format_ocpp_time(parse_ocpp_time(payload["validFrom"])
-                                            - timedelta(seconds=lead_s))
+        out["validFrom"] = _earlier(payload["validFrom"], lead_s)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _earlier(text: str, lead_s: int) -> str:
+    """An OCPP time `lead_s` seconds earlier (a round's requests share their start)."""
+    return format_ocpp_time(parse_ocpp_time(text) - timedelta(seconds=lead_s))
 
 
 __all__ = ["ABSOLUTE_TIMES", "lead_in", "merge_periods", "round_down_01", "schedule_rates",
