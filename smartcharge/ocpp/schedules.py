@@ -104,7 +104,7 @@ def shifted_times(payload, shift_s: int):
 def lead_in(payload, lead_s: int):
     """`payload` with every schedule in it begun `lead_s` whole seconds earlier, its first
     period's limit held over them and every later edge, its end and a `validFrom` where they
-    were (a new object; `payload` is left as it is).
+    were (`payload` itself is left as it is).
 
     Why: a station reads startSchedule on its own clock. One behind ours by more than the
     edge margin found a schedule that starts at our now in its future and ran what lies below
@@ -113,8 +113,8 @@ def lead_in(payload, lead_s: int):
     minute of its own stamps, and a station that stamps nothing (an idle 1.6 one: Heartbeats;
     StatusNotification's timestamp is optional) never shows it. Begun `lead_s` early, the
     schedule is in force at once on any clock up to that far behind; on ours and on one ahead
-    nothing changes from now on (the first period is what was in force from now anyway: a
-    raise at a schedule's start is held back by `site/edges.held`, never at its first period)."""
+    nothing changes from now on (its first period is what runs from now anyway: a raise at a
+    schedule's start that relies on a decrease is held past it, `site/edges.held`)."""
     if lead_s <= 0:
         return payload
     if isinstance(payload, list):
