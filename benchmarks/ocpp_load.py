@@ -195,7 +195,10 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
                                         for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
-        stages = await asyncio.gather(*(read_json(p, "ready_stages", args.setup_timeout_s)
+        # with --after-plans a station process waits for its outboxes, the plans, the probes
+        # and the server's calls one after another, each within --setup-timeout-s
+        stages_timeout_s = args.setup_timeout_s * (4 if args.after_plans else 1)
+        stages = await asyncio.gather(*(read_json(p, "ready_stages", stages_timeout_s)
                                         for p in procs))
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
