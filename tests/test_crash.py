@@ -29,10 +29,10 @@ CONNECTORS = 2
 TAGS = ("DRIVER-1", "DRIVER-2")
 
 
-def serve(site_file, log_path) -> subprocess.Popen:
+def serve(site_file, log_path, *options: str) -> subprocess.Popen:
     log = open(log_path, "ab")
     return subprocess.Popen([sys.executable, "-m", "smartcharge", "serve", "--config",
-                             str(site_file)], stdout=log, stderr=subprocess.STDOUT,
+                             str(site_file), *options], stdout=log, stderr=subprocess.STDOUT,
                             cwd=os.path.dirname(site_file))
 
 
