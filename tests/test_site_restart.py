@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import signal
 from datetime import datetime, timedelta
 
@@ -24,6 +25,9 @@ from test_crash import kill, serve
 from tests.site_e2e import wait_until
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+# a station's samples and heartbeats and our answers to its calls, as the `ocpp` library logs
+# them at DEBUG: left out of a failed wait's explanation
+PERIODIC_FRAME = re.compile(r'"(MeterValues|Heartbeat)",|: send \[3,')
 TX_PROFILE = "TxProfile"
 
 
@@ -92,8 +96,10 @@ class Rig:
         self.server = serve(self.site_file, self.log, "--log-level", "DEBUG")
 
     async def explain(self, station) -> str:
-        """What a failed wait needs to name its cause: the sessions as the API shows them, the
-        station's installed profiles and its connectors' transactions, the server log's tail."""
+        """What a failed wait needs to name its cause: the sessions and connectors as the API
+        shows them, the station's installed profiles and its connectors' transactions, and the
+        server log since its last start without the periodic frames (samples, heartbeats, the
+        answers to them: at DEBUG a 180 s wait is all samples otherwise)."""
         lines = []
         try:
             _, sessions = await self.api("GET", "/api/sessions")
@@ -101,19 +107,29 @@ class Rig:
                 lines.append("session " + " ".join(f"{k}={s.get(k)}" for k in (
                     "transaction_id", "connector_id", "state", "closed_by", "stop_time",
                     "flags")))
-        except (aiohttp.ClientError, OSError, ValueError) as error:
-            lines.append(f"sessions: the API did not answer ({error!r})")
+            _, snapshot = await self.api("GET", "/api/site")
+            for c in snapshot.get("connectors", []):
+                lines.append("connector " + " ".join(f"{k}={c.get(k)}" for k in (
+                    "connector_id", "online", "status", "session_id", "allocated_w",
+                    "measured_w", "controllable", "binding")))
+        except (aiohttp.ClientError, OSError, ValueError, AttributeError) as error:
+            lines.append(f"the API did not answer ({error!r})")
         for cid, state in station.connectors.items():
             tx = state.transaction
-            lines.append(f"connector {cid}: transaction "
-                         f"{tx.transaction_id if tx else None}, draw {state.draw_w:.0f} W")
+            lines.append(f"station connector {cid}: transaction "
+                         f"{tx.transaction_id if tx else None}, draw {state.draw_w:.0f} W, "
+                         f"connected {station.connected.is_set()}, boots {station.boots}")
         for p in sorted(station.profiles.profiles, key=lambda p: p.installed_at):
             first = p.schedule.periods[0].limit if p.schedule.periods else None
             lines.append(f"profile {p.purpose} connector {p.connector_id} level "
                          f"{p.stack_level} id {p.profile_id} tx {p.transaction_id} installed "
                          f"{p.installed_at:%H:%M:%S.%f} first {first} {p.schedule.rate_unit}")
-        tail = self.log.read_text(errors="replace").splitlines()[-150:]
-        return "\n".join([*lines, "--- server log (tail) ---", *tail])
+        log = self.log.read_text(errors="replace").splitlines()
+        starts = [i for i, line in enumerate(log) if "listening on" in line]
+        kept = [line for line in log[starts[-1] if starts else 0:]
+                if not PERIODIC_FRAME.search(line)]
+        return "\n".join([*lines, f"--- {self.log} since its last start, without the "
+                           "periodic frames (the last 300 lines) ---", *kept[-300:]])
 
     async def wait_explained(self, station, predicate, timeout_s: float, what: str) -> None:
         """`wait_until`, whose failure says what the server and the station had done."""
