@@ -22,6 +22,7 @@ from smartcharge.config import load_site
 from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from test_crash import kill, serve
+from tests.hang_budget import hang_budget_s
 from tests.site_e2e import wait_until
 
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -102,17 +103,20 @@ class Rig:
         answers to them: at DEBUG a 180 s wait is all samples otherwise)."""
         lines = []
         try:
-            _, sessions = await self.api("GET", "/api/sessions")
+            # bounded: a hung server must not hold up the report (aiohttp waits 5 minutes)
+            _, sessions = await asyncio.wait_for(self.api("GET", "/api/sessions"),
+                                                 hang_budget_s(5))
             for s in sessions if isinstance(sessions, list) else [sessions]:
                 lines.append("session " + " ".join(f"{k}={s.get(k)}" for k in (
                     "transaction_id", "connector_id", "state", "closed_by", "stop_time",
                     "flags")))
-            _, snapshot = await self.api("GET", "/api/site")
+            _, snapshot = await asyncio.wait_for(self.api("GET", "/api/site"), hang_budget_s(5))
             for c in snapshot.get("connectors", []):
                 lines.append("connector " + " ".join(f"{k}={c.get(k)}" for k in (
                     "connector_id", "online", "status", "session_id", "allocated_w",
                     "measured_w", "controllable", "binding")))
-        except (aiohttp.ClientError, OSError, ValueError, AttributeError) as error:
+        except (aiohttp.ClientError, OSError, ValueError, AttributeError,
+                TimeoutError) as error:
             lines.append(f"the API did not answer ({error!r})")
         for cid, state in station.connectors.items():
             tx = state.transaction
