@@ -29,10 +29,10 @@ CONNECTORS = 2
 TAGS = ("DRIVER-1", "DRIVER-2")
 
 
-def serve(site_file, log_path) -> subprocess.Popen:
+def serve(site_file, log_path, *options: str) -> subprocess.Popen:
     log = open(log_path, "ab")
     # forked from a process that has its imports (tests/serve_forks.py)
-    return serve_popen(["serve", "--config", str(site_file)], stdout=log,
+    return serve_popen(["serve", "--config", str(site_file), *options], stdout=log,
                        stderr=subprocess.STDOUT, cwd=os.path.dirname(site_file))
 
 
