@@ -255,12 +255,15 @@ async def test_restart_mid_session_then_lower_limit_reaches_the_station(tmp_path
         assert status == 201 and created["state"] == "active", created
         # a dispatch round in flight when the event came may still land profiles of the plan
         # before it (and the simulator's reconnect BootNotification closes the sessions until
-        # their next MeterValues reopens them), so wait for the outcome itself, bounded
+        # their next MeterValues reopens them), so wait for the outcome itself, bounded. A
+        # connector the DR plan gives 0 W may already apply 0 W (its lowered default, read
+        # back in the set-up) and is then sent nothing: a TxProfile on both is more than the
+        # promise (s38-flaky: a POST inside the set-up failed that way, 4 968 W under 5 kW)
         at = posted_at + timedelta(minutes=5)
         await rig.wait_explained(
-            station, lambda: installed_since(station, posted_at, TX_PROFILE) == {1, 2}
+            station, lambda: installed_since(station, posted_at, TX_PROFILE)
             and installed_w(station, at) <= limit_w, 30,
-            "TxProfiles for both sessions keeping the station under the DR limit")
+            "the DR plan's TxProfiles keeping the station under the DR limit")
         # the restarted process does not know what is under the cars' TxProfiles: each gets
         # its 0 W default again (a car arriving unseen there stays within the plan)
         await rig.wait_explained(
