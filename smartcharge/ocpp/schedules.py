@@ -103,8 +103,9 @@ def shifted_times(payload, shift_s: int):
 
 def lead_in(payload, lead_s: int):
     """`payload` with every schedule in it begun `lead_s` whole seconds earlier, its first
-    period's limit held over them and every later edge, its end and a `validFrom` where they
-    were (`payload` itself is left as it is).
+    period's limit held over them, every later edge and its end where they were, and a
+    `validFrom` as early as the new start (a station behind ours must find the profile valid
+    at once too: K01) (`payload` itself is left as it is).
 
     Why: a station reads startSchedule on its own clock. One behind ours by more than the
     edge margin found a schedule that starts at our now in its future and ran what lies below
