@@ -70,10 +70,12 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
         await fleet.start(wait_booted_s=10)
         for cid, tag in zip((1, 2), TAGS):
             assert await fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
-        await wait_until(lambda: _on_tx_profiles(station), 10, "both cars on a TxProfile")
+        # (a plan's raise is in force a settle time after it is sent)
+        await wait_until(lambda: _on_tx_profiles(station)
+                         and _allowed_w(station, clock.now()) > 2 * LIMIT_W, 10,
+                         "both cars on a TxProfile of their plan, in force")
         transactions = {s.transaction.transaction_id for s in station.connectors.values()
                         if s.transaction is not None}
-        assert _allowed_w(station, clock.now()) > 2 * LIMIT_W
         # the link drops and comes back: the simulator boots again keeping its transactions,
         # so the ledger closes both sessions (Reboot) until the station's next message
         await station.go_offline()
