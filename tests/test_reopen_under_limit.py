@@ -20,6 +20,7 @@ from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
 from smartcharge.site.controller import ControllerSettings
+from smartcharge.site.topology import ConnectorRef
 from tests.site_e2e import post_dr_event, server_and_fleet, wait_until
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -27,6 +28,7 @@ GRID_W = 30_000.0
 LIMIT_W = 5_000.0
 TAGS = ("DRIVER-1", "DRIVER-2")
 UTILITY = "utility-token"
+CAR_MAX_W = 7_000.0     # the cars draw less than their plans (~10 kW each), the same at every sample
 
 
 def _site() -> Site:
@@ -61,7 +63,11 @@ def _on_tx_profiles(station) -> bool:
                for state in station.connectors.values() if state.ev is not None)
 
 
-async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path):
+async def _reopened_under_dr(tmp_path, *, measured_first: bool, starved=None) -> None:
+    """Two cars on TxProfiles, both sessions closed by the reconnect's boot, a 5 kW DR event,
+    then the station's next sample reopens them: they must come under the limit.
+    `measured_first`: both cars sampled on their plans before the reconnect (the reopen's
+    samples then show the guard nothing new); `starved`: called once the sessions are closed."""
     clock = AcceleratedClock(T0, speed=10.0)
     settings = ControllerSettings(stale_after_s=600.0)
     async with server_and_fleet(_site(), tmp_path, clock, settings=settings) as (server, fleet):
@@ -69,13 +75,25 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
         station = fleet.station("CP1")
         await fleet.start(wait_booted_s=10)
         for cid, tag in zip((1, 2), TAGS):
-            assert await fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2), tag)
-        # (a plan's raise is in force a settle time after it is sent)
+            assert await fleet.plug_in("CP1", cid, SimEV(capacity_wh=80_000, soc=0.2,
+                                                      max_power_w_by_phases={3: CAR_MAX_W}), tag)
+        # (a plan's raise is in force a settle time after it is sent): then each car draws
+        # its own maximum, the same at every sample
         await wait_until(lambda: _on_tx_profiles(station)
-                         and _allowed_w(station, clock.now()) > 2 * LIMIT_W, 10,
+                         and all(station.profiles.limit_w(
+                             cid, clock.now(), station.connectors[cid].transaction.context(),
+                             voltage_v=station.spec.voltage_v, phases_in_use=3) >= CAR_MAX_W
+                             for cid in (1, 2)), 10,
                          "both cars on a TxProfile of their plan, in force")
         transactions = {s.transaction.transaction_id for s in station.connectors.values()
                         if s.transaction is not None}
+        if measured_first:
+            asked_at = clock.now().replace(microsecond=0)
+            station.trigger("MeterValues", None)
+            await wait_until(lambda: all(
+                (m := controller.state.measurements.get(ConnectorRef("CP1", cid))) is not None
+                and m.at >= asked_at and m.power_w > LIMIT_W / 2 for cid in (1, 2)), 10,
+                "both cars measured drawing on their plans")
         # the link drops and comes back: the simulator boots again keeping its transactions,
         # so the ledger closes both sessions (Reboot) until the station's next message
         await station.go_offline()
@@ -85,6 +103,18 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
                          and not controller.state.sessions, 10,
                          "both sessions closed by the reconnect's boot")
         closed_seen = clock.now()
+        if measured_first:
+            # still drawing on their TxProfiles: the guard and the site reading count what
+            # their last samples showed (dropped with the session, they counted 0 W - idle -
+            # until the next sample reopened them)
+            for cid in (1, 2):
+                ref = ConnectorRef("CP1", cid)
+                sample = controller.state.measurements.get(ref)
+                assert sample is not None and controller.guard.draw_w(
+                    ref, clock.now()) == (sample.power_w, "fresh"), (cid, sample)
+            assert controller.site_load_w() > LIMIT_W
+        if starved is not None:
+            starved()
 
         # the DR event: the boot-closed cars, fixed loads at what their TxProfiles allow,
         # leave the plan nothing to lower until they are seen running again
@@ -92,6 +122,15 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
         await post_dr_event(server, UTILITY, "dr-reopen", now, now + timedelta(hours=1),
                             LIMIT_W)
         assert _allowed_w(station, clock.now() + timedelta(minutes=5)) > LIMIT_W
+        if measured_first:
+            # a guard pass (run at every sample: the idle connector's here) sees the site
+            # over the DR limit and acts - a re-plan, which cannot lower the fixed loads
+            seen, replans = controller.guard.overloads_seen, controller.stats.replans
+            station.trigger("MeterValues", 3)
+            await wait_until(lambda: controller.guard.overloads_seen > seen, 10,
+                             "the guard acting on the overload")
+            await wait_until(lambda: controller.stats.replans > replans, 10,
+                             "the guard's re-plan made")
 
         # the station's next sample reopens both sessions (stamped in whole seconds: one
         # after the second of the close, or it may be from before the boot)
@@ -104,3 +143,11 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
         await wait_until(lambda: _allowed_w(station, clock.now() + timedelta(minutes=5))
                          <= LIMIT_W, 10,
                          "the reopened cars' profiles under the DR limit")
+
+
+async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path):
+    await _reopened_under_dr(tmp_path, measured_first=False)
+
+
+async def test_a_boot_closed_car_still_counts_at_its_draw(tmp_path):
+    await _reopened_under_dr(tmp_path, measured_first=True)
