@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from smartcharge.clock import AcceleratedClock
 from smartcharge.model import Circuit, Connector, SessionDefaults, Site, Station
 from smartcharge.sim.ev import SimEV
+from smartcharge.site import controller as controller_module
 from smartcharge.site.controller import ControllerSettings
 from smartcharge.site.topology import ConnectorRef
 from tests.site_e2e import post_dr_event, server_and_fleet, wait_until
@@ -151,3 +152,16 @@ async def test_a_session_reopened_under_a_dr_limit_is_sent_its_decrease(tmp_path
 
 async def test_a_boot_closed_car_still_counts_at_its_draw(tmp_path):
     await _reopened_under_dr(tmp_path, measured_first=True)
+
+
+async def test_a_reopen_under_a_limit_the_fixed_loads_break_does_not_wait(tmp_path,
+                                                                          monkeypatch):
+    """The re-plan after the reopen was deferrable ("session:SessionStarted": a new car is
+    held by its idle share) and waited REPLAN_DUTY x the previous re-plan's wall time; a
+    re-plan starved while it ran (the server SIGSTOPped, s38-flaky) let a reopened connector
+    draw 22 kW under a 5 kW DR limit for 22 s. The starvation here: REPLAN_DUTY 10^6 (every
+    re-plan's length counts a million times, as a frozen one's does). The cars are measured on
+    their plans before the reconnect, so the guard acts on the DR event's overload then, and
+    the reopen's samples, the same draws, show it nothing new."""
+    await _reopened_under_dr(tmp_path, measured_first=True, starved=lambda: monkeypatch.setattr(
+        controller_module, "REPLAN_DUTY", 1_000_000))
