@@ -200,7 +200,10 @@ class SiteController:
             self.closed_loop.phases_learned(ConnectorRef(event.station_id, event.connector_id),
                                             event)
         if change in (st.SESSION_CHANGE, st.STATION_CHANGE):
-            self.request_replan(f"{change}:{type(event).__name__}")
+            reason = f"{change}:{type(event).__name__}"
+            if self._frees_fixed_over(event.station_id, getattr(event, "connector_id", None)):
+                reason = f"fixed-over:{event.station_id}"   # urgent: see _frees_fixed_over
+            self.request_replan(reason)
         elif change == st.MEASUREMENT:
             self.closed_loop.on_sample(event)
             self.sessionless.on_sample(ConnectorRef(event.station_id, event.connector_id))
@@ -275,6 +278,30 @@ class SiteController:
         if not reason.startswith(DEFERRABLE):
             self._urgent.set()
 
+    def _frees_fixed_over(self, station_id: str | None = None,
+                          connector_id: int | None = None) -> bool:
+        """Whether a fixed load of the plan in force - one it could not keep a limit beside
+        (`fixed_over`: the fixed loads alone over it) - can be planned now: a session a boot
+        closed seen running again, a station back online, a connector controllable again
+        (of `station_id`, `connector_id`; None: any). Such a change is what lets a re-plan
+        bring the site under the limit, so it does not wait as one that only improves the
+        plan: deferred (REPLAN_DUTY x the last re-plan's length), a reopened car ran on its old
+        TxProfile meanwhile - 22 kW under a 5 kW DR limit for 22 s behind a re-plan starved
+        while it ran (s38-flaky; tests/test_reopen_under_limit.py). Only while a plan breaks a
+        limit by its fixed loads: otherwise the plan counted the load at what it may draw."""
+        plan = self.plan
+        if plan is None or not plan.extra.get("fixed_over"):
+            return False
+        for ref in plan.fixed_w:
+            if (station_id is not None and ref.station_id != station_id) \
+                    or (connector_id is not None and ref.connector_id != connector_id):
+                continue
+            if ref not in plan.connectors and ref in self.state.sessions \
+                    and ref not in self.uncontrollable \
+                    and self.state.online.get(ref.station_id, False):
+                return True
+        return False
+
     def set_uncontrollable(self, ref: ConnectorRef, why: str | None) -> None:
         """Dispatch reports a connector that does not take profiles (why=None: it does again;
         not believed for one the guard measured drawing over its profile, until its session
@@ -283,7 +310,9 @@ class SiteController:
             if ref in self.overdraw_w:
                 return   # accepting a profile proves nothing: it was measured ignoring one
             if self.uncontrollable.pop(ref, None) is not None:
-                self.request_replan(f"controllable:{ref.station_id}/{ref.connector_id}")
+                urgent = self._frees_fixed_over(ref.station_id, ref.connector_id)
+                self.request_replan(f"{'fixed-over' if urgent else 'controllable'}:"
+                                    f"{ref.station_id}/{ref.connector_id}")
         elif self.uncontrollable.get(ref) != why:
             self.uncontrollable[ref] = why
             self.request_replan(f"uncontrollable:{ref.station_id}/{ref.connector_id}")
@@ -379,9 +408,16 @@ class SiteController:
         ended, so they are planned together: on a site of thousands, where a re-plan
         takes a good part of a second, every first sample of 2 000 new sessions re-planned
         the whole site again (issue 10). A limit, an overload, a station lost or refusing
-        does not wait."""
+        does not wait, nor a fixed load that breaks a limit becoming plannable
+        (`_frees_fixed_over`)."""
         wait_s = self._replan_gap_real_s - (time.monotonic() - self._replan_done_real)
         if wait_s <= 0 or self._urgent.is_set():
+            return
+        if self._frees_fixed_over():
+            # (a load the plan in force fixed over a limit became plannable while that plan
+            # was being made: its trigger came before the plan said so)
+            self._reasons.add("fixed-over")
+            self._urgent.set()
             return
         try:
             async with asyncio.timeout(wait_s):

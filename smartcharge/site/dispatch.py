@@ -293,6 +293,15 @@ class Dispatcher(FailSafeSetup, HeldDefaults, ProfileSending, IdleSending):
         connector's live session. A station's queue sent out of order after an offline period
         brings the stop (or start) of an OLDER transaction while a newer one runs there: its
         profile stays what the station runs (the site state keeps the running session)."""
+        if event.transaction_id == sent.transaction_id and not sent.default \
+                and (isinstance(event, ev.SessionStarted) or event.implicit):
+            # closed only in our books (a BootNotification while the station kept the
+            # transaction), or that transaction seen running again: the station still holds
+            # its TxProfile, which overrules every default under it. Forgotten, the reopened
+            # car counted at its defaults (0 W under a DR event): a plan of 0 W there was "no
+            # change", nothing was sent, and the car drew its old 7.9 kW under a 5 kW limit
+            # for good (tests/test_reopen_under_limit.py). A new transaction there ends it.
+            return False
         if isinstance(event, ev.SessionStopped):
             return event.transaction_id == sent.transaction_id
         live = self.view.state.sessions.get(ConnectorRef(event.station_id, event.connector_id))

@@ -118,6 +118,10 @@ class Built:
     root_fixed_w: float = 0.0               # what the fixed loads took off the root's limit
     # (N,) each row's W per W of the site's plan (installed.planned_share): 1, or a third
     scale: np.ndarray | None = None
+    # the fixed loads alone (uncontrolled sessions, boot-closed ones, floors, draws without a
+    # session, undeclared connectors' reserves) over a node's limit in some slot: the plan
+    # cannot keep it until one of them can be planned again (controller.py)
+    fixed_over: bool = False
 
     def __post_init__(self) -> None:
         if self.scale is None:
@@ -165,6 +169,7 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
                 fixed_phases[session.ref] = session.phases
     fixed_phases.update(inputs.sessionless_phases)
     root_fixed_w = 0.0
+    fixed_over = False    # the fixed loads alone over a limit somewhere (plan.extra)
     for ref, load_w in [*fixed.items(), *inputs.sessionless_w]:
         # Fixed load is planned around: it comes off every limit above it. On the current
         # limits, at the most it puts on one phase (topology.most_phase_a: a single-phase
@@ -180,6 +185,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             continue
         amps = topo.most_phase_a(ref, load_w, fixed_phases.get(ref))
         for node in topo.ancestors(topo.station_node[ref.station_id]):
+            fixed_over = fixed_over or bool((node_w[node] < load_w).any()
+                                            or (node_a[node] < amps).any())
             node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
             node_a[node] = np.maximum(node_a[node] - amps, 0.0)
         root_fixed_w += load_w
@@ -192,6 +199,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         # (its listed connectors' plans too): on the safe side.
         amps = undeclared.amps(topo, ConnectorRef(station_id, 0), load_w)
         for node in topo.ancestors(topo.station_node[station_id])[1:]:
+            fixed_over = fixed_over or bool((node_w[node] < load_w).any()
+                                            or (node_a[node] < amps).any())
             node_w[node] = np.maximum(node_w[node] - load_w, 0.0)
             node_a[node] = np.maximum(node_a[node] - amps, 0.0)
         root_fixed_w += load_w
@@ -291,7 +300,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     if (scale != 1.0).any():
         problem = dataclasses.replace(problem, phase_a_per_w=unknown_phase_a_per_w(
             topo, refs, problem.amps_per_w, scale))
-    return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale)
+    return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale,
+                 fixed_over)
 
 
 def unknown_phase_a_per_w(topo: SiteTopology, refs: list[ConnectorRef], amps_per_w: np.ndarray,
@@ -628,8 +638,10 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     idle = idle_shares(problem, power_w, topo, busy=busy, window_slots=lifetime_slots)
     root_limit_w = (float(problem.node_limit_w[0, 0] + built.root_fixed_w)
                     if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
+    extra = {} if inputs.limits_version is None else {"limits_version": inputs.limits_version}
+    if built.fixed_over:
+        extra["fixed_over"] = True
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
                 sessionless_w=dict(inputs.sessionless_w),
                 root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
-                extra={} if inputs.limits_version is None
-                else {"limits_version": inputs.limits_version})
+                extra=extra)

@@ -345,7 +345,12 @@ class SiteState:
                     del self.sessions[ref]
                     if event.implicit and event.reason == REBOOT:
                         self._keep_reboot_closed(session)
-                    elif not event.implicit and event.energy_wh is not None:
+                        # the station may still run it (a fixed load in the plan): what its
+                        # last sample showed it drawing stands, for the guard and the
+                        # reading, until it goes stale (dropped, the car counted 0 W - idle -
+                        # until its next sample reopened it)
+                        return SESSION_CHANGE
+                    if not event.implicit and event.energy_wh is not None:
                         # as store_history reads it back: stopped sessions with their energy
                         self.history.add(PastSession(session.id_tag, ref, session.started_at,
                                                      event.at, float(event.energy_wh)))
