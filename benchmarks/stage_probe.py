@@ -182,6 +182,31 @@ def install(app: web.Application) -> None:
                               action))
         CentralSystemBase._call_checked = call_checked
 
+        # and when each station's later defaults began and ended waiting for the round's
+        # decreases to hold their slots (`_after_decreases`), as ["after", began, ended, sid]
+        from smartcharge.site.dispatch_round import DispatchRound
+        original_after = DispatchRound._after_decreases
+
+        @functools.wraps(original_after)
+        async def after_decreases(self):
+            began = time.time()
+            try:
+                return await original_after(self)
+            finally:
+                calls.append((began, time.time(), 0.0, 0.0, "", "after-decreases"))
+        DispatchRound._after_decreases = after_decreases
+        # and when a round's comparisons ended (`_queued()` without a station), as
+        # ["compared", t, t, ...]
+        original_queued = DispatchRound._queued
+
+        @functools.wraps(original_queued)
+        def queued(self, sid=None):
+            if sid is None and not self._compared:
+                calls.append((time.time(), time.time(), time.thread_time(),
+                              time.thread_time(), "", "compared"))
+            return original_queued(self, sid)
+        DispatchRound._queued = queued
+
         def dump_calls() -> None:
             import json
             with open(calls_path, "a") as out:
