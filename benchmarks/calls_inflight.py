@@ -84,7 +84,8 @@ def main() -> None:
                   if r[5] == "after-decreases" and began - 1.0 <= r[0] <= ended]
         print(f"| {len(part)} | {span_s:.3f} | {cpu_s:.3f} | {cpu_s / span_s:.0%} | "
               f"{sum(flights) / span_s:.1f} | {p[0] * 1e3:.0f} / {p[4] * 1e3:.0f} / "
-              f"{p[8] * 1e3:.0f} | {idle_s:.3f} ({idle_at - began:.3f}) | "
+              f"{p[8] * 1e3:.0f} | "
+              + (f"{idle_s:.3f} ({idle_at - began:.3f})" if idle_s > 0 else "none") + " | "
               + (f"{compared[0]:.3f}" if compared else "-") + " | "
               + (f"{min(let_go):.3f}-{max(let_go):.3f} ({len(let_go)})" if let_go else "-")
               + " |")
