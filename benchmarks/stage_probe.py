@@ -118,6 +118,8 @@ def install(app: web.Application) -> None:
         finally:
             entry["end"] = time.time()
             RECORD["rounds"].append(entry)
+            if "dump_calls" in current:
+                current["dump_calls"]()
             stop = current.get("profile_stop")
             if stop is not None and entry["start"] >= current.get("profile_from", entry["end"]):
                 current["profile_stop"] = None
@@ -160,6 +162,58 @@ def install(app: web.Application) -> None:
     def stats_profiles_sent(self):
         SENT[0] += 1
         return original_sent(self)
+
+    calls_path = os.environ.get("SMARTCHARGE_PROBE_CALLS")
+    if calls_path:
+        # (s39-dr) every call of ours to a station, (sent, answered) in wall-clock seconds
+        # and the loop thread's CPU at each: how long a request is in flight against how
+        # much of that the loop itself was busy; written out at each round's end
+        from smartcharge.ocpp.central import CentralSystemBase
+        original_call = CentralSystemBase._call_checked
+        calls: list = []
+
+        @functools.wraps(original_call)
+        async def call_checked(self, action, payload, unique_id, progress):
+            began, began_cpu = time.time(), time.thread_time()
+            try:
+                return await original_call(self, action, payload, unique_id, progress)
+            finally:
+                calls.append((began, time.time(), began_cpu, time.thread_time(), self.id,
+                              action))
+        CentralSystemBase._call_checked = call_checked
+
+        # and when each station's later defaults began and ended waiting for the round's
+        # decreases to hold their slots (`_after_decreases`), as ["after", began, ended, sid]
+        from smartcharge.site.dispatch_round import DispatchRound
+        original_after = DispatchRound._after_decreases
+
+        @functools.wraps(original_after)
+        async def after_decreases(self):
+            began = time.time()
+            try:
+                return await original_after(self)
+            finally:
+                calls.append((began, time.time(), 0.0, 0.0, "", "after-decreases"))
+        DispatchRound._after_decreases = after_decreases
+        # and when a round's comparisons ended (`_queued()` without a station), as
+        # ["compared", t, t, ...]
+        original_queued = DispatchRound._queued
+
+        @functools.wraps(original_queued)
+        def queued(self, sid=None):
+            if sid is None and not self._compared:
+                calls.append((time.time(), time.time(), time.thread_time(),
+                              time.thread_time(), "", "compared"))
+            return original_queued(self, sid)
+        DispatchRound._queued = queued
+
+        def dump_calls() -> None:
+            import json
+            with open(calls_path, "a") as out:
+                for call in calls:
+                    out.write(json.dumps(call) + "\n")
+            calls.clear()
+        current["dump_calls"] = dump_calls
 
     SiteController.replan = replan
     Dispatcher.dispatch_plan = dispatch_plan

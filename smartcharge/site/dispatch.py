@@ -73,7 +73,12 @@ from smartcharge.turn_share import BACKGROUND, URGENT, TurnShare
 
 log = logging.getLogger(__name__)
 
-SEND_CONCURRENCY = 64   # stations a round sends to at once
+# stations a round sends to at once. Not the loop's guard any more (the turn share bounds a
+# round's CPU per turn, its tasks start a batch per turn): a request in flight costs the server
+# a future and a timer. At 64, a DR event at 1 000 connectors kept 40-48 requests in flight and
+# the loop ~50 % idle on a quiet machine - the round waited on the window, not on the CPU
+# (s39-dr: POST -> last ack 2.2 s, 1.07 s at 256, the same loop CPU)
+SEND_CONCURRENCY = 256
 # stations a round lists (connected, capabilities read) per piece of its first step: all
 # 5 000 in one go were 10-21 ms of the loop's CPU before the comparisons began (s35-stall)
 LIST_PER_STEP = 500
