@@ -18,6 +18,9 @@ What a fork shares that fresh interpreters would not:
   in each child; `tests/test_serve_forks.py` keeps that list complete;
 - the string hash seed and the interpreter's flags and `sys.path`: a request whose `PYTHON*`
   environment differs from the forker's gets a real `python -m smartcharge` instead.
+A forked `serve` forks its store writers' fork server from itself too, before it starts a
+thread or a loop, instead of starting `python -m smartcharge.store_forks`
+(`_store_fork_server_forked`).
 Tests of the interpreter's own start (tests/test_cli_import.py, the CLI's argument errors) and
 the kill-point runner (tests/kill_point.py) start real interpreters. SMARTCHARGE_TEST_FRESH_SERVE=1
 makes every start a real one.
@@ -49,6 +52,7 @@ PRELOAD = ("smartcharge.cli", "smartcharge.log_lines", "smartcharge.gc_serving",
            "aiohttp.web", "encodings.utf_8_sig")
 _MESSAGE_B = 1 << 16
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 def _made_anew_after_fork() -> None:
@@ -123,6 +127,87 @@ def _become(request: dict) -> None:
     _made_anew_after_fork()
 
 
+class _ForkedChild:
+    """A child forked here (no exec), in the shape `store_forks._ForkServer` uses of its
+    `subprocess.Popen`: `pid`, `returncode`, `poll()`, `wait(timeout)`, `kill()`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+        self._pidfd = os.pidfd_open(pid)     # signals never reach a reused pid
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, wait_status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:   # reaped by another waiter: gone, its status unknown
+                pid, wait_status = self.pid, -1
+            if pid:
+                self.returncode = (os.waitstatus_to_exitcode(wait_status) if wait_status >= 0
+                                   else -signal.SIGKILL)
+                os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.poll() is None:
+            selector = selectors.DefaultSelector()
+            with selector:
+                selector.register(self._pidfd, selectors.EVENT_READ)   # readable at its exit
+                if not selector.select(timeout):
+                    raise subprocess.TimeoutExpired([str(self.pid)], timeout)
+            _, wait_status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(wait_status)
+            os.close(self._pidfd)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _store_fork_server_forked() -> None:
+    """`serve` opens its store with a writer process forked by a fork server of its own
+    (smartcharge/store_forks.py), which it starts as a fresh interpreter that imports the
+    store's modules: ~0.3 s of CPU per `serve`, and under load seconds before the store opens
+    and `serve` listens (every start and restart of a kill test; one `serve` at a time at load
+    11-12, start to "listening": 2.2-2.7 s, forked so 0.65-0.86 s, medians of 8). Here, in
+    the forked `serve` before it has a thread or a loop (so no lock is held), that fork server
+    is forked from this process, which has those modules imported, and handed to
+    `store_forks` as the one this process started: the same `store_forks.main` on its control
+    socket, our child, dying with us (PR_SET_PDEATHSIG), stopped at our exit. One that dies is
+    started again as `serve` does it (a fresh interpreter); fresh `serve`s (the kill points,
+    the CLI's own tests, SMARTCHARGE_TEST_FRESH_SERVE=1) and the pytest workers' own stores
+    start theirs as `serve` does."""
+    from smartcharge import store_forks
+    if not store_forks.available():
+        return
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server_pid = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            # named as what it runs (/proc's comm; its cmdline stays the forker's): a test
+            # finds a `serve`'s writer as its fork server's child (test_outside_s33_kills)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, b"store_forks")
+            os.environ["SMARTCHARGE_WRITER_PARENT"] = str(server_pid)
+            code = store_forks.main([str(theirs.fileno())])
+        finally:
+            os._exit(code)
+    theirs.close()
+    ours.setblocking(False)   # as store_forks' own: a stopped fork server never blocks a send
+    fork_server = store_forks._ForkServer.__new__(store_forks._ForkServer)
+    fork_server.owner, fork_server.control = server_pid, ours
+    fork_server.process = _ForkedChild(pid)
+    store_forks._server = fork_server
+    atexit.register(store_forks._stop)   # as `start_writer` registers it for one it starts
+
+
 def main(argv: list[str]) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -136,6 +221,8 @@ def main(argv: list[str]) -> int:
     if request is None:
         return 0
     _become(request)
+    if request["args"][:1] == ["serve"]:
+        _store_fork_server_forked()
     from smartcharge.cli import main as smartcharge_main
     return smartcharge_main(request["args"])
 

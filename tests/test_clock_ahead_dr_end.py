@@ -86,10 +86,25 @@ async def test_a_station_minutes_ahead_stays_under_a_dr_event_until_it_ends(tmp_
     # station, planned it as a fixed load until its session ended, and the raise after the
     # event never came (4 workers on 2 cores, load 11). The guard's slack for a car is its
     # settle time: at least the error the offset may have here
-    clock, server_cm, fleet, _start, end = await _charging_under_an_event(
+    clock, server_cm, fleet, start, end = await _charging_under_an_event(
         tmp_path, version, OFFSET_S, 60, start_s=600.0, lead_s=240.0, settle_s=30.0)
     try:
         station = fleet.station("CP1")
+        # the event's quiet middle at 4x the pace, once the station holds its drop (on its
+        # clock, a minute into the event on ours): nothing is checked there, and the checks
+        # below run at 60x again from 3 site minutes before the end - a late return to 60x
+        # (a starved loop, 0.5 s of wall time at 240x) still checks inside the event. 3.9 s
+        # less of waiting per case (of 9.6)
+        ahead = station.clock.now() - clock.now()
+        await wait_until(lambda: connector_limit_w(
+            station, 1, start + timedelta(minutes=1) + ahead)[0] <= EVENT_W + 1.0, 30,
+            "the event's drop at the station")
+        clock.set_speed(240.0)
+        try:
+            await wait_until(lambda: clock.now() > end - timedelta(minutes=3), 30,
+                             "the event's third-last minute")
+        finally:
+            clock.set_speed(60.0)
         await wait_until(lambda: clock.now() > end - timedelta(minutes=1), 30,
                          "the event's last minute")
         # what the station applies now (read on its own clock, as it does)

@@ -135,9 +135,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _writer_pid(serve_pid: int) -> int:
-    """The store's writer process of a `serve`: the child of its fork server (store_forks)."""
-    forks = [child for child in _children(serve_pid) if b"store_forks" in (
-        Path("/proc") / str(child) / "cmdline").read_bytes()]
+    """The store's writer process of a `serve`: the child of its fork server (store_forks;
+    started as `python -m smartcharge.store_forks`, or in a `serve` the tests forked, forked
+    from it and named so: tests/serve_forks.py)."""
+    def is_fork_server(pid: int) -> bool:
+        proc = Path("/proc") / str(pid)
+        return b"store_forks" in (proc / "cmdline").read_bytes() \
+            or (proc / "comm").read_text().strip() == "store_forks"
+    forks = [child for child in _children(serve_pid) if is_fork_server(child)]
     assert len(forks) == 1, forks
     writers = _children(forks[0])
     assert len(writers) == 1, writers
