@@ -31,6 +31,36 @@ def grant(tx: StoreTx, station_id: str, id_tag: str, *, now: datetime,
                (station_id, fold_id_tag(id_tag), db_time(now), db_time(until)))
 
 
+def grant_ahead(tx: StoreTx, station_id: str, id_tag: str, *, now: datetime,
+                until: datetime) -> tuple[str, str] | None:
+    """`grant`, written before our remote start is sent (a process killed before its answer
+    leaves it: the station may have taken it - session 39's judge); the grant it replaced
+    (`granted_at`, `granted_until` as stored) for `take_back`, None if none."""
+    tx.execute("DELETE FROM remote_start_grants WHERE station_id = ? AND granted_until < ?",
+               (station_id, db_time(now)))
+    replaced = tx.execute("SELECT granted_at, granted_until FROM remote_start_grants WHERE "
+                          "station_id = ? AND id_tag = ?",
+                          (station_id, fold_id_tag(id_tag))).fetchone()
+    grant(tx, station_id, id_tag, now=now, until=until)
+    return (replaced[0], replaced[1]) if replaced is not None else None
+
+
+def take_back(tx: StoreTx, station_id: str, id_tag: str, *, now: datetime, until: datetime,
+              replaced: tuple[str, str] | None) -> None:
+    """The remote start `grant_ahead` wrote for (`now`..`until`) was refused, or not answered
+    in time (a late Accepted grants it again): the grant it replaced comes back, or none -
+    unless another grant has been written over it since."""
+    tag = fold_id_tag(id_tag)
+    still = (station_id, tag, db_time(now), db_time(until))
+    if replaced is None:
+        tx.execute("DELETE FROM remote_start_grants WHERE station_id = ? AND id_tag = ? AND "
+                   "granted_at = ? AND granted_until = ?", still)
+    else:
+        tx.execute("UPDATE remote_start_grants SET granted_at = ?, granted_until = ? WHERE "
+                   "station_id = ? AND id_tag = ? AND granted_at = ? AND granted_until = ?",
+                   (*replaced, *still))
+
+
 def id_tag_status(tx: StoreTx, station_id: str, id_tag: str, now: datetime,
                   transaction: str | None = None, started: datetime | None = None
                   ) -> str | None:

@@ -275,6 +275,9 @@ class CentralSystemBase:
                                  "sent") from None
         finally:
             self.remote_started.forget(unique_id)
+            ahead = self.remote_started.ahead_done(unique_id)
+            if ahead is not None:   # unanswered in time: granted only by a late Accepted
+                await asyncio.shield(self._take_back(ahead))
         bad_time = self.dialect.bad_date_time_in_answer(action, answered)
         if bad_time is not None:
             raise StationAnswerInvalid(
@@ -318,8 +321,12 @@ class CentralSystemBase:
             self._in_flight = action
             try:
                 progress.sent = True    # from here it may reach the station
-                # (a remote start's tag noted as it goes: its answer or its loss grants it)
-                self.remote_started.asked(unique_id, action, payload, self._ctx.clock.now())
+                # (a remote start's tag noted as it goes: its answer or its loss grants it;
+                # granted before it goes, so our death before its answer grants it too)
+                tag = self.remote_started.asked(unique_id, action, payload,
+                                                self._ctx.clock.now())
+                if tag is not None:
+                    await self._grant_ahead(unique_id, tag)
                 await self._send(message.to_json())
                 async with asyncio.timeout(self._response_timeout):
                     response = await answered
@@ -385,13 +392,20 @@ class CentralSystemBase:
             # here, not when the caller wakes: the station's Authorize for a remote start may
             # be the next frame read
             tag = self.remote_started.answered(unique_id, message[2])
+            ahead = self.remote_started.ahead_done(unique_id)
             if tag is not None:
                 await self._grant(tag)
+            elif ahead is not None:   # refused: what was written before the send goes
+                await self._take_back(ahead)
             if not waiting.done():   # its time may have run out during the grant's commit
                 waiting.set_result(CallResult(unique_id, message[2]))
         else:
             self.remote_started.answered(unique_id, None)   # refused: nothing to wait for
-            waiting.set_result(CallError(*message[1:]))
+            ahead = self.remote_started.ahead_done(unique_id)
+            if ahead is not None:
+                await self._take_back(ahead)
+            if not waiting.done():
+                waiting.set_result(CallError(*message[1:]))
 
     async def grant_lost_remote_starts(self) -> None:
         """The connection closed: a remote start sent on it and not answered may have been
@@ -417,6 +431,31 @@ class CentralSystemBase:
         except Exception as error:   # its call still gets its answer
             log_unless_refused(log, error, "station %s: could not store the grant of remote "
                                "start tag %s", self.id, tag)
+
+    async def _grant_ahead(self, unique_id: str, tag: str) -> None:
+        """Our remote start of `tag` is about to be sent: granted now (`store_grants.
+        grant_ahead`), to be taken back if the station refuses it or does not answer in
+        time. A store that refuses writes: sent all the same, granted as before (by its
+        answer)."""
+        since = self._ctx.clock.now()
+        until = since + timedelta(seconds=REMOTE_START_GRACE_S)
+        try:
+            replaced = await self._ctx.store.run(StoreOp(
+                store_grants.grant_ahead, self.id, tag, now=since, until=until))
+        except Exception as error:   # the call still goes
+            log_unless_refused(log, error, "station %s: could not store the grant of remote "
+                               "start tag %s before sending it", self.id, tag)
+            return
+        self.remote_started.wrote_ahead(unique_id, (tag, since, until, replaced))
+
+    async def _take_back(self, ahead) -> None:
+        tag, since, until, replaced = ahead
+        try:
+            await self._ctx.store.run(StoreOp(store_grants.take_back, self.id, tag, now=since,
+                                              until=until, replaced=replaced))
+        except Exception as error:   # the tag stays granted for its grace: logged
+            log_unless_refused(log, error, "station %s: could not take back the grant of "
+                               "remote start tag %s", self.id, tag)
 
     def _answered_unreadable(self, unique_id: str, problem: str | None, raw: str) -> None:
         """An answer the edge could not read, under the id of a call waiting for it: that

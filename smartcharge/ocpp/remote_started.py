@@ -14,8 +14,11 @@ connection of the station keeps them (session 34's judge: they lived in the conn
 memory, and the start was refused after either). An Accepted that comes after our call's
 timeout grants too: the station starts the transaction all the same; and so does one sent whose
 answer the connection's drop lost (it may have been taken: the station's start then came on its
-next connection and was refused - session 35's judge). Here: which of our calls on this
-connection is a remote start still waiting for its answer, and for which tag."""
+next connection and was refused - session 35's judge). The grant is also written before the
+call is sent and taken back when the station refuses it or does not answer in time: a process
+killed in between leaves it, as a connection's close does (the station may have taken it and
+its start comes to the next process - session 39's judge: refused before). Here: which of our
+calls on this connection is a remote start still waiting for its answer, and for which tag."""
 
 from __future__ import annotations
 
@@ -38,18 +41,33 @@ class RemoteStartsAsked:
         # still come - and it starts the transaction all the same (the newest few)
         self._late: dict[str, str] = {}
         self._sent_at: dict[str, datetime] = {}     # when each of them was sent
+        # the grants written ahead of calls still waiting, to take back unless accepted
+        self._ahead: dict[str, object] = {}
 
-    def asked(self, unique_id: str, action: str, payload: dict, at: datetime) -> None:
-        """Our call `unique_id` is being sent; a remote start's tag waits for its answer."""
+    def asked(self, unique_id: str, action: str, payload: dict, at: datetime) -> str | None:
+        """Our call `unique_id` is being sent; a remote start's tag waits for its answer (the
+        tag, folded; None for any other call)."""
         path = REMOTE_START_ACTIONS.get(action)
         if path is None:
-            return
+            return None
         value: object = payload
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str):
-            self._asked[unique_id] = fold_id_tag(value)
-            self._sent_at[unique_id] = at
+        if not isinstance(value, str):
+            return None
+        self._asked[unique_id] = fold_id_tag(value)
+        self._sent_at[unique_id] = at
+        return self._asked[unique_id]
+
+    def wrote_ahead(self, unique_id: str, written: object) -> None:
+        """The grant of call `unique_id` was stored before it was sent: `written`, what
+        taking it back needs (`ahead_done`)."""
+        self._ahead[unique_id] = written
+
+    def ahead_done(self, unique_id: str) -> object | None:
+        """Call `unique_id` was answered, or ended unanswered: its grant written ahead, if
+        any and not already settled - to take back unless the answer was Accepted."""
+        return self._ahead.pop(unique_id, None)
 
     def answered(self, unique_id: str, answer: object) -> str | None:
         """The station's answer to our call: the tag to grant, if it was a remote start the
@@ -69,6 +87,7 @@ class RemoteStartsAsked:
         self._asked.clear()
         self._late.clear()
         self._sent_at.clear()
+        self._ahead.clear()    # granted for good: the station may have taken them
         return lost
 
     def forget(self, unique_id: str) -> None:

