@@ -90,6 +90,9 @@ class ControllerSettings:
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
     taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
+    # a tapering car whose battery takes less than its minimum is worth what it takes per W of
+    # its minimum (its weight scaled down), so a short site gives that minimum to hungry cars
+    taper_worth: bool = True
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long

@@ -89,6 +89,7 @@ class PlanInputs:
     price_per_kwh: np.ndarray | None = None
     default_energy_wh: float = 0.0          # the site's default need (silent drivers' top-up)
     topup_weight: float = 0.1
+    taper_worth: bool = True                # ControllerSettings.taper_worth
     idle_window_s: float = 1800.0
     slot_s: float = 900.0
     previous: Plan | None = None            # the last plan (immutable): kept among equal optima
@@ -132,6 +133,9 @@ class PlanTimes:
     solve_s: float = 0.0
     check_s: float = 0.0
     finish_s: float = 0.0   # bindings, idle shares, the plan's objects
+
+
+TAPER_WORTH_FLOOR = 0.05   # a taper's worth never rounds to a weight of 0 (optimizer: > 0)
 
 
 def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
@@ -249,6 +253,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     topup = np.array([not s.need_told for s in controlled], bool) & (energy == 0.0)
     energy = np.where(topup, inputs.default_energy_wh, energy)
     weight = np.where(topup, inputs.topup_weight, 1.0)
+    if inputs.taper_worth:
+        weight = weight * taper_worth(controlled, np.minimum(arrays["min_power_w"], max_w))
     # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
     # ask for one full slot at the minimum instead; the car stops by itself when full.
     # At the minimum, not more: in a short first slot (a re-plan minutes before a slot edge)
@@ -292,6 +298,19 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
         problem = dataclasses.replace(problem, phase_a_per_w=unknown_phase_a_per_w(
             topo, refs, problem.amps_per_w, scale))
     return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale)
+
+
+def taper_worth(sessions, min_power_w: np.ndarray) -> np.ndarray:
+    """(N,) what each W of a row is worth in energy now: below 1 for a car whose learned taper
+    says it takes less than its minimum in the first slot (it can be offered its minimum or
+    nothing, and takes its acceptance of it). Planned at full worth, such a car held its
+    minimum while the site was short and cars that would take every W waited (s38-gap)."""
+    worth = np.ones(len(sessions))
+    for i, session in enumerate(sessions):
+        if session.taper_w is not None and min_power_w[i] > 0.0 and len(session.taper_w):
+            worth[i] = min(max(float(session.taper_w[0]) / min_power_w[i], TAPER_WORTH_FLOOR),
+                           1.0)
+    return worth
 
 
 def unknown_phase_a_per_w(topo: SiteTopology, refs: list[ConnectorRef], amps_per_w: np.ndarray,
