@@ -135,7 +135,7 @@ class PlanTimes:
     finish_s: float = 0.0   # bindings, idle shares, the plan's objects
 
 
-TAPER_WORTH_FLOOR = 0.05   # a taper's worth never rounds to a weight of 0 (optimizer: > 0)
+TAPER_WORTH_STEPS = 4   # a taper's worth in quarters: 0.25, 0.5, 0.75 (never 0: weights > 0)
 
 
 def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
@@ -308,8 +308,12 @@ def taper_worth(sessions, min_power_w: np.ndarray) -> np.ndarray:
     worth = np.ones(len(sessions))
     for i, session in enumerate(sessions):
         if session.taper_w is not None and min_power_w[i] > 0.0 and len(session.taper_w):
-            worth[i] = min(max(float(session.taper_w[0]) / min_power_w[i], TAPER_WORTH_FLOOR),
-                           1.0)
+            share = float(session.taper_w[0]) / min_power_w[i]
+            if share < 1.0:
+                # in steps: a worth that moved with every sample changed the LP's optimum at
+                # every re-plan (and many distinct weights make the energy level's scale large)
+                worth[i] = max(np.round(share * TAPER_WORTH_STEPS) / TAPER_WORTH_STEPS,
+                               1.0 / TAPER_WORTH_STEPS)
     return worth
 
 
