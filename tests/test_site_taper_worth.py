@@ -4,9 +4,10 @@ A station cannot offer a car less than its 6 A minimum without pausing it, so a 
 is offered its minimum (4.14 kW three-phase) and takes its acceptance (here ~3 kW). Planned as if
 every W of that minimum were a W of energy, such a car held its minimum while the site was short
 and a hungry car beside it waited for the difference (the quality days' largest piece of the
-truthful gap: workplace ~9 kWh a day, benchmarks/README.md "s38-gap"). Each W of its minimum is
-worth its acceptance over its minimum (`planner.taper_worth`): while the site stays short to the
-end of the plan, its minimum goes to the car that takes every W.
+truthful gap: workplace 8.2 kWh of limit unused while short, benchmarks/README.md "s38-gap").
+Each W of its minimum is worth its acceptance over its minimum, in quarters
+(`planner.taper_worth`): while the site stays short to the end of the plan, its minimum goes to
+the car that takes every W.
 """
 
 from __future__ import annotations
