@@ -1,7 +1,7 @@
 """One process of simulated stations for the OCPP load benchmark (`benchmarks/ocpp_load.py`).
 
     python -m benchmarks.load_stations SITE_FILE URL PART PARTS INTERVAL_S TIMEOUT_S [--heavy]
-        [--steady]
+        [--steady] [--after-plans]
 
 Runs every PARTS-th station of the site file from the PART-th on, so the benchmark's stations
 share the cores over several processes and event loops and the benchmark measures the server,
@@ -14,7 +14,13 @@ defaults, as before s21-p99 (`lighten_station_process`). `--steady`: "ready" onl
 station's outbox has also been empty (the samples queued during a slow set-up acknowledged), the
 server's phase probes of the new sessions are over (no TriggerMessage MeterValues for
 PROBES_QUIET_S) and the process's own freeze is behind it, so the window measures the steady
-rate, not the set-up's tail.
+rate, not the set-up's tail. `--after-plans` (with `--steady`, s38-stall): "ready" also waits
+for every station of the process to hold a plan (TxProfile) it accepted, for the phase probes
+to have been quiet for PROBES_QUIET_S after that and for no call of the server's at all (a
+re-plan's profiles) to have come for CALLS_QUIET_S - the server's own set-up (capabilities,
+defaults, first plans, probes) over, so a tree that does it sooner is not charged for it before
+the window nor spared it in the window (s37-stall: on a quiet machine the server's set-up ran
+into the window; with the answers let past a turn's bound it ran before it).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ PASSWORD = "bench-password-0123"       # 19 bytes (security profile 1 wants 16..
 TAG = "BENCH"
 SIM_METER_INTERVAL_S = 60             # simulated; the clock's speed turns it into real rate
 PROBES_QUIET_S = 5.0    # real seconds with no phase probe: the server's probes are over
+CALLS_QUIET_S = 10.0    # --after-plans: real seconds with no call of the server's at all
 PROFILE_ENV = "SMARTCHARGE_STATION_PROFILE"   # a path prefix: cProfile each process once ready
 
 
@@ -104,6 +111,30 @@ class Recorder:
             self.sent_s.append(sent)
 
 
+async def plans_held(stations, seen: "ControlSeen", timeout_s: float) -> bool:
+    """Until every one of `stations` holds a plan (TxProfile) it accepted, at most `timeout_s`
+    (polled: the benchmark's harness). False when the time ran out - said, not raised: the run
+    goes on and the benchmark prints how many held one."""
+    ids = [s.spec.station_id for s in stations]
+    deadline = time.perf_counter() + timeout_s
+    while not all(i in seen.plan_at for i in ids):
+        if time.perf_counter() > deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
+async def calls_quiet(seen: "ControlSeen", quiet_s: float, timeout_s: float) -> bool:
+    """Until no call of the server's came to this process's stations for `quiet_s`, at most
+    `timeout_s` (polled). False when the time ran out (a server re-planning all the time)."""
+    began = time.perf_counter()
+    while time.perf_counter() - max(began, seen.last_call) < quiet_s:
+        if time.perf_counter() - began > timeout_s:
+            return False
+        await asyncio.sleep(0.5)
+    return True
+
+
 async def probes_over(recorder: Recorder, quiet_s: float = PROBES_QUIET_S) -> None:
     """Until no TriggerMessage MeterValues came for `quiet_s`: the server asks PROBES_AT_ONCE
     stations at a time without a pause, so a gap this long means it asked every session it
@@ -138,6 +169,7 @@ class ControlSeen:
         self.calls: dict[str, int] = {}
         self.default_at: dict[str, float] = {}
         self.plan_at: dict[str, float] = {}
+        self.last_call = 0.0   # perf-counter s: the server's latest call to any station here
 
     def install(self) -> None:
         import ocpp.charge_point
@@ -148,6 +180,7 @@ class ControlSeen:
 
         async def counted_call(cp, msg):
             seen.calls[msg.action] = seen.calls.get(msg.action, 0) + 1
+            seen.last_call = time.perf_counter()
             return await handle_call(cp, msg)
         ocpp.charge_point.ChargePoint._handle_call = counted_call
         set_profile = RemoteControl.set_charging_profile
@@ -171,7 +204,8 @@ async def read_line() -> str:
 
 
 async def run(site_file: str, url: str, part: int, parts: int, interval_s: float,
-              timeout_s: float, light: bool = True, steady: bool = False) -> None:
+              timeout_s: float, light: bool = True, steady: bool = False,
+              after_plans: bool = False) -> None:
     from smartcharge.clock import AcceleratedClock
     from smartcharge.config import load_site
     from smartcharge.sim.ev import SimEV
@@ -224,6 +258,12 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
             # 16 stations at once: at 5 000 stations ~2 000 extra MeterValues, a quarter of
             # the window's, still went into its first 40 s at load 10 - s26-p99)
             await asyncio.wait_for(probes_over(recorder), timeout_s)
+            if after_plans:   # s38-stall: and the server's own set-up over (see the top)
+                if await plans_held(stations, control_seen, timeout_s):
+                    stages["plans"] = time.time()
+                await asyncio.wait_for(probes_over(recorder), timeout_s)
+                if await calls_quiet(control_seen, CALLS_QUIET_S, timeout_s):
+                    stages["calls_quiet"] = time.time()
             stages["last_probe"] = recorder.last_trigger + time.time() - time.perf_counter()
             stages["probes_quiet"] = time.time()
         freeze_s = freeze_cpu_s = 0.0
@@ -248,6 +288,7 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
         if command.startswith("go"):
             measure_s = float(command.split()[1])
             recorder.start()
+            calls_before = dict(control_seen.calls)   # s38-stall: the window's own calls
             cpu_start, started = time.process_time(), time.monotonic()
             perf_started, wall_started = time.perf_counter(), time.time()
             await asyncio.sleep(measure_s)   # the measurement window itself
@@ -274,6 +315,9 @@ async def run(site_file: str, url: str, part: int, parts: int, interval_s: float
                 "held": sum(1 for s in stations if s.booted.is_set()),
                 "backlog": sum(s.outbox.pending("MeterValues") for s in stations),
                 "control": control_seen.summary(),
+                "calls_in_window": {a: n - calls_before.get(a, 0)
+                                    for a, n in control_seen.calls.items()
+                                    if n > calls_before.get(a, 0)},
             })
             await read_line()   # "stop", or the benchmark is gone
     finally:
@@ -308,7 +352,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.ERROR)
     site_file, url, part, parts, interval_s, timeout_s, *rest = argv
     asyncio.run(run(site_file, url, int(part), int(parts), float(interval_s), float(timeout_s),
-                    light="--heavy" not in rest, steady="--steady" in rest))
+                    light="--heavy" not in rest, steady="--steady" in rest,
+                    after_plans="--after-plans" in rest))
     return 0
 
 

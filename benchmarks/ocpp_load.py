@@ -180,6 +180,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         sys.executable, "-m", "benchmarks.load_stations", str(site_file), url, str(part),
         str(args.station_procs), str(args.interval_s), str(args.setup_timeout_s),
         *(["--heavy"] if args.heavy_stations else []), *(["--steady"] if args.steady else []),
+        *(["--after-plans"] if args.after_plans else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=REPO,
         limit=1 << 26)   # the result line carries every latency
         for part in range(args.station_procs)]
@@ -194,7 +195,10 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         booted = await asyncio.gather(*(read_json(p, "booted", args.setup_timeout_s)
                                         for p in procs))
         setup_cpu.append((process_cpu_s(server_pid), sum(children_cpu_s(server_pid).values())))
-        stages = await asyncio.gather(*(read_json(p, "ready_stages", args.setup_timeout_s)
+        # with --after-plans a station process waits for its outboxes, the plans, the probes
+        # and the server's calls one after another, each within --setup-timeout-s
+        stages_timeout_s = args.setup_timeout_s * (4 if args.after_plans else 1)
+        stages = await asyncio.gather(*(read_json(p, "ready_stages", stages_timeout_s)
                                         for p in procs))
         ready = await asyncio.gather(*(read_json(p, "ready", args.setup_timeout_s)
                                        for p in procs))
@@ -254,6 +258,7 @@ async def run_load(args, site_file: Path, url: str, server_pid: int) -> dict:
         "boot": (started, started + settled_s),
         "cpu_samples": cpu_samples,
         "control": control_seen(results, started, cpu_samples),
+        "calls_in_window": calls_in_window(results),
         "setup_cpu": [(b[0] - setup_cpu[0][0], b[1] - setup_cpu[0][1]) for b in setup_cpu[1:]],
         "collector": collector,
     }
@@ -276,6 +281,16 @@ def cpu_at(samples: list, at: float) -> tuple[float, float]:
         if when >= at:
             return cpu, children
     return samples[-1][1:] if samples else (float("nan"), float("nan"))
+
+
+def calls_in_window(results: list[dict]) -> dict[str, int]:
+    """s38-stall: the server's calls to the stations inside the window, by action (all station
+    processes) - what the window held of the server's own work, to compare two trees' windows."""
+    calls: dict[str, int] = {}
+    for r in results:
+        for action, n in (r.get("calls_in_window") or {}).items():
+            calls[action] = calls.get(action, 0) + n
+    return dict(sorted(calls.items()))
 
 
 def control_seen(results: list[dict], started: float, samples: list) -> dict:
@@ -465,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
                              "(the set-up's queued samples acknowledged), the server's phase "
                              "probes of the new sessions are over and the station processes "
                              "froze their set-up: the steady rate, without the set-up's tail")
+    parser.add_argument("--after-plans", action="store_true",
+                        help="with --steady (implied): start the window only once every "
+                             "station also holds a plan it accepted and the server's phase "
+                             "probes have been quiet 5 s after that and no call of the server's "
+                             "came for 10 s - the server's own set-up over, so two trees' windows hold the same work (s38-stall)")
     parser.add_argument("--uvloop", action="store_true", help="the server runs on uvloop")
     parser.add_argument("--breakdown", action="store_true",
                         help="split each MeterValues' send -> CALLRESULT into stages (station, "
@@ -486,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.stations <= 10000:
         parser.error("--stations must be within 1..10000")
+    if args.after_plans:
+        args.steady = True
     if args.breakdown:   # the server and station processes inherit it
         os.environ["SMARTCHARGE_PROBE_LATENCY"] = "1"
     if args.cprofile_setup:
@@ -535,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
           f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}; server tree "
           f"{args.server_tree}{' (uvloop)' if args.uvloop else ''}; {args.station_procs} "
           f"station processes{' (heavy)' if args.heavy_stations else ''}"
-          f"{'; window once the set-up drained' if args.steady else ''}; cap {args.cap_fraction:.0%} of connectors' maximum")
+          f"{'; window once the set-up drained' if args.steady else ''}"
+          f"{' and every plan accepted' if args.after_plans else ''}; cap {args.cap_fraction:.0%} of connectors' maximum")
     print("| stations | held | offered/s | sustained/s | p50 | p99 | max | backlog "
           "| boot storm settled | setup | longest turn of the loop, wall / CPU (window) "
           "| between two probe wake-ups, wall: 3 turns, an upper bound (window / boot) "
@@ -569,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['writer_cpu_s'] * 1000 / r['stations']:.1f} s per 1 000 stations)")
         print("# the server's calls per station, whole run: " + ", ".join(
             f"{a} {n:.2f}" for a, n in control["calls_per_station"].items()))
+        print("# the server's calls in the window (s38-stall: the same work in two trees' "
+              "windows?): " + (", ".join(f"{a} {n}" for a, n in r["calls_in_window"].items())
+                               or "none"))
     if r.get("children"):   # not in the server CPU column: its own process
         print("# the server's child processes through the window (the store's writer): "
               + "; ".join(f"pid {pid} CPU {cpu:.0%} of a core, RSS {rss / 2**20:.0f} MB"
@@ -622,6 +648,17 @@ def main(argv: list[str] | None = None) -> int:
               + f"; the boot storm's longest {boot_turn['wall_ms']:.0f} ms wall, "
               f"{boot_turn['cpu_ms']:.0f} ms CPU (the wall times include what the OS gave "
               f"other processes; the stall column is three turns and the run queue)")
+        # s38-stall: the set-up's turns too (boot storm settled -> the window): with
+        # --after-plans the server's own set-up (defaults, first plans, probes) is there, not
+        # in the window, and its long turns are still the loop's
+        setup_span = (r["boot"][1], r["window"][0])
+        setup_turn = longest_turn(stats["turn_seconds"], setup_span)
+        setup_counts = long_turn_counts(stats.get("long_turns") or [], setup_span)
+        print(f"# single turns of the loop in the set-up (boot storm settled -> the window, "
+              f"{setup_span[1] - setup_span[0]:.0f} s): {setup_turn['turns']} turns, the longest "
+              f"{setup_turn['wall_ms']:.1f} ms wall, {setup_turn['cpu_ms']:.1f} ms CPU; over "
+              + ", ".join(f"{ms} ms: {setup_counts['cpu'][ms]} CPU / {setup_counts['wall'][ms]} "
+                          f"wall" for ms in setup_counts["cpu"]))
         split = long_wall_split(stats.get("long_turns") or [], r["window"])
         if split and split[0]:
             n, cpu_s, queue_s, rest_s = split
@@ -651,8 +688,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(n for at, n in read if at >= r['window'][0])}")
     if r.get("ready_stages"):   # s37-stall: which of "ready"'s conditions came last
         names = {"transactions": "transactions acknowledged", "drained": "outboxes drained",
+                 "plans": "every station holding a plan it accepted",
                  "last_probe": "the server's last phase probe (TriggerMessage)",
-                 "probes_quiet": "probes quiet 5 s"}
+                 "probes_quiet": "probes quiet 5 s",
+                 "calls_quiet": "the server's calls quiet 10 s"}
         print("# \"ready\" by its conditions (s after the first connection, per station "
               "process): " + "; ".join(
                   f"{label} " + " / ".join(f"{part[key]:.1f}" if part.get(key, -1) >= 0

@@ -349,11 +349,12 @@ def _fits(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
     started before the stop, same id tag when the stop names one, and a stop register the
     session's meter could show: reachable from its start register or its latest register
     sample at the station's power (`RISE`; another connector's meter rarely fits), or below
-    them when the stop names the session's tag (`DROP`: a meter reset; the register chain
-    bills it). Never a session another one began after on its connector before the stop: that
-    start ended it, so a stop stamped after it is another transaction's (session 37's judge:
-    each connector's latest session closed without its stop, hours old, took such a stop as
-    its late one and was billed over the sessions after it, each billed already)."""
+    them and reachable from 0 since the latest when the stop names the session's tag (`DROP`:
+    a meter reset; the register chain bills it). Never a session another one began after on
+    its connector before the stop: that start ended it, so a stop stamped after it is another
+    transaction's (session 37's judge: each connector's latest session closed without its
+    stop, hours old, took such a stop as its late one and was billed over the sessions after
+    it, each billed already)."""
     def fit(session: SessionRow) -> str | None:
         started = from_db_time(session.start_time) or timestamp
         # one tag in any case: OCPP's id tags are case-insensitive (session 28's judge)
@@ -375,7 +376,13 @@ def _fits(tx: StoreTx, candidates: Sequence[SessionRow], id_tag: str | None,
             delta_wh = meter_stop_wh - register_wh
             if 0 <= delta_wh <= plausible_wh((timestamp - moment).total_seconds(), max_power_w):
                 return RISE
-        return DROP if id_tag is not None and meter_stop_wh < points[-1][1] else None
+        # a meter that restarted after the latest reading counts from zero since then: a
+        # register it could not reach from 0 in that time is another meter's (a twin
+        # station's other connector under a fleet card: session 38's judge)
+        latest, latest_wh = points[-1]
+        restarted = meter_stop_wh < latest_wh and meter_stop_wh <= plausible_wh(
+            (timestamp - latest).total_seconds(), max_power_w)
+        return DROP if id_tag is not None and restarted else None
 
     return [(session, how) for session in candidates if (how := fit(session)) is not None]
 

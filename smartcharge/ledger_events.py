@@ -17,7 +17,8 @@ One function, run in the store's writer process (`await store.run(StoreOp(transa
 - what arrives late fills in what is missing: the Started's time and Begin register, the EVSE,
   the idToken (e.g. in an Updated after the car was plugged in);
 - a Started for an id whose transaction already started (firmware that counts from 1 again
-  after a reboot) is a new session (`station_reused_transaction_id`);
+  after a reboot) is a new session (`station_reused_transaction_id`), and so is a first event
+  without its Started, numbered again from the start after a reboot (`_counted_again`);
 - seqNo gaps are visible (flag `seq_gap`, cleared when the missing events arrive) and
   `transaction_events` keeps every event's seqNo, type, triggerReason and `offline`;
 - a session whose Ended never came is closed when its EVSE starts a newer transaction or the
@@ -149,11 +150,40 @@ def _session_of(tx: StoreTx, station_id: str, event: TransactionEventIn) -> Sess
             elif started is None or started >= event.timestamp:
                 waiting.append(session)
         return min(waiting, key=lambda s: s.start_time or "", default=None)
-    for session in reversed(candidates):
+    for index in range(len(candidates) - 1, -1, -1):
+        session = candidates[index]
         started = from_db_time(session.start_time)
         if started is None or started <= event.timestamp:
+            if _counted_again(tx, station_id, session, event):
+                # the id's newer transaction, its Started lost: the first newer session of
+                # the id still missing its Started, else a new one
+                return next((s for s in candidates[index + 1:]
+                             if STARTED_MISSING in flags_of(s)), None)
             return session
     return candidates[0]
+
+
+def _counted_again(tx: StoreTx, station_id: str, session: SessionRow,
+                   event: TransactionEventIn) -> bool:
+    """Whether `event` is of a newer transaction under `session`'s id: firmware that counts
+    its ids from 1 again after a reboot, the newer one's Started lost (session 38's judge: its
+    events revised the old bill or reopened the old session - its charge on no row, or on the
+    old driver's). So when the session is over (its Ended, or closed by us), the station
+    booted after its latest event came, the event is stamped after every event of it, and
+    the event's seqNo is one the session had reached already: numbered again from the start,
+    not one more event of that transaction (its events after its Ended number on)."""
+    if session.state not in (STOPPED, CLOSED_IMPLICITLY) or session.station_tx_ref is None:
+        return False
+    row = tx.execute(
+        "SELECT MAX(seq_no), MAX(timestamp), MAX(received_at) FROM transaction_events "
+        "WHERE transaction_id = ?", (session.transaction_id,)).fetchone()
+    if row is None or row[0] is None:
+        return False
+    max_seq_no, latest_stamp, latest_received = row
+    booted = tx.execute("SELECT boot_time FROM stations WHERE station_id = ?",
+                        (station_id,)).fetchone()
+    return booted is not None and booted[0] is not None and booted[0] > latest_received \
+        and event.seq_no <= max_seq_no and event.timestamp > from_db_time(latest_stamp)
 
 
 def _open(tx: StoreTx, station_id: str, event: TransactionEventIn, at: datetime,

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -23,17 +22,18 @@ from smartcharge.sim.ev import SimEV
 from smartcharge.sim.fleet import Fleet
 from smartcharge.store import SqliteStore
 from tests.hang_budget import hang_budget_s
+from tests.serve_forks import serve_popen
 
 STATIONS = 3
 CONNECTORS = 2
 TAGS = ("DRIVER-1", "DRIVER-2")
 
 
-def serve(site_file, log_path) -> subprocess.Popen:
+def serve(site_file, log_path, *options: str) -> subprocess.Popen:
     log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "smartcharge", "serve", "--config",
-                             str(site_file)], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=os.path.dirname(site_file))
+    # forked from a process that has its imports (tests/serve_forks.py)
+    return serve_popen(["serve", "--config", str(site_file), *options], stdout=log,
+                       stderr=subprocess.STDOUT, cwd=os.path.dirname(site_file))
 
 
 def kill(process: subprocess.Popen) -> None:

@@ -36,6 +36,7 @@ from ocpp.v16 import call as call16
 from smartcharge.store import SqliteStore
 from smartcharge.store_schema import MIGRATIONS
 from tests.hang_budget import hang_budget_s
+from tests.serve_forks import serve_popen
 from tests.sim_fixtures import OPERATOR_TOKEN, STATION_PASSWORD, reserved_port, site_toml
 from tests.v201_billing import tx_event
 
@@ -64,11 +65,13 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self, point: str | None = None) -> None:
-        command = [sys.executable, "-m", "smartcharge"] if point is None else [
-            sys.executable, str(KILL_POINT), point]
-        self.process = subprocess.Popen(
-            [*command, "serve", "--config", str(self.site_file)], stdout=self.log,
-            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": REPO})
+        args = ["serve", "--config", str(self.site_file)]
+        env = {**os.environ, "PYTHONPATH": REPO}
+        if point is None:   # forked from a process that has its imports (tests/serve_forks.py)
+            self.process = serve_popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        else:
+            self.process = subprocess.Popen([sys.executable, str(KILL_POINT), point, *args],
+                                            stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
     def killed_at_its_point(self) -> bool:
         # a hang's bound (tests/hang_budget.py): a fresh interpreter importing the service and

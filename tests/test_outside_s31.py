@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from smartcharge.clock import parse_ocpp_time
+from smartcharge.ocpp.port_base import LEAD_IN_S
 from tests.test_outside_s30 import _accepting_station, _status
 from tests.v201_fixtures import station201
 
@@ -195,9 +196,11 @@ async def test_a_station_that_sets_its_clock_to_ours_gets_schedules_on_its_new_c
     # two failures under load in session 34 (not reproduced in session 35: benchmarks/README)
     await harness.wait_for(lambda: any(
         p["cs_charging_profiles"].get("transaction_id") == tx_id for p in station.profiles))
-    # its offset known: what it holds sent again, moved onto its clock (session 24)
+    # its offset known: what it holds sent again, moved onto its clock (session 24); every
+    # schedule begins LEAD_IN_S before the now it is sent at (`schedules.lead_in`)
     await harness.wait_for(lambda: any(
-        _starts(p) > datetime.now(UTC) + AHEAD / 2 for p in _held(station.profiles).values()
+        _starts(p) + timedelta(seconds=LEAD_IN_S) > datetime.now(UTC) + AHEAD / 2
+        for p in _held(station.profiles).values()
         if p["cs_charging_profiles"]["charging_profile_purpose"] == "TxDefaultProfile"))
     its_clock = await _our_time(station)               # it takes our time: 50 min back
     await _status(station, 1, "SuspendedEVSE", its_clock())

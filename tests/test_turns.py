@@ -10,10 +10,17 @@ import json
 import threading
 from collections import Counter
 
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from smartcharge.events import StationDisconnected
+from smartcharge.app import create_app
+from smartcharge.appkeys import REGISTRY
 from smartcharge.ocpp.server import INBOUND
 from smartcharge.store import SqliteStore
 from smartcharge.turns import TurnBudget
-from tests.conftest import HEARTBEAT_FRAME
+from tests.conftest import HEARTBEAT_FRAME, Harness
 from tests.test_ocpp_errors import BOOT
 
 
@@ -155,3 +162,69 @@ async def test_a_store_caller_that_gives_up_does_not_undo_its_work(tmp_path):
     finally:
         release.set()
         await store.close()
+
+
+
+class ServedAsServe(TestServer):
+    """The app served as `serve` serves it (cli.py's AppRunner): aiohttp's handler cancellation
+    off, so a lost socket does not cancel its handler (the test server turns it on)."""
+
+    async def _make_runner(self, **kwargs):
+        kwargs["handler_cancellation"] = False
+        return await super()._make_runner(**kwargs)
+
+
+@pytest.fixture
+async def as_serve(site, tmp_path):
+    app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
+    server = ServedAsServe(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    h = Harness(server, session)
+    try:
+        yield h
+    finally:
+        await h.close()
+        await session.close()
+        await server.close()
+
+
+
+async def test_connections_ending_at_once_end_a_batch_per_turn(as_serve):
+    """A network cut ends thousands of connections at once: each end's work (the link closed,
+    the registry, the disconnect's event and its subscribers) went into the turn its socket
+    closed in - 256 a turn (the poll's bound), 40-60 ms turns at 5 000 stations (s38-stall).
+    Ends go through the frames' budget now, a batch per turn, in order."""
+    harness = as_serve
+    budget = harness.app[INBOUND]
+    sockets = [await harness.booted_raw_socket(BOOT, f"CP{n}") for n in (1, 2, 3)]
+    budget.per_turn = 0   # held until all three have ended, then let in one a turn
+    waiting = budget.deferred
+    for ws in sockets:
+        await ws.close()
+    await harness.wait_for(lambda: budget.deferred == waiting + 3)
+    assert not any(isinstance(e, StationDisconnected) for e in harness.events)
+    assert all(harness.app[REGISTRY].get(f"CP{n}") is not None for n in (1, 2, 3))
+    budget.per_turn, budget.most_in_turn = 1, 0
+    await harness.wait_for(lambda: sum(isinstance(e, StationDisconnected)
+                                       for e in harness.events) == 3)
+    assert budget.most_in_turn == 1
+    assert [(e.station_id, e.reason) for e in harness.events
+            if isinstance(e, StationDisconnected)] == [("CP1", "closed"), ("CP2", "closed"),
+                                                       ("CP3", "closed")]
+    assert all(harness.app[REGISTRY].get(f"CP{n}") is None for n in (1, 2, 3))
+
+
+async def test_a_connection_whose_end_is_cancelled_while_waiting_is_still_ended(harness):
+    """The handler cancelled while its connection's end waits for the budget (the test
+    server's handler cancellation as the socket is lost; aiohttp's shutdown): the end's work
+    is done all the same - out of the registry, the disconnect published."""
+    budget = harness.app[INBOUND]
+    ws = await harness.booted_raw_socket(BOOT, "CP1")
+    budget.per_turn = 0   # nothing is let in any more: only the cancellation ends the wait
+    await ws.close()
+    await harness.wait_for(lambda: any(isinstance(e, StationDisconnected)
+                                       for e in harness.events))
+    assert [(e.station_id, e.reason) for e in harness.events
+            if isinstance(e, StationDisconnected)] == [("CP1", "closed")]
+    assert harness.app[REGISTRY].get("CP1") is None

@@ -23,11 +23,14 @@ from smartcharge.ocpp.port import (FOREVER, Answer, Installed, PortSettings, Pow
                                    Recorder, ScheduleResult, StationPort)
 from smartcharge.ocpp.registry import (StationCallError, StationLink, StationOffline,
                                        StationTimeout)
-from smartcharge.ocpp.schedules import shifted_times
+from smartcharge.ocpp.schedules import lead_in, shifted_times
 
 log = logging.getLogger("smartcharge.site.dispatch")
 # stations told of (a warning each) while their clock is beyond the edge margin
 _clock_warned: set[str] = set()
+# how long before our now every schedule sent begins on the wire: a station behind ours by up
+# to this runs it at once (`schedules.lead_in`), as far as an offset is ever believed
+LEAD_IN_S = int(MAX_SHIFT_S)
 
 NO_ANSWER = Answer.NO_ANSWER.value
 TX_DEFAULT_PROFILE = "TxDefaultProfile"   # the purpose's name in 1.6 and 2.0.1 alike
@@ -329,7 +332,10 @@ class ControlPortBase(StationPort):
             # record, stays on ours
             shift_s = self.station_shift_s()
             self.sent_shifts_s.add(shift_s)
-            wire = shifted_times(payload, shift_s) if shift_s else payload
+            # begun early enough to be in force at once on a clock behind ours by as much as
+            # an offset is ever believed (`schedules.lead_in`); what we record starts as built
+            wire = lead_in(payload, LEAD_IN_S)
+            wire = shifted_times(wire, shift_s) if shift_s else wire
             answer = status_of(await self._call(message, wire=wire))
         except StationTimeout:
             answer = NO_ANSWER

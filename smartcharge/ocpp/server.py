@@ -209,6 +209,7 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         boot_accepted=boot_status == "Accepted" and station is not None,
         response_timeout_s=settings.call_timeout_s, boot_wait_s=settings.boot_wait_s)
     close_reason = "closed"
+    cancelled = False   # cancelled while this connection's end waited its turn
 
     async def close_socket(reason: str) -> None:
         nonlocal close_reason
@@ -232,6 +233,16 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
         close_reason = "server shutdown"
         raise
     finally:
+        if close_reason != "server shutdown":
+            # a connection's end is inbound work too: a network cut ends thousands at once, and
+            # 256 ends a turn (the poll's bound) held the loop 40-60 ms (s38-stall); they
+            # share the frames' budget, in order (turns.py)
+            try:
+                await app[INBOUND].admit()
+            except asyncio.CancelledError:
+                # cancelled meanwhile (the server stopping; aiohttp's handler cancellation, where
+                # it is on, as the socket is lost): the end's work still runs, then it goes on
+                cancelled = True
         link.mark_closed()
         if not ws.closed:
             await asyncio.shield(ws.close())
@@ -244,6 +255,8 @@ async def ocpp_endpoint(request: web.Request) -> web.StreamResponse:
             await adapter.grant_lost_remote_starts()
         if current:   # a replaced link's successor is online: no disconnect to report
             events.publish(StationDisconnected(station_id, clock.now(), close_reason))
+        if cancelled:
+            raise asyncio.CancelledError
     return ws
 
 
