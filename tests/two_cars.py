@@ -49,14 +49,16 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
                            settings: ControllerSettings | None = None, told_needs: bool = False,
                            sample_offset_min: int = 0,
                            stays_s: tuple[float, float] | None = None,
-                           charging_states: bool = False) -> Minutes:
+                           charging_states: bool = False,
+                           dr_events: tuple = ()) -> Minutes:
     """`first` at CP1 and `second` at CP2 charge minute by minute at what the plan offers;
     their meter samples every METER_S, `sample_offset_min` minutes after each multiple of it;
     a re-plan whenever the controller asks and at every slot (15 min). `told_needs`: each
     session's need is the car's (as a driver tells it); `stays_s`: each driver tells a departure
     this long after T0 too. `charging_states`: the stations say when a car's state changes
     (`ChargingStateChanged`: SuspendedEV once full, Charging while it draws, else SuspendedEVSE),
-    as the simulator's do."""
+    as the simulator's do. `dr_events`: demand-response events (`limits.DemandResponseEvent`)
+    known from the start."""
     clock = ManualClock(T0)
     controller = SiteController(site, clock, settings)
     cars = {ConnectorRef("CP1", 1): (1, first), ConnectorRef("CP2", 1): (2, second)}
@@ -67,6 +69,8 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
             controller.state.set_need(tx, requested_wh=car.energy_need_wh)
         if stays_s is not None:
             controller.state.set_need(tx, departure=T0 + timedelta(seconds=stays_s[tx - 1]))
+    for event in dr_events:
+        controller.limits.add_event(event)
     await controller.replan()
     out = Minutes()
     per_sample_min = METER_S // 60

@@ -93,6 +93,9 @@ class ControllerSettings:
     # a tapering car whose battery takes less than its minimum is worth what it takes per W of
     # its minimum (its weight scaled down), so a short site gives that minimum to hungry cars
     taper_worth: bool = True
+    # ... except for this long after a plan paused it (resumes.py): paused for its worth at
+    # every short spell, a car was paused more than once an hour (benchmarks/README "s39-gap")
+    taper_worth_hold_s: float = 3600.0
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long

@@ -151,6 +151,7 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         price_per_kwh=c.prices.per_slot(starts, ends),
         default_energy_wh=c.site.session_defaults.energy_wh,
         topup_weight=c.settings.topup_weight, taper_worth=c.settings.taper_worth,
+        taper_worth_hold_s=c.settings.taper_worth_hold_s,
         idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,

@@ -30,7 +30,7 @@ from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (Plan, binding_sources, clip_to_limits, idle_shares,
                                    over_limits, safe_baseline)
-from smartcharge.site import undeclared
+from smartcharge.site import resumes, undeclared
 from smartcharge.site.installed import planned_share
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
@@ -90,6 +90,7 @@ class PlanInputs:
     default_energy_wh: float = 0.0          # the site's default need (silent drivers' top-up)
     topup_weight: float = 0.1
     taper_worth: bool = True                # ControllerSettings.taper_worth
+    taper_worth_hold_s: float = 3600.0      # ControllerSettings.taper_worth_hold_s
     idle_window_s: float = 1800.0
     slot_s: float = 900.0
     previous: Plan | None = None            # the last plan (immutable): kept among equal optima
@@ -253,8 +254,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     topup = np.array([not s.need_told for s in controlled], bool) & (energy == 0.0)
     energy = np.where(topup, inputs.default_energy_wh, energy)
     weight = np.where(topup, inputs.topup_weight, 1.0)
+    held = np.zeros(len(controlled), dtype=bool)
     if inputs.taper_worth:
-        weight = weight * taper_worth(controlled, np.minimum(arrays["min_power_w"], max_w))
+        worth = taper_worth(controlled, np.minimum(arrays["min_power_w"], max_w))
+        held = worth_held(controlled, worth, inputs)
+        weight = weight * np.where(held, 1.0, worth)
     # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
     # ask for one full slot at the minimum instead; the car stops by itself when full.
     # At the minimum, not more: in a short first slot (a re-plan minutes before a slot edge)
@@ -286,6 +290,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     previous_w = _previous_w(inputs, controlled)
     if previous_w is not None:
         previous_w = previous_w * scale[:, None]
+        if held.any():
+            previous_w = keep_running(previous_w, held)
     problem = optimizer.Problem(
         slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
         arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -315,6 +321,41 @@ def taper_worth(sessions, min_power_w: np.ndarray) -> np.ndarray:
                 worth[i] = max(np.round(share * TAPER_WORTH_STEPS) / TAPER_WORTH_STEPS,
                                1.0 / TAPER_WORTH_STEPS)
     return worth
+
+
+def worth_held(sessions, worth: np.ndarray, inputs: PlanInputs) -> np.ndarray:
+    """(N,) the rows of worth below 1 whose car a plan paused less than
+    `inputs.taper_worth_hold_s` ago (resumes.py): planned at full worth, so its worth pauses
+    it at most once in that while - paused for its worth at every short spell, a car was
+    paused more than once an hour on a day whose room came and went (s39-gap)."""
+    held = np.zeros(len(sessions), dtype=bool)
+    runs = _runs(inputs.previous)
+    if not runs or inputs.taper_worth_hold_s <= 0.0:
+        return held
+    for i in np.flatnonzero(worth < 1.0):
+        session = sessions[i]
+        held[i] = resumes.held(runs.get(session.ref), session.transaction_id, inputs.now,
+                               inputs.taper_worth_hold_s)
+    return held
+
+
+def keep_running(previous_w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`previous_w` (the stable preference, NaN: none) with each of `rows` that the last plan
+    runs now preferred running on at that power in every kept slot where the last plan paused
+    it: a held car's last plan was made at its lower worth and had planned its next pause, and
+    at full worth, both choices equal, the re-plans kept that pause (s39-gap)."""
+    out = previous_w.copy()
+    for i in np.flatnonzero(rows):
+        now_w = out[i, 0]
+        if np.isfinite(now_w) and now_w > 0.0:
+            kept = np.isfinite(out[i])
+            out[i, kept] = np.maximum(out[i, kept], now_w)
+    return out
+
+
+def _runs(plan: Plan | None) -> dict:
+    """The record of runs the plan carries (resumes.py), or none."""
+    return plan.extra.get(resumes.RUNS_KEY, {}) if plan is not None else {}
 
 
 def unknown_phase_a_per_w(topo: SiteTopology, refs: list[ConnectorRef], amps_per_w: np.ndarray,
@@ -651,8 +692,14 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     idle = idle_shares(problem, power_w, topo, busy=busy, window_slots=lifetime_slots)
     root_limit_w = (float(problem.node_limit_w[0, 0] + built.root_fixed_w)
                     if np.isfinite(problem.node_limit_w[0, 0]) else float("inf"))
+    extra = {} if inputs.limits_version is None else {"limits_version": inputs.limits_version}
+    if inputs.taper_worth:
+        # which sessions this plan runs now, and when each was last resumed (resumes.py)
+        extra[resumes.RUNS_KEY] = resumes.runs_after(
+            _runs(inputs.previous), built.controlled, [s.transaction_id for s in sessions],
+            (power_w[:, 0] > 0.0).tolist() if power_w.shape[1] else [False] * len(sessions),
+            now)
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
                 sessionless_w=dict(inputs.sessionless_w),
                 root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
-                extra={} if inputs.limits_version is None
-                else {"limits_version": inputs.limits_version})
+                extra=extra)
