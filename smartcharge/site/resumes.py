@@ -48,7 +48,9 @@ def runs_after(previous: Mapping, refs: Sequence, transaction_ids: Sequence[int]
 
 
 def held(run: Run | None, transaction_id: int, now: datetime, hold_s: float) -> bool:
-    """Paused by a plan less than `hold_s` ago."""
-    return (run is not None and run.transaction_id == transaction_id
+    """Running (in the plan before) and paused by a plan less than `hold_s` ago: resumed since.
+    A car still paused is not held - at its worth it waits while the site is short, which is
+    the worth's gain (held from any pause, the workplace day's truthful run lost 3 kWh)."""
+    return (run is not None and run.transaction_id == transaction_id and run.on
             and run.paused_at is not None
             and (now - run.paused_at).total_seconds() < hold_s)
