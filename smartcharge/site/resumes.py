@@ -6,10 +6,13 @@ takes every W (`planner.taper_worth`): the plan pauses it while the site is shor
 when there is room to spare. On a day whose room came and went that was a pause at every short
 spell (the tight day, truthful: one car paused by its worth at 07:40 and at 09:15, beside the
 portfolio guard's pauses: more than once an hour, benchmarks/README.md "s38-gap"). A car a plan
-paused is therefore planned at its full worth for a while after (`held`): its worth pauses it
-at most once in that while. (Held from its resume instead, it was paused again all the same:
-the plan that resumed it had already planned the next pause at its worth, and the plans after,
-finding the two choices equal at full worth, kept the plan before: tests/test_site_taper_worth_hold.py.)
+paused and a later plan runs again is therefore planned at its full worth until an hour after the
+pause (`held`): its worth pauses it at most once in that while. Held from its resume alone, it
+was paused again all the same: the plan that resumed it had already planned the next pause at
+its worth, and the plans after, finding the two choices equal at full worth, kept the plan
+before (so the planner also prefers it running: `planner.keep_running`;
+tests/test_site_taper_worth_hold.py). Held from the pause while still paused, it lost its worth
+while it waited, the worth's gain (the workplace day, truthful: 3 kWh, s39-gap).
 
 Pure: each plan carries the record (`Plan.extra["runs"]`) and the next one reads it from the
 plan before; no clock, no state of its own. A restart starts with none (no hold).
