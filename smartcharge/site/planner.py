@@ -62,6 +62,9 @@ class SessionInput:
     fixed_w: float | None = None     # not controlled (refuses, unanswered, offline): this load
     floor_w: float = 0.0             # a station that cannot pause: its minimum draw
     ev_cap_w: float | None = None    # closed loop: what the car takes (+ headroom)
+    # its on-board charger's ceiling guessed (charger_ceiling.py), when that is the cap in
+    # ev_cap_w: the bay's maximum on its phases is what it may take beyond it (`guessed_...`)
+    charger_guess_w: float | None = None
     taper_w: np.ndarray | None = None  # (T,) its learned taper: what it will take per slot
     declined: bool = False           # the car declines power (full): planned at 0
     car_min_w: float | None = None   # ISO 15118 evMinCurrent on `phases`
@@ -325,9 +328,10 @@ def taper_worth(sessions, min_power_w: np.ndarray) -> np.ndarray:
 
 def worth_held(sessions, worth: np.ndarray, inputs: PlanInputs) -> np.ndarray:
     """(N,) the rows of worth below 1 whose car a plan paused less than
-    `inputs.taper_worth_hold_s` ago (resumes.py): planned at full worth, so its worth pauses
-    it at most once in that while - paused for its worth at every short spell, a car was
-    paused more than once an hour on a day whose room came and went (s39-gap)."""
+    `inputs.taper_worth_hold_s` ago and the last plan runs again (resumes.py): planned at full
+    worth, so its worth pauses it at most once in that while - paused for its worth at every
+    short spell, a car was paused more than once an hour on a day whose room came and went
+    (s39-gap)."""
     held = np.zeros(len(sessions), dtype=bool)
     runs = _runs(inputs.previous)
     if not runs or inputs.taper_worth_hold_s <= 0.0:
@@ -518,6 +522,55 @@ def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarra
     return out, dataclasses.replace(built, problem=raised)
 
 
+def guessed_chargers_served_now(topo: SiteTopology, built: Built, power_w: np.ndarray
+                                ) -> tuple[np.ndarray, Built]:
+    """(power_w, built) with the room the first slot leaves under every limit handed to the
+    cars planned at their guessed charger ceiling (`SessionInput.charger_guess_w`,
+    charger_ceiling.py), up to their bay's maximum: the guess held a 22 kW car at 11 kW until
+    a sample showed it drawing that, where nobody else could take the rest (the tight day,
+    truthful: 16:13, 14.7 kW of room the cars could have drawn not offered). Room no car the
+    plan knows can take: an 11 kW car given it leaves it unused, as it was. Only adds power
+    where `serve_more` finds room under every limit and leaves every later slot as planned;
+    the problem's bound in the first slot and the car's request are raised to what it is now
+    planned (the plan is checked against them)."""
+    problem = built.problem
+    if problem.n_connectors == 0 or problem.n_slots == 0:
+        return power_w, built
+    bay_w = np.zeros(problem.n_connectors)
+    for i, session in enumerate(built.sessions):
+        guess_w = session.charger_guess_w
+        if guess_w is None or built.scale[i] != 1.0 or session.taper_w is not None or \
+                power_w[i, 0] < min(guess_w, problem.max_power_w[i, 0]) - SILENT_ROOM_MIN_W:
+            continue   # not held at its guess now
+        bay_w[i] = topo.max_power_w(session.ref, session.phases) - session.floor_w
+        if session.cap_w is not None:
+            bay_w[i] = min(bay_w[i], float(session.cap_w[0]))
+    can_take = np.where(problem.departure_slot > 0, np.maximum(bay_w - power_w[:, 0], 0.0), 0.0)
+    can_take = np.where(can_take >= SILENT_ROOM_MIN_W, can_take, 0.0)
+    if not can_take.any():
+        return power_w, built
+    max_w = np.array(problem.max_power_w, dtype=float)
+    max_w[:, 0] = np.maximum(max_w[:, 0], power_w[:, 0] + can_take)
+    asking = dataclasses.replace(problem, max_power_w=max_w,
+                                 energy_wh=problem.energy_wh + can_take * problem.wh_per_w[0])
+    extra = serve_more(asking, 0, power_w[:, 0], can_take,
+                       running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
+    if extra is None:
+        return power_w, built
+    extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
+    if not extra.any():
+        return power_w, built
+    out = np.array(power_w, dtype=float)
+    out[:, 0] += extra
+    max_w = np.array(problem.max_power_w, dtype=float)
+    max_w[:, 0] = np.maximum(max_w[:, 0], out[:, 0])
+    planned_wh = out @ problem.wh_per_w
+    energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
+                         problem.energy_wh)
+    raised = dataclasses.replace(problem, max_power_w=max_w, energy_wh=energy_wh)
+    return out, dataclasses.replace(built, problem=raised)
+
+
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
     """The first slot the car is gone. A car still plugged in after its departure keeps
     charging for at least an hour's slots; one that leaves within the hour is planned to
@@ -649,6 +702,7 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
                                             built.sessions, inputs.ends)
         power_w = small_needs_now(built, power_w)
         power_w, built = silent_cars_served_now(built, power_w)
+        power_w, built = guessed_chargers_served_now(topo, built, power_w)
         problem = built.problem
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
