@@ -18,6 +18,7 @@ from smartcharge.site.topology import ConnectorRef
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CAP_W = 20_000.0
 METER_S = 300
+VOLTAGE_V = 230.0   # the stations' (model.Station's default)
 
 
 def two_stations(name: str, cap_w: float = CAP_W) -> Site:
@@ -49,14 +50,17 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
                            settings: ControllerSettings | None = None, told_needs: bool = False,
                            sample_offset_min: int = 0,
                            stays_s: tuple[float, float] | None = None,
-                           charging_states: bool = False) -> Minutes:
+                           charging_states: bool = False,
+                           dr_events: tuple = (), phase_currents: bool = False) -> Minutes:
     """`first` at CP1 and `second` at CP2 charge minute by minute at what the plan offers;
     their meter samples every METER_S, `sample_offset_min` minutes after each multiple of it;
     a re-plan whenever the controller asks and at every slot (15 min). `told_needs`: each
     session's need is the car's (as a driver tells it); `stays_s`: each driver tells a departure
     this long after T0 too. `charging_states`: the stations say when a car's state changes
     (`ChargingStateChanged`: SuspendedEV once full, Charging while it draws, else SuspendedEVSE),
-    as the simulator's do."""
+    as the simulator's do. `dr_events`: demand-response events (`limits.DemandResponseEvent`)
+    known from the start. `phase_currents`: the samples carry the per-phase currents of a
+    three-phase car (its phases are known from its first sample)."""
     clock = ManualClock(T0)
     controller = SiteController(site, clock, settings)
     cars = {ConnectorRef("CP1", 1): (1, first), ConnectorRef("CP2", 1): (2, second)}
@@ -67,6 +71,8 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
             controller.state.set_need(tx, requested_wh=car.energy_need_wh)
         if stays_s is not None:
             controller.state.set_need(tx, departure=T0 + timedelta(seconds=stays_s[tx - 1]))
+    for event in dr_events:
+        controller.limits.add_event(event)
     await controller.replan()
     out = Minutes()
     per_sample_min = METER_S // 60
@@ -93,8 +99,9 @@ async def charge_by_minute(site: Site, minutes: int, first: SimEV, second: SimEV
         clock.advance(60)
         if (minute + 1) % per_sample_min == sample_offset_min:
             for ref, (tx, _) in cars.items():
+                per_phase_a = drawn[ref] / (3 * VOLTAGE_V) if phase_currents else None
                 controller.on_event(ev.MeterSampled(
                     ref.station_id, ref.connector_id, tx, clock.now(), "Sample.Periodic",
                     energy_register_wh=register[ref], power_w=drawn[ref],
-                    received_at=clock.now()))
+                    current_a=(per_phase_a,) * 3, received_at=clock.now()))
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from smartcharge.site import in_steps
+from smartcharge.site.charger_ceiling import ChargerCeiling
 from smartcharge.site.installed import planned_share
 from smartcharge.site.taper import Point, TaperModel
 from smartcharge.site.topology import ConnectorRef
@@ -42,6 +43,9 @@ class ClosedLoop:
         self._said: dict[ConnectorRef, tuple[int, str]] = {}
         # the transaction of each car offered power again after declining it (`declines`)
         self._retried: dict[ConnectorRef, int] = {}
+        # a three-phase car's on-board charger guessed at 16 A until it draws that
+        self.ceiling = ChargerCeiling(controller.topology, controller.settings.charger_guess_a,
+                                      controller.settings.ev_headroom_w)
 
     def next_sample(self, ref: ConnectorRef, now: datetime) -> datetime | None:
         """When the car's next meter sample is due (its last one plus its interval)."""
@@ -113,7 +117,8 @@ class ClosedLoop:
             del self.declined_at[ref]
             if ref in sessions:
                 self._retried[ref] = sessions[ref].transaction_id
-        for facts in (self.ev_cap_w, self._sampled, self._said, self._retried):
+        for facts in (self.ev_cap_w, self._sampled, self._said, self._retried,
+                      self.ceiling.lifted):
             refs = list(facts)   # (no look-ups: the dict's own order)
             for first in range(0, len(refs), FORGET_PER_STEP):
                 yield
@@ -139,6 +144,10 @@ class ClosedLoop:
         sampled_at = self.c.state.measurements[ref].ordered_at
         self._sample_seen(ref, sampled_at)
         s = self.c.settings
+        phases, _, known = self.c.phase_use(ref)
+        if self.ceiling.on_sample(ref, self.c.state.sessions[ref].transaction_id, measured,
+                                  phases, known):
+            self.c.request_replan(f"charger-ceiling:{ref.station_id}/{ref.connector_id}")
         if self.declines(ref, measured):
             return
         cap = self.ev_cap_w.get(ref)

@@ -90,6 +90,19 @@ class ControllerSettings:
     ev_headroom_w: float = 150.0
     ev_follow_w: float = 100.0
     taper_model: bool = True           # plan a tapering car along its learned line (taper.py)
+    # A three-phase car is planned at most at this current a phase (+ ev_headroom_w) until a
+    # sample shows it drawing that: on-board chargers take 16 A (11 kW) or 32 A (22 kW), and an
+    # 11 kW car raised to its bay's 22 kW left 11 kW unused until its next sample
+    # (charger_ceiling.py). None: no guess - the default: on the tight day's truthful run the
+    # portfolio guard then chose LLF's plan at four slot edges in a row, pausing two cars more
+    # than once an hour (benchmarks/README.md "s39-gap"); 16.0 is the measured value.
+    charger_guess_a: float | None = None
+    # a tapering car whose battery takes less than its minimum is worth what it takes per W of
+    # its minimum (its weight scaled down), so a short site gives that minimum to hungry cars
+    taper_worth: bool = True
+    # ... except once running again within this long of a plan pausing it (resumes.py): paused
+    # for its worth at every short spell, a car was paused more than once an hour (s39-gap)
+    taper_worth_hold_s: float = 3600.0
     declined_w: float = 100.0          # a car drawing less than this at two samples in a row
                                        # while offered its minimum declines power (full) ...
     declined_retry_s: float = 3600.0   # ... and is offered power again after this long

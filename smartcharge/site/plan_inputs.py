@@ -150,7 +150,9 @@ def read_steps(controller, now: datetime) -> Generator[None, None, PlanInputs]:
         sessions=tuple(sessions),
         price_per_kwh=c.prices.per_slot(starts, ends),
         default_energy_wh=c.site.session_defaults.energy_wh,
-        topup_weight=c.settings.topup_weight, idle_window_s=c.settings.idle_window_s,
+        topup_weight=c.settings.topup_weight, taper_worth=c.settings.taper_worth,
+        taper_worth_hold_s=c.settings.taper_worth_hold_s,
+        idle_window_s=c.settings.idle_window_s,
         slot_s=c.settings.slot_s, previous=c.plan, stable_window_s=c.settings.stable_window_s,
         limits_version=limits_version,
         undeclared_w=undeclared.station_reserves_w(c.state, topo) + _unbounded_w(c, now),
@@ -219,8 +221,14 @@ def _session_input(c, ref: ConnectorRef, session, starts, ends) -> SessionInput:
                   departure=session.departure, phases=phases, phase=phase, phases_known=known)
     if ref in c.uncontrollable or not c.state.online.get(ref.station_id, False):
         return SessionInput(**common, fixed_w=fallback_w(c, ref))
+    ev_cap_w = c.ev_cap_w.get(ref)
+    guess_w = c.closed_loop.ceiling.cap_w(ref, session.transaction_id, phases, known)
+    if guess_w is not None and ev_cap_w is not None and ev_cap_w <= guess_w:
+        guess_w = None       # what it was seen taking is the lower cap
     return SessionInput(**common, floor_w=c.floor_w.get(ref, 0.0),
-                        ev_cap_w=c.ev_cap_w.get(ref), taper_w=_taper_w(c, ref, session, starts, ends),
+                        ev_cap_w=ev_cap_w if guess_w is None else guess_w,
+                        charger_guess_w=guess_w,
+                        taper_w=_taper_w(c, ref, session, starts, ends),
                         declined=ref in c.declined_at,
                         car_min_w=c.reports.car_min_w(ref, phases),
                         cap_w=c.reports.cap_w(ref, starts, ends, phases))

@@ -30,7 +30,7 @@ from smartcharge.site.connector_plans import ConnectorPlans
 from smartcharge.site.limits import LimitSource
 from smartcharge.site.plan import (Plan, binding_sources, clip_to_limits, idle_shares,
                                    over_limits, safe_baseline)
-from smartcharge.site import undeclared
+from smartcharge.site import resumes, undeclared
 from smartcharge.site.installed import planned_share
 from smartcharge.site.topology import ConnectorRef, SiteTopology
 from smartcharge.site.warm_plans import WarmPlans
@@ -62,6 +62,9 @@ class SessionInput:
     fixed_w: float | None = None     # not controlled (refuses, unanswered, offline): this load
     floor_w: float = 0.0             # a station that cannot pause: its minimum draw
     ev_cap_w: float | None = None    # closed loop: what the car takes (+ headroom)
+    # its on-board charger's ceiling guessed (charger_ceiling.py), when that is the cap in
+    # ev_cap_w: the bay's maximum on its phases is what it may take beyond it (`guessed_...`)
+    charger_guess_w: float | None = None
     taper_w: np.ndarray | None = None  # (T,) its learned taper: what it will take per slot
     declined: bool = False           # the car declines power (full): planned at 0
     car_min_w: float | None = None   # ISO 15118 evMinCurrent on `phases`
@@ -89,6 +92,8 @@ class PlanInputs:
     price_per_kwh: np.ndarray | None = None
     default_energy_wh: float = 0.0          # the site's default need (silent drivers' top-up)
     topup_weight: float = 0.1
+    taper_worth: bool = True                # ControllerSettings.taper_worth
+    taper_worth_hold_s: float = 3600.0      # ControllerSettings.taper_worth_hold_s
     idle_window_s: float = 1800.0
     slot_s: float = 900.0
     previous: Plan | None = None            # the last plan (immutable): kept among equal optima
@@ -136,6 +141,9 @@ class PlanTimes:
     solve_s: float = 0.0
     check_s: float = 0.0
     finish_s: float = 0.0   # bindings, idle shares, the plan's objects
+
+
+TAPER_WORTH_STEPS = 4   # a taper's worth in quarters: 0.25, 0.5, 0.75 (never 0: weights > 0)
 
 
 def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
@@ -258,6 +266,11 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     topup = np.array([not s.need_told for s in controlled], bool) & (energy == 0.0)
     energy = np.where(topup, inputs.default_energy_wh, energy)
     weight = np.where(topup, inputs.topup_weight, 1.0)
+    held = np.zeros(len(controlled), dtype=bool)
+    if inputs.taper_worth:
+        worth = taper_worth(controlled, np.minimum(arrays["min_power_w"], max_w))
+        held = worth_held(controlled, worth, inputs)
+        weight = weight * np.where(held, 1.0, worth)
     # A need smaller than one slot at the minimum rate could never be met (0 or >= min):
     # ask for one full slot at the minimum instead; the car stops by itself when full.
     # At the minimum, not more: in a short first slot (a re-plan minutes before a slot edge)
@@ -289,6 +302,8 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
     previous_w = _previous_w(inputs, controlled)
     if previous_w is not None:
         previous_w = previous_w * scale[:, None]
+        if held.any():
+            previous_w = keep_running(previous_w, held)
     problem = optimizer.Problem(
         slot_s=slot_s, max_power_w=max_matrix, energy_wh=energy, previous_w=previous_w,
         arrival_slot=np.zeros(len(controlled), dtype=np.int64), departure_slot=departure,
@@ -302,6 +317,59 @@ def build_problem(topo: SiteTopology, inputs: PlanInputs) -> Built:
             topo, refs, problem.amps_per_w, scale))
     return Built(problem, refs, controlled, fixed, circuit_sources, root_fixed_w, scale,
                  fixed_over)
+
+
+def taper_worth(sessions, min_power_w: np.ndarray) -> np.ndarray:
+    """(N,) what each W of a row is worth in energy now: below 1 for a car whose learned taper
+    says it takes less than its minimum in the first slot (it can be offered its minimum or
+    nothing, and takes its acceptance of it). Planned at full worth, such a car held its
+    minimum while the site was short and cars that would take every W waited (s38-gap)."""
+    worth = np.ones(len(sessions))
+    for i, session in enumerate(sessions):
+        if session.taper_w is not None and min_power_w[i] > 0.0 and len(session.taper_w):
+            share = float(session.taper_w[0]) / min_power_w[i]
+            if share < 1.0:
+                # in steps: a worth that moved with every sample changed the LP's optimum at
+                # every re-plan (and many distinct weights make the energy level's scale large)
+                worth[i] = max(np.round(share * TAPER_WORTH_STEPS) / TAPER_WORTH_STEPS,
+                               1.0 / TAPER_WORTH_STEPS)
+    return worth
+
+
+def worth_held(sessions, worth: np.ndarray, inputs: PlanInputs) -> np.ndarray:
+    """(N,) the rows of worth below 1 whose car a plan paused less than
+    `inputs.taper_worth_hold_s` ago and the last plan runs again (resumes.py): planned at full
+    worth, so its worth pauses it at most once in that while - paused for its worth at every
+    short spell, a car was paused more than once an hour on a day whose room came and went
+    (s39-gap)."""
+    held = np.zeros(len(sessions), dtype=bool)
+    runs = _runs(inputs.previous)
+    if not runs or inputs.taper_worth_hold_s <= 0.0:
+        return held
+    for i in np.flatnonzero(worth < 1.0):
+        session = sessions[i]
+        held[i] = resumes.held(runs.get(session.ref), session.transaction_id, inputs.now,
+                               inputs.taper_worth_hold_s)
+    return held
+
+
+def keep_running(previous_w: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`previous_w` (the stable preference, NaN: none) with each of `rows` that the last plan
+    runs now preferred running on at that power in every kept slot where the last plan paused
+    it: a held car's last plan was made at its lower worth and had planned its next pause, and
+    at full worth, both choices equal, the re-plans kept that pause (s39-gap)."""
+    out = previous_w.copy()
+    for i in np.flatnonzero(rows):
+        now_w = out[i, 0]
+        if np.isfinite(now_w) and now_w > 0.0:
+            kept = np.isfinite(out[i])
+            out[i, kept] = np.maximum(out[i, kept], now_w)
+    return out
+
+
+def _runs(plan: Plan | None) -> dict:
+    """The record of runs the plan carries (resumes.py), or none."""
+    return plan.extra.get(resumes.RUNS_KEY, {}) if plan is not None else {}
 
 
 def unknown_phase_a_per_w(topo: SiteTopology, refs: list[ConnectorRef], amps_per_w: np.ndarray,
@@ -464,6 +532,55 @@ def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarra
     return out, dataclasses.replace(built, problem=raised)
 
 
+def guessed_chargers_served_now(topo: SiteTopology, built: Built, power_w: np.ndarray
+                                ) -> tuple[np.ndarray, Built]:
+    """(power_w, built) with the room the first slot leaves under every limit handed to the
+    cars planned at their guessed charger ceiling (`SessionInput.charger_guess_w`,
+    charger_ceiling.py), up to their bay's maximum: the guess held a 22 kW car at 11 kW until
+    a sample showed it drawing that, where nobody else could take the rest (the tight day,
+    truthful: 16:13, 14.7 kW of room the cars could have drawn not offered). Room no car the
+    plan knows can take: an 11 kW car given it leaves it unused, as it was. Only adds power
+    where `serve_more` finds room under every limit and leaves every later slot as planned;
+    the problem's bound in the first slot and the car's request are raised to what it is now
+    planned (the plan is checked against them)."""
+    problem = built.problem
+    if problem.n_connectors == 0 or problem.n_slots == 0:
+        return power_w, built
+    bay_w = np.zeros(problem.n_connectors)
+    for i, session in enumerate(built.sessions):
+        guess_w = session.charger_guess_w
+        if guess_w is None or built.scale[i] != 1.0 or session.taper_w is not None or \
+                power_w[i, 0] < min(guess_w, problem.max_power_w[i, 0]) - SILENT_ROOM_MIN_W:
+            continue   # not held at its guess now
+        bay_w[i] = topo.max_power_w(session.ref, session.phases) - session.floor_w
+        if session.cap_w is not None:
+            bay_w[i] = min(bay_w[i], float(session.cap_w[0]))
+    can_take = np.where(problem.departure_slot > 0, np.maximum(bay_w - power_w[:, 0], 0.0), 0.0)
+    can_take = np.where(can_take >= SILENT_ROOM_MIN_W, can_take, 0.0)
+    if not can_take.any():
+        return power_w, built
+    max_w = np.array(problem.max_power_w, dtype=float)
+    max_w[:, 0] = np.maximum(max_w[:, 0], power_w[:, 0] + can_take)
+    asking = dataclasses.replace(problem, max_power_w=max_w,
+                                 energy_wh=problem.energy_wh + can_take * problem.wh_per_w[0])
+    extra = serve_more(asking, 0, power_w[:, 0], can_take,
+                       running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
+    if extra is None:
+        return power_w, built
+    extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
+    if not extra.any():
+        return power_w, built
+    out = np.array(power_w, dtype=float)
+    out[:, 0] += extra
+    max_w = np.array(problem.max_power_w, dtype=float)
+    max_w[:, 0] = np.maximum(max_w[:, 0], out[:, 0])
+    planned_wh = out @ problem.wh_per_w
+    energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
+                         problem.energy_wh)
+    raised = dataclasses.replace(problem, max_power_w=max_w, energy_wh=energy_wh)
+    return out, dataclasses.replace(built, problem=raised)
+
+
 def departure_slot(departure: datetime, now: datetime, ends) -> int:
     """The first slot the car is gone. A car still plugged in after its departure keeps
     charging for at least an hour's slots; one that leaves within the hour is planned to
@@ -595,6 +712,7 @@ def make_plan(topo: SiteTopology, inputs: PlanInputs, *, backend: str = "auto",
                                             built.sessions, inputs.ends)
         power_w = small_needs_now(built, power_w)
         power_w, built = silent_cars_served_now(built, power_w)
+        power_w, built = guessed_chargers_served_now(topo, built, power_w)
         problem = built.problem
     else:
         power_w, status, solver = np.zeros((0, problem.n_slots)), "empty", {}
@@ -641,6 +759,12 @@ def finish(topo: SiteTopology, inputs: PlanInputs, built: Built, power_w: np.nda
     extra = {} if inputs.limits_version is None else {"limits_version": inputs.limits_version}
     if built.fixed_over:
         extra["fixed_over"] = True
+    if inputs.taper_worth:
+        # which sessions this plan runs now, and when each was last resumed (resumes.py)
+        extra[resumes.RUNS_KEY] = resumes.runs_after(
+            _runs(inputs.previous), built.controlled, [s.transaction_id for s in sessions],
+            (power_w[:, 0] > 0.0).tolist() if power_w.shape[1] else [False] * len(sessions),
+            now)
     return Plan(at=now, connectors=plans, fixed_w=built.fixed, idle_w=idle,
                 sessionless_w=dict(inputs.sessionless_w),
                 root_limit_w=root_limit_w, root_source=inputs.root_sources[0], status=status,
