@@ -516,20 +516,32 @@ def silent_cars_served_now(built: Built, power_w: np.ndarray) -> tuple[np.ndarra
     # is what its request leaves), then asked what it is planned: the plan's request
     topped_wh = problem.energy_wh + can_take * problem.wh_per_w[0]
     asking = dataclasses.replace(problem, energy_wh=topped_wh)
+    served = _served_more_now(problem, asking, power_w, can_take)
+    if served is None:
+        return power_w, built
+    out, energy_wh = served
+    raised = dataclasses.replace(problem, energy_wh=energy_wh)
+    return out, dataclasses.replace(built, problem=raised)
+
+
+def _served_more_now(problem, asking, power_w: np.ndarray, can_take: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(power_w with the first slot's extra that `serve_more` finds for `can_take` under every
+    limit of `asking`, each car's request raised to what it is then planned), or None when no
+    car is given a whole W more."""
     extra = serve_more(asking, 0, power_w[:, 0], can_take,
                        running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
     if extra is None:
-        return power_w, built
+        return None
     extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
     if not extra.any():
-        return power_w, built
+        return None
     out = np.array(power_w, dtype=float)
     out[:, 0] += extra
     planned_wh = out @ problem.wh_per_w
     energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
                          problem.energy_wh)
-    raised = dataclasses.replace(problem, energy_wh=energy_wh)
-    return out, dataclasses.replace(built, problem=raised)
+    return out, energy_wh
 
 
 def guessed_chargers_served_now(topo: SiteTopology, built: Built, power_w: np.ndarray
@@ -563,20 +575,12 @@ def guessed_chargers_served_now(topo: SiteTopology, built: Built, power_w: np.nd
     max_w[:, 0] = np.maximum(max_w[:, 0], power_w[:, 0] + can_take)
     asking = dataclasses.replace(problem, max_power_w=max_w,
                                  energy_wh=problem.energy_wh + can_take * problem.wh_per_w[0])
-    extra = serve_more(asking, 0, power_w[:, 0], can_take,
-                       running_first_order(problem, power_w[:, 0]), zero_w=1e-6)
-    if extra is None:
+    served = _served_more_now(problem, asking, power_w, can_take)
+    if served is None:
         return power_w, built
-    extra = np.where(extra >= SILENT_ROOM_MIN_W, extra, 0.0)
-    if not extra.any():
-        return power_w, built
-    out = np.array(power_w, dtype=float)
-    out[:, 0] += extra
+    out, energy_wh = served
     max_w = np.array(problem.max_power_w, dtype=float)
     max_w[:, 0] = np.maximum(max_w[:, 0], out[:, 0])
-    planned_wh = out @ problem.wh_per_w
-    energy_wh = np.where(extra > 0.0, np.maximum(problem.energy_wh, planned_wh),
-                         problem.energy_wh)
     raised = dataclasses.replace(problem, max_power_w=max_w, energy_wh=energy_wh)
     return out, dataclasses.replace(built, problem=raised)
 
