@@ -337,11 +337,12 @@ def site() -> Site:
     return make_site()
 
 
-async def serve_harness(app) -> AsyncIterator[Harness]:
-    """`app` served on a real socket with the tests' harness around it (its stations, its
-    operator's API client); closed in order at the end. Use as an async generator fixture's
-    body: `async for h in serve_harness(app): yield h`."""
-    server = TestServer(app, host="127.0.0.1", port=0)
+async def serve_harness(app, server_class=TestServer) -> AsyncIterator[Harness]:
+    """`app` served on a real socket (by `server_class`, aiohttp's TestServer or a subclass)
+    with the tests' harness around it (its stations, its operator's API client); closed in
+    order at the end. Use as an async generator fixture's body:
+    `async for h in serve_harness(app): yield h`."""
+    server = server_class(app, host="127.0.0.1", port=0)
     await server.start_server()
     session = aiohttp.ClientSession()
     h = Harness(server, session)

@@ -152,13 +152,7 @@ class RawStation:
                     break
                 frame = json.loads(message.data)
                 if frame[0] == MessageType.Call:
-                    told = self._told.pop(frame[2], None)
-                    if told is None:
-                        await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-                    else:
-                        await ws.send_str(json.dumps([3, frame[1], told[0]]))
-                        if not told[1].done():
-                            told[1].set_result(frame[3])
+                    await self._on_call(ws, frame)
                     continue
                 future = answers.setdefault(frame[1], asyncio.get_running_loop().create_future())
                 if not future.done():
@@ -170,6 +164,16 @@ class RawStation:
                 if not future.done():
                     future.set_result(None)
             answers[_CLOSED] = None
+
+    async def _on_call(self, ws, frame: list) -> None:
+        """A call of the server's: answered as told (`answer_next`), else NotSupported."""
+        told = self._told.pop(frame[2], None)
+        if told is None:
+            await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
+            return
+        await ws.send_str(json.dumps([3, frame[1], told[0]]))
+        if not told[1].done():
+            told[1].set_result(frame[3])
 
     async def answer_next(self, action: str, answer: dict, timeout_s: float) -> dict:
         """Answer the server's next `action` call `answer` (the reader answers every other

@@ -16,7 +16,6 @@ the `ocpp` library (tests/test_kill_points.py's `RawStation`)."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 from ocpp.messages import MessageType
@@ -24,7 +23,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
 from tests.hang_budget import hang_budget_s
-from tests.test_kill_points import _CLOSED, RawStation
+from tests.test_kill_points import RawStation
 from tests.test_outside_s32_kills import _server
 from tests.test_outside_s34_grants import GUEST, _now
 
@@ -44,29 +43,11 @@ class HoldingStation(RawStation):
         self.hold = hold
         self.held: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    async def _read(self, ws, answers: dict[str, asyncio.Future]) -> None:
-        try:
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                frame = json.loads(message.data)
-                if frame[0] == MessageType.Call:
-                    if frame[2] == self.hold:
-                        if not self.held.done():
-                            self.held.set_result(frame[3])
-                    else:
-                        await ws.send_str(json.dumps([4, frame[1], "NotSupported", "", {}]))
-                    continue
-                future = answers.setdefault(frame[1], asyncio.get_running_loop().create_future())
-                if not future.done():
-                    future.set_result(frame)
-        except (aiohttp.ClientError, ConnectionError):
-            pass
-        finally:
-            for future in answers.values():
-                if not future.done():
-                    future.set_result(None)
-            answers[_CLOSED] = None
+    async def _on_call(self, ws, frame: list) -> None:
+        if frame[2] != self.hold:
+            await super()._on_call(ws, frame)
+        elif not self.held.done():
+            self.held.set_result(frame[3])
 
 
 def _start_of(protocol: str, sent: dict):

@@ -10,7 +10,6 @@ import json
 import threading
 from collections import Counter
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -20,7 +19,7 @@ from smartcharge.appkeys import REGISTRY
 from smartcharge.ocpp.server import INBOUND
 from smartcharge.store import SqliteStore
 from smartcharge.turns import TurnBudget
-from tests.conftest import HEARTBEAT_FRAME, Harness
+from tests.conftest import HEARTBEAT_FRAME, serve_harness
 from tests.test_ocpp_errors import BOOT
 
 
@@ -177,16 +176,8 @@ class ServedAsServe(TestServer):
 @pytest.fixture
 async def as_serve(site, tmp_path):
     app = create_app(site, db_path=str(tmp_path / "smartcharge.sqlite"), smart_charging=False)
-    server = ServedAsServe(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    session = aiohttp.ClientSession()
-    h = Harness(server, session)
-    try:
+    async for h in serve_harness(app, ServedAsServe):
         yield h
-    finally:
-        await h.close()
-        await session.close()
-        await server.close()
 
 
 
