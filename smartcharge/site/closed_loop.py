@@ -144,10 +144,11 @@ class ClosedLoop:
         sampled_at = self.c.state.measurements[ref].ordered_at
         self._sample_seen(ref, sampled_at)
         s = self.c.settings
-        phases, _, known = self.c.phase_use(ref)
-        if self.ceiling.on_sample(ref, self.c.state.sessions[ref].transaction_id, measured,
-                                  phases, known):
-            self.c.request_replan(f"charger-ceiling:{ref.station_id}/{ref.connector_id}")
+        if self.ceiling.guess_a is not None:   # (off by default: nothing per sample then)
+            phases, _, known = self.c.phase_use(ref)
+            if self.ceiling.on_sample(ref, self.c.state.sessions[ref].transaction_id, measured,
+                                      phases, known):
+                self.c.request_replan(f"charger-ceiling:{ref.station_id}/{ref.connector_id}")
         if self.declines(ref, measured):
             return
         cap = self.ev_cap_w.get(ref)
